@@ -1,0 +1,246 @@
+"""The XML codec for the seed's schemas: ``record -> bytes`` and ``bytes -> record``, no I/O.
+
+Writing follows OpenAPI's default XML mapping exactly (DESIGN.md): the root is the
+schema's name, children are the property names as the seed spells them, arrays are
+unwrapped (one element per item, named after the property), booleans ``true``/``false``,
+numbers in plain decimal, absent values omitted.
+
+Reading is tolerant: any root name, wrapped or unwrapped lists, unknown elements
+ignored, element names matched without regard to case or namespace. It parses only
+with defusedxml (no DTDs, no entities, no external references) and only bodies up to
+a size limit. ``response_status`` finds a carrier error body anywhere in a document.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+import xml.etree.ElementTree as ET  # writing only; parsing goes through defusedxml
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from gateway.bandwidth.errors import CodecError
+from gateway.bandwidth.models import SCHEMAS, Record, wire_name
+
+#: Largest XML body the codec will parse.
+MAX_XML_BYTES = 1024 * 1024
+
+R = TypeVar("R", bound=Record)
+
+_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+
+# Characters XML 1.0 cannot carry, even escaped.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStatus:
+    """The carrier's error body: ``<ResponseStatus><ErrorCode/><Description/></ResponseStatus>``."""
+
+    code: str | None
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    wire: str
+    kind: type
+    is_list: bool
+
+
+def _fields(cls: type) -> tuple[_Field, ...]:
+    known = _FIELDS.get(cls)
+    if known is not None:
+        return known
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        origin = typing.get_origin(hint)
+        if origin is tuple:
+            out.append(_Field(f.name, wire_name(f.name), args[0], True))
+        else:
+            kind = args[0] if args else hint
+            out.append(_Field(f.name, wire_name(f.name), kind, False))
+    _FIELDS[cls] = tuple(out)
+    _BY_WIRE[cls] = {f.wire.lower(): f for f in out}
+    return _FIELDS[cls]
+
+
+def _by_wire(cls: type) -> dict[str, _Field]:
+    if cls not in _BY_WIRE:
+        _fields(cls)
+    return _BY_WIRE[cls]
+
+
+_FIELDS: dict[type, tuple[_Field, ...]] = {}
+_BY_WIRE: dict[type, dict[str, _Field]] = {}
+
+
+# -- writing -----------------------------------------------------------------
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise CodecError(f"cannot write a non-finite number: {value!r}")
+        text = repr(value)
+        return format(Decimal(text), "f") if "e" in text or "E" in text else text
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    if _XML_ILLEGAL.search(text):
+        raise CodecError("text contains characters XML cannot carry")
+    return text
+
+
+def _build(parent: ET.Element, record: Any) -> None:
+    for f in _fields(type(record)):
+        value = getattr(record, f.name)
+        if value is None:
+            continue
+        if f.is_list:
+            for item in value:
+                _build(ET.SubElement(parent, f.wire), item)
+        elif dataclasses.is_dataclass(f.kind):
+            _build(ET.SubElement(parent, f.wire), value)
+        else:
+            ET.SubElement(parent, f.wire).text = _text(value)
+
+
+def encode(record: Record) -> bytes:
+    """The record as the seed's XML, rooted at its schema's name."""
+    root = ET.Element(type(record).__name__)
+    _build(root, record)
+    return _serialize(root)
+
+
+def encode_response_status(code: str, description: str) -> bytes:
+    """A carrier-style error body."""
+    root = ET.Element("ResponseStatus")
+    ET.SubElement(root, "ErrorCode").text = _text(code)
+    ET.SubElement(root, "Description").text = _text(description)
+    return _serialize(root)
+
+
+def _serialize(root: ET.Element) -> bytes:
+    return _DECLARATION + ET.tostring(root, encoding="unicode").encode("utf-8")
+
+
+# -- reading -----------------------------------------------------------------
+
+
+def _local(tag: object) -> str:
+    if not isinstance(tag, str):  # comments and processing instructions
+        return ""
+    return tag.rsplit("}", 1)[-1].lower()
+
+
+def parse(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> ET.Element:
+    """Parse an untrusted XML body: size-limited, no DTDs, no entities."""
+    if len(data) > max_bytes:
+        raise CodecError(f"XML body of {len(data)} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        root: ET.Element = SafeET.fromstring(
+            data, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+    except DefusedXmlException as exc:
+        raise CodecError(f"refused hostile XML: {type(exc).__name__}") from None
+    except (ET.ParseError, ValueError) as exc:
+        raise CodecError(f"malformed XML: {exc}") from None
+    return root
+
+
+def _scalar(kind: type, text: str, where: str) -> object:
+    if kind is str:
+        return text
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered in ("true", "1"):
+                return True
+            if lowered in ("false", "0"):
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError(text)
+            return number
+    except ValueError:
+        raise CodecError(f"<{where}> is not a valid {kind.__name__}: {text[:40]!r}") from None
+    raise TypeError(f"unsupported field type {kind!r}")  # pragma: no cover - schema bug
+
+
+def _items(element: ET.Element, item_cls: type) -> list[ET.Element]:
+    """One list element: an item itself (unwrapped form), or a wrapper of items."""
+    children = [c for c in element if _local(c.tag)]
+    if not children:
+        return []
+    known = _by_wire(item_cls)
+    if any(_local(c.tag) in known for c in children):
+        return [element]
+    return children
+
+
+def from_element(cls: type[R], element: ET.Element) -> R:
+    """Read a record of ``cls`` from an element, whatever the element is named."""
+    fields = _by_wire(cls)
+    values: dict[str, Any] = {}
+    lists: dict[str, list[Any]] = {}
+    for child in element:
+        f = fields.get(_local(child.tag))
+        if f is None:
+            continue
+        if f.is_list:
+            bucket = lists.setdefault(f.name, [])
+            bucket.extend(from_element(f.kind, item) for item in _items(child, f.kind))
+        elif f.name in values:
+            continue
+        elif dataclasses.is_dataclass(f.kind):
+            values[f.name] = from_element(f.kind, child)  # type: ignore[type-var]
+        else:
+            values[f.name] = _scalar(f.kind, (child.text or "").strip(), f.wire)
+    for name, items in lists.items():
+        values[name] = tuple(items)
+    return cls(**values)
+
+
+def decode(cls: type[R], data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> R:
+    """Parse and read one record; raises ``CodecError`` for anything unreadable."""
+    return from_element(cls, parse(data, max_bytes=max_bytes))
+
+
+def response_status(root: ET.Element) -> ResponseStatus | None:
+    """The carrier's error, wherever it sits in the document; ``None`` when there is none."""
+    if _local(root.tag) == "errorcode":
+        return ResponseStatus((root.text or "").strip() or None, None)
+    for parent in root.iter():
+        children = list(parent)
+        code = next((c for c in children if _local(c.tag) == "errorcode"), None)
+        if code is None:
+            continue
+        description = next((c for c in children if _local(c.tag) == "description"), None)
+        return ResponseStatus(
+            (code.text or "").strip() or None,
+            (description.text or "").strip() or None if description is not None else None,
+        )
+    return None
+
+
+def schema_for(root: ET.Element) -> type[Record] | None:
+    """The seed schema a root element names, if it names one."""
+    name = _local(root.tag)
+    return next((cls for key, cls in SCHEMAS.items() if key.lower() == name), None)

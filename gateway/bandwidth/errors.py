@@ -1,0 +1,96 @@
+"""The upstream's error tree.
+
+    UpstreamError
+    ├── UpstreamTimeout        (no answer in time; also a TimeoutError)
+    ├── UpstreamUnavailable    (5xx, connection refused or dropped)
+    │   └── UpstreamRateLimited  (429; ``retry_after`` seconds)
+    ├── UpstreamRejected       (4xx with the carrier's ``code`` and ``description``)
+    │   ├── UpstreamAuthError    (401/403: our credentials were refused)
+    │   ├── UpstreamNotFound     (404)
+    │   └── UpstreamConflict     (409: already exists, or location in use)
+    └── UpstreamParseError     (an answer we cannot read)
+
+``ambiguous`` marks a failed write whose effect is unknown: the request may have
+reached the carrier and been applied (a timeout, a dropped connection, a 5xx).
+"""
+
+from __future__ import annotations
+
+
+class UpstreamError(Exception):
+    """Any failure talking to the carrier."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str = "",
+        status: int | None = None,
+        ambiguous: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.operation = operation
+        self.status = status
+        self.ambiguous = ambiguous
+
+
+class UpstreamTimeout(UpstreamError, TimeoutError):
+    """The carrier did not answer within the attempt's timeout or the call's deadline."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The carrier could not be reached or answered with a server error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str = "",
+        status: int | None = None,
+        ambiguous: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, operation=operation, status=status, ambiguous=ambiguous)
+        self.retry_after = retry_after
+
+
+class UpstreamRateLimited(UpstreamUnavailable):
+    """The carrier asked us to slow down (429)."""
+
+
+class UpstreamRejected(UpstreamError):
+    """The carrier refused the request; ``code`` and ``description`` are its own words."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str = "",
+        status: int | None = None,
+        code: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        super().__init__(message, operation=operation, status=status)
+        self.code = code
+        self.description = description
+
+
+class UpstreamAuthError(UpstreamRejected):
+    """The carrier refused our credentials (401/403)."""
+
+
+class UpstreamNotFound(UpstreamRejected):
+    """The carrier has no such record (404)."""
+
+
+class UpstreamConflict(UpstreamRejected):
+    """The record already exists, or is in use (409)."""
+
+
+class UpstreamParseError(UpstreamError):
+    """The carrier's answer could not be read."""
+
+
+class CodecError(ValueError):
+    """An XML body is malformed, hostile (DTD, entities), too large, or of the wrong shape."""

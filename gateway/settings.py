@@ -1,0 +1,215 @@
+"""Every setting the gateway reads, read once, from the environment and a ``.env`` file.
+
+Each name here is listed in the README's configuration table. Secrets are held as
+``starlette.config.Secret`` so that their repr is ``'**********'``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from starlette.config import Config
+from starlette.datastructures import Secret
+
+SANDBOX_ACCOUNT_ID = "9900000"
+SANDBOX_USERNAME = "sandbox"
+SANDBOX_PASSWORD = "sandbox-password"  # noqa: S105 - the simulator's public default
+PRODUCTION_BASE_URL = "https://dashboard.bandwidth.com/api"
+
+
+class SettingsError(ValueError):
+    """The configuration cannot start the service; the message says which setting and why."""
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _json_object(value: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value) if value.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"GEOCODER_OPTIONS is not valid JSON: {exc.msg}") from None
+    if not isinstance(parsed, dict):
+        raise SettingsError("GEOCODER_OPTIONS must be a JSON object")
+    return parsed
+
+
+def _positive(name: str, value: float) -> float:
+    if value <= 0:
+        raise SettingsError(f"{name} must be greater than 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    # The upstream.
+    bandwidth_base_url: str = PRODUCTION_BASE_URL
+    bandwidth_account_id: str = ""
+    bandwidth_username: str = ""
+    bandwidth_password: Secret = field(default_factory=lambda: Secret(""))
+    #: Per attempt, seconds.
+    upstream_timeout: float = 5.0
+    #: Per call, all retries included, seconds.
+    upstream_deadline: float = 8.0
+    upstream_max_attempts: int = 4
+    upstream_backoff_base: float = 0.1
+    upstream_backoff_max: float = 2.0
+    upstream_max_connections: int = 100
+    #: Allow a plain-http upstream that is not on loopback.
+    upstream_allow_insecure: bool = False
+    # Auth.
+    admin_keys: tuple[Secret, ...] = ()
+    device_jwt_secret: Secret | None = None
+    device_jwt_public_key: str | None = None
+    device_jwt_private_key: Secret | None = None
+    device_jwt_audience: str | None = None
+    device_jwt_issuer: str | None = None
+    # Geocoding.
+    geocoder: str = "offline"
+    geocoder_options: Mapping[str, Any] = field(default_factory=dict)
+    geocode_timeout: float = 3.0
+    geocode_cache_size: int = 100_000
+    geocode_cache_ttl: float = 30 * 24 * 3600.0
+    geocode_negative_ttl: float = 300.0
+    geocode_rate_limit: float = 0.0
+    normalize_cache_size: int = 50_000
+    # The report pipeline.
+    report_deadline: float = 8.0
+    location_cache_size: int = 200_000
+    binding_cache_size: int = 200_000
+    # HTTP in.
+    max_body_bytes: int = 64 * 1024
+    # Operations.
+    ready_window: float = 30.0
+    shutdown_grace: float = 20.0
+    log_level: str = "INFO"
+    sandbox: bool = False
+
+    @classmethod
+    def from_environ(
+        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+    ) -> Settings:
+        """Read the settings; ``environ`` defaults to ``os.environ``."""
+        env = dict(os.environ if environ is None else environ)
+        path = Path(env_file) if env_file is not None else None
+        config = Config(env_file=path if path is not None and path.is_file() else None, environ=env)
+        try:
+            return cls._read(config)
+        except ValueError as exc:
+            if isinstance(exc, SettingsError):
+                raise
+            raise SettingsError(str(exc)) from None
+
+    @classmethod
+    def _read(cls, c: Config) -> Settings:
+        d = cls()
+
+        def opt(name: str) -> str | None:
+            value = c(name, cast=str, default="")
+            return value or None
+
+        jwt_secret = opt("GATEWAY_DEVICE_JWT_SECRET")
+        jwt_private = opt("GATEWAY_DEVICE_JWT_PRIVATE_KEY")
+        return cls(
+            bandwidth_base_url=c("BANDWIDTH_BASE_URL", cast=str, default=d.bandwidth_base_url),
+            bandwidth_account_id=c("BANDWIDTH_ACCOUNT_ID", cast=str, default=""),
+            bandwidth_username=c("BANDWIDTH_USERNAME", cast=str, default=""),
+            bandwidth_password=Secret(c("BANDWIDTH_PASSWORD", cast=str, default="")),
+            upstream_timeout=_positive(
+                "GATEWAY_UPSTREAM_TIMEOUT",
+                c("GATEWAY_UPSTREAM_TIMEOUT", cast=float, default=d.upstream_timeout),
+            ),
+            upstream_deadline=_positive(
+                "GATEWAY_UPSTREAM_DEADLINE",
+                c("GATEWAY_UPSTREAM_DEADLINE", cast=float, default=d.upstream_deadline),
+            ),
+            upstream_max_attempts=int(
+                _positive(
+                    "GATEWAY_UPSTREAM_MAX_ATTEMPTS",
+                    c("GATEWAY_UPSTREAM_MAX_ATTEMPTS", cast=int, default=d.upstream_max_attempts),
+                )
+            ),
+            upstream_backoff_base=c(
+                "GATEWAY_UPSTREAM_BACKOFF_BASE", cast=float, default=d.upstream_backoff_base
+            ),
+            upstream_backoff_max=c(
+                "GATEWAY_UPSTREAM_BACKOFF_MAX", cast=float, default=d.upstream_backoff_max
+            ),
+            upstream_max_connections=c(
+                "GATEWAY_UPSTREAM_MAX_CONNECTIONS", cast=int, default=d.upstream_max_connections
+            ),
+            upstream_allow_insecure=c("GATEWAY_UPSTREAM_ALLOW_INSECURE", cast=bool, default=False),
+            admin_keys=tuple(
+                Secret(k) for k in _csv(c("GATEWAY_ADMIN_KEYS", cast=str, default=""))
+            ),
+            device_jwt_secret=Secret(jwt_secret) if jwt_secret else None,
+            device_jwt_public_key=opt("GATEWAY_DEVICE_JWT_PUBLIC_KEY"),
+            device_jwt_private_key=Secret(jwt_private) if jwt_private else None,
+            device_jwt_audience=opt("GATEWAY_DEVICE_JWT_AUDIENCE"),
+            device_jwt_issuer=opt("GATEWAY_DEVICE_JWT_ISSUER"),
+            geocoder=c("GEOCODER", cast=str, default=d.geocoder).strip().lower(),
+            geocoder_options=_json_object(c("GEOCODER_OPTIONS", cast=str, default="")),
+            geocode_timeout=_positive(
+                "GEOCODE_TIMEOUT", c("GEOCODE_TIMEOUT", cast=float, default=d.geocode_timeout)
+            ),
+            geocode_cache_size=c("GEOCODE_CACHE_SIZE", cast=int, default=d.geocode_cache_size),
+            geocode_cache_ttl=c("GEOCODE_CACHE_TTL", cast=float, default=d.geocode_cache_ttl),
+            geocode_negative_ttl=c(
+                "GEOCODE_NEGATIVE_TTL", cast=float, default=d.geocode_negative_ttl
+            ),
+            geocode_rate_limit=c("GEOCODE_RATE_LIMIT", cast=float, default=d.geocode_rate_limit),
+            normalize_cache_size=c(
+                "GATEWAY_NORMALIZE_CACHE_SIZE", cast=int, default=d.normalize_cache_size
+            ),
+            report_deadline=_positive(
+                "GATEWAY_REPORT_DEADLINE",
+                c("GATEWAY_REPORT_DEADLINE", cast=float, default=d.report_deadline),
+            ),
+            location_cache_size=c(
+                "GATEWAY_LOCATION_CACHE_SIZE", cast=int, default=d.location_cache_size
+            ),
+            binding_cache_size=c(
+                "GATEWAY_BINDING_CACHE_SIZE", cast=int, default=d.binding_cache_size
+            ),
+            max_body_bytes=c("GATEWAY_MAX_BODY_BYTES", cast=int, default=d.max_body_bytes),
+            ready_window=c("GATEWAY_READY_WINDOW", cast=float, default=d.ready_window),
+            shutdown_grace=c("GATEWAY_SHUTDOWN_GRACE", cast=float, default=d.shutdown_grace),
+            log_level=c("GATEWAY_LOG_LEVEL", cast=str, default=d.log_level).upper(),
+        )
+
+    def for_sandbox(self, base_url: str) -> Settings:
+        """These settings with the built-in simulator as the upstream."""
+        return replace(
+            self,
+            sandbox=True,
+            bandwidth_base_url=base_url,
+            bandwidth_account_id=self.bandwidth_account_id or SANDBOX_ACCOUNT_ID,
+            bandwidth_username=self.bandwidth_username or SANDBOX_USERNAME,
+            bandwidth_password=self.bandwidth_password
+            if str(self.bandwidth_password)
+            else Secret(SANDBOX_PASSWORD),
+        )
+
+    def problems(self) -> list[str]:
+        """What stops a production start, one sentence each; empty when the settings can serve."""
+        found = []
+        for name, value in (
+            ("BANDWIDTH_ACCOUNT_ID", self.bandwidth_account_id),
+            ("BANDWIDTH_USERNAME", self.bandwidth_username),
+            ("BANDWIDTH_PASSWORD", str(self.bandwidth_password)),
+        ):
+            if not value:
+                found.append(f"{name} is not set")
+        if not self.admin_keys:
+            found.append("GATEWAY_ADMIN_KEYS is not set (comma-separated admin API keys)")
+        if any(len(str(k)) < 16 for k in self.admin_keys):
+            found.append("every key in GATEWAY_ADMIN_KEYS must be at least 16 characters")
+        if not self.bandwidth_base_url.startswith(("https://", "http://")):
+            found.append("BANDWIDTH_BASE_URL must be an http(s) URL")
+        return found
