@@ -1,0 +1,70 @@
+"""The upstream: the seed's records, the XML codec, the error tree, and the async client.
+
+The client (and with it httpx) is imported lazily, so that the domain can use the
+records and the errors without pulling in an HTTP library.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gateway.bandwidth.errors import (
+    CodecError,
+    UpstreamAuthError,
+    UpstreamConflict,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamParseError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.bandwidth.models import (
+    Address,
+    Endpoint,
+    EndpointListResponse,
+    Location,
+    LocationListResponse,
+    LocationStatus,
+    NotificationRecipient,
+    NotificationRecipientListResponse,
+    Record,
+)
+
+if TYPE_CHECKING:
+    from gateway.bandwidth.client import BandwidthClient, RetryPolicy
+
+__all__ = [
+    "Address",
+    "BandwidthClient",
+    "CodecError",
+    "Endpoint",
+    "EndpointListResponse",
+    "Location",
+    "LocationListResponse",
+    "LocationStatus",
+    "NotificationRecipient",
+    "NotificationRecipientListResponse",
+    "Record",
+    "RetryPolicy",
+    "UpstreamAuthError",
+    "UpstreamConflict",
+    "UpstreamError",
+    "UpstreamNotFound",
+    "UpstreamParseError",
+    "UpstreamRateLimited",
+    "UpstreamRejected",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+]
+
+_LAZY = frozenset({"BandwidthClient", "RetryPolicy"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from gateway.bandwidth import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

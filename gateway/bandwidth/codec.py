@@ -134,7 +134,10 @@ def encode_response_status(code: str, description: str) -> bytes:
 
 
 def _serialize(root: ET.Element) -> bytes:
-    return _DECLARATION + ET.tostring(root, encoding="unicode").encode("utf-8")
+    # ElementTree writes a carriage return in text as is, and every XML parser reads it
+    # back as a newline; a character reference keeps it. Tags never contain one.
+    text = ET.tostring(root, encoding="unicode").replace("\r", "&#13;")
+    return _DECLARATION + text.encode("utf-8")
 
 
 # -- reading -----------------------------------------------------------------
@@ -156,7 +159,7 @@ def parse(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> ET.Element:
         )
     except DefusedXmlException as exc:
         raise CodecError(f"refused hostile XML: {type(exc).__name__}") from None
-    except (ET.ParseError, ValueError) as exc:
+    except (ET.ParseError, ValueError, LookupError) as exc:  # LookupError: unknown encoding
         raise CodecError(f"malformed XML: {exc}") from None
     return root
 
@@ -164,6 +167,8 @@ def parse(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> ET.Element:
 def _scalar(kind: type, text: str, where: str) -> object:
     if kind is str:
         return text
+    if not text:  # <latitude/>: no value, as if the element were absent
+        return None
     try:
         if kind is bool:
             lowered = text.lower()
@@ -212,7 +217,9 @@ def from_element(cls: type[R], element: ET.Element) -> R:
         elif dataclasses.is_dataclass(f.kind):
             values[f.name] = from_element(f.kind, child)  # type: ignore[type-var]
         else:
-            values[f.name] = _scalar(f.kind, (child.text or "").strip(), f.wire)
+            value = _scalar(f.kind, (child.text or "").strip(), f.wire)
+            if value is not None:
+                values[f.name] = value
     for name, items in lists.items():
         values[name] = tuple(items)
     return cls(**values)
@@ -224,20 +231,33 @@ def decode(cls: type[R], data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> R:
 
 
 def response_status(root: ET.Element) -> ResponseStatus | None:
-    """The carrier's error, wherever it sits in the document; ``None`` when there is none."""
+    """The carrier's error, wherever it sits in the document; ``None`` when there is none.
+
+    An ``<ErrorCode>`` anywhere is an error (its sibling ``<Description>`` describes it),
+    and so is a ``<ResponseStatus>`` element even without a code.
+    """
     if _local(root.tag) == "errorcode":
-        return ResponseStatus((root.text or "").strip() or None, None)
+        return ResponseStatus(_stripped(root), None)
+    bare: ET.Element | None = None  # the first <ResponseStatus> without a code of its own
     for parent in root.iter():
-        children = list(parent)
-        code = next((c for c in children if _local(c.tag) == "errorcode"), None)
-        if code is None:
-            continue
-        description = next((c for c in children if _local(c.tag) == "description"), None)
-        return ResponseStatus(
-            (code.text or "").strip() or None,
-            (description.text or "").strip() or None if description is not None else None,
-        )
+        code = _child(parent, "errorcode")
+        if code is not None:
+            return ResponseStatus(_stripped(code), _stripped(_child(parent, "description")))
+        if bare is None and _local(parent.tag) == "responsestatus":
+            bare = parent
+    if bare is not None:
+        return ResponseStatus(None, _stripped(_child(bare, "description")))
     return None
+
+
+def _child(parent: ET.Element, name: str) -> ET.Element | None:
+    return next((c for c in parent if _local(c.tag) == name), None)
+
+
+def _stripped(element: ET.Element | None) -> str | None:
+    if element is None:
+        return None
+    return (element.text or "").strip() or None
 
 
 def schema_for(root: ET.Element) -> type[Record] | None:

@@ -1,0 +1,613 @@
+"""The async client for the Bandwidth Emergency Calling API: one method per seed operation.
+
+Each call is bounded by a deadline (all attempts and waits included). Idempotent
+operations (GET, PUT, DELETE) are retried on timeouts, dropped connections, 5xx and
+429 with exponential backoff and full jitter, honouring ``Retry-After``. A create
+(POST) is retried only when it carries a client-chosen ID; then an "already exists"
+(409) answer to a retry that followed an attempt of unknown effect is its success, as
+is a 404 answering a DELETE retried after such an attempt. A write's error is
+``ambiguous`` when any of its attempts may have been applied.
+
+Every httpx exception is translated into the error tree of ``errors.py`` in one
+place (``_translate``); every HTTP answer is mapped in one table (``_STATUS_ERRORS``).
+Time is injected (``sleep``, ``clock``, ``random``) so that tests never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import email.utils
+import ipaddress
+import logging
+import random as _random
+import re
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Final, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from gateway.bandwidth import codec
+from gateway.bandwidth.errors import (
+    CodecError,
+    UpstreamAuthError,
+    UpstreamConflict,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamParseError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.bandwidth.models import (
+    Endpoint,
+    EndpointListResponse,
+    Location,
+    LocationListResponse,
+    NotificationRecipient,
+    NotificationRecipientListResponse,
+    Record,
+)
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
+    from gateway.settings import Settings
+
+__all__ = ["BandwidthClient", "RetryPolicy"]
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Record)
+
+#: Path segments the client will put in a URL: no ``/``, no ``%``, no spaces, at most 64.
+_SAFE_ID: Final = re.compile(r"[A-Za-z0-9._~@:+=-]{1,64}")
+#: Names that sit beside ``/e911s/{endpointId}`` and so can never be endpoint IDs.
+_RESERVED_ENDPOINT_IDS: Final = frozenset({"locations", "notificationrecipients"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard one call tries. Waits are ``random() * min(backoff_max, backoff_base * 2**n)``."""
+
+    max_attempts: int = 4  # total attempts for a retryable call
+    timeout: float = 5.0  # per attempt, seconds
+    deadline: float = 8.0  # per call, all attempts and waits included
+    backoff_base: float = 0.1
+    backoff_max: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.timeout <= 0 or self.deadline <= 0:
+            raise ValueError("timeout and deadline must be greater than 0")
+        if self.backoff_base < 0 or self.backoff_max < 0:
+            raise ValueError("backoff_base and backoff_max must not be negative")
+
+
+DEFAULT_POLICY: Final = RetryPolicy()
+
+
+# -- one table: HTTP answers to errors ---------------------------------------
+
+_STATUS_ERRORS: Final[dict[int, type[UpstreamError]]] = {
+    400: UpstreamRejected,
+    401: UpstreamAuthError,
+    403: UpstreamAuthError,
+    404: UpstreamNotFound,
+    409: UpstreamConflict,
+    422: UpstreamRejected,
+    429: UpstreamRateLimited,
+}
+
+
+def _error_class(status: int) -> type[UpstreamError]:
+    known = _STATUS_ERRORS.get(status)
+    if known is not None:
+        return known
+    if 400 <= status < 500:
+        return UpstreamRejected
+    return UpstreamUnavailable  # 5xx, and the 1xx/3xx a carrier API never sends
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds from now, as delay-seconds or an HTTP-date."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):
+        seconds = float(value)
+        return seconds if 0 <= seconds < float("inf") else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    # Measure against the carrier's own clock when it says what time it is.
+    now = datetime.now(UTC)
+    date = response.headers.get("Date")
+    if date:
+        with contextlib.suppress(TypeError, ValueError, IndexError):
+            sent = email.utils.parsedate_to_datetime(date)
+            if sent.tzinfo is not None:
+                now = sent
+    return max(0.0, (when - now).total_seconds())
+
+
+def _answer_error(
+    response: httpx.Response, root: ET.Element | None, operation: str, *, write: bool
+) -> UpstreamError:
+    """The error a non-2xx answer (or a 2xx carrying an error body) stands for."""
+    status = response.status_code
+    found = codec.response_status(root) if root is not None else None
+    code = found.code if found is not None else None
+    description = found.description if found is not None else None
+    cls = _error_class(status) if not 200 <= status < 300 else UpstreamRejected
+    message = f"{operation}: HTTP {status}"
+    if code or description:
+        message += f" ({code or '-'}: {description or '-'})"
+    if issubclass(cls, UpstreamRejected):
+        return cls(message, operation=operation, status=status, code=code, description=description)
+    if issubclass(cls, UpstreamUnavailable):
+        return cls(
+            message,
+            operation=operation,
+            status=status,
+            # A 5xx may come after the carrier applied the write; a 429 never does.
+            ambiguous=write and status >= 500,
+            retry_after=_retry_after(response),
+        )
+    return cls(message, operation=operation, status=status)  # pragma: no cover - table bug
+
+
+# -- one place: httpx exceptions to errors ------------------------------------
+
+#: Failures that happen before a single byte of the request has left.
+_NOTHING_SENT: Final = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+#: Failures that another attempt cannot cure.
+_NOT_RETRYABLE: Final = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+
+
+class _Failed(Exception):
+    """An attempt's error plus what the retry loop needs to know about it."""
+
+    def __init__(self, error: UpstreamError, reason: str | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.reason = reason  # the retry reason, or None when a retry cannot help
+
+
+@contextlib.contextmanager
+def _translate(operation: str, *, write: bool) -> Iterator[None]:
+    """Turn httpx's (and the attempt timer's) exceptions into the upstream error tree."""
+    try:
+        yield
+    except (httpx.TimeoutException, TimeoutError) as exc:
+        ambiguous = write and not isinstance(exc, _NOTHING_SENT)
+        error: UpstreamError = UpstreamTimeout(
+            f"{operation}: no answer in time ({type(exc).__name__})",
+            operation=operation,
+            ambiguous=ambiguous,
+        )
+        raise _Failed(error, "timeout") from exc
+    except httpx.TransportError as exc:
+        ambiguous = write and not isinstance(exc, _NOTHING_SENT)
+        error = UpstreamUnavailable(
+            f"{operation}: connection failed ({type(exc).__name__})",
+            operation=operation,
+            ambiguous=ambiguous,
+        )
+        raise _Failed(error, None if isinstance(exc, _NOT_RETRYABLE) else "connection") from exc
+
+
+# -- the client ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Operation:
+    name: str  # the seed's operationId
+    method: str
+
+    @property
+    def write(self) -> bool:
+        return self.method != "GET"
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method in ("GET", "PUT", "DELETE")
+
+
+def _check_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _SAFE_ID.fullmatch(value) or set(value) == {"."}:
+        raise ValueError(f"refusing unsafe {what}: {value!r}")
+    return value
+
+
+def _check_endpoint_id(value: str) -> str:
+    _check_id(value, "endpoint ID")
+    if value.casefold() in _RESERVED_ENDPOINT_IDS:
+        raise ValueError(f"refusing endpoint ID {value!r}: it names a sibling collection")
+    return value
+
+
+def _is_empty(record: Record) -> bool:
+    return all(getattr(record, f.name) in (None, ()) for f in dataclasses.fields(record))
+
+
+class BandwidthClient:
+    """The seed's twelve operations over one pooled ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        account_id: str,
+        username: str,
+        password: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        metrics: Metrics | None = None,
+        max_connections: int = 100,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        if not base_url.startswith(("https://", "http://")):
+            raise ValueError("base_url must be an http(s) URL")
+        self.base_url = base_url.rstrip("/")
+        self.account_id = _check_id(account_id, "account ID")
+        self.policy = policy
+        self.metrics = metrics
+        #: ``clock()`` of the last HTTP answer of any status from the carrier.
+        self.last_answer_at: float | None = None
+        self._sleep = sleep
+        self._clock = clock
+        self._random = random
+        self._root = f"{self.base_url}/accounts/{quote(self.account_id, safe='')}/e911s"
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            auth=httpx.BasicAuth(username, password),
+            headers={"Accept": "application/xml", "User-Agent": "dlr-gateway"},
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            timeout=httpx.Timeout(policy.timeout),
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        metrics: Metrics | None = None,
+    ) -> BandwidthClient:
+        """The client the settings describe.
+
+        Refuses a plain-http carrier off loopback unless ``GATEWAY_UPSTREAM_ALLOW_INSECURE``
+        (or sandbox mode, or an injected transport, which never leaves the process).
+        """
+        url = settings.bandwidth_base_url
+        insecure_ok = settings.upstream_allow_insecure or settings.sandbox or transport is not None
+        if url.startswith("http://") and not insecure_ok and not _is_loopback(url):
+            raise ValueError(
+                "BANDWIDTH_BASE_URL is plain http to a host that is not loopback;"
+                " use https or set GATEWAY_UPSTREAM_ALLOW_INSECURE"
+            )
+        policy = RetryPolicy(
+            max_attempts=settings.upstream_max_attempts,
+            timeout=settings.upstream_timeout,
+            deadline=settings.upstream_deadline,
+            backoff_base=settings.upstream_backoff_base,
+            backoff_max=settings.upstream_backoff_max,
+        )
+        return cls(
+            url,
+            settings.bandwidth_account_id,
+            settings.bandwidth_username,
+            str(settings.bandwidth_password),
+            transport=transport,
+            policy=policy,
+            metrics=metrics,
+            max_connections=settings.upstream_max_connections,
+        )
+
+    def __repr__(self) -> str:
+        return f"BandwidthClient(base_url={self.base_url!r}, account_id={self.account_id!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> BandwidthClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- endpoints ------------------------------------------------------------
+
+    async def list_endpoints(self) -> EndpointListResponse:
+        root = await self._call(_Operation("listEndpoints", "GET"), "")
+        return self._read(EndpointListResponse, root, "listEndpoints")
+
+    async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        if endpoint.endpoint_id is not None:
+            _check_endpoint_id(endpoint.endpoint_id)
+        return await self._create(
+            _Operation("createEndpoint", "POST"), "", endpoint, endpoint.endpoint_id is not None
+        )
+
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint:
+        path = self._endpoint_path(endpoint_id)
+        root = await self._call(_Operation("getEndpoint", "GET"), path)
+        return self._read(Endpoint, root, "getEndpoint")
+
+    async def update_endpoint(self, endpoint_id: str, endpoint: Endpoint) -> Endpoint:
+        path = self._endpoint_path(endpoint_id)
+        if endpoint.endpoint_id not in (None, endpoint_id):
+            raise ValueError("the endpoint's endpointId differs from the one in the path")
+        sent = dataclasses.replace(endpoint, endpoint_id=endpoint_id)
+        return await self._update(_Operation("updateEndpoint", "PUT"), path, sent)
+
+    async def delete_endpoint(self, endpoint_id: str) -> None:
+        await self._delete(_Operation("deleteEndpoint", "DELETE"), self._endpoint_path(endpoint_id))
+
+    # -- locations --------------------------------------------------------------
+
+    async def list_locations(self) -> LocationListResponse:
+        root = await self._call(_Operation("listLocations", "GET"), "/locations")
+        return self._read(LocationListResponse, root, "listLocations")
+
+    async def create_location(self, location: Location) -> Location:
+        if location.location_id is not None:
+            _check_id(location.location_id, "location ID")
+        return await self._create(
+            _Operation("createLocation", "POST"),
+            "/locations",
+            location,
+            location.location_id is not None,
+        )
+
+    async def get_location(self, location_id: str) -> Location:
+        path = self._location_path(location_id)
+        root = await self._call(_Operation("getLocation", "GET"), path)
+        return self._read(Location, root, "getLocation")
+
+    async def update_location(self, location_id: str, location: Location) -> Location:
+        path = self._location_path(location_id)
+        if location.location_id not in (None, location_id):
+            raise ValueError("the location's locationId differs from the one in the path")
+        sent = dataclasses.replace(location, location_id=location_id)
+        return await self._update(_Operation("updateLocation", "PUT"), path, sent)
+
+    async def delete_location(self, location_id: str) -> None:
+        await self._delete(_Operation("deleteLocation", "DELETE"), self._location_path(location_id))
+
+    # -- notification recipients ------------------------------------------------
+
+    async def list_notification_recipients(self) -> NotificationRecipientListResponse:
+        op = _Operation("listNotificationRecipients", "GET")
+        root = await self._call(op, "/notificationRecipients")
+        return self._read(NotificationRecipientListResponse, root, op.name)
+
+    async def create_notification_recipient(
+        self, recipient: NotificationRecipient
+    ) -> NotificationRecipient:
+        if recipient.id is not None:
+            _check_id(recipient.id, "notification recipient ID")
+        return await self._create(
+            _Operation("createNotificationRecipient", "POST"),
+            "/notificationRecipients",
+            recipient,
+            recipient.id is not None,
+        )
+
+    # -- the shapes of the operations ------------------------------------------
+
+    def _endpoint_path(self, endpoint_id: str) -> str:
+        return "/" + quote(_check_endpoint_id(endpoint_id), safe="")
+
+    def _location_path(self, location_id: str) -> str:
+        return "/locations/" + quote(_check_id(location_id, "location ID"), safe="")
+
+    @staticmethod
+    def _read(kind: type[R], root: ET.Element | None, operation: str) -> R:
+        if root is None:
+            raise UpstreamParseError(f"{operation}: the answer has no body", operation=operation)
+        try:
+            return codec.from_element(kind, root)
+        except CodecError as exc:
+            raise UpstreamParseError(f"{operation}: {exc}", operation=operation) from None
+
+    async def _create(self, op: _Operation, path: str, record: R, has_id: bool) -> R:
+        root = await self._call(op, path, record, retryable=has_id, conflict_is_success=has_id)
+        return self._written(op, root, record)
+
+    async def _update(self, op: _Operation, path: str, record: R) -> R:
+        return self._written(op, await self._call(op, path, record), record)
+
+    async def _delete(self, op: _Operation, path: str) -> None:
+        await self._call(op, path, not_found_is_success=True)
+
+    def _written(self, op: _Operation, root: ET.Element | None, sent: R) -> R:
+        """The carrier's copy of a written record; the record sent when it answers none."""
+        if root is None:
+            return sent
+        answered = self._read(type(sent), root, op.name)
+        return sent if _is_empty(answered) else answered
+
+    # -- one call: attempts, retries, the deadline -------------------------------
+
+    async def _call(
+        self,
+        op: _Operation,
+        path: str,
+        record: Record | None = None,
+        *,
+        retryable: bool | None = None,
+        conflict_is_success: bool = False,
+        not_found_is_success: bool = False,
+    ) -> ET.Element | None:
+        """Run one operation to its end; the parsed answer, or ``None`` for an empty one.
+
+        ``conflict_is_success``/``not_found_is_success``: a 409 (create) or 404 (delete)
+        answering a retry, after an attempt that may have been applied, means that
+        attempt succeeded.
+        """
+        body = codec.encode(record) if record is not None else None
+        may_retry = op.idempotent if retryable is None else retryable
+        policy = self.policy
+        deadline_at = self._clock() + policy.deadline
+        maybe_applied = False  # an earlier attempt may have reached the carrier and applied
+        attempt = 0
+        last: UpstreamError | None = None
+        while True:
+            attempt += 1
+            remaining = deadline_at - self._clock()
+            if remaining <= 0:
+                raise self._final(last, op, maybe_applied)
+            try:
+                response, root = await self._attempt(op, path, body, min(policy.timeout, remaining))
+                status = response.status_code
+                if 200 <= status < 300:
+                    if root is None or codec.response_status(root) is None:
+                        return root
+                    raise _Failed(_answer_error(response, root, op.name, write=op.write), None)
+                if attempt > 1 and maybe_applied:
+                    if conflict_is_success and status == 409:
+                        log.info("%s: 409 on a retry, the earlier attempt took effect", op.name)
+                        return None
+                    if not_found_is_success and status == 404:
+                        log.info("%s: 404 on a retry, the earlier attempt took effect", op.name)
+                        return None
+                error = _answer_error(response, root, op.name, write=op.write)
+                reason = "5xx" if status >= 500 else "429" if status == 429 else None
+                raise _Failed(error, reason)
+            except _Failed as failed:
+                last, reason = failed.error, failed.reason
+            maybe_applied = maybe_applied or last.ambiguous
+            if not may_retry or reason is None or attempt >= policy.max_attempts:
+                raise self._final(last, op, maybe_applied)
+            retry_after = getattr(last, "retry_after", None)
+            if retry_after is not None:
+                wait = float(retry_after)
+            else:
+                cap = min(policy.backoff_max, policy.backoff_base * 2 ** (attempt - 1))
+                wait = self._random() * cap
+            if self._clock() + wait >= deadline_at:
+                # Waiting would spend the whole deadline: give up now, not at its end.
+                raise self._final(last, op, maybe_applied)
+            if self.metrics is not None:
+                self.metrics.upstream_retries.labels(op.name, reason).inc()
+            log.warning(
+                "%s: attempt %d failed (%s), retrying in %.3fs", op.name, attempt, reason, wait
+            )
+            await self._sleep(wait)
+
+    @staticmethod
+    def _final(last: UpstreamError | None, op: _Operation, maybe_applied: bool) -> UpstreamError:
+        if last is None:
+            return UpstreamTimeout(f"{op.name}: the deadline passed", operation=op.name)
+        if op.write and maybe_applied:
+            last.ambiguous = True  # an earlier attempt's effect is still unknown
+        return last
+
+    async def _attempt(
+        self, op: _Operation, path: str, body: bytes | None, budget: float
+    ) -> tuple[httpx.Response, ET.Element | None]:
+        """One HTTP exchange: the answer and its parsed body (``None`` when empty).
+
+        Raises ``_Failed`` for timeouts, connection failures and an unreadable 2xx body.
+        """
+        headers = {"Content-Type": "application/xml"} if body is not None else None
+        request = self._http.build_request(
+            op.method,
+            self._root + path,
+            content=body,
+            headers=headers,
+            timeout=httpx.Timeout(budget),
+        )
+        started = self._clock()
+        outcome = "error"
+        try:
+            with _translate(op.name, write=op.write):
+                # httpx's timeouts bound each network step; this bounds the whole attempt,
+                # and also covers transports that have none (ASGITransport).
+                async with asyncio.timeout(budget):
+                    response = await self._http.send(request, stream=True)
+                    try:
+                        self.last_answer_at = self._clock()
+                        outcome = str(response.status_code)
+                        data = await self._read_body(response)
+                    finally:
+                        await response.aclose()
+        except _Failed as failed:
+            outcome = "timeout" if isinstance(failed.error, UpstreamTimeout) else "error"
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.upstream_request_duration.labels(op.name, outcome).observe(
+                    max(0.0, self._clock() - started)
+                )
+        return response, self._parse(response, data, op)
+
+    @staticmethod
+    async def _read_body(response: httpx.Response) -> bytes | None:
+        """The body, or ``None`` when it is larger than the codec would read."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > codec.MAX_XML_BYTES:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _parse(response: httpx.Response, data: bytes | None, op: _Operation) -> ET.Element | None:
+        ok = 200 <= response.status_code < 300
+        if data is not None and not data.strip():
+            return None
+        try:
+            if data is None:
+                raise CodecError(f"the body exceeds {codec.MAX_XML_BYTES} bytes")
+            return codec.parse(data)
+        except CodecError as exc:
+            if not ok:
+                return None  # an error answer says enough by its status
+            error = UpstreamParseError(
+                f"{op.name}: unreadable answer: {exc}",
+                operation=op.name,
+                status=response.status_code,
+            )
+            raise _Failed(error, None) from None
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
