@@ -1,0 +1,1088 @@
+"""Address normalization and validation (gateway.dlr.address)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+import zipcodes
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.bandwidth.models import Address, wire_name
+from gateway.dlr.address import (
+    MAX_ADDRESS_LINE2,
+    MAX_CALLER_NAME,
+    FieldError,
+    NormalizeCache,
+    Normalized,
+    canonical,
+    normalize,
+    validate_caller_name,
+)
+
+FAST = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def us(
+    house_number: str,
+    street_name: str,
+    street_suffix: str | None,
+    city: str,
+    state_code: str,
+    zip_code: str,
+    *,
+    house_suffix: str | None = None,
+    prefix_directional: str | None = None,
+    post_directional: str | None = None,
+    address_line2: str | None = None,
+    plus_four: str | None = None,
+) -> Address:
+    """Every field of a US address, spelled out."""
+    return Address(
+        house_number=house_number,
+        house_suffix=house_suffix,
+        prefix_directional=prefix_directional,
+        street_name=street_name,
+        street_suffix=street_suffix,
+        post_directional=post_directional,
+        address_line2=address_line2,
+        city=city,
+        state_code=state_code,
+        zip=zip_code,
+        plus_four=plus_four,
+        country="US",
+    )
+
+
+def as_json(address: Address) -> dict[str, object]:
+    """The gateway's JSON address object (camelCase, absent values omitted)."""
+    return {
+        wire_name(f.name): getattr(address, f.name)
+        for f in dataclasses.fields(address)
+        if getattr(address, f.name) is not None
+    }
+
+
+def fields_of(result: Normalized) -> set[str]:
+    return {e.field for e in result.errors}
+
+
+# --------------------------------------------------------------------------- the corpus
+
+# Real, public places, spelled the messy ways people type them.
+CORPUS: list[tuple[str, Address]] = [
+    (
+        "1600 Pennsylvania Avenue NW, Washington, DC 20500",
+        us("1600", "PENNSYLVANIA", "AVE", "WASHINGTON", "DC", "20500", post_directional="NW"),
+    ),
+    (
+        "350 Fifth Avenue, New York, NY 10118",
+        us("350", "5TH", "AVE", "NEW YORK", "NY", "10118"),
+    ),
+    (
+        "1 Infinite Loop, Cupertino, CA 95014",
+        us("1", "INFINITE", "LOOP", "CUPERTINO", "CA", "95014"),
+    ),
+    (
+        "1600 Amphitheatre Parkway, Mountain View, CA 94043",
+        us("1600", "AMPHITHEATRE", "PKWY", "MOUNTAIN VIEW", "CA", "94043"),
+    ),
+    (
+        "1 Microsoft Way, Redmond, WA 98052-6399",
+        us("1", "MICROSOFT", "WAY", "REDMOND", "WA", "98052", plus_four="6399"),
+    ),
+    (
+        "1 Microsoft Way Redmond WA 980526399",
+        us("1", "MICROSOFT", "WAY", "REDMOND", "WA", "98052", plus_four="6399"),
+    ),
+    (
+        "233 S. Wacker Dr., Suite 9900, Chicago, IL 60606-6306",
+        us(
+            "233",
+            "WACKER",
+            "DR",
+            "CHICAGO",
+            "IL",
+            "60606",
+            prefix_directional="S",
+            address_line2="STE 9900",
+            plus_four="6306",
+        ),
+    ),
+    (
+        "30 Rockefeller Plaza, 65th Floor, New York, NY 10112",
+        us("30", "ROCKEFELLER", "PLZ", "NEW YORK", "NY", "10112", address_line2="FL 65"),
+    ),
+    (
+        "11 Wall Street, New York, NY 10005",
+        us("11", "WALL", "ST", "NEW YORK", "NY", "10005"),
+    ),
+    (
+        "4059 Mt Lee Dr., Hollywood, CA 90068",
+        us("4059", "MT LEE", "DR", "HOLLYWOOD", "CA", "90068"),
+    ),
+    (
+        "2 15th St NW, Washington, DC 20024",
+        us("2", "15TH", "ST", "WASHINGTON", "DC", "20024", post_directional="NW"),
+    ),
+    (
+        "1060 W Addison St, Chicago, IL 60613",
+        us("1060", "ADDISON", "ST", "CHICAGO", "IL", "60613", prefix_directional="W"),
+    ),
+    (
+        "  1060   west addison street ,  chicago , illinois 60613 ",
+        us("1060", "ADDISON", "ST", "CHICAGO", "IL", "60613", prefix_directional="W"),
+    ),
+    (
+        "4 Jersey St, Boston, MA 02215",
+        us("4", "JERSEY", "ST", "BOSTON", "MA", "02215"),
+    ),
+    (
+        "1000 Vin Scully Ave, Los Angeles, CA 90012",
+        us("1000", "VIN SCULLY", "AVE", "LOS ANGELES", "CA", "90012"),
+    ),
+    (
+        "24 Willie Mays Plaza, San Francisco, CA 94107",
+        us("24", "WILLIE MAYS", "PLZ", "SAN FRANCISCO", "CA", "94107"),
+    ),
+    (
+        "700 Clark Ave, St. Louis, MO 63102",
+        us("700", "CLARK", "AVE", "SAINT LOUIS", "MO", "63102"),
+    ),
+    (
+        "1 E 161st St, Bronx, NY 10451",
+        us("1", "161ST", "ST", "BRONX", "NY", "10451", prefix_directional="E"),
+    ),
+    (
+        "120-55 Queens Blvd, Kew Gardens, NY 11415",
+        us("120-55", "QUEENS", "BLVD", "KEW GARDENS", "NY", "11415"),
+    ),
+    (
+        "89-17 Sutphin Blvd, Jamaica, NY 11435",
+        us("89-17", "SUTPHIN", "BLVD", "JAMAICA", "NY", "11435"),
+    ),
+    (
+        "285 Fulton St, Suite 8500, New York, NY 10007",
+        us("285", "FULTON", "ST", "NEW YORK", "NY", "10007", address_line2="STE 8500"),
+    ),
+    (
+        "405 Lexington Avenue, Room 123, New York, NY 10174",
+        us("405", "LEXINGTON", "AVE", "NEW YORK", "NY", "10174", address_line2="RM 123"),
+    ),
+    (
+        "14200 US Highway 1, Juno Beach, FL 33408",
+        us("14200", "US HIGHWAY 1", None, "JUNO BEACH", "FL", "33408"),
+    ),
+    (
+        "2000 State Route 9, Lake George, NY 12845",
+        us("2000", "STATE ROUTE 9", None, "LAKE GEORGE", "NY", "12845"),
+    ),
+    (
+        "3100 County Road 42 W, Burnsville, MN 55306",
+        us("3100", "COUNTY ROAD 42", None, "BURNSVILLE", "MN", "55306", post_directional="W"),
+    ),
+    (
+        "2500 Highway 50, Placerville, CA 95667",
+        us("2500", "HIGHWAY 50", None, "PLACERVILLE", "CA", "95667"),
+    ),
+    (
+        "108 1/2 W Main St, Mesa, AZ 85201",
+        us("108", "MAIN", "ST", "MESA", "AZ", "85201", house_suffix="1/2", prefix_directional="W"),
+    ),
+    (
+        "12A Elm St, Concord, NH 03301",
+        us("12", "ELM", "ST", "CONCORD", "NH", "03301", house_suffix="A"),
+    ),
+    (
+        "451 South State Street, Salt Lake City, UT 84111",
+        us("451", "STATE", "ST", "SALT LAKE CITY", "UT", "84111", prefix_directional="S"),
+    ),
+    (
+        "100 Northeast First Avenue, Miami, FL 33132",
+        us("100", "1ST", "AVE", "MIAMI", "FL", "33132", prefix_directional="NE"),
+    ),
+    (
+        "700 Louisiana St Ste 4700 Houston TX 77002",
+        us("700", "LOUISIANA", "ST", "HOUSTON", "TX", "77002", address_line2="STE 4700"),
+    ),
+    (
+        "1234 N 10th St #5, Milwaukee, WI 53205",
+        us(
+            "1234",
+            "10TH",
+            "ST",
+            "MILWAUKEE",
+            "WI",
+            "53205",
+            prefix_directional="N",
+            address_line2="# 5",
+        ),
+    ),
+    (
+        "55 W 46th St Apt 12C, New York NY 10036",
+        us(
+            "55",
+            "46TH",
+            "ST",
+            "NEW YORK",
+            "NY",
+            "10036",
+            prefix_directional="W",
+            address_line2="APT 12C",
+        ),
+    ),
+    (
+        "1 Market St Fl 3, San Francisco CA 94105",
+        us("1", "MARKET", "ST", "SAN FRANCISCO", "CA", "94105", address_line2="FL 3"),
+    ),
+    (
+        "1 Hacker Way, Building 10, Menlo Park, CA 94025",
+        us("1", "HACKER", "WAY", "MENLO PARK", "CA", "94025", address_line2="BLDG 10"),
+    ),
+    (
+        "1100 Congress Ave Unit 2, Austin TX 78701",
+        us("1100", "CONGRESS", "AVE", "AUSTIN", "TX", "78701", address_line2="UNIT 2"),
+    ),
+    (
+        "600 Montgomery St, San Francisco, CA 94111, USA",
+        us("600", "MONTGOMERY", "ST", "SAN FRANCISCO", "CA", "94111"),
+    ),
+    (
+        "1211 Avenue of the Americas, New York, NY 10036",
+        us("1211", "AVENUE OF THE AMERICAS", None, "NEW YORK", "NY", "10036"),
+    ),
+    (
+        "101 Independence Ave SE, Washington, DC 20540",
+        us("101", "INDEPENDENCE", "AVE", "WASHINGTON", "DC", "20540", post_directional="SE"),
+    ),
+    (
+        "1000 5th Ave, New York, NY 10028",
+        us("1000", "5TH", "AVE", "NEW YORK", "NY", "10028"),
+    ),
+    (
+        "151 Third Street, San Francisco, CA 94103",
+        us("151", "3RD", "ST", "SAN FRANCISCO", "CA", "94103"),
+    ),
+    (
+        "100 Calle del Cristo, San Juan, PR 00901",
+        us("100", "CALLE DEL CRISTO", None, "SAN JUAN", "PR", "00901"),
+    ),
+    (
+        "1 Twenty-First Street, Brooklyn NY 11232",
+        us("1", "21ST", "ST", "BROOKLYN", "NY", "11232"),
+    ),
+    (
+        "600 N. Michigan Ave., Apartment #2, Chicago, Ill. 60611",
+        us(
+            "600",
+            "MICHIGAN",
+            "AVE",
+            "CHICAGO",
+            "IL",
+            "60611",
+            prefix_directional="N",
+            address_line2="APT 2",
+        ),
+    ),
+    (
+        "2000 Edwards Ave, Ft. Myers, FL 33901",
+        us("2000", "EDWARDS", "AVE", "FORT MYERS", "FL", "33901"),
+    ),
+]
+
+# Not dispatchable: refused with a reason on "address"; what could be read is still returned.
+REFUSED: list[tuple[str, Address, str]] = [
+    ("PO Box 1234, Austin, TX 78767", Address(city="AUSTIN", state_code="TX", zip="78767"), "PO"),
+    (
+        "P.O. Box 9999, Washington DC 20013",
+        Address(city="WASHINGTON", state_code="DC", zip="20013"),
+        "PO box",
+    ),
+    (
+        "Post Office Box 44, Chicago IL 60690",
+        Address(city="CHICAGO", state_code="IL", zip="60690"),
+        "PO box",
+    ),
+    ("Box 15, Marfa TX 79843", Address(city="MARFA", state_code="TX", zip="79843"), "PO box"),
+    (
+        "RR 2 Box 15, Lyndonville, VT 05851",
+        Address(city="LYNDONVILLE", state_code="VT", zip="05851"),
+        "rural-route",
+    ),
+    (
+        "Rural Route 1 Box 100, Hartford, SD 57033",
+        Address(city="HARTFORD", state_code="SD", zip="57033"),
+        "rural-route",
+    ),
+    (
+        "HC 65 Box 4A, Alpine TX 79830",
+        Address(city="ALPINE", state_code="TX", zip="79830"),
+        "highway-contract",
+    ),
+    (
+        "General Delivery, Juneau, AK 99801",
+        Address(city="JUNEAU", state_code="AK", zip="99801"),
+        "General Delivery",
+    ),
+]
+REFUSED = [(raw, dataclasses.replace(a, country="US"), why) for raw, a, why in REFUSED]
+
+
+def corpus_id(case: tuple[Any, ...]) -> str:
+    return str(case[0]).strip()[:40]
+
+
+@pytest.mark.parametrize(("raw", "expected"), CORPUS, ids=[corpus_id(c) for c in CORPUS])
+def test_corpus_free_form(raw: str, expected: Address) -> None:
+    result = normalize(raw)
+    assert result.address == expected
+    assert result.errors == ()
+    assert result.warnings == ()
+    assert result.valid
+
+
+@pytest.mark.parametrize(("raw", "expected"), CORPUS, ids=[corpus_id(c) for c in CORPUS])
+def test_corpus_canonical_is_a_fixed_point(raw: str, expected: Address) -> None:
+    assert canonical(expected) == expected
+    again = normalize(expected)
+    assert again.address == expected
+    assert again.valid
+    assert again.warnings == ()
+    assert normalize(as_json(expected)).address == expected
+
+
+def test_corpus_is_large_and_its_zips_are_real() -> None:
+    assert len(CORPUS) + len(REFUSED) >= 40
+    for _, address in CORPUS + [(r, a) for r, a, _ in REFUSED]:
+        assert address.zip is not None
+        records = zipcodes.matching(address.zip)  # type: ignore[no-untyped-call]
+        assert [r["state"] for r in records] == [address.state_code], address
+
+
+@pytest.mark.parametrize(("raw", "expected", "why"), REFUSED, ids=[c[0] for c in REFUSED])
+def test_not_dispatchable_is_refused(raw: str, expected: Address, why: str) -> None:
+    result = normalize(raw)
+    assert not result.valid
+    assert result.address == expected
+    [error] = [e for e in result.errors if e.field == "address"]
+    assert error.message.startswith("not a dispatchable location")
+    assert why.lower() in error.message.lower()
+    assert normalize(expected).address == expected
+
+
+# --------------------------------------------------------------------------- equivalences
+
+SAME_PLACE: list[tuple[object, object]] = [
+    ("350 5th Ave, New York, NY 10118", "350 FIFTH AVENUE NEW YORK NEW YORK 10118"),
+    (
+        "1600 Pennsylvania Ave. N.W., Washington, D.C. 20500",
+        "1600 pennsylvania avenue northwest, washington dc 20500",
+    ),
+    ("12A Elm Street, Concord, NH 03301", "12-A Elm St, Concord, New Hampshire 03301"),
+    ("14200 US Hwy 1, Juno Beach, FL 33408", "14200 U.S. Highway 1, Juno Beach, Florida 33408"),
+    ("1234 N 10th St #5, Milwaukee WI 53205", "1234 North Tenth Street # 5, Milwaukee WI 53205"),
+    (
+        "233 S Wacker Dr Ste 9900, Chicago IL 60606",
+        {
+            "houseNumber": "233",
+            "prefixDirectional": "South",
+            "streetName": "Wacker Drive",
+            "addressLine2": "Suite #9900",
+            "city": "Chicago",
+            "stateCode": "Illinois",
+            "zip": "60606",
+            "country": "United States",
+        },
+    ),
+    (
+        "108 1/2 W Main St, Mesa, AZ 85201",
+        {
+            "houseNumber": "108 ½",
+            "streetName": "main",
+            "streetSuffix": "street",
+            "prefixDirectional": "w.",
+            "city": "mesa",
+            "stateCode": "az",
+            "zip": "85201",
+        },
+    ),
+    (
+        "700 Clark Ave, Saint Louis, MO 63102",
+        Address(
+            house_number="700",
+            street_name="Clark",
+            street_suffix="Avenue",
+            city="St. Louis",
+            state_code="MO",
+            zip="63102",
+        ),
+    ),
+    ("2000 Edwards Ave, Fort Myers, FL 33901", "2000 Edwards Avenue, Ft Myers, FL 33901-1234"),
+]
+
+
+@pytest.mark.parametrize(("one", "other"), SAME_PLACE, ids=[str(i) for i in range(len(SAME_PLACE))])
+def test_two_spellings_of_one_place_are_equal(one: Any, other: Any) -> None:
+    a, b = normalize(one), normalize(other)
+    assert a.valid, a.errors
+    assert b.valid, b.errors
+    assert a.address is not None and b.address is not None
+    assert dataclasses.replace(a.address, plus_four=None) == dataclasses.replace(
+        b.address, plus_four=None
+    )
+
+
+# --------------------------------------------------------------------------- structured input
+
+
+STRUCTURED: list[tuple[dict[str, object], Address]] = [
+    (
+        {
+            "houseNumber": "1600",
+            "streetName": "Pennsylvania",
+            "streetSuffix": "Avenue",
+            "postDirectional": "Northwest",
+            "city": "Washington",
+            "stateCode": "DC",
+            "zip": "20500",
+        },
+        us("1600", "PENNSYLVANIA", "AVE", "WASHINGTON", "DC", "20500", post_directional="NW"),
+    ),
+    (
+        {
+            "houseNumber": "120 - 55",
+            "streetName": "queens boulevard",
+            "city": "kew gardens",
+            "stateCode": "new york",
+            "zip": "11415",
+            "country": "USA",
+        },
+        us("120-55", "QUEENS", "BLVD", "KEW GARDENS", "NY", "11415"),
+    ),
+    (
+        {
+            "houseNumber": "30",
+            "streetName": "Rockefeller",
+            "streetSuffix": "Plaza",
+            "addressLine2": "Floor 65",
+            "city": "New York",
+            "stateCode": "NY",
+            "zip": "10112",
+            "plusFour": "0015",
+        },
+        us(
+            "30",
+            "ROCKEFELLER",
+            "PLZ",
+            "NEW YORK",
+            "NY",
+            "10112",
+            address_line2="FL 65",
+            plus_four="0015",
+        ),
+    ),
+    (
+        {
+            "houseNumber": "14200",
+            "streetName": "US Hwy 1",
+            "city": "Juno Beach",
+            "stateCode": "FL",
+            "zip": "33408",
+        },
+        us("14200", "US HIGHWAY 1", None, "JUNO BEACH", "FL", "33408"),
+    ),
+    (
+        {
+            "houseNumber": "55",
+            "prefixDirectional": "W",
+            "streetName": "46",
+            "streetSuffix": "St",
+            "addressLine2": "apt. 12-c",
+            "city": "New York",
+            "stateCode": "NY",
+            "zip": "10036",
+        },
+        us(
+            "55",
+            "46TH",
+            "ST",
+            "NEW YORK",
+            "NY",
+            "10036",
+            prefix_directional="W",
+            address_line2="APT 12-C",
+        ),
+    ),
+    (
+        {
+            "houseNumber": "1",
+            "streetName": "Market",
+            "streetSuffix": "ST",
+            "addressLine2": "4B",
+            "city": "San Francisco",
+            "stateCode": "CA",
+            "zip": "94105",
+            "country": None,
+        },
+        us("1", "MARKET", "ST", "SAN FRANCISCO", "CA", "94105", address_line2="# 4B"),
+    ),
+    (
+        {
+            "houseNumber": "100",
+            "streetName": "Calle del Cristo",
+            "city": "Old San Juan",
+            "stateCode": "Puerto Rico",
+            "zip": "00901",
+        },
+        us("100", "CALLE DEL CRISTO", None, "OLD SAN JUAN", "PR", "00901"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), STRUCTURED, ids=[str(i) for i in range(len(STRUCTURED))]
+)
+def test_structured_input(raw: dict[str, object], expected: Address) -> None:
+    result = normalize(raw)
+    assert result.address == expected
+    assert result.errors == ()
+    assert result.warnings == ()
+    assert normalize(result.address).address == expected
+
+
+def ca(
+    house_number: str,
+    street_name: str,
+    street_suffix: str | None,
+    city: str,
+    province: str,
+    postal: str,
+) -> Address:
+    return Address(
+        house_number=house_number,
+        street_name=street_name,
+        street_suffix=street_suffix,
+        city=city,
+        state_code=province,
+        zip=postal,
+        country="CA",
+    )
+
+
+CANADA: list[tuple[dict[str, object], Address]] = [
+    (
+        {
+            "houseNumber": "24",
+            "streetName": "Sussex",
+            "streetSuffix": "Drive",
+            "city": "Ottawa",
+            "stateCode": "Ontario",
+            "zip": "k1m1m4",
+            "country": "Canada",
+        },
+        ca("24", "SUSSEX", "DR", "OTTAWA", "ON", "K1M 1M4"),
+    ),
+    (
+        {
+            "houseNumber": "290",
+            "streetName": "Bremner Blvd",
+            "city": "Toronto",
+            "stateCode": "ON",
+            "zip": "M5V 3L9",
+            "country": "CA",
+        },
+        ca("290", "BREMNER", "BLVD", "TORONTO", "ON", "M5V 3L9"),
+    ),
+    (
+        {
+            "houseNumber": "1045",
+            "streetName": "Rue des Parlementaires",
+            "city": "Québec",
+            "stateCode": "Québec",
+            "zip": "G1A-1A3",
+            "country": "can",
+        },
+        ca("1045", "RUE DES PARLEMENTAIRES", None, "QUEBEC", "QC", "G1A 1A3"),
+    ),
+    (
+        {
+            "houseNumber": "750",
+            "streetName": "Hornby",
+            "streetSuffix": "St",
+            "city": "Vancouver",
+            "stateCode": "British Columbia",
+            "zip": "v6z 2h7",
+            "country": "Canada",
+        },
+        ca("750", "HORNBY", "ST", "VANCOUVER", "BC", "V6Z 2H7"),
+    ),
+    (
+        {
+            "houseNumber": "100",
+            "streetName": "Prince Philip",
+            "streetSuffix": "Dr",
+            "city": "St. John's",
+            "stateCode": "NL",
+            "zip": "A1B 4J6",
+            "country": "CA",
+        },
+        ca("100", "PRINCE PHILIP", "DR", "ST JOHNS", "NL", "A1B 4J6"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), CANADA, ids=[str(c[1].city) for c in CANADA])
+def test_structured_canadian_addresses(raw: dict[str, object], expected: Address) -> None:
+    result = normalize(raw)
+    assert result.address == expected
+    assert result.errors == ()
+    assert normalize(expected).address == expected
+    assert canonical(expected) == expected
+
+
+def test_free_form_canadian_address_is_refused_as_us_only() -> None:
+    result = normalize("290 Bremner Blvd, Toronto, ON M5V 3L9, Canada")
+    assert not result.valid
+    assert result.errors[0].field == "address"
+    assert "US-only" in result.errors[0].message
+
+
+# --------------------------------------------------------------------------- validation rules
+
+GOOD: dict[str, object] = {
+    "houseNumber": "4",
+    "streetName": "Jersey",
+    "streetSuffix": "St",
+    "city": "Boston",
+    "stateCode": "MA",
+    "zip": "02215",
+}
+GOOD_CA: dict[str, object] = {
+    "houseNumber": "24",
+    "streetName": "Sussex",
+    "streetSuffix": "Dr",
+    "city": "Ottawa",
+    "stateCode": "ON",
+    "zip": "K1M 1M4",
+    "country": "CA",
+}
+
+
+def test_the_good_addresses_are_valid() -> None:
+    assert normalize(GOOD).valid
+    assert normalize(GOOD_CA).valid
+
+
+RULES: list[tuple[str, dict[str, object], str, str]] = [
+    ("house number required", {"houseNumber": None}, "houseNumber", "required"),
+    ("street name required", {"streetName": "  "}, "streetName", "required"),
+    ("city required", {"city": None}, "city", "required"),
+    ("state required", {"stateCode": ""}, "stateCode", "required"),
+    ("zip required", {"zip": None}, "zip", "required"),
+    ("house number shape", {"houseNumber": "MAIN"}, "houseNumber", "house number"),
+    ("house number length", {"houseNumber": "1" * 25}, "houseNumber", "too long"),
+    ("house suffix shape", {"houseSuffix": "ABCDE"}, "houseSuffix", "suffix"),
+    ("directional", {"prefixDirectional": "Up"}, "prefixDirectional", "directional"),
+    ("post directional", {"postDirectional": "XX"}, "postDirectional", "directional"),
+    ("unknown state", {"stateCode": "ZZ"}, "stateCode", "not a US state"),
+    ("military state", {"stateCode": "AE"}, "stateCode", "military"),
+    ("zip format", {"zip": "0221"}, "zip", "5-digit"),
+    ("zip letters", {"zip": "ABCDE"}, "zip", "5-digit"),
+    ("plus four", {"plusFour": "12"}, "plusFour", "4 digits"),
+    ("unknown zip", {"zip": "00000"}, "zip", "unknown ZIP"),
+    ("zip in another state", {"zip": "10118"}, "zip", "is in NY, not in MA"),
+    ("line 2 length", {"addressLine2": "STE " + "9" * 60}, "addressLine2", "at most 60"),
+    ("field length", {"city": "B" * 101}, "city", "at most 100"),
+    ("wrong type", {"zip": 2215}, "zip", "must be a string"),
+    ("wrong type list", {"streetName": ["Jersey"]}, "streetName", "must be a string"),
+    ("country", {"country": "Mexico"}, "country", "unsupported country"),
+    ("po box in street", {"streetName": "PO Box", "houseNumber": "12"}, "streetName", "PO box"),
+    ("po box in line 2", {"addressLine2": "P.O. Box 12"}, "addressLine2", "PO box"),
+    ("rural route", {"houseNumber": "15", "streetName": "RR 2 Box"}, "streetName", "rural-route"),
+    ("general delivery", {"streetName": "General Delivery"}, "streetName", "General Delivery"),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw_patch", "field", "fragment"), [r[1:] for r in RULES], ids=[r[0] for r in RULES]
+)
+def test_field_level_errors(raw_patch: dict[str, object], field: str, fragment: str) -> None:
+    result = normalize({**GOOD, **raw_patch})
+    assert not result.valid
+    messages = [e.message for e in result.errors if e.field == field]
+    assert messages, result.errors
+    assert any(fragment.lower() in m.lower() for m in messages), messages
+
+
+CA_RULES: list[tuple[str, dict[str, object], str, str]] = [
+    ("postal format", {"zip": "12345"}, "zip", "postal code"),
+    ("postal letters D F I O Q U", {"zip": "D1A 1A1"}, "zip", "postal code"),
+    ("postal in another province", {"zip": "V6Z 2H7"}, "zip", "not in ON"),
+    ("province", {"stateCode": "NY"}, "stateCode", "province"),
+    ("plus four", {"plusFour": "1234"}, "plusFour", "not used"),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw_patch", "field", "fragment"), [r[1:] for r in CA_RULES], ids=[r[0] for r in CA_RULES]
+)
+def test_canadian_field_level_errors(
+    raw_patch: dict[str, object], field: str, fragment: str
+) -> None:
+    result = normalize({**GOOD_CA, **raw_patch})
+    assert not result.valid
+    messages = [e.message for e in result.errors if e.field == field]
+    assert any(fragment.lower() in m.lower() for m in messages), result.errors
+
+
+def test_bad_fields_are_dropped_from_the_output_but_the_rest_is_kept() -> None:
+    result = normalize({**GOOD, "zip": 2215, "city": "x" * 1000})
+    assert result.address is not None
+    assert result.address.zip is None and result.address.city is None
+    assert result.address.street_name == "JERSEY"
+    assert {"zip", "city"} <= fields_of(result)
+
+
+def test_a_field_too_long_once_canonical_is_dropped_and_stays_dropped() -> None:
+    result = normalize({**GOOD, "city": " ".join(["ST"] * 33)})  # 98 chars -> 197 as SAINT
+    assert result.address is not None and result.address.city is None
+    assert "at most 100" in next(e.message for e in result.errors if e.field == "city")
+    assert normalize(result.address).address == result.address
+
+
+def test_unknown_keys_are_ignored_with_a_warning() -> None:
+    result = normalize({**GOOD, "zipCode": "02215"})
+    assert result.valid
+    assert FieldError("zipCode", "unknown address field ignored") in result.warnings
+
+
+def test_intersection_is_not_dispatchable() -> None:
+    result = normalize("Broadway & W 42nd St, New York, NY 10036")
+    assert not result.valid
+    assert "intersection" in result.errors[0].message
+
+
+def test_ambiguous_free_form_is_an_error_not_a_guess() -> None:
+    result = normalize("1 Main St Apt 4 Apt 5, Boston MA 02108")
+    assert not result.valid
+    assert result.address is None
+
+
+@pytest.mark.parametrize("raw", ["", "   ", ",,,", "\x00\x01"])
+def test_empty_free_form(raw: str) -> None:
+    result = normalize(raw)
+    assert result.address is None
+    assert result.errors == (FieldError("address", "is required"),)
+
+
+def test_huge_inputs_are_errors() -> None:
+    result = normalize("1 Main St, Boston, MA 02108 " * 1000)
+    assert result.address is None
+    assert "at most 500" in result.errors[0].message
+    big = normalize({**GOOD, "streetName": "A" * 1_000_000})
+    assert "streetName" in fields_of(big)
+
+
+@pytest.mark.parametrize("raw", [None, 42, 3.5, ["1 Main St"], b"1 Main St", object()])
+def test_other_types_are_errors(raw: Any) -> None:
+    result = normalize(raw)
+    assert result.address is None
+    assert fields_of(result) == {"address"}
+
+
+def test_ignored_words_are_reported() -> None:
+    result = normalize("John Smith, 11 Wall Street, New York, NY 10005")
+    assert result.valid
+    assert result.address == us("11", "WALL", "ST", "NEW YORK", "NY", "10005")
+    assert [w.field for w in result.warnings] == ["address"]
+
+
+# --------------------------------------------------------------------------- country
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (None, "US"),
+        ("", "US"),
+        ("US", "US"),
+        ("usa", "US"),
+        ("U.S.A.", "US"),
+        ("United States", "US"),
+        ("United States of America", "US"),
+    ],
+)
+def test_us_country_spellings(given: str | None, expected: str) -> None:
+    result = normalize({**GOOD, "country": given})
+    assert result.valid
+    assert result.address is not None and result.address.country == expected
+
+
+@pytest.mark.parametrize("given", ["CA", "Canada", "CAN", "canada"])
+def test_canada_country_spellings(given: str) -> None:
+    result = normalize({**GOOD_CA, "country": given})
+    assert result.valid
+    assert result.address is not None and result.address.country == "CA"
+
+
+@pytest.mark.parametrize("given", ["MX", "Mexico", "UK", "DE"])
+def test_other_countries_are_errors(given: str) -> None:
+    assert "country" in fields_of(normalize({**GOOD, "country": given}))
+
+
+# --------------------------------------------------------------------------- ZIP and city
+
+
+def test_city_not_listed_for_zip_is_a_warning_with_a_suggestion() -> None:
+    result = normalize("41 Seaver Way, Queens, NY 11368")
+    assert result.valid
+    assert result.address == us("41", "SEAVER", "WAY", "QUEENS", "NY", "11368")
+    assert [w.field for w in result.warnings] == ["city"]
+    assert "neighbourhood" in result.warnings[0].message
+    assert result.suggestions == (dataclasses.replace(result.address, city="CORONA"),)
+
+
+def test_acceptable_city_names_do_not_warn() -> None:
+    # 95014 lists Cupertino, with Monte Vista and Permanente as acceptable names.
+    result = normalize({**GOOD, "city": "Monte Vista", "stateCode": "CA", "zip": "95014"})
+    assert result.valid
+    assert result.warnings == ()
+    # Abbreviated spellings compare equal to the listed ones.
+    assert (
+        normalize({**GOOD, "city": "N Las Vegas", "stateCode": "NV", "zip": "89030"}).warnings == ()
+    )
+
+
+def test_po_box_only_zip_is_a_warning() -> None:
+    result = normalize({**GOOD, "city": "Austin", "stateCode": "TX", "zip": "78767"})
+    assert result.valid
+    assert [w.field for w in result.warnings] == ["zip"]
+
+
+def test_zip_plus_four_in_zip_field_is_split() -> None:
+    result = normalize({**GOOD, "zip": "02215-3496"})
+    assert result.address is not None
+    assert (result.address.zip, result.address.plus_four) == ("02215", "3496")
+
+
+# --------------------------------------------------------------------------- canonical form
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("Suite 100", "STE 100"),
+        ("apartment 4", "APT 4"),
+        ("Apt #4", "APT 4"),
+        ("#4", "# 4"),
+        ("# 4", "# 4"),
+        ("4", "# 4"),
+        ("Floor 3", "FL 3"),
+        ("3rd floor", "FL 3"),
+        ("Room 12", "RM 12"),
+        ("Building 2, Floor 3", "BLDG 2 FL 3"),
+        ("Unit 5B", "UNIT 5B"),
+        ("Basement", "BSMT"),
+        ("Rear", "REAR"),
+    ],
+)
+def test_unit_designators(given: str, expected: str) -> None:
+    result = canonical(Address(address_line2=given))
+    assert result.address_line2 == expected
+    assert canonical(result) == result
+
+
+@pytest.mark.parametrize(
+    ("number", "suffix", "expected"),
+    [
+        ("123", None, ("123", None)),
+        ("123A", None, ("123", "A")),
+        ("123-a", None, ("123", "A")),
+        ("123 1/2", None, ("123", "1/2")),
+        ("123½", None, ("123", "1/2")),
+        ("123-45", None, ("123-45", None)),
+        ("123A", "1/2", ("123A", "1/2")),
+        ("N6W23001", None, ("N6W23001", None)),
+        ("#12", None, ("12", None)),
+    ],
+)
+def test_house_numbers(number: str, suffix: str | None, expected: tuple[str, str | None]) -> None:
+    result = canonical(Address(house_number=number, house_suffix=suffix))
+    assert (result.house_number, result.house_suffix) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "suffix", "expected"),
+    [
+        ("Fifth", "Avenue", ("5TH", "AVE")),
+        ("5th", "Ave", ("5TH", "AVE")),
+        ("5", "Ave", ("5TH", "AVE")),
+        ("112", "St", ("112TH", "ST")),
+        ("Ninety-Ninth", "St", ("99TH", "ST")),
+        ("Main Street", None, ("MAIN", "ST")),
+        ("State Rte 9", None, ("STATE ROUTE 9", None)),
+        ("County Rd J", None, ("COUNTY ROAD J", None)),
+        ("Route 66", None, ("ROUTE 66", None)),
+        ("Avenue of the Americas", None, ("AVENUE OF THE AMERICAS", None)),
+        ("O'Connell", "Boulevard", ("OCONNELL", "BLVD")),
+        ("Broadway", None, ("BROADWAY", None)),
+    ],
+)
+def test_street_names(name: str, suffix: str | None, expected: tuple[str, str | None]) -> None:
+    result = canonical(Address(street_name=name, street_suffix=suffix))
+    assert (result.street_name, result.street_suffix) == expected
+    assert canonical(result) == result
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("north", "N"), ("N.", "N"), ("Northwest", "NW"), ("north-east", "NE"), ("S W", "SW")],
+)
+def test_directionals(given: str, expected: str) -> None:
+    assert canonical(Address(prefix_directional=given)).prefix_directional == expected
+    assert canonical(Address(post_directional=given)).post_directional == expected
+
+
+def test_canonical_defaults_country_and_leaves_validation_alone() -> None:
+    result = canonical(Address(zip="not a zip", state_code="Nowhere"))
+    assert result == Address(zip="NOTAZIP", state_code="NOWHERE", country="US")
+
+
+# --------------------------------------------------------------------------- caller name
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("Jane Doe", True),
+        ("  Jane  ", True),
+        ("X" * MAX_CALLER_NAME, True),
+        ("X" * (MAX_CALLER_NAME + 1), False),
+        ("", False),
+        ("   ", False),
+        (None, False),
+        (42, False),
+        ("Jane\nDoe", False),
+        ("Jane\x00", False),
+    ],
+)
+def test_validate_caller_name(name: object, ok: bool) -> None:
+    error = validate_caller_name(name)
+    assert (error is None) is ok
+    if error is not None:
+        assert error.field == "callerName"
+
+
+def test_limits() -> None:
+    assert MAX_ADDRESS_LINE2 == 60
+    assert MAX_CALLER_NAME == 50
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def test_normalize_cache_memoizes_strings_only() -> None:
+    cache = NormalizeCache(maxsize=2)
+    raw = "11 Wall Street, New York, NY 10005"
+    first = cache.normalize(raw)
+    assert cache.normalize(raw) is first
+    assert first == normalize(raw)
+    assert len(cache) == 1
+    assert cache.normalize(GOOD) == normalize(GOOD)
+    assert len(cache) == 1
+    cache.normalize("1 Infinite Loop, Cupertino, CA 95014")
+    cache.normalize("4 Jersey St, Boston, MA 02215")
+    assert len(cache) == 2
+
+
+# --------------------------------------------------------------------------- properties
+
+STREET_WORDS = ["Main", "Fifth", "5th", "Oak", "North Shore", "Queens", "Martin Luther King Jr"]
+SUFFIX_WORDS = ["St", "Street", "Ave", "Avenue", "Blvd", "Dr.", "Way", "Plaza", "Loop", ""]
+UNIT_WORDS = ["", "Apt 4", "Suite 200", "#5", "Fl 3", "Unit B", "Rm 12", "Building 2"]
+PLACES = [
+    "New York, NY 10118",
+    "Boston MA 02215",
+    "Chicago, Illinois 60613",
+    "Cupertino, CA 95014-2083",
+    "Queens, NY 11368",
+]
+DIRS = ["", "N", "South", "NW", "east"]
+
+address_strings = st.builds(
+    lambda n, frac, pre, name, suf, post, unit, place: " ".join(
+        p for p in (f"{n}{frac}", pre, name, suf, post, unit, place) if p
+    ),
+    st.integers(min_value=1, max_value=99999).map(str),
+    st.sampled_from(["", "A", " 1/2", "-12"]),
+    st.sampled_from(DIRS),
+    st.sampled_from(STREET_WORDS),
+    st.sampled_from(SUFFIX_WORDS),
+    st.sampled_from(DIRS),
+    st.sampled_from(UNIT_WORDS),
+    st.sampled_from(PLACES),
+)
+
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=5,
+)
+field_keys = st.sampled_from([wire_name(f.name) for f in dataclasses.fields(Address)])
+junk_mappings = st.dictionaries(field_keys | st.text(max_size=12), junk, max_size=14)
+text_mappings = st.dictionaries(field_keys, st.text(max_size=30) | st.none(), max_size=12)
+addresses = st.builds(
+    Address, **{f.name: st.none() | st.text(max_size=30) for f in dataclasses.fields(Address)}
+)
+
+
+def assert_idempotent(result: Normalized) -> None:
+    if result.address is not None:
+        assert canonical(result.address) == result.address
+        assert normalize(result.address).address == result.address
+
+
+@FAST
+@given(st.text())
+def test_normalize_never_raises_on_text(raw: str) -> None:
+    result = normalize(raw)
+    assert isinstance(result, Normalized)
+    assert_idempotent(result)
+
+
+@FAST
+@given(address_strings)
+def test_normalize_is_idempotent_on_address_like_text(raw: str) -> None:
+    result = normalize(raw)
+    assert_idempotent(result)
+
+
+@FAST
+@given(junk_mappings)
+def test_normalize_never_raises_on_junk_mappings(raw: dict[str, Any]) -> None:
+    result = normalize(raw)
+    assert isinstance(result, Normalized)
+    assert_idempotent(result)
+
+
+@FAST
+@given(text_mappings)
+def test_normalize_is_idempotent_on_text_mappings(raw: dict[str, Any]) -> None:
+    assert_idempotent(normalize(raw))
+
+
+@FAST
+@given(addresses)
+def test_canonical_is_idempotent(address: Address) -> None:
+    once = canonical(address)
+    assert canonical(once) == once
+    assert normalize(address).address == once
