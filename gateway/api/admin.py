@@ -1,0 +1,246 @@
+"""The admin JSON face over every operation of the carrier's API.
+
+Field names and status codes are the seed's; bodies are JSON instead of XML. An endpoint
+created without an ID gets the one the report pipeline derives from its AEUI, and a
+location created without an ID gets the one derived from its canonical address.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.api.auth import require_admin
+from gateway.api.context import Services, services
+from gateway.api.problems import FieldProblem, Problem
+from gateway.api.schemas import (
+    ID_PATTERN,
+    LOCATION_ID_PATTERN,
+    read_json,
+    record_from_json,
+    record_to_json,
+)
+from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient, wire_name
+from gateway.dlr.ids import endpoint_id_for, location_id_for
+
+_RESERVED_ENDPOINT_IDS = {"locations", "notificationrecipients"}
+
+
+def _admin(request: Request) -> Services:
+    found = services(request)
+    require_admin(request, found.admin_keys)
+    return found
+
+
+def _path_id(request: Request, name: str, *, location: bool = False) -> str:
+    value = str(request.path_params[name])
+    pattern = LOCATION_ID_PATTERN if location else ID_PATTERN
+    if not pattern.fullmatch(value) or value.lower() in _RESERVED_ENDPOINT_IDS:
+        kind = "location" if location else "endpoint"
+        raise Problem(404, f"There is no {kind} with that ID.")
+    return value
+
+
+def _same_id(body_id: str | None, path_id: str, field: str) -> None:
+    if body_id is not None and body_id != path_id:
+        raise Problem(
+            422,
+            "The body's ID differs from the one in the path.",
+            errors=[FieldProblem(field, f"must be {path_id!r} or left out")],
+        )
+
+
+def _require(record: Any, *names: str) -> None:
+    missing = [
+        FieldProblem(wire_name(name), "required")
+        for name in names
+        if getattr(record, name) in (None, "")
+    ]
+    if missing:
+        raise Problem(422, "Required fields are missing.", errors=missing)
+
+
+def _in_address(field: str) -> str:
+    return field if field == "address" else f"address.{field}"
+
+
+def _created(body: dict[str, Any], location: str) -> Response:
+    return JSONResponse(body, status_code=201, headers={"Location": location})
+
+
+# -- endpoints ---------------------------------------------------------------
+
+
+async def list_endpoints(request: Request) -> Response:
+    found = await _admin(request).upstream.list_endpoints()
+    return JSONResponse(record_to_json(found))
+
+
+async def _endpoint_body(request: Request, s: Services) -> Endpoint:
+    endpoint = record_from_json(Endpoint, await read_json(request, s.settings.max_body_bytes))
+    _require(endpoint, "alternate_end_user_id", "caller_name", "telephone_number", "location_id")
+    return endpoint
+
+
+async def create_endpoint(request: Request) -> Response:
+    s = _admin(request)
+    endpoint = await _endpoint_body(request, s)
+    if endpoint.endpoint_id is None:
+        assert endpoint.alternate_end_user_id is not None
+        endpoint = dataclasses.replace(
+            endpoint, endpoint_id=endpoint_id_for(endpoint.alternate_end_user_id)
+        )
+    elif endpoint.endpoint_id.lower() in _RESERVED_ENDPOINT_IDS:
+        raise Problem(
+            422,
+            "That endpoint ID is reserved.",
+            errors=[
+                FieldProblem("endpointId", "must not be 'locations' or 'notificationRecipients'")
+            ],
+        )
+    created = await s.upstream.create_endpoint(endpoint)
+    return _created(record_to_json(created), f"/v1/endpoints/{created.endpoint_id}")
+
+
+async def get_endpoint(request: Request) -> Response:
+    s = _admin(request)
+    found = await s.upstream.get_endpoint(_path_id(request, "endpoint_id"))
+    return JSONResponse(record_to_json(found))
+
+
+async def update_endpoint(request: Request) -> Response:
+    s = _admin(request)
+    endpoint_id = _path_id(request, "endpoint_id")
+    endpoint = await _endpoint_body(request, s)
+    _same_id(endpoint.endpoint_id, endpoint_id, "endpointId")
+    endpoint = dataclasses.replace(endpoint, endpoint_id=endpoint_id)
+    s.pipeline.forget_endpoint(endpoint_id)
+    updated = await s.upstream.update_endpoint(endpoint_id, endpoint)
+    return JSONResponse(record_to_json(updated))
+
+
+async def delete_endpoint(request: Request) -> Response:
+    s = _admin(request)
+    endpoint_id = _path_id(request, "endpoint_id")
+    s.pipeline.forget_endpoint(endpoint_id)
+    await s.upstream.delete_endpoint(endpoint_id)
+    return JSONResponse({"endpointId": endpoint_id, "deleted": True})
+
+
+# -- locations ---------------------------------------------------------------
+
+
+async def _location_body(request: Request, s: Services) -> Location:
+    location = record_from_json(Location, await read_json(request, s.settings.max_body_bytes))
+    if location.address is None:
+        raise Problem(
+            422, "A location needs an address.", errors=[FieldProblem("address", "required")]
+        )
+    if location.status is not None:
+        raise Problem(
+            422,
+            "The carrier sets a location's status.",
+            errors=[FieldProblem("status", "read-only; leave it out")],
+        )
+    normalized = s.normalize(location.address)
+    if not normalized.valid or normalized.address is None:
+        raise Problem(
+            422,
+            "The address cannot be routed.",
+            "unroutable-address",
+            errors=[FieldProblem(_in_address(e.field), e.message) for e in normalized.errors],
+            extra={"suggestions": [record_to_json(a) for a in normalized.suggestions]},
+        )
+    return dataclasses.replace(location, address=normalized.address)
+
+
+async def list_locations(request: Request) -> Response:
+    found = await _admin(request).upstream.list_locations()
+    return JSONResponse(record_to_json(found))
+
+
+async def create_location(request: Request) -> Response:
+    s = _admin(request)
+    location = await _location_body(request, s)
+    if location.location_id is None:
+        assert location.address is not None
+        location = dataclasses.replace(location, location_id=location_id_for(location.address))
+    elif not LOCATION_ID_PATTERN.fullmatch(location.location_id):
+        raise Problem(
+            422,
+            "That location ID cannot be used.",
+            errors=[FieldProblem("locationId", "1 to 32 letters and digits")],
+        )
+    created = await s.upstream.create_location(location)
+    return _created(record_to_json(created), f"/v1/locations/{created.location_id}")
+
+
+async def get_location(request: Request) -> Response:
+    s = _admin(request)
+    found = await s.upstream.get_location(_path_id(request, "location_id", location=True))
+    return JSONResponse(record_to_json(found))
+
+
+async def update_location(request: Request) -> Response:
+    s = _admin(request)
+    location_id = _path_id(request, "location_id", location=True)
+    location = await _location_body(request, s)
+    _same_id(location.location_id, location_id, "locationId")
+    location = dataclasses.replace(location, location_id=location_id)
+    s.pipeline.forget_location(location_id)
+    updated = await s.upstream.update_location(location_id, location)
+    return JSONResponse(record_to_json(updated))
+
+
+async def delete_location(request: Request) -> Response:
+    s = _admin(request)
+    location_id = _path_id(request, "location_id", location=True)
+    s.pipeline.forget_location(location_id)
+    await s.upstream.delete_location(location_id)
+    return JSONResponse({"locationId": location_id, "deleted": True})
+
+
+# -- notification recipients -------------------------------------------------
+
+
+async def list_recipients(request: Request) -> Response:
+    found = await _admin(request).upstream.list_notification_recipients()
+    return JSONResponse(record_to_json(found))
+
+
+async def create_recipient(request: Request) -> Response:
+    s = _admin(request)
+    body = await read_json(request, s.settings.max_body_bytes)
+    recipient = record_from_json(NotificationRecipient, body)
+    if not recipient.email_address and not recipient.phone_number:
+        raise Problem(
+            422,
+            "A recipient needs an email address or a phone number.",
+            errors=[FieldProblem("emailAddress", "required unless phoneNumber is given")],
+        )
+    if recipient.email_address is not None and "@" not in recipient.email_address:
+        raise Problem(
+            422, "Not an email address.", errors=[FieldProblem("emailAddress", "expected an email")]
+        )
+    created = await s.upstream.create_notification_recipient(recipient)
+    return JSONResponse(record_to_json(created), status_code=201)
+
+
+routes = [
+    Route("/v1/endpoints", list_endpoints, methods=["GET"]),
+    Route("/v1/endpoints", create_endpoint, methods=["POST"]),
+    Route("/v1/endpoints/{endpoint_id}", get_endpoint, methods=["GET"]),
+    Route("/v1/endpoints/{endpoint_id}", update_endpoint, methods=["PUT"]),
+    Route("/v1/endpoints/{endpoint_id}", delete_endpoint, methods=["DELETE"]),
+    Route("/v1/locations", list_locations, methods=["GET"]),
+    Route("/v1/locations", create_location, methods=["POST"]),
+    Route("/v1/locations/{location_id}", get_location, methods=["GET"]),
+    Route("/v1/locations/{location_id}", update_location, methods=["PUT"]),
+    Route("/v1/locations/{location_id}", delete_location, methods=["DELETE"]),
+    Route("/v1/notification-recipients", list_recipients, methods=["GET"]),
+    Route("/v1/notification-recipients", create_recipient, methods=["POST"]),
+]

@@ -1,0 +1,35 @@
+"""What the routes need, built once by the app's lifespan and found on ``app.state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import HTTPConnection
+
+from gateway.api.auth import AdminKeys, DeviceTokens
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.api.health import Readiness
+    from gateway.bandwidth.client import BandwidthClient
+    from gateway.dlr.pipeline import Geocoder, Normalizer, Pipeline
+
+
+@dataclass
+class Services:
+    settings: Settings
+    metrics: Metrics
+    admin_keys: AdminKeys
+    device_tokens: DeviceTokens
+    upstream: BandwidthClient
+    geocoding: Geocoder
+    normalize: Normalizer
+    pipeline: Pipeline
+    readiness: Readiness
+
+
+def services(conn: HTTPConnection) -> Services:
+    found: Services = conn.app.state.services
+    return found

@@ -1,0 +1,336 @@
+"""Device-facing routes: location reports, a device's current location, address validation."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import phonenumbers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.api.auth import Principal, authenticate
+from gateway.api.context import Services, services
+from gateway.api.problems import FieldProblem, Problem
+from gateway.api.schemas import check_string, read_json, record_to_json, require_object
+from gateway.bandwidth.errors import UpstreamError
+from gateway.bandwidth.models import Address
+from gateway.dlr.address import FieldError, validate_caller_name
+from gateway.dlr.pipeline import Binding, GeoFix, Outcome, Report, Superseded, Unroutable
+from gateway.geocoding.results import GeocodingUnavailable
+
+#: How far ahead of the gateway's clock a device's ``observedAt`` may be.
+MAX_CLOCK_SKEW = timedelta(hours=1)
+
+_REPORT_FIELDS = {
+    "alternateEndUserId",
+    "callerName",
+    "telephoneNumber",
+    "observedAt",
+    "address",
+    "geo",
+}
+_GEO_FIELDS = {"latitude", "longitude", "accuracyMeters"}
+_AEUI_MAX = 30
+
+
+def _problems(errors: list[FieldProblem]) -> Problem:
+    return Problem(422, "The report is not valid.", errors=errors)
+
+
+def _aeui(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
+    text, reason = check_string(value, where, _AEUI_MAX)
+    if reason:
+        errors.append(FieldProblem(where, reason))
+        return None
+    assert text is not None
+    if not text.strip() or text != text.strip():
+        errors.append(FieldProblem(where, "must be non-empty, without surrounding spaces"))
+        return None
+    return text
+
+
+def _telephone(value: Any, errors: list[FieldProblem]) -> str | None:
+    text, reason = check_string(value, "telephoneNumber", 32)
+    if reason or text is None:
+        errors.append(FieldProblem("telephoneNumber", reason or "required"))
+        return None
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if (
+        number is None
+        or not text.startswith("+")
+        or not phonenumbers.is_valid_number(number)
+        or phonenumbers.region_code_for_number(number) not in ("US", "CA")
+    ):
+        errors.append(
+            FieldProblem("telephoneNumber", "expected a valid US or Canadian number in E.164")
+        )
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _observed_at(value: Any, errors: list[FieldProblem]) -> datetime | None:
+    text, reason = check_string(value, "observedAt", 64)
+    when: datetime | None = None
+    if not reason and text is not None:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            when = None
+    if when is None or when.tzinfo is None or "T" not in (text or "").upper():
+        errors.append(FieldProblem("observedAt", "expected an RFC 3339 timestamp with an offset"))
+        return None
+    if when - datetime.now(UTC) > MAX_CLOCK_SKEW:
+        errors.append(FieldProblem("observedAt", "is in the future; check the device's clock"))
+        return None
+    return when
+
+
+def _number(
+    body: dict[str, Any], key: str, low: float, high: float, errors: list[FieldProblem]
+) -> float | None:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        errors.append(FieldProblem(f"geo.{key}", "expected a number"))
+        return None
+    number = float(value)
+    if not (math.isfinite(number) and low <= number <= high):
+        errors.append(FieldProblem(f"geo.{key}", f"expected a number from {low:g} to {high:g}"))
+        return None
+    return number
+
+
+def _geo(value: Any, errors: list[FieldProblem]) -> GeoFix | None:
+    if not isinstance(value, dict):
+        errors.append(FieldProblem("geo", "expected an object"))
+        return None
+    for key in value.keys() - _GEO_FIELDS:
+        errors.append(FieldProblem(f"geo.{key}", "unknown field"))
+    latitude = _number(value, "latitude", -90, 90, errors)
+    longitude = _number(value, "longitude", -180, 180, errors)
+    accuracy = None
+    if value.get("accuracyMeters") is not None:
+        accuracy = _number(value, "accuracyMeters", 0, 1_000_000, errors)
+    if latitude is None or longitude is None:
+        return None
+    return GeoFix(latitude, longitude, accuracy)
+
+
+def _address_input(value: Any, errors: list[FieldProblem]) -> Any:
+    if isinstance(value, str):
+        text, reason = check_string(value, "address", 500)
+        if reason:
+            errors.append(FieldProblem("address", reason))
+        return text
+    if isinstance(value, dict):
+        return value
+    errors.append(FieldProblem("address", "expected an address object or one free-form string"))
+    return None
+
+
+def parse_report(data: Any) -> Report:
+    body = dict(require_object(data))
+    errors: list[FieldProblem] = [
+        FieldProblem(key, "unknown field") for key in sorted(body.keys() - _REPORT_FIELDS)
+    ]
+    for key in ("alternateEndUserId", "callerName", "telephoneNumber", "observedAt"):
+        if body.get(key) is None:
+            errors.append(FieldProblem(key, "required"))
+    aeui = (
+        _aeui(body["alternateEndUserId"], "alternateEndUserId", errors)
+        if body.get("alternateEndUserId") is not None
+        else None
+    )
+    caller = body.get("callerName")
+    if caller is not None:
+        bad = validate_caller_name(caller)
+        if bad is not None:
+            errors.append(FieldProblem(bad.field, bad.message))
+    telephone = _telephone(body["telephoneNumber"], errors) if body.get("telephoneNumber") else None
+    observed = _observed_at(body["observedAt"], errors) if body.get("observedAt") else None
+    address = _address_input(body["address"], errors) if body.get("address") is not None else None
+    geo = _geo(body["geo"], errors) if body.get("geo") is not None else None
+    if body.get("address") is None and body.get("geo") is None:
+        errors.append(FieldProblem("address", "send an address, a geo fix, or both"))
+    if errors:
+        raise _problems(errors)
+    assert aeui is not None
+    assert telephone is not None
+    assert observed is not None
+    assert isinstance(caller, str)
+    return Report(
+        alternate_end_user_id=aeui,
+        caller_name=caller.strip(),
+        telephone_number=telephone,
+        observed_at=observed,
+        address=address,
+        geo=geo,
+    )
+
+
+def _coordinate(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def binding_json(binding: Binding) -> dict[str, Any]:
+    return {
+        "alternateEndUserId": binding.alternate_end_user_id,
+        "endpointId": binding.endpoint_id,
+        "locationId": binding.location_id,
+        "status": binding.status,
+        "address": record_to_json(binding.address) if binding.address is not None else None,
+        "latitude": _coordinate(binding.latitude),
+        "longitude": _coordinate(binding.longitude),
+        "callerName": binding.caller_name,
+        "telephoneNumber": binding.telephone_number,
+        "observedAt": binding.observed_at.isoformat() if binding.observed_at else None,
+    }
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    body = binding_json(outcome.binding)
+    body["changes"] = {"location": outcome.location.value, "endpoint": outcome.endpoint.value}
+    body["warnings"] = [{"field": w.field, "message": w.message} for w in outcome.warnings]
+    return body
+
+
+def _field_problems(errors: tuple[FieldError, ...]) -> list[FieldProblem]:
+    return [FieldProblem(e.field, e.message) for e in errors]
+
+
+def _unroutable(exc: Unroutable) -> Problem:
+    suggestions = [record_to_json(s) for s in exc.suggestions]
+    return Problem(
+        422,
+        f"The address cannot be routed: {exc.message}",
+        "unroutable-address",
+        errors=_field_problems(exc.errors),
+        extra={"suggestions": suggestions},
+    )
+
+
+def _authorized(request: Request, s: Services) -> Principal:
+    return authenticate(request, s.admin_keys, s.device_tokens)
+
+
+def _may_act(principal: Principal, aeui: str) -> None:
+    if not principal.may_act_for(aeui):
+        raise Problem(403, "A device token may report and read only its own location.")
+
+
+async def location_report(request: Request) -> Response:
+    s = services(request)
+    principal = _authorized(request, s)
+    started = time.perf_counter()
+    result = "error"
+    try:
+        report = parse_report(await read_json(request, s.settings.max_body_bytes))
+        _may_act(principal, report.alternate_end_user_id)
+        try:
+            async with asyncio.timeout(s.settings.report_deadline):
+                outcome = await s.pipeline.report(report)
+        except TimeoutError:
+            result = "upstream_unavailable"
+            raise Problem(
+                503,
+                "The carrier could not be reached within the report's deadline; nothing is "
+                "known to have changed. Try again.",
+                "upstream-unavailable",
+                retry_after=5,
+            ) from None
+        except Unroutable as exc:
+            result = "unroutable"
+            raise _unroutable(exc) from None
+        except Superseded as exc:
+            result = "superseded"
+            raise Problem(
+                409,
+                "A newer report for this device has already been applied.",
+                "superseded",
+                extra={"newestObservedAt": exc.newest.isoformat()},
+            ) from None
+        except UpstreamError:
+            result = "upstream_unavailable"
+            raise
+        result = "applied" if outcome.changed else "unchanged"
+        return JSONResponse(outcome_json(outcome))
+    except Problem as exc:
+        if result == "error":
+            result = {401: "unauthorized", 403: "forbidden"}.get(exc.status, "invalid")
+        raise
+    finally:
+        s.metrics.reports.labels(result=result).inc()
+        s.metrics.report_duration.labels(result=result).observe(time.perf_counter() - started)
+
+
+async def device_location(request: Request) -> Response:
+    s = services(request)
+    principal = _authorized(request, s)
+    errors: list[FieldProblem] = []
+    aeui = _aeui(request.path_params["alternate_end_user_id"], "alternateEndUserId", errors)
+    if aeui is None:
+        raise Problem(404, "There is no device with that ID.")
+    _may_act(principal, aeui)
+    binding = await s.pipeline.current(aeui)
+    if binding is None:
+        raise Problem(404, "No location is registered for this device.")
+    return JSONResponse(binding_json(binding))
+
+
+async def validate_address(request: Request) -> Response:
+    s = services(request)
+    _authorized(request, s)
+    body = require_object(await read_json(request, s.settings.max_body_bytes))
+    errors = [FieldProblem(k, "unknown field") for k in sorted(body.keys() - {"address"})]
+    if body.get("address") is None:
+        errors.append(FieldProblem("address", "required"))
+    raw = _address_input(body.get("address"), errors) if body.get("address") is not None else None
+    if errors or raw is None:
+        raise Problem(422, "The request is not valid.", errors=errors)
+    normalized = s.normalize(raw)
+    answer: dict[str, Any] = {
+        "valid": normalized.valid,
+        "address": record_to_json(normalized.address) if normalized.address else None,
+        "latitude": None,
+        "longitude": None,
+        "precision": None,
+        "errors": [{"field": e.field, "message": e.message} for e in normalized.errors],
+        "warnings": [{"field": e.field, "message": e.message} for e in normalized.warnings],
+        "suggestions": [record_to_json(a) for a in normalized.suggestions],
+    }
+    if normalized.valid and normalized.address is not None:
+        await _geocode_into(s, normalized.address, answer)
+    return JSONResponse(answer)
+
+
+async def _geocode_into(s: Services, address: Address, answer: dict[str, Any]) -> None:
+    try:
+        found = await s.geocoding.geocode(address)
+    except GeocodingUnavailable:
+        answer["warnings"].append(
+            {"field": "address", "message": "the geocoder is unavailable: no coordinates"}
+        )
+        return
+    if found is None:
+        answer["warnings"].append(
+            {"field": "address", "message": "the geocoder does not know this address"}
+        )
+        return
+    # Shown with their precision; the pipeline sends only street-level ones upstream.
+    answer["precision"] = found.precision.value
+    answer["latitude"] = found.latitude
+    answer["longitude"] = found.longitude
+
+
+routes = [
+    Route("/v1/location-reports", location_report, methods=["POST"]),
+    Route("/v1/devices/{alternate_end_user_id}/location", device_location, methods=["GET"]),
+    Route("/v1/addresses/validate", validate_address, methods=["POST"]),
+]

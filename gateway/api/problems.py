@@ -1,0 +1,199 @@
+"""RFC 9457 problem details, and the one table that turns errors into HTTP answers.
+
+Problem types are relative URIs ``/problems/<kind>``; each is explained in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.bandwidth.errors import (
+    CodecError,
+    UpstreamAuthError,
+    UpstreamConflict,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamParseError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+log = logging.getLogger("gateway.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+#: Seconds a client is asked to wait when the upstream gave no figure of its own.
+DEFAULT_RETRY_AFTER = 5
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+_KINDS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation",
+    429: "rate-limited",
+    500: "internal",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    field: str
+    message: str
+
+
+@dataclass
+class Problem(Exception):
+    """An answer that is not a success; raise it anywhere below a route."""
+
+    status: int
+    detail: str
+    kind: str | None = None
+    errors: Sequence[FieldProblem] = ()
+    retry_after: float | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.detail}"
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> Response:
+    kind = problem.kind or _KINDS.get(problem.status, "error")
+    body: dict[str, Any] = {
+        "type": f"/problems/{kind}",
+        "title": _TITLES.get(problem.status, "Error"),
+        "status": problem.status,
+        "detail": problem.detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if problem.errors:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in problem.errors]
+    body.update(problem.extra)
+    headers = dict(problem.headers)
+    if problem.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(problem.retry_after)))
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        status_code=problem.status,
+        headers=headers,
+        media_type=PROBLEM_JSON,
+    )
+
+
+def upstream_problem(exc: UpstreamError) -> Problem:
+    """The one mapping from the upstream's error tree to the gateway's answers."""
+    carrier = {"upstreamOperation": exc.operation} if exc.operation else {}
+    if isinstance(exc, UpstreamAuthError):
+        return Problem(502, "The carrier refused the gateway's credentials.", "upstream-auth")
+    if isinstance(exc, UpstreamNotFound):
+        return Problem(404, "The carrier has no such record.", "not-found")
+    if isinstance(exc, UpstreamConflict):
+        detail = exc.description or "The record already exists or is in use."
+        return Problem(409, f"The carrier refused: {detail}", "conflict", extra=carrier)
+    if isinstance(exc, UpstreamRejected):
+        detail = exc.description or "the request was refused"
+        extra = dict(carrier)
+        if exc.code:
+            extra["upstreamCode"] = exc.code
+        return Problem(422, f"The carrier refused: {detail}", "upstream-rejected", extra=extra)
+    if isinstance(exc, UpstreamRateLimited):
+        return Problem(
+            503,
+            "The carrier is rate-limiting; try again later.",
+            "upstream-unavailable",
+            retry_after=exc.retry_after or DEFAULT_RETRY_AFTER,
+        )
+    if isinstance(exc, UpstreamTimeout):
+        return Problem(
+            504,
+            "The carrier did not answer in time; try again later.",
+            "upstream-timeout",
+            retry_after=DEFAULT_RETRY_AFTER,
+        )
+    if isinstance(exc, UpstreamUnavailable):
+        return Problem(
+            503,
+            "The carrier cannot be reached; try again later.",
+            "upstream-unavailable",
+            retry_after=exc.retry_after or DEFAULT_RETRY_AFTER,
+        )
+    if isinstance(exc, UpstreamParseError):
+        return Problem(502, "The carrier sent an answer the gateway cannot read.", "upstream-error")
+    return Problem(502, "The carrier call failed.", "upstream-error")
+
+
+async def handle_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return problem_response(exc, request.url.path)
+
+
+async def handle_upstream(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, UpstreamError)
+    log.warning(
+        "upstream error",
+        extra={"operation": exc.operation, "error": type(exc).__name__, "status": exc.status},
+    )
+    return problem_response(upstream_problem(exc), request.url.path)
+
+
+async def handle_codec(request: Request, exc: Exception) -> Response:
+    log.warning("unreadable upstream body: %s", exc)
+    problem = Problem(502, "The carrier sent an answer the gateway cannot read.", "upstream-error")
+    return problem_response(problem, request.url.path)
+
+
+async def handle_http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    problem = Problem(exc.status_code, exc.detail, headers=headers)
+    return problem_response(problem, request.url.path)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(Problem(500, "An unexpected error occurred."), request.url.path)
+
+
+EXCEPTION_HANDLERS: Mapping[Any, Any] = {
+    Problem: handle_problem,
+    UpstreamError: handle_upstream,
+    CodecError: handle_codec,
+    HTTPException: handle_http,
+    Exception: handle_unexpected,
+}

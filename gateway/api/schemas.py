@@ -1,0 +1,191 @@
+"""JSON in and out: bounded body reading, and the seed's records as camelCase JSON.
+
+Reading is strict: unknown fields, wrong types and over-long strings are refused with
+field-level errors, so that nothing the caller did not mean reaches the carrier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+
+from gateway.api.problems import FieldProblem, Problem
+from gateway.bandwidth.models import Record, wire_name
+
+R = TypeVar("R", bound=Record)
+
+#: Longest string accepted in any field, unless a field has a tighter limit below.
+MAX_STRING = 255
+
+#: The carrier's published limits (DESIGN.md), by field name.
+FIELD_LIMITS = {
+    "alternate_end_user_id": 30,
+    "caller_name": 50,
+    "address_line2": 60,
+    "location_id": 32,
+    "endpoint_id": 64,
+    "id": 64,
+    "telephone_number": 32,
+    "phone_number": 32,
+    "description": 255,
+}
+
+#: What an ID in a URL path may look like; anything else cannot exist upstream.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
+LOCATION_ID_PATTERN = re.compile(r"[A-Za-z0-9]{1,32}")
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused with 413 past ``max_bytes`` without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Problem(400, "Content-Length is not a number.")
+        if int(declared) > max_bytes:
+            raise Problem(413, f"The body exceeds the {max_bytes}-byte limit.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise Problem(413, f"The body exceeds the {max_bytes}-byte limit.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The JSON body: 415 for another media type, 413 when too large, 422 when malformed."""
+    if not _is_json(request.headers.get("content-type", "")):
+        raise Problem(415, "Send the body as application/json.")
+    body = await read_body(request, max_bytes)
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise Problem(
+            422, "The body is not valid JSON.", errors=[FieldProblem("body", message)]
+        ) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def require_object(data: Any, where: str = "body") -> Mapping[str, Any]:
+    if not isinstance(data, dict):
+        raise Problem(
+            422,
+            "The body must be a JSON object.",
+            errors=[FieldProblem(where, "expected an object")],
+        )
+    return data
+
+
+def check_string(value: Any, where: str, limit: int = MAX_STRING) -> tuple[str | None, str | None]:
+    """``(value, None)`` when ``value`` is an acceptable string, else ``(None, reason)``."""
+    if not isinstance(value, str):
+        return None, "expected a string"
+    if len(value) > limit:
+        return None, f"at most {limit} characters"
+    if _CONTROL.search(value):
+        return None, "contains control characters"
+    return value, None
+
+
+def _value(kind: type, name: str, value: Any, where: str, errors: list[FieldProblem]) -> Any:
+    if kind is str:
+        text, reason = check_string(value, where, FIELD_LIMITS.get(name, MAX_STRING))
+        if reason:
+            errors.append(FieldProblem(where, reason))
+        return text
+    if kind is bool:
+        if not isinstance(value, bool):
+            errors.append(FieldProblem(where, "expected true or false"))
+            return None
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(FieldProblem(where, "expected an integer"))
+            return None
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            errors.append(FieldProblem(where, "expected a number"))
+            return None
+        number = float(value)
+        if not math.isfinite(number):
+            errors.append(FieldProblem(where, "expected a finite number"))
+            return None
+        return number
+    if dataclasses.is_dataclass(kind):
+        return _record(kind, value, where, errors)
+    raise TypeError(f"unsupported field type {kind!r}")  # pragma: no cover - schema bug
+
+
+def _record(cls: Any, data: Any, where: str, errors: list[FieldProblem]) -> Any:
+    if not isinstance(data, dict):
+        errors.append(FieldProblem(where or "body", "expected an object"))
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {wire_name(f.name): f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        name = fields.get(key)
+        if name is None:
+            errors.append(FieldProblem(path, "unknown field"))
+            continue
+        if value is None:
+            continue
+        hint = hints[name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if typing.get_origin(hint) is tuple:
+            if not isinstance(value, list):
+                errors.append(FieldProblem(path, "expected an array"))
+                continue
+            values[name] = tuple(
+                _value(args[0], name, item, f"{path}[{i}]", errors) for i, item in enumerate(value)
+            )
+        else:
+            values[name] = _value(args[0] if args else hint, name, value, path, errors)
+    return cls(**values)
+
+
+def record_from_json(cls: type[R], data: Any) -> R:
+    """A record of ``cls`` from a decoded JSON body, or a 422 naming every bad field."""
+    errors: list[FieldProblem] = []
+    record = _record(cls, data, "", errors)
+    if errors:
+        raise Problem(422, "The body does not match the schema.", errors=errors)
+    assert isinstance(record, cls)
+    return record
+
+
+def record_to_json(record: Record) -> dict[str, Any]:
+    """The record as camelCase JSON, absent values left out."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            out[wire_name(f.name)] = [record_to_json(item) for item in value]
+        elif dataclasses.is_dataclass(value):
+            out[wire_name(f.name)] = record_to_json(typing.cast(Record, value))
+        else:
+            out[wire_name(f.name)] = value
+    return out

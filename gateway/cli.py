@@ -1,0 +1,162 @@
+"""``dlr-gateway serve | simulator``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+from starlette.datastructures import Secret
+
+from gateway import __version__
+from gateway.api.auth import DeviceTokens
+from gateway.settings import Settings, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlr-gateway", description="A Dynamic Location Routing gateway for 911."
+    )
+    parser.add_argument("--version", action="version", version=f"dlr-gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="use the built-in carrier simulator and the offline geocoder",
+    )
+
+    token = commands.add_parser("token", help="mint a device token (JWT) for one AEUI")
+    token.add_argument("--aeui", required=True, help="the device's Alternate End User ID")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+
+    sim = commands.add_parser("simulator", help="run the carrier simulator alone")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8090)
+    sim.add_argument("--latency-ms", type=float, default=0.0, help="added to every API call")
+    sim.add_argument("--fault-rate", type=float, default=0.0, help="share of calls that fail")
+    sim.add_argument(
+        "--fault-kinds",
+        default="500,503,429,timeout,reset",
+        help="comma-separated: 500, 503, 429, timeout, reset",
+    )
+    sim.add_argument("--rate-limit", type=float, default=0.0, help="requests per second, 0 = off")
+    sim.add_argument(
+        "--timeout-hold", type=float, default=30.0, help="seconds a timeout fault holds a request"
+    )
+    sim.add_argument("--seed", type=int, default=None, help="seed for reproducible faults")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import SANDBOX_PREFIX, create_app
+
+    settings = Settings.from_environ()
+    sandbox_app = None
+    if args.sandbox:
+        from gateway.simulator import SimulatorConfig, create_simulator
+
+        settings = settings.for_sandbox(f"http://{args.host}:{args.port}{SANDBOX_PREFIX}/api")
+        if not settings.admin_keys:
+            settings = replace(settings, admin_keys=(Secret(secrets.token_urlsafe(24)),))
+        if not (settings.device_jwt_secret or settings.device_jwt_public_key):
+            settings = replace(settings, device_jwt_secret=Secret(secrets.token_urlsafe(32)))
+        sandbox_app = create_simulator(
+            SimulatorConfig(
+                account_id=settings.bandwidth_account_id,
+                username=settings.bandwidth_username,
+                password=str(settings.bandwidth_password),
+            )
+        )
+        base = f"http://{args.host}:{args.port}"
+        sample = DeviceTokens.from_settings(settings).mint("sandbox-device-1", 24 * 3600)
+        secret_line = (
+            f"  export GATEWAY_DEVICE_JWT_SECRET={settings.device_jwt_secret}\n"
+            if settings.device_jwt_secret
+            else ""
+        )
+        print(
+            "dlr-gateway sandbox: carrier simulator and offline geocoder built in.\n"
+            f"  admin key:     {settings.admin_keys[0]}\n"
+            f"  device token:  {sample}   (AEUI sandbox-device-1, 24 h)\n"
+            "  to mint more tokens with `dlr-gateway token --aeui ID`:\n"
+            f"{secret_line}"
+            f"  try:           curl -H 'Authorization: Bearer {settings.admin_keys[0]}' "
+            f"{base}/v1/locations\n"
+            f"  simulator:     {base}{SANDBOX_PREFIX}/_sim/state",
+            flush=True,
+        )
+    else:
+        problems = settings.problems()
+        if problems:
+            print("dlr-gateway cannot start:", file=sys.stderr)
+            for problem in problems:
+                print(f"  - {problem}", file=sys.stderr)
+            print("Set them in the environment or a .env file, or try --sandbox.", file=sys.stderr)
+            return 2
+    app = create_app(settings, sandbox_app=sandbox_app)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    if not 0 < len(args.aeui) <= 30:
+        print("dlr-gateway: --aeui must be 1 to 30 characters", file=sys.stderr)
+        return 2
+    if args.ttl <= 0:
+        print("dlr-gateway: --ttl must be positive", file=sys.stderr)
+        return 2
+    try:
+        token = DeviceTokens.from_settings(Settings.from_environ()).mint(args.aeui, args.ttl)
+    except ValueError as exc:
+        print(f"dlr-gateway: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    from gateway.simulator import SimulatorConfig, run
+
+    config = replace(
+        SimulatorConfig.from_environ(),
+        latency_ms=args.latency_ms,
+        fault_rate=args.fault_rate,
+        fault_kinds=tuple(k.strip() for k in args.fault_kinds.split(",") if k.strip()),
+        rate_limit=args.rate_limit,
+        timeout_hold=args.timeout_hold,
+        seed=args.seed,
+    )
+    run(args.host, args.port, config)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "simulator":
+            return _simulator(args)
+        if args.command == "token":
+            return _token(args)
+    except SettingsError as exc:
+        print(f"dlr-gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 2  # pragma: no cover - argparse requires a command

@@ -1,0 +1,604 @@
+"""Writes gateway/openapi.json, the gateway's own API contract (OpenAPI 3.1).
+
+Run ``python scripts/build_openapi.py`` after changing the API; tests check that the
+committed document equals this script's output and that routes and document agree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent.parent / "gateway" / "openapi.json"
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def string(max_length: int, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "maxLength": max_length, **extra}
+
+
+def problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": ref("Problem")}},
+    }
+
+
+def retry_problem(description: str) -> dict[str, Any]:
+    answer = problem(description)
+    answer["headers"] = {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}
+    return answer
+
+
+def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ADMIN = [{"adminKey": []}]
+DEVICE_OR_ADMIN = [{"deviceToken": []}, {"adminKey": []}]
+
+UPSTREAM_FAILURES = {
+    "502": problem("The carrier refused the gateway's credentials or sent an unreadable answer."),
+    "503": retry_problem("The carrier is unavailable or rate-limiting."),
+    "504": retry_problem("The carrier did not answer in time."),
+}
+
+AUTH_FAILURES = {"401": problem("Missing or invalid credentials.")}
+
+
+def body_errors() -> dict[str, Any]:
+    return {
+        "413": problem("The body is too large."),
+        "415": problem("The body is not JSON."),
+        "422": problem("The body is malformed, has wrong types or unknown fields."),
+    }
+
+
+ID_PARAM = {"type": "string", "maxLength": 64}
+
+
+def path_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": ID_PARAM,
+    }
+
+
+def operation(
+    op_id: str,
+    summary: str,
+    tag: str,
+    responses: dict[str, Any],
+    *,
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    security: list[dict[str, list[str]]] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": [tag]}
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    op["responses"] = responses
+    op["security"] = security if security is not None else ADMIN
+    return op
+
+
+ADDRESS = {
+    "type": "object",
+    "description": "A civic address in the carrier's fields (USPS Publication 28 abbreviations).",
+    "additionalProperties": False,
+    "properties": {
+        "houseNumber": string(255),
+        "houseSuffix": string(255),
+        "prefixDirectional": string(255),
+        "streetName": string(255),
+        "streetSuffix": string(255),
+        "postDirectional": string(255),
+        "addressLine2": string(60, description="Suite, floor, room: shown to the PSAP."),
+        "city": string(255),
+        "stateCode": string(255),
+        "zip": string(255),
+        "plusFour": string(255),
+        "country": string(255, description="US or CA."),
+    },
+}
+
+ENDPOINT = {
+    "type": "object",
+    "description": "A device's 911 record at the carrier.",
+    "additionalProperties": False,
+    "properties": {
+        "endpointId": string(64, description="Derived from the AEUI when left out on create."),
+        "alternateEndUserId": string(30),
+        "callerName": string(50),
+        "locationId": string(32),
+        "telephoneNumber": string(32),
+        "activated": {"type": "boolean"},
+    },
+}
+
+ENDPOINT_WRITE = {
+    **ENDPOINT,
+    "required": ["alternateEndUserId", "callerName", "telephoneNumber", "locationId"],
+}
+
+LOCATION = {
+    "type": "object",
+    "description": "A validated civic location at the carrier.",
+    "additionalProperties": False,
+    "properties": {
+        "locationId": string(32, description="Derived from the address when left out on create."),
+        "description": string(255),
+        "address": ref("Address"),
+        "status": {
+            "type": "string",
+            "description": "Set by the carrier: VALID, INVALID, GEOCODED.",
+        },
+        "latitude": {"type": "number", "format": "double"},
+        "longitude": {"type": "number", "format": "double"},
+    },
+}
+
+LOCATION_WRITE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["address"],
+    "properties": {k: v for k, v in LOCATION["properties"].items() if k != "status"},
+}
+
+RECIPIENT = {
+    "type": "object",
+    "description": "Someone told when a 911 call is placed (Kari's Law).",
+    "additionalProperties": False,
+    "properties": {
+        "id": string(64),
+        "emailAddress": string(255, format="email"),
+        "phoneNumber": string(32),
+        "description": string(255),
+    },
+}
+
+PROBLEM = {
+    "type": "object",
+    "description": "RFC 9457 problem details.",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def list_of(key: str, item: str, *, counted: bool = True) -> dict[str, Any]:
+    props: dict[str, Any] = {key: {"type": "array", "items": ref(item)}}
+    if counted:
+        props = {"totalCount": {"type": "integer"}, **props}
+    return {"type": "object", "required": [key], "properties": props}
+
+
+def deleted(key: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": [key, "deleted"],
+        "properties": {key: {"type": "string"}, "deleted": {"const": True}},
+    }
+
+
+def crud(
+    collection: str,
+    item_path: str,
+    noun: str,
+    tag: str,
+    schema: str,
+    write: str,
+    list_schema: dict[str, Any],
+    id_name: str,
+) -> dict[str, Any]:
+    title = noun.capitalize()
+    not_found = {"404": problem(f"No such {noun}.")}
+    item_param = [path_param(id_name, f"The {noun}'s ID.")]
+    return {
+        collection: {
+            "get": operation(
+                f"list{title}s",
+                f"List {noun}s",
+                tag,
+                {"200": json_body(list_schema, f"The account's {noun}s."), **AUTH_FAILURES}
+                | UPSTREAM_FAILURES,
+            ),
+            "post": operation(
+                f"create{title}",
+                f"Create a {noun}",
+                tag,
+                {
+                    "201": json_body(ref(schema), f"The {noun} as the carrier holds it."),
+                    **AUTH_FAILURES,
+                    "409": problem(f"The {noun} already exists."),
+                    **body_errors(),
+                }
+                | UPSTREAM_FAILURES,
+                body=ref(write),
+            ),
+        },
+        item_path: {
+            "get": operation(
+                f"get{title}",
+                f"Get a {noun}",
+                tag,
+                {"200": json_body(ref(schema), f"The {noun}."), **AUTH_FAILURES, **not_found}
+                | UPSTREAM_FAILURES,
+                params=item_param,
+            ),
+            "put": operation(
+                f"update{title}",
+                f"Replace a {noun} (the whole resource)",
+                tag,
+                {
+                    "200": json_body(ref(schema), f"The {noun} after the update."),
+                    **AUTH_FAILURES,
+                    **not_found,
+                    **body_errors(),
+                }
+                | UPSTREAM_FAILURES,
+                params=item_param,
+                body=ref(write),
+            ),
+            "delete": operation(
+                f"delete{title}",
+                f"Delete a {noun}",
+                tag,
+                {
+                    "200": json_body(deleted(id_name), f"The {noun} is gone."),
+                    **AUTH_FAILURES,
+                    **not_found,
+                    "409": problem(f"The {noun} is in use."),
+                }
+                | UPSTREAM_FAILURES,
+                params=item_param,
+            ),
+        },
+    }
+
+
+FIELD_ERRORS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["field", "message"],
+        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+    },
+}
+
+GEO = {
+    "type": "object",
+    "description": "The device's own GPS fix.",
+    "additionalProperties": False,
+    "required": ["latitude", "longitude"],
+    "properties": {
+        "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+        "longitude": {"type": "number", "minimum": -180, "maximum": 180},
+        "accuracyMeters": {"type": "number", "minimum": 0, "maximum": 1000000},
+    },
+}
+
+ADDRESS_INPUT = {
+    "description": "The seed's address object, or one free-form US address line.",
+    "oneOf": [ref("Address"), {"type": "string", "minLength": 1, "maxLength": 500}],
+}
+
+REPORT = {
+    "type": "object",
+    "description": "Where a device is now. Send `address`, `geo`, or both.",
+    "additionalProperties": False,
+    "required": ["alternateEndUserId", "callerName", "telephoneNumber", "observedAt"],
+    "properties": {
+        "alternateEndUserId": string(30, minLength=1, description="The device's AEUI."),
+        "callerName": string(50, minLength=1, description="Shown to the PSAP."),
+        "telephoneNumber": string(32, description="Callback number, E.164, US or CA."),
+        "observedAt": string(64, format="date-time", description="RFC 3339, with offset."),
+        "address": ADDRESS_INPUT,
+        "geo": GEO,
+    },
+}
+
+NULLABLE_NUMBER = {"type": ["number", "null"]}
+
+BINDING_PROPS = {
+    "alternateEndUserId": {"type": "string"},
+    "endpointId": {"type": "string"},
+    "locationId": {"type": "string"},
+    "status": {"type": ["string", "null"]},
+    "address": {"oneOf": [ref("Address"), {"type": "null"}]},
+    "latitude": NULLABLE_NUMBER,
+    "longitude": NULLABLE_NUMBER,
+    "callerName": {"type": "string"},
+    "telephoneNumber": {"type": "string"},
+    "observedAt": {"type": ["string", "null"]},
+}
+
+CHANGE = {"type": "string", "enum": ["created", "updated", "unchanged"]}
+
+DEVICE_LOCATION = {
+    "type": "object",
+    "description": "What the carrier holds for a device.",
+    "required": ["alternateEndUserId", "endpointId", "locationId"],
+    "properties": BINDING_PROPS,
+}
+
+REPORT_RESULT = {
+    "type": "object",
+    "description": "What the carrier now holds for the device, and what changed.",
+    "required": ["alternateEndUserId", "endpointId", "locationId", "changes", "observedAt"],
+    "properties": {
+        **BINDING_PROPS,
+        "changes": {
+            "type": "object",
+            "required": ["location", "endpoint"],
+            "properties": {"location": CHANGE, "endpoint": CHANGE},
+        },
+        "warnings": FIELD_ERRORS,
+    },
+}
+
+VALIDATION_RESULT = {
+    "type": "object",
+    "required": ["valid", "address", "errors", "suggestions"],
+    "properties": {
+        "valid": {"type": "boolean"},
+        "address": {"oneOf": [ref("Address"), {"type": "null"}]},
+        "latitude": NULLABLE_NUMBER,
+        "longitude": NULLABLE_NUMBER,
+        "precision": {
+            "oneOf": [
+                {"type": "string", "enum": ["street", "postal", "locality", "gps"]},
+                {"type": "null"},
+            ]
+        },
+        "errors": FIELD_ERRORS,
+        "warnings": FIELD_ERRORS,
+        "suggestions": {"type": "array", "items": ref("Address")},
+    },
+}
+
+DEVICE_FAILURES = {
+    "401": problem("Missing or invalid credentials."),
+    "403": problem("A device token may act only for its own AEUI."),
+}
+
+
+def device_paths() -> dict[str, Any]:
+    return {
+        "/v1/location-reports": {
+            "post": operation(
+                "reportLocation",
+                "Report where a device is; upserts the carrier's records",
+                "Devices",
+                {
+                    "200": json_body(ref("ReportResult"), "The carrier holds the new binding."),
+                    **DEVICE_FAILURES,
+                    "409": problem("Superseded: a newer report for the device is applied."),
+                    **body_errors(),
+                    "422": problem(
+                        "Malformed, or the address cannot be routed "
+                        "(`/problems/unroutable-address`); nothing was written."
+                    ),
+                }
+                | UPSTREAM_FAILURES,
+                body=ref("LocationReport"),
+                security=DEVICE_OR_ADMIN,
+            )
+        },
+        "/v1/devices/{alternateEndUserId}/location": {
+            "get": operation(
+                "getDeviceLocation",
+                "What the carrier holds for a device now",
+                "Devices",
+                {
+                    "200": json_body(ref("DeviceLocation"), "The device's binding."),
+                    **DEVICE_FAILURES,
+                    "404": problem("No location is registered for the device."),
+                }
+                | UPSTREAM_FAILURES,
+                params=[
+                    {
+                        "name": "alternateEndUserId",
+                        "in": "path",
+                        "required": True,
+                        "description": "The device's AEUI.",
+                        "schema": {"type": "string", "maxLength": 30},
+                    }
+                ],
+                security=DEVICE_OR_ADMIN,
+            )
+        },
+        "/v1/addresses/validate": {
+            "post": operation(
+                "validateAddress",
+                "Normalize, validate and geocode an address without provisioning it",
+                "Devices",
+                {
+                    "200": json_body(ref("AddressValidation"), "The verdict."),
+                    **AUTH_FAILURES,
+                    **body_errors(),
+                },
+                body={
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["address"],
+                    "properties": {"address": ADDRESS_INPUT},
+                },
+                security=DEVICE_OR_ADMIN,
+            )
+        },
+    }
+
+
+def paths() -> dict[str, Any]:
+    ops: dict[str, Any] = {
+        "/healthz": {
+            "get": operation(
+                "healthz",
+                "Liveness: the process is alive",
+                "Operations",
+                {"200": json_body({"type": "object"}, "Alive.")},
+                security=[],
+            )
+        },
+        "/readyz": {
+            "get": operation(
+                "readyz",
+                "Readiness: configuration valid, carrier reachable, not draining",
+                "Operations",
+                {
+                    "200": json_body({"type": "object"}, "Ready."),
+                    "503": json_body({"type": "object"}, "Not ready; the body says why."),
+                },
+                security=[],
+            )
+        },
+        "/metrics": {
+            "get": operation(
+                "metrics",
+                "Prometheus metrics",
+                "Operations",
+                {
+                    "200": {
+                        "description": "Metrics in the Prometheus text format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+                security=[],
+            )
+        },
+        "/openapi.json": {
+            "get": operation(
+                "openapi",
+                "This document",
+                "Operations",
+                {"200": json_body({"type": "object"}, "The gateway's OpenAPI document.")},
+                security=[],
+            )
+        },
+    }
+    ops |= crud(
+        "/v1/endpoints",
+        "/v1/endpoints/{endpointId}",
+        "endpoint",
+        "Endpoints",
+        "Endpoint",
+        "EndpointWrite",
+        list_of("endpoints", "Endpoint"),
+        "endpointId",
+    )
+    ops |= crud(
+        "/v1/locations",
+        "/v1/locations/{locationId}",
+        "location",
+        "Locations",
+        "Location",
+        "LocationWrite",
+        list_of("locations", "Location"),
+        "locationId",
+    )
+    ops |= device_paths()
+    ops["/v1/notification-recipients"] = {
+        "get": operation(
+            "listNotificationRecipients",
+            "List notification recipients",
+            "Notification recipients",
+            {
+                "200": json_body(
+                    list_of("notificationRecipients", "NotificationRecipient", counted=False),
+                    "The account's notification recipients.",
+                ),
+                **AUTH_FAILURES,
+            }
+            | UPSTREAM_FAILURES,
+        ),
+        "post": operation(
+            "createNotificationRecipient",
+            "Create a notification recipient",
+            "Notification recipients",
+            {
+                "201": json_body(ref("NotificationRecipient"), "The recipient."),
+                **AUTH_FAILURES,
+                "409": problem("The recipient already exists."),
+                **body_errors(),
+            }
+            | UPSTREAM_FAILURES,
+            body=ref("NotificationRecipient"),
+        ),
+    }
+    return ops
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "dlr-gateway",
+            "version": "0.1.0",
+            "description": (
+                "A Dynamic Location Routing gateway for 911: a JSON face over the Bandwidth "
+                "Emergency Calling API. Errors are RFC 9457 problem details; problem types "
+                "are explained in the README."
+            ),
+        },
+        "paths": paths(),
+        "components": {
+            "securitySchemes": {
+                "adminKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An admin API key from GATEWAY_ADMIN_KEYS.",
+                },
+                "deviceToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A device JWT: `sub` is the AEUI, `exp` is required.",
+                },
+            },
+            "schemas": {
+                "Address": ADDRESS,
+                "Endpoint": ENDPOINT,
+                "EndpointWrite": ENDPOINT_WRITE,
+                "Location": LOCATION,
+                "LocationWrite": LOCATION_WRITE,
+                "NotificationRecipient": RECIPIENT,
+                "Problem": PROBLEM,
+                "LocationReport": REPORT,
+                "ReportResult": REPORT_RESULT,
+                "DeviceLocation": DEVICE_LOCATION,
+                "AddressValidation": VALIDATION_RESULT,
+            },
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(document(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    OUT.write_text(render(), encoding="utf-8")
+    print(f"wrote {OUT}")

@@ -1,0 +1,103 @@
+"""The one table from the upstream's error tree to the gateway's answers, end to end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.api.conftest import ADMIN_KEY
+from tests.api.test_admin import assert_problem
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.fixture
+def upstream(settings: Settings) -> Iterator[Callable[[Handler], TestClient]]:
+    opened: list[TestClient] = []
+
+    def make(handler: Handler) -> TestClient:
+        app = create_app(settings, upstream_transport=httpx.MockTransport(handler))
+        client = TestClient(app, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+def xml(status: int, body: bytes, **headers: str) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            status, content=body, headers={"Content-Type": "application/xml", **headers}
+        )
+
+    return handler
+
+
+ERROR = (
+    b"<ResponseStatus><ErrorCode>{code}</ErrorCode>"
+    b"<Description>Something went wrong</Description></ResponseStatus>"
+)
+
+
+@pytest.mark.parametrize(
+    ("handler", "status", "kind", "retry_after"),
+    [
+        (xml(503, ERROR, **{"Retry-After": "7"}), 503, "upstream-unavailable", "7"),
+        (xml(500, ERROR), 503, "upstream-unavailable", "5"),
+        (xml(429, ERROR, **{"Retry-After": "3"}), 503, "upstream-unavailable", "3"),
+        (xml(401, ERROR), 502, "upstream-auth", None),
+        (xml(200, b"<not xml"), 502, "upstream-error", None),
+        (xml(200, b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>"), 502, "upstream-error", None),
+        (xml(200, ERROR), 422, "upstream-rejected", None),
+        (xml(404, ERROR), 404, "not-found", None),
+    ],
+)
+def test_upstream_failures_become_clear_answers(
+    upstream: Callable[[Handler], TestClient],
+    handler: Handler,
+    status: int,
+    kind: str,
+    retry_after: str | None,
+) -> None:
+    client = upstream(handler)
+    response = client.get("/v1/endpoints")
+    body = assert_problem(response, status)
+    assert body["type"] == f"/problems/{kind}"
+    assert response.headers.get("retry-after") == retry_after
+
+
+def test_timeout_is_504_with_retry_after(upstream: Callable[[Handler], TestClient]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    response = upstream(handler).get("/v1/locations")
+    assert assert_problem(response, 504)["type"] == "/problems/upstream-timeout"
+    assert response.headers["retry-after"] == "5"
+
+
+def test_connection_refused_is_503(upstream: Callable[[Handler], TestClient]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    response = upstream(handler).get("/v1/notification-recipients")
+    assert_problem(response, 503)
+    assert int(response.headers["retry-after"]) >= 1
+
+
+def test_rejection_carries_the_carriers_words(upstream: Callable[[Handler], TestClient]) -> None:
+    client = upstream(xml(400, ERROR.replace(b"{code}", b"12345")))
+    body: dict[str, Any] = assert_problem(
+        client.post("/v1/notification-recipients", json={"emailAddress": "a@example.com"}),
+        422,
+    )
+    assert body["upstreamCode"] == "12345"
+    assert "Something went wrong" in body["detail"]

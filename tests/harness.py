@@ -1,0 +1,151 @@
+"""An in-process gateway in front of an in-process simulator, for async tests.
+
+``Gateway`` runs the app's lifespan itself (httpx's ASGITransport does not), so tests can
+send concurrent requests with ``asyncio.gather`` and read the simulator's call log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.datastructures import Secret
+
+from gateway.app import SANDBOX_PREFIX, create_app
+from gateway.dlr.pipeline import Geocoder
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.simulator import Simulator, SimulatorConfig, SimulatorTransport, create_simulator
+
+ADMIN_KEY = "test-admin-key-0123456789"
+JWT_SECRET = "test-device-secret-0123456789abcdef"
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def gateway_settings(**changes: Any) -> Settings:
+    base = Settings(
+        admin_keys=(Secret(ADMIN_KEY),),
+        device_jwt_secret=Secret(JWT_SECRET),
+        upstream_max_attempts=1,
+    )
+    return replace(base.for_sandbox(f"http://sim{SANDBOX_PREFIX}/api"), **changes)
+
+
+def new_simulator(settings: Settings, **config: Any) -> Starlette:
+    return create_simulator(
+        SimulatorConfig(
+            account_id=settings.bandwidth_account_id,
+            username=settings.bandwidth_username,
+            password=str(settings.bandwidth_password),
+            **config,
+        )
+    )
+
+
+def at(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat()
+
+
+def report(
+    aeui: str,
+    address: Any,
+    seconds: float = 0,
+    *,
+    caller: str = "ALICE SMITH",
+    phone: str = "+12025550143",
+    **extra: Any,
+) -> dict[str, Any]:
+    body = {
+        "alternateEndUserId": aeui,
+        "callerName": caller,
+        "telephoneNumber": phone,
+        "observedAt": at(seconds),
+        **extra,
+    }
+    if address is not None:
+        body["address"] = address
+    return body
+
+
+WHITE_HOUSE = "1600 Pennsylvania Ave NW, Washington, DC 20500"
+EMPIRE_STATE = "350 5th Ave, New York, NY 10118"
+SPACE_NEEDLE = "400 Broad St, Seattle, WA 98109"
+WILLIS_TOWER = "233 S Wacker Dr, Chicago, IL 60606"
+
+
+class Recording(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport, into: list[httpx.Request]) -> None:
+        self.inner = inner
+        self.into = into
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        self.into.append(request)
+        return await self.inner.handle_async_request(request)
+
+
+@dataclass
+class Gateway:
+    http: httpx.AsyncClient
+    sim_app: Starlette
+    app: Starlette
+    metrics: Metrics
+
+    @property
+    def simulator(self) -> Simulator:
+        found: Simulator = self.sim_app.state.simulator
+        return found
+
+    def calls(self, since: int = 0) -> list[dict[str, Any]]:
+        return self.simulator.calls_since(since)
+
+    def last_seq(self) -> int:
+        calls = self.simulator.calls
+        return int(calls[-1]["seq"]) if calls else 0
+
+    def operations(self, since: int = 0) -> list[str]:
+        return [str(c["operation"]) for c in self.calls(since)]
+
+    async def report(self, body: dict[str, Any], **headers: str) -> httpx.Response:
+        return await self.http.post("/v1/location-reports", json=body, headers=headers or None)
+
+
+@contextlib.asynccontextmanager
+async def gateway(
+    settings: Settings | None = None,
+    *,
+    sim_app: Starlette | None = None,
+    geocoder: Geocoder | None = None,
+    record: list[httpx.Request] | None = None,
+    **sim_config: Any,
+) -> AsyncIterator[Gateway]:
+    """A gateway (lifespan running) in front of ``sim_app`` or a new simulator.
+
+    With ``record``, every request the gateway sends upstream is appended to it.
+    """
+    settings = settings or gateway_settings()
+    sim_app = sim_app or new_simulator(settings, **sim_config)
+    metrics = Metrics()
+    upstream: httpx.AsyncBaseTransport = SimulatorTransport(app=sim_app)
+    if record is not None:
+        upstream = Recording(upstream, record)
+    app = create_app(
+        settings,
+        sandbox_app=sim_app,
+        upstream_transport=upstream,
+        metrics=metrics,
+        geocoder=geocoder,
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://gateway",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ) as http:
+            yield Gateway(http, sim_app, app, metrics)
