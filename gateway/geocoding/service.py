@@ -35,6 +35,7 @@ from geopy.geocoders import SERVICE_TO_GEOCODER, get_geocoder_for_service
 from geopy.point import Point
 
 from gateway.bandwidth.models import Address
+from gateway.concurrency import SingleFlight
 from gateway.geocoding import providers
 from gateway.geocoding.adapter import adapter_factory
 from gateway.geocoding.offline import OfflineGeocoder
@@ -110,7 +111,7 @@ class Geocoding:
         self._limiter = RateLimiter(rate_limit, timer=timer, sleep=sleep)
         self._forward: Cache = TLRUCache(cache_size, self._expiry, timer)
         self._reverse: Cache = TLRUCache(cache_size, self._expiry, timer)
-        self._inflight: dict[tuple[str, Hashable], asyncio.Task[Answer]] = {}
+        self._inflight: SingleFlight[tuple[str, Hashable], Answer] = SingleFlight()
 
     def _expiry(self, _key: Hashable, value: Answer, now: float) -> float:
         return now + (self._ttl if value is not None else self._negative_ttl)
@@ -186,37 +187,18 @@ class Geocoding:
             return answer
         self._metrics.cache_lookups.labels(cache=name, result="miss").inc()
         try:
-            return await self._single_flight(name, cache, key, call)
-        finally:
-            self._observe("miss", start)
+            answer = await self._inflight.do((name, key), partial(self._fill, cache, key, call))
+        except GeocodingUnavailable:
+            self._observe("error", start)
+            raise
+        self._observe("miss", start)
+        return answer
 
     def _observe(self, outcome: str, start: float) -> None:
         elapsed = max(self._timer() - start, 0.0)
         self._metrics.geocode_duration.labels(provider=self.provider, cache=outcome).observe(
             elapsed
         )
-
-    async def _single_flight(
-        self,
-        name: str,
-        cache: Cache,
-        key: Hashable,
-        call: Callable[[], Awaitable[Answer]],
-    ) -> Answer:
-        flight = (name, key)
-        task = self._inflight.get(flight)
-        if task is None or task.done():
-            task = asyncio.get_running_loop().create_task(self._fill(cache, key, call))
-            self._inflight[flight] = task
-            task.add_done_callback(partial(self._landed, flight))
-        # shield: a waiter's cancellation must not cancel the call the others wait on.
-        return await asyncio.shield(task)
-
-    def _landed(self, flight: tuple[str, Hashable], task: asyncio.Task[Answer]) -> None:
-        if self._inflight.get(flight) is task:
-            del self._inflight[flight]
-        if not task.cancelled():
-            task.exception()  # retrieved, even when every waiter was cancelled
 
     async def _fill(
         self, cache: Cache, key: Hashable, call: Callable[[], Awaitable[Answer]]

@@ -416,19 +416,18 @@ def test_metrics_move(counting: CountingGeocoder, metrics: Metrics, clock: FakeC
     assert sample("dlr_geocode_duration_seconds_bucket", {**miss, "le": "0.25"}) == 2
 
 
-def test_errors_are_timed_as_misses(
+def test_errors_are_timed_apart_from_misses(
     counting: CountingGeocoder, metrics: Metrics, clock: FakeClock
 ) -> None:
+    # Failures get their own label so that an alert can see a failing provider.
     counting.error = GeocoderTimedOut("slow")
     g = service(counting, metrics, clock)
     with pytest.raises(GeocodingUnavailable):
         run(lambda: g.geocode(HOME))
-    assert (
-        metrics.registry.get_sample_value(
-            "dlr_geocode_duration_seconds_count", {"provider": "counting", "cache": "miss"}
-        )
-        == 1
-    )
+    labels = {"provider": "counting", "cache": "error"}
+    assert metrics.registry.get_sample_value("dlr_geocode_duration_seconds_count", labels) == 1
+    miss = {"provider": "counting", "cache": "miss"}
+    assert metrics.registry.get_sample_value("dlr_geocode_duration_seconds_count", miss) is None
 
 
 # --- build_geocoding ---------------------------------------------------------------------------
