@@ -41,7 +41,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -857,22 +857,41 @@ def validate_caller_name(name: object) -> FieldError | None:
 
 
 class NormalizeCache:
-    """An LRU memo of ``normalize`` for free-form strings (other inputs are not cached)."""
+    """An LRU memo of ``normalize``: devices re-report the same address over and over.
+
+    Free-form strings, ``Address`` records and JSON objects whose values are all strings
+    (or null) are cached; anything else is normalized afresh.
+    """
 
     def __init__(self, maxsize: int = 4096) -> None:
-        self._cache: LRUCache[str, Normalized] = LRUCache(maxsize=maxsize)
+        self._cache: LRUCache[Hashable, Normalized] = LRUCache(maxsize=maxsize)
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _key(raw: Address | Mapping[str, object] | str) -> Hashable | None:
+        if isinstance(raw, str):
+            return raw if len(raw) <= MAX_FREEFORM else None
+        if isinstance(raw, Address):
+            return raw
+        items = tuple(raw.items())
+        if len(items) > 32 or not all(
+            isinstance(k, str) and (v is None or (isinstance(v, str) and len(v) <= MAX_FIELD))
+            for k, v in items
+        ):
+            return None
+        return ("mapping", *sorted(items, key=lambda kv: kv[0]))
+
     def normalize(self, raw: Address | Mapping[str, object] | str) -> Normalized:
-        if not isinstance(raw, str) or len(raw) > MAX_FREEFORM:
+        key = self._key(raw)
+        if key is None:
             return normalize(raw)
         with self._lock:
-            hit = self._cache.get(raw)
+            hit = self._cache.get(key)
         if hit is not None:
             return hit
         result = normalize(raw)
         with self._lock:
-            self._cache[raw] = result
+            self._cache[key] = result
         return result
 
     def __len__(self) -> int:

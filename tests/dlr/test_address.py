@@ -988,18 +988,30 @@ def test_limits() -> None:
 # --------------------------------------------------------------------------- cache
 
 
-def test_normalize_cache_memoizes_strings_only() -> None:
+def test_normalize_cache_memoizes_repeated_inputs() -> None:
     cache = NormalizeCache(maxsize=2)
     raw = "11 Wall Street, New York, NY 10005"
     first = cache.normalize(raw)
     assert cache.normalize(raw) is first
     assert first == normalize(raw)
     assert len(cache) == 1
+    # A JSON object is cached whatever its key order; an equal one hits.
     assert cache.normalize(GOOD) == normalize(GOOD)
-    assert len(cache) == 1
+    assert len(cache) == 2
+    shuffled = dict(reversed(list(GOOD.items())))
+    assert cache.normalize(shuffled) is cache.normalize(GOOD)
     cache.normalize("1 Infinite Loop, Cupertino, CA 95014")
     cache.normalize("4 Jersey St, Boston, MA 02215")
     assert len(cache) == 2
+
+
+def test_normalize_cache_skips_what_it_cannot_key() -> None:
+    cache = NormalizeCache(maxsize=8)
+    odd = {**GOOD, "zip": ["20500"]}
+    assert cache.normalize(odd) == normalize(odd)
+    assert len(cache) == 0
+    assert cache.normalize("x" * 501).errors
+    assert len(cache) == 0
 
 
 # --------------------------------------------------------------------------- properties
