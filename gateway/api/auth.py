@@ -9,14 +9,22 @@ import hmac
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from starlette.requests import HTTPConnection
 
 from gateway.api.problems import Problem
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dlr-gateway"'}
+
+#: Longest credential looked at; a real device token is a few hundred bytes.
+MAX_TOKEN_LENGTH = 4096
+#: Longest AEUI the carrier accepts, so the longest ``sub`` a device token may carry.
+MAX_SUBJECT_LENGTH = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +66,16 @@ class AdminKeys:
         return Principal("admin", f"admin-key-{found}") if found is not None else None
 
 
-def require_admin(conn: HTTPConnection, keys: AdminKeys) -> Principal:
-    principal = keys.match(bearer_token(conn))
+def require_admin(
+    conn: HTTPConnection, keys: AdminKeys, tokens: DeviceTokens | None = None
+) -> Principal:
+    """An admin key; 401 otherwise, or 403 for a valid device token when ``tokens`` is given
+    (the caller is known, but a device may not use the admin API)."""
+    token = bearer_token(conn)
+    principal = keys.match(token)
     if principal is None:
+        if tokens is not None and tokens.verify(token) is not None:
+            raise Problem(403, "A device token cannot use the admin API; use an admin key.")
         raise Problem(401, "The credentials are not valid.", headers=_CHALLENGE)
     return principal
 
@@ -70,7 +85,8 @@ class DeviceTokens:
 
     HS256 with a shared secret, or RS256/ES256 with a public key; the algorithm list is
     fixed by the configuration, never taken from the token (so ``alg: none`` and
-    algorithm-confusion tokens fail).
+    algorithm-confusion tokens fail). A public key that is not an RSA or P-256 public key
+    in PEM is refused here (``SettingsError``), at start, rather than failing every request.
     """
 
     def __init__(
@@ -87,9 +103,12 @@ class DeviceTokens:
         self.private_key = private_key
         self.audience = audience
         self.issuer = issuer
+        self._verifying_key: Any = None
         if public_key:
-            self.algorithms = ["ES256"] if _is_ec(public_key) else ["RS256"]
+            self._verifying_key, algorithm = _load_public_key(public_key)
+            self.algorithms = [algorithm]
         else:
+            self._verifying_key = secret
             self.algorithms = ["HS256"]
 
     @classmethod
@@ -108,28 +127,39 @@ class DeviceTokens:
         return bool(self.secret or self.public_key)
 
     def verify(self, token: str) -> Principal | None:
-        if not self.enabled or token.count(".") != 2:
+        if not self.enabled or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             return None
-        key = self.public_key or self.secret
-        assert key is not None
         try:
             claims = jwt.decode(
                 token,
-                key,
+                self._verifying_key,
                 algorithms=self.algorithms,
                 audience=self.audience,
                 issuer=self.issuer,
                 options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
             )
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
+            # OverflowError/ValueError/TypeError: claims PyJWT could not read (``exp: 1e999``).
             return None
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject or len(subject) > 30:
+        if (
+            not isinstance(subject, str)
+            or not subject
+            or subject != subject.strip()
+            or len(subject) > MAX_SUBJECT_LENGTH
+        ):
             return None
         return Principal("device", subject)
 
     def mint(self, alternate_end_user_id: str, ttl: float, *, now: float | None = None) -> str:
         """A device token, signed with the secret or the private key."""
+        subject = alternate_end_user_id
+        if not subject or subject != subject.strip() or len(subject) > MAX_SUBJECT_LENGTH:
+            raise ValueError(
+                f"an AEUI is 1 to {MAX_SUBJECT_LENGTH} characters without surrounding spaces"
+            )
+        if ttl <= 0:
+            raise ValueError("a token's time to live must be positive")
         key = self.private_key if self.public_key else self.secret
         if not key:
             raise ValueError(
@@ -146,17 +176,59 @@ class DeviceTokens:
             claims["aud"] = self.audience
         if self.issuer:
             claims["iss"] = self.issuer
-        return jwt.encode(claims, key, algorithm=self.algorithms[0])
+        try:
+            token = jwt.encode(claims, key, algorithm=self.algorithms[0])
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            if self.public_key:
+                raise ValueError(
+                    f"GATEWAY_DEVICE_JWT_PRIVATE_KEY cannot sign {self.algorithms[0]} tokens: "
+                    "expected the PEM private key of GATEWAY_DEVICE_JWT_PUBLIC_KEY"
+                ) from None
+            raise ValueError(f"GATEWAY_DEVICE_JWT_SECRET cannot sign tokens: {exc}") from None
+        if self.public_key and not self._signed_by_us(token):
+            raise ValueError(
+                "GATEWAY_DEVICE_JWT_PRIVATE_KEY does not match GATEWAY_DEVICE_JWT_PUBLIC_KEY: "
+                "the gateway would refuse the tokens it signs"
+            )
+        return token
+
+    def _signed_by_us(self, token: str) -> bool:
+        """Whether the configured verifying key accepts ``token``'s signature (claims aside)."""
+        try:
+            jwt.decode(
+                token,
+                self._verifying_key,
+                algorithms=self.algorithms,
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
+            )
+        except jwt.PyJWTError:
+            return False
+        return True
 
 
-def _is_ec(pem: str) -> bool:
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
+def _load_public_key(pem: str) -> tuple[Any, str]:
+    """The parsed key and its algorithm: RS256 for RSA, ES256 for EC P-256."""
     try:
-        return isinstance(load_pem_public_key(pem.encode()), ec.EllipticCurvePublicKey)
-    except ValueError:
-        return False
+        key = load_pem_public_key(pem.strip().encode())
+    except (ValueError, TypeError):
+        raise SettingsError(
+            "GATEWAY_DEVICE_JWT_PUBLIC_KEY is not a PEM public key "
+            "('-----BEGIN PUBLIC KEY-----'; a private key belongs in "
+            "GATEWAY_DEVICE_JWT_PRIVATE_KEY)"
+        ) from None
+    if isinstance(key, rsa.RSAPublicKey):
+        return key, "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return key, "ES256"
+    raise SettingsError(
+        "GATEWAY_DEVICE_JWT_PUBLIC_KEY must be an RSA key (RS256) or an EC P-256 key (ES256)"
+    )
 
 
 def authenticate(conn: HTTPConnection, keys: AdminKeys, tokens: DeviceTokens) -> Principal:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,13 @@ from starlette.routing import Route
 from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services, services
 from gateway.api.problems import FieldProblem, Problem
-from gateway.api.schemas import check_string, read_json, record_to_json, require_object
+from gateway.api.schemas import (
+    check_string,
+    read_json,
+    record_from_json,
+    record_to_json,
+    require_object,
+)
 from gateway.bandwidth.errors import UpstreamError
 from gateway.bandwidth.models import Address
 from gateway.dlr.address import FieldError, validate_caller_name
@@ -36,6 +43,14 @@ _REPORT_FIELDS = {
 }
 _GEO_FIELDS = {"latitude", "longitude", "accuracyMeters"}
 _AEUI_MAX = 30
+_REQUIRED = ("alternateEndUserId", "callerName", "telephoneNumber", "observedAt")
+
+#: RFC 3339 ``date-time`` (section 5.6): ``datetime.fromisoformat`` alone also takes ISO 8601
+#: forms RFC 3339 does not (week dates, basic format, no offset), so the shape is checked first.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
+)
 
 
 def _problems(errors: list[FieldProblem]) -> Problem:
@@ -79,16 +94,28 @@ def _telephone(value: Any, errors: list[FieldProblem]) -> str | None:
 def _observed_at(value: Any, errors: list[FieldProblem]) -> datetime | None:
     text, reason = check_string(value, "observedAt", 64)
     when: datetime | None = None
-    if not reason and text is not None:
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            when = None
-    if when is None or when.tzinfo is None or "T" not in (text or "").upper():
+    if not reason and text is not None and _RFC3339.fullmatch(text):
+        when = _parse_rfc3339(text)
+    if when is None or when.tzinfo is None:
         errors.append(FieldProblem("observedAt", "expected an RFC 3339 timestamp with an offset"))
         return None
     if when - datetime.now(UTC) > MAX_CLOCK_SKEW:
         errors.append(FieldProblem("observedAt", "is in the future; check the device's clock"))
+        return None
+    return when
+
+
+def _parse_rfc3339(text: str) -> datetime | None:
+    """An RFC 3339 timestamp (shape already checked); ``None`` for impossible values."""
+    head, _, rest = text.upper().partition(".")
+    if rest:
+        # Python keeps microseconds: a longer fraction is cut to 6 digits, not rounded.
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        head = f"{head}.{rest[:digits][:6]}{rest[digits:]}"
+    try:
+        when = datetime.fromisoformat(head.replace("Z", "+00:00"))
+        when.astimezone(UTC)  # a year-1 time east of UTC has no UTC instant
+    except (ValueError, OverflowError):
         return None
     return when
 
@@ -124,28 +151,43 @@ def _geo(value: Any, errors: list[FieldProblem]) -> GeoFix | None:
 
 
 def _address_input(value: Any, errors: list[FieldProblem]) -> Any:
+    """A free-form line as it is, or the address object read strictly (the API's ``Address``:
+    unknown fields, wrong types and over-long strings are refused, named ``address.<field>``)."""
     if isinstance(value, str):
         text, reason = check_string(value, "address", 500)
         if reason:
             errors.append(FieldProblem("address", reason))
         return text
     if isinstance(value, dict):
-        return value
+        try:
+            return record_from_json(Address, value)
+        except Problem as exc:
+            errors.extend(FieldProblem(f"address.{e.field}", e.message) for e in exc.errors)
+            return None
     errors.append(FieldProblem("address", "expected an address object or one free-form string"))
     return None
 
 
+def _given(body: dict[str, Any], key: str) -> bool:
+    return body.get(key) is not None
+
+
 def parse_report(data: Any) -> Report:
+    """A report from a decoded body, or a 422 naming every field that is wrong.
+
+    A field that is present is checked by its value, never by its truthiness (``""``, ``0``
+    and ``false`` are wrong values, not missing ones); ``null`` counts as missing.
+    """
     body = dict(require_object(data))
     errors: list[FieldProblem] = [
         FieldProblem(key, "unknown field") for key in sorted(body.keys() - _REPORT_FIELDS)
     ]
-    for key in ("alternateEndUserId", "callerName", "telephoneNumber", "observedAt"):
-        if body.get(key) is None:
+    for key in _REQUIRED:
+        if not _given(body, key):
             errors.append(FieldProblem(key, "required"))
     aeui = (
         _aeui(body["alternateEndUserId"], "alternateEndUserId", errors)
-        if body.get("alternateEndUserId") is not None
+        if _given(body, "alternateEndUserId")
         else None
     )
     caller = body.get("callerName")
@@ -153,18 +195,19 @@ def parse_report(data: Any) -> Report:
         bad = validate_caller_name(caller)
         if bad is not None:
             errors.append(FieldProblem(bad.field, bad.message))
-    telephone = _telephone(body["telephoneNumber"], errors) if body.get("telephoneNumber") else None
-    observed = _observed_at(body["observedAt"], errors) if body.get("observedAt") else None
-    address = _address_input(body["address"], errors) if body.get("address") is not None else None
-    geo = _geo(body["geo"], errors) if body.get("geo") is not None else None
-    if body.get("address") is None and body.get("geo") is None:
+    telephone = (
+        _telephone(body["telephoneNumber"], errors) if _given(body, "telephoneNumber") else None
+    )
+    observed = _observed_at(body["observedAt"], errors) if _given(body, "observedAt") else None
+    address = _address_input(body["address"], errors) if _given(body, "address") else None
+    geo = _geo(body["geo"], errors) if _given(body, "geo") else None
+    if not _given(body, "address") and not _given(body, "geo"):
         errors.append(FieldProblem("address", "send an address, a geo fix, or both"))
     if errors:
         raise _problems(errors)
-    assert aeui is not None
-    assert telephone is not None
-    assert observed is not None
-    assert isinstance(caller, str)
+    if aeui is None or telephone is None or observed is None or not isinstance(caller, str):
+        # Unreachable: each of these either parsed or added an error above.
+        raise _problems([FieldProblem("body", "cannot be read")])
     return Report(
         alternate_end_user_id=aeui,
         caller_name=caller.strip(),
@@ -232,6 +275,7 @@ async def location_report(request: Request) -> Response:
     result = "error"
     try:
         report = parse_report(await read_json(request, s.settings.max_body_bytes))
+        request.state.aeui = report.alternate_end_user_id  # named in the request's log line
         _may_act(principal, report.alternate_end_user_id)
         try:
             async with asyncio.timeout(s.settings.report_deadline):
@@ -289,9 +333,9 @@ async def validate_address(request: Request) -> Response:
     _authorized(request, s)
     body = require_object(await read_json(request, s.settings.max_body_bytes))
     errors = [FieldProblem(k, "unknown field") for k in sorted(body.keys() - {"address"})]
-    if body.get("address") is None:
+    if not _given(dict(body), "address"):
         errors.append(FieldProblem("address", "required"))
-    raw = _address_input(body.get("address"), errors) if body.get("address") is not None else None
+    raw = _address_input(body["address"], errors) if _given(dict(body), "address") else None
     if errors or raw is None:
         raise Problem(422, "The request is not valid.", errors=errors)
     normalized = s.normalize(raw)

@@ -153,6 +153,18 @@ _NOT_DISPATCHABLE = (
 )
 
 
+def _in_address(error: FieldError) -> FieldError:
+    """``error`` named as a field of the report: ``zip`` -> ``address.zip``."""
+    if error.field == "address" or error.field.startswith("address."):
+        return error
+    return FieldError(f"address.{error.field}", error.message)
+
+
+def _in_geo(error: FieldError) -> FieldError:
+    """An error about an address the device did not send: it is about its ``geo`` fix."""
+    return FieldError("geo", f"{error.field}: {error.message}")
+
+
 class Pipeline:
     def __init__(
         self,
@@ -233,21 +245,31 @@ class Pipeline:
     # -- the report --------------------------------------------------------------------------
 
     async def resolve(self, report: Report) -> tuple[Address, tuple[FieldError, ...]]:
-        """The report's canonical civic address, or ``Unroutable``."""
+        """The report's canonical civic address, or ``Unroutable``.
+
+        Field errors and warnings name the report's field: ``address`` or ``address.<field>``
+        for the address sent, ``geo`` for one found by reverse geocoding the device's fix.
+        """
         if report.address is not None:
             normalized = self.normalize(report.address)
+            where = _in_address
         elif report.geo is not None:
             reversed_ = await self._reverse(report.geo)
             if reversed_ is None or reversed_.address is None:
                 raise Unroutable(_NOT_DISPATCHABLE, (FieldError("geo", _NOT_DISPATCHABLE),))
             normalized = self.normalize(reversed_.address)
+            where = _in_geo
         else:
             message = "send an address or a GPS fix"
             raise Unroutable(message, (FieldError("address", message),))
         if not normalized.valid or normalized.address is None:
             errors = normalized.errors or (FieldError("address", "cannot be parsed"),)
-            raise Unroutable("the address cannot be routed", errors, normalized.suggestions)
-        return normalized.address, normalized.warnings
+            raise Unroutable(
+                "the address cannot be routed",
+                tuple(map(where, errors)),
+                normalized.suggestions,
+            )
+        return normalized.address, tuple(map(where, normalized.warnings))
 
     async def report(self, report: Report) -> Outcome:
         address, warnings = await self.resolve(report)

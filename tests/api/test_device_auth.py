@@ -1,0 +1,519 @@
+"""Device tokens (JWT, ``sub`` = AEUI, ``exp`` required) and admin keys on the device routes.
+
+A device reports and reads only its own AEUI (403 otherwise, nothing written upstream) and may
+validate addresses; admin keys act for any AEUI; anything else is a 401 with a challenge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from starlette.datastructures import Secret
+from starlette.requests import Request
+
+from gateway.api.auth import AdminKeys, DeviceTokens, require_admin
+from gateway.api.problems import Problem
+from gateway.dlr.ids import endpoint_id_for
+from gateway.settings import Settings, SettingsError
+from tests.harness import (
+    ADMIN_KEY,
+    EMPIRE_STATE,
+    JWT_SECRET,
+    WHITE_HOUSE,
+    Gateway,
+    gateway,
+    gateway_settings,
+    report,
+)
+
+OTHER_SECRET = "another-device-secret-0123456789abcdef"
+AUDIENCE = "dlr-devices"
+ISSUER = "https://idp.example.test"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def claims(sub: Any = "alice", ttl: int = 300, **extra: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"sub": sub, "iat": now, "exp": now + ttl, **extra}
+
+
+def hs256(payload: dict[str, Any], secret: str = JWT_SECRET) -> str:
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hand_signed(payload: dict[str, Any], secret: bytes, algorithm: str) -> str:
+    """An HMAC token signed with any bytes (PyJWT refuses a PEM as a secret, and warns on
+    short HS512 keys)."""
+    digest = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}[algorithm]
+    header = b64url(json.dumps({"alg": algorithm, "typ": "JWT"}).encode())
+    body = b64url(json.dumps(payload).encode())
+    signature = hmac.new(secret, f"{header}.{body}".encode(), digest).digest()
+    return f"{header}.{body}.{b64url(signature)}"
+
+
+def unsigned(payload: dict[str, Any]) -> str:
+    """An ``alg: none`` token, built by hand: header, payload, empty signature."""
+    header = b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    return f"{header}.{b64url(json.dumps(payload).encode())}."
+
+
+@functools.cache
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@functools.cache
+def other_rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@functools.cache
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def private_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def asymmetric_settings(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> Settings:
+    return gateway_settings(device_jwt_secret=None, device_jwt_public_key=public_pem(key))
+
+
+def assert_unauthorized(response: httpx.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["status"] == 401
+
+
+def assert_forbidden(response: httpx.Response) -> None:
+    assert response.status_code == 403, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "/problems/forbidden"
+
+
+def anonymous(gw: Gateway) -> httpx.AsyncClient:
+    """A client to the gateway that sends no credentials at all."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gw.app), base_url="http://gateway")
+
+
+# -- what a device may do --------------------------------------------------------------------
+
+
+def test_device_reports_and_reads_its_own_location() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            token = bearer(hs256(claims("alice")))
+            sent = await gw.report(report("alice", WHITE_HOUSE, 0), **token)
+            assert sent.status_code == 200, sent.text
+            assert sent.json()["endpointId"] == endpoint_id_for("alice")
+            assert gw.operations() == ["createLocation", "updateEndpoint", "createEndpoint"]
+
+            read = await gw.http.get("/v1/devices/alice/location", headers=token)
+            assert read.status_code == 200, read.text
+            assert read.json()["locationId"] == sent.json()["locationId"]
+
+    run(scenario())
+
+
+def test_a_minted_token_is_accepted() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            token = DeviceTokens(secret=JWT_SECRET).mint("dev-7", 60)
+            sent = await gw.report(report("dev-7", WHITE_HOUSE, 0), **bearer(token))
+            assert sent.status_code == 200, sent.text
+
+    run(scenario())
+
+
+def test_cross_device_report_is_forbidden_and_writes_nothing() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            token = bearer(hs256(claims("alice")))
+            for aeui in ["bob", "Alice", "alice2"]:
+                response = await gw.report(report(aeui, WHITE_HOUSE, 0), **token)
+                assert_forbidden(response)
+            assert gw.operations() == []
+            assert gw.simulator.state["endpoints"] == {}
+            assert gw.simulator.state["locations"] == {}
+
+    run(scenario())
+
+
+def test_cross_device_read_is_forbidden() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            assert (await gw.report(report("bob", EMPIRE_STATE, 0))).status_code == 200
+            seq = gw.last_seq()
+            token = bearer(hs256(claims("alice")))
+            response = await gw.http.get("/v1/devices/bob/location", headers=token)
+            assert_forbidden(response)
+            assert "locationId" not in response.json()
+            # An unknown device is forbidden too: whether it exists is not a device's business.
+            unknown = await gw.http.get("/v1/devices/nobody/location", headers=token)
+            assert_forbidden(unknown)
+            assert gw.operations(seq) == []
+
+    run(scenario())
+
+
+def test_admin_key_acts_for_any_device() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            admin = bearer(ADMIN_KEY)
+            for aeui, place in [("alice", WHITE_HOUSE), ("bob", EMPIRE_STATE)]:
+                sent = await gw.report(report(aeui, place, 0), **admin)
+                assert sent.status_code == 200, sent.text
+                read = await gw.http.get(f"/v1/devices/{aeui}/location", headers=admin)
+                assert read.status_code == 200
+                assert read.json()["locationId"] == sent.json()["locationId"]
+
+    run(scenario())
+
+
+def test_device_token_may_validate_addresses() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            response = await gw.http.post(
+                "/v1/addresses/validate",
+                json={"address": WHITE_HOUSE},
+                headers=bearer(hs256(claims("anyone"))),
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["valid"] is True
+            assert gw.operations() == []
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/endpoints"),
+        ("POST", "/v1/endpoints"),
+        ("GET", "/v1/locations"),
+        ("DELETE", "/v1/locations/abc123"),
+        ("GET", "/v1/notification-recipients"),
+    ],
+)
+def test_device_token_cannot_use_the_admin_routes(method: str, path: str) -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            body = {} if method == "POST" else None
+            response = await gw.http.request(
+                method, path, json=body, headers=bearer(hs256(claims("alice")))
+            )
+            # The admin routes call require_admin(request, keys): a device token is not an
+            # admin key, so 401. Passing the device tokens too (require_admin(request, keys,
+            # s.device_tokens)) makes it 403; either way the device gets nothing.
+            assert response.status_code in (401, 403), response.text
+            assert response.headers["content-type"] == "application/problem+json"
+            assert gw.operations() == []
+
+    run(scenario())
+
+
+def test_require_admin_tells_a_device_token_from_a_bad_credential() -> None:
+    keys = AdminKeys([ADMIN_KEY])
+    tokens = DeviceTokens(secret=JWT_SECRET)
+
+    def request(credential: str) -> Request:
+        headers = [(b"authorization", f"Bearer {credential}".encode())]
+        return Request({"type": "http", "method": "GET", "path": "/", "headers": headers})
+
+    assert require_admin(request(ADMIN_KEY), keys, tokens).is_admin
+    with pytest.raises(Problem) as device:
+        require_admin(request(hs256(claims("alice"))), keys, tokens)
+    assert device.value.status == 403
+    with pytest.raises(Problem) as forged:
+        require_admin(request(hs256(claims("alice"), OTHER_SECRET)), keys, tokens)
+    assert forged.value.status == 401
+    assert "WWW-Authenticate" in forged.value.headers
+    with pytest.raises(Problem) as without_tokens:
+        require_admin(request(hs256(claims("alice"))), keys)
+    assert without_tokens.value.status == 401
+
+
+# -- what is refused ---------------------------------------------------------------------------
+
+
+def _bad_tokens() -> dict[str, Callable[[], str]]:
+    now = int(time.time())
+    return {
+        "expired": lambda: hs256({"sub": "alice", "iat": now - 600, "exp": now - 60}),
+        "forged-wrong-secret": lambda: hs256(claims("alice"), OTHER_SECRET),
+        "alg-none": lambda: unsigned(claims("alice")),
+        "alg-none-uppercase": lambda: unsigned(claims("alice")).replace(
+            b64url(b'{"alg": "none", "typ": "JWT"}'), b64url(b'{"alg": "NONE", "typ": "JWT"}')
+        ),
+        "missing-sub": lambda: hs256({"exp": now + 300}),
+        "missing-exp": lambda: hs256({"sub": "alice"}),
+        "sub-not-a-string": lambda: hs256(claims(12345)),
+        "sub-a-list": lambda: hs256(claims(["alice"])),
+        "sub-empty": lambda: hs256(claims("")),
+        "sub-too-long": lambda: hs256(claims("a" * 31)),
+        "sub-with-spaces": lambda: hs256(claims(" alice")),
+        "exp-not-a-number": lambda: hs256({"sub": "alice", "exp": "tomorrow"}),
+        "not-yet-valid": lambda: hs256(claims("alice", nbf=now + 3600)),
+        "rs256-against-hs256": lambda: jwt.encode(claims("alice"), rsa_key(), algorithm="RS256"),
+        "hs512-same-secret": lambda: hand_signed(claims("alice"), JWT_SECRET.encode(), "HS512"),
+        "tampered-payload": lambda: _tampered(hs256(claims("bob")), claims("alice")),
+        "malformed-abc": lambda: "abc",
+        "malformed-a.b.c": lambda: "a.b.c",
+        "malformed-dots": lambda: "..",
+        "four-parts": lambda: hs256(claims("alice")) + ".x",
+        "huge": lambda: "a." + "b" * 10_000 + ".c",
+        "admin-key-prefix": lambda: ADMIN_KEY[:-1],
+    }
+
+
+def _tampered(token: str, payload: dict[str, Any]) -> str:
+    header, _, signature = token.split(".")
+    return f"{header}.{b64url(json.dumps(payload).encode())}.{signature}"
+
+
+@pytest.mark.parametrize("kind", sorted(_bad_tokens()))
+def test_bad_tokens_are_refused(kind: str) -> None:
+    token = _bad_tokens()[kind]()
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            headers = bearer(token)
+            assert_unauthorized(await gw.report(report("alice", WHITE_HOUSE, 0), **headers))
+            assert_unauthorized(await gw.http.get("/v1/devices/alice/location", headers=headers))
+            assert_unauthorized(
+                await gw.http.post(
+                    "/v1/addresses/validate", json={"address": WHITE_HOUSE}, headers=headers
+                )
+            )
+            assert gw.operations() == []
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer ", f"Basic {ADMIN_KEY}", f"Token {ADMIN_KEY}", ADMIN_KEY],
+)
+def test_missing_credentials_are_refused(authorization: str | None) -> None:
+    async def scenario() -> None:
+        async with gateway() as gw, anonymous(gw) as http:
+            headers = {} if authorization is None else {"Authorization": authorization}
+            for response in [
+                await http.post(
+                    "/v1/location-reports", json=report("alice", WHITE_HOUSE), headers=headers
+                ),
+                await http.get("/v1/devices/alice/location", headers=headers),
+                await http.post(
+                    "/v1/addresses/validate", json={"address": WHITE_HOUSE}, headers=headers
+                ),
+            ]:
+                assert_unauthorized(response)
+            assert gw.operations() == []
+
+    run(scenario())
+
+
+def test_audience_is_checked_when_configured() -> None:
+    async def scenario() -> None:
+        async with gateway(gateway_settings(device_jwt_audience=AUDIENCE)) as gw:
+            for bad in [
+                hs256(claims("alice")),  # no aud at all
+                hs256(claims("alice", aud="someone-else")),
+                hs256(claims("alice", aud=["someone-else", "another"])),
+            ]:
+                assert_unauthorized(await gw.report(report("alice", WHITE_HOUSE), **bearer(bad)))
+            assert gw.operations() == []
+            for good in [
+                hs256(claims("alice", aud=AUDIENCE)),
+                hs256(claims("alice", aud=["other", AUDIENCE])),
+            ]:
+                response = await gw.report(report("alice", WHITE_HOUSE), **bearer(good))
+                assert response.status_code == 200, response.text
+
+    run(scenario())
+
+
+def test_issuer_is_checked_when_configured() -> None:
+    async def scenario() -> None:
+        async with gateway(gateway_settings(device_jwt_issuer=ISSUER)) as gw:
+            for bad in [
+                hs256(claims("alice")),  # no iss at all
+                hs256(claims("alice", iss="https://evil.example.test")),
+                hs256(claims("alice", iss=ISSUER + "/")),
+            ]:
+                assert_unauthorized(await gw.report(report("alice", WHITE_HOUSE), **bearer(bad)))
+            assert gw.operations() == []
+            good = hs256(claims("alice", iss=ISSUER))
+            response = await gw.report(report("alice", WHITE_HOUSE), **bearer(good))
+            assert response.status_code == 200, response.text
+
+    run(scenario())
+
+
+def test_minted_tokens_carry_the_configured_audience_and_issuer() -> None:
+    tokens = DeviceTokens(secret=JWT_SECRET, audience=AUDIENCE, issuer=ISSUER)
+    token = tokens.mint("dev-1", 60)
+    decoded = jwt.decode(token, JWT_SECRET, algorithms=["HS256"], audience=AUDIENCE)
+    assert decoded["iss"] == ISSUER
+    principal = tokens.verify(token)
+    assert principal is not None
+    assert principal.subject == "dev-1"
+    assert not principal.is_admin
+
+
+# -- asymmetric keys -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("algorithm", "make_key"), [("RS256", rsa_key), ("ES256", ec_key)])
+def test_asymmetric_configs_accept_their_tokens(
+    algorithm: str, make_key: Callable[[], rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey]
+) -> None:
+    key = make_key()
+
+    async def scenario() -> None:
+        async with gateway(asymmetric_settings(key)) as gw:
+            token = jwt.encode(claims("alice"), key, algorithm=algorithm)
+            sent = await gw.report(report("alice", WHITE_HOUSE, 0), **bearer(token))
+            assert sent.status_code == 200, sent.text
+            read = await gw.http.get("/v1/devices/alice/location", headers=bearer(token))
+            assert read.status_code == 200
+            cross = await gw.report(report("bob", WHITE_HOUSE, 0), **bearer(token))
+            assert_forbidden(cross)
+
+            # Minting with the private key gives tokens the gateway accepts.
+            minted = DeviceTokens(public_key=public_pem(key), private_key=private_pem(key)).mint(
+                "alice", 60
+            )
+            assert jwt.get_unverified_header(minted)["alg"] == algorithm
+            again = await gw.report(report("alice", EMPIRE_STATE, 10), **bearer(minted))
+            assert again.status_code == 200, again.text
+
+    run(scenario())
+
+
+def test_asymmetric_config_refuses_other_tokens() -> None:
+    key = rsa_key()
+    pem = public_pem(key)
+
+    async def scenario() -> None:
+        async with gateway(asymmetric_settings(key)) as gw:
+            for bad in [
+                # The classic confusion: HS256 signed with the public key as the HMAC secret.
+                hand_signed(claims("alice"), pem.encode(), "HS256"),
+                hs256(claims("alice")),  # a shared-secret token
+                jwt.encode(claims("alice"), other_rsa_key(), algorithm="RS256"),  # another key
+                jwt.encode(claims("alice"), key, algorithm="PS256"),  # same key, other alg
+                jwt.encode(claims("alice"), ec_key(), algorithm="ES256"),
+                jwt.encode({"sub": "alice"}, key, algorithm="RS256"),  # no exp
+                unsigned(claims("alice")),
+            ]:
+                assert_unauthorized(await gw.report(report("alice", WHITE_HOUSE), **bearer(bad)))
+            assert gw.operations() == []
+
+    run(scenario())
+
+
+def test_es256_config_refuses_rs256_tokens() -> None:
+    async def scenario() -> None:
+        async with gateway(asymmetric_settings(ec_key())) as gw:
+            token = jwt.encode(claims("alice"), rsa_key(), algorithm="RS256")
+            assert_unauthorized(await gw.report(report("alice", WHITE_HOUSE), **bearer(token)))
+            assert gw.operations() == []
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "pem",
+    [
+        pytest.param(lambda: "not a key", id="garbage"),
+        pytest.param(lambda: private_pem(rsa_key()), id="a-private-key"),
+        pytest.param(
+            lambda: public_pem(ec.generate_private_key(ec.SECP384R1())),  # type: ignore[arg-type]
+            id="ec-p384",
+        ),
+        pytest.param(
+            lambda: (
+                ed25519.Ed25519PrivateKey.generate()
+                .public_key()
+                .public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+                .decode()
+            ),
+            id="ed25519",
+        ),
+    ],
+)
+def test_an_unusable_public_key_is_a_configuration_error(pem: Callable[[], str]) -> None:
+    # Refused at start, rather than answering every request 401 (or 500).
+    with pytest.raises(SettingsError, match="GATEWAY_DEVICE_JWT_PUBLIC_KEY"):
+        DeviceTokens(public_key=pem())
+
+
+def test_minting_with_a_mismatched_private_key_is_refused() -> None:
+    tokens = DeviceTokens(
+        public_key=public_pem(rsa_key()), private_key=private_pem(other_rsa_key())
+    )
+    with pytest.raises(ValueError, match="does not match"):
+        tokens.mint("dev-1", 60)
+
+
+def test_minting_refuses_what_the_gateway_would_refuse() -> None:
+    tokens = DeviceTokens(secret=JWT_SECRET)
+    for aeui in ["", " dev", "a" * 31]:
+        with pytest.raises(ValueError, match="AEUI"):
+            tokens.mint(aeui, 60)
+    with pytest.raises(ValueError, match="positive"):
+        tokens.mint("dev-1", 0)
+    with pytest.raises(ValueError, match="GATEWAY_DEVICE_JWT_SECRET"):
+        DeviceTokens().mint("dev-1", 60)
+
+
+def test_without_device_token_config_only_admin_keys_work() -> None:
+    async def scenario() -> None:
+        settings = gateway_settings(device_jwt_secret=None, admin_keys=(Secret(ADMIN_KEY),))
+        async with gateway(settings) as gw:
+            token = hs256(claims("alice"))
+            assert_unauthorized(await gw.report(report("alice", WHITE_HOUSE), **bearer(token)))
+            assert (await gw.report(report("alice", WHITE_HOUSE))).status_code == 200
+
+    run(scenario())
