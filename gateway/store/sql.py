@@ -1,0 +1,569 @@
+"""The state store on SQLAlchemy Core: one implementation for PostgreSQL and SQLite.
+
+Dialect-specific SQL only where the dialects differ: ``INSERT .. ON CONFLICT`` comes from
+each dialect's ``insert``, and the group-committed ``advance`` joins a batch passed as one
+parameter (``unnest`` of arrays on PostgreSQL, ``json_each`` on SQLite). On PostgreSQL, row
+locks (``FOR UPDATE``, ``SKIP LOCKED`` for leases) keep replicas from racing; on SQLite,
+``BEGIN IMMEDIATE`` makes every write transaction exclusive, and the store runs one unit of
+work at a time on its single connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.store.base import Claim, HistoryEntry, HistoryKind, StateStore, StoredBinding
+from gateway.store.engine import (
+    READ_ONLY,
+    is_missing_table,
+    make_engine,
+    unavailable_as_store_error,
+)
+from gateway.store.errors import SchemaNotCurrent, StoreUnavailable
+from gateway.store.groupcommit import GroupCommit
+from gateway.store.migrate import current_revision, head_revision, upgrade_engine
+from gateway.store.tables import devices, history, locations
+from gateway.store.urls import ensure_directory, is_sqlite, parse
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+PURGE_CHUNK = 5_000
+
+
+def to_us(moment: datetime) -> int:
+    """An aware datetime as integer microseconds since the epoch (exact)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"a timezone-aware datetime is required, not {moment!r}")
+    return (moment - EPOCH) // _MICROSECOND
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def _dumps(value: Mapping[str, Any] | None) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads(value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    loaded = json.loads(value)
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _binding(row: sa.Row[Any]) -> StoredBinding:
+    return StoredBinding(
+        aeui=row.aeui,
+        endpoint_id=row.endpoint_id,
+        location_id=row.location_id,
+        address=_loads(row.address),
+        caller_name=row.caller_name,
+        telephone_number=row.telephone_number,
+        observed_at=from_us(row.observed_at),
+        source=row.source,
+        confirmed=bool(row.confirmed),
+        latitude=row.latitude,
+        longitude=row.longitude,
+        version=row.version,
+    )
+
+
+def _entry(row: sa.Row[Any]) -> HistoryEntry:
+    return HistoryEntry(
+        id=row.id,
+        aeui=row.aeui,
+        at=from_us(row.at),
+        credential=row.credential,
+        source=row.source,
+        kind=row.kind,
+        observed_at=None if row.observed_at is None else from_us(row.observed_at),
+        from_location_id=row.from_location_id,
+        to_location_id=row.to_location_id,
+        before=_loads(row.from_json),
+        after=_loads(row.to_json),
+    )
+
+
+_ADVANCE_POSTGRESQL = sa.text(
+    "UPDATE devices AS d SET observed_at = v.t "
+    "FROM unnest(CAST(:aeuis AS VARCHAR[]), CAST(:ts AS BIGINT[]), CAST(:versions AS INTEGER[]))"
+    " AS v(aeui, t, version) "
+    "WHERE d.aeui = v.aeui AND (v.version IS NULL OR d.version = v.version) "
+    "AND d.observed_at <= v.t "
+    "RETURNING d.aeui"
+)
+
+_ADVANCE_SQLITE = sa.text(
+    "UPDATE devices SET observed_at = v.t "
+    "FROM (SELECT json_extract(value, '$[0]') AS aeui, json_extract(value, '$[1]') AS t, "
+    "json_extract(value, '$[2]') AS version FROM json_each(:batch)) AS v "
+    "WHERE devices.aeui = v.aeui AND (v.version IS NULL OR devices.version = v.version) "
+    "AND devices.observed_at <= v.t "
+    "RETURNING aeui"
+)
+
+
+class SqlStateStore(StateStore):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        url: URL,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        ping_timeout: float = 2.0,
+        max_batch: int = 500,
+    ) -> None:
+        self.engine = engine
+        self.url = url
+        self.dialect = engine.dialect.name
+        self._reader = engine.execution_options(**{READ_ONLY: True})
+        self._clock = clock or _utcnow
+        self._ping_timeout = ping_timeout
+        # SQLite: one unit of work at a time (single writer; a shared in-memory connection).
+        self._serial: asyncio.Lock | None = asyncio.Lock() if is_sqlite(url) else None
+        self._advances: GroupCommit[str, tuple[int, int | None], bool] = GroupCommit(
+            self._advance_many, max_batch=max_batch
+        )
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        create: bool = False,
+        check_schema: bool = True,
+        clock: Callable[[], datetime] | None = None,
+        pool_size: int = 10,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+        ping_timeout: float = 2.0,
+    ) -> SqlStateStore:
+        parsed = parse(url)
+        if create:
+            ensure_directory(parsed)
+        engine = make_engine(
+            parsed,
+            pool_size=pool_size,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+        )
+        store = cls(engine, parsed, clock=clock, ping_timeout=ping_timeout)
+        try:
+            if create:
+                await store.upgrade()
+            elif check_schema:
+                await store.require_current_schema()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _unit(self, *, read_only: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One transaction; connectivity failures become ``StoreUnavailable``."""
+        engine = self._reader if read_only else self.engine
+        async with contextlib.AsyncExitStack() as stack:
+            if self._serial is not None:
+                await stack.enter_async_context(self._serial)
+            try:
+                with unavailable_as_store_error():
+                    async with engine.begin() as connection:
+                        yield connection
+            except Exception as exc:
+                if is_missing_table(exc):
+                    raise SchemaNotCurrent(None, head_revision()) from exc
+                raise
+
+    def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _now(self) -> int:
+        return to_us(self._clock())
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        await self._advances.close()
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        try:
+            async with asyncio.timeout(self._ping_timeout):
+                async with self._unit(read_only=True) as connection:
+                    await connection.execute(sa.text("SELECT 1"))
+        except TimeoutError as exc:
+            raise StoreUnavailable(
+                f"the state store did not answer within {self._ping_timeout:g} s"
+            ) from exc
+
+    async def revision(self) -> str | None:
+        """The database's schema revision (``None``: never migrated)."""
+        async with self._unit(read_only=True) as connection:
+            return await connection.run_sync(current_revision)
+
+    async def schema_is_current(self) -> bool:
+        return await self.revision() == head_revision()
+
+    async def require_current_schema(self) -> None:
+        current = await self.revision()
+        if current != head_revision():
+            raise SchemaNotCurrent(current, head_revision())
+
+    async def upgrade(self) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            if self._serial is not None:
+                await stack.enter_async_context(self._serial)
+            await upgrade_engine(self.engine)
+
+    # -- devices -------------------------------------------------------------------------
+
+    async def get(self, aeui: str) -> StoredBinding | None:
+        async with self._unit(read_only=True) as connection:
+            row = (
+                await connection.execute(sa.select(devices).where(devices.c.aeui == aeui))
+            ).first()
+        return None if row is None else _binding(row)
+
+    async def claim(
+        self, binding: StoredBinding, *, credential: str, kind: str = HistoryKind.APPLIED
+    ) -> Claim:
+        observed = to_us(binding.observed_at)
+        async with self._unit() as connection:
+            now = self._now()
+            values: dict[str, Any] = {
+                "endpoint_id": binding.endpoint_id,
+                "location_id": binding.location_id,
+                "address": _dumps(binding.address),
+                "caller_name": binding.caller_name,
+                "telephone_number": binding.telephone_number,
+                "observed_at": observed,
+                "source": binding.source,
+                "applied_at": now,
+                "confirmed": False,
+                "latitude": binding.latitude,
+                "longitude": binding.longitude,
+            }
+            while True:
+                # FOR UPDATE: the row stays ours until commit (SQLite: BEGIN IMMEDIATE already).
+                row = (
+                    await connection.execute(
+                        sa.select(devices).where(devices.c.aeui == binding.aeui).with_for_update()
+                    )
+                ).first()
+                if row is not None:
+                    break
+                inserted = await connection.execute(
+                    self._insert(devices)
+                    .values(aeui=binding.aeui, version=1, **values)
+                    .on_conflict_do_nothing(index_elements=[devices.c.aeui])
+                    .returning(devices.c.aeui)
+                )
+                if inserted.first() is not None:
+                    previous = None
+                    current = _replace(binding, version=1)
+                    break
+                # A concurrent claim inserted the device first: lock its row and compare.
+            if row is not None:
+                previous = _binding(row)
+                if previous.observed_at > binding.observed_at:
+                    return Claim(False, previous, previous)
+                version = previous.version + 1
+                await connection.execute(
+                    sa.update(devices)
+                    .where(devices.c.aeui == binding.aeui)
+                    .values(version=version, **values)
+                )
+                current = _replace(binding, version=version)
+            if not current.same_binding(previous):
+                await connection.execute(
+                    sa.insert(history).values(
+                        _history_values(
+                            binding.aeui,
+                            at=now,
+                            kind=kind,
+                            credential=credential,
+                            source=binding.source,
+                            observed_at=observed,
+                            before=None if previous is None else previous.as_json(),
+                            after=current.as_json(),
+                        )
+                    )
+                )
+        return Claim(True, previous, current)
+
+    async def confirm(self, aeui: str, version: int) -> bool:
+        async with self._unit() as connection:
+            result = await connection.execute(
+                sa.update(devices)
+                .where(devices.c.aeui == aeui, devices.c.version == version)
+                .values(confirmed=True)
+            )
+        return bool(result.rowcount)
+
+    async def advance(
+        self, aeui: str, observed_at: datetime, *, version: int | None = None
+    ) -> bool:
+        return await self._advances.submit(aeui, (to_us(observed_at), version))
+
+    async def advance_many(
+        self, batch: Sequence[tuple[str, datetime, int | None]]
+    ) -> dict[str, bool]:
+        """``advance`` for many devices (each at most once) in one statement."""
+        return await self._advance_many(
+            [(aeui, (to_us(observed_at), version)) for aeui, observed_at, version in batch]
+        )
+
+    async def _advance_many(
+        self, batch: Sequence[tuple[str, tuple[int, int | None]]]
+    ) -> dict[str, bool]:
+        if not batch:
+            return {}
+        if self.dialect == "postgresql":
+            statement = _ADVANCE_POSTGRESQL
+            params: dict[str, Any] = {
+                "aeuis": [aeui for aeui, _ in batch],
+                "ts": [t for _, (t, _version) in batch],
+                "versions": [version for _, (_t, version) in batch],
+            }
+        else:
+            statement = _ADVANCE_SQLITE
+            params = {"batch": json.dumps([[aeui, t, v] for aeui, (t, v) in batch])}
+        async with self._unit() as connection:
+            moved = {row[0] for row in await connection.execute(statement, params)}
+        return {aeui: aeui in moved for aeui, _ in batch}
+
+    @property
+    def advance_stats(self) -> tuple[int, int]:
+        """``(calls, statements)`` of ``advance`` so far."""
+        return self._advances.calls, self._advances.batches
+
+    async def delete(self, aeui: str) -> StoredBinding | None:
+        async with self._unit() as connection:
+            row = (
+                await connection.execute(
+                    sa.delete(devices).where(devices.c.aeui == aeui).returning(*devices.c)
+                )
+            ).first()
+        return None if row is None else _binding(row)
+
+    # -- locations -----------------------------------------------------------------------
+
+    async def locations_known(self, location_id: str) -> bool:
+        async with self._unit(read_only=True) as connection:
+            found = await connection.execute(
+                sa.select(sa.literal(1)).where(locations.c.location_id == location_id)
+            )
+            return found.first() is not None
+
+    async def remember_location(
+        self,
+        location_id: str,
+        address: Mapping[str, Any],
+        status: str | None,
+        latitude: float | None,
+        longitude: float | None,
+    ) -> None:
+        async with self._unit() as connection:
+            await connection.execute(
+                self._insert(locations)
+                .values(
+                    location_id=location_id,
+                    address=_dumps(address),
+                    status=status,
+                    latitude=latitude,
+                    longitude=longitude,
+                    created_at=self._now(),
+                )
+                .on_conflict_do_nothing(index_elements=[locations.c.location_id])
+            )
+
+    # -- history -------------------------------------------------------------------------
+
+    async def history(
+        self, aeui: str, *, limit: int = 50, before_id: int | None = None
+    ) -> list[HistoryEntry]:
+        query = sa.select(history).where(history.c.aeui == aeui)
+        if before_id is not None:
+            query = query.where(history.c.id < before_id)
+        query = query.order_by(history.c.id.desc()).limit(max(0, limit))
+        async with self._unit(read_only=True) as connection:
+            rows = (await connection.execute(query)).all()
+        return [_entry(row) for row in rows]
+
+    async def record(
+        self,
+        aeui: str,
+        *,
+        kind: str,
+        credential: str,
+        source: str,
+        before: Mapping[str, Any] | None,
+        after: Mapping[str, Any] | None,
+        observed_at: datetime | None,
+    ) -> int:
+        async with self._unit() as connection:
+            inserted = await connection.execute(
+                sa.insert(history)
+                .values(
+                    _history_values(
+                        aeui,
+                        at=self._now(),
+                        kind=kind,
+                        credential=credential,
+                        source=source,
+                        observed_at=None if observed_at is None else to_us(observed_at),
+                        before=before,
+                        after=after,
+                    )
+                )
+                .returning(history.c.id)
+            )
+            return int(inserted.scalar_one())
+
+    async def purge_history(self, older_than: datetime) -> int:
+        """In chunks, each its own transaction, so a large purge never holds long locks."""
+        cutoff = to_us(older_than)
+        chunk = (
+            sa.select(history.c.id)
+            .where(history.c.at < cutoff)
+            .order_by(history.c.id)
+            .limit(PURGE_CHUNK)
+            .scalar_subquery()
+        )
+        total = 0
+        while True:
+            async with self._unit() as connection:
+                result = await connection.execute(sa.delete(history).where(history.c.id.in_(chunk)))
+            total += result.rowcount
+            if result.rowcount < PURGE_CHUNK:
+                return total
+
+    # -- reconciliation ------------------------------------------------------------------
+
+    async def lease(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        older_than: datetime | None = None,
+        only_unconfirmed: bool = False,
+    ) -> list[StoredBinding]:
+        if limit <= 0:
+            return []
+        async with self._unit() as connection:
+            now = self._now()
+            until = now + round(lease_seconds * 1_000_000)
+            free = [sa.or_(devices.c.lease_until.is_(None), devices.c.lease_until <= now)]
+            if older_than is not None:
+                free.append(
+                    sa.or_(devices.c.checked_at.is_(None), devices.c.checked_at < to_us(older_than))
+                )
+            if only_unconfirmed:
+                free.append(devices.c.confirmed.is_(False))
+            # The queue pattern: lock the candidates, skipping rows another replica is
+            # leasing right now (PostgreSQL; SQLite's write lock already excludes everyone).
+            candidates = (
+                sa.select(devices.c.aeui)
+                .where(*free)
+                .order_by(devices.c.checked_at.asc().nulls_first(), devices.c.aeui)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .cte("candidates")
+            )
+            rows = list(
+                await connection.execute(
+                    sa.update(devices)
+                    .where(devices.c.aeui == candidates.c.aeui, *free)
+                    .values(lease_owner=owner, lease_until=until)
+                    .returning(*devices.c)
+                )
+            )
+        rows.sort(key=lambda row: (row.checked_at is not None, row.checked_at or 0, row.aeui))
+        return [_binding(row) for row in rows]
+
+    async def release(self, aeui: str, owner: str) -> bool:
+        async with self._unit() as connection:
+            result = await connection.execute(
+                sa.update(devices)
+                .where(devices.c.aeui == aeui, devices.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+        return bool(result.rowcount)
+
+    async def checked(
+        self, aeui: str, owner: str, confirmed: bool, *, version: int | None = None
+    ) -> bool:
+        confirmed_value: sa.ColumnElement[bool] | bool = confirmed
+        if version is not None:
+            confirmed_value = sa.case(
+                (devices.c.version == version, sa.literal(confirmed)), else_=devices.c.confirmed
+            )
+        async with self._unit() as connection:
+            now = self._now()
+            result = await connection.execute(
+                sa.update(devices)
+                .where(devices.c.aeui == aeui, devices.c.lease_owner == owner)
+                .values(
+                    checked_at=now,
+                    confirmed=confirmed_value,
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
+        return bool(result.rowcount)
+
+
+def _replace(binding: StoredBinding, *, version: int) -> StoredBinding:
+    return dataclasses.replace(binding, version=version, confirmed=False)
+
+
+def _history_values(
+    aeui: str,
+    *,
+    at: int,
+    kind: str,
+    credential: str,
+    source: str,
+    observed_at: int | None,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    def location(value: Mapping[str, Any] | None) -> str | None:
+        found = None if value is None else value.get("locationId")
+        return found if isinstance(found, str) else None
+
+    return {
+        "aeui": aeui,
+        "at": at,
+        "credential": credential,
+        "source": source,
+        "kind": str(kind),
+        "observed_at": observed_at,
+        "from_location_id": location(before),
+        "to_location_id": location(after),
+        "from_json": _dumps(before),
+        "to_json": _dumps(after),
+    }

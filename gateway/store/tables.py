@@ -1,0 +1,79 @@
+"""The state store's tables, as SQLAlchemy Core metadata, portable across PostgreSQL and SQLite.
+
+Every instant is a ``BIGINT`` of microseconds since the Unix epoch, UTC: exact, and ordered
+the same way by every backend. JSON is stored as text (``address``, ``from_json``,
+``to_json``), compact with sorted keys. Schema changes are Alembic migrations
+(``gateway/store/migrations``); a test holds this metadata and the migrations to each other.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+#: Deterministic constraint and index names, the same on every backend (migrations name them).
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+#: A 64-bit autoincrementing key; SQLite only autoincrements ``INTEGER PRIMARY KEY``.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("aeui", sa.String(64), primary_key=True),
+    sa.Column("endpoint_id", sa.String(64), nullable=False),
+    sa.Column("location_id", sa.String(64), nullable=False),
+    sa.Column("address", sa.Text(), nullable=True),
+    sa.Column("caller_name", sa.Text(), nullable=False),
+    sa.Column("telephone_number", sa.String(32), nullable=False),
+    sa.Column("observed_at", sa.BigInteger(), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("applied_at", sa.BigInteger(), nullable=False),
+    sa.Column("confirmed", sa.Boolean(), nullable=False),
+    sa.Column("latitude", sa.Double(), nullable=True),
+    sa.Column("longitude", sa.Double(), nullable=True),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("lease_owner", sa.String(128), nullable=True),
+    sa.Column("lease_until", sa.BigInteger(), nullable=True),
+    sa.Column("checked_at", sa.BigInteger(), nullable=True),
+    sa.Index(None, "checked_at"),
+    sa.Index(None, "location_id"),
+)
+
+locations = sa.Table(
+    "locations",
+    metadata,
+    sa.Column("location_id", sa.String(64), primary_key=True),
+    sa.Column("address", sa.Text(), nullable=False),
+    sa.Column("status", sa.String(64), nullable=True),
+    sa.Column("latitude", sa.Double(), nullable=True),
+    sa.Column("longitude", sa.Double(), nullable=True),
+    sa.Column("created_at", sa.BigInteger(), nullable=False),
+)
+
+history = sa.Table(
+    "history",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("aeui", sa.String(64), nullable=False),
+    sa.Column("at", sa.BigInteger(), nullable=False),
+    sa.Column("credential", sa.String(128), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("observed_at", sa.BigInteger(), nullable=True),
+    sa.Column("from_location_id", sa.String(64), nullable=True),
+    sa.Column("to_location_id", sa.String(64), nullable=True),
+    sa.Column("from_json", sa.Text(), nullable=True),
+    sa.Column("to_json", sa.Text(), nullable=True),
+    sa.Index(None, "aeui", "id"),
+    sa.Index(None, "at"),
+    # Never reuse an ID, even after a purge empties the table: pagination is by ID.
+    sqlite_autoincrement=True,
+)

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from gateway.store import StoredBinding
+from gateway.store.sql import SqlStateStore, to_us
+from gateway.store.tables import devices
+
+T = TypeVar("T")
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def binding(
+    aeui: str = "device-1",
+    location_id: str = "LOC1",
+    *,
+    observed: float = 0,
+    caller_name: str = "Ada",
+    source: str = "report",
+) -> StoredBinding:
+    return StoredBinding(
+        aeui=aeui,
+        endpoint_id=f"ep-{aeui}",
+        location_id=location_id,
+        address={"houseNumber": "1", "streetName": location_id, "city": "RALEIGH"},
+        caller_name=caller_name,
+        telephone_number="+19195550100",
+        observed_at=at(observed),
+        source=source,
+        latitude=35.7,
+        longitude=-78.6,
+    )
+
+
+async def seed(store: SqlStateStore, count: int, *, observed: float = 0) -> list[str]:
+    """``count`` devices, inserted in one statement (set-up, not the code under test)."""
+    aeuis = [f"dev-{i:05d}" for i in range(count)]
+    rows = [
+        {
+            "aeui": aeui,
+            "endpoint_id": f"ep-{aeui}",
+            "location_id": "LOC1",
+            "address": None,
+            "caller_name": "Ada",
+            "telephone_number": "+19195550100",
+            "observed_at": to_us(at(observed)),
+            "source": "report",
+            "applied_at": to_us(at(observed)),
+            "confirmed": False,
+            "latitude": None,
+            "longitude": None,
+            "version": 1,
+        }
+        for aeui in aeuis
+    ]
+    async with store.engine.begin() as connection:
+        await connection.execute(sa.insert(devices), rows)
+    return aeuis
+
+
+def count_statements(store: SqlStateStore, prefix: str) -> list[str]:
+    """Every statement starting with ``prefix`` that ``store`` sends from now on."""
+    seen: list[str] = []
+
+    @sa.event.listens_for(store.engine.sync_engine, "before_cursor_execute")
+    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(prefix.upper()):
+            seen.append(statement)
+
+    return seen

@@ -1,0 +1,250 @@
+"""claim / confirm / advance: the newest observation wins, across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+
+import pytest
+
+from gateway.store import StateStore, StoredBinding
+from gateway.store.sql import SqlStateStore
+from tests.store.conftest import Database
+from tests.store.helpers import at, binding, count_statements, run, seed
+
+
+async def _open(db: Database, **options: object) -> SqlStateStore:
+    store = await StateStore.open(db.url, create=True, **options)  # type: ignore[arg-type]
+    assert isinstance(store, SqlStateStore)
+    return store
+
+
+def test_claim_wins_and_loses_by_observed_at(db: Database) -> None:
+    async def main() -> None:
+        async with await _open(db) as store:
+            assert await store.get("device-1") is None
+
+            won, previous, current = await store.claim(binding(observed=10), credential="device")
+            assert (won, previous) == (True, None)
+            assert current.version == 1 and not current.confirmed
+            assert await store.get("device-1") == current
+
+            # Older: refused, and answered with the newer row that refused it.
+            older = await store.claim(binding(location_id="LOC2", observed=5), credential="device")
+            assert not older.won
+            assert older.previous == older.current == current
+
+            # Equal and identical: applied idempotently, a new version, no history row.
+            again = await store.claim(binding(observed=10), credential="device")
+            assert again.won and again.previous == current and again.current.version == 2
+
+            # Equal but different: applied.
+            moved = await store.claim(
+                binding(location_id="LOC3", observed=10), credential="admin-key-0"
+            )
+            assert moved.won and moved.current.location_id == "LOC3"
+
+            # Newer: wins.
+            newer = await store.claim(binding(location_id="LOC4", observed=11), credential="device")
+            assert newer.won and newer.previous is not None
+            assert newer.previous.location_id == "LOC3" and newer.current.version == 4
+
+            stored = await store.get("device-1")
+            assert stored is not None
+            assert stored.location_id == "LOC4" and stored.observed_at == at(11)
+            assert stored.address == binding(location_id="LOC4").address and stored.latitude == 35.7
+
+            entries = await store.history("device-1")
+            assert [(e.kind, e.from_location_id, e.to_location_id) for e in entries] == [
+                ("applied", "LOC3", "LOC4"),
+                ("applied", "LOC1", "LOC3"),
+                ("applied", None, "LOC1"),
+            ]
+            assert entries[1].credential == "admin-key-0"
+            assert entries[0].observed_at == at(11)
+            assert entries[0].before is not None and entries[0].before["locationId"] == "LOC3"
+            assert entries[0].after == newer.current.as_json()
+            assert entries[2].before is None
+
+    run(main())
+
+
+def test_claim_keeps_microseconds_and_time_zones(db: Database) -> None:
+    async def main() -> None:
+        async with await _open(db) as store:
+            first = binding(observed=0.000001)
+            await store.claim(first, credential="device")
+            # One microsecond older, written in another zone: still older.
+            from datetime import timedelta, timezone
+
+            older = first.observed_at.astimezone(timezone(timedelta(hours=-5))) - timedelta(
+                microseconds=1
+            )
+            lost = await store.claim(dataclasses.replace(first, observed_at=older), credential="d")
+            assert not lost.won
+            stored = await store.get("device-1")
+            assert stored is not None and stored.observed_at == at(0.000001)
+            with pytest.raises(ValueError, match="timezone-aware"):
+                await store.claim(
+                    dataclasses.replace(first, observed_at=older.replace(tzinfo=None)),
+                    credential="d",
+                )
+
+    run(main())
+
+
+def test_concurrent_claims_from_two_replicas(db: Database) -> None:
+    """Two engines race claims for the same devices: the newest always ends up stored."""
+    rng = random.Random(8)
+
+    async def main() -> None:
+        async with await _open(db) as one, await _open(db) as two:
+            for round_ in range(6):
+                aeui = f"racer-{round_}"
+                times = rng.sample(range(1000), 24)
+                claims = [
+                    (store, binding(aeui, f"LOC{t}", observed=t))
+                    for t, store in zip(times, [one, two] * 12, strict=True)
+                ]
+                results = await asyncio.gather(
+                    *(store.claim(b, credential="device") for store, b in claims)
+                )
+                stored = await one.get(aeui)
+                assert stored is not None
+                assert stored.observed_at == at(max(times))
+                assert stored.location_id == f"LOC{max(times)}"
+
+                winners = sorted((r for r in results if r.won), key=lambda r: r.current.version)
+                # Each win is one version: a total order of writes, oldest observation first.
+                assert [r.current.version for r in winners] == list(range(1, len(winners) + 1))
+                observed = [r.current.observed_at for r in winners]
+                assert observed == sorted(observed)
+                for result, (_store, claimed) in zip(results, claims, strict=True):
+                    if result.won:
+                        assert result.previous is None or (
+                            result.previous.observed_at <= claimed.observed_at
+                        )
+                    else:  # refused only by a newer observation already stored
+                        assert result.previous is not None
+                        assert result.previous.observed_at > claimed.observed_at
+                entries = await two.history(aeui, limit=100)
+                assert len(entries) == len(winners)
+
+    run(main())
+
+
+def test_confirm_only_the_version_still_stored(db: Database) -> None:
+    async def main() -> None:
+        async with await _open(db) as store:
+            first = await store.claim(binding(observed=1), credential="device")
+            second = await store.claim(binding("device-1", "LOC2", observed=2), credential="device")
+            assert not await store.confirm("device-1", first.current.version)
+            stored = await store.get("device-1")
+            assert stored is not None and not stored.confirmed
+            assert await store.confirm("device-1", second.current.version)
+            stored = await store.get("device-1")
+            assert stored is not None and stored.confirmed
+            assert not await store.confirm("nobody", 1)
+            # A new claim is unconfirmed until the carrier holds it.
+            third = await store.claim(binding("device-1", "LOC3", observed=3), credential="device")
+            assert third.current.confirmed is False
+            stored = await store.get("device-1")
+            assert stored is not None and not stored.confirmed
+
+    run(main())
+
+
+def test_advance_moves_forward_only(db: Database) -> None:
+    async def main() -> None:
+        async with await _open(db) as store:
+            claimed = (await store.claim(binding(observed=10), credential="device")).current
+            assert await store.advance("device-1", at(20))
+            assert await store.advance("device-1", at(20))  # equal: fine
+            assert not await store.advance("device-1", at(15))  # older: superseded
+            stored = await store.get("device-1")
+            assert stored is not None and stored.observed_at == at(20)
+            assert stored.version == claimed.version  # not a change of binding
+            assert not await store.advance("nobody", at(30))
+            # Guarded by version: a binding changed since it was read is not advanced.
+            moved = await store.claim(binding("device-1", "LOC2", observed=25), credential="d")
+            assert not await store.advance("device-1", at(30), version=claimed.version)
+            assert await store.advance("device-1", at(30), version=moved.current.version)
+            stored = await store.get("device-1")
+            assert stored is not None and stored.observed_at == at(30)
+            # No history for unchanged reports.
+            assert len(await store.history("device-1")) == 2
+            # Concurrent advances of one device: the newest is kept.
+            await asyncio.gather(*(store.advance("device-1", at(t)) for t in range(31, 60)))
+            stored = await store.get("device-1")
+            assert stored is not None and stored.observed_at == at(59)
+
+    run(main())
+
+
+def test_advance_group_commits(db: Database) -> None:
+    async def main() -> None:
+        async with await _open(db) as store:
+            aeuis = await seed(store, 1000, observed=0)
+            updates = count_statements(store, "UPDATE devices")
+            results = await asyncio.gather(*(store.advance(a, at(5)) for a in aeuis))
+            assert all(results)
+            assert len(updates) <= 10, len(updates)  # 1000 calls, a handful of statements
+            calls, batches = store.advance_stats
+            assert (calls, batches) == (1000, len(updates))
+
+            # Mixed: some older than stored (refused), none moved backwards.
+            updates.clear()
+            times = [3 if i % 3 == 0 else 9 for i in range(len(aeuis))]
+            results = await asyncio.gather(
+                *(store.advance(a, at(t)) for a, t in zip(aeuis, times, strict=True))
+            )
+            assert results == [t == 9 for t in times]
+            assert len(updates) <= 10
+            for i in (0, 1, 3, 998):
+                stored = await store.get(aeuis[i])
+                assert stored is not None
+                assert stored.observed_at == at(5 if i % 3 == 0 else 9)
+
+    run(main())
+
+
+def test_advance_fails_every_caller_when_the_store_fails(db: Database) -> None:
+    """A failed batch answers each waiting caller with the error (not a hang)."""
+
+    async def main() -> None:
+        async with await _open(db) as store:
+            aeuis = await seed(store, 3)
+
+            async def boom(_batch: object) -> dict[str, bool]:
+                from gateway.store import StoreUnavailable
+
+                raise StoreUnavailable("down")
+
+            store._advances._flush = boom  # type: ignore[assignment]
+            results = await asyncio.gather(
+                *(store.advance(a, at(1)) for a in aeuis), return_exceptions=True
+            )
+            assert [type(r).__name__ for r in results] == ["StoreUnavailable"] * 3
+
+    run(main())
+
+
+def test_delete_forgets_the_device(db: Database) -> None:
+    async def main() -> None:
+        async with await _open(db) as store:
+            claimed = await store.claim(binding(observed=1), credential="device")
+            assert await store.delete("device-1") == claimed.current
+            assert await store.get("device-1") is None
+            assert await store.delete("device-1") is None
+
+    run(main())
+
+
+def test_binding_json_is_what_history_records() -> None:
+    b = binding()
+    assert b.as_json()["locationId"] == "LOC1"
+    assert b.same_binding(dataclasses.replace(b, observed_at=at(99), version=7))
+    assert not b.same_binding(dataclasses.replace(b, caller_name="Bob"))
+    assert not b.same_binding(None)
+    assert isinstance(b, StoredBinding)

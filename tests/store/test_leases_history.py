@@ -1,0 +1,169 @@
+"""Reconciliation leases, history pages, retention, known locations."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.store import HistoryKind, StateStore
+from gateway.store.sql import SqlStateStore
+from tests.store.conftest import Clock, Database
+from tests.store.helpers import T0, at, binding, run, seed
+
+
+async def _open(db: Database, clock: Clock) -> SqlStateStore:
+    store = await StateStore.open(db.url, create=True, clock=clock)
+    assert isinstance(store, SqlStateStore)
+    return store
+
+
+def test_two_replicas_never_lease_the_same_device(db: Database, clock: Clock) -> None:
+    async def main() -> None:
+        async with await _open(db, clock) as one, await _open(db, clock) as two:
+            aeuis = await seed(one, 60)
+
+            async def drain(store: SqlStateStore, owner: str) -> list[str]:
+                taken: list[str] = []
+                while batch := await store.lease(owner, limit=7, lease_seconds=30):
+                    taken += [b.aeui for b in batch]
+                    await asyncio.sleep(0.005)  # checking them at the carrier
+                return taken
+
+            a, b = await asyncio.gather(drain(one, "replica-a"), drain(two, "replica-b"))
+            assert not set(a) & set(b)
+            assert sorted(a + b) == aeuis
+            if db.backend == "postgresql":  # SQLite's busy handler may starve one writer
+                assert a and b
+
+            # While the leases hold, nobody gets anything.
+            clock.advance(29)
+            assert await one.lease("replica-c", limit=100, lease_seconds=30) == []
+            # Released leases and expired ones are taken again.
+            assert await one.release(a[0], "replica-a")
+            assert not await one.release(a[1], "replica-b")  # not its lease
+            again = await two.lease("replica-b", limit=100, lease_seconds=30)
+            assert [x.aeui for x in again] == [a[0]]
+            clock.advance(2)
+            expired = await two.lease("replica-c", limit=100, lease_seconds=30)
+            assert sorted(x.aeui for x in expired) == sorted(set(aeuis) - {a[0]})
+
+    run(main())
+
+
+def test_lease_filters_and_checked(db: Database, clock: Clock) -> None:
+    async def main() -> None:
+        async with await _open(db, clock) as store:
+            first = await store.claim(binding("d1", observed=1), credential="device")
+            await store.claim(binding("d2", observed=1), credential="device")
+            await store.claim(binding("d3", observed=1), credential="device")
+            assert await store.confirm("d3", 1)
+
+            unconfirmed = await store.lease("r", limit=10, lease_seconds=5, only_unconfirmed=True)
+            assert sorted(b.aeui for b in unconfirmed) == ["d1", "d2"]
+
+            # A claim while d1 is being checked: the stale check must not confirm the new one.
+            moved = await store.claim(binding("d1", "LOC2", observed=2), credential="device")
+            assert await store.checked("d1", "r", True, version=first.current.version)
+            d1 = await store.get("d1")
+            assert d1 is not None and not d1.confirmed and d1.version == moved.current.version
+            assert await store.checked("d2", "r", True, version=1)
+            d2 = await store.get("d2")
+            assert d2 is not None and d2.confirmed
+            assert not await store.checked("d2", "r", True)  # lease already released
+
+            # Least recently checked first; never-checked before all.
+            clock.advance(10)
+            assert await store.lease("r", limit=1, lease_seconds=5) != []
+            order = await store.lease("s", limit=10, lease_seconds=5)
+            assert [b.aeui for b in order] == ["d1", "d2"]  # d3 was the first taken above
+
+            # Only those not checked since a moment.
+            clock.advance(10)
+            for aeui in ("d1", "d2", "d3"):
+                await store.release(aeui, "r")
+                await store.release(aeui, "s")
+            stale = await store.lease(
+                "t", limit=10, lease_seconds=5, older_than=T0.replace(year=2024)
+            )
+            assert [b.aeui for b in stale] == ["d3"]  # d1 and d2 were checked after that
+
+    run(main())
+
+
+def test_history_pages_newest_first(db: Database, clock: Clock) -> None:
+    async def main() -> None:
+        async with await _open(db, clock) as store:
+            for i in range(7):
+                clock.advance(1)
+                await store.claim(binding("d1", f"LOC{i}", observed=i), credential="device")
+                await store.claim(binding("other", f"LOC{i}", observed=i), credential="device")
+            admin_id = await store.record(
+                "d1",
+                kind=HistoryKind.ADMIN_EDIT,
+                credential="admin-key-0",
+                source="admin",
+                before={"locationId": "LOC6"},
+                after={"locationId": "LOC9", "note": "ünïcode"},
+                observed_at=None,
+            )
+            entries = await store.history("d1", limit=3)
+            assert entries[0].id == admin_id and entries[0].kind == "admin_edit"
+            assert entries[0].after == {"locationId": "LOC9", "note": "ünïcode"}
+            assert (entries[0].from_location_id, entries[0].to_location_id) == ("LOC6", "LOC9")
+            assert entries[0].observed_at is None and entries[0].credential == "admin-key-0"
+            pages = [entries]
+            while pages[-1]:
+                pages.append(await store.history("d1", limit=3, before_id=pages[-1][-1].id))
+            everything = [e for page in pages for e in page]
+            assert [len(p) for p in pages] == [3, 3, 2, 0]
+            ids = [e.id for e in everything]
+            assert ids == sorted(ids, reverse=True)
+            assert {e.aeui for e in everything} == {"d1"}
+            assert [e.to_location_id for e in everything[1:]] == [
+                f"LOC{i}" for i in range(6, -1, -1)
+            ]
+            assert everything[-1].at == at(0).replace(year=2025, month=1, day=1, hour=0, second=1)
+
+    run(main())
+
+
+def test_purge_history(db: Database, clock: Clock) -> None:
+    async def main() -> None:
+        async with await _open(db, clock) as store:
+            for i in range(5):
+                await store.claim(binding("d1", f"LOC{i}", observed=i), credential="device")
+                clock.advance(3600)
+            cutoff = clock.now
+            await store.claim(binding("d1", "LOC9", observed=9), credential="device")
+            assert await store.purge_history(cutoff.replace(year=2000)) == 0
+            assert await store.purge_history(cutoff) == 5
+            left = await store.history("d1")
+            assert [e.to_location_id for e in left] == ["LOC9"]
+            # IDs are never reused after a purge (pagination relies on them).
+            await store.purge_history(cutoff.replace(year=2100))
+            newest = await store.record(
+                "d1",
+                kind=HistoryKind.REPAIRED,
+                credential="reconciler",
+                source="repair",
+                before=None,
+                after=None,
+                observed_at=None,
+            )
+            assert newest > left[0].id
+
+    run(main())
+
+
+def test_known_locations(db: Database, clock: Clock) -> None:
+    async def main() -> None:
+        async with await _open(db, clock) as store:
+            assert not await store.locations_known("LOC1")
+            address = {"houseNumber": "1", "streetName": "MAIN"}
+            await asyncio.gather(
+                *(store.remember_location("LOC1", address, "VALID", 35.0, -78.0) for _ in range(5))
+            )
+            await store.remember_location("LOC1", {"other": "x"}, None, None, None)
+            assert await store.locations_known("LOC1")
+            assert not await store.locations_known("LOC2")
+
+    run(main())

@@ -1,0 +1,186 @@
+"""Migrations, the schema check, the embedded defaults, and an unreachable database."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from gateway.store import (
+    MEMORY_URL,
+    SchemaNotCurrent,
+    StateStore,
+    StoreUnavailable,
+    default_url,
+    head_revision,
+    is_embedded,
+    upgrade,
+)
+from gateway.store.sql import SqlStateStore
+from gateway.store.tables import metadata
+from gateway.store.urls import parse, redacted
+from tests.pg import URL_ENV, PostgresServer
+from tests.store.conftest import Database
+from tests.store.helpers import at, binding, run
+
+
+def test_schema_check_and_upgrade(db: Database) -> None:
+    with pytest.raises(SchemaNotCurrent, match="dlr-gateway db upgrade"):
+        run(StateStore.open(db.url))
+
+    async def unmigrated() -> None:
+        async with await StateStore.open(db.url, check_schema=False) as store:
+            assert not await store.schema_is_current()
+            # Used anyway: the same clear error, not a confusing SQL one.
+            with pytest.raises(SchemaNotCurrent, match="dlr-gateway db upgrade"):
+                await store.get("device-1")
+
+    run(unmigrated())
+    upgrade(db.url)
+    upgrade(db.url)  # idempotent
+
+    async def migrated() -> None:
+        async with await StateStore.open(db.url) as store:
+            assert await store.schema_is_current()
+            assert isinstance(store, SqlStateStore)
+            assert await store.revision() == head_revision() == "0001"
+            await store.claim(binding(observed=1), credential="device")
+        async with await StateStore.open(db.url, create=True) as store:  # again: a no-op
+            assert (await store.get("device-1")) is not None
+
+    run(migrated())
+
+
+def test_concurrent_upgrades(db: Database) -> None:
+    """Replicas starting at once (SQLite: two processes' worth of connections)."""
+
+    async def main() -> None:
+        stores = await asyncio.gather(*(StateStore.open(db.url, create=True) for _ in range(4)))
+        for store in stores:
+            assert await store.schema_is_current()
+            await store.close()
+
+    run(main())
+
+
+def test_metadata_matches_the_migrations(db: Database) -> None:
+    async def main() -> None:
+        async with await StateStore.open(db.url, create=True) as store:
+            assert isinstance(store, SqlStateStore)
+
+            def diff(connection: sa.Connection) -> list[object]:
+                context = MigrationContext.configure(connection, opts={"compare_type": True})
+                return list(compare_metadata(context, metadata))
+
+            async with store.engine.connect() as connection:
+                assert await connection.run_sync(diff) == []
+
+    run(main())
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_unreachable_database(backend: str, tmp_path: Path) -> None:
+    if backend == "postgresql":
+        url = f"postgresql://postgres:s3cret@127.0.0.1:{_closed_port()}/gateway"
+    else:
+        url = f"sqlite:///{tmp_path / 'missing-dir' / 'store.db'}"
+
+    async def main() -> StoreUnavailable:
+        with pytest.raises(StoreUnavailable) as raised:
+            await StateStore.open(url, connect_timeout=1)
+        # aiosqlite's worker thread answers a failed connect late: let it, before the loop ends.
+        await asyncio.sleep(0.1)
+        return raised.value
+
+    error = run(main())
+    assert "s3cret" not in str(error)
+    if backend == "postgresql":
+        with pytest.raises(StoreUnavailable):
+            upgrade(url)
+
+
+def test_postgresql_gone_and_back(postgres: PostgresServer) -> None:
+    """The server stops under a running store: 503-worthy errors, then it recovers."""
+    if not postgres.owned:
+        pytest.skip(f"{URL_ENV} names a server this suite must not stop")
+    server = postgres
+    db = Database("postgresql", server.create_database(), server)
+
+    async def main() -> None:
+        async with await StateStore.open(db.url, create=True, command_timeout=2) as store:
+            await store.claim(binding(observed=1), credential="device")
+            await store.ping()
+            server.stop()
+            try:
+                for operation in (
+                    store.ping(),
+                    store.get("device-1"),
+                    store.advance("device-1", at(2)),
+                    store.claim(binding(observed=3), credential="device"),
+                    store.lease("r", limit=1, lease_seconds=1),
+                ):
+                    with pytest.raises(StoreUnavailable):
+                        await operation
+            finally:
+                server.start()
+            await store.ping()
+            assert await store.advance("device-1", at(2))
+            stored = await store.get("device-1")
+            assert stored is not None and stored.observed_at == at(2)
+
+    try:
+        run(main())
+    finally:
+        server.drop_database(db.url)
+
+
+def test_in_memory_sqlite_is_one_shared_database() -> None:
+    async def main() -> None:
+        async with await StateStore.open(MEMORY_URL, create=True) as store:
+            assert await store.schema_is_current()
+            results = await asyncio.gather(
+                *(
+                    store.claim(binding(f"d{i}", observed=i), credential="device")
+                    for i in range(50)
+                ),
+                *(store.get(f"d{i}") for i in range(50)),
+            )
+            assert all(r.won for r in results[:50])
+            assert all([await store.get(f"d{i}") is not None for i in range(50)])
+        # A new store is a new, empty database.
+        async with await StateStore.open("sqlite://", create=True) as store:
+            assert await store.get("d1") is None
+
+    run(main())
+
+
+def test_urls(tmp_path: Path) -> None:
+    url = default_url(tmp_path / "data")
+    assert url == f"sqlite+aiosqlite:///{tmp_path}/data/dlr-gateway.db"
+    assert is_embedded(url) and is_embedded(MEMORY_URL)
+    assert not is_embedded("postgresql://u:p@db/gateway")
+    assert parse("postgresql://u:p@db/gateway").drivername == "postgresql+asyncpg"
+    assert parse("postgres://u:p@db/gateway").drivername == "postgresql+asyncpg"
+    assert parse("sqlite:///x.db").drivername == "sqlite+aiosqlite"
+    assert "p@" not in redacted("postgresql://u:p@db/gateway")
+    with pytest.raises(ValueError, match="unsupported database"):
+        parse("mysql://u:p@db/gateway")
+
+    # The embedded default migrates itself into a directory that does not exist yet.
+    async def main() -> None:
+        async with await StateStore.open(url, create=True) as store:
+            await store.claim(binding(observed=1), credential="device")
+
+    run(main())
+    assert (tmp_path / "data" / "dlr-gateway.db").exists()
