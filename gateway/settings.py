@@ -63,6 +63,13 @@ class Settings:
     upstream_max_connections: int = 100
     #: Allow a plain-http upstream that is not on loopback.
     upstream_allow_insecure: bool = False
+    #: How long a write the gateway stopped waiting for is still watched for its answer.
+    upstream_settle_timeout: float = 60.0
+    #: Consecutive failed attempts that open the circuit breaker, and how long it stays open.
+    breaker_failures: int = 5
+    breaker_cooldown: float = 10.0
+    #: Retries allowed per first attempt, across all calls (a retry budget).
+    retry_budget_ratio: float = 0.2
     # Auth.
     admin_keys: tuple[Secret, ...] = ()
     device_jwt_secret: Secret | None = None
@@ -72,7 +79,8 @@ class Settings:
     device_jwt_issuer: str | None = None
     # Geocoding.
     geocoder: str = "offline"
-    geocoder_options: Mapping[str, Any] = field(default_factory=dict)
+    #: May hold a provider's API key: kept out of the repr.
+    geocoder_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     geocode_timeout: float = 3.0
     geocode_cache_size: int = 100_000
     geocode_cache_ttl: float = 30 * 24 * 3600.0
@@ -83,6 +91,15 @@ class Settings:
     report_deadline: float = 8.0
     location_cache_size: int = 200_000
     binding_cache_size: int = 200_000
+    #: Reports one device may send per minute, and in a burst, before 429.
+    report_rate_per_minute: float = 60.0
+    report_burst: int = 10
+    # Shared state.
+    database_url: str = ""
+    data_dir: str = "data"
+    reconcile_interval: float = 300.0
+    reconcile_batch: int = 200
+    history_retention_days: int = 730
     # HTTP in.
     max_body_bytes: int = 64 * 1024
     # Operations.
@@ -177,6 +194,28 @@ class Settings:
             binding_cache_size=c(
                 "GATEWAY_BINDING_CACHE_SIZE", cast=int, default=d.binding_cache_size
             ),
+            upstream_settle_timeout=_positive(
+                "GATEWAY_UPSTREAM_SETTLE_TIMEOUT",
+                c("GATEWAY_UPSTREAM_SETTLE_TIMEOUT", cast=float, default=d.upstream_settle_timeout),
+            ),
+            breaker_failures=c("GATEWAY_BREAKER_FAILURES", cast=int, default=d.breaker_failures),
+            breaker_cooldown=c("GATEWAY_BREAKER_COOLDOWN", cast=float, default=d.breaker_cooldown),
+            retry_budget_ratio=c(
+                "GATEWAY_RETRY_BUDGET_RATIO", cast=float, default=d.retry_budget_ratio
+            ),
+            report_rate_per_minute=c(
+                "GATEWAY_REPORT_RATE_PER_MINUTE", cast=float, default=d.report_rate_per_minute
+            ),
+            report_burst=c("GATEWAY_REPORT_BURST", cast=int, default=d.report_burst),
+            database_url=c("GATEWAY_DATABASE_URL", cast=str, default=""),
+            data_dir=c("GATEWAY_DATA_DIR", cast=str, default=d.data_dir),
+            reconcile_interval=c(
+                "GATEWAY_RECONCILE_INTERVAL", cast=float, default=d.reconcile_interval
+            ),
+            reconcile_batch=c("GATEWAY_RECONCILE_BATCH", cast=int, default=d.reconcile_batch),
+            history_retention_days=c(
+                "GATEWAY_HISTORY_RETENTION_DAYS", cast=int, default=d.history_retention_days
+            ),
             max_body_bytes=c("GATEWAY_MAX_BODY_BYTES", cast=int, default=d.max_body_bytes),
             ready_window=c("GATEWAY_READY_WINDOW", cast=float, default=d.ready_window),
             shutdown_grace=c("GATEWAY_SHUTDOWN_GRACE", cast=float, default=d.shutdown_grace),
@@ -210,6 +249,8 @@ class Settings:
             found.append("GATEWAY_ADMIN_KEYS is not set (comma-separated admin API keys)")
         if any(len(str(k)) < 16 for k in self.admin_keys):
             found.append("every key in GATEWAY_ADMIN_KEYS must be at least 16 characters")
+        if self.device_jwt_secret is not None and len(str(self.device_jwt_secret)) < 32:
+            found.append("GATEWAY_DEVICE_JWT_SECRET must be at least 32 characters (HS256)")
         if not self.bandwidth_base_url.startswith(("https://", "http://")):
             found.append("BANDWIDTH_BASE_URL must be an http(s) URL")
         return found

@@ -12,6 +12,9 @@ from typing import Any
 
 OUT = Path(__file__).resolve().parent.parent / "gateway" / "openapi.json"
 
+#: ``gateway.api.problems.MAX_ERRORS``: a problem lists at most this many field errors.
+MAX_ERRORS = 100
+
 
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -49,9 +52,15 @@ UPSTREAM_FAILURES = {
 
 AUTH_FAILURES = {"401": problem("Missing or invalid credentials.")}
 
+#: The admin API takes admin keys only: a device token, valid or not, is answered 401 there.
+ADMIN_AUTH_FAILURES = {
+    "401": problem("Missing or invalid credentials, or a device token (admin keys only).")
+}
+
 
 def body_errors() -> dict[str, Any]:
     return {
+        "400": problem("The Content-Length header is not a number."),
         "413": problem("The body is too large."),
         "415": problem("The body is not JSON."),
         "422": problem("The body is malformed, has wrong types or unknown fields."),
@@ -91,25 +100,49 @@ def operation(
     return op
 
 
-ADDRESS = {
-    "type": "object",
-    "description": "A civic address in the carrier's fields (USPS Publication 28 abbreviations).",
-    "additionalProperties": False,
-    "properties": {
-        "houseNumber": string(255),
-        "houseSuffix": string(255),
-        "prefixDirectional": string(255),
-        "streetName": string(255),
-        "streetSuffix": string(255),
-        "postDirectional": string(255),
-        "addressLine2": string(60, description="Suite, floor, room: shown to the PSAP."),
-        "city": string(255),
-        "stateCode": string(255),
-        "zip": string(255),
-        "plusFour": string(255),
-        "country": string(255, description="US or CA."),
-    },
-}
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or ``null``: the gateway reads a ``null`` field as one left out."""
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {**schema, "type": [kind, "null"]}
+    if "oneOf" in schema:
+        return {**schema, "oneOf": [*schema["oneOf"], {"type": "null"}]}
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def writable(schema: dict[str, Any]) -> dict[str, Any]:
+    """A request body's schema: each optional field may also be ``null`` (= left out)."""
+    required = set(schema.get("required", ()))
+    props = schema["properties"]
+    return {
+        **schema,
+        "properties": {k: v if k in required else nullable(v) for k, v in props.items()},
+    }
+
+
+ADDRESS = writable(
+    {
+        "type": "object",
+        "description": (
+            "A civic address in the carrier's fields (USPS Publication 28 abbreviations)."
+        ),
+        "additionalProperties": False,
+        "properties": {
+            "houseNumber": string(255),
+            "houseSuffix": string(255),
+            "prefixDirectional": string(255),
+            "streetName": string(255),
+            "streetSuffix": string(255),
+            "postDirectional": string(255),
+            "addressLine2": string(60, description="Suite, floor, room: shown to the PSAP."),
+            "city": string(255),
+            "stateCode": string(255),
+            "zip": string(255),
+            "plusFour": string(255),
+            "country": string(255, description="US or CA."),
+        },
+    }
+)
 
 ENDPOINT = {
     "type": "object",
@@ -125,10 +158,24 @@ ENDPOINT = {
     },
 }
 
-ENDPOINT_WRITE = {
-    **ENDPOINT,
-    "required": ["alternateEndUserId", "callerName", "telephoneNumber", "locationId"],
-}
+#: IDs the gateway accepts in a body (``gateway.api.schemas.ID_PATTERN``, ``LOCATION_ID_PATTERN``).
+ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._~-]{0,63}$"
+LOCATION_ID_PATTERN = "^[A-Za-z0-9]{1,32}$"
+
+ENDPOINT_WRITE = writable(
+    {
+        **ENDPOINT,
+        "required": ["alternateEndUserId", "callerName", "telephoneNumber", "locationId"],
+        "properties": {
+            **ENDPOINT["properties"],
+            "endpointId": string(
+                64,
+                pattern=ID_PATTERN,
+                description="Derived from the AEUI when left out on create.",
+            ),
+        },
+    }
+)
 
 LOCATION = {
     "type": "object",
@@ -147,12 +194,21 @@ LOCATION = {
     },
 }
 
-LOCATION_WRITE = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["address"],
-    "properties": {k: v for k, v in LOCATION["properties"].items() if k != "status"},
-}
+LOCATION_WRITE = writable(
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["address"],
+        "properties": {
+            **{k: v for k, v in LOCATION["properties"].items() if k != "status"},
+            "locationId": string(
+                32,
+                pattern=LOCATION_ID_PATTERN,
+                description="Derived from the address when left out on create.",
+            ),
+        },
+    }
+)
 
 RECIPIENT = {
     "type": "object",
@@ -166,6 +222,14 @@ RECIPIENT = {
     },
 }
 
+RECIPIENT_WRITE = writable(
+    {
+        **RECIPIENT,
+        "description": "A recipient to create: an email address, a phone number, or both.",
+        "properties": {**RECIPIENT["properties"], "id": string(64, pattern=ID_PATTERN)},
+    }
+)
+
 PROBLEM = {
     "type": "object",
     "description": "RFC 9457 problem details.",
@@ -178,11 +242,18 @@ PROBLEM = {
         "instance": {"type": "string"},
         "errors": {
             "type": "array",
+            "description": f"What is wrong, field by field: at most {MAX_ERRORS} of them.",
+            "maxItems": MAX_ERRORS,
             "items": {
                 "type": "object",
                 "required": ["field", "message"],
                 "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
             },
+        },
+        "errorsOmitted": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "How many more field errors there were.",
         },
     },
 }
@@ -222,7 +293,7 @@ def crud(
                 f"list{title}s",
                 f"List {noun}s",
                 tag,
-                {"200": json_body(list_schema, f"The account's {noun}s."), **AUTH_FAILURES}
+                {"200": json_body(list_schema, f"The account's {noun}s."), **ADMIN_AUTH_FAILURES}
                 | UPSTREAM_FAILURES,
             ),
             "post": operation(
@@ -231,7 +302,7 @@ def crud(
                 tag,
                 {
                     "201": json_body(ref(schema), f"The {noun} as the carrier holds it."),
-                    **AUTH_FAILURES,
+                    **ADMIN_AUTH_FAILURES,
                     "409": problem(f"The {noun} already exists."),
                     **body_errors(),
                 }
@@ -244,7 +315,7 @@ def crud(
                 f"get{title}",
                 f"Get a {noun}",
                 tag,
-                {"200": json_body(ref(schema), f"The {noun}."), **AUTH_FAILURES, **not_found}
+                {"200": json_body(ref(schema), f"The {noun}."), **ADMIN_AUTH_FAILURES, **not_found}
                 | UPSTREAM_FAILURES,
                 params=item_param,
             ),
@@ -254,7 +325,7 @@ def crud(
                 tag,
                 {
                     "200": json_body(ref(schema), f"The {noun} after the update."),
-                    **AUTH_FAILURES,
+                    **ADMIN_AUTH_FAILURES,
                     **not_found,
                     **body_errors(),
                 }
@@ -268,7 +339,7 @@ def crud(
                 tag,
                 {
                     "200": json_body(deleted(id_name), f"The {noun} is gone."),
-                    **AUTH_FAILURES,
+                    **ADMIN_AUTH_FAILURES,
                     **not_found,
                     "409": problem(f"The {noun} is in use."),
                 }
@@ -288,37 +359,47 @@ FIELD_ERRORS = {
     },
 }
 
-GEO = {
-    "type": "object",
-    "description": "The device's own GPS fix.",
-    "additionalProperties": False,
-    "required": ["latitude", "longitude"],
-    "properties": {
-        "latitude": {"type": "number", "minimum": -90, "maximum": 90},
-        "longitude": {"type": "number", "minimum": -180, "maximum": 180},
-        "accuracyMeters": {"type": "number", "minimum": 0, "maximum": 1000000},
-    },
-}
+GEO = writable(
+    {
+        "type": "object",
+        "description": "The device's own GPS fix.",
+        "additionalProperties": False,
+        "required": ["latitude", "longitude"],
+        "properties": {
+            "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+            "longitude": {"type": "number", "minimum": -180, "maximum": 180},
+            "accuracyMeters": {"type": "number", "minimum": 0, "maximum": 1000000},
+        },
+    }
+)
 
 ADDRESS_INPUT = {
     "description": "The seed's address object, or one free-form US address line.",
     "oneOf": [ref("Address"), {"type": "string", "minLength": 1, "maxLength": 500}],
 }
 
-REPORT = {
-    "type": "object",
-    "description": "Where a device is now. Send `address`, `geo`, or both.",
-    "additionalProperties": False,
-    "required": ["alternateEndUserId", "callerName", "telephoneNumber", "observedAt"],
-    "properties": {
-        "alternateEndUserId": string(30, minLength=1, description="The device's AEUI."),
-        "callerName": string(50, minLength=1, description="Shown to the PSAP."),
-        "telephoneNumber": string(32, description="Callback number, E.164, US or CA."),
-        "observedAt": string(64, format="date-time", description="RFC 3339, with offset."),
-        "address": ADDRESS_INPUT,
-        "geo": GEO,
-    },
+#: ``/v1/addresses/validate`` gives a verdict on any line: an empty one is ``valid: false``.
+VALIDATE_INPUT = {
+    "description": "The seed's address object, or one free-form US address line.",
+    "oneOf": [ref("Address"), {"type": "string", "maxLength": 500}],
 }
+
+REPORT = writable(
+    {
+        "type": "object",
+        "description": "Where a device is now. Send `address`, `geo`, or both.",
+        "additionalProperties": False,
+        "required": ["alternateEndUserId", "callerName", "telephoneNumber", "observedAt"],
+        "properties": {
+            "alternateEndUserId": string(30, minLength=1, description="The device's AEUI."),
+            "callerName": string(50, minLength=1, description="Shown to the PSAP."),
+            "telephoneNumber": string(32, description="Callback number, E.164, US or CA."),
+            "observedAt": string(64, format="date-time", description="RFC 3339, with offset."),
+            "address": ADDRESS_INPUT,
+            "geo": GEO,
+        },
+    }
+)
 
 NULLABLE_NUMBER = {"type": ["number", "null"]}
 
@@ -359,12 +440,24 @@ REPORT_RESULT = {
     },
 }
 
+#: The address as read when it is not valid: the canonical spelling of what was sent, which
+#: may still break the carrier's limits (``errors`` says where), so no length limits here.
+ADDRESS_AS_READ = {
+    "type": "object",
+    "description": "The address as the gateway reads it; `errors` names what is wrong.",
+    "additionalProperties": False,
+    "properties": {name: {"type": "string"} for name in ADDRESS["properties"]},
+}
+
 VALIDATION_RESULT = {
     "type": "object",
     "required": ["valid", "address", "errors", "suggestions"],
+    # A valid verdict's address is one the carrier takes; an invalid one's is only as read.
+    "if": {"required": ["valid"], "properties": {"valid": {"const": True}}},
+    "then": {"properties": {"address": ref("Address")}},
     "properties": {
         "valid": {"type": "boolean"},
-        "address": {"oneOf": [ref("Address"), {"type": "null"}]},
+        "address": {"oneOf": [ADDRESS_AS_READ, {"type": "null"}]},
         "latitude": NULLABLE_NUMBER,
         "longitude": NULLABLE_NUMBER,
         "precision": {
@@ -444,7 +537,7 @@ def device_paths() -> dict[str, Any]:
                     "type": "object",
                     "additionalProperties": False,
                     "required": ["address"],
-                    "properties": {"address": ADDRESS_INPUT},
+                    "properties": {"address": VALIDATE_INPUT},
                 },
                 security=DEVICE_OR_ADMIN,
             )
@@ -530,7 +623,7 @@ def paths() -> dict[str, Any]:
                     list_of("notificationRecipients", "NotificationRecipient", counted=False),
                     "The account's notification recipients.",
                 ),
-                **AUTH_FAILURES,
+                **ADMIN_AUTH_FAILURES,
             }
             | UPSTREAM_FAILURES,
         ),
@@ -540,12 +633,12 @@ def paths() -> dict[str, Any]:
             "Notification recipients",
             {
                 "201": json_body(ref("NotificationRecipient"), "The recipient."),
-                **AUTH_FAILURES,
+                **ADMIN_AUTH_FAILURES,
                 "409": problem("The recipient already exists."),
                 **body_errors(),
             }
             | UPSTREAM_FAILURES,
-            body=ref("NotificationRecipient"),
+            body=ref("NotificationRecipientWrite"),
         ),
     }
     return ops
@@ -585,6 +678,7 @@ def document() -> dict[str, Any]:
                 "Location": LOCATION,
                 "LocationWrite": LOCATION_WRITE,
                 "NotificationRecipient": RECIPIENT,
+                "NotificationRecipientWrite": RECIPIENT_WRITE,
                 "Problem": PROBLEM,
                 "LocationReport": REPORT,
                 "ReportResult": REPORT_RESULT,

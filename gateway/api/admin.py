@@ -8,6 +8,7 @@ location created without an ID gets the one derived from its canonical address.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -28,6 +29,7 @@ from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient, 
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 
 _RESERVED_ENDPOINT_IDS = {"locations", "notificationrecipients"}
+_ID_RULE = "1 to 64 of letters, digits and ._~-, starting with a letter or digit"
 
 
 def _admin(request: Request) -> Services:
@@ -93,6 +95,12 @@ async def create_endpoint(request: Request) -> Response:
         assert endpoint.alternate_end_user_id is not None
         endpoint = dataclasses.replace(
             endpoint, endpoint_id=endpoint_id_for(endpoint.alternate_end_user_id)
+        )
+    elif not ID_PATTERN.fullmatch(endpoint.endpoint_id):
+        raise Problem(
+            422,
+            "That endpoint ID cannot be used.",
+            errors=[FieldProblem("endpointId", _ID_RULE)],
         )
     elif endpoint.endpoint_id.lower() in _RESERVED_ENDPOINT_IDS:
         raise Problem(
@@ -222,6 +230,10 @@ async def create_recipient(request: Request) -> Response:
             "A recipient needs an email address or a phone number.",
             errors=[FieldProblem("emailAddress", "required unless phoneNumber is given")],
         )
+    if recipient.id is not None and not ID_PATTERN.fullmatch(recipient.id):
+        raise Problem(
+            422, "That recipient ID cannot be used.", errors=[FieldProblem("id", _ID_RULE)]
+        )
     if recipient.email_address is not None and "@" not in recipient.email_address:
         raise Problem(
             422, "Not an email address.", errors=[FieldProblem("emailAddress", "expected an email")]
@@ -230,17 +242,33 @@ async def create_recipient(request: Request) -> Response:
     return JSONResponse(record_to_json(created), status_code=201)
 
 
+def _resource(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
+    """One route per path for all its methods, so that a 405 lists them all in ``Allow``
+    (a route per method would answer ``Allow`` with the first route's methods only)."""
+    by_method = {method.upper(): handler for method, handler in handlers.items()}
+    if "GET" in by_method:
+        by_method["HEAD"] = by_method["GET"]
+
+    async def dispatch(request: Request) -> Response:
+        return await by_method[request.method](request)
+
+    return Route(path, dispatch, methods=list(handlers), name=path)
+
+
 routes = [
-    Route("/v1/endpoints", list_endpoints, methods=["GET"]),
-    Route("/v1/endpoints", create_endpoint, methods=["POST"]),
-    Route("/v1/endpoints/{endpoint_id}", get_endpoint, methods=["GET"]),
-    Route("/v1/endpoints/{endpoint_id}", update_endpoint, methods=["PUT"]),
-    Route("/v1/endpoints/{endpoint_id}", delete_endpoint, methods=["DELETE"]),
-    Route("/v1/locations", list_locations, methods=["GET"]),
-    Route("/v1/locations", create_location, methods=["POST"]),
-    Route("/v1/locations/{location_id}", get_location, methods=["GET"]),
-    Route("/v1/locations/{location_id}", update_location, methods=["PUT"]),
-    Route("/v1/locations/{location_id}", delete_location, methods=["DELETE"]),
-    Route("/v1/notification-recipients", list_recipients, methods=["GET"]),
-    Route("/v1/notification-recipients", create_recipient, methods=["POST"]),
+    _resource("/v1/endpoints", get=list_endpoints, post=create_endpoint),
+    _resource(
+        "/v1/endpoints/{endpoint_id}",
+        get=get_endpoint,
+        put=update_endpoint,
+        delete=delete_endpoint,
+    ),
+    _resource("/v1/locations", get=list_locations, post=create_location),
+    _resource(
+        "/v1/locations/{location_id}",
+        get=get_location,
+        put=update_location,
+        delete=delete_location,
+    ),
+    _resource("/v1/notification-recipients", get=list_recipients, post=create_recipient),
 ]

@@ -127,7 +127,10 @@ def _number(
     if isinstance(value, bool) or not isinstance(value, int | float):
         errors.append(FieldProblem(f"geo.{key}", "expected a number"))
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        number = math.inf
     if not (math.isfinite(number) and low <= number <= high):
         errors.append(FieldProblem(f"geo.{key}", f"expected a number from {low:g} to {high:g}"))
         return None

@@ -36,6 +36,10 @@ PROBLEM_JSON = "application/problem+json"
 #: Seconds a client is asked to wait when the upstream gave no figure of its own.
 DEFAULT_RETRY_AFTER = 5
 
+#: Most field errors listed in one answer; the rest are counted in ``errorsOmitted``. A body
+#: of thousands of unknown keys would otherwise get an answer several times its own size.
+MAX_ERRORS = 100
+
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -103,7 +107,10 @@ def problem_response(problem: Problem, instance: str | None = None) -> Response:
     if instance:
         body["instance"] = instance
     if problem.errors:
-        body["errors"] = [{"field": e.field, "message": e.message} for e in problem.errors]
+        shown = problem.errors[:MAX_ERRORS]
+        body["errors"] = [{"field": e.field, "message": e.message} for e in shown]
+        if len(problem.errors) > len(shown):
+            body["errorsOmitted"] = len(problem.errors) - len(shown)
     body.update(problem.extra)
     headers = dict(problem.headers)
     if problem.retry_after is not None:

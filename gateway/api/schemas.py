@@ -41,6 +41,7 @@ FIELD_LIMITS = {
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
 LOCATION_ID_PATTERN = re.compile(r"[A-Za-z0-9]{1,32}")
 
+_DIGITS = re.compile("[0-9]+")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
 
 
@@ -53,9 +54,12 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     """The request body, refused with 413 past ``max_bytes`` without reading it all."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        # ASCII digits only: str.isdigit() also takes superscripts ("\u00b2"), which int() refuses.
+        if not _DIGITS.fullmatch(declared):
             raise Problem(400, "Content-Length is not a number.")
-        if int(declared) > max_bytes:
+        # Compared by length first: int() refuses more than 4300 digits.
+        digits = declared.lstrip("0") or "0"
+        if len(digits) > len(str(max_bytes)) or int(digits) > max_bytes:
             raise Problem(413, f"The body exceeds the {max_bytes}-byte limit.")
     chunks: list[bytes] = []
     size = 0
@@ -74,15 +78,26 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     body = await read_body(request, max_bytes)
     try:
         return json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
-        message = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-        raise Problem(
-            422, "The body is not valid JSON.", errors=[FieldProblem("body", message)]
-        ) from None
+    except RecursionError:
+        message = "nested too deeply"
+    except json.JSONDecodeError as exc:
+        message = exc.msg
+    except UnicodeDecodeError:
+        message = "not UTF-8 text"
+    except _NotANumber as exc:
+        message = str(exc)
+    except ValueError:
+        # Python refuses integer literals of more than 4300 digits (CVE-2020-10735).
+        message = "a number has too many digits"
+    raise Problem(422, "The body is not valid JSON.", errors=[FieldProblem("body", message)])
+
+
+class _NotANumber(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python reads them, JSON has no such numbers."""
 
 
 def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+    raise _NotANumber(f"{name} is not a JSON number")
 
 
 def require_object(data: Any, where: str = "body") -> Mapping[str, Any]:
@@ -126,7 +141,10 @@ def _value(kind: type, name: str, value: Any, where: str, errors: list[FieldProb
         if isinstance(value, bool) or not isinstance(value, int | float):
             errors.append(FieldProblem(where, "expected a number"))
             return None
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer literal past the largest float (10**400)
+            number = math.inf
         if not math.isfinite(number):
             errors.append(FieldProblem(where, "expected a finite number"))
             return None

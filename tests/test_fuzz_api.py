@@ -1,0 +1,143 @@
+"""Schemathesis over the gateway's own ``openapi.json``: the document stays true.
+
+Every documented operation is called with generated requests (schema-valid and not), once
+with the admin key and once with a device token, against a real server (uvicorn on loopback,
+so the app's lifespan runs and the HTTP framing is real) in front of a healthy in-process
+simulator. Every answer must be documented for its operation: status code, content type,
+headers and body; and none may be a 5xx (the documented 502/503/504 come only from a failing
+carrier, and this one is healthy). Invalid requests must be refused with a 4xx, answers
+without credentials must be 401, and a 405 must name every method of the resource in
+``Allow``.
+
+Not checked: that every schema-valid request is accepted (``positive_data_acceptance``). The
+document cannot say everything the gateway checks (a real US phone number, a dispatchable
+address, a timestamp not in the future), so a schema-valid request may rightly get a 422.
+
+Bounded for CI: ``EXAMPLES`` generated cases per operation and auth, derandomized.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
+    content_type_conformance,
+    ignored_auth,
+    missing_required_header,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+    unsupported_method,
+)
+
+from gateway.api.auth import DeviceTokens
+from gateway.app import SANDBOX_PREFIX, create_app
+from gateway.metrics import Metrics
+from tests.harness import ADMIN_KEY, JWT_SECRET, gateway_settings, new_simulator
+
+DOCUMENT = Path(__file__).resolve().parent.parent / "gateway" / "openapi.json"
+DEVICE = "fuzz-device"
+EXAMPLES = 40
+
+schema = schemathesis.openapi.from_path(DOCUMENT)
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    ignored_auth,
+    missing_required_header,
+    unsupported_method,
+    allow_header_conformance,
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    """The gateway in sandbox mode (the simulator mounted in-process), served by uvicorn."""
+    port = free_port()
+    config = gateway_settings(bandwidth_base_url=f"http://127.0.0.1:{port}{SANDBOX_PREFIX}/api")
+    app = create_app(config, sandbox_app=new_simulator(config), metrics=Metrics())
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            lifespan="on",
+            http="h11",
+            ws="none",
+            loop="asyncio",
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(target=server.run, name="fuzz-gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "the gateway did not start"
+        assert time.monotonic() < deadline, "the gateway did not start in time"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the gateway did not stop"
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as http:
+        yield http
+
+
+@pytest.fixture(params=["admin", "device"], scope="module")
+def credential(request: pytest.FixtureRequest) -> str:
+    if request.param == "admin":
+        return ADMIN_KEY
+    return DeviceTokens(secret=JWT_SECRET).mint(DEVICE, 3600)
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
+def test_every_operation_keeps_to_the_document(
+    case: schemathesis.Case[Any], base_url: str, session: requests.Session, credential: str
+) -> None:
+    case.call_and_validate(
+        base_url=base_url,
+        session=session,
+        headers={"Authorization": f"Bearer {credential}"},
+        checks=CHECKS,
+        timeout=10,
+    )
