@@ -1,7 +1,8 @@
 """The upstream: the seed's records, the XML codec, the error tree, and the async client.
 
 The client (and with it httpx) is imported lazily, so that the domain can use the
-records and the errors without pulling in an HTTP library.
+records and the errors without pulling in an HTTP library. The circuit breaker and the
+retry budget the client shares across calls (``resilience``) need no HTTP library either.
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ from gateway.bandwidth.models import (
     NotificationRecipientListResponse,
     Record,
 )
+from gateway.bandwidth.resilience import CircuitBreaker, CircuitOpenError, RetryBudget
 
 if TYPE_CHECKING:
-    from gateway.bandwidth.client import BandwidthClient, RetryPolicy
+    from gateway.bandwidth.client import AbandonedHook, BandwidthClient, RetryPolicy
 
 __all__ = [
+    "AbandonedHook",
     "Address",
     "BandwidthClient",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "CodecError",
     "Endpoint",
     "EndpointListResponse",
@@ -47,6 +52,7 @@ __all__ = [
     "NotificationRecipient",
     "NotificationRecipientListResponse",
     "Record",
+    "RetryBudget",
     "RetryPolicy",
     "UpstreamAuthError",
     "UpstreamConflict",
@@ -59,7 +65,7 @@ __all__ = [
     "UpstreamUnavailable",
 ]
 
-_LAZY = frozenset({"BandwidthClient", "RetryPolicy"})
+_LAZY = frozenset({"AbandonedHook", "BandwidthClient", "RetryPolicy"})
 
 
 def __getattr__(name: str) -> Any:

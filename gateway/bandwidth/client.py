@@ -8,6 +8,21 @@ operations (GET, PUT, DELETE) are retried on timeouts, dropped connections, 5xx 
 is a 404 answering a DELETE retried after such an attempt. A write's error is
 ``ambiguous`` when any of its attempts may have been applied.
 
+A write whose attempt runs out of time is not cancelled. Cancelling closes the
+connection, and then the gateway could never learn whether (or when) the carrier
+applied the write, yet a carrier may apply it seconds later, after a newer write. So a
+write's exchange runs as a task of its own under a long timeout
+(``RetryPolicy.settle_timeout``); the attempt waits for it only its budget, then fails
+as an ambiguous ``UpstreamTimeout`` for the retry loop while the exchange goes on,
+*abandoned* but watched: ``on_abandoned(operation, record, settled)`` is told, and
+``settled`` completes once that exchange has ended (answered, failed, or out of time),
+whether the call itself then succeeded or not. A read past its budget is simply
+cancelled: it changed nothing. ``aclose()`` cancels the exchanges still out.
+
+A ``CircuitBreaker`` and a ``RetryBudget`` (``resilience.py``), shared by all calls,
+keep a dead carrier from being hammered: an open circuit fails calls at once without a
+request, and retries are bounded to a share of the calls made.
+
 Every httpx exception is translated into the error tree of ``errors.py`` in one
 place (``_translate``); every HTTP answer is mapped in one table (``_STATUS_ERRORS``).
 Time is injected (``sleep``, ``clock``, ``random``) so that tests never wait.
@@ -24,12 +39,13 @@ import logging
 import random as _random
 import re
 import time
+import weakref
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -56,16 +72,25 @@ from gateway.bandwidth.models import (
     NotificationRecipientListResponse,
     Record,
 )
+from gateway.bandwidth.resilience import (
+    STATE_VALUES,
+    CircuitBreaker,
+    CircuitOpenError,
+    RetryBudget,
+)
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
     from gateway.settings import Settings
 
-__all__ = ["BandwidthClient", "RetryPolicy"]
+__all__ = ["AbandonedHook", "BandwidthClient", "RetryPolicy"]
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Record)
+
+#: ``on_abandoned(operation, record_sent, settled)``; see ``BandwidthClient.on_abandoned``.
+AbandonedHook: TypeAlias = Callable[[str, Record | None, Awaitable[None]], None]
 
 #: Path segments the client will put in a URL: no ``/``, no ``%``, no spaces, at most 64.
 _SAFE_ID: Final = re.compile(r"[A-Za-z0-9._~@:+=-]{1,64}")
@@ -82,12 +107,16 @@ class RetryPolicy:
     deadline: float = 8.0  # per call, all attempts and waits included
     backoff_base: float = 0.1
     backoff_max: float = 2.0
+    #: How long a write abandoned at its attempt's timeout is still watched for an answer.
+    settle_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.timeout <= 0 or self.deadline <= 0:
             raise ValueError("timeout and deadline must be greater than 0")
+        if self.settle_timeout <= 0:
+            raise ValueError("settle_timeout must be greater than 0")
         if self.backoff_base < 0 or self.backoff_max < 0:
             raise ValueError("backoff_base and backoff_max must not be negative")
 
@@ -214,6 +243,38 @@ def _translate(operation: str, *, write: bool) -> Iterator[None]:
         raise _Failed(error, None if isinstance(exc, _NOT_RETRYABLE) else "connection") from exc
 
 
+# -- abandoned writes -----------------------------------------------------------
+
+_Exchange: TypeAlias = tuple[httpx.Response, bytes | None]
+
+
+class _Settled:
+    """Completes when an abandoned exchange has ended, however it ended; never raises.
+
+    Awaitable any number of times, by any number of waiters: each await is shielded, so a
+    waiter that is cancelled cancels only its own wait.
+    """
+
+    __slots__ = ("_ended",)
+
+    def __init__(self, task: asyncio.Task[_Exchange]) -> None:
+        self._ended: asyncio.Future[None] = task.get_loop().create_future()
+        task.add_done_callback(self._end)
+
+    def _end(self, task: asyncio.Task[_Exchange]) -> None:
+        if not self._ended.done():
+            self._ended.set_result(None)
+
+    def done(self) -> bool:
+        return self._ended.done()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return asyncio.shield(self._ended).__await__()
+
+    def __repr__(self) -> str:
+        return f"<settled {'done' if self.done() else 'pending'}>"
+
+
 # -- the client ---------------------------------------------------------------
 
 
@@ -249,7 +310,12 @@ def _is_empty(record: Record) -> bool:
 
 
 class BandwidthClient:
-    """The seed's twelve operations over one pooled ``httpx.AsyncClient``."""
+    """The seed's twelve operations over one pooled ``httpx.AsyncClient``.
+
+    ``breaker_failures``/``breaker_cooldown`` configure ``breaker`` (a ``CircuitBreaker``),
+    ``retry_budget_ratio`` configures ``budget`` (a ``RetryBudget``); both are shared by
+    every call of this client.
+    """
 
     def __init__(
         self,
@@ -262,6 +328,9 @@ class BandwidthClient:
         policy: RetryPolicy = DEFAULT_POLICY,
         metrics: Metrics | None = None,
         max_connections: int = 100,
+        breaker_failures: int = 5,
+        breaker_cooldown: float = 10.0,
+        retry_budget_ratio: float = 0.2,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
@@ -274,6 +343,18 @@ class BandwidthClient:
         self.metrics = metrics
         #: ``clock()`` of the last HTTP answer of any status from the carrier.
         self.last_answer_at: float | None = None
+        #: Told of every write exchange abandoned at its attempt's timeout (see the module
+        #: docstring), as ``on_abandoned(operation, record_sent, settled)``: the seed's
+        #: operation name, the record in the request (``None`` for a DELETE), and an
+        #: awaitable that completes, never raising, once that exchange has ended. It is
+        #: also told of a write whose caller was cancelled mid-exchange. Called on the
+        #: event loop while the call goes on: it must not block, and an exception it
+        #: raises is logged and ignored.
+        self.on_abandoned: AbandonedHook | None = None
+        self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown, clock=clock)
+        self.budget = RetryBudget(retry_budget_ratio, clock=clock)
+        # Abandoned exchanges, held here so that they are not garbage-collected mid-flight.
+        self._abandoned: set[asyncio.Task[_Exchange]] = set()
         self._sleep = sleep
         self._clock = clock
         self._random = random
@@ -288,6 +369,16 @@ class BandwidthClient:
             timeout=httpx.Timeout(policy.timeout),
             follow_redirects=False,
         )
+        gauge = getattr(metrics, "upstream_circuit_state", None)
+        if gauge is not None:
+            # Read at scrape time: an open circuit turns half-open by the clock, not by a call.
+            breaker = weakref.ref(self.breaker)
+
+            def circuit_state() -> float:
+                alive = breaker()
+                return STATE_VALUES[alive.state] if alive is not None else 0.0
+
+            gauge.set_function(circuit_state)
 
     @classmethod
     def from_settings(
@@ -315,6 +406,7 @@ class BandwidthClient:
             deadline=settings.upstream_deadline,
             backoff_base=settings.upstream_backoff_base,
             backoff_max=settings.upstream_backoff_max,
+            settle_timeout=getattr(settings, "upstream_settle_timeout", 60.0),
         )
         return cls(
             url,
@@ -325,12 +417,37 @@ class BandwidthClient:
             policy=policy,
             metrics=metrics,
             max_connections=settings.upstream_max_connections,
+            breaker_failures=getattr(settings, "breaker_failures", 5),
+            breaker_cooldown=getattr(settings, "breaker_cooldown", 10.0),
+            retry_budget_ratio=getattr(settings, "retry_budget_ratio", 0.2),
         )
 
     def __repr__(self) -> str:
         return f"BandwidthClient(base_url={self.base_url!r}, account_id={self.account_id!r})"
 
+    @property
+    def abandoned(self) -> int:
+        """Abandoned write exchanges still out (waiting for the carrier's late answer)."""
+        return len(self._abandoned)
+
+    async def wait_abandoned(self, grace: float | None = None) -> int:
+        """Wait up to ``grace`` seconds for the abandoned exchanges to settle.
+
+        For a graceful shutdown, before ``aclose()``; returns how many are still out.
+        """
+        pending = set(self._abandoned)
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        return self.abandoned
+
     async def aclose(self) -> None:
+        """Cancel the abandoned exchanges still out, then close the connection pool."""
+        pending = list(self._abandoned)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.info("closing: cancelling %d abandoned write(s) still out", len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
         await self._http.aclose()
 
     async def __aenter__(self) -> BandwidthClient:
@@ -473,10 +590,14 @@ class BandwidthClient:
         ``conflict_is_success``/``not_found_is_success``: a 409 (create) or 404 (delete)
         answering a retry, after an attempt that may have been applied, means that
         attempt succeeded.
+
+        An open circuit refuses the first attempt with ``CircuitOpenError``; a retry it
+        (or an empty retry budget) refuses ends the call with the last attempt's error.
         """
         body = codec.encode(record) if record is not None else None
         may_retry = op.idempotent if retryable is None else retryable
         policy = self.policy
+        breaker = self.breaker
         deadline_at = self._clock() + policy.deadline
         maybe_applied = False  # an earlier attempt may have reached the carrier and applied
         attempt = 0
@@ -486,8 +607,24 @@ class BandwidthClient:
             remaining = deadline_at - self._clock()
             if remaining <= 0:
                 raise self._final(last, op, maybe_applied)
+            trial = breaker.state != "closed"
+            if not breaker.allow():
+                if last is not None:
+                    log.info("%s: the circuit is open, not retrying", op.name)
+                    raise self._final(last, op, maybe_applied)
+                wait = breaker.retry_after()
+                raise CircuitOpenError(
+                    f"{op.name}: the circuit to the carrier is open after repeated failures;"
+                    f" no request sent (trial call in {wait:.1f}s)",
+                    operation=op.name,
+                    retry_after=wait,
+                )
+            if attempt == 1:
+                self.budget.deposit()
             try:
-                response, root = await self._attempt(op, path, body, min(policy.timeout, remaining))
+                response, root = await self._attempt(
+                    op, path, body, record, min(policy.timeout, remaining), trial=trial
+                )
                 status = response.status_code
                 if 200 <= status < 300:
                     if root is None or codec.response_status(root) is None:
@@ -517,6 +654,19 @@ class BandwidthClient:
             if self._clock() + wait >= deadline_at:
                 # Waiting would spend the whole deadline: give up now, not at its end.
                 raise self._final(last, op, maybe_applied)
+            if breaker.state == "open":
+                log.info(
+                    "%s: attempt %d failed (%s), the circuit is open", op.name, attempt, reason
+                )
+                raise self._final(last, op, maybe_applied)
+            if not self.budget.withdraw():
+                log.info(
+                    "%s: attempt %d failed (%s), the retry budget is spent",
+                    op.name,
+                    attempt,
+                    reason,
+                )
+                raise self._final(last, op, maybe_applied)
             if self.metrics is not None:
                 self.metrics.upstream_retries.labels(op.name, reason).inc()
             log.warning(
@@ -533,43 +683,160 @@ class BandwidthClient:
         return last
 
     async def _attempt(
-        self, op: _Operation, path: str, body: bytes | None, budget: float
+        self,
+        op: _Operation,
+        path: str,
+        body: bytes | None,
+        record: Record | None,
+        budget: float,
+        *,
+        trial: bool = False,
     ) -> tuple[httpx.Response, ET.Element | None]:
         """One HTTP exchange: the answer and its parsed body (``None`` when empty).
 
         Raises ``_Failed`` for timeouts, connection failures and an unreadable 2xx body.
+        Tells the circuit breaker what the attempt says about the carrier (``trial``: this
+        attempt is the half-open circuit's trial).
         """
         headers = {"Content-Type": "application/xml"} if body is not None else None
+        if op.write:
+            # The exchange may outlive the attempt (abandoned, watched to its end), but
+            # waiting for a connection may not: past the budget, nothing was sent.
+            limit = max(self.policy.settle_timeout, budget)
+            timeout = httpx.Timeout(limit, connect=budget, pool=budget)
+        else:
+            limit = budget
+            timeout = httpx.Timeout(budget)
         request = self._http.build_request(
-            op.method,
-            self._root + path,
-            content=body,
-            headers=headers,
-            timeout=httpx.Timeout(budget),
+            op.method, self._root + path, content=body, headers=headers, timeout=timeout
         )
         started = self._clock()
         outcome = "error"
+        verdict: bool | None = None  # the carrier is alive (True), dead or sick (False)
         try:
             with _translate(op.name, write=op.write):
-                # httpx's timeouts bound each network step; this bounds the whole attempt,
-                # and also covers transports that have none (ASGITransport).
-                async with asyncio.timeout(budget):
-                    response = await self._http.send(request, stream=True)
-                    try:
-                        self.last_answer_at = self._clock()
-                        outcome = str(response.status_code)
-                        data = await self._read_body(response)
-                    finally:
-                        await response.aclose()
+                if op.write:
+                    response, data = await self._watched(
+                        op, request, record, budget, limit, started
+                    )
+                else:
+                    response, data = await self._exchange(request, limit)
+            outcome = str(response.status_code)
+            verdict = response.status_code < 500  # an answer, even a 4xx: the carrier lives
         except _Failed as failed:
-            outcome = "timeout" if isinstance(failed.error, UpstreamTimeout) else "error"
+            timed_out = isinstance(failed.error, UpstreamTimeout)
+            outcome = "timeout" if timed_out else "error"
+            if timed_out or failed.reason == "connection":
+                verdict = False
             raise
         finally:
+            if verdict is True:
+                self.breaker.success()
+            elif verdict is False:
+                self.breaker.failure()
+            elif trial:
+                self.breaker.release()  # cancelled, or refused before sending
             if self.metrics is not None:
                 self.metrics.upstream_request_duration.labels(op.name, outcome).observe(
                     max(0.0, self._clock() - started)
                 )
         return response, self._parse(response, data, op)
+
+    async def _exchange(self, request: httpx.Request, limit: float) -> _Exchange:
+        """Send, read the whole answer, release the connection; at most ``limit`` seconds.
+
+        httpx's timeouts bound each network step; ``limit`` bounds the whole exchange, and
+        also covers transports that have none (ASGITransport).
+        """
+        async with asyncio.timeout(limit):
+            response = await self._http.send(request, stream=True)
+            try:
+                self.last_answer_at = self._clock()
+                data = await self._read_body(response)
+            finally:
+                await response.aclose()
+        return response, data
+
+    async def _watched(
+        self,
+        op: _Operation,
+        request: httpx.Request,
+        record: Record | None,
+        budget: float,
+        limit: float,
+        started: float,
+    ) -> _Exchange:
+        """A write's exchange, waited for ``budget`` seconds but never cancelled by us.
+
+        Past the budget (or when the caller is cancelled) the exchange is abandoned to
+        ``on_abandoned`` and goes on for up to ``limit`` seconds; the attempt then fails
+        with a ``TimeoutError``, which ``_translate`` makes an ambiguous timeout.
+        """
+        task = asyncio.get_running_loop().create_task(
+            self._exchange(request, limit), name=f"bandwidth {op.name}"
+        )
+        try:
+            await asyncio.wait((task,), timeout=budget)  # neither raises nor cancels the task
+        except asyncio.CancelledError:
+            if not task.done():
+                self._abandon(op, record, task, started)
+            elif not task.cancelled():
+                task.exception()  # it ended as we were cancelled: nothing left to watch
+            raise
+        if task.done():
+            return task.result()
+        self._abandon(op, record, task, started)
+        raise TimeoutError(f"no answer within {budget:g}s")
+
+    def _abandon(
+        self,
+        op: _Operation,
+        record: Record | None,
+        task: asyncio.Task[_Exchange],
+        started: float,
+    ) -> None:
+        settled = _Settled(task)
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+        task.add_done_callback(lambda done: self._settled(op, started, done))
+        log.info("%s: no answer in time; the exchange goes on, watched", op.name)
+        hook = self.on_abandoned
+        if hook is not None:
+            try:
+                hook(op.name, record, settled)
+            except Exception:
+                log.exception("%s: the on_abandoned hook failed", op.name)
+
+    def _settled(self, op: _Operation, started: float, task: asyncio.Task[_Exchange]) -> None:
+        """Record how an abandoned exchange ended (and retrieve its exception).
+
+        Its duration, from the start of the attempt, is observed as status ``late`` (the
+        carrier answered, any status) or ``late_error`` (no answer: the connection failed
+        or ``settle_timeout`` passed); one cancelled by ``aclose()`` is not observed.
+        """
+        if task.cancelled():
+            log.info("%s: an abandoned exchange was cancelled before it settled", op.name)
+            return
+        elapsed = max(0.0, self._clock() - started)
+        error = task.exception()
+        if error is None:
+            status = task.result()[0].status_code
+            outcome = "late"
+            log.warning(
+                "%s: an abandoned write was answered late, %.3fs after it was sent: HTTP %d",
+                op.name,
+                elapsed,
+                status,
+            )
+        else:
+            outcome = "late_error"
+            log.info(
+                "%s: an abandoned write ended without an answer (%s)",
+                op.name,
+                type(error).__name__,
+            )
+        if self.metrics is not None:
+            self.metrics.upstream_request_duration.labels(op.name, outcome).observe(elapsed)
 
     @staticmethod
     async def _read_body(response: httpx.Response) -> bytes | None:

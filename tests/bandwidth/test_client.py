@@ -73,6 +73,8 @@ class Upstream:
     now: float = 1000.0
     requests: list[httpx.Request] = field(default_factory=list)
     sleeps: list[float] = field(default_factory=list)
+    #: More keyword arguments for ``BandwidthClient`` (the breaker's and budget's).
+    options: dict[str, Any] = field(default_factory=dict)
 
     def clock(self) -> float:
         return self.now
@@ -108,6 +110,7 @@ class Upstream:
             sleep=self.sleep,
             clock=self.clock,
             random=random,
+            **self.options,
         )
 
     def run(
@@ -160,7 +163,8 @@ def test_503_then_200_is_retried() -> None:
 
 
 def test_backoff_grows_exponentially_up_to_the_cap() -> None:
-    up = Upstream([httpx.Response(500)])
+    # Six failed attempts in a row would open the circuit at five.
+    up = Upstream([httpx.Response(500)], options={"breaker_failures": 10})
     policy = RetryPolicy(max_attempts=6, backoff_base=0.5, backoff_max=3.0, deadline=100)
     with pytest.raises(UpstreamUnavailable):
         up.run(lambda c: c.list_endpoints(), policy=policy, random=lambda: 1.0)

@@ -1,0 +1,192 @@
+"""What keeps a sick carrier from being hammered: a circuit breaker and a retry budget.
+
+Retries cure a carrier's passing hiccup, but against a carrier that is down they multiply
+the load on it (every call becomes ``max_attempts`` requests) and make every caller wait
+out its whole deadline. Two guards, shared by all calls of one ``BandwidthClient``:
+
+``CircuitBreaker``
+    Counts consecutive attempts that say the carrier is dead or sick (no answer in time,
+    a connection that failed, a 5xx). At ``failure_threshold`` it *opens*: for ``cooldown``
+    seconds every call fails at once, without touching the network, with
+    ``CircuitOpenError`` (an ``UpstreamUnavailable`` carrying ``retry_after``). Then it is
+    *half-open*: one trial attempt goes through; an answer closes the circuit, a failure
+    opens it again for another cooldown. Any HTTP answer other than a 5xx (a 2xx, a 4xx,
+    a 429) counts as success: the carrier is alive, it just said no.
+
+``RetryBudget``
+    A token bucket for retries. Each call deposits ``ratio`` tokens, tokens also accrue
+    at ``min_per_second`` (so a quiet client can still retry), and each retry withdraws
+    one. With the bucket empty a retry is skipped and the call ends with its last error,
+    so retries add at most about ``ratio`` (20 %) to the traffic a struggling carrier
+    sees, however many calls fail.
+
+Both read time from an injected ``clock`` so that tests never wait. Neither is
+thread-safe; both live on one event loop, where no call can interleave with another
+between two statements.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Final, Literal
+
+from gateway.bandwidth.errors import UpstreamUnavailable
+
+__all__ = ["CircuitBreaker", "CircuitOpenError", "CircuitState", "RetryBudget"]
+
+log = logging.getLogger(__name__)
+
+CircuitState = Literal["closed", "open", "half_open"]
+
+#: ``dlr_upstream_circuit_state``: higher is worse.
+STATE_VALUES: Final[dict[CircuitState, float]] = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+
+class CircuitOpenError(UpstreamUnavailable):
+    """The circuit to the carrier is open: the call was refused without a request.
+
+    Never ``ambiguous`` (nothing was sent); ``retry_after`` is the seconds until the
+    circuit lets a trial call through (0 while a trial is already under way).
+    """
+
+
+class CircuitBreaker:
+    """Closed, open or half-open; see the module docstring.
+
+    ``open_until`` is the ``clock()`` time at which an open circuit turns half-open; it is
+    ``None`` while closed and stays set (in the past) while half-open, so that readiness
+    can show since when the carrier has been given up on.
+    """
+
+    def __init__(
+        self,
+        failure_threshold: int = 5,
+        cooldown: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        if cooldown < 0:
+            raise ValueError("cooldown must not be negative")
+        self.failure_threshold = failure_threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        #: Consecutive failed attempts since the last success.
+        self.failures = 0
+        self.open_until: float | None = None
+        self._trial = False  # a half-open trial attempt is under way
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(state={self.state!r}, failures={self.failures})"
+
+    @property
+    def state(self) -> CircuitState:
+        if self.open_until is None:
+            return "closed"
+        return "open" if self._clock() < self.open_until else "half_open"
+
+    def retry_after(self) -> float:
+        """Seconds until a trial call may go through; 0 when one may now (or is under way)."""
+        if self.open_until is None:
+            return 0.0
+        return max(0.0, self.open_until - self._clock())
+
+    def allow(self) -> bool:
+        """May an attempt go out now? In half-open, ``True`` once: that attempt is the trial.
+
+        Every attempt let through must end in ``success()``, ``failure()`` or, when it
+        says nothing about the carrier (cancelled, refused locally), ``release()``.
+        """
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "open" or self._trial:
+            return False
+        self._trial = True
+        log.info("circuit half-open: letting one trial call through")
+        return True
+
+    def success(self) -> None:
+        """The carrier answered: whatever the state, it is alive; close the circuit."""
+        if self.open_until is not None:
+            log.info("circuit closed: the carrier answered again")
+        self.failures = 0
+        self.open_until = None
+        self._trial = False
+
+    def failure(self) -> None:
+        """An attempt found the carrier dead or sick."""
+        state = self.state
+        if state == "open":
+            return  # an attempt from before the circuit opened; the cooldown stands
+        self.failures += 1
+        if state == "half_open" or self.failures >= self.failure_threshold:
+            self.open_until = self._clock() + self.cooldown
+            self._trial = False
+            log.warning(
+                "circuit open for %.1fs after %d consecutive failed attempts",
+                self.cooldown,
+                self.failures,
+            )
+
+    def release(self) -> None:
+        """An attempt ended without a verdict; a half-open circuit may try again."""
+        self._trial = False
+
+
+class RetryBudget:
+    """A token bucket that bounds retries to a share of calls; see the module docstring.
+
+    It starts with ``burst`` tokens and holds at most ``burst + 100 * ratio``: enough for
+    a burst of failures after a quiet spell, not enough to turn an outage into a storm.
+    """
+
+    def __init__(
+        self,
+        ratio: float = 0.2,
+        min_per_second: float = 2.0,
+        *,
+        burst: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ratio < 0 or min_per_second < 0 or burst < 0:
+            raise ValueError("ratio, min_per_second and burst must not be negative")
+        self.ratio = ratio
+        self.min_per_second = min_per_second
+        self.cap = burst + 100 * ratio
+        self._clock = clock
+        self._tokens = burst
+        self._stamp = clock()
+        #: Retries refused for want of a token.
+        self.denied = 0
+
+    def __repr__(self) -> str:
+        return f"RetryBudget(tokens={self.tokens:.2f}, denied={self.denied})"
+
+    @property
+    def tokens(self) -> float:
+        self._accrue()
+        return self._tokens
+
+    def deposit(self) -> None:
+        """A call's first attempt: it earns ``ratio`` of a retry."""
+        self._accrue()
+        self._tokens = min(self.cap, self._tokens + self.ratio)
+
+    def withdraw(self) -> bool:
+        """Take a token for one retry; ``False`` (and count it) when there is none."""
+        self._accrue()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self.denied += 1
+        return False
+
+    def _accrue(self) -> None:
+        now = self._clock()
+        elapsed = max(0.0, now - self._stamp)
+        self._stamp = now
+        self._tokens = min(self.cap, self._tokens + elapsed * self.min_per_second)
