@@ -55,11 +55,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from gateway.app import SANDBOX_PREFIX, create_app
+    from gateway.observability import configure_logging
+    from gateway.server import serve
 
     settings = Settings.from_environ()
+    configure_logging(settings.log_level)
     sandbox_app = None
     if args.sandbox:
         from gateway.simulator import SimulatorConfig, create_simulator
@@ -103,14 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
             print("Set them in the environment or a .env file, or try --sandbox.", file=sys.stderr)
             return 2
     app = create_app(settings, sandbox_app=sandbox_app)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=settings.log_level.lower(),
-        proxy_headers=False,
-        server_header=False,
-    )
+    serve(app, host=args.host, port=args.port, settings=settings)
     return 0
 
 

@@ -1,0 +1,264 @@
+"""Per-request observability: request IDs, the request-latency histogram, one JSON log line.
+
+``RequestObservability`` is a pure ASGI middleware (Starlette's ``BaseHTTPMiddleware`` adds
+a task and a memory stream per request and breaks streaming answers). It sits outside
+Starlette's ``ServerErrorMiddleware`` (see ``gateway.app``), so the 500 answers that layer
+sends are timed, logged and tagged with their request ID like any other.
+
+``JsonFormatter`` turns every stdlib log record into one JSON object per line;
+``configure_logging`` installs it for the whole process (uvicorn's loggers included) when
+``dlr-gateway serve`` starts.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import IO, Any, Final
+
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.metrics import Metrics
+from gateway.settings import SettingsError
+
+__all__ = [
+    "UNMATCHED",
+    "JsonFormatter",
+    "RequestObservability",
+    "configure_logging",
+    "current_request_id",
+    "route_template",
+]
+
+#: The ``route`` label (and log field) of a request that matched no route.
+UNMATCHED: Final = "unmatched"
+#: Request IDs accepted from a client (or a proxy in front); anything else is replaced, so
+#: the ID is safe to echo in a header and to log.
+_SANE_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_REQUEST_ID_HEADER: Final = b"x-request-id"
+#: The method label is a bounded set; anything a client makes up counts as "other".
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: Routes a scraper or a kubelet polls every few seconds: their 2xx lines go out at DEBUG, so
+#: that INFO shows traffic rather than probes. A failing probe (``/readyz`` 503) stays at INFO.
+_PROBE_ROUTES: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+#: An AEUI is at most 30 characters; a path segment claiming to be one is cut to this.
+_AEUI_LOG_MAX: Final = 64
+
+#: The request ID of the request being served, for every log record emitted while serving it.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_request_id", default=None
+)
+
+access_log = logging.getLogger("gateway.access")
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == _REQUEST_ID_HEADER:
+            text: str = value.decode("latin-1")
+            if _SANE_REQUEST_ID.fullmatch(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+def route_template(routes: Sequence[BaseRoute], scope: Scope, matched: object) -> str:
+    """The ``route`` label: the template of the top-level route that served the request.
+
+    ``matched`` is what Starlette's router left in ``scope["route"]``. A mounted app's own
+    router overwrites it with its inner route, so a request under a ``Mount`` is labelled
+    with the mount's prefix (``/sandbox/bandwidth``), never with anything of its own path.
+    ``scope`` must be the request's scope as it arrived (before routing changed it).
+    """
+    if matched is None:
+        return UNMATCHED
+    for route in routes:
+        if route is matched and isinstance(route, Route | Mount):
+            return route.path
+    for route in routes:
+        if isinstance(route, Mount) and route.matches(scope)[0] is not Match.NONE:
+            return route.path
+    return UNMATCHED
+
+
+class RequestObservability:
+    """Times, labels and logs each HTTP request; gives it an ``X-Request-ID``.
+
+    The request ID is the client's ``X-Request-ID`` when it is sane (at most 128 of
+    ``[A-Za-z0-9._-]``), else a new random one; it is returned on every answer, kept in
+    ``scope["state"]["request_id"]`` (``request.state.request_id``) and in
+    ``current_request_id`` for the log records emitted meanwhile.
+
+    The log line carries the AEUI when a handler put it in ``request.state.aeui`` (the
+    report's body) or the route has it as a path parameter. It never carries headers, the
+    raw path, the query or a body: credentials and street addresses stay out of the logs.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        routes: Sequence[BaseRoute],
+        metrics: Metrics,
+        logger: logging.Logger = access_log,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.app = app
+        self.routes = routes
+        self.metrics = metrics
+        self.logger = logger
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = self.clock()
+        request_id = _request_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        # What routing needs to find the mount again afterwards; routing rewrites the scope.
+        arrived = {
+            "type": "http",
+            "path": scope["path"],
+            "root_path": scope.get("root_path", ""),
+            "method": scope["method"],
+        }
+        status: int | None = None
+        header_value = request_id.encode("ascii")
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = [
+                    (k, v) for k, v in message.get("headers", ()) if k.lower() != _REQUEST_ID_HEADER
+                ]
+                headers.append((_REQUEST_ID_HEADER, header_value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        token = current_request_id.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_request_id.reset(token)
+            # An exception before the answer started becomes a 500 (ServerErrorMiddleware's
+            # answer, or the server's); record it as that.
+            self._record(scope, arrived, state, request_id, status or 500, started)
+
+    def _record(
+        self,
+        scope: Scope,
+        arrived: Scope,
+        state: dict[str, Any],
+        request_id: str,
+        status: int,
+        started: float,
+    ) -> None:
+        elapsed = max(self.clock() - started, 0.0)
+        route = route_template(self.routes, arrived, scope.get("route"))
+        method = arrived["method"] if arrived["method"] in _METHODS else "other"
+        self.metrics.http_request_duration.labels(route, method, str(status)).observe(elapsed)
+        if status >= 500:
+            level = logging.WARNING
+        elif route in _PROBE_ROUTES and status < 300:
+            level = logging.DEBUG
+        else:
+            level = logging.INFO
+        if not self.logger.isEnabledFor(level):
+            return
+        fields: dict[str, Any] = {
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 3),
+        }
+        aeui = state.get("aeui") or scope.get("path_params", {}).get("alternate_end_user_id")
+        if isinstance(aeui, str) and aeui:
+            fields["aeui"] = aeui[:_AEUI_LOG_MAX]
+        self.logger.log(level, "request", extra=fields)
+
+
+# -- logs as JSON --------------------------------------------------------------------------
+
+#: Attributes every ``LogRecord`` has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES: Final = frozenset(
+    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))
+) | {"message", "asctime", "color_message", "taskName"}
+#: ``extra`` keys whose values are dropped whatever a caller passes: a safety net, not a
+#: licence to log credentials.
+_SECRET_KEYS: Final = re.compile(
+    r"pass(word)?|secret|token|authori[sz]ation|cookie|api_?key|admin_?key|credential",
+    re.IGNORECASE,
+)
+#: Loggers that would write URLs or headers of outgoing calls; a geocoder's URL holds the
+#: street address being looked up and, for some providers, the API key. Kept at WARNING
+#: whatever GATEWAY_LOG_LEVEL says.
+_QUIET_LOGGERS: Final = ("httpx", "httpcore", "geopy")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time`` (UTC, RFC 3339), ``level``, ``logger``,
+    ``message``, ``request_id`` while serving a request, the record's ``extra`` fields, and
+    ``exception`` with the traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None) or current_request_id.get()
+        if request_id:
+            out["request_id"] = request_id
+        for key, value in vars(record).items():
+            if key in _RECORD_ATTRIBUTES or key.startswith("_") or key in out:
+                continue
+            out[key] = "[redacted]" if _SECRET_KEYS.search(key) else value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, default=str)
+
+
+def _level(name: str) -> int:
+    level = logging.getLevelNamesMapping().get(name.strip().upper())
+    if level is None:
+        raise SettingsError(
+            f"GATEWAY_LOG_LEVEL={name!r} is not a log level; use DEBUG, INFO, WARNING or ERROR"
+        )
+    return level
+
+
+def configure_logging(level: str, stream: IO[str] | None = None) -> None:
+    """JSON lines on ``stream`` (stderr) for every logger at ``level`` (GATEWAY_LOG_LEVEL).
+
+    uvicorn's loggers lose their own handlers and propagate here; its access log is
+    switched off, since ``RequestObservability`` writes the request lines.
+    """
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=_level(level), handlers=[handler], force=True)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
+    uvicorn_access.disabled = True
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, _level(level)))

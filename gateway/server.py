@@ -1,0 +1,146 @@
+"""``dlr-gateway serve``'s server: uvicorn, with a drain before its graceful shutdown.
+
+On SIGTERM (or SIGINT), measured from the signal:
+
+- at once, ``/readyz`` answers 503 (``Readiness.draining``) while everything else is still
+  served, so load balancers and the kubelet see the pod go unready and stop sending;
+- after ``drain_delay`` (at most the grace), uvicorn stops listening, closes idle
+  connections and waits for the requests in flight;
+- at ``GATEWAY_SHUTDOWN_GRACE``, whatever still runs is cancelled; the lifespan closes the
+  clients and the process exits 0.
+
+A second signal skips what is left of the drain delay; a third exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+from gateway.settings import Settings
+
+__all__ = ["DRAIN_DELAY", "GatewayServer", "build_config", "serve", "start_draining"]
+
+log = logging.getLogger("gateway.server")
+
+#: Seconds between the readiness flip and closing the listener: a few readiness-probe
+#: periods of a load balancer, so it has stopped routing here before connections are refused.
+DRAIN_DELAY = 5.0
+
+
+def start_draining(app: Starlette) -> bool:
+    """Turn the app's readiness to draining; ``False`` when its lifespan has not started yet."""
+    services = getattr(app.state, "services", None)
+    if services is None:
+        return False
+    services.readiness.draining = True
+    return True
+
+
+class GatewayServer(uvicorn.Server):
+    """A ``uvicorn.Server`` whose exit signals drain first (see the module docstring).
+
+    uvicorn's own ``handle_exit`` records the signal and raises it again once the server
+    has stopped, so the process would die of SIGTERM (exit status 143) after a clean
+    shutdown; this one does not, and ``serve`` returns normally.
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        on_drain: Callable[[], bool],
+        grace: float,
+        drain_delay: float = DRAIN_DELAY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(config)
+        self.on_drain = on_drain
+        self.grace = max(grace, 0.0)
+        self.drain_delay = min(max(drain_delay, 0.0), self.grace)
+        self.clock = clock
+        self.drain_started: float | None = None
+        self._signals = 0
+        self._announced = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Runs as a signal handler: only flags here; on_tick does the rest in the loop.
+        self._signals += 1
+        if self._signals == 1:
+            self.drain_started = self.clock()
+            if not self.on_drain():
+                self.should_exit = True  # nothing served yet, so nothing to drain
+        elif self._signals == 2:
+            self.should_exit = True
+        else:
+            self.force_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_started is not None and not self.should_exit:
+            if not self._announced:
+                self._announced = True
+                log.info(
+                    "draining: /readyz answers 503; shutting down in %.1f s "
+                    "(signal again to skip the wait)",
+                    self.drain_delay,
+                )
+            if self.clock() - self.drain_started >= self.drain_delay:
+                self.should_exit = True
+        return await super().on_tick(counter)
+
+    def remaining_grace(self) -> int:
+        """Seconds left for in-flight requests: the grace counts from the signal, so what the
+        drain used is gone. Whole seconds (uvicorn's type), rounded down so the bound holds."""
+        spent = self.clock() - self.drain_started if self.drain_started is not None else 0.0
+        return max(int(self.grace - spent), 0)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.config.timeout_graceful_shutdown = self.remaining_grace()
+        await super().shutdown(sockets)
+
+
+def build_config(app: Starlette, *, host: str, port: int, settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration for the gateway.
+
+    ``loop``/``http`` "auto" pick uvloop and httptools (both in ``uvicorn[standard]``).
+    Logging is left to ``gateway.observability.configure_logging``: no uvicorn log config
+    and no access log (the request lines come from ``RequestObservability``).
+    """
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="auto",
+        http="auto",
+        ws="none",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=max(int(settings.shutdown_grace), 0),
+    )
+
+
+def serve(
+    app: Starlette,
+    *,
+    host: str,
+    port: int,
+    settings: Settings,
+    drain_delay: float = DRAIN_DELAY,
+) -> None:
+    """Serve ``app`` until a signal, then drain and shut down within ``GATEWAY_SHUTDOWN_GRACE``."""
+    server = GatewayServer(
+        build_config(app, host=host, port=port, settings=settings),
+        on_drain=lambda: start_draining(app),
+        grace=settings.shutdown_grace,
+        drain_delay=drain_delay,
+    )
+    server.run()
