@@ -6,9 +6,11 @@ carrier or the simulator) and ``metrics`` (a fresh registry).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 from prometheus_client import make_asgi_app
@@ -21,18 +23,28 @@ from gateway.api import admin, devices, health
 from gateway.api.auth import AdminKeys, DeviceTokens
 from gateway.api.context import Services
 from gateway.api.health import Readiness
+from gateway.api.limits import DeviceRateLimiter
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.bandwidth.client import BandwidthClient
 from gateway.dlr.address import NormalizeCache
+from gateway.dlr.address import warm_up as warm_address_data
 from gateway.dlr.pipeline import Geocoder, Pipeline
 from gateway.geocoding import build_geocoding
+from gateway.geocoding.offline import zip_index
 from gateway.metrics import Metrics
+from gateway.observability import RequestObservability
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
 
 #: Where sandbox mode mounts the simulator inside the gateway's own server.
 SANDBOX_PREFIX = "/sandbox/bandwidth"
+
+
+def warm_up() -> None:
+    """Load the offline ZIP data both the normalizer and the offline geocoder index."""
+    warm_address_data()
+    zip_index()
 
 
 class _AsgiEndpoint:
@@ -43,6 +55,24 @@ class _AsgiEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
+
+
+class _GatewayApp(Starlette):
+    """Starlette with ``RequestObservability`` outermost.
+
+    Middleware given to Starlette runs inside its ``ServerErrorMiddleware``, so it would
+    miss the 500 answers that layer sends for unhandled exceptions; wrapped around the
+    whole stack, the request log, the latency histogram and ``X-Request-ID`` cover them too.
+    """
+
+    def __init__(self, *, metrics: Metrics, **kwargs: Any) -> None:
+        self._metrics = metrics
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestObservability(
+            super().build_middleware_stack(), routes=self.routes, metrics=self._metrics
+        )
 
 
 def create_app(
@@ -75,22 +105,33 @@ def create_app(
                 settings, transport=upstream_transport, metrics=metrics
             )
             stack.push_async_callback(upstream.aclose)
+            # Last in, first out: abandoned writes get a moment to settle before the close.
+            stack.push_async_callback(upstream.wait_abandoned, 5.0)
             geocoding = geocoder
             if geocoding is None:
                 http = httpx.AsyncClient(timeout=settings.geocode_timeout)
                 stack.push_async_callback(http.aclose)
                 geocoding = build_geocoding(settings, metrics, http)
+            repairs = metrics.reconcile_repairs
             pipeline = Pipeline(
                 upstream,
                 geocoding,
                 normalizer.normalize,
                 location_cache_size=settings.location_cache_size,
                 binding_cache_size=settings.binding_cache_size,
+                on_repair=lambda reason: repairs.labels(reason=reason).inc(),
             )
+            upstream.on_abandoned = pipeline.abandoned
+            stack.push_async_callback(pipeline.aclose)
+            # Build the ZIP indexes now, off the event loop, not in the first request.
+            await asyncio.to_thread(warm_up)
             readiness = Readiness(
                 upstream,
                 window=settings.ready_window,
                 config_problems=[] if settings.sandbox else settings.problems(),
+            )
+            limiter = DeviceRateLimiter(
+                settings.report_rate_per_minute / 60.0, settings.report_burst
             )
             app.state.services = Services(
                 settings=settings,
@@ -102,6 +143,7 @@ def create_app(
                 normalize=normalizer.normalize,
                 pipeline=pipeline,
                 readiness=readiness,
+                report_limiter=limiter,
             )
             yield
 
@@ -111,6 +153,11 @@ def create_app(
     routes.append(
         Route("/metrics", _AsgiEndpoint(make_asgi_app(metrics.registry)), methods=["GET"])
     )
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS))
+    app = _GatewayApp(
+        metrics=metrics,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+    )
     app.state.metrics = metrics
     return app

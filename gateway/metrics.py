@@ -7,7 +7,7 @@ bounded sets: route templates, operation names, status codes, fixed results.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 #: Sub-millisecond (cache hits) to 10 s (a slow upstream under retries).
 LATENCY_BUCKETS = (
@@ -74,3 +74,20 @@ class Metrics:
             registry=r,
         )
         self.build_info = Info("dlr_build", "The gateway's version.", registry=r)
+        self.upstream_circuit_state = Gauge(
+            "dlr_upstream_circuit_state",
+            "The upstream circuit breaker: 0 closed, 1 half-open, 2 open.",
+            registry=r,
+        )
+        self.reconcile_repairs = Counter(
+            "dlr_reconcile_repairs",
+            "Device records the gateway re-wrote at the carrier because they had regressed "
+            "(a late write undid a newer one) or gone missing.",
+            ["reason"],
+            registry=r,
+        )
+        self.report_rate_limited = Counter(
+            "dlr_report_rate_limited",
+            "Reports refused (429) because one device sent too many.",
+            registry=r,
+        )

@@ -32,6 +32,8 @@ def gateway_settings(**changes: Any) -> Settings:
         admin_keys=(Secret(ADMIN_KEY),),
         device_jwt_secret=Secret(JWT_SECRET),
         upstream_max_attempts=1,
+        # Tests send bursts per device; the per-device limit has tests of its own.
+        report_rate_per_minute=0.0,
     )
     return replace(base.for_sandbox(f"http://sim{SANDBOX_PREFIX}/api"), **changes)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 from gateway.api.auth import AdminKeys, DeviceTokens
+from gateway.api.limits import DeviceRateLimiter
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 
@@ -28,6 +29,7 @@ class Services:
     normalize: Normalizer
     pipeline: Pipeline
     readiness: Readiness
+    report_limiter: DeviceRateLimiter
 
 
 def services(conn: HTTPConnection) -> Services:

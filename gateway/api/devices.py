@@ -280,6 +280,16 @@ async def location_report(request: Request) -> Response:
         report = parse_report(await read_json(request, s.settings.max_body_bytes))
         request.state.aeui = report.alternate_end_user_id  # named in the request's log line
         _may_act(principal, report.alternate_end_user_id)
+        wait = s.report_limiter.acquire(report.alternate_end_user_id)
+        if wait is not None:
+            result = "rate_limited"
+            s.metrics.report_rate_limited.inc()
+            raise Problem(
+                429,
+                "This device is sending reports faster than the gateway accepts them.",
+                "rate-limited",
+                retry_after=s.report_limiter.retry_after(wait),
+            )
         try:
             async with asyncio.timeout(s.settings.report_deadline):
                 outcome = await s.pipeline.report(report)
@@ -287,8 +297,9 @@ async def location_report(request: Request) -> Response:
             result = "upstream_unavailable"
             raise Problem(
                 503,
-                "The carrier could not be reached within the report's deadline; nothing is "
-                "known to have changed. Try again.",
+                "The carrier did not confirm the change within the report's deadline. "
+                "The gateway keeps watching the write and repairs the record if needed; "
+                "send the report again.",
                 "upstream-unavailable",
                 retry_after=5,
             ) from None

@@ -49,18 +49,37 @@ class Readiness:
         self._probe_lock = asyncio.Lock()
 
     def _recent(self) -> bool:
-        seen = self.upstream.last_answer_at
+        seen = self.upstream.last_healthy_at
+        refused = self.upstream.last_refusal_at
+        if refused is not None and (seen is None or refused >= seen):
+            return False
         return seen is not None and self.clock() - seen <= self.window
 
+    def _upstream_state(self) -> str:
+        refused = self.upstream.last_refusal_at
+        seen = self.upstream.last_healthy_at
+        if refused is not None and (seen is None or refused >= seen):
+            return "credentials refused"
+        return "unreachable"
+
     async def check(self) -> dict[str, object]:
+        circuit = self.upstream.breaker.state
         checks: dict[str, object] = {
             "config": "ok" if not self.config_problems else "; ".join(self.config_problems),
             "draining": self.draining,
+            "circuit": circuit,
         }
-        upstream_ok = self._recent()
-        if not upstream_ok and not self.draining:
+        # An open circuit wins over recent answers: a carrier answering 503 to everything
+        # keeps answering, and is still not one to send reports to.
+        upstream_ok = circuit != "open" and self._recent()
+        if not upstream_ok and not self.draining and circuit != "open":
             upstream_ok = await self._probe()
-        checks["upstream"] = "ok" if upstream_ok else "unreachable"
+        if upstream_ok:
+            checks["upstream"] = "ok"
+        elif circuit == "open":
+            checks["upstream"] = "circuit open"
+        else:
+            checks["upstream"] = self._upstream_state()
         checks["ready"] = upstream_ok and not self.config_problems and not self.draining
         return checks
 

@@ -351,6 +351,10 @@ class BandwidthClient:
         #: event loop while the call goes on: it must not block, and an exception it
         #: raises is logged and ignored.
         self.on_abandoned: AbandonedHook | None = None
+        #: ``clock()`` of the last answer that shows a working carrier (not a 5xx, not a
+        #: refusal of our credentials), and of the last refusal of our credentials.
+        self.last_healthy_at: float | None = None
+        self.last_refusal_at: float | None = None
         self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown, clock=clock)
         self.budget = RetryBudget(retry_budget_ratio, clock=clock)
         # Abandoned exchanges, held here so that they are not garbage-collected mid-flight.
@@ -369,8 +373,8 @@ class BandwidthClient:
             timeout=httpx.Timeout(policy.timeout),
             follow_redirects=False,
         )
-        gauge = getattr(metrics, "upstream_circuit_state", None)
-        if gauge is not None:
+        if metrics is not None:
+            gauge = metrics.upstream_circuit_state
             # Read at scrape time: an open circuit turns half-open by the clock, not by a call.
             breaker = weakref.ref(self.breaker)
 
@@ -723,6 +727,10 @@ class BandwidthClient:
                     response, data = await self._exchange(request, limit)
             outcome = str(response.status_code)
             verdict = response.status_code < 500  # an answer, even a 4xx: the carrier lives
+            if response.status_code in (401, 403):
+                self.last_refusal_at = self._clock()
+            elif verdict:
+                self.last_healthy_at = self._clock()
         except _Failed as failed:
             timed_out = isinstance(failed.error, UpstreamTimeout)
             outcome = "timeout" if timed_out else "error"

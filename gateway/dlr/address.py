@@ -539,6 +539,12 @@ def _zip_record(zip_code: str) -> dict[str, Any] | None:
     return index.get(zip_code)
 
 
+def warm_up() -> None:
+    """Load the ZIP data and the address parser now rather than in the first request."""
+    _zip_record("00000")
+    normalize("1 Main St, Washington, DC 20500")
+
+
 def _city_key(city: str) -> str:
     return _canon_city(city, "US") or ""
 

@@ -23,11 +23,13 @@ protocols below, and imports neither Starlette nor httpx.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
+import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -46,6 +48,8 @@ from gateway.concurrency import KeyedLocks, SingleFlight
 from gateway.dlr.address import FieldError, Normalized
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
+
+log = logging.getLogger("gateway.pipeline")
 
 
 class Carrier(Protocol):
@@ -175,11 +179,21 @@ class Pipeline:
         location_cache_size: int = 200_000,
         binding_cache_size: int = 200_000,
         clock: Callable[[], float] = time.monotonic,
+        on_repair: Callable[[str], None] | None = None,
+        repair_retry_delays: tuple[float, ...] = (0.5, 2.0, 8.0, 30.0),
     ) -> None:
         self.carrier = carrier
         self.geocoder = geocoder
         self.normalize = normalize
         self.clock = clock
+        self.on_repair = on_repair
+        self.repair_retry_delays = repair_retry_delays
+        #: The binding each device should have at the carrier: its newest report that was
+        #: acknowledged, or whose write failed with an unknown outcome.
+        self._desired: LRUCache[str, Binding] = LRUCache(binding_cache_size)
+        #: Devices with a write the carrier has not answered yet (abandoned, still watched).
+        self._unsettled: dict[str, int] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._locations: LRUCache[str, _KnownLocation] = LRUCache(location_cache_size)
         self._bindings: LRUCache[str, Binding] = LRUCache(binding_cache_size)
         self._newest: LRUCache[str, datetime] = LRUCache(binding_cache_size)
@@ -282,6 +296,7 @@ class Pipeline:
             current = self._bindings.get(aeui)
             if (
                 current is not None
+                and aeui not in self._unsettled
                 and current.location_id == location_id
                 and current.caller_name == report.caller_name
                 and current.telephone_number == report.telephone_number
@@ -315,11 +330,9 @@ class Pipeline:
             location_id=location_id,
             telephone_number=report.telephone_number,
         )
-        self._bindings.pop(aeui, None)  # until the carrier confirms, trust nothing cached
-        endpoint_change, endpoint_id = await self._upsert_endpoint(endpoint)
         binding = Binding(
             alternate_end_user_id=aeui,
-            endpoint_id=endpoint_id,
+            endpoint_id=endpoint.endpoint_id or "",
             location_id=location_id,
             caller_name=report.caller_name,
             telephone_number=report.telephone_number,
@@ -329,9 +342,131 @@ class Pipeline:
             longitude=known.longitude,
             observed_at=report.observed_at,
         )
+        self._bindings.pop(aeui, None)  # until the carrier confirms, trust nothing cached
+        try:
+            endpoint_change, endpoint_id = await self._upsert_endpoint(endpoint)
+        except UpstreamError as exc:
+            if exc.ambiguous:
+                self._maybe_applied(binding)
+            raise
+        except asyncio.CancelledError:
+            # The report's deadline cut the write short: it may still land.
+            self._maybe_applied(binding)
+            raise
+        binding = dataclasses.replace(binding, endpoint_id=endpoint_id)
         self._bindings[aeui] = binding
+        self._desired[aeui] = binding
         self._newest[aeui] = report.observed_at
         return Outcome(binding, location_change, endpoint_change, warnings)
+
+    # -- ambiguous writes and their repair ----------------------------------------------------
+
+    def _maybe_applied(self, binding: Binding) -> None:
+        """A write of ``binding`` failed, but the carrier may hold it (or hold it later).
+
+        It becomes the device's desired binding and newest report (so an older report cannot
+        overwrite it), and a repair check is scheduled: by the time the error reached us the
+        carrier has answered or the connection is gone, unless the client is still watching
+        an abandoned exchange, whose settling schedules its own check.
+        """
+        aeui = binding.alternate_end_user_id
+        self._desired[aeui] = binding
+        newest = self._newest.get(aeui)
+        if binding.observed_at is not None and (newest is None or binding.observed_at > newest):
+            self._newest[aeui] = binding.observed_at
+        self._spawn(self._repair_later(aeui, 0.0))
+
+    def abandoned(self, operation: str, record: object, settled: Awaitable[None]) -> None:
+        """The carrier client's ``on_abandoned`` hook: watch an endpoint write to its end.
+
+        Until it settles the device's cached binding is not trusted (every report writes);
+        once the carrier has answered it (or the connection is gone), the device's record
+        is re-read and repaired if that late write undid a newer one.
+        """
+        if not isinstance(record, Endpoint) or not record.alternate_end_user_id:
+            return
+        aeui = record.alternate_end_user_id
+        self._unsettled[aeui] = self._unsettled.get(aeui, 0) + 1
+        self._spawn(self._after_settled(aeui, settled))
+
+    async def _after_settled(self, aeui: str, settled: Awaitable[None]) -> None:
+        try:
+            await settled
+        finally:
+            left = self._unsettled.get(aeui, 1) - 1
+            if left > 0:
+                self._unsettled[aeui] = left
+            else:
+                self._unsettled.pop(aeui, None)
+        await self._repair_later(aeui, 0.0)
+
+    async def _repair_later(self, aeui: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        for attempt, wait in enumerate((*self.repair_retry_delays, None)):
+            try:
+                await self.repair(aeui)
+                return
+            except UpstreamError as exc:
+                if wait is None:
+                    log.warning("repair of %s gave up after %d tries: %s", aeui, attempt + 1, exc)
+                    self._bindings.pop(aeui, None)  # the next report writes again
+                    return
+                await asyncio.sleep(wait)
+
+    async def repair(self, alternate_end_user_id: str) -> bool:
+        """Make the carrier hold the device's desired binding; ``True`` when it had to write."""
+        aeui = alternate_end_user_id
+        async with self._devices.hold(aeui):
+            desired = self._desired.get(aeui)
+            if desired is None:
+                return False
+            try:
+                held: Endpoint | None = await self.carrier.get_endpoint(desired.endpoint_id)
+            except UpstreamNotFound:
+                held = None
+            if held is not None and (
+                held.location_id == desired.location_id
+                and held.caller_name == desired.caller_name
+                and held.telephone_number == desired.telephone_number
+            ):
+                if aeui not in self._unsettled:
+                    self._bindings[aeui] = desired
+                return False
+            endpoint = Endpoint(
+                endpoint_id=desired.endpoint_id,
+                alternate_end_user_id=aeui,
+                caller_name=desired.caller_name,
+                location_id=desired.location_id,
+                telephone_number=desired.telephone_number,
+            )
+            self._bindings.pop(aeui, None)
+            await self._upsert_endpoint(endpoint)
+            log.warning(
+                "repaired %s: the carrier held location %s, not %s",
+                aeui,
+                held.location_id if held is not None else None,
+                desired.location_id,
+            )
+            if self.on_repair is not None:
+                self.on_repair("regressed" if held is not None else "missing")
+            if aeui not in self._unsettled:
+                self._bindings[aeui] = desired
+            return True
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def idle(self) -> None:
+        """Wait until every watched write has settled and every repair has run."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def _reverse(self, fix: GeoFix) -> GeocodeResult | None:
         if not (math.isfinite(fix.latitude) and math.isfinite(fix.longitude)):

@@ -243,3 +243,27 @@ def test_postal_centroid_is_never_sent_as_coordinates() -> None:
             assert b"<latitude>" not in creates[0].content
 
     run(scenario())
+
+
+def test_a_device_flooding_reports_is_rate_limited() -> None:
+    async def scenario() -> None:
+        settings = gateway_settings(report_rate_per_minute=60.0, report_burst=10)
+        async with gateway(settings) as gw:
+            answers = [await gw.report(report("flood", WHITE_HOUSE, i)) for i in range(15)]
+            statuses = [a.status_code for a in answers]
+            assert statuses[:10] == [200] * 10
+            assert set(statuses[10:]) == {429}
+            limited = answers[-1]
+            assert limited.json()["type"] == "/problems/rate-limited"
+            assert int(limited.headers["retry-after"]) >= 1
+            # Another device is not held back by this one.
+            assert (await gw.report(report("calm", WHITE_HOUSE, 0))).status_code == 200
+            assert gw.metrics.registry.get_sample_value("dlr_report_rate_limited_total") == 5
+            assert (
+                gw.metrics.registry.get_sample_value(
+                    "dlr_reports_total", {"result": "rate_limited"}
+                )
+                == 5
+            )
+
+    run(scenario())

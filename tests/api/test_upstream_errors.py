@@ -101,3 +101,24 @@ def test_rejection_carries_the_carriers_words(upstream: Callable[[Handler], Test
     )
     assert body["upstreamCode"] == "12345"
     assert "Something went wrong" in body["detail"]
+
+
+def test_readiness_follows_healthy_answers_not_any_answer(
+    upstream: Callable[[Handler], TestClient],
+) -> None:
+    refusing = upstream(xml(401, ERROR))
+    assert refusing.get("/v1/endpoints").status_code == 502
+    ready = refusing.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["upstream"] == "credentials refused"
+
+    failing = upstream(xml(503, ERROR))
+    assert failing.get("/v1/endpoints").status_code == 503
+    assert failing.get("/readyz").status_code == 503
+
+    healthy = upstream(
+        xml(200, b"<NotificationRecipientListResponse></NotificationRecipientListResponse>")
+    )
+    answer = healthy.get("/readyz")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() | {"upstream": "ok", "circuit": "closed", "ready": True} == answer.json()
