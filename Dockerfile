@@ -36,7 +36,8 @@ LABEL org.opencontainers.image.title="dlr-gateway" \
 # A fixed numeric uid/gid, so Kubernetes can check runAsNonRoot (runAsUser: 10001) without a passwd lookup.
 RUN groupadd --system --gid 10001 dlr \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin dlr
+        --shell /usr/sbin/nologin dlr \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/dlr-gateway
 
 COPY --from=builder /opt/venv /opt/venv
 
@@ -45,7 +46,8 @@ COPY --from=builder /opt/venv /opt/venv
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    GATEWAY_DATA_DIR=/var/lib/dlr-gateway
 WORKDIR /app
 
 USER 10001:10001

@@ -9,7 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -33,12 +37,19 @@ from gateway.geocoding import build_geocoding
 from gateway.geocoding.offline import zip_index
 from gateway.metrics import Metrics
 from gateway.observability import RequestObservability
-from gateway.settings import Settings
+from gateway.settings import NO_DATABASE, Settings
+from gateway.store import StateStore, default_url, is_embedded
 
 log = logging.getLogger("gateway")
 
 #: Where sandbox mode mounts the simulator inside the gateway's own server.
 SANDBOX_PREFIX = "/sandbox/bandwidth"
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def warm_up() -> None:
@@ -112,6 +123,13 @@ def create_app(
                 http = httpx.AsyncClient(timeout=settings.geocode_timeout)
                 stack.push_async_callback(http.aclose)
                 geocoding = build_geocoding(settings, metrics, http)
+            ledger: StateStore | None = None
+            if settings.database_url != NO_DATABASE:
+                url = settings.database_url or default_url(settings.data_dir)
+                # Embedded SQLite migrates itself; PostgreSQL must be migrated beforehand
+                # (`dlr-gateway db upgrade`): SchemaNotCurrent stops the start and says so.
+                ledger = await StateStore.open(url, create=is_embedded(url))
+                stack.push_async_callback(ledger.close)
             repairs = metrics.reconcile_repairs
             pipeline = Pipeline(
                 upstream,
@@ -120,13 +138,29 @@ def create_app(
                 location_cache_size=settings.location_cache_size,
                 binding_cache_size=settings.binding_cache_size,
                 on_repair=lambda reason: repairs.labels(reason=reason).inc(),
+                ledger=ledger,
             )
             upstream.on_abandoned = pipeline.abandoned
+            if ledger is not None and settings.reconcile_interval > 0:
+                owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+                reconciler = asyncio.get_running_loop().create_task(
+                    pipeline.reconcile_forever(
+                        ledger,
+                        owner,
+                        batch=settings.reconcile_batch,
+                        interval=settings.reconcile_interval,
+                        tick=settings.reconcile_tick,
+                        retention=timedelta(days=settings.history_retention_days),
+                    ),
+                    name="reconcile",
+                )
+                stack.push_async_callback(_cancelled, reconciler)
             stack.push_async_callback(pipeline.aclose)
             # Build the ZIP indexes now, off the event loop, not in the first request.
             await asyncio.to_thread(warm_up)
             readiness = Readiness(
                 upstream,
+                store=ledger,
                 window=settings.ready_window,
                 config_problems=[] if settings.sandbox else settings.problems(),
             )

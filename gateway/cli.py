@@ -1,19 +1,29 @@
-"""``dlr-gateway serve | simulator``: the command line."""
+"""``dlr-gateway serve | simulator | token | db``: the command line."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import re
 import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from starlette.datastructures import Secret
 
 from gateway import __version__
 from gateway.api.auth import DeviceTokens
-from gateway.settings import Settings, SettingsError
+from gateway.settings import NO_DATABASE, Settings, SettingsError
+
+#: ``dlr-gateway db current``: the database's schema is not this release's.
+EXIT_NOT_CURRENT = 3
+#: ``dlr-gateway db``: the database could not be reached or refused the work.
+EXIT_DATABASE = 1
+#: Per statement during ``db upgrade``: a migration may rewrite a large table.
+MIGRATION_STATEMENT_TIMEOUT = 600.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +45,23 @@ def _parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="mint a device token (JWT) for one AEUI")
     token.add_argument("--aeui", required=True, help="the device's Alternate End User ID")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+
+    db = commands.add_parser(
+        "db",
+        help="the state store's schema",
+        description="Act on GATEWAY_DATABASE_URL, or without it on the embedded SQLite file "
+        "under GATEWAY_DATA_DIR.",
+    )
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser(
+        "upgrade",
+        help="migrate the database to this release's schema (run it before starting the "
+        "replicas of a new release on PostgreSQL)",
+    )
+    db_commands.add_parser(
+        "current",
+        help=f"say whether the schema is this release's: exit 0 if so, {EXIT_NOT_CURRENT} if not",
+    )
 
     sim = commands.add_parser("simulator", help="run the carrier simulator alone")
     sim.add_argument("--host", default="127.0.0.1")
@@ -124,6 +151,129 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scrub(text: str, url: str) -> str:
+    """``text`` without the password of ``url`` (driver messages may quote what they were given)."""
+    from urllib.parse import unquote
+
+    match = re.match(r"[^:/]+://[^:@/]*:([^@/]+)@", url)
+    if match is None:
+        return text
+    for password in {match[1], unquote(match[1])}:
+        text = text.replace(password, "***")
+    return text
+
+
+async def _schema_revisions(url: str, *, upgrade: bool) -> tuple[str | None, str | None]:
+    """The database's revision before and after (an upgrade to head, when ``upgrade``)."""
+    from gateway.store import SqlStateStore
+    from gateway.store.urls import ensure_directory, parse
+
+    if upgrade:
+        ensure_directory(parse(url))
+    store = await SqlStateStore.connect(
+        url,
+        check_schema=False,
+        pool_size=1,
+        command_timeout=MIGRATION_STATEMENT_TIMEOUT if upgrade else 10.0,
+    )
+    try:
+        before = await store.revision()
+        if not upgrade:
+            return before, before
+        await store.upgrade()
+        return before, await store.revision()
+    finally:
+        await store.close()
+
+
+def _is_known_revision(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    from gateway.store.migrate import alembic_config
+
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def _db(args: argparse.Namespace) -> int:
+    """``db upgrade`` and ``db current``: 0 done/current, 1 database failure, 2 bad setting, 3 not
+    current (``current`` only)."""
+    import sqlalchemy.exc
+    from alembic.util import CommandError
+
+    from gateway.store import StoreUnavailable, default_url, head_revision, redacted
+    from gateway.store.engine import describe
+    from gateway.store.urls import is_memory, is_sqlite, parse
+
+    settings = Settings.from_environ()
+    url = settings.database_url.strip() or default_url(settings.data_dir)
+    if url == NO_DATABASE:
+        print(
+            f"dlr-gateway: GATEWAY_DATABASE_URL={NO_DATABASE}: the gateway keeps no state store, "
+            "so there is nothing to migrate",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        parsed = parse(url)
+    except ValueError as exc:
+        print(f"dlr-gateway: GATEWAY_DATABASE_URL: {_scrub(str(exc), url)}", file=sys.stderr)
+        return 2
+    if is_memory(parsed):
+        print(
+            "dlr-gateway: GATEWAY_DATABASE_URL names an in-memory database, which lives inside "
+            "one process only: there is nothing to migrate",
+            file=sys.stderr,
+        )
+        return 2
+    upgrading = args.db_command == "upgrade"
+    print(f"database: {redacted(url)}", flush=True)
+    no_file = is_sqlite(parsed) and not Path(parsed.database or "").expanduser().is_file()
+    # Alembic announces its dialect on every connection; the outcome is printed below instead.
+    alembic_log = logging.getLogger("alembic.runtime.migration")
+    level = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)
+    try:
+        if no_file and not upgrading:
+            before = after = None  # no file, no schema; and `current` creates none
+        else:
+            before, after = asyncio.run(_schema_revisions(url, upgrade=upgrading))
+    except StoreUnavailable as exc:
+        reason = describe(exc.__cause__) if exc.__cause__ is not None else str(exc)
+        print(
+            f"dlr-gateway: cannot reach the database at {redacted(url)}: {_scrub(reason, url)}",
+            file=sys.stderr,
+        )
+        return EXIT_DATABASE
+    except (sqlalchemy.exc.SQLAlchemyError, CommandError, OSError) as exc:
+        verb = "migrate" if upgrading else "read the schema of"
+        print(
+            f"dlr-gateway: could not {verb} the database at {redacted(url)}: "
+            f"{_scrub(describe(exc), url)}",
+            file=sys.stderr,
+        )
+        return EXIT_DATABASE
+    finally:
+        alembic_log.setLevel(level)
+    head = head_revision()
+    if upgrading:
+        was = "already current" if before == after else f"upgraded from {before or 'no schema'}"
+        print(f"schema: {after} (head), {was}")
+        return 0
+    if after == head:
+        print(f"schema: {after} (head), current")
+        return 0
+    if after is not None and not _is_known_revision(after):
+        advice = "a newer release migrated it: run that release"
+    else:
+        advice = "run `dlr-gateway db upgrade`"
+    print(f"schema: {after or 'no schema'}, not current (this release: {head}); {advice}")
+    return EXIT_NOT_CURRENT
+
+
 def _simulator(args: argparse.Namespace) -> int:
     from gateway.simulator import SimulatorConfig, run
 
@@ -150,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulator(args)
         if args.command == "token":
             return _token(args)
+        if args.command == "db":
+            return _db(args)
     except SettingsError as exc:
         print(f"dlr-gateway: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,10 @@ SANDBOX_ACCOUNT_ID = "9900000"
 SANDBOX_USERNAME = "sandbox"
 SANDBOX_PASSWORD = "sandbox-password"  # noqa: S105 - the simulator's public default
 PRODUCTION_BASE_URL = "https://dashboard.bandwidth.com/api"
+#: ``GATEWAY_DATABASE_URL=none``: no state store; order is kept in process memory only.
+NO_DATABASE = "none"
+#: The sandbox's store when none is configured: SQLite in memory.
+SANDBOX_DATABASE_URL = "sqlite+aiosqlite://"
 
 
 class SettingsError(ValueError):
@@ -97,8 +101,11 @@ class Settings:
     # Shared state.
     database_url: str = ""
     data_dir: str = "data"
-    reconcile_interval: float = 300.0
-    reconcile_batch: int = 200
+    #: Seconds between two periodic checks of one device at the carrier (0: none).
+    reconcile_interval: float = 3600.0
+    #: Devices checked per tick (one tick a second): the pace the carrier sees.
+    reconcile_batch: int = 5
+    reconcile_tick: float = 1.0
     history_retention_days: int = 730
     # HTTP in.
     max_body_bytes: int = 64 * 1024
@@ -213,6 +220,10 @@ class Settings:
                 "GATEWAY_RECONCILE_INTERVAL", cast=float, default=d.reconcile_interval
             ),
             reconcile_batch=c("GATEWAY_RECONCILE_BATCH", cast=int, default=d.reconcile_batch),
+            reconcile_tick=_positive(
+                "GATEWAY_RECONCILE_TICK",
+                c("GATEWAY_RECONCILE_TICK", cast=float, default=d.reconcile_tick),
+            ),
             history_retention_days=c(
                 "GATEWAY_HISTORY_RETENTION_DAYS", cast=int, default=d.history_retention_days
             ),
@@ -233,6 +244,7 @@ class Settings:
             bandwidth_password=self.bandwidth_password
             if str(self.bandwidth_password)
             else Secret(SANDBOX_PASSWORD),
+            database_url=self.database_url or SANDBOX_DATABASE_URL,
         )
 
     def problems(self) -> list[str]:

@@ -472,6 +472,36 @@ VALIDATION_RESULT = {
     },
 }
 
+HISTORY_ENTRY = {
+    "type": "object",
+    "required": ["id", "at", "kind", "source", "credential"],
+    "properties": {
+        "id": {"type": "integer"},
+        "at": {"type": "string", "format": "date-time"},
+        "kind": {
+            "type": "string",
+            "description": "applied, repaired, admin_edit, deleted, reverted",
+        },
+        "source": {"type": "string"},
+        "credential": {"type": "string", "description": "Which credential acted (never a secret)."},
+        "observedAt": {"type": ["string", "null"]},
+        "fromLocationId": {"type": ["string", "null"]},
+        "toLocationId": {"type": ["string", "null"]},
+        "before": {"type": ["object", "null"]},
+        "after": {"type": ["object", "null"]},
+    },
+}
+
+HISTORY = {
+    "type": "object",
+    "required": ["alternateEndUserId", "entries", "nextBefore"],
+    "properties": {
+        "alternateEndUserId": {"type": "string"},
+        "entries": {"type": "array", "items": HISTORY_ENTRY},
+        "nextBefore": {"type": ["integer", "null"]},
+    },
+}
+
 DEVICE_FAILURES = {
     "401": problem("Missing or invalid credentials."),
     "403": problem("A device token may act only for its own AEUI."),
@@ -519,6 +549,44 @@ def device_paths() -> dict[str, Any]:
                         "description": "The device's AEUI.",
                         "schema": {"type": "string", "maxLength": 30},
                     }
+                ],
+                security=DEVICE_OR_ADMIN,
+            )
+        },
+        "/v1/devices/{alternateEndUserId}/history": {
+            "get": operation(
+                "getDeviceHistory",
+                "Every change applied to a device's binding, newest first",
+                "Devices",
+                {
+                    "200": json_body(ref("DeviceHistory"), "A page of the device's history."),
+                    **DEVICE_FAILURES,
+                    "404": problem("No such device."),
+                    "422": problem("The query is not valid."),
+                    "503": retry_problem("The gateway's database is unavailable."),
+                },
+                params=[
+                    {
+                        "name": "alternateEndUserId",
+                        "in": "path",
+                        "required": True,
+                        "description": "The device's AEUI.",
+                        "schema": {"type": "string", "maxLength": 30},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "Entries per page (1 to 200; 50 when left out).",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "required": False,
+                        "description": "The `nextBefore` of the previous page.",
+                        "schema": {"type": "integer", "minimum": 1},
+                    },
                 ],
                 security=DEVICE_OR_ADMIN,
             )
@@ -684,6 +752,7 @@ def document() -> dict[str, Any]:
                 "ReportResult": REPORT_RESULT,
                 "DeviceLocation": DEVICE_LOCATION,
                 "AddressValidation": VALIDATION_RESULT,
+                "DeviceHistory": HISTORY,
             },
         },
     }

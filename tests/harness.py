@@ -34,6 +34,10 @@ def gateway_settings(**changes: Any) -> Settings:
         upstream_max_attempts=1,
         # Tests send bursts per device; the per-device limit has tests of its own.
         report_rate_per_minute=0.0,
+        # A real state store, SQLite in memory; the PostgreSQL runs have their own tests.
+        database_url="sqlite+aiosqlite://",
+        # Periodic checks would add carrier calls to the counts tests make; off but where tested.
+        reconcile_interval=0.0,
     )
     return replace(base.for_sandbox(f"http://sim{SANDBOX_PREFIX}/api"), **changes)
 

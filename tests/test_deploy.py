@@ -26,8 +26,10 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from gateway.cli import _parser
 from gateway.metrics import Metrics
 from gateway.settings import Settings
+from gateway.store import is_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -49,6 +51,10 @@ UID = 10001
 PORT = 8080
 #: The image's CMD; the sandbox overlay adds --sandbox after `serve`.
 SERVE = ["dlr-gateway", "serve", "--host", "0.0.0.0", "--port", str(PORT)]  # noqa: S104
+#: The production overlay's migration Job.
+MIGRATE = ["dlr-gateway", "db", "upgrade"]
+MIGRATE_JOB = "dlr-gateway-migrate"
+POSTGRES_PORT = 5432
 
 #: Labels the Prometheus Operator adds to every scraped gateway series.
 TARGET_LABELS = frozenset(
@@ -343,6 +349,11 @@ def test_patches_target_objects_of_the_base() -> None:
     for path in _patch_files():
         for doc in _documents(path):
             assert (doc["kind"], doc["metadata"]["name"]) in base, path
+    for k in _kustomizations():
+        for patch in _documents(k)[0].get("patches") or []:
+            if "target" in patch:
+                target = (patch["target"]["kind"], patch["target"]["name"])
+                assert target in base, f"{k}: {target}"
 
 
 # --- the workload ------------------------------------------------------------------------------
@@ -395,10 +406,12 @@ def test_deployment_security() -> None:
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
     assert spec["automountServiceAccountToken"] is False
-    # Read-only root: /tmp is an emptyDir.
-    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
-    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
-    assert "emptyDir" in volume
+    # Read-only root: /tmp and GATEWAY_DATA_DIR (the embedded SQLite file) are emptyDirs.
+    data_dir = _settings_from_manifests().data_dir
+    for path in ("/tmp", data_dir):
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == path]
+        (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        assert "emptyDir" in volume
     spread = {c["topologyKey"] for c in spec["topologySpreadConstraints"]}
     assert spread == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
     for constraint in spec["topologySpreadConstraints"]:
@@ -467,6 +480,7 @@ SECRET_SETTINGS = {
     "BANDWIDTH_PASSWORD",
     "GATEWAY_ADMIN_KEYS",
     "GATEWAY_DEVICE_JWT_SECRET",
+    "GATEWAY_DATABASE_URL",
 }
 
 
@@ -512,6 +526,9 @@ def test_config_and_secret_hold_only_known_settings() -> None:
     assert settings.geocoder == "offline"
     # DlrGeocoderFailures counts provider calls slower than 2.5 s as timeouts.
     assert 2.5 < settings.geocode_timeout <= 5.0
+    # The database URL (it holds a password) is the Secret's; its example is a PostgreSQL one.
+    assert settings.database_url.startswith("postgresql://")
+    assert settings.data_dir.startswith("/")
 
 
 def test_base_ships_no_secret() -> None:
@@ -536,6 +553,10 @@ def test_sandbox_overlay_runs_one_sandbox_pod() -> None:
     (deployment,) = [d for d in patches.values() if d["kind"] == "Deployment"]
     command = _container(deployment)["command"]
     assert command == [*SERVE[:2], "--sandbox", *SERVE[2:]]
+    # State in memory like the simulator's, whatever the Secret says; so no migration Job.
+    env = {e["name"]: e for e in _container(deployment)["env"]}
+    assert is_memory(env["GATEWAY_DATABASE_URL"]["value"])
+    assert not _objects("Job", OVERLAYS / "sandbox")
     (hpa,) = [d for d in patches.values() if d["kind"] == "HorizontalPodAutoscaler"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 1)
 
@@ -549,6 +570,86 @@ def test_production_overlay_pins_the_image_and_has_the_rules() -> None:
     assert image["newName"] == "ghcr.io/dlr-gateway/dlr-gateway"
     assert re.fullmatch(r"\d+\.\d+\.\d+", image["newTag"]) or "digest" in image
     assert k["replicas"] == [{"name": "dlr-gateway", "count": 3}]
+    assert {"migrate-job.yaml", "networkpolicy-migrate.yaml"} <= set(k["resources"])
+    patches = {
+        p["path"]: _documents(OVERLAYS / "production" / p["path"])[0]
+        for p in k["patches"]
+        if "path" in p
+    }
+    (deployment,) = [d for d in patches.values() if d["kind"] == "Deployment"]
+    _requires_database_url(_container(deployment))
+
+
+def _requires_database_url(container: dict[str, Any]) -> None:
+    """GATEWAY_DATABASE_URL named from the Secret, not optional: a missing key stops the pod."""
+    (env,) = [e for e in container["env"] if e["name"] == "GATEWAY_DATABASE_URL"]
+    ref = env["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("dlr-gateway", "GATEWAY_DATABASE_URL")
+    assert not ref.get("optional", False)
+
+
+def _allows_postgres(policy: dict[str, Any]) -> bool:
+    return any(
+        (p["port"], p.get("protocol", "TCP")) == (POSTGRES_PORT, "TCP")
+        for rule in policy["spec"]["egress"]
+        for p in rule["ports"]
+    )
+
+
+def test_migration_job() -> None:
+    """`dlr-gateway db upgrade`, with the Deployment's image, configuration and security."""
+    job = _one("Job", OVERLAYS / "production")
+    assert job["metadata"]["name"] == MIGRATE_JOB
+    _validate(job, "overlays/production/migrate-job.yaml")
+    spec = job["spec"]
+    assert 0 < spec["backoffLimit"] <= 6
+    assert spec["ttlSecondsAfterFinished"] > 0
+    assert spec["activeDeadlineSeconds"] > 0
+    container = _container(job)
+    assert container["command"] == MIGRATE
+    args = _parser().parse_args(container["command"][1:])
+    assert (args.command, args.db_command) == ("db", "upgrade")
+    # Exit 2 is a configuration error: fail at once rather than retry.
+    (rule,) = spec["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob"
+    assert rule["onExitCodes"]["containerName"] == container["name"]
+    assert rule["onExitCodes"]["values"] == [2]
+
+    deployment = _one("Deployment")
+    gateway = _container(deployment)
+    assert container["image"] == gateway["image"]
+    assert container["envFrom"] == gateway["envFrom"]
+    _requires_database_url(container)
+    pod, gateway_pod = spec["template"]["spec"], deployment["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"] == gateway_pod["securityContext"]
+    assert container["securityContext"] == gateway["securityContext"]
+    for key in ("serviceAccountName", "automountServiceAccountToken", "enableServiceLinks"):
+        assert pod[key] == gateway_pod[key], key
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert "emptyDir" in volume
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= container["resources"][kind].keys()
+
+    # Its pods are not the gateway's: no Service, PDB or HPA counts them.
+    labels = spec["template"]["metadata"]["labels"]
+    for selector in (
+        deployment["spec"]["selector"]["matchLabels"],
+        _one("Service")["spec"]["selector"],
+        _one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        _one("NetworkPolicy")["spec"]["podSelector"]["matchLabels"],
+    ):
+        assert not selector.items() <= labels.items(), selector
+    # Their own policy: nothing in, DNS and PostgreSQL out.
+    (policy,) = [
+        p
+        for p in _objects("NetworkPolicy", OVERLAYS / "production")
+        if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    ]
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert not policy["spec"].get("ingress")
+    assert _allows_postgres(policy)
 
 
 def _render(overlay: Path) -> list[dict[str, Any]]:
@@ -587,11 +688,20 @@ def test_rendered_overlay_is_valid(overlay: str) -> None:
         assert deployment["spec"]["replicas"] == 1
         assert "--sandbox" in _container(deployment)["command"]
         assert "Secret" in kinds
+        assert "Job" not in kinds
     else:
         assert deployment["spec"]["replicas"] == 3
         assert "command" not in _container(deployment)
         assert "Secret" not in kinds
         assert "PrometheusRule" in kinds
+        _requires_database_url(_container(deployment))
+        (job,) = [d for d in objects if d["kind"] == "Job"]
+        assert job["metadata"]["name"] == MIGRATE_JOB
+        assert _container(job)["image"] == image
+        assert _container(job)["command"] == MIGRATE
+        policies = {d["metadata"]["name"]: d for d in objects if d["kind"] == "NetworkPolicy"}
+        assert _allows_postgres(policies["dlr-gateway"])
+        assert _allows_postgres(policies[MIGRATE_JOB])
 
 
 # --- Grafana -----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from gateway.api.schemas import (
     record_from_json,
     record_to_json,
 )
+from gateway.bandwidth.errors import UpstreamNotFound
 from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient, wire_name
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 
@@ -34,8 +35,13 @@ _ID_RULE = "1 to 64 of letters, digits and ._~-, starting with a letter or digit
 
 def _admin(request: Request) -> Services:
     found = services(request)
-    require_admin(request, found.admin_keys)
+    request.state.principal = require_admin(request, found.admin_keys)
     return found
+
+
+def _who(request: Request) -> str:
+    """The admin credential that acted, for the device's history (never the key itself)."""
+    return str(request.state.principal.subject)
 
 
 def _path_id(request: Request, name: str, *, location: bool = False) -> str:
@@ -111,6 +117,7 @@ async def create_endpoint(request: Request) -> Response:
             ],
         )
     created = await s.upstream.create_endpoint(endpoint)
+    await s.pipeline.admin_edited(created, credential=_who(request))
     return _created(record_to_json(created), f"/v1/endpoints/{created.endpoint_id}")
 
 
@@ -128,6 +135,8 @@ async def update_endpoint(request: Request) -> Response:
     endpoint = dataclasses.replace(endpoint, endpoint_id=endpoint_id)
     s.pipeline.forget_endpoint(endpoint_id)
     updated = await s.upstream.update_endpoint(endpoint_id, endpoint)
+    # The reconciler must keep what an admin wrote, not undo it.
+    await s.pipeline.admin_edited(updated, credential=_who(request))
     return JSONResponse(record_to_json(updated))
 
 
@@ -135,7 +144,14 @@ async def delete_endpoint(request: Request) -> Response:
     s = _admin(request)
     endpoint_id = _path_id(request, "endpoint_id")
     s.pipeline.forget_endpoint(endpoint_id)
+    try:
+        # Which device it was, so that its desired binding goes too (and is not repaired).
+        held = await s.upstream.get_endpoint(endpoint_id)
+    except UpstreamNotFound:
+        held = None
     await s.upstream.delete_endpoint(endpoint_id)
+    if held is not None and held.alternate_end_user_id:
+        await s.pipeline.admin_deleted(held.alternate_end_user_id)
     return JSONResponse({"endpointId": endpoint_id, "deleted": True})
 
 

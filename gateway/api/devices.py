@@ -29,6 +29,7 @@ from gateway.bandwidth.models import Address
 from gateway.dlr.address import FieldError, validate_caller_name
 from gateway.dlr.pipeline import Binding, GeoFix, Outcome, Report, Superseded, Unroutable
 from gateway.geocoding.results import GeocodingUnavailable
+from gateway.store import HistoryEntry, StateStore
 
 #: How far ahead of the gateway's clock a device's ``observedAt`` may be.
 MAX_CLOCK_SKEW = timedelta(hours=1)
@@ -266,6 +267,11 @@ def _authorized(request: Request, s: Services) -> Principal:
     return authenticate(request, s.admin_keys, s.device_tokens)
 
 
+def _credential(principal: Principal) -> str:
+    """Which credential acted, for the history: never the secret itself."""
+    return principal.subject if principal.is_admin else "device-token"
+
+
 def _may_act(principal: Principal, aeui: str) -> None:
     if not principal.may_act_for(aeui):
         raise Problem(403, "A device token may report and read only its own location.")
@@ -292,7 +298,7 @@ async def location_report(request: Request) -> Response:
             )
         try:
             async with asyncio.timeout(s.settings.report_deadline):
-                outcome = await s.pipeline.report(report)
+                outcome = await s.pipeline.report(report, credential=_credential(principal))
         except TimeoutError:
             result = "upstream_unavailable"
             raise Problem(
@@ -387,8 +393,68 @@ async def _geocode_into(s: Services, address: Address, answer: dict[str, Any]) -
     answer["longitude"] = found.longitude
 
 
+_HISTORY_MAX = 200
+
+
+def _history_entry(entry: HistoryEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "at": entry.at.isoformat(),
+        "kind": entry.kind,
+        "source": entry.source,
+        "credential": entry.credential,
+        "observedAt": entry.observed_at.isoformat() if entry.observed_at else None,
+        "fromLocationId": entry.from_location_id,
+        "toLocationId": entry.to_location_id,
+        "before": entry.before,
+        "after": entry.after,
+    }
+
+
+def _int_param(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise Problem(
+            422,
+            "The query is not valid.",
+            errors=[FieldProblem(name, f"expected a whole number from {low} to {high}")],
+        )
+    return int(raw)
+
+
+async def device_history(request: Request) -> Response:
+    """Every change applied to a device's binding, newest first, a page at a time."""
+    s = services(request)
+    principal = _authorized(request, s)
+    errors: list[FieldProblem] = []
+    aeui = _aeui(request.path_params["alternate_end_user_id"], "alternateEndUserId", errors)
+    if aeui is None:
+        raise Problem(404, "There is no device with that ID.")
+    _may_act(principal, aeui)
+    limit = _int_param(request, "limit", 50, 1, _HISTORY_MAX)
+    before = _int_param(request, "before", None, 1, 2**62)
+    assert limit is not None
+    store = s.pipeline.ledger
+    entries = (
+        await store.history(aeui, limit=limit, before_id=before)
+        if isinstance(store, StateStore)
+        else []
+    )
+    next_before = entries[-1].id if len(entries) == limit else None
+    return JSONResponse(
+        {
+            "alternateEndUserId": aeui,
+            "entries": [_history_entry(e) for e in entries],
+            "nextBefore": next_before,
+        }
+    )
+
+
 routes = [
     Route("/v1/location-reports", location_report, methods=["POST"]),
     Route("/v1/devices/{alternate_end_user_id}/location", device_location, methods=["GET"]),
+    Route("/v1/devices/{alternate_end_user_id}/history", device_history, methods=["GET"]),
     Route("/v1/addresses/validate", validate_address, methods=["POST"]),
 ]

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from gateway.api.context import services
 from gateway.bandwidth.errors import UpstreamError
+from gateway.store import StateStore, StoreUnavailable
 
 if TYPE_CHECKING:
     from gateway.bandwidth.client import BandwidthClient
@@ -32,6 +33,7 @@ class Readiness:
         self,
         upstream: BandwidthClient,
         *,
+        store: StateStore | None = None,
         window: float,
         config_problems: list[str],
         clock: Callable[[], float] = time.monotonic,
@@ -39,6 +41,7 @@ class Readiness:
         probe_timeout: float = 2.0,
     ) -> None:
         self.upstream = upstream
+        self.store = store
         self.window = window
         self.config_problems = config_problems
         self.clock = clock
@@ -80,7 +83,16 @@ class Readiness:
             checks["upstream"] = "circuit open"
         else:
             checks["upstream"] = self._upstream_state()
-        checks["ready"] = upstream_ok and not self.config_problems and not self.draining
+        store_ok = True
+        if self.store is not None:
+            try:
+                await self.store.ping()
+            except StoreUnavailable:
+                store_ok = False
+            checks["database"] = "ok" if store_ok else "unavailable"
+        checks["ready"] = (
+            upstream_ok and store_ok and not self.config_problems and not self.draining
+        )
         return checks
 
     async def _probe(self) -> bool:

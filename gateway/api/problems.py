@@ -28,6 +28,7 @@ from gateway.bandwidth.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.store.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.api")
 
@@ -185,6 +186,17 @@ async def handle_codec(request: Request, exc: Exception) -> Response:
     return problem_response(problem, request.url.path)
 
 
+async def handle_store(request: Request, exc: Exception) -> Response:
+    log.warning("state store unavailable: %s", type(exc).__name__)
+    problem = Problem(
+        503,
+        "The gateway's database is unavailable; nothing was acknowledged. Try again.",
+        "database-unavailable",
+        retry_after=DEFAULT_RETRY_AFTER,
+    )
+    return problem_response(problem, request.url.path)
+
+
 async def handle_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     headers = dict(exc.headers or {})
@@ -201,6 +213,7 @@ EXCEPTION_HANDLERS: Mapping[Any, Any] = {
     Problem: handle_problem,
     UpstreamError: handle_upstream,
     CodecError: handle_codec,
+    StoreUnavailable: handle_store,
     HTTPException: handle_http,
     Exception: handle_unexpected,
 }

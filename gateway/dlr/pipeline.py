@@ -31,8 +31,8 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from cachetools import LRUCache
 
@@ -43,11 +43,20 @@ from gateway.bandwidth.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from gateway.bandwidth.models import Address, Endpoint, EndpointListResponse, Location
+from gateway.bandwidth.models import (
+    Address,
+    Endpoint,
+    EndpointListResponse,
+    Location,
+    wire_name,
+)
 from gateway.concurrency import KeyedLocks, SingleFlight
 from gateway.dlr.address import FieldError, Normalized
 from gateway.dlr.ids import endpoint_id_for, location_id_for
+from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
+from gateway.store.base import Claim, StoredBinding
+from gateway.store.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -61,6 +70,28 @@ class Carrier(Protocol):
     async def create_endpoint(self, endpoint: Endpoint) -> Endpoint: ...
     async def update_endpoint(self, endpoint_id: str, endpoint: Endpoint) -> Endpoint: ...
     async def list_endpoints(self) -> EndpointListResponse: ...
+
+
+class Reconcilable(Protocol):
+    """What periodic reconciliation needs of the state store."""
+
+    async def lease(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        older_than: datetime | None = None,
+        only_unconfirmed: bool = False,
+    ) -> list[StoredBinding]: ...
+
+    async def release(self, aeui: str, owner: str) -> bool: ...
+
+    async def checked(
+        self, aeui: str, owner: str, confirmed: bool, *, version: int | None = None
+    ) -> bool: ...
+
+    async def purge_history(self, older_than: datetime) -> int: ...
 
 
 class Geocoder(Protocol):
@@ -110,6 +141,15 @@ class Binding:
     latitude: float | None = None
     longitude: float | None = None
     observed_at: datetime | None = None
+    #: The ledger's version of this binding (``None``: not from the ledger).
+    version: int | None = None
+
+    def same_as(self, location_id: str, caller_name: str, telephone_number: str) -> bool:
+        return (
+            self.location_id == location_id
+            and self.caller_name == caller_name
+            and self.telephone_number == telephone_number
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +191,8 @@ class _KnownLocation:
     longitude: float | None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 _NOT_DISPATCHABLE = (
     "the GPS fix does not resolve to a street address: send a civic address "
     "(a city or ZIP centroid is not a dispatchable 911 location)"
@@ -181,6 +223,7 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         on_repair: Callable[[str], None] | None = None,
         repair_retry_delays: tuple[float, ...] = (0.5, 2.0, 8.0, 30.0),
+        ledger: Ledger | None = None,
     ) -> None:
         self.carrier = carrier
         self.geocoder = geocoder
@@ -188,15 +231,17 @@ class Pipeline:
         self.clock = clock
         self.on_repair = on_repair
         self.repair_retry_delays = repair_retry_delays
-        #: The binding each device should have at the carrier: its newest report that was
-        #: acknowledged, or whose write failed with an unknown outcome.
-        self._desired: LRUCache[str, Binding] = LRUCache(binding_cache_size)
+        #: Each device's desired binding (its newest report that was acknowledged, or whose
+        #: write failed with an unknown outcome) and newest report time: the state store,
+        #: shared by every replica, or process memory.
+        self.ledger: Ledger = ledger if ledger is not None else MemoryLedger(binding_cache_size)
         #: Devices with a write the carrier has not answered yet (abandoned, still watched).
         self._unsettled: dict[str, int] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._locations: LRUCache[str, _KnownLocation] = LRUCache(location_cache_size)
+        #: Bindings the carrier is known to hold, with their ledger version: what lets an
+        #: unchanged report cost no upstream call and no database read.
         self._bindings: LRUCache[str, Binding] = LRUCache(binding_cache_size)
-        self._newest: LRUCache[str, datetime] = LRUCache(binding_cache_size)
         self._foreign_ids: LRUCache[str, str] = LRUCache(max(1024, binding_cache_size // 100))
         self._creating: SingleFlight[str, tuple[_KnownLocation, Change]] = SingleFlight()
         self._devices: KeyedLocks[str] = KeyedLocks()
@@ -237,7 +282,7 @@ class Pipeline:
             status=location.status,
             latitude=location.latitude,
             longitude=location.longitude,
-            observed_at=self._newest.get(alternate_end_user_id),
+            observed_at=None,
         )
 
     # -- what admins change behind the pipeline's back ------------------------------------
@@ -285,27 +330,56 @@ class Pipeline:
             )
         return normalized.address, tuple(map(where, normalized.warnings))
 
-    async def report(self, report: Report) -> Outcome:
+    async def report(self, report: Report, *, credential: str = "device") -> Outcome:
         address, warnings = await self.resolve(report)
         aeui = report.alternate_end_user_id
         location_id = location_id_for(address)
         async with self._devices.hold(aeui):
-            newest = self._newest.get(aeui)
-            if newest is not None and report.observed_at < newest:
-                raise Superseded(newest)
-            current = self._bindings.get(aeui)
-            if (
-                current is not None
-                and aeui not in self._unsettled
-                and current.location_id == location_id
-                and current.caller_name == report.caller_name
-                and current.telephone_number == report.telephone_number
-            ):
-                self._newest[aeui] = report.observed_at
-                binding = dataclasses.replace(current, observed_at=report.observed_at)
+            unchanged = await self._unchanged(report, location_id, warnings)
+            if unchanged is not None:
+                return unchanged
+            return await self._apply(report, address, location_id, warnings, credential)
+
+    async def _unchanged(
+        self, report: Report, location_id: str, warnings: tuple[FieldError, ...]
+    ) -> Outcome | None:
+        """The outcome of a report that changes nothing, or ``None`` when it does.
+
+        Raises ``Superseded`` for a report older than the device's newest. With a warm cache
+        an unchanged report costs one conditional write to the ledger (group-committed) and
+        no read; after a restart, one read more.
+        """
+        aeui = report.alternate_end_user_id
+        when = report.observed_at
+        same = (location_id, report.caller_name, report.telephone_number)
+        if aeui in self._unsettled:
+            stored = await self.ledger.get(aeui)
+            if stored is not None and when < stored.observed_at:
+                raise Superseded(stored.observed_at)
+            return None
+        cached = self._bindings.get(aeui)
+        if cached is not None and cached.same_as(*same):
+            if cached.observed_at is not None and when < cached.observed_at:
+                raise Superseded(cached.observed_at)
+            if await self.ledger.advance(aeui, when, version=cached.version):
+                binding = dataclasses.replace(cached, observed_at=when)
                 self._bindings[aeui] = binding
                 return Outcome(binding, Change.UNCHANGED, Change.UNCHANGED, warnings)
-            return await self._apply(report, address, location_id, warnings)
+            self._bindings.pop(aeui, None)
+        stored = await self.ledger.get(aeui)
+        if stored is None:
+            return None
+        if when < stored.observed_at:
+            raise Superseded(stored.observed_at)
+        binding = _from_stored(stored)
+        if not (stored.confirmed and binding.same_as(*same)):
+            return None
+        if not await self.ledger.advance(aeui, when, version=stored.version):
+            # A claim landed in between (another replica): let the full path decide.
+            return None
+        binding = dataclasses.replace(binding, observed_at=when)
+        self._bindings[aeui] = binding
+        return Outcome(binding, Change.UNCHANGED, Change.UNCHANGED, warnings)
 
     async def _apply(
         self,
@@ -313,6 +387,7 @@ class Pipeline:
         address: Address,
         location_id: str,
         warnings: tuple[FieldError, ...],
+        credential: str,
     ) -> Outcome:
         aeui = report.alternate_end_user_id
         known = self._locations.get(location_id)
@@ -321,7 +396,7 @@ class Pipeline:
             coordinates, geo_warnings = await self._coordinates(address, report.geo)
             warnings += geo_warnings
             known, location_change = await self._creating.do(
-                location_id, lambda: self._create_location(location_id, address, coordinates)
+                location_id, lambda: self._ensure_location(location_id, address, coordinates)
             )
         endpoint = Endpoint(
             endpoint_id=self.endpoint_id(aeui),
@@ -343,38 +418,58 @@ class Pipeline:
             observed_at=report.observed_at,
         )
         self._bindings.pop(aeui, None)  # until the carrier confirms, trust nothing cached
+        # Decide, atomically and for every replica, that this report is the device's newest.
+        claim = await self.ledger.claim(_to_stored(binding), credential=credential)
+        if not claim.won:
+            raise Superseded(claim.current.observed_at)
+        version = claim.current.version
         try:
             endpoint_change, endpoint_id = await self._upsert_endpoint(endpoint)
         except UpstreamError as exc:
             if exc.ambiguous:
-                self._maybe_applied(binding)
+                self._maybe_applied(aeui)
+            else:
+                await self._revert(claim, report.observed_at, credential)
             raise
         except asyncio.CancelledError:
             # The report's deadline cut the write short: it may still land.
-            self._maybe_applied(binding)
+            self._maybe_applied(aeui)
             raise
-        binding = dataclasses.replace(binding, endpoint_id=endpoint_id)
-        self._bindings[aeui] = binding
-        self._desired[aeui] = binding
-        self._newest[aeui] = report.observed_at
+        binding = dataclasses.replace(binding, endpoint_id=endpoint_id, version=version)
+        if await self.ledger.confirm(aeui, version):
+            self._bindings[aeui] = binding
+        else:
+            # A newer report won the ledger while this one was being written, perhaps at
+            # another replica: this write may have landed after its. Make certain.
+            self._maybe_applied(aeui)
         return Outcome(binding, location_change, endpoint_change, warnings)
+
+    async def _revert(self, claim: Claim, observed_at: datetime, credential: str) -> None:
+        """The carrier definitively refused the claimed binding: the device keeps its old one."""
+        aeui = claim.current.aeui
+        previous = claim.previous
+        if previous is None:
+            await self.ledger.delete(aeui)
+            return
+        restored = await self.ledger.claim(
+            dataclasses.replace(previous, observed_at=observed_at),
+            credential=credential,
+            kind="reverted",
+        )
+        if restored.won and previous.confirmed:
+            await self.ledger.confirm(aeui, restored.current.version)
 
     # -- ambiguous writes and their repair ----------------------------------------------------
 
-    def _maybe_applied(self, binding: Binding) -> None:
-        """A write of ``binding`` failed, but the carrier may hold it (or hold it later).
+    def _maybe_applied(self, alternate_end_user_id: str) -> None:
+        """A write failed, but the carrier may hold it (or hold it later).
 
-        It becomes the device's desired binding and newest report (so an older report cannot
-        overwrite it), and a repair check is scheduled: by the time the error reached us the
-        carrier has answered or the connection is gone, unless the client is still watching
-        an abandoned exchange, whose settling schedules its own check.
+        The claimed binding stays the device's desired one and newest report (so an older
+        report cannot overwrite it), and a repair check is scheduled: by the time the error
+        reached us the carrier has answered or the connection is gone, unless the client is
+        still watching an abandoned exchange, whose settling schedules its own check.
         """
-        aeui = binding.alternate_end_user_id
-        self._desired[aeui] = binding
-        newest = self._newest.get(aeui)
-        if binding.observed_at is not None and (newest is None or binding.observed_at > newest):
-            self._newest[aeui] = binding.observed_at
-        self._spawn(self._repair_later(aeui, 0.0))
+        self._spawn(self._repair_later(alternate_end_user_id, 0.0))
 
     def abandoned(self, operation: str, record: object, settled: Awaitable[None]) -> None:
         """The carrier client's ``on_abandoned`` hook: watch an endpoint write to its end.
@@ -387,6 +482,7 @@ class Pipeline:
             return
         aeui = record.alternate_end_user_id
         self._unsettled[aeui] = self._unsettled.get(aeui, 0) + 1
+        self._bindings.pop(aeui, None)
         self._spawn(self._after_settled(aeui, settled))
 
     async def _after_settled(self, aeui: str, settled: Awaitable[None]) -> None:
@@ -406,7 +502,7 @@ class Pipeline:
             try:
                 await self.repair(aeui)
                 return
-            except UpstreamError as exc:
+            except (UpstreamError, StoreUnavailable) as exc:
                 if wait is None:
                     log.warning("repair of %s gave up after %d tries: %s", aeui, attempt + 1, exc)
                     self._bindings.pop(aeui, None)  # the next report writes again
@@ -417,19 +513,18 @@ class Pipeline:
         """Make the carrier hold the device's desired binding; ``True`` when it had to write."""
         aeui = alternate_end_user_id
         async with self._devices.hold(aeui):
-            desired = self._desired.get(aeui)
-            if desired is None:
+            stored = await self.ledger.get(aeui)
+            if stored is None:
                 return False
+            desired = _from_stored(stored)
             try:
                 held: Endpoint | None = await self.carrier.get_endpoint(desired.endpoint_id)
             except UpstreamNotFound:
                 held = None
-            if held is not None and (
-                held.location_id == desired.location_id
-                and held.caller_name == desired.caller_name
-                and held.telephone_number == desired.telephone_number
+            if held is not None and desired.same_as(
+                held.location_id or "", held.caller_name or "", held.telephone_number or ""
             ):
-                if aeui not in self._unsettled:
+                if await self.ledger.confirm(aeui, stored.version) and aeui not in self._unsettled:
                     self._bindings[aeui] = desired
                 return False
             endpoint = Endpoint(
@@ -449,9 +544,88 @@ class Pipeline:
             )
             if self.on_repair is not None:
                 self.on_repair("regressed" if held is not None else "missing")
-            if aeui not in self._unsettled:
+            if await self.ledger.confirm(aeui, stored.version) and aeui not in self._unsettled:
                 self._bindings[aeui] = desired
             return True
+
+    # -- admin edits -------------------------------------------------------------------------
+
+    async def admin_edited(self, endpoint: Endpoint, *, credential: str) -> None:
+        """An admin wrote this endpoint at the carrier: make it the device's desired binding.
+
+        It keeps the device's newest report time, so the reconciler does not undo the edit,
+        and the device's next (newer) report still applies as usual.
+        """
+        aeui = endpoint.alternate_end_user_id
+        if not aeui or not endpoint.location_id or not endpoint.endpoint_id:
+            return
+        async with self._devices.hold(aeui):
+            self._bindings.pop(aeui, None)
+            previous = await self.ledger.get(aeui)
+            edited = StoredBinding(
+                aeui=aeui,
+                endpoint_id=endpoint.endpoint_id,
+                location_id=endpoint.location_id,
+                address=None,
+                caller_name=endpoint.caller_name or "",
+                telephone_number=endpoint.telephone_number or "",
+                observed_at=previous.observed_at if previous is not None else _EPOCH,
+                source="admin",
+            )
+            claim = await self.ledger.claim(edited, credential=credential, kind="admin_edit")
+            if claim.won:
+                await self.ledger.confirm(aeui, claim.current.version)
+
+    async def admin_deleted(self, alternate_end_user_id: str) -> None:
+        """An admin deleted the device's endpoint: forget its binding (nothing to repair)."""
+        async with self._devices.hold(alternate_end_user_id):
+            self._bindings.pop(alternate_end_user_id, None)
+            await self.ledger.delete(alternate_end_user_id)
+
+    # -- periodic reconciliation ----------------------------------------------------------
+
+    async def reconcile(
+        self, store: Reconcilable, owner: str, *, batch: int, interval: float
+    ) -> int:
+        """One pass: check up to ``batch`` devices not checked for ``interval`` seconds.
+
+        Rows are leased in the database, so replicas check different devices; a device is
+        re-read from the carrier and re-written if it regressed. Answers how many were
+        checked.
+        """
+        older = datetime.now(UTC) - timedelta(seconds=interval)
+        rows = await store.lease(owner, limit=batch, lease_seconds=60.0, older_than=older)
+        for row in rows:
+            try:
+                await self.repair(row.aeui)
+            except (UpstreamError, StoreUnavailable) as exc:
+                log.info("reconcile: %s not checked: %s", row.aeui, type(exc).__name__)
+                await store.release(row.aeui, owner)
+                continue
+            await store.checked(row.aeui, owner, True, version=row.version)
+        return len(rows)
+
+    async def reconcile_forever(
+        self,
+        store: Reconcilable,
+        owner: str,
+        *,
+        batch: int,
+        interval: float,
+        tick: float = 1.0,
+        retention: timedelta | None = None,
+    ) -> None:
+        """Reconcile ``batch`` devices per ``tick`` for as long as the app runs."""
+        purged_at = -math.inf
+        while True:
+            try:
+                await self.reconcile(store, owner, batch=batch, interval=interval)
+                if retention is not None and self.clock() - purged_at > 3600:
+                    purged_at = self.clock()
+                    await store.purge_history(datetime.now(UTC) - retention)
+            except StoreUnavailable as exc:
+                log.warning("reconcile: the state store is unavailable: %s", exc)
+            await asyncio.sleep(tick)
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -497,10 +671,15 @@ class Pipeline:
             return None, ()
         return (found.latitude, found.longitude), ()
 
-    async def _create_location(
+    async def _ensure_location(
         self, location_id: str, address: Address, coordinates: tuple[float, float] | None
     ) -> tuple[_KnownLocation, Change]:
+        """Make sure the carrier holds the location: known to the ledger, or created now."""
         latitude, longitude = coordinates if coordinates is not None else (None, None)
+        if await self.ledger.locations_known(location_id):
+            known = _KnownLocation(None, latitude, longitude)
+            self._locations[location_id] = known
+            return known, Change.UNCHANGED
         location = Location(
             location_id=location_id, address=address, latitude=latitude, longitude=longitude
         )
@@ -518,6 +697,9 @@ class Pipeline:
             known = _KnownLocation(created.status, created.latitude, created.longitude)
             change = Change.CREATED
         self._locations[location_id] = known
+        await self.ledger.remember_location(
+            location_id, address_json(address), known.status, known.latitude, known.longitude
+        )
         return known, change
 
     async def _upsert_endpoint(self, endpoint: Endpoint) -> tuple[Change, str]:
@@ -557,3 +739,50 @@ class Pipeline:
 
 def deadline_error(seconds: float) -> UpstreamError:
     return UpstreamTimeout(f"the report did not complete within {seconds:g} s")
+
+
+def address_json(address: Address) -> dict[str, Any]:
+    """The address in the seed's camelCase fields, absent ones left out."""
+    return {
+        wire_name(f.name): getattr(address, f.name)
+        for f in dataclasses.fields(address)
+        if getattr(address, f.name) is not None
+    }
+
+
+def address_from_json(data: Mapping[str, Any] | None) -> Address | None:
+    if not data:
+        return None
+    names = {wire_name(f.name): f.name for f in dataclasses.fields(Address)}
+    return Address(**{names[k]: v for k, v in data.items() if k in names})
+
+
+def _to_stored(binding: Binding, source: str = "report") -> StoredBinding:
+    assert binding.observed_at is not None
+    return StoredBinding(
+        aeui=binding.alternate_end_user_id,
+        endpoint_id=binding.endpoint_id,
+        location_id=binding.location_id,
+        address=address_json(binding.address) if binding.address is not None else None,
+        caller_name=binding.caller_name,
+        telephone_number=binding.telephone_number,
+        observed_at=binding.observed_at,
+        source=source,
+        latitude=binding.latitude,
+        longitude=binding.longitude,
+    )
+
+
+def _from_stored(stored: StoredBinding) -> Binding:
+    return Binding(
+        alternate_end_user_id=stored.aeui,
+        endpoint_id=stored.endpoint_id,
+        location_id=stored.location_id,
+        caller_name=stored.caller_name,
+        telephone_number=stored.telephone_number,
+        address=address_from_json(stored.address),
+        latitude=stored.latitude,
+        longitude=stored.longitude,
+        observed_at=stored.observed_at,
+        version=stored.version,
+    )

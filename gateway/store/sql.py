@@ -318,7 +318,8 @@ class SqlStateStore(StateStore):
             result = await connection.execute(
                 sa.update(devices)
                 .where(devices.c.aeui == aeui, devices.c.version == version)
-                .values(confirmed=True)
+                # The gateway just saw the carrier take it: as good as a check.
+                .values(confirmed=True, checked_at=self._now())
             )
         return bool(result.rowcount)
 
