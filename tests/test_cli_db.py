@@ -24,7 +24,7 @@ from gateway.cli import EXIT_DATABASE, EXIT_NOT_CURRENT, main
 from gateway.settings import NO_DATABASE
 from gateway.store import SqlStateStore, head_revision
 from gateway.store.urls import DATABASE_FILE
-from tests.pg import SKIP_ENV, PostgresServer, running_postgres, skip_requested
+from tests.pg import PostgresServer
 
 #: In every URL here; never in what the command prints.
 PASSWORD = "pw-Never-Printed-7f3a"
@@ -35,14 +35,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("GATEWAY_DATABASE_URL", "GATEWAY_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    if skip_requested():
-        pytest.skip(f"{SKIP_ENV}=1: PostgreSQL tests skipped")
-    with running_postgres() as server:
-        yield server
 
 
 @pytest.fixture

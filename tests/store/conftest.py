@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.pg import SKIP_ENV, PostgresServer, running_postgres, skip_requested
+from tests.pg import PostgresServer
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -32,14 +31,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    if skip_requested():
-        pytest.skip(f"{SKIP_ENV}=1: PostgreSQL tests skipped")
-    with running_postgres() as server:
-        yield server
 
 
 def _database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Database:

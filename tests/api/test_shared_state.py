@@ -1,0 +1,212 @@
+"""The pipeline on the state store: order across restarts, history, reconciliation, outages.
+
+Every test runs on both backends: a SQLite file and a real PostgreSQL on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.bandwidth.models import Endpoint
+from gateway.dlr.ids import endpoint_id_for
+from gateway.dlr.pipeline import Pipeline
+from gateway.settings import Settings
+from gateway.simulator import SimulatorTransport
+from gateway.store import StateStore
+from tests.harness import (
+    EMPIRE_STATE,
+    SPACE_NEEDLE,
+    WHITE_HOUSE,
+    Gateway,
+    gateway,
+    gateway_settings,
+    new_simulator,
+    report,
+)
+from tests.pg import PostgresServer
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    if request.param == "sqlite":
+        yield gateway_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.create_database()
+    from gateway.store import upgrade
+
+    upgrade(url)
+    yield gateway_settings(database_url=url)
+    server.drop_database(url)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def pipeline_of(gw: Gateway) -> Pipeline:
+    found: Pipeline = gw.app.state.services.pipeline
+    return found
+
+
+def test_order_and_bindings_survive_a_restart(settings: Settings) -> None:
+    async def scenario() -> None:
+        sim_app = new_simulator(settings)
+        async with gateway(settings, sim_app=sim_app) as gw:
+            assert (await gw.report(report("ann", WHITE_HOUSE, 100))).status_code == 200
+        async with gateway(settings, sim_app=sim_app) as gw:
+            seq = gw.last_seq()
+            # Unchanged after a restart: the store knows the carrier holds it; no call.
+            same = await gw.report(report("ann", WHITE_HOUSE, 110))
+            assert same.status_code == 200
+            assert same.json()["changes"] == {"location": "unchanged", "endpoint": "unchanged"}
+            assert gw.operations(seq) == []
+        async with gateway(settings, sim_app=sim_app) as gw:
+            # An older report after a restart is still older.
+            old = await gw.report(report("ann", EMPIRE_STATE, 50))
+            assert old.status_code == 409
+            assert old.json()["newestObservedAt"].startswith("2026-11-01T12:01:50")
+            held = gw.simulator.state["endpoints"][endpoint_id_for("ann")]["locationId"]
+            assert held == same.json()["locationId"]
+
+    run(scenario())
+
+
+def test_fewest_calls_and_one_create_on_the_store(settings: Settings) -> None:
+    async def scenario() -> None:
+        async with gateway(settings, latency_ms=2) as gw:
+            answers = await asyncio.gather(
+                *(gw.report(report(f"d{i}", SPACE_NEEDLE, 0)) for i in range(20))
+            )
+            assert {a.status_code for a in answers} == {200}
+            assert gw.operations().count("createLocation") == 1
+            seq = gw.last_seq()
+            again = await asyncio.gather(
+                *(gw.report(report(f"d{i}", SPACE_NEEDLE, 5)) for i in range(20))
+            )
+            assert {a.json()["changes"]["endpoint"] for a in again} == {"unchanged"}
+            assert gw.operations(seq) == []
+            moved = await gw.report(report("d0", WHITE_HOUSE, 10))
+            assert moved.status_code == 200
+            assert gw.operations(seq) == ["createLocation", "updateEndpoint"]
+
+    run(scenario())
+
+
+def test_history_is_kept_and_paged(settings: Settings) -> None:
+    async def scenario() -> None:
+        async with gateway(settings) as gw:
+            for i, place in enumerate([WHITE_HOUSE, EMPIRE_STATE, SPACE_NEEDLE, WHITE_HOUSE]):
+                assert (await gw.report(report("hist", place, i * 10))).status_code == 200
+            # An unchanged report is not a change: no history row.
+            assert (await gw.report(report("hist", WHITE_HOUSE, 50))).status_code == 200
+            page = (await gw.http.get("/v1/devices/hist/history?limit=3")).json()
+            assert [e["kind"] for e in page["entries"]] == ["applied"] * 3
+            assert page["entries"][0]["observedAt"].startswith("2026-11-01T12:00:30")
+            assert page["entries"][0]["credential"].startswith("admin-key-")
+            ids = [e["id"] for e in page["entries"]]
+            assert ids == sorted(ids, reverse=True)
+            rest = (
+                await gw.http.get(f"/v1/devices/hist/history?limit=3&before={page['nextBefore']}")
+            ).json()
+            assert len(rest["entries"]) == 1
+            assert rest["entries"][0]["fromLocationId"] is None
+            assert rest["nextBefore"] is None
+            bad = await gw.http.get("/v1/devices/hist/history?limit=0")
+            assert bad.status_code == 422
+
+    run(scenario())
+
+
+def test_reconciliation_repairs_what_regressed_and_keeps_admin_edits(
+    settings: Settings,
+) -> None:
+    async def scenario() -> None:
+        async with gateway(settings) as gw:
+            white = (await gw.report(report("rec", WHITE_HOUSE, 0))).json()["locationId"]
+            empire = (await gw.report(report("other", EMPIRE_STATE, 0))).json()["locationId"]
+            endpoint_id = endpoint_id_for("rec")
+            # Something outside the gateway puts the device somewhere else at the carrier.
+            sim = httpx.AsyncClient(
+                transport=SimulatorTransport(app=gw.sim_app),
+                base_url=settings.bandwidth_base_url,
+                auth=(settings.bandwidth_username, str(settings.bandwidth_password)),
+            )
+            async with sim:
+                from gateway.bandwidth import codec
+
+                stray = Endpoint(endpoint_id, "rec", "ALICE SMITH", empire, "+12025550143")
+                path = f"/accounts/{settings.bandwidth_account_id}/e911s/{endpoint_id}"
+                answer = await sim.put(path, content=codec.encode(stray))
+                assert answer.status_code == 200
+            pipeline = pipeline_of(gw)
+            store = pipeline.ledger
+            assert isinstance(store, StateStore)
+            checked = await pipeline.reconcile(store, "test", batch=100, interval=0)
+            assert checked == 2
+            held = gw.simulator.state["endpoints"][endpoint_id]["locationId"]
+            assert held == white
+            repairs = gw.metrics.registry.get_sample_value(
+                "dlr_reconcile_repairs_total", {"reason": "regressed"}
+            )
+            assert repairs == 1
+
+            # An admin edit through the facade becomes the desired binding: kept.
+            edited = await gw.http.put(
+                f"/v1/endpoints/{endpoint_id}",
+                json={
+                    "alternateEndUserId": "rec",
+                    "callerName": "FRONT DESK",
+                    "telephoneNumber": "+12025550143",
+                    "locationId": empire,
+                },
+            )
+            assert edited.status_code == 200, edited.text
+            await pipeline.reconcile(store, "test", batch=100, interval=0)
+            record = gw.simulator.state["endpoints"][endpoint_id]
+            assert (record["locationId"], record["callerName"]) == (empire, "FRONT DESK")
+            history = (await gw.http.get("/v1/devices/rec/history")).json()["entries"]
+            assert [e["kind"] for e in history[:2]] == ["admin_edit", "applied"]
+
+            # The device's next report still applies as usual.
+            back = await gw.report(report("rec", WHITE_HOUSE, 10))
+            assert back.status_code == 200
+            assert gw.simulator.state["endpoints"][endpoint_id]["locationId"] == white
+
+    run(scenario())
+
+
+def test_a_database_outage_never_acknowledges(postgres: PostgresServer, tmp_path: Path) -> None:
+    url = postgres.create_database()
+    from gateway.store import upgrade
+
+    upgrade(url)
+
+    async def scenario() -> None:
+        settings = gateway_settings(database_url=url)
+        async with gateway(settings) as gw:
+            assert (await gw.report(report("out", WHITE_HOUSE, 0))).status_code == 200
+            seq = gw.last_seq()
+            await asyncio.to_thread(postgres.stop)
+            try:
+                moved = await gw.report(report("out", EMPIRE_STATE, 10))
+                ready = await gw.http.get("/readyz")
+            finally:
+                await asyncio.to_thread(postgres.start)
+            assert moved.status_code == 503, moved.text
+            assert moved.json()["type"] == "/problems/database-unavailable"
+            assert int(moved.headers["retry-after"]) >= 1
+            assert gw.operations(seq) == []  # nothing written upstream
+            assert ready.status_code == 503
+            assert ready.json()["database"] == "unavailable"
+
+    try:
+        run(scenario())
+    finally:
+        postgres.drop_database(url)
