@@ -1,0 +1,229 @@
+"""The CPU cost of one request through the app alone: no sockets, no server, no other process.
+
+    python -m bench.inproc [--path unchanged|changed|baseline] [--requests N] [--profile FILE]
+
+Builds the gateway as ``dlr-gateway serve`` does (``create_app``, the production logging set-up
+writing to ``/dev/null``), with the simulator in-process as its upstream (``SimulatorTransport``,
+no latency), and calls the ASGI app directly, one request at a time, in one event loop:
+
+- ``unchanged``: devices registered first, then re-reporting their place (0 upstream calls);
+- ``changed``: devices moving between known places (1 upstream call each, through the
+  in-process transport: the gateway's client, codec and pipeline, without the socket I/O);
+- ``baseline``: the bare Starlette app of ``bench.baseline``.
+
+Requests go one at a time unless ``--concurrency N``: with a state store that batches
+concurrent writes (group commit), one at a time is its worst case.
+
+It prints CPU microseconds per request. Being one process with no I/O, its numbers barely
+move when the machine is busy, which makes it the tool for before/after comparisons of the
+app's own code. ``--profile FILE`` attaches py-spy to the measured loop (after the warm-up;
+collapsed stacks in FILE) and prints where the time goes: with no syscalls in the loop, each
+function's share is its share of CPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import IO, Any
+
+from starlette.datastructures import Secret
+from starlette.types import ASGIApp, Message
+
+from bench import profile as profiling
+from bench.workload import AddressBook, Device, ObservedClock
+
+ADMIN_KEY = "bench-inproc-admin-key-0123456789"
+
+
+def _scope(body: bytes) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/location-reports",
+        "raw_path": b"/v1/location-reports",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"gateway"),
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {ADMIN_KEY}".encode()),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8080),
+        "state": {},
+    }
+
+
+async def call(app: ASGIApp, body: bytes) -> int:
+    """One ``POST /v1/location-reports``; the answer's status."""
+    sent = False
+    status = 0
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)  # a client that stays: no disconnect
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(_scope(body), receive, send)
+    return status
+
+
+async def run(
+    path: str,
+    requests: int,
+    devices: int,
+    addresses: int,
+    devnull: IO[str],
+    profile: Path | None = None,
+    concurrency: int = 1,
+) -> dict[str, float]:
+    from gateway.app import SANDBOX_PREFIX, create_app
+    from gateway.settings import Settings
+    from gateway.simulator import SimulatorConfig, create_simulator
+
+    configure_logging: Any = None
+    with contextlib.suppress(ImportError):  # an older gateway: no logging set-up to copy
+        from gateway.observability import configure_logging
+
+    book = AddressBook()
+    places = book.fresh(addresses)
+    fleet = [Device.numbered(f"bench-inproc-{i:07d}", i) for i in range(devices)]
+    clock = ObservedClock()
+    if path == "baseline":
+        from bench.baseline import app as baseline_app
+
+        app: ASGIApp = baseline_app
+        context = None
+    else:
+        settings = Settings(
+            admin_keys=(Secret(ADMIN_KEY),), device_jwt_secret=Secret("x" * 32)
+        ).for_sandbox(f"http://sim{SANDBOX_PREFIX}/api")
+        settings = replace(settings, log_level="INFO")
+        # As in the load runs: the per-device report limit out of reach, its cost still paid.
+        limits: dict[str, Any] = {"report_rate_per_minute": 6e7, "report_burst": 1_000_000}
+        names = {f.name for f in fields(settings)}
+        settings = replace(settings, **{k: v for k, v in limits.items() if k in names})
+        sim = create_simulator(
+            SimulatorConfig(
+                account_id=settings.bandwidth_account_id,
+                username=settings.bandwidth_username,
+                password=str(settings.bandwidth_password),
+            )
+        )
+        if configure_logging is not None:
+            configure_logging(settings.log_level, devnull)
+        gateway = create_app(settings, sandbox_app=sim)
+        app = gateway
+        context = gateway.router.lifespan_context(gateway)
+    where = [i % addresses for i in range(devices)]
+
+    async def drive() -> dict[str, float]:
+        if path != "baseline":
+            for i, device in enumerate(fleet):  # register every device once
+                status = await call(app, device.body(places[where[i]], clock.next()))
+                assert status == 200, f"warm-up report answered {status}"
+        bodies: list[bytes] = []
+        for i in range(requests):
+            d = i % devices
+            if path == "changed":
+                where[d] = (where[d] + 1) % addresses
+            bodies.append(fleet[d].body(places[where[d]], clock.next()))
+        for body in bodies[:200]:  # the measured path's first calls (imports, caches)
+            await call(app, body)
+        spy = profiling.start(os.getpid(), profile, None) if profile is not None else None
+        queue = iter(bodies)
+        bad = 0
+
+        async def worker() -> None:
+            nonlocal bad
+            for body in queue:
+                if await call(app, body) != 200:
+                    bad += 1
+
+        try:
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        finally:
+            if spy is not None:
+                summary = profiling.finish(spy, stop=True)
+                if summary is not None:
+                    print(profiling.render({f"in-process {path}": summary}))
+        return {
+            "requests": float(requests),
+            "non_200": float(bad),
+            "cpu_us_per_request": cpu / requests * 1e6,
+            "wall_us_per_request": wall / requests * 1e6,
+        }
+
+    if context is None:
+        return await drive()
+    async with context:
+        return await drive()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
+    parser.add_argument("--path", choices=("unchanged", "changed", "baseline"), default="unchanged")
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--addresses", type=int, default=50)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="requests in flight at once (the state store batches concurrent writes)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="run under py-spy, write collapsed stacks to FILE, print a summary",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not 0 < args.requests <= 10_000_000 or args.devices < 1 or args.addresses < 2:
+        raise SystemExit("need 0 < --requests <= 1e7, --devices >= 1, --addresses >= 2")
+    with open(os.devnull, "w") as devnull:
+        result = asyncio.run(
+            run(
+                args.path,
+                args.requests,
+                args.devices,
+                args.addresses,
+                devnull,
+                args.profile,
+                max(1, args.concurrency),
+            )
+        )
+    print(
+        f"{args.path}: {int(result['requests'])} requests, "
+        f"{result['cpu_us_per_request']:.1f} us CPU and {result['wall_us_per_request']:.1f} us "
+        f"wall per request ({int(result['non_200'])} not 200)"
+    )
+    return 0 if not result["non_200"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
