@@ -139,6 +139,7 @@ def create_app(
                 binding_cache_size=settings.binding_cache_size,
                 on_repair=lambda reason: repairs.labels(reason=reason).inc(),
                 ledger=ledger,
+                lease_seconds_per_device=settings.upstream_deadline,
             )
             upstream.on_abandoned = pipeline.abandoned
             if ledger is not None and settings.reconcile_interval > 0:

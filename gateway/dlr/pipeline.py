@@ -224,6 +224,7 @@ class Pipeline:
         on_repair: Callable[[str], None] | None = None,
         repair_retry_delays: tuple[float, ...] = (0.5, 2.0, 8.0, 30.0),
         ledger: Ledger | None = None,
+        lease_seconds_per_device: float = 8.0,
     ) -> None:
         self.carrier = carrier
         self.geocoder = geocoder
@@ -231,6 +232,8 @@ class Pipeline:
         self.clock = clock
         self.on_repair = on_repair
         self.repair_retry_delays = repair_retry_delays
+        #: The longest one carrier call may take (its deadline): sizes reconcile leases.
+        self.lease_seconds_per_device = lease_seconds_per_device
         #: Each device's desired binding (its newest report that was acknowledged, or whose
         #: write failed with an unknown outcome) and newest report time: the state store,
         #: shared by every replica, or process memory.
@@ -544,8 +547,13 @@ class Pipeline:
             )
             if self.on_repair is not None:
                 self.on_repair("regressed" if held is not None else "missing")
-            if await self.ledger.confirm(aeui, stored.version) and aeui not in self._unsettled:
-                self._bindings[aeui] = desired
+            if await self.ledger.confirm(aeui, stored.version):
+                if aeui not in self._unsettled:
+                    self._bindings[aeui] = desired
+            else:
+                # A newer binding was claimed while this repair wrote (perhaps at another
+                # replica), and this write may have landed after it: check again.
+                self._maybe_applied(aeui)
             return True
 
     # -- admin edits -------------------------------------------------------------------------
@@ -594,7 +602,10 @@ class Pipeline:
         checked.
         """
         older = datetime.now(UTC) - timedelta(seconds=interval)
-        rows = await store.lease(owner, limit=batch, lease_seconds=60.0, older_than=older)
+        # Long enough for the pass (a read and a write per device), short enough that a
+        # replica that dies mid-pass does not hold its devices for long.
+        lease = max(5.0, batch * 2 * self.lease_seconds_per_device)
+        rows = await store.lease(owner, limit=batch, lease_seconds=lease, older_than=older)
         for row in rows:
             try:
                 await self.repair(row.aeui)
