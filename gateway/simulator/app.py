@@ -324,22 +324,35 @@ class Simulator:
         return JSONResponse(self.config.to_json())
 
     async def _sim_reset(self, request: Request) -> Response:
+        failed = await self._apply_config(request)
+        if failed is not None:
+            return failed
+        self.reset()
+        return JSONResponse({"config": self.config.to_json()})
+
+    async def _sim_configure(self, request: Request) -> Response:
+        """Change the config (faults, latency...) at run time, keeping state and held writes."""
+        failed = await self._apply_config(request)
+        return failed or JSONResponse({"config": self.config.to_json()})
+
+    async def _apply_config(self, request: Request) -> Response | None:
+        """Apply a JSON body of config changes; an error answer, or ``None`` when applied."""
         body = await _read_body(request, MAX_CONTROL_BYTES)
         if body is None:
             return JSONResponse({"error": "body too large"}, status_code=413)
-        if body.strip():
-            try:
-                changes = json.loads(body)
-            except (ValueError, RecursionError):
-                return JSONResponse({"error": "body is not JSON"}, status_code=400)
-            if not isinstance(changes, dict):
-                return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
-            try:
-                self.config.update(changes)
-            except (ValueError, TypeError) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
-        self.reset()
-        return JSONResponse({"config": self.config.to_json()})
+        if not body.strip():
+            return None
+        try:
+            changes = json.loads(body)
+        except (ValueError, RecursionError):
+            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+        if not isinstance(changes, dict):
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        try:
+            self.config.update(changes)
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return None
 
     def routes(self) -> list[Route]:
         out = [
@@ -350,6 +363,7 @@ class Simulator:
             Route("/_sim/state", self._sim_state, methods=["GET"]),
             Route("/_sim/calls", self._sim_calls, methods=["GET"]),
             Route("/_sim/config", self._sim_config, methods=["GET"]),
+            Route("/_sim/config", self._sim_configure, methods=["POST"]),
             Route("/_sim/reset", self._sim_reset, methods=["POST"]),
         ]
         return out

@@ -126,6 +126,20 @@ def test_sim_reset_clears_state_and_calls_and_changes_config(h: Harness) -> None
     assert response.json()["config"]["faultKinds"] == ["500", "reset"]
 
 
+def test_sim_config_changes_faults_and_keeps_state(h: Harness) -> None:
+    h.post("/locations", location_xml())
+    calls = len(h.sim.calls)
+    response = h.run(lambda c: c.post("/_sim/config", json={"faultRate": 1, "faultKinds": ["503"]}))
+    assert response.status_code == 200
+    assert response.json()["config"]["faultRate"] == 1
+    assert (h.config.fault_rate, h.config.fault_kinds) == (1, ("503",))
+    assert len(h.sim.state["locations"]) == 1
+    assert len(h.sim.calls) == calls
+    bad = h.run(lambda c: c.post("/_sim/config", json={"faultRate": 2}))
+    assert bad.status_code == 400
+    assert h.config.fault_rate == 1
+
+
 def test_sim_reset_without_body_keeps_config(h: Harness) -> None:
     h.config.fault_rate = 0.5
     h.post("/locations", location_xml())
