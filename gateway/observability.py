@@ -186,7 +186,63 @@ class RequestObservability:
         aeui = state.get("aeui") or scope.get("path_params", {}).get("alternate_end_user_id")
         if isinstance(aeui, str) and aeui:
             fields["aeui"] = aeui[:_AEUI_LOG_MAX]
-        self.logger.log(level, "request", extra=fields)
+        sink = _json_sink(self.logger, level)
+        if sink is None:
+            self.logger.log(level, "request", extra=fields)
+        else:
+            _write_line(sink, self.logger.name, level, fields)
+
+
+def _json_sink(logger: logging.Logger, level: int) -> logging.StreamHandler[Any] | None:
+    """The one handler a ``level`` record of ``logger`` would reach, when it is a plain
+    ``StreamHandler`` with a ``JsonFormatter`` and nothing (filters, other handlers) sits
+    on the way; else ``None``, and the record goes through ``logging`` as usual."""
+    if logger.filters:
+        return None
+    found: logging.StreamHandler[Any] | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if (
+                found is not None
+                or type(handler) is not logging.StreamHandler
+                or type(handler.formatter) is not JsonFormatter
+                or handler.filters
+            ):
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent
+    if found is None or level < found.level:
+        return None
+    return found
+
+
+def _write_line(
+    handler: logging.StreamHandler[Any], name: str, level: int, fields: dict[str, Any]
+) -> None:
+    """What ``JsonFormatter`` and ``handler`` would write for ``logger.log(level,
+    "request", extra=fields)``, without building a ``LogRecord``: the same keys, in the same
+    order. The request line's fields are all safe to log (none is a secret key)."""
+    out: dict[str, Any] = {
+        "time": datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds"),
+        "level": logging.getLevelName(level),
+        "logger": name,
+        "message": "request",
+        **fields,
+    }
+    line = json.dumps(out, default=str) + handler.terminator
+    handler.acquire()
+    try:
+        handler.stream.write(line)
+        handler.flush()
+    except Exception:
+        handler.handleError(
+            logging.makeLogRecord({"name": name, "levelno": level, "msg": "request"})
+        )
+    finally:
+        handler.release()
 
 
 # -- logs as JSON --------------------------------------------------------------------------

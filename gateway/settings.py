@@ -64,7 +64,7 @@ class Settings:
     upstream_max_attempts: int = 4
     upstream_backoff_base: float = 0.1
     upstream_backoff_max: float = 2.0
-    upstream_max_connections: int = 100
+    upstream_max_connections: int = 32
     #: Allow a plain-http upstream that is not on loopback.
     upstream_allow_insecure: bool = False
     #: How long a write the gateway stopped waiting for is still watched for its answer.

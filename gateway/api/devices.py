@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 import time
@@ -70,26 +71,34 @@ def _aeui(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
     return text
 
 
+@functools.lru_cache(maxsize=65_536)
+def _e164(text: str) -> str | None:
+    """``text`` as E.164 when it is a valid US or Canadian number written in E.164, else
+    ``None``. Pure, so memoized: a device sends the same number with every report."""
+    if not text.startswith("+"):
+        return None
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number) or phonenumbers.region_code_for_number(
+        number
+    ) not in ("US", "CA"):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
 def _telephone(value: Any, errors: list[FieldProblem]) -> str | None:
     text, reason = check_string(value, "telephoneNumber", 32)
     if reason or text is None:
         errors.append(FieldProblem("telephoneNumber", reason or "required"))
         return None
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException:
-        number = None
-    if (
-        number is None
-        or not text.startswith("+")
-        or not phonenumbers.is_valid_number(number)
-        or phonenumbers.region_code_for_number(number) not in ("US", "CA")
-    ):
+    e164 = _e164(text)
+    if e164 is None:
         errors.append(
             FieldProblem("telephoneNumber", "expected a valid US or Canadian number in E.164")
         )
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164
 
 
 def _observed_at(value: Any, errors: list[FieldProblem]) -> datetime | None:
@@ -226,13 +235,24 @@ def _coordinate(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+@functools.lru_cache(maxsize=16_384)
+def _cached_address_json(address: Address) -> dict[str, Any]:
+    return record_to_json(address)
+
+
+def _address_json(address: Address) -> dict[str, Any]:
+    """``record_to_json(address)``, memoized per (frozen, hashable) address; a fresh copy
+    each time, so that a caller may change its answer."""
+    return dict(_cached_address_json(address))
+
+
 def binding_json(binding: Binding) -> dict[str, Any]:
     return {
         "alternateEndUserId": binding.alternate_end_user_id,
         "endpointId": binding.endpoint_id,
         "locationId": binding.location_id,
         "status": binding.status,
-        "address": record_to_json(binding.address) if binding.address is not None else None,
+        "address": _address_json(binding.address) if binding.address is not None else None,
         "latitude": _coordinate(binding.latitude),
         "longitude": _coordinate(binding.longitude),
         "callerName": binding.caller_name,

@@ -327,7 +327,7 @@ class BandwidthClient:
         transport: httpx.AsyncBaseTransport | None = None,
         policy: RetryPolicy = DEFAULT_POLICY,
         metrics: Metrics | None = None,
-        max_connections: int = 100,
+        max_connections: int = 32,
         breaker_failures: int = 5,
         breaker_cooldown: float = 10.0,
         retry_budget_ratio: float = 0.2,
@@ -363,6 +363,10 @@ class BandwidthClient:
         self._clock = clock
         self._random = random
         self._root = f"{self.base_url}/accounts/{quote(self.account_id, safe='')}/e911s"
+        # Exchanges in flight, capped at the pool size: the rest wait here, in an O(1) queue,
+        # not in httpcore's pool, whose request queue is rescanned on every assignment
+        # (quadratic in the requests waiting for a connection).
+        self._slots = asyncio.Semaphore(max(1, max_connections))
         self._http = httpx.AsyncClient(
             transport=transport,
             auth=httpx.BasicAuth(username, password),
@@ -756,7 +760,7 @@ class BandwidthClient:
         httpx's timeouts bound each network step; ``limit`` bounds the whole exchange, and
         also covers transports that have none (ASGITransport).
         """
-        async with asyncio.timeout(limit):
+        async with asyncio.timeout(limit), self._slots:
             response = await self._http.send(request, stream=True)
             try:
                 self.last_answer_at = self._clock()

@@ -41,12 +41,10 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
 
 import usaddress
-import zipcodes
 from cachetools import LRUCache
 from scourgify.address_constants import (
     DIRECTIONAL_REPLACEMENTS,
@@ -58,6 +56,7 @@ from scourgify.address_constants import (
 )
 
 from gateway.bandwidth.models import Address, wire_name
+from gateway.zipdata import ZipInfo, zip_info
 
 __all__ = [
     "MAX_ADDRESS_LINE2",
@@ -522,21 +521,9 @@ def canonical(address: Address) -> Address:
 
 # --------------------------------------------------------------------------- ZIP data
 
-_zip_index: dict[str, dict[str, Any]] | None = None
-_zip_lock = threading.Lock()
 
-
-def _zip_record(zip_code: str) -> dict[str, Any] | None:
-    global _zip_index
-    index = _zip_index
-    if index is None:
-        with _zip_lock:
-            index = _zip_index
-            if index is None:
-                list_all: Callable[[], list[dict[str, Any]]] = zipcodes.list_all
-                index = {str(r["zip_code"]): r for r in list_all()}
-                _zip_index = index
-    return index.get(zip_code)
+def _zip_record(zip_code: str) -> ZipInfo | None:
+    return zip_info(zip_code)
 
 
 def warm_up() -> None:
@@ -658,19 +645,19 @@ def _validate_us(address: Address, report: _Report) -> None:
     if record is None:
         report.error("zip", f"unknown ZIP code {zip_code}")
         return
-    zip_state = str(record.get("state", ""))
+    zip_state = record.state
     if zip_state in _MILITARY_STATES:
         report.error("zip", "not a dispatchable location: military (APO/FPO/DPO) ZIP code")
         return
     if state_ok and zip_state != state:
         report.error("zip", f"ZIP code {zip_code} is in {zip_state}, not in {state}")
         return
-    if record.get("zip_code_type") == "PO BOX":
+    if record.zip_code_type == "PO BOX":
         report.warn("zip", f"ZIP code {zip_code} serves PO boxes only; check the street ZIP")
     if address.city is None or not state_ok:
         return
-    listed = str(record.get("city", ""))
-    acceptable = [str(c) for c in record.get("acceptable_cities") or ()]
+    listed = record.city
+    acceptable = record.acceptable_cities
     keys = {_city_key(listed), *(_city_key(c) for c in acceptable)}
     if _city_key(address.city) in keys:
         return
@@ -767,6 +754,23 @@ def _tag(text: str) -> tuple[dict[str, str], str] | None:
     return {str(k): str(v) for k, v in tagged.items()}, str(kind)
 
 
+def _canadian_free_form(words: str) -> bool:
+    """Whether a free-form line (cleaned, commas gone) is a Canadian address: it has a postal
+    code, or it ends with the country after a province (``TORONTO ON CANADA``, ``... ON CA``)
+    or after a ZIP/postal code. A place named "Canada" elsewhere in the line (La Canada
+    Flintridge CA; Canada KY) is not the country."""
+    if _POSTAL_ANYWHERE_RE.search(words):
+        return True
+    tokens = words.split()
+    if len(tokens) < 2 or _COUNTRIES.get(tokens[-1]) != "CA":
+        return False
+    before = tokens[:-1]
+    for n in (1, 2, 3):
+        if len(before) >= n and _STATE_NAMES.get(" ".join(before[-n:])) in _PROVINCES:
+            return True
+    return tokens[-1] != "CA" and _ZIP_RE.fullmatch(before[-1]) is not None
+
+
 def _free_form(text: str, report: _Report) -> Normalized:
     if len(text) > MAX_FREEFORM:
         report.error("address", f"is too long (at most {MAX_FREEFORM} characters)")
@@ -776,7 +780,7 @@ def _free_form(text: str, report: _Report) -> Normalized:
         report.error("address", "is required")
         return report.result(None)
     words = cleaned.replace(",", " ")
-    if _POSTAL_ANYWHERE_RE.search(words) or re.search(r"\bCANADA\b", words):
+    if _canadian_free_form(words):
         report.error(
             "address",
             "free-form parsing is US-only; send a structured address for Canadian addresses",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -24,6 +25,8 @@ from geopy.exc import GeocoderQueryError, GeocoderServiceError
 from geopy.geocoders.base import Geocoder
 from geopy.location import Location
 from geopy.point import Point
+
+from gateway.zipdata import zip_table
 
 PRECISION = "postal"
 #: Grid cell edge, degrees. ~28 km north-south: a few dozen ZIPs per populated cell.
@@ -82,24 +85,22 @@ class ZipIndex:
 
     @classmethod
     def from_zipcodes(cls) -> ZipIndex:
-        import zipcodes  # ~0.5 s to load its data: only when first needed
-
+        """From the process's shared ZIP table (``gateway.zipdata``), US ZIPs with a point."""
         records = []
-        for z in zipcodes.list_all():  # type: ignore[no-untyped-call]
-            try:
-                lat, lon = float(z["lat"]), float(z["long"])
-            except (KeyError, TypeError, ValueError):
+        for z in zip_table().values():
+            lat, lon = z.latitude, z.longitude
+            if lat is None or lon is None:
                 continue
-            if z.get("country") not in ("US", "") or (lat == 0 and lon == 0):
+            if z.country not in ("US", "") or (lat == 0 and lon == 0):
                 continue
             records.append(
                 ZipRecord(
-                    zip_code=str(z["zip_code"]),
-                    city=str(z["city"]).upper(),
-                    state=str(z["state"]).upper(),
+                    zip_code=z.zip_code,
+                    city=sys.intern(z.city.upper()),
+                    state=z.state.upper(),
                     latitude=lat,
                     longitude=lon,
-                    standard=z.get("zip_code_type") == "STANDARD" and bool(z.get("active")),
+                    standard=z.zip_code_type == "STANDARD" and z.active,
                 )
             )
         return cls(records)

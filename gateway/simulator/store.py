@@ -111,6 +111,10 @@ class Store:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.endpoints: dict[str, Endpoint] = {}
+        #: Stripped ``alternateEndUserId`` -> the ID of the endpoint that has it (AEUIs are
+        #: unique), so a write checks uniqueness without scanning every endpoint. Kept by
+        #: ``_put_endpoint`` and ``_drop_endpoint``; change ``endpoints`` only through them.
+        self._endpoint_by_aeui: dict[str, str] = {}
         self.locations: dict[str, Location] = {}
         self.recipients: dict[str, NotificationRecipient] = {}
         self._operations: dict[str, Callable[[Mapping[str, str], bytes], Outcome]] = {
@@ -131,6 +135,7 @@ class Store:
     def clear(self) -> None:
         with self._lock:
             self.endpoints.clear()
+            self._endpoint_by_aeui.clear()
             self.locations.clear()
             self.recipients.clear()
 
@@ -167,7 +172,7 @@ class Store:
         if endpoint_id in self.endpoints:
             raise Refused(409, Code.ALREADY_EXISTS, f"endpoint {endpoint_id} already exists")
         stored = self._checked_endpoint(endpoint, endpoint_id)
-        self.endpoints[endpoint_id] = stored
+        self._put_endpoint(endpoint_id, stored)
         return Outcome(201, codec.encode(stored), applied=True, id=endpoint_id)
 
     def _get_endpoint(self, params: Mapping[str, str], body: bytes) -> Outcome:
@@ -180,14 +185,29 @@ class Store:
         endpoint = _read(Endpoint, body)
         _check_path_id("endpointId", endpoint.endpoint_id, endpoint_id)
         stored = self._checked_endpoint(endpoint, endpoint_id)
-        self.endpoints[endpoint_id] = stored
+        self._put_endpoint(endpoint_id, stored)
         return Outcome(200, codec.encode(stored), applied=True, id=endpoint_id)
 
     def _delete_endpoint(self, params: Mapping[str, str], body: bytes) -> Outcome:
         endpoint_id = params["endpointId"]
         self._endpoint(endpoint_id)
-        del self.endpoints[endpoint_id]
+        self._drop_endpoint(endpoint_id)
         return Outcome(200, applied=True, id=endpoint_id)
+
+    def _put_endpoint(self, endpoint_id: str, stored: Endpoint) -> None:
+        """Store (in place, keeping the listing's order) and re-index the endpoint."""
+        self._unindex(endpoint_id)
+        self.endpoints[endpoint_id] = stored
+        self._endpoint_by_aeui[_aeui_key(stored)] = endpoint_id
+
+    def _drop_endpoint(self, endpoint_id: str) -> None:
+        self._unindex(endpoint_id)
+        self.endpoints.pop(endpoint_id, None)
+
+    def _unindex(self, endpoint_id: str) -> None:
+        old = self.endpoints.get(endpoint_id)
+        if old is not None and self._endpoint_by_aeui.get(_aeui_key(old)) == endpoint_id:
+            del self._endpoint_by_aeui[_aeui_key(old)]
 
     def _endpoint(self, endpoint_id: str) -> Endpoint:
         found = self.endpoints.get(endpoint_id)
@@ -208,13 +228,13 @@ class Store:
             raise Refused(
                 400, Code.INVALID_REQUEST, f"locationId: location {location_id!r} does not exist"
             )
-        for other_id, other in self.endpoints.items():
-            if other_id != endpoint_id and (other.alternate_end_user_id or "").strip() == aeui:
-                raise Refused(
-                    409,
-                    Code.ALREADY_EXISTS,
-                    f"alternateEndUserId {aeui!r} already belongs to endpoint {other_id}",
-                )
+        other_id = self._endpoint_by_aeui.get(aeui)
+        if other_id is not None and other_id != endpoint_id:
+            raise Refused(
+                409,
+                Code.ALREADY_EXISTS,
+                f"alternateEndUserId {aeui!r} already belongs to endpoint {other_id}",
+            )
         activated = True if endpoint.activated is None else endpoint.activated
         return dataclasses.replace(endpoint, endpoint_id=endpoint_id, activated=activated)
 
@@ -329,6 +349,10 @@ def _unwrap(root: ET.Element, cls: type[R]) -> ET.Element:
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1].lower()
+
+
+def _aeui_key(endpoint: Endpoint) -> str:
+    return (endpoint.alternate_end_user_id or "").strip()
 
 
 def _required(field: str, value: str | None, limit: int) -> str:

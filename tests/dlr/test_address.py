@@ -94,6 +94,15 @@ CORPUS: list[tuple[str, Address]] = [
         "1600 Amphitheatre Parkway, Mountain View, CA 94043",
         us("1600", "AMPHITHEATRE", "PKWY", "MOUNTAIN VIEW", "CA", "94043"),
     ),
+    # "Canada" in a US city's name is not the country.
+    (
+        "1327 Foothill Blvd, La Canada Flintridge, CA 91011",
+        us("1327", "FOOTHILL", "BLVD", "LA CANADA FLINTRIDGE", "CA", "91011"),
+    ),
+    (
+        "100 Main St, Canada, KY 41519",
+        us("100", "MAIN", "ST", "CANADA", "KY", "41519"),
+    ),
     (
         "1 Microsoft Way, Redmond, WA 98052-6399",
         us("1", "MICROSOFT", "WAY", "REDMOND", "WA", "98052", plus_four="6399"),
@@ -647,8 +656,18 @@ def test_structured_canadian_addresses(raw: dict[str, object], expected: Address
     assert canonical(expected) == expected
 
 
-def test_free_form_canadian_address_is_refused_as_us_only() -> None:
-    result = normalize("290 Bremner Blvd, Toronto, ON M5V 3L9, Canada")
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "290 Bremner Blvd, Toronto, ON M5V 3L9, Canada",
+        "290 Bremner Blvd, Toronto, ON M5V 3L9",
+        "290 Bremner Blvd, Toronto, ON, Canada",
+        "290 Bremner Blvd Toronto Ontario CA",
+        "1 Main St, Springfield, IL 62701, Canada",
+    ],
+)
+def test_free_form_canadian_address_is_refused_as_us_only(raw: str) -> None:
+    result = normalize(raw)
     assert not result.valid
     assert result.errors[0].field == "address"
     assert "US-only" in result.errors[0].message

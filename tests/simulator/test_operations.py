@@ -201,6 +201,22 @@ def test_aeui_is_unique_in_the_account(with_location: Harness) -> None:
     assert h.put("/EP2", endpoint_xml("EP2", aeui="device-2")).status_code == 200
 
 
+def test_aeui_uniqueness_follows_updates_deletes_and_spaces(with_location: Harness) -> None:
+    h = with_location
+    assert h.post("", endpoint_xml("EP1", aeui="device-1")).status_code == 201
+    # An update that changes the AEUI frees the old one and takes the new one.
+    assert h.put("/EP1", endpoint_xml("EP1", aeui="device-9")).status_code == 200
+    assert h.post("", endpoint_xml("EP2", aeui="device-1")).status_code == 201
+    taken = h.post("", endpoint_xml("EP3", aeui=" device-9 "))  # compared without spaces
+    assert taken.status_code == 409
+    assert "EP1" in (error_of(taken).description or "")
+    # A delete frees it; the listing keeps its order through updates.
+    assert h.delete("/EP1").status_code == 200
+    assert h.post("", endpoint_xml("EP3", aeui="device-9")).status_code == 201
+    assert h.put("/EP2", endpoint_xml("EP2", aeui="device-1")).status_code == 200
+    assert list(h.sim.state["endpoints"]) == ["EP2", "EP3"]
+
+
 def test_endpoint_needs_an_existing_location(h: Harness) -> None:
     response = h.post("", endpoint_xml(location_id="GHOST"))
     assert response.status_code == 400
