@@ -14,10 +14,13 @@ are several times the gateway's own report deadline, and the gateway does not kn
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from gateway.dlr.ids import endpoint_id_for
 from gateway.dlr.pipeline import Pipeline
@@ -80,7 +83,11 @@ async def device_run(gw: Gateway, index: int, log: dict[str, list[Sent]]) -> Non
             assert response.headers["content-type"].startswith("application/problem+json")
 
 
-def test_faults_never_leave_a_device_behind_its_acknowledged_report() -> None:
+def test_faults_never_leave_a_device_behind_its_acknowledged_report(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+
     async def scenario() -> None:
         settings = fault_settings()
         log: dict[str, list[Sent]] = defaultdict(list)
@@ -133,6 +140,9 @@ def test_faults_never_leave_a_device_behind_its_acknowledged_report() -> None:
             assert repairs is not None and repairs >= 1
 
     asyncio.run(scenario())
+    # Every fault was handled: nothing logged as an error, no unhandled exception.
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert errors == [], [r.getMessage() for r in errors]
 
 
 def test_a_late_write_that_undoes_a_newer_report_is_repaired() -> None:

@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.bandwidth.codec import MAX_XML_BYTES
+from gateway.simulator.addresses import zip_index
 from gateway.simulator.config import SimulatorConfig
 from gateway.simulator.faults import (
     DroppedConnection,
@@ -388,6 +389,7 @@ def create_simulator(
     clock: Clock = time.monotonic,
 ) -> Starlette:
     """The simulator app; ``app.state.simulator`` is its ``Simulator``."""
+    zip_index()  # built once per process, now rather than inside the first request
     simulator = Simulator(config, sleep=sleep, clock=clock)
     app = Starlette(
         routes=simulator.routes(),
