@@ -29,7 +29,8 @@ TCP sockets (``/proc/PID/fd`` inodes looked up in ``/proc/net/tcp*``). It assert
 ``tests/harness.py`` with the default store (SQLite in a file), where the gateway's insides
 can be seen: after ``pipeline.idle()`` the number of asyncio tasks is back to its baseline,
 every container on the pipeline, client and geocoder that is not a size-bounded cache is
-empty, and the caches are bounded by the configured sizes.
+empty, the caches are bounded by the configured sizes, and no module-level ``functools``
+cache is unbounded.
 RSS is not asserted there: the simulator shares the process and keeps every call it saw.
 
 Every loop is bounded in count and in time; all traffic is on loopback.
@@ -135,12 +136,7 @@ def places() -> tuple[str, ...]:
     rows = sorted(
         (z["zip_code"], z["city"], z["state"])
         for z in zipcodes.list_all()  # type: ignore[no-untyped-call]
-        if z["zip_code_type"] == "STANDARD"
-        and z["active"]
-        and z["state"] in _STATES
-        # "Canada, KY" and "La Canada Flintridge, CA" are refused as Canadian (an open bug,
-        # docs/reliability.md); the soak stays clear of them.
-        and "CANADA" not in z["city"].upper()
+        if z["zip_code_type"] == "STANDARD" and z["active"] and z["state"] in _STATES
     )
     chosen = random.Random(911).sample(rows, 4 * PLACES)
     return tuple(
@@ -670,6 +666,19 @@ def caches(owner: object) -> dict[str, Cache[Any, Any]]:
     return {name: value for name, value in vars(owner).items() if isinstance(value, Cache)}
 
 
+def unbounded_memos() -> list[str]:
+    """``functools`` caches without a ``maxsize`` in the gateway's loaded modules, except
+    those of functions without arguments (one entry at most)."""
+    found = []
+    for module in [m for n, m in list(sys.modules.items()) if n.startswith("gateway.")]:
+        for name, value in vars(module).items():
+            if not hasattr(value, "cache_parameters") or value.__module__ != module.__name__:
+                continue
+            if value.cache_parameters()["maxsize"] is None and inspect.signature(value).parameters:
+                found.append(f"{module.__name__}.{name}")
+    return found
+
+
 def in_process_soak(database_url: str, *, fault_rate: float = 0.02, seed: int = 11) -> None:
     """The soak, smaller, in this process: see the module docstring."""
     settings = gateway_settings(
@@ -738,6 +747,7 @@ def in_process_soak(database_url: str, *, fault_rate: float = 0.02, seed: int = 
             normalizer = services.normalize.__self__
             assert isinstance(normalizer, NormalizeCache)
             assert len(normalizer) <= SHORT_CACHE
+            assert not unbounded_memos()
 
             stale = stale_devices(load, gw.simulator.state["endpoints"])
             assert not stale, stale[:20]
