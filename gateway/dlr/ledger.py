@@ -46,47 +46,73 @@ class Ledger(Protocol):
 
 
 class MemoryLedger:
-    """``Ledger`` in bounded memory; same answers as the state store, one process only."""
+    """``Ledger`` in bounded memory; same answers as the state store, one process only.
+
+    Confirmed rows live in an LRU of ``maxsize``. A row the carrier has not confirmed is
+    pinned outside it until confirmed or replaced: evicting it would forget that a late
+    write may still land and need repair, and let an older report win the device again.
+    Unconfirmed rows are few (writes in flight or unsettled), so the pin costs little.
+    """
 
     def __init__(self, maxsize: int = 200_000) -> None:
         self._rows: LRUCache[str, StoredBinding] = LRUCache(maxsize)
+        self._pinned: dict[str, StoredBinding] = {}
         self._locations: LRUCache[str, bool] = LRUCache(maxsize)
 
+    def _row(self, aeui: str) -> StoredBinding | None:
+        pinned = self._pinned.get(aeui)
+        return pinned if pinned is not None else self._rows.get(aeui)
+
+    def _put(self, row: StoredBinding) -> None:
+        if row.confirmed:
+            self._pinned.pop(row.aeui, None)
+            self._rows[row.aeui] = row
+        else:
+            self._rows.pop(row.aeui, None)
+            self._pinned[row.aeui] = row
+
+    @property
+    def pinned(self) -> int:
+        """How many unconfirmed rows are held outside the LRU."""
+        return len(self._pinned)
+
     async def get(self, aeui: str) -> StoredBinding | None:
-        return self._rows.get(aeui)
+        return self._row(aeui)
 
     async def claim(
         self, binding: StoredBinding, *, credential: str, kind: str = HistoryKind.APPLIED
     ) -> Claim:
-        previous = self._rows.get(binding.aeui)
+        previous = self._row(binding.aeui)
         if previous is not None and binding.observed_at < previous.observed_at:
             return Claim(False, previous, previous)
         version = (previous.version if previous is not None else 0) + 1
         current = dataclasses.replace(binding, confirmed=False, version=version)
-        self._rows[binding.aeui] = current
+        self._put(current)
         return Claim(True, previous, current)
 
     async def confirm(self, aeui: str, version: int) -> bool:
-        row = self._rows.get(aeui)
+        row = self._row(aeui)
         if row is None or row.version != version:
             return False
-        self._rows[aeui] = dataclasses.replace(row, confirmed=True)
+        self._put(dataclasses.replace(row, confirmed=True))
         return True
 
     async def advance(
         self, aeui: str, observed_at: datetime, *, version: int | None = None
     ) -> bool:
-        row = self._rows.get(aeui)
+        row = self._row(aeui)
         if row is None or (version is not None and row.version != version):
             return False
         if observed_at < row.observed_at:
             return False
         if observed_at > row.observed_at:
-            self._rows[aeui] = dataclasses.replace(row, observed_at=observed_at)
+            self._put(dataclasses.replace(row, observed_at=observed_at))
         return True
 
     async def delete(self, aeui: str) -> StoredBinding | None:
-        return self._rows.pop(aeui, None)
+        pinned = self._pinned.pop(aeui, None)
+        row = self._rows.pop(aeui, None)
+        return pinned if pinned is not None else row
 
     async def locations_known(self, location_id: str) -> bool:
         return location_id in self._locations

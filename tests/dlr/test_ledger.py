@@ -1,0 +1,78 @@
+"""The in-memory ledger (a gateway run without a database): bounded, but never forgetful of
+a write the carrier has not confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from gateway.dlr.ledger import MemoryLedger
+from gateway.store.base import StoredBinding
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _binding(aeui: str, location_id: str = "L1", at: datetime = T0) -> StoredBinding:
+    return StoredBinding(
+        aeui=aeui,
+        endpoint_id=f"E{aeui}",
+        location_id=location_id,
+        address=None,
+        caller_name="A",
+        telephone_number="+15555550100",
+        observed_at=at,
+    )
+
+
+def test_confirmed_rows_are_evicted_least_recent_first() -> None:
+    async def scenario() -> None:
+        ledger = MemoryLedger(maxsize=2)
+        for aeui in ("a", "b", "c"):
+            claim = await ledger.claim(_binding(aeui), credential="t")
+            assert await ledger.confirm(aeui, claim.current.version)
+        assert await ledger.get("a") is None
+        assert await ledger.get("c") is not None
+        assert ledger.pinned == 0
+
+    asyncio.run(scenario())
+
+
+def test_an_unconfirmed_row_survives_any_amount_of_other_traffic() -> None:
+    async def scenario() -> None:
+        ledger = MemoryLedger(maxsize=2)
+        newer = await ledger.claim(
+            _binding("late", "L2", T0 + timedelta(seconds=5)), credential="t"
+        )
+        for n in range(10):
+            claim = await ledger.claim(_binding(f"d{n}"), credential="t")
+            await ledger.confirm(f"d{n}", claim.current.version)
+        row = await ledger.get("late")
+        assert row is not None and row.location_id == "L2" and not row.confirmed
+        # An older report still cannot win the device back.
+        refused = await ledger.claim(_binding("late", "L1", T0), credential="t")
+        assert not refused.won
+        # Once confirmed it is an ordinary, evictable row again.
+        assert await ledger.confirm("late", newer.current.version)
+        assert ledger.pinned == 0
+        for n in range(10, 12):
+            claim = await ledger.claim(_binding(f"d{n}"), credential="t")
+            await ledger.confirm(f"d{n}", claim.current.version)
+        assert await ledger.get("late") is None
+
+    asyncio.run(scenario())
+
+
+def test_advance_and_delete_see_pinned_rows() -> None:
+    async def scenario() -> None:
+        ledger = MemoryLedger(maxsize=1)
+        claim = await ledger.claim(_binding("p"), credential="t")
+        later = T0 + timedelta(seconds=1)
+        assert await ledger.advance("p", later, version=claim.current.version)
+        row = await ledger.get("p")
+        assert row is not None and row.observed_at == later and not row.confirmed
+        assert not await ledger.advance("p", T0)
+        deleted = await ledger.delete("p")
+        assert deleted is not None and deleted.aeui == "p"
+        assert await ledger.get("p") is None and ledger.pinned == 0
+
+    asyncio.run(scenario())
