@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,6 +36,9 @@ from gateway.store.groupcommit import GroupCommit
 from gateway.store.migrate import current_revision, head_revision, upgrade_engine
 from gateway.store.tables import devices, history, locations
 from gateway.store.urls import ensure_directory, is_sqlite, parse
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -121,6 +125,24 @@ _ADVANCE_SQLITE = sa.text(
 )
 
 
+def _whole(
+    method: Callable[Concatenate[SqlStateStore, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[SqlStateStore, P], Coroutine[Any, Any, T]]:
+    """Run the method's unit of work to its end even when its caller is cancelled.
+
+    A caller gives up (a report's deadline) by being cancelled; cancelling a statement
+    part-way makes SQLAlchemy invalidate its connection, and an in-memory SQLite database
+    lives only as long as its one connection. So the work runs as its own task: a
+    cancelled caller stops waiting, the transaction commits or rolls back whole.
+    """
+
+    async def detached(store: SqlStateStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await store._detach(method(store, *args, **kwargs))
+
+    functools.update_wrapper(detached, method)
+    return detached
+
+
 class SqlStateStore(StateStore):
     def __init__(
         self,
@@ -142,6 +164,8 @@ class SqlStateStore(StateStore):
         self._advances: GroupCommit[str, tuple[int, int | None], bool] = GroupCommit(
             self._advance_many, max_batch=max_batch
         )
+        #: Units of work whose callers stopped waiting (see ``_whole``), kept until done.
+        self._orphans: set[asyncio.Task[Any]] = set()
 
     @classmethod
     async def connect(
@@ -194,6 +218,21 @@ class SqlStateStore(StateStore):
                     raise SchemaNotCurrent(None, head_revision()) from exc
                 raise
 
+    async def _detach(self, work: Coroutine[Any, Any, T]) -> T:
+        task = asyncio.ensure_future(work)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                self._orphans.add(task)
+                task.add_done_callback(self._orphan_done)
+            raise
+
+    def _orphan_done(self, task: asyncio.Task[Any]) -> None:
+        self._orphans.discard(task)
+        if not task.cancelled():
+            task.exception()  # its caller is gone; the outcome is the database's to keep
+
     def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         if self.dialect == "postgresql":
             return postgresql.insert(table)
@@ -206,17 +245,23 @@ class SqlStateStore(StateStore):
 
     async def close(self) -> None:
         await self._advances.close()
+        if self._orphans:
+            await asyncio.wait(set(self._orphans), timeout=5.0)
         await self.engine.dispose()
 
     async def ping(self) -> None:
         try:
             async with asyncio.timeout(self._ping_timeout):
-                async with self._unit(read_only=True) as connection:
-                    await connection.execute(sa.text("SELECT 1"))
+                await self._select_one()
         except TimeoutError as exc:
             raise StoreUnavailable(
                 f"the state store did not answer within {self._ping_timeout:g} s"
             ) from exc
+
+    @_whole
+    async def _select_one(self) -> None:
+        async with self._unit(read_only=True) as connection:
+            await connection.execute(sa.text("SELECT 1"))
 
     async def revision(self) -> str | None:
         """The database's schema revision (``None``: never migrated)."""
@@ -239,6 +284,7 @@ class SqlStateStore(StateStore):
 
     # -- devices -------------------------------------------------------------------------
 
+    @_whole
     async def get(self, aeui: str) -> StoredBinding | None:
         async with self._unit(read_only=True) as connection:
             row = (
@@ -246,6 +292,7 @@ class SqlStateStore(StateStore):
             ).first()
         return None if row is None else _binding(row)
 
+    @_whole
     async def claim(
         self, binding: StoredBinding, *, credential: str, kind: str = HistoryKind.APPLIED
     ) -> Claim:
@@ -313,6 +360,7 @@ class SqlStateStore(StateStore):
                 )
         return Claim(True, previous, current)
 
+    @_whole
     async def confirm(self, aeui: str, version: int) -> bool:
         async with self._unit() as connection:
             result = await connection.execute(
@@ -360,6 +408,7 @@ class SqlStateStore(StateStore):
         """``(calls, statements)`` of ``advance`` so far."""
         return self._advances.calls, self._advances.batches
 
+    @_whole
     async def delete(self, aeui: str) -> StoredBinding | None:
         async with self._unit() as connection:
             row = (
@@ -371,6 +420,7 @@ class SqlStateStore(StateStore):
 
     # -- locations -----------------------------------------------------------------------
 
+    @_whole
     async def locations_known(self, location_id: str) -> bool:
         async with self._unit(read_only=True) as connection:
             found = await connection.execute(
@@ -378,6 +428,7 @@ class SqlStateStore(StateStore):
             )
             return found.first() is not None
 
+    @_whole
     async def remember_location(
         self,
         location_id: str,
@@ -402,6 +453,7 @@ class SqlStateStore(StateStore):
 
     # -- history -------------------------------------------------------------------------
 
+    @_whole
     async def history(
         self, aeui: str, *, limit: int = 50, before_id: int | None = None
     ) -> list[HistoryEntry]:
@@ -413,6 +465,7 @@ class SqlStateStore(StateStore):
             rows = (await connection.execute(query)).all()
         return [_entry(row) for row in rows]
 
+    @_whole
     async def record(
         self,
         aeui: str,
@@ -443,6 +496,7 @@ class SqlStateStore(StateStore):
             )
             return int(inserted.scalar_one())
 
+    @_whole
     async def purge_history(self, older_than: datetime) -> int:
         """In chunks, each its own transaction, so a large purge never holds long locks."""
         cutoff = to_us(older_than)
@@ -463,6 +517,7 @@ class SqlStateStore(StateStore):
 
     # -- reconciliation ------------------------------------------------------------------
 
+    @_whole
     async def lease(
         self,
         owner: str,
@@ -505,6 +560,7 @@ class SqlStateStore(StateStore):
         rows.sort(key=lambda row: (row.checked_at is not None, row.checked_at or 0, row.aeui))
         return [_binding(row) for row in rows]
 
+    @_whole
     async def release(self, aeui: str, owner: str) -> bool:
         async with self._unit() as connection:
             result = await connection.execute(
@@ -514,6 +570,7 @@ class SqlStateStore(StateStore):
             )
         return bool(result.rowcount)
 
+    @_whole
     async def checked(
         self, aeui: str, owner: str, confirmed: bool, *, version: int | None = None
     ) -> bool:
