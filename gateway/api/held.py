@@ -1,0 +1,162 @@
+"""``POST /v1/held``: HELD (RFC 5985) for the devices the gateway provisions.
+
+A location server's face: a requester sends a ``locationRequest`` and gets the device's
+current binding as a PIDF-LO in a ``locationResponse``, or a HELD ``<error>``.
+
+Which device: the RFC 6155 ``<device>`` names it by AEUI (a ``sip:``/``sips:``/``pres:`` URI
+whose user part is the AEUI) or by callback number (``tel:``, ``<msisdn>``); without one, the
+device token's own device. Looking up a number costs a device token nothing (only its own
+binding is compared), and an admin key one carrier call (the endpoint list).
+
+Status codes. A HELD answer, success or error, is an HTTP 200 with ``application/held+xml``:
+RFC 5985 sends HELD errors in the body of a successful HTTP exchange (its error example is a
+``200 OK``), and HTTP statuses are left to HTTP-level trouble. So:
+
+* missing or invalid credentials are HTTP authentication, answered as everywhere else in the
+  gateway: 401 ``application/problem+json`` with a ``WWW-Authenticate`` challenge, which is
+  what an HTTP client needs to retry with credentials;
+* a valid credential that may not see the device named (a device token asking for another
+  device) is a HELD ``badIdentifier``, the RFC 6155 code for "an identifier the requester is
+  not authorized to use"; not a 403, which would also tell that the device exists;
+* a body that is not ``application/held+xml`` is 415, too large 413 (problem+json): the body
+  never was a HELD message;
+* a carrier or database that cannot be reached is 503 (problem+json, ``Retry-After``), as on
+  the other routes: that is the gateway's trouble, not an answer about the device.
+
+``responseTime`` (milliseconds) bounds the lookup, within ``GATEWAY_REPORT_DEADLINE``; past
+it the answer is ``timeout``. ``locationType`` picks civic and/or geodetic; with ``exact``, a
+type that cannot be given is ``cannotProvideLiType`` (``locationURI`` never can: the gateway
+hands out no location references).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.api.auth import MAX_SUBJECT_LENGTH, Principal, authenticate
+from gateway.api.context import Services, services
+from gateway.api.problems import Problem
+from gateway.api.schemas import read_body
+from gateway.dlr.pipeline import Binding
+from gateway.pidf.binding import location_object
+from gateway.pidf.document import LocationObject
+from gateway.pidf.held import HeldError, LocationRequest, read_request, write_error, write_response
+from gateway.pidf.namespaces import HELD_MEDIA_TYPE
+
+
+def _held(body: bytes) -> Response:
+    return Response(body, media_type=HELD_MEDIA_TYPE)
+
+
+async def _by_number(number: str, principal: Principal, s: Services) -> str:
+    """The AEUI of the device with callback number ``number``."""
+    if not principal.is_admin:
+        own = await s.pipeline.current(principal.subject)
+        if own is None:
+            raise HeldError("locationUnknown", "no location is registered for this device")
+        if own.telephone_number != number:
+            raise HeldError("badIdentifier", "a device token may ask only for its own number")
+        return principal.subject
+    listed = await s.upstream.list_endpoints()
+    found = {
+        e.alternate_end_user_id
+        for e in listed.endpoints
+        if e.telephone_number == number and e.alternate_end_user_id
+    }
+    if not found:
+        raise HeldError("locationUnknown", "no device is registered with this number")
+    if len(found) > 1:
+        raise HeldError(
+            "badIdentifier", f"{len(found)} devices share this number; name the device's AEUI"
+        )
+    return found.pop()
+
+
+async def _identify(held: LocationRequest, principal: Principal, s: Services) -> str:
+    """The AEUI the request is about, which the requester must be allowed to see."""
+    if not held.device:
+        if principal.is_admin:
+            raise HeldError(
+                "badIdentifier",
+                "an admin key must name the device (RFC 6155 <device> with a <uri>)",
+            )
+        return principal.subject
+    named: set[str] = set()
+    for device in held.device:
+        aeui = (
+            device.value if device.kind == "aeui" else await _by_number(device.value, principal, s)
+        )
+        named.add(aeui)
+    if len(named) > 1:
+        raise HeldError("badIdentifier", "the identifiers name different devices")
+    aeui = named.pop()
+    if len(aeui) > MAX_SUBJECT_LENGTH or not aeui.isprintable():
+        raise HeldError("badIdentifier", "not a device ID the gateway provisions")
+    if not principal.may_act_for(aeui):
+        raise HeldError("badIdentifier", "a device token may ask only for its own location")
+    return aeui
+
+
+def _select(lo: LocationObject, held: LocationRequest) -> LocationObject:
+    """The location types asked for (RFC 5985 section 6.1: ``locationType``, ``exact``)."""
+    has = {"civic": bool(lo.civic), "geodetic": lo.shape is not None}
+    if not any(has.values()):
+        raise HeldError("locationUnknown", "the device's record holds no location")
+    wanted = set(held.types)
+    if "any" in wanted:
+        return lo
+    if held.exact:
+        missing = [t for t in held.types if t == "locationURI" or not has.get(t)]
+        if missing:
+            raise HeldError("cannotProvideLiType", f"cannot provide: {' '.join(missing)}")
+    keep = {t for t in ("civic", "geodetic") if t in wanted and has[t]}
+    if not keep:  # not exact, and nothing asked for exists: give what there is
+        return lo
+    return dataclasses.replace(
+        lo,
+        civic=lo.civic if "civic" in keep else {},
+        shape=lo.shape if "geodetic" in keep else None,
+    )
+
+
+async def _lookup(held: LocationRequest, principal: Principal, s: Services) -> Binding:
+    deadline = s.settings.report_deadline
+    if held.response_time is not None:
+        deadline = min(deadline, held.response_time)
+    try:
+        async with asyncio.timeout(deadline):
+            aeui = await _identify(held, principal, s)
+            binding = await s.pipeline.current(aeui)
+    except TimeoutError:
+        if held.response_time is not None:
+            raise HeldError("timeout", "the location was not found within responseTime") from None
+        raise HeldError("generalLisError", "the location could not be found in time") from None
+    if binding is None:
+        raise HeldError("locationUnknown", "no location is registered for this device")
+    return binding
+
+
+async def held_location(request: Request) -> Response:
+    s = services(request)
+    principal = authenticate(request, s.admin_keys, s.device_tokens)
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != HELD_MEDIA_TYPE:
+        raise Problem(415, "Send the body as application/held+xml.")
+    data = await read_body(request, s.settings.max_body_bytes)
+    try:
+        held = read_request(data, max_bytes=s.settings.max_body_bytes)
+        binding = await _lookup(held, principal, s)
+        request.state.aeui = binding.alternate_end_user_id  # named in the request's log line
+        lo = location_object(binding, host=request.url.hostname, now=datetime.now(UTC))
+        return _held(write_response(_select(lo, held)))
+    except HeldError as exc:
+        return _held(write_error(exc.code, exc.message))
+
+
+routes = [Route("/v1/held", held_location, methods=["POST"])]

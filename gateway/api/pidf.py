@@ -1,0 +1,185 @@
+"""PIDF-LO over HTTP: location reports in (``application/pidf+xml``), a device's location out.
+
+A PIDF-LO report is read into the JSON API's report shape and then goes through exactly the
+same parser, checks and pipeline as a JSON one (``gateway.api.devices``); only the names in
+errors differ, each naming what the sender wrote (``civicAddress.PC``, ``timestamp``). The
+fields come from:
+
+* ``alternateEndUserId``: the ``entity`` (the user part of a ``pres:``, ``sip:`` or ``sips:``
+  URI); when the entity is a ``tel:`` URI or absent, the device token's own AEUI.
+* ``observedAt``: the newest ``<timestamp>`` of the tuples that carry the location.
+* ``telephoneNumber``: a ``tel:`` ``<contact>``, else a ``tel:`` entity.
+* ``callerName``: the civic ``NAM``.
+* ``address``: the civic address (``gateway.pidf.civic``); ``geo``: the Point or Circle.
+
+A document without a name or number keeps the device's current ones (a PIDF-LO from a
+location server seldom carries them); a device the gateway does not know yet must send them.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api.auth import MAX_SUBJECT_LENGTH, Principal
+from gateway.api.context import Services
+from gateway.api.problems import FieldProblem, Problem
+from gateway.api.schemas import ReportSource, read_body
+from gateway.dlr.address import FieldError
+from gateway.dlr.pipeline import Binding
+from gateway.pidf.binding import location_object
+from gateway.pidf.civic import DEFAULT_SOURCES, to_address
+from gateway.pidf.document import Presence, read_presence, write_presence
+from gateway.pidf.errors import DocumentError, XmlError
+from gateway.pidf.held import DeviceId, HeldError, device_from_uri
+from gateway.pidf.namespaces import PIDF_MEDIA_TYPE
+
+#: How the report's fields are named in a PIDF-LO.
+_NAMES: dict[str, str] = {
+    "body": "presence",
+    "alternateEndUserId": "entity",
+    "callerName": "civicAddress.NAM",
+    "telephoneNumber": "contact",
+    "observedAt": "timestamp",
+    "address": "civicAddress",
+    **{f"address.{wire}": f"civicAddress.{element}" for wire, element in DEFAULT_SOURCES.items()},
+}
+
+
+def _media(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def is_pidf(content_type: str) -> bool:
+    return _media(content_type) == PIDF_MEDIA_TYPE
+
+
+def prefers_pidf(accept: str) -> bool:
+    """Whether ``Accept`` prefers a PIDF-LO to JSON (JSON wins ties and wildcards)."""
+    best = {"pidf": 0.0, "json": 0.0}
+    for part in accept.split(","):
+        media, *params = part.split(";")
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+                if not math.isfinite(weight):
+                    weight = 0.0
+        media = media.strip().lower()
+        if media == PIDF_MEDIA_TYPE:
+            best["pidf"] = max(best["pidf"], weight)
+        elif media in ("application/json", "application/*", "*/*") or media.endswith("+json"):
+            best["json"] = max(best["json"], weight)
+    return best["pidf"] > 0 and best["pidf"] > best["json"]
+
+
+def _fields(errors: tuple[FieldError, ...]) -> list[FieldProblem]:
+    return [FieldProblem(e.field, e.message) for e in errors]
+
+
+def _read(data: bytes, max_bytes: int) -> Presence:
+    try:
+        return read_presence(data, max_bytes=max_bytes)
+    except XmlError as exc:
+        raise Problem(
+            422,
+            "The body is not a PIDF-LO document the gateway can read.",
+            errors=[FieldProblem("body", str(exc))],
+        ) from None
+    except DocumentError as exc:
+        raise Problem(422, "The report is not valid.", errors=_fields(exc.errors)) from None
+
+
+def _identity(uri: str | None) -> tuple[DeviceId | None, str | None]:
+    """The device an entity or contact names, or why it names none."""
+    if uri is None:
+        return None, None
+    try:
+        return device_from_uri(uri), None
+    except HeldError as exc:
+        return None, exc.message
+
+
+async def read_pidf_report(request: Request, s: Services, principal: Principal) -> ReportSource:
+    """The PIDF-LO body as a report in the JSON API's shape (see the module docstring)."""
+    presence = _read(await read_body(request, s.settings.max_body_bytes), s.settings.max_body_bytes)
+    names = dict(_NAMES)
+    errors: list[FieldProblem] = []
+    warnings = _fields(presence.warnings)
+    body: dict[str, Any] = {"observedAt": presence.timestamp}
+    _device(presence, principal, body, names, errors)
+    if presence.civic is not None:
+        mapping = to_address(presence.civic)
+        body["address"] = mapping.address
+        body["callerName"] = mapping.caller_name
+        for wire, element in mapping.sources.items():
+            names[f"address.{wire}"] = f"civicAddress.{element}"
+        errors.extend(_fields(mapping.errors))
+        warnings.extend(_fields(mapping.warnings))
+    if presence.shape is not None:
+        shape = presence.shape
+        where = f"location-info.{shape.kind}"
+        body["geo"] = {"latitude": shape.latitude, "longitude": shape.longitude}
+        names.update(geo=where)
+        names.update({"geo.latitude": f"{where}.pos", "geo.longitude": f"{where}.pos"})
+        if shape.radius is not None:
+            body["geo"]["accuracyMeters"] = shape.radius
+            names["geo.accuracyMeters"] = f"{where}.radius"
+    aeui = body.get("alternateEndUserId")
+    missing = body.get("callerName") is None or body.get("telephoneNumber") is None
+    if missing and isinstance(aeui, str) and principal.may_act_for(aeui):
+        await _keep_current(s, aeui, body)
+    return ReportSource(body, names, tuple(errors), tuple(warnings))
+
+
+def _device(
+    presence: Presence,
+    principal: Principal,
+    body: dict[str, Any],
+    names: dict[str, str],
+    errors: list[FieldProblem],
+) -> None:
+    """The AEUI and callback number, from the entity, the contact and the credential."""
+    entity, why = _identity(presence.entity)
+    if why is not None:
+        errors.append(FieldProblem("entity", why))
+    if entity is not None and entity.kind == "aeui":
+        body["alternateEndUserId"] = entity.value
+    elif why is None and not principal.is_admin:
+        # No entity, or a tel: one: the device token says which device this is.
+        body["alternateEndUserId"] = principal.subject
+    contact, _ = _identity(presence.contact)
+    if contact is not None and contact.kind == "tel":
+        body["telephoneNumber"] = contact.value
+    elif entity is not None and entity.kind == "tel":
+        body["telephoneNumber"] = entity.value
+        names["telephoneNumber"] = "entity"
+
+
+async def _keep_current(s: Services, aeui: str, body: dict[str, Any]) -> None:
+    """Fill a missing name or number from the device's current binding, if it has one."""
+    if not aeui or len(aeui) > MAX_SUBJECT_LENGTH:
+        return  # not an AEUI at all: the parser names it
+    binding = await s.pipeline.current(aeui)
+    if binding is None:
+        return
+    if body.get("callerName") is None and binding.caller_name:
+        body["callerName"] = binding.caller_name
+    if body.get("telephoneNumber") is None and binding.telephone_number:
+        body["telephoneNumber"] = binding.telephone_number
+
+
+def location_response(request: Request, binding: Binding) -> Response:
+    """The binding as a PIDF-LO document."""
+    lo = location_object(binding, host=request.url.hostname, now=datetime.now(UTC))
+    if not lo.civic and lo.shape is None:
+        raise Problem(404, "No location is registered for this device.")
+    return Response(write_presence(lo), media_type=PIDF_MEDIA_TYPE, headers={"Vary": "Accept"})

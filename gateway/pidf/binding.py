@@ -1,0 +1,60 @@
+"""A device's binding (what the carrier holds for it) as a PIDF-LO location object.
+
+The gateway is the presence authority for the devices it provisions, so the ``entity`` is
+``pres:<AEUI>@<the host the request reached>``; the AEUI is percent-encoded where a URI needs
+it. Usage rules say what a 911 location may be used for: not to be passed on, and kept no
+longer than ``RETENTION``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+from urllib.parse import quote
+
+from gateway.dlr.pipeline import Binding
+from gateway.pidf.civic import from_address
+from gateway.pidf.document import LocationObject
+from gateway.pidf.geodetic import Shape
+
+#: How long a recipient may keep the location (``retention-expiry``).
+RETENTION = timedelta(hours=24)
+
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+_FALLBACK_HOST = "dlr-gateway.invalid"
+#: RFC 3986 userinfo characters that need no percent-encoding (``:`` would start a password).
+_USER_SAFE = "-._~!$&'()*+,;="
+
+
+def entity(alternate_end_user_id: str, host: str | None) -> str:
+    """``pres:<AEUI>@<host>``; a host that is not a plain DNS name is not reflected."""
+    domain = host if host and _HOST.fullmatch(host) else _FALLBACK_HOST
+    return f"pres:{quote(alternate_end_user_id, safe=_USER_SAFE)}@{domain}"
+
+
+def location_object(binding: Binding, *, host: str | None, now: datetime) -> LocationObject:
+    """The binding's location: its civic address, a Point where it has coordinates."""
+    civic = (
+        from_address(binding.address, caller_name=binding.caller_name or None)
+        if binding.address is not None
+        else {}
+    )
+    shape = None
+    latitude, longitude = binding.latitude, binding.longitude
+    if (
+        latitude is not None
+        and longitude is not None
+        and math.isfinite(latitude)
+        and math.isfinite(longitude)
+    ):
+        shape = Shape(latitude, longitude)
+    number = binding.telephone_number
+    return LocationObject(
+        entity=entity(binding.alternate_end_user_id, host),
+        timestamp=binding.observed_at or now,
+        retention_expiry=now + RETENTION,
+        civic=civic,
+        shape=shape,
+        contact=f"tel:{number}" if number else None,
+    )

@@ -1,0 +1,110 @@
+"""RFC 5491 geodetic shapes: the Point and the Circle, read and written.
+
+Both are WGS 84 with latitude first (``urn:ogc:def:crs:EPSG::4326``); a three-dimensional
+Point (``EPSG::4979``) is read with its altitude dropped, because the carrier holds none. The
+``srsName`` is required: it is what says which number is the latitude. A Circle's radius is
+in metres (``urn:ogc:def:uom:EPSG::9001``) and becomes the fix's accuracy. Other shapes
+(polygons, ellipses, arc bands, spheres, prisms) are refused by the caller, not guessed at.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from gateway.dlr.address import FieldError
+from gateway.pidf.errors import DocumentError
+from gateway.pidf.namespaces import EPSG_4326, EPSG_4979, GEOSHAPE, GML, UOM_METRE, q, split
+from gateway.pidf.xmlsafe import text
+
+POINT = q(GML, "Point")
+CIRCLE = q(GEOSHAPE, "Circle")
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A Point (``radius`` None) or a Circle around it."""
+
+    latitude: float
+    longitude: float
+    radius: float | None = None
+
+    @property
+    def kind(self) -> str:
+        return "Point" if self.radius is None else "Circle"
+
+
+def _number(value: str, field: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise DocumentError([FieldError(field, f"expected a number, not {value[:40]!r}")]) from None
+    if not math.isfinite(number):
+        raise DocumentError([FieldError(field, "expected a finite number")])
+    return number
+
+
+def _position(element: ET.Element, where: str, srs: str) -> tuple[float, float]:
+    positions = element.findall(q(GML, "pos"))
+    field = f"{where}.pos"
+    if len(positions) != 1:
+        raise DocumentError([FieldError(field, "expected exactly one gml:pos")])
+    numbers = text(positions[0]).split(" ") if text(positions[0]) else []
+    wanted = 3 if srs == EPSG_4979 else 2
+    if len(numbers) != wanted:
+        raise DocumentError(
+            [FieldError(field, f"expected {wanted} numbers (latitude longitude) for {srs}")]
+        )
+    return _number(numbers[0], field), _number(numbers[1], field)
+
+
+def read_shape(element: ET.Element, where: str) -> Shape:
+    """A ``gml:Point`` or ``gs:Circle``; ``DocumentError`` naming ``where`` otherwise."""
+    _, local = split(element.tag)
+    where = f"{where}.{local}"
+    srs = (element.get("srsName") or "").strip()
+    if srs not in (EPSG_4326, EPSG_4979):
+        raise DocumentError(
+            [FieldError(f"{where}.srsName", f"expected {EPSG_4326} (or {EPSG_4979} for 3D)")]
+        )
+    latitude, longitude = _position(element, where, srs)
+    if element.tag == POINT:
+        return Shape(latitude, longitude)
+    if element.tag != CIRCLE:
+        raise DocumentError([FieldError(where, "only Point and Circle shapes are read")])
+    radii = element.findall(q(GEOSHAPE, "radius"))
+    field = f"{where}.radius"
+    if len(radii) != 1:
+        raise DocumentError([FieldError(field, "expected exactly one gs:radius")])
+    if (radii[0].get("uom") or "").strip() != UOM_METRE:
+        raise DocumentError([FieldError(f"{field}.uom", f"expected metres ({UOM_METRE})")])
+    radius = _number(text(radii[0]), field)
+    if radius < 0:
+        raise DocumentError([FieldError(field, "must not be negative")])
+    return Shape(latitude, longitude, radius)
+
+
+def _decimal(value: float) -> str:
+    """A coordinate in plain decimal: ``repr`` is the shortest exact form, but may use ``e``."""
+    written = repr(float(value))
+    if "e" in written or "E" in written:
+        written = f"{value:.15f}".rstrip("0").rstrip(".")
+    return written
+
+
+def write_shape(parent: ET.Element, shape: Shape) -> ET.Element:
+    """``shape`` as a ``gml:Point`` or ``gs:Circle`` under ``parent``."""
+    if not (math.isfinite(shape.latitude) and math.isfinite(shape.longitude)):
+        raise ValueError("a shape's coordinates must be finite")
+    tag = POINT if shape.radius is None else CIRCLE
+    element = ET.SubElement(parent, tag, {"srsName": EPSG_4326})
+    ET.SubElement(
+        element, q(GML, "pos")
+    ).text = f"{_decimal(shape.latitude)} {_decimal(shape.longitude)}"
+    if shape.radius is not None:
+        if not math.isfinite(shape.radius) or shape.radius < 0:
+            raise ValueError("a circle's radius must be finite and not negative")
+        radius = ET.SubElement(element, q(GEOSHAPE, "radius"), {"uom": UOM_METRE})
+        radius.text = _decimal(shape.radius)
+    return element
