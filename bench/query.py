@@ -1,0 +1,140 @@
+"""The emergency-call location query under load: ``emergency_query_p50_ms``, ``_p99_ms``, ``_rps``.
+
+The carrier asks, as each 911 call arrives, where the caller is, and waits 450 ms. This phase
+preloads devices with distinct callback numbers through ``POST /v1/location-reports`` (so
+the state store and the gateway's in-process index hold them as in production), then sends
+``GET /v1/emergency-calls/location?to=911&from=…&token=…`` open loop at a fixed rate (500/s:
+the figure the issue sets), every query for a known number in a random order, and times each
+from the moment it left to the moment its answer was read (loopback and the load generator
+included). The gateway's own histogram gives the server-side share; its counters say how
+many answers came from the state store and how many from process memory.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bench.http import encode_request
+from bench.loadgen import open_loop, percentile, send_all
+from bench.procs import LOOPBACK
+from bench.workload import Device
+
+if TYPE_CHECKING:
+    from bench.runner import Bench
+
+#: The query token the gateway is started with (``GATEWAY_EMERGENCY_QUERY_TOKEN``).
+TOKEN = "bench-query-" + secrets.token_urlsafe(16)
+PATH = "/v1/emergency-calls/location"
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    devices: int
+    addresses: int
+    rate: float
+    seconds: float
+
+
+def plan_for(mode: str) -> QueryPlan:
+    if mode == "smoke":
+        return QueryPlan(devices=40, addresses=4, rate=100.0, seconds=1.0)
+    if mode == "quick":
+        return QueryPlan(devices=2000, addresses=50, rate=500.0, seconds=8.0)
+    return QueryPlan(devices=3000, addresses=50, rate=500.0, seconds=30.0)
+
+
+def number(i: int) -> str:
+    """Distinct valid North American numbers (Chicago, exchanges 200 up)."""
+    return f"+1312{200 + i // 10_000:03d}{i % 10_000:04d}"
+
+
+async def phase_emergency_query(bench: Bench) -> None:
+    plan = plan_for(bench.plan.mode)
+    bench.log(
+        f"emergency query: {plan.devices} devices preloaded, then {plan.rate:g} queries/s "
+        f"for {plan.seconds:g} s"
+    )
+    names = bench.names.fresh("eq", plan.devices)
+    devices = [Device(aeui, f"BENCH CALLER {i}", number(i)) for i, aeui in enumerate(names)]
+    addresses = bench.addresses.fresh(plan.addresses)
+    statuses, failures = await send_all(
+        LOOPBACK,
+        bench.gw_port,
+        (bench.request(d, addresses[i % len(addresses)]) for i, d in enumerate(devices)),
+        concurrency=min(100, len(devices)),
+        timeout_s=bench.plan.phase_timeout_s,
+    )
+    if statuses.get(200, 0) != len(devices):
+        raise RuntimeError(f"emergency query preload failed: {dict(statuses)} {failures[:2]}")
+    bench.registered += len(devices)
+
+    count = int(plan.rate * plan.seconds)
+    rng = random.Random(911)
+    picks = [rng.randrange(len(devices)) for _ in range(count)]
+    host = bench.gw_host
+    requests = [
+        encode_request(
+            "GET", f"{PATH}?to=911&from={devices[p].telephone_number}&token={TOKEN}", host
+        )
+        for p in picks
+    ]
+    before = await _server_counts(bench)
+    sampler = bench.sampler()
+    timed = await open_loop(
+        LOOPBACK, bench.gw_port, requests, rate=plan.rate, timeout_s=bench.plan.phase_timeout_s
+    )
+    shares = sampler.shares()
+    after = await _server_counts(bench)
+
+    answered: Counter[int] = Counter(t.status for t in timed)
+    wrong = 0
+    for t in timed:
+        if t.status == 200 and json.loads(t.body)["aeui"] != devices[picks[t.index]].aeui:
+            wrong += 1
+    ok = [t.end - t.start for t in timed if t.status == 200]
+    span = (max(t.end for t in timed) - min(t.start for t in timed)) if timed else 0.0
+    served = {k: after[k] - before.get(k, 0.0) for k in after}
+    queries = sum(v for k, v in served.items() if k.startswith("result:"))
+
+    def ms(q: float) -> float | None:
+        value = percentile(ok, q)
+        return round(value * 1000, 3) if value == value else None
+
+    bench.figures["emergency_query_p50_ms"] = ms(0.5)
+    bench.figures["emergency_query_p99_ms"] = ms(0.99)
+    bench.figures["emergency_query_rps"] = round(len(ok) / span, 1) if span > 0 else None
+    bench.figures["emergency_query_cpu_us_per_request"] = (
+        round(shares["gateway"] * sampler.elapsed / queries * 1e6, 1) if queries else None
+    )
+    bench.details["emergency_query"] = {
+        "devices_preloaded": len(devices),
+        "offered_rate": plan.rate,
+        "offered": count,
+        "sent": len(timed),
+        "statuses": {str(s): n for s, n in answered.items()},
+        "wrong_device": wrong,
+        "max_ms": round(max(ok) * 1000, 3) if ok else None,
+        "p999_ms": ms(0.999),
+        "over_450ms": sum(1 for d in ok if d > 0.45),
+        "server": served,
+        "cpu_share": shares,
+        "seconds": round(span, 2),
+    }
+
+
+async def _server_counts(bench: Bench) -> dict[str, float]:
+    """The gateway's own counts: answers by result, and server-side time under 1 ms / 2.5 ms."""
+    out: dict[str, float] = {}
+    for result in ("store", "cache", "not_found", "unauthorized", "error"):
+        out[f"result:{result}"] = await bench.metric("dlr_emergency_queries_total", result=result)
+    for le in ("0.001", "0.0025"):
+        out[f"server_under_{le}s"] = await bench.metric(
+            "dlr_emergency_query_duration_seconds_bucket", le=le
+        )
+    out["server_seconds_sum"] = await bench.metric("dlr_emergency_query_duration_seconds_sum")
+    return out

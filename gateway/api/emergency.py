@@ -1,0 +1,411 @@
+"""The carrier's call-time location query: where is the caller, asked as a 911 call arrives.
+
+``GET <GATEWAY_EMERGENCY_QUERY_PATH>?to={called}&from={calling}``; the carrier expects, within
+450 ms, ``{"aeui", "location_id", "lat", "lon", "radius", "callback", "name"}`` (coordinates
+only when the gateway has street-level or GPS ones). A non-2xx, malformed or late answer sends
+the call to a national call centre, so this route never calls the carrier or a geocoder, waits
+on the state store at most ``GATEWAY_EMERGENCY_QUERY_DB_TIMEOUT``, and writes its history
+record after answering, from a bounded queue (``QueryRecorder``).
+
+The carrier can present credentials two ways, both configurable: HTTP Basic, or a ``token``
+query parameter written into the URL it is given. Secrets are compared in constant time
+(digests of equal length); the query string is never logged (``gateway.observability`` logs
+the route template only). ``GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS`` adds a source-network check
+(the TCP peer: the server trusts no proxy headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.api.problems import Problem, problem_response
+from gateway.dlr.callers import (
+    CallerIndex,
+    CallerLocator,
+    CallerStore,
+    Located,
+    age_seconds,
+    freshest,
+    has_dispatchable_coordinates,
+    normalize_number,
+    radius_meters,
+)
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.store.base import HistoryKind, HistoryRecord, StateStore, StoredBinding
+
+log = logging.getLogger("gateway.emergency")
+
+
+def is_sqlite_store(store: StateStore) -> bool:
+    """SQLite is one process's store (``GATEWAY_DATABASE_URL`` unset, or ``sqlite://``)."""
+    return getattr(store, "dialect", None) == "sqlite"
+
+
+#: The history key of queries for numbers no device has: longer than any AEUI (at most 30
+#: characters), so no device's history can ever hold them. Read them with SQL
+#: (``SELECT … FROM history WHERE aeui = '~unknown-caller/emergency-query'``).
+UNKNOWN_CALLER_KEY = "~unknown-caller/emergency-query"
+#: Longest credential looked at.
+MAX_CREDENTIAL_LENGTH = 4096
+#: History records waiting to be written; beyond this they are dropped and counted.
+RECORD_QUEUE_SIZE = 10_000
+#: Records written per transaction.
+RECORD_BATCH = 200
+
+_REALM = 'Basic realm="dlr-gateway emergency query", charset="UTF-8"'
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
+def _same(given: str, expected: bytes) -> bool:
+    """Constant time whatever the lengths: digests are compared, never the secrets."""
+    return hmac.compare_digest(_digest(given), expected)
+
+
+class QueryAuth:
+    """HTTP Basic and/or a ``token`` query parameter; any configured one that is presented
+    must be right, and at least one must be. Nothing configured: every query is refused."""
+
+    def __init__(
+        self,
+        *,
+        username: str | None,
+        password: str | None,
+        token: str | None,
+        allow_cidrs: Sequence[str] = (),
+    ) -> None:
+        self._basic = (_digest(username), _digest(password)) if username and password else None
+        self._token = _digest(token) if token else None
+        self._networks = tuple(ipaddress.ip_network(c, strict=False) for c in allow_cidrs)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueryAuth:
+        password, token = settings.emergency_query_password, settings.emergency_query_token
+        return cls(
+            username=settings.emergency_query_username,
+            password=str(password) if password else None,
+            token=str(token) if token else None,
+            allow_cidrs=settings.emergency_query_allow_cidrs,
+        )
+
+    @property
+    def configured(self) -> bool:
+        return self._basic is not None or self._token is not None
+
+    def check(self, request: Request) -> str:
+        """The credential that passed (``basic`` or ``token``, for the history); else 403 for
+        a source outside the allow-list, 401 for missing or wrong credentials."""
+        if self._networks and not self._allowed(request):
+            raise Problem(403, "This source network may not query caller locations.")
+        passed: list[str] = []
+        wrong = False
+        token = request.query_params.get("token")
+        if self._token is not None and token is not None:
+            if len(token) <= MAX_CREDENTIAL_LENGTH and _same(token, self._token):
+                passed.append("token")
+            else:
+                wrong = True
+        basic = _basic_credentials(request.headers.get("authorization"))
+        if self._basic is not None and basic is not None:
+            user_ok = _same(basic[0], self._basic[0])
+            password_ok = _same(basic[1], self._basic[1])
+            if user_ok and password_ok:
+                passed.append("basic")
+            else:
+                wrong = True
+        if wrong or not passed:
+            raise Problem(
+                401, "The credentials are not valid.", headers={"WWW-Authenticate": _REALM}
+            )
+        return "+".join(passed)
+
+    def _allowed(self, request: Request) -> bool:
+        client = request.client
+        if client is None:
+            return False
+        try:
+            address = ipaddress.ip_address(client.host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    if not header or len(header) > MAX_CREDENTIAL_LENGTH:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ("", "\x00")  # presented, and wrong
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else ("", "\x00")
+
+
+class QueryRecorder:
+    """Writes query history after the answer: a bounded queue, drained in batches.
+
+    Never blocks a query: a full queue drops the record (``queue_full``), a failed write
+    drops its batch (``store_error``); both are counted and logged, never with a secret.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        metrics: Metrics,
+        *,
+        maxsize: int = RECORD_QUEUE_SIZE,
+        batch: int = RECORD_BATCH,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.batch = batch
+        self._queue: asyncio.Queue[HistoryRecord] = asyncio.Queue(maxsize)
+        self._task: asyncio.Task[None] | None = None
+        self._dropped_logged_at = -1e9
+
+    def submit(self, record: HistoryRecord) -> None:
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self._dropped("queue_full", 1)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name="emergency-query-recorder"
+        )
+
+    async def idle(self) -> None:
+        """Wait until every submitted record has been written or dropped (tests)."""
+        await self._queue.join()
+
+    async def aclose(self, grace: float = 2.0) -> None:
+        """Write what is queued (for up to ``grace`` seconds), then stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._queue.join()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            records = [await self._queue.get()]
+            while len(records) < self.batch and not self._queue.empty():
+                records.append(self._queue.get_nowait())
+            try:
+                await self.store.record_many(records)
+            except Exception as exc:
+                self._dropped("store_error", len(records), type(exc).__name__)
+            finally:
+                for _ in records:
+                    self._queue.task_done()
+
+    def _dropped(self, reason: str, count: int, error: str = "") -> None:
+        self.metrics.emergency_query_records_dropped.labels(reason=reason).inc(count)
+        now = time.monotonic()
+        if now - self._dropped_logged_at >= 10.0:  # at most one line per 10 s
+            self._dropped_logged_at = now
+            log.warning(
+                "emergency query history not written",
+                extra={"reason": reason, "records": count, "error": error},
+            )
+
+
+class EmergencyQuery:
+    """Everything the route needs, built by the app's lifespan (``app.state.emergency``)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        index: CallerIndex,
+        store: StateStore | None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.auth = QueryAuth.from_settings(settings)
+        caller_store: CallerStore | None = store
+        self.locator = CallerLocator(
+            index,
+            caller_store,
+            timeout=settings.emergency_query_db_timeout,
+            single_writer=store is not None and is_sqlite_store(store),
+        )
+        self.recorder = QueryRecorder(store, metrics) if store is not None else None
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def start(self) -> None:
+        if self.recorder is not None:
+            self.recorder.start()
+        if not self.auth.configured:
+            log.info(
+                "the emergency-call location query is refused: set "
+                "GATEWAY_EMERGENCY_QUERY_USERNAME/PASSWORD or GATEWAY_EMERGENCY_QUERY_TOKEN"
+            )
+
+    async def aclose(self) -> None:
+        if self.recorder is not None:
+            await self.recorder.aclose()
+        await self.locator.aclose()
+
+
+def _text(value: str | None, limit: int = 64) -> str | None:
+    return None if value is None else value[:limit]
+
+
+def _answer(binding: StoredBinding) -> dict[str, Any]:
+    body: dict[str, Any] = {"aeui": binding.aeui, "location_id": binding.location_id}
+    if has_dispatchable_coordinates(binding):
+        body["lat"] = binding.latitude
+        body["lon"] = binding.longitude
+        body["radius"] = radius_meters(binding)
+    if binding.telephone_number:
+        body["callback"] = binding.telephone_number
+    if binding.caller_name:
+        body["name"] = binding.caller_name
+    return body
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def emergency_location(request: Request) -> Response:
+    q: EmergencyQuery = request.app.state.emergency
+    started = time.perf_counter()
+    result = "error"
+    try:
+        try:
+            credential = q.auth.check(request)
+        except Problem as exc:
+            result = "unauthorized" if exc.status == 401 else "forbidden"
+            raise
+        response, result = await _locate(q, request, credential)
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        q.metrics.emergency_queries.labels(result=result).inc()
+        q.metrics.emergency_query_duration.labels(result=result).observe(elapsed)
+
+
+async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple[Response, str]:
+    now = q.clock()
+    raw_from = request.query_params.get("from")
+    called = _text(request.query_params.get("to"))
+    number = normalize_number(raw_from)
+    located = await q.locator.locate(number) if number else Located([], "cache")
+    if located.fallback is not None:
+        q.metrics.emergency_query_store_fallbacks.labels(reason=located.fallback).inc()
+    query: dict[str, Any] = {
+        "queriedAt": now.isoformat(),
+        "from": number or _text(raw_from),
+        "to": called,
+        "fallback": located.fallback,
+    }
+    if not located.bindings:
+        return _unknown(q, query, credential)
+    binding = freshest(located.bindings)
+    devices = len({b.aeui for b in located.bindings})
+    if devices > 1:
+        q.metrics.emergency_query_shared_lines.inc()
+    age = age_seconds(binding, now)
+    q.metrics.emergency_query_location_age.observe(age)
+    stale = age > q.settings.emergency_query_stale_after
+    if stale:
+        q.metrics.emergency_query_stale.inc()
+        log.warning(
+            "emergency query answered a stale location",
+            extra={"aeui": binding.aeui, "age_s": round(age), "source": located.source},
+        )
+    body = _answer(binding)
+    if q.recorder is not None:
+        after = {
+            **query,
+            "status": 200,
+            "answered": body,
+            "locationId": binding.location_id,
+            "binding": "confirmed" if binding.confirmed else "desired",
+            "bindingSource": binding.source,
+            "observedAt": binding.observed_at.isoformat(),
+            "locationAgeSeconds": round(age, 3),
+            "stale": stale,
+            "devicesOnNumber": devices,
+        }
+        q.recorder.submit(
+            HistoryRecord(
+                aeui=binding.aeui,
+                kind=HistoryKind.EMERGENCY_QUERY,
+                credential=f"emergency-query-{credential}",
+                source=located.source,
+                before=None,
+                after=after,
+                observed_at=binding.observed_at,
+            )
+        )
+    return _json(body), located.source
+
+
+def _unknown(q: EmergencyQuery, query: dict[str, Any], credential: str) -> tuple[Response, str]:
+    """No device has this number: 404 (the carrier routes on its own records), or the
+    account's default location, as configured."""
+    s = q.settings
+    if s.emergency_query_unknown_caller == "default" and s.emergency_query_default_location_id:
+        body: dict[str, Any] = {
+            "aeui": s.emergency_query_default_aeui,
+            "location_id": s.emergency_query_default_location_id,
+        }
+        status, result, response = 200, "default", _json(body)
+    else:
+        body = {}
+        status, result = 404, "not_found"
+        problem = Problem(404, "No device has this callback number.")
+        response = problem_response(problem)
+    if q.recorder is not None:
+        after = {**query, "status": status, "answered": body or None}
+        if body:
+            after["locationId"] = body["location_id"]
+        q.recorder.submit(
+            HistoryRecord(
+                aeui=UNKNOWN_CALLER_KEY,
+                kind=HistoryKind.EMERGENCY_QUERY,
+                credential=f"emergency-query-{credential}",
+                source=result,
+                before=None,
+                after=after,
+                observed_at=None,
+            )
+        )
+    return response, result
+
+
+def routes(settings: Settings) -> list[Route]:
+    return [Route(settings.emergency_query_path, emergency_location, methods=["GET"])]

@@ -1,0 +1,302 @@
+"""Who is calling 911, and where the gateway believes they are: the call-time location query.
+
+When an emergency call arrives, the carrier asks for the caller's location by the calling
+number and gives up after 450 ms (the call then goes to a national call centre). Answering
+must therefore never wait on the carrier, a geocoder or a slow database:
+
+- ``normalize_number`` reads the calling number as the carrier may send it (10 digits,
+  ``1`` + 10 digits, ``+1…``, a ``sip:``/``tel:`` URI) as the E.164 the gateway stores;
+- ``CallerIndex`` is process memory: each device's newest binding, found by callback
+  number, fed by the pipeline as it claims, confirms and repairs bindings; bounded;
+- ``CallerLocator`` asks the state store first, because another replica may have moved the
+  device since this one last saw it, but only for ``timeout`` seconds and with at most
+  ``max_in_flight`` reads outstanding; past either, the index answers. On embedded SQLite
+  (one process, no other replica) an index hit is answered without the read.
+
+The answer is the device's *desired* binding (the newest report the gateway accepted and
+claimed), confirmed by the carrier or not: for a 911 call the newest location the gateway
+believes in beats an older one the carrier has acknowledged. Whether it was confirmed is
+recorded with the query (``gateway.api.emergency``).
+
+This module is the domain: no Starlette, no SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from gateway.store.base import StoredBinding
+from gateway.store.errors import StoreUnavailable
+
+log = logging.getLogger("gateway.emergency")
+
+#: Longest calling number looked at (a SIP URI with parameters fits easily).
+MAX_NUMBER_LENGTH = 256
+#: ``radius`` when the coordinates carry no accuracy of their own (the carrier's default).
+DEFAULT_RADIUS_METERS = 50
+
+#: Visual separators of a dialled number (RFC 3966 allows ``-``, ``.``, ``(``, ``)``).
+_SEPARATORS = str.maketrans("", "", " -.()")
+#: A North American number: area code and exchange do not start with 0 or 1.
+_NANP = re.compile(r"[2-9][0-9]{2}[2-9][0-9]{6}")
+
+
+@functools.lru_cache(maxsize=8192)
+def _normalized(text: str) -> str | None:
+    lowered = text.lower()
+    if "<" in text and text.endswith(">"):  # a name-addr: "Alice" <sip:+1202…@host>
+        text = text[text.rindex("<") + 1 : -1]
+        lowered = text.lower()
+    for scheme in ("sips:", "sip:", "tel:"):
+        if lowered.startswith(scheme):
+            # The user part: before the host, and before tel/user parameters.
+            text = text[len(scheme) :].split("@", 1)[0].split(";", 1)[0]
+            break
+    digits = text.strip().translate(_SEPARATORS)
+    if digits.startswith("+"):
+        digits = digits[1:]
+        if len(digits) != 11:  # +1 and ten digits: other countries are not served
+            return None
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    if len(digits) == 11 and digits[0] == "1":
+        digits = digits[1:]
+    if not _NANP.fullmatch(digits):
+        return None
+    return f"+1{digits}"
+
+
+def normalize_number(raw: str | None) -> str | None:
+    """``raw`` as E.164 (``+1NXXNXXXXXX``), or ``None`` when it is not a NANP number.
+
+    Accepts ``2025550143``, ``12025550143``, ``+12025550143`` (also as `` 12025550143``: an
+    unencoded ``+`` in a query string arrives as a space), separators (``202-555-0143``,
+    ``(202) 555-0143``), and the user part of ``sip:``, ``sips:`` and ``tel:`` URIs
+    (``sip:+12025550143@carrier.example;user=phone``, ``tel:+1-202-555-0143``).
+    """
+    if raw is None or len(raw) > MAX_NUMBER_LENGTH:
+        return None
+    return _normalized(raw.strip())
+
+
+def _newer(candidate: StoredBinding, than: StoredBinding) -> bool:
+    """Whether ``candidate`` replaces ``than`` for the same device (later claims win ties)."""
+    return (candidate.observed_at, candidate.version) >= (than.observed_at, than.version)
+
+
+def freshest(bindings: list[StoredBinding]) -> StoredBinding:
+    """The binding of the device that reported last (a shared line: several devices)."""
+    return max(bindings, key=lambda b: (b.observed_at, b.version, b.aeui))
+
+
+class CallerIndex:
+    """Callback number -> the devices bound to it, in bounded process memory.
+
+    Keyed by device, least recently learned evicted first, so a device that reports keeps
+    its place. With ``GATEWAY_DATABASE_URL=none`` it is the only source of answers; with a
+    store, the fallback when the store is slow or down. What it holds is what this replica
+    saw: a device another replica moved is stale here until this one sees it again.
+    """
+
+    def __init__(self, maxsize: int = 200_000) -> None:
+        self.maxsize = max(1, maxsize)
+        self._devices: OrderedDict[str, StoredBinding] = OrderedDict()
+        self._numbers: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def get(self, aeui: str) -> StoredBinding | None:
+        return self._devices.get(aeui)
+
+    def learn(self, binding: StoredBinding) -> None:
+        """Remember ``binding`` unless a newer one of the same device is known."""
+        aeui = binding.aeui
+        known = self._devices.get(aeui)
+        if known is not None:
+            if not _newer(binding, known):
+                return
+            if known.telephone_number != binding.telephone_number:
+                self._unlink(aeui, known.telephone_number)
+        self._devices[aeui] = binding
+        self._devices.move_to_end(aeui)
+        self._numbers.setdefault(binding.telephone_number, set()).add(aeui)
+        while len(self._devices) > self.maxsize:
+            old, evicted = self._devices.popitem(last=False)
+            self._unlink(old, evicted.telephone_number)
+
+    def advance(self, aeui: str, version: int | None, observed_at: datetime) -> bool:
+        """An unchanged report of a confirmed binding known here at ``version``: move its
+        time forward. False when the index holds no such binding (``learn`` it instead)."""
+        known = self._devices.get(aeui)
+        if known is None or not known.confirmed or known.version != (version or 0):
+            return False
+        if observed_at > known.observed_at:
+            self._devices[aeui] = dataclasses.replace(known, observed_at=observed_at)
+        self._devices.move_to_end(aeui)
+        return True
+
+    def forget(self, aeui: str) -> None:
+        known = self._devices.pop(aeui, None)
+        if known is not None:
+            self._unlink(aeui, known.telephone_number)
+
+    def lookup(self, telephone_number: str) -> list[StoredBinding]:
+        """Every known device with this callback number, freshest first."""
+        aeuis = self._numbers.get(telephone_number, ())
+        found = [self._devices[a] for a in aeuis]
+        found.sort(key=lambda b: (b.observed_at, b.version, b.aeui), reverse=True)
+        return found
+
+    def _unlink(self, aeui: str, number: str) -> None:
+        members = self._numbers.get(number)
+        if members is not None:
+            members.discard(aeui)
+            if not members:
+                del self._numbers[number]
+
+
+class CallerStore(Protocol):
+    """What the locator needs of the state store."""
+
+    async def callers(self, telephone_number: str, *, limit: int = 20) -> list[StoredBinding]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Where the devices with one callback number are, and where that answer came from."""
+
+    bindings: list[StoredBinding]
+    #: ``store`` (the shared state store answered in time) or ``cache`` (process memory).
+    source: str
+    #: Why the store's answer was not used (``timeout``, ``unavailable``, ``busy``), or
+    #: ``None``: it was, or there is no store.
+    fallback: str | None = None
+
+
+class CallerLocator:
+    """The store under a deadline, the index when the store cannot answer in time.
+
+    A store read that misses its deadline is not cancelled (cancelling a statement costs
+    the connection; ``gateway.store.sql`` runs it to its end): it is left to finish in the
+    background, and while ``max_in_flight`` of them are outstanding, queries skip the store
+    rather than queue behind a database that has stalled.
+    """
+
+    def __init__(
+        self,
+        index: CallerIndex,
+        store: CallerStore | None,
+        *,
+        timeout: float,
+        max_in_flight: int = 16,
+        limit: int = 20,
+        single_writer: bool = False,
+    ) -> None:
+        self.index = index
+        self.store = store
+        #: The store is written by this process only (embedded SQLite): every binding in it
+        #: that this process touched since it started is in the index, as new as in the
+        #: store, so an index hit needs no read (and SQLite's one-at-a-time reads, behind
+        #: the history writes, cost milliseconds).
+        self.single_writer = single_writer
+        self.timeout = timeout
+        self.max_in_flight = max_in_flight
+        self.limit = limit
+        self._in_flight: set[asyncio.Task[list[StoredBinding]]] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def locate(self, telephone_number: str) -> Located:
+        if self.store is None:
+            return Located(self.index.lookup(telephone_number), "cache")
+        if self.single_writer:
+            known = self.index.lookup(telephone_number)
+            if known:
+                return Located(known, "cache")
+        if len(self._in_flight) >= self.max_in_flight:
+            return Located(self.index.lookup(telephone_number), "cache", "busy")
+        task = asyncio.get_running_loop().create_task(
+            _read(self.store, telephone_number, self.limit), name="emergency-query-store"
+        )
+        self._in_flight.add(task)
+        task.add_done_callback(_settled(self._in_flight))
+        done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        if not done:
+            return Located(self.index.lookup(telephone_number), "cache", "timeout")
+        try:
+            rows = task.result()
+        except Exception as exc:
+            # Whatever went wrong, a 911 query still gets the best answer there is.
+            reason = "unavailable"
+            if not isinstance(exc, StoreUnavailable):
+                reason = "error"
+                log.error("emergency query: the store read failed: %s", type(exc).__name__)
+            return Located(self.index.lookup(telephone_number), "cache", reason)
+        return Located(rows, "store")
+
+    async def aclose(self) -> None:
+        """Wait briefly for store reads still running, then cancel what is left."""
+        pending = set(self._in_flight)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=1.0)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+
+def _read(
+    store: CallerStore, telephone_number: str, limit: int
+) -> Coroutine[Any, Any, list[StoredBinding]]:
+    return store.callers(telephone_number, limit=limit)
+
+
+def _settled(
+    tasks: set[asyncio.Task[list[StoredBinding]]],
+) -> Callable[[asyncio.Task[list[StoredBinding]]], None]:
+    def done(task: asyncio.Task[list[StoredBinding]]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, so a late failure is not logged as unhandled
+
+    return done
+
+
+def radius_meters(binding: StoredBinding) -> int:
+    """The answer's ``radius``: the device's own GPS accuracy, else the carrier's default."""
+    accuracy = binding.accuracy_meters
+    if binding.coordinates_source == "gps" and accuracy is not None and math.isfinite(accuracy):
+        return max(1, math.ceil(accuracy))
+    return DEFAULT_RADIUS_METERS
+
+
+def has_dispatchable_coordinates(binding: StoredBinding) -> bool:
+    """Coordinates the gateway itself established (GPS fix or street-level geocode).
+
+    A binding may also hold the carrier's own coordinates (a ZIP centroid the carrier filled
+    in): those are never answered as the caller's position; ``location_id`` alone is.
+    """
+    return (
+        binding.coordinates_source in ("gps", "street")
+        and binding.latitude is not None
+        and binding.longitude is not None
+        and math.isfinite(binding.latitude)
+        and math.isfinite(binding.longitude)
+    )
+
+
+def age_seconds(binding: StoredBinding, now: datetime) -> float:
+    """How old the location is: seconds since the device's newest report."""
+    return max(0.0, (now - binding.observed_at).total_seconds())

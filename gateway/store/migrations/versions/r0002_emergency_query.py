@@ -1,0 +1,36 @@
+"""The emergency-call location query: devices by callback number, and coordinates' source.
+
+Revision ID: 0002
+Revises: 0001
+
+Additive only, so that the previous release runs on this schema (a rollback needs no
+downgrade): one index, and three nullable columns the previous release neither reads nor
+writes. ``coordinates_version`` makes that safe: the columns are trusted only while it equals
+the row's ``version``, which every claim bumps, the previous release's included.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("devices") as batch:
+        batch.add_column(sa.Column("coordinates_source", sa.String(16), nullable=True))
+        batch.add_column(sa.Column("coordinates_accuracy", sa.Double(), nullable=True))
+        batch.add_column(sa.Column("coordinates_version", sa.Integer(), nullable=True))
+    op.create_index("ix_devices_telephone_number", "devices", ["telephone_number"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_devices_telephone_number", table_name="devices")
+    with op.batch_alter_table("devices") as batch:
+        batch.drop_column("coordinates_version")
+        batch.drop_column("coordinates_accuracy")
+        batch.drop_column("coordinates_source")

@@ -1,0 +1,488 @@
+"""The carrier's call-time location query, end to end: a real gateway, its real state store
+(SQLite, and PostgreSQL for the stalled-database case), the simulator as the carrier.
+
+The query must answer within the carrier's 450 ms whatever the database does; each test
+that stalls the database measures that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+from starlette.datastructures import Secret
+
+from gateway.api.emergency import UNKNOWN_CALLER_KEY, EmergencyQuery
+from gateway.bandwidth.models import Address
+from gateway.geocoding.results import GeocodeResult, Precision
+from gateway.settings import Settings
+from gateway.store import StateStore, upgrade
+from gateway.store.sql import SqlStateStore
+from tests.harness import (
+    EMPIRE_STATE,
+    SPACE_NEEDLE,
+    WHITE_HOUSE,
+    Gateway,
+    gateway,
+    gateway_settings,
+    report,
+)
+from tests.pg import PostgresServer
+
+PATH = "/v1/emergency-calls/location"
+USER = "bandwidth-eca"
+PASSWORD = "query-password-0123456789"
+TOKEN = "query-token-abcdef0123456789"
+PHONE = "+12025550143"
+#: The carrier gives up after 450 ms; answers must come well inside it.
+DEADLINE = 0.45
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def query_settings(**changes: Any) -> Settings:
+    base: dict[str, Any] = {
+        "emergency_query_username": USER,
+        "emergency_query_password": Secret(PASSWORD),
+        "emergency_query_token": Secret(TOKEN),
+    }
+    return gateway_settings(**(base | changes))
+
+
+def recent(seconds_ago: float = 60.0) -> str:
+    return (datetime.now(UTC) - timedelta(seconds=seconds_ago)).isoformat()
+
+
+def fresh_report(aeui: str, address: Any, seconds_ago: float = 60.0, **extra: Any) -> Any:
+    return report(aeui, address, **extra) | {"observedAt": recent(seconds_ago)}
+
+
+async def ask(
+    gw: Gateway,
+    caller: str = PHONE,
+    *,
+    auth: tuple[str, str] | None = (USER, PASSWORD),
+    token: str | None = None,
+    url: str | None = None,
+) -> httpx.Response:
+    params = {"to": "911", "from": caller}
+    if token is not None:
+        params["token"] = token
+    headers = {"Authorization": ""}  # not the harness's admin key
+    if auth is not None:
+        pair = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        headers["Authorization"] = f"Basic {pair}"
+    if url is not None:
+        return await gw.http.get(url, headers=headers)
+    return await gw.http.get(PATH, params=params, headers=headers)
+
+
+def emergency(gw: Gateway) -> EmergencyQuery:
+    found: EmergencyQuery = gw.app.state.emergency
+    return found
+
+
+def counted(gw: Gateway, result: str) -> float:
+    value = gw.metrics.registry.get_sample_value("dlr_emergency_queries_total", {"result": result})
+    return value or 0.0
+
+
+async def history(gw: Gateway, aeui: str) -> list[dict[str, Any]]:
+    recorder = emergency(gw).recorder
+    assert recorder is not None
+    await recorder.idle()
+    page = await gw.http.get(f"/v1/devices/{aeui}/history")
+    assert page.status_code == 200, page.text
+    return [e for e in page.json()["entries"] if e["kind"] == "emergency_query"]
+
+
+class StreetGeocoder:
+    """A geocoder that knows every address to the rooftop (the offline one stops at ZIPs)."""
+
+    async def geocode(self, address: Address) -> GeocodeResult | None:
+        return GeocodeResult(40.748817, -73.985428, Precision.STREET, "test")
+
+    async def reverse(self, latitude: float, longitude: float) -> GeocodeResult | None:
+        return None
+
+
+# -- the calling number ----------------------------------------------------------------------
+
+
+def test_every_number_format_finds_the_device() -> None:
+    async def scenario() -> None:
+        async with gateway(query_settings()) as gw:
+            assert (await gw.report(fresh_report("alice", WHITE_HOUSE))).status_code == 200
+            for caller in (
+                "2025550143",
+                "12025550143",
+                "+12025550143",
+                "202-555-0143",
+                "(202) 555-0143",
+                "sip:+12025550143@carrier.example;user=phone",
+                "sips:12025550143@carrier.example",
+                "sip:2025550143@10.0.0.1:5060",
+                "tel:+1-202-555-0143",
+                "tel:+12025550143;phone-context=+1",
+                '"Alice" <sip:+12025550143@carrier.example>',
+            ):
+                answer = await ask(gw, caller)
+                assert answer.status_code == 200, (caller, answer.text)
+                assert answer.json()["aeui"] == "alice", caller
+            # An unencoded "+" in the carrier's query string arrives as a space.
+            raw = await ask(gw, url=f"{PATH}?to=911&from=+12025550143")
+            assert raw.status_code == 200, raw.text
+            assert raw.json()["callback"] == PHONE
+            # Embedded SQLite: this process is the store's only writer, so memory answers.
+            assert counted(gw, "cache") == 12
+
+    run(scenario())
+
+
+def test_the_answer_carries_exactly_the_carriers_fields() -> None:
+    async def scenario() -> None:
+        async with gateway(query_settings()) as gw:
+            fix = {"latitude": 38.89768, "longitude": -77.03655, "accuracyMeters": 8.2}
+            body = fresh_report("gps-dev", WHITE_HOUSE, geo=fix)
+            assert (await gw.report(body)).status_code == 200
+            answer = await ask(gw)
+            assert answer.status_code == 200
+            assert answer.headers["content-type"] == "application/json"
+            located = answer.json()
+            assert located == {
+                "aeui": "gps-dev",
+                "location_id": located["location_id"],
+                "lat": 38.89768,
+                "lon": -77.03655,
+                "radius": 9,  # the fix's accuracy, rounded up
+                "callback": PHONE,
+                "name": "ALICE SMITH",
+            }
+            held = gw.simulator.state["endpoints"]
+            assert any(e["locationId"] == located["location_id"] for e in held.values())
+
+    run(scenario())
+
+
+def test_coordinates_only_when_street_level_or_gps() -> None:
+    async def scenario() -> None:
+        # The offline geocoder gives ZIP centroids; the simulator then fills in coordinates of
+        # its own. Neither is the caller's position: location_id alone.
+        async with gateway(query_settings()) as gw:
+            assert (await gw.report(fresh_report("zip-only", SPACE_NEEDLE))).status_code == 200
+            binding = (await gw.http.get("/v1/devices/zip-only/location")).json()
+            assert binding["latitude"] is not None  # the carrier's own coordinates
+            located = (await ask(gw)).json()
+            assert located.keys() == {"aeui", "location_id", "callback", "name"}
+        # A street-level geocode is answered, with the default radius.
+        async with gateway(query_settings(), geocoder=StreetGeocoder()) as gw:
+            assert (await gw.report(fresh_report("street", EMPIRE_STATE))).status_code == 200
+            located = (await ask(gw)).json()
+            assert (located["lat"], located["lon"], located["radius"]) == (
+                40.748817,
+                -73.985428,
+                50,
+            )
+
+    run(scenario())
+
+
+# -- shared lines, unknown callers, stale locations -------------------------------------------
+
+
+def test_a_shared_line_answers_the_freshest_binding() -> None:
+    async def scenario() -> None:
+        async with gateway(query_settings()) as gw:
+            # Three devices share one callback number; "desk" reported last, from elsewhere.
+            assert (await gw.report(fresh_report("laptop", WHITE_HOUSE, 300))).status_code == 200
+            assert (await gw.report(fresh_report("phone", SPACE_NEEDLE, 200))).status_code == 200
+            desk = await gw.report(fresh_report("desk", EMPIRE_STATE, 100))
+            assert desk.status_code == 200
+            answer = await ask(gw, "2025550143")
+            assert answer.json()["aeui"] == "desk"
+            assert answer.json()["location_id"] == desk.json()["locationId"]
+            shared = gw.metrics.registry.get_sample_value("dlr_emergency_query_shared_lines_total")
+            assert shared == 1
+            # The laptop moves: now it is the freshest.
+            moved = await gw.report(fresh_report("laptop", SPACE_NEEDLE, 10))
+            assert moved.status_code == 200
+            assert (await ask(gw)).json()["aeui"] == "laptop"
+            # The query is in the history of the device answered, and only there.
+            (entry,) = await history(gw, "desk")
+            after = entry["after"]
+            assert entry["source"] == "cache"  # embedded SQLite: memory is as new as the store
+            assert entry["credential"] == "emergency-query-basic"
+            assert entry["toLocationId"] == desk.json()["locationId"]
+            assert after["from"] == PHONE and after["to"] == "911"
+            assert after["devicesOnNumber"] == 3
+            assert after["binding"] == "confirmed"
+            assert after["answered"]["aeui"] == "desk"
+            assert 90 <= after["locationAgeSeconds"] < 200
+            assert after["stale"] is False
+            assert await history(gw, "phone") == []
+
+    run(scenario())
+
+
+def test_unknown_caller_is_404_by_default() -> None:
+    async def scenario() -> None:
+        async with gateway(query_settings()) as gw:
+            assert (await gw.report(fresh_report("alice", WHITE_HOUSE))).status_code == 200
+            for caller in ("+12025550199", "911", "not a number", ""):
+                answer = await ask(gw, caller)
+                assert answer.status_code == 404, caller
+                assert answer.headers["content-type"] == "application/problem+json"
+            assert counted(gw, "not_found") == 4
+            recorder = emergency(gw).recorder
+            assert recorder is not None
+            await recorder.idle()
+            store = gw.app.state.services.pipeline.ledger
+            assert isinstance(store, StateStore)
+            rows = await store.history(UNKNOWN_CALLER_KEY)
+            assert len(rows) == 4
+            assert rows[-1].after is not None and rows[-1].after["from"] == "+12025550199"
+            assert rows[-1].after["status"] == 404
+
+    run(scenario())
+
+
+def test_unknown_caller_can_get_the_account_default_location() -> None:
+    settings = query_settings(
+        emergency_query_unknown_caller="default",
+        emergency_query_default_location_id="HQ1",
+        emergency_query_default_aeui="acme-default",
+    )
+
+    async def scenario() -> None:
+        async with gateway(settings) as gw:
+            answer = await ask(gw, "+13125550100")
+            assert answer.status_code == 200
+            assert answer.json() == {"aeui": "acme-default", "location_id": "HQ1"}
+            assert counted(gw, "default") == 1
+
+    run(scenario())
+
+
+def test_a_stale_location_is_answered_and_counted() -> None:
+    async def scenario() -> None:
+        async with gateway(query_settings(emergency_query_stale_after=3600)) as gw:
+            assert (await gw.report(fresh_report("old", WHITE_HOUSE, 7200))).status_code == 200
+            answer = await ask(gw)
+            # The newest location the gateway has still beats a national call centre.
+            assert answer.status_code == 200 and answer.json()["aeui"] == "old"
+            m = gw.metrics.registry
+            assert m.get_sample_value("dlr_emergency_query_stale_total") == 1
+            assert m.get_sample_value("dlr_emergency_query_location_age_seconds_count") == 1
+            assert (
+                m.get_sample_value(
+                    "dlr_emergency_query_location_age_seconds_bucket", {"le": "14400.0"}
+                )
+                == 1
+            )
+            assert (
+                m.get_sample_value(
+                    "dlr_emergency_query_location_age_seconds_bucket", {"le": "3600.0"}
+                )
+                == 0
+            )
+            (entry,) = await history(gw, "old")
+            assert entry["after"]["stale"] is True
+            # A fresh report: no longer stale.
+            assert (await gw.report(fresh_report("old", WHITE_HOUSE, 5))).status_code == 200
+            assert (await ask(gw)).status_code == 200
+            assert m.get_sample_value("dlr_emergency_query_stale_total") == 1
+
+    run(scenario())
+
+
+# -- credentials ------------------------------------------------------------------------------
+
+
+def test_credentials_basic_token_and_source_networks() -> None:
+    async def scenario() -> None:
+        async with gateway(query_settings()) as gw:
+            assert (await gw.report(fresh_report("alice", WHITE_HOUSE))).status_code == 200
+            refused = [
+                await ask(gw, auth=None),
+                await ask(gw, auth=(USER, "wrong-password")),
+                await ask(gw, auth=("someone-else", PASSWORD)),
+                await ask(gw, auth=None, token="wrong-token"),
+                await ask(gw, auth=(USER, PASSWORD), token="wrong-token"),
+                await ask(gw, auth=None, url=f"{PATH}?from=2025550143&token="),
+            ]
+            for answer in refused:
+                assert answer.status_code == 401, answer.text
+                assert answer.headers["www-authenticate"].startswith("Basic realm=")
+                assert "aeui" not in answer.json()
+            garbled = await gw.http.get(
+                PATH, params={"from": PHONE}, headers={"Authorization": "Basic !!!"}
+            )
+            assert garbled.status_code == 401
+            # An admin key is not a query credential.
+            admin = await gw.http.get(PATH, params={"from": PHONE})
+            assert admin.status_code == 401
+            assert counted(gw, "unauthorized") == len(refused) + 2
+            assert (await ask(gw, auth=None, token=TOKEN)).status_code == 200
+            assert (await ask(gw, auth=(USER, PASSWORD))).status_code == 200
+            assert (await ask(gw, auth=(USER, PASSWORD), token=TOKEN)).status_code == 200
+
+        # The allow-list is checked first: the right credentials from elsewhere are refused.
+        elsewhere = query_settings(emergency_query_allow_cidrs=("10.0.0.0/8", "2001:db8::/32"))
+        async with gateway(elsewhere) as gw:
+            answer = await ask(gw, token=TOKEN)
+            assert answer.status_code == 403
+            assert counted(gw, "forbidden") == 1
+        here = query_settings(emergency_query_allow_cidrs=("127.0.0.0/8",))
+        async with gateway(here) as gw:
+            assert (await ask(gw, token=TOKEN)).status_code == 404  # allowed; no such caller
+
+        # Nothing configured: nothing is answered.
+        async with gateway(gateway_settings()) as gw:
+            assert (await ask(gw, auth=(USER, PASSWORD), token=TOKEN)).status_code == 401
+
+    run(scenario())
+
+
+def test_the_token_and_password_are_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario() -> None:
+        async with gateway(query_settings(emergency_query_stale_after=1)) as gw:
+            assert (await gw.report(fresh_report("alice", WHITE_HOUSE))).status_code == 200
+            assert (await ask(gw, auth=None, token=TOKEN)).status_code == 200
+            assert (await ask(gw, auth=None, token=TOKEN + "x")).status_code == 401
+            assert (await ask(gw, auth=(USER, PASSWORD))).status_code == 200
+
+    run(scenario())
+    # The test's own HTTP client logs its URLs (token included); the gateway's lines must not.
+    records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    lines = [r.getMessage() + repr(vars(r)) for r in records]
+    assert any("emergency" in line for line in lines)  # the stale warning, the access lines
+    for secret in (TOKEN, PASSWORD, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()):
+        assert not any(secret in line for line in lines)
+
+
+# -- a database that stalls -------------------------------------------------------------------
+
+
+@pytest.fixture
+def postgres_settings(postgres: PostgresServer) -> Iterator[Settings]:
+    url = postgres.create_database()
+    upgrade(url)
+    yield query_settings(database_url=url)
+    postgres.drop_database(url)
+
+
+def test_a_stalled_postgresql_still_answers_in_time(postgres_settings: Settings) -> None:
+    """Another transaction holds ACCESS EXCLUSIVE on ``devices``: every read of it waits.
+    The query answers from process memory (or 404) after the store's bounded wait."""
+    url = make_url(postgres_settings.database_url)
+
+    async def scenario() -> None:
+        async with gateway(postgres_settings) as gw:
+            assert (await gw.report(fresh_report("alice", WHITE_HOUSE))).status_code == 200
+            assert (await ask(gw)).json()["aeui"] == "alice"  # from the store, unstalled
+            blocker = await asyncpg.connect(
+                host=url.host, port=url.port, user=url.username, database=url.database
+            )
+            try:
+                transaction = blocker.transaction()
+                await transaction.start()
+                await blocker.execute("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE")
+                started = time.perf_counter()
+                answers = await asyncio.gather(
+                    *(ask(gw) for _ in range(40)), ask(gw, "+12025550199")
+                )
+                took = time.perf_counter() - started
+                assert took < DEADLINE, took
+                assert [a.status_code for a in answers] == [200] * 40 + [404]
+                assert {a.json()["aeui"] for a in answers[:40]} == {"alice"}
+                fallbacks = {
+                    reason: gw.metrics.registry.get_sample_value(
+                        "dlr_emergency_query_store_fallbacks_total", {"reason": reason}
+                    )
+                    or 0
+                    for reason in ("timeout", "busy")
+                }
+                # Some waited out the store's timeout; once 16 reads were outstanding, the
+                # rest did not wait at all.
+                assert fallbacks["timeout"] >= 1 and fallbacks["busy"] >= 1, fallbacks
+                assert fallbacks["timeout"] + fallbacks["busy"] == 41
+                assert counted(gw, "cache") == 40
+                # Each answer, timed alone, while the lock is still held.
+                for _ in range(3):
+                    one = time.perf_counter()
+                    assert (await ask(gw)).status_code == 200
+                    assert time.perf_counter() - one < DEADLINE
+            finally:
+                await blocker.close()  # the transaction ends; the stalled reads complete
+            recorder = emergency(gw).recorder
+            assert recorder is not None
+            await recorder.idle()
+            entries = await history(gw, "alice")
+            assert {e["source"] for e in entries} == {"store", "cache"}
+            assert any(e["after"]["fallback"] == "timeout" for e in entries)
+
+    run(scenario())
+
+
+def test_a_busy_sqlite_store_still_answers_in_time(tmp_path: Path) -> None:
+    """SQLite runs one unit of work at a time: one that takes long (a big purge, a slow
+    disk) holds every read behind it. Simulated by holding that one slot."""
+    settings = query_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
+
+    async def scenario() -> None:
+        async with gateway(settings) as gw:
+            assert (await gw.report(fresh_report("alice", WHITE_HOUSE))).status_code == 200
+            store = gw.app.state.services.pipeline.ledger
+            assert isinstance(store, SqlStateStore) and store._serial is not None
+            async with store._serial:
+                started = time.perf_counter()
+                found, unknown = await asyncio.gather(ask(gw), ask(gw, "+12025550199"))
+                assert time.perf_counter() - started < DEADLINE
+                assert found.status_code == 200 and found.json()["aeui"] == "alice"
+                assert unknown.status_code == 404
+            assert counted(gw, "cache") == 1
+        # After a restart memory is empty: the device is found in the store.
+        async with gateway(settings) as gw:
+            answer = await ask(gw)
+            assert answer.status_code == 200 and answer.json()["aeui"] == "alice"
+            assert counted(gw, "store") == 1
+
+    run(scenario())
+
+
+def test_without_a_database_process_memory_answers() -> None:
+    async def scenario() -> None:
+        async with gateway(query_settings(database_url="none")) as gw:
+            assert (await gw.report(fresh_report("alice", WHITE_HOUSE))).status_code == 200
+            answer = await ask(gw)
+            assert answer.status_code == 200 and answer.json()["aeui"] == "alice"
+            assert counted(gw, "cache") == 1
+            assert emergency(gw).recorder is None
+
+    run(scenario())
+
+
+def test_a_deleted_endpoint_is_no_longer_answered() -> None:
+    async def scenario() -> None:
+        async with gateway(query_settings(database_url="none")) as gw:
+            located = await gw.report(fresh_report("alice", WHITE_HOUSE))
+            assert (await ask(gw)).status_code == 200
+            endpoint_id = located.json()["endpointId"]
+            assert (await gw.http.delete(f"/v1/endpoints/{endpoint_id}")).status_code == 200
+            assert (await ask(gw)).status_code == 404
+
+    run(scenario())

@@ -1,0 +1,151 @@
+"""Calling numbers as the carrier may send them, and the in-process index of callers."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway.dlr.callers import (
+    DEFAULT_RADIUS_METERS,
+    CallerIndex,
+    freshest,
+    has_dispatchable_coordinates,
+    normalize_number,
+    radius_meters,
+)
+from gateway.store.base import StoredBinding
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2025550143",
+        "12025550143",
+        "+12025550143",
+        " 12025550143",  # an unencoded "+" in a query string
+        "+1 (202) 555-0143",
+        "202.555.0143",
+        "sip:+12025550143@carrier.example;user=phone",
+        "SIP:12025550143@carrier.example",
+        "sips:2025550143@10.0.0.1:5061",
+        "sip:+1-202-555-0143;isub=12@carrier.example",
+        "tel:+1-202-555-0143",
+        "tel:2025550143;phone-context=+1",
+        '"Alice" <sip:+12025550143@carrier.example>',
+    ],
+)
+def test_forms_of_one_number(raw: str) -> None:
+    assert normalize_number(raw) == "+12025550143"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        "",
+        "911",
+        "202555014",  # nine digits
+        "22025550143",  # eleven digits, not 1 first
+        "+442071838750",  # not North American
+        "+1 2025550143 0",
+        "1025550143",  # area code starts with 1
+        "2020550143",  # exchange starts with 0
+        "sip:alice@carrier.example",
+        "tel:",
+        "".join(chr(0xFF10 + int(d)) for d in "2025550143"),  # full-width digits
+        "2" * 300,
+    ],
+)
+def test_not_a_number(raw: str | None) -> None:
+    assert normalize_number(raw) is None
+
+
+def binding(
+    aeui: str, seconds: float, *, phone: str = "+12025550143", version: int = 1
+) -> StoredBinding:
+    return StoredBinding(
+        aeui=aeui,
+        endpoint_id=f"ep-{aeui}",
+        location_id=f"L{int(seconds)}",
+        address=None,
+        caller_name="ADA",
+        telephone_number=phone,
+        observed_at=T0 + timedelta(seconds=seconds),
+        version=version,
+    )
+
+
+def test_index_keeps_each_devices_newest_binding_by_number() -> None:
+    index = CallerIndex(10)
+    index.learn(binding("a", 10))
+    index.learn(binding("b", 20))
+    index.learn(binding("a", 5))  # older: ignored
+    assert [b.aeui for b in index.lookup("+12025550143")] == ["b", "a"]
+    assert index.get("a") == binding("a", 10)
+    # A revert keeps the time and bumps the version: it wins.
+    reverted = dataclasses.replace(binding("a", 10, version=2), location_id="BACK")
+    index.learn(reverted)
+    assert index.get("a") == reverted
+    # A device changes its number: found under the new one only.
+    index.learn(binding("a", 30, phone="+13125550100", version=3))
+    assert [b.aeui for b in index.lookup("+12025550143")] == ["b"]
+    assert [b.aeui for b in index.lookup("+13125550100")] == ["a"]
+    index.forget("b")
+    assert index.lookup("+12025550143") == []
+    assert len(index) == 1
+
+
+def test_index_is_bounded_and_evicts_the_least_recently_learned() -> None:
+    index = CallerIndex(3)
+    for i in range(5):
+        index.learn(binding(f"d{i}", i, phone=f"+1202555{i:04d}"))
+    assert len(index) == 3
+    assert index.lookup("+12025550000") == [] and index.lookup("+12025550001") == []
+    assert index._numbers.keys() == {"+12025550002", "+12025550003", "+12025550004"}
+    index.learn(binding("d2", 10, phone="+12025550002"))  # refreshed: kept
+    index.learn(binding("d9", 9, phone="+12025550009"))
+    assert index.get("d2") is not None and index.get("d3") is None
+
+
+def test_advance_moves_a_confirmed_binding_forward_only() -> None:
+    index = CallerIndex(2)
+    unconfirmed = binding("a", 10)
+    index.learn(unconfirmed)
+    assert not index.advance("a", 1, T0 + timedelta(seconds=20))  # not confirmed: learn it
+    index.learn(dataclasses.replace(unconfirmed, confirmed=True))
+    assert not index.advance("a", 2, T0 + timedelta(seconds=20))  # another version
+    assert not index.advance("zz", 1, T0)  # unknown
+    assert index.advance("a", 1, T0 + timedelta(seconds=20))
+    held = index.get("a")
+    assert held is not None and held.observed_at == T0 + timedelta(seconds=20)
+    assert index.advance("a", 1, T0)  # older: kept as it is
+    held = index.get("a")
+    assert held is not None and held.observed_at == T0 + timedelta(seconds=20)
+    # An advance counts as use: "a" outlives "b" when "c" comes.
+    index.learn(binding("b", 1, phone="+12025550100"))
+    assert index.advance("a", 1, T0 + timedelta(seconds=30))
+    index.learn(binding("c", 1, phone="+12025550101"))
+    assert index.get("a") is not None and index.get("b") is None
+
+
+def test_freshest_of_a_shared_line() -> None:
+    rows = [binding("a", 10), binding("b", 30), binding("c", 20)]
+    assert freshest(rows).aeui == "b"
+
+
+def test_coordinates_and_radius() -> None:
+    carriers = dataclasses.replace(binding("a", 0), latitude=38.9, longitude=-77.0)
+    assert not has_dispatchable_coordinates(carriers)  # the carrier's own (a centroid)
+    street = dataclasses.replace(carriers, coordinates_source="street")
+    assert has_dispatchable_coordinates(street)
+    assert radius_meters(street) == DEFAULT_RADIUS_METERS
+    gps = dataclasses.replace(carriers, coordinates_source="gps", accuracy_meters=12.1)
+    assert radius_meters(gps) == 13
+    assert radius_meters(dataclasses.replace(gps, accuracy_meters=None)) == DEFAULT_RADIUS_METERS
+    assert radius_meters(dataclasses.replace(gps, accuracy_meters=0.0)) == 1
+    nan = dataclasses.replace(street, latitude=float("nan"))
+    assert not has_dispatchable_coordinates(nan)
