@@ -41,6 +41,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import profile as profiling
+from bench import query
+from bench import store as stores
 from bench.http import Answer, Pool
 from bench.loadgen import (
     LoadResult,
@@ -107,6 +109,12 @@ class Plan:
     log_dir: Path | None = None
     #: Extra environment for the gateway (``--gateway-env NAME=VALUE``), e.g. to try a setting.
     gateway_env: dict[str, str] = field(default_factory=dict)
+    #: The state store (``bench.store``): sqlite (default), postgres or none.
+    store: str = "sqlite"
+    store_url: str | None = None
+    store_naive: bool = False
+    #: Only the throughput figures (warm-up, baseline and unchanged runs): ``--only-throughput``.
+    only_throughput: bool = False
 
     @classmethod
     def for_mode(cls, mode: str) -> Plan:
@@ -151,6 +159,10 @@ class Plan:
         out = asdict(self)
         out["profile_dir"] = str(self.profile_dir) if self.profile_dir else None
         out["log_dir"] = str(self.log_dir) if self.log_dir else None
+        # A database URL may hold a password: recorded only as given or not.
+        out["store_url"] = "given" if self.store_url else None
+        if "GATEWAY_DATABASE_URL" in out["gateway_env"]:
+            out["gateway_env"]["GATEWAY_DATABASE_URL"] = "(set)"
         return out
 
 
@@ -239,6 +251,8 @@ def start_stack(plan: Plan, services: Services, workdir: Path) -> Stack:
             # reach rather than off, so that its cost per report is still measured.
             "GATEWAY_REPORT_RATE_PER_MINUTE": "60000000",
             "GATEWAY_REPORT_BURST": "1000000",
+            # The emergency-call location query (bench.query) authenticates with a token.
+            "GATEWAY_EMERGENCY_QUERY_TOKEN": query.TOKEN,
             **plan.gateway_env,
         }
     )
@@ -932,6 +946,10 @@ class Bench:
     async def run(self) -> dict[str, Any]:
         started = time.monotonic()
         try:
+            if self.plan.only_throughput:
+                devices, addresses, current = await self.phase_warmup()
+                await self.phase_throughput(devices, addresses, current)
+                return self.figures
             await self.phase_upstream_calls()
             await self.phase_geocoder_burst()
             devices, addresses, current = await self.phase_warmup()
@@ -939,6 +957,7 @@ class Bench:
             current = await self.phase_changed_latency(devices, addresses, current)
             await self.phase_changed_throughput(devices, addresses, current)
             await self.phase_memory()
+            await query.phase_emergency_query(self)
             # The miss counter counts every lookup that found nothing cached, also those that
             # then joined a geocoder call already in flight; so it equals geocoder calls only
             # where no two reports of one new address overlap: phase 1 (one report at a time)
@@ -1065,6 +1084,10 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("new_device_cpu_us_per_report", "us", "gateway CPU per new device (2-3 calls)"),
     ("geocoder_calls_per_distinct_address", "", "target 1"),
     ("peak_rss_mb", "MiB", "gateway VmHWM after the memory phase"),
+    ("emergency_query_p50_ms", "ms", "call-time location query, open loop at 500/s"),
+    ("emergency_query_p99_ms", "ms", "target <= 2 (the carrier waits 450)"),
+    ("emergency_query_rps", "req/s", "queries answered per second"),
+    ("emergency_query_cpu_us_per_request", "us", "gateway CPU per query"),
 )
 
 
@@ -1162,6 +1185,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here")
     parser.add_argument(
+        "--store",
+        choices=stores.STORES,
+        default="sqlite",
+        help="the gateway's state store (default: the embedded SQLite file)",
+    )
+    parser.add_argument(
+        "--store-url",
+        metavar="URL",
+        help="an existing database for --store (postgres: else a throwaway local cluster)",
+    )
+    parser.add_argument(
+        "--store-naive",
+        action="store_true",
+        help="no warm binding cache, no group commit: a read and a write per report",
+    )
+    parser.add_argument(
+        "--only-throughput",
+        action="store_true",
+        help="only the warm-up and the baseline/unchanged throughput runs",
+    )
+    parser.add_argument(
         "--gateway-env",
         action="append",
         default=[],
@@ -1198,6 +1242,10 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         plan.gateway_env[name] = value
     plan.profile_dir = args.profile
     plan.log_dir = args.log_dir
+    plan.store = args.store
+    plan.store_url = args.store_url
+    plan.store_naive = args.store_naive
+    plan.only_throughput = args.only_throughput
     if plan.server == "granian" and _version("granian") is None:
         raise SystemExit("--server granian: granian is not installed (pip install granian)")
     if plan.profile_dir is not None:
@@ -1208,12 +1256,18 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     plan = plan_from_args(args)
-    with terminate_as_interrupt(), tempfile.TemporaryDirectory(prefix="dlr-bench-") as tmp:
+    with (
+        terminate_as_interrupt(),
+        tempfile.TemporaryDirectory(prefix="dlr-bench-") as tmp,
+        stores.prepared(plan.store, plan.store_url, naive=plan.store_naive) as store,
+    ):
+        plan.gateway_env = {**store["env"], **plan.gateway_env}
         services = Services()
         try:
             stack = start_stack(plan, services, Path(tmp))
             bench = Bench(plan, stack, Path(tmp))
             env = environment(plan, bench.loadgen)
+            env["store"] = store["describe"]
             bench.log(
                 f"servers: {env['server']['name']} {env['server']['version']}, "
                 f"{env['event_loop']}, {env['server']['http']}; load: "

@@ -74,6 +74,8 @@ class PostgresServer:
     bindir: Path | None = None
     root: Path | None = None
     port: int | None = None
+    #: Keep PostgreSQL's default durability (fsync, synchronous commit): for benchmarks.
+    durable: bool = False
     _run_as: list[str] = field(default_factory=list)
     _databases: list[str] = field(default_factory=list)
     _watchdog: subprocess.Popen[bytes] | None = None
@@ -125,14 +127,13 @@ class PostgresServer:
 
     def start(self) -> None:
         assert self.owned and self.root is not None and self.port is not None
+        fast = ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         options = " ".join(
             [
                 f"-p {self.port}",
                 "-c listen_addresses=127.0.0.1",
                 f"-c unix_socket_directories={self.root}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
+                *([] if self.durable else fast),
                 "-c max_connections=200",
             ]
         )
@@ -209,7 +210,7 @@ def _start_watchdog(server: PostgresServer) -> subprocess.Popen[bytes]:
     )
 
 
-def _throwaway() -> PostgresServer:
+def _throwaway(*, durable: bool = False) -> PostgresServer:
     bindir = find_bindir()
     if bindir is None:
         raise PostgresUnavailable(
@@ -244,6 +245,7 @@ def _throwaway() -> PostgresServer:
         bindir=bindir,
         root=root,
         port=port,
+        durable=durable,
         _run_as=run_as,
     )
     try:
@@ -266,18 +268,18 @@ def _throwaway() -> PostgresServer:
     return server
 
 
-def postgres_server() -> PostgresServer:
+def postgres_server(*, durable: bool = False) -> PostgresServer:
     """The server named by ``GATEWAY_TEST_POSTGRES_URL``, else a throwaway one started now."""
     configured = os.environ.get(URL_ENV, "").strip()
     if configured:
         url = make_url(configured)
         return PostgresServer(admin_url=url.set(drivername="postgresql+asyncpg"))
-    return _throwaway()
+    return _throwaway(durable=durable)
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
-    server = postgres_server()
+def running_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
+    server = postgres_server(durable=durable)
     try:
         yield server
     finally:
