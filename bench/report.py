@@ -30,6 +30,10 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("new_device_cpu_us_per_report", "new device CPU us/report"),
     ("geocoder_calls_per_distinct_address", "geocoder calls per distinct address"),
     ("peak_rss_mb", "peak RSS MiB"),
+    ("emergency_query_p50_ms", "emergency query p50 ms (500/s)"),
+    ("emergency_query_p99_ms", "emergency query p99 ms (target <= 2)"),
+    ("emergency_query_rps", "emergency queries/s"),
+    ("emergency_query_cpu_us_per_request", "emergency query CPU us/query"),
 )
 
 

@@ -23,15 +23,18 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__
-from gateway.api import admin, devices, health
+from gateway.api import admin, devices, emergency, health, held
 from gateway.api.auth import AdminKeys, DeviceTokens
 from gateway.api.context import Services
+from gateway.api.emergency import EmergencyQuery
 from gateway.api.health import Readiness
 from gateway.api.limits import DeviceRateLimiter
+from gateway.api.memo import ReportMemo
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.bandwidth.client import BandwidthClient
 from gateway.dlr.address import NormalizeCache
 from gateway.dlr.address import warm_up as warm_address_data
+from gateway.dlr.callers import CallerIndex
 from gateway.dlr.pipeline import Geocoder, Pipeline
 from gateway.geocoding import build_geocoding
 from gateway.geocoding.offline import zip_index
@@ -128,9 +131,13 @@ def create_app(
                 url = settings.database_url or default_url(settings.data_dir)
                 # Embedded SQLite migrates itself; PostgreSQL must be migrated beforehand
                 # (`dlr-gateway db upgrade`): SchemaNotCurrent stops the start and says so.
-                ledger = await StateStore.open(url, create=is_embedded(url))
+                ledger = await StateStore.open(
+                    url, create=is_embedded(url), max_batch=settings.store_max_batch
+                )
                 stack.push_async_callback(ledger.close)
             repairs = metrics.reconcile_repairs
+            # Callback number -> freshest binding: the emergency query's fallback.
+            callers = CallerIndex(settings.binding_cache_size)
             pipeline = Pipeline(
                 upstream,
                 geocoding,
@@ -140,6 +147,7 @@ def create_app(
                 on_repair=lambda reason: repairs.labels(reason=reason).inc(),
                 ledger=ledger,
                 lease_seconds_per_device=settings.upstream_deadline,
+                callers=callers,
             )
             upstream.on_abandoned = pipeline.abandoned
             if ledger is not None and settings.reconcile_interval > 0:
@@ -152,6 +160,9 @@ def create_app(
                         interval=settings.reconcile_interval,
                         tick=settings.reconcile_tick,
                         retention=timedelta(days=settings.history_retention_days),
+                        # Past the report's deadline and the watch after it, a write still
+                        # unconfirmed has no one left waiting for it.
+                        orphaned_after=settings.report_deadline + settings.upstream_settle_timeout,
                     ),
                     name="reconcile",
                 )
@@ -168,6 +179,10 @@ def create_app(
             limiter = DeviceRateLimiter(
                 settings.report_rate_per_minute / 60.0, settings.report_burst
             )
+            emergency_query = EmergencyQuery(settings, metrics, callers, ledger)
+            emergency_query.start()
+            stack.push_async_callback(emergency_query.aclose)
+            app.state.emergency = emergency_query
             app.state.services = Services(
                 settings=settings,
                 metrics=metrics,
@@ -179,10 +194,12 @@ def create_app(
                 pipeline=pipeline,
                 readiness=readiness,
                 report_limiter=limiter,
+                report_memo=ReportMemo(settings.report_memo_size),
             )
             yield
 
-    routes: list[BaseRoute] = [*health.routes, *devices.routes, *admin.routes]
+    routes: list[BaseRoute] = [*health.routes, *devices.routes, *held.routes, *admin.routes]
+    routes += emergency.routes(settings)
     if sandbox_app is not None:
         routes.append(Mount(SANDBOX_PREFIX, app=sandbox_app))
     routes.append(

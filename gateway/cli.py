@@ -163,9 +163,10 @@ def _scrub(text: str, url: str) -> str:
     return text
 
 
-async def _schema_revisions(url: str, *, upgrade: bool) -> tuple[str | None, str | None]:
-    """The database's revision before and after (an upgrade to head, when ``upgrade``)."""
-    from gateway.store import SqlStateStore
+async def _schema_revisions(url: str, *, upgrade: bool) -> tuple[str | None, str | None, bool]:
+    """The database's revision before and after (an upgrade to head, when ``upgrade``), and
+    whether it is a newer release's that this one may run on (``SchemaTooNew`` if not)."""
+    from gateway.store import SchemaNotCurrent, SqlStateStore, head_revision
     from gateway.store.urls import ensure_directory, parse
 
     if upgrade:
@@ -178,10 +179,18 @@ async def _schema_revisions(url: str, *, upgrade: bool) -> tuple[str | None, str
     )
     try:
         before = await store.revision()
-        if not upgrade:
-            return before, before
-        await store.upgrade()
-        return before, await store.revision()
+        if upgrade:
+            await store.upgrade()
+        after = await store.revision() if upgrade else before
+        newer = False
+        if after is not None and after != head_revision():
+            try:
+                await store.require_current_schema()
+                newer = True
+            except SchemaNotCurrent as exc:
+                if type(exc) is not SchemaNotCurrent:  # SchemaTooNew
+                    raise
+        return before, after, newer
     finally:
         await store.close()
 
@@ -204,7 +213,13 @@ def _db(args: argparse.Namespace) -> int:
     import sqlalchemy.exc
     from alembic.util import CommandError
 
-    from gateway.store import StoreUnavailable, default_url, head_revision, redacted
+    from gateway.store import (
+        SchemaTooNew,
+        StoreUnavailable,
+        default_url,
+        head_revision,
+        redacted,
+    )
     from gateway.store.engine import describe
     from gateway.store.urls import is_memory, is_sqlite, parse
 
@@ -237,10 +252,14 @@ def _db(args: argparse.Namespace) -> int:
     level = alembic_log.level
     alembic_log.setLevel(logging.WARNING)
     try:
+        newer = False
         if no_file and not upgrading:
             before = after = None  # no file, no schema; and `current` creates none
         else:
-            before, after = asyncio.run(_schema_revisions(url, upgrade=upgrading))
+            before, after, newer = asyncio.run(_schema_revisions(url, upgrade=upgrading))
+    except SchemaTooNew as exc:
+        print(f"dlr-gateway: {exc}", file=sys.stderr)
+        return EXIT_NOT_CURRENT
     except StoreUnavailable as exc:
         reason = describe(exc.__cause__) if exc.__cause__ is not None else str(exc)
         print(
@@ -259,6 +278,12 @@ def _db(args: argparse.Namespace) -> int:
     finally:
         alembic_log.setLevel(level)
     head = head_revision()
+    if newer:
+        print(
+            f"schema: {after}, newer than this release's ({head}) and usable by it "
+            "(a rollback); nothing to do"
+        )
+        return 0
     if upgrading:
         was = "already current" if before == after else f"upgraded from {before or 'no schema'}"
         print(f"schema: {after} (head), {was}")

@@ -27,6 +27,20 @@ LATENCY_BUCKETS = (
     10.0,
 )
 
+#: Ages of answered locations: a minute to a month.
+AGE_BUCKETS = (
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    4 * 3600.0,
+    12 * 3600.0,
+    86_400.0,
+    3 * 86_400.0,
+    7 * 86_400.0,
+    30 * 86_400.0,
+)
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -89,5 +103,54 @@ class Metrics:
         self.report_rate_limited = Counter(
             "dlr_report_rate_limited",
             "Reports refused (429) because one device sent too many.",
+            registry=r,
+        )
+        # The carrier's call-time location query (gateway.api.emergency).
+        self.emergency_query_duration = Histogram(
+            "dlr_emergency_query_duration_seconds",
+            "Emergency-call location queries, arrival to answer, by result.",
+            ["result"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.emergency_queries = Counter(
+            "dlr_emergency_queries",
+            "Emergency-call location queries by result: store, cache (a location answered "
+            "from the state store or process memory), default, not_found, unauthorized, "
+            "forbidden, invalid, error.",
+            ["result"],
+            registry=r,
+        )
+        self.emergency_query_location_age = Histogram(
+            "dlr_emergency_query_location_age_seconds",
+            "Age of the locations answered to emergency-call queries (since the device's "
+            "newest report).",
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
+        self.emergency_query_stale = Counter(
+            "dlr_emergency_query_stale",
+            "Emergency-call answers whose location is older than "
+            "GATEWAY_EMERGENCY_QUERY_STALE_AFTER.",
+            registry=r,
+        )
+        self.emergency_query_shared_lines = Counter(
+            "dlr_emergency_query_shared_lines",
+            "Emergency-call queries whose number is the callback number of several devices "
+            "(the freshest binding was answered).",
+            registry=r,
+        )
+        self.emergency_query_store_fallbacks = Counter(
+            "dlr_emergency_query_store_fallbacks",
+            "Emergency-call queries that did not use the state store's answer, by reason "
+            "(timeout, unavailable, busy, backoff).",
+            ["reason"],
+            registry=r,
+        )
+        self.emergency_query_records_dropped = Counter(
+            "dlr_emergency_query_records_dropped",
+            "Emergency-call query history records not written, by reason "
+            "(queue_full, store_error).",
+            ["reason"],
             registry=r,
         )

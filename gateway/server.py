@@ -125,6 +125,7 @@ def build_config(app: Starlette, *, host: str, port: int, settings: Settings) ->
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=max(int(settings.shutdown_grace), 0),
+        timeout_keep_alive=max(1, round(settings.keep_alive_timeout)),
     )
 
 

@@ -6,6 +6,7 @@ Each name here is listed in the README's configuration table. Secrets are held a
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -48,6 +49,77 @@ def _positive(name: str, value: float) -> float:
     if value <= 0:
         raise SettingsError(f"{name} must be greater than 0")
     return value
+
+
+#: ``GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER``: what an unknown caller is answered.
+UNKNOWN_CALLER_POLICIES = ("404", "default")
+
+
+def _emergency_query(c: Config, d: Settings) -> dict[str, Any]:
+    """The ``GATEWAY_EMERGENCY_QUERY_*`` settings, checked: a bad one stops the start rather
+    than failing the carrier's query at the moment of a 911 call."""
+
+    def opt(name: str) -> str | None:
+        value = c(name, cast=str, default="").strip()
+        return value or None
+
+    path = c("GATEWAY_EMERGENCY_QUERY_PATH", cast=str, default=d.emergency_query_path).strip()
+    if not path.startswith("/") or "{" in path or "?" in path:
+        raise SettingsError("GATEWAY_EMERGENCY_QUERY_PATH must be a path such as /v1/where")
+    cidrs = _csv(c("GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS", cast=str, default=""))
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS: {cidr!r} is not a network"
+            ) from None
+    policy = c("GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER", cast=str, default="404").strip().lower()
+    if policy not in UNKNOWN_CALLER_POLICIES:
+        raise SettingsError("GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER must be 404 or default")
+    default_location = opt("GATEWAY_EMERGENCY_QUERY_DEFAULT_LOCATION_ID")
+    if policy == "default" and default_location is None:
+        raise SettingsError(
+            "GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER=default needs "
+            "GATEWAY_EMERGENCY_QUERY_DEFAULT_LOCATION_ID (a location ID at the carrier)"
+        )
+    username = opt("GATEWAY_EMERGENCY_QUERY_USERNAME")
+    password = opt("GATEWAY_EMERGENCY_QUERY_PASSWORD")
+    if (username is None) != (password is None):
+        raise SettingsError(
+            "set both GATEWAY_EMERGENCY_QUERY_USERNAME and GATEWAY_EMERGENCY_QUERY_PASSWORD, "
+            "or neither"
+        )
+    token = opt("GATEWAY_EMERGENCY_QUERY_TOKEN")
+    return {
+        "emergency_query_path": path,
+        "emergency_query_username": username,
+        "emergency_query_password": Secret(password) if password else None,
+        "emergency_query_token": Secret(token) if token else None,
+        "emergency_query_allow_cidrs": cidrs,
+        "emergency_query_db_timeout": _positive(
+            "GATEWAY_EMERGENCY_QUERY_DB_TIMEOUT",
+            c(
+                "GATEWAY_EMERGENCY_QUERY_DB_TIMEOUT",
+                cast=float,
+                default=d.emergency_query_db_timeout,
+            ),
+        ),
+        "emergency_query_stale_after": _positive(
+            "GATEWAY_EMERGENCY_QUERY_STALE_AFTER",
+            c(
+                "GATEWAY_EMERGENCY_QUERY_STALE_AFTER",
+                cast=float,
+                default=d.emergency_query_stale_after,
+            ),
+        ),
+        "emergency_query_unknown_caller": policy,
+        "emergency_query_default_location_id": default_location,
+        "emergency_query_default_aeui": c(
+            "GATEWAY_EMERGENCY_QUERY_DEFAULT_AEUI", cast=str, default=d.emergency_query_default_aeui
+        ).strip()
+        or d.emergency_query_default_aeui,
+    }
 
 
 @dataclass(frozen=True)
@@ -95,23 +167,47 @@ class Settings:
     report_deadline: float = 8.0
     location_cache_size: int = 200_000
     binding_cache_size: int = 200_000
+    #: Report bodies remembered parsed, to skip decoding a device's repeated report.
+    report_memo_size: int = 10_000
     #: Reports one device may send per minute, and in a burst, before 429.
     report_rate_per_minute: float = 60.0
     report_burst: int = 10
     # Shared state.
     database_url: str = ""
     data_dir: str = "data"
+    #: Most unchanged reports' advances one statement carries (group commit; 1: none).
+    store_max_batch: int = 500
     #: Seconds between two periodic checks of one device at the carrier (0: none).
     reconcile_interval: float = 3600.0
     #: Devices checked per tick (one tick a second): the pace the carrier sees.
     reconcile_batch: int = 5
     reconcile_tick: float = 1.0
     history_retention_days: int = 730
+    # The carrier's call-time location query (``gateway.api.emergency``).
+    emergency_query_path: str = "/v1/emergency-calls/location"
+    emergency_query_username: str | None = None
+    emergency_query_password: Secret | None = None
+    #: A secret the carrier sends as the ``token`` query parameter of the configured URL.
+    emergency_query_token: Secret | None = None
+    #: Source networks allowed to query (empty: any); the TCP peer, no proxy headers.
+    emergency_query_allow_cidrs: tuple[str, ...] = ()
+    #: How long a query waits for the state store before answering from process memory.
+    emergency_query_db_timeout: float = 0.15
+    #: An answered location older than this counts as stale (a metric and an alert).
+    emergency_query_stale_after: float = 86_400.0
+    #: Unknown caller: ``404`` (the carrier uses its own records) or ``default``.
+    emergency_query_unknown_caller: str = "404"
+    emergency_query_default_location_id: str | None = None
+    emergency_query_default_aeui: str = "account-default"
     # HTTP in.
     max_body_bytes: int = 64 * 1024
     # Operations.
     ready_window: float = 30.0
     shutdown_grace: float = 20.0
+    #: Seconds an idle client connection is kept open: longer than a load balancer's own
+    #: idle timeout (60 s on common ones), so that the balancer, not the gateway, closes it
+    #: and never sends a request on a connection the gateway is closing.
+    keep_alive_timeout: float = 75.0
     log_level: str = "INFO"
     sandbox: bool = False
 
@@ -201,6 +297,7 @@ class Settings:
             binding_cache_size=c(
                 "GATEWAY_BINDING_CACHE_SIZE", cast=int, default=d.binding_cache_size
             ),
+            report_memo_size=c("GATEWAY_REPORT_MEMO_SIZE", cast=int, default=d.report_memo_size),
             upstream_settle_timeout=_positive(
                 "GATEWAY_UPSTREAM_SETTLE_TIMEOUT",
                 c("GATEWAY_UPSTREAM_SETTLE_TIMEOUT", cast=float, default=d.upstream_settle_timeout),
@@ -216,6 +313,12 @@ class Settings:
             report_burst=c("GATEWAY_REPORT_BURST", cast=int, default=d.report_burst),
             database_url=c("GATEWAY_DATABASE_URL", cast=str, default=""),
             data_dir=c("GATEWAY_DATA_DIR", cast=str, default=d.data_dir),
+            store_max_batch=int(
+                _positive(
+                    "GATEWAY_STORE_MAX_BATCH",
+                    c("GATEWAY_STORE_MAX_BATCH", cast=int, default=d.store_max_batch),
+                )
+            ),
             reconcile_interval=c(
                 "GATEWAY_RECONCILE_INTERVAL", cast=float, default=d.reconcile_interval
             ),
@@ -227,9 +330,14 @@ class Settings:
             history_retention_days=c(
                 "GATEWAY_HISTORY_RETENTION_DAYS", cast=int, default=d.history_retention_days
             ),
+            **_emergency_query(c, d),
             max_body_bytes=c("GATEWAY_MAX_BODY_BYTES", cast=int, default=d.max_body_bytes),
             ready_window=c("GATEWAY_READY_WINDOW", cast=float, default=d.ready_window),
             shutdown_grace=c("GATEWAY_SHUTDOWN_GRACE", cast=float, default=d.shutdown_grace),
+            keep_alive_timeout=_positive(
+                "GATEWAY_KEEP_ALIVE_TIMEOUT",
+                c("GATEWAY_KEEP_ALIVE_TIMEOUT", cast=float, default=d.keep_alive_timeout),
+            ),
             log_level=c("GATEWAY_LOG_LEVEL", cast=str, default=d.log_level).upper(),
         )
 

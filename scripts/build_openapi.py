@@ -480,7 +480,7 @@ HISTORY_ENTRY = {
         "at": {"type": "string", "format": "date-time"},
         "kind": {
             "type": "string",
-            "description": "applied, repaired, admin_edit, deleted, reverted",
+            "description": "applied, repaired, admin_edit, deleted, reverted, emergency_query",
         },
         "source": {"type": "string"},
         "credential": {"type": "string", "description": "Which credential acted (never a secret)."},
@@ -501,6 +501,69 @@ HISTORY = {
         "nextBefore": {"type": ["integer", "null"]},
     },
 }
+
+#: ``GATEWAY_EMERGENCY_QUERY_PATH``'s default; the carrier's contract names the fields.
+EMERGENCY_QUERY_PATH = "/v1/emergency-calls/location"
+EMERGENCY_QUERY_SECURITY = [{"emergencyQueryBasic": []}, {"emergencyQueryToken": []}]
+
+EMERGENCY_LOCATION = {
+    "type": "object",
+    "description": (
+        "Where the caller is, as the carrier's Emergency Calling API expects it: `lat`, `lon` "
+        "and `radius` only when the gateway has street-level or GPS coordinates."
+    ),
+    "additionalProperties": False,
+    "required": ["aeui", "location_id"],
+    "properties": {
+        "aeui": {"type": "string", "description": "The device's AEUI."},
+        "location_id": {"type": "string", "description": "The location ID at the carrier."},
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+        "radius": {"type": "integer", "minimum": 1, "description": "Meters (default 50)."},
+        "callback": {"type": "string", "description": "Callback number, E.164."},
+        "name": {"type": "string", "description": "Caller name."},
+    },
+}
+
+
+def emergency_paths() -> dict[str, Any]:
+    def query(name: str, description: str, required: bool) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": required,
+            "description": description,
+            "schema": {"type": "string", "maxLength": 256},
+        }
+
+    return {
+        EMERGENCY_QUERY_PATH: {
+            "get": operation(
+                "getEmergencyCallLocation",
+                "Where the caller of an emergency call is (the carrier asks at call time)",
+                "Emergency calls",
+                {
+                    "200": json_body(
+                        ref("EmergencyLocation"),
+                        "The freshest binding of a device with this callback number, or the "
+                        "account default location for an unknown caller (when configured).",
+                    ),
+                    "401": problem("Missing or invalid Basic credentials or token."),
+                    "403": problem("The source address is outside the allow-list."),
+                    "404": problem("No device has this callback number."),
+                },
+                params=[
+                    query(
+                        "from", "The calling number: 10 digits, 1 + 10, +1…, sip:/tel: URI.", True
+                    ),
+                    query("to", "The called number (recorded, not used).", False),
+                    query("token", "The secret token, when configured in the URL.", False),
+                ],
+                security=EMERGENCY_QUERY_SECURITY,
+            )
+        }
+    }
+
 
 DEVICE_FAILURES = {
     "401": problem("Missing or invalid credentials."),
@@ -613,6 +676,62 @@ def device_paths() -> dict[str, Any]:
     }
 
 
+PIDF_LO = {
+    "type": "string",
+    "description": (
+        "A PIDF-LO document (RFC 4119): a `presence` with a `geopriv` location, a civic "
+        "address (RFC 5139) and/or a Point or Circle (RFC 5491). See the README."
+    ),
+}
+
+
+def with_pidf(ops: dict[str, Any]) -> None:
+    """PIDF-LO as a second format of a location report, and of a device's location."""
+    report = ops["/v1/location-reports"]["post"]
+    report["requestBody"]["content"]["application/pidf+xml"] = {"schema": PIDF_LO}
+    report["responses"]["415"] = problem("The body is neither JSON nor a PIDF-LO.")
+    location = ops["/v1/devices/{alternateEndUserId}/location"]["get"]
+    location["responses"]["200"]["content"]["application/pidf+xml"] = {"schema": PIDF_LO}
+    location["responses"]["200"]["description"] = (
+        "The device's binding; a PIDF-LO when `Accept` prefers `application/pidf+xml`."
+    )
+
+
+def held_paths() -> dict[str, Any]:
+    held_xml = {"type": "string", "description": "A HELD message (RFC 5985)."}
+    return {
+        "/v1/held": {
+            "post": {
+                "operationId": "heldLocationRequest",
+                "summary": "HELD (RFC 5985): a device's location as a PIDF-LO",
+                "description": (
+                    "A `locationRequest`, the device named by an RFC 6155 `<device>` (a "
+                    "`sip:`/`pres:` URI whose user part is the AEUI, or a `tel:` number) or, "
+                    "without one, the device token's own device. Answered with a "
+                    "`locationResponse` or a HELD `<error>` (both 200, as RFC 5985 does)."
+                ),
+                "tags": ["Devices"],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/held+xml": {"schema": held_xml}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "A `locationResponse`, or a HELD `<error code=...>`.",
+                        "content": {"application/held+xml": {"schema": held_xml}},
+                    },
+                    **AUTH_FAILURES,
+                    "400": problem("The Content-Length header is not a number."),
+                    "413": problem("The body is too large."),
+                    "415": problem("The body is not application/held+xml."),
+                }
+                | UPSTREAM_FAILURES,
+                "security": DEVICE_OR_ADMIN,
+            }
+        }
+    }
+
+
 def paths() -> dict[str, Any]:
     ops: dict[str, Any] = {
         "/healthz": {
@@ -681,6 +800,9 @@ def paths() -> dict[str, Any]:
         "locationId",
     )
     ops |= device_paths()
+    with_pidf(ops)
+    ops |= held_paths()
+    ops |= emergency_paths()
     ops["/v1/notification-recipients"] = {
         "get": operation(
             "listNotificationRecipients",
@@ -732,6 +854,17 @@ def document() -> dict[str, Any]:
                     "scheme": "bearer",
                     "description": "An admin API key from GATEWAY_ADMIN_KEYS.",
                 },
+                "emergencyQueryBasic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "GATEWAY_EMERGENCY_QUERY_USERNAME and _PASSWORD.",
+                },
+                "emergencyQueryToken": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "token",
+                    "description": "GATEWAY_EMERGENCY_QUERY_TOKEN, in the URL the carrier calls.",
+                },
                 "deviceToken": {
                     "type": "http",
                     "scheme": "bearer",
@@ -753,6 +886,7 @@ def document() -> dict[str, Any]:
                 "DeviceLocation": DEVICE_LOCATION,
                 "AddressValidation": VALIDATION_RESULT,
                 "DeviceHistory": HISTORY,
+                "EmergencyLocation": EMERGENCY_LOCATION,
             },
         },
     }

@@ -214,3 +214,31 @@ def test_unreachable_from_the_installed_command(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("dlr-gateway: cannot reach the database at "), result.stderr
     assert PASSWORD not in result.stdout + result.stderr
+
+
+def _stamp(path: Path, revision: str, floor: str) -> None:
+    """What a later release's migration leaves behind: its revision and the schema's floor."""
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+        connection.execute("UPDATE dlr_schema SET compatible_since = ?", (floor,))
+
+
+def test_a_newer_schema_after_a_rollback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    database = tmp_path / "rollback.db"
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite:///{database}")
+    assert db(capsys, "upgrade")[0] == 0
+
+    _stamp(database, "9998", "0001")  # a newer release, additive: this one may run on it
+    for command in ("current", "upgrade"):
+        code, out, err = db(capsys, command)
+        assert (code, err) == (0, ""), command
+        assert "schema: 9998, newer than this release's" in out and "usable" in out
+
+    _stamp(database, "9999", "9999")  # a newer release this one cannot run beside
+    for command in ("current", "upgrade"):
+        code, out, err = db(capsys, command)
+        assert code == EXIT_NOT_CURRENT, command
+        assert "newer than this release can use" in err
+        assert "Traceback" not in err

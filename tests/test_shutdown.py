@@ -283,3 +283,50 @@ def _quiet_uvicorn() -> Iterator[None]:
             lg.setLevel(level)
             lg.propagate = propagate
             lg.disabled = disabled
+
+
+@pytest.mark.parametrize(("keep_alive", "open_after_idle"), [(1.0, False), (75.0, True)])
+def test_idle_connections_stay_open_for_the_keep_alive_timeout(
+    keep_alive: float, open_after_idle: bool
+) -> None:
+    """A load balancer reuses idle connections for up to its own idle timeout (60 s on
+    common ones); the gateway must not close them first (GATEWAY_KEEP_ALIVE_TIMEOUT)."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    app = Starlette(routes=[Route("/ping", lambda _: PlainTextResponse("pong"))])
+    settings = gateway_settings(keep_alive_timeout=keep_alive)
+    server = GatewayServer(
+        build_config(app, host="127.0.0.1", port=0, settings=settings),
+        on_drain=lambda: False,
+        grace=1,
+    )
+    request = b"GET /ping HTTP/1.1\r\nHost: gw\r\n\r\n"
+
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(4096), 5)
+
+    async def scenario() -> None:
+        serving = asyncio.create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for it
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            assert b"pong" in await exchange(reader, writer)
+            # Idle past the timeout, or past uvicorn's own default (5 s) when it is longer.
+            await asyncio.sleep(keep_alive + 1.0 if not open_after_idle else 6.0)
+            if open_after_idle:
+                assert b"pong" in await exchange(reader, writer)
+            else:
+                assert await asyncio.wait_for(reader.read(4096), 5) == b""  # closed by the server
+        finally:
+            writer.close()
+            server.should_exit = True
+            await serving
+
+    with _quiet_uvicorn():
+        asyncio.run(scenario())

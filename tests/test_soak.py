@@ -652,10 +652,11 @@ SHORT_HOLD = 1.0
 
 
 def unbounded_containers(owner: object) -> dict[str, int]:
-    """The sizes of ``owner``'s containers that no size bound keeps small (not a cache)."""
+    """The sizes of ``owner``'s containers that no size bound keeps small (not a cache, nor
+    a structure with a ``maxsize`` of its own, checked by the caller)."""
     sizes = {}
     for name, value in vars(owner).items():
-        if isinstance(value, Cache | str | bytes | tuple):
+        if isinstance(value, Cache | str | bytes | tuple) or hasattr(value, "maxsize"):
             continue
         with contextlib.suppress(TypeError):
             sizes[name] = len(value)
@@ -736,6 +737,8 @@ def in_process_soak(database_url: str, *, fault_rate: float = 0.02, seed: int = 
             for owner in owners:
                 leftovers = {k: n for k, n in unbounded_containers(owner).items() if n}
                 assert not leftovers, (type(owner).__name__, leftovers)
+            callers = pipeline.callers
+            assert callers is not None and len(callers) <= callers.maxsize <= SHORT_CACHE
             # The caches are bounded by the settings (1024: the foreign-ID map's floor), not
             # by the 100 000 and 200 000 defaults.
             for owner in (pipeline, services.geocoding, getattr(pipeline, "ledger", None)):

@@ -14,6 +14,7 @@ from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.api.health import Readiness
+    from gateway.api.memo import ReportMemo
     from gateway.bandwidth.client import BandwidthClient
     from gateway.dlr.pipeline import Geocoder, Normalizer, Pipeline
 
@@ -30,6 +31,7 @@ class Services:
     pipeline: Pipeline
     readiness: Readiness
     report_limiter: DeviceRateLimiter
+    report_memo: ReportMemo
 
 
 def services(conn: HTTPConnection) -> Services:

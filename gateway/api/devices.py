@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import math
 import re
@@ -17,9 +18,15 @@ from starlette.routing import Route
 
 from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services, services
+from gateway.api.memo import cut
+from gateway.api.pidf import is_pidf, location_response, prefers_pidf, read_pidf_report
 from gateway.api.problems import FieldProblem, Problem
 from gateway.api.schemas import (
+    ReportSource,
     check_string,
+    decode_json,
+    is_json,
+    read_body,
     read_json,
     record_from_json,
     record_to_json,
@@ -261,10 +268,13 @@ def binding_json(binding: Binding) -> dict[str, Any]:
     }
 
 
-def outcome_json(outcome: Outcome) -> dict[str, Any]:
+def outcome_json(outcome: Outcome, source: ReportSource | None = None) -> dict[str, Any]:
     body = binding_json(outcome.binding)
     body["changes"] = {"location": outcome.location.value, "endpoint": outcome.endpoint.value}
-    body["warnings"] = [{"field": w.field, "message": w.message} for w in outcome.warnings]
+    warnings = _field_problems(outcome.warnings)
+    if source is not None:
+        warnings = [*source.warnings, *source.renamed(warnings)]
+    body["warnings"] = [{"field": w.field, "message": w.message} for w in warnings]
     return body
 
 
@@ -272,13 +282,14 @@ def _field_problems(errors: tuple[FieldError, ...]) -> list[FieldProblem]:
     return [FieldProblem(e.field, e.message) for e in errors]
 
 
-def _unroutable(exc: Unroutable) -> Problem:
+def _unroutable(exc: Unroutable, source: ReportSource | None = None) -> Problem:
     suggestions = [record_to_json(s) for s in exc.suggestions]
+    errors = _field_problems(exc.errors)
     return Problem(
         422,
         f"The address cannot be routed: {exc.message}",
         "unroutable-address",
-        errors=_field_problems(exc.errors),
+        errors=source.renamed(errors) if source is not None else errors,
         extra={"suggestions": suggestions},
     )
 
@@ -297,13 +308,61 @@ def _may_act(principal: Principal, aeui: str) -> None:
         raise Problem(403, "A device token may report and read only its own location.")
 
 
+_NO_SOURCE = ReportSource(None)
+
+
+async def _read_report(
+    request: Request, s: Services, principal: Principal
+) -> tuple[Report, ReportSource]:
+    """The report, and the body it was read from in the JSON API's shape (JSON as it is, a
+    PIDF-LO read into it). A JSON body the memo knows but for its ``observedAt`` is not
+    decoded again: only the new time is read and checked (``gateway.api.memo``)."""
+    content_type = request.headers.get("content-type", "")
+    if is_pidf(content_type):
+        source = await read_pidf_report(request, s, principal)
+        return _parse_source(source), source
+    if not is_json(content_type):
+        raise Problem(415, "Send the report as application/json or application/pidf+xml.")
+    body = await read_body(request, s.settings.max_body_bytes)
+    memo = cut(body)
+    if memo is not None:
+        known = s.report_memo.get(memo.template)
+        if known is not None:
+            errors: list[FieldProblem] = []
+            when = _observed_at(memo.observed_at, errors)
+            if when is None:
+                raise _problems(errors)
+            return dataclasses.replace(known, observed_at=when), _NO_SOURCE
+    source = ReportSource(decode_json(body))
+    report = _parse_source(source)
+    if memo is not None:
+        s.report_memo.put(memo.template, report)
+    return report, source
+
+
+def _parse_source(source: ReportSource) -> Report:
+    """``parse_report`` for a body of any format, errors named as the sender named the fields."""
+    try:
+        report = parse_report(source.body)
+    except Problem as exc:
+        if not source.names and not source.errors:
+            raise
+        taken = {e.field for e in source.errors}
+        renamed = [e for e in source.renamed(exc.errors) if e.field not in taken]
+        raise Problem(exc.status, exc.detail, exc.kind, errors=[*source.errors, *renamed]) from None
+    if source.errors:
+        raise _problems(list(source.errors))
+    return report
+
+
 async def location_report(request: Request) -> Response:
+    """A device's report, as JSON or as a PIDF-LO: one code path for both."""
     s = services(request)
     principal = _authorized(request, s)
     started = time.perf_counter()
     result = "error"
     try:
-        report = parse_report(await read_json(request, s.settings.max_body_bytes))
+        report, source = await _read_report(request, s, principal)
         request.state.aeui = report.alternate_end_user_id  # named in the request's log line
         _may_act(principal, report.alternate_end_user_id)
         wait = s.report_limiter.acquire(report.alternate_end_user_id)
@@ -331,7 +390,7 @@ async def location_report(request: Request) -> Response:
             ) from None
         except Unroutable as exc:
             result = "unroutable"
-            raise _unroutable(exc) from None
+            raise _unroutable(exc, source) from None
         except Superseded as exc:
             result = "superseded"
             raise Problem(
@@ -344,7 +403,7 @@ async def location_report(request: Request) -> Response:
             result = "upstream_unavailable"
             raise
         result = "applied" if outcome.changed else "unchanged"
-        return JSONResponse(outcome_json(outcome))
+        return JSONResponse(outcome_json(outcome, source))
     except Problem as exc:
         if result == "error":
             result = {401: "unauthorized", 403: "forbidden"}.get(exc.status, "invalid")
@@ -365,6 +424,8 @@ async def device_location(request: Request) -> Response:
     binding = await s.pipeline.current(aeui)
     if binding is None:
         raise Problem(404, "No location is registered for this device.")
+    if prefers_pidf(request.headers.get("accept", "")):
+        return location_response(request, binding)
     return JSONResponse(binding_json(binding))
 
 

@@ -11,7 +11,8 @@ import json
 import math
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -45,7 +46,7 @@ _DIGITS = re.compile("[0-9]+")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
 
@@ -73,9 +74,13 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 async def read_json(request: Request, max_bytes: int) -> Any:
     """The JSON body: 415 for another media type, 413 when too large, 422 when malformed."""
-    if not _is_json(request.headers.get("content-type", "")):
+    if not is_json(request.headers.get("content-type", "")):
         raise Problem(415, "Send the body as application/json.")
-    body = await read_body(request, max_bytes)
+    return decode_json(await read_body(request, max_bytes))
+
+
+def decode_json(body: bytes) -> Any:
+    """``body`` decoded as JSON, or 422 saying what is wrong with it."""
     try:
         return json.loads(body, parse_constant=_refuse_constant)
     except RecursionError:
@@ -207,3 +212,31 @@ def record_to_json(record: Record) -> dict[str, Any]:
         else:
             out[wire_name(f.name)] = value
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSource:
+    """A report body as read from the wire, whatever its format.
+
+    ``body`` has the JSON API's shape, so that one parser checks every format the same way;
+    ``names`` says how the sender called each field (a PIDF-LO's ``civicAddress.PC`` for
+    ``address.zip``), so that errors name what the sender wrote. ``errors`` and ``warnings``
+    are what reading the format itself found.
+    """
+
+    body: Any
+    names: Mapping[str, str] = field(default_factory=dict)
+    errors: tuple[FieldProblem, ...] = ()
+    warnings: tuple[FieldProblem, ...] = ()
+
+    def name(self, path: str) -> str:
+        """The sender's name for a field path: the longest known prefix's, else the path."""
+        parts = path.split(".")
+        for end in range(len(parts), 0, -1):
+            found = self.names.get(".".join(parts[:end]))
+            if found is not None:
+                return found
+        return path
+
+    def renamed(self, problems: Sequence[FieldProblem]) -> list[FieldProblem]:
+        return [FieldProblem(self.name(p.field), p.message) for p in problems]

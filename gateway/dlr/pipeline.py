@@ -52,6 +52,7 @@ from gateway.bandwidth.models import (
 )
 from gateway.concurrency import KeyedLocks, SingleFlight
 from gateway.dlr.address import FieldError, Normalized
+from gateway.dlr.callers import CallerIndex
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
@@ -83,6 +84,7 @@ class Reconcilable(Protocol):
         lease_seconds: float,
         older_than: datetime | None = None,
         only_unconfirmed: bool = False,
+        applied_before: datetime | None = None,
     ) -> list[StoredBinding]: ...
 
     async def release(self, aeui: str, owner: str) -> bool: ...
@@ -143,6 +145,12 @@ class Binding:
     observed_at: datetime | None = None
     #: The ledger's version of this binding (``None``: not from the ledger).
     version: int | None = None
+    #: ``gps`` or ``street`` when the gateway established ``latitude``/``longitude`` itself;
+    #: ``None`` when they are the carrier's own (it fills in a ZIP centroid, say). The
+    #: emergency-call query answers coordinates only when set.
+    coordinates_source: str | None = None
+    #: The device's GPS accuracy in meters, when the coordinates are its own fix.
+    accuracy_meters: float | None = None
 
     def same_as(self, location_id: str, caller_name: str, telephone_number: str) -> bool:
         return (
@@ -189,6 +197,8 @@ class _KnownLocation:
     status: str | None
     latitude: float | None
     longitude: float | None
+    #: Where the coordinates came from when the gateway sent them (``Binding``'s field).
+    source: str | None = None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -225,6 +235,7 @@ class Pipeline:
         repair_retry_delays: tuple[float, ...] = (0.5, 2.0, 8.0, 30.0),
         ledger: Ledger | None = None,
         lease_seconds_per_device: float = 8.0,
+        callers: CallerIndex | None = None,
     ) -> None:
         self.carrier = carrier
         self.geocoder = geocoder
@@ -248,6 +259,28 @@ class Pipeline:
         self._foreign_ids: LRUCache[str, str] = LRUCache(max(1024, binding_cache_size // 100))
         self._creating: SingleFlight[str, tuple[_KnownLocation, Change]] = SingleFlight()
         self._devices: KeyedLocks[str] = KeyedLocks()
+        #: Callback number -> freshest binding, for the emergency-call query: fed here, at
+        #: every claim, confirmation, advance, repair and delete this replica makes.
+        self.callers = callers
+
+    def _learn(self, stored: StoredBinding) -> None:
+        if self.callers is not None:
+            self.callers.learn(stored)
+
+    def _learn_binding(self, binding: Binding) -> None:
+        """A binding the carrier is known to hold (a cached or advanced one)."""
+        if self.callers is not None and binding.observed_at is not None:
+            aeui = binding.alternate_end_user_id
+            if self.callers.advance(aeui, binding.version, binding.observed_at):
+                return  # the common case, an unchanged report: no new record built
+            stored = _to_stored(binding)
+            self.callers.learn(
+                dataclasses.replace(stored, confirmed=True, version=binding.version or 0)
+            )
+
+    def _forget_caller(self, alternate_end_user_id: str) -> None:
+        if self.callers is not None:
+            self.callers.forget(alternate_end_user_id)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -367,6 +400,7 @@ class Pipeline:
             if await self.ledger.advance(aeui, when, version=cached.version):
                 binding = dataclasses.replace(cached, observed_at=when)
                 self._bindings[aeui] = binding
+                self._learn_binding(binding)
                 return Outcome(binding, Change.UNCHANGED, Change.UNCHANGED, warnings)
             self._bindings.pop(aeui, None)
         stored = await self.ledger.get(aeui)
@@ -382,6 +416,7 @@ class Pipeline:
             return None
         binding = dataclasses.replace(binding, observed_at=when)
         self._bindings[aeui] = binding
+        self._learn_binding(binding)
         return Outcome(binding, Change.UNCHANGED, Change.UNCHANGED, warnings)
 
     async def _apply(
@@ -398,8 +433,10 @@ class Pipeline:
         if known is None:
             coordinates, geo_warnings = await self._coordinates(address, report.geo)
             warnings += geo_warnings
+            source = None if coordinates is None else "gps" if report.geo else "street"
             known, location_change = await self._creating.do(
-                location_id, lambda: self._ensure_location(location_id, address, coordinates)
+                location_id,
+                lambda: self._ensure_location(location_id, address, coordinates, source),
             )
         endpoint = Endpoint(
             endpoint_id=self.endpoint_id(aeui),
@@ -419,12 +456,15 @@ class Pipeline:
             latitude=known.latitude,
             longitude=known.longitude,
             observed_at=report.observed_at,
+            coordinates_source=known.source,
+            accuracy_meters=_accuracy(known, report.geo),
         )
         self._bindings.pop(aeui, None)  # until the carrier confirms, trust nothing cached
         # Decide, atomically and for every replica, that this report is the device's newest.
         claim = await self.ledger.claim(_to_stored(binding), credential=credential)
         if not claim.won:
             raise Superseded(claim.current.observed_at)
+        self._learn(claim.current)
         version = claim.current.version
         try:
             endpoint_change, endpoint_id = await self._upsert_endpoint(endpoint)
@@ -441,6 +481,7 @@ class Pipeline:
         binding = dataclasses.replace(binding, endpoint_id=endpoint_id, version=version)
         if await self.ledger.confirm(aeui, version):
             self._bindings[aeui] = binding
+            self._learn(dataclasses.replace(claim.current, confirmed=True))
         else:
             # A newer report won the ledger while this one was being written, perhaps at
             # another replica: this write may have landed after its. Make certain.
@@ -453,14 +494,18 @@ class Pipeline:
         previous = claim.previous
         if previous is None:
             await self.ledger.delete(aeui)
+            self._forget_caller(aeui)
             return
         restored = await self.ledger.claim(
             dataclasses.replace(previous, observed_at=observed_at),
             credential=credential,
             kind="reverted",
         )
+        if restored.won:
+            self._learn(restored.current)
         if restored.won and previous.confirmed:
             await self.ledger.confirm(aeui, restored.current.version)
+            self._learn(dataclasses.replace(restored.current, confirmed=True))
 
     # -- ambiguous writes and their repair ----------------------------------------------------
 
@@ -527,7 +572,10 @@ class Pipeline:
             if held is not None and desired.same_as(
                 held.location_id or "", held.caller_name or "", held.telephone_number or ""
             ):
-                if await self.ledger.confirm(aeui, stored.version) and aeui not in self._unsettled:
+                confirmed = await self.ledger.confirm(aeui, stored.version)
+                if confirmed:
+                    self._learn(dataclasses.replace(stored, confirmed=True))
+                if confirmed and aeui not in self._unsettled:
                     self._bindings[aeui] = desired
                 return False
             endpoint = Endpoint(
@@ -548,6 +596,7 @@ class Pipeline:
             if self.on_repair is not None:
                 self.on_repair("regressed" if held is not None else "missing")
             if await self.ledger.confirm(aeui, stored.version):
+                self._learn(dataclasses.replace(stored, confirmed=True))
                 if aeui not in self._unsettled:
                     self._bindings[aeui] = desired
             else:
@@ -583,29 +632,55 @@ class Pipeline:
             claim = await self.ledger.claim(edited, credential=credential, kind="admin_edit")
             if claim.won:
                 await self.ledger.confirm(aeui, claim.current.version)
+                self._learn(dataclasses.replace(claim.current, confirmed=True))
 
     async def admin_deleted(self, alternate_end_user_id: str) -> None:
         """An admin deleted the device's endpoint: forget its binding (nothing to repair)."""
         async with self._devices.hold(alternate_end_user_id):
             self._bindings.pop(alternate_end_user_id, None)
             await self.ledger.delete(alternate_end_user_id)
+            self._forget_caller(alternate_end_user_id)
 
     # -- periodic reconciliation ----------------------------------------------------------
 
     async def reconcile(
-        self, store: Reconcilable, owner: str, *, batch: int, interval: float
+        self,
+        store: Reconcilable,
+        owner: str,
+        *,
+        batch: int,
+        interval: float,
+        orphaned_after: float | None = None,
     ) -> int:
         """One pass: check up to ``batch`` devices not checked for ``interval`` seconds.
+
+        First, though, the orphans: bindings still unconfirmed ``orphaned_after`` seconds
+        after they were claimed. Whoever claimed one has stopped watching its write (the
+        settle timeout passed) or died mid-write (a killed replica), so no one else will
+        check it before its periodic turn, which may be an ``interval`` away.
 
         Rows are leased in the database, so replicas check different devices; a device is
         re-read from the carrier and re-written if it regressed. Answers how many were
         checked.
         """
-        older = datetime.now(UTC) - timedelta(seconds=interval)
+        now = datetime.now(UTC)
         # Long enough for the pass (a read and a write per device), short enough that a
         # replica that dies mid-pass does not hold its devices for long.
         lease = max(5.0, batch * 2 * self.lease_seconds_per_device)
-        rows = await store.lease(owner, limit=batch, lease_seconds=lease, older_than=older)
+        rows: list[StoredBinding] = []
+        if orphaned_after is not None:
+            rows = await store.lease(
+                owner,
+                limit=batch,
+                lease_seconds=lease,
+                only_unconfirmed=True,
+                applied_before=now - timedelta(seconds=orphaned_after),
+            )
+        if len(rows) < batch:
+            older = now - timedelta(seconds=interval)
+            rows += await store.lease(
+                owner, limit=batch - len(rows), lease_seconds=lease, older_than=older
+            )
         for row in rows:
             try:
                 await self.repair(row.aeui)
@@ -625,12 +700,15 @@ class Pipeline:
         interval: float,
         tick: float = 1.0,
         retention: timedelta | None = None,
+        orphaned_after: float | None = None,
     ) -> None:
         """Reconcile ``batch`` devices per ``tick`` for as long as the app runs."""
         purged_at = -math.inf
         while True:
             try:
-                await self.reconcile(store, owner, batch=batch, interval=interval)
+                await self.reconcile(
+                    store, owner, batch=batch, interval=interval, orphaned_after=orphaned_after
+                )
                 if retention is not None and self.clock() - purged_at > 3600:
                     purged_at = self.clock()
                     await store.purge_history(datetime.now(UTC) - retention)
@@ -683,12 +761,16 @@ class Pipeline:
         return (found.latitude, found.longitude), ()
 
     async def _ensure_location(
-        self, location_id: str, address: Address, coordinates: tuple[float, float] | None
+        self,
+        location_id: str,
+        address: Address,
+        coordinates: tuple[float, float] | None,
+        source: str | None = None,
     ) -> tuple[_KnownLocation, Change]:
         """Make sure the carrier holds the location: known to the ledger, or created now."""
         latitude, longitude = coordinates if coordinates is not None else (None, None)
         if await self.ledger.locations_known(location_id):
-            known = _KnownLocation(None, latitude, longitude)
+            known = _KnownLocation(None, latitude, longitude, source)
             self._locations[location_id] = known
             return known, Change.UNCHANGED
         location = Location(
@@ -697,7 +779,7 @@ class Pipeline:
         try:
             created = await self.carrier.create_location(location)
         except UpstreamConflict:
-            known = _KnownLocation(None, latitude, longitude)
+            known = _KnownLocation(None, latitude, longitude, source)
             change = Change.UNCHANGED
         except UpstreamRejected as exc:
             if isinstance(exc, UpstreamNotFound):
@@ -705,7 +787,11 @@ class Pipeline:
             message = f"the carrier refused the address: {exc.description or exc.message}"
             raise Unroutable(message, (FieldError("address", message),)) from None
         else:
-            known = _KnownLocation(created.status, created.latitude, created.longitude)
+            # The carrier may fill in coordinates of its own (a ZIP centroid): not ours.
+            ours = coordinates is not None and (created.latitude, created.longitude) == coordinates
+            known = _KnownLocation(
+                created.status, created.latitude, created.longitude, source if ours else None
+            )
             change = Change.CREATED
         self._locations[location_id] = known
         await self.ledger.remember_location(
@@ -781,6 +867,8 @@ def _to_stored(binding: Binding, source: str = "report") -> StoredBinding:
         source=source,
         latitude=binding.latitude,
         longitude=binding.longitude,
+        coordinates_source=binding.coordinates_source,
+        accuracy_meters=binding.accuracy_meters,
     )
 
 
@@ -796,4 +884,15 @@ def _from_stored(stored: StoredBinding) -> Binding:
         longitude=stored.longitude,
         observed_at=stored.observed_at,
         version=stored.version,
+        coordinates_source=stored.coordinates_source,
+        accuracy_meters=stored.accuracy_meters,
     )
+
+
+def _accuracy(known: _KnownLocation, fix: GeoFix | None) -> float | None:
+    """The fix's accuracy, when the location's coordinates are this very fix."""
+    if known.source != "gps" or fix is None:
+        return None
+    if (known.latitude, known.longitude) != (fix.latitude, fix.longitude):
+        return None
+    return fix.accuracy_meters

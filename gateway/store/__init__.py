@@ -8,7 +8,12 @@ Alembic's, run by ``dlr-gateway db upgrade`` (and by ``serve`` itself on embedde
 from __future__ import annotations
 
 from gateway.store.base import Claim, HistoryEntry, HistoryKind, StateStore, StoredBinding
-from gateway.store.errors import UPGRADE_COMMAND, SchemaNotCurrent, StoreUnavailable
+from gateway.store.errors import (
+    UPGRADE_COMMAND,
+    SchemaNotCurrent,
+    SchemaTooNew,
+    StoreUnavailable,
+)
 from gateway.store.migrate import head_revision, upgrade, upgrade_async
 from gateway.store.sql import SqlStateStore
 from gateway.store.urls import MEMORY_URL, default_url, is_embedded, is_memory, redacted
@@ -20,6 +25,7 @@ __all__ = [
     "HistoryEntry",
     "HistoryKind",
     "SchemaNotCurrent",
+    "SchemaTooNew",
     "SqlStateStore",
     "StateStore",
     "StoreUnavailable",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -34,6 +34,12 @@ class StoredBinding:
     latitude: float | None = None
     longitude: float | None = None
     version: int = 0
+    #: ``gps`` or ``street`` when the gateway established ``latitude``/``longitude`` itself
+    #: (the device's fix, a street-level geocode); ``None`` when they are the carrier's own.
+    #: Not part of the binding's identity (``as_json``): it says how good the coordinates are.
+    coordinates_source: str | None = None
+    #: The device's fix's accuracy in meters, when ``coordinates_source`` is ``gps``.
+    accuracy_meters: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The binding as recorded in history (camelCase, without bookkeeping)."""
@@ -85,6 +91,21 @@ class HistoryKind(enum.StrEnum):
     REPAIRED = "repaired"
     ADMIN_EDIT = "admin_edit"
     DELETED = "deleted"
+    #: The carrier asked where a caller is (``gateway.api.emergency``): what was answered.
+    EMERGENCY_QUERY = "emergency_query"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    """One history row to append (``StateStore.record_many``)."""
+
+    aeui: str
+    kind: str
+    credential: str
+    source: str
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    observed_at: datetime | None
 
 
 class StateStore(abc.ABC):
@@ -102,6 +123,7 @@ class StateStore(abc.ABC):
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
         ping_timeout: float = 2.0,
+        max_batch: int = 500,
     ) -> StateStore:
         """Connect to ``url``.
 
@@ -120,6 +142,7 @@ class StateStore(abc.ABC):
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
             ping_timeout=ping_timeout,
+            max_batch=max_batch,
         )
 
     async def __aenter__(self) -> Self:
@@ -183,6 +206,11 @@ class StateStore(abc.ABC):
     async def delete(self, aeui: str) -> StoredBinding | None:
         """Forget a device (its endpoint was deleted); answers the row it had."""
 
+    @abc.abstractmethod
+    async def callers(self, telephone_number: str, *, limit: int = 20) -> list[StoredBinding]:
+        """The devices whose callback number is ``telephone_number`` (E.164), newest
+        ``observed_at`` first: one indexed read, for the emergency-call location query."""
+
     # -- locations -----------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -221,6 +249,19 @@ class StateStore(abc.ABC):
     ) -> int:
         """Append a history row (repairs, admin edits); answers its ``id``."""
 
+    async def record_many(self, records: Sequence[HistoryRecord]) -> None:
+        """Append several history rows; backends may write them in one transaction."""
+        for r in records:
+            await self.record(
+                r.aeui,
+                kind=r.kind,
+                credential=r.credential,
+                source=r.source,
+                before=r.before,
+                after=r.after,
+                observed_at=r.observed_at,
+            )
+
     @abc.abstractmethod
     async def purge_history(self, older_than: datetime) -> int:
         """Delete history recorded before ``older_than``; answers how many rows went."""
@@ -236,10 +277,12 @@ class StateStore(abc.ABC):
         lease_seconds: float,
         older_than: datetime | None = None,
         only_unconfirmed: bool = False,
+        applied_before: datetime | None = None,
     ) -> list[StoredBinding]:
         """Take up to ``limit`` devices no one holds a live lease on, least recently checked
         first (never checked before all), optionally only those last checked before
-        ``older_than`` and only unconfirmed ones. No two owners hold one device at once."""
+        ``older_than``, only unconfirmed ones, and only those whose binding was claimed
+        before ``applied_before``. No two owners hold one device at once."""
 
     @abc.abstractmethod
     async def release(self, aeui: str, owner: str) -> bool: ...

@@ -23,3 +23,18 @@ class SchemaNotCurrent(Exception):
         )
         self.current = current
         self.head = head
+
+
+class SchemaTooNew(SchemaNotCurrent):
+    """The database was migrated by a newer release that this one cannot run beside."""
+
+    def __init__(self, current: str | None, head: str | None, floor: str | None) -> None:
+        Exception.__init__(
+            self,
+            f"the database schema is newer than this release can use (database: {current}, "
+            f"usable by releases from migration {floor or 'unknown'} on; this release: "
+            f"{head}); run a newer release of the gateway",
+        )
+        self.current = current
+        self.head = head
+        self.floor = floor

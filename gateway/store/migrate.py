@@ -3,6 +3,11 @@
 ``upgrade(url)`` is the synchronous entry point behind ``dlr-gateway db upgrade``. Alembic
 runs on the sync facade of the async engine (``AsyncConnection.run_sync``), so one driver
 per backend (asyncpg, aiosqlite) serves both the service and its migrations.
+
+Rollbacks: revisions are numbered in order ("0001", "0002", ...). A database a newer
+release migrated is usable by this one when the schema's floor (``dlr_schema``, see
+migration 0003) is at or below this release's head: the release then runs, and its own
+``upgrade`` leaves the database as it is. Otherwise ``SchemaTooNew``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.engine import make_engine, unavailable_as_store_error
+from gateway.store.errors import SchemaTooNew
 from gateway.store.urls import ensure_directory, parse
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
@@ -44,7 +50,38 @@ def current_revision(connection: sa.Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def _number(revision: str | None) -> int | None:
+    return int(revision) if revision is not None and revision.isdigit() else None
+
+
+def schema_floor(connection: sa.Connection) -> str | None:
+    """The oldest release head that may run on this database (``None``: not recorded)."""
+    if not sa.inspect(connection).has_table("dlr_schema"):
+        return None
+    value = connection.execute(sa.text("SELECT compatible_since FROM dlr_schema")).scalar()
+    return None if value is None else str(value)
+
+
+def ahead_but_usable(connection: sa.Connection, current: str | None) -> bool:
+    """Whether ``current`` is a newer release's revision that this release may run on.
+
+    Raises ``SchemaTooNew`` when it is newer and this release is below its floor (or the
+    floor is not recorded); false when it is this release's head, older, or absent.
+    """
+    head = head_revision()
+    mine, theirs = _number(head), _number(current)
+    if mine is None or theirs is None or theirs <= mine:
+        return False
+    floor = schema_floor(connection)
+    lowest = _number(floor)
+    if lowest is None or lowest > mine:
+        raise SchemaTooNew(current, head, floor)
+    return True
+
+
 def upgrade_connection(connection: sa.Connection) -> None:
+    if ahead_but_usable(connection, current_revision(connection)):
+        return  # a newer release migrated it, and this one runs on it: nothing to do
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -24,7 +25,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.store.base import Claim, HistoryEntry, HistoryKind, StateStore, StoredBinding
+from gateway.store.base import (
+    Claim,
+    HistoryEntry,
+    HistoryKind,
+    HistoryRecord,
+    StateStore,
+    StoredBinding,
+)
 from gateway.store.engine import (
     READ_ONLY,
     is_missing_table,
@@ -33,9 +41,16 @@ from gateway.store.engine import (
 )
 from gateway.store.errors import SchemaNotCurrent, StoreUnavailable
 from gateway.store.groupcommit import GroupCommit
-from gateway.store.migrate import current_revision, head_revision, upgrade_engine
+from gateway.store.migrate import (
+    ahead_but_usable,
+    current_revision,
+    head_revision,
+    upgrade_engine,
+)
 from gateway.store.tables import devices, history, locations
 from gateway.store.urls import ensure_directory, is_sqlite, parse
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -87,7 +102,19 @@ def _binding(row: sa.Row[Any]) -> StoredBinding:
         latitude=row.latitude,
         longitude=row.longitude,
         version=row.version,
+        **_coordinates(row),
     )
+
+
+def _coordinates(row: sa.Row[Any]) -> dict[str, Any]:
+    """The coordinates' source and accuracy, when written at the row's current version (a
+    claim by a release that does not know these columns leaves them behind, stale)."""
+    if row.coordinates_version is None or row.coordinates_version != row.version:
+        return {}
+    return {
+        "coordinates_source": row.coordinates_source,
+        "accuracy_meters": row.coordinates_accuracy,
+    }
 
 
 def _entry(row: sa.Row[Any]) -> HistoryEntry:
@@ -179,6 +206,7 @@ class SqlStateStore(StateStore):
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
         ping_timeout: float = 2.0,
+        max_batch: int = 500,
     ) -> SqlStateStore:
         parsed = parse(url)
         if create:
@@ -189,7 +217,7 @@ class SqlStateStore(StateStore):
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
         )
-        store = cls(engine, parsed, clock=clock, ping_timeout=ping_timeout)
+        store = cls(engine, parsed, clock=clock, ping_timeout=ping_timeout, max_batch=max_batch)
         try:
             if create:
                 await store.upgrade()
@@ -272,8 +300,18 @@ class SqlStateStore(StateStore):
         return await self.revision() == head_revision()
 
     async def require_current_schema(self) -> None:
-        current = await self.revision()
-        if current != head_revision():
+        """At this release's head, or at a newer one this release may run on (a rollback);
+        ``SchemaNotCurrent`` (``SchemaTooNew``) otherwise."""
+        async with self._unit(read_only=True) as connection:
+            current, usable = await connection.run_sync(_revision_and_usable)
+        if usable:
+            log.warning(
+                "the database schema (%s) is newer than this release's (%s), and declared "
+                "usable by it: running on it",
+                current,
+                head_revision(),
+            )
+        elif current != head_revision():
             raise SchemaNotCurrent(current, head_revision())
 
     async def upgrade(self) -> None:
@@ -311,6 +349,8 @@ class SqlStateStore(StateStore):
                 "confirmed": False,
                 "latitude": binding.latitude,
                 "longitude": binding.longitude,
+                "coordinates_source": binding.coordinates_source,
+                "coordinates_accuracy": binding.accuracy_meters,
             }
             while True:
                 # FOR UPDATE: the row stays ours until commit (SQLite: BEGIN IMMEDIATE already).
@@ -323,7 +363,7 @@ class SqlStateStore(StateStore):
                     break
                 inserted = await connection.execute(
                     self._insert(devices)
-                    .values(aeui=binding.aeui, version=1, **values)
+                    .values(aeui=binding.aeui, version=1, coordinates_version=1, **values)
                     .on_conflict_do_nothing(index_elements=[devices.c.aeui])
                     .returning(devices.c.aeui)
                 )
@@ -340,7 +380,7 @@ class SqlStateStore(StateStore):
                 await connection.execute(
                     sa.update(devices)
                     .where(devices.c.aeui == binding.aeui)
-                    .values(version=version, **values)
+                    .values(version=version, coordinates_version=version, **values)
                 )
                 current = _replace(binding, version=version)
             if not current.same_binding(previous):
@@ -418,6 +458,18 @@ class SqlStateStore(StateStore):
             ).first()
         return None if row is None else _binding(row)
 
+    @_whole
+    async def callers(self, telephone_number: str, *, limit: int = 20) -> list[StoredBinding]:
+        query = (
+            sa.select(devices)
+            .where(devices.c.telephone_number == telephone_number)
+            .order_by(devices.c.observed_at.desc(), devices.c.aeui)
+            .limit(max(1, limit))
+        )
+        async with self._unit(read_only=True) as connection:
+            rows = (await connection.execute(query)).all()
+        return [_binding(row) for row in rows]
+
     # -- locations -----------------------------------------------------------------------
 
     @_whole
@@ -464,6 +516,31 @@ class SqlStateStore(StateStore):
         async with self._unit(read_only=True) as connection:
             rows = (await connection.execute(query)).all()
         return [_entry(row) for row in rows]
+
+    @_whole
+    async def record_many(self, records: Sequence[HistoryRecord]) -> None:
+        """One transaction, one multi-row insert: the emergency query's history writer
+        drains its queue this way, so a burst of queries costs the database few writes."""
+        if not records:
+            return
+        async with self._unit() as connection:
+            now = self._now()
+            await connection.execute(
+                sa.insert(history),
+                [
+                    _history_values(
+                        r.aeui,
+                        at=now,
+                        kind=r.kind,
+                        credential=r.credential,
+                        source=r.source,
+                        observed_at=None if r.observed_at is None else to_us(r.observed_at),
+                        before=r.before,
+                        after=r.after,
+                    )
+                    for r in records
+                ],
+            )
 
     @_whole
     async def record(
@@ -526,6 +603,7 @@ class SqlStateStore(StateStore):
         lease_seconds: float,
         older_than: datetime | None = None,
         only_unconfirmed: bool = False,
+        applied_before: datetime | None = None,
     ) -> list[StoredBinding]:
         if limit <= 0:
             return []
@@ -539,6 +617,8 @@ class SqlStateStore(StateStore):
                 )
             if only_unconfirmed:
                 free.append(devices.c.confirmed.is_(False))
+            if applied_before is not None:
+                free.append(devices.c.applied_at < to_us(applied_before))
             # The queue pattern: lock the candidates, skipping rows another replica is
             # leasing right now (PostgreSQL; SQLite's write lock already excludes everyone).
             candidates = (
@@ -592,6 +672,11 @@ class SqlStateStore(StateStore):
                 )
             )
         return bool(result.rowcount)
+
+
+def _revision_and_usable(connection: sa.Connection) -> tuple[str | None, bool]:
+    current = current_revision(connection)
+    return current, ahead_but_usable(connection, current)
 
 
 def _replace(binding: StoredBinding, *, version: int) -> StoredBinding:

@@ -43,8 +43,19 @@ devices = sa.Table(
     sa.Column("lease_owner", sa.String(128), nullable=True),
     sa.Column("lease_until", sa.BigInteger(), nullable=True),
     sa.Column("checked_at", sa.BigInteger(), nullable=True),
+    # Revision 0002 (the emergency-call location query). Where ``latitude``/``longitude``
+    # came from when the gateway itself established them: ``gps`` (the device's fix, with
+    # its accuracy) or ``street`` (a street-level geocode); NULL when they are the carrier's
+    # own (a ZIP centroid, say). Trusted only while ``coordinates_version`` equals
+    # ``version``: a release without these columns (a rollback) moves a device without
+    # touching them, and the version it bumps retires them.
+    sa.Column("coordinates_source", sa.String(16), nullable=True),
+    sa.Column("coordinates_accuracy", sa.Double(), nullable=True),
+    sa.Column("coordinates_version", sa.Integer(), nullable=True),
     sa.Index(None, "checked_at"),
     sa.Index(None, "location_id"),
+    # Revision 0002: the emergency-call query finds devices by callback number.
+    sa.Index(None, "telephone_number"),
 )
 
 locations = sa.Table(
@@ -76,4 +87,13 @@ history = sa.Table(
     sa.Index(None, "at"),
     # Never reuse an ID, even after a purge empties the table: pagination is by ID.
     sqlite_autoincrement=True,
+)
+
+#: One row: the oldest release (by migration head) that may run on this schema.
+dlr_schema = sa.Table(
+    "dlr_schema",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("compatible_since", sa.String(32), nullable=False),
+    sa.CheckConstraint("id = 1", name="one_row"),
 )

@@ -6,7 +6,9 @@ Every test runs on both backends: a SQLite file and a real PostgreSQL on loopbac
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +180,47 @@ def test_reconciliation_repairs_what_regressed_and_keeps_admin_edits(
             back = await gw.report(report("rec", WHITE_HOUSE, 10))
             assert back.status_code == 200
             assert gw.simulator.state["endpoints"][endpoint_id]["locationId"] == white
+
+    run(scenario())
+
+
+def test_an_orphaned_write_is_repaired_before_its_periodic_turn(settings: Settings) -> None:
+    """A replica killed between its claim and the carrier's answer leaves an unconfirmed
+    binding the carrier never got. The next pass re-applies it once it is ``orphaned_after``
+    old, although the device was checked moments ago (its periodic turn is an hour away)."""
+
+    async def scenario() -> None:
+        async with gateway(settings) as gw:
+            white = (await gw.report(report("orph", WHITE_HOUSE, 0))).json()["locationId"]
+            empire = (await gw.report(report("orph-2", EMPIRE_STATE, 0))).json()["locationId"]
+            pipeline = pipeline_of(gw)
+            store = pipeline.ledger
+            assert isinstance(store, StateStore)
+            # The dead replica's claim: moved to the Empire State, never written.
+            stored = await store.get("orph")
+            assert stored is not None and stored.confirmed
+            moved = dataclasses.replace(
+                stored, location_id=empire, observed_at=stored.observed_at + timedelta(seconds=5)
+            )
+            assert (await store.claim(moved, credential="dead-replica")).won
+            endpoint_id = endpoint_id_for("orph")
+            assert gw.simulator.state["endpoints"][endpoint_id]["locationId"] == white
+
+            # Not an orphan yet, and not due for a periodic check: nothing is touched.
+            assert await pipeline.reconcile(store, "t", batch=10, interval=3600) == 0
+            checked = await pipeline.reconcile(
+                store, "t", batch=10, interval=3600, orphaned_after=3600
+            )
+            assert checked == 0
+            assert gw.simulator.state["endpoints"][endpoint_id]["locationId"] == white
+
+            checked = await pipeline.reconcile(
+                store, "t", batch=10, interval=3600, orphaned_after=0
+            )
+            assert checked == 1
+            assert gw.simulator.state["endpoints"][endpoint_id]["locationId"] == empire
+            row = await store.get("orph")
+            assert row is not None and row.confirmed and row.location_id == empire
 
     run(scenario())
 

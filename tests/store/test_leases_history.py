@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from gateway.store import HistoryKind, StateStore
 from gateway.store.sql import SqlStateStore
@@ -166,5 +167,34 @@ def test_known_locations(db: Database, clock: Clock) -> None:
             await store.remember_location("LOC1", {"other": "x"}, None, None, None)
             assert await store.locations_known("LOC1")
             assert not await store.locations_known("LOC2")
+
+    run(main())
+
+
+def test_lease_of_orphans_by_claim_time(db: Database, clock: Clock) -> None:
+    """Unconfirmed bindings claimed before a moment, whenever they were last checked: what
+    a replica killed mid-write leaves behind."""
+
+    async def main() -> None:
+        async with await _open(db, clock) as store:
+            await store.claim(binding("old", observed=1), credential="device")
+            done = await store.claim(binding("done", observed=1), credential="device")
+            assert await store.confirm("done", done.current.version)
+            cutoff = clock()
+            clock.advance(5)
+            await store.claim(binding("new", observed=2), credential="device")
+            orphans = await store.lease(
+                "r", limit=10, lease_seconds=5, only_unconfirmed=True, applied_before=cutoff
+            )
+            assert orphans == []  # claimed at the cutoff, not before it
+            clock.advance(1)
+            orphans = await store.lease(
+                "r",
+                limit=10,
+                lease_seconds=5,
+                only_unconfirmed=True,
+                applied_before=clock() - timedelta(seconds=3),
+            )
+            assert [b.aeui for b in orphans] == ["old"]
 
     run(main())

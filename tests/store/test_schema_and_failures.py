@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from gateway.store import (
     MEMORY_URL,
     SchemaNotCurrent,
+    SchemaTooNew,
     StateStore,
     StoreUnavailable,
     default_url,
@@ -48,7 +49,7 @@ def test_schema_check_and_upgrade(db: Database) -> None:
         async with await StateStore.open(db.url) as store:
             assert await store.schema_is_current()
             assert isinstance(store, SqlStateStore)
-            assert await store.revision() == head_revision() == "0001"
+            assert await store.revision() == head_revision() == "0003"
             await store.claim(binding(observed=1), credential="device")
         async with await StateStore.open(db.url, create=True) as store:  # again: a no-op
             assert (await store.get("device-1")) is not None
@@ -184,3 +185,65 @@ def test_urls(tmp_path: Path) -> None:
 
     run(main())
     assert (tmp_path / "data" / "dlr-gateway.db").exists()
+
+
+def _pretend_a_newer_release_migrated(url: str, revision: str, floor: str) -> None:
+    """What a later release's ``db upgrade`` leaves: a newer revision and its floor."""
+
+    async def main() -> None:
+        async with await StateStore.open(url, create=True) as store:
+            assert isinstance(store, SqlStateStore)
+            async with store.engine.begin() as connection:
+                await connection.execute(
+                    sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision}
+                )
+                await connection.execute(
+                    sa.text("UPDATE dlr_schema SET compatible_since = :f"), {"f": floor}
+                )
+
+    run(main())
+
+
+def test_a_rollback_runs_on_a_newer_compatible_schema(db: Database) -> None:
+    """Rolling back a deployment needs no downgrade while the newer schema says so."""
+    _pretend_a_newer_release_migrated(db.url, "9998", "0001")
+
+    async def main() -> None:
+        for create in (False, True):  # PostgreSQL's check, and embedded SQLite's self-upgrade
+            async with await StateStore.open(db.url, create=create) as store:
+                assert (await store.claim(binding("rollback"), credential="t")).won
+                assert isinstance(store, SqlStateStore)
+                assert await store.revision() == "9998"  # left as it was
+
+    run(main())
+    upgrade(db.url)  # `dlr-gateway db upgrade` of the older release: a no-op, not an error
+
+
+def test_a_schema_too_new_for_this_release_is_refused_clearly(db: Database) -> None:
+    _pretend_a_newer_release_migrated(db.url, "9999", "9999")
+
+    async def main() -> None:
+        for create in (False, True):
+            with pytest.raises(SchemaTooNew) as raised:
+                await StateStore.open(db.url, create=create)
+            assert "newer release" in str(raised.value) and "9999" in str(raised.value)
+
+    run(main())
+    with pytest.raises(SchemaTooNew):
+        upgrade(db.url)
+
+
+def test_an_older_schema_is_still_not_current(db: Database) -> None:
+    upgrade(db.url)
+
+    async def main() -> None:
+        async with await StateStore.open(db.url) as store:
+            assert isinstance(store, SqlStateStore)
+            async with store.engine.begin() as connection:
+                await connection.execute(sa.text("UPDATE alembic_version SET version_num='0002'"))
+        with pytest.raises(SchemaNotCurrent) as raised:
+            await StateStore.open(db.url)
+        assert not isinstance(raised.value, SchemaTooNew)
+        assert "dlr-gateway db upgrade" in str(raised.value)
+
+    run(main())
