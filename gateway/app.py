@@ -132,7 +132,10 @@ def create_app(
                 # Embedded SQLite migrates itself; PostgreSQL must be migrated beforehand
                 # (`dlr-gateway db upgrade`): SchemaNotCurrent stops the start and says so.
                 ledger = await StateStore.open(
-                    url, create=is_embedded(url), max_batch=settings.store_max_batch
+                    url,
+                    create=is_embedded(url),
+                    max_batch=settings.store_max_batch,
+                    linger=settings.store_linger,
                 )
                 stack.push_async_callback(ledger.close)
             repairs = metrics.reconcile_repairs

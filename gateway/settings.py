@@ -177,6 +177,8 @@ class Settings:
     data_dir: str = "data"
     #: Most unchanged reports' advances one statement carries (group commit; 1: none).
     store_max_batch: int = 500
+    #: Seconds a group commit waits for more advances before its statement (0: none).
+    store_linger: float = 0.0
     #: Seconds between two periodic checks of one device at the carrier (0: none).
     reconcile_interval: float = 3600.0
     #: Devices checked per tick (one tick a second): the pace the carrier sees.
@@ -313,6 +315,7 @@ class Settings:
             report_burst=c("GATEWAY_REPORT_BURST", cast=int, default=d.report_burst),
             database_url=c("GATEWAY_DATABASE_URL", cast=str, default=""),
             data_dir=c("GATEWAY_DATA_DIR", cast=str, default=d.data_dir),
+            store_linger=c("GATEWAY_STORE_LINGER", cast=float, default=d.store_linger),
             store_max_batch=int(
                 _positive(
                     "GATEWAY_STORE_MAX_BATCH",

@@ -124,6 +124,7 @@ class StateStore(abc.ABC):
         command_timeout: float = 10.0,
         ping_timeout: float = 2.0,
         max_batch: int = 500,
+        linger: float = 0.0,
     ) -> StateStore:
         """Connect to ``url``.
 
@@ -143,6 +144,7 @@ class StateStore(abc.ABC):
             command_timeout=command_timeout,
             ping_timeout=ping_timeout,
             max_batch=max_batch,
+            linger=linger,
         )
 
     async def __aenter__(self) -> Self:

@@ -34,9 +34,12 @@ class GroupCommit(Generic[K, V, R]):
         flush: Callable[[Sequence[tuple[K, V]]], Awaitable[Mapping[K, R]]],
         *,
         max_batch: int = 500,
+        linger: float = 0.0,
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
+        #: Seconds a flush waits for more calls before it starts (0: none beyond this moment).
+        self._linger = linger
         self._queue: list[_Call[K, V, R]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -78,6 +81,8 @@ class GroupCommit(Generic[K, V, R]):
     async def _drain(self) -> None:
         await asyncio.sleep(0)  # let the callers of this same moment join the first batch
         while self._queue:
+            if self._linger > 0 and len(self._queue) < self._max_batch:
+                await asyncio.sleep(self._linger)
             batch = self._take()
             if not batch:
                 continue

@@ -179,6 +179,7 @@ class SqlStateStore(StateStore):
         clock: Callable[[], datetime] | None = None,
         ping_timeout: float = 2.0,
         max_batch: int = 500,
+        linger: float = 0.0,
     ) -> None:
         self.engine = engine
         self.url = url
@@ -189,7 +190,9 @@ class SqlStateStore(StateStore):
         # SQLite: one unit of work at a time (single writer; a shared in-memory connection).
         self._serial: asyncio.Lock | None = asyncio.Lock() if is_sqlite(url) else None
         self._advances: GroupCommit[str, tuple[int, int | None], bool] = GroupCommit(
-            self._advance_many, max_batch=max_batch
+            self._advance_many,
+            max_batch=max_batch,
+            linger=linger,
         )
         #: Units of work whose callers stopped waiting (see ``_whole``), kept until done.
         self._orphans: set[asyncio.Task[Any]] = set()
@@ -207,6 +210,7 @@ class SqlStateStore(StateStore):
         command_timeout: float = 10.0,
         ping_timeout: float = 2.0,
         max_batch: int = 500,
+        linger: float = 0.0,
     ) -> SqlStateStore:
         parsed = parse(url)
         if create:
@@ -217,7 +221,14 @@ class SqlStateStore(StateStore):
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
         )
-        store = cls(engine, parsed, clock=clock, ping_timeout=ping_timeout, max_batch=max_batch)
+        store = cls(
+            engine,
+            parsed,
+            clock=clock,
+            ping_timeout=ping_timeout,
+            max_batch=max_batch,
+            linger=linger,
+        )
         try:
             if create:
                 await store.upgrade()

@@ -1,0 +1,50 @@
+"""Group commit on its own: coalescing, order per key, and the linger that grows batches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+from gateway.store.groupcommit import GroupCommit
+
+
+class Flusher:
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    async def __call__(self, calls: Sequence[tuple[str, int]]) -> Mapping[str, int]:
+        self.batches.append([key for key, _ in calls])
+        await asyncio.sleep(0.001)  # a round trip
+        return {key: value * 2 for key, value in calls}
+
+
+def test_calls_of_one_moment_share_a_batch_and_keys_keep_their_order() -> None:
+    async def scenario() -> None:
+        flush = Flusher()
+        group: GroupCommit[str, int, int] = GroupCommit(flush)
+        results = await asyncio.gather(
+            group.submit("a", 1), group.submit("b", 2), group.submit("a", 3)
+        )
+        assert results == [2, 4, 6]
+        assert flush.batches == [["a", "b"], ["a"]]  # the second "a" waits for the next
+
+    asyncio.run(scenario())
+
+
+def test_linger_gathers_calls_that_arrive_just_after_the_first() -> None:
+    async def stagger(group: GroupCommit[str, int, int]) -> None:
+        async def late(key: str, delay: float) -> int:
+            await asyncio.sleep(delay)
+            return await group.submit(key, 1)
+
+        assert await asyncio.gather(*(late(f"k{i}", i * 0.002) for i in range(5))) == [2] * 5
+
+    async def scenario() -> tuple[int, int]:
+        eager, patient = Flusher(), Flusher()
+        await stagger(GroupCommit(eager))
+        await stagger(GroupCommit(patient, linger=0.05))
+        return len(eager.batches), len(patient.batches)
+
+    eager_batches, patient_batches = asyncio.run(scenario())
+    assert eager_batches >= 3  # each late call finds the previous flush done
+    assert patient_batches == 1
