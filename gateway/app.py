@@ -201,7 +201,9 @@ def create_app(
             )
             yield
 
-    routes: list[BaseRoute] = [*health.routes, *devices.routes, *held.routes, *admin.routes]
+    # Matched in order: the device routes first, the location reports (most requests) at
+    # their head, so that the commonest request is matched at the first try.
+    routes: list[BaseRoute] = [*devices.routes, *health.routes, *held.routes, *admin.routes]
     routes += emergency.routes(settings)
     if sandbox_app is not None:
         routes.append(Mount(SANDBOX_PREFIX, app=sandbox_app))

@@ -11,9 +11,9 @@ so the table stays as small as the number of keys in use.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
+from types import TracebackType
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -54,18 +54,49 @@ class KeyedLocks(Generic[K]):
     def __len__(self) -> int:
         return len(self._locks)
 
-    @contextlib.asynccontextmanager
-    async def hold(self, key: K) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (None, 0))
+    def hold(self, key: K) -> _Hold[K]:
+        """``async with locks.hold(key):`` one holder per key at a time, in arrival order."""
+        return _Hold(self, key)
+
+
+class _Hold(Generic[K]):
+    """``KeyedLocks.hold`` as a plain object: it runs once per report, and a generator-based
+    context manager costs several times more to enter and leave."""
+
+    __slots__ = ("_key", "_lock", "_owner")
+
+    def __init__(self, owner: KeyedLocks[K], key: K) -> None:
+        self._owner = owner
+        self._key = key
+        self._lock: asyncio.Lock | None = None
+
+    async def __aenter__(self) -> None:
+        locks = self._owner._locks
+        lock, users = locks.get(self._key, (None, 0))
         if lock is None:
             lock = asyncio.Lock()
-        self._locks[key] = (lock, users + 1)
+        locks[self._key] = (lock, users + 1)
+        self._lock = lock
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+            await lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._lock is not None
+        self._lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        locks = self._owner._locks
+        lock, users = locks[self._key]
+        if users <= 1:
+            del locks[self._key]
+        else:
+            locks[self._key] = (lock, users - 1)

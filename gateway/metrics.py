@@ -46,6 +46,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        self._report_children: dict[str, tuple[Counter, Histogram]] = {}
         self.http_request_duration = Histogram(
             "dlr_http_request_duration_seconds",
             "HTTP requests served, by route template, method and status.",
@@ -154,3 +155,14 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+
+    def report_done(self, result: str, seconds: float) -> None:
+        """A report's two series (``dlr_reports_total``, ``dlr_report_duration_seconds``),
+        their children looked up once per ``result`` (a handful of values) rather than per
+        report: ``labels()`` costs more than the increment."""
+        children = self._report_children.get(result)
+        if children is None:
+            children = (self.reports.labels(result=result), self.report_duration.labels(result))
+            self._report_children[result] = children
+        children[0].inc()
+        children[1].observe(seconds)

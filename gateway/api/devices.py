@@ -409,8 +409,7 @@ async def location_report(request: Request) -> Response:
             result = {401: "unauthorized", 403: "forbidden"}.get(exc.status, "invalid")
         raise
     finally:
-        s.metrics.reports.labels(result=result).inc()
-        s.metrics.report_duration.labels(result=result).observe(time.perf_counter() - started)
+        s.metrics.report_done(result, time.perf_counter() - started)
 
 
 async def device_location(request: Request) -> Response:

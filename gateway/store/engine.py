@@ -32,7 +32,7 @@ READ_ONLY = "dlr_read_only"
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING (3.35), UPDATE ... FROM (3.33), NULLS FIRST (3.30)
 
 #: SQLSTATE classes and codes that mean "the database is not serving now", not "bad SQL".
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "57014", "58")
+UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "57014", "58")
 
 
 def make_engine(
@@ -116,7 +116,7 @@ def is_unavailable(exc: BaseException) -> bool:
     ):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or _sqlstate(exc).startswith(_UNAVAILABLE_SQLSTATES)
+        return exc.connection_invalidated or _sqlstate(exc).startswith(UNAVAILABLE_SQLSTATES)
     return False
 
 

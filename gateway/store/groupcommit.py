@@ -2,7 +2,9 @@
 
 The first caller starts a flush; everyone who arrives while a batch is in flight waits for
 the next one, so under load each round trip carries every call that queued during the
-previous one, and an idle store adds no delay at all. A key appears at most once per batch:
+previous one, and an idle store adds no delay at all. Under load (the previous batch carried
+more than one call) a flush may also linger a moment for more (``linger``): fewer, larger
+statements, each call waiting that much longer. A key appears at most once per batch:
 a second call for the same key waits for the next batch, so calls for one key keep their
 order.
 """
@@ -38,8 +40,11 @@ class GroupCommit(Generic[K, V, R]):
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
-        #: Seconds a flush waits for more calls before it starts (0: none beyond this moment).
+        #: Seconds a flush waits for more calls before it starts (0: none beyond this moment),
+        #: only under load: when the previous batch carried more than one call. An idle
+        #: store adds no delay.
         self._linger = linger
+        self._last_batch = 0
         self._queue: list[_Call[K, V, R]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -81,12 +86,13 @@ class GroupCommit(Generic[K, V, R]):
     async def _drain(self) -> None:
         await asyncio.sleep(0)  # let the callers of this same moment join the first batch
         while self._queue:
-            if self._linger > 0 and len(self._queue) < self._max_batch:
+            if self._linger > 0 and self._last_batch > 1 and len(self._queue) < self._max_batch:
                 await asyncio.sleep(self._linger)
             batch = self._take()
             if not batch:
                 continue
             self.batches += 1
+            self._last_batch = len(batch)
             try:
                 results = await self._flush([(call.key, call.value) for call in batch])
             except asyncio.CancelledError:

@@ -236,12 +236,22 @@ def test_a_database_outage_never_acknowledges(postgres: PostgresServer, tmp_path
         async with gateway(settings) as gw:
             assert (await gw.report(report("out", WHITE_HOUSE, 0))).status_code == 200
             seq = gw.last_seq()
+            # The group commit's own connection is open (an unchanged report used it).
+            assert (await gw.report(report("out", WHITE_HOUSE, 1))).status_code == 200
             await asyncio.to_thread(postgres.stop)
             try:
                 moved = await gw.report(report("out", EMPIRE_STATE, 10))
+                same = await gw.report(report("out", WHITE_HOUSE, 11))
                 ready = await gw.http.get("/readyz")
             finally:
                 await asyncio.to_thread(postgres.start)
+            # An unchanged report is not acknowledged either: its time was not stored.
+            assert same.status_code == 503, same.text
+            assert same.json()["type"] == "/problems/database-unavailable"
+            # Back: the next unchanged report reconnects and is stored.
+            again = await gw.report(report("out", WHITE_HOUSE, 12))
+            assert again.status_code == 200, again.text
+            assert again.json()["changes"] == {"location": "unchanged", "endpoint": "unchanged"}
             assert moved.status_code == 503, moved.text
             assert moved.json()["type"] == "/problems/database-unavailable"
             assert int(moved.headers["retry-after"]) >= 1

@@ -11,7 +11,7 @@ import pytest
 from gateway.store import StateStore, StoredBinding
 from gateway.store.sql import SqlStateStore
 from tests.store.conftest import Database
-from tests.store.helpers import at, binding, count_statements, run, seed
+from tests.store.helpers import at, binding, run, seed
 
 
 async def _open(db: Database, **options: object) -> SqlStateStore:
@@ -186,21 +186,19 @@ def test_advance_group_commits(db: Database) -> None:
     async def main() -> None:
         async with await _open(db) as store:
             aeuis = await seed(store, 1000, observed=0)
-            updates = count_statements(store, "UPDATE devices")
+            # One statement per batch (the driver's own: no SQLAlchemy event sees it).
             results = await asyncio.gather(*(store.advance(a, at(5)) for a in aeuis))
             assert all(results)
-            assert len(updates) <= 10, len(updates)  # 1000 calls, a handful of statements
             calls, batches = store.advance_stats
-            assert (calls, batches) == (1000, len(updates))
+            assert calls == 1000 and batches <= 10, batches  # a handful of statements
 
             # Mixed: some older than stored (refused), none moved backwards.
-            updates.clear()
             times = [3 if i % 3 == 0 else 9 for i in range(len(aeuis))]
             results = await asyncio.gather(
                 *(store.advance(a, at(t)) for a, t in zip(aeuis, times, strict=True))
             )
             assert results == [t == 9 for t in times]
-            assert len(updates) <= 10
+            assert store.advance_stats[1] - batches <= 10
             for i in (0, 1, 3, 998):
                 stored = await store.get(aeuis[i])
                 assert stored is not None

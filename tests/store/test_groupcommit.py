@@ -31,7 +31,7 @@ def test_calls_of_one_moment_share_a_batch_and_keys_keep_their_order() -> None:
     asyncio.run(scenario())
 
 
-def test_linger_gathers_calls_that_arrive_just_after_the_first() -> None:
+def test_linger_gathers_late_calls_under_load_and_never_delays_an_idle_store() -> None:
     async def stagger(group: GroupCommit[str, int, int]) -> None:
         async def late(key: str, delay: float) -> int:
             await asyncio.sleep(delay)
@@ -39,12 +39,20 @@ def test_linger_gathers_calls_that_arrive_just_after_the_first() -> None:
 
         assert await asyncio.gather(*(late(f"k{i}", i * 0.002) for i in range(5))) == [2] * 5
 
-    async def scenario() -> tuple[int, int]:
+    async def scenario() -> None:
         eager, patient = Flusher(), Flusher()
         await stagger(GroupCommit(eager))
-        await stagger(GroupCommit(patient, linger=0.05))
-        return len(eager.batches), len(patient.batches)
+        assert len(eager.batches) >= 3  # each late call finds the previous flush done
 
-    eager_batches, patient_batches = asyncio.run(scenario())
-    assert eager_batches >= 3  # each late call finds the previous flush done
-    assert patient_batches == 1
+        group: GroupCommit[str, int, int] = GroupCommit(patient, linger=0.05)
+        # Idle (no batch of more than one call yet): a lone call is flushed at once.
+        started = asyncio.get_running_loop().time()
+        assert await group.submit("alone", 1) == 2
+        assert asyncio.get_running_loop().time() - started < 0.04
+        # Under load (a batch of two): the next flush waits for the late ones.
+        await asyncio.gather(group.submit("x", 1), group.submit("y", 1))
+        patient.batches.clear()
+        await stagger(group)
+        assert len(patient.batches) == 1
+
+    asyncio.run(scenario())
