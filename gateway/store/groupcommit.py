@@ -37,6 +37,7 @@ class GroupCommit(Generic[K, V, R]):
         *,
         max_batch: int = 500,
         linger: float = 0.0,
+        concurrency: int = 1,
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
@@ -45,8 +46,14 @@ class GroupCommit(Generic[K, V, R]):
         #: store adds no delay.
         self._linger = linger
         self._last_batch = 0
+        #: Batches in flight at once (each on its own connection): while one waits for its
+        #: commit, the next is already on its way. One key is never in two at once.
+        self._concurrency = max(1, concurrency)
         self._queue: list[_Call[K, V, R]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
+        self._running = 0  # workers not yet returned (the set may still hold finished ones)
+        self._gathering = 0  # workers not flushing: they will take what is queued
+        self._in_flight: set[K] = set()
         self._closed = False
         #: Calls submitted and batches flushed: ``calls / batches`` is the coalescing factor.
         self.calls = 0
@@ -58,15 +65,19 @@ class GroupCommit(Generic[K, V, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append(_Call(key, value, future))
         self.calls += 1
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain(), name="store-group-commit")
+        if self._gathering == 0 and self._running < self._concurrency:
+            self._running += 1
+            self._gathering += 1
+            task = asyncio.create_task(self._worker(), name="store-group-commit")
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
         return await future
 
     async def close(self) -> None:
         """Finish what is queued, then refuse new calls."""
         self._closed = True
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        while self._workers:
+            await asyncio.gather(*self._workers, return_exceptions=True)
 
     def _take(self) -> list[_Call[K, V, R]]:
         batch: list[_Call[K, V, R]] = []
@@ -75,40 +86,55 @@ class GroupCommit(Generic[K, V, R]):
         for call in self._queue:
             if call.future.done():  # its caller was cancelled
                 continue
-            if call.key in keys or len(batch) >= self._max_batch:
+            if call.key in keys or call.key in self._in_flight or len(batch) >= self._max_batch:
                 later.append(call)
             else:
                 keys.add(call.key)
                 batch.append(call)
         self._queue = later
+        self._in_flight |= keys
         return batch
 
-    async def _drain(self) -> None:
-        await asyncio.sleep(0)  # let the callers of this same moment join the first batch
-        while self._queue:
-            if self._linger > 0 and self._last_batch > 1 and len(self._queue) < self._max_batch:
-                await asyncio.sleep(self._linger)
-            batch = self._take()
-            if not batch:
-                continue
-            self.batches += 1
-            self._last_batch = len(batch)
-            try:
-                results = await self._flush([(call.key, call.value) for call in batch])
-            except asyncio.CancelledError:
-                for call in batch + self._queue:
-                    if not call.future.done():
-                        call.future.set_exception(StoreUnavailable("the state store is closed"))
-                self._queue.clear()
-                raise
-            except Exception as exc:
-                for call in batch:
-                    if not call.future.done():
-                        call.future.set_exception(_copy(exc))
-            else:
-                for call in batch:
-                    if not call.future.done():
-                        call.future.set_result(results[call.key])
+    async def _worker(self) -> None:
+        gathering = True
+        try:
+            await asyncio.sleep(0)  # let the callers of this same moment join the first batch
+            while self._queue:
+                if self._linger > 0 and self._last_batch > 1 and len(self._queue) < self._max_batch:
+                    await asyncio.sleep(self._linger)
+                batch = self._take()
+                if not batch:
+                    if self._queue and self._in_flight:
+                        return  # only keys another batch holds: its worker takes them next
+                    continue
+                self._gathering -= 1
+                gathering = False
+                self.batches += 1
+                self._last_batch = len(batch)
+                try:
+                    results = await self._flush([(call.key, call.value) for call in batch])
+                except asyncio.CancelledError:
+                    for call in batch + self._queue:
+                        if not call.future.done():
+                            call.future.set_exception(StoreUnavailable("the state store is closed"))
+                    self._queue.clear()
+                    raise
+                except Exception as exc:
+                    for call in batch:
+                        if not call.future.done():
+                            call.future.set_exception(_copy(exc))
+                else:
+                    for call in batch:
+                        if not call.future.done():
+                            call.future.set_result(results[call.key])
+                finally:
+                    self._in_flight.difference_update(call.key for call in batch)
+                self._gathering += 1
+                gathering = True
+        finally:
+            self._running -= 1
+            if gathering:
+                self._gathering -= 1
 
 
 def _copy(exc: Exception) -> Exception:

@@ -60,6 +60,8 @@ T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 PURGE_CHUNK = 5_000
+#: PostgreSQL: group-committed advance batches in flight at once (connections kept for them).
+ADVANCE_CONCURRENCY = 4
 
 
 def to_us(moment: datetime) -> int:
@@ -207,10 +209,14 @@ class SqlStateStore(StateStore):
             self._advance_many,
             max_batch=max_batch,
             linger=linger,
+            # SQLite has one writer: one batch at a time. PostgreSQL commits batches side by
+            # side, each waiting for its own WAL flush.
+            concurrency=1 if is_sqlite(url) else ADVANCE_CONCURRENCY,
         )
         self._command_timeout = command_timeout
-        #: PostgreSQL: the connection the group commit keeps for itself (``_advance_many``).
-        self._advancer: AsyncConnection | None = None
+        #: PostgreSQL: the connections the group commit keeps for itself, idle ones here
+        #: (``_advance_many``; at most ``ADVANCE_CONCURRENCY``, one per batch in flight).
+        self._advancers: list[AsyncConnection] = []
         #: Units of work whose callers stopped waiting (see ``_whole``), kept until done.
         self._orphans: set[asyncio.Task[Any]] = set()
 
@@ -302,7 +308,7 @@ class SqlStateStore(StateStore):
 
     async def close(self) -> None:
         await self._advances.close()
-        await self._drop_advancer()
+        await self._drop_advancers()
         if self._orphans:
             await asyncio.wait(set(self._orphans), timeout=5.0)
         await self.engine.dispose()
@@ -463,6 +469,13 @@ class SqlStateStore(StateStore):
         # itself: SQLAlchemy's execution path and a pooled checkout with its pre-ping cost
         # ~10 times the statement's own CPU (docs/benchmarks.md, "The state store's cost").
         # One UPDATE is atomic on its own: it runs in autocommit, no BEGIN/COMMIT.
+        #
+        # On PostgreSQL it commits asynchronously (``synchronous_commit = off``, on the
+        # connections kept for it only): the new time is visible to every replica at once,
+        # as the order across replicas needs, and durable within the WAL writer's delay
+        # (~0.6 s at most); a database crash may forget that last moment of *unchanged*
+        # reports' times, never a change of binding (claims commit synchronously). Waiting
+        # for each flush instead bounds unchanged reports by the disk's fsync rate.
         with _driver_errors():
             if self.dialect == "postgresql":
                 rows = await self._advance_postgresql(batch)
@@ -474,12 +487,19 @@ class SqlStateStore(StateStore):
     async def _advance_postgresql(
         self, batch: Sequence[tuple[str, tuple[int, int | None]]]
     ) -> list[Any]:
-        if self._advancer is None:
+        fresh = not self._advancers
+        if fresh:
             with unavailable_as_store_error():
-                self._advancer = await self.engine.connect()
+                advancer = await self.engine.connect()
+        else:
+            advancer = self._advancers.pop()
         try:
-            raw = await self._advancer.get_raw_connection()
+            raw = await advancer.get_raw_connection()
             driver: Any = raw.driver_connection
+            if fresh:
+                # An advance only moves a time forward; it need not wait for the WAL flush
+                # (see ``_advance_many``). These connections serve nothing else.
+                await driver.execute("SET synchronous_commit TO off")
             rows: list[Any] = await driver.fetch(
                 _ADVANCE_ASYNCPG,
                 [aeui for aeui, _ in batch],
@@ -488,8 +508,9 @@ class SqlStateStore(StateStore):
                 timeout=self._command_timeout,
             )
         except BaseException:
-            await self._drop_advancer(invalidate=True)  # reconnect for the next batch
+            await _drop(advancer, invalidate=True)  # a fresh connection for the next batch
             raise
+        self._advancers.append(advancer)
         return rows
 
     async def _advance_sqlite(
@@ -506,14 +527,11 @@ class SqlStateStore(StateStore):
             rows: list[Any] = list(await driver.execute_fetchall(_ADVANCE_SQLITE3, (payload,)))
             return rows
 
-    async def _drop_advancer(self, *, invalidate: bool = False) -> None:
-        advancer, self._advancer = self._advancer, None
-        if advancer is None:
-            return
-        with contextlib.suppress(Exception):
-            if invalidate:
-                await advancer.invalidate()
-            await advancer.close()
+    async def _drop_advancers(self) -> None:
+        advancers, self._advancers = self._advancers, []
+        for advancer in advancers:
+            # Closed, not pooled: their session setting must not serve other statements.
+            await _drop(advancer, invalidate=True)
 
     @property
     def advance_stats(self) -> tuple[int, int]:
@@ -744,6 +762,13 @@ class SqlStateStore(StateStore):
                 )
             )
         return bool(result.rowcount)
+
+
+async def _drop(connection: AsyncConnection, *, invalidate: bool = False) -> None:
+    with contextlib.suppress(Exception):
+        if invalidate:
+            await connection.invalidate()
+        await connection.close()
 
 
 @contextlib.contextmanager

@@ -56,3 +56,36 @@ def test_linger_gathers_late_calls_under_load_and_never_delays_an_idle_store() -
         assert len(patient.batches) == 1
 
     asyncio.run(scenario())
+
+
+def test_batches_overlap_up_to_the_concurrency_and_a_key_is_never_in_two() -> None:
+    async def scenario() -> None:
+        in_flight: list[set[str]] = []
+        peak = 0
+        batches: list[list[str]] = []
+
+        async def flush(calls: Sequence[tuple[str, int]]) -> Mapping[str, int]:
+            nonlocal peak
+            keys = {key for key, _ in calls}
+            for other in in_flight:
+                assert not keys & other, "one key in two batches at once"
+            in_flight.append(keys)
+            peak = max(peak, len(in_flight))
+            batches.append(sorted(keys))
+            await asyncio.sleep(0.01)  # a commit waiting for its WAL flush
+            in_flight.remove(keys)
+            return {key: value for key, value in calls}
+
+        group: GroupCommit[str, int, int] = GroupCommit(flush, concurrency=2)
+
+        async def caller(key: str, delay: float) -> int:
+            await asyncio.sleep(delay)
+            return await group.submit(key, 1)
+
+        calls = [caller(f"k{i % 7}", i * 0.001) for i in range(60)]
+        assert await asyncio.gather(*calls) == [1] * 60
+        assert peak == 2
+        assert sum(len(b) for b in batches) == 60
+        await group.close()
+
+    asyncio.run(scenario())
