@@ -7,6 +7,7 @@ import dataclasses
 import random
 
 import pytest
+import sqlalchemy as sa
 
 from gateway.store import StateStore, StoredBinding
 from gateway.store.sql import SqlStateStore
@@ -246,3 +247,26 @@ def test_binding_json_is_what_history_records() -> None:
     assert not b.same_binding(dataclasses.replace(b, caller_name="Bob"))
     assert not b.same_binding(None)
     assert isinstance(b, StoredBinding)
+
+
+def test_only_the_advances_commit_asynchronously_on_postgresql(db: Database) -> None:
+    """Advances (a time moving forward) skip the WAL flush wait; a claim never does."""
+    if db.backend != "postgresql":
+        pytest.skip("PostgreSQL's synchronous_commit")
+    # The test cluster turns it off server-wide: what counts is who set it.
+    query = "SELECT setting, source FROM pg_settings WHERE name = 'synchronous_commit'"
+
+    async def main() -> None:
+        async with await _open(db) as store:
+            await seed(store, 3)
+            assert await store.advance("dev-00000", at(5))
+            assert len(store._advancers) == 1
+            raw = await store._advancers[0].get_raw_connection()
+            row = await raw.driver_connection.fetchrow(query)
+            assert (row["setting"], row["source"]) == ("off", "session")
+            for _ in range(3):  # whichever pooled connection a unit of work gets
+                async with store._unit() as connection:
+                    shown = (await connection.execute(sa.text(query))).one()
+                assert shown.source != "session"
+
+    run(main())
