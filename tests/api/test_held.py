@@ -29,7 +29,7 @@ from tests.harness import (
     report,
 )
 from tests.pidf import samples
-from tests.pidf.checks import HELD, check_presence, civic_values, parse_xml
+from tests.pidf.checks import HELD, check_presence, civic_values, mutated, parse_xml
 
 HELD_TYPE = {"Content-Type": "application/held+xml"}
 ALICE = "<uri>sip:alice@example.com</uri>"
@@ -241,14 +241,11 @@ _PIECES = st.sampled_from(
 def test_mutated_requests_always_get_a_held_answer(
     seed: bytes, edits: list[tuple[int, int, bytes]]
 ) -> None:
-    data = bytearray(seed)
-    for at, cut, piece in edits:
-        at %= len(data) + 1
-        data[at : at + cut] = piece
+    data = mutated(seed, edits)
 
     async def scenario() -> None:
         async with gateway() as gw:
-            response = await ask(gw, bytes(data))
+            response = await ask(gw, data)
             assert response.status_code == 200, response.text
             assert response.headers["content-type"] == "application/held+xml"
             assert parse_xml(response.content).tag in (

@@ -84,3 +84,13 @@ def check_presence(presence: ET.Element) -> dict[str, ET.Element]:
 
 def civic_values(civic: ET.Element) -> dict[str, str]:
     return {str(child.tag).split("}")[1]: child.text or "" for child in civic}
+
+
+def mutated(seed: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
+    """``seed`` with each ``(at, cut, piece)`` edit applied: ``cut`` bytes at ``at`` (taken
+    modulo the length) replaced by ``piece``; what the XML fuzz tests send."""
+    data = bytearray(seed)
+    for at, cut, piece in edits:
+        at %= len(data) + 1
+        data[at : at + cut] = piece
+    return bytes(data)
