@@ -111,7 +111,8 @@ class CallerIndex:
     def __init__(self, maxsize: int = 200_000) -> None:
         self.maxsize = max(1, maxsize)
         self._devices: OrderedDict[str, StoredBinding] = OrderedDict()
-        self._numbers: dict[str, set[str]] = {}
+        #: Number -> its device's AEUI, or a set of them for a shared line.
+        self._numbers: dict[str, str | set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -128,9 +129,20 @@ class CallerIndex:
                 return
             if known.telephone_number != binding.telephone_number:
                 self._unlink(aeui, known.telephone_number)
+        if binding.address is not None:
+            # No answer carries the street address: one dict per device less (memory).
+            binding = dataclasses.replace(binding, address=None)
         self._devices[aeui] = binding
         self._devices.move_to_end(aeui)
-        self._numbers.setdefault(binding.telephone_number, set()).add(aeui)
+        number = binding.telephone_number
+        members = self._numbers.get(number)
+        if members is None:
+            self._numbers[number] = aeui  # the common case: one device per number
+        elif isinstance(members, str):
+            if members != aeui:
+                self._numbers[number] = {members, aeui}
+        else:
+            members.add(aeui)
         while len(self._devices) > self.maxsize:
             old, evicted = self._devices.popitem(last=False)
             self._unlink(old, evicted.telephone_number)
@@ -153,17 +165,25 @@ class CallerIndex:
 
     def lookup(self, telephone_number: str) -> list[StoredBinding]:
         """Every known device with this callback number, freshest first."""
-        aeuis = self._numbers.get(telephone_number, ())
+        members = self._numbers.get(telephone_number, ())
+        aeuis = (members,) if isinstance(members, str) else members
         found = [self._devices[a] for a in aeuis]
         found.sort(key=lambda b: (b.observed_at, b.version, b.aeui), reverse=True)
         return found
 
     def _unlink(self, aeui: str, number: str) -> None:
         members = self._numbers.get(number)
-        if members is not None:
-            members.discard(aeui)
-            if not members:
+        if members is None:
+            return
+        if isinstance(members, str):
+            if members == aeui:
                 del self._numbers[number]
+            return
+        members.discard(aeui)
+        if len(members) == 1:
+            self._numbers[number] = next(iter(members))  # a set costs 200 bytes, a str 0
+        elif not members:
+            del self._numbers[number]
 
 
 class CallerStore(Protocol):

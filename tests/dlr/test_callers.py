@@ -149,3 +149,20 @@ def test_coordinates_and_radius() -> None:
     assert radius_meters(dataclasses.replace(gps, accuracy_meters=0.0)) == 1
     nan = dataclasses.replace(street, latitude=float("nan"))
     assert not has_dispatchable_coordinates(nan)
+
+
+def test_a_shared_line_grows_and_shrinks_and_addresses_are_not_kept() -> None:
+    index = CallerIndex(10)
+    for name in ("a", "b", "c"):
+        index.learn(dataclasses.replace(binding(name, 1), address={"city": "X"}))
+    assert sorted(b.aeui for b in index.lookup("+12025550143")) == ["a", "b", "c"]
+    assert all(b.address is None for b in index.lookup("+12025550143"))
+    index.forget("a")
+    index.forget("b")
+    assert [b.aeui for b in index.lookup("+12025550143")] == ["c"]
+    assert index._numbers == {"+12025550143": "c"}  # back to one device: no set kept
+    index.learn(binding("d", 2))
+    assert [b.aeui for b in index.lookup("+12025550143")] == ["d", "c"]
+    index.forget("c")
+    index.forget("d")
+    assert index.lookup("+12025550143") == [] and index._numbers == {}
