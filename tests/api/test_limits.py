@@ -38,3 +38,34 @@ def test_zero_rate_turns_it_off_and_memory_is_bounded() -> None:
         limiter.acquire(f"d{i}")
     assert len(limiter._buckets) <= 100
     assert DeviceRateLimiter.retry_after(0.2) == 1
+
+
+def test_full_buckets_are_forgotten_so_memory_follows_recent_devices() -> None:
+    clock = Clock()
+    limiter = DeviceRateLimiter(1.0, 10, maxsize=1_000_000, clock=clock)
+    for i in range(5_000):  # one report each, a millisecond apart: 5 s in all
+        assert limiter.acquire(f"d{i}") is None
+        clock.now += 0.001
+    # Each bucket is full again 1 s after its report: only the last second's devices stay.
+    assert len(limiter._buckets) < 2_100
+    # And a device forgotten is a fresh one: a full burst again.
+    assert [limiter.acquire("d0") for _ in range(10)] == [None] * 10
+    assert limiter.acquire("d0") is not None
+
+
+def test_a_flood_of_distinct_devices_costs_constant_work_per_report() -> None:
+    clock = Clock()
+    limiter = DeviceRateLimiter(1.0, 1, maxsize=1_000, clock=clock)
+    sweeps = 0
+    original = limiter._sweep
+
+    def counting(now: float) -> None:
+        nonlocal sweeps
+        sweeps += 1
+        original(now)
+
+    limiter._sweep = counting  # type: ignore[method-assign]
+    for i in range(20_000):  # all live (no time passes): only eviction bounds them
+        limiter.acquire(f"d{i}")
+        assert len(limiter._buckets) <= 1_000
+    assert sweeps <= 20_000 // 100 + 1  # a sweep per ~100 insertions at most, not per one
