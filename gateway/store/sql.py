@@ -137,19 +137,19 @@ def _entry(row: sa.Row[Any]) -> HistoryEntry:
     )
 
 
-_ADVANCE_POSTGRESQL = sa.text(
+#: The group-committed advance, for each driver itself (``_advance_many``): the batch goes
+#: as one parameter, arrays ``unnest``\ ed on PostgreSQL, a JSON array on SQLite.
+_ADVANCE_ASYNCPG = (
     "UPDATE devices AS d SET observed_at = v.t "
-    "FROM unnest(CAST(:aeuis AS VARCHAR[]), CAST(:ts AS BIGINT[]), CAST(:versions AS INTEGER[]))"
-    " AS v(aeui, t, version) "
+    "FROM unnest($1::varchar[], $2::bigint[], $3::integer[]) AS v(aeui, t, version) "
     "WHERE d.aeui = v.aeui AND (v.version IS NULL OR d.version = v.version) "
     "AND d.observed_at <= v.t "
     "RETURNING d.aeui"
 )
-
-_ADVANCE_SQLITE = sa.text(
+_ADVANCE_SQLITE3 = (
     "UPDATE devices SET observed_at = v.t "
     "FROM (SELECT json_extract(value, '$[0]') AS aeui, json_extract(value, '$[1]') AS t, "
-    "json_extract(value, '$[2]') AS version FROM json_each(:batch)) AS v "
+    "json_extract(value, '$[2]') AS version FROM json_each(?)) AS v "
     "WHERE devices.aeui = v.aeui AND (v.version IS NULL OR devices.version = v.version) "
     "AND devices.observed_at <= v.t "
     "RETURNING aeui"
@@ -172,17 +172,6 @@ def _whole(
 
     functools.update_wrapper(detached, method)
     return detached
-
-
-#: The same statements for the driver itself (``_advance_many``): asyncpg's ``$n`` and
-#: sqlite3's ``?`` placeholders.
-_ADVANCE_ASYNCPG = (
-    str(_ADVANCE_POSTGRESQL)
-    .replace("CAST(:aeuis AS VARCHAR[])", "$1::varchar[]")
-    .replace("CAST(:ts AS BIGINT[])", "$2::bigint[]")
-    .replace("CAST(:versions AS INTEGER[])", "$3::integer[]")
-)
-_ADVANCE_SQLITE3 = str(_ADVANCE_SQLITE).replace(":batch", "?")
 
 
 class SqlStateStore(StateStore):
