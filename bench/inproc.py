@@ -94,6 +94,7 @@ async def run(
     devnull: IO[str],
     profile: Path | None = None,
     concurrency: int = 1,
+    store_url: str | None = None,
 ) -> dict[str, float]:
     from gateway.app import SANDBOX_PREFIX, create_app
     from gateway.settings import Settings
@@ -117,6 +118,8 @@ async def run(
             admin_keys=(Secret(ADMIN_KEY),), device_jwt_secret=Secret("x" * 32)
         ).for_sandbox(f"http://sim{SANDBOX_PREFIX}/api")
         settings = replace(settings, log_level="INFO")
+        if store_url is not None:
+            settings = replace(settings, database_url=store_url)
         # As in the load runs: the per-device report limit out of reach, its cost still paid.
         limits: dict[str, Any] = {"report_rate_per_minute": 6e7, "report_burst": 1_000_000}
         names = {f.name for f in fields(settings)}
@@ -198,6 +201,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="run under py-spy, write collapsed stacks to FILE, print a summary",
     )
+    parser.add_argument(
+        "--store-url",
+        metavar="URL",
+        help="the state store (GATEWAY_DATABASE_URL): 'none' for none; default the sandbox's",
+    )
     return parser
 
 
@@ -215,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 devnull,
                 args.profile,
                 max(1, args.concurrency),
+                args.store_url,
             )
         )
     print(

@@ -3,8 +3,9 @@
 SQLite (aiosqlite): WAL, a busy timeout, foreign keys, and explicit transactions —
 ``BEGIN IMMEDIATE`` for writes, so two processes never deadlock upgrading a read lock, and a
 plain ``BEGIN`` for reads. One connection serves the whole process (the store serializes its
-units of work; SQLite has a single writer anyway); an in-memory database uses a
-``StaticPool`` so that every unit of work sees the same database.
+units of work; SQLite has a single writer anyway), and a second is kept by the batched
+advance of unchanged reports; an in-memory database uses a ``StaticPool`` so that every unit
+of work sees the same database.
 
 PostgreSQL (asyncpg): a bounded pool that pings connections before use (a restarted server
 costs one failed request, not a poisoned pool), with connect and per-statement timeouts.
@@ -67,7 +68,8 @@ def _sqlite_engine(url: URL, *, busy_timeout: float) -> AsyncEngine:
     if is_memory(url):
         options["poolclass"] = StaticPool
     else:
-        options.update(pool_size=1, max_overflow=0, pool_timeout=None)
+        # One for the units of work (the store runs one at a time), one the advance keeps.
+        options.update(pool_size=2, max_overflow=0, pool_timeout=None)
     engine = create_async_engine(url, **options)
     busy_ms = int(busy_timeout * 1000)
 

@@ -50,7 +50,7 @@ from gateway.store.migrate import (
     upgrade_engine,
 )
 from gateway.store.tables import devices, history, locations
-from gateway.store.urls import ensure_directory, is_sqlite, parse
+from gateway.store.urls import ensure_directory, is_memory, is_sqlite, parse
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +203,10 @@ class SqlStateStore(StateStore):
             concurrency=1 if is_sqlite(url) else ADVANCE_CONCURRENCY,
         )
         self._command_timeout = command_timeout
-        #: PostgreSQL: the connections the group commit keeps for itself, idle ones here
-        #: (``_advance_many``; at most ``ADVANCE_CONCURRENCY``, one per batch in flight).
-        self._advancers: list[AsyncConnection] = []
+        #: The connections the group commit keeps for itself, idle ones here
+        #: (``_advance_many``; one per batch in flight: at most ``ADVANCE_CONCURRENCY`` on
+        #: PostgreSQL, one on SQLite).
+        self._advancers: list[_Advancer] = []
         #: Units of work whose callers stopped waiting (see ``_whole``), kept until done.
         self._orphans: set[asyncio.Task[Any]] = set()
 
@@ -473,23 +474,30 @@ class SqlStateStore(StateStore):
         moved = {row[0] for row in rows}
         return {aeui: aeui in moved for aeui, _ in batch}
 
+    async def _advancer(self) -> tuple[_Advancer, bool]:
+        """A connection kept for advances (and whether it is new): the pool's checkout,
+        reset and SQLAlchemy's wrapping cost more than the statement itself."""
+        if self._advancers:
+            return self._advancers.pop(), False
+        with unavailable_as_store_error():
+            connection = await self.engine.connect()
+            try:
+                raw = await connection.get_raw_connection()
+            except BaseException:
+                await _drop(connection)
+                raise
+        return _Advancer(connection, raw.driver_connection), True
+
     async def _advance_postgresql(
         self, batch: Sequence[tuple[str, tuple[int, int | None]]]
     ) -> list[Any]:
-        fresh = not self._advancers
-        if fresh:
-            with unavailable_as_store_error():
-                advancer = await self.engine.connect()
-        else:
-            advancer = self._advancers.pop()
+        advancer, fresh = await self._advancer()
         try:
-            raw = await advancer.get_raw_connection()
-            driver: Any = raw.driver_connection
             if fresh:
                 # An advance only moves a time forward; it need not wait for the WAL flush
                 # (see ``_advance_many``). These connections serve nothing else.
-                await driver.execute("SET synchronous_commit TO off")
-            rows: list[Any] = await driver.fetch(
+                await advancer.driver.execute("SET synchronous_commit TO off")
+            rows: list[Any] = await advancer.driver.fetch(
                 _ADVANCE_ASYNCPG,
                 [aeui for aeui, _ in batch],
                 [t for _, (t, _version) in batch],
@@ -497,7 +505,7 @@ class SqlStateStore(StateStore):
                 timeout=self._command_timeout,
             )
         except BaseException:
-            await _drop(advancer, invalidate=True)  # a fresh connection for the next batch
+            await self._drop_advancer(advancer)  # a fresh connection for the next batch
             raise
         self._advancers.append(advancer)
         return rows
@@ -508,19 +516,28 @@ class SqlStateStore(StateStore):
         payload = json.dumps([[aeui, t, v] for aeui, (t, v) in batch])
         async with contextlib.AsyncExitStack() as stack:
             if self._serial is not None:
+                # The one connection of an in-memory database is also every unit's: the
+                # advance waits for the unit in progress, as any unit does.
                 await stack.enter_async_context(self._serial)
-            with unavailable_as_store_error():
-                connection = await stack.enter_async_context(self.engine.connect())
-                raw = await connection.get_raw_connection()
-            driver: Any = raw.driver_connection  # aiosqlite, in autocommit (engine.py)
-            rows: list[Any] = list(await driver.execute_fetchall(_ADVANCE_SQLITE3, (payload,)))
+            advancer, _ = await self._advancer()
+            try:
+                # aiosqlite, in autocommit (engine.py): one UPDATE, atomic on its own.
+                rows = list(await advancer.driver.execute_fetchall(_ADVANCE_SQLITE3, (payload,)))
+            except BaseException:
+                await self._drop_advancer(advancer)
+                raise
+            self._advancers.append(advancer)
             return rows
+
+    async def _drop_advancer(self, advancer: _Advancer) -> None:
+        # Closed, not pooled (a PostgreSQL one carries its session setting), except the
+        # connection of an in-memory SQLite database: closing that one would empty it.
+        await _drop(advancer.connection, invalidate=not is_memory(self.url))
 
     async def _drop_advancers(self) -> None:
         advancers, self._advancers = self._advancers, []
         for advancer in advancers:
-            # Closed, not pooled: their session setting must not serve other statements.
-            await _drop(advancer, invalidate=True)
+            await self._drop_advancer(advancer)
 
     @property
     def advance_stats(self) -> tuple[int, int]:
@@ -751,6 +768,14 @@ class SqlStateStore(StateStore):
                 )
             )
         return bool(result.rowcount)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Advancer:
+    """A connection the advance keeps checked out, and its driver's connection under it."""
+
+    connection: AsyncConnection
+    driver: Any
 
 
 async def _drop(connection: AsyncConnection, *, invalidate: bool = False) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from gateway.store import StateStore, StoredBinding
+from gateway.store.errors import SchemaNotCurrent
 from gateway.store.sql import SqlStateStore
 from tests.store.conftest import Database
 from tests.store.helpers import at, binding, run, seed
@@ -261,12 +263,45 @@ def test_only_the_advances_commit_asynchronously_on_postgresql(db: Database) -> 
             await seed(store, 3)
             assert await store.advance("dev-00000", at(5))
             assert len(store._advancers) == 1
-            raw = await store._advancers[0].get_raw_connection()
-            row = await raw.driver_connection.fetchrow(query)
+            row = await store._advancers[0].driver.fetchrow(query)
             assert (row["setting"], row["source"]) == ("off", "session")
             for _ in range(3):  # whichever pooled connection a unit of work gets
                 async with store._unit() as connection:
                     shown = (await connection.execute(sa.text(query))).one()
                 assert shown.source != "session"
+
+    run(main())
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_the_kept_sqlite_advance_connection_survives_a_failed_statement(
+    where: str, tmp_path: Path
+) -> None:
+    """The advance keeps its own connection; a statement that fails on it loses nothing (an
+    in-memory database is that connection) and the next advance and unit of work run."""
+    url = "sqlite+aiosqlite://" if where == "memory" else f"sqlite+aiosqlite:///{tmp_path}/s.db"
+
+    async def main() -> None:
+        store = await SqlStateStore.connect(url, create=True)
+        try:
+            await seed(store, 3)
+            assert await store.advance("dev-00000", at(5))
+            assert len(store._advancers) == 1
+            async with store._unit() as connection:  # the table gone for a moment
+                await connection.execute(sa.text("ALTER TABLE devices RENAME TO gone"))
+            with pytest.raises(SchemaNotCurrent):
+                await store.advance("dev-00001", at(5))
+            assert store._advancers == []  # dropped: the next advance takes a fresh one
+            async with store._unit() as connection:
+                await connection.execute(sa.text("ALTER TABLE gone RENAME TO devices"))
+            assert await store.advance("dev-00001", at(6))
+            stored = await store.get("dev-00000")  # the database, and its rows, are there
+            assert stored is not None and stored.observed_at == at(5)
+            moved = await store.get("dev-00001")
+            assert moved is not None and moved.observed_at == at(6)
+            won, _, _ = await store.claim(binding("dev-00002", observed=7), credential="device")
+            assert won
+        finally:
+            await store.close()
 
     run(main())
