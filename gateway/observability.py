@@ -13,7 +13,6 @@ sends are timed, logged and tagged with their request ID like any other.
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ from prometheus_client import Histogram
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.jsondump import dumps_line
 from gateway.metrics import Metrics
 from gateway.settings import SettingsError
 
@@ -242,7 +242,7 @@ def _write_line(
         "message": "request",
         **fields,
     }
-    line = json.dumps(out, default=str) + handler.terminator
+    line = dumps_line(out) + handler.terminator
     handler.acquire()
     try:
         handler.stream.write(line)
@@ -296,7 +296,7 @@ class JsonFormatter(logging.Formatter):
             out["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, default=str)
+        return dumps_line(out)
 
 
 def _level(name: str) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.auth import require_admin
@@ -28,6 +28,7 @@ from gateway.api.schemas import (
 from gateway.bandwidth.errors import UpstreamNotFound
 from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient, wire_name
 from gateway.dlr.ids import endpoint_id_for, location_id_for
+from gateway.jsondump import JSONResponse
 
 _RESERVED_ENDPOINT_IDS = {"locations", "notificationrecipients"}
 _ID_RULE = "1 to 64 of letters, digits and ._~-, starting with a letter or digit"

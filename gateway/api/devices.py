@@ -13,7 +13,7 @@ from typing import Any
 
 import phonenumbers
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.auth import Principal, authenticate
@@ -37,6 +37,7 @@ from gateway.bandwidth.models import Address
 from gateway.dlr.address import FieldError, validate_caller_name
 from gateway.dlr.pipeline import Binding, GeoFix, Outcome, Report, Superseded, Unroutable
 from gateway.geocoding.results import GeocodingUnavailable
+from gateway.jsondump import JSONResponse
 from gateway.store import HistoryEntry, StateStore
 
 #: How far ahead of the gateway's clock a device's ``observedAt`` may be.

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +45,7 @@ from gateway.dlr.callers import (
     normalize_number,
     radius_meters,
 )
+from gateway.jsondump import dumps
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store.base import HistoryKind, HistoryRecord, StateStore, StoredBinding
@@ -293,7 +293,7 @@ def _answer(binding: StoredBinding) -> dict[str, Any]:
 
 def _json(body: dict[str, Any]) -> Response:
     return Response(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        dumps(body),
         media_type="application/json",
         headers={"Cache-Control": "no-store"},
     )

@@ -11,11 +11,12 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.context import services
 from gateway.bandwidth.errors import UpstreamError
+from gateway.jsondump import JSONResponse
 from gateway.store import StateStore, StoreUnavailable
 
 if TYPE_CHECKING:

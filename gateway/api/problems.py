@@ -5,7 +5,6 @@ Problem types are relative URIs ``/problems/<kind>``; each is explained in the R
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from gateway.bandwidth.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.jsondump import dumps
 from gateway.store.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.api")
@@ -117,7 +117,7 @@ def problem_response(problem: Problem, instance: str | None = None) -> Response:
     if problem.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(problem.retry_after)))
     return Response(
-        json.dumps(body, separators=(",", ":")).encode(),
+        dumps(body),
         status_code=problem.status,
         headers=headers,
         media_type=PROBLEM_JSON,
