@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import math
 import re
@@ -333,7 +332,7 @@ async def _read_report(
             when = _observed_at(memo.observed_at, errors)
             if when is None:
                 raise _problems(errors)
-            return dataclasses.replace(known, observed_at=when), _NO_SOURCE
+            return known.seen_at(when), _NO_SOURCE
     source = ReportSource(decode_json(body))
     report = _parse_source(source)
     if memo is not None:

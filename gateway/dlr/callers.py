@@ -154,7 +154,7 @@ class CallerIndex:
         if known is None or not known.confirmed or known.version != (version or 0):
             return False
         if observed_at > known.observed_at:
-            self._devices[aeui] = dataclasses.replace(known, observed_at=observed_at)
+            self._devices[aeui] = known.seen_at(observed_at)
         self._devices.move_to_end(aeui)
         return True
 

@@ -128,6 +128,19 @@ class Report:
     address: Address | Mapping[str, object] | str | None = None
     geo: GeoFix | None = None
 
+    def seen_at(self, observed_at: datetime) -> Report:
+        """This report at another time: ``dataclasses.replace`` without its introspection
+        (half the cost, on every unchanged report). Every field is passed on (a test holds
+        this to ``replace`` for each field)."""
+        return Report(
+            alternate_end_user_id=self.alternate_end_user_id,
+            caller_name=self.caller_name,
+            telephone_number=self.telephone_number,
+            observed_at=observed_at,
+            address=self.address,
+            geo=self.geo,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Binding:
@@ -151,6 +164,24 @@ class Binding:
     coordinates_source: str | None = None
     #: The device's GPS accuracy in meters, when the coordinates are its own fix.
     accuracy_meters: float | None = None
+
+    def seen_at(self, observed_at: datetime) -> Binding:
+        """This binding at a newer time (as ``Report.seen_at``)."""
+        return Binding(
+            alternate_end_user_id=self.alternate_end_user_id,
+            endpoint_id=self.endpoint_id,
+            location_id=self.location_id,
+            caller_name=self.caller_name,
+            telephone_number=self.telephone_number,
+            address=self.address,
+            status=self.status,
+            latitude=self.latitude,
+            longitude=self.longitude,
+            observed_at=observed_at,
+            version=self.version,
+            coordinates_source=self.coordinates_source,
+            accuracy_meters=self.accuracy_meters,
+        )
 
     def same_as(self, location_id: str, caller_name: str, telephone_number: str) -> bool:
         return (
@@ -398,7 +429,7 @@ class Pipeline:
             if cached.observed_at is not None and when < cached.observed_at:
                 raise Superseded(cached.observed_at)
             if await self.ledger.advance(aeui, when, version=cached.version):
-                binding = dataclasses.replace(cached, observed_at=when)
+                binding = cached.seen_at(when)
                 self._bindings[aeui] = binding
                 self._learn_binding(binding)
                 return Outcome(binding, Change.UNCHANGED, Change.UNCHANGED, warnings)
@@ -414,7 +445,7 @@ class Pipeline:
         if not await self.ledger.advance(aeui, when, version=stored.version):
             # A claim landed in between (another replica): let the full path decide.
             return None
-        binding = dataclasses.replace(binding, observed_at=when)
+        binding = binding.seen_at(when)
         self._bindings[aeui] = binding
         self._learn_binding(binding)
         return Outcome(binding, Change.UNCHANGED, Change.UNCHANGED, warnings)

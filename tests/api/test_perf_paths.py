@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +16,11 @@ from gateway.api.devices import _address_json, _e164, _telephone
 from gateway.api.problems import FieldProblem
 from gateway.api.schemas import record_to_json
 from gateway.bandwidth.models import Address
+from gateway.dlr.ids import location_id_for
+from gateway.dlr.pipeline import Binding, Report
+from gateway.jsondump import JSONResponse, dumps, dumps_line
 from gateway.observability import JsonFormatter, _json_sink, _write_line
+from gateway.store import StoredBinding
 
 
 @pytest.mark.parametrize(
@@ -94,3 +101,49 @@ def test_the_direct_line_is_skipped_when_logging_does_more() -> None:
     assert _json_sink(logger, logging.INFO) is None
     logger.handlers.clear()  # nothing to write to: logging's last resort decides
     assert _json_sink(logger, logging.INFO) is None
+
+
+@pytest.mark.parametrize("cls", [Report, Binding, StoredBinding])
+def test_seen_at_is_replace_for_every_field(cls: type[Any]) -> None:
+    """``seen_at`` passes every field on: a field added later and forgotten there fails here."""
+    values = {f.name: object() for f in dataclasses.fields(cls)}
+    record = cls(**values)
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    moved = record.seen_at(when)
+    assert type(moved) is cls
+    for f in dataclasses.fields(cls):
+        expected = when if f.name == "observed_at" else values[f.name]
+        assert getattr(moved, f.name) is expected, f.name
+    assert moved == dataclasses.replace(record, observed_at=when)
+
+
+def test_location_ids_are_memoized_per_address_value() -> None:
+    a = Address(house_number="1600", street_name="PENNSYLVANIA", city="WASHINGTON")
+    b = Address(house_number="1600", street_name="PENNSYLVANIA", city="WASHINGTON")
+    c = dataclasses.replace(a, house_number="1601")
+    assert location_id_for(a) == location_id_for(b) == location_id_for.__wrapped__(b)
+    assert location_id_for(c) == location_id_for.__wrapped__(c) != location_id_for(a)
+    # Not part of the ID: ZIP+4 (the same place, however the carrier completes the ZIP).
+    assert location_id_for(dataclasses.replace(a, plus_four="0001")) == location_id_for(a)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"n": 2**70},  # beyond 64 bits: orjson refuses it
+        {"s": "lone \ud800 surrogate"},  # not encodable as UTF-8
+        {"ok": "caf\u00e9", "list": [1, 2.5, None, True]},
+    ],
+)
+def test_json_answers_never_fail_for_what_a_client_can_send(value: dict[str, Any]) -> None:
+    body = dumps(value)
+    assert json.loads(body) == value
+    line = dumps_line({**value, "when": datetime(2026, 1, 1, tzinfo=UTC), 3: "int key"})
+    decoded = json.loads(line)
+    assert decoded["when"].startswith("2026-01-01") and decoded["3"] == "int key"
+    rendered = JSONResponse(value).body
+    assert json.loads(rendered) == value
+
+
+def test_json_answers_write_no_nan() -> None:
+    assert json.loads(dumps({"x": math.nan, "y": math.inf})) == {"x": None, "y": None}
