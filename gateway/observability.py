@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import os
 import re
 import sys
@@ -229,6 +230,27 @@ def _json_sink(logger: logging.Logger, level: int) -> logging.StreamHandler[Any]
     return found
 
 
+#: The last second ``utc_millis`` formatted: ``(whole seconds, "YYYY-MM-DDTHH:MM:SS")``.
+_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
+def utc_millis(timestamp: float) -> str:
+    """``datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")``, with
+    the date and time of day formatted once a second (every request's log line needs it)."""
+    global _last_second
+    if not timestamp >= 0:  # before 1970 (or NaN): as datetime does it, uncached
+        return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    # As datetime rounds: to the microsecond, half to even, then cut to the millisecond.
+    fraction, whole = math.modf(timestamp)
+    seconds, micros = int(whole), round(fraction * 1e6)
+    if micros >= 1_000_000:
+        seconds, micros = seconds + 1, micros - 1_000_000
+    if seconds != _last_second[0]:
+        text = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")[:19]
+        _last_second = (seconds, text)
+    return f"{_last_second[1]}.{micros // 1000:03d}+00:00"
+
+
 def _write_line(
     handler: logging.StreamHandler[Any], name: str, level: int, fields: dict[str, Any]
 ) -> None:
@@ -236,7 +258,7 @@ def _write_line(
     "request", extra=fields)``, without building a ``LogRecord``: the same keys, in the same
     order. The request line's fields are all safe to log (none is a secret key)."""
     out: dict[str, Any] = {
-        "time": datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds"),
+        "time": utc_millis(time.time()),
         "level": logging.getLevelName(level),
         "logger": name,
         "message": "request",
@@ -280,7 +302,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": utc_millis(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

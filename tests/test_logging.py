@@ -10,10 +10,13 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +32,7 @@ from gateway.observability import (
     RequestObservability,
     configure_logging,
     current_request_id,
+    utc_millis,
 )
 from gateway.settings import SANDBOX_PASSWORD, SettingsError
 from tests.harness import ADMIN_KEY, JWT_SECRET, WHITE_HOUSE, gateway, gateway_settings, report
@@ -262,3 +266,18 @@ def test_configure_logging_routes_uvicorn_here_and_keeps_outgoing_urls_out() -> 
 
     with pytest.raises(SettingsError, match="GATEWAY_LOG_LEVEL"), json_logs("LOUD"):
         pass
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(min_value=-1e10, max_value=1e10, allow_nan=False),
+        st.integers(min_value=0, max_value=10**10).map(lambda s: s + 0.9999996),
+        st.integers(min_value=0, max_value=10**10).map(lambda s: s + 0.0005),
+    )
+)
+def test_log_times_are_what_datetime_writes(timestamp: float) -> None:
+    """The once-a-second formatted time of every log line, against datetime itself."""
+    expected = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    assert utc_millis(timestamp) == expected
+    assert utc_millis(timestamp) == expected  # and from the cached second
