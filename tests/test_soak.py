@@ -47,9 +47,6 @@ import json
 import os
 import random
 import re
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -67,12 +64,10 @@ from cachetools import Cache
 from gateway.dlr.address import NormalizeCache, normalize
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.pipeline import Pipeline
-from gateway.settings import SANDBOX_ACCOUNT_ID, SANDBOX_PASSWORD, SANDBOX_USERNAME
 from gateway.simulator.addresses import US_STATES
-from tests.harness import ADMIN_KEY, gateway, gateway_settings
-
-ROOT = Path(__file__).resolve().parent.parent
-LOOPBACK = "127.0.0.1"
+from gateway.store.sql import ADVANCE_CONCURRENCY
+from tests import procs
+from tests.harness import gateway, gateway_settings
 
 #: Common places devices move among.
 PLACES = 50
@@ -98,6 +93,9 @@ FAULT_RATE = 0.01
 TIMEOUT_HOLD = 2.0
 #: After the last held write lands: one re-read and one write per device (tests/test_faults.py).
 REPAIR_BOUND = 3.0
+#: Bounds on starting each process (until it answers) and on stopping it (then SIGKILL).
+START_TIMEOUT = 60.0
+STOP_GRACE = 15.0
 #: Allowed RSS growth over the second half of the run. Once the caches are full (within the
 #: first few hundred reports) the gateway holds a constant amount of state; what is left is
 #: the allocator settling (pymalloc arenas, glibc heap fragmentation, SQLite's page cache),
@@ -406,75 +404,6 @@ def sockets_of(pid: int, port: int, upstream_port: int) -> Sockets:
     )
 
 
-# -- real processes ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def process(
-    argv: list[str], env: dict[str, str], log: Path, ready_url: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``argv`` started with ``env``, until ``ready_url`` answers; stopped (SIGTERM twice, so
-    the gateway skips its drain delay, then SIGKILL) on the way out."""
-    with log.open("wb") as out:
-        child = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=log.parent,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        with httpx.Client(timeout=2, trust_env=False) as http:
-            while True:
-                assert child.poll() is None, log.read_text(errors="replace")[-3000:]
-                assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
-                with contextlib.suppress(httpx.TransportError):
-                    if http.get(ready_url).status_code < 500:
-                        break
-                time.sleep(0.1)
-        yield child
-    finally:
-        for _ in range(2):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.wait(0.5)
-        try:
-            child.wait(15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(5)
-
-
-def clean_environ() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GATEWAY_", "BANDWIDTH_", "GEOCODE"))
-    }
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
-def metric_samples(text: str, name: str) -> dict[str, float]:
-    """``{labels: value}`` of one metric in the Prometheus text format."""
-    found = {}
-    for line in text.splitlines():
-        if line.startswith(name):
-            key, _, value = line.rpartition(" ")
-            found[key[len(name) :]] = float(value)
-    return found
-
-
 @dataclass
 class Sample:
     reports: int
@@ -485,48 +414,27 @@ class Sample:
 
 @pytest.mark.slow
 def test_soak_against_real_processes(tmp_path: Path) -> None:
-    sim_port, port = free_port(), free_port()
-    simulator = [
-        sys.executable,
-        "-m",
-        "gateway",
-        "simulator",
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(sim_port),
+    sim = procs.simulator(
+        tmp_path,
         "--fault-rate",
         str(FAULT_RATE),
         "--timeout-hold",
         str(TIMEOUT_HOLD),
         "--seed",
         "20261127",
-    ]
-    env = clean_environ()
-    gateway_env = {
-        **env,
-        "BANDWIDTH_BASE_URL": f"http://{LOOPBACK}:{sim_port}/api",
-        "BANDWIDTH_ACCOUNT_ID": SANDBOX_ACCOUNT_ID,
-        "BANDWIDTH_USERNAME": SANDBOX_USERNAME,
-        "BANDWIDTH_PASSWORD": SANDBOX_PASSWORD,
-        "GATEWAY_ADMIN_KEYS": ADMIN_KEY,
-        "GATEWAY_REPORT_RATE_PER_MINUTE": "0",
-        "GATEWAY_LOG_LEVEL": "INFO",
-        "GATEWAY_SHUTDOWN_GRACE": "5",
-        **SMALL_CACHES,
-        **UPSTREAM,
-    }
-    serve = [sys.executable, "-m", "gateway", "serve", "--host", LOOPBACK, "--port", str(port)]
-    gateway_log = tmp_path / "gateway.log"
-    sim_base = f"http://{LOOPBACK}:{sim_port}"
-    base = f"http://{LOOPBACK}:{port}"
-    with (
-        process(
-            simulator, env, tmp_path / "simulator.log", f"{sim_base}/_sim/config"
-        ) as sim_process,
-        process(serve, gateway_env, gateway_log, f"{base}/healthz") as served,
-    ):
-        pid = served.pid
+    )
+    # "": no GATEWAY_DATABASE_URL, so the default store (SQLite in a file under tmp_path).
+    gateway_env = procs.gateway_environ(
+        sim.port, "", GATEWAY_SHUTDOWN_GRACE="5", **SMALL_CACHES, **UPSTREAM
+    )
+    served = procs.replica("gateway", tmp_path, gateway_env)
+    sim_port, port = sim.port, served.port
+    sim_base, base = sim.base, served.base
+    try:
+        sim.start().wait_ready(START_TIMEOUT)
+        served.start().wait_ready(START_TIMEOUT)
+        assert served.child is not None and sim.child is not None
+        pid = served.child.pid
         samples: list[Sample] = []
 
         def sample(done: int) -> None:
@@ -543,7 +451,7 @@ def test_soak_against_real_processes(tmp_path: Path) -> None:
             )
             async with httpx.AsyncClient(
                 base_url=base,
-                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                headers={"Authorization": f"Bearer {procs.ADMIN_KEY}"},
                 limits=limits,
                 timeout=30,
                 trust_env=False,
@@ -579,7 +487,11 @@ def test_soak_against_real_processes(tmp_path: Path) -> None:
 
         load, state, metrics, final = asyncio.run(run())
         final_rss = rss_mib(pid)
-        cpu = {"gateway": cpu_seconds(pid), "simulator": cpu_seconds(sim_process.pid)}
+        cpu = {"gateway": cpu_seconds(pid), "simulator": cpu_seconds(sim.child.pid)}
+    finally:
+        # The gateway first (its shutdown may still talk to the carrier), then the simulator.
+        procs.stop_all([served], grace=STOP_GRACE)
+        procs.stop_all([sim], grace=STOP_GRACE)
 
     # Every report answered as it should be.
     assert not load.unexpected, load.unexpected[:20]
@@ -594,10 +506,10 @@ def test_soak_against_real_processes(tmp_path: Path) -> None:
     assert not stale, stale[:20]
     assert not answered_ids_are_derived(load)
     # The gateway counted every report.
-    counted = metric_samples(metrics, "dlr_reports_total")
+    counted = procs.metric_samples(metrics, "dlr_reports_total")
     assert sum(counted.values()) == load.completed, counted
-    repairs = metric_samples(metrics, "dlr_reconcile_repairs_total")
-    errors = [line for line in gateway_log.read_text().splitlines() if '"level": "ERROR"' in line]
+    repairs = procs.metric_samples(metrics, "dlr_reconcile_repairs_total")
+    errors = [line for line in served.log.read_text().splitlines() if '"level": "ERROR"' in line]
     assert not errors, errors[:5]
 
     # Memory plateaus.
@@ -736,6 +648,10 @@ def in_process_soak(database_url: str, *, fault_rate: float = 0.02, seed: int = 
             owners += [o for o in (getattr(pipeline, "ledger", None),) if o is not None]
             for owner in owners:
                 leftovers = {k: n for k, n in unbounded_containers(owner).items() if n}
+                # The connections the store keeps for batched advances: one per batch in
+                # flight at most, idle ones kept for the next batches.
+                kept = leftovers.pop("_advancers", 0)
+                assert kept <= ADVANCE_CONCURRENCY, (type(owner).__name__, kept)
                 assert not leftovers, (type(owner).__name__, leftovers)
             callers = pipeline.callers
             assert callers is not None and len(callers) <= callers.maxsize <= SHORT_CACHE
