@@ -1,8 +1,8 @@
 """The simulator's address check: what the carrier's MSAG validation refuses, offline.
 
 Required fields, US state and Canadian province codes, ZIP and postal-code formats, and
-ZIP/state consistency from the ``zipcodes`` data. ``zipcodes`` answers each lookup by scanning
-its whole list, so the ZIP index here is a dict, built once on first use.
+ZIP/state consistency from the ``zipcodes`` data, read through the process's one ZIP table
+(``gateway.zipdata``, shared with the gateway's validator and offline geocoder).
 """
 
 from __future__ import annotations
@@ -10,12 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import threading
-from dataclasses import dataclass
-
-import zipcodes
 
 from gateway.bandwidth.models import Address, Location, LocationStatus, wire_name
+from gateway.zipdata import ZipInfo, zip_table
 
 _STATES = (
     "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ "
@@ -38,14 +35,6 @@ _PLUS_FOUR = re.compile(r"\d{4}")
 _CA_POSTAL = re.compile(r"[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] ?\d[ABCEGHJ-NPRSTV-Z]\d")
 
 
-@dataclass(frozen=True, slots=True)
-class ZipRecord:
-    state: str
-    city: str
-    latitude: float | None
-    longitude: float | None
-
-
 class InvalidAddress(ValueError):
     """An address the carrier would refuse; ``field`` is its wire path (``address.zip``)."""
 
@@ -54,35 +43,14 @@ class InvalidAddress(ValueError):
         self.field = field
 
 
-_index: dict[str, ZipRecord] | None = None
-_index_lock = threading.Lock()
+def zip_index() -> dict[str, ZipInfo]:
+    """Five-digit ZIP -> its record: ``gateway.zipdata``'s table, loaded on first use."""
+    return zip_table()
 
 
-def zip_index() -> dict[str, ZipRecord]:
-    """Five-digit ZIP -> its record, built on first use."""
-    global _index
-    if _index is None:
-        with _index_lock:
-            if _index is None:
-                _index = {z["zip_code"]: _record(z) for z in zipcodes.list_all()}  # type: ignore[no-untyped-call]
-    return _index
-
-
-def _record(z: dict[str, object]) -> ZipRecord:
-    return ZipRecord(
-        state=str(z.get("state") or ""),
-        city=str(z.get("city") or ""),
-        latitude=_coordinate(z.get("lat")),
-        longitude=_coordinate(z.get("long")),
-    )
-
-
-def _coordinate(value: object) -> float | None:
-    try:
-        number = float(str(value))
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
+def _coordinate(value: float | None) -> float | None:
+    """A ZIP centroid's coordinate, or ``None`` if it is not finite (the table keeps it)."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def validate_location(location: Location) -> Location:
@@ -105,7 +73,7 @@ def validate_location(location: Location) -> Location:
     state = (address.state_code or "").strip().upper()
     zip_code = (address.zip or "").strip().upper()
     plus_four = (address.plus_four or "").strip()
-    centroid: ZipRecord | None = None
+    centroid: ZipInfo | None = None
     if country == "US":
         if state not in US_STATES:
             raise InvalidAddress("address.stateCode", f"{state!r} is not a US state code")
@@ -140,7 +108,7 @@ def validate_location(location: Location) -> Location:
     if longitude is not None and not -180 <= longitude <= 180:
         raise InvalidAddress("longitude", "must be between -180 and 180")
     if latitude is None and centroid is not None:
-        latitude, longitude = centroid.latitude, centroid.longitude
+        latitude, longitude = _coordinate(centroid.latitude), _coordinate(centroid.longitude)
     status = LocationStatus.VALID if latitude is None else LocationStatus.GEOCODED
     return dataclasses.replace(
         location, status=status.value, latitude=latitude, longitude=longitude
