@@ -1206,12 +1206,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no warm binding cache, no group commit: a read and a write per report",
     )
-    parser.add_argument(
+    only = parser.add_mutually_exclusive_group()  # one phase set, not both
+    only.add_argument(
         "--only-throughput",
         action="store_true",
         help="only the warm-up and the baseline/unchanged throughput runs",
     )
-    parser.add_argument(
+    only.add_argument(
         "--only-memory",
         action="store_true",
         help="only the memory phase (peak_rss_mb after --rss-devices new devices)",
