@@ -64,6 +64,7 @@ from cachetools import Cache
 from gateway.dlr.address import NormalizeCache, normalize
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.pipeline import Pipeline
+from gateway.lru import Lru
 from gateway.simulator.addresses import US_STATES
 from gateway.store.sql import ADVANCE_CONCURRENCY
 from tests import procs
@@ -575,8 +576,8 @@ def unbounded_containers(owner: object) -> dict[str, int]:
     return sizes
 
 
-def caches(owner: object) -> dict[str, Cache[Any, Any]]:
-    return {name: value for name, value in vars(owner).items() if isinstance(value, Cache)}
+def caches(owner: object) -> dict[str, Cache[Any, Any] | Lru[Any, Any]]:
+    return {name: value for name, value in vars(owner).items() if isinstance(value, Cache | Lru)}
 
 
 def unbounded_memos() -> list[str]:

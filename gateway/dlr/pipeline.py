@@ -56,6 +56,7 @@ from gateway.dlr.callers import CallerIndex
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
+from gateway.lru import Lru
 from gateway.store.base import Claim, StoredBinding
 from gateway.store.errors import StoreUnavailable
 
@@ -286,7 +287,7 @@ class Pipeline:
         self._locations: LRUCache[str, _KnownLocation] = LRUCache(location_cache_size)
         #: Bindings the carrier is known to hold, with their ledger version: what lets an
         #: unchanged report cost no upstream call and no database read.
-        self._bindings: LRUCache[str, Binding] = LRUCache(binding_cache_size)
+        self._bindings: Lru[str, Binding] = Lru(max(1, binding_cache_size))
         self._foreign_ids: LRUCache[str, str] = LRUCache(max(1024, binding_cache_size // 100))
         self._creating: SingleFlight[str, tuple[_KnownLocation, Change]] = SingleFlight()
         self._devices: KeyedLocks[str] = KeyedLocks()
