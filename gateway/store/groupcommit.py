@@ -3,8 +3,11 @@
 The first caller starts a flush; everyone who arrives while a batch is in flight waits for
 the next one, so under load each round trip carries every call that queued during the
 previous one, and an idle store adds no delay at all. Under load (the previous batch carried
-more than one call) a flush may also linger a moment for more (``linger``): fewer, larger
-statements, each call waiting that much longer. A key appears at most once per batch:
+more than one call) a flush may also linger for more, as long as calls keep arriving: it
+yields to the event loop until ``QUIET_TURNS`` turns bring no new call, or ``linger`` has
+passed. Fewer, larger statements, and no idle wait: once everyone who could join has
+joined, the flush goes (a fixed sleep left the process idle when every request in flight
+was already queued). A key appears at most once per batch:
 a second call for the same key waits for the next batch, so calls for one key keep their
 order.
 """
@@ -17,6 +20,13 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from gateway.store.errors import StoreUnavailable
+
+#: Event-loop turns without a new call after which a lingering flush stops waiting: a request
+#: on its way to the store (socket read, HTTP parsing, the handler's own awaits) reaches it
+#: within a few turns, so after this many quiet ones nothing more is coming soon. One turn
+#: cut batches short over the network (more statements, +25 % CPU per unchanged report);
+#: 4 gave the best throughput, 8 and 16 slightly less (docs/benchmarks.md).
+QUIET_TURNS = 4
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -41,9 +51,9 @@ class GroupCommit(Generic[K, V, R]):
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
-        #: Seconds a flush waits for more calls before it starts (0: none beyond this moment),
-        #: only under load: when the previous batch carried more than one call. An idle
-        #: store adds no delay.
+        #: The most seconds a flush waits for more calls before it starts (0: none beyond
+        #: this moment), only under load: when the previous batch carried more than one
+        #: call, and only while calls keep arriving. An idle store adds no delay.
         self._linger = linger
         self._last_batch = 0
         #: Batches in flight at once (each on its own connection): while one waits for its
@@ -79,6 +89,18 @@ class GroupCommit(Generic[K, V, R]):
         while self._workers:
             await asyncio.gather(*self._workers, return_exceptions=True)
 
+    async def _gather_more(self) -> None:
+        """Yield to the loop while calls keep arriving, up to ``linger`` (see the module)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._linger
+        quiet = 0
+        while len(self._queue) < self._max_batch and loop.time() < deadline:
+            before = len(self._queue)
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if len(self._queue) == before else 0
+            if quiet >= QUIET_TURNS:
+                return
+
     def _take(self) -> list[_Call[K, V, R]]:
         batch: list[_Call[K, V, R]] = []
         later: list[_Call[K, V, R]] = []
@@ -101,7 +123,7 @@ class GroupCommit(Generic[K, V, R]):
             await asyncio.sleep(0)  # let the callers of this same moment join the first batch
             while self._queue:
                 if self._linger > 0 and self._last_batch > 1 and len(self._queue) < self._max_batch:
-                    await asyncio.sleep(self._linger)
+                    await self._gather_more()
                 batch = self._take()
                 if not batch:
                     if self._queue and self._in_flight:

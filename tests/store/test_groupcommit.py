@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from gateway.store.groupcommit import GroupCommit
+from gateway.store.groupcommit import QUIET_TURNS, GroupCommit
 
 
 class Flusher:
@@ -31,29 +31,71 @@ def test_calls_of_one_moment_share_a_batch_and_keys_keep_their_order() -> None:
     asyncio.run(scenario())
 
 
-def test_linger_gathers_late_calls_under_load_and_never_delays_an_idle_store() -> None:
-    async def stagger(group: GroupCommit[str, int, int]) -> None:
-        async def late(key: str, delay: float) -> int:
-            await asyncio.sleep(delay)
-            return await group.submit(key, 1)
+async def _turns(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
 
-        assert await asyncio.gather(*(late(f"k{i}", i * 0.002) for i in range(5))) == [2] * 5
+
+def test_linger_gathers_calls_while_they_keep_coming_and_never_waits_idle() -> None:
+    """Under load a flush yields to the loop while calls keep arriving (each a few turns
+    after the previous one, as requests on their way to the store do), and goes as soon as
+    a few turns bring none: never an idle wait for the whole linger."""
+
+    async def busy(group: GroupCommit[str, int, int], count: int, gap: int) -> None:
+        async def late(i: int) -> int:
+            await _turns(i * gap)
+            return await group.submit(f"k{i}", 1)
+
+        assert await asyncio.gather(*(late(i) for i in range(count))) == [2] * count
 
     async def scenario() -> None:
+        loop = asyncio.get_running_loop()
         eager, patient = Flusher(), Flusher()
-        await stagger(GroupCommit(eager))
-        assert len(eager.batches) >= 3  # each late call finds the previous flush done
+        await busy(GroupCommit(eager), 6, QUIET_TURNS - 1)
+        assert eager.batches[0] == ["k0"]  # no linger: the first call goes alone, at once
 
-        group: GroupCommit[str, int, int] = GroupCommit(patient, linger=0.05)
+        group: GroupCommit[str, int, int] = GroupCommit(patient, linger=30.0)
         # Idle (no batch of more than one call yet): a lone call is flushed at once.
-        started = asyncio.get_running_loop().time()
+        started = loop.time()
         assert await group.submit("alone", 1) == 2
-        assert asyncio.get_running_loop().time() - started < 0.04
-        # Under load (a batch of two): the next flush waits for the late ones.
+        # Under load (a batch of two): the next flush waits for the late ones...
         await asyncio.gather(group.submit("x", 1), group.submit("y", 1))
         patient.batches.clear()
-        await stagger(group)
-        assert len(patient.batches) == 1
+        await busy(group, 6, QUIET_TURNS - 1)
+        assert patient.batches == [[f"k{i}" for i in range(6)]]
+        # ...but not for calls that are not coming: a lone one goes after a few quiet
+        # turns, not after the 30 s linger; so does a call that comes only after a pause.
+        patient.batches.clear()
+        assert await group.submit("lone", 1) == 2
+        await busy(group, 2, QUIET_TURNS + 2)
+        assert patient.batches == [["lone"], ["k0"], ["k1"]]
+        assert loop.time() - started < 5
+
+    asyncio.run(scenario())
+
+
+def test_linger_ends_at_its_bound_however_many_calls_keep_coming() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        flush = Flusher()
+        group: GroupCommit[str, int, int] = GroupCommit(flush, linger=0.05)
+        await asyncio.gather(group.submit("x", 1), group.submit("y", 1))
+        flush.batches.clear()
+        stop = loop.time() + 0.3
+        sent = 0
+
+        async def stream() -> None:  # a call every loop turn, for 0.3 s
+            nonlocal sent
+            pending = []
+            while loop.time() < stop:
+                pending.append(asyncio.ensure_future(group.submit(f"s{sent}", 1)))
+                sent += 1
+                await asyncio.sleep(0)
+            await asyncio.gather(*pending)
+
+        await stream()
+        assert sum(len(b) for b in flush.batches) == sent
+        assert len(flush.batches) >= 4  # flushed every ~50 ms, not once at the end
 
     asyncio.run(scenario())
 
