@@ -66,7 +66,7 @@ from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.pipeline import Pipeline
 from gateway.lru import Lru
 from gateway.simulator.addresses import US_STATES
-from gateway.store.sql import ADVANCE_CONCURRENCY
+from gateway.store.sql import KEPT_CONNECTIONS
 from tests import procs
 from tests.harness import gateway, gateway_settings
 
@@ -652,7 +652,7 @@ def in_process_soak(database_url: str, *, fault_rate: float = 0.02, seed: int = 
                 # The connections the store keeps for batched advances: one per batch in
                 # flight at most, idle ones kept for the next batches.
                 kept = leftovers.pop("_advancers", 0)
-                assert kept <= ADVANCE_CONCURRENCY, (type(owner).__name__, kept)
+                assert kept <= KEPT_CONNECTIONS, (type(owner).__name__, kept)
                 assert not leftovers, (type(owner).__name__, leftovers)
             callers = pipeline.callers
             assert callers is not None and len(callers) <= callers.maxsize <= SHORT_CACHE

@@ -62,6 +62,10 @@ _MICROSECOND = timedelta(microseconds=1)
 PURGE_CHUNK = 5_000
 #: PostgreSQL: group-committed advance batches in flight at once (connections kept for them).
 ADVANCE_CONCURRENCY = 4
+#: PostgreSQL: group-committed confirmation batches in flight at once (on the same kept
+#: connections: at most ``KEPT_CONNECTIONS`` in all).
+CONFIRM_CONCURRENCY = 2
+KEPT_CONNECTIONS = ADVANCE_CONCURRENCY + CONFIRM_CONCURRENCY
 
 
 def to_us(moment: datetime) -> int:
@@ -146,6 +150,19 @@ _ADVANCE_ASYNCPG = (
     "AND d.observed_at <= v.t "
     "RETURNING d.aeui"
 )
+_CONFIRM_ASYNCPG = (
+    "UPDATE devices AS d SET confirmed = true, checked_at = $3 "
+    "FROM unnest($1::varchar[], $2::integer[]) AS v(aeui, version) "
+    "WHERE d.aeui = v.aeui AND d.version = v.version "
+    "RETURNING d.aeui"
+)
+_CONFIRM_SQLITE3 = (
+    "UPDATE devices SET confirmed = 1, checked_at = ? "
+    "FROM (SELECT json_extract(value, '$[0]') AS aeui, json_extract(value, '$[1]') AS version "
+    "FROM json_each(?)) AS v "
+    "WHERE devices.aeui = v.aeui AND devices.version = v.version "
+    "RETURNING aeui"
+)
 _ADVANCE_SQLITE3 = (
     "UPDATE devices SET observed_at = v.t "
     "FROM (SELECT json_extract(value, '$[0]') AS aeui, json_extract(value, '$[1]') AS t, "
@@ -202,10 +219,17 @@ class SqlStateStore(StateStore):
             # side, each waiting for its own WAL flush.
             concurrency=1 if is_sqlite(url) else ADVANCE_CONCURRENCY,
         )
+        #: A claim's confirmation once the carrier took the write: one statement for all
+        #: that arrive together, not a transaction each (no linger: a report waits for it).
+        self._confirms: GroupCommit[str, int, bool] = GroupCommit(
+            self._confirm_many,
+            max_batch=max_batch,
+            concurrency=1 if is_sqlite(url) else CONFIRM_CONCURRENCY,
+        )
         self._command_timeout = command_timeout
-        #: The connections the group commit keeps for itself, idle ones here
-        #: (``_advance_many``; one per batch in flight: at most ``ADVANCE_CONCURRENCY`` on
-        #: PostgreSQL, one on SQLite).
+        #: The connections the group commits keep for themselves, idle ones here (one per
+        #: batch in flight: at most ``KEPT_CONNECTIONS`` on PostgreSQL, one on SQLite, where
+        #: batches take turns).
         self._advancers: list[_Advancer] = []
         #: Units of work whose callers stopped waiting (see ``_whole``), kept until done.
         self._orphans: set[asyncio.Task[Any]] = set()
@@ -298,6 +322,7 @@ class SqlStateStore(StateStore):
 
     async def close(self) -> None:
         await self._advances.close()
+        await self._confirms.close()
         await self._drop_advancers()
         if self._orphans:
             await asyncio.wait(set(self._orphans), timeout=5.0)
@@ -426,16 +451,29 @@ class SqlStateStore(StateStore):
                 )
         return Claim(True, previous, current)
 
-    @_whole
     async def confirm(self, aeui: str, version: int) -> bool:
-        async with self._unit() as connection:
-            result = await connection.execute(
-                sa.update(devices)
-                .where(devices.c.aeui == aeui, devices.c.version == version)
-                # The gateway just saw the carrier take it: as good as a check.
-                .values(confirmed=True, checked_at=self._now())
-            )
-        return bool(result.rowcount)
+        return await self._confirms.submit(aeui, version)
+
+    async def _confirm_many(self, batch: Sequence[tuple[str, int]]) -> dict[str, bool]:
+        """Confirm many claims (each device at most once) in one statement, on the advance's
+        kept connections (autocommit; see ``_advance_many``). On PostgreSQL it commits
+        asynchronously like an advance: a database crash may forget the last moment of
+        confirmations, which leaves those bindings unconfirmed, and the reconciler then checks
+        them against the carrier again: extra reads, never a wrong binding."""
+        if not batch:
+            return {}
+        now = self._now()  # the gateway just saw the carrier take it: as good as a check
+        with _driver_errors():
+            if self.dialect == "postgresql":
+                rows = await self._on_advancer_postgresql(
+                    _CONFIRM_ASYNCPG, [aeui for aeui, _ in batch], [v for _, v in batch], now
+                )
+            else:
+                rows = await self._on_advancer_sqlite(
+                    _CONFIRM_SQLITE3, (now, json.dumps([[aeui, v] for aeui, v in batch]))
+                )
+        confirmed = {row[0] for row in rows}
+        return {aeui: aeui in confirmed for aeui, _ in batch}
 
     async def advance(
         self, aeui: str, observed_at: datetime, *, version: int | None = None
@@ -468,9 +506,15 @@ class SqlStateStore(StateStore):
         # for each flush instead bounds unchanged reports by the disk's fsync rate.
         with _driver_errors():
             if self.dialect == "postgresql":
-                rows = await self._advance_postgresql(batch)
+                rows = await self._on_advancer_postgresql(
+                    _ADVANCE_ASYNCPG,
+                    [aeui for aeui, _ in batch],
+                    [t for _, (t, _version) in batch],
+                    [version for _, (_t, version) in batch],
+                )
             else:
-                rows = await self._advance_sqlite(batch)
+                payload = json.dumps([[aeui, t, v] for aeui, (t, v) in batch])
+                rows = await self._on_advancer_sqlite(_ADVANCE_SQLITE3, (payload,))
         moved = {row[0] for row in rows}
         return {aeui: aeui in moved for aeui, _ in batch}
 
@@ -488,9 +532,8 @@ class SqlStateStore(StateStore):
                 raise
         return _Advancer(connection, raw.driver_connection), True
 
-    async def _advance_postgresql(
-        self, batch: Sequence[tuple[str, tuple[int, int | None]]]
-    ) -> list[Any]:
+    async def _on_advancer_postgresql(self, query: str, *args: Any) -> list[Any]:
+        """``query`` with ``args`` on a kept connection (asyncpg): its rows."""
         advancer, fresh = await self._advancer()
         try:
             if fresh:
@@ -498,11 +541,7 @@ class SqlStateStore(StateStore):
                 # (see ``_advance_many``). These connections serve nothing else.
                 await advancer.driver.execute("SET synchronous_commit TO off")
             rows: list[Any] = await advancer.driver.fetch(
-                _ADVANCE_ASYNCPG,
-                [aeui for aeui, _ in batch],
-                [t for _, (t, _version) in batch],
-                [version for _, (_t, version) in batch],
-                timeout=self._command_timeout,
+                query, *args, timeout=self._command_timeout
             )
         except BaseException:
             await self._drop_advancer(advancer)  # a fresh connection for the next batch
@@ -510,10 +549,8 @@ class SqlStateStore(StateStore):
         self._advancers.append(advancer)
         return rows
 
-    async def _advance_sqlite(
-        self, batch: Sequence[tuple[str, tuple[int, int | None]]]
-    ) -> list[Any]:
-        payload = json.dumps([[aeui, t, v] for aeui, (t, v) in batch])
+    async def _on_advancer_sqlite(self, query: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """``query`` with ``parameters`` on the kept connection (aiosqlite): its rows."""
         async with contextlib.AsyncExitStack() as stack:
             if self._serial is not None:
                 # The one connection of an in-memory database is also every unit's: the
@@ -522,7 +559,7 @@ class SqlStateStore(StateStore):
             advancer, _ = await self._advancer()
             try:
                 # aiosqlite, in autocommit (engine.py): one UPDATE, atomic on its own.
-                rows = list(await advancer.driver.execute_fetchall(_ADVANCE_SQLITE3, (payload,)))
+                rows = list(await advancer.driver.execute_fetchall(query, parameters))
             except BaseException:
                 await self._drop_advancer(advancer)
                 raise

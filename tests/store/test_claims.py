@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from gateway.store import StateStore, StoredBinding
 from gateway.store.errors import SchemaNotCurrent
 from gateway.store.sql import SqlStateStore
-from tests.store.conftest import Database
+from tests.store.conftest import Clock, Database
 from tests.store.helpers import at, binding, run, seed
 
 
@@ -158,6 +158,42 @@ def test_confirm_only_the_version_still_stored(db: Database) -> None:
     run(main())
 
 
+def test_confirmations_arriving_together_share_one_statement(db: Database, clock: Clock) -> None:
+    """Each caller gets its own answer from the one statement: a stale version is refused,
+    an unknown device too, the current ones confirmed with the check time."""
+
+    async def main() -> None:
+        async with await _open(db, clock=clock) as store:
+            claims = [
+                await store.claim(binding(f"dev-{i}", observed=1), credential="device")
+                for i in range(5)
+            ]
+            stale = await store.claim(binding("dev-0", "LOC2", observed=2), credential="device")
+            clock.advance(30)
+            before = store._confirms.batches
+            answers = await asyncio.gather(
+                store.confirm("dev-0", claims[0].current.version),  # superseded by `stale`
+                *(store.confirm(c.current.aeui, c.current.version) for c in claims[1:]),
+                store.confirm("nobody", 1),
+            )
+            assert answers == [False, True, True, True, True, False]
+            assert store._confirms.batches - before == 1
+            for c in claims[1:]:
+                stored = await store.get(c.current.aeui)
+                assert stored is not None and stored.confirmed
+            async with store._unit(read_only=True) as connection:
+                checked = (
+                    await connection.execute(
+                        sa.text("SELECT checked_at FROM devices WHERE aeui = 'dev-1'")
+                    )
+                ).scalar_one()
+            assert checked == int(clock.now.timestamp() * 1_000_000)
+            zero = await store.get("dev-0")
+            assert zero is not None and not zero.confirmed and zero == stale.current
+
+    run(main())
+
+
 def test_advance_moves_forward_only(db: Database) -> None:
     async def main() -> None:
         async with await _open(db) as store:
@@ -251,8 +287,9 @@ def test_binding_json_is_what_history_records() -> None:
     assert isinstance(b, StoredBinding)
 
 
-def test_only_the_advances_commit_asynchronously_on_postgresql(db: Database) -> None:
-    """Advances (a time moving forward) skip the WAL flush wait; a claim never does."""
+def test_only_the_batched_statements_commit_asynchronously_on_postgresql(db: Database) -> None:
+    """Advances (a time moving forward) and confirmations (lost: the reconciler checks the
+    binding again) skip the WAL flush wait; a claim never does."""
     if db.backend != "postgresql":
         pytest.skip("PostgreSQL's synchronous_commit")
     # The test cluster turns it off server-wide: what counts is who set it.
