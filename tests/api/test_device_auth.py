@@ -163,6 +163,42 @@ def test_a_minted_token_is_accepted() -> None:
     run(scenario())
 
 
+def test_a_verified_token_is_remembered_until_its_expiry_and_no_longer() -> None:
+    """The second use of a token skips the signature check (remembered), and a remembered
+    token is refused from its ``exp`` on, exactly as PyJWT refuses it."""
+    tokens = DeviceTokens(secret=JWT_SECRET)
+    now = time.time()
+    short = tokens.mint("dev-8", 60, now=now - 58)  # exp within 2 s from now
+    long = tokens.mint("dev-9", 600)
+    first_short, first_long = tokens.verify(short), tokens.verify(long)
+    assert first_short is not None and first_short.subject == "dev-8"
+    assert first_long is not None and first_long.subject == "dev-9"
+    assert short in tokens._verified._data and long in tokens._verified._data
+    calls = 0
+    decode = jwt.decode
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return decode(*args, **kwargs)
+
+    jwt.decode = counting  # type: ignore[assignment]
+    try:
+        assert tokens.verify(long) == first_long and tokens.verify(short) == first_short
+        assert calls == 0  # both remembered from their first use above
+        expires = jwt.decode(short, options={"verify_signature": False})["exp"]
+        calls = 0
+        time.sleep(max(0.0, expires - time.time()) + 0.05)
+        assert tokens.verify(short) is None  # expired: refused, and forgotten
+        assert short not in tokens._verified._data
+        assert calls == 1  # checked again, by PyJWT, which refused it
+    finally:
+        jwt.decode = decode  # type: ignore[assignment]
+    # A token whose signature is wrong is never remembered.
+    forged = long[:-4] + ("AAAA" if not long.endswith("AAAA") else "BBBB")
+    assert tokens.verify(forged) is None and forged not in tokens._verified._data
+
+
 def test_cross_device_report_is_forbidden_and_writes_nothing() -> None:
     async def scenario() -> None:
         async with gateway() as gw:
