@@ -89,9 +89,36 @@ def normalize_number(raw: str | None) -> str | None:
     return _normalized(raw.strip())
 
 
-def _newer(candidate: StoredBinding, than: StoredBinding) -> bool:
+class Held(Protocol):
+    """A binding the carrier is known to hold, as the pipeline keeps it (``Binding``).
+
+    The index keeps the pipeline's own object rather than a copy: one record per device in
+    memory, and an unchanged report builds nothing here. It becomes a ``StoredBinding``
+    (confirmed, no street address) only when a query reads it.
+    """
+
+    @property
+    def aeui(self) -> str: ...
+    @property
+    def telephone_number(self) -> str: ...
+    @property
+    def observed_at(self) -> datetime | None: ...
+    @property
+    def version(self) -> int | None: ...
+    def stored(self) -> StoredBinding: ...
+
+
+def _order(record: StoredBinding | Held) -> tuple[datetime | None, int]:
+    return record.observed_at, record.version or 0
+
+
+def _newer(candidate: StoredBinding | Held, than: StoredBinding | Held) -> bool:
     """Whether ``candidate`` replaces ``than`` for the same device (later claims win ties)."""
-    return (candidate.observed_at, candidate.version) >= (than.observed_at, than.version)
+    return _order(candidate) >= _order(than)
+
+
+def _answer(record: StoredBinding | Held) -> StoredBinding:
+    return record if isinstance(record, StoredBinding) else record.stored()
 
 
 def freshest(bindings: list[StoredBinding]) -> StoredBinding:
@@ -110,7 +137,7 @@ class CallerIndex:
 
     def __init__(self, maxsize: int = 200_000) -> None:
         self.maxsize = max(1, maxsize)
-        self._devices: OrderedDict[str, StoredBinding] = OrderedDict()
+        self._devices: OrderedDict[str, StoredBinding | Held] = OrderedDict()
         #: Number -> its device's AEUI, or a set of them for a shared line.
         self._numbers: dict[str, str | set[str]] = {}
 
@@ -118,20 +145,32 @@ class CallerIndex:
         return len(self._devices)
 
     def get(self, aeui: str) -> StoredBinding | None:
-        return self._devices.get(aeui)
+        known = self._devices.get(aeui)
+        return None if known is None else _answer(known)
 
     def learn(self, binding: StoredBinding) -> None:
         """Remember ``binding`` unless a newer one of the same device is known."""
+        if binding.address is not None:
+            # No answer carries the street address: one dict per device less (memory).
+            binding = dataclasses.replace(binding, address=None)
+        self._keep(binding)
+
+    def hold(self, binding: Held) -> None:
+        """Remember a binding the carrier holds (the pipeline's own object, not a copy),
+        unless a newer one of the same device is known: every confirmation and every
+        unchanged report of a cached binding comes here."""
+        if binding.observed_at is not None:
+            self._keep(binding)
+
+    def _keep(self, binding: StoredBinding | Held) -> None:
         aeui = binding.aeui
         known = self._devices.get(aeui)
         if known is not None:
             if not _newer(binding, known):
+                self._devices.move_to_end(aeui)  # seen again: not the next to go
                 return
             if known.telephone_number != binding.telephone_number:
                 self._unlink(aeui, known.telephone_number)
-        if binding.address is not None:
-            # No answer carries the street address: one dict per device less (memory).
-            binding = dataclasses.replace(binding, address=None)
         self._devices[aeui] = binding
         self._devices.move_to_end(aeui)
         number = binding.telephone_number
@@ -147,17 +186,6 @@ class CallerIndex:
             old, evicted = self._devices.popitem(last=False)
             self._unlink(old, evicted.telephone_number)
 
-    def advance(self, aeui: str, version: int | None, observed_at: datetime) -> bool:
-        """An unchanged report of a confirmed binding known here at ``version``: move its
-        time forward. False when the index holds no such binding (``learn`` it instead)."""
-        known = self._devices.get(aeui)
-        if known is None or not known.confirmed or known.version != (version or 0):
-            return False
-        if observed_at > known.observed_at:
-            self._devices[aeui] = known.seen_at(observed_at)
-        self._devices.move_to_end(aeui)
-        return True
-
     def forget(self, aeui: str) -> None:
         known = self._devices.pop(aeui, None)
         if known is not None:
@@ -167,7 +195,7 @@ class CallerIndex:
         """Every known device with this callback number, freshest first."""
         members = self._numbers.get(telephone_number, ())
         aeuis = (members,) if isinstance(members, str) else members
-        found = [self._devices[a] for a in aeuis]
+        found = [_answer(self._devices[a]) for a in aeuis]
         found.sort(key=lambda b: (b.observed_at, b.version, b.aeui), reverse=True)
         return found
 

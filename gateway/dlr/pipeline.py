@@ -184,6 +184,29 @@ class Binding:
             accuracy_meters=self.accuracy_meters,
         )
 
+    @property
+    def aeui(self) -> str:
+        return self.alternate_end_user_id
+
+    def stored(self) -> StoredBinding:
+        """As the caller index answers it: confirmed (the carrier holds it), no street address."""
+        assert self.observed_at is not None
+        return StoredBinding(
+            aeui=self.alternate_end_user_id,
+            endpoint_id=self.endpoint_id,
+            location_id=self.location_id,
+            address=None,
+            caller_name=self.caller_name,
+            telephone_number=self.telephone_number,
+            observed_at=self.observed_at,
+            confirmed=True,
+            latitude=self.latitude,
+            longitude=self.longitude,
+            version=self.version or 0,
+            coordinates_source=self.coordinates_source,
+            accuracy_meters=self.accuracy_meters,
+        )
+
     def same_as(self, location_id: str, caller_name: str, telephone_number: str) -> bool:
         return (
             self.location_id == location_id
@@ -300,15 +323,10 @@ class Pipeline:
             self.callers.learn(stored)
 
     def _learn_binding(self, binding: Binding) -> None:
-        """A binding the carrier is known to hold (a cached or advanced one)."""
-        if self.callers is not None and binding.observed_at is not None:
-            aeui = binding.alternate_end_user_id
-            if self.callers.advance(aeui, binding.version, binding.observed_at):
-                return  # the common case, an unchanged report: no new record built
-            stored = _to_stored(binding)
-            self.callers.learn(
-                dataclasses.replace(stored, confirmed=True, version=binding.version or 0)
-            )
+        """A binding the carrier is known to hold (a confirmed, cached or advanced one):
+        the caller index keeps this same object (no copy per device)."""
+        if self.callers is not None:
+            self.callers.hold(binding)
 
     def _forget_caller(self, alternate_end_user_id: str) -> None:
         if self.callers is not None:
@@ -513,7 +531,7 @@ class Pipeline:
         binding = dataclasses.replace(binding, endpoint_id=endpoint_id, version=version)
         if await self.ledger.confirm(aeui, version):
             self._bindings[aeui] = binding
-            self._learn(dataclasses.replace(claim.current, confirmed=True))
+            self._learn_binding(binding)
         else:
             # A newer report won the ledger while this one was being written, perhaps at
             # another replica: this write may have landed after its. Make certain.

@@ -41,27 +41,6 @@ class StoredBinding:
     #: The device's fix's accuracy in meters, when ``coordinates_source`` is ``gps``.
     accuracy_meters: float | None = None
 
-    def seen_at(self, observed_at: datetime) -> StoredBinding:
-        """This binding at another time: ``dataclasses.replace`` without its introspection
-        (half the cost, on every unchanged report). Every field is passed on (a test holds
-        this to ``replace`` for each field)."""
-        return StoredBinding(
-            aeui=self.aeui,
-            endpoint_id=self.endpoint_id,
-            location_id=self.location_id,
-            address=self.address,
-            caller_name=self.caller_name,
-            telephone_number=self.telephone_number,
-            observed_at=observed_at,
-            source=self.source,
-            confirmed=self.confirmed,
-            latitude=self.latitude,
-            longitude=self.longitude,
-            version=self.version,
-            coordinates_source=self.coordinates_source,
-            accuracy_meters=self.accuracy_meters,
-        )
-
     def as_json(self) -> dict[str, Any]:
         """The binding as recorded in history (camelCase, without bookkeeping)."""
         return {

@@ -20,7 +20,6 @@ from gateway.dlr.ids import location_id_for
 from gateway.dlr.pipeline import Binding, Report
 from gateway.jsondump import JSONResponse, dumps, dumps_line
 from gateway.observability import JsonFormatter, _json_sink, _write_line
-from gateway.store import StoredBinding
 
 
 @pytest.mark.parametrize(
@@ -103,7 +102,7 @@ def test_the_direct_line_is_skipped_when_logging_does_more() -> None:
     assert _json_sink(logger, logging.INFO) is None
 
 
-@pytest.mark.parametrize("cls", [Report, Binding, StoredBinding])
+@pytest.mark.parametrize("cls", [Report, Binding])
 def test_seen_at_is_replace_for_every_field(cls: type[Any]) -> None:
     """``seen_at`` passes every field on: a field added later and forgotten there fails here."""
     values = {f.name: object() for f in dataclasses.fields(cls)}

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gateway.bandwidth.models import Address
 from gateway.dlr.callers import (
     DEFAULT_RADIUS_METERS,
     CallerIndex,
@@ -15,9 +16,11 @@ from gateway.dlr.callers import (
     normalize_number,
     radius_meters,
 )
+from gateway.dlr.pipeline import Binding
 from gateway.store.base import StoredBinding
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+PHONE = "+12025550143"
 
 
 @pytest.mark.parametrize(
@@ -111,25 +114,53 @@ def test_index_is_bounded_and_evicts_the_least_recently_learned() -> None:
     assert index.get("d2") is not None and index.get("d3") is None
 
 
-def test_advance_moves_a_confirmed_binding_forward_only() -> None:
+def _held(aeui: str, seconds: float, *, version: int = 1, phone: str = PHONE) -> Binding:
+    """The pipeline's own record of a binding the carrier holds."""
+    return Binding(
+        alternate_end_user_id=aeui,
+        endpoint_id=f"ep-{aeui}",
+        location_id="LOC-HELD",
+        caller_name="Held",
+        telephone_number=phone,
+        address=Address(house_number="1", street_name="MAIN", city="X", state_code="DC"),
+        latitude=38.9,
+        longitude=-77.0,
+        observed_at=T0 + timedelta(seconds=seconds),
+        version=version,
+        coordinates_source="gps",
+        accuracy_meters=12.0,
+    )
+
+
+def test_a_held_binding_is_kept_as_the_pipelines_object_and_answered_confirmed() -> None:
     index = CallerIndex(2)
-    unconfirmed = binding("a", 10)
-    index.learn(unconfirmed)
-    assert not index.advance("a", 1, T0 + timedelta(seconds=20))  # not confirmed: learn it
-    index.learn(dataclasses.replace(unconfirmed, confirmed=True))
-    assert not index.advance("a", 2, T0 + timedelta(seconds=20))  # another version
-    assert not index.advance("zz", 1, T0)  # unknown
-    assert index.advance("a", 1, T0 + timedelta(seconds=20))
-    held = index.get("a")
-    assert held is not None and held.observed_at == T0 + timedelta(seconds=20)
-    assert index.advance("a", 1, T0)  # older: kept as it is
-    held = index.get("a")
-    assert held is not None and held.observed_at == T0 + timedelta(seconds=20)
-    # An advance counts as use: "a" outlives "b" when "c" comes.
+    index.learn(binding("a", 10))  # the claim, not yet confirmed
+    current = _held("a", 20)
+    index.hold(current)
+    assert index._devices["a"] is current  # no copy per device
+    answered = index.get("a")
+    assert answered is not None and answered.confirmed and answered.version == 1
+    assert (answered.aeui, answered.location_id, answered.observed_at) == (
+        "a",
+        "LOC-HELD",
+        T0 + timedelta(seconds=20),
+    )
+    assert answered.address is None  # no street address in an answer from memory
+    assert (answered.coordinates_source, answered.accuracy_meters) == ("gps", 12.0)
+    assert index.lookup(PHONE) == [answered]
+    index.hold(_held("a", 5))  # older: the newer one stays
+    assert index._devices["a"] is current
+    index.learn(binding("a", 15))  # an older claim: the same
+    assert index._devices["a"] is current
+    # Holding counts as use: "a" outlives "b" when "c" comes.
     index.learn(binding("b", 1, phone="+12025550100"))
-    assert index.advance("a", 1, T0 + timedelta(seconds=30))
+    index.hold(_held("a", 30))
     index.learn(binding("c", 1, phone="+12025550101"))
     assert index.get("a") is not None and index.get("b") is None
+    # A new callback number: found under it, no longer under the old one.
+    index.hold(_held("a", 40, phone="+13125550100"))
+    assert index.lookup(PHONE) == []
+    assert [b.aeui for b in index.lookup("+13125550100")] == ["a"]
 
 
 def test_freshest_of_a_shared_line() -> None:
