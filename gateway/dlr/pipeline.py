@@ -433,7 +433,8 @@ class Pipeline:
 
         Raises ``Superseded`` for a report older than the device's newest. With a warm cache
         an unchanged report costs one conditional write to the ledger (group-committed) and
-        no read; after a restart, one read more.
+        no read; after a restart, one read more. A move of a cached device reads nothing
+        either: its claim decides its order (``_apply``).
         """
         aeui = report.alternate_end_user_id
         when = report.observed_at
@@ -444,9 +445,12 @@ class Pipeline:
                 raise Superseded(stored.observed_at)
             return None
         cached = self._bindings.get(aeui)
-        if cached is not None and cached.same_as(*same):
+        if cached is not None:
+            # The store has held the cached time (it only moves forward): older is superseded.
             if cached.observed_at is not None and when < cached.observed_at:
                 raise Superseded(cached.observed_at)
+            if not cached.same_as(*same):
+                return None  # a move: the claim decides, atomically, against every replica
             if await self.ledger.advance(aeui, when, version=cached.version):
                 binding = cached.seen_at(when)
                 self._bindings[aeui] = binding
@@ -516,6 +520,25 @@ class Pipeline:
             raise Superseded(claim.current.observed_at)
         self._learn(claim.current)
         version = claim.current.version
+        previous = claim.previous
+        if (
+            previous is not None
+            and previous.confirmed
+            and previous.endpoint_id == binding.endpoint_id
+            and _from_stored(previous).same_as(
+                location_id, report.caller_name, report.telephone_number
+            )
+        ):
+            # The carrier already holds this very endpoint (another replica applied it since
+            # this one cached the device's last): no write, as for an unchanged report.
+            binding = dataclasses.replace(
+                binding, endpoint_id=previous.endpoint_id, version=version
+            )
+            # Unconfirmed, a newer claim came in between: its report writes what it needs.
+            if await self.ledger.confirm(aeui, version):
+                self._bindings[aeui] = binding
+                self._learn_binding(binding)
+            return Outcome(binding, location_change, Change.UNCHANGED, warnings)
         try:
             endpoint_change, endpoint_id = await self._upsert_endpoint(endpoint)
         except UpstreamError as exc:

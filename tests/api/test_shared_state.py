@@ -101,6 +101,39 @@ def test_fewest_calls_and_one_create_on_the_store(settings: Settings) -> None:
     run(scenario())
 
 
+def test_a_move_another_replica_already_applied_costs_no_carrier_call(
+    settings: Settings,
+) -> None:
+    """Replica A still caches the device's old place when its next report brings the place
+    replica B already applied: A's claim finds that binding confirmed, and writes nothing."""
+
+    async def scenario() -> None:
+        sim_app = new_simulator(settings)
+        async with gateway(settings, sim_app=sim_app) as a, gateway(settings, sim_app=sim_app) as b:
+            assert (await a.report(report("ann", WHITE_HOUSE, 100))).status_code == 200
+            moved = await b.report(report("ann", EMPIRE_STATE, 110))
+            assert moved.status_code == 200
+            seq = a.last_seq()
+            same = await a.report(report("ann", EMPIRE_STATE, 120))
+            assert same.status_code == 200, same.text
+            assert same.json()["changes"] == {"location": "unchanged", "endpoint": "unchanged"}
+            assert same.json()["locationId"] == moved.json()["locationId"]
+            assert a.operations(seq) == []
+            # A older than what A saw, to a place no one knows: refused before any carrier call.
+            old = await a.report(report("ann", SPACE_NEEDLE, 90))
+            assert old.status_code == 409
+            again = await a.report(report("ann", EMPIRE_STATE, 130))
+            assert again.json()["changes"] == {"location": "unchanged", "endpoint": "unchanged"}
+            assert a.operations(seq) == []
+            held = a.simulator.state["endpoints"][endpoint_id_for("ann")]["locationId"]
+            assert held == moved.json()["locationId"]
+            stored = await pipeline_of(a).ledger.get("ann")
+            assert stored is not None and stored.confirmed
+            assert stored.location_id == held
+
+    run(scenario())
+
+
 def test_history_is_kept_and_paged(settings: Settings) -> None:
     async def scenario() -> None:
         async with gateway(settings) as gw:
