@@ -342,3 +342,25 @@ def test_the_kept_sqlite_advance_connection_survives_a_failed_statement(
             await store.close()
 
     run(main())
+
+
+def test_a_claim_that_fails_part_way_writes_nothing(db: Database) -> None:
+    """The device row and its history row commit together or not at all (on SQLite the
+    claim runs its own transaction on the store's kept connection)."""
+
+    async def main() -> None:
+        async with await _open(db) as store:
+            async with store._unit() as connection:  # the history table gone for a moment
+                await connection.execute(sa.text("ALTER TABLE history RENAME TO gone"))
+            with pytest.raises(SchemaNotCurrent):
+                await store.claim(binding("dev-x", observed=1), credential="device")
+            async with store._unit() as connection:
+                await connection.execute(sa.text("ALTER TABLE gone RENAME TO history"))
+            assert await store.get("dev-x") is None  # the device row was rolled back too
+            won, previous, current = await store.claim(
+                binding("dev-x", observed=1), credential="device"
+            )
+            assert won and previous is None and current.version == 1
+            assert [e.kind for e in await store.history("dev-x")] == ["applied"]
+
+    run(main())
