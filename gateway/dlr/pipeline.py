@@ -86,6 +86,7 @@ class Reconcilable(Protocol):
         older_than: datetime | None = None,
         only_unconfirmed: bool = False,
         applied_before: datetime | None = None,
+        skip_unconfirmed_since: datetime | None = None,
     ) -> list[StoredBinding]: ...
 
     async def release(self, aeui: str, owner: str) -> bool: ...
@@ -752,7 +753,17 @@ class Pipeline:
         if len(rows) < batch:
             older = now - timedelta(seconds=interval)
             rows += await store.lease(
-                owner, limit=batch - len(rows), lease_seconds=lease, older_than=older
+                owner,
+                limit=batch - len(rows),
+                lease_seconds=lease,
+                older_than=older,
+                # A binding claimed a moment ago and not yet confirmed is being written by its
+                # report right now (a new device's is never checked): reading the carrier in
+                # the middle of that write costs a call and proves nothing. If it stays
+                # unconfirmed, it is an orphan above.
+                skip_unconfirmed_since=(
+                    None if orphaned_after is None else now - timedelta(seconds=orphaned_after)
+                ),
             )
         for row in rows:
             try:

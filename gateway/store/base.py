@@ -280,11 +280,14 @@ class StateStore(abc.ABC):
         older_than: datetime | None = None,
         only_unconfirmed: bool = False,
         applied_before: datetime | None = None,
+        skip_unconfirmed_since: datetime | None = None,
     ) -> list[StoredBinding]:
         """Take up to ``limit`` devices no one holds a live lease on, least recently checked
         first (never checked before all), optionally only those last checked before
-        ``older_than``, only unconfirmed ones, and only those whose binding was claimed
-        before ``applied_before``. No two owners hold one device at once."""
+        ``older_than``, only unconfirmed ones, only those whose binding was claimed
+        before ``applied_before``, and none unconfirmed claimed at or after
+        ``skip_unconfirmed_since`` (their writer is still at work). No two owners hold one
+        device at once."""
 
     @abc.abstractmethod
     async def release(self, aeui: str, owner: str) -> bool: ...

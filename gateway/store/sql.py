@@ -801,6 +801,7 @@ class SqlStateStore(StateStore):
         older_than: datetime | None = None,
         only_unconfirmed: bool = False,
         applied_before: datetime | None = None,
+        skip_unconfirmed_since: datetime | None = None,
     ) -> list[StoredBinding]:
         if limit <= 0:
             return []
@@ -816,6 +817,13 @@ class SqlStateStore(StateStore):
                 free.append(devices.c.confirmed.is_(False))
             if applied_before is not None:
                 free.append(devices.c.applied_at < to_us(applied_before))
+            if skip_unconfirmed_since is not None:
+                free.append(
+                    sa.or_(
+                        devices.c.confirmed.is_(True),
+                        devices.c.applied_at < to_us(skip_unconfirmed_since),
+                    )
+                )
             # The queue pattern: lock the candidates, skipping rows another replica is
             # leasing right now (PostgreSQL; SQLite's write lock already excludes everyone).
             candidates = (

@@ -198,3 +198,38 @@ def test_lease_of_orphans_by_claim_time(db: Database, clock: Clock) -> None:
             assert [b.aeui for b in orphans] == ["old"]
 
     run(main())
+
+
+def test_periodic_lease_leaves_bindings_being_written_to_their_writer(
+    db: Database, clock: Clock
+) -> None:
+    """A binding claimed a moment ago and not confirmed yet is its report's write in
+    progress: the periodic check skips it (and takes it once it is old enough to be an
+    orphan, or confirmed)."""
+
+    async def main() -> None:
+        async with await _open(db, clock) as store:
+            done = await store.claim(binding("done", observed=1), credential="device")
+            assert await store.confirm("done", done.current.version)
+            await store.claim(binding("stale", observed=1), credential="device")
+            clock.advance(100)
+            writing = await store.claim(binding("writing", observed=2), credential="device")
+            clock.advance(1)
+            since = clock() - timedelta(seconds=30)
+            later = clock() + timedelta(seconds=1)  # every one of them due for a check
+            taken = await store.lease(
+                "r", limit=10, lease_seconds=5, older_than=later, skip_unconfirmed_since=since
+            )
+            assert sorted(b.aeui for b in taken) == ["done", "stale"]
+            assert await store.confirm("writing", writing.current.version)
+            clock.advance(1)
+            taken = await store.lease(
+                "r2",
+                limit=10,
+                lease_seconds=5,
+                older_than=clock() + timedelta(seconds=1),
+                skip_unconfirmed_since=since,
+            )
+            assert [b.aeui for b in taken] == ["writing"]  # confirmed: its turn has come
+
+    run(main())
