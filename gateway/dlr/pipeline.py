@@ -191,21 +191,8 @@ class Binding:
 
     def stored(self) -> StoredBinding:
         """As the caller index answers it: confirmed (the carrier holds it), no street address."""
-        assert self.observed_at is not None
-        return StoredBinding(
-            aeui=self.alternate_end_user_id,
-            endpoint_id=self.endpoint_id,
-            location_id=self.location_id,
-            address=None,
-            caller_name=self.caller_name,
-            telephone_number=self.telephone_number,
-            observed_at=self.observed_at,
-            confirmed=True,
-            latitude=self.latitude,
-            longitude=self.longitude,
-            version=self.version or 0,
-            coordinates_source=self.coordinates_source,
-            accuracy_meters=self.accuracy_meters,
+        return dataclasses.replace(
+            _to_stored(self, with_address=False), confirmed=True, version=self.version or 0
         )
 
     def same_as(self, location_id: str, caller_name: str, telephone_number: str) -> bool:
@@ -938,13 +925,16 @@ def address_from_json(data: Mapping[str, Any] | None) -> Address | None:
     return Address(**{names[k]: v for k, v in data.items() if k in names})
 
 
-def _to_stored(binding: Binding, source: str = "report") -> StoredBinding:
+def _to_stored(
+    binding: Binding, source: str = "report", *, with_address: bool = True
+) -> StoredBinding:
     assert binding.observed_at is not None
+    address = binding.address if with_address else None
     return StoredBinding(
         aeui=binding.alternate_end_user_id,
         endpoint_id=binding.endpoint_id,
         location_id=binding.location_id,
-        address=address_json(binding.address) if binding.address is not None else None,
+        address=address_json(address) if address is not None else None,
         caller_name=binding.caller_name,
         telephone_number=binding.telephone_number,
         observed_at=binding.observed_at,
