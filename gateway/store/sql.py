@@ -468,8 +468,8 @@ class SqlStateStore(StateStore):
     async def _claim_sqlite(self, binding: StoredBinding, *, credential: str, kind: str) -> Claim:
         """``claim`` on SQLite, as the statements run on the connection the store keeps: one
         ``BEGIN IMMEDIATE`` transaction (the single writer's lock: no other claim can come
-        between the read and the write), without SQLAlchemy's execution path, which cost
-        ~2 ms of a move's ~3 (docs/benchmarks.md)."""
+        between the read and the write), without SQLAlchemy's execution path: a claim's CPU
+        1.3 -> 0.5 ms, a move's 3.9 -> 2.2 ms (docs/benchmarks.md)."""
         aeui = binding.aeui
         async with contextlib.AsyncExitStack() as stack:
             if self._serial is not None:
