@@ -651,7 +651,7 @@ def in_process_soak(database_url: str, *, fault_rate: float = 0.02, seed: int = 
                 leftovers = {k: n for k, n in unbounded_containers(owner).items() if n}
                 # The connections the store keeps for batched advances: one per batch in
                 # flight at most, idle ones kept for the next batches.
-                kept = leftovers.pop("_advancers", 0)
+                kept = leftovers.pop("_kept_connections", 0)
                 assert kept <= KEPT_CONNECTIONS, (type(owner).__name__, kept)
                 assert not leftovers, (type(owner).__name__, leftovers)
             callers = pipeline.callers

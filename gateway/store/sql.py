@@ -262,10 +262,10 @@ class SqlStateStore(StateStore):
             concurrency=1 if is_sqlite(url) else CONFIRM_CONCURRENCY,
         )
         self._command_timeout = command_timeout
-        #: The connections the group commits keep for themselves, idle ones here (one per
-        #: batch in flight: at most ``KEPT_CONNECTIONS`` on PostgreSQL, one on SQLite, where
-        #: batches take turns).
-        self._advancers: list[_Advancer] = []
+        #: The connections the store keeps for its hottest statements (``_kept``), idle ones
+        #: here: one per batch in flight, at most ``KEPT_CONNECTIONS`` on PostgreSQL; one on
+        #: SQLite, where batches and claims take turns.
+        self._kept_connections: list[_Kept] = []
         #: Units of work whose callers stopped waiting (see ``_whole``), kept until done.
         self._orphans: set[asyncio.Task[Any]] = set()
 
@@ -358,7 +358,7 @@ class SqlStateStore(StateStore):
     async def close(self) -> None:
         await self._advances.close()
         await self._confirms.close()
-        await self._drop_advancers()
+        await self._drop_all_kept()
         if self._orphans:
             await asyncio.wait(set(self._orphans), timeout=5.0)
         await self.engine.dispose()
@@ -427,7 +427,7 @@ class SqlStateStore(StateStore):
             now = self._now()
             values = _claim_values(binding, now)
             while True:
-                # FOR UPDATE: the row stays ours until commit (SQLite: BEGIN IMMEDIATE already).
+                # FOR UPDATE: the row stays ours until commit.
                 row = (
                     await connection.execute(
                         sa.select(devices).where(devices.c.aeui == binding.aeui).with_for_update()
@@ -471,56 +471,46 @@ class SqlStateStore(StateStore):
         between the read and the write), without SQLAlchemy's execution path: a claim's CPU
         1.3 -> 0.5 ms, a move's 3.9 -> 2.2 ms (docs/benchmarks.md)."""
         aeui = binding.aeui
-        async with contextlib.AsyncExitStack() as stack:
-            if self._serial is not None:
-                await stack.enter_async_context(self._serial)
-            advancer, _ = await self._advancer()
-            driver = advancer.driver
-            try:
-                with _driver_errors():
-                    await driver.execute("BEGIN IMMEDIATE")
-                    try:
-                        now = self._now()
-                        rows = await driver.execute_fetchall(_SELECT_DEVICE_SQLITE3, (aeui,))
-                        previous = _binding(_Row(rows[0])) if rows else None
-                        if previous is not None and previous.observed_at > binding.observed_at:
-                            await driver.execute("ROLLBACK")
-                            self._advancers.append(advancer)
-                            return Claim(False, previous, previous)
-                        version = 1 if previous is None else previous.version + 1
-                        values = _claim_values(binding, now)
-                        values.update(version=version, coordinates_version=version)
-                        row = tuple(values[name] for name in _CLAIM_COLUMNS)
-                        if previous is None:
-                            await driver.execute(_INSERT_DEVICE_SQLITE3, (aeui, *row))
-                        else:
-                            await driver.execute(_UPDATE_DEVICE_SQLITE3, (*row, aeui))
-                        current = _replace(binding, version=version)
-                        if not current.same_binding(previous):
-                            entry = _claim_history(
-                                previous, current, now, credential=credential, kind=kind
-                            )
-                            await driver.execute(
-                                _INSERT_HISTORY_SQLITE3,
-                                tuple(entry[name] for name in _HISTORY_COLUMNS),
-                            )
-                        await driver.execute("COMMIT")
-                    except BaseException:
-                        with contextlib.suppress(Exception):
-                            await driver.execute("ROLLBACK")
-                        raise
-            except BaseException:
-                await self._drop_advancer(advancer)
-                raise
-            self._advancers.append(advancer)
-            return Claim(True, previous, current)
+        async with self._kept() as (driver, _):
+            with _driver_errors():
+                await driver.execute("BEGIN IMMEDIATE")
+                try:
+                    now = self._now()
+                    rows = await driver.execute_fetchall(_SELECT_DEVICE_SQLITE3, (aeui,))
+                    previous = _binding(_Row(rows[0])) if rows else None
+                    if previous is not None and previous.observed_at > binding.observed_at:
+                        await driver.execute("ROLLBACK")
+                        return Claim(False, previous, previous)
+                    version = 1 if previous is None else previous.version + 1
+                    values = _claim_values(binding, now)
+                    values.update(version=version, coordinates_version=version)
+                    row = tuple(values[name] for name in _CLAIM_COLUMNS)
+                    if previous is None:
+                        await driver.execute(_INSERT_DEVICE_SQLITE3, (aeui, *row))
+                    else:
+                        await driver.execute(_UPDATE_DEVICE_SQLITE3, (*row, aeui))
+                    current = _replace(binding, version=version)
+                    if not current.same_binding(previous):
+                        entry = _claim_history(
+                            previous, current, now, credential=credential, kind=kind
+                        )
+                        await driver.execute(
+                            _INSERT_HISTORY_SQLITE3,
+                            tuple(entry[name] for name in _HISTORY_COLUMNS),
+                        )
+                    await driver.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await driver.execute("ROLLBACK")
+                    raise
+        return Claim(True, previous, current)
 
     async def confirm(self, aeui: str, version: int) -> bool:
         return await self._confirms.submit(aeui, version)
 
     async def _confirm_many(self, batch: Sequence[tuple[str, int]]) -> dict[str, bool]:
-        """Confirm many claims (each device at most once) in one statement, on the advance's
-        kept connections (autocommit; see ``_advance_many``). On PostgreSQL it commits
+        """Confirm many claims (each device at most once) in one statement, on the kept
+        connections (autocommit; see ``_advance_many``). On PostgreSQL it commits
         asynchronously like an advance: a database crash may forget the last moment of
         confirmations, which leaves those bindings unconfirmed, and the reconciler then checks
         them against the carrier again: extra reads, never a wrong binding."""
@@ -529,11 +519,11 @@ class SqlStateStore(StateStore):
         now = self._now()  # the gateway just saw the carrier take it: as good as a check
         with _driver_errors():
             if self.dialect == "postgresql":
-                rows = await self._on_advancer_postgresql(
+                rows = await self._on_kept_postgresql(
                     _CONFIRM_ASYNCPG, [aeui for aeui, _ in batch], [v for _, v in batch], now
                 )
             else:
-                rows = await self._on_advancer_sqlite(
+                rows = await self._on_kept_sqlite(
                     _CONFIRM_SQLITE3, (now, json.dumps([[aeui, v] for aeui, v in batch]))
                 )
         confirmed = {row[0] for row in rows}
@@ -570,7 +560,7 @@ class SqlStateStore(StateStore):
         # for each flush instead bounds unchanged reports by the disk's fsync rate.
         with _driver_errors():
             if self.dialect == "postgresql":
-                rows = await self._on_advancer_postgresql(
+                rows = await self._on_kept_postgresql(
                     _ADVANCE_ASYNCPG,
                     [aeui for aeui, _ in batch],
                     [t for _, (t, _version) in batch],
@@ -578,67 +568,65 @@ class SqlStateStore(StateStore):
                 )
             else:
                 payload = json.dumps([[aeui, t, v] for aeui, (t, v) in batch])
-                rows = await self._on_advancer_sqlite(_ADVANCE_SQLITE3, (payload,))
+                rows = await self._on_kept_sqlite(_ADVANCE_SQLITE3, (payload,))
         moved = {row[0] for row in rows}
         return {aeui: aeui in moved for aeui, _ in batch}
 
-    async def _advancer(self) -> tuple[_Advancer, bool]:
-        """A connection kept for advances (and whether it is new): the pool's checkout,
-        reset and SQLAlchemy's wrapping cost more than the statement itself."""
-        if self._advancers:
-            return self._advancers.pop(), False
-        with unavailable_as_store_error():
-            connection = await self.engine.connect()
-            try:
-                raw = await connection.get_raw_connection()
-            except BaseException:
-                await _drop(connection)
-                raise
-        return _Advancer(connection, raw.driver_connection), True
-
-    async def _on_advancer_postgresql(self, query: str, *args: Any) -> list[Any]:
-        """``query`` with ``args`` on a kept connection (asyncpg): its rows."""
-        advancer, fresh = await self._advancer()
-        try:
-            if fresh:
-                # An advance only moves a time forward; it need not wait for the WAL flush
-                # (see ``_advance_many``). These connections serve nothing else.
-                await advancer.driver.execute("SET synchronous_commit TO off")
-            rows: list[Any] = await advancer.driver.fetch(
-                query, *args, timeout=self._command_timeout
-            )
-        except BaseException:
-            await self._drop_advancer(advancer)  # a fresh connection for the next batch
-            raise
-        self._advancers.append(advancer)
-        return rows
-
-    async def _on_advancer_sqlite(self, query: str, parameters: tuple[Any, ...]) -> list[Any]:
-        """``query`` with ``parameters`` on the kept connection (aiosqlite): its rows."""
+    @contextlib.asynccontextmanager
+    async def _kept(self) -> AsyncIterator[tuple[Any, bool]]:
+        """A connection the store keeps for its hottest statements (the batched advances and
+        confirmations, SQLite's claims), as its driver's connection, and whether it is new:
+        the pool's checkout, reset and SQLAlchemy's wrapping cost more than the statements.
+        Kept again after use; closed if the use failed, so the next one starts fresh. On
+        SQLite it is held under the store's one-at-a-time lock, as every unit of work is
+        (the one connection of an in-memory database is also every unit's)."""
         async with contextlib.AsyncExitStack() as stack:
             if self._serial is not None:
-                # The one connection of an in-memory database is also every unit's: the
-                # advance waits for the unit in progress, as any unit does.
                 await stack.enter_async_context(self._serial)
-            advancer, _ = await self._advancer()
+            fresh = not self._kept_connections
+            if fresh:
+                with unavailable_as_store_error():
+                    connection = await self.engine.connect()
+                    try:
+                        raw = await connection.get_raw_connection()
+                    except BaseException:
+                        await _drop(connection)
+                        raise
+                kept = _Kept(connection, raw.driver_connection)
+            else:
+                kept = self._kept_connections.pop()
             try:
-                # aiosqlite, in autocommit (engine.py): one UPDATE, atomic on its own.
-                rows = list(await advancer.driver.execute_fetchall(query, parameters))
+                yield kept.driver, fresh
             except BaseException:
-                await self._drop_advancer(advancer)
+                await self._drop_kept(kept)
                 raise
-            self._advancers.append(advancer)
+            self._kept_connections.append(kept)
+
+    async def _on_kept_postgresql(self, query: str, *args: Any) -> list[Any]:
+        """``query`` with ``args`` on a kept connection (asyncpg): its rows."""
+        async with self._kept() as (driver, fresh):
+            if fresh:
+                # Advances and confirmations need not wait for the WAL flush (see
+                # ``_advance_many`` and ``_confirm_many``). These connections serve nothing else.
+                await driver.execute("SET synchronous_commit TO off")
+            rows: list[Any] = await driver.fetch(query, *args, timeout=self._command_timeout)
             return rows
 
-    async def _drop_advancer(self, advancer: _Advancer) -> None:
+    async def _on_kept_sqlite(self, query: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """``query`` with ``parameters`` on the kept connection (aiosqlite, in autocommit:
+        engine.py; one UPDATE is atomic on its own): its rows."""
+        async with self._kept() as (driver, _):
+            return list(await driver.execute_fetchall(query, parameters))
+
+    async def _drop_kept(self, kept: _Kept) -> None:
         # Closed, not pooled (a PostgreSQL one carries its session setting), except the
         # connection of an in-memory SQLite database: closing that one would empty it.
-        await _drop(advancer.connection, invalidate=not is_memory(self.url))
+        await _drop(kept.connection, invalidate=not is_memory(self.url))
 
-    async def _drop_advancers(self) -> None:
-        advancers, self._advancers = self._advancers, []
-        for advancer in advancers:
-            await self._drop_advancer(advancer)
+    async def _drop_all_kept(self) -> None:
+        connections, self._kept_connections = self._kept_connections, []
+        for kept in connections:
+            await self._drop_kept(kept)
 
     @property
     def advance_stats(self) -> tuple[int, int]:
@@ -880,8 +868,8 @@ class SqlStateStore(StateStore):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Advancer:
-    """A connection the advance keeps checked out, and its driver's connection under it."""
+class _Kept:
+    """A connection the store keeps checked out, and its driver's connection under it."""
 
     connection: AsyncConnection
     driver: Any

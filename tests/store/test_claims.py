@@ -299,8 +299,8 @@ def test_only_the_batched_statements_commit_asynchronously_on_postgresql(db: Dat
         async with await _open(db) as store:
             await seed(store, 3)
             assert await store.advance("dev-00000", at(5))
-            assert len(store._advancers) == 1
-            row = await store._advancers[0].driver.fetchrow(query)
+            assert len(store._kept_connections) == 1
+            row = await store._kept_connections[0].driver.fetchrow(query)
             assert (row["setting"], row["source"]) == ("off", "session")
             for _ in range(3):  # whichever pooled connection a unit of work gets
                 async with store._unit() as connection:
@@ -323,12 +323,12 @@ def test_the_kept_sqlite_advance_connection_survives_a_failed_statement(
         try:
             await seed(store, 3)
             assert await store.advance("dev-00000", at(5))
-            assert len(store._advancers) == 1
+            assert len(store._kept_connections) == 1
             async with store._unit() as connection:  # the table gone for a moment
                 await connection.execute(sa.text("ALTER TABLE devices RENAME TO gone"))
             with pytest.raises(SchemaNotCurrent):
                 await store.advance("dev-00001", at(5))
-            assert store._advancers == []  # dropped: the next advance takes a fresh one
+            assert store._kept_connections == []  # dropped: the next advance takes a fresh one
             async with store._unit() as connection:
                 await connection.execute(sa.text("ALTER TABLE gone RENAME TO devices"))
             assert await store.advance("dev-00001", at(6))
