@@ -513,15 +513,13 @@ class Pipeline:
             previous is not None
             and previous.confirmed
             and previous.endpoint_id == binding.endpoint_id
-            and _from_stored(previous).same_as(
-                location_id, report.caller_name, report.telephone_number
+            and binding.same_as(
+                previous.location_id, previous.caller_name, previous.telephone_number
             )
         ):
             # The carrier already holds this very endpoint (another replica applied it since
             # this one cached the device's last): no write, as for an unchanged report.
-            binding = dataclasses.replace(
-                binding, endpoint_id=previous.endpoint_id, version=version
-            )
+            binding = dataclasses.replace(binding, version=version)
             # Unconfirmed, a newer claim came in between: its report writes what it needs.
             if await self.ledger.confirm(aeui, version):
                 self._bindings[aeui] = binding
