@@ -245,10 +245,12 @@ def utc_millis(timestamp: float) -> str:
     seconds, micros = int(whole), round(fraction * 1e6)
     if micros >= 1_000_000:
         seconds, micros = seconds + 1, micros - 1_000_000
-    if seconds != _last_second[0]:
+    # Read once: records may be formatted on other threads, which replace the pair.
+    cached = _last_second
+    if seconds != cached[0]:
         text = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")[:19]
-        _last_second = (seconds, text)
-    return f"{_last_second[1]}.{micros // 1000:03d}+00:00"
+        cached = _last_second = (seconds, text)
+    return f"{cached[1]}.{micros // 1000:03d}+00:00"
 
 
 def _write_line(
