@@ -177,7 +177,8 @@ class Settings:
     data_dir: str = "data"
     #: Most unchanged reports' advances one statement carries (group commit; 1: none).
     store_max_batch: int = 500
-    #: Seconds a group commit waits for more advances before its statement (0: none).
+    #: The most seconds a group commit waits for more advances before its statement, only
+    #: while more keep arriving (``gateway.store.groupcommit``; 0: none).
     store_linger: float = 0.001
     #: Seconds between two periodic checks of one device at the carrier (0: none).
     reconcile_interval: float = 3600.0
