@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cachetools import LRUCache
 
-from gateway.store.base import Claim, HistoryKind, StoredBinding
+from gateway.store.base import Claim, HistoryRecord, NumberOwned, NumberState, StoredBinding
 
 
 class Ledger(Protocol):
     async def get(self, aeui: str) -> StoredBinding | None: ...
 
     async def claim(
-        self, binding: StoredBinding, *, credential: str, kind: str = HistoryKind.APPLIED
+        self, binding: StoredBinding, *, credential: str, check_number: bool = True
     ) -> Claim: ...
 
-    async def confirm(self, aeui: str, version: int) -> bool: ...
+    async def confirm(
+        self, aeui: str, version: int, *, record: HistoryRecord | None = None
+    ) -> bool: ...
 
     async def advance(
         self, aeui: str, observed_at: datetime, *, version: int | None = None
@@ -44,6 +46,32 @@ class Ledger(Protocol):
         longitude: float | None,
     ) -> None: ...
 
+    async def forget_location(self, location_id: str) -> bool: ...
+
+    async def number(self, telephone_number: str) -> NumberState | None: ...
+
+    async def set_number(
+        self, telephone_number: str, *, owner: str | None, shared: bool, credential: str
+    ) -> tuple[NumberState | None, NumberState | None]: ...
+
+    async def release_numbers(self, aeui: str, *, credential: str) -> list[str]: ...
+
+    async def callers(
+        self, telephone_number: str, *, limit: int = 20, every_holder: bool = False
+    ) -> list[StoredBinding]: ...
+
+    async def record(
+        self,
+        aeui: str,
+        *,
+        kind: str,
+        credential: str,
+        source: str,
+        before: Mapping[str, Any] | None,
+        after: Mapping[str, Any] | None,
+        observed_at: datetime | None,
+    ) -> int: ...
+
 
 class MemoryLedger:
     """``Ledger`` in bounded memory; same answers as the state store, one process only.
@@ -52,12 +80,15 @@ class MemoryLedger:
     pinned outside it until confirmed or replaced: evicting it would forget that a late
     write may still land and need repair, and let an older report win the device again.
     Unconfirmed rows are few (writes in flight or unsettled), so the pin costs little.
+    Number ownership is kept as the store keeps it, bounded the same way; history is not
+    kept at all (there is nowhere to read it from).
     """
 
     def __init__(self, maxsize: int = 200_000) -> None:
         self._rows: LRUCache[str, StoredBinding] = LRUCache(maxsize)
         self._pinned: dict[str, StoredBinding] = {}
         self._locations: LRUCache[str, bool] = LRUCache(maxsize)
+        self._numbers: LRUCache[str, NumberState] = LRUCache(maxsize)
 
     def _row(self, aeui: str) -> StoredBinding | None:
         pinned = self._pinned.get(aeui)
@@ -80,17 +111,28 @@ class MemoryLedger:
         return self._row(aeui)
 
     async def claim(
-        self, binding: StoredBinding, *, credential: str, kind: str = HistoryKind.APPLIED
+        self, binding: StoredBinding, *, credential: str, check_number: bool = True
     ) -> Claim:
         previous = self._row(binding.aeui)
         if previous is not None and binding.observed_at < previous.observed_at:
             return Claim(False, previous, previous)
+        now = datetime.now(UTC)
+        if check_number:
+            number = binding.telephone_number
+            state = self._numbers.get(number)
+            if state is None:
+                self._numbers[number] = NumberState(number, binding.aeui, False, now)
+            elif not binding.attested and state.refuses(binding.aeui):
+                assert state.owner is not None
+                raise NumberOwned(number, state.owner)
         version = (previous.version if previous is not None else 0) + 1
-        current = dataclasses.replace(binding, confirmed=False, version=version)
+        current = dataclasses.replace(binding, confirmed=False, version=version, heard_at=now)
         self._put(current)
         return Claim(True, previous, current)
 
-    async def confirm(self, aeui: str, version: int) -> bool:
+    async def confirm(
+        self, aeui: str, version: int, *, record: HistoryRecord | None = None
+    ) -> bool:
         row = self._row(aeui)
         if row is None or row.version != version:
             return False
@@ -103,11 +145,14 @@ class MemoryLedger:
         row = self._row(aeui)
         if row is None or (version is not None and row.version != version):
             return False
-        if observed_at < row.observed_at:
+        if observed_at < row.observed_at or not self._may_use(row):
             return False
-        if observed_at > row.observed_at:
-            self._put(dataclasses.replace(row, observed_at=observed_at))
+        self._put(dataclasses.replace(row, observed_at=observed_at, heard_at=datetime.now(UTC)))
         return True
+
+    def _may_use(self, row: StoredBinding) -> bool:
+        state = self._numbers.get(row.telephone_number)
+        return row.attested or state is None or not state.refuses(row.aeui)
 
     async def delete(self, aeui: str) -> StoredBinding | None:
         pinned = self._pinned.pop(aeui, None)
@@ -126,3 +171,45 @@ class MemoryLedger:
         longitude: float | None,
     ) -> None:
         self._locations[location_id] = True
+
+    async def forget_location(self, location_id: str) -> bool:
+        return self._locations.pop(location_id, None) is not None
+
+    async def number(self, telephone_number: str) -> NumberState | None:
+        return self._numbers.get(telephone_number)
+
+    async def set_number(
+        self, telephone_number: str, *, owner: str | None, shared: bool, credential: str
+    ) -> tuple[NumberState | None, NumberState | None]:
+        before = self._numbers.pop(telephone_number, None)
+        after = None
+        if owner is not None or shared:
+            after = NumberState(telephone_number, owner, shared, datetime.now(UTC))
+            self._numbers[telephone_number] = after
+        return before, after
+
+    async def release_numbers(self, aeui: str, *, credential: str) -> list[str]:
+        owned = sorted(n for n, s in self._numbers.items() if s.owner == aeui and not s.shared)
+        for number in owned:
+            del self._numbers[number]
+        return owned
+
+    async def callers(
+        self, telephone_number: str, *, limit: int = 20, every_holder: bool = False
+    ) -> list[StoredBinding]:
+        """Not kept here: the caller index answers without a store."""
+        return []
+
+    async def record(
+        self,
+        aeui: str,
+        *,
+        kind: str,
+        credential: str,
+        source: str,
+        before: Mapping[str, Any] | None,
+        after: Mapping[str, Any] | None,
+        observed_at: datetime | None,
+    ) -> int:
+        """History is not kept without a store."""
+        return 0

@@ -40,6 +40,11 @@ class StoredBinding:
     coordinates_source: str | None = None
     #: The device's fix's accuracy in meters, when ``coordinates_source`` is ``gps``.
     accuracy_meters: float | None = None
+    #: When the gateway last heard from the device (its own clock): a claim, or an
+    #: unchanged report. ``None`` when not known (a binding not read from the store).
+    heard_at: datetime | None = None
+    #: The device's token attested ``telephone_number`` (its ``phone_number`` claim).
+    attested: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The binding as recorded in history (camelCase, without bookkeeping)."""
@@ -51,6 +56,7 @@ class StoredBinding:
             "telephoneNumber": self.telephone_number,
             "latitude": self.latitude,
             "longitude": self.longitude,
+            "precision": self.coordinates_source,
         }
 
     def same_binding(self, other: StoredBinding | None) -> bool:
@@ -87,12 +93,77 @@ class Claim(NamedTuple):
 
 
 class HistoryKind(enum.StrEnum):
+    """What a history row records. Bindings: only what the carrier accepted, and admin
+    changes and deletes; never a write the carrier refused."""
+
+    #: The carrier took a report's binding.
     APPLIED = "applied"
+    #: The gateway re-wrote a binding the carrier had lost or let regress.
     REPAIRED = "repaired"
+    #: An admin wrote the device's endpoint (create or update).
     ADMIN_EDIT = "admin_edit"
+    #: An admin deleted the device's endpoint.
     DELETED = "deleted"
+    #: A report's GPS fix contradicted its address (the address was applied without it).
+    COORDINATES_CONFLICT = "coordinates_conflict"
     #: The carrier asked where a caller is (``gateway.api.emergency``): what was answered.
     EMERGENCY_QUERY = "emergency_query"
+    #: Number ownership (under ``number_key``): a device took an unowned number, an admin
+    #: assigned an owner, marked it shared, or released it.
+    NUMBER_OWNED = "number_owned"
+    NUMBER_ASSIGNED = "number_assigned"
+    NUMBER_SHARED = "number_shared"
+    NUMBER_RELEASED = "number_released"
+    #: Locations (under ``location_key``): admin changes, and one the carrier lost.
+    LOCATION_CREATED = "location_created"
+    LOCATION_UPDATED = "location_updated"
+    LOCATION_DELETED = "location_deleted"
+    LOCATION_LOST = "location_lost"
+    #: A notification recipient an admin created (under ``RECIPIENTS_KEY``).
+    RECIPIENT_CREATED = "recipient_created"
+
+
+#: History keys of what is not a device. Each is longer than any AEUI (30 characters at
+#: most), so no device's history can hold them, and fits the column (64).
+_NUMBER_PREFIX = "~telephone-number-ownership/"
+_LOCATION_PREFIX = "~carrier-location-admin-changes/"
+RECIPIENTS_KEY = "~notification-recipient-admin-changes"
+
+
+def number_key(telephone_number: str) -> str:
+    """The history key of a callback number's ownership."""
+    return _NUMBER_PREFIX + telephone_number
+
+
+def location_key(location_id: str) -> str:
+    """The history key of a carrier location (IDs are at most 32 characters)."""
+    return _LOCATION_PREFIX + location_id
+
+
+@dataclass(frozen=True, slots=True)
+class NumberState:
+    """Who may use a callback number: its owner, unless it is shared."""
+
+    telephone_number: str
+    owner: str | None
+    shared: bool
+    updated_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {"owner": self.owner, "shared": self.shared}
+
+    def refuses(self, aeui: str) -> bool:
+        """Whether ``aeui`` may not use the number (another device owns it alone)."""
+        return not self.shared and self.owner is not None and self.owner != aeui
+
+
+class NumberOwned(Exception):
+    """Another device owns this callback number; nothing was written."""
+
+    def __init__(self, telephone_number: str, owner: str) -> None:
+        super().__init__(f"{telephone_number} belongs to another device")
+        self.telephone_number = telephone_number
+        self.owner = owner
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,28 +250,44 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     async def claim(
-        self, binding: StoredBinding, *, credential: str, kind: str = HistoryKind.APPLIED
+        self, binding: StoredBinding, *, credential: str, check_number: bool = True
     ) -> Claim:
         """Store ``binding`` unless a newer observation is stored (equal ones win).
 
-        Atomic across replicas. A winning claim stores ``confirmed=False`` and the next
-        version, and appends a history row of ``kind`` in the same transaction when the
-        binding changed. ``binding.version`` and ``binding.confirmed`` are ignored.
+        Atomic across replicas. A winning claim stores ``confirmed=False``, the next
+        version and the store's time as ``heard_at``; ``binding.version``,
+        ``binding.confirmed`` and ``binding.heard_at`` are ignored. It records no history:
+        the carrier has not taken the binding yet (``confirm`` records it).
+
+        With ``check_number``, the binding's callback number is checked in the same
+        transaction: ``NumberOwned`` when another device owns it alone and the binding is
+        not ``attested``; an unowned number becomes the device's (recorded in the number's
+        history, by ``credential``).
         """
 
     @abc.abstractmethod
-    async def confirm(self, aeui: str, version: int) -> bool:
-        """The carrier holds ``version``: mark it confirmed, unless a newer claim replaced it."""
+    async def confirm(
+        self, aeui: str, version: int, *, record: HistoryRecord | None = None
+    ) -> bool:
+        """The carrier holds ``version``: mark it confirmed, unless a newer claim replaced it.
+
+        ``record`` (what the carrier took) is appended to the history with the confirmation,
+        in the same transaction: history follows the order of claims. A write a newer claim
+        overtook is not recorded here: whoever claimed it checks the carrier (a repair,
+        recorded as such if the overtaken write landed last).
+        """
 
     @abc.abstractmethod
     async def advance(
         self, aeui: str, observed_at: datetime, *, version: int | None = None
     ) -> bool:
-        """An unchanged report: move the device's ``observed_at`` forward (never back).
+        """An unchanged report: move the device's ``observed_at`` forward (never back), and
+        its ``heard_at`` to now.
 
         True when the stored row (of ``version``, if given) is now at least as new as
-        ``observed_at``; false when there is no such row or a newer observation is stored
-        (the report is then superseded, or the binding changed: read it again). Concurrent
+        ``observed_at``; false when there is no such row, a newer observation is stored
+        (the report is then superseded, or the binding changed: read it again), or another
+        device now owns the row's number alone (the full path refuses it). Concurrent
         calls are group-committed into one statement.
         """
 
@@ -209,14 +296,41 @@ class StateStore(abc.ABC):
         """Forget a device (its endpoint was deleted); answers the row it had."""
 
     @abc.abstractmethod
-    async def callers(self, telephone_number: str, *, limit: int = 20) -> list[StoredBinding]:
-        """The devices whose callback number is ``telephone_number`` (E.164), newest
-        ``observed_at`` first: one indexed read, for the emergency-call location query."""
+    async def callers(
+        self, telephone_number: str, *, limit: int = 20, every_holder: bool = False
+    ) -> list[StoredBinding]:
+        """The devices whose callback number is ``telephone_number`` (E.164) and that may
+        use it (its owner, any holder of a shared or unowned number, a device whose token
+        attested it), the one heard from last first: one indexed read, for the
+        emergency-call location query. ``every_holder``: whether or not they may."""
+
+    # -- callback numbers ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def number(self, telephone_number: str) -> NumberState | None:
+        """Who may use the number (``None``: no one owns it)."""
+
+    @abc.abstractmethod
+    async def set_number(
+        self, telephone_number: str, *, owner: str | None, shared: bool, credential: str
+    ) -> tuple[NumberState | None, NumberState | None]:
+        """An admin's change: the number's owner and whether it is shared; both ``None`` and
+        false release it. Recorded in the number's history when it changes; answers the
+        state before and after."""
+
+    @abc.abstractmethod
+    async def release_numbers(self, aeui: str, *, credential: str) -> list[str]:
+        """Release every number ``aeui`` owns alone (its endpoint was deleted), recorded in
+        each number's history; answers them."""
 
     # -- locations -----------------------------------------------------------------------
 
     @abc.abstractmethod
     async def locations_known(self, location_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def forget_location(self, location_id: str) -> bool:
+        """The carrier no longer holds ``location_id``: every replica stops trusting it."""
 
     @abc.abstractmethod
     async def remember_location(
@@ -249,7 +363,7 @@ class StateStore(abc.ABC):
         after: Mapping[str, Any] | None,
         observed_at: datetime | None,
     ) -> int:
-        """Append a history row (repairs, admin edits); answers its ``id``."""
+        """Append a history row (admin changes, conflicts); answers its ``id``."""
 
     async def record_many(self, records: Sequence[HistoryRecord]) -> None:
         """Append several history rows; backends may write them in one transaction."""

@@ -31,8 +31,11 @@ from gateway.store.base import (
     HistoryEntry,
     HistoryKind,
     HistoryRecord,
+    NumberOwned,
+    NumberState,
     StateStore,
     StoredBinding,
+    number_key,
 )
 from gateway.store.engine import (
     READ_ONLY,
@@ -49,7 +52,7 @@ from gateway.store.migrate import (
     head_revision,
     upgrade_engine,
 )
-from gateway.store.tables import devices, history, locations
+from gateway.store.tables import devices, history, locations, numbers
 from gateway.store.urls import ensure_directory, is_memory, is_sqlite, parse
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,9 @@ def _binding(row: Any) -> StoredBinding:
         latitude=row.latitude,
         longitude=row.longitude,
         version=row.version,
+        # A release without ``heard_at`` moves ``applied_at`` only: the later of the two.
+        heard_at=from_us(max(row.heard_at or 0, row.applied_at)),
+        attested=row.attested_number is not None and row.attested_number == row.telephone_number,
         **_coordinates(row),
     )
 
@@ -144,11 +150,18 @@ def _entry(row: sa.Row[Any]) -> HistoryEntry:
 
 #: The group-committed advance, for each driver itself (``_advance_many``): the batch goes
 #: as one parameter, arrays ``unnest``\ ed on PostgreSQL, a JSON array on SQLite.
+#: A device may use its number unless another device owns it alone and its token did not
+#: attest it (``NumberState.refuses``): the advance and the callers' query hold to it.
+_MAY_USE_NUMBER = (
+    "(d.attested_number = d.telephone_number OR NOT EXISTS (SELECT 1 FROM numbers AS n "
+    "WHERE n.telephone_number = d.telephone_number AND NOT n.shared "
+    "AND n.owner_aeui <> d.aeui))"
+)
 _ADVANCE_ASYNCPG = (
-    "UPDATE devices AS d SET observed_at = v.t "
+    "UPDATE devices AS d SET observed_at = v.t, heard_at = $4 "  # noqa: S608 - constants
     "FROM unnest($1::varchar[], $2::bigint[], $3::integer[]) AS v(aeui, t, version) "
     "WHERE d.aeui = v.aeui AND (v.version IS NULL OR d.version = v.version) "
-    "AND d.observed_at <= v.t "
+    f"AND d.observed_at <= v.t AND {_MAY_USE_NUMBER} "
     "RETURNING d.aeui"
 )
 _CONFIRM_ASYNCPG = (
@@ -181,6 +194,8 @@ _CLAIM_COLUMNS = (
     "longitude",
     "coordinates_source",
     "coordinates_accuracy",
+    "heard_at",
+    "attested_number",
     "version",
     "coordinates_version",
 )
@@ -198,13 +213,21 @@ _INSERT_HISTORY_SQLITE3 = (
     f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' for _ in _HISTORY_COLUMNS)})"
 )
+_INSERT_HISTORY_ASYNCPG = (
+    f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_HISTORY_COLUMNS) + 1))})"
+)
+_SELECT_NUMBER_SQLITE3 = "SELECT owner_aeui, shared FROM numbers WHERE telephone_number = ?"
+_INSERT_NUMBER_SQLITE3 = (
+    "INSERT INTO numbers (telephone_number, owner_aeui, shared, updated_at) VALUES (?, ?, 0, ?)"
+)
 _ADVANCE_SQLITE3 = (
-    "UPDATE devices SET observed_at = v.t "
+    "UPDATE devices AS d SET observed_at = v.t, heard_at = ? "  # noqa: S608 - constants
     "FROM (SELECT json_extract(value, '$[0]') AS aeui, json_extract(value, '$[1]') AS t, "
     "json_extract(value, '$[2]') AS version FROM json_each(?)) AS v "
-    "WHERE devices.aeui = v.aeui AND (v.version IS NULL OR devices.version = v.version) "
-    "AND devices.observed_at <= v.t "
-    "RETURNING aeui"
+    "WHERE d.aeui = v.aeui AND (v.version IS NULL OR d.version = v.version) "
+    f"AND d.observed_at <= v.t AND {_MAY_USE_NUMBER} "
+    "RETURNING aeui"  # SQLite's RETURNING takes no table names
 )
 
 
@@ -256,7 +279,7 @@ class SqlStateStore(StateStore):
         )
         #: A claim's confirmation once the carrier took the write: one statement for all
         #: that arrive together, not a transaction each (no linger: a report waits for it).
-        self._confirms: GroupCommit[str, int, bool] = GroupCommit(
+        self._confirms: GroupCommit[str, tuple[int, HistoryRecord | None], bool] = GroupCommit(
             self._confirm_many,
             max_batch=max_batch,
             concurrency=1 if is_sqlite(url) else CONFIRM_CONCURRENCY,
@@ -418,11 +441,11 @@ class SqlStateStore(StateStore):
 
     @_whole
     async def claim(
-        self, binding: StoredBinding, *, credential: str, kind: str = HistoryKind.APPLIED
+        self, binding: StoredBinding, *, credential: str, check_number: bool = True
     ) -> Claim:
         to_us(binding.observed_at)  # a naive time is refused before any statement
         if self.dialect == "sqlite":
-            return await self._claim_sqlite(binding, credential=credential, kind=kind)
+            return await self._claim_sqlite(binding, credential=credential, check=check_number)
         async with self._unit() as connection:
             now = self._now()
             values = _claim_values(binding, now)
@@ -442,30 +465,59 @@ class SqlStateStore(StateStore):
                     .returning(devices.c.aeui)
                 )
                 if inserted.first() is not None:
-                    previous = None
-                    current = _replace(binding, version=1)
-                    break
+                    # The device's row first, then its number's, always in that order (two
+                    # claims locking them the other way round would deadlock); refused, the
+                    # insert rolls back with the rest.
+                    if check_number:
+                        await self._hold_number(connection, binding, now, credential)
+                    return Claim(True, None, _replace(binding, version=1, now=now))
                 # A concurrent claim inserted the device first: lock its row and compare.
-            if row is not None:
-                previous = _binding(row)
-                if previous.observed_at > binding.observed_at:
-                    return Claim(False, previous, previous)
-                version = previous.version + 1
-                await connection.execute(
-                    sa.update(devices)
-                    .where(devices.c.aeui == binding.aeui)
-                    .values(version=version, coordinates_version=version, **values)
-                )
-                current = _replace(binding, version=version)
-            if not current.same_binding(previous):
-                await connection.execute(
-                    sa.insert(history).values(
-                        _claim_history(previous, current, now, credential=credential, kind=kind)
-                    )
-                )
-        return Claim(True, previous, current)
+            previous = _binding(row)
+            if previous.observed_at > binding.observed_at:
+                return Claim(False, previous, previous)
+            if check_number:
+                await self._hold_number(connection, binding, now, credential)
+            version = previous.version + 1
+            await connection.execute(
+                sa.update(devices)
+                .where(devices.c.aeui == binding.aeui)
+                .values(version=version, coordinates_version=version, **values)
+            )
+        return Claim(True, previous, _replace(binding, version=version, now=now))
 
-    async def _claim_sqlite(self, binding: StoredBinding, *, credential: str, kind: str) -> Claim:
+    async def _hold_number(
+        self, connection: AsyncConnection, binding: StoredBinding, now: int, credential: str
+    ) -> None:
+        """PostgreSQL: lock the number's row, or make the device its owner; ``NumberOwned``
+        (the transaction rolls back) when another device owns it alone."""
+        number = binding.telephone_number
+        while True:
+            row = (
+                await connection.execute(
+                    sa.select(numbers.c.owner_aeui, numbers.c.shared)
+                    .where(numbers.c.telephone_number == number)
+                    .with_for_update()
+                )
+            ).first()
+            if row is not None:
+                _check_number(binding, row.owner_aeui, bool(row.shared))
+                return
+            taken = await connection.execute(
+                self._insert(numbers)
+                .values(
+                    telephone_number=number, owner_aeui=binding.aeui, shared=False, updated_at=now
+                )
+                .on_conflict_do_nothing(index_elements=[numbers.c.telephone_number])
+                .returning(numbers.c.telephone_number)
+            )
+            if taken.first() is not None:
+                await connection.execute(
+                    sa.insert(history).values(_number_taken(binding, now, credential))
+                )
+                return
+            # Another device took it a moment ago: lock its row and look again.
+
+    async def _claim_sqlite(self, binding: StoredBinding, *, credential: str, check: bool) -> Claim:
         """``claim`` on SQLite, as the statements run on the connection the store keeps: one
         ``BEGIN IMMEDIATE`` transaction (the single writer's lock: no other claim can come
         between the read and the write), without SQLAlchemy's execution path: a claim's CPU
@@ -481,6 +533,8 @@ class SqlStateStore(StateStore):
                     if previous is not None and previous.observed_at > binding.observed_at:
                         await driver.execute("ROLLBACK")
                         return Claim(False, previous, previous)
+                    if check:
+                        await _hold_number_sqlite(driver, binding, now, credential)
                     version = 1 if previous is None else previous.version + 1
                     values = _claim_values(binding, now)
                     values.update(version=version, coordinates_version=version)
@@ -489,45 +543,84 @@ class SqlStateStore(StateStore):
                         await driver.execute(_INSERT_DEVICE_SQLITE3, (aeui, *row))
                     else:
                         await driver.execute(_UPDATE_DEVICE_SQLITE3, (*row, aeui))
-                    current = _replace(binding, version=version)
-                    if not current.same_binding(previous):
-                        entry = _claim_history(
-                            previous, current, now, credential=credential, kind=kind
-                        )
-                        await driver.execute(
-                            _INSERT_HISTORY_SQLITE3,
-                            tuple(entry[name] for name in _HISTORY_COLUMNS),
-                        )
                     await driver.execute("COMMIT")
                 except BaseException:
                     with contextlib.suppress(Exception):
                         await driver.execute("ROLLBACK")
                     raise
-        return Claim(True, previous, current)
+        return Claim(True, previous, _replace(binding, version=version, now=now))
 
-    async def confirm(self, aeui: str, version: int) -> bool:
-        return await self._confirms.submit(aeui, version)
+    async def confirm(
+        self, aeui: str, version: int, *, record: HistoryRecord | None = None
+    ) -> bool:
+        return await self._confirms.submit(aeui, (version, record))
 
-    async def _confirm_many(self, batch: Sequence[tuple[str, int]]) -> dict[str, bool]:
+    async def _confirm_many(
+        self, batch: Sequence[tuple[str, tuple[int, HistoryRecord | None]]]
+    ) -> dict[str, bool]:
         """Confirm many claims (each device at most once) in one statement, on the kept
         connections (autocommit; see ``_advance_many``). On PostgreSQL it commits
         asynchronously like an advance: a database crash may forget the last moment of
         confirmations, which leaves those bindings unconfirmed, and the reconciler then checks
-        them against the carrier again: extra reads, never a wrong binding."""
+        them against the carrier again: extra reads, never a wrong binding.
+
+        A batch that carries history records (what the carrier took) appends those of the rows
+        it confirmed in the same transaction, committed synchronously: history is evidence,
+        not a cache."""
         if not batch:
             return {}
         now = self._now()  # the gateway just saw the carrier take it: as good as a check
+        aeuis = [aeui for aeui, _ in batch]
+        versions = [version for _, (version, _record) in batch]
+        entries = {
+            aeui: tuple(_record_values(record, now)[name] for name in _HISTORY_COLUMNS)
+            for aeui, (_version, record) in batch
+            if record is not None
+        }
         with _driver_errors():
             if self.dialect == "postgresql":
-                rows = await self._on_kept_postgresql(
-                    _CONFIRM_ASYNCPG, [aeui for aeui, _ in batch], [v for _, v in batch], now
-                )
+                rows = await self._confirm_postgresql(aeuis, versions, now, entries)
             else:
-                rows = await self._on_kept_sqlite(
-                    _CONFIRM_SQLITE3, (now, json.dumps([[aeui, v] for aeui, v in batch]))
-                )
+                rows = await self._confirm_sqlite(aeuis, versions, now, entries)
         confirmed = {row[0] for row in rows}
-        return {aeui: aeui in confirmed for aeui, _ in batch}
+        return {aeui: aeui in confirmed for aeui in aeuis}
+
+    async def _confirm_postgresql(
+        self, aeuis: list[str], versions: list[int], now: int, entries: dict[str, tuple[Any, ...]]
+    ) -> list[Any]:
+        if not entries:
+            return await self._on_kept_postgresql(_CONFIRM_ASYNCPG, aeuis, versions, now)
+        async with self._kept_postgresql() as driver, driver.transaction():
+            await driver.execute("SET LOCAL synchronous_commit TO on")
+            rows: list[Any] = await driver.fetch(
+                _CONFIRM_ASYNCPG, aeuis, versions, now, timeout=self._command_timeout
+            )
+            confirmed = _recorded(rows, entries)
+            if confirmed:
+                await driver.executemany(
+                    _INSERT_HISTORY_ASYNCPG, confirmed, timeout=self._command_timeout
+                )
+            return rows
+
+    async def _confirm_sqlite(
+        self, aeuis: list[str], versions: list[int], now: int, entries: dict[str, tuple[Any, ...]]
+    ) -> list[Any]:
+        payload = json.dumps([list(pair) for pair in zip(aeuis, versions, strict=True)])
+        if not entries:
+            return await self._on_kept_sqlite(_CONFIRM_SQLITE3, (now, payload))
+        async with self._kept() as (driver, _):
+            await driver.execute("BEGIN IMMEDIATE")
+            try:
+                rows = list(await driver.execute_fetchall(_CONFIRM_SQLITE3, (now, payload)))
+                confirmed = _recorded(rows, entries)
+                if confirmed:
+                    await driver.executemany(_INSERT_HISTORY_SQLITE3, confirmed)
+                await driver.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await driver.execute("ROLLBACK")
+                raise
+            return rows
 
     async def advance(
         self, aeui: str, observed_at: datetime, *, version: int | None = None
@@ -559,16 +652,18 @@ class SqlStateStore(StateStore):
         # reports' times, never a change of binding (claims commit synchronously). Waiting
         # for each flush instead bounds unchanged reports by the disk's fsync rate.
         with _driver_errors():
+            now = self._now()
             if self.dialect == "postgresql":
                 rows = await self._on_kept_postgresql(
                     _ADVANCE_ASYNCPG,
                     [aeui for aeui, _ in batch],
                     [t for _, (t, _version) in batch],
                     [version for _, (_t, version) in batch],
+                    now,
                 )
             else:
                 payload = json.dumps([[aeui, t, v] for aeui, (t, v) in batch])
-                rows = await self._on_kept_sqlite(_ADVANCE_SQLITE3, (payload,))
+                rows = await self._on_kept_sqlite(_ADVANCE_SQLITE3, (now, payload))
         moved = {row[0] for row in rows}
         return {aeui: aeui in moved for aeui, _ in batch}
 
@@ -602,13 +697,19 @@ class SqlStateStore(StateStore):
                 raise
             self._kept_connections.append(kept)
 
-    async def _on_kept_postgresql(self, query: str, *args: Any) -> list[Any]:
-        """``query`` with ``args`` on a kept connection (asyncpg): its rows."""
+    @contextlib.asynccontextmanager
+    async def _kept_postgresql(self) -> AsyncIterator[Any]:
+        """A kept connection (asyncpg), committing asynchronously unless told otherwise."""
         async with self._kept() as (driver, fresh):
             if fresh:
                 # Advances and confirmations need not wait for the WAL flush (see
                 # ``_advance_many`` and ``_confirm_many``). These connections serve nothing else.
                 await driver.execute("SET synchronous_commit TO off")
+            yield driver
+
+    async def _on_kept_postgresql(self, query: str, *args: Any) -> list[Any]:
+        """``query`` with ``args`` on a kept connection (asyncpg): its rows."""
+        async with self._kept_postgresql() as driver:
             rows: list[Any] = await driver.fetch(query, *args, timeout=self._command_timeout)
             return rows
 
@@ -644,16 +745,93 @@ class SqlStateStore(StateStore):
         return None if row is None else _binding(row)
 
     @_whole
-    async def callers(self, telephone_number: str, *, limit: int = 20) -> list[StoredBinding]:
-        query = (
-            sa.select(devices)
-            .where(devices.c.telephone_number == telephone_number)
-            .order_by(devices.c.observed_at.desc(), devices.c.aeui)
-            .limit(max(1, limit))
+    async def callers(
+        self, telephone_number: str, *, limit: int = 20, every_holder: bool = False
+    ) -> list[StoredBinding]:
+        query = sa.select(devices).where(devices.c.telephone_number == telephone_number)
+        if not every_holder:
+            query = query.where(_may_use_number())
+        heard = (sa.func.greatest if self.dialect == "postgresql" else sa.func.max)(
+            sa.func.coalesce(devices.c.heard_at, devices.c.applied_at), devices.c.applied_at
         )
+        query = query.order_by(heard.desc(), devices.c.aeui).limit(max(1, limit))
         async with self._unit(read_only=True) as connection:
             rows = (await connection.execute(query)).all()
         return [_binding(row) for row in rows]
+
+    # -- callback numbers ----------------------------------------------------------------
+
+    @_whole
+    async def number(self, telephone_number: str) -> NumberState | None:
+        async with self._unit(read_only=True) as connection:
+            row = (
+                await connection.execute(
+                    sa.select(numbers).where(numbers.c.telephone_number == telephone_number)
+                )
+            ).first()
+        return None if row is None else _number_state(row)
+
+    @_whole
+    async def set_number(
+        self, telephone_number: str, *, owner: str | None, shared: bool, credential: str
+    ) -> tuple[NumberState | None, NumberState | None]:
+        async with self._unit() as connection:
+            now = self._now()
+            row = (
+                await connection.execute(
+                    sa.select(numbers)
+                    .where(numbers.c.telephone_number == telephone_number)
+                    .with_for_update()
+                )
+            ).first()
+            before = None if row is None else _number_state(row)
+            after = None
+            if owner is None and not shared:
+                await connection.execute(
+                    sa.delete(numbers).where(numbers.c.telephone_number == telephone_number)
+                )
+            else:
+                after = NumberState(telephone_number, owner, shared, from_us(now))
+                await connection.execute(
+                    self._insert(numbers)
+                    .values(
+                        telephone_number=telephone_number,
+                        owner_aeui=owner,
+                        shared=shared,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_update(
+                        index_elements=[numbers.c.telephone_number],
+                        set_={"owner_aeui": owner, "shared": shared, "updated_at": now},
+                    )
+                )
+            if (before and before.as_json()) != (after and after.as_json()):
+                await connection.execute(
+                    sa.insert(history).values(
+                        _number_change(telephone_number, before, after, now, credential)
+                    )
+                )
+        return before, after
+
+    @_whole
+    async def release_numbers(self, aeui: str, *, credential: str) -> list[str]:
+        async with self._unit() as connection:
+            now = self._now()
+            released = (
+                await connection.execute(
+                    sa.delete(numbers)
+                    .where(numbers.c.owner_aeui == aeui, numbers.c.shared.is_(False))
+                    .returning(*numbers.c)
+                )
+            ).all()
+            for row in released:
+                before = _number_state(row)
+                await connection.execute(
+                    sa.insert(history).values(
+                        _number_change(before.telephone_number, before, None, now, credential)
+                    )
+                )
+        return sorted(row.telephone_number for row in released)
 
     # -- locations -----------------------------------------------------------------------
 
@@ -688,6 +866,14 @@ class SqlStateStore(StateStore):
                 .on_conflict_do_nothing(index_elements=[locations.c.location_id])
             )
 
+    @_whole
+    async def forget_location(self, location_id: str) -> bool:
+        async with self._unit() as connection:
+            result = await connection.execute(
+                sa.delete(locations).where(locations.c.location_id == location_id)
+            )
+        return bool(result.rowcount)
+
     # -- history -------------------------------------------------------------------------
 
     @_whole
@@ -710,22 +896,7 @@ class SqlStateStore(StateStore):
             return
         async with self._unit() as connection:
             now = self._now()
-            await connection.execute(
-                sa.insert(history),
-                [
-                    _history_values(
-                        r.aeui,
-                        at=now,
-                        kind=r.kind,
-                        credential=r.credential,
-                        source=r.source,
-                        observed_at=None if r.observed_at is None else to_us(r.observed_at),
-                        before=r.before,
-                        after=r.after,
-                    )
-                    for r in records
-                ],
-            )
+            await connection.execute(sa.insert(history), [_record_values(r, now) for r in records])
 
     @_whole
     async def record(
@@ -739,21 +910,11 @@ class SqlStateStore(StateStore):
         after: Mapping[str, Any] | None,
         observed_at: datetime | None,
     ) -> int:
+        entry = HistoryRecord(aeui, kind, credential, source, before, after, observed_at)
         async with self._unit() as connection:
             inserted = await connection.execute(
                 sa.insert(history)
-                .values(
-                    _history_values(
-                        aeui,
-                        at=self._now(),
-                        kind=kind,
-                        credential=credential,
-                        source=source,
-                        observed_at=None if observed_at is None else to_us(observed_at),
-                        before=before,
-                        after=after,
-                    )
-                )
+                .values(_record_values(entry, self._now()))
                 .returning(history.c.id)
             )
             return int(inserted.scalar_one())
@@ -940,26 +1101,104 @@ def _claim_values(binding: StoredBinding, now: int) -> dict[str, Any]:
         "longitude": binding.longitude,
         "coordinates_source": binding.coordinates_source,
         "coordinates_accuracy": binding.accuracy_meters,
+        "heard_at": now,
+        "attested_number": binding.telephone_number if binding.attested else None,
     }
 
 
-def _claim_history(
-    previous: StoredBinding | None,
-    current: StoredBinding,
-    now: int,
-    *,
-    credential: str,
-    kind: str,
-) -> dict[str, Any]:
+def _check_number(binding: StoredBinding, owner: str | None, shared: bool) -> None:
+    """``NumberOwned`` unless the binding may use its number (its token attested it)."""
+    state = NumberState(binding.telephone_number, owner, shared, EPOCH)
+    if not binding.attested and state.refuses(binding.aeui):
+        assert owner is not None
+        raise NumberOwned(binding.telephone_number, owner)
+
+
+def _number_taken(binding: StoredBinding, now: int, credential: str) -> dict[str, Any]:
+    """The history row of a device becoming a number's first holder."""
     return _history_values(
-        current.aeui,
+        number_key(binding.telephone_number),
+        at=now,
+        kind=HistoryKind.NUMBER_OWNED,
+        credential=credential,
+        source=binding.source,
+        observed_at=None,
+        before=None,
+        after={"owner": binding.aeui, "shared": False},
+    )
+
+
+async def _hold_number_sqlite(
+    driver: Any, binding: StoredBinding, now: int, credential: str
+) -> None:
+    """``SqlStateStore._hold_number`` inside ``_claim_sqlite``'s transaction."""
+    number = binding.telephone_number
+    rows = await driver.execute_fetchall(_SELECT_NUMBER_SQLITE3, (number,))
+    if rows:
+        _check_number(binding, rows[0][0], bool(rows[0][1]))
+        return
+    await driver.execute(_INSERT_NUMBER_SQLITE3, (number, binding.aeui, now))
+    entry = _number_taken(binding, now, credential)
+    await driver.execute(_INSERT_HISTORY_SQLITE3, tuple(entry[n] for n in _HISTORY_COLUMNS))
+
+
+def _may_use_number() -> sa.ColumnElement[bool]:
+    """``_MAY_USE_NUMBER`` as an expression over ``devices``."""
+    other_owner = sa.exists().where(
+        numbers.c.telephone_number == devices.c.telephone_number,
+        numbers.c.shared.is_(False),
+        numbers.c.owner_aeui != devices.c.aeui,
+    )
+    return sa.or_(devices.c.attested_number == devices.c.telephone_number, ~other_owner)
+
+
+def _number_state(row: Any) -> NumberState:
+    return NumberState(
+        row.telephone_number, row.owner_aeui, bool(row.shared), from_us(row.updated_at)
+    )
+
+
+def _number_change(
+    telephone_number: str,
+    before: NumberState | None,
+    after: NumberState | None,
+    now: int,
+    credential: str,
+) -> dict[str, Any]:
+    """The history row of an admin's change to a number's ownership."""
+    if after is None:
+        kind = HistoryKind.NUMBER_RELEASED
+    elif after.shared:
+        kind = HistoryKind.NUMBER_SHARED
+    else:
+        kind = HistoryKind.NUMBER_ASSIGNED
+    return _history_values(
+        number_key(telephone_number),
         at=now,
         kind=kind,
         credential=credential,
-        source=current.source,
-        observed_at=to_us(current.observed_at),
-        before=None if previous is None else previous.as_json(),
-        after=current.as_json(),
+        source="admin",
+        observed_at=None,
+        before=None if before is None else before.as_json(),
+        after=None if after is None else after.as_json(),
+    )
+
+
+def _recorded(rows: list[Any], entries: dict[str, tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The history rows of the confirmed devices (a confirmation's rows name them)."""
+    return [entries[row[0]] for row in rows if row[0] in entries]
+
+
+def _record_values(record: HistoryRecord, now: int) -> dict[str, Any]:
+    return _history_values(
+        record.aeui,
+        at=now,
+        kind=record.kind,
+        credential=record.credential,
+        source=record.source,
+        observed_at=None if record.observed_at is None else to_us(record.observed_at),
+        before=record.before,
+        after=record.after,
     )
 
 
@@ -978,8 +1217,8 @@ class _Row:
             raise AttributeError(name) from None
 
 
-def _replace(binding: StoredBinding, *, version: int) -> StoredBinding:
-    return dataclasses.replace(binding, version=version, confirmed=False)
+def _replace(binding: StoredBinding, *, version: int, now: int) -> StoredBinding:
+    return dataclasses.replace(binding, version=version, confirmed=False, heard_at=from_us(now))
 
 
 def _history_values(

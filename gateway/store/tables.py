@@ -52,6 +52,15 @@ devices = sa.Table(
     sa.Column("coordinates_source", sa.String(16), nullable=True),
     sa.Column("coordinates_accuracy", sa.Double(), nullable=True),
     sa.Column("coordinates_version", sa.Integer(), nullable=True),
+    # Revision 0004 (number ownership). When the gateway last heard from the device (its
+    # own clock, never the device's): a claim or an unchanged report. Which device of a
+    # shared number a 911 query answers. A release without this column leaves it behind on
+    # an unchanged report, so readers take the later of it and ``applied_at``.
+    sa.Column("heard_at", sa.BigInteger(), nullable=True),
+    # Revision 0004: the callback number the device's token attested (its ``phone_number``
+    # claim), when it did. It authorizes the device for that number only while it equals
+    # ``telephone_number`` (a release without this column may change the number).
+    sa.Column("attested_number", sa.String(32), nullable=True),
     sa.Index(None, "checked_at"),
     sa.Index(None, "location_id"),
     # Revision 0002: the emergency-call query finds devices by callback number.
@@ -67,6 +76,18 @@ locations = sa.Table(
     sa.Column("latitude", sa.Double(), nullable=True),
     sa.Column("longitude", sa.Double(), nullable=True),
     sa.Column("created_at", sa.BigInteger(), nullable=False),
+)
+
+#: Revision 0004: who may use a callback number. The first device to hold a number owns it;
+#: an admin may release it (the row goes) or mark it shared (any device may use it).
+numbers = sa.Table(
+    "numbers",
+    metadata,
+    sa.Column("telephone_number", sa.String(32), primary_key=True),
+    sa.Column("owner_aeui", sa.String(64), nullable=True),
+    sa.Column("shared", sa.Boolean(), nullable=False),
+    sa.Column("updated_at", sa.BigInteger(), nullable=False),
+    sa.Index(None, "owner_aeui"),
 )
 
 history = sa.Table(

@@ -19,7 +19,7 @@ def _binding(aeui: str, location_id: str = "L1", at: datetime = T0) -> StoredBin
         location_id=location_id,
         address=None,
         caller_name="A",
-        telephone_number="+15555550100",
+        telephone_number=f"+1555{aeui}",
         observed_at=at,
     )
 

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from gateway.store import StoredBinding
+from gateway.store import Claim, StoredBinding
+from gateway.store.base import HistoryKind, HistoryRecord
 from gateway.store.sql import SqlStateStore, to_us
 from gateway.store.tables import devices
 
@@ -24,6 +26,11 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
+def phone_of(aeui: str) -> str:
+    """A callback number of the device's own (a number has one owner unless shared)."""
+    return f"+1919{zlib.crc32(aeui.encode()) % 9_000_000 + 1_000_000:07d}"
+
+
 def binding(
     aeui: str = "device-1",
     location_id: str = "LOC1",
@@ -31,6 +38,7 @@ def binding(
     observed: float = 0,
     caller_name: str = "Ada",
     source: str = "report",
+    phone: str | None = None,
 ) -> StoredBinding:
     return StoredBinding(
         aeui=aeui,
@@ -38,12 +46,30 @@ def binding(
         location_id=location_id,
         address={"houseNumber": "1", "streetName": location_id, "city": "RALEIGH"},
         caller_name=caller_name,
-        telephone_number="+19195550100",
+        telephone_number=phone or phone_of(aeui),
         observed_at=at(observed),
         source=source,
         latitude=35.7,
         longitude=-78.6,
     )
+
+
+async def applied(store: SqlStateStore, b: StoredBinding, credential: str = "device") -> Claim:
+    """A report the carrier took, as the pipeline records it: claimed, then confirmed with
+    its history record."""
+    claim = await store.claim(b, credential=credential)
+    assert claim.won
+    record = HistoryRecord(
+        b.aeui,
+        HistoryKind.APPLIED,
+        credential,
+        b.source,
+        None if claim.previous is None else claim.previous.as_json(),
+        claim.current.as_json(),
+        b.observed_at,
+    )
+    await store.confirm(b.aeui, claim.current.version, record=record)
+    return claim
 
 
 async def seed(store: SqlStateStore, count: int, *, observed: float = 0) -> list[str]:

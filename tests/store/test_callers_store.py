@@ -15,25 +15,34 @@ from gateway.store import StateStore
 from gateway.store.base import HistoryKind, HistoryRecord
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import devices
-from tests.store.conftest import Database
+from tests.store.conftest import Clock, Database
 from tests.store.helpers import at, binding, count_statements, run
 
+PHONE = "+19195550100"
 
-def test_callers_by_number_newest_first(db: Database) -> None:
+
+def test_callers_by_number_heard_last_first(db: Database, clock: Clock) -> None:
     async def main() -> None:
-        async with await StateStore.open(db.url, create=True) as store:
+        async with await StateStore.open(db.url, create=True, clock=clock) as store:
             assert isinstance(store, SqlStateStore)
-            for aeui, observed in (("old", 1), ("new", 3), ("mid", 2)):
-                await store.claim(binding(aeui, observed=observed), credential="device")
-            other = dataclasses.replace(
-                binding("other", observed=9), telephone_number="+13125550100"
-            )
+            await store.set_number(PHONE, owner=None, shared=True, credential="admin-key-0")
+            # Heard in this order, whatever each says it observed.
+            for aeui, observed in (("old", 1), ("mid", 3), ("new", 2)):
+                clock.advance(1)
+                await store.claim(binding(aeui, observed=observed, phone=PHONE), credential="d")
+            other = binding("other", observed=9, phone="+13125550100")
             await store.claim(other, credential="device")
-            found = await store.callers("+19195550100")
+            found = await store.callers(PHONE)
             assert [b.aeui for b in found] == ["new", "mid", "old"]
-            assert [b.aeui for b in await store.callers("+19195550100", limit=1)] == ["new"]
+            assert [b.aeui for b in await store.callers(PHONE, limit=1)] == ["new"]
             assert await store.callers("+12025550199") == []
             assert [b.aeui for b in await store.callers("+13125550100")] == ["other"]
+            # An unchanged report is hearing from the device too.
+            clock.advance(1)
+            assert await store.advance("old", at(1))
+            assert [b.aeui for b in await store.callers(PHONE)] == ["old", "new", "mid"]
+            heard = (await store.callers(PHONE))[0].heard_at
+            assert heard == clock.now
 
             # The lookup is an indexed read.
             async with store.engine.connect() as connection:
@@ -80,7 +89,7 @@ def test_coordinates_source_is_trusted_only_at_its_version(db: Database) -> None
             moved = await store.get("device-1")
             assert moved is not None and moved.location_id == "ELSEWHERE"
             assert (moved.coordinates_source, moved.accuracy_meters) == (None, None)
-            (row,) = await store.callers("+19195550100")
+            (row,) = await store.callers(moved.telephone_number)
             assert row.coordinates_source is None
             # This release's next claim writes them afresh.
             street = dataclasses.replace(binding(observed=2), coordinates_source="street")
@@ -133,10 +142,10 @@ def test_a_database_that_is_down_falls_back_to_memory_in_time() -> None:
         try:
             assert isinstance(store, SqlStateStore)
             index = CallerIndex(10)
-            index.learn(binding("cached", observed=5))
+            index.learn(binding("cached", observed=5, phone=PHONE))
             locator = CallerLocator(index, store, timeout=0.15)
             started = time.perf_counter()
-            located = await locator.locate("+19195550100")
+            located = await locator.locate(PHONE)
             assert time.perf_counter() - started < 0.45
             assert located.source == "cache"
             assert located.fallback in ("unavailable", "timeout")

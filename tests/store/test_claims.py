@@ -11,10 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.store import StateStore, StoredBinding
+from gateway.store.base import HistoryKind, HistoryRecord, number_key
 from gateway.store.errors import SchemaNotCurrent
 from gateway.store.sql import SqlStateStore
 from tests.store.conftest import Clock, Database
-from tests.store.helpers import at, binding, run, seed
+from tests.store.helpers import applied, at, binding, phone_of, run, seed
 
 
 async def _open(db: Database, **options: object) -> SqlStateStore:
@@ -58,17 +59,37 @@ def test_claim_wins_and_loses_by_observed_at(db: Database) -> None:
             assert stored.location_id == "LOC4" and stored.observed_at == at(11)
             assert stored.address == binding(location_id="LOC4").address and stored.latitude == 35.7
 
+            # A claim is not something the carrier took: no history of its own.
+            assert await store.history("device-1") == []
+
+    run(main())
+
+
+def test_history_records_what_the_confirmation_says_the_carrier_took(db: Database) -> None:
+    async def main() -> None:
+        async with await _open(db) as store:
+            first = await applied(store, binding(observed=1))
+            second = await applied(store, binding(location_id="LOC2", observed=2), "admin-key-0")
+            # A claim the carrier refused (never confirmed) leaves nothing behind.
+            await store.claim(binding(location_id="LOC3", observed=3), credential="device")
             entries = await store.history("device-1")
             assert [(e.kind, e.from_location_id, e.to_location_id) for e in entries] == [
-                ("applied", "LOC3", "LOC4"),
-                ("applied", "LOC1", "LOC3"),
+                ("applied", "LOC1", "LOC2"),
                 ("applied", None, "LOC1"),
             ]
-            assert entries[1].credential == "admin-key-0"
-            assert entries[0].observed_at == at(11)
-            assert entries[0].before is not None and entries[0].before["locationId"] == "LOC3"
-            assert entries[0].after == newer.current.as_json()
-            assert entries[2].before is None
+            assert entries[0].credential == "admin-key-0"
+            assert entries[0].observed_at == at(2)
+            assert entries[0].after == second.current.as_json()
+            assert entries[1].after == first.current.as_json()
+            # A write a newer claim overtook is not recorded with its confirmation (the
+            # repair check that follows records what the carrier ended up holding).
+            late = HistoryRecord(
+                "device-1", HistoryKind.APPLIED, "device", "report", None, {"locationId": "X"}, None
+            )
+            assert not await store.confirm("device-1", second.current.version, record=late)
+            assert len(await store.history("device-1")) == 2
+            stored = await store.get("device-1")
+            assert stored is not None and not stored.confirmed
 
     run(main())
 
@@ -131,8 +152,11 @@ def test_concurrent_claims_from_two_replicas(db: Database) -> None:
                     else:  # refused only by a newer observation already stored
                         assert result.previous is not None
                         assert result.previous.observed_at > claimed.observed_at
-                entries = await two.history(aeui, limit=100)
-                assert len(entries) == len(winners)
+                # Across both replicas the device took its number once, first come.
+                entries = await two.history(number_key(phone_of(aeui)), limit=100)
+                assert [(e.kind, e.after) for e in entries] == [
+                    ("number_owned", {"owner": aeui, "shared": False})
+                ]
 
     run(main())
 
@@ -211,8 +235,8 @@ def test_advance_moves_forward_only(db: Database) -> None:
             assert await store.advance("device-1", at(30), version=moved.current.version)
             stored = await store.get("device-1")
             assert stored is not None and stored.observed_at == at(30)
-            # No history for unchanged reports.
-            assert len(await store.history("device-1")) == 2
+            # No history for unchanged reports (nor for claims: see above).
+            assert await store.history("device-1") == []
             # Concurrent advances of one device: the newest is kept.
             await asyncio.gather(*(store.advance("device-1", at(t)) for t in range(31, 60)))
             stored = await store.get("device-1")
@@ -345,8 +369,9 @@ def test_the_kept_sqlite_advance_connection_survives_a_failed_statement(
 
 
 def test_a_claim_that_fails_part_way_writes_nothing(db: Database) -> None:
-    """The device row and its history row commit together or not at all (on SQLite the
-    claim runs its own transaction on the store's kept connection)."""
+    """The device row, its number's ownership and that one's history row commit together or
+    not at all (on SQLite the claim runs its own transaction on the store's kept
+    connection)."""
 
     async def main() -> None:
         async with await _open(db) as store:
@@ -357,10 +382,12 @@ def test_a_claim_that_fails_part_way_writes_nothing(db: Database) -> None:
             async with store._unit() as connection:
                 await connection.execute(sa.text("ALTER TABLE gone RENAME TO history"))
             assert await store.get("dev-x") is None  # the device row was rolled back too
+            assert await store.number(phone_of("dev-x")) is None  # and the ownership
             won, previous, current = await store.claim(
                 binding("dev-x", observed=1), credential="device"
             )
             assert won and previous is None and current.version == 1
-            assert [e.kind for e in await store.history("dev-x")] == ["applied"]
+            history = await store.history(number_key(phone_of("dev-x")))
+            assert [e.kind for e in history] == ["number_owned"]
 
     run(main())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -22,7 +23,8 @@ from gateway.store import (
     is_embedded,
     upgrade,
 )
-from gateway.store.sql import SqlStateStore
+from gateway.store.migrate import alembic_config
+from gateway.store.sql import SqlStateStore, from_us
 from gateway.store.tables import metadata
 from gateway.store.urls import parse, redacted
 from tests.pg import URL_ENV, PostgresServer
@@ -49,7 +51,7 @@ def test_schema_check_and_upgrade(db: Database) -> None:
         async with await StateStore.open(db.url) as store:
             assert await store.schema_is_current()
             assert isinstance(store, SqlStateStore)
-            assert await store.revision() == head_revision() == "0003"
+            assert await store.revision() == head_revision() == "0004"
             await store.claim(binding(observed=1), credential="device")
         async with await StateStore.open(db.url, create=True) as store:  # again: a no-op
             assert (await store.get("device-1")) is not None
@@ -245,5 +247,48 @@ def test_an_older_schema_is_still_not_current(db: Database) -> None:
             await StateStore.open(db.url)
         assert not isinstance(raised.value, SchemaTooNew)
         assert "dlr-gateway db upgrade" in str(raised.value)
+
+    run(main())
+
+
+def test_migration_0004_gives_existing_numbers_owners_as_they_stand(db: Database) -> None:
+    """A number one device holds becomes that device's; one several devices hold becomes
+    shared (what the call-time query answered before), for an admin to review."""
+
+    def to_0003(connection: sa.Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+
+    async def main() -> None:
+        async with await StateStore.open(db.url, check_schema=False) as store:
+            assert isinstance(store, SqlStateStore)
+            async with store.engine.connect() as connection:
+                await connection.run_sync(to_0003)
+                await connection.commit()
+            rows = [
+                ("alone", "+12025550101"),
+                ("desk", "+12025550102"),
+                ("laptop", "+12025550102"),
+            ]
+            async with store.engine.begin() as connection:
+                for aeui, number in rows:
+                    await connection.execute(
+                        sa.text(
+                            "INSERT INTO devices (aeui, endpoint_id, location_id, caller_name, "
+                            "telephone_number, observed_at, source, applied_at, confirmed, "
+                            "version) VALUES (:aeui, 'E', 'L', 'N', :number, 1, 'report', 7, "
+                            "true, 1)"
+                        ),
+                        {"aeui": aeui, "number": number},
+                    )
+            await store.upgrade()
+            alone = await store.number("+12025550101")
+            assert alone is not None and (alone.owner, alone.shared) == ("alone", False)
+            both = await store.number("+12025550102")
+            assert both is not None and (both.owner, both.shared) == (None, True)
+            row = await store.get("desk")
+            assert row is not None and row.heard_at == from_us(7) and not row.attested
+            assert [b.aeui for b in await store.callers("+12025550102")] == ["desk", "laptop"]
 
     run(main())
