@@ -16,7 +16,9 @@ must therefore never wait on the carrier, a geocoder or a slow database:
 The answer is the device's *desired* binding (the newest report the gateway accepted and
 claimed), confirmed by the carrier or not: for a 911 call the newest location the gateway
 believes in beats an older one the carrier has acknowledged. Whether it was confirmed is
-recorded with the query (``gateway.api.emergency``).
+recorded with the query (``gateway.api.emergency``). Among the devices that may use the
+number (its owner, or every holder of a shared one), the one the gateway heard from last
+is answered: by the gateway's clock, never by the time a device says it observed.
 
 This module is the domain: no Starlette, no SQL.
 """
@@ -32,18 +34,18 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gateway.store.base import StoredBinding
+from gateway.dlr.coordinates import DISPATCHABLE, radius_meters
+from gateway.store.base import NumberState, StoredBinding
 from gateway.store.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.emergency")
 
 #: Longest calling number looked at (a SIP URI with parameters fits easily).
 MAX_NUMBER_LENGTH = 256
-#: ``radius`` when the coordinates carry no accuracy of their own (the carrier's default).
-DEFAULT_RADIUS_METERS = 50
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: Visual separators of a dialled number (RFC 3966 allows ``-``, ``.``, ``(``, ``)``).
 _SEPARATORS = str.maketrans("", "", " -.()")
@@ -105,6 +107,10 @@ class Held(Protocol):
     def observed_at(self) -> datetime | None: ...
     @property
     def version(self) -> int | None: ...
+    @property
+    def heard_at(self) -> datetime | None: ...
+    @property
+    def attested(self) -> bool: ...
     def stored(self) -> StoredBinding: ...
 
 
@@ -121,9 +127,14 @@ def _answer(record: StoredBinding | Held) -> StoredBinding:
     return record if isinstance(record, StoredBinding) else record.stored()
 
 
+def _heard(binding: StoredBinding) -> tuple[datetime, int, str]:
+    return binding.heard_at or _NEVER, binding.version, binding.aeui
+
+
 def freshest(bindings: list[StoredBinding]) -> StoredBinding:
-    """The binding of the device that reported last (a shared line: several devices)."""
-    return max(bindings, key=lambda b: (b.observed_at, b.version, b.aeui))
+    """The binding of the device the gateway heard from last (a shared line: several
+    devices), by the gateway's own clock: a device cannot win by its ``observedAt``."""
+    return max(bindings, key=_heard)
 
 
 class CallerIndex:
@@ -191,12 +202,19 @@ class CallerIndex:
         if known is not None:
             self._unlink(aeui, known.telephone_number)
 
+    def restrict(self, state: NumberState) -> None:
+        """An admin changed who may use a number: forget the devices that no longer may."""
+        members = self._numbers.get(state.telephone_number, ())
+        for aeui in [members] if isinstance(members, str) else list(members):
+            if state.refuses(aeui) and not self._devices[aeui].attested:
+                self.forget(aeui)
+
     def lookup(self, telephone_number: str) -> list[StoredBinding]:
-        """Every known device with this callback number, freshest first."""
+        """Every known device with this callback number, the one heard from last first."""
         members = self._numbers.get(telephone_number, ())
         aeuis = (members,) if isinstance(members, str) else members
         found = [_answer(self._devices[a]) for a in aeuis]
-        found.sort(key=lambda b: (b.observed_at, b.version, b.aeui), reverse=True)
+        found.sort(key=_heard, reverse=True)
         return found
 
     def _unlink(self, aeui: str, number: str) -> None:
@@ -322,22 +340,21 @@ def _settled(
     return done
 
 
-def radius_meters(binding: StoredBinding) -> int:
+def answer_radius(binding: StoredBinding) -> int:
     """The answer's ``radius``: the device's own GPS accuracy, else the carrier's default."""
-    accuracy = binding.accuracy_meters
-    if binding.coordinates_source == "gps" and accuracy is not None and math.isfinite(accuracy):
-        return max(1, math.ceil(accuracy))
-    return DEFAULT_RADIUS_METERS
+    found = radius_meters(binding.coordinates_source, binding.accuracy_meters)
+    assert found is not None, "answered only with dispatchable coordinates"
+    return found
 
 
 def has_dispatchable_coordinates(binding: StoredBinding) -> bool:
-    """Coordinates the gateway itself established (GPS fix or street-level geocode).
+    """Coordinates that locate the caller: the device's own fix or a street-level geocode.
 
-    A binding may also hold the carrier's own coordinates (a ZIP centroid the carrier filled
-    in): those are never answered as the caller's position; ``location_id`` alone is.
+    Coarser ones (a ZIP or city centroid) are never answered as the caller's position;
+    ``location_id`` alone is.
     """
     return (
-        binding.coordinates_source in ("gps", "street")
+        binding.coordinates_source in DISPATCHABLE
         and binding.latitude is not None
         and binding.longitude is not None
         and math.isfinite(binding.latitude)

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from cachetools import LRUCache
 
 from gateway.bandwidth.errors import (
+    UpstreamAuthError,
     UpstreamConflict,
     UpstreamError,
     UpstreamNotFound,
@@ -53,11 +54,20 @@ from gateway.bandwidth.models import (
 from gateway.concurrency import KeyedLocks, SingleFlight
 from gateway.dlr.address import FieldError, Normalized
 from gateway.dlr.callers import CallerIndex
+from gateway.dlr.coordinates import distance_meters, uncertainty_meters
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
 from gateway.lru import Lru
-from gateway.store.base import Claim, StoredBinding
+from gateway.store.base import (
+    Claim,
+    HistoryKind,
+    HistoryRecord,
+    NumberOwned,
+    NumberState,
+    StoredBinding,
+    location_key,
+)
 from gateway.store.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.pipeline")
@@ -129,6 +139,9 @@ class Report:
     observed_at: datetime
     address: Address | Mapping[str, object] | str | None = None
     geo: GeoFix | None = None
+    #: The device's token attested ``telephone_number`` (its ``phone_number`` claim): the
+    #: device may use it whoever owns it.
+    number_attested: bool = False
 
     def seen_at(self, observed_at: datetime) -> Report:
         """This report at another time: ``dataclasses.replace`` without its introspection
@@ -141,6 +154,7 @@ class Report:
             observed_at=observed_at,
             address=self.address,
             geo=self.geo,
+            number_attested=self.number_attested,
         )
 
 
@@ -160,15 +174,20 @@ class Binding:
     observed_at: datetime | None = None
     #: The ledger's version of this binding (``None``: not from the ledger).
     version: int | None = None
-    #: ``gps`` or ``street`` when the gateway established ``latitude``/``longitude`` itself;
-    #: ``None`` when they are the carrier's own (it fills in a ZIP centroid, say). The
-    #: emergency-call query answers coordinates only when set.
+    #: The precision of ``latitude``/``longitude`` (``gateway.dlr.coordinates``): ``gps``
+    #: (this device's own fix), ``street``, ``postal`` or ``locality`` (a geocode of its
+    #: address). Always the gateway's own, never another device's fix or the carrier's
+    #: geocode; ``None`` with no coordinates.
     coordinates_source: str | None = None
     #: The device's GPS accuracy in meters, when the coordinates are its own fix.
     accuracy_meters: float | None = None
+    #: When the gateway last heard from the device (its own clock; ``None``: unknown).
+    heard_at: datetime | None = None
+    #: The device's token attested ``telephone_number``.
+    attested: bool = False
 
-    def seen_at(self, observed_at: datetime) -> Binding:
-        """This binding at a newer time (as ``Report.seen_at``)."""
+    def seen_at(self, observed_at: datetime, heard_at: datetime | None = None) -> Binding:
+        """This binding at a newer time (as ``Report.seen_at``), heard at ``heard_at``."""
         return Binding(
             alternate_end_user_id=self.alternate_end_user_id,
             endpoint_id=self.endpoint_id,
@@ -183,6 +202,8 @@ class Binding:
             version=self.version,
             coordinates_source=self.coordinates_source,
             accuracy_meters=self.accuracy_meters,
+            heard_at=heard_at or self.heard_at,
+            attested=self.attested,
         )
 
     @property
@@ -237,15 +258,71 @@ class Superseded(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _KnownLocation:
+    """A location the carrier holds (its status, when this replica created it)."""
+
     status: str | None
-    latitude: float | None
-    longitude: float | None
-    #: Where the coordinates came from when the gateway sent them (``Binding``'s field).
-    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """A report's canonical address, and the reverse geocode it came from (GPS-only)."""
+
+    address: Address
+    warnings: tuple[FieldError, ...]
+    reversed: GeocodeResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Conflict:
+    """A GPS fix farther from its address's geocode than the fix's accuracy allows."""
+
+    fix: GeoFix
+    geocode: GeocodeResult
+    distance: float
+    bound: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "fix": {
+                "latitude": self.fix.latitude,
+                "longitude": self.fix.longitude,
+                "accuracyMeters": self.fix.accuracy_meters,
+            },
+            "addressGeocode": {
+                "latitude": self.geocode.latitude,
+                "longitude": self.geocode.longitude,
+                "precision": self.geocode.precision.value,
+            },
+            "distanceMeters": round(self.distance),
+            "allowedMeters": round(self.bound),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _FixCheck:
+    """The address's geocode when one was looked up, and whether the fix contradicts it."""
+
+    looked_up: bool = False
+    geocode: GeocodeResult | None = None
+    conflict: _Conflict | None = None
+    warnings: tuple[FieldError, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """A device's coordinates (``Binding``'s fields), and the address's street-level
+    position for the carrier's location (shared by every device at the address)."""
+
+    latitude: float | None = None
+    longitude: float | None = None
+    precision: Precision | None = None
+    accuracy: float | None = None
+    street: tuple[float, float] | None = None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+_GEOCODER_DOWN = "the geocoder is unavailable: provisioned without coordinates"
 _NOT_DISPATCHABLE = (
     "the GPS fix does not resolve to a street address: send a civic address "
     "(a city or ZIP centroid is not a dispatchable 911 location)"
@@ -279,12 +356,21 @@ class Pipeline:
         ledger: Ledger | None = None,
         lease_seconds_per_device: float = 8.0,
         callers: CallerIndex | None = None,
+        conflict_margin_meters: float = 500.0,
+        on_conflict: Callable[[], None] | None = None,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.carrier = carrier
         self.geocoder = geocoder
         self.normalize = normalize
         self.clock = clock
         self.on_repair = on_repair
+        #: How much farther than its own accuracy a GPS fix may be from its address's
+        #: geocode before it counts as contradicting it (``on_conflict`` counts those).
+        self.conflict_margin_meters = conflict_margin_meters
+        self.on_conflict = on_conflict
+        #: The gateway's own time: when it heard from a device (never the device's clock).
+        self.wall_clock = wall_clock
         self.repair_retry_delays = repair_retry_delays
         #: The longest one carrier call may take (its deadline): sizes reconcile leases.
         self.lease_seconds_per_device = lease_seconds_per_device
@@ -346,7 +432,7 @@ class Pipeline:
             location = await self.carrier.get_location(endpoint.location_id)
         except UpstreamNotFound:
             location = Location(location_id=endpoint.location_id)
-        return Binding(
+        held = Binding(
             alternate_end_user_id=alternate_end_user_id,
             endpoint_id=endpoint.endpoint_id or self.endpoint_id(alternate_end_user_id),
             location_id=endpoint.location_id,
@@ -354,9 +440,33 @@ class Pipeline:
             telephone_number=endpoint.telephone_number or "",
             address=location.address,
             status=location.status,
-            latitude=location.latitude,
-            longitude=location.longitude,
             observed_at=None,
+        )
+        return await self._as_reported(held)
+
+    async def _as_reported(self, held: Binding) -> Binding:
+        """``held`` (read from the carrier) with what the ledger knows of it: when it was
+        observed and the device's own coordinates, if the ledger's binding is this one.
+        Otherwise both stay unknown: the carrier's coordinates are its own geocode, of no
+        stated precision, and the time of an observation no one recorded is not now."""
+        try:
+            stored = await self.ledger.get(held.alternate_end_user_id)
+        except StoreUnavailable:
+            return held
+        if stored is None or not held.same_as(
+            stored.location_id, stored.caller_name, stored.telephone_number
+        ):
+            return held
+        return dataclasses.replace(
+            held,
+            observed_at=stored.observed_at,
+            latitude=stored.latitude,
+            longitude=stored.longitude,
+            coordinates_source=stored.coordinates_source,
+            accuracy_meters=stored.accuracy_meters,
+            heard_at=stored.heard_at,
+            attested=stored.attested,
+            version=stored.version,
         )
 
     # -- what admins change behind the pipeline's back ------------------------------------
@@ -377,20 +487,21 @@ class Pipeline:
 
     # -- the report --------------------------------------------------------------------------
 
-    async def resolve(self, report: Report) -> tuple[Address, tuple[FieldError, ...]]:
+    async def resolve(self, report: Report) -> _Resolved:
         """The report's canonical civic address, or ``Unroutable``.
 
         Field errors and warnings name the report's field: ``address`` or ``address.<field>``
         for the address sent, ``geo`` for one found by reverse geocoding the device's fix.
         """
+        found: GeocodeResult | None = None
         if report.address is not None:
             normalized = self.normalize(report.address)
             where = _in_address
         elif report.geo is not None:
-            reversed_ = await self._reverse(report.geo)
-            if reversed_ is None or reversed_.address is None:
+            found = await self._reverse(report.geo)
+            if found is None or found.address is None:
                 raise Unroutable(_NOT_DISPATCHABLE, (FieldError("geo", _NOT_DISPATCHABLE),))
-            normalized = self.normalize(reversed_.address)
+            normalized = self.normalize(found.address)
             where = _in_geo
         else:
             message = "send an address or a GPS fix"
@@ -402,17 +513,107 @@ class Pipeline:
                 tuple(map(where, errors)),
                 normalized.suggestions,
             )
-        return normalized.address, tuple(map(where, normalized.warnings))
+        return _Resolved(normalized.address, tuple(map(where, normalized.warnings)), found)
 
     async def report(self, report: Report, *, credential: str = "device") -> Outcome:
-        address, warnings = await self.resolve(report)
+        resolved = await self.resolve(report)
         aeui = report.alternate_end_user_id
-        location_id = location_id_for(address)
+        location_id = location_id_for(resolved.address)
+        check = await self._check_fix(resolved, report.geo)
+        warnings = resolved.warnings + check.warnings
         async with self._devices.hold(aeui):
-            unchanged = await self._unchanged(report, location_id, warnings)
-            if unchanged is not None:
-                return unchanged
-            return await self._apply(report, address, location_id, warnings, credential)
+            outcome = await self._unchanged(report, location_id, warnings)
+            if outcome is None:
+                outcome = await self._apply(
+                    report, resolved, location_id, warnings, credential, check
+                )
+        if check.conflict is not None:
+            await self._record_conflict(report, location_id, check.conflict, credential)
+        return outcome
+
+    async def _check_fix(self, resolved: _Resolved, fix: GeoFix | None) -> _FixCheck:
+        """Whether a report's GPS fix contradicts its address: farther from the address's
+        geocode than the fix's accuracy, the geocode's own uncertainty and the margin allow.
+
+        A fix the address was found from (a GPS-only report) agrees with it by construction;
+        without a geocode of the address (unknown to the geocoder, or the geocoder is down)
+        there is nothing to compare with, and the fix is taken as it is.
+        """
+        if fix is None or resolved.reversed is not None:
+            return _FixCheck()
+        try:
+            found = await self.geocoder.geocode(resolved.address)
+        except GeocodingUnavailable:
+            return _FixCheck(looked_up=True)
+        if found is None:
+            return _FixCheck(looked_up=True)
+        distance = distance_meters(fix.latitude, fix.longitude, found.latitude, found.longitude)
+        bound = (
+            (fix.accuracy_meters or 0.0)
+            + self.conflict_margin_meters
+            + uncertainty_meters(found.precision)
+        )
+        if distance <= bound:
+            return _FixCheck(looked_up=True, geocode=found)
+        if self.on_conflict is not None:
+            self.on_conflict()
+        message = (
+            f"the GPS fix is {distance / 1000:,.1f} km from the address (more than the "
+            f"{bound:,.0f} m its accuracy allows): the address is applied, without the fix"
+        )
+        return _FixCheck(
+            looked_up=True,
+            geocode=found,
+            conflict=_Conflict(fix, found, distance, bound),
+            warnings=(FieldError("geo", message),),
+        )
+
+    async def _record_conflict(
+        self, report: Report, location_id: str, conflict: _Conflict, credential: str
+    ) -> None:
+        await self.ledger.record(
+            report.alternate_end_user_id,
+            kind=HistoryKind.COORDINATES_CONFLICT,
+            credential=credential,
+            source="report",
+            before=None,
+            after={"locationId": location_id, **conflict.as_json()},
+            observed_at=report.observed_at,
+        )
+
+    async def _place(
+        self, resolved: _Resolved, fix: GeoFix | None, check: _FixCheck
+    ) -> tuple[_Place, tuple[FieldError, ...]]:
+        """The device's coordinates: its own fix unless it contradicts the address, else a
+        geocode of its address (of whatever precision, named); and the address's street-level
+        position for the carrier's location."""
+        notes: tuple[FieldError, ...] = ()
+        found: GeocodeResult | None
+        if resolved.reversed is not None:
+            found = resolved.reversed  # the fix's own street address (``_reverse``)
+        elif check.looked_up:
+            found = check.geocode
+        else:
+            try:
+                found = await self.geocoder.geocode(resolved.address)
+            except GeocodingUnavailable:
+                found = None
+                notes = (FieldError("address", _GEOCODER_DOWN),)
+        street: tuple[float, float] | None = None
+        if found is not None and found.precision is Precision.STREET:
+            street = (found.latitude, found.longitude)
+        if fix is not None and check.conflict is None:
+            own = _Place(fix.latitude, fix.longitude, Precision.GPS, fix.accuracy_meters, street)
+            return own, ()
+        if found is None:
+            return _Place(), notes
+        return _Place(found.latitude, found.longitude, found.precision, None, street), ()
+
+    async def _geocode(self, address: Address) -> GeocodeResult | None:
+        try:
+            return await self.geocoder.geocode(address)
+        except GeocodingUnavailable:
+            return None
 
     async def _unchanged(
         self, report: Report, location_id: str, warnings: tuple[FieldError, ...]
@@ -422,7 +623,8 @@ class Pipeline:
         Raises ``Superseded`` for a report older than the device's newest. With a warm cache
         an unchanged report costs one conditional write to the ledger (group-committed) and
         no read; after a restart, one read more. A move of a cached device reads nothing
-        either: its claim decides its order (``_apply``).
+        either: its claim decides its order (``_apply``). The device's coordinates stay
+        those set with its binding (a fix that contradicts the address is still reported).
         """
         aeui = report.alternate_end_user_id
         when = report.observed_at
@@ -437,10 +639,10 @@ class Pipeline:
             # The store has held the cached time (it only moves forward): older is superseded.
             if cached.observed_at is not None and when < cached.observed_at:
                 raise Superseded(cached.observed_at)
-            if not cached.same_as(*same):
+            if not cached.same_as(*same) or cached.attested != report.number_attested:
                 return None  # a move: the claim decides, atomically, against every replica
             if await self.ledger.advance(aeui, when, version=cached.version):
-                binding = cached.seen_at(when)
+                binding = cached.seen_at(when, self.wall_clock())
                 self._bindings[aeui] = binding
                 self._learn_binding(binding)
                 return Outcome(binding, Change.UNCHANGED, Change.UNCHANGED, warnings)
@@ -453,10 +655,13 @@ class Pipeline:
         binding = _from_stored(stored)
         if not (stored.confirmed and binding.same_as(*same)):
             return None
-        if not await self.ledger.advance(aeui, when, version=stored.version):
-            # A claim landed in between (another replica): let the full path decide.
+        if stored.attested != report.number_attested:
             return None
-        binding = binding.seen_at(when)
+        if not await self.ledger.advance(aeui, when, version=stored.version):
+            # A claim landed in between (another replica), or the number is no longer the
+            # device's to use: let the full path decide.
+            return None
+        binding = binding.seen_at(when, self.wall_clock())
         self._bindings[aeui] = binding
         self._learn_binding(binding)
         return Outcome(binding, Change.UNCHANGED, Change.UNCHANGED, warnings)
@@ -464,21 +669,22 @@ class Pipeline:
     async def _apply(
         self,
         report: Report,
-        address: Address,
+        resolved: _Resolved,
         location_id: str,
         warnings: tuple[FieldError, ...],
         credential: str,
+        check: _FixCheck,
     ) -> Outcome:
         aeui = report.alternate_end_user_id
+        address = resolved.address
+        place, notes = await self._place(resolved, report.geo, check)
+        warnings += notes
         known = self._locations.get(location_id)
         location_change = Change.UNCHANGED
         if known is None:
-            coordinates, geo_warnings = await self._coordinates(address, report.geo)
-            warnings += geo_warnings
-            source = None if coordinates is None else "gps" if report.geo else "street"
             known, location_change = await self._creating.do(
                 location_id,
-                lambda: self._ensure_location(location_id, address, coordinates, source),
+                lambda: self._ensure_location(location_id, address, place.street),
             )
         endpoint = Endpoint(
             endpoint_id=self.endpoint_id(aeui),
@@ -495,19 +701,22 @@ class Pipeline:
             telephone_number=report.telephone_number,
             address=address,
             status=known.status,
-            latitude=known.latitude,
-            longitude=known.longitude,
+            latitude=place.latitude,
+            longitude=place.longitude,
             observed_at=report.observed_at,
-            coordinates_source=known.source,
-            accuracy_meters=_accuracy(known, report.geo),
+            coordinates_source=None if place.precision is None else place.precision.value,
+            accuracy_meters=place.accuracy,
+            attested=report.number_attested,
         )
         self._bindings.pop(aeui, None)  # until the carrier confirms, trust nothing cached
-        # Decide, atomically and for every replica, that this report is the device's newest.
+        # Decide, atomically and for every replica, that this report is the device's newest
+        # and that the device may use its number (``NumberOwned`` otherwise).
         claim = await self.ledger.claim(_to_stored(binding), credential=credential)
         if not claim.won:
             raise Superseded(claim.current.observed_at)
         self._learn(claim.current)
         version = claim.current.version
+        binding = dataclasses.replace(binding, heard_at=claim.current.heard_at)
         previous = claim.previous
         if (
             previous is not None
@@ -526,7 +735,7 @@ class Pipeline:
                 self._learn_binding(binding)
             return Outcome(binding, location_change, Change.UNCHANGED, warnings)
         try:
-            endpoint_change, endpoint_id = await self._upsert_endpoint(endpoint)
+            endpoint_change, endpoint_id = await self._write_endpoint(endpoint, address)
         except UpstreamError as exc:
             if exc.ambiguous:
                 self._maybe_applied(aeui)
@@ -538,7 +747,8 @@ class Pipeline:
             self._maybe_applied(aeui)
             raise
         binding = dataclasses.replace(binding, endpoint_id=endpoint_id, version=version)
-        if await self.ledger.confirm(aeui, version):
+        record = _taken(HistoryKind.APPLIED, previous, claim.current, credential)
+        if await self.ledger.confirm(aeui, version, record=record):
             self._bindings[aeui] = binding
             self._learn_binding(binding)
         else:
@@ -548,7 +758,8 @@ class Pipeline:
         return Outcome(binding, location_change, endpoint_change, warnings)
 
     async def _revert(self, claim: Claim, observed_at: datetime, credential: str) -> None:
-        """The carrier definitively refused the claimed binding: the device keeps its old one."""
+        """The carrier definitively refused the claimed binding: the device keeps its old one
+        (nothing is recorded: nothing changed at the carrier)."""
         aeui = claim.current.aeui
         previous = claim.previous
         if previous is None:
@@ -558,13 +769,61 @@ class Pipeline:
         restored = await self.ledger.claim(
             dataclasses.replace(previous, observed_at=observed_at),
             credential=credential,
-            kind="reverted",
+            check_number=False,  # its own number, held before
         )
         if restored.won:
             self._learn(restored.current)
         if restored.won and previous.confirmed:
             await self.ledger.confirm(aeui, restored.current.version)
             self._learn(dataclasses.replace(restored.current, confirmed=True))
+
+    async def _write_endpoint(
+        self, endpoint: Endpoint, address: Address | None
+    ) -> tuple[Change, str]:
+        """``_upsert_endpoint``; when the carrier refuses it because its location is gone
+        (deleted by an admin, lost by the carrier), the location is forgotten everywhere,
+        created again and the write retried, once."""
+        try:
+            return await self._upsert_endpoint(endpoint)
+        except UpstreamRejected as exc:
+            if isinstance(exc, UpstreamNotFound | UpstreamConflict | UpstreamAuthError):
+                raise
+            location_id = endpoint.location_id
+            if address is None or location_id is None or not await self._location_lost(location_id):
+                raise
+        street = await self._street_point(address)
+        await self._creating.do(
+            location_id, lambda: self._ensure_location(location_id, address, street)
+        )
+        return await self._upsert_endpoint(endpoint)
+
+    async def _location_lost(self, location_id: str) -> bool:
+        """Whether the carrier no longer holds ``location_id``; if so, no replica trusts it."""
+        try:
+            await self.carrier.get_location(location_id)
+        except UpstreamNotFound:
+            pass
+        else:
+            return False
+        log.warning("the carrier no longer holds location %s: creating it again", location_id)
+        self._locations.pop(location_id, None)
+        await self.ledger.forget_location(location_id)
+        await self.ledger.record(
+            location_key(location_id),
+            kind=HistoryKind.LOCATION_LOST,
+            credential="gateway",
+            source="carrier",
+            before={"locationId": location_id},
+            after=None,
+            observed_at=None,
+        )
+        return True
+
+    async def _street_point(self, address: Address) -> tuple[float, float] | None:
+        found = await self._geocode(address)
+        if found is None or found.precision is not Precision.STREET:
+            return None
+        return found.latitude, found.longitude
 
     # -- ambiguous writes and their repair ----------------------------------------------------
 
@@ -631,7 +890,12 @@ class Pipeline:
             if held is not None and desired.same_as(
                 held.location_id or "", held.caller_name or "", held.telephone_number or ""
             ):
-                confirmed = await self.ledger.confirm(aeui, stored.version)
+                # An unconfirmed binding the carrier holds: a write whose answer was lost
+                # (a timeout, a replica that died) landed after all. Recorded now.
+                taken = None
+                if not stored.confirmed:
+                    taken = _taken(HistoryKind.APPLIED, None, stored, "gateway")
+                confirmed = await self.ledger.confirm(aeui, stored.version, record=taken)
                 if confirmed:
                     self._learn(dataclasses.replace(stored, confirmed=True))
                 if confirmed and aeui not in self._unsettled:
@@ -645,7 +909,7 @@ class Pipeline:
                 telephone_number=desired.telephone_number,
             )
             self._bindings.pop(aeui, None)
-            await self._upsert_endpoint(endpoint)
+            await self._write_endpoint(endpoint, desired.address)
             log.warning(
                 "repaired %s: the carrier held location %s, not %s",
                 aeui,
@@ -654,7 +918,16 @@ class Pipeline:
             )
             if self.on_repair is not None:
                 self.on_repair("regressed" if held is not None else "missing")
-            if await self.ledger.confirm(aeui, stored.version):
+            record = HistoryRecord(
+                aeui,
+                HistoryKind.REPAIRED,
+                "gateway",
+                stored.source,
+                None if held is None else _endpoint_json(held),
+                stored.as_json(),
+                stored.observed_at,
+            )
+            if await self.ledger.confirm(aeui, stored.version, record=record):
                 self._learn(dataclasses.replace(stored, confirmed=True))
                 if aeui not in self._unsettled:
                     self._bindings[aeui] = desired
@@ -666,11 +939,22 @@ class Pipeline:
 
     # -- admin edits -------------------------------------------------------------------------
 
+    async def check_number(self, alternate_end_user_id: str, telephone_number: str) -> None:
+        """``NumberOwned`` when another device owns the number alone: an admin's endpoint
+        follows the devices' rule, checked before it is written to the carrier."""
+        state = await self.ledger.number(telephone_number)
+        if state is not None and state.refuses(alternate_end_user_id):
+            assert state.owner is not None
+            raise NumberOwned(telephone_number, state.owner)
+
     async def admin_edited(self, endpoint: Endpoint, *, credential: str) -> None:
-        """An admin wrote this endpoint at the carrier: make it the device's desired binding.
+        """An admin wrote this endpoint at the carrier: make it the device's desired binding,
+        recorded in its history.
 
         It keeps the device's newest report time, so the reconciler does not undo the edit,
-        and the device's next (newer) report still applies as usual.
+        and the device's next (newer) report still applies as usual; and, on the same
+        location, the device's address and coordinates. Its number is held as a report's
+        is (``NumberOwned`` in a race with another device's claim of it).
         """
         aeui = endpoint.alternate_end_user_id
         if not aeui or not endpoint.location_id or not endpoint.endpoint_id:
@@ -688,17 +972,90 @@ class Pipeline:
                 observed_at=previous.observed_at if previous is not None else _EPOCH,
                 source="admin",
             )
-            claim = await self.ledger.claim(edited, credential=credential, kind="admin_edit")
+            if previous is not None and previous.location_id == edited.location_id:
+                edited = dataclasses.replace(
+                    edited,
+                    address=previous.address,
+                    latitude=previous.latitude,
+                    longitude=previous.longitude,
+                    coordinates_source=previous.coordinates_source,
+                    accuracy_meters=previous.accuracy_meters,
+                )
+            if previous is not None and previous.telephone_number == edited.telephone_number:
+                edited = dataclasses.replace(edited, attested=previous.attested)
+            claim = await self.ledger.claim(edited, credential=credential)
             if claim.won:
-                await self.ledger.confirm(aeui, claim.current.version)
+                record = _taken(HistoryKind.ADMIN_EDIT, previous, claim.current, credential)
+                await self.ledger.confirm(aeui, claim.current.version, record=record)
                 self._learn(dataclasses.replace(claim.current, confirmed=True))
 
-    async def admin_deleted(self, alternate_end_user_id: str) -> None:
-        """An admin deleted the device's endpoint: forget its binding (nothing to repair)."""
-        async with self._devices.hold(alternate_end_user_id):
-            self._bindings.pop(alternate_end_user_id, None)
-            await self.ledger.delete(alternate_end_user_id)
-            self._forget_caller(alternate_end_user_id)
+    async def admin_deleted(
+        self, alternate_end_user_id: str, endpoint: Endpoint, *, credential: str
+    ) -> None:
+        """An admin deleted the device's endpoint: forget its binding (nothing to repair),
+        release the numbers it owned, and record both."""
+        aeui = alternate_end_user_id
+        async with self._devices.hold(aeui):
+            self._bindings.pop(aeui, None)
+            row = await self.ledger.delete(aeui)
+            self._forget_caller(aeui)
+            await self.ledger.record(
+                aeui,
+                kind=HistoryKind.DELETED,
+                credential=credential,
+                source="admin",
+                before=_endpoint_json(endpoint) if row is None else row.as_json(),
+                after=None,
+                observed_at=None,
+            )
+            await self.ledger.release_numbers(aeui, credential=credential)
+
+    async def location_deleted(
+        self, location_id: str, before: Mapping[str, Any] | None, *, credential: str
+    ) -> None:
+        """An admin deleted a location at the carrier: no replica trusts it any longer, so a
+        report at its address creates it again; recorded under ``location_key``."""
+        self.forget_location(location_id)
+        await self.ledger.forget_location(location_id)
+        await self.admin_record(
+            location_key(location_id), HistoryKind.LOCATION_DELETED, before, None, credential
+        )
+
+    async def admin_record(
+        self,
+        key: str,
+        kind: str,
+        before: Mapping[str, Any] | None,
+        after: Mapping[str, Any] | None,
+        credential: str,
+    ) -> None:
+        """An admin's change that is not a device's binding, in the history under ``key``."""
+        await self.ledger.record(
+            key,
+            kind=kind,
+            credential=credential,
+            source="admin",
+            before=before,
+            after=after,
+            observed_at=None,
+        )
+
+    # -- callback numbers ------------------------------------------------------------------
+
+    async def number(self, telephone_number: str) -> NumberState | None:
+        return await self.ledger.number(telephone_number)
+
+    async def set_number(
+        self, telephone_number: str, *, owner: str | None, shared: bool, credential: str
+    ) -> tuple[NumberState | None, NumberState | None]:
+        """An admin assigns, shares or releases a number (``StateStore.set_number``). This
+        replica's caller index stops answering devices that may no longer use it."""
+        before, after = await self.ledger.set_number(
+            telephone_number, owner=owner, shared=shared, credential=credential
+        )
+        if after is not None and self.callers is not None:
+            self.callers.restrict(after)
+        return before, after
 
     # -- periodic reconciliation ----------------------------------------------------------
 
@@ -812,43 +1169,25 @@ class Pipeline:
             return None
         return found
 
-    async def _coordinates(
-        self, address: Address, fix: GeoFix | None
-    ) -> tuple[tuple[float, float] | None, tuple[FieldError, ...]]:
-        """Coordinates worth sending: the device's own fix, else a street-level geocode."""
-        if fix is not None:
-            return (fix.latitude, fix.longitude), ()
-        try:
-            found = await self.geocoder.geocode(address)
-        except GeocodingUnavailable:
-            note = FieldError(
-                "address", "the geocoder is unavailable: provisioned without coordinates"
-            )
-            return None, (note,)
-        if found is None or found.precision not in (Precision.STREET, Precision.GPS):
-            return None, ()
-        return (found.latitude, found.longitude), ()
-
     async def _ensure_location(
-        self,
-        location_id: str,
-        address: Address,
-        coordinates: tuple[float, float] | None,
-        source: str | None = None,
+        self, location_id: str, address: Address, street: tuple[float, float] | None
     ) -> tuple[_KnownLocation, Change]:
-        """Make sure the carrier holds the location: known to the ledger, or created now."""
-        latitude, longitude = coordinates if coordinates is not None else (None, None)
+        """Make sure the carrier holds the location: known to the ledger, or created now,
+        with the address's street-level position when there is one (never a device's fix:
+        every device at the address shares the location)."""
         if await self.ledger.locations_known(location_id):
-            known = _KnownLocation(None, latitude, longitude, source)
+            known = _KnownLocation(None)
             self._locations[location_id] = known
             return known, Change.UNCHANGED
+        latitude, longitude = street if street is not None else (None, None)
         location = Location(
             location_id=location_id, address=address, latitude=latitude, longitude=longitude
         )
         try:
             created = await self.carrier.create_location(location)
         except UpstreamConflict:
-            known = _KnownLocation(None, latitude, longitude, source)
+            created = location
+            known = _KnownLocation(None)
             change = Change.UNCHANGED
         except UpstreamRejected as exc:
             if isinstance(exc, UpstreamNotFound):
@@ -856,15 +1195,11 @@ class Pipeline:
             message = f"the carrier refused the address: {exc.description or exc.message}"
             raise Unroutable(message, (FieldError("address", message),)) from None
         else:
-            # The carrier may fill in coordinates of its own (a ZIP centroid): not ours.
-            ours = coordinates is not None and (created.latitude, created.longitude) == coordinates
-            known = _KnownLocation(
-                created.status, created.latitude, created.longitude, source if ours else None
-            )
+            known = _KnownLocation(created.status)
             change = Change.CREATED
         self._locations[location_id] = known
         await self.ledger.remember_location(
-            location_id, address_json(address), known.status, known.latitude, known.longitude
+            location_id, address_json(address), known.status, created.latitude, created.longitude
         )
         return known, change
 
@@ -941,6 +1276,8 @@ def _to_stored(
         longitude=binding.longitude,
         coordinates_source=binding.coordinates_source,
         accuracy_meters=binding.accuracy_meters,
+        heard_at=binding.heard_at,
+        attested=binding.attested,
     )
 
 
@@ -958,13 +1295,34 @@ def _from_stored(stored: StoredBinding) -> Binding:
         version=stored.version,
         coordinates_source=stored.coordinates_source,
         accuracy_meters=stored.accuracy_meters,
+        heard_at=stored.heard_at,
+        attested=stored.attested,
     )
 
 
-def _accuracy(known: _KnownLocation, fix: GeoFix | None) -> float | None:
-    """The fix's accuracy, when the location's coordinates are this very fix."""
-    if known.source != "gps" or fix is None:
+def _taken(
+    kind: str, previous: StoredBinding | None, current: StoredBinding, credential: str
+) -> HistoryRecord | None:
+    """The history record of a binding the carrier took, unless it already held it."""
+    held = previous is not None and previous.confirmed and current.same_binding(previous)
+    if kind == HistoryKind.APPLIED and held:
         return None
-    if (known.latitude, known.longitude) != (fix.latitude, fix.longitude):
-        return None
-    return fix.accuracy_meters
+    return HistoryRecord(
+        current.aeui,
+        kind,
+        credential,
+        current.source,
+        None if previous is None else previous.as_json(),
+        current.as_json(),
+        current.observed_at,
+    )
+
+
+def _endpoint_json(endpoint: Endpoint) -> dict[str, Any]:
+    """What the carrier held for a device, as a history entry shows a binding."""
+    return {
+        "endpointId": endpoint.endpoint_id,
+        "locationId": endpoint.location_id,
+        "callerName": endpoint.caller_name,
+        "telephoneNumber": endpoint.telephone_number,
+    }

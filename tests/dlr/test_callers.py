@@ -9,15 +9,15 @@ import pytest
 
 from gateway.bandwidth.models import Address
 from gateway.dlr.callers import (
-    DEFAULT_RADIUS_METERS,
     CallerIndex,
+    answer_radius,
     freshest,
     has_dispatchable_coordinates,
     normalize_number,
-    radius_meters,
 )
+from gateway.dlr.coordinates import DEFAULT_RADIUS_METERS
 from gateway.dlr.pipeline import Binding
-from gateway.store.base import StoredBinding
+from gateway.store.base import NumberState, StoredBinding
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 PHONE = "+12025550143"
@@ -68,8 +68,15 @@ def test_not_a_number(raw: str | None) -> None:
 
 
 def binding(
-    aeui: str, seconds: float, *, phone: str = "+12025550143", version: int = 1
+    aeui: str,
+    seconds: float,
+    *,
+    phone: str = "+12025550143",
+    version: int = 1,
+    heard: float | None = None,
 ) -> StoredBinding:
+    """A device's binding observed at ``seconds``, heard by the gateway at ``heard`` (the
+    same moment unless given)."""
     return StoredBinding(
         aeui=aeui,
         endpoint_id=f"ep-{aeui}",
@@ -79,6 +86,7 @@ def binding(
         telephone_number=phone,
         observed_at=T0 + timedelta(seconds=seconds),
         version=version,
+        heard_at=T0 + timedelta(seconds=seconds if heard is None else heard),
     )
 
 
@@ -129,6 +137,7 @@ def _held(aeui: str, seconds: float, *, version: int = 1, phone: str = PHONE) ->
         version=version,
         coordinates_source="gps",
         accuracy_meters=12.0,
+        heard_at=T0 + timedelta(seconds=seconds),
     )
 
 
@@ -168,16 +177,40 @@ def test_freshest_of_a_shared_line() -> None:
     assert freshest(rows).aeui == "b"
 
 
+def test_the_device_heard_last_wins_whatever_time_it_claims() -> None:
+    # "b" says it observed its location an hour ahead; the gateway heard "a" after it.
+    rows = [binding("a", 10, heard=100), binding("b", 3600, heard=50)]
+    assert freshest(rows).aeui == "a"
+    index = CallerIndex(10)
+    for row in rows:
+        index.learn(row)
+    assert [b.aeui for b in index.lookup(PHONE)] == ["a", "b"]
+
+
+def test_restrict_forgets_the_devices_that_may_no_longer_use_a_number() -> None:
+    index = CallerIndex(10)
+    index.learn(binding("owner", 1))
+    index.learn(binding("other", 2))
+    index.learn(dataclasses.replace(binding("vouched", 3), attested=True))
+    index.learn(binding("elsewhere", 4, phone="+13125550100"))
+    index.restrict(NumberState(PHONE, "owner", False, T0))
+    assert [b.aeui for b in index.lookup(PHONE)] == ["vouched", "owner"]
+    index.restrict(NumberState("+13125550100", None, True, T0))  # shared: everyone may
+    assert [b.aeui for b in index.lookup("+13125550100")] == ["elsewhere"]
+
+
 def test_coordinates_and_radius() -> None:
     carriers = dataclasses.replace(binding("a", 0), latitude=38.9, longitude=-77.0)
     assert not has_dispatchable_coordinates(carriers)  # the carrier's own (a centroid)
     street = dataclasses.replace(carriers, coordinates_source="street")
     assert has_dispatchable_coordinates(street)
-    assert radius_meters(street) == DEFAULT_RADIUS_METERS
+    assert answer_radius(street) == DEFAULT_RADIUS_METERS
     gps = dataclasses.replace(carriers, coordinates_source="gps", accuracy_meters=12.1)
-    assert radius_meters(gps) == 13
-    assert radius_meters(dataclasses.replace(gps, accuracy_meters=None)) == DEFAULT_RADIUS_METERS
-    assert radius_meters(dataclasses.replace(gps, accuracy_meters=0.0)) == 1
+    assert answer_radius(gps) == 13
+    assert answer_radius(dataclasses.replace(gps, accuracy_meters=None)) == DEFAULT_RADIUS_METERS
+    assert answer_radius(dataclasses.replace(gps, accuracy_meters=0.0)) == 1
+    postal = dataclasses.replace(carriers, coordinates_source="postal")
+    assert not has_dispatchable_coordinates(postal)  # a ZIP centroid locates no caller
     nan = dataclasses.replace(street, latitude=float("nan"))
     assert not has_dispatchable_coordinates(nan)
 
