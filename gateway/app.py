@@ -152,6 +152,8 @@ def create_app(
                 ledger=ledger,
                 lease_seconds_per_device=settings.upstream_deadline,
                 callers=callers,
+                conflict_margin_meters=settings.geo_conflict_margin,
+                on_conflict=metrics.report_coordinate_conflicts.inc,
             )
             upstream.on_abandoned = pipeline.abandoned
             if ledger is not None and settings.reconcile_interval > 0:

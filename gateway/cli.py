@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="mint a device token (JWT) for one AEUI")
     token.add_argument("--aeui", required=True, help="the device's Alternate End User ID")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.add_argument(
+        "--phone-number",
+        help="the callback number (E.164) the device is issued: its reports must carry it, "
+        "and it may use it whoever else holds it (the OIDC phone_number claim)",
+    )
 
     db = commands.add_parser(
         "db",
@@ -105,18 +110,23 @@ def _serve(args: argparse.Namespace) -> int:
             )
         )
         base = f"http://{args.host}:{args.port}"
-        sample = DeviceTokens.from_settings(settings).mint("sandbox-device-1", 24 * 3600)
-        secret_line = (
-            f"  export GATEWAY_DEVICE_JWT_SECRET={settings.device_jwt_secret}\n"
-            if settings.device_jwt_secret
-            else ""
-        )
+        ttl = min(24 * 3600, settings.device_jwt_max_lifetime)
+        try:
+            sample = DeviceTokens.from_settings(settings).mint("sandbox-device-1", ttl)
+        except ValueError as exc:
+            # A public key without its private key verifies tokens but cannot sign one.
+            tokens = f"  device token:  none can be minted here: {exc}\n"
+        else:
+            tokens = (
+                f"  device token:  {sample}   (AEUI sandbox-device-1, {ttl / 3600:g} h)\n"
+                "  to mint more tokens with `dlr-gateway token --aeui ID`:\n"
+            )
+            if settings.device_jwt_secret:
+                tokens += f"  export GATEWAY_DEVICE_JWT_SECRET={settings.device_jwt_secret}\n"
         print(
             "dlr-gateway sandbox: carrier simulator and offline geocoder built in.\n"
             f"  admin key:     {settings.admin_keys[0]}\n"
-            f"  device token:  {sample}   (AEUI sandbox-device-1, 24 h)\n"
-            "  to mint more tokens with `dlr-gateway token --aeui ID`:\n"
-            f"{secret_line}"
+            f"{tokens}"
             f"  try:           curl -H 'Authorization: Bearer {settings.admin_keys[0]}' "
             f"{base}/v1/locations\n"
             f"  simulator:     {base}{SANDBOX_PREFIX}/_sim/state",
@@ -143,7 +153,9 @@ def _token(args: argparse.Namespace) -> int:
         print("dlr-gateway: --ttl must be positive", file=sys.stderr)
         return 2
     try:
-        token = DeviceTokens.from_settings(Settings.from_environ()).mint(args.aeui, args.ttl)
+        token = DeviceTokens.from_settings(Settings.from_environ()).mint(
+            args.aeui, args.ttl, phone_number=args.phone_number
+        )
     except ValueError as exc:
         print(f"dlr-gateway: {exc}", file=sys.stderr)
         return 2

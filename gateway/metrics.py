@@ -106,6 +106,12 @@ class Metrics:
             "Reports refused (429) because one device sent too many.",
             registry=r,
         )
+        self.report_coordinate_conflicts = Counter(
+            "dlr_report_coordinate_conflicts",
+            "Reports whose GPS fix contradicted their address (farther from it than the fix's "
+            "accuracy and GATEWAY_GEO_CONFLICT_MARGIN allow): applied without the fix.",
+            registry=r,
+        )
         # The carrier's call-time location query (gateway.api.emergency).
         self.emergency_query_duration = Histogram(
             "dlr_emergency_query_duration_seconds",

@@ -51,6 +51,14 @@ def _positive(name: str, value: float) -> float:
     return value
 
 
+def _not_negative(name: str, value: float) -> float:
+    if not value >= 0:  # also NaN
+        raise SettingsError(f"{name} must be 0 or more")
+    if value == float("inf"):
+        raise SettingsError(f"{name} must be a finite number")
+    return value
+
+
 #: ``GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER``: what an unknown caller is answered.
 UNKNOWN_CALLER_POLICIES = ("404", "default")
 
@@ -153,6 +161,10 @@ class Settings:
     device_jwt_private_key: Secret | None = None
     device_jwt_audience: str | None = None
     device_jwt_issuer: str | None = None
+    #: The longest a device token may live (``exp`` after ``iat``), seconds.
+    device_jwt_max_lifetime: float = 7 * 86_400.0
+    #: How far a token's ``iat``/``nbf`` may be in the future (the issuer's clock skew).
+    device_jwt_leeway: float = 30.0
     # Geocoding.
     geocoder: str = "offline"
     #: May hold a provider's API key: kept out of the repr.
@@ -172,6 +184,11 @@ class Settings:
     #: Reports one device may send per minute, and in a burst, before 429.
     report_rate_per_minute: float = 60.0
     report_burst: int = 10
+    #: How far ahead of the gateway's clock a report's ``observedAt`` may be, seconds.
+    observed_at_max_future: float = 120.0
+    #: Meters a GPS fix may be from its address's geocode beyond its own accuracy (and the
+    #: geocode's) before the report's coordinates count as contradicting its address.
+    geo_conflict_margin: float = 500.0
     # Shared state.
     database_url: str = ""
     data_dir: str = "data"
@@ -276,6 +293,18 @@ class Settings:
             device_jwt_private_key=Secret(jwt_private) if jwt_private else None,
             device_jwt_audience=opt("GATEWAY_DEVICE_JWT_AUDIENCE"),
             device_jwt_issuer=opt("GATEWAY_DEVICE_JWT_ISSUER"),
+            device_jwt_max_lifetime=_positive(
+                "GATEWAY_DEVICE_JWT_MAX_LIFETIME",
+                c(
+                    "GATEWAY_DEVICE_JWT_MAX_LIFETIME",
+                    cast=float,
+                    default=d.device_jwt_max_lifetime,
+                ),
+            ),
+            device_jwt_leeway=_not_negative(
+                "GATEWAY_DEVICE_JWT_LEEWAY",
+                c("GATEWAY_DEVICE_JWT_LEEWAY", cast=float, default=d.device_jwt_leeway),
+            ),
             geocoder=c("GEOCODER", cast=str, default=d.geocoder).strip().lower(),
             geocoder_options=_json_object(c("GEOCODER_OPTIONS", cast=str, default="")),
             geocode_timeout=_positive(
@@ -314,6 +343,18 @@ class Settings:
                 "GATEWAY_REPORT_RATE_PER_MINUTE", cast=float, default=d.report_rate_per_minute
             ),
             report_burst=c("GATEWAY_REPORT_BURST", cast=int, default=d.report_burst),
+            observed_at_max_future=_not_negative(
+                "GATEWAY_OBSERVED_AT_MAX_FUTURE",
+                c(
+                    "GATEWAY_OBSERVED_AT_MAX_FUTURE",
+                    cast=float,
+                    default=d.observed_at_max_future,
+                ),
+            ),
+            geo_conflict_margin=_not_negative(
+                "GATEWAY_GEO_CONFLICT_MARGIN",
+                c("GATEWAY_GEO_CONFLICT_MARGIN", cast=float, default=d.geo_conflict_margin),
+            ),
             database_url=c("GATEWAY_DATABASE_URL", cast=str, default=""),
             data_dir=c("GATEWAY_DATA_DIR", cast=str, default=d.data_dir),
             store_linger=c("GATEWAY_STORE_LINGER", cast=float, default=d.store_linger),

@@ -1,8 +1,15 @@
-"""The admin JSON face over every operation of the carrier's API.
+"""The admin JSON face over every operation of the carrier's API, and callback numbers.
 
 Field names and status codes are the seed's; bodies are JSON instead of XML. An endpoint
 created without an ID gets the one the report pipeline derives from its AEUI, and a
 location created without an ID gets the one derived from its canonical address.
+
+An endpoint's AEUI, caller name and callback number follow the rules a device's report
+does (``gateway.dlr.identity``), and so does its number's ownership: an admin's endpoint
+holds its number as a device does, and is refused (409 ``number-owned``) a number another
+device owns, until the number is released or shared (``/v1/numbers/{telephoneNumber}``).
+Every change is recorded in the history: a device's under its AEUI, a location's under
+``location_key``, a number's under ``number_key``, a recipient's under ``RECIPIENTS_KEY``.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from starlette.routing import Route
 
 from gateway.api.auth import require_admin
 from gateway.api.context import Services, services
+from gateway.api.devices import history_page, number_owned, telephone
 from gateway.api.problems import FieldProblem, Problem
 from gateway.api.schemas import (
     ID_PATTERN,
@@ -24,11 +32,22 @@ from gateway.api.schemas import (
     read_json,
     record_from_json,
     record_to_json,
+    require_object,
 )
 from gateway.bandwidth.errors import UpstreamNotFound
 from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient, wire_name
+from gateway.dlr.callers import normalize_number
+from gateway.dlr.identity import aeui_problem, caller_name_problem
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.jsondump import JSONResponse
+from gateway.store.base import (
+    RECIPIENTS_KEY,
+    HistoryKind,
+    NumberOwned,
+    NumberState,
+    location_key,
+    number_key,
+)
 
 _RESERVED_ENDPOINT_IDS = {"locations", "notificationrecipients"}
 _ID_RULE = "1 to 64 of letters, digits and ._~-, starting with a letter or digit"
@@ -90,9 +109,41 @@ async def list_endpoints(request: Request) -> Response:
 
 
 async def _endpoint_body(request: Request, s: Services) -> Endpoint:
+    """The endpoint, its device fields held to a report's rules (a clear 422, never
+    altered: an AEUI with a space is refused, not stripped at the carrier)."""
     endpoint = record_from_json(Endpoint, await read_json(request, s.settings.max_body_bytes))
     _require(endpoint, "alternate_end_user_id", "caller_name", "telephone_number", "location_id")
-    return endpoint
+    errors: list[FieldProblem] = []
+    problem = aeui_problem(endpoint.alternate_end_user_id)
+    if problem is not None:
+        errors.append(FieldProblem("alternateEndUserId", problem))
+    problem = caller_name_problem(endpoint.caller_name)
+    if problem is not None:
+        errors.append(FieldProblem("callerName", problem))
+    number = telephone(endpoint.telephone_number, "telephoneNumber", errors)
+    if errors:
+        raise Problem(422, "The endpoint is not valid.", errors=errors)
+    assert endpoint.caller_name is not None
+    return dataclasses.replace(
+        endpoint, caller_name=endpoint.caller_name.strip(), telephone_number=number
+    )
+
+
+async def _check_number(request: Request, s: Services, endpoint: Endpoint) -> None:
+    """409 before the carrier is written: another device owns the endpoint's number."""
+    assert endpoint.alternate_end_user_id is not None and endpoint.telephone_number is not None
+    try:
+        await s.pipeline.check_number(endpoint.alternate_end_user_id, endpoint.telephone_number)
+    except NumberOwned as exc:
+        raise number_owned(exc, request.state.principal) from None
+
+
+async def _edited(request: Request, s: Services, endpoint: Endpoint) -> None:
+    """The carrier took an admin's endpoint: the device's binding and history follow."""
+    try:
+        await s.pipeline.admin_edited(endpoint, credential=_who(request))
+    except NumberOwned as exc:
+        raise number_owned(exc, request.state.principal) from None
 
 
 async def create_endpoint(request: Request) -> Response:
@@ -117,8 +168,9 @@ async def create_endpoint(request: Request) -> Response:
                 FieldProblem("endpointId", "must not be 'locations' or 'notificationRecipients'")
             ],
         )
+    await _check_number(request, s, endpoint)
     created = await s.upstream.create_endpoint(endpoint)
-    await s.pipeline.admin_edited(created, credential=_who(request))
+    await _edited(request, s, created)
     return _created(record_to_json(created), f"/v1/endpoints/{created.endpoint_id}")
 
 
@@ -134,10 +186,11 @@ async def update_endpoint(request: Request) -> Response:
     endpoint = await _endpoint_body(request, s)
     _same_id(endpoint.endpoint_id, endpoint_id, "endpointId")
     endpoint = dataclasses.replace(endpoint, endpoint_id=endpoint_id)
+    await _check_number(request, s, endpoint)
     s.pipeline.forget_endpoint(endpoint_id)
     updated = await s.upstream.update_endpoint(endpoint_id, endpoint)
     # The reconciler must keep what an admin wrote, not undo it.
-    await s.pipeline.admin_edited(updated, credential=_who(request))
+    await _edited(request, s, updated)
     return JSONResponse(record_to_json(updated))
 
 
@@ -152,7 +205,7 @@ async def delete_endpoint(request: Request) -> Response:
         held = None
     await s.upstream.delete_endpoint(endpoint_id)
     if held is not None and held.alternate_end_user_id:
-        await s.pipeline.admin_deleted(held.alternate_end_user_id)
+        await s.pipeline.admin_deleted(held.alternate_end_user_id, held, credential=_who(request))
     return JSONResponse({"endpointId": endpoint_id, "deleted": True})
 
 
@@ -201,6 +254,14 @@ async def create_location(request: Request) -> Response:
             errors=[FieldProblem("locationId", "1 to 32 letters and digits")],
         )
     created = await s.upstream.create_location(location)
+    assert created.location_id is not None
+    await s.pipeline.admin_record(
+        location_key(created.location_id),
+        HistoryKind.LOCATION_CREATED,
+        None,
+        record_to_json(created),
+        _who(request),
+    )
     return _created(record_to_json(created), f"/v1/locations/{created.location_id}")
 
 
@@ -217,16 +278,40 @@ async def update_location(request: Request) -> Response:
     _same_id(location.location_id, location_id, "locationId")
     location = dataclasses.replace(location, location_id=location_id)
     s.pipeline.forget_location(location_id)
+    before = await _held_location(s, location_id)
     updated = await s.upstream.update_location(location_id, location)
+    await s.pipeline.admin_record(
+        location_key(location_id),
+        HistoryKind.LOCATION_UPDATED,
+        before,
+        record_to_json(updated),
+        _who(request),
+    )
     return JSONResponse(record_to_json(updated))
 
 
 async def delete_location(request: Request) -> Response:
     s = _admin(request)
     location_id = _path_id(request, "location_id", location=True)
-    s.pipeline.forget_location(location_id)
+    before = await _held_location(s, location_id)
     await s.upstream.delete_location(location_id)
+    # Gone from every replica's trust, so the next report at its address creates it again.
+    await s.pipeline.location_deleted(location_id, before, credential=_who(request))
     return JSONResponse({"locationId": location_id, "deleted": True})
+
+
+async def _held_location(s: Services, location_id: str) -> dict[str, Any] | None:
+    """What the carrier holds, for the history's ``before`` (``None``: nothing)."""
+    try:
+        return record_to_json(await s.upstream.get_location(location_id))
+    except UpstreamNotFound:
+        return None
+
+
+async def location_history(request: Request) -> Response:
+    s = _admin(request)
+    location_id = _path_id(request, "location_id", location=True)
+    return await history_page(request, s, location_key(location_id), {"locationId": location_id})
 
 
 # -- notification recipients -------------------------------------------------
@@ -256,7 +341,88 @@ async def create_recipient(request: Request) -> Response:
             422, "Not an email address.", errors=[FieldProblem("emailAddress", "expected an email")]
         )
     created = await s.upstream.create_notification_recipient(recipient)
+    await s.pipeline.admin_record(
+        RECIPIENTS_KEY, HistoryKind.RECIPIENT_CREATED, None, record_to_json(created), _who(request)
+    )
     return JSONResponse(record_to_json(created), status_code=201)
+
+
+# -- callback numbers ----------------------------------------------------------
+
+
+def _number(request: Request) -> str:
+    """The path's number, read as the call-time query reads one (``+1…``, 10 digits, …)."""
+    found = normalize_number(str(request.path_params["telephone_number"]))
+    if found is None:
+        raise Problem(404, "There is no such number (expected a US or Canadian number).")
+    return found
+
+
+def _number_json(number: str, state: NumberState | None) -> dict[str, Any]:
+    return {
+        "telephoneNumber": number,
+        "owner": None if state is None else state.owner,
+        "shared": False if state is None else state.shared,
+        "updatedAt": None if state is None else state.updated_at.isoformat(),
+    }
+
+
+async def _number_answer(s: Services, number: str, state: NumberState | None) -> Response:
+    holders = await s.pipeline.ledger.callers(number, every_holder=True, limit=100)
+    body = _number_json(number, state)
+    body["devices"] = [
+        {
+            "alternateEndUserId": b.aeui,
+            "mayUse": b.attested or state is None or not state.refuses(b.aeui),
+            "attested": b.attested,
+        }
+        for b in holders
+    ]
+    return JSONResponse(body)
+
+
+async def get_number(request: Request) -> Response:
+    s = _admin(request)
+    number = _number(request)
+    return await _number_answer(s, number, await s.pipeline.number(number))
+
+
+async def put_number(request: Request) -> Response:
+    """Assign the number to a device, or mark it shared (any device may use it)."""
+    s = _admin(request)
+    number = _number(request)
+    body = require_object(await read_json(request, s.settings.max_body_bytes))
+    errors = [FieldProblem(k, "unknown field") for k in sorted(body.keys() - {"owner", "shared"})]
+    shared = body.get("shared", False)
+    if not isinstance(shared, bool):
+        errors.append(FieldProblem("shared", "expected true or false"))
+    owner = body.get("owner")
+    if owner is not None and aeui_problem(owner) is not None:
+        errors.append(FieldProblem("owner", str(aeui_problem(owner))))
+    if owner is None and shared is False:
+        errors.append(
+            FieldProblem("owner", "required unless shared is true (DELETE releases a number)")
+        )
+    if errors:
+        raise Problem(422, "The request is not valid.", errors=errors)
+    _, after = await s.pipeline.set_number(
+        number, owner=owner, shared=shared, credential=_who(request)
+    )
+    return await _number_answer(s, number, after)
+
+
+async def delete_number(request: Request) -> Response:
+    """Release the number: the next device to report it owns it."""
+    s = _admin(request)
+    number = _number(request)
+    await s.pipeline.set_number(number, owner=None, shared=False, credential=_who(request))
+    return await _number_answer(s, number, None)
+
+
+async def number_history(request: Request) -> Response:
+    s = _admin(request)
+    number = _number(request)
+    return await history_page(request, s, number_key(number), {"telephoneNumber": number})
 
 
 def _resource(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
@@ -287,5 +453,10 @@ routes = [
         put=update_location,
         delete=delete_location,
     ),
+    _resource("/v1/locations/{location_id}/history", get=location_history),
     _resource("/v1/notification-recipients", get=list_recipients, post=create_recipient),
+    _resource(
+        "/v1/numbers/{telephone_number}", get=get_number, put=put_number, delete=delete_number
+    ),
+    _resource("/v1/numbers/{telephone_number}/history", get=number_history),
 ]

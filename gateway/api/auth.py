@@ -1,11 +1,12 @@
 """Who is calling: admin API keys, compared in constant time, or device JWTs.
 
-Both come as ``Authorization: Bearer <credential>``.
+Both come as ``Authorization: Bearer <credential>``, in one ``Authorization`` header.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from starlette.requests import HTTPConnection
 
 from gateway.api.problems import Problem
+from gateway.dlr.identity import MAX_AEUI, aeui_problem, e164
 from gateway.lru import Lru
 from gateway.settings import Settings, SettingsError
 
@@ -25,7 +27,7 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dlr-gateway"'}
 #: Longest credential looked at; a real device token is a few hundred bytes.
 MAX_TOKEN_LENGTH = 4096
 #: Longest AEUI the carrier accepts, so the longest ``sub`` a device token may carry.
-MAX_SUBJECT_LENGTH = 30
+MAX_SUBJECT_LENGTH = MAX_AEUI
 #: Device tokens remembered as verified, until their ``exp`` (a device sends the same token
 #: with every report; checking its signature costs ~25 µs for HS256, more for RS256/ES256).
 VERIFIED_TOKENS = 10_000
@@ -37,6 +39,11 @@ class Principal:
 
     kind: str  # "admin" | "device"
     subject: str  # the key's index for admins, the AEUI for devices
+    #: A device token's ``phone_number`` claim (E.164): the only callback number it may
+    #: report, and one it may use whoever else holds it (``attested``).
+    phone_number: str | None = None
+    #: The claim vouches for the number: not marked ``phone_number_verified: false``.
+    attested: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -47,7 +54,11 @@ class Principal:
 
 
 def bearer_token(conn: HTTPConnection) -> str:
-    header = conn.headers.get("authorization", "")
+    headers = conn.headers.getlist("authorization")
+    if len(headers) > 1:
+        # Which one a proxy or this server would take is a guess: refuse both.
+        raise Problem(401, "Send one Authorization header.", headers=_CHALLENGE)
+    header = headers[0] if headers else ""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(
@@ -91,6 +102,11 @@ class DeviceTokens:
     fixed by the configuration, never taken from the token (so ``alg: none`` and
     algorithm-confusion tokens fail). A public key that is not an RSA or P-256 public key
     in PEM is refused here (``SettingsError``), at start, rather than failing every request.
+
+    ``exp``, ``iat`` and ``nbf`` must be numbers (a string ``exp`` is refused, not read);
+    ``exp`` may lie at most ``max_lifetime`` seconds after ``iat`` (or after now, without
+    one), and ``iat``/``nbf`` at most ``leeway`` seconds in the future (clock skew). The
+    optional OIDC ``phone_number`` claim must be a US or Canadian number in E.164.
     """
 
     def __init__(
@@ -101,12 +117,16 @@ class DeviceTokens:
         private_key: str | None = None,
         audience: str | None = None,
         issuer: str | None = None,
+        max_lifetime: float = 7 * 86_400.0,
+        leeway: float = 30.0,
     ) -> None:
         self.secret = secret
         self.public_key = public_key
         self.private_key = private_key
         self.audience = audience
         self.issuer = issuer
+        self.max_lifetime = max_lifetime
+        self.leeway = leeway
         self._verifying_key: Any = None
         #: Token -> (its principal, its ``exp``): what ``verify`` already established. The
         #: key, audience and issuer are fixed for the process, and a verified token's
@@ -128,6 +148,8 @@ class DeviceTokens:
             private_key=str(private) if private else None,
             audience=settings.device_jwt_audience,
             issuer=settings.device_jwt_issuer,
+            max_lifetime=settings.device_jwt_max_lifetime,
+            leeway=settings.device_jwt_leeway,
         )
 
     @property
@@ -139,9 +161,8 @@ class DeviceTokens:
             return None
         known = self._verified.get(token)
         if known is not None:
-            principal, expires = known
-            if time.time() < expires:  # PyJWT's rule, without leeway: valid before exp
-                return principal
+            if time.time() < known[1]:  # PyJWT's rule, without leeway: valid before exp
+                return known[0]
             self._verified.pop(token)
         try:
             claims = jwt.decode(
@@ -150,34 +171,76 @@ class DeviceTokens:
                 algorithms=self.algorithms,
                 audience=self.audience,
                 issuer=self.issuer,
-                options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
+                # Times are checked below: PyJWT reads a string ``exp`` as a number, and its
+                # leeway would stretch ``exp`` as well as ``iat``/``nbf``.
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_aud": self.audience is not None,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
         except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
-            # OverflowError/ValueError/TypeError: claims PyJWT could not read (``exp: 1e999``).
+            # OverflowError/ValueError/TypeError: claims PyJWT could not read.
             return None
+        expires = self._expiry(claims)
         subject = claims.get("sub")
-        if (
-            not isinstance(subject, str)
-            or not subject
-            or subject != subject.strip()
-            or len(subject) > MAX_SUBJECT_LENGTH
-        ):
+        if expires is None or aeui_problem(subject) is not None:
             return None
-        principal = Principal("device", subject)
-        expires = claims["exp"]  # required, and checked to be a number by PyJWT
-        if isinstance(expires, int | float) and not isinstance(expires, bool):
-            self._verified[token] = (principal, float(expires))
-        return principal
+        assert isinstance(subject, str)
+        found = _with_number(Principal("device", subject), claims)
+        if found is not None:
+            self._verified[token] = (found, expires)
+        return found
 
-    def mint(self, alternate_end_user_id: str, ttl: float, *, now: float | None = None) -> str:
-        """A device token, signed with the secret or the private key."""
-        subject = alternate_end_user_id
-        if not subject or subject != subject.strip() or len(subject) > MAX_SUBJECT_LENGTH:
-            raise ValueError(
-                f"an AEUI is 1 to {MAX_SUBJECT_LENGTH} characters without surrounding spaces"
-            )
+    def _expiry(self, claims: dict[str, Any]) -> float | None:
+        """``exp``, when the token's times are numbers, it is valid now, and its lifetime is
+        within ``max_lifetime``; else ``None``."""
+        now = time.time()
+        times: dict[str, float] = {}
+        for name in ("exp", "iat", "nbf"):
+            value = claims.get(name)
+            if value is None and name != "exp":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return None
+            times[name] = float(value)
+            if not math.isfinite(times[name]):
+                return None
+        expires = times["exp"]
+        issued = times.get("iat", now)
+        if now >= expires or issued > now + self.leeway:
+            return None
+        if times.get("nbf", now) > now + self.leeway:
+            return None
+        if expires - min(issued, now) > self.max_lifetime + self.leeway:
+            return None
+        return expires
+
+    def mint(
+        self,
+        alternate_end_user_id: str,
+        ttl: float,
+        *,
+        now: float | None = None,
+        phone_number: str | None = None,
+    ) -> str:
+        """A device token, signed with the secret or the private key; with ``phone_number``
+        (E.164), the device may report that callback number only, and may use it whoever
+        else holds it."""
+        problem = aeui_problem(alternate_end_user_id)
+        if problem is not None:
+            raise ValueError(f"not an AEUI: {problem}")
         if ttl <= 0:
             raise ValueError("a token's time to live must be positive")
+        if ttl > self.max_lifetime:
+            raise ValueError(
+                f"a token may live at most {self.max_lifetime:g} s "
+                "(GATEWAY_DEVICE_JWT_MAX_LIFETIME)"
+            )
+        if phone_number is not None and e164(phone_number) != phone_number:
+            raise ValueError("the phone number must be a US or Canadian number in E.164")
         key = self.private_key if self.public_key else self.secret
         if not key:
             raise ValueError(
@@ -194,6 +257,9 @@ class DeviceTokens:
             claims["aud"] = self.audience
         if self.issuer:
             claims["iss"] = self.issuer
+        if phone_number is not None:
+            claims["phone_number"] = phone_number
+            claims["phone_number_verified"] = True
         try:
             token = jwt.encode(claims, key, algorithm=self.algorithms[0])
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
@@ -228,6 +294,21 @@ class DeviceTokens:
         except jwt.PyJWTError:
             return False
         return True
+
+
+def _with_number(principal: Principal, claims: dict[str, Any]) -> Principal | None:
+    """``principal`` with the token's ``phone_number`` claim, when it has one; ``None`` (the
+    token is refused) when the claim is not a US or Canadian number in E.164."""
+    if "phone_number" not in claims:
+        return principal
+    claimed = claims["phone_number"]
+    number = e164(claimed) if isinstance(claimed, str) and len(claimed) <= 32 else None
+    if number is None or number != claimed:
+        return None
+    # OIDC: ``phone_number_verified: false`` says the number was not checked: the device is
+    # held to it, but it does not vouch for it against the number's owner.
+    verified = claims.get("phone_number_verified", True) is not False
+    return Principal(principal.kind, principal.subject, number, verified)
 
 
 def _load_public_key(pem: str) -> tuple[Any, str]:

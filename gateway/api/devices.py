@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import math
 import re
@@ -10,7 +11,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import phonenumbers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -34,13 +34,17 @@ from gateway.api.schemas import (
 from gateway.bandwidth.errors import UpstreamError
 from gateway.bandwidth.models import Address
 from gateway.dlr.address import FieldError, validate_caller_name
+from gateway.dlr.coordinates import radius_meters
+from gateway.dlr.identity import aeui_problem, e164
 from gateway.dlr.pipeline import Binding, GeoFix, Outcome, Report, Superseded, Unroutable
 from gateway.geocoding.results import GeocodingUnavailable
 from gateway.jsondump import JSONResponse
 from gateway.store import HistoryEntry, StateStore
+from gateway.store.base import NumberOwned
 
-#: How far ahead of the gateway's clock a device's ``observedAt`` may be.
-MAX_CLOCK_SKEW = timedelta(hours=1)
+#: How far ahead of the gateway's clock a device's ``observedAt`` may be, by default
+#: (``GATEWAY_OBSERVED_AT_MAX_FUTURE``).
+MAX_CLOCK_SKEW = timedelta(minutes=2)
 
 _REPORT_FIELDS = {
     "alternateEndUserId",
@@ -51,7 +55,6 @@ _REPORT_FIELDS = {
     "geo",
 }
 _GEO_FIELDS = {"latitude", "longitude", "accuracyMeters"}
-_AEUI_MAX = 30
 _REQUIRED = ("alternateEndUserId", "callerName", "telephoneNumber", "observedAt")
 
 #: RFC 3339 ``date-time`` (section 5.6): ``datetime.fromisoformat`` alone also takes ISO 8601
@@ -67,50 +70,29 @@ def _problems(errors: list[FieldProblem]) -> Problem:
 
 
 def _aeui(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
-    text, reason = check_string(value, where, _AEUI_MAX)
-    if reason:
-        errors.append(FieldProblem(where, reason))
+    problem = aeui_problem(value)
+    if problem is not None:
+        errors.append(FieldProblem(where, problem))
         return None
-    assert text is not None
-    if not text.strip() or text != text.strip():
-        errors.append(FieldProblem(where, "must be non-empty, without surrounding spaces"))
-        return None
-    return text
+    assert isinstance(value, str)
+    return value
 
 
-#: Bounded well below the fleet: a repeated report skips parsing altogether (the report
-#: memo), so this serves the reports that changed; 8 192 entries hold ~2 MB, 65 536 held 14.
-@functools.lru_cache(maxsize=8192)
-def _e164(text: str) -> str | None:
-    """``text`` as E.164 when it is a valid US or Canadian number written in E.164, else
-    ``None``. Pure, so memoized: a device sends the same number with every report."""
-    if not text.startswith("+"):
-        return None
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number) or phonenumbers.region_code_for_number(
-        number
-    ) not in ("US", "CA"):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def _telephone(value: Any, errors: list[FieldProblem]) -> str | None:
-    text, reason = check_string(value, "telephoneNumber", 32)
+def telephone(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
+    """A callback number: a valid US or Canadian number in E.164 (reports, admin endpoints)."""
+    text, reason = check_string(value, where, 32)
     if reason or text is None:
-        errors.append(FieldProblem("telephoneNumber", reason or "required"))
+        errors.append(FieldProblem(where, reason or "required"))
         return None
-    e164 = _e164(text)
-    if e164 is None:
-        errors.append(
-            FieldProblem("telephoneNumber", "expected a valid US or Canadian number in E.164")
-        )
-    return e164
+    number = e164(text)
+    if number is None:
+        errors.append(FieldProblem(where, "expected a valid US or Canadian number in E.164"))
+    return number
 
 
-def _observed_at(value: Any, errors: list[FieldProblem]) -> datetime | None:
+def _observed_at(
+    value: Any, errors: list[FieldProblem], max_future: timedelta = MAX_CLOCK_SKEW
+) -> datetime | None:
     text, reason = check_string(value, "observedAt", 64)
     when: datetime | None = None
     if not reason and text is not None and _RFC3339.fullmatch(text):
@@ -118,8 +100,14 @@ def _observed_at(value: Any, errors: list[FieldProblem]) -> datetime | None:
     if when is None or when.tzinfo is None:
         errors.append(FieldProblem("observedAt", "expected an RFC 3339 timestamp with an offset"))
         return None
-    if when - datetime.now(UTC) > MAX_CLOCK_SKEW:
-        errors.append(FieldProblem("observedAt", "is in the future; check the device's clock"))
+    if when - datetime.now(UTC) > max_future:
+        seconds = max_future.total_seconds()
+        errors.append(
+            FieldProblem(
+                "observedAt",
+                f"is more than {seconds:g} s in the future; check the device's clock",
+            )
+        )
         return None
     return when
 
@@ -194,11 +182,12 @@ def _given(body: dict[str, Any], key: str) -> bool:
     return body.get(key) is not None
 
 
-def parse_report(data: Any) -> Report:
+def parse_report(data: Any, *, max_future: timedelta = MAX_CLOCK_SKEW) -> Report:
     """A report from a decoded body, or a 422 naming every field that is wrong.
 
     A field that is present is checked by its value, never by its truthiness (``""``, ``0``
     and ``false`` are wrong values, not missing ones); ``null`` counts as missing.
+    ``observedAt`` may be at most ``max_future`` ahead of the gateway's clock.
     """
     body = dict(require_object(data))
     errors: list[FieldProblem] = [
@@ -217,23 +206,27 @@ def parse_report(data: Any) -> Report:
         bad = validate_caller_name(caller)
         if bad is not None:
             errors.append(FieldProblem(bad.field, bad.message))
-    telephone = (
-        _telephone(body["telephoneNumber"], errors) if _given(body, "telephoneNumber") else None
+    number = (
+        telephone(body["telephoneNumber"], "telephoneNumber", errors)
+        if _given(body, "telephoneNumber")
+        else None
     )
-    observed = _observed_at(body["observedAt"], errors) if _given(body, "observedAt") else None
+    observed = (
+        _observed_at(body["observedAt"], errors, max_future) if _given(body, "observedAt") else None
+    )
     address = _address_input(body["address"], errors) if _given(body, "address") else None
     geo = _geo(body["geo"], errors) if _given(body, "geo") else None
     if not _given(body, "address") and not _given(body, "geo"):
         errors.append(FieldProblem("address", "send an address, a geo fix, or both"))
     if errors:
         raise _problems(errors)
-    if aeui is None or telephone is None or observed is None or not isinstance(caller, str):
+    if aeui is None or number is None or observed is None or not isinstance(caller, str):
         # Unreachable: each of these either parsed or added an error above.
         raise _problems([FieldProblem("body", "cannot be read")])
     return Report(
         alternate_end_user_id=aeui,
         caller_name=caller.strip(),
-        telephone_number=telephone,
+        telephone_number=number,
         observed_at=observed,
         address=address,
         geo=geo,
@@ -255,6 +248,22 @@ def _address_json(address: Address) -> dict[str, Any]:
     return dict(_cached_address_json(address))
 
 
+def coordinates_json(
+    latitude: float | None, longitude: float | None, precision: str | None, accuracy: float | None
+) -> dict[str, Any]:
+    """``latitude``, ``longitude``, their ``precision`` and the ``radiusMeters`` that covers
+    them (``gateway.dlr.coordinates``): coordinates of no known precision are not given."""
+    latitude, longitude = _coordinate(latitude), _coordinate(longitude)
+    if precision is None or latitude is None or longitude is None:
+        latitude = longitude = precision = None
+    return {
+        "latitude": latitude,
+        "longitude": longitude,
+        "precision": precision,
+        "radiusMeters": radius_meters(precision, accuracy),
+    }
+
+
 def binding_json(binding: Binding) -> dict[str, Any]:
     return {
         "alternateEndUserId": binding.alternate_end_user_id,
@@ -262,8 +271,12 @@ def binding_json(binding: Binding) -> dict[str, Any]:
         "locationId": binding.location_id,
         "status": binding.status,
         "address": _address_json(binding.address) if binding.address is not None else None,
-        "latitude": _coordinate(binding.latitude),
-        "longitude": _coordinate(binding.longitude),
+        **coordinates_json(
+            binding.latitude,
+            binding.longitude,
+            binding.coordinates_source,
+            binding.accuracy_meters,
+        ),
         "callerName": binding.caller_name,
         "telephoneNumber": binding.telephone_number,
         "observedAt": binding.observed_at.isoformat() if binding.observed_at else None,
@@ -310,6 +323,36 @@ def _may_act(principal: Principal, aeui: str) -> None:
         raise Problem(403, "A device token may report and read only its own location.")
 
 
+def _with_number(principal: Principal, report: Report) -> Report:
+    """The report as its token allows it: a token with a ``phone_number`` claim reports that
+    number only (403 otherwise), and vouches for it (``Report.number_attested``)."""
+    if principal.phone_number is None:
+        return report
+    if report.telephone_number != principal.phone_number:
+        raise Problem(
+            403,
+            "This device token is issued for another callback number.",
+            errors=[FieldProblem("telephoneNumber", "must be the token's phone_number")],
+        )
+    if not principal.attested:
+        return report
+    return dataclasses.replace(report, number_attested=True)
+
+
+def number_owned(exc: NumberOwned, principal: Principal) -> Problem:
+    """409: another device owns the number (named to admins only: a device learns no AEUI)."""
+    extra: dict[str, Any] = {"telephoneNumber": exc.telephone_number}
+    if principal.is_admin:
+        extra["owner"] = exc.owner
+    return Problem(
+        409,
+        "Another device holds this callback number. An admin can release it or mark it "
+        "shared (PUT or DELETE /v1/numbers/{telephoneNumber}).",
+        "number-owned",
+        extra=extra,
+    )
+
+
 _NO_SOURCE = ReportSource(None)
 
 
@@ -322,7 +365,7 @@ async def _read_report(
     content_type = request.headers.get("content-type", "")
     if is_pidf(content_type):
         source = await read_pidf_report(request, s, principal)
-        return _parse_source(source), source
+        return _parse_source(source, _max_future(s)), source
     if not is_json(content_type):
         raise Problem(415, "Send the report as application/json or application/pidf+xml.")
     body = await read_body(request, s.settings.max_body_bytes)
@@ -331,21 +374,25 @@ async def _read_report(
         known = s.report_memo.get(memo.template)
         if known is not None:
             errors: list[FieldProblem] = []
-            when = _observed_at(memo.observed_at, errors)
+            when = _observed_at(memo.observed_at, errors, _max_future(s))
             if when is None:
                 raise _problems(errors)
             return known.seen_at(when), _NO_SOURCE
     source = ReportSource(decode_json(body))
-    report = _parse_source(source)
+    report = _parse_source(source, _max_future(s))
     if memo is not None:
         s.report_memo.put(memo.template, report)
     return report, source
 
 
-def _parse_source(source: ReportSource) -> Report:
+def _max_future(s: Services) -> timedelta:
+    return timedelta(seconds=s.settings.observed_at_max_future)
+
+
+def _parse_source(source: ReportSource, max_future: timedelta) -> Report:
     """``parse_report`` for a body of any format, errors named as the sender named the fields."""
     try:
-        report = parse_report(source.body)
+        report = parse_report(source.body, max_future=max_future)
     except Problem as exc:
         if not source.names and not source.errors:
             raise
@@ -367,6 +414,7 @@ async def location_report(request: Request) -> Response:
         report, source = await _read_report(request, s, principal)
         request.state.aeui = report.alternate_end_user_id  # named in the request's log line
         _may_act(principal, report.alternate_end_user_id)
+        report = _with_number(principal, report)
         wait = s.report_limiter.acquire(report.alternate_end_user_id)
         if wait is not None:
             result = "rate_limited"
@@ -401,6 +449,9 @@ async def location_report(request: Request) -> Response:
                 "superseded",
                 extra={"newestObservedAt": exc.newest.isoformat()},
             ) from None
+        except NumberOwned as exc:
+            result = "number_owned"
+            raise number_owned(exc, principal) from None
         except UpstreamError:
             result = "upstream_unavailable"
             raise
@@ -444,9 +495,7 @@ async def validate_address(request: Request) -> Response:
     answer: dict[str, Any] = {
         "valid": normalized.valid,
         "address": record_to_json(normalized.address) if normalized.address else None,
-        "latitude": None,
-        "longitude": None,
-        "precision": None,
+        **coordinates_json(None, None, None, None),
         "errors": [{"field": e.field, "message": e.message} for e in normalized.errors],
         "warnings": [{"field": e.field, "message": e.message} for e in normalized.warnings],
         "suggestions": [record_to_json(a) for a in normalized.suggestions],
@@ -470,9 +519,7 @@ async def _geocode_into(s: Services, address: Address, answer: dict[str, Any]) -
         )
         return
     # Shown with their precision; the pipeline sends only street-level ones upstream.
-    answer["precision"] = found.precision.value
-    answer["latitude"] = found.latitude
-    answer["longitude"] = found.longitude
+    answer.update(coordinates_json(found.latitude, found.longitude, found.precision.value, None))
 
 
 _HISTORY_MAX = 200
@@ -515,19 +562,27 @@ async def device_history(request: Request) -> Response:
     if aeui is None:
         raise Problem(404, "There is no device with that ID.")
     _may_act(principal, aeui)
+    return await history_page(request, s, aeui, {"alternateEndUserId": aeui})
+
+
+async def history_page(
+    request: Request, s: Services, key: str, subject: dict[str, Any]
+) -> Response:
+    """One page of the history under ``key`` (a device, a location, a number): ``limit``
+    entries before the entry ``before``, newest first, and the ``nextBefore`` to go on."""
     limit = _int_param(request, "limit", 50, 1, _HISTORY_MAX)
     before = _int_param(request, "before", None, 1, 2**62)
     assert limit is not None
     store = s.pipeline.ledger
     entries = (
-        await store.history(aeui, limit=limit, before_id=before)
+        await store.history(key, limit=limit, before_id=before)
         if isinstance(store, StateStore)
         else []
     )
     next_before = entries[-1].id if len(entries) == limit else None
     return JSONResponse(
         {
-            "alternateEndUserId": aeui,
+            **subject,
             "entries": [_history_entry(e) for e in entries],
             "nextBefore": next_before,
         }

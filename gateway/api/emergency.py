@@ -40,10 +40,10 @@ from gateway.dlr.callers import (
     CallerStore,
     Located,
     age_seconds,
+    answer_radius,
     freshest,
     has_dispatchable_coordinates,
     normalize_number,
-    radius_meters,
 )
 from gateway.jsondump import dumps
 from gateway.metrics import Metrics
@@ -116,15 +116,19 @@ class QueryAuth:
         a source outside the allow-list, 401 for missing or wrong credentials."""
         if self._networks and not self._allowed(request):
             raise Problem(403, "This source network may not query caller locations.")
+        tokens = request.query_params.getlist("token")
+        headers = request.headers.getlist("authorization")
+        # One credential of each kind: with two, which one "counts" is a guess an attacker
+        # could steer (``token=wrong&token=RIGHT``).
+        wrong = len(tokens) > 1 or len(headers) > 1
         passed: list[str] = []
-        wrong = False
-        token = request.query_params.get("token")
+        token = tokens[0] if tokens else None
         if self._token is not None and token is not None:
             if len(token) <= MAX_CREDENTIAL_LENGTH and _same(token, self._token):
                 passed.append("token")
             else:
                 wrong = True
-        basic = _basic_credentials(request.headers.get("authorization"))
+        basic = _basic_credentials(headers[0] if headers else None)
         if self._basic is not None and basic is not None:
             user_ok = _same(basic[0], self._basic[0])
             password_ok = _same(basic[1], self._basic[1])
@@ -283,7 +287,7 @@ def _answer(binding: StoredBinding) -> dict[str, Any]:
     if has_dispatchable_coordinates(binding):
         body["lat"] = binding.latitude
         body["lon"] = binding.longitude
-        body["radius"] = radius_meters(binding)
+        body["radius"] = answer_radius(binding)
     if binding.telephone_number:
         body["callback"] = binding.telephone_number
     if binding.caller_name:
@@ -354,6 +358,7 @@ async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple
             "answered": body,
             "locationId": binding.location_id,
             "binding": "confirmed" if binding.confirmed else "desired",
+            "precision": binding.coordinates_source,
             "bindingSource": binding.source,
             "observedAt": binding.observed_at.isoformat(),
             "locationAgeSeconds": round(age, 3),

@@ -4,6 +4,12 @@ The gateway is the presence authority for the devices it provisions, so the ``en
 ``pres:<AEUI>@<the host the request reached>``; the AEUI is percent-encoded where a URI needs
 it. Usage rules say what a 911 location may be used for: not to be passed on, and kept no
 longer than ``RETENTION``.
+
+Coordinates become a shape only when they locate the caller (``gateway.dlr.coordinates``):
+the device's own fix, as a Circle of its accuracy, or a street-level geocode, as a Circle of
+the default radius. A ZIP or city centroid gets no shape at all: drawn as a Point it would
+read as a fix. The ``<timestamp>`` is when the location was observed, left out when that is
+not known (never the time of the request).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import re
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
+from gateway.dlr.coordinates import radius_meters
 from gateway.dlr.pipeline import Binding
 from gateway.pidf.civic import from_address
 from gateway.pidf.document import LocationObject
@@ -34,7 +41,8 @@ def entity(alternate_end_user_id: str, host: str | None) -> str:
 
 
 def location_object(binding: Binding, *, host: str | None, now: datetime) -> LocationObject:
-    """The binding's location: its civic address, a Point where it has coordinates."""
+    """The binding's location: its civic address, and a Circle where its coordinates
+    locate the caller."""
     civic = (
         from_address(binding.address, caller_name=binding.caller_name or None)
         if binding.address is not None
@@ -42,17 +50,19 @@ def location_object(binding: Binding, *, host: str | None, now: datetime) -> Loc
     )
     shape = None
     latitude, longitude = binding.latitude, binding.longitude
+    radius = radius_meters(binding.coordinates_source, binding.accuracy_meters)
     if (
-        latitude is not None
+        radius is not None
+        and latitude is not None
         and longitude is not None
         and math.isfinite(latitude)
         and math.isfinite(longitude)
     ):
-        shape = Shape(latitude, longitude)
+        shape = Shape(latitude, longitude, float(radius))
     number = binding.telephone_number
     return LocationObject(
         entity=entity(binding.alternate_end_user_id, host),
-        timestamp=binding.observed_at or now,
+        timestamp=binding.observed_at,
         retention_expiry=now + RETENTION,
         civic=civic,
         shape=shape,

@@ -73,7 +73,8 @@ class LocationObject:
     """What the gateway writes as a PIDF-LO."""
 
     entity: str
-    timestamp: datetime
+    #: When the location was observed; ``None``: not known (no ``<timestamp>`` is written).
+    timestamp: datetime | None
     retention_expiry: datetime
     #: Civic elements (RFC 5139 names) -> text; written in schema order.
     civic: Mapping[str, str] = field(default_factory=dict)
@@ -241,7 +242,8 @@ def _tuple(
     ET.SubElement(rules, q(BASIC_POLICY, "retention-expiry")).text = rfc3339(lo.retention_expiry)
     if lo.contact:
         ET.SubElement(item, q(PIDF, "contact")).text = checked(lo.contact)
-    ET.SubElement(item, q(PIDF, "timestamp")).text = rfc3339(lo.timestamp)
+    if lo.timestamp is not None:
+        ET.SubElement(item, q(PIDF, "timestamp")).text = rfc3339(lo.timestamp)
     return item, info
 
 
