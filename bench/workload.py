@@ -38,8 +38,17 @@ _STATE_LIST = (
 )
 #: The 50 states and DC (territories left out).
 _STATES = frozenset(_STATE_LIST.split(" "))
-#: Valid US numbers (``phonenumbers`` accepts them); callback numbers need not be unique.
-PHONES = tuple(f"+1202555{n:04d}" for n in range(100, 200))
+#: Each device's own callback number (a number belongs to the first device to report it,
+#: unless an admin shares it), handed out in order: 8 million valid US numbers.
+_PHONES: dict[str, str] = {}
+
+
+def phone_for(aeui: str) -> str:
+    """The device's callback number: the same for one AEUI, another for every other."""
+    found = _PHONES.get(aeui)
+    if found is None:
+        found = _PHONES[aeui] = f"+1202{2_000_000 + len(_PHONES) % 8_000_000:07d}"
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +123,7 @@ class DeviceNames:
 class ObservedClock:
     """Strictly increasing ``observedAt`` values, in microseconds, starting in the past.
 
-    The gateway refuses reports more than an hour ahead of its clock, and supersedes older
+    The gateway refuses reports more than minutes ahead of its clock, and supersedes older
     ones; starting 50 minutes back leaves room for every phase.
     """
 
@@ -148,7 +157,7 @@ class Device:
 
     @classmethod
     def numbered(cls, aeui: str, n: int) -> Device:
-        return cls(aeui, f"BENCH USER {n}", PHONES[n % len(PHONES)])
+        return cls(aeui, f"BENCH USER {n}", phone_for(aeui))
 
     def body(self, address: str | dict[str, str] | None, observed_at: str) -> bytes:
         report: dict[str, object] = {

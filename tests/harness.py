@@ -7,7 +7,8 @@ send concurrent requests with ``asyncio.gather`` and read the simulator's call l
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,19 +58,25 @@ def at(seconds: float) -> str:
     return (T0 + timedelta(seconds=seconds)).isoformat()
 
 
+def phone_of(aeui: str) -> str:
+    """A device's own callback number (a number has one owner unless an admin shares it)."""
+    return f"+1202{zlib.crc32(aeui.encode()) % 8_000_000 + 2_000_000:07d}"
+
+
 def report(
     aeui: str,
     address: Any,
     seconds: float = 0,
     *,
     caller: str = "ALICE SMITH",
-    phone: str = "+12025550143",
+    phone: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
+    """A JSON report; the callback number is the device's own (``phone_of``) unless given."""
     body = {
         "alternateEndUserId": aeui,
         "callerName": caller,
-        "telephoneNumber": phone,
+        "telephoneNumber": phone or phone_of(aeui),
         "observedAt": at(seconds),
         **extra,
     }
@@ -82,6 +89,24 @@ WHITE_HOUSE = "1600 Pennsylvania Ave NW, Washington, DC 20500"
 EMPIRE_STATE = "350 5th Ave, New York, NY 10118"
 SPACE_NEEDLE = "400 Broad St, Seattle, WA 98109"
 WILLIS_TOWER = "233 S Wacker Dr, Chicago, IL 60606"
+
+
+class RefuseEndpointWrites(httpx.AsyncBaseTransport):
+    """The carrier refuses every endpoint write with a 400 ``ResponseStatus`` (a definitive
+    refusal, not a failure whose outcome is unknown); everything else goes through."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, description: str) -> None:
+        self.inner = inner
+        self.description = description
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method in ("POST", "PUT") and "/locations" not in path:
+            from gateway.bandwidth import codec
+
+            body = codec.encode_response_status("INVALID_REQUEST", self.description)
+            return httpx.Response(400, content=body, headers={"Content-Type": "application/xml"})
+        return await self.inner.handle_async_request(request)
 
 
 class Recording(httpx.AsyncBaseTransport):
@@ -128,16 +153,20 @@ async def gateway(
     sim_app: Starlette | None = None,
     geocoder: Geocoder | None = None,
     record: list[httpx.Request] | None = None,
+    wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
     **sim_config: Any,
 ) -> AsyncIterator[Gateway]:
     """A gateway (lifespan running) in front of ``sim_app`` or a new simulator.
 
-    With ``record``, every request the gateway sends upstream is appended to it.
+    With ``record``, every request the gateway sends upstream is appended to it; ``wrap``
+    puts a transport of the test's between the gateway and the simulator.
     """
     settings = settings or gateway_settings()
     sim_app = sim_app or new_simulator(settings, **sim_config)
     metrics = Metrics()
     upstream: httpx.AsyncBaseTransport = SimulatorTransport(app=sim_app)
+    if wrap is not None:
+        upstream = wrap(upstream)
     if record is not None:
         upstream = Recording(upstream, record)
     app = create_app(

@@ -25,6 +25,7 @@ VARIABLES = (
     "GATEWAY_DEVICE_JWT_PRIVATE_KEY",
     "GATEWAY_DEVICE_JWT_AUDIENCE",
     "GATEWAY_DEVICE_JWT_ISSUER",
+    "GATEWAY_DEVICE_JWT_MAX_LIFETIME",
 )
 
 
@@ -237,3 +238,25 @@ def test_aeui_is_required(capsys: pytest.CaptureFixture[str]) -> None:
         main(["token"])
     assert exited.value.code == 2
     assert "--aeui" in capsys.readouterr().err
+
+
+def test_mints_a_token_for_one_callback_number(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEWAY_DEVICE_JWT_SECRET", SECRET)
+    code, out, err = mint(capsys, "--aeui", "dev-1", "--phone-number", "+12025550143")
+    assert code == 0, err
+    claims = jwt.decode(last_line(out), SECRET, algorithms=["HS256"])
+    assert (claims["phone_number"], claims["phone_number_verified"]) == ("+12025550143", True)
+    code, _, err = mint(capsys, "--aeui", "dev-1", "--phone-number", "2025550143")
+    assert code == 2 and "E.164" in err and "Traceback" not in err
+
+
+def test_a_ttl_beyond_the_maximum_lifetime_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEWAY_DEVICE_JWT_SECRET", SECRET)
+    monkeypatch.setenv("GATEWAY_DEVICE_JWT_MAX_LIFETIME", "600")
+    code, _, err = mint(capsys, "--aeui", "dev-1", "--ttl", "601")
+    assert code == 2 and "GATEWAY_DEVICE_JWT_MAX_LIFETIME" in err
+    assert mint(capsys, "--aeui", "dev-1", "--ttl", "600")[0] == 0

@@ -62,11 +62,11 @@ from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.settings import SANDBOX_ACCOUNT_ID, SANDBOX_PASSWORD, SANDBOX_USERNAME
 from gateway.simulator import Simulator, SimulatorConfig
 from tests import procs
+from tests.harness import phone_of
 from tests.pg import SKIP_ENV, PostgresServer, running_postgres, skip_requested
 from tests.procs import ADMIN_KEY, Proc
 
 CALLER = "REPLICA DEVICE"
-PHONE = "+12025550143"
 PLACES = (
     "1600 Pennsylvania Ave NW, Washington, DC 20500",
     "350 5th Ave, New York, NY 10118",
@@ -74,7 +74,7 @@ PLACES = (
     "233 S Wacker Dr, Chicago, IL 60606",
     "600 Congress Ave, Austin, TX 78701",
 )
-#: Reports are dated this far in the past (the gateway refuses times an hour ahead).
+#: Reports are dated this far in the past (the gateway refuses times minutes ahead).
 EPOCH = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
 
 
@@ -94,7 +94,7 @@ def report(aeui: str, address: str, seconds: int) -> dict[str, Any]:
     return {
         "alternateEndUserId": aeui,
         "callerName": CALLER,
-        "telephoneNumber": PHONE,
+        "telephoneNumber": phone_of(aeui),
         "observedAt": at(seconds),
         "address": address,
     }
@@ -561,7 +561,7 @@ async def put_endpoint(sim_base: str, aeui: str, location: str) -> None:
     async with BandwidthClient(
         f"{sim_base}/api", SANDBOX_ACCOUNT_ID, SANDBOX_USERNAME, SANDBOX_PASSWORD
     ) as carrier:
-        record = Endpoint(endpoint, aeui, CALLER, location, PHONE)
+        record = Endpoint(endpoint, aeui, CALLER, location, phone_of(aeui))
         await carrier.update_endpoint(endpoint, record)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -24,8 +27,10 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
+@contextlib.contextmanager
+def serving(tmp_path: Path, **environ: str) -> Iterator[tuple[str, str]]:
+    """``dlr-gateway serve --sandbox`` started, with ``environ`` added: its base URL and
+    what it printed up to the start."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BANDWIDTH_", "GATEWAY_"))}
     log = tmp_path / "serve.log"
@@ -33,7 +38,7 @@ def sandbox(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--sandbox", "--port", str(port)],
             cwd=tmp_path,
-            env=env,
+            env=env | environ,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -43,14 +48,33 @@ def sandbox(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
-        banner = log.read_text()
-        admin = re.search(r"admin key:\s+(\S+)", banner)
-        token = re.search(r"device token:\s+(\S+)", banner)
-        assert admin and token, banner
-        yield f"http://127.0.0.1:{port}", admin.group(1), token.group(1)
+        yield f"http://127.0.0.1:{port}", log.read_text()
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
+    with serving(tmp_path) as (base, banner):
+        admin = re.search(r"admin key:\s+(\S+)", banner)
+        token = re.search(r"device token:\s+(\S+)", banner)
+        assert admin and token, banner
+        yield base, admin.group(1), token.group(1)
+
+
+def test_a_sandbox_with_only_a_public_key_starts_and_says_no_token_can_be_minted(
+    tmp_path: Path,
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with serving(tmp_path, GATEWAY_DEVICE_JWT_PUBLIC_KEY=pem.decode()) as (base, banner):
+        assert "Traceback" not in banner, banner
+        assert "device token:  none can be minted here" in banner, banner
+        assert "GATEWAY_DEVICE_JWT_PRIVATE_KEY" in banner
+        assert httpx.get(f"{base}/healthz", timeout=5, trust_env=False).status_code == 200
 
 
 def test_readme_round_trip_against_a_real_sandbox(sandbox: tuple[str, str, str]) -> None:
@@ -86,7 +110,7 @@ def test_readme_round_trip_against_a_real_sandbox(sandbox: tuple[str, str, str])
             json={
                 "alternateEndUserId": "alice-laptop",
                 "callerName": "ALICE SMITH",
-                "telephoneNumber": "+12025550143",
+                "telephoneNumber": "+12025550101",
                 "locationId": location_id,
             },
         )

@@ -68,12 +68,11 @@ from gateway.lru import Lru
 from gateway.simulator.addresses import US_STATES
 from gateway.store.sql import KEPT_CONNECTIONS
 from tests import procs
-from tests.harness import gateway, gateway_settings
+from tests.harness import gateway, gateway_settings, phone_of
 
 #: Common places devices move among.
 PLACES = 50
 CALLER = "SOAK DEVICE"
-PHONE = "+12025550143"
 _STREETS = ("MAIN ST", "OAK AVE", "MAPLE DR", "PARK RD", "LAKE ST", "PINE LN", "ELM ST")
 #: The 50 states and DC (no territories).
 _STATES = US_STATES - {"PR", "VI", "GU", "AS", "MP"}
@@ -257,7 +256,7 @@ async def drive(
                 body = {
                     "alternateEndUserId": aeui(step.device),
                     "callerName": CALLER,
-                    "telephoneNumber": PHONE,
+                    "telephoneNumber": phone_of(aeui(step.device)),
                     "observedAt": (base + timedelta(seconds=len(device.sent))).isoformat(),
                     "address": address,
                 }

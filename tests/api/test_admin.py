@@ -262,3 +262,43 @@ def test_metrics_are_served_at_the_exact_path(client: TestClient) -> None:
     assert response.headers["content-type"].startswith("text/plain")
     assert 'dlr_build_info{version="0.1.0"} 1.0' in response.text
     assert "dlr_upstream_request_duration_seconds_bucket" in response.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("callerName", "ALICE\r\nSMITH"),
+        ("callerName", "ALICE\u0007"),
+        ("callerName", "   "),
+        ("alternateEndUserId", "alice-laptop "),
+        ("alternateEndUserId", " alice"),
+        ("alternateEndUserId", "alice\nlaptop"),
+        ("alternateEndUserId", "a" * 31),
+        ("telephoneNumber", "2025550143"),
+        ("telephoneNumber", "+442071838750"),
+    ],
+)
+def test_endpoints_follow_a_reports_rules_for_the_device_fields(
+    client: TestClient, field: str, value: str
+) -> None:
+    """What a device's report refuses, an admin's endpoint refuses too: a clear 422, and
+    nothing silently altered at the carrier (an AEUI is never stripped)."""
+    location = create_location(client)
+    body = endpoint_body(location["locationId"]) | {field: value}
+    problem = assert_problem(client.post("/v1/endpoints", json=body), 422)
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert client.get("/v1/endpoints").json()["endpoints"] == []
+    created = client.post("/v1/endpoints", json=endpoint_body(location["locationId"]))
+    endpoint_id = created.json()["endpointId"]
+    problem = assert_problem(client.put(f"/v1/endpoints/{endpoint_id}", json=body), 422)
+    assert [e["field"] for e in problem["errors"]] == [field]
+
+
+def test_an_endpoints_caller_name_loses_its_surrounding_spaces_as_a_reports_does(
+    client: TestClient,
+) -> None:
+    location = create_location(client)
+    body = endpoint_body(location["locationId"]) | {"callerName": "  ALICE SMITH "}
+    created = client.post("/v1/endpoints", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["callerName"] == "ALICE SMITH"

@@ -553,3 +553,75 @@ def test_without_device_token_config_only_admin_keys_work() -> None:
             assert (await gw.report(report("alice", WHITE_HOUSE))).status_code == 200
 
     run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("payload", "accepted"),
+    [
+        pytest.param(claims(exp=str(int(time.time()) + 300)), False, id="exp-a-string"),
+        pytest.param(claims(exp=True), False, id="exp-a-boolean"),
+        pytest.param(claims(iat="0"), False, id="iat-a-string"),
+        pytest.param(claims(nbf=[1]), False, id="nbf-a-list"),
+        pytest.param(claims(ttl=7 * 86_400 + 3600), False, id="longer-than-the-max-lifetime"),
+        pytest.param(
+            {"sub": "alice", "exp": int(time.time()) + 8 * 86_400}, False, id="no-iat-too-long"
+        ),
+        pytest.param(claims(ttl=6 * 86_400), True, id="within-the-max-lifetime"),
+        pytest.param(claims(iat=int(time.time()) + 20), True, id="iat-within-the-leeway"),
+        pytest.param(claims(iat=int(time.time()) + 120), False, id="iat-beyond-the-leeway"),
+        pytest.param(claims(nbf=int(time.time()) + 20), True, id="nbf-within-the-leeway"),
+        pytest.param(claims(nbf=int(time.time()) + 120), False, id="nbf-beyond-the-leeway"),
+        pytest.param(claims(ttl=-5), False, id="expired-no-leeway-for-exp"),
+        pytest.param(claims(phone_number="+12025550143"), True, id="a-phone-number-claim"),
+        pytest.param(claims(phone_number="2025550143"), False, id="phone-number-not-e164"),
+        pytest.param(claims(phone_number=12025550143), False, id="phone-number-a-number"),
+        pytest.param(claims(sub="al\u0007ice"), False, id="sub-with-a-control-character"),
+    ],
+)
+def test_token_times_lifetime_and_claims_are_checked(
+    payload: dict[str, Any], accepted: bool
+) -> None:
+    tokens = DeviceTokens(secret=JWT_SECRET)
+    found = tokens.verify(hs256(payload))
+    assert (found is not None) == accepted, payload
+
+
+def test_lifetime_and_leeway_are_settings() -> None:
+    short = DeviceTokens(secret=JWT_SECRET, max_lifetime=600, leeway=0)
+    assert short.verify(hs256(claims(ttl=600))) is not None
+    assert short.verify(hs256(claims(ttl=700))) is None
+    assert short.verify(hs256(claims(iat=int(time.time()) + 5))) is None
+    with pytest.raises(ValueError, match="GATEWAY_DEVICE_JWT_MAX_LIFETIME"):
+        short.mint("dev-1", 601)
+    settings = Settings.from_environ(
+        {"GATEWAY_DEVICE_JWT_MAX_LIFETIME": "3600", "GATEWAY_DEVICE_JWT_LEEWAY": "5"},
+        env_file=None,
+    )
+    from_settings = DeviceTokens.from_settings(settings)
+    assert (from_settings.max_lifetime, from_settings.leeway) == (3600.0, 5.0)
+    with pytest.raises(SettingsError, match="GATEWAY_DEVICE_JWT_LEEWAY"):
+        Settings.from_environ({"GATEWAY_DEVICE_JWT_LEEWAY": "-1"}, env_file=None)
+
+
+def test_a_minted_phone_number_claim_is_read_back() -> None:
+    tokens = DeviceTokens(secret=JWT_SECRET)
+    principal = tokens.verify(tokens.mint("dev-1", 60, phone_number="+12025550143"))
+    assert principal is not None
+    assert (principal.phone_number, principal.attested) == ("+12025550143", True)
+    with pytest.raises(ValueError, match=r"E\.164"):
+        tokens.mint("dev-1", 60, phone_number="202-555-0143")
+
+
+def test_two_authorization_headers_are_refused() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            token = DeviceTokens(secret=JWT_SECRET).mint("alice", 60)
+            # The right one first: a server reading only the first would take it.
+            headers = [("Authorization", f"Bearer {token}"), ("Authorization", "Bearer wrong")]
+            answer = await gw.http.post(
+                "/v1/location-reports", json=report("alice", WHITE_HOUSE), headers=headers
+            )
+            assert_unauthorized(answer)
+            assert gw.simulator.calls == []
+
+    run(scenario())

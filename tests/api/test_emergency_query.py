@@ -66,6 +66,8 @@ def recent(seconds_ago: float = 60.0) -> str:
 
 
 def fresh_report(aeui: str, address: Any, seconds_ago: float = 60.0, **extra: Any) -> Any:
+    """A report observed ``seconds_ago``, with the callback number ``PHONE`` unless given."""
+    extra.setdefault("phone", PHONE)
     return report(aeui, address, **extra) | {"observedAt": recent(seconds_ago)}
 
 
@@ -205,7 +207,10 @@ def test_coordinates_only_when_street_level_or_gps() -> None:
 def test_a_shared_line_answers_the_freshest_binding() -> None:
     async def scenario() -> None:
         async with gateway(query_settings()) as gw:
-            # Three devices share one callback number; "desk" reported last, from elsewhere.
+            # Three devices share one callback number (an admin said so); "desk" reported
+            # last, from elsewhere.
+            shared = await gw.http.put(f"/v1/numbers/{PHONE}", json={"shared": True})
+            assert shared.status_code == 200, shared.text
             assert (await gw.report(fresh_report("laptop", WHITE_HOUSE, 300))).status_code == 200
             assert (await gw.report(fresh_report("phone", SPACE_NEEDLE, 200))).status_code == 200
             desk = await gw.report(fresh_report("desk", EMPIRE_STATE, 100))
@@ -321,6 +326,11 @@ def test_credentials_basic_token_and_source_networks() -> None:
                 await ask(gw, auth=None, token="wrong-token"),
                 await ask(gw, auth=(USER, PASSWORD), token="wrong-token"),
                 await ask(gw, auth=None, url=f"{PATH}?from=2025550143&token="),
+                # One credential of each kind: a wrong one beside the right one is refused,
+                # whichever comes first.
+                await ask(gw, auth=None, url=f"{PATH}?from=2025550143&token=x&token={TOKEN}"),
+                await ask(gw, auth=None, url=f"{PATH}?from=2025550143&token={TOKEN}&token=x"),
+                await ask(gw, auth=None, url=f"{PATH}?from=2025550143&token={TOKEN}&token={TOKEN}"),
             ]
             for answer in refused:
                 assert answer.status_code == 401, answer.text
@@ -330,10 +340,17 @@ def test_credentials_basic_token_and_source_networks() -> None:
                 PATH, params={"from": PHONE}, headers={"Authorization": "Basic !!!"}
             )
             assert garbled.status_code == 401
+            right = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+            twice = await gw.http.get(
+                PATH,
+                params={"from": PHONE},
+                headers=[("Authorization", right), ("Authorization", "Basic d3Jvbmc6d3Jvbmc=")],
+            )
+            assert twice.status_code == 401
             # An admin key is not a query credential.
             admin = await gw.http.get(PATH, params={"from": PHONE})
             assert admin.status_code == 401
-            assert counted(gw, "unauthorized") == len(refused) + 2
+            assert counted(gw, "unauthorized") == len(refused) + 3
             assert (await ask(gw, auth=None, token=TOKEN)).status_code == 200
             assert (await ask(gw, auth=(USER, PASSWORD))).status_code == 200
             assert (await ask(gw, auth=(USER, PASSWORD), token=TOKEN)).status_code == 200

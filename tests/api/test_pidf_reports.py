@@ -63,7 +63,7 @@ def test_pidf_and_json_reports_are_the_same_report() -> None:
                 "stateCode": "NY",
                 "zip": "10118",
             }
-            again = await gw.report(report("alice-laptop", address, 60))
+            again = await gw.report(report("alice-laptop", address, 60, phone="+12025550143"))
             assert again.status_code == 200, again.text
             assert again.json()["locationId"] == body["locationId"]
             assert again.json()["changes"] == {"location": "unchanged", "endpoint": "unchanged"}
@@ -82,7 +82,7 @@ def test_civic_and_geodetic_together_are_address_and_geo() -> None:
             response = await post(gw, samples.MIXED)
             assert response.status_code == 200, response.text
             body = response.json()
-            # The device's own fix is what the carrier gets, not a geocode of the address.
+            # The device's own fix is its position, not a geocode of the address.
             assert (body["latitude"], body["longitude"]) == (41.8789, -87.6359)
             assert body["telephoneNumber"] == "+13125550199"
             assert [w["field"] for w in body["warnings"]] == ["civicAddress.MP", "civicAddress.A2"]
@@ -228,7 +228,8 @@ def test_location_as_pidf_lo_round_trips() -> None:
             assert response.headers["content-type"] == "application/pidf+xml"
             root = parse_xml(response.content)
             found = check_presence(root)
-            assert set(found) == {"civic", "point"}  # the carrier geocoded the address
+            # Only a ZIP centroid is known (the offline geocoder): no position, no shape.
+            assert set(found) == {"civic"}
             assert root.get("entity") == "pres:alice-laptop@gateway"
             assert civic_values(found["civic"]) == dict(sent.civic or ())
             back = read_presence(response.content)

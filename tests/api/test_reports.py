@@ -218,15 +218,20 @@ def test_gps_only_report_with_the_offline_geocoder_is_refused() -> None:
     run(scenario())
 
 
-def test_gps_fix_supplies_coordinates_for_an_address() -> None:
+def test_gps_fix_supplies_the_devices_own_coordinates_not_the_locations() -> None:
     async def scenario() -> None:
         async with gateway() as gw:
             geo = {"latitude": 38.89768, "longitude": -77.03655, "accuracyMeters": 8}
             response = await gw.report(report("ivy", WHITE_HOUSE, 0, geo=geo))
             assert response.status_code == 200, response.text
-            location = gw.simulator.state["locations"][response.json()["locationId"]]
-            assert location["latitude"] == 38.89768
-            assert location["longitude"] == -77.03655
+            body = response.json()
+            assert (body["latitude"], body["longitude"]) == (38.89768, -77.03655)
+            assert (body["precision"], body["radiusMeters"]) == ("gps", 8)
+            assert body["warnings"] == []
+            # The location is every device's at that address: one device's fix is not put
+            # on it (the carrier fills in its own geocode, a ZIP centroid here).
+            location = gw.simulator.state["locations"][body["locationId"]]
+            assert location["latitude"] != 38.89768
 
     run(scenario())
 

@@ -207,7 +207,10 @@ def test_reconciliation_repairs_what_regressed_and_keeps_admin_edits(
             record = gw.simulator.state["endpoints"][endpoint_id]
             assert (record["locationId"], record["callerName"]) == (empire, "FRONT DESK")
             history = (await gw.http.get("/v1/devices/rec/history")).json()["entries"]
-            assert [e["kind"] for e in history[:2]] == ["admin_edit", "applied"]
+            # Newest first: the admin's edit, the repair, the report the carrier first took.
+            assert [e["kind"] for e in history] == ["admin_edit", "repaired", "applied"]
+            repaired = history[1]
+            assert (repaired["fromLocationId"], repaired["toLocationId"]) == (empire, white)
 
             # The device's next report still applies as usual.
             back = await gw.report(report("rec", WHITE_HOUSE, 10))

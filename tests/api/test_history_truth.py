@@ -1,0 +1,156 @@
+"""The history says only what happened: what the carrier took, and every admin change and
+delete; and no answer presents an unknown observation time as "now"."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from pathlib import Path
+from typing import Any
+
+from gateway.dlr.ids import endpoint_id_for
+from gateway.pidf.document import read_presence
+from gateway.store import StateStore
+from gateway.store.base import RECIPIENTS_KEY
+from tests.harness import (
+    EMPIRE_STATE,
+    WHITE_HOUSE,
+    Gateway,
+    RefuseEndpointWrites,
+    at,
+    gateway,
+    gateway_settings,
+    report,
+)
+
+REFUSING = functools.partial(RefuseEndpointWrites, description="telephoneNumber: not ours")
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def history(gw: Gateway, aeui: str) -> list[dict[str, Any]]:
+    page = await gw.http.get(f"/v1/devices/{aeui}/history")
+    assert page.status_code == 200, page.text
+    entries: list[dict[str, Any]] = page.json()["entries"]
+    return entries
+
+
+def test_a_report_the_carrier_refused_is_not_in_the_history(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        settings = gateway_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+        async with gateway(settings) as gw:
+            assert (await gw.report(report("known", WHITE_HOUSE, 0))).status_code == 200
+            sim_app = gw.sim_app
+        async with gateway(settings, sim_app=sim_app, wrap=REFUSING) as gw:
+            new = await gw.report(report("new", WHITE_HOUSE, 1))
+            assert new.status_code == 422, new.text
+            assert new.json()["type"] == "/problems/upstream-rejected"
+            assert await history(gw, "new") == []
+            store = gw.app.state.services.pipeline.ledger
+            assert isinstance(store, StateStore)
+            assert await store.get("new") is None
+            moved = await gw.report(report("known", EMPIRE_STATE, 2))
+            assert moved.status_code == 422
+            assert [e["kind"] for e in await history(gw, "known")] == ["applied"]
+            row = await store.get("known")
+            assert row is not None and row.confirmed
+            assert (
+                row.location_id
+                == (await gw.http.get("/v1/devices/known/location")).json()["locationId"]
+            )
+
+    run(scenario())
+
+
+def test_every_admin_change_and_delete_is_recorded() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            address = {
+                "houseNumber": "1600",
+                "streetName": "PENNSYLVANIA",
+                "streetSuffix": "AVE",
+                "postDirectional": "NW",
+                "city": "WASHINGTON",
+                "stateCode": "DC",
+                "zip": "20500",
+                "country": "US",
+            }
+            created = await gw.http.post("/v1/locations", json={"address": address})
+            assert created.status_code == 201
+            location_id = created.json()["locationId"]
+            updated = await gw.http.put(
+                f"/v1/locations/{location_id}", json={"address": address, "description": "HQ"}
+            )
+            assert updated.status_code == 200
+            endpoint = await gw.http.post(
+                "/v1/endpoints",
+                json={
+                    "alternateEndUserId": "desk",
+                    "callerName": "FRONT DESK",
+                    "telephoneNumber": "+12025550101",
+                    "locationId": location_id,
+                },
+            )
+            assert endpoint.status_code == 201, endpoint.text
+            gone = await gw.http.delete(f"/v1/endpoints/{endpoint_id_for('desk')}")
+            assert gone.status_code == 200
+            kinds = [(e["kind"], e["credential"]) for e in await history(gw, "desk")]
+            assert kinds == [("deleted", "admin-key-0"), ("admin_edit", "admin-key-0")]
+            deleted = (await history(gw, "desk"))[0]
+            assert deleted["before"]["locationId"] == location_id and deleted["after"] is None
+            assert (await gw.http.delete(f"/v1/locations/{location_id}")).status_code == 200
+            page = (await gw.http.get(f"/v1/locations/{location_id}/history")).json()
+            assert [e["kind"] for e in page["entries"]] == [
+                "location_deleted",
+                "location_updated",
+                "location_created",
+            ]
+            assert page["entries"][1]["after"]["description"] == "HQ"
+            assert page["locationId"] == location_id
+            recipient = await gw.http.post(
+                "/v1/notification-recipients", json={"emailAddress": "ops@example.com"}
+            )
+            assert recipient.status_code == 201
+            store = gw.app.state.services.pipeline.ledger
+            assert isinstance(store, StateStore)
+            (entry,) = await store.history(RECIPIENTS_KEY)
+            assert entry.kind == "recipient_created"
+            assert entry.after is not None and entry.after["emailAddress"] == "ops@example.com"
+
+    run(scenario())
+
+
+def test_an_unknown_observation_time_is_never_now(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        shared = gateway_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+        fix = {"latitude": 38.89768, "longitude": -77.03655, "accuracyMeters": 8}
+        async with gateway(shared) as gw:
+            sent = await gw.report(report("a", WHITE_HOUSE, 0, geo=fix))
+            assert sent.status_code == 200
+            sim_app = gw.sim_app
+        # Restarted on the same store: the observation time and the fix are the ledger's.
+        async with gateway(shared, sim_app=sim_app) as gw:
+            read = (await gw.http.get("/v1/devices/a/location")).json()
+            assert read["observedAt"] == at(0)
+            assert (read["latitude"], read["precision"], read["radiusMeters"]) == (
+                38.89768,
+                "gps",
+                8,
+            )
+            pidf = await gw.http.get(
+                "/v1/devices/a/location", headers={"Accept": "application/pidf+xml"}
+            )
+            assert read_presence(pidf.content).timestamp == "2026-11-01T12:00:00Z"
+        # A replica whose store never saw the report: unknown, and said to be unknown.
+        async with gateway(sim_app=sim_app) as gw:
+            read = (await gw.http.get("/v1/devices/a/location")).json()
+            assert read["observedAt"] is None
+            assert read["latitude"] is None and read["precision"] is None
+            pidf = await gw.http.get(
+                "/v1/devices/a/location", headers={"Accept": "application/pidf+xml"}
+            )
+            assert read_presence(pidf.content).timestamp is None
+
+    run(scenario())
