@@ -165,9 +165,21 @@ LOCATION_ID_PATTERN = "^[A-Za-z0-9]{1,32}$"
 ENDPOINT_WRITE = writable(
     {
         **ENDPOINT,
+        "description": (
+            "A device's 911 record to write. Its AEUI, caller name and callback number follow "
+            "a location report's rules, and its number's ownership too (409 "
+            "`/problems/number-owned` when another device owns it)."
+        ),
         "required": ["alternateEndUserId", "callerName", "telephoneNumber", "locationId"],
         "properties": {
             **ENDPOINT["properties"],
+            "alternateEndUserId": string(
+                30, minLength=1, description="No control characters, no surrounding spaces."
+            ),
+            "callerName": string(
+                50, minLength=1, description="Printable; surrounding spaces are removed."
+            ),
+            "telephoneNumber": string(32, description="Callback number, E.164, US or CA."),
             "endpointId": string(
                 64,
                 pattern=ID_PATTERN,
@@ -403,32 +415,77 @@ REPORT = writable(
 
 NULLABLE_NUMBER = {"type": ["number", "null"]}
 
+#: ``gateway.geocoding.results.Precision``: one vocabulary wherever coordinates are given.
+PRECISION = {
+    "oneOf": [
+        {
+            "type": "string",
+            "enum": ["gps", "street", "postal", "locality"],
+            "description": (
+                "How precise `latitude`/`longitude` are: `gps` the device's own fix, `street` "
+                "a street-level geocode of its address, `postal` a ZIP centroid, `locality` a "
+                "city or coarser. Only `gps` and `street` locate a caller (the call-time query, "
+                "PIDF-LO and HELD give no position for the others)."
+            ),
+        },
+        {"type": "null", "description": "No coordinates."},
+    ]
+}
+
+#: The coordinates of every JSON answer that carries some (``coordinates_json``).
+COORDINATES_PROPS = {
+    "latitude": NULLABLE_NUMBER,
+    "longitude": NULLABLE_NUMBER,
+    "precision": PRECISION,
+    "radiusMeters": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "description": (
+            "The radius that covers the coordinates' uncertainty, as PIDF-LO and HELD give it "
+            "(a Circle) and the call-time query (`radius`): a `gps` fix's accuracy (50 without "
+            "one), 50 for `street`, null for coarser precisions."
+        ),
+    },
+}
+
 BINDING_PROPS = {
     "alternateEndUserId": {"type": "string"},
     "endpointId": {"type": "string"},
     "locationId": {"type": "string"},
     "status": {"type": ["string", "null"]},
     "address": {"oneOf": [ref("Address"), {"type": "null"}]},
-    "latitude": NULLABLE_NUMBER,
-    "longitude": NULLABLE_NUMBER,
+    **COORDINATES_PROPS,
     "callerName": {"type": "string"},
     "telephoneNumber": {"type": "string"},
-    "observedAt": {"type": ["string", "null"]},
+    "observedAt": {
+        "type": ["string", "null"],
+        "description": "When the device observed this location; null when not known.",
+    },
 }
 
 CHANGE = {"type": "string", "enum": ["created", "updated", "unchanged"]}
 
 DEVICE_LOCATION = {
     "type": "object",
-    "description": "What the carrier holds for a device.",
-    "required": ["alternateEndUserId", "endpointId", "locationId"],
+    "description": (
+        "What the carrier holds for a device, with the device's own coordinates (never "
+        "another device's fix, nor the carrier's geocode) and their precision."
+    ),
+    "required": ["alternateEndUserId", "endpointId", "locationId", "precision"],
     "properties": BINDING_PROPS,
 }
 
 REPORT_RESULT = {
     "type": "object",
     "description": "What the carrier now holds for the device, and what changed.",
-    "required": ["alternateEndUserId", "endpointId", "locationId", "changes", "observedAt"],
+    "required": [
+        "alternateEndUserId",
+        "endpointId",
+        "locationId",
+        "changes",
+        "observedAt",
+        "precision",
+    ],
     "properties": {
         **BINDING_PROPS,
         "changes": {
@@ -451,21 +508,14 @@ ADDRESS_AS_READ = {
 
 VALIDATION_RESULT = {
     "type": "object",
-    "required": ["valid", "address", "errors", "suggestions"],
+    "required": ["valid", "address", "precision", "errors", "suggestions"],
     # A valid verdict's address is one the carrier takes; an invalid one's is only as read.
     "if": {"required": ["valid"], "properties": {"valid": {"const": True}}},
     "then": {"properties": {"address": ref("Address")}},
     "properties": {
         "valid": {"type": "boolean"},
         "address": {"oneOf": [ADDRESS_AS_READ, {"type": "null"}]},
-        "latitude": NULLABLE_NUMBER,
-        "longitude": NULLABLE_NUMBER,
-        "precision": {
-            "oneOf": [
-                {"type": "string", "enum": ["street", "postal", "locality", "gps"]},
-                {"type": "null"},
-            ]
-        },
+        **COORDINATES_PROPS,
         "errors": FIELD_ERRORS,
         "warnings": FIELD_ERRORS,
         "suggestions": {"type": "array", "items": ref("Address")},
@@ -480,7 +530,14 @@ HISTORY_ENTRY = {
         "at": {"type": "string", "format": "date-time"},
         "kind": {
             "type": "string",
-            "description": "applied, repaired, admin_edit, deleted, reverted, emergency_query",
+            "description": (
+                "A device: applied (the carrier took a report), repaired, admin_edit, deleted "
+                "(an admin deleted its endpoint), coordinates_conflict (a fix contradicted the "
+                "address), emergency_query. A number: number_owned, number_assigned, "
+                "number_shared, number_released. A location: location_created, "
+                "location_updated, location_deleted, location_lost (the carrier no longer "
+                "held it)."
+            ),
         },
         "source": {"type": "string"},
         "credential": {"type": "string", "description": "Which credential acted (never a secret)."},
@@ -492,13 +549,66 @@ HISTORY_ENTRY = {
     },
 }
 
-HISTORY = {
+
+def history_of(key: str, description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": description,
+        "required": [key, "entries", "nextBefore"],
+        "properties": {
+            key: {"type": "string"},
+            "entries": {"type": "array", "items": ref("HistoryEntry")},
+            "nextBefore": {"type": ["integer", "null"]},
+        },
+    }
+
+
+HISTORY = history_of("alternateEndUserId", "A page of a device's history.")
+
+NUMBER = {
     "type": "object",
-    "required": ["alternateEndUserId", "entries", "nextBefore"],
+    "description": (
+        "Who may use a callback number: its owner (the first device to hold it, or the one an "
+        "admin assigned), or every device when it is shared; and the devices holding it."
+    ),
+    "required": ["telephoneNumber", "owner", "shared", "updatedAt", "devices"],
     "properties": {
-        "alternateEndUserId": {"type": "string"},
-        "entries": {"type": "array", "items": HISTORY_ENTRY},
-        "nextBefore": {"type": ["integer", "null"]},
+        "telephoneNumber": {"type": "string"},
+        "owner": {"type": ["string", "null"], "description": "The owner's AEUI; null: none."},
+        "shared": {"type": "boolean"},
+        "updatedAt": {"type": ["string", "null"], "format": "date-time"},
+        "devices": {
+            "type": "array",
+            "description": "The devices whose binding holds the number (at most 100).",
+            "items": {
+                "type": "object",
+                "required": ["alternateEndUserId", "mayUse", "attested"],
+                "properties": {
+                    "alternateEndUserId": {"type": "string"},
+                    "mayUse": {
+                        "type": "boolean",
+                        "description": "The call-time query may answer this device.",
+                    },
+                    "attested": {
+                        "type": "boolean",
+                        "description": "Its device token's phone_number claim vouches for it.",
+                    },
+                },
+            },
+        },
+    },
+}
+
+NUMBER_WRITE = {
+    "type": "object",
+    "description": (
+        "Assign the number to a device (`owner`), or mark it `shared` (any device may use it; "
+        "the call-time query answers the one heard from last). DELETE releases it."
+    ),
+    "additionalProperties": False,
+    "properties": {
+        "owner": {"type": ["string", "null"], "maxLength": 30, "description": "An AEUI."},
+        "shared": {"type": "boolean", "default": False},
     },
 }
 
@@ -570,6 +680,29 @@ DEVICE_FAILURES = {
     "403": problem("A device token may act only for its own AEUI."),
 }
 
+NUMBER_OWNED = problem(
+    "`/problems/number-owned`: another device owns the callback number (an admin can release "
+    "or share it); nothing was written. `telephoneNumber`, and `owner` for admin keys."
+)
+
+
+HISTORY_PAGING = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "Entries per page (1 to 200; 50 when left out).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+    },
+    {
+        "name": "before",
+        "in": "query",
+        "required": False,
+        "description": "The `nextBefore` of the previous page.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+]
+
 
 def device_paths() -> dict[str, Any]:
     return {
@@ -581,7 +714,17 @@ def device_paths() -> dict[str, Any]:
                 {
                     "200": json_body(ref("ReportResult"), "The carrier holds the new binding."),
                     **DEVICE_FAILURES,
-                    "409": problem("Superseded: a newer report for the device is applied."),
+                    "403": problem(
+                        "A device token may act only for its own AEUI, and a token with a "
+                        "`phone_number` claim may report only that number."
+                    ),
+                    "409": {
+                        **NUMBER_OWNED,
+                        "description": (
+                            "`/problems/superseded`: a newer report for the device is applied "
+                            "(`newestObservedAt`); or " + NUMBER_OWNED["description"]
+                        ),
+                    },
                     **body_errors(),
                     "422": problem(
                         "Malformed, or the address cannot be routed "
@@ -636,20 +779,7 @@ def device_paths() -> dict[str, Any]:
                         "description": "The device's AEUI.",
                         "schema": {"type": "string", "maxLength": 30},
                     },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "description": "Entries per page (1 to 200; 50 when left out).",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
-                    },
-                    {
-                        "name": "before",
-                        "in": "query",
-                        "required": False,
-                        "description": "The `nextBefore` of the previous page.",
-                        "schema": {"type": "integer", "minimum": 1},
-                    },
+                    *HISTORY_PAGING,
                 ],
                 security=DEVICE_OR_ADMIN,
             )
@@ -732,6 +862,87 @@ def held_paths() -> dict[str, Any]:
     }
 
 
+def number_paths() -> dict[str, Any]:
+    number = {
+        "name": "telephoneNumber",
+        "in": "path",
+        "required": True,
+        "description": "The number: +1 and 10 digits (or 10 digits, 1 + 10).",
+        "schema": {"type": "string", "maxLength": 256},
+    }
+    answer = {
+        "200": json_body(ref("CallbackNumber"), "The number's ownership, after the change."),
+        **ADMIN_AUTH_FAILURES,
+        "404": problem("Not a US or Canadian number."),
+    }
+    return {
+        "/v1/numbers/{telephoneNumber}": {
+            "get": operation(
+                "getCallbackNumber",
+                "Who may use a callback number",
+                "Numbers",
+                answer,
+                params=[number],
+            ),
+            "put": operation(
+                "setCallbackNumber",
+                "Assign a callback number to a device, or mark it shared (recorded in history)",
+                "Numbers",
+                {**answer, **body_errors()},
+                params=[number],
+                body=ref("CallbackNumberWrite"),
+            ),
+            "delete": operation(
+                "releaseCallbackNumber",
+                "Release a callback number: the next device to report it owns it (recorded)",
+                "Numbers",
+                answer,
+                params=[number],
+            ),
+        },
+        "/v1/numbers/{telephoneNumber}/history": {
+            "get": operation(
+                "getCallbackNumberHistory",
+                "Every change of a number's ownership, newest first",
+                "Numbers",
+                {
+                    "200": json_body(ref("NumberHistory"), "A page of the number's history."),
+                    **ADMIN_AUTH_FAILURES,
+                    "404": problem("Not a US or Canadian number."),
+                    "422": problem("The query is not valid."),
+                },
+                params=[number, *HISTORY_PAGING],
+            )
+        },
+        "/v1/locations/{locationId}/history": {
+            "get": operation(
+                "getLocationHistory",
+                "Every admin change to a location, and its loss at the carrier, newest first",
+                "Locations",
+                {
+                    "200": json_body(ref("LocationHistory"), "A page of the location's history."),
+                    **ADMIN_AUTH_FAILURES,
+                    "404": problem("Not a location ID."),
+                    "422": problem("The query is not valid."),
+                },
+                params=[path_param("locationId", "The location's ID."), *HISTORY_PAGING],
+            )
+        },
+    }
+
+
+def with_number_ownership(ops: dict[str, Any]) -> None:
+    """An admin's endpoint holds its number as a device's report does."""
+    for path, method in (("/v1/endpoints", "post"), ("/v1/endpoints/{endpointId}", "put")):
+        responses = ops[path][method]["responses"]
+        already = responses.get("409", {}).get("description")
+        described = NUMBER_OWNED["description"]
+        responses["409"] = {
+            **NUMBER_OWNED,
+            "description": f"{already} Or {described}" if already else described,
+        }
+
+
 def paths() -> dict[str, Any]:
     ops: dict[str, Any] = {
         "/healthz": {
@@ -799,6 +1010,7 @@ def paths() -> dict[str, Any]:
         list_of("locations", "Location"),
         "locationId",
     )
+    with_number_ownership(ops)
     ops |= device_paths()
     with_pidf(ops)
     ops |= held_paths()
@@ -831,6 +1043,7 @@ def paths() -> dict[str, Any]:
             body=ref("NotificationRecipientWrite"),
         ),
     }
+    ops |= number_paths()
     return ops
 
 
@@ -869,7 +1082,10 @@ def document() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
-                    "description": "A device JWT: `sub` is the AEUI, `exp` is required.",
+                    "description": (
+                        "A device JWT: `sub` is the AEUI, `exp` is required; an optional "
+                        "`phone_number` claim (E.164) is the one callback number it may report."
+                    ),
                 },
             },
             "schemas": {
@@ -886,6 +1102,11 @@ def document() -> dict[str, Any]:
                 "DeviceLocation": DEVICE_LOCATION,
                 "AddressValidation": VALIDATION_RESULT,
                 "DeviceHistory": HISTORY,
+                "HistoryEntry": HISTORY_ENTRY,
+                "NumberHistory": history_of("telephoneNumber", "A page of a number's history."),
+                "LocationHistory": history_of("locationId", "A page of a location's history."),
+                "CallbackNumber": NUMBER,
+                "CallbackNumberWrite": NUMBER_WRITE,
                 "EmergencyLocation": EMERGENCY_LOCATION,
             },
         },
