@@ -272,9 +272,9 @@ class StateStore(abc.ABC):
         """The carrier holds ``version``: mark it confirmed, unless a newer claim replaced it.
 
         ``record`` (what the carrier took) is appended to the history with the confirmation,
-        in the same transaction: history follows the order of claims. A write a newer claim
-        overtook is not recorded here: whoever claimed it checks the carrier (a repair,
-        recorded as such if the overtaken write landed last).
+        atomically: history follows the order of claims. A write a newer claim overtook is
+        not recorded here: whoever claimed it checks the carrier (a repair, recorded as such
+        if the overtaken write landed last).
         """
 
     @abc.abstractmethod

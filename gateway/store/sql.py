@@ -213,9 +213,15 @@ _INSERT_HISTORY_SQLITE3 = (
     f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' for _ in _HISTORY_COLUMNS)})"
 )
-_INSERT_HISTORY_ASYNCPG = (
-    f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_HISTORY_COLUMNS) + 1))})"
+#: The confirmation with the history of what the carrier took, in one statement: the
+#: records of the devices confirmed (``$4``…``$13``: the history's columns, as arrays).
+_CONFIRM_RECORDING_ASYNCPG = (
+    f"WITH c AS ({_CONFIRM_ASYNCPG}), h AS ("  # noqa: S608 - constants of this module
+    f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "
+    "SELECT r.* FROM unnest($4::varchar[], $5::bigint[], $6::varchar[], $7::varchar[], "
+    "$8::varchar[], $9::bigint[], $10::varchar[], $11::varchar[], $12::text[], $13::text[]) "
+    f"AS r({', '.join(_HISTORY_COLUMNS)}) WHERE r.aeui IN (SELECT aeui FROM c)) "
+    "SELECT aeui FROM c"
 )
 _SELECT_NUMBER_SQLITE3 = "SELECT owner_aeui, shared FROM numbers WHERE telephone_number = ?"
 _INSERT_NUMBER_SQLITE3 = (
@@ -565,8 +571,9 @@ class SqlStateStore(StateStore):
         them against the carrier again: extra reads, never a wrong binding.
 
         A batch that carries history records (what the carrier took) appends those of the rows
-        it confirmed in the same transaction, committed synchronously: history is evidence,
-        not a cache."""
+        it confirmed in the same statement (PostgreSQL) or transaction (SQLite). Lost in a
+        crash with their confirmations, they come back with them: the reconciler finds those
+        bindings unconfirmed, sees the carrier holding them and records them then."""
         if not batch:
             return {}
         now = self._now()  # the gateway just saw the carrier take it: as good as a check
@@ -590,17 +597,10 @@ class SqlStateStore(StateStore):
     ) -> list[Any]:
         if not entries:
             return await self._on_kept_postgresql(_CONFIRM_ASYNCPG, aeuis, versions, now)
-        async with self._kept_postgresql() as driver, driver.transaction():
-            await driver.execute("SET LOCAL synchronous_commit TO on")
-            rows: list[Any] = await driver.fetch(
-                _CONFIRM_ASYNCPG, aeuis, versions, now, timeout=self._command_timeout
-            )
-            confirmed = _recorded(rows, entries)
-            if confirmed:
-                await driver.executemany(
-                    _INSERT_HISTORY_ASYNCPG, confirmed, timeout=self._command_timeout
-                )
-            return rows
+        columns = [list(column) for column in zip(*entries.values(), strict=True)]
+        return await self._on_kept_postgresql(
+            _CONFIRM_RECORDING_ASYNCPG, aeuis, versions, now, *columns
+        )
 
     async def _confirm_sqlite(
         self, aeuis: list[str], versions: list[int], now: int, entries: dict[str, tuple[Any, ...]]

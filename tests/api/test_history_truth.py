@@ -4,6 +4,7 @@ delete; and no answer presents an unknown observation time as "now"."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
@@ -152,5 +153,41 @@ def test_an_unknown_observation_time_is_never_now(tmp_path: Path) -> None:
                 "/v1/devices/a/location", headers={"Accept": "application/pidf+xml"}
             )
             assert read_presence(pidf.content).timestamp is None
+
+    run(scenario())
+
+
+def test_a_write_whose_answer_was_lost_is_recorded_when_found_at_the_carrier() -> None:
+    """A replica dies between the carrier's answer and its confirmation (or a crash loses the
+    confirmation with its record): the check that finds the carrier holding the binding
+    records it."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            x = (await gw.report(report("a", WHITE_HOUSE, 0))).json()["locationId"]
+            y = (await gw.report(report("b", EMPIRE_STATE, 0))).json()["locationId"]
+            services = gw.app.state.services
+            store = services.pipeline.ledger
+            assert isinstance(store, StateStore)
+            row = await store.get("a")
+            assert row is not None and row.location_id == x
+            # The claim of a move, and its write at the carrier, whose answer never came back.
+            moved = dataclasses.replace(row, location_id=y, observed_at=row.observed_at)
+            assert (await store.claim(moved, credential="device-token")).won
+            held = await services.upstream.get_endpoint(row.endpoint_id)
+            await services.upstream.update_endpoint(
+                row.endpoint_id, dataclasses.replace(held, location_id=y)
+            )
+            assert [e["toLocationId"] for e in await history(gw, "a")] == [x]
+            assert not await services.pipeline.repair("a")  # nothing to write
+            found, applied = await history(gw, "a")
+            assert (found["kind"], found["credential"], found["toLocationId"]) == (
+                "applied",
+                "gateway",
+                y,
+            )
+            assert applied["toLocationId"] == x
+            stored = await store.get("a")
+            assert stored is not None and stored.confirmed
 
     run(scenario())

@@ -391,3 +391,37 @@ def test_a_claim_that_fails_part_way_writes_nothing(db: Database) -> None:
             assert [e.kind for e in history] == ["number_owned"]
 
     run(main())
+
+
+def test_two_replicas_racing_for_a_free_number_give_it_to_one_device(db: Database) -> None:
+    """Devices that report one free number at once, through two stores: the first to claim
+    owns it, every other is refused (and writes nothing), whichever replica it went through."""
+    from gateway.store.base import NumberOwned
+
+    async def main() -> None:
+        async with await _open(db) as one, await _open(db) as two:
+            for round_ in range(4):
+                number = f"+1919555{round_:04d}"
+                racers = [
+                    (store, binding(f"r{round_}-{i}", observed=1, phone=number))
+                    for i, store in enumerate([one, two] * 4)
+                ]
+                results = await asyncio.gather(
+                    *(store.claim(b, credential="device") for store, b in racers),
+                    return_exceptions=True,
+                )
+                won = [
+                    b.aeui
+                    for (_, b), r in zip(racers, results, strict=True)
+                    if not isinstance(r, BaseException)
+                ]
+                assert len(won) == 1, results
+                assert all(
+                    isinstance(r, NumberOwned) for r in results if isinstance(r, BaseException)
+                )
+                state = await one.number(number)
+                assert state is not None and state.owner == won[0]
+                for _, b in racers:
+                    assert (await two.get(b.aeui) is not None) == (b.aeui == won[0])
+
+    run(main())
