@@ -295,10 +295,13 @@ class Settings:
             device_jwt_issuer=opt("GATEWAY_DEVICE_JWT_ISSUER"),
             device_jwt_max_lifetime=_positive(
                 "GATEWAY_DEVICE_JWT_MAX_LIFETIME",
-                c(
+                _not_negative(
                     "GATEWAY_DEVICE_JWT_MAX_LIFETIME",
-                    cast=float,
-                    default=d.device_jwt_max_lifetime,
+                    c(
+                        "GATEWAY_DEVICE_JWT_MAX_LIFETIME",
+                        cast=float,
+                        default=d.device_jwt_max_lifetime,
+                    ),
                 ),
             ),
             device_jwt_leeway=_not_negative(

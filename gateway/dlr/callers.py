@@ -18,7 +18,8 @@ claimed), confirmed by the carrier or not: for a 911 call the newest location th
 believes in beats an older one the carrier has acknowledged. Whether it was confirmed is
 recorded with the query (``gateway.api.emergency``). Among the devices that may use the
 number (its owner, or every holder of a shared one), the one the gateway heard from last
-is answered: by the gateway's clock, never by the time a device says it observed.
+is answered: by the gateway's clock, never by the time a device says it observed; a device
+whose token vouched for the number comes first.
 
 This module is the domain: no Starlette, no SQL.
 """
@@ -127,13 +128,15 @@ def _answer(record: StoredBinding | Held) -> StoredBinding:
     return record if isinstance(record, StoredBinding) else record.stored()
 
 
-def _heard(binding: StoredBinding) -> tuple[datetime, int, str]:
-    return binding.heard_at or _NEVER, binding.version, binding.aeui
+def _heard(binding: StoredBinding) -> tuple[bool, datetime, int, str]:
+    return binding.attested, binding.heard_at or _NEVER, binding.version, binding.aeui
 
 
 def freshest(bindings: list[StoredBinding]) -> StoredBinding:
     """The binding of the device the gateway heard from last (a shared line: several
-    devices), by the gateway's own clock: a device cannot win by its ``observedAt``."""
+    devices), by the gateway's own clock: a device cannot win by its ``observedAt``. A device
+    whose token vouched for the number comes before any that did not (an owner by first
+    report cannot outshout the device the number was issued to)."""
     return max(bindings, key=_heard)
 
 
@@ -210,7 +213,7 @@ class CallerIndex:
                 self.forget(aeui)
 
     def lookup(self, telephone_number: str) -> list[StoredBinding]:
-        """Every known device with this callback number, the one heard from last first."""
+        """Every known device with this callback number, in ``freshest``'s order."""
         members = self._numbers.get(telephone_number, ())
         aeuis = (members,) if isinstance(members, str) else members
         found = [_answer(self._devices[a]) for a in aeuis]

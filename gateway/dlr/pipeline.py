@@ -555,8 +555,6 @@ class Pipeline:
         )
         if distance <= bound:
             return _FixCheck(looked_up=True, geocode=found)
-        if self.on_conflict is not None:
-            self.on_conflict()
         message = (
             f"the GPS fix is {distance / 1000:,.1f} km from the address (more than the "
             f"{bound:,.0f} m its accuracy allows): the address is applied, without the fix"
@@ -571,6 +569,9 @@ class Pipeline:
     async def _record_conflict(
         self, report: Report, location_id: str, conflict: _Conflict, credential: str
     ) -> None:
+        """A report that was applied (or found unchanged) despite its contradicting fix."""
+        if self.on_conflict is not None:
+            self.on_conflict()
         await self.ledger.record(
             report.alternate_end_user_id,
             kind=HistoryKind.COORDINATES_CONFLICT,

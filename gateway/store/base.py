@@ -301,8 +301,8 @@ class StateStore(abc.ABC):
     ) -> list[StoredBinding]:
         """The devices whose callback number is ``telephone_number`` (E.164) and that may
         use it (its owner, any holder of a shared or unowned number, a device whose token
-        attested it), the one heard from last first: one indexed read, for the
-        emergency-call location query. ``every_holder``: whether or not they may."""
+        attested it), those attested first, then the one heard from last: one indexed read,
+        for the emergency-call location query. ``every_holder``: whether or not they may."""
 
     # -- callback numbers ----------------------------------------------------------------
 

@@ -754,7 +754,8 @@ class SqlStateStore(StateStore):
         heard = (sa.func.greatest if self.dialect == "postgresql" else sa.func.max)(
             sa.func.coalesce(devices.c.heard_at, devices.c.applied_at), devices.c.applied_at
         )
-        query = query.order_by(heard.desc(), devices.c.aeui).limit(max(1, limit))
+        vouched = sa.func.coalesce(devices.c.attested_number == devices.c.telephone_number, False)
+        query = query.order_by(vouched.desc(), heard.desc(), devices.c.aeui).limit(max(1, limit))
         async with self._unit(read_only=True) as connection:
             rows = (await connection.execute(query)).all()
         return [_binding(row) for row in rows]

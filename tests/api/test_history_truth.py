@@ -13,6 +13,7 @@ from gateway.dlr.ids import endpoint_id_for
 from gateway.pidf.document import read_presence
 from gateway.store import StateStore
 from gateway.store.base import RECIPIENTS_KEY
+from tests.api.test_admin import WHITE_HOUSE as WHITE_HOUSE_ADDRESS
 from tests.harness import (
     EMPIRE_STATE,
     WHITE_HOUSE,
@@ -68,21 +69,12 @@ def test_a_report_the_carrier_refused_is_not_in_the_history(tmp_path: Path) -> N
 def test_every_admin_change_and_delete_is_recorded() -> None:
     async def scenario() -> None:
         async with gateway() as gw:
-            address = {
-                "houseNumber": "1600",
-                "streetName": "PENNSYLVANIA",
-                "streetSuffix": "AVE",
-                "postDirectional": "NW",
-                "city": "WASHINGTON",
-                "stateCode": "DC",
-                "zip": "20500",
-                "country": "US",
-            }
-            created = await gw.http.post("/v1/locations", json={"address": address})
+            created = await gw.http.post("/v1/locations", json={"address": WHITE_HOUSE_ADDRESS})
             assert created.status_code == 201
             location_id = created.json()["locationId"]
             updated = await gw.http.put(
-                f"/v1/locations/{location_id}", json={"address": address, "description": "HQ"}
+                f"/v1/locations/{location_id}",
+                json={"address": WHITE_HOUSE_ADDRESS, "description": "HQ"},
             )
             assert updated.status_code == 200
             endpoint = await gw.http.post(

@@ -198,6 +198,9 @@ def test_a_phone_number_claim_binds_the_token_to_its_number_and_vouches_for_it()
             vouched = await gw.report(at_now("phone", EMPIRE_STATE, 1), **device("phone", NUMBER))
             assert vouched.status_code == 200, vouched.text
             assert (await answered(gw)).json()["aeui"] == "phone"
+            # The squatter reporting again, heard from last, does not outshout it.
+            assert (await gw.report(at_now("squatter", WHITE_HOUSE, 1))).status_code == 200
+            assert (await answered(gw)).json()["aeui"] == "phone"
             state = (await gw.http.get(f"/v1/numbers/{NUMBER}")).json()
             assert state["owner"] == "squatter"
             assert {d["alternateEndUserId"]: d["attested"] for d in state["devices"]} == {

@@ -43,6 +43,16 @@ def test_callers_by_number_heard_last_first(db: Database, clock: Clock) -> None:
             assert [b.aeui for b in await store.callers(PHONE)] == ["old", "new", "mid"]
             heard = (await store.callers(PHONE))[0].heard_at
             assert heard == clock.now
+            # A device whose token vouched for the number comes first, heard last or not.
+            vouched = dataclasses.replace(
+                binding("vouched", observed=0, phone=PHONE), attested=True
+            )
+            await store.claim(vouched, credential="d")
+            clock.advance(1)
+            assert await store.advance("new", at(5))
+            found = await store.callers(PHONE)
+            assert [b.aeui for b in found] == ["vouched", "new", "old", "mid"]
+            assert found[0].attested and not found[1].attested
 
             # The lookup is an indexed read.
             async with store.engine.connect() as connection:
