@@ -69,6 +69,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.upstream_slot_wait = Histogram(
+            "dlr_upstream_slot_wait_seconds",
+            "Carrier calls that found every connection slot (GATEWAY_UPSTREAM_MAX_CONNECTIONS) "
+            "busy, by how long they waited for one: the gateway's own queueing, not the "
+            "carrier's latency.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.upstream_retries = Counter(
             "dlr_upstream_retries",
             "Upstream retries by operation and reason.",

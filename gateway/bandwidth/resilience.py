@@ -6,12 +6,17 @@ out its whole deadline. Two guards, shared by all calls of one ``BandwidthClient
 
 ``CircuitBreaker``
     Counts consecutive attempts that say the carrier is dead or sick (no answer in time,
-    a connection that failed, a 5xx). At ``failure_threshold`` it *opens*: for ``cooldown``
-    seconds every call fails at once, without touching the network, with
+    a connection that failed, a 5xx). At ``failure_threshold`` in a row, *and* with at
+    least half of the attempts of the last ``window`` seconds failed, it *opens*: for
+    ``cooldown`` seconds every call fails at once, without touching the network, with
     ``CircuitOpenError`` (an ``UpstreamUnavailable`` carrying ``retry_after``). Then it is
     *half-open*: one trial attempt goes through; an answer closes the circuit, a failure
     opens it again for another cooldown. Any HTTP answer other than a 5xx (a 2xx, a 4xx,
-    a 429) counts as success: the carrier is alive, it just said no.
+    a 429) counts as success: the carrier is alive, it just said no. The share keeps a
+    carrier that answers most attempts in service: at hundreds of attempts a second, a
+    run of five failures comes by chance at a 30 % failure rate, and opening then would
+    refuse the 70 % that retries would find. The breaker hears only about attempts that
+    reached the carrier: time spent waiting for a local connection is never a verdict.
 
 ``RetryBudget``
     A token bucket for retries. Each call deposits ``ratio`` tokens, tokens also accrue
@@ -28,6 +33,7 @@ between two statements.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Final, Literal
@@ -65,19 +71,25 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         cooldown: float = 10.0,
         *,
+        window: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
         if cooldown < 0:
             raise ValueError("cooldown must not be negative")
+        if window <= 0:
+            raise ValueError("window must be greater than 0")
         self.failure_threshold = failure_threshold
         self.cooldown = cooldown
+        self.window = window
         self._clock = clock
         #: Consecutive failed attempts since the last success.
         self.failures = 0
         self.open_until: float | None = None
         self._trial = False  # a half-open trial attempt is under way
+        #: Whole seconds of ``clock()`` -> [answered, failed] attempts in that second.
+        self._recent: dict[int, list[int]] = {}
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(state={self.state!r}, failures={self.failures})"
@@ -109,10 +121,18 @@ class CircuitBreaker:
         log.info("circuit half-open: letting one trial call through")
         return True
 
+    def failure_share(self) -> float:
+        """The share of the last ``window`` seconds' attempts that failed (0 with none)."""
+        self._count()
+        answered = sum(counts[0] for counts in self._recent.values())
+        failed = sum(counts[1] for counts in self._recent.values())
+        return failed / (answered + failed) if failed else 0.0
+
     def success(self) -> None:
         """The carrier answered: whatever the state, it is alive; close the circuit."""
         if self.open_until is not None:
             log.info("circuit closed: the carrier answered again")
+        self._count()[0] += 1
         self.failures = 0
         self.open_until = None
         self._trial = False
@@ -122,19 +142,36 @@ class CircuitBreaker:
         state = self.state
         if state == "open":
             return  # an attempt from before the circuit opened; the cooldown stands
+        self._count()[1] += 1
         self.failures += 1
-        if state == "half_open" or self.failures >= self.failure_threshold:
+        if state == "half_open" or (
+            self.failures >= self.failure_threshold and self.failure_share() >= 0.5
+        ):
             self.open_until = self._clock() + self.cooldown
             self._trial = False
             log.warning(
-                "circuit open for %.1fs after %d consecutive failed attempts",
+                "circuit open for %.1fs after %d consecutive failed attempts"
+                " (%.0f%% of the last %gs' attempts failed)",
                 self.cooldown,
                 self.failures,
+                100 * self.failure_share(),
+                self.window,
             )
 
     def release(self) -> None:
         """An attempt ended without a verdict; a half-open circuit may try again."""
         self._trial = False
+
+    def _count(self) -> list[int]:
+        """This second's counts, once the seconds older than the window are dropped."""
+        now = int(self._clock())
+        counts = self._recent.get(now)
+        if counts is None:
+            oldest = now - math.ceil(self.window)
+            for second in [s for s in self._recent if s <= oldest]:
+                del self._recent[second]
+            counts = self._recent[now] = [0, 0]
+        return counts
 
 
 class RetryBudget:

@@ -117,11 +117,52 @@ def test_a_success_resets_the_count() -> None:
     assert breaker.state == "closed"
 
 
+def test_a_carrier_that_answers_most_attempts_is_not_cut_off_by_a_run_of_failures() -> None:
+    # 30 % of attempts fail: at this rate a run of five comes by chance (here: every 20th
+    # attempt starts one), and retries would find the 70 % the carrier answers.
+    clock = Clock()
+    breaker = CircuitBreaker(5, 10.0, clock=clock)
+    for n in range(1, 301):
+        clock.now += 0.01
+        assert breaker.allow()
+        if n % 20 in (0, 1, 2, 3, 4, 7):
+            breaker.failure()
+        else:
+            breaker.success()
+    assert breaker.state == "closed"
+    assert breaker.failure_share() == pytest.approx(0.3)
+
+
+def test_a_run_of_failures_opens_once_they_are_half_of_the_recent_attempts() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(5, 10.0, clock=clock)
+    for _ in range(6):
+        breaker.success()
+    for _ in range(5):
+        breaker.failure()
+    assert breaker.state == "closed"  # 5 of 11
+    breaker.failure()
+    assert breaker.state == "open"  # 6 of 12
+
+
+def test_answers_older_than_the_window_are_forgotten() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(5, 10.0, window=10.0, clock=clock)
+    for _ in range(100):
+        breaker.success()
+    clock.now += 11
+    for _ in range(5):
+        breaker.failure()
+    assert breaker.state == "open"
+
+
 def test_the_breaker_is_validated() -> None:
     with pytest.raises(ValueError, match="failure_threshold"):
         CircuitBreaker(0)
     with pytest.raises(ValueError, match="cooldown"):
         CircuitBreaker(1, -1)
+    with pytest.raises(ValueError, match="window"):
+        CircuitBreaker(1, window=0)
 
 
 # -- the breaker in the client ------------------------------------------------------------
