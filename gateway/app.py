@@ -182,9 +182,12 @@ def create_app(
             readiness = Readiness(
                 upstream,
                 store=ledger,
+                fallback=callers,
+                metrics=metrics,
                 window=settings.ready_window,
                 config_problems=[] if settings.sandbox else settings.problems(),
             )
+            stack.push_async_callback(readiness.aclose)
             limiter = DeviceRateLimiter(
                 settings.report_rate_per_minute / 60.0, settings.report_burst
             )

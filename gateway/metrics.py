@@ -102,6 +102,13 @@ class Metrics:
             "The upstream circuit breaker: 0 closed, 1 half-open, 2 open.",
             registry=r,
         )
+        self.state_store_available = Gauge(
+            "dlr_state_store_available",
+            "Whether the state store answered the last readiness check (1) or not (0), by "
+            "backend (postgresql, sqlite); absent without a store.",
+            ["backend"],
+            registry=r,
+        )
         self.reconcile_repairs = Counter(
             "dlr_reconcile_repairs",
             "Device records the gateway re-wrote at the carrier because they had regressed "
