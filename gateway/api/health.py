@@ -78,8 +78,8 @@ class Readiness:
             return "credentials refused"
         if seen is not None and self.clock() - seen <= self.window:
             return "ok"
-        if seen is None and self._probe is not None:
-            return "unknown"  # the first probe is still out
+        if self.upstream.last_answer_at is None and self._probe is not None:
+            return "unknown"  # nothing heard yet, and the first probe is still out
         return "unreachable"
 
     async def check(self) -> dict[str, object]:
