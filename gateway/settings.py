@@ -172,6 +172,11 @@ class Settings:
     #: Reports one device may send per minute, and in a burst, before 429.
     report_rate_per_minute: float = 60.0
     report_burst: int = 10
+    #: A device's location read sends at most one carrier read per this many seconds (for a
+    #: device the gateway holds no binding of); reads across devices at most this many a
+    #: second.
+    carrier_read_interval: float = 60.0
+    carrier_read_rate: float = 5.0
     # Shared state.
     database_url: str = ""
     data_dir: str = "data"
@@ -314,6 +319,13 @@ class Settings:
                 "GATEWAY_REPORT_RATE_PER_MINUTE", cast=float, default=d.report_rate_per_minute
             ),
             report_burst=c("GATEWAY_REPORT_BURST", cast=int, default=d.report_burst),
+            carrier_read_interval=c(
+                "GATEWAY_CARRIER_READ_INTERVAL", cast=float, default=d.carrier_read_interval
+            ),
+            carrier_read_rate=_positive(
+                "GATEWAY_CARRIER_READ_RATE",
+                c("GATEWAY_CARRIER_READ_RATE", cast=float, default=d.carrier_read_rate),
+            ),
             database_url=c("GATEWAY_DATABASE_URL", cast=str, default=""),
             data_dir=c("GATEWAY_DATA_DIR", cast=str, default=d.data_dir),
             store_linger=c("GATEWAY_STORE_LINGER", cast=float, default=d.store_linger),
