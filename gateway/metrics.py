@@ -69,6 +69,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.upstream_attempt_timeout = Gauge(
+            "dlr_upstream_attempt_timeout_seconds",
+            "How long the next carrier attempt waits for an answer: from the carrier's recent "
+            "latency, GATEWAY_UPSTREAM_MIN_TIMEOUT to GATEWAY_UPSTREAM_TIMEOUT.",
+            registry=r,
+        )
         self.upstream_slot_wait = Histogram(
             "dlr_upstream_slot_wait_seconds",
             "Carrier calls that found every connection slot (GATEWAY_UPSTREAM_MAX_CONNECTIONS) "

@@ -129,8 +129,10 @@ class Settings:
     bandwidth_account_id: str = ""
     bandwidth_username: str = ""
     bandwidth_password: Secret = field(default_factory=lambda: Secret(""))
-    #: Per attempt, seconds.
+    #: Per attempt, seconds: the most; attempts wait less when the carrier answers faster
+    #: (``AttemptTimeouts``), never less than ``upstream_min_timeout``.
     upstream_timeout: float = 5.0
+    upstream_min_timeout: float = 1.0
     #: Per call, all retries included, seconds.
     upstream_deadline: float = 8.0
     upstream_max_attempts: int = 4
@@ -252,6 +254,10 @@ class Settings:
             upstream_timeout=_positive(
                 "GATEWAY_UPSTREAM_TIMEOUT",
                 c("GATEWAY_UPSTREAM_TIMEOUT", cast=float, default=d.upstream_timeout),
+            ),
+            upstream_min_timeout=_positive(
+                "GATEWAY_UPSTREAM_MIN_TIMEOUT",
+                c("GATEWAY_UPSTREAM_MIN_TIMEOUT", cast=float, default=d.upstream_min_timeout),
             ),
             upstream_deadline=_positive(
                 "GATEWAY_UPSTREAM_DEADLINE",

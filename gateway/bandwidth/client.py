@@ -32,9 +32,11 @@ watched exchange's end means too).
 
 A ``CircuitBreaker`` and a ``RetryBudget`` (``resilience.py``), shared by all calls,
 keep a dead carrier from being hammered: an open circuit fails calls at once without a
-request, and retries are bounded to a share of the calls made. The breaker hears of an
-attempt's silence only when that attempt had its whole ``timeout``: one whose budget the
-call's deadline cut short (after a wait for a slot, say) says nothing about the carrier.
+request, and retries are bounded to a share of the calls made. ``AttemptTimeouts`` sets
+each attempt's timeout from the carrier's recent latency, ``RetryPolicy.timeout`` at
+most. The breaker hears of an attempt's silence only when that attempt had the whole
+``RetryPolicy.timeout``: one whose budget was shorter (adaptive, or cut by the call's
+deadline after a wait for a slot) says nothing about the carrier.
 
 Every httpx exception is translated into the error tree of ``errors.py`` in one
 place (``_translate``); every HTTP answer is mapped in one table (``_STATUS_ERRORS``).
@@ -87,6 +89,7 @@ from gateway.bandwidth.models import (
 )
 from gateway.bandwidth.resilience import (
     STATE_VALUES,
+    AttemptTimeouts,
     CircuitBreaker,
     CircuitOpenError,
     RetryBudget,
@@ -116,18 +119,20 @@ class RetryPolicy:
     """How hard one call tries. Waits are ``random() * min(backoff_max, backoff_base * 2**n)``."""
 
     max_attempts: int = 4  # total attempts for a retryable call
-    timeout: float = 5.0  # per attempt, seconds
+    timeout: float = 5.0  # per attempt, seconds: the most (``AttemptTimeouts``' ceiling)
     deadline: float = 8.0  # per call, all attempts and waits included
     backoff_base: float = 0.1
     backoff_max: float = 2.0
     #: How long a write abandoned at its attempt's timeout is still watched for an answer.
     settle_timeout: float = 60.0
+    #: The least an adaptive attempt timeout may be (``AttemptTimeouts``' floor).
+    min_timeout: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if self.timeout <= 0 or self.deadline <= 0:
-            raise ValueError("timeout and deadline must be greater than 0")
+        if self.timeout <= 0 or self.deadline <= 0 or self.min_timeout <= 0:
+            raise ValueError("timeout, min_timeout and deadline must be greater than 0")
         if self.settle_timeout <= 0:
             raise ValueError("settle_timeout must be greater than 0")
         if self.backoff_base < 0 or self.backoff_max < 0:
@@ -390,6 +395,7 @@ class BandwidthClient:
         self.last_refusal_at: float | None = None
         self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown, clock=clock)
         self.budget = RetryBudget(retry_budget_ratio, clock=clock)
+        self.timeouts = AttemptTimeouts(policy.timeout, policy.min_timeout)
         # Abandoned exchanges, held here so that they are not garbage-collected mid-flight.
         self._abandoned: set[asyncio.Task[_Exchange]] = set()
         self._max_watched = max(0, max_connections if max_watched is None else max_watched)
@@ -424,6 +430,13 @@ class BandwidthClient:
                 return STATE_VALUES[alive.state] if alive is not None else 0.0
 
             gauge.set_function(circuit_state)
+            timeouts = weakref.ref(self.timeouts)
+
+            def attempt_timeout() -> float:
+                alive = timeouts()
+                return alive.timeout() if alive is not None else policy.timeout
+
+            metrics.upstream_attempt_timeout.set_function(attempt_timeout)
 
     @classmethod
     def from_settings(
@@ -448,6 +461,7 @@ class BandwidthClient:
         policy = RetryPolicy(
             max_attempts=settings.upstream_max_attempts,
             timeout=settings.upstream_timeout,
+            min_timeout=getattr(settings, "upstream_min_timeout", 1.0),
             deadline=settings.upstream_deadline,
             backoff_base=settings.upstream_backoff_base,
             backoff_max=settings.upstream_backoff_max,
@@ -666,10 +680,14 @@ class BandwidthClient:
                 raise self._refused(op, last, maybe_applied)
             if attempt == 1:
                 self.budget.deposit()
-            budget = min(policy.timeout, deadline_at - self._clock())
-            # A timeout is the carrier's silence when the attempt had its whole timeout, or
-            # the policy's deadline alone cut it (a first attempt that did not wait).
-            heard = budget >= policy.timeout or (attempt == 1 and not lease.waited)
+            whole = min(policy.timeout, deadline_at - self._clock())
+            budget = min(whole, self.timeouts.timeout())
+            # A timeout is the carrier's silence when the attempt had the policy's whole
+            # timeout, or the policy's deadline alone cut it (a first attempt that did not
+            # wait); not when it was adaptive, or cut short by a wait for a slot.
+            heard = budget >= policy.timeout or (
+                budget == whole and attempt == 1 and not lease.waited
+            )
             try:
                 response, root = await self._attempt(
                     op, path, body, record, budget, lease, trial=trial, silence_counts=heard
@@ -813,6 +831,7 @@ class BandwidthClient:
                 else:
                     response, data = await self._exchange(request, limit, lease)
             outcome = str(response.status_code)
+            self.timeouts.answered(max(0.0, self._clock() - started))
             verdict = response.status_code < 500  # an answer, even a 4xx: the carrier lives
             if response.status_code in (401, 403):
                 self.last_refusal_at = self._clock()
@@ -821,6 +840,8 @@ class BandwidthClient:
         except _Failed as failed:
             timed_out = isinstance(failed.error, UpstreamTimeout)
             outcome = "timeout" if timed_out else "error"
+            if timed_out:
+                self.timeouts.timed_out()
             if (timed_out and silence_counts) or failed.reason == "connection":
                 verdict = False
             raise

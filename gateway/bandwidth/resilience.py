@@ -25,9 +25,20 @@ out its whole deadline. Two guards, shared by all calls of one ``BandwidthClient
     so retries add at most about ``ratio`` (20 %) to the traffic a struggling carrier
     sees, however many calls fail.
 
-Both read time from an injected ``clock`` so that tests never wait. Neither is
-thread-safe; both live on one event loop, where no call can interleave with another
-between two statements.
+``AttemptTimeouts``
+    How long an attempt waits for an answer: four times the 95th percentile of the last
+    256 answers' latency, between a floor and the configured per-attempt timeout (the
+    ceiling). A carrier that answers in 200 ms and holds a third of the calls is then
+    given up on after a second, not five: a held call no longer keeps a connection from
+    the calls the carrier does answer, and the retry comes in time to find them. Until 32
+    answers have been seen, and while more than half of the last 256 attempts timed out
+    (a carrier that slowed down past the adaptive timeout: only waiting shows how slow it
+    now is), attempts get the ceiling. Only a silence at the ceiling is the carrier's
+    failure for the breaker; an adaptive timeout is the gateway's own impatience.
+
+The breaker and the budget read time from an injected ``clock`` so that tests never wait.
+None of these is thread-safe; they live on one event loop, where no call can interleave
+with another between two statements.
 """
 
 from __future__ import annotations
@@ -35,12 +46,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Final, Literal
 
 from gateway.bandwidth.errors import UpstreamUnavailable
 
-__all__ = ["CircuitBreaker", "CircuitOpenError", "CircuitState", "RetryBudget"]
+__all__ = ["AttemptTimeouts", "CircuitBreaker", "CircuitOpenError", "CircuitState", "RetryBudget"]
 
 log = logging.getLogger(__name__)
 
@@ -227,3 +239,62 @@ class RetryBudget:
         elapsed = max(0.0, now - self._stamp)
         self._stamp = now
         self._tokens = min(self.cap, self._tokens + elapsed * self.min_per_second)
+
+
+class AttemptTimeouts:
+    """Attempt timeouts that follow the carrier's latency; see the module docstring."""
+
+    def __init__(
+        self,
+        ceiling: float,
+        floor: float = 1.0,
+        *,
+        factor: float = 4.0,
+        size: int = 256,
+        min_answers: int = 32,
+        every: int = 16,
+    ) -> None:
+        if ceiling <= 0 or floor <= 0 or factor <= 0:
+            raise ValueError("ceiling, floor and factor must be greater than 0")
+        self.ceiling = ceiling
+        self.floor = min(floor, ceiling)
+        self.factor = factor
+        self.min_answers = min_answers
+        self._every = max(1, every)
+        self._latencies: deque[float] = deque(maxlen=size)
+        #: The last ``size`` attempts' outcomes (``True``: timed out), and how many timed out.
+        self._outcomes: deque[bool] = deque(maxlen=size)
+        self._timeouts = 0
+        self._fresh = 0  # answers since the quantile was last taken
+        self._adaptive = ceiling
+
+    def __repr__(self) -> str:
+        return f"AttemptTimeouts(timeout={self.timeout():.3f}, answers={len(self._latencies)})"
+
+    def timeout(self) -> float:
+        """The timeout for the next attempt."""
+        if len(self._latencies) < self.min_answers or 2 * self._timeouts > len(self._outcomes):
+            return self.ceiling
+        return self._adaptive
+
+    def answered(self, seconds: float) -> None:
+        """An attempt got an answer (any status) after ``seconds``."""
+        self._latencies.append(seconds)
+        self._outcome(False)
+        self._fresh += 1
+        if self._fresh >= self._every:
+            self._fresh = 0
+            ordered = sorted(self._latencies)
+            p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+            self._adaptive = min(self.ceiling, max(self.floor, self.factor * p95))
+
+    def timed_out(self) -> None:
+        """An attempt got no answer within its timeout."""
+        self._outcome(True)
+
+    def _outcome(self, timed_out: bool) -> None:
+        outcomes = self._outcomes
+        if len(outcomes) == outcomes.maxlen and outcomes[0]:
+            self._timeouts -= 1
+        outcomes.append(timed_out)
+        self._timeouts += timed_out

@@ -11,6 +11,7 @@ import pytest
 from starlette.datastructures import Secret
 
 from gateway.bandwidth import (
+    AttemptTimeouts,
     BandwidthClient,
     CircuitBreaker,
     CircuitOpenError,
@@ -429,3 +430,48 @@ def test_a_call_whose_retry_the_budget_denies_keeps_its_ambiguity() -> None:
 
     asyncio.run(main())
     assert len(up.requests) == 1
+
+
+# -- attempt timeouts -------------------------------------------------------------------------
+
+
+def test_attempt_timeouts_follow_the_carriers_latency_between_floor_and_ceiling() -> None:
+    timeouts = AttemptTimeouts(5.0, 1.0)
+    for _ in range(31):
+        timeouts.answered(0.2)
+    assert timeouts.timeout() == 5.0  # not enough answers seen yet
+    timeouts.answered(0.2)
+    assert timeouts.timeout() == 1.0  # 4 x 0.2 s, raised to the floor
+    for _ in range(256):
+        timeouts.answered(0.6)
+    assert timeouts.timeout() == pytest.approx(2.4)
+    for _ in range(256):
+        timeouts.answered(2.0)
+    assert timeouts.timeout() == 5.0  # never past the configured timeout
+
+
+def test_a_held_third_of_the_calls_keeps_the_timeout_short() -> None:
+    timeouts = AttemptTimeouts(5.0, 1.0)
+    for n in range(600):
+        if n % 3 == 0:
+            timeouts.timed_out()
+        else:
+            timeouts.answered(0.2)
+    assert timeouts.timeout() == 1.0
+
+
+def test_when_most_attempts_time_out_they_get_the_whole_timeout_again() -> None:
+    # The carrier slowed down past the adaptive timeout: only waiting shows how slow it is.
+    timeouts = AttemptTimeouts(5.0, 1.0)
+    for _ in range(100):
+        timeouts.answered(0.1)
+    assert timeouts.timeout() == 1.0
+    for _ in range(101):
+        timeouts.timed_out()
+    assert timeouts.timeout() == 5.0
+    for _ in range(140):
+        timeouts.answered(3.0)  # the slow answers, now waited for
+    assert timeouts.timeout() == 5.0
+    assert AttemptTimeouts(5.0, 9.0).floor == 5.0
+    with pytest.raises(ValueError, match="greater than 0"):
+        AttemptTimeouts(0)

@@ -15,7 +15,7 @@ import asyncio
 import httpx
 import pytest
 
-from gateway.bandwidth import BandwidthClient, RetryPolicy, UpstreamTimeout
+from gateway.bandwidth import BandwidthClient, CircuitOpenError, RetryPolicy, UpstreamTimeout
 from gateway.bandwidth.models import Endpoint
 from gateway.metrics import Metrics
 
@@ -180,5 +180,62 @@ def test_past_max_watched_an_abandoned_write_is_closed_and_settles_by_the_clock(
             assert not waiting.done()  # the carrier may still apply it until settle_timeout
             await waiting
             assert loop.time() - started == pytest.approx(30.0)
+
+    run(main)
+
+
+def test_held_calls_are_given_up_on_after_the_adaptive_timeout_not_counted_as_failures() -> None:
+    # The carrier answers in 200 ms and holds every third call: once its latency is known,
+    # an attempt waits 1 s (the floor), not 5; those timeouts are not the breaker's to count.
+    held = asyncio.Event()
+    replies = [Reply(xml(ENDPOINT), gate=held if n % 3 == 2 else None) for n in range(90)]
+    carrier = Carrier(replies)
+    policy = RetryPolicy(max_attempts=3, timeout=5.0, deadline=8.0, settle_timeout=30.0)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        took = []
+        async with carrier.client(policy, retry_budget_ratio=100.0) as client:
+            for n in range(60):
+                started = loop.time()
+                assert await client.update_endpoint(f"ep{n}", endpoint(n)) == ENDPOINT
+                took.append(loop.time() - started)
+            assert client.breaker.state == "closed"
+            assert client.breaker.failures == 0
+            held.set()
+            await client.wait_abandoned()
+        return took
+
+    took = run(main)
+    slowest = max(took[40:])  # once 32 answers are in
+    assert slowest == pytest.approx(1.0 + 0.05)  # the adaptive timeout, then the backoff
+    assert max(took[:20]) == pytest.approx(5.0 + 0.05)  # before: the whole timeout
+
+
+def test_a_carrier_that_stops_answering_still_opens_the_breaker() -> None:
+    gate = asyncio.Event()
+    replies = [Reply(xml(ENDPOINT)) for _ in range(40)] + [Reply(xml(ENDPOINT), gate=gate)]
+    carrier = Carrier(replies)
+    policy = RetryPolicy(max_attempts=1, timeout=5.0, settle_timeout=30.0)
+
+    async def main() -> None:
+        async with carrier.client(policy) as client:
+            for n in range(40):
+                await client.update_endpoint(f"ep{n}", endpoint(n))
+            assert client.timeouts.timeout() == 1.0
+            refused = 0
+            for n in range(100):
+                try:
+                    await client.update_endpoint(f"ep{n}", endpoint(n))
+                except CircuitOpenError:
+                    refused += 1
+                except UpstreamTimeout:
+                    pass
+            # Adaptive timeouts first; once most attempts time out, attempts wait the whole
+            # 5 s again, and five such silences in a row open the circuit.
+            assert client.breaker.state == "open"
+            assert refused > 0
+            gate.set()
+            await client.wait_abandoned()
 
     run(main)
