@@ -326,6 +326,12 @@ class _Operation:
     def idempotent(self) -> bool:
         return self.method in ("GET", "PUT", "DELETE")
 
+    @property
+    def listing(self) -> bool:
+        """A list of the account's records: its answer grows with the account, so its
+        latency says little about the carrier's, and it always gets the whole timeout."""
+        return self.name.startswith("list")
+
 
 def _check_id(value: str, what: str) -> str:
     if not isinstance(value, str) or not _SAFE_ID.fullmatch(value) or set(value) == {"."}:
@@ -681,7 +687,7 @@ class BandwidthClient:
             if attempt == 1:
                 self.budget.deposit()
             whole = min(policy.timeout, deadline_at - self._clock())
-            budget = min(whole, self.timeouts.timeout())
+            budget = whole if op.listing else min(whole, self.timeouts.timeout())
             # A timeout is the carrier's silence when the attempt had the policy's whole
             # timeout, or the policy's deadline alone cut it (a first attempt that did not
             # wait); not when it was adaptive, or cut short by a wait for a slot.
@@ -831,7 +837,8 @@ class BandwidthClient:
                 else:
                     response, data = await self._exchange(request, limit, lease)
             outcome = str(response.status_code)
-            self.timeouts.answered(max(0.0, self._clock() - started))
+            if not op.listing:
+                self.timeouts.answered(max(0.0, self._clock() - started))
             verdict = response.status_code < 500  # an answer, even a 4xx: the carrier lives
             if response.status_code in (401, 403):
                 self.last_refusal_at = self._clock()
@@ -840,7 +847,7 @@ class BandwidthClient:
         except _Failed as failed:
             timed_out = isinstance(failed.error, UpstreamTimeout)
             outcome = "timeout" if timed_out else "error"
-            if timed_out:
+            if timed_out and not op.listing:
                 self.timeouts.timed_out()
             if (timed_out and silence_counts) or failed.reason == "connection":
                 verdict = False

@@ -239,3 +239,31 @@ def test_a_carrier_that_stops_answering_still_opens_the_breaker() -> None:
             await client.wait_abandoned()
 
     run(main)
+
+
+def test_a_list_of_the_accounts_records_always_gets_the_whole_timeout() -> None:
+    # A large account's endpoint list takes seconds however fast single records come back.
+    async def slow_list(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/e911s"):
+            await asyncio.sleep(3.0)
+            return httpx.Response(200, content=b"<EndpointListResponse/>")
+        return xml(ENDPOINT)
+
+    async def main() -> None:
+        client = BandwidthClient(
+            BASE,
+            ACCOUNT,
+            USER,
+            PASSWORD,
+            transport=httpx.MockTransport(slow_list),
+            policy=POLICY,
+            clock=asyncio.get_running_loop().time,
+        )
+        async with client:
+            for n in range(40):
+                await client.update_endpoint(f"ep{n}", endpoint(n))
+            assert client.timeouts.timeout() == 1.0
+            assert (await client.list_endpoints()).endpoints == ()
+            assert client.timeouts.timeout() == 1.0  # and its 3 s taught it nothing
+
+    run(main)
