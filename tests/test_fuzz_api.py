@@ -7,9 +7,9 @@ simulator. Every answer must be documented for its operation: status code, conte
 headers and body; and none may be a 5xx (the documented 502/503/504 come only from a failing
 carrier, and this one is healthy, or from the bound on carrier reads for devices the gateway
 does not know, ``GATEWAY_CARRIER_READ_RATE``, which has tests of its own and is set out of
-reach here: the fuzzer reads hundreds of such devices a second). Invalid requests must be refused with a 4xx, answers
-without credentials must be 401, and a 405 must name every method of the resource in
-``Allow``.
+reach here: the fuzzer reads hundreds of such devices a second). Invalid requests must be
+refused with a 4xx, answers without credentials must be 401, and a 405 must name every method
+of the resource in ``Allow``.
 
 Not checked: that every schema-valid request is accepted (``positive_data_acceptance``). The
 document cannot say everything the gateway checks (a real US phone number, a dispatchable

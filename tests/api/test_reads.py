@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 
-from gateway.dlr.pipeline import Pipeline
 from tests.api.test_held import ask, device, error_code, located
 from tests.harness import (
     EMPIRE_STATE,
@@ -26,6 +25,7 @@ from tests.harness import (
     report,
 )
 from tests.pidf import samples
+from tests.test_faults import pipeline_of
 
 OWN_NUMBER = "+12025550143"  # the harness's report() number
 WILLIS_TOWER = {
@@ -41,11 +41,6 @@ WILLIS_TOWER = {
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-def pipeline_of(gw: Gateway) -> Pipeline:
-    found: Pipeline = gw.app.state.services.pipeline
-    return found
 
 
 async def read(gw: Gateway, aeui: str, **headers: str) -> httpx.Response:

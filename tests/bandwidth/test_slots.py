@@ -19,8 +19,8 @@ from gateway.bandwidth import BandwidthClient, CircuitOpenError, RetryPolicy, Up
 from gateway.bandwidth.models import Endpoint
 from gateway.metrics import Metrics
 
-from .test_abandoned import Carrier, Hook, Reply, later, run
-from .test_client import ACCOUNT, BASE, ENDPOINT, PASSWORD, USER, sample, xml
+from .test_abandoned import Carrier, Hook, Reply, client_for, later, run
+from .test_client import ENDPOINT, sample, xml
 
 DURATION = "dlr_upstream_request_duration_seconds_count"
 POLICY = RetryPolicy(max_attempts=1, timeout=5.0, deadline=8.0, settle_timeout=60.0)
@@ -50,16 +50,7 @@ class Slow:
         return xml(ENDPOINT)
 
     def client(self, **options: object) -> BandwidthClient:
-        return BandwidthClient(
-            BASE,
-            ACCOUNT,
-            USER,
-            PASSWORD,
-            transport=httpx.MockTransport(self.handler),
-            policy=POLICY,
-            clock=asyncio.get_running_loop().time,
-            **options,  # type: ignore[arg-type]
-        )
+        return client_for(self.handler, POLICY, **options)
 
 
 def test_waiting_for_a_slot_is_never_a_carrier_timeout() -> None:
@@ -250,16 +241,7 @@ def test_a_list_of_the_accounts_records_always_gets_the_whole_timeout() -> None:
         return xml(ENDPOINT)
 
     async def main() -> None:
-        client = BandwidthClient(
-            BASE,
-            ACCOUNT,
-            USER,
-            PASSWORD,
-            transport=httpx.MockTransport(slow_list),
-            policy=POLICY,
-            clock=asyncio.get_running_loop().time,
-        )
-        async with client:
+        async with client_for(slow_list, POLICY) as client:
             for n in range(40):
                 await client.update_endpoint(f"ep{n}", endpoint(n))
             assert client.timeouts.timeout() == 1.0
