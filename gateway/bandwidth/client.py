@@ -695,9 +695,14 @@ class BandwidthClient:
                 budget == whole and attempt == 1 and not lease.waited
             )
             try:
-                response, root = await self._attempt(
-                    op, path, body, record, budget, lease, trial=trial, silence_counts=heard
-                )
+                try:
+                    response, root = await self._attempt(
+                        op, path, body, record, budget, lease, trial=trial, silence_counts=heard
+                    )
+                finally:
+                    # The exchange has given it back (answered, or abandoned): unless it
+                    # never started, which this makes sure of. Releasing twice is a no-op.
+                    lease.release()
                 status = response.status_code
                 if 200 <= status < 300:
                     if root is None or codec.response_status(root) is None:
