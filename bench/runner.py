@@ -15,6 +15,9 @@ Phases, in order (each bounded in requests and time):
 6. changed throughput: closed-loop moves (``changed_rps``, not a target; it is what the
    profile of the changed path runs under).
 7. memory: many new devices, then the gateway's ``VmHWM``: ``peak_rss_mb``.
+8. the emergency-call location query (``bench.query``).
+9. faults: moves through a carrier that answers in 200 ms and times out 30 % of calls, against
+   the same load without faults (``bench.faults``): ``faults_success_share`` and latency.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import faults, query
 from bench import profile as profiling
-from bench import query
 from bench import store as stores
 from bench.http import Answer, Pool
 from bench.loadgen import (
@@ -117,6 +120,8 @@ class Plan:
     only_throughput: bool = False
     #: Only ``peak_rss_mb`` (the memory phase): ``--only-memory``.
     only_memory: bool = False
+    #: Only the carrier-faults phase (``bench.faults``): ``--only-faults``.
+    only_faults: bool = False
 
     @classmethod
     def for_mode(cls, mode: str) -> Plan:
@@ -675,7 +680,7 @@ class Bench:
 
     # -- load runs ----------------------------------------------------------------------------
 
-    def _stream(
+    def stream(
         self,
         devices: Sequence[Device],
         addresses: Sequence[str | dict[str, str]],
@@ -764,12 +769,12 @@ class Bench:
         if plan.warmup_s > 0:
             await self.load(
                 self.stack.baseline,
-                self._stream(devices, addresses, current, moving=False),
+                self.stream(devices, addresses, current, moving=False),
                 plan.warmup_s,
             )
         base, base_cpu = await self.load(
             self.stack.baseline,
-            self._stream(devices, addresses, current, moving=False),
+            self.stream(devices, addresses, current, moving=False),
             plan.duration_s,
             profile_as="baseline",
         )
@@ -777,14 +782,14 @@ class Bench:
         if plan.warmup_s > 0:
             await self.load(
                 self.stack.gateway,
-                self._stream(devices, addresses, current, moving=False),
+                self.stream(devices, addresses, current, moving=False),
                 plan.warmup_s,
             )
         await self.sim_calls()
         unchanged0 = await self.metric("dlr_reports_total", result="unchanged")
         gw, gw_cpu = await self.load(
             self.stack.gateway,
-            self._stream(devices, addresses, current, moving=False),
+            self.stream(devices, addresses, current, moving=False),
             plan.duration_s,
             profile_as="unchanged",
         )
@@ -867,7 +872,7 @@ class Bench:
         applied0 = await self.metric("dlr_reports_total", result="applied")
         result, shares = await self.load(
             self.stack.gateway,
-            self._stream(devices, addresses, current, moving=True),
+            self.stream(devices, addresses, current, moving=True),
             duration,
             profile_as="changed",
         )
@@ -956,6 +961,9 @@ class Bench:
                 devices, addresses, current = await self.phase_warmup()
                 await self.phase_throughput(devices, addresses, current)
                 return self.figures
+            if self.plan.only_faults:
+                await faults.phase_faults(self)
+                return self.figures
             await self.phase_upstream_calls()
             await self.phase_geocoder_burst()
             devices, addresses, current = await self.phase_warmup()
@@ -964,6 +972,7 @@ class Bench:
             await self.phase_changed_throughput(devices, addresses, current)
             await self.phase_memory()
             await query.phase_emergency_query(self)
+            await faults.phase_faults(self)  # last: held writes land for 30 s after it
             # The miss counter counts every lookup that found nothing cached, also those that
             # then joined a geocoder call already in flight; so it equals geocoder calls only
             # where no two reports of one new address overlap: phase 1 (one report at a time)
@@ -993,6 +1002,8 @@ def _contention(details: dict[str, Any]) -> dict[str, float]:
         "changed_latency": details.get("changed_latency", {}),
         "changed_throughput": details.get("changed_throughput", {}),
         "memory": details.get("memory", {}),
+        "faults_baseline": details.get("faults", {}).get("baseline", {}),
+        "faults": details.get("faults", {}).get("faults", {}),
     }
     return {
         name: phase["cpu_share"].get("other_processes", 0.0)
@@ -1094,6 +1105,11 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("emergency_query_p99_ms", "ms", "target <= 2 (the carrier waits 450)"),
     ("emergency_query_rps", "req/s", "queries answered per second"),
     ("emergency_query_cpu_us_per_request", "us", "gateway CPU per query"),
+    ("faults_success_share", "", "30 % of carrier calls time out; target >= 0.667"),
+    ("faults_500s", "", "reports answered 500 under faults; target 0"),
+    ("faults_p50_ms", "ms", "every report answered, under faults"),
+    ("faults_p99_ms", "ms", ""),
+    ("faults_vs_baseline_rps_ratio", "", "reports/s under faults / without (200 ms both)"),
 )
 
 
@@ -1217,6 +1233,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only the memory phase (peak_rss_mb after --rss-devices new devices)",
     )
+    only.add_argument(
+        "--only-faults",
+        action="store_true",
+        help="only the carrier-faults phase (30%% of calls time out, 200 ms latency)",
+    )
     parser.add_argument(
         "--phase-timeout", type=float, help="seconds any one phase may take (quick: 120)"
     )
@@ -1262,6 +1283,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     plan.store_naive = args.store_naive
     plan.only_throughput = args.only_throughput
     plan.only_memory = args.only_memory
+    plan.only_faults = args.only_faults
     if args.phase_timeout is not None:
         if args.phase_timeout <= 0:
             raise SystemExit("--phase-timeout must be positive")

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
 import secrets
 import socket
@@ -37,6 +38,7 @@ from gateway.dlr.address import NormalizeCache
 from gateway.dlr.address import warm_up as warm_address_data
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.pipeline import Geocoder, Pipeline
+from gateway.dlr.reads import CarrierReads
 from gateway.geocoding import build_geocoding
 from gateway.geocoding.offline import zip_index
 from gateway.metrics import Metrics
@@ -154,6 +156,14 @@ def create_app(
                 callers=callers,
                 conflict_margin_meters=settings.geo_conflict_margin,
                 on_conflict=metrics.report_coordinate_conflicts.inc,
+                reads=CarrierReads(
+                    interval=settings.carrier_read_interval,
+                    # An eighth of the carrier's connections at most: reports keep the rest.
+                    max_in_flight=max(1, settings.upstream_max_connections // 8),
+                    rate=settings.carrier_read_rate,
+                    burst=max(1, math.ceil(2 * settings.carrier_read_rate)),
+                    maxsize=settings.binding_cache_size,
+                ),
             )
             upstream.on_abandoned = pipeline.abandoned
             if ledger is not None and settings.reconcile_interval > 0:
@@ -184,10 +194,17 @@ def create_app(
             readiness = Readiness(
                 upstream,
                 store=ledger,
+                fallback=callers,
+                metrics=metrics,
                 window=settings.ready_window,
                 config_problems=[] if settings.sandbox else settings.problems(),
             )
+            stack.push_async_callback(readiness.aclose)
             limiter = DeviceRateLimiter(
+                settings.report_rate_per_minute / 60.0, settings.report_burst
+            )
+            # Reads get a bucket of their own at the same rate: reading never costs a report.
+            read_limiter = DeviceRateLimiter(
                 settings.report_rate_per_minute / 60.0, settings.report_burst
             )
             emergency_query = EmergencyQuery(settings, metrics, callers, ledger)
@@ -205,6 +222,7 @@ def create_app(
                 pipeline=pipeline,
                 readiness=readiness,
                 report_limiter=limiter,
+                read_limiter=read_limiter,
                 report_memo=ReportMemo(settings.report_memo_size),
             )
             yield

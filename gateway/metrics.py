@@ -69,6 +69,20 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.upstream_attempt_timeout = Gauge(
+            "dlr_upstream_attempt_timeout_seconds",
+            "How long the next carrier attempt waits for an answer: from the carrier's recent "
+            "latency, GATEWAY_UPSTREAM_MIN_TIMEOUT to GATEWAY_UPSTREAM_TIMEOUT.",
+            registry=r,
+        )
+        self.upstream_slot_wait = Histogram(
+            "dlr_upstream_slot_wait_seconds",
+            "Carrier calls that found every connection slot (GATEWAY_UPSTREAM_MAX_CONNECTIONS) "
+            "busy, by how long they waited for one: the gateway's own queueing, not the "
+            "carrier's latency.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.upstream_retries = Counter(
             "dlr_upstream_retries",
             "Upstream retries by operation and reason.",
@@ -92,6 +106,13 @@ class Metrics:
         self.upstream_circuit_state = Gauge(
             "dlr_upstream_circuit_state",
             "The upstream circuit breaker: 0 closed, 1 half-open, 2 open.",
+            registry=r,
+        )
+        self.state_store_available = Gauge(
+            "dlr_state_store_available",
+            "Whether the state store answered the last readiness check (1) or not (0), by "
+            "backend (postgresql, sqlite); absent without a store.",
+            ["backend"],
             registry=r,
         )
         self.reconcile_repairs = Counter(

@@ -137,8 +137,10 @@ class Settings:
     bandwidth_account_id: str = ""
     bandwidth_username: str = ""
     bandwidth_password: Secret = field(default_factory=lambda: Secret(""))
-    #: Per attempt, seconds.
+    #: Per attempt, seconds: the most; attempts wait less when the carrier answers faster
+    #: (``AttemptTimeouts``), never less than ``upstream_min_timeout``.
     upstream_timeout: float = 5.0
+    upstream_min_timeout: float = 1.0
     #: Per call, all retries included, seconds.
     upstream_deadline: float = 8.0
     upstream_max_attempts: int = 4
@@ -189,6 +191,11 @@ class Settings:
     #: Meters a GPS fix may be from its address's geocode beyond its own accuracy (and the
     #: geocode's) before the report's coordinates count as contradicting its address.
     geo_conflict_margin: float = 500.0
+    #: A device's location read sends at most one carrier read per this many seconds (for a
+    #: device the gateway holds no binding of); reads across devices at most this many a
+    #: second.
+    carrier_read_interval: float = 60.0
+    carrier_read_rate: float = 5.0
     # Shared state.
     database_url: str = ""
     data_dir: str = "data"
@@ -264,6 +271,10 @@ class Settings:
             upstream_timeout=_positive(
                 "GATEWAY_UPSTREAM_TIMEOUT",
                 c("GATEWAY_UPSTREAM_TIMEOUT", cast=float, default=d.upstream_timeout),
+            ),
+            upstream_min_timeout=_positive(
+                "GATEWAY_UPSTREAM_MIN_TIMEOUT",
+                c("GATEWAY_UPSTREAM_MIN_TIMEOUT", cast=float, default=d.upstream_min_timeout),
             ),
             upstream_deadline=_positive(
                 "GATEWAY_UPSTREAM_DEADLINE",
@@ -357,6 +368,13 @@ class Settings:
             geo_conflict_margin=_not_negative(
                 "GATEWAY_GEO_CONFLICT_MARGIN",
                 c("GATEWAY_GEO_CONFLICT_MARGIN", cast=float, default=d.geo_conflict_margin),
+            ),
+            carrier_read_interval=c(
+                "GATEWAY_CARRIER_READ_INTERVAL", cast=float, default=d.carrier_read_interval
+            ),
+            carrier_read_rate=_positive(
+                "GATEWAY_CARRIER_READ_RATE",
+                c("GATEWAY_CARRIER_READ_RATE", cast=float, default=d.carrier_read_rate),
             ),
             database_url=c("GATEWAY_DATABASE_URL", cast=str, default=""),
             data_dir=c("GATEWAY_DATA_DIR", cast=str, default=d.data_dir),

@@ -702,6 +702,13 @@ HISTORY_PAGING = [
         "schema": {"type": "integer", "minimum": 1},
     },
 ]
+#: The per-device rate limit (``GATEWAY_REPORT_RATE_PER_MINUTE``), for reports and reads alike.
+RATE_LIMITED = {
+    "429": retry_problem(
+        "The device's per-device rate limit is spent (`/problems/rate-limited`); "
+        "reports and reads each have their own."
+    )
+}
 
 
 def device_paths() -> dict[str, Any]:
@@ -730,6 +737,7 @@ def device_paths() -> dict[str, Any]:
                         "Malformed, or the address cannot be routed "
                         "(`/problems/unroutable-address`); nothing was written."
                     ),
+                    **RATE_LIMITED,
                 }
                 | UPSTREAM_FAILURES,
                 body=ref("LocationReport"),
@@ -739,12 +747,14 @@ def device_paths() -> dict[str, Any]:
         "/v1/devices/{alternateEndUserId}/location": {
             "get": operation(
                 "getDeviceLocation",
-                "What the carrier holds for a device now",
+                "A device's binding, as the gateway knows it (the carrier only for a device "
+                "it holds none of, at most once a minute)",
                 "Devices",
                 {
                     "200": json_body(ref("DeviceLocation"), "The device's binding."),
                     **DEVICE_FAILURES,
                     "404": problem("No location is registered for the device."),
+                    **RATE_LIMITED,
                 }
                 | UPSTREAM_FAILURES,
                 params=[
@@ -836,8 +846,9 @@ def held_paths() -> dict[str, Any]:
                 "summary": "HELD (RFC 5985): a device's location as a PIDF-LO",
                 "description": (
                     "A `locationRequest`, the device named by an RFC 6155 `<device>` (a "
-                    "`sip:`/`pres:` URI whose user part is the AEUI, or a `tel:` number) or, "
-                    "without one, the device token's own device. Answered with a "
+                    "`sip:`/`pres:` URI whose user part is the AEUI, or a `tel:` number; at "
+                    "most 8 distinct identifiers) or, without one, the device token's own "
+                    "device. Answered with a "
                     "`locationResponse` or a HELD `<error>` (both 200, as RFC 5985 does)."
                 ),
                 "tags": ["Devices"],
@@ -854,6 +865,7 @@ def held_paths() -> dict[str, Any]:
                     "400": problem("The Content-Length header is not a number."),
                     "413": problem("The body is too large."),
                     "415": problem("The body is not application/held+xml."),
+                    **RATE_LIMITED,
                 }
                 | UPSTREAM_FAILURES,
                 "security": DEVICE_OR_ADMIN,

@@ -8,16 +8,17 @@ from bench.runner import _parser, plan_from_args
 
 
 @pytest.mark.parametrize(
-    ("argv", "throughput", "memory"),
+    ("argv", "only"),
     [
-        ([], False, False),
-        (["--only-throughput"], True, False),
-        (["--only-memory"], False, True),
+        ([], (False, False, False)),
+        (["--only-throughput"], (True, False, False)),
+        (["--only-memory"], (False, True, False)),
+        (["--only-faults"], (False, False, True)),
     ],
 )
-def test_only_options(argv: list[str], throughput: bool, memory: bool) -> None:
+def test_only_options(argv: list[str], only: tuple[bool, bool, bool]) -> None:
     plan = plan_from_args(_parser().parse_args(["--smoke", *argv]))
-    assert (plan.only_throughput, plan.only_memory) == (throughput, memory)
+    assert (plan.only_throughput, plan.only_memory, plan.only_faults) == only
 
 
 def test_only_throughput_and_only_memory_are_mutually_exclusive(

@@ -27,6 +27,8 @@ FIGURES = {
     "upstream_calls_per_report",
     "geocoder_calls_per_distinct_address",
     "peak_rss_mb",
+    "faults_success_share",
+    "faults_p50_ms",
     "environment",
 }
 
@@ -56,6 +58,7 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     for name in FIGURES - {"upstream_calls_per_report", "environment"}:
         value = results[name]
         assert isinstance(value, int | float) and math.isfinite(value) and value > 0, name
+    assert results["faults_500s"] == 0
     env = results["environment"]
     assert env["cpu_count"] >= 1
     assert env["server"]["name"] == "uvicorn"

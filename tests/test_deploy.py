@@ -72,6 +72,10 @@ EXTERNAL_SERIES: dict[str, frozenset[str]] = {
 REQUIRED_ALERTS = {
     "DlrReportLatencyHigh",
     "DlrUpstreamErrorRatioHigh",
+    # Readiness does not follow the carrier or the database (every pod shares them): these
+    # are where their trouble shows.
+    "DlrUpstreamCircuitOpen",
+    "DlrStateStoreUnavailable",
     "DlrGeocoderFailures",
     "DlrPodsNotReady",
 }

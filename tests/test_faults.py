@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from starlette.datastructures import Secret
 
 from gateway.dlr.ids import endpoint_id_for
 from gateway.dlr.pipeline import Pipeline
@@ -32,6 +33,7 @@ from tests.harness import (
     Gateway,
     gateway,
     gateway_settings,
+    phone_of,
     report,
 )
 
@@ -42,6 +44,7 @@ REPORT_DEADLINE = 1.0
 HOLD = 4 * REPORT_DEADLINE
 #: After the last held write lands: one re-read and one write per device, with room to spare.
 REPAIR_BOUND = 3.0
+QUERY_TOKEN = "query-token-0123456789abcdef"
 
 
 @dataclass
@@ -221,7 +224,10 @@ def test_an_older_report_cannot_overwrite_an_ambiguous_newer_one() -> None:
     asyncio.run(scenario())
 
 
-def test_a_dead_carrier_trips_the_breaker_and_readiness_shows_it() -> None:
+def test_a_dead_carrier_trips_the_breaker_and_readiness_shows_it_but_stays_ready() -> None:
+    # Readiness is this pod's ability to serve, not the carrier's health (every pod shares
+    # one carrier): unready, every pod would leave the Service, and the call-time location
+    # query, which never needs the carrier, with them.
     async def scenario() -> None:
         settings = gateway_settings(
             upstream_max_attempts=3,
@@ -229,8 +235,10 @@ def test_a_dead_carrier_trips_the_breaker_and_readiness_shows_it() -> None:
             upstream_backoff_max=0.02,
             breaker_failures=5,
             breaker_cooldown=30.0,
+            emergency_query_token=Secret(QUERY_TOKEN),
         )
         async with gateway(settings) as gw:
+            assert (await gw.report(report("known", WHITE_HOUSE, 0))).status_code == 200
             assert (await gw.http.get("/readyz")).status_code == 200
             gw.simulator.config.fault_rate = 1.0
             gw.simulator.config.fault_kinds = ("503",)
@@ -240,9 +248,16 @@ def test_a_dead_carrier_trips_the_breaker_and_readiness_shows_it() -> None:
             calls = len(gw.simulator.calls)
             # Once open, the breaker refuses at once: far fewer calls than 20 reports x 3.
             assert calls <= 10, calls
-            ready = await gw.http.get("/readyz")
-            assert ready.status_code == 503
-            assert "circuit" in ready.text
             assert int(answers[-1].headers["retry-after"]) >= 1
+            ready = await gw.http.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert ready.json() | {"circuit": "open", "upstream": "circuit open"} == ready.json()
+            assert gw.metrics.registry.get_sample_value("dlr_upstream_circuit_state") == 2
+            where = await gw.http.get(
+                "/v1/emergency-calls/location",
+                params={"to": "911", "from": phone_of("known"), "token": QUERY_TOKEN},
+            )
+            assert where.status_code == 200, where.text
+            assert where.json()["aeui"] == "known"
 
     asyncio.run(scenario())

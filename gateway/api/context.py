@@ -31,6 +31,8 @@ class Services:
     pipeline: Pipeline
     readiness: Readiness
     report_limiter: DeviceRateLimiter
+    #: The same per-device limit for location reads (its own buckets).
+    read_limiter: DeviceRateLimiter
     report_memo: ReportMemo
 
 

@@ -465,6 +465,20 @@ async def location_report(request: Request) -> Response:
         s.metrics.report_done(result, time.perf_counter() - started)
 
 
+def limit_reads(s: Services, aeui: str) -> None:
+    """The per-device rate limit, for reads of a device's location (buckets of their own,
+    at the reports' rate): 429 past it. What a read costs the carrier is bounded apart
+    (``gateway.dlr.reads``); this keeps one device from monopolizing even the cheap ones."""
+    wait = s.read_limiter.acquire(aeui)
+    if wait is not None:
+        raise Problem(
+            429,
+            "This device's location is being read faster than the gateway answers.",
+            "rate-limited",
+            retry_after=s.read_limiter.retry_after(wait),
+        )
+
+
 async def device_location(request: Request) -> Response:
     s = services(request)
     principal = _authorized(request, s)
@@ -473,6 +487,7 @@ async def device_location(request: Request) -> Response:
     if aeui is None:
         raise Problem(404, "There is no device with that ID.")
     _may_act(principal, aeui)
+    limit_reads(s, aeui)
     binding = await s.pipeline.current(aeui)
     if binding is None:
         raise Problem(404, "No location is registered for this device.")

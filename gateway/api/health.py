@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -21,13 +22,24 @@ from gateway.store import StateStore, StoreUnavailable
 
 if TYPE_CHECKING:
     from gateway.bandwidth.client import BandwidthClient
+    from gateway.dlr.callers import CallerIndex
+    from gateway.metrics import Metrics
 
 
 class Readiness:
-    """Ready = configuration valid, the upstream answered recently (or a probe does), not draining.
+    """Whether this pod can serve: its configuration is valid, it is not draining, and its
+    state store answers, or the call-time query has its memory fallback to answer from.
 
-    At most one probe runs at a time and a failed probe is not repeated for ``probe_interval``
-    seconds, so a crowd of readiness checks cannot hammer a struggling carrier.
+    The carrier's health is not part of it: every pod shares one carrier, so a carrier in
+    trouble would take every pod out of the Service at once, and with them the call-time
+    location query, which never needs the carrier. A state store that cannot be reached is
+    shared too; while it is down, reports are answered 503 with ``Retry-After`` on every pod
+    alike, and the call-time query answers from the caller index (process memory). Both are
+    shown in the answer's body, in metrics and in alerts instead.
+
+    The check never waits on the carrier: when it has not answered recently, a probe
+    (``listNotificationRecipients``) is started in the background, at most one at a time
+    and one per ``probe_interval``, and the next check shows its outcome.
     """
 
     def __init__(
@@ -35,6 +47,8 @@ class Readiness:
         upstream: BandwidthClient,
         *,
         store: StateStore | None = None,
+        fallback: CallerIndex | None = None,
+        metrics: Metrics | None = None,
         window: float,
         config_problems: list[str],
         clock: Callable[[], float] = time.monotonic,
@@ -43,6 +57,8 @@ class Readiness:
     ) -> None:
         self.upstream = upstream
         self.store = store
+        self.fallback = fallback
+        self.metrics = metrics
         self.window = window
         self.config_problems = config_problems
         self.clock = clock
@@ -50,40 +66,32 @@ class Readiness:
         self.probe_timeout = probe_timeout
         self.draining = False
         self._last_probe: float | None = None
-        self._probe_lock = asyncio.Lock()
-
-    def _recent(self) -> bool:
-        seen = self.upstream.last_healthy_at
-        refused = self.upstream.last_refusal_at
-        if refused is not None and (seen is None or refused >= seen):
-            return False
-        return seen is not None and self.clock() - seen <= self.window
+        self._probe: asyncio.Task[None] | None = None
 
     def _upstream_state(self) -> str:
-        refused = self.upstream.last_refusal_at
+        """What the carrier's last answers say: for the body, never for the status."""
+        if self.upstream.breaker.state == "open":
+            return "circuit open"
         seen = self.upstream.last_healthy_at
+        refused = self.upstream.last_refusal_at
         if refused is not None and (seen is None or refused >= seen):
             return "credentials refused"
+        if seen is not None and self.clock() - seen <= self.window:
+            return "ok"
+        if self.upstream.last_answer_at is None and self._probe is not None:
+            return "unknown"  # nothing heard yet, and the first probe is still out
         return "unreachable"
 
     async def check(self) -> dict[str, object]:
-        circuit = self.upstream.breaker.state
+        if self._upstream_state() not in ("ok", "circuit open") and not self.draining:
+            self._start_probe()
+        upstream = self._upstream_state()
         checks: dict[str, object] = {
             "config": "ok" if not self.config_problems else "; ".join(self.config_problems),
             "draining": self.draining,
-            "circuit": circuit,
+            "circuit": self.upstream.breaker.state,
+            "upstream": upstream,
         }
-        # An open circuit wins over recent answers: a carrier answering 503 to everything
-        # keeps answering, and is still not one to send reports to.
-        upstream_ok = circuit != "open" and self._recent()
-        if not upstream_ok and not self.draining and circuit != "open":
-            upstream_ok = await self._probe()
-        if upstream_ok:
-            checks["upstream"] = "ok"
-        elif circuit == "open":
-            checks["upstream"] = "circuit open"
-        else:
-            checks["upstream"] = self._upstream_state()
         store_ok = True
         if self.store is not None:
             try:
@@ -91,25 +99,42 @@ class Readiness:
             except StoreUnavailable:
                 store_ok = False
             checks["database"] = "ok" if store_ok else "unavailable"
-        checks["ready"] = (
-            upstream_ok and store_ok and not self.config_problems and not self.draining
-        )
+            if self.metrics is not None:
+                backend = str(getattr(self.store, "dialect", "other"))
+                self.metrics.state_store_available.labels(backend).set(1.0 if store_ok else 0.0)
+        serving = store_ok or self.fallback is not None
+        if not store_ok and serving:
+            checks["fallback"] = "memory"  # the call-time query answers from the caller index
+        checks["ready"] = serving and not self.config_problems and not self.draining
         return checks
 
-    async def _probe(self) -> bool:
-        async with self._probe_lock:
-            if self._recent():
-                return True
-            now = self.clock()
-            if self._last_probe is not None and now - self._last_probe < self.probe_interval:
-                return False
-            self._last_probe = now
-            try:
-                async with asyncio.timeout(self.probe_timeout):
-                    await self.upstream.list_notification_recipients()
-            except (UpstreamError, TimeoutError):
-                return self._recent()
-            return True
+    def _start_probe(self) -> None:
+        if self._probe is not None:
+            return
+        now = self.clock()
+        if self._last_probe is not None and now - self._last_probe < self.probe_interval:
+            return
+        self._last_probe = now
+        self._probe = asyncio.get_running_loop().create_task(
+            self._run_probe(), name="readiness probe"
+        )
+
+    async def _run_probe(self) -> None:
+        """One cheap call: its answer (or silence) updates what the client has heard."""
+        try:
+            async with asyncio.timeout(self.probe_timeout):
+                await self.upstream.list_notification_recipients()
+        except (UpstreamError, TimeoutError):
+            pass  # the client has recorded what the carrier said, or that it said nothing
+        finally:
+            self._probe = None
+
+    async def aclose(self) -> None:
+        probe = self._probe
+        if probe is not None:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
 
 
 async def healthz(request: Request) -> Response:

@@ -5,8 +5,12 @@ current binding as a PIDF-LO in a ``locationResponse``, or a HELD ``<error>``.
 
 Which device: the RFC 6155 ``<device>`` names it by AEUI (a ``sip:``/``sips:``/``pres:`` URI
 whose user part is the AEUI) or by callback number (``tel:``, ``<msisdn>``); without one, the
-device token's own device. Looking up a number costs a device token nothing (only its own
-binding is compared), and an admin key one carrier call (the endpoint list).
+device token's own device. Identifiers are deduplicated; more than ``MAX_DEVICE_IDS`` distinct
+ones is a ``requestError`` (they must all name one device anyway). A number is looked up in
+what the gateway knows (the state store, else the caller index), never at the carrier: a
+device token's is compared with its own binding's. The location is what the gateway knows
+too (``Pipeline.current``), and reads are rate-limited per device as on
+``GET /v1/devices/{aeui}/location``.
 
 Status codes. A HELD answer, success or error, is an HTTP 200 with ``application/held+xml``:
 RFC 5985 sends HELD errors in the body of a successful HTTP exchange (its error example is a
@@ -41,21 +45,40 @@ from starlette.routing import Route
 
 from gateway.api.auth import MAX_SUBJECT_LENGTH, Principal, authenticate
 from gateway.api.context import Services, services
+from gateway.api.devices import limit_reads
 from gateway.api.problems import Problem
 from gateway.api.schemas import read_body
+from gateway.dlr.callers import normalize_number
 from gateway.dlr.pipeline import Binding
 from gateway.pidf.binding import location_object
 from gateway.pidf.document import LocationObject
 from gateway.pidf.held import HeldError, LocationRequest, read_request, write_error, write_response
 from gateway.pidf.namespaces import HELD_MEDIA_TYPE
+from gateway.store import StateStore
+
+#: Distinct device identifiers one request may carry: a device has an AEUI and a number or
+#: two, and every identifier must name the same device.
+MAX_DEVICE_IDS = 8
 
 
 def _held(body: bytes) -> Response:
     return Response(body, media_type=HELD_MEDIA_TYPE)
 
 
+async def _devices_with(number: str, s: Services) -> set[str]:
+    """The AEUIs of (at most two of) the devices whose callback number is ``number``, as
+    the state store has them, or without one the caller index."""
+    ledger = s.pipeline.ledger
+    if isinstance(ledger, StateStore):
+        rows = await ledger.callers(number, limit=2)
+    else:
+        rows = s.pipeline.callers.lookup(number) if s.pipeline.callers is not None else []
+    return {row.aeui for row in rows}
+
+
 async def _by_number(number: str, principal: Principal, s: Services) -> str:
     """The AEUI of the device with callback number ``number``."""
+    number = normalize_number(number) or number
     if not principal.is_admin:
         own = await s.pipeline.current(principal.subject)
         if own is None:
@@ -63,12 +86,7 @@ async def _by_number(number: str, principal: Principal, s: Services) -> str:
         if own.telephone_number != number:
             raise HeldError("badIdentifier", "a device token may ask only for its own number")
         return principal.subject
-    listed = await s.upstream.list_endpoints()
-    found = {
-        e.alternate_end_user_id
-        for e in listed.endpoints
-        if e.telephone_number == number and e.alternate_end_user_id
-    }
+    found = await _devices_with(number, s)
     if not found:
         raise HeldError("locationUnknown", "no device is registered with this number")
     if len(found) > 1:
@@ -87,8 +105,15 @@ async def _identify(held: LocationRequest, principal: Principal, s: Services) ->
                 "an admin key must name the device (RFC 6155 <device> with a <uri>)",
             )
         return principal.subject
+    devices = tuple(dict.fromkeys(held.device))
+    if len(devices) > MAX_DEVICE_IDS:
+        raise HeldError(
+            "requestError",
+            f"{len(devices)} distinct device identifiers; a request may name one device by"
+            f" at most {MAX_DEVICE_IDS}",
+        )
     named: set[str] = set()
-    for device in held.device:
+    for device in devices:
         aeui = (
             device.value if device.kind == "aeui" else await _by_number(device.value, principal, s)
         )
@@ -129,9 +154,13 @@ async def _lookup(held: LocationRequest, principal: Principal, s: Services) -> B
     deadline = s.settings.report_deadline
     if held.response_time is not None:
         deadline = min(deadline, held.response_time)
+    if not principal.is_admin:
+        limit_reads(s, principal.subject)  # it may ask only about its own device
     try:
         async with asyncio.timeout(deadline):
             aeui = await _identify(held, principal, s)
+            if principal.is_admin:
+                limit_reads(s, aeui)
             binding = await s.pipeline.current(aeui)
     except TimeoutError:
         if held.response_time is not None:

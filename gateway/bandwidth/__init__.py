@@ -32,7 +32,12 @@ from gateway.bandwidth.models import (
     NotificationRecipientListResponse,
     Record,
 )
-from gateway.bandwidth.resilience import CircuitBreaker, CircuitOpenError, RetryBudget
+from gateway.bandwidth.resilience import (
+    AttemptTimeouts,
+    CircuitBreaker,
+    CircuitOpenError,
+    RetryBudget,
+)
 
 if TYPE_CHECKING:
     from gateway.bandwidth.client import AbandonedHook, BandwidthClient, RetryPolicy
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AbandonedHook",
     "Address",
+    "AttemptTimeouts",
     "BandwidthClient",
     "CircuitBreaker",
     "CircuitOpenError",

@@ -19,9 +19,24 @@ as an ambiguous ``UpstreamTimeout`` for the retry loop while the exchange goes o
 whether the call itself then succeeded or not. A read past its budget is simply
 cancelled: it changed nothing. ``aclose()`` cancels the exchanges still out.
 
+Exchanges in flight are capped at ``max_connections``; a call waits for one of these
+*slots* before its attempt starts, so that waiting is never counted against the attempt's
+timeout, never seen by the circuit breaker, and a request that never left is never
+abandoned (a call whose deadline passes while it waits fails, not ambiguous, with nothing
+sent). An abandoned write gives its slot back at once: a carrier that holds a third of the
+writes must not leave the answered two thirds waiting. Up to ``max_watched`` abandoned
+exchanges are watched on connections of their own; past that, the connection of a newly
+abandoned one is closed, and its ``settled`` completes when ``settle_timeout`` has passed
+since it was sent (by then the carrier has applied it or never will, which is what a
+watched exchange's end means too).
+
 A ``CircuitBreaker`` and a ``RetryBudget`` (``resilience.py``), shared by all calls,
 keep a dead carrier from being hammered: an open circuit fails calls at once without a
-request, and retries are bounded to a share of the calls made.
+request, and retries are bounded to a share of the calls made. ``AttemptTimeouts`` sets
+each attempt's timeout from the carrier's recent latency, ``RetryPolicy.timeout`` at
+most. The breaker hears of an attempt's silence only when that attempt had the whole
+``RetryPolicy.timeout``: one whose budget was shorter (adaptive, or cut by the call's
+deadline after a wait for a slot) says nothing about the carrier.
 
 Every httpx exception is translated into the error tree of ``errors.py`` in one
 place (``_translate``); every HTTP answer is mapped in one table (``_STATUS_ERRORS``).
@@ -74,6 +89,7 @@ from gateway.bandwidth.models import (
 )
 from gateway.bandwidth.resilience import (
     STATE_VALUES,
+    AttemptTimeouts,
     CircuitBreaker,
     CircuitOpenError,
     RetryBudget,
@@ -103,18 +119,20 @@ class RetryPolicy:
     """How hard one call tries. Waits are ``random() * min(backoff_max, backoff_base * 2**n)``."""
 
     max_attempts: int = 4  # total attempts for a retryable call
-    timeout: float = 5.0  # per attempt, seconds
+    timeout: float = 5.0  # per attempt, seconds: the most (``AttemptTimeouts``' ceiling)
     deadline: float = 8.0  # per call, all attempts and waits included
     backoff_base: float = 0.1
     backoff_max: float = 2.0
     #: How long a write abandoned at its attempt's timeout is still watched for an answer.
     settle_timeout: float = 60.0
+    #: The least an adaptive attempt timeout may be (``AttemptTimeouts``' floor).
+    min_timeout: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if self.timeout <= 0 or self.deadline <= 0:
-            raise ValueError("timeout and deadline must be greater than 0")
+        if self.timeout <= 0 or self.deadline <= 0 or self.min_timeout <= 0:
+            raise ValueError("timeout, min_timeout and deadline must be greater than 0")
         if self.settle_timeout <= 0:
             raise ValueError("settle_timeout must be greater than 0")
         if self.backoff_base < 0 or self.backoff_max < 0:
@@ -257,11 +275,11 @@ class _Settled:
 
     __slots__ = ("_ended",)
 
-    def __init__(self, task: asyncio.Task[_Exchange]) -> None:
+    def __init__(self, task: asyncio.Task[Any]) -> None:
         self._ended: asyncio.Future[None] = task.get_loop().create_future()
         task.add_done_callback(self._end)
 
-    def _end(self, task: asyncio.Task[_Exchange]) -> None:
+    def _end(self, task: asyncio.Task[Any]) -> None:
         if not self._ended.done():
             self._ended.set_result(None)
 
@@ -273,6 +291,23 @@ class _Settled:
 
     def __repr__(self) -> str:
         return f"<settled {'done' if self.done() else 'pending'}>"
+
+
+class _Lease:
+    """One of the client's connection slots, held by one exchange; released once."""
+
+    __slots__ = ("_held", "_slots", "waited")
+
+    def __init__(self, slots: asyncio.Semaphore, waited: bool) -> None:
+        self._slots = slots
+        self._held = True
+        #: The call waited for this slot (its deadline may have been spent waiting).
+        self.waited = waited
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
 
 
 # -- the client ---------------------------------------------------------------
@@ -290,6 +325,12 @@ class _Operation:
     @property
     def idempotent(self) -> bool:
         return self.method in ("GET", "PUT", "DELETE")
+
+    @property
+    def listing(self) -> bool:
+        """A list of the account's records: its answer grows with the account, so its
+        latency says little about the carrier's, and it always gets the whole timeout."""
+        return self.name.startswith("list")
 
 
 def _check_id(value: str, what: str) -> str:
@@ -314,7 +355,9 @@ class BandwidthClient:
 
     ``breaker_failures``/``breaker_cooldown`` configure ``breaker`` (a ``CircuitBreaker``),
     ``retry_budget_ratio`` configures ``budget`` (a ``RetryBudget``); both are shared by
-    every call of this client.
+    every call of this client. ``max_connections`` caps the exchanges in flight,
+    ``max_watched`` (default: as many) the abandoned writes watched beside them; the
+    connection pool holds both.
     """
 
     def __init__(
@@ -328,6 +371,7 @@ class BandwidthClient:
         policy: RetryPolicy = DEFAULT_POLICY,
         metrics: Metrics | None = None,
         max_connections: int = 32,
+        max_watched: int | None = None,
         breaker_failures: int = 5,
         breaker_cooldown: float = 10.0,
         retry_budget_ratio: float = 0.2,
@@ -357,8 +401,12 @@ class BandwidthClient:
         self.last_refusal_at: float | None = None
         self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown, clock=clock)
         self.budget = RetryBudget(retry_budget_ratio, clock=clock)
+        self.timeouts = AttemptTimeouts(policy.timeout, policy.min_timeout)
         # Abandoned exchanges, held here so that they are not garbage-collected mid-flight.
         self._abandoned: set[asyncio.Task[_Exchange]] = set()
+        self._max_watched = max(0, max_connections if max_watched is None else max_watched)
+        # The settle windows of abandoned writes whose connection was closed (none watched).
+        self._windows: set[asyncio.Task[None]] = set()
         self._sleep = sleep
         self._clock = clock
         self._random = random
@@ -367,12 +415,13 @@ class BandwidthClient:
         # not in httpcore's pool, whose request queue is rescanned on every assignment
         # (quadratic in the requests waiting for a connection).
         self._slots = asyncio.Semaphore(max(1, max_connections))
+        pool = max(1, max_connections) + self._max_watched
         self._http = httpx.AsyncClient(
             transport=transport,
             auth=httpx.BasicAuth(username, password),
             headers={"Accept": "application/xml", "User-Agent": "dlr-gateway"},
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=pool, max_keepalive_connections=max(1, max_connections)
             ),
             timeout=httpx.Timeout(policy.timeout),
             follow_redirects=False,
@@ -387,6 +436,13 @@ class BandwidthClient:
                 return STATE_VALUES[alive.state] if alive is not None else 0.0
 
             gauge.set_function(circuit_state)
+            timeouts = weakref.ref(self.timeouts)
+
+            def attempt_timeout() -> float:
+                alive = timeouts()
+                return alive.timeout() if alive is not None else policy.timeout
+
+            metrics.upstream_attempt_timeout.set_function(attempt_timeout)
 
     @classmethod
     def from_settings(
@@ -411,6 +467,7 @@ class BandwidthClient:
         policy = RetryPolicy(
             max_attempts=settings.upstream_max_attempts,
             timeout=settings.upstream_timeout,
+            min_timeout=getattr(settings, "upstream_min_timeout", 1.0),
             deadline=settings.upstream_deadline,
             backoff_base=settings.upstream_backoff_base,
             backoff_max=settings.upstream_backoff_max,
@@ -455,7 +512,10 @@ class BandwidthClient:
             task.cancel()
         if pending:
             log.info("closing: cancelling %d abandoned write(s) still out", len(pending))
-            await asyncio.gather(*pending, return_exceptions=True)
+        windows = list(self._windows)
+        for window in windows:
+            window.cancel()
+        await asyncio.gather(*pending, *windows, return_exceptions=True)
         await self._http.aclose()
 
     async def __aenter__(self) -> BandwidthClient:
@@ -615,24 +675,34 @@ class BandwidthClient:
             remaining = deadline_at - self._clock()
             if remaining <= 0:
                 raise self._final(last, op, maybe_applied)
+            if breaker.state == "open":
+                raise self._refused(op, last, maybe_applied)
+            lease = await self._lease(op, remaining)
+            if lease is None:
+                raise self._final(last, op, maybe_applied)
             trial = breaker.state != "closed"
             if not breaker.allow():
-                if last is not None:
-                    log.info("%s: the circuit is open, not retrying", op.name)
-                    raise self._final(last, op, maybe_applied)
-                wait = breaker.retry_after()
-                raise CircuitOpenError(
-                    f"{op.name}: the circuit to the carrier is open after repeated failures;"
-                    f" no request sent (trial call in {wait:.1f}s)",
-                    operation=op.name,
-                    retry_after=wait,
-                )
+                lease.release()
+                raise self._refused(op, last, maybe_applied)
             if attempt == 1:
                 self.budget.deposit()
+            whole = min(policy.timeout, deadline_at - self._clock())
+            budget = whole if op.listing else min(whole, self.timeouts.timeout())
+            # A timeout is the carrier's silence when the attempt had the policy's whole
+            # timeout, or the policy's deadline alone cut it (a first attempt that did not
+            # wait); not when it was adaptive, or cut short by a wait for a slot.
+            heard = budget >= policy.timeout or (
+                budget == whole and attempt == 1 and not lease.waited
+            )
             try:
-                response, root = await self._attempt(
-                    op, path, body, record, min(policy.timeout, remaining), trial=trial
-                )
+                try:
+                    response, root = await self._attempt(
+                        op, path, body, record, budget, lease, trial=trial, silence_counts=heard
+                    )
+                finally:
+                    # The exchange has given it back (answered, or abandoned): unless it
+                    # never started, which this makes sure of. Releasing twice is a no-op.
+                    lease.release()
                 status = response.status_code
                 if 200 <= status < 300:
                     if root is None or codec.response_status(root) is None:
@@ -662,7 +732,7 @@ class BandwidthClient:
             if self._clock() + wait >= deadline_at:
                 # Waiting would spend the whole deadline: give up now, not at its end.
                 raise self._final(last, op, maybe_applied)
-            if breaker.state == "open":
+            if self.breaker.state == "open":  # this attempt's verdict may have opened it
                 log.info(
                     "%s: attempt %d failed (%s), the circuit is open", op.name, attempt, reason
                 )
@@ -682,10 +752,48 @@ class BandwidthClient:
             )
             await self._sleep(wait)
 
+    def _refused(
+        self, op: _Operation, last: UpstreamError | None, maybe_applied: bool
+    ) -> UpstreamError:
+        """The error of an attempt the circuit does not let out: the last attempt's, if any."""
+        if last is not None:
+            log.info("%s: the circuit is open, not retrying", op.name)
+            return self._final(last, op, maybe_applied)
+        wait = self.breaker.retry_after()
+        return CircuitOpenError(
+            f"{op.name}: the circuit to the carrier is open after repeated failures;"
+            f" no request sent (trial call in {wait:.1f}s)",
+            operation=op.name,
+            retry_after=wait,
+        )
+
+    async def _lease(self, op: _Operation, wait: float) -> _Lease | None:
+        """A connection slot, or ``None`` when none came free within ``wait`` seconds."""
+        slots = self._slots
+        if slots.locked():
+            started = self._clock()
+            try:
+                async with asyncio.timeout(wait):
+                    await slots.acquire()
+            except TimeoutError:
+                log.warning(
+                    "%s: no connection slot came free within the call's deadline; nothing was sent",
+                    op.name,
+                )
+                return None
+            finally:
+                if self.metrics is not None:
+                    self.metrics.upstream_slot_wait.observe(max(0.0, self._clock() - started))
+            return _Lease(slots, waited=True)
+        await slots.acquire()
+        return _Lease(slots, waited=False)
+
     @staticmethod
     def _final(last: UpstreamError | None, op: _Operation, maybe_applied: bool) -> UpstreamError:
         if last is None:
-            return UpstreamTimeout(f"{op.name}: the deadline passed", operation=op.name)
+            return UpstreamTimeout(
+                f"{op.name}: the deadline passed before a request was sent", operation=op.name
+            )
         if op.write and maybe_applied:
             last.ambiguous = True  # an earlier attempt's effect is still unknown
         return last
@@ -697,14 +805,18 @@ class BandwidthClient:
         body: bytes | None,
         record: Record | None,
         budget: float,
+        lease: _Lease,
         *,
         trial: bool = False,
+        silence_counts: bool = True,
     ) -> tuple[httpx.Response, ET.Element | None]:
-        """One HTTP exchange: the answer and its parsed body (``None`` when empty).
+        """One HTTP exchange on the slot ``lease`` holds: the answer and its parsed body
+        (``None`` when empty).
 
         Raises ``_Failed`` for timeouts, connection failures and an unreadable 2xx body.
         Tells the circuit breaker what the attempt says about the carrier (``trial``: this
-        attempt is the half-open circuit's trial).
+        attempt is the half-open circuit's trial); a timeout only with ``silence_counts``
+        (see the module docstring).
         """
         headers = {"Content-Type": "application/xml"} if body is not None else None
         if op.write:
@@ -725,11 +837,13 @@ class BandwidthClient:
             with _translate(op.name, write=op.write):
                 if op.write:
                     response, data = await self._watched(
-                        op, request, record, budget, limit, started
+                        op, request, record, budget, limit, started, lease
                     )
                 else:
-                    response, data = await self._exchange(request, limit)
+                    response, data = await self._exchange(request, limit, lease)
             outcome = str(response.status_code)
+            if not op.listing:
+                self.timeouts.answered(max(0.0, self._clock() - started))
             verdict = response.status_code < 500  # an answer, even a 4xx: the carrier lives
             if response.status_code in (401, 403):
                 self.last_refusal_at = self._clock()
@@ -738,7 +852,9 @@ class BandwidthClient:
         except _Failed as failed:
             timed_out = isinstance(failed.error, UpstreamTimeout)
             outcome = "timeout" if timed_out else "error"
-            if timed_out or failed.reason == "connection":
+            if timed_out and not op.listing:
+                self.timeouts.timed_out()
+            if (timed_out and silence_counts) or failed.reason == "connection":
                 verdict = False
             raise
         finally:
@@ -754,19 +870,23 @@ class BandwidthClient:
                 )
         return response, self._parse(response, data, op)
 
-    async def _exchange(self, request: httpx.Request, limit: float) -> _Exchange:
-        """Send, read the whole answer, release the connection; at most ``limit`` seconds.
+    async def _exchange(self, request: httpx.Request, limit: float, lease: _Lease) -> _Exchange:
+        """Send, read the whole answer, release the connection and the slot; at most
+        ``limit`` seconds.
 
         httpx's timeouts bound each network step; ``limit`` bounds the whole exchange, and
         also covers transports that have none (ASGITransport).
         """
-        async with asyncio.timeout(limit), self._slots:
-            response = await self._http.send(request, stream=True)
-            try:
-                self.last_answer_at = self._clock()
-                data = await self._read_body(response)
-            finally:
-                await response.aclose()
+        try:
+            async with asyncio.timeout(limit):
+                response = await self._http.send(request, stream=True)
+                try:
+                    self.last_answer_at = self._clock()
+                    data = await self._read_body(response)
+                finally:
+                    await response.aclose()
+        finally:
+            lease.release()
         return response, data
 
     async def _watched(
@@ -777,27 +897,29 @@ class BandwidthClient:
         budget: float,
         limit: float,
         started: float,
+        lease: _Lease,
     ) -> _Exchange:
-        """A write's exchange, waited for ``budget`` seconds but never cancelled by us.
+        """A write's exchange, waited for ``budget`` seconds but never cancelled by us
+        while it is watched.
 
         Past the budget (or when the caller is cancelled) the exchange is abandoned to
         ``on_abandoned`` and goes on for up to ``limit`` seconds; the attempt then fails
         with a ``TimeoutError``, which ``_translate`` makes an ambiguous timeout.
         """
         task = asyncio.get_running_loop().create_task(
-            self._exchange(request, limit), name=f"bandwidth {op.name}"
+            self._exchange(request, limit, lease), name=f"bandwidth {op.name}"
         )
         try:
             await asyncio.wait((task,), timeout=budget)  # neither raises nor cancels the task
         except asyncio.CancelledError:
             if not task.done():
-                self._abandon(op, record, task, started)
+                self._abandon(op, record, task, started, lease)
             elif not task.cancelled():
                 task.exception()  # it ended as we were cancelled: nothing left to watch
             raise
         if task.done():
             return task.result()
-        self._abandon(op, record, task, started)
+        self._abandon(op, record, task, started, lease)
         raise TimeoutError(f"no answer within {budget:g}s")
 
     def _abandon(
@@ -806,12 +928,32 @@ class BandwidthClient:
         record: Record | None,
         task: asyncio.Task[_Exchange],
         started: float,
+        lease: _Lease,
     ) -> None:
-        settled = _Settled(task)
-        self._abandoned.add(task)
-        task.add_done_callback(self._abandoned.discard)
-        task.add_done_callback(lambda done: self._settled(op, started, done))
-        log.info("%s: no answer in time; the exchange goes on, watched", op.name)
+        lease.release()  # the next attempt need not wait for this one's answer
+        if len(self._abandoned) < self._max_watched:
+            settled = _Settled(task)
+            self._abandoned.add(task)
+            task.add_done_callback(self._abandoned.discard)
+            task.add_done_callback(lambda done: self._settled(op, started, done))
+            log.info("%s: no answer in time; the exchange goes on, watched", op.name)
+        else:
+            task.cancel()
+            task.add_done_callback(_retrieved)
+            wait = max(0.0, self.policy.settle_timeout - (self._clock() - started))
+            window = asyncio.get_running_loop().create_task(
+                asyncio.sleep(wait), name=f"bandwidth {op.name} settle window"
+            )
+            self._windows.add(window)
+            window.add_done_callback(self._windows.discard)
+            settled = _Settled(window)
+            log.warning(
+                "%s: no answer in time, and %d abandoned writes are already watched: this"
+                " one's connection is closed, and it counts as settled in %.1fs",
+                op.name,
+                len(self._abandoned),
+                wait,
+            )
         hook = self.on_abandoned
         if hook is not None:
             try:
@@ -880,6 +1022,12 @@ class BandwidthClient:
                 status=response.status_code,
             )
             raise _Failed(error, None) from None
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Retrieve a task's exception, so that one nobody awaits is not logged as lost."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _is_loopback(url: str) -> bool:

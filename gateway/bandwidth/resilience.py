@@ -6,12 +6,17 @@ out its whole deadline. Two guards, shared by all calls of one ``BandwidthClient
 
 ``CircuitBreaker``
     Counts consecutive attempts that say the carrier is dead or sick (no answer in time,
-    a connection that failed, a 5xx). At ``failure_threshold`` it *opens*: for ``cooldown``
-    seconds every call fails at once, without touching the network, with
+    a connection that failed, a 5xx). At ``failure_threshold`` in a row, *and* with at
+    least half of the attempts of the last ``window`` seconds failed, it *opens*: for
+    ``cooldown`` seconds every call fails at once, without touching the network, with
     ``CircuitOpenError`` (an ``UpstreamUnavailable`` carrying ``retry_after``). Then it is
     *half-open*: one trial attempt goes through; an answer closes the circuit, a failure
     opens it again for another cooldown. Any HTTP answer other than a 5xx (a 2xx, a 4xx,
-    a 429) counts as success: the carrier is alive, it just said no.
+    a 429) counts as success: the carrier is alive, it just said no. The share keeps a
+    carrier that answers most attempts in service: at hundreds of attempts a second, a
+    run of five failures comes by chance at a 30 % failure rate, and opening then would
+    refuse the 70 % that retries would find. The breaker hears only about attempts that
+    reached the carrier: time spent waiting for a local connection is never a verdict.
 
 ``RetryBudget``
     A token bucket for retries. Each call deposits ``ratio`` tokens, tokens also accrue
@@ -20,21 +25,34 @@ out its whole deadline. Two guards, shared by all calls of one ``BandwidthClient
     so retries add at most about ``ratio`` (20 %) to the traffic a struggling carrier
     sees, however many calls fail.
 
-Both read time from an injected ``clock`` so that tests never wait. Neither is
-thread-safe; both live on one event loop, where no call can interleave with another
-between two statements.
+``AttemptTimeouts``
+    How long an attempt waits for an answer: four times the 95th percentile of the last
+    256 answers' latency, between a floor and the configured per-attempt timeout (the
+    ceiling). A carrier that answers in 200 ms and holds a third of the calls is then
+    given up on after a second, not five: a held call no longer keeps a connection from
+    the calls the carrier does answer, and the retry comes in time to find them. Until 32
+    answers have been seen, and while more than half of the last 256 attempts timed out
+    (a carrier that slowed down past the adaptive timeout: only waiting shows how slow it
+    now is), attempts get the ceiling. Only a silence at the ceiling is the carrier's
+    failure for the breaker; an adaptive timeout is the gateway's own impatience.
+
+The breaker and the budget read time from an injected ``clock`` so that tests never wait.
+None of these is thread-safe; they live on one event loop, where no call can interleave
+with another between two statements.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Final, Literal
 
 from gateway.bandwidth.errors import UpstreamUnavailable
 
-__all__ = ["CircuitBreaker", "CircuitOpenError", "CircuitState", "RetryBudget"]
+__all__ = ["AttemptTimeouts", "CircuitBreaker", "CircuitOpenError", "CircuitState", "RetryBudget"]
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +83,25 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         cooldown: float = 10.0,
         *,
+        window: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
         if cooldown < 0:
             raise ValueError("cooldown must not be negative")
+        if window <= 0:
+            raise ValueError("window must be greater than 0")
         self.failure_threshold = failure_threshold
         self.cooldown = cooldown
+        self.window = window
         self._clock = clock
         #: Consecutive failed attempts since the last success.
         self.failures = 0
         self.open_until: float | None = None
         self._trial = False  # a half-open trial attempt is under way
+        #: Whole seconds of ``clock()`` -> [answered, failed] attempts in that second.
+        self._recent: dict[int, list[int]] = {}
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(state={self.state!r}, failures={self.failures})"
@@ -109,10 +133,18 @@ class CircuitBreaker:
         log.info("circuit half-open: letting one trial call through")
         return True
 
+    def failure_share(self) -> float:
+        """The share of the last ``window`` seconds' attempts that failed (0 with none)."""
+        self._count()
+        answered = sum(counts[0] for counts in self._recent.values())
+        failed = sum(counts[1] for counts in self._recent.values())
+        return failed / (answered + failed) if failed else 0.0
+
     def success(self) -> None:
         """The carrier answered: whatever the state, it is alive; close the circuit."""
         if self.open_until is not None:
             log.info("circuit closed: the carrier answered again")
+        self._count()[0] += 1
         self.failures = 0
         self.open_until = None
         self._trial = False
@@ -122,19 +154,36 @@ class CircuitBreaker:
         state = self.state
         if state == "open":
             return  # an attempt from before the circuit opened; the cooldown stands
+        self._count()[1] += 1
         self.failures += 1
-        if state == "half_open" or self.failures >= self.failure_threshold:
+        if state == "half_open" or (
+            self.failures >= self.failure_threshold and self.failure_share() >= 0.5
+        ):
             self.open_until = self._clock() + self.cooldown
             self._trial = False
             log.warning(
-                "circuit open for %.1fs after %d consecutive failed attempts",
+                "circuit open for %.1fs after %d consecutive failed attempts"
+                " (%.0f%% of the last %gs' attempts failed)",
                 self.cooldown,
                 self.failures,
+                100 * self.failure_share(),
+                self.window,
             )
 
     def release(self) -> None:
         """An attempt ended without a verdict; a half-open circuit may try again."""
         self._trial = False
+
+    def _count(self) -> list[int]:
+        """This second's counts, once the seconds older than the window are dropped."""
+        now = int(self._clock())
+        counts = self._recent.get(now)
+        if counts is None:
+            oldest = now - math.ceil(self.window)
+            for second in [s for s in self._recent if s <= oldest]:
+                del self._recent[second]
+            counts = self._recent[now] = [0, 0]
+        return counts
 
 
 class RetryBudget:
@@ -190,3 +239,62 @@ class RetryBudget:
         elapsed = max(0.0, now - self._stamp)
         self._stamp = now
         self._tokens = min(self.cap, self._tokens + elapsed * self.min_per_second)
+
+
+class AttemptTimeouts:
+    """Attempt timeouts that follow the carrier's latency; see the module docstring."""
+
+    def __init__(
+        self,
+        ceiling: float,
+        floor: float = 1.0,
+        *,
+        factor: float = 4.0,
+        size: int = 256,
+        min_answers: int = 32,
+        every: int = 16,
+    ) -> None:
+        if ceiling <= 0 or floor <= 0 or factor <= 0:
+            raise ValueError("ceiling, floor and factor must be greater than 0")
+        self.ceiling = ceiling
+        self.floor = min(floor, ceiling)
+        self.factor = factor
+        self.min_answers = min_answers
+        self._every = max(1, every)
+        self._latencies: deque[float] = deque(maxlen=size)
+        #: The last ``size`` attempts' outcomes (``True``: timed out), and how many timed out.
+        self._outcomes: deque[bool] = deque(maxlen=size)
+        self._timeouts = 0
+        self._fresh = 0  # answers since the quantile was last taken
+        self._adaptive = ceiling
+
+    def __repr__(self) -> str:
+        return f"AttemptTimeouts(timeout={self.timeout():.3f}, answers={len(self._latencies)})"
+
+    def timeout(self) -> float:
+        """The timeout for the next attempt."""
+        if len(self._latencies) < self.min_answers or 2 * self._timeouts > len(self._outcomes):
+            return self.ceiling
+        return self._adaptive
+
+    def answered(self, seconds: float) -> None:
+        """An attempt got an answer (any status) after ``seconds``."""
+        self._latencies.append(seconds)
+        self._outcome(False)
+        self._fresh += 1
+        if self._fresh >= self._every:
+            self._fresh = 0
+            ordered = sorted(self._latencies)
+            p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+            self._adaptive = min(self.ceiling, max(self.floor, self.factor * p95))
+
+    def timed_out(self) -> None:
+        """An attempt got no answer within its timeout."""
+        self._outcome(True)
+
+    def _outcome(self, timed_out: bool) -> None:
+        outcomes = self._outcomes
+        if len(outcomes) == outcomes.maxlen and outcomes[0]:
+            self._timeouts -= 1
+        outcomes.append(timed_out)
+        self._timeouts += timed_out

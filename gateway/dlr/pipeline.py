@@ -57,6 +57,7 @@ from gateway.dlr.callers import CallerIndex
 from gateway.dlr.coordinates import distance_meters, uncertainty_meters
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.ledger import Ledger, MemoryLedger
+from gateway.dlr.reads import CarrierReads
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
 from gateway.lru import Lru
 from gateway.store.base import (
@@ -359,6 +360,7 @@ class Pipeline:
         conflict_margin_meters: float = 500.0,
         on_conflict: Callable[[], None] | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reads: CarrierReads[Binding | None] | None = None,
     ) -> None:
         self.carrier = carrier
         self.geocoder = geocoder
@@ -391,6 +393,8 @@ class Pipeline:
         #: Callback number -> freshest binding, for the emergency-call query: fed here, at
         #: every claim, confirmation, advance, repair and delete this replica makes.
         self.callers = callers
+        #: The bounds on carrier reads made for ``current()``.
+        self.reads: CarrierReads[Binding | None] = reads if reads is not None else CarrierReads()
 
     def _learn(self, stored: StoredBinding) -> None:
         if self.callers is not None:
@@ -418,10 +422,21 @@ class Pipeline:
         return self._bindings.get(alternate_end_user_id)
 
     async def current(self, alternate_end_user_id: str) -> Binding | None:
-        """The device's binding: from the cache, else read from the carrier."""
-        known = self._bindings.get(alternate_end_user_id)
+        """The device's binding as the gateway knows it: the cache, then the state store (the
+        desired binding, as the call-time query answers it). The carrier is read only for a
+        device neither holds with an address (never reported here, or edited by an admin),
+        and then within ``reads``' bounds: once per device per interval, a few at a time."""
+        aeui = alternate_end_user_id
+        known = self._bindings.get(aeui)
         if known is not None:
             return known
+        stored = await self.ledger.get(aeui)
+        if stored is not None and stored.address is not None:
+            return _from_stored(stored)
+        return await self.reads.read(aeui, lambda: self._carrier_binding(aeui))
+
+    async def _carrier_binding(self, alternate_end_user_id: str) -> Binding | None:
+        """What the carrier holds for the device: its endpoint and that endpoint's location."""
         try:
             endpoint = await self.carrier.get_endpoint(self.endpoint_id(alternate_end_user_id))
         except UpstreamNotFound:
@@ -962,6 +977,7 @@ class Pipeline:
             return
         async with self._devices.hold(aeui):
             self._bindings.pop(aeui, None)
+            self.reads.forget(aeui)
             previous = await self.ledger.get(aeui)
             edited = StoredBinding(
                 aeui=aeui,
@@ -998,6 +1014,7 @@ class Pipeline:
         aeui = alternate_end_user_id
         async with self._devices.hold(aeui):
             self._bindings.pop(aeui, None)
+            self.reads.forget(aeui)
             row = await self.ledger.delete(aeui)
             self._forget_caller(aeui)
             await self.ledger.record(

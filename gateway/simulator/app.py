@@ -23,7 +23,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -157,6 +157,12 @@ class Simulator:
         entry = self._log(request, op, params)
         try:
             return await self._handle(request, op, params, entry)
+        except ClientDisconnect:
+            # Not the simulator's failure, and nothing was applied: the body never arrived.
+            logger.info("%s: the client hung up before sending the whole request", op.name)
+            with self._calls_lock:
+                entry["disconnected"] = True
+            return Response(status_code=400)  # no one is left to read it
         except Exception:
             logger.exception("simulator failed on %s", op.name)
             outcome = error(500, Code.INTERNAL_ERROR, "internal error")
@@ -292,6 +298,8 @@ class Simulator:
                 "fault": None,
                 "applied": False,
                 "id": params.get("endpointId") or params.get("locationId"),
+                # The client hung up before the request was read: no status, nothing applied.
+                "disconnected": False,
             }
             self._calls.append(entry)
         return entry

@@ -120,17 +120,22 @@ class Carrier:
         return reply.response
 
     def client(self, policy: RetryPolicy = POLICY, **options: Any) -> BandwidthClient:
-        return BandwidthClient(
-            BASE,
-            ACCOUNT,
-            USER,
-            PASSWORD,
-            transport=httpx.MockTransport(self.handler),
-            policy=policy,
-            clock=asyncio.get_running_loop().time,
-            random=lambda: 0.5,
-            **options,
-        )
+        return client_for(self.handler, policy, **options)
+
+
+def client_for(handler: Any, policy: RetryPolicy = POLICY, **options: Any) -> BandwidthClient:
+    """A client of ``handler`` on the running loop's (virtual) clock."""
+    return BandwidthClient(
+        BASE,
+        ACCOUNT,
+        USER,
+        PASSWORD,
+        transport=httpx.MockTransport(handler),
+        policy=policy,
+        clock=asyncio.get_running_loop().time,
+        random=lambda: 0.5,
+        **options,
+    )
 
 
 @dataclass

@@ -11,6 +11,7 @@ import pytest
 from starlette.datastructures import Secret
 
 from gateway.bandwidth import (
+    AttemptTimeouts,
     BandwidthClient,
     CircuitBreaker,
     CircuitOpenError,
@@ -117,11 +118,52 @@ def test_a_success_resets_the_count() -> None:
     assert breaker.state == "closed"
 
 
+def test_a_carrier_that_answers_most_attempts_is_not_cut_off_by_a_run_of_failures() -> None:
+    # 30 % of attempts fail: at this rate a run of five comes by chance (here: every 20th
+    # attempt starts one), and retries would find the 70 % the carrier answers.
+    clock = Clock()
+    breaker = CircuitBreaker(5, 10.0, clock=clock)
+    for n in range(1, 301):
+        clock.now += 0.01
+        assert breaker.allow()
+        if n % 20 in (0, 1, 2, 3, 4, 7):
+            breaker.failure()
+        else:
+            breaker.success()
+    assert breaker.state == "closed"
+    assert breaker.failure_share() == pytest.approx(0.3)
+
+
+def test_a_run_of_failures_opens_once_they_are_half_of_the_recent_attempts() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(5, 10.0, clock=clock)
+    for _ in range(6):
+        breaker.success()
+    for _ in range(5):
+        breaker.failure()
+    assert breaker.state == "closed"  # 5 of 11
+    breaker.failure()
+    assert breaker.state == "open"  # 6 of 12
+
+
+def test_answers_older_than_the_window_are_forgotten() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(5, 10.0, window=10.0, clock=clock)
+    for _ in range(100):
+        breaker.success()
+    clock.now += 11
+    for _ in range(5):
+        breaker.failure()
+    assert breaker.state == "open"
+
+
 def test_the_breaker_is_validated() -> None:
     with pytest.raises(ValueError, match="failure_threshold"):
         CircuitBreaker(0)
     with pytest.raises(ValueError, match="cooldown"):
         CircuitBreaker(1, -1)
+    with pytest.raises(ValueError, match="window"):
+        CircuitBreaker(1, window=0)
 
 
 # -- the breaker in the client ------------------------------------------------------------
@@ -388,3 +430,48 @@ def test_a_call_whose_retry_the_budget_denies_keeps_its_ambiguity() -> None:
 
     asyncio.run(main())
     assert len(up.requests) == 1
+
+
+# -- attempt timeouts -------------------------------------------------------------------------
+
+
+def test_attempt_timeouts_follow_the_carriers_latency_between_floor_and_ceiling() -> None:
+    timeouts = AttemptTimeouts(5.0, 1.0)
+    for _ in range(31):
+        timeouts.answered(0.2)
+    assert timeouts.timeout() == 5.0  # not enough answers seen yet
+    timeouts.answered(0.2)
+    assert timeouts.timeout() == 1.0  # 4 x 0.2 s, raised to the floor
+    for _ in range(256):
+        timeouts.answered(0.6)
+    assert timeouts.timeout() == pytest.approx(2.4)
+    for _ in range(256):
+        timeouts.answered(2.0)
+    assert timeouts.timeout() == 5.0  # never past the configured timeout
+
+
+def test_a_held_third_of_the_calls_keeps_the_timeout_short() -> None:
+    timeouts = AttemptTimeouts(5.0, 1.0)
+    for n in range(600):
+        if n % 3 == 0:
+            timeouts.timed_out()
+        else:
+            timeouts.answered(0.2)
+    assert timeouts.timeout() == 1.0
+
+
+def test_when_most_attempts_time_out_they_get_the_whole_timeout_again() -> None:
+    # The carrier slowed down past the adaptive timeout: only waiting shows how slow it is.
+    timeouts = AttemptTimeouts(5.0, 1.0)
+    for _ in range(100):
+        timeouts.answered(0.1)
+    assert timeouts.timeout() == 1.0
+    for _ in range(101):
+        timeouts.timed_out()
+    assert timeouts.timeout() == 5.0
+    for _ in range(140):
+        timeouts.answered(3.0)  # the slow answers, now waited for
+    assert timeouts.timeout() == 5.0
+    assert AttemptTimeouts(5.0, 9.0).floor == 5.0
+    with pytest.raises(ValueError, match="greater than 0"):
+        AttemptTimeouts(0)

@@ -31,6 +31,7 @@ def test_call_log_records_every_seed_request(h: Harness) -> None:
         "fault": None,
         "applied": True,
         "id": "LOC1",
+        "disconnected": False,
     }
     assert calls[1]["time"] == 1002.5
     assert [(c["operation"], c["status"], c["applied"], c["id"]) for c in calls[1:]] == [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import logging
 import socket
 import threading
 import time
@@ -54,3 +56,29 @@ def test_reset_is_a_transport_error_for_a_real_client(served: tuple[str, Simulat
         assert b"<locationId>LOC1</locationId>" in response.content
         assert client.get(base + "/_sim/state").json()["locations"].keys() == {"LOC1"}
     assert [c["fault"] for c in sim.calls] == [None, "reset", None]
+
+
+def test_a_client_that_hangs_up_is_logged_as_such(
+    served: tuple[str, Simulator], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.simulator")
+    base, sim = served
+    port = int(base.rsplit(":", 1)[1])
+    body = location_xml()
+    head = (
+        f"POST {ACCOUNT}/locations HTTP/1.1\r\nHost: sim\r\n"
+        f"Authorization: Basic {base64.b64encode(':'.join(AUTH).encode()).decode()}\r\n"
+        f"Content-Type: application/xml\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        raw.sendall(head + body[: len(body) // 2])  # half the body, then hang up
+    deadline = time.monotonic() + 10
+    while not (sim.calls and sim.calls[-1]["disconnected"]):
+        assert time.monotonic() < deadline, sim.calls
+        time.sleep(0.01)
+    (call,) = sim.calls
+    assert (call["operation"], call["status"], call["applied"]) == ("createLocation", None, False)
+    assert "simulator failed" not in caplog.text
+    assert "Traceback" not in caplog.text
+    assert "hung up" in caplog.text
+    assert sim.state["locations"] == {}

@@ -1,0 +1,89 @@
+"""``/readyz``: whether this pod can serve, never the carrier's health.
+
+Configuration, draining, and the state store or the call-time query's memory fallback
+decide it; the carrier's state is in the body only, and finding it out never makes the
+check wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.api.health import Readiness
+from gateway.bandwidth import BandwidthClient
+from gateway.dlr.callers import CallerIndex
+from gateway.store import StoreUnavailable
+from tests.harness import gateway, gateway_settings
+
+
+class DownStore:
+    """A state store that cannot be reached."""
+
+    dialect = "postgresql"
+
+    async def ping(self) -> None:
+        raise StoreUnavailable("connection refused")
+
+
+def carrier(handler: Any) -> BandwidthClient:
+    return BandwidthClient(
+        "https://bw.test/api", "9900000", "u", "p", transport=httpx.MockTransport(handler)
+    )
+
+
+def test_a_carrier_that_does_not_answer_never_holds_up_readiness() -> None:
+    async def scenario() -> None:
+        # Every carrier call is held for a minute: the probe would take its whole timeout.
+        async with gateway(gateway_settings(), latency_ms=60_000) as gw:
+            async with asyncio.timeout(5):  # the kubelet gives the probe 2 s
+                first = await gw.http.get("/readyz")
+                second = await gw.http.get("/readyz")
+            assert first.status_code == second.status_code == 200
+            assert first.json()["upstream"] == "unknown"  # the probe is out
+            assert gw.operations() == ["listNotificationRecipients"]  # one probe, not two
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("fallback", "ready"), [(CallerIndex(10), True), (None, False)], ids=["memory", "none"]
+)
+def test_a_store_that_cannot_be_reached_leaves_the_pod_ready_with_its_memory_fallback(
+    fallback: CallerIndex | None, ready: bool
+) -> None:
+    async def scenario() -> dict[str, object]:
+        async with carrier(lambda request: httpx.Response(200)) as upstream:
+            readiness = Readiness(
+                upstream,
+                store=DownStore(),  # type: ignore[arg-type]
+                fallback=fallback,
+                window=30.0,
+                config_problems=[],
+            )
+            checks = await readiness.check()
+            await readiness.aclose()
+            return checks
+
+    checks = asyncio.run(scenario())
+    assert checks["database"] == "unavailable"
+    assert checks["ready"] is ready
+    assert ("fallback" in checks) is ready
+
+
+def test_configuration_problems_and_draining_make_the_pod_unready() -> None:
+    async def scenario() -> list[dict[str, object]]:
+        async with carrier(lambda request: httpx.Response(200)) as upstream:
+            bad = Readiness(upstream, window=30.0, config_problems=["BANDWIDTH_PASSWORD unset"])
+            draining = Readiness(upstream, window=30.0, config_problems=[])
+            draining.draining = True
+            found = [await bad.check(), await draining.check()]
+            await bad.aclose()
+            return found
+
+    bad, draining = asyncio.run(scenario())
+    assert (bad["ready"], bad["config"]) == (False, "BANDWIDTH_PASSWORD unset")
+    assert (draining["ready"], draining["draining"]) == (False, True)
