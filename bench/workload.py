@@ -38,7 +38,7 @@ _STATE_LIST = (
 )
 #: The 50 states and DC (territories left out).
 _STATES = frozenset(_STATE_LIST.split(" "))
-#: Valid US numbers (``phonenumbers`` accepts them); callback numbers need not be unique.
+#: Valid US callback numbers (``gateway.dlr.numbers``); they need not be unique.
 PHONES = tuple(f"+1202555{n:04d}" for n in range(100, 200))
 
 

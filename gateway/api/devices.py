@@ -10,7 +10,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import phonenumbers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -34,6 +33,7 @@ from gateway.api.schemas import (
 from gateway.bandwidth.errors import UpstreamError
 from gateway.bandwidth.models import Address
 from gateway.dlr.address import FieldError, validate_caller_name
+from gateway.dlr.numbers import CALLBACK_NUMBER_RULE, callback_number
 from gateway.dlr.pipeline import Binding, GeoFix, Outcome, Report, Superseded, Unroutable
 from gateway.geocoding.results import GeocodingUnavailable
 from gateway.jsondump import JSONResponse
@@ -78,35 +78,14 @@ def _aeui(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
     return text
 
 
-#: Bounded well below the fleet: a repeated report skips parsing altogether (the report
-#: memo), so this serves the reports that changed; 8 192 entries hold ~2 MB, 65 536 held 14.
-@functools.lru_cache(maxsize=8192)
-def _e164(text: str) -> str | None:
-    """``text`` as E.164 when it is a valid US or Canadian number written in E.164, else
-    ``None``. Pure, so memoized: a device sends the same number with every report."""
-    if not text.startswith("+"):
-        return None
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number) or phonenumbers.region_code_for_number(
-        number
-    ) not in ("US", "CA"):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
 def _telephone(value: Any, errors: list[FieldProblem]) -> str | None:
     text, reason = check_string(value, "telephoneNumber", 32)
     if reason or text is None:
         errors.append(FieldProblem("telephoneNumber", reason or "required"))
         return None
-    e164 = _e164(text)
+    e164 = callback_number(text)
     if e164 is None:
-        errors.append(
-            FieldProblem("telephoneNumber", "expected a valid US or Canadian number in E.164")
-        )
+        errors.append(FieldProblem("telephoneNumber", CALLBACK_NUMBER_RULE))
     return e164
 
 
