@@ -28,6 +28,7 @@ from gateway.api.schemas import (
 from gateway.bandwidth.errors import UpstreamNotFound
 from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient, wire_name
 from gateway.dlr.ids import endpoint_id_for, location_id_for
+from gateway.dlr.pipeline import in_address
 from gateway.jsondump import JSONResponse
 
 _RESERVED_ENDPOINT_IDS = {"locations", "notificationrecipients"}
@@ -71,10 +72,6 @@ def _require(record: Any, *names: str) -> None:
     ]
     if missing:
         raise Problem(422, "Required fields are missing.", errors=missing)
-
-
-def _in_address(field: str) -> str:
-    return field if field == "address" else f"address.{field}"
 
 
 def _created(body: dict[str, Any], location: str) -> Response:
@@ -177,7 +174,7 @@ async def _location_body(request: Request, s: Services) -> Location:
             422,
             "The address cannot be routed.",
             "unroutable-address",
-            errors=[FieldProblem(_in_address(e.field), e.message) for e in normalized.errors],
+            errors=[FieldProblem(e.field, e.message) for e in map(in_address, normalized.errors)],
             extra={"suggestions": [record_to_json(a) for a in normalized.suggestions]},
         )
     return dataclasses.replace(location, address=normalized.address)

@@ -34,7 +34,16 @@ from gateway.bandwidth.errors import UpstreamError
 from gateway.bandwidth.models import Address
 from gateway.dlr.address import FieldError, validate_caller_name
 from gateway.dlr.numbers import CALLBACK_NUMBER_RULE, callback_number
-from gateway.dlr.pipeline import Binding, GeoFix, Outcome, Report, Superseded, Unroutable
+from gateway.dlr.pipeline import (
+    Binding,
+    GeoFix,
+    Normalizer,
+    Outcome,
+    Report,
+    Superseded,
+    Unroutable,
+    in_address,
+)
 from gateway.geocoding.results import GeocodingUnavailable
 from gateway.jsondump import JSONResponse
 from gateway.store import HistoryEntry, StateStore
@@ -301,7 +310,7 @@ async def _read_report(
     content_type = request.headers.get("content-type", "")
     if is_pidf(content_type):
         source = await read_pidf_report(request, s, principal)
-        return _parse_source(source), source
+        return _parse_source(source, s.normalize), source
     if not is_json(content_type):
         raise Problem(415, "Send the report as application/json or application/pidf+xml.")
     body = await read_body(request, s.settings.max_body_bytes)
@@ -315,25 +324,50 @@ async def _read_report(
                 raise _problems(errors)
             return known.seen_at(when), _NO_SOURCE
     source = ReportSource(decode_json(body))
-    report = _parse_source(source)
+    report = _parse_source(source, s.normalize)
     if memo is not None:
         s.report_memo.put(memo.template, report)
     return report, source
 
 
-def _parse_source(source: ReportSource) -> Report:
-    """``parse_report`` for a body of any format, errors named as the sender named the fields."""
+def _parse_source(source: ReportSource, normalize: Normalizer) -> Report:
+    """``parse_report`` for a body of any format, errors named as the sender named the fields.
+
+    A report refused for its fields is also checked for its address, so that one answer
+    names every problem (not the name first, and the ZIP on the next try).
+    """
     try:
         report = parse_report(source.body)
     except Problem as exc:
-        if not source.names and not source.errors:
-            raise
-        taken = {e.field for e in source.errors}
-        renamed = [e for e in source.renamed(exc.errors) if e.field not in taken]
-        raise Problem(exc.status, exc.detail, exc.kind, errors=[*source.errors, *renamed]) from None
-    if source.errors:
-        raise _problems(list(source.errors))
-    return report
+        refused: Problem | None = exc
+    else:
+        if not source.errors:
+            return report
+        refused = None
+    found = list(refused.errors) if refused is not None else []
+    found += _address_errors(source.body, found, normalize)
+    detail = refused.detail if refused is not None else "The report is not valid."
+    if not source.names and not source.errors:
+        raise Problem(422, detail, errors=found) from None
+    taken = {e.field for e in source.errors}
+    renamed = [e for e in source.renamed(found) if e.field not in taken]
+    raise Problem(422, detail, errors=[*source.errors, *renamed]) from None
+
+
+def _address_errors(
+    body: Any, found: list[FieldProblem], normalize: Normalizer
+) -> list[FieldProblem]:
+    """What the normalizer finds wrong with a report's address, when the address itself
+    could be read (its own type and size errors are already in ``found``)."""
+    if not isinstance(body, dict) or not _given(body, "address"):
+        return []
+    if any(e.field == "address" or e.field.startswith("address.") for e in found):
+        return []
+    scratch: list[FieldProblem] = []
+    raw = _address_input(body["address"], scratch)
+    if scratch or raw is None:
+        return []
+    return [FieldProblem(e.field, e.message) for e in map(in_address, normalize(raw).errors)]
 
 
 async def location_report(request: Request) -> Response:

@@ -90,7 +90,10 @@ _SEPARATOR = "[ .-]?"
 
 #: E.164 (``+12025550143``), or with the usual separators (``+1 (202) 555-0143``,
 #: ``+1-202-555-0143``, ``+1.202.555.0143``); written for ECMA-262 and Python alike.
-CALLBACK_NUMBER_PATTERN = rf"^\+1{_SEPARATOR}(?:({_AREA})|\(({_AREA})\)){_SEPARATOR}({_EXCHANGE}){_SEPARATOR}([0-9]{{4}})$"
+CALLBACK_NUMBER_PATTERN = (
+    rf"^\+1{_SEPARATOR}(?:({_AREA})|\(({_AREA})\))"
+    rf"{_SEPARATOR}({_EXCHANGE}){_SEPARATOR}([0-9]{{4}})$"
+)
 _CALLBACK_NUMBER = re.compile(CALLBACK_NUMBER_PATTERN)
 
 

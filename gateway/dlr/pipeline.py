@@ -252,7 +252,7 @@ _NOT_DISPATCHABLE = (
 )
 
 
-def _in_address(error: FieldError) -> FieldError:
+def in_address(error: FieldError) -> FieldError:
     """``error`` named as a field of the report: ``zip`` -> ``address.zip``."""
     if error.field == "address" or error.field.startswith("address."):
         return error
@@ -385,7 +385,7 @@ class Pipeline:
         """
         if report.address is not None:
             normalized = self.normalize(report.address)
-            where = _in_address
+            where = in_address
         elif report.geo is not None:
             reversed_ = await self._reverse(report.geo)
             if reversed_ is None or reversed_.address is None:

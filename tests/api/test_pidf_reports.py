@@ -7,6 +7,7 @@ calls, the same problems, with field errors named after the civic elements sent.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -137,7 +138,6 @@ def test_a_known_device_keeps_its_name_and_number() -> None:
         ((b"<ca:NAM>ALICE SMITH</ca:NAM>", b""), "civicAddress.NAM"),
         ((b"<contact>tel:+12025550143</contact>", b"<contact>tel:+15555</contact>"), "contact"),
         ((b"2026-11-01T12:00:00Z", b"2026-11-01T12:00:00"), "timestamp"),
-        ((b"<timestamp>2026-11-01T12:00:00Z</timestamp>", b""), "timestamp"),
         ((b"pres:alice-laptop@example.com", b"pres:" + b"a" * 40 + b"@example.com"), "entity"),
         ((b"pres:alice-laptop@example.com", b"urn:x:y"), "entity"),
     ],
@@ -270,5 +270,88 @@ def test_mutated_documents_never_get_a_500(
             assert response.status_code < 500, response.text
             if response.status_code != 200:
                 assert response.headers["content-type"] == "application/problem+json"
+
+    run(scenario())
+
+
+def test_a_document_without_a_timestamp_is_as_new_as_its_arrival() -> None:
+    """RFC 3863 makes <timestamp> optional: the receive time is used, and the answer says so."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            before = datetime.now(UTC)
+            undated = samples.CIVIC.replace(b"<timestamp>2026-11-01T12:00:00Z</timestamp>", b"")
+            response = await post(gw, undated)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            observed = datetime.fromisoformat(body["observedAt"])
+            assert before <= observed <= datetime.now(UTC)
+            assert [w["field"] for w in body["warnings"]] == ["timestamp"]
+            assert "received" in body["warnings"][0]["message"]
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("name", ["spaced-namespace", "rfc4119-point", "wrapped-point"])
+def test_documents_as_real_devices_send_them_are_reports(name: str) -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            document = samples.ALL[name]
+            presence = read_presence(document)
+            assert presence.entity is not None
+            aeui = presence.entity.split(":", 1)[1].split("@", 1)[0]
+            if presence.civic is None:
+                # A GPS-only document needs a place the device already reported (the offline
+                # geocoder finds no street for a bare fix) and keeps its name and number.
+                known = report(aeui, "350 5th Ave, New York, NY 10118", -86400)
+                assert (await gw.report(known)).status_code == 200
+            if b"NAM" not in document or b"<contact>" not in document:
+                known = report(aeui, "2880 Broadway, New York, NY 10025", -86400)
+                assert (await gw.report(known)).status_code == 200
+            response = await post(gw, document)
+            if presence.civic is None:
+                # Offline, a bare fix is refused as not dispatchable: but it was read.
+                assert response.status_code == 422, response.text
+                assert response.json()["type"] == "/problems/unroutable-address"
+                return
+            assert response.status_code == 200, response.text
+            assert response.json()["warnings"] == []
+
+    run(scenario())
+
+
+def test_every_problem_of_a_document_is_in_one_answer() -> None:
+    """Not the name and number first and the city and ZIP on the next try."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            document = (
+                samples.CIVIC.replace(b"<ca:NAM>ALICE SMITH</ca:NAM>", b"")
+                .replace(b"<contact>tel:+12025550143</contact>", b"")
+                .replace(b"<ca:A3>NEW YORK</ca:A3>", b"")
+                .replace(b"<ca:PC>10118</ca:PC>", b"<ca:PC>99999</ca:PC>")
+            )
+            response = await post(gw, document)
+            assert response.status_code == 422, response.text
+            assert set(fields(response)) == {
+                "civicAddress.NAM",
+                "contact",
+                "civicAddress.A3",
+                "civicAddress.PC",
+            }
+            assert gw.operations() == ["getEndpoint"]  # looked for the device's name, only
+
+    run(scenario())
+
+
+def test_every_problem_of_a_json_report_is_in_one_answer_too() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            body = report("alice", "350 5th Ave, New York, NY 99999", 0)
+            del body["callerName"]
+            response = await gw.report(body)
+            assert response.status_code == 422, response.text
+            assert set(fields(response)) == {"callerName", "address.zip"}
+            assert gw.operations() == []
 
     run(scenario())

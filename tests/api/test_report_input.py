@@ -68,8 +68,12 @@ BAD_REPORTS: list[Any] = [
     pytest.param(base() | {"telephoneNumber": "+442071838750"}, "telephoneNumber", id="tel-uk"),
     pytest.param(base() | {"telephoneNumber": "2025550143"}, "telephoneNumber", id="tel-no-plus"),
     pytest.param(base() | {"telephoneNumber": "+1202555014"}, "telephoneNumber", id="tel-short"),
-    pytest.param(base() | {"telephoneNumber": "+19115550143"}, "telephoneNumber", id="tel-n11-area"),
-    pytest.param(base() | {"telephoneNumber": "+12029110143"}, "telephoneNumber", id="tel-n11-exchange"),
+    pytest.param(
+        base() | {"telephoneNumber": "+19115550143"}, "telephoneNumber", id="tel-n11-area"
+    ),
+    pytest.param(
+        base() | {"telephoneNumber": "+12029110143"}, "telephoneNumber", id="tel-n11-exchange"
+    ),
     pytest.param(base() | {"telephoneNumber": "+18765550143"}, "telephoneNumber", id="tel-jamaica"),
     pytest.param(base() | {"telephoneNumber": "+1202555014x"}, "telephoneNumber", id="tel-letter"),
     pytest.param(base() | {"telephoneNumber": "911"}, "telephoneNumber", id="tel-911"),
