@@ -845,23 +845,22 @@ class Pipeline:
         location = Location(
             location_id=location_id, address=address, latitude=latitude, longitude=longitude
         )
+        change = Change.CREATED
         try:
-            created = await self.carrier.create_location(location)
+            held = await self.carrier.create_location(location)
         except UpstreamConflict:
-            known = _KnownLocation(None, latitude, longitude, source)
+            # It exists already (an admin created it, or a store was lost): what the carrier
+            # holds is the answer, status and coordinates, not what this report would have sent.
+            held = await self.carrier.get_location(location_id)
             change = Change.UNCHANGED
         except UpstreamRejected as exc:
             if isinstance(exc, UpstreamNotFound):
                 raise
             message = f"the carrier refused the address: {exc.description or exc.message}"
             raise Unroutable(message, (FieldError("address", message),)) from None
-        else:
-            # The carrier may fill in coordinates of its own (a ZIP centroid): not ours.
-            ours = coordinates is not None and (created.latitude, created.longitude) == coordinates
-            known = _KnownLocation(
-                created.status, created.latitude, created.longitude, source if ours else None
-            )
-            change = Change.CREATED
+        # The carrier may fill in coordinates of its own (a ZIP centroid): not ours.
+        ours = coordinates is not None and (held.latitude, held.longitude) == coordinates
+        known = _KnownLocation(held.status, held.latitude, held.longitude, source if ours else None)
         self._locations[location_id] = known
         await self.ledger.remember_location(
             location_id, address_json(address), known.status, known.latitude, known.longitude

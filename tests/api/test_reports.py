@@ -120,9 +120,13 @@ def test_restart_relearns_and_stays_correct() -> None:
             seq = gw.last_seq()
             same = await gw.report(report("carol", WHITE_HOUSE, 10))
             assert same.status_code == 200
-            # Re-learning costs calls, but never a duplicate: "already exists" is success.
-            assert gw.operations(seq) == ["createLocation", "updateEndpoint"]
+            # Re-learning costs calls, but never a duplicate: "already exists" is success,
+            # and the location is then read, so that the answer is what the carrier holds.
+            assert gw.operations(seq) == ["createLocation", "getLocation", "updateEndpoint"]
             assert same.json()["changes"]["location"] == "unchanged"
+            held = gw.simulator.state["locations"][same.json()["locationId"]]
+            assert same.json()["status"] == held["status"] == "GEOCODED"
+            assert same.json()["latitude"] == held["latitude"]
 
             seq = gw.last_seq()
             moved = await gw.report(report("dave", WHITE_HOUSE, 10))
@@ -265,5 +269,35 @@ def test_a_device_flooding_reports_is_rate_limited() -> None:
                 )
                 == 5
             )
+
+    run(scenario())
+
+
+def test_a_report_to_a_location_an_admin_created_answers_what_the_carrier_holds() -> None:
+    """Status and coordinates are the carrier's, as ``GET /v1/locations/{id}`` shows them."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            address = {
+                "houseNumber": "1600",
+                "streetName": "PENNSYLVANIA",
+                "streetSuffix": "AVE",
+                "postDirectional": "NW",
+                "city": "WASHINGTON",
+                "stateCode": "DC",
+                "zip": "20500",
+            }
+            created = await gw.http.post("/v1/locations", json={"address": address})
+            assert created.status_code == 201, created.text
+            location = created.json()
+            answer = await gw.report(report("erin", WHITE_HOUSE, 0, phone="+12025550111"))
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["locationId"] == location["locationId"]
+            for body in (answer.json(), (await gw.http.get("/v1/devices/erin/location")).json()):
+                assert body["status"] == location["status"] == "GEOCODED"
+                assert (body["latitude"], body["longitude"]) == (
+                    location["latitude"],
+                    location["longitude"],
+                )
 
     run(scenario())
