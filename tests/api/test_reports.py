@@ -211,7 +211,8 @@ def test_unroutable_addresses_write_nothing() -> None:
 def test_gps_only_report_with_the_offline_geocoder_is_refused() -> None:
     async def scenario() -> None:
         async with gateway() as gw:
-            body = report("hank", None, 0, geo={"latitude": 38.8977, "longitude": -77.0365})
+            # Arlington, VA: no sandbox place near, so the offline geocoder's ZIP answer.
+            body = report("hank", None, 0, geo={"latitude": 38.8816, "longitude": -77.0910})
             response = await gw.report(body)
             assert response.status_code == 422
             problem = response.json()
@@ -299,5 +300,29 @@ def test_a_report_to_a_location_an_admin_created_answers_what_the_carrier_holds(
                     location["latitude"],
                     location["longitude"],
                 )
+
+    run(scenario())
+
+
+def test_a_gps_only_report_near_a_sandbox_place_is_provisioned_there() -> None:
+    """The sandbox's few street-level places make the GPS path something to try."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            fix = {"latitude": 40.74844, "longitude": -73.98566, "accuracyMeters": 12}
+            response = await gw.report(report("ivan", None, 0, geo=fix))
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["address"] == {
+                "houseNumber": "350",
+                "streetName": "5TH",
+                "streetSuffix": "AVE",
+                "city": "NEW YORK",
+                "stateCode": "NY",
+                "zip": "10118",
+                "country": "US",
+            }
+            # The device's own fix is what the carrier holds.
+            assert (body["latitude"], body["longitude"]) == (40.74844, -73.98566)
 
     run(scenario())
