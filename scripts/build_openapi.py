@@ -7,10 +7,22 @@ committed document equals this script's output and that routes and document agre
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).resolve().parent.parent / "gateway" / "openapi.json"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the patterns are the gateway's
+
+from gateway.api.admin import EMAIL_PATTERN  # noqa: E402
+from gateway.api.devices import AEUI_PATTERN, OBSERVED_AT_PATTERN  # noqa: E402
+from gateway.api.schemas import ID_PATTERN as ID_RE  # noqa: E402
+from gateway.api.schemas import LOCATION_ID_PATTERN as LOCATION_ID_RE  # noqa: E402
+from gateway.dlr.address import CALLER_NAME_PATTERN  # noqa: E402
+from gateway.dlr.numbers import CALLBACK_NUMBER_PATTERN  # noqa: E402
+from gateway.dlr.patterns import END, TEXT_PATTERN  # noqa: E402
+
+OUT = ROOT / "gateway" / "openapi.json"
 
 #: ``gateway.api.problems.MAX_ERRORS``: a problem lists at most this many field errors.
 MAX_ERRORS = 100
@@ -22,6 +34,11 @@ def ref(name: str) -> dict[str, str]:
 
 def string(max_length: int, **extra: Any) -> dict[str, Any]:
     return {"type": "string", "maxLength": max_length, **extra}
+
+
+def text(max_length: int, **extra: Any) -> dict[str, Any]:
+    """A string the gateway reads: no control characters (``gateway.api.schemas``)."""
+    return string(max_length, pattern=TEXT_PATTERN, **extra)
 
 
 def problem(description: str) -> dict[str, Any]:
@@ -128,18 +145,18 @@ ADDRESS = writable(
         ),
         "additionalProperties": False,
         "properties": {
-            "houseNumber": string(255),
-            "houseSuffix": string(255),
-            "prefixDirectional": string(255),
-            "streetName": string(255),
-            "streetSuffix": string(255),
-            "postDirectional": string(255),
-            "addressLine2": string(60, description="Suite, floor, room: shown to the PSAP."),
-            "city": string(255),
-            "stateCode": string(255),
-            "zip": string(255),
-            "plusFour": string(255),
-            "country": string(255, description="US or CA."),
+            "houseNumber": text(255),
+            "houseSuffix": text(255),
+            "prefixDirectional": text(255),
+            "streetName": text(255),
+            "streetSuffix": text(255),
+            "postDirectional": text(255),
+            "addressLine2": text(60, description="Suite, floor, room: shown to the PSAP."),
+            "city": text(255),
+            "stateCode": text(255),
+            "zip": text(255),
+            "plusFour": text(255),
+            "country": text(255, description="US or CA."),
         },
     }
 )
@@ -159,15 +176,22 @@ ENDPOINT = {
 }
 
 #: IDs the gateway accepts in a body (``gateway.api.schemas.ID_PATTERN``, ``LOCATION_ID_PATTERN``).
-ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._~-]{0,63}$"
-LOCATION_ID_PATTERN = "^[A-Za-z0-9]{1,32}$"
+ID_PATTERN = f"^{ID_RE.pattern}{END}"
+LOCATION_ID_PATTERN = f"^{LOCATION_ID_RE.pattern}{END}"
+
+#: What the admin API requires of an endpoint: each field there and not empty.
+ENDPOINT_REQUIRED = ["alternateEndUserId", "callerName", "telephoneNumber", "locationId"]
 
 ENDPOINT_WRITE = writable(
     {
         **ENDPOINT,
-        "required": ["alternateEndUserId", "callerName", "telephoneNumber", "locationId"],
+        "required": ENDPOINT_REQUIRED,
         "properties": {
             **ENDPOINT["properties"],
+            **{
+                name: text(ENDPOINT["properties"][name]["maxLength"], minLength=1)
+                for name in ENDPOINT_REQUIRED
+            },
             "endpointId": string(
                 64,
                 pattern=ID_PATTERN,
@@ -176,6 +200,13 @@ ENDPOINT_WRITE = writable(
         },
     }
 )
+
+#: ``PUT``: the ID is the path's. (The body may repeat it, equal, as a ``GET`` answered it.)
+ENDPOINT_REPLACE = {
+    **ENDPOINT_WRITE,
+    "description": "The endpoint's fields; its ID is the path's.",
+    "properties": {k: v for k, v in ENDPOINT_WRITE["properties"].items() if k != "endpointId"},
+}
 
 LOCATION = {
     "type": "object",
@@ -194,11 +225,22 @@ LOCATION = {
     },
 }
 
+#: Latitude and longitude go together, or not at all (``null`` counts as left out).
+COORDINATE_PAIR = [
+    {
+        "required": ["latitude", "longitude"],
+        "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}},
+    },
+    {"properties": {"latitude": {"type": "null"}, "longitude": {"type": "null"}}},
+]
+
 LOCATION_WRITE = writable(
     {
         "type": "object",
+        "description": "A location to create: an address, and coordinates (both or neither).",
         "additionalProperties": False,
         "required": ["address"],
+        "anyOf": COORDINATE_PAIR,
         "properties": {
             **{k: v for k, v in LOCATION["properties"].items() if k != "status"},
             "locationId": string(
@@ -206,9 +248,18 @@ LOCATION_WRITE = writable(
                 pattern=LOCATION_ID_PATTERN,
                 description="Derived from the address when left out on create.",
             ),
+            "description": text(255),
+            "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+            "longitude": {"type": "number", "minimum": -180, "maximum": 180},
         },
     }
 )
+
+LOCATION_REPLACE = {
+    **LOCATION_WRITE,
+    "description": "The location's fields; its ID is the path's.",
+    "properties": {k: v for k, v in LOCATION_WRITE["properties"].items() if k != "locationId"},
+}
 
 RECIPIENT = {
     "type": "object",
@@ -216,7 +267,7 @@ RECIPIENT = {
     "additionalProperties": False,
     "properties": {
         "id": string(64),
-        "emailAddress": string(255, format="email"),
+        "emailAddress": string(255),
         "phoneNumber": string(32),
         "description": string(255),
     },
@@ -226,7 +277,19 @@ RECIPIENT_WRITE = writable(
     {
         **RECIPIENT,
         "description": "A recipient to create: an email address, a phone number, or both.",
-        "properties": {**RECIPIENT["properties"], "id": string(64, pattern=ID_PATTERN)},
+        "anyOf": [
+            {"required": ["emailAddress"], "properties": {"emailAddress": {"type": "string"}}},
+            {
+                "required": ["phoneNumber"],
+                "properties": {"phoneNumber": {"type": "string", "minLength": 1}},
+            },
+        ],
+        "properties": {
+            "id": string(64, pattern=ID_PATTERN),
+            "emailAddress": string(255, pattern=EMAIL_PATTERN, description="user@example.com"),
+            "phoneNumber": text(32),
+            "description": text(255),
+        },
     }
 )
 
@@ -281,6 +344,7 @@ def crud(
     tag: str,
     schema: str,
     write: str,
+    replace: str,
     list_schema: dict[str, Any],
     id_name: str,
 ) -> dict[str, Any]:
@@ -331,7 +395,7 @@ def crud(
                 }
                 | UPSTREAM_FAILURES,
                 params=item_param,
-                body=ref(write),
+                body=ref(replace),
             ),
             "delete": operation(
                 f"delete{title}",
@@ -373,15 +437,20 @@ GEO = writable(
     }
 )
 
+FREE_FORM = (
+    "one free-form line: US or Canadian, the city set off by commas for Canada "
+    "(`290 Bremner Blvd, Toronto, ON M5V 3L9`)"
+)
+
 ADDRESS_INPUT = {
-    "description": "The seed's address object, or one free-form US address line.",
-    "oneOf": [ref("Address"), {"type": "string", "minLength": 1, "maxLength": 500}],
+    "description": f"The seed's address object, or {FREE_FORM}.",
+    "oneOf": [ref("Address"), text(500, minLength=1)],
 }
 
 #: ``/v1/addresses/validate`` gives a verdict on any line: an empty one is ``valid: false``.
 VALIDATE_INPUT = {
-    "description": "The seed's address object, or one free-form US address line.",
-    "oneOf": [ref("Address"), {"type": "string", "maxLength": 500}],
+    "description": f"The seed's address object, or {FREE_FORM}.",
+    "oneOf": [ref("Address"), text(500)],
 }
 
 REPORT = writable(
@@ -390,11 +459,37 @@ REPORT = writable(
         "description": "Where a device is now. Send `address`, `geo`, or both.",
         "additionalProperties": False,
         "required": ["alternateEndUserId", "callerName", "telephoneNumber", "observedAt"],
+        "anyOf": [
+            {"required": ["address"], "properties": {"address": {"type": ["object", "string"]}}},
+            {"required": ["geo"], "properties": {"geo": {"type": "object"}}},
+        ],
         "properties": {
-            "alternateEndUserId": string(30, minLength=1, description="The device's AEUI."),
-            "callerName": string(50, minLength=1, description="Shown to the PSAP."),
-            "telephoneNumber": string(32, description="Callback number, E.164, US or CA."),
-            "observedAt": string(64, format="date-time", description="RFC 3339, with offset."),
+            "alternateEndUserId": string(
+                30,
+                minLength=1,
+                pattern=AEUI_PATTERN,
+                description="The device's AEUI: no surrounding spaces.",
+            ),
+            "callerName": string(
+                50,
+                minLength=1,
+                pattern=CALLER_NAME_PATTERN,
+                description="Shown to the PSAP: no control or invisible format characters.",
+            ),
+            "telephoneNumber": string(
+                32,
+                pattern=CALLBACK_NUMBER_PATTERN,
+                description="Callback number: +1 and an area code of the US, its territories "
+                "or Canada (N11, N9X, 37X, 96X and other NANP countries' are refused); "
+                "separators allowed, stored as E.164.",
+            ),
+            "observedAt": string(
+                64,
+                format="date-time",
+                pattern=OBSERVED_AT_PATTERN,
+                description="RFC 3339, with offset, from the year 1000, at most an hour ahead "
+                "of the gateway's clock (else `/problems/clock-skew`).",
+            ),
             "address": ADDRESS_INPUT,
             "geo": GEO,
         },
@@ -584,8 +679,10 @@ def device_paths() -> dict[str, Any]:
                     "409": problem("Superseded: a newer report for the device is applied."),
                     **body_errors(),
                     "422": problem(
-                        "Malformed, or the address cannot be routed "
-                        "(`/problems/unroutable-address`); nothing was written."
+                        "Malformed (`/problems/validation`), the address cannot be routed "
+                        "(`/problems/unroutable-address`), or `observedAt` is more than an hour "
+                        "ahead of the gateway's clock (`/problems/clock-skew`); every problem "
+                        "of the report is listed; nothing was written."
                     ),
                 }
                 | UPSTREAM_FAILURES,
@@ -648,7 +745,7 @@ def device_paths() -> dict[str, Any]:
                         "in": "query",
                         "required": False,
                         "description": "The `nextBefore` of the previous page.",
-                        "schema": {"type": "integer", "minimum": 1},
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 2**62},
                     },
                 ],
                 security=DEVICE_OR_ADMIN,
@@ -786,6 +883,7 @@ def paths() -> dict[str, Any]:
         "Endpoints",
         "Endpoint",
         "EndpointWrite",
+        "EndpointReplace",
         list_of("endpoints", "Endpoint"),
         "endpointId",
     )
@@ -796,6 +894,7 @@ def paths() -> dict[str, Any]:
         "Locations",
         "Location",
         "LocationWrite",
+        "LocationReplace",
         list_of("locations", "Location"),
         "locationId",
     )
@@ -876,8 +975,10 @@ def document() -> dict[str, Any]:
                 "Address": ADDRESS,
                 "Endpoint": ENDPOINT,
                 "EndpointWrite": ENDPOINT_WRITE,
+                "EndpointReplace": ENDPOINT_REPLACE,
                 "Location": LOCATION,
                 "LocationWrite": LOCATION_WRITE,
+                "LocationReplace": LOCATION_REPLACE,
                 "NotificationRecipient": RECIPIENT,
                 "NotificationRecipientWrite": RECIPIENT_WRITE,
                 "Problem": PROBLEM,

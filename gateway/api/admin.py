@@ -8,6 +8,7 @@ location created without an ID gets the one derived from its canonical address.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,10 +29,16 @@ from gateway.api.schemas import (
 from gateway.bandwidth.errors import UpstreamNotFound
 from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient, wire_name
 from gateway.dlr.ids import endpoint_id_for, location_id_for
+from gateway.dlr.patterns import CONTROL_CHARACTERS, END, WHITESPACE
 from gateway.dlr.pipeline import in_address
 from gateway.jsondump import JSONResponse
 
 _RESERVED_ENDPOINT_IDS = {"locations", "notificationrecipients"}
+_EMAIL_PART = f"[^@{CONTROL_CHARACTERS}{WHITESPACE}]+"
+#: A notification recipient's email address: one ``@``, a dot in the domain, no spaces. The
+#: API document carries it as the field's pattern (the carrier checks deliverability).
+EMAIL_PATTERN = f"^{_EMAIL_PART}@{_EMAIL_PART}\\.{_EMAIL_PART}{END}"
+_EMAIL = re.compile(EMAIL_PATTERN)
 _ID_RULE = "1 to 64 of letters, digits and ._~-, starting with a letter or digit"
 
 
@@ -168,6 +175,7 @@ async def _location_body(request: Request, s: Services) -> Location:
             "The carrier sets a location's status.",
             errors=[FieldProblem("status", "read-only; leave it out")],
         )
+    _check_coordinates(location)
     normalized = s.normalize(location.address)
     if not normalized.valid or normalized.address is None:
         raise Problem(
@@ -178,6 +186,22 @@ async def _location_body(request: Request, s: Services) -> Location:
             extra={"suggestions": [record_to_json(a) for a in normalized.suggestions]},
         )
     return dataclasses.replace(location, address=normalized.address)
+
+
+def _check_coordinates(location: Location) -> None:
+    """Both or neither, each on the globe: the carrier would refuse anything else."""
+    errors = []
+    for name, value, bound in (
+        ("latitude", location.latitude, 90),
+        ("longitude", location.longitude, 180),
+    ):
+        if value is not None and not -bound <= value <= bound:
+            errors.append(FieldProblem(name, f"expected a number from {-bound} to {bound}"))
+    if (location.latitude is None) != (location.longitude is None):
+        missing = "latitude" if location.latitude is None else "longitude"
+        errors.append(FieldProblem(missing, "required with the other coordinate"))
+    if errors:
+        raise Problem(422, "Latitude and longitude go together.", errors=errors)
 
 
 async def list_locations(request: Request) -> Response:
@@ -248,7 +272,7 @@ async def create_recipient(request: Request) -> Response:
         raise Problem(
             422, "That recipient ID cannot be used.", errors=[FieldProblem("id", _ID_RULE)]
         )
-    if recipient.email_address is not None and "@" not in recipient.email_address:
+    if recipient.email_address is not None and not _EMAIL.search(recipient.email_address):
         raise Problem(
             422, "Not an email address.", errors=[FieldProblem("emailAddress", "expected an email")]
         )

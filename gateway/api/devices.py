@@ -7,6 +7,7 @@ import functools
 import math
 import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ from gateway.bandwidth.errors import UpstreamError
 from gateway.bandwidth.models import Address
 from gateway.dlr.address import FieldError, validate_caller_name
 from gateway.dlr.numbers import CALLBACK_NUMBER_RULE, callback_number
+from gateway.dlr.patterns import CONTROL_CHARACTERS, END, WHITESPACE
 from gateway.dlr.pipeline import (
     Binding,
     GeoFix,
@@ -63,16 +65,41 @@ _GEO_FIELDS = {"latitude", "longitude", "accuracyMeters"}
 _AEUI_MAX = 30
 _REQUIRED = ("alternateEndUserId", "callerName", "telephoneNumber", "observedAt")
 
-#: RFC 3339 ``date-time`` (section 5.6): ``datetime.fromisoformat`` alone also takes ISO 8601
-#: forms RFC 3339 does not (week dates, basic format, no offset), so the shape is checked first.
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})",
-    re.ASCII,
+#: RFC 3339 ``date-time`` (section 5.6) with an offset, from the year 1000 and without a leap
+#: second (Python has none): ``datetime.fromisoformat`` alone also takes ISO 8601 forms RFC 3339
+#: does not (week dates, basic format, no offset), so the shape is checked first. The API
+#: document carries it as ``observedAt``'s pattern.
+OBSERVED_AT_PATTERN = (
+    r"^[1-9][0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
+    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+    rf"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]){END}"
 )
+_RFC3339 = re.compile(OBSERVED_AT_PATTERN)
+#: An AEUI: no control characters, not empty, no surrounding whitespace.
+_NOT_SPACE = f"[^{CONTROL_CHARACTERS}{WHITESPACE}]"
+AEUI_PATTERN = f"^{_NOT_SPACE}(?:[^{CONTROL_CHARACTERS}]*{_NOT_SPACE})?{END}"
+_AEUI = re.compile(AEUI_PATTERN)
+#: ``observedAt`` ahead of the gateway's clock: not the request's shape, the device's clock.
+_AHEAD = FieldProblem(
+    "observedAt", "is more than an hour ahead of the gateway's clock; check the device's clock"
+)
+_DETAILS = {
+    "validation": "The report is not valid.",
+    "unroutable-address": "The address cannot be routed.",
+    "clock-skew": "The report comes from a clock ahead of the gateway's.",
+}
 
 
-def _problems(errors: list[FieldProblem]) -> Problem:
-    return Problem(422, "The report is not valid.", errors=errors)
+def _problems(errors: Sequence[FieldProblem], address: Sequence[FieldProblem] = ()) -> Problem:
+    """One answer naming every problem; its type says what to fix first: what the request
+    says (``validation``), then where (``unroutable-address``), then the device's clock."""
+    if any(e != _AHEAD for e in errors):
+        kind = "validation"
+    elif address:
+        kind = "unroutable-address"
+    else:
+        kind = "clock-skew"
+    return Problem(422, _DETAILS[kind], kind, errors=[*errors, *address])
 
 
 def _aeui(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
@@ -81,7 +108,7 @@ def _aeui(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
         errors.append(FieldProblem(where, reason))
         return None
     assert text is not None
-    if not text.strip() or text != text.strip():
+    if not _AEUI.search(text):
         errors.append(FieldProblem(where, "must be non-empty, without surrounding spaces"))
         return None
     return text
@@ -107,7 +134,7 @@ def _observed_at(value: Any, errors: list[FieldProblem]) -> datetime | None:
         errors.append(FieldProblem("observedAt", "expected an RFC 3339 timestamp with an offset"))
         return None
     if when - datetime.now(UTC) > MAX_CLOCK_SKEW:
-        errors.append(FieldProblem("observedAt", "is in the future; check the device's clock"))
+        errors.append(_AHEAD)
         return None
     return when
 
@@ -339,19 +366,18 @@ def _parse_source(source: ReportSource, normalize: Normalizer) -> Report:
     try:
         report = parse_report(source.body)
     except Problem as exc:
-        refused: Problem | None = exc
+        found = list(exc.errors)
     else:
         if not source.errors:
             return report
-        refused = None
-    found = list(refused.errors) if refused is not None else []
-    found += _address_errors(source.body, found, normalize)
-    detail = refused.detail if refused is not None else "The report is not valid."
+        found = []
+    address = _address_errors(source.body, found, normalize)
+    refused = _problems([*source.errors, *found], address)
     if not source.names and not source.errors:
-        raise Problem(422, detail, errors=found) from None
+        raise refused from None
     taken = {e.field for e in source.errors}
-    renamed = [e for e in source.renamed(found) if e.field not in taken]
-    raise Problem(422, detail, errors=[*source.errors, *renamed]) from None
+    renamed = [e for e in source.renamed([*found, *address]) if e.field not in taken]
+    raise Problem(422, refused.detail, refused.kind, errors=[*source.errors, *renamed]) from None
 
 
 def _address_errors(
@@ -421,7 +447,10 @@ async def location_report(request: Request) -> Response:
         return JSONResponse(outcome_json(outcome, source))
     except Problem as exc:
         if result == "error":
-            result = {401: "unauthorized", 403: "forbidden"}.get(exc.status, "invalid")
+            unroutable = exc.kind == "unroutable-address"
+            result = {401: "unauthorized", 403: "forbidden"}.get(
+                exc.status, "unroutable" if unroutable else "invalid"
+            )
         raise
     finally:
         s.metrics.report_done(result, time.perf_counter() - started)

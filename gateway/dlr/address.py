@@ -75,9 +75,11 @@ from scourgify.address_constants import (
 )
 
 from gateway.bandwidth.models import Address, wire_name
+from gateway.dlr.patterns import END, SURROGATES, WHITESPACE
 from gateway.zipdata import ZipInfo, zip_info
 
 __all__ = [
+    "CALLER_NAME_PATTERN",
     "MAX_ADDRESS_LINE2",
     "MAX_CALLER_NAME",
     "MAX_FIELD",
@@ -1234,8 +1236,28 @@ def normalize(raw: Address | Mapping[str, object] | str) -> Normalized:
         )
 
 
+#: What a caller name may not hold: control characters (line breaks and tabs included), the
+#: noncharacters U+FFFE/U+FFFF, and the invisible format characters that could change how a
+#: PSAP's screen shows the rest (soft hyphen, zero-width, bidirectional controls, line and
+#: paragraph separators). A fixed list rather than ``str.isprintable``, whose answer changes
+#: with the Unicode version, so that the API document can state it as a pattern.
+_NOT_IN_NAMES = (
+    r"\x00-\x1f\x7f-\x9f\xad\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f"
+    r"\ufeff\ufff9-\ufffb\ufffe\uffff"
+)
+_NAME_EDGE = f"[^{_NOT_IN_NAMES}{WHITESPACE}]"
+#: ``callerName``: surrounding whitespace (stripped), then a name without those characters.
+#: The API document carries it as the field's pattern.
+CALLER_NAME_PATTERN = (
+    f"^[{WHITESPACE}]*{_NAME_EDGE}(?:[^{_NOT_IN_NAMES}]*{_NAME_EDGE})?[{WHITESPACE}]*{END}"
+)
+_CALLER_NAME = re.compile(CALLER_NAME_PATTERN)
+_SURROGATE = re.compile(f"[{SURROGATES}]")
+
+
 def validate_caller_name(name: object) -> FieldError | None:
-    """``callerName``: required string, 1..50 printable characters after stripping."""
+    """``callerName``: required string, 1..50 characters after stripping, none of them control
+    or invisible format characters (``CALLER_NAME_PATTERN``)."""
     if name is None:
         return FieldError("callerName", "is required")
     if not isinstance(name, str):
@@ -1245,8 +1267,10 @@ def validate_caller_name(name: object) -> FieldError | None:
         return FieldError("callerName", "is required")
     if len(stripped) > MAX_CALLER_NAME:
         return FieldError("callerName", f"is too long (at most {MAX_CALLER_NAME} characters)")
-    if not stripped.isprintable():
-        return FieldError("callerName", "must contain printable characters only")
+    if not _CALLER_NAME.search(name) or _SURROGATE.search(name):
+        return FieldError(
+            "callerName", "must not contain control characters, line breaks or format characters"
+        )
     return None
 
 

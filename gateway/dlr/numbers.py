@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from gateway.dlr.patterns import END
+
 __all__ = [
     "CALLBACK_NUMBER_PATTERN",
     "CALLBACK_NUMBER_RULE",
@@ -92,15 +94,13 @@ _SEPARATOR = "[ .-]?"
 #: ``+1-202-555-0143``, ``+1.202.555.0143``); written for ECMA-262 and Python alike.
 CALLBACK_NUMBER_PATTERN = (
     rf"^\+1{_SEPARATOR}(?:({_AREA})|\(({_AREA})\))"
-    rf"{_SEPARATOR}({_EXCHANGE}){_SEPARATOR}([0-9]{{4}})$"
+    rf"{_SEPARATOR}({_EXCHANGE}){_SEPARATOR}([0-9]{{4}}){END}"
 )
 _CALLBACK_NUMBER = re.compile(CALLBACK_NUMBER_PATTERN)
 
 
 def callback_number(text: str) -> str | None:
     """``text`` as E.164 (``+1NPANXXXXXX``) when it is a served callback number, else ``None``."""
-    # ``search``, as JSON Schema validators apply a ``pattern``: what the document allows, the
-    # gateway takes (in Python's reading, ``$`` also matches before a final newline).
     match = _CALLBACK_NUMBER.search(text)
     if match is None:
         return None

@@ -479,3 +479,32 @@ def test_concurrent_reports_at_one_new_address_make_one_geocoder_call() -> None:
             assert gw.operations().count("createLocation") == 1
 
     run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("change", "kind", "fields"),
+    [
+        ({}, "/problems/clock-skew", {"observedAt"}),
+        ({"address": "1 Nowhere St, Springfield, ZZ 00000"}, "/problems/unroutable-address", None),
+        ({"callerName": ""}, "/problems/validation", {"observedAt", "callerName"}),
+    ],
+)
+def test_a_clock_ahead_is_its_own_problem_and_named_with_the_rest(
+    change: dict[str, Any], kind: str, fields: set[str] | None
+) -> None:
+    """A device's clock is not the request's shape: ``/problems/clock-skew`` when it is the
+    only problem; listed with the others when there are others."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            body = base() | {"observedAt": future(timedelta(days=1))} | change
+            problem = assert_refused(await gw.report(body), "observedAt")
+            assert problem["type"] == kind
+            named = {e["field"] for e in problem["errors"]}
+            if fields is None:  # the address's own errors, whichever the normalizer names
+                assert any(f.startswith("address") for f in named), named
+            else:
+                assert named == fields
+            assert gw.operations() == []
+
+    run(scenario())
