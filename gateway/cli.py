@@ -29,6 +29,15 @@ SANDBOX_DEVICE = "sandbox-device-1"
 MIGRATION_STATEMENT_TIMEOUT = 600.0
 
 
+def _listen(parser: argparse.ArgumentParser, port: int) -> None:
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=port, help="port to listen on (default: %(default)s)"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dlr-gateway", description="A Dynamic Location Routing gateway for 911."
@@ -43,12 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         "README); without --sandbox it refuses to start until the carrier credentials and "
         "admin keys are set, and says which are missing.",
     )
-    serve.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
-    )
-    serve.add_argument(
-        "--port", type=int, default=8080, help="port to listen on (default: %(default)s)"
-    )
+    _listen(serve, 8080)
     serve.add_argument(
         "--sandbox",
         action="store_true",
@@ -94,12 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         description="A stand-in for the carrier's API, with faults on demand; it accepts "
         "BANDWIDTH_ACCOUNT_ID, _USERNAME and _PASSWORD (the sandbox's when unset).",
     )
-    sim.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
-    )
-    sim.add_argument(
-        "--port", type=int, default=8090, help="port to listen on (default: %(default)s)"
-    )
+    _listen(sim, 8090)
     sim.add_argument(
         "--latency-ms",
         type=float,

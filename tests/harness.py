@@ -79,6 +79,16 @@ def report(
 
 
 WHITE_HOUSE = "1600 Pennsylvania Ave NW, Washington, DC 20500"
+#: The same place as the seed's address object.
+WHITE_HOUSE_ADDRESS = {
+    "houseNumber": "1600",
+    "streetName": "PENNSYLVANIA",
+    "streetSuffix": "AVE",
+    "postDirectional": "NW",
+    "city": "WASHINGTON",
+    "stateCode": "DC",
+    "zip": "20500",
+}
 EMPIRE_STATE = "350 5th Ave, New York, NY 10118"
 SPACE_NEEDLE = "400 Broad St, Seattle, WA 98109"
 WILLIS_TOWER = "233 S Wacker Dr, Chicago, IL 60606"

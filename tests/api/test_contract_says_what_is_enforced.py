@@ -6,10 +6,8 @@ regex dialect) and jsonschema-rs (ECMA-262-like, as clients in other languages r
 
 from __future__ import annotations
 
-import json
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -18,22 +16,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.dlr.patterns import WHITESPACE
+from tests.api.test_regressions import document
+from tests.harness import WHITE_HOUSE_ADDRESS
 
-ROOT = Path(__file__).resolve().parents[2]
-ADDRESS = {
-    "houseNumber": "1600",
-    "streetName": "PENNSYLVANIA",
-    "streetSuffix": "AVE",
-    "postDirectional": "NW",
-    "city": "WASHINGTON",
-    "stateCode": "DC",
-    "zip": "20500",
-}
-
-
-def document() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((ROOT / "gateway" / "openapi.json").read_text())
-    return loaded
+ADDRESS = WHITE_HOUSE_ADDRESS
 
 
 def body_schema(path: str, method: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from tests.harness import (
     EMPIRE_STATE,
     SPACE_NEEDLE,
     WHITE_HOUSE,
+    WHITE_HOUSE_ADDRESS,
     WILLIS_TOWER,
     gateway,
     gateway_settings,
@@ -279,16 +280,7 @@ def test_a_report_to_a_location_an_admin_created_answers_what_the_carrier_holds(
 
     async def scenario() -> None:
         async with gateway() as gw:
-            address = {
-                "houseNumber": "1600",
-                "streetName": "PENNSYLVANIA",
-                "streetSuffix": "AVE",
-                "postDirectional": "NW",
-                "city": "WASHINGTON",
-                "stateCode": "DC",
-                "zip": "20500",
-            }
-            created = await gw.http.post("/v1/locations", json={"address": address})
+            created = await gw.http.post("/v1/locations", json={"address": WHITE_HOUSE_ADDRESS})
             assert created.status_code == 201, created.text
             location = created.json()
             answer = await gw.report(report("erin", WHITE_HOUSE, 0, phone="+12025550111"))
