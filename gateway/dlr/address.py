@@ -1,7 +1,7 @@
 """Civic address normalization and validation (USPS Publication 28), no I/O.
 
 ``normalize`` turns a structured ``Address``, the JSON address object (camelCase keys, the
-seed's names) or one free-form US address line into the canonical form, with field-level
+seed's names) or one free-form US or Canadian line into the canonical form, with field-level
 errors (not routable) and warnings (routable, but look again). It never raises.
 
 Canonical-form choices (all applied by ``canonical``, which is pure and idempotent):
@@ -1083,12 +1083,19 @@ def _free_form(text: str, report: _Report) -> Normalized:
         return _from_tags(", ".join(delivery), refusal, known, report, urbanization)
     if refusal is not None:
         report.error("address", refusal)
+    return _structured(_from_values(_with(values, known, urbanization), report), report)
+
+
+def _with(
+    values: dict[str, str | None], known: Mapping[str, str | None], urbanization: str | None
+) -> dict[str, str | None]:
+    """The street's values with what the line's end said, the urbanization leading line 2."""
     values.update(known)
     if urbanization is not None:
         values["address_line2"] = " ".join(
             v for v in (urbanization, values.get("address_line2")) if v
         )
-    return _structured(_from_values(values, report), report)
+    return values
 
 
 def _own_street(
@@ -1201,12 +1208,7 @@ def _from_tags(
         if not report.errors:
             report.error("address", "no address could be recognized")
         return report.result(None)
-    values.update(known)
-    if urbanization is not None:
-        values["address_line2"] = " ".join(
-            v for v in (urbanization, values.get("address_line2")) if v
-        )
-    return _structured(_from_values(values, report), report)
+    return _structured(_from_values(_with(values, known, urbanization), report), report)
 
 
 def normalize(raw: Address | Mapping[str, object] | str) -> Normalized:
