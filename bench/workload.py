@@ -39,7 +39,7 @@ _STATE_LIST = (
 #: The 50 states and DC (territories left out).
 _STATES = frozenset(_STATE_LIST.split(" "))
 #: Each device's own callback number (a number belongs to the first device to report it,
-#: unless an admin shares it), handed out in order: 8 million valid US numbers.
+#: unless an admin shares it), handed out in order: millions of valid US numbers.
 _PHONES: dict[str, str] = {}
 
 
@@ -47,8 +47,18 @@ def phone_for(aeui: str) -> str:
     """The device's callback number: the same for one AEUI, another for every other."""
     found = _PHONES.get(aeui)
     if found is None:
-        found = _PHONES[aeui] = f"+1202{2_000_000 + len(_PHONES) % 8_000_000:07d}"
+        found = _PHONES[aeui] = f"+1202{nanp_line(len(_PHONES))}"
     return found
+
+
+#: Exchanges (``NXX``) a callback number may have: 200-999 but the service codes ``N11``.
+_EXCHANGES = tuple(e for e in range(200, 1000) if e % 100 != 11)
+
+
+def nanp_line(n: int) -> str:
+    """The ``n``-th valid exchange and line (seven digits), for one area code."""
+    n %= len(_EXCHANGES) * 10_000
+    return f"{_EXCHANGES[n // 10_000]}{n % 10_000:04d}"
 
 
 @dataclass(frozen=True, slots=True)

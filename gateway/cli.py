@@ -7,6 +7,7 @@ import asyncio
 import logging
 import re
 import secrets
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -22,8 +23,19 @@ from gateway.settings import NO_DATABASE, Settings, SettingsError
 EXIT_NOT_CURRENT = 3
 #: ``dlr-gateway db``: the database could not be reached or refused the work.
 EXIT_DATABASE = 1
+#: The device the sandbox prints a token for.
+SANDBOX_DEVICE = "sandbox-device-1"
 #: Per statement during ``db upgrade``: a migration may rewrite a large table.
 MIGRATION_STATEMENT_TIMEOUT = 600.0
+
+
+def _listen(parser: argparse.ArgumentParser, port: int) -> None:
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=port, help="port to listen on (default: %(default)s)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,22 +45,39 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dlr-gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the gateway. Settings come from the environment or .env (see the "
+        "README); without --sandbox it refuses to start until the carrier credentials and "
+        "admin keys are set, and says which are missing.",
+    )
+    _listen(serve, 8080)
     serve.add_argument(
         "--sandbox",
         action="store_true",
-        help="use the built-in carrier simulator and the offline geocoder",
+        help="use the built-in carrier simulator and the offline geocoder, and print an "
+        "admin key, a device token and a query token to try it with (default: off)",
     )
 
-    token = commands.add_parser("token", help="mint a device token (JWT) for one AEUI")
-    token.add_argument("--aeui", required=True, help="the device's Alternate End User ID")
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token = commands.add_parser(
+        "token",
+        help="mint a device token (JWT) for one AEUI",
+        description="Print a device token for --aeui, signed with GATEWAY_DEVICE_JWT_SECRET "
+        "(HS256) or GATEWAY_DEVICE_JWT_PRIVATE_KEY (RS256/ES256), with GATEWAY_DEVICE_JWT_AUDIENCE "
+        "and _ISSUER when set.",
+    )
+    token.add_argument(
+        "--aeui", required=True, help="the device's Alternate End User ID (required)"
+    )
+    token.add_argument(
+        "--ttl", type=int, default=3600, help="seconds until it expires (default: %(default)s)"
+    )
     token.add_argument(
         "--phone-number",
         help="the callback number (E.164) the device is issued: its reports must carry it, "
-        "and it may use it whoever else holds it (the OIDC phone_number claim)",
+        "and it may use it whoever else holds it (the OIDC phone_number claim) "
+        "(default: none)",
     )
 
     db = commands.add_parser(
@@ -58,31 +87,56 @@ def _parser() -> argparse.ArgumentParser:
         "under GATEWAY_DATA_DIR.",
     )
     db_commands = db.add_subparsers(dest="db_command", required=True)
-    db_commands.add_parser(
-        "upgrade",
-        help="migrate the database to this release's schema (run it before starting the "
-        "replicas of a new release on PostgreSQL)",
+    upgrade = (
+        "migrate the database to this release's schema (run it before starting the "
+        "replicas of a new release on PostgreSQL); idempotent"
     )
-    db_commands.add_parser(
-        "current",
-        help=f"say whether the schema is this release's: exit 0 if so, {EXIT_NOT_CURRENT} if not",
+    db_commands.add_parser("upgrade", help=upgrade, description=upgrade.capitalize() + ".")
+    current = (
+        f"say whether the schema is this release's: exit 0 if so, {EXIT_NOT_CURRENT} if not, "
+        f"{EXIT_DATABASE} when the database cannot be reached"
     )
+    db_commands.add_parser("current", help=current, description=current.capitalize() + ".")
 
-    sim = commands.add_parser("simulator", help="run the carrier simulator alone")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8090)
-    sim.add_argument("--latency-ms", type=float, default=0.0, help="added to every API call")
-    sim.add_argument("--fault-rate", type=float, default=0.0, help="share of calls that fail")
+    sim = commands.add_parser(
+        "simulator",
+        help="run the carrier simulator alone",
+        description="A stand-in for the carrier's API, with faults on demand; it accepts "
+        "BANDWIDTH_ACCOUNT_ID, _USERNAME and _PASSWORD (the sandbox's when unset).",
+    )
+    _listen(sim, 8090)
+    sim.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="milliseconds added to every API call (default: %(default)s)",
+    )
+    sim.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="share of calls that fail, 0 to 1 (default: %(default)s)",
+    )
     sim.add_argument(
         "--fault-kinds",
         default="500,503,429,timeout,reset",
-        help="comma-separated: 500, 503, 429, timeout, reset",
+        help="comma-separated, of 500, 503, 429, timeout, reset (default: %(default)s)",
     )
-    sim.add_argument("--rate-limit", type=float, default=0.0, help="requests per second, 0 = off")
     sim.add_argument(
-        "--timeout-hold", type=float, default=30.0, help="seconds a timeout fault holds a request"
+        "--rate-limit",
+        type=float,
+        default=0.0,
+        help="requests per second before 429, 0 = no limit (default: %(default)s)",
     )
-    sim.add_argument("--seed", type=int, default=None, help="seed for reproducible faults")
+    sim.add_argument(
+        "--timeout-hold",
+        type=float,
+        default=30.0,
+        help="seconds a timeout fault holds a request (default: %(default)s)",
+    )
+    sim.add_argument(
+        "--seed", type=int, default=None, help="seed for reproducible faults (default: random)"
+    )
     return parser
 
 
@@ -102,6 +156,9 @@ def _serve(args: argparse.Namespace) -> int:
             settings = replace(settings, admin_keys=(Secret(secrets.token_urlsafe(24)),))
         if not (settings.device_jwt_secret or settings.device_jwt_public_key):
             settings = replace(settings, device_jwt_secret=Secret(secrets.token_urlsafe(32)))
+        if settings.emergency_query_token is None:
+            # The carrier's call-time query needs a credential; the README's example uses it.
+            settings = replace(settings, emergency_query_token=Secret(secrets.token_urlsafe(24)))
         sandbox_app = create_simulator(
             SimulatorConfig(
                 account_id=settings.bandwidth_account_id,
@@ -109,29 +166,7 @@ def _serve(args: argparse.Namespace) -> int:
                 password=str(settings.bandwidth_password),
             )
         )
-        base = f"http://{args.host}:{args.port}"
-        ttl = min(24 * 3600, settings.device_jwt_max_lifetime)
-        try:
-            sample = DeviceTokens.from_settings(settings).mint("sandbox-device-1", ttl)
-        except ValueError as exc:
-            # A public key without its private key verifies tokens but cannot sign one.
-            tokens = f"  device token:  none can be minted here: {exc}\n"
-        else:
-            tokens = (
-                f"  device token:  {sample}   (AEUI sandbox-device-1, {ttl / 3600:g} h)\n"
-                "  to mint more tokens with `dlr-gateway token --aeui ID`:\n"
-            )
-            if settings.device_jwt_secret:
-                tokens += f"  export GATEWAY_DEVICE_JWT_SECRET={settings.device_jwt_secret}\n"
-        print(
-            "dlr-gateway sandbox: carrier simulator and offline geocoder built in.\n"
-            f"  admin key:     {settings.admin_keys[0]}\n"
-            f"{tokens}"
-            f"  try:           curl -H 'Authorization: Bearer {settings.admin_keys[0]}' "
-            f"{base}/v1/locations\n"
-            f"  simulator:     {base}{SANDBOX_PREFIX}/_sim/state",
-            flush=True,
-        )
+        _print_sandbox_banner(settings, args.host, args.port)
     else:
         problems = settings.problems()
         if problems:
@@ -143,6 +178,38 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings, sandbox_app=sandbox_app)
     serve(app, host=args.host, port=args.port, settings=settings)
     return 0
+
+
+def _print_sandbox_banner(settings: Settings, host: str, port: int) -> None:
+    """The credentials the sandbox made up, and the ``export`` lines the README's calls use."""
+    from gateway.app import SANDBOX_PREFIX
+
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    values = {"GW": base, "KEY": str(settings.admin_keys[0])}
+    ttl = min(24 * 3600, settings.device_jwt_max_lifetime)
+    try:
+        sample = DeviceTokens.from_settings(settings).mint(SANDBOX_DEVICE, ttl)
+    except ValueError as exc:
+        # A public key without its private key verifies tokens but cannot sign one.
+        device = f"  device token:  none can be minted here: {exc}\n"
+    else:
+        device = f"  device token:  {sample}   (AEUI {SANDBOX_DEVICE}, {ttl / 3600:g} h)\n"
+        values["TOKEN"] = sample
+    values["QUERY_TOKEN"] = str(settings.emergency_query_token)
+    if "TOKEN" in values and settings.device_jwt_secret:
+        # `dlr-gateway token --aeui ID` signs with it: more devices' tokens.
+        values["GATEWAY_DEVICE_JWT_SECRET"] = str(settings.device_jwt_secret)
+    exports = [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
+    print(
+        "dlr-gateway sandbox: carrier simulator and offline geocoder built in.\n"
+        f"  admin key:     {settings.admin_keys[0]}\n"
+        f"{device}"
+        f"  query token:   {settings.emergency_query_token}   (the carrier's location query)\n"
+        f"  simulator:     {base}{SANDBOX_PREFIX}/_sim/state\n"
+        "Paste these to follow the README (`dlr-gateway token --aeui ID` mints more tokens):\n"
+        + "\n".join(f"  {line}" for line in exports),
+        flush=True,
+    )
 
 
 def _token(args: argparse.Namespace) -> int:

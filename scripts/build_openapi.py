@@ -7,10 +7,23 @@ committed document equals this script's output and that routes and document agre
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).resolve().parent.parent / "gateway" / "openapi.json"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the patterns are the gateway's
+
+from gateway.api.admin import EMAIL_PATTERN  # noqa: E402
+from gateway.api.devices import OBSERVED_AT_PATTERN  # noqa: E402
+from gateway.api.schemas import ID_PATTERN as ID_RE  # noqa: E402
+from gateway.api.schemas import LOCATION_ID_PATTERN as LOCATION_ID_RE  # noqa: E402
+from gateway.dlr.address import CALLER_NAME_PATTERN  # noqa: E402
+from gateway.dlr.identity import AEUI_PATTERN  # noqa: E402
+from gateway.dlr.numbers import CALLBACK_NUMBER_PATTERN  # noqa: E402
+from gateway.dlr.patterns import END, TEXT_PATTERN  # noqa: E402
+
+OUT = ROOT / "gateway" / "openapi.json"
 
 #: ``gateway.api.problems.MAX_ERRORS``: a problem lists at most this many field errors.
 MAX_ERRORS = 100
@@ -22,6 +35,11 @@ def ref(name: str) -> dict[str, str]:
 
 def string(max_length: int, **extra: Any) -> dict[str, Any]:
     return {"type": "string", "maxLength": max_length, **extra}
+
+
+def text(max_length: int, **extra: Any) -> dict[str, Any]:
+    """A string the gateway reads: no control characters (``gateway.api.schemas``)."""
+    return string(max_length, pattern=TEXT_PATTERN, **extra)
 
 
 def problem(description: str) -> dict[str, Any]:
@@ -128,18 +146,18 @@ ADDRESS = writable(
         ),
         "additionalProperties": False,
         "properties": {
-            "houseNumber": string(255),
-            "houseSuffix": string(255),
-            "prefixDirectional": string(255),
-            "streetName": string(255),
-            "streetSuffix": string(255),
-            "postDirectional": string(255),
-            "addressLine2": string(60, description="Suite, floor, room: shown to the PSAP."),
-            "city": string(255),
-            "stateCode": string(255),
-            "zip": string(255),
-            "plusFour": string(255),
-            "country": string(255, description="US or CA."),
+            "houseNumber": text(255),
+            "houseSuffix": text(255),
+            "prefixDirectional": text(255),
+            "streetName": text(255),
+            "streetSuffix": text(255),
+            "postDirectional": text(255),
+            "addressLine2": text(60, description="Suite, floor, room: shown to the PSAP."),
+            "city": text(255),
+            "stateCode": text(255),
+            "zip": text(255),
+            "plusFour": text(255),
+            "country": text(255, description="US or CA."),
         },
     }
 )
@@ -159,8 +177,32 @@ ENDPOINT = {
 }
 
 #: IDs the gateway accepts in a body (``gateway.api.schemas.ID_PATTERN``, ``LOCATION_ID_PATTERN``).
-ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._~-]{0,63}$"
-LOCATION_ID_PATTERN = "^[A-Za-z0-9]{1,32}$"
+ID_PATTERN = f"^{ID_RE.pattern}{END}"
+LOCATION_ID_PATTERN = f"^{LOCATION_ID_RE.pattern}{END}"
+
+#: A device's identity, held to one set of rules in a report and an admin's endpoint.
+AEUI = string(
+    30,
+    minLength=1,
+    pattern=AEUI_PATTERN,
+    description="The device's AEUI: no control characters, no surrounding spaces.",
+)
+CALLER_NAME = string(
+    50,
+    minLength=1,
+    pattern=CALLER_NAME_PATTERN,
+    description="Shown to the PSAP: no control or invisible format characters.",
+)
+CALLBACK_NUMBER = string(
+    32,
+    pattern=CALLBACK_NUMBER_PATTERN,
+    description="Callback number: +1 and an area code of the US, its territories "
+    "or Canada (N11, N9X, 37X, 96X and other NANP countries' are refused); "
+    "separators allowed, stored as E.164.",
+)
+
+#: What the admin API requires of an endpoint: each field there and not empty.
+ENDPOINT_REQUIRED = ["alternateEndUserId", "callerName", "telephoneNumber", "locationId"]
 
 ENDPOINT_WRITE = writable(
     {
@@ -170,16 +212,15 @@ ENDPOINT_WRITE = writable(
             "a location report's rules, and its number's ownership too (409 "
             "`/problems/number-owned` when another device owns it)."
         ),
-        "required": ["alternateEndUserId", "callerName", "telephoneNumber", "locationId"],
+        "required": ENDPOINT_REQUIRED,
         "properties": {
             **ENDPOINT["properties"],
-            "alternateEndUserId": string(
-                30, minLength=1, description="No control characters, no surrounding spaces."
-            ),
-            "callerName": string(
-                50, minLength=1, description="Printable; surrounding spaces are removed."
-            ),
-            "telephoneNumber": string(32, description="Callback number, E.164, US or CA."),
+            "alternateEndUserId": AEUI,
+            # A body the admin API reads refuses control characters in every field, at the
+            # name's edges too (a report strips them).
+            "callerName": {**CALLER_NAME, "allOf": [{"pattern": TEXT_PATTERN}]},
+            "telephoneNumber": CALLBACK_NUMBER,
+            "locationId": text(32, minLength=1),
             "endpointId": string(
                 64,
                 pattern=ID_PATTERN,
@@ -188,6 +229,13 @@ ENDPOINT_WRITE = writable(
         },
     }
 )
+
+#: ``PUT``: the ID is the path's. (The body may repeat it, equal, as a ``GET`` answered it.)
+ENDPOINT_REPLACE = {
+    **ENDPOINT_WRITE,
+    "description": "The endpoint's fields; its ID is the path's.",
+    "properties": {k: v for k, v in ENDPOINT_WRITE["properties"].items() if k != "endpointId"},
+}
 
 LOCATION = {
     "type": "object",
@@ -206,11 +254,22 @@ LOCATION = {
     },
 }
 
+#: Latitude and longitude go together, or not at all (``null`` counts as left out).
+COORDINATE_PAIR = [
+    {
+        "required": ["latitude", "longitude"],
+        "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}},
+    },
+    {"properties": {"latitude": {"type": "null"}, "longitude": {"type": "null"}}},
+]
+
 LOCATION_WRITE = writable(
     {
         "type": "object",
+        "description": "A location to create: an address, and coordinates (both or neither).",
         "additionalProperties": False,
         "required": ["address"],
+        "anyOf": COORDINATE_PAIR,
         "properties": {
             **{k: v for k, v in LOCATION["properties"].items() if k != "status"},
             "locationId": string(
@@ -218,9 +277,18 @@ LOCATION_WRITE = writable(
                 pattern=LOCATION_ID_PATTERN,
                 description="Derived from the address when left out on create.",
             ),
+            "description": text(255),
+            "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+            "longitude": {"type": "number", "minimum": -180, "maximum": 180},
         },
     }
 )
+
+LOCATION_REPLACE = {
+    **LOCATION_WRITE,
+    "description": "The location's fields; its ID is the path's.",
+    "properties": {k: v for k, v in LOCATION_WRITE["properties"].items() if k != "locationId"},
+}
 
 RECIPIENT = {
     "type": "object",
@@ -228,7 +296,7 @@ RECIPIENT = {
     "additionalProperties": False,
     "properties": {
         "id": string(64),
-        "emailAddress": string(255, format="email"),
+        "emailAddress": string(255),
         "phoneNumber": string(32),
         "description": string(255),
     },
@@ -238,7 +306,19 @@ RECIPIENT_WRITE = writable(
     {
         **RECIPIENT,
         "description": "A recipient to create: an email address, a phone number, or both.",
-        "properties": {**RECIPIENT["properties"], "id": string(64, pattern=ID_PATTERN)},
+        "anyOf": [
+            {"required": ["emailAddress"], "properties": {"emailAddress": {"type": "string"}}},
+            {
+                "required": ["phoneNumber"],
+                "properties": {"phoneNumber": {"type": "string", "minLength": 1}},
+            },
+        ],
+        "properties": {
+            "id": string(64, pattern=ID_PATTERN),
+            "emailAddress": string(255, pattern=EMAIL_PATTERN, description="user@example.com"),
+            "phoneNumber": text(32),
+            "description": text(255),
+        },
     }
 )
 
@@ -293,6 +373,7 @@ def crud(
     tag: str,
     schema: str,
     write: str,
+    replace: str,
     list_schema: dict[str, Any],
     id_name: str,
 ) -> dict[str, Any]:
@@ -343,7 +424,7 @@ def crud(
                 }
                 | UPSTREAM_FAILURES,
                 params=item_param,
-                body=ref(write),
+                body=ref(replace),
             ),
             "delete": operation(
                 f"delete{title}",
@@ -385,15 +466,20 @@ GEO = writable(
     }
 )
 
+FREE_FORM = (
+    "one free-form line: US or Canadian, the city set off by commas for Canada "
+    "(`290 Bremner Blvd, Toronto, ON M5V 3L9`)"
+)
+
 ADDRESS_INPUT = {
-    "description": "The seed's address object, or one free-form US address line.",
-    "oneOf": [ref("Address"), {"type": "string", "minLength": 1, "maxLength": 500}],
+    "description": f"The seed's address object, or {FREE_FORM}.",
+    "oneOf": [ref("Address"), text(500, minLength=1)],
 }
 
 #: ``/v1/addresses/validate`` gives a verdict on any line: an empty one is ``valid: false``.
 VALIDATE_INPUT = {
-    "description": "The seed's address object, or one free-form US address line.",
-    "oneOf": [ref("Address"), {"type": "string", "maxLength": 500}],
+    "description": f"The seed's address object, or {FREE_FORM}.",
+    "oneOf": [ref("Address"), text(500)],
 }
 
 REPORT = writable(
@@ -402,11 +488,22 @@ REPORT = writable(
         "description": "Where a device is now. Send `address`, `geo`, or both.",
         "additionalProperties": False,
         "required": ["alternateEndUserId", "callerName", "telephoneNumber", "observedAt"],
+        "anyOf": [
+            {"required": ["address"], "properties": {"address": {"type": ["object", "string"]}}},
+            {"required": ["geo"], "properties": {"geo": {"type": "object"}}},
+        ],
         "properties": {
-            "alternateEndUserId": string(30, minLength=1, description="The device's AEUI."),
-            "callerName": string(50, minLength=1, description="Shown to the PSAP."),
-            "telephoneNumber": string(32, description="Callback number, E.164, US or CA."),
-            "observedAt": string(64, format="date-time", description="RFC 3339, with offset."),
+            "alternateEndUserId": AEUI,
+            "callerName": CALLER_NAME,
+            "telephoneNumber": CALLBACK_NUMBER,
+            "observedAt": string(
+                64,
+                format="date-time",
+                pattern=OBSERVED_AT_PATTERN,
+                description="RFC 3339, with offset, from the year 1000, at most "
+                "`GATEWAY_OBSERVED_AT_MAX_FUTURE` (120 s) ahead of the gateway's clock (else "
+                "`/problems/clock-skew`).",
+            ),
             "address": ADDRESS_INPUT,
             "geo": GEO,
         },
@@ -699,7 +796,7 @@ HISTORY_PAGING = [
         "in": "query",
         "required": False,
         "description": "The `nextBefore` of the previous page.",
-        "schema": {"type": "integer", "minimum": 1},
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**62},
     },
 ]
 #: The per-device rate limit (``GATEWAY_REPORT_RATE_PER_MINUTE``), for reports and reads alike.
@@ -734,8 +831,10 @@ def device_paths() -> dict[str, Any]:
                     },
                     **body_errors(),
                     "422": problem(
-                        "Malformed, or the address cannot be routed "
-                        "(`/problems/unroutable-address`); nothing was written."
+                        "Malformed (`/problems/validation`), the address cannot be routed "
+                        "(`/problems/unroutable-address`), or `observedAt` is too far ahead of "
+                        "the gateway's clock (`/problems/clock-skew`); every problem "
+                        "of the report is listed; nothing was written."
                     ),
                     **RATE_LIMITED,
                 }
@@ -1009,6 +1108,7 @@ def paths() -> dict[str, Any]:
         "Endpoints",
         "Endpoint",
         "EndpointWrite",
+        "EndpointReplace",
         list_of("endpoints", "Endpoint"),
         "endpointId",
     )
@@ -1019,6 +1119,7 @@ def paths() -> dict[str, Any]:
         "Locations",
         "Location",
         "LocationWrite",
+        "LocationReplace",
         list_of("locations", "Location"),
         "locationId",
     )
@@ -1104,8 +1205,10 @@ def document() -> dict[str, Any]:
                 "Address": ADDRESS,
                 "Endpoint": ENDPOINT,
                 "EndpointWrite": ENDPOINT_WRITE,
+                "EndpointReplace": ENDPOINT_REPLACE,
                 "Location": LOCATION,
                 "LocationWrite": LOCATION_WRITE,
+                "LocationReplace": LOCATION_REPLACE,
                 "NotificationRecipient": RECIPIENT,
                 "NotificationRecipientWrite": RECIPIENT_WRITE,
                 "Problem": PROBLEM,

@@ -60,7 +60,12 @@ def at(seconds: float) -> str:
 
 def phone_of(aeui: str) -> str:
     """A device's own callback number (a number has one owner unless an admin shares it)."""
-    return f"+1202{zlib.crc32(aeui.encode()) % 8_000_000 + 2_000_000:07d}"
+    n = zlib.crc32(aeui.encode()) % (len(_EXCHANGES) * 10_000)
+    return f"+1202{_EXCHANGES[n // 10_000]}{n % 10_000:04d}"
+
+
+#: Exchanges (``NXX``) a callback number may have: 200-999 but the service codes ``N11``.
+_EXCHANGES = tuple(e for e in range(200, 1000) if e % 100 != 11)
 
 
 def report(
@@ -86,6 +91,16 @@ def report(
 
 
 WHITE_HOUSE = "1600 Pennsylvania Ave NW, Washington, DC 20500"
+#: The same place as the seed's address object.
+WHITE_HOUSE_ADDRESS = {
+    "houseNumber": "1600",
+    "streetName": "PENNSYLVANIA",
+    "streetSuffix": "AVE",
+    "postDirectional": "NW",
+    "city": "WASHINGTON",
+    "stateCode": "DC",
+    "zip": "20500",
+}
 EMPIRE_STATE = "350 5th Ave, New York, NY 10118"
 SPACE_NEEDLE = "400 Broad St, Seattle, WA 98109"
 WILLIS_TOWER = "233 S Wacker Dr, Chicago, IL 60606"

@@ -15,6 +15,7 @@ Every change is recorded in the history: a device's under its AEUI, a location's
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,6 +40,8 @@ from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient, 
 from gateway.dlr.callers import normalize_number
 from gateway.dlr.identity import aeui_problem, caller_name_problem
 from gateway.dlr.ids import endpoint_id_for, location_id_for
+from gateway.dlr.patterns import CONTROL_CHARACTERS, END, WHITESPACE
+from gateway.dlr.pipeline import in_address
 from gateway.jsondump import JSONResponse
 from gateway.store.base import (
     RECIPIENTS_KEY,
@@ -50,6 +53,11 @@ from gateway.store.base import (
 )
 
 _RESERVED_ENDPOINT_IDS = {"locations", "notificationrecipients"}
+_EMAIL_PART = f"[^@{CONTROL_CHARACTERS}{WHITESPACE}]+"
+#: A notification recipient's email address: one ``@``, a dot in the domain, no spaces. The
+#: API document carries it as the field's pattern (the carrier checks deliverability).
+EMAIL_PATTERN = f"^{_EMAIL_PART}@{_EMAIL_PART}\\.{_EMAIL_PART}{END}"
+_EMAIL = re.compile(EMAIL_PATTERN)
 _ID_RULE = "1 to 64 of letters, digits and ._~-, starting with a letter or digit"
 
 
@@ -90,10 +98,6 @@ def _require(record: Any, *names: str) -> None:
     ]
     if missing:
         raise Problem(422, "Required fields are missing.", errors=missing)
-
-
-def _in_address(field: str) -> str:
-    return field if field == "address" else f"address.{field}"
 
 
 def _created(body: dict[str, Any], location: str) -> Response:
@@ -224,16 +228,33 @@ async def _location_body(request: Request, s: Services) -> Location:
             "The carrier sets a location's status.",
             errors=[FieldProblem("status", "read-only; leave it out")],
         )
+    _check_coordinates(location)
     normalized = s.normalize(location.address)
     if not normalized.valid or normalized.address is None:
         raise Problem(
             422,
             "The address cannot be routed.",
             "unroutable-address",
-            errors=[FieldProblem(_in_address(e.field), e.message) for e in normalized.errors],
+            errors=[FieldProblem(e.field, e.message) for e in map(in_address, normalized.errors)],
             extra={"suggestions": [record_to_json(a) for a in normalized.suggestions]},
         )
     return dataclasses.replace(location, address=normalized.address)
+
+
+def _check_coordinates(location: Location) -> None:
+    """Both or neither, each on the globe: the carrier would refuse anything else."""
+    errors = []
+    for name, value, bound in (
+        ("latitude", location.latitude, 90),
+        ("longitude", location.longitude, 180),
+    ):
+        if value is not None and not -bound <= value <= bound:
+            errors.append(FieldProblem(name, f"expected a number from {-bound} to {bound}"))
+    if (location.latitude is None) != (location.longitude is None):
+        missing = "latitude" if location.latitude is None else "longitude"
+        errors.append(FieldProblem(missing, "required with the other coordinate"))
+    if errors:
+        raise Problem(422, "Latitude and longitude go together.", errors=errors)
 
 
 async def list_locations(request: Request) -> Response:
@@ -336,7 +357,7 @@ async def create_recipient(request: Request) -> Response:
         raise Problem(
             422, "That recipient ID cannot be used.", errors=[FieldProblem("id", _ID_RULE)]
         )
-    if recipient.email_address is not None and "@" not in recipient.email_address:
+    if recipient.email_address is not None and not _EMAIL.search(recipient.email_address):
         raise Problem(
             422, "Not an email address.", errors=[FieldProblem("emailAddress", "expected an email")]
         )

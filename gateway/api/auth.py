@@ -240,7 +240,10 @@ class DeviceTokens:
                 "(GATEWAY_DEVICE_JWT_MAX_LIFETIME)"
             )
         if phone_number is not None and e164(phone_number) != phone_number:
-            raise ValueError("the phone number must be a US or Canadian number in E.164")
+            raise ValueError(
+                "the phone number must be in E.164: +1 and an area code of the US, its "
+                "territories or Canada"
+            )
         key = self.private_key if self.public_key else self.secret
         if not key:
             raise ValueError(
@@ -298,7 +301,7 @@ class DeviceTokens:
 
 def _with_number(principal: Principal, claims: dict[str, Any]) -> Principal | None:
     """``principal`` with the token's ``phone_number`` claim, when it has one; ``None`` (the
-    token is refused) when the claim is not a US or Canadian number in E.164."""
+    token is refused) when the claim is not a served callback number in E.164."""
     if "phone_number" not in claims:
         return principal
     claimed = claims["phone_number"]

@@ -8,6 +8,7 @@ import functools
 import math
 import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,8 +36,19 @@ from gateway.bandwidth.errors import UpstreamError
 from gateway.bandwidth.models import Address
 from gateway.dlr.address import FieldError, validate_caller_name
 from gateway.dlr.coordinates import radius_meters
-from gateway.dlr.identity import aeui_problem, e164
-from gateway.dlr.pipeline import Binding, GeoFix, Outcome, Report, Superseded, Unroutable
+from gateway.dlr.identity import aeui_problem
+from gateway.dlr.numbers import CALLBACK_NUMBER_RULE, callback_number
+from gateway.dlr.patterns import END
+from gateway.dlr.pipeline import (
+    Binding,
+    GeoFix,
+    Normalizer,
+    Outcome,
+    Report,
+    Superseded,
+    Unroutable,
+    in_address,
+)
 from gateway.geocoding.results import GeocodingUnavailable
 from gateway.jsondump import JSONResponse
 from gateway.store import HistoryEntry, StateStore
@@ -57,16 +69,49 @@ _REPORT_FIELDS = {
 _GEO_FIELDS = {"latitude", "longitude", "accuracyMeters"}
 _REQUIRED = ("alternateEndUserId", "callerName", "telephoneNumber", "observedAt")
 
-#: RFC 3339 ``date-time`` (section 5.6): ``datetime.fromisoformat`` alone also takes ISO 8601
-#: forms RFC 3339 does not (week dates, basic format, no offset), so the shape is checked first.
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})",
-    re.ASCII,
+#: RFC 3339 ``date-time`` (section 5.6) with an offset, from the year 1000 and without a leap
+#: second (Python has none): ``datetime.fromisoformat`` alone also takes ISO 8601 forms RFC 3339
+#: does not (week dates, basic format, no offset), so the shape is checked first. The API
+#: document carries it as ``observedAt``'s pattern.
+OBSERVED_AT_PATTERN = (
+    r"^[1-9][0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
+    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+    rf"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]){END}"
 )
+_RFC3339 = re.compile(OBSERVED_AT_PATTERN)
+#: ``observedAt`` ahead of the gateway's clock: not the request's shape, the device's clock.
+_CHECK_CLOCK = "check the device's clock"
 
 
-def _problems(errors: list[FieldProblem]) -> Problem:
-    return Problem(422, "The report is not valid.", errors=errors)
+def _ahead(max_future: timedelta) -> FieldProblem:
+    return FieldProblem(
+        "observedAt",
+        f"is more than {max_future.total_seconds():g} s ahead of the gateway's clock; "
+        + _CHECK_CLOCK,
+    )
+
+
+def _is_ahead(error: FieldProblem) -> bool:
+    return error.field == "observedAt" and error.message.endswith(_CHECK_CLOCK)
+
+
+_DETAILS = {
+    "validation": "The report is not valid.",
+    "unroutable-address": "The address cannot be routed.",
+    "clock-skew": "The report comes from a clock ahead of the gateway's.",
+}
+
+
+def _problems(errors: Sequence[FieldProblem], address: Sequence[FieldProblem] = ()) -> Problem:
+    """One answer naming every problem; its type says what to fix first: what the request
+    says (``validation``), then where (``unroutable-address``), then the device's clock."""
+    if not all(map(_is_ahead, errors)):
+        kind = "validation"
+    elif address:
+        kind = "unroutable-address"
+    else:
+        kind = "clock-skew"
+    return Problem(422, _DETAILS[kind], kind, errors=[*errors, *address])
 
 
 def _aeui(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
@@ -79,14 +124,14 @@ def _aeui(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
 
 
 def telephone(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
-    """A callback number: a valid US or Canadian number in E.164 (reports, admin endpoints)."""
+    """A callback number (``callback_number``), as E.164: reports and admin endpoints."""
     text, reason = check_string(value, where, 32)
     if reason or text is None:
         errors.append(FieldProblem(where, reason or "required"))
         return None
-    number = e164(text)
+    number = callback_number(text)
     if number is None:
-        errors.append(FieldProblem(where, "expected a valid US or Canadian number in E.164"))
+        errors.append(FieldProblem(where, CALLBACK_NUMBER_RULE))
     return number
 
 
@@ -101,13 +146,7 @@ def _observed_at(
         errors.append(FieldProblem("observedAt", "expected an RFC 3339 timestamp with an offset"))
         return None
     if when - datetime.now(UTC) > max_future:
-        seconds = max_future.total_seconds()
-        errors.append(
-            FieldProblem(
-                "observedAt",
-                f"is more than {seconds:g} s in the future; check the device's clock",
-            )
-        )
+        errors.append(_ahead(max_future))
         return None
     return when
 
@@ -365,7 +404,7 @@ async def _read_report(
     content_type = request.headers.get("content-type", "")
     if is_pidf(content_type):
         source = await read_pidf_report(request, s, principal)
-        return _parse_source(source, _max_future(s)), source
+        return _parse_source(source, s.normalize, _max_future(s)), source
     if not is_json(content_type):
         raise Problem(415, "Send the report as application/json or application/pidf+xml.")
     body = await read_body(request, s.settings.max_body_bytes)
@@ -379,7 +418,7 @@ async def _read_report(
                 raise _problems(errors)
             return known.seen_at(when), _NO_SOURCE
     source = ReportSource(decode_json(body))
-    report = _parse_source(source, _max_future(s))
+    report = _parse_source(source, s.normalize, _max_future(s))
     if memo is not None:
         s.report_memo.put(memo.template, report)
     return report, source
@@ -389,19 +428,43 @@ def _max_future(s: Services) -> timedelta:
     return timedelta(seconds=s.settings.observed_at_max_future)
 
 
-def _parse_source(source: ReportSource, max_future: timedelta) -> Report:
-    """``parse_report`` for a body of any format, errors named as the sender named the fields."""
+def _parse_source(source: ReportSource, normalize: Normalizer, max_future: timedelta) -> Report:
+    """``parse_report`` for a body of any format, errors named as the sender named the fields.
+
+    A report refused for its fields is also checked for its address, so that one answer
+    names every problem (not the name first, and the ZIP on the next try).
+    """
     try:
         report = parse_report(source.body, max_future=max_future)
     except Problem as exc:
-        if not source.names and not source.errors:
-            raise
-        taken = {e.field for e in source.errors}
-        renamed = [e for e in source.renamed(exc.errors) if e.field not in taken]
-        raise Problem(exc.status, exc.detail, exc.kind, errors=[*source.errors, *renamed]) from None
-    if source.errors:
-        raise _problems(list(source.errors))
-    return report
+        found = list(exc.errors)
+    else:
+        if not source.errors:
+            return report
+        found = []
+    address = _address_errors(source.body, found, normalize)
+    refused = _problems([*source.errors, *found], address)
+    if not source.names and not source.errors:
+        raise refused from None
+    taken = {e.field for e in source.errors}
+    renamed = [e for e in source.renamed([*found, *address]) if e.field not in taken]
+    raise Problem(422, refused.detail, refused.kind, errors=[*source.errors, *renamed]) from None
+
+
+def _address_errors(
+    body: Any, found: list[FieldProblem], normalize: Normalizer
+) -> list[FieldProblem]:
+    """What the normalizer finds wrong with a report's address, when the address itself
+    could be read (its own type and size errors are already in ``found``)."""
+    if not isinstance(body, dict) or not _given(body, "address"):
+        return []
+    if any(e.field == "address" or e.field.startswith("address.") for e in found):
+        return []
+    scratch: list[FieldProblem] = []
+    raw = _address_input(body["address"], scratch)
+    if scratch or raw is None:
+        return []
+    return [FieldProblem(e.field, e.message) for e in map(in_address, normalize(raw).errors)]
 
 
 async def location_report(request: Request) -> Response:
@@ -459,7 +522,10 @@ async def location_report(request: Request) -> Response:
         return JSONResponse(outcome_json(outcome, source))
     except Problem as exc:
         if result == "error":
-            result = {401: "unauthorized", 403: "forbidden"}.get(exc.status, "invalid")
+            unroutable = exc.kind == "unroutable-address"
+            result = {401: "unauthorized", 403: "forbidden"}.get(
+                exc.status, "unroutable" if unroutable else "invalid"
+            )
         raise
     finally:
         s.metrics.report_done(result, time.perf_counter() - started)

@@ -7,7 +7,9 @@ fields come from:
 
 * ``alternateEndUserId``: the ``entity`` (the user part of a ``pres:``, ``sip:`` or ``sips:``
   URI); when the entity is a ``tel:`` URI or absent, the device token's own AEUI.
-* ``observedAt``: the newest ``<timestamp>`` of the tuples that carry the location.
+* ``observedAt``: the newest ``<timestamp>`` of the tuples that carry the location; without
+  one (RFC 3863 makes it optional), the time the gateway received the document, said so in
+  the answer's ``warnings``.
 * ``telephoneNumber``: a ``tel:`` ``<contact>``, else a ``tel:`` entity.
 * ``callerName``: the civic ``NAM``.
 * ``address``: the civic address (``gateway.pidf.civic``); ``geo``: the Point or Circle.
@@ -115,6 +117,15 @@ async def read_pidf_report(request: Request, s: Services, principal: Principal) 
     errors: list[FieldProblem] = []
     warnings = _fields(presence.warnings)
     body: dict[str, Any] = {"observedAt": presence.timestamp}
+    if presence.timestamp is None:
+        # RFC 3863 makes <timestamp> optional: the document is as new as its arrival.
+        body["observedAt"] = datetime.now(UTC).isoformat()
+        warnings.append(
+            FieldProblem(
+                "timestamp",
+                "absent: the time the gateway received the document is used as observedAt",
+            )
+        )
     _device(presence, principal, body, names, errors)
     if presence.civic is not None:
         mapping = to_address(presence.civic)

@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from gateway.api.problems import FieldProblem, Problem
 from gateway.bandwidth.models import Record, wire_name
+from gateway.dlr.patterns import CONTROL_CHARACTERS, SURROGATES
 
 R = TypeVar("R", bound=Record)
 
@@ -43,7 +44,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
 LOCATION_ID_PATTERN = re.compile(r"[A-Za-z0-9]{1,32}")
 
 _DIGITS = re.compile("[0-9]+")
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
+#: Lone surrogates as well (see ``gateway.dlr.patterns``).
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}{SURROGATES}]")
 
 
 def is_json(content_type: str) -> bool:

@@ -1,7 +1,7 @@
 """Civic address normalization and validation (USPS Publication 28), no I/O.
 
 ``normalize`` turns a structured ``Address``, the JSON address object (camelCase keys, the
-seed's names) or one free-form US address line into the canonical form, with field-level
+seed's names) or one free-form US or Canadian line into the canonical form, with field-level
 errors (not routable) and warnings (routable, but look again). It never raises.
 
 Canonical-form choices (all applied by ``canonical``, which is pure and idempotent):
@@ -19,11 +19,24 @@ Canonical-form choices (all applied by ``canonical``, which is pure and idempote
   its indicator (``15 ST -> 15TH ST``), so spellings of one street agree.
 * House numbers: hyphenated Queens numbers are kept (``123-45``); a fraction goes to
   ``house_suffix`` (``123 1/2 -> 123`` + ``1/2``); one trailing letter goes to
-  ``house_suffix`` (``123A``/``123-A``/``123 A -> 123`` + ``A``) when no suffix is given.
+  ``house_suffix`` (``123A``/``123-A``/``123 A -> 123`` + ``A``) when no suffix is given;
+  Wisconsin/Illinois grid numbers are one number (``W204 N11509 -> W204N11509``); a Puerto
+  Rico kilometre marker is the house number, decimal point kept (``CARR 2 KM 5.4`` ->
+  ``KM 5.4`` on ``CARR 2``). A decimal point between digits is never dropped anywhere
+  (``5.4`` is not ``54``); a house number with one that is not a kilometre marker is refused.
+* Street types written before the name stay in it, abbreviated: Spanish in Puerto Rico
+  (``AVENIDA ASHFORD -> AVE ASHFORD``, Pub 28 section 29), French in Canada (``BOULEVARD
+  RENE-LEVESQUE -> BOUL RENE-LEVESQUE``, Canada Post's forms); such a street is never split at
+  a last word that is an English suffix (``CALLE VISTA``). Canadian directionals include the
+  French ones (``OUEST -> O``, ``NO``, ``SO``).
 * ``address_line2``: unit designators abbreviated (``SUITE -> STE``, ``APARTMENT -> APT``,
   ``FLOOR -> FL``, ``ROOM -> RM``, ``BUILDING -> BLDG``); a ``#`` right after a designator is
   dropped (``APT #5 -> APT 5``); without a designator the Pub 28 form is ``# 5`` (``#5`` and a
-  bare ``5`` both become ``# 5``); ``65TH FLOOR -> FL 65``.
+  bare ``5`` both become ``# 5``); ``65TH FLOOR -> FL 65``. Several units stay in the order
+  written (``RM 101 BLDG C``); a Puerto Rico urbanization leads the line (``URB LAS
+  GLADIOLAS``): street names and numbers repeat within a ZIP there, the urbanization tells
+  them apart. One kind of unit twice (``APT 4 APT 5``) is refused; a unit without its number
+  (``APT``) is a warning.
 * US cities: hyphens and apostrophes become spaces and ``ST/STE/MT/FT`` and a leading
   directional are spelled out (``ST. LOUIS -> SAINT LOUIS``, ``O'FALLON -> O FALLON``), the
   way the USPS city list spells them. Canadian cities keep their words.
@@ -33,7 +46,13 @@ Canonical-form choices (all applied by ``canonical``, which is pure and idempote
 
 Not dispatchable, refused with an error: PO boxes, rural-route and highway-contract boxes
 (``RR 2 BOX 15``: a mail delivery point, not a civic location), ``GENERAL DELIVERY``,
-intersections, military (APO/FPO) addresses. Free-form parsing is US-only.
+intersections, military (APO/FPO) addresses.
+
+A free-form line is read from its end: country, ZIP or postal code, state or province, then
+the city before them (``..., SAN JUAN, PR 00907``); what comes before the city is the street
+and its units, read by usaddress, or here for the shapes usaddress misreads (prefix-type
+streets, kilometre markers). A line without commas is read whole by usaddress (US only: a
+Canadian one must set the city off with commas, or be refused saying so).
 """
 
 from __future__ import annotations
@@ -56,9 +75,11 @@ from scourgify.address_constants import (
 )
 
 from gateway.bandwidth.models import Address, wire_name
+from gateway.dlr.patterns import END, SURROGATES, WHITESPACE
 from gateway.zipdata import ZipInfo, zip_info
 
 __all__ = [
+    "CALLER_NAME_PATTERN",
     "MAX_ADDRESS_LINE2",
     "MAX_CALLER_NAME",
     "MAX_FIELD",
@@ -136,8 +157,103 @@ _DESIGNATORS: dict[str, str] = {
     k: v for k, v in OCCUPANCY_TYPE_ABBREVIATIONS.items() if k != "#" and k != "HANGER"
 }
 _DESIGNATORS.update({"HANGAR": "HNGR", "UPPER": "UPPR", "FLR": "FL", "APPT": "APT"})
+# Canada Post's French ones.
+_DESIGNATORS.update({"BUREAU": "BUREAU", "APPARTEMENT": "APP", "APP": "APP"})
 _DESIGNATORS.update({v: v for v in list(_DESIGNATORS.values())})
 _DESIGNATOR_CODES = frozenset(_DESIGNATORS.values())
+
+#: Pub 28 designators that need a unit number after them (the others, BSMT, FRNT, LBBY,
+#: LOWR, OFC, PH, REAR, SIDE, UPPR, name a part of the building by themselves).
+_RANGED_DESIGNATORS = frozenset(
+    {"#", "APT", "BLDG", "DEPT", "FL", "HNGR", "KEY", "LOT", "PIER", "RM", "SLIP", "SPC"}
+    | {"STE", "STOP", "TRLR", "UNIT", "BUREAU", "APP"}
+)
+
+#: Street types written before the name, with their standard short forms: Spanish in Puerto
+#: Rico (Pub 28 section 29 keeps them in the street name: ``AVE ASHFORD``, ``CALLE 1``),
+#: French in Canada (Canada Post's: ``RUE NOTRE-DAME``, ``BOUL RENE-LEVESQUE``).
+_SPANISH_TYPES: dict[str, str] = {
+    "CALLE": "CALLE",
+    "AVENIDA": "AVE",
+    "AVE": "AVE",
+    "PASEO": "PASEO",
+    "PLAZA": "PLAZA",
+    "PASAJE": "PASAJE",
+    "CARRETERA": "CARR",
+    "CARR": "CARR",
+    "PARQUE": "PARQUE",
+    "VEREDA": "VEREDA",
+    "VISTA": "VISTA",
+    "VIA": "VIA",
+    "CALLEJON": "CALLEJON",
+    "PATIO": "PATIO",
+    "BULEVAR": "BLVD",
+    "BLVD": "BLVD",
+    "CAMINO": "CAMINO",
+    "CALETA": "CALETA",
+    "MARGINAL": "MARGINAL",
+}
+_FRENCH_TYPES: dict[str, str] = {
+    "RUE": "RUE",
+    "AVENUE": "AV",
+    "AV": "AV",
+    "BOULEVARD": "BOUL",
+    "BOUL": "BOUL",
+    "CHEMIN": "CH",
+    "CH": "CH",
+    "MONTEE": "MONTEE",
+    "RANG": "RANG",
+    "ROUTE": "RTE",
+    "RTE": "RTE",
+    "PLACE": "PL",
+    "PL": "PL",
+    "IMPASSE": "IMP",
+    "IMP": "IMP",
+    "ALLEE": "ALLEE",
+    "QUAI": "QUAI",
+    "RUELLE": "RLE",
+    "RLE": "RLE",
+    "COTE": "COTE",
+    "CARRE": "CAR",
+    "CROISSANT": "CROIS",
+    "CROIS": "CROIS",
+    "TERRASSE": "TSSE",
+    "TSSE": "TSSE",
+    "PROMENADE": "PROM",
+    "PROM": "PROM",
+    "SENTIER": "SENT",
+    "AUTOROUTE": "AUT",
+}
+#: Types that are never an English street's first word; the others (``AVE``, ``PLACE``,
+#: ``VISTA``) start a prefix-type street only when its last word is not an English suffix:
+#: ``AVE ASHFORD`` and ``AVENUE LAURIER``, but ``VISTA ST`` and ``AVENUE RD``.
+_ALWAYS_PREFIX_TYPES = frozenset(
+    {"CALLE", "AVENIDA", "PASAJE", "CARRETERA", "CARR", "CALLEJON", "VEREDA", "CALETA"}
+    | {"MARGINAL", "BULEVAR", "RUE", "BOULEVARD", "BOUL", "CHEMIN", "CH", "MONTEE", "RANG"}
+    | {"IMPASSE", "IMP", "RUELLE", "RLE", "CROISSANT", "CROIS", "TERRASSE", "TSSE"}
+    | {"SENTIER", "AUTOROUTE", "AV"}
+)
+#: Canada Post's directionals, French ones included (``O`` for ouest).
+_FRENCH_DIRECTIONALS: dict[str, str] = {
+    "NORD": "N",
+    "SUD": "S",
+    "EST": "E",
+    "OUEST": "O",
+    "NORDEST": "NE",
+    "NORDOUEST": "NO",
+    "SUDEST": "SE",
+    "SUDOUEST": "SO",
+    **{code: code for code in ("O", "NO", "SO")},
+}
+_CA_DIRECTIONAL_CODES = frozenset({*DIRECTIONAL_REPLACEMENTS.values(), "O", "NO", "SO"})
+#: Words before a French directional that make it part of the name (``RUE DE L EST``).
+_FRENCH_ARTICLES = frozenset({"DE", "DU", "DES", "L", "LA", "LE", "LES", "D"})
+
+#: A kilometre marker as the house number (Puerto Rico's rural roads): ``KM 5.4``.
+_KM_RE = re.compile(r"(?:KM|KILOMETRO|KILOMETER|KILOMETRE) ?(\d{1,3}(?:\.\d{1,2})?)")
+_ROAD_KM_RE = re.compile(rf"(.+) {_KM_RE.pattern}")
+#: A Wisconsin/Illinois grid house number: ``W204 N11509`` is ``W204N11509``.
+_GRID_RE = re.compile(r"([NSEW]\d+)[ -]?([NSEW]\d+)")
 
 _UNITS = [
     "",
@@ -335,9 +451,11 @@ def _clean(text: str, keep: str = "-/", drop: str = ".'`") -> str:
     """Fold; remove ``drop`` characters; other non-alphanumerics but ``keep`` become spaces."""
     folded = _fold(text)
     chars: list[str] = []
-    for ch in folded:
+    for i, ch in enumerate(folded):
         if ch.isalnum() and ch.isascii():
             chars.append(ch)
+        elif ch == "." and 0 < i < len(folded) - 1 and _digits_around(folded, i):
+            chars.append(ch)  # a decimal point (KM 5.4): dropping it would move the caller
         elif ch in drop:
             continue
         elif ch in keep:
@@ -345,6 +463,10 @@ def _clean(text: str, keep: str = "-/", drop: str = ".'`") -> str:
         else:
             chars.append(" ")
     return _SPACE_RUN.sub(" ", "".join(chars)).strip()
+
+
+def _digits_around(text: str, i: int) -> bool:
+    return text[i - 1] in "0123456789" and text[i + 1] in "0123456789"
 
 
 def _tight(text: str, chars: str = "-/") -> str:
@@ -364,6 +486,13 @@ def _none_if_empty(text: str) -> str | None:
 def _canon_house(number: str | None, suffix: str | None) -> tuple[str | None, str | None]:
     num = _none_if_empty(_tight(_clean(number))) if number is not None else None
     suf = _none_if_empty(_clean(suffix).replace(" ", "")) if suffix is not None else None
+    if num is not None:
+        km = _KM_RE.fullmatch(num)
+        grid = _GRID_RE.fullmatch(num)
+        if km is not None:
+            return f"KM {km.group(1)}", suf
+        if grid is not None:
+            return grid.group(1) + grid.group(2), suf
     if num is not None and suf is None:
         m = re.fullmatch(r"(\S+) (\d{1,2}/\d{1,2})", num)
         if m:
@@ -375,11 +504,13 @@ def _canon_house(number: str | None, suffix: str | None) -> tuple[str | None, st
     return num, suf
 
 
-def _canon_directional(value: str | None) -> str | None:
+def _canon_directional(value: str | None, country: str = "US") -> str | None:
     if value is None:
         return None
     cleaned = _clean(value, keep="")
     key = cleaned.replace(" ", "")
+    if country == "CA" and key in _FRENCH_DIRECTIONALS:
+        return _FRENCH_DIRECTIONALS[key]
     return _none_if_empty(_DIRECTIONALS.get(key, cleaned))
 
 
@@ -390,7 +521,25 @@ def _canon_suffix(value: str | None) -> str | None:
     return _none_if_empty(_SUFFIXES.get(cleaned, cleaned))
 
 
-def _canon_street(name: str | None, suffix: str | None) -> tuple[str | None, str | None]:
+def _prefix_types(country: str | None, state: str | None) -> Mapping[str, str]:
+    """The street types written before the name where the address is (see the tables)."""
+    if country == "CA":
+        return _FRENCH_TYPES
+    if state == "PR":
+        return _SPANISH_TYPES
+    return {}
+
+
+def _is_prefix_street(tokens: list[str], types: Mapping[str, str]) -> bool:
+    """``AVE ASHFORD``, ``RUE NOTRE-DAME``: a type first, then the name."""
+    if len(tokens) < 2 or tokens[0] not in types:
+        return False
+    return tokens[0] in _ALWAYS_PREFIX_TYPES or tokens[-1] not in _SUFFIXES
+
+
+def _canon_street(
+    name: str | None, suffix: str | None, types: Mapping[str, str] | None = None
+) -> tuple[str | None, str | None]:
     suf = _canon_suffix(suffix)
     if name is None:
         return None, suf
@@ -400,6 +549,9 @@ def _canon_street(name: str | None, suffix: str | None) -> tuple[str | None, str
     highway = _highway(tokens)
     if highway is not None:
         return highway, suf
+    if types and _is_prefix_street(tokens, types):
+        # The type is part of the name: never split off as a suffix (CALLE VISTA).
+        return " ".join([types[tokens[0]], *tokens[1:]]), suf
     if suf is None and len(tokens) >= 2 and tokens[-1] in _SUFFIXES:
         suf = _SUFFIXES[tokens[-1]]
         tokens = tokens[:-1]
@@ -500,19 +652,27 @@ def canonical(address: Address) -> Address:
     raw = {name: getattr(address, name, None) for name in _FIELD_NAMES}
     v: dict[str, str | None] = {k: (x if isinstance(x, str) else None) for k, x in raw.items()}
     country = _canon_country(v["country"])
+    state = _canon_state(v["state_code"])
     house_number, house_suffix = _canon_house(v["house_number"], v["house_suffix"])
-    street_name, street_suffix = _canon_street(v["street_name"], v["street_suffix"])
+    street_name, street_suffix = _canon_street(
+        v["street_name"], v["street_suffix"], _prefix_types(country, state)
+    )
+    if house_number is None and street_name is not None:
+        # "CARR 2 KM 5.4" with no house number: the kilometre marker is the house number.
+        marker = _ROAD_KM_RE.fullmatch(street_name)
+        if marker is not None:
+            street_name, house_number = marker.group(1), f"KM {marker.group(2)}"
     zip_code, plus_four = _canon_zip(v["zip"], v["plus_four"], country)
     return Address(
         house_number=house_number,
         house_suffix=house_suffix,
-        prefix_directional=_canon_directional(v["prefix_directional"]),
+        prefix_directional=_canon_directional(v["prefix_directional"], country),
         street_name=street_name,
         street_suffix=street_suffix,
-        post_directional=_canon_directional(v["post_directional"]),
+        post_directional=_canon_directional(v["post_directional"], country),
         address_line2=_canon_line2(v["address_line2"]),
         city=_canon_city(v["city"], country),
-        state_code=_canon_state(v["state_code"]),
+        state_code=state,
         zip=zip_code,
         plus_four=plus_four,
         country=country,
@@ -592,16 +752,27 @@ def _validate(address: Address, report: _Report) -> None:
         hn = address.house_number
         if len(hn) > MAX_HOUSE_NUMBER:
             report.error("houseNumber", f"is too long (at most {MAX_HOUSE_NUMBER} characters)")
+        elif _KM_RE.fullmatch(hn):
+            pass  # a kilometre marker, decimal point and all
+        elif "." in hn:
+            report.error(
+                "houseNumber",
+                "has a decimal point, which only a kilometre marker may have (KM 5.4); "
+                "a house number is whole",
+            )
         elif not _HOUSE_NUMBER_RE.fullmatch(hn) or not any(c.isdigit() for c in hn):
             report.error(
                 "houseNumber", "must be a house number (digits, letters and hyphens, e.g. 123-45)"
             )
     if address.house_suffix is not None and not _HOUSE_SUFFIX_RE.fullmatch(address.house_suffix):
         report.error("houseSuffix", "must be a short house number suffix such as A, B or 1/2")
+    canadian = country == "CA"
     for name in ("prefix_directional", "post_directional"):
         value = getattr(address, name)
-        if value is not None and value not in _DIRECTIONAL_CODES:
-            report.error(wire_name(name), "must be a directional: N S E W NE NW SE SW")
+        if value is None or value in (_CA_DIRECTIONAL_CODES if canadian else _DIRECTIONAL_CODES):
+            continue
+        codes = "N S E W NE NW SE SW" + (" O NO SO" if canadian else "")
+        report.error(wire_name(name), f"must be a directional: {codes}")
     if address.street_suffix is not None and address.street_suffix not in _SUFFIX_CODES:
         report.warn("streetSuffix", f"{address.street_suffix!r} is not a USPS street suffix")
 
@@ -614,11 +785,35 @@ def _validate(address: Address, report: _Report) -> None:
         reason = _not_dispatchable(address.address_line2)
         if reason:
             report.error("addressLine2", reason)
+        _check_units(address.address_line2, report)
 
     if country == "US":
         _validate_us(address, report)
     elif country == "CA":
         _validate_ca(address, report)
+
+
+def _check_units(line2: str, report: _Report) -> None:
+    """Each unit once, each with its number: ``RM 101 BLDG C``, not ``APT 4 APT 5`` or ``APT``."""
+    tokens = line2.split()
+    seen: set[str] = set()
+    for i, token in enumerate(tokens):
+        if token not in _RANGED_DESIGNATORS:
+            continue
+        if token in seen:
+            report.error(
+                "addressLine2",
+                f"names {token} twice; send the one unit the caller is in",
+            )
+            return
+        seen.add(token)
+        following = tokens[i + 1] if i + 1 < len(tokens) else None
+        if following is None or following in _DESIGNATOR_CODES:
+            report.warn(
+                "addressLine2",
+                f"{token} has no number: without it the PSAP cannot tell which one "
+                f"(write it as {token} 4B)",
+            )
 
 
 def _validate_us(address: Address, report: _Report) -> None:
@@ -734,21 +929,34 @@ _LABELS: dict[str, str] = {
     "StreetName": "street_name",
     "StreetNamePostType": "street_suffix",
     "StreetNamePostDirectional": "post_directional",
-    "OccupancyType": "address_line2",
-    "OccupancyIdentifier": "address_line2",
-    "SubaddressType": "address_line2",
-    "SubaddressIdentifier": "address_line2",
+    "Unit": "address_line2",
     "PlaceName": "city",
     "StateName": "state_code",
     "ZipCode": "zip",
     "CountryName": "country",
 }
+#: usaddress's unit labels read as one: ``RM 101 BLDG C`` is one run of units, not a repeat.
+_UNIT_LABELS = {
+    "OccupancyType": "Unit",
+    "OccupancyIdentifier": "Unit",
+    "SubaddressType": "Unit",
+    "SubaddressIdentifier": "Unit",
+}
 _IGNORED_LABELS = frozenset({"Recipient", "BuildingName", "LandmarkName", "NotAddress"})
+_LAST_LINE_LABELS = frozenset({"PlaceName", "StateName", "ZipCode", "CountryName"})
+_UNPARSED = "could not be parsed unambiguously; send the structured address fields"
+
+_US_POSTAL_RE = re.compile(r"\d{5}(?:-?\d{4})?")
+_FSA_RE = re.compile(r"[A-Z]\d[A-Z]")
+_LDU_RE = re.compile(r"\d[A-Z]\d")
+_URBANIZATION_WORDS = frozenset({"URB", "URBANIZACION"})
+#: A house number before a prefix-type street: ``1055``, ``A17``, ``123-45``, ``12B``.
+_PREFIX_STREET_RE = re.compile(r"([A-Z]?\d+[A-Z]?(?:-[A-Z0-9]+)?) (.+)")
 
 
 def _tag(text: str) -> tuple[dict[str, str], str] | None:
     try:
-        tagged, kind = usaddress.tag(text)
+        tagged, kind = usaddress.tag(text, tag_mapping=_UNIT_LABELS)
     except Exception:  # RepeatedLabelError, and anything odd input may provoke
         return None
     return {str(k): str(v) for k, v in tagged.items()}, str(kind)
@@ -771,6 +979,70 @@ def _canadian_free_form(words: str) -> bool:
     return tokens[-1] != "CA" and _ZIP_RE.fullmatch(before[-1]) is not None
 
 
+@dataclass(frozen=True, slots=True)
+class _LastLine:
+    """A free-form line read from its end: ``..., CITY, ST 12345[, COUNTRY]``."""
+
+    #: The parts before the city, as separated by commas (street, units, urbanization).
+    delivery: tuple[str, ...]
+    city: str
+    state: str
+    postal: str | None
+    country: str | None
+
+
+def _postal_at_end(tokens: list[str]) -> str | None:
+    """Take a ZIP (ZIP+4) or a Canadian postal code off the end of ``tokens``."""
+    if tokens and _US_POSTAL_RE.fullmatch(tokens[-1]):
+        return tokens.pop()
+    if len(tokens) >= 2 and _FSA_RE.fullmatch(tokens[-2]) and _LDU_RE.fullmatch(tokens[-1]):
+        ldu, fsa = tokens.pop(), tokens.pop()
+        return f"{fsa} {ldu}"
+    if tokens and len(tokens[-1]) == 6 and _POSTAL_ANYWHERE_RE.fullmatch(tokens[-1]):
+        return tokens.pop()
+    return None
+
+
+def _state_at_end(tokens: list[str]) -> str | None:
+    """Take a state or province off the end of ``tokens``: a code (``DC`` after
+    ``WASHINGTON``) as it is, a name by its longest spelling (``WEST VIRGINIA``)."""
+    if tokens and len(tokens[-1]) == 2 and tokens[-1] in _STATE_NAMES:
+        return tokens.pop()
+    for n in (4, 3, 2, 1):
+        if len(tokens) >= n and " ".join(tokens[-n:]) in _STATE_NAMES:
+            name = " ".join(tokens[-n:])
+            del tokens[-n:]
+            return name
+    return None
+
+
+def _last_line(cleaned: str) -> _LastLine | None:
+    """City, state, postal code and country off the end of a comma-separated line; ``None``
+    when it does not end that way (no commas, no state), and usaddress reads it whole."""
+    parts = [p.strip() for p in cleaned.split(",") if p.strip()]
+    country = _COUNTRIES.get(parts[-1]) if parts else None
+    if country is not None:
+        parts.pop()
+    if len(parts) < 2:
+        return None
+    tokens = parts.pop().split()
+    if country is None and len(tokens) > 1 and tokens[-1] in ("CANADA", "USA"):
+        country = _COUNTRIES[tokens.pop()]
+    postal = _postal_at_end(tokens)
+    if not tokens and parts:  # "SPRINGFIELD, IL, 62701"
+        tokens = parts.pop().split()
+    state = _state_at_end(tokens)
+    if state is None:
+        return None
+    if not tokens:
+        if len(parts) < 2:
+            return None
+        tokens = parts.pop().split()
+    if not parts:
+        return None
+    return _LastLine(tuple(parts), " ".join(tokens), state, postal, country)
+
+
 def _free_form(text: str, report: _Report) -> Normalized:
     if len(text) > MAX_FREEFORM:
         report.error("address", f"is too long (at most {MAX_FREEFORM} characters)")
@@ -780,19 +1052,135 @@ def _free_form(text: str, report: _Report) -> Normalized:
         report.error("address", "is required")
         return report.result(None)
     words = cleaned.replace(",", " ")
-    if _canadian_free_form(words):
-        report.error(
-            "address",
-            "free-form parsing is US-only; send a structured address for Canadian addresses",
-        )
-        return report.result(None)
     refusal = _not_dispatchable(words)
-    parsed = _tag(cleaned)
-    if parsed is None:
-        report.error(
-            "address",
-            refusal or "could not be parsed unambiguously; send the structured address fields",
+    line = _last_line(cleaned)
+    if line is None:
+        if _canadian_free_form(words):
+            report.error(
+                "address",
+                "could not tell the city from the street: write a Canadian address with "
+                "commas around the city (290 Bremner Blvd, Toronto, ON M5V 3L9)",
+            )
+            return report.result(None)
+        return _from_tags(cleaned, refusal, {}, report)
+    country = line.country
+    if country is None and (line.postal and line.postal[0].isalpha()):
+        country = "CA"
+    state = _canon_state(line.state)
+    if country is None and state in _PROVINCES:
+        country = "CA"
+    known = {"city": line.city, "state_code": line.state, "zip": line.postal, "country": country}
+    delivery = list(line.delivery)
+    urbanization = None
+    if state == "PR":
+        found = [p for p in delivery if p.split()[0] in _URBANIZATION_WORDS]
+        if found:
+            # Part of a Puerto Rico address: a street name and number can repeat in a ZIP.
+            urbanization = "URB " + found[0].split(" ", 1)[-1] if " " in found[0] else None
+            delivery = [p for p in delivery if p is not found[0]]
+    values = _own_street(delivery, _prefix_types(country, state), country == "CA")
+    if values is None:
+        return _from_tags(", ".join(delivery), refusal, known, report, urbanization)
+    if refusal is not None:
+        report.error("address", refusal)
+    return _structured(_from_values(_with(values, known, urbanization), report), report)
+
+
+def _with(
+    values: dict[str, str | None], known: Mapping[str, str | None], urbanization: str | None
+) -> dict[str, str | None]:
+    """The street's values with what the line's end said, the urbanization leading line 2."""
+    values.update(known)
+    if urbanization is not None:
+        values["address_line2"] = " ".join(
+            v for v in (urbanization, values.get("address_line2")) if v
         )
+    return values
+
+
+def _own_street(
+    parts: list[str], types: Mapping[str, str], canadian: bool
+) -> dict[str, str | None] | None:
+    """The street shapes usaddress misreads: a kilometre marker (``CARR 2 KM 5.4``) and a
+    street whose type comes first (``1055 AVE ASHFORD``, ``1 RUE NOTRE-DAME O``), each
+    perhaps followed by units (``, BUREAU 3``); ``None`` for anything else (usaddress reads
+    it)."""
+    if not parts or not all(_is_unit(p.split()[0]) for p in parts[1:]):
+        return None
+    values = _street_part(parts[0], types, canadian)
+    if values is not None and parts[1:]:
+        values["address_line2"] = " ".join(p for p in [values["address_line2"], *parts[1:]] if p)
+    return values
+
+
+def _is_unit(word: str) -> bool:
+    return word in _DESIGNATORS or (word.startswith("#") and len(word) > 1)
+
+
+def _street_part(
+    street: str, types: Mapping[str, str], canadian: bool
+) -> dict[str, str | None] | None:
+    tokens = street.split()
+    for i in range(len(tokens)):
+        for width in (1, 2):
+            marker = _KM_RE.fullmatch(" ".join(tokens[i : i + width]))
+            if marker is None:
+                continue
+            before, after = tokens[:i], tokens[i + width :]
+            # CARR 2 KM 5.4 [INT]: the road, then what follows the marker; KM 5.4 CARR 2.
+            road, rest = (before, after) if before else _trailing_units(after)
+            if not road:
+                return None
+            return {
+                "house_number": f"KM {marker.group(1)}",
+                "street_name": " ".join(road),
+                "address_line2": " ".join(rest) or None,
+            }
+    match = _PREFIX_STREET_RE.fullmatch(street)
+    if match is None:
+        return None
+    name_tokens, units = _trailing_units(match.group(2).split())
+    directional = None
+    if canadian and len(name_tokens) > 2 and name_tokens[-2] not in _FRENCH_ARTICLES:
+        code = _FRENCH_DIRECTIONALS.get(name_tokens[-1]) or _DIRECTIONALS.get(name_tokens[-1])
+        if code is not None:
+            directional = code
+            name_tokens = name_tokens[:-1]
+    if not _is_prefix_street(name_tokens, types):
+        return None
+    return {
+        "house_number": match.group(1),
+        "street_name": " ".join(name_tokens),
+        "post_directional": directional,
+        "address_line2": " ".join(units) or None,
+    }
+
+
+def _trailing_units(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``[..., STE, 3, FL, 2]`` into the street's words and the units after them."""
+    end = len(tokens)
+    while end > 2:
+        if tokens[end - 2] in _DESIGNATORS and any(c.isdigit() for c in tokens[end - 1]):
+            end -= 2
+        elif tokens[end - 1].startswith("#") and _is_unit(tokens[end - 1]):
+            end -= 1
+        else:
+            break
+    return tokens[:end], tokens[end:]
+
+
+def _from_tags(
+    text: str,
+    refusal: str | None,
+    known: Mapping[str, str | None],
+    report: _Report,
+    urbanization: str | None = None,
+) -> Normalized:
+    """``text`` read by usaddress: the whole line, or (with ``known`` city, state, postal
+    code and country read from the line's end) its street part."""
+    parsed = _tag(text)
+    if parsed is None:
+        report.error("address", refusal or _UNPARSED)
         return report.result(None)
     tagged, kind = parsed
     if refusal is None and (kind == "PO Box" or any(k.startswith("USPSBox") for k in tagged)):
@@ -804,23 +1192,23 @@ def _free_form(text: str, report: _Report) -> Normalized:
         report.error(
             "address", "not a dispatchable location: an intersection is not a civic address"
         )
-    elif kind == "Ambiguous":
-        report.error(
-            "address", "could not be parsed unambiguously; send the structured address fields"
-        )
-    values: dict[str, str] = {}
+    elif kind == "Ambiguous" and not known:
+        report.error("address", _UNPARSED)
+    elif known and _LAST_LINE_LABELS & tagged.keys():
+        # The street part read as holding a city or a ZIP: no reading to trust.
+        report.error("address", _UNPARSED)
+    values: dict[str, str | None] = {}
     for label, value in tagged.items():
         target = _LABELS.get(label)
         if target is not None:
-            values[target] = f"{values[target]} {value}" if target in values else value
+            values[target] = f"{values[target]} {value}" if values.get(target) else value
         elif label in _IGNORED_LABELS and not report.errors:
             report.warn("address", f"ignored text that is not part of a civic address: {value!r}")
-    if not values:
+    if not values and not known:
         if not report.errors:
             report.error("address", "no address could be recognized")
         return report.result(None)
-    address = _from_values(values, report)
-    return _structured(address, report)
+    return _structured(_from_values(_with(values, known, urbanization), report), report)
 
 
 def normalize(raw: Address | Mapping[str, object] | str) -> Normalized:
@@ -850,8 +1238,28 @@ def normalize(raw: Address | Mapping[str, object] | str) -> Normalized:
         )
 
 
+#: What a caller name may not hold: control characters (line breaks and tabs included), the
+#: noncharacters U+FFFE/U+FFFF, and the invisible format characters that could change how a
+#: PSAP's screen shows the rest (soft hyphen, zero-width, bidirectional controls, line and
+#: paragraph separators). A fixed list rather than ``str.isprintable``, whose answer changes
+#: with the Unicode version, so that the API document can state it as a pattern.
+_NOT_IN_NAMES = (
+    r"\x00-\x1f\x7f-\x9f\xad\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f"
+    r"\ufeff\ufff9-\ufffb\ufffe\uffff"
+)
+_NAME_EDGE = f"[^{_NOT_IN_NAMES}{WHITESPACE}]"
+#: ``callerName``: surrounding whitespace (stripped), then a name without those characters.
+#: The API document carries it as the field's pattern.
+CALLER_NAME_PATTERN = (
+    f"^[{WHITESPACE}]*{_NAME_EDGE}(?:[^{_NOT_IN_NAMES}]*{_NAME_EDGE})?[{WHITESPACE}]*{END}"
+)
+_CALLER_NAME = re.compile(CALLER_NAME_PATTERN)
+_SURROGATE = re.compile(f"[{SURROGATES}]")
+
+
 def validate_caller_name(name: object) -> FieldError | None:
-    """``callerName``: required string, 1..50 printable characters after stripping."""
+    """``callerName``: required string, 1..50 characters after stripping, none of them control
+    or invisible format characters (``CALLER_NAME_PATTERN``)."""
     if name is None:
         return FieldError("callerName", "is required")
     if not isinstance(name, str):
@@ -861,8 +1269,10 @@ def validate_caller_name(name: object) -> FieldError | None:
         return FieldError("callerName", "is required")
     if len(stripped) > MAX_CALLER_NAME:
         return FieldError("callerName", f"is too long (at most {MAX_CALLER_NAME} characters)")
-    if not stripped.isprintable():
-        return FieldError("callerName", "must contain printable characters only")
+    if not _CALLER_NAME.search(name) or _SURROGATE.search(name):
+        return FieldError(
+            "callerName", "must not contain control characters, line breaks or format characters"
+        )
     return None
 
 

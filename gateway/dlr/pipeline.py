@@ -330,7 +330,7 @@ _NOT_DISPATCHABLE = (
 )
 
 
-def _in_address(error: FieldError) -> FieldError:
+def in_address(error: FieldError) -> FieldError:
     """``error`` named as a field of the report: ``zip`` -> ``address.zip``."""
     if error.field == "address" or error.field.startswith("address."):
         return error
@@ -511,7 +511,7 @@ class Pipeline:
         found: GeocodeResult | None = None
         if report.address is not None:
             normalized = self.normalize(report.address)
-            where = _in_address
+            where = in_address
         elif report.geo is not None:
             found = await self._reverse(report.geo)
             if found is None or found.address is None:
@@ -1201,23 +1201,23 @@ class Pipeline:
         location = Location(
             location_id=location_id, address=address, latitude=latitude, longitude=longitude
         )
+        change = Change.CREATED
         try:
-            created = await self.carrier.create_location(location)
+            held = await self.carrier.create_location(location)
         except UpstreamConflict:
-            created = location
-            known = _KnownLocation(None)
+            # It exists already (an admin created it, or a store was lost): its status is
+            # what the carrier holds, not what this report would have sent.
+            held = await self.carrier.get_location(location_id)
             change = Change.UNCHANGED
         except UpstreamRejected as exc:
             if isinstance(exc, UpstreamNotFound):
                 raise
             message = f"the carrier refused the address: {exc.description or exc.message}"
             raise Unroutable(message, (FieldError("address", message),)) from None
-        else:
-            known = _KnownLocation(created.status)
-            change = Change.CREATED
+        known = _KnownLocation(held.status)
         self._locations[location_id] = known
         await self.ledger.remember_location(
-            location_id, address_json(address), known.status, created.latitude, created.longitude
+            location_id, address_json(address), known.status, held.latitude, held.longitude
         )
         return known, change
 

@@ -40,6 +40,7 @@ from gateway.geocoding import providers
 from gateway.geocoding.adapter import adapter_factory
 from gateway.geocoding.offline import OfflineGeocoder
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
+from gateway.geocoding.sandbox import SandboxGeocoder
 from gateway.metrics import Metrics
 from gateway.settings import Settings, SettingsError
 
@@ -247,13 +248,15 @@ def build_geocoding(
 ) -> Geocoding:
     """The configured geocoder (``GEOCODER``, ``GEOCODER_OPTIONS``) behind caches and limits.
 
-    ``offline`` is the bundled ZIP geocoder; any other name is a geopy service, built with
+    ``offline`` is the bundled ZIP geocoder (in sandbox mode with ``gateway.geocoding.sandbox``'s
+    few street-level places); any other name is a geopy service, built with
     ``GEOCODER_OPTIONS`` as keyword arguments and all its HTTP going through ``client``.
     """
     name = settings.geocoder.strip().lower()
     geocoder: Any
     if name == "offline":
-        geocoder = OfflineGeocoder()
+        # The sandbox adds street-level reverse answers near a few places (GPS-only reports).
+        geocoder = SandboxGeocoder() if settings.sandbox else OfflineGeocoder()
     else:
         try:
             cls = get_geocoder_for_service(name)

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from gateway.dlr.address import FieldError
 from gateway.pidf.civic import CIVIC_ORDER
 from gateway.pidf.errors import DocumentError
-from gateway.pidf.geodetic import CIRCLE, POINT, Shape, read_shape, write_shape
+from gateway.pidf.geodetic import SHAPES, Shape, read_shape, write_shape
 from gateway.pidf.namespaces import (
     BASIC_POLICY,
     CIVIC,
@@ -35,6 +35,7 @@ from gateway.pidf.namespaces import (
     GEOPRIV,
     GEOSHAPE,
     GML,
+    GML_LEGACY,
     PIDF,
     q,
     split,
@@ -91,6 +92,19 @@ class _Found:
     contacts: list[str] = field(default_factory=list)
     errors: list[FieldError] = field(default_factory=list)
     warnings: list[FieldError] = field(default_factory=list)
+    #: Shapes that could not be read: errors, unless a civic address says where instead.
+    shape_errors: list[FieldError] = field(default_factory=list)
+    #: Location elements in a namespace the gateway does not read: (local name, namespace).
+    foreign: list[tuple[str, str]] = field(default_factory=list)
+
+
+#: Elements that describe a place, by local name: the namespaces they are read in.
+_PLACE_ELEMENTS: dict[str, tuple[str, ...]] = {
+    "civicAddress": (CIVIC, CIVIC_LEGACY),
+    **{name: (GML,) for name in ("location", "Point", "Polygon")},
+    **{name: (GEOSHAPE,) for name in ("Circle", "Ellipse", "ArcBand", "Sphere", "Ellipsoid")},
+    "Prism": (GEOSHAPE,),
+}
 
 
 def read_presence(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> Presence:
@@ -112,10 +126,16 @@ def read_presence(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> Presence:
             found.timestamps.append(timestamp)
         if contact:
             found.contacts.append(contact)
-    if not found.civics and not found.shapes and not found.errors:
-        found.errors.append(
-            FieldError("location-info", "the document holds no civic address, Point or Circle")
+    if found.civics:
+        # The civic address says where: a shape that cannot be read only loses precision.
+        found.warnings.extend(
+            FieldError(e.field, f"ignored ({e.message}); the civic address is used")
+            for e in found.shape_errors
         )
+    else:
+        found.errors.extend(found.shape_errors)
+    if not found.civics and not found.shapes and not found.errors:
+        found.errors.append(_no_location(found.foreign))
     if len(set(found.civics)) > 1:
         found.errors.append(
             FieldError(
@@ -145,6 +165,19 @@ def read_presence(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> Presence:
     )
 
 
+def _no_location(foreign: list[tuple[str, str]]) -> FieldError:
+    """Why there is no location: none at all, or one in a namespace the gateway does not read."""
+    if not foreign:
+        return FieldError("location-info", "the document holds no civic address, Point or Circle")
+    local, namespace = foreign[0]
+    expected = " or ".join(_PLACE_ELEMENTS[local])
+    return FieldError(
+        f"location-info.{local}",
+        f"<{local}> is in the namespace {namespace!r}, which the gateway does not read: "
+        f"expected {expected}",
+    )
+
+
 def _location_carrier(child: ET.Element) -> tuple[list[ET.Element], str, str]:
     """The geopriv elements, timestamp and contact of a tuple, device or person."""
     if child.tag == q(PIDF, "tuple"):
@@ -164,27 +197,37 @@ def _read_geopriv(geopriv: ET.Element, found: _Found) -> None:
         found.errors.append(FieldError("location-info", "a geopriv element has none"))
         return
     for item in info:
-        namespace, local = split(item.tag)
-        if not local:
-            continue  # a comment or processing instruction
-        if local == "civicAddress" and namespace in (CIVIC, CIVIC_LEGACY):
-            found.civics.append(_read_civic(item, namespace, found))
-        elif item.tag in (POINT, CIRCLE):
-            try:
-                found.shapes.append(read_shape(item, "location-info"))
-            except DocumentError as exc:
-                found.errors.extend(exc.errors)
-        elif namespace in (GML, GEOSHAPE):
-            found.errors.append(
-                FieldError(
-                    f"location-info.{local}",
-                    "only Point and Circle shapes are read; send the position as one",
-                )
+        _read_place(item, found, "location-info")
+
+
+def _read_place(item: ET.Element, found: _Found, where: str) -> None:
+    namespace, local = split(item.tag)
+    if not local:
+        return  # a comment or processing instruction
+    if local == "civicAddress" and namespace in (CIVIC, CIVIC_LEGACY):
+        found.civics.append(_read_civic(item, namespace, found))
+    elif item.tag in SHAPES:
+        try:
+            found.shapes.append(read_shape(item, where))
+        except DocumentError as exc:
+            found.shape_errors.extend(exc.errors)
+    elif local == "location" and namespace in (GML, GML_LEGACY) and where == "location-info":
+        # RFC 4119's and RFC 6442's examples wrap the shape: <gml:location><gml:Point>.
+        for shape in item:
+            _read_place(shape, found, f"{where}.location")
+    elif namespace in (GML, GML_LEGACY, GEOSHAPE):
+        found.shape_errors.append(
+            FieldError(
+                f"{where}.{local}",
+                "only Point and Circle shapes are read; send the position as one",
             )
-        else:
-            found.warnings.append(
-                FieldError(f"location-info.{local}", f"ignored: unknown element ({namespace})")
-            )
+        )
+    else:
+        if local in _PLACE_ELEMENTS:
+            found.foreign.append((local, namespace))
+        found.warnings.append(
+            FieldError(f"{where}.{local}", f"ignored: unknown element ({namespace})")
+        )
 
 
 def _read_civic(element: ET.Element, namespace: str, found: _Found) -> CivicPairs:

@@ -6,9 +6,10 @@ A ``locationRequest`` may carry a ``locationType`` (a list of ``any``, ``civic``
 ``emergencyRouting``/``emergencyDispatch``) and an RFC 6155 ``<device>`` naming the device
 whose location is asked for. The gateway identifies devices by AEUI and callback number, so
 it reads a ``<uri>`` (``sip:``/``sips:``/``pres:``/``im:`` whose user part is the AEUI, or a
-``tel:`` number) and ``<msisdn>``/``<mdn>`` (a number); other identifiers (IP and MAC
-addresses, ports, IMSI, ...) name network attachments the gateway knows nothing about and are
-answered ``badIdentifier`` (RFC 6155 section 3.3).
+``tel:`` number, also written bare as some clients do: ``+12025550143``) and
+``<msisdn>``/``<mdn>`` (a number); other identifiers (IP and MAC addresses, ports, IMSI, ...)
+name network attachments the gateway knows nothing about and are answered ``badIdentifier``
+(RFC 6155 section 3.3).
 
 Errors are ``HeldError`` with the RFC's code: ``xmlError`` for a body that is not XML,
 ``unsupportedMessage`` for another document element, ``requestError`` for a request that is
@@ -88,9 +89,13 @@ class LocationRequest:
 
 
 def device_from_uri(uri: str) -> DeviceId:
-    """A ``tel:`` number or the AEUI in a ``sip:``/``sips:``/``pres:``/``im:`` user part."""
+    """A ``tel:`` number (or a bare ``+1...`` one) or the AEUI in a ``sip:``/``sips:``/``pres:``/
+    ``im:`` user part."""
     scheme, colon, rest = uri.strip().partition(":")
     scheme = scheme.lower()
+    if not colon and uri.strip().startswith("+"):
+        # A bare E.164 number, as some clients send it: read as the tel: URI it means.
+        scheme, colon, rest = "tel", ":", uri.strip()
     if not colon:
         raise HeldError("badIdentifier", f"not a URI: {uri[:60]!r}")
     if scheme == "tel":

@@ -18,6 +18,8 @@ CIVIC = "urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr"
 CIVIC_LEGACY = "urn:ietf:params:xml:ns:pidf:geopriv10:civicLoc"
 BASIC_POLICY = "urn:ietf:params:xml:ns:pidf:geopriv10:basicPolicy"
 GML = "http://www.opengis.net/gml"
+#: The GML namespace RFC 4119's own Point example uses (GML 3.0 as drafted then).
+GML_LEGACY = "urn:opengis:specification:gml:schema-xsd:feature:v3.0"
 #: RFC 5491's shapes beyond GML's own (Circle, Ellipse, ArcBand, Sphere, ...).
 GEOSHAPE = "http://www.opengis.net/pidflo/1.0"
 HELD = "urn:ietf:params:xml:ns:geopriv:held"

@@ -26,8 +26,20 @@ _SPACES = re.compile(r"\s+")
 
 
 def parse(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> ET.Element:
-    """Parse an untrusted body: size-limited, no DTDs, no entities; ``XmlError`` otherwise."""
-    return parse_untrusted(data, max_bytes=max_bytes, error=XmlError)
+    """Parse an untrusted body: size-limited, no DTDs, no entities; ``XmlError`` otherwise.
+
+    Namespace names are read without surrounding whitespace: RFC 4119's own example (and
+    devices copying it) declares ``xmlns:cl=" urn:ietf:params:xml:ns:pidf:geopriv10:civicLoc"``,
+    and a URI cannot contain a space, so nothing else could have been meant.
+    """
+    root = parse_untrusted(data, max_bytes=max_bytes, error=XmlError)
+    for element in root.iter():
+        tag = element.tag
+        if isinstance(tag, str) and tag.startswith("{"):
+            namespace, _, local = tag[1:].partition("}")
+            if namespace != namespace.strip():
+                element.tag = f"{{{namespace.strip()}}}{local}"
+    return root
 
 
 def text(element: ET.Element | None) -> str:

@@ -105,6 +105,9 @@ def test_device_asks_for_itself_with_and_without_naming_itself() -> None:
             assert set(located(await ask(gw, own_number, **device("alice")))) == {"civic", "circle"}
             msisdn = samples.held_request(device="<msisdn>12025550143</msisdn>")
             assert located(await ask(gw, msisdn, **device("alice")))
+            # A bare E.164 number in <uri>, as some clients send it, is the tel: URI it means.
+            bare = samples.held_request(device="<uri>+12025550143</uri>")
+            assert set(located(await ask(gw, bare, **device("alice")))) == {"civic", "circle"}
             # The document reads back as the device's location.
             presence = read_presence(parse_xml_child(plain))
             assert presence.contact == "tel:+12025550143"
@@ -144,6 +147,8 @@ def test_numbers_are_looked_up_for_admins_in_what_the_gateway_knows() -> None:
             by_number = samples.held_request(device="<uri>tel:+12025550199</uri>")
             civic = civic_values(located(await ask(gw, by_number))["civic"])
             assert civic["NAM"] == "BOB"
+            bare = samples.held_request(device="<uri> +1-202-555-0199 </uri>")
+            assert civic_values(located(await ask(gw, bare))["civic"])["NAM"] == "BOB"
             unknown = samples.held_request(device="<uri>tel:+12025550100</uri>")
             assert error_code(await ask(gw, unknown)) == "locationUnknown"
             assert gw.operations(seq) == []  # the state store knows; never an endpoint list
@@ -165,6 +170,8 @@ def test_numbers_are_looked_up_for_admins_in_what_the_gateway_knows() -> None:
         (samples.held_request(response_time="later"), "requestError"),
         (samples.held_request(device="<mac>00a0c9144c1d</mac>"), "badIdentifier"),
         (samples.held_request(device="<uri>mailto:alice@example.com</uri>"), "badIdentifier"),
+        (samples.held_request(device="<uri>12025550143</uri>"), "badIdentifier"),
+        (samples.held_request(device="<uri>+1202555x143</uri>"), "badIdentifier"),
         # An admin key must name the device.
         (samples.held_request(), "badIdentifier"),
         (samples.held_request(device="<uri>sip:nobody@example.com</uri>"), "locationUnknown"),

@@ -262,7 +262,8 @@ def test_how_far_ahead_observed_at_may_be_is_configurable() -> None:
             assert (await gw.report(at_now("a", WHITE_HOUSE, 1))).status_code == 200
             late = await gw.report(at_now("a", WHITE_HOUSE, 3))
             assert late.status_code == 422
-            assert "120 s in the future" in late.json()["errors"][0]["message"]
+            assert "120 s ahead of the gateway's clock" in late.json()["errors"][0]["message"]
+            assert late.json()["type"] == "/problems/clock-skew"
         async with gateway(settings(observed_at_max_future=600.0)) as gw:
             assert (await gw.report(at_now("a", WHITE_HOUSE, 9))).status_code == 200
             assert (await gw.report(at_now("a", WHITE_HOUSE, 11))).status_code == 422

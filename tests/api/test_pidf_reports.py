@@ -7,6 +7,7 @@ calls, the same problems, with field errors named after the civic elements sent.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -108,8 +109,11 @@ def test_a_known_device_keeps_its_name_and_number() -> None:
             assert response.json()["changes"]["location"] == "created"
             # A Point alone (GPS only) goes the JSON way too: reverse-geocoded, and refused
             # when that gives no street address, the error naming the shape sent.
-            point = samples.POINT.replace(b"sip:bob-phone@", b"sip:alice-laptop@").replace(
-                b"12:00:05", b"12:20:00"
+            point = (
+                samples.POINT.replace(b"sip:bob-phone@", b"sip:alice-laptop@")
+                .replace(b"12:00:05", b"12:20:00")
+                # Arlington, VA: none of the sandbox's street-level places.
+                .replace(b"38.8977 -77.0365", b"38.8816 -77.0910")
             )
             refused = await post(gw, point)
             assert refused.status_code == 422
@@ -137,7 +141,6 @@ def test_a_known_device_keeps_its_name_and_number() -> None:
         ((b"<ca:NAM>ALICE SMITH</ca:NAM>", b""), "civicAddress.NAM"),
         ((b"<contact>tel:+12025550143</contact>", b"<contact>tel:+15555</contact>"), "contact"),
         ((b"2026-11-01T12:00:00Z", b"2026-11-01T12:00:00"), "timestamp"),
-        ((b"<timestamp>2026-11-01T12:00:00Z</timestamp>", b""), "timestamp"),
         ((b"pres:alice-laptop@example.com", b"pres:" + b"a" * 40 + b"@example.com"), "entity"),
         ((b"pres:alice-laptop@example.com", b"urn:x:y"), "entity"),
     ],
@@ -271,5 +274,86 @@ def test_mutated_documents_never_get_a_500(
             assert response.status_code < 500, response.text
             if response.status_code != 200:
                 assert response.headers["content-type"] == "application/problem+json"
+
+    run(scenario())
+
+
+def test_a_document_without_a_timestamp_is_as_new_as_its_arrival() -> None:
+    """RFC 3863 makes <timestamp> optional: the receive time is used, and the answer says so."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            before = datetime.now(UTC)
+            undated = samples.CIVIC.replace(b"<timestamp>2026-11-01T12:00:00Z</timestamp>", b"")
+            response = await post(gw, undated)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            observed = datetime.fromisoformat(body["observedAt"])
+            assert before <= observed <= datetime.now(UTC)
+            assert [w["field"] for w in body["warnings"]] == ["timestamp"]
+            assert "received" in body["warnings"][0]["message"]
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("name", "street"),
+    [
+        ("spaced-namespace", "BROADWAY"),
+        # GPS only: RFC 4119's Point at the Empire State Building (a sandbox place).
+        ("rfc4119-point", "5TH"),
+        ("wrapped-point", "WACKER"),
+    ],
+)
+def test_documents_as_real_devices_send_them_are_reports(name: str, street: str) -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            document = samples.ALL[name]
+            if b"NAM>" not in document or b"contact>" not in document:
+                # The device is known, so its name and number are kept.
+                aeui = str(read_presence(document).entity).split(":")[1].split("@")[0]
+                known = report(aeui, "2880 Broadway, New York, NY 10025", -86400)
+                assert (await gw.report(known)).status_code == 200
+            response = await post(gw, document)
+            assert response.status_code == 200, response.text
+            assert response.json()["address"]["streetName"] == street
+            assert response.json()["warnings"] == []
+
+    run(scenario())
+
+
+def test_every_problem_of_a_document_is_in_one_answer() -> None:
+    """Not the name and number first and the city and ZIP on the next try."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            document = (
+                samples.CIVIC.replace(b"<ca:NAM>ALICE SMITH</ca:NAM>", b"")
+                .replace(b"<contact>tel:+12025550143</contact>", b"")
+                .replace(b"<ca:A3>NEW YORK</ca:A3>", b"")
+                .replace(b"<ca:PC>10118</ca:PC>", b"<ca:PC>99999</ca:PC>")
+            )
+            response = await post(gw, document)
+            assert response.status_code == 422, response.text
+            assert set(fields(response)) == {
+                "civicAddress.NAM",
+                "contact",
+                "civicAddress.A3",
+                "civicAddress.PC",
+            }
+            assert gw.operations() == ["getEndpoint"]  # looked for the device's name, only
+
+    run(scenario())
+
+
+def test_every_problem_of_a_json_report_is_in_one_answer_too() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            body = report("alice", "350 5th Ave, New York, NY 99999", 0)
+            del body["callerName"]
+            response = await gw.report(body)
+            assert response.status_code == 422, response.text
+            assert set(fields(response)) == {"callerName", "address.zip"}
+            assert gw.operations() == []
 
     run(scenario())

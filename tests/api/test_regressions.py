@@ -16,19 +16,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.api.auth import DeviceTokens
-from tests.harness import JWT_SECRET, gateway
+from tests.harness import JWT_SECRET, WHITE_HOUSE_ADDRESS, gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 
-ADDRESS = {
-    "houseNumber": "1600",
-    "streetName": "PENNSYLVANIA",
-    "streetSuffix": "AVE",
-    "postDirectional": "NW",
-    "city": "WASHINGTON",
-    "stateCode": "DC",
-    "zip": "20500",
-}
+ADDRESS = WHITE_HOUSE_ADDRESS
 
 
 def document() -> dict[str, Any]:

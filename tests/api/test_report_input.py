@@ -68,7 +68,13 @@ BAD_REPORTS: list[Any] = [
     pytest.param(base() | {"telephoneNumber": "+442071838750"}, "telephoneNumber", id="tel-uk"),
     pytest.param(base() | {"telephoneNumber": "2025550143"}, "telephoneNumber", id="tel-no-plus"),
     pytest.param(base() | {"telephoneNumber": "+1202555014"}, "telephoneNumber", id="tel-short"),
-    pytest.param(base() | {"telephoneNumber": "+15555550143"}, "telephoneNumber", id="tel-invalid"),
+    pytest.param(
+        base() | {"telephoneNumber": "+19115550143"}, "telephoneNumber", id="tel-n11-area"
+    ),
+    pytest.param(
+        base() | {"telephoneNumber": "+12029110143"}, "telephoneNumber", id="tel-n11-exchange"
+    ),
+    pytest.param(base() | {"telephoneNumber": "+18765550143"}, "telephoneNumber", id="tel-jamaica"),
     pytest.param(base() | {"telephoneNumber": "+1202555014x"}, "telephoneNumber", id="tel-letter"),
     pytest.param(base() | {"telephoneNumber": "911"}, "telephoneNumber", id="tel-911"),
     pytest.param(base() | {"telephoneNumber": 12025550143}, "telephoneNumber", id="tel-number"),
@@ -471,5 +477,34 @@ def test_concurrent_reports_at_one_new_address_make_one_geocoder_call() -> None:
             assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
             assert provider.forward == 1
             assert gw.operations().count("createLocation") == 1
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("change", "kind", "fields"),
+    [
+        ({}, "/problems/clock-skew", {"observedAt"}),
+        ({"address": "1 Nowhere St, Springfield, ZZ 00000"}, "/problems/unroutable-address", None),
+        ({"callerName": ""}, "/problems/validation", {"observedAt", "callerName"}),
+    ],
+)
+def test_a_clock_ahead_is_its_own_problem_and_named_with_the_rest(
+    change: dict[str, Any], kind: str, fields: set[str] | None
+) -> None:
+    """A device's clock is not the request's shape: ``/problems/clock-skew`` when it is the
+    only problem; listed with the others when there are others."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            body = base() | {"observedAt": future(timedelta(days=1))} | change
+            problem = assert_refused(await gw.report(body), "observedAt")
+            assert problem["type"] == kind
+            named = {e["field"] for e in problem["errors"]}
+            if fields is None:  # the address's own errors, whichever the normalizer names
+                assert any(f.startswith("address") for f in named), named
+            else:
+                assert named == fields
+            assert gw.operations() == []
 
     run(scenario())

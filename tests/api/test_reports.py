@@ -12,6 +12,7 @@ from tests.harness import (
     EMPIRE_STATE,
     SPACE_NEEDLE,
     WHITE_HOUSE,
+    WHITE_HOUSE_ADDRESS,
     WILLIS_TOWER,
     gateway,
     gateway_settings,
@@ -120,9 +121,13 @@ def test_restart_relearns_and_stays_correct() -> None:
             seq = gw.last_seq()
             same = await gw.report(report("carol", WHITE_HOUSE, 10))
             assert same.status_code == 200
-            # Re-learning costs calls, but never a duplicate: "already exists" is success.
-            assert gw.operations(seq) == ["createLocation", "updateEndpoint"]
+            # Re-learning costs calls, but never a duplicate: "already exists" is success,
+            # and the location is then read, so that the answer is what the carrier holds.
+            assert gw.operations(seq) == ["createLocation", "getLocation", "updateEndpoint"]
             assert same.json()["changes"]["location"] == "unchanged"
+            held = gw.simulator.state["locations"][same.json()["locationId"]]
+            assert same.json()["status"] == held["status"] == "GEOCODED"
+            assert same.json()["latitude"] == held["latitude"]
 
             seq = gw.last_seq()
             moved = await gw.report(report("dave", WHITE_HOUSE, 10))
@@ -207,7 +212,8 @@ def test_unroutable_addresses_write_nothing() -> None:
 def test_gps_only_report_with_the_offline_geocoder_is_refused() -> None:
     async def scenario() -> None:
         async with gateway() as gw:
-            body = report("hank", None, 0, geo={"latitude": 38.8977, "longitude": -77.0365})
+            # Arlington, VA: no sandbox place near, so the offline geocoder's ZIP answer.
+            body = report("hank", None, 0, geo={"latitude": 38.8816, "longitude": -77.0910})
             response = await gw.report(body)
             assert response.status_code == 422
             problem = response.json()
@@ -270,5 +276,50 @@ def test_a_device_flooding_reports_is_rate_limited() -> None:
                 )
                 == 5
             )
+
+    run(scenario())
+
+
+def test_a_report_to_a_location_an_admin_created_answers_what_the_carrier_holds() -> None:
+    """Status and coordinates are the carrier's, as ``GET /v1/locations/{id}`` shows them."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            created = await gw.http.post("/v1/locations", json={"address": WHITE_HOUSE_ADDRESS})
+            assert created.status_code == 201, created.text
+            location = created.json()
+            answer = await gw.report(report("erin", WHITE_HOUSE, 0, phone="+12025550111"))
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["locationId"] == location["locationId"]
+            for body in (answer.json(), (await gw.http.get("/v1/devices/erin/location")).json()):
+                assert body["status"] == location["status"] == "GEOCODED"
+                assert (body["latitude"], body["longitude"]) == (
+                    location["latitude"],
+                    location["longitude"],
+                )
+
+    run(scenario())
+
+
+def test_a_gps_only_report_near_a_sandbox_place_is_provisioned_there() -> None:
+    """The sandbox's few street-level places make the GPS path something to try."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            fix = {"latitude": 40.74844, "longitude": -73.98566, "accuracyMeters": 12}
+            response = await gw.report(report("ivan", None, 0, geo=fix))
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["address"] == {
+                "houseNumber": "350",
+                "streetName": "5TH",
+                "streetSuffix": "AVE",
+                "city": "NEW YORK",
+                "stateCode": "NY",
+                "zip": "10118",
+                "country": "US",
+            }
+            # The device's own fix is what the carrier holds.
+            assert (body["latitude"], body["longitude"]) == (40.74844, -73.98566)
 
     run(scenario())

@@ -304,6 +304,82 @@ CORPUS: list[tuple[str, Address]] = [
         "2000 Edwards Ave, Ft. Myers, FL 33901",
         us("2000", "EDWARDS", "AVE", "FORT MYERS", "FL", "33901"),
     ),
+    # Puerto Rico: the street type before the name stays in the street name (Pub 28 29).
+    (
+        "1055 Ave Ashford, San Juan, PR 00907",
+        us("1055", "AVE ASHFORD", None, "SAN JUAN", "PR", "00907"),
+    ),
+    (
+        "1055 Avenida Ashford, San Juan, Puerto Rico 00907",
+        us("1055", "AVE ASHFORD", None, "SAN JUAN", "PR", "00907"),
+    ),
+    # CALLE VISTA: a Spanish street is not split at a word that is an English suffix.
+    (
+        "12 Calle Vista, San Juan, PR 00901",
+        us("12", "CALLE VISTA", None, "SAN JUAN", "PR", "00901"),
+    ),
+    # The urbanization is part of a Puerto Rico address: kept, not dropped.
+    (
+        "Urb Las Gladiolas, 150 Calle A, San Juan, PR 00923",
+        us("150", "CALLE A", None, "SAN JUAN", "PR", "00923", address_line2="URB LAS GLADIOLAS"),
+    ),
+    (
+        "Urbanización Las Gladiolas, 150 Calle A Apt 2, San Juan, PR 00923",
+        us(
+            "150",
+            "CALLE A",
+            None,
+            "SAN JUAN",
+            "PR",
+            "00923",
+            address_line2="URB LAS GLADIOLAS APT 2",
+        ),
+    ),
+    # A kilometre marker keeps its decimal point: KM 54 is another place.
+    (
+        "Carr 2 Km 5.4, Bayamon, PR 00959",
+        us("KM 5.4", "CARR 2", None, "BAYAMON", "PR", "00959"),
+    ),
+    (
+        "Carretera 2 Kilometro 5.4, Bayamón, PR 00959",
+        us("KM 5.4", "CARR 2", None, "BAYAMON", "PR", "00959"),
+    ),
+    # Wisconsin/Illinois grid house numbers are one house number.
+    (
+        "W204 N11509 Goldendale Rd, Germantown, WI 53022",
+        us("W204N11509", "GOLDENDALE", "RD", "GERMANTOWN", "WI", "53022"),
+    ),
+    (
+        "W204N11509 Goldendale Road, Germantown, Wisconsin 53022",
+        us("W204N11509", "GOLDENDALE", "RD", "GERMANTOWN", "WI", "53022"),
+    ),
+    # Several units, in the order written.
+    (
+        "123 Main St Rm 101 Bldg C, Springfield, IL 62701",
+        us("123", "MAIN", "ST", "SPRINGFIELD", "IL", "62701", address_line2="RM 101 BLDG C"),
+    ),
+    (
+        "123 Main St, Building C, Floor 2, Room 101, Springfield, IL 62701",
+        us("123", "MAIN", "ST", "SPRINGFIELD", "IL", "62701", address_line2="BLDG C FL 2 RM 101"),
+    ),
+    # The state on its own, after the ZIP's comma, or the ZIP after the state's.
+    (
+        "123 Main St, Springfield, IL, 62701",
+        us("123", "MAIN", "ST", "SPRINGFIELD", "IL", "62701"),
+    ),
+    (
+        "1600 Pennsylvania Ave NW, Washington DC 20500",
+        us("1600", "PENNSYLVANIA", "AVE", "WASHINGTON", "DC", "20500", post_directional="NW"),
+    ),
+    (
+        "1900 Kanawha Blvd E, Charleston, West Virginia 25305",
+        us("1900", "KANAWHA", "BLVD", "CHARLESTON", "WV", "25305", post_directional="E"),
+    ),
+    # The other territories.
+    (
+        "5500 Veterans Dr, Charlotte Amalie, VI 00802",
+        us("5500", "VETERANS", "DR", "CHARLOTTE AMALIE", "VI", "00802"),
+    ),
 ]
 
 # Not dispatchable: refused with a reason on "address"; what could be read is still returned.
@@ -656,21 +732,93 @@ def test_structured_canadian_addresses(raw: dict[str, object], expected: Address
     assert canonical(expected) == expected
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        "290 Bremner Blvd, Toronto, ON M5V 3L9, Canada",
+#: Canadian free-form lines, English and French, as the corpus above (the postal code's
+#: first letter is checked against the province, as a ZIP against its state).
+CANADA_FREE_FORM: list[tuple[str, Address]] = [
+    (
         "290 Bremner Blvd, Toronto, ON M5V 3L9",
-        "290 Bremner Blvd, Toronto, ON, Canada",
-        "290 Bremner Blvd Toronto Ontario CA",
-        "1 Main St, Springfield, IL 62701, Canada",
+        ca("290", "BREMNER", "BLVD", "TORONTO", "ON", "M5V 3L9"),
+    ),
+    (
+        "290 Bremner Boulevard, Toronto, Ontario M5V3L9, Canada",
+        ca("290", "BREMNER", "BLVD", "TORONTO", "ON", "M5V 3L9"),
+    ),
+    (
+        "1 Rue Notre-Dame O, Montréal, QC H2Y 1B6",
+        dataclasses.replace(
+            ca("1", "RUE NOTRE-DAME", None, "MONTREAL", "QC", "H2Y 1B6"), post_directional="O"
+        ),
+    ),
+    (
+        "1 rue Notre-Dame Ouest, Montreal, Québec H2Y 1B6",
+        dataclasses.replace(
+            ca("1", "RUE NOTRE-DAME", None, "MONTREAL", "QC", "H2Y 1B6"), post_directional="O"
+        ),
+    ),
+    (
+        "1000 Boulevard René-Lévesque Est, Montréal, QC H2L 2L5",
+        dataclasses.replace(
+            ca("1000", "BOUL RENE-LEVESQUE", None, "MONTREAL", "QC", "H2L 2L5"),
+            post_directional="E",
+        ),
+    ),
+    # An article before it makes EST part of the name, not a directional.
+    (
+        "45 Rue de l'Est, Québec, QC G1K 3A1",
+        ca("45", "RUE DE LEST", None, "QUEBEC", "QC", "G1K 3A1"),
+    ),
+    (
+        "1045 Rue des Parlementaires, Bureau 3, Québec, QC G1A 1A3",
+        dataclasses.replace(
+            ca("1045", "RUE DES PARLEMENTAIRES", None, "QUEBEC", "QC", "G1A 1A3"),
+            address_line2="BUREAU 3",
+        ),
+    ),
+    (
+        "1045 Rue des Parlementaires, Suite 3, Québec, QC G1A 1A3",
+        dataclasses.replace(
+            ca("1045", "RUE DES PARLEMENTAIRES", None, "QUEBEC", "QC", "G1A 1A3"),
+            address_line2="STE 3",
+        ),
+    ),
+    # AVENUE first, an English suffix last: an English street named Avenue.
+    ("1 Avenue Rd, Toronto, ON M5R 2G8", ca("1", "AVENUE", "RD", "TORONTO", "ON", "M5R 2G8")),
+    (
+        "750 Hornby St, Vancouver, BC V6Z 2H7",
+        ca("750", "HORNBY", "ST", "VANCOUVER", "BC", "V6Z 2H7"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), CANADA_FREE_FORM, ids=[corpus_id(c) for c in CANADA_FREE_FORM]
+)
+def test_canadian_free_form(raw: str, expected: Address) -> None:
+    result = normalize(raw)
+    assert result.address == expected
+    assert result.errors == ()
+    assert result.warnings == ()
+    assert normalize(expected).address == expected
+    assert canonical(expected) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "fragment"),
+    [
+        ("290 Bremner Blvd, Toronto, BC M5V 3L9", "zip", "not in BC"),
+        ("290 Bremner Blvd, Toronto, ON, Canada", "zip", "required"),
+        ("1 Main St, Springfield, IL 62701, Canada", "stateCode", "province"),
+        # Without commas the city cannot be told from a French street name: say so.
+        ("290 Bremner Blvd Toronto Ontario CA", "address", "commas around the city"),
+        ("290 Bremner Blvd Toronto ON M5V 3L9", "address", "commas around the city"),
     ],
 )
-def test_free_form_canadian_address_is_refused_as_us_only(raw: str) -> None:
+def test_canadian_free_form_refusals_say_why(raw: str, field: str, fragment: str) -> None:
     result = normalize(raw)
     assert not result.valid
-    assert result.errors[0].field == "address"
-    assert "US-only" in result.errors[0].message
+    messages = [e.message for e in result.errors if e.field == field]
+    assert messages, result.errors
+    assert any(fragment in m for m in messages), messages
 
 
 # --------------------------------------------------------------------------- validation rules
@@ -788,10 +936,42 @@ def test_intersection_is_not_dispatchable() -> None:
     assert "intersection" in result.errors[0].message
 
 
-def test_ambiguous_free_form_is_an_error_not_a_guess() -> None:
+def test_two_units_of_one_kind_are_an_error_not_a_guess() -> None:
     result = normalize("1 Main St Apt 4 Apt 5, Boston MA 02108")
     assert not result.valid
-    assert result.address is None
+    assert [e.field for e in result.errors] == ["addressLine2"]
+    assert "APT twice" in result.errors[0].message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "500 E 1st St Apt, Springfield, IL 62701",
+        {**GOOD, "addressLine2": "Suite"},
+        {**GOOD, "addressLine2": "Bldg C Apt"},
+    ],
+)
+def test_a_unit_without_its_number_is_a_warning(raw: object) -> None:
+    result = normalize(raw)
+    assert result.valid
+    [warning] = result.warnings
+    assert warning.field == "addressLine2"
+    assert "has no number" in warning.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "fragment"),
+    [
+        ({**GOOD, "houseNumber": "1.5"}, "houseNumber", "kilometre marker"),
+        ("1.5 Main St, Springfield, IL 62701", "houseNumber", "decimal point"),
+        ({**GOOD, "houseNumber": "KM 1234"}, "houseNumber", "house number"),
+    ],
+)
+def test_a_decimal_point_is_never_dropped(raw: object, field: str, fragment: str) -> None:
+    """Dropped, ``1.5`` would be house 15: refused instead, saying why."""
+    result = normalize(raw)
+    assert not result.valid
+    assert any(fragment in e.message for e in result.errors if e.field == field), result.errors
 
 
 @pytest.mark.parametrize("raw", ["", "   ", ",,,", "\x00\x01"])
@@ -929,6 +1109,11 @@ def test_unit_designators(given: str, expected: str) -> None:
         ("123-45", None, ("123-45", None)),
         ("123A", "1/2", ("123A", "1/2")),
         ("N6W23001", None, ("N6W23001", None)),
+        ("W204 N11509", None, ("W204N11509", None)),
+        ("w204-n11509", None, ("W204N11509", None)),
+        ("Km 5.4", None, ("KM 5.4", None)),
+        ("KM5.4", None, ("KM 5.4", None)),
+        ("kilómetro 12", None, ("KM 12", None)),
         ("#12", None, ("12", None)),
     ],
 )

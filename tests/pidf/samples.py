@@ -178,7 +178,108 @@ LEGACY = b"""<?xml version="1.0" encoding="UTF-8"?>
 </presence>
 """
 
-ALL = {"civic": CIVIC, "point": POINT, "circle": CIRCLE, "mixed": MIXED, "legacy": LEGACY}
+#: RFC 4119's printed civic example's shape: the civicLoc namespace declared with a space
+#: before it (as the RFC prints it, and devices copying it send it), no NAM, no contact.
+SPACED_NAMESPACE = b"""<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf"
+   xmlns:gp="urn:ietf:params:xml:ns:pidf:geopriv10"
+   xmlns:cl=" urn:ietf:params:xml:ns:pidf:geopriv10:civicLoc"
+   entity="pres:frank-phone@example.com">
+ <tuple id="f1">
+  <status>
+   <gp:geopriv>
+     <gp:location-info>
+       <cl:civicAddress>
+         <cl:country>US</cl:country>
+         <cl:A1>New York</cl:A1>
+         <cl:A3>New York</cl:A3>
+         <cl:A6>Broadway</cl:A6>
+         <cl:HNO>2880</cl:HNO>
+         <cl:LOC>Suite 75</cl:LOC>
+         <cl:PC>10025-7808</cl:PC>
+       </cl:civicAddress>
+     </gp:location-info>
+     <gp:usage-rules>
+       <gp:retransmission-allowed>yes</gp:retransmission-allowed>
+     </gp:usage-rules>
+   </gp:geopriv>
+  </status>
+  <contact>tel:+12125550123</contact>
+  <timestamp>2026-11-01T12:02:00Z</timestamp>
+ </tuple>
+</presence>
+"""
+
+#: RFC 4119's printed geodetic example's shape: a Point wrapped in gml:location, in the GML
+#: 3.0 draft's namespace, srsName "epsg:4326", degrees-minutes-seconds with hemispheres.
+RFC4119_POINT = b"""<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf"
+    xmlns:gp="urn:ietf:params:xml:ns:pidf:geopriv10"
+    xmlns:gml="urn:opengis:specification:gml:schema-xsd:feature:v3.0"
+    entity="pres:gina@example.com">
+  <tuple id="g1">
+   <timestamp>2026-11-01T12:03:00Z</timestamp>
+   <status>
+    <gp:geopriv>
+      <gp:location-info>
+        <gml:location>
+          <gml:Point gml:id="p1" srsName="epsg:4326">
+            <gml:coordinates>40:44:54N 73:59:09W</gml:coordinates>
+          </gml:Point>
+        </gml:location>
+      </gp:location-info>
+      <gp:usage-rules/>
+    </gp:geopriv>
+   </status>
+  </tuple>
+</presence>
+"""
+
+#: RFC 6442's conveyance example's shape: a dm:device whose Point sits in gml:location,
+#: here next to a civic address of the same place (a LIS often sends both).
+WRAPPED_POINT = b"""<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf"
+   xmlns:gp="urn:ietf:params:xml:ns:pidf:geopriv10"
+   xmlns:gbp="urn:ietf:params:xml:ns:pidf:geopriv10:basicPolicy"
+   xmlns:ca="urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr"
+   xmlns:gml="http://www.opengis.net/gml"
+   xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model"
+   entity="pres:hank-desk@example.com">
+  <dm:device id="hank-1">
+    <gp:geopriv>
+      <gp:location-info>
+        <gml:location>
+          <gml:Point srsName="urn:ogc:def:crs:EPSG::4326">
+            <gml:pos>41.8789 -87.6359</gml:pos>
+          </gml:Point>
+        </gml:location>
+        <ca:civicAddress>
+          <ca:country>US</ca:country><ca:A1>IL</ca:A1><ca:A3>CHICAGO</ca:A3>
+          <ca:PRD>S</ca:PRD><ca:RD>WACKER</ca:RD><ca:STS>DR</ca:STS><ca:HNO>233</ca:HNO>
+          <ca:NAM>HANK HILL</ca:NAM><ca:PC>60606</ca:PC>
+        </ca:civicAddress>
+      </gp:location-info>
+      <gp:usage-rules>
+        <gbp:retransmission-allowed>false</gbp:retransmission-allowed>
+      </gp:usage-rules>
+      <gp:method>802.11</gp:method>
+    </gp:geopriv>
+    <dm:deviceID>mac:1234567890ab</dm:deviceID>
+    <dm:timestamp>2026-11-01T12:04:00Z</dm:timestamp>
+  </dm:device>
+</presence>
+"""
+
+ALL = {
+    "civic": CIVIC,
+    "point": POINT,
+    "circle": CIRCLE,
+    "mixed": MIXED,
+    "legacy": LEGACY,
+    "spaced-namespace": SPACED_NAMESPACE,
+    "rfc4119-point": RFC4119_POINT,
+    "wrapped-point": WRAPPED_POINT,
+}
 
 #: RFC 5985/6155's request shape: civic and geodetic, exact, a responseTime, a device by URI.
 HELD_REQUEST = b"""<?xml version="1.0" encoding="UTF-8"?>

@@ -204,3 +204,84 @@ def test_unreadable_xml_is_an_xml_error(document: bytes) -> None:
 def test_size_limit_is_checked_before_parsing() -> None:
     with pytest.raises(XmlError, match="limit"):
         read_presence(samples.CIVIC, max_bytes=100)
+
+
+# -- documents as real devices send them --------------------------------------------------
+
+
+def test_a_namespace_declared_with_spaces_around_it_is_read() -> None:
+    """RFC 4119 prints ``xmlns:cl=" urn:...:civicLoc"``; devices copy it, space and all."""
+    presence = read_presence(samples.SPACED_NAMESPACE)
+    address, _ = canonical(presence)
+    assert address is not None
+    assert (address.house_number, address.street_name, address.zip) == ("2880", "BROADWAY", "10025")
+    assert address.address_line2 == "STE 75"
+    assert presence.warnings == ()
+
+
+def test_rfc_4119s_point_in_gml_location_is_read() -> None:
+    """The GML 3.0 draft namespace, ``epsg:4326`` and degrees-minutes-seconds."""
+    shape = read_presence(samples.RFC4119_POINT).shape
+    assert shape is not None
+    assert shape.latitude == pytest.approx(40 + 44 / 60 + 54 / 3600)
+    assert shape.longitude == pytest.approx(-(73 + 59 / 60 + 9 / 3600))
+    assert shape.radius is None
+
+
+def test_a_point_wrapped_in_gml_location_is_read_with_the_civic_address() -> None:
+    presence = read_presence(samples.WRAPPED_POINT)
+    assert presence.shape == Shape(41.8789, -87.6359)
+    address, caller = canonical(presence)
+    assert address is not None and address.street_name == "WACKER"
+    assert caller == "HANK HILL"
+    assert presence.timestamp == "2026-11-01T12:04:00Z"
+
+
+@pytest.mark.parametrize(
+    ("coordinates", "expected"),
+    [
+        (b"40:44:54N 73:59:09W", (40.748333, -73.985833)),
+        (b"73:59:09W 40:44:54N", (40.748333, -73.985833)),
+        (b"33:51:35.9S 151:12:40E", (-33.859972, 151.211111)),
+        (b"40.7484N 73.9857W", (40.7484, -73.9857)),
+    ],
+)
+def test_hemisphere_coordinates_say_which_is_the_latitude(
+    coordinates: bytes, expected: tuple[float, float]
+) -> None:
+    document = samples.RFC4119_POINT.replace(b"40:44:54N 73:59:09W", coordinates)
+    shape = read_presence(document).shape
+    assert shape is not None
+    assert (shape.latitude, shape.longitude) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "coordinates",
+    [b"40.7484 -73.9857", b"40:44:54N 40:44:54S", b"40:61:00N 73:59:09W", b"95N 73W", b"40N"],
+)
+def test_coordinates_that_do_not_say_which_is_which_are_refused(coordinates: bytes) -> None:
+    document = samples.RFC4119_POINT.replace(b"40:44:54N 73:59:09W", coordinates)
+    fields = [e.field for e in _broken("dms", document).errors]
+    assert fields == ["location-info.location.Point.coordinates"]
+
+
+def test_a_shape_that_cannot_be_read_next_to_a_civic_address_is_a_warning() -> None:
+    """The civic address says where: a Polygon beside it is not worth losing the report."""
+    document = samples.WRAPPED_POINT.replace(b"gml:Point", b"gml:Polygon")
+    presence = read_presence(document)
+    assert presence.civic is not None and presence.shape is None
+    [warning] = presence.warnings
+    assert warning.field == "location-info.location.Polygon"
+    assert "the civic address is used" in warning.message
+
+
+def test_location_in_an_unknown_namespace_names_it_and_the_expected_ones() -> None:
+    document = samples.CIVIC.replace(
+        b'xmlns:ca="urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr"',
+        b'xmlns:ca="urn:ietf:params:xml:ns:pidf:geopriv10:civicAddress"',
+    )
+    [error] = _broken("namespace", document).errors
+    assert error.field == "location-info.civicAddress"
+    assert "urn:ietf:params:xml:ns:pidf:geopriv10:civicAddress" in error.message
+    assert "urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr or " in error.message
+    assert "civicLoc" in error.message
