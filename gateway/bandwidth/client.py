@@ -94,16 +94,19 @@ from gateway.bandwidth.resilience import (
     CircuitOpenError,
     RetryBudget,
 )
+from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
-    from gateway.settings import Settings
 
 __all__ = ["AbandonedHook", "BandwidthClient", "RetryPolicy"]
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Record)
+
+#: The declared defaults (``gateway.settings``), for callers that pass no settings.
+_DEFAULTS: Final = Settings()
 
 #: ``on_abandoned(operation, record_sent, settled)``; see ``BandwidthClient.on_abandoned``.
 AbandonedHook: TypeAlias = Callable[[str, Record | None, Awaitable[None]], None]
@@ -118,15 +121,28 @@ _RESERVED_ENDPOINT_IDS: Final = frozenset({"locations", "notificationrecipients"
 class RetryPolicy:
     """How hard one call tries. Waits are ``random() * min(backoff_max, backoff_base * 2**n)``."""
 
-    max_attempts: int = 4  # total attempts for a retryable call
-    timeout: float = 5.0  # per attempt, seconds: the most (``AttemptTimeouts``' ceiling)
-    deadline: float = 8.0  # per call, all attempts and waits included
-    backoff_base: float = 0.1
-    backoff_max: float = 2.0
+    max_attempts: int = _DEFAULTS.upstream_max_attempts  # for a retryable call
+    timeout: float = _DEFAULTS.upstream_timeout  # per attempt: ``AttemptTimeouts``' ceiling
+    deadline: float = _DEFAULTS.upstream_deadline  # per call, all attempts and waits included
+    backoff_base: float = _DEFAULTS.upstream_backoff_base
+    backoff_max: float = _DEFAULTS.upstream_backoff_max
     #: How long a write abandoned at its attempt's timeout is still watched for an answer.
-    settle_timeout: float = 60.0
+    settle_timeout: float = _DEFAULTS.upstream_settle_timeout
     #: The least an adaptive attempt timeout may be (``AttemptTimeouts``' floor).
-    min_timeout: float = 1.0
+    min_timeout: float = _DEFAULTS.upstream_min_timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """The policy the ``GATEWAY_UPSTREAM_*`` settings describe."""
+        return cls(
+            max_attempts=settings.upstream_max_attempts,
+            timeout=settings.upstream_timeout,
+            min_timeout=settings.upstream_min_timeout,
+            deadline=settings.upstream_deadline,
+            backoff_base=settings.upstream_backoff_base,
+            backoff_max=settings.upstream_backoff_max,
+            settle_timeout=settings.upstream_settle_timeout,
+        )
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -370,11 +386,11 @@ class BandwidthClient:
         transport: httpx.AsyncBaseTransport | None = None,
         policy: RetryPolicy = DEFAULT_POLICY,
         metrics: Metrics | None = None,
-        max_connections: int = 32,
+        max_connections: int = _DEFAULTS.upstream_max_connections,
         max_watched: int | None = None,
-        breaker_failures: int = 5,
-        breaker_cooldown: float = 10.0,
-        retry_budget_ratio: float = 0.2,
+        breaker_failures: int = _DEFAULTS.breaker_failures,
+        breaker_cooldown: float = _DEFAULTS.breaker_cooldown,
+        retry_budget_ratio: float = _DEFAULTS.retry_budget_ratio,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
@@ -464,27 +480,18 @@ class BandwidthClient:
                 "BANDWIDTH_BASE_URL is plain http to a host that is not loopback;"
                 " use https or set GATEWAY_UPSTREAM_ALLOW_INSECURE"
             )
-        policy = RetryPolicy(
-            max_attempts=settings.upstream_max_attempts,
-            timeout=settings.upstream_timeout,
-            min_timeout=getattr(settings, "upstream_min_timeout", 1.0),
-            deadline=settings.upstream_deadline,
-            backoff_base=settings.upstream_backoff_base,
-            backoff_max=settings.upstream_backoff_max,
-            settle_timeout=getattr(settings, "upstream_settle_timeout", 60.0),
-        )
         return cls(
             url,
             settings.bandwidth_account_id,
             settings.bandwidth_username,
             str(settings.bandwidth_password),
             transport=transport,
-            policy=policy,
+            policy=RetryPolicy.from_settings(settings),
             metrics=metrics,
             max_connections=settings.upstream_max_connections,
-            breaker_failures=getattr(settings, "breaker_failures", 5),
-            breaker_cooldown=getattr(settings, "breaker_cooldown", 10.0),
-            retry_budget_ratio=getattr(settings, "retry_budget_ratio", 0.2),
+            breaker_failures=settings.breaker_failures,
+            breaker_cooldown=settings.breaker_cooldown,
+            retry_budget_ratio=settings.retry_budget_ratio,
         )
 
     def __repr__(self) -> str:
