@@ -1,4 +1,4 @@
-"""The async client for the Bandwidth Emergency Calling API: one method per seed operation.
+"""The async client for the Bandwidth Emergency Calling API: one method per carrier operation.
 
 Each call is bounded by a deadline (all attempts and waits included). Idempotent
 operations (GET, PUT, DELETE) are retried on timeouts, dropped connections, 5xx and
@@ -331,7 +331,7 @@ class _Lease:
 
 @dataclass(frozen=True, slots=True)
 class _Operation:
-    name: str  # the seed's operationId
+    name: str  # the carrier API's operationId
     method: str
 
     @property
@@ -367,7 +367,7 @@ def _is_empty(record: Record) -> bool:
 
 
 class BandwidthClient:
-    """The seed's twelve operations over one pooled ``httpx.AsyncClient``.
+    """The carrier's twelve operations over one pooled ``httpx.AsyncClient``.
 
     ``breaker_failures``/``breaker_cooldown`` configure ``breaker`` (a ``CircuitBreaker``),
     ``retry_budget_ratio`` configures ``budget`` (a ``RetryBudget``); both are shared by
@@ -404,7 +404,7 @@ class BandwidthClient:
         #: ``clock()`` of the last HTTP answer of any status from the carrier.
         self.last_answer_at: float | None = None
         #: Told of every write exchange abandoned at its attempt's timeout (see the module
-        #: docstring), as ``on_abandoned(operation, record_sent, settled)``: the seed's
+        #: docstring), as ``on_abandoned(operation, record_sent, settled)``: the API's
         #: operation name, the record in the request (``None`` for a DELETE), and an
         #: awaitable that completes, never raising, once that exchange has ended. It is
         #: also told of a write whose caller was cancelled mid-exchange. Called on the

@@ -1,7 +1,7 @@
 """Civic address normalization and validation (USPS Publication 28), no I/O.
 
 ``normalize`` turns a structured ``Address``, the JSON address object (camelCase keys, the
-seed's names) or one free-form US or Canadian line into the canonical form, with field-level
+carrier's names) or one free-form US or Canadian line into the canonical form, with field-level
 errors (not routable) and warnings (routable, but look again). It never raises.
 
 Canonical-form choices (all applied by ``canonical``, which is pure and idempotent):
