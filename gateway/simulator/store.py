@@ -164,12 +164,7 @@ class Store:
 
     def _create_endpoint(self, params: Mapping[str, str], body: bytes) -> Outcome:
         endpoint = _read(Endpoint, body)
-        endpoint_id = endpoint.endpoint_id
-        if endpoint_id is None or not endpoint_id.strip():
-            endpoint_id = uuid.uuid4().hex
-        _check_endpoint_id(endpoint_id)
-        if endpoint_id in self.endpoints:
-            raise Refused(409, Code.ALREADY_EXISTS, f"endpoint {endpoint_id} already exists")
+        endpoint_id = _new_id(endpoint.endpoint_id, self.endpoints, "endpoint", _check_endpoint_id)
         stored = self._checked_endpoint(endpoint, endpoint_id)
         self._put_endpoint(endpoint_id, stored)
         return Outcome(201, codec.encode(stored), applied=True, id=endpoint_id)
@@ -245,12 +240,7 @@ class Store:
 
     def _create_location(self, params: Mapping[str, str], body: bytes) -> Outcome:
         location = _read(Location, body)
-        location_id = location.location_id
-        if location_id is None or not location_id.strip():
-            location_id = uuid.uuid4().hex
-        _check_location_id(location_id)
-        if location_id in self.locations:
-            raise Refused(409, Code.ALREADY_EXISTS, f"location {location_id} already exists")
+        location_id = _new_id(location.location_id, self.locations, "location", _check_location_id)
         stored = _checked_location(location, location_id)
         self.locations[location_id] = stored
         return Outcome(201, codec.encode(stored), applied=True, id=location_id)
@@ -347,6 +337,17 @@ def _required(field: str, value: str | None, limit: int) -> str:
     if len(text) > limit:
         raise Refused(400, Code.INVALID_REQUEST, f"{field}: is longer than {limit} characters")
     return text
+
+
+def _new_id(
+    given: str | None, taken: Mapping[str, object], what: str, check: Callable[[str], None]
+) -> str:
+    """The ID a create asked for (checked, and not taken), or a fresh one."""
+    chosen = given if given is not None and given.strip() else uuid.uuid4().hex
+    check(chosen)
+    if chosen in taken:
+        raise Refused(409, Code.ALREADY_EXISTS, f"{what} {chosen} already exists")
+    return chosen
 
 
 def _check_endpoint_id(endpoint_id: str) -> None:
