@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from starlette.config import Config
 from starlette.datastructures import Secret
@@ -664,11 +664,14 @@ class Settings:
         return found
 
 
+#: The declared defaults, for code that takes a setting's value with a default of its own.
+DEFAULTS: Final = Settings()
+
+
 def declared() -> list[tuple[str, Any, Declared]]:
     """Every setting read from the environment: (attribute, default, declaration)."""
-    defaults = Settings()
     return [
-        (f.name, getattr(defaults, f.name), f.metadata["setting"])
+        (f.name, getattr(DEFAULTS, f.name), f.metadata["setting"])
         for f in dataclasses.fields(Settings)
         if "setting" in f.metadata
     ]

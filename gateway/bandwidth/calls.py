@@ -55,7 +55,6 @@ from gateway.bandwidth.resilience import (
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
 from gateway.bandwidth.exchanges import (
-    _DEFAULTS,
     DEFAULT_POLICY,
     AbandonedHook,
     Exchange,
@@ -65,6 +64,7 @@ from gateway.bandwidth.exchanges import (
     RetryPolicy,
 )
 from gateway.bandwidth.failures import Failed, answer_error, translate
+from gateway.settings import DEFAULTS
 
 log = logging.getLogger("gateway.bandwidth.client")
 
@@ -100,11 +100,11 @@ class CarrierCalls(Exchanges):
         transport: httpx.AsyncBaseTransport | None = None,
         policy: RetryPolicy = DEFAULT_POLICY,
         metrics: Metrics | None = None,
-        max_connections: int = _DEFAULTS.upstream_max_connections,
+        max_connections: int = DEFAULTS.upstream_max_connections,
         max_watched: int | None = None,
-        breaker_failures: int = _DEFAULTS.breaker_failures,
-        breaker_cooldown: float = _DEFAULTS.breaker_cooldown,
-        retry_budget_ratio: float = _DEFAULTS.retry_budget_ratio,
+        breaker_failures: int = DEFAULTS.breaker_failures,
+        breaker_cooldown: float = DEFAULTS.breaker_cooldown,
+        retry_budget_ratio: float = DEFAULTS.retry_budget_ratio,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,

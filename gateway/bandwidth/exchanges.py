@@ -42,7 +42,7 @@ from gateway.bandwidth.errors import (
 from gateway.bandwidth.models import (
     Record,
 )
-from gateway.settings import Settings
+from gateway.settings import DEFAULTS, Settings
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -51,8 +51,6 @@ from gateway.bandwidth.failures import Failed
 
 log = logging.getLogger("gateway.bandwidth.client")
 
-#: The declared defaults (``gateway.settings``), for callers that pass no settings.
-_DEFAULTS: Final = Settings()
 
 #: ``on_abandoned(operation, record_sent, settled)``; see ``BandwidthClient.on_abandoned``.
 AbandonedHook: TypeAlias = Callable[[str, Record | None, Awaitable[None]], None]
@@ -62,15 +60,15 @@ AbandonedHook: TypeAlias = Callable[[str, Record | None, Awaitable[None]], None]
 class RetryPolicy:
     """How hard one call tries. Waits are ``random() * min(backoff_max, backoff_base * 2**n)``."""
 
-    max_attempts: int = _DEFAULTS.upstream_max_attempts  # for a retryable call
-    timeout: float = _DEFAULTS.upstream_timeout  # per attempt: ``AttemptTimeouts``' ceiling
-    deadline: float = _DEFAULTS.upstream_deadline  # per call, all attempts and waits included
-    backoff_base: float = _DEFAULTS.upstream_backoff_base
-    backoff_max: float = _DEFAULTS.upstream_backoff_max
+    max_attempts: int = DEFAULTS.upstream_max_attempts  # for a retryable call
+    timeout: float = DEFAULTS.upstream_timeout  # per attempt: ``AttemptTimeouts``' ceiling
+    deadline: float = DEFAULTS.upstream_deadline  # per call, all attempts and waits included
+    backoff_base: float = DEFAULTS.upstream_backoff_base
+    backoff_max: float = DEFAULTS.upstream_backoff_max
     #: How long a write abandoned at its attempt's timeout is still watched for an answer.
-    settle_timeout: float = _DEFAULTS.upstream_settle_timeout
+    settle_timeout: float = DEFAULTS.upstream_settle_timeout
     #: The least an adaptive attempt timeout may be (``AttemptTimeouts``' floor).
-    min_timeout: float = _DEFAULTS.upstream_min_timeout
+    min_timeout: float = DEFAULTS.upstream_min_timeout
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
