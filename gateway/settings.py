@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import json
-import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
 from starlette.config import Config
 from starlette.datastructures import Secret
+
+from gateway.settings_reader import (
+    Declared,
+    SettingsError,
+    markdown_table,
+    read,
+    setting,
+    stripped_lower,
+)
+
+__all__ = ["DEFAULTS", "Settings", "SettingsError", "configuration_table", "declared"]
 
 SANDBOX_ACCOUNT_ID = "9900000"
 SANDBOX_USERNAME = "sandbox"
@@ -31,103 +40,6 @@ NO_DATABASE = "none"
 SANDBOX_DATABASE_URL = "sqlite+aiosqlite://"
 #: ``GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER``: what an unknown caller is answered.
 UNKNOWN_CALLER_POLICIES = ("404", "default")
-
-
-class SettingsError(ValueError):
-    """The configuration cannot start the service; the message says which setting and why."""
-
-
-@dataclass(frozen=True)
-class Declared:
-    """How one setting is read: its variable, bounds, checks and README row."""
-
-    env: str
-    doc: str
-    shown: str | None
-    gt: float | None
-    ge: float | None
-    finite: bool
-    clean: Callable[[str], str] | None
-    check: Callable[[str, Any], None] | None
-    blank_is_default: bool
-
-
-def setting(
-    env: str,
-    default: Any,
-    doc: str,
-    *,
-    shown: str | None = None,
-    gt: float | None = None,
-    ge: float | None = None,
-    finite: bool = False,
-    clean: Callable[[str], str] | None = None,
-    check: Callable[[str, Any], None] | None = None,
-    blank_is_default: bool = False,
-    secret: bool = False,
-) -> Any:
-    """A setting's one declaration (a dataclass field); ``secret`` keeps a value out of the repr
-    (``Secret`` values mask themselves)."""
-    declared = Declared(env, doc, shown, gt, ge, finite, clean, check, blank_is_default)
-    meta = {"setting": declared}
-    if isinstance(default, dict):
-        frozen = dict(default)
-        return dataclasses.field(
-            default_factory=lambda: dict(frozen), repr=not secret, metadata=meta
-        )
-    return dataclasses.field(default=default, repr=not secret, metadata=meta)
-
-
-def _lower(value: str) -> str:
-    return value.strip().lower()
-
-
-def _csv(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
-def _number(env: str, raw: str, kind: type[int] | type[float]) -> float:
-    try:
-        value = kind(raw)
-    except ValueError:
-        noun = "a whole number" if kind is int else "a number"
-        raise SettingsError(f"{env}={raw!r} is not {noun}") from None
-    if math.isnan(value):
-        raise SettingsError(f"{env}={raw!r} is not a number")
-    return value
-
-
-def _bool(env: str, raw: str) -> bool:
-    known = {"true": True, "1": True, "false": False, "0": False}
-    try:
-        return known[raw.strip().lower()]
-    except KeyError:
-        raise SettingsError(f"{env}={raw!r} is not true or false") from None
-
-
-def _json_object(env: str, raw: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"{env} is not valid JSON: {exc.msg}") from None
-    if not isinstance(parsed, dict):
-        raise SettingsError(f"{env} must be a JSON object")
-    return parsed
-
-
-#: A setting's annotation (as written) -> how its text becomes a value.
-_PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "str": lambda env, raw: raw,
-    "str | None": lambda env, raw: raw or None,
-    "float": lambda env, raw: _number(env, raw, float),
-    "int": lambda env, raw: _number(env, raw, int),
-    "bool": _bool,
-    "Secret": lambda env, raw: Secret(raw),
-    "Secret | None": lambda env, raw: Secret(raw) if raw else None,
-    "tuple[str, ...]": lambda env, raw: _csv(raw),
-    "tuple[Secret, ...]": lambda env, raw: tuple(Secret(k) for k in _csv(raw)),
-    "Mapping[str, Any]": _json_object,
-}
 
 
 def _check_query_path(env: str, path: str) -> None:
@@ -146,16 +58,6 @@ def _check_networks(env: str, cidrs: tuple[str, ...]) -> None:
 def _check_unknown_caller(env: str, policy: str) -> None:
     if policy not in UNKNOWN_CALLER_POLICIES:
         raise SettingsError(f"{env} must be 404 or default")
-
-
-def _bounded(d: Declared, value: Any) -> Any:
-    if d.gt is not None and not value > d.gt:
-        raise SettingsError(f"{d.env} must be greater than {d.gt:g}")
-    if d.ge is not None and not value >= d.ge:
-        raise SettingsError(f"{d.env} must be {d.ge:g} or more")
-    if d.finite and math.isinf(value):
-        raise SettingsError(f"{d.env} must be a finite number")
-    return value
 
 
 @dataclass(frozen=True)
@@ -295,7 +197,7 @@ class Settings:
         "within 150 m of five well-known places (the White House, the Empire State Building, "
         "Willis Tower, the Space Needle, the CN Tower; `gateway/geocoding/sandbox.py`) to their "
         "street address, so that GPS-only reports can be tried",
-        clean=_lower,
+        clean=stripped_lower,
     )
     geocoder_options: Mapping[str, Any] = setting(
         "GEOCODER_OPTIONS",
@@ -564,7 +466,7 @@ class Settings:
         "404",
         "a number no device has: `404` (the carrier routes on its own records) or `default` (the "
         "account default location below)",
-        clean=_lower,
+        clean=stripped_lower,
         check=_check_unknown_caller,
     )
     emergency_query_default_location_id: str | None = setting(
@@ -597,17 +499,10 @@ class Settings:
             if d is None:
                 continue
             raw = config(d.env, default=None)
-            if raw is None:
-                continue
-            text = d.clean(raw) if d.clean is not None else raw
-            if d.blank_is_default and not text:
-                continue
-            value = _PARSERS[str(f.type)](d.env, text)
-            if d.gt is not None or d.ge is not None or d.finite:
-                _bounded(d, value)
-            if d.check is not None:
-                d.check(d.env, value)
-            values[f.name] = value
+            if raw is not None:
+                given, value = read(f, raw)
+                if given:
+                    values[f.name] = value
         settings = cls(**values)
         settings._check_combinations()
         return settings
@@ -677,24 +572,9 @@ def declared() -> list[tuple[str, Any, Declared]]:
     ]
 
 
-def _shown(default: Any) -> str:
-    if isinstance(default, bool):
-        return f"`{str(default).lower()}`"
-    if isinstance(default, float) and default.is_integer():
-        return f"`{int(default)}`"
-    if isinstance(default, Mapping):
-        return "`{}`" if not default else f"`{json.dumps(default)}`"
-    if default is None or default == "" or default == () or str(default) == "":
-        return "—"
-    return f"`{default}`"
-
-
 def configuration_table() -> str:
     """The README's configuration table, one row per setting, in declaration order."""
-    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for _, default, d in declared():
-        rows.append(f"| `{d.env}` | {d.shown or _shown(default)} | {d.doc} |")
-    return "\n".join(rows) + "\n"
+    return markdown_table(declared())
 
 
 if __name__ == "__main__":
