@@ -1,21 +1,34 @@
-"""Every setting the gateway reads, read once, from the environment and a ``.env`` file.
+"""Every setting the gateway reads, declared once: its variable, type, default, bounds and meaning.
 
-Each name here is listed in the README's configuration table. Secrets are held as
-``starlette.config.Secret`` so that their repr is ``'**********'``.
+``Settings.from_environ`` reads them from the environment and a ``.env`` file; the README's
+configuration table is ``configuration_table()`` (``python -m gateway.settings`` prints it, and a
+test holds the README to it). Secrets are held as ``starlette.config.Secret`` (repr
+``'**********'``) or kept out of the repr.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from starlette.config import Config
 from starlette.datastructures import Secret
+
+from gateway.settings_reader import (
+    Declared,
+    SettingsError,
+    markdown_table,
+    read,
+    setting,
+    stripped_lower,
+)
+
+__all__ = ["DEFAULTS", "Settings", "SettingsError", "configuration_table", "declared"]
 
 SANDBOX_ACCOUNT_ID = "9900000"
 SANDBOX_USERNAME = "sandbox"
@@ -25,217 +38,451 @@ PRODUCTION_BASE_URL = "https://dashboard.bandwidth.com/api"
 NO_DATABASE = "none"
 #: The sandbox's store when none is configured: SQLite in memory.
 SANDBOX_DATABASE_URL = "sqlite+aiosqlite://"
-
-
-class SettingsError(ValueError):
-    """The configuration cannot start the service; the message says which setting and why."""
-
-
-def _csv(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
-def _json_object(value: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(value) if value.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"GEOCODER_OPTIONS is not valid JSON: {exc.msg}") from None
-    if not isinstance(parsed, dict):
-        raise SettingsError("GEOCODER_OPTIONS must be a JSON object")
-    return parsed
-
-
-def _positive(name: str, value: float) -> float:
-    if value <= 0:
-        raise SettingsError(f"{name} must be greater than 0")
-    return value
-
-
-def _not_negative(name: str, value: float) -> float:
-    if not value >= 0:  # also NaN
-        raise SettingsError(f"{name} must be 0 or more")
-    if value == float("inf"):
-        raise SettingsError(f"{name} must be a finite number")
-    return value
-
-
 #: ``GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER``: what an unknown caller is answered.
 UNKNOWN_CALLER_POLICIES = ("404", "default")
 
 
-def _emergency_query(c: Config, d: Settings) -> dict[str, Any]:
-    """The ``GATEWAY_EMERGENCY_QUERY_*`` settings, checked: a bad one stops the start rather
-    than failing the carrier's query at the moment of a 911 call."""
-
-    def opt(name: str) -> str | None:
-        value = c(name, cast=str, default="").strip()
-        return value or None
-
-    path = c("GATEWAY_EMERGENCY_QUERY_PATH", cast=str, default=d.emergency_query_path).strip()
+def _check_query_path(env: str, path: str) -> None:
     if not path.startswith("/") or "{" in path or "?" in path:
-        raise SettingsError("GATEWAY_EMERGENCY_QUERY_PATH must be a path such as /v1/where")
-    cidrs = _csv(c("GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS", cast=str, default=""))
+        raise SettingsError(f"{env} must be a path such as /v1/where")
+
+
+def _check_networks(env: str, cidrs: tuple[str, ...]) -> None:
     for cidr in cidrs:
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
-            raise SettingsError(
-                f"GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS: {cidr!r} is not a network"
-            ) from None
-    policy = c("GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER", cast=str, default="404").strip().lower()
+            raise SettingsError(f"{env}: {cidr!r} is not a network") from None
+
+
+def _check_unknown_caller(env: str, policy: str) -> None:
     if policy not in UNKNOWN_CALLER_POLICIES:
-        raise SettingsError("GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER must be 404 or default")
-    default_location = opt("GATEWAY_EMERGENCY_QUERY_DEFAULT_LOCATION_ID")
-    if policy == "default" and default_location is None:
-        raise SettingsError(
-            "GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER=default needs "
-            "GATEWAY_EMERGENCY_QUERY_DEFAULT_LOCATION_ID (a location ID at the carrier)"
-        )
-    username = opt("GATEWAY_EMERGENCY_QUERY_USERNAME")
-    password = opt("GATEWAY_EMERGENCY_QUERY_PASSWORD")
-    if (username is None) != (password is None):
-        raise SettingsError(
-            "set both GATEWAY_EMERGENCY_QUERY_USERNAME and GATEWAY_EMERGENCY_QUERY_PASSWORD, "
-            "or neither"
-        )
-    token = opt("GATEWAY_EMERGENCY_QUERY_TOKEN")
-    return {
-        "emergency_query_path": path,
-        "emergency_query_username": username,
-        "emergency_query_password": Secret(password) if password else None,
-        "emergency_query_token": Secret(token) if token else None,
-        "emergency_query_allow_cidrs": cidrs,
-        "emergency_query_db_timeout": _positive(
-            "GATEWAY_EMERGENCY_QUERY_DB_TIMEOUT",
-            c(
-                "GATEWAY_EMERGENCY_QUERY_DB_TIMEOUT",
-                cast=float,
-                default=d.emergency_query_db_timeout,
-            ),
-        ),
-        "emergency_query_stale_after": _positive(
-            "GATEWAY_EMERGENCY_QUERY_STALE_AFTER",
-            c(
-                "GATEWAY_EMERGENCY_QUERY_STALE_AFTER",
-                cast=float,
-                default=d.emergency_query_stale_after,
-            ),
-        ),
-        "emergency_query_unknown_caller": policy,
-        "emergency_query_default_location_id": default_location,
-        "emergency_query_default_aeui": c(
-            "GATEWAY_EMERGENCY_QUERY_DEFAULT_AEUI", cast=str, default=d.emergency_query_default_aeui
-        ).strip()
-        or d.emergency_query_default_aeui,
-    }
+        raise SettingsError(f"{env} must be 404 or default")
 
 
 @dataclass(frozen=True)
 class Settings:
-    # The upstream.
-    bandwidth_base_url: str = PRODUCTION_BASE_URL
-    bandwidth_account_id: str = ""
-    bandwidth_username: str = ""
-    bandwidth_password: Secret = field(default_factory=lambda: Secret(""))
-    #: Per attempt, seconds: the most; attempts wait less when the carrier answers faster
-    #: (``AttemptTimeouts``), never less than ``upstream_min_timeout``.
-    upstream_timeout: float = 5.0
-    upstream_min_timeout: float = 1.0
-    #: Per call, all retries included, seconds.
-    upstream_deadline: float = 8.0
-    upstream_max_attempts: int = 4
-    upstream_backoff_base: float = 0.1
-    upstream_backoff_max: float = 2.0
-    upstream_max_connections: int = 32
-    #: Allow a plain-http upstream that is not on loopback.
-    upstream_allow_insecure: bool = False
-    #: How long a write the gateway stopped waiting for is still watched for its answer.
-    upstream_settle_timeout: float = 60.0
-    #: Consecutive failed attempts that open the circuit breaker, and how long it stays open.
-    breaker_failures: int = 5
-    breaker_cooldown: float = 10.0
-    #: Retries allowed per first attempt, across all calls (a retry budget).
-    retry_budget_ratio: float = 0.2
-    # Auth.
-    admin_keys: tuple[Secret, ...] = ()
-    device_jwt_secret: Secret | None = None
-    device_jwt_public_key: str | None = None
-    device_jwt_private_key: Secret | None = None
-    device_jwt_audience: str | None = None
-    device_jwt_issuer: str | None = None
-    #: The longest a device token may live (``exp`` after ``iat``), seconds.
-    device_jwt_max_lifetime: float = 7 * 86_400.0
-    #: How far a token's ``iat``/``nbf`` may be in the future (the issuer's clock skew).
-    device_jwt_leeway: float = 30.0
-    # Geocoding.
-    geocoder: str = "offline"
-    #: May hold a provider's API key: kept out of the repr.
-    geocoder_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    geocode_timeout: float = 3.0
-    geocode_cache_size: int = 100_000
-    geocode_cache_ttl: float = 30 * 24 * 3600.0
-    geocode_negative_ttl: float = 300.0
-    geocode_rate_limit: float = 0.0
-    normalize_cache_size: int = 50_000
-    # The report pipeline.
-    report_deadline: float = 8.0
-    location_cache_size: int = 200_000
-    binding_cache_size: int = 200_000
-    #: Report bodies remembered parsed, to skip decoding a device's repeated report.
-    report_memo_size: int = 10_000
-    #: Reports one device may send per minute, and in a burst, before 429.
-    report_rate_per_minute: float = 60.0
-    report_burst: int = 10
-    #: How far ahead of the gateway's clock a report's ``observedAt`` may be, seconds.
-    observed_at_max_future: float = 120.0
-    #: Meters a GPS fix may be from its address's geocode beyond its own accuracy (and the
-    #: geocode's) before the report's coordinates count as contradicting its address.
-    geo_conflict_margin: float = 500.0
-    #: A device's location read sends at most one carrier read per this many seconds (for a
-    #: device the gateway holds no binding of); reads across devices at most this many a
-    #: second.
-    carrier_read_interval: float = 60.0
-    carrier_read_rate: float = 5.0
-    # Shared state.
-    database_url: str = ""
-    data_dir: str = "data"
-    #: Most unchanged reports' advances one statement carries (group commit; 1: none).
-    store_max_batch: int = 500
-    #: The most seconds a group commit waits for more advances before its statement, only
-    #: while more keep arriving (``gateway.store.groupcommit``; 0: none).
-    store_linger: float = 0.001
-    #: Seconds between two periodic checks of one device at the carrier (0: none).
-    reconcile_interval: float = 3600.0
-    #: Devices checked per tick (one tick a second): the pace the carrier sees.
-    reconcile_batch: int = 5
-    reconcile_tick: float = 1.0
-    history_retention_days: int = 730
-    # The carrier's call-time location query (``gateway.api.emergency``).
-    emergency_query_path: str = "/v1/emergency-calls/location"
-    emergency_query_username: str | None = None
-    emergency_query_password: Secret | None = None
-    #: A secret the carrier sends as the ``token`` query parameter of the configured URL.
-    emergency_query_token: Secret | None = None
-    #: Source networks allowed to query (empty: any); the TCP peer, no proxy headers.
-    emergency_query_allow_cidrs: tuple[str, ...] = ()
-    #: How long a query waits for the state store before answering from process memory.
-    emergency_query_db_timeout: float = 0.15
-    #: An answered location older than this counts as stale (a metric and an alert).
-    emergency_query_stale_after: float = 86_400.0
-    #: Unknown caller: ``404`` (the carrier uses its own records) or ``default``.
-    emergency_query_unknown_caller: str = "404"
-    emergency_query_default_location_id: str | None = None
-    emergency_query_default_aeui: str = "account-default"
-    # HTTP in.
-    max_body_bytes: int = 64 * 1024
-    # Operations.
-    ready_window: float = 30.0
-    shutdown_grace: float = 20.0
-    #: Seconds an idle client connection is kept open: longer than a load balancer's own
-    #: idle timeout (60 s on common ones), so that the balancer, not the gateway, closes it
-    #: and never sends a request on a connection the gateway is closing.
-    keep_alive_timeout: float = 75.0
-    log_level: str = "INFO"
+    """The gateway's configuration; times are in seconds."""
+
+    bandwidth_base_url: str = setting(
+        "BANDWIDTH_BASE_URL",
+        PRODUCTION_BASE_URL,
+        "the carrier's API, up to and including `/api`; the client appends "
+        "`/accounts/{accountId}/e911s…`",
+    )
+    bandwidth_account_id: str = setting(
+        "BANDWIDTH_ACCOUNT_ID",
+        "",
+        "the carrier account (secret)",
+        shown="— (required)",
+        secret=True,
+    )
+    bandwidth_username: str = setting(
+        "BANDWIDTH_USERNAME",
+        "",
+        "API user for HTTP Basic auth (secret)",
+        shown="— (required)",
+        secret=True,
+    )
+    bandwidth_password: Secret = setting(
+        "BANDWIDTH_PASSWORD",
+        Secret(""),
+        "its password (secret; never logged, `**********` in reprs)",
+        shown="— (required)",
+    )
+    upstream_timeout: float = setting(
+        "GATEWAY_UPSTREAM_TIMEOUT",
+        5.0,
+        "per upstream attempt, at most: an attempt waits 4 × the 95th percentile of the carrier's"
+        " last 256 answers, within `GATEWAY_UPSTREAM_MIN_TIMEOUT` and this (this until 32 answers"
+        " are in, and while most attempts time out). List operations (`listEndpoints`, ...) "
+        "always get this whole timeout. Only a silence this long counts against the carrier for "
+        "the circuit breaker",
+        gt=0,
+    )
+    upstream_min_timeout: float = setting(
+        "GATEWAY_UPSTREAM_MIN_TIMEOUT",
+        1.0,
+        "the least an attempt waits for the carrier (set it to `GATEWAY_UPSTREAM_TIMEOUT` for a "
+        "fixed timeout)",
+        gt=0,
+    )
+    upstream_deadline: float = setting(
+        "GATEWAY_UPSTREAM_DEADLINE",
+        8.0,
+        "per upstream call, all retries and waits included",
+        gt=0,
+    )
+    upstream_max_attempts: int = setting(
+        "GATEWAY_UPSTREAM_MAX_ATTEMPTS",
+        4,
+        "attempts per retryable upstream call (1 = no retries)",
+        gt=0,
+    )
+    upstream_backoff_base: float = setting(
+        "GATEWAY_UPSTREAM_BACKOFF_BASE",
+        0.1,
+        "first retry backoff (exponential, full jitter; a `Retry-After` wins)",
+    )
+    upstream_backoff_max: float = setting(
+        "GATEWAY_UPSTREAM_BACKOFF_MAX",
+        2.0,
+        "largest retry backoff",
+    )
+    upstream_max_connections: int = setting(
+        "GATEWAY_UPSTREAM_MAX_CONNECTIONS",
+        32,
+        "carrier calls in flight at once; more wait for a slot "
+        "(`dlr_upstream_slot_wait_seconds`), and that wait is never counted against an attempt or"
+        " by the circuit breaker. Writes the gateway stopped waiting for free their slot and are "
+        "watched on up to as many connections again",
+    )
+    upstream_allow_insecure: bool = setting(
+        "GATEWAY_UPSTREAM_ALLOW_INSECURE",
+        False,
+        "allow a plain-`http` `BANDWIDTH_BASE_URL` that is not on loopback",
+    )
+    admin_keys: tuple[Secret, ...] = setting(
+        "GATEWAY_ADMIN_KEYS",
+        (),
+        "comma-separated admin API keys, each at least 16 characters (secret)",
+        shown="— (required)",
+    )
+    device_jwt_secret: Secret | None = setting(
+        "GATEWAY_DEVICE_JWT_SECRET",
+        None,
+        "HS256 secret that device tokens are signed with (secret)",
+    )
+    device_jwt_public_key: str | None = setting(
+        "GATEWAY_DEVICE_JWT_PUBLIC_KEY",
+        None,
+        "instead of the secret: a PEM RSA or P-256 public key (RS256/ES256 device tokens)",
+    )
+    device_jwt_private_key: Secret | None = setting(
+        "GATEWAY_DEVICE_JWT_PRIVATE_KEY",
+        None,
+        "the matching private key, only where `dlr-gateway token` mints asymmetric tokens "
+        "(secret; the service does not need it)",
+    )
+    device_jwt_audience: str | None = setting(
+        "GATEWAY_DEVICE_JWT_AUDIENCE",
+        None,
+        "when set, device tokens must carry this `aud`",
+    )
+    device_jwt_issuer: str | None = setting(
+        "GATEWAY_DEVICE_JWT_ISSUER",
+        None,
+        "when set, device tokens must carry this `iss`",
+    )
+    device_jwt_max_lifetime: float = setting(
+        "GATEWAY_DEVICE_JWT_MAX_LIFETIME",
+        7 * 86_400.0,
+        "the longest a device token may live, `exp` after `iat` (or after now, without `iat`); "
+        "`dlr-gateway token` refuses a longer `--ttl`",
+        gt=0,
+        finite=True,
+    )
+    device_jwt_leeway: float = setting(
+        "GATEWAY_DEVICE_JWT_LEEWAY",
+        30.0,
+        "how far a device token's `iat`/`nbf` may be in the future (the issuer's clock skew)",
+        ge=0,
+        finite=True,
+    )
+    geocoder: str = setting(
+        "GEOCODER",
+        "offline",
+        "`offline` (built-in ZIP-level geocoder, no network) or any geopy service name "
+        "(`nominatim`, `googlev3`, …). In sandbox mode only, `offline` also resolves a GPS fix "
+        "within 150 m of five well-known places (the White House, the Empire State Building, "
+        "Willis Tower, the Space Needle, the CN Tower; `gateway/geocoding/sandbox.py`) to their "
+        "street address, so that GPS-only reports can be tried",
+        clean=stripped_lower,
+    )
+    geocoder_options: Mapping[str, Any] = setting(
+        "GEOCODER_OPTIONS",
+        {},
+        'JSON object of keyword arguments for that geopy geocoder (`{"user_agent": "…"}`, '
+        '`{"api_key": "…"}`); holding an API key, put it in the Secret (which overrides the '
+        "ConfigMap)",
+        secret=True,
+    )
+    geocode_timeout: float = setting(
+        "GEOCODE_TIMEOUT",
+        3.0,
+        "per geocoder call (the `DlrGeocoderFailures` alert assumes 2.5–5)",
+        gt=0,
+    )
+    geocode_cache_size: int = setting(
+        "GEOCODE_CACHE_SIZE",
+        100_000,
+        "entries in each geocoder cache (forward, reverse)",
+    )
+    geocode_cache_ttl: float = setting(
+        "GEOCODE_CACHE_TTL",
+        30 * 24 * 3600.0,
+        "how long a found answer is cached (30 days)",
+    )
+    geocode_negative_ttl: float = setting(
+        "GEOCODE_NEGATIVE_TTL",
+        300.0,
+        'how long "the geocoder does not know this address" is cached',
+    )
+    geocode_rate_limit: float = setting(
+        "GEOCODE_RATE_LIMIT",
+        0.0,
+        "most geocoder calls per second, per pod; `0` = no limit (set it for Nominatim's 1/s)",
+    )
+    normalize_cache_size: int = setting(
+        "GATEWAY_NORMALIZE_CACHE_SIZE",
+        50_000,
+        "entries in the address-normalization cache",
+    )
+    report_deadline: float = setting(
+        "GATEWAY_REPORT_DEADLINE",
+        8.0,
+        "a location report answers within this, or 503 with `Retry-After`",
+        gt=0,
+    )
+    location_cache_size: int = setting(
+        "GATEWAY_LOCATION_CACHE_SIZE",
+        200_000,
+        "locations known to exist at the carrier, per pod",
+    )
+    report_memo_size: int = setting(
+        "GATEWAY_REPORT_MEMO_SIZE",
+        10_000,
+        "report bodies remembered already parsed, per pod: a device's next report that differs "
+        "only in `observedAt` skips decoding and validation (0: off)",
+    )
+    binding_cache_size: int = setting(
+        "GATEWAY_BINDING_CACHE_SIZE",
+        200_000,
+        "device-to-location bindings remembered, per pod (what makes an unchanged report cost "
+        "zero calls)",
+    )
+    max_body_bytes: int = setting(
+        "GATEWAY_MAX_BODY_BYTES",
+        64 * 1024,
+        "largest request body accepted (413 beyond)",
+    )
+    ready_window: float = setting(
+        "GATEWAY_READY_WINDOW",
+        30.0,
+        'an upstream answer this recent shows as `"upstream": "ok"` in `/readyz`\'s body without a'
+        " probe (it never decides readiness)",
+    )
+    shutdown_grace: float = setting(
+        "GATEWAY_SHUTDOWN_GRACE",
+        20.0,
+        "after SIGTERM, how long in-flight requests have before they are cancelled",
+    )
+    keep_alive_timeout: float = setting(
+        "GATEWAY_KEEP_ALIVE_TIMEOUT",
+        75.0,
+        "seconds an idle client connection stays open; keep it above your load balancer's idle "
+        "timeout (60 s on AWS ALB and nginx), so the balancer never reuses a connection the "
+        "gateway is closing",
+        gt=0,
+    )
+    log_level: str = setting(
+        "GATEWAY_LOG_LEVEL",
+        "INFO",
+        "a Python log level name: `DEBUG`, `INFO`, `WARNING`, `ERROR`; anything else refuses to "
+        "start",
+        clean=str.upper,
+    )
+    upstream_settle_timeout: float = setting(
+        "GATEWAY_UPSTREAM_SETTLE_TIMEOUT",
+        60.0,
+        "a write the gateway stopped waiting for is still watched this long for the carrier's "
+        "answer, then re-checked (one whose connection was closed because "
+        "`GATEWAY_UPSTREAM_MAX_CONNECTIONS` writes were already watched: re-checked when this "
+        "long has passed since it was sent)",
+        gt=0,
+    )
+    breaker_failures: int = setting(
+        "GATEWAY_BREAKER_FAILURES",
+        5,
+        "consecutive failed carrier attempts (timeouts, connection failures, 5xx) that open the "
+        "circuit breaker, provided at least half of the last 10 s' attempts failed (a carrier "
+        "that answers most attempts stays in use)",
+    )
+    breaker_cooldown: float = setting(
+        "GATEWAY_BREAKER_COOLDOWN",
+        10.0,
+        "seconds an open breaker refuses calls before one trial call",
+    )
+    retry_budget_ratio: float = setting(
+        "GATEWAY_RETRY_BUDGET_RATIO",
+        0.2,
+        "retries allowed per first attempt, across all calls (the retry budget)",
+    )
+    report_rate_per_minute: float = setting(
+        "GATEWAY_REPORT_RATE_PER_MINUTE",
+        60.0,
+        "reports one device may send per minute before 429; `0` turns the limit off",
+    )
+    report_burst: int = setting(
+        "GATEWAY_REPORT_BURST",
+        10,
+        "reports one device may send at once before the per-minute rate applies (both also apply,"
+        " separately, to reads of a device's location)",
+    )
+    observed_at_max_future: float = setting(
+        "GATEWAY_OBSERVED_AT_MAX_FUTURE",
+        120.0,
+        "how far ahead of the gateway's clock a report's `observedAt` may be (422 beyond)",
+        ge=0,
+        finite=True,
+    )
+    geo_conflict_margin: float = setting(
+        "GATEWAY_GEO_CONFLICT_MARGIN",
+        500.0,
+        "meters a report's GPS fix may be from its address's geocode beyond the fix's accuracy "
+        "(and the geocode's own uncertainty) before it counts as contradicting the address",
+        ge=0,
+        finite=True,
+    )
+    carrier_read_interval: float = setting(
+        "GATEWAY_CARRIER_READ_INTERVAL",
+        60.0,
+        "a read of a device the gateway holds no binding of asks the carrier at most once per "
+        "this many seconds; the answer (found, not found, or none) serves the reads until then",
+    )
+    carrier_read_rate: float = setting(
+        "GATEWAY_CARRIER_READ_RATE",
+        5.0,
+        "such carrier reads per second across all devices (a burst of twice that; at most an "
+        "eighth of `GATEWAY_UPSTREAM_MAX_CONNECTIONS` at once); past it, 503 with `Retry-After`",
+        gt=0,
+    )
+    database_url: str = setting(
+        "GATEWAY_DATABASE_URL",
+        "",
+        "the shared state store: `postgresql://user:password@host:5432/db` for several replicas "
+        "(secret: it holds a password; printed only without it), `sqlite:///path/file.db`, unset "
+        "for the embedded SQLite file in `GATEWAY_DATA_DIR` (in sandbox mode: in memory), or "
+        "`none` for no store (order kept per process only). See [Shared "
+        "state](#shared-state-postgresql-or-sqlite)",
+        shown="— (the SQLite file)",
+        secret=True,
+    )
+    store_linger: float = setting(
+        "GATEWAY_STORE_LINGER",
+        0.001,
+        "the most seconds a group commit waits for more unchanged reports before its statement, "
+        "only under load (when the previous statement carried more than one) and only while more "
+        "keep arriving (it goes after a few event-loop turns bring none): fewer, larger "
+        "statements; 0: never (see docs/benchmarks.md)",
+    )
+    store_max_batch: int = setting(
+        "GATEWAY_STORE_MAX_BATCH",
+        500,
+        "most unchanged reports one group-committed statement advances (1: a statement per "
+        "report, for comparison)",
+        gt=0,
+    )
+    data_dir: str = setting(
+        "GATEWAY_DATA_DIR",
+        "data",
+        "directory of the embedded SQLite file `dlr-gateway.db` (relative to the working "
+        "directory; created if missing); unused with PostgreSQL",
+    )
+    reconcile_interval: float = setting(
+        "GATEWAY_RECONCILE_INTERVAL",
+        3600.0,
+        "seconds between two checks of one device's record at the carrier; `0` = no periodic "
+        "checks",
+    )
+    reconcile_batch: int = setting(
+        "GATEWAY_RECONCILE_BATCH",
+        5,
+        "devices one replica checks per pass",
+    )
+    reconcile_tick: float = setting(
+        "GATEWAY_RECONCILE_TICK",
+        1.0,
+        "seconds between two passes of one replica (so at most `BATCH / TICK` carrier reads per "
+        "second per replica)",
+        gt=0,
+    )
+    history_retention_days: int = setting(
+        "GATEWAY_HISTORY_RETENTION_DAYS",
+        730,
+        "how long the per-device history is kept (older entries are deleted hourly)",
+    )
+    emergency_query_path: str = setting(
+        "GATEWAY_EMERGENCY_QUERY_PATH",
+        "/v1/emergency-calls/location",
+        "the path of the carrier's call-time location query (see [Emergency "
+        "calls](#emergency-calls-the-carriers-location-query))",
+        clean=str.strip,
+        check=_check_query_path,
+    )
+    emergency_query_username: str | None = setting(
+        "GATEWAY_EMERGENCY_QUERY_USERNAME",
+        None,
+        "HTTP Basic user the carrier queries with (set with the password, or neither)",
+        clean=str.strip,
+    )
+    emergency_query_password: Secret | None = setting(
+        "GATEWAY_EMERGENCY_QUERY_PASSWORD",
+        None,
+        "its password (secret)",
+        clean=str.strip,
+    )
+    emergency_query_token: Secret | None = setting(
+        "GATEWAY_EMERGENCY_QUERY_TOKEN",
+        None,
+        "a secret the carrier sends as the `token` query parameter of the URL it is given "
+        "(secret); without it and without Basic credentials every query is refused (401)",
+        clean=str.strip,
+    )
+    emergency_query_allow_cidrs: tuple[str, ...] = setting(
+        "GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS",
+        (),
+        "comma-separated source networks allowed to query (`203.0.113.0/24,2001:db8::/32`); "
+        "others get 403. The TCP peer's address: behind a proxy or load balancer, list the "
+        "proxy's",
+        shown="— (any)",
+        check=_check_networks,
+    )
+    emergency_query_db_timeout: float = setting(
+        "GATEWAY_EMERGENCY_QUERY_DB_TIMEOUT",
+        0.15,
+        "how long a query waits for the state store before answering from process memory",
+        gt=0,
+    )
+    emergency_query_stale_after: float = setting(
+        "GATEWAY_EMERGENCY_QUERY_STALE_AFTER",
+        86_400.0,
+        "an answered location older than this (since the device's newest report) counts as stale:"
+        " `dlr_emergency_query_stale_total`, alert `DlrEmergencyQueryStaleLocations`",
+        gt=0,
+    )
+    emergency_query_unknown_caller: str = setting(
+        "GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER",
+        "404",
+        "a number no device has: `404` (the carrier routes on its own records) or `default` (the "
+        "account default location below)",
+        clean=stripped_lower,
+        check=_check_unknown_caller,
+    )
+    emergency_query_default_location_id: str | None = setting(
+        "GATEWAY_EMERGENCY_QUERY_DEFAULT_LOCATION_ID",
+        None,
+        "the carrier location ID answered for unknown callers (required with `default`)",
+        clean=str.strip,
+    )
+    emergency_query_default_aeui: str = setting(
+        "GATEWAY_EMERGENCY_QUERY_DEFAULT_AEUI",
+        "account-default",
+        "the `aeui` answered with it",
+        clean=str.strip,
+        blank_is_default=True,
+    )
+    #: Set by ``serve --sandbox`` (``for_sandbox``), never read from the environment.
     sandbox: bool = False
 
     @classmethod
@@ -246,166 +493,36 @@ class Settings:
         env = dict(os.environ if environ is None else environ)
         path = Path(env_file) if env_file is not None else None
         config = Config(env_file=path if path is not None and path.is_file() else None, environ=env)
-        try:
-            return cls._read(config)
-        except ValueError as exc:
-            if isinstance(exc, SettingsError):
-                raise
-            raise SettingsError(str(exc)) from None
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            d = f.metadata.get("setting")
+            if d is None:
+                continue
+            raw = config(d.env, default=None)
+            if raw is not None:
+                given, value = read(f, raw)
+                if given:
+                    values[f.name] = value
+        settings = cls(**values)
+        settings._check_combinations()
+        return settings
 
-    @classmethod
-    def _read(cls, c: Config) -> Settings:
-        d = cls()
-
-        def opt(name: str) -> str | None:
-            value = c(name, cast=str, default="")
-            return value or None
-
-        jwt_secret = opt("GATEWAY_DEVICE_JWT_SECRET")
-        jwt_private = opt("GATEWAY_DEVICE_JWT_PRIVATE_KEY")
-        return cls(
-            bandwidth_base_url=c("BANDWIDTH_BASE_URL", cast=str, default=d.bandwidth_base_url),
-            bandwidth_account_id=c("BANDWIDTH_ACCOUNT_ID", cast=str, default=""),
-            bandwidth_username=c("BANDWIDTH_USERNAME", cast=str, default=""),
-            bandwidth_password=Secret(c("BANDWIDTH_PASSWORD", cast=str, default="")),
-            upstream_timeout=_positive(
-                "GATEWAY_UPSTREAM_TIMEOUT",
-                c("GATEWAY_UPSTREAM_TIMEOUT", cast=float, default=d.upstream_timeout),
-            ),
-            upstream_min_timeout=_positive(
-                "GATEWAY_UPSTREAM_MIN_TIMEOUT",
-                c("GATEWAY_UPSTREAM_MIN_TIMEOUT", cast=float, default=d.upstream_min_timeout),
-            ),
-            upstream_deadline=_positive(
-                "GATEWAY_UPSTREAM_DEADLINE",
-                c("GATEWAY_UPSTREAM_DEADLINE", cast=float, default=d.upstream_deadline),
-            ),
-            upstream_max_attempts=int(
-                _positive(
-                    "GATEWAY_UPSTREAM_MAX_ATTEMPTS",
-                    c("GATEWAY_UPSTREAM_MAX_ATTEMPTS", cast=int, default=d.upstream_max_attempts),
-                )
-            ),
-            upstream_backoff_base=c(
-                "GATEWAY_UPSTREAM_BACKOFF_BASE", cast=float, default=d.upstream_backoff_base
-            ),
-            upstream_backoff_max=c(
-                "GATEWAY_UPSTREAM_BACKOFF_MAX", cast=float, default=d.upstream_backoff_max
-            ),
-            upstream_max_connections=c(
-                "GATEWAY_UPSTREAM_MAX_CONNECTIONS", cast=int, default=d.upstream_max_connections
-            ),
-            upstream_allow_insecure=c("GATEWAY_UPSTREAM_ALLOW_INSECURE", cast=bool, default=False),
-            admin_keys=tuple(
-                Secret(k) for k in _csv(c("GATEWAY_ADMIN_KEYS", cast=str, default=""))
-            ),
-            device_jwt_secret=Secret(jwt_secret) if jwt_secret else None,
-            device_jwt_public_key=opt("GATEWAY_DEVICE_JWT_PUBLIC_KEY"),
-            device_jwt_private_key=Secret(jwt_private) if jwt_private else None,
-            device_jwt_audience=opt("GATEWAY_DEVICE_JWT_AUDIENCE"),
-            device_jwt_issuer=opt("GATEWAY_DEVICE_JWT_ISSUER"),
-            device_jwt_max_lifetime=_positive(
-                "GATEWAY_DEVICE_JWT_MAX_LIFETIME",
-                _not_negative(
-                    "GATEWAY_DEVICE_JWT_MAX_LIFETIME",
-                    c(
-                        "GATEWAY_DEVICE_JWT_MAX_LIFETIME",
-                        cast=float,
-                        default=d.device_jwt_max_lifetime,
-                    ),
-                ),
-            ),
-            device_jwt_leeway=_not_negative(
-                "GATEWAY_DEVICE_JWT_LEEWAY",
-                c("GATEWAY_DEVICE_JWT_LEEWAY", cast=float, default=d.device_jwt_leeway),
-            ),
-            geocoder=c("GEOCODER", cast=str, default=d.geocoder).strip().lower(),
-            geocoder_options=_json_object(c("GEOCODER_OPTIONS", cast=str, default="")),
-            geocode_timeout=_positive(
-                "GEOCODE_TIMEOUT", c("GEOCODE_TIMEOUT", cast=float, default=d.geocode_timeout)
-            ),
-            geocode_cache_size=c("GEOCODE_CACHE_SIZE", cast=int, default=d.geocode_cache_size),
-            geocode_cache_ttl=c("GEOCODE_CACHE_TTL", cast=float, default=d.geocode_cache_ttl),
-            geocode_negative_ttl=c(
-                "GEOCODE_NEGATIVE_TTL", cast=float, default=d.geocode_negative_ttl
-            ),
-            geocode_rate_limit=c("GEOCODE_RATE_LIMIT", cast=float, default=d.geocode_rate_limit),
-            normalize_cache_size=c(
-                "GATEWAY_NORMALIZE_CACHE_SIZE", cast=int, default=d.normalize_cache_size
-            ),
-            report_deadline=_positive(
-                "GATEWAY_REPORT_DEADLINE",
-                c("GATEWAY_REPORT_DEADLINE", cast=float, default=d.report_deadline),
-            ),
-            location_cache_size=c(
-                "GATEWAY_LOCATION_CACHE_SIZE", cast=int, default=d.location_cache_size
-            ),
-            binding_cache_size=c(
-                "GATEWAY_BINDING_CACHE_SIZE", cast=int, default=d.binding_cache_size
-            ),
-            report_memo_size=c("GATEWAY_REPORT_MEMO_SIZE", cast=int, default=d.report_memo_size),
-            upstream_settle_timeout=_positive(
-                "GATEWAY_UPSTREAM_SETTLE_TIMEOUT",
-                c("GATEWAY_UPSTREAM_SETTLE_TIMEOUT", cast=float, default=d.upstream_settle_timeout),
-            ),
-            breaker_failures=c("GATEWAY_BREAKER_FAILURES", cast=int, default=d.breaker_failures),
-            breaker_cooldown=c("GATEWAY_BREAKER_COOLDOWN", cast=float, default=d.breaker_cooldown),
-            retry_budget_ratio=c(
-                "GATEWAY_RETRY_BUDGET_RATIO", cast=float, default=d.retry_budget_ratio
-            ),
-            report_rate_per_minute=c(
-                "GATEWAY_REPORT_RATE_PER_MINUTE", cast=float, default=d.report_rate_per_minute
-            ),
-            report_burst=c("GATEWAY_REPORT_BURST", cast=int, default=d.report_burst),
-            observed_at_max_future=_not_negative(
-                "GATEWAY_OBSERVED_AT_MAX_FUTURE",
-                c(
-                    "GATEWAY_OBSERVED_AT_MAX_FUTURE",
-                    cast=float,
-                    default=d.observed_at_max_future,
-                ),
-            ),
-            geo_conflict_margin=_not_negative(
-                "GATEWAY_GEO_CONFLICT_MARGIN",
-                c("GATEWAY_GEO_CONFLICT_MARGIN", cast=float, default=d.geo_conflict_margin),
-            ),
-            carrier_read_interval=c(
-                "GATEWAY_CARRIER_READ_INTERVAL", cast=float, default=d.carrier_read_interval
-            ),
-            carrier_read_rate=_positive(
-                "GATEWAY_CARRIER_READ_RATE",
-                c("GATEWAY_CARRIER_READ_RATE", cast=float, default=d.carrier_read_rate),
-            ),
-            database_url=c("GATEWAY_DATABASE_URL", cast=str, default=""),
-            data_dir=c("GATEWAY_DATA_DIR", cast=str, default=d.data_dir),
-            store_linger=c("GATEWAY_STORE_LINGER", cast=float, default=d.store_linger),
-            store_max_batch=int(
-                _positive(
-                    "GATEWAY_STORE_MAX_BATCH",
-                    c("GATEWAY_STORE_MAX_BATCH", cast=int, default=d.store_max_batch),
-                )
-            ),
-            reconcile_interval=c(
-                "GATEWAY_RECONCILE_INTERVAL", cast=float, default=d.reconcile_interval
-            ),
-            reconcile_batch=c("GATEWAY_RECONCILE_BATCH", cast=int, default=d.reconcile_batch),
-            reconcile_tick=_positive(
-                "GATEWAY_RECONCILE_TICK",
-                c("GATEWAY_RECONCILE_TICK", cast=float, default=d.reconcile_tick),
-            ),
-            history_retention_days=c(
-                "GATEWAY_HISTORY_RETENTION_DAYS", cast=int, default=d.history_retention_days
-            ),
-            **_emergency_query(c, d),
-            max_body_bytes=c("GATEWAY_MAX_BODY_BYTES", cast=int, default=d.max_body_bytes),
-            ready_window=c("GATEWAY_READY_WINDOW", cast=float, default=d.ready_window),
-            shutdown_grace=c("GATEWAY_SHUTDOWN_GRACE", cast=float, default=d.shutdown_grace),
-            keep_alive_timeout=_positive(
-                "GATEWAY_KEEP_ALIVE_TIMEOUT",
-                c("GATEWAY_KEEP_ALIVE_TIMEOUT", cast=float, default=d.keep_alive_timeout),
-            ),
-            log_level=c("GATEWAY_LOG_LEVEL", cast=str, default=d.log_level).upper(),
-        )
+    def _check_combinations(self) -> None:
+        """Settings that are only wrong together: a bad pair stops the start rather than
+        failing the carrier's query at the moment of a 911 call."""
+        if (
+            self.emergency_query_unknown_caller == "default"
+            and self.emergency_query_default_location_id is None
+        ):
+            raise SettingsError(
+                "GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER=default needs "
+                "GATEWAY_EMERGENCY_QUERY_DEFAULT_LOCATION_ID (a location ID at the carrier)"
+            )
+        if (self.emergency_query_username is None) != (self.emergency_query_password is None):
+            raise SettingsError(
+                "set both GATEWAY_EMERGENCY_QUERY_USERNAME and GATEWAY_EMERGENCY_QUERY_PASSWORD, "
+                "or neither"
+            )
 
     def for_sandbox(self, base_url: str) -> Settings:
         """These settings with the built-in simulator as the upstream."""
@@ -440,3 +557,25 @@ class Settings:
         if not self.bandwidth_base_url.startswith(("https://", "http://")):
             found.append("BANDWIDTH_BASE_URL must be an http(s) URL")
         return found
+
+
+#: The declared defaults, for code that takes a setting's value with a default of its own.
+DEFAULTS: Final = Settings()
+
+
+def declared() -> list[tuple[str, Any, Declared]]:
+    """Every setting read from the environment: (attribute, default, declaration)."""
+    return [
+        (f.name, getattr(DEFAULTS, f.name), f.metadata["setting"])
+        for f in dataclasses.fields(Settings)
+        if "setting" in f.metadata
+    ]
+
+
+def configuration_table() -> str:
+    """The README's configuration table, one row per setting, in declaration order."""
+    return markdown_table(declared())
+
+
+if __name__ == "__main__":
+    print(configuration_table(), end="")

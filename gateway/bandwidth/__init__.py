@@ -1,4 +1,4 @@
-"""The upstream: the seed's records, the XML codec, the error tree, and the async client.
+"""The upstream: the carrier's records, the XML codec, the error tree, and the async client.
 
 The client (and with it httpx) is imported lazily, so that the domain can use the
 records and the errors without pulling in an HTTP library. The circuit breaker and the

@@ -1,7 +1,7 @@
-"""The XML codec for the seed's schemas: ``record -> bytes`` and ``bytes -> record``, no I/O.
+"""The XML codec for the carrier's schemas: ``record -> bytes`` and ``bytes -> record``, no I/O.
 
-Writing follows OpenAPI's default XML mapping exactly (DESIGN.md): the root is the
-schema's name, children are the property names as the seed spells them, arrays are
+Writing follows OpenAPI's default XML mapping exactly: the root is the
+schema's name, children are the property names as the carrier spells them, arrays are
 unwrapped (one element per item, named after the property), booleans ``true``/``false``,
 numbers in plain decimal, absent values omitted.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import typing
 import xml.etree.ElementTree as ET  # writing only; parsing goes through defusedxml
 from dataclasses import dataclass
@@ -23,18 +22,13 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from gateway.bandwidth.errors import CodecError
-from gateway.bandwidth.models import SCHEMAS, Record, wire_name
-from gateway.xmlsafe import parse_untrusted
+from gateway.bandwidth.models import Record, wire_name
+from gateway.xmlsafe import checked, local_name, parse_untrusted, serialize
 
 #: Largest XML body the codec will parse.
 MAX_XML_BYTES = 1024 * 1024
 
 R = TypeVar("R", bound=Record)
-
-_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
-
-# Characters XML 1.0 cannot carry, even escaped.
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +90,7 @@ def _text(value: object) -> str:
         return format(Decimal(text), "f") if "e" in text or "E" in text else text
     if isinstance(value, int):
         return str(value)
-    text = str(value)
-    if _XML_ILLEGAL.search(text):
-        raise CodecError("text contains characters XML cannot carry")
-    return text
+    return checked(str(value), CodecError)
 
 
 def _build(parent: ET.Element, record: Any) -> None:
@@ -117,10 +108,10 @@ def _build(parent: ET.Element, record: Any) -> None:
 
 
 def encode(record: Record) -> bytes:
-    """The record as the seed's XML, rooted at its schema's name."""
+    """The record as the carrier's XML, rooted at its schema's name."""
     root = ET.Element(type(record).__name__)
     _build(root, record)
-    return _serialize(root)
+    return serialize(root)
 
 
 def encode_response_status(code: str, description: str) -> bytes:
@@ -128,23 +119,10 @@ def encode_response_status(code: str, description: str) -> bytes:
     root = ET.Element("ResponseStatus")
     ET.SubElement(root, "ErrorCode").text = _text(code)
     ET.SubElement(root, "Description").text = _text(description)
-    return _serialize(root)
-
-
-def _serialize(root: ET.Element) -> bytes:
-    # ElementTree writes a carriage return in text as is, and every XML parser reads it
-    # back as a newline; a character reference keeps it. Tags never contain one.
-    text = ET.tostring(root, encoding="unicode").replace("\r", "&#13;")
-    return _DECLARATION + text.encode("utf-8")
+    return serialize(root)
 
 
 # -- reading -----------------------------------------------------------------
-
-
-def _local(tag: object) -> str:
-    if not isinstance(tag, str):  # comments and processing instructions
-        return ""
-    return tag.rsplit("}", 1)[-1].lower()
 
 
 def parse(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> ET.Element:
@@ -179,11 +157,11 @@ def _scalar(kind: type, text: str, where: str) -> object:
 
 def _items(element: ET.Element, item_cls: type) -> list[ET.Element]:
     """One list element: an item itself (unwrapped form), or a wrapper of items."""
-    children = [c for c in element if _local(c.tag)]
+    children = [c for c in element if local_name(c.tag)]
     if not children:
         return []
     known = _by_wire(item_cls)
-    if any(_local(c.tag) in known for c in children):
+    if any(local_name(c.tag) in known for c in children):
         return [element]
     return children
 
@@ -194,7 +172,7 @@ def from_element(cls: type[R], element: ET.Element) -> R:
     values: dict[str, Any] = {}
     lists: dict[str, list[Any]] = {}
     for child in element:
-        f = fields.get(_local(child.tag))
+        f = fields.get(local_name(child.tag))
         if f is None:
             continue
         if f.is_list:
@@ -213,6 +191,18 @@ def from_element(cls: type[R], element: ET.Element) -> R:
     return cls(**values)
 
 
+def record_element(root: ET.Element, cls: type[Record]) -> ET.Element:
+    """The element holding a record of ``cls``: ``root``, or its one child named after ``cls``
+    when ``root`` only wraps it."""
+    known = _by_wire(cls)
+    children = [c for c in root if local_name(c.tag)]
+    if any(local_name(c.tag) in known for c in children):
+        return root
+    if len(children) == 1 and local_name(children[0].tag) == cls.__name__.lower():
+        return children[0]
+    return root
+
+
 def decode(cls: type[R], data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> R:
     """Parse and read one record; raises ``CodecError`` for anything unreadable."""
     return from_element(cls, parse(data, max_bytes=max_bytes))
@@ -224,14 +214,14 @@ def response_status(root: ET.Element) -> ResponseStatus | None:
     An ``<ErrorCode>`` anywhere is an error (its sibling ``<Description>`` describes it),
     and so is a ``<ResponseStatus>`` element even without a code.
     """
-    if _local(root.tag) == "errorcode":
+    if local_name(root.tag) == "errorcode":
         return ResponseStatus(_stripped(root), None)
     bare: ET.Element | None = None  # the first <ResponseStatus> without a code of its own
     for parent in root.iter():
         code = _child(parent, "errorcode")
         if code is not None:
             return ResponseStatus(_stripped(code), _stripped(_child(parent, "description")))
-        if bare is None and _local(parent.tag) == "responsestatus":
+        if bare is None and local_name(parent.tag) == "responsestatus":
             bare = parent
     if bare is not None:
         return ResponseStatus(None, _stripped(_child(bare, "description")))
@@ -239,16 +229,10 @@ def response_status(root: ET.Element) -> ResponseStatus | None:
 
 
 def _child(parent: ET.Element, name: str) -> ET.Element | None:
-    return next((c for c in parent if _local(c.tag) == name), None)
+    return next((c for c in parent if local_name(c.tag) == name), None)
 
 
 def _stripped(element: ET.Element | None) -> str | None:
     if element is None:
         return None
     return (element.text or "").strip() or None
-
-
-def schema_for(root: ET.Element) -> type[Record] | None:
-    """The seed schema a root element names, if it names one."""
-    name = _local(root.tag)
-    return next((cls for key, cls in SCHEMAS.items() if key.lower() == name), None)

@@ -1,6 +1,6 @@
-"""The seed's schemas as plain, immutable records.
+"""The carrier API's schemas as plain, immutable records.
 
-Field names are the seed's property names in snake_case; ``wire_name`` gives the
+Field names are the API's property names in snake_case; ``wire_name`` gives the
 camelCase spelling used both in the upstream XML and in the gateway's JSON.
 These records carry no I/O, so the domain may use them freely.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 
 class LocationStatus(enum.StrEnum):
-    """The seed's status values; the field itself is read as free text, so a new one is kept."""
+    """The carrier's status values; the field itself is read as free text, so a new one is kept."""
 
     VALID = "VALID"
     INVALID = "INVALID"
@@ -90,7 +90,7 @@ Record = (
     | NotificationRecipientListResponse
 )
 
-#: The seed's schema names, as the XML root elements are named.
+#: The carrier API's schema names, as the XML root elements are named.
 SCHEMAS: dict[str, type[Record]] = {
     "Endpoint": Endpoint,
     "EndpointListResponse": EndpointListResponse,
@@ -102,6 +102,6 @@ SCHEMAS: dict[str, type[Record]] = {
 
 
 def wire_name(field_name: str) -> str:
-    """The seed's spelling: ``alternate_end_user_id`` -> ``alternateEndUserId``."""
+    """The carrier's spelling: ``alternate_end_user_id`` -> ``alternateEndUserId``."""
     head, *rest = field_name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)

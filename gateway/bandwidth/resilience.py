@@ -51,6 +51,7 @@ from collections.abc import Callable
 from typing import Final, Literal
 
 from gateway.bandwidth.errors import UpstreamUnavailable
+from gateway.settings import DEFAULTS
 
 __all__ = ["AttemptTimeouts", "CircuitBreaker", "CircuitOpenError", "CircuitState", "RetryBudget"]
 
@@ -80,8 +81,8 @@ class CircuitBreaker:
 
     def __init__(
         self,
-        failure_threshold: int = 5,
-        cooldown: float = 10.0,
+        failure_threshold: int = DEFAULTS.breaker_failures,
+        cooldown: float = DEFAULTS.breaker_cooldown,
         *,
         window: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
@@ -195,7 +196,7 @@ class RetryBudget:
 
     def __init__(
         self,
-        ratio: float = 0.2,
+        ratio: float = DEFAULTS.retry_budget_ratio,
         min_per_second: float = 2.0,
         *,
         burst: float = 10.0,

@@ -31,7 +31,6 @@ import dataclasses
 import functools
 import logging
 import math
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gateway.dlr.coordinates import DISPATCHABLE, radius_meters
+from gateway.dlr.numbers import callback_number
 from gateway.store.base import NumberState, StoredBinding
 from gateway.store.errors import StoreUnavailable
 
@@ -50,8 +50,6 @@ _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: Visual separators of a dialled number (RFC 3966 allows ``-``, ``.``, ``(``, ``)``).
 _SEPARATORS = str.maketrans("", "", " -.()")
-#: A North American number: area code and exchange do not start with 0 or 1.
-_NANP = re.compile(r"[2-9][0-9]{2}[2-9][0-9]{6}")
 
 
 @functools.lru_cache(maxsize=8192)
@@ -74,13 +72,12 @@ def _normalized(text: str) -> str | None:
         return None
     if len(digits) == 11 and digits[0] == "1":
         digits = digits[1:]
-    if not _NANP.fullmatch(digits):
-        return None
-    return f"+1{digits}"
+    return callback_number(f"+1{digits}")
 
 
 def normalize_number(raw: str | None) -> str | None:
-    """``raw`` as E.164 (``+1NXXNXXXXXX``), or ``None`` when it is not a NANP number.
+    """``raw`` as E.164, or ``None`` when it is not a callback number the gateway serves
+    (``gateway.dlr.numbers``: the rule reports are checked by).
 
     Accepts ``2025550143``, ``12025550143``, ``+12025550143`` (also as `` 12025550143``: an
     unencoded ``+`` in a query string arrives as a space), separators (``202-555-0143``,

@@ -5,7 +5,10 @@ Islands, Guam, American Samoa, the Northern Mariana Islands) and Canada, all in 
 American Numbering Plan (+1). A callback number is accepted when it has the plan's shape and
 its area code is not reserved by the plan nor one of the other NANP countries'. The rule is
 structural on purpose: an area code opened next month (an overlay) is accepted the day it is
-dialled, without waiting for a library's data to learn it.
+dialled, without waiting for a library's data to learn it. (This is why it is not
+``phonenumbers``: its per-area-code data lags new overlays, and its rules cannot be stated as
+the API document's ``pattern``.) Every reader of a number applies it: reports, the admin API
+and the carrier's call-time query (``gateway.dlr.callers.normalize_number``).
 
 ``CALLBACK_NUMBER_PATTERN`` is the rule as one regular expression (the API document carries
 it as the field's ``pattern``); ``callback_number`` applies that very expression, so the

@@ -36,18 +36,13 @@ from gateway.pidf.namespaces import (
     GEOSHAPE,
     GML,
     GML_LEGACY,
+    MAX_XML_BYTES,
     PIDF,
+    parse,
     q,
     split,
 )
-from gateway.pidf.xmlsafe import (
-    MAX_XML_BYTES,
-    checked,
-    parse,
-    serialize,
-    text,
-    with_default_namespace,
-)
+from gateway.xmlsafe import checked, serialize, text, with_default_namespace
 
 PRESENCE = q(PIDF, "presence")
 

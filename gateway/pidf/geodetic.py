@@ -30,7 +30,7 @@ from gateway.pidf.namespaces import (
     q,
     split,
 )
-from gateway.pidf.xmlsafe import text
+from gateway.xmlsafe import text
 
 POINT = q(GML, "Point")
 CIRCLE = q(GEOSHAPE, "Circle")

@@ -26,9 +26,9 @@ from urllib.parse import unquote
 
 from gateway.pidf.document import LocationObject, presence_element
 from gateway.pidf.errors import PidfError, XmlError
-from gateway.pidf.namespaces import HELD, HELD_ID, PIDF, XML, q, split
-from gateway.pidf.xmlsafe import MAX_XML_BYTES, checked, parse, serialize, text
-from gateway.pidf.xmlsafe import with_default_namespace as _default
+from gateway.pidf.namespaces import HELD, HELD_ID, MAX_XML_BYTES, PIDF, XML, parse, q, split
+from gateway.xmlsafe import checked, serialize, text
+from gateway.xmlsafe import with_default_namespace as _default
 
 #: RFC 5985 section 6.3 and RFC 6155 section 3.3.
 ERROR_CODES = frozenset(

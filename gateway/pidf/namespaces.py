@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from gateway.pidf.errors import XmlError
+from gateway.xmlsafe import parse_untrusted, trim_namespaces
+
+#: Largest document read when the caller gives no limit; a PIDF-LO is a few kilobytes.
+MAX_XML_BYTES = 64 * 1024
+
 PIDF = "urn:ietf:params:xml:ns:pidf"
 #: RFC 4479's data model: ``<dm:device>`` and ``<dm:person>`` may carry location too.
 DATA_MODEL = "urn:ietf:params:xml:ns:pidf:data-model"
@@ -52,6 +58,11 @@ PREFIXES = {
 def q(namespace: str, name: str) -> str:
     """The element's qualified (Clark) name: ``{namespace}name``."""
     return f"{{{namespace}}}{name}"
+
+
+def parse(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> ET.Element:
+    """Parse an untrusted body (``gateway.xmlsafe``), namespace names trimmed; ``XmlError``."""
+    return trim_namespaces(parse_untrusted(data, max_bytes=max_bytes, error=XmlError))
 
 
 def split(tag: object) -> tuple[str, str]:

@@ -5,7 +5,7 @@
     SimulatorTransport(app)                                  # in-process httpx transport
     run(host, port, config)                                  # serve it with uvicorn
 
-The seed API lives under ``/api/accounts/{accountId}/e911s``; ``/_sim/state``, ``/_sim/calls``,
+The carrier API lives under ``/api/accounts/{accountId}/e911s``; ``/_sim/state``, ``/_sim/calls``,
 ``/_sim/config`` and ``/_sim/reset`` are open JSON views for tests and benchmarks.
 """
 

@@ -1,4 +1,4 @@
-"""The simulator as a Starlette app: the seed API over XML, plus ``/_sim/`` views for tests.
+"""The simulator as a Starlette app: the carrier API over XML, plus ``/_sim/`` views for tests.
 
 Every seed-API request goes through ``Simulator.handle``: call log entry, latency, Basic auth,
 account check, rate limit, bounded body read, fault injection, then the operation on the store.
@@ -63,7 +63,7 @@ _ACCOUNT = "/api/accounts/{accountId}/e911s"
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One seed operation: its ``operationId``, method and route."""
+    """One carrier operation: its ``operationId``, method and route."""
 
     name: str
     method: str
@@ -144,7 +144,7 @@ class Simulator:
         while self._held:
             await asyncio.gather(*list(self._held), return_exceptions=True)
 
-    # -- the seed API ----------------------------------------------------------
+    # -- the carrier API -------------------------------------------------------
 
     async def handle(self, request: Request, op: Operation) -> Response:
         params: dict[str, str] = dict(request.path_params)

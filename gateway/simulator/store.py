@@ -1,4 +1,4 @@
-"""The simulator's account state and the twelve seed operations on it, free of HTTP.
+"""The simulator's account state and the twelve carrier operations on it, free of HTTP.
 
 Each operation takes the path parameters and the raw request body and returns an ``Outcome``:
 the status, the XML body, and whether it changed state. Operations are synchronous and hold the
@@ -12,7 +12,6 @@ import dataclasses
 import re
 import threading
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,6 +28,7 @@ from gateway.bandwidth.models import (
     wire_name,
 )
 from gateway.simulator.addresses import MAX_TEXT, InvalidAddress, validate_location
+from gateway.xmlsafe import ILLEGAL
 
 R = TypeVar("R", Endpoint, Location, NotificationRecipient)
 
@@ -37,7 +37,7 @@ MAX_CALLER_NAME = 50
 MAX_EMAIL = 254
 MAX_ID = 128  # also in _ID
 
-#: Path segments beside ``/e911s/{endpointId}``: never an endpoint ID (DESIGN.md's path trap).
+#: Path segments beside ``/e911s/{endpointId}``: never an endpoint ID.
 RESERVED_ENDPOINT_IDS = frozenset({"locations", "notificationrecipients"})
 
 _LOCATION_ID = re.compile(r"[A-Za-z0-9]{1,32}")
@@ -45,7 +45,6 @@ _LOCATION_ID = re.compile(r"[A-Za-z0-9]{1,32}")
 _ID = re.compile(r"[A-Za-z0-9._~@:+=-]{1,128}")
 _PHONE = re.compile(r"\+?[0-9]{10,15}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 class Code:
@@ -87,7 +86,7 @@ class Refused(Exception):
 
 def error_body(code: str, description: str) -> bytes:
     """A ``ResponseStatus`` body; text XML cannot carry (from a path, say) is dropped."""
-    return codec.encode_response_status(code, _XML_ILLEGAL.sub("", description)[:500])
+    return codec.encode_response_status(code, ILLEGAL.sub("", description)[:500])
 
 
 def error(status: int, code: str, description: str, id: str | None = None) -> Outcome:
@@ -148,7 +147,7 @@ class Store:
             }
 
     def run(self, operation: str, params: Mapping[str, str], body: bytes) -> Outcome:
-        """Perform one seed operation, named by its ``operationId``."""
+        """Perform one carrier operation, named by its ``operationId``."""
         handler = self._operations[operation]
         try:
             with self._lock:
@@ -165,12 +164,7 @@ class Store:
 
     def _create_endpoint(self, params: Mapping[str, str], body: bytes) -> Outcome:
         endpoint = _read(Endpoint, body)
-        endpoint_id = endpoint.endpoint_id
-        if endpoint_id is None or not endpoint_id.strip():
-            endpoint_id = uuid.uuid4().hex
-        _check_endpoint_id(endpoint_id)
-        if endpoint_id in self.endpoints:
-            raise Refused(409, Code.ALREADY_EXISTS, f"endpoint {endpoint_id} already exists")
+        endpoint_id = _new_id(endpoint.endpoint_id, self.endpoints, "endpoint", _check_endpoint_id)
         stored = self._checked_endpoint(endpoint, endpoint_id)
         self._put_endpoint(endpoint_id, stored)
         return Outcome(201, codec.encode(stored), applied=True, id=endpoint_id)
@@ -246,12 +240,7 @@ class Store:
 
     def _create_location(self, params: Mapping[str, str], body: bytes) -> Outcome:
         location = _read(Location, body)
-        location_id = location.location_id
-        if location_id is None or not location_id.strip():
-            location_id = uuid.uuid4().hex
-        _check_location_id(location_id)
-        if location_id in self.locations:
-            raise Refused(409, Code.ALREADY_EXISTS, f"location {location_id} already exists")
+        location_id = _new_id(location.location_id, self.locations, "location", _check_location_id)
         stored = _checked_location(location, location_id)
         self.locations[location_id] = stored
         return Outcome(201, codec.encode(stored), applied=True, id=location_id)
@@ -332,23 +321,9 @@ def _read(cls: type[R], body: bytes) -> R:
         raise Refused(400, Code.INVALID_REQUEST, "a request body is required")
     try:
         root = codec.parse(body)
-        return codec.from_element(cls, _unwrap(root, cls))
+        return codec.from_element(cls, codec.record_element(root, cls))
     except CodecError as exc:
         raise Refused(400, Code.INVALID_REQUEST, str(exc)) from None
-
-
-def _unwrap(root: ET.Element, cls: type[R]) -> ET.Element:
-    known = {wire_name(f.name).lower() for f in dataclasses.fields(cls)}
-    children = [c for c in root if isinstance(c.tag, str)]
-    if any(_local(c.tag) in known for c in children):
-        return root
-    if len(children) == 1 and _local(children[0].tag) == cls.__name__.lower():
-        return children[0]
-    return root
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1].lower()
 
 
 def _aeui_key(endpoint: Endpoint) -> str:
@@ -362,6 +337,17 @@ def _required(field: str, value: str | None, limit: int) -> str:
     if len(text) > limit:
         raise Refused(400, Code.INVALID_REQUEST, f"{field}: is longer than {limit} characters")
     return text
+
+
+def _new_id(
+    given: str | None, taken: Mapping[str, object], what: str, check: Callable[[str], None]
+) -> str:
+    """The ID a create asked for (checked, and not taken), or a fresh one."""
+    chosen = given if given is not None and given.strip() else uuid.uuid4().hex
+    check(chosen)
+    if chosen in taken:
+        raise Refused(409, Code.ALREADY_EXISTS, f"{what} {chosen} already exists")
+    return chosen
 
 
 def _check_endpoint_id(endpoint_id: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import types
+import dataclasses
 from typing import Any
 
 import httpx
@@ -320,20 +320,19 @@ def test_breaker_budget_and_settle_timeout_come_from_the_settings() -> None:
         "breaker_cooldown": 20.0,
         "retry_budget_ratio": 0.5,
     }
-    base = Settings(bandwidth_base_url="https://bw.example/api", bandwidth_account_id=ACCOUNT)
-    fields = dict(vars(base), bandwidth_password=Secret(PASSWORD), bandwidth_username=USER)
-    for name in configured:
-        fields.pop(name, None)
-
-    bare: Any = types.SimpleNamespace(**fields)  # settings from before these fields: defaults
-    client = BandwidthClient.from_settings(bare)
+    base = Settings(
+        bandwidth_base_url="https://bw.example/api",
+        bandwidth_account_id=ACCOUNT,
+        bandwidth_username=USER,
+        bandwidth_password=Secret(PASSWORD),
+    )
+    client = BandwidthClient.from_settings(base)  # the declared defaults
     assert (client.breaker.failure_threshold, client.breaker.cooldown) == (5, 10.0)
     assert client.budget.ratio == 0.2
     assert client.policy.settle_timeout == 60.0
     asyncio.run(client.aclose())
 
-    richer: Any = types.SimpleNamespace(**fields, **configured)
-    client = BandwidthClient.from_settings(richer)
+    client = BandwidthClient.from_settings(dataclasses.replace(base, **configured))
     assert (client.breaker.failure_threshold, client.breaker.cooldown) == (3, 20.0)
     assert client.budget.ratio == 0.5
     assert client.policy.settle_timeout == 30.0

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.dlr.callers import normalize_number
 from gateway.dlr.numbers import (
     CALLBACK_NUMBER_PATTERN,
     FOREIGN_AREA_CODES,
@@ -108,3 +109,11 @@ def test_the_pattern_is_the_rule(area: str, rest: str) -> None:
 def test_whatever_the_pattern_admits_is_taken(text: str) -> None:
     """A client that keeps to the document's pattern never has its number refused."""
     assert callback_number(text) is not None
+
+
+@given(st.from_regex(r"[0-9]{3}", fullmatch=True), st.sampled_from(["5550143", "9110143"]))
+def test_the_call_time_reader_applies_the_same_rule(area: str, rest: str) -> None:
+    """A number the carrier asks about is read by the rule reports are checked by: one that
+    no report could register (Jamaica's 876, an N11 exchange) is no number at all."""
+    for written in (f"+1{area}{rest}", f"{area}{rest}", f"tel:+1-{area}-{rest}"):
+        assert normalize_number(written) == callback_number(f"+1{area}{rest}")

@@ -1,0 +1,404 @@
+"""One call to the carrier: attempts, retries, the deadline, the breaker and the budget.
+
+Each call is bounded by a deadline (all attempts and waits included). Idempotent
+operations (GET, PUT, DELETE) are retried on timeouts, dropped connections, 5xx and
+429 with exponential backoff and full jitter, honouring ``Retry-After``. A create
+(POST) is retried only when it carries a client-chosen ID; then an "already exists"
+(409) answer to a retry that followed an attempt of unknown effect is its success, as
+is a 404 answering a DELETE retried after such an attempt. A write's error is
+``ambiguous`` when any of its attempts may have been applied.
+
+A ``CircuitBreaker`` and a ``RetryBudget`` (``resilience.py``), shared by all calls,
+keep a dead carrier from being hammered: an open circuit fails calls at once without a
+request, and retries are bounded to a share of the calls made. ``AttemptTimeouts`` sets
+each attempt's timeout from the carrier's recent latency, ``RetryPolicy.timeout`` at
+most. The breaker hears of an attempt's silence only when that attempt had the whole
+``RetryPolicy.timeout``: one whose budget was shorter (adaptive, or cut by the call's
+deadline after a wait for a slot) says nothing about the carrier.
+
+Every httpx exception is translated into the error tree of ``errors.py`` in one
+place (``_translate``); every HTTP answer is mapped in one table (``_STATUS_ERRORS``).
+Time is injected (``sleep``, ``clock``, ``random``) so that tests never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random as _random
+import re
+import time
+import weakref
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final
+from urllib.parse import quote
+
+import httpx
+
+from gateway.bandwidth import codec
+from gateway.bandwidth.errors import (
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway.bandwidth.models import (
+    Record,
+)
+from gateway.bandwidth.resilience import (
+    STATE_VALUES,
+    AttemptTimeouts,
+    CircuitBreaker,
+    CircuitOpenError,
+    RetryBudget,
+)
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
+from gateway.bandwidth.exchanges import (
+    DEFAULT_POLICY,
+    AbandonedHook,
+    Exchange,
+    Exchanges,
+    Lease,
+    Operation,
+    RetryPolicy,
+)
+from gateway.bandwidth.failures import Failed, answer_error, translate
+from gateway.settings import DEFAULTS
+
+log = logging.getLogger("gateway.bandwidth.client")
+
+
+#: Path segments the client will put in a URL: no ``/``, no ``%``, no spaces, at most 64.
+_SAFE_ID: Final = re.compile(r"[A-Za-z0-9._~@:+=-]{1,64}")
+
+
+def check_id(value: str, what: str) -> str:
+    """``value`` when it is safe as a URL path segment; ``ValueError`` otherwise."""
+    if not isinstance(value, str) or not _SAFE_ID.fullmatch(value) or set(value) == {"."}:
+        raise ValueError(f"refusing unsafe {what}: {value!r}")
+    return value
+
+
+class CarrierCalls(Exchanges):
+    """Calls to the carrier over one pooled ``httpx.AsyncClient``.
+
+    ``breaker_failures``/``breaker_cooldown`` configure ``breaker`` (a ``CircuitBreaker``),
+    ``retry_budget_ratio`` configures ``budget`` (a ``RetryBudget``); both are shared by
+    every call of this client. ``max_connections`` caps the exchanges in flight,
+    ``max_watched`` (default: as many) the abandoned writes watched beside them; the
+    connection pool holds both.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        account_id: str,
+        username: str,
+        password: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        metrics: Metrics | None = None,
+        max_connections: int = DEFAULTS.upstream_max_connections,
+        max_watched: int | None = None,
+        breaker_failures: int = DEFAULTS.breaker_failures,
+        breaker_cooldown: float = DEFAULTS.breaker_cooldown,
+        retry_budget_ratio: float = DEFAULTS.retry_budget_ratio,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        if not base_url.startswith(("https://", "http://")):
+            raise ValueError("base_url must be an http(s) URL")
+        self.base_url = base_url.rstrip("/")
+        self.account_id = check_id(account_id, "account ID")
+        self.policy = policy
+        self.metrics = metrics
+        #: ``clock()`` of the last HTTP answer of any status from the carrier.
+        self.last_answer_at: float | None = None
+        #: Told of every write exchange abandoned at its attempt's timeout (see the module
+        #: docstring), as ``on_abandoned(operation, record_sent, settled)``: the API's
+        #: operation name, the record in the request (``None`` for a DELETE), and an
+        #: awaitable that completes, never raising, once that exchange has ended. It is
+        #: also told of a write whose caller was cancelled mid-exchange. Called on the
+        #: event loop while the call goes on: it must not block, and an exception it
+        #: raises is logged and ignored.
+        self.on_abandoned: AbandonedHook | None = None
+        #: ``clock()`` of the last answer that shows a working carrier (not a 5xx, not a
+        #: refusal of our credentials), and of the last refusal of our credentials.
+        self.last_healthy_at: float | None = None
+        self.last_refusal_at: float | None = None
+        self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown, clock=clock)
+        self.budget = RetryBudget(retry_budget_ratio, clock=clock)
+        self.timeouts = AttemptTimeouts(policy.timeout, policy.min_timeout)
+        # Abandoned exchanges, held here so that they are not garbage-collected mid-flight.
+        self._abandoned: set[asyncio.Task[Exchange]] = set()
+        self._max_watched = max(0, max_connections if max_watched is None else max_watched)
+        # The settle windows of abandoned writes whose connection was closed (none watched).
+        self._windows: set[asyncio.Task[None]] = set()
+        self._sleep = sleep
+        self._clock = clock
+        self._random = random
+        self._root = f"{self.base_url}/accounts/{quote(self.account_id, safe='')}/e911s"
+        # Exchanges in flight, capped at the pool size: the rest wait here, in an O(1) queue,
+        # not in httpcore's pool, whose request queue is rescanned on every assignment
+        # (quadratic in the requests waiting for a connection).
+        self._slots = asyncio.Semaphore(max(1, max_connections))
+        pool = max(1, max_connections) + self._max_watched
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            auth=httpx.BasicAuth(username, password),
+            headers={"Accept": "application/xml", "User-Agent": "dlr-gateway"},
+            limits=httpx.Limits(
+                max_connections=pool, max_keepalive_connections=max(1, max_connections)
+            ),
+            timeout=httpx.Timeout(policy.timeout),
+            follow_redirects=False,
+        )
+        if metrics is not None:
+            gauge = metrics.upstream_circuit_state
+            # Read at scrape time: an open circuit turns half-open by the clock, not by a call.
+            breaker = weakref.ref(self.breaker)
+
+            def circuit_state() -> float:
+                alive = breaker()
+                return STATE_VALUES[alive.state] if alive is not None else 0.0
+
+            gauge.set_function(circuit_state)
+            timeouts = weakref.ref(self.timeouts)
+
+            def attempt_timeout() -> float:
+                alive = timeouts()
+                return alive.timeout() if alive is not None else policy.timeout
+
+            metrics.upstream_attempt_timeout.set_function(attempt_timeout)
+
+    # -- one call: attempts, retries, the deadline -------------------------------
+
+    async def _call(
+        self,
+        op: Operation,
+        path: str,
+        record: Record | None = None,
+        *,
+        retryable: bool | None = None,
+        conflict_is_success: bool = False,
+        not_found_is_success: bool = False,
+    ) -> ET.Element | None:
+        """Run one operation to its end; the parsed answer, or ``None`` for an empty one.
+
+        ``conflict_is_success``/``not_found_is_success``: a 409 (create) or 404 (delete)
+        answering a retry, after an attempt that may have been applied, means that
+        attempt succeeded.
+
+        An open circuit refuses the first attempt with ``CircuitOpenError``; a retry it
+        (or an empty retry budget) refuses ends the call with the last attempt's error.
+        """
+        body = codec.encode(record) if record is not None else None
+        may_retry = op.idempotent if retryable is None else retryable
+        policy = self.policy
+        breaker = self.breaker
+        deadline_at = self._clock() + policy.deadline
+        maybe_applied = False  # an earlier attempt may have reached the carrier and applied
+        attempt = 0
+        last: UpstreamError | None = None
+        while True:
+            attempt += 1
+            remaining = deadline_at - self._clock()
+            if remaining <= 0:
+                raise self._final(last, op, maybe_applied)
+            if breaker.state == "open":
+                raise self._refused(op, last, maybe_applied)
+            lease = await self._lease(op, remaining)
+            if lease is None:
+                raise self._final(last, op, maybe_applied)
+            trial = breaker.state != "closed"
+            if not breaker.allow():
+                lease.release()
+                raise self._refused(op, last, maybe_applied)
+            if attempt == 1:
+                self.budget.deposit()
+            whole = min(policy.timeout, deadline_at - self._clock())
+            budget = whole if op.listing else min(whole, self.timeouts.timeout())
+            # A timeout is the carrier's silence when the attempt had the policy's whole
+            # timeout, or the policy's deadline alone cut it (a first attempt that did not
+            # wait); not when it was adaptive, or cut short by a wait for a slot.
+            heard = budget >= policy.timeout or (
+                budget == whole and attempt == 1 and not lease.waited
+            )
+            try:
+                try:
+                    response, root = await self._attempt(
+                        op, path, body, record, budget, lease, trial=trial, silence_counts=heard
+                    )
+                finally:
+                    # The exchange has given it back (answered, or abandoned): unless it
+                    # never started, which this makes sure of. Releasing twice is a no-op.
+                    lease.release()
+                status = response.status_code
+                if 200 <= status < 300:
+                    if root is None or codec.response_status(root) is None:
+                        return root
+                    raise Failed(answer_error(response, root, op.name, write=op.write), None)
+                if attempt > 1 and maybe_applied:
+                    if conflict_is_success and status == 409:
+                        log.info("%s: 409 on a retry, the earlier attempt took effect", op.name)
+                        return None
+                    if not_found_is_success and status == 404:
+                        log.info("%s: 404 on a retry, the earlier attempt took effect", op.name)
+                        return None
+                error = answer_error(response, root, op.name, write=op.write)
+                reason = "5xx" if status >= 500 else "429" if status == 429 else None
+                raise Failed(error, reason)
+            except Failed as failed:
+                last, reason = failed.error, failed.reason
+            maybe_applied = maybe_applied or last.ambiguous
+            if not may_retry or reason is None or attempt >= policy.max_attempts:
+                raise self._final(last, op, maybe_applied)
+            retry_after = getattr(last, "retry_after", None)
+            if retry_after is not None:
+                wait = float(retry_after)
+            else:
+                cap = min(policy.backoff_max, policy.backoff_base * 2 ** (attempt - 1))
+                wait = self._random() * cap
+            if self._clock() + wait >= deadline_at:
+                # Waiting would spend the whole deadline: give up now, not at its end.
+                raise self._final(last, op, maybe_applied)
+            if self.breaker.state == "open":  # this attempt's verdict may have opened it
+                log.info(
+                    "%s: attempt %d failed (%s), the circuit is open", op.name, attempt, reason
+                )
+                raise self._final(last, op, maybe_applied)
+            if not self.budget.withdraw():
+                log.info(
+                    "%s: attempt %d failed (%s), the retry budget is spent",
+                    op.name,
+                    attempt,
+                    reason,
+                )
+                raise self._final(last, op, maybe_applied)
+            if self.metrics is not None:
+                self.metrics.upstream_retries.labels(op.name, reason).inc()
+            log.warning(
+                "%s: attempt %d failed (%s), retrying in %.3fs", op.name, attempt, reason, wait
+            )
+            await self._sleep(wait)
+
+    def _refused(
+        self, op: Operation, last: UpstreamError | None, maybe_applied: bool
+    ) -> UpstreamError:
+        """The error of an attempt the circuit does not let out: the last attempt's, if any."""
+        if last is not None:
+            log.info("%s: the circuit is open, not retrying", op.name)
+            return self._final(last, op, maybe_applied)
+        wait = self.breaker.retry_after()
+        return CircuitOpenError(
+            f"{op.name}: the circuit to the carrier is open after repeated failures;"
+            f" no request sent (trial call in {wait:.1f}s)",
+            operation=op.name,
+            retry_after=wait,
+        )
+
+    async def _lease(self, op: Operation, wait: float) -> Lease | None:
+        """A connection slot, or ``None`` when none came free within ``wait`` seconds."""
+        slots = self._slots
+        if slots.locked():
+            started = self._clock()
+            try:
+                async with asyncio.timeout(wait):
+                    await slots.acquire()
+            except TimeoutError:
+                log.warning(
+                    "%s: no connection slot came free within the call's deadline; nothing was sent",
+                    op.name,
+                )
+                return None
+            finally:
+                if self.metrics is not None:
+                    self.metrics.upstream_slot_wait.observe(max(0.0, self._clock() - started))
+            return Lease(slots, waited=True)
+        await slots.acquire()
+        return Lease(slots, waited=False)
+
+    @staticmethod
+    def _final(last: UpstreamError | None, op: Operation, maybe_applied: bool) -> UpstreamError:
+        if last is None:
+            return UpstreamTimeout(
+                f"{op.name}: the deadline passed before a request was sent", operation=op.name
+            )
+        if op.write and maybe_applied:
+            last.ambiguous = True  # an earlier attempt's effect is still unknown
+        return last
+
+    async def _attempt(
+        self,
+        op: Operation,
+        path: str,
+        body: bytes | None,
+        record: Record | None,
+        budget: float,
+        lease: Lease,
+        *,
+        trial: bool = False,
+        silence_counts: bool = True,
+    ) -> tuple[httpx.Response, ET.Element | None]:
+        """One HTTP exchange on the slot ``lease`` holds: the answer and its parsed body
+        (``None`` when empty).
+
+        Raises ``Failed`` for timeouts, connection failures and an unreadable 2xx body.
+        Tells the circuit breaker what the attempt says about the carrier (``trial``: this
+        attempt is the half-open circuit's trial); a timeout only with ``silence_counts``
+        (see the module docstring).
+        """
+        headers = {"Content-Type": "application/xml"} if body is not None else None
+        if op.write:
+            # The exchange may outlive the attempt (abandoned, watched to its end), but
+            # waiting for a connection may not: past the budget, nothing was sent.
+            limit = max(self.policy.settle_timeout, budget)
+            timeout = httpx.Timeout(limit, connect=budget, pool=budget)
+        else:
+            limit = budget
+            timeout = httpx.Timeout(budget)
+        request = self._http.build_request(
+            op.method, self._root + path, content=body, headers=headers, timeout=timeout
+        )
+        started = self._clock()
+        outcome = "error"
+        verdict: bool | None = None  # the carrier is alive (True), dead or sick (False)
+        try:
+            with translate(op.name, write=op.write):
+                if op.write:
+                    response, data = await self._watched(
+                        op, request, record, budget, limit, started, lease
+                    )
+                else:
+                    response, data = await self._exchange(request, limit, lease)
+            outcome = str(response.status_code)
+            if not op.listing:
+                self.timeouts.answered(max(0.0, self._clock() - started))
+            verdict = response.status_code < 500  # an answer, even a 4xx: the carrier lives
+            if response.status_code in (401, 403):
+                self.last_refusal_at = self._clock()
+            elif verdict:
+                self.last_healthy_at = self._clock()
+        except Failed as failed:
+            timed_out = isinstance(failed.error, UpstreamTimeout)
+            outcome = "timeout" if timed_out else "error"
+            if timed_out and not op.listing:
+                self.timeouts.timed_out()
+            if (timed_out and silence_counts) or failed.reason == "connection":
+                verdict = False
+            raise
+        finally:
+            if verdict is True:
+                self.breaker.success()
+            elif verdict is False:
+                self.breaker.failure()
+            elif trial:
+                self.breaker.release()  # cancelled, or refused before sending
+            if self.metrics is not None:
+                self.metrics.upstream_request_duration.labels(op.name, outcome).observe(
+                    max(0.0, self._clock() - started)
+                )
+        return response, self._parse(response, data, op)

@@ -1,0 +1,335 @@
+"""An address's canonical form (``canonical``): cleaning and the spelling of each part, pure.
+
+Canonical-form choices (``canonical`` is pure and idempotent):
+
+* Upper case ASCII (accents folded), whitespace collapsed; periods and apostrophes dropped,
+  other punctuation dropped except ``-`` and ``/`` (house numbers, fractions) and ``#`` in
+  ``address_line2``.
+* Street suffixes and directionals use the Pub 28 abbreviations (scourgify's tables):
+  ``AVENUE -> AVE``, ``NORTHWEST -> NW``. A street name whose last word is a suffix while
+  ``street_suffix`` is empty is split (``"MAIN STREET" -> MAIN`` + ``ST``).
+* Highway names are spelled out as USPS does and carry no suffix: ``US HIGHWAY 1``,
+  ``STATE ROUTE 9``, ``COUNTY ROAD 12``, ``HIGHWAY 50``, all in ``street_name``.
+* Ordinal streets are numeric: ``5th -> 5TH``, spelled-out ordinals up to 99 are converted
+  (``FIFTH -> 5TH``, ``TWENTY-FIRST -> 21ST``), and a bare number followed by a suffix gets
+  its indicator (``15 ST -> 15TH ST``), so spellings of one street agree.
+* House numbers: hyphenated Queens numbers are kept (``123-45``); a fraction goes to
+  ``house_suffix`` (``123 1/2 -> 123`` + ``1/2``); one trailing letter goes to
+  ``house_suffix`` (``123A``/``123-A``/``123 A -> 123`` + ``A``) when no suffix is given;
+  Wisconsin/Illinois grid numbers are one number (``W204 N11509 -> W204N11509``); a Puerto
+  Rico kilometre marker is the house number, decimal point kept (``CARR 2 KM 5.4`` ->
+  ``KM 5.4`` on ``CARR 2``). A decimal point between digits is never dropped anywhere
+  (``5.4`` is not ``54``); a house number with one that is not a kilometre marker is refused.
+* Street types written before the name stay in it, abbreviated: Spanish in Puerto Rico
+  (``AVENIDA ASHFORD -> AVE ASHFORD``, Pub 28 section 29), French in Canada (``BOULEVARD
+  RENE-LEVESQUE -> BOUL RENE-LEVESQUE``, Canada Post's forms); such a street is never split at
+  a last word that is an English suffix (``CALLE VISTA``). Canadian directionals include the
+  French ones (``OUEST -> O``, ``NO``, ``SO``).
+* ``address_line2``: unit designators abbreviated (``SUITE -> STE``, ``APARTMENT -> APT``,
+  ``FLOOR -> FL``, ``ROOM -> RM``, ``BUILDING -> BLDG``); a ``#`` right after a designator is
+  dropped (``APT #5 -> APT 5``); without a designator the Pub 28 form is ``# 5`` (``#5`` and a
+  bare ``5`` both become ``# 5``); ``65TH FLOOR -> FL 65``. Several units stay in the order
+  written (``RM 101 BLDG C``); a Puerto Rico urbanization leads the line (``URB LAS
+  GLADIOLAS``): street names and numbers repeat within a ZIP there, the urbanization tells
+  them apart. One kind of unit twice (``APT 4 APT 5``) is refused; a unit without its number
+  (``APT``) is a warning.
+* US cities: hyphens and apostrophes become spaces and ``ST/STE/MT/FT`` and a leading
+  directional are spelled out (``ST. LOUIS -> SAINT LOUIS``, ``O'FALLON -> O FALLON``), the
+  way the USPS city list spells them. Canadian cities keep their words.
+* ``state_code`` is the 2-letter code (full names accepted); ``country`` is ``US`` (default
+  when absent) or ``CA``; US ``zip`` is 5 digits with ZIP+4 split into ``plus_four``;
+  Canadian postal codes are ``A1A 1A1``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+
+from scourgify.address_constants import (
+    LONGHAND_DIRECTIONALS,
+)
+
+from gateway.bandwidth.models import Address
+from gateway.dlr.address_tables import (
+    ALWAYS_PREFIX_TYPES,
+    CITY_WORDS,
+    COUNTRIES,
+    DESIGNATOR_CODES,
+    DESIGNATORS,
+    DIRECTIONALS,
+    FIELD_NAMES,
+    FRENCH_DIRECTIONALS,
+    FRENCH_TYPES,
+    GRID_RE,
+    HIGHWAYS,
+    KM_RE,
+    ORDINAL_WORDS,
+    ROAD_KM_RE,
+    SPACE_RUN,
+    SPANISH_TYPES,
+    STATE_NAMES,
+    SUFFIXES,
+    VULGAR_FRACTIONS,
+    ordinal_of,
+)
+
+# --------------------------------------------------------------------------- cleaning
+
+
+def _fold(text: str) -> str:
+    """Upper-case ASCII: accents folded, fractions and dashes made ASCII, controls to spaces."""
+    for frac, ascii_frac in VULGAR_FRACTIONS.items():
+        if frac in text:
+            text = text.replace(frac, ascii_frac)
+    out: list[str] = []
+    for ch in unicodedata.normalize("NFKD", text):
+        if ch.isascii():
+            out.append(ch if ch.isprintable() else " ")
+            continue
+        if ch == "\u2044":
+            out.append("/")
+            continue
+        cat = unicodedata.category(ch)
+        if cat == "Mn":
+            continue
+        if cat == "Pd":
+            out.append("-")
+        elif ch in "\u2019\u2018\u02bc":
+            out.append("'")
+        else:
+            out.append(" ")
+    return "".join(out).upper()
+
+
+def clean(text: str, keep: str = "-/", drop: str = ".'`") -> str:
+    """Fold; remove ``drop`` characters; other non-alphanumerics but ``keep`` become spaces."""
+    folded = _fold(text)
+    chars: list[str] = []
+    for i, ch in enumerate(folded):
+        if ch.isalnum() and ch.isascii():
+            chars.append(ch)
+        elif ch == "." and 0 < i < len(folded) - 1 and _digits_around(folded, i):
+            chars.append(ch)  # a decimal point (KM 5.4): dropping it would move the caller
+        elif ch in drop:
+            continue
+        elif ch in keep:
+            chars.append(ch)
+        else:
+            chars.append(" ")
+    return SPACE_RUN.sub(" ", "".join(chars)).strip()
+
+
+def _digits_around(text: str, i: int) -> bool:
+    return text[i - 1] in "0123456789" and text[i + 1] in "0123456789"
+
+
+def _tight(text: str, chars: str = "-/") -> str:
+    """Remove spaces around hyphens and slashes: ``123 - 45`` -> ``123-45``."""
+    for ch in chars:
+        text = re.sub(rf"\s*{re.escape(ch)}\s*", ch, text)
+    return text
+
+
+def _none_if_empty(text: str) -> str | None:
+    return text or None
+
+
+# --------------------------------------------------------------------------- canonical parts
+
+
+def _canon_house(number: str | None, suffix: str | None) -> tuple[str | None, str | None]:
+    num = _none_if_empty(_tight(clean(number))) if number is not None else None
+    suf = _none_if_empty(clean(suffix).replace(" ", "")) if suffix is not None else None
+    if num is not None:
+        km = KM_RE.fullmatch(num)
+        grid = GRID_RE.fullmatch(num)
+        if km is not None:
+            return f"KM {km.group(1)}", suf
+        if grid is not None:
+            return grid.group(1) + grid.group(2), suf
+    if num is not None and suf is None:
+        m = re.fullmatch(r"(\S+) (\d{1,2}/\d{1,2})", num)
+        if m:
+            num, suf = m.group(1), m.group(2)
+        else:
+            m = re.fullmatch(r"(\d+)(?: |-)?([A-Z])", num)
+            if m:
+                num, suf = m.group(1), m.group(2)
+    return num, suf
+
+
+def _canon_directional(value: str | None, country: str = "US") -> str | None:
+    if value is None:
+        return None
+    cleaned = clean(value, keep="")
+    key = cleaned.replace(" ", "")
+    if country == "CA" and key in FRENCH_DIRECTIONALS:
+        return FRENCH_DIRECTIONALS[key]
+    return _none_if_empty(DIRECTIONALS.get(key, cleaned))
+
+
+def _canon_suffix(value: str | None) -> str | None:
+    if value is None:
+        return None
+    cleaned = clean(value, keep="")
+    return _none_if_empty(SUFFIXES.get(cleaned, cleaned))
+
+
+def prefix_types(country: str | None, state: str | None) -> Mapping[str, str]:
+    """The street types written before the name where the address is (see the tables)."""
+    if country == "CA":
+        return FRENCH_TYPES
+    if state == "PR":
+        return SPANISH_TYPES
+    return {}
+
+
+def is_prefix_street(tokens: list[str], types: Mapping[str, str]) -> bool:
+    """``AVE ASHFORD``, ``RUE NOTRE-DAME``: a type first, then the name."""
+    if len(tokens) < 2 or tokens[0] not in types:
+        return False
+    return tokens[0] in ALWAYS_PREFIX_TYPES or tokens[-1] not in SUFFIXES
+
+
+def _canon_street(
+    name: str | None, suffix: str | None, types: Mapping[str, str] | None = None
+) -> tuple[str | None, str | None]:
+    suf = _canon_suffix(suffix)
+    if name is None:
+        return None, suf
+    tokens = _tight(clean(name, keep="-/&")).split()
+    if not tokens:
+        return None, suf
+    highway = _highway(tokens)
+    if highway is not None:
+        return highway, suf
+    if types and is_prefix_street(tokens, types):
+        # The type is part of the name: never split off as a suffix (CALLE VISTA).
+        return " ".join([types[tokens[0]], *tokens[1:]]), suf
+    if suf is None and len(tokens) >= 2 and tokens[-1] in SUFFIXES:
+        suf = SUFFIXES[tokens[-1]]
+        tokens = tokens[:-1]
+        highway = _highway(tokens)
+        if highway is not None:
+            return highway, suf
+    joined = " ".join(tokens)
+    ordinal = ORDINAL_WORDS.get(joined)
+    if ordinal is not None:
+        joined = ordinal
+    elif suf is not None and joined.isdigit() and len(joined) <= 4:
+        joined = ordinal_of(int(joined))
+    return joined, suf
+
+
+def _highway(tokens: list[str]) -> str | None:
+    """``[US, HWY, 1]`` -> ``US HIGHWAY 1``; None when the name is not highway-style."""
+    for width in (2, 1):
+        if len(tokens) != width + 1:
+            continue
+        longhand = HIGHWAYS.get(" ".join(tokens[:width]))
+        number = tokens[-1]
+        if longhand is not None and (any(c.isdigit() for c in number) or len(number) == 1):
+            return f"{longhand} {number}"
+    return None
+
+
+def _canon_line2(value: str | None) -> str | None:
+    if value is None:
+        return None
+    tokens = _tight(clean(value, keep="-/#&")).replace("#", " # ").split()
+    out: list[str] = []
+    for i, tok in enumerate(tokens):
+        if tok == "#" and out and out[-1] in DESIGNATOR_CODES and i + 1 < len(tokens):
+            continue
+        out.append(DESIGNATORS.get(tok, tok))
+    if len(out) == 2 and out[1] == "FL":
+        m = re.fullmatch(r"(\d+)(?:ST|ND|RD|TH)", out[0])
+        if m:
+            out = ["FL", m.group(1)]
+    if len(out) == 1 and out[0] not in DESIGNATOR_CODES and any(c.isdigit() for c in out[0]):
+        out = ["#", out[0]]
+    return _none_if_empty(" ".join(out))
+
+
+def canon_city(value: str | None, country: str | None) -> str | None:
+    if value is None:
+        return None
+    if country == "US":
+        tokens = clean(value, keep="", drop=".").split()
+        tokens = [CITY_WORDS.get(t, t) for t in tokens]
+        if len(tokens) > 1 and tokens[0] in LONGHAND_DIRECTIONALS:
+            tokens[0] = LONGHAND_DIRECTIONALS[tokens[0]]
+        return _none_if_empty(" ".join(tokens))
+    return _none_if_empty(clean(value, keep="-&"))
+
+
+def canon_state(value: str | None) -> str | None:
+    if value is None:
+        return None
+    cleaned = clean(value, keep="&", drop=".'`")
+    return _none_if_empty(STATE_NAMES.get(cleaned, cleaned))
+
+
+def _canon_country(value: str | None) -> str:
+    if value is None:
+        return "US"
+    cleaned = clean(value, keep="", drop=".'`")
+    if not cleaned:
+        return "US"
+    return COUNTRIES.get(cleaned, cleaned)
+
+
+def _canon_zip(
+    zip_code: str | None, plus_four: str | None, country: str
+) -> tuple[str | None, str | None]:
+    p4 = _none_if_empty(clean(plus_four, keep="").replace(" ", "")) if plus_four else None
+    if zip_code is None:
+        return None, p4
+    if country == "CA":
+        compact = clean(zip_code, keep="").replace(" ", "")
+        if len(compact) == 6:
+            return f"{compact[:3]} {compact[3:]}", p4
+        return _none_if_empty(compact), p4
+    z = clean(zip_code, keep="-").replace(" ", "")
+    m = re.fullmatch(r"(\d{5})-?(\d{4})", z)
+    if m and (p4 is None or p4 == m.group(2)):
+        return m.group(1), m.group(2)
+    return _none_if_empty(z), p4
+
+
+def canonical(address: Address) -> Address:
+    """The canonical form of an already-structured address, without validation.
+
+    Pure and idempotent: ``canonical(canonical(a)) == canonical(a)``. Fields that are
+    not strings at run time are dropped.
+    """
+    raw = {name: getattr(address, name, None) for name in FIELD_NAMES}
+    v: dict[str, str | None] = {k: (x if isinstance(x, str) else None) for k, x in raw.items()}
+    country = _canon_country(v["country"])
+    state = canon_state(v["state_code"])
+    house_number, house_suffix = _canon_house(v["house_number"], v["house_suffix"])
+    street_name, street_suffix = _canon_street(
+        v["street_name"], v["street_suffix"], prefix_types(country, state)
+    )
+    if house_number is None and street_name is not None:
+        # "CARR 2 KM 5.4" with no house number: the kilometre marker is the house number.
+        marker = ROAD_KM_RE.fullmatch(street_name)
+        if marker is not None:
+            street_name, house_number = marker.group(1), f"KM {marker.group(2)}"
+    zip_code, plus_four = _canon_zip(v["zip"], v["plus_four"], country)
+    return Address(
+        house_number=house_number,
+        house_suffix=house_suffix,
+        prefix_directional=_canon_directional(v["prefix_directional"], country),
+        street_name=street_name,
+        street_suffix=street_suffix,
+        post_directional=_canon_directional(v["post_directional"], country),
+        address_line2=_canon_line2(v["address_line2"]),
+        city=canon_city(v["city"], country),
+        state_code=state,
+        zip=zip_code,
+        plus_four=plus_four,
+        country=country,
+    )
