@@ -20,7 +20,7 @@ from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services, services
 from gateway.api.memo import cut
 from gateway.api.pidf import is_pidf, location_response, prefers_pidf, read_pidf_report
-from gateway.api.problems import FieldProblem, Problem
+from gateway.api.problems import Problem
 from gateway.api.schemas import (
     ReportSource,
     check_string,
@@ -34,8 +34,9 @@ from gateway.api.schemas import (
 )
 from gateway.bandwidth.errors import UpstreamError
 from gateway.bandwidth.models import Address
-from gateway.dlr.address import FieldError, validate_caller_name
+from gateway.dlr.address import validate_caller_name
 from gateway.dlr.coordinates import radius_meters
+from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import aeui_problem
 from gateway.dlr.numbers import CALLBACK_NUMBER_RULE, callback_number
 from gateway.dlr.patterns import END
@@ -83,15 +84,15 @@ _RFC3339 = re.compile(OBSERVED_AT_PATTERN)
 _CHECK_CLOCK = "check the device's clock"
 
 
-def _ahead(max_future: timedelta) -> FieldProblem:
-    return FieldProblem(
+def _ahead(max_future: timedelta) -> FieldError:
+    return FieldError(
         "observedAt",
         f"is more than {max_future.total_seconds():g} s ahead of the gateway's clock; "
         + _CHECK_CLOCK,
     )
 
 
-def _is_ahead(error: FieldProblem) -> bool:
+def _is_ahead(error: FieldError) -> bool:
     return error.field == "observedAt" and error.message.endswith(_CHECK_CLOCK)
 
 
@@ -102,7 +103,7 @@ _DETAILS = {
 }
 
 
-def _problems(errors: Sequence[FieldProblem], address: Sequence[FieldProblem] = ()) -> Problem:
+def _problems(errors: Sequence[FieldError], address: Sequence[FieldError] = ()) -> Problem:
     """One answer naming every problem; its type says what to fix first: what the request
     says (``validation``), then where (``unroutable-address``), then the device's clock."""
     if not all(map(_is_ahead, errors)):
@@ -114,36 +115,36 @@ def _problems(errors: Sequence[FieldProblem], address: Sequence[FieldProblem] = 
     return Problem(422, _DETAILS[kind], kind, errors=[*errors, *address])
 
 
-def _aeui(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
+def _aeui(value: Any, where: str, errors: list[FieldError]) -> str | None:
     problem = aeui_problem(value)
     if problem is not None:
-        errors.append(FieldProblem(where, problem))
+        errors.append(FieldError(where, problem))
         return None
     assert isinstance(value, str)
     return value
 
 
-def telephone(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
+def telephone(value: Any, where: str, errors: list[FieldError]) -> str | None:
     """A callback number (``callback_number``), as E.164: reports and admin endpoints."""
     text, reason = check_string(value, where, 32)
     if reason or text is None:
-        errors.append(FieldProblem(where, reason or "required"))
+        errors.append(FieldError(where, reason or "required"))
         return None
     number = callback_number(text)
     if number is None:
-        errors.append(FieldProblem(where, CALLBACK_NUMBER_RULE))
+        errors.append(FieldError(where, CALLBACK_NUMBER_RULE))
     return number
 
 
 def _observed_at(
-    value: Any, errors: list[FieldProblem], max_future: timedelta = MAX_CLOCK_SKEW
+    value: Any, errors: list[FieldError], max_future: timedelta = MAX_CLOCK_SKEW
 ) -> datetime | None:
     text, reason = check_string(value, "observedAt", 64)
     when: datetime | None = None
     if not reason and text is not None and _RFC3339.fullmatch(text):
         when = _parse_rfc3339(text)
     if when is None or when.tzinfo is None:
-        errors.append(FieldProblem("observedAt", "expected an RFC 3339 timestamp with an offset"))
+        errors.append(FieldError("observedAt", "expected an RFC 3339 timestamp with an offset"))
         return None
     if when - datetime.now(UTC) > max_future:
         errors.append(_ahead(max_future))
@@ -167,28 +168,28 @@ def _parse_rfc3339(text: str) -> datetime | None:
 
 
 def _number(
-    body: dict[str, Any], key: str, low: float, high: float, errors: list[FieldProblem]
+    body: dict[str, Any], key: str, low: float, high: float, errors: list[FieldError]
 ) -> float | None:
     value = body.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        errors.append(FieldProblem(f"geo.{key}", "expected a number"))
+        errors.append(FieldError(f"geo.{key}", "expected a number"))
         return None
     try:
         number = float(value)
     except OverflowError:  # an integer with hundreds of digits
         number = math.inf
     if not (math.isfinite(number) and low <= number <= high):
-        errors.append(FieldProblem(f"geo.{key}", f"expected a number from {low:g} to {high:g}"))
+        errors.append(FieldError(f"geo.{key}", f"expected a number from {low:g} to {high:g}"))
         return None
     return number
 
 
-def _geo(value: Any, errors: list[FieldProblem]) -> GeoFix | None:
+def _geo(value: Any, errors: list[FieldError]) -> GeoFix | None:
     if not isinstance(value, dict):
-        errors.append(FieldProblem("geo", "expected an object"))
+        errors.append(FieldError("geo", "expected an object"))
         return None
     for key in value.keys() - _GEO_FIELDS:
-        errors.append(FieldProblem(f"geo.{key}", "unknown field"))
+        errors.append(FieldError(f"geo.{key}", "unknown field"))
     latitude = _number(value, "latitude", -90, 90, errors)
     longitude = _number(value, "longitude", -180, 180, errors)
     accuracy = None
@@ -199,21 +200,21 @@ def _geo(value: Any, errors: list[FieldProblem]) -> GeoFix | None:
     return GeoFix(latitude, longitude, accuracy)
 
 
-def _address_input(value: Any, errors: list[FieldProblem]) -> Any:
+def _address_input(value: Any, errors: list[FieldError]) -> Any:
     """A free-form line as it is, or the address object read strictly (the API's ``Address``:
     unknown fields, wrong types and over-long strings are refused, named ``address.<field>``)."""
     if isinstance(value, str):
         text, reason = check_string(value, "address", 500)
         if reason:
-            errors.append(FieldProblem("address", reason))
+            errors.append(FieldError("address", reason))
         return text
     if isinstance(value, dict):
         try:
             return record_from_json(Address, value)
         except Problem as exc:
-            errors.extend(FieldProblem(f"address.{e.field}", e.message) for e in exc.errors)
+            errors.extend(FieldError(f"address.{e.field}", e.message) for e in exc.errors)
             return None
-    errors.append(FieldProblem("address", "expected an address object or one free-form string"))
+    errors.append(FieldError("address", "expected an address object or one free-form string"))
     return None
 
 
@@ -229,12 +230,12 @@ def parse_report(data: Any, *, max_future: timedelta = MAX_CLOCK_SKEW) -> Report
     ``observedAt`` may be at most ``max_future`` ahead of the gateway's clock.
     """
     body = dict(require_object(data))
-    errors: list[FieldProblem] = [
-        FieldProblem(key, "unknown field") for key in sorted(body.keys() - _REPORT_FIELDS)
+    errors: list[FieldError] = [
+        FieldError(key, "unknown field") for key in sorted(body.keys() - _REPORT_FIELDS)
     ]
     for key in _REQUIRED:
         if not _given(body, key):
-            errors.append(FieldProblem(key, "required"))
+            errors.append(FieldError(key, "required"))
     aeui = (
         _aeui(body["alternateEndUserId"], "alternateEndUserId", errors)
         if _given(body, "alternateEndUserId")
@@ -244,7 +245,7 @@ def parse_report(data: Any, *, max_future: timedelta = MAX_CLOCK_SKEW) -> Report
     if caller is not None:
         bad = validate_caller_name(caller)
         if bad is not None:
-            errors.append(FieldProblem(bad.field, bad.message))
+            errors.append(bad)
     number = (
         telephone(body["telephoneNumber"], "telephoneNumber", errors)
         if _given(body, "telephoneNumber")
@@ -256,12 +257,12 @@ def parse_report(data: Any, *, max_future: timedelta = MAX_CLOCK_SKEW) -> Report
     address = _address_input(body["address"], errors) if _given(body, "address") else None
     geo = _geo(body["geo"], errors) if _given(body, "geo") else None
     if not _given(body, "address") and not _given(body, "geo"):
-        errors.append(FieldProblem("address", "send an address, a geo fix, or both"))
+        errors.append(FieldError("address", "send an address, a geo fix, or both"))
     if errors:
         raise _problems(errors)
     if aeui is None or number is None or observed is None or not isinstance(caller, str):
         # Unreachable: each of these either parsed or added an error above.
-        raise _problems([FieldProblem("body", "cannot be read")])
+        raise _problems([FieldError("body", "cannot be read")])
     return Report(
         alternate_end_user_id=aeui,
         caller_name=caller.strip(),
@@ -325,20 +326,16 @@ def binding_json(binding: Binding) -> dict[str, Any]:
 def outcome_json(outcome: Outcome, source: ReportSource | None = None) -> dict[str, Any]:
     body = binding_json(outcome.binding)
     body["changes"] = {"location": outcome.location.value, "endpoint": outcome.endpoint.value}
-    warnings = _field_problems(outcome.warnings)
+    warnings: list[FieldError] = list(outcome.warnings)
     if source is not None:
         warnings = [*source.warnings, *source.renamed(warnings)]
     body["warnings"] = [{"field": w.field, "message": w.message} for w in warnings]
     return body
 
 
-def _field_problems(errors: tuple[FieldError, ...]) -> list[FieldProblem]:
-    return [FieldProblem(e.field, e.message) for e in errors]
-
-
 def _unroutable(exc: Unroutable, source: ReportSource | None = None) -> Problem:
     suggestions = [record_to_json(s) for s in exc.suggestions]
-    errors = _field_problems(exc.errors)
+    errors = list(exc.errors)
     return Problem(
         422,
         f"The address cannot be routed: {exc.message}",
@@ -371,7 +368,7 @@ def _with_number(principal: Principal, report: Report) -> Report:
         raise Problem(
             403,
             "This device token is issued for another callback number.",
-            errors=[FieldProblem("telephoneNumber", "must be the token's phone_number")],
+            errors=[FieldError("telephoneNumber", "must be the token's phone_number")],
         )
     if not principal.attested:
         return report
@@ -412,7 +409,7 @@ async def _read_report(
     if memo is not None:
         known = s.report_memo.get(memo.template)
         if known is not None:
-            errors: list[FieldProblem] = []
+            errors: list[FieldError] = []
             when = _observed_at(memo.observed_at, errors, _max_future(s))
             if when is None:
                 raise _problems(errors)
@@ -451,20 +448,18 @@ def _parse_source(source: ReportSource, normalize: Normalizer, max_future: timed
     raise Problem(422, refused.detail, refused.kind, errors=[*source.errors, *renamed]) from None
 
 
-def _address_errors(
-    body: Any, found: list[FieldProblem], normalize: Normalizer
-) -> list[FieldProblem]:
+def _address_errors(body: Any, found: list[FieldError], normalize: Normalizer) -> list[FieldError]:
     """What the normalizer finds wrong with a report's address, when the address itself
     could be read (its own type and size errors are already in ``found``)."""
     if not isinstance(body, dict) or not _given(body, "address"):
         return []
     if any(e.field == "address" or e.field.startswith("address.") for e in found):
         return []
-    scratch: list[FieldProblem] = []
+    scratch: list[FieldError] = []
     raw = _address_input(body["address"], scratch)
     if scratch or raw is None:
         return []
-    return [FieldProblem(e.field, e.message) for e in map(in_address, normalize(raw).errors)]
+    return list(map(in_address, normalize(raw).errors))
 
 
 async def location_report(request: Request) -> Response:
@@ -548,7 +543,7 @@ def limit_reads(s: Services, aeui: str) -> None:
 async def device_location(request: Request) -> Response:
     s = services(request)
     principal = _authorized(request, s)
-    errors: list[FieldProblem] = []
+    errors: list[FieldError] = []
     aeui = _aeui(request.path_params["alternate_end_user_id"], "alternateEndUserId", errors)
     if aeui is None:
         raise Problem(404, "There is no device with that ID.")
@@ -566,9 +561,9 @@ async def validate_address(request: Request) -> Response:
     s = services(request)
     _authorized(request, s)
     body = require_object(await read_json(request, s.settings.max_body_bytes))
-    errors = [FieldProblem(k, "unknown field") for k in sorted(body.keys() - {"address"})]
+    errors = [FieldError(k, "unknown field") for k in sorted(body.keys() - {"address"})]
     if not _given(dict(body), "address"):
-        errors.append(FieldProblem("address", "required"))
+        errors.append(FieldError("address", "required"))
     raw = _address_input(body["address"], errors) if _given(dict(body), "address") else None
     if errors or raw is None:
         raise Problem(422, "The request is not valid.", errors=errors)
@@ -629,7 +624,7 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
         raise Problem(
             422,
             "The query is not valid.",
-            errors=[FieldProblem(name, f"expected a whole number from {low} to {high}")],
+            errors=[FieldError(name, f"expected a whole number from {low} to {high}")],
         )
     return int(raw)
 
@@ -638,7 +633,7 @@ async def device_history(request: Request) -> Response:
     """Every change applied to a device's binding, newest first, a page at a time."""
     s = services(request)
     principal = _authorized(request, s)
-    errors: list[FieldProblem] = []
+    errors: list[FieldError] = []
     aeui = _aeui(request.path_params["alternate_end_user_id"], "alternateEndUserId", errors)
     if aeui is None:
         raise Problem(404, "There is no device with that ID.")

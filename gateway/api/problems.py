@@ -27,6 +27,7 @@ from gateway.bandwidth.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.dlr.errors import FieldError
 from gateway.jsondump import dumps
 from gateway.store.errors import StoreUnavailable
 
@@ -75,12 +76,6 @@ _KINDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class FieldProblem:
-    field: str
-    message: str
-
-
 @dataclass
 class Problem(Exception):
     """An answer that is not a success; raise it anywhere below a route."""
@@ -88,7 +83,7 @@ class Problem(Exception):
     status: int
     detail: str
     kind: str | None = None
-    errors: Sequence[FieldProblem] = ()
+    errors: Sequence[FieldError] = ()
     retry_after: float | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -75,6 +75,7 @@ from scourgify.address_constants import (
 )
 
 from gateway.bandwidth.models import Address, wire_name
+from gateway.dlr.errors import FieldError
 from gateway.dlr.patterns import END, SURROGATES, WHITESPACE
 from gateway.zipdata import ZipInfo, zip_info
 
@@ -99,12 +100,6 @@ MAX_FIELD = 100
 #: Longest free-form address line accepted.
 MAX_FREEFORM = 500
 MAX_HOUSE_NUMBER = 20
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    field: str
-    message: str
 
 
 @dataclass(frozen=True, slots=True)
