@@ -1,0 +1,573 @@
+"""The components of the API document: each shape of the JSON API, as a JSON schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.api.admin import EMAIL_PATTERN
+from gateway.api.devices import OBSERVED_AT_PATTERN
+from gateway.api.problems import MAX_ERRORS
+from gateway.api.schemas import ID_PATTERN as ID_RE
+from gateway.api.schemas import LOCATION_ID_PATTERN as LOCATION_ID_RE
+from gateway.dlr.address import CALLER_NAME_PATTERN
+from gateway.dlr.identity import AEUI_PATTERN
+from gateway.dlr.numbers import CALLBACK_NUMBER_PATTERN
+from gateway.dlr.patterns import END, TEXT_PATTERN
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def string(max_length: int, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "maxLength": max_length, **extra}
+
+
+def text(max_length: int, **extra: Any) -> dict[str, Any]:
+    """A string the gateway reads: no control characters (``gateway.api.schemas``)."""
+    return string(max_length, pattern=TEXT_PATTERN, **extra)
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or ``null``: the gateway reads a ``null`` field as one left out."""
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {**schema, "type": [kind, "null"]}
+    if "oneOf" in schema:
+        return {**schema, "oneOf": [*schema["oneOf"], {"type": "null"}]}
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def writable(schema: dict[str, Any]) -> dict[str, Any]:
+    """A request body's schema: each optional field may also be ``null`` (= left out)."""
+    required = set(schema.get("required", ()))
+    props = schema["properties"]
+    return {
+        **schema,
+        "properties": {k: v if k in required else nullable(v) for k, v in props.items()},
+    }
+
+
+ADDRESS = writable(
+    {
+        "type": "object",
+        "description": (
+            "A civic address in the carrier's fields (USPS Publication 28 abbreviations)."
+        ),
+        "additionalProperties": False,
+        "properties": {
+            "houseNumber": text(255),
+            "houseSuffix": text(255),
+            "prefixDirectional": text(255),
+            "streetName": text(255),
+            "streetSuffix": text(255),
+            "postDirectional": text(255),
+            "addressLine2": text(60, description="Suite, floor, room: shown to the PSAP."),
+            "city": text(255),
+            "stateCode": text(255),
+            "zip": text(255),
+            "plusFour": text(255),
+            "country": text(255, description="US or CA."),
+        },
+    }
+)
+
+ENDPOINT: dict[str, Any] = {
+    "type": "object",
+    "description": "A device's 911 record at the carrier.",
+    "additionalProperties": False,
+    "properties": {
+        "endpointId": string(64, description="Derived from the AEUI when left out on create."),
+        "alternateEndUserId": string(30),
+        "callerName": string(50),
+        "locationId": string(32),
+        "telephoneNumber": string(32),
+        "activated": {"type": "boolean"},
+    },
+}
+
+#: IDs the gateway accepts in a body (``gateway.api.schemas.ID_PATTERN``, ``LOCATION_ID_PATTERN``).
+ID_PATTERN = f"^{ID_RE.pattern}{END}"
+LOCATION_ID_PATTERN = f"^{LOCATION_ID_RE.pattern}{END}"
+
+#: A device's identity, held to one set of rules in a report and an admin's endpoint.
+AEUI = string(
+    30,
+    minLength=1,
+    pattern=AEUI_PATTERN,
+    description="The device's AEUI: no control characters, no surrounding spaces.",
+)
+CALLER_NAME = string(
+    50,
+    minLength=1,
+    pattern=CALLER_NAME_PATTERN,
+    description="Shown to the PSAP: no control or invisible format characters.",
+)
+CALLBACK_NUMBER = string(
+    32,
+    pattern=CALLBACK_NUMBER_PATTERN,
+    description="Callback number: +1 and an area code of the US, its territories "
+    "or Canada (N11, N9X, 37X, 96X and other NANP countries' are refused); "
+    "separators allowed, stored as E.164.",
+)
+
+#: What the admin API requires of an endpoint: each field there and not empty.
+ENDPOINT_REQUIRED = ["alternateEndUserId", "callerName", "telephoneNumber", "locationId"]
+
+ENDPOINT_WRITE = writable(
+    {
+        **ENDPOINT,
+        "description": (
+            "A device's 911 record to write. Its AEUI, caller name and callback number follow "
+            "a location report's rules, and its number's ownership too (409 "
+            "`/problems/number-owned` when another device owns it)."
+        ),
+        "required": ENDPOINT_REQUIRED,
+        "properties": {
+            **ENDPOINT["properties"],
+            "alternateEndUserId": AEUI,
+            # A body the admin API reads refuses control characters in every field, at the
+            # name's edges too (a report strips them).
+            "callerName": {**CALLER_NAME, "allOf": [{"pattern": TEXT_PATTERN}]},
+            "telephoneNumber": CALLBACK_NUMBER,
+            "locationId": text(32, minLength=1),
+            "endpointId": string(
+                64,
+                pattern=ID_PATTERN,
+                description="Derived from the AEUI when left out on create.",
+            ),
+        },
+    }
+)
+
+#: ``PUT``: the ID is the path's. (The body may repeat it, equal, as a ``GET`` answered it.)
+ENDPOINT_REPLACE = {
+    **ENDPOINT_WRITE,
+    "description": "The endpoint's fields; its ID is the path's.",
+    "properties": {k: v for k, v in ENDPOINT_WRITE["properties"].items() if k != "endpointId"},
+}
+
+LOCATION: dict[str, Any] = {
+    "type": "object",
+    "description": "A validated civic location at the carrier.",
+    "additionalProperties": False,
+    "properties": {
+        "locationId": string(32, description="Derived from the address when left out on create."),
+        "description": string(255),
+        "address": ref("Address"),
+        "status": {
+            "type": "string",
+            "description": "Set by the carrier: VALID, INVALID, GEOCODED.",
+        },
+        "latitude": {"type": "number", "format": "double"},
+        "longitude": {"type": "number", "format": "double"},
+    },
+}
+
+#: Latitude and longitude go together, or not at all (``null`` counts as left out).
+COORDINATE_PAIR = [
+    {
+        "required": ["latitude", "longitude"],
+        "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}},
+    },
+    {"properties": {"latitude": {"type": "null"}, "longitude": {"type": "null"}}},
+]
+
+LOCATION_WRITE = writable(
+    {
+        "type": "object",
+        "description": "A location to create: an address, and coordinates (both or neither).",
+        "additionalProperties": False,
+        "required": ["address"],
+        "anyOf": COORDINATE_PAIR,
+        "properties": {
+            **{k: v for k, v in LOCATION["properties"].items() if k != "status"},
+            "locationId": string(
+                32,
+                pattern=LOCATION_ID_PATTERN,
+                description="Derived from the address when left out on create.",
+            ),
+            "description": text(255),
+            "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+            "longitude": {"type": "number", "minimum": -180, "maximum": 180},
+        },
+    }
+)
+
+LOCATION_REPLACE = {
+    **LOCATION_WRITE,
+    "description": "The location's fields; its ID is the path's.",
+    "properties": {k: v for k, v in LOCATION_WRITE["properties"].items() if k != "locationId"},
+}
+
+RECIPIENT = {
+    "type": "object",
+    "description": "Someone told when a 911 call is placed (Kari's Law).",
+    "additionalProperties": False,
+    "properties": {
+        "id": string(64),
+        "emailAddress": string(255),
+        "phoneNumber": string(32),
+        "description": string(255),
+    },
+}
+
+RECIPIENT_WRITE = writable(
+    {
+        **RECIPIENT,
+        "description": "A recipient to create: an email address, a phone number, or both.",
+        "anyOf": [
+            {"required": ["emailAddress"], "properties": {"emailAddress": {"type": "string"}}},
+            {
+                "required": ["phoneNumber"],
+                "properties": {"phoneNumber": {"type": "string", "minLength": 1}},
+            },
+        ],
+        "properties": {
+            "id": string(64, pattern=ID_PATTERN),
+            "emailAddress": string(255, pattern=EMAIL_PATTERN, description="user@example.com"),
+            "phoneNumber": text(32),
+            "description": text(255),
+        },
+    }
+)
+
+PROBLEM = {
+    "type": "object",
+    "description": "RFC 9457 problem details.",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": f"What is wrong, field by field: at most {MAX_ERRORS} of them.",
+            "maxItems": MAX_ERRORS,
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+        "errorsOmitted": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "How many more field errors there were.",
+        },
+    },
+}
+
+
+FIELD_ERRORS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["field", "message"],
+        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+    },
+}
+
+GEO = writable(
+    {
+        "type": "object",
+        "description": "The device's own GPS fix.",
+        "additionalProperties": False,
+        "required": ["latitude", "longitude"],
+        "properties": {
+            "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+            "longitude": {"type": "number", "minimum": -180, "maximum": 180},
+            "accuracyMeters": {"type": "number", "minimum": 0, "maximum": 1000000},
+        },
+    }
+)
+
+FREE_FORM = (
+    "one free-form line: US or Canadian, the city set off by commas for Canada "
+    "(`290 Bremner Blvd, Toronto, ON M5V 3L9`)"
+)
+
+ADDRESS_INPUT = {
+    "description": f"The seed's address object, or {FREE_FORM}.",
+    "oneOf": [ref("Address"), text(500, minLength=1)],
+}
+
+#: ``/v1/addresses/validate`` gives a verdict on any line: an empty one is ``valid: false``.
+VALIDATE_INPUT = {
+    "description": f"The seed's address object, or {FREE_FORM}.",
+    "oneOf": [ref("Address"), text(500)],
+}
+
+REPORT = writable(
+    {
+        "type": "object",
+        "description": "Where a device is now. Send `address`, `geo`, or both.",
+        "additionalProperties": False,
+        "required": ["alternateEndUserId", "callerName", "telephoneNumber", "observedAt"],
+        "anyOf": [
+            {"required": ["address"], "properties": {"address": {"type": ["object", "string"]}}},
+            {"required": ["geo"], "properties": {"geo": {"type": "object"}}},
+        ],
+        "properties": {
+            "alternateEndUserId": AEUI,
+            "callerName": CALLER_NAME,
+            "telephoneNumber": CALLBACK_NUMBER,
+            "observedAt": string(
+                64,
+                format="date-time",
+                pattern=OBSERVED_AT_PATTERN,
+                description="RFC 3339, with offset, from the year 1000, at most "
+                "`GATEWAY_OBSERVED_AT_MAX_FUTURE` (120 s) ahead of the gateway's clock (else "
+                "`/problems/clock-skew`).",
+            ),
+            "address": ADDRESS_INPUT,
+            "geo": GEO,
+        },
+    }
+)
+
+NULLABLE_NUMBER = {"type": ["number", "null"]}
+
+#: ``gateway.geocoding.results.Precision``: one vocabulary wherever coordinates are given.
+PRECISION = {
+    "oneOf": [
+        {
+            "type": "string",
+            "enum": ["gps", "street", "postal", "locality"],
+            "description": (
+                "How precise `latitude`/`longitude` are: `gps` the device's own fix, `street` "
+                "a street-level geocode of its address, `postal` a ZIP centroid, `locality` a "
+                "city or coarser. Only `gps` and `street` locate a caller (the call-time query, "
+                "PIDF-LO and HELD give no position for the others)."
+            ),
+        },
+        {"type": "null", "description": "No coordinates."},
+    ]
+}
+
+#: The coordinates of every JSON answer that carries some (``coordinates_json``).
+COORDINATES_PROPS = {
+    "latitude": NULLABLE_NUMBER,
+    "longitude": NULLABLE_NUMBER,
+    "precision": PRECISION,
+    "radiusMeters": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "description": (
+            "The radius that covers the coordinates' uncertainty, as PIDF-LO and HELD give it "
+            "(a Circle) and the call-time query (`radius`): a `gps` fix's accuracy (50 without "
+            "one), 50 for `street`, null for coarser precisions."
+        ),
+    },
+}
+
+BINDING_PROPS = {
+    "alternateEndUserId": {"type": "string"},
+    "endpointId": {"type": "string"},
+    "locationId": {"type": "string"},
+    "status": {"type": ["string", "null"]},
+    "address": {"oneOf": [ref("Address"), {"type": "null"}]},
+    **COORDINATES_PROPS,
+    "callerName": {"type": "string"},
+    "telephoneNumber": {"type": "string"},
+    "observedAt": {
+        "type": ["string", "null"],
+        "description": "When the device observed this location; null when not known.",
+    },
+}
+
+CHANGE = {"type": "string", "enum": ["created", "updated", "unchanged"]}
+
+DEVICE_LOCATION = {
+    "type": "object",
+    "description": (
+        "What the carrier holds for a device, with the device's own coordinates (never "
+        "another device's fix, nor the carrier's geocode) and their precision."
+    ),
+    "required": ["alternateEndUserId", "endpointId", "locationId", "precision"],
+    "properties": BINDING_PROPS,
+}
+
+REPORT_RESULT = {
+    "type": "object",
+    "description": "What the carrier now holds for the device, and what changed.",
+    "required": [
+        "alternateEndUserId",
+        "endpointId",
+        "locationId",
+        "changes",
+        "observedAt",
+        "precision",
+    ],
+    "properties": {
+        **BINDING_PROPS,
+        "changes": {
+            "type": "object",
+            "required": ["location", "endpoint"],
+            "properties": {"location": CHANGE, "endpoint": CHANGE},
+        },
+        "warnings": FIELD_ERRORS,
+    },
+}
+
+#: The address as read when it is not valid: the canonical spelling of what was sent, which
+#: may still break the carrier's limits (``errors`` says where), so no length limits here.
+ADDRESS_AS_READ = {
+    "type": "object",
+    "description": "The address as the gateway reads it; `errors` names what is wrong.",
+    "additionalProperties": False,
+    "properties": {name: {"type": "string"} for name in ADDRESS["properties"]},
+}
+
+VALIDATION_RESULT = {
+    "type": "object",
+    "required": ["valid", "address", "precision", "errors", "suggestions"],
+    # A valid verdict's address is one the carrier takes; an invalid one's is only as read.
+    "if": {"required": ["valid"], "properties": {"valid": {"const": True}}},
+    "then": {"properties": {"address": ref("Address")}},
+    "properties": {
+        "valid": {"type": "boolean"},
+        "address": {"oneOf": [ADDRESS_AS_READ, {"type": "null"}]},
+        **COORDINATES_PROPS,
+        "errors": FIELD_ERRORS,
+        "warnings": FIELD_ERRORS,
+        "suggestions": {"type": "array", "items": ref("Address")},
+    },
+}
+
+HISTORY_ENTRY = {
+    "type": "object",
+    "required": ["id", "at", "kind", "source", "credential"],
+    "properties": {
+        "id": {"type": "integer"},
+        "at": {"type": "string", "format": "date-time"},
+        "kind": {
+            "type": "string",
+            "description": (
+                "A device: applied (the carrier took a report), repaired, admin_edit, deleted "
+                "(an admin deleted its endpoint), coordinates_conflict (a fix contradicted the "
+                "address), emergency_query. A number: number_owned, number_assigned, "
+                "number_shared, number_released. A location: location_created, "
+                "location_updated, location_deleted, location_lost (the carrier no longer "
+                "held it)."
+            ),
+        },
+        "source": {"type": "string"},
+        "credential": {"type": "string", "description": "Which credential acted (never a secret)."},
+        "observedAt": {"type": ["string", "null"]},
+        "fromLocationId": {"type": ["string", "null"]},
+        "toLocationId": {"type": ["string", "null"]},
+        "before": {"type": ["object", "null"]},
+        "after": {"type": ["object", "null"]},
+    },
+}
+
+
+def history_of(key: str, description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": description,
+        "required": [key, "entries", "nextBefore"],
+        "properties": {
+            key: {"type": "string"},
+            "entries": {"type": "array", "items": ref("HistoryEntry")},
+            "nextBefore": {"type": ["integer", "null"]},
+        },
+    }
+
+
+HISTORY = history_of("alternateEndUserId", "A page of a device's history.")
+
+NUMBER = {
+    "type": "object",
+    "description": (
+        "Who may use a callback number: its owner (the first device to hold it, or the one an "
+        "admin assigned), or every device when it is shared; and the devices holding it."
+    ),
+    "required": ["telephoneNumber", "owner", "shared", "updatedAt", "devices"],
+    "properties": {
+        "telephoneNumber": {"type": "string"},
+        "owner": {"type": ["string", "null"], "description": "The owner's AEUI; null: none."},
+        "shared": {"type": "boolean"},
+        "updatedAt": {"type": ["string", "null"], "format": "date-time"},
+        "devices": {
+            "type": "array",
+            "description": "The devices whose binding holds the number (at most 100).",
+            "items": {
+                "type": "object",
+                "required": ["alternateEndUserId", "mayUse", "attested"],
+                "properties": {
+                    "alternateEndUserId": {"type": "string"},
+                    "mayUse": {
+                        "type": "boolean",
+                        "description": "The call-time query may answer this device.",
+                    },
+                    "attested": {
+                        "type": "boolean",
+                        "description": "Its device token's phone_number claim vouches for it.",
+                    },
+                },
+            },
+        },
+    },
+}
+
+NUMBER_WRITE = {
+    "type": "object",
+    "description": (
+        "Assign the number to a device (`owner`), or mark it `shared` (any device may use it; "
+        "the call-time query answers the one heard from last). DELETE releases it."
+    ),
+    "additionalProperties": False,
+    "properties": {
+        "owner": {"type": ["string", "null"], "maxLength": 30, "description": "An AEUI."},
+        "shared": {"type": "boolean", "default": False},
+    },
+}
+
+
+EMERGENCY_LOCATION = {
+    "type": "object",
+    "description": (
+        "Where the caller is, as the carrier's Emergency Calling API expects it: `lat`, `lon` "
+        "and `radius` only when the gateway has street-level or GPS coordinates."
+    ),
+    "additionalProperties": False,
+    "required": ["aeui", "location_id"],
+    "properties": {
+        "aeui": {"type": "string", "description": "The device's AEUI."},
+        "location_id": {"type": "string", "description": "The location ID at the carrier."},
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+        "radius": {"type": "integer", "minimum": 1, "description": "Meters (default 50)."},
+        "callback": {"type": "string", "description": "Callback number, E.164."},
+        "name": {"type": "string", "description": "Caller name."},
+    },
+}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Address": ADDRESS,
+    "Endpoint": ENDPOINT,
+    "EndpointWrite": ENDPOINT_WRITE,
+    "EndpointReplace": ENDPOINT_REPLACE,
+    "Location": LOCATION,
+    "LocationWrite": LOCATION_WRITE,
+    "LocationReplace": LOCATION_REPLACE,
+    "NotificationRecipient": RECIPIENT,
+    "NotificationRecipientWrite": RECIPIENT_WRITE,
+    "Problem": PROBLEM,
+    "LocationReport": REPORT,
+    "ReportResult": REPORT_RESULT,
+    "DeviceLocation": DEVICE_LOCATION,
+    "AddressValidation": VALIDATION_RESULT,
+    "DeviceHistory": HISTORY,
+    "HistoryEntry": HISTORY_ENTRY,
+    "NumberHistory": history_of("telephoneNumber", "A page of a number's history."),
+    "LocationHistory": history_of("locationId", "A page of a location's history."),
+    "CallbackNumber": NUMBER,
+    "CallbackNumberWrite": NUMBER_WRITE,
+    "EmergencyLocation": EMERGENCY_LOCATION,
+}
