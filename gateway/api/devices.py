@@ -6,12 +6,13 @@ import asyncio
 import dataclasses
 import functools
 import math
-import re
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,6 +20,16 @@ from starlette.routing import Route
 from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services, services
 from gateway.api.memo import cut
+from gateway.api.models import (
+    CHECK_CLOCK,
+    MAX_CLOCK_SKEW,
+    REPORT_FIELDS,
+    LocationReport,
+    field_errors,
+    in_order,
+    observed_at,
+    telephone_problem,
+)
 from gateway.api.pidf import is_pidf, location_response, prefers_pidf, read_pidf_report
 from gateway.api.problems import Problem
 from gateway.api.schemas import (
@@ -34,12 +45,10 @@ from gateway.api.schemas import (
 )
 from gateway.bandwidth.errors import UpstreamError
 from gateway.bandwidth.models import Address
-from gateway.dlr.address import validate_caller_name
 from gateway.dlr.coordinates import radius_meters
 from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import aeui_problem
-from gateway.dlr.numbers import CALLBACK_NUMBER_RULE, callback_number
-from gateway.dlr.patterns import END
+from gateway.dlr.numbers import callback_number
 from gateway.dlr.pipeline import (
     Binding,
     GeoFix,
@@ -55,45 +64,9 @@ from gateway.jsondump import JSONResponse
 from gateway.store import HistoryEntry, StateStore
 from gateway.store.base import NumberOwned
 
-#: How far ahead of the gateway's clock a device's ``observedAt`` may be, by default
-#: (``GATEWAY_OBSERVED_AT_MAX_FUTURE``).
-MAX_CLOCK_SKEW = timedelta(minutes=2)
-
-_REPORT_FIELDS = {
-    "alternateEndUserId",
-    "callerName",
-    "telephoneNumber",
-    "observedAt",
-    "address",
-    "geo",
-}
-_GEO_FIELDS = {"latitude", "longitude", "accuracyMeters"}
-_REQUIRED = ("alternateEndUserId", "callerName", "telephoneNumber", "observedAt")
-
-#: RFC 3339 ``date-time`` (section 5.6) with an offset, from the year 1000 and without a leap
-#: second (Python has none): ``datetime.fromisoformat`` alone also takes ISO 8601 forms RFC 3339
-#: does not (week dates, basic format, no offset), so the shape is checked first. The API
-#: document carries it as ``observedAt``'s pattern.
-OBSERVED_AT_PATTERN = (
-    r"^[1-9][0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
-    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
-    rf"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]){END}"
-)
-_RFC3339 = re.compile(OBSERVED_AT_PATTERN)
-#: ``observedAt`` ahead of the gateway's clock: not the request's shape, the device's clock.
-_CHECK_CLOCK = "check the device's clock"
-
-
-def _ahead(max_future: timedelta) -> FieldError:
-    return FieldError(
-        "observedAt",
-        f"is more than {max_future.total_seconds():g} s ahead of the gateway's clock; "
-        + _CHECK_CLOCK,
-    )
-
 
 def _is_ahead(error: FieldError) -> bool:
-    return error.field == "observedAt" and error.message.endswith(_CHECK_CLOCK)
+    return error.field == "observedAt" and error.message.endswith(CHECK_CLOCK)
 
 
 _DETAILS = {
@@ -115,89 +88,17 @@ def _problems(errors: Sequence[FieldError], address: Sequence[FieldError] = ()) 
     return Problem(422, _DETAILS[kind], kind, errors=[*errors, *address])
 
 
-def _aeui(value: Any, where: str, errors: list[FieldError]) -> str | None:
-    problem = aeui_problem(value)
-    if problem is not None:
-        errors.append(FieldError(where, problem))
-        return None
-    assert isinstance(value, str)
-    return value
+def _aeui(value: Any) -> str | None:
+    return value if aeui_problem(value) is None else None
 
 
 def telephone(value: Any, where: str, errors: list[FieldError]) -> str | None:
     """A callback number (``callback_number``), as E.164: reports and admin endpoints."""
-    text, reason = check_string(value, where, 32)
-    if reason or text is None:
-        errors.append(FieldError(where, reason or "required"))
+    problem = telephone_problem(value)
+    if problem is not None:
+        errors.append(FieldError(where, problem))
         return None
-    number = callback_number(text)
-    if number is None:
-        errors.append(FieldError(where, CALLBACK_NUMBER_RULE))
-    return number
-
-
-def _observed_at(
-    value: Any, errors: list[FieldError], max_future: timedelta = MAX_CLOCK_SKEW
-) -> datetime | None:
-    text, reason = check_string(value, "observedAt", 64)
-    when: datetime | None = None
-    if not reason and text is not None and _RFC3339.fullmatch(text):
-        when = _parse_rfc3339(text)
-    if when is None or when.tzinfo is None:
-        errors.append(FieldError("observedAt", "expected an RFC 3339 timestamp with an offset"))
-        return None
-    if when - datetime.now(UTC) > max_future:
-        errors.append(_ahead(max_future))
-        return None
-    return when
-
-
-def _parse_rfc3339(text: str) -> datetime | None:
-    """An RFC 3339 timestamp (shape already checked); ``None`` for impossible values."""
-    head, _, rest = text.upper().partition(".")
-    if rest:
-        # Python keeps microseconds: a longer fraction is cut to 6 digits, not rounded.
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        head = f"{head}.{rest[:digits][:6]}{rest[digits:]}"
-    try:
-        when = datetime.fromisoformat(head.replace("Z", "+00:00"))
-        when.astimezone(UTC)  # a year-1 time east of UTC has no UTC instant
-    except (ValueError, OverflowError):
-        return None
-    return when
-
-
-def _number(
-    body: dict[str, Any], key: str, low: float, high: float, errors: list[FieldError]
-) -> float | None:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        errors.append(FieldError(f"geo.{key}", "expected a number"))
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an integer with hundreds of digits
-        number = math.inf
-    if not (math.isfinite(number) and low <= number <= high):
-        errors.append(FieldError(f"geo.{key}", f"expected a number from {low:g} to {high:g}"))
-        return None
-    return number
-
-
-def _geo(value: Any, errors: list[FieldError]) -> GeoFix | None:
-    if not isinstance(value, dict):
-        errors.append(FieldError("geo", "expected an object"))
-        return None
-    for key in value.keys() - _GEO_FIELDS:
-        errors.append(FieldError(f"geo.{key}", "unknown field"))
-    latitude = _number(value, "latitude", -90, 90, errors)
-    longitude = _number(value, "longitude", -180, 180, errors)
-    accuracy = None
-    if value.get("accuracyMeters") is not None:
-        accuracy = _number(value, "accuracyMeters", 0, 1_000_000, errors)
-    if latitude is None or longitude is None:
-        return None
-    return GeoFix(latitude, longitude, accuracy)
+    return callback_number(value)
 
 
 def _address_input(value: Any, errors: list[FieldError]) -> Any:
@@ -218,58 +119,36 @@ def _address_input(value: Any, errors: list[FieldError]) -> Any:
     return None
 
 
-def _given(body: dict[str, Any], key: str) -> bool:
+def _given(body: Mapping[str, Any], key: str) -> bool:
     return body.get(key) is not None
 
 
 def parse_report(data: Any, *, max_future: timedelta = MAX_CLOCK_SKEW) -> Report:
-    """A report from a decoded body, or a 422 naming every field that is wrong.
-
-    A field that is present is checked by its value, never by its truthiness (``""``, ``0``
-    and ``false`` are wrong values, not missing ones); ``null`` counts as missing.
-    ``observedAt`` may be at most ``max_future`` ahead of the gateway's clock.
-    """
-    body = dict(require_object(data))
-    errors: list[FieldError] = [
-        FieldError(key, "unknown field") for key in sorted(body.keys() - _REPORT_FIELDS)
-    ]
-    for key in _REQUIRED:
-        if not _given(body, key):
-            errors.append(FieldError(key, "required"))
-    aeui = (
-        _aeui(body["alternateEndUserId"], "alternateEndUserId", errors)
-        if _given(body, "alternateEndUserId")
-        else None
-    )
-    caller = body.get("callerName")
-    if caller is not None:
-        bad = validate_caller_name(caller)
-        if bad is not None:
-            errors.append(bad)
-    number = (
-        telephone(body["telephoneNumber"], "telephoneNumber", errors)
-        if _given(body, "telephoneNumber")
-        else None
-    )
-    observed = (
-        _observed_at(body["observedAt"], errors, max_future) if _given(body, "observedAt") else None
-    )
-    address = _address_input(body["address"], errors) if _given(body, "address") else None
-    geo = _geo(body["geo"], errors) if _given(body, "geo") else None
-    if not _given(body, "address") and not _given(body, "geo"):
+    """A report from a decoded body (``LocationReport``), or a 422 naming every field that
+    is wrong. ``null`` counts as missing; ``observedAt`` may be at most ``max_future`` ahead
+    of the gateway's clock."""
+    body = {
+        k: v for k, v in require_object(data).items() if v is not None or k not in REPORT_FIELDS
+    }
+    errors: list[FieldError] = []
+    try:
+        model = LocationReport.model_validate(body, context={"max_future": max_future})
+    except ValidationError as exc:
+        model = None
+        errors = field_errors(exc)
+    address = _address_input(body["address"], errors) if "address" in body else None
+    if "address" not in body and "geo" not in body:
         errors.append(FieldError("address", "send an address, a geo fix, or both"))
-    if errors:
-        raise _problems(errors)
-    if aeui is None or number is None or observed is None or not isinstance(caller, str):
-        # Unreachable: each of these either parsed or added an error above.
-        raise _problems([FieldError("body", "cannot be read")])
+    if errors or model is None:
+        raise _problems(in_order(errors, REPORT_FIELDS) or [FieldError("body", "cannot be read")])
+    geo = model.geo
     return Report(
-        alternate_end_user_id=aeui,
-        caller_name=caller.strip(),
-        telephone_number=number,
-        observed_at=observed,
+        alternate_end_user_id=model.alternate_end_user_id,
+        caller_name=model.caller_name,
+        telephone_number=model.telephone_number,
+        observed_at=model.observed_at,
         address=address,
-        geo=geo,
+        geo=GeoFix(geo.latitude, geo.longitude, geo.accuracy_meters) if geo else None,
     )
 
 
@@ -409,10 +288,10 @@ async def _read_report(
     if memo is not None:
         known = s.report_memo.get(memo.template)
         if known is not None:
-            errors: list[FieldError] = []
-            when = _observed_at(memo.observed_at, errors, _max_future(s))
-            if when is None:
-                raise _problems(errors)
+            try:
+                when = observed_at(memo.observed_at, _max_future(s))
+            except PydanticCustomError as exc:
+                raise _problems([FieldError("observedAt", str(exc))]) from None
             return known.seen_at(when), _NO_SOURCE
     source = ReportSource(decode_json(body))
     report = _parse_source(source, s.normalize, _max_future(s))
@@ -543,8 +422,7 @@ def limit_reads(s: Services, aeui: str) -> None:
 async def device_location(request: Request) -> Response:
     s = services(request)
     principal = _authorized(request, s)
-    errors: list[FieldError] = []
-    aeui = _aeui(request.path_params["alternate_end_user_id"], "alternateEndUserId", errors)
+    aeui = _aeui(request.path_params["alternate_end_user_id"])
     if aeui is None:
         raise Problem(404, "There is no device with that ID.")
     _may_act(principal, aeui)
@@ -633,8 +511,7 @@ async def device_history(request: Request) -> Response:
     """Every change applied to a device's binding, newest first, a page at a time."""
     s = services(request)
     principal = _authorized(request, s)
-    errors: list[FieldError] = []
-    aeui = _aeui(request.path_params["alternate_end_user_id"], "alternateEndUserId", errors)
+    aeui = _aeui(request.path_params["alternate_end_user_id"])
     if aeui is None:
         raise Problem(404, "There is no device with that ID.")
     _may_act(principal, aeui)

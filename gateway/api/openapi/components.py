@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.api.admin import EMAIL_PATTERN
-from gateway.api.devices import OBSERVED_AT_PATTERN
+from gateway.api.models import (
+    AEUI_SCHEMA as AEUI,
+)
+from gateway.api.models import (
+    CALLBACK_NUMBER_SCHEMA as CALLBACK_NUMBER,
+)
+from gateway.api.models import (
+    CALLER_NAME_SCHEMA as CALLER_NAME,
+)
+from gateway.api.models import (
+    LocationReport,
+    address_input_schema,
+    components,
+)
 from gateway.api.problems import MAX_ERRORS
 from gateway.api.schemas import ID_PATTERN as ID_RE
 from gateway.api.schemas import LOCATION_ID_PATTERN as LOCATION_ID_RE
-from gateway.dlr.address import CALLER_NAME_PATTERN
-from gateway.dlr.identity import AEUI_PATTERN
-from gateway.dlr.numbers import CALLBACK_NUMBER_PATTERN
 from gateway.dlr.patterns import END, TEXT_PATTERN
 
 
@@ -89,27 +99,6 @@ ENDPOINT: dict[str, Any] = {
 #: IDs the gateway accepts in a body (``gateway.api.schemas.ID_PATTERN``, ``LOCATION_ID_PATTERN``).
 ID_PATTERN = f"^{ID_RE.pattern}{END}"
 LOCATION_ID_PATTERN = f"^{LOCATION_ID_RE.pattern}{END}"
-
-#: A device's identity, held to one set of rules in a report and an admin's endpoint.
-AEUI = string(
-    30,
-    minLength=1,
-    pattern=AEUI_PATTERN,
-    description="The device's AEUI: no control characters, no surrounding spaces.",
-)
-CALLER_NAME = string(
-    50,
-    minLength=1,
-    pattern=CALLER_NAME_PATTERN,
-    description="Shown to the PSAP: no control or invisible format characters.",
-)
-CALLBACK_NUMBER = string(
-    32,
-    pattern=CALLBACK_NUMBER_PATTERN,
-    description="Callback number: +1 and an area code of the US, its territories "
-    "or Canada (N11, N9X, 37X, 96X and other NANP countries' are refused); "
-    "separators allowed, stored as E.164.",
-)
 
 #: What the admin API requires of an endpoint: each field there and not empty.
 ENDPOINT_REQUIRED = ["alternateEndUserId", "callerName", "telephoneNumber", "locationId"]
@@ -270,63 +259,8 @@ FIELD_ERRORS = {
     },
 }
 
-GEO = writable(
-    {
-        "type": "object",
-        "description": "The device's own GPS fix.",
-        "additionalProperties": False,
-        "required": ["latitude", "longitude"],
-        "properties": {
-            "latitude": {"type": "number", "minimum": -90, "maximum": 90},
-            "longitude": {"type": "number", "minimum": -180, "maximum": 180},
-            "accuracyMeters": {"type": "number", "minimum": 0, "maximum": 1000000},
-        },
-    }
-)
-
-FREE_FORM = (
-    "one free-form line: US or Canadian, the city set off by commas for Canada "
-    "(`290 Bremner Blvd, Toronto, ON M5V 3L9`)"
-)
-
-ADDRESS_INPUT = {
-    "description": f"The seed's address object, or {FREE_FORM}.",
-    "oneOf": [ref("Address"), text(500, minLength=1)],
-}
-
 #: ``/v1/addresses/validate`` gives a verdict on any line: an empty one is ``valid: false``.
-VALIDATE_INPUT = {
-    "description": f"The seed's address object, or {FREE_FORM}.",
-    "oneOf": [ref("Address"), text(500)],
-}
-
-REPORT = writable(
-    {
-        "type": "object",
-        "description": "Where a device is now. Send `address`, `geo`, or both.",
-        "additionalProperties": False,
-        "required": ["alternateEndUserId", "callerName", "telephoneNumber", "observedAt"],
-        "anyOf": [
-            {"required": ["address"], "properties": {"address": {"type": ["object", "string"]}}},
-            {"required": ["geo"], "properties": {"geo": {"type": "object"}}},
-        ],
-        "properties": {
-            "alternateEndUserId": AEUI,
-            "callerName": CALLER_NAME,
-            "telephoneNumber": CALLBACK_NUMBER,
-            "observedAt": string(
-                64,
-                format="date-time",
-                pattern=OBSERVED_AT_PATTERN,
-                description="RFC 3339, with offset, from the year 1000, at most "
-                "`GATEWAY_OBSERVED_AT_MAX_FUTURE` (120 s) ahead of the gateway's clock (else "
-                "`/problems/clock-skew`).",
-            ),
-            "address": ADDRESS_INPUT,
-            "geo": GEO,
-        },
-    }
-)
+VALIDATE_INPUT = address_input_schema(0)
 
 NULLABLE_NUMBER = {"type": ["number", "null"]}
 
@@ -559,7 +493,7 @@ SCHEMAS: dict[str, Any] = {
     "NotificationRecipient": RECIPIENT,
     "NotificationRecipientWrite": RECIPIENT_WRITE,
     "Problem": PROBLEM,
-    "LocationReport": REPORT,
+    **components(LocationReport),
     "ReportResult": REPORT_RESULT,
     "DeviceLocation": DEVICE_LOCATION,
     "AddressValidation": VALIDATION_RESULT,
