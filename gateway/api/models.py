@@ -304,6 +304,12 @@ class _Plain(GenerateJsonSchema):
         value.pop("title", None)
         return value
 
+    def dataclass_schema(self, schema: core_schema.DataclassSchema) -> JsonSchemaValue:
+        value = super().dataclass_schema(schema)
+        value.pop("title", None)
+        value.pop("additionalProperties", None)
+        return value
+
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
         value = super().default_schema(schema)
         if value.get("default", ...) is None:
@@ -311,16 +317,17 @@ class _Plain(GenerateJsonSchema):
         return value
 
 
-def components(*models: type[BaseModel]) -> dict[str, Any]:
-    """The models' JSON schemas, and those of the models they hold, by name, for the API
-    document's components."""
+def components(*models: type[BaseModel], **names: type[BaseModel]) -> dict[str, Any]:
+    """The models' JSON schemas (``names``: under another name), and those of the models
+    they hold, by name, for the API document's components."""
     found: dict[str, Any] = {}
-    for model in models:
+    named = [(m.__name__, m) for m in models] + list(names.items())
+    for name, model in named:
         schema = model.model_json_schema(
             by_alias=True, schema_generator=_Plain, ref_template="#/components/schemas/{model}"
         )
         found.update(schema.pop("$defs", {}))
-        found[model.__name__] = schema
+        found[name] = schema
     refs: dict[str, Any] = _refs(found)
     return refs
 

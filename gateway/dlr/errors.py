@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class FieldError:
-    """``field`` as the sender named it (``address.zip``, ``civicAddress.PC``), and why."""
+    """A field as the sender named it (`address.zip`, `civicAddress.PC`), and what is wrong."""
 
     field: str
     message: str

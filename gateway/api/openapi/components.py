@@ -19,7 +19,7 @@ from gateway.api.models import (
     address_input_schema,
     components,
 )
-from gateway.api.problems import MAX_ERRORS
+from gateway.api.problems import ProblemDetails
 from gateway.api.schemas import ID_PATTERN as ID_RE
 from gateway.api.schemas import LOCATION_ID_PATTERN as LOCATION_ID_RE
 from gateway.dlr.patterns import END, TEXT_PATTERN
@@ -221,43 +221,8 @@ RECIPIENT_WRITE = writable(
     }
 )
 
-PROBLEM = {
-    "type": "object",
-    "description": "RFC 9457 problem details.",
-    "required": ["type", "title", "status"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "description": f"What is wrong, field by field: at most {MAX_ERRORS} of them.",
-            "maxItems": MAX_ERRORS,
-            "items": {
-                "type": "object",
-                "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-            },
-        },
-        "errorsOmitted": {
-            "type": "integer",
-            "minimum": 1,
-            "description": "How many more field errors there were.",
-        },
-    },
-}
 
-
-FIELD_ERRORS = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "required": ["field", "message"],
-        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-    },
-}
+FIELD_ERRORS = {"type": "array", "items": ref("FieldError")}
 
 #: ``/v1/addresses/validate`` gives a verdict on any line: an empty one is ``valid: false``.
 VALIDATE_INPUT = address_input_schema(0)
@@ -492,7 +457,7 @@ SCHEMAS: dict[str, Any] = {
     "LocationReplace": LOCATION_REPLACE,
     "NotificationRecipient": RECIPIENT,
     "NotificationRecipientWrite": RECIPIENT_WRITE,
-    "Problem": PROBLEM,
+    **components(Problem=ProblemDetails),
     **components(LocationReport),
     "ReportResult": REPORT_RESULT,
     "DeviceLocation": DEVICE_LOCATION,
