@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.answers import Changes, DeviceLocation, ReportResult, model_response
 from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services, services
 from gateway.api.memo import cut
@@ -183,7 +184,7 @@ def coordinates_json(
     }
 
 
-def binding_json(binding: Binding) -> dict[str, Any]:
+def _binding_fields(binding: Binding) -> dict[str, Any]:
     return {
         "alternateEndUserId": binding.alternate_end_user_id,
         "endpointId": binding.endpoint_id,
@@ -202,14 +203,15 @@ def binding_json(binding: Binding) -> dict[str, Any]:
     }
 
 
-def outcome_json(outcome: Outcome, source: ReportSource | None = None) -> dict[str, Any]:
-    body = binding_json(outcome.binding)
-    body["changes"] = {"location": outcome.location.value, "endpoint": outcome.endpoint.value}
+def report_result(outcome: Outcome, source: ReportSource | None = None) -> ReportResult:
     warnings: list[FieldError] = list(outcome.warnings)
     if source is not None:
         warnings = [*source.warnings, *source.renamed(warnings)]
-    body["warnings"] = [{"field": w.field, "message": w.message} for w in warnings]
-    return body
+    return ReportResult(
+        **_binding_fields(outcome.binding),
+        changes=Changes(location=outcome.location, endpoint=outcome.endpoint),
+        warnings=warnings,
+    )
 
 
 def _unroutable(exc: Unroutable, source: ReportSource | None = None) -> Problem:
@@ -393,7 +395,7 @@ async def location_report(request: Request) -> Response:
             result = "upstream_unavailable"
             raise
         result = "applied" if outcome.changed else "unchanged"
-        return JSONResponse(outcome_json(outcome, source))
+        return model_response(report_result(outcome, source))
     except Problem as exc:
         if result == "error":
             unroutable = exc.kind == "unroutable-address"
@@ -432,7 +434,7 @@ async def device_location(request: Request) -> Response:
         raise Problem(404, "No location is registered for this device.")
     if prefers_pidf(request.headers.get("accept", "")):
         return location_response(request, binding)
-    return JSONResponse(binding_json(binding))
+    return model_response(DeviceLocation(**_binding_fields(binding)))
 
 
 async def validate_address(request: Request) -> Response:

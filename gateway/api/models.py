@@ -328,6 +328,10 @@ def components(*models: type[BaseModel], **names: type[BaseModel]) -> dict[str, 
         )
         found.update(schema.pop("$defs", {}))
         found[name] = schema
+    for schema in found.values():
+        schema.pop("title", None)  # the component's name
+        if "description" in schema:  # a docstring, as one paragraph
+            schema["description"] = " ".join(schema["description"].split())
     refs: dict[str, Any] = _refs(found)
     return refs
 

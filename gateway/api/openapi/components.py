@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.api.admin import EMAIL_PATTERN
+from gateway.api.answers import PRECISION_SCHEMA, RADIUS_SCHEMA, DeviceLocation, ReportResult
 from gateway.api.models import (
     AEUI_SCHEMA as AEUI,
 )
@@ -229,86 +230,12 @@ VALIDATE_INPUT = address_input_schema(0)
 
 NULLABLE_NUMBER = {"type": ["number", "null"]}
 
-#: ``gateway.geocoding.results.Precision``: one vocabulary wherever coordinates are given.
-PRECISION = {
-    "oneOf": [
-        {
-            "type": "string",
-            "enum": ["gps", "street", "postal", "locality"],
-            "description": (
-                "How precise `latitude`/`longitude` are: `gps` the device's own fix, `street` "
-                "a street-level geocode of its address, `postal` a ZIP centroid, `locality` a "
-                "city or coarser. Only `gps` and `street` locate a caller (the call-time query, "
-                "PIDF-LO and HELD give no position for the others)."
-            ),
-        },
-        {"type": "null", "description": "No coordinates."},
-    ]
-}
-
 #: The coordinates of every JSON answer that carries some (``coordinates_json``).
 COORDINATES_PROPS = {
     "latitude": NULLABLE_NUMBER,
     "longitude": NULLABLE_NUMBER,
-    "precision": PRECISION,
-    "radiusMeters": {
-        "type": ["integer", "null"],
-        "minimum": 1,
-        "description": (
-            "The radius that covers the coordinates' uncertainty, as PIDF-LO and HELD give it "
-            "(a Circle) and the call-time query (`radius`): a `gps` fix's accuracy (50 without "
-            "one), 50 for `street`, null for coarser precisions."
-        ),
-    },
-}
-
-BINDING_PROPS = {
-    "alternateEndUserId": {"type": "string"},
-    "endpointId": {"type": "string"},
-    "locationId": {"type": "string"},
-    "status": {"type": ["string", "null"]},
-    "address": {"oneOf": [ref("Address"), {"type": "null"}]},
-    **COORDINATES_PROPS,
-    "callerName": {"type": "string"},
-    "telephoneNumber": {"type": "string"},
-    "observedAt": {
-        "type": ["string", "null"],
-        "description": "When the device observed this location; null when not known.",
-    },
-}
-
-CHANGE = {"type": "string", "enum": ["created", "updated", "unchanged"]}
-
-DEVICE_LOCATION = {
-    "type": "object",
-    "description": (
-        "What the carrier holds for a device, with the device's own coordinates (never "
-        "another device's fix, nor the carrier's geocode) and their precision."
-    ),
-    "required": ["alternateEndUserId", "endpointId", "locationId", "precision"],
-    "properties": BINDING_PROPS,
-}
-
-REPORT_RESULT = {
-    "type": "object",
-    "description": "What the carrier now holds for the device, and what changed.",
-    "required": [
-        "alternateEndUserId",
-        "endpointId",
-        "locationId",
-        "changes",
-        "observedAt",
-        "precision",
-    ],
-    "properties": {
-        **BINDING_PROPS,
-        "changes": {
-            "type": "object",
-            "required": ["location", "endpoint"],
-            "properties": {"location": CHANGE, "endpoint": CHANGE},
-        },
-        "warnings": FIELD_ERRORS,
-    },
+    "precision": PRECISION_SCHEMA,
+    "radiusMeters": RADIUS_SCHEMA,
 }
 
 #: The address as read when it is not valid: the canonical spelling of what was sent, which
@@ -459,8 +386,7 @@ SCHEMAS: dict[str, Any] = {
     "NotificationRecipientWrite": RECIPIENT_WRITE,
     **components(Problem=ProblemDetails),
     **components(LocationReport),
-    "ReportResult": REPORT_RESULT,
-    "DeviceLocation": DEVICE_LOCATION,
+    **components(ReportResult, DeviceLocation),
     "AddressValidation": VALIDATION_RESULT,
     "DeviceHistory": HISTORY,
     "HistoryEntry": HISTORY_ENTRY,
