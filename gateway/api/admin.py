@@ -1,6 +1,6 @@
 """The admin JSON face over every operation of the carrier's API, and callback numbers.
 
-Field names and status codes are the seed's; bodies are JSON instead of XML. An endpoint
+Field names and status codes are the carrier's; bodies are JSON instead of XML. An endpoint
 created without an ID gets the one the report pipeline derives from its AEUI, and a
 location created without an ID gets the one derived from its canonical address.
 

@@ -180,7 +180,7 @@ def address_input_schema(min_length: int) -> dict[str, Any]:
     if min_length:
         line["minLength"] = min_length
     return {
-        "description": f"The seed's address object, or {_FREE_FORM}.",
+        "description": f"The carrier's address object, or {_FREE_FORM}.",
         "oneOf": [{"$ref": "#/components/schemas/Address"}, line],
     }
 

@@ -1,4 +1,4 @@
-"""JSON in and out: bounded body reading, and the seed's records as camelCase JSON.
+"""JSON in and out: bounded body reading, and the carrier's records as camelCase JSON.
 
 Reading is strict: unknown fields, wrong types and over-long strings are refused with
 field-level errors, so that nothing the caller did not mean reaches the carrier.
@@ -21,13 +21,14 @@ from gateway.api.problems import Problem
 from gateway.bandwidth.models import Record, wire_name
 from gateway.dlr.errors import FieldError
 from gateway.dlr.patterns import CONTROL_CHARACTERS, SURROGATES
+from gateway.records import record_to_json as record_to_json
 
 R = TypeVar("R", bound=Record)
 
 #: Longest string accepted in any field, unless a field has a tighter limit below.
 MAX_STRING = 255
 
-#: The carrier's published limits (DESIGN.md), by field name.
+#: The carrier's published limits, by field name.
 FIELD_LIMITS = {
     "alternate_end_user_id": 30,
     "caller_name": 50,
@@ -199,22 +200,6 @@ def record_from_json(cls: type[R], data: Any) -> R:
         raise Problem(422, "The body does not match the schema.", errors=errors)
     assert isinstance(record, cls)
     return record
-
-
-def record_to_json(record: Record) -> dict[str, Any]:
-    """The record as camelCase JSON, absent values left out."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        if value is None:
-            continue
-        if isinstance(value, tuple):
-            out[wire_name(f.name)] = [record_to_json(item) for item in value]
-        elif dataclasses.is_dataclass(value):
-            out[wire_name(f.name)] = record_to_json(typing.cast(Record, value))
-        else:
-            out[wire_name(f.name)] = value
-    return out
 
 
 @dataclass(frozen=True, slots=True)
