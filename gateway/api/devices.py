@@ -29,6 +29,7 @@ from gateway.api.models import (
     field_errors,
     in_order,
     observed_at,
+    read_address,
     telephone_problem,
 )
 from gateway.api.pidf import is_pidf, location_response, prefers_pidf, read_pidf_report
@@ -40,7 +41,6 @@ from gateway.api.schemas import (
     is_json,
     read_body,
     read_json,
-    record_from_json,
     record_to_json,
     require_object,
 )
@@ -112,9 +112,9 @@ def _address_input(value: Any, errors: list[FieldError]) -> Any:
         return text
     if isinstance(value, dict):
         try:
-            return record_from_json(Address, value)
-        except Problem as exc:
-            errors.extend(FieldError(f"address.{e.field}", e.message) for e in exc.errors)
+            return read_address(value)
+        except ValidationError as exc:
+            errors.extend(FieldError(f"address.{e.field}", e.message) for e in field_errors(exc))
             return None
     errors.append(FieldError("address", "expected an address object or one free-form string"))
     return None

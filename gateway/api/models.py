@@ -6,12 +6,14 @@ says the same, from the same constants.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -19,11 +21,13 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
+    create_model,
 )
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-from gateway.api.schemas import check_string
+from gateway.api.schemas import FIELD_LIMITS, MAX_STRING, check_string
+from gateway.bandwidth.models import Address, wire_name
 from gateway.dlr.address import CALLER_NAME_PATTERN, validate_caller_name
 from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import AEUI_PATTERN, aeui_problem
@@ -194,6 +198,48 @@ def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=False)
 
 
+def _text(value: str) -> str:
+    _, reason = check_string(value, "", len(value))
+    if reason:
+        raise _refuse(reason)
+    return value
+
+
+#: What the document says of some of the address's fields.
+_ADDRESS_NOTES = {"address_line2": "Suite, floor, room: shown to the PSAP.", "country": "US or CA."}
+
+
+def _address_field(name: str) -> Any:
+    limit = FIELD_LIMITS.get(name, MAX_STRING)
+    kind = Annotated[str, Field(max_length=limit), AfterValidator(_text)]
+    extra: dict[str, Any] = {"pattern": TEXT_PATTERN}
+    info = Field(
+        None, alias=wire_name(name), description=_ADDRESS_NOTES.get(name), json_schema_extra=extra
+    )
+    return (kind | None, info)
+
+
+#: The carrier's ``Address`` as a request names it: its fields, camelCase, each a string of
+#: the carrier's length without control characters.
+AddressInput: type[BaseModel] = create_model(
+    "Address",
+    __config__=_STRICT,
+    __doc__="A civic address in the carrier's fields (USPS Publication 28 abbreviations).",
+    **{f.name: _address_field(f.name) for f in dataclasses.fields(Address)},
+)
+
+
+def read_address(value: Mapping[str, Any]) -> Address:
+    """The address object of a request, or ``ValidationError``."""
+    model = AddressInput.model_validate(
+        {k: v for k, v in value.items() if v is not None or k not in _ADDRESS_KEYS}
+    )
+    return Address(**dict(model))
+
+
+_ADDRESS_KEYS = frozenset(wire_name(f.name) for f in dataclasses.fields(Address))
+
+
 class Geo(BaseModel):
     """The device's own GPS fix."""
 
@@ -272,6 +318,8 @@ def field_errors(exc: ValidationError, bounded: type[BaseModel] = Geo) -> list[F
             )
         elif kind in _RANGE:
             message = "expected a number"
+        elif kind == "string_too_long":
+            message = f"at most {error['ctx']['max_length']} characters"
         else:
             message = _MESSAGES.get(kind, error["msg"])
         found.append(FieldError(path, message))

@@ -16,6 +16,7 @@ from gateway.api.models import (
     CALLER_NAME_SCHEMA as CALLER_NAME,
 )
 from gateway.api.models import (
+    AddressInput,
     LocationReport,
     address_input_schema,
     components,
@@ -58,30 +59,6 @@ def writable(schema: dict[str, Any]) -> dict[str, Any]:
         "properties": {k: v if k in required else nullable(v) for k, v in props.items()},
     }
 
-
-ADDRESS = writable(
-    {
-        "type": "object",
-        "description": (
-            "A civic address in the carrier's fields (USPS Publication 28 abbreviations)."
-        ),
-        "additionalProperties": False,
-        "properties": {
-            "houseNumber": text(255),
-            "houseSuffix": text(255),
-            "prefixDirectional": text(255),
-            "streetName": text(255),
-            "streetSuffix": text(255),
-            "postDirectional": text(255),
-            "addressLine2": text(60, description="Suite, floor, room: shown to the PSAP."),
-            "city": text(255),
-            "stateCode": text(255),
-            "zip": text(255),
-            "plusFour": text(255),
-            "country": text(255, description="US or CA."),
-        },
-    }
-)
 
 ENDPOINT: dict[str, Any] = {
     "type": "object",
@@ -244,7 +221,9 @@ ADDRESS_AS_READ = {
     "type": "object",
     "description": "The address as the gateway reads it; `errors` names what is wrong.",
     "additionalProperties": False,
-    "properties": {name: {"type": "string"} for name in ADDRESS["properties"]},
+    "properties": {
+        info.alias or name: {"type": "string"} for name, info in AddressInput.model_fields.items()
+    },
 }
 
 VALIDATION_RESULT = {
@@ -375,7 +354,7 @@ EMERGENCY_LOCATION = {
 
 
 SCHEMAS: dict[str, Any] = {
-    "Address": ADDRESS,
+    **components(AddressInput),
     "Endpoint": ENDPOINT,
     "EndpointWrite": ENDPOINT_WRITE,
     "EndpointReplace": ENDPOINT_REPLACE,
