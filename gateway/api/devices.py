@@ -31,6 +31,7 @@ from gateway.api.models import (
     observed_at,
     read_address,
     telephone_problem,
+    unreadable_keys,
 )
 from gateway.api.pidf import is_pidf, location_response, prefers_pidf, read_pidf_report
 from gateway.api.problems import Problem
@@ -111,6 +112,8 @@ def _address_input(value: Any, errors: list[FieldError]) -> Any:
             errors.append(FieldError("address", reason))
         return text
     if isinstance(value, dict):
+        value, unreadable = unreadable_keys(value, "address")
+        errors.extend(unreadable)
         try:
             return read_address(value)
         except ValidationError as exc:
@@ -128,15 +131,13 @@ def parse_report(data: Any, *, max_future: timedelta = MAX_CLOCK_SKEW) -> Report
     """A report from a decoded body (``LocationReport``), or a 422 naming every field that
     is wrong. ``null`` counts as missing; ``observedAt`` may be at most ``max_future`` ahead
     of the gateway's clock."""
-    body = {
-        k: v for k, v in require_object(data).items() if v is not None or k not in REPORT_FIELDS
-    }
-    errors: list[FieldError] = []
+    readable, errors = unreadable_keys(require_object(data))
+    body = {k: v for k, v in readable.items() if v is not None or k not in REPORT_FIELDS}
     try:
         model = LocationReport.model_validate(body, context={"max_future": max_future})
     except ValidationError as exc:
         model = None
-        errors = field_errors(exc)
+        errors.extend(field_errors(exc))
     address = _address_input(body["address"], errors) if "address" in body else None
     if "address" not in body and "geo" not in body:
         errors.append(FieldError("address", "send an address, a geo fix, or both"))

@@ -326,6 +326,30 @@ def field_errors(exc: ValidationError, bounded: type[BaseModel] = Geo) -> list[F
     return found
 
 
+def _readable(key: str) -> bool:
+    return key.isascii() or not _SURROGATE.search(key)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unreadable_keys(data: Any, where: str = "") -> tuple[Any, list[FieldError]]:
+    """``data`` without the keys pydantic cannot read (lone surrogates: never a field's
+    name), and an ``unknown field`` error for each, at any depth."""
+    if not isinstance(data, dict):
+        return data, []
+    errors: list[FieldError] = []
+    kept: dict[Any, Any] = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if not _readable(key):
+            errors.append(FieldError(path, "unknown field"))
+            continue
+        kept[key], found = unreadable_keys(value, path)
+        errors.extend(found)
+    return (kept, errors) if errors else (data, [])
+
+
 def in_order(errors: Iterable[FieldError], fields: tuple[str, ...]) -> list[FieldError]:
     """Unknown fields first (by name), then missing ones, then the rest, each group in
     ``fields`` order: one answer reads the same whichever the checks ran first."""

@@ -72,3 +72,13 @@ def test_every_problem_in_one_answer_unknown_fields_first() -> None:
 def test_a_coordinate_out_of_range_says_the_range(latitude: Any, message: str) -> None:
     body = {**VALID, "geo": {"latitude": latitude, "longitude": 0}}
     assert refused(body) == [("geo.latitude", message)]
+
+
+def test_a_key_pydantic_cannot_read_is_an_unknown_field_and_the_rest_is_still_checked() -> None:
+    body = {**VALID, "\ud800": 1, "geo": {"latitude": 1, "longitude": 2, "\udfff": 3}}
+    del body["callerName"]
+    assert refused(body) == [
+        ("\ud800", "unknown field"),
+        ("callerName", "required"),
+        ("geo.\udfff", "unknown field"),
+    ]
