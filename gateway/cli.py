@@ -1,4 +1,4 @@
-"""``dlr-gateway serve | simulator | token | db``: the command line."""
+"""``dlr-gateway serve | simulator | token | db | openapi``: the command line."""
 
 from __future__ import annotations
 
@@ -97,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
         f"{EXIT_DATABASE} when the database cannot be reached"
     )
     db_commands.add_parser("current", help=current, description=current.capitalize() + ".")
+
+    commands.add_parser(
+        "openapi",
+        help="print the API document (OpenAPI 3.1)",
+        description="Print the gateway's API document, as gateway/openapi.json holds it and "
+        "/openapi.json serves it.",
+    )
 
     sim = commands.add_parser(
         "simulator",
@@ -406,6 +413,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(args)
         if args.command == "db":
             return _db(args)
+        if args.command == "openapi":
+            from gateway.api.openapi import render
+
+            sys.stdout.write(render())
+            return 0
     except SettingsError as exc:
         print(f"dlr-gateway: configuration error: {exc}", file=sys.stderr)
         return 2

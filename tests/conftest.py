@@ -1,13 +1,8 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-# Tests import helpers from scripts/ (the OpenAPI builder) without installing them.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 from tests.pg import SKIP_ENV, PostgresServer, running_postgres, skip_requested
 

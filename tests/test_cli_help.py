@@ -25,7 +25,9 @@ COMMANDS = _commands(_parser())
 
 def test_every_command_is_described() -> None:
     names = [name for name, _ in COMMANDS]
-    assert {"serve", "token", "simulator", "db", "db upgrade", "db current"} <= set(names)
+    assert {"serve", "token", "simulator", "db", "db upgrade", "db current", "openapi"} <= set(
+        names
+    )
     for name, parser in COMMANDS:
         if name != "dlr-gateway":
             assert parser.description, name

@@ -1,6 +1,6 @@
 """The admin JSON face over every operation of the carrier's API, and callback numbers.
 
-Field names and status codes are the seed's; bodies are JSON instead of XML. An endpoint
+Field names and status codes are the carrier's; bodies are JSON instead of XML. An endpoint
 created without an ID gets the one the report pipeline derives from its AEUI, and a
 location created without an ID gets the one derived from its canonical address.
 
@@ -26,7 +26,7 @@ from starlette.routing import Route
 from gateway.api.auth import require_admin
 from gateway.api.context import Services, services
 from gateway.api.devices import history_page, number_owned, telephone
-from gateway.api.problems import FieldProblem, Problem
+from gateway.api.problems import Problem
 from gateway.api.schemas import (
     ID_PATTERN,
     LOCATION_ID_PATTERN,
@@ -38,6 +38,7 @@ from gateway.api.schemas import (
 from gateway.bandwidth.errors import UpstreamNotFound
 from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient, wire_name
 from gateway.dlr.callers import normalize_number
+from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import aeui_problem, caller_name_problem
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.patterns import CONTROL_CHARACTERS, END, WHITESPACE
@@ -86,13 +87,13 @@ def _same_id(body_id: str | None, path_id: str, field: str) -> None:
         raise Problem(
             422,
             "The body's ID differs from the one in the path.",
-            errors=[FieldProblem(field, f"must be {path_id!r} or left out")],
+            errors=[FieldError(field, f"must be {path_id!r} or left out")],
         )
 
 
 def _require(record: Any, *names: str) -> None:
     missing = [
-        FieldProblem(wire_name(name), "required")
+        FieldError(wire_name(name), "required")
         for name in names
         if getattr(record, name) in (None, "")
     ]
@@ -117,13 +118,13 @@ async def _endpoint_body(request: Request, s: Services) -> Endpoint:
     altered: an AEUI with a space is refused, not stripped at the carrier)."""
     endpoint = record_from_json(Endpoint, await read_json(request, s.settings.max_body_bytes))
     _require(endpoint, "alternate_end_user_id", "caller_name", "telephone_number", "location_id")
-    errors: list[FieldProblem] = []
+    errors: list[FieldError] = []
     problem = aeui_problem(endpoint.alternate_end_user_id)
     if problem is not None:
-        errors.append(FieldProblem("alternateEndUserId", problem))
+        errors.append(FieldError("alternateEndUserId", problem))
     problem = caller_name_problem(endpoint.caller_name)
     if problem is not None:
-        errors.append(FieldProblem("callerName", problem))
+        errors.append(FieldError("callerName", problem))
     number = telephone(endpoint.telephone_number, "telephoneNumber", errors)
     if errors:
         raise Problem(422, "The endpoint is not valid.", errors=errors)
@@ -162,14 +163,14 @@ async def create_endpoint(request: Request) -> Response:
         raise Problem(
             422,
             "That endpoint ID cannot be used.",
-            errors=[FieldProblem("endpointId", _ID_RULE)],
+            errors=[FieldError("endpointId", _ID_RULE)],
         )
     elif endpoint.endpoint_id.lower() in _RESERVED_ENDPOINT_IDS:
         raise Problem(
             422,
             "That endpoint ID is reserved.",
             errors=[
-                FieldProblem("endpointId", "must not be 'locations' or 'notificationRecipients'")
+                FieldError("endpointId", "must not be 'locations' or 'notificationRecipients'")
             ],
         )
     await _check_number(request, s, endpoint)
@@ -220,13 +221,13 @@ async def _location_body(request: Request, s: Services) -> Location:
     location = record_from_json(Location, await read_json(request, s.settings.max_body_bytes))
     if location.address is None:
         raise Problem(
-            422, "A location needs an address.", errors=[FieldProblem("address", "required")]
+            422, "A location needs an address.", errors=[FieldError("address", "required")]
         )
     if location.status is not None:
         raise Problem(
             422,
             "The carrier sets a location's status.",
-            errors=[FieldProblem("status", "read-only; leave it out")],
+            errors=[FieldError("status", "read-only; leave it out")],
         )
     _check_coordinates(location)
     normalized = s.normalize(location.address)
@@ -235,7 +236,7 @@ async def _location_body(request: Request, s: Services) -> Location:
             422,
             "The address cannot be routed.",
             "unroutable-address",
-            errors=[FieldProblem(e.field, e.message) for e in map(in_address, normalized.errors)],
+            errors=list(map(in_address, normalized.errors)),
             extra={"suggestions": [record_to_json(a) for a in normalized.suggestions]},
         )
     return dataclasses.replace(location, address=normalized.address)
@@ -249,10 +250,10 @@ def _check_coordinates(location: Location) -> None:
         ("longitude", location.longitude, 180),
     ):
         if value is not None and not -bound <= value <= bound:
-            errors.append(FieldProblem(name, f"expected a number from {-bound} to {bound}"))
+            errors.append(FieldError(name, f"expected a number from {-bound} to {bound}"))
     if (location.latitude is None) != (location.longitude is None):
         missing = "latitude" if location.latitude is None else "longitude"
-        errors.append(FieldProblem(missing, "required with the other coordinate"))
+        errors.append(FieldError(missing, "required with the other coordinate"))
     if errors:
         raise Problem(422, "Latitude and longitude go together.", errors=errors)
 
@@ -272,7 +273,7 @@ async def create_location(request: Request) -> Response:
         raise Problem(
             422,
             "That location ID cannot be used.",
-            errors=[FieldProblem("locationId", "1 to 32 letters and digits")],
+            errors=[FieldError("locationId", "1 to 32 letters and digits")],
         )
     created = await s.upstream.create_location(location)
     assert created.location_id is not None
@@ -351,15 +352,13 @@ async def create_recipient(request: Request) -> Response:
         raise Problem(
             422,
             "A recipient needs an email address or a phone number.",
-            errors=[FieldProblem("emailAddress", "required unless phoneNumber is given")],
+            errors=[FieldError("emailAddress", "required unless phoneNumber is given")],
         )
     if recipient.id is not None and not ID_PATTERN.fullmatch(recipient.id):
-        raise Problem(
-            422, "That recipient ID cannot be used.", errors=[FieldProblem("id", _ID_RULE)]
-        )
+        raise Problem(422, "That recipient ID cannot be used.", errors=[FieldError("id", _ID_RULE)])
     if recipient.email_address is not None and not _EMAIL.search(recipient.email_address):
         raise Problem(
-            422, "Not an email address.", errors=[FieldProblem("emailAddress", "expected an email")]
+            422, "Not an email address.", errors=[FieldError("emailAddress", "expected an email")]
         )
     created = await s.upstream.create_notification_recipient(recipient)
     await s.pipeline.admin_record(
@@ -413,16 +412,16 @@ async def put_number(request: Request) -> Response:
     s = _admin(request)
     number = _number(request)
     body = require_object(await read_json(request, s.settings.max_body_bytes))
-    errors = [FieldProblem(k, "unknown field") for k in sorted(body.keys() - {"owner", "shared"})]
+    errors = [FieldError(k, "unknown field") for k in sorted(body.keys() - {"owner", "shared"})]
     shared = body.get("shared", False)
     if not isinstance(shared, bool):
-        errors.append(FieldProblem("shared", "expected true or false"))
+        errors.append(FieldError("shared", "expected true or false"))
     owner = body.get("owner")
     if owner is not None and aeui_problem(owner) is not None:
-        errors.append(FieldProblem("owner", str(aeui_problem(owner))))
+        errors.append(FieldError("owner", str(aeui_problem(owner))))
     if owner is None and shared is False:
         errors.append(
-            FieldProblem("owner", "required unless shared is true (DELETE releases a number)")
+            FieldError("owner", "required unless shared is true (DELETE releases a number)")
         )
     if errors:
         raise Problem(422, "The request is not valid.", errors=errors)

@@ -6,21 +6,35 @@ import asyncio
 import dataclasses
 import functools
 import math
-import re
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.answers import Changes, DeviceLocation, ReportResult, model_response
 from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services, services
 from gateway.api.memo import cut
+from gateway.api.models import (
+    CHECK_CLOCK,
+    MAX_CLOCK_SKEW,
+    REPORT_FIELDS,
+    LocationReport,
+    field_errors,
+    in_order,
+    observed_at,
+    read_address,
+    telephone_problem,
+    unreadable_keys,
+)
 from gateway.api.pidf import is_pidf, location_response, prefers_pidf, read_pidf_report
-from gateway.api.problems import FieldProblem, Problem
+from gateway.api.problems import Problem
 from gateway.api.schemas import (
     ReportSource,
     check_string,
@@ -28,17 +42,15 @@ from gateway.api.schemas import (
     is_json,
     read_body,
     read_json,
-    record_from_json,
     record_to_json,
     require_object,
 )
 from gateway.bandwidth.errors import UpstreamError
 from gateway.bandwidth.models import Address
-from gateway.dlr.address import FieldError, validate_caller_name
 from gateway.dlr.coordinates import radius_meters
+from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import aeui_problem
-from gateway.dlr.numbers import CALLBACK_NUMBER_RULE, callback_number
-from gateway.dlr.patterns import END
+from gateway.dlr.numbers import callback_number
 from gateway.dlr.pipeline import (
     Binding,
     GeoFix,
@@ -54,45 +66,9 @@ from gateway.jsondump import JSONResponse
 from gateway.store import HistoryEntry, StateStore
 from gateway.store.base import NumberOwned
 
-#: How far ahead of the gateway's clock a device's ``observedAt`` may be, by default
-#: (``GATEWAY_OBSERVED_AT_MAX_FUTURE``).
-MAX_CLOCK_SKEW = timedelta(minutes=2)
 
-_REPORT_FIELDS = {
-    "alternateEndUserId",
-    "callerName",
-    "telephoneNumber",
-    "observedAt",
-    "address",
-    "geo",
-}
-_GEO_FIELDS = {"latitude", "longitude", "accuracyMeters"}
-_REQUIRED = ("alternateEndUserId", "callerName", "telephoneNumber", "observedAt")
-
-#: RFC 3339 ``date-time`` (section 5.6) with an offset, from the year 1000 and without a leap
-#: second (Python has none): ``datetime.fromisoformat`` alone also takes ISO 8601 forms RFC 3339
-#: does not (week dates, basic format, no offset), so the shape is checked first. The API
-#: document carries it as ``observedAt``'s pattern.
-OBSERVED_AT_PATTERN = (
-    r"^[1-9][0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
-    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
-    rf"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]){END}"
-)
-_RFC3339 = re.compile(OBSERVED_AT_PATTERN)
-#: ``observedAt`` ahead of the gateway's clock: not the request's shape, the device's clock.
-_CHECK_CLOCK = "check the device's clock"
-
-
-def _ahead(max_future: timedelta) -> FieldProblem:
-    return FieldProblem(
-        "observedAt",
-        f"is more than {max_future.total_seconds():g} s ahead of the gateway's clock; "
-        + _CHECK_CLOCK,
-    )
-
-
-def _is_ahead(error: FieldProblem) -> bool:
-    return error.field == "observedAt" and error.message.endswith(_CHECK_CLOCK)
+def _is_ahead(error: FieldError) -> bool:
+    return error.field == "observedAt" and error.message.endswith(CHECK_CLOCK)
 
 
 _DETAILS = {
@@ -102,7 +78,7 @@ _DETAILS = {
 }
 
 
-def _problems(errors: Sequence[FieldProblem], address: Sequence[FieldProblem] = ()) -> Problem:
+def _problems(errors: Sequence[FieldError], address: Sequence[FieldError] = ()) -> Problem:
     """One answer naming every problem; its type says what to fix first: what the request
     says (``validation``), then where (``unroutable-address``), then the device's clock."""
     if not all(map(_is_ahead, errors)):
@@ -114,161 +90,67 @@ def _problems(errors: Sequence[FieldProblem], address: Sequence[FieldProblem] = 
     return Problem(422, _DETAILS[kind], kind, errors=[*errors, *address])
 
 
-def _aeui(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
-    problem = aeui_problem(value)
-    if problem is not None:
-        errors.append(FieldProblem(where, problem))
-        return None
-    assert isinstance(value, str)
-    return value
+def _aeui(value: Any) -> str | None:
+    return value if aeui_problem(value) is None else None
 
 
-def telephone(value: Any, where: str, errors: list[FieldProblem]) -> str | None:
+def telephone(value: Any, where: str, errors: list[FieldError]) -> str | None:
     """A callback number (``callback_number``), as E.164: reports and admin endpoints."""
-    text, reason = check_string(value, where, 32)
-    if reason or text is None:
-        errors.append(FieldProblem(where, reason or "required"))
+    problem = telephone_problem(value)
+    if problem is not None:
+        errors.append(FieldError(where, problem))
         return None
-    number = callback_number(text)
-    if number is None:
-        errors.append(FieldProblem(where, CALLBACK_NUMBER_RULE))
-    return number
+    return callback_number(value)
 
 
-def _observed_at(
-    value: Any, errors: list[FieldProblem], max_future: timedelta = MAX_CLOCK_SKEW
-) -> datetime | None:
-    text, reason = check_string(value, "observedAt", 64)
-    when: datetime | None = None
-    if not reason and text is not None and _RFC3339.fullmatch(text):
-        when = _parse_rfc3339(text)
-    if when is None or when.tzinfo is None:
-        errors.append(FieldProblem("observedAt", "expected an RFC 3339 timestamp with an offset"))
-        return None
-    if when - datetime.now(UTC) > max_future:
-        errors.append(_ahead(max_future))
-        return None
-    return when
-
-
-def _parse_rfc3339(text: str) -> datetime | None:
-    """An RFC 3339 timestamp (shape already checked); ``None`` for impossible values."""
-    head, _, rest = text.upper().partition(".")
-    if rest:
-        # Python keeps microseconds: a longer fraction is cut to 6 digits, not rounded.
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        head = f"{head}.{rest[:digits][:6]}{rest[digits:]}"
-    try:
-        when = datetime.fromisoformat(head.replace("Z", "+00:00"))
-        when.astimezone(UTC)  # a year-1 time east of UTC has no UTC instant
-    except (ValueError, OverflowError):
-        return None
-    return when
-
-
-def _number(
-    body: dict[str, Any], key: str, low: float, high: float, errors: list[FieldProblem]
-) -> float | None:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        errors.append(FieldProblem(f"geo.{key}", "expected a number"))
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an integer with hundreds of digits
-        number = math.inf
-    if not (math.isfinite(number) and low <= number <= high):
-        errors.append(FieldProblem(f"geo.{key}", f"expected a number from {low:g} to {high:g}"))
-        return None
-    return number
-
-
-def _geo(value: Any, errors: list[FieldProblem]) -> GeoFix | None:
-    if not isinstance(value, dict):
-        errors.append(FieldProblem("geo", "expected an object"))
-        return None
-    for key in value.keys() - _GEO_FIELDS:
-        errors.append(FieldProblem(f"geo.{key}", "unknown field"))
-    latitude = _number(value, "latitude", -90, 90, errors)
-    longitude = _number(value, "longitude", -180, 180, errors)
-    accuracy = None
-    if value.get("accuracyMeters") is not None:
-        accuracy = _number(value, "accuracyMeters", 0, 1_000_000, errors)
-    if latitude is None or longitude is None:
-        return None
-    return GeoFix(latitude, longitude, accuracy)
-
-
-def _address_input(value: Any, errors: list[FieldProblem]) -> Any:
+def _address_input(value: Any, errors: list[FieldError]) -> Any:
     """A free-form line as it is, or the address object read strictly (the API's ``Address``:
     unknown fields, wrong types and over-long strings are refused, named ``address.<field>``)."""
     if isinstance(value, str):
         text, reason = check_string(value, "address", 500)
         if reason:
-            errors.append(FieldProblem("address", reason))
+            errors.append(FieldError("address", reason))
         return text
     if isinstance(value, dict):
+        value, unreadable = unreadable_keys(value, "address")
+        errors.extend(unreadable)
         try:
-            return record_from_json(Address, value)
-        except Problem as exc:
-            errors.extend(FieldProblem(f"address.{e.field}", e.message) for e in exc.errors)
+            return read_address(value)
+        except ValidationError as exc:
+            errors.extend(FieldError(f"address.{e.field}", e.message) for e in field_errors(exc))
             return None
-    errors.append(FieldProblem("address", "expected an address object or one free-form string"))
+    errors.append(FieldError("address", "expected an address object or one free-form string"))
     return None
 
 
-def _given(body: dict[str, Any], key: str) -> bool:
+def _given(body: Mapping[str, Any], key: str) -> bool:
     return body.get(key) is not None
 
 
 def parse_report(data: Any, *, max_future: timedelta = MAX_CLOCK_SKEW) -> Report:
-    """A report from a decoded body, or a 422 naming every field that is wrong.
-
-    A field that is present is checked by its value, never by its truthiness (``""``, ``0``
-    and ``false`` are wrong values, not missing ones); ``null`` counts as missing.
-    ``observedAt`` may be at most ``max_future`` ahead of the gateway's clock.
-    """
-    body = dict(require_object(data))
-    errors: list[FieldProblem] = [
-        FieldProblem(key, "unknown field") for key in sorted(body.keys() - _REPORT_FIELDS)
-    ]
-    for key in _REQUIRED:
-        if not _given(body, key):
-            errors.append(FieldProblem(key, "required"))
-    aeui = (
-        _aeui(body["alternateEndUserId"], "alternateEndUserId", errors)
-        if _given(body, "alternateEndUserId")
-        else None
-    )
-    caller = body.get("callerName")
-    if caller is not None:
-        bad = validate_caller_name(caller)
-        if bad is not None:
-            errors.append(FieldProblem(bad.field, bad.message))
-    number = (
-        telephone(body["telephoneNumber"], "telephoneNumber", errors)
-        if _given(body, "telephoneNumber")
-        else None
-    )
-    observed = (
-        _observed_at(body["observedAt"], errors, max_future) if _given(body, "observedAt") else None
-    )
-    address = _address_input(body["address"], errors) if _given(body, "address") else None
-    geo = _geo(body["geo"], errors) if _given(body, "geo") else None
-    if not _given(body, "address") and not _given(body, "geo"):
-        errors.append(FieldProblem("address", "send an address, a geo fix, or both"))
-    if errors:
-        raise _problems(errors)
-    if aeui is None or number is None or observed is None or not isinstance(caller, str):
-        # Unreachable: each of these either parsed or added an error above.
-        raise _problems([FieldProblem("body", "cannot be read")])
+    """A report from a decoded body (``LocationReport``), or a 422 naming every field that
+    is wrong. ``null`` counts as missing; ``observedAt`` may be at most ``max_future`` ahead
+    of the gateway's clock."""
+    readable, errors = unreadable_keys(require_object(data))
+    body = {k: v for k, v in readable.items() if v is not None or k not in REPORT_FIELDS}
+    try:
+        model = LocationReport.model_validate(body, context={"max_future": max_future})
+    except ValidationError as exc:
+        model = None
+        errors.extend(field_errors(exc))
+    address = _address_input(body["address"], errors) if "address" in body else None
+    if "address" not in body and "geo" not in body:
+        errors.append(FieldError("address", "send an address, a geo fix, or both"))
+    if errors or model is None:
+        raise _problems(in_order(errors, REPORT_FIELDS) or [FieldError("body", "cannot be read")])
+    geo = model.geo
     return Report(
-        alternate_end_user_id=aeui,
-        caller_name=caller.strip(),
-        telephone_number=number,
-        observed_at=observed,
+        alternate_end_user_id=model.alternate_end_user_id,
+        caller_name=model.caller_name,
+        telephone_number=model.telephone_number,
+        observed_at=model.observed_at,
         address=address,
-        geo=geo,
+        geo=GeoFix(geo.latitude, geo.longitude, geo.accuracy_meters) if geo else None,
     )
 
 
@@ -303,7 +185,7 @@ def coordinates_json(
     }
 
 
-def binding_json(binding: Binding) -> dict[str, Any]:
+def _binding_fields(binding: Binding) -> dict[str, Any]:
     return {
         "alternateEndUserId": binding.alternate_end_user_id,
         "endpointId": binding.endpoint_id,
@@ -322,23 +204,20 @@ def binding_json(binding: Binding) -> dict[str, Any]:
     }
 
 
-def outcome_json(outcome: Outcome, source: ReportSource | None = None) -> dict[str, Any]:
-    body = binding_json(outcome.binding)
-    body["changes"] = {"location": outcome.location.value, "endpoint": outcome.endpoint.value}
-    warnings = _field_problems(outcome.warnings)
+def report_result(outcome: Outcome, source: ReportSource | None = None) -> ReportResult:
+    warnings: list[FieldError] = list(outcome.warnings)
     if source is not None:
         warnings = [*source.warnings, *source.renamed(warnings)]
-    body["warnings"] = [{"field": w.field, "message": w.message} for w in warnings]
-    return body
-
-
-def _field_problems(errors: tuple[FieldError, ...]) -> list[FieldProblem]:
-    return [FieldProblem(e.field, e.message) for e in errors]
+    return ReportResult(
+        **_binding_fields(outcome.binding),
+        changes=Changes(location=outcome.location, endpoint=outcome.endpoint),
+        warnings=warnings,
+    )
 
 
 def _unroutable(exc: Unroutable, source: ReportSource | None = None) -> Problem:
     suggestions = [record_to_json(s) for s in exc.suggestions]
-    errors = _field_problems(exc.errors)
+    errors = list(exc.errors)
     return Problem(
         422,
         f"The address cannot be routed: {exc.message}",
@@ -371,7 +250,7 @@ def _with_number(principal: Principal, report: Report) -> Report:
         raise Problem(
             403,
             "This device token is issued for another callback number.",
-            errors=[FieldProblem("telephoneNumber", "must be the token's phone_number")],
+            errors=[FieldError("telephoneNumber", "must be the token's phone_number")],
         )
     if not principal.attested:
         return report
@@ -412,10 +291,10 @@ async def _read_report(
     if memo is not None:
         known = s.report_memo.get(memo.template)
         if known is not None:
-            errors: list[FieldProblem] = []
-            when = _observed_at(memo.observed_at, errors, _max_future(s))
-            if when is None:
-                raise _problems(errors)
+            try:
+                when = observed_at(memo.observed_at, _max_future(s))
+            except PydanticCustomError as exc:
+                raise _problems([FieldError("observedAt", str(exc))]) from None
             return known.seen_at(when), _NO_SOURCE
     source = ReportSource(decode_json(body))
     report = _parse_source(source, s.normalize, _max_future(s))
@@ -451,20 +330,18 @@ def _parse_source(source: ReportSource, normalize: Normalizer, max_future: timed
     raise Problem(422, refused.detail, refused.kind, errors=[*source.errors, *renamed]) from None
 
 
-def _address_errors(
-    body: Any, found: list[FieldProblem], normalize: Normalizer
-) -> list[FieldProblem]:
+def _address_errors(body: Any, found: list[FieldError], normalize: Normalizer) -> list[FieldError]:
     """What the normalizer finds wrong with a report's address, when the address itself
     could be read (its own type and size errors are already in ``found``)."""
     if not isinstance(body, dict) or not _given(body, "address"):
         return []
     if any(e.field == "address" or e.field.startswith("address.") for e in found):
         return []
-    scratch: list[FieldProblem] = []
+    scratch: list[FieldError] = []
     raw = _address_input(body["address"], scratch)
     if scratch or raw is None:
         return []
-    return [FieldProblem(e.field, e.message) for e in map(in_address, normalize(raw).errors)]
+    return list(map(in_address, normalize(raw).errors))
 
 
 async def location_report(request: Request) -> Response:
@@ -519,7 +396,7 @@ async def location_report(request: Request) -> Response:
             result = "upstream_unavailable"
             raise
         result = "applied" if outcome.changed else "unchanged"
-        return JSONResponse(outcome_json(outcome, source))
+        return model_response(report_result(outcome, source))
     except Problem as exc:
         if result == "error":
             unroutable = exc.kind == "unroutable-address"
@@ -548,8 +425,7 @@ def limit_reads(s: Services, aeui: str) -> None:
 async def device_location(request: Request) -> Response:
     s = services(request)
     principal = _authorized(request, s)
-    errors: list[FieldProblem] = []
-    aeui = _aeui(request.path_params["alternate_end_user_id"], "alternateEndUserId", errors)
+    aeui = _aeui(request.path_params["alternate_end_user_id"])
     if aeui is None:
         raise Problem(404, "There is no device with that ID.")
     _may_act(principal, aeui)
@@ -559,16 +435,16 @@ async def device_location(request: Request) -> Response:
         raise Problem(404, "No location is registered for this device.")
     if prefers_pidf(request.headers.get("accept", "")):
         return location_response(request, binding)
-    return JSONResponse(binding_json(binding))
+    return model_response(DeviceLocation(**_binding_fields(binding)))
 
 
 async def validate_address(request: Request) -> Response:
     s = services(request)
     _authorized(request, s)
     body = require_object(await read_json(request, s.settings.max_body_bytes))
-    errors = [FieldProblem(k, "unknown field") for k in sorted(body.keys() - {"address"})]
+    errors = [FieldError(k, "unknown field") for k in sorted(body.keys() - {"address"})]
     if not _given(dict(body), "address"):
-        errors.append(FieldProblem("address", "required"))
+        errors.append(FieldError("address", "required"))
     raw = _address_input(body["address"], errors) if _given(dict(body), "address") else None
     if errors or raw is None:
         raise Problem(422, "The request is not valid.", errors=errors)
@@ -629,7 +505,7 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
         raise Problem(
             422,
             "The query is not valid.",
-            errors=[FieldProblem(name, f"expected a whole number from {low} to {high}")],
+            errors=[FieldError(name, f"expected a whole number from {low} to {high}")],
         )
     return int(raw)
 
@@ -638,8 +514,7 @@ async def device_history(request: Request) -> Response:
     """Every change applied to a device's binding, newest first, a page at a time."""
     s = services(request)
     principal = _authorized(request, s)
-    errors: list[FieldProblem] = []
-    aeui = _aeui(request.path_params["alternate_end_user_id"], "alternateEndUserId", errors)
+    aeui = _aeui(request.path_params["alternate_end_user_id"])
     if aeui is None:
         raise Problem(404, "There is no device with that ID.")
     _may_act(principal, aeui)

@@ -29,9 +29,9 @@ from starlette.responses import Response
 
 from gateway.api.auth import MAX_SUBJECT_LENGTH, Principal
 from gateway.api.context import Services
-from gateway.api.problems import FieldProblem, Problem
+from gateway.api.problems import Problem
 from gateway.api.schemas import ReportSource, read_body
-from gateway.dlr.address import FieldError
+from gateway.dlr.errors import FieldError
 from gateway.dlr.pipeline import Binding
 from gateway.pidf.binding import location_object
 from gateway.pidf.civic import DEFAULT_SOURCES, to_address
@@ -83,10 +83,6 @@ def prefers_pidf(accept: str) -> bool:
     return best["pidf"] > 0 and best["pidf"] > best["json"]
 
 
-def _fields(errors: tuple[FieldError, ...]) -> list[FieldProblem]:
-    return [FieldProblem(e.field, e.message) for e in errors]
-
-
 def _read(data: bytes, max_bytes: int) -> Presence:
     try:
         return read_presence(data, max_bytes=max_bytes)
@@ -94,10 +90,10 @@ def _read(data: bytes, max_bytes: int) -> Presence:
         raise Problem(
             422,
             "The body is not a PIDF-LO document the gateway can read.",
-            errors=[FieldProblem("body", str(exc))],
+            errors=[FieldError("body", str(exc))],
         ) from None
     except DocumentError as exc:
-        raise Problem(422, "The report is not valid.", errors=_fields(exc.errors)) from None
+        raise Problem(422, "The report is not valid.", errors=list(exc.errors)) from None
 
 
 def _identity(uri: str | None) -> tuple[DeviceId | None, str | None]:
@@ -114,14 +110,14 @@ async def read_pidf_report(request: Request, s: Services, principal: Principal) 
     """The PIDF-LO body as a report in the JSON API's shape (see the module docstring)."""
     presence = _read(await read_body(request, s.settings.max_body_bytes), s.settings.max_body_bytes)
     names = dict(_NAMES)
-    errors: list[FieldProblem] = []
-    warnings = _fields(presence.warnings)
+    errors: list[FieldError] = []
+    warnings = list(presence.warnings)
     body: dict[str, Any] = {"observedAt": presence.timestamp}
     if presence.timestamp is None:
         # RFC 3863 makes <timestamp> optional: the document is as new as its arrival.
         body["observedAt"] = datetime.now(UTC).isoformat()
         warnings.append(
-            FieldProblem(
+            FieldError(
                 "timestamp",
                 "absent: the time the gateway received the document is used as observedAt",
             )
@@ -133,8 +129,8 @@ async def read_pidf_report(request: Request, s: Services, principal: Principal) 
         body["callerName"] = mapping.caller_name
         for wire, element in mapping.sources.items():
             names[f"address.{wire}"] = f"civicAddress.{element}"
-        errors.extend(_fields(mapping.errors))
-        warnings.extend(_fields(mapping.warnings))
+        errors.extend(list(mapping.errors))
+        warnings.extend(list(mapping.warnings))
     if presence.shape is not None:
         shape = presence.shape
         where = f"location-info.{shape.kind}"
@@ -156,12 +152,12 @@ def _device(
     principal: Principal,
     body: dict[str, Any],
     names: dict[str, str],
-    errors: list[FieldProblem],
+    errors: list[FieldError],
 ) -> None:
     """The AEUI and callback number, from the entity, the contact and the credential."""
     entity, why = _identity(presence.entity)
     if why is not None:
-        errors.append(FieldProblem("entity", why))
+        errors.append(FieldError("entity", why))
     if entity is not None and entity.kind == "aeui":
         body["alternateEndUserId"] = entity.value
     elif why is None and not principal.is_admin:

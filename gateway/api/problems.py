@@ -9,8 +9,10 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,6 +29,7 @@ from gateway.bandwidth.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.dlr.errors import FieldError
 from gateway.jsondump import dumps
 from gateway.store.errors import StoreUnavailable
 
@@ -75,10 +78,29 @@ _KINDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class FieldProblem:
-    field: str
-    message: str
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    type: str
+    title: str
+    status: int
+    detail: str | SkipJsonSchema[None] = None
+    instance: str | SkipJsonSchema[None] = None
+    errors: (
+        Annotated[
+            list[FieldError],
+            Field(
+                max_length=MAX_ERRORS,
+                description=f"What is wrong, field by field: at most {MAX_ERRORS} of them.",
+            ),
+        ]
+        | SkipJsonSchema[None]
+    ) = None
+    errors_omitted: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
+        None, alias="errorsOmitted", description="How many more field errors there were."
+    )
 
 
 @dataclass
@@ -88,7 +110,7 @@ class Problem(Exception):
     status: int
     detail: str
     kind: str | None = None
-    errors: Sequence[FieldProblem] = ()
+    errors: Sequence[FieldError] = ()
     retry_after: float | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -99,19 +121,17 @@ class Problem(Exception):
 
 def problem_response(problem: Problem, instance: str | None = None) -> Response:
     kind = problem.kind or _KINDS.get(problem.status, "error")
-    body: dict[str, Any] = {
-        "type": f"/problems/{kind}",
-        "title": _TITLES.get(problem.status, "Error"),
-        "status": problem.status,
-        "detail": problem.detail,
-    }
-    if instance:
-        body["instance"] = instance
-    if problem.errors:
-        shown = problem.errors[:MAX_ERRORS]
-        body["errors"] = [{"field": e.field, "message": e.message} for e in shown]
-        if len(problem.errors) > len(shown):
-            body["errorsOmitted"] = len(problem.errors) - len(shown)
+    shown = list(problem.errors[:MAX_ERRORS])
+    details = ProblemDetails(
+        type=f"/problems/{kind}",
+        title=_TITLES.get(problem.status, "Error"),
+        status=problem.status,
+        detail=problem.detail,
+        instance=instance or None,
+        errors=shown or None,
+        errorsOmitted=(len(problem.errors) - len(shown)) or None,
+    )
+    body = details.model_dump(by_alias=True, exclude_none=True)
     body.update(problem.extra)
     headers = dict(problem.headers)
     if problem.retry_after is not None:

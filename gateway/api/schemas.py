@@ -1,4 +1,4 @@
-"""JSON in and out: bounded body reading, and the seed's records as camelCase JSON.
+"""JSON in and out: bounded body reading, and the carrier's records as camelCase JSON.
 
 Reading is strict: unknown fields, wrong types and over-long strings are refused with
 field-level errors, so that nothing the caller did not mean reaches the carrier.
@@ -17,16 +17,18 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-from gateway.api.problems import FieldProblem, Problem
+from gateway.api.problems import Problem
 from gateway.bandwidth.models import Record, wire_name
+from gateway.dlr.errors import FieldError
 from gateway.dlr.patterns import CONTROL_CHARACTERS, SURROGATES
+from gateway.records import record_to_json as record_to_json
 
 R = TypeVar("R", bound=Record)
 
 #: Longest string accepted in any field, unless a field has a tighter limit below.
 MAX_STRING = 255
 
-#: The carrier's published limits (DESIGN.md), by field name.
+#: The carrier's published limits, by field name.
 FIELD_LIMITS = {
     "alternate_end_user_id": 30,
     "caller_name": 50,
@@ -96,7 +98,7 @@ def decode_json(body: bytes) -> Any:
     except ValueError:
         # Python refuses integer literals of more than 4300 digits (CVE-2020-10735).
         message = "a number has too many digits"
-    raise Problem(422, "The body is not valid JSON.", errors=[FieldProblem("body", message)])
+    raise Problem(422, "The body is not valid JSON.", errors=[FieldError("body", message)])
 
 
 class _NotANumber(ValueError):
@@ -112,7 +114,7 @@ def require_object(data: Any, where: str = "body") -> Mapping[str, Any]:
         raise Problem(
             422,
             "The body must be a JSON object.",
-            errors=[FieldProblem(where, "expected an object")],
+            errors=[FieldError(where, "expected an object")],
         )
     return data
 
@@ -128,32 +130,32 @@ def check_string(value: Any, where: str, limit: int = MAX_STRING) -> tuple[str |
     return value, None
 
 
-def _value(kind: type, name: str, value: Any, where: str, errors: list[FieldProblem]) -> Any:
+def _value(kind: type, name: str, value: Any, where: str, errors: list[FieldError]) -> Any:
     if kind is str:
         text, reason = check_string(value, where, FIELD_LIMITS.get(name, MAX_STRING))
         if reason:
-            errors.append(FieldProblem(where, reason))
+            errors.append(FieldError(where, reason))
         return text
     if kind is bool:
         if not isinstance(value, bool):
-            errors.append(FieldProblem(where, "expected true or false"))
+            errors.append(FieldError(where, "expected true or false"))
             return None
         return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(FieldProblem(where, "expected an integer"))
+            errors.append(FieldError(where, "expected an integer"))
             return None
         return value
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            errors.append(FieldProblem(where, "expected a number"))
+            errors.append(FieldError(where, "expected a number"))
             return None
         try:
             number = float(value)
         except OverflowError:  # an integer literal past the largest float (10**400)
             number = math.inf
         if not math.isfinite(number):
-            errors.append(FieldProblem(where, "expected a finite number"))
+            errors.append(FieldError(where, "expected a finite number"))
             return None
         return number
     if dataclasses.is_dataclass(kind):
@@ -161,9 +163,9 @@ def _value(kind: type, name: str, value: Any, where: str, errors: list[FieldProb
     raise TypeError(f"unsupported field type {kind!r}")  # pragma: no cover - schema bug
 
 
-def _record(cls: Any, data: Any, where: str, errors: list[FieldProblem]) -> Any:
+def _record(cls: Any, data: Any, where: str, errors: list[FieldError]) -> Any:
     if not isinstance(data, dict):
-        errors.append(FieldProblem(where or "body", "expected an object"))
+        errors.append(FieldError(where or "body", "expected an object"))
         return None
     hints = typing.get_type_hints(cls)
     fields = {wire_name(f.name): f.name for f in dataclasses.fields(cls)}
@@ -172,7 +174,7 @@ def _record(cls: Any, data: Any, where: str, errors: list[FieldProblem]) -> Any:
         path = f"{where}.{key}" if where else str(key)
         name = fields.get(key)
         if name is None:
-            errors.append(FieldProblem(path, "unknown field"))
+            errors.append(FieldError(path, "unknown field"))
             continue
         if value is None:
             continue
@@ -180,7 +182,7 @@ def _record(cls: Any, data: Any, where: str, errors: list[FieldProblem]) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if typing.get_origin(hint) is tuple:
             if not isinstance(value, list):
-                errors.append(FieldProblem(path, "expected an array"))
+                errors.append(FieldError(path, "expected an array"))
                 continue
             values[name] = tuple(
                 _value(args[0], name, item, f"{path}[{i}]", errors) for i, item in enumerate(value)
@@ -192,28 +194,12 @@ def _record(cls: Any, data: Any, where: str, errors: list[FieldProblem]) -> Any:
 
 def record_from_json(cls: type[R], data: Any) -> R:
     """A record of ``cls`` from a decoded JSON body, or a 422 naming every bad field."""
-    errors: list[FieldProblem] = []
+    errors: list[FieldError] = []
     record = _record(cls, data, "", errors)
     if errors:
         raise Problem(422, "The body does not match the schema.", errors=errors)
     assert isinstance(record, cls)
     return record
-
-
-def record_to_json(record: Record) -> dict[str, Any]:
-    """The record as camelCase JSON, absent values left out."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        if value is None:
-            continue
-        if isinstance(value, tuple):
-            out[wire_name(f.name)] = [record_to_json(item) for item in value]
-        elif dataclasses.is_dataclass(value):
-            out[wire_name(f.name)] = record_to_json(typing.cast(Record, value))
-        else:
-            out[wire_name(f.name)] = value
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +214,8 @@ class ReportSource:
 
     body: Any
     names: Mapping[str, str] = field(default_factory=dict)
-    errors: tuple[FieldProblem, ...] = ()
-    warnings: tuple[FieldProblem, ...] = ()
+    errors: tuple[FieldError, ...] = ()
+    warnings: tuple[FieldError, ...] = ()
 
     def name(self, path: str) -> str:
         """The sender's name for a field path: the longest known prefix's, else the path."""
@@ -240,5 +226,5 @@ class ReportSource:
                 return found
         return path
 
-    def renamed(self, problems: Sequence[FieldProblem]) -> list[FieldProblem]:
-        return [FieldProblem(self.name(p.field), p.message) for p in problems]
+    def renamed(self, problems: Sequence[FieldError]) -> list[FieldError]:
+        return [FieldError(self.name(p.field), p.message) for p in problems]

@@ -19,7 +19,6 @@ from cachetools import LRUCache
 from gateway.bandwidth.models import Address
 from gateway.dlr.address_canonical import canonical
 from gateway.dlr.address_checks import (
-    FieldError,
     Normalized,
     Report,
     checked_result,
@@ -35,6 +34,7 @@ from gateway.dlr.address_tables import (
     MAX_FREEFORM,
     WIRE_TO_FIELD,
 )
+from gateway.dlr.errors import FieldError
 from gateway.dlr.patterns import END, SURROGATES, WHITESPACE
 
 __all__ = [

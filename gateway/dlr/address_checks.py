@@ -35,13 +35,8 @@ from gateway.dlr.address_tables import (
     US_STATES,
     ZIP_RE,
 )
+from gateway.dlr.errors import FieldError
 from gateway.zipdata import ZipInfo, zip_info
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    field: str
-    message: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.dlr.reads import CarrierReads
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
 from gateway.lru import Lru
+from gateway.records import record_to_json
 from gateway.store.base import (
     Claim,
     HistoryKind,
@@ -1261,12 +1262,8 @@ def deadline_error(seconds: float) -> UpstreamError:
 
 
 def address_json(address: Address) -> dict[str, Any]:
-    """The address in the seed's camelCase fields, absent ones left out."""
-    return {
-        wire_name(f.name): getattr(address, f.name)
-        for f in dataclasses.fields(address)
-        if getattr(address, f.name) is not None
-    }
+    """The address in the carrier's camelCase fields, absent ones left out."""
+    return record_to_json(address)
 
 
 def address_from_json(data: Mapping[str, Any] | None) -> Address | None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from scourgify.address_constants import OCCUPANCY_TYPE_ABBREVIATIONS
 
 from gateway.bandwidth.models import Address
-from gateway.dlr.address import FieldError
+from gateway.dlr.errors import FieldError
 
 #: RFC 5139 section 5: the civicAddress sequence, in schema order.
 CIVIC_ORDER: tuple[str, ...] = (

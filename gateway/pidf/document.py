@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from gateway.dlr.address import FieldError
+from gateway.dlr.errors import FieldError
 from gateway.pidf.civic import CIVIC_ORDER
 from gateway.pidf.errors import DocumentError
 from gateway.pidf.geodetic import SHAPES, Shape, read_shape, write_shape

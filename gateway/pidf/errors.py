@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.dlr.address import FieldError
+from gateway.dlr.errors import FieldError
 
 
 class PidfError(Exception):

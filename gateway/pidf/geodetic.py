@@ -18,7 +18,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from gateway.dlr.address import FieldError
+from gateway.dlr.errors import FieldError
 from gateway.pidf.errors import DocumentError
 from gateway.pidf.namespaces import (
     EPSG_4326,

@@ -25,8 +25,8 @@ from gateway.bandwidth.models import (
     LocationListResponse,
     NotificationRecipient,
     NotificationRecipientListResponse,
-    wire_name,
 )
+from gateway.records import record_to_json
 from gateway.simulator.addresses import MAX_TEXT, InvalidAddress, validate_location
 from gateway.xmlsafe import ILLEGAL
 
@@ -93,17 +93,6 @@ def error(status: int, code: str, description: str, id: str | None = None) -> Ou
     return Outcome(status, error_body(code, description), id=id)
 
 
-def record_json(record: Any) -> dict[str, Any]:
-    """A record as camelCase JSON, absent values left out."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        if value is None:
-            continue
-        out[wire_name(f.name)] = record_json(value) if dataclasses.is_dataclass(value) else value
-    return out
-
-
 class Store:
     """One account's endpoints, locations and notification recipients."""
 
@@ -141,9 +130,11 @@ class Store:
     def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
         with self._lock:
             return {
-                "endpoints": {k: record_json(v) for k, v in self.endpoints.items()},
-                "locations": {k: record_json(v) for k, v in self.locations.items()},
-                "notificationRecipients": {k: record_json(v) for k, v in self.recipients.items()},
+                "endpoints": {k: record_to_json(v) for k, v in self.endpoints.items()},
+                "locations": {k: record_to_json(v) for k, v in self.locations.items()},
+                "notificationRecipients": {
+                    k: record_to_json(v) for k, v in self.recipients.items()
+                },
             }
 
     def run(self, operation: str, params: Mapping[str, str], body: bytes) -> Outcome:
