@@ -42,7 +42,7 @@ from gateway.dlr.pipeline.repairs import Background, Repairs
 from gateway.dlr.pipeline.reports import Reports
 from gateway.dlr.pipeline.writes import CarrierWrites
 from gateway.dlr.reads import CarrierReads
-from gateway.store.base import NumberState, StoredBinding
+from gateway.store.base import HistoryEntry, NumberState, StoredBinding
 
 __all__ = [
     "Binding",
@@ -199,6 +199,14 @@ class Pipeline:
 
     async def holders(self, telephone_number: str, *, limit: int = 100) -> list[StoredBinding]:
         return await self.admin.holders(telephone_number, limit=limit)
+
+    async def devices_with(self, telephone_number: str, *, limit: int) -> list[StoredBinding]:
+        return await self.admin.devices_with(telephone_number, limit=limit)
+
+    async def history(
+        self, key: str, *, limit: int, before_id: int | None = None
+    ) -> list[HistoryEntry]:
+        return await self.admin.history(key, limit=limit, before_id=before_id)
 
     # -- reconciliation and background tasks ------------------------------------------------
 

@@ -10,10 +10,17 @@ from typing import Any
 
 from gateway.bandwidth.models import Endpoint
 from gateway.concurrency import KeyedLocks
-from gateway.dlr.ledger import Ledger
+from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.dlr.pipeline.knowledge import Knowledge
 from gateway.dlr.pipeline.records import endpoint_json, taken
-from gateway.store.base import HistoryKind, NumberOwned, NumberState, StoredBinding, location_key
+from gateway.store.base import (
+    HistoryEntry,
+    HistoryKind,
+    NumberOwned,
+    NumberState,
+    StoredBinding,
+    location_key,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -147,5 +154,17 @@ class AdminSync:
         return before, after
 
     async def holders(self, telephone_number: str, *, limit: int = 100) -> list[StoredBinding]:
-        """Every device holding the number in the ledger, freshest first."""
+        """Every device holding the number in the state store, freshest first."""
         return await self.ledger.callers(telephone_number, every_holder=True, limit=limit)
+
+    async def devices_with(self, telephone_number: str, *, limit: int) -> list[StoredBinding]:
+        """Devices whose callback number this is: the state store's, or without one the
+        caller index's."""
+        if isinstance(self.ledger, MemoryLedger):
+            callers = self.known.callers
+            return [] if callers is None else callers.lookup(telephone_number)
+        return await self.ledger.callers(telephone_number, limit=limit)
+
+    async def history(self, key: str, *, limit: int, before_id: int | None) -> list[HistoryEntry]:
+        """One page of the history under ``key``, newest first (none without a store)."""
+        return await self.ledger.history(key, limit=limit, before_id=before_id)
