@@ -14,17 +14,15 @@ and imports neither Starlette nor httpx.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime
 
-from gateway.bandwidth.models import Endpoint
 from gateway.concurrency import KeyedLocks
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.dlr.pipeline.admin import AdminSync
 from gateway.dlr.pipeline.knowledge import Knowledge
-from gateway.dlr.pipeline.ports import Carrier, Geocoder, Normalizer, Reconcilable
+from gateway.dlr.pipeline.ports import Carrier, Geocoder, Normalizer
 from gateway.dlr.pipeline.reconcile import Reconciler
 from gateway.dlr.pipeline.records import (
     Binding,
@@ -42,7 +40,6 @@ from gateway.dlr.pipeline.repairs import Background, Repairs
 from gateway.dlr.pipeline.reports import Reports
 from gateway.dlr.pipeline.writes import CarrierWrites
 from gateway.dlr.reads import CarrierReads
-from gateway.store.base import HistoryEntry, NumberState, StoredBinding
 
 __all__ = [
     "Binding",
@@ -53,7 +50,6 @@ __all__ = [
     "Normalizer",
     "Outcome",
     "Pipeline",
-    "Reconcilable",
     "Report",
     "Superseded",
     "Unroutable",
@@ -123,130 +119,32 @@ class Pipeline:
             wall_clock=wall_clock,
         )
         self.admin = AdminSync(self.ledger, self.known, locks)
-        self.reconciler = Reconciler(
-            self.repairs, lease_seconds_per_device=lease_seconds_per_device, clock=clock
-        )
+        self.reconciler = Reconciler(self.repairs, lease_seconds_per_device, clock)
+        # The facade's methods are its services' own: one signature, written once.
+        self.report = self.reports.report
+        self.current = self.known.current
+        self.cached = self.known.cached
+        self.endpoint_id = self.known.endpoint_id
+        self.forget_location = self.known.forget_location
+        self.forget_endpoint = self.known.forget_endpoint
+        self.abandoned = self.repairs.abandoned
+        self.repair = self.repairs.repair
+        self.check_number = self.admin.check_number
+        self.admin_edited = self.admin.admin_edited
+        self.admin_deleted = self.admin.admin_deleted
+        self.location_deleted = self.admin.location_deleted
+        self.admin_record = self.admin.admin_record
+        self.number = self.admin.number
+        self.set_number = self.admin.set_number
+        self.holders = self.admin.holders
+        self.devices_with = self.admin.devices_with
+        self.history = self.admin.history
+        self.reconcile = self.reconciler.reconcile
+        self.reconcile_forever = self.reconciler.reconcile_forever
+        #: Wait until every watched write has settled and every repair has run.
+        self.idle = self.background.idle
+        self.aclose = self.background.aclose
 
     @property
     def callers(self) -> CallerIndex | None:
         return self.known.callers
-
-    # -- reports and reads -----------------------------------------------------------------
-
-    async def report(self, report: Report, *, credential: str = "device") -> Outcome:
-        return await self.reports.report(report, credential=credential)
-
-    async def current(self, alternate_end_user_id: str) -> Binding | None:
-        return await self.known.current(alternate_end_user_id)
-
-    def cached(self, alternate_end_user_id: str) -> Binding | None:
-        return self.known.cached(alternate_end_user_id)
-
-    def endpoint_id(self, alternate_end_user_id: str) -> str:
-        return self.known.endpoint_id(alternate_end_user_id)
-
-    # -- repair -----------------------------------------------------------------------------
-
-    def abandoned(self, operation: str, record: object, settled: Awaitable[None]) -> None:
-        self.repairs.abandoned(operation, record, settled)
-
-    async def repair(self, alternate_end_user_id: str) -> bool:
-        return await self.repairs.repair(alternate_end_user_id)
-
-    # -- admin -------------------------------------------------------------------------------
-
-    def forget_location(self, location_id: str) -> None:
-        self.known.forget_location(location_id)
-
-    def forget_endpoint(self, endpoint_id: str) -> None:
-        self.known.forget_endpoint(endpoint_id)
-
-    async def check_number(self, alternate_end_user_id: str, telephone_number: str) -> None:
-        await self.admin.check_number(alternate_end_user_id, telephone_number)
-
-    async def admin_edited(self, endpoint: Endpoint, *, credential: str) -> None:
-        await self.admin.admin_edited(endpoint, credential=credential)
-
-    async def admin_deleted(
-        self, alternate_end_user_id: str, endpoint: Endpoint, *, credential: str
-    ) -> None:
-        await self.admin.admin_deleted(alternate_end_user_id, endpoint, credential=credential)
-
-    async def location_deleted(
-        self, location_id: str, before: Mapping[str, Any] | None, *, credential: str
-    ) -> None:
-        await self.admin.location_deleted(location_id, before, credential=credential)
-
-    async def admin_record(
-        self,
-        key: str,
-        kind: str,
-        before: Mapping[str, Any] | None,
-        after: Mapping[str, Any] | None,
-        credential: str,
-    ) -> None:
-        await self.admin.admin_record(key, kind, before, after, credential)
-
-    async def number(self, telephone_number: str) -> NumberState | None:
-        return await self.admin.number(telephone_number)
-
-    async def set_number(
-        self, telephone_number: str, *, owner: str | None, shared: bool, credential: str
-    ) -> tuple[NumberState | None, NumberState | None]:
-        return await self.admin.set_number(
-            telephone_number, owner=owner, shared=shared, credential=credential
-        )
-
-    async def holders(self, telephone_number: str, *, limit: int = 100) -> list[StoredBinding]:
-        return await self.admin.holders(telephone_number, limit=limit)
-
-    async def devices_with(self, telephone_number: str, *, limit: int) -> list[StoredBinding]:
-        return await self.admin.devices_with(telephone_number, limit=limit)
-
-    async def history(
-        self, key: str, *, limit: int, before_id: int | None = None
-    ) -> list[HistoryEntry]:
-        return await self.admin.history(key, limit=limit, before_id=before_id)
-
-    # -- reconciliation and background tasks ------------------------------------------------
-
-    async def reconcile(
-        self,
-        store: Reconcilable,
-        owner: str,
-        *,
-        batch: int,
-        interval: float,
-        orphaned_after: float | None = None,
-    ) -> int:
-        return await self.reconciler.reconcile(
-            store, owner, batch=batch, interval=interval, orphaned_after=orphaned_after
-        )
-
-    async def reconcile_forever(
-        self,
-        store: Reconcilable,
-        owner: str,
-        *,
-        batch: int,
-        interval: float,
-        tick: float = 1.0,
-        retention: timedelta | None = None,
-        orphaned_after: float | None = None,
-    ) -> None:
-        await self.reconciler.reconcile_forever(
-            store,
-            owner,
-            batch=batch,
-            interval=interval,
-            tick=tick,
-            retention=retention,
-            orphaned_after=orphaned_after,
-        )
-
-    async def idle(self) -> None:
-        """Wait until every watched write has settled and every repair has run."""
-        await self.background.idle()
-
-    async def aclose(self) -> None:
-        await self.background.aclose()

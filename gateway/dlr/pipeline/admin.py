@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,13 +26,13 @@ from gateway.store.base import (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@dataclass(slots=True)
 class AdminSync:
     """Admin edits and deletions, and callback-number ownership."""
 
-    def __init__(self, ledger: Ledger, known: Knowledge, locks: KeyedLocks[str]) -> None:
-        self.ledger = ledger
-        self.known = known
-        self.locks = locks
+    ledger: Ledger
+    known: Knowledge
+    locks: KeyedLocks[str]
 
     async def check_number(self, alternate_end_user_id: str, telephone_number: str) -> None:
         """``NumberOwned`` when another device owns the number alone: an admin's endpoint

@@ -7,31 +7,29 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway.bandwidth.errors import UpstreamError
-from gateway.dlr.pipeline.ports import Reconcilable
 from gateway.dlr.pipeline.repairs import Repairs
-from gateway.store.base import StoredBinding
+from gateway.store.base import StateStore, StoredBinding
 from gateway.store.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.pipeline")
 
 
+@dataclass(slots=True)
 class Reconciler:
     """Leases devices from the store and repairs each (``Repairs.repair``)."""
 
-    def __init__(
-        self, repairs: Repairs, *, lease_seconds_per_device: float, clock: Callable[[], float]
-    ) -> None:
-        self.repairs = repairs
-        #: The longest one carrier call may take (its deadline): sizes reconcile leases.
-        self.lease_seconds_per_device = lease_seconds_per_device
-        self.clock = clock
+    repairs: Repairs
+    #: The longest one carrier call may take (its deadline): sizes reconcile leases.
+    lease_seconds_per_device: float
+    clock: Callable[[], float]
 
     async def reconcile(
         self,
-        store: Reconcilable,
+        store: StateStore,
         owner: str,
         *,
         batch: int,
@@ -89,7 +87,7 @@ class Reconciler:
 
     async def reconcile_forever(
         self,
-        store: Reconcilable,
+        store: StateStore,
         owner: str,
         *,
         batch: int,

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 
 from gateway.bandwidth.errors import UpstreamError, UpstreamNotFound
 from gateway.bandwidth.models import Endpoint
@@ -44,29 +45,18 @@ class Background:
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
+@dataclass(slots=True)
 class Repairs:
     """Watches abandoned writes and repairs what they may have undone."""
 
-    def __init__(
-        self,
-        carrier: Carrier,
-        ledger: Ledger,
-        known: Knowledge,
-        writes: CarrierWrites,
-        locks: KeyedLocks[str],
-        background: Background,
-        *,
-        on_repair: Callable[[str], None] | None,
-        retry_delays: tuple[float, ...],
-    ) -> None:
-        self.carrier = carrier
-        self.ledger = ledger
-        self.known = known
-        self.writes = writes
-        self.locks = locks
-        self.background = background
-        self.on_repair = on_repair
-        self.retry_delays = retry_delays
+    carrier: Carrier
+    ledger: Ledger
+    known: Knowledge
+    writes: CarrierWrites
+    locks: KeyedLocks[str]
+    background: Background
+    on_repair: Callable[[str], None] | None
+    retry_delays: tuple[float, ...]
 
     def maybe_applied(self, alternate_end_user_id: str) -> None:
         """A write failed, but the carrier may hold it (or hold it later).

@@ -108,36 +108,23 @@ def _in_geo(error: FieldError) -> FieldError:
     return FieldError("geo", f"{error.field}: {error.message}")
 
 
+@dataclass(slots=True)
 class Reports:
     """The report path, from a parsed ``Report`` to the carrier and the ledger."""
 
-    def __init__(
-        self,
-        geocoder: Geocoder,
-        normalize: Normalizer,
-        ledger: Ledger,
-        known: Knowledge,
-        writes: CarrierWrites,
-        repairs: Repairs,
-        locks: KeyedLocks[str],
-        *,
-        conflict_margin_meters: float,
-        on_conflict: Callable[[], None] | None,
-        wall_clock: Callable[[], datetime],
-    ) -> None:
-        self.geocoder = geocoder
-        self.normalize = normalize
-        self.ledger = ledger
-        self.known = known
-        self.writes = writes
-        self.repairs = repairs
-        self.locks = locks
-        #: How much farther than its own accuracy a GPS fix may be from its address's
-        #: geocode before it counts as contradicting it (``on_conflict`` counts those).
-        self.conflict_margin_meters = conflict_margin_meters
-        self.on_conflict = on_conflict
-        #: The gateway's own time: when it heard from a device (never the device's clock).
-        self.wall_clock = wall_clock
+    geocoder: Geocoder
+    normalize: Normalizer
+    ledger: Ledger
+    known: Knowledge
+    writes: CarrierWrites
+    repairs: Repairs
+    locks: KeyedLocks[str]
+    #: How much farther than its own accuracy a GPS fix may be from its address's
+    #: geocode before it counts as contradicting it (``on_conflict`` counts those).
+    conflict_margin_meters: float
+    on_conflict: Callable[[], None] | None
+    #: The gateway's own time: when it heard from a device (never the device's clock).
+    wall_clock: Callable[[], datetime]
 
     async def resolve(self, report: Report) -> _Resolved:
         """The report's canonical civic address, or ``Unroutable``.

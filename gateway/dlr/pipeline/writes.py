@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass, field
 
 from gateway.bandwidth.errors import (
     UpstreamAuthError,
@@ -24,17 +25,17 @@ from gateway.store.base import HistoryKind, location_key
 log = logging.getLogger("gateway.pipeline")
 
 
+@dataclass(slots=True)
 class CarrierWrites:
     """The pipeline's writes to the carrier, keeping ``Knowledge`` and the ledger in step."""
 
-    def __init__(
-        self, carrier: Carrier, geocoder: Geocoder, ledger: Ledger, known: Knowledge
-    ) -> None:
-        self.carrier = carrier
-        self.geocoder = geocoder
-        self.ledger = ledger
-        self.known = known
-        self._creating: SingleFlight[str, tuple[KnownLocation, Change]] = SingleFlight()
+    carrier: Carrier
+    geocoder: Geocoder
+    ledger: Ledger
+    known: Knowledge
+    _creating: SingleFlight[str, tuple[KnownLocation, Change]] = field(
+        default_factory=SingleFlight, init=False
+    )
 
     async def location(
         self, location_id: str, address: Address, street: tuple[float, float] | None
