@@ -388,7 +388,7 @@ def _number_json(number: str, state: NumberState | None) -> dict[str, Any]:
 
 
 async def _number_answer(s: Services, number: str, state: NumberState | None) -> Response:
-    holders = await s.pipeline.ledger.callers(number, every_holder=True, limit=100)
+    holders = await s.pipeline.holders(number, limit=100)
     body = _number_json(number, state)
     body["devices"] = [
         {

@@ -63,7 +63,7 @@ from gateway.dlr.pipeline import (
 )
 from gateway.geocoding.results import GeocodingUnavailable
 from gateway.jsondump import JSONResponse
-from gateway.store import HistoryEntry, StateStore
+from gateway.store import HistoryEntry
 from gateway.store.base import NumberOwned
 
 
@@ -529,12 +529,7 @@ async def history_page(
     limit = _int_param(request, "limit", 50, 1, _HISTORY_MAX)
     before = _int_param(request, "before", None, 1, 2**62)
     assert limit is not None
-    store = s.pipeline.ledger
-    entries = (
-        await store.history(key, limit=limit, before_id=before)
-        if isinstance(store, StateStore)
-        else []
-    )
+    entries = await s.pipeline.history(key, limit=limit, before_id=before)
     next_before = entries[-1].id if len(entries) == limit else None
     return JSONResponse(
         {

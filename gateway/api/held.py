@@ -54,7 +54,6 @@ from gateway.pidf.binding import location_object
 from gateway.pidf.document import LocationObject
 from gateway.pidf.held import HeldError, LocationRequest, read_request, write_error, write_response
 from gateway.pidf.namespaces import HELD_MEDIA_TYPE
-from gateway.store import StateStore
 
 #: Distinct device identifiers one request may carry: a device has an AEUI and a number or
 #: two, and every identifier must name the same device.
@@ -68,12 +67,7 @@ def _held(body: bytes) -> Response:
 async def _devices_with(number: str, s: Services) -> set[str]:
     """The AEUIs of (at most two of) the devices whose callback number is ``number``, as
     the state store has them, or without one the caller index."""
-    ledger = s.pipeline.ledger
-    if isinstance(ledger, StateStore):
-        rows = await ledger.callers(number, limit=2)
-    else:
-        rows = s.pipeline.callers.lookup(number) if s.pipeline.callers is not None else []
-    return {row.aeui for row in rows}
+    return {row.aeui for row in await s.pipeline.devices_with(number, limit=2)}
 
 
 async def _by_number(number: str, principal: Principal, s: Services) -> str:

@@ -15,7 +15,14 @@ from typing import Any, Protocol
 
 from cachetools import LRUCache
 
-from gateway.store.base import Claim, HistoryRecord, NumberOwned, NumberState, StoredBinding
+from gateway.store.base import (
+    Claim,
+    HistoryEntry,
+    HistoryRecord,
+    NumberOwned,
+    NumberState,
+    StoredBinding,
+)
 
 
 class Ledger(Protocol):
@@ -71,6 +78,10 @@ class Ledger(Protocol):
         after: Mapping[str, Any] | None,
         observed_at: datetime | None,
     ) -> int: ...
+
+    async def history(
+        self, aeui: str, *, limit: int = 50, before_id: int | None = None
+    ) -> list[HistoryEntry]: ...
 
 
 class MemoryLedger:
@@ -213,3 +224,8 @@ class MemoryLedger:
     ) -> int:
         """History is not kept without a store."""
         return 0
+
+    async def history(
+        self, aeui: str, *, limit: int = 50, before_id: int | None = None
+    ) -> list[HistoryEntry]:
+        return []

@@ -627,14 +627,6 @@ class SqlStateStore(StateStore):
     ) -> bool:
         return await self._advances.submit(aeui, (to_us(observed_at), version))
 
-    async def advance_many(
-        self, batch: Sequence[tuple[str, datetime, int | None]]
-    ) -> dict[str, bool]:
-        """``advance`` for many devices (each at most once) in one statement."""
-        return await self._advance_many(
-            [(aeui, (to_us(observed_at), version)) for aeui, observed_at, version in batch]
-        )
-
     async def _advance_many(
         self, batch: Sequence[tuple[str, tuple[int, int | None]]]
     ) -> dict[str, bool]:

@@ -116,9 +116,13 @@ def test_the_per_device_rate_limit_applies_to_reads_apart_from_reports() -> None
 
 def test_a_held_request_repeating_its_own_number_costs_no_carrier_call() -> None:
     async def scenario() -> None:
-        async with gateway() as gw:
+        # A cache of one binding: another device's report pushes alice's out, as a restart
+        # would (only the state store knows her binding).
+        async with gateway(gateway_settings(binding_cache_size=1)) as gw:
             assert (await gw.report(report("alice", EMPIRE_STATE, 0))).status_code == 200
-            pipeline_of(gw).forget_device("alice")  # as after a restart: nothing cached
+            other = report("bob", WHITE_HOUSE, 0, phone="+12025550199")
+            assert (await gw.report(other)).status_code == 200
+            assert pipeline_of(gw).cached("alice") is None
             seq = gw.last_seq()
             same = "".join(f"<uri>tel:{OWN_NUMBER}</uri>" for _ in range(2000))
             body = samples.held_request(device=same)

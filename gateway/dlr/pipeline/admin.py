@@ -1,0 +1,171 @@
+"""Admin sync: what an admin changes at the carrier becomes the devices' desired state,
+recorded in their history; callback numbers assigned, shared or released."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.bandwidth.models import Endpoint
+from gateway.concurrency import KeyedLocks
+from gateway.dlr.ledger import Ledger, MemoryLedger
+from gateway.dlr.pipeline.knowledge import Knowledge
+from gateway.dlr.pipeline.records import endpoint_json, taken
+from gateway.store.base import (
+    HistoryEntry,
+    HistoryKind,
+    NumberOwned,
+    NumberState,
+    StoredBinding,
+    location_key,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class AdminSync:
+    """Admin edits and deletions, and callback-number ownership."""
+
+    ledger: Ledger
+    known: Knowledge
+    locks: KeyedLocks[str]
+
+    async def check_number(self, alternate_end_user_id: str, telephone_number: str) -> None:
+        """``NumberOwned`` when another device owns the number alone: an admin's endpoint
+        follows the devices' rule, checked before it is written to the carrier."""
+        state = await self.ledger.number(telephone_number)
+        if state is not None and state.refuses(alternate_end_user_id):
+            assert state.owner is not None
+            raise NumberOwned(telephone_number, state.owner)
+
+    async def admin_edited(self, endpoint: Endpoint, *, credential: str) -> None:
+        """An admin wrote this endpoint at the carrier: make it the device's desired binding,
+        recorded in its history.
+
+        It keeps the device's newest report time, so the reconciler does not undo the edit,
+        and the device's next (newer) report still applies as usual; and, on the same
+        location, the device's address and coordinates. Its number is held as a report's
+        is (``NumberOwned`` in a race with another device's claim of it).
+        """
+        aeui = endpoint.alternate_end_user_id
+        if not aeui or not endpoint.location_id or not endpoint.endpoint_id:
+            return
+        async with self.locks.hold(aeui):
+            self.known.distrust(aeui)
+            self.known.reads.forget(aeui)
+            previous = await self.ledger.get(aeui)
+            edited = StoredBinding(
+                aeui=aeui,
+                endpoint_id=endpoint.endpoint_id,
+                location_id=endpoint.location_id,
+                address=None,
+                caller_name=endpoint.caller_name or "",
+                telephone_number=endpoint.telephone_number or "",
+                observed_at=previous.observed_at if previous is not None else _EPOCH,
+                source="admin",
+            )
+            if previous is not None and previous.location_id == edited.location_id:
+                edited = dataclasses.replace(
+                    edited,
+                    address=previous.address,
+                    latitude=previous.latitude,
+                    longitude=previous.longitude,
+                    coordinates_source=previous.coordinates_source,
+                    accuracy_meters=previous.accuracy_meters,
+                )
+            if previous is not None and previous.telephone_number == edited.telephone_number:
+                edited = dataclasses.replace(edited, attested=previous.attested)
+            claim = await self.ledger.claim(edited, credential=credential)
+            if claim.won:
+                record = taken(HistoryKind.ADMIN_EDIT, previous, claim.current, credential)
+                await self.ledger.confirm(aeui, claim.current.version, record=record)
+                self.known.learn(dataclasses.replace(claim.current, confirmed=True))
+
+    async def admin_deleted(
+        self, alternate_end_user_id: str, endpoint: Endpoint, *, credential: str
+    ) -> None:
+        """An admin deleted the device's endpoint: forget its binding (nothing to repair),
+        release the numbers it owned, and record both."""
+        aeui = alternate_end_user_id
+        async with self.locks.hold(aeui):
+            self.known.distrust(aeui)
+            self.known.reads.forget(aeui)
+            row = await self.ledger.delete(aeui)
+            self.known.forget_caller(aeui)
+            await self.ledger.record(
+                aeui,
+                kind=HistoryKind.DELETED,
+                credential=credential,
+                source="admin",
+                before=endpoint_json(endpoint) if row is None else row.as_json(),
+                after=None,
+                observed_at=None,
+            )
+            await self.ledger.release_numbers(aeui, credential=credential)
+
+    async def location_deleted(
+        self, location_id: str, before: Mapping[str, Any] | None, *, credential: str
+    ) -> None:
+        """An admin deleted a location at the carrier: no replica trusts it any longer, so a
+        report at its address creates it again; recorded under ``location_key``."""
+        self.known.forget_location(location_id)
+        await self.ledger.forget_location(location_id)
+        await self.admin_record(
+            location_key(location_id), HistoryKind.LOCATION_DELETED, before, None, credential
+        )
+
+    async def admin_record(
+        self,
+        key: str,
+        kind: str,
+        before: Mapping[str, Any] | None,
+        after: Mapping[str, Any] | None,
+        credential: str,
+    ) -> None:
+        """An admin's change that is not a device's binding, in the history under ``key``."""
+        await self.ledger.record(
+            key,
+            kind=kind,
+            credential=credential,
+            source="admin",
+            before=before,
+            after=after,
+            observed_at=None,
+        )
+
+    # -- callback numbers ------------------------------------------------------------------
+
+    async def number(self, telephone_number: str) -> NumberState | None:
+        return await self.ledger.number(telephone_number)
+
+    async def set_number(
+        self, telephone_number: str, *, owner: str | None, shared: bool, credential: str
+    ) -> tuple[NumberState | None, NumberState | None]:
+        """An admin assigns, shares or releases a number (``StateStore.set_number``). This
+        replica's caller index stops answering devices that may no longer use it."""
+        before, after = await self.ledger.set_number(
+            telephone_number, owner=owner, shared=shared, credential=credential
+        )
+        if after is not None and self.known.callers is not None:
+            self.known.callers.restrict(after)
+        return before, after
+
+    async def holders(self, telephone_number: str, *, limit: int = 100) -> list[StoredBinding]:
+        """Every device holding the number in the state store, freshest first."""
+        return await self.ledger.callers(telephone_number, every_holder=True, limit=limit)
+
+    async def devices_with(self, telephone_number: str, *, limit: int) -> list[StoredBinding]:
+        """Devices whose callback number this is: the state store's, or without one the
+        caller index's."""
+        if isinstance(self.ledger, MemoryLedger):
+            callers = self.known.callers
+            return [] if callers is None else callers.lookup(telephone_number)
+        return await self.ledger.callers(telephone_number, limit=limit)
+
+    async def history(self, key: str, *, limit: int, before_id: int | None) -> list[HistoryEntry]:
+        """One page of the history under ``key``, newest first (none without a store)."""
+        return await self.ledger.history(key, limit=limit, before_id=before_id)

@@ -1,0 +1,163 @@
+"""What the gateway knows of the carrier: the one owner of its caches and the caller index.
+
+Bindings the carrier holds (with their ledger version), locations it holds, endpoint IDs
+the carrier chose itself, devices with a write still unsettled, the caller index and the
+bounded carrier reads. Every job of the pipeline reads and updates them here, so that what
+the gateway believes changes in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from cachetools import LRUCache
+
+from gateway.bandwidth.errors import UpstreamNotFound
+from gateway.bandwidth.models import Location
+from gateway.dlr.callers import CallerIndex
+from gateway.dlr.ids import endpoint_id_for
+from gateway.dlr.ledger import Ledger
+from gateway.dlr.pipeline.ports import Carrier
+from gateway.dlr.pipeline.records import Binding, from_stored
+from gateway.dlr.reads import CarrierReads
+from gateway.lru import Lru
+from gateway.store.base import StoredBinding
+from gateway.store.errors import StoreUnavailable
+
+
+@dataclass(frozen=True, slots=True)
+class KnownLocation:
+    """A location the carrier holds (its status, when this replica created it)."""
+
+    status: str | None
+
+
+class Knowledge:
+    """The caches, the caller index and the carrier reads, behind one set of methods."""
+
+    def __init__(
+        self,
+        carrier: Carrier,
+        ledger: Ledger,
+        *,
+        location_cache_size: int,
+        binding_cache_size: int,
+        callers: CallerIndex | None,
+        reads: CarrierReads[Binding | None] | None,
+    ) -> None:
+        self.carrier = carrier
+        self.ledger = ledger
+        self.callers = callers
+        self.reads: CarrierReads[Binding | None] = reads if reads is not None else CarrierReads()
+        self.locations: LRUCache[str, KnownLocation] = LRUCache(location_cache_size)
+        #: Bindings the carrier is known to hold, with their ledger version: what lets an
+        #: unchanged report cost no upstream call and no database read.
+        self.bindings: Lru[str, Binding] = Lru(max(1, binding_cache_size))
+        self.foreign_ids: LRUCache[str, str] = LRUCache(max(1024, binding_cache_size // 100))
+        #: Devices with a write the carrier has not answered yet (abandoned, still watched).
+        self.unsettled: dict[str, int] = {}
+
+    # -- learning and forgetting ----------------------------------------------------------
+
+    def trust(self, binding: Binding) -> None:
+        """The carrier holds ``binding``: cache it and answer calls with it (the same object)."""
+        self.bindings[binding.alternate_end_user_id] = binding
+        if self.callers is not None:
+            self.callers.hold(binding)
+
+    def learn(self, stored: StoredBinding) -> None:
+        """A row claimed or confirmed in the ledger: the caller index follows it."""
+        if self.callers is not None:
+            self.callers.learn(stored)
+
+    def distrust(self, alternate_end_user_id: str) -> None:
+        """Until the carrier confirms again, the device's cached binding is not used."""
+        self.bindings.pop(alternate_end_user_id, None)
+
+    def forget_caller(self, alternate_end_user_id: str) -> None:
+        if self.callers is not None:
+            self.callers.forget(alternate_end_user_id)
+
+    def forget_location(self, location_id: str) -> None:
+        self.locations.pop(location_id, None)
+        for aeui, binding in list(self.bindings.items()):
+            if binding.location_id == location_id:
+                del self.bindings[aeui]
+
+    def forget_endpoint(self, endpoint_id: str) -> None:
+        for aeui, binding in list(self.bindings.items()):
+            if binding.endpoint_id == endpoint_id:
+                del self.bindings[aeui]
+
+    # -- reading -------------------------------------------------------------------------
+
+    def endpoint_id(self, alternate_end_user_id: str) -> str:
+        """The device's endpoint ID: derived, unless the carrier holds it under another."""
+        return self.foreign_ids.get(alternate_end_user_id) or endpoint_id_for(alternate_end_user_id)
+
+    def cached(self, alternate_end_user_id: str) -> Binding | None:
+        return self.bindings.get(alternate_end_user_id)
+
+    async def current(self, alternate_end_user_id: str) -> Binding | None:
+        """The device's binding as the gateway knows it: the cache, then the state store (the
+        desired binding, as the call-time query answers it). The carrier is read only for a
+        device neither holds with an address (never reported here, or edited by an admin),
+        and then within ``reads``' bounds: once per device per interval, a few at a time."""
+        aeui = alternate_end_user_id
+        known = self.bindings.get(aeui)
+        if known is not None:
+            return known
+        stored = await self.ledger.get(aeui)
+        if stored is not None and stored.address is not None:
+            return from_stored(stored)
+        return await self.reads.read(aeui, lambda: self._carrier_binding(aeui))
+
+    async def _carrier_binding(self, alternate_end_user_id: str) -> Binding | None:
+        """What the carrier holds for the device: its endpoint and that endpoint's location."""
+        try:
+            endpoint = await self.carrier.get_endpoint(self.endpoint_id(alternate_end_user_id))
+        except UpstreamNotFound:
+            return None
+        if endpoint.alternate_end_user_id != alternate_end_user_id or not endpoint.location_id:
+            return None
+        try:
+            location = await self.carrier.get_location(endpoint.location_id)
+        except UpstreamNotFound:
+            location = Location(location_id=endpoint.location_id)
+        held = Binding(
+            alternate_end_user_id=alternate_end_user_id,
+            endpoint_id=endpoint.endpoint_id or self.endpoint_id(alternate_end_user_id),
+            location_id=endpoint.location_id,
+            caller_name=endpoint.caller_name or "",
+            telephone_number=endpoint.telephone_number or "",
+            address=location.address,
+            status=location.status,
+            observed_at=None,
+        )
+        return await self._as_reported(held)
+
+    async def _as_reported(self, held: Binding) -> Binding:
+        """``held`` (read from the carrier) with what the ledger knows of it: when it was
+        observed and the device's own coordinates, if the ledger's binding is this one.
+        Otherwise both stay unknown: the carrier's coordinates are its own geocode, of no
+        stated precision, and the time of an observation no one recorded is not now."""
+        try:
+            stored = await self.ledger.get(held.alternate_end_user_id)
+        except StoreUnavailable:
+            return held
+        if stored is None or not held.same_as(
+            stored.location_id, stored.caller_name, stored.telephone_number
+        ):
+            return held
+        return dataclasses.replace(
+            held,
+            observed_at=stored.observed_at,
+            latitude=stored.latitude,
+            longitude=stored.longitude,
+            coordinates_source=stored.coordinates_source,
+            accuracy_meters=stored.accuracy_meters,
+            heard_at=stored.heard_at,
+            attested=stored.attested,
+            version=stored.version,
+        )

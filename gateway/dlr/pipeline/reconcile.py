@@ -1,0 +1,111 @@
+"""Periodic reconciliation: each device's desired binding checked against the carrier,
+leased so that replicas check different devices."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from gateway.bandwidth.errors import UpstreamError
+from gateway.dlr.pipeline.repairs import Repairs
+from gateway.store.base import StateStore, StoredBinding
+from gateway.store.errors import StoreUnavailable
+
+log = logging.getLogger("gateway.pipeline")
+
+
+@dataclass(slots=True)
+class Reconciler:
+    """Leases devices from the store and repairs each (``Repairs.repair``)."""
+
+    repairs: Repairs
+    #: The longest one carrier call may take (its deadline): sizes reconcile leases.
+    lease_seconds_per_device: float
+    clock: Callable[[], float]
+
+    async def reconcile(
+        self,
+        store: StateStore,
+        owner: str,
+        *,
+        batch: int,
+        interval: float,
+        orphaned_after: float | None = None,
+    ) -> int:
+        """One pass: check up to ``batch`` devices not checked for ``interval`` seconds.
+
+        First, though, the orphans: bindings still unconfirmed ``orphaned_after`` seconds
+        after they were claimed. Whoever claimed one has stopped watching its write (the
+        settle timeout passed) or died mid-write (a killed replica), so no one else will
+        check it before its periodic turn, which may be an ``interval`` away.
+
+        Rows are leased in the database, so replicas check different devices; a device is
+        re-read from the carrier and re-written if it regressed. Answers how many were
+        checked.
+        """
+        now = datetime.now(UTC)
+        # Long enough for the pass (a read and a write per device), short enough that a
+        # replica that dies mid-pass does not hold its devices for long.
+        lease = max(5.0, batch * 2 * self.lease_seconds_per_device)
+        rows: list[StoredBinding] = []
+        if orphaned_after is not None:
+            rows = await store.lease(
+                owner,
+                limit=batch,
+                lease_seconds=lease,
+                only_unconfirmed=True,
+                applied_before=now - timedelta(seconds=orphaned_after),
+            )
+        if len(rows) < batch:
+            older = now - timedelta(seconds=interval)
+            rows += await store.lease(
+                owner,
+                limit=batch - len(rows),
+                lease_seconds=lease,
+                older_than=older,
+                # A binding claimed a moment ago and not yet confirmed is being written by its
+                # report right now (a new device's is never checked): reading the carrier in
+                # the middle of that write costs a call and proves nothing. If it stays
+                # unconfirmed, it is an orphan above.
+                skip_unconfirmed_since=(
+                    None if orphaned_after is None else now - timedelta(seconds=orphaned_after)
+                ),
+            )
+        for row in rows:
+            try:
+                await self.repairs.repair(row.aeui)
+            except (UpstreamError, StoreUnavailable) as exc:
+                log.info("reconcile: %s not checked: %s", row.aeui, type(exc).__name__)
+                await store.release(row.aeui, owner)
+                continue
+            await store.checked(row.aeui, owner, True, version=row.version)
+        return len(rows)
+
+    async def reconcile_forever(
+        self,
+        store: StateStore,
+        owner: str,
+        *,
+        batch: int,
+        interval: float,
+        tick: float = 1.0,
+        retention: timedelta | None = None,
+        orphaned_after: float | None = None,
+    ) -> None:
+        """Reconcile ``batch`` devices per ``tick`` for as long as the app runs."""
+        purged_at = -math.inf
+        while True:
+            try:
+                await self.reconcile(
+                    store, owner, batch=batch, interval=interval, orphaned_after=orphaned_after
+                )
+                if retention is not None and self.clock() - purged_at > 3600:
+                    purged_at = self.clock()
+                    await store.purge_history(datetime.now(UTC) - retention)
+            except StoreUnavailable as exc:
+                log.warning("reconcile: the state store is unavailable: %s", exc)
+            await asyncio.sleep(tick)

@@ -1,0 +1,169 @@
+"""Repair of uncertain writes: a write whose outcome is unknown is checked, and redone if
+the carrier does not hold the device's desired binding."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+
+from gateway.bandwidth.errors import UpstreamError, UpstreamNotFound
+from gateway.bandwidth.models import Endpoint
+from gateway.concurrency import KeyedLocks
+from gateway.dlr.ledger import Ledger
+from gateway.dlr.pipeline.knowledge import Knowledge
+from gateway.dlr.pipeline.ports import Carrier
+from gateway.dlr.pipeline.records import endpoint_json, from_stored, taken
+from gateway.dlr.pipeline.writes import CarrierWrites
+from gateway.store.base import HistoryKind, HistoryRecord
+from gateway.store.errors import StoreUnavailable
+
+log = logging.getLogger("gateway.pipeline")
+
+
+class Background:
+    """The pipeline's background tasks: started here, awaited or cancelled together."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def idle(self) -> None:
+        """Wait until every task has ended, those they started included."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+@dataclass(slots=True)
+class Repairs:
+    """Watches abandoned writes and repairs what they may have undone."""
+
+    carrier: Carrier
+    ledger: Ledger
+    known: Knowledge
+    writes: CarrierWrites
+    locks: KeyedLocks[str]
+    background: Background
+    on_repair: Callable[[str], None] | None
+    retry_delays: tuple[float, ...]
+
+    def maybe_applied(self, alternate_end_user_id: str) -> None:
+        """A write failed, but the carrier may hold it (or hold it later).
+
+        The claimed binding stays the device's desired one and newest report (so an older
+        report cannot overwrite it), and a repair check is scheduled: by the time the error
+        reached us the carrier has answered or the connection is gone, unless the client is
+        still watching an abandoned exchange, whose settling schedules its own check.
+        """
+        self.background.spawn(self._repair_later(alternate_end_user_id, 0.0))
+
+    def abandoned(self, operation: str, record: object, settled: Awaitable[None]) -> None:
+        """The carrier client's ``on_abandoned`` hook: watch an endpoint write to its end.
+
+        Until it settles the device's cached binding is not trusted (every report writes);
+        once the carrier has answered it (or the connection is gone), the device's record
+        is re-read and repaired if that late write undid a newer one.
+        """
+        if not isinstance(record, Endpoint) or not record.alternate_end_user_id:
+            return
+        aeui = record.alternate_end_user_id
+        self.known.unsettled[aeui] = self.known.unsettled.get(aeui, 0) + 1
+        self.known.distrust(aeui)
+        self.background.spawn(self._after_settled(aeui, settled))
+
+    async def _after_settled(self, aeui: str, settled: Awaitable[None]) -> None:
+        try:
+            await settled
+        finally:
+            left = self.known.unsettled.get(aeui, 1) - 1
+            if left > 0:
+                self.known.unsettled[aeui] = left
+            else:
+                self.known.unsettled.pop(aeui, None)
+        await self._repair_later(aeui, 0.0)
+
+    async def _repair_later(self, aeui: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        for attempt, wait in enumerate((*self.retry_delays, None)):
+            try:
+                await self.repair(aeui)
+                return
+            except (UpstreamError, StoreUnavailable) as exc:
+                if wait is None:
+                    log.warning("repair of %s gave up after %d tries: %s", aeui, attempt + 1, exc)
+                    self.known.distrust(aeui)  # the next report writes again
+                    return
+                await asyncio.sleep(wait)
+
+    async def repair(self, alternate_end_user_id: str) -> bool:
+        """Make the carrier hold the device's desired binding; ``True`` when it had to write."""
+        aeui = alternate_end_user_id
+        async with self.locks.hold(aeui):
+            stored = await self.ledger.get(aeui)
+            if stored is None:
+                return False
+            desired = from_stored(stored)
+            try:
+                held: Endpoint | None = await self.carrier.get_endpoint(desired.endpoint_id)
+            except UpstreamNotFound:
+                held = None
+            if held is not None and desired.same_as(
+                held.location_id or "", held.caller_name or "", held.telephone_number or ""
+            ):
+                # An unconfirmed binding the carrier holds: a write whose answer was lost
+                # (a timeout, a replica that died) landed after all. Recorded now.
+                late = None
+                if not stored.confirmed:
+                    late = taken(HistoryKind.APPLIED, None, stored, "gateway")
+                confirmed = await self.ledger.confirm(aeui, stored.version, record=late)
+                if confirmed:
+                    self.known.learn(dataclasses.replace(stored, confirmed=True))
+                if confirmed and aeui not in self.known.unsettled:
+                    self.known.bindings[aeui] = desired
+                return False
+            endpoint = Endpoint(
+                endpoint_id=desired.endpoint_id,
+                alternate_end_user_id=aeui,
+                caller_name=desired.caller_name,
+                location_id=desired.location_id,
+                telephone_number=desired.telephone_number,
+            )
+            self.known.distrust(aeui)
+            await self.writes.endpoint(endpoint, desired.address)
+            log.warning(
+                "repaired %s: the carrier held location %s, not %s",
+                aeui,
+                held.location_id if held is not None else None,
+                desired.location_id,
+            )
+            if self.on_repair is not None:
+                self.on_repair("regressed" if held is not None else "missing")
+            record = HistoryRecord(
+                aeui,
+                HistoryKind.REPAIRED,
+                "gateway",
+                stored.source,
+                None if held is None else endpoint_json(held),
+                stored.as_json(),
+                stored.observed_at,
+            )
+            if await self.ledger.confirm(aeui, stored.version, record=record):
+                self.known.learn(dataclasses.replace(stored, confirmed=True))
+                if aeui not in self.known.unsettled:
+                    self.known.bindings[aeui] = desired
+            else:
+                # A newer binding was claimed while this repair wrote (perhaps at another
+                # replica), and this write may have landed after it: check again.
+                self.maybe_applied(aeui)
+            return True

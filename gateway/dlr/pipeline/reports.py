@@ -1,0 +1,414 @@
+"""What happens to a report: resolved to an address, checked against its fix, found
+unchanged (no carrier call) or claimed in the ledger and written to the carrier."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway.bandwidth.errors import UpstreamError
+from gateway.bandwidth.models import Address, Endpoint
+from gateway.concurrency import KeyedLocks
+from gateway.dlr.coordinates import distance_meters, uncertainty_meters
+from gateway.dlr.errors import FieldError
+from gateway.dlr.ids import location_id_for
+from gateway.dlr.ledger import Ledger
+from gateway.dlr.pipeline.knowledge import Knowledge
+from gateway.dlr.pipeline.ports import Geocoder, Normalizer
+from gateway.dlr.pipeline.records import (
+    Binding,
+    Change,
+    GeoFix,
+    Outcome,
+    Report,
+    Superseded,
+    Unroutable,
+    from_stored,
+    in_address,
+    taken,
+    to_stored,
+)
+from gateway.dlr.pipeline.repairs import Repairs
+from gateway.dlr.pipeline.writes import CarrierWrites
+from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
+from gateway.store.base import Claim, HistoryKind
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """A report's canonical address, and the reverse geocode it came from (GPS-only)."""
+
+    address: Address
+    warnings: tuple[FieldError, ...]
+    reversed: GeocodeResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Conflict:
+    """A GPS fix farther from its address's geocode than the fix's accuracy allows."""
+
+    fix: GeoFix
+    geocode: GeocodeResult
+    distance: float
+    bound: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "fix": {
+                "latitude": self.fix.latitude,
+                "longitude": self.fix.longitude,
+                "accuracyMeters": self.fix.accuracy_meters,
+            },
+            "addressGeocode": {
+                "latitude": self.geocode.latitude,
+                "longitude": self.geocode.longitude,
+                "precision": self.geocode.precision.value,
+            },
+            "distanceMeters": round(self.distance),
+            "allowedMeters": round(self.bound),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _FixCheck:
+    """The address's geocode when one was looked up, and whether the fix contradicts it."""
+
+    looked_up: bool = False
+    geocode: GeocodeResult | None = None
+    conflict: _Conflict | None = None
+    warnings: tuple[FieldError, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """A device's coordinates (``Binding``'s fields), and the address's street-level
+    position for the carrier's location (shared by every device at the address)."""
+
+    latitude: float | None = None
+    longitude: float | None = None
+    precision: Precision | None = None
+    accuracy: float | None = None
+    street: tuple[float, float] | None = None
+
+
+_GEOCODER_DOWN = "the geocoder is unavailable: provisioned without coordinates"
+_NOT_DISPATCHABLE = (
+    "the GPS fix does not resolve to a street address: send a civic address "
+    "(a city or ZIP centroid is not a dispatchable 911 location)"
+)
+
+
+def _in_geo(error: FieldError) -> FieldError:
+    """An error about an address the device did not send: it is about its ``geo`` fix."""
+    return FieldError("geo", f"{error.field}: {error.message}")
+
+
+@dataclass(slots=True)
+class Reports:
+    """The report path, from a parsed ``Report`` to the carrier and the ledger."""
+
+    geocoder: Geocoder
+    normalize: Normalizer
+    ledger: Ledger
+    known: Knowledge
+    writes: CarrierWrites
+    repairs: Repairs
+    locks: KeyedLocks[str]
+    #: How much farther than its own accuracy a GPS fix may be from its address's
+    #: geocode before it counts as contradicting it (``on_conflict`` counts those).
+    conflict_margin_meters: float
+    on_conflict: Callable[[], None] | None
+    #: The gateway's own time: when it heard from a device (never the device's clock).
+    wall_clock: Callable[[], datetime]
+
+    async def resolve(self, report: Report) -> _Resolved:
+        """The report's canonical civic address, or ``Unroutable``.
+
+        Field errors and warnings name the report's field: ``address`` or ``address.<field>``
+        for the address sent, ``geo`` for one found by reverse geocoding the device's fix.
+        """
+        found: GeocodeResult | None = None
+        if report.address is not None:
+            normalized = self.normalize(report.address)
+            where = in_address
+        elif report.geo is not None:
+            found = await self._reverse(report.geo)
+            if found is None or found.address is None:
+                raise Unroutable(_NOT_DISPATCHABLE, (FieldError("geo", _NOT_DISPATCHABLE),))
+            normalized = self.normalize(found.address)
+            where = _in_geo
+        else:
+            message = "send an address or a GPS fix"
+            raise Unroutable(message, (FieldError("address", message),))
+        if not normalized.valid or normalized.address is None:
+            errors = normalized.errors or (FieldError("address", "cannot be parsed"),)
+            raise Unroutable(
+                "the address cannot be routed",
+                tuple(map(where, errors)),
+                normalized.suggestions,
+            )
+        return _Resolved(normalized.address, tuple(map(where, normalized.warnings)), found)
+
+    async def report(self, report: Report, *, credential: str = "device") -> Outcome:
+        resolved = await self.resolve(report)
+        aeui = report.alternate_end_user_id
+        location_id = location_id_for(resolved.address)
+        check = await self._check_fix(resolved, report.geo)
+        warnings = resolved.warnings + check.warnings
+        async with self.locks.hold(aeui):
+            outcome = await self._unchanged(report, location_id, warnings)
+            if outcome is None:
+                outcome = await self._apply(
+                    report, resolved, location_id, warnings, credential, check
+                )
+        if check.conflict is not None:
+            await self._record_conflict(report, location_id, check.conflict, credential)
+        return outcome
+
+    async def _check_fix(self, resolved: _Resolved, fix: GeoFix | None) -> _FixCheck:
+        """Whether a report's GPS fix contradicts its address: farther from the address's
+        geocode than the fix's accuracy, the geocode's own uncertainty and the margin allow.
+
+        A fix the address was found from (a GPS-only report) agrees with it by construction;
+        without a geocode of the address (unknown to the geocoder, or the geocoder is down)
+        there is nothing to compare with, and the fix is taken as it is.
+        """
+        if fix is None or resolved.reversed is not None:
+            return _FixCheck()
+        try:
+            found = await self.geocoder.geocode(resolved.address)
+        except GeocodingUnavailable:
+            return _FixCheck(looked_up=True)
+        if found is None:
+            return _FixCheck(looked_up=True)
+        distance = distance_meters(fix.latitude, fix.longitude, found.latitude, found.longitude)
+        bound = (
+            (fix.accuracy_meters or 0.0)
+            + self.conflict_margin_meters
+            + uncertainty_meters(found.precision)
+        )
+        if distance <= bound:
+            return _FixCheck(looked_up=True, geocode=found)
+        message = (
+            f"the GPS fix is {distance / 1000:,.1f} km from the address (more than the "
+            f"{bound:,.0f} m its accuracy allows): the address is applied, without the fix"
+        )
+        return _FixCheck(
+            looked_up=True,
+            geocode=found,
+            conflict=_Conflict(fix, found, distance, bound),
+            warnings=(FieldError("geo", message),),
+        )
+
+    async def _record_conflict(
+        self, report: Report, location_id: str, conflict: _Conflict, credential: str
+    ) -> None:
+        """A report that was applied (or found unchanged) despite its contradicting fix."""
+        if self.on_conflict is not None:
+            self.on_conflict()
+        await self.ledger.record(
+            report.alternate_end_user_id,
+            kind=HistoryKind.COORDINATES_CONFLICT,
+            credential=credential,
+            source="report",
+            before=None,
+            after={"locationId": location_id, **conflict.as_json()},
+            observed_at=report.observed_at,
+        )
+
+    async def _place(
+        self, resolved: _Resolved, fix: GeoFix | None, check: _FixCheck
+    ) -> tuple[_Place, tuple[FieldError, ...]]:
+        """The device's coordinates: its own fix unless it contradicts the address, else a
+        geocode of its address (of whatever precision, named); and the address's street-level
+        position for the carrier's location."""
+        notes: tuple[FieldError, ...] = ()
+        found: GeocodeResult | None
+        if resolved.reversed is not None:
+            found = resolved.reversed  # the fix's own street address (``_reverse``)
+        elif check.looked_up:
+            found = check.geocode
+        else:
+            try:
+                found = await self.geocoder.geocode(resolved.address)
+            except GeocodingUnavailable:
+                found = None
+                notes = (FieldError("address", _GEOCODER_DOWN),)
+        street: tuple[float, float] | None = None
+        if found is not None and found.precision is Precision.STREET:
+            street = (found.latitude, found.longitude)
+        if fix is not None and check.conflict is None:
+            own = _Place(fix.latitude, fix.longitude, Precision.GPS, fix.accuracy_meters, street)
+            return own, ()
+        if found is None:
+            return _Place(), notes
+        return _Place(found.latitude, found.longitude, found.precision, None, street), ()
+
+    async def _unchanged(
+        self, report: Report, location_id: str, warnings: tuple[FieldError, ...]
+    ) -> Outcome | None:
+        """The outcome of a report that changes nothing, or ``None`` when it does.
+
+        Raises ``Superseded`` for a report older than the device's newest. With a warm cache
+        an unchanged report costs one conditional write to the ledger (group-committed) and
+        no read; after a restart, one read more. A move of a cached device reads nothing
+        either: its claim decides its order (``_apply``). The device's coordinates stay
+        those set with its binding (a fix that contradicts the address is still reported).
+        """
+        aeui = report.alternate_end_user_id
+        when = report.observed_at
+        same = (location_id, report.caller_name, report.telephone_number)
+        if aeui in self.known.unsettled:
+            stored = await self.ledger.get(aeui)
+            if stored is not None and when < stored.observed_at:
+                raise Superseded(stored.observed_at)
+            return None
+        cached = self.known.bindings.get(aeui)
+        if cached is not None:
+            # The store has held the cached time (it only moves forward): older is superseded.
+            if cached.observed_at is not None and when < cached.observed_at:
+                raise Superseded(cached.observed_at)
+            if not cached.same_as(*same) or cached.attested != report.number_attested:
+                return None  # a move: the claim decides, atomically, against every replica
+            if await self.ledger.advance(aeui, when, version=cached.version):
+                binding = cached.seen_at(when, self.wall_clock())
+                self.known.trust(binding)
+                return Outcome(binding, Change.UNCHANGED, Change.UNCHANGED, warnings)
+            self.known.distrust(aeui)
+        stored = await self.ledger.get(aeui)
+        if stored is None:
+            return None
+        if when < stored.observed_at:
+            raise Superseded(stored.observed_at)
+        binding = from_stored(stored)
+        if not (stored.confirmed and binding.same_as(*same)):
+            return None
+        if stored.attested != report.number_attested:
+            return None
+        if not await self.ledger.advance(aeui, when, version=stored.version):
+            # A claim landed in between (another replica), or the number is no longer the
+            # device's to use: let the full path decide.
+            return None
+        binding = binding.seen_at(when, self.wall_clock())
+        self.known.trust(binding)
+        return Outcome(binding, Change.UNCHANGED, Change.UNCHANGED, warnings)
+
+    async def _apply(
+        self,
+        report: Report,
+        resolved: _Resolved,
+        location_id: str,
+        warnings: tuple[FieldError, ...],
+        credential: str,
+        check: _FixCheck,
+    ) -> Outcome:
+        aeui = report.alternate_end_user_id
+        address = resolved.address
+        place, notes = await self._place(resolved, report.geo, check)
+        warnings += notes
+        known, location_change = await self.writes.location(location_id, address, place.street)
+        endpoint = Endpoint(
+            endpoint_id=self.known.endpoint_id(aeui),
+            alternate_end_user_id=aeui,
+            caller_name=report.caller_name,
+            location_id=location_id,
+            telephone_number=report.telephone_number,
+        )
+        binding = Binding(
+            alternate_end_user_id=aeui,
+            endpoint_id=endpoint.endpoint_id or "",
+            location_id=location_id,
+            caller_name=report.caller_name,
+            telephone_number=report.telephone_number,
+            address=address,
+            status=known.status,
+            latitude=place.latitude,
+            longitude=place.longitude,
+            observed_at=report.observed_at,
+            coordinates_source=None if place.precision is None else place.precision.value,
+            accuracy_meters=place.accuracy,
+            attested=report.number_attested,
+        )
+        self.known.distrust(aeui)  # until the carrier confirms, trust nothing cached
+        # Decide, atomically and for every replica, that this report is the device's newest
+        # and that the device may use its number (``NumberOwned`` otherwise).
+        claim = await self.ledger.claim(to_stored(binding), credential=credential)
+        if not claim.won:
+            raise Superseded(claim.current.observed_at)
+        self.known.learn(claim.current)
+        version = claim.current.version
+        binding = dataclasses.replace(binding, heard_at=claim.current.heard_at)
+        previous = claim.previous
+        if (
+            previous is not None
+            and previous.confirmed
+            and previous.endpoint_id == binding.endpoint_id
+            and binding.same_as(
+                previous.location_id, previous.caller_name, previous.telephone_number
+            )
+        ):
+            # The carrier already holds this very endpoint (another replica applied it since
+            # this one cached the device's last): no write, as for an unchanged report.
+            binding = dataclasses.replace(binding, version=version)
+            # Unconfirmed, a newer claim came in between: its report writes what it needs.
+            if await self.ledger.confirm(aeui, version):
+                self.known.trust(binding)
+            return Outcome(binding, location_change, Change.UNCHANGED, warnings)
+        try:
+            endpoint_change, endpoint_id = await self.writes.endpoint(endpoint, address)
+        except UpstreamError as exc:
+            if exc.ambiguous:
+                self.repairs.maybe_applied(aeui)
+            else:
+                await self._revert(claim, report.observed_at, credential)
+            raise
+        except asyncio.CancelledError:
+            # The report's deadline cut the write short: it may still land.
+            self.repairs.maybe_applied(aeui)
+            raise
+        binding = dataclasses.replace(binding, endpoint_id=endpoint_id, version=version)
+        record = taken(HistoryKind.APPLIED, previous, claim.current, credential)
+        if await self.ledger.confirm(aeui, version, record=record):
+            self.known.trust(binding)
+        else:
+            # A newer report won the ledger while this one was being written, perhaps at
+            # another replica: this write may have landed after its. Make certain.
+            self.repairs.maybe_applied(aeui)
+        return Outcome(binding, location_change, endpoint_change, warnings)
+
+    async def _revert(self, claim: Claim, observed_at: datetime, credential: str) -> None:
+        """The carrier definitively refused the claimed binding: the device keeps its old one
+        (nothing is recorded: nothing changed at the carrier)."""
+        aeui = claim.current.aeui
+        previous = claim.previous
+        if previous is None:
+            await self.ledger.delete(aeui)
+            self.known.forget_caller(aeui)
+            return
+        restored = await self.ledger.claim(
+            dataclasses.replace(previous, observed_at=observed_at),
+            credential=credential,
+            check_number=False,  # its own number, held before
+        )
+        if restored.won:
+            self.known.learn(restored.current)
+        if restored.won and previous.confirmed:
+            await self.ledger.confirm(aeui, restored.current.version)
+            self.known.learn(dataclasses.replace(restored.current, confirmed=True))
+
+    async def _reverse(self, fix: GeoFix) -> GeocodeResult | None:
+        if not (math.isfinite(fix.latitude) and math.isfinite(fix.longitude)):
+            return None
+        try:
+            found = await self.geocoder.reverse(fix.latitude, fix.longitude)
+        except GeocodingUnavailable:
+            message = "the geocoder is unavailable, so a GPS-only report cannot be resolved"
+            raise Unroutable(message, (FieldError("geo", message),)) from None
+        if found is None or found.precision is not Precision.STREET:
+            return None
+        return found

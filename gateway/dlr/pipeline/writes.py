@@ -1,0 +1,168 @@
+"""Writes to the carrier: a location made sure of, an endpoint updated or created."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+from gateway.bandwidth.errors import (
+    UpstreamAuthError,
+    UpstreamConflict,
+    UpstreamNotFound,
+    UpstreamRejected,
+)
+from gateway.bandwidth.models import Address, Endpoint, Location
+from gateway.concurrency import SingleFlight
+from gateway.dlr.errors import FieldError
+from gateway.dlr.ledger import Ledger
+from gateway.dlr.pipeline.knowledge import Knowledge, KnownLocation
+from gateway.dlr.pipeline.ports import Carrier, Geocoder
+from gateway.dlr.pipeline.records import Change, Unroutable, address_json
+from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
+from gateway.store.base import HistoryKind, location_key
+
+log = logging.getLogger("gateway.pipeline")
+
+
+@dataclass(slots=True)
+class CarrierWrites:
+    """The pipeline's writes to the carrier, keeping ``Knowledge`` and the ledger in step."""
+
+    carrier: Carrier
+    geocoder: Geocoder
+    ledger: Ledger
+    known: Knowledge
+    _creating: SingleFlight[str, tuple[KnownLocation, Change]] = field(
+        default_factory=SingleFlight, init=False
+    )
+
+    async def location(
+        self, location_id: str, address: Address, street: tuple[float, float] | None
+    ) -> tuple[KnownLocation, Change]:
+        """The location known to exist, or created now (one shared call per location)."""
+        known = self.known.locations.get(location_id)
+        if known is not None:
+            return known, Change.UNCHANGED
+        return await self._creating.do(
+            location_id, lambda: self._ensure_location(location_id, address, street)
+        )
+
+    async def endpoint(self, endpoint: Endpoint, address: Address | None) -> tuple[Change, str]:
+        """``_upsert_endpoint``; when the carrier refuses it because its location is gone
+        (deleted by an admin, lost by the carrier), the location is forgotten everywhere,
+        created again and the write retried, once."""
+        try:
+            return await self._upsert_endpoint(endpoint)
+        except UpstreamRejected as exc:
+            if isinstance(exc, UpstreamNotFound | UpstreamConflict | UpstreamAuthError):
+                raise
+            location_id = endpoint.location_id
+            if address is None or location_id is None or not await self._location_lost(location_id):
+                raise
+        await self.location(location_id, address, await self._street_point(address))
+        return await self._upsert_endpoint(endpoint)
+
+    async def _location_lost(self, location_id: str) -> bool:
+        """Whether the carrier no longer holds ``location_id``; if so, no replica trusts it."""
+        try:
+            await self.carrier.get_location(location_id)
+        except UpstreamNotFound:
+            pass
+        else:
+            return False
+        log.warning("the carrier no longer holds location %s: creating it again", location_id)
+        self.known.locations.pop(location_id, None)
+        await self.ledger.forget_location(location_id)
+        await self.ledger.record(
+            location_key(location_id),
+            kind=HistoryKind.LOCATION_LOST,
+            credential="gateway",
+            source="carrier",
+            before={"locationId": location_id},
+            after=None,
+            observed_at=None,
+        )
+        return True
+
+    async def _street_point(self, address: Address) -> tuple[float, float] | None:
+        found = await self._geocode(address)
+        if found is None or found.precision is not Precision.STREET:
+            return None
+        return found.latitude, found.longitude
+
+    # -- ambiguous writes and their repair ----------------------------------------------------
+
+    async def _geocode(self, address: Address) -> GeocodeResult | None:
+        try:
+            return await self.geocoder.geocode(address)
+        except GeocodingUnavailable:
+            return None
+
+    async def _ensure_location(
+        self, location_id: str, address: Address, street: tuple[float, float] | None
+    ) -> tuple[KnownLocation, Change]:
+        """Make sure the carrier holds the location: known to the ledger, or created now,
+        with the address's street-level position when there is one (never a device's fix:
+        every device at the address shares the location)."""
+        if await self.ledger.locations_known(location_id):
+            known = KnownLocation(None)
+            self.known.locations[location_id] = known
+            return known, Change.UNCHANGED
+        latitude, longitude = street if street is not None else (None, None)
+        location = Location(
+            location_id=location_id, address=address, latitude=latitude, longitude=longitude
+        )
+        change = Change.CREATED
+        try:
+            held = await self.carrier.create_location(location)
+        except UpstreamConflict:
+            # It exists already (an admin created it, or a store was lost): its status is
+            # what the carrier holds, not what this report would have sent.
+            held = await self.carrier.get_location(location_id)
+            change = Change.UNCHANGED
+        except UpstreamRejected as exc:
+            if isinstance(exc, UpstreamNotFound):
+                raise
+            message = f"the carrier refused the address: {exc.description or exc.message}"
+            raise Unroutable(message, (FieldError("address", message),)) from None
+        known = KnownLocation(held.status)
+        self.known.locations[location_id] = known
+        await self.ledger.remember_location(
+            location_id, address_json(address), known.status, held.latitude, held.longitude
+        )
+        return known, change
+
+    async def _upsert_endpoint(self, endpoint: Endpoint) -> tuple[Change, str]:
+        """Update the endpoint; create it when the carrier has none (one more call).
+
+        Answers what changed and the endpoint's ID at the carrier.
+        """
+        assert endpoint.endpoint_id is not None
+        assert endpoint.alternate_end_user_id is not None
+        try:
+            await self.carrier.update_endpoint(endpoint.endpoint_id, endpoint)
+        except UpstreamNotFound:
+            pass
+        else:
+            return Change.UPDATED, endpoint.endpoint_id
+        try:
+            await self.carrier.create_endpoint(endpoint)
+        except UpstreamConflict:
+            # Either a concurrent create won (update it now), or the carrier holds this AEUI
+            # under an endpoint ID of someone else's choosing: learn it by listing.
+            foreign = await self._find_endpoint(endpoint.alternate_end_user_id)
+            if foreign is None:
+                raise
+            self.known.foreign_ids[endpoint.alternate_end_user_id] = foreign
+            moved = dataclasses.replace(endpoint, endpoint_id=foreign)
+            await self.carrier.update_endpoint(foreign, moved)
+            return Change.UPDATED, foreign
+        return Change.CREATED, endpoint.endpoint_id
+
+    async def _find_endpoint(self, alternate_end_user_id: str) -> str | None:
+        listing = await self.carrier.list_endpoints()
+        for endpoint in listing.endpoints:
+            if endpoint.alternate_end_user_id == alternate_end_user_id:
+                return endpoint.endpoint_id
+        return None
