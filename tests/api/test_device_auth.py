@@ -173,7 +173,7 @@ def test_a_verified_token_is_remembered_until_its_expiry_and_no_longer() -> None
     first_short, first_long = tokens.verify(short), tokens.verify(long)
     assert first_short is not None and first_short.subject == "dev-8"
     assert first_long is not None and first_long.subject == "dev-9"
-    assert short in tokens._verified._data and long in tokens._verified._data
+    assert short in tokens._verified and long in tokens._verified
     calls = 0
     decode = jwt.decode
 
@@ -190,13 +190,13 @@ def test_a_verified_token_is_remembered_until_its_expiry_and_no_longer() -> None
         calls = 0
         time.sleep(max(0.0, expires - time.time()) + 0.05)
         assert tokens.verify(short) is None  # expired: refused, and forgotten
-        assert short not in tokens._verified._data
+        assert short not in tokens._verified
         assert calls == 1  # checked again, by PyJWT, which refused it
     finally:
         jwt.decode = decode  # type: ignore[assignment]
     # A token whose signature is wrong is never remembered.
     forged = long[:-4] + ("AAAA" if not long.endswith("AAAA") else "BBBB")
-    assert tokens.verify(forged) is None and forged not in tokens._verified._data
+    assert tokens.verify(forged) is None and forged not in tokens._verified
 
 
 def test_cross_device_report_is_forbidden_and_writes_nothing() -> None:
