@@ -343,6 +343,17 @@ class SqlStateStore(StateStore):
 
     # -- plumbing ------------------------------------------------------------------------
 
+    def transaction(
+        self, *, read_only: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """One transaction on the state store's engine, taking SQLite's one-writer turn.
+
+        For the modules that keep their own tables beside the store's (wiremap, outbox,
+        imports): connectivity failures become ``StoreUnavailable``, a missing table
+        ``SchemaNotCurrent``.
+        """
+        return self._unit(read_only=read_only)
+
     @contextlib.asynccontextmanager
     async def _unit(self, *, read_only: bool = False) -> AsyncIterator[AsyncConnection]:
         """One transaction; connectivity failures become ``StoreUnavailable``."""
