@@ -105,6 +105,7 @@ class CarrierCalls(Exchanges):
         breaker_failures: int = DEFAULTS.breaker_failures,
         breaker_cooldown: float = DEFAULTS.breaker_cooldown,
         retry_budget_ratio: float = DEFAULTS.retry_budget_ratio,
+        on_abandoned: AbandonedHook | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
@@ -124,7 +125,7 @@ class CarrierCalls(Exchanges):
         #: also told of a write whose caller was cancelled mid-exchange. Called on the
         #: event loop while the call goes on: it must not block, and an exception it
         #: raises is logged and ignored.
-        self.on_abandoned: AbandonedHook | None = None
+        self.on_abandoned = on_abandoned
         #: ``clock()`` of the last answer that shows a working carrier (not a 5xx, not a
         #: refusal of our credentials), and of the last refusal of our credentials.
         self.last_healthy_at: float | None = None

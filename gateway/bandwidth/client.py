@@ -65,6 +65,7 @@ class BandwidthClient(CarrierCalls):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         metrics: Metrics | None = None,
+        on_abandoned: AbandonedHook | None = None,
     ) -> BandwidthClient:
         """The client the settings describe.
 
@@ -90,6 +91,7 @@ class BandwidthClient(CarrierCalls):
             breaker_failures=settings.breaker_failures,
             breaker_cooldown=settings.breaker_cooldown,
             retry_budget_ratio=settings.retry_budget_ratio,
+            on_abandoned=on_abandoned,
         )
 
     def __repr__(self) -> str:
