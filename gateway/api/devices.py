@@ -33,7 +33,15 @@ from gateway.api.models import (
     telephone_problem,
     unreadable_keys,
 )
-from gateway.api.pidf import is_pidf, location_response, prefers_pidf, read_pidf_report
+from gateway.api.pidf import (
+    is_pidf,
+    keeps_current,
+    location_response,
+    only_left_out,
+    prefers_pidf,
+    read_pidf_report,
+    with_caller,
+)
 from gateway.api.problems import Problem
 from gateway.api.schemas import (
     ReportSource,
@@ -282,8 +290,7 @@ async def _read_report(
     decoded again: only the new time is read and checked (``gateway.api.memo``)."""
     content_type = request.headers.get("content-type", "")
     if is_pidf(content_type):
-        source = await read_pidf_report(request, s, principal)
-        return _parse_source(source, s.normalize, _max_future(s)), source
+        return await _read_pidf(request, s, principal)
     if not is_json(content_type):
         raise Problem(415, "Send the report as application/json or application/pidf+xml.")
     body = await read_body(request, s.settings.max_body_bytes)
@@ -301,6 +308,26 @@ async def _read_report(
     if memo is not None:
         s.report_memo.put(memo.template, report)
     return report, source
+
+
+async def _read_pidf(
+    request: Request, s: Services, principal: Principal
+) -> tuple[Report, ReportSource]:
+    """A PIDF-LO report. A name or number it leaves out is the device's current one: from
+    what the gateway holds, and from the carrier only once the rest of the report is valid."""
+    max_bytes = s.settings.max_body_bytes
+    source = read_pidf_report(await read_body(request, max_bytes), max_bytes, principal)
+    aeui = keeps_current(source, principal)
+    if aeui is not None:
+        held = await s.pipeline.current_caller(aeui, read_carrier=False)
+        source = with_caller(source, *held)
+    try:
+        return _parse_source(source, s.normalize, _max_future(s)), source
+    except Problem as exc:
+        if aeui is None or not only_left_out(exc, source):
+            raise
+    source = with_caller(source, *await s.pipeline.current_caller(aeui))
+    return _parse_source(source, s.normalize, _max_future(s)), source
 
 
 def _max_future(s: Services) -> timedelta:
