@@ -15,6 +15,7 @@ Every change is recorded in the history: a device's under its AEUI, a location's
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.admin_models import (
+    CallbackNumber,
+    CallbackNumberWrite,
+    LocationHistory,
+    NumberHistory,
+    NumberHolder,
+)
+from gateway.api.answers import model_response
 from gateway.api.auth import require_admin
 from gateway.api.context import Services, services
 from gateway.api.devices import history_page, number_owned, telephone
@@ -333,7 +342,8 @@ async def _held_location(s: Services, location_id: str) -> dict[str, Any] | None
 async def location_history(request: Request) -> Response:
     s = _admin(request)
     location_id = _path_id(request, "location_id", location=True)
-    return await history_page(request, s, location_key(location_id), {"locationId": location_id})
+    page = functools.partial(LocationHistory, locationId=location_id)
+    return await history_page(request, s, location_key(location_id), page)
 
 
 # -- notification recipients -------------------------------------------------
@@ -378,27 +388,17 @@ def _number(request: Request) -> str:
     return found
 
 
-def _number_json(number: str, state: NumberState | None) -> dict[str, Any]:
-    return {
-        "telephoneNumber": number,
-        "owner": None if state is None else state.owner,
-        "shared": False if state is None else state.shared,
-        "updatedAt": None if state is None else state.updated_at.isoformat(),
-    }
-
-
 async def _number_answer(s: Services, number: str, state: NumberState | None) -> Response:
     holders = await s.pipeline.holders(number, limit=100)
-    body = _number_json(number, state)
-    body["devices"] = [
-        {
-            "alternateEndUserId": b.aeui,
-            "mayUse": b.attested or state is None or not state.refuses(b.aeui),
-            "attested": b.attested,
-        }
+    devices = [
+        NumberHolder(
+            alternateEndUserId=b.aeui,
+            mayUse=b.attested or state is None or not state.refuses(b.aeui),
+            attested=b.attested,
+        )
         for b in holders
     ]
-    return JSONResponse(body)
+    return model_response(CallbackNumber.of(number, state, devices))
 
 
 async def get_number(request: Request) -> Response:
@@ -412,21 +412,9 @@ async def put_number(request: Request) -> Response:
     s = _admin(request)
     number = _number(request)
     body = require_object(await read_json(request, s.settings.max_body_bytes))
-    errors = [FieldError(k, "unknown field") for k in sorted(body.keys() - {"owner", "shared"})]
-    shared = body.get("shared", False)
-    if not isinstance(shared, bool):
-        errors.append(FieldError("shared", "expected true or false"))
-    owner = body.get("owner")
-    if owner is not None and aeui_problem(owner) is not None:
-        errors.append(FieldError("owner", str(aeui_problem(owner))))
-    if owner is None and shared is False:
-        errors.append(
-            FieldError("owner", "required unless shared is true (DELETE releases a number)")
-        )
-    if errors:
-        raise Problem(422, "The request is not valid.", errors=errors)
+    wanted = CallbackNumberWrite.read(body)
     _, after = await s.pipeline.set_number(
-        number, owner=owner, shared=shared, credential=_who(request)
+        number, owner=wanted.owner, shared=wanted.shared, credential=_who(request)
     )
     return await _number_answer(s, number, after)
 
@@ -442,7 +430,8 @@ async def delete_number(request: Request) -> Response:
 async def number_history(request: Request) -> Response:
     s = _admin(request)
     number = _number(request)
-    return await history_page(request, s, number_key(number), {"telephoneNumber": number})
+    page = functools.partial(NumberHistory, telephoneNumber=number)
+    return await history_page(request, s, number_key(number), page)
 
 
 def _resource(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:

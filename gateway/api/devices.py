@@ -7,16 +7,17 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.admin_models import DeviceHistory, HistoryEntry
 from gateway.api.answers import Changes, DeviceLocation, ReportResult, model_response
 from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services, services
@@ -71,7 +72,6 @@ from gateway.dlr.pipeline import (
 )
 from gateway.geocoding.results import GeocodingUnavailable
 from gateway.jsondump import JSONResponse
-from gateway.store import HistoryEntry
 from gateway.store.base import NumberOwned
 
 
@@ -509,21 +509,6 @@ async def _geocode_into(s: Services, address: Address, answer: dict[str, Any]) -
 _HISTORY_MAX = 200
 
 
-def _history_entry(entry: HistoryEntry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "at": entry.at.isoformat(),
-        "kind": entry.kind,
-        "source": entry.source,
-        "credential": entry.credential,
-        "observedAt": entry.observed_at.isoformat() if entry.observed_at else None,
-        "fromLocationId": entry.from_location_id,
-        "toLocationId": entry.to_location_id,
-        "before": entry.before,
-        "after": entry.after,
-    }
-
-
 def _int_param(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
@@ -545,11 +530,12 @@ async def device_history(request: Request) -> Response:
     if aeui is None:
         raise Problem(404, "There is no device with that ID.")
     _may_act(principal, aeui)
-    return await history_page(request, s, aeui, {"alternateEndUserId": aeui})
+    page = functools.partial(DeviceHistory, alternateEndUserId=aeui)
+    return await history_page(request, s, aeui, page)
 
 
 async def history_page(
-    request: Request, s: Services, key: str, subject: dict[str, Any]
+    request: Request, s: Services, key: str, page: Callable[..., BaseModel]
 ) -> Response:
     """One page of the history under ``key`` (a device, a location, a number): ``limit``
     entries before the entry ``before``, newest first, and the ``nextBefore`` to go on."""
@@ -558,13 +544,8 @@ async def history_page(
     assert limit is not None
     entries = await s.pipeline.history(key, limit=limit, before_id=before)
     next_before = entries[-1].id if len(entries) == limit else None
-    return JSONResponse(
-        {
-            **subject,
-            "entries": [_history_entry(e) for e in entries],
-            "nextBefore": next_before,
-        }
-    )
+    entries_json = [HistoryEntry.of(e) for e in entries]
+    return model_response(page(entries=entries_json, nextBefore=next_before))
 
 
 routes = [

@@ -382,6 +382,20 @@ class _Plain(GenerateJsonSchema):
         value.pop("additionalProperties", None)
         return value
 
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        """``{"type": [kind, "null"]}`` for a simple type: one spelling of "or null"."""
+        value = super().nullable_schema(schema)
+        match value.get("anyOf"):
+            case [{"type": str(kind)} as inner, {"type": "null"}] if len(value) == 1:
+                return {**inner, "type": [kind, "null"]}
+        return value
+
+    def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
+        value = super().dict_schema(schema)
+        if value.get("additionalProperties") is True:
+            del value["additionalProperties"]  # JSON Schema's default
+        return value
+
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
         value = super().default_schema(schema)
         if value.get("default", ...) is None:

@@ -5,6 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.api.admin import EMAIL_PATTERN
+from gateway.api.admin_models import (
+    CallbackNumber,
+    CallbackNumberWrite,
+    DeviceHistory,
+    HistoryEntry,
+    LocationHistory,
+    NumberHistory,
+)
 from gateway.api.answers import PRECISION_SCHEMA, RADIUS_SCHEMA, DeviceLocation, ReportResult
 from gateway.api.models import (
     AEUI_SCHEMA as AEUI,
@@ -242,97 +250,6 @@ VALIDATION_RESULT = {
     },
 }
 
-HISTORY_ENTRY = {
-    "type": "object",
-    "required": ["id", "at", "kind", "source", "credential"],
-    "properties": {
-        "id": {"type": "integer"},
-        "at": {"type": "string", "format": "date-time"},
-        "kind": {
-            "type": "string",
-            "description": (
-                "A device: applied (the carrier took a report), repaired, admin_edit, deleted "
-                "(an admin deleted its endpoint), coordinates_conflict (a fix contradicted the "
-                "address), emergency_query. A number: number_owned, number_assigned, "
-                "number_shared, number_released. A location: location_created, "
-                "location_updated, location_deleted, location_lost (the carrier no longer "
-                "held it)."
-            ),
-        },
-        "source": {"type": "string"},
-        "credential": {"type": "string", "description": "Which credential acted (never a secret)."},
-        "observedAt": {"type": ["string", "null"]},
-        "fromLocationId": {"type": ["string", "null"]},
-        "toLocationId": {"type": ["string", "null"]},
-        "before": {"type": ["object", "null"]},
-        "after": {"type": ["object", "null"]},
-    },
-}
-
-
-def history_of(key: str, description: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "description": description,
-        "required": [key, "entries", "nextBefore"],
-        "properties": {
-            key: {"type": "string"},
-            "entries": {"type": "array", "items": ref("HistoryEntry")},
-            "nextBefore": {"type": ["integer", "null"]},
-        },
-    }
-
-
-HISTORY = history_of("alternateEndUserId", "A page of a device's history.")
-
-NUMBER = {
-    "type": "object",
-    "description": (
-        "Who may use a callback number: its owner (the first device to hold it, or the one an "
-        "admin assigned), or every device when it is shared; and the devices holding it."
-    ),
-    "required": ["telephoneNumber", "owner", "shared", "updatedAt", "devices"],
-    "properties": {
-        "telephoneNumber": {"type": "string"},
-        "owner": {"type": ["string", "null"], "description": "The owner's AEUI; null: none."},
-        "shared": {"type": "boolean"},
-        "updatedAt": {"type": ["string", "null"], "format": "date-time"},
-        "devices": {
-            "type": "array",
-            "description": "The devices whose binding holds the number (at most 100).",
-            "items": {
-                "type": "object",
-                "required": ["alternateEndUserId", "mayUse", "attested"],
-                "properties": {
-                    "alternateEndUserId": {"type": "string"},
-                    "mayUse": {
-                        "type": "boolean",
-                        "description": "The call-time query may answer this device.",
-                    },
-                    "attested": {
-                        "type": "boolean",
-                        "description": "Its device token's phone_number claim vouches for it.",
-                    },
-                },
-            },
-        },
-    },
-}
-
-NUMBER_WRITE = {
-    "type": "object",
-    "description": (
-        "Assign the number to a device (`owner`), or mark it `shared` (any device may use it; "
-        "the call-time query answers the one heard from last). DELETE releases it."
-    ),
-    "additionalProperties": False,
-    "properties": {
-        "owner": {"type": ["string", "null"], "maxLength": 30, "description": "An AEUI."},
-        "shared": {"type": "boolean", "default": False},
-    },
-}
-
-
 EMERGENCY_LOCATION = {
     "type": "object",
     "description": (
@@ -367,11 +284,7 @@ SCHEMAS: dict[str, Any] = {
     **components(LocationReport),
     **components(ReportResult, DeviceLocation),
     "AddressValidation": VALIDATION_RESULT,
-    "DeviceHistory": HISTORY,
-    "HistoryEntry": HISTORY_ENTRY,
-    "NumberHistory": history_of("telephoneNumber", "A page of a number's history."),
-    "LocationHistory": history_of("locationId", "A page of a location's history."),
-    "CallbackNumber": NUMBER,
-    "CallbackNumberWrite": NUMBER_WRITE,
+    **components(DeviceHistory, HistoryEntry, NumberHistory, LocationHistory),
+    **components(CallbackNumber, CallbackNumberWrite),
     "EmergencyLocation": EMERGENCY_LOCATION,
 }
