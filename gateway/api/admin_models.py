@@ -3,17 +3,38 @@ output and their schema in the API document."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+)
 from pydantic.config import JsonDict
 
-from gateway.api.models import Aeui, field_errors, in_order, unreadable_keys
+from gateway.api.models import Aeui, field_errors, in_order, refuse, unreadable_keys
 from gateway.api.problems import Problem
+from gateway.api.schemas import ID_PATTERN as ID_RE
+from gateway.api.schemas import check_string
 from gateway.dlr.errors import FieldError
+from gateway.dlr.patterns import CONTROL_CHARACTERS, END, TEXT_PATTERN, WHITESPACE
 from gateway.store import HistoryEntry as StoredEntry
 from gateway.store.base import NumberState
+
+M = TypeVar("M", bound=BaseModel)
+
+#: IDs the gateway accepts in a body.
+ID_PATTERN = f"^{ID_RE.pattern}{END}"
+ID_RULE = "1 to 64 of letters, digits and ._~-, starting with a letter or digit"
+_EMAIL_PART = f"[^@{CONTROL_CHARACTERS}{WHITESPACE}]+"
+#: A notification recipient's email address: one ``@``, a dot in the domain, no spaces (the
+#: carrier checks deliverability).
+EMAIL_PATTERN = f"^{_EMAIL_PART}@{_EMAIL_PART}\\.{_EMAIL_PART}{END}"
 
 _KINDS = (
     "A device: applied (the carrier took a report), repaired, admin_edit, deleted (an admin "
@@ -112,18 +133,101 @@ class CallbackNumberWrite(BaseModel):
     @classmethod
     def read(cls, body: Mapping[str, Any]) -> CallbackNumberWrite:
         """The body, or a 422 naming every field that is wrong."""
-        readable, errors = unreadable_keys(body)
-        found = None
-        try:
-            found = cls.model_validate(readable)
-        except ValidationError as exc:
-            errors.extend(field_errors(exc))
-        if body.get("owner") is None and body.get("shared", False) is False:
-            why = "required unless shared is true (DELETE releases a number)"
-            errors.append(FieldError("owner", why))
-        if errors or found is None:
-            raise Problem(422, "The request is not valid.", errors=in_order(errors, _NUMBER))
-        return found
+        missing = body.get("owner") is None and body.get("shared", False) is False
+        why = "required unless shared is true (DELETE releases a number)"
+        return read_model(
+            cls, body, "The request is not valid.", [FieldError("owner", why)] * missing
+        )
 
 
-_NUMBER = tuple(CallbackNumberWrite.model_fields)
+def read_model(cls: type[M], body: Mapping[str, Any], detail: str, errors: list[FieldError]) -> M:
+    """``body`` read as ``cls`` (``null`` is a field left out), or a 422 naming ``errors`` and
+    every field that is wrong."""
+    readable, unreadable = unreadable_keys(body)
+    found = None
+    try:
+        found = cls.model_validate({k: v for k, v in readable.items() if v is not None})
+    except ValidationError as exc:
+        errors = [*unreadable, *field_errors(exc), *errors]
+    if errors or found is None:
+        names = tuple(f.alias or n for n, f in cls.model_fields.items())
+        raise Problem(422, detail, errors=in_order([*unreadable, *errors], names))
+    return found
+
+
+def _text(pattern: str, rule: str) -> AfterValidator:
+    """No control characters, and ``pattern`` matches (else ``rule``)."""
+    matches = re.compile(pattern).search
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        _, reason = check_string(value, "", len(value))
+        if reason is None and not matches(value):
+            reason = rule
+        if reason is not None:
+            raise refuse(reason)
+        return value
+
+    return AfterValidator(check)
+
+
+def _limit(max_length: int, pattern: str, description: str | None = None) -> Any:
+    extra: JsonDict = {"pattern": pattern}
+    return Field(max_length=max_length, description=description, json_schema_extra=extra)
+
+
+def _omitted(max_length: int, description: str | None = None) -> Any:
+    """A field of an answer that leaves out what the carrier's record lacks (never null)."""
+    return Field(None, max_length=max_length, description=description)
+
+
+_CONTROL = "contains control characters"
+
+
+class NotificationRecipient(BaseModel):
+    """Someone told when a 911 call is placed (Kari's Law)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = _omitted(64)
+    emailAddress: str = _omitted(255)
+    phoneNumber: str = _omitted(32)
+    description: str = _omitted(255)
+
+
+class NotificationRecipientWrite(BaseModel):
+    """A recipient to create: an email address, a phone number, or both."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["emailAddress"], "properties": {"emailAddress": {"type": "string"}}},
+                {
+                    "required": ["phoneNumber"],
+                    "properties": {"phoneNumber": {"type": "string", "minLength": 1}},
+                },
+            ]
+        },
+    )
+
+    id: Annotated[str | None, _limit(64, ID_PATTERN), _text(ID_PATTERN, ID_RULE)] = None
+    emailAddress: Annotated[
+        str | None,
+        _limit(255, EMAIL_PATTERN, "user@example.com"),
+        _text(EMAIL_PATTERN, "expected an email"),
+    ] = None
+    phoneNumber: Annotated[str | None, _limit(32, TEXT_PATTERN), _text(TEXT_PATTERN, _CONTROL)] = (
+        None
+    )
+    description: Annotated[str | None, _limit(255, TEXT_PATTERN), _text(TEXT_PATTERN, _CONTROL)] = (
+        None
+    )
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> NotificationRecipientWrite:
+        missing = not body.get("emailAddress") and not body.get("phoneNumber")
+        why = FieldError("emailAddress", "required unless phoneNumber is given")
+        return read_model(cls, body, "The recipient is not valid.", [why] * missing)

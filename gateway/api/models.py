@@ -50,7 +50,8 @@ _RFC3339 = re.compile(OBSERVED_AT_PATTERN)
 CHECK_CLOCK = "check the device's clock"
 
 
-def _refuse(message: str) -> PydanticCustomError:
+def refuse(message: str) -> PydanticCustomError:
+    """A validator's refusal: ``message`` is the field error's."""
     return PydanticCustomError("gateway", "{message}", {"message": message})
 
 
@@ -58,7 +59,7 @@ def _checked(problem: Callable[[Any], str | None]) -> BeforeValidator:
     def check(value: Any) -> Any:
         found = problem(value)
         if found is not None:
-            raise _refuse(found)
+            raise refuse(found)
         return value
 
     return BeforeValidator(check)
@@ -67,7 +68,7 @@ def _checked(problem: Callable[[Any], str | None]) -> BeforeValidator:
 def _caller_name(value: Any) -> str:
     found = validate_caller_name(value)
     if found is not None:
-        raise _refuse(found.message)
+        raise refuse(found.message)
     assert isinstance(value, str)
     return value.strip()
 
@@ -83,7 +84,7 @@ def telephone_problem(value: Any) -> str | None:
 def _telephone(value: Any) -> str:
     found = telephone_problem(value)
     if found is not None:
-        raise _refuse(found)
+        raise refuse(found)
     number = callback_number(value)
     assert number is not None
     return number
@@ -112,9 +113,9 @@ def observed_at(value: Any, max_future: timedelta) -> datetime:
     text, reason = check_string(value, "observedAt", 64)
     when = parse_rfc3339(text) if not reason and text is not None else None
     if when is None:
-        raise _refuse("expected an RFC 3339 timestamp with an offset")
+        raise refuse("expected an RFC 3339 timestamp with an offset")
     if when - datetime.now(UTC) > max_future:
-        raise _refuse(
+        raise refuse(
             f"is more than {max_future.total_seconds():g} s ahead of the gateway's clock; "
             + CHECK_CLOCK
         )
@@ -201,7 +202,7 @@ _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=
 def _text(value: str) -> str:
     _, reason = check_string(value, "", len(value))
     if reason:
-        raise _refuse(reason)
+        raise refuse(reason)
     return value
 
 

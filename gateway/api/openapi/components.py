@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.api.admin import EMAIL_PATTERN
 from gateway.api.admin_models import (
     CallbackNumber,
     CallbackNumberWrite,
     DeviceHistory,
     HistoryEntry,
     LocationHistory,
+    NotificationRecipient,
+    NotificationRecipientWrite,
     NumberHistory,
 )
 from gateway.api.answers import PRECISION_SCHEMA, RADIUS_SCHEMA, DeviceLocation, ReportResult
@@ -175,39 +176,6 @@ LOCATION_REPLACE = {
     "properties": {k: v for k, v in LOCATION_WRITE["properties"].items() if k != "locationId"},
 }
 
-RECIPIENT = {
-    "type": "object",
-    "description": "Someone told when a 911 call is placed (Kari's Law).",
-    "additionalProperties": False,
-    "properties": {
-        "id": string(64),
-        "emailAddress": string(255),
-        "phoneNumber": string(32),
-        "description": string(255),
-    },
-}
-
-RECIPIENT_WRITE = writable(
-    {
-        **RECIPIENT,
-        "description": "A recipient to create: an email address, a phone number, or both.",
-        "anyOf": [
-            {"required": ["emailAddress"], "properties": {"emailAddress": {"type": "string"}}},
-            {
-                "required": ["phoneNumber"],
-                "properties": {"phoneNumber": {"type": "string", "minLength": 1}},
-            },
-        ],
-        "properties": {
-            "id": string(64, pattern=ID_PATTERN),
-            "emailAddress": string(255, pattern=EMAIL_PATTERN, description="user@example.com"),
-            "phoneNumber": text(32),
-            "description": text(255),
-        },
-    }
-)
-
-
 FIELD_ERRORS = {"type": "array", "items": ref("FieldError")}
 
 #: ``/v1/addresses/validate`` gives a verdict on any line: an empty one is ``valid: false``.
@@ -278,8 +246,7 @@ SCHEMAS: dict[str, Any] = {
     "Location": LOCATION,
     "LocationWrite": LOCATION_WRITE,
     "LocationReplace": LOCATION_REPLACE,
-    "NotificationRecipient": RECIPIENT,
-    "NotificationRecipientWrite": RECIPIENT_WRITE,
+    **components(NotificationRecipient, NotificationRecipientWrite),
     **components(Problem=ProblemDetails),
     **components(LocationReport),
     **components(ReportResult, DeviceLocation),
