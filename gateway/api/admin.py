@@ -24,10 +24,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.admin_models import (
-    ID_RULE,
     CallbackNumber,
     CallbackNumberWrite,
+    EndpointWrite,
     LocationHistory,
+    LocationWrite,
     NotificationRecipientWrite,
     NumberHistory,
     NumberHolder,
@@ -35,21 +36,19 @@ from gateway.api.admin_models import (
 from gateway.api.answers import model_response
 from gateway.api.auth import require_admin
 from gateway.api.context import Services, services
-from gateway.api.devices import history_page, number_owned, telephone
+from gateway.api.devices import history_page, number_owned
 from gateway.api.problems import Problem
 from gateway.api.schemas import (
     ID_PATTERN,
     LOCATION_ID_PATTERN,
     read_json,
-    record_from_json,
     record_to_json,
     require_object,
 )
 from gateway.bandwidth.errors import UpstreamNotFound
-from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient, wire_name
+from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient
 from gateway.dlr.callers import normalize_number
 from gateway.dlr.errors import FieldError
-from gateway.dlr.identity import aeui_problem, caller_name_problem
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.pipeline import in_address
 from gateway.jsondump import JSONResponse
@@ -94,16 +93,6 @@ def _same_id(body_id: str | None, path_id: str, field: str) -> None:
         )
 
 
-def _require(record: Any, *names: str) -> None:
-    missing = [
-        FieldError(wire_name(name), "required")
-        for name in names
-        if getattr(record, name) in (None, "")
-    ]
-    if missing:
-        raise Problem(422, "Required fields are missing.", errors=missing)
-
-
 def _created(body: dict[str, Any], location: str) -> Response:
     return JSONResponse(body, status_code=201, headers={"Location": location})
 
@@ -119,22 +108,8 @@ async def list_endpoints(request: Request) -> Response:
 async def _endpoint_body(request: Request, s: Services) -> Endpoint:
     """The endpoint, its device fields held to a report's rules (a clear 422, never
     altered: an AEUI with a space is refused, not stripped at the carrier)."""
-    endpoint = record_from_json(Endpoint, await read_json(request, s.settings.max_body_bytes))
-    _require(endpoint, "alternate_end_user_id", "caller_name", "telephone_number", "location_id")
-    errors: list[FieldError] = []
-    problem = aeui_problem(endpoint.alternate_end_user_id)
-    if problem is not None:
-        errors.append(FieldError("alternateEndUserId", problem))
-    problem = caller_name_problem(endpoint.caller_name)
-    if problem is not None:
-        errors.append(FieldError("callerName", problem))
-    number = telephone(endpoint.telephone_number, "telephoneNumber", errors)
-    if errors:
-        raise Problem(422, "The endpoint is not valid.", errors=errors)
-    assert endpoint.caller_name is not None
-    return dataclasses.replace(
-        endpoint, caller_name=endpoint.caller_name.strip(), telephone_number=number
-    )
+    body = require_object(await read_json(request, s.settings.max_body_bytes))
+    return EndpointWrite.read(body).record()
 
 
 async def _check_number(request: Request, s: Services, endpoint: Endpoint) -> None:
@@ -161,12 +136,6 @@ async def create_endpoint(request: Request) -> Response:
         assert endpoint.alternate_end_user_id is not None
         endpoint = dataclasses.replace(
             endpoint, endpoint_id=endpoint_id_for(endpoint.alternate_end_user_id)
-        )
-    elif not ID_PATTERN.fullmatch(endpoint.endpoint_id):
-        raise Problem(
-            422,
-            "That endpoint ID cannot be used.",
-            errors=[FieldError("endpointId", ID_RULE)],
         )
     elif endpoint.endpoint_id.lower() in _RESERVED_ENDPOINT_IDS:
         raise Problem(
@@ -221,19 +190,9 @@ async def delete_endpoint(request: Request) -> Response:
 
 
 async def _location_body(request: Request, s: Services) -> Location:
-    location = record_from_json(Location, await read_json(request, s.settings.max_body_bytes))
-    if location.address is None:
-        raise Problem(
-            422, "A location needs an address.", errors=[FieldError("address", "required")]
-        )
-    if location.status is not None:
-        raise Problem(
-            422,
-            "The carrier sets a location's status.",
-            errors=[FieldError("status", "read-only; leave it out")],
-        )
-    _check_coordinates(location)
-    normalized = s.normalize(location.address)
+    body = require_object(await read_json(request, s.settings.max_body_bytes))
+    wanted, address = LocationWrite.read(body)
+    normalized = s.normalize(address)
     if not normalized.valid or normalized.address is None:
         raise Problem(
             422,
@@ -242,23 +201,13 @@ async def _location_body(request: Request, s: Services) -> Location:
             errors=list(map(in_address, normalized.errors)),
             extra={"suggestions": [record_to_json(a) for a in normalized.suggestions]},
         )
-    return dataclasses.replace(location, address=normalized.address)
-
-
-def _check_coordinates(location: Location) -> None:
-    """Both or neither, each on the globe: the carrier would refuse anything else."""
-    errors = []
-    for name, value, bound in (
-        ("latitude", location.latitude, 90),
-        ("longitude", location.longitude, 180),
-    ):
-        if value is not None and not -bound <= value <= bound:
-            errors.append(FieldError(name, f"expected a number from {-bound} to {bound}"))
-    if (location.latitude is None) != (location.longitude is None):
-        missing = "latitude" if location.latitude is None else "longitude"
-        errors.append(FieldError(missing, "required with the other coordinate"))
-    if errors:
-        raise Problem(422, "Latitude and longitude go together.", errors=errors)
+    return Location(
+        location_id=wanted.locationId,
+        description=wanted.description,
+        address=normalized.address,
+        latitude=wanted.latitude,
+        longitude=wanted.longitude,
+    )
 
 
 async def list_locations(request: Request) -> Response:
@@ -272,12 +221,6 @@ async def create_location(request: Request) -> Response:
     if location.location_id is None:
         assert location.address is not None
         location = dataclasses.replace(location, location_id=location_id_for(location.address))
-    elif not LOCATION_ID_PATTERN.fullmatch(location.location_id):
-        raise Problem(
-            422,
-            "That location ID cannot be used.",
-            errors=[FieldError("locationId", "1 to 32 letters and digits")],
-        )
     created = await s.upstream.create_location(location)
     assert created.location_id is not None
     await s.pipeline.admin_record(

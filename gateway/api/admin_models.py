@@ -10,26 +10,43 @@ from typing import Annotated, Any, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     create_model,
 )
 from pydantic.config import JsonDict
 
-from gateway.api.models import Aeui, field_errors, in_order, refuse, unreadable_keys
+from gateway.api.models import (
+    CALLER_NAME_SCHEMA,
+    Aeui,
+    CallerName,
+    address_object,
+    field_errors,
+    in_order,
+    refuse,
+    unreadable_keys,
+)
+from gateway.api.models import CallbackNumber as Telephone
 from gateway.api.problems import Problem
 from gateway.api.schemas import ID_PATTERN as ID_RE
+from gateway.api.schemas import LOCATION_ID_PATTERN as LOCATION_ID_RE
 from gateway.api.schemas import check_string
+from gateway.bandwidth.models import Address
+from gateway.bandwidth.models import Endpoint as CarrierEndpoint
 from gateway.dlr.errors import FieldError
 from gateway.dlr.patterns import CONTROL_CHARACTERS, END, TEXT_PATTERN, WHITESPACE
 from gateway.store import HistoryEntry as StoredEntry
 from gateway.store.base import NumberState
 
 M = TypeVar("M", bound=BaseModel)
+_WRITE = ConfigDict(extra="forbid", strict=True)
 
 #: IDs the gateway accepts in a body.
 ID_PATTERN = f"^{ID_RE.pattern}{END}"
+LOCATION_ID_PATTERN = f"^{LOCATION_ID_RE.pattern}{END}"
 ID_RULE = "1 to 64 of letters, digits and ._~-, starting with a letter or digit"
 _EMAIL_PART = f"[^@{CONTROL_CHARACTERS}{WHITESPACE}]+"
 #: A notification recipient's email address: one ``@``, a dot in the domain, no spaces (the
@@ -125,7 +142,7 @@ class CallbackNumberWrite(BaseModel):
     """Assign the number to a device (`owner`), or mark it `shared` (any device may use it;
     the call-time query answers the one heard from last). DELETE releases it."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = _WRITE
 
     owner: Annotated[Aeui | None, Field(description="An AEUI.")] = None
     shared: bool = False
@@ -144,14 +161,15 @@ def read_model(cls: type[M], body: Mapping[str, Any], detail: str, errors: list[
     """``body`` read as ``cls`` (``null`` is a field left out), or a 422 naming ``errors`` and
     every field that is wrong."""
     readable, unreadable = unreadable_keys(body)
+    errors = [*unreadable, *errors]
     found = None
     try:
         found = cls.model_validate({k: v for k, v in readable.items() if v is not None})
     except ValidationError as exc:
-        errors = [*unreadable, *field_errors(exc), *errors]
+        errors.extend(field_errors(exc, cls))
     if errors or found is None:
         names = tuple(f.alias or n for n, f in cls.model_fields.items())
-        raise Problem(422, detail, errors=in_order([*unreadable, *errors], names))
+        raise Problem(422, detail, errors=in_order(errors, names))
     return found
 
 
@@ -177,12 +195,21 @@ def _limit(max_length: int, pattern: str, description: str | None = None) -> Any
     return Field(max_length=max_length, description=description, json_schema_extra=extra)
 
 
-def _omitted(max_length: int, description: str | None = None) -> Any:
+def _omitted(max_length: int | None = None, description: str | None = None) -> Any:
     """A field of an answer that leaves out what the carrier's record lacks (never null)."""
     return Field(None, max_length=max_length, description=description)
 
 
 _CONTROL = "contains control characters"
+_BAD_LOCATION = "The location is not valid."
+
+
+def _no_control(value: Any) -> Any:
+    if isinstance(value, str):
+        _, reason = check_string(value, "", len(value))
+        if reason is not None:
+            raise refuse(reason)
+    return value
 
 
 class NotificationRecipient(BaseModel):
@@ -200,8 +227,7 @@ class NotificationRecipientWrite(BaseModel):
     """A recipient to create: an email address, a phone number, or both."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
+        **_WRITE,
         json_schema_extra={
             "anyOf": [
                 {"required": ["emailAddress"], "properties": {"emailAddress": {"type": "string"}}},
@@ -231,3 +257,142 @@ class NotificationRecipientWrite(BaseModel):
         missing = not body.get("emailAddress") and not body.get("phoneNumber")
         why = FieldError("emailAddress", "required unless phoneNumber is given")
         return read_model(cls, body, "The recipient is not valid.", [why] * missing)
+
+
+#: A body the admin API reads refuses control characters in every field, at the name's
+#: edges too (a report strips them).
+AdminCallerName = Annotated[
+    CallerName,
+    BeforeValidator(_no_control),
+    WithJsonSchema({**CALLER_NAME_SCHEMA, "allOf": [{"pattern": TEXT_PATTERN}]}),
+]
+
+
+class Endpoint(BaseModel):
+    """A device's 911 record at the carrier."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpointId: str = _omitted(64, "Derived from the AEUI when left out on create.")
+    alternateEndUserId: str = _omitted(30)
+    callerName: str = _omitted(50)
+    locationId: str = _omitted(32)
+    telephoneNumber: str = _omitted(32)
+    activated: bool = _omitted()
+
+
+class EndpointWrite(BaseModel):
+    """A device's 911 record to write. Its AEUI, caller name and callback number follow a
+    location report's rules, and its number's ownership too (409 `/problems/number-owned`
+    when another device owns it)."""
+
+    model_config = _WRITE
+
+    endpointId: Annotated[
+        str | None,
+        _limit(64, ID_PATTERN, "Derived from the AEUI when left out on create."),
+        _text(ID_PATTERN, ID_RULE),
+    ] = None
+    alternateEndUserId: Aeui
+    callerName: AdminCallerName
+    locationId: Annotated[
+        str, _limit(32, TEXT_PATTERN), Field(min_length=1), _text(TEXT_PATTERN, _CONTROL)
+    ]
+    telephoneNumber: Telephone
+    activated: bool | None = None
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> EndpointWrite:
+        return read_model(cls, body, "The endpoint is not valid.", [])
+
+    def record(self) -> CarrierEndpoint:
+        """The carrier's record."""
+        return CarrierEndpoint(
+            endpoint_id=self.endpointId,
+            alternate_end_user_id=self.alternateEndUserId,
+            caller_name=self.callerName,
+            location_id=self.locationId,
+            telephone_number=self.telephoneNumber,
+            activated=self.activated,
+        )
+
+
+def _without_id(model: type[BaseModel], name: str, key: str) -> type[BaseModel]:
+    """``model`` for a ``PUT``: the ID is the path's. (The gateway still takes an equal one
+    in the body, as a ``GET`` answered it.)"""
+    fields: Any = {n: (f.annotation, f) for n, f in model.model_fields.items() if n != key}
+    doc = f"The {name[:-7].lower()}'s fields; its ID is the path's."
+    replace: type[BaseModel] = create_model(
+        name, __config__=model.model_config, __doc__=doc, **fields
+    )
+    return replace
+
+
+EndpointReplace = _without_id(EndpointWrite, "EndpointReplace", "endpointId")
+
+_ADDRESS = WithJsonSchema({"x-component": "Address"})
+
+
+class Location(BaseModel):
+    """A validated civic location at the carrier."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    locationId: str = _omitted(32, "Derived from the address when left out on create.")
+    description: str = _omitted(255)
+    address: Annotated[Any, _ADDRESS] = None
+    status: str = _omitted(description="Set by the carrier: VALID, INVALID, GEOCODED.")
+    latitude: Annotated[float, Field(json_schema_extra={"format": "double"})] = _omitted()
+    longitude: Annotated[float, Field(json_schema_extra={"format": "double"})] = _omitted()
+
+
+class LocationWrite(BaseModel):
+    """A location to create: an address, and coordinates (both or neither)."""
+
+    model_config = ConfigDict(
+        **_WRITE,
+        json_schema_extra={
+            # Latitude and longitude go together, or not at all (``null`` counts as left out).
+            "anyOf": [
+                {
+                    "required": ["latitude", "longitude"],
+                    "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}},
+                },
+                {"properties": {"latitude": {"type": "null"}, "longitude": {"type": "null"}}},
+            ]
+        },
+    )
+
+    locationId: Annotated[
+        str | None,
+        _limit(32, LOCATION_ID_PATTERN, "Derived from the address when left out on create."),
+        _text(LOCATION_ID_PATTERN, "1 to 32 letters and digits"),
+    ] = None
+    description: Annotated[str | None, _limit(255, TEXT_PATTERN), _text(TEXT_PATTERN, _CONTROL)] = (
+        None
+    )
+    #: Read apart (``read_address``), so that its errors name ``address.<field>``.
+    address: Annotated[Any, _ADDRESS]
+    latitude: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
+    longitude: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any]) -> tuple[LocationWrite, Address]:
+        """The body and its address, or a 422 naming every field that is wrong."""
+        errors: list[FieldError] = []
+        if "status" in body:
+            errors.append(FieldError("status", "read-only; leave it out"))
+        lat, lon = body.get("latitude"), body.get("longitude")
+        if (lat is None) != (lon is None):
+            missing = "latitude" if lat is None else "longitude"
+            errors.append(FieldError(missing, "required with the other coordinate"))
+        address = None
+        if body.get("address") is not None:
+            address = address_object(body["address"], errors)
+        rest = {k: v for k, v in body.items() if k != "status"}
+        found = read_model(cls, rest, _BAD_LOCATION, errors)
+        assert address is not None
+        return found, address
+
+
+LocationReplace = _without_id(LocationWrite, "LocationReplace", "locationId")

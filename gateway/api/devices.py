@@ -27,11 +27,10 @@ from gateway.api.models import (
     MAX_CLOCK_SKEW,
     REPORT_FIELDS,
     LocationReport,
+    address_object,
     field_errors,
     in_order,
     observed_at,
-    read_address,
-    telephone_problem,
     unreadable_keys,
 )
 from gateway.api.pidf import (
@@ -59,7 +58,6 @@ from gateway.bandwidth.models import Address
 from gateway.dlr.coordinates import radius_meters
 from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import aeui_problem
-from gateway.dlr.numbers import callback_number
 from gateway.dlr.pipeline import (
     Binding,
     GeoFix,
@@ -102,15 +100,6 @@ def _aeui(value: Any) -> str | None:
     return value if aeui_problem(value) is None else None
 
 
-def telephone(value: Any, where: str, errors: list[FieldError]) -> str | None:
-    """A callback number (``callback_number``), as E.164: reports and admin endpoints."""
-    problem = telephone_problem(value)
-    if problem is not None:
-        errors.append(FieldError(where, problem))
-        return None
-    return callback_number(value)
-
-
 def _address_input(value: Any, errors: list[FieldError]) -> Any:
     """A free-form line as it is, or the address object read strictly (the API's ``Address``:
     unknown fields, wrong types and over-long strings are refused, named ``address.<field>``)."""
@@ -120,13 +109,7 @@ def _address_input(value: Any, errors: list[FieldError]) -> Any:
             errors.append(FieldError("address", reason))
         return text
     if isinstance(value, dict):
-        value, unreadable = unreadable_keys(value, "address")
-        errors.extend(unreadable)
-        try:
-            return read_address(value)
-        except ValidationError as exc:
-            errors.extend(FieldError(f"address.{e.field}", e.message) for e in field_errors(exc))
-            return None
+        return address_object(value, errors)
     errors.append(FieldError("address", "expected an address object or one free-form string"))
     return None
 

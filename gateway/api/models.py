@@ -238,6 +238,21 @@ def read_address(value: Mapping[str, Any]) -> Address:
     return Address(**dict(model))
 
 
+def address_object(value: Any, errors: list[FieldError]) -> Address | None:
+    """The address object of a request read strictly (unknown fields, wrong types and
+    over-long strings refused, named ``address.<field>``), or ``None`` and ``errors``."""
+    if not isinstance(value, dict):
+        errors.append(FieldError("address", "expected an object"))
+        return None
+    value, unreadable = unreadable_keys(value, "address")
+    errors.extend(unreadable)
+    try:
+        return read_address(value)
+    except ValidationError as exc:
+        errors.extend(FieldError(f"address.{e.field}", e.message) for e in field_errors(exc))
+        return None
+
+
 _ADDRESS_KEYS = frozenset(wire_name(f.name) for f in dataclasses.fields(Address))
 
 

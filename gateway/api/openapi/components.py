@@ -8,22 +8,19 @@ from gateway.api.admin_models import (
     CallbackNumber,
     CallbackNumberWrite,
     DeviceHistory,
+    Endpoint,
+    EndpointReplace,
+    EndpointWrite,
     HistoryEntry,
+    Location,
     LocationHistory,
+    LocationReplace,
+    LocationWrite,
     NotificationRecipient,
     NotificationRecipientWrite,
     NumberHistory,
 )
 from gateway.api.answers import PRECISION_SCHEMA, RADIUS_SCHEMA, DeviceLocation, ReportResult
-from gateway.api.models import (
-    AEUI_SCHEMA as AEUI,
-)
-from gateway.api.models import (
-    CALLBACK_NUMBER_SCHEMA as CALLBACK_NUMBER,
-)
-from gateway.api.models import (
-    CALLER_NAME_SCHEMA as CALLER_NAME,
-)
 from gateway.api.models import (
     AddressInput,
     LocationReport,
@@ -31,150 +28,11 @@ from gateway.api.models import (
     components,
 )
 from gateway.api.problems import ProblemDetails
-from gateway.api.schemas import ID_PATTERN as ID_RE
-from gateway.api.schemas import LOCATION_ID_PATTERN as LOCATION_ID_RE
-from gateway.dlr.patterns import END, TEXT_PATTERN
 
 
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
-
-def string(max_length: int, **extra: Any) -> dict[str, Any]:
-    return {"type": "string", "maxLength": max_length, **extra}
-
-
-def text(max_length: int, **extra: Any) -> dict[str, Any]:
-    """A string the gateway reads: no control characters (``gateway.api.schemas``)."""
-    return string(max_length, pattern=TEXT_PATTERN, **extra)
-
-
-def nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` or ``null``: the gateway reads a ``null`` field as one left out."""
-    kind = schema.get("type")
-    if isinstance(kind, str):
-        return {**schema, "type": [kind, "null"]}
-    if "oneOf" in schema:
-        return {**schema, "oneOf": [*schema["oneOf"], {"type": "null"}]}
-    return {"oneOf": [schema, {"type": "null"}]}
-
-
-def writable(schema: dict[str, Any]) -> dict[str, Any]:
-    """A request body's schema: each optional field may also be ``null`` (= left out)."""
-    required = set(schema.get("required", ()))
-    props = schema["properties"]
-    return {
-        **schema,
-        "properties": {k: v if k in required else nullable(v) for k, v in props.items()},
-    }
-
-
-ENDPOINT: dict[str, Any] = {
-    "type": "object",
-    "description": "A device's 911 record at the carrier.",
-    "additionalProperties": False,
-    "properties": {
-        "endpointId": string(64, description="Derived from the AEUI when left out on create."),
-        "alternateEndUserId": string(30),
-        "callerName": string(50),
-        "locationId": string(32),
-        "telephoneNumber": string(32),
-        "activated": {"type": "boolean"},
-    },
-}
-
-#: IDs the gateway accepts in a body (``gateway.api.schemas.ID_PATTERN``, ``LOCATION_ID_PATTERN``).
-ID_PATTERN = f"^{ID_RE.pattern}{END}"
-LOCATION_ID_PATTERN = f"^{LOCATION_ID_RE.pattern}{END}"
-
-#: What the admin API requires of an endpoint: each field there and not empty.
-ENDPOINT_REQUIRED = ["alternateEndUserId", "callerName", "telephoneNumber", "locationId"]
-
-ENDPOINT_WRITE = writable(
-    {
-        **ENDPOINT,
-        "description": (
-            "A device's 911 record to write. Its AEUI, caller name and callback number follow "
-            "a location report's rules, and its number's ownership too (409 "
-            "`/problems/number-owned` when another device owns it)."
-        ),
-        "required": ENDPOINT_REQUIRED,
-        "properties": {
-            **ENDPOINT["properties"],
-            "alternateEndUserId": AEUI,
-            # A body the admin API reads refuses control characters in every field, at the
-            # name's edges too (a report strips them).
-            "callerName": {**CALLER_NAME, "allOf": [{"pattern": TEXT_PATTERN}]},
-            "telephoneNumber": CALLBACK_NUMBER,
-            "locationId": text(32, minLength=1),
-            "endpointId": string(
-                64,
-                pattern=ID_PATTERN,
-                description="Derived from the AEUI when left out on create.",
-            ),
-        },
-    }
-)
-
-#: ``PUT``: the ID is the path's. (The body may repeat it, equal, as a ``GET`` answered it.)
-ENDPOINT_REPLACE = {
-    **ENDPOINT_WRITE,
-    "description": "The endpoint's fields; its ID is the path's.",
-    "properties": {k: v for k, v in ENDPOINT_WRITE["properties"].items() if k != "endpointId"},
-}
-
-LOCATION: dict[str, Any] = {
-    "type": "object",
-    "description": "A validated civic location at the carrier.",
-    "additionalProperties": False,
-    "properties": {
-        "locationId": string(32, description="Derived from the address when left out on create."),
-        "description": string(255),
-        "address": ref("Address"),
-        "status": {
-            "type": "string",
-            "description": "Set by the carrier: VALID, INVALID, GEOCODED.",
-        },
-        "latitude": {"type": "number", "format": "double"},
-        "longitude": {"type": "number", "format": "double"},
-    },
-}
-
-#: Latitude and longitude go together, or not at all (``null`` counts as left out).
-COORDINATE_PAIR = [
-    {
-        "required": ["latitude", "longitude"],
-        "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}},
-    },
-    {"properties": {"latitude": {"type": "null"}, "longitude": {"type": "null"}}},
-]
-
-LOCATION_WRITE = writable(
-    {
-        "type": "object",
-        "description": "A location to create: an address, and coordinates (both or neither).",
-        "additionalProperties": False,
-        "required": ["address"],
-        "anyOf": COORDINATE_PAIR,
-        "properties": {
-            **{k: v for k, v in LOCATION["properties"].items() if k != "status"},
-            "locationId": string(
-                32,
-                pattern=LOCATION_ID_PATTERN,
-                description="Derived from the address when left out on create.",
-            ),
-            "description": text(255),
-            "latitude": {"type": "number", "minimum": -90, "maximum": 90},
-            "longitude": {"type": "number", "minimum": -180, "maximum": 180},
-        },
-    }
-)
-
-LOCATION_REPLACE = {
-    **LOCATION_WRITE,
-    "description": "The location's fields; its ID is the path's.",
-    "properties": {k: v for k, v in LOCATION_WRITE["properties"].items() if k != "locationId"},
-}
 
 FIELD_ERRORS = {"type": "array", "items": ref("FieldError")}
 
@@ -240,12 +98,8 @@ EMERGENCY_LOCATION = {
 
 SCHEMAS: dict[str, Any] = {
     **components(AddressInput),
-    "Endpoint": ENDPOINT,
-    "EndpointWrite": ENDPOINT_WRITE,
-    "EndpointReplace": ENDPOINT_REPLACE,
-    "Location": LOCATION,
-    "LocationWrite": LOCATION_WRITE,
-    "LocationReplace": LOCATION_REPLACE,
+    **components(Endpoint, EndpointWrite, EndpointReplace),
+    **components(Location, LocationWrite, LocationReplace),
     **components(NotificationRecipient, NotificationRecipientWrite),
     **components(Problem=ProblemDetails),
     **components(LocationReport),
