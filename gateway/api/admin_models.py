@@ -26,6 +26,7 @@ from gateway.api.models import (
     address_object,
     field_errors,
     in_order,
+    omitted,
     refuse,
     unreadable_keys,
 )
@@ -195,11 +196,6 @@ def _limit(max_length: int, pattern: str, description: str | None = None) -> Any
     return Field(max_length=max_length, description=description, json_schema_extra=extra)
 
 
-def _omitted(max_length: int | None = None, description: str | None = None) -> Any:
-    """A field of an answer that leaves out what the carrier's record lacks (never null)."""
-    return Field(None, max_length=max_length, description=description)
-
-
 _CONTROL = "contains control characters"
 _BAD_LOCATION = "The location is not valid."
 
@@ -217,10 +213,10 @@ class NotificationRecipient(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = _omitted(64)
-    emailAddress: str = _omitted(255)
-    phoneNumber: str = _omitted(32)
-    description: str = _omitted(255)
+    id: str = omitted(64)
+    emailAddress: str = omitted(255)
+    phoneNumber: str = omitted(32)
+    description: str = omitted(255)
 
 
 class NotificationRecipientWrite(BaseModel):
@@ -273,12 +269,12 @@ class Endpoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    endpointId: str = _omitted(64, "Derived from the AEUI when left out on create.")
-    alternateEndUserId: str = _omitted(30)
-    callerName: str = _omitted(50)
-    locationId: str = _omitted(32)
-    telephoneNumber: str = _omitted(32)
-    activated: bool = _omitted()
+    endpointId: str = omitted(64, "Derived from the AEUI when left out on create.")
+    alternateEndUserId: str = omitted(30)
+    callerName: str = omitted(50)
+    locationId: str = omitted(32)
+    telephoneNumber: str = omitted(32)
+    activated: bool = omitted()
 
 
 class EndpointWrite(BaseModel):
@@ -338,12 +334,12 @@ class Location(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    locationId: str = _omitted(32, "Derived from the address when left out on create.")
-    description: str = _omitted(255)
+    locationId: str = omitted(32, "Derived from the address when left out on create.")
+    description: str = omitted(255)
     address: Annotated[Any, _ADDRESS] = None
-    status: str = _omitted(description="Set by the carrier: VALID, INVALID, GEOCODED.")
-    latitude: Annotated[float, Field(json_schema_extra={"format": "double"})] = _omitted()
-    longitude: Annotated[float, Field(json_schema_extra={"format": "double"})] = _omitted()
+    status: str = omitted(description="Set by the carrier: VALID, INVALID, GEOCODED.")
+    latitude: Annotated[float, Field(json_schema_extra={"format": "double"})] = omitted()
+    longitude: Annotated[float, Field(json_schema_extra={"format": "double"})] = omitted()
 
 
 class LocationWrite(BaseModel):

@@ -18,7 +18,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.admin_models import DeviceHistory, HistoryEntry
-from gateway.api.answers import Changes, DeviceLocation, ReportResult, model_response
+from gateway.api.answers import (
+    AddressValidation,
+    Changes,
+    DeviceLocation,
+    ReportResult,
+    model_response,
+)
 from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services, services
 from gateway.api.memo import cut
@@ -69,7 +75,6 @@ from gateway.dlr.pipeline import (
     in_address,
 )
 from gateway.geocoding.results import GeocodingUnavailable
-from gateway.jsondump import JSONResponse
 from gateway.store.base import NumberOwned
 
 
@@ -459,34 +464,29 @@ async def validate_address(request: Request) -> Response:
     if errors or raw is None:
         raise Problem(422, "The request is not valid.", errors=errors)
     normalized = s.normalize(raw)
-    answer: dict[str, Any] = {
-        "valid": normalized.valid,
-        "address": record_to_json(normalized.address) if normalized.address else None,
-        **coordinates_json(None, None, None, None),
-        "errors": [{"field": e.field, "message": e.message} for e in normalized.errors],
-        "warnings": [{"field": e.field, "message": e.message} for e in normalized.warnings],
-        "suggestions": [record_to_json(a) for a in normalized.suggestions],
-    }
+    coordinates: dict[str, Any] = coordinates_json(None, None, None, None)
+    warnings = list(normalized.warnings)
     if normalized.valid and normalized.address is not None:
-        await _geocode_into(s, normalized.address, answer)
-    return JSONResponse(answer)
-
-
-async def _geocode_into(s: Services, address: Address, answer: dict[str, Any]) -> None:
-    try:
-        found = await s.geocoding.geocode(address)
-    except GeocodingUnavailable:
-        answer["warnings"].append(
-            {"field": "address", "message": "the geocoder is unavailable: no coordinates"}
-        )
-        return
-    if found is None:
-        answer["warnings"].append(
-            {"field": "address", "message": "the geocoder does not know this address"}
-        )
-        return
-    # Shown with their precision; the pipeline sends only street-level ones upstream.
-    answer.update(coordinates_json(found.latitude, found.longitude, found.precision.value, None))
+        try:
+            found = await s.geocoding.geocode(normalized.address)
+        except GeocodingUnavailable:
+            warnings.append(FieldError("address", "the geocoder is unavailable: no coordinates"))
+        else:
+            if found is None:
+                warnings.append(FieldError("address", "the geocoder does not know this address"))
+            else:
+                # Shown with their precision; the pipeline sends only street-level ones upstream.
+                precision = found.precision.value
+                coordinates = coordinates_json(found.latitude, found.longitude, precision, None)
+    answer = AddressValidation(
+        valid=normalized.valid,
+        address=record_to_json(normalized.address) if normalized.address else None,
+        **coordinates,
+        errors=list(normalized.errors),
+        warnings=warnings,
+        suggestions=[record_to_json(a) for a in normalized.suggestions],
+    )
+    return model_response(answer)
 
 
 _HISTORY_MAX = 200

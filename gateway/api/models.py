@@ -127,6 +127,11 @@ def _observed_at(value: Any, info: ValidationInfo) -> datetime:
     return observed_at(value, context.get("max_future", MAX_CLOCK_SKEW))
 
 
+def omitted(max_length: int | None = None, description: str | None = None, **bounds: float) -> Any:
+    """A field of an answer that leaves out what it lacks (never ``null``)."""
+    return Field(None, max_length=max_length, description=description, **bounds)  # type: ignore[call-overload]
+
+
 def _string(max_length: int, **extra: Any) -> dict[str, Any]:
     return {"type": "string", "maxLength": max_length, **extra}
 
