@@ -32,6 +32,7 @@ from gateway.api.admin_models import (
     NotificationRecipientWrite,
     NumberHistory,
     NumberHolder,
+    as_record,
 )
 from gateway.api.answers import model_response
 from gateway.api.auth import require_admin
@@ -109,7 +110,7 @@ async def _endpoint_body(request: Request, s: Services) -> Endpoint:
     """The endpoint, its device fields held to a report's rules (a clear 422, never
     altered: an AEUI with a space is refused, not stripped at the carrier)."""
     body = require_object(await read_json(request, s.settings.max_body_bytes))
-    return EndpointWrite.read(body).record()
+    return as_record(Endpoint, EndpointWrite.read(body))
 
 
 async def _check_number(request: Request, s: Services, endpoint: Endpoint) -> None:
@@ -201,13 +202,7 @@ async def _location_body(request: Request, s: Services) -> Location:
             errors=list(map(in_address, normalized.errors)),
             extra={"suggestions": [record_to_json(a) for a in normalized.suggestions]},
         )
-    return Location(
-        location_id=wanted.locationId,
-        description=wanted.description,
-        address=normalized.address,
-        latitude=wanted.latitude,
-        longitude=wanted.longitude,
-    )
+    return as_record(Location, wanted, address=normalized.address)
 
 
 async def list_locations(request: Request) -> Response:
@@ -295,12 +290,7 @@ async def create_recipient(request: Request) -> Response:
     s = _admin(request)
     body = require_object(await read_json(request, s.settings.max_body_bytes))
     wanted = NotificationRecipientWrite.read(body)
-    recipient = NotificationRecipient(
-        id=wanted.id,
-        email_address=wanted.emailAddress,
-        phone_number=wanted.phoneNumber,
-        description=wanted.description,
-    )
+    recipient = as_record(NotificationRecipient, wanted)
     created = await s.upstream.create_notification_recipient(recipient)
     await s.pipeline.admin_record(
         RECIPIENTS_KEY, HistoryKind.RECIPIENT_CREATED, None, record_to_json(created), _who(request)
@@ -378,20 +368,33 @@ def _resource(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -
     return Route(path, dispatch, methods=list(handlers), name=path)
 
 
+def _crud(path: str, key: str, *handlers: Callable[[Request], Awaitable[Response]]) -> list[Route]:
+    """A collection (list, create) and its items (get, replace, delete)."""
+    list_, create, get, replace, delete = handlers
+    return [
+        _resource(path, get=list_, post=create),
+        _resource(f"{path}/{{{key}}}", get=get, put=replace, delete=delete),
+    ]
+
+
 routes = [
-    _resource("/v1/endpoints", get=list_endpoints, post=create_endpoint),
-    _resource(
-        "/v1/endpoints/{endpoint_id}",
-        get=get_endpoint,
-        put=update_endpoint,
-        delete=delete_endpoint,
+    *_crud(
+        "/v1/endpoints",
+        "endpoint_id",
+        list_endpoints,
+        create_endpoint,
+        get_endpoint,
+        update_endpoint,
+        delete_endpoint,
     ),
-    _resource("/v1/locations", get=list_locations, post=create_location),
-    _resource(
-        "/v1/locations/{location_id}",
-        get=get_location,
-        put=update_location,
-        delete=delete_location,
+    *_crud(
+        "/v1/locations",
+        "location_id",
+        list_locations,
+        create_location,
+        get_location,
+        update_location,
+        delete_location,
     ),
     _resource("/v1/locations/{location_id}/history", get=location_history),
     _resource("/v1/notification-recipients", get=list_recipients, post=create_recipient),

@@ -3,6 +3,7 @@ output and their schema in the API document."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
@@ -35,14 +36,14 @@ from gateway.api.problems import Problem
 from gateway.api.schemas import ID_PATTERN as ID_RE
 from gateway.api.schemas import LOCATION_ID_PATTERN as LOCATION_ID_RE
 from gateway.api.schemas import check_string
-from gateway.bandwidth.models import Address
-from gateway.bandwidth.models import Endpoint as CarrierEndpoint
+from gateway.bandwidth.models import Address, Record, wire_name
 from gateway.dlr.errors import FieldError
 from gateway.dlr.patterns import CONTROL_CHARACTERS, END, TEXT_PATTERN, WHITESPACE
 from gateway.store import HistoryEntry as StoredEntry
 from gateway.store.base import NumberState
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", bound=Record)
 _WRITE = ConfigDict(extra="forbid", strict=True)
 
 #: IDs the gateway accepts in a body.
@@ -156,6 +157,12 @@ class CallbackNumberWrite(BaseModel):
         return read_model(
             cls, body, "The request is not valid.", [FieldError("owner", why)] * missing
         )
+
+
+def as_record(cls: type[R], model: BaseModel, **changes: Any) -> R:
+    """The carrier's record (``cls``) of ``model``'s fields, named as the wire names them."""
+    names = {wire_name(f.name): f.name for f in dataclasses.fields(cls)}
+    return cls(**{**{names[k]: v for k, v in model if k in names}, **changes})
 
 
 def read_model(cls: type[M], body: Mapping[str, Any], detail: str, errors: list[FieldError]) -> M:
@@ -300,17 +307,6 @@ class EndpointWrite(BaseModel):
     @classmethod
     def read(cls, body: Mapping[str, Any]) -> EndpointWrite:
         return read_model(cls, body, "The endpoint is not valid.", [])
-
-    def record(self) -> CarrierEndpoint:
-        """The carrier's record."""
-        return CarrierEndpoint(
-            endpoint_id=self.endpointId,
-            alternate_end_user_id=self.alternateEndUserId,
-            caller_name=self.callerName,
-            location_id=self.locationId,
-            telephone_number=self.telephoneNumber,
-            activated=self.activated,
-        )
 
 
 def _without_id(model: type[BaseModel], name: str, key: str) -> type[BaseModel]:

@@ -437,13 +437,19 @@ def limit_reads(s: Services, aeui: str) -> None:
         )
 
 
-async def device_location(request: Request) -> Response:
+def _device(request: Request) -> tuple[Services, str]:
+    """The services and the path's device, which the credential may act for."""
     s = services(request)
     principal = _authorized(request, s)
     aeui = _aeui(request.path_params["alternate_end_user_id"])
     if aeui is None:
         raise Problem(404, "There is no device with that ID.")
     _may_act(principal, aeui)
+    return s, aeui
+
+
+async def device_location(request: Request) -> Response:
+    s, aeui = _device(request)
     limit_reads(s, aeui)
     binding = await s.pipeline.current(aeui)
     if binding is None:
@@ -507,12 +513,7 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
 
 async def device_history(request: Request) -> Response:
     """Every change applied to a device's binding, newest first, a page at a time."""
-    s = services(request)
-    principal = _authorized(request, s)
-    aeui = _aeui(request.path_params["alternate_end_user_id"])
-    if aeui is None:
-        raise Problem(404, "There is no device with that ID.")
-    _may_act(principal, aeui)
+    s, aeui = _device(request)
     page = functools.partial(DeviceHistory, alternateEndUserId=aeui)
     return await history_page(request, s, aeui, page)
 
