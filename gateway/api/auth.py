@@ -28,8 +28,9 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dlr-gateway"'}
 MAX_TOKEN_LENGTH = 4096
 #: Longest AEUI the carrier accepts, so the longest ``sub`` a device token may carry.
 MAX_SUBJECT_LENGTH = MAX_AEUI
-#: Device tokens remembered as verified, until their ``exp`` (a device sends the same token
-#: with every report; checking its signature costs ~25 µs for HS256, more for RS256/ES256).
+#: Device tokens remembered as verified, until their ``exp``: a device sends the same token
+#: with every report, and checking its signature costs more than the lookup (see
+#: docs/benchmarks.md, "Figures that left the code's comments").
 VERIFIED_TOKENS = 10_000
 
 
