@@ -152,7 +152,8 @@ class CallbackNumberWrite(BaseModel):
     @classmethod
     def read(cls, body: Mapping[str, Any]) -> CallbackNumberWrite:
         """The body, or a 422 naming every field that is wrong."""
-        missing = body.get("owner") is None and body.get("shared", False) is False
+        # ``null`` is a field left out: ``{"shared": null}`` alone releases nothing.
+        missing = body.get("owner") is None and body.get("shared") in (None, False)
         why = "required unless shared is true (DELETE releases a number)"
         return read_model(
             cls, body, "The request is not valid.", [FieldError("owner", why)] * missing
@@ -177,7 +178,8 @@ def read_model(cls: type[M], body: Mapping[str, Any], detail: str, errors: list[
         errors.extend(field_errors(exc, cls))
     if errors or found is None:
         names = tuple(f.alias or n for n, f in cls.model_fields.items())
-        raise Problem(422, detail, errors=in_order(errors, names))
+        # A nested object's unreadable keys may be found twice (``address_object``).
+        raise Problem(422, detail, errors=in_order(dict.fromkeys(errors), names))
     return found
 
 
