@@ -206,6 +206,9 @@ def _limit(max_length: int, pattern: str, description: str | None = None) -> Any
 
 
 _CONTROL = "contains control characters"
+#: Optional strings of a body without control characters.
+Text32 = Annotated[str | None, _limit(32, TEXT_PATTERN), _text(TEXT_PATTERN, _CONTROL)]
+Text255 = Annotated[str | None, _limit(255, TEXT_PATTERN), _text(TEXT_PATTERN, _CONTROL)]
 _BAD_LOCATION = "The location is not valid."
 
 
@@ -250,12 +253,8 @@ class NotificationRecipientWrite(BaseModel):
         _limit(255, EMAIL_PATTERN, "user@example.com"),
         _text(EMAIL_PATTERN, "expected an email"),
     ] = None
-    phoneNumber: Annotated[str | None, _limit(32, TEXT_PATTERN), _text(TEXT_PATTERN, _CONTROL)] = (
-        None
-    )
-    description: Annotated[str | None, _limit(255, TEXT_PATTERN), _text(TEXT_PATTERN, _CONTROL)] = (
-        None
-    )
+    phoneNumber: Text32 = None
+    description: Text255 = None
 
     @classmethod
     def read(cls, body: Mapping[str, Any]) -> NotificationRecipientWrite:
@@ -362,9 +361,7 @@ class LocationWrite(BaseModel):
         _limit(32, LOCATION_ID_PATTERN, "Derived from the address when left out on create."),
         _text(LOCATION_ID_PATTERN, "1 to 32 letters and digits"),
     ] = None
-    description: Annotated[str | None, _limit(255, TEXT_PATTERN), _text(TEXT_PATTERN, _CONTROL)] = (
-        None
-    )
+    description: Text255 = None
     #: Read apart (``read_address``), so that its errors name ``address.<field>``.
     address: Annotated[Any, _ADDRESS]
     latitude: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)

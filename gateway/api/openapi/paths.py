@@ -480,52 +480,32 @@ def with_number_ownership(ops: dict[str, Any]) -> None:
         }
 
 
+def operations(
+    op_id: str, summary: str, answer: str, more: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An operations route: a GET without credentials, answered 200 with a JSON object."""
+    responses = {"200": json_body({"type": "object"}, answer), **(more or {})}
+    return {"get": operation(op_id, summary, "Operations", responses, security=[])}
+
+
 def paths() -> dict[str, Any]:
+    object_answer = {"type": "object"}
+    text = {"text/plain": {"schema": {"type": "string"}}}
     ops: dict[str, Any] = {
-        "/healthz": {
-            "get": operation(
-                "healthz",
-                "Liveness: the process is alive",
-                "Operations",
-                {"200": json_body({"type": "object"}, "Alive.")},
-                security=[],
-            )
-        },
-        "/readyz": {
-            "get": operation(
-                "readyz",
-                "Readiness: configuration valid, carrier reachable, not draining",
-                "Operations",
-                {
-                    "200": json_body({"type": "object"}, "Ready."),
-                    "503": json_body({"type": "object"}, "Not ready; the body says why."),
-                },
-                security=[],
-            )
-        },
-        "/metrics": {
-            "get": operation(
-                "metrics",
-                "Prometheus metrics",
-                "Operations",
-                {
-                    "200": {
-                        "description": "Metrics in the Prometheus text format.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-                security=[],
-            )
-        },
-        "/openapi.json": {
-            "get": operation(
-                "openapi",
-                "This document",
-                "Operations",
-                {"200": json_body({"type": "object"}, "The gateway's OpenAPI document.")},
-                security=[],
-            )
-        },
+        "/healthz": operations("healthz", "Liveness: the process is alive", "Alive."),
+        "/readyz": operations(
+            "readyz",
+            "Readiness: configuration valid, carrier reachable, not draining",
+            "Ready.",
+            {"503": json_body(object_answer, "Not ready; the body says why.")},
+        ),
+        "/metrics": operations(
+            "metrics",
+            "Prometheus metrics",
+            "",
+            {"200": {"description": "Metrics in the Prometheus text format.", "content": text}},
+        ),
+        "/openapi.json": operations("openapi", "This document", "The gateway's OpenAPI document."),
     }
     ops |= crud(
         "/v1/endpoints",
