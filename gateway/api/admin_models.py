@@ -209,7 +209,6 @@ _CONTROL = "contains control characters"
 #: Optional strings of a body without control characters.
 Text32 = Annotated[str | None, _limit(32, TEXT_PATTERN), _text(TEXT_PATTERN, _CONTROL)]
 Text255 = Annotated[str | None, _limit(255, TEXT_PATTERN), _text(TEXT_PATTERN, _CONTROL)]
-_BAD_LOCATION = "The location is not valid."
 
 
 def _no_control(value: Any) -> Any:
@@ -381,7 +380,7 @@ class LocationWrite(BaseModel):
         if body.get("address") is not None:
             address = address_object(body["address"], errors)
         rest = {k: v for k, v in body.items() if k != "status"}
-        found = read_model(cls, rest, _BAD_LOCATION, errors)
+        found = read_model(cls, rest, "The location is not valid.", errors)
         assert address is not None
         return found, address
 

@@ -114,7 +114,7 @@ class EmergencyLocation(BaseModel):
     and `radius` only when the gateway has street-level or GPS coordinates."""
 
     # Written by ``gateway.api.emergency`` without the model (the call-time query's path is
-    # the hottest); tests/api/test_openapi.py holds its answers to this schema.
+    # the hottest); tests/api/test_emergency_query.py holds its answers to this model.
     model_config = ConfigDict(extra="forbid")
 
     aeui: str = Field(description="The device's AEUI.")
