@@ -118,8 +118,13 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            # The pipeline, built on this client below, watches its abandoned writes; no
+            # write can start before it exists (requests wait for the lifespan).
             upstream = BandwidthClient.from_settings(
-                settings, transport=upstream_transport, metrics=metrics
+                settings,
+                transport=upstream_transport,
+                metrics=metrics,
+                on_abandoned=lambda *abandoned: pipeline.abandoned(*abandoned),
             )
             stack.push_async_callback(upstream.aclose)
             # Last in, first out: abandoned writes get a moment to settle before the close.
@@ -165,7 +170,6 @@ def create_app(
                     maxsize=settings.binding_cache_size,
                 ),
             )
-            upstream.on_abandoned = pipeline.abandoned
             if ledger is not None and settings.reconcile_interval > 0:
                 owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
                 reconciler = asyncio.get_running_loop().create_task(

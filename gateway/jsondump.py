@@ -1,8 +1,8 @@
 """JSON out: answers and log lines, written by orjson.
 
-orjson writes the same compact JSON as ``json.dumps(..., separators=(",", ":"))`` some ten
-times faster (a report's answer: ~0.3 µs against ~5 µs), which on the unchanged-report path
-is a visible share of the whole request. It refuses what the standard library takes:
+orjson writes the same compact JSON as ``json.dumps(..., separators=(",", ":"))``, an order
+of magnitude faster, which on the unchanged-report path is a visible share of the whole
+request (docs/benchmarks.md). It refuses what the standard library takes:
 integers beyond 64 bits and strings holding lone surrogates (both can come from a client's
 JSON); those go through ``json``, ASCII-escaped, so that nothing a client sends makes an
 answer or a log line fail.

@@ -20,6 +20,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Final
 
@@ -91,6 +92,7 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope, matched: object) -
     return UNMATCHED
 
 
+@dataclass(eq=False)
 class RequestObservability:
     """Times, labels and logs each HTTP request; gives it an ``X-Request-ID``.
 
@@ -104,22 +106,14 @@ class RequestObservability:
     raw path, the query or a body: credentials and street addresses stay out of the logs.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        routes: Sequence[BaseRoute],
-        metrics: Metrics,
-        logger: logging.Logger = access_log,
-        clock: Callable[[], float] = time.perf_counter,
-    ) -> None:
-        self.app = app
-        self.routes = routes
-        self.metrics = metrics
-        self.logger = logger
-        self.clock = clock
-        #: The histogram's children by label values (``labels()`` costs more than a lookup).
-        self._children: dict[tuple[str, str, int], Histogram] = {}
+    app: ASGIApp
+    _: KW_ONLY
+    routes: Sequence[BaseRoute]
+    metrics: Metrics
+    logger: logging.Logger = access_log
+    clock: Callable[[], float] = time.perf_counter
+    #: The histogram's children by label values (``labels()`` costs more than a lookup).
+    _children: dict[tuple[str, str, int], Histogram] = field(default_factory=dict, init=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

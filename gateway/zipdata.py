@@ -1,8 +1,8 @@
 """The US ZIP data the gateway uses, held once, compactly, for the whole process.
 
-The ``zipcodes`` package hands its data out as ~43 000 dicts of 14 fields each (about
-136 MiB once in Python), and ``zipcodes.list_all()`` keeps that list for the life of the
-process. The address validator (``gateway.dlr.address``) and the offline geocoder
+The ``zipcodes`` package hands its data out as some 43 000 dicts of 14 fields each, and
+``zipcodes.list_all()`` keeps that list for the life of the process (its cost is in
+docs/benchmarks.md). The address validator (``gateway.dlr.address``) and the offline geocoder
 (``gateway.geocoding.offline``) need a handful of those fields, so this module reads the
 data a ZIP prefix at a time (``zipcodes.similar_to``: never the whole list at once, and
 nothing cached by ``zipcodes``) and keeps one small named tuple per ZIP, its repeated
@@ -80,8 +80,8 @@ def _from_child() -> list[list[Any]] | None:
     """The rows, read by a short-lived child process, or ``None`` when that fails.
 
     On its first query the ``zipcodes`` extension unpacks its data set into memory it never
-    releases (~40 MiB resident, ~55 MiB at its peak); reading it in a child keeps that out
-    of the gateway, which receives ~3 MiB of rows instead.
+    releases; reading it in a child keeps that out of the gateway, which receives only the
+    rows.
     """
     command = [sys.executable, "-c", "import gateway.zipdata as z; z._dump()"]
     try:

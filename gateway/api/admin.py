@@ -15,7 +15,7 @@ Every change is recorded in the history: a device's under its AEUI, a location's
 from __future__ import annotations
 
 import dataclasses
-import re
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,25 +23,34 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.admin_models import (
+    CallbackNumber,
+    CallbackNumberWrite,
+    EndpointWrite,
+    LocationHistory,
+    LocationWrite,
+    NotificationRecipientWrite,
+    NumberHistory,
+    NumberHolder,
+    as_record,
+)
+from gateway.api.answers import model_response
 from gateway.api.auth import require_admin
 from gateway.api.context import Services, services
-from gateway.api.devices import history_page, number_owned, telephone
+from gateway.api.devices import history_page, number_owned
 from gateway.api.problems import Problem
 from gateway.api.schemas import (
     ID_PATTERN,
     LOCATION_ID_PATTERN,
     read_json,
-    record_from_json,
     record_to_json,
     require_object,
 )
 from gateway.bandwidth.errors import UpstreamNotFound
-from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient, wire_name
+from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient
 from gateway.dlr.callers import normalize_number
 from gateway.dlr.errors import FieldError
-from gateway.dlr.identity import aeui_problem, caller_name_problem
 from gateway.dlr.ids import endpoint_id_for, location_id_for
-from gateway.dlr.patterns import CONTROL_CHARACTERS, END, WHITESPACE
 from gateway.dlr.pipeline import in_address
 from gateway.jsondump import JSONResponse
 from gateway.store.base import (
@@ -54,12 +63,6 @@ from gateway.store.base import (
 )
 
 _RESERVED_ENDPOINT_IDS = {"locations", "notificationrecipients"}
-_EMAIL_PART = f"[^@{CONTROL_CHARACTERS}{WHITESPACE}]+"
-#: A notification recipient's email address: one ``@``, a dot in the domain, no spaces. The
-#: API document carries it as the field's pattern (the carrier checks deliverability).
-EMAIL_PATTERN = f"^{_EMAIL_PART}@{_EMAIL_PART}\\.{_EMAIL_PART}{END}"
-_EMAIL = re.compile(EMAIL_PATTERN)
-_ID_RULE = "1 to 64 of letters, digits and ._~-, starting with a letter or digit"
 
 
 def _admin(request: Request) -> Services:
@@ -91,16 +94,6 @@ def _same_id(body_id: str | None, path_id: str, field: str) -> None:
         )
 
 
-def _require(record: Any, *names: str) -> None:
-    missing = [
-        FieldError(wire_name(name), "required")
-        for name in names
-        if getattr(record, name) in (None, "")
-    ]
-    if missing:
-        raise Problem(422, "Required fields are missing.", errors=missing)
-
-
 def _created(body: dict[str, Any], location: str) -> Response:
     return JSONResponse(body, status_code=201, headers={"Location": location})
 
@@ -116,22 +109,8 @@ async def list_endpoints(request: Request) -> Response:
 async def _endpoint_body(request: Request, s: Services) -> Endpoint:
     """The endpoint, its device fields held to a report's rules (a clear 422, never
     altered: an AEUI with a space is refused, not stripped at the carrier)."""
-    endpoint = record_from_json(Endpoint, await read_json(request, s.settings.max_body_bytes))
-    _require(endpoint, "alternate_end_user_id", "caller_name", "telephone_number", "location_id")
-    errors: list[FieldError] = []
-    problem = aeui_problem(endpoint.alternate_end_user_id)
-    if problem is not None:
-        errors.append(FieldError("alternateEndUserId", problem))
-    problem = caller_name_problem(endpoint.caller_name)
-    if problem is not None:
-        errors.append(FieldError("callerName", problem))
-    number = telephone(endpoint.telephone_number, "telephoneNumber", errors)
-    if errors:
-        raise Problem(422, "The endpoint is not valid.", errors=errors)
-    assert endpoint.caller_name is not None
-    return dataclasses.replace(
-        endpoint, caller_name=endpoint.caller_name.strip(), telephone_number=number
-    )
+    body = require_object(await read_json(request, s.settings.max_body_bytes))
+    return as_record(Endpoint, EndpointWrite.read(body))
 
 
 async def _check_number(request: Request, s: Services, endpoint: Endpoint) -> None:
@@ -158,12 +137,6 @@ async def create_endpoint(request: Request) -> Response:
         assert endpoint.alternate_end_user_id is not None
         endpoint = dataclasses.replace(
             endpoint, endpoint_id=endpoint_id_for(endpoint.alternate_end_user_id)
-        )
-    elif not ID_PATTERN.fullmatch(endpoint.endpoint_id):
-        raise Problem(
-            422,
-            "That endpoint ID cannot be used.",
-            errors=[FieldError("endpointId", _ID_RULE)],
         )
     elif endpoint.endpoint_id.lower() in _RESERVED_ENDPOINT_IDS:
         raise Problem(
@@ -218,19 +191,9 @@ async def delete_endpoint(request: Request) -> Response:
 
 
 async def _location_body(request: Request, s: Services) -> Location:
-    location = record_from_json(Location, await read_json(request, s.settings.max_body_bytes))
-    if location.address is None:
-        raise Problem(
-            422, "A location needs an address.", errors=[FieldError("address", "required")]
-        )
-    if location.status is not None:
-        raise Problem(
-            422,
-            "The carrier sets a location's status.",
-            errors=[FieldError("status", "read-only; leave it out")],
-        )
-    _check_coordinates(location)
-    normalized = s.normalize(location.address)
+    body = require_object(await read_json(request, s.settings.max_body_bytes))
+    wanted, address = LocationWrite.read(body)
+    normalized = s.normalize(address)
     if not normalized.valid or normalized.address is None:
         raise Problem(
             422,
@@ -239,23 +202,7 @@ async def _location_body(request: Request, s: Services) -> Location:
             errors=list(map(in_address, normalized.errors)),
             extra={"suggestions": [record_to_json(a) for a in normalized.suggestions]},
         )
-    return dataclasses.replace(location, address=normalized.address)
-
-
-def _check_coordinates(location: Location) -> None:
-    """Both or neither, each on the globe: the carrier would refuse anything else."""
-    errors = []
-    for name, value, bound in (
-        ("latitude", location.latitude, 90),
-        ("longitude", location.longitude, 180),
-    ):
-        if value is not None and not -bound <= value <= bound:
-            errors.append(FieldError(name, f"expected a number from {-bound} to {bound}"))
-    if (location.latitude is None) != (location.longitude is None):
-        missing = "latitude" if location.latitude is None else "longitude"
-        errors.append(FieldError(missing, "required with the other coordinate"))
-    if errors:
-        raise Problem(422, "Latitude and longitude go together.", errors=errors)
+    return as_record(Location, wanted, address=normalized.address)
 
 
 async def list_locations(request: Request) -> Response:
@@ -269,12 +216,6 @@ async def create_location(request: Request) -> Response:
     if location.location_id is None:
         assert location.address is not None
         location = dataclasses.replace(location, location_id=location_id_for(location.address))
-    elif not LOCATION_ID_PATTERN.fullmatch(location.location_id):
-        raise Problem(
-            422,
-            "That location ID cannot be used.",
-            errors=[FieldError("locationId", "1 to 32 letters and digits")],
-        )
     created = await s.upstream.create_location(location)
     assert created.location_id is not None
     await s.pipeline.admin_record(
@@ -333,7 +274,8 @@ async def _held_location(s: Services, location_id: str) -> dict[str, Any] | None
 async def location_history(request: Request) -> Response:
     s = _admin(request)
     location_id = _path_id(request, "location_id", location=True)
-    return await history_page(request, s, location_key(location_id), {"locationId": location_id})
+    page = functools.partial(LocationHistory, locationId=location_id)
+    return await history_page(request, s, location_key(location_id), page)
 
 
 # -- notification recipients -------------------------------------------------
@@ -346,20 +288,9 @@ async def list_recipients(request: Request) -> Response:
 
 async def create_recipient(request: Request) -> Response:
     s = _admin(request)
-    body = await read_json(request, s.settings.max_body_bytes)
-    recipient = record_from_json(NotificationRecipient, body)
-    if not recipient.email_address and not recipient.phone_number:
-        raise Problem(
-            422,
-            "A recipient needs an email address or a phone number.",
-            errors=[FieldError("emailAddress", "required unless phoneNumber is given")],
-        )
-    if recipient.id is not None and not ID_PATTERN.fullmatch(recipient.id):
-        raise Problem(422, "That recipient ID cannot be used.", errors=[FieldError("id", _ID_RULE)])
-    if recipient.email_address is not None and not _EMAIL.search(recipient.email_address):
-        raise Problem(
-            422, "Not an email address.", errors=[FieldError("emailAddress", "expected an email")]
-        )
+    body = require_object(await read_json(request, s.settings.max_body_bytes))
+    wanted = NotificationRecipientWrite.read(body)
+    recipient = as_record(NotificationRecipient, wanted)
     created = await s.upstream.create_notification_recipient(recipient)
     await s.pipeline.admin_record(
         RECIPIENTS_KEY, HistoryKind.RECIPIENT_CREATED, None, record_to_json(created), _who(request)
@@ -378,27 +309,17 @@ def _number(request: Request) -> str:
     return found
 
 
-def _number_json(number: str, state: NumberState | None) -> dict[str, Any]:
-    return {
-        "telephoneNumber": number,
-        "owner": None if state is None else state.owner,
-        "shared": False if state is None else state.shared,
-        "updatedAt": None if state is None else state.updated_at.isoformat(),
-    }
-
-
 async def _number_answer(s: Services, number: str, state: NumberState | None) -> Response:
     holders = await s.pipeline.holders(number, limit=100)
-    body = _number_json(number, state)
-    body["devices"] = [
-        {
-            "alternateEndUserId": b.aeui,
-            "mayUse": b.attested or state is None or not state.refuses(b.aeui),
-            "attested": b.attested,
-        }
+    devices = [
+        NumberHolder(
+            alternateEndUserId=b.aeui,
+            mayUse=b.attested or state is None or not state.refuses(b.aeui),
+            attested=b.attested,
+        )
         for b in holders
     ]
-    return JSONResponse(body)
+    return model_response(CallbackNumber.of(number, state, devices))
 
 
 async def get_number(request: Request) -> Response:
@@ -412,21 +333,9 @@ async def put_number(request: Request) -> Response:
     s = _admin(request)
     number = _number(request)
     body = require_object(await read_json(request, s.settings.max_body_bytes))
-    errors = [FieldError(k, "unknown field") for k in sorted(body.keys() - {"owner", "shared"})]
-    shared = body.get("shared", False)
-    if not isinstance(shared, bool):
-        errors.append(FieldError("shared", "expected true or false"))
-    owner = body.get("owner")
-    if owner is not None and aeui_problem(owner) is not None:
-        errors.append(FieldError("owner", str(aeui_problem(owner))))
-    if owner is None and shared is False:
-        errors.append(
-            FieldError("owner", "required unless shared is true (DELETE releases a number)")
-        )
-    if errors:
-        raise Problem(422, "The request is not valid.", errors=errors)
+    wanted = CallbackNumberWrite.read(body)
     _, after = await s.pipeline.set_number(
-        number, owner=owner, shared=shared, credential=_who(request)
+        number, owner=wanted.owner, shared=wanted.shared, credential=_who(request)
     )
     return await _number_answer(s, number, after)
 
@@ -442,7 +351,8 @@ async def delete_number(request: Request) -> Response:
 async def number_history(request: Request) -> Response:
     s = _admin(request)
     number = _number(request)
-    return await history_page(request, s, number_key(number), {"telephoneNumber": number})
+    page = functools.partial(NumberHistory, telephoneNumber=number)
+    return await history_page(request, s, number_key(number), page)
 
 
 def _resource(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
@@ -458,20 +368,33 @@ def _resource(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -
     return Route(path, dispatch, methods=list(handlers), name=path)
 
 
+def _crud(path: str, key: str, *handlers: Callable[[Request], Awaitable[Response]]) -> list[Route]:
+    """A collection (list, create) and its items (get, replace, delete)."""
+    list_, create, get, replace, delete = handlers
+    return [
+        _resource(path, get=list_, post=create),
+        _resource(f"{path}/{{{key}}}", get=get, put=replace, delete=delete),
+    ]
+
+
 routes = [
-    _resource("/v1/endpoints", get=list_endpoints, post=create_endpoint),
-    _resource(
-        "/v1/endpoints/{endpoint_id}",
-        get=get_endpoint,
-        put=update_endpoint,
-        delete=delete_endpoint,
+    *_crud(
+        "/v1/endpoints",
+        "endpoint_id",
+        list_endpoints,
+        create_endpoint,
+        get_endpoint,
+        update_endpoint,
+        delete_endpoint,
     ),
-    _resource("/v1/locations", get=list_locations, post=create_location),
-    _resource(
-        "/v1/locations/{location_id}",
-        get=get_location,
-        put=update_location,
-        delete=delete_location,
+    *_crud(
+        "/v1/locations",
+        "location_id",
+        list_locations,
+        create_location,
+        get_location,
+        update_location,
+        delete_location,
     ),
     _resource("/v1/locations/{location_id}/history", get=location_history),
     _resource("/v1/notification-recipients", get=list_recipients, post=create_recipient),

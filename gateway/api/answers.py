@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.responses import Response
 
+from gateway.api.models import omitted
+from gateway.bandwidth.models import Address, wire_name
 from gateway.dlr.errors import FieldError
 from gateway.dlr.pipeline import Change
 from gateway.geocoding.results import Precision
@@ -69,6 +72,58 @@ class ReportResult(DeviceLocation):
 
     changes: Changes
     warnings: list[FieldError]
+
+
+#: The address as read when it is not valid: the canonical spelling of what was sent, which
+#: may still break the carrier's limits (``errors`` says where), so no length limits here.
+_ADDRESS_AS_READ = {
+    "type": "object",
+    "description": "The address as the gateway reads it; `errors` names what is wrong.",
+    "additionalProperties": False,
+    "properties": {wire_name(f.name): {"type": "string"} for f in dataclasses.fields(Address)},
+}
+
+
+class AddressValidation(BaseModel):
+    """The verdict on an address: valid or not, canonical, geocoded, and what to fix."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            # A valid verdict's address is one the carrier takes; an invalid one's is only
+            # as read.
+            "if": {"required": ["valid"], "properties": {"valid": {"const": True}}},
+            "then": {"properties": {"address": {"x-component": "Address"}}},
+        }
+    )
+
+    valid: bool
+    address: Annotated[
+        dict[str, Any] | None, WithJsonSchema({"oneOf": [_ADDRESS_AS_READ, {"type": "null"}]})
+    ]
+    latitude: float | None = None
+    longitude: float | None = None
+    precision: Annotated[str | None, WithJsonSchema(PRECISION_SCHEMA)]
+    radiusMeters: Annotated[int | None, WithJsonSchema(RADIUS_SCHEMA)] = None
+    errors: list[FieldError]
+    warnings: list[FieldError] = Field(default_factory=list)
+    suggestions: list[Annotated[dict[str, Any], WithJsonSchema({"x-component": "Address"})]]
+
+
+class EmergencyLocation(BaseModel):
+    """Where the caller is, as the carrier's Emergency Calling API expects it: `lat`, `lon`
+    and `radius` only when the gateway has street-level or GPS coordinates."""
+
+    # Written by ``gateway.api.emergency`` without the model (the call-time query's path is
+    # the hottest); tests/api/test_emergency_query.py holds its answers to this model.
+    model_config = ConfigDict(extra="forbid")
+
+    aeui: str = Field(description="The device's AEUI.")
+    location_id: str = Field(description="The location ID at the carrier.")
+    lat: float = omitted(ge=-90, le=90)
+    lon: float = omitted(ge=-180, le=180)
+    radius: int = omitted(description="Meters (default 50).", ge=1)
+    callback: str = omitted(description="Callback number, E.164.")
+    name: str = omitted(description="Caller name.")
 
 
 def model_response(answer: BaseModel, status_code: int = 200) -> Response:

@@ -9,7 +9,7 @@ import hmac
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -28,8 +28,9 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dlr-gateway"'}
 MAX_TOKEN_LENGTH = 4096
 #: Longest AEUI the carrier accepts, so the longest ``sub`` a device token may carry.
 MAX_SUBJECT_LENGTH = MAX_AEUI
-#: Device tokens remembered as verified, until their ``exp`` (a device sends the same token
-#: with every report; checking its signature costs ~25 µs for HS256, more for RS256/ES256).
+#: Device tokens remembered as verified, until their ``exp``: a device sends the same token
+#: with every report, and checking its signature costs more than the lookup (see
+#: docs/benchmarks.md, "Figures that left the code's comments").
 VERIFIED_TOKENS = 10_000
 
 
@@ -95,6 +96,7 @@ def require_admin(
     return principal
 
 
+@dataclass(eq=False, repr=False, kw_only=True)  # no repr: it holds secrets
 class DeviceTokens:
     """Device JWTs: ``sub`` is the AEUI and ``exp`` is required.
 
@@ -109,34 +111,28 @@ class DeviceTokens:
     optional OIDC ``phone_number`` claim must be a US or Canadian number in E.164.
     """
 
-    def __init__(
-        self,
-        *,
-        secret: str | None = None,
-        public_key: str | None = None,
-        private_key: str | None = None,
-        audience: str | None = None,
-        issuer: str | None = None,
-        max_lifetime: float = 7 * 86_400.0,
-        leeway: float = 30.0,
-    ) -> None:
-        self.secret = secret
-        self.public_key = public_key
-        self.private_key = private_key
-        self.audience = audience
-        self.issuer = issuer
-        self.max_lifetime = max_lifetime
-        self.leeway = leeway
-        self._verifying_key: Any = None
-        #: Token -> (its principal, its ``exp``): what ``verify`` already established. The
-        #: key, audience and issuer are fixed for the process, and a verified token's
-        #: ``nbf`` and ``iat`` stay passed, so only ``exp`` is checked again.
-        self._verified: Lru[str, tuple[Principal, float]] = Lru(VERIFIED_TOKENS)
-        if public_key:
-            self._verifying_key, algorithm = _load_public_key(public_key)
+    secret: str | None = None
+    public_key: str | None = None
+    private_key: str | None = None
+    audience: str | None = None
+    issuer: str | None = None
+    max_lifetime: float = 7 * 86_400.0
+    leeway: float = 30.0
+    algorithms: list[str] = field(init=False)
+    _verifying_key: Any = field(init=False)
+    #: Token -> (its principal, its ``exp``): what ``verify`` already established. The key,
+    #: audience and issuer are fixed for the process, and a verified token's ``nbf`` and
+    #: ``iat`` stay passed, so only ``exp`` is checked again.
+    _verified: Lru[str, tuple[Principal, float]] = field(
+        init=False, default_factory=lambda: Lru(VERIFIED_TOKENS)
+    )
+
+    def __post_init__(self) -> None:
+        if self.public_key:
+            self._verifying_key, algorithm = _load_public_key(self.public_key)
             self.algorithms = [algorithm]
         else:
-            self._verifying_key = secret
+            self._verifying_key = self.secret
             self.algorithms = ["HS256"]
 
     @classmethod

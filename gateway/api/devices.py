@@ -7,17 +7,24 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.api.answers import Changes, DeviceLocation, ReportResult, model_response
+from gateway.api.admin_models import DeviceHistory, HistoryEntry
+from gateway.api.answers import (
+    AddressValidation,
+    Changes,
+    DeviceLocation,
+    ReportResult,
+    model_response,
+)
 from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services, services
 from gateway.api.memo import cut
@@ -26,14 +33,21 @@ from gateway.api.models import (
     MAX_CLOCK_SKEW,
     REPORT_FIELDS,
     LocationReport,
+    address_object,
     field_errors,
     in_order,
     observed_at,
-    read_address,
-    telephone_problem,
     unreadable_keys,
 )
-from gateway.api.pidf import is_pidf, location_response, prefers_pidf, read_pidf_report
+from gateway.api.pidf import (
+    is_pidf,
+    keeps_current,
+    location_response,
+    only_left_out,
+    prefers_pidf,
+    read_pidf_report,
+    with_caller,
+)
 from gateway.api.problems import Problem
 from gateway.api.schemas import (
     ReportSource,
@@ -50,7 +64,6 @@ from gateway.bandwidth.models import Address
 from gateway.dlr.coordinates import radius_meters
 from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import aeui_problem
-from gateway.dlr.numbers import callback_number
 from gateway.dlr.pipeline import (
     Binding,
     GeoFix,
@@ -62,8 +75,6 @@ from gateway.dlr.pipeline import (
     in_address,
 )
 from gateway.geocoding.results import GeocodingUnavailable
-from gateway.jsondump import JSONResponse
-from gateway.store import HistoryEntry
 from gateway.store.base import NumberOwned
 
 
@@ -94,15 +105,6 @@ def _aeui(value: Any) -> str | None:
     return value if aeui_problem(value) is None else None
 
 
-def telephone(value: Any, where: str, errors: list[FieldError]) -> str | None:
-    """A callback number (``callback_number``), as E.164: reports and admin endpoints."""
-    problem = telephone_problem(value)
-    if problem is not None:
-        errors.append(FieldError(where, problem))
-        return None
-    return callback_number(value)
-
-
 def _address_input(value: Any, errors: list[FieldError]) -> Any:
     """A free-form line as it is, or the address object read strictly (the API's ``Address``:
     unknown fields, wrong types and over-long strings are refused, named ``address.<field>``)."""
@@ -112,13 +114,7 @@ def _address_input(value: Any, errors: list[FieldError]) -> Any:
             errors.append(FieldError("address", reason))
         return text
     if isinstance(value, dict):
-        value, unreadable = unreadable_keys(value, "address")
-        errors.extend(unreadable)
-        try:
-            return read_address(value)
-        except ValidationError as exc:
-            errors.extend(FieldError(f"address.{e.field}", e.message) for e in field_errors(exc))
-            return None
+        return address_object(value, errors)
     errors.append(FieldError("address", "expected an address object or one free-form string"))
     return None
 
@@ -282,8 +278,7 @@ async def _read_report(
     decoded again: only the new time is read and checked (``gateway.api.memo``)."""
     content_type = request.headers.get("content-type", "")
     if is_pidf(content_type):
-        source = await read_pidf_report(request, s, principal)
-        return _parse_source(source, s.normalize, _max_future(s)), source
+        return await _read_pidf(request, s, principal)
     if not is_json(content_type):
         raise Problem(415, "Send the report as application/json or application/pidf+xml.")
     body = await read_body(request, s.settings.max_body_bytes)
@@ -301,6 +296,26 @@ async def _read_report(
     if memo is not None:
         s.report_memo.put(memo.template, report)
     return report, source
+
+
+async def _read_pidf(
+    request: Request, s: Services, principal: Principal
+) -> tuple[Report, ReportSource]:
+    """A PIDF-LO report. A name or number it leaves out is the device's current one: from
+    what the gateway holds, and from the carrier only once the rest of the report is valid."""
+    max_bytes = s.settings.max_body_bytes
+    source = read_pidf_report(await read_body(request, max_bytes), max_bytes, principal)
+    aeui = keeps_current(source, principal)
+    if aeui is not None:
+        held = await s.pipeline.current_caller(aeui, read_carrier=False)
+        source = with_caller(source, *held)
+    try:
+        return _parse_source(source, s.normalize, _max_future(s)), source
+    except Problem as exc:
+        if aeui is None or not only_left_out(exc, source):
+            raise
+    source = with_caller(source, *await s.pipeline.current_caller(aeui))
+    return _parse_source(source, s.normalize, _max_future(s)), source
 
 
 def _max_future(s: Services) -> timedelta:
@@ -422,13 +437,19 @@ def limit_reads(s: Services, aeui: str) -> None:
         )
 
 
-async def device_location(request: Request) -> Response:
+def _device(request: Request) -> tuple[Services, str]:
+    """The services and the path's device, which the credential may act for."""
     s = services(request)
     principal = _authorized(request, s)
     aeui = _aeui(request.path_params["alternate_end_user_id"])
     if aeui is None:
         raise Problem(404, "There is no device with that ID.")
     _may_act(principal, aeui)
+    return s, aeui
+
+
+async def device_location(request: Request) -> Response:
+    s, aeui = _device(request)
     limit_reads(s, aeui)
     binding = await s.pipeline.current(aeui)
     if binding is None:
@@ -449,52 +470,32 @@ async def validate_address(request: Request) -> Response:
     if errors or raw is None:
         raise Problem(422, "The request is not valid.", errors=errors)
     normalized = s.normalize(raw)
-    answer: dict[str, Any] = {
-        "valid": normalized.valid,
-        "address": record_to_json(normalized.address) if normalized.address else None,
-        **coordinates_json(None, None, None, None),
-        "errors": [{"field": e.field, "message": e.message} for e in normalized.errors],
-        "warnings": [{"field": e.field, "message": e.message} for e in normalized.warnings],
-        "suggestions": [record_to_json(a) for a in normalized.suggestions],
-    }
+    coordinates: dict[str, Any] = coordinates_json(None, None, None, None)
+    warnings = list(normalized.warnings)
     if normalized.valid and normalized.address is not None:
-        await _geocode_into(s, normalized.address, answer)
-    return JSONResponse(answer)
-
-
-async def _geocode_into(s: Services, address: Address, answer: dict[str, Any]) -> None:
-    try:
-        found = await s.geocoding.geocode(address)
-    except GeocodingUnavailable:
-        answer["warnings"].append(
-            {"field": "address", "message": "the geocoder is unavailable: no coordinates"}
-        )
-        return
-    if found is None:
-        answer["warnings"].append(
-            {"field": "address", "message": "the geocoder does not know this address"}
-        )
-        return
-    # Shown with their precision; the pipeline sends only street-level ones upstream.
-    answer.update(coordinates_json(found.latitude, found.longitude, found.precision.value, None))
+        try:
+            found = await s.geocoding.geocode(normalized.address)
+        except GeocodingUnavailable:
+            warnings.append(FieldError("address", "the geocoder is unavailable: no coordinates"))
+        else:
+            if found is None:
+                warnings.append(FieldError("address", "the geocoder does not know this address"))
+            else:
+                # Shown with their precision; the pipeline sends only street-level ones upstream.
+                precision = found.precision.value
+                coordinates = coordinates_json(found.latitude, found.longitude, precision, None)
+    answer = AddressValidation(
+        valid=normalized.valid,
+        address=record_to_json(normalized.address) if normalized.address else None,
+        **coordinates,
+        errors=list(normalized.errors),
+        warnings=warnings,
+        suggestions=[record_to_json(a) for a in normalized.suggestions],
+    )
+    return model_response(answer)
 
 
 _HISTORY_MAX = 200
-
-
-def _history_entry(entry: HistoryEntry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "at": entry.at.isoformat(),
-        "kind": entry.kind,
-        "source": entry.source,
-        "credential": entry.credential,
-        "observedAt": entry.observed_at.isoformat() if entry.observed_at else None,
-        "fromLocationId": entry.from_location_id,
-        "toLocationId": entry.to_location_id,
-        "before": entry.before,
-        "after": entry.after,
-    }
 
 
 def _int_param(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
@@ -512,17 +513,13 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
 
 async def device_history(request: Request) -> Response:
     """Every change applied to a device's binding, newest first, a page at a time."""
-    s = services(request)
-    principal = _authorized(request, s)
-    aeui = _aeui(request.path_params["alternate_end_user_id"])
-    if aeui is None:
-        raise Problem(404, "There is no device with that ID.")
-    _may_act(principal, aeui)
-    return await history_page(request, s, aeui, {"alternateEndUserId": aeui})
+    s, aeui = _device(request)
+    page = functools.partial(DeviceHistory, alternateEndUserId=aeui)
+    return await history_page(request, s, aeui, page)
 
 
 async def history_page(
-    request: Request, s: Services, key: str, subject: dict[str, Any]
+    request: Request, s: Services, key: str, page: Callable[..., BaseModel]
 ) -> Response:
     """One page of the history under ``key`` (a device, a location, a number): ``limit``
     entries before the entry ``before``, newest first, and the ``nextBefore`` to go on."""
@@ -531,13 +528,8 @@ async def history_page(
     assert limit is not None
     entries = await s.pipeline.history(key, limit=limit, before_id=before)
     next_before = entries[-1].id if len(entries) == limit else None
-    return JSONResponse(
-        {
-            **subject,
-            "entries": [_history_entry(e) for e in entries],
-            "nextBefore": next_before,
-        }
-    )
+    entries_json = [HistoryEntry.of(e) for e in entries]
+    return model_response(page(entries=entries_json, nextBefore=next_before))
 
 
 routes = [

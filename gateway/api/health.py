@@ -7,6 +7,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from gateway.metrics import Metrics
 
 
+@dataclass(eq=False)
 class Readiness:
     """Whether this pod can serve: its configuration is valid, it is not draining, and its
     state store answers, or the call-time query has its memory fallback to answer from.
@@ -42,31 +44,19 @@ class Readiness:
     and one per ``probe_interval``, and the next check shows its outcome.
     """
 
-    def __init__(
-        self,
-        upstream: BandwidthClient,
-        *,
-        store: StateStore | None = None,
-        fallback: CallerIndex | None = None,
-        metrics: Metrics | None = None,
-        window: float,
-        config_problems: list[str],
-        clock: Callable[[], float] = time.monotonic,
-        probe_interval: float = 5.0,
-        probe_timeout: float = 2.0,
-    ) -> None:
-        self.upstream = upstream
-        self.store = store
-        self.fallback = fallback
-        self.metrics = metrics
-        self.window = window
-        self.config_problems = config_problems
-        self.clock = clock
-        self.probe_interval = probe_interval
-        self.probe_timeout = probe_timeout
-        self.draining = False
-        self._last_probe: float | None = None
-        self._probe: asyncio.Task[None] | None = None
+    upstream: BandwidthClient
+    _: KW_ONLY
+    store: StateStore | None = None
+    fallback: CallerIndex | None = None
+    metrics: Metrics | None = None
+    window: float
+    config_problems: list[str]
+    clock: Callable[[], float] = time.monotonic
+    probe_interval: float = 5.0
+    probe_timeout: float = 2.0
+    draining: bool = field(default=False, init=False)
+    _last_probe: float | None = field(default=None, init=False)
+    _probe: asyncio.Task[None] | None = field(default=None, init=False)
 
     def _upstream_state(self) -> str:
         """What the carrier's last answers say: for the body, never for the status."""

@@ -1,37 +1,6 @@
-"""``POST /v1/held``: HELD (RFC 5985) for the devices the gateway provisions.
-
-A location server's face: a requester sends a ``locationRequest`` and gets the device's
-current binding as a PIDF-LO in a ``locationResponse``, or a HELD ``<error>``.
-
-Which device: the RFC 6155 ``<device>`` names it by AEUI (a ``sip:``/``sips:``/``pres:`` URI
-whose user part is the AEUI) or by callback number (``tel:``, ``<msisdn>``); without one, the
-device token's own device. Identifiers are deduplicated; more than ``MAX_DEVICE_IDS`` distinct
-ones is a ``requestError`` (they must all name one device anyway). A number is looked up in
-what the gateway knows (the state store, else the caller index), never at the carrier: a
-device token's is compared with its own binding's. The location is what the gateway knows
-too (``Pipeline.current``), and reads are rate-limited per device as on
-``GET /v1/devices/{aeui}/location``.
-
-Status codes. A HELD answer, success or error, is an HTTP 200 with ``application/held+xml``:
-RFC 5985 sends HELD errors in the body of a successful HTTP exchange (its error example is a
-``200 OK``), and HTTP statuses are left to HTTP-level trouble. So:
-
-* missing or invalid credentials are HTTP authentication, answered as everywhere else in the
-  gateway: 401 ``application/problem+json`` with a ``WWW-Authenticate`` challenge, which is
-  what an HTTP client needs to retry with credentials;
-* a valid credential that may not see the device named (a device token asking for another
-  device) is a HELD ``badIdentifier``, the RFC 6155 code for "an identifier the requester is
-  not authorized to use"; not a 403, which would also tell that the device exists;
-* a body that is not ``application/held+xml`` is 415, too large 413 (problem+json): the body
-  never was a HELD message;
-* a carrier or database that cannot be reached is 503 (problem+json, ``Retry-After``), as on
-  the other routes: that is the gateway's trouble, not an answer about the device.
-
-``responseTime`` (milliseconds) bounds the lookup, within ``GATEWAY_REPORT_DEADLINE``; past
-it the answer is ``timeout``. ``locationType`` picks civic and/or geodetic; with ``exact``, a
-type that cannot be given is ``cannotProvideLiType`` (``locationURI`` never can: the gateway
-hands out no location references).
-"""
+"""``POST /v1/held``: HELD (RFC 5985) for the devices the gateway provisions: a
+``locationRequest`` answered with the device's current binding as a PIDF-LO, or a HELD
+``<error>``; the choices it makes are in docs/architecture.md ("HELD")."""
 
 from __future__ import annotations
 

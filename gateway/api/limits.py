@@ -17,7 +17,7 @@ class DeviceRateLimiter:
     """GCRA, the token bucket kept as one number per device: the moment its bucket is full
     again (``tat``). A device whose moment has passed is as good as unknown, so it is swept
     out: memory follows the devices that reported within the last ``burst / rate`` seconds,
-    not every device ever seen (an LRU of buckets held some 0.4 KiB per device).
+    not every device ever seen, as an LRU of buckets did.
     """
 
     def __init__(

@@ -50,7 +50,8 @@ _RFC3339 = re.compile(OBSERVED_AT_PATTERN)
 CHECK_CLOCK = "check the device's clock"
 
 
-def _refuse(message: str) -> PydanticCustomError:
+def refuse(message: str) -> PydanticCustomError:
+    """A validator's refusal: ``message`` is the field error's."""
     return PydanticCustomError("gateway", "{message}", {"message": message})
 
 
@@ -58,7 +59,7 @@ def _checked(problem: Callable[[Any], str | None]) -> BeforeValidator:
     def check(value: Any) -> Any:
         found = problem(value)
         if found is not None:
-            raise _refuse(found)
+            raise refuse(found)
         return value
 
     return BeforeValidator(check)
@@ -67,7 +68,7 @@ def _checked(problem: Callable[[Any], str | None]) -> BeforeValidator:
 def _caller_name(value: Any) -> str:
     found = validate_caller_name(value)
     if found is not None:
-        raise _refuse(found.message)
+        raise refuse(found.message)
     assert isinstance(value, str)
     return value.strip()
 
@@ -83,7 +84,7 @@ def telephone_problem(value: Any) -> str | None:
 def _telephone(value: Any) -> str:
     found = telephone_problem(value)
     if found is not None:
-        raise _refuse(found)
+        raise refuse(found)
     number = callback_number(value)
     assert number is not None
     return number
@@ -112,9 +113,9 @@ def observed_at(value: Any, max_future: timedelta) -> datetime:
     text, reason = check_string(value, "observedAt", 64)
     when = parse_rfc3339(text) if not reason and text is not None else None
     if when is None:
-        raise _refuse("expected an RFC 3339 timestamp with an offset")
+        raise refuse("expected an RFC 3339 timestamp with an offset")
     if when - datetime.now(UTC) > max_future:
-        raise _refuse(
+        raise refuse(
             f"is more than {max_future.total_seconds():g} s ahead of the gateway's clock; "
             + CHECK_CLOCK
         )
@@ -124,6 +125,11 @@ def observed_at(value: Any, max_future: timedelta) -> datetime:
 def _observed_at(value: Any, info: ValidationInfo) -> datetime:
     context = info.context or {}
     return observed_at(value, context.get("max_future", MAX_CLOCK_SKEW))
+
+
+def omitted(max_length: int | None = None, description: str | None = None, **bounds: float) -> Any:
+    """A field of an answer that leaves out what it lacks (never ``null``)."""
+    return Field(None, max_length=max_length, description=description, **bounds)  # type: ignore[call-overload]
 
 
 def _string(max_length: int, **extra: Any) -> dict[str, Any]:
@@ -201,7 +207,7 @@ _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=
 def _text(value: str) -> str:
     _, reason = check_string(value, "", len(value))
     if reason:
-        raise _refuse(reason)
+        raise refuse(reason)
     return value
 
 
@@ -235,6 +241,21 @@ def read_address(value: Mapping[str, Any]) -> Address:
         {k: v for k, v in value.items() if v is not None or k not in _ADDRESS_KEYS}
     )
     return Address(**dict(model))
+
+
+def address_object(value: Any, errors: list[FieldError]) -> Address | None:
+    """The address object of a request read strictly (unknown fields, wrong types and
+    over-long strings refused, named ``address.<field>``), or ``None`` and ``errors``."""
+    if not isinstance(value, dict):
+        errors.append(FieldError("address", "expected an object"))
+        return None
+    value, unreadable = unreadable_keys(value, "address")
+    errors.extend(unreadable)
+    try:
+        return read_address(value)
+    except ValidationError as exc:
+        errors.extend(FieldError(f"address.{e.field}", e.message) for e in field_errors(exc))
+        return None
 
 
 _ADDRESS_KEYS = frozenset(wire_name(f.name) for f in dataclasses.fields(Address))
@@ -380,6 +401,20 @@ class _Plain(GenerateJsonSchema):
         value = super().dataclass_schema(schema)
         value.pop("title", None)
         value.pop("additionalProperties", None)
+        return value
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        """``{"type": [kind, "null"]}`` for a simple type: one spelling of "or null"."""
+        value = super().nullable_schema(schema)
+        match value.get("anyOf"):
+            case [{"type": str(kind)} as inner, {"type": "null"}] if len(value) == 1:
+                return {**inner, "type": [kind, "null"]}
+        return value
+
+    def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
+        value = super().dict_schema(schema)
+        if value.get("additionalProperties") is True:
+            del value["additionalProperties"]  # JSON Schema's default
         return value
 
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:

@@ -16,10 +16,13 @@ fields come from:
 
 A document without a name or number keeps the device's current ones (a PIDF-LO from a
 location server seldom carries them); a device the gateway does not know yet must send them.
+Reading the document never asks the pipeline: ``gateway.api.devices`` fills them in from
+``Pipeline.current_caller``, reading the carrier only for a report otherwise valid.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -28,9 +31,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.auth import MAX_SUBJECT_LENGTH, Principal
-from gateway.api.context import Services
 from gateway.api.problems import Problem
-from gateway.api.schemas import ReportSource, read_body
+from gateway.api.schemas import ReportSource
 from gateway.dlr.errors import FieldError
 from gateway.dlr.pipeline import Binding
 from gateway.pidf.binding import location_object
@@ -106,9 +108,9 @@ def _identity(uri: str | None) -> tuple[DeviceId | None, str | None]:
         return None, exc.message
 
 
-async def read_pidf_report(request: Request, s: Services, principal: Principal) -> ReportSource:
+def read_pidf_report(data: bytes, max_bytes: int, principal: Principal) -> ReportSource:
     """The PIDF-LO body as a report in the JSON API's shape (see the module docstring)."""
-    presence = _read(await read_body(request, s.settings.max_body_bytes), s.settings.max_body_bytes)
+    presence = _read(data, max_bytes)
     names = dict(_NAMES)
     errors: list[FieldError] = []
     warnings = list(presence.warnings)
@@ -140,10 +142,6 @@ async def read_pidf_report(request: Request, s: Services, principal: Principal) 
         if shape.radius is not None:
             body["geo"]["accuracyMeters"] = shape.radius
             names["geo.accuracyMeters"] = f"{where}.radius"
-    aeui = body.get("alternateEndUserId")
-    missing = body.get("callerName") is None or body.get("telephoneNumber") is None
-    if missing and isinstance(aeui, str) and principal.may_act_for(aeui):
-        await _keep_current(s, aeui, body)
     return ReportSource(body, names, tuple(errors), tuple(warnings))
 
 
@@ -171,17 +169,34 @@ def _device(
         names["telephoneNumber"] = "entity"
 
 
-async def _keep_current(s: Services, aeui: str, body: dict[str, Any]) -> None:
-    """Fill a missing name or number from the device's current binding, if it has one."""
-    if not aeui or len(aeui) > MAX_SUBJECT_LENGTH:
-        return  # not an AEUI at all: the parser names it
-    binding = await s.pipeline.current(aeui)
-    if binding is None:
-        return
-    if body.get("callerName") is None and binding.caller_name:
-        body["callerName"] = binding.caller_name
-    if body.get("telephoneNumber") is None and binding.telephone_number:
-        body["telephoneNumber"] = binding.telephone_number
+_CALLER_FIELDS = ("callerName", "telephoneNumber")
+
+
+def keeps_current(source: ReportSource, principal: Principal) -> str | None:
+    """The AEUI whose current name or number the report keeps: it left one out, and the
+    credential may act for that device (see the module docstring)."""
+    body = source.body
+    aeui = body.get("alternateEndUserId")
+    if not isinstance(aeui, str) or not aeui or len(aeui) > MAX_SUBJECT_LENGTH:
+        return None  # not an AEUI at all: the parser names it
+    if all(body.get(f) is not None for f in _CALLER_FIELDS) or not principal.may_act_for(aeui):
+        return None
+    return aeui
+
+
+def with_caller(source: ReportSource, name: str | None, number: str | None) -> ReportSource:
+    """``source`` with the name and number it left out filled in, where given."""
+    body = dict(source.body)
+    for field, value in zip(_CALLER_FIELDS, (name, number), strict=True):
+        if body.get(field) is None and value is not None:
+            body[field] = value
+    return dataclasses.replace(source, body=body)
+
+
+def only_left_out(refused: Problem, source: ReportSource) -> bool:
+    """Whether the report's only problems are the name or number it left out."""
+    left_out = {source.name(f) for f in _CALLER_FIELDS if source.body.get(f) is None}
+    return all(e.message == "required" and e.field in left_out for e in refused.errors)
 
 
 def location_response(request: Request, binding: Binding) -> Response:

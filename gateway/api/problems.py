@@ -144,6 +144,14 @@ def problem_response(problem: Problem, instance: str | None = None) -> Response:
     )
 
 
+#: The carrier failures worth another try later, most specific first.
+_TRY_AGAIN: dict[type[UpstreamError], tuple[int, str, str]] = {
+    UpstreamRateLimited: (503, "The carrier is rate-limiting", "upstream-unavailable"),
+    UpstreamTimeout: (504, "The carrier did not answer in time", "upstream-timeout"),
+    UpstreamUnavailable: (503, "The carrier cannot be reached", "upstream-unavailable"),
+}
+
+
 def upstream_problem(exc: UpstreamError) -> Problem:
     """The one mapping from the upstream's error tree to the gateway's answers."""
     carrier = {"upstreamOperation": exc.operation} if exc.operation else {}
@@ -160,27 +168,10 @@ def upstream_problem(exc: UpstreamError) -> Problem:
         if exc.code:
             extra["upstreamCode"] = exc.code
         return Problem(422, f"The carrier refused: {detail}", "upstream-rejected", extra=extra)
-    if isinstance(exc, UpstreamRateLimited):
-        return Problem(
-            503,
-            "The carrier is rate-limiting; try again later.",
-            "upstream-unavailable",
-            retry_after=exc.retry_after or DEFAULT_RETRY_AFTER,
-        )
-    if isinstance(exc, UpstreamTimeout):
-        return Problem(
-            504,
-            "The carrier did not answer in time; try again later.",
-            "upstream-timeout",
-            retry_after=DEFAULT_RETRY_AFTER,
-        )
-    if isinstance(exc, UpstreamUnavailable):
-        return Problem(
-            503,
-            "The carrier cannot be reached; try again later.",
-            "upstream-unavailable",
-            retry_after=exc.retry_after or DEFAULT_RETRY_AFTER,
-        )
+    for kind, (status, detail, problem_type) in _TRY_AGAIN.items():
+        if isinstance(exc, kind):
+            wait = getattr(exc, "retry_after", None) or DEFAULT_RETRY_AFTER
+            return Problem(status, f"{detail}; try again later.", problem_type, retry_after=wait)
     if isinstance(exc, UpstreamParseError):
         return Problem(502, "The carrier sent an answer the gateway cannot read.", "upstream-error")
     return Problem(502, "The carrier call failed.", "upstream-error")

@@ -6,24 +6,18 @@ field-level errors, so that nothing the caller did not mean reaches the carrier.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import re
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.requests import Request
 
 from gateway.api.problems import Problem
-from gateway.bandwidth.models import Record, wire_name
 from gateway.dlr.errors import FieldError
 from gateway.dlr.patterns import CONTROL_CHARACTERS, SURROGATES
 from gateway.records import record_to_json as record_to_json
-
-R = TypeVar("R", bound=Record)
 
 #: Longest string accepted in any field, unless a field has a tighter limit below.
 MAX_STRING = 255
@@ -128,78 +122,6 @@ def check_string(value: Any, where: str, limit: int = MAX_STRING) -> tuple[str |
     if _CONTROL.search(value):
         return None, "contains control characters"
     return value, None
-
-
-def _value(kind: type, name: str, value: Any, where: str, errors: list[FieldError]) -> Any:
-    if kind is str:
-        text, reason = check_string(value, where, FIELD_LIMITS.get(name, MAX_STRING))
-        if reason:
-            errors.append(FieldError(where, reason))
-        return text
-    if kind is bool:
-        if not isinstance(value, bool):
-            errors.append(FieldError(where, "expected true or false"))
-            return None
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(FieldError(where, "expected an integer"))
-            return None
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            errors.append(FieldError(where, "expected a number"))
-            return None
-        try:
-            number = float(value)
-        except OverflowError:  # an integer literal past the largest float (10**400)
-            number = math.inf
-        if not math.isfinite(number):
-            errors.append(FieldError(where, "expected a finite number"))
-            return None
-        return number
-    if dataclasses.is_dataclass(kind):
-        return _record(kind, value, where, errors)
-    raise TypeError(f"unsupported field type {kind!r}")  # pragma: no cover - schema bug
-
-
-def _record(cls: Any, data: Any, where: str, errors: list[FieldError]) -> Any:
-    if not isinstance(data, dict):
-        errors.append(FieldError(where or "body", "expected an object"))
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = {wire_name(f.name): f.name for f in dataclasses.fields(cls)}
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else str(key)
-        name = fields.get(key)
-        if name is None:
-            errors.append(FieldError(path, "unknown field"))
-            continue
-        if value is None:
-            continue
-        hint = hints[name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if typing.get_origin(hint) is tuple:
-            if not isinstance(value, list):
-                errors.append(FieldError(path, "expected an array"))
-                continue
-            values[name] = tuple(
-                _value(args[0], name, item, f"{path}[{i}]", errors) for i, item in enumerate(value)
-            )
-        else:
-            values[name] = _value(args[0] if args else hint, name, value, path, errors)
-    return cls(**values)
-
-
-def record_from_json(cls: type[R], data: Any) -> R:
-    """A record of ``cls`` from a decoded JSON body, or a 422 naming every bad field."""
-    errors: list[FieldError] = []
-    record = _record(cls, data, "", errors)
-    if errors:
-        raise Problem(422, "The body does not match the schema.", errors=errors)
-    assert isinstance(record, cls)
-    return record
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,25 +1,6 @@
 """One call to the carrier: attempts, retries, the deadline, the breaker and the budget.
-
-Each call is bounded by a deadline (all attempts and waits included). Idempotent
-operations (GET, PUT, DELETE) are retried on timeouts, dropped connections, 5xx and
-429 with exponential backoff and full jitter, honouring ``Retry-After``. A create
-(POST) is retried only when it carries a client-chosen ID; then an "already exists"
-(409) answer to a retry that followed an attempt of unknown effect is its success, as
-is a 404 answering a DELETE retried after such an attempt. A write's error is
-``ambiguous`` when any of its attempts may have been applied.
-
-A ``CircuitBreaker`` and a ``RetryBudget`` (``resilience.py``), shared by all calls,
-keep a dead carrier from being hammered: an open circuit fails calls at once without a
-request, and retries are bounded to a share of the calls made. ``AttemptTimeouts`` sets
-each attempt's timeout from the carrier's recent latency, ``RetryPolicy.timeout`` at
-most. The breaker hears of an attempt's silence only when that attempt had the whole
-``RetryPolicy.timeout``: one whose budget was shorter (adaptive, or cut by the call's
-deadline after a wait for a slot) says nothing about the carrier.
-
-Every httpx exception is translated into the error tree of ``errors.py`` in one
-place (``_translate``); every HTTP answer is mapped in one table (``_STATUS_ERRORS``).
-Time is injected (``sleep``, ``clock``, ``random``) so that tests never wait.
-"""
+What is retried, when a write's error is ambiguous, and where errors are translated is in
+docs/architecture.md ("One call to the carrier")."""
 
 from __future__ import annotations
 
@@ -105,6 +86,7 @@ class CarrierCalls(Exchanges):
         breaker_failures: int = DEFAULTS.breaker_failures,
         breaker_cooldown: float = DEFAULTS.breaker_cooldown,
         retry_budget_ratio: float = DEFAULTS.retry_budget_ratio,
+        on_abandoned: AbandonedHook | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
@@ -124,7 +106,7 @@ class CarrierCalls(Exchanges):
         #: also told of a write whose caller was cancelled mid-exchange. Called on the
         #: event loop while the call goes on: it must not block, and an exception it
         #: raises is logged and ignored.
-        self.on_abandoned: AbandonedHook | None = None
+        self.on_abandoned = on_abandoned
         #: ``clock()`` of the last answer that shows a working carrier (not a 5xx, not a
         #: refusal of our credentials), and of the last refusal of our credentials.
         self.last_healthy_at: float | None = None

@@ -10,7 +10,7 @@ import dataclasses
 import ipaddress
 import xml.etree.ElementTree as ET
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -28,6 +28,7 @@ from gateway.bandwidth.models import (
     NotificationRecipient,
     NotificationRecipientListResponse,
     Record,
+    wire_name,
 )
 from gateway.settings import Settings
 
@@ -65,6 +66,7 @@ class BandwidthClient(CarrierCalls):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         metrics: Metrics | None = None,
+        on_abandoned: AbandonedHook | None = None,
     ) -> BandwidthClient:
         """The client the settings describe.
 
@@ -90,6 +92,7 @@ class BandwidthClient(CarrierCalls):
             breaker_failures=settings.breaker_failures,
             breaker_cooldown=settings.breaker_cooldown,
             retry_budget_ratio=settings.retry_budget_ratio,
+            on_abandoned=on_abandoned,
         )
 
     def __repr__(self) -> str:
@@ -120,16 +123,11 @@ class BandwidthClient(CarrierCalls):
         )
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
-        path = self._endpoint_path(endpoint_id)
-        root = await self._call(Operation("getEndpoint", "GET"), path)
-        return self._read(Endpoint, root, "getEndpoint")
+        return await self._get(Endpoint, "getEndpoint", self._endpoint_path(endpoint_id))
 
     async def update_endpoint(self, endpoint_id: str, endpoint: Endpoint) -> Endpoint:
         path = self._endpoint_path(endpoint_id)
-        if endpoint.endpoint_id not in (None, endpoint_id):
-            raise ValueError("the endpoint's endpointId differs from the one in the path")
-        sent = dataclasses.replace(endpoint, endpoint_id=endpoint_id)
-        return await self._update(Operation("updateEndpoint", "PUT"), path, sent)
+        return await self._replace("updateEndpoint", path, endpoint, endpoint_id=endpoint_id)
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
         await self._delete(Operation("deleteEndpoint", "DELETE"), self._endpoint_path(endpoint_id))
@@ -151,16 +149,11 @@ class BandwidthClient(CarrierCalls):
         )
 
     async def get_location(self, location_id: str) -> Location:
-        path = self._location_path(location_id)
-        root = await self._call(Operation("getLocation", "GET"), path)
-        return self._read(Location, root, "getLocation")
+        return await self._get(Location, "getLocation", self._location_path(location_id))
 
     async def update_location(self, location_id: str, location: Location) -> Location:
         path = self._location_path(location_id)
-        if location.location_id not in (None, location_id):
-            raise ValueError("the location's locationId differs from the one in the path")
-        sent = dataclasses.replace(location, location_id=location_id)
-        return await self._update(Operation("updateLocation", "PUT"), path, sent)
+        return await self._replace("updateLocation", path, location, location_id=location_id)
 
     async def delete_location(self, location_id: str) -> None:
         await self._delete(Operation("deleteLocation", "DELETE"), self._location_path(location_id))
@@ -204,6 +197,17 @@ class BandwidthClient(CarrierCalls):
     async def _create(self, op: Operation, path: str, record: R, has_id: bool) -> R:
         root = await self._call(op, path, record, retryable=has_id, conflict_is_success=has_id)
         return self._written(op, root, record)
+
+    async def _get(self, kind: type[R], name: str, path: str) -> R:
+        return self._read(kind, await self._call(Operation(name, "GET"), path), name)
+
+    async def _replace(self, name: str, path: str, record: R, **path_id: str) -> R:
+        """PUT ``record`` under the path's ID (``path_id``: its field and value)."""
+        ((field, value),) = path_id.items()
+        if getattr(record, field) not in (None, value):
+            raise ValueError(f"the record's {wire_name(field)} differs from the one in the path")
+        sent: R = dataclasses.replace(cast(Any, record), **path_id)
+        return await self._update(Operation(name, "PUT"), path, sent)
 
     async def _update(self, op: Operation, path: str, record: R) -> R:
         return self._written(op, await self._call(op, path, record), record)

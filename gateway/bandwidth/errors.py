@@ -18,29 +18,8 @@ from __future__ import annotations
 
 
 class UpstreamError(Exception):
-    """Any failure talking to the carrier."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        operation: str = "",
-        status: int | None = None,
-        ambiguous: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.operation = operation
-        self.status = status
-        self.ambiguous = ambiguous
-
-
-class UpstreamTimeout(UpstreamError, TimeoutError):
-    """The carrier did not answer within the attempt's timeout or the call's deadline."""
-
-
-class UpstreamUnavailable(UpstreamError):
-    """The carrier could not be reached or answered with a server error."""
+    """Any failure talking to the carrier. ``retry_after`` is an ``UpstreamUnavailable``'s,
+    ``code`` and ``description`` an ``UpstreamRejected``'s (``None`` elsewhere)."""
 
     def __init__(
         self,
@@ -50,9 +29,25 @@ class UpstreamUnavailable(UpstreamError):
         status: int | None = None,
         ambiguous: bool = False,
         retry_after: float | None = None,
+        code: str | None = None,
+        description: str | None = None,
     ) -> None:
-        super().__init__(message, operation=operation, status=status, ambiguous=ambiguous)
+        super().__init__(message)
+        self.message = message
+        self.operation = operation
+        self.status = status
+        self.ambiguous = ambiguous
         self.retry_after = retry_after
+        self.code = code
+        self.description = description
+
+
+class UpstreamTimeout(UpstreamError, TimeoutError):
+    """The carrier did not answer within the attempt's timeout or the call's deadline."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The carrier could not be reached or answered with a server error."""
 
 
 class UpstreamRateLimited(UpstreamUnavailable):
@@ -61,19 +56,6 @@ class UpstreamRateLimited(UpstreamUnavailable):
 
 class UpstreamRejected(UpstreamError):
     """The carrier refused the request; ``code`` and ``description`` are its own words."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        operation: str = "",
-        status: int | None = None,
-        code: str | None = None,
-        description: str | None = None,
-    ) -> None:
-        super().__init__(message, operation=operation, status=status)
-        self.code = code
-        self.description = description
 
 
 class UpstreamAuthError(UpstreamRejected):

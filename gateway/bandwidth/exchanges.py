@@ -1,27 +1,6 @@
 """One exchange with the carrier: connection slots, abandoned writes, reading the answer.
-
-A write whose attempt runs out of time is not cancelled. Cancelling closes the
-connection, and then the gateway could never learn whether (or when) the carrier
-applied the write, yet a carrier may apply it seconds later, after a newer write. So a
-write's exchange runs as a task of its own under a long timeout
-(``RetryPolicy.settle_timeout``); the attempt waits for it only its budget, then fails
-as an ambiguous ``UpstreamTimeout`` for the retry loop while the exchange goes on,
-*abandoned* but watched: ``on_abandoned(operation, record, settled)`` is told, and
-``settled`` completes once that exchange has ended (answered, failed, or out of time),
-whether the call itself then succeeded or not. A read past its budget is simply
-cancelled: it changed nothing. ``aclose()`` cancels the exchanges still out.
-
-Exchanges in flight are capped at ``max_connections``; a call waits for one of these
-*slots* before its attempt starts, so that waiting is never counted against the attempt's
-timeout, never seen by the circuit breaker, and a request that never left is never
-abandoned (a call whose deadline passes while it waits fails, not ambiguous, with nothing
-sent). An abandoned write gives its slot back at once: a carrier that holds a third of the
-writes must not leave the answered two thirds waiting. Up to ``max_watched`` abandoned
-exchanges are watched on connections of their own; past that, the connection of a newly
-abandoned one is closed, and its ``settled`` completes when ``settle_timeout`` has passed
-since it was sent (by then the carrier has applied it or never will, which is what a
-watched exchange's end means too).
-"""
+A write past its attempt's budget is abandoned but watched to its end, never cancelled; why,
+and how slots are counted, is in docs/architecture.md ("One exchange with the carrier")."""
 
 from __future__ import annotations
 

@@ -1,45 +1,6 @@
-"""What keeps a sick carrier from being hammered: a circuit breaker and a retry budget.
-
-Retries cure a carrier's passing hiccup, but against a carrier that is down they multiply
-the load on it (every call becomes ``max_attempts`` requests) and make every caller wait
-out its whole deadline. Two guards, shared by all calls of one ``BandwidthClient``:
-
-``CircuitBreaker``
-    Counts consecutive attempts that say the carrier is dead or sick (no answer in time,
-    a connection that failed, a 5xx). At ``failure_threshold`` in a row, *and* with at
-    least half of the attempts of the last ``window`` seconds failed, it *opens*: for
-    ``cooldown`` seconds every call fails at once, without touching the network, with
-    ``CircuitOpenError`` (an ``UpstreamUnavailable`` carrying ``retry_after``). Then it is
-    *half-open*: one trial attempt goes through; an answer closes the circuit, a failure
-    opens it again for another cooldown. Any HTTP answer other than a 5xx (a 2xx, a 4xx,
-    a 429) counts as success: the carrier is alive, it just said no. The share keeps a
-    carrier that answers most attempts in service: at hundreds of attempts a second, a
-    run of five failures comes by chance at a 30 % failure rate, and opening then would
-    refuse the 70 % that retries would find. The breaker hears only about attempts that
-    reached the carrier: time spent waiting for a local connection is never a verdict.
-
-``RetryBudget``
-    A token bucket for retries. Each call deposits ``ratio`` tokens, tokens also accrue
-    at ``min_per_second`` (so a quiet client can still retry), and each retry withdraws
-    one. With the bucket empty a retry is skipped and the call ends with its last error,
-    so retries add at most about ``ratio`` (20 %) to the traffic a struggling carrier
-    sees, however many calls fail.
-
-``AttemptTimeouts``
-    How long an attempt waits for an answer: four times the 95th percentile of the last
-    256 answers' latency, between a floor and the configured per-attempt timeout (the
-    ceiling). A carrier that answers in 200 ms and holds a third of the calls is then
-    given up on after a second, not five: a held call no longer keeps a connection from
-    the calls the carrier does answer, and the retry comes in time to find them. Until 32
-    answers have been seen, and while more than half of the last 256 attempts timed out
-    (a carrier that slowed down past the adaptive timeout: only waiting shows how slow it
-    now is), attempts get the ceiling. Only a silence at the ceiling is the carrier's
-    failure for the breaker; an adaptive timeout is the gateway's own impatience.
-
-The breaker and the budget read time from an injected ``clock`` so that tests never wait.
-None of these is thread-safe; they live on one event loop, where no call can interleave
-with another between two statements.
-"""
+"""What keeps a sick carrier from being hammered: a circuit breaker, a retry budget and
+adaptive attempt timeouts, shared by all calls of one ``BandwidthClient``; how each decides
+is in docs/architecture.md ("The carrier's guards")."""
 
 from __future__ import annotations
 

@@ -1,37 +1,6 @@
 """What to ask a geopy provider, and how to read its answer: precision and civic address.
-
-Pure functions over ``Address`` records and geopy ``Location.raw`` dicts; no I/O.
-
-**Query.** A provider whose geopy class declares ``structured_query_params`` with ``street``
-(Nominatim and its kin, and the offline geocoder) gets a structured mapping: ``street`` (house
-number, directionals, name, suffix), ``city``, ``state``, ``postalcode``, ``country``. Every other
-provider gets one line, ``"1600 PENNSYLVANIA AVE NW, WASHINGTON, DC 20500, US"``. The unit
-(``address_line2``) and ZIP+4 are never sent: they locate a door inside the building, which no
-geocoder resolves, and leaving them out lets every unit of a building share one cache entry.
-
-**Precision of a forward answer** (``precision_of``), from the first rule that applies:
-
-1. ``raw["precision"]`` names a ``Precision`` (the offline geocoder says ``"postal"``).
-2. Nominatim-shaped answers (``class``/``category``, ``type``, ``addresstype``, ``place_rank``):
-   STREET for a house or building (``addresstype`` or ``type`` ``house``/``building``, class
-   ``building``, or a ``house_number`` in the address details at ``place_rank`` >= 28);
-   POSTAL for ``postcode``; LOCALITY for everything else, *including a street without a house
-   number*: a road's midpoint is not a dispatchable location.
-3. Any other provider: the values of the keys providers use to describe a match (``type``,
-   ``types``, ``addresstype``, ``location_type``, ``resultType``, ``place_type``, ``layer``,
-   ``entityType``, ``_type``, ``accuracy_type``, ``match_type``, ``precision``, in the answer or
-   one level of nested objects) are compared with known house-level names (``rooftop``,
-   ``street_address``, ``premise``, ``house``, ``building``, ``houseNumber``, ``Point Address``,
-   ``address``, ``range_interpolated``...) -> STREET; postal-code names -> POSTAL; otherwise
-   LOCALITY. An answer we cannot read is never assumed to be street-level.
-
-**Reverse answers** (``civic_address`` and ``reverse_precision``): the civic address is read from
-Nominatim-style ``address`` details (also HERE's ``address``, Photon/Pelias ``properties``,
-OpenCage ``components``), Google's ``address_components`` or the offline geocoder's fields. The
-street stays as the provider spells it (``Pennsylvania Avenue Northwest``): turning it into
-Publication 28 form is the normalizer's job. Precision is STREET only when both a house number
-and a street came back, POSTAL when at least a ZIP did, else LOCALITY.
-"""
+Pure functions over ``Address`` records and geopy ``Location.raw`` dicts, no I/O; the rules
+are in docs/architecture.md ("Geocoder answers")."""
 
 from __future__ import annotations
 

@@ -1,29 +1,6 @@
 """RFC 5139 civic addresses <-> the carrier's address fields (the JSON API's ``Address``).
-
-The carrier holds a US/Canadian street address in twelve fields; a civic address has some
-thirty CAtypes. The mapping, element by element:
-
-* ``country`` -> ``country``, ``A1`` -> ``stateCode``, ``A3`` -> ``city`` (``PCN``, the postal
-  community name, when there is no ``A3``), ``PRD``/``POD`` -> the directionals, ``RD`` ->
-  ``streetName`` (RFC 4119's ``A6`` when there is no ``RD``: older devices put the street
-  there), ``PRM`` is written before the street name, ``STS`` -> ``streetSuffix``, ``HNO``/``HNS``
-  -> house number and suffix, ``PC`` -> ``zip`` (a ZIP+4 is split by the normalizer).
-* ``BLD``, ``FLR``, ``UNIT``, ``ROOM``, ``SEAT`` and ``LOC`` make up ``addressLine2``, in that
-  order, each with its Publication 28 designator (``BLDG A FL 3 RM 301``): what the PSAP reads
-  to find the caller inside the building.
-* ``NAM`` (the occupant's name) is the caller name shown to the PSAP.
-* Dropped with a warning, because the carrier has no field for them and they only describe a
-  place the other elements already name: ``A2`` (county), ``A4``, ``A5``, ``LMK``, ``PLC``,
-  ``ADDCODE``, and ``PCN`` or ``A6`` when ``A3`` or ``RD`` is there.
-* Refused with an error, because dropping them would move the caller: ``POM`` (a road
-  post-modifier has no place after the suffix), ``RDSEC``/``RDBR``/``RDSUBBR`` (road sections
-  and branches), ``POBOX`` (a mail box is not a place), and any element RFC 5139 does not
-  define in its namespace.
-
-The way back writes a canonical address as civic elements in RFC 5139's order; a suite line
-that does not split into those elements exactly goes whole into ``LOC``, so that mapping a
-canonical address out and back in gives the same address (and the same location ID).
-"""
+The mapping, element by element (what is kept, dropped with a warning, or refused), is in
+docs/architecture.md ("Civic addresses")."""
 
 from __future__ import annotations
 

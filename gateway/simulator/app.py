@@ -1,6 +1,6 @@
 """The simulator as a Starlette app: the carrier API over XML, plus ``/_sim/`` views for tests.
 
-Every seed-API request goes through ``Simulator.handle``: call log entry, latency, Basic auth,
+Every carrier API request goes through ``Simulator.handle``: call log entry, latency, Basic auth,
 account check, rate limit, bounded body read, fault injection, then the operation on the store.
 Sleeping and the clock are injected, so tests hold requests and tick time without waiting.
 """
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 
-#: The largest seed-API request body accepted (413 above it).
+#: The largest carrier API request body accepted (413 above it).
 MAX_BODY_BYTES = MAX_XML_BYTES
 #: The call log keeps this many entries, dropping the oldest (``seq`` keeps counting).
 MAX_CALLS = 1_000_000

@@ -39,9 +39,9 @@ class SimulatorConfig:
     account_id: str = SANDBOX_ACCOUNT_ID
     username: str = SANDBOX_USERNAME
     password: str = field(default=SANDBOX_PASSWORD, repr=False)
-    #: Added to every seed-API request, milliseconds.
+    #: Added to every carrier API request, milliseconds.
     latency_ms: float = 0.0
-    #: Probability in [0, 1] that a seed-API request gets a fault.
+    #: Probability in [0, 1] that a carrier API request gets a fault.
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = FAULT_KINDS
     #: Requests per second across the account (token bucket); 0 turns it off.

@@ -161,8 +161,7 @@ class Store:
         return Outcome(201, codec.encode(stored), applied=True, id=endpoint_id)
 
     def _get_endpoint(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        endpoint_id = params["endpointId"]
-        return Outcome(200, codec.encode(self._endpoint(endpoint_id)), id=endpoint_id)
+        return _found(params["endpointId"], self._endpoint)
 
     def _update_endpoint(self, params: Mapping[str, str], body: bytes) -> Outcome:
         endpoint_id = params["endpointId"]
@@ -237,8 +236,7 @@ class Store:
         return Outcome(201, codec.encode(stored), applied=True, id=location_id)
 
     def _get_location(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        location_id = params["locationId"]
-        return Outcome(200, codec.encode(self._location(location_id)), id=location_id)
+        return _found(params["locationId"], self._location)
 
     def _update_location(self, params: Mapping[str, str], body: bytes) -> Outcome:
         location_id = params["locationId"]
@@ -370,3 +368,8 @@ def _checked_location(location: Location, location_id: str) -> Location:
     except InvalidAddress as exc:
         raise Refused(400, Code.INVALID_ADDRESS, str(exc)) from None
     return dataclasses.replace(valid, location_id=location_id)
+
+
+def _found(record_id: str, lookup: Callable[[str], Endpoint | Location]) -> Outcome:
+    """A ``GET`` of one record: 200 with it, or ``lookup``'s 404."""
+    return Outcome(200, codec.encode(lookup(record_id)), id=record_id)

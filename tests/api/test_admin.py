@@ -302,3 +302,20 @@ def test_an_endpoints_caller_name_loses_its_surrounding_spaces_as_a_reports_does
     created = client.post("/v1/endpoints", json=body)
     assert created.status_code == 201, created.text
     assert created.json()["callerName"] == "ALICE SMITH"
+
+
+def test_a_null_body_field_is_one_left_out(client: TestClient) -> None:
+    """``null`` reads as a field left out, in every admin body; so a number write of nulls
+    names no owner and releases nothing, and a nested bad key is named once."""
+    number = "/v1/numbers/+12025550143"
+    assert client.put(number, json={"owner": "desk"}).json()["owner"] == "desk"
+    refused = assert_problem(client.put(number, json={"owner": None, "shared": None}), 422)
+    assert [e["field"] for e in refused["errors"]] == ["owner"]
+    assert client.get(number).json()["owner"] == "desk"
+    # A lone surrogate, as JSON escapes it (httpx cannot encode one as UTF-8).
+    body = b'{"address": {"city": "NEW YORK", "\\ud800": 1}}'
+    answer = client.post(
+        "/v1/locations", content=body, headers={"Content-Type": "application/json"}
+    )
+    refused = assert_problem(answer, 422)
+    assert [e["message"] for e in refused["errors"]].count("unknown field") == 1

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from starlette.datastructures import Secret
 
+from gateway.api.answers import EmergencyLocation
 from gateway.api.emergency import UNKNOWN_CALLER_KEY, EmergencyQuery
 from gateway.bandwidth.models import Address
 from gateway.geocoding.results import GeocodeResult, Precision
@@ -174,6 +175,8 @@ def test_the_answer_carries_exactly_the_carriers_fields() -> None:
             }
             held = gw.simulator.state["endpoints"]
             assert any(e["locationId"] == located["location_id"] for e in held.values())
+            # The route writes its answer without the model: it must still be the model's.
+            EmergencyLocation.model_validate(located)
 
     run(scenario())
 
@@ -188,6 +191,7 @@ def test_coordinates_only_when_street_level_or_gps() -> None:
             assert binding["latitude"] is not None  # the carrier's own coordinates
             located = (await ask(gw)).json()
             assert located.keys() == {"aeui", "location_id", "callback", "name"}
+            EmergencyLocation.model_validate(located)
         # A street-level geocode is answered, with the default radius.
         async with gateway(query_settings(), geocoder=StreetGeocoder()) as gw:
             assert (await gw.report(fresh_report("street", EMPIRE_STATE))).status_code == 200

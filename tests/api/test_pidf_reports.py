@@ -123,6 +123,35 @@ def test_a_known_device_keeps_its_name_and_number() -> None:
     run(scenario())
 
 
+def test_the_carrier_is_asked_for_a_left_out_name_only_for_an_otherwise_valid_report() -> None:
+    """Reading a PIDF-LO is parsing: the device's current name and number are the pipeline's
+    to fill in, from the carrier (for a binding this gateway holds none of) only once the
+    rest of the report is valid."""
+    bare = samples.CIVIC.replace(b"<ca:NAM>ALICE SMITH</ca:NAM>", b"").replace(
+        b"<contact>tel:+12025550143</contact>", b""
+    )
+
+    async def scenario() -> None:
+        async with gateway() as first:
+            json_report = report("alice-laptop", WHITE_HOUSE, 0, caller="ALICE JONES")
+            assert (await first.report(json_report)).status_code == 200
+            # A second gateway, its cache and store empty: only the carrier knows alice.
+            async with gateway(sim_app=first.sim_app) as gw:
+                seq = gw.last_seq()
+                bad = bare.replace(b"<ca:PC>10118</ca:PC>", b"<ca:PC>99999</ca:PC>")
+                refused = await post(gw, bad.replace(b"12:00:00Z", b"12:10:00Z"))
+                assert refused.status_code == 422, refused.text
+                assert "civicAddress.PC" in fields(refused)
+                assert gw.operations(seq) == []
+                response = await post(gw, bare.replace(b"12:00:00Z", b"12:10:00Z"))
+                assert response.status_code == 200, response.text
+                assert response.json()["callerName"] == "ALICE JONES"
+                assert response.json()["telephoneNumber"] == json_report["telephoneNumber"]
+                assert gw.operations(seq)[0] == "getEndpoint"
+
+    run(scenario())
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -152,7 +181,8 @@ def test_errors_name_the_element_sent(change: tuple[bytes, bytes], field: str) -
             assert response.status_code == 422, response.text
             assert response.headers["content-type"] == "application/problem+json"
             assert field in fields(response), response.text
-            # Nothing was written (a missing name or number may read the device's record).
+            # Nothing was written (a report whose only problem is a missing name or number
+            # reads the device's record).
             assert set(gw.operations()) <= {"getEndpoint"}
 
     run(scenario())
@@ -341,7 +371,8 @@ def test_every_problem_of_a_document_is_in_one_answer() -> None:
                 "civicAddress.A3",
                 "civicAddress.PC",
             }
-            assert gw.operations() == ["getEndpoint"]  # looked for the device's name, only
+            # Refused before the gateway looked for the device's name at the carrier.
+            assert gw.operations() == []
 
     run(scenario())
 

@@ -177,8 +177,7 @@ def test_a_write_past_its_budget_is_watched_while_the_retry_succeeds(
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        async with carrier.client(metrics=metrics) as client:
-            client.on_abandoned = hook
+        async with carrier.client(metrics=metrics, on_abandoned=hook) as client:
             started = loop.time()
             await call(client)  # the retry got through
             assert loop.time() - started == pytest.approx(1.0 + 0.05)  # budget, then backoff
@@ -221,8 +220,7 @@ def test_every_abandoned_attempt_of_a_failed_call_is_reported() -> None:
     metrics = Metrics()
 
     async def main() -> None:
-        async with carrier.client(metrics=metrics) as client:
-            client.on_abandoned = hook
+        async with carrier.client(metrics=metrics, on_abandoned=hook) as client:
             with pytest.raises(UpstreamTimeout) as caught:
                 await client.update_endpoint("ep1", ENDPOINT)
             assert caught.value.ambiguous
@@ -253,8 +251,7 @@ def test_an_exchange_that_never_ends_settles_at_settle_timeout() -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        async with carrier.client(policy, metrics=metrics) as client:
-            client.on_abandoned = hook
+        async with carrier.client(policy, metrics=metrics, on_abandoned=hook) as client:
             started = loop.time()
             with pytest.raises(UpstreamTimeout):
                 await client.delete_endpoint("ep1")
@@ -290,8 +287,7 @@ def test_an_answer_within_the_budget_is_not_abandoned() -> None:
     hook = Hook()
 
     async def main() -> None:
-        async with carrier.client() as client:
-            client.on_abandoned = hook
+        async with carrier.client(on_abandoned=hook) as client:
             assert await client.update_endpoint("ep1", ENDPOINT) == ENDPOINT
             assert client.abandoned == 0
 
@@ -311,9 +307,14 @@ def test_a_transport_timeout_within_the_budget_is_an_ordinary_failure() -> None:
 
     async def main() -> None:
         async with BandwidthClient(
-            BASE, ACCOUNT, USER, PASSWORD, transport=httpx.MockTransport(slow), policy=POLICY
+            BASE,
+            ACCOUNT,
+            USER,
+            PASSWORD,
+            transport=httpx.MockTransport(slow),
+            policy=POLICY,
+            on_abandoned=hook,
         ) as client:
-            client.on_abandoned = hook
             with pytest.raises(UpstreamTimeout) as caught:
                 await client.update_endpoint("ep1", ENDPOINT)
             assert caught.value.ambiguous
@@ -331,8 +332,7 @@ def test_a_failing_hook_does_not_fail_the_call(caplog: pytest.LogCaptureFixture)
         raise RuntimeError("hook bug")
 
     async def main() -> None:
-        async with carrier.client() as client:
-            client.on_abandoned = broken
+        async with carrier.client(on_abandoned=broken) as client:
             assert await client.update_endpoint("ep1", ENDPOINT) == ENDPOINT
             release.set()
             await client.wait_abandoned()
@@ -347,8 +347,7 @@ def test_a_write_whose_caller_is_cancelled_is_handed_over_too() -> None:
     hook = Hook()
 
     async def main() -> None:
-        async with carrier.client() as client:
-            client.on_abandoned = hook
+        async with carrier.client(on_abandoned=hook) as client:
             call = asyncio.ensure_future(client.update_location("L1", LOCATION))
             await asyncio.sleep(0.5)  # within the attempt's budget
             call.cancel()
@@ -376,8 +375,7 @@ def test_a_read_past_its_budget_is_cancelled_and_not_reported() -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        async with carrier.client(policy, metrics=metrics) as client:
-            client.on_abandoned = hook
+        async with carrier.client(policy, metrics=metrics, on_abandoned=hook) as client:
             started = loop.time()
             with pytest.raises(UpstreamTimeout) as caught:
                 await client.get_endpoint("ep1")
@@ -441,8 +439,8 @@ def test_the_simulators_late_write_is_seen_to_land() -> None:
             policy=RetryPolicy(max_attempts=1, timeout=5.0, settle_timeout=60.0),
             metrics=metrics,
             clock=loop.time,
+            on_abandoned=hook,
         ) as client:
-            client.on_abandoned = hook
             started = loop.time()
             with pytest.raises(UpstreamTimeout) as caught:
                 await client.create_location(location)

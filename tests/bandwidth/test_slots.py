@@ -60,8 +60,7 @@ def test_waiting_for_a_slot_is_never_a_carrier_timeout() -> None:
     outcomes: list[object] = []
 
     async def main() -> None:
-        async with carrier.client(max_connections=2, metrics=metrics) as client:
-            client.on_abandoned = hook
+        async with carrier.client(max_connections=2, metrics=metrics, on_abandoned=hook) as client:
 
             async def move(n: int) -> object:
                 try:
@@ -100,8 +99,7 @@ def test_a_write_cancelled_while_it_waits_for_a_slot_is_not_abandoned() -> None:
     hook = Hook()
 
     async def main() -> None:
-        async with carrier.client(max_connections=1) as client:
-            client.on_abandoned = hook
+        async with carrier.client(max_connections=1, on_abandoned=hook) as client:
             first = asyncio.ensure_future(client.update_endpoint("ep1", ENDPOINT))
             await asyncio.sleep(0)
             queued = asyncio.ensure_future(client.update_endpoint("ep2", endpoint(2)))
@@ -126,8 +124,7 @@ def test_a_held_write_gives_its_slot_to_the_next_call() -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        async with carrier.client(policy, max_connections=1) as client:
-            client.on_abandoned = hook
+        async with carrier.client(policy, max_connections=1, on_abandoned=hook) as client:
             with pytest.raises(UpstreamTimeout):
                 await client.update_endpoint("ep1", ENDPOINT)
             started = loop.time()
@@ -150,8 +147,9 @@ def test_past_max_watched_an_abandoned_write_is_closed_and_settles_by_the_clock(
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        async with carrier.client(policy, max_connections=4, max_watched=2) as client:
-            client.on_abandoned = hook
+        async with carrier.client(
+            policy, max_connections=4, max_watched=2, on_abandoned=hook
+        ) as client:
             started = loop.time()
             calls = [client.update_endpoint(f"ep{n}", endpoint(n)) for n in range(3)]
             results = await asyncio.gather(*calls, return_exceptions=True)

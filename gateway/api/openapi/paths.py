@@ -48,26 +48,32 @@ ADMIN_AUTH_FAILURES = {
 }
 
 
+#: A body's header and size, whatever its format.
+BODY_LIMITS = {
+    "400": problem("The Content-Length header is not a number."),
+    "413": problem("The body is too large."),
+}
+
+
 def body_errors() -> dict[str, Any]:
     return {
-        "400": problem("The Content-Length header is not a number."),
-        "413": problem("The body is too large."),
+        **BODY_LIMITS,
         "415": problem("The body is not JSON."),
         "422": problem("The body is malformed, has wrong types or unknown fields."),
     }
 
 
-ID_PARAM = {"type": "string", "maxLength": 64}
+def param(where: str, name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter: one in the path is required, one in the query is not."""
+    found = {"name": name, "in": where, "required": where == "path"}
+    return {**found, "description": description, "schema": schema}
 
 
-def path_param(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": ID_PARAM,
-    }
+def path_param(name: str, description: str, max_length: int = 64) -> dict[str, Any]:
+    return param("path", name, description, {"type": "string", "maxLength": max_length})
+
+
+DEVICE_PARAM = path_param("alternateEndUserId", "The device's AEUI.", 30)
 
 
 def operation(
@@ -184,13 +190,8 @@ def crud(
 
 def emergency_paths() -> dict[str, Any]:
     def query(name: str, description: str, required: bool) -> dict[str, Any]:
-        return {
-            "name": name,
-            "in": "query",
-            "required": required,
-            "description": description,
-            "schema": {"type": "string", "maxLength": 256},
-        }
+        found = param("query", name, description, {"type": "string", "maxLength": 256})
+        return {**found, "required": required}
 
     return {
         EMERGENCY_QUERY_PATH: {
@@ -233,20 +234,18 @@ NUMBER_OWNED = problem(
 
 
 HISTORY_PAGING = [
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "description": "Entries per page (1 to 200; 50 when left out).",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
-    },
-    {
-        "name": "before",
-        "in": "query",
-        "required": False,
-        "description": "The `nextBefore` of the previous page.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 2**62},
-    },
+    param(
+        "query",
+        "limit",
+        "Entries per page (1 to 200; 50 when left out).",
+        {"type": "integer", "minimum": 1, "maximum": 200},
+    ),
+    param(
+        "query",
+        "before",
+        "The `nextBefore` of the previous page.",
+        {"type": "integer", "minimum": 1, "maximum": 2**62},
+    ),
 ]
 #: The per-device rate limit (``GATEWAY_REPORT_RATE_PER_MINUTE``), for reports and reads alike.
 RATE_LIMITED = {
@@ -305,15 +304,7 @@ def device_paths() -> dict[str, Any]:
                     **RATE_LIMITED,
                 }
                 | UPSTREAM_FAILURES,
-                params=[
-                    {
-                        "name": "alternateEndUserId",
-                        "in": "path",
-                        "required": True,
-                        "description": "The device's AEUI.",
-                        "schema": {"type": "string", "maxLength": 30},
-                    }
-                ],
+                params=[DEVICE_PARAM],
                 security=DEVICE_OR_ADMIN,
             )
         },
@@ -329,16 +320,7 @@ def device_paths() -> dict[str, Any]:
                     "422": problem("The query is not valid."),
                     "503": retry_problem("The gateway's database is unavailable."),
                 },
-                params=[
-                    {
-                        "name": "alternateEndUserId",
-                        "in": "path",
-                        "required": True,
-                        "description": "The device's AEUI.",
-                        "schema": {"type": "string", "maxLength": 30},
-                    },
-                    *HISTORY_PAGING,
-                ],
+                params=[DEVICE_PARAM, *HISTORY_PAGING],
                 security=DEVICE_OR_ADMIN,
             )
         },
@@ -410,8 +392,7 @@ def held_paths() -> dict[str, Any]:
                         "content": {"application/held+xml": {"schema": held_xml}},
                     },
                     **AUTH_FAILURES,
-                    "400": problem("The Content-Length header is not a number."),
-                    "413": problem("The body is too large."),
+                    **BODY_LIMITS,
                     "415": problem("The body is not application/held+xml."),
                     **RATE_LIMITED,
                 }
@@ -423,13 +404,9 @@ def held_paths() -> dict[str, Any]:
 
 
 def number_paths() -> dict[str, Any]:
-    number = {
-        "name": "telephoneNumber",
-        "in": "path",
-        "required": True,
-        "description": "The number: +1 and 10 digits (or 10 digits, 1 + 10).",
-        "schema": {"type": "string", "maxLength": 256},
-    }
+    number = path_param(
+        "telephoneNumber", "The number: +1 and 10 digits (or 10 digits, 1 + 10).", 256
+    )
     answer = {
         "200": json_body(ref("CallbackNumber"), "The number's ownership, after the change."),
         **ADMIN_AUTH_FAILURES,
@@ -503,52 +480,32 @@ def with_number_ownership(ops: dict[str, Any]) -> None:
         }
 
 
+def operations(
+    op_id: str, summary: str, answer: str, more: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An operations route: a GET without credentials, answered 200 with a JSON object."""
+    responses = {"200": json_body({"type": "object"}, answer), **(more or {})}
+    return {"get": operation(op_id, summary, "Operations", responses, security=[])}
+
+
 def paths() -> dict[str, Any]:
+    object_answer = {"type": "object"}
+    text = {"text/plain": {"schema": {"type": "string"}}}
     ops: dict[str, Any] = {
-        "/healthz": {
-            "get": operation(
-                "healthz",
-                "Liveness: the process is alive",
-                "Operations",
-                {"200": json_body({"type": "object"}, "Alive.")},
-                security=[],
-            )
-        },
-        "/readyz": {
-            "get": operation(
-                "readyz",
-                "Readiness: configuration valid, carrier reachable, not draining",
-                "Operations",
-                {
-                    "200": json_body({"type": "object"}, "Ready."),
-                    "503": json_body({"type": "object"}, "Not ready; the body says why."),
-                },
-                security=[],
-            )
-        },
-        "/metrics": {
-            "get": operation(
-                "metrics",
-                "Prometheus metrics",
-                "Operations",
-                {
-                    "200": {
-                        "description": "Metrics in the Prometheus text format.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-                security=[],
-            )
-        },
-        "/openapi.json": {
-            "get": operation(
-                "openapi",
-                "This document",
-                "Operations",
-                {"200": json_body({"type": "object"}, "The gateway's OpenAPI document.")},
-                security=[],
-            )
-        },
+        "/healthz": operations("healthz", "Liveness: the process is alive", "Alive."),
+        "/readyz": operations(
+            "readyz",
+            "Readiness: configuration valid, carrier reachable, not draining",
+            "Ready.",
+            {"503": json_body(object_answer, "Not ready; the body says why.")},
+        ),
+        "/metrics": operations(
+            "metrics",
+            "Prometheus metrics",
+            "",
+            {"200": {"description": "Metrics in the Prometheus text format.", "content": text}},
+        ),
+        "/openapi.json": operations("openapi", "This document", "The gateway's OpenAPI document."),
     }
     ops |= crud(
         "/v1/endpoints",

@@ -148,3 +148,21 @@ class Pipeline:
     @property
     def callers(self) -> CallerIndex | None:
         return self.known.callers
+
+    async def current_caller(
+        self, alternate_end_user_id: str, *, read_carrier: bool = True
+    ) -> tuple[str | None, str | None]:
+        """The device's current caller name and callback number, for a report that left them
+        out (a PIDF-LO seldom carries them); ``None`` for what the gateway does not know.
+        Without ``read_carrier``, only the cache and the state store are asked."""
+        aeui = alternate_end_user_id
+        if read_carrier:
+            binding = await self.known.current(aeui)
+        else:
+            binding = self.known.cached(aeui)
+            stored = await self.ledger.get(aeui) if binding is None else None
+            if stored is not None and stored.address is not None:
+                return stored.caller_name or None, stored.telephone_number or None
+        if binding is None:
+            return None, None
+        return binding.caller_name or None, binding.telephone_number or None
