@@ -19,13 +19,15 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.dlr.binding import Binding, address_from_json, address_json, observed
 from gateway.store.base import (
     Claim,
     HistoryEntry,
@@ -33,8 +35,6 @@ from gateway.store.base import (
     HistoryRecord,
     NumberOwned,
     NumberState,
-    StateStore,
-    StoredBinding,
     number_key,
 )
 from gateway.store.engine import (
@@ -71,9 +71,9 @@ CONFIRM_CONCURRENCY = 2
 KEPT_CONNECTIONS = ADVANCE_CONCURRENCY + CONFIRM_CONCURRENCY
 
 
-def to_us(moment: datetime) -> int:
+def to_us(moment: datetime | None) -> int:
     """An aware datetime as integer microseconds since the epoch (exact)."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
+    if moment is None or moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"a timezone-aware datetime is required, not {moment!r}")
     return (moment - EPOCH) // _MICROSECOND
 
@@ -99,13 +99,13 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _binding(row: Any) -> StoredBinding:
+def _binding(row: Any) -> Binding:
     """A ``devices`` row (SQLAlchemy's, or ``_Row``) as a binding."""
-    return StoredBinding(
+    return Binding(
         aeui=row.aeui,
         endpoint_id=row.endpoint_id,
         location_id=row.location_id,
-        address=_loads(row.address),
+        address=address_from_json(_loads(row.address)),
         caller_name=row.caller_name,
         telephone_number=row.telephone_number,
         observed_at=from_us(row.observed_at),
@@ -255,7 +255,9 @@ def _whole(
     return detached
 
 
-class SqlStateStore(StateStore):
+class SqlStateStore:
+    """``StateStore`` on SQLAlchemy Core, for PostgreSQL and SQLite."""
+
     def __init__(
         self,
         engine: AsyncEngine,
@@ -340,6 +342,17 @@ class SqlStateStore(StateStore):
             await store.close()
             raise
         return store
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -449,7 +462,7 @@ class SqlStateStore(StateStore):
     # -- devices -------------------------------------------------------------------------
 
     @_whole
-    async def get(self, aeui: str) -> StoredBinding | None:
+    async def get(self, aeui: str) -> Binding | None:
         async with self._unit(read_only=True) as connection:
             row = (
                 await connection.execute(sa.select(devices).where(devices.c.aeui == aeui))
@@ -457,9 +470,7 @@ class SqlStateStore(StateStore):
         return None if row is None else _binding(row)
 
     @_whole
-    async def claim(
-        self, binding: StoredBinding, *, credential: str, check_number: bool = True
-    ) -> Claim:
+    async def claim(self, binding: Binding, *, credential: str, check_number: bool = True) -> Claim:
         to_us(binding.observed_at)  # a naive time is refused before any statement
         if self.dialect == "sqlite":
             return await self._claim_sqlite(binding, credential=credential, check=check_number)
@@ -490,7 +501,7 @@ class SqlStateStore(StateStore):
                     return Claim(True, None, _replace(binding, version=1, now=now))
                 # A concurrent claim inserted the device first: lock its row and compare.
             previous = _binding(row)
-            if previous.observed_at > binding.observed_at:
+            if observed(previous) > observed(binding):
                 return Claim(False, previous, previous)
             if check_number:
                 await self._hold_number(connection, binding, now, credential)
@@ -503,7 +514,7 @@ class SqlStateStore(StateStore):
         return Claim(True, previous, _replace(binding, version=version, now=now))
 
     async def _hold_number(
-        self, connection: AsyncConnection, binding: StoredBinding, now: int, credential: str
+        self, connection: AsyncConnection, binding: Binding, now: int, credential: str
     ) -> None:
         """PostgreSQL: lock the number's row, or make the device its owner; ``NumberOwned``
         (the transaction rolls back) when another device owns it alone."""
@@ -534,7 +545,7 @@ class SqlStateStore(StateStore):
                 return
             # Another device took it a moment ago: lock its row and look again.
 
-    async def _claim_sqlite(self, binding: StoredBinding, *, credential: str, check: bool) -> Claim:
+    async def _claim_sqlite(self, binding: Binding, *, credential: str, check: bool) -> Claim:
         """``claim`` on SQLite, as the statements run on the connection the store keeps: one
         ``BEGIN IMMEDIATE`` transaction (the single writer's lock: no other claim can come
         between the read and the write), without SQLAlchemy's execution path: a claim's CPU
@@ -547,7 +558,7 @@ class SqlStateStore(StateStore):
                     now = self._now()
                     rows = await driver.execute_fetchall(_SELECT_DEVICE_SQLITE3, (aeui,))
                     previous = _binding(_Row(rows[0])) if rows else None
-                    if previous is not None and previous.observed_at > binding.observed_at:
+                    if previous is not None and observed(previous) > observed(binding):
                         await driver.execute("ROLLBACK")
                         return Claim(False, previous, previous)
                     if check:
@@ -738,7 +749,7 @@ class SqlStateStore(StateStore):
         return self._advances.calls, self._advances.batches
 
     @_whole
-    async def delete(self, aeui: str) -> StoredBinding | None:
+    async def delete(self, aeui: str) -> Binding | None:
         async with self._unit() as connection:
             row = (
                 await connection.execute(
@@ -750,7 +761,7 @@ class SqlStateStore(StateStore):
     @_whole
     async def callers(
         self, telephone_number: str, *, limit: int = 20, every_holder: bool = False
-    ) -> list[StoredBinding]:
+    ) -> list[Binding]:
         query = sa.select(devices).where(devices.c.telephone_number == telephone_number)
         if not every_holder:
             query = query.where(_may_use_number())
@@ -903,18 +914,7 @@ class SqlStateStore(StateStore):
             await connection.execute(sa.insert(history), [_record_values(r, now) for r in records])
 
     @_whole
-    async def record(
-        self,
-        aeui: str,
-        *,
-        kind: str,
-        credential: str,
-        source: str,
-        before: Mapping[str, Any] | None,
-        after: Mapping[str, Any] | None,
-        observed_at: datetime | None,
-    ) -> int:
-        entry = HistoryRecord(aeui, kind, credential, source, before, after, observed_at)
+    async def record(self, entry: HistoryRecord) -> int:
         async with self._unit() as connection:
             inserted = await connection.execute(
                 sa.insert(history)
@@ -955,7 +955,7 @@ class SqlStateStore(StateStore):
         only_unconfirmed: bool = False,
         applied_before: datetime | None = None,
         skip_unconfirmed_since: datetime | None = None,
-    ) -> list[StoredBinding]:
+    ) -> list[Binding]:
         if limit <= 0:
             return []
         async with self._unit() as connection:
@@ -1089,12 +1089,12 @@ def _revision_and_usable(connection: sa.Connection) -> tuple[str | None, bool]:
     return current, ahead_but_usable(connection, current)
 
 
-def _claim_values(binding: StoredBinding, now: int) -> dict[str, Any]:
+def _claim_values(binding: Binding, now: int) -> dict[str, Any]:
     """The ``devices`` columns a claim writes (all but the key and the versions)."""
     return {
         "endpoint_id": binding.endpoint_id,
         "location_id": binding.location_id,
-        "address": _dumps(binding.address),
+        "address": None if binding.address is None else _dumps(address_json(binding.address)),
         "caller_name": binding.caller_name,
         "telephone_number": binding.telephone_number,
         "observed_at": to_us(binding.observed_at),
@@ -1110,7 +1110,7 @@ def _claim_values(binding: StoredBinding, now: int) -> dict[str, Any]:
     }
 
 
-def _check_number(binding: StoredBinding, owner: str | None, shared: bool) -> None:
+def _check_number(binding: Binding, owner: str | None, shared: bool) -> None:
     """``NumberOwned`` unless the binding may use its number (its token attested it)."""
     state = NumberState(binding.telephone_number, owner, shared, EPOCH)
     if not binding.attested and state.refuses(binding.aeui):
@@ -1118,7 +1118,7 @@ def _check_number(binding: StoredBinding, owner: str | None, shared: bool) -> No
         raise NumberOwned(binding.telephone_number, owner)
 
 
-def _number_taken(binding: StoredBinding, now: int, credential: str) -> dict[str, Any]:
+def _number_taken(binding: Binding, now: int, credential: str) -> dict[str, Any]:
     """The history row of a device becoming a number's first holder."""
     return _history_values(
         number_key(binding.telephone_number),
@@ -1132,9 +1132,7 @@ def _number_taken(binding: StoredBinding, now: int, credential: str) -> dict[str
     )
 
 
-async def _hold_number_sqlite(
-    driver: Any, binding: StoredBinding, now: int, credential: str
-) -> None:
+async def _hold_number_sqlite(driver: Any, binding: Binding, now: int, credential: str) -> None:
     """``SqlStateStore._hold_number`` inside ``_claim_sqlite``'s transaction."""
     number = binding.telephone_number
     rows = await driver.execute_fetchall(_SELECT_NUMBER_SQLITE3, (number,))
@@ -1221,7 +1219,7 @@ class _Row:
             raise AttributeError(name) from None
 
 
-def _replace(binding: StoredBinding, *, version: int, now: int) -> StoredBinding:
+def _replace(binding: Binding, *, version: int, now: int) -> Binding:
     return dataclasses.replace(binding, version=version, confirmed=False, heard_at=from_us(now))
 
 
@@ -1252,3 +1250,10 @@ def _history_values(
         "from_json": _dumps(before),
         "to_json": _dumps(after),
     }
+
+
+#: Connect to the state store at a URL (``SqlStateStore.connect``: PostgreSQL or SQLite).
+#: ``create`` migrates to head first (the embedded default, tests); otherwise, unless
+#: ``check_schema`` is false, a schema that is not current raises ``SchemaNotCurrent``. A
+#: database that cannot be reached raises ``StoreUnavailable``.
+open_store = SqlStateStore.connect
