@@ -223,6 +223,19 @@ class DriverPaths:
     _advances: GroupCommit[str, tuple[int, int | None], bool]
     _confirms: GroupCommit[str, tuple[int, HistoryRecord | None], bool]
     _now: Callable[[], int]
+    #: False: every operation goes through SQLAlchemy (``PortablePaths``), the reference
+    #: these driver paths are tested against.
+    driver_sql: bool
+
+    async def _advance_portable(
+        self, batch: Sequence[tuple[str, tuple[int, int | None]]]
+    ) -> set[str]:
+        raise NotImplementedError
+
+    async def _confirm_portable(
+        self, batch: Sequence[tuple[str, tuple[int, HistoryRecord | None]]], now: int
+    ) -> set[str]:
+        raise NotImplementedError
 
     async def _claim_sqlite(self, binding: Binding, *, credential: str, check: bool) -> Claim:
         """``claim`` on SQLite, as the statements run on the connection the store keeps: one
@@ -285,6 +298,9 @@ class DriverPaths:
             for aeui, (_version, record) in batch
             if record is not None
         }
+        if not self.driver_sql:
+            confirmed = await self._confirm_portable(batch, now)
+            return {aeui: aeui in confirmed for aeui in aeuis}
         with _driver_errors():
             if self.dialect == "postgresql":
                 rows = await self._confirm_postgresql(aeuis, versions, now, entries)
@@ -333,6 +349,9 @@ class DriverPaths:
     ) -> dict[str, bool]:
         if not batch:
             return {}
+        if not self.driver_sql:
+            moved = await self._advance_portable(batch)
+            return {aeui: aeui in moved for aeui, _ in batch}
         # The hottest statement there is (every unchanged report), so it goes to the driver
         # itself: SQLAlchemy's execution path and a pooled checkout with its pre-ping cost
         # ~10 times the statement's own CPU (docs/benchmarks.md, "The state store's cost").

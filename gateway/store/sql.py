@@ -61,6 +61,7 @@ from gateway.store.migrate import (
     head_revision,
     upgrade_engine,
 )
+from gateway.store.portable import advance_rows, confirm_rows
 from gateway.store.tables import devices, history, locations, numbers
 from gateway.store.urls import ensure_directory, is_sqlite, parse
 
@@ -113,8 +114,10 @@ class SqlStateStore(DriverPaths):
         max_batch: int = 500,
         linger: float = 0.0,
         command_timeout: float = 10.0,
+        driver_sql: bool = True,
     ) -> None:
         self.engine = engine
+        self.driver_sql = driver_sql
         self.url = url
         self.dialect = engine.dialect.name
         self._reader = engine.execution_options(**{READ_ONLY: True})
@@ -159,6 +162,7 @@ class SqlStateStore(DriverPaths):
         ping_timeout: float = 2.0,
         max_batch: int = 500,
         linger: float = 0.0,
+        driver_sql: bool = True,
     ) -> SqlStateStore:
         parsed = parse(url)
         if create:
@@ -177,6 +181,7 @@ class SqlStateStore(DriverPaths):
             max_batch=max_batch,
             linger=linger,
             command_timeout=command_timeout,
+            driver_sql=driver_sql,
         )
         try:
             if create:
@@ -317,7 +322,7 @@ class SqlStateStore(DriverPaths):
     @_whole
     async def claim(self, binding: Binding, *, credential: str, check_number: bool = True) -> Claim:
         to_us(binding.observed_at)  # a naive time is refused before any statement
-        if self.dialect == "sqlite":
+        if self.dialect == "sqlite" and self.driver_sql:
             return await self._claim_sqlite(binding, credential=credential, check=check_number)
         async with self._unit() as connection:
             now = self._now()
@@ -357,6 +362,18 @@ class SqlStateStore(DriverPaths):
                 .values(version=version, coordinates_version=version, **values)
             )
         return Claim(True, previous, claimed(binding, version=version, now=now))
+
+    async def _advance_portable(
+        self, batch: Sequence[tuple[str, tuple[int, int | None]]]
+    ) -> set[str]:
+        async with self._unit() as connection:
+            return await advance_rows(connection, batch, self._now())
+
+    async def _confirm_portable(
+        self, batch: Sequence[tuple[str, tuple[int, HistoryRecord | None]]], now: int
+    ) -> set[str]:
+        async with self._unit() as connection:
+            return await confirm_rows(connection, batch, now)
 
     async def _hold_number(
         self, connection: AsyncConnection, binding: Binding, now: int, credential: str
