@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.dlr.binding import Binding, address_from_json, address_json
 from gateway.store.base import (
@@ -230,3 +232,12 @@ def history_values(
         "from_json": dumps(before),
         "to_json": dumps(after),
     }
+
+
+def insert_for(
+    on: AsyncConnection | AsyncEngine, table: sa.Table
+) -> postgresql.Insert | sqlite.Insert:
+    """An ``INSERT`` with the dialect's ``ON CONFLICT`` clauses."""
+    if on.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

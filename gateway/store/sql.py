@@ -20,7 +20,6 @@ from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -46,13 +45,10 @@ from gateway.store.mapping import (
     claimed,
     dumps,
     entry_of,
-    from_us,
+    insert_for,
     may_use_number,
-    number_change,
     number_state_of,
-    number_taken,
     record_values,
-    refuse_number,
     to_us,
 )
 from gateway.store.migrate import (
@@ -61,6 +57,7 @@ from gateway.store.migrate import (
     head_revision,
     upgrade_engine,
 )
+from gateway.store.ownership import change_number, hold_number, release_owned
 from gateway.store.portable import advance_rows, confirm_rows
 from gateway.store.tables import devices, history, locations, numbers
 from gateway.store.urls import ensure_directory, is_sqlite, parse
@@ -248,11 +245,6 @@ class SqlStateStore(DriverPaths):
         if not task.cancelled():
             task.exception()  # its caller is gone; the outcome is the database's to keep
 
-    def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-        if self.dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
-
     def _now(self) -> int:
         return to_us(self._clock())
 
@@ -337,7 +329,7 @@ class SqlStateStore(DriverPaths):
                 if row is not None:
                     break
                 inserted = await connection.execute(
-                    self._insert(devices)
+                    insert_for(connection, devices)
                     .values(aeui=binding.aeui, version=1, coordinates_version=1, **values)
                     .on_conflict_do_nothing(index_elements=[devices.c.aeui])
                     .returning(devices.c.aeui)
@@ -347,14 +339,14 @@ class SqlStateStore(DriverPaths):
                     # claims locking them the other way round would deadlock); refused, the
                     # insert rolls back with the rest.
                     if check_number:
-                        await self._hold_number(connection, binding, now, credential)
+                        await hold_number(connection, binding, now, credential)
                     return Claim(True, None, claimed(binding, version=1, now=now))
                 # A concurrent claim inserted the device first: lock its row and compare.
             previous = binding_of(row)
             if observed(previous) > observed(binding):
                 return Claim(False, previous, previous)
             if check_number:
-                await self._hold_number(connection, binding, now, credential)
+                await hold_number(connection, binding, now, credential)
             version = previous.version + 1
             await connection.execute(
                 sa.update(devices)
@@ -374,38 +366,6 @@ class SqlStateStore(DriverPaths):
     ) -> set[str]:
         async with self._unit() as connection:
             return await confirm_rows(connection, batch, now)
-
-    async def _hold_number(
-        self, connection: AsyncConnection, binding: Binding, now: int, credential: str
-    ) -> None:
-        """PostgreSQL: lock the number's row, or make the device its owner; ``NumberOwned``
-        (the transaction rolls back) when another device owns it alone."""
-        number = binding.telephone_number
-        while True:
-            row = (
-                await connection.execute(
-                    sa.select(numbers.c.owner_aeui, numbers.c.shared)
-                    .where(numbers.c.telephone_number == number)
-                    .with_for_update()
-                )
-            ).first()
-            if row is not None:
-                refuse_number(binding, row.owner_aeui, bool(row.shared))
-                return
-            taken = await connection.execute(
-                self._insert(numbers)
-                .values(
-                    telephone_number=number, owner_aeui=binding.aeui, shared=False, updated_at=now
-                )
-                .on_conflict_do_nothing(index_elements=[numbers.c.telephone_number])
-                .returning(numbers.c.telephone_number)
-            )
-            if taken.first() is not None:
-                await connection.execute(
-                    sa.insert(history).values(number_taken(binding, now, credential))
-                )
-                return
-            # Another device took it a moment ago: lock its row and look again.
 
     @property
     def advance_stats(self) -> tuple[int, int]:
@@ -441,6 +401,25 @@ class SqlStateStore(DriverPaths):
     # -- callback numbers ----------------------------------------------------------------
 
     @_whole
+    async def set_number(
+        self, telephone_number: str, *, owner: str | None, shared: bool, credential: str
+    ) -> tuple[NumberState | None, NumberState | None]:
+        async with self._unit() as connection:
+            return await change_number(
+                connection,
+                telephone_number,
+                owner=owner,
+                shared=shared,
+                now=self._now(),
+                credential=credential,
+            )
+
+    @_whole
+    async def release_numbers(self, aeui: str, *, credential: str) -> list[str]:
+        async with self._unit() as connection:
+            return await release_owned(connection, aeui, self._now(), credential)
+
+    @_whole
     async def number(self, telephone_number: str) -> NumberState | None:
         async with self._unit(read_only=True) as connection:
             row = (
@@ -449,68 +428,6 @@ class SqlStateStore(DriverPaths):
                 )
             ).first()
         return None if row is None else number_state_of(row)
-
-    @_whole
-    async def set_number(
-        self, telephone_number: str, *, owner: str | None, shared: bool, credential: str
-    ) -> tuple[NumberState | None, NumberState | None]:
-        async with self._unit() as connection:
-            now = self._now()
-            row = (
-                await connection.execute(
-                    sa.select(numbers)
-                    .where(numbers.c.telephone_number == telephone_number)
-                    .with_for_update()
-                )
-            ).first()
-            before = None if row is None else number_state_of(row)
-            after = None
-            if owner is None and not shared:
-                await connection.execute(
-                    sa.delete(numbers).where(numbers.c.telephone_number == telephone_number)
-                )
-            else:
-                after = NumberState(telephone_number, owner, shared, from_us(now))
-                await connection.execute(
-                    self._insert(numbers)
-                    .values(
-                        telephone_number=telephone_number,
-                        owner_aeui=owner,
-                        shared=shared,
-                        updated_at=now,
-                    )
-                    .on_conflict_do_update(
-                        index_elements=[numbers.c.telephone_number],
-                        set_={"owner_aeui": owner, "shared": shared, "updated_at": now},
-                    )
-                )
-            if (before and before.as_json()) != (after and after.as_json()):
-                await connection.execute(
-                    sa.insert(history).values(
-                        number_change(telephone_number, before, after, now, credential)
-                    )
-                )
-        return before, after
-
-    @_whole
-    async def release_numbers(self, aeui: str, *, credential: str) -> list[str]:
-        async with self._unit() as connection:
-            now = self._now()
-            released = (
-                await connection.execute(
-                    sa.delete(numbers)
-                    .where(numbers.c.owner_aeui == aeui, numbers.c.shared.is_(False))
-                    .returning(*numbers.c)
-                )
-            ).all()
-            for row in released:
-                before = number_state_of(row)
-                await connection.execute(
-                    sa.insert(history).values(
-                        number_change(before.telephone_number, before, None, now, credential)
-                    )
-                )
-        return sorted(row.telephone_number for row in released)
 
     # -- locations -----------------------------------------------------------------------
 
@@ -533,7 +450,7 @@ class SqlStateStore(DriverPaths):
     ) -> None:
         async with self._unit() as connection:
             await connection.execute(
-                self._insert(locations)
+                insert_for(connection, locations)
                 .values(
                     location_id=location_id,
                     address=dumps(address),

@@ -12,7 +12,8 @@ from gateway.bandwidth.models import Address
 from gateway.dlr.binding import Binding
 from gateway.store import Claim
 from gateway.store.base import HistoryKind, HistoryRecord
-from gateway.store.sql import SqlStateStore, to_us
+from gateway.store.mapping import to_us
+from gateway.store.sql import SqlStateStore
 from gateway.store.tables import devices
 
 T = TypeVar("T")

@@ -23,8 +23,9 @@ from gateway.store import (
     open_store,
     upgrade,
 )
+from gateway.store.mapping import from_us
 from gateway.store.migrate import alembic_config
-from gateway.store.sql import SqlStateStore, from_us
+from gateway.store.sql import SqlStateStore
 from gateway.store.tables import metadata
 from gateway.store.urls import parse, redacted
 from tests.pg import URL_ENV, PostgresServer
