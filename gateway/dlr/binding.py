@@ -90,6 +90,16 @@ class Binding:
             and self.telephone_number == telephone_number
         )
 
+    def with_coordinates_of(self, other: Binding) -> Binding:
+        """This binding with ``other``'s coordinates and how they were established."""
+        return dataclasses.replace(
+            self,
+            latitude=other.latitude,
+            longitude=other.longitude,
+            coordinates_source=other.coordinates_source,
+            accuracy_meters=other.accuracy_meters,
+        )
+
     def as_json(self) -> dict[str, Any]:
         """The binding as recorded in history (camelCase, without bookkeeping)."""
         return {

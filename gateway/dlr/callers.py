@@ -206,7 +206,7 @@ class CallerIndex:
             return
         members.discard(aeui)
         if len(members) == 1:
-            self._numbers[number] = next(iter(members))  # a set costs 200 bytes, a str 0
+            self._numbers[number] = next(iter(members))  # a str costs nothing more
         elif not members:
             del self._numbers[number]
 

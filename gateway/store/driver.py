@@ -240,8 +240,8 @@ class DriverPaths:
     async def _claim_sqlite(self, binding: Binding, *, credential: str, check: bool) -> Claim:
         """``claim`` on SQLite, as the statements run on the connection the store keeps: one
         ``BEGIN IMMEDIATE`` transaction (the single writer's lock: no other claim can come
-        between the read and the write), without SQLAlchemy's execution path: a claim's CPU
-        1.3 -> 0.5 ms, a move's 3.9 -> 2.2 ms (docs/benchmarks.md)."""
+        between the read and the write), without SQLAlchemy's execution path, which costs
+        more CPU than the claim's statements (docs/benchmarks.md)."""
         aeui = binding.aeui
         async with self._kept() as (driver, _):
             with _driver_errors():
@@ -354,7 +354,7 @@ class DriverPaths:
             return {aeui: aeui in moved for aeui, _ in batch}
         # The hottest statement there is (every unchanged report), so it goes to the driver
         # itself: SQLAlchemy's execution path and a pooled checkout with its pre-ping cost
-        # ~10 times the statement's own CPU (docs/benchmarks.md, "The state store's cost").
+        # several times the statement's own CPU (docs/benchmarks.md).
         # One UPDATE is atomic on its own: it runs in autocommit, no BEGIN/COMMIT.
         #
         # On PostgreSQL it commits asynchronously (``synchronous_commit = off``, on the

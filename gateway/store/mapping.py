@@ -134,16 +134,12 @@ def refuse_number(binding: Binding, owner: str | None, shared: bool) -> None:
 
 def number_taken(binding: Binding, now: int, credential: str) -> dict[str, Any]:
     """The history row of a device becoming a number's first holder."""
-    return history_values(
-        number_key(binding.telephone_number),
-        at=now,
-        kind=HistoryKind.NUMBER_OWNED,
-        credential=credential,
-        source=binding.source,
-        observed_at=None,
-        before=None,
-        after={"owner": binding.aeui, "shared": False},
+    after = {"owner": binding.aeui, "shared": False}
+    key = number_key(binding.telephone_number)
+    record = HistoryRecord(
+        key, HistoryKind.NUMBER_OWNED, credential, binding.source, None, after, None
     )
+    return record_values(record, now)
 
 
 def may_use_number() -> sa.ColumnElement[bool]:
@@ -176,62 +172,41 @@ def number_change(
         kind = HistoryKind.NUMBER_SHARED
     else:
         kind = HistoryKind.NUMBER_ASSIGNED
-    return history_values(
+    record = HistoryRecord(
         number_key(telephone_number),
-        at=now,
-        kind=kind,
-        credential=credential,
-        source="admin",
-        observed_at=None,
-        before=None if before is None else before.as_json(),
-        after=None if after is None else after.as_json(),
+        kind,
+        credential,
+        "admin",
+        None if before is None else before.as_json(),
+        None if after is None else after.as_json(),
+        None,
     )
+    return record_values(record, now)
 
 
 def record_values(record: HistoryRecord, now: int) -> dict[str, Any]:
-    return history_values(
-        record.aeui,
-        at=now,
-        kind=record.kind,
-        credential=record.credential,
-        source=record.source,
-        observed_at=None if record.observed_at is None else to_us(record.observed_at),
-        before=record.before,
-        after=record.after,
-    )
+    """The ``history`` row of ``record``, appended at ``now``."""
 
-
-def claimed(binding: Binding, *, version: int, now: int) -> Binding:
-    return dataclasses.replace(binding, version=version, confirmed=False, heard_at=from_us(now))
-
-
-def history_values(
-    aeui: str,
-    *,
-    at: int,
-    kind: str,
-    credential: str,
-    source: str,
-    observed_at: int | None,
-    before: Mapping[str, Any] | None,
-    after: Mapping[str, Any] | None,
-) -> dict[str, Any]:
     def location(value: Mapping[str, Any] | None) -> str | None:
         found = None if value is None else value.get("locationId")
         return found if isinstance(found, str) else None
 
     return {
-        "aeui": aeui,
-        "at": at,
-        "credential": credential,
-        "source": source,
-        "kind": str(kind),
-        "observed_at": observed_at,
-        "from_location_id": location(before),
-        "to_location_id": location(after),
-        "from_json": dumps(before),
-        "to_json": dumps(after),
+        "aeui": record.aeui,
+        "at": now,
+        "credential": record.credential,
+        "source": record.source,
+        "kind": str(record.kind),
+        "observed_at": None if record.observed_at is None else to_us(record.observed_at),
+        "from_location_id": location(record.before),
+        "to_location_id": location(record.after),
+        "from_json": dumps(record.before),
+        "to_json": dumps(record.after),
     }
+
+
+def claimed(binding: Binding, *, version: int, now: int) -> Binding:
+    return dataclasses.replace(binding, version=version, confirmed=False, heard_at=from_us(now))
 
 
 def insert_for(

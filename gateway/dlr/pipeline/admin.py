@@ -70,14 +70,8 @@ class AdminSync:
                 source="admin",
             )
             if previous is not None and previous.location_id == edited.location_id:
-                edited = dataclasses.replace(
-                    edited,
-                    address=previous.address,
-                    latitude=previous.latitude,
-                    longitude=previous.longitude,
-                    coordinates_source=previous.coordinates_source,
-                    accuracy_meters=previous.accuracy_meters,
-                )
+                edited = dataclasses.replace(edited, address=previous.address)
+                edited = edited.with_coordinates_of(previous)
             if previous is not None and previous.telephone_number == edited.telephone_number:
                 edited = dataclasses.replace(edited, attested=previous.attested)
             claim = await self.ledger.claim(edited, credential=credential)

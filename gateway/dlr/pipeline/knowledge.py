@@ -151,12 +151,8 @@ class Knowledge:
         ):
             return held
         return dataclasses.replace(
-            held,
+            held.with_coordinates_of(stored),
             observed_at=stored.observed_at,
-            latitude=stored.latitude,
-            longitude=stored.longitude,
-            coordinates_source=stored.coordinates_source,
-            accuracy_meters=stored.accuracy_meters,
             heard_at=stored.heard_at,
             attested=stored.attested,
             version=stored.version,
