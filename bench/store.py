@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from gateway.settings import NO_DATABASE
-from gateway.store import StateStore
+from gateway.store import open_store
 
 STORES = ("sqlite", "postgres", "none")
 
@@ -30,7 +30,7 @@ NAIVE_ENV = {"GATEWAY_BINDING_CACHE_SIZE": "1", "GATEWAY_STORE_MAX_BATCH": "1"}
 
 
 async def _migrate(url: str) -> None:
-    async with await StateStore.open(url, create=True):
+    async with await open_store(url, create=True):
         pass
 
 

@@ -44,7 +44,7 @@ from gateway.geocoding.offline import zip_index
 from gateway.metrics import Metrics
 from gateway.observability import RequestObservability
 from gateway.settings import NO_DATABASE, Settings
-from gateway.store import StateStore, default_url, is_embedded
+from gateway.store import StateStore, default_url, is_embedded, open_store
 
 log = logging.getLogger("gateway")
 
@@ -139,7 +139,7 @@ def create_app(
                 url = settings.database_url or default_url(settings.data_dir)
                 # Embedded SQLite migrates itself; PostgreSQL must be migrated beforehand
                 # (`dlr-gateway db upgrade`): SchemaNotCurrent stops the start and says so.
-                ledger = await StateStore.open(
+                ledger = await open_store(
                     url,
                     create=is_embedded(url),
                     max_batch=settings.store_max_batch,

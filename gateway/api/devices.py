@@ -183,7 +183,7 @@ def coordinates_json(
 
 def _binding_fields(binding: Binding) -> dict[str, Any]:
     return {
-        "alternateEndUserId": binding.alternate_end_user_id,
+        "alternateEndUserId": binding.aeui,
         "endpointId": binding.endpoint_id,
         "locationId": binding.location_id,
         "status": binding.status,

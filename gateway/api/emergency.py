@@ -34,6 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.problems import Problem, problem_response
+from gateway.dlr.binding import Binding, observed
 from gateway.dlr.callers import (
     CallerIndex,
     CallerLocator,
@@ -48,7 +49,7 @@ from gateway.dlr.callers import (
 from gateway.jsondump import dumps
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.store.base import HistoryKind, HistoryRecord, StateStore, StoredBinding
+from gateway.store.base import HistoryKind, HistoryRecord, StateStore
 
 log = logging.getLogger("gateway.emergency")
 
@@ -282,7 +283,7 @@ def _text(value: str | None, limit: int = 64) -> str | None:
     return None if value is None else value[:limit]
 
 
-def _answer(binding: StoredBinding) -> dict[str, Any]:
+def _answer(binding: Binding) -> dict[str, Any]:
     body: dict[str, Any] = {"aeui": binding.aeui, "location_id": binding.location_id}
     if has_dispatchable_coordinates(binding):
         body["lat"] = binding.latitude
@@ -360,7 +361,7 @@ async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple
             "binding": "confirmed" if binding.confirmed else "desired",
             "precision": binding.coordinates_source,
             "bindingSource": binding.source,
-            "observedAt": binding.observed_at.isoformat(),
+            "observedAt": observed(binding).isoformat(),
             "locationAgeSeconds": round(age, 3),
             "stale": stale,
             "devicesOnNumber": devices,

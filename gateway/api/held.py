@@ -144,7 +144,7 @@ async def held_location(request: Request) -> Response:
     try:
         held = read_request(data, max_bytes=s.settings.max_body_bytes)
         binding = await _lookup(held, principal, s)
-        request.state.aeui = binding.alternate_end_user_id  # named in the request's log line
+        request.state.aeui = binding.aeui  # named in the request's log line
         lo = location_object(binding, host=request.url.hostname, now=datetime.now(UTC))
         return _held(write_response(_select(lo, held)))
     except HeldError as exc:

@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from gateway.dlr.binding import Binding, observed
 from gateway.dlr.coordinates import DISPATCHABLE, radius_meters
 from gateway.dlr.numbers import callback_number
-from gateway.store.base import NumberState, StoredBinding
+from gateway.store.base import NumberState
 from gateway.store.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.emergency")
@@ -89,47 +90,25 @@ def normalize_number(raw: str | None) -> str | None:
     return _normalized(raw.strip())
 
 
-class Held(Protocol):
-    """A binding the carrier is known to hold, as the pipeline keeps it (``Binding``).
-
-    The index keeps the pipeline's own object rather than a copy: one record per device in
-    memory, and an unchanged report builds nothing here. It becomes a ``StoredBinding``
-    (confirmed, no street address) only when a query reads it.
-    """
-
-    @property
-    def aeui(self) -> str: ...
-    @property
-    def telephone_number(self) -> str: ...
-    @property
-    def observed_at(self) -> datetime | None: ...
-    @property
-    def version(self) -> int | None: ...
-    @property
-    def heard_at(self) -> datetime | None: ...
-    @property
-    def attested(self) -> bool: ...
-    def stored(self) -> StoredBinding: ...
+def _order(record: Binding) -> tuple[datetime | None, int]:
+    return record.observed_at, record.version
 
 
-def _order(record: StoredBinding | Held) -> tuple[datetime | None, int]:
-    return record.observed_at, record.version or 0
-
-
-def _newer(candidate: StoredBinding | Held, than: StoredBinding | Held) -> bool:
+def _newer(candidate: Binding, than: Binding) -> bool:
     """Whether ``candidate`` replaces ``than`` for the same device (later claims win ties)."""
     return _order(candidate) >= _order(than)
 
 
-def _answer(record: StoredBinding | Held) -> StoredBinding:
-    return record if isinstance(record, StoredBinding) else record.stored()
+def _answer(record: Binding) -> Binding:
+    """No answer carries the street address (a held binding is the pipeline's, with one)."""
+    return record if record.address is None else dataclasses.replace(record, address=None)
 
 
-def _heard(binding: StoredBinding) -> tuple[bool, datetime, int, str]:
+def _heard(binding: Binding) -> tuple[bool, datetime, int, str]:
     return binding.attested, binding.heard_at or _NEVER, binding.version, binding.aeui
 
 
-def freshest(bindings: list[StoredBinding]) -> StoredBinding:
+def freshest(bindings: list[Binding]) -> Binding:
     """The binding of the device the gateway heard from last (a shared line: several
     devices), by the gateway's own clock: a device cannot win by its ``observedAt``. A device
     whose token vouched for the number comes before any that did not (an owner by first
@@ -148,32 +127,32 @@ class CallerIndex:
 
     def __init__(self, maxsize: int = 200_000) -> None:
         self.maxsize = max(1, maxsize)
-        self._devices: OrderedDict[str, StoredBinding | Held] = OrderedDict()
+        self._devices: OrderedDict[str, Binding] = OrderedDict()
         #: Number -> its device's AEUI, or a set of them for a shared line.
         self._numbers: dict[str, str | set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._devices)
 
-    def get(self, aeui: str) -> StoredBinding | None:
+    def get(self, aeui: str) -> Binding | None:
         known = self._devices.get(aeui)
         return None if known is None else _answer(known)
 
-    def learn(self, binding: StoredBinding) -> None:
+    def learn(self, binding: Binding) -> None:
         """Remember ``binding`` unless a newer one of the same device is known."""
         if binding.address is not None:
             # No answer carries the street address: one dict per device less (memory).
             binding = dataclasses.replace(binding, address=None)
         self._keep(binding)
 
-    def hold(self, binding: Held) -> None:
+    def hold(self, binding: Binding) -> None:
         """Remember a binding the carrier holds (the pipeline's own object, not a copy),
         unless a newer one of the same device is known: every confirmation and every
         unchanged report of a cached binding comes here."""
         if binding.observed_at is not None:
             self._keep(binding)
 
-    def _keep(self, binding: StoredBinding | Held) -> None:
+    def _keep(self, binding: Binding) -> None:
         aeui = binding.aeui
         known = self._devices.get(aeui)
         if known is not None:
@@ -209,7 +188,7 @@ class CallerIndex:
             if state.refuses(aeui) and not self._devices[aeui].attested:
                 self.forget(aeui)
 
-    def lookup(self, telephone_number: str) -> list[StoredBinding]:
+    def lookup(self, telephone_number: str) -> list[Binding]:
         """Every known device with this callback number, in ``freshest``'s order."""
         members = self._numbers.get(telephone_number, ())
         aeuis = (members,) if isinstance(members, str) else members
@@ -227,7 +206,7 @@ class CallerIndex:
             return
         members.discard(aeui)
         if len(members) == 1:
-            self._numbers[number] = next(iter(members))  # a set costs 200 bytes, a str 0
+            self._numbers[number] = next(iter(members))  # a str costs nothing more
         elif not members:
             del self._numbers[number]
 
@@ -235,14 +214,14 @@ class CallerIndex:
 class CallerStore(Protocol):
     """What the locator needs of the state store."""
 
-    async def callers(self, telephone_number: str, *, limit: int = 20) -> list[StoredBinding]: ...
+    async def callers(self, telephone_number: str, *, limit: int = 20) -> list[Binding]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Located:
     """Where the devices with one callback number are, and where that answer came from."""
 
-    bindings: list[StoredBinding]
+    bindings: list[Binding]
     #: ``store`` (the shared state store answered in time) or ``cache`` (process memory).
     source: str
     #: Why the store's answer was not used (``timeout``, ``unavailable``, ``busy``), or
@@ -279,7 +258,7 @@ class CallerLocator:
         self.timeout = timeout
         self.max_in_flight = max_in_flight
         self.limit = limit
-        self._in_flight: set[asyncio.Task[list[StoredBinding]]] = set()
+        self._in_flight: set[asyncio.Task[list[Binding]]] = set()
 
     @property
     def in_flight(self) -> int:
@@ -325,14 +304,14 @@ class CallerLocator:
 
 def _read(
     store: CallerStore, telephone_number: str, limit: int
-) -> Coroutine[Any, Any, list[StoredBinding]]:
+) -> Coroutine[Any, Any, list[Binding]]:
     return store.callers(telephone_number, limit=limit)
 
 
 def _settled(
-    tasks: set[asyncio.Task[list[StoredBinding]]],
-) -> Callable[[asyncio.Task[list[StoredBinding]]], None]:
-    def done(task: asyncio.Task[list[StoredBinding]]) -> None:
+    tasks: set[asyncio.Task[list[Binding]]],
+) -> Callable[[asyncio.Task[list[Binding]]], None]:
+    def done(task: asyncio.Task[list[Binding]]) -> None:
         tasks.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved, so a late failure is not logged as unhandled
@@ -340,14 +319,14 @@ def _settled(
     return done
 
 
-def answer_radius(binding: StoredBinding) -> int:
+def answer_radius(binding: Binding) -> int:
     """The answer's ``radius``: the device's own GPS accuracy, else the carrier's default."""
     found = radius_meters(binding.coordinates_source, binding.accuracy_meters)
     assert found is not None, "answered only with dispatchable coordinates"
     return found
 
 
-def has_dispatchable_coordinates(binding: StoredBinding) -> bool:
+def has_dispatchable_coordinates(binding: Binding) -> bool:
     """Coordinates that locate the caller: the device's own fix or a street-level geocode.
 
     Coarser ones (a ZIP or city centroid) are never answered as the caller's position;
@@ -362,6 +341,6 @@ def has_dispatchable_coordinates(binding: StoredBinding) -> bool:
     )
 
 
-def age_seconds(binding: StoredBinding, now: datetime) -> float:
+def age_seconds(binding: Binding, now: datetime) -> float:
     """How old the location is: seconds since the device's newest report."""
-    return max(0.0, (now - binding.observed_at).total_seconds())
+    return max(0.0, (now - observed(binding)).total_seconds())

@@ -1,9 +1,7 @@
-"""Where the pipeline keeps each device's desired binding and newest report time.
+"""``MemoryLedger``: the ``Ledger`` (``gateway.store.base``) without a database.
 
-``Ledger`` is the part of ``gateway.store.StateStore`` the pipeline needs; the state store
-(PostgreSQL or SQLite) is the durable, shared one. ``MemoryLedger`` keeps the same
-semantics in bounded process memory, for a gateway run without a database (tests and
-benchmarks): order is then kept per process and forgotten on restart.
+The same answers as the state store, in bounded process memory, for a gateway run without
+a database (tests and benchmarks): order is kept per process and forgotten on restart.
 """
 
 from __future__ import annotations
@@ -11,77 +9,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from cachetools import LRUCache
 
+from gateway.dlr.binding import Binding, observed
 from gateway.store.base import (
     Claim,
     HistoryEntry,
     HistoryRecord,
+    Ledger,
     NumberOwned,
     NumberState,
-    StoredBinding,
 )
 
-
-class Ledger(Protocol):
-    async def get(self, aeui: str) -> StoredBinding | None: ...
-
-    async def claim(
-        self, binding: StoredBinding, *, credential: str, check_number: bool = True
-    ) -> Claim: ...
-
-    async def confirm(
-        self, aeui: str, version: int, *, record: HistoryRecord | None = None
-    ) -> bool: ...
-
-    async def advance(
-        self, aeui: str, observed_at: datetime, *, version: int | None = None
-    ) -> bool: ...
-
-    async def delete(self, aeui: str) -> StoredBinding | None: ...
-
-    async def locations_known(self, location_id: str) -> bool: ...
-
-    async def remember_location(
-        self,
-        location_id: str,
-        address: Mapping[str, Any],
-        status: str | None,
-        latitude: float | None,
-        longitude: float | None,
-    ) -> None: ...
-
-    async def forget_location(self, location_id: str) -> bool: ...
-
-    async def number(self, telephone_number: str) -> NumberState | None: ...
-
-    async def set_number(
-        self, telephone_number: str, *, owner: str | None, shared: bool, credential: str
-    ) -> tuple[NumberState | None, NumberState | None]: ...
-
-    async def release_numbers(self, aeui: str, *, credential: str) -> list[str]: ...
-
-    async def callers(
-        self, telephone_number: str, *, limit: int = 20, every_holder: bool = False
-    ) -> list[StoredBinding]: ...
-
-    async def record(
-        self,
-        aeui: str,
-        *,
-        kind: str,
-        credential: str,
-        source: str,
-        before: Mapping[str, Any] | None,
-        after: Mapping[str, Any] | None,
-        observed_at: datetime | None,
-    ) -> int: ...
-
-    async def history(
-        self, aeui: str, *, limit: int = 50, before_id: int | None = None
-    ) -> list[HistoryEntry]: ...
+__all__ = ["Ledger", "MemoryLedger"]
 
 
 class MemoryLedger:
@@ -96,16 +38,16 @@ class MemoryLedger:
     """
 
     def __init__(self, maxsize: int = 200_000) -> None:
-        self._rows: LRUCache[str, StoredBinding] = LRUCache(maxsize)
-        self._pinned: dict[str, StoredBinding] = {}
+        self._rows: LRUCache[str, Binding] = LRUCache(maxsize)
+        self._pinned: dict[str, Binding] = {}
         self._locations: LRUCache[str, bool] = LRUCache(maxsize)
         self._numbers: LRUCache[str, NumberState] = LRUCache(maxsize)
 
-    def _row(self, aeui: str) -> StoredBinding | None:
+    def _row(self, aeui: str) -> Binding | None:
         pinned = self._pinned.get(aeui)
         return pinned if pinned is not None else self._rows.get(aeui)
 
-    def _put(self, row: StoredBinding) -> None:
+    def _put(self, row: Binding) -> None:
         if row.confirmed:
             self._pinned.pop(row.aeui, None)
             self._rows[row.aeui] = row
@@ -118,14 +60,12 @@ class MemoryLedger:
         """How many unconfirmed rows are held outside the LRU."""
         return len(self._pinned)
 
-    async def get(self, aeui: str) -> StoredBinding | None:
+    async def get(self, aeui: str) -> Binding | None:
         return self._row(aeui)
 
-    async def claim(
-        self, binding: StoredBinding, *, credential: str, check_number: bool = True
-    ) -> Claim:
+    async def claim(self, binding: Binding, *, credential: str, check_number: bool = True) -> Claim:
         previous = self._row(binding.aeui)
-        if previous is not None and binding.observed_at < previous.observed_at:
+        if previous is not None and observed(binding) < observed(previous):
             return Claim(False, previous, previous)
         now = datetime.now(UTC)
         if check_number:
@@ -156,16 +96,16 @@ class MemoryLedger:
         row = self._row(aeui)
         if row is None or (version is not None and row.version != version):
             return False
-        if observed_at < row.observed_at or not self._may_use(row):
+        if observed_at < observed(row) or not self._may_use(row):
             return False
         self._put(dataclasses.replace(row, observed_at=observed_at, heard_at=datetime.now(UTC)))
         return True
 
-    def _may_use(self, row: StoredBinding) -> bool:
+    def _may_use(self, row: Binding) -> bool:
         state = self._numbers.get(row.telephone_number)
         return row.attested or state is None or not state.refuses(row.aeui)
 
-    async def delete(self, aeui: str) -> StoredBinding | None:
+    async def delete(self, aeui: str) -> Binding | None:
         pinned = self._pinned.pop(aeui, None)
         row = self._rows.pop(aeui, None)
         return pinned if pinned is not None else row
@@ -207,21 +147,11 @@ class MemoryLedger:
 
     async def callers(
         self, telephone_number: str, *, limit: int = 20, every_holder: bool = False
-    ) -> list[StoredBinding]:
+    ) -> list[Binding]:
         """Not kept here: the caller index answers without a store."""
         return []
 
-    async def record(
-        self,
-        aeui: str,
-        *,
-        kind: str,
-        credential: str,
-        source: str,
-        before: Mapping[str, Any] | None,
-        after: Mapping[str, Any] | None,
-        observed_at: datetime | None,
-    ) -> int:
+    async def record(self, entry: HistoryRecord) -> int:
         """History is not kept without a store."""
         return 0
 

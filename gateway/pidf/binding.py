@@ -61,7 +61,7 @@ def location_object(binding: Binding, *, host: str | None, now: datetime) -> Loc
         shape = Shape(latitude, longitude, float(radius))
     number = binding.telephone_number
     return LocationObject(
-        entity=entity(binding.alternate_end_user_id, host),
+        entity=entity(binding.aeui, host),
         timestamp=binding.observed_at,
         retention_expiry=now + RETENTION,
         civic=civic,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway.bandwidth.models import Address
+from gateway.dlr.binding import Binding
 from gateway.dlr.callers import (
     CallerIndex,
     answer_radius,
@@ -16,8 +17,7 @@ from gateway.dlr.callers import (
     normalize_number,
 )
 from gateway.dlr.coordinates import DEFAULT_RADIUS_METERS
-from gateway.dlr.pipeline import Binding
-from gateway.store.base import NumberState, StoredBinding
+from gateway.store.base import NumberState
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 PHONE = "+12025550143"
@@ -74,10 +74,10 @@ def binding(
     phone: str = "+12025550143",
     version: int = 1,
     heard: float | None = None,
-) -> StoredBinding:
+) -> Binding:
     """A device's binding observed at ``seconds``, heard by the gateway at ``heard`` (the
     same moment unless given)."""
-    return StoredBinding(
+    return Binding(
         aeui=aeui,
         endpoint_id=f"ep-{aeui}",
         location_id=f"L{int(seconds)}",
@@ -125,7 +125,7 @@ def test_index_is_bounded_and_evicts_the_least_recently_learned() -> None:
 def _held(aeui: str, seconds: float, *, version: int = 1, phone: str = PHONE) -> Binding:
     """The pipeline's own record of a binding the carrier holds."""
     return Binding(
-        alternate_end_user_id=aeui,
+        aeui=aeui,
         endpoint_id=f"ep-{aeui}",
         location_id="LOC-HELD",
         caller_name="Held",
@@ -138,6 +138,7 @@ def _held(aeui: str, seconds: float, *, version: int = 1, phone: str = PHONE) ->
         coordinates_source="gps",
         accuracy_meters=12.0,
         heard_at=T0 + timedelta(seconds=seconds),
+        confirmed=True,  # ``Knowledge.trust`` marks what the carrier holds
     )
 
 
@@ -218,7 +219,7 @@ def test_coordinates_and_radius() -> None:
 def test_a_shared_line_grows_and_shrinks_and_addresses_are_not_kept() -> None:
     index = CallerIndex(10)
     for name in ("a", "b", "c"):
-        index.learn(dataclasses.replace(binding(name, 1), address={"city": "X"}))
+        index.learn(dataclasses.replace(binding(name, 1), address=Address(city="X")))
     assert sorted(b.aeui for b in index.lookup("+12025550143")) == ["a", "b", "c"]
     assert all(b.address is None for b in index.lookup("+12025550143"))
     index.forget("a")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from gateway.dlr.binding import Binding
 from gateway.dlr.ledger import MemoryLedger
-from gateway.store.base import StoredBinding
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _binding(aeui: str, location_id: str = "L1", at: datetime = T0) -> StoredBinding:
-    return StoredBinding(
+def _binding(aeui: str, location_id: str = "L1", at: datetime = T0) -> Binding:
+    return Binding(
         aeui=aeui,
         endpoint_id=f"E{aeui}",
         location_id=location_id,

@@ -22,7 +22,7 @@ from gateway.dlr.pipeline.records import Change
 from gateway.geocoding.service import build_geocoding
 from gateway.metrics import Metrics
 from gateway.simulator import SimulatorTransport
-from gateway.store import StateStore
+from gateway.store import StateStore, open_store
 from tests.harness import EMPIRE_STATE, WHITE_HOUSE, gateway_settings, new_simulator
 from tests.store.conftest import BACKENDS, _database
 
@@ -66,7 +66,7 @@ async def world(url: str, simulator: Any = None) -> AsyncIterator[World]:
         stack.push_async_callback(carrier.aclose)
         http = httpx.AsyncClient()
         stack.push_async_callback(http.aclose)
-        store = await StateStore.open(url, create=True)
+        store = await open_store(url, create=True)
         stack.push_async_callback(store.close)
         callers = CallerIndex(1000)
         pipeline = Pipeline(

@@ -8,9 +8,12 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from gateway.store import Claim, StoredBinding
+from gateway.bandwidth.models import Address
+from gateway.dlr.binding import Binding
+from gateway.store import Claim
 from gateway.store.base import HistoryKind, HistoryRecord
-from gateway.store.sql import SqlStateStore, to_us
+from gateway.store.mapping import to_us
+from gateway.store.sql import SqlStateStore
 from gateway.store.tables import devices
 
 T = TypeVar("T")
@@ -39,12 +42,12 @@ def binding(
     caller_name: str = "Ada",
     source: str = "report",
     phone: str | None = None,
-) -> StoredBinding:
-    return StoredBinding(
+) -> Binding:
+    return Binding(
         aeui=aeui,
         endpoint_id=f"ep-{aeui}",
         location_id=location_id,
-        address={"houseNumber": "1", "streetName": location_id, "city": "RALEIGH"},
+        address=Address(house_number="1", street_name=location_id, city="RALEIGH"),
         caller_name=caller_name,
         telephone_number=phone or phone_of(aeui),
         observed_at=at(observed),
@@ -54,7 +57,7 @@ def binding(
     )
 
 
-async def applied(store: SqlStateStore, b: StoredBinding, credential: str = "device") -> Claim:
+async def applied(store: SqlStateStore, b: Binding, credential: str = "device") -> Claim:
     """A report the carrier took, as the pipeline records it: claimed, then confirmed with
     its history record."""
     claim = await store.claim(b, credential=credential)

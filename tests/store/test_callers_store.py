@@ -11,7 +11,7 @@ import time
 import sqlalchemy as sa
 
 from gateway.dlr.callers import CallerIndex, CallerLocator
-from gateway.store import StateStore
+from gateway.store import open_store
 from gateway.store.base import HistoryKind, HistoryRecord
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import devices
@@ -23,7 +23,7 @@ PHONE = "+19195550100"
 
 def test_callers_by_number_heard_last_first(db: Database, clock: Clock) -> None:
     async def main() -> None:
-        async with await StateStore.open(db.url, create=True, clock=clock) as store:
+        async with await open_store(db.url, create=True, clock=clock) as store:
             assert isinstance(store, SqlStateStore)
             await store.set_number(PHONE, owner=None, shared=True, credential="admin-key-0")
             # Heard in this order, whatever each says it observed.
@@ -78,7 +78,7 @@ def test_callers_by_number_heard_last_first(db: Database, clock: Clock) -> None:
 
 def test_coordinates_source_is_trusted_only_at_its_version(db: Database) -> None:
     async def main() -> None:
-        async with await StateStore.open(db.url, create=True) as store:
+        async with await open_store(db.url, create=True) as store:
             assert isinstance(store, SqlStateStore)
             gps = dataclasses.replace(
                 binding(observed=1), coordinates_source="gps", accuracy_meters=7.5
@@ -112,7 +112,7 @@ def test_coordinates_source_is_trusted_only_at_its_version(db: Database) -> None
 
 def test_history_records_written_in_one_statement(db: Database) -> None:
     async def main() -> None:
-        async with await StateStore.open(db.url, create=True) as store:
+        async with await open_store(db.url, create=True) as store:
             assert isinstance(store, SqlStateStore)
             inserts = count_statements(store, "INSERT INTO history")
             records = [
@@ -148,7 +148,7 @@ def test_a_database_that_is_down_falls_back_to_memory_in_time() -> None:
     url = f"postgresql://postgres:pw@127.0.0.1:{_closed_port()}/gateway"
 
     async def main() -> None:
-        store = await StateStore.open(url, check_schema=False, connect_timeout=1)
+        store = await open_store(url, check_schema=False, connect_timeout=1)
         try:
             assert isinstance(store, SqlStateStore)
             index = CallerIndex(10)

@@ -12,7 +12,7 @@ import contextlib
 
 import pytest
 
-from gateway.store import StateStore
+from gateway.store import StateStore, open_store
 from tests.store.conftest import Database
 from tests.store.helpers import at, binding, run
 
@@ -38,7 +38,7 @@ def test_cancelled_callers_leave_sqlite_whole(url: str, tmp_path: object) -> Non
     target = url if url != "file" else f"sqlite+aiosqlite:///{tmp_path}/c.db"
 
     async def scenario() -> None:
-        async with await StateStore.open(target, create=True) as store:
+        async with await open_store(target, create=True) as store:
             await _cancel_many(store, 40)
             assert await store.schema_is_current()
             claim = await store.claim(binding("after", observed=1000), credential="t")
@@ -55,7 +55,7 @@ def test_cancelled_callers_leave_sqlite_whole(url: str, tmp_path: object) -> Non
 
 def test_cancelled_callers_leave_either_backend_working(db: Database) -> None:
     async def scenario() -> None:
-        async with await StateStore.open(db.url, create=True) as store:
+        async with await open_store(db.url, create=True) as store:
             await _cancel_many(store, 20)
             assert await store.schema_is_current()
             assert (await store.claim(binding("after"), credential="t")).won

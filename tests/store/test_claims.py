@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gateway.store import StateStore, StoredBinding
+from gateway.dlr.binding import Binding
+from gateway.store import open_store
 from gateway.store.base import HistoryKind, HistoryRecord, number_key
 from gateway.store.errors import SchemaNotCurrent
 from gateway.store.sql import SqlStateStore
@@ -19,7 +20,7 @@ from tests.store.helpers import applied, at, binding, phone_of, run, seed
 
 
 async def _open(db: Database, **options: object) -> SqlStateStore:
-    store = await StateStore.open(db.url, create=True, **options)  # type: ignore[arg-type]
+    store = await open_store(db.url, create=True, **options)  # type: ignore[arg-type]
     assert isinstance(store, SqlStateStore)
     return store
 
@@ -308,7 +309,7 @@ def test_binding_json_is_what_history_records() -> None:
     assert b.same_binding(dataclasses.replace(b, observed_at=at(99), version=7))
     assert not b.same_binding(dataclasses.replace(b, caller_name="Bob"))
     assert not b.same_binding(None)
-    assert isinstance(b, StoredBinding)
+    assert isinstance(b, Binding)
 
 
 def test_only_the_batched_statements_commit_asynchronously_on_postgresql(db: Database) -> None:

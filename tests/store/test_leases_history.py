@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from gateway.store import HistoryKind, StateStore
+from gateway.store import HistoryKind, open_store
+from gateway.store.base import HistoryRecord
 from gateway.store.sql import SqlStateStore
 from tests.store.conftest import Clock, Database
 from tests.store.helpers import T0, applied, at, binding, run, seed
 
 
 async def _open(db: Database, clock: Clock) -> SqlStateStore:
-    store = await StateStore.open(db.url, create=True, clock=clock)
+    store = await open_store(db.url, create=True, clock=clock)
     assert isinstance(store, SqlStateStore)
     return store
 
@@ -99,13 +100,15 @@ def test_history_pages_newest_first(db: Database, clock: Clock) -> None:
                 await applied(store, binding("d1", f"LOC{i}", observed=i))
                 await applied(store, binding("other", f"LOC{i}", observed=i))
             admin_id = await store.record(
-                "d1",
-                kind=HistoryKind.ADMIN_EDIT,
-                credential="admin-key-0",
-                source="admin",
-                before={"locationId": "LOC6"},
-                after={"locationId": "LOC9", "note": "ünïcode"},
-                observed_at=None,
+                HistoryRecord(
+                    "d1",
+                    kind=HistoryKind.ADMIN_EDIT,
+                    credential="admin-key-0",
+                    source="admin",
+                    before={"locationId": "LOC6"},
+                    after={"locationId": "LOC9", "note": "ünïcode"},
+                    observed_at=None,
+                )
             )
             entries = await store.history("d1", limit=3)
             assert entries[0].id == admin_id and entries[0].kind == "admin_edit"
@@ -144,13 +147,15 @@ def test_purge_history(db: Database, clock: Clock) -> None:
             # IDs are never reused after a purge (pagination relies on them).
             await store.purge_history(cutoff.replace(year=2100))
             newest = await store.record(
-                "d1",
-                kind=HistoryKind.REPAIRED,
-                credential="reconciler",
-                source="repair",
-                before=None,
-                after=None,
-                observed_at=None,
+                HistoryRecord(
+                    "d1",
+                    kind=HistoryKind.REPAIRED,
+                    credential="reconciler",
+                    source="repair",
+                    before=None,
+                    after=None,
+                    observed_at=None,
+                )
             )
             assert newest > left[0].id
 

@@ -16,15 +16,16 @@ from gateway.store import (
     MEMORY_URL,
     SchemaNotCurrent,
     SchemaTooNew,
-    StateStore,
     StoreUnavailable,
     default_url,
     head_revision,
     is_embedded,
+    open_store,
     upgrade,
 )
+from gateway.store.mapping import from_us
 from gateway.store.migrate import alembic_config
-from gateway.store.sql import SqlStateStore, from_us
+from gateway.store.sql import SqlStateStore
 from gateway.store.tables import metadata
 from gateway.store.urls import parse, redacted
 from tests.pg import URL_ENV, PostgresServer
@@ -34,10 +35,10 @@ from tests.store.helpers import at, binding, run
 
 def test_schema_check_and_upgrade(db: Database) -> None:
     with pytest.raises(SchemaNotCurrent, match="dlr-gateway db upgrade"):
-        run(StateStore.open(db.url))
+        run(open_store(db.url))
 
     async def unmigrated() -> None:
-        async with await StateStore.open(db.url, check_schema=False) as store:
+        async with await open_store(db.url, check_schema=False) as store:
             assert not await store.schema_is_current()
             # Used anyway: the same clear error, not a confusing SQL one.
             with pytest.raises(SchemaNotCurrent, match="dlr-gateway db upgrade"):
@@ -48,12 +49,12 @@ def test_schema_check_and_upgrade(db: Database) -> None:
     upgrade(db.url)  # idempotent
 
     async def migrated() -> None:
-        async with await StateStore.open(db.url) as store:
+        async with await open_store(db.url) as store:
             assert await store.schema_is_current()
             assert isinstance(store, SqlStateStore)
             assert await store.revision() == head_revision() == "0004"
             await store.claim(binding(observed=1), credential="device")
-        async with await StateStore.open(db.url, create=True) as store:  # again: a no-op
+        async with await open_store(db.url, create=True) as store:  # again: a no-op
             assert (await store.get("device-1")) is not None
 
     run(migrated())
@@ -63,7 +64,7 @@ def test_concurrent_upgrades(db: Database) -> None:
     """Replicas starting at once (SQLite: two processes' worth of connections)."""
 
     async def main() -> None:
-        stores = await asyncio.gather(*(StateStore.open(db.url, create=True) for _ in range(4)))
+        stores = await asyncio.gather(*(open_store(db.url, create=True) for _ in range(4)))
         for store in stores:
             assert await store.schema_is_current()
             await store.close()
@@ -73,7 +74,7 @@ def test_concurrent_upgrades(db: Database) -> None:
 
 def test_metadata_matches_the_migrations(db: Database) -> None:
     async def main() -> None:
-        async with await StateStore.open(db.url, create=True) as store:
+        async with await open_store(db.url, create=True) as store:
             assert isinstance(store, SqlStateStore)
 
             def diff(connection: sa.Connection) -> list[object]:
@@ -101,7 +102,7 @@ def test_unreachable_database(backend: str, tmp_path: Path) -> None:
 
     async def main() -> StoreUnavailable:
         with pytest.raises(StoreUnavailable) as raised:
-            await StateStore.open(url, connect_timeout=1)
+            await open_store(url, connect_timeout=1)
         # aiosqlite's worker thread answers a failed connect late: let it, before the loop ends.
         await asyncio.sleep(0.1)
         return raised.value
@@ -121,7 +122,7 @@ def test_postgresql_gone_and_back(postgres: PostgresServer) -> None:
     db = Database("postgresql", server.create_database(), server)
 
     async def main() -> None:
-        async with await StateStore.open(db.url, create=True, command_timeout=2) as store:
+        async with await open_store(db.url, create=True, command_timeout=2) as store:
             await store.claim(binding(observed=1), credential="device")
             await store.ping()
             server.stop()
@@ -150,7 +151,7 @@ def test_postgresql_gone_and_back(postgres: PostgresServer) -> None:
 
 def test_in_memory_sqlite_is_one_shared_database() -> None:
     async def main() -> None:
-        async with await StateStore.open(MEMORY_URL, create=True) as store:
+        async with await open_store(MEMORY_URL, create=True) as store:
             assert await store.schema_is_current()
             results = await asyncio.gather(
                 *(
@@ -162,7 +163,7 @@ def test_in_memory_sqlite_is_one_shared_database() -> None:
             assert all(r.won for r in results[:50])
             assert all([await store.get(f"d{i}") is not None for i in range(50)])
         # A new store is a new, empty database.
-        async with await StateStore.open("sqlite://", create=True) as store:
+        async with await open_store("sqlite://", create=True) as store:
             assert await store.get("d1") is None
 
     run(main())
@@ -182,7 +183,7 @@ def test_urls(tmp_path: Path) -> None:
 
     # The embedded default migrates itself into a directory that does not exist yet.
     async def main() -> None:
-        async with await StateStore.open(url, create=True) as store:
+        async with await open_store(url, create=True) as store:
             await store.claim(binding(observed=1), credential="device")
 
     run(main())
@@ -193,7 +194,7 @@ def _pretend_a_newer_release_migrated(url: str, revision: str, floor: str) -> No
     """What a later release's ``db upgrade`` leaves: a newer revision and its floor."""
 
     async def main() -> None:
-        async with await StateStore.open(url, create=True) as store:
+        async with await open_store(url, create=True) as store:
             assert isinstance(store, SqlStateStore)
             async with store.engine.begin() as connection:
                 await connection.execute(
@@ -212,7 +213,7 @@ def test_a_rollback_runs_on_a_newer_compatible_schema(db: Database) -> None:
 
     async def main() -> None:
         for create in (False, True):  # PostgreSQL's check, and embedded SQLite's self-upgrade
-            async with await StateStore.open(db.url, create=create) as store:
+            async with await open_store(db.url, create=create) as store:
                 assert (await store.claim(binding("rollback"), credential="t")).won
                 assert isinstance(store, SqlStateStore)
                 assert await store.revision() == "9998"  # left as it was
@@ -227,7 +228,7 @@ def test_a_schema_too_new_for_this_release_is_refused_clearly(db: Database) -> N
     async def main() -> None:
         for create in (False, True):
             with pytest.raises(SchemaTooNew) as raised:
-                await StateStore.open(db.url, create=create)
+                await open_store(db.url, create=create)
             assert "newer release" in str(raised.value) and "9999" in str(raised.value)
 
     run(main())
@@ -239,12 +240,12 @@ def test_an_older_schema_is_still_not_current(db: Database) -> None:
     upgrade(db.url)
 
     async def main() -> None:
-        async with await StateStore.open(db.url) as store:
+        async with await open_store(db.url) as store:
             assert isinstance(store, SqlStateStore)
             async with store.engine.begin() as connection:
                 await connection.execute(sa.text("UPDATE alembic_version SET version_num='0002'"))
         with pytest.raises(SchemaNotCurrent) as raised:
-            await StateStore.open(db.url)
+            await open_store(db.url)
         assert not isinstance(raised.value, SchemaTooNew)
         assert "dlr-gateway db upgrade" in str(raised.value)
 
@@ -261,7 +262,7 @@ def test_migration_0004_gives_existing_numbers_owners_as_they_stand(db: Database
         command.upgrade(config, "0003")
 
     async def main() -> None:
-        async with await StateStore.open(db.url, check_schema=False) as store:
+        async with await open_store(db.url, check_schema=False) as store:
             assert isinstance(store, SqlStateStore)
             async with store.engine.connect() as connection:
                 await connection.run_sync(to_0003)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.concurrency import KeyedLocks
+from gateway.dlr.binding import Binding, address_from_json, address_json
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.dlr.pipeline.admin import AdminSync
@@ -25,15 +26,12 @@ from gateway.dlr.pipeline.knowledge import Knowledge
 from gateway.dlr.pipeline.ports import Carrier, Geocoder, Normalizer
 from gateway.dlr.pipeline.reconcile import Reconciler
 from gateway.dlr.pipeline.records import (
-    Binding,
     Change,
     GeoFix,
     Outcome,
     Report,
     Superseded,
     Unroutable,
-    address_from_json,
-    address_json,
     in_address,
 )
 from gateway.dlr.pipeline.repairs import Background, Repairs

@@ -11,15 +11,16 @@ from typing import Any
 
 from gateway.bandwidth.models import Endpoint
 from gateway.concurrency import KeyedLocks
+from gateway.dlr.binding import Binding
 from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.dlr.pipeline.knowledge import Knowledge
 from gateway.dlr.pipeline.records import endpoint_json, taken
 from gateway.store.base import (
     HistoryEntry,
     HistoryKind,
+    HistoryRecord,
     NumberOwned,
     NumberState,
-    StoredBinding,
     location_key,
 )
 
@@ -58,7 +59,7 @@ class AdminSync:
             self.known.distrust(aeui)
             self.known.reads.forget(aeui)
             previous = await self.ledger.get(aeui)
-            edited = StoredBinding(
+            edited = Binding(
                 aeui=aeui,
                 endpoint_id=endpoint.endpoint_id,
                 location_id=endpoint.location_id,
@@ -69,14 +70,8 @@ class AdminSync:
                 source="admin",
             )
             if previous is not None and previous.location_id == edited.location_id:
-                edited = dataclasses.replace(
-                    edited,
-                    address=previous.address,
-                    latitude=previous.latitude,
-                    longitude=previous.longitude,
-                    coordinates_source=previous.coordinates_source,
-                    accuracy_meters=previous.accuracy_meters,
-                )
+                edited = dataclasses.replace(edited, address=previous.address)
+                edited = edited.with_coordinates_of(previous)
             if previous is not None and previous.telephone_number == edited.telephone_number:
                 edited = dataclasses.replace(edited, attested=previous.attested)
             claim = await self.ledger.claim(edited, credential=credential)
@@ -97,13 +92,15 @@ class AdminSync:
             row = await self.ledger.delete(aeui)
             self.known.forget_caller(aeui)
             await self.ledger.record(
-                aeui,
-                kind=HistoryKind.DELETED,
-                credential=credential,
-                source="admin",
-                before=endpoint_json(endpoint) if row is None else row.as_json(),
-                after=None,
-                observed_at=None,
+                HistoryRecord(
+                    aeui,
+                    kind=HistoryKind.DELETED,
+                    credential=credential,
+                    source="admin",
+                    before=endpoint_json(endpoint) if row is None else row.as_json(),
+                    after=None,
+                    observed_at=None,
+                )
             )
             await self.ledger.release_numbers(aeui, credential=credential)
 
@@ -128,13 +125,15 @@ class AdminSync:
     ) -> None:
         """An admin's change that is not a device's binding, in the history under ``key``."""
         await self.ledger.record(
-            key,
-            kind=kind,
-            credential=credential,
-            source="admin",
-            before=before,
-            after=after,
-            observed_at=None,
+            HistoryRecord(
+                key,
+                kind=kind,
+                credential=credential,
+                source="admin",
+                before=before,
+                after=after,
+                observed_at=None,
+            )
         )
 
     # -- callback numbers ------------------------------------------------------------------
@@ -154,11 +153,11 @@ class AdminSync:
             self.known.callers.restrict(after)
         return before, after
 
-    async def holders(self, telephone_number: str, *, limit: int = 100) -> list[StoredBinding]:
+    async def holders(self, telephone_number: str, *, limit: int = 100) -> list[Binding]:
         """Every device holding the number in the state store, freshest first."""
         return await self.ledger.callers(telephone_number, every_holder=True, limit=limit)
 
-    async def devices_with(self, telephone_number: str, *, limit: int) -> list[StoredBinding]:
+    async def devices_with(self, telephone_number: str, *, limit: int) -> list[Binding]:
         """Devices whose callback number this is: the state store's, or without one the
         caller index's."""
         if isinstance(self.ledger, MemoryLedger):

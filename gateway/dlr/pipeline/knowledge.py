@@ -15,14 +15,13 @@ from cachetools import LRUCache
 
 from gateway.bandwidth.errors import UpstreamNotFound
 from gateway.bandwidth.models import Location
+from gateway.dlr.binding import Binding
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.ids import endpoint_id_for
 from gateway.dlr.ledger import Ledger
 from gateway.dlr.pipeline.ports import Carrier
-from gateway.dlr.pipeline.records import Binding, from_stored
 from gateway.dlr.reads import CarrierReads
 from gateway.lru import Lru
-from gateway.store.base import StoredBinding
 from gateway.store.errors import StoreUnavailable
 
 
@@ -62,11 +61,13 @@ class Knowledge:
 
     def trust(self, binding: Binding) -> None:
         """The carrier holds ``binding``: cache it and answer calls with it (the same object)."""
-        self.bindings[binding.alternate_end_user_id] = binding
+        if not binding.confirmed:
+            binding = dataclasses.replace(binding, confirmed=True)
+        self.bindings[binding.aeui] = binding
         if self.callers is not None:
             self.callers.hold(binding)
 
-    def learn(self, stored: StoredBinding) -> None:
+    def learn(self, stored: Binding) -> None:
         """A row claimed or confirmed in the ledger: the caller index follows it."""
         if self.callers is not None:
             self.callers.learn(stored)
@@ -110,7 +111,7 @@ class Knowledge:
             return known
         stored = await self.ledger.get(aeui)
         if stored is not None and stored.address is not None:
-            return from_stored(stored)
+            return stored
         return await self.reads.read(aeui, lambda: self._carrier_binding(aeui))
 
     async def _carrier_binding(self, alternate_end_user_id: str) -> Binding | None:
@@ -126,14 +127,13 @@ class Knowledge:
         except UpstreamNotFound:
             location = Location(location_id=endpoint.location_id)
         held = Binding(
-            alternate_end_user_id=alternate_end_user_id,
+            aeui=alternate_end_user_id,
             endpoint_id=endpoint.endpoint_id or self.endpoint_id(alternate_end_user_id),
             location_id=endpoint.location_id,
             caller_name=endpoint.caller_name or "",
             telephone_number=endpoint.telephone_number or "",
             address=location.address,
             status=location.status,
-            observed_at=None,
         )
         return await self._as_reported(held)
 
@@ -143,7 +143,7 @@ class Knowledge:
         Otherwise both stay unknown: the carrier's coordinates are its own geocode, of no
         stated precision, and the time of an observation no one recorded is not now."""
         try:
-            stored = await self.ledger.get(held.alternate_end_user_id)
+            stored = await self.ledger.get(held.aeui)
         except StoreUnavailable:
             return held
         if stored is None or not held.same_as(
@@ -151,12 +151,8 @@ class Knowledge:
         ):
             return held
         return dataclasses.replace(
-            held,
+            held.with_coordinates_of(stored),
             observed_at=stored.observed_at,
-            latitude=stored.latitude,
-            longitude=stored.longitude,
-            coordinates_source=stored.coordinates_source,
-            accuracy_meters=stored.accuracy_meters,
             heard_at=stored.heard_at,
             attested=stored.attested,
             version=stored.version,

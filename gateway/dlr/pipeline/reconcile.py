@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway.bandwidth.errors import UpstreamError
+from gateway.dlr.binding import Binding
 from gateway.dlr.pipeline.repairs import Repairs
-from gateway.store.base import StateStore, StoredBinding
+from gateway.store.base import StateStore
 from gateway.store.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.pipeline")
@@ -51,7 +52,7 @@ class Reconciler:
         # Long enough for the pass (a read and a write per device), short enough that a
         # replica that dies mid-pass does not hold its devices for long.
         lease = max(5.0, batch * 2 * self.lease_seconds_per_device)
-        rows: list[StoredBinding] = []
+        rows: list[Binding] = []
         if orphaned_after is not None:
             rows = await store.lease(
                 owner,

@@ -15,7 +15,7 @@ from gateway.concurrency import KeyedLocks
 from gateway.dlr.ledger import Ledger
 from gateway.dlr.pipeline.knowledge import Knowledge
 from gateway.dlr.pipeline.ports import Carrier
-from gateway.dlr.pipeline.records import endpoint_json, from_stored, taken
+from gateway.dlr.pipeline.records import endpoint_json, taken
 from gateway.dlr.pipeline.writes import CarrierWrites
 from gateway.store.base import HistoryKind, HistoryRecord
 from gateway.store.errors import StoreUnavailable
@@ -113,7 +113,7 @@ class Repairs:
             stored = await self.ledger.get(aeui)
             if stored is None:
                 return False
-            desired = from_stored(stored)
+            desired = stored
             try:
                 held: Endpoint | None = await self.carrier.get_endpoint(desired.endpoint_id)
             except UpstreamNotFound:

@@ -14,6 +14,7 @@ from typing import Any
 from gateway.bandwidth.errors import UpstreamError
 from gateway.bandwidth.models import Address, Endpoint
 from gateway.concurrency import KeyedLocks
+from gateway.dlr.binding import Binding, observed
 from gateway.dlr.coordinates import distance_meters, uncertainty_meters
 from gateway.dlr.errors import FieldError
 from gateway.dlr.ids import location_id_for
@@ -21,22 +22,19 @@ from gateway.dlr.ledger import Ledger
 from gateway.dlr.pipeline.knowledge import Knowledge
 from gateway.dlr.pipeline.ports import Geocoder, Normalizer
 from gateway.dlr.pipeline.records import (
-    Binding,
     Change,
     GeoFix,
     Outcome,
     Report,
     Superseded,
     Unroutable,
-    from_stored,
     in_address,
     taken,
-    to_stored,
 )
 from gateway.dlr.pipeline.repairs import Repairs
 from gateway.dlr.pipeline.writes import CarrierWrites
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
-from gateway.store.base import Claim, HistoryKind
+from gateway.store.base import Claim, HistoryKind, HistoryRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,13 +210,15 @@ class Reports:
         if self.on_conflict is not None:
             self.on_conflict()
         await self.ledger.record(
-            report.alternate_end_user_id,
-            kind=HistoryKind.COORDINATES_CONFLICT,
-            credential=credential,
-            source="report",
-            before=None,
-            after={"locationId": location_id, **conflict.as_json()},
-            observed_at=report.observed_at,
+            HistoryRecord(
+                report.alternate_end_user_id,
+                kind=HistoryKind.COORDINATES_CONFLICT,
+                credential=credential,
+                source="report",
+                before=None,
+                after={"locationId": location_id, **conflict.as_json()},
+                observed_at=report.observed_at,
+            )
         )
 
     async def _place(
@@ -265,8 +265,8 @@ class Reports:
         same = (location_id, report.caller_name, report.telephone_number)
         if aeui in self.known.unsettled:
             stored = await self.ledger.get(aeui)
-            if stored is not None and when < stored.observed_at:
-                raise Superseded(stored.observed_at)
+            if stored is not None and when < observed(stored):
+                raise Superseded(observed(stored))
             return None
         cached = self.known.bindings.get(aeui)
         if cached is not None:
@@ -283,9 +283,9 @@ class Reports:
         stored = await self.ledger.get(aeui)
         if stored is None:
             return None
-        if when < stored.observed_at:
-            raise Superseded(stored.observed_at)
-        binding = from_stored(stored)
+        if when < observed(stored):
+            raise Superseded(observed(stored))
+        binding = stored
         if not (stored.confirmed and binding.same_as(*same)):
             return None
         if stored.attested != report.number_attested:
@@ -320,7 +320,7 @@ class Reports:
             telephone_number=report.telephone_number,
         )
         binding = Binding(
-            alternate_end_user_id=aeui,
+            aeui=aeui,
             endpoint_id=endpoint.endpoint_id or "",
             location_id=location_id,
             caller_name=report.caller_name,
@@ -337,9 +337,9 @@ class Reports:
         self.known.distrust(aeui)  # until the carrier confirms, trust nothing cached
         # Decide, atomically and for every replica, that this report is the device's newest
         # and that the device may use its number (``NumberOwned`` otherwise).
-        claim = await self.ledger.claim(to_stored(binding), credential=credential)
+        claim = await self.ledger.claim(binding, credential=credential)
         if not claim.won:
-            raise Superseded(claim.current.observed_at)
+            raise Superseded(observed(claim.current))
         self.known.learn(claim.current)
         version = claim.current.version
         binding = dataclasses.replace(binding, heard_at=claim.current.heard_at)

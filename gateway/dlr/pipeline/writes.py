@@ -14,13 +14,14 @@ from gateway.bandwidth.errors import (
 )
 from gateway.bandwidth.models import Address, Endpoint, Location
 from gateway.concurrency import SingleFlight
+from gateway.dlr.binding import address_json
 from gateway.dlr.errors import FieldError
 from gateway.dlr.ledger import Ledger
 from gateway.dlr.pipeline.knowledge import Knowledge, KnownLocation
 from gateway.dlr.pipeline.ports import Carrier, Geocoder
-from gateway.dlr.pipeline.records import Change, Unroutable, address_json
+from gateway.dlr.pipeline.records import Change, Unroutable
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
-from gateway.store.base import HistoryKind, location_key
+from gateway.store.base import HistoryKind, HistoryRecord, location_key
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -75,13 +76,15 @@ class CarrierWrites:
         self.known.locations.pop(location_id, None)
         await self.ledger.forget_location(location_id)
         await self.ledger.record(
-            location_key(location_id),
-            kind=HistoryKind.LOCATION_LOST,
-            credential="gateway",
-            source="carrier",
-            before={"locationId": location_id},
-            after=None,
-            observed_at=None,
+            HistoryRecord(
+                location_key(location_id),
+                kind=HistoryKind.LOCATION_LOST,
+                credential="gateway",
+                source="carrier",
+                before={"locationId": location_id},
+                after=None,
+                observed_at=None,
+            )
         )
         return True
 

@@ -1,0 +1,125 @@
+"""A device's binding: the one record of it, in the pipeline, the caches and the state store."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway.bandwidth.models import Address, wire_name
+from gateway.records import record_to_json
+
+_ADDRESS_FIELDS = {wire_name(f.name): f.name for f in dataclasses.fields(Address)}
+
+
+def address_json(address: Address) -> dict[str, Any]:
+    """The address in the carrier's camelCase fields, absent ones left out."""
+    return record_to_json(address)
+
+
+def address_from_json(data: Mapping[str, Any] | None) -> Address | None:
+    if not data:
+        return None
+    return Address(**{_ADDRESS_FIELDS[k]: v for k, v in data.items() if k in _ADDRESS_FIELDS})
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """What the carrier is meant to hold for one device: its endpoint, location and number.
+
+    The state store keeps one row of it per device (``gateway.store.mapping`` maps it);
+    ``version`` is bumped by every claim that wins, and ``confirmed`` says the carrier took
+    that version. A binding read from the carrier itself has no ``observed_at``.
+    """
+
+    aeui: str
+    endpoint_id: str
+    location_id: str
+    caller_name: str
+    telephone_number: str
+    address: Address | None
+    observed_at: datetime | None = None
+    #: The carrier location's status (not stored: the carrier's).
+    status: str | None = None
+    #: ``report`` or ``admin``: who made this the device's binding.
+    source: str = "report"
+    confirmed: bool = False
+    latitude: float | None = None
+    longitude: float | None = None
+    version: int = 0
+    #: The precision of ``latitude``/``longitude`` (``gateway.dlr.coordinates``): ``gps``
+    #: (this device's own fix), ``street``, ``postal`` or ``locality`` (a geocode of its
+    #: address); ``None`` when they are the carrier's own, or absent.
+    coordinates_source: str | None = None
+    #: The device's GPS accuracy in meters, when the coordinates are its own fix.
+    accuracy_meters: float | None = None
+    #: When the gateway last heard from the device (its own clock; ``None``: unknown).
+    heard_at: datetime | None = None
+    #: The device's token attested ``telephone_number`` (its ``phone_number`` claim).
+    attested: bool = False
+
+    def seen_at(self, observed_at: datetime, heard_at: datetime | None = None) -> Binding:
+        """This binding at a newer time, heard at ``heard_at``: ``dataclasses.replace``
+        without its introspection (on every unchanged report; a test holds the two equal)."""
+        return Binding(
+            self.aeui,
+            self.endpoint_id,
+            self.location_id,
+            self.caller_name,
+            self.telephone_number,
+            self.address,
+            observed_at,
+            self.status,
+            self.source,
+            self.confirmed,
+            self.latitude,
+            self.longitude,
+            self.version,
+            self.coordinates_source,
+            self.accuracy_meters,
+            heard_at or self.heard_at,
+            self.attested,
+        )
+
+    def same_as(self, location_id: str, caller_name: str, telephone_number: str) -> bool:
+        return (
+            self.location_id == location_id
+            and self.caller_name == caller_name
+            and self.telephone_number == telephone_number
+        )
+
+    def with_coordinates_of(self, other: Binding) -> Binding:
+        """This binding with ``other``'s coordinates and how they were established."""
+        return dataclasses.replace(
+            self,
+            latitude=other.latitude,
+            longitude=other.longitude,
+            coordinates_source=other.coordinates_source,
+            accuracy_meters=other.accuracy_meters,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The binding as recorded in history (camelCase, without bookkeeping)."""
+        return {
+            "endpointId": self.endpoint_id,
+            "locationId": self.location_id,
+            "address": None if self.address is None else address_json(self.address),
+            "callerName": self.caller_name,
+            "telephoneNumber": self.telephone_number,
+            "latitude": self.latitude,
+            "longitude": self.longitude,
+            "precision": self.coordinates_source,
+        }
+
+    def same_binding(self, other: Binding | None) -> bool:
+        """Whether ``other`` binds the device the same way (times and bookkeeping aside)."""
+        return other is not None and self.as_json() == other.as_json()
+
+
+def observed(binding: Binding) -> datetime:
+    """The binding's observation time; every binding the state store holds has one."""
+    if binding.observed_at is None:
+        raise ValueError(f"the binding of {binding.aeui} has no observation time")
+    return binding.observed_at

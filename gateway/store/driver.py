@@ -1,0 +1,442 @@
+"""The state store's hottest statements, run on the drivers themselves (asyncpg, aiosqlite).
+
+SQLAlchemy's execution path and a pooled checkout cost more than these statements do
+(docs/benchmarks.md), so the batched ``advance`` and ``confirm``, and ``claim`` on SQLite,
+run on connections the store keeps, with SQL written here. ``driver_sql=False`` runs the
+same operations through SQLAlchemy (``gateway.store.sql``); a test holds the two equal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.dlr.binding import Binding, observed
+from gateway.store.base import Claim, HistoryRecord
+from gateway.store.engine import UNAVAILABLE_SQLSTATES, unavailable_as_store_error
+from gateway.store.errors import SchemaNotCurrent, StoreUnavailable
+from gateway.store.groupcommit import GroupCommit
+from gateway.store.mapping import (
+    binding_of,
+    claim_values,
+    claimed,
+    number_taken,
+    record_values,
+    refuse_number,
+    to_us,
+)
+from gateway.store.migrate import head_revision
+from gateway.store.tables import devices, history
+from gateway.store.urls import is_memory
+
+#: The group-committed advance, for each driver itself (``_advance_many``): the batch goes
+#: as one parameter, arrays ``unnest``\ ed on PostgreSQL, a JSON array on SQLite.
+#: A device may use its number unless another device owns it alone and its token did not
+#: attest it (``NumberState.refuses``): the advance and the callers' query hold to it.
+_MAY_USE_NUMBER = (
+    "(d.attested_number = d.telephone_number OR NOT EXISTS (SELECT 1 FROM numbers AS n "
+    "WHERE n.telephone_number = d.telephone_number AND NOT n.shared "
+    "AND n.owner_aeui <> d.aeui))"
+)
+_ADVANCE_ASYNCPG = (
+    "UPDATE devices AS d SET observed_at = v.t, heard_at = $4 "  # noqa: S608 - constants
+    "FROM unnest($1::varchar[], $2::bigint[], $3::integer[]) AS v(aeui, t, version) "
+    "WHERE d.aeui = v.aeui AND (v.version IS NULL OR d.version = v.version) "
+    f"AND d.observed_at <= v.t AND {_MAY_USE_NUMBER} "
+    "RETURNING d.aeui"
+)
+_CONFIRM_ASYNCPG = (
+    "UPDATE devices AS d SET confirmed = true, checked_at = $3 "
+    "FROM unnest($1::varchar[], $2::integer[]) AS v(aeui, version) "
+    "WHERE d.aeui = v.aeui AND d.version = v.version "
+    "RETURNING d.aeui"
+)
+_CONFIRM_SQLITE3 = (
+    "UPDATE devices SET confirmed = 1, checked_at = ? "
+    "FROM (SELECT json_extract(value, '$[0]') AS aeui, json_extract(value, '$[1]') AS version "
+    "FROM json_each(?)) AS v "
+    "WHERE devices.aeui = v.aeui AND devices.version = v.version "
+    "RETURNING aeui"
+)
+# The claim's statements on SQLite (``_claim_sqlite``), written from the tables' own column
+# names (constants of this package, never input).
+_DEVICE_COLUMNS = tuple(column.name for column in devices.c)
+_CLAIM_COLUMNS = (
+    "endpoint_id",
+    "location_id",
+    "address",
+    "caller_name",
+    "telephone_number",
+    "observed_at",
+    "source",
+    "applied_at",
+    "confirmed",
+    "latitude",
+    "longitude",
+    "coordinates_source",
+    "coordinates_accuracy",
+    "heard_at",
+    "attested_number",
+    "version",
+    "coordinates_version",
+)
+_HISTORY_COLUMNS = tuple(c.name for c in history.c if c.name != "id")
+_SELECT_DEVICE_SQLITE3 = f"SELECT {', '.join(_DEVICE_COLUMNS)} FROM devices WHERE aeui = ?"  # noqa: S608
+_INSERT_DEVICE_SQLITE3 = (
+    f"INSERT INTO devices (aeui, {', '.join(_CLAIM_COLUMNS)}) "  # noqa: S608
+    f"VALUES (?{', ?' * len(_CLAIM_COLUMNS)})"
+)
+_UPDATE_DEVICE_SQLITE3 = (
+    f"UPDATE devices SET {', '.join(f'{c} = ?' for c in _CLAIM_COLUMNS)} "  # noqa: S608
+    "WHERE aeui = ?"
+)
+_INSERT_HISTORY_SQLITE3 = (
+    f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in _HISTORY_COLUMNS)})"
+)
+#: The confirmation with the history of what the carrier took, in one statement: the
+#: records of the devices confirmed (``$4``…``$13``: the history's columns, as arrays).
+_CONFIRM_RECORDING_ASYNCPG = (
+    f"WITH c AS ({_CONFIRM_ASYNCPG}), h AS ("  # noqa: S608 - constants of this module
+    f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "
+    "SELECT r.* FROM unnest($4::varchar[], $5::bigint[], $6::varchar[], $7::varchar[], "
+    "$8::varchar[], $9::bigint[], $10::varchar[], $11::varchar[], $12::text[], $13::text[]) "
+    f"AS r({', '.join(_HISTORY_COLUMNS)}) WHERE r.aeui IN (SELECT aeui FROM c)) "
+    "SELECT aeui FROM c"
+)
+_SELECT_NUMBER_SQLITE3 = "SELECT owner_aeui, shared FROM numbers WHERE telephone_number = ?"
+_INSERT_NUMBER_SQLITE3 = (
+    "INSERT INTO numbers (telephone_number, owner_aeui, shared, updated_at) VALUES (?, ?, 0, ?)"
+)
+_ADVANCE_SQLITE3 = (
+    "UPDATE devices AS d SET observed_at = v.t, heard_at = ? "  # noqa: S608 - constants
+    "FROM (SELECT json_extract(value, '$[0]') AS aeui, json_extract(value, '$[1]') AS t, "
+    "json_extract(value, '$[2]') AS version FROM json_each(?)) AS v "
+    "WHERE d.aeui = v.aeui AND (v.version IS NULL OR d.version = v.version) "
+    f"AND d.observed_at <= v.t AND {_MAY_USE_NUMBER} "
+    "RETURNING aeui"  # SQLite's RETURNING takes no table names
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Kept:
+    """A connection the store keeps checked out, and its driver's connection under it."""
+
+    connection: AsyncConnection
+    driver: Any
+
+
+async def _drop(connection: AsyncConnection, *, invalidate: bool = False) -> None:
+    with contextlib.suppress(Exception):
+        if invalidate:
+            await connection.invalidate()
+        await connection.close()
+
+
+@contextlib.contextmanager
+def _driver_errors() -> Iterator[None]:
+    """What the drivers raise, as the store's errors (``unavailable_as_store_error`` does
+    it for what comes through SQLAlchemy)."""
+    try:
+        yield
+    except (StoreUnavailable, SchemaNotCurrent):
+        raise
+    except Exception as exc:
+        text = str(exc)
+        state = getattr(exc, "sqlstate", None)
+        if state == "42P01" or "no such table" in text:
+            raise SchemaNotCurrent(None, head_revision()) from exc
+        unavailable = isinstance(exc, OSError | TimeoutError | sqlite3.OperationalError) or (
+            isinstance(state, str) and state.startswith(UNAVAILABLE_SQLSTATES)
+        )
+        if unavailable or _is_asyncpg_disconnect(exc):
+            raise StoreUnavailable(
+                f"the state store is unavailable: {type(exc).__name__}: "
+                f"{text.splitlines()[0] if text else ''}"
+            ) from exc
+        raise
+
+
+def _is_asyncpg_disconnect(exc: BaseException) -> bool:
+    try:
+        import asyncpg  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return False
+    return isinstance(
+        exc,
+        asyncpg.exceptions.InterfaceError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.PostgresConnectionError,
+    )
+
+
+async def _hold_number_sqlite(driver: Any, binding: Binding, now: int, credential: str) -> None:
+    """``SqlStateStore._hold_number`` inside ``_claim_sqlite``'s transaction."""
+    number = binding.telephone_number
+    rows = await driver.execute_fetchall(_SELECT_NUMBER_SQLITE3, (number,))
+    if rows:
+        refuse_number(binding, rows[0][0], bool(rows[0][1]))
+        return
+    await driver.execute(_INSERT_NUMBER_SQLITE3, (number, binding.aeui, now))
+    entry = number_taken(binding, now, credential)
+    await driver.execute(_INSERT_HISTORY_SQLITE3, tuple(entry[n] for n in _HISTORY_COLUMNS))
+
+
+def _recorded(rows: list[Any], entries: dict[str, tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The history rows of the confirmed devices (a confirmation's rows name them)."""
+    return [entries[row[0]] for row in rows if row[0] in entries]
+
+
+class DriverRow:
+    """A ``devices`` row from the driver, read by column name as ``binding_of`` reads one."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self._values = dict(zip(_DEVICE_COLUMNS, values, strict=True))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class DriverPaths:
+    """The driver-level operations of ``SqlStateStore`` (a base class of it)."""
+
+    url: URL
+    engine: AsyncEngine
+    dialect: str
+    _serial: asyncio.Lock | None
+    _command_timeout: float
+    _kept_connections: list[_Kept]
+    _advances: GroupCommit[str, tuple[int, int | None], bool]
+    _confirms: GroupCommit[str, tuple[int, HistoryRecord | None], bool]
+    _now: Callable[[], int]
+    #: False: every operation goes through SQLAlchemy (``PortablePaths``), the reference
+    #: these driver paths are tested against.
+    driver_sql: bool
+
+    async def _advance_portable(
+        self, batch: Sequence[tuple[str, tuple[int, int | None]]]
+    ) -> set[str]:
+        raise NotImplementedError
+
+    async def _confirm_portable(
+        self, batch: Sequence[tuple[str, tuple[int, HistoryRecord | None]]], now: int
+    ) -> set[str]:
+        raise NotImplementedError
+
+    async def _claim_sqlite(self, binding: Binding, *, credential: str, check: bool) -> Claim:
+        """``claim`` on SQLite, as the statements run on the connection the store keeps: one
+        ``BEGIN IMMEDIATE`` transaction (the single writer's lock: no other claim can come
+        between the read and the write), without SQLAlchemy's execution path, which costs
+        more CPU than the claim's statements (docs/benchmarks.md)."""
+        aeui = binding.aeui
+        async with self._kept() as (driver, _):
+            with _driver_errors():
+                await driver.execute("BEGIN IMMEDIATE")
+                try:
+                    now = self._now()
+                    rows = await driver.execute_fetchall(_SELECT_DEVICE_SQLITE3, (aeui,))
+                    previous = binding_of(DriverRow(rows[0])) if rows else None
+                    if previous is not None and observed(previous) > observed(binding):
+                        await driver.execute("ROLLBACK")
+                        return Claim(False, previous, previous)
+                    if check:
+                        await _hold_number_sqlite(driver, binding, now, credential)
+                    version = 1 if previous is None else previous.version + 1
+                    values = claim_values(binding, now)
+                    values.update(version=version, coordinates_version=version)
+                    row = tuple(values[name] for name in _CLAIM_COLUMNS)
+                    if previous is None:
+                        await driver.execute(_INSERT_DEVICE_SQLITE3, (aeui, *row))
+                    else:
+                        await driver.execute(_UPDATE_DEVICE_SQLITE3, (*row, aeui))
+                    await driver.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await driver.execute("ROLLBACK")
+                    raise
+        return Claim(True, previous, claimed(binding, version=version, now=now))
+
+    async def confirm(
+        self, aeui: str, version: int, *, record: HistoryRecord | None = None
+    ) -> bool:
+        return await self._confirms.submit(aeui, (version, record))
+
+    async def _confirm_many(
+        self, batch: Sequence[tuple[str, tuple[int, HistoryRecord | None]]]
+    ) -> dict[str, bool]:
+        """Confirm many claims (each device at most once) in one statement, on the kept
+        connections (autocommit; see ``_advance_many``). On PostgreSQL it commits
+        asynchronously like an advance: a database crash may forget the last moment of
+        confirmations, which leaves those bindings unconfirmed, and the reconciler then checks
+        them against the carrier again: extra reads, never a wrong binding.
+
+        A batch that carries history records (what the carrier took) appends those of the rows
+        it confirmed in the same statement (PostgreSQL) or transaction (SQLite). Lost in a
+        crash with their confirmations, they come back with them: the reconciler finds those
+        bindings unconfirmed, sees the carrier holding them and records them then."""
+        if not batch:
+            return {}
+        now = self._now()  # the gateway just saw the carrier take it: as good as a check
+        aeuis = [aeui for aeui, _ in batch]
+        versions = [version for _, (version, _record) in batch]
+        entries = {
+            aeui: tuple(record_values(record, now)[name] for name in _HISTORY_COLUMNS)
+            for aeui, (_version, record) in batch
+            if record is not None
+        }
+        if not self.driver_sql:
+            confirmed = await self._confirm_portable(batch, now)
+            return {aeui: aeui in confirmed for aeui in aeuis}
+        with _driver_errors():
+            if self.dialect == "postgresql":
+                rows = await self._confirm_postgresql(aeuis, versions, now, entries)
+            else:
+                rows = await self._confirm_sqlite(aeuis, versions, now, entries)
+        confirmed = {row[0] for row in rows}
+        return {aeui: aeui in confirmed for aeui in aeuis}
+
+    async def _confirm_postgresql(
+        self, aeuis: list[str], versions: list[int], now: int, entries: dict[str, tuple[Any, ...]]
+    ) -> list[Any]:
+        if not entries:
+            return await self._on_kept_postgresql(_CONFIRM_ASYNCPG, aeuis, versions, now)
+        columns = [list(column) for column in zip(*entries.values(), strict=True)]
+        return await self._on_kept_postgresql(
+            _CONFIRM_RECORDING_ASYNCPG, aeuis, versions, now, *columns
+        )
+
+    async def _confirm_sqlite(
+        self, aeuis: list[str], versions: list[int], now: int, entries: dict[str, tuple[Any, ...]]
+    ) -> list[Any]:
+        payload = json.dumps([list(pair) for pair in zip(aeuis, versions, strict=True)])
+        if not entries:
+            return await self._on_kept_sqlite(_CONFIRM_SQLITE3, (now, payload))
+        async with self._kept() as (driver, _):
+            await driver.execute("BEGIN IMMEDIATE")
+            try:
+                rows = list(await driver.execute_fetchall(_CONFIRM_SQLITE3, (now, payload)))
+                confirmed = _recorded(rows, entries)
+                if confirmed:
+                    await driver.executemany(_INSERT_HISTORY_SQLITE3, confirmed)
+                await driver.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await driver.execute("ROLLBACK")
+                raise
+            return rows
+
+    async def advance(
+        self, aeui: str, observed_at: datetime, *, version: int | None = None
+    ) -> bool:
+        return await self._advances.submit(aeui, (to_us(observed_at), version))
+
+    async def _advance_many(
+        self, batch: Sequence[tuple[str, tuple[int, int | None]]]
+    ) -> dict[str, bool]:
+        if not batch:
+            return {}
+        if not self.driver_sql:
+            moved = await self._advance_portable(batch)
+            return {aeui: aeui in moved for aeui, _ in batch}
+        # The hottest statement there is (every unchanged report), so it goes to the driver
+        # itself: SQLAlchemy's execution path and a pooled checkout with its pre-ping cost
+        # several times the statement's own CPU (docs/benchmarks.md).
+        # One UPDATE is atomic on its own: it runs in autocommit, no BEGIN/COMMIT.
+        #
+        # On PostgreSQL it commits asynchronously (``synchronous_commit = off``, on the
+        # connections kept for it only): the new time is visible to every replica at once,
+        # as the order across replicas needs, and durable within the WAL writer's delay
+        # (~0.6 s at most); a database crash may forget that last moment of *unchanged*
+        # reports' times, never a change of binding (claims commit synchronously). Waiting
+        # for each flush instead bounds unchanged reports by the disk's fsync rate.
+        with _driver_errors():
+            now = self._now()
+            if self.dialect == "postgresql":
+                rows = await self._on_kept_postgresql(
+                    _ADVANCE_ASYNCPG,
+                    [aeui for aeui, _ in batch],
+                    [t for _, (t, _version) in batch],
+                    [version for _, (_t, version) in batch],
+                    now,
+                )
+            else:
+                payload = json.dumps([[aeui, t, v] for aeui, (t, v) in batch])
+                rows = await self._on_kept_sqlite(_ADVANCE_SQLITE3, (now, payload))
+        moved = {row[0] for row in rows}
+        return {aeui: aeui in moved for aeui, _ in batch}
+
+    @contextlib.asynccontextmanager
+    async def _kept(self) -> AsyncIterator[tuple[Any, bool]]:
+        """A connection the store keeps for its hottest statements (the batched advances and
+        confirmations, SQLite's claims), as its driver's connection, and whether it is new:
+        the pool's checkout, reset and SQLAlchemy's wrapping cost more than the statements.
+        Kept again after use; closed if the use failed, so the next one starts fresh. On
+        SQLite it is held under the store's one-at-a-time lock, as every unit of work is
+        (the one connection of an in-memory database is also every unit's)."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self._serial is not None:
+                await stack.enter_async_context(self._serial)
+            fresh = not self._kept_connections
+            if fresh:
+                with unavailable_as_store_error():
+                    connection = await self.engine.connect()
+                    try:
+                        raw = await connection.get_raw_connection()
+                    except BaseException:
+                        await _drop(connection)
+                        raise
+                kept = _Kept(connection, raw.driver_connection)
+            else:
+                kept = self._kept_connections.pop()
+            try:
+                yield kept.driver, fresh
+            except BaseException:
+                await self._drop_kept(kept)
+                raise
+            self._kept_connections.append(kept)
+
+    @contextlib.asynccontextmanager
+    async def _kept_postgresql(self) -> AsyncIterator[Any]:
+        """A kept connection (asyncpg), committing asynchronously unless told otherwise."""
+        async with self._kept() as (driver, fresh):
+            if fresh:
+                # Advances and confirmations need not wait for the WAL flush (see
+                # ``_advance_many`` and ``_confirm_many``). These connections serve nothing else.
+                await driver.execute("SET synchronous_commit TO off")
+            yield driver
+
+    async def _on_kept_postgresql(self, query: str, *args: Any) -> list[Any]:
+        """``query`` with ``args`` on a kept connection (asyncpg): its rows."""
+        async with self._kept_postgresql() as driver:
+            rows: list[Any] = await driver.fetch(query, *args, timeout=self._command_timeout)
+            return rows
+
+    async def _on_kept_sqlite(self, query: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """``query`` with ``parameters`` on the kept connection (aiosqlite, in autocommit:
+        engine.py; one UPDATE is atomic on its own): its rows."""
+        async with self._kept() as (driver, _):
+            return list(await driver.execute_fetchall(query, parameters))
+
+    async def _drop_kept(self, kept: _Kept) -> None:
+        # Closed, not pooled (a PostgreSQL one carries its session setting), except the
+        # connection of an in-memory SQLite database: closing that one would empty it.
+        await _drop(kept.connection, invalidate=not is_memory(self.url))
+
+    async def _drop_all_kept(self) -> None:
+        connections, self._kept_connections = self._kept_connections, []
+        for kept in connections:
+            await self._drop_kept(kept)

@@ -1,0 +1,63 @@
+"""The batched ``advance`` and ``confirm`` through SQLAlchemy Core, on any dialect.
+
+``gateway.store.driver`` runs the same operations on the drivers themselves, which is
+faster; these are what it is tested against (``driver_sql=False`` runs them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.store.base import HistoryRecord
+from gateway.store.mapping import may_use_number, record_values
+from gateway.store.tables import devices, history
+
+
+async def advance_rows(
+    connection: AsyncConnection, batch: Sequence[tuple[str, tuple[int, int | None]]], now: int
+) -> set[str]:
+    """Move each device's ``observed_at`` forward (``Ledger.advance``); answers those moved."""
+    moved: set[str] = set()
+    for aeui, (observed_at, version) in batch:
+        where = [
+            devices.c.aeui == aeui,
+            devices.c.observed_at <= observed_at,
+            may_use_number(),
+        ]
+        if version is not None:
+            where.append(devices.c.version == version)
+        result = await connection.execute(
+            sa.update(devices)
+            .where(*where)
+            .values(observed_at=observed_at, heard_at=now)
+            .returning(devices.c.aeui)
+        )
+        if result.first() is not None:
+            moved.add(aeui)
+    return moved
+
+
+async def confirm_rows(
+    connection: AsyncConnection,
+    batch: Sequence[tuple[str, tuple[int, HistoryRecord | None]]],
+    now: int,
+) -> set[str]:
+    """Confirm each device's claimed version, with its history record (``Ledger.confirm``);
+    answers those confirmed."""
+    confirmed: set[str] = set()
+    for aeui, (version, record) in batch:
+        result = await connection.execute(
+            sa.update(devices)
+            .where(devices.c.aeui == aeui, devices.c.version == version)
+            .values(confirmed=True, checked_at=now)
+            .returning(devices.c.aeui)
+        )
+        if result.first() is None:
+            continue
+        confirmed.add(aeui)
+        if record is not None:
+            await connection.execute(sa.insert(history).values(record_values(record, now)))
+    return confirmed

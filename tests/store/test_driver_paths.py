@@ -1,0 +1,105 @@
+"""The driver-level SQL (``gateway.store.driver``) agrees with the portable SQLAlchemy path.
+
+The same operations run on two databases of one backend, one store on each path; every
+answer and every row of the tables must come out the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.store import open_store
+from gateway.store.base import HistoryKind, HistoryRecord, NumberOwned
+from gateway.store.sql import SqlStateStore
+from gateway.store.tables import devices, history, numbers
+from tests.store.conftest import Clock, Database
+from tests.store.helpers import at, binding, run
+
+
+def _second_url(db: Database, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if db.server is None:
+        return f"sqlite+aiosqlite:///{tmp_path / 'portable.db'}"
+    url = db.server.create_database()
+    request.addfinalizer(lambda: db.server.drop_database(url) if db.server else None)
+    return url
+
+
+async def _scenario(store: SqlStateStore, clock: Clock) -> list[Any]:
+    """Claims, confirmations and advances, with the cases where each must refuse."""
+    answers: list[Any] = []
+
+    async def step(work: Any) -> None:
+        clock.advance(1)
+        try:
+            answers.append(await work)
+        except NumberOwned as exc:
+            answers.append(("NumberOwned", exc.telephone_number, exc.owner))
+
+    shared = "+19195550100"
+    first = binding("dev-a", "LOC1", observed=10, phone=shared)
+    await step(store.claim(first, credential="device"))
+    await step(store.claim(binding("dev-a", "LOC2", observed=5), credential="device"))  # older
+    await step(store.claim(binding("dev-a", "LOC2", observed=20, phone=shared), credential="d"))
+    record = HistoryRecord("dev-a", HistoryKind.APPLIED, "d", "report", None, {"a": 1}, at(20))
+    await step(store.confirm("dev-a", 1, record=record))  # stale version: refused
+    await step(store.confirm("dev-a", 2, record=record))
+    await step(store.confirm("dev-a", 2))  # again: still that version
+    await step(store.advance("dev-a", at(30)))
+    await step(store.advance("dev-a", at(25)))  # older
+    await step(store.advance("dev-a", at(40), version=1))  # not the stored version
+    await step(store.advance("dev-a", at(40), version=2))
+    await step(store.advance("missing", at(40)))
+    # Another device takes the number: refused, unless its token attested it.
+    await step(store.claim(binding("dev-b", "LOC3", observed=1, phone=shared), credential="d"))
+    attested = dataclasses.replace(
+        binding("dev-b", "LOC3", observed=2, phone=shared), attested=True
+    )
+    await step(store.claim(attested, credential="d"))
+    await step(store.confirm("dev-b", 1))
+    await step(store.advance("dev-b", at(50)))  # attested: it may
+    # An admin gives the number to dev-b alone: dev-a may no longer advance on it.
+    await step(store.set_number(shared, owner="dev-b", shared=False, credential="admin"))
+    await step(store.advance("dev-a", at(60)))
+    await step(store.advance("dev-b", at(60)))
+    await step(store.confirm("dev-c", 1))  # no such device
+    return answers
+
+
+async def _tables(store: SqlStateStore) -> dict[str, list[tuple[Any, ...]]]:
+    async with store.transaction(read_only=True) as connection:
+        return {
+            table.name: [
+                tuple(row) for row in await connection.execute(sa.select(table).order_by(*key))
+            ]
+            for table, key in (
+                (devices, [devices.c.aeui]),
+                (numbers, [numbers.c.telephone_number]),
+                (history, [history.c.id]),
+            )
+        }
+
+
+def test_the_driver_sql_agrees_with_the_portable_path(
+    db: Database, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    async def outcome(url: str, driver_sql: bool) -> tuple[list[Any], dict[str, Any]]:
+        clock = Clock()
+        async with await open_store(url, create=True, clock=clock, driver_sql=driver_sql) as store:
+            answers = await _scenario(store, clock)
+            return answers, await _tables(store)
+
+    fast = run(outcome(db.url, True))
+    portable = run(outcome(_second_url(db, request, tmp_path), False))
+    assert fast[0] == portable[0]
+    assert fast[1] == portable[1]
+    # The scenario reached the cases it means to: refusals and acceptances of each kind.
+    answers = fast[0]
+    assert answers[3] is False and answers[4] is True and answers[6] is True
+    assert answers[7] is False and answers[8] is False and answers[9] is True
+    assert answers[11][0] == "NumberOwned" and answers[16] is False and answers[17] is True
+    assert len(fast[1]["history"]) >= 3
