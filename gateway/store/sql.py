@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mappin
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
@@ -83,9 +84,14 @@ def from_us(value: int) -> datetime:
 
 
 def _dumps(value: Mapping[str, Any] | None) -> str | None:
+    """Compact JSON, keys sorted, by orjson (~10x faster: a move writes several of these);
+    what orjson refuses (integers beyond 64 bits, lone surrogates) goes through ``json``."""
     if value is None:
         return None
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _loads(value: str | None) -> dict[str, Any] | None:
