@@ -88,8 +88,8 @@ class HistoryEntry(BaseModel):
             observedAt=entry.observed_at.isoformat() if entry.observed_at else None,
             fromLocationId=entry.from_location_id,
             toLocationId=entry.to_location_id,
-            before=entry.before,
-            after=entry.after,
+            before=dict(entry.before) if entry.before is not None else None,
+            after=dict(entry.after) if entry.after is not None else None,
         )
 
 

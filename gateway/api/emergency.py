@@ -69,6 +69,9 @@ MAX_CREDENTIAL_LENGTH = 4096
 RECORD_QUEUE_SIZE = 10_000
 #: Records written per transaction.
 RECORD_BATCH = 200
+#: Seconds a batch waits for more records after its first: one transaction per query costs
+#: several times the query itself, and the record is written after the answer anyway.
+RECORD_LINGER = 0.05
 
 _REALM = 'Basic realm="dlr-gateway emergency query", charset="UTF-8"'
 
@@ -182,10 +185,12 @@ class QueryRecorder:
         *,
         maxsize: int = RECORD_QUEUE_SIZE,
         batch: int = RECORD_BATCH,
+        linger: float = RECORD_LINGER,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.batch = batch
+        self.linger = linger
         self._queue: asyncio.Queue[HistoryRecord] = asyncio.Queue(maxsize)
         self._task: asyncio.Task[None] | None = None
         self._dropped_logged_at = -1e9
@@ -218,6 +223,8 @@ class QueryRecorder:
     async def _run(self) -> None:
         while True:
             records = [await self._queue.get()]
+            if self.linger > 0 and self._queue.qsize() < self.batch - 1:
+                await asyncio.sleep(self.linger)
             while len(records) < self.batch and not self._queue.empty():
                 records.append(self._queue.get_nowait())
             try:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -42,9 +43,14 @@ def from_us(value: int) -> datetime:
 
 
 def dumps(value: Mapping[str, Any] | None) -> str | None:
+    """Compact JSON, keys sorted, by orjson (~10x faster: a move writes several of these);
+    what orjson refuses (integers beyond 64 bits, lone surrogates) goes through ``json``."""
     if value is None:
         return None
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def loads(value: str | None) -> dict[str, Any] | None:

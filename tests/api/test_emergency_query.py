@@ -284,6 +284,22 @@ def test_unknown_caller_can_get_the_account_default_location() -> None:
     run(scenario())
 
 
+def test_queries_close_together_are_written_in_one_transaction() -> None:
+    # One transaction per query cost several times the query itself: the recorder waits
+    # briefly after a record for the next ones (all in one batch share its time stamp).
+    async def scenario() -> None:
+        async with gateway(query_settings()) as gw:
+            assert (await gw.report(fresh_report("desk", WHITE_HOUSE))).status_code == 200
+            for _ in range(3):
+                assert (await ask(gw)).status_code == 200
+                await asyncio.sleep(0.005)
+            entries = await history(gw, "desk")
+            assert len(entries) == 3
+            assert len({e["at"] for e in entries}) == 1
+
+    run(scenario())
+
+
 def test_a_stale_location_is_answered_and_counted() -> None:
     async def scenario() -> None:
         async with gateway(query_settings(emergency_query_stale_after=3600)) as gw:

@@ -239,3 +239,23 @@ def test_periodic_lease_leaves_bindings_being_written_to_their_writer(
             assert [b.aeui for b in taken] == ["writing"]  # confirmed: its turn has come
 
     run(main())
+
+
+def test_stored_json_is_the_standard_librarys_text() -> None:
+    # Written by orjson for speed; the text must stay what ``json`` wrote (sorted keys,
+    # compact, UTF-8 kept), and what orjson refuses must still be stored.
+    import json
+
+    from gateway.store.mapping import dumps as _dumps
+
+    def standard(value: dict[str, object]) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    cases: list[dict[str, object]] = [
+        {"z": 1, "a": {"y": [1.5, -77.0365, 38.8977], "b": None}, "m": True, "é": "Zürich"},
+        {"big": 2**70},  # beyond 64 bits: orjson refuses it
+        {"name": "\ud800"},  # a lone surrogate: orjson refuses it
+    ]
+    for value in cases:
+        assert _dumps(value) == standard(value)
+    assert _dumps(None) is None
