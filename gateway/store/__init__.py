@@ -15,11 +15,13 @@ from gateway.store.errors import (
     StoreUnavailable,
 )
 from gateway.store.migrate import head_revision, upgrade, upgrade_async
+from gateway.store.outbox import OutboxStore  # its tables join the metadata
 from gateway.store.sql import SqlStateStore
 from gateway.store.urls import MEMORY_URL, default_url, is_embedded, is_memory, redacted
 
 __all__ = [
     "MEMORY_URL",
+    "OutboxStore",
     "UPGRADE_COMMAND",
     "Claim",
     "HistoryEntry",
