@@ -476,9 +476,7 @@ class OutboxStore:
 
     async def event(self, event_id: str) -> StoredEvent | None:
         async with self._unit() as connection:
-            row = (
-                await connection.execute(events.select().where(events.c.id == event_id))
-            ).first()
+            row = (await connection.execute(events.select().where(events.c.id == event_id))).first()
         return None if row is None else _event(row)
 
     async def backlog(self) -> tuple[int, float | None]:
@@ -504,9 +502,7 @@ class OutboxStore:
         ).label("heard")
         query = (
             sa.select(devices.c.aeui, devices.c.telephone_number, devices.c.location_id, latest)
-            .select_from(
-                devices.outerjoin(stale_marks, stale_marks.c.aeui == devices.c.aeui)
-            )
+            .select_from(devices.outerjoin(stale_marks, stale_marks.c.aeui == devices.c.aeui))
             .where(
                 latest < _us(cutoff),
                 sa.or_(stale_marks.c.heard_at.is_(None), stale_marks.c.heard_at != latest),
