@@ -63,6 +63,55 @@ def _not_negative(name: str, value: float) -> float:
 UNKNOWN_CALLER_POLICIES = ("404", "default")
 
 
+#: ``GATEWAY_SMTP_TLS``: how the SMTP connection is secured.
+SMTP_TLS_MODES = ("starttls", "tls", "none")
+
+
+def _events(c: Config, d: Settings) -> dict[str, Any]:
+    """The ``GATEWAY_SMTP_*``, ``GATEWAY_NOTIFY_EMAILS``, ``GATEWAY_EVENT_*`` and
+    ``GATEWAY_DEVICE_STALE_*`` settings, checked."""
+
+    def opt(name: str) -> str | None:
+        value = c(name, cast=str, default="").strip()
+        return value or None
+
+    def number(name: str, default: float, check: Any = _positive) -> float:
+        value: float = check(name, c(name, cast=float, default=default))
+        return value
+
+    tls = c("GATEWAY_SMTP_TLS", cast=str, default=d.smtp_tls).strip().lower()
+    if tls not in SMTP_TLS_MODES:
+        raise SettingsError("GATEWAY_SMTP_TLS must be starttls, tls or none")
+    emails = _csv(c("GATEWAY_NOTIFY_EMAILS", cast=str, default=""))
+    for address in emails:
+        if address.count("@") != 1 or any(ch.isspace() or ord(ch) < 32 for ch in address):
+            raise SettingsError(f"GATEWAY_NOTIFY_EMAILS: {address!r} is not an email address")
+    password = opt("GATEWAY_SMTP_PASSWORD")
+    return {
+        "smtp_host": opt("GATEWAY_SMTP_HOST"),
+        "smtp_port": int(number("GATEWAY_SMTP_PORT", d.smtp_port)),
+        "smtp_tls": tls,
+        "smtp_username": opt("GATEWAY_SMTP_USERNAME"),
+        "smtp_password": Secret(password) if password else None,
+        "smtp_from": opt("GATEWAY_SMTP_FROM") or d.smtp_from,
+        "notify_emails": emails,
+        "event_delivery_timeout": number(
+            "GATEWAY_EVENT_DELIVERY_TIMEOUT", d.event_delivery_timeout
+        ),
+        "event_delivery_max_age": number(
+            "GATEWAY_EVENT_DELIVERY_MAX_AGE", d.event_delivery_max_age
+        ),
+        "event_retry_base": number("GATEWAY_EVENT_RETRY_BASE", d.event_retry_base),
+        "event_retry_max": number("GATEWAY_EVENT_RETRY_MAX", d.event_retry_max),
+        "device_stale_after": number(
+            "GATEWAY_DEVICE_STALE_AFTER", d.device_stale_after, _not_negative
+        ),
+        "device_stale_check_interval": number(
+            "GATEWAY_DEVICE_STALE_CHECK_INTERVAL", d.device_stale_check_interval
+        ),
+    }
+
+
 def _emergency_query(c: Config, d: Settings) -> dict[str, Any]:
     """The ``GATEWAY_EMERGENCY_QUERY_*`` settings, checked: a bad one stops the start rather
     than failing the carrier's query at the moment of a 911 call."""
@@ -226,6 +275,27 @@ class Settings:
     emergency_query_unknown_caller: str = "404"
     emergency_query_default_location_id: str | None = None
     emergency_query_default_aeui: str = "account-default"
+    # Events: webhooks and Kari's Law email (``gateway.events``).
+    #: SMTP server for emergency-call email (none: no email).
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    #: ``starttls``, ``tls`` (implicit) or ``none``.
+    smtp_tls: str = "starttls"
+    smtp_username: str | None = None
+    smtp_password: Secret | None = None
+    smtp_from: str = "dlr-gateway@localhost"
+    #: Who is emailed when 911 (or 933) is dialled.
+    notify_emails: tuple[str, ...] = ()
+    #: Seconds one delivery attempt (a webhook POST, an email) may take.
+    event_delivery_timeout: float = 10.0
+    #: Seconds a delivery is retried for, from its event, before it counts as failed.
+    event_delivery_max_age: float = 86_400.0
+    #: First retry delay, seconds; it doubles per attempt up to the maximum.
+    event_retry_base: float = 5.0
+    event_retry_max: float = 3600.0
+    #: A device whose newest report is older than this many seconds is stale (0: never).
+    device_stale_after: float = 7 * 86_400.0
+    device_stale_check_interval: float = 300.0
     # HTTP in.
     max_body_bytes: int = 64 * 1024
     # Operations.
@@ -397,6 +467,7 @@ class Settings:
                 "GATEWAY_HISTORY_RETENTION_DAYS", cast=int, default=d.history_retention_days
             ),
             **_emergency_query(c, d),
+            **_events(c, d),
             max_body_bytes=c("GATEWAY_MAX_BODY_BYTES", cast=int, default=d.max_body_bytes),
             ready_window=c("GATEWAY_READY_WINDOW", cast=float, default=d.ready_window),
             shutdown_grace=c("GATEWAY_SHUTDOWN_GRACE", cast=float, default=d.shutdown_grace),

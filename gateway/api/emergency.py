@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -45,6 +46,8 @@ from gateway.dlr.callers import (
     has_dispatchable_coordinates,
     normalize_number,
 )
+from gateway.events.calls import call_event
+from gateway.events.model import EventSink
 from gateway.jsondump import dumps
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -249,8 +252,11 @@ class EmergencyQuery:
         store: StateStore | None,
         *,
         clock: Callable[[], datetime] | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.settings = settings
+        #: Where ``emergency_call``/``test_call`` go, once the answer has been sent.
+        self.events = events
         self.metrics = metrics
         self.auth = QueryAuth.from_settings(settings)
         caller_store: CallerStore | None = store
@@ -376,7 +382,26 @@ async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple
                 observed_at=binding.observed_at,
             )
         )
-    return _json(body), located.source
+    response = _json(body)
+    if q.events is not None:
+        # After the answer is sent: the event costs the carrier's query nothing.
+        response.background = BackgroundTask(
+            _emit,
+            q.events,
+            queried_at=now,
+            callback_number=query["from"],
+            called_number=called,
+            binding=binding,
+            age_seconds=age,
+            stale=stale,
+            devices_on_number=devices,
+            answer="device",
+        )
+    return response, located.source
+
+
+async def _emit(events: EventSink, **facts: Any) -> None:
+    events.emit(call_event(**facts))
 
 
 def _unknown(q: EmergencyQuery, query: dict[str, Any], credential: str) -> tuple[Response, str]:
@@ -408,6 +433,17 @@ def _unknown(q: EmergencyQuery, query: dict[str, Any], credential: str) -> tuple
                 after=after,
                 observed_at=None,
             )
+        )
+    if q.events is not None:
+        response.background = BackgroundTask(
+            _emit,
+            q.events,
+            queried_at=datetime.fromisoformat(query["queriedAt"]),
+            callback_number=query["from"],
+            called_number=query["to"],
+            binding=None,
+            answer="default" if body else "not_found",
+            default_location_id=body.get("location_id"),
         )
     return response, result
 

@@ -58,6 +58,7 @@ from gateway.dlr.coordinates import distance_meters, uncertainty_meters
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.dlr.reads import CarrierReads
+from gateway.events.model import EventSink, location_conflict, provisioning_failed
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
 from gateway.lru import Lru
 from gateway.store.base import (
@@ -361,8 +362,11 @@ class Pipeline:
         on_conflict: Callable[[], None] | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reads: CarrierReads[Binding | None] | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.carrier = carrier
+        #: Where ``provisioning_failed`` and ``location_conflict`` events go.
+        self.events = events
         self.geocoder = geocoder
         self.normalize = normalize
         self.clock = clock
@@ -536,12 +540,28 @@ class Pipeline:
         location_id = location_id_for(resolved.address)
         check = await self._check_fix(resolved, report.geo)
         warnings = resolved.warnings + check.warnings
-        async with self._devices.hold(aeui):
-            outcome = await self._unchanged(report, location_id, warnings)
-            if outcome is None:
-                outcome = await self._apply(
-                    report, resolved, location_id, warnings, credential, check
+        try:
+            async with self._devices.hold(aeui):
+                outcome = await self._unchanged(report, location_id, warnings)
+                if outcome is None:
+                    outcome = await self._apply(
+                        report, resolved, location_id, warnings, credential, check
+                    )
+        except UpstreamError as exc:
+            if self.events is not None:
+                self.events.emit(
+                    provisioning_failed(
+                        aeui,
+                        report.telephone_number,
+                        location_id,
+                        operation=exc.operation,
+                        status=exc.status,
+                        reason=exc.message,
+                        outcome_unknown=exc.ambiguous,
+                        observed_at=report.observed_at,
+                    )
                 )
+            raise
         if check.conflict is not None:
             await self._record_conflict(report, location_id, check.conflict, credential)
         return outcome
@@ -587,6 +607,15 @@ class Pipeline:
         """A report that was applied (or found unchanged) despite its contradicting fix."""
         if self.on_conflict is not None:
             self.on_conflict()
+        if self.events is not None:
+            self.events.emit(
+                location_conflict(
+                    report.alternate_end_user_id,
+                    location_id,
+                    conflict.as_json(),
+                    report.observed_at,
+                )
+            )
         await self.ledger.record(
             report.alternate_end_user_id,
             kind=HistoryKind.COORDINATES_CONFLICT,

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gateway.bandwidth.models import Address, wire_name
-from gateway.jsondump import dumps
+import orjson
+
+from gateway.bandwidth.models import wire_name
 
 EMERGENCY_CALL = "emergency_call"
 TEST_CALL = "test_call"
@@ -58,7 +59,7 @@ class Event:
             "timestamp": iso(self.occurred_at),
             "data": self.data,
         }
-        return dumps(envelope).decode()
+        return orjson.dumps(envelope).decode()
 
 
 class EventSink(Protocol):
@@ -96,10 +97,38 @@ def address_text(address: dict[str, Any] | None) -> str | None:
     return ", ".join(p for p in parts if p) or None
 
 
-def address_fields(address: Address) -> dict[str, Any]:
-    """An address in the carrier's camelCase fields, absent ones left out."""
-    return {
-        wire_name(name): value
-        for name in Address.__dataclass_fields__
-        if (value := getattr(address, name)) is not None
-    }
+def provisioning_failed(
+    aeui: str,
+    callback_number: str,
+    location_id: str,
+    *,
+    operation: str,
+    status: int | None,
+    reason: str,
+    outcome_unknown: bool,
+    observed_at: datetime,
+) -> Event:
+    """A report's write the carrier refused (or whose outcome is unknown: it is watched)."""
+    return Event.new(
+        PROVISIONING_FAILED,
+        {
+            "aeui": aeui,
+            "callbackNumber": callback_number,
+            "locationId": location_id,
+            "operation": operation,
+            "carrierStatus": status,
+            "reason": reason[:300],
+            "outcomeUnknown": outcome_unknown,
+            "observedAt": iso(observed_at),
+        },
+    )
+
+
+def location_conflict(
+    aeui: str, location_id: str, conflict: dict[str, Any], observed_at: datetime
+) -> Event:
+    """A report whose GPS fix contradicts its address (applied without the fix)."""
+    return Event.new(
+        LOCATION_CONFLICT,
+        {"aeui": aeui, "locationId": location_id, "observedAt": iso(observed_at), **conflict},
+    )

@@ -21,11 +21,11 @@ from gateway.store.urls import MEMORY_URL, default_url, is_embedded, is_memory, 
 
 __all__ = [
     "MEMORY_URL",
-    "OutboxStore",
     "UPGRADE_COMMAND",
     "Claim",
     "HistoryEntry",
     "HistoryKind",
+    "OutboxStore",
     "SchemaNotCurrent",
     "SchemaTooNew",
     "SqlStateStore",

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store.engine import unavailable_as_store_error
+from gateway.store.sql import SqlStateStore
 from gateway.store.tables import BigId, devices, metadata
 
 webhooks = sa.Table(
@@ -196,14 +197,23 @@ class OutboxStore:
         *,
         clock: Callable[[], float] = time.time,
         max_age: float = 86_400.0,
+        serial: asyncio.Lock | None = None,
     ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.clock = clock
         #: How long a delivery is attempted for, from its event's creation.
         self.max_age = max_age
-        # SQLite has one writer: this store's units of work take turns.
-        self._serial = asyncio.Lock() if self.dialect == "sqlite" else None
+        # SQLite has one writer (and in memory, one connection): units of work take turns,
+        # with the state store's when ``serial`` is its lock.
+        if serial is None and self.dialect == "sqlite":
+            serial = asyncio.Lock()
+        self._serial = serial
+
+    @classmethod
+    def of(cls, store: SqlStateStore, **options: Any) -> OutboxStore:
+        """The outbox in ``store``'s database, its units of work in turn with the store's."""
+        return cls(store.engine, serial=store._serial, **options)
 
     @contextlib.asynccontextmanager
     async def _unit(self) -> AsyncIterator[AsyncConnection]:
