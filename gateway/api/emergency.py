@@ -46,7 +46,7 @@ from gateway.dlr.callers import (
     has_dispatchable_coordinates,
     normalize_number,
 )
-from gateway.events.calls import call_event
+from gateway.events.calls import emit_call
 from gateway.events.model import EventSink
 from gateway.jsondump import dumps
 from gateway.metrics import Metrics
@@ -267,6 +267,7 @@ class EmergencyQuery:
             single_writer=store is not None and is_sqlite_store(store),
         )
         self.recorder = QueryRecorder(store, metrics) if store is not None else None
+        self.store = store
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def start(self) -> None:
@@ -386,8 +387,9 @@ async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple
     if q.events is not None:
         # After the answer is sent: the event costs the carrier's query nothing.
         response.background = BackgroundTask(
-            _emit,
+            emit_call,
             q.events,
+            q.store.get if q.store is not None else None,
             queried_at=now,
             callback_number=query["from"],
             called_number=called,
@@ -398,10 +400,6 @@ async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple
             answer="device",
         )
     return response, located.source
-
-
-async def _emit(events: EventSink, **facts: Any) -> None:
-    events.emit(call_event(**facts))
 
 
 def _unknown(q: EmergencyQuery, query: dict[str, Any], credential: str) -> tuple[Response, str]:
@@ -436,8 +434,9 @@ def _unknown(q: EmergencyQuery, query: dict[str, Any], credential: str) -> tuple
         )
     if q.events is not None:
         response.background = BackgroundTask(
-            _emit,
+            emit_call,
             q.events,
+            q.store.get if q.store is not None else None,
             queried_at=datetime.fromisoformat(query["queriedAt"]),
             callback_number=query["from"],
             called_number=query["to"],

@@ -3,11 +3,15 @@ answered, built after the answer has gone."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from gateway.dlr.callers import answer_radius, has_dispatchable_coordinates
-from gateway.events.model import EMERGENCY_CALL, TEST_CALL, Event, address_text, iso
+from gateway.events.model import EMERGENCY_CALL, TEST_CALL, Event, EventSink, address_text, iso
 from gateway.store.base import StoredBinding
 
 #: The called numbers of a test call (933 checks the caller's registered address).
@@ -69,3 +73,24 @@ def call_event(
         },
         at=queried_at,
     )
+
+
+#: The longest the event waits for the device's street address from the state store.
+ADDRESS_LOOKUP_TIMEOUT = 2.0
+
+
+async def emit_call(
+    events: EventSink,
+    lookup: Callable[[str], Awaitable[StoredBinding | None]] | None,
+    **facts: Any,
+) -> None:
+    """Emit the call's event once the answer is sent, with the device's street address from
+    the state store when the answer came from memory (which keeps none)."""
+    binding: StoredBinding | None = facts.get("binding")
+    if binding is not None and binding.address is None and lookup is not None:
+        with contextlib.suppress(Exception):  # the event goes out without the street
+            async with asyncio.timeout(ADDRESS_LOOKUP_TIMEOUT):
+                stored = await lookup(binding.aeui)
+            if stored is not None and stored.location_id == binding.location_id:
+                facts["binding"] = dataclasses.replace(binding, address=stored.address)
+    events.emit(call_event(**facts))
