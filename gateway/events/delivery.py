@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ class DeliveryWorker:
         self.poll = poll
         self.batch = batch
         self._send_email = send_email
+        self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         #: Set when new events are written: deliver them now rather than at the next poll.
         self.wake = asyncio.Event()
@@ -86,8 +88,9 @@ class DeliveryWorker:
 
     @property
     def lease(self) -> float:
-        """Long enough for every attempt of one batch (they run ``concurrency`` at a time)."""
-        return 2 * self.timeout + 30.0
+        """Long enough for every attempt of one batch (they run ``concurrency`` at a time);
+        a killed replica's claims come back to the others after it."""
+        return math.ceil(self.batch / self._concurrency) * self.timeout * 3 + 5.0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="event-delivery")
