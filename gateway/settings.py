@@ -95,6 +95,9 @@ def _events(c: Config, d: Settings) -> dict[str, Any]:
         "smtp_password": Secret(password) if password else None,
         "smtp_from": opt("GATEWAY_SMTP_FROM") or d.smtp_from,
         "notify_emails": emails,
+        "webhook_allowed_hosts": tuple(
+            h.lower() for h in _csv(c("GATEWAY_WEBHOOK_ALLOWED_HOSTS", cast=str, default=""))
+        ),
         "event_delivery_timeout": number(
             "GATEWAY_EVENT_DELIVERY_TIMEOUT", d.event_delivery_timeout
         ),
@@ -286,6 +289,9 @@ class Settings:
     smtp_from: str = "dlr-gateway@localhost"
     #: Who is emailed when 911 (or 933) is dialled.
     notify_emails: tuple[str, ...] = ()
+    #: Hosts webhooks may be sent to (empty: any). Checked when a subscription is made and
+    #: at every delivery.
+    webhook_allowed_hosts: tuple[str, ...] = ()
     #: Seconds one delivery attempt (a webhook POST, an email) may take.
     event_delivery_timeout: float = 10.0
     #: Seconds a delivery is retried for, from its event, before it counts as failed.

@@ -7,6 +7,7 @@ for a day, so receivers can switch without missing an event.
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -19,8 +20,7 @@ from starlette.routing import Route
 from gateway.api.auth import require_admin
 from gateway.api.context import services
 from gateway.api.problems import FieldProblem, Problem
-from gateway.api.schemas import read_json, require_object
-from gateway.events.delivery import WEBHOOK_SCHEMES
+from gateway.api.schemas import check_string, read_json, require_object
 from gateway.events.model import EVENT_TYPES, iso
 from gateway.events.service import SECRET_OVERLAP, Events
 from gateway.events.signing import new_secret
@@ -29,6 +29,7 @@ from gateway.store.outbox import Webhook
 
 MAX_URL = 2048
 MAX_DESCRIPTION = 500
+MAX_TYPES = 20
 _ID_LENGTH = 43  # "wh_" + 40 hex digits at most (the column holds 40)
 
 
@@ -60,26 +61,26 @@ def webhook_json(hook: Webhook) -> dict[str, Any]:
     return body
 
 
-def _url(value: Any, errors: list[FieldProblem]) -> str | None:
-    if not isinstance(value, str) or not value or len(value) > MAX_URL:
+#: The URLs a subscription may have: http(s), a host name or IPv4 address, an optional
+#: port (0-65535), an optional path of printable ASCII (no credentials, no spaces).
+_PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+URL_PATTERN = f"^https?://[A-Za-z0-9._~-]+(:{_PORT})?(/[!-~]*)?$"
+_URL = re.compile(URL_PATTERN)
+
+
+def _url(value: Any, allowed_hosts: tuple[str, ...], errors: list[FieldProblem]) -> str | None:
+    if not isinstance(value, str) or len(value) > MAX_URL or not _URL.fullmatch(value):
         errors.append(
-            FieldProblem("url", f"must be an http(s) URL of at most {MAX_URL} characters")
+            FieldProblem("url", f"must be an http(s) URL without credentials, at most {MAX_URL}")
         )
         return None
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme.lower() not in WEBHOOK_SCHEMES or not parts.hostname:
-        errors.append(FieldProblem("url", "must be an absolute http or https URL"))
-        return None
-    if parts.username is not None or parts.password is not None:
-        errors.append(FieldProblem("url", "must not carry credentials (deliveries are signed)"))
-        return None
-    if any(ord(ch) < 33 or ord(ch) == 127 for ch in value):
-        errors.append(FieldProblem("url", "must not contain spaces or control characters"))
-        return None
+    host = (urlsplit(value).hostname or "").lower()
+    if allowed_hosts and host not in allowed_hosts:
+        raise Problem(
+            403,
+            "Webhooks may only be sent to the hosts in GATEWAY_WEBHOOK_ALLOWED_HOSTS.",
+            kind="webhook-host-not-allowed",
+        )
     return value
 
 
@@ -87,6 +88,7 @@ def _types(value: Any, errors: list[FieldProblem]) -> list[str] | None:
     if (
         not isinstance(value, list)
         or not value
+        or len(value) > MAX_TYPES
         or not all(isinstance(v, str) and v in EVENT_TYPES for v in value)
     ):
         errors.append(
@@ -94,14 +96,6 @@ def _types(value: Any, errors: list[FieldProblem]) -> list[str] | None:
         )
         return None
     return list(value)
-
-
-def _description(value: Any, errors: list[FieldProblem]) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
-        errors.append(FieldProblem("description", f"must be text of at most {MAX_DESCRIPTION}"))
-    return value if isinstance(value, str) else None
 
 
 _FIELDS = {"url", "eventTypes", "description", "enabled"}
@@ -112,12 +106,17 @@ async def _body(request: Request, *, partial: bool) -> dict[str, Any]:
     errors = [FieldProblem(k, "unknown field") for k in data if k not in _FIELDS]
     found: dict[str, Any] = {}
     if "url" in data or not partial:
-        found["url"] = _url(data.get("url"), errors)
+        allowed = services(request).settings.webhook_allowed_hosts
+        found["url"] = _url(data.get("url"), allowed, errors)
     if "eventTypes" in data or not partial:
         found["event_types"] = _types(data.get("eventTypes"), errors)
-    if "description" in data:
-        found["description"] = _description(data["description"], errors)
-    if "enabled" in data:
+    if data.get("description") is not None:
+        found["description"], problem = check_string(
+            data["description"], "description", MAX_DESCRIPTION
+        )
+        if problem is not None:
+            errors.append(FieldProblem("description", problem))
+    if data.get("enabled") is not None:
         if isinstance(data["enabled"], bool):
             found["enabled"] = data["enabled"]
         else:

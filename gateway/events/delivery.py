@@ -63,6 +63,7 @@ class DeliveryWorker:
         *,
         http: httpx.AsyncClient,
         smtp: email.SmtpConfig | None = None,
+        allowed_hosts: tuple[str, ...] = (),
         backoff: Backoff | None = None,
         timeout: float = 10.0,
         poll: float = 1.0,
@@ -75,6 +76,7 @@ class DeliveryWorker:
         self.owner = owner
         self.http = http
         self.smtp = smtp
+        self.allowed_hosts = allowed_hosts
         self.backoff = backoff or Backoff()
         self.timeout = timeout
         self.poll = poll
@@ -178,8 +180,11 @@ class DeliveryWorker:
             raise AttemptFailed("the subscription no longer exists")
         if not hook.enabled:
             raise AttemptFailed("the subscription is disabled")
-        if urlsplit(hook.url).scheme.lower() not in WEBHOOK_SCHEMES:
+        url = urlsplit(hook.url)
+        if url.scheme.lower() not in WEBHOOK_SCHEMES:
             raise AttemptFailed("the URL's scheme is not http(s)")
+        if self.allowed_hosts and (url.hostname or "").lower() not in self.allowed_hosts:
+            raise AttemptFailed("the URL's host is not in GATEWAY_WEBHOOK_ALLOWED_HOSTS")
         now = datetime.now(UTC)
         headers = signed_headers(event_id, body, hook.secrets(now.timestamp()), now)
         headers["content-type"] = "application/json"

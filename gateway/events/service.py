@@ -66,6 +66,7 @@ class Events:
             owner,
             http=http,
             smtp=smtp,
+            allowed_hosts=settings.webhook_allowed_hosts,
             backoff=Backoff(settings.event_retry_base, settings.event_retry_max),
             timeout=settings.event_delivery_timeout,
         )

@@ -237,3 +237,19 @@ def test_events_page_by_cursor_and_a_failed_delivery_is_retried() -> None:
             assert (await gw.http.get("/v1/events", params={"type": "x"})).status_code == 422
 
     asyncio.run(main())
+
+
+def test_hosts_outside_the_allow_list_are_refused() -> None:
+    async def main() -> None:
+        settings = _settings(webhook_allowed_hosts=("127.0.0.1",))
+        async with gateway(settings) as gw:
+            body = {"url": "https://hooks.example.org/x", "eventTypes": TYPES}
+            refused = await gw.http.post("/v1/webhooks", json=body)
+            assert refused.status_code == 403
+            assert refused.json()["type"] == "/problems/webhook-host-not-allowed"
+            ok = await gw.http.post(
+                "/v1/webhooks", json={"url": "http://127.0.0.1:9/x", "eventTypes": TYPES}
+            )
+            assert ok.status_code == 201
+
+    asyncio.run(main())
