@@ -16,12 +16,15 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the patterns are
 
 from gateway.api.admin import EMAIL_PATTERN  # noqa: E402
 from gateway.api.devices import OBSERVED_AT_PATTERN  # noqa: E402
+from gateway.api.events import CURSOR_PATTERN  # noqa: E402
 from gateway.api.schemas import ID_PATTERN as ID_RE  # noqa: E402
 from gateway.api.schemas import LOCATION_ID_PATTERN as LOCATION_ID_RE  # noqa: E402
+from gateway.api.webhooks import MAX_DESCRIPTION, MAX_TYPES, MAX_URL, URL_PATTERN  # noqa: E402
 from gateway.dlr.address import CALLER_NAME_PATTERN  # noqa: E402
 from gateway.dlr.identity import AEUI_PATTERN  # noqa: E402
 from gateway.dlr.numbers import CALLBACK_NUMBER_PATTERN  # noqa: E402
 from gateway.dlr.patterns import END, TEXT_PATTERN  # noqa: E402
+from gateway.events.model import EVENT_TYPES  # noqa: E402
 
 OUT = ROOT / "gateway" / "openapi.json"
 
@@ -1054,6 +1057,242 @@ def with_number_ownership(ops: dict[str, Any]) -> None:
         }
 
 
+EVENT_TYPE = {"type": "string", "enum": list(EVENT_TYPES)}
+WEBHOOK_FIELDS: dict[str, Any] = {
+    "url": {
+        "type": "string",
+        "maxLength": MAX_URL,
+        "pattern": URL_PATTERN,
+        "description": "Where deliveries are POSTed (http or https; no credentials).",
+    },
+    "eventTypes": {
+        "type": "array",
+        "items": EVENT_TYPE,
+        "minItems": 1,
+        "maxItems": MAX_TYPES,
+        "description": "The event types delivered to it.",
+    },
+    "description": text(MAX_DESCRIPTION),
+    "enabled": {"type": "boolean", "description": "false: nothing is sent to it."},
+}
+WEBHOOK = {
+    "type": "object",
+    "description": "An event subscription. Its secret is shown only when made or rotated.",
+    "required": ["id", "url", "eventTypes", "enabled", "createdAt", "updatedAt"],
+    "properties": {
+        "id": {"type": "string"},
+        **WEBHOOK_FIELDS,
+        "createdAt": {"type": "string", "format": "date-time"},
+        "updatedAt": {"type": "string", "format": "date-time"},
+    },
+    "additionalProperties": False,
+}
+WEBHOOK_SECRET = {
+    "type": "object",
+    "description": "The subscription and its signing secret (`whsec_…`): keep it, it is "
+    "not shown again.",
+    "required": [*WEBHOOK["required"], "secret"],
+    "properties": {
+        **WEBHOOK["properties"],
+        "secret": {"type": "string", "pattern": "^whsec_"},
+        "previousSecretValidUntil": {
+            "type": "string",
+            "format": "date-time",
+            "description": "After a rotation: until when the old secret also signs.",
+        },
+    },
+    "additionalProperties": False,
+}
+WEBHOOK_WRITE = {
+    "type": "object",
+    "required": ["url", "eventTypes"],
+    "properties": WEBHOOK_FIELDS,
+    "additionalProperties": False,
+}
+WEBHOOK_PATCH = writable(
+    {"type": "object", "properties": WEBHOOK_FIELDS, "additionalProperties": False}
+)
+DELIVERY = {
+    "type": "object",
+    "required": ["target", "channel", "state", "attempts"],
+    "properties": {
+        "target": {"type": "string", "description": "A subscription's id, or `email`."},
+        "channel": {"type": "string", "enum": ["webhook", "email"]},
+        "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+        "attempts": {"type": "integer", "minimum": 0},
+        "nextAttemptAt": nullable({"type": "string", "format": "date-time"}),
+        "expiresAt": nullable({"type": "string", "format": "date-time"}),
+        "lastStatus": nullable({"type": "integer"}),
+        "lastError": nullable({"type": "string"}),
+        "deliveredAt": nullable({"type": "string", "format": "date-time"}),
+    },
+}
+EVENT = {
+    "type": "object",
+    "description": "An event as delivered (`id`, `type`, `timestamp`, `data`; see the "
+    "README for each type's `data`), with its deliveries.",
+    "required": ["id", "type", "timestamp", "data", "deliveries"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": EVENT_TYPE,
+        "timestamp": {"type": "string", "format": "date-time"},
+        "data": {"type": "object"},
+        "deliveries": {"type": "array", "items": DELIVERY},
+    },
+}
+EVENT_PAGE = {
+    "type": "object",
+    "required": ["events", "next"],
+    "properties": {
+        "events": {"type": "array", "items": EVENT},
+        "next": nullable({"type": "string", "description": "The `cursor` of the next page."}),
+    },
+}
+#: The events routes take an admin key; a valid device token is known but refused (403).
+EVENTS_AUTH = {
+    "401": problem("Missing or invalid credentials."),
+    "403": problem("A device token: these routes take an admin key."),
+    "503": problem("No state store (GATEWAY_DATABASE_URL=none): no events."),
+}
+
+
+def event_paths() -> dict[str, Any]:
+    hook_id = path_param("webhookId", "The subscription's id.")
+    one = {
+        **EVENTS_AUTH,
+        "404": problem("There is no subscription with that id."),
+    }
+    host = {"403": problem("A device token, or a host outside GATEWAY_WEBHOOK_ALLOWED_HOSTS.")}
+    return {
+        "/v1/webhooks": {
+            "get": operation(
+                "listWebhooks",
+                "Every event subscription (without secrets)",
+                "Events",
+                {
+                    "200": json_body(
+                        {
+                            "type": "object",
+                            "required": ["webhooks"],
+                            "properties": {"webhooks": {"type": "array", "items": ref("Webhook")}},
+                        },
+                        "The subscriptions.",
+                    ),
+                    **EVENTS_AUTH,
+                },
+            ),
+            "post": operation(
+                "createWebhook",
+                "Subscribe a URL to event types; answers its signing secret, once",
+                "Events",
+                {
+                    "201": json_body(ref("WebhookWithSecret"), "The subscription and secret."),
+                    **EVENTS_AUTH,
+                    **host,
+                    **body_errors(),
+                },
+                body=ref("WebhookWrite"),
+            ),
+        },
+        "/v1/webhooks/{webhookId}": {
+            "get": operation(
+                "getWebhook",
+                "One subscription (without its secret)",
+                "Events",
+                {"200": json_body(ref("Webhook"), "The subscription."), **one},
+                params=[hook_id],
+            ),
+            "patch": operation(
+                "updateWebhook",
+                "Change a subscription's URL, event types, description or enabled flag",
+                "Events",
+                {
+                    "200": json_body(ref("Webhook"), "The subscription."),
+                    **one,
+                    **host,
+                    **body_errors(),
+                },
+                params=[hook_id],
+                body=ref("WebhookUpdate"),
+            ),
+            "delete": operation(
+                "deleteWebhook",
+                "Remove a subscription; its pending deliveries fail",
+                "Events",
+                {"204": {"description": "Removed."}, **one},
+                params=[hook_id],
+            ),
+        },
+        "/v1/webhooks/{webhookId}/secret": {
+            "post": operation(
+                "rotateWebhookSecret",
+                "A new signing secret (answered once); the old one also signs for a day",
+                "Events",
+                {"200": json_body(ref("WebhookWithSecret"), "The new secret."), **one},
+                params=[hook_id],
+            )
+        },
+        "/v1/events": {
+            "get": operation(
+                "listEvents",
+                "Recent events, newest first, with their delivery state",
+                "Events",
+                {
+                    "200": json_body(ref("EventPage"), "A page of events."),
+                    **EVENTS_AUTH,
+                    "422": problem("The query is not valid."),
+                },
+                params=[
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "Events per page (1 to 200; 50 when left out).",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "required": False,
+                        "description": "The `next` of the previous page.",
+                        "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+                    },
+                    {
+                        "name": "type",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only events of this type.",
+                        "schema": EVENT_TYPE,
+                    },
+                ],
+            )
+        },
+        "/v1/events/{eventId}/retry": {
+            "post": operation(
+                "retryEvent",
+                "Retry an event's failed deliveries (for another delivery period)",
+                "Events",
+                {
+                    "202": json_body(
+                        {
+                            "type": "object",
+                            "required": ["id", "retried"],
+                            "properties": {
+                                "id": {"type": "string"},
+                                "retried": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                        "How many failed deliveries are pending again.",
+                    ),
+                    **EVENTS_AUTH,
+                    "404": problem("There is no event with that id."),
+                },
+                params=[path_param("eventId", "The event's id.")],
+            )
+        },
+    }
+
+
 def paths() -> dict[str, Any]:
     ops: dict[str, Any] = {
         "/healthz": {
@@ -1157,6 +1396,7 @@ def paths() -> dict[str, Any]:
         ),
     }
     ops |= number_paths()
+    ops |= event_paths()
     return ops
 
 
@@ -1223,6 +1463,11 @@ def document() -> dict[str, Any]:
                 "CallbackNumber": NUMBER,
                 "CallbackNumberWrite": NUMBER_WRITE,
                 "EmergencyLocation": EMERGENCY_LOCATION,
+                "Webhook": WEBHOOK,
+                "WebhookWithSecret": WEBHOOK_SECRET,
+                "WebhookWrite": WEBHOOK_WRITE,
+                "WebhookUpdate": WEBHOOK_PATCH,
+                "EventPage": EVENT_PAGE,
             },
         },
     }

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from gateway.api.admin import _resource as resource
 from gateway.api.problems import FieldProblem, Problem
 from gateway.api.webhooks import admin_events
 from gateway.events.model import EVENT_TYPES, iso
@@ -18,7 +19,9 @@ from gateway.store.outbox import EMAIL_TARGET, Delivery, StoredEvent
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-_MAX_CURSOR = 120
+#: A page's ``next``: the last event's creation (microseconds) and id.
+CURSOR_PATTERN = "^[0-9]{1,20}~[A-Za-z0-9_]{1,64}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 def _at(seconds: float | None) -> str | None:
@@ -50,18 +53,18 @@ def _cursor(event: StoredEvent) -> str:
 
 
 def _parse_cursor(value: str) -> tuple[float, str]:
-    at, sep, event_id = value.partition("~")
-    if len(value) > _MAX_CURSOR or not sep or not at.isdigit() or not event_id:
+    if not _CURSOR.fullmatch(value):
         raise Problem(
             422, "The cursor is not valid.", errors=[FieldProblem("cursor", "use `next`")]
         )
+    at, _, event_id = value.partition("~")
     return int(at) / 1_000_000, event_id
 
 
 def _limit(value: str | None) -> int:
     if value is None:
         return DEFAULT_LIMIT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+    if not re.fullmatch("[0-9]{1,4}", value) or not 1 <= int(value) <= MAX_LIMIT:
         raise Problem(
             422,
             "The limit is not valid.",
@@ -83,7 +86,7 @@ async def list_events(request: Request) -> Response:
             errors=[FieldProblem("type", f"must be one of: {', '.join(EVENT_TYPES)}")],
         )
     page = await events.outbox.page(
-        limit=limit, before=_parse_cursor(cursor) if cursor else None, type=kind
+        limit=limit, before=None if cursor is None else _parse_cursor(cursor), type=kind
     )
     body: dict[str, Any] = {"events": [_event_json(e, d) for e, d in page]}
     body["next"] = _cursor(page[-1][0]) if len(page) == limit else None
@@ -92,7 +95,7 @@ async def list_events(request: Request) -> Response:
 
 async def retry(request: Request) -> Response:
     events = admin_events(request)
-    event_id = str(request.path_params["id"])
+    event_id = str(request.path_params["event_id"])
     if len(event_id) > 64 or await events.outbox.event(event_id) is None:
         raise Problem(404, "There is no event with that ID.")
     count = await events.outbox.retry(event_id)
@@ -102,6 +105,6 @@ async def retry(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/events", list_events, methods=["GET"]),
-    Route("/v1/events/{id}/retry", retry, methods=["POST"]),
+    resource("/v1/events", get=list_events),
+    resource("/v1/events/{event_id}/retry", post=retry),
 ]

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from gateway.api.admin import _resource as resource
 from gateway.api.auth import require_admin
 from gateway.api.context import services
 from gateway.api.problems import FieldProblem, Problem
@@ -127,7 +127,7 @@ async def _body(request: Request, *, partial: bool) -> dict[str, Any]:
 
 
 async def _hook(events: Events, request: Request) -> Webhook:
-    hook_id = str(request.path_params["id"])
+    hook_id = str(request.path_params["webhook_id"])
     hook = await events.outbox.webhook(hook_id) if len(hook_id) <= _ID_LENGTH else None
     if hook is None:
         raise Problem(404, "There is no subscription with that ID.")
@@ -197,10 +197,7 @@ async def rotate(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/webhooks", create, methods=["POST"]),
-    Route("/v1/webhooks", list_all, methods=["GET"]),
-    Route("/v1/webhooks/{id}", show, methods=["GET"]),
-    Route("/v1/webhooks/{id}", update, methods=["PATCH"]),
-    Route("/v1/webhooks/{id}", delete, methods=["DELETE"]),
-    Route("/v1/webhooks/{id}/secret", rotate, methods=["POST"]),
+    resource("/v1/webhooks", get=list_all, post=create),
+    resource("/v1/webhooks/{webhook_id}", get=show, patch=update, delete=delete),
+    resource("/v1/webhooks/{webhook_id}/secret", post=rotate),
 ]
