@@ -267,7 +267,6 @@ class EmergencyQuery:
             single_writer=store is not None and is_sqlite_store(store),
         )
         self.recorder = QueryRecorder(store, metrics) if store is not None else None
-        self.store = store
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def start(self) -> None:
@@ -389,7 +388,6 @@ async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple
         response.background = BackgroundTask(
             emit_call,
             q.events,
-            q.store.get if q.store is not None else None,
             queried_at=now,
             callback_number=query["from"],
             called_number=called,
@@ -436,7 +434,6 @@ def _unknown(q: EmergencyQuery, query: dict[str, Any], credential: str) -> tuple
         response.background = BackgroundTask(
             emit_call,
             q.events,
-            q.store.get if q.store is not None else None,
             queried_at=datetime.fromisoformat(query["queriedAt"]),
             callback_number=query["from"],
             called_number=query["to"],

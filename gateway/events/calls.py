@@ -3,16 +3,13 @@ answered, built after the answer has gone."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from gateway.dlr.callers import answer_radius, has_dispatchable_coordinates
 from gateway.events.model import EMERGENCY_CALL, TEST_CALL, Event, EventSink, address_text, iso
 from gateway.store.base import StoredBinding
+from gateway.store.outbox import OutboxStore
 
 #: The called numbers of a test call (933 checks the caller's registered address).
 TEST_NUMBERS = frozenset({"933", "1933"})
@@ -75,22 +72,30 @@ def call_event(
     )
 
 
-#: The longest the event waits for the device's street address from the state store.
-ADDRESS_LOOKUP_TIMEOUT = 2.0
+async def with_addresses(outbox: OutboxStore, batch: list[Event]) -> None:
+    """Give call events answered from memory (which keeps no street address) the device's
+    address, read for the whole batch at once, before they are written."""
+    wanting = {
+        e.data["device"]["aeui"]: e
+        for e in batch
+        if e.type in (EMERGENCY_CALL, TEST_CALL)
+        and e.data.get("device")
+        and e.data.get("location")
+        and e.data["location"].get("address") is None
+    }
+    if not wanting:
+        return
+    found = await outbox.addresses(wanting)
+    for e in batch:
+        device, location = e.data.get("device"), e.data.get("location")
+        if not device or not location or location.get("address") is not None:
+            continue
+        location_id, address = found.get(device["aeui"], (None, None))
+        if location_id == location["locationId"] and address is not None:
+            location["address"] = address
+            location["addressText"] = address_text(address)
 
 
-async def emit_call(
-    events: EventSink,
-    lookup: Callable[[str], Awaitable[StoredBinding | None]] | None,
-    **facts: Any,
-) -> None:
-    """Emit the call's event once the answer is sent, with the device's street address from
-    the state store when the answer came from memory (which keeps none)."""
-    binding: StoredBinding | None = facts.get("binding")
-    if binding is not None and binding.address is None and lookup is not None:
-        with contextlib.suppress(Exception):  # the event goes out without the street
-            async with asyncio.timeout(ADDRESS_LOOKUP_TIMEOUT):
-                stored = await lookup(binding.aeui)
-            if stored is not None and stored.location_id == binding.location_id:
-                facts["binding"] = dataclasses.replace(binding, address=stored.address)
+async def emit_call(events: EventSink, **facts: Any) -> None:
+    """Emit the call's event (a background task once the answer is sent)."""
     events.emit(call_event(**facts))

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,10 +29,12 @@ from gateway import __version__
 from gateway.events import email
 from gateway.events.signing import signed_headers
 from gateway.metrics import Metrics
-from gateway.store.outbox import EMAIL_TARGET, Claimed, OutboxStore, Webhook
+from gateway.store.outbox import EMAIL_TARGET, Claimed, OutboxStore, Outcome, Webhook
 
 log = logging.getLogger("gateway.events")
 
+#: Seconds between two updates of the outbox gauges (a count over the pending deliveries).
+GAUGE_INTERVAL = 5.0
 #: Schemes a webhook URL may have.
 WEBHOOK_SCHEMES = ("https", "http")
 
@@ -87,6 +90,7 @@ class DeliveryWorker:
         #: Set when new events are written: deliver them now rather than at the next poll.
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._gauged_at = -GAUGE_INTERVAL
 
     @property
     def lease(self) -> float:
@@ -124,22 +128,32 @@ class DeliveryWorker:
             return 0
         hooks = {h.id: h for h in await self.outbox.list_webhooks()}
         async with asyncio.TaskGroup() as group:
-            for item in claimed:
+            tasks = [
                 group.create_task(self._attempt(item, hooks.get(item.delivery.target)))
+                for item in claimed
+            ]
+        outcomes = [task.result() for task in tasks]
+        # One transaction for the batch's outcomes.
+        states = await self.outbox.finish(self.owner, outcomes)
+        for item, outcome, state in zip(claimed, outcomes, states, strict=True):
+            self._count(item, outcome, state)
         return len(claimed)
 
     async def _gauge(self) -> None:
+        now = time.monotonic()
+        if now - self._gauged_at < GAUGE_INTERVAL:
+            return
+        self._gauged_at = now
         depth, oldest = await self.outbox.backlog()
         self.metrics.outbox_depth.set(depth)
         self.metrics.outbox_oldest_age.set(oldest or 0.0)
 
-    async def _attempt(self, item: Claimed, hook: Webhook | None) -> None:
+    async def _attempt(self, item: Claimed, hook: Webhook | None) -> Outcome:
         delivery, event = item.delivery, item.event
-        channel = "email" if delivery.target == EMAIL_TARGET else "webhook"
         status: int | None = None
         async with self._slots:
             try:
-                if channel == "email":
+                if delivery.target == EMAIL_TARGET:
                     await self._email(event.body)
                 else:
                     status = await self._post(hook, event.id, event.body)
@@ -148,26 +162,29 @@ class DeliveryWorker:
                 if isinstance(exc, AttemptFailed):
                     status = exc.status
                 retry_in = self.backoff.delay(delivery.attempts)
-                state = await self.outbox.attempt_failed(
-                    delivery, self.owner, retry_in=retry_in, status=status, error=reason
-                )
-                outcome = "retry" if state == "pending" else "failed"
-                self.metrics.event_deliveries.labels(event.type, channel, outcome).inc()
-                log.log(
-                    logging.ERROR if outcome == "failed" else logging.INFO,
-                    "event delivery attempt failed",
-                    extra={
-                        "event_id": event.id,
-                        "event_type": event.type,
-                        "target": delivery.target,
-                        "attempt": delivery.attempts + 1,
-                        "reason": reason,
-                        "outcome": outcome,
-                    },
-                )
-                return
-            await self.outbox.delivered(delivery.id, self.owner, status)
-            self.metrics.event_deliveries.labels(event.type, channel, "delivered").inc()
+                return Outcome(delivery, status, reason, retry_in)
+        return Outcome(delivery, status)
+
+    def _count(self, item: Claimed, outcome: Outcome, state: str) -> None:
+        delivery, event = item.delivery, item.event
+        channel = "email" if delivery.target == EMAIL_TARGET else "webhook"
+        result = {"delivered": "delivered", "pending": "retry"}.get(state, "failed")
+        if state == "lost":
+            result = "delivered" if outcome.error is None else "retry"
+        self.metrics.event_deliveries.labels(event.type, channel, result).inc()
+        if outcome.error is not None:
+            log.log(
+                logging.ERROR if result == "failed" else logging.INFO,
+                "event delivery attempt failed",
+                extra={
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "target": delivery.target,
+                    "attempt": delivery.attempts + 1,
+                    "reason": outcome.error,
+                    "outcome": result,
+                },
+            )
 
     async def _email(self, body: str) -> None:
         if self.smtp is None:

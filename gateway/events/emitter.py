@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from gateway.events.model import EMAIL_TYPES, Event
 from gateway.metrics import Metrics
@@ -42,12 +43,15 @@ class Emitter:
         email: bool = False,
         maxsize: int = QUEUE_SIZE,
         retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0),
+        prepare: Callable[[list[Event]], Awaitable[None]] | None = None,
     ) -> None:
         self.outbox = outbox
         self.metrics = metrics
         #: Whether emergency and test calls are also emailed (recipients configured).
         self.email = email
         self.retry_delays = retry_delays
+        #: Completes a batch of events in place before it is written (one read for all).
+        self.prepare = prepare
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self._task: asyncio.Task[None] | None = None
         self._dropped_logged_at = -1e9
@@ -88,9 +92,13 @@ class Emitter:
                     self._queue.task_done()
 
     async def _write(self, batch: list[Event]) -> None:
-        new = [as_new(e) for e in batch]
+        new: list[NewEvent] | None = None
         for delay in (*self.retry_delays, None):
             try:
+                if new is None:
+                    if self.prepare is not None:
+                        await self.prepare(batch)
+                    new = [as_new(e) for e in batch]
                 await self.outbox.add_events(new, email=self.email)
             except Exception as exc:
                 if delay is None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from dataclasses import dataclass, field
 
 import httpx
 
+from gateway.events.calls import with_addresses
 from gateway.events.delivery import Backoff, DeliveryWorker, webhook_client
 from gateway.events.email import SmtpConfig
 from gateway.events.emitter import Emitter
@@ -58,7 +60,12 @@ class Events:
     ) -> Events:
         outbox = OutboxStore.of(store, max_age=settings.event_delivery_max_age)
         smtp = smtp_config(settings)
-        emitter = Emitter(outbox, metrics, email=smtp is not None)
+        emitter = Emitter(
+            outbox,
+            metrics,
+            email=smtp is not None,
+            prepare=functools.partial(with_addresses, outbox),
+        )
         http = http or webhook_client(settings.event_delivery_timeout)
         worker = DeliveryWorker(
             outbox,

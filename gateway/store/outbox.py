@@ -145,6 +145,16 @@ class Claimed:
 
 
 @dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt's result: ``error`` is None when it was delivered."""
+
+    delivery: Delivery
+    status: int | None
+    error: str | None = None
+    retry_in: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class NewEvent:
     id: str
     type: str
@@ -318,7 +328,6 @@ class OutboxStore:
         if not new:
             return []
         now = self.clock()
-        written: list[str] = []
         async with self._unit() as connection:
             hooks = [
                 _webhook(row)
@@ -326,38 +335,46 @@ class OutboxStore:
                     webhooks.select().where(webhooks.c.enabled.is_(True))
                 )
             ]
-            for event in new:
-                inserted = await connection.execute(
-                    self._insert(events)
-                    .values(
-                        id=event.id,
-                        type=event.type,
-                        body=event.body,
-                        created_at=_us(event.created_at),
-                    )
-                    .on_conflict_do_nothing(index_elements=[events.c.id])
-                )
-                if not inserted.rowcount:
-                    continue
-                written.append(event.id)
-                targets = [h.id for h in hooks if event.type in h.event_types]
-                if email and event.email:
-                    targets.append(EMAIL_TARGET)
-                if targets:
+            # One statement for the batch; RETURNING names the ids not already written.
+            written = list(
+                (
                     await connection.execute(
-                        deliveries.insert(),
-                        [
-                            {
-                                "event_id": event.id,
-                                "target": target,
-                                "state": "pending",
-                                "attempts": 0,
-                                "next_at": _us(now),
-                                "expires_at": _us(event.created_at + self.max_age),
-                            }
-                            for target in targets
-                        ],
+                        self._insert(events)
+                        .values(
+                            [
+                                {
+                                    "id": e.id,
+                                    "type": e.type,
+                                    "body": e.body,
+                                    "created_at": _us(e.created_at),
+                                }
+                                for e in {e.id: e for e in new}.values()
+                            ]
+                        )
+                        .on_conflict_do_nothing(index_elements=[events.c.id])
+                        .returning(events.c.id)
                     )
+                ).scalars()
+            )
+            fresh = set(written)
+            rows = [
+                {
+                    "event_id": event.id,
+                    "target": target,
+                    "state": "pending",
+                    "attempts": 0,
+                    "next_at": _us(now),
+                    "expires_at": _us(event.created_at + self.max_age),
+                }
+                for event in new
+                if event.id in fresh
+                for target in [
+                    *(h.id for h in hooks if event.type in h.event_types),
+                    *([EMAIL_TARGET] if email and event.email else []),
+                ]
+            ]
+            if rows:
+                await connection.execute(deliveries.insert(), rows)
         return written
 
     async def claim(self, owner: str, *, lease: float, limit: int = 20) -> list[Claimed]:
@@ -395,47 +412,49 @@ class OutboxStore:
         claimed = [Claimed(_delivery(row), found[row.event_id]) for row in rows]
         return sorted(claimed, key=lambda c: (c.event.created_at, c.delivery.id))
 
-    async def delivered(self, delivery_id: int, owner: str, status: int | None) -> bool:
-        """Done; false when the lease was lost meanwhile (another replica may send it too,
-        as at-least-once allows)."""
-        now = _us(self.clock())
+    async def finish(self, owner: str, outcomes: Sequence[Outcome]) -> list[str]:
+        """Record a batch of attempts in one transaction: delivered, or the next attempt in
+        ``retry_in`` seconds, or failed past the delivery's expiry. An attempt whose lease was
+        lost meanwhile is not recorded (another replica has it: at least once). Returns each
+        delivery's new state (``lost`` for those)."""
+        now = self.clock()
+        states: list[str] = []
         async with self._unit() as connection:
-            done = await connection.execute(
-                deliveries.update()
-                .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner == owner)
-                .values(
-                    state="delivered",
-                    delivered_at=now,
-                    attempts=deliveries.c.attempts + 1,
-                    last_status=status,
-                    last_error=None,
-                    lease_owner=None,
-                    lease_until=None,
+            for outcome in outcomes:
+                delivery = outcome.delivery
+                values: dict[str, Any] = {
+                    "attempts": deliveries.c.attempts + 1,
+                    "last_status": outcome.status,
+                    "lease_owner": None,
+                    "lease_until": None,
+                }
+                if outcome.error is None:
+                    state = "delivered"
+                    values.update(state=state, delivered_at=_us(now), last_error=None)
+                else:
+                    due = now + outcome.retry_in
+                    state = "pending" if due <= delivery.expires_at else "failed"
+                    values.update(
+                        state=state, next_at=_us(due), last_error=outcome.error[:_MAX_ERROR]
+                    )
+                done = await connection.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id == delivery.id, deliveries.c.lease_owner == owner)
+                    .values(values)
                 )
-            )
-        return bool(done.rowcount)
+                states.append(state if done.rowcount else "lost")
+        return states
+
+    async def delivered(self, delivery: Delivery, owner: str, status: int | None) -> bool:
+        """One attempt that succeeded (``finish`` of one)."""
+        (state,) = await self.finish(owner, [Outcome(delivery, status)])
+        return state == "delivered"
 
     async def attempt_failed(
-        self, claimed: Delivery, owner: str, *, retry_in: float, status: int | None, error: str
+        self, delivery: Delivery, owner: str, *, retry_in: float, status: int | None, error: str
     ) -> str:
-        """Schedule the next attempt in ``retry_in`` seconds, or fail it past its expiry.
-        Returns the delivery's new state."""
-        now = self.clock()
-        state = "pending" if now + retry_in <= claimed.expires_at else "failed"
-        async with self._unit() as connection:
-            await connection.execute(
-                deliveries.update()
-                .where(deliveries.c.id == claimed.id, deliveries.c.lease_owner == owner)
-                .values(
-                    state=state,
-                    attempts=deliveries.c.attempts + 1,
-                    next_at=_us(now + retry_in),
-                    last_status=status,
-                    last_error=error[:_MAX_ERROR],
-                    lease_owner=None,
-                    lease_until=None,
-                )
-            )
+        """One attempt that failed (``finish`` of one); the delivery's new state."""
+        (state,) = await self.finish(owner, [Outcome(delivery, status, error, retry_in)])
         return state
 
     async def retry(self, event_id: str) -> int:
@@ -501,6 +520,23 @@ class OutboxStore:
             ).one()
         age = None if oldest is None else max(0.0, self.clock() - oldest / _US)
         return int(count), age
+
+    async def addresses(self, aeuis: Iterable[str]) -> dict[str, tuple[str, dict[str, Any] | None]]:
+        """Each device's (location id, street address), for the events of calls answered
+        from memory (which keeps no street address)."""
+        wanted = sorted(set(aeuis))
+        if not wanted:
+            return {}
+        async with self._unit() as connection:
+            rows = await connection.execute(
+                sa.select(devices.c.aeui, devices.c.location_id, devices.c.address).where(
+                    devices.c.aeui.in_(wanted)
+                )
+            )
+            return {
+                row.aeui: (row.location_id, json.loads(row.address) if row.address else None)
+                for row in rows
+            }
 
     # -- stale devices -------------------------------------------------------------------
 
