@@ -106,6 +106,14 @@ async def phase_emergency_query(bench: Bench) -> None:
             if receiver.received >= subscribed["answered_200"]:
                 break
             await asyncio.sleep(0.1)
+        received = receiver.received
+        # Unsubscribed again: the same load a third time says how much the figures move
+        # by themselves (the machine's noise) between two runs.
+        await bench.control.delete(
+            f"http://{host}/v1/webhooks/{answer.json()['id']}",
+            headers={"Authorization": f"Bearer {bench.stack.admin_key}"},
+        )
+        again = await _measure(bench, devices, picks, requests)
     finally:
         receiver.close()
 
@@ -121,8 +129,9 @@ async def phase_emergency_query(bench: Bench) -> None:
     bench.details["emergency_query_subscribed"] = {
         **subscribed,
         "figures": with_hook,
-        "webhook_deliveries_received": receiver.received,
+        "webhook_deliveries_received": received,
     }
+    bench.details["emergency_query_unsubscribed_again"] = again
 
 
 async def _measure(
