@@ -13,9 +13,19 @@ from starlette.datastructures import Secret
 
 from gateway.api.auth import DeviceTokens
 from gateway.events.service import Events
+from tests.api.test_coordinates import LOS_ANGELES, NEW_YORK
 from tests.api.test_emergency_query import PASSWORD, PATH, USER, fresh_report
+from tests.api.test_history_truth import REFUSING
 from tests.events.receiver import Receiver
-from tests.harness import JWT_SECRET, WHITE_HOUSE, Gateway, gateway, gateway_settings
+from tests.harness import (
+    EMPIRE_STATE,
+    JWT_SECRET,
+    WHITE_HOUSE,
+    Gateway,
+    gateway,
+    gateway_settings,
+    report,
+)
 
 TYPES = ["emergency_call", "test_call"]
 
@@ -251,5 +261,33 @@ def test_hosts_outside_the_allow_list_are_refused() -> None:
                 "/v1/webhooks", json={"url": "http://127.0.0.1:9/x", "eventTypes": TYPES}
             )
             assert ok.status_code == 201
+
+    asyncio.run(main())
+
+
+def test_a_refused_report_is_provisioning_failed_and_a_contradicting_fix_a_conflict() -> None:
+    async def main() -> None:
+        async with gateway(_settings()) as gw:
+            ok = await gw.report(report("steady", EMPIRE_STATE, 0, geo=NEW_YORK))
+            assert ok.status_code == 200
+            conflict = await gw.report(report("moved", EMPIRE_STATE, 0, geo=LOS_ANGELES))
+            assert conflict.status_code == 200
+            sim_app = gw.sim_app
+            await _written(gw)
+            events = (await gw.http.get("/v1/events")).json()["events"]
+            (found,) = [e for e in events if e["type"] == "location_conflict"]
+            assert found["data"]["aeui"] == "moved"
+            assert found["data"]["locationId"] == conflict.json()["locationId"]
+            assert found["data"]["distanceMeters"] > 3_000_000
+        async with gateway(_settings(), sim_app=sim_app, wrap=REFUSING) as gw:
+            refused = await gw.report(report("new", WHITE_HOUSE, 1))
+            assert refused.status_code == 422
+            await _written(gw)
+            events = (await gw.http.get("/v1/events")).json()["events"]
+            (failed,) = [e for e in events if e["type"] == "provisioning_failed"]
+            data = failed["data"]
+            assert data["aeui"] == "new" and data["outcomeUnknown"] is False
+            assert data["operation"] and "not ours" in data["reason"]
+            assert data["callbackNumber"] == report("new", WHITE_HOUSE, 1)["telephoneNumber"]
 
     asyncio.run(main())
