@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__
-from gateway.api import admin, devices, emergency, health, held
+from gateway.api import admin, devices, emergency, events, health, held, webhooks
 from gateway.api.auth import AdminKeys, DeviceTokens
 from gateway.api.context import Services
 from gateway.api.emergency import EmergencyQuery
@@ -39,12 +39,13 @@ from gateway.dlr.address import warm_up as warm_address_data
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.pipeline import Geocoder, Pipeline
 from gateway.dlr.reads import CarrierReads
+from gateway.events.service import Events
 from gateway.geocoding import build_geocoding
 from gateway.geocoding.offline import zip_index
 from gateway.metrics import Metrics
 from gateway.observability import RequestObservability
 from gateway.settings import NO_DATABASE, Settings
-from gateway.store import StateStore, default_url, is_embedded
+from gateway.store import SqlStateStore, StateStore, default_url, is_embedded
 
 log = logging.getLogger("gateway")
 
@@ -141,6 +142,14 @@ def create_app(
                     linger=settings.store_linger,
                 )
                 stack.push_async_callback(ledger.close)
+            # Events (webhooks, Kari's Law email) need the outbox in the state store.
+            owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+            outbox: Events | None = None
+            if isinstance(ledger, SqlStateStore):
+                outbox = Events.build(settings, ledger, metrics, owner)
+                outbox.start()
+                stack.push_async_callback(outbox.aclose)
+            app.state.events = outbox
             repairs = metrics.reconcile_repairs
             # Callback number -> freshest binding: the emergency query's fallback.
             callers = CallerIndex(settings.binding_cache_size)
@@ -164,10 +173,10 @@ def create_app(
                     burst=max(1, math.ceil(2 * settings.carrier_read_rate)),
                     maxsize=settings.binding_cache_size,
                 ),
+                events=None if outbox is None else outbox.emitter,
             )
             upstream.on_abandoned = pipeline.abandoned
             if ledger is not None and settings.reconcile_interval > 0:
-                owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
                 reconciler = asyncio.get_running_loop().create_task(
                     pipeline.reconcile_forever(
                         ledger,
@@ -207,7 +216,13 @@ def create_app(
             read_limiter = DeviceRateLimiter(
                 settings.report_rate_per_minute / 60.0, settings.report_burst
             )
-            emergency_query = EmergencyQuery(settings, metrics, callers, ledger)
+            emergency_query = EmergencyQuery(
+                settings,
+                metrics,
+                callers,
+                ledger,
+                events=None if outbox is None else outbox.emitter,
+            )
             emergency_query.start()
             stack.push_async_callback(emergency_query.aclose)
             app.state.emergency = emergency_query
@@ -230,6 +245,7 @@ def create_app(
     # Matched in order: the device routes first, the location reports (most requests) at
     # their head, so that the commonest request is matched at the first try.
     routes: list[BaseRoute] = [*devices.routes, *health.routes, *held.routes, *admin.routes]
+    routes += [*webhooks.routes, *events.routes]
     routes += emergency.routes(settings)
     if sandbox_app is not None:
         routes.append(Mount(SANDBOX_PREFIX, app=sandbox_app))

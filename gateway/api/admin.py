@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from gateway.api.auth import require_admin
 from gateway.api.context import Services, services
 from gateway.api.devices import history_page, number_owned, telephone
 from gateway.api.problems import Problem
+from gateway.api.routing import resource
 from gateway.api.schemas import (
     ID_PATTERN,
     LOCATION_ID_PATTERN,
@@ -445,38 +444,25 @@ async def number_history(request: Request) -> Response:
     return await history_page(request, s, number_key(number), {"telephoneNumber": number})
 
 
-def _resource(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
-    """One route per path for all its methods, so that a 405 lists them all in ``Allow``
-    (a route per method would answer ``Allow`` with the first route's methods only)."""
-    by_method = {method.upper(): handler for method, handler in handlers.items()}
-    if "GET" in by_method:
-        by_method["HEAD"] = by_method["GET"]
-
-    async def dispatch(request: Request) -> Response:
-        return await by_method[request.method](request)
-
-    return Route(path, dispatch, methods=list(handlers), name=path)
-
-
 routes = [
-    _resource("/v1/endpoints", get=list_endpoints, post=create_endpoint),
-    _resource(
+    resource("/v1/endpoints", get=list_endpoints, post=create_endpoint),
+    resource(
         "/v1/endpoints/{endpoint_id}",
         get=get_endpoint,
         put=update_endpoint,
         delete=delete_endpoint,
     ),
-    _resource("/v1/locations", get=list_locations, post=create_location),
-    _resource(
+    resource("/v1/locations", get=list_locations, post=create_location),
+    resource(
         "/v1/locations/{location_id}",
         get=get_location,
         put=update_location,
         delete=delete_location,
     ),
-    _resource("/v1/locations/{location_id}/history", get=location_history),
-    _resource("/v1/notification-recipients", get=list_recipients, post=create_recipient),
-    _resource(
+    resource("/v1/locations/{location_id}/history", get=location_history),
+    resource("/v1/notification-recipients", get=list_recipients, post=create_recipient),
+    resource(
         "/v1/numbers/{telephone_number}", get=get_number, put=put_number, delete=delete_number
     ),
-    _resource("/v1/numbers/{telephone_number}/history", get=number_history),
+    resource("/v1/numbers/{telephone_number}/history", get=number_history),
 ]

@@ -16,10 +16,8 @@ the route template only). ``GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS`` adds a source-
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -29,11 +27,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.problems import Problem, problem_response
+from gateway.concurrency import BatchQueue
 from gateway.dlr.callers import (
     CallerIndex,
     CallerLocator,
@@ -45,6 +45,8 @@ from gateway.dlr.callers import (
     has_dispatchable_coordinates,
     normalize_number,
 )
+from gateway.events.calls import emit_call
+from gateway.events.model import EventSink
 from gateway.jsondump import dumps
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -184,58 +186,26 @@ class QueryRecorder:
     ) -> None:
         self.store = store
         self.metrics = metrics
-        self.batch = batch
-        self._queue: asyncio.Queue[HistoryRecord] = asyncio.Queue(maxsize)
-        self._task: asyncio.Task[None] | None = None
-        self._dropped_logged_at = -1e9
-
-    def submit(self, record: HistoryRecord) -> None:
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            self._dropped("queue_full", 1)
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="emergency-query-recorder"
+        self._queue: BatchQueue[HistoryRecord] = BatchQueue(
+            store.record_many,
+            self._dropped,
+            log=log,
+            message="emergency query history not written",
+            name="emergency-query-recorder",
+            maxsize=maxsize,
+            batch=batch,
         )
-
-    async def idle(self) -> None:
-        """Wait until every submitted record has been written or dropped (tests)."""
-        await self._queue.join()
+        self.submit = self._queue.put
+        self.start = self._queue.start
+        #: Wait until every submitted record has been written or dropped (tests).
+        self.idle = self._queue.idle
 
     async def aclose(self, grace: float = 2.0) -> None:
         """Write what is queued (for up to ``grace`` seconds), then stop."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
-                await self._queue.join()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._queue.aclose(grace)
 
-    async def _run(self) -> None:
-        while True:
-            records = [await self._queue.get()]
-            while len(records) < self.batch and not self._queue.empty():
-                records.append(self._queue.get_nowait())
-            try:
-                await self.store.record_many(records)
-            except Exception as exc:
-                self._dropped("store_error", len(records), type(exc).__name__)
-            finally:
-                for _ in records:
-                    self._queue.task_done()
-
-    def _dropped(self, reason: str, count: int, error: str = "") -> None:
-        self.metrics.emergency_query_records_dropped.labels(reason=reason).inc(count)
-        now = time.monotonic()
-        if now - self._dropped_logged_at >= 10.0:  # at most one line per 10 s
-            self._dropped_logged_at = now
-            log.warning(
-                "emergency query history not written",
-                extra={"reason": reason, "records": count, "error": error},
-            )
+    def _dropped(self, records: Sequence[HistoryRecord], reason: str) -> None:
+        self.metrics.emergency_query_records_dropped.labels(reason=reason).inc(len(records))
 
 
 class EmergencyQuery:
@@ -249,8 +219,11 @@ class EmergencyQuery:
         store: StateStore | None,
         *,
         clock: Callable[[], datetime] | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.settings = settings
+        #: Where ``emergency_call``/``test_call`` go, once the answer has been sent.
+        self.events = events
         self.metrics = metrics
         self.auth = QueryAuth.from_settings(settings)
         caller_store: CallerStore | None = store
@@ -376,7 +349,22 @@ async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple
                 observed_at=binding.observed_at,
             )
         )
-    return _json(body), located.source
+    response = _json(body)
+    if q.events is not None:
+        # After the answer is sent: the event costs the carrier's query nothing.
+        response.background = BackgroundTask(
+            emit_call,
+            q.events,
+            queried_at=now,
+            callback_number=query["from"],
+            called_number=called,
+            binding=binding,
+            age_seconds=age,
+            stale=stale,
+            devices_on_number=devices,
+            answer="device",
+        )
+    return response, located.source
 
 
 def _unknown(q: EmergencyQuery, query: dict[str, Any], credential: str) -> tuple[Response, str]:
@@ -408,6 +396,17 @@ def _unknown(q: EmergencyQuery, query: dict[str, Any], credential: str) -> tuple
                 after=after,
                 observed_at=None,
             )
+        )
+    if q.events is not None:
+        response.background = BackgroundTask(
+            emit_call,
+            q.events,
+            queried_at=datetime.fromisoformat(query["queriedAt"]),
+            callback_number=query["from"],
+            called_number=query["to"],
+            binding=None,
+            answer="default" if body else "not_found",
+            default_location_id=body.get("location_id"),
         )
     return response, result
 

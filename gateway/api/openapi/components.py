@@ -24,6 +24,14 @@ from gateway.api.models import (
 from gateway.api.problems import ProblemDetails
 from gateway.api.schemas import ID_PATTERN as ID_RE
 from gateway.api.schemas import LOCATION_ID_PATTERN as LOCATION_ID_RE
+from gateway.api.webhook_models import (
+    EventPage,
+    EventRetry,
+    WebhookList,
+    WebhookUpdate,
+    WebhookWithSecret,
+    WebhookWrite,
+)
 from gateway.dlr.patterns import END, TEXT_PATTERN
 
 
@@ -374,4 +382,7 @@ SCHEMAS: dict[str, Any] = {
     "CallbackNumber": NUMBER,
     "CallbackNumberWrite": NUMBER_WRITE,
     "EmergencyLocation": EMERGENCY_LOCATION,
+    **components(
+        WebhookList, WebhookWithSecret, WebhookWrite, WebhookUpdate, EventPage, EventRetry
+    ),
 }
