@@ -147,7 +147,6 @@ def create_app(
             outbox: Events | None = None
             if isinstance(ledger, SqlStateStore):
                 outbox = Events.build(settings, ledger, metrics, owner)
-                outbox.start()
                 stack.push_async_callback(outbox.aclose)
             app.state.events = outbox
             repairs = metrics.reconcile_repairs
@@ -176,6 +175,19 @@ def create_app(
                 events=None if outbox is None else outbox.emitter,
             )
             upstream.on_abandoned = pipeline.abandoned
+            stack.push_async_callback(pipeline.aclose)
+            # Build the ZIP indexes now, off the event loop, not in the first request.
+            await asyncio.to_thread(warm_up)
+            # What start-up built (ZIP tables, normalizer data, clients) lives as long as the
+            # process: out of the collector's sight, a full collection no longer walks it
+            # (tens of milliseconds each time, a pause every request in flight waits out).
+            gc.collect()
+            gc.freeze()
+            # Background jobs start once start-up's own work is done: a replica still warming
+            # up neither competes with its warm-up for the CPU nor acts on the carrier or
+            # sends events before it is ready.
+            if outbox is not None:
+                outbox.start()
             if ledger is not None and settings.reconcile_interval > 0:
                 reconciler = asyncio.get_running_loop().create_task(
                     pipeline.reconcile_forever(
@@ -192,14 +204,6 @@ def create_app(
                     name="reconcile",
                 )
                 stack.push_async_callback(_cancelled, reconciler)
-            stack.push_async_callback(pipeline.aclose)
-            # Build the ZIP indexes now, off the event loop, not in the first request.
-            await asyncio.to_thread(warm_up)
-            # What start-up built (ZIP tables, normalizer data, clients) lives as long as the
-            # process: out of the collector's sight, a full collection no longer walks it
-            # (tens of milliseconds each time, a pause every request in flight waits out).
-            gc.collect()
-            gc.freeze()
             readiness = Readiness(
                 upstream,
                 store=ledger,
