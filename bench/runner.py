@@ -262,6 +262,8 @@ def start_stack(plan: Plan, services: Services, workdir: Path) -> Stack:
             "GATEWAY_REPORT_BURST": "1000000",
             # The emergency-call location query (bench.query) authenticates with a token.
             "GATEWAY_EMERGENCY_QUERY_TOKEN": query.TOKEN,
+            # The query phase's webhook receiver is on loopback, refused unless listed.
+            "GATEWAY_WEBHOOK_ALLOWED_HOSTS": LOOPBACK,
             **plan.gateway_env,
         }
     )
