@@ -127,10 +127,13 @@ class BatchQueue(Generic[T]):
         name: str,
         maxsize: int,
         batch: int,
+        grace: float,
     ) -> None:
         self.write = write
         self.on_drop = on_drop
         self.batch = batch
+        #: How long ``aclose`` waits for what is queued to be written.
+        self.grace = grace
         self._log = log
         self._message = message
         self._name = name
@@ -151,10 +154,10 @@ class BatchQueue(Generic[T]):
         """Wait until every item put has been written or dropped."""
         await self._queue.join()
 
-    async def aclose(self, grace: float) -> None:
+    async def aclose(self) -> None:
         """Write what is queued (for up to ``grace`` seconds), then stop."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
+            async with asyncio.timeout(self.grace):
                 await self._queue.join()
         if self._task is not None:
             self._task.cancel()

@@ -169,7 +169,7 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else ("", "\x00")
 
 
-class QueryRecorder:
+class QueryRecorder(BatchQueue[HistoryRecord]):
     """Writes query history after the answer: a bounded queue, drained in batches.
 
     Never blocks a query: a full queue drops the record (``queue_full``), a failed write
@@ -186,25 +186,20 @@ class QueryRecorder:
     ) -> None:
         self.store = store
         self.metrics = metrics
-        self._queue: BatchQueue[HistoryRecord] = BatchQueue(
+        super().__init__(
             store.record_many,
-            self._dropped,
+            self._count_dropped,
             log=log,
             message="emergency query history not written",
             name="emergency-query-recorder",
             maxsize=maxsize,
             batch=batch,
+            grace=2.0,
         )
-        self.submit = self._queue.put
-        self.start = self._queue.start
-        #: Wait until every submitted record has been written or dropped (tests).
-        self.idle = self._queue.idle
 
-    async def aclose(self, grace: float = 2.0) -> None:
-        """Write what is queued (for up to ``grace`` seconds), then stop."""
-        await self._queue.aclose(grace)
+    submit = BatchQueue.put
 
-    def _dropped(self, records: Sequence[HistoryRecord], reason: str) -> None:
+    def _count_dropped(self, records: Sequence[HistoryRecord], reason: str) -> None:
         self.metrics.emergency_query_records_dropped.labels(reason=reason).inc(len(records))
 
 

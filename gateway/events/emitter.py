@@ -31,7 +31,7 @@ def as_new(event: Event) -> NewEvent:
     )
 
 
-class Emitter:
+class Emitter(BatchQueue[Event]):
     """The ``EventSink`` the app gives the pipeline and the call-time query."""
 
     def __init__(
@@ -53,22 +53,18 @@ class Emitter:
         self.prepare = prepare
         #: Set by the delivery worker: written events are due now.
         self.on_written: asyncio.Event | None = None
-        self._queue: BatchQueue[Event] = BatchQueue(
+        super().__init__(
             self._write,
-            self._dropped,
+            self._count_dropped,
             log=log,
             message="events not written to the outbox",
             name="event-emitter",
             maxsize=maxsize,
             batch=BATCH,
+            grace=5.0,
         )
-        self.emit = self._queue.put
-        self.start = self._queue.start
-        #: Wait until every emitted event is written (or dropped).
-        self.idle = self._queue.idle
 
-    async def aclose(self, grace: float = 5.0) -> None:
-        await self._queue.aclose(grace)
+    emit = BatchQueue.put
 
     async def _write(self, batch: list[Event]) -> None:
         """Write a batch, retrying a failed write with backoff; raises when it gives up."""
@@ -91,6 +87,6 @@ class Emitter:
                 self.on_written.set()
             return
 
-    def _dropped(self, batch: Sequence[Event], reason: str) -> None:
+    def _count_dropped(self, batch: Sequence[Event], reason: str) -> None:
         for event in batch:
             self.metrics.events.labels(type=event.type, result="dropped").inc()
