@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from gateway.bandwidth.models import wire_name
+from gateway.dlr.ids import DISPATCHABLE_FIELDS
 
 EMERGENCY_CALL = "emergency_call"
 TEST_CALL = "test_call"
@@ -72,14 +73,8 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-_ADDRESS_ORDER = (
-    "house_number",
-    "house_suffix",
-    "prefix_directional",
-    "street_name",
-    "street_suffix",
-    "post_directional",
-)
+#: The street line's fields, in the order they are written.
+_STREET = DISPATCHABLE_FIELDS[: DISPATCHABLE_FIELDS.index("address_line2")]
 
 
 def address_text(address: dict[str, Any] | None) -> str | None:
@@ -91,7 +86,7 @@ def address_text(address: dict[str, Any] | None) -> str | None:
         value = address.get(wire_name(name))
         return str(value).strip() if value else ""
 
-    street = " ".join(p for p in (part(n) for n in _ADDRESS_ORDER) if p)
+    street = " ".join(p for p in (part(n) for n in _STREET) if p)
     state_zip = " ".join(p for p in (part("state_code"), part("zip")) if p)
     parts = (street, part("address_line2"), part("city"), state_zip, part("country"))
     return ", ".join(p for p in parts if p) or None

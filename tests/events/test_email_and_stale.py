@@ -24,6 +24,7 @@ from gateway.store import StateStore
 from gateway.store.base import StoredBinding
 from gateway.store.outbox import OutboxStore
 from gateway.store.sql import SqlStateStore
+from tests.harness import WHITE_HOUSE_ADDRESS
 from tests.procs import free_port
 from tests.store.helpers import binding
 
@@ -46,15 +47,7 @@ def _binding() -> StoredBinding:
         aeui="desk-phone-7",
         endpoint_id="EP7",
         location_id="LOC-WH",
-        address={
-            "houseNumber": "1600",
-            "streetName": "PENNSYLVANIA",
-            "streetSuffix": "AVE",
-            "postDirectional": "NW",
-            "city": "WASHINGTON",
-            "stateCode": "DC",
-            "zip": "20500",
-        },
+        address=WHITE_HOUSE_ADDRESS,
         caller_name="Front Desk",
         telephone_number="+12025550123",
         observed_at=datetime(2026, 12, 5, 13, 50, tzinfo=UTC),
