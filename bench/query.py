@@ -8,16 +8,21 @@ the figure the issue sets), every query for a known number in a random order, an
 from the moment it left to the moment its answer was read (loopback and the load generator
 included). The gateway's own histogram gives the server-side share; its counters say how
 many answers came from the state store and how many from process memory.
+
+The load is sent twice, the same queries in the same order: without a webhook subscription,
+then with one (every call's event signed and POSTed to a receiver on loopback), so that the
+``emergency_query_subscribed_*_ratio`` figures say what delivering events costs the query.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import secrets
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench.http import encode_request
 from bench.loadgen import open_loop, percentile, send_all
@@ -83,6 +88,56 @@ async def phase_emergency_query(bench: Bench) -> None:
         )
         for p in picks
     ]
+    # Without a subscription (each call's event still goes to the outbox), then with one: a
+    # webhook to a receiver on loopback, so each call's event is also signed and POSTed.
+    plain = await _measure(bench, devices, picks, requests)
+    receiver = await Receiver.start()
+    try:
+        answer = await bench.control.post(
+            f"http://{host}/v1/webhooks",
+            json={"url": receiver.url, "eventTypes": ["emergency_call"]},
+            headers={"Authorization": f"Bearer {bench.stack.admin_key}"},
+        )
+        if answer.status_code != 201:
+            raise RuntimeError(f"subscription refused: {answer.status_code} {answer.text}")
+        subscribed = await _measure(bench, devices, picks, requests)
+        # The deliveries of the subscribed run, at most a few seconds behind it.
+        for _ in range(100):
+            if receiver.received >= subscribed["answered_200"]:
+                break
+            await asyncio.sleep(0.1)
+        received = receiver.received
+        # Unsubscribed again: the same load a third time says how much the figures move
+        # by themselves (the machine's noise) between two runs.
+        await bench.control.delete(
+            f"http://{host}/v1/webhooks/{answer.json()['id']}",
+            headers={"Authorization": f"Bearer {bench.stack.admin_key}"},
+        )
+        again = await _measure(bench, devices, picks, requests)
+    finally:
+        receiver.close()
+
+    figures = plain.pop("figures")
+    bench.figures.update(figures)
+    with_hook = subscribed.pop("figures")
+    for name in ("p50_ms", "p99_ms"):
+        before, after = figures[f"emergency_query_{name}"], with_hook[f"emergency_query_{name}"]
+        bench.figures[f"emergency_query_subscribed_{name}"] = after
+        ratio = f"emergency_query_subscribed_{name.removesuffix('_ms')}_ratio"
+        bench.figures[ratio] = round(after / before, 3) if before and after else None
+    bench.details["emergency_query"] = plain
+    bench.details["emergency_query_subscribed"] = {
+        **subscribed,
+        "figures": with_hook,
+        "webhook_deliveries_received": received,
+    }
+    bench.details["emergency_query_unsubscribed_again"] = again
+
+
+async def _measure(
+    bench: Bench, devices: list[Device], picks: list[int], requests: list[bytes]
+) -> dict[str, Any]:
+    plan = plan_for(bench.plan.mode)
     before = await _server_counts(bench)
     sampler = bench.sampler()
     timed = await open_loop(
@@ -105,17 +160,20 @@ async def phase_emergency_query(bench: Bench) -> None:
         value = percentile(ok, q)
         return round(value * 1000, 3) if value == value else None
 
-    bench.figures["emergency_query_p50_ms"] = ms(0.5)
-    bench.figures["emergency_query_p99_ms"] = ms(0.99)
-    bench.figures["emergency_query_rps"] = round(len(ok) / span, 1) if span > 0 else None
-    bench.figures["emergency_query_cpu_us_per_request"] = (
-        round(shares["gateway"] * sampler.elapsed / queries * 1e6, 1) if queries else None
-    )
-    bench.details["emergency_query"] = {
+    return {
+        "figures": {
+            "emergency_query_p50_ms": ms(0.5),
+            "emergency_query_p99_ms": ms(0.99),
+            "emergency_query_rps": round(len(ok) / span, 1) if span > 0 else None,
+            "emergency_query_cpu_us_per_request": (
+                round(shares["gateway"] * sampler.elapsed / queries * 1e6, 1) if queries else None
+            ),
+        },
         "devices_preloaded": len(devices),
         "offered_rate": plan.rate,
-        "offered": count,
+        "offered": len(requests),
         "sent": len(timed),
+        "answered_200": len(ok),
         "statuses": {str(s): n for s, n in answered.items()},
         "wrong_device": wrong,
         "max_ms": round(max(ok) * 1000, 3) if ok else None,
@@ -125,6 +183,45 @@ async def phase_emergency_query(bench: Bench) -> None:
         "cpu_share": shares,
         "seconds": round(span, 2),
     }
+
+
+class Receiver:
+    """A webhook receiver on loopback: reads each request and answers 204 (keep-alive)."""
+
+    def __init__(self, server: asyncio.Server) -> None:
+        self.server = server
+        self.received = 0
+        port = server.sockets[0].getsockname()[1]
+        self.url = f"http://{LOOPBACK}:{port}/hook"
+
+    @classmethod
+    async def start(cls) -> Receiver:
+        receiver: Receiver | None = None
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = 0
+                    for line in head.split(b"\r\n"):
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            length = int(value)
+                    await reader.readexactly(length)
+                    assert receiver is not None
+                    receiver.received += 1
+                    writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        receiver = cls(await asyncio.start_server(serve, LOOPBACK, 0))
+        return receiver
+
+    def close(self) -> None:
+        self.server.close()
 
 
 async def _server_counts(bench: Bench) -> dict[str, float]:

@@ -122,6 +122,8 @@ class Plan:
     only_memory: bool = False
     #: Only the carrier-faults phase (``bench.faults``): ``--only-faults``.
     only_faults: bool = False
+    #: Only the emergency-query phase (``bench.query``): ``--only-query``.
+    only_query: bool = False
 
     @classmethod
     def for_mode(cls, mode: str) -> Plan:
@@ -260,6 +262,8 @@ def start_stack(plan: Plan, services: Services, workdir: Path) -> Stack:
             "GATEWAY_REPORT_BURST": "1000000",
             # The emergency-call location query (bench.query) authenticates with a token.
             "GATEWAY_EMERGENCY_QUERY_TOKEN": query.TOKEN,
+            # The query phase's webhook receiver is on loopback, refused unless listed.
+            "GATEWAY_WEBHOOK_ALLOWED_HOSTS": LOOPBACK,
             **plan.gateway_env,
         }
     )
@@ -964,6 +968,9 @@ class Bench:
             if self.plan.only_faults:
                 await faults.phase_faults(self)
                 return self.figures
+            if self.plan.only_query:
+                await query.phase_emergency_query(self)
+                return self.figures
             await self.phase_upstream_calls()
             await self.phase_geocoder_burst()
             devices, addresses, current = await self.phase_warmup()
@@ -1105,6 +1112,10 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("emergency_query_p99_ms", "ms", "target <= 2 (the carrier waits 450)"),
     ("emergency_query_rps", "req/s", "queries answered per second"),
     ("emergency_query_cpu_us_per_request", "us", "gateway CPU per query"),
+    ("emergency_query_subscribed_p50_ms", "ms", "the same, with a webhook subscription"),
+    ("emergency_query_subscribed_p99_ms", "ms", ""),
+    ("emergency_query_subscribed_p50_ratio", "", "subscribed / without; target ~1"),
+    ("emergency_query_subscribed_p99_ratio", "", "subscribed / without; target ~1"),
     ("faults_success_share", "", "30 % of carrier calls time out; target >= 0.667"),
     ("faults_500s", "", "reports answered 500 under faults; target 0"),
     ("faults_p50_ms", "ms", "every report answered, under faults"),
@@ -1234,6 +1245,11 @@ def _parser() -> argparse.ArgumentParser:
         help="only the memory phase (peak_rss_mb after --rss-devices new devices)",
     )
     only.add_argument(
+        "--only-query",
+        action="store_true",
+        help="only the emergency-call query phase (without, then with a webhook subscription)",
+    )
+    only.add_argument(
         "--only-faults",
         action="store_true",
         help="only the carrier-faults phase (30%% of calls time out, 200 ms latency)",
@@ -1284,6 +1300,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     plan.only_throughput = args.only_throughput
     plan.only_memory = args.only_memory
     plan.only_faults = args.only_faults
+    plan.only_query = args.only_query
     if args.phase_timeout is not None:
         if args.phase_timeout <= 0:
             raise SystemExit("--phase-timeout must be positive")

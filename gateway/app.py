@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__
-from gateway.api import admin, devices, emergency, health, held
+from gateway.api import admin, devices, emergency, events, health, held, webhooks
 from gateway.api.auth import AdminKeys, DeviceTokens
 from gateway.api.context import Services
 from gateway.api.emergency import EmergencyQuery
@@ -39,12 +39,13 @@ from gateway.dlr.address import warm_up as warm_address_data
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.pipeline import Geocoder, Pipeline
 from gateway.dlr.reads import CarrierReads
+from gateway.events.service import Events
 from gateway.geocoding import build_geocoding
 from gateway.geocoding.offline import zip_index
 from gateway.metrics import Metrics
 from gateway.observability import RequestObservability
 from gateway.settings import NO_DATABASE, Settings
-from gateway.store import StateStore, default_url, is_embedded, open_store
+from gateway.store import SqlStateStore, StateStore, default_url, is_embedded, open_store
 
 log = logging.getLogger("gateway")
 
@@ -146,6 +147,13 @@ def create_app(
                     linger=settings.store_linger,
                 )
                 stack.push_async_callback(ledger.close)
+            # Events (webhooks, Kari's Law email) need the outbox in the state store.
+            owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+            outbox: Events | None = None
+            if isinstance(ledger, SqlStateStore):
+                outbox = Events.build(settings, ledger, metrics, owner)
+                stack.push_async_callback(outbox.aclose)
+            app.state.events = outbox
             repairs = metrics.reconcile_repairs
             # Callback number -> freshest binding: the emergency query's fallback.
             callers = CallerIndex(settings.binding_cache_size)
@@ -169,9 +177,22 @@ def create_app(
                     burst=max(1, math.ceil(2 * settings.carrier_read_rate)),
                     maxsize=settings.binding_cache_size,
                 ),
+                events=None if outbox is None else outbox.emitter,
             )
+            stack.push_async_callback(pipeline.aclose)
+            # Build the ZIP indexes now, off the event loop, not in the first request.
+            await asyncio.to_thread(warm_up)
+            # What start-up built (ZIP tables, normalizer data, clients) lives as long as the
+            # process: out of the collector's sight, a full collection no longer walks it
+            # (tens of milliseconds each time, a pause every request in flight waits out).
+            gc.collect()
+            gc.freeze()
+            # Background jobs start once start-up's own work is done: a replica still warming
+            # up neither competes with its warm-up for the CPU nor acts on the carrier or
+            # sends events before it is ready.
+            if outbox is not None:
+                outbox.start()
             if ledger is not None and settings.reconcile_interval > 0:
-                owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
                 reconciler = asyncio.get_running_loop().create_task(
                     pipeline.reconcile_forever(
                         ledger,
@@ -187,14 +208,6 @@ def create_app(
                     name="reconcile",
                 )
                 stack.push_async_callback(_cancelled, reconciler)
-            stack.push_async_callback(pipeline.aclose)
-            # Build the ZIP indexes now, off the event loop, not in the first request.
-            await asyncio.to_thread(warm_up)
-            # What start-up built (ZIP tables, normalizer data, clients) lives as long as the
-            # process: out of the collector's sight, a full collection no longer walks it
-            # (tens of milliseconds each time, a pause every request in flight waits out).
-            gc.collect()
-            gc.freeze()
             readiness = Readiness(
                 upstream,
                 store=ledger,
@@ -211,7 +224,13 @@ def create_app(
             read_limiter = DeviceRateLimiter(
                 settings.report_rate_per_minute / 60.0, settings.report_burst
             )
-            emergency_query = EmergencyQuery(settings, metrics, callers, ledger)
+            emergency_query = EmergencyQuery(
+                settings,
+                metrics,
+                callers,
+                ledger,
+                events=None if outbox is None else outbox.emitter,
+            )
             emergency_query.start()
             stack.push_async_callback(emergency_query.aclose)
             app.state.emergency = emergency_query
@@ -234,6 +253,7 @@ def create_app(
     # Matched in order: the device routes first, the location reports (most requests) at
     # their head, so that the commonest request is matched at the first try.
     routes: list[BaseRoute] = [*devices.routes, *health.routes, *held.routes, *admin.routes]
+    routes += [*webhooks.routes, *events.routes]
     routes += emergency.routes(settings)
     if sandbox_app is not None:
         routes.append(Mount(SANDBOX_PREFIX, app=sandbox_app))

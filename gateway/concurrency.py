@@ -1,4 +1,4 @@
-"""Two small coordination tools the pipeline and the geocoder share.
+"""Small coordination tools the pipeline, the geocoder and the after-the-fact writers share.
 
 ``SingleFlight``: concurrent callers asking for one key share one call. The call runs as
 its own task, shielded, so a caller that gives up (its deadline, a client disconnect)
@@ -6,18 +6,25 @@ neither cancels the call for the others nor leaves a half-done write behind.
 
 ``KeyedLocks``: one ``asyncio.Lock`` per key, kept only while someone holds or waits for it,
 so the table stays as small as the number of keys in use.
+
+``BatchQueue``: work written after the fact (query history, events) from a bounded queue, in
+batches, by one task: ``put`` never waits, and what cannot be written is counted and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+T = TypeVar("T")
 
 
 class SingleFlight(Generic[K, V]):
@@ -100,3 +107,86 @@ class _Hold(Generic[K]):
             del locks[self._key]
         else:
             locks[self._key] = (lock, users - 1)
+
+
+class BatchQueue(Generic[T]):
+    """A bounded queue one task drains in batches of up to ``batch`` into ``write``.
+
+    ``put`` never blocks: a full queue drops the item (``queue_full``); a batch whose ``write``
+    raises is dropped (``store_error``). ``on_drop`` counts what is dropped; ``log`` says so,
+    at most one line per 10 s, with no item's content.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[list[T]], Awaitable[None]],
+        on_drop: Callable[[Sequence[T], str], None],
+        *,
+        log: logging.Logger,
+        message: str,
+        name: str,
+        maxsize: int,
+        batch: int,
+        grace: float,
+        linger: float = 0.0,
+    ) -> None:
+        self.write = write
+        self.on_drop = on_drop
+        self.batch = batch
+        #: How long ``aclose`` waits for what is queued to be written.
+        self.grace = grace
+        #: Seconds a batch waits for more items after its first (0: write at once).
+        self.linger = linger
+        self._log = log
+        self._message = message
+        self._name = name
+        self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize)
+        self._task: asyncio.Task[None] | None = None
+        self._logged_at = -1e9
+
+    def put(self, item: T) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._dropped([item], "queue_full")
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+
+    async def idle(self) -> None:
+        """Wait until every item put has been written or dropped."""
+        await self._queue.join()
+
+    async def aclose(self) -> None:
+        """Write what is queued (for up to ``grace`` seconds), then stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.grace):
+                await self._queue.join()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            items = [await self._queue.get()]
+            if self.linger > 0 and self._queue.qsize() < self.batch - 1:
+                await asyncio.sleep(self.linger)
+            while len(items) < self.batch and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            try:
+                await self.write(items)
+            except Exception as exc:
+                self._dropped(items, "store_error", type(exc).__name__)
+            finally:
+                for _ in items:
+                    self._queue.task_done()
+
+    def _dropped(self, items: Sequence[T], reason: str, error: str = "") -> None:
+        self.on_drop(items, reason)
+        now = time.monotonic()
+        if now - self._logged_at >= 10.0:
+            self._logged_at = now
+            self._log.warning(
+                self._message, extra={"reason": reason, "count": len(items), "error": error}
+            )

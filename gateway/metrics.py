@@ -182,6 +182,30 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # Events and their deliveries (gateway.events).
+        self.events = Counter(
+            "dlr_events",
+            "Events emitted, by type, and whether the outbox took them (written, dropped).",
+            ["type", "result"],
+            registry=r,
+        )
+        self.event_deliveries = Counter(
+            "dlr_event_deliveries",
+            "Delivery attempts, by event type, channel (webhook, email) and outcome "
+            "(delivered, retry, failed: given up after GATEWAY_EVENT_DELIVERY_MAX_AGE).",
+            ["type", "channel", "outcome"],
+            registry=r,
+        )
+        self.outbox_depth = Gauge(
+            "dlr_outbox_pending",
+            "Deliveries waiting in the outbox (as of the worker's last look).",
+            registry=r,
+        )
+        self.outbox_oldest_age = Gauge(
+            "dlr_outbox_oldest_age_seconds",
+            "Age of the oldest event with a delivery still pending (0: none).",
+            registry=r,
+        )
 
     def report_done(self, result: str, seconds: float) -> None:
         """A report's two series (``dlr_reports_total``, ``dlr_report_duration_seconds``),

@@ -39,6 +39,7 @@ from gateway.api.auth import require_admin
 from gateway.api.context import Services, services
 from gateway.api.devices import history_page, number_owned
 from gateway.api.problems import Problem
+from gateway.api.routing import resource
 from gateway.api.schemas import (
     ID_PATTERN,
     LOCATION_ID_PATTERN,
@@ -355,25 +356,12 @@ async def number_history(request: Request) -> Response:
     return await history_page(request, s, number_key(number), page)
 
 
-def _resource(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
-    """One route per path for all its methods, so that a 405 lists them all in ``Allow``
-    (a route per method would answer ``Allow`` with the first route's methods only)."""
-    by_method = {method.upper(): handler for method, handler in handlers.items()}
-    if "GET" in by_method:
-        by_method["HEAD"] = by_method["GET"]
-
-    async def dispatch(request: Request) -> Response:
-        return await by_method[request.method](request)
-
-    return Route(path, dispatch, methods=list(handlers), name=path)
-
-
 def _crud(path: str, key: str, *handlers: Callable[[Request], Awaitable[Response]]) -> list[Route]:
     """A collection (list, create) and its items (get, replace, delete)."""
     list_, create, get, replace, delete = handlers
     return [
-        _resource(path, get=list_, post=create),
-        _resource(f"{path}/{{{key}}}", get=get, put=replace, delete=delete),
+        resource(path, get=list_, post=create),
+        resource(f"{path}/{{{key}}}", get=get, put=replace, delete=delete),
     ]
 
 
@@ -396,10 +384,10 @@ routes = [
         update_location,
         delete_location,
     ),
-    _resource("/v1/locations/{location_id}/history", get=location_history),
-    _resource("/v1/notification-recipients", get=list_recipients, post=create_recipient),
-    _resource(
+    resource("/v1/locations/{location_id}/history", get=location_history),
+    resource("/v1/notification-recipients", get=list_recipients, post=create_recipient),
+    resource(
         "/v1/numbers/{telephone_number}", get=get_number, put=put_number, delete=delete_number
     ),
-    _resource("/v1/numbers/{telephone_number}/history", get=number_history),
+    resource("/v1/numbers/{telephone_number}/history", get=number_history),
 ]

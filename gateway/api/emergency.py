@@ -16,10 +16,8 @@ the route template only). ``GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS`` adds a source-
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -29,11 +27,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.problems import Problem, problem_response
+from gateway.concurrency import BatchQueue
 from gateway.dlr.binding import Binding, observed
 from gateway.dlr.callers import (
     CallerIndex,
@@ -46,6 +46,8 @@ from gateway.dlr.callers import (
     has_dispatchable_coordinates,
     normalize_number,
 )
+from gateway.events.calls import emit_call
+from gateway.events.model import EventSink
 from gateway.jsondump import dumps
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -171,7 +173,7 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else ("", "\x00")
 
 
-class QueryRecorder:
+class QueryRecorder(BatchQueue[HistoryRecord]):
     """Writes query history after the answer: a bounded queue, drained in batches.
 
     Never blocks a query: a full queue drops the record (``queue_full``), a failed write
@@ -189,61 +191,22 @@ class QueryRecorder:
     ) -> None:
         self.store = store
         self.metrics = metrics
-        self.batch = batch
-        self.linger = linger
-        self._queue: asyncio.Queue[HistoryRecord] = asyncio.Queue(maxsize)
-        self._task: asyncio.Task[None] | None = None
-        self._dropped_logged_at = -1e9
-
-    def submit(self, record: HistoryRecord) -> None:
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            self._dropped("queue_full", 1)
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="emergency-query-recorder"
+        super().__init__(
+            store.record_many,
+            self._count_dropped,
+            log=log,
+            message="emergency query history not written",
+            name="emergency-query-recorder",
+            maxsize=maxsize,
+            batch=batch,
+            grace=2.0,
+            linger=linger,
         )
 
-    async def idle(self) -> None:
-        """Wait until every submitted record has been written or dropped (tests)."""
-        await self._queue.join()
+    submit = BatchQueue.put
 
-    async def aclose(self, grace: float = 2.0) -> None:
-        """Write what is queued (for up to ``grace`` seconds), then stop."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
-                await self._queue.join()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            records = [await self._queue.get()]
-            if self.linger > 0 and self._queue.qsize() < self.batch - 1:
-                await asyncio.sleep(self.linger)
-            while len(records) < self.batch and not self._queue.empty():
-                records.append(self._queue.get_nowait())
-            try:
-                await self.store.record_many(records)
-            except Exception as exc:
-                self._dropped("store_error", len(records), type(exc).__name__)
-            finally:
-                for _ in records:
-                    self._queue.task_done()
-
-    def _dropped(self, reason: str, count: int, error: str = "") -> None:
-        self.metrics.emergency_query_records_dropped.labels(reason=reason).inc(count)
-        now = time.monotonic()
-        if now - self._dropped_logged_at >= 10.0:  # at most one line per 10 s
-            self._dropped_logged_at = now
-            log.warning(
-                "emergency query history not written",
-                extra={"reason": reason, "records": count, "error": error},
-            )
+    def _count_dropped(self, records: Sequence[HistoryRecord], reason: str) -> None:
+        self.metrics.emergency_query_records_dropped.labels(reason=reason).inc(len(records))
 
 
 class EmergencyQuery:
@@ -257,8 +220,11 @@ class EmergencyQuery:
         store: StateStore | None,
         *,
         clock: Callable[[], datetime] | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.settings = settings
+        #: Where ``emergency_call``/``test_call`` go, once the answer has been sent.
+        self.events = events
         self.metrics = metrics
         self.auth = QueryAuth.from_settings(settings)
         caller_store: CallerStore | None = store
@@ -384,7 +350,22 @@ async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple
                 observed_at=binding.observed_at,
             )
         )
-    return _json(body), located.source
+    response = _json(body)
+    if q.events is not None:
+        # After the answer is sent: the event costs the carrier's query nothing.
+        response.background = BackgroundTask(
+            emit_call,
+            q.events,
+            queried_at=now,
+            callback_number=query["from"],
+            called_number=called,
+            binding=binding,
+            age_seconds=age,
+            stale=stale,
+            devices_on_number=devices,
+            answer="device",
+        )
+    return response, located.source
 
 
 def _unknown(q: EmergencyQuery, query: dict[str, Any], credential: str) -> tuple[Response, str]:
@@ -416,6 +397,17 @@ def _unknown(q: EmergencyQuery, query: dict[str, Any], credential: str) -> tuple
                 after=after,
                 observed_at=None,
             )
+        )
+    if q.events is not None:
+        response.background = BackgroundTask(
+            emit_call,
+            q.events,
+            queried_at=datetime.fromisoformat(query["queriedAt"]),
+            callback_number=query["from"],
+            called_number=query["to"],
+            binding=None,
+            answer="default" if body else "not_found",
+            default_location_id=body.get("location_id"),
         )
     return response, result
 

@@ -55,7 +55,7 @@ def refuse(message: str) -> PydanticCustomError:
     return PydanticCustomError("gateway", "{message}", {"message": message})
 
 
-def _checked(problem: Callable[[Any], str | None]) -> BeforeValidator:
+def checked(problem: Callable[[Any], str | None]) -> BeforeValidator:
     def check(value: Any) -> Any:
         found = problem(value)
         if found is not None:
@@ -156,7 +156,7 @@ CALLBACK_NUMBER_SCHEMA = _string(
     "separators allowed, stored as E.164.",
 )
 
-Aeui = Annotated[str, _checked(aeui_problem), WithJsonSchema(AEUI_SCHEMA)]
+Aeui = Annotated[str, checked(aeui_problem), WithJsonSchema(AEUI_SCHEMA)]
 CallerName = Annotated[str, BeforeValidator(_caller_name), WithJsonSchema(CALLER_NAME_SCHEMA)]
 CallbackNumber = Annotated[str, BeforeValidator(_telephone), WithJsonSchema(CALLBACK_NUMBER_SCHEMA)]
 ObservedAt = Annotated[

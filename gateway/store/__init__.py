@@ -15,6 +15,7 @@ from gateway.store.errors import (
     StoreUnavailable,
 )
 from gateway.store.migrate import head_revision, upgrade, upgrade_async
+from gateway.store.outbox import OutboxStore  # its tables join the metadata
 from gateway.store.sql import SqlStateStore, open_store
 from gateway.store.urls import MEMORY_URL, default_url, is_embedded, is_memory, redacted
 
@@ -24,6 +25,7 @@ __all__ = [
     "Claim",
     "HistoryEntry",
     "HistoryKind",
+    "OutboxStore",
     "SchemaNotCurrent",
     "SchemaTooNew",
     "SqlStateStore",

@@ -28,6 +28,14 @@ from gateway.api.models import (
     components,
 )
 from gateway.api.problems import ProblemDetails
+from gateway.api.webhook_models import (
+    EventPage,
+    EventRetry,
+    WebhookList,
+    WebhookUpdate,
+    WebhookWithSecret,
+    WebhookWrite,
+)
 
 
 def ref(name: str) -> dict[str, str]:
@@ -49,4 +57,7 @@ SCHEMAS: dict[str, Any] = {
     **components(DeviceHistory, HistoryEntry, NumberHistory, LocationHistory),
     **components(CallbackNumber, CallbackNumberWrite),
     **components(EmergencyLocation),
+    **components(
+        WebhookList, WebhookWithSecret, WebhookWrite, WebhookUpdate, EventPage, EventRetry
+    ),
 }

@@ -100,6 +100,8 @@ class Reconciler:
         """Reconcile ``batch`` devices per ``tick`` for as long as the app runs."""
         purged_at = -math.inf
         while True:
+            # A tick first: the replica that starts this is up (ready) before its first pass.
+            await asyncio.sleep(tick)
             try:
                 await self.reconcile(
                     store, owner, batch=batch, interval=interval, orphaned_after=orphaned_after
@@ -109,4 +111,3 @@ class Reconciler:
                     await store.purge_history(datetime.now(UTC) - retention)
             except StoreUnavailable as exc:
                 log.warning("reconcile: the state store is unavailable: %s", exc)
-            await asyncio.sleep(tick)

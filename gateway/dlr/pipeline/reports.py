@@ -33,6 +33,7 @@ from gateway.dlr.pipeline.records import (
 )
 from gateway.dlr.pipeline.repairs import Repairs
 from gateway.dlr.pipeline.writes import CarrierWrites
+from gateway.events.model import EventSink, location_conflict, provisioning_failed
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
 from gateway.store.base import Claim, HistoryKind, HistoryRecord
 
@@ -123,6 +124,8 @@ class Reports:
     on_conflict: Callable[[], None] | None
     #: The gateway's own time: when it heard from a device (never the device's clock).
     wall_clock: Callable[[], datetime]
+    #: Where ``provisioning_failed`` and ``location_conflict`` events go.
+    events: EventSink | None = None
 
     async def resolve(self, report: Report) -> _Resolved:
         """The report's canonical civic address, or ``Unroutable``.
@@ -158,12 +161,28 @@ class Reports:
         location_id = location_id_for(resolved.address)
         check = await self._check_fix(resolved, report.geo)
         warnings = resolved.warnings + check.warnings
-        async with self.locks.hold(aeui):
-            outcome = await self._unchanged(report, location_id, warnings)
-            if outcome is None:
-                outcome = await self._apply(
-                    report, resolved, location_id, warnings, credential, check
+        try:
+            async with self.locks.hold(aeui):
+                outcome = await self._unchanged(report, location_id, warnings)
+                if outcome is None:
+                    outcome = await self._apply(
+                        report, resolved, location_id, warnings, credential, check
+                    )
+        except UpstreamError as exc:
+            if self.events is not None:
+                self.events.emit(
+                    provisioning_failed(
+                        aeui,
+                        report.telephone_number,
+                        location_id,
+                        operation=exc.operation,
+                        status=exc.status,
+                        reason=exc.message,
+                        outcome_unknown=exc.ambiguous,
+                        observed_at=report.observed_at,
+                    )
                 )
+            raise
         if check.conflict is not None:
             await self._record_conflict(report, location_id, check.conflict, credential)
         return outcome
@@ -209,6 +228,15 @@ class Reports:
         """A report that was applied (or found unchanged) despite its contradicting fix."""
         if self.on_conflict is not None:
             self.on_conflict()
+        if self.events is not None:
+            self.events.emit(
+                location_conflict(
+                    report.alternate_end_user_id,
+                    location_id,
+                    conflict.as_json(),
+                    report.observed_at,
+                )
+            )
         await self.ledger.record(
             HistoryRecord(
                 report.alternate_end_user_id,

@@ -1,0 +1,140 @@
+"""The webhook and event paths of the API document: their summaries and answers."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from gateway.api.openapi.components import ref
+from gateway.api.openapi.paths import body_errors, json_body, operation, path_param, problem
+from gateway.api.webhook_models import CURSOR_PATTERN, EventType
+
+#: The events routes take an admin key; a valid device token is known but refused (403).
+EVENTS_AUTH = {
+    "401": problem("Missing or invalid credentials."),
+    "403": problem("A device token: these routes take an admin key."),
+    "503": problem("No state store (GATEWAY_DATABASE_URL=none): no events."),
+}
+_HOST = {
+    "403": problem(
+        "A device token, or a host refused by the webhook rule (loopback, link-local, "
+        "multicast, reserved, or outside GATEWAY_WEBHOOK_ALLOWED_HOSTS when it is set)."
+    )
+}
+_TAG = "Events"
+
+
+def event_paths() -> dict[str, Any]:
+    hook_id = path_param("webhookId", "The subscription's id.")
+    one = {**EVENTS_AUTH, "404": problem("There is no subscription with that id.")}
+    return {
+        "/v1/webhooks": {
+            "get": operation(
+                "listWebhooks",
+                "Every event subscription (without secrets)",
+                _TAG,
+                {"200": json_body(ref("WebhookList"), "The subscriptions."), **EVENTS_AUTH},
+            ),
+            "post": operation(
+                "createWebhook",
+                "Subscribe a URL to event types; answers its signing secret, once",
+                _TAG,
+                {
+                    "201": json_body(ref("WebhookWithSecret"), "The subscription and secret."),
+                    **EVENTS_AUTH,
+                    **_HOST,
+                    **body_errors(),
+                },
+                body=ref("WebhookWrite"),
+            ),
+        },
+        "/v1/webhooks/{webhookId}": {
+            "get": operation(
+                "getWebhook",
+                "One subscription (without its secret)",
+                _TAG,
+                {"200": json_body(ref("Webhook"), "The subscription."), **one},
+                params=[hook_id],
+            ),
+            "patch": operation(
+                "updateWebhook",
+                "Change a subscription's URL, event types, description or enabled flag",
+                _TAG,
+                {
+                    "200": json_body(ref("Webhook"), "The subscription."),
+                    **one,
+                    **_HOST,
+                    **body_errors(),
+                },
+                params=[hook_id],
+                body=ref("WebhookUpdate"),
+            ),
+            "delete": operation(
+                "deleteWebhook",
+                "Remove a subscription; its pending deliveries fail",
+                _TAG,
+                {"204": {"description": "Removed."}, **one},
+                params=[hook_id],
+            ),
+        },
+        "/v1/webhooks/{webhookId}/secret": {
+            "post": operation(
+                "rotateWebhookSecret",
+                "A new signing secret (answered once); the old one also signs for a day",
+                _TAG,
+                {"200": json_body(ref("WebhookWithSecret"), "The new secret."), **one},
+                params=[hook_id],
+            )
+        },
+        "/v1/events": {
+            "get": operation(
+                "listEvents",
+                "Recent events, newest first, with their delivery state",
+                _TAG,
+                {
+                    "200": json_body(ref("EventPage"), "A page of events."),
+                    **EVENTS_AUTH,
+                    "422": problem("The query is not valid."),
+                },
+                params=[
+                    _query(
+                        "limit",
+                        "Events per page (1 to 200; 50 when left out).",
+                        {"type": "integer", "minimum": 1, "maximum": 200},
+                    ),
+                    _query(
+                        "cursor",
+                        "The `next` of the previous page.",
+                        {"type": "string", "pattern": CURSOR_PATTERN},
+                    ),
+                    _query(
+                        "type",
+                        "Only events of this type.",
+                        {"type": "string", "enum": list(get_args(EventType))},
+                    ),
+                ],
+            )
+        },
+        "/v1/events/{eventId}/retry": {
+            "post": operation(
+                "retryEvent",
+                "Retry an event's failed deliveries (for another delivery period)",
+                _TAG,
+                {
+                    "202": json_body(ref("EventRetry"), "How many deliveries are pending again."),
+                    **EVENTS_AUTH,
+                    "404": problem("There is no event with that id."),
+                },
+                params=[path_param("eventId", "The event's id.")],
+            )
+        },
+    }
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }

@@ -1,0 +1,237 @@
+"""The delivery worker: sends the outbox's due deliveries, at least once, with backoff.
+
+Each replica runs one. It claims due deliveries with a lease (no two replicas send one at
+once; a killed replica's are taken over when its lease ends), sends each (a webhook POST
+signed as Standard Webhooks, or the Kari's Law email), and records the outcome: delivered,
+or another attempt after an exponentially growing, jittered delay, or failed once the
+delivery's time is up (an admin may retry it from ``/v1/events``).
+
+Webhook URLs are an admin's, but what answers there is not trusted: no redirect is followed,
+the response body is never read, and each attempt is bounded in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import httpx
+
+from gateway import __version__
+from gateway.events import email
+from gateway.events.signing import signed_headers
+from gateway.events.targets import delivery_problem
+from gateway.metrics import Metrics
+from gateway.store.outbox import EMAIL_TARGET, Claimed, OutboxStore, Outcome, Webhook
+
+log = logging.getLogger("gateway.events")
+
+#: Seconds between two updates of the outbox gauges (a count over the pending deliveries).
+GAUGE_INTERVAL = 5.0
+#: Schemes a webhook URL may have.
+WEBHOOK_SCHEMES = ("https", "http")
+
+
+class AttemptFailed(Exception):
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """``base * 2**attempt`` seconds, at most ``cap``, each scaled by a random 0.5 to 1."""
+
+    base: float = 5.0
+    cap: float = 3600.0
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        full = min(self.cap, self.base * 2.0 ** min(attempt, 62))
+        return full * (0.5 + rand() / 2)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        outbox: OutboxStore,
+        metrics: Metrics,
+        owner: str,
+        *,
+        http: httpx.AsyncClient,
+        smtp: email.SmtpConfig | None = None,
+        allowed_hosts: tuple[str, ...] = (),
+        backoff: Backoff | None = None,
+        timeout: float = 10.0,
+        poll: float = 1.0,
+        batch: int = 20,
+        concurrency: int = 8,
+        send_email: Callable[[email.SmtpConfig, str], Awaitable[None]] = email.send,
+    ) -> None:
+        self.outbox = outbox
+        self.metrics = metrics
+        self.owner = owner
+        self.http = http
+        self.smtp = smtp
+        self.allowed_hosts = allowed_hosts
+        self.backoff = backoff or Backoff()
+        self.timeout = timeout
+        self.poll = poll
+        self.batch = batch
+        self._send_email = send_email
+        self._concurrency = concurrency
+        self._slots = asyncio.Semaphore(concurrency)
+        #: Set when new events are written: deliver them now rather than at the next poll.
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._gauged_at = -GAUGE_INTERVAL
+
+    @property
+    def lease(self) -> float:
+        """Long enough for every attempt of one batch (they run ``concurrency`` at a time);
+        a killed replica's claims come back to the others after it."""
+        return math.ceil(self.batch / self._concurrency) * self.timeout * 3 + 5.0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="event-delivery")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run(self) -> None:
+        while True:
+            try:
+                sent = await self.run_once()
+                await self._gauge()
+            except Exception as exc:
+                sent = 0
+                log.warning("event delivery pass failed", extra={"error": type(exc).__name__})
+            if sent < self.batch:  # a full batch: more may be due at once
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.poll):
+                        await self.wake.wait()
+                self.wake.clear()
+
+    async def run_once(self) -> int:
+        """Claim and attempt one batch of due deliveries; how many were claimed."""
+        claimed = await self.outbox.claim(self.owner, lease=self.lease, limit=self.batch)
+        if not claimed:
+            return 0
+        hooks = {h.id: h for h in await self.outbox.list_webhooks()}
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(self._attempt(item, hooks.get(item.delivery.target)))
+                for item in claimed
+            ]
+        outcomes = [task.result() for task in tasks]
+        # One transaction for the batch's outcomes.
+        states = await self.outbox.finish(self.owner, outcomes)
+        for item, outcome, state in zip(claimed, outcomes, states, strict=True):
+            self._count(item, outcome, state)
+        return len(claimed)
+
+    async def _gauge(self) -> None:
+        now = time.monotonic()
+        if now - self._gauged_at < GAUGE_INTERVAL:
+            return
+        self._gauged_at = now
+        depth, oldest = await self.outbox.backlog()
+        self.metrics.outbox_depth.set(depth)
+        self.metrics.outbox_oldest_age.set(oldest or 0.0)
+
+    async def _attempt(self, item: Claimed, hook: Webhook | None) -> Outcome:
+        delivery, event = item.delivery, item.event
+        status: int | None = None
+        async with self._slots:
+            try:
+                if delivery.target == EMAIL_TARGET:
+                    await self._email(event.body)
+                else:
+                    status = await self._post(hook, event.id, event.body)
+            except Exception as exc:
+                reason = str(exc) if isinstance(exc, AttemptFailed) else type(exc).__name__
+                if isinstance(exc, AttemptFailed):
+                    status = exc.status
+                retry_in = self.backoff.delay(delivery.attempts)
+                return Outcome(delivery, status, reason, retry_in)
+        return Outcome(delivery, status)
+
+    def _count(self, item: Claimed, outcome: Outcome, state: str) -> None:
+        delivery, event = item.delivery, item.event
+        channel = "email" if delivery.target == EMAIL_TARGET else "webhook"
+        result = {"delivered": "delivered", "pending": "retry"}.get(state, "failed")
+        if state == "lost":
+            result = "delivered" if outcome.error is None else "retry"
+        self.metrics.event_deliveries.labels(event.type, channel, result).inc()
+        if outcome.error is not None:
+            log.log(
+                logging.ERROR if result == "failed" else logging.INFO,
+                "event delivery attempt failed",
+                extra={
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "target": delivery.target,
+                    "attempt": delivery.attempts + 1,
+                    "reason": outcome.error,
+                    "outcome": result,
+                },
+            )
+
+    async def _email(self, body: str) -> None:
+        if self.smtp is None:
+            raise AttemptFailed("email is not configured (GATEWAY_SMTP_HOST)")
+        async with asyncio.timeout(self.timeout * 3):
+            await self._send_email(self.smtp, body)
+
+    async def _post(self, hook: Webhook | None, event_id: str, body: str) -> int:
+        if hook is None:
+            raise AttemptFailed("the subscription no longer exists")
+        if not hook.enabled:
+            raise AttemptFailed("the subscription is disabled")
+        url = urlsplit(hook.url)
+        if url.scheme.lower() not in WEBHOOK_SCHEMES:
+            raise AttemptFailed("the URL's scheme is not http(s)")
+        port = url.port or (443 if url.scheme.lower() == "https" else 80)
+        refused = await delivery_problem((url.hostname or "").lower(), port, self.allowed_hosts)
+        if refused is not None:
+            raise AttemptFailed(refused)
+        now = datetime.now(UTC)
+        headers = signed_headers(event_id, body, hook.secrets(now.timestamp()), now)
+        headers["content-type"] = "application/json"
+        headers["user-agent"] = f"dlr-gateway/{__version__} (webhooks)"
+        try:
+            async with asyncio.timeout(self.timeout):
+                # Streamed and closed unread: the receiver's body is never taken in.
+                async with self.http.stream(
+                    "POST", hook.url, content=body.encode(), headers=headers
+                ) as response:
+                    status = response.status_code
+        except TimeoutError:
+            raise AttemptFailed(f"no answer within {self.timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise AttemptFailed(f"{type(exc).__name__}") from None
+        if 200 <= status < 300:
+            return status
+        if 300 <= status < 400:
+            raise AttemptFailed(f"HTTP {status}: redirects are not followed", status)
+        raise AttemptFailed(f"HTTP {status}", status)
+
+
+def webhook_client(timeout: float) -> httpx.AsyncClient:
+    """The client deliveries use: redirects never followed, bounded connections."""
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        timeout=httpx.Timeout(timeout),
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+        trust_env=False,
+    )

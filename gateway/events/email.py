@@ -1,0 +1,92 @@
+"""Kari's Law email: that 911 (or the 933 test number) was dialled, the callback number,
+and the location the gateway answered the carrier with, sent over SMTP (aiosmtplib)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+import aiosmtplib
+
+from gateway.events.model import TEST_CALL
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str
+    port: int
+    #: ``starttls`` (upgrade a plain connection), ``tls`` (implicit TLS) or ``none``.
+    tls: str
+    username: str | None
+    password: str | None
+    sender: str
+    recipients: tuple[str, ...]
+    timeout: float = 10.0
+
+
+def _line(label: str, value: Any) -> str | None:
+    return None if value in (None, "") else f"{label}: {value}"
+
+
+def compose(event_body: str, sender: str, recipients: Sequence[str]) -> EmailMessage:
+    """The message for an ``emergency_call`` or ``test_call`` event's JSON body."""
+    event = json.loads(event_body)
+    data: dict[str, Any] = event["data"]
+    test = event["type"] == TEST_CALL
+    dialled = data.get("calledNumber") or ("933" if test else "911")
+    callback = data.get("callbackNumber") or "unknown"
+    location: dict[str, Any] = data.get("location") or {}
+    device: dict[str, Any] = data.get("device") or {}
+    what = "A 933 test call" if test else "A 911 emergency call"
+    subject = f"{'Test call (933)' if test else '911 call'} from {callback}"
+    coordinates = None
+    if location.get("latitude") is not None and location.get("longitude") is not None:
+        coordinates = f"{location['latitude']:.6f}, {location['longitude']:.6f}"
+        if location.get("radiusMeters") is not None:
+            coordinates += f" (within {location['radiusMeters']:.0f} m)"
+    lines = [
+        f"{what} was dialled ({dialled}) at {event['timestamp']}.",
+        "",
+        _line("Callback number", callback),
+        _line("Caller name", device.get("callerName")),
+        _line(
+            "Location sent to 911",
+            location.get("addressText") or "none known to the gateway (the carrier's records)",
+        ),
+        _line("Coordinates", coordinates),
+        _line("Location ID", location.get("locationId")),
+        _line("Location reported at", location.get("observedAt")),
+        _line("Location age (seconds)", location.get("ageSeconds")),
+        _line("Device", device.get("aeui")),
+        "",
+        f"Event {event['id']}.",
+    ]
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = make_msgid(domain="dlr-gateway")
+    # The receiver's thread and any deduplication key on the event's stable id.
+    message["X-Event-Id"] = event["id"]
+    message.set_content("\n".join(line for line in lines if line is not None) + "\n")
+    return message
+
+
+async def send(config: SmtpConfig, event_body: str) -> None:
+    """Send one event's message; raises on any SMTP failure (the worker retries)."""
+    message = compose(event_body, config.sender, config.recipients)
+    await aiosmtplib.send(
+        message,
+        hostname=config.host,
+        port=config.port,
+        username=config.username,
+        password=config.password,
+        use_tls=config.tls == "tls",
+        start_tls=config.tls == "starttls",
+        timeout=config.timeout,
+    )

@@ -1,0 +1,92 @@
+"""Writes emitted events to the outbox after the fact, so no caller ever waits for it.
+
+``emit`` only queues (a call-time query or a report never waits on the store); a task
+writes what is queued in batches, retrying a failed write with backoff. What is queued is
+written before the app stops; only a crash in the instant between an emit and its write
+(milliseconds) can lose an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from gateway.concurrency import BatchQueue
+from gateway.events.model import EMAIL_TYPES, Event
+from gateway.metrics import Metrics
+from gateway.store.outbox import NewEvent, OutboxStore
+
+log = logging.getLogger("gateway.events")
+
+#: Events waiting to be written; beyond this they are dropped, counted and logged.
+QUEUE_SIZE = 10_000
+BATCH = 200
+
+
+def as_new(event: Event) -> NewEvent:
+    """The outbox's row for an event (emailed too when its type is)."""
+    return NewEvent(
+        event.id, event.type, event.body(), event.occurred_at.timestamp(), event.type in EMAIL_TYPES
+    )
+
+
+class Emitter(BatchQueue[Event]):
+    """The ``EventSink`` the app gives the pipeline and the call-time query."""
+
+    def __init__(
+        self,
+        outbox: OutboxStore,
+        metrics: Metrics,
+        *,
+        email: bool = False,
+        maxsize: int = QUEUE_SIZE,
+        retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0),
+        prepare: Callable[[list[Event]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.metrics = metrics
+        #: Whether emergency and test calls are also emailed (recipients configured).
+        self.email = email
+        self.retry_delays = retry_delays
+        #: Completes a batch of events in place before it is written (one read for all).
+        self.prepare = prepare
+        #: Set by the delivery worker: written events are due now.
+        self.on_written: asyncio.Event | None = None
+        super().__init__(
+            self._write,
+            self._count_dropped,
+            log=log,
+            message="events not written to the outbox",
+            name="event-emitter",
+            maxsize=maxsize,
+            batch=BATCH,
+            grace=5.0,
+        )
+
+    emit = BatchQueue.put
+
+    async def _write(self, batch: list[Event]) -> None:
+        """Write a batch, retrying a failed write with backoff; raises when it gives up."""
+        new: list[NewEvent] | None = None
+        for delay in (*self.retry_delays, None):
+            try:
+                if new is None:
+                    if self.prepare is not None:
+                        await self.prepare(batch)
+                    new = [as_new(e) for e in batch]
+                await self.outbox.add_events(new, email=self.email)
+            except Exception:
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+                continue
+            for event in batch:
+                self.metrics.events.labels(type=event.type, result="written").inc()
+            if self.on_written is not None:
+                self.on_written.set()
+            return
+
+    def _count_dropped(self, batch: Sequence[Event], reason: str) -> None:
+        for event in batch:
+            self.metrics.events.labels(type=event.type, result="dropped").inc()

@@ -1,0 +1,106 @@
+"""Everything events need at run time, built from the settings and the state store's engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from dataclasses import dataclass, field
+
+import httpx
+
+from gateway.events.calls import with_addresses
+from gateway.events.delivery import Backoff, DeliveryWorker, webhook_client
+from gateway.events.email import SmtpConfig
+from gateway.events.emitter import Emitter
+from gateway.events.stale import StaleDevices
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.store.outbox import OutboxStore
+from gateway.store.sql import SqlStateStore
+
+#: How long a rotated-out webhook secret still signs deliveries, seconds.
+SECRET_OVERLAP = 86_400.0
+
+
+def smtp_config(settings: Settings) -> SmtpConfig | None:
+    if not settings.smtp_host or not settings.notify_emails:
+        return None
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        tls=settings.smtp_tls,
+        username=settings.smtp_username,
+        password=str(settings.smtp_password) if settings.smtp_password else None,
+        sender=settings.smtp_from,
+        recipients=settings.notify_emails,
+        timeout=settings.event_delivery_timeout,
+    )
+
+
+@dataclass
+class Events:
+    outbox: OutboxStore
+    emitter: Emitter
+    worker: DeliveryWorker
+    stale: StaleDevices | None
+    stale_interval: float
+    http: httpx.AsyncClient
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        store: SqlStateStore,
+        metrics: Metrics,
+        owner: str,
+        *,
+        http: httpx.AsyncClient | None = None,
+    ) -> Events:
+        outbox = OutboxStore(store, max_age=settings.event_delivery_max_age)
+        smtp = smtp_config(settings)
+        emitter = Emitter(
+            outbox,
+            metrics,
+            email=smtp is not None,
+            prepare=functools.partial(with_addresses, outbox),
+        )
+        http = http or webhook_client(settings.event_delivery_timeout)
+        worker = DeliveryWorker(
+            outbox,
+            metrics,
+            owner,
+            http=http,
+            smtp=smtp,
+            allowed_hosts=settings.webhook_allowed_hosts,
+            backoff=Backoff(settings.event_retry_base, settings.event_retry_max),
+            timeout=settings.event_delivery_timeout,
+        )
+        emitter.on_written = worker.wake
+        stale = (
+            StaleDevices(outbox, stale_after=settings.device_stale_after)
+            if settings.device_stale_after > 0
+            else None
+        )
+        return cls(outbox, emitter, worker, stale, settings.device_stale_check_interval, http)
+
+    def start(self) -> None:
+        self.emitter.start()
+        self.worker.start()
+        if self.stale is not None:
+            self._tasks.append(
+                asyncio.get_running_loop().create_task(
+                    self.stale.run(self.stale_interval), name="stale-devices"
+                )
+            )
+
+    async def aclose(self) -> None:
+        """Write what was emitted, then stop (undelivered events wait in the outbox)."""
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.emitter.aclose()
+        await self.worker.aclose()
+        await self.http.aclose()

@@ -1,0 +1,74 @@
+"""Where a webhook may be sent: the rule against turning deliveries on the gateway's own side.
+
+A subscription's URL is an admin's, but the host's addresses are DNS's. Refused unless the
+host is listed in ``GATEWAY_WEBHOOK_ALLOWED_HOSTS``: loopback (the gateway itself and its
+neighbours), link-local (cloud metadata at 169.254.169.254, fe80::/10), the unspecified,
+multicast and reserved addresses, and ``localhost`` names. Private networks are allowed: an
+on-premises security desk's receiver is a normal target. With the list set, only the hosts
+listed are allowed. Checked when a subscription is made (by name) and before each delivery
+(by every address the name resolves to).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+
+#: AWS's metadata service over IPv6 sits in the unique-local range, which is otherwise allowed.
+_METADATA = (ipaddress.ip_network("fd00:ec2::254/128"),)
+
+
+def refused_address(address: str) -> bool:
+    """Whether deliveries to this IP address are refused unless its host is listed."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_loopback
+        or ip.is_link_local
+        or ip.is_unspecified
+        or ip.is_multicast
+        or ip.is_reserved
+        or any(ip in network for network in _METADATA)
+    )
+
+
+def host_problem(host: str, allowed: tuple[str, ...]) -> str | None:
+    """Why ``host`` (a URL's, lower case) may not be a webhook's, judged by its name alone."""
+    if allowed:
+        if host in allowed:
+            return None
+        return "the URL's host is not in GATEWAY_WEBHOOK_ALLOWED_HOSTS"
+    if host == "localhost" or host.endswith(".localhost"):
+        return "the URL's host is this machine (list it in GATEWAY_WEBHOOK_ALLOWED_HOSTS)"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a name: judged by its addresses at delivery
+    if refused_address(host):
+        return (
+            "the URL's address is loopback, link-local, multicast or reserved "
+            "(list it in GATEWAY_WEBHOOK_ALLOWED_HOSTS)"
+        )
+    return None
+
+
+async def delivery_problem(host: str, port: int, allowed: tuple[str, ...]) -> str | None:
+    """Why a delivery to ``host`` may not go now: its name, then each address it resolves to."""
+    found = host_problem(host, allowed)
+    if found is not None or host in allowed:
+        return found
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return None  # unresolvable: the attempt fails (and is retried) on its own
+    if any(refused_address(str(info[4][0])) for info in infos):
+        return (
+            "the URL's host resolves to a loopback, link-local, multicast or reserved address "
+            "(list it in GATEWAY_WEBHOOK_ALLOWED_HOSTS)"
+        )
+    return None

@@ -1,0 +1,177 @@
+"""Kari's Law email through a local SMTP sink (aiosmtpd on 127.0.0.1); stale devices found
+with an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from gateway.dlr.binding import Binding, address_from_json
+from gateway.events import email as mail
+from gateway.events.calls import call_event
+from gateway.events.delivery import DeliveryWorker, webhook_client
+from gateway.events.emitter import Emitter
+from gateway.events.model import DEVICE_STALE
+from gateway.events.stale import StaleDevices
+from gateway.metrics import Metrics
+from gateway.store import open_store
+from gateway.store.outbox import OutboxStore
+from gateway.store.sql import SqlStateStore
+from tests.harness import WHITE_HOUSE_ADDRESS
+from tests.procs import free_port
+from tests.store.helpers import binding
+
+NOW = datetime(2026, 12, 5, 14, 0, tzinfo=UTC)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], EmailMessage]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+
+def _binding() -> Binding:
+    return Binding(
+        aeui="desk-phone-7",
+        endpoint_id="EP7",
+        location_id="LOC-WH",
+        address=address_from_json(WHITE_HOUSE_ADDRESS),
+        caller_name="Front Desk",
+        telephone_number="+12025550123",
+        observed_at=datetime(2026, 12, 5, 13, 50, tzinfo=UTC),
+        latitude=38.8977,
+        longitude=-77.0365,
+        coordinates_source="gps",
+        accuracy_meters=12.0,
+        confirmed=True,
+    )
+
+
+def test_the_email_says_911_was_dialled_with_the_callback_number_and_the_location(
+    tmp_path: Path,
+) -> None:
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    config = mail.SmtpConfig(
+        host="127.0.0.1",
+        port=controller.port,
+        tls="none",
+        username=None,
+        password=None,
+        sender="dlr@example.org",
+        recipients=("security@example.org", "desk@example.org"),
+    )
+    metrics = Metrics()
+
+    async def main() -> str:
+        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
+        assert isinstance(store, SqlStateStore)
+        async with store:
+            outbox = OutboxStore(store)
+            emitter = Emitter(outbox, metrics, email=True)
+            emitter.start()
+            event = call_event(
+                queried_at=NOW,
+                callback_number="+12025550123",
+                called_number="911",
+                binding=_binding(),
+                age_seconds=600.0,
+                devices_on_number=1,
+                answer="device",
+            )
+            emitter.emit(event)
+            await emitter.aclose()
+            worker = DeliveryWorker(
+                outbox, metrics, "r", http=webhook_client(2.0), smtp=config, timeout=5.0
+            )
+            assert await worker.run_once() == 1
+            assert await outbox.backlog() == (0, None)
+            await worker.http.aclose()
+            return event.id
+
+    try:
+        event_id = asyncio.run(main())
+    finally:
+        controller.stop()
+    ((sender, recipients, message),) = sink.messages
+    assert sender == "dlr@example.org"
+    assert recipients == ["security@example.org", "desk@example.org"]
+    assert message["Subject"] == "911 call from +12025550123"
+    assert message["X-Event-Id"] == event_id
+    text = message.get_content()
+    assert "A 911 emergency call was dialled (911) at 2026-12-05T14:00:00Z." in text
+    assert "Callback number: +12025550123" in text
+    assert "Caller name: Front Desk" in text
+    assert "Location sent to 911: 1600 PENNSYLVANIA AVE NW, WASHINGTON, DC 20500" in text
+    assert "Coordinates: 38.897700, -77.036500 (within 12 m)" in text
+    assert "Device: desk-phone-7" in text
+
+
+def test_a_933_call_is_a_test_call_and_says_so() -> None:
+    event = call_event(
+        queried_at=NOW,
+        callback_number="+12025550123",
+        called_number="+1933",
+        binding=None,
+        answer="not_found",
+    )
+    assert event.type == "test_call"
+    message = mail.compose(event.body(), "dlr@example.org", ["a@example.org"])
+    assert message["Subject"] == "Test call (933) from +12025550123"
+    text = message.get_content()
+    assert "A 933 test call was dialled (+1933)" in text
+    assert "none known to the gateway" in text
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_device_goes_stale_once_per_staleness_by_the_injected_clock(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
+        assert isinstance(store, SqlStateStore)
+        async with store:
+            outbox = OutboxStore(store)
+            claim = await store.claim(binding("quiet-1", observed=0), credential="device")
+            await store.claim(binding("quiet-2", observed=0), credential="device")
+            heard = claim.current.heard_at
+            assert heard is not None
+            clock = Clock(heard.timestamp() + 3599)
+            stale = StaleDevices(outbox, stale_after=3600, clock=clock)
+            assert await stale.check() == []  # an hour less a second: not yet
+            clock.now += 2
+            found = await stale.check()
+            assert sorted(e.data["aeui"] for e in found) == ["quiet-1", "quiet-2"]
+            assert {e.type for e in found} == {DEVICE_STALE}
+            assert found[0].data["staleAfterSeconds"] == 3600
+            assert found[0].data["ageSeconds"] == 3601
+            clock.now += 86_400
+            assert await stale.check() == []  # once per staleness, however long it lasts
+            # quiet-1 is heard from again, then goes quiet for another hour: a new event.
+            again = await store.claim(binding("quiet-1", observed=10), credential="device")
+            assert again.current.heard_at is not None
+            clock.now = again.current.heard_at.timestamp() + 3601
+            (renewed,) = await stale.check()
+            assert renewed.data["aeui"] == "quiet-1" and renewed.id != found[0].id
+            page = await outbox.page(limit=10, type=DEVICE_STALE)
+            assert len(page) == 3
+
+    asyncio.run(main())

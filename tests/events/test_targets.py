@@ -1,0 +1,175 @@
+"""Attacks on webhook delivery: targets on the gateway's own side (SSRF), hostile receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.events.delivery import Backoff, DeliveryWorker, webhook_client
+from gateway.events.emitter import Emitter
+from gateway.events.model import EMERGENCY_CALL, Event
+from gateway.events.signing import new_secret
+from gateway.events.targets import delivery_problem, host_problem
+from gateway.metrics import Metrics
+from gateway.store import open_store
+from gateway.store.outbox import OutboxStore
+from gateway.store.sql import SqlStateStore
+from tests.events.receiver import Receiver
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "127.1.2.3",
+        "169.254.169.254",  # cloud metadata
+        "0.0.0.0",  # noqa: S104 - a target refused, not a binding
+        "224.0.0.1",
+        "240.0.0.1",
+        "localhost",
+        "metadata.localhost",
+    ],
+)
+def test_hosts_on_the_gateways_own_side_are_refused_unless_listed(host: str) -> None:
+    assert host_problem(host, ()) is not None
+    assert host_problem(host, (host,)) is None
+
+
+@pytest.mark.parametrize("host", ["10.0.0.5", "192.168.1.20", "hooks.example.org", "8.8.8.8"])
+def test_private_and_public_hosts_are_allowed_without_a_list(host: str) -> None:
+    assert host_problem(host, ()) is None
+
+
+def test_with_a_list_only_the_hosts_listed_are_allowed() -> None:
+    assert host_problem("hooks.example.org", ("desk.example.org",)) is not None
+    assert host_problem("10.0.0.5", ("desk.example.org",)) is not None
+
+
+def test_a_name_that_resolves_to_the_metadata_service_is_refused_at_delivery() -> None:
+    """DNS is the network edge: a name pointing at 169.254.169.254 (or ::1) is refused."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        answers = {
+            "evil.example.org": "169.254.169.254",
+            "six.example.org": "::1",
+            "ok.example.org": "10.1.2.3",
+        }
+
+        async def getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
+            address = answers[host]
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
+
+        loop.getaddrinfo = getaddrinfo  # type: ignore[assignment,method-assign]
+        assert "resolves to" in str(await delivery_problem("evil.example.org", 443, ()))
+        assert "resolves to" in str(await delivery_problem("six.example.org", 443, ()))
+        assert await delivery_problem("ok.example.org", 443, ()) is None
+        # Listed: allowed whatever it resolves to (the operator said so).
+        assert await delivery_problem("evil.example.org", 443, ("evil.example.org",)) is None
+
+    asyncio.run(main())
+
+
+@asynccontextmanager
+async def _outbox(tmp_path: Path) -> AsyncIterator[OutboxStore]:
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
+    assert isinstance(store, SqlStateStore)
+    async with store:
+        yield OutboxStore(store)
+
+
+async def _one_event(outbox: OutboxStore, url: str) -> None:
+    await outbox.add_webhook("wh_1", url, [EMERGENCY_CALL], new_secret(), None)
+    emitter = Emitter(outbox, Metrics())
+    emitter.start()
+    emitter.emit(Event.new(EMERGENCY_CALL, {"n": 1}))
+    await emitter.aclose()
+
+
+def _worker(outbox: OutboxStore, allowed: tuple[str, ...], timeout: float = 2.0) -> DeliveryWorker:
+    return DeliveryWorker(
+        outbox,
+        Metrics(),
+        "test-replica",
+        http=webhook_client(timeout),
+        allowed_hosts=allowed,
+        backoff=Backoff(base=0.05, cap=0.1),
+        timeout=timeout,
+    )
+
+
+def test_a_loopback_receiver_is_never_contacted_unless_listed(tmp_path: Path) -> None:
+    receiver = Receiver().up()
+
+    async def main() -> None:
+        async with _outbox(tmp_path) as outbox:
+            await _one_event(outbox, receiver.url)
+            assert await _worker(outbox, ()).run_once() == 1
+            ((_, (delivery,)),) = await outbox.page(limit=1)
+            assert delivery.state == "pending" and "loopback" in str(delivery.last_error)
+
+    try:
+        asyncio.run(main())
+    finally:
+        receiver.down()
+    assert receiver.attempts == {}
+
+
+@asynccontextmanager
+async def _raw_server(answer: bytes | None) -> AsyncIterator[str]:
+    """A receiver on loopback that sends ``answer`` and then endless bytes, or (None)
+    reads the request and never answers."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        try:
+            if answer is None:
+                await asyncio.sleep(3600)
+            writer.write(answer)
+            chunk = b"x" * 65536
+            while True:  # a body without end
+                writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/hook"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "state", "error"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n", "delivered", None),
+        (b"HTTP/1.1 500 Oops\r\nContent-Length: 100000000000\r\n\r\n", "pending", "HTTP 500"),
+        (None, "pending", "no answer within 0.5 s"),
+    ],
+    ids=["huge-2xx-body", "huge-5xx-body", "hangs"],
+)
+def test_a_hostile_receiver_costs_one_bounded_attempt(
+    tmp_path: Path, answer: bytes | None, state: str, error: str | None
+) -> None:
+    async def main() -> None:
+        async with _outbox(tmp_path) as outbox, _raw_server(answer) as url:
+            await _one_event(outbox, url)
+            worker = _worker(outbox, ("127.0.0.1",), timeout=0.5)
+            # Unbounded, the attempt would read (or wait) forever: the guard only stops a hang.
+            assert await asyncio.wait_for(worker.run_once(), 60) == 1
+            ((_, (delivery,)),) = await outbox.page(limit=1)
+            assert (delivery.state, delivery.last_error) == (state, error)
+            await worker.http.aclose()
+
+    asyncio.run(main())

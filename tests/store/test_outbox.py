@@ -1,0 +1,145 @@
+"""The outbox: events with their deliveries, leased claims, retries, stale marks (both backends)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.store import open_store
+from gateway.store.outbox import EMAIL_TARGET, NewEvent, OutboxStore
+from gateway.store.sql import SqlStateStore
+from tests.store.conftest import Database
+from tests.store.helpers import binding, run
+
+
+class Now:
+    def __init__(self, start: float = 1_750_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _open(
+    db: Database, clock: Now, max_age: float = 3600.0
+) -> tuple[SqlStateStore, OutboxStore]:
+    store = await open_store(db.url, create=True)
+    assert isinstance(store, SqlStateStore)
+    return store, OutboxStore(store, clock=clock, max_age=max_age)
+
+
+def _event(id: str, type: str = "emergency_call", at: float = 1_750_000_000.0) -> NewEvent:
+    return NewEvent(id, type, f'{{"id":"{id}"}}', at, email=type == "emergency_call")
+
+
+def test_an_event_gets_one_delivery_per_subscribed_webhook_and_is_written_once(
+    db: Database,
+) -> None:
+    async def main() -> None:
+        clock = Now()
+        store, outbox = await _open(db, clock)
+        async with store:
+            await outbox.add_webhook("wh_a", "http://127.0.0.1:1/a", ["emergency_call"], "s", None)
+            await outbox.add_webhook("wh_b", "http://127.0.0.1:1/b", ["device_stale"], "s", None)
+            assert await outbox.add_events([_event("evt_1")], email=True) == ["evt_1"]
+            # The same id again (a retried write, another replica): nothing new.
+            assert await outbox.add_events([_event("evt_1")], email=True) == []
+            assert await outbox.add_events([_event("evt_2", "device_stale")], email=True) == [
+                "evt_2"
+            ]
+            page = await outbox.page(limit=10)
+            targets = {e.id: sorted(d.target for d in ds) for e, ds in page}
+            assert targets == {"evt_1": sorted(["wh_a", EMAIL_TARGET]), "evt_2": ["wh_b"]}
+            assert await outbox.backlog() == (3, 0.0)
+
+    run(main())
+
+
+def test_claims_are_leased_to_one_owner_until_the_lease_ends(db: Database) -> None:
+    async def main() -> None:
+        clock = Now()
+        store, outbox = await _open(db, clock)
+        async with store:
+            await outbox.add_webhook("wh_a", "http://127.0.0.1:1/a", ["emergency_call"], "s", None)
+            await outbox.add_events([_event(f"evt_{i}") for i in range(10)])
+            first, second = await asyncio.gather(
+                outbox.claim("replica-1", lease=30, limit=6),
+                outbox.claim("replica-2", lease=30, limit=6),
+            )
+            ids = [c.delivery.id for c in first + second]
+            assert len(ids) == len(set(ids)) == 10  # no delivery claimed twice
+            assert await outbox.claim("replica-3", lease=30) == []
+            # Replica 1 dies; its lease ends and replica 3 takes its deliveries over.
+            clock.now += 31
+            taken = await outbox.claim("replica-3", lease=30, limit=20)
+            assert len(taken) == 10
+            # A late answer from a lease lost is not recorded as the new owner's.
+            assert not await outbox.delivered(first[0].delivery, "replica-1", 200)
+            assert await outbox.delivered(taken[0].delivery, "replica-3", 200)
+            assert (await outbox.backlog())[0] == 9
+
+    run(main())
+
+
+def test_failed_attempts_back_off_until_the_delivery_expires_then_an_admin_retries(
+    db: Database,
+) -> None:
+    async def main() -> None:
+        clock = Now()
+        store, outbox = await _open(db, clock, max_age=100)
+        async with store:
+            await outbox.add_webhook("wh_a", "http://127.0.0.1:1/a", ["emergency_call"], "s", None)
+            await outbox.add_events([_event("evt_1", at=clock.now)])
+            (claimed,) = await outbox.claim("r", lease=30)
+            state = await outbox.attempt_failed(
+                claimed.delivery, "r", retry_in=40, status=503, error="HTTP 503"
+            )
+            assert state == "pending"
+            assert await outbox.claim("r", lease=30) == []  # not due for 40 s
+            clock.now += 40
+            (claimed,) = await outbox.claim("r", lease=30)
+            assert claimed.delivery.attempts == 1 and claimed.delivery.last_status == 503
+            # The next attempt would come after the delivery's 100 s: it fails now.
+            state = await outbox.attempt_failed(
+                claimed.delivery, "r", retry_in=80, status=None, error="ConnectError"
+            )
+            assert state == "failed"
+            clock.now += 1000
+            assert await outbox.claim("r", lease=30) == []
+            ((_, (delivery,)),) = await outbox.page(limit=5)
+            assert (delivery.state, delivery.attempts, delivery.last_error) == (
+                "failed",
+                2,
+                "ConnectError",
+            )
+            assert await outbox.retry("evt_1") == 1
+            (claimed,) = await outbox.claim("r", lease=30)
+            assert claimed.event.id == "evt_1"
+
+    run(main())
+
+
+def test_newly_stale_devices_are_found_once_per_staleness(db: Database) -> None:
+    async def main() -> None:
+        clock = Now()
+        store, outbox = await _open(db, clock)
+        async with store:
+            await store.claim(binding("quiet", observed=0), credential="device")
+            (row,) = await outbox.newly_stale(cutoff=4e9)
+            assert row["aeui"] == "quiet"
+            await outbox.mark_stale([(row["aeui"], row["heard_us"])])
+            assert await outbox.newly_stale(cutoff=4e9) == []
+
+    run(main())
+
+
+def test_a_rotated_secret_still_signs_for_its_overlap(db: Database) -> None:
+    async def main() -> None:
+        clock = Now()
+        store, outbox = await _open(db, clock)
+        async with store:
+            await outbox.add_webhook("wh_a", "http://127.0.0.1:1/a", ["test_call"], "old", None)
+            hook = await outbox.rotate_secret("wh_a", "new", overlap=60)
+            assert hook is not None and hook.secrets(clock.now) == ("new", "old")
+            assert hook.secrets(clock.now + 61) == ("new",)
+
+    run(main())
