@@ -305,5 +305,4 @@ def _named(entry: Entry) -> str:
     return entry.key
 
 
-
 __all__ = ["Applied", "MemoryWiremapStore", "NotFound", "Wiremap", "WiremapStore", "entry_id"]
