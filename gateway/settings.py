@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,17 @@ def _json_object(value: str) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise SettingsError("GEOCODER_OPTIONS must be a JSON object")
     return parsed
+
+
+def _cidrs(name: str, values: Iterable[str]) -> tuple[str, ...]:
+    """Networks in canonical CIDR form; a ``SettingsError`` naming the first bad one."""
+    found = []
+    for value in values:
+        try:
+            found.append(str(ipaddress.ip_network(value, strict=True)))
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {value[:60]!r} is not a network ({exc})") from None
+    return tuple(found)
 
 
 def _positive(name: str, value: float) -> float:
@@ -196,6 +207,11 @@ class Settings:
     #: second.
     carrier_read_interval: float = 60.0
     carrier_read_rate: float = 5.0
+    #: Networks whose hosts may ask HELD for the location of their own source address
+    #: (``GATEWAY_NETWORK_TRUSTED_CIDRS``, comma-separated CIDRs; none: no such request).
+    network_trusted_cidrs: tuple[str, ...] = ()
+    #: How often each replica checks the wiremap for changes made at another (seconds).
+    network_refresh_seconds: float = 2.0
     # Shared state.
     database_url: str = ""
     data_dir: str = "data"
@@ -375,6 +391,18 @@ class Settings:
             carrier_read_rate=_positive(
                 "GATEWAY_CARRIER_READ_RATE",
                 c("GATEWAY_CARRIER_READ_RATE", cast=float, default=d.carrier_read_rate),
+            ),
+            network_trusted_cidrs=_cidrs(
+                "GATEWAY_NETWORK_TRUSTED_CIDRS",
+                _csv(c("GATEWAY_NETWORK_TRUSTED_CIDRS", cast=str, default="")),
+            ),
+            network_refresh_seconds=_positive(
+                "GATEWAY_NETWORK_REFRESH_SECONDS",
+                c(
+                    "GATEWAY_NETWORK_REFRESH_SECONDS",
+                    cast=float,
+                    default=d.network_refresh_seconds,
+                ),
             ),
             database_url=c("GATEWAY_DATABASE_URL", cast=str, default=""),
             data_dir=c("GATEWAY_DATA_DIR", cast=str, default=d.data_dir),

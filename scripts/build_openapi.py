@@ -14,6 +14,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the patterns are the gateway's
 
+import openapi_network  # noqa: E402  (scripts/, on the path as this script's directory)
+
 from gateway.api.admin import EMAIL_PATTERN  # noqa: E402
 from gateway.api.devices import OBSERVED_AT_PATTERN  # noqa: E402
 from gateway.api.schemas import ID_PATTERN as ID_RE  # noqa: E402
@@ -485,12 +487,14 @@ VALIDATE_INPUT = {
 REPORT = writable(
     {
         "type": "object",
-        "description": "Where a device is now. Send `address`, `geo`, or both.",
+        "description": "Where a device is now. Send `address`, `geo`, `network`, or several "
+        "(a wiremap match for `network` beats `address`, which beats `geo`).",
         "additionalProperties": False,
         "required": ["alternateEndUserId", "callerName", "telephoneNumber", "observedAt"],
         "anyOf": [
             {"required": ["address"], "properties": {"address": {"type": ["object", "string"]}}},
             {"required": ["geo"], "properties": {"geo": {"type": "object"}}},
+            {"required": ["network"], "properties": {"network": {"type": "object"}}},
         ],
         "properties": {
             "alternateEndUserId": AEUI,
@@ -506,6 +510,7 @@ REPORT = writable(
             ),
             "address": ADDRESS_INPUT,
             "geo": GEO,
+            "network": ref("NetworkObservations"),
         },
     }
 )
@@ -590,6 +595,7 @@ REPORT_RESULT = {
             "required": ["location", "endpoint"],
             "properties": {"location": CHANGE, "endpoint": CHANGE},
         },
+        "locationSource": openapi_network.LOCATION_SOURCE,
         "warnings": FIELD_ERRORS,
     },
 }
@@ -1157,6 +1163,9 @@ def paths() -> dict[str, Any]:
         ),
     }
     ops |= number_paths()
+    ops |= openapi_network.paths(
+        operation, json_body, problem, ref, body_errors, ADMIN_AUTH_FAILURES
+    )
     return ops
 
 
@@ -1223,6 +1232,7 @@ def document() -> dict[str, Any]:
                 "CallbackNumber": NUMBER,
                 "CallbackNumberWrite": NUMBER_WRITE,
                 "EmergencyLocation": EMERGENCY_LOCATION,
+                **openapi_network.schemas(ref, FIELD_ERRORS),
             },
         },
     }

@@ -51,6 +51,7 @@ from gateway.dlr.pipeline import (
 )
 from gateway.geocoding.results import GeocodingUnavailable
 from gateway.jsondump import JSONResponse
+from gateway.network.wiremap import Observation, WiremapError, parse_observation
 from gateway.store import HistoryEntry, StateStore
 from gateway.store.base import NumberOwned
 
@@ -65,6 +66,7 @@ _REPORT_FIELDS = {
     "observedAt",
     "address",
     "geo",
+    "network",
 }
 _GEO_FIELDS = {"latitude", "longitude", "accuracyMeters"}
 _REQUIRED = ("alternateEndUserId", "callerName", "telephoneNumber", "observedAt")
@@ -255,7 +257,8 @@ def parse_report(data: Any, *, max_future: timedelta = MAX_CLOCK_SKEW) -> Report
     )
     address = _address_input(body["address"], errors) if _given(body, "address") else None
     geo = _geo(body["geo"], errors) if _given(body, "geo") else None
-    if not _given(body, "address") and not _given(body, "geo"):
+    network = _network(body["network"], errors) if _given(body, "network") else None
+    if not any(_given(body, key) for key in ("address", "geo", "network")):
         errors.append(FieldProblem("address", "send an address, a geo fix, or both"))
     if errors:
         raise _problems(errors)
@@ -269,7 +272,17 @@ def parse_report(data: Any, *, max_future: timedelta = MAX_CLOCK_SKEW) -> Report
         observed_at=observed,
         address=address,
         geo=geo,
+        network=network,
     )
+
+
+def _network(value: Any, errors: list[FieldProblem]) -> Observation | None:
+    """The report's ``network`` observations (``gateway.network``), errors named."""
+    try:
+        return parse_observation(value)
+    except WiremapError as exc:
+        errors.extend(FieldProblem(e.field, e.message) for e in exc.errors)
+        return None
 
 
 def _coordinate(value: float | None) -> float | None:
@@ -325,6 +338,7 @@ def binding_json(binding: Binding) -> dict[str, Any]:
 def outcome_json(outcome: Outcome, source: ReportSource | None = None) -> dict[str, Any]:
     body = binding_json(outcome.binding)
     body["changes"] = {"location": outcome.location.value, "endpoint": outcome.endpoint.value}
+    body["locationSource"] = outcome.source
     warnings = _field_problems(outcome.warnings)
     if source is not None:
         warnings = [*source.warnings, *source.renamed(warnings)]

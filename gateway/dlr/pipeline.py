@@ -60,6 +60,7 @@ from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.dlr.reads import CarrierReads
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
 from gateway.lru import Lru
+from gateway.network.wiremap import Match, Observation
 from gateway.store.base import (
     Claim,
     HistoryKind,
@@ -143,6 +144,9 @@ class Report:
     #: The device's token attested ``telephone_number`` (its ``phone_number`` claim): the
     #: device may use it whoever owns it.
     number_attested: bool = False
+    #: Where the device is attached (``gateway.network``): the wiremap's location beats
+    #: ``address`` and ``geo``.
+    network: Observation | None = None
 
     def seen_at(self, observed_at: datetime) -> Report:
         """This report at another time: ``dataclasses.replace`` without its introspection
@@ -156,6 +160,7 @@ class Report:
             address=self.address,
             geo=self.geo,
             number_attested=self.number_attested,
+            network=self.network,
         )
 
 
@@ -231,6 +236,9 @@ class Outcome:
     location: Change
     endpoint: Change
     warnings: tuple[FieldError, ...] = ()
+    #: What located the device: ``port``, ``switch``, ``access-point``, ``subnet`` (the
+    #: wiremap), ``address`` or ``geo``.
+    source: str = "address"
 
     @property
     def changed(self) -> bool:
@@ -271,6 +279,9 @@ class _Resolved:
     address: Address
     warnings: tuple[FieldError, ...]
     reversed: GeocodeResult | None = None
+    #: ``Outcome.source``; a wiremap entry's carrier location ID, when it was given one.
+    source: str = "address"
+    location_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +372,7 @@ class Pipeline:
         on_conflict: Callable[[], None] | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reads: CarrierReads[Binding | None] | None = None,
+        network: Callable[[Observation], Match | None] | None = None,
     ) -> None:
         self.carrier = carrier
         self.geocoder = geocoder
@@ -395,6 +407,8 @@ class Pipeline:
         self.callers = callers
         #: The bounds on carrier reads made for ``current()``.
         self.reads: CarrierReads[Binding | None] = reads if reads is not None else CarrierReads()
+        #: The wiremap's lookup (``gateway.network``), for reports with network observations.
+        self.network = network
 
     def _learn(self, stored: StoredBinding) -> None:
         if self.callers is not None:
@@ -508,6 +522,14 @@ class Pipeline:
         Field errors and warnings name the report's field: ``address`` or ``address.<field>``
         for the address sent, ``geo`` for one found by reverse geocoding the device's fix.
         """
+        if report.network is not None:
+            match = self.network(report.network) if self.network is not None else None
+            if match is not None:
+                entry = match.entry
+                return _Resolved(entry.address, (), None, match.source, entry.location_id)
+            if report.address is None and report.geo is None:
+                message = f"no wiremap entry matches: tried {report.network.tried()}"
+                raise Unroutable(message, (FieldError("network", message),))
         found: GeocodeResult | None = None
         if report.address is not None:
             normalized = self.normalize(report.address)
@@ -528,12 +550,13 @@ class Pipeline:
                 tuple(map(where, errors)),
                 normalized.suggestions,
             )
-        return _Resolved(normalized.address, tuple(map(where, normalized.warnings)), found)
+        source = "address" if found is None else "geo"
+        return _Resolved(normalized.address, tuple(map(where, normalized.warnings)), found, source)
 
     async def report(self, report: Report, *, credential: str = "device") -> Outcome:
         resolved = await self.resolve(report)
         aeui = report.alternate_end_user_id
-        location_id = location_id_for(resolved.address)
+        location_id = resolved.location_id or location_id_for(resolved.address)
         check = await self._check_fix(resolved, report.geo)
         warnings = resolved.warnings + check.warnings
         async with self._devices.hold(aeui):
@@ -544,6 +567,8 @@ class Pipeline:
                 )
         if check.conflict is not None:
             await self._record_conflict(report, location_id, check.conflict, credential)
+        if resolved.source != outcome.source:
+            outcome = dataclasses.replace(outcome, source=resolved.source)
         return outcome
 
     async def _check_fix(self, resolved: _Resolved, fix: GeoFix | None) -> _FixCheck:
@@ -725,9 +750,12 @@ class Pipeline:
             attested=report.number_attested,
         )
         self._bindings.pop(aeui, None)  # until the carrier confirms, trust nothing cached
+        # The history says what located the device: its report, or a wiremap entry.
+        wiremap = resolved.source not in ("address", "geo")
+        source = f"wiremap:{resolved.source}" if wiremap else "report"
         # Decide, atomically and for every replica, that this report is the device's newest
         # and that the device may use its number (``NumberOwned`` otherwise).
-        claim = await self.ledger.claim(_to_stored(binding), credential=credential)
+        claim = await self.ledger.claim(_to_stored(binding, source), credential=credential)
         if not claim.won:
             raise Superseded(claim.current.observed_at)
         self._learn(claim.current)

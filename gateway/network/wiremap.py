@@ -294,12 +294,17 @@ class Observation:
 
 
 def parse_observation(data: object, prefix: str = "network") -> Observation:
-    """``{ip, bssid, chassisId, portId}`` (JSON), every error named as ``<prefix>.<field>``."""
+    """``{ip, bssid, chassisId, portId}`` (JSON), every error named as ``<prefix>.<field>``
+    (as ``<field>`` with no prefix)."""
+
+    def named(name: str) -> str:
+        return f"{prefix}.{name}" if prefix else name
+
     if not isinstance(data, dict):
-        raise _fail(prefix, "must be an object with ip, bssid, chassisId and/or portId")
+        raise _fail(prefix or "body", "must be an object with ip, bssid, chassisId and/or portId")
     unknown = sorted(set(data) - {"ip", "bssid", "chassisId", "portId"})
     errors: list[FieldError] = [
-        FieldError(f"{prefix}.{name[:40]}", "is not a known field") for name in unknown[:5]
+        FieldError(named(str(name)[:40]), "is not a known field") for name in unknown[:5]
     ]
     values: dict[str, object] = {}
     parsers: dict[str, Callable[[object, str], object]] = {
@@ -313,13 +318,13 @@ def parse_observation(data: object, prefix: str = "network") -> Observation:
         if raw is None:
             continue
         try:
-            values[name] = parse(raw, f"{prefix}.{name}")
+            values[name] = parse(raw, named(name))
         except WiremapError as exc:
             errors.extend(exc.errors)
     if errors:
         raise WiremapError(tuple(errors))
     if "portId" in values and "chassisId" not in values:
-        raise _fail(f"{prefix}.portId", "a port is named by its chassisId and portId together")
+        raise _fail(named("portId"), "a port is named by its chassisId and portId together")
     observation = Observation(
         ip=values.get("ip"),  # type: ignore[arg-type]
         bssid=values.get("bssid"),  # type: ignore[arg-type]
@@ -327,7 +332,7 @@ def parse_observation(data: object, prefix: str = "network") -> Observation:
         port_id=values.get("portId"),  # type: ignore[arg-type]
     )
     if not observation:
-        raise _fail(prefix, "give at least one of ip, bssid, chassisId (with portId)")
+        raise _fail(prefix or "body", "give at least one of ip, bssid, chassisId (with portId)")
     return observation
 
 
