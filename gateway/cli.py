@@ -15,7 +15,7 @@ from pathlib import Path
 
 from starlette.datastructures import Secret
 
-from gateway import __version__
+from gateway import __version__, network_cli
 from gateway.api.auth import DeviceTokens
 from gateway.settings import NO_DATABASE, Settings, SettingsError
 
@@ -97,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
         f"{EXIT_DATABASE} when the database cannot be reached"
     )
     db_commands.add_parser("current", help=current, description=current.capitalize() + ".")
+
+    network_cli.add_parser(commands)
 
     sim = commands.add_parser(
         "simulator",
@@ -406,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(args)
         if args.command == "db":
             return _db(args)
+        if args.command == "network":
+            return network_cli.run(args)
     except SettingsError as exc:
         print(f"dlr-gateway: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from gateway.dlr.address import normalize
+from gateway.network.csvfile import write
+from gateway.network.importer import import_csv
 from gateway.network.service import Wiremap
 from gateway.network.wiremap import Entry, Kind, parse_observation
 from gateway.store import SqlStateStore, StateStore
 from gateway.store.wiremap import SqlWiremapStore
+from tests.network.test_csv import CANONICAL
 from tests.network.test_wiremap import HQ, ap, at, subnet
 from tests.store.conftest import Database
 from tests.store.helpers import run
@@ -44,5 +47,24 @@ def test_wiremap_round_trips_and_replicas_follow(db: Database) -> None:
         finally:
             await one.close()
             await two.close()
+
+    run(main())
+
+
+def test_csv_import_round_trips_on_each_store(db: Database) -> None:
+    async def main() -> None:
+        store = await StateStore.open(db.url, create=True)
+        assert isinstance(store, SqlStateStore)
+        try:
+            held = Wiremap(SqlWiremapStore(store), normalize)
+            result = await import_csv(held, CANONICAL.encode())
+            assert result.written and not result.errors
+            reread = Wiremap(SqlWiremapStore(store), normalize)
+            await reread.refresh()
+            assert write(reread.entries()) == CANONICAL
+            again = await import_csv(reread, CANONICAL.encode())
+            assert again.applied is not None and again.applied.unchanged == 5
+        finally:
+            await store.close()
 
     run(main())
