@@ -390,19 +390,24 @@ class WiremapIndex:
             return
         if entry.kind is Kind.ACCESS_POINT:
             bssid = parse_bssid(entry.key)
-            if bssid.wildcard_bits:
-                for other in self._wildcards():
-                    theirs = parse_bssid(other.key)
-                    if theirs.holds(bssid) or bssid.holds(theirs):
-                        raise Conflict(
-                            f"BSSID {entry.key} overlaps the wildcard {other.key} already "
-                            "in the wiremap",
-                            other,
-                        )
+            for other in self._overlapping(bssid):
+                raise Conflict(
+                    f"BSSID {entry.key} overlaps the wildcard {other.key} already in the wiremap",
+                    other,
+                )
 
-    def _wildcards(self) -> Iterator[Entry]:
-        yield from self._bssids[4].values()
-        yield from self._bssids[8].values()
+    def _overlapping(self, bssid: Bssid) -> Iterator[Entry]:
+        """Wildcards that hold ``bssid`` (a wildcard) or that it holds: a few probes, not
+        a scan (a one-digit wildcard has one possible holder, a two-digit one 16 held)."""
+        if bssid.wildcard_bits == 4:
+            holder = self._bssids[8].get(bssid.value >> 4)
+            if holder is not None:
+                yield holder
+        elif bssid.wildcard_bits == 8:
+            for digit in range(16):
+                held = self._bssids[4].get(bssid.value << 4 | digit)
+                if held is not None:
+                    yield held
 
     def put(self, entry: Entry) -> Entry | None:
         """Add or replace ``entry``; the entry it replaced, if any."""
