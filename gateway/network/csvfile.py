@@ -106,9 +106,8 @@ def read(data: bytes) -> tuple[list[Row], list[RowError]]:
         if not any(v.strip() for v in values):
             continue  # a blank line
         count += 1
-        if count > MAX_ROWS:
-            errors.append(RowError(reader.line_num, "row", f"more than {MAX_ROWS:,} rows"))
-            break
+        if count > MAX_ROWS:  # refused whole, --skip-invalid or not: never a cut-off import
+            raise CsvTooLarge(f"the file has more than {MAX_ROWS:,} rows")
         row = _row(reader.line_num, names, values, errors)
         if row is not None:
             rows.append(row)

@@ -150,13 +150,6 @@ class Bssid:
             pairs[-1] = "*"
         return "-".join(pairs)
 
-    def holds(self, other: Bssid) -> bool:
-        """Whether every BSSID ``other`` matches is one this matches too."""
-        if other.wildcard_bits > self.wildcard_bits:
-            return False
-        shift = self.wildcard_bits - other.wildcard_bits
-        return other.value >> shift == self.value
-
 
 def _mac_digits(text: str) -> str | None:
     """The 12 hex digits (``*`` kept) of a MAC written with ``-``, ``:``, ``.`` or nothing."""

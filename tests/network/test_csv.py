@@ -204,3 +204,13 @@ def test_progress_is_plain_lines_off_a_terminal() -> None:
     for done in range(0, 10_001, 1000):
         show(done, 10_000)
     assert stream.getvalue().splitlines()[-1] == "written 10000/10000"
+
+
+def test_a_file_past_the_row_limit_is_refused_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.network import csvfile
+
+    monkeypatch.setattr(csvfile, "MAX_ROWS", 4)
+    four = "".join(CANONICAL.splitlines(keepends=True)[:5])
+    assert len(read(four.encode())[0]) == 4
+    with pytest.raises(csvfile.CsvTooLarge, match="more than 4 rows"):
+        read(CANONICAL.encode())
