@@ -24,7 +24,7 @@ from starlette.routing import Route
 from gateway.api.auth import require_admin
 from gateway.api.context import Services, services
 from gateway.api.problems import FieldProblem, Problem
-from gateway.api.schemas import read_json
+from gateway.api.schemas import read_json, record_from_json
 from gateway.bandwidth.errors import UpstreamNotFound
 from gateway.bandwidth.models import Address
 from gateway.dlr.address import FieldError
@@ -137,15 +137,12 @@ async def _entry(request: Request, s: Services, kind: Kind) -> tuple[Entry, tupl
             "The wiremap entry is not valid.",
             errors=[FieldProblem(str(name)[:40], "is not a known field") for name in unknown[:5]],
         )
-    address = body.get("address")
-    if address is None and body.get("locationId") is not None:
+    raw = body.get("address")
+    address: Address | None = None
+    if raw is None and body.get("locationId") is not None:
         address = await _carrier_address(s, body["locationId"])
-    elif address is not None and not isinstance(address, dict):
-        raise Problem(
-            422,
-            "The wiremap entry is not valid.",
-            errors=[FieldProblem("address", "must be an address object")],
-        )
+    elif raw is not None:
+        address = _address(raw)
     try:
         return wiremap_of(request).build(
             kind,
@@ -157,6 +154,22 @@ async def _entry(request: Request, s: Services, kind: Kind) -> tuple[Entry, tupl
         )
     except WiremapError as exc:
         raise invalid(exc) from None
+
+
+def _address(raw: object) -> Address:
+    """The address object read strictly, as a report's is (unknown fields, wrong types and
+    over-long values refused, named ``address.<field>``)."""
+    if not isinstance(raw, dict):
+        raise Problem(
+            422,
+            "The wiremap entry is not valid.",
+            errors=[FieldProblem("address", "must be an address object")],
+        )
+    try:
+        return record_from_json(Address, raw)
+    except Problem as exc:
+        errors = [FieldProblem(f"address.{e.field}", e.message) for e in exc.errors]
+        raise Problem(422, "The wiremap entry is not valid.", errors=errors) from None
 
 
 def _with_warnings(entry: Entry, warnings: tuple[FieldError, ...]) -> dict[str, Any]:

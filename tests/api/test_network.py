@@ -226,3 +226,28 @@ def test_a_report_located_by_the_network_is_provisioned_with_the_place() -> None
             assert {e["field"] for e in bad.json()["errors"]} == {"network.ip", "network.bssid"}
 
     run(scenario())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"subnet": "10.0.0.0/8", "address": {"zip": 20500}},
+        {"subnet": "10.0.0.0/8", "address": {**HQ, "color": "red"}},
+        {"subnet": "10.0.0.0/8", "address": {**HQ, "city": "W" * 10_000}},
+        {"subnet": "10.0.0.0/8", "address": ["1600 Pennsylvania Ave"]},
+        {"subnet": "10.0.0.0/8", "address": {**HQ, "addressLine2": "PO BOX 7"}},
+        {"subnet": "10.0.0.0/8", "locationId": "x" * 65},
+        {"subnet": ["10.0.0.0/8"], "address": HQ},
+        {"bssid": "AA-BB-CC-DD-EE-FF", "address": HQ},  # the wrong collection's key
+    ],
+)
+def test_hostile_addresses_and_shapes_are_422_never_500(body: dict[str, Any]) -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            answer = await gw.http.post("/v1/network/subnets", json=body)
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["errors"]
+            resolve = await gw.http.post("/v1/network/resolve", json=[body])
+            assert resolve.status_code == 422
+
+    run(scenario())
