@@ -4,12 +4,20 @@ input, the admin-only rule, resolution, and provisioning through the report pipe
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.api.auth import DeviceTokens
-from tests.harness import JWT_SECRET, WHITE_HOUSE_ADDRESS, Gateway, gateway, report
+from tests.harness import (
+    JWT_SECRET,
+    WHITE_HOUSE_ADDRESS,
+    Gateway,
+    gateway,
+    gateway_settings,
+    report,
+)
 
 HQ = {**WHITE_HOUSE_ADDRESS, "addressLine2": "Floor 3 Room 301"}
 
@@ -249,5 +257,36 @@ def test_hostile_addresses_and_shapes_are_422_never_500(body: dict[str, Any]) ->
             assert answer.json()["errors"]
             resolve = await gw.http.post("/v1/network/resolve", json=[body])
             assert resolve.status_code == 422
+
+    run(scenario())
+
+
+def test_a_change_at_one_replica_reaches_the_other(tmp_path: Path) -> None:
+    """Two gateways on one state store: what one writes, the other resolves within its
+    refresh interval (polled, not pushed)."""
+
+    async def scenario() -> None:
+        settings = gateway_settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}",
+            network_refresh_seconds=0.05,
+        )
+        async with gateway(settings) as one, gateway(settings) as two:
+            entry = await add(one, "subnets", {"subnet": "10.5.0.0/16"})
+
+            async def seen_by_two() -> int:
+                answer = await two.http.post("/v1/network/resolve", json={"ip": "10.5.1.1"})
+                return answer.status_code
+
+            for _ in range(200):
+                if await seen_by_two() == 200:
+                    break
+                await asyncio.sleep(0.05)
+            assert await seen_by_two() == 200
+            assert (await one.http.delete(f"/v1/network/subnets/{entry['id']}")).status_code == 204
+            for _ in range(200):
+                if await seen_by_two() == 404:
+                    break
+                await asyncio.sleep(0.05)
+            assert await seen_by_two() == 404
 
     run(scenario())
