@@ -77,7 +77,7 @@ Normalizer = Callable[[Address | Mapping[str, object] | str], Normalized]
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What a batch of entries did: counts, and the warnings of each entry."""
+    """What a batch of entries did (or, in a dry run, would do)."""
 
     created: int = 0
     updated: int = 0
@@ -127,15 +127,19 @@ class Wiremap:
 
     async def refresh(self) -> bool:
         """Reload the map when the store's version moved; whether it did."""
+        async with self._writes:
+            return await self._refresh()
+
+    async def _refresh(self) -> bool:
+        """``refresh``, under ``_writes``: no write of this replica's lands in between."""
         if await self.store.version() == self.version:
             return False
         version, entries = await self.store.load()
-        if version <= self.version:
-            return False  # a write of this replica's own got there first: the index has it
-        index = await asyncio.to_thread(WiremapIndex, entries)
-        if version > self.version:
-            self.index, self.version = index, version
-            self._sized()
+        if version == self.version:
+            return False
+        self.index = await asyncio.to_thread(WiremapIndex, entries)
+        self.version = version
+        self._sized()
         return True
 
     async def refresh_forever(self, interval: float) -> None:
@@ -199,7 +203,7 @@ class Wiremap:
     async def create(self, entry: Entry) -> tuple[FieldError, ...]:
         """Add a new entry; ``Conflict`` when its key is taken or it overlaps another."""
         async with self._writes:
-            await self.refresh()
+            await self._refresh()
             held = self.index.get(entry.id)
             if held is not None:
                 raise Conflict(f"the {entry.kind.value} {_named(entry)} is already mapped", held)
@@ -211,7 +215,7 @@ class Wiremap:
     async def update(self, entry_id: str, entry: Entry) -> tuple[FieldError, ...]:
         """Replace the location of entry ``entry_id``; its key is its identity."""
         async with self._writes:
-            await self.refresh()
+            await self._refresh()
             if self.index.get(entry_id) is None:
                 raise NotFound(entry_id)
             if entry.id != entry_id:
@@ -233,7 +237,7 @@ class Wiremap:
             if gone is None:
                 raise NotFound(entry_id)
             self.index.remove(entry_id)
-            self.version = max(self.version, version)
+            self._advanced(version)
             self._sized()
             return gone
 
@@ -242,7 +246,7 @@ class Wiremap:
         written when one conflicts (``Conflict``); entries already held as given are left
         alone, so applying the same batch twice changes nothing."""
         async with self._writes:
-            await self.refresh()
+            await self._refresh()
             created = updated = 0
             changed: list[Entry] = []
             trial = WiremapIndex()  # the batch's own entries, to find overlaps within it
@@ -272,8 +276,15 @@ class Wiremap:
     def _wrote(self, version: int, entries: Sequence[Entry]) -> None:
         for entry in entries:
             self.index.put(entry)
-        self.version = max(self.version, version)
+        self._advanced(version)
         self._sized()
+
+    def _advanced(self, version: int) -> None:
+        """The index holds the map at ``version`` only when the write was the very next
+        change; when another replica wrote in between, the version stays behind, so that
+        the next refresh reloads the whole map (its change included)."""
+        if version == self.version + 1:
+            self.version = version
 
 
 def _optional_text(value: object, field: str, limit: int, errors: list[FieldError]) -> str | None:

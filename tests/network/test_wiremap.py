@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Sequence
 
 import pytest
 
@@ -273,5 +274,27 @@ def test_a_change_at_one_replica_reaches_another_on_refresh() -> None:
         assert await two.refresh()
         assert two.resolve(ip("10.1.1.1")) is not None
         assert not await two.refresh()  # unchanged: no reload
+
+    asyncio.run(main())
+
+
+def test_a_write_from_another_replica_in_between_is_not_lost() -> None:
+    """Another replica commits between this one's refresh and its own write: this replica
+    must not take its own write's version as the whole map's (it would never reload)."""
+
+    class Interleaved(MemoryWiremapStore):
+        async def put(self, entries: Sequence[Entry]) -> int:
+            if not self._entries:
+                await super().put([subnet("192.168.0.0/16", "OTHER")])  # the other replica
+            return await super().put(entries)
+
+    async def main() -> None:
+        wiremap = Wiremap(Interleaved(), normalize)
+        await wiremap.refresh()
+        await wiremap.create(subnet("10.0.0.0/8"))
+        assert wiremap.resolve(ip("10.1.1.1")) is not None
+        assert await wiremap.refresh()  # behind: reloads the whole map
+        match = wiremap.resolve(ip("192.168.1.1"))
+        assert match is not None and match.entry.address.address_line2 == "OTHER"
 
     asyncio.run(main())
