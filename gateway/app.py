@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__
-from gateway.api import admin, devices, emergency, health, held
+from gateway.api import admin, devices, emergency, health, held, network
 from gateway.api.auth import AdminKeys, DeviceTokens
 from gateway.api.context import Services
 from gateway.api.emergency import EmergencyQuery
@@ -141,6 +141,10 @@ def create_app(
                     linger=settings.store_linger,
                 )
                 stack.push_async_callback(ledger.close)
+            wiremap = await network.open_wiremap(
+                settings, ledger, normalizer.normalize, metrics, stack
+            )
+            app.state.wiremap = wiremap
             repairs = metrics.reconcile_repairs
             # Callback number -> freshest binding: the emergency query's fallback.
             callers = CallerIndex(settings.binding_cache_size)
@@ -164,6 +168,7 @@ def create_app(
                     burst=max(1, math.ceil(2 * settings.carrier_read_rate)),
                     maxsize=settings.binding_cache_size,
                 ),
+                network=wiremap.resolve,
             )
             upstream.on_abandoned = pipeline.abandoned
             if ledger is not None and settings.reconcile_interval > 0:
@@ -230,6 +235,7 @@ def create_app(
     # Matched in order: the device routes first, the location reports (most requests) at
     # their head, so that the commonest request is matched at the first try.
     routes: list[BaseRoute] = [*devices.routes, *health.routes, *held.routes, *admin.routes]
+    routes += network.routes
     routes += emergency.routes(settings)
     if sandbox_app is not None:
         routes.append(Mount(SANDBOX_PREFIX, app=sandbox_app))

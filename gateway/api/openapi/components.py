@@ -21,6 +21,7 @@ from gateway.api.models import (
     address_input_schema,
     components,
 )
+from gateway.api.network_models import schemas as network_schemas
 from gateway.api.problems import ProblemDetails
 from gateway.api.schemas import ID_PATTERN as ID_RE
 from gateway.api.schemas import LOCATION_ID_PATTERN as LOCATION_ID_RE
@@ -374,4 +375,5 @@ SCHEMAS: dict[str, Any] = {
     "CallbackNumber": NUMBER,
     "CallbackNumberWrite": NUMBER_WRITE,
     "EmergencyLocation": EMERGENCY_LOCATION,
+    **components(**network_schemas()),
 }

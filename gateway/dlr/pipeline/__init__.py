@@ -40,6 +40,7 @@ from gateway.dlr.pipeline.repairs import Background, Repairs
 from gateway.dlr.pipeline.reports import Reports
 from gateway.dlr.pipeline.writes import CarrierWrites
 from gateway.dlr.reads import CarrierReads
+from gateway.network.wiremap import Match, Observation
 
 __all__ = [
     "Binding",
@@ -80,6 +81,7 @@ class Pipeline:
         on_conflict: Callable[[], None] | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reads: CarrierReads[Binding | None] | None = None,
+        network: Callable[[Observation], Match | None] | None = None,
     ) -> None:
         #: Each device's desired binding (its newest report that was acknowledged, or whose
         #: write failed with an unknown outcome) and newest report time: the state store,
@@ -117,6 +119,7 @@ class Pipeline:
             conflict_margin_meters=conflict_margin_meters,
             on_conflict=on_conflict,
             wall_clock=wall_clock,
+            network=network,
         )
         self.admin = AdminSync(self.ledger, self.known, locks)
         self.reconciler = Reconciler(self.repairs, lease_seconds_per_device, clock)

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.bandwidth.models import Address, Endpoint, wire_name
 from gateway.dlr.errors import FieldError
+from gateway.network.wiremap import Observation
 from gateway.records import record_to_json
 from gateway.store.base import HistoryKind, HistoryRecord, StoredBinding
 
@@ -39,6 +40,9 @@ class Report:
     #: The device's token attested ``telephone_number`` (its ``phone_number`` claim): the
     #: device may use it whoever owns it.
     number_attested: bool = False
+    #: Where the device is attached (``gateway.network``): a wiremap match beats
+    #: ``address`` and ``geo``.
+    network: Observation | None = None
 
     def seen_at(self, observed_at: datetime) -> Report:
         """This report at another time: ``dataclasses.replace`` without its introspection
@@ -52,6 +56,7 @@ class Report:
             address=self.address,
             geo=self.geo,
             number_attested=self.number_attested,
+            network=self.network,
         )
 
 
@@ -127,6 +132,9 @@ class Outcome:
     location: Change
     endpoint: Change
     warnings: tuple[FieldError, ...] = ()
+    #: What located the device: ``port``, ``switch``, ``access-point``, ``subnet`` (the
+    #: wiremap), ``address`` or ``geo``.
+    source: str = "address"
 
     @property
     def changed(self) -> bool:

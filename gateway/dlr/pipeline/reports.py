@@ -36,6 +36,7 @@ from gateway.dlr.pipeline.records import (
 from gateway.dlr.pipeline.repairs import Repairs
 from gateway.dlr.pipeline.writes import CarrierWrites
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
+from gateway.network.wiremap import Match, Observation
 from gateway.store.base import Claim, HistoryKind
 
 
@@ -46,6 +47,9 @@ class _Resolved:
     address: Address
     warnings: tuple[FieldError, ...]
     reversed: GeocodeResult | None = None
+    #: ``Outcome.source``; a wiremap entry's carrier location ID, when it was given one.
+    source: str = "address"
+    location_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,8 @@ class Reports:
     on_conflict: Callable[[], None] | None
     #: The gateway's own time: when it heard from a device (never the device's clock).
     wall_clock: Callable[[], datetime]
+    #: The wiremap's lookup (``gateway.network``), for reports with network observations.
+    network: Callable[[Observation], Match | None] | None = None
 
     async def resolve(self, report: Report) -> _Resolved:
         """The report's canonical civic address, or ``Unroutable``.
@@ -132,6 +138,14 @@ class Reports:
         Field errors and warnings name the report's field: ``address`` or ``address.<field>``
         for the address sent, ``geo`` for one found by reverse geocoding the device's fix.
         """
+        if report.network is not None:
+            match = self.network(report.network) if self.network is not None else None
+            if match is not None:
+                entry = match.entry
+                return _Resolved(entry.address, (), None, match.source, entry.location_id)
+            if report.address is None and report.geo is None:
+                message = f"no wiremap entry matches: tried {report.network.tried()}"
+                raise Unroutable(message, (FieldError("network", message),))
         found: GeocodeResult | None = None
         if report.address is not None:
             normalized = self.normalize(report.address)
@@ -152,12 +166,13 @@ class Reports:
                 tuple(map(where, errors)),
                 normalized.suggestions,
             )
-        return _Resolved(normalized.address, tuple(map(where, normalized.warnings)), found)
+        source = "address" if found is None else "geo"
+        return _Resolved(normalized.address, tuple(map(where, normalized.warnings)), found, source)
 
     async def report(self, report: Report, *, credential: str = "device") -> Outcome:
         resolved = await self.resolve(report)
         aeui = report.alternate_end_user_id
-        location_id = location_id_for(resolved.address)
+        location_id = resolved.location_id or location_id_for(resolved.address)
         check = await self._check_fix(resolved, report.geo)
         warnings = resolved.warnings + check.warnings
         async with self.locks.hold(aeui):
@@ -168,6 +183,8 @@ class Reports:
                 )
         if check.conflict is not None:
             await self._record_conflict(report, location_id, check.conflict, credential)
+        if resolved.source != outcome.source:
+            outcome = dataclasses.replace(outcome, source=resolved.source)
         return outcome
 
     async def _check_fix(self, resolved: _Resolved, fix: GeoFix | None) -> _FixCheck:
@@ -335,9 +352,12 @@ class Reports:
             attested=report.number_attested,
         )
         self.known.distrust(aeui)  # until the carrier confirms, trust nothing cached
+        # The history says what located the device: its report, or a wiremap entry.
+        wiremap = resolved.source not in ("address", "geo")
+        source = f"wiremap:{resolved.source}" if wiremap else "report"
         # Decide, atomically and for every replica, that this report is the device's newest
         # and that the device may use its number (``NumberOwned`` otherwise).
-        claim = await self.ledger.claim(to_stored(binding), credential=credential)
+        claim = await self.ledger.claim(to_stored(binding, source), credential=credential)
         if not claim.won:
             raise Superseded(claim.current.observed_at)
         self.known.learn(claim.current)
