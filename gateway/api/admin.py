@@ -445,7 +445,7 @@ async def number_history(request: Request) -> Response:
     return await history_page(request, s, number_key(number), {"telephoneNumber": number})
 
 
-def _resource(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
+def resource(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
     """One route per path for all its methods, so that a 405 lists them all in ``Allow``
     (a route per method would answer ``Allow`` with the first route's methods only)."""
     by_method = {method.upper(): handler for method, handler in handlers.items()}
@@ -459,24 +459,24 @@ def _resource(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -
 
 
 routes = [
-    _resource("/v1/endpoints", get=list_endpoints, post=create_endpoint),
-    _resource(
+    resource("/v1/endpoints", get=list_endpoints, post=create_endpoint),
+    resource(
         "/v1/endpoints/{endpoint_id}",
         get=get_endpoint,
         put=update_endpoint,
         delete=delete_endpoint,
     ),
-    _resource("/v1/locations", get=list_locations, post=create_location),
-    _resource(
+    resource("/v1/locations", get=list_locations, post=create_location),
+    resource(
         "/v1/locations/{location_id}",
         get=get_location,
         put=update_location,
         delete=delete_location,
     ),
-    _resource("/v1/locations/{location_id}/history", get=location_history),
-    _resource("/v1/notification-recipients", get=list_recipients, post=create_recipient),
-    _resource(
+    resource("/v1/locations/{location_id}/history", get=location_history),
+    resource("/v1/notification-recipients", get=list_recipients, post=create_recipient),
+    resource(
         "/v1/numbers/{telephone_number}", get=get_number, put=put_number, delete=delete_number
     ),
-    _resource("/v1/numbers/{telephone_number}/history", get=number_history),
+    resource("/v1/numbers/{telephone_number}/history", get=number_history),
 ]

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.admin import resource
 from gateway.api.answers import model_response
 from gateway.api.auth import require_admin
 from gateway.api.context import Services, services
@@ -159,9 +160,12 @@ async def _entry(request: Request, s: Services, kind: Kind) -> tuple[Entry, tupl
 
 
 def _page(request: Request, name: str, least: int, default: int, most: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
+    found = request.query_params.getlist(name)
+    if not found:
         return default
+    raw = found[0]
+    if len(found) > 1:
+        raw = ""  # said twice: not a number
     if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or not least <= int(raw) <= most:
         raise Problem(
             422,
@@ -177,6 +181,10 @@ MAX_OFFSET = 10**9
 
 async def list_entries(kind: Kind, request: Request) -> Response:
     _admin(request)
+    unknown = sorted(set(request.query_params) - {"offset", "limit"})
+    if unknown:
+        errors = [FieldError(name[:40], "unknown query parameter") for name in unknown[:5]]
+        raise Problem(422, "The query is not valid.", errors=errors)
     offset = _page(request, "offset", 0, 0, MAX_OFFSET)
     limit = _page(request, "limit", 1, 100, MAX_PAGE)
     wiremap = wiremap_of(request)
@@ -269,11 +277,17 @@ def _routes() -> list[Route]:
     for path, kind in COLLECTIONS.items():
         collection, item = f"/v1/network/{path}", f"/v1/network/{path}/{{entry_id}}"
         found += [
-            Route(collection, functools.partial(list_entries, kind), methods=["GET"]),
-            Route(collection, functools.partial(create_entry, kind), methods=["POST"]),
-            Route(item, functools.partial(get_entry, kind), methods=["GET"]),
-            Route(item, functools.partial(update_entry, kind), methods=["PUT"]),
-            Route(item, functools.partial(delete_entry, kind), methods=["DELETE"]),
+            resource(
+                collection,
+                get=functools.partial(list_entries, kind),
+                post=functools.partial(create_entry, kind),
+            ),
+            resource(
+                item,
+                get=functools.partial(get_entry, kind),
+                put=functools.partial(update_entry, kind),
+                delete=functools.partial(delete_entry, kind),
+            ),
         ]
     return found
 

@@ -291,3 +291,39 @@ def test_a_change_at_one_replica_reaches_the_other(tmp_path: Path) -> None:
             assert await seen_by_two() == 404
 
     run(scenario())
+
+
+def test_list_queries_are_read_strictly_and_allow_names_every_method() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            for query in ("?=null", "?limit=4&x=1", "?limit=0", "?limit=1&limit=2", "?offset=-1"):
+                answer = await gw.http.get(f"/v1/network/subnets{query}")
+                assert answer.status_code == 422, (query, answer.text)
+            assert (await gw.http.get("/v1/network/subnets?limit=1000")).status_code == 200
+            refused = await gw.http.request("OPTIONS", "/v1/network/subnets")
+            assert refused.status_code == 405
+            assert set(refused.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+            item = await gw.http.request("OPTIONS", "/v1/network/ports/x")
+            assert set(item.headers["allow"].split(", ")) == {"GET", "HEAD", "PUT", "DELETE"}
+
+    run(scenario())
+
+
+def test_an_entry_located_by_a_carrier_location_id() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            created = await gw.http.post("/v1/locations", json={"address": WHITE_HOUSE_ADDRESS})
+            assert created.status_code == 201, created.text
+            location_id = created.json()["locationId"]
+            body = {"subnet": "10.3.0.0/16", "locationId": location_id}
+            entry = await gw.http.post("/v1/network/subnets", json=body)
+            assert entry.status_code == 201, entry.text
+            assert entry.json()["locationId"] == location_id
+            assert entry.json()["address"]["zip"] == "20500"
+            # A location the carrier does not hold: the carrier's state, named.
+            body = {"subnet": "10.4.0.0/16", "locationId": "nosuchlocation1"}
+            missing = await gw.http.post("/v1/network/subnets", json=body)
+            assert missing.status_code == 422
+            assert missing.json()["type"] == "/problems/unknown-location"
+
+    run(scenario())
