@@ -18,6 +18,7 @@ from typing import Protocol
 from gateway.bandwidth.models import Address
 from gateway.dlr.address import Normalized
 from gateway.dlr.errors import FieldError
+from gateway.dlr.pipeline.records import in_address
 from gateway.network.wiremap import (
     Conflict,
     Entry,
@@ -184,13 +185,8 @@ class Wiremap:
         else:
             normalized = self.normalize(address)
             if not normalized.valid or normalized.address is None:
-                errors.extend(
-                    FieldError(
-                        e.field if e.field.startswith("address") else f"address.{e.field}",
-                        e.message,
-                    )
-                    for e in normalized.errors or (FieldError("address", "cannot be parsed"),)
-                )
+                found = normalized.errors or (FieldError("address", "cannot be parsed"),)
+                errors.extend(map(in_address, found))
             else:
                 normalized_address = normalized.address
                 warnings = normalized.warnings

@@ -327,3 +327,18 @@ def test_an_entry_located_by_a_carrier_location_id() -> None:
             assert missing.json()["type"] == "/problems/unknown-location"
 
     run(scenario())
+
+
+def test_an_entry_address_that_cannot_be_routed_is_refused_as_a_reports_is() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            body = {"subnet": "10.9.0.0/16", "address": {**HQ, "addressLine2": "0" * 59}}
+            answer = await gw.http.post("/v1/network/subnets", json=body)
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["type"] == "/problems/unroutable-address"
+            fields = {e["field"] for e in answer.json()["errors"]}
+            assert fields == {"address.addressLine2"}, fields
+            report_answer = await gw.report(report("d1", body["address"]))
+            assert report_answer.json()["type"] == "/problems/unroutable-address"
+
+    run(scenario())
