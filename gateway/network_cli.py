@@ -21,7 +21,7 @@ from gateway.bandwidth.models import Address
 from gateway.network.csvfile import MAX_FILE_BYTES, CsvTooLarge, write
 from gateway.network.importer import ImportResult, Lookup, import_csv
 from gateway.network.service import Wiremap
-from gateway.network.wiremap import Conflict, Kind
+from gateway.network.wiremap import Conflict, Kind, Stale
 from gateway.settings import NO_DATABASE, Settings
 
 #: Bad rows shown before "... and N more".
@@ -161,6 +161,9 @@ async def _import(
             return 2
         except Conflict as exc:  # another import landed in between
             print(f"dlr-gateway: {exc.message}", file=err)
+            return 1
+        except Stale:
+            print("dlr-gateway: the wiremap kept changing at other replicas: try again", file=err)
             return 1
     _report(result, dry_run=args.dry_run, out=out, err=err)
     return 1 if result.applied is None else 0

@@ -50,7 +50,7 @@ from gateway.network.service import (
     Wiremap,
     WiremapStore,
 )
-from gateway.network.wiremap import Conflict, Entry, Kind, WiremapError
+from gateway.network.wiremap import Conflict, Entry, Kind, Stale, WiremapError
 from gateway.settings import Settings
 
 _PATH = {kind: path for path, kind in COLLECTIONS.items()}
@@ -95,6 +95,12 @@ def invalid(exc: WiremapError) -> Problem:
             extra={"suggestions": []},
         )
     return Problem(422, _INVALID, errors=exc.errors)
+
+
+def _busy() -> Problem:
+    return Problem(
+        503, "The wiremap is being changed at another replica: try again.", retry_after=1
+    )
 
 
 def conflict(exc: Conflict) -> Problem:
@@ -210,6 +216,8 @@ async def create_entry(kind: Kind, request: Request) -> Response:
         raise conflict(exc) from None
     except WiremapError as exc:
         raise invalid(exc) from None
+    except Stale:
+        raise _busy() from None
     answer = model_response(_entry_answer(entry, warnings), status_code=201)
     answer.headers["Location"] = f"/v1/network/{_PATH[kind]}/{entry.id}"
     return answer
@@ -238,6 +246,8 @@ async def update_entry(kind: Kind, request: Request) -> Response:
         raise Problem(404, f"There is no {kind.value} entry with that ID.") from None
     except WiremapError as exc:
         raise invalid(exc) from None
+    except Stale:
+        raise _busy() from None
     return model_response(_entry_answer(entry, warnings))
 
 

@@ -25,6 +25,7 @@ from gateway.network.wiremap import (
     Kind,
     Match,
     Observation,
+    Stale,
     WiremapError,
     WiremapIndex,
     canonical_key,
@@ -46,7 +47,11 @@ class WiremapStore(Protocol):
 
     async def version(self) -> int: ...
     async def load(self) -> tuple[int, list[Entry]]: ...
-    async def put(self, entries: Sequence[Entry]) -> int: ...
+    async def put(self, entries: Sequence[Entry], *, expect: int | None = None) -> int:
+        """Write ``entries``, and bump the version; ``Stale`` (nothing written) when the
+        version is not ``expect``."""
+        ...
+
     async def delete(self, entry_id: str) -> tuple[int, Entry | None]: ...
 
 
@@ -63,7 +68,9 @@ class MemoryWiremapStore:
     async def load(self) -> tuple[int, list[Entry]]:
         return self._version, list(self._entries.values())
 
-    async def put(self, entries: Sequence[Entry]) -> int:
+    async def put(self, entries: Sequence[Entry], *, expect: int | None = None) -> int:
+        if expect is not None and expect != self._version:
+            raise Stale
         for entry in entries:
             self._entries[entry.id] = entry
         self._version += 1
@@ -90,6 +97,10 @@ class Applied:
 
 class NotFound(LookupError):
     pass
+
+
+#: Writes tried against the newest map before ``Stale`` is given up on.
+_ATTEMPTS = 5
 
 
 class Wiremap:
@@ -211,33 +222,34 @@ class Wiremap:
 
     async def create(self, entry: Entry) -> tuple[FieldError, ...]:
         """Add a new entry; ``Conflict`` when its key is taken or it overlaps another."""
-        async with self._writes:
-            await self._refresh()
+
+        def plan() -> list[Entry]:
             held = self.index.get(entry.id)
             if held is not None:
                 raise Conflict(f"the {entry.kind.value} {_named(entry)} is already mapped", held)
             self.index.check(entry)
             self._room(1)
-            self._wrote(await self.store.put([entry]), [entry])
+            return [entry]
+
+        async with self._writes:
+            await self._commit(plan)
             return self.index.warnings(entry)
 
     async def update(self, entry_id: str, entry: Entry) -> tuple[FieldError, ...]:
         """Replace the location of entry ``entry_id``; its key is its identity."""
-        async with self._writes:
-            await self._refresh()
+
+        def plan() -> list[Entry]:
             if self.index.get(entry_id) is None:
                 raise NotFound(entry_id)
             if entry.id != entry_id:
-                raise WiremapError(
-                    (
-                        FieldError(
-                            _key_field(entry.kind),
-                            "an entry's network identity cannot change: delete the entry "
-                            "and create another",
-                        ),
-                    )
+                message = (
+                    "an entry's network identity cannot change: delete the entry and create another"
                 )
-            self._wrote(await self.store.put([entry]), [entry])
+                raise WiremapError((FieldError(_key_field(entry.kind), message),))
+            return [entry]
+
+        async with self._writes:
+            await self._commit(plan)
             return self.index.warnings(entry)
 
     async def delete(self, entry_id: str) -> Entry:
@@ -254,8 +266,10 @@ class Wiremap:
         """Create or update ``entries`` (an import), checked together first: nothing is
         written when one conflicts (``Conflict``); entries already held as given are left
         alone, so applying the same batch twice changes nothing."""
-        async with self._writes:
-            await self._refresh()
+        applied = Applied()
+
+        def plan() -> list[Entry]:
+            nonlocal applied
             created = updated = 0
             changed: list[Entry] = []
             trial = WiremapIndex()  # the batch's own entries, to find overlaps within it
@@ -272,9 +286,30 @@ class Wiremap:
                     updated += 1
                 changed.append(entry)
             self._room(created)
-            if changed and not dry_run:
-                self._wrote(await self.store.put(changed), changed)
-            return Applied(created, updated, len(entries) - len(changed))
+            applied = Applied(created, updated, len(entries) - len(changed))
+            return [] if dry_run else changed
+
+        async with self._writes:
+            await self._commit(plan)
+            return applied
+
+    async def _commit(self, plan: Callable[[], list[Entry]]) -> None:
+        """Write what ``plan`` decides (its checks made on the newest map) at the store's
+        next version; when another replica wrote in between (``Stale``), reload the map and
+        decide again, so that no check is made on a map another replica has changed (two
+        replicas creating overlapping wildcards at once: the second is refused)."""
+        for _ in range(_ATTEMPTS):
+            await self._refresh()
+            entries = plan()
+            if not entries:
+                return
+            try:
+                version = await self.store.put(entries, expect=self.version)
+            except Stale:
+                continue
+            self._wrote(version, entries)
+            return
+        raise Stale
 
     def _room(self, more: int) -> None:
         if len(self.index) + more > MAX_ENTRIES:

@@ -66,6 +66,11 @@ class Conflict(Exception):
         self.existing = existing
 
 
+class Stale(Exception):
+    """Another replica changed the wiremap since this one read it (again after retries:
+    the wiremap is being changed too often to check a change against it)."""
+
+
 def _fail(field: str, message: str) -> WiremapError:
     return WiremapError((FieldError(field, message),))
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from gateway.bandwidth.models import Address, wire_name
-from gateway.network.wiremap import Entry, Kind
+from gateway.network.wiremap import Entry, Kind, Stale
 from gateway.store.tables import metadata
 
 if TYPE_CHECKING:
@@ -104,9 +104,14 @@ class SqlWiremapStore:
             return 1
         return int(found)
 
-    async def put(self, entries: Sequence[Entry]) -> int:
+    async def put(self, entries: Sequence[Entry], *, expect: int | None = None) -> int:
         now = time.time_ns() // 1000  # microseconds, as the store's own times
         async with self._state.transaction() as connection:
+            # The bump first: its row lock orders this write after any other in flight, and
+            # its value says whether one landed since the writer read the map.
+            version = await self._bump(connection)
+            if expect is not None and version != expect + 1:
+                raise Stale
             ids = [entry.id for entry in entries]
             for start in range(0, len(ids), _CHUNK):
                 await connection.execute(
@@ -117,7 +122,7 @@ class SqlWiremapStore:
             rows = [_row(entry, now) for entry in entries]
             for start in range(0, len(rows), _CHUNK):
                 await connection.execute(sa.insert(network_entries), rows[start : start + _CHUNK])
-            return await self._bump(connection)
+            return version
 
     async def delete(self, entry_id: str) -> tuple[int, Entry | None]:
         async with self._state.transaction() as connection:

@@ -299,23 +299,58 @@ def test_a_change_at_one_replica_reaches_another_on_refresh() -> None:
     asyncio.run(main())
 
 
-def test_a_write_from_another_replica_in_between_is_not_lost() -> None:
-    """Another replica commits between this one's refresh and its own write: this replica
-    must not take its own write's version as the whole map's (it would never reload)."""
+class Interleaved(MemoryWiremapStore):
+    """A store on which another replica writes ``other`` just before this one's first write
+    (after this one has read the map and checked its change against it)."""
 
-    class Interleaved(MemoryWiremapStore):
-        async def put(self, entries: Sequence[Entry]) -> int:
-            if not self._entries:
-                await super().put([subnet("192.168.0.0/16", "OTHER")])  # the other replica
-            return await super().put(entries)
+    def __init__(self, other: Entry) -> None:
+        super().__init__()
+        self.other: Entry | None = other
+
+    async def put(self, entries: Sequence[Entry], *, expect: int | None = None) -> int:
+        if self.other is not None:
+            other, self.other = self.other, None
+            await super().put([other])  # the other replica, in between
+        return await super().put(entries, expect=expect)
+
+
+def test_a_write_from_another_replica_in_between_is_not_lost() -> None:
+    """Another replica commits between this one's refresh and its own write: this one's
+    write is checked again on the map with that change, and its index holds both."""
 
     async def main() -> None:
-        wiremap = Wiremap(Interleaved(), normalize)
+        wiremap = Wiremap(Interleaved(subnet("192.168.0.0/16", "OTHER")), normalize)
         await wiremap.refresh()
         await wiremap.create(subnet("10.0.0.0/8"))
         assert wiremap.resolve(ip("10.1.1.1")) is not None
-        assert await wiremap.refresh()  # behind: reloads the whole map
         match = wiremap.resolve(ip("192.168.1.1"))
         assert match is not None and match.entry.address.address_line2 == "OTHER"
+        assert not await wiremap.refresh()  # its index is the store's map already
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("theirs", "ours"),
+    [("AA-BB-CC-DD-EE-*", "AA-BB-CC-DD-EE-1*"), ("AA-BB-CC-DD-EE-1*", "AA-BB-CC-DD-EE-*")],
+)
+def test_overlapping_wildcards_created_at_two_replicas_at_once(theirs: str, ours: str) -> None:
+    """Another replica maps an overlapping wildcard after this one checked its own against
+    the map, before it wrote: the write is refused, not both kept."""
+
+    async def main() -> None:
+        store = Interleaved(ap(theirs, "THEIRS"))
+        wiremap = Wiremap(store, normalize)
+        await wiremap.refresh()
+        with pytest.raises(Conflict, match="overlaps"):
+            await wiremap.create(ap(ours, "OURS"))
+        assert [e.key for e in (await store.load())[1]] == [theirs]
+        # And the same subnet at once: the second create is a conflict, not an overwrite.
+        store = Interleaved(subnet("10.0.0.0/8", "THEIRS"))
+        wiremap = Wiremap(store, normalize)
+        with pytest.raises(Conflict, match="already mapped"):
+            await wiremap.create(subnet("10.0.0.0/8", "OURS"))
+        [held] = (await store.load())[1]
+        assert held.address.address_line2 == "THEIRS"
 
     asyncio.run(main())

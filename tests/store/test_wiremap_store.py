@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.dlr.address import normalize
 from gateway.network.csvfile import write
 from gateway.network.importer import import_csv
 from gateway.network.service import Wiremap
-from gateway.network.wiremap import Entry, Kind
+from gateway.network.wiremap import Entry, Kind, Stale
 from gateway.store import SqlStateStore, StateStore
 from gateway.store.wiremap import SqlWiremapStore
 from tests.network.observe import observe
@@ -48,6 +50,24 @@ def test_wiremap_round_trips_and_replicas_follow(db: Database) -> None:
         finally:
             await one.close()
             await two.close()
+
+    run(main())
+
+
+def test_a_write_on_a_stale_version_is_refused_whole(db: Database) -> None:
+    async def main() -> None:
+        store = await StateStore.open(db.url, create=True)
+        assert isinstance(store, SqlStateStore)
+        try:
+            sql = SqlWiremapStore(store)
+            version = await sql.version()
+            assert await sql.put([subnet("10.0.0.0/8")], expect=version) == version + 1
+            with pytest.raises(Stale):  # another write landed since ``version`` was read
+                await sql.put([subnet("10.1.0.0/16")], expect=version)
+            held, entries = await sql.load()
+            assert held == version + 1 and [e.key for e in entries] == ["10.0.0.0/8"]
+        finally:
+            await store.close()
 
     run(main())
 

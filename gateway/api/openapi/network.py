@@ -14,6 +14,7 @@ from gateway.api.openapi.paths import (
     json_body,
     operation,
     problem,
+    retry_problem,
 )
 
 _FORBIDDEN = {"403": problem("A device token: the wiremap is for admin keys only.")}
@@ -72,7 +73,11 @@ def network_paths() -> dict[str, Any]:
             }
         ]
         not_found = {"404": problem(f"No such {noun} entry.")}
-        written = {**body_errors(), "422": _UNROUTABLE}
+        written = {
+            **body_errors(),
+            "422": _UNROUTABLE,
+            "503": retry_problem("The wiremap kept changing at other replicas: try again."),
+        }
         found[f"/v1/network/{path}"] = {
             "get": operation(
                 f"listNetwork{title}s",
