@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gateway.bandwidth.models import Address
+from gateway.network import patterns
 from gateway.network.wiremap import Entry, Kind
 
 KEY_COLUMNS = ("Subnet", "BSSID", "ChassisID", "PortID")
@@ -124,6 +125,9 @@ def _row(line: int, names: list[str], values: list[str], errors: list[RowError])
         value = raw.strip()
         if len(value) > MAX_FIELD:
             errors.append(RowError(line, name, f"is too long (at most {MAX_FIELD} characters)"))
+            bad = True
+        elif patterns.CONTROL.search(value):  # as the API refuses them in any field
+            errors.append(RowError(line, name, "must not hold control characters"))
             bad = True
         elif value:
             cells[name] = value

@@ -97,6 +97,7 @@ BAD = (
     "10.8.0.0/16,,,,1600,Pennsylvania Ave NW,Washington,DC,20500\n"
     f"10.7.0.0/16,,,,1600,{'X' * (MAX_FIELD + 1)},Washington,DC,20500\n"
     "10.6.0.0/16,,,,1600,Pennsylvania Ave NW,Washington,DC\n"
+    "10.5.0.0/16,,,,1600,Pennsylvania Ave NW,Wash\x07ington,DC,20500\n"
 )
 
 
@@ -114,6 +115,7 @@ def test_every_bad_row_is_named_and_nothing_is_written() -> None:
         assert (8, "Subnet") in found  # the same subnet as line 7
         assert (9, "StreetName") in found  # too long
         assert (10, "row") in found  # a field short
+        assert (11, "City") in found  # a control character (the normalizer would drop it)
         assert not result.written and len(held.index) == 0
         skipping = await import_csv(held, BAD.encode(), skip_invalid=True)
         assert skipping.written
