@@ -143,6 +143,7 @@ def _body(model: type[BaseModel], data: Any) -> BaseModel:
 async def _entry(request: Request, s: Services, kind: Kind) -> tuple[Entry, tuple[FieldError, ...]]:
     body = _body(WRITES[kind], await read_json(request, s.settings.max_body_bytes))
     fields = dict(body)
+    wire = body.model_dump(by_alias=True)
     location_id = fields["location_id"]
     address: Address | None = None
     if fields["address"] is not None:
@@ -155,8 +156,8 @@ async def _entry(request: Request, s: Services, kind: Kind) -> tuple[Entry, tupl
     try:
         return wiremap_of(request).build(
             kind,
-            fields.get("subnet", fields.get("bssid", fields.get("chassis_id"))),
-            port_id=fields.get("port_id"),
+            wire[KEY_FIELD[kind]],
+            port_id=wire.get("portId"),
             address=address,
             location_id=location_id,
             description=fields["description"],
