@@ -15,14 +15,16 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from gateway.bandwidth.models import Address
 from gateway.network.csvfile import MAX_FILE_BYTES, CsvTooLarge, write
-from gateway.network.importer import ImportResult, Lookup, import_csv
-from gateway.network.service import Wiremap
 from gateway.network.wiremap import Conflict, Kind, Stale
 from gateway.settings import NO_DATABASE, Settings
+
+if TYPE_CHECKING:  # every command's parser is built at start: nothing heavy until run
+    from gateway.bandwidth.models import Address
+    from gateway.network.importer import ImportResult, Lookup
+    from gateway.network.service import Wiremap
 
 #: Bad rows shown before "... and N more".
 SHOWN_ERRORS = 50
@@ -60,6 +62,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 @contextlib.asynccontextmanager
 async def _opened(settings: Settings) -> AsyncIterator[Wiremap]:
     from gateway.dlr.address import normalize
+    from gateway.network.service import Wiremap
     from gateway.store import SqlStateStore, default_url, is_embedded
     from gateway.store.wiremap import SqlWiremapStore
 
@@ -142,6 +145,8 @@ def _report(result: ImportResult, *, dry_run: bool, out: TextIO, err: TextIO) ->
 async def _import(
     args: argparse.Namespace, data: bytes, settings: Settings, out: TextIO, err: TextIO
 ) -> int:
+    from gateway.network.importer import import_csv
+
     path: Path = args.file
     async with contextlib.AsyncExitStack() as stack:
         wiremap = await stack.enter_async_context(_opened(settings))
