@@ -16,7 +16,8 @@ Phases, in order (each bounded in requests and time):
    profile of the changed path runs under).
 7. memory: many new devices, then the gateway's ``VmHWM``: ``peak_rss_mb``.
 8. the emergency-call location query (``bench.query``).
-9. faults: moves through a carrier that answers in 200 ms and times out 30 % of calls, against
+9. the wiremap lookup, in process (``bench.network``).
+10. faults: moves through a carrier that answers in 200 ms and times out 30 % of calls, against
    the same load without faults (``bench.faults``): ``faults_success_share`` and latency.
 """
 
@@ -43,7 +44,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import faults, query
+from bench import faults, network, query
 from bench import profile as profiling
 from bench import store as stores
 from bench.http import Answer, Pool
@@ -979,6 +980,7 @@ class Bench:
             await self.phase_changed_throughput(devices, addresses, current)
             await self.phase_memory()
             await query.phase_emergency_query(self)
+            await network.phase_network(self)
             await faults.phase_faults(self)  # last: held writes land for 30 s after it
             # The miss counter counts every lookup that found nothing cached, also those that
             # then joined a geocoder call already in flight; so it equals geocoder calls only
@@ -1116,6 +1118,9 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("emergency_query_subscribed_p99_ms", "ms", ""),
     ("emergency_query_subscribed_p50_ratio", "", "subscribed / without; target ~1"),
     ("emergency_query_subscribed_p99_ratio", "", "subscribed / without; target ~1"),
+    ("network_resolve_p99_us", "us", "wiremap lookup, 100 000 entries; target <= 1000"),
+    ("network_resolve_cpu_us", "us", "CPU per wiremap lookup"),
+    ("network_resolve_p99_vs_1k_ratio", "", "p99 at 100 000 entries / at 1 000"),
     ("faults_success_share", "", "30 % of carrier calls time out; target >= 0.667"),
     ("faults_500s", "", "reports answered 500 under faults; target 0"),
     ("faults_p50_ms", "ms", "every report answered, under faults"),

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__
-from gateway.api import admin, devices, emergency, events, health, held, webhooks
+from gateway.api import admin, devices, emergency, events, health, held, network, webhooks
 from gateway.api.auth import AdminKeys, DeviceTokens
 from gateway.api.context import Services
 from gateway.api.emergency import EmergencyQuery
@@ -154,6 +154,10 @@ def create_app(
                 outbox = Events.build(settings, ledger, metrics, owner)
                 stack.push_async_callback(outbox.aclose)
             app.state.events = outbox
+            wiremap = await network.open_wiremap(
+                settings, ledger, normalizer.normalize, metrics, stack
+            )
+            app.state.wiremap = wiremap
             repairs = metrics.reconcile_repairs
             # Callback number -> freshest binding: the emergency query's fallback.
             callers = CallerIndex(settings.binding_cache_size)
@@ -178,6 +182,7 @@ def create_app(
                     maxsize=settings.binding_cache_size,
                 ),
                 events=None if outbox is None else outbox.emitter,
+                network=wiremap.resolve,
             )
             stack.push_async_callback(pipeline.aclose)
             # Build the ZIP indexes now, off the event loop, not in the first request.
@@ -254,6 +259,7 @@ def create_app(
     # their head, so that the commonest request is matched at the first try.
     routes: list[BaseRoute] = [*devices.routes, *health.routes, *held.routes, *admin.routes]
     routes += [*webhooks.routes, *events.routes]
+    routes += network.routes
     routes += emergency.routes(settings)
     if sandbox_app is not None:
         routes.append(Mount(SANDBOX_PREFIX, app=sandbox_app))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from starlette.datastructures import Secret
 
-from gateway import __version__
+from gateway import __version__, network_cli
 from gateway.api.auth import DeviceTokens
 from gateway.settings import NO_DATABASE, Settings, SettingsError
 
@@ -104,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the gateway's API document, as gateway/openapi.json holds it and "
         "/openapi.json serves it.",
     )
+
+    network_cli.add_parser(commands)
 
     sim = commands.add_parser(
         "simulator",
@@ -418,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             sys.stdout.write(render())
             return 0
+        if args.command == "network":
+            return network_cli.run(args)
     except SettingsError as exc:
         print(f"dlr-gateway: configuration error: {exc}", file=sys.stderr)
         return 2

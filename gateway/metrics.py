@@ -7,6 +7,9 @@ bounded sets: route templates, operation names, status codes, fixed results.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 #: Sub-millisecond (cache hits) to 10 s (a slow upstream under retries).
@@ -47,6 +50,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self._report_children: dict[str, tuple[Counter, Histogram]] = {}
+        self._network_children: dict[str, Counter] = {}
         self.http_request_duration = Histogram(
             "dlr_http_request_duration_seconds",
             "HTTP requests served, by route template, method and status.",
@@ -133,6 +137,23 @@ class Metrics:
             "accuracy and GATEWAY_GEO_CONFLICT_MARGIN allow): applied without the fix.",
             registry=r,
         )
+        # Network-based location (gateway.network).
+        self.network_resolutions = Counter(
+            "dlr_network_resolutions",
+            "Wiremap lookups that found a location, by the kind of entry that won (port, "
+            "switch, access-point, subnet).",
+            ["source"],
+            registry=r,
+        )
+        self.network_misses = Counter(
+            "dlr_network_misses", "Wiremap lookups that matched no entry.", registry=r
+        )
+        self.network_entries = Gauge(
+            "dlr_network_entries",
+            "Wiremap entries this replica holds, by kind.",
+            ["kind"],
+            registry=r,
+        )
         # The carrier's call-time location query (gateway.api.emergency).
         self.emergency_query_duration = Histogram(
             "dlr_emergency_query_duration_seconds",
@@ -206,6 +227,20 @@ class Metrics:
             "Age of the oldest event with a delivery still pending (0: none).",
             registry=r,
         )
+
+    def network_resolved(self, source: str | None) -> None:
+        """One wiremap lookup (its child counter looked up once per source)."""
+        if source is None:
+            self.network_misses.inc()
+            return
+        child = self._network_children.get(source)
+        if child is None:
+            child = self._network_children[source] = self.network_resolutions.labels(source)
+        child.inc()
+
+    def network_sized(self, counts: Mapping[Any, int]) -> None:
+        for kind, count in counts.items():
+            self.network_entries.labels(kind=str(kind)).set(count)
 
     def report_done(self, result: str, seconds: float) -> None:
         """A report's two series (``dlr_reports_total``, ``dlr_report_duration_seconds``),

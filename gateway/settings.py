@@ -376,6 +376,22 @@ class Settings:
         "eighth of `GATEWAY_UPSTREAM_MAX_CONNECTIONS` at once); past it, 503 with `Retry-After`",
         gt=0,
     )
+    network_trusted_cidrs: tuple[str, ...] = setting(
+        "GATEWAY_NETWORK_TRUSTED_CIDRS",
+        (),
+        "comma-separated networks (`10.0.0.0/8,2001:db8::/32`) whose hosts may ask `POST /v1/held`"
+        " without credentials for the location of their own source address (the TCP peer's: no "
+        "proxy headers) through the wiremap",
+        shown="— (none)",
+        check=_check_networks,
+    )
+    network_refresh_seconds: float = setting(
+        "GATEWAY_NETWORK_REFRESH_SECONDS",
+        2.0,
+        "how often each replica checks the state store for wiremap changes made at another (a "
+        "change reaches every replica within this, plus one reload)",
+        gt=0,
+    )
     database_url: str = setting(
         "GATEWAY_DATABASE_URL",
         "",

@@ -61,9 +61,14 @@ schema = schemathesis.openapi.from_path(DOCUMENT)
 
 #: 422s about the world rather than the request's shape, which no schema can foresee: an
 #: address that is not a routable place, a device clock ahead of the gateway's, the
-#: carrier's own refusal of a record.
+#: carrier's own refusal of a record, a location ID the carrier does not hold.
 WORLD_REFUSALS = frozenset(
-    {"/problems/unroutable-address", "/problems/clock-skew", "/problems/upstream-rejected"}
+    {
+        "/problems/unroutable-address",
+        "/problems/clock-skew",
+        "/problems/upstream-rejected",
+        "/problems/unknown-location",
+    }
 )
 
 

@@ -213,6 +213,20 @@ def held_answer(out: str) -> None:
     assert response.find(f"{PIDF}presence") is not None
 
 
+def created_subnet(out: str) -> None:
+    [entry] = documents(out)
+    assert entry["subnet"] == "10.20.0.0/16", entry
+    assert entry["address"]["addressLine2"] == "FL 3 RM 301"
+
+
+def held_by_ip(out: str) -> None:
+    response = ET.fromstring(out)
+    assert response.tag == f"{HELD}locationResponse", out
+    method = response.find(".//{urn:ietf:params:xml:ns:pidf:geopriv10}method")
+    assert method is not None and method.text == "Wiremap", out
+    assert ">FL 3 RM 301<" in out or (">3<" in out and ">301<" in out), out
+
+
 #: (a fragment of the step's command, the check of its answer), in the README's order.
 EXPECTED: list[tuple[str, Callable[[str], None]]] = [
     ("-X POST $GW/v1/locations", created_location),
@@ -227,6 +241,8 @@ EXPECTED: list[tuple[str, Callable[[str], None]]] = [
     ("application/pidf+xml' --data-binary", pidf_report),
     ("Accept: application/pidf+xml", pidf_out),
     ("/v1/held", held_answer),
+    ("-X POST $GW/v1/network/subnets", created_subnet),
+    ('<ip v="4">10.20.7.42</ip>', held_by_ip),
 ]
 
 

@@ -39,6 +39,15 @@ RADIUS_SCHEMA: dict[str, Any] = {
         "one), 50 for `street`, null for coarser precisions."
     ),
 }
+#: What located the device (``Outcome.source``).
+LOCATION_SOURCE: dict[str, Any] = {
+    "type": "string",
+    "enum": ["port", "switch", "access-point", "subnet", "address", "geo"],
+    "description": (
+        "What located the device: a wiremap entry (`port` > `switch` > `access-point` > "
+        "`subnet`), else its `address`, else its `geo` fix."
+    ),
+}
 _ADDRESS = {"oneOf": [{"x-component": "Address"}, {"type": "null"}]}
 
 
@@ -71,6 +80,7 @@ class ReportResult(DeviceLocation):
     """What the carrier now holds for the device, and what changed."""
 
     changes: Changes
+    locationSource: Annotated[str, WithJsonSchema(LOCATION_SOURCE)]
     warnings: list[FieldError]
 
 

@@ -39,6 +39,7 @@ from gateway.api.models import (
     observed_at,
     unreadable_keys,
 )
+from gateway.api.network_models import read_observations
 from gateway.api.pidf import (
     is_pidf,
     keeps_current,
@@ -135,8 +136,10 @@ def parse_report(data: Any, *, max_future: timedelta = MAX_CLOCK_SKEW) -> Report
         model = None
         errors.extend(field_errors(exc))
     address = _address_input(body["address"], errors) if "address" in body else None
-    if "address" not in body and "geo" not in body:
-        errors.append(FieldError("address", "send an address, a geo fix, or both"))
+    network = read_observations(body["network"], errors) if "network" in body else None
+    if not body.keys() & {"address", "geo", "network"}:
+        message = "send an address, a geo fix, network observations, or several"
+        errors.append(FieldError("address", message))
     if errors or model is None:
         raise _problems(in_order(errors, REPORT_FIELDS) or [FieldError("body", "cannot be read")])
     geo = model.geo
@@ -147,6 +150,7 @@ def parse_report(data: Any, *, max_future: timedelta = MAX_CLOCK_SKEW) -> Report
         observed_at=model.observed_at,
         address=address,
         geo=GeoFix(geo.latitude, geo.longitude, geo.accuracy_meters) if geo else None,
+        network=network,
     )
 
 
@@ -207,6 +211,7 @@ def report_result(outcome: Outcome, source: ReportSource | None = None) -> Repor
     return ReportResult(
         **_binding_fields(outcome.binding),
         changes=Changes(location=outcome.location, endpoint=outcome.endpoint),
+        locationSource=outcome.source,
         warnings=warnings,
     )
 

@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.api.auth import MAX_SUBJECT_LENGTH, Principal, authenticate
+from gateway.api import held_network
+from gateway.api.auth import MAX_SUBJECT_LENGTH, Principal
 from gateway.api.context import Services, services
 from gateway.api.devices import limit_reads
 from gateway.api.problems import Problem
@@ -136,13 +137,17 @@ async def _lookup(held: LocationRequest, principal: Principal, s: Services) -> B
 
 async def held_location(request: Request) -> Response:
     s = services(request)
-    principal = authenticate(request, s.admin_keys, s.device_tokens)
+    principal = held_network.principal_or_source(request, s)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != HELD_MEDIA_TYPE:
         raise Problem(415, "Send the body as application/held+xml.")
     data = await read_body(request, s.settings.max_body_bytes)
     try:
         held = read_request(data, max_bytes=s.settings.max_body_bytes)
+        network = held_network.locate(request, s, held, principal)
+        if network is not None:
+            return _held(write_response(_select(network, held)))
+        assert principal is not None  # locate() answers every request without one
         binding = await _lookup(held, principal, s)
         request.state.aeui = binding.aeui  # named in the request's log line
         lo = location_object(binding, host=request.url.hostname, now=datetime.now(UTC))

@@ -273,8 +273,12 @@ class Geo(BaseModel):
     )
 
 
+_NETWORK = {"anyOf": [{_REF: "NetworkObservations"}, {"type": "null"}]}
+
+
 class LocationReport(BaseModel):
-    """Where a device is now. Send `address`, `geo`, or both."""
+    """Where a device is now. Send `address`, `geo`, `network`, or several (a wiremap match
+    for `network` beats `address`, which beats `geo`)."""
 
     model_config = ConfigDict(
         **_STRICT,
@@ -285,6 +289,7 @@ class LocationReport(BaseModel):
                     "properties": {"address": {"type": ["object", "string"]}},
                 },
                 {"required": ["geo"], "properties": {"geo": {"type": "object"}}},
+                {"required": ["network"], "properties": {"network": {"type": "object"}}},
             ]
         },
     )
@@ -296,6 +301,8 @@ class LocationReport(BaseModel):
     #: Read apart (``gateway.api.devices``): the carrier's ``Address`` record or a line.
     address: Annotated[Any, WithJsonSchema(_or_null(address_input_schema(1)))] = None
     geo: Geo | None = None
+    #: Read apart (``gateway.api.network_models``): where the device is attached.
+    network: Annotated[Any, WithJsonSchema(_NETWORK)] = None
 
 
 #: The report's fields in the order their errors are listed.

@@ -77,6 +77,8 @@ class LocationObject:
     shape: Shape | None = None
     #: A ``tel:`` URI: the callback number.
     contact: str | None = None
+    #: How the location was found (geopriv ``<method>``, e.g. ``Wiremap``); ``None``: not said.
+    method: str | None = None
 
 
 @dataclass
@@ -278,6 +280,8 @@ def _tuple(
     rules = ET.SubElement(geopriv, q(GEOPRIV, "usage-rules"))
     ET.SubElement(rules, q(BASIC_POLICY, "retransmission-allowed")).text = "false"
     ET.SubElement(rules, q(BASIC_POLICY, "retention-expiry")).text = rfc3339(lo.retention_expiry)
+    if lo.method is not None:
+        ET.SubElement(geopriv, q(GEOPRIV, "method")).text = checked(lo.method)
     if lo.contact:
         ET.SubElement(item, q(PIDF, "contact")).text = checked(lo.contact)
     if lo.timestamp is not None:

@@ -50,8 +50,7 @@ RESPONSE_TIME_WORDS = frozenset({"emergencyRouting", "emergencyDispatch"})
 
 #: RFC 6155 identifiers the gateway cannot look a device up by.
 _OTHER_IDENTIFIERS = frozenset(
-    {"ip", "mac", "udpport", "tcpport", "sctpport", "nai", "hostname", "imsi", "imei", "min"}
-    | {"duid"}
+    {"udpport", "tcpport", "sctpport", "nai", "hostname", "imsi", "imei", "min"} | {"duid"}
 )
 _USER_SCHEMES = frozenset({"sip", "sips", "pres", "im"})
 _TEL_SEPARATORS = re.compile(r"[-.()]")
@@ -74,7 +73,7 @@ class HeldError(PidfError):
 class DeviceId:
     """A device as a HELD request names it: by AEUI or by callback number (E.164)."""
 
-    kind: Literal["aeui", "tel"]
+    kind: Literal["aeui", "tel", "ip", "mac"]
     value: str
 
 
@@ -129,6 +128,9 @@ def _device(element: ET.Element) -> tuple[DeviceId, ...]:
             if not _DIGITS.fullmatch(value):
                 raise HeldError("badIdentifier", f"<{local}> must be the number's digits")
             found.append(DeviceId("tel", f"+{value}"))
+        elif local in ("ip", "mac"):
+            # A network identity: located through the wiremap (checked where it is used).
+            found.append(DeviceId("ip" if local == "ip" else "mac", value))
         elif local in _OTHER_IDENTIFIERS:
             raise HeldError(
                 "badIdentifier",

@@ -7,6 +7,8 @@ Alembic's, run by ``dlr-gateway db upgrade`` (and by ``serve`` itself on embedde
 
 from __future__ import annotations
 
+# The wiremap's tables join the metadata here, so that it is whole wherever it is used.
+from gateway.store import wiremap as _wiremap  # noqa: F401
 from gateway.store.base import Claim, HistoryEntry, HistoryKind, StateStore
 from gateway.store.errors import (
     UPGRADE_COMMAND,

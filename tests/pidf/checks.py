@@ -56,8 +56,11 @@ def check_presence(presence: ET.Element) -> dict[str, ET.Element]:
         assert status is not None
         assert tags(status) == [f"{{{GP}}}geopriv"]
         geopriv = status[0]
-        # RFC 4119 / RFC 5491: location-info, then usage-rules.
-        assert tags(geopriv) == [f"{{{GP}}}location-info", f"{{{GP}}}usage-rules"]
+        # RFC 4119 / RFC 5491: location-info, then usage-rules, then (optional) method.
+        assert tags(geopriv) in (
+            [f"{{{GP}}}location-info", f"{{{GP}}}usage-rules"],
+            [f"{{{GP}}}location-info", f"{{{GP}}}usage-rules", f"{{{GP}}}method"],
+        )
         rules = geopriv[1]
         assert tags(rules) == [f"{{{GBP}}}retransmission-allowed", f"{{{GBP}}}retention-expiry"]
         assert rules[0].text == "false"

@@ -88,8 +88,8 @@ def test_msisdn_is_a_number() -> None:
         (samples.held_request(types="civic", exact="maybe"), "requestError"),
         (samples.held_request(response_time="-5"), "requestError"),
         (samples.held_request(response_time="soon"), "requestError"),
-        (samples.held_request(device="<mac>00a0c9144c1d</mac>"), "badIdentifier"),
-        (samples.held_request(device="<ip v='4'>192.0.2.1</ip>"), "badIdentifier"),
+        (samples.held_request(device="<hostname>desk-7</hostname>"), "badIdentifier"),
+        (samples.held_request(device="<imei>490154203237518</imei>"), "badIdentifier"),
         (samples.held_request(device=""), "badIdentifier"),
         (samples.held_request(device="<msisdn>+1 202</msisdn>"), "badIdentifier"),
         (

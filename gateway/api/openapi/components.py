@@ -27,6 +27,7 @@ from gateway.api.models import (
     address_input_schema,
     components,
 )
+from gateway.api.network_models import schemas as network_schemas
 from gateway.api.problems import ProblemDetails
 from gateway.api.webhook_models import (
     EventPage,
@@ -60,4 +61,5 @@ SCHEMAS: dict[str, Any] = {
     **components(
         WebhookList, WebhookWithSecret, WebhookWrite, WebhookUpdate, EventPage, EventRetry
     ),
+    **components(**network_schemas()),
 }

@@ -378,7 +378,10 @@ def held_paths() -> dict[str, Any]:
                     "A `locationRequest`, the device named by an RFC 6155 `<device>` (a "
                     "`sip:`/`pres:` URI whose user part is the AEUI, or a `tel:` number; at "
                     "most 8 distinct identifiers) or, without one, the device token's own "
-                    "device. Answered with a "
+                    "device. An admin key may name an `<ip>` or a `<mac>` (a BSSID), located "
+                    "through the wiremap (`<method>Wiremap</method>`); a request with no "
+                    "credentials and no `<device>` from inside `GATEWAY_NETWORK_TRUSTED_CIDRS` "
+                    "is located by its source address. Answered with a "
                     "`locationResponse` or a HELD `<error>` (both 200, as RFC 5985 does)."
                 ),
                 "tags": ["Devices"],
@@ -397,7 +400,7 @@ def held_paths() -> dict[str, Any]:
                     **RATE_LIMITED,
                 }
                 | UPSTREAM_FAILURES,
-                "security": DEVICE_OR_ADMIN,
+                "security": [*DEVICE_OR_ADMIN, {}],
             }
         }
     }

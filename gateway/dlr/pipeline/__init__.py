@@ -39,6 +39,7 @@ from gateway.dlr.pipeline.reports import Reports
 from gateway.dlr.pipeline.writes import CarrierWrites
 from gateway.dlr.reads import CarrierReads
 from gateway.events.model import EventSink
+from gateway.network.wiremap import Match, Observation
 
 __all__ = [
     "Binding",
@@ -80,6 +81,7 @@ class Pipeline:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reads: CarrierReads[Binding | None] | None = None,
         events: EventSink | None = None,
+        network: Callable[[Observation], Match | None] | None = None,
     ) -> None:
         #: Each device's desired binding (its newest report that was acknowledged, or whose
         #: write failed with an unknown outcome) and newest report time: the state store,
@@ -118,6 +120,7 @@ class Pipeline:
             on_conflict=on_conflict,
             wall_clock=wall_clock,
             events=events,
+            network=network,
         )
         self.admin = AdminSync(self.ledger, self.known, locks)
         self.reconciler = Reconciler(self.repairs, lease_seconds_per_device, clock)

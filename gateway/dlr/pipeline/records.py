@@ -11,6 +11,7 @@ from typing import Any
 from gateway.bandwidth.models import Address, Endpoint
 from gateway.dlr.binding import Binding
 from gateway.dlr.errors import FieldError
+from gateway.network.wiremap import Observation
 from gateway.store.base import HistoryKind, HistoryRecord
 
 
@@ -38,6 +39,9 @@ class Report:
     #: The device's token attested ``telephone_number`` (its ``phone_number`` claim): the
     #: device may use it whoever owns it.
     number_attested: bool = False
+    #: Where the device is attached (``gateway.network``): a wiremap match beats
+    #: ``address`` and ``geo``.
+    network: Observation | None = None
 
     def seen_at(self, observed_at: datetime) -> Report:
         """This report at another time: ``dataclasses.replace`` without its introspection
@@ -51,6 +55,7 @@ class Report:
             address=self.address,
             geo=self.geo,
             number_attested=self.number_attested,
+            network=self.network,
         )
 
 
@@ -60,6 +65,9 @@ class Outcome:
     location: Change
     endpoint: Change
     warnings: tuple[FieldError, ...] = ()
+    #: What located the device: ``port``, ``switch``, ``access-point``, ``subnet`` (the
+    #: wiremap), ``address`` or ``geo``.
+    source: str = "address"
 
     @property
     def changed(self) -> bool:

@@ -35,6 +35,7 @@ from gateway.dlr.pipeline.repairs import Repairs
 from gateway.dlr.pipeline.writes import CarrierWrites
 from gateway.events.model import EventSink, location_conflict, provisioning_failed
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
+from gateway.network.wiremap import Match, Observation
 from gateway.store.base import Claim, HistoryKind, HistoryRecord
 
 
@@ -45,6 +46,9 @@ class _Resolved:
     address: Address
     warnings: tuple[FieldError, ...]
     reversed: GeocodeResult | None = None
+    #: ``Outcome.source``; a wiremap entry's carrier location ID, when it was given one.
+    source: str = "address"
+    location_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,8 @@ class Reports:
     wall_clock: Callable[[], datetime]
     #: Where ``provisioning_failed`` and ``location_conflict`` events go.
     events: EventSink | None = None
+    #: The wiremap's lookup (``gateway.network``), for reports with network observations.
+    network: Callable[[Observation], Match | None] | None = None
 
     async def resolve(self, report: Report) -> _Resolved:
         """The report's canonical civic address, or ``Unroutable``.
@@ -133,6 +139,14 @@ class Reports:
         Field errors and warnings name the report's field: ``address`` or ``address.<field>``
         for the address sent, ``geo`` for one found by reverse geocoding the device's fix.
         """
+        if report.network is not None:
+            match = self.network(report.network) if self.network is not None else None
+            if match is not None:
+                entry = match.entry
+                return _Resolved(entry.address, (), None, match.source, entry.location_id)
+            if report.address is None and report.geo is None:
+                message = f"no wiremap entry matches: tried {report.network.tried()}"
+                raise Unroutable(message, (FieldError("network", message),))
         found: GeocodeResult | None = None
         if report.address is not None:
             normalized = self.normalize(report.address)
@@ -153,12 +167,13 @@ class Reports:
                 tuple(map(where, errors)),
                 normalized.suggestions,
             )
-        return _Resolved(normalized.address, tuple(map(where, normalized.warnings)), found)
+        source = "address" if found is None else "geo"
+        return _Resolved(normalized.address, tuple(map(where, normalized.warnings)), found, source)
 
     async def report(self, report: Report, *, credential: str = "device") -> Outcome:
         resolved = await self.resolve(report)
         aeui = report.alternate_end_user_id
-        location_id = location_id_for(resolved.address)
+        location_id = resolved.location_id or location_id_for(resolved.address)
         check = await self._check_fix(resolved, report.geo)
         warnings = resolved.warnings + check.warnings
         try:
@@ -185,6 +200,8 @@ class Reports:
             raise
         if check.conflict is not None:
             await self._record_conflict(report, location_id, check.conflict, credential)
+        if resolved.source != outcome.source:
+            outcome = dataclasses.replace(outcome, source=resolved.source)
         return outcome
 
     async def _check_fix(self, resolved: _Resolved, fix: GeoFix | None) -> _FixCheck:
@@ -347,6 +364,8 @@ class Reports:
             location_id=location_id,
             telephone_number=report.telephone_number,
         )
+        # The history says what located the device: its report, or a wiremap entry.
+        wiremap = resolved.source not in ("address", "geo")
         binding = Binding(
             aeui=aeui,
             endpoint_id=endpoint.endpoint_id or "",
@@ -361,6 +380,7 @@ class Reports:
             coordinates_source=None if place.precision is None else place.precision.value,
             accuracy_meters=place.accuracy,
             attested=report.number_attested,
+            source=f"wiremap:{resolved.source}" if wiremap else "report",
         )
         self.known.distrust(aeui)  # until the carrier confirms, trust nothing cached
         # Decide, atomically and for every replica, that this report is the device's newest

@@ -1,0 +1,73 @@
+"""The text forms of network identities, as regular expressions: the one gate every input
+passes (the API's JSON, a CSV row, a HELD ``<ip>``/``<mac>``) and the API document's
+patterns, so that a value the document allows is one the gateway takes.
+
+Each means the same in ECMA-262 and in Python's ``re`` (``gateway.dlr.patterns``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from gateway.dlr.patterns import CONTROL_CHARACTERS, END, SURROGATES, TEXT_PATTERN, WHITESPACE
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_V4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_H = r"[0-9A-Fa-f]{1,4}"
+#: RFC 4291 section 2.2's text forms (``::`` for one or more zero groups; an IPv4 tail).
+_V6 = "|".join(
+    (
+        rf"(?:{_H}:){{7}}{_H}",
+        rf"(?:{_H}:){{1,7}}:",
+        rf"(?:{_H}:){{1,6}}:{_H}",
+        rf"(?:{_H}:){{1,5}}(?::{_H}){{1,2}}",
+        rf"(?:{_H}:){{1,4}}(?::{_H}){{1,3}}",
+        rf"(?:{_H}:){{1,3}}(?::{_H}){{1,4}}",
+        rf"(?:{_H}:){{1,2}}(?::{_H}){{1,5}}",
+        rf"{_H}:(?::{_H}){{1,6}}",
+        rf":(?:(?::{_H}){{1,7}}|:)",
+        rf"(?:{_H}:){{6}}{_V4}",
+        rf"::(?:[Ff]{{4}}(?::0{{1,4}})?:)?{_V4}",
+        rf"(?:{_H}:){{1,4}}:{_V4}",
+    )
+)
+_V4_LENGTH = r"(?:3[0-2]|[12]?[0-9])"
+_V6_LENGTH = r"(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])"
+
+#: An IPv4 or IPv6 address (no zone index: it names no network).
+IP_PATTERN = f"^(?:{_V4}|(?:{_V6})){END}"
+#: A network in CIDR form; a bare address is a host route.
+SUBNET_PATTERN = f"^(?:{_V4}(?:/{_V4_LENGTH})?|(?:{_V6})(?:/{_V6_LENGTH})?){END}"
+
+_X = "[0-9A-Fa-f]"
+_SEP = "[-:]"
+#: Six hex pairs (``AA-BB-CC-DD-EE-FF``, ``:`` or ``-``), Cisco's ``aabb.ccdd.eeff``, or 12
+#: digits: a MAC address, as an observed BSSID or a chassis ID is written.
+MAC_PATTERN = (
+    f"^(?:{_X}{{2}}(?:{_SEP}{_X}{{2}}){{5}}|{_X}{{4}}\\.{_X}{{4}}\\.{_X}{{4}}|{_X}{{12}}){END}"
+)
+#: A BSSID of a wiremap entry: a ``*`` may replace its last hex digit or its last two (a
+#: six-pair form's last pair may also be a single ``*``).
+_LAST = rf"(?:{_X}{{2}}|{_X}\*|\*\*)"
+BSSID_PATTERN = (
+    f"^(?:{_X}{{2}}(?:{_SEP}{_X}{{2}}){{4}}{_SEP}(?:{_LAST}|\\*)"
+    f"|{_X}{{4}}\\.{_X}{{4}}\\.{_X}{{2}}{_LAST}|{_X}{{10}}{_LAST}){END}"
+)
+#: A chassis ID, a port ID: any text with something besides whitespace, and no control
+#: characters (surrounding whitespace is dropped).
+NAME_PATTERN = (
+    f"^[^{CONTROL_CHARACTERS}]*[^{CONTROL_CHARACTERS}{WHITESPACE}][^{CONTROL_CHARACTERS}]*{END}"
+)
+
+#: A location ID at the carrier: its own rule (``gateway.dlr.ids``).
+LOCATION_ID_PATTERN = f"^[A-Za-z0-9]{{1,32}}{END}"
+
+IP = re.compile(IP_PATTERN)
+SUBNET = re.compile(SUBNET_PATTERN)
+MAC = re.compile(MAC_PATTERN)
+BSSID = re.compile(BSSID_PATTERN)
+NAME = re.compile(NAME_PATTERN)
+LOCATION_ID = re.compile(LOCATION_ID_PATTERN)
+TEXT = re.compile(TEXT_PATTERN)
+#: What no text may hold: control characters, and lone surrogates (no pattern names those).
+CONTROL = re.compile(f"[{CONTROL_CHARACTERS}{SURROGATES}]")
