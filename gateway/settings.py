@@ -228,6 +228,11 @@ class Settings:
     emergency_query_default_aeui: str = "account-default"
     # HTTP in.
     max_body_bytes: int = 64 * 1024
+    #: Bulk imports (``dlr-gateway import``, ``/v1/imports``): the largest CSV file, its most
+    #: rows, and how many rows are applied at a time.
+    import_max_bytes: int = 16 * 1024 * 1024
+    import_max_rows: int = 100_000
+    import_concurrency: int = 8
     # Operations.
     ready_window: float = 30.0
     shutdown_grace: float = 20.0
@@ -398,6 +403,14 @@ class Settings:
             ),
             **_emergency_query(c, d),
             max_body_bytes=c("GATEWAY_MAX_BODY_BYTES", cast=int, default=d.max_body_bytes),
+            import_max_bytes=c("GATEWAY_IMPORT_MAX_BYTES", cast=int, default=d.import_max_bytes),
+            import_max_rows=c("GATEWAY_IMPORT_MAX_ROWS", cast=int, default=d.import_max_rows),
+            import_concurrency=int(
+                _positive(
+                    "GATEWAY_IMPORT_CONCURRENCY",
+                    c("GATEWAY_IMPORT_CONCURRENCY", cast=int, default=d.import_concurrency),
+                )
+            ),
             ready_window=c("GATEWAY_READY_WINDOW", cast=float, default=d.ready_window),
             shutdown_grace=c("GATEWAY_SHUTDOWN_GRACE", cast=float, default=d.shutdown_grace),
             keep_alive_timeout=_positive(

@@ -1,0 +1,199 @@
+"""Bulk imports' progress in the state store: one row per import, one per line applied.
+
+Its own tables, on the state store's metadata (``gateway.store.tables``) and engine, so a
+crash or Ctrl-C loses nothing: an import resumed (``--resume ID``) skips the lines recorded
+here. The device ledger stays the truth of what the carrier holds; a line applied but not
+yet recorded here costs no carrier call when it runs again (the pipeline finds it unchanged).
+Also the reads ``export`` needs: the devices' bindings and the locations the gateway holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.store.engine import unavailable_as_store_error
+from gateway.store.tables import metadata
+
+imports = sa.Table(
+    "imports",
+    metadata,
+    sa.Column("import_id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    # The file's SHA-256: a resume must be given the same file.
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("total", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", sa.BigInteger(), nullable=False),
+    sa.Column("report", sa.Text(), nullable=True),
+)
+
+import_rows = sa.Table(
+    "import_rows",
+    metadata,
+    sa.Column("import_id", sa.String(32), primary_key=True),
+    sa.Column("line", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text(), nullable=True),
+)
+
+
+def _now() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRecord:
+    import_id: str
+    kind: str
+    digest: str
+    total: int
+    state: str
+    created_at: int
+    updated_at: int
+    report: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class LineDone:
+    line: int
+    outcome: str
+    detail: str | None = None
+
+
+class ImportStore:
+    """Imports' progress, over the state store's engine (PostgreSQL or SQLite)."""
+
+    def __init__(self, engine: AsyncEngine, serial: asyncio.Lock | None = None) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._serial = serial
+
+    @classmethod
+    def of(cls, store: object) -> ImportStore:
+        """Over the state store's engine, sharing its SQLite turn (``SqlStateStore._serial``)."""
+        engine = getattr(store, "engine", None)
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("imports need a SQL state store")
+        return cls(engine, getattr(store, "_serial", None))
+
+    async def create(self, import_id: str, kind: str, digest: str, total: int) -> None:
+        now = _now()
+        async with self._begin() as connection:
+            await connection.execute(
+                imports.insert().values(
+                    import_id=import_id,
+                    kind=kind,
+                    digest=digest,
+                    total=total,
+                    state="running",
+                    created_at=now,
+                    updated_at=now,
+                    report=None,
+                )
+            )
+
+    async def get(self, import_id: str) -> ImportRecord | None:
+        async with self._begin() as connection:
+            row = (
+                await connection.execute(imports.select().where(imports.c.import_id == import_id))
+            ).first()
+        if row is None:
+            return None
+        return ImportRecord(
+            import_id=row.import_id,
+            kind=row.kind,
+            digest=row.digest,
+            total=row.total,
+            state=row.state,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            report=None if row.report is None else json.loads(row.report),
+        )
+
+    async def done(self, import_id: str) -> dict[int, LineDone]:
+        """The lines already applied (or refused for good), by line number."""
+        async with self._begin() as connection:
+            rows = await connection.execute(
+                sa.select(import_rows.c.line, import_rows.c.outcome, import_rows.c.detail).where(
+                    import_rows.c.import_id == import_id
+                )
+            )
+            return {r.line: LineDone(r.line, r.outcome, r.detail) for r in rows}
+
+    async def record(self, import_id: str, lines: Sequence[LineDone]) -> None:
+        """Lines finished: one statement for a batch (a line recorded twice keeps its first)."""
+        if not lines:
+            return
+        values = [
+            {"import_id": import_id, "line": d.line, "outcome": d.outcome, "detail": d.detail}
+            for d in lines
+        ]
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            statement: Any = postgresql.insert(import_rows).on_conflict_do_nothing()
+        else:
+            from sqlalchemy.dialects import sqlite
+
+            statement = sqlite.insert(import_rows).on_conflict_do_nothing()
+        async with self._begin() as connection:
+            await connection.execute(statement, values)
+            await connection.execute(
+                imports.update().where(imports.c.import_id == import_id).values(updated_at=_now())
+            )
+
+    async def finish(self, import_id: str, state: str, report: dict[str, Any]) -> None:
+        async with self._begin() as connection:
+            await connection.execute(
+                imports.update()
+                .where(imports.c.import_id == import_id)
+                .values(state=state, updated_at=_now(), report=json.dumps(report, sort_keys=True))
+            )
+
+    # -- what export reads ------------------------------------------------------------------
+
+    async def devices(self) -> list[dict[str, Any]]:
+        """Every device's desired binding, by AEUI (with its address, when it has one)."""
+        from gateway.store.tables import devices
+
+        query = sa.select(
+            devices.c.aeui,
+            devices.c.caller_name,
+            devices.c.telephone_number,
+            devices.c.location_id,
+            devices.c.address,
+        ).order_by(devices.c.aeui)
+        async with self._begin() as connection:
+            return [dict(r._mapping) for r in await connection.execute(query)]
+
+    async def locations(self, location_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The locations the gateway knows the carrier holds, by ID (all, or those given)."""
+        from gateway.store.tables import locations
+
+        query = sa.select(locations.c.location_id, locations.c.address).order_by(
+            locations.c.location_id
+        )
+        if location_ids is not None:
+            query = query.where(locations.c.location_id.in_(list(location_ids)))
+        async with self._begin() as connection:
+            return [dict(r._mapping) for r in await connection.execute(query)]
+
+    @contextlib.asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction, taking turns with the state store's own on SQLite (one writer)."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self._serial is not None:
+                await stack.enter_async_context(self._serial)
+            with unavailable_as_store_error():
+                async with self.engine.begin() as connection:
+                    yield connection
