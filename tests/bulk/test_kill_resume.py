@@ -78,9 +78,7 @@ def test_killed_part_way_then_resumed_applies_every_line_once(
 
     with sqlite3.connect(db) as connection:
         lines = [r[0] for r in connection.execute("SELECT line FROM import_rows")]
-        confirmed = connection.execute(
-            "SELECT COUNT(*) FROM devices WHERE confirmed"
-        ).fetchone()[0]
+        confirmed = connection.execute("SELECT COUNT(*) FROM devices WHERE confirmed").fetchone()[0]
     assert sorted(lines) == list(range(2, ROWS + 2))  # every line, once
     assert confirmed == ROWS
 
