@@ -202,7 +202,7 @@ class Importer:
         kind = prepared.checked.kind
         if resume is None:
             import_id = secrets.token_hex(8)
-            await self.imports.create(import_id, kind, prepared.digest, prepared.checked.total)
+            await self.imports.create(import_id, kind, prepared.digest, len(prepared.checked.rows))
             return import_id
         found = await self.imports.get(resume)
         if found is None:
