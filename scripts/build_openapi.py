@@ -1042,6 +1042,129 @@ def number_paths() -> dict[str, Any]:
     }
 
 
+_ROW_PROBLEM = {
+    "type": "object",
+    "required": ["line", "field", "reason"],
+    "properties": {
+        "line": {"type": "integer", "description": "The file's line (the header is line 1)."},
+        "field": {"type": "string", "description": "The column."},
+        "reason": {"type": "string"},
+    },
+}
+_PLAN = {
+    "type": "object",
+    "description": "What applying the valid rows would change, and the carrier calls it costs.",
+    "properties": {
+        name: {"type": "integer", "minimum": 0}
+        for name in ("created", "moved", "updated", "unchanged", "newLocations", "carrierCalls")
+    },
+}
+_IMPORT_CHECKED = {
+    "type": "object",
+    "properties": {
+        "importId": {"type": "string", "description": "Absent on a dry run."},
+        "state": {"type": "string", "enum": ["running"]},
+        "total": {"type": "integer", "description": "Data rows in the file."},
+        "valid": {"type": "integer"},
+        "rows": {"type": "array", "items": _ROW_PROBLEM, "description": "Every bad row."},
+        "rowsOmitted": {"type": "integer"},
+        "plan": _PLAN,
+    },
+}
+_IMPORT_STATUS = {
+    "type": "object",
+    "required": ["importId", "kind", "state", "total", "done", "failed", "outcomes", "left"],
+    "properties": {
+        "importId": {"type": "string"},
+        "kind": {"type": "string", "enum": ["devices", "locations"]},
+        "state": {"type": "string", "enum": ["running", "done", "incomplete"]},
+        "total": {"type": "integer", "description": "Valid rows to apply."},
+        "done": {"type": "integer"},
+        "failed": {"type": "integer"},
+        "outcomes": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "left": {"type": "integer", "description": "Lines left for a resume."},
+        "failures": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"line": {"type": "integer"}, "reason": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def import_paths() -> dict[str, Any]:
+    """Bulk import and export (``gateway.api.imports``): CSV in, CSV out."""
+    flag = {"type": "string", "enum": ["true", "false"], "default": "false"}
+    create = operation(
+        "createImport",
+        "Import devices or locations from a CSV file (checked whole, then applied)",
+        "Imports",
+        {
+            "200": json_body(_IMPORT_CHECKED, "dryRun=true: the rows' check and the plan."),
+            "202": json_body(_IMPORT_CHECKED, "Applying in the background: poll its status."),
+            **ADMIN_AUTH_FAILURES,
+            "409": problem(
+                "resume names no import, another kind or file, or one running; or no state store."
+            ),
+            "413": problem("The file is larger than GATEWAY_IMPORT_MAX_BYTES."),
+            "415": problem("The body is not text/csv."),
+            "422": problem(
+                "invalid-rows: some rows are bad (each listed in rows); bad-import-file: the "
+                "file cannot be read (not UTF-8, unknown columns, too many rows); or a bad query."
+            ),
+        },
+        params=[
+            {
+                "name": "kind",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string", "enum": ["devices", "locations"]},
+            },
+            {"name": "dryRun", "in": "query", "required": False, "schema": flag},
+            {"name": "skipInvalid", "in": "query", "required": False, "schema": flag},
+            {"name": "resume", "in": "query", "required": False, "schema": string(16)},
+        ],
+    )
+    create["requestBody"] = {
+        "required": True,
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+    return {
+        "/v1/imports": {"post": create},
+        "/v1/imports/{importId}": {
+            "get": operation(
+                "getImport",
+                "An import's progress and report",
+                "Imports",
+                {
+                    "200": json_body(_IMPORT_STATUS, "Its progress."),
+                    **ADMIN_AUTH_FAILURES,
+                    "404": problem("No import has that ID."),
+                },
+                params=[path_param("importId", "The import's ID.")],
+            )
+        },
+        "/v1/exports/{kind}": {
+            "get": operation(
+                "exportCsv",
+                "Every device or location the gateway holds, as CSV in the import format",
+                "Imports",
+                {
+                    "200": {
+                        "description": "The CSV file.",
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    },
+                    **ADMIN_AUTH_FAILURES,
+                    "404": problem("Not devices or locations."),
+                },
+                params=[path_param("kind", "devices or locations")],
+            )
+        },
+    }
+
+
 def with_number_ownership(ops: dict[str, Any]) -> None:
     """An admin's endpoint holds its number as a device's report does."""
     for path, method in (("/v1/endpoints", "post"), ("/v1/endpoints/{endpointId}", "put")):
@@ -1157,6 +1280,7 @@ def paths() -> dict[str, Any]:
         ),
     }
     ops |= number_paths()
+    ops |= import_paths()
     return ops
 
 
