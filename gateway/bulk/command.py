@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -71,6 +72,8 @@ def _remote(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # One line per carrier call would bury the progress.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "export":
         return asyncio.run(_export(args))
     try:
