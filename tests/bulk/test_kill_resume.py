@@ -103,3 +103,63 @@ def test_killed_part_way_then_resumed_applies_every_line_once(
     assert "at most 0 carrier calls" in output
     after = httpx.get(f"{sim.base}/_sim/calls", timeout=10, trust_env=False).json()
     assert len(after) == before
+
+
+def test_through_a_running_gateways_admin_api(tmp_path: Path, sim: procs.Proc) -> None:
+    env = procs.gateway_environ(sim.port, f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+    gw = procs.replica("gateway", tmp_path, env).start().wait_ready()
+    try:
+        remote = ["--url", gw.base, "--key", procs.ADMIN_KEY]
+        cli_env = procs.clean_environ()
+        csv_file = tmp_path / "fleet.csv"
+        csv_file.write_bytes(devices_csv(12))
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "import", "devices", str(csv_file), *remote],
+            env=cli_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "done: 12 created" in done.stdout, done.stdout
+        out = tmp_path / "export.csv"
+        exported = subprocess.run(
+            [sys.executable, "-m", "gateway", "export", "devices", "--out", str(out), *remote],
+            env=cli_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert exported.returncode == 0, exported.stderr
+        assert out.read_text().count("\n") == 13
+        again = subprocess.run(
+            [sys.executable, "-m", "gateway", "import", "devices", str(out), "--dry-run", *remote],
+            env=cli_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "12 unchanged" in again.stdout and "at most 0 carrier calls" in again.stdout
+        bad = tmp_path / "bad.csv"
+        bad.write_text("AEUI,CallerName,CallbackNumber,Address\nx-1,,nope,\n")
+        refused = subprocess.run(
+            [sys.executable, "-m", "gateway", "import", "devices", str(bad), *remote],
+            env=cli_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        report = (tmp_path / "bad.errors.csv").read_text()
+        assert "2,CallerName," in report and "2,CallbackNumber," in report
+    finally:
+        procs.stop_all([gw])
