@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,14 +25,13 @@ from gateway.api.problems import FieldProblem, Problem
 from gateway.api.schemas import read_body
 from gateway.bulk.export import export
 from gateway.bulk.formats import KINDS, BadFile
-from gateway.bulk.run import FAILED, Prepared, ResumeRefused, prepare
+from gateway.bulk.run import FAILED, ID_LENGTH, Prepared, ResumeRefused, prepare
 from gateway.bulk.runtime import Runtime, importer_of
 from gateway.jsondump import JSONResponse
 from gateway.store.imports import ImportStore
 
 #: Bad rows listed in one answer; the rest are counted in ``rowsOmitted``.
 MAX_ROWS_LISTED = 1000
-_ID_LENGTH = 16
 
 
 class ImportJobs:
@@ -153,12 +151,12 @@ async def get_import(request: Request) -> Response:
     rt = _runtime(request)
     import_id = str(request.path_params["import_id"])
     found = None
-    if len(import_id) == _ID_LENGTH and import_id.isalnum():
+    if len(import_id) == ID_LENGTH and import_id.isalnum():
         found = await rt.imports.get(import_id)
     if found is None:
         raise Problem(404, "There is no import with that ID.")
-    done = await rt.imports.done(import_id)
-    outcomes = Counter(d.outcome for d in done.values())
+    outcomes, failed = await rt.imports.progress(import_id, MAX_ROWS_LISTED)
+    done = sum(outcomes.values())
     report = found.report or {}
     return JSONResponse(
         {
@@ -166,15 +164,11 @@ async def get_import(request: Request) -> Response:
             "kind": found.kind,
             "state": found.state,
             "total": found.total,
-            "done": len(done),
+            "done": done,
             "failed": outcomes.get(FAILED, 0),
             "outcomes": dict(sorted(outcomes.items())),
-            "left": report.get("left", found.total - len(done)),
-            "failures": [
-                {"line": d.line, "reason": d.detail}
-                for d in sorted(done.values(), key=lambda d: d.line)
-                if d.outcome == FAILED
-            ][:MAX_ROWS_LISTED],
+            "left": report.get("left", found.total - done),
+            "failures": [{"line": d.line, "reason": d.detail} for d in failed],
         }
     )
 

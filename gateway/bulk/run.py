@@ -33,6 +33,7 @@ from gateway.bulk.formats import Limits, read
 from gateway.bulk.validate import Checked, DeviceRow, LocationRow, Lookups, Row, RowProblem, check
 from gateway.dlr.pipeline import Pipeline, Report, Superseded, Unroutable, address_json
 from gateway.store.base import HistoryKind, NumberOwned, location_key
+from gateway.store.errors import StoreUnavailable
 from gateway.store.imports import ImportStore, LineDone
 
 log = logging.getLogger("gateway.bulk")
@@ -43,6 +44,8 @@ FAILED, SUPERSEDED = "failed", "superseded"
 #: Attempts at one line while the carrier is unavailable or rate-limiting, before the line
 #: is left for a resume.
 MAX_ATTEMPTS = 8
+#: An import's ID: hexadecimal digits.
+ID_LENGTH = 16
 
 
 class ResumeRefused(ValueError):
@@ -201,10 +204,12 @@ class Importer:
         """A new import's ID, or ``resume`` once checked to be this kind and file."""
         kind = prepared.checked.kind
         if resume is None:
-            import_id = secrets.token_hex(8)
+            import_id = secrets.token_hex(ID_LENGTH // 2)
             await self.imports.create(import_id, kind, prepared.digest, len(prepared.checked.rows))
             return import_id
-        found = await self.imports.get(resume)
+        found = None
+        if len(resume) == ID_LENGTH and resume.isalnum():
+            found = await self.imports.get(resume)
         if found is None:
             raise ResumeRefused(f"there is no import {resume!r}")
         if found.kind != kind:
@@ -247,29 +252,42 @@ class Importer:
 
         async def flush() -> None:
             batch = finished[:]
-            del finished[: len(batch)]
             await self.imports.record(import_id, batch)
+            del finished[: len(batch)]
 
         async def flusher() -> None:
             while True:
                 await asyncio.sleep(self.flush_every)
-                await flush()
+                try:
+                    await flush()
+                except StoreUnavailable as exc:
+                    log.warning("import %s: progress not recorded yet: %s", import_id, exc)
 
         keeper = asyncio.create_task(flusher())
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(self.concurrency, len(pending)) or 0):
+                for _ in range(min(self.concurrency, len(pending))):
                     group.create_task(worker())
+        except BaseException:
+            # Ctrl-C, shutdown, the store gone: what is left waits for a resume.
+            summary.left = total - counter["done"]
+            raise
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-            # Ctrl-C included: what finished is kept (a line not kept costs no carrier
-            # call when it runs again: the pipeline finds it unchanged).
-            await asyncio.shield(flush())
-            progress.close()
-        await self.imports.finish(import_id, summary.state, summary.as_json())
+            try:
+                # What finished is kept, Ctrl-C included (a line not kept costs no carrier
+                # call when it runs again: the pipeline finds it unchanged).
+                await asyncio.shield(self._stopped(import_id, summary, flush))
+            finally:
+                progress.close()
         return summary
+
+    async def _stopped(self, import_id: str, summary: Summary, flush: Any) -> None:
+        """The lines finished recorded, and the import's state and report."""
+        await flush()
+        await self.imports.finish(import_id, summary.state, summary.as_json())
 
     async def _line(self, row: Row, planned: str) -> LineDone | None:
         """One line applied (its outcome), or ``None``: the carrier stayed unavailable."""

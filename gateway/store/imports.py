@@ -130,6 +130,25 @@ class ImportStore:
             )
             return {r.line: LineDone(r.line, r.outcome, r.detail) for r in rows}
 
+    async def progress(
+        self, import_id: str, failures: int
+    ) -> tuple[dict[str, int], list[LineDone]]:
+        """Lines done so far by outcome, and the first ``failures`` failed lines."""
+        async with self._begin() as connection:
+            counted = await connection.execute(
+                sa.select(import_rows.c.outcome, sa.func.count())
+                .where(import_rows.c.import_id == import_id)
+                .group_by(import_rows.c.outcome)
+            )
+            outcomes = {outcome: int(n) for outcome, n in counted}
+            failed = await connection.execute(
+                sa.select(import_rows.c.line, import_rows.c.outcome, import_rows.c.detail)
+                .where(import_rows.c.import_id == import_id, import_rows.c.outcome == "failed")
+                .order_by(import_rows.c.line)
+                .limit(failures)
+            )
+            return outcomes, [LineDone(r.line, r.outcome, r.detail) for r in failed]
+
     async def record(self, import_id: str, lines: Sequence[LineDone]) -> None:
         """Lines finished: one statement for a batch (a line recorded twice keeps its first)."""
         if not lines:

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.bulk.export import export
 from gateway.bulk.formats import DEVICES, LOCATIONS, BadFile, Limits, guard, read
-from gateway.bulk.run import prepare
+from gateway.bulk.run import ResumeRefused, prepare
 from gateway.bulk.validate import problems_csv
 from tests.bulk.helpers import ADDRESSES, DEVICE_HEADER, bulk_gateway, devices_csv, writes
 from tests.harness import phone_of
@@ -221,3 +221,41 @@ def test_rows_and_size_are_bounded_and_a_bom_is_allowed() -> None:
         "Address": "x",
     }
     assert guard("=HYPERLINK()") == "'=HYPERLINK()" and guard("@x") == "'@x"
+
+
+ROWS = 300
+
+
+def test_a_cancelled_run_keeps_what_finished_and_resumes_by_id() -> None:
+    async def main() -> None:
+        async with bulk_gateway(latency_ms=20) as (gw, rt):
+            data = devices_csv(ROWS)
+            prepared = await prepare(DEVICES, data, rt.pipeline, rt.imports, rt.limits)
+            import_id = await rt.importer.start(prepared)
+            task = asyncio.create_task(rt.importer.apply(import_id, prepared))
+            for _ in range(1000):
+                if len(await rt.imports.done(import_id)) >= 5:
+                    break
+                await asyncio.sleep(0.02)
+            task.cancel()  # Ctrl-C
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            stopped = await rt.imports.get(import_id)
+            assert stopped is not None and stopped.state == "incomplete"
+            kept = len(await rt.imports.done(import_id))
+            assert 5 <= kept < ROWS
+            resumed = await prepare(DEVICES, data, rt.pipeline, rt.imports, rt.limits)
+            assert await rt.importer.start(resumed, import_id) == import_id
+            summary = await rt.importer.apply(import_id, resumed)
+            assert summary.state == "done"
+            assert sum(summary.outcomes.values()) == ROWS
+            assert len(await rt.imports.done(import_id)) == ROWS
+            creates = Counter(c["id"] for c in gw.calls() if c["operation"] == "createEndpoint")
+            assert len(creates) == ROWS and set(creates.values()) == {1}
+            with pytest.raises(ResumeRefused):
+                await rt.importer.start(
+                    await prepare(DEVICES, devices_csv(3), rt.pipeline, rt.imports, rt.limits),
+                    import_id,
+                )
+
+    run(main())
