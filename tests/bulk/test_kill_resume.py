@@ -105,59 +105,38 @@ def test_killed_part_way_then_resumed_applies_every_line_once(
     assert len(after) == before
 
 
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        env=procs.clean_environ(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_through_a_running_gateways_admin_api(tmp_path: Path, sim: procs.Proc) -> None:
     env = procs.gateway_environ(sim.port, f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
     gw = procs.replica("gateway", tmp_path, env).start().wait_ready()
     try:
         remote = ["--url", gw.base, "--key", procs.ADMIN_KEY]
-        cli_env = procs.clean_environ()
         csv_file = tmp_path / "fleet.csv"
         csv_file.write_bytes(devices_csv(12))
-        done = subprocess.run(
-            [sys.executable, "-m", "gateway", "import", "devices", str(csv_file), *remote],
-            env=cli_env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = _cli(tmp_path, "import", "devices", str(csv_file), *remote)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "done: 12 created" in done.stdout, done.stdout
         out = tmp_path / "export.csv"
-        exported = subprocess.run(
-            [sys.executable, "-m", "gateway", "export", "devices", "--out", str(out), *remote],
-            env=cli_env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        exported = _cli(tmp_path, "export", "devices", "--out", str(out), *remote)
         assert exported.returncode == 0, exported.stderr
         assert out.read_text().count("\n") == 13
-        again = subprocess.run(
-            [sys.executable, "-m", "gateway", "import", "devices", str(out), "--dry-run", *remote],
-            env=cli_env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        again = _cli(tmp_path, "import", "devices", str(out), "--dry-run", *remote)
         assert again.returncode == 0, again.stdout + again.stderr
         assert "12 unchanged" in again.stdout and "at most 0 carrier calls" in again.stdout
         bad = tmp_path / "bad.csv"
         bad.write_text("AEUI,CallerName,CallbackNumber,Address\nx-1,,nope,\n")
-        refused = subprocess.run(
-            [sys.executable, "-m", "gateway", "import", "devices", str(bad), *remote],
-            env=cli_env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        refused = _cli(tmp_path, "import", "devices", str(bad), *remote)
         assert refused.returncode == 1, refused.stdout + refused.stderr
         report = (tmp_path / "bad.errors.csv").read_text()
         assert "2,CallerName," in report and "2,CallbackNumber," in report
