@@ -133,7 +133,7 @@ def lookups(pipeline: Pipeline, imports: ImportStore) -> Lookups:
                 found[row["location_id"]] = address
         return found
 
-    return Lookups(number=pipeline.number, locations=locations)
+    return Lookups(numbers=imports.numbers, locations=locations)
 
 
 def _loads(text: str | None) -> dict[str, Any] | None:
@@ -148,38 +148,33 @@ async def prepare(
     """The file read (``BadFile``), every row checked, and the plan of the valid rows."""
     parsed = read(kind, data, limits)
     checked = await check(parsed, pipeline.normalize, lookups(pipeline, imports))
-    plan = await _plan(checked.rows, pipeline)
+    plan = await _plan(checked.rows, imports)
     return Prepared(checked, hashlib.sha256(data).hexdigest(), plan)
 
 
-async def _plan(rows: Sequence[Row], pipeline: Pipeline) -> Plan:
-    ledger = pipeline.ledger
+async def _plan(rows: Sequence[Row], imports: ImportStore) -> Plan:
+    known = await imports.known_locations([r.location_id for r in rows])
+    held = await imports.bindings([r.aeui for r in rows if isinstance(r, DeviceRow)])
     actions: dict[int, str] = {}
-    counted: dict[str, bool] = {}
-    calls = 0
+    new_locations = {r.location_id for r in rows} - known
+    calls = len(new_locations)
     for row in rows:
-        if row.location_id not in counted:
-            counted[row.location_id] = not await ledger.locations_known(row.location_id)
-            calls += counted[row.location_id]
         if isinstance(row, LocationRow):
-            actions[row.line] = CREATED if counted[row.location_id] else UNCHANGED
+            actions[row.line] = CREATED if row.location_id in new_locations else UNCHANGED
             continue
-        stored = await ledger.get(row.aeui)
+        stored = held.get(row.aeui)
         if stored is None:
             actions[row.line] = CREATED
             calls += 2
-        elif stored.location_id != row.location_id:
+        elif stored[0] != row.location_id:
             actions[row.line] = MOVED
             calls += 1
-        elif stored.confirmed and (stored.caller_name, stored.telephone_number) == (
-            row.caller_name,
-            row.telephone_number,
-        ):
+        elif stored[3] and stored[1:3] == (row.caller_name, row.telephone_number):
             actions[row.line] = UNCHANGED
         else:
             actions[row.line] = UPDATED
             calls += 1
-    return Plan(actions, sum(counted.values()), calls)
+    return Plan(actions, len(new_locations), calls)
 
 
 class Importer:

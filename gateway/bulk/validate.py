@@ -76,9 +76,9 @@ class Checked:
 
 @dataclass(frozen=True, slots=True)
 class Lookups:
-    """What validation asks the state store: a number's owner, a known location's address."""
+    """What validation asks the state store: numbers' owners, known locations' addresses."""
 
-    number: Callable[[str], Awaitable[NumberState | None]]
+    numbers: Callable[[Sequence[str]], Awaitable[Mapping[str, NumberState]]]
     locations: Callable[[Sequence[str]], Awaitable[Mapping[str, Address]]]
 
 
@@ -130,6 +130,8 @@ async def _devices(
 ) -> list[DeviceRow]:
     ids = sorted({r.cells["LocationId"] for r in parsed.rows if "LocationId" in r.cells})
     known = await lookups.locations(ids) if ids else {}
+    written = [callback_number(r.cells.get("CallbackNumber", "")) for r in parsed.rows]
+    owners = await lookups.numbers([n for n in written if n is not None])
     seen_aeui: dict[str, int] = {}
     seen_number: dict[str, tuple[int, str]] = {}
     rows: list[DeviceRow] = []
@@ -173,7 +175,7 @@ async def _devices(
         elif place is None and address_of(cells) is None:
             found.append(RowProblem(raw.line, "Address", "an address or a LocationId is required"))
         if number is not None and aeui:
-            state = await lookups.number(number)
+            state = owners.get(number)
             if state is not None and state.refuses(aeui):
                 found.append(
                     RowProblem(raw.line, "CallbackNumber", f"owned by device {state.owner}")

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.store.base import NumberState
 from gateway.store.engine import unavailable_as_store_error
 from gateway.store.tables import metadata
 
@@ -45,6 +46,13 @@ import_rows = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("detail", sa.Text(), nullable=True),
 )
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterable[list[str]]:
+    """``values`` a few hundred at a time: a statement's parameters are bounded (SQLite)."""
+    unique = sorted(set(values))
+    for start in range(0, len(unique), size):
+        yield unique[start : start + size]
 
 
 def _now() -> int:
@@ -178,6 +186,57 @@ class ImportStore:
                 .where(imports.c.import_id == import_id)
                 .values(state=state, updated_at=_now(), report=json.dumps(report, sort_keys=True))
             )
+
+    # -- what validation and the plan read, many rows a statement ----------------------------
+
+    async def numbers(self, telephone_numbers: Sequence[str]) -> dict[str, NumberState]:
+        """Who may use each of these numbers (those with a record)."""
+        from gateway.store.sql import from_us
+        from gateway.store.tables import numbers
+
+        found: dict[str, NumberState] = {}
+        for chunk in _chunks(telephone_numbers):
+            query = sa.select(numbers).where(numbers.c.telephone_number.in_(chunk))
+            async with self._begin() as connection:
+                for r in await connection.execute(query):
+                    found[r.telephone_number] = NumberState(
+                        r.telephone_number, r.owner_aeui, bool(r.shared), from_us(r.updated_at)
+                    )
+        return found
+
+    async def bindings(self, aeuis: Sequence[str]) -> dict[str, tuple[str, str, str, bool]]:
+        """Each device's desired location, caller name, number and whether it is confirmed."""
+        from gateway.store.tables import devices
+
+        found: dict[str, tuple[str, str, str, bool]] = {}
+        for chunk in _chunks(aeuis):
+            query = sa.select(
+                devices.c.aeui,
+                devices.c.location_id,
+                devices.c.caller_name,
+                devices.c.telephone_number,
+                devices.c.confirmed,
+            ).where(devices.c.aeui.in_(chunk))
+            async with self._begin() as connection:
+                for r in await connection.execute(query):
+                    found[r.aeui] = (
+                        r.location_id,
+                        r.caller_name,
+                        r.telephone_number,
+                        bool(r.confirmed),
+                    )
+        return found
+
+    async def known_locations(self, location_ids: Sequence[str]) -> set[str]:
+        """Those of ``location_ids`` the gateway knows the carrier holds."""
+        from gateway.store.tables import locations
+
+        found: set[str] = set()
+        for chunk in _chunks(location_ids):
+            query = sa.select(locations.c.location_id).where(locations.c.location_id.in_(chunk))
+            async with self._begin() as connection:
+                found.update(r.location_id for r in await connection.execute(query))
+        return found
 
     # -- what export reads ------------------------------------------------------------------
 
