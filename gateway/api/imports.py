@@ -71,7 +71,7 @@ def _runtime(request: Request) -> Runtime:
             "(GATEWAY_DATABASE_URL=none).",
             "no-state-store",
         ) from None
-    return importer_of(s.settings, s.pipeline, store)
+    return importer_of(s.settings, s.pipeline, store, s.metrics)
 
 
 def _kind(value: str | None) -> str:

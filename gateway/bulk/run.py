@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -187,8 +187,11 @@ class Importer:
         *,
         concurrency: int = 8,
         flush_every: float = 0.5,
+        on_line: Callable[[str, str], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
+        #: Called with the kind and the outcome of every line applied (the metrics).
+        self.on_line = on_line
         self.imports = imports
         self.concurrency = max(1, concurrency)
         self.flush_every = flush_every
@@ -238,6 +241,8 @@ class Importer:
                     summary.left += 1
                     continue
                 summary.outcomes[outcome.outcome] += 1
+                if self.on_line is not None:
+                    self.on_line(prepared.checked.kind, outcome.outcome)
                 if outcome.outcome == FAILED:
                     counter["failed"] += 1
                     summary.failures.append({"line": row.line, "reason": outcome.detail})

@@ -37,8 +37,16 @@ def limits_of(settings: Settings) -> Limits:
     return Limits(max_bytes=settings.import_max_bytes, max_rows=settings.import_max_rows)
 
 
-def importer_of(settings: Settings, pipeline: Pipeline, imports: ImportStore) -> Runtime:
-    importer = Importer(pipeline, imports, concurrency=settings.import_concurrency)
+def importer_of(
+    settings: Settings, pipeline: Pipeline, imports: ImportStore, metrics: Metrics | None = None
+) -> Runtime:
+    counted = None if metrics is None else metrics.import_rows
+
+    def on_line(kind: str, outcome: str) -> None:
+        if counted is not None:
+            counted.labels(kind=kind, outcome=outcome).inc()
+
+    importer = Importer(pipeline, imports, concurrency=settings.import_concurrency, on_line=on_line)
     return Runtime(pipeline, imports, importer, limits_of(settings))
 
 

@@ -41,6 +41,10 @@ def test_upload_dry_run_apply_progress_and_export() -> None:
             assert status["state"] == "done", status
             assert status["done"] == 10 and status["failed"] == 0
             assert status["outcomes"] == {"created": 10}
+            counted = gw.metrics.registry.get_sample_value(
+                "dlr_import_rows_total", {"kind": "devices", "outcome": "created"}
+            )
+            assert counted == 10
             exported = await gw.http.get("/v1/exports/devices")
             assert exported.status_code == 200
             assert exported.headers["content-type"].startswith("text/csv")
