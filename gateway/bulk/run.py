@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import secrets
 import time
@@ -31,7 +32,14 @@ from gateway.bandwidth.errors import (
 from gateway.bandwidth.models import Address, Location
 from gateway.bulk.formats import Limits, read
 from gateway.bulk.validate import Checked, DeviceRow, LocationRow, Lookups, Row, RowProblem, check
-from gateway.dlr.pipeline import Pipeline, Report, Superseded, Unroutable, address_json
+from gateway.dlr.pipeline import (
+    Pipeline,
+    Report,
+    Superseded,
+    Unroutable,
+    address_from_json,
+    address_json,
+)
 from gateway.store.base import HistoryKind, NumberOwned, location_key
 from gateway.store.errors import StoreUnavailable
 from gateway.store.imports import ImportStore, LineDone
@@ -122,10 +130,8 @@ class Summary:
         }
 
 
-def lookups(pipeline: Pipeline, imports: ImportStore) -> Lookups:
+def lookups(imports: ImportStore) -> Lookups:
     async def locations(ids: Sequence[str]) -> dict[str, Address]:
-        from gateway.dlr.pipeline import address_from_json
-
         found = {}
         for row in await imports.locations(ids):
             address = address_from_json(_loads(row["address"]))
@@ -137,8 +143,6 @@ def lookups(pipeline: Pipeline, imports: ImportStore) -> Lookups:
 
 
 def _loads(text: str | None) -> dict[str, Any] | None:
-    import json
-
     return None if text is None else dict(json.loads(text))
 
 
@@ -147,7 +151,7 @@ async def prepare(
 ) -> Prepared:
     """The file read (``BadFile``), every row checked, and the plan of the valid rows."""
     parsed = read(kind, data, limits)
-    checked = await check(parsed, pipeline.normalize, lookups(pipeline, imports))
+    checked = await check(parsed, pipeline.normalize, lookups(imports))
     plan = await _plan(checked.rows, imports)
     return Prepared(checked, hashlib.sha256(data).hexdigest(), plan)
 

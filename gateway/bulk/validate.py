@@ -10,6 +10,7 @@ line, its column and the reason.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -101,6 +102,13 @@ def _place(
     return normalized.address, location_id_for(normalized.address)
 
 
+async def _breathe(index: int) -> None:
+    """Let the event loop serve others between rows (in the gateway, reports wait otherwise):
+    normalizing a large file takes seconds of CPU."""
+    if index % 50 == 49:
+        await asyncio.sleep(0)
+
+
 def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name)
 
@@ -116,7 +124,7 @@ async def check(parsed: Parsed, normalize: Normalizer, lookups: Lookups) -> Chec
     if parsed.kind == DEVICES:
         rows: list[Row] = list(await _devices(parsed, normalize, lookups, problems, long_lines))
     else:
-        rows = list(_locations(parsed, normalize, problems, long_lines))
+        rows = list(await _locations(parsed, normalize, problems, long_lines))
     problems.sort(key=lambda p: p.line)
     return Checked(parsed.kind, len(parsed.rows), rows, problems)
 
@@ -135,7 +143,8 @@ async def _devices(
     seen_aeui: dict[str, int] = {}
     seen_number: dict[str, tuple[int, str]] = {}
     rows: list[DeviceRow] = []
-    for raw in parsed.rows:
+    for index, raw in enumerate(parsed.rows):
+        await _breathe(index)
         found: list[RowProblem] = []
         cells = raw.cells
         aeui = cells.get("AEUI", "")
@@ -199,12 +208,13 @@ async def _devices(
     return rows
 
 
-def _locations(
+async def _locations(
     parsed: Parsed, normalize: Normalizer, problems: list[RowProblem], skip: set[int]
 ) -> list[LocationRow]:
     seen: dict[str, int] = {}
     rows: list[LocationRow] = []
-    for raw in parsed.rows:
+    for index, raw in enumerate(parsed.rows):
+        await _breathe(index)
         found: list[RowProblem] = []
         place = _place(normalize, raw, found)
         if place is None and address_of(raw.cells) is None:
