@@ -148,6 +148,8 @@ def read(kind: str, data: bytes, limits: Limits = Limits()) -> Parsed:
             kept: dict[str, str] = {}
             too_long: list[str] = []
             for name, cell in zip(names, cells, strict=False):
+                if not name:
+                    continue
                 value = unguard(cell.strip())
                 if len(value) > limits.max_field:
                     too_long.append(name)
@@ -163,6 +165,9 @@ def _header(kind: str, header: list[str]) -> list[str]:
     canonical = _canonical(kind)
     names: list[str] = []
     for raw in header:
+        if not raw.strip():
+            names.append("")  # an unnamed column (a spreadsheet's trailing one): ignored
+            continue
         name = canonical.get(_key(unguard(raw.strip())))
         if name is None:
             expected = ", ".join(COLUMNS[kind])

@@ -212,6 +212,14 @@ def test_rows_and_size_are_bounded_and_a_bom_is_allowed() -> None:
         read(DEVICES, devices_csv(5), Limits(max_bytes=100))
     parsed = read(DEVICES, b"\xef\xbb\xbf" + devices_csv(1))
     assert parsed.rows[0].cells["AEUI"] == "dev-0"
+    # A spreadsheet's unnamed trailing column is ignored; names match loosely.
+    parsed = read(DEVICES, b"aeui,Caller Name,telephone_number,address,\na,B,+12025550143,x,junk\n")
+    assert dict(parsed.rows[0].cells) == {
+        "AEUI": "a",
+        "CallerName": "B",
+        "CallbackNumber": "+12025550143",
+        "Address": "x",
+    }
     # A formula guarded by export is read back as written; a bare one stays text.
     parsed = read(DEVICES, DEVICE_HEADER.encode() + b"'=cmd,'+A,'-1,x\n")
     assert dict(parsed.rows[0].cells) == {
