@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 #: Exit statuses: rows refused (nothing written unless --skip-invalid); lines left for a
 #: resume (the carrier stayed unavailable, or Ctrl-C).
 EXIT_INVALID = 1
+EXIT_DATABASE = 1
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
@@ -74,13 +75,19 @@ def _remote(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     # One line per carrier call would bury the progress.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if args.command == "export":
-        return asyncio.run(_export(args))
+    from gateway.bulk.runtime import NoCarrier, NoDatabase
+    from gateway.store import SchemaNotCurrent, StoreUnavailable
+
     try:
+        if args.command == "export":
+            return asyncio.run(_export(args))
         return asyncio.run(_import(args))
     except KeyboardInterrupt:
         print("interrupted: what finished is kept; resume with --resume <ID>", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except (NoCarrier, NoDatabase, SchemaNotCurrent, StoreUnavailable) as exc:
+        print(f"dlr-gateway: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
 
 
 def _read(path: Path, limits: Limits) -> bytes:

@@ -25,6 +25,10 @@ class NoDatabase(RuntimeError):
     """Imports keep their progress in the state store; there is none."""
 
 
+class NoCarrier(RuntimeError):
+    """The carrier's settings are missing: an import cannot write to it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Runtime:
     pipeline: Pipeline
@@ -57,6 +61,9 @@ async def runtime(
     """A pipeline on the gateway's database and carrier, as ``serve`` builds it."""
     if settings.database_url == NO_DATABASE:
         raise NoDatabase(f"GATEWAY_DATABASE_URL={NO_DATABASE}: imports need the state store")
+    missing = [p for p in settings.problems() if p.startswith("BANDWIDTH_")]
+    if missing:
+        raise NoCarrier("; ".join(missing) + " (or use --url with a running gateway)")
     metrics = Metrics()
     async with contextlib.AsyncExitStack() as stack:
         upstream = BandwidthClient.from_settings(settings, transport=transport, metrics=metrics)
