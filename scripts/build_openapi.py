@@ -1104,6 +1104,7 @@ def import_paths() -> dict[str, Any]:
         {
             "200": json_body(_IMPORT_CHECKED, "dryRun=true: the rows' check and the plan."),
             "202": json_body(_IMPORT_CHECKED, "Applying in the background: poll its status."),
+            "400": problem("The Content-Length header is not a number."),
             **ADMIN_AUTH_FAILURES,
             "409": problem(
                 "resume names no import, another kind or file, or one running; or no state store."

@@ -45,13 +45,17 @@ def add_commands(commands: Any) -> None:
     )
     imp.add_argument("kind", choices=KINDS, help="what the file holds")
     imp.add_argument("file", type=Path, help="the CSV file (UTF-8, a header row first)")
-    imp.add_argument("--dry-run", action="store_true", help="check and plan only; write nothing")
+    imp.add_argument(
+        "--dry-run", action="store_true", help="check and plan only; write nothing (default: off)"
+    )
     imp.add_argument(
         "--skip-invalid",
         action="store_true",
-        help="apply the valid rows even when some are bad (default: write nothing then)",
+        help="apply the valid rows even when some are bad (default: off: write nothing then)",
     )
-    imp.add_argument("--resume", metavar="ID", help="continue the import with this ID")
+    imp.add_argument(
+        "--resume", metavar="ID", help="continue the import with this ID (default: a new import)"
+    )
     _remote(imp)
     exp = commands.add_parser(
         "export",
@@ -65,7 +69,7 @@ def add_commands(commands: Any) -> None:
 
 def _remote(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--url", help="a running gateway's base URL: use its admin API, not the database"
+        "--url", help="a running gateway's base URL: use its admin API (default: the database)"
     )
     parser.add_argument(
         "--key", help=f"the admin key for --url (default: ${KEY_ENV}; a flag shows in ps)"
