@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__
-from gateway.api import admin, devices, emergency, health, held
+from gateway.api import admin, devices, emergency, health, held, imports
 from gateway.api.auth import AdminKeys, DeviceTokens
 from gateway.api.context import Services
 from gateway.api.emergency import EmergencyQuery
@@ -211,6 +211,8 @@ def create_app(
             emergency_query.start()
             stack.push_async_callback(emergency_query.aclose)
             app.state.emergency = emergency_query
+            # Imports running in the background stop first, their progress kept.
+            stack.push_async_callback(imports.jobs(app).aclose)
             app.state.services = Services(
                 settings=settings,
                 metrics=metrics,
@@ -230,6 +232,7 @@ def create_app(
     # Matched in order: the device routes first, the location reports (most requests) at
     # their head, so that the commonest request is matched at the first try.
     routes: list[BaseRoute] = [*devices.routes, *health.routes, *held.routes, *admin.routes]
+    routes += imports.routes
     routes += emergency.routes(settings)
     if sandbox_app is not None:
         routes.append(Mount(SANDBOX_PREFIX, app=sandbox_app))

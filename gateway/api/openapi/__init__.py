@@ -7,6 +7,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.api.openapi.components import SCHEMAS
+from gateway.api.openapi.imports import import_paths
 from gateway.api.openapi.paths import paths
 
 
@@ -22,7 +23,7 @@ def document() -> dict[str, Any]:
                 "are explained in the README."
             ),
         },
-        "paths": paths(),
+        "paths": paths() | import_paths(),
         "components": {
             "securitySchemes": {
                 "adminKey": {

@@ -6,6 +6,7 @@ from typing import Any
 
 from gateway.api.admin import EMAIL_PATTERN
 from gateway.api.answers import PRECISION_SCHEMA, RADIUS_SCHEMA, DeviceLocation, ReportResult
+from gateway.api.import_models import ImportChecked, ImportStatus
 from gateway.api.models import (
     AEUI_SCHEMA as AEUI,
 )
@@ -366,6 +367,7 @@ SCHEMAS: dict[str, Any] = {
     **components(Problem=ProblemDetails),
     **components(LocationReport),
     **components(ReportResult, DeviceLocation),
+    **components(ImportChecked, ImportStatus),
     "AddressValidation": VALIDATION_RESULT,
     "DeviceHistory": HISTORY,
     "HistoryEntry": HISTORY_ENTRY,
