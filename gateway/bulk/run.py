@@ -65,8 +65,8 @@ class Plan:
     actions: dict[int, str]
     new_locations: int
     #: The carrier calls applying it costs (at most; a line some other writer applies first
-    #: costs fewer): a new location one, a new device two (update, then create), a changed
-    #: device one.
+    #: costs fewer): a new location one, a new device one (created without the update tried
+    #: first: the gateway has never seen it), a changed device one.
     carrier_calls: int
 
     def counts(self) -> dict[str, int]:
@@ -169,7 +169,7 @@ async def _plan(rows: Sequence[Row], imports: ImportStore) -> Plan:
         stored = held.get(row.aeui)
         if stored is None:
             actions[row.line] = CREATED
-            calls += 2
+            calls += 1
         elif stored[0] != row.location_id:
             actions[row.line] = MOVED
             calls += 1
@@ -301,7 +301,7 @@ class Importer:
                 await asyncio.sleep(wait)
             try:
                 if isinstance(row, DeviceRow):
-                    changed = await self._device(row)
+                    changed = await self._device(row, first_seen=planned == CREATED)
                 else:
                     changed = await self._location(row)
             except Superseded:
@@ -324,7 +324,7 @@ class Importer:
         log.warning("line %d left for a resume: the carrier stayed unavailable", row.line)
         return None
 
-    async def _device(self, row: DeviceRow) -> bool:
+    async def _device(self, row: DeviceRow, *, first_seen: bool) -> bool:
         pipeline = self.pipeline
         stored = await pipeline.ledger.get(row.aeui)
         if (
@@ -345,6 +345,7 @@ class Importer:
                 address=row.address,
             ),
             credential="import",
+            first_seen=first_seen,
         )
         return outcome.changed
 

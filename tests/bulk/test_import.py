@@ -85,7 +85,8 @@ def test_dry_run_plans_without_writing_then_apply_does_what_it_said() -> None:
             counts = {"created": 12, "moved": 0, "updated": 0, "unchanged": 0}
             assert prepared.plan.counts() == counts
             assert prepared.plan.new_locations == 4
-            assert prepared.plan.carrier_calls == 4 + 2 * 12
+            # A new location one call, a device the gateway has never seen one: its create.
+            assert prepared.plan.carrier_calls == 4 + 12
             assert writes(gw) == []  # planning wrote nothing
             seq = gw.last_seq()
             import_id = await rt.importer.start(prepared)
@@ -96,6 +97,7 @@ def test_dry_run_plans_without_writing_then_apply_does_what_it_said() -> None:
             assert len(calls) == prepared.plan.carrier_calls
             ops = Counter(c["operation"] for c in calls)
             assert ops["createLocation"] == 4
+            assert ops["createEndpoint"] == 12 and ops["updateEndpoint"] == 0
             # The devices are bound as reports bind them.
             for i in range(12):
                 held = await rt.pipeline.ledger.get(f"dev-{i}")
@@ -163,7 +165,7 @@ def test_locations_import_creates_each_once() -> None:
             devices += f"d-1,ANN,{phone_of('d-1')},{location_id}\n"
             placed = await prepare(DEVICES, devices.encode(), rt.pipeline, rt.imports, rt.limits)
             assert not placed.problems, placed.problems
-            assert placed.plan.carrier_calls == 2  # the location exists: the endpoint only
+            assert placed.plan.carrier_calls == 1  # the location exists: the endpoint only
 
     run(main())
 
@@ -265,5 +267,37 @@ def test_a_cancelled_run_keeps_what_finished_and_resumes_by_id() -> None:
                     await prepare(DEVICES, devices_csv(3), rt.pipeline, rt.imports, rt.limits),
                     import_id,
                 )
+
+    run(main())
+
+
+def test_a_new_device_the_carrier_holds_already_is_updated_not_duplicated() -> None:
+    """A device new to the gateway is created without an update first; when the carrier
+    holds it after all (created behind the gateway's back), the create's conflict falls back
+    to the update: one endpoint, at the imported location."""
+
+    async def main() -> None:
+        async with bulk_gateway() as (gw, rt):
+            first = await prepare(DEVICES, devices_csv(2), rt.pipeline, rt.imports, rt.limits)
+            await rt.importer.apply(await rt.importer.start(first), first)
+            # The gateway forgets dev-1 (a store restored from an old backup), the carrier not.
+            await rt.pipeline.ledger.delete("dev-1")
+            rt.pipeline.known.distrust("dev-1")
+            moved = devices_csv(2).replace(ADDRESSES[1].encode(), ADDRESSES[2].encode())
+            again = await prepare(DEVICES, moved, rt.pipeline, rt.imports, rt.limits)
+            assert again.plan.actions[3] == "created"
+            seq = gw.last_seq()
+            summary = await rt.importer.apply(await rt.importer.start(again), again)
+            assert summary.outcomes["created"] == 1, summary
+            ops = [c["operation"] for c in gw.calls(seq) if "Endpoint" in c["operation"]]
+            assert ops == ["createEndpoint", "updateEndpoint"]
+            held = [
+                e
+                for e in (await rt.pipeline.known.carrier.list_endpoints()).endpoints
+                if e.alternate_end_user_id == "dev-1"
+            ]
+            assert len(held) == 1
+            stored = await rt.pipeline.ledger.get("dev-1")
+            assert stored is not None and held[0].location_id == stored.location_id
 
     run(main())
