@@ -6,8 +6,9 @@ what is wrong, before any row is looked at.
 
 Spreadsheets run a cell that starts with ``=``, ``+``, ``-`` or ``@`` (and tab or carriage
 return) as a formula. ``export`` writes such a cell behind a single quote (``'+12025550143``),
-which a spreadsheet shows as text; ``import`` takes one such leading quote off again, so
-export -> import round-trips.
+which a spreadsheet shows as text, and a cell that starts with a quote behind one more
+(``'=x`` is written ``''=x``); ``import`` takes one such leading quote off again, so
+export -> import round-trips whatever a value starts with.
 """
 
 from __future__ import annotations
@@ -106,14 +107,14 @@ def _canonical(kind: str) -> dict[str, str]:
 
 def unguard(cell: str) -> str:
     """A cell as written, without the quote ``guard`` put before a formula's first sign."""
-    if len(cell) > 1 and cell[0] == "'" and cell[1] in _FORMULA_START:
+    if len(cell) > 1 and cell[0] == "'" and cell[1] in (*_FORMULA_START, "'"):
         return cell[1:]
     return cell
 
 
 def guard(cell: str) -> str:
     """A cell a spreadsheet shows as text, never runs as a formula."""
-    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+    return "'" + cell if cell.startswith((*_FORMULA_START, "'")) else cell
 
 
 def read(kind: str, data: bytes, limits: Limits = Limits()) -> Parsed:
