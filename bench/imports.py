@@ -5,7 +5,8 @@ Starts the simulator on loopback with the bench's carrier latency, writes a devi
 file and reports rows per second and carrier calls per row; then runs the same file again
 (the idempotent run: no carrier call expected). The baseline, in the same invocation, is the
 carrier's own floor at this concurrency: every row's unavoidable calls (a new location
-once per site, an endpoint per device) back to back, ``concurrency`` at a time.
+once per site, an endpoint per device) back to back, ``concurrency`` at a time, and no
+faster than ``--rate-limit`` allows.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sites", type=int, default=1_000, help="distinct addresses (1000)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="carrier latency (20)")
     parser.add_argument("--concurrency", type=int, default=8, help="rows at a time (8)")
+    parser.add_argument(
+        "--rate-limit", type=float, default=0.0, help="the carrier's calls per second (0: none)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-imports.json"))
     args = parser.parse_args(argv)
     port = free_port()
@@ -82,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             str(port),
             "--latency-ms",
             str(args.latency_ms),
+            "--rate-limit",
+            str(args.rate_limit),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -107,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "sites": args.sites,
                 "latency_ms": args.latency_ms,
                 "concurrency": args.concurrency,
+                "rate_limit": args.rate_limit,
             }
             for run in ("first", "again"):
                 before = len(_calls(base))
@@ -123,15 +130,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if done.returncode != 0:
                     print(done.stdout + done.stderr, file=sys.stderr)
                     return 1
-                calls = len(_calls(base)) - before
+                made = _calls(base)[before:]
+                # Calls the rate limit refused (429) are counted apart: they did no work.
+                refused = sum(1 for c in made if c.get("status") == 429)
+                calls = len(made) - refused
                 figures[run] = {
                     "seconds": round(seconds, 2),
                     "rows_per_second": round(args.rows / seconds, 1),
                     "carrier_calls": calls,
                     "carrier_calls_per_row": round(calls / args.rows, 3),
+                    "refused_429": refused,
                 }
             floor_calls = args.rows + args.sites
             floor_seconds = floor_calls * args.latency_ms / 1000 / args.concurrency
+            if args.rate_limit > 0:
+                floor_seconds = max(floor_seconds, floor_calls / args.rate_limit)
             figures["floor"] = {
                 "carrier_calls_per_row": round(floor_calls / args.rows, 3),
                 "rows_per_second": round(args.rows / floor_seconds, 1),
