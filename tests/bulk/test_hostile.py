@@ -71,9 +71,7 @@ def test_exported_cells_never_run_as_formulas_and_round_trip() -> None:
             for row in list(csv.reader(io.StringIO(text)))[1:]:
                 for cell in row:
                     assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), row
-            assert {unguard(r[0]) for r in list(csv.reader(io.StringIO(text)))[1:]} == set(
-                FORMULAS
-            )
+            assert {unguard(r[0]) for r in list(csv.reader(io.StringIO(text)))[1:]} == set(FORMULAS)
             seq = gw.last_seq()
             again = await prepare(DEVICES, text.encode(), rt.pipeline, rt.imports, rt.limits)
             assert not again.problems and again.plan.carrier_calls == 0
