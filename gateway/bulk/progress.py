@@ -56,7 +56,8 @@ def _clock(seconds: float) -> str:
 class Bar:
     """A rich progress bar: done/total, rate, ETA and failures so far."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, out: TextIO) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -74,6 +75,7 @@ class Bar:
             TextColumn("{task.fields[rate]} rows/s"),
             TimeRemainingColumn(),
             TextColumn("{task.fields[failed]} failed"),
+            console=Console(file=out),
             transient=False,
         )
         self._task = self._rich.add_task(label, total=None, rate="-", failed=0)
@@ -97,7 +99,7 @@ def for_terminal(label: str, out: TextIO = sys.stderr) -> Progress:
     """A bar when ``out`` is a terminal and rich is installed, plain lines otherwise."""
     if out.isatty():
         try:
-            return Bar(label)
+            return Bar(label, out)
         except ImportError:
             pass
     return Lines(label, out)
