@@ -25,7 +25,17 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__
-from gateway.api import admin, devices, emergency, events, health, held, network, webhooks
+from gateway.api import (
+    admin,
+    devices,
+    emergency,
+    events,
+    health,
+    held,
+    imports,
+    network,
+    webhooks,
+)
 from gateway.api.auth import AdminKeys, DeviceTokens
 from gateway.api.context import Services
 from gateway.api.emergency import EmergencyQuery
@@ -239,6 +249,8 @@ def create_app(
             emergency_query.start()
             stack.push_async_callback(emergency_query.aclose)
             app.state.emergency = emergency_query
+            # Imports running in the background stop first, their progress kept.
+            stack.push_async_callback(imports.jobs(app).aclose)
             app.state.services = Services(
                 settings=settings,
                 metrics=metrics,
@@ -260,6 +272,7 @@ def create_app(
     routes: list[BaseRoute] = [*devices.routes, *health.routes, *held.routes, *admin.routes]
     routes += [*webhooks.routes, *events.routes]
     routes += network.routes
+    routes += imports.routes
     routes += emergency.routes(settings)
     if sandbox_app is not None:
         routes.append(Mount(SANDBOX_PREFIX, app=sandbox_app))

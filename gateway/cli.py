@@ -1,4 +1,4 @@
-"""``dlr-gateway serve | simulator | token | db | openapi``: the command line."""
+"""``dlr-gateway serve | simulator | token | db | openapi | import | export``: the command line."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from starlette.datastructures import Secret
 
 from gateway import __version__, network_cli
 from gateway.api.auth import DeviceTokens
+from gateway.bulk.command import add_commands as bulk_commands
+from gateway.bulk.command import main as bulk_main
 from gateway.settings import NO_DATABASE, Settings, SettingsError
 
 #: ``dlr-gateway db current``: the database's schema is not this release's.
@@ -146,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--seed", type=int, default=None, help="seed for reproducible faults (default: random)"
     )
+    bulk_commands(commands)
     return parser
 
 
@@ -422,6 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "network":
             return network_cli.run(args)
+        if args.command in ("import", "export"):
+            return bulk_main(args)
     except SettingsError as exc:
         print(f"dlr-gateway: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -126,6 +126,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.import_rows = Counter(
+            "dlr_import_rows",
+            "Bulk import lines applied, by kind (devices, locations) and outcome (created, "
+            "moved, updated, unchanged, superseded, failed).",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.report_rate_limited = Counter(
             "dlr_report_rate_limited",
             "Reports refused (429) because one device sent too many.",

@@ -285,6 +285,24 @@ class Settings:
         64 * 1024,
         "largest request body accepted (413 beyond)",
     )
+    import_max_bytes: int = setting(
+        "GATEWAY_IMPORT_MAX_BYTES",
+        16 * 1024 * 1024,
+        "largest CSV file an import reads (413 from the API beyond)",
+        gt=0,
+    )
+    import_max_rows: int = setting(
+        "GATEWAY_IMPORT_MAX_ROWS",
+        100_000,
+        "most data rows in one import's file",
+        gt=0,
+    )
+    import_concurrency: int = setting(
+        "GATEWAY_IMPORT_CONCURRENCY",
+        8,
+        "rows an import applies at a time",
+        gt=0,
+    )
     ready_window: float = setting(
         "GATEWAY_READY_WINDOW",
         30.0,

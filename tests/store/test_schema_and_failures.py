@@ -12,6 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import gateway.store.imports  # noqa: F401  (registers the imports tables on the metadata)
 from gateway.store import (
     MEMORY_URL,
     SchemaNotCurrent,
@@ -52,7 +53,7 @@ def test_schema_check_and_upgrade(db: Database) -> None:
         async with await open_store(db.url) as store:
             assert await store.schema_is_current()
             assert isinstance(store, SqlStateStore)
-            assert await store.revision() == head_revision() == "0006"
+            assert await store.revision() == head_revision() == "0007"
             await store.claim(binding(observed=1), credential="device")
         async with await open_store(db.url, create=True) as store:  # again: a no-op
             assert (await store.get("device-1")) is not None

@@ -8,6 +8,7 @@ from typing import Any
 from gateway import __version__
 from gateway.api.openapi.components import SCHEMAS
 from gateway.api.openapi.events import event_paths
+from gateway.api.openapi.imports import import_paths
 from gateway.api.openapi.network import network_paths
 from gateway.api.openapi.paths import paths
 
@@ -24,7 +25,7 @@ def document() -> dict[str, Any]:
                 "are explained in the README."
             ),
         },
-        "paths": paths() | event_paths() | network_paths(),
+        "paths": paths() | event_paths() | network_paths() | import_paths(),
         "components": {
             "securitySchemes": {
                 "adminKey": {

@@ -21,6 +21,7 @@ from gateway.api.admin_models import (
     NumberHistory,
 )
 from gateway.api.answers import AddressValidation, DeviceLocation, EmergencyLocation, ReportResult
+from gateway.api.import_models import ImportChecked, ImportStatus
 from gateway.api.models import (
     AddressInput,
     LocationReport,
@@ -54,6 +55,7 @@ SCHEMAS: dict[str, Any] = {
     **components(Problem=ProblemDetails),
     **components(LocationReport),
     **components(ReportResult, DeviceLocation),
+    **components(ImportChecked, ImportStatus),
     **components(AddressValidation),
     **components(DeviceHistory, HistoryEntry, NumberHistory, LocationHistory),
     **components(CallbackNumber, CallbackNumberWrite),

@@ -170,7 +170,12 @@ class Reports:
         source = "address" if found is None else "geo"
         return _Resolved(normalized.address, tuple(map(where, normalized.warnings)), found, source)
 
-    async def report(self, report: Report, *, credential: str = "device") -> Outcome:
+    async def report(
+        self, report: Report, *, credential: str = "device", first_seen: bool = False
+    ) -> Outcome:
+        """``report`` applied. ``first_seen``: the caller knows the carrier holds no endpoint
+        for the device (a bulk import of devices new to the gateway), so when the ledger has
+        never held it either, its endpoint is created without the update tried first."""
         resolved = await self.resolve(report)
         aeui = report.alternate_end_user_id
         location_id = resolved.location_id or location_id_for(resolved.address)
@@ -181,7 +186,7 @@ class Reports:
                 outcome = await self._unchanged(report, location_id, warnings)
                 if outcome is None:
                     outcome = await self._apply(
-                        report, resolved, location_id, warnings, credential, check
+                        report, resolved, location_id, warnings, credential, check, first_seen
                     )
         except UpstreamError as exc:
             if self.events is not None:
@@ -351,6 +356,7 @@ class Reports:
         warnings: tuple[FieldError, ...],
         credential: str,
         check: _FixCheck,
+        first_seen: bool = False,
     ) -> Outcome:
         aeui = report.alternate_end_user_id
         address = resolved.address
@@ -408,7 +414,9 @@ class Reports:
                 self.known.trust(binding)
             return Outcome(binding, location_change, Change.UNCHANGED, warnings)
         try:
-            endpoint_change, endpoint_id = await self.writes.endpoint(endpoint, address)
+            endpoint_change, endpoint_id = await self.writes.endpoint(
+                endpoint, address, create_first=first_seen and previous is None
+            )
         except UpstreamError as exc:
             if exc.ambiguous:
                 self.repairs.maybe_applied(aeui)

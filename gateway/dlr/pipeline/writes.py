@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -49,12 +50,14 @@ class CarrierWrites:
             location_id, lambda: self._ensure_location(location_id, address, street)
         )
 
-    async def endpoint(self, endpoint: Endpoint, address: Address | None) -> tuple[Change, str]:
+    async def endpoint(
+        self, endpoint: Endpoint, address: Address | None, *, create_first: bool = False
+    ) -> tuple[Change, str]:
         """``_upsert_endpoint``; when the carrier refuses it because its location is gone
         (deleted by an admin, lost by the carrier), the location is forgotten everywhere,
         created again and the write retried, once."""
         try:
-            return await self._upsert_endpoint(endpoint)
+            return await self._upsert_endpoint(endpoint, create_first)
         except UpstreamRejected as exc:
             if isinstance(exc, UpstreamNotFound | UpstreamConflict | UpstreamAuthError):
                 raise
@@ -136,13 +139,21 @@ class CarrierWrites:
         )
         return known, change
 
-    async def _upsert_endpoint(self, endpoint: Endpoint) -> tuple[Change, str]:
+    async def _upsert_endpoint(
+        self, endpoint: Endpoint, create_first: bool = False
+    ) -> tuple[Change, str]:
         """Update the endpoint; create it when the carrier has none (one more call).
+        ``create_first``, for a device the carrier is not expected to hold: create it, and
+        only if the carrier holds it after all, the usual path.
 
         Answers what changed and the endpoint's ID at the carrier.
         """
         assert endpoint.endpoint_id is not None
         assert endpoint.alternate_end_user_id is not None
+        if create_first:
+            with contextlib.suppress(UpstreamConflict):
+                await self.carrier.create_endpoint(endpoint)
+                return Change.CREATED, endpoint.endpoint_id
         try:
             await self.carrier.update_endpoint(endpoint.endpoint_id, endpoint)
         except UpstreamNotFound:

@@ -1,0 +1,82 @@
+"""Hostile and real-world files: huge fields, CRLF and a BOM, formulas in exported cells."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections import Counter
+
+import pytest
+
+from gateway.bulk.export import export
+from gateway.bulk.formats import DEVICES, BadFile, guard, read, unguard
+from gateway.bulk.run import prepare
+from tests.bulk.helpers import ADDRESSES, DEVICE_HEADER, bulk_gateway
+from tests.harness import phone_of
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_a_huge_field_is_a_bad_row_and_a_monstrous_one_a_bad_file() -> None:
+    # Over the field limit (256): that row's column is bad, the rest of the file is read.
+    long_row = f'dev-1,{"N" * 5000},+12025550143,"{ADDRESSES[0]}"\n'
+    parsed = read(DEVICES, (DEVICE_HEADER + long_row).encode())
+    assert parsed.rows[0].too_long == ("CallerName",)
+    # Over what the CSV reader holds in memory for one field: the whole file, with its line.
+    monster = f'dev-1,x,+12025550143,"{"A" * 300_000}"\n'
+    with pytest.raises(BadFile, match="line 2"):
+        read(DEVICES, (DEVICE_HEADER + monster).encode())
+
+
+def test_a_spreadsheets_crlf_file_with_a_bom_is_read_with_its_line_numbers() -> None:
+    async def main() -> None:
+        async with bulk_gateway() as (_, rt):
+            rows = [
+                "AEUI,CallerName,CallbackNumber,Address",
+                f'dev-1,ANN,{phone_of("dev-1")},"{ADDRESSES[0]}"',
+                f'dev-2,BOB,{phone_of("dev-2")},"{ADDRESSES[1]}"',
+                "dev-3,,123,nowhere",
+            ]
+            data = b"\xef\xbb\xbf" + "\r\n".join(rows).encode() + b"\r\n"
+            prepared = await prepare(DEVICES, data, rt.pipeline, rt.imports, rt.limits)
+            assert [r.aeui for r in prepared.checked.rows] == ["dev-1", "dev-2"]
+            assert {p.line for p in prepared.problems} == {4}
+            # No cell keeps a stray carriage return.
+            assert all("\r" not in r.caller_name for r in prepared.checked.rows)
+
+    run(main())
+
+
+FORMULAS = ("=1+1", "+SUM(A1)", "-2+3", "@cmd", "'=quoted")
+
+
+def test_exported_cells_never_run_as_formulas_and_round_trip() -> None:
+    """AEUIs (free text) that a spreadsheet would run: export writes each behind a quote,
+    and importing the export gives back the same devices, changing nothing."""
+
+    async def main() -> None:
+        async with bulk_gateway() as (gw, rt):
+            lines = [DEVICE_HEADER.strip()]
+            for i, aeui in enumerate(FORMULAS):
+                lines.append(f'{guard(aeui)},USER {i},{phone_of(aeui)},"{ADDRESSES[i % 4]}"')
+            data = ("\n".join(lines) + "\n").encode()
+            first = await prepare(DEVICES, data, rt.pipeline, rt.imports, rt.limits)
+            assert not first.problems, first.problems
+            assert sorted(r.aeui for r in first.checked.rows) == sorted(FORMULAS)
+            await rt.importer.apply(await rt.importer.start(first), first)
+            text = await export(DEVICES, rt.imports)
+            for row in list(csv.reader(io.StringIO(text)))[1:]:
+                for cell in row:
+                    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), row
+            assert {unguard(r[0]) for r in list(csv.reader(io.StringIO(text)))[1:]} == set(FORMULAS)
+            seq = gw.last_seq()
+            again = await prepare(DEVICES, text.encode(), rt.pipeline, rt.imports, rt.limits)
+            assert not again.problems and again.plan.carrier_calls == 0
+            summary = await rt.importer.apply(await rt.importer.start(again), again)
+            assert summary.outcomes == Counter({"unchanged": len(FORMULAS)})
+            assert gw.calls(seq) == []
+
+    run(main())
