@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
@@ -97,6 +96,8 @@ class RetryPolicy:
 DEFAULT_POLICY: Final = RetryPolicy()
 
 Exchange: TypeAlias = tuple[httpx.Response, bytes | None]
+#: An answer's parsed body: an XML element (JSON for the v2 API's client), ``None`` when empty.
+Body: TypeAlias = Any
 
 
 class Settled:
@@ -348,7 +349,7 @@ class Exchanges:
         return b"".join(chunks)
 
     @staticmethod
-    def _parse(response: httpx.Response, data: bytes | None, op: Operation) -> ET.Element | None:
+    def _parse(response: httpx.Response, data: bytes | None, op: Operation) -> Body:
         ok = 200 <= response.status_code < 300
         if data is not None and not data.strip():
             return None
