@@ -33,7 +33,7 @@ from gateway.api.health import Readiness
 from gateway.api.limits import DeviceRateLimiter
 from gateway.api.memo import ReportMemo
 from gateway.api.problems import EXCEPTION_HANDLERS
-from gateway.bandwidth.client import BandwidthClient
+from gateway.bandwidth.upstreams import carrier_client
 from gateway.dlr.address import NormalizeCache
 from gateway.dlr.address import warm_up as warm_address_data
 from gateway.dlr.callers import CallerIndex
@@ -118,9 +118,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            upstream = BandwidthClient.from_settings(
-                settings, transport=upstream_transport, metrics=metrics
-            )
+            upstream = carrier_client(settings, transport=upstream_transport, metrics=metrics)
             stack.push_async_callback(upstream.aclose)
             # Last in, first out: abandoned writes get a moment to settle before the close.
             stack.push_async_callback(upstream.wait_abandoned, 5.0)

@@ -17,7 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.api.answers import Changes, DeviceLocation, ReportResult, model_response
+from gateway.api.answers import (
+    Changes,
+    DeviceLocation,
+    PendingReport,
+    ReportResult,
+    model_response,
+)
 from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services, services
 from gateway.api.memo import cut
@@ -45,8 +51,8 @@ from gateway.api.schemas import (
     record_to_json,
     require_object,
 )
-from gateway.bandwidth.errors import UpstreamError
-from gateway.bandwidth.models import Address
+from gateway.bandwidth.errors import UpstreamError, UpstreamPending
+from gateway.bandwidth.models import Address, Endpoint
 from gateway.dlr.coordinates import radius_meters
 from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import aeui_problem
@@ -212,6 +218,26 @@ def report_result(outcome: Outcome, source: ReportSource | None = None) -> Repor
         **_binding_fields(outcome.binding),
         changes=Changes(location=outcome.location, endpoint=outcome.endpoint),
         warnings=warnings,
+    )
+
+
+def _pending(report: Report, exc: UpstreamPending) -> PendingReport:
+    """The 202 answer: the carrier accepted the write, its order is still open."""
+    sent = exc.endpoint if isinstance(exc.endpoint, Endpoint) else Endpoint()
+    return PendingReport(
+        alternateEndUserId=report.alternate_end_user_id,
+        endpointId=sent.endpoint_id or "",
+        locationId=sent.location_id or "",
+        callerName=report.caller_name,
+        telephoneNumber=report.telephone_number,
+        observedAt=report.observed_at.isoformat(),
+        pending=True,
+        orderId=exc.order_id,
+        detail=(
+            "The carrier accepted the change but has not carried it out yet; the gateway "
+            "follows it and records the outcome in the device's history. Until then a 911 "
+            "call may be routed to the device's previous location."
+        ),
     )
 
 
@@ -392,6 +418,9 @@ async def location_report(request: Request) -> Response:
         except NumberOwned as exc:
             result = "number_owned"
             raise number_owned(exc, principal) from None
+        except UpstreamPending as exc:
+            result = "pending"
+            return model_response(_pending(report, exc), status_code=202)
         except UpstreamError:
             result = "upstream_unavailable"
             raise

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.api.admin import EMAIL_PATTERN
-from gateway.api.answers import PRECISION_SCHEMA, RADIUS_SCHEMA, DeviceLocation, ReportResult
+from gateway.api.answers import (
+    PRECISION_SCHEMA,
+    RADIUS_SCHEMA,
+    DeviceLocation,
+    PendingReport,
+    ReportResult,
+)
 from gateway.api.models import (
     AEUI_SCHEMA as AEUI,
 )
@@ -365,7 +371,7 @@ SCHEMAS: dict[str, Any] = {
     "NotificationRecipientWrite": RECIPIENT_WRITE,
     **components(Problem=ProblemDetails),
     **components(LocationReport),
-    **components(ReportResult, DeviceLocation),
+    **components(ReportResult, DeviceLocation, PendingReport),
     "AddressValidation": VALIDATION_RESULT,
     "DeviceHistory": HISTORY,
     "HistoryEntry": HISTORY_ENTRY,

@@ -15,6 +15,7 @@ repairs, and ``get_endpoint`` answers ``UpstreamPending`` while that order stays
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import weakref
@@ -103,8 +104,9 @@ class BandwidthV2Client(BandwidthClient):
         self.follow_max = follow_max
         #: Endpoint ID -> (order ID, when it was accepted): orders left open by a write.
         self.open_orders: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        #: Endpoint ID -> (name, phone number) the carrier holds, as last written or read.
-        self._held: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
+        #: Endpoint ID -> the endpoint the carrier holds, as last written or read here. v2
+        #: keeps no AEUI: this is how a read names the device of an endpoint written here.
+        self._held: OrderedDict[str, Endpoint] = OrderedDict()
         if self.metrics is not None:
             client = weakref.ref(self)  # read at scrape time; the registry must not keep it
 
@@ -140,15 +142,14 @@ class BandwidthV2Client(BandwidthClient):
 
     async def list_endpoints(self) -> EndpointListResponse:
         found = await self._get(Operation("listAllEndpoints", "GET"), "/endpoints", EndpointList)
-        endpoints = tuple(map(mapping.endpoint_of, found.endpoints))
+        endpoints = tuple(self._with_aeui(mapping.endpoint_of(e)) for e in found.endpoints)
         return EndpointListResponse(total_count=len(endpoints), endpoints=endpoints)
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
         path = self._path("/endpoints/", endpoint_id, "endpoint ID")
         await self._settle(endpoint_id)
         answer = await self._get(Operation("getEndpoint", "GET"), path, EndpointAnswer)
-        self._remember(answer.id, answer.name, answer.phone_number)
-        return mapping.endpoint_of(answer)
+        return self._remember(self._with_aeui(mapping.endpoint_of(answer)))
 
     async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
         """``POST /endpoints`` with the gateway's endpoint ID, followed to its end.
@@ -187,8 +188,8 @@ class BandwidthV2Client(BandwidthClient):
         if held is None:
             await self._settle(endpoint_id)
             answer = await self._get(Operation("getEndpoint", "GET"), path, EndpointAnswer)
-            held = (answer.name, answer.phone_number)
-        if held != (sent.caller_name, sent.telephone_number):
+            held = mapping.endpoint_of(answer)
+        if (held.caller_name, held.telephone_number) != (sent.caller_name, sent.telephone_number):
             await self.delete_endpoint(endpoint_id)
             return await self.create_endpoint(sent)
         op = Operation("updateEndpoint", "PATCH")
@@ -199,9 +200,11 @@ class BandwidthV2Client(BandwidthClient):
         path = self._path("/endpoints/", endpoint_id, "endpoint ID")
         op = Operation("deleteEndpoint", "DELETE")
         root = await self._call(op, path, not_found_is_success=True)
-        self._held.pop(endpoint_id, None)
-        if root is not None:
-            await self._follow(op, root, Endpoint(endpoint_id=endpoint_id))
+        try:
+            if root is not None:
+                await self._follow(op, root, Endpoint(endpoint_id=endpoint_id))
+        finally:
+            self._held.pop(endpoint_id, None)
 
     # -- addresses ----------------------------------------------------------------------
 
@@ -289,7 +292,7 @@ class BandwidthV2Client(BandwidthClient):
         """Wait, with bounded backoff, until the order that ``root`` names has ended."""
         endpoint_id = endpoint.endpoint_id or ""
         if root is None:  # a retry found the earlier attempt's effect: nothing to follow
-            self._remember(endpoint_id, endpoint.caller_name, endpoint.telephone_number)
+            self._remember(endpoint)
             return
         order = self._model(ProvisioningOrder, root, op.name)
         accepted = self._clock()
@@ -348,9 +351,7 @@ class BandwidthV2Client(BandwidthClient):
         if status is OrderStatus.COMPLETED:
             self._count("completed")
             if endpoint is not None and endpoint.endpoint_id:
-                self._remember(
-                    endpoint.endpoint_id, endpoint.caller_name, endpoint.telephone_number
-                )
+                self._remember(endpoint)
             return
         self._count("failed")
         failed = [e for e in (details.endpoints if details else []) if e.error or e.error_code]
@@ -435,11 +436,20 @@ class BandwidthV2Client(BandwidthClient):
     def _path(self, collection: str, value: str, what: str) -> str:
         return collection + quote(check_id(value, what), safe="")
 
-    def _remember(self, endpoint_id: str, name: str | None, phone: str | None) -> None:
-        self._held[endpoint_id] = (name, phone)
+    def _remember(self, endpoint: Endpoint) -> Endpoint:
+        endpoint_id = endpoint.endpoint_id or ""
+        self._held[endpoint_id] = endpoint
         self._held.move_to_end(endpoint_id)
         while len(self._held) > _REMEMBERED:
             self._held.popitem(last=False)
+        return endpoint
+
+    def _with_aeui(self, endpoint: Endpoint) -> Endpoint:
+        """The endpoint read, with the AEUI of the device it was written for here, if known."""
+        known = self._held.get(endpoint.endpoint_id or "")
+        if known is None or known.alternate_end_user_id is None:
+            return endpoint
+        return dataclasses.replace(endpoint, alternate_end_user_id=known.alternate_end_user_id)
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:

@@ -71,6 +71,9 @@ ERRORS: Final[dict[int, tuple[str, int]]] = {
 #: Records per list answer (the API pages with ``limit``/``offset``; the gateway lists once).
 MAX_LISTED: Final = 10_000
 _HOUSE: Final = re.compile(r"^\d+[A-Za-z]?(?:-\d+)?$")
+#: A street with this word in it is one the carrier cannot deliver to: INVALID (a way to see
+#: the carrier's refusal in the sandbox, whatever the gateway's own checks make of it).
+UNDELIVERABLE: Final = "UNDELIVERABLE"
 _DIRECTIONALS: Final = frozenset({"N", "S", "E", "W", "NE", "NW", "SE", "SW"})
 
 
@@ -144,7 +147,10 @@ class V2Store:
             self._advance()
             return {
                 "addresses": {k: _json(v) for k, v in self.addresses.items()},
-                "endpoints": {k: dataclasses.asdict(v) for k, v in self.endpoints.items()},
+                "endpoints": {
+                    k: _json(_endpoint_answer(v, self.account_id))
+                    for k, v in self.endpoints.items()
+                },
                 "notifications": {k: _json(v) for k, v in self.notifications.items()},
                 "notificationGroups": {k: _json(v) for k, v in self.groups.items()},
                 "orders": {k: _json(self._details(o)) for k, o in self.orders.items()},
@@ -465,6 +471,8 @@ def _validated(request: AddAddress) -> AddressAnswer:
         checked = validate_location(Location(location_id=request.id, address=address))
         latitude, longitude = checked.latitude, checked.longitude
     except InvalidAddress:
+        status = ValidationStatus.INVALID
+    if UNDELIVERABLE in request.address_line1.upper():
         status = ValidationStatus.INVALID
     if request.latitude is not None and request.longitude is not None:
         try:
