@@ -32,6 +32,7 @@ from gateway.bandwidth.codec import MAX_XML_BYTES
 from gateway.bandwidth.errors import (
     UpstreamConflict,
     UpstreamError,
+    UpstreamNotFound,
     UpstreamParseError,
     UpstreamPending,
     UpstreamRejected,
@@ -159,14 +160,7 @@ class BandwidthV2Client(BandwidthClient):
         """
         if endpoint.endpoint_id is None:
             raise ValueError("a v2 endpoint needs the gateway's endpoint ID")
-        check_id(endpoint.endpoint_id, "endpoint ID")
-        op = Operation("addEndpoints", "POST")
-        try:
-            root = await self._write(op, "/endpoints", endpoint, retryable=True)
-        except UpstreamConflict:
-            return await self.update_endpoint(endpoint.endpoint_id, endpoint)
-        await self._follow(op, root, endpoint)
-        return endpoint
+        return await self._add(endpoint, may_replace=True)
 
     async def update_endpoint(self, endpoint_id: str, endpoint: Endpoint) -> Endpoint:
         """Provision the endpoint at ``endpoint.location_id``: ``PATCH`` (one write).
@@ -174,7 +168,6 @@ class BandwidthV2Client(BandwidthClient):
         v2 moves an endpoint but cannot change its number or name: for those it is
         deleted and added again (two orders). A 404 says there is no such endpoint.
         """
-        path = self._path("/endpoints/", endpoint_id, "endpoint ID")
         if endpoint.endpoint_id not in (None, endpoint_id):
             raise ValueError("the endpoint's endpointId differs from the one in the path")
         sent = Endpoint(
@@ -184,6 +177,26 @@ class BandwidthV2Client(BandwidthClient):
             location_id=endpoint.location_id,
             telephone_number=endpoint.telephone_number,
         )
+        return await self._move(sent)
+
+    async def _add(self, endpoint: Endpoint, *, may_replace: bool) -> Endpoint:
+        check_id(endpoint.endpoint_id or "", "endpoint ID")
+        op = Operation("addEndpoints", "POST")
+        try:
+            root = await self._write(op, "/endpoints", endpoint, retryable=True)
+        except UpstreamConflict:
+            # There already: moved (or replaced). An add that replaces finds it there only
+            # if someone else added it in between: a conflict, not a loop.
+            if not may_replace:
+                raise
+            return await self._move(endpoint)
+        await self._follow(op, root, endpoint)
+        return endpoint
+
+    async def _move(self, sent: Endpoint) -> Endpoint:
+        """``PATCH``, or a delete and an add when the number or name differ."""
+        endpoint_id = sent.endpoint_id or ""
+        path = self._path("/endpoints/", endpoint_id, "endpoint ID")
         held = self._held.get(endpoint_id)
         if held is None:
             await self._settle(endpoint_id)
@@ -191,7 +204,7 @@ class BandwidthV2Client(BandwidthClient):
             held = mapping.endpoint_of(answer)
         if (held.caller_name, held.telephone_number) != (sent.caller_name, sent.telephone_number):
             await self.delete_endpoint(endpoint_id)
-            return await self.create_endpoint(sent)
+            return await self._add(sent, may_replace=False)
         op = Operation("updateEndpoint", "PATCH")
         await self._follow(op, await self._write(op, path, sent, retryable=True), sent)
         return sent
@@ -291,34 +304,69 @@ class BandwidthV2Client(BandwidthClient):
     async def _follow(self, op: Operation, root: Body, endpoint: Endpoint) -> None:
         """Wait, with bounded backoff, until the order that ``root`` names has ended."""
         endpoint_id = endpoint.endpoint_id or ""
-        if root is None:  # a retry found the earlier attempt's effect: nothing to follow
-            self._remember(endpoint)
+        if root is None:
+            # A retry found the earlier attempt's effect (409): its order is unknown, so the
+            # endpoint itself is read until it shows the write.
+            await self._confirm(op, endpoint)
             return
         order = self._model(ProvisioningOrder, root, op.name)
         accepted = self._clock()
         until = accepted + self.follow_timeout
         wait = self.follow_first
         status, details = order.order_status, None
-        while status.open:
+        try:
+            while status.open:
+                if self._clock() + wait > until:
+                    self._count("pending")
+                    raise UpstreamPending(
+                        f"{op.name}: order {order.order_id} still {status.value} after "
+                        f"{self.follow_timeout:g}s",
+                        operation=op.name,
+                        order_id=order.order_id,
+                        endpoint=endpoint,
+                    )
+                await self._sleep(wait)
+                wait = min(self.follow_max, wait * 2)
+                details = await self.order_details(order.order_id)
+                status = details.status
+        except BaseException:
+            # Pending, cut short by the report's deadline, or a status read that failed:
+            # the order goes on, and a read of the endpoint waits for its end first.
+            self.open_orders[endpoint_id] = (order.order_id, accepted)
+            self.open_orders.move_to_end(endpoint_id)
+            while len(self.open_orders) > _REMEMBERED:
+                self.open_orders.popitem(last=False)
+            self._held.pop(endpoint_id, None)
+            raise
+        self._ended(op.name, order.order_id, status, details, endpoint)
+
+    async def _confirm(self, op: Operation, endpoint: Endpoint) -> None:
+        """Read the endpoint, with bounded backoff, until it holds ``endpoint``'s address."""
+        endpoint_id = endpoint.endpoint_id or ""
+        if op.method == "DELETE":
+            return
+        path = self._path("/endpoints/", endpoint_id, "endpoint ID")
+        until = self._clock() + self.follow_timeout
+        wait = self.follow_first
+        while True:
+            try:
+                answer = await self._get(Operation("getEndpoint", "GET"), path, EndpointAnswer)
+            except UpstreamNotFound:
+                answer = None
+            if answer is not None and answer.address_id == endpoint.location_id:
+                self._remember(endpoint)
+                return
             if self._clock() + wait > until:
-                self.open_orders[endpoint_id] = (order.order_id, accepted)
-                self.open_orders.move_to_end(endpoint_id)
-                while len(self.open_orders) > _REMEMBERED:
-                    self.open_orders.popitem(last=False)
                 self._count("pending")
                 self._held.pop(endpoint_id, None)
                 raise UpstreamPending(
-                    f"{op.name}: order {order.order_id} still {status.value} after "
-                    f"{self.follow_timeout:g}s",
+                    f"{op.name}: the carrier took the write, not yet carried out",
                     operation=op.name,
-                    order_id=order.order_id,
+                    order_id="",
                     endpoint=endpoint,
                 )
             await self._sleep(wait)
             wait = min(self.follow_max, wait * 2)
-            details = await self.order_details(order.order_id)
-            status = details.status
-        self._ended(op.name, order.order_id, status, details, endpoint)
 
     async def _settle(self, endpoint_id: str) -> None:
         """Before reading an endpoint with an open order: that order's end, or pending."""

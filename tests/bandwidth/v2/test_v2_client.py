@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from typing import Any
 
+import httpx
 import pytest
 
 from gateway.bandwidth.errors import (
@@ -247,3 +250,69 @@ def test_a_carrier_that_keeps_refusing_429_is_rate_limited() -> None:
         assert "rate limit exceeded" in caught.value.message
 
     asyncio.run(go())
+
+
+def test_a_retried_add_whose_first_attempt_landed_waits_until_the_carrier_holds_it() -> None:
+    # The first attempt is applied, then answered 500: the retry is told 409 (it exists),
+    # which names no order to follow. The endpoint is read until it shows the write.
+    config = SimulatorConfig(ambiguous_rate=1.0, seed=3)
+    h = v2(config=config, order_seconds=1.0)
+    faults = iter([None, "500"])
+    h.simulator._pick_fault = lambda cfg: next(faults, None)  # type: ignore[method-assign]
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        await h.client.create_endpoint(endpoint())
+        # Returned only once the carrier holds it, not at the 409.
+        assert h.simulator.v2.endpoints["ep1"].address_id == "loc1"
+
+    asyncio.run(go())
+    ops = h.operations()
+    assert ops[:3] == ["addAddress", "addEndpoints", "addEndpoints"]
+    assert [c["status"] for c in h.simulator.calls[1:3]] == [500, 409]
+    assert set(ops[3:]) == {"getEndpoint"}
+
+
+def test_a_follow_cut_short_leaves_the_order_to_be_waited_for() -> None:
+    h = v2(order_seconds=5.0, follow_timeout=4.0)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):  # the report's deadline, in real time
+                await h.client.create_endpoint(endpoint())
+        assert "ep1" in h.client.open_orders
+        with pytest.raises(UpstreamPending):
+            await h.client.get_endpoint("ep1")
+
+    # Waits take real time here, so that the deadline can cut one short.
+    h.client._sleep = asyncio.sleep
+    asyncio.run(go())
+
+
+def test_a_replace_that_finds_the_endpoint_added_again_is_a_conflict_not_a_loop() -> None:
+    h = v2(order_seconds=0.2)
+    inner = h.transport.inner
+
+    class ReAdd(httpx.AsyncBaseTransport):
+        """Someone re-adds the endpoint between the gateway's delete and its add."""
+
+        def __init__(self, held: Any) -> None:
+            self.held = held
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            store = h.simulator.v2
+            adding = request.method == "POST" and request.url.path.endswith("/endpoints")
+            if adding and "ep1" not in store.endpoints:
+                store.endpoints["ep1"] = dataclasses.replace(self.held, name="Someone Else")
+            return await inner.handle_async_request(request)
+
+    async def go() -> None:
+        await provisioned(h)
+        h.transport.inner = ReAdd(h.simulator.v2.endpoints["ep1"])
+        with pytest.raises(UpstreamConflict):
+            await h.client.update_endpoint("ep1", endpoint(name="Ada King"))
+
+    asyncio.run(go())
+    writes = [op for op in h.operations() if op not in ("getOrderDetails", "getEndpoint")]
+    assert writes[-2:] == ["deleteEndpoint", "addEndpoints"]
