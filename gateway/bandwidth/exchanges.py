@@ -349,14 +349,19 @@ class Exchanges:
         return b"".join(chunks)
 
     @staticmethod
-    def _parse(response: httpx.Response, data: bytes | None, op: Operation) -> Body:
+    def _decode(data: bytes) -> Body:
+        """A body's parsed form (``CodecError`` when unreadable): XML here."""
+        return codec.parse(data)
+
+    @classmethod
+    def _parse(cls, response: httpx.Response, data: bytes | None, op: Operation) -> Body:
         ok = 200 <= response.status_code < 300
         if data is not None and not data.strip():
             return None
         try:
             if data is None:
                 raise CodecError(f"the body exceeds {codec.MAX_XML_BYTES} bytes")
-            return codec.parse(data)
+            return cls._decode(data)
         except CodecError as exc:
             if not ok:
                 return None  # an error answer says enough by its status

@@ -28,8 +28,8 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.bandwidth.calls import check_id
 from gateway.bandwidth.client import BandwidthClient
-from gateway.bandwidth.codec import MAX_XML_BYTES
 from gateway.bandwidth.errors import (
+    CodecError,
     UpstreamConflict,
     UpstreamError,
     UpstreamNotFound,
@@ -39,7 +39,7 @@ from gateway.bandwidth.errors import (
     UpstreamUnsupported,
 )
 from gateway.bandwidth.exchanges import Body, Operation
-from gateway.bandwidth.failures import Failed, status_error
+from gateway.bandwidth.failures import status_error
 from gateway.bandwidth.models import (
     Endpoint,
     EndpointListResponse,
@@ -433,23 +433,11 @@ class BandwidthV2Client(BandwidthClient):
         return status_error(response, op.name, write=op.write, code=code, description=description)
 
     @staticmethod
-    def _parse(response: httpx.Response, data: bytes | None, op: Operation) -> Body:
-        ok = 200 <= response.status_code < 300
-        if data is not None and not data.strip():
-            return None
+    def _decode(data: bytes) -> Body:
         try:
-            if data is None:
-                raise ValueError(f"the body exceeds {MAX_XML_BYTES} bytes")
             return json.loads(data)
         except (ValueError, RecursionError) as exc:
-            if not ok:
-                return None  # an error answer says enough by its status
-            error = UpstreamParseError(
-                f"{op.name}: unreadable answer: {exc}",
-                operation=op.name,
-                status=response.status_code,
-            )
-            raise Failed(error, None) from None
+            raise CodecError(f"not JSON: {exc}") from None
 
     async def _write(self, op: Operation, path: str, record: Record, *, retryable: bool) -> Body:
         try:

@@ -225,10 +225,9 @@ class OrderEndpoint(Answer):
     error_code: str | None = None
 
 
-class OrderDetails(Answer):
-    """``GET /orders/{orderId}/details``."""
+class OrderSummary(Answer):
+    """Each of ``GET /orders``."""
 
-    links: list[Link] | None = None
     id: str
     type: OrderType | None = None
     status: OrderStatus
@@ -236,6 +235,12 @@ class OrderDetails(Answer):
     invalid_count: int | None = None
     updated: str | None = None
     total_number: int | None = None
+
+
+class OrderDetails(OrderSummary):
+    """``GET /orders/{orderId}/details``."""
+
+    links: list[Link] | None = None
     endpoints: list[OrderEndpoint] = []
 
 
@@ -255,16 +260,6 @@ class OrderHistory(Answer):
     status: OrderStatus
     created: str | None = None
     order_history: list[OrderHistoryEntry] = []
-
-
-class OrderSummary(Answer):
-    id: str
-    type: OrderType | None = None
-    status: OrderStatus
-    accepted_count: int | None = None
-    invalid_count: int | None = None
-    updated: str | None = None
-    total_number: int | None = None
 
 
 class OrderList(Answer):

@@ -316,3 +316,25 @@ def test_a_replace_that_finds_the_endpoint_added_again_is_a_conflict_not_a_loop(
     asyncio.run(go())
     writes = [op for op in h.operations() if op not in ("getOrderDetails", "getEndpoint")]
     assert writes[-2:] == ["deleteEndpoint", "addEndpoints"]
+
+
+@pytest.mark.parametrize(
+    "body", [b"{not json", b'{"endpoints": "many"}', b"[" * 100_000, b'{"id": 1}']
+)
+def test_an_unreadable_answer_is_a_parse_error(body: bytes) -> None:
+    from gateway.bandwidth.errors import UpstreamParseError
+    from gateway.bandwidth.v2.client import BandwidthV2Client
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+
+    async def go() -> None:
+        client = BandwidthV2Client(
+            "https://carrier.test/api", "1", "u", "p", transport=httpx.MockTransport(answer)
+        )
+        async with client:
+            read = client.get_endpoint("ep1") if body.startswith(b'{"id"') else None
+            with pytest.raises(UpstreamParseError):
+                await (read or client.list_endpoints())
+
+    asyncio.run(go())
