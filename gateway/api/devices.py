@@ -53,6 +53,7 @@ from gateway.api.schemas import (
 )
 from gateway.bandwidth.errors import UpstreamError, UpstreamPending
 from gateway.bandwidth.models import Address, Endpoint
+from gateway.bandwidth.upstreams import answer_by
 from gateway.dlr.coordinates import radius_meters
 from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import aeui_problem
@@ -219,6 +220,10 @@ def report_result(outcome: Outcome, source: ReportSource | None = None) -> Repor
         changes=Changes(location=outcome.location, endpoint=outcome.endpoint),
         warnings=warnings,
     )
+
+
+#: Seconds before the report's deadline at which a v2 order's follow gives up (answering 202).
+_PENDING_MARGIN = 0.5
 
 
 def _pending(report: Report, exc: UpstreamPending) -> PendingReport:
@@ -392,6 +397,9 @@ async def location_report(request: Request) -> Response:
                 retry_after=s.report_limiter.retry_after(wait),
             )
         try:
+            # A carrier that works asynchronously (v2) is followed until just before the
+            # deadline, so that the report answers 202 (pending) rather than 503.
+            answer_by(s.settings.report_deadline - _PENDING_MARGIN)
             async with asyncio.timeout(s.settings.report_deadline):
                 outcome = await s.pipeline.report(report, credential=_credential(principal))
         except TimeoutError:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,3 +29,24 @@ def carrier_client(
     from gateway.bandwidth.client import BandwidthClient
 
     return BandwidthClient.from_settings(settings, transport=transport, metrics=metrics)
+
+
+#: The caller's own deadline (``time.monotonic()``) and the task it binds: the v2 client's
+#: follow of an order ends before it, so that a report answers 202, not 503. Only the task
+#: that set it is bound: a background task inherits the context, not the deadline.
+_ANSWER_BY: ContextVar[tuple[float, asyncio.Task[object] | None] | None] = ContextVar(
+    "answer_by", default=None
+)
+
+
+def answer_by(seconds: float) -> None:
+    """The current task must have its answer within ``seconds`` from now."""
+    _ANSWER_BY.set((time.monotonic() + seconds, asyncio.current_task()))
+
+
+def time_left() -> float | None:
+    """Seconds left before the current task's deadline (``answer_by``); ``None`` with none."""
+    bound = _ANSWER_BY.get()
+    if bound is None or bound[1] is not asyncio.current_task():
+        return None
+    return bound[0] - time.monotonic()

@@ -312,3 +312,19 @@ def test_v2_the_facade_answers_501_where_v2_cannot() -> None:
             assert "create a location" in problem["instead"]
 
     run(scenario())
+
+
+def test_v2_a_slow_carrier_still_answers_202_before_the_reports_deadline() -> None:
+    """The follow ends before the report's own deadline, whatever its timeout: writes that
+    took most of the deadline leave the order pending (202), not the report failed (503)."""
+
+    async def scenario() -> None:
+        settings = _v2_settings(bandwidth_v2_follow_timeout=1.4, report_deadline=1.5)
+        sim = _v2_simulator(settings, order_seconds=5.0, latency_ms=250)
+        async with gateway(settings, sim_app=sim) as gw:
+            answer = await gw.report(report("late", WHITE_HOUSE, 0))
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["pending"] is True
+            await pipeline_of(gw).aclose()  # the background follow-up is tested above
+
+    run(scenario())

@@ -49,6 +49,7 @@ from gateway.bandwidth.models import (
     NotificationRecipientListResponse,
     Record,
 )
+from gateway.bandwidth.upstreams import time_left
 from gateway.bandwidth.v2 import mapping
 from gateway.bandwidth.v2.models import (
     AddEndpoints,
@@ -312,6 +313,9 @@ class BandwidthV2Client(BandwidthClient):
         order = self._model(ProvisioningOrder, root, op.name)
         accepted = self._clock()
         until = accepted + self.follow_timeout
+        left = time_left()
+        if left is not None:  # the caller's own deadline comes first
+            until = min(until, accepted + left)
         wait = self.follow_first
         status, details = order.order_status, None
         try:
