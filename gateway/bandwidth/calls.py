@@ -370,9 +370,7 @@ class CarrierCalls(Exchanges):
         attempt is the half-open circuit's trial); a timeout only with ``silence_counts``
         (see the module docstring).
         """
-        headers = {"Accept": self.content_type}
-        if body is not None:
-            headers["Content-Type"] = self.content_type
+        headers = {"Content-Type": self.content_type} if body is not None else None
         if op.write:
             # The exchange may outlive the attempt (abandoned, watched to its end), but
             # waiting for a connection may not: past the budget, nothing was sent.
