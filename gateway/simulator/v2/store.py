@@ -13,6 +13,7 @@ import dataclasses
 import re
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -134,6 +135,10 @@ class V2Store:
     notifications: dict[str, NotificationAnswer] = field(default_factory=dict)
     groups: dict[str, NotificationGroupAnswer] = field(default_factory=dict)
     orders: dict[str, _Order] = field(default_factory=dict)
+    #: The orders not yet carried out, oldest first (all take the same time, so they end in
+    #: this order), and by endpoint: neither a request nor a check scans every order.
+    _open: deque[_Order] = field(default_factory=deque)
+    _open_by_endpoint: dict[str, list[_Order]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def clear(self) -> None:
@@ -141,6 +146,8 @@ class V2Store:
             for table in (self.addresses, self.endpoints, self.notifications, self.groups):
                 table.clear()
             self.orders.clear()
+            self._open.clear()
+            self._open_by_endpoint.clear()
 
     def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
         with self._lock:
@@ -173,10 +180,13 @@ class V2Store:
     def _advance(self) -> None:
         """Carry out the orders whose time has come, oldest first."""
         now = self.clock()
-        for order in self.orders.values():
-            if order.done or order.status(now, self.order_seconds).open:
-                continue
+        while self._open and not self._open[0].status(now, self.order_seconds).open:
+            order = self._open.popleft()
             order.done = True
+            same = self._open_by_endpoint[order.endpoint_id]
+            same.remove(order)
+            if not same:
+                del self._open_by_endpoint[order.endpoint_id]
             if order.error:
                 continue
             if order.result is None:
@@ -187,8 +197,8 @@ class V2Store:
     def _projected(self, endpoint_id: str) -> _Endpoint | None:
         """The endpoint as it will be once every open order has been carried out."""
         found = self.endpoints.get(endpoint_id)
-        for order in self.orders.values():
-            if not order.done and order.endpoint_id == endpoint_id and not order.error:
+        for order in self._open_by_endpoint.get(endpoint_id, ()):
+            if not order.error:
                 found = order.result
         return found
 
@@ -202,6 +212,8 @@ class V2Store:
                 error = f"address {result.address_id} is INVALID: it cannot route 911 calls"
         order = _Order(str(uuid.uuid4()), kind, endpoint_id, self.clock(), _now(), result, error)
         self.orders[order.id] = order
+        self._open.append(order)
+        self._open_by_endpoint.setdefault(endpoint_id, []).append(order)
         answer = ProvisioningOrder(
             order_id=order.id,
             updated_by="simulator",
@@ -356,7 +368,7 @@ class V2Store:
             raise Refused(404, f"address {address_id} not found")
         if any(
             (e := self._projected(i)) is not None and e.address_id == address_id
-            for i in {*self.endpoints, *(o.endpoint_id for o in self.orders.values())}
+            for i in {*self.endpoints, *self._open_by_endpoint}
         ):
             raise Refused(409, f"address {address_id} has endpoints provisioned at it")
         del self.addresses[address_id]
