@@ -407,7 +407,7 @@ class BandwidthV2Client(BandwidthClient):
             return
         self._count("failed")
         failed = [e for e in (details.endpoints if details else []) if e.error or e.error_code]
-        words = "; ".join(e.error or "" for e in failed) or f"order {status.value}"
+        words = _bounded("; ".join(e.error or "" for e in failed) or f"order {status.value}")
         raise UpstreamRejected(
             f"{operation}: order {order_id} {status.value}: {words}",
             operation=operation,
@@ -433,7 +433,7 @@ class BandwidthV2Client(BandwidthClient):
         if found:
             first = found[0]
             code = str(first.code) if first.code is not None else first.type
-            description = "; ".join(e.description for e in found)
+            description = _bounded("; ".join(e.description for e in found))
         return status_error(response, op.name, write=op.write, code=code, description=description)
 
     @staticmethod
@@ -507,6 +507,11 @@ def _request(op: Operation, record: Record) -> Request:
     if op.name == "addNotification" and isinstance(record, NotificationRecipient):
         return mapping.notification_request(record)
     raise ValueError(f"{op.name} carries no {type(record).__name__}")
+
+
+def _bounded(words: str, limit: int = 500) -> str:
+    """The carrier's words, at most ``limit`` characters of them."""
+    return words if len(words) <= limit else words[: limit - 1] + "…"
 
 
 def _first_error(exc: Exception) -> str:

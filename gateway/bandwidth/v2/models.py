@@ -207,7 +207,7 @@ class AddressList(Answer):
 class ProvisioningOrder(Answer):
     """The ``202`` answer to an endpoint write: the order that carries it out."""
 
-    order_id: str
+    order_id: Id  # it goes into the path of the status reads
     updated_by: str | None = None
     order_type: OrderType | None = None
     order_status: OrderStatus

@@ -338,3 +338,30 @@ def test_an_unreadable_answer_is_a_parse_error(body: bytes) -> None:
                 await (read or client.list_endpoints())
 
     asyncio.run(go())
+
+
+def test_a_hostile_order_id_or_a_long_error_never_reaches_a_path_or_an_answer_whole() -> None:
+    from gateway.bandwidth.errors import UpstreamParseError
+    from gateway.bandwidth.v2.client import BandwidthV2Client
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            order = {"orderId": "../../accounts/other", "orderStatus": "RECEIVED"}
+            return httpx.Response(202, json=order)
+        if request.url.path.endswith("/addresses"):
+            errors = [{"type": "bad-request", "description": "x" * 100_000, "code": 1}]
+            return httpx.Response(400, json={"errors": errors})
+        return httpx.Response(200, json={"id": "ep1", "name": "A", "phoneNumber": "+12025550143"})
+
+    async def go() -> None:
+        client = BandwidthV2Client(
+            "https://carrier.test/api", "1", "u", "p", transport=httpx.MockTransport(answer)
+        )
+        async with client:
+            with pytest.raises(UpstreamParseError):
+                await client.update_endpoint("ep1", endpoint(name="A"))
+            with pytest.raises(UpstreamRejected) as refused:
+                await client.create_location(location())
+            assert len(refused.value.description or "") <= 500
+
+    asyncio.run(go())
