@@ -310,7 +310,11 @@ class BandwidthV2Client(BandwidthClient):
             # endpoint itself is read until it shows the write.
             await self._confirm(op, endpoint)
             return
-        order = self._model(ProvisioningOrder, root, op.name)
+        try:
+            order = self._model(ProvisioningOrder, root, op.name)
+        except UpstreamParseError as exc:
+            exc.ambiguous = True  # the carrier took the write: it may yet carry it out
+            raise
         accepted = self._clock()
         until = accepted + self.follow_timeout
         left = time_left()
