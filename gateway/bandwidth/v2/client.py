@@ -15,6 +15,7 @@ repairs, and ``get_endpoint`` answers ``UpstreamPending`` while that order stays
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -325,17 +326,18 @@ class BandwidthV2Client(BandwidthClient):
         try:
             while status.open:
                 if self._clock() + wait > until:
-                    self._count("pending")
-                    raise UpstreamPending(
-                        f"{op.name}: order {order.order_id} still {status.value} after "
-                        f"{self.follow_timeout:g}s",
-                        operation=op.name,
-                        order_id=order.order_id,
-                        endpoint=endpoint,
-                    )
+                    raise self._pending(op, order, status, endpoint)
                 await self._sleep(wait)
                 wait = min(self.follow_max, wait * 2)
-                details = await self.order_details(order.order_id)
+                left = time_left()
+                try:
+                    # A status read may not outlast the caller's deadline either.
+                    async with asyncio.timeout(left):
+                        details = await self.order_details(order.order_id)
+                except TimeoutError:
+                    if left is None:
+                        raise
+                    raise self._pending(op, order, status, endpoint) from None
                 status = details.status
         except BaseException:
             # Pending, cut short by the report's deadline, or a status read that failed:
@@ -348,6 +350,18 @@ class BandwidthV2Client(BandwidthClient):
             raise
         self._ended(op.name, order.order_id, status, details, endpoint)
 
+    def _pending(
+        self, op: Operation, order: ProvisioningOrder, status: OrderStatus, endpoint: Endpoint
+    ) -> UpstreamPending:
+        self._count("pending")
+        return UpstreamPending(
+            f"{op.name}: order {order.order_id} still {status.value} when the gateway had to "
+            "answer",
+            operation=op.name,
+            order_id=order.order_id,
+            endpoint=endpoint,
+        )
+
     async def _confirm(self, op: Operation, endpoint: Endpoint) -> None:
         """Read the endpoint, with bounded backoff, until it holds ``endpoint``'s address."""
         endpoint_id = endpoint.endpoint_id or ""
@@ -355,6 +369,9 @@ class BandwidthV2Client(BandwidthClient):
             return
         path = self._path("/endpoints/", endpoint_id, "endpoint ID")
         until = self._clock() + self.follow_timeout
+        left = time_left()
+        if left is not None:
+            until = min(until, self._clock() + left)
         wait = self.follow_first
         while True:
             try:
