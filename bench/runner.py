@@ -1143,7 +1143,7 @@ def table(figures: dict[str, Any], details: dict[str, Any]) -> str:
         lines.append(
             f"{'upstream_calls_per_report':<38} {text}  (v2: writes {writes}; floor 0/1/2/2"
         )
-        lines.append(f"{'':<38} plus one order status read per endpoint write at least)")
+        lines.append(f"{'':<38} plus at least one order status read per endpoint write)")
     else:
         lines.append(f"{'upstream_calls_per_report':<38} {text}  (floor 0/1/2/3)")
     runs = {
