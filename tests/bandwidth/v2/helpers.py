@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -15,19 +15,10 @@ from gateway.bandwidth.v2.client import BandwidthV2Client
 from gateway.metrics import Metrics
 from gateway.simulator import SimulatorConfig, SimulatorTransport
 from gateway.simulator.v2 import V2Simulator, create_v2_simulator
+from tests.simulator.helpers import WHITE_HOUSE
 
 T = TypeVar("T")
 
-WHITE_HOUSE = Address(
-    house_number="1600",
-    street_name="PENNSYLVANIA",
-    street_suffix="AVE",
-    post_directional="NW",
-    city="WASHINGTON",
-    state_code="DC",
-    zip="20500",
-    country="US",
-)
 CAPITOL = Address(
     house_number="1",
     street_name="FIRST",
@@ -84,13 +75,9 @@ class V2:
     client: BandwidthV2Client
     transport: Recording
     metrics: Metrics
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def operations(self) -> list[str]:
         return [c["operation"] for c in self.simulator.calls]
-
-    def order_seconds(self, seconds: float) -> None:
-        self.simulator.v2.order_seconds = seconds
 
 
 def v2(
@@ -146,10 +133,3 @@ def endpoint(
         location_id=location_id,
         telephone_number=number,
     )
-
-
-def run(make: Callable[[], Awaitable[T]]) -> T:
-    async def main() -> T:
-        return await make()
-
-    return asyncio.run(main())
