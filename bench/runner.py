@@ -85,6 +85,10 @@ class Plan:
     """Every knob of a run; ``--quick``, the full run and ``--smoke`` differ only here."""
 
     mode: str
+    #: The carrier API the gateway and the simulator speak (``--api``): ``seed`` or ``v2``.
+    api: str = "seed"
+    #: With ``--api v2``: seconds the simulator keeps an endpoint order in progress.
+    order_seconds: float = 0.05
     server: str = "uvicorn"
     loadgen: str = "auto"
     auth: str = "admin"
@@ -242,6 +246,10 @@ def start_stack(plan: Plan, services: Services, workdir: Path) -> Stack:
             str(sim_port),
             "--latency-ms",
             str(plan.latency_ms),
+            "--api",
+            plan.api,
+            "--order-seconds",
+            str(plan.order_seconds),
         ],
         sim_port,
         logs / "simulator.log",
@@ -254,6 +262,7 @@ def start_stack(plan: Plan, services: Services, workdir: Path) -> Stack:
         {
             **creds,
             "BANDWIDTH_BASE_URL": f"http://{LOOPBACK}:{sim_port}/api",
+            "BANDWIDTH_API": plan.api,
             "GATEWAY_ADMIN_KEYS": admin_key,
             "GATEWAY_DEVICE_JWT_SECRET": jwt_secret,
             # The per-device report limit (60/min by default) would answer 429 to the load
@@ -600,8 +609,12 @@ class Bench:
                 await asyncio.sleep(self.plan.settle_s)
                 calls = await self.sim_calls()
                 per_report[kind] = round(len(calls) / len(pairs), 3)
+                writes = [c for c in calls if c["method"] != "GET"]
                 detail[kind] = {
                     "reports": len(pairs),
+                    # v2's endpoint writes are orders, followed by status reads: its floor is
+                    # in writes (0/1/2/2) plus a status read per endpoint write.
+                    "writes_per_report": round(len(writes) / len(pairs), 3),
                     "statuses": {str(s): n for s, n in statuses.items()},
                     "changes": dict(changes),
                     "calls": dict(Counter(f"{c['operation']} {c['status']}" for c in calls)),
@@ -639,7 +652,7 @@ class Bench:
         )
         misses = await self.geocode_misses() - misses0
         calls = await self.sim_calls()
-        creates = sum(1 for c in calls if c["operation"] == "createLocation")
+        creates = sum(1 for c in calls if c["operation"] in ("createLocation", "addAddress"))
         self.registered += g * m
         self.details["geocoder_burst"] = {
             "distinct_addresses": g,
@@ -1138,7 +1151,17 @@ def table(figures: dict[str, Any], details: dict[str, Any]) -> str:
         lines.append(f"{name:<38} {_fmt(value):>12}  {unit:<6} {note}")
     calls = figures.get("upstream_calls_per_report", {})
     text = ", ".join(f"{k} {_fmt(v)}" for k, v in calls.items())
-    lines.append(f"{'upstream_calls_per_report':<38} {text}  (floor 0/1/2/3)")
+    upstream = details.get("upstream_calls", {})
+    if any(
+        op.startswith("getOrderDetails") for k in upstream.values() for op in k.get("calls", {})
+    ):
+        writes = ", ".join(f"{k} {_fmt(v.get('writes_per_report'))}" for k, v in upstream.items())
+        lines.append(
+            f"{'upstream_calls_per_report':<38} {text}  (v2: writes {writes}; floor 0/1/2/2"
+        )
+        lines.append(f"{'':<38} plus at least one order status read per endpoint write)")
+    else:
+        lines.append(f"{'upstream_calls_per_report':<38} {text}  (floor 0/1/2/3)")
     runs = {
         "baseline": details.get("throughput", {}).get("baseline", {}),
         "unchanged": details.get("throughput", {}).get("unchanged", {}),
@@ -1209,6 +1232,18 @@ def _parser() -> argparse.ArgumentParser:
         default="string",
         help="addresses as free-form strings or seed address objects",
     )
+    parser.add_argument(
+        "--api",
+        choices=("seed", "v2"),
+        default="seed",
+        help="the carrier API: the seed API or Bandwidth's v2 emergency provisioning API "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--order-seconds",
+        type=float,
+        help="with --api v2: seconds an endpoint order stays in progress (0.05)",
+    )
     parser.add_argument("--latency-ms", type=float, help="upstream latency injected (20)")
     parser.add_argument("--connections", type=int, help="closed-loop connections (50)")
     parser.add_argument("--duration", type=float, help="seconds per throughput run")
@@ -1274,6 +1309,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def plan_from_args(args: argparse.Namespace) -> Plan:
     plan = Plan.for_mode("smoke" if args.smoke else "quick" if args.quick else "full")
+    plan.api = args.api
+    if args.order_seconds is not None:
+        if args.order_seconds < 0:
+            raise SystemExit("--order-seconds must not be negative")
+        plan.order_seconds = args.order_seconds
     plan.server = args.server
     plan.loadgen = args.loadgen
     plan.auth = args.auth

@@ -89,9 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--api", choices=("seed", "v2"), default="seed")
+    parser.add_argument("--order-seconds", type=float, default=0.05)
     args = parser.parse_args(argv)
     config = replace(SimulatorConfig.from_environ(), latency_ms=args.latency_ms)
-    uvicorn.run(Timings(create_simulator(config)), host=args.host, port=args.port, ws="none")
+    if args.api == "v2":
+        from gateway.simulator.v2 import create_v2_simulator
+
+        app = create_v2_simulator(config, order_seconds=args.order_seconds)
+    else:
+        app = create_simulator(config)
+    uvicorn.run(Timings(app), host=args.host, port=args.port, ws="none")
     return 0
 
 

@@ -43,7 +43,7 @@ from gateway.api.health import Readiness
 from gateway.api.limits import DeviceRateLimiter
 from gateway.api.memo import ReportMemo
 from gateway.api.problems import EXCEPTION_HANDLERS
-from gateway.bandwidth.client import BandwidthClient
+from gateway.bandwidth.upstreams import carrier_client
 from gateway.dlr.address import NormalizeCache
 from gateway.dlr.address import warm_up as warm_address_data
 from gateway.dlr.callers import CallerIndex
@@ -131,7 +131,7 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             # The pipeline, built on this client below, watches its abandoned writes; no
             # write can start before it exists (requests wait for the lifespan).
-            upstream = BandwidthClient.from_settings(
+            upstream = carrier_client(
                 settings,
                 transport=upstream_transport,
                 metrics=metrics,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import secrets
 import shlex
@@ -19,7 +20,7 @@ from gateway import __version__, network_cli
 from gateway.api.auth import DeviceTokens
 from gateway.bulk.command import add_commands as bulk_commands
 from gateway.bulk.command import main as bulk_main
-from gateway.settings import NO_DATABASE, Settings, SettingsError
+from gateway.settings import CARRIER_APIS, NO_DATABASE, Settings, SettingsError
 
 #: ``dlr-gateway db current``: the database's schema is not this release's.
 EXIT_NOT_CURRENT = 3
@@ -117,6 +118,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     _listen(sim, 8090)
     sim.add_argument(
+        "--api",
+        choices=CARRIER_APIS,
+        default=os.environ.get("BANDWIDTH_API", "seed").strip().lower() or "seed",
+        help="the carrier API to stand in for: the seed API or Bandwidth's v2 emergency "
+        "provisioning API; BANDWIDTH_API sets the default (default: %(default)s)",
+    )
+    sim.add_argument(
+        "--order-seconds",
+        type=float,
+        default=1.0,
+        help="with --api v2: seconds an endpoint order stays in progress (default: %(default)s)",
+    )
+    sim.add_argument(
         "--latency-ms",
         type=float,
         default=0.0,
@@ -171,13 +185,17 @@ def _serve(args: argparse.Namespace) -> int:
         if settings.emergency_query_token is None:
             # The carrier's call-time query needs a credential; the README's example uses it.
             settings = replace(settings, emergency_query_token=Secret(secrets.token_urlsafe(24)))
-        sandbox_app = create_simulator(
-            SimulatorConfig(
-                account_id=settings.bandwidth_account_id,
-                username=settings.bandwidth_username,
-                password=str(settings.bandwidth_password),
-            )
+        sandbox_config = SimulatorConfig(
+            account_id=settings.bandwidth_account_id,
+            username=settings.bandwidth_username,
+            password=str(settings.bandwidth_password),
         )
+        if settings.bandwidth_api == "v2":
+            from gateway.simulator.v2 import create_v2_simulator
+
+            sandbox_app = create_v2_simulator(sandbox_config)
+        else:
+            sandbox_app = create_simulator(sandbox_config)
         _print_sandbox_banner(settings, args.host, args.port)
     else:
         problems = settings.problems()
@@ -402,7 +420,10 @@ def _simulator(args: argparse.Namespace) -> int:
         timeout_hold=args.timeout_hold,
         seed=args.seed,
     )
-    run(args.host, args.port, config)
+    if args.api not in CARRIER_APIS:
+        print(f"BANDWIDTH_API must be {' or '.join(CARRIER_APIS)}", file=sys.stderr)
+        return 2
+    run(args.host, args.port, config, api=args.api, order_seconds=args.order_seconds)
     return 0
 
 

@@ -119,6 +119,18 @@ class Metrics:
             ["backend"],
             registry=r,
         )
+        self.upstream_orders = Counter(
+            "dlr_upstream_orders",
+            "The v2 carrier's endpoint orders a write followed, by how the following ended:"
+            " completed, failed, or pending (still open when the report answered 202).",
+            ["outcome"],
+            registry=r,
+        )
+        self.upstream_order_oldest_open = Gauge(
+            "dlr_upstream_order_oldest_open_seconds",
+            "Age of the oldest v2 carrier order left open by a write (0 with none).",
+            registry=r,
+        )
         self.reconcile_repairs = Counter(
             "dlr_reconcile_repairs",
             "Device records the gateway re-wrote at the carrier because they had regressed "

@@ -40,6 +40,8 @@ NO_DATABASE = "none"
 SANDBOX_DATABASE_URL = "sqlite+aiosqlite://"
 #: ``GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER``: what an unknown caller is answered.
 UNKNOWN_CALLER_POLICIES = ("404", "default")
+#: ``BANDWIDTH_API``: the carrier APIs the gateway speaks.
+CARRIER_APIS = ("seed", "v2")
 
 
 def _check_query_path(env: str, path: str) -> None:
@@ -53,6 +55,11 @@ def _check_networks(env: str, cidrs: tuple[str, ...]) -> None:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             raise SettingsError(f"{env}: {cidr!r} is not a network") from None
+
+
+def _check_api(env: str, api: str) -> None:
+    if api not in CARRIER_APIS:
+        raise SettingsError(f"{env} must be {' or '.join(CARRIER_APIS)}")
 
 
 def _check_unknown_caller(env: str, policy: str) -> None:
@@ -88,6 +95,21 @@ class Settings:
         PRODUCTION_BASE_URL,
         "the carrier's API, up to and including `/api`; the client appends "
         "`/accounts/{accountId}/e911s…`",
+    )
+    bandwidth_api: str = setting(
+        "BANDWIDTH_API",
+        "seed",
+        "the carrier API: `seed` (XML, `/accounts/{accountId}/e911s…`) or `v2` (Bandwidth's "
+        "Unified Emergency Services Provisioning API, JSON, `/v2/accounts/{accountId}/emergency…`)",
+        clean=stripped_lower,
+        check=_check_api,
+    )
+    bandwidth_v2_follow_timeout: float = setting(
+        "BANDWIDTH_V2_FOLLOW_TIMEOUT",
+        4.0,
+        "with `BANDWIDTH_API=v2`: how long a report waits for the carrier's order to complete "
+        "before answering 202 (pending); keep it under `GATEWAY_REPORT_DEADLINE`",
+        gt=0,
     )
     bandwidth_account_id: str = setting(
         "BANDWIDTH_ACCOUNT_ID",
@@ -653,6 +675,11 @@ class Settings:
             raise SettingsError(
                 "GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER=default needs "
                 "GATEWAY_EMERGENCY_QUERY_DEFAULT_LOCATION_ID (a location ID at the carrier)"
+            )
+        if self.bandwidth_api == "v2" and self.bandwidth_v2_follow_timeout >= self.report_deadline:
+            raise SettingsError(
+                "BANDWIDTH_V2_FOLLOW_TIMEOUT must be shorter than GATEWAY_REPORT_DEADLINE: a "
+                "report must answer 202 (pending) before its deadline, not 503"
             )
         if (self.emergency_query_username is None) != (self.emergency_query_password is None):
             raise SettingsError(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.responses import Response
@@ -134,6 +134,21 @@ class EmergencyLocation(BaseModel):
     radius: int = omitted(description="Meters (default 50).", ge=1)
     callback: str = omitted(description="Callback number, E.164.")
     name: str = omitted(description="Caller name.")
+class PendingReport(BaseModel):
+    """A report whose write the carrier accepted but had not carried out within the report's
+    deadline (Bandwidth's v2 API provisions asynchronously): the device's new binding is
+    pending. The gateway keeps following the carrier's order and records the outcome in the
+    device's history; until then a 911 call may still be routed to its previous location."""
+
+    alternateEndUserId: str
+    endpointId: str
+    locationId: str
+    callerName: str
+    telephoneNumber: str
+    observedAt: str
+    pending: Literal[True]
+    orderId: str = Field(description="The carrier's order that carries the change out.")
+    detail: str
 
 
 def model_response(answer: BaseModel, status_code: int = 200) -> Response:

@@ -22,6 +22,7 @@ from gateway.api.answers import (
     AddressValidation,
     Changes,
     DeviceLocation,
+    PendingReport,
     ReportResult,
     model_response,
 )
@@ -60,8 +61,9 @@ from gateway.api.schemas import (
     record_to_json,
     require_object,
 )
-from gateway.bandwidth.errors import UpstreamError
-from gateway.bandwidth.models import Address
+from gateway.bandwidth.errors import UpstreamError, UpstreamPending
+from gateway.bandwidth.models import Address, Endpoint
+from gateway.bandwidth.upstreams import answer_by
 from gateway.dlr.coordinates import radius_meters
 from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import aeui_problem
@@ -213,6 +215,30 @@ def report_result(outcome: Outcome, source: ReportSource | None = None) -> Repor
         changes=Changes(location=outcome.location, endpoint=outcome.endpoint),
         locationSource=outcome.source,
         warnings=warnings,
+    )
+
+
+#: Seconds before the report's deadline at which a v2 order's follow gives up (answering 202).
+_PENDING_MARGIN = 0.5
+
+
+def _pending(report: Report, exc: UpstreamPending) -> PendingReport:
+    """The 202 answer: the carrier accepted the write, its order is still open."""
+    sent = exc.endpoint if isinstance(exc.endpoint, Endpoint) else Endpoint()
+    return PendingReport(
+        alternateEndUserId=report.alternate_end_user_id,
+        endpointId=sent.endpoint_id or "",
+        locationId=sent.location_id or "",
+        callerName=report.caller_name,
+        telephoneNumber=report.telephone_number,
+        observedAt=report.observed_at.isoformat(),
+        pending=True,
+        orderId=exc.order_id,
+        detail=(
+            "The carrier accepted the change but has not carried it out yet; the gateway "
+            "follows it and records the outcome in the device's history. Until then a 911 "
+            "call may be routed to the device's previous location."
+        ),
     )
 
 
@@ -386,6 +412,9 @@ async def location_report(request: Request) -> Response:
                 retry_after=s.report_limiter.retry_after(wait),
             )
         try:
+            # A carrier that works asynchronously (v2) is followed until just before the
+            # deadline, so that the report answers 202 (pending) rather than 503.
+            answer_by(s.settings.report_deadline - _PENDING_MARGIN)
             async with asyncio.timeout(s.settings.report_deadline):
                 outcome = await s.pipeline.report(report, credential=_credential(principal))
         except TimeoutError:
@@ -412,6 +441,9 @@ async def location_report(request: Request) -> Response:
         except NumberOwned as exc:
             result = "number_owned"
             raise number_owned(exc, principal) from None
+        except UpstreamPending as exc:
+            result = "pending"
+            return model_response(_pending(report, exc), status_code=202)
         except UpstreamError:
             result = "upstream_unavailable"
             raise

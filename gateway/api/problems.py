@@ -24,13 +24,15 @@ from gateway.bandwidth.errors import (
     UpstreamError,
     UpstreamNotFound,
     UpstreamParseError,
+    UpstreamPending,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
+    UpstreamUnsupported,
 )
 from gateway.dlr.errors import FieldError
-from gateway.jsondump import dumps
+from gateway.jsondump import JSONResponse, dumps
 from gateway.store.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.api")
@@ -57,6 +59,7 @@ _TITLES = {
     422: "Unprocessable Content",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    501: "Not Implemented",
     502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Gateway Timeout",
@@ -155,6 +158,13 @@ _TRY_AGAIN: dict[type[UpstreamError], tuple[int, str, str]] = {
 def upstream_problem(exc: UpstreamError) -> Problem:
     """The one mapping from the upstream's error tree to the gateway's answers."""
     carrier = {"upstreamOperation": exc.operation} if exc.operation else {}
+    if isinstance(exc, UpstreamUnsupported):
+        return Problem(
+            501,
+            f"The configured carrier API cannot do this ({exc.message}): {exc.instead}.",
+            "not-supported-upstream",
+            extra={**carrier, "instead": exc.instead},
+        )
     if isinstance(exc, UpstreamAuthError):
         return Problem(502, "The carrier refused the gateway's credentials.", "upstream-auth")
     if isinstance(exc, UpstreamNotFound):
@@ -184,6 +194,17 @@ async def handle_problem(request: Request, exc: Exception) -> Response:
 
 async def handle_upstream(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, UpstreamError)
+    if isinstance(exc, UpstreamPending):
+        # Not a failure: the carrier took the write and carries it out asynchronously.
+        return JSONResponse(
+            {
+                "pending": True,
+                "orderId": exc.order_id,
+                "upstreamOperation": exc.operation,
+                "detail": "The carrier accepted the change and is still carrying it out.",
+            },
+            status_code=202,
+        )
     log.warning(
         "upstream error",
         extra={"operation": exc.operation, "error": type(exc).__name__, "status": exc.status},

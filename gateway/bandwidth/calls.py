@@ -10,7 +10,6 @@ import random as _random
 import re
 import time
 import weakref
-import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
 from gateway.bandwidth.exchanges import (
     DEFAULT_POLICY,
     AbandonedHook,
+    Body,
     Exchange,
     Exchanges,
     Lease,
@@ -156,6 +156,24 @@ class CarrierCalls(Exchanges):
 
             metrics.upstream_attempt_timeout.set_function(attempt_timeout)
 
+    # -- the wire format: XML here, JSON for the v2 API's client -----------------
+
+    content_type = "application/xml"
+
+    def _encode(self, op: Operation, record: Record) -> bytes:
+        """The request body that carries ``record`` for ``op``."""
+        return codec.encode(record)
+
+    def _refusal(self, response: httpx.Response, root: Body, op: Operation) -> UpstreamError | None:
+        """The error a 2xx answer's body carries, if any (the API's ``ResponseStatus``)."""
+        if root is None or codec.response_status(root) is None:
+            return None
+        return answer_error(response, root, op.name, write=op.write)
+
+    def _answer_error(self, response: httpx.Response, root: Body, op: Operation) -> UpstreamError:
+        """The error a non-2xx answer stands for."""
+        return answer_error(response, root, op.name, write=op.write)
+
     # -- one call: attempts, retries, the deadline -------------------------------
 
     async def _call(
@@ -167,7 +185,7 @@ class CarrierCalls(Exchanges):
         retryable: bool | None = None,
         conflict_is_success: bool = False,
         not_found_is_success: bool = False,
-    ) -> ET.Element | None:
+    ) -> Body:
         """Run one operation to its end; the parsed answer, or ``None`` for an empty one.
 
         ``conflict_is_success``/``not_found_is_success``: a 409 (create) or 404 (delete)
@@ -177,7 +195,7 @@ class CarrierCalls(Exchanges):
         An open circuit refuses the first attempt with ``CircuitOpenError``; a retry it
         (or an empty retry budget) refuses ends the call with the last attempt's error.
         """
-        body = codec.encode(record) if record is not None else None
+        body = self._encode(op, record) if record is not None else None
         may_retry = op.idempotent if retryable is None else retryable
         policy = self.policy
         breaker = self.breaker
@@ -220,9 +238,10 @@ class CarrierCalls(Exchanges):
                     lease.release()
                 status = response.status_code
                 if 200 <= status < 300:
-                    if root is None or codec.response_status(root) is None:
+                    refused = self._refusal(response, root, op)
+                    if refused is None:
                         return root
-                    raise Failed(answer_error(response, root, op.name, write=op.write), None)
+                    raise Failed(refused, None)
                 if attempt > 1 and maybe_applied:
                     if conflict_is_success and status == 409:
                         log.info("%s: 409 on a retry, the earlier attempt took effect", op.name)
@@ -230,7 +249,7 @@ class CarrierCalls(Exchanges):
                     if not_found_is_success and status == 404:
                         log.info("%s: 404 on a retry, the earlier attempt took effect", op.name)
                         return None
-                error = answer_error(response, root, op.name, write=op.write)
+                error = self._answer_error(response, root, op)
                 reason = "5xx" if status >= 500 else "429" if status == 429 else None
                 raise Failed(error, reason)
             except Failed as failed:
@@ -324,7 +343,7 @@ class CarrierCalls(Exchanges):
         *,
         trial: bool = False,
         silence_counts: bool = True,
-    ) -> tuple[httpx.Response, ET.Element | None]:
+    ) -> tuple[httpx.Response, Body]:
         """One HTTP exchange on the slot ``lease`` holds: the answer and its parsed body
         (``None`` when empty).
 
@@ -333,7 +352,7 @@ class CarrierCalls(Exchanges):
         attempt is the half-open circuit's trial); a timeout only with ``silence_counts``
         (see the module docstring).
         """
-        headers = {"Content-Type": "application/xml"} if body is not None else None
+        headers = {"Content-Type": self.content_type} if body is not None else None
         if op.write:
             # The exchange may outlive the attempt (abandoned, watched to its end), but
             # waiting for a connection may not: past the budget, nothing was sent.

@@ -8,7 +8,9 @@
     │   ├── UpstreamAuthError    (401/403: our credentials were refused)
     │   ├── UpstreamNotFound     (404)
     │   └── UpstreamConflict     (409: already exists, or location in use)
-    └── UpstreamParseError     (an answer we cannot read)
+    ├── UpstreamParseError     (an answer we cannot read)
+    ├── UpstreamPending        (v2: the carrier accepted a write, its order is still open)
+    └── UpstreamUnsupported    (the configured carrier API has no such operation)
 
 ``ambiguous`` marks a failed write whose effect is unknown: the request may have
 reached the carrier and been applied (a timeout, a dropped connection, a 5xx).
@@ -72,6 +74,27 @@ class UpstreamConflict(UpstreamRejected):
 
 class UpstreamParseError(UpstreamError):
     """The carrier's answer could not be read."""
+
+
+class UpstreamPending(UpstreamError):
+    """The carrier accepted a write but had not carried it out when the gateway stopped
+    waiting (the v2 API's asynchronous orders): ``ambiguous``, as the carrier may yet hold
+    it. ``order_id`` names the carrier's order, ``endpoint`` the record written."""
+
+    def __init__(
+        self, message: str, *, operation: str = "", order_id: str, endpoint: object = None
+    ) -> None:
+        super().__init__(message, operation=operation, status=202, ambiguous=True)
+        self.order_id = order_id
+        self.endpoint = endpoint
+
+
+class UpstreamUnsupported(UpstreamError):
+    """The configured carrier API cannot do this; ``instead`` says what to use."""
+
+    def __init__(self, message: str, *, operation: str = "", instead: str) -> None:
+        super().__init__(message, operation=operation)
+        self.instead = instead
 
 
 class CodecError(ValueError):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
@@ -76,6 +75,8 @@ class RetryPolicy:
 DEFAULT_POLICY: Final = RetryPolicy()
 
 Exchange: TypeAlias = tuple[httpx.Response, bytes | None]
+#: An answer's parsed body: an XML element (JSON for the v2 API's client), ``None`` when empty.
+Body: TypeAlias = Any
 
 
 class Settled:
@@ -327,14 +328,19 @@ class Exchanges:
         return b"".join(chunks)
 
     @staticmethod
-    def _parse(response: httpx.Response, data: bytes | None, op: Operation) -> ET.Element | None:
+    def _decode(data: bytes) -> Body:
+        """A body's parsed form (``CodecError`` when unreadable): XML here."""
+        return codec.parse(data)
+
+    @classmethod
+    def _parse(cls, response: httpx.Response, data: bytes | None, op: Operation) -> Body:
         ok = 200 <= response.status_code < 300
         if data is not None and not data.strip():
             return None
         try:
             if data is None:
                 raise CodecError(f"the body exceeds {codec.MAX_XML_BYTES} bytes")
-            return codec.parse(data)
+            return cls._decode(data)
         except CodecError as exc:
             if not ok:
                 return None  # an error answer says enough by its status

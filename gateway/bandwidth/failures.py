@@ -77,10 +77,22 @@ def answer_error(
     response: httpx.Response, root: ET.Element | None, operation: str, *, write: bool
 ) -> UpstreamError:
     """The error a non-2xx answer (or a 2xx carrying an error body) stands for."""
-    status = response.status_code
     found = codec.response_status(root) if root is not None else None
     code = found.code if found is not None else None
     description = found.description if found is not None else None
+    return status_error(response, operation, write=write, code=code, description=description)
+
+
+def status_error(
+    response: httpx.Response,
+    operation: str,
+    *,
+    write: bool,
+    code: str | None,
+    description: str | None,
+) -> UpstreamError:
+    """The error an answer's status stands for, with the carrier's own ``code`` and words."""
+    status = response.status_code
     cls = error_class(status) if not 200 <= status < 300 else UpstreamRejected
     message = f"{operation}: HTTP {status}"
     if code or description:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from gateway.bandwidth.client import BandwidthClient
+from gateway.bandwidth.upstreams import carrier_client
 from gateway.bulk.formats import Limits
 from gateway.bulk.run import Importer
 from gateway.dlr.address import NormalizeCache
@@ -66,7 +66,7 @@ async def runtime(
         raise NoCarrier("; ".join(missing) + " (or use --url with a running gateway)")
     metrics = Metrics()
     async with contextlib.AsyncExitStack() as stack:
-        upstream = BandwidthClient.from_settings(
+        upstream = carrier_client(
             settings,
             transport=transport,
             metrics=metrics,

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -42,7 +42,6 @@ from gateway.simulator.store import (
     Outcome,
     Store,
     error,
-    error_body,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,6 +58,14 @@ MAX_CONTROL_BYTES = 64 * 1024
 
 _XML = "application/xml"
 _ACCOUNT = "/api/accounts/{accountId}/e911s"
+
+
+class Records(Protocol):
+    """The account's records and the operations on them (``Store`` for the seed API)."""
+
+    def clear(self) -> None: ...
+    def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]: ...
+    def run(self, operation: str, params: Mapping[str, str], body: bytes) -> Outcome: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +101,9 @@ class Simulator:
     ``config`` is read on every request, so tests may change it on a running simulator.
     """
 
+    #: The API's operations, in route order, and the store that carries them out.
+    operations: tuple[Operation, ...] = OPERATIONS
+
     def __init__(
         self,
         config: SimulatorConfig | None = None,
@@ -102,7 +112,7 @@ class Simulator:
         clock: Clock = time.monotonic,
     ) -> None:
         self.config = config if config is not None else SimulatorConfig()
-        self.store = Store()
+        self.store: Records = Store()
         self._sleep = sleep
         self._clock = clock
         self._calls: deque[dict[str, Any]] = deque(maxlen=MAX_CALLS)
@@ -112,6 +122,15 @@ class Simulator:
         self._bucket = TokenBucket(clock)
         self._held: set[asyncio.Task[Outcome]] = set()
         self._generation = 0
+
+    @staticmethod
+    def _error(status: int, code: str, description: str) -> Outcome:
+        """An error answer in the API's own error document."""
+        return error(status, code, description)
+
+    @staticmethod
+    def _answer(outcome: Outcome, headers: Mapping[str, str] | None = None) -> Response:
+        return _xml(outcome, headers)
 
     # -- the Python face -------------------------------------------------------
 
@@ -150,8 +169,8 @@ class Simulator:
         params: dict[str, str] = dict(request.path_params)
         if params.get("endpointId", "").lower() in RESERVED_ENDPOINT_IDS:
             # ``PUT .../e911s/locations`` falls through to ``{endpointId}``: not an endpoint.
-            return _xml(
-                error(405, Code.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here"),
+            return self._answer(
+                self._error(405, Code.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here"),
                 {"Allow": "GET, POST"},
             )
         entry = self._log(request, op, params)
@@ -165,9 +184,9 @@ class Simulator:
             return Response(status_code=400)  # no one is left to read it
         except Exception:
             logger.exception("simulator failed on %s", op.name)
-            outcome = error(500, Code.INTERNAL_ERROR, "internal error")
+            outcome = self._error(500, Code.INTERNAL_ERROR, "internal error")
             self._finish(entry, outcome)
-            return _xml(outcome)
+            return self._answer(outcome)
 
     async def _handle(
         self, request: Request, op: Operation, params: dict[str, str], entry: dict[str, Any]
@@ -176,38 +195,40 @@ class Simulator:
         if cfg.latency_ms > 0:
             await self._sleep(cfg.latency_ms / 1000)
         if not self._authorized(request.headers.get("authorization")):
-            outcome = error(401, Code.UNAUTHORIZED, "invalid credentials")
+            outcome = self._error(401, Code.UNAUTHORIZED, "invalid credentials")
             self._finish(entry, outcome)
-            return _xml(outcome, {"WWW-Authenticate": 'Basic realm="simulator"'})
+            return self._answer(outcome, {"WWW-Authenticate": 'Basic realm="simulator"'})
         if params["accountId"] != cfg.account_id:
-            outcome = error(404, Code.NOT_FOUND, f"account {params['accountId']!r} not found")
+            outcome = self._error(404, Code.NOT_FOUND, f"account {params['accountId']!r} not found")
             self._finish(entry, outcome)
-            return _xml(outcome)
+            return self._answer(outcome)
         if cfg.rate_limit > 0:
             wait = self._bucket.take(cfg.rate_limit)
             if wait is not None:
-                outcome = error(429, Code.RATE_LIMITED, "rate limit exceeded")
+                outcome = self._error(429, Code.RATE_LIMITED, "rate limit exceeded")
                 self._finish(entry, outcome)
-                return _xml(outcome, {"Retry-After": str(retry_after_seconds(wait))})
+                return self._answer(outcome, {"Retry-After": str(retry_after_seconds(wait))})
         body = await _read_body(request, MAX_BODY_BYTES)
         if body is None:
-            outcome = error(413, Code.PAYLOAD_TOO_LARGE, f"body exceeds {MAX_BODY_BYTES} bytes")
+            outcome = self._error(
+                413, Code.PAYLOAD_TOO_LARGE, f"body exceeds {MAX_BODY_BYTES} bytes"
+            )
             self._finish(entry, outcome)
-            return _xml(outcome)
+            return self._answer(outcome)
 
         fault = self._pick_fault(cfg)
         if fault is None:
             outcome = self.store.run(op.name, params, body)
             self._finish(entry, outcome)
-            return _xml(outcome)
+            return self._answer(outcome)
         with self._calls_lock:
             entry["fault"] = fault
         if fault == "429":
-            outcome = error(429, Code.RATE_LIMITED, "rate limit exceeded")
+            outcome = self._error(429, Code.RATE_LIMITED, "rate limit exceeded")
             self._finish(entry, outcome)
-            return _xml(outcome, {"Retry-After": str(cfg.retry_after)})
+            return self._answer(outcome, {"Retry-After": str(cfg.retry_after)})
         if fault == "timeout":
-            return _xml(await self._hold(op, params, body, entry, cfg))
+            return self._answer(await self._hold(op, params, body, entry, cfg))
 
         # "500", "503", "reset": a write may be applied before the failure (an ambiguous outcome).
         applied: Outcome | None = None
@@ -220,14 +241,14 @@ class Simulator:
             if applied is not None and was_applied:
                 return DroppedConnection(applied.status, applied.body)
             return DroppedConnection(
-                503, error_body(Code.SERVICE_UNAVAILABLE, "connection reset by peer")
+                503, self._error(503, Code.SERVICE_UNAVAILABLE, "connection reset by peer").body
             )
         status = int(fault)
         code = Code.INTERNAL_ERROR if status == 500 else Code.SERVICE_UNAVAILABLE
-        outcome = error(status, code, f"simulated {status}")
+        outcome = self._error(status, code, f"simulated {status}")
         self._record(entry, status, was_applied, applied_id)
         headers = {"Retry-After": str(cfg.retry_after)} if status == 503 else None
-        return _xml(outcome, headers)
+        return self._answer(outcome, headers)
 
     async def _hold(
         self,
@@ -247,9 +268,9 @@ class Simulator:
         async def held() -> Outcome:
             await self._sleep(hold)
             if generation != self._generation:  # reset while held: this write is dropped
-                return error(503, Code.SERVICE_UNAVAILABLE, "simulator was reset")
+                return self._error(503, Code.SERVICE_UNAVAILABLE, "simulator was reset")
             if op.write and not late_apply:
-                outcome = error(504, Code.REQUEST_TIMEOUT, "request timed out; not applied")
+                outcome = self._error(504, Code.REQUEST_TIMEOUT, "request timed out; not applied")
             else:
                 outcome = self.store.run(op.name, params, body)
             self._finish(entry, outcome)
@@ -366,7 +387,7 @@ class Simulator:
     def routes(self) -> list[Route]:
         out = [
             Route(op.path, self._endpoint(op), methods=[op.method], name=op.name)
-            for op in OPERATIONS
+            for op in self.operations
         ]
         out += [
             Route("/_sim/state", self._sim_state, methods=["GET"]),

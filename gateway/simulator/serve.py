@@ -6,8 +6,16 @@ from gateway.simulator.app import create_simulator
 from gateway.simulator.config import SimulatorConfig
 
 
-def run(host: str, port: int, config: SimulatorConfig) -> None:
-    """Serve the simulator with uvicorn until interrupted."""
+def run(
+    host: str, port: int, config: SimulatorConfig, *, api: str = "seed", order_seconds: float = 1.0
+) -> None:
+    """Serve the simulator (of the ``api`` named: ``seed`` or ``v2``) until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_simulator(config), host=host, port=port, ws="none")
+    if api == "v2":
+        from gateway.simulator.v2 import create_v2_simulator
+
+        app = create_v2_simulator(config, order_seconds=order_seconds)
+    else:
+        app = create_simulator(config)
+    uvicorn.run(app, host=host, port=port, ws="none")

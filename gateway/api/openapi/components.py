@@ -20,7 +20,13 @@ from gateway.api.admin_models import (
     NotificationRecipientWrite,
     NumberHistory,
 )
-from gateway.api.answers import AddressValidation, DeviceLocation, EmergencyLocation, ReportResult
+from gateway.api.answers import (
+    AddressValidation,
+    DeviceLocation,
+    EmergencyLocation,
+    PendingReport,
+    ReportResult,
+)
 from gateway.api.import_models import ImportChecked, ImportStatus
 from gateway.api.models import (
     AddressInput,
@@ -54,7 +60,7 @@ SCHEMAS: dict[str, Any] = {
     **components(NotificationRecipient, NotificationRecipientWrite),
     **components(Problem=ProblemDetails),
     **components(LocationReport),
-    **components(ReportResult, DeviceLocation),
+    **components(ReportResult, DeviceLocation, PendingReport),
     **components(ImportChecked, ImportStatus),
     **components(AddressValidation),
     **components(DeviceHistory, HistoryEntry, NumberHistory, LocationHistory),

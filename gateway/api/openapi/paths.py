@@ -42,6 +42,30 @@ UPSTREAM_FAILURES = {
 
 AUTH_FAILURES = {"401": problem("Missing or invalid credentials.")}
 
+#: What only the v2 carrier API answers a facade write.
+V2_PENDING = {
+    "202": json_body(
+        {
+            "type": "object",
+            "properties": {
+                "pending": {"const": True},
+                "orderId": {"type": "string"},
+                "upstreamOperation": {"type": "string"},
+                "detail": {"type": "string"},
+            },
+            "required": ["pending", "orderId", "detail"],
+        },
+        "With `BANDWIDTH_API=v2`: the carrier accepted the change and is still carrying out "
+        "its order.",
+    )
+}
+V2_UNSUPPORTED = {
+    "501": problem(
+        "With `BANDWIDTH_API=v2`: the v2 API cannot do this (`/problems/not-supported-upstream`;"
+        " `instead` says what to use)."
+    )
+}
+
 #: The admin API takes admin keys only: a device token, valid or not, is answered 401 there.
 ADMIN_AUTH_FAILURES = {
     "401": problem("Missing or invalid credentials, or a device token (admin keys only).")
@@ -144,7 +168,9 @@ def crud(
                     "409": problem(f"The {noun} already exists."),
                     **body_errors(),
                 }
-                | UPSTREAM_FAILURES,
+                | UPSTREAM_FAILURES
+                | V2_PENDING
+                | V2_UNSUPPORTED,
                 body=ref(write),
             ),
         },
@@ -167,7 +193,9 @@ def crud(
                     **not_found,
                     **body_errors(),
                 }
-                | UPSTREAM_FAILURES,
+                | UPSTREAM_FAILURES
+                | V2_PENDING
+                | V2_UNSUPPORTED,
                 params=item_param,
                 body=ref(replace),
             ),
@@ -181,7 +209,8 @@ def crud(
                     **not_found,
                     "409": problem(f"The {noun} is in use."),
                 }
-                | UPSTREAM_FAILURES,
+                | UPSTREAM_FAILURES
+                | V2_PENDING,
                 params=item_param,
             ),
         },
@@ -265,6 +294,13 @@ def device_paths() -> dict[str, Any]:
                 "Devices",
                 {
                     "200": json_body(ref("ReportResult"), "The carrier holds the new binding."),
+                    "202": json_body(
+                        ref("PendingReport"),
+                        "With `BANDWIDTH_API=v2`: the carrier accepted the change but had not "
+                        "carried it out within `BANDWIDTH_V2_FOLLOW_TIMEOUT`; the binding is "
+                        "pending, the gateway keeps following the carrier's order and records "
+                        "the outcome in the device's history.",
+                    ),
                     **DEVICE_FAILURES,
                     "403": problem(
                         "A device token may act only for its own AEUI, and a token with a "

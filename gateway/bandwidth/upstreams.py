@@ -1,0 +1,58 @@
+"""The carrier client ``BANDWIDTH_API`` names: the seed API's, or Bandwidth's v2 API's."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextvars import ContextVar
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
+    from gateway.bandwidth.exchanges import AbandonedHook
+    from gateway.bandwidth.client import BandwidthClient
+    from gateway.metrics import Metrics
+    from gateway.settings import Settings
+
+
+def carrier_client(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    metrics: Metrics | None = None,
+    on_abandoned: AbandonedHook | None = None,
+) -> BandwidthClient:
+    """The client for the configured carrier API; both serve the same carrier seam."""
+    if settings.bandwidth_api == "v2":
+        from gateway.bandwidth.v2.client import BandwidthV2Client
+
+        return BandwidthV2Client.from_settings(
+            settings, transport=transport, metrics=metrics, on_abandoned=on_abandoned
+        )
+    from gateway.bandwidth.client import BandwidthClient
+
+    return BandwidthClient.from_settings(
+        settings, transport=transport, metrics=metrics, on_abandoned=on_abandoned
+    )
+
+
+#: The caller's own deadline (``time.monotonic()``) and the task it binds: the v2 client's
+#: follow of an order ends before it, so that a report answers 202, not 503. Only the task
+#: that set it is bound: a background task inherits the context, not the deadline.
+_ANSWER_BY: ContextVar[tuple[float, asyncio.Task[object] | None] | None] = ContextVar(
+    "answer_by", default=None
+)
+
+
+def answer_by(seconds: float) -> None:
+    """The current task must have its answer within ``seconds`` from now."""
+    _ANSWER_BY.set((time.monotonic() + seconds, asyncio.current_task()))
+
+
+def time_left() -> float | None:
+    """Seconds left before the current task's deadline (``answer_by``); ``None`` with none."""
+    bound = _ANSWER_BY.get()
+    if bound is None or bound[1] is not asyncio.current_task():
+        return None
+    return bound[0] - time.monotonic()

@@ -1,0 +1,546 @@
+"""The carrier client for Bandwidth's Unified Emergency Services Provisioning API (v2).
+
+The same carrier operations as ``BandwidthClient``, over the v2 JSON API at
+``{base_url}/v2/accounts/{accountId}/emergency``, with the same calls underneath
+(retries, deadline, breaker, retry budget, ``Retry-After``, abandoned writes): only the
+wire format and the paths differ.
+
+Endpoint writes are asynchronous there: the carrier answers ``202`` with an order, and
+the write is done when the order is ``COMPLETED``. A write method follows its order
+(bounded backoff, ``follow_timeout`` in all) and returns only then; ``FAILED`` or
+``PARTIAL`` is ``UpstreamRejected`` with the carrier's words, and an order still open
+when the time is up is ``UpstreamPending`` (ambiguous: the pipeline keeps the claim and
+repairs, and ``get_endpoint`` answers ``UpstreamPending`` while that order stays open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import weakref
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from gateway.bandwidth.calls import check_id
+from gateway.bandwidth.client import BandwidthClient
+from gateway.bandwidth.errors import (
+    CodecError,
+    UpstreamConflict,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamParseError,
+    UpstreamPending,
+    UpstreamRejected,
+    UpstreamUnsupported,
+)
+from gateway.bandwidth.exchanges import AbandonedHook, Body, Operation
+from gateway.bandwidth.failures import status_error
+from gateway.bandwidth.models import (
+    Endpoint,
+    EndpointListResponse,
+    Location,
+    LocationListResponse,
+    NotificationRecipient,
+    NotificationRecipientListResponse,
+    Record,
+)
+from gateway.bandwidth.upstreams import time_left
+from gateway.bandwidth.v2 import mapping
+from gateway.bandwidth.v2.models import (
+    AddEndpoints,
+    AddressAnswer,
+    AddressList,
+    EndpointAnswer,
+    EndpointList,
+    GenericError,
+    NotificationAnswer,
+    NotificationList,
+    OrderDetails,
+    OrderHistory,
+    OrderStatus,
+    ProvisioningOrder,
+    Request,
+    UpdateAction,
+    UpdateEndpoint,
+)
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
+    from gateway.settings import Settings
+
+__all__ = ["BandwidthV2Client"]
+
+log = logging.getLogger("gateway.bandwidth.v2")
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Endpoints whose write is still open at the carrier, and what each was last written
+#: with, are remembered for this many endpoints at most (the oldest forgotten first).
+_REMEMBERED: Final = 100_000
+
+
+class BandwidthV2Client(BandwidthClient):
+    """The carrier operations over the v2 API; see the module docstring."""
+
+    content_type = "application/json"
+
+    def __init__(
+        self,
+        *args: Any,
+        follow_timeout: float = 4.0,
+        follow_first: float = 0.05,
+        follow_max: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._root = f"{self.base_url}/v2/accounts/{quote(self.account_id, safe='')}/emergency"
+        self._http.headers["Accept"] = self.content_type
+        #: How long a write follows its order before answering ``UpstreamPending``.
+        self.follow_timeout = follow_timeout
+        self.follow_first = follow_first
+        self.follow_max = follow_max
+        #: Endpoint ID -> (order ID, when it was accepted): orders left open by a write.
+        self.open_orders: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        #: Endpoint ID -> the endpoint the carrier holds, as last written or read here. v2
+        #: keeps no AEUI: this is how a read names the device of an endpoint written here.
+        self._held: OrderedDict[str, Endpoint] = OrderedDict()
+        if self.metrics is not None:
+            client = weakref.ref(self)  # read at scrape time; the registry must not keep it
+
+            def oldest() -> float:
+                alive = client()
+                return alive.oldest_open_order() if alive is not None else 0.0
+
+            self.metrics.upstream_order_oldest_open.set_function(oldest)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        metrics: Metrics | None = None,
+        on_abandoned: AbandonedHook | None = None,
+    ) -> BandwidthV2Client:
+        client = super().from_settings(
+            settings, transport=transport, metrics=metrics, on_abandoned=on_abandoned
+        )
+        assert isinstance(client, BandwidthV2Client)
+        client.follow_timeout = settings.bandwidth_v2_follow_timeout
+        return client
+
+    def __repr__(self) -> str:
+        return f"BandwidthV2Client(base_url={self.base_url!r}, account_id={self.account_id!r})"
+
+    def oldest_open_order(self) -> float:
+        """Seconds since the oldest order still open was accepted (0 with none)."""
+        if not self.open_orders:
+            return 0.0
+        return max(0.0, self._clock() - min(at for _, at in self.open_orders.values()))
+
+    # -- endpoints ----------------------------------------------------------------------
+
+    async def list_endpoints(self) -> EndpointListResponse:
+        found = await self._get(Operation("listAllEndpoints", "GET"), "/endpoints", EndpointList)
+        endpoints = tuple(self._with_aeui(mapping.endpoint_of(e)) for e in found.endpoints)
+        return EndpointListResponse(total_count=len(endpoints), endpoints=endpoints)
+
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint:
+        path = self._path("/endpoints/", endpoint_id, "endpoint ID")
+        await self._settle(endpoint_id)
+        answer = await self._get(Operation("getEndpoint", "GET"), path, EndpointAnswer)
+        return self._remember(self._with_aeui(mapping.endpoint_of(answer)))
+
+    async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        """``POST /endpoints`` with the gateway's endpoint ID, followed to its end.
+
+        A retry that finds the endpoint already there (409) is the earlier attempt's
+        success; an endpoint that exists before this call is moved (``update_endpoint``).
+        """
+        if endpoint.endpoint_id is None:
+            raise ValueError("a v2 endpoint needs the gateway's endpoint ID")
+        return await self._add(endpoint, may_replace=True)
+
+    async def update_endpoint(self, endpoint_id: str, endpoint: Endpoint) -> Endpoint:
+        """Provision the endpoint at ``endpoint.location_id``: ``PATCH`` (one write).
+
+        v2 moves an endpoint but cannot change its number or name: for those it is
+        deleted and added again (two orders). A 404 says there is no such endpoint.
+        """
+        if endpoint.endpoint_id not in (None, endpoint_id):
+            raise ValueError("the endpoint's endpointId differs from the one in the path")
+        sent = Endpoint(
+            endpoint_id=endpoint_id,
+            alternate_end_user_id=endpoint.alternate_end_user_id,
+            caller_name=endpoint.caller_name,
+            location_id=endpoint.location_id,
+            telephone_number=endpoint.telephone_number,
+        )
+        return await self._move(sent)
+
+    async def _add(self, endpoint: Endpoint, *, may_replace: bool) -> Endpoint:
+        check_id(endpoint.endpoint_id or "", "endpoint ID")
+        op = Operation("addEndpoints", "POST")
+        try:
+            root = await self._write(op, "/endpoints", endpoint, retryable=True)
+        except UpstreamConflict:
+            # There already: moved (or replaced). An add that replaces finds it there only
+            # if someone else added it in between: a conflict, not a loop.
+            if not may_replace:
+                raise
+            return await self._move(endpoint)
+        await self._follow(op, root, endpoint)
+        return endpoint
+
+    async def _move(self, sent: Endpoint) -> Endpoint:
+        """``PATCH``, or a delete and an add when the number or name differ."""
+        endpoint_id = sent.endpoint_id or ""
+        path = self._path("/endpoints/", endpoint_id, "endpoint ID")
+        held = self._held.get(endpoint_id)
+        if held is None:
+            await self._settle(endpoint_id)
+            answer = await self._get(Operation("getEndpoint", "GET"), path, EndpointAnswer)
+            held = mapping.endpoint_of(answer)
+        if (held.caller_name, held.telephone_number) != (sent.caller_name, sent.telephone_number):
+            await self.delete_endpoint(endpoint_id)
+            return await self._add(sent, may_replace=False)
+        op = Operation("updateEndpoint", "PATCH")
+        await self._follow(op, await self._write(op, path, sent, retryable=True), sent)
+        return sent
+
+    async def delete_endpoint(self, endpoint_id: str) -> None:
+        path = self._path("/endpoints/", endpoint_id, "endpoint ID")
+        op = Operation("deleteEndpoint", "DELETE")
+        root = await self._call(op, path, not_found_is_success=True)
+        try:
+            if root is not None:
+                await self._follow(op, root, Endpoint(endpoint_id=endpoint_id))
+        finally:
+            self._held.pop(endpoint_id, None)
+
+    # -- addresses ----------------------------------------------------------------------
+
+    async def list_locations(self) -> LocationListResponse:
+        found = await self._get(Operation("listAddresses", "GET"), "/addresses", AddressList)
+        locations = tuple(map(mapping.location_of, found.addresses))
+        return LocationListResponse(total_count=len(locations), locations=locations)
+
+    async def create_location(self, location: Location) -> Location:
+        """``POST /addresses``; an address the carrier finds ``INVALID`` is refused (422)."""
+        if location.location_id is not None:
+            check_id(location.location_id, "location ID")
+        op = Operation("addAddress", "POST")
+        root = await self._write(op, "/addresses", location, retryable=True)
+        if root is None:  # 409 answering a retry: the first attempt created it
+            assert location.location_id is not None
+            return await self.get_location(location.location_id)
+        answer = self._model(AddressAnswer, root, op.name)
+        if mapping.invalid(answer):
+            raise UpstreamRejected(
+                f"{op.name}: the carrier found the address INVALID",
+                operation=op.name,
+                status=422,
+                code="INVALID",
+                description=(
+                    f"the carrier could not validate the address ({answer.address or ''}): "
+                    "validationStatus INVALID"
+                ),
+            )
+        return mapping.location_of(answer)
+
+    async def get_location(self, location_id: str) -> Location:
+        path = self._path("/addresses/", location_id, "location ID")
+        return mapping.location_of(
+            await self._get(Operation("getAddress", "GET"), path, AddressAnswer)
+        )
+
+    async def update_location(self, location_id: str, location: Location) -> Location:
+        raise UpstreamUnsupported(
+            "the v2 API cannot change an address's fields",
+            operation="updateAddress",
+            instead="create a location with the new address and move the endpoints to it",
+        )
+
+    async def delete_location(self, location_id: str) -> None:
+        path = self._path("/addresses/", location_id, "location ID")
+        await self._call(Operation("deleteAddress", "DELETE"), path, not_found_is_success=True)
+
+    # -- notifications ------------------------------------------------------------------
+
+    async def list_notification_recipients(self) -> NotificationRecipientListResponse:
+        op = Operation("listNotifications", "GET")
+        found = await self._get(op, "/notifications", NotificationList)
+        return NotificationRecipientListResponse(
+            notification_recipients=tuple(map(mapping.recipient_of, found.notifications))
+        )
+
+    async def create_notification_recipient(
+        self, recipient: NotificationRecipient
+    ) -> NotificationRecipient:
+        if recipient.id is None:
+            raise UpstreamUnsupported(
+                "the v2 API needs a client-chosen notification ID",
+                operation="addNotification",
+                instead="send the recipient with an `id`",
+            )
+        check_id(recipient.id, "notification recipient ID")
+        op = Operation("addNotification", "POST")
+        root = await self._write(op, "/notifications", recipient, retryable=True)
+        if root is None:
+            return recipient
+        return mapping.recipient_of(self._model(NotificationAnswer, root, op.name))
+
+    # -- orders -------------------------------------------------------------------------
+
+    async def order_details(self, order_id: str) -> OrderDetails:
+        path = self._path("/orders/", order_id, "order ID") + "/details"
+        return await self._get(Operation("getOrderDetails", "GET"), path, OrderDetails)
+
+    async def order_history(self, order_id: str) -> OrderHistory:
+        path = self._path("/orders/", order_id, "order ID") + "/history"
+        return await self._get(Operation("getOrderHistory", "GET"), path, OrderHistory)
+
+    async def _follow(self, op: Operation, root: Body, endpoint: Endpoint) -> None:
+        """Wait, with bounded backoff, until the order that ``root`` names has ended."""
+        endpoint_id = endpoint.endpoint_id or ""
+        if root is None:
+            # A retry found the earlier attempt's effect (409): its order is unknown, so the
+            # endpoint itself is read until it shows the write.
+            await self._confirm(op, endpoint)
+            return
+        try:
+            order = self._model(ProvisioningOrder, root, op.name)
+        except UpstreamParseError as exc:
+            exc.ambiguous = True  # the carrier took the write: it may yet carry it out
+            raise
+        accepted = self._clock()
+        until = accepted + self.follow_timeout
+        left = time_left()
+        if left is not None:  # the caller's own deadline comes first
+            until = min(until, accepted + left)
+        wait = self.follow_first
+        status, details = order.order_status, None
+        try:
+            while status.open:
+                if self._clock() + wait > until:
+                    raise self._pending(op, order, status, endpoint)
+                await self._sleep(wait)
+                wait = min(self.follow_max, wait * 2)
+                left = time_left()
+                try:
+                    # A status read may not outlast the caller's deadline either.
+                    async with asyncio.timeout(left):
+                        details = await self.order_details(order.order_id)
+                except TimeoutError:
+                    if left is None:
+                        raise
+                    raise self._pending(op, order, status, endpoint) from None
+                status = details.status
+        except BaseException:
+            # Pending, cut short by the report's deadline, or a status read that failed:
+            # the order goes on, and a read of the endpoint waits for its end first.
+            self.open_orders[endpoint_id] = (order.order_id, accepted)
+            self.open_orders.move_to_end(endpoint_id)
+            while len(self.open_orders) > _REMEMBERED:
+                self.open_orders.popitem(last=False)
+            self._held.pop(endpoint_id, None)
+            raise
+        self._ended(op.name, order.order_id, status, details, endpoint)
+
+    def _pending(
+        self, op: Operation, order: ProvisioningOrder, status: OrderStatus, endpoint: Endpoint
+    ) -> UpstreamPending:
+        self._count("pending")
+        return UpstreamPending(
+            f"{op.name}: order {order.order_id} still {status.value} when the gateway had to "
+            "answer",
+            operation=op.name,
+            order_id=order.order_id,
+            endpoint=endpoint,
+        )
+
+    async def _confirm(self, op: Operation, endpoint: Endpoint) -> None:
+        """Read the endpoint, with bounded backoff, until it holds ``endpoint``'s address."""
+        endpoint_id = endpoint.endpoint_id or ""
+        if op.method == "DELETE":
+            return
+        path = self._path("/endpoints/", endpoint_id, "endpoint ID")
+        until = self._clock() + self.follow_timeout
+        left = time_left()
+        if left is not None:
+            until = min(until, self._clock() + left)
+        wait = self.follow_first
+        while True:
+            try:
+                answer = await self._get(Operation("getEndpoint", "GET"), path, EndpointAnswer)
+            except UpstreamNotFound:
+                answer = None
+            if answer is not None and answer.address_id == endpoint.location_id:
+                self._remember(endpoint)
+                return
+            if self._clock() + wait > until:
+                self._count("pending")
+                self._held.pop(endpoint_id, None)
+                raise UpstreamPending(
+                    f"{op.name}: the carrier took the write, not yet carried out",
+                    operation=op.name,
+                    order_id="",
+                    endpoint=endpoint,
+                )
+            await self._sleep(wait)
+            wait = min(self.follow_max, wait * 2)
+
+    async def _settle(self, endpoint_id: str) -> None:
+        """Before reading an endpoint with an open order: that order's end, or pending."""
+        opened = self.open_orders.get(endpoint_id)
+        if opened is None:
+            return
+        order_id, _ = opened
+        details = await self.order_details(order_id)
+        if details.status.open:
+            raise UpstreamPending(
+                f"getEndpoint: order {order_id} still {details.status.value}",
+                operation="getEndpoint",
+                order_id=order_id,
+            )
+        self.open_orders.pop(endpoint_id, None)
+        try:
+            self._ended("getEndpoint", order_id, details.status, details, None)
+        except UpstreamRejected as exc:
+            # The read goes on: the carrier holds whatever it held before that order.
+            log.warning("endpoint %s: %s", endpoint_id, exc.message)
+
+    def _ended(
+        self,
+        operation: str,
+        order_id: str,
+        status: OrderStatus,
+        details: OrderDetails | None,
+        endpoint: Endpoint | None,
+    ) -> None:
+        if status is OrderStatus.COMPLETED:
+            self._count("completed")
+            if endpoint is not None and endpoint.endpoint_id:
+                self._remember(endpoint)
+            return
+        self._count("failed")
+        failed = [e for e in (details.endpoints if details else []) if e.error or e.error_code]
+        words = _bounded("; ".join(e.error or "" for e in failed) or f"order {status.value}")
+        raise UpstreamRejected(
+            f"{operation}: order {order_id} {status.value}: {words}",
+            operation=operation,
+            status=422,
+            code=failed[0].error_code if failed else status.value,
+            description=words,
+        )
+
+    # -- the wire -----------------------------------------------------------------------
+
+    def _encode(self, op: Operation, record: Record) -> bytes:
+        return _request(op, record).wire()
+
+    def _refusal(self, response: httpx.Response, root: Body, op: Operation) -> UpstreamError | None:
+        return None  # v2 answers errors with error statuses only
+
+    def _answer_error(self, response: httpx.Response, root: Body, op: Operation) -> UpstreamError:
+        code = description = None
+        try:
+            found = GenericError.model_validate(root).errors or []
+        except ValidationError:
+            found = []
+        if found:
+            first = found[0]
+            code = str(first.code) if first.code is not None else first.type
+            description = _bounded("; ".join(e.description for e in found))
+        return status_error(response, op.name, write=op.write, code=code, description=description)
+
+    @staticmethod
+    def _decode(data: bytes) -> Body:
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise CodecError(f"not JSON: {exc}") from None
+
+    async def _write(self, op: Operation, path: str, record: Record, *, retryable: bool) -> Body:
+        try:
+            _request(op, record)
+        except (ValidationError, ValueError) as exc:
+            raise UpstreamRejected(
+                f"{op.name}: the v2 API cannot carry this record: {exc}",
+                operation=op.name,
+                code="request-invalid",
+                description=_first_error(exc),
+            ) from None
+        return await self._call(
+            op, path, record, retryable=retryable, conflict_is_success=op.method == "POST"
+        )
+
+    async def _get(self, op: Operation, path: str, kind: type[M]) -> M:
+        root = await self._call(op, path)
+        if root is None:
+            raise UpstreamParseError(f"{op.name}: the answer has no body", operation=op.name)
+        return self._model(kind, root, op.name)
+
+    @staticmethod
+    def _model(kind: type[M], root: Body, operation: str) -> M:
+        try:
+            return kind.model_validate(root)
+        except ValidationError as exc:
+            raise UpstreamParseError(
+                f"{operation}: the answer is not a {kind.__name__}: {_first_error(exc)}",
+                operation=operation,
+            ) from None
+
+    def _path(self, collection: str, value: str, what: str) -> str:
+        return collection + quote(check_id(value, what), safe="")
+
+    def _remember(self, endpoint: Endpoint) -> Endpoint:
+        endpoint_id = endpoint.endpoint_id or ""
+        self._held[endpoint_id] = endpoint
+        self._held.move_to_end(endpoint_id)
+        while len(self._held) > _REMEMBERED:
+            self._held.popitem(last=False)
+        return endpoint
+
+    def _with_aeui(self, endpoint: Endpoint) -> Endpoint:
+        """The endpoint read, with the AEUI of the device it was written for here, if known."""
+        known = self._held.get(endpoint.endpoint_id or "")
+        if known is None or known.alternate_end_user_id is None:
+            return endpoint
+        return dataclasses.replace(endpoint, alternate_end_user_id=known.alternate_end_user_id)
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_orders.labels(outcome).inc()
+
+
+def _request(op: Operation, record: Record) -> Request:
+    """The v2 request body for ``op`` carrying ``record``."""
+    if op.name == "addEndpoints" and isinstance(record, Endpoint):
+        return AddEndpoints(endpoints=[mapping.endpoint_request(record)])
+    if op.name == "updateEndpoint" and isinstance(record, Endpoint):
+        return UpdateEndpoint(action=UpdateAction.PROVISION, address_id=record.location_id)
+    if op.name == "addAddress" and isinstance(record, Location):
+        return mapping.address_request(record)
+    if op.name == "addNotification" and isinstance(record, NotificationRecipient):
+        return mapping.notification_request(record)
+    raise ValueError(f"{op.name} carries no {type(record).__name__}")
+
+
+def _bounded(words: str, limit: int = 500) -> str:
+    """The carrier's words, at most ``limit`` characters of them."""
+    return words if len(words) <= limit else words[: limit - 1] + "…"
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where}: {first['msg']}"
+    return str(exc)

@@ -1,0 +1,112 @@
+"""The v2 simulator: the seed simulator's machinery (call log, latency, Basic auth, the
+account check, the rate limit, fault injection, held writes, ``/_sim/`` views) over the v2
+API's paths, JSON bodies, error documents and asynchronous orders (``V2Store``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Final
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.simulator.addresses import zip_index
+from gateway.simulator.app import Clock, Operation, Simulator, Sleep
+from gateway.simulator.config import SimulatorConfig
+from gateway.simulator.faults import quiet_resets
+from gateway.simulator.store import Outcome
+from gateway.simulator.v2.store import V2Store, v2_error
+
+_JSON: Final = "application/json"
+_ACCOUNT: Final = "/api/v2/accounts/{accountId}/emergency"
+
+#: Every v2 operation, by its ``operationId``, in route order.
+V2_OPERATIONS: Final[tuple[Operation, ...]] = (
+    Operation("listAllEndpoints", "GET", _ACCOUNT + "/endpoints", False),
+    Operation("addEndpoints", "POST", _ACCOUNT + "/endpoints", True),
+    Operation("getEndpoint", "GET", _ACCOUNT + "/endpoints/{endpointId}", False),
+    Operation("updateEndpoint", "PATCH", _ACCOUNT + "/endpoints/{endpointId}", True),
+    Operation("deleteEndpoint", "DELETE", _ACCOUNT + "/endpoints/{endpointId}", True),
+    Operation("listAddresses", "GET", _ACCOUNT + "/addresses", False),
+    Operation("addAddress", "POST", _ACCOUNT + "/addresses", True),
+    Operation("getAddress", "GET", _ACCOUNT + "/addresses/{addressId}", False),
+    Operation("deleteAddress", "DELETE", _ACCOUNT + "/addresses/{addressId}", True),
+    Operation("listNotifications", "GET", _ACCOUNT + "/notifications", False),
+    Operation("addNotification", "POST", _ACCOUNT + "/notifications", True),
+    Operation("getNotification", "GET", _ACCOUNT + "/notifications/{notificationId}", False),
+    Operation("deleteNotification", "DELETE", _ACCOUNT + "/notifications/{notificationId}", True),
+    Operation("listNotificationsGroups", "GET", _ACCOUNT + "/notificationGroups", False),
+    Operation("addNotificationGroup", "POST", _ACCOUNT + "/notificationGroups", True),
+    Operation("getNotificationGroup", "GET", _ACCOUNT + "/notificationGroups/{groupId}", False),
+    Operation("listOrders", "GET", _ACCOUNT + "/orders", False),
+    Operation("getOrderDetails", "GET", _ACCOUNT + "/orders/{orderId}/details", False),
+    Operation("getOrderHistory", "GET", _ACCOUNT + "/orders/{orderId}/history", False),
+)
+
+
+class V2Simulator(Simulator):
+    """The v2 API's stand-in; ``store`` is a ``V2Store`` (``order_seconds`` may be changed)."""
+
+    operations = V2_OPERATIONS
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+        order_seconds: float = 1.0,
+    ) -> None:
+        super().__init__(config, sleep=sleep, clock=clock)
+        self.v2 = V2Store(clock, order_seconds, self.config.account_id)
+        self.store = self.v2
+
+    @staticmethod
+    def _error(status: int, code: str, description: str) -> Outcome:
+        return v2_error(status, description)
+
+    @staticmethod
+    def _answer(outcome: Outcome, headers: Mapping[str, str] | None = None) -> Response:
+        return _json(outcome, headers)
+
+
+def create_v2_simulator(
+    config: SimulatorConfig | None = None,
+    *,
+    sleep: Sleep = asyncio.sleep,
+    clock: Clock = time.monotonic,
+    order_seconds: float = 1.0,
+) -> Starlette:
+    """The v2 simulator app; ``app.state.simulator`` is its ``V2Simulator``."""
+    zip_index()
+    simulator = V2Simulator(config, sleep=sleep, clock=clock, order_seconds=order_seconds)
+    app = Starlette(
+        routes=simulator.routes(),
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+    )
+    app.router.redirect_slashes = False
+    app.state.simulator = simulator
+    quiet_resets()
+    return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _json(v2_error(exc.status_code, str(exc.detail)), exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return _json(v2_error(500, "internal error"))
+
+
+def _json(outcome: Outcome, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        outcome.body,
+        status_code=outcome.status,
+        media_type=_JSON if outcome.body else None,
+        headers=dict(headers) if headers else None,
+    )

@@ -1,0 +1,330 @@
+"""The report pipeline's behaviour on either carrier API (``BANDWIDTH_API=seed|v2``): the
+fewest calls, order, reconciliation, and the v2 API's asynchronous orders (202 pending)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+
+from gateway.dlr.ids import endpoint_id_for
+from gateway.dlr.pipeline import Pipeline
+from gateway.settings import Settings
+from gateway.simulator import SimulatorConfig
+from gateway.simulator.v2 import V2Simulator, create_v2_simulator
+from gateway.store import StateStore
+from tests.harness import (
+    EMPIRE_STATE,
+    SPACE_NEEDLE,
+    WHITE_HOUSE,
+    WILLIS_TOWER,
+    Gateway,
+    gateway,
+    gateway_settings,
+    new_simulator,
+    report,
+)
+
+#: Reads that only follow a v2 order to its end: bounded, and never writes.
+STATUS_READS = ("getOrderDetails",)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str
+    settings: Callable[..., Settings]
+    simulator: Callable[..., Starlette]
+    #: The writes each case costs, in the API's own operation names.
+    new_device: list[str]
+    new_place: list[str]
+    known_place: list[str]
+    renamed: list[str]
+    endpoint_key: str
+
+    def held(self, gw: Gateway, aeui: str) -> str:
+        return str(gw.simulator.state["endpoints"][endpoint_id_for(aeui)][self.endpoint_key])
+
+    def misplace(self, gw: Gateway, aeui: str, location_id: str) -> None:
+        """Something outside the gateway puts the device elsewhere at the carrier."""
+        endpoint_id = endpoint_id_for(aeui)
+        if isinstance(gw.simulator, V2Simulator):
+            gw.simulator.v2.endpoints[endpoint_id].address_id = location_id
+            return
+        import dataclasses
+
+        store: Any = gw.simulator.store
+        store.endpoints[endpoint_id] = dataclasses.replace(
+            store.endpoints[endpoint_id], location_id=location_id
+        )
+
+
+def _v2_settings(**changes: Any) -> Settings:
+    return gateway_settings(bandwidth_api="v2", **changes)
+
+
+def _v2_simulator(settings: Settings, order_seconds: float = 0.05, **config: Any) -> Starlette:
+    return create_v2_simulator(
+        SimulatorConfig(
+            account_id=settings.bandwidth_account_id,
+            username=settings.bandwidth_username,
+            password=str(settings.bandwidth_password),
+            **config,
+        ),
+        order_seconds=order_seconds,
+    )
+
+
+SEED = Upstream(
+    "seed",
+    gateway_settings,
+    new_simulator,
+    new_device=["createLocation", "updateEndpoint", "createEndpoint"],
+    new_place=["createLocation", "updateEndpoint"],
+    known_place=["updateEndpoint"],
+    renamed=["updateEndpoint"],
+    endpoint_key="locationId",
+)
+V2 = Upstream(
+    "v2",
+    _v2_settings,
+    _v2_simulator,
+    # The endpoint is looked for (404) before it is added; v2 cannot rename in place.
+    new_device=["addAddress", "getEndpoint", "addEndpoints"],
+    new_place=["addAddress", "updateEndpoint"],
+    known_place=["updateEndpoint"],
+    renamed=["deleteEndpoint", "addEndpoints"],
+    endpoint_key="addressId",
+)
+UPSTREAMS = pytest.mark.parametrize("up", [SEED, V2], ids=lambda u: u.name)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def calls(gw: Gateway, since: int) -> tuple[list[str], int]:
+    """The operations since ``since`` without the status reads, and how many of those."""
+    ops = gw.operations(since)
+    return [op for op in ops if op not in STATUS_READS], sum(op in STATUS_READS for op in ops)
+
+
+async def _gw(up: Upstream, settings: Settings | None = None, **sim: Any) -> Any:
+    settings = settings or up.settings()
+    return gateway(settings, sim_app=up.simulator(settings, **sim))
+
+
+def pipeline_of(gw: Gateway) -> Pipeline:
+    found: Pipeline = gw.app.state.services.pipeline
+    return found
+
+
+@UPSTREAMS
+def test_each_case_costs_the_fewest_calls(up: Upstream) -> None:
+    async def scenario() -> None:
+        async with await _gw(up) as gw:
+            first = await gw.report(report("alice", WHITE_HOUSE, 0))
+            assert first.status_code == 200, first.text
+            assert first.json()["changes"] == {"location": "created", "endpoint": "created"}
+            writes, reads = calls(gw, 0)
+            assert writes == up.new_device
+            assert reads <= 3
+
+            seq = gw.last_seq()
+            same = await gw.report(report("alice", WHITE_HOUSE, 10))
+            assert same.json()["changes"] == {"location": "unchanged", "endpoint": "unchanged"}
+            assert gw.operations(seq) == []  # unchanged: no call at all
+
+            seq = gw.last_seq()
+            moved = await gw.report(report("alice", EMPIRE_STATE, 20))
+            assert moved.json()["changes"] == {"location": "created", "endpoint": "updated"}
+            assert calls(gw, seq)[0] == up.new_place
+
+            seq = gw.last_seq()
+            back = await gw.report(report("alice", WHITE_HOUSE, 30))
+            assert back.json()["changes"] == {"location": "unchanged", "endpoint": "updated"}
+            writes, reads = calls(gw, seq)
+            assert writes == up.known_place
+            assert reads <= 3
+
+            seq = gw.last_seq()
+            renamed = await gw.report(report("alice", WHITE_HOUSE, 40, caller="ALICE JONES"))
+            assert renamed.status_code == 200, renamed.text
+            assert calls(gw, seq)[0] == up.renamed
+            assert up.held(gw, "alice") == back.json()["locationId"]
+
+    run(scenario())
+
+
+@UPSTREAMS
+def test_reports_for_one_device_are_applied_in_order(up: Upstream) -> None:
+    async def scenario() -> None:
+        async with await _gw(up, latency_ms=3) as gw:
+            places = [WHITE_HOUSE, EMPIRE_STATE, SPACE_NEEDLE, WILLIS_TOWER] * 2
+            answers = await asyncio.gather(
+                *(gw.report(report("frank", place, i)) for i, place in enumerate(places))
+            )
+            assert {a.status_code for a in answers} <= {200, 409}
+            newest = max(i for i, a in enumerate(answers) if a.status_code == 200)
+            assert newest == len(places) - 1  # the newest report is never superseded
+            assert up.held(gw, "frank") == answers[newest].json()["locationId"]
+
+            seq = gw.last_seq()
+            old = await gw.report(report("frank", WHITE_HOUSE, 1))
+            assert old.status_code == 409
+            assert old.json()["type"] == "/problems/superseded"
+            assert gw.operations(seq) == []
+
+    run(scenario())
+
+
+@UPSTREAMS
+def test_reconciliation_repairs_what_regressed(up: Upstream) -> None:
+    async def scenario() -> None:
+        async with await _gw(up) as gw:
+            white = (await gw.report(report("rec", WHITE_HOUSE, 0))).json()["locationId"]
+            empire = (await gw.report(report("other", EMPIRE_STATE, 0))).json()["locationId"]
+            up.misplace(gw, "rec", empire)
+            pipeline = pipeline_of(gw)
+            store = pipeline.ledger
+            assert isinstance(store, StateStore)
+            checked = await pipeline.reconcile(store, "test", batch=100, interval=0)
+            assert checked == 2
+            assert up.held(gw, "rec") == white
+            repairs = gw.metrics.registry.get_sample_value(
+                "dlr_reconcile_repairs_total", {"reason": "regressed"}
+            )
+            assert repairs == 1
+            history = (await gw.http.get("/v1/devices/rec/history")).json()["entries"]
+            assert [e["kind"] for e in history] == ["repaired", "applied"]
+
+    run(scenario())
+
+
+@UPSTREAMS
+def test_the_facade_lists_and_reads_on_either_api(up: Upstream) -> None:
+    async def scenario() -> None:
+        async with await _gw(up) as gw:
+            done = await gw.report(report("facade", WHITE_HOUSE, 0))
+            location_id = done.json()["locationId"]
+            endpoint_id = endpoint_id_for("facade")
+            listed = (await gw.http.get("/v1/endpoints")).json()
+            assert [e["endpointId"] for e in listed["endpoints"]] == [endpoint_id]
+            one = (await gw.http.get(f"/v1/endpoints/{endpoint_id}")).json()
+            assert (one["locationId"], one["callerName"]) == (location_id, "ALICE SMITH")
+            assert one["alternateEndUserId"] == "facade"
+            where = (await gw.http.get(f"/v1/locations/{location_id}")).json()
+            assert where["address"]["city"] == "WASHINGTON"
+            assert (await gw.http.get("/v1/locations")).json()["locations"][0]["locationId"] == (
+                location_id
+            )
+            missing = await gw.http.get("/v1/endpoints/nobody")
+            assert missing.status_code == 404
+
+    run(scenario())
+
+
+# -- the v2 API's asynchronous orders ---------------------------------------------------
+
+
+def test_v2_an_order_past_the_follow_timeout_is_202_then_completes_in_the_background() -> None:
+    async def scenario() -> None:
+        settings = _v2_settings(bandwidth_v2_follow_timeout=0.2, report_deadline=2.0)
+        sim = _v2_simulator(settings, order_seconds=0.6)
+        async with gateway(settings, sim_app=sim) as gw:
+            answer = await gw.report(report("slow", WHITE_HOUSE, 0))
+            assert answer.status_code == 202, answer.text
+            body = answer.json()
+            assert body["pending"] is True and body["orderId"]
+            assert body["endpointId"] == endpoint_id_for("slow")
+            location_id = body["locationId"]
+            simulator: V2Simulator = gw.simulator  # type: ignore[assignment]
+            assert endpoint_id_for("slow") not in simulator.v2.endpoints
+            # Nothing is reported as done: the device's history is empty for now.
+            history = (await gw.http.get("/v1/devices/slow/history")).json()["entries"]
+            assert history == []
+            # The repair follows the order in the background and records the outcome.
+            await pipeline_of(gw).idle()
+            assert simulator.v2.endpoints[endpoint_id_for("slow")].address_id == location_id
+            history = (await gw.http.get("/v1/devices/slow/history")).json()["entries"]
+            assert [e["kind"] for e in history] == ["applied"]
+            stored = await pipeline_of(gw).ledger.get("slow")
+            assert stored is not None and stored.confirmed
+            # The next unchanged report costs nothing.
+            seq = gw.last_seq()
+            same = await gw.report(report("slow", WHITE_HOUSE, 5))
+            assert same.status_code == 200
+            assert gw.operations(seq) == []
+            pending = gw.metrics.registry.get_sample_value(
+                "dlr_upstream_orders_total", {"outcome": "pending"}
+            )
+            assert pending == 1.0
+            assert (
+                gw.metrics.registry.get_sample_value("dlr_reports_total", {"result": "pending"})
+                == 1.0
+            )
+
+    run(scenario())
+
+
+def test_v2_an_invalid_address_is_422_with_the_carriers_words() -> None:
+    async def scenario() -> None:
+        async with await _gw(V2) as gw:
+            # Valid to the gateway's own checks; the carrier cannot deliver there.
+            refused = await gw.report(
+                report("inv", "100 Undeliverable St, Washington, DC 20500", 0)
+            )
+            assert refused.status_code == 422, refused.text
+            problem = refused.json()
+            assert problem["type"] == "/problems/unroutable-address"
+            assert "INVALID" in problem["detail"]
+            assert await pipeline_of(gw).ledger.get("inv") is None  # nothing half-done
+
+    run(scenario())
+
+
+def test_v2_the_facade_answers_501_where_v2_cannot() -> None:
+    async def scenario() -> None:
+        async with await _gw(V2) as gw:
+            done = await gw.report(report("f501", WHITE_HOUSE, 0))
+            location_id = done.json()["locationId"]
+            changed = await gw.http.put(
+                f"/v1/locations/{location_id}",
+                json={
+                    "address": {
+                        "houseNumber": "1600",
+                        "streetName": "PENNSYLVANIA",
+                        "streetSuffix": "AVE",
+                        "postDirectional": "NW",
+                        "city": "WASHINGTON",
+                        "stateCode": "DC",
+                        "zip": "20500",
+                    },
+                    "description": "renamed",
+                },
+            )
+            assert changed.status_code == 501, changed.text
+            problem = changed.json()
+            assert problem["type"] == "/problems/not-supported-upstream"
+            assert "create a location" in problem["instead"]
+
+    run(scenario())
+
+
+def test_v2_a_slow_carrier_still_answers_202_before_the_reports_deadline() -> None:
+    """The follow ends before the report's own deadline, whatever its timeout: writes that
+    took most of the deadline leave the order pending (202), not the report failed (503)."""
+
+    async def scenario() -> None:
+        settings = _v2_settings(bandwidth_v2_follow_timeout=1.4, report_deadline=1.5)
+        sim = _v2_simulator(settings, order_seconds=5.0, latency_ms=250)
+        async with gateway(settings, sim_app=sim) as gw:
+            answer = await gw.report(report("late", WHITE_HOUSE, 0))
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["pending"] is True
+            await pipeline_of(gw).aclose()  # the background follow-up is tested above
+
+    run(scenario())

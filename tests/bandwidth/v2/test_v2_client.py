@@ -1,0 +1,368 @@
+"""The v2 client against the in-process v2 simulator: success, each error document,
+429/5xx/timeouts with retries, asynchronous completion, and the follow deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.bandwidth.errors import (
+    UpstreamAuthError,
+    UpstreamConflict,
+    UpstreamNotFound,
+    UpstreamPending,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamUnsupported,
+)
+from gateway.bandwidth.exchanges import RetryPolicy
+from gateway.simulator import SimulatorConfig
+
+from .helpers import CAPITOL, NOWHERE, V2, endpoint, location, v2
+
+
+async def provisioned(h: V2) -> None:
+    await h.client.create_location(location())
+    await h.client.create_endpoint(endpoint())
+
+
+def test_a_new_device_is_an_address_then_an_endpoint_followed_to_completion() -> None:
+    h = v2(order_seconds=1.0)
+
+    async def go() -> None:
+        held = await h.client.create_location(location())
+        assert held.status == "VALID" and held.location_id == "loc1"
+        written = await h.client.create_endpoint(endpoint())
+        assert written.location_id == "loc1"
+        # Returned only once the carrier holds it.
+        assert h.simulator.v2.endpoints["ep1"].address_id == "loc1"
+        read = await h.client.get_endpoint("ep1")
+        assert (read.caller_name, read.telephone_number) == ("Ada Lovelace", "+12025550143")
+
+    asyncio.run(go())
+    ops = h.operations()
+    assert ops[:2] == ["addAddress", "addEndpoints"]
+    assert set(ops[2:-1]) == {"getOrderDetails"}  # bounded status reads, then the read
+    assert 1 <= len(ops[2:-1]) <= 6
+    assert (
+        h.metrics.registry.get_sample_value("dlr_upstream_orders_total", {"outcome": "completed"})
+        == 1.0
+    )
+
+
+def test_a_move_is_one_patch_and_its_order() -> None:
+    h = v2(order_seconds=0.5)
+
+    async def go() -> None:
+        await provisioned(h)
+        await h.client.create_location(location("loc2", CAPITOL))
+        before = len(h.simulator.calls)
+        await h.client.update_endpoint("ep1", endpoint(location_id="loc2"))
+        ops = [c["operation"] for c in h.simulator.calls[before:]]
+        assert ops[0] == "updateEndpoint"
+        assert set(ops[1:]) == {"getOrderDetails"}
+        sent = [b for m, p, b in h.transport.sent if m == "PATCH"]
+        assert sent == [b'{"action":"PROVISION","addressId":"loc2"}']
+        assert h.simulator.v2.endpoints["ep1"].address_id == "loc2"
+
+    asyncio.run(go())
+
+
+def test_a_new_name_or_number_is_a_delete_then_an_add() -> None:
+    h = v2(order_seconds=0.2)
+
+    async def go() -> None:
+        await provisioned(h)
+        await h.client.update_endpoint("ep1", endpoint(name="Ada King"))
+        held = h.simulator.v2.endpoints["ep1"]
+        assert held.name == "Ada King"
+
+    asyncio.run(go())
+    writes = [op for op in h.operations() if op != "getOrderDetails"]
+    assert writes[-2:] == ["deleteEndpoint", "addEndpoints"]
+
+
+def test_a_retried_create_finds_its_own_endpoint() -> None:
+    h = v2(order_seconds=0.2)
+
+    async def go() -> None:
+        await provisioned(h)
+        again = await h.client.create_endpoint(endpoint())
+        assert again.location_id == "loc1"
+
+    asyncio.run(go())
+    assert h.operations().count("addEndpoints") == 2
+    assert "updateEndpoint" in h.operations()
+
+
+def test_an_invalid_address_is_refused_with_the_carriers_words() -> None:
+    h = v2()
+
+    async def go() -> None:
+        with pytest.raises(UpstreamRejected) as caught:
+            await h.client.create_location(location("bad", NOWHERE))
+        assert "INVALID" in (caught.value.description or "")
+        assert caught.value.status == 422
+
+    asyncio.run(go())
+
+
+def test_an_order_that_fails_is_rejected_with_the_carriers_words() -> None:
+    h = v2(order_seconds=0.2)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        # An INVALID address the carrier holds (created by someone else).
+        with pytest.raises(UpstreamRejected):
+            await h.client.create_location(location("bad", NOWHERE))
+        with pytest.raises(UpstreamRejected) as caught:
+            await h.client.create_endpoint(endpoint(location_id="bad"))
+        assert caught.value.code == "INVALID_ADDRESS"
+        assert "INVALID" in (caught.value.description or "")
+        assert "ep1" not in h.simulator.v2.endpoints
+
+    asyncio.run(go())
+    assert (
+        h.metrics.registry.get_sample_value("dlr_upstream_orders_total", {"outcome": "failed"})
+        == 1.0
+    )
+
+
+def test_the_follow_deadline_answers_pending_then_the_order_completes() -> None:
+    h = v2(order_seconds=10.0, follow_timeout=2.0)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        with pytest.raises(UpstreamPending) as caught:
+            await h.client.create_endpoint(endpoint())
+        assert caught.value.ambiguous
+        assert "ep1" in h.client.open_orders
+        assert h.metrics.registry.get_sample_value(
+            "dlr_upstream_order_oldest_open_seconds"
+        ) == pytest.approx(h.time.now - h.client.open_orders["ep1"][1])
+        with pytest.raises(UpstreamPending):
+            await h.client.get_endpoint("ep1")  # still open: no answer yet
+        await h.time.sleep(10.0)
+        held = await h.client.get_endpoint("ep1")
+        assert held.location_id == "loc1"
+        assert not h.client.open_orders
+
+    asyncio.run(go())
+    samples = h.metrics.registry.get_sample_value
+    assert samples("dlr_upstream_orders_total", {"outcome": "pending"}) == 1.0
+    assert samples("dlr_upstream_orders_total", {"outcome": "completed"}) == 1.0
+    # The status reads backed off: far fewer than one per 50 ms over the 2 s.
+    assert h.operations().count("getOrderDetails") <= 8
+
+
+def test_errors_are_the_error_tree() -> None:
+    h = v2(order_seconds=0.2)
+
+    async def go() -> None:
+        with pytest.raises(UpstreamNotFound) as missing:
+            await h.client.get_endpoint("nobody")
+        assert missing.value.description == "endpoint nobody not found"
+        await h.client.create_location(location())
+        with pytest.raises(UpstreamConflict):
+            await h.client.create_location(location())
+        with pytest.raises(UpstreamNotFound):
+            await h.client.update_endpoint("nobody", endpoint("nobody"))
+        with pytest.raises(UpstreamUnsupported):
+            await h.client.update_location("loc1", location())
+        with pytest.raises(UpstreamRejected) as bad:
+            await h.client.create_endpoint(endpoint(number="not a number"))
+        assert bad.value.code == "request-invalid"
+
+    asyncio.run(go())
+
+
+def test_wrong_credentials_are_an_auth_error() -> None:
+    h = v2(password="wrong")
+
+    async def go() -> None:
+        with pytest.raises(UpstreamAuthError) as caught:
+            await h.client.list_endpoints()
+        assert caught.value.description == "invalid credentials"
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "503", "timeout", "reset"])
+def test_a_fault_is_retried(fault: str) -> None:
+    config = SimulatorConfig(fault_kinds=(fault,), timeout_hold=0.5, seed=1)
+    # A held answer takes real time (the attempt's timeout is real); waits are fake.
+    h = v2(
+        config=config,
+        simulator_sleep=asyncio.sleep,
+        policy=RetryPolicy(timeout=0.1, min_timeout=0.1, backoff_base=0.01, backoff_max=0.05),
+    )
+    faults = iter([fault])
+    h.simulator._pick_fault = lambda cfg: next(faults, None)  # type: ignore[method-assign]
+
+    async def go() -> None:
+        found = await h.client.list_locations()
+        assert found.locations == ()
+        await h.simulator.wait_idle()
+
+    asyncio.run(go())
+    assert h.operations() == ["listAddresses", "listAddresses"]
+    reasons = {
+        "429": "429",
+        "500": "5xx",
+        "503": "5xx",
+        "timeout": "timeout",
+        "reset": "connection",
+    }
+    assert (
+        h.metrics.registry.get_sample_value(
+            "dlr_upstream_retries_total", {"operation": "listAddresses", "reason": reasons[fault]}
+        )
+        == 1.0
+    )
+
+
+def test_a_429_waits_for_retry_after() -> None:
+    h = v2(config=SimulatorConfig(rate_limit=1.0))
+
+    async def go() -> None:
+        await h.client.list_endpoints()
+        started = h.time.now
+        await h.client.list_endpoints()  # the bucket is empty: 429, Retry-After 1
+        assert h.time.now - started >= 1.0
+
+    asyncio.run(go())
+    statuses = [c["status"] for c in h.simulator.calls]
+    assert statuses == [200, 429, 200]
+
+
+def test_a_carrier_that_keeps_refusing_429_is_rate_limited() -> None:
+    config = SimulatorConfig(fault_rate=1.0, fault_kinds=("429",), retry_after=1)
+    h = v2(config=config, policy=RetryPolicy(max_attempts=2, backoff_base=0.01))
+
+    async def go() -> None:
+        with pytest.raises(UpstreamRateLimited) as caught:
+            await h.client.list_endpoints()
+        assert caught.value.retry_after == 1.0
+        assert "rate limit exceeded" in caught.value.message
+
+    asyncio.run(go())
+
+
+def test_a_retried_add_whose_first_attempt_landed_waits_until_the_carrier_holds_it() -> None:
+    # The first attempt is applied, then answered 500: the retry is told 409 (it exists),
+    # which names no order to follow. The endpoint is read until it shows the write.
+    config = SimulatorConfig(ambiguous_rate=1.0, seed=3)
+    h = v2(config=config, order_seconds=1.0)
+    faults = iter([None, "500"])
+    h.simulator._pick_fault = lambda cfg: next(faults, None)  # type: ignore[method-assign]
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        await h.client.create_endpoint(endpoint())
+        # Returned only once the carrier holds it, not at the 409.
+        assert h.simulator.v2.endpoints["ep1"].address_id == "loc1"
+
+    asyncio.run(go())
+    ops = h.operations()
+    assert ops[:3] == ["addAddress", "addEndpoints", "addEndpoints"]
+    assert [c["status"] for c in h.simulator.calls[1:3]] == [500, 409]
+    assert set(ops[3:]) == {"getEndpoint"}
+
+
+def test_a_follow_cut_short_leaves_the_order_to_be_waited_for() -> None:
+    h = v2(order_seconds=5.0, follow_timeout=4.0)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):  # the report's deadline, in real time
+                await h.client.create_endpoint(endpoint())
+        assert "ep1" in h.client.open_orders
+        with pytest.raises(UpstreamPending):
+            await h.client.get_endpoint("ep1")
+
+    # Waits take real time here, so that the deadline can cut one short.
+    h.client._sleep = asyncio.sleep
+    asyncio.run(go())
+
+
+def test_a_replace_that_finds_the_endpoint_added_again_is_a_conflict_not_a_loop() -> None:
+    h = v2(order_seconds=0.2)
+    inner = h.transport.inner
+
+    class ReAdd(httpx.AsyncBaseTransport):
+        """Someone re-adds the endpoint between the gateway's delete and its add."""
+
+        def __init__(self, held: Any) -> None:
+            self.held = held
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            store = h.simulator.v2
+            adding = request.method == "POST" and request.url.path.endswith("/endpoints")
+            if adding and "ep1" not in store.endpoints:
+                store.endpoints["ep1"] = dataclasses.replace(self.held, name="Someone Else")
+            return await inner.handle_async_request(request)
+
+    async def go() -> None:
+        await provisioned(h)
+        h.transport.inner = ReAdd(h.simulator.v2.endpoints["ep1"])
+        with pytest.raises(UpstreamConflict):
+            await h.client.update_endpoint("ep1", endpoint(name="Ada King"))
+
+    asyncio.run(go())
+    writes = [op for op in h.operations() if op not in ("getOrderDetails", "getEndpoint")]
+    assert writes[-2:] == ["deleteEndpoint", "addEndpoints"]
+
+
+@pytest.mark.parametrize(
+    "body", [b"{not json", b'{"endpoints": "many"}', b"[" * 100_000, b'{"id": 1}']
+)
+def test_an_unreadable_answer_is_a_parse_error(body: bytes) -> None:
+    from gateway.bandwidth.errors import UpstreamParseError
+    from gateway.bandwidth.v2.client import BandwidthV2Client
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+
+    async def go() -> None:
+        client = BandwidthV2Client(
+            "https://carrier.test/api", "1", "u", "p", transport=httpx.MockTransport(answer)
+        )
+        async with client:
+            read = client.get_endpoint("ep1") if body.startswith(b'{"id"') else None
+            with pytest.raises(UpstreamParseError):
+                await (read or client.list_endpoints())
+
+    asyncio.run(go())
+
+
+def test_a_hostile_order_id_or_a_long_error_never_reaches_a_path_or_an_answer_whole() -> None:
+    from gateway.bandwidth.errors import UpstreamParseError
+    from gateway.bandwidth.v2.client import BandwidthV2Client
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            order = {"orderId": "../../accounts/other", "orderStatus": "RECEIVED"}
+            return httpx.Response(202, json=order)
+        if request.url.path.endswith("/addresses"):
+            errors = [{"type": "bad-request", "description": "x" * 100_000, "code": 1}]
+            return httpx.Response(400, json={"errors": errors})
+        return httpx.Response(200, json={"id": "ep1", "name": "A", "phoneNumber": "+12025550143"})
+
+    async def go() -> None:
+        client = BandwidthV2Client(
+            "https://carrier.test/api", "1", "u", "p", transport=httpx.MockTransport(answer)
+        )
+        async with client:
+            with pytest.raises(UpstreamParseError) as unreadable:
+                await client.update_endpoint("ep1", endpoint(name="A"))
+            assert unreadable.value.ambiguous  # accepted (202): it may yet be carried out
+            with pytest.raises(UpstreamRejected) as refused:
+                await client.create_location(location())
+            assert len(refused.value.description or "") <= 500
+
+    asyncio.run(go())

@@ -1,0 +1,45 @@
+"""``python -m bench --smoke --api v2``: the same figures against Bandwidth's v2 API (the v2
+simulator), and each kind of report at v2's floor of writes and status reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_bench_smoke import FIGURES, ROOT
+
+BENCH = (sys.executable, "-m", "bench")
+
+
+def test_smoke_run_on_v2_writes_the_same_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [*BENCH, "--smoke", "--api", "v2", "--loadgen", "asyncio", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:] + done.stdout[-2000:]
+    results = json.loads(out.read_text())
+    assert results.keys() >= FIGURES
+    assert results["plan"]["api"] == "v2"
+    assert results["faults_500s"] == 0
+    detail = results["details"]["upstream_calls"]
+    # Writes: none unchanged, the PATCH for a known place, the address and the PATCH for a
+    # new one, the address and the add for a new device (the same tolerance as seed's).
+    floor = {"unchanged": 0, "move_known": 1, "move_new": 2, "new_device": 2}
+    for kind, least in floor.items():
+        assert least <= detail[kind]["writes_per_report"] <= least + 0.5, (kind, detail[kind])
+        # Only v2 operations: nothing of the seed API's.
+        assert not any(
+            op.startswith(("createLocation", "createEndpoint")) for op in detail[kind]["calls"]
+        )
+    # Each endpoint write is followed by at least one order status read, and few more.
+    reads = detail["move_known"]["calls"].get("getOrderDetails 200", 0)
+    reports = detail["move_known"]["reports"]
+    assert reports <= reads <= 2 * reports, detail["move_known"]
+    assert results["upstream_calls_per_report"]["unchanged"] == 0
