@@ -41,6 +41,13 @@ def _tile_origin(url: str | None) -> str:
     return f" {parts.scheme}://{parts.netloc}"
 
 
+class _Refused(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
 class _Headers:
     """A strict Content-Security-Policy and friends on every console answer."""
 
@@ -49,7 +56,8 @@ class _Headers:
         self.headers = [
             (b"content-security-policy", csp.encode()),
             (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
+            # Not no-referrer: Chromium then sends "Origin: null" with the console's own forms.
+            (b"referrer-policy", b"same-origin"),
             (b"x-frame-options", b"DENY"),
             (b"cache-control", b"no-store"),
         ]
@@ -68,15 +76,20 @@ class _Headers:
         await self.app(scope, receive, sending)
 
 
-def age(moment: datetime | None, now: datetime) -> str:
-    """``moment`` as an age a person reads at a glance: ``42 s``, ``5 min``, ``3 h``, ``2 d``."""
-    if moment is None:
+def duration(seconds: float | None) -> str:
+    """A span a person reads at a glance: ``42 s``, ``5 min``, ``3 h``, ``2 d``."""
+    if seconds is None:
         return "—"
-    seconds = max(0.0, (now - moment).total_seconds())
+    seconds = max(0.0, seconds)
     for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{math.floor(seconds / size)} {unit}"
     return f"{math.floor(seconds)} s"
+
+
+def age(moment: datetime | None, now: datetime) -> str:
+    """How long ago ``moment`` was, as ``duration`` writes it."""
+    return "—" if moment is None else duration((now - moment).total_seconds())
 
 
 def address_line(address: dict[str, Any] | None) -> str:
@@ -117,7 +130,7 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.globals.update(address_line=address_line, states=STATES)
+        self.env.globals.update(address_line=address_line, duration=duration, states=STATES)
         tile = _tile_origin(settings.console_tile_url)
         self.csp = (
             "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -162,7 +175,10 @@ class Console:
                     "/console/signin?" + urlencode({"next": target}), status_code=303
                 )
             if request.method == "POST":
-                form = await self._form(request)
+                try:
+                    form = await self._form(request)
+                except _Refused as refused:
+                    return self._refused(refused.message, refused.status)
                 if not same(session.csrf, str(form.get("csrf", ""))):
                     return self._refused("The form's security token is missing or wrong.", 403)
                 request.state.form = form
@@ -174,14 +190,14 @@ class Console:
         """A small urlencoded form from this site (``Origin``, when sent, must be the console's)."""
         origin = request.headers.get("origin")
         if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
-            raise HTTPException(403, "The form came from another site.")
+            raise _Refused("The form came from another site.", 403)
         if not request.headers.get("content-type", "").startswith(
             "application/x-www-form-urlencoded"
         ):
-            raise HTTPException(415, "Forms are sent urlencoded.")
+            raise _Refused("The form's security token is missing or wrong.", 403)
         size = request.headers.get("content-length")
         if size is None or not size.isdigit() or int(size) > _MAX_FORM_BYTES:
-            raise HTTPException(413, "The form is too large.")
+            raise _Refused("The form is too large.", 413)
         return await request.form(max_files=0, max_fields=16)
 
     def _refused(self, message: str, status: int) -> Response:
@@ -222,9 +238,12 @@ class Console:
     async def sign_in_page(self, request: Request) -> Response:
         if self.sessions.read(request) is not None:
             return RedirectResponse("/console/", status_code=303)
-        return self._sign_in_form(request, error=None, status=200)
+        next_page = request.query_params.get("next", "")
+        return self._sign_in_form(request, next_page, error=None, status=200)
 
-    def _sign_in_form(self, request: Request, *, error: str | None, status: int) -> Response:
+    def _sign_in_form(
+        self, request: Request, next_page: str, *, error: str | None, status: int
+    ) -> Response:
         token, cookie = self.sessions.sign_in_token(request)
         response = self.render(
             request,
@@ -233,7 +252,7 @@ class Console:
             title="Sign in",
             csrf=token,
             error=error,
-            next=_safe_next(request.query_params.get("next", "")),
+            next=_safe_next(next_page),
             status=status,
         )
         if cookie is not None:
@@ -241,13 +260,21 @@ class Console:
         return response
 
     async def sign_in(self, request: Request) -> Response:
-        form = await self._form(request)
+        try:
+            form = await self._form(request)
+        except _Refused as refused:
+            return self._refused(refused.message, refused.status)
         if not self.sessions.sign_in_token_valid(request, str(form.get("csrf", ""))):
             return self._refused("The form's security token is missing or wrong.", 403)
         key = str(form.get("key", ""))[:512]
         principal = services(request).admin_keys.match(key) if key else None
         if principal is None:
-            return self._sign_in_form(request, error="That key is not an admin key.", status=401)
+            return self._sign_in_form(
+                request,
+                str(form.get("next", "")),
+                error="That key is not an admin key.",
+                status=401,
+            )
         response = RedirectResponse(_safe_next(str(form.get("next", ""))), status_code=303)
         self.sessions.issue(response, request, principal.subject)
         return response
@@ -419,8 +446,9 @@ def _safe_next(target: str) -> str:
 
 
 def _since_start(s: Services) -> dict[str, int]:
-    """Reports by result and carrier calls that failed, since this process started."""
-    found: dict[str, int] = {}
+    """Reports by result, and carrier calls (all; and those that failed: no answer, 429 or
+    5xx), since this process started."""
+    found = {"carrier_calls": 0, "carrier_errors": 0}
     for metric in s.metrics.registry.collect():
         for sample in metric.samples:
             if sample.name == "dlr_reports_total":
@@ -428,11 +456,11 @@ def _since_start(s: Services) -> dict[str, int]:
                 found[key] = found.get(key, 0) + int(sample.value)
             elif sample.name == "dlr_upstream_request_duration_seconds_count":
                 outcome = sample.labels.get("status", "")
-                if outcome in _CARRIER_ERROR_OUTCOMES or (
-                    outcome.isdigit() and int(outcome) >= 400
-                ):
-                    found["carrier_errors"] = found.get("carrier_errors", 0) + int(sample.value)
-                found["carrier_calls"] = found.get("carrier_calls", 0) + int(sample.value)
+                # A 404 is an answer (an endpoint not there yet), not a carrier error.
+                failed = outcome.isdigit() and (int(outcome) >= 500 or outcome == "429")
+                if failed or outcome in _CARRIER_ERROR_OUTCOMES:
+                    found["carrier_errors"] += int(sample.value)
+                found["carrier_calls"] += int(sample.value)
     return found
 
 
