@@ -42,6 +42,7 @@ class Sessions:
         key = secret or secrets.token_urlsafe(32)
         self._serializer = URLSafeTimedSerializer(key, salt="dlr-console-session")
         self._sign_in = URLSafeTimedSerializer(key, salt="dlr-console-sign-in")
+        self._flash = URLSafeTimedSerializer(key, salt="dlr-console-flash")
         self.lifetime = max(1, round(lifetime_seconds))
         self._revoked: dict[str, float] = {}
 
@@ -101,6 +102,21 @@ class Sessions:
     def sign_in_token_valid(self, request: Request, posted: str) -> bool:
         token = self._sign_in_token(request)
         return token is not None and same(token, posted)
+
+    def sign_flash(self, words: list[str]) -> str:
+        """A message for the next page, signed so that only the console can write one."""
+        return self._flash.dumps(words)
+
+    def read_flash(self, value: str) -> list[str] | None:
+        if not value or len(value) > 2048:
+            return None
+        try:
+            words: Any = self._flash.loads(value, max_age=600)
+        except BadSignature:
+            return None
+        if isinstance(words, list) and len(words) == 3 and all(isinstance(w, str) for w in words):
+            return words
+        return None
 
 
 def same(a: str, b: str) -> bool:

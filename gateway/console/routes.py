@@ -11,7 +11,6 @@ from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -21,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.context import Services, services
 from gateway.api.emergency import UNKNOWN_CALLER_KEY
+from gateway.api.limits import DeviceRateLimiter
 from gateway.bandwidth.errors import UpstreamError
 from gateway.console.auth import Session, Sessions, same
 from gateway.console.geo import MapView
@@ -124,6 +124,8 @@ class Console:
             stale_after=settings.emergency_query_stale_after,
         )
         self.map_view = MapView(settings.console_tile_url)
+        #: Sign-in attempts per client address: 10 at once, then one every 6 seconds.
+        self.sign_ins = DeviceRateLimiter(10 / 60, 10, maxsize=10_000)
         self.env = Environment(
             loader=FileSystemLoader(_HERE / "templates"),
             autoescape=select_autoescape(default=True),
@@ -182,7 +184,12 @@ class Console:
                 if not same(session.csrf, str(form.get("csrf", ""))):
                     return self._refused("The form's security token is missing or wrong.", 403)
                 request.state.form = form
-            return await page(request, session)
+            try:
+                return await page(request, session)
+            except StoreUnavailable as exc:
+                return self._refused(f"The state store cannot be reached: {exc}", 503)
+            except _Refused as refused:
+                return self._refused(refused.message, refused.status)
 
         return endpoint
 
@@ -266,6 +273,12 @@ class Console:
             return self._refused(refused.message, refused.status)
         if not self.sessions.sign_in_token_valid(request, str(form.get("csrf", ""))):
             return self._refused("The form's security token is missing or wrong.", 403)
+        client = request.client.host if request.client is not None else ""
+        wait = self.sign_ins.acquire(client)
+        if wait is not None:
+            slow_down = self._refused("Too many sign-in attempts: wait a little.", 429)
+            slow_down.headers["Retry-After"] = str(self.sign_ins.retry_after(wait))
+            return slow_down
         key = str(form.get("key", ""))[:512]
         principal = services(request).admin_keys.match(key) if key else None
         if principal is None:
@@ -318,9 +331,7 @@ class Console:
         search = request.query_params.get("q", "")
         state = request.query_params.get("state", "")
         states = [state] if state in STATES else []
-        page = await queries.devices(
-            search=search, states=states, after=request.query_params.get("after") or None
-        )
+        page = await queries.devices(search=search, states=states, after=_key(request, "after"))
         return self.render(
             request,
             session,
@@ -339,7 +350,7 @@ class Console:
         found = await queries.device(aeui)
         history = await queries.history(key=aeui, before=self._int(request, "before"))
         if found is None and not history.items:
-            raise HTTPException(404, "There is no device with that AEUI.")
+            raise _Refused("There is no device with that AEUI.", 404)
         return self.render(
             request,
             session,
@@ -377,25 +388,21 @@ class Console:
         queries = self._queries(request)
         if queries is None:
             return self._no_store(request, session, "Locations")
-        page = await queries.locations(after=request.query_params.get("after") or None)
+        page = await queries.locations(after=_key(request, "after"))
         return self.render(request, session, "locations.html", title="Locations", page=page)
 
     async def failures(self, request: Request, session: Session) -> Response:
         queries = self._queries(request)
         if queries is None:
             return self._no_store(request, session, "Failures")
-        page = await queries.devices(
-            states=("failed", "pending"), after=request.query_params.get("after") or None
-        )
+        page = await queries.devices(states=("failed", "pending"), after=_key(request, "after"))
         return self.render(
             request,
             session,
             "failures.html",
             title="Failures",
             page=page,
-            outcome=request.query_params.get("outcome", "")[:80],
-            outcome_aeui=request.query_params.get("aeui", "")[:64],
-            detail=request.query_params.get("detail", "")[:300],
+            flash=self.sessions.read_flash(request.query_params.get("flash", "")),
             failed_after=self.thresholds.failed_after,
         )
 
@@ -415,14 +422,15 @@ class Console:
                 outcome, detail = "unknown", ""
             else:
                 outcome, detail = ("written" if wrote else "held"), ""
-        query = urlencode({"aeui": aeui, "outcome": outcome, "detail": detail})
-        return RedirectResponse(f"/console/failures?{query}", status_code=303)
+        # Signed: a link cannot put words in the carrier's mouth on an operator's screen.
+        flash = self.sessions.sign_flash([aeui, outcome, detail[:300]])
+        return RedirectResponse(f"/console/failures?{urlencode({'flash': flash})}", 303)
 
     async def map(self, request: Request, session: Session) -> Response:
         queries = self._queries(request)
         if queries is None:
             return self._no_store(request, session, "Map")
-        page = await queries.mapped(after=request.query_params.get("after") or None)
+        page = await queries.mapped(after=_key(request, "after"))
         return self.render(
             request,
             session,
@@ -431,6 +439,11 @@ class Console:
             page=page,
             drawing=self.map_view.draw(page.items),
         )
+
+
+def _key(request: Request, name: str) -> str | None:
+    """A keyset page's key (an AEUI or a location ID: 64 characters at most)."""
+    return request.query_params.get(name, "")[:64] or None
 
 
 def _safe_next(target: str) -> str:

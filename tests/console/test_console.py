@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import itsdangerous.timed
 import pytest
 from starlette.datastructures import Secret
 
@@ -246,5 +249,83 @@ def test_a_failed_write_is_listed_and_retried_through_the_pipeline() -> None:
             assert stored.confirmed and stored.caller_name == "LOBBY EAST"
             history = await gw.http.get("/console/devices/lobby-7")
             assert "repaired" in history.text
+
+    run(scenario())
+
+
+def test_a_session_ends_at_its_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with gateway(settings(console_session_minutes=10.0)) as gw:
+            await signed_in(gw)
+            assert (await gw.http.get("/console/devices")).status_code == 200
+            later = time.time() + 601
+            monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: later)
+            assert (await gw.http.get("/console/devices")).status_code == 303
+
+    run(scenario())
+
+
+def test_sign_in_attempts_are_limited_per_client() -> None:
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            answers = [await sign_in(gw.http, key=f"guess-{i:020d}") for i in range(11)]
+            assert [a.status_code for a in answers] == [401] * 10 + [429]
+            assert int(answers[-1].headers["Retry-After"]) >= 1
+            # The right key too, until the bucket refills: a guesser cannot race an operator in.
+            assert (await sign_in(gw.http)).status_code == 429
+
+    run(scenario())
+
+
+def test_only_the_console_writes_the_retry_outcome() -> None:
+    """The outcome of a retry travels signed: a link cannot show an operator false words."""
+
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            await signed_in(gw)
+            forged = await gw.http.get(
+                "/console/failures",
+                params={"flash": '["x","carrier-error","call 555-0100 now"]', "detail": "call"},
+            )
+            assert forged.status_code == 200 and "555-0100" not in forged.text
+
+    run(scenario())
+
+
+def test_without_a_store_the_pages_say_so() -> None:
+    async def scenario() -> None:
+        async with gateway(settings(database_url="none")) as gw:
+            await signed_in(gw)
+            for path in ("/console/devices", "/console/calls", "/console/failures"):
+                page = await gw.http.get(path)
+                assert page.status_code == 200 and "without a state store" in page.text
+            overview = await gw.http.get("/console/")
+            assert "process memory only" in overview.text
+
+    run(scenario())
+
+
+def test_the_map_draws_tiles_only_from_the_configured_server() -> None:
+    tiles = "https://tiles.example.test/{z}/{x}/{y}.png"
+
+    async def scenario() -> None:
+        for tile_url in (None, tiles):
+            async with gateway(settings(console_tile_url=tile_url)) as gw:
+                fix = {"latitude": 40.74844, "longitude": -73.98566, "accuracyMeters": 7}
+                answer = await gw.report(report("desk-1", EMPIRE_STATE, 0, geo=fix))
+                assert answer.status_code == 200
+                await signed_in(gw)
+                page = await gw.http.get("/console/map")
+                csp = page.headers["content-security-policy"]
+                assert 'href="/console/devices/desk-1"' in page.text and "<circle" in page.text
+                if tile_url is None:
+                    assert "<image" not in page.text and "img-src 'self';" in csp
+                else:
+                    hrefs = re.findall(r'<image href="([^"]+)"', page.text)
+                    assert hrefs and all(
+                        re.fullmatch(r"https://tiles\.example\.test/\d+/\d+/\d+\.png", h)
+                        for h in hrefs
+                    )
+                    assert "img-src 'self' https://tiles.example.test;" in csp
 
     run(scenario())
