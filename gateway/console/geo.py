@@ -49,6 +49,17 @@ def _world(latitude: float, longitude: float, zoom: int) -> tuple[float, float]:
     return x, y
 
 
+def _zoom(span_x: float, span_y: float) -> int:
+    """The closest zoom at which spans (in zoom-0 pixels) fit inside the padded frame."""
+    fits = min(
+        (WIDTH - 2 * _PAD) / span_x if span_x > 0 else math.inf,
+        (HEIGHT - 2 * _PAD) / span_y if span_y > 0 else math.inf,
+    )
+    if fits == math.inf:
+        return _MAX_ZOOM
+    return max(0, min(_MAX_ZOOM, math.floor(math.log2(fits))))
+
+
 class MapView:
     def __init__(self, tile_url: str | None) -> None:
         self.tile_url = tile_url
@@ -57,25 +68,19 @@ class MapView:
         located = [d for d in found if d.latitude is not None and d.longitude is not None]
         if not located:
             return Drawing(WIDTH, HEIGHT, [], [], 0)
-        zoom = self._zoom(located)
-        world = [_world(d.latitude or 0.0, d.longitude or 0.0, zoom) for d in located]
-        xs = [x for x, _ in world]
-        ys = [y for _, y in world]
-        left = (min(xs) + max(xs)) / 2 - WIDTH / 2
-        top = (min(ys) + max(ys)) / 2 - HEIGHT / 2
-        points = [Point(x - left, y - top, d) for (x, y), d in zip(world, located, strict=True)]
+        # Projected once at zoom 0; each zoom level doubles every distance.
+        base = [_world(d.latitude or 0.0, d.longitude or 0.0, 0) for d in located]
+        xs = [x for x, _ in base]
+        ys = [y for _, y in base]
+        zoom = _zoom(max(xs) - min(xs), max(ys) - min(ys))
+        scale = 2**zoom
+        left = (min(xs) + max(xs)) / 2 * scale - WIDTH / 2
+        top = (min(ys) + max(ys)) / 2 * scale - HEIGHT / 2
+        points = [
+            Point(x * scale - left, y * scale - top, d)
+            for (x, y), d in zip(base, located, strict=True)
+        ]
         return Drawing(WIDTH, HEIGHT, points, self._tiles(zoom, left, top), zoom)
-
-    @staticmethod
-    def _zoom(located: Sequence[Device]) -> int:
-        """The closest zoom at which every point fits inside the padded frame."""
-        for zoom in range(_MAX_ZOOM, -1, -1):
-            world = [_world(d.latitude or 0.0, d.longitude or 0.0, zoom) for d in located]
-            span_x = max(x for x, _ in world) - min(x for x, _ in world)
-            span_y = max(y for _, y in world) - min(y for _, y in world)
-            if span_x <= WIDTH - 2 * _PAD and span_y <= HEIGHT - 2 * _PAD:
-                return zoom
-        return 0
 
     def _tiles(self, zoom: int, left: float, top: float) -> list[Tile]:
         if not self.tile_url:

@@ -118,6 +118,7 @@ def test_pages_of_100k_devices_are_paged_in_the_database(url: str) -> None:
                 search=f"(202) {number(77_777)[5:8]}-{number(77_777)[8:]}"
             )
             assert [d.aeui for d in found.items] == ["dev-0077777"]
+            number_plan = await plan(store, queries.statements[0])
             by_prefix = await queries.devices(search="dev-000012")
             assert [d.aeui for d in by_prefix.items] == [f"dev-{i:07d}" for i in range(120, 130)]
             by_name = await queries.devices(search="room 99999")
@@ -141,6 +142,8 @@ def test_pages_of_100k_devices_are_paged_in_the_database(url: str) -> None:
             assert newest.items[-1].id > older.items[0].id
             history_plan = await plan(store, queries.statements[0])
 
+            # A number is found through its index (and an AEUI through the primary key's).
+            assert "ix_devices_telephone_number" in number_plan, number_plan
             if store.dialect == "sqlite":
                 # Read in key order, never sorted whole.
                 assert "TEMP B-TREE" not in page_plan, page_plan
