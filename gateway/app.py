@@ -276,6 +276,10 @@ def create_app(
     routes += emergency.routes(settings)
     if sandbox_app is not None:
         routes.append(Mount(SANDBOX_PREFIX, app=sandbox_app))
+    if settings.console:
+        from gateway.console import console_mount
+
+        routes.append(console_mount(settings))
     routes.append(
         Route("/metrics", _AsgiEndpoint(make_asgi_app(metrics.registry)), methods=["GET"])
     )

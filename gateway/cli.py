@@ -236,6 +236,7 @@ def _print_sandbox_banner(settings: Settings, host: str, port: int) -> None:
         f"{device}"
         f"  query token:   {settings.emergency_query_token}   (the carrier's location query)\n"
         f"  simulator:     {base}{SANDBOX_PREFIX}/_sim/state\n"
+        f"  console:       {base}/console/   (sign in with the admin key)\n"
         "Paste these to follow the README (`dlr-gateway token --aeui ID` mints more tokens):\n"
         + "\n".join(f"  {line}" for line in exports),
         flush=True,

@@ -62,6 +62,13 @@ def _check_api(env: str, api: str) -> None:
         raise SettingsError(f"{env} must be {' or '.join(CARRIER_APIS)}")
 
 
+def _check_tile_url(env: str, url: str | None) -> None:
+    if url is None:
+        return
+    if not url.startswith(("https://", "http://")) or not all(f"{{{k}}}" in url for k in "zxy"):
+        raise SettingsError(f"{env} must be an http(s) URL with {{z}}, {{x}} and {{y}} in it")
+
+
 def _check_unknown_caller(env: str, policy: str) -> None:
     if policy not in UNKNOWN_CALLER_POLICIES:
         raise SettingsError(f"{env} must be 404 or default")
@@ -640,6 +647,31 @@ class Settings:
         "seconds between two looks for newly stale devices",
         gt=0,
     )
+    console: bool = setting(
+        "GATEWAY_CONSOLE",
+        False,
+        "serve the operator console at `/console/` (sign-in with an admin key); on in sandbox mode",
+    )
+    console_tile_url: str | None = setting(
+        "GATEWAY_CONSOLE_TILE_URL",
+        None,
+        "the console map's tiles, e.g. `https://tile.example.org/{z}/{x}/{y}.png`; without it, "
+        "points on a plain background and no request to any other host",
+        clean=str.strip,
+        check=_check_tile_url,
+    )
+    console_session_minutes: float = setting(
+        "GATEWAY_CONSOLE_SESSION_MINUTES",
+        480.0,
+        "a console sign-in lasts this long",
+        gt=0,
+    )
+    console_session_secret: Secret | None = setting(
+        "GATEWAY_CONSOLE_SESSION_SECRET",
+        None,
+        "signs console session cookies, shared by every replica (secret; at least 32 characters); "
+        "unset: a random one per process (a restart signs everyone out)",
+    )
     #: Set by ``serve --sandbox`` (``for_sandbox``), never read from the environment.
     sandbox: bool = False
 
@@ -699,6 +731,7 @@ class Settings:
             if str(self.bandwidth_password)
             else Secret(SANDBOX_PASSWORD),
             database_url=self.database_url or SANDBOX_DATABASE_URL,
+            console=True,
         )
 
     def problems(self) -> list[str]:
@@ -717,6 +750,8 @@ class Settings:
             found.append("every key in GATEWAY_ADMIN_KEYS must be at least 16 characters")
         if self.device_jwt_secret is not None and len(str(self.device_jwt_secret)) < 32:
             found.append("GATEWAY_DEVICE_JWT_SECRET must be at least 32 characters (HS256)")
+        if self.console_session_secret is not None and len(str(self.console_session_secret)) < 32:
+            found.append("GATEWAY_CONSOLE_SESSION_SECRET must be at least 32 characters")
         if not self.bandwidth_base_url.startswith(("https://", "http://")):
             found.append("BANDWIDTH_BASE_URL must be an http(s) URL")
         return found

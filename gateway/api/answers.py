@@ -134,6 +134,8 @@ class EmergencyLocation(BaseModel):
     radius: int = omitted(description="Meters (default 50).", ge=1)
     callback: str = omitted(description="Callback number, E.164.")
     name: str = omitted(description="Caller name.")
+
+
 class PendingReport(BaseModel):
     """A report whose write the carrier accepted but had not carried out within the report's
     deadline (Bandwidth's v2 API provisions asynchronously): the device's new binding is

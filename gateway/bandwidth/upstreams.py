@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import httpx
 
-    from gateway.bandwidth.exchanges import AbandonedHook
     from gateway.bandwidth.client import BandwidthClient
+    from gateway.bandwidth.exchanges import AbandonedHook
     from gateway.metrics import Metrics
     from gateway.settings import Settings
 

@@ -147,14 +147,14 @@ class BandwidthV2Client(BandwidthClient):
     # -- endpoints ----------------------------------------------------------------------
 
     async def list_endpoints(self) -> EndpointListResponse:
-        found = await self._get(Operation("listAllEndpoints", "GET"), "/endpoints", EndpointList)
+        found = await self._fetch(Operation("listAllEndpoints", "GET"), "/endpoints", EndpointList)
         endpoints = tuple(self._with_aeui(mapping.endpoint_of(e)) for e in found.endpoints)
         return EndpointListResponse(total_count=len(endpoints), endpoints=endpoints)
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
         path = self._path("/endpoints/", endpoint_id, "endpoint ID")
         await self._settle(endpoint_id)
-        answer = await self._get(Operation("getEndpoint", "GET"), path, EndpointAnswer)
+        answer = await self._fetch(Operation("getEndpoint", "GET"), path, EndpointAnswer)
         return self._remember(self._with_aeui(mapping.endpoint_of(answer)))
 
     async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
@@ -205,7 +205,7 @@ class BandwidthV2Client(BandwidthClient):
         held = self._held.get(endpoint_id)
         if held is None:
             await self._settle(endpoint_id)
-            answer = await self._get(Operation("getEndpoint", "GET"), path, EndpointAnswer)
+            answer = await self._fetch(Operation("getEndpoint", "GET"), path, EndpointAnswer)
             held = mapping.endpoint_of(answer)
         if (held.caller_name, held.telephone_number) != (sent.caller_name, sent.telephone_number):
             await self.delete_endpoint(endpoint_id)
@@ -227,7 +227,7 @@ class BandwidthV2Client(BandwidthClient):
     # -- addresses ----------------------------------------------------------------------
 
     async def list_locations(self) -> LocationListResponse:
-        found = await self._get(Operation("listAddresses", "GET"), "/addresses", AddressList)
+        found = await self._fetch(Operation("listAddresses", "GET"), "/addresses", AddressList)
         locations = tuple(map(mapping.location_of, found.addresses))
         return LocationListResponse(total_count=len(locations), locations=locations)
 
@@ -257,7 +257,7 @@ class BandwidthV2Client(BandwidthClient):
     async def get_location(self, location_id: str) -> Location:
         path = self._path("/addresses/", location_id, "location ID")
         return mapping.location_of(
-            await self._get(Operation("getAddress", "GET"), path, AddressAnswer)
+            await self._fetch(Operation("getAddress", "GET"), path, AddressAnswer)
         )
 
     async def update_location(self, location_id: str, location: Location) -> Location:
@@ -275,7 +275,7 @@ class BandwidthV2Client(BandwidthClient):
 
     async def list_notification_recipients(self) -> NotificationRecipientListResponse:
         op = Operation("listNotifications", "GET")
-        found = await self._get(op, "/notifications", NotificationList)
+        found = await self._fetch(op, "/notifications", NotificationList)
         return NotificationRecipientListResponse(
             notification_recipients=tuple(map(mapping.recipient_of, found.notifications))
         )
@@ -300,11 +300,11 @@ class BandwidthV2Client(BandwidthClient):
 
     async def order_details(self, order_id: str) -> OrderDetails:
         path = self._path("/orders/", order_id, "order ID") + "/details"
-        return await self._get(Operation("getOrderDetails", "GET"), path, OrderDetails)
+        return await self._fetch(Operation("getOrderDetails", "GET"), path, OrderDetails)
 
     async def order_history(self, order_id: str) -> OrderHistory:
         path = self._path("/orders/", order_id, "order ID") + "/history"
-        return await self._get(Operation("getOrderHistory", "GET"), path, OrderHistory)
+        return await self._fetch(Operation("getOrderHistory", "GET"), path, OrderHistory)
 
     async def _follow(self, op: Operation, root: Body, endpoint: Endpoint) -> None:
         """Wait, with bounded backoff, until the order that ``root`` names has ended."""
@@ -378,7 +378,7 @@ class BandwidthV2Client(BandwidthClient):
         wait = self.follow_first
         while True:
             try:
-                answer = await self._get(Operation("getEndpoint", "GET"), path, EndpointAnswer)
+                answer = await self._fetch(Operation("getEndpoint", "GET"), path, EndpointAnswer)
             except UpstreamNotFound:
                 answer = None
             if answer is not None and answer.address_id == endpoint.location_id:
@@ -481,7 +481,7 @@ class BandwidthV2Client(BandwidthClient):
             op, path, record, retryable=retryable, conflict_is_success=op.method == "POST"
         )
 
-    async def _get(self, op: Operation, path: str, kind: type[M]) -> M:
+    async def _fetch(self, op: Operation, path: str, kind: type[M]) -> M:
         root = await self._call(op, path)
         if root is None:
             raise UpstreamParseError(f"{op.name}: the answer has no body", operation=op.name)

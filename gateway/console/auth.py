@@ -1,0 +1,135 @@
+"""Console sessions: an admin key signs in once, then a signed cookie carries the session.
+
+The cookie (``dlr_console``) is signed with itsdangerous and carries its own issue time: it
+is refused past ``GATEWAY_CONSOLE_SESSION_MINUTES``, after sign-out (its ID is remembered until
+it would have expired), and when tampered with. It is ``HttpOnly``, ``SameSite=Strict``,
+scoped to ``/console`` and ``Secure`` over HTTPS. Every form carries the session's CSRF token;
+the sign-in form, before there is a session, a token of its own paired with a signed cookie.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.requests import Request
+from starlette.responses import Response
+
+SESSION_COOKIE = "dlr_console"
+SIGN_IN_COOKIE = "dlr_console_signin"
+COOKIE_PATH = "/console"
+#: Sign-outs remembered at most (the oldest are forgotten first; they expire anyway).
+_MAX_REVOKED = 100_000
+#: How long a sign-in form may wait before it is sent.
+_SIGN_IN_SECONDS = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    sid: str
+    subject: str
+    csrf: str
+
+
+class Sessions:
+    """Issues, reads and revokes console sessions."""
+
+    def __init__(self, secret: str | None, lifetime_seconds: float) -> None:
+        key = secret or secrets.token_urlsafe(32)
+        self._serializer = URLSafeTimedSerializer(key, salt="dlr-console-session")
+        self._sign_in = URLSafeTimedSerializer(key, salt="dlr-console-sign-in")
+        self._flash = URLSafeTimedSerializer(key, salt="dlr-console-flash")
+        self.lifetime = max(1, round(lifetime_seconds))
+        self._revoked: dict[str, float] = {}
+
+    def issue(self, response: Response, request: Request, subject: str) -> Session:
+        session = Session(secrets.token_urlsafe(16), subject, secrets.token_urlsafe(32))
+        value = self._serializer.dumps([session.sid, session.subject, session.csrf])
+        _set_cookie(response, request, SESSION_COOKIE, value, int(self.lifetime))
+        response.delete_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+        return session
+
+    def read(self, request: Request) -> Session | None:
+        value = request.cookies.get(SESSION_COOKIE)
+        if not value or len(value) > 1024:
+            return None
+        try:
+            data: Any = self._serializer.loads(value, max_age=self.lifetime)
+        except BadSignature:  # SignatureExpired is one too
+            return None
+        if not (
+            isinstance(data, list) and len(data) == 3 and all(isinstance(v, str) for v in data)
+        ):
+            return None
+        session = Session(*data)
+        if session.sid in self._revoked:
+            return None
+        return session
+
+    def revoke(self, response: Response, session: Session) -> None:
+        now = time.monotonic()
+        for sid, until in list(self._revoked.items()):
+            if until < now or len(self._revoked) >= _MAX_REVOKED:
+                del self._revoked[sid]
+        self._revoked[session.sid] = now + self.lifetime
+        response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+
+    def _sign_in_token(self, request: Request) -> str | None:
+        value = request.cookies.get(SIGN_IN_COOKIE, "")
+        if not value or len(value) > 512:
+            return None
+        try:
+            token: Any = self._sign_in.loads(value, max_age=_SIGN_IN_SECONDS)
+        except BadSignature:
+            return None
+        return token if isinstance(token, str) else None
+
+    def sign_in_token(self, request: Request) -> tuple[str, str | None]:
+        """The sign-in form's CSRF token, and the cookie value to set (``None``: kept)."""
+        token = self._sign_in_token(request)
+        if token is not None:
+            return token, None
+        token = secrets.token_urlsafe(32)
+        return token, self._sign_in.dumps(token)
+
+    def set_sign_in_cookie(self, response: Response, request: Request, value: str) -> None:
+        _set_cookie(response, request, SIGN_IN_COOKIE, value, _SIGN_IN_SECONDS)
+
+    def sign_in_token_valid(self, request: Request, posted: str) -> bool:
+        token = self._sign_in_token(request)
+        return token is not None and same(token, posted)
+
+    def sign_flash(self, words: list[str]) -> str:
+        """A message for the next page, signed so that only the console can write one."""
+        return self._flash.dumps(words)
+
+    def read_flash(self, value: str) -> list[str] | None:
+        if not value or len(value) > 2048:
+            return None
+        try:
+            words: Any = self._flash.loads(value, max_age=600)
+        except BadSignature:
+            return None
+        if isinstance(words, list) and len(words) == 3 and all(isinstance(w, str) for w in words):
+            return words
+        return None
+
+
+def same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _set_cookie(response: Response, request: Request, name: str, value: str, age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=age,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )

@@ -1,0 +1,491 @@
+"""The console's routes: server-rendered pages under ``/console/``, behind an admin sign-in."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.api.context import Services, services
+from gateway.api.emergency import UNKNOWN_CALLER_KEY
+from gateway.api.limits import DeviceRateLimiter
+from gateway.bandwidth.errors import UpstreamError
+from gateway.console.auth import Session, Sessions, same
+from gateway.console.geo import MapView
+from gateway.console.queries import EMERGENCY_QUERY, STATES, ConsoleQueries, Thresholds
+from gateway.settings import Settings
+from gateway.store.errors import StoreUnavailable
+from gateway.store.sql import SqlStateStore
+
+_HERE = Path(__file__).parent
+_MAX_FORM_BYTES = 4096
+_CARRIER_ERROR_OUTCOMES = frozenset({"error", "timeout", "late_error"})
+
+
+def _tile_origin(url: str | None) -> str:
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    return f" {parts.scheme}://{parts.netloc}"
+
+
+class _Refused(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class _Headers:
+    """A strict Content-Security-Policy and friends on every console answer."""
+
+    def __init__(self, app: ASGIApp, csp: str) -> None:
+        self.app = app
+        self.headers = [
+            (b"content-security-policy", csp.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            # Not no-referrer: Chromium then sends "Origin: null" with the console's own forms.
+            (b"referrer-policy", b"same-origin"),
+            (b"x-frame-options", b"DENY"),
+            (b"cache-control", b"no-store"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in {name for name, _ in self.headers}
+                ]
+                message["headers"] = kept + self.headers
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+def duration(seconds: float | None) -> str:
+    """A span a person reads at a glance: ``42 s``, ``5 min``, ``3 h``, ``2 d``."""
+    if seconds is None:
+        return "—"
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{math.floor(seconds / size)} {unit}"
+    return f"{math.floor(seconds)} s"
+
+
+def age(moment: datetime | None, now: datetime) -> str:
+    """How long ago ``moment`` was, as ``duration`` writes it."""
+    return "—" if moment is None else duration((now - moment).total_seconds())
+
+
+def address_line(address: dict[str, Any] | None) -> str:
+    if not address:
+        return "—"
+    street = " ".join(
+        str(address[k])
+        for k in ("houseNumber", "houseSuffix", "preDirectional", "streetName", "streetSuffix")
+        if address.get(k)
+    )
+    parts = [
+        street,
+        str(address.get("addressLine2") or ""),
+        str(address.get("city") or ""),
+        " ".join(str(address.get(k) or "") for k in ("stateCode", "zip")).strip(),
+    ]
+    line = ", ".join(p for p in parts if p)
+    return line or "—"
+
+
+class Console:
+    """The console app: its templates, sessions and routes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        secret = settings.console_session_secret
+        self.sessions = Sessions(
+            str(secret) if secret is not None else None, settings.console_session_minutes * 60
+        )
+        self.thresholds = Thresholds(
+            failed_after=settings.report_deadline + settings.upstream_settle_timeout,
+            stale_after=settings.emergency_query_stale_after,
+        )
+        self.map_view = MapView(settings.console_tile_url)
+        #: Sign-in attempts per client address: 10 at once, then one every 6 seconds.
+        self.sign_ins = DeviceRateLimiter(10 / 60, 10, maxsize=10_000)
+        self.env = Environment(
+            loader=FileSystemLoader(_HERE / "templates"),
+            autoescape=select_autoescape(default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.globals.update(address_line=address_line, duration=duration, states=STATES)
+        tile = _tile_origin(settings.console_tile_url)
+        self.csp = (
+            "default-src 'none'; script-src 'self'; style-src 'self'; "
+            f"img-src 'self'{tile}; form-action 'self'; frame-ancestors 'none'; "
+            "base-uri 'none'; connect-src 'self'"
+        )
+
+    def mount(self) -> Mount:
+        guarded: list[tuple[str, Callable[..., Awaitable[Response]], list[str]]] = [
+            ("/", self.overview, ["GET"]),
+            ("/devices", self.devices, ["GET"]),
+            ("/devices/{aeui}", self.device, ["GET"]),
+            ("/calls", self.calls, ["GET"]),
+            ("/locations", self.locations, ["GET"]),
+            ("/failures", self.failures, ["GET"]),
+            ("/failures/retry", self.retry, ["POST"]),
+            ("/map", self.map, ["GET"]),
+            ("/signout", self.sign_out, ["POST"]),
+        ]
+        routes: list[BaseRoute] = [
+            Route("/signin", self.sign_in_page, methods=["GET"], name="console_signin"),
+            Route("/signin", self.sign_in, methods=["POST"]),
+            Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="console_static"),
+        ]
+        routes += [Route(path, self._guard(page), methods=m) for path, page, m in guarded]
+        return Mount("/console", routes=routes, middleware=[Middleware(_Headers, csp=self.csp)])
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _guard(
+        self, page: Callable[[Request, Session], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Signed in, or sent to the sign-in page; a form also needs its CSRF token."""
+
+        async def endpoint(request: Request) -> Response:
+            session = self.sessions.read(request)
+            if session is None:
+                if request.method != "GET":
+                    return self._refused("Your session has ended: sign in again.", 401)
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(
+                    "/console/signin?" + urlencode({"next": target}), status_code=303
+                )
+            if request.method == "POST":
+                try:
+                    form = await self._form(request)
+                except _Refused as refused:
+                    return self._refused(refused.message, refused.status)
+                if not same(session.csrf, str(form.get("csrf", ""))):
+                    return self._refused("The form's security token is missing or wrong.", 403)
+                request.state.form = form
+            try:
+                return await page(request, session)
+            except StoreUnavailable as exc:
+                return self._refused(f"The state store cannot be reached: {exc}", 503)
+            except _Refused as refused:
+                return self._refused(refused.message, refused.status)
+
+        return endpoint
+
+    async def _form(self, request: Request) -> FormData:
+        """A small urlencoded form from this site (``Origin``, when sent, must be the console's)."""
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+            raise _Refused("The form came from another site.", 403)
+        if not request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            raise _Refused("The form's security token is missing or wrong.", 403)
+        size = request.headers.get("content-length")
+        if size is None or not size.isdigit() or int(size) > _MAX_FORM_BYTES:
+            raise _Refused("The form is too large.", 413)
+        return await request.form(max_files=0, max_fields=16)
+
+    def _refused(self, message: str, status: int) -> Response:
+        body = self.env.get_template("refused.html").render(message=message, status=status)
+        return HTMLResponse(body, status_code=status)
+
+    def render(
+        self, request: Request, session: Session | None, name: str, **context: Any
+    ) -> HTMLResponse:
+        s = services(request)
+        body = self.env.get_template(name).render(
+            request=request,
+            session=session,
+            now=datetime.now().astimezone(),
+            age=age,
+            sandbox=s.settings.sandbox,
+            path=request.url.path,
+            **context,
+        )
+        return HTMLResponse(body, status_code=context.get("status", 200))
+
+    def _queries(self, request: Request) -> ConsoleQueries | None:
+        store = services(request).pipeline.ledger
+        if isinstance(store, SqlStateStore):
+            return ConsoleQueries(store, self.thresholds)
+        return None
+
+    def _no_store(self, request: Request, session: Session, title: str) -> Response:
+        return self.render(request, session, "no_store.html", title=title)
+
+    @staticmethod
+    def _int(request: Request, name: str) -> int | None:
+        value = request.query_params.get(name, "")
+        return int(value) if value.isdigit() and len(value) < 19 else None
+
+    # -- sign-in -------------------------------------------------------------
+
+    async def sign_in_page(self, request: Request) -> Response:
+        if self.sessions.read(request) is not None:
+            return RedirectResponse("/console/", status_code=303)
+        next_page = request.query_params.get("next", "")
+        return self._sign_in_form(request, next_page, error=None, status=200)
+
+    def _sign_in_form(
+        self, request: Request, next_page: str, *, error: str | None, status: int
+    ) -> Response:
+        token, cookie = self.sessions.sign_in_token(request)
+        response = self.render(
+            request,
+            None,
+            "signin.html",
+            title="Sign in",
+            csrf=token,
+            error=error,
+            next=_safe_next(next_page),
+            status=status,
+        )
+        if cookie is not None:
+            self.sessions.set_sign_in_cookie(response, request, cookie)
+        return response
+
+    async def sign_in(self, request: Request) -> Response:
+        try:
+            form = await self._form(request)
+        except _Refused as refused:
+            return self._refused(refused.message, refused.status)
+        if not self.sessions.sign_in_token_valid(request, str(form.get("csrf", ""))):
+            return self._refused("The form's security token is missing or wrong.", 403)
+        client = request.client.host if request.client is not None else ""
+        wait = self.sign_ins.acquire(client)
+        if wait is not None:
+            slow_down = self._refused("Too many sign-in attempts: wait a little.", 429)
+            slow_down.headers["Retry-After"] = str(self.sign_ins.retry_after(wait))
+            return slow_down
+        key = str(form.get("key", ""))[:512]
+        principal = services(request).admin_keys.match(key) if key else None
+        if principal is None:
+            return self._sign_in_form(
+                request,
+                str(form.get("next", "")),
+                error="That key is not an admin key.",
+                status=401,
+            )
+        response = RedirectResponse(_safe_next(str(form.get("next", ""))), status_code=303)
+        self.sessions.issue(response, request, principal.subject)
+        return response
+
+    async def sign_out(self, request: Request, session: Session) -> Response:
+        response = RedirectResponse("/console/signin", status_code=303)
+        self.sessions.revoke(response, session)
+        return response
+
+    # -- pages ---------------------------------------------------------------
+
+    async def overview(self, request: Request, session: Session) -> Response:
+        s = services(request)
+        health = await s.readiness.check()
+        queries = self._queries(request)
+        counts: dict[str, int] | None = None
+        hour: dict[str, int] = {}
+        store_error = None
+        if queries is not None:
+            try:
+                counts = await queries.state_counts()
+                hour = await queries.last_hour()
+            except StoreUnavailable as exc:
+                store_error = str(exc)
+        return self.render(
+            request,
+            session,
+            "overview.html",
+            title="Overview",
+            health=health,
+            counts=counts,
+            hour=hour,
+            store_error=store_error,
+            since_start=_since_start(s),
+        )
+
+    async def devices(self, request: Request, session: Session) -> Response:
+        queries = self._queries(request)
+        if queries is None:
+            return self._no_store(request, session, "Devices")
+        search = request.query_params.get("q", "")
+        state = request.query_params.get("state", "")
+        states = [state] if state in STATES else []
+        page = await queries.devices(search=search, states=states, after=_key(request, "after"))
+        return self.render(
+            request,
+            session,
+            "devices.html",
+            title="Devices",
+            page=page,
+            search=search,
+            state=state if states else "",
+        )
+
+    async def device(self, request: Request, session: Session) -> Response:
+        queries = self._queries(request)
+        if queries is None:
+            return self._no_store(request, session, "Device")
+        aeui = str(request.path_params["aeui"])[:64]
+        found = await queries.device(aeui)
+        history = await queries.history(key=aeui, before=self._int(request, "before"))
+        if found is None and not history.items:
+            raise _Refused("There is no device with that AEUI.", 404)
+        return self.render(
+            request,
+            session,
+            "device.html",
+            title=f"Device {aeui}",
+            aeui=aeui,
+            device=found,
+            history=history,
+            emergency=EMERGENCY_QUERY,
+        )
+
+    async def calls(self, request: Request, session: Session) -> Response:
+        queries = self._queries(request)
+        if queries is None:
+            return self._no_store(request, session, "911 calls")
+        unknown = request.query_params.get("unknown") == "1"
+        page = await queries.history(
+            key=UNKNOWN_CALLER_KEY if unknown else None,
+            kind=EMERGENCY_QUERY,
+            before=self._int(request, "before"),
+        )
+        s = services(request)
+        return self.render(
+            request,
+            session,
+            "calls.html",
+            title="911 calls",
+            page=page,
+            unknown=unknown,
+            unknown_key=UNKNOWN_CALLER_KEY,
+            latency=_query_latency(s),
+        )
+
+    async def locations(self, request: Request, session: Session) -> Response:
+        queries = self._queries(request)
+        if queries is None:
+            return self._no_store(request, session, "Locations")
+        page = await queries.locations(after=_key(request, "after"))
+        return self.render(request, session, "locations.html", title="Locations", page=page)
+
+    async def failures(self, request: Request, session: Session) -> Response:
+        queries = self._queries(request)
+        if queries is None:
+            return self._no_store(request, session, "Failures")
+        page = await queries.devices(states=("failed", "pending"), after=_key(request, "after"))
+        return self.render(
+            request,
+            session,
+            "failures.html",
+            title="Failures",
+            page=page,
+            flash=self.sessions.read_flash(request.query_params.get("flash", "")),
+            failed_after=self.thresholds.failed_after,
+        )
+
+    async def retry(self, request: Request, session: Session) -> Response:
+        """Redo a device's write through the pipeline's repair (the reconciler's own path)."""
+        aeui = str(request.state.form.get("aeui", ""))[:64]
+        pipeline = services(request).pipeline
+        try:
+            wrote = await pipeline.repair(aeui)
+        except UpstreamError as exc:
+            outcome, detail = "carrier-error", str(exc)
+        except StoreUnavailable as exc:
+            outcome, detail = "store-error", str(exc)
+        else:
+            current = await pipeline.ledger.get(aeui)
+            if current is None:
+                outcome, detail = "unknown", ""
+            else:
+                outcome, detail = ("written" if wrote else "held"), ""
+        # Signed: a link cannot put words in the carrier's mouth on an operator's screen.
+        flash = self.sessions.sign_flash([aeui, outcome, detail[:300]])
+        return RedirectResponse(f"/console/failures?{urlencode({'flash': flash})}", 303)
+
+    async def map(self, request: Request, session: Session) -> Response:
+        queries = self._queries(request)
+        if queries is None:
+            return self._no_store(request, session, "Map")
+        page = await queries.mapped(after=_key(request, "after"))
+        return self.render(
+            request,
+            session,
+            "map.html",
+            title="Map",
+            page=page,
+            drawing=self.map_view.draw(page.items),
+        )
+
+
+def _key(request: Request, name: str) -> str | None:
+    """A keyset page's key (an AEUI or a location ID: 64 characters at most)."""
+    return request.query_params.get(name, "")[:64] or None
+
+
+def _safe_next(target: str) -> str:
+    """Only a console path: never another site (``//evil``) nor a scheme."""
+    if (
+        target.startswith("/console/")
+        and not target.startswith("/console//")
+        and "\\" not in target
+        and all(c.isprintable() for c in target)
+    ):
+        return target[:500]
+    return "/console/"
+
+
+def _since_start(s: Services) -> dict[str, int]:
+    """Reports by result, and carrier calls (all; and those that failed: no answer, 429 or
+    5xx), since this process started."""
+    found = {"carrier_calls": 0, "carrier_errors": 0}
+    for metric in s.metrics.registry.collect():
+        for sample in metric.samples:
+            if sample.name == "dlr_reports_total":
+                key = f"reports_{sample.labels.get('result', '')}"
+                found[key] = found.get(key, 0) + int(sample.value)
+            elif sample.name == "dlr_upstream_request_duration_seconds_count":
+                outcome = sample.labels.get("status", "")
+                # A 404 is an answer (an endpoint not there yet), not a carrier error.
+                failed = outcome.isdigit() and (int(outcome) >= 500 or outcome == "429")
+                if failed or outcome in _CARRIER_ERROR_OUTCOMES:
+                    found["carrier_errors"] += int(sample.value)
+                found["carrier_calls"] += int(sample.value)
+    return found
+
+
+def _query_latency(s: Services) -> dict[str, float]:
+    """The call-time query's count and mean latency in this process, by result."""
+    counts: dict[str, float] = {}
+    sums: dict[str, float] = {}
+    for metric in s.metrics.registry.collect():
+        for sample in metric.samples:
+            result = sample.labels.get("result", "")
+            if sample.name == "dlr_emergency_query_duration_seconds_count":
+                counts[result] = sample.value
+            elif sample.name == "dlr_emergency_query_duration_seconds_sum":
+                sums[result] = sample.value
+    return {r: 1000 * sums.get(r, 0.0) / n for r, n in counts.items() if n}

@@ -1,0 +1,331 @@
+"""The operator console, in process: sign-in and sessions, CSRF, the pages' content, retry."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import itsdangerous.timed
+import pytest
+from starlette.datastructures import Secret
+
+from gateway.console.auth import SESSION_COOKIE
+from gateway.dlr.binding import Binding
+from gateway.settings import Settings, SettingsError
+from tests.console.common import csrf_of, sign_in
+from tests.harness import (
+    ADMIN_KEY,
+    EMPIRE_STATE,
+    Gateway,
+    gateway,
+    gateway_settings,
+    phone_of,
+    report,
+)
+
+QUERY_TOKEN = "query-token-abcdef0123456789"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def settings(**changes: Any) -> Settings:
+    return gateway_settings(emergency_query_token=Secret(QUERY_TOKEN), **changes)
+
+
+async def signed_in(gw: Gateway) -> str:
+    """Sign in; the CSRF token of the session's forms."""
+    answer = await sign_in(gw.http)
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/"
+    overview = await gw.http.get("/console/")
+    assert overview.status_code == 200
+    return csrf_of(overview.text)
+
+
+def test_the_console_is_off_unless_configured() -> None:
+    async def scenario() -> None:
+        async with gateway(replace(settings(), console=False)) as gw:
+            assert (await gw.http.get("/console/")).status_code == 404
+            assert (await gw.http.get("/console/signin")).status_code == 404
+
+    run(scenario())
+    assert Settings.from_environ({}, env_file=None).console is False
+    assert Settings.from_environ({"GATEWAY_CONSOLE": "true"}, env_file=None).console is True
+    assert Settings().for_sandbox("http://127.0.0.1:8080/sandbox/bandwidth/api").console is True
+
+
+def test_a_tile_url_must_name_its_tiles() -> None:
+    with pytest.raises(SettingsError, match="with \\{z\\}, \\{x\\} and \\{y\\}"):
+        Settings.from_environ({"GATEWAY_CONSOLE_TILE_URL": "https://tiles.test/a.png"}, None)
+    with pytest.raises(SettingsError):
+        Settings.from_environ({"GATEWAY_CONSOLE_TILE_URL": "javascript:{z}{x}{y}"}, None)
+
+
+def test_sign_in_sets_a_strict_session_cookie_and_pages_need_it() -> None:
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            gw.http.headers.pop("Authorization")
+            # Every page, signed out: the sign-in page, which comes back to it after.
+            for path in ("/console/", "/console/devices?q=x", "/console/failures"):
+                answer = await gw.http.get(path)
+                assert answer.status_code == 303
+                assert answer.headers["location"].startswith("/console/signin?next=")
+            # Not even an admin key in a header opens a page: the console has its own sign-in.
+            header = {"Authorization": f"Bearer {ADMIN_KEY}"}
+            assert (await gw.http.get("/console/devices", headers=header)).status_code == 303
+            answer = await sign_in(gw.http)
+            assert answer.status_code == 303
+            cookie = answer.headers["set-cookie"].lower()
+            for attribute in ("httponly", "samesite=strict", "path=/console", "max-age=28800"):
+                assert attribute in cookie
+            page = await gw.http.get("/console/")
+            assert page.status_code == 200 and "Devices by state" in page.text
+            csp = page.headers["content-security-policy"]
+            assert "script-src 'self'" in csp and "default-src 'none'" in csp
+            assert "unsafe-inline" not in csp and "img-src 'self';" in csp
+            assert page.headers["x-frame-options"] == "DENY"
+            # Nothing inline a strict policy would block (the pages work without it anyway).
+            assert "<script>" not in page.text and " style=" not in page.text
+
+    run(scenario())
+
+
+def test_a_wrong_key_a_forged_cookie_and_a_form_without_its_token_are_refused() -> None:
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            wrong = await sign_in(gw.http, key="not-the-admin-key-at-all")
+            assert wrong.status_code == 401 and "not an admin key" in wrong.text
+            assert SESSION_COOKIE not in gw.http.cookies
+            # The sign-in form itself needs its token.
+            answer = await gw.http.post("/console/signin", data={"key": "x", "next": "/"})
+            assert answer.status_code == 403
+            forged = httpx.AsyncClient(transport=gw.http._transport, base_url="http://gateway")
+            async with forged:
+                forged.cookies.set(SESSION_COOKIE, '["a","admin-key-0","b"].aaaa.bbbb', "gateway")
+                assert (await forged.get("/console/")).status_code == 303
+            csrf = await signed_in(gw)
+            retry = "/console/failures/retry"
+            assert (await gw.http.post(retry, data={"aeui": "x"})).status_code == 403
+            wrong_token = {"aeui": "x", "csrf": csrf[:-2] + "zz"}
+            assert (await gw.http.post(retry, data=wrong_token)).status_code == 403
+            # A form from another site, with the token (were it ever leaked): refused too.
+            other = await gw.http.post(
+                retry, data={"aeui": "x", "csrf": csrf}, headers={"Origin": "https://evil.test"}
+            )
+            assert other.status_code == 403
+            # Sign-out needs the token, and ends the session for good: the old cookie is dead.
+            old = gw.http.cookies[SESSION_COOKIE]
+            assert (await gw.http.post("/console/signout", data={})).status_code == 403
+            out = await gw.http.post("/console/signout", data={"csrf": csrf})
+            assert out.status_code == 303 and out.headers["location"] == "/console/signin"
+            gw.http.cookies.set(SESSION_COOKIE, old, "gateway", "/console")
+            assert (await gw.http.get("/console/")).status_code == 303
+
+    run(scenario())
+
+
+def test_sign_in_returns_only_to_a_console_page() -> None:
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            gw.http.headers.pop("Authorization")
+            for target, expected in (
+                ("/console/calls?unknown=1", "/console/calls?unknown=1"),
+                ("//evil.test/console/", "/console/"),
+                ("https://evil.test/", "/console/"),
+                ("/console//evil.test", "/console/"),
+                ("/console/\\evil.test", "/console/"),
+            ):
+                form = await gw.http.get("/console/signin", params={"next": target})
+                answer = await gw.http.post(
+                    "/console/signin",
+                    data={"csrf": csrf_of(form.text), "key": ADMIN_KEY, "next": target},
+                )
+                assert answer.headers["location"] == expected, target
+                gw.http.cookies.clear()
+
+    run(scenario())
+
+
+def test_a_device_found_by_number_its_history_and_the_911_calls() -> None:
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            applied = await gw.report(report("desk-42", EMPIRE_STATE, 0, caller="ROOM 42"))
+            assert applied.status_code == 200, applied.text
+            number = phone_of("desk-42")
+            for caller in (number, "+12025550100"):  # the device's, and no one's
+                query = await gw.http.get(
+                    "/v1/emergency-calls/location",
+                    params={"to": "911", "from": caller, "token": QUERY_TOKEN},
+                )
+                assert query.status_code in (200, 404)
+            overview = (await gw.http.get("/console/")).text if await signed_in(gw) else ""
+            # A report's lookup of an endpoint not there yet (404) is no carrier error.
+            assert "carrier errors</th><td>0</td>" in overview.replace("\n", "")
+            assert "carrier calls</th><td>3</td>" in overview.replace("\n", "")
+            # The queries are recorded after their answers, in the background.
+            for _ in range(200):
+                calls = await gw.http.get("/console/calls")
+                if "+12025550100" in calls.text and number in calls.text:
+                    break
+                await asyncio.sleep(0.05)
+            # By number, as written by a person (national format), by AEUI, by name.
+            national = f"({number[2:5]}) {number[5:8]}-{number[8:]}"
+            for search in (national, "desk-4", "room 4"):
+                found = await gw.http.get("/console/devices", params={"q": search})
+                assert 'href="/console/devices/desk-42"' in found.text, search
+            missing = await gw.http.get("/console/devices", params={"q": "nobody"})
+            assert "No device matches" in missing.text
+            device = await gw.http.get("/console/devices/desk-42")
+            assert device.status_code == 200
+            text = device.text
+            assert "ROOM 42" in text and applied.json()["locationId"] in text
+            assert "applied" in text and "911 call-time query" in text
+            assert f"<td>{number}</td>" in calls.text
+            assert 'href="/console/devices/desk-42"' in calls.text
+            unknown = await gw.http.get("/console/calls", params={"unknown": "1"})
+            assert "+12025550100" in unknown.text and number not in unknown.text
+            assert "unknown caller" in unknown.text
+            locations = await gw.http.get("/console/locations")
+            assert applied.json()["locationId"] in locations.text
+            assert (await gw.http.get("/console/devices/nobody")).status_code == 404
+
+    run(scenario())
+
+
+async def unconfirmed(gw: Gateway, aeui: str, caller: str) -> Binding:
+    """The device's binding changed in the store but never reached the carrier: what a
+    replica that stopped in the middle of a write leaves behind."""
+    store = gw.app.state.services.pipeline.ledger
+    current = await store.get(aeui)
+    assert current is not None and current.confirmed
+    claim = await store.claim(
+        replace(current, caller_name=caller, confirmed=False, observed_at=datetime.now(UTC)),
+        credential="replica-that-died",
+    )
+    assert claim.won
+    return claim.current
+
+
+def test_a_failed_write_is_listed_and_retried_through_the_pipeline() -> None:
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            applied = await gw.report(report("lobby-7", EMPIRE_STATE, 0, caller="LOBBY"))
+            assert applied.status_code == 200, applied.text
+            endpoint_id = applied.json()["endpointId"]
+            await unconfirmed(gw, "lobby-7", "LOBBY EAST")
+            csrf = await signed_in(gw)
+            failures = await gw.http.get("/console/failures")
+            assert 'href="/console/devices/lobby-7"' in failures.text
+            assert "state-pending" in failures.text
+            # The carrier fails: the console says so, in the carrier's words, and keeps it.
+            gw.simulator.config.fault_kinds = ("500",)
+            gw.simulator.config.fault_rate = 1.0
+            retry = await gw.http.post(
+                "/console/failures/retry",
+                data={"aeui": "lobby-7", "csrf": csrf},
+                follow_redirects=True,
+            )
+            assert retry.status_code == 200
+            assert "carrier refused or failed" in retry.text and "simulated 500" in retry.text
+            assert gw.simulator.store.endpoints[endpoint_id].caller_name == "LOBBY"
+            # The carrier is back: the retry writes the device's binding, now confirmed.
+            gw.simulator.config.fault_rate = 0.0
+            gw.app.state.services.upstream.breaker.success()
+            retry = await gw.http.post(
+                "/console/failures/retry",
+                data={"aeui": "lobby-7", "csrf": csrf},
+                follow_redirects=True,
+            )
+            assert "written to the carrier again" in retry.text, retry.text
+            assert 'href="/console/devices/lobby-7"' not in retry.text  # no longer failing
+            assert gw.simulator.store.endpoints[endpoint_id].caller_name == "LOBBY EAST"
+            stored = await gw.app.state.services.pipeline.ledger.get("lobby-7")
+            assert stored.confirmed and stored.caller_name == "LOBBY EAST"
+            history = await gw.http.get("/console/devices/lobby-7")
+            assert "repaired" in history.text
+
+    run(scenario())
+
+
+def test_a_session_ends_at_its_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with gateway(settings(console_session_minutes=10.0)) as gw:
+            await signed_in(gw)
+            assert (await gw.http.get("/console/devices")).status_code == 200
+            later = time.time() + 601
+            monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: later)
+            assert (await gw.http.get("/console/devices")).status_code == 303
+
+    run(scenario())
+
+
+def test_sign_in_attempts_are_limited_per_client() -> None:
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            answers = [await sign_in(gw.http, key=f"guess-{i:020d}") for i in range(11)]
+            assert [a.status_code for a in answers] == [401] * 10 + [429]
+            assert int(answers[-1].headers["Retry-After"]) >= 1
+            # The right key too, until the bucket refills: a guesser cannot race an operator in.
+            assert (await sign_in(gw.http)).status_code == 429
+
+    run(scenario())
+
+
+def test_only_the_console_writes_the_retry_outcome() -> None:
+    """The outcome of a retry travels signed: a link cannot show an operator false words."""
+
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            await signed_in(gw)
+            forged = await gw.http.get(
+                "/console/failures",
+                params={"flash": '["x","carrier-error","call 555-0100 now"]', "detail": "call"},
+            )
+            assert forged.status_code == 200 and "555-0100" not in forged.text
+
+    run(scenario())
+
+
+def test_without_a_store_the_pages_say_so() -> None:
+    async def scenario() -> None:
+        async with gateway(settings(database_url="none")) as gw:
+            await signed_in(gw)
+            for path in ("/console/devices", "/console/calls", "/console/failures"):
+                page = await gw.http.get(path)
+                assert page.status_code == 200 and "without a state store" in page.text
+            overview = await gw.http.get("/console/")
+            assert "process memory only" in overview.text
+
+    run(scenario())
+
+
+def test_the_map_draws_tiles_only_from_the_configured_server() -> None:
+    tiles = "https://tiles.example.test/{z}/{x}/{y}.png"
+
+    async def scenario() -> None:
+        for tile_url in (None, tiles):
+            async with gateway(settings(console_tile_url=tile_url)) as gw:
+                fix = {"latitude": 40.74844, "longitude": -73.98566, "accuracyMeters": 7}
+                answer = await gw.report(report("desk-1", EMPIRE_STATE, 0, geo=fix))
+                assert answer.status_code == 200
+                await signed_in(gw)
+                page = await gw.http.get("/console/map")
+                csp = page.headers["content-security-policy"]
+                assert 'href="/console/devices/desk-1"' in page.text and "<circle" in page.text
+                if tile_url is None:
+                    assert "<image" not in page.text and "img-src 'self';" in csp
+                else:
+                    hrefs = re.findall(r'<image href="([^"]+)"', page.text)
+                    assert hrefs and all(
+                        re.fullmatch(r"https://tiles\.example\.test/\d+/\d+/\d+\.png", h)
+                        for h in hrefs
+                    )
+                    assert "img-src 'self' https://tiles.example.test;" in csp
+
+    run(scenario())
