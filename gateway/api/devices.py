@@ -50,7 +50,7 @@ from gateway.api.pidf import (
     read_pidf_report,
     with_caller,
 )
-from gateway.api.problems import Problem
+from gateway.api.problems import Problem, refuse_unknown_query
 from gateway.api.schemas import (
     ReportSource,
     check_string,
@@ -560,6 +560,7 @@ async def history_page(
 ) -> Response:
     """One page of the history under ``key`` (a device, a location, a number): ``limit``
     entries before the entry ``before``, newest first, and the ``nextBefore`` to go on."""
+    refuse_unknown_query(request, "limit", "before")
     limit = _int_param(request, "limit", 50, 1, _HISTORY_MAX)
     before = _int_param(request, "before", None, 1, 2**62)
     assert limit is not None

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.answers import model_response
-from gateway.api.problems import Problem
+from gateway.api.problems import Problem, refuse_unknown_query
 from gateway.api.routing import resource
 from gateway.api.webhook_models import CURSOR_PATTERN, Event, EventPage, EventRetry
 from gateway.api.webhooks import admin_events
@@ -46,6 +46,7 @@ def _limit(value: str | None) -> int:
 
 async def list_events(request: Request) -> Response:
     events = admin_events(request)
+    refuse_unknown_query(request, "limit", "cursor", "type")
     params = request.query_params
     limit = _limit(params.get("limit"))
     cursor = params.get("cursor")

@@ -35,7 +35,7 @@ from gateway.api.network_models import (
     NetworkResolution,
     read_observations,
 )
-from gateway.api.problems import Problem
+from gateway.api.problems import Problem, refuse_unknown_query
 from gateway.api.routing import resource
 from gateway.api.schemas import read_json, require_object
 from gateway.bandwidth.errors import UpstreamNotFound
@@ -188,10 +188,7 @@ MAX_OFFSET = 10**9
 
 async def list_entries(kind: Kind, request: Request) -> Response:
     _admin(request)
-    unknown = sorted(set(request.query_params) - {"offset", "limit"})
-    if unknown:
-        errors = [FieldError(name[:40], "unknown query parameter") for name in unknown[:5]]
-        raise Problem(422, "The query is not valid.", errors=errors)
+    refuse_unknown_query(request, "offset", "limit")
     offset = _page(request, "offset", 0, 0, MAX_OFFSET)
     limit = _page(request, "limit", 1, 100, MAX_PAGE)
     wiremap = wiremap_of(request)

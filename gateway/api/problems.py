@@ -122,6 +122,14 @@ class Problem(Exception):
         return f"{self.status} {self.detail}"
 
 
+def refuse_unknown_query(request: Request, *known: str) -> None:
+    """A 422 naming the query parameters the operation does not take (at most five)."""
+    unknown = sorted(set(request.query_params) - set(known))
+    if unknown:
+        errors = [FieldError(name[:40], "unknown query parameter") for name in unknown[:5]]
+        raise Problem(422, "The query is not valid.", errors=errors)
+
+
 def problem_response(problem: Problem, instance: str | None = None) -> Response:
     kind = problem.kind or _KINDS.get(problem.status, "error")
     shown = list(problem.errors[:MAX_ERRORS])

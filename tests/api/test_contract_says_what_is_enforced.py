@@ -71,6 +71,16 @@ def test_history_before_is_bounded(client: TestClient) -> None:
     assert client.get("/v1/devices/alice/history", params={"before": 2**62}).status_code == 200
 
 
+def test_an_unknown_query_parameter_is_refused_by_name(client: TestClient) -> None:
+    """The document's query parameters are all there is: one it does not name is a 422 that
+    says which (schemathesis found ``?=null`` accepted), not silently ignored."""
+    for path in ("/v1/devices/alice/history", "/v1/locations/LOC1/history"):
+        answer = client.get(path, params={"limit": 5, "befor": 9, "": "null"})
+        assert answer.status_code == 422, (path, answer.text)
+        assert [e["field"] for e in answer.json()["errors"]] == ["", "befor"]
+        assert client.get(path, params={"limit": 5}).status_code in (200, 404)
+
+
 @pytest.mark.parametrize("text", ["\x00", "\x1b[31m", "\x7f", "\uffff"])
 def test_control_characters_in_address_fields_are_forbidden(client: TestClient, text: str) -> None:
     body = {"address": {**ADDRESS, "city": f"WASH{text}INGTON"}}

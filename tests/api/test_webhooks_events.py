@@ -112,6 +112,8 @@ def test_an_unknown_caller_is_still_an_emergency_call_event() -> None:
             await _written(gw)
             (event,) = (await gw.http.get("/v1/events")).json()["events"]
             assert event["type"] == "emergency_call"
+            odd = await gw.http.get("/v1/events", params={"cursor": "0~0", "": "null"})
+            assert odd.status_code == 422 and odd.json()["errors"][0]["field"] == ""
             assert event["data"]["answer"] == "not_found" and event["data"]["device"] is None
 
     asyncio.run(main())
