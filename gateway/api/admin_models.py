@@ -58,7 +58,9 @@ EMAIL_PATTERN = f"^{_EMAIL_PART}@{_EMAIL_PART}\\.{_EMAIL_PART}{END}"
 _KINDS = (
     "A device: applied (the carrier took a report), repaired, admin_edit, deleted (an admin "
     "deleted its endpoint), coordinates_conflict (a fix contradicted the address), "
-    "emergency_query. A number: number_owned, number_assigned, number_shared, "
+    "emergency_query, provisioning_failed (the carrier refused, after the gateway had "
+    "answered, a write it answered pending or a repair's: ``after.carrierError``). "
+    "A number: number_owned, number_assigned, number_shared, "
     "number_released. A location: location_created, location_updated, location_deleted, "
     "location_lost (the carrier no longer held it)."
 )

@@ -19,6 +19,7 @@ from gateway.bandwidth import codec
 from gateway.bandwidth.errors import (
     CodecError,
     UpstreamParseError,
+    UpstreamRejected,
 )
 from gateway.bandwidth.models import (
     Endpoint,
@@ -124,6 +125,11 @@ class BandwidthClient(CarrierCalls):
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
         return await self._get(Endpoint, "getEndpoint", self._endpoint_path(endpoint_id))
+
+    def refusal(self, endpoint_id: str) -> tuple[Endpoint, UpstreamRejected] | None:
+        """A write answered before the carrier carried it out, then refused: never here,
+        where every write is done or refused when answered (the v2 API overrides this)."""
+        return None
 
     async def update_endpoint(self, endpoint_id: str, endpoint: Endpoint) -> Endpoint:
         path = self._endpoint_path(endpoint_id)

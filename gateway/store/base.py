@@ -59,6 +59,10 @@ class HistoryKind(enum.StrEnum):
     LOCATION_UPDATED = "location_updated"
     LOCATION_DELETED = "location_deleted"
     LOCATION_LOST = "location_lost"
+    #: The carrier refused a device's binding after the gateway had answered (a 202 whose
+    #: order failed, or a repair's write): the binding stays unconfirmed, the carrier's
+    #: words in ``after.carrierError``. Once per claim.
+    PROVISIONING_FAILED = "provisioning_failed"
     #: A notification recipient an admin created (under ``RECIPIENTS_KEY``).
     RECIPIENT_CREATED = "recipient_created"
 
@@ -276,9 +280,10 @@ class StateStore(Ledger, Protocol):
     async def release(self, aeui: str, owner: str) -> bool: ...
 
     async def checked(
-        self, aeui: str, owner: str, confirmed: bool, *, version: int | None = None
+        self, aeui: str, owner: str, confirmed: bool | None, *, version: int | None = None
     ) -> bool:
         """``owner`` compared the device with the carrier: record when and whether the
         carrier holds it (only if the row is still at ``version``, when given), and release
-        the lease. False when ``owner`` no longer holds it."""
+        the lease. ``confirmed=None``: the check failed (the carrier refused or was
+        unavailable), so only when is recorded. False when ``owner`` no longer holds it."""
         ...

@@ -589,10 +589,14 @@ class SqlStateStore(DriverPaths):
 
     @_whole
     async def checked(
-        self, aeui: str, owner: str, confirmed: bool, *, version: int | None = None
+        self, aeui: str, owner: str, confirmed: bool | None, *, version: int | None = None
     ) -> bool:
-        confirmed_value: sa.ColumnElement[bool] | bool = confirmed
-        if version is not None:
+        confirmed_value: sa.ColumnElement[bool] | bool
+        if confirmed is None:
+            confirmed_value = devices.c.confirmed
+        elif version is None:
+            confirmed_value = confirmed
+        else:
             confirmed_value = sa.case(
                 (devices.c.version == version, sa.literal(confirmed)), else_=devices.c.confirmed
             )

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 
+from gateway.bandwidth.v2.models import ValidationStatus
 from gateway.dlr.ids import endpoint_id_for
 from gateway.dlr.pipeline import Pipeline
 from gateway.settings import Settings
@@ -266,6 +267,68 @@ def test_v2_an_order_past_the_follow_timeout_is_202_then_completes_in_the_backgr
                 gw.metrics.registry.get_sample_value("dlr_reports_total", {"result": "pending"})
                 == 1.0
             )
+
+    run(scenario())
+
+
+def test_v2_an_order_that_fails_after_the_202_is_recorded_and_not_retried_forever() -> None:
+    """The carrier took the write (202 pending), then its order failed, and the carrier
+    refuses the re-write too (the address turned INVALID there): the device's history and a
+    ``provisioning_failed`` event say so in the carrier's words, the binding stays
+    unconfirmed (nothing half-done reported as done), and the reconciler does not hammer the
+    carrier with the same refused write every tick."""
+
+    async def scenario() -> None:
+        settings = _v2_settings(bandwidth_v2_follow_timeout=0.2, report_deadline=2.0)
+        sim = _v2_simulator(settings, order_seconds=0.6)
+        async with gateway(settings, sim_app=sim) as gw:
+            answer = await gw.report(report("doomed", WHITE_HOUSE, 0))
+            assert answer.status_code == 202, answer.text
+            location_id = answer.json()["locationId"]
+            simulator: V2Simulator = gw.simulator  # type: ignore[assignment]
+            account = simulator.v2
+            account.addresses[location_id] = account.addresses[location_id].model_copy(
+                update={"validation_status": ValidationStatus.INVALID}
+            )
+            for order in account.orders.values():
+                order.error = f"address {location_id} is INVALID: it cannot route 911 calls"
+            await pipeline_of(gw).idle()
+            assert endpoint_id_for("doomed") not in account.endpoints
+            history = (await gw.http.get("/v1/devices/doomed/history")).json()["entries"]
+            assert [e["kind"] for e in history] == ["provisioning_failed"]
+            (failed,) = history
+            assert failed["before"] is None  # the carrier holds no endpoint for it
+            assert failed["after"]["locationId"] == location_id
+            assert "INVALID" in failed["after"]["carrierError"]["message"]
+            stored = await pipeline_of(gw).ledger.get("doomed")
+            assert stored is not None and not stored.confirmed
+            events = (await gw.http.get("/v1/events")).json()["events"]
+            (event,) = [e for e in events if e["type"] == "provisioning_failed"]
+            assert event["data"]["aeui"] == "doomed" and "INVALID" in event["data"]["reason"]
+            assert event["data"]["outcomeUnknown"] is False
+
+            # The reconciler's orphan pass checks it once, then leaves it for a while.
+            store: StateStore = pipeline_of(gw).ledger  # type: ignore[assignment]
+            reconciler = pipeline_of(gw).reconciler
+            seq = gw.last_seq()
+            checked = await reconciler.reconcile(
+                store, "r", batch=10, interval=3600.0, orphaned_after=0.0
+            )
+            assert checked == 1
+            writes = [op for op in gw.operations(seq) if op not in STATUS_READS]
+            assert writes and all(op != "getOrderDetails" for op in writes)
+            seq = gw.last_seq()
+            for _ in range(3):
+                assert (
+                    await reconciler.reconcile(
+                        store, "r", batch=10, interval=3600.0, orphaned_after=30.0
+                    )
+                    == 0
+                )
+            assert gw.operations(seq) == []
+            # Refused again: recorded once for this claim, not once per attempt.
+            history = (await gw.http.get("/v1/devices/doomed/history")).json()["entries"]
+            assert [e["kind"] for e in history] == ["provisioning_failed"]
 
     run(scenario())
 

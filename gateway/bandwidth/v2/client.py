@@ -105,8 +105,12 @@ class BandwidthV2Client(BandwidthClient):
         self.follow_timeout = follow_timeout
         self.follow_first = follow_first
         self.follow_max = follow_max
-        #: Endpoint ID -> (order ID, when it was accepted): orders left open by a write.
-        self.open_orders: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        #: Endpoint ID -> (order ID, when it was accepted, the endpoint written): orders
+        #: left open by a write.
+        self.open_orders: OrderedDict[str, tuple[str, float, Endpoint]] = OrderedDict()
+        #: Endpoint ID -> (the endpoint written, the carrier's refusal): orders left open that
+        #: were then found FAILED, until ``refusal`` takes them.
+        self._failed_orders: OrderedDict[str, tuple[Endpoint, UpstreamRejected]] = OrderedDict()
         #: Endpoint ID -> the endpoint the carrier holds, as last written or read here. v2
         #: keeps no AEUI: this is how a read names the device of an endpoint written here.
         self._held: OrderedDict[str, Endpoint] = OrderedDict()
@@ -142,7 +146,12 @@ class BandwidthV2Client(BandwidthClient):
         """Seconds since the oldest order still open was accepted (0 with none)."""
         if not self.open_orders:
             return 0.0
-        return max(0.0, self._clock() - min(at for _, at in self.open_orders.values()))
+        return max(0.0, self._clock() - min(at for _, at, _ in self.open_orders.values()))
+
+    def refusal(self, endpoint_id: str) -> tuple[Endpoint, UpstreamRejected] | None:
+        """The write an order left open here turned out refused (its order FAILED, found by
+        a later read of the endpoint): the endpoint written and the carrier's words, once."""
+        return self._failed_orders.pop(endpoint_id, None)
 
     # -- endpoints ----------------------------------------------------------------------
 
@@ -345,7 +354,7 @@ class BandwidthV2Client(BandwidthClient):
         except BaseException:
             # Pending, cut short by the report's deadline, or a status read that failed:
             # the order goes on, and a read of the endpoint waits for its end first.
-            self.open_orders[endpoint_id] = (order.order_id, accepted)
+            self.open_orders[endpoint_id] = (order.order_id, accepted, endpoint)
             self.open_orders.move_to_end(endpoint_id)
             while len(self.open_orders) > _REMEMBERED:
                 self.open_orders.popitem(last=False)
@@ -401,7 +410,7 @@ class BandwidthV2Client(BandwidthClient):
         opened = self.open_orders.get(endpoint_id)
         if opened is None:
             return
-        order_id, _ = opened
+        order_id, _, written = opened
         details = await self.order_details(order_id)
         if details.status.open:
             raise UpstreamPending(
@@ -413,8 +422,13 @@ class BandwidthV2Client(BandwidthClient):
         try:
             self._ended("getEndpoint", order_id, details.status, details, None)
         except UpstreamRejected as exc:
-            # The read goes on: the carrier holds whatever it held before that order.
+            # The read goes on: the carrier holds whatever it held before that order. The
+            # refusal waits for whoever follows the write (``refusal``).
             log.warning("endpoint %s: %s", endpoint_id, exc.message)
+            self._failed_orders[endpoint_id] = (written, exc)
+            self._failed_orders.move_to_end(endpoint_id)
+            while len(self._failed_orders) > _REMEMBERED:
+                self._failed_orders.popitem(last=False)
 
     def _ended(
         self,

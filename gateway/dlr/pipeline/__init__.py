@@ -107,6 +107,7 @@ class Pipeline:
             self.background,
             on_repair=on_repair,
             retry_delays=repair_retry_delays,
+            events=events,
         )
         self.reports = Reports(
             geocoder,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from gateway.bandwidth.errors import UpstreamRejected
 from gateway.bandwidth.models import Address, Endpoint, EndpointListResponse, Location
 from gateway.dlr.address import Normalized
 from gateway.geocoding.results import GeocodeResult
@@ -19,6 +20,10 @@ class Carrier(Protocol):
     async def create_endpoint(self, endpoint: Endpoint) -> Endpoint: ...
     async def update_endpoint(self, endpoint_id: str, endpoint: Endpoint) -> Endpoint: ...
     async def list_endpoints(self) -> EndpointListResponse: ...
+    def refusal(self, endpoint_id: str) -> tuple[Endpoint, UpstreamRejected] | None:
+        """A write that was answered pending, then refused: the endpoint written and the
+        carrier's words, once."""
+        ...
 
 
 class Geocoder(Protocol):

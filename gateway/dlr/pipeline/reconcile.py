@@ -60,6 +60,9 @@ class Reconciler:
                 lease_seconds=lease,
                 only_unconfirmed=True,
                 applied_before=now - timedelta(seconds=orphaned_after),
+                # One whose check failed waits as long again: a refused or unreachable
+                # write is not retried every tick.
+                older_than=now - timedelta(seconds=orphaned_after),
             )
         if len(rows) < batch:
             older = now - timedelta(seconds=interval)
@@ -79,7 +82,13 @@ class Reconciler:
         for row in rows:
             try:
                 await self.repairs.repair(row.aeui)
-            except (UpstreamError, StoreUnavailable) as exc:
+            except UpstreamError as exc:
+                # Checked, not conclusively: its next turn is a while away (an orphan's
+                # ``orphaned_after``, anyone else's ``interval``), not the next tick.
+                log.info("reconcile: %s not checked: %s", row.aeui, type(exc).__name__)
+                await store.checked(row.aeui, owner, None)
+                continue
+            except StoreUnavailable as exc:
                 log.info("reconcile: %s not checked: %s", row.aeui, type(exc).__name__)
                 await store.release(row.aeui, owner)
                 continue

@@ -9,14 +9,16 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 
-from gateway.bandwidth.errors import UpstreamError, UpstreamNotFound
+from gateway.bandwidth.errors import UpstreamError, UpstreamNotFound, UpstreamRejected
 from gateway.bandwidth.models import Endpoint
 from gateway.concurrency import KeyedLocks
+from gateway.dlr.binding import Binding, observed
 from gateway.dlr.ledger import Ledger
 from gateway.dlr.pipeline.knowledge import Knowledge
 from gateway.dlr.pipeline.ports import Carrier
 from gateway.dlr.pipeline.records import endpoint_json, taken
 from gateway.dlr.pipeline.writes import CarrierWrites
+from gateway.events.model import EventSink, provisioning_failed
 from gateway.store.base import HistoryKind, HistoryRecord
 from gateway.store.errors import StoreUnavailable
 
@@ -57,6 +59,8 @@ class Repairs:
     background: Background
     on_repair: Callable[[str], None] | None
     retry_delays: tuple[float, ...]
+    #: Where ``provisioning_failed`` goes when the carrier refuses a write in the background.
+    events: EventSink | None = None
 
     def maybe_applied(self, alternate_end_user_id: str) -> None:
         """A write failed, but the carrier may hold it (or hold it later).
@@ -99,6 +103,14 @@ class Repairs:
             try:
                 await self.repair(aeui)
                 return
+            except UpstreamRejected as exc:
+                if not exc.ambiguous:
+                    return  # refused, and recorded: the same write would be refused again
+                if wait is None:
+                    log.warning("repair of %s gave up after %d tries: %s", aeui, attempt + 1, exc)
+                    self.known.distrust(aeui)
+                    return
+                await asyncio.sleep(wait)
             except (UpstreamError, StoreUnavailable) as exc:
                 if wait is None:
                     log.warning("repair of %s gave up after %d tries: %s", aeui, attempt + 1, exc)
@@ -118,9 +130,24 @@ class Repairs:
                 held: Endpoint | None = await self.carrier.get_endpoint(desired.endpoint_id)
             except UpstreamNotFound:
                 held = None
-            if held is not None and desired.same_as(
+            holds = held is not None and desired.same_as(
                 held.location_id or "", held.caller_name or "", held.telephone_number or ""
+            )
+            refused = self.carrier.refusal(desired.endpoint_id)
+            if (
+                not holds
+                and refused is not None
+                and desired.same_as(
+                    refused[0].location_id or "",
+                    refused[0].caller_name or "",
+                    refused[0].telephone_number or "",
+                )
             ):
+                # The write answered pending (202) was refused since: so would its re-write be.
+                self.known.distrust(aeui)
+                await self._refused(stored, held, refused[1])
+                raise refused[1]
+            if held is not None and holds:
                 # An unconfirmed binding the carrier holds: a write whose answer was lost
                 # (a timeout, a replica that died) landed after all. Recorded now.
                 late = None
@@ -140,7 +167,12 @@ class Repairs:
                 telephone_number=desired.telephone_number,
             )
             self.known.distrust(aeui)
-            await self.writes.endpoint(endpoint, desired.address)
+            try:
+                await self.writes.endpoint(endpoint, desired.address)
+            except UpstreamRejected as exc:
+                if not exc.ambiguous:
+                    await self._refused(stored, held, exc)
+                raise
             log.warning(
                 "repaired %s: the carrier held location %s, not %s",
                 aeui,
@@ -167,3 +199,50 @@ class Repairs:
                 # replica), and this write may have landed after it: check again.
                 self.maybe_applied(aeui)
             return True
+
+    async def _refused(self, stored: Binding, held: Endpoint | None, exc: UpstreamError) -> None:
+        """The carrier refused the device's desired binding after the gateway had answered
+        (a 202 whose order failed, or a repair): it stays unconfirmed (the console's
+        failures, the device's next report writes it again), and the refusal is recorded in
+        the device's history and sent as ``provisioning_failed``, once per claim."""
+        log.warning("repair of %s refused by the carrier: %s", stored.aeui, exc.message)
+        latest = await self.ledger.history(stored.aeui, limit=1)
+        if (
+            latest
+            and latest[0].kind == HistoryKind.PROVISIONING_FAILED
+            and (latest[0].after or {}).get("version") == stored.version
+        ):
+            return
+        after = {
+            **stored.as_json(),
+            "version": stored.version,
+            "carrierError": {
+                "operation": exc.operation,
+                "status": exc.status,
+                "message": exc.message[:300],
+            },
+        }
+        before = None if held is None else endpoint_json(held)
+        record = HistoryRecord(
+            stored.aeui,
+            HistoryKind.PROVISIONING_FAILED,
+            "gateway",
+            stored.source,
+            before,
+            after,
+            stored.observed_at,
+        )
+        await self.ledger.record(record)
+        if self.events is not None:
+            self.events.emit(
+                provisioning_failed(
+                    stored.aeui,
+                    stored.telephone_number,
+                    stored.location_id,
+                    operation=exc.operation,
+                    status=exc.status,
+                    reason=exc.message,
+                    outcome_unknown=False,
+                    observed_at=observed(stored),
+                )
+            )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.bandwidth.errors import UpstreamError
+from gateway.bandwidth.errors import UpstreamError, UpstreamPending
 from gateway.bandwidth.models import Address, Endpoint
 from gateway.concurrency import KeyedLocks
 from gateway.dlr.binding import Binding, observed
@@ -189,7 +189,8 @@ class Reports:
                         report, resolved, location_id, warnings, credential, check, first_seen
                     )
         except UpstreamError as exc:
-            if self.events is not None:
+            # Pending (202) is not failed: the repair follows it, and reports a refusal.
+            if self.events is not None and not isinstance(exc, UpstreamPending):
                 self.events.emit(
                     provisioning_failed(
                         aeui,
