@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.bandwidth.errors import UpstreamError
+from gateway.bandwidth.errors import UpstreamError, UpstreamRejected
 from gateway.dlr.binding import Binding
 from gateway.dlr.pipeline.repairs import Repairs
 from gateway.store.base import StateStore
@@ -82,13 +82,17 @@ class Reconciler:
         for row in rows:
             try:
                 await self.repairs.repair(row.aeui)
-            except UpstreamError as exc:
-                # Checked, not conclusively: its next turn is a while away (an orphan's
-                # ``orphaned_after``, anyone else's ``interval``), not the next tick.
-                log.info("reconcile: %s not checked: %s", row.aeui, type(exc).__name__)
-                await store.checked(row.aeui, owner, None)
+            except UpstreamRejected as exc:
+                log.info("reconcile: %s refused: %s", row.aeui, type(exc).__name__)
+                if exc.ambiguous:
+                    await store.release(row.aeui, owner)
+                else:
+                    # Refused: its next turn is a while away (an orphan's ``orphaned_after``,
+                    # anyone else's ``interval``), not the next tick, where the same write
+                    # would be refused again. A carrier that is only unreachable is retried.
+                    await store.checked(row.aeui, owner, None)
                 continue
-            except StoreUnavailable as exc:
+            except (UpstreamError, StoreUnavailable) as exc:
                 log.info("reconcile: %s not checked: %s", row.aeui, type(exc).__name__)
                 await store.release(row.aeui, owner)
                 continue
