@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.bandwidth.errors import UpstreamError, UpstreamRejected
+from gateway.bandwidth.errors import UpstreamError
 from gateway.dlr.binding import Binding
-from gateway.dlr.pipeline.repairs import Repairs
+from gateway.dlr.pipeline.repairs import Repairs, refused
 from gateway.store.base import StateStore
 from gateway.store.errors import StoreUnavailable
 
@@ -60,8 +60,8 @@ class Reconciler:
                 lease_seconds=lease,
                 only_unconfirmed=True,
                 applied_before=now - timedelta(seconds=orphaned_after),
-                # One whose check failed waits as long again: a refused or unreachable
-                # write is not retried every tick.
+                # One whose write the carrier refused waits as long again (``checked``
+                # below): it is not re-written every tick.
                 older_than=now - timedelta(seconds=orphaned_after),
             )
         if len(rows) < batch:
@@ -82,19 +82,15 @@ class Reconciler:
         for row in rows:
             try:
                 await self.repairs.repair(row.aeui)
-            except UpstreamRejected as exc:
-                log.info("reconcile: %s refused: %s", row.aeui, type(exc).__name__)
-                if exc.ambiguous:
-                    await store.release(row.aeui, owner)
-                else:
-                    # Refused: its next turn is a while away (an orphan's ``orphaned_after``,
-                    # anyone else's ``interval``), not the next tick, where the same write
-                    # would be refused again. A carrier that is only unreachable is retried.
-                    await store.checked(row.aeui, owner, None)
-                continue
             except (UpstreamError, StoreUnavailable) as exc:
                 log.info("reconcile: %s not checked: %s", row.aeui, type(exc).__name__)
-                await store.release(row.aeui, owner)
+                if refused(exc):
+                    # Its next turn is a while away (an orphan's ``orphaned_after``, anyone
+                    # else's ``interval``), not the next tick, where the same write would be
+                    # refused again. A carrier that is only unreachable is retried.
+                    await store.checked(row.aeui, owner, None)
+                else:
+                    await store.release(row.aeui, owner)
                 continue
             await store.checked(row.aeui, owner, True, version=row.version)
         return len(rows)

@@ -25,6 +25,18 @@ from gateway.store.errors import StoreUnavailable
 log = logging.getLogger("gateway.pipeline")
 
 
+def refused(exc: Exception) -> bool:
+    """Whether the carrier definitively refused a write (the same write would be again)."""
+    return isinstance(exc, UpstreamRejected) and not exc.ambiguous
+
+
+def _binds(desired: Binding, endpoint: Endpoint | None) -> bool:
+    """Whether ``endpoint`` binds the device as ``desired`` does."""
+    return endpoint is not None and desired.same_as(
+        endpoint.location_id or "", endpoint.caller_name or "", endpoint.telephone_number or ""
+    )
+
+
 class Background:
     """The pipeline's background tasks: started here, awaited or cancelled together."""
 
@@ -103,15 +115,9 @@ class Repairs:
             try:
                 await self.repair(aeui)
                 return
-            except UpstreamRejected as exc:
-                if not exc.ambiguous:
-                    return  # refused, and recorded: the same write would be refused again
-                if wait is None:
-                    log.warning("repair of %s gave up after %d tries: %s", aeui, attempt + 1, exc)
-                    self.known.distrust(aeui)
-                    return
-                await asyncio.sleep(wait)
             except (UpstreamError, StoreUnavailable) as exc:
+                if refused(exc):
+                    return  # recorded: the same write would be refused again
                 if wait is None:
                     log.warning("repair of %s gave up after %d tries: %s", aeui, attempt + 1, exc)
                     self.known.distrust(aeui)  # the next report writes again
@@ -130,24 +136,14 @@ class Repairs:
                 held: Endpoint | None = await self.carrier.get_endpoint(desired.endpoint_id)
             except UpstreamNotFound:
                 held = None
-            holds = held is not None and desired.same_as(
-                held.location_id or "", held.caller_name or "", held.telephone_number or ""
-            )
-            refused = self.carrier.refusal(desired.endpoint_id)
-            if (
-                not holds
-                and refused is not None
-                and desired.same_as(
-                    refused[0].location_id or "",
-                    refused[0].caller_name or "",
-                    refused[0].telephone_number or "",
-                )
-            ):
+            holds = _binds(desired, held)
+            refusal = self.carrier.refusal(desired.endpoint_id)
+            if not holds and refusal is not None and _binds(desired, refusal[0]):
                 # The write answered pending (202) was refused since: so would its re-write be.
                 self.known.distrust(aeui)
-                await self._refused(stored, held, refused[1])
-                raise refused[1]
-            if held is not None and holds:
+                await self._refused(stored, held, refusal[1])
+                raise refusal[1]
+            if holds:
                 # An unconfirmed binding the carrier holds: a write whose answer was lost
                 # (a timeout, a replica that died) landed after all. Recorded now.
                 late = None
@@ -169,8 +165,8 @@ class Repairs:
             self.known.distrust(aeui)
             try:
                 await self.writes.endpoint(endpoint, desired.address)
-            except UpstreamRejected as exc:
-                if not exc.ambiguous:
+            except UpstreamError as exc:
+                if refused(exc):
                     await self._refused(stored, held, exc)
                 raise
             log.warning(
