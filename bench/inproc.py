@@ -1,6 +1,6 @@
 """The CPU cost of one request through the app alone: no sockets, no server, no other process.
 
-    python -m bench.inproc [--path unchanged|changed|baseline] [--requests N] [--profile FILE]
+    python -m bench.inproc [--path unchanged|changed|query|baseline] [--requests N] [--profile FILE]
 
 Builds the gateway as ``dlr-gateway serve`` does (``create_app``, the production logging set-up
 writing to ``/dev/null``), with the simulator in-process as its upstream (``SimulatorTransport``,
@@ -9,6 +9,9 @@ no latency), and calls the ASGI app directly, one request at a time, in one even
 - ``unchanged``: devices registered first, then re-reporting their place (0 upstream calls);
 - ``changed``: devices moving between known places (1 upstream call each, through the
   in-process transport: the gateway's client, codec and pipeline, without the socket I/O);
+- ``query``: devices registered first, then the carrier's call-time query
+  (``GET /v1/emergency-calls/location``) for their numbers, ``--gap-ms`` apart (2 ms: the
+  load phase's 500/s), so that the query's history is written in batches as under that load;
 - ``baseline``: the bare Starlette app of ``bench.baseline``.
 
 Requests go one at a time unless ``--concurrency N``: with a state store that batches
@@ -40,33 +43,40 @@ from bench import profile as profiling
 from bench.workload import AddressBook, Device, ObservedClock
 
 ADMIN_KEY = "bench-inproc-admin-key-0123456789"
+QUERY_TOKEN = "bench-inproc-query-token-0123456789"  # noqa: S105 - a bench credential
+QUERY_PATH = "/v1/emergency-calls/location"
 
 
-def _scope(body: bytes) -> dict[str, Any]:
+def _scope(body: bytes, query: str | None = None) -> dict[str, Any]:
+    """A ``POST /v1/location-reports`` of ``body``, or with ``query`` the call-time query."""
+    path = "/v1/location-reports" if query is None else QUERY_PATH
+    headers = [(b"host", b"gateway")]
+    if query is None:
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {ADMIN_KEY}".encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.1",
-        "method": "POST",
+        "method": "POST" if query is None else "GET",
         "scheme": "http",
-        "path": "/v1/location-reports",
-        "raw_path": b"/v1/location-reports",
+        "path": path,
+        "raw_path": path.encode(),
         "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"gateway"),
-            (b"content-type", b"application/json"),
-            (b"authorization", f"Bearer {ADMIN_KEY}".encode()),
-            (b"content-length", str(len(body)).encode()),
-        ],
+        "query_string": (query or "").encode(),
+        "headers": headers,
         "client": ("127.0.0.1", 40000),
         "server": ("127.0.0.1", 8080),
         "state": {},
     }
 
 
-async def call(app: ASGIApp, body: bytes) -> int:
-    """One ``POST /v1/location-reports``; the answer's status."""
+async def call(app: ASGIApp, body: bytes, query: str | None = None) -> int:
+    """One ``POST /v1/location-reports`` (or, with ``query``, one call-time query); the
+    answer's status."""
     sent = False
     status = 0
 
@@ -82,7 +92,7 @@ async def call(app: ASGIApp, body: bytes) -> int:
         if message["type"] == "http.response.start":
             status = message["status"]
 
-    await app(_scope(body), receive, send)
+    await app(_scope(body, query), receive, send)
     return status
 
 
@@ -95,6 +105,7 @@ async def run(
     profile: Path | None = None,
     concurrency: int = 1,
     store_url: str | None = None,
+    gap: float = 0.002,
 ) -> dict[str, float]:
     from gateway.app import SANDBOX_PREFIX, create_app
     from gateway.settings import Settings
@@ -117,7 +128,7 @@ async def run(
         settings = Settings(
             admin_keys=(Secret(ADMIN_KEY),), device_jwt_secret=Secret("x" * 32)
         ).for_sandbox(f"http://sim{SANDBOX_PREFIX}/api")
-        settings = replace(settings, log_level="INFO")
+        settings = replace(settings, log_level="INFO", emergency_query_token=Secret(QUERY_TOKEN))
         if store_url is not None:
             settings = replace(settings, database_url=store_url)
         # As in the load runs: the per-device report limit out of reach, its cost still paid.
@@ -143,6 +154,8 @@ async def run(
             for i, device in enumerate(fleet):  # register every device once
                 status = await call(app, device.body(places[where[i]], clock.next()))
                 assert status == 200, f"warm-up report answered {status}"
+        if path == "query":
+            return await queries()
         bodies: list[bytes] = []
         for i in range(requests):
             d = i % devices
@@ -177,6 +190,32 @@ async def run(
             "wall_us_per_request": wall / requests * 1e6,
         }
 
+    async def queries() -> dict[str, float]:
+        numbers = [f"from={d.telephone_number}&to=911&token={QUERY_TOKEN}" for d in fleet]
+        asks = [numbers[(i * 7919) % devices] for i in range(requests)]
+        for query in asks[:200]:
+            await call(app, b"", query)
+        spy = profiling.start(os.getpid(), profile, None) if profile is not None else None
+        bad = 0
+        try:
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            for query in asks:
+                if await call(app, b"", query) != 200:
+                    bad += 1
+                await asyncio.sleep(gap)
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        finally:
+            if spy is not None:
+                summary = profiling.finish(spy, stop=True)
+                if summary is not None:
+                    print(profiling.render({"in-process query": summary}))
+        return {
+            "requests": float(requests),
+            "non_200": float(bad),
+            "cpu_us_per_request": cpu / requests * 1e6,
+            "wall_us_per_request": wall / requests * 1e6 - gap * 1e6,
+        }
+
     if context is None:
         return await drive()
     async with context:
@@ -185,7 +224,15 @@ async def run(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
-    parser.add_argument("--path", choices=("unchanged", "changed", "baseline"), default="unchanged")
+    parser.add_argument(
+        "--path", choices=("unchanged", "changed", "query", "baseline"), default="unchanged"
+    )
+    parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=2.0,
+        help="with --path query: the pause after each query (2 ms: 500 queries/s)",
+    )
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--addresses", type=int, default=50)
@@ -224,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.profile,
                 max(1, args.concurrency),
                 args.store_url,
+                args.gap_ms / 1000,
             )
         )
     print(
