@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from gateway.csv_import_cli import add_flags, say_some
 from gateway.network.csvfile import MAX_FILE_BYTES, CsvTooLarge, write
 from gateway.network.wiremap import Conflict, Kind, Stale
 from gateway.settings import NO_DATABASE, Settings
@@ -40,15 +41,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     imp_help = "validate a wiremap CSV whole, then create or update its entries (idempotent)"
     imp = sub.add_parser("import", help=imp_help, description=imp_help.capitalize() + ".")
     imp.add_argument("file", type=Path, help="the CSV (Subnet, BSSID, ChassisID, PortID, ...)")
-    imp.add_argument(
-        "--dry-run", action="store_true", help="validate and count; write nothing (default: off)"
-    )
-    imp.add_argument(
-        "--skip-invalid",
-        action="store_true",
-        help="apply the good rows, report the bad ones (default: off: nothing is written "
-        "when a row is bad)",
-    )
+    add_flags(imp)
     exp_help = "write the wiremap as CSV, in the columns import reads"
     exp = sub.add_parser("export", help=exp_help, description=exp_help.capitalize() + ".")
     exp.add_argument(
@@ -121,10 +114,7 @@ def _progress(stream: TextIO) -> Callable[[int, int], None]:
 
 def _report(result: ImportResult, *, dry_run: bool, out: TextIO, err: TextIO) -> None:
     for label, found in (("warning", result.warnings), ("", result.errors)):
-        for error in found[:SHOWN_ERRORS]:
-            print(f"  {label + ': ' if label else ''}{error}", file=err)
-        if len(found) > SHOWN_ERRORS:
-            print(f"  ... and {len(found) - SHOWN_ERRORS} more", file=err)
+        say_some((f"{label + ': ' if label else ''}{e}" for e in found), SHOWN_ERRORS, err)
     applied = result.applied
     if applied is None:
         print(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.bulk.formats import KINDS, BadFile, Limits
+from gateway.csv_import_cli import add_flags, say_some
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,14 +46,7 @@ def add_commands(commands: Any) -> None:
     )
     imp.add_argument("kind", choices=KINDS, help="what the file holds")
     imp.add_argument("file", type=Path, help="the CSV file (UTF-8, a header row first)")
-    imp.add_argument(
-        "--dry-run", action="store_true", help="check and plan only; write nothing (default: off)"
-    )
-    imp.add_argument(
-        "--skip-invalid",
-        action="store_true",
-        help="apply the valid rows even when some are bad (default: off: write nothing then)",
-    )
+    add_flags(imp)
     imp.add_argument(
         "--resume", metavar="ID", help="continue the import with this ID (default: a new import)"
     )
@@ -112,10 +106,9 @@ def _say_problems(path: Path, total: int, problems: list[RowProblem]) -> None:
     out.write_text(problems_csv(problems), encoding="utf-8")
     lines = len({p.line for p in problems})
     print(f"{lines} of {total} rows are bad; every one is in {out}", file=sys.stderr)
-    for p in problems[:SHOWN_PROBLEMS]:
-        print(f"  line {p.line}, {p.field}: {p.reason}", file=sys.stderr)
-    if len(problems) > SHOWN_PROBLEMS:
-        print(f"  ... and {len(problems) - SHOWN_PROBLEMS} more", file=sys.stderr)
+    say_some(
+        (f"line {p.line}, {p.field}: {p.reason}" for p in problems), SHOWN_PROBLEMS, sys.stderr
+    )
 
 
 def _say_plan(plan: dict[str, Any]) -> None:

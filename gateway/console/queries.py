@@ -151,6 +151,31 @@ def _device(row: Any) -> Device:
     )
 
 
+def _entry(row: Any) -> Entry:
+    return Entry(
+        id=row.id,
+        key=row.aeui,
+        at=from_us(row.at),
+        kind=row.kind,
+        source=row.source,
+        credential=row.credential,
+        before=_loads(row.from_json),
+        after=_loads(row.to_json),
+    )
+
+
+def _location(row: Any, devices: int) -> Location:
+    return Location(
+        location_id=row.location_id,
+        address=_loads(row.address),
+        status=row.status,
+        latitude=row.latitude,
+        longitude=row.longitude,
+        created_at=from_us(row.created_at),
+        devices=devices,
+    )
+
+
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -170,6 +195,24 @@ class ConsoleQueries:
     async def _rows(self, query: sa.Executable) -> Sequence[Any]:
         async with self.store.transaction(read_only=True) as connection:
             return (await connection.execute(query)).all()
+
+    async def _page(
+        self,
+        query: sa.Select[Any],
+        key: sa.Column[Any],
+        after: str | int | None,
+        limit: int,
+        *,
+        newest_first: bool = False,
+    ) -> tuple[Sequence[Any], str | None]:
+        """A keyset page: the first ``limit`` rows past ``after`` in ``key``'s order, and the
+        next page's key (the last row's ``key``; ``None`` when no row follows)."""
+        if after is not None:
+            query = query.where(key < after if newest_first else key > after)
+        order: sa.ColumnElement[Any] = key.desc() if newest_first else key
+        rows = await self._rows(query.order_by(order).limit(limit + 1))
+        page = rows[:limit]
+        return page, str(getattr(page[-1], key.name)) if len(rows) > limit else None
 
     async def state_counts(self) -> dict[str, int]:
         # One pass, summed per state: no grouping (a sort) of 100 000 rows.
@@ -221,11 +264,8 @@ class ConsoleQueries:
         if states:
             state = _state_expr(self.now(), self.thresholds)
             query = query.where(state.in_(list(states)))
-        if after is not None:
-            query = query.where(devices.c.aeui > after)
-        rows = await self._rows(query.order_by(devices.c.aeui).limit(limit + 1))
-        items = [_device(r) for r in rows[:limit]]
-        return Page(items, items[-1].aeui if len(rows) > limit else None)
+        rows, next_key = await self._page(query, devices.c.aeui, after, limit)
+        return Page([_device(r) for r in rows], next_key)
 
     async def device(self, aeui: str) -> Device | None:
         rows = await self._rows(self._select_devices().where(devices.c.aeui == aeui))
@@ -236,11 +276,8 @@ class ConsoleQueries:
         query = self._select_devices().where(
             devices.c.latitude.is_not(None), devices.c.longitude.is_not(None)
         )
-        if after is not None:
-            query = query.where(devices.c.aeui > after)
-        rows = await self._rows(query.order_by(devices.c.aeui).limit(limit + 1))
-        items = [_device(r) for r in rows[:limit]]
-        return Page(items, items[-1].aeui if len(rows) > limit else None)
+        rows, next_key = await self._page(query, devices.c.aeui, after, limit)
+        return Page([_device(r) for r in rows], next_key)
 
     async def history(
         self,
@@ -256,31 +293,14 @@ class ConsoleQueries:
             query = query.where(history.c.aeui == key)
         if kind is not None:
             query = query.where(history.c.kind == kind)
-        if before is not None:
-            query = query.where(history.c.id < before)
-        rows = await self._rows(query.order_by(history.c.id.desc()).limit(limit + 1))
-        items = [
-            Entry(
-                id=r.id,
-                key=r.aeui,
-                at=from_us(r.at),
-                kind=r.kind,
-                source=r.source,
-                credential=r.credential,
-                before=_loads(r.from_json),
-                after=_loads(r.to_json),
-            )
-            for r in rows[:limit]
-        ]
-        return Page(items, str(items[-1].id) if len(rows) > limit else None)
+        rows, next_key = await self._page(query, history.c.id, before, limit, newest_first=True)
+        return Page([_entry(r) for r in rows], next_key)
 
     async def locations(self, *, after: str | None = None, limit: int = 50) -> Page[Location]:
-        query = sa.select(locations)
-        if after is not None:
-            query = query.where(locations.c.location_id > after)
-        rows = await self._rows(query.order_by(locations.c.location_id).limit(limit + 1))
-        page = rows[:limit]
-        ids = [r.location_id for r in page]
+        rows, next_key = await self._page(
+            sa.select(locations), locations.c.location_id, after, limit
+        )
+        ids = [r.location_id for r in rows]
         counts: dict[str, int] = {}
         if ids:
             count_query = (
@@ -289,16 +309,4 @@ class ConsoleQueries:
                 .group_by(devices.c.location_id)
             )
             counts = {lid: int(n) for lid, n in await self._rows(count_query)}
-        items = [
-            Location(
-                location_id=r.location_id,
-                address=_loads(r.address),
-                status=r.status,
-                latitude=r.latitude,
-                longitude=r.longitude,
-                created_at=from_us(r.created_at),
-                devices=counts.get(r.location_id, 0),
-            )
-            for r in page
-        ]
-        return Page(items, items[-1].location_id if len(rows) > limit else None)
+        return Page([_location(r, counts.get(r.location_id, 0)) for r in rows], next_key)

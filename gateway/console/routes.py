@@ -32,6 +32,8 @@ from gateway.store.sql import SqlStateStore
 _HERE = Path(__file__).parent
 _MAX_FORM_BYTES = 4096
 _CARRIER_ERROR_OUTCOMES = frozenset({"error", "timeout", "late_error"})
+#: What a page's template is given (besides what every page is).
+Context = dict[str, Any]
 
 
 def _tile_origin(url: str | None) -> str:
@@ -143,13 +145,13 @@ class Console:
     def mount(self) -> Mount:
         guarded: list[tuple[str, Callable[..., Awaitable[Response]], list[str]]] = [
             ("/", self.overview, ["GET"]),
-            ("/devices", self.devices, ["GET"]),
-            ("/devices/{aeui}", self.device, ["GET"]),
-            ("/calls", self.calls, ["GET"]),
-            ("/locations", self.locations, ["GET"]),
-            ("/failures", self.failures, ["GET"]),
+            ("/devices", self._stored("devices.html", "Devices", self.devices), ["GET"]),
+            ("/devices/{aeui}", self._stored("device.html", "Device", self.device), ["GET"]),
+            ("/calls", self._stored("calls.html", "911 calls", self.calls), ["GET"]),
+            ("/locations", self._stored("locations.html", "Locations", self.locations), ["GET"]),
+            ("/failures", self._stored("failures.html", "Failures", self.failures), ["GET"]),
             ("/failures/retry", self.retry, ["POST"]),
-            ("/map", self.map, ["GET"]),
+            ("/map", self._stored("map.html", "Map", self.map), ["GET"]),
             ("/signout", self.sign_out, ["POST"]),
         ]
         routes: list[BaseRoute] = [
@@ -176,15 +178,9 @@ class Console:
                 return RedirectResponse(
                     "/console/signin?" + urlencode({"next": target}), status_code=303
                 )
-            if request.method == "POST":
-                try:
-                    form = await self._form(request)
-                except _Refused as refused:
-                    return self._refused(refused.message, refused.status)
-                if not same(session.csrf, str(form.get("csrf", ""))):
-                    return self._refused("The form's security token is missing or wrong.", 403)
-                request.state.form = form
             try:
+                if request.method == "POST":
+                    request.state.form = await self._form(request, lambda t: same(session.csrf, t))
                 return await page(request, session)
             except StoreUnavailable as exc:
                 return self._refused(f"The state store cannot be reached: {exc}", 503)
@@ -193,8 +189,9 @@ class Console:
 
         return endpoint
 
-    async def _form(self, request: Request) -> FormData:
-        """A small urlencoded form from this site (``Origin``, when sent, must be the console's)."""
+    async def _form(self, request: Request, token_valid: Callable[[str], bool]) -> FormData:
+        """A small urlencoded form from this site (``Origin``, when sent, must be the console's)
+        with a valid CSRF token."""
         origin = request.headers.get("origin")
         if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
             raise _Refused("The form came from another site.", 403)
@@ -205,7 +202,10 @@ class Console:
         size = request.headers.get("content-length")
         if size is None or not size.isdigit() or int(size) > _MAX_FORM_BYTES:
             raise _Refused("The form is too large.", 413)
-        return await request.form(max_files=0, max_fields=16)
+        form = await request.form(max_files=0, max_fields=16)
+        if not token_valid(str(form.get("csrf", ""))):
+            raise _Refused("The form's security token is missing or wrong.", 403)
+        return form
 
     def _refused(self, message: str, status: int) -> Response:
         body = self.env.get_template("refused.html").render(message=message, status=status)
@@ -232,13 +232,23 @@ class Console:
             return ConsoleQueries(store, self.thresholds)
         return None
 
-    def _no_store(self, request: Request, session: Session, title: str) -> Response:
-        return self.render(request, session, "no_store.html", title=title)
+    def _stored(
+        self,
+        template: str,
+        title: str,
+        load: Callable[[Request, ConsoleQueries], Awaitable[Context]],
+    ) -> Callable[[Request, Session], Awaitable[Response]]:
+        """A page of what the store holds: what ``load`` reads, rendered with ``template`` (its
+        ``title`` unless ``load`` gives one); without a store, a page saying so."""
 
-    @staticmethod
-    def _int(request: Request, name: str) -> int | None:
-        value = request.query_params.get(name, "")
-        return int(value) if value.isdigit() and len(value) < 19 else None
+        async def page(request: Request, session: Session) -> Response:
+            queries = self._queries(request)
+            if queries is None:
+                return self.render(request, session, "no_store.html", title=title)
+            context = {"title": title, **await load(request, queries)}
+            return self.render(request, session, template, **context)
+
+        return page
 
     # -- sign-in -------------------------------------------------------------
 
@@ -268,11 +278,11 @@ class Console:
 
     async def sign_in(self, request: Request) -> Response:
         try:
-            form = await self._form(request)
+            form = await self._form(
+                request, lambda t: self.sessions.sign_in_token_valid(request, t)
+            )
         except _Refused as refused:
             return self._refused(refused.message, refused.status)
-        if not self.sessions.sign_in_token_valid(request, str(form.get("csrf", ""))):
-            return self._refused("The form's security token is missing or wrong.", 403)
         client = request.client.host if request.client is not None else ""
         wait = self.sign_ins.acquire(client)
         if wait is not None:
@@ -324,87 +334,51 @@ class Console:
             since_start=_since_start(s),
         )
 
-    async def devices(self, request: Request, session: Session) -> Response:
-        queries = self._queries(request)
-        if queries is None:
-            return self._no_store(request, session, "Devices")
+    async def devices(self, request: Request, queries: ConsoleQueries) -> Context:
         search = request.query_params.get("q", "")
         state = request.query_params.get("state", "")
         states = [state] if state in STATES else []
         page = await queries.devices(search=search, states=states, after=_key(request, "after"))
-        return self.render(
-            request,
-            session,
-            "devices.html",
-            title="Devices",
-            page=page,
-            search=search,
-            state=state if states else "",
-        )
+        return {"page": page, "search": search, "state": state if states else ""}
 
-    async def device(self, request: Request, session: Session) -> Response:
-        queries = self._queries(request)
-        if queries is None:
-            return self._no_store(request, session, "Device")
+    async def device(self, request: Request, queries: ConsoleQueries) -> Context:
         aeui = str(request.path_params["aeui"])[:64]
         found = await queries.device(aeui)
-        history = await queries.history(key=aeui, before=self._int(request, "before"))
+        history = await queries.history(key=aeui, before=_int(request, "before"))
         if found is None and not history.items:
             raise _Refused("There is no device with that AEUI.", 404)
-        return self.render(
-            request,
-            session,
-            "device.html",
-            title=f"Device {aeui}",
-            aeui=aeui,
-            device=found,
-            history=history,
-            emergency=EMERGENCY_QUERY,
-        )
+        return {
+            "title": f"Device {aeui}",
+            "aeui": aeui,
+            "device": found,
+            "history": history,
+            "emergency": EMERGENCY_QUERY,
+        }
 
-    async def calls(self, request: Request, session: Session) -> Response:
-        queries = self._queries(request)
-        if queries is None:
-            return self._no_store(request, session, "911 calls")
+    async def calls(self, request: Request, queries: ConsoleQueries) -> Context:
         unknown = request.query_params.get("unknown") == "1"
         page = await queries.history(
             key=UNKNOWN_CALLER_KEY if unknown else None,
             kind=EMERGENCY_QUERY,
-            before=self._int(request, "before"),
+            before=_int(request, "before"),
         )
-        s = services(request)
-        return self.render(
-            request,
-            session,
-            "calls.html",
-            title="911 calls",
-            page=page,
-            unknown=unknown,
-            unknown_key=UNKNOWN_CALLER_KEY,
-            latency=_query_latency(s),
-        )
+        return {
+            "page": page,
+            "unknown": unknown,
+            "unknown_key": UNKNOWN_CALLER_KEY,
+            "latency": _query_latency(services(request)),
+        }
 
-    async def locations(self, request: Request, session: Session) -> Response:
-        queries = self._queries(request)
-        if queries is None:
-            return self._no_store(request, session, "Locations")
-        page = await queries.locations(after=_key(request, "after"))
-        return self.render(request, session, "locations.html", title="Locations", page=page)
+    async def locations(self, request: Request, queries: ConsoleQueries) -> Context:
+        return {"page": await queries.locations(after=_key(request, "after"))}
 
-    async def failures(self, request: Request, session: Session) -> Response:
-        queries = self._queries(request)
-        if queries is None:
-            return self._no_store(request, session, "Failures")
+    async def failures(self, request: Request, queries: ConsoleQueries) -> Context:
         page = await queries.devices(states=("failed", "pending"), after=_key(request, "after"))
-        return self.render(
-            request,
-            session,
-            "failures.html",
-            title="Failures",
-            page=page,
-            flash=self.sessions.read_flash(request.query_params.get("flash", "")),
-            failed_after=self.thresholds.failed_after,
-        )
+        return {
+            "page": page,
+            "flash": self.sessions.read_flash(request.query_params.get("flash", "")),
+            "failed_after": self.thresholds.failed_after,
+        }
 
     async def retry(self, request: Request, session: Session) -> Response:
         """Redo a device's write through the pipeline's repair (the reconciler's own path)."""
@@ -426,19 +400,15 @@ class Console:
         flash = self.sessions.sign_flash([aeui, outcome, detail[:300]])
         return RedirectResponse(f"/console/failures?{urlencode({'flash': flash})}", 303)
 
-    async def map(self, request: Request, session: Session) -> Response:
-        queries = self._queries(request)
-        if queries is None:
-            return self._no_store(request, session, "Map")
+    async def map(self, request: Request, queries: ConsoleQueries) -> Context:
         page = await queries.mapped(after=_key(request, "after"))
-        return self.render(
-            request,
-            session,
-            "map.html",
-            title="Map",
-            page=page,
-            drawing=self.map_view.draw(page.items),
-        )
+        return {"page": page, "drawing": self.map_view.draw(page.items)}
+
+
+def _int(request: Request, name: str) -> int | None:
+    """A history page's key (a row ID)."""
+    value = request.query_params.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 19 else None
 
 
 def _key(request: Request, name: str) -> str | None:
