@@ -161,7 +161,7 @@ def create_app(
             owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
             outbox: Events | None = None
             if isinstance(ledger, SqlStateStore):
-                outbox = Events.build(settings, ledger, metrics, owner)
+                outbox = Events.build(settings, ledger, metrics, owner, carrier=upstream)
                 stack.push_async_callback(outbox.aclose)
             app.state.events = outbox
             wiremap = await network.open_wiremap(

@@ -602,6 +602,12 @@ class Settings:
         "comma-separated addresses emailed when 911 or 933 is dialled",
         check=_check_emails,
     )
+    notify_carrier_recipients: bool = setting(
+        "GATEWAY_NOTIFY_CARRIER_RECIPIENTS",
+        False,
+        "also email, when 911 or 933 is dialled, the notification recipients the carrier holds "
+        "(`/v1/notification-recipients`; re-read at most every 5 minutes)",
+    )
     webhook_allowed_hosts: tuple[str, ...] = setting(
         "GATEWAY_WEBHOOK_ALLOWED_HOSTS",
         (),

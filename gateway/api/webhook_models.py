@@ -161,7 +161,10 @@ DateTimeOrNull = Annotated[
 class EventDelivery(BaseModel):
     """One target's delivery of an event."""
 
-    target: str = Field(description="A subscription's id, or `email`.")
+    target: str = Field(
+        description="A subscription's id, `email` (the configured addresses) or "
+        "`email:carrier` (the carrier's notification recipients)."
+    )
     channel: Literal["webhook", "email"]
     state: Literal["pending", "delivered", "failed"]
     attempts: int = Field(ge=0)
@@ -175,7 +178,7 @@ class EventDelivery(BaseModel):
     def of(cls, d: outbox.Delivery) -> EventDelivery:
         return cls(
             target=d.target,
-            channel="email" if d.target == outbox.EMAIL_TARGET else "webhook",
+            channel="email" if d.target in outbox.EMAIL_TARGETS else "webhook",
             state=d.state,  # type: ignore[arg-type]
             attempts=d.attempts,
             nextAttemptAt=_when(d.next_at) if d.state == "pending" else None,

@@ -19,7 +19,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -27,10 +27,18 @@ import httpx
 
 from gateway import __version__
 from gateway.events import email
+from gateway.events.recipients import RecipientsUnavailable
 from gateway.events.signing import signed_headers
 from gateway.events.targets import delivery_problem
 from gateway.metrics import Metrics
-from gateway.store.outbox import EMAIL_TARGET, Claimed, OutboxStore, Outcome, Webhook
+from gateway.store.outbox import (
+    CARRIER_EMAIL_TARGET,
+    EMAIL_TARGETS,
+    Claimed,
+    OutboxStore,
+    Outcome,
+    Webhook,
+)
 
 log = logging.getLogger("gateway.events")
 
@@ -74,6 +82,7 @@ class DeliveryWorker:
         batch: int = 20,
         concurrency: int = 8,
         send_email: Callable[[email.SmtpConfig, str], Awaitable[None]] = email.send,
+        carrier_recipients: Callable[[], Awaitable[tuple[str, ...]]] | None = None,
     ) -> None:
         self.outbox = outbox
         self.metrics = metrics
@@ -86,6 +95,8 @@ class DeliveryWorker:
         self.poll = poll
         self.batch = batch
         self._send_email = send_email
+        #: The carrier's notification recipients' addresses (``email:carrier`` deliveries).
+        self.carrier_recipients = carrier_recipients
         self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         #: Set when new events are written: deliver them now rather than at the next poll.
@@ -154,8 +165,8 @@ class DeliveryWorker:
         status: int | None = None
         async with self._slots:
             try:
-                if delivery.target == EMAIL_TARGET:
-                    await self._email(event.body)
+                if delivery.target in EMAIL_TARGETS:
+                    await self._email(delivery.target, event.body)
                 else:
                     status = await self._post(hook, event.id, event.body)
             except Exception as exc:
@@ -168,7 +179,7 @@ class DeliveryWorker:
 
     def _count(self, item: Claimed, outcome: Outcome, state: str) -> None:
         delivery, event = item.delivery, item.event
-        channel = "email" if delivery.target == EMAIL_TARGET else "webhook"
+        channel = "email" if delivery.target in EMAIL_TARGETS else "webhook"
         result = {"delivered": "delivered", "pending": "retry"}.get(state, "failed")
         if state == "lost":
             result = "delivered" if outcome.error is None else "retry"
@@ -187,11 +198,21 @@ class DeliveryWorker:
                 },
             )
 
-    async def _email(self, body: str) -> None:
-        if self.smtp is None:
+    async def _email(self, target: str, body: str) -> None:
+        smtp = self.smtp
+        if smtp is None:
             raise AttemptFailed("email is not configured (GATEWAY_SMTP_HOST)")
+        if target == CARRIER_EMAIL_TARGET:
+            if self.carrier_recipients is None:
+                raise AttemptFailed("GATEWAY_NOTIFY_CARRIER_RECIPIENTS is off")
+            try:
+                smtp = replace(smtp, recipients=await self.carrier_recipients())
+            except RecipientsUnavailable as exc:
+                raise AttemptFailed(str(exc)) from None
+        elif not smtp.recipients:
+            raise AttemptFailed("no addresses are configured (GATEWAY_NOTIFY_EMAILS)")
         async with asyncio.timeout(self.timeout * 3):
-            await self._send_email(self.smtp, body)
+            await self._send_email(smtp, body)
 
     async def _post(self, hook: Webhook | None, event_id: str, body: str) -> int:
         if hook is None:

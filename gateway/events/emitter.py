@@ -39,14 +39,14 @@ class Emitter(BatchQueue[Event]):
         outbox: OutboxStore,
         metrics: Metrics,
         *,
-        email: bool = False,
+        email: tuple[str, ...] = (),
         maxsize: int = QUEUE_SIZE,
         retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0),
         prepare: Callable[[list[Event]], Awaitable[None]] | None = None,
     ) -> None:
         self.outbox = outbox
         self.metrics = metrics
-        #: Whether emergency and test calls are also emailed (recipients configured).
+        #: The email targets emergency and test calls also go to (``outbox.EMAIL_TARGETS``).
         self.email = email
         self.retry_delays = retry_delays
         #: Completes a batch of events in place before it is written (one read for all).

@@ -13,19 +13,32 @@ from gateway.events.calls import with_addresses
 from gateway.events.delivery import Backoff, DeliveryWorker, webhook_client
 from gateway.events.email import SmtpConfig
 from gateway.events.emitter import Emitter
+from gateway.events.recipients import CarrierRecipients, ListsRecipients
 from gateway.events.stale import StaleDevices
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.store.outbox import OutboxStore
+from gateway.store.outbox import CARRIER_EMAIL_TARGET, EMAIL_TARGET, OutboxStore
 from gateway.store.sql import SqlStateStore
 
 #: How long a rotated-out webhook secret still signs deliveries, seconds.
 SECRET_OVERLAP = 86_400.0
 
 
+def email_targets(settings: Settings) -> tuple[str, ...]:
+    """Where emergency and test calls are emailed: the configured addresses, the carrier's
+    notification recipients, both or neither (without an SMTP server, neither)."""
+    if not settings.smtp_host:
+        return ()
+    return (
+        *((EMAIL_TARGET,) if settings.notify_emails else ()),
+        *((CARRIER_EMAIL_TARGET,) if settings.notify_carrier_recipients else ()),
+    )
+
+
 def smtp_config(settings: Settings) -> SmtpConfig | None:
-    if not settings.smtp_host or not settings.notify_emails:
+    if not email_targets(settings):
         return None
+    assert settings.smtp_host is not None
     return SmtpConfig(
         host=settings.smtp_host,
         port=settings.smtp_port,
@@ -56,14 +69,18 @@ class Events:
         metrics: Metrics,
         owner: str,
         *,
+        carrier: ListsRecipients | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> Events:
+        """``carrier`` is read for its notification recipients' addresses when
+        ``GATEWAY_NOTIFY_CARRIER_RECIPIENTS`` is on."""
         outbox = OutboxStore(store, max_age=settings.event_delivery_max_age)
         smtp = smtp_config(settings)
+        targets = email_targets(settings)
         emitter = Emitter(
             outbox,
             metrics,
-            email=smtp is not None,
+            email=targets,
             prepare=functools.partial(with_addresses, outbox),
         )
         http = http or webhook_client(settings.event_delivery_timeout)
@@ -76,6 +93,11 @@ class Events:
             allowed_hosts=settings.webhook_allowed_hosts,
             backoff=Backoff(settings.event_retry_base, settings.event_retry_max),
             timeout=settings.event_delivery_timeout,
+            carrier_recipients=(
+                CarrierRecipients(carrier, timeout=settings.event_delivery_timeout)
+                if carrier is not None and CARRIER_EMAIL_TARGET in targets
+                else None
+            ),
         )
         emitter.on_written = worker.wake
         stale = (

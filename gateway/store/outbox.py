@@ -55,7 +55,7 @@ deliveries = sa.Table(
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("event_id", sa.String(64), nullable=False),
-    #: A webhook's id, or ``email``.
+    #: A webhook's id, ``email`` or ``email:carrier``.
     sa.Column("target", sa.String(40), nullable=False),
     #: ``pending``, ``delivered`` or ``failed`` (given up; retried only by an admin).
     sa.Column("state", sa.String(16), nullable=False),
@@ -81,7 +81,11 @@ stale_marks = sa.Table(
     sa.Column("heard_at", sa.BigInteger(), nullable=False),
 )
 
+#: The email to the configured addresses (``GATEWAY_NOTIFY_EMAILS``).
 EMAIL_TARGET = "email"
+#: The email to the carrier's notification recipients (``GATEWAY_NOTIFY_CARRIER_RECIPIENTS``).
+CARRIER_EMAIL_TARGET = "email:carrier"
+EMAIL_TARGETS = (EMAIL_TARGET, CARRIER_EMAIL_TARGET)
 _US = 1_000_000
 _MAX_ERROR = 500
 
@@ -299,9 +303,10 @@ class OutboxStore:
 
     # -- events --------------------------------------------------------------------------
 
-    async def add_events(self, new: Iterable[NewEvent], *, email: bool = False) -> list[str]:
-        """Write events and their deliveries; an id already written is skipped (emitting
-        twice is harmless). Returns the ids written now."""
+    async def add_events(self, new: Iterable[NewEvent], *, email: Sequence[str] = ()) -> list[str]:
+        """Write events and their deliveries (to the webhooks subscribed, and to the email
+        targets in ``email`` for an event that is emailed); an id already written is skipped
+        (emitting twice is harmless). Returns the ids written now."""
         new = list(new)
         if not new:
             return []
@@ -348,7 +353,7 @@ class OutboxStore:
                 if event.id in fresh
                 for target in [
                     *(h.id for h in hooks if event.type in h.event_types),
-                    *([EMAIL_TARGET] if email and event.email else []),
+                    *(email if event.email else ()),
                 ]
             ]
             if rows:

@@ -22,7 +22,7 @@ from gateway.events.model import DEVICE_STALE
 from gateway.events.stale import StaleDevices
 from gateway.metrics import Metrics
 from gateway.store import open_store
-from gateway.store.outbox import OutboxStore
+from gateway.store.outbox import EMAIL_TARGET, OutboxStore
 from gateway.store.sql import SqlStateStore
 from tests.harness import WHITE_HOUSE_ADDRESS
 from tests.procs import free_port
@@ -81,7 +81,7 @@ def test_the_email_says_911_was_dialled_with_the_callback_number_and_the_locatio
         assert isinstance(store, SqlStateStore)
         async with store:
             outbox = OutboxStore(store)
-            emitter = Emitter(outbox, metrics, email=True)
+            emitter = Emitter(outbox, metrics, email=(EMAIL_TARGET,))
             emitter.start()
             event = call_event(
                 queried_at=NOW,

@@ -40,12 +40,12 @@ def test_an_event_gets_one_delivery_per_subscribed_webhook_and_is_written_once(
         async with store:
             await outbox.add_webhook("wh_a", "http://127.0.0.1:1/a", ["emergency_call"], "s", None)
             await outbox.add_webhook("wh_b", "http://127.0.0.1:1/b", ["device_stale"], "s", None)
-            assert await outbox.add_events([_event("evt_1")], email=True) == ["evt_1"]
+            assert await outbox.add_events([_event("evt_1")], email=(EMAIL_TARGET,)) == ["evt_1"]
             # The same id again (a retried write, another replica): nothing new.
-            assert await outbox.add_events([_event("evt_1")], email=True) == []
-            assert await outbox.add_events([_event("evt_2", "device_stale")], email=True) == [
-                "evt_2"
-            ]
+            assert await outbox.add_events([_event("evt_1")], email=(EMAIL_TARGET,)) == []
+            assert await outbox.add_events(
+                [_event("evt_2", "device_stale")], email=(EMAIL_TARGET,)
+            ) == ["evt_2"]
             page = await outbox.page(limit=10)
             targets = {e.id: sorted(d.target for d in ds) for e, ds in page}
             assert targets == {"evt_1": sorted(["wh_a", EMAIL_TARGET]), "evt_2": ["wh_b"]}

@@ -1,0 +1,107 @@
+"""The carrier's notification recipients as email addresses, for the Kari's Law email.
+
+The carrier's records are read when an email goes out, at most once per ``ttl`` seconds
+(one read for every delivery waiting on it), never on the call-time query's path. What the
+carrier answers is not trusted: only plain addresses are kept (one ``@``, no spaces or
+control characters, at most 254 characters), duplicates once, at most ``MAX_RECIPIENTS``.
+A failed read fails the delivery, which is retried with backoff; the last list read is
+used meanwhile if there is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from gateway.bandwidth.models import NotificationRecipientListResponse
+
+log = logging.getLogger("gateway.events")
+
+#: Addresses one email goes to at most (the carrier's list is untrusted).
+MAX_RECIPIENTS = 100
+#: Seconds the carrier's list is reused before it is read again.
+RECIPIENTS_TTL = 300.0
+#: Seconds before a failed re-read is tried again (the last list is used meanwhile).
+RETRY_READ = 30.0
+_MAX_ADDRESS = 254
+
+
+class RecipientsUnavailable(Exception):
+    """The carrier's recipients could not be read, or none of them has an email address."""
+
+
+class ListsRecipients(Protocol):
+    async def list_notification_recipients(self) -> NotificationRecipientListResponse: ...
+
+
+def plain_addresses(candidates: Iterable[str | None]) -> tuple[str, ...]:
+    """The usable email addresses among ``candidates``, each once, in order, bounded."""
+    kept: dict[str, None] = {}
+    for address in candidates:
+        if address is None:
+            continue
+        address = address.strip()
+        if (
+            0 < len(address) <= _MAX_ADDRESS
+            and address.count("@") == 1
+            and not address.startswith("@")
+            and not address.endswith("@")
+            and not any(ch.isspace() or ord(ch) < 32 or ch in ',;<>"' for ch in address)
+        ):
+            kept.setdefault(address, None)
+        if len(kept) == MAX_RECIPIENTS:
+            break
+    return tuple(kept)
+
+
+class CarrierRecipients:
+    """Calling it gives the email addresses of the carrier's notification recipients."""
+
+    def __init__(
+        self,
+        carrier: ListsRecipients,
+        *,
+        ttl: float = RECIPIENTS_TTL,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.carrier = carrier
+        self.ttl = ttl
+        self.timeout = timeout
+        self.clock = clock
+        self._known: tuple[str, ...] | None = None
+        self._due_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> tuple[str, ...]:
+        async with self._lock:
+            if self._known is None or self.clock() >= self._due_at:
+                await self._read()
+            assert self._known is not None
+            if not self._known:
+                raise RecipientsUnavailable(
+                    "the carrier holds no notification recipient with an email address"
+                )
+            return self._known
+
+    async def _read(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                found = await self.carrier.list_notification_recipients()
+        except Exception as exc:
+            if self._known is None:
+                raise RecipientsUnavailable(
+                    f"the carrier's notification recipients could not be read "
+                    f"({type(exc).__name__})"
+                ) from None
+            log.warning(
+                "carrier notification recipients not re-read; using the last list",
+                extra={"error": type(exc).__name__},
+            )
+            self._due_at = self.clock() + min(self.ttl, RETRY_READ)
+            return
+        self._known = plain_addresses(r.email_address for r in found.notification_recipients)
+        self._due_at = self.clock() + self.ttl
