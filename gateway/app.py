@@ -267,13 +267,14 @@ def create_app(
             )
             yield
 
-    # Matched in order: the device routes first, the location reports (most requests) at
-    # their head, so that the commonest request is matched at the first try.
-    routes: list[BaseRoute] = [*devices.routes, *health.routes, *held.routes, *admin.routes]
+    # Matched in order: the location reports (most requests) first, then the carrier's
+    # call-time query (the one with a deadline), so that each is matched at once.
+    report, *device_reads = devices.routes
+    routes: list[BaseRoute] = [report, *emergency.routes(settings), *device_reads]
+    routes += [*health.routes, *held.routes, *admin.routes]
     routes += [*webhooks.routes, *events.routes]
     routes += network.routes
     routes += imports.routes
-    routes += emergency.routes(settings)
     if sandbox_app is not None:
         routes.append(Mount(SANDBOX_PREFIX, app=sandbox_app))
     if settings.console:

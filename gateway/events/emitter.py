@@ -22,6 +22,9 @@ log = logging.getLogger("gateway.events")
 #: Events waiting to be written; beyond this they are dropped, counted and logged.
 QUEUE_SIZE = 10_000
 BATCH = 200
+#: Seconds a batch waits for more events after its first: at one call every few
+#: milliseconds, a transaction per event would cost the gateway more than the query itself.
+LINGER = 0.05
 
 
 def as_new(event: Event) -> NewEvent:
@@ -41,6 +44,7 @@ class Emitter(BatchQueue[Event]):
         *,
         email: tuple[str, ...] = (),
         maxsize: int = QUEUE_SIZE,
+        linger: float = LINGER,
         retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0),
         prepare: Callable[[list[Event]], Awaitable[None]] | None = None,
     ) -> None:
@@ -62,6 +66,7 @@ class Emitter(BatchQueue[Event]):
             maxsize=maxsize,
             batch=BATCH,
             grace=5.0,
+            linger=linger,
         )
 
     emit = BatchQueue.put

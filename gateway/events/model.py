@@ -73,8 +73,13 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-#: The street line's fields, in the order they are written.
-_STREET = DISPATCHABLE_FIELDS[: DISPATCHABLE_FIELDS.index("address_line2")]
+#: The street line's fields (the carrier's names), in the order they are written.
+_STREET = tuple(
+    wire_name(n) for n in DISPATCHABLE_FIELDS[: DISPATCHABLE_FIELDS.index("address_line2")]
+)
+_LINE2, _CITY, _STATE, _ZIP, _COUNTRY = map(
+    wire_name, ("address_line2", "city", "state_code", "zip", "country")
+)
 
 
 def address_text(address: dict[str, Any] | None) -> str | None:
@@ -83,12 +88,12 @@ def address_text(address: dict[str, Any] | None) -> str | None:
         return None
 
     def part(name: str) -> str:
-        value = address.get(wire_name(name))
+        value = address.get(name)
         return str(value).strip() if value else ""
 
-    street = " ".join(p for p in (part(n) for n in _STREET) if p)
-    state_zip = " ".join(p for p in (part("state_code"), part("zip")) if p)
-    parts = (street, part("address_line2"), part("city"), state_zip, part("country"))
+    street = " ".join(p for p in map(part, _STREET) if p)
+    state_zip = " ".join(p for p in (part(_STATE), part(_ZIP)) if p)
+    parts = (street, part(_LINE2), part(_CITY), state_zip, part(_COUNTRY))
     return ", ".join(p for p in parts if p) or None
 
 

@@ -318,24 +318,23 @@ class OutboxStore:
                     webhooks.select().where(webhooks.c.enabled.is_(True))
                 )
             ]
-            # One statement for the batch; RETURNING names the ids not already written.
+            # One statement for the batch (SQLAlchemy's "insertmanyvalues": compiled once,
+            # whatever the batch's size); RETURNING names the ids not already written.
             written = list(
                 (
                     await connection.execute(
                         self._insert(events)
-                        .values(
-                            [
-                                {
-                                    "id": e.id,
-                                    "type": e.type,
-                                    "body": e.body,
-                                    "created_at": _us(e.created_at),
-                                }
-                                for e in {e.id: e for e in new}.values()
-                            ]
-                        )
                         .on_conflict_do_nothing(index_elements=[events.c.id])
-                        .returning(events.c.id)
+                        .returning(events.c.id),
+                        [
+                            {
+                                "id": e.id,
+                                "type": e.type,
+                                "body": e.body,
+                                "created_at": _us(e.created_at),
+                            }
+                            for e in {e.id: e for e in new}.values()
+                        ],
                     )
                 ).scalars()
             )
