@@ -132,6 +132,11 @@ class Simulator:
     def _answer(outcome: Outcome, headers: Mapping[str, str] | None = None) -> Response:
         return _xml(outcome, headers)
 
+    @staticmethod
+    def _params(request: Request) -> dict[str, str]:
+        """What an operation is given of the request: its path parameters."""
+        return dict(request.path_params)
+
     # -- the Python face -------------------------------------------------------
 
     @property
@@ -166,7 +171,7 @@ class Simulator:
     # -- the carrier API -------------------------------------------------------
 
     async def handle(self, request: Request, op: Operation) -> Response:
-        params: dict[str, str] = dict(request.path_params)
+        params = self._params(request)
         if params.get("endpointId", "").lower() in RESERVED_ENDPOINT_IDS:
             # ``PUT .../e911s/locations`` falls through to ``{endpointId}``: not an endpoint.
             return self._answer(

@@ -73,6 +73,12 @@ class V2Simulator(Simulator):
     def _answer(outcome: Outcome, headers: Mapping[str, str] | None = None) -> Response:
         return _json(outcome, headers)
 
+    @staticmethod
+    def _params(request: Request) -> dict[str, str]:
+        """The path parameters, and the query's (``limit``, ``offset``, ``addressId``): the
+        path's win where both name one."""
+        return {**request.query_params, **request.path_params}
+
 
 def create_v2_simulator(
     config: SimulatorConfig | None = None,

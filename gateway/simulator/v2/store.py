@@ -32,6 +32,7 @@ from gateway.bandwidth.v2.models import (
     EndpointAnswer,
     EndpointList,
     EndpointStatus,
+    Link,
     NotificationAnswer,
     NotificationGroupAnswer,
     NotificationGroupList,
@@ -54,6 +55,7 @@ from gateway.simulator.addresses import InvalidAddress, validate_location
 from gateway.simulator.store import Outcome
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 #: The API's error types and codes, by HTTP status.
 ERRORS: Final[dict[int, tuple[str, int]]] = {
@@ -69,8 +71,10 @@ ERRORS: Final[dict[int, tuple[str, int]]] = {
     503: ("service-unavailable", 32030),
     504: ("request-timeout", 32030),
 }
-#: Records per list answer (the API pages with ``limit``/``offset``; the gateway lists once).
-MAX_LISTED: Final = 10_000
+#: Records per list answer when the request names no ``limit``, and the most one may name
+#: (a larger ``limit`` is answered with this many). The spec declares neither a default nor
+#: a maximum for its string ``limit``; its examples page by 1000 (``?offset=1000&limit=1000``).
+PAGE_LIMIT: Final = 1000
 _HOUSE: Final = re.compile(r"^\d+[A-Za-z]?(?:-\d+)?$")
 #: A street with this word in it is one the carrier cannot deliver to: INVALID (a way to see
 #: the carrier's refusal in the sandbox, whatever the gateway's own checks make of it).
@@ -261,11 +265,12 @@ class V2Store:
         return order
 
     def _listOrders(self, params: Mapping[str, str], body: bytes) -> Outcome:
+        page, links = _page(list(self.orders.values()), params, "/orders")
         orders = [
             OrderSummary(**self._details(o).model_dump(exclude={"links", "endpoints"}))
-            for o in list(self.orders.values())[-MAX_LISTED:]
+            for o in page
         ]
-        return Outcome(200, OrderList(orders=orders).wire())
+        return Outcome(200, OrderList(links=links, orders=orders).wire())
 
     def _getOrderDetails(self, params: Mapping[str, str], body: bytes) -> Outcome:
         return Outcome(200, self._details(self._find_order(params)).wire())
@@ -297,8 +302,13 @@ class V2Store:
     # -- endpoints ------------------------------------------------------------------------
 
     def _listAllEndpoints(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        items = [_endpoint_answer(e, self.account_id) for e in self.endpoints.values()]
-        return Outcome(200, EndpointList(endpoints=items[:MAX_LISTED]).wire())
+        found = list(self.endpoints.values())
+        at = params.get("addressId")
+        if at is not None:
+            found = [e for e in found if e.address_id == at]
+        page, links = _page(found, params, "/endpoints")
+        items = [_endpoint_answer(e, self.account_id) for e in page]
+        return Outcome(200, EndpointList(links=links, endpoints=items).wire())
 
     def _addEndpoints(self, params: Mapping[str, str], body: bytes) -> Outcome:
         request = _read(AddEndpoints, body)
@@ -345,8 +355,8 @@ class V2Store:
     # -- addresses ------------------------------------------------------------------------
 
     def _listAddresses(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        items = list(self.addresses.values())[:MAX_LISTED]
-        return Outcome(200, AddressList(addresses=items).wire())
+        page, links = _page(list(self.addresses.values()), params, "/addresses")
+        return Outcome(200, AddressList(links=links, addresses=page).wire())
 
     def _addAddress(self, params: Mapping[str, str], body: bytes) -> Outcome:
         request = _read(AddAddress, body)
@@ -377,8 +387,8 @@ class V2Store:
     # -- notifications --------------------------------------------------------------------
 
     def _listNotifications(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        items = list(self.notifications.values())[:MAX_LISTED]
-        return Outcome(200, NotificationList(notifications=items).wire())
+        page, _ = _page(list(self.notifications.values()), params, "/notifications")
+        return Outcome(200, NotificationList(notifications=page).wire())
 
     def _addNotification(self, params: Mapping[str, str], body: bytes) -> Outcome:
         request = _read(AddNotification, body)
@@ -410,8 +420,8 @@ class V2Store:
         return Outcome(204, applied=True, id=params["notificationId"])
 
     def _listNotificationsGroups(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        items = list(self.groups.values())[:MAX_LISTED]
-        return Outcome(200, NotificationGroupList(notification_groups=items).wire())
+        page, _ = _page(list(self.groups.values()), params, "/notificationGroups")
+        return Outcome(200, NotificationGroupList(notification_groups=page).wire())
 
     def _addNotificationGroup(self, params: Mapping[str, str], body: bytes) -> Outcome:
         request = _read(AddNotificationGroup, body)
@@ -444,6 +454,40 @@ class V2Store:
         if found is None:
             raise Refused(404, f"notification group {params['groupId']} not found")
         return Outcome(200, found.wire(), id=found.id)
+
+
+def _page(items: list[T], params: Mapping[str, str], path: str) -> tuple[list[T], list[Link]]:
+    """The page of ``items`` that ``limit`` and ``offset`` ask for, and its links as in the
+    spec's examples (``self``, ``first``, ``last``, ``prev``, ``next``; an empty ``href``
+    where there is no such page). A ``limit`` above ``PAGE_LIMIT`` is answered with that."""
+    limit = min(PAGE_LIMIT, _whole(params, "limit", PAGE_LIMIT, least=1))
+    offset = _whole(params, "offset", 0, least=0)
+    total = len(items)
+
+    def at(start: int | None) -> Link:
+        href = "" if start is None else f"{path}?offset={start}&limit={limit}"
+        return Link(href=href, method="GET")
+
+    last = max(0, (total - 1) // limit * limit)
+    pages = {
+        "self": at(offset),
+        "first": at(0),
+        "last": at(last),
+        "prev": at(max(0, offset - limit) if offset > 0 else None),
+        "next": at(offset + limit if offset + limit < total else None),
+    }
+    links = [link.model_copy(update={"rel": rel}) for rel, link in pages.items()]
+    return items[offset : offset + limit], links
+
+
+def _whole(params: Mapping[str, str], name: str, default: int, *, least: int) -> int:
+    """A whole-number query parameter; the API's 400 naming it when it is not one."""
+    given = params.get(name)
+    if given is None:
+        return default
+    if not (given.isascii() and given.isdigit()) or len(given) > 9 or int(given) < least:
+        raise Refused(400, f"{name} must be a whole number of at least {least}", None)
+    return int(given)
 
 
 def _read(kind: type[M], body: bytes) -> M:
