@@ -9,7 +9,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from gateway.bandwidth.v2.models import AddressAnswer, ValidationStatus
+from gateway.bandwidth.v2.mapping import GATEWAY_GROUP
+from gateway.bandwidth.v2.models import (
+    AddressAnswer,
+    NotificationAnswer,
+    NotificationGroupAnswer,
+    NotificationType,
+    ValidationStatus,
+)
 from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig
 from gateway.simulator.v2 import V2Simulator, create_v2_simulator
@@ -65,3 +72,66 @@ def test_endpoints_and_locations_of_more_than_one_page_come_back_whole() -> None
     asyncio.run(go())
     ops = [c["operation"] for c in _v2(sim).calls]
     assert ops.count("listAllEndpoints") == ops.count("listAddresses") == 3
+
+
+def test_recipients_are_created_into_the_group_and_listed_whole() -> None:
+    settings = _settings()
+    sim = _simulator(settings)
+    store = _v2(sim).v2
+    many = PAGE_LIMIT + 5
+    for i in range(many):
+        key = f"m{i:05d}"
+        store.notifications[key] = NotificationAnswer(
+            id=key, type=NotificationType.SMS, recipient="+12025550100"
+        )
+    store.groups[GATEWAY_GROUP] = NotificationGroupAnswer(
+        id=GATEWAY_GROUP, notification_ids=list(store.notifications)
+    )
+    store.notifications["stray"] = NotificationAnswer(
+        id="stray", type=NotificationType.EMAIL, recipient="stray@example.com"
+    )
+
+    async def go() -> None:
+        async with gateway(settings, sim_app=sim) as gw:
+            made = await gw.http.post(
+                "/v1/notification-recipients",
+                json={"id": "ops1", "emailAddress": "ops@example.com", "description": "Ops"},
+            )
+            assert made.status_code == 201, made.text
+            assert made.json() == {
+                "id": "ops1",
+                "emailAddress": "ops@example.com",
+                "description": "Ops",
+            }
+            again = await gw.http.post(
+                "/v1/notification-recipients",
+                json={"id": "ops1", "emailAddress": "ops@example.com"},
+            )
+            assert again.status_code == 201
+            listed = await gw.http.get("/v1/notification-recipients")
+            assert listed.status_code == 200
+            ids = [r["id"] for r in listed.json()["notificationRecipients"]]
+            assert len(ids) == many + 1 and ids[-1] == "ops1" and "stray" not in ids
+
+    asyncio.run(go())
+    assert "ops1" in store.groups[GATEWAY_GROUP].notification_ids
+    assert len([n for n in store.notifications if n == "ops1"]) == 1
+
+
+def test_a_recipient_v2_cannot_carry_is_a_501_saying_what_to_do_instead() -> None:
+    settings = _settings()
+    sim = _simulator(settings)
+
+    async def go() -> None:
+        async with gateway(settings, sim_app=sim) as gw:
+            answer = await gw.http.post(
+                "/v1/notification-recipients",
+                json={"emailAddress": "ops@example.com", "phoneNumber": "+12025550100"},
+            )
+            assert answer.status_code == 501
+            problem = answer.json()
+            assert problem["upstreamOperation"] == "addNotification"
+            assert "another with the phoneNumber" in problem["instead"]
+
+    asyncio.run(go())
+    assert _v2(sim).calls == []

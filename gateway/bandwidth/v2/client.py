@@ -41,8 +41,6 @@ from gateway.bandwidth.models import (
     EndpointListResponse,
     Location,
     LocationListResponse,
-    NotificationRecipient,
-    NotificationRecipientListResponse,
 )
 from gateway.bandwidth.upstreams import time_left
 from gateway.bandwidth.v2 import mapping
@@ -51,14 +49,13 @@ from gateway.bandwidth.v2.models import (
     AddressList,
     EndpointAnswer,
     EndpointList,
-    NotificationAnswer,
-    NotificationList,
     OrderDetails,
     OrderHistory,
     OrderStatus,
     ProvisioningOrder,
 )
-from gateway.bandwidth.v2.wire import V2Wire, bounded
+from gateway.bandwidth.v2.notifications import V2Notifications
+from gateway.bandwidth.v2.wire import bounded
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -75,7 +72,7 @@ M = TypeVar("M", bound=BaseModel)
 _REMEMBERED: Final = 100_000
 
 
-class BandwidthV2Client(V2Wire):
+class BandwidthV2Client(V2Notifications):
     """The carrier operations over the v2 API; see the module docstring."""
 
     def __init__(
@@ -269,31 +266,6 @@ class BandwidthV2Client(V2Wire):
     async def delete_location(self, location_id: str) -> None:
         path = self._path("/addresses/", location_id, "location ID")
         await self._call(Operation("deleteAddress", "DELETE"), path, not_found_is_success=True)
-
-    # -- notifications ------------------------------------------------------------------
-
-    async def list_notification_recipients(self) -> NotificationRecipientListResponse:
-        op = Operation("listNotifications", "GET")
-        found = await self._list(op, "/notifications", NotificationList, lambda p: p.notifications)
-        return NotificationRecipientListResponse(
-            notification_recipients=tuple(map(mapping.recipient_of, found))
-        )
-
-    async def create_notification_recipient(
-        self, recipient: NotificationRecipient
-    ) -> NotificationRecipient:
-        if recipient.id is None:
-            raise UpstreamUnsupported(
-                "the v2 API needs a client-chosen notification ID",
-                operation="addNotification",
-                instead="send the recipient with an `id`",
-            )
-        check_id(recipient.id, "notification recipient ID")
-        op = Operation("addNotification", "POST")
-        root = await self._write(op, "/notifications", recipient, retryable=True)
-        if root is None:
-            return recipient
-        return mapping.recipient_of(self._model(NotificationAnswer, root, op.name))
 
     # -- orders -------------------------------------------------------------------------
 

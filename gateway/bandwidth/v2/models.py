@@ -148,6 +148,15 @@ class AddNotificationGroup(Request):
     notifications: Annotated[list[Id], Field(max_length=1000)] = []
 
 
+class UpdateNotificationGroup(Request):
+    """``PATCH /notificationGroups/{groupId}``: notifications in and out (its endpoints are
+    the ones it was added with: the API changes them no other way)."""
+
+    description: Text | None = None
+    notification_ids_to_add: Annotated[list[Id], Field(max_length=1000)] = []
+    notification_ids_to_delete: Annotated[list[Id], Field(max_length=1000)] = []
+
+
 # -- answers -------------------------------------------------------------------
 
 

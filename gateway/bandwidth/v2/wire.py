@@ -176,8 +176,14 @@ def _request(op: Operation, record: Record) -> Request:
         return UpdateEndpoint(action=UpdateAction.PROVISION, address_id=record.location_id)
     if op.name == "addAddress" and isinstance(record, Location):
         return mapping.address_request(record)
-    if op.name == "addNotification" and isinstance(record, NotificationRecipient):
-        return mapping.notification_request(record)
+    if isinstance(record, NotificationRecipient):
+        made = {
+            "addNotification": mapping.notification_request,
+            "addNotificationGroup": mapping.group_request,
+            "updateNotificationGroup": mapping.group_join,
+        }.get(op.name)
+        if made is not None:
+            return made(record)
     raise ValueError(f"{op.name} carries no {type(record).__name__}")
 
 

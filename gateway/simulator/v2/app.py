@@ -42,6 +42,10 @@ V2_OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation("listNotificationsGroups", "GET", _ACCOUNT + "/notificationGroups", False),
     Operation("addNotificationGroup", "POST", _ACCOUNT + "/notificationGroups", True),
     Operation("getNotificationGroup", "GET", _ACCOUNT + "/notificationGroups/{groupId}", False),
+    Operation("updateNotificationGroup", "PATCH", _ACCOUNT + "/notificationGroups/{groupId}", True),
+    Operation(
+        "deleteNotificationGroup", "DELETE", _ACCOUNT + "/notificationGroups/{groupId}", True
+    ),
     Operation("listOrders", "GET", _ACCOUNT + "/orders", False),
     Operation("getOrderDetails", "GET", _ACCOUNT + "/orders/{orderId}/details", False),
     Operation("getOrderHistory", "GET", _ACCOUNT + "/orders/{orderId}/history", False),
