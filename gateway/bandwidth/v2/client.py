@@ -23,7 +23,6 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel
 
 from gateway.bandwidth.calls import check_id
@@ -35,7 +34,7 @@ from gateway.bandwidth.errors import (
     UpstreamRejected,
     UpstreamUnsupported,
 )
-from gateway.bandwidth.exchanges import AbandonedHook, Body, Operation
+from gateway.bandwidth.exchanges import Body, Operation
 from gateway.bandwidth.models import (
     Endpoint,
     EndpointListResponse,
@@ -58,7 +57,6 @@ from gateway.bandwidth.v2.notifications import V2Notifications
 from gateway.bandwidth.v2.wire import bounded
 
 if TYPE_CHECKING:
-    from gateway.metrics import Metrics
     from gateway.settings import Settings
 
 __all__ = ["BandwidthV2Client"]
@@ -109,20 +107,8 @@ class BandwidthV2Client(V2Notifications):
             self.metrics.upstream_order_oldest_open.set_function(oldest)
 
     @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        metrics: Metrics | None = None,
-        on_abandoned: AbandonedHook | None = None,
-    ) -> BandwidthV2Client:
-        client = super().from_settings(
-            settings, transport=transport, metrics=metrics, on_abandoned=on_abandoned
-        )
-        assert isinstance(client, BandwidthV2Client)
-        client.follow_timeout = settings.bandwidth_v2_follow_timeout
-        return client
+    def _options(cls, settings: Settings) -> dict[str, Any]:
+        return {"follow_timeout": settings.bandwidth_v2_follow_timeout}
 
     def __repr__(self) -> str:
         return f"BandwidthV2Client(base_url={self.base_url!r}, account_id={self.account_id!r})"

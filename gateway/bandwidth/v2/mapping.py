@@ -14,10 +14,17 @@ creating the same recipient again finds the first one (idempotent, never a secon
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Final
 
-from gateway.bandwidth.models import Address, Endpoint, Location, NotificationRecipient
+from gateway.bandwidth.models import (
+    STREET_FIELDS,
+    Address,
+    Endpoint,
+    Location,
+    NotificationRecipient,
+)
 from gateway.bandwidth.v2.models import (
     AddAddress,
     AddNotification,
@@ -59,14 +66,7 @@ def address_request(location: Location) -> AddAddress:
 
 def street_line(address: Address) -> str:
     """``addressLine1``: the house number and the street, in the USPS order."""
-    return one_line(
-        address.house_number,
-        address.house_suffix,
-        address.prefix_directional,
-        address.street_name,
-        address.street_suffix,
-        address.post_directional,
-    )
+    return one_line(*(getattr(address, name) for name in STREET_FIELDS))
 
 
 def location_of(answer: AddressAnswer) -> Location:
@@ -106,12 +106,9 @@ def endpoint_request(endpoint: Endpoint) -> NewEndpoint:
 
 
 def endpoint_of(answer: EndpointAnswer) -> Endpoint:
-    return Endpoint(
-        endpoint_id=answer.id,
-        caller_name=answer.name,
-        location_id=answer.address_id,
-        telephone_number=answer.phone_number,
-    )
+    """The endpoint an answer holds (v2 keeps no AEUI: none is read back)."""
+    held = Endpoint(endpoint_id=answer.id, location_id=answer.address_id)
+    return dataclasses.replace(held, caller_name=answer.name, telephone_number=answer.phone_number)
 
 
 def notified(recipient: NotificationRecipient) -> tuple[NotificationType, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -46,6 +46,32 @@ class Refused(Exception):
 def v2_error(status: int, description: str, field: str | None = None) -> Outcome:
     kind, code = ERRORS.get(status, ERRORS[400 if status < 500 else 500])
     return Outcome(status, error_document(kind, description, code, field=field).wire())
+
+
+class Held(Protocol):
+    """A record the API keeps under its ``id`` and answers whole."""
+
+    @property
+    def id(self) -> str: ...
+
+    def wire(self) -> bytes: ...
+
+
+H = TypeVar("H", bound=Held)
+
+
+def added(table: dict[str, H], record: H, what: str) -> Outcome:
+    """``record`` kept under its ID (the API's 409 when one is there): ``201`` with it."""
+    if record.id in table:
+        raise Refused(409, f"{what} {record.id} already exists", "id")
+    table[record.id] = record
+    return Outcome(201, record.wire(), applied=True, id=record.id)
+
+
+def answered(table: Mapping[str, H], key: str, what: str) -> Outcome:
+    """``GET`` of one record: ``200`` with it, or the API's 404."""
+    record = found(table, key, what)
+    return Outcome(200, record.wire(), id=record.id)
 
 
 def found(table: Mapping[str, T], key: str, what: str) -> T:

@@ -26,7 +26,7 @@ from gateway.bandwidth.v2.models import (
     UpdateNotificationGroup,
 )
 from gateway.simulator.store import Outcome
-from gateway.simulator.v2.answers import Refused, found, now, page, read
+from gateway.simulator.v2.answers import Refused, added, answered, found, now, page, read
 
 #: What a notification of each type may be sent to.
 _RECIPIENT: Final = {
@@ -54,8 +54,6 @@ class Notifications:
 
     def _addNotification(self, params: Mapping[str, str], body: bytes) -> Outcome:
         request = read(AddNotification, body)
-        if request.id in self.notifications:
-            raise Refused(409, f"notification {request.id} already exists", "id")
         if not _RECIPIENT[request.type].fullmatch(request.recipient):
             kind = request.type.value
             raise Refused(400, f"recipient: not a recipient of a {kind} notification", "recipient")
@@ -70,12 +68,10 @@ class Notifications:
             created=at,
             updated=at,
         )
-        self.notifications[request.id] = answer
-        return Outcome(201, answer.wire(), applied=True, id=request.id)
+        return added(self.notifications, answer, "notification")
 
     def _getNotification(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        held = found(self.notifications, params["notificationId"], "notification")
-        return Outcome(200, held.wire(), id=held.id)
+        return answered(self.notifications, params["notificationId"], "notification")
 
     def _deleteNotification(self, params: Mapping[str, str], body: bytes) -> Outcome:
         notification_id = found(self.notifications, params["notificationId"], "notification").id
@@ -96,8 +92,6 @@ class Notifications:
         request = read(AddNotificationGroup, body)
         if not _GROUP_ID.fullmatch(request.id):
             raise Refused(400, "id: a notification group's ID is an integer", "id")
-        if request.id in self.groups:
-            raise Refused(409, f"notification group {request.id} already exists", "id")
         endpoints = _once(request.endpoints)
         for i, endpoint_id in enumerate(endpoints):
             if endpoint_id not in self.endpoints:
@@ -114,13 +108,12 @@ class Notifications:
             created=at,
             updated=at,
         )
-        self.groups[request.id] = answer
+        outcome = added(self.groups, answer, "notification group")
         self._recount(notifications)
-        return Outcome(201, answer.wire(), applied=True, id=request.id)
+        return outcome
 
     def _getNotificationGroup(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        held = self._group(params)
-        return Outcome(200, held.wire(), id=held.id)
+        return answered(self.groups, self._group(params).id, "notification group")
 
     def _updateNotificationGroup(self, params: Mapping[str, str], body: bytes) -> Outcome:
         group = self._group(params)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from gateway.bandwidth.models import Address, Location
+from gateway.bandwidth.v2 import mapping
 from gateway.bandwidth.v2.models import (
     AddAddress,
     AddEndpoints,
@@ -49,6 +49,8 @@ from gateway.simulator.store import Outcome
 from gateway.simulator.v2.answers import (
     PAGE_LIMIT,
     Refused,
+    added,
+    answered,
     as_json,
     found,
     now,
@@ -329,15 +331,12 @@ class V2Store(Notifications):
 
     def _addAddress(self, params: Mapping[str, str], body: bytes) -> Outcome:
         request = read(AddAddress, body)
-        if request.id in self.addresses:
+        if request.id in self.addresses:  # before the address is checked
             raise Refused(409, f"address {request.id} already exists", "id")
-        answer = _validated(request)
-        self.addresses[request.id] = answer
-        return Outcome(201, answer.wire(), applied=True, id=request.id)
+        return added(self.addresses, _validated(request), "address")
 
     def _getAddress(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        held = found(self.addresses, params["addressId"], "address")
-        return Outcome(200, held.wire(), id=held.id)
+        return answered(self.addresses, params["addressId"], "address")
 
     def _deleteAddress(self, params: Mapping[str, str], body: bytes) -> Outcome:
         address_id = found(self.addresses, params["addressId"], "address").id
@@ -357,23 +356,28 @@ def _validated(request: AddAddress) -> AddressAnswer:
     pre = parts.pop(0) if len(parts) > 1 and parts[0] in _DIRECTIONALS else None
     post = parts.pop() if len(parts) > 1 and parts[-1] in _DIRECTIONALS else None
     suffix = parts.pop() if len(parts) > 1 else None
-    street = " ".join(parts) or None
-    address = Address(
+    at = now()
+    parsed = AddressAnswer(
+        id=request.id,
+        address=request.address_line1,
         house_number=house,
-        prefix_directional=pre,
-        street_name=street,
+        predirectional=pre,
+        postdirectional=post,
+        street_name=" ".join(parts) or None,
         street_suffix=suffix,
-        post_directional=post,
         address_line2=request.address_line2,
         city=request.city,
-        state_code=request.state,
-        zip=request.postal_code,
+        state=request.state,
+        postal_code=request.postal_code,
         country=request.country or "US",
+        description=request.description,
+        created=at,
+        updated=at,
     )
     status = ValidationStatus.VALID
     latitude = longitude = None
     try:
-        checked = validate_location(Location(location_id=request.id, address=address))
+        checked = validate_location(mapping.location_of(parsed))
         latitude, longitude = checked.latitude, checked.longitude
     except InvalidAddress:
         status = ValidationStatus.INVALID
@@ -384,26 +388,8 @@ def _validated(request: AddAddress) -> AddressAnswer:
             latitude, longitude = float(request.latitude), float(request.longitude)
         except ValueError:
             raise Refused(400, "latitude and longitude must be numbers", "latitude") from None
-    at = now()
-    return AddressAnswer(
-        id=request.id,
-        validation_status=status,
-        address=request.address_line1,
-        house_number=house,
-        predirectional=pre,
-        postdirectional=post,
-        street_name=street,
-        street_suffix=suffix,
-        address_line2=request.address_line2,
-        city=request.city,
-        state=request.state,
-        postal_code=request.postal_code,
-        country=request.country or "US",
-        description=request.description,
-        latitude=latitude,
-        longitude=longitude,
-        created=at,
-        updated=at,
+    return parsed.model_copy(
+        update={"validation_status": status, "latitude": latitude, "longitude": longitude}
     )
 
 
