@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 
 from gateway.bandwidth.v2.mapping import GATEWAY_GROUP
@@ -135,3 +136,29 @@ def test_a_recipient_v2_cannot_carry_is_a_501_saying_what_to_do_instead() -> Non
 
     asyncio.run(go())
     assert _v2(sim).calls == []
+
+
+def test_a_carrier_whose_list_never_ends_is_a_502_not_a_hang() -> None:
+    settings = _settings()
+    sim = _simulator(settings)
+    pages: list[str] = []
+
+    class Endless(httpx.AsyncBaseTransport):
+        def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+            self.inner = inner
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/addresses"):
+                pages.append(request.url.query.decode())
+                links = [{"rel": "next", "href": "/addresses?offset=0&limit=1000"}]
+                return httpx.Response(200, json={"links": links, "addresses": [{"id": "same"}]})
+            return await self.inner.handle_async_request(request)
+
+    async def go() -> None:
+        async with gateway(settings, sim_app=sim, wrap=Endless) as gw:
+            answer = await gw.http.get("/v1/locations")
+            assert answer.status_code == 502
+            assert answer.json()["type"].endswith("/upstream-error")
+
+    asyncio.run(go())
+    assert pages == ["limit=1000&offset=0", "limit=1000&offset=1"]
