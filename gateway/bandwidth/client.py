@@ -10,27 +10,18 @@ import dataclasses
 import ipaddress
 import xml.etree.ElementTree as ET
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 import httpx
 
-from gateway.bandwidth import codec
+from gateway.bandwidth import codec, models
 from gateway.bandwidth.errors import (
     CodecError,
     UpstreamParseError,
     UpstreamRejected,
 )
-from gateway.bandwidth.models import (
-    Endpoint,
-    EndpointListResponse,
-    Location,
-    LocationListResponse,
-    NotificationRecipient,
-    NotificationRecipientListResponse,
-    Record,
-    wire_name,
-)
+from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient, Record, wire_name
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,8 +59,8 @@ class BandwidthClient(CarrierCalls):
         transport: httpx.AsyncBaseTransport | None = None,
         metrics: Metrics | None = None,
         on_abandoned: AbandonedHook | None = None,
-    ) -> BandwidthClient:
-        """The client the settings describe.
+    ) -> Self:
+        """The client the settings describe (``_options``: a subclass's own settings).
 
         Refuses a plain-http carrier off loopback unless ``GATEWAY_UPSTREAM_ALLOW_INSECURE``
         (or sandbox mode, or an injected transport, which never leaves the process).
@@ -94,7 +85,13 @@ class BandwidthClient(CarrierCalls):
             breaker_cooldown=settings.breaker_cooldown,
             retry_budget_ratio=settings.retry_budget_ratio,
             on_abandoned=on_abandoned,
+            **cls._options(settings),
         )
+
+    @classmethod
+    def _options(cls, settings: Settings) -> dict[str, Any]:
+        """The constructor's options from ``settings`` beyond the ones every client takes."""
+        return {}
 
     def __repr__(self) -> str:
         return f"BandwidthClient(base_url={self.base_url!r}, account_id={self.account_id!r})"
@@ -112,16 +109,14 @@ class BandwidthClient(CarrierCalls):
 
     # -- endpoints ------------------------------------------------------------
 
-    async def list_endpoints(self) -> EndpointListResponse:
-        root = await self._call(Operation("listEndpoints", "GET"), "")
-        return self._read(EndpointListResponse, root, "listEndpoints")
+    async def list_endpoints(self) -> models.EndpointListResponse:
+        return await self._get(models.EndpointListResponse, "listEndpoints", "")
 
     async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
         if endpoint.endpoint_id is not None:
             _check_endpoint_id(endpoint.endpoint_id)
-        return await self._create(
-            Operation("createEndpoint", "POST"), "", endpoint, endpoint.endpoint_id is not None
-        )
+        op = Operation("createEndpoint", "POST")
+        return await self._create(op, "", endpoint, endpoint.endpoint_id, "endpoint ID")
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
         return await self._get(Endpoint, "getEndpoint", self._endpoint_path(endpoint_id))
@@ -132,56 +127,41 @@ class BandwidthClient(CarrierCalls):
         return None
 
     async def update_endpoint(self, endpoint_id: str, endpoint: Endpoint) -> Endpoint:
-        path = self._endpoint_path(endpoint_id)
-        return await self._replace("updateEndpoint", path, endpoint, endpoint_id=endpoint_id)
+        return await self._replace("updateEndpoint", endpoint, endpoint_id=endpoint_id)
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
         await self._delete(Operation("deleteEndpoint", "DELETE"), self._endpoint_path(endpoint_id))
 
     # -- locations ------------------------------------------------------------
 
-    async def list_locations(self) -> LocationListResponse:
-        root = await self._call(Operation("listLocations", "GET"), "/locations")
-        return self._read(LocationListResponse, root, "listLocations")
+    async def list_locations(self) -> models.LocationListResponse:
+        return await self._get(models.LocationListResponse, "listLocations", "/locations")
 
     async def create_location(self, location: Location) -> Location:
-        if location.location_id is not None:
-            check_id(location.location_id, "location ID")
-        return await self._create(
-            Operation("createLocation", "POST"),
-            "/locations",
-            location,
-            location.location_id is not None,
-        )
+        op = Operation("createLocation", "POST")
+        return await self._create(op, "/locations", location, location.location_id, "location ID")
 
     async def get_location(self, location_id: str) -> Location:
         return await self._get(Location, "getLocation", self._location_path(location_id))
 
     async def update_location(self, location_id: str, location: Location) -> Location:
-        path = self._location_path(location_id)
-        return await self._replace("updateLocation", path, location, location_id=location_id)
+        return await self._replace("updateLocation", location, location_id=location_id)
 
     async def delete_location(self, location_id: str) -> None:
         await self._delete(Operation("deleteLocation", "DELETE"), self._location_path(location_id))
 
     # -- notification recipients ----------------------------------------------
 
-    async def list_notification_recipients(self) -> NotificationRecipientListResponse:
-        op = Operation("listNotificationRecipients", "GET")
-        root = await self._call(op, "/notificationRecipients")
-        return self._read(NotificationRecipientListResponse, root, op.name)
+    async def list_notification_recipients(self) -> models.NotificationRecipientListResponse:
+        kind = models.NotificationRecipientListResponse
+        return await self._get(kind, "listNotificationRecipients", "/notificationRecipients")
 
     async def create_notification_recipient(
         self, recipient: NotificationRecipient
     ) -> NotificationRecipient:
-        if recipient.id is not None:
-            check_id(recipient.id, "notification recipient ID")
-        return await self._create(
-            Operation("createNotificationRecipient", "POST"),
-            "/notificationRecipients",
-            recipient,
-            recipient.id is not None,
-        )
+        op = Operation("createNotificationRecipient", "POST")
+        path, what = "/notificationRecipients", "notification recipient ID"
+        return await self._create(op, path, recipient, recipient.id, what)
 
     # -- paths and records ----------------------------------------------------
 
@@ -200,16 +180,25 @@ class BandwidthClient(CarrierCalls):
         except CodecError as exc:
             raise UpstreamParseError(f"{operation}: {exc}", operation=operation) from None
 
-    async def _create(self, op: Operation, path: str, record: R, has_id: bool) -> R:
+    async def _create(
+        self, op: Operation, path: str, record: R, record_id: str | None, what: str
+    ) -> R:
+        """POST ``record``; one with its own ID (``what``, checked) may be retried, and a
+        409 answering a retry is the first attempt's success."""
+        has_id = record_id is not None
+        if record_id is not None:
+            check_id(record_id, what)
         root = await self._call(op, path, record, retryable=has_id, conflict_is_success=has_id)
         return self._written(op, root, record)
 
     async def _get(self, kind: type[R], name: str, path: str) -> R:
         return self._read(kind, await self._call(Operation(name, "GET"), path), name)
 
-    async def _replace(self, name: str, path: str, record: R, **path_id: str) -> R:
-        """PUT ``record`` under the path's ID (``path_id``: its field and value)."""
+    async def _replace(self, name: str, record: R, **path_id: str) -> R:
+        """PUT ``record`` under the path's ID (``path_id``: its field and value, a
+        ``location_id`` or an ``endpoint_id``)."""
         ((field, value),) = path_id.items()
+        path = self._location_path(value) if field == "location_id" else self._endpoint_path(value)
         if getattr(record, field) not in (None, value):
             raise ValueError(f"the record's {wire_name(field)} differs from the one in the path")
         sent: R = dataclasses.replace(cast(Any, record), **path_id)

@@ -8,7 +8,8 @@ These records carry no I/O, so the domain may use them freely.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Final
 
 
 class LocationStatus(enum.StrEnum):
@@ -33,6 +34,11 @@ class Address:
     zip: str | None = None
     plus_four: str | None = None
     country: str | None = None
+
+
+#: The ``Address`` fields of a one-line street address, in the USPS order: its first six,
+#: the house number, then the street (``house_number`` to ``post_directional``).
+STREET_FIELDS: Final = tuple(f.name for f in fields(Address))[:6]
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,8 @@ class Simulator:
 
     #: The API's operations, in route order, and the store that carries them out.
     operations: tuple[Operation, ...] = OPERATIONS
+    #: The media type of its answers' bodies.
+    media_type: str = _XML
 
     def __init__(
         self,
@@ -128,9 +130,42 @@ class Simulator:
         """An error answer in the API's own error document."""
         return error(status, code, description)
 
+    def _answer(self, outcome: Outcome, headers: Mapping[str, str] | None = None) -> Response:
+        return Response(
+            outcome.body,
+            status_code=outcome.status,
+            media_type=self.media_type if outcome.body else None,
+            headers=dict(headers) if headers else None,
+        )
+
+    def app(self) -> Starlette:
+        """This simulator served: its routes, failures in its API's error documents, and
+        ``/e911s/`` answered as the API does (404), not redirected to ``/e911s``."""
+        zip_index()  # built once per process, now rather than inside the first request
+
+        async def http_error(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, HTTPException)
+            code = {404: Code.NOT_FOUND, 405: Code.METHOD_NOT_ALLOWED}.get(
+                exc.status_code, Code.INVALID_REQUEST
+            )
+            return self._answer(self._error(exc.status_code, code, str(exc.detail)), exc.headers)
+
+        async def internal_error(request: Request, exc: Exception) -> Response:
+            return self._answer(self._error(500, Code.INTERNAL_ERROR, "internal error"))
+
+        app = Starlette(
+            routes=self.routes(),
+            exception_handlers={HTTPException: http_error, Exception: internal_error},
+        )
+        app.router.redirect_slashes = False
+        app.state.simulator = self
+        quiet_resets()
+        return app
+
     @staticmethod
-    def _answer(outcome: Outcome, headers: Mapping[str, str] | None = None) -> Response:
-        return _xml(outcome, headers)
+    def _params(request: Request) -> dict[str, str]:
+        """What an operation is given of the request: its path parameters."""
+        return dict(request.path_params)
 
     # -- the Python face -------------------------------------------------------
 
@@ -166,7 +201,7 @@ class Simulator:
     # -- the carrier API -------------------------------------------------------
 
     async def handle(self, request: Request, op: Operation) -> Response:
-        params: dict[str, str] = dict(request.path_params)
+        params = self._params(request)
         if params.get("endpointId", "").lower() in RESERVED_ENDPOINT_IDS:
             # ``PUT .../e911s/locations`` falls through to ``{endpointId}``: not an endpoint.
             return self._answer(
@@ -418,38 +453,7 @@ def create_simulator(
     clock: Clock = time.monotonic,
 ) -> Starlette:
     """The simulator app; ``app.state.simulator`` is its ``Simulator``."""
-    zip_index()  # built once per process, now rather than inside the first request
-    simulator = Simulator(config, sleep=sleep, clock=clock)
-    app = Starlette(
-        routes=simulator.routes(),
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
-    )
-    # A stand-in answers ``/e911s/`` as the API does (404), not with a redirect to ``/e911s``.
-    app.router.redirect_slashes = False
-    app.state.simulator = simulator
-    quiet_resets()
-    return app
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = {404: Code.NOT_FOUND, 405: Code.METHOD_NOT_ALLOWED}.get(
-        exc.status_code, Code.INVALID_REQUEST
-    )
-    return _xml(error(exc.status_code, code, str(exc.detail)), exc.headers)
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    return _xml(error(500, Code.INTERNAL_ERROR, "internal error"))
-
-
-def _xml(outcome: Outcome, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(
-        outcome.body,
-        status_code=outcome.status,
-        media_type=_XML if outcome.body else None,
-        headers=dict(headers) if headers else None,
-    )
+    return Simulator(config, sleep=sleep, clock=clock).app()
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

@@ -597,7 +597,8 @@ def paths() -> dict[str, Any]:
                 "409": problem("The recipient already exists."),
                 **body_errors(),
             }
-            | UPSTREAM_FAILURES,
+            | UPSTREAM_FAILURES
+            | V2_UNSUPPORTED,
             body=ref("NotificationRecipientWrite"),
         ),
     }

@@ -17,61 +17,46 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
 
-import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from gateway.bandwidth.calls import check_id
-from gateway.bandwidth.client import BandwidthClient
 from gateway.bandwidth.errors import (
-    CodecError,
     UpstreamConflict,
-    UpstreamError,
     UpstreamNotFound,
     UpstreamParseError,
     UpstreamPending,
     UpstreamRejected,
     UpstreamUnsupported,
 )
-from gateway.bandwidth.exchanges import AbandonedHook, Body, Operation
-from gateway.bandwidth.failures import status_error
+from gateway.bandwidth.exchanges import Body, Operation
 from gateway.bandwidth.models import (
     Endpoint,
     EndpointListResponse,
     Location,
     LocationListResponse,
-    NotificationRecipient,
-    NotificationRecipientListResponse,
-    Record,
 )
 from gateway.bandwidth.upstreams import time_left
 from gateway.bandwidth.v2 import mapping
 from gateway.bandwidth.v2.models import (
-    AddEndpoints,
     AddressAnswer,
     AddressList,
     EndpointAnswer,
     EndpointList,
-    GenericError,
-    NotificationAnswer,
-    NotificationList,
     OrderDetails,
     OrderHistory,
     OrderStatus,
     ProvisioningOrder,
-    Request,
-    UpdateAction,
-    UpdateEndpoint,
 )
+from gateway.bandwidth.v2.notifications import V2Notifications
+from gateway.bandwidth.v2.wire import bounded
 
 if TYPE_CHECKING:
-    from gateway.metrics import Metrics
     from gateway.settings import Settings
 
 __all__ = ["BandwidthV2Client"]
@@ -85,10 +70,8 @@ M = TypeVar("M", bound=BaseModel)
 _REMEMBERED: Final = 100_000
 
 
-class BandwidthV2Client(BandwidthClient):
+class BandwidthV2Client(V2Notifications):
     """The carrier operations over the v2 API; see the module docstring."""
-
-    content_type = "application/json"
 
     def __init__(
         self,
@@ -124,20 +107,8 @@ class BandwidthV2Client(BandwidthClient):
             self.metrics.upstream_order_oldest_open.set_function(oldest)
 
     @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        metrics: Metrics | None = None,
-        on_abandoned: AbandonedHook | None = None,
-    ) -> BandwidthV2Client:
-        client = super().from_settings(
-            settings, transport=transport, metrics=metrics, on_abandoned=on_abandoned
-        )
-        assert isinstance(client, BandwidthV2Client)
-        client.follow_timeout = settings.bandwidth_v2_follow_timeout
-        return client
+    def _options(cls, settings: Settings) -> dict[str, Any]:
+        return {"follow_timeout": settings.bandwidth_v2_follow_timeout}
 
     def __repr__(self) -> str:
         return f"BandwidthV2Client(base_url={self.base_url!r}, account_id={self.account_id!r})"
@@ -156,8 +127,9 @@ class BandwidthV2Client(BandwidthClient):
     # -- endpoints ----------------------------------------------------------------------
 
     async def list_endpoints(self) -> EndpointListResponse:
-        found = await self._fetch(Operation("listAllEndpoints", "GET"), "/endpoints", EndpointList)
-        endpoints = tuple(self._with_aeui(mapping.endpoint_of(e)) for e in found.endpoints)
+        op = Operation("listAllEndpoints", "GET")
+        found = await self._list(op, "/endpoints", EndpointList, lambda page: page.endpoints)
+        endpoints = tuple(self._with_aeui(mapping.endpoint_of(e)) for e in found)
         return EndpointListResponse(total_count=len(endpoints), endpoints=endpoints)
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
@@ -236,8 +208,9 @@ class BandwidthV2Client(BandwidthClient):
     # -- addresses ----------------------------------------------------------------------
 
     async def list_locations(self) -> LocationListResponse:
-        found = await self._fetch(Operation("listAddresses", "GET"), "/addresses", AddressList)
-        locations = tuple(map(mapping.location_of, found.addresses))
+        op = Operation("listAddresses", "GET")
+        found = await self._list(op, "/addresses", AddressList, lambda page: page.addresses)
+        locations = tuple(map(mapping.location_of, found))
         return LocationListResponse(total_count=len(locations), locations=locations)
 
     async def create_location(self, location: Location) -> Location:
@@ -279,31 +252,6 @@ class BandwidthV2Client(BandwidthClient):
     async def delete_location(self, location_id: str) -> None:
         path = self._path("/addresses/", location_id, "location ID")
         await self._call(Operation("deleteAddress", "DELETE"), path, not_found_is_success=True)
-
-    # -- notifications ------------------------------------------------------------------
-
-    async def list_notification_recipients(self) -> NotificationRecipientListResponse:
-        op = Operation("listNotifications", "GET")
-        found = await self._fetch(op, "/notifications", NotificationList)
-        return NotificationRecipientListResponse(
-            notification_recipients=tuple(map(mapping.recipient_of, found.notifications))
-        )
-
-    async def create_notification_recipient(
-        self, recipient: NotificationRecipient
-    ) -> NotificationRecipient:
-        if recipient.id is None:
-            raise UpstreamUnsupported(
-                "the v2 API needs a client-chosen notification ID",
-                operation="addNotification",
-                instead="send the recipient with an `id`",
-            )
-        check_id(recipient.id, "notification recipient ID")
-        op = Operation("addNotification", "POST")
-        root = await self._write(op, "/notifications", recipient, retryable=True)
-        if root is None:
-            return recipient
-        return mapping.recipient_of(self._model(NotificationAnswer, root, op.name))
 
     # -- orders -------------------------------------------------------------------------
 
@@ -445,7 +393,7 @@ class BandwidthV2Client(BandwidthClient):
             return
         self._count("failed")
         failed = [e for e in (details.endpoints if details else []) if e.error or e.error_code]
-        words = _bounded("; ".join(e.error or "" for e in failed) or f"order {status.value}")
+        words = bounded("; ".join(e.error or "" for e in failed) or f"order {status.value}")
         raise UpstreamRejected(
             f"{operation}: order {order_id} {status.value}: {words}",
             operation=operation,
@@ -454,62 +402,7 @@ class BandwidthV2Client(BandwidthClient):
             description=words,
         )
 
-    # -- the wire -----------------------------------------------------------------------
-
-    def _encode(self, op: Operation, record: Record) -> bytes:
-        return _request(op, record).wire()
-
-    def _refusal(self, response: httpx.Response, root: Body, op: Operation) -> UpstreamError | None:
-        return None  # v2 answers errors with error statuses only
-
-    def _answer_error(self, response: httpx.Response, root: Body, op: Operation) -> UpstreamError:
-        code = description = None
-        try:
-            found = GenericError.model_validate(root).errors or []
-        except ValidationError:
-            found = []
-        if found:
-            first = found[0]
-            code = str(first.code) if first.code is not None else first.type
-            description = _bounded("; ".join(e.description for e in found))
-        return status_error(response, op.name, write=op.write, code=code, description=description)
-
-    @staticmethod
-    def _decode(data: bytes) -> Body:
-        try:
-            return json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            raise CodecError(f"not JSON: {exc}") from None
-
-    async def _write(self, op: Operation, path: str, record: Record, *, retryable: bool) -> Body:
-        try:
-            _request(op, record)
-        except (ValidationError, ValueError) as exc:
-            raise UpstreamRejected(
-                f"{op.name}: the v2 API cannot carry this record: {exc}",
-                operation=op.name,
-                code="request-invalid",
-                description=_first_error(exc),
-            ) from None
-        return await self._call(
-            op, path, record, retryable=retryable, conflict_is_success=op.method == "POST"
-        )
-
-    async def _fetch(self, op: Operation, path: str, kind: type[M]) -> M:
-        root = await self._call(op, path)
-        if root is None:
-            raise UpstreamParseError(f"{op.name}: the answer has no body", operation=op.name)
-        return self._model(kind, root, op.name)
-
-    @staticmethod
-    def _model(kind: type[M], root: Body, operation: str) -> M:
-        try:
-            return kind.model_validate(root)
-        except ValidationError as exc:
-            raise UpstreamParseError(
-                f"{operation}: the answer is not a {kind.__name__}: {_first_error(exc)}",
-                operation=operation,
-            ) from None
+    # -- records -----------------------------------------------------------------------
 
     def _path(self, collection: str, value: str, what: str) -> str:
         return collection + quote(check_id(value, what), safe="")
@@ -532,29 +425,3 @@ class BandwidthV2Client(BandwidthClient):
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.upstream_orders.labels(outcome).inc()
-
-
-def _request(op: Operation, record: Record) -> Request:
-    """The v2 request body for ``op`` carrying ``record``."""
-    if op.name == "addEndpoints" and isinstance(record, Endpoint):
-        return AddEndpoints(endpoints=[mapping.endpoint_request(record)])
-    if op.name == "updateEndpoint" and isinstance(record, Endpoint):
-        return UpdateEndpoint(action=UpdateAction.PROVISION, address_id=record.location_id)
-    if op.name == "addAddress" and isinstance(record, Location):
-        return mapping.address_request(record)
-    if op.name == "addNotification" and isinstance(record, NotificationRecipient):
-        return mapping.notification_request(record)
-    raise ValueError(f"{op.name} carries no {type(record).__name__}")
-
-
-def _bounded(words: str, limit: int = 500) -> str:
-    """The carrier's words, at most ``limit`` characters of them."""
-    return words if len(words) <= limit else words[: limit - 1] + "…"
-
-
-def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return f"{where}: {first['msg']}"
-    return str(exc)

@@ -148,21 +148,35 @@ class AddNotificationGroup(Request):
     notifications: Annotated[list[Id], Field(max_length=1000)] = []
 
 
+class UpdateNotificationGroup(Request):
+    """``PATCH /notificationGroups/{groupId}``: notifications in and out (its endpoints are
+    the ones it was added with: the API changes them no other way)."""
+
+    description: Text | None = None
+    notification_ids_to_add: Annotated[list[Id], Field(max_length=1000)] = []
+    notification_ids_to_delete: Annotated[list[Id], Field(max_length=1000)] = []
+
+
 # -- answers -------------------------------------------------------------------
 
 
-class EndpointAnswer(Answer):
-    """``GET /endpoints/{endpointId}``, and each of ``GET /endpoints``."""
+class Held(Answer):
+    """What the API answers of every record it keeps: its ID, account and time stamps."""
 
     id: str
     account_id: str | None = None
+    created: str | None = None
+    updated: str | None = None
+
+
+class EndpointAnswer(Held):
+    """``GET /endpoints/{endpointId}``, and each of ``GET /endpoints``."""
+
     phone_number: str | None = None
     name: str | None = None
     lang: str | None = None
     country: str | None = None
     address_id: str | None = None
-    created: str | None = None
-    updated: str | None = None
 
 
 class Link(Answer):
@@ -176,27 +190,34 @@ class EndpointList(Answer):
     endpoints: list[EndpointAnswer] = []
 
 
-class AddressAnswer(Answer):
-    """``POST``/``GET /addresses/{addressId}``, and each of ``GET /addresses``."""
+class Street(Answer):
+    """An address's ``addressLine1`` as the carrier parsed it."""
 
-    id: str
-    validation_status: ValidationStatus | None = None
-    address: str | None = None
     house_number: str | None = None
     predirectional: str | None = None
-    postdirectional: str | None = None
     street_name: str | None = None
     street_suffix: str | None = None
+    postdirectional: str | None = None
+
+
+class Place(Answer):
+    """The rest of an address: the unit, and where the street is."""
+
     address_line2: str | None = None
     city: str | None = None
     state: str | None = None
     postal_code: str | None = None
     country: str | None = None
+
+
+class AddressAnswer(Held, Street, Place):
+    """``POST``/``GET /addresses/{addressId}``, and each of ``GET /addresses``."""
+
+    validation_status: ValidationStatus | None = None
+    address: str | None = None
     description: str | None = None
     latitude: float | None = None
     longitude: float | None = None
-    created: str | None = None
-    updated: str | None = None
 
 
 class AddressList(Answer):
@@ -204,17 +225,22 @@ class AddressList(Answer):
     addresses: list[AddressAnswer] = []
 
 
-class ProvisioningOrder(Answer):
+class Counted(Answer):
+    """An order's counts of the endpoints it carries, and when it last changed."""
+
+    accepted_count: int | None = None
+    invalid_count: int | None = None
+    updated: str | None = None
+    total_number: int | None = None
+
+
+class ProvisioningOrder(Counted):
     """The ``202`` answer to an endpoint write: the order that carries it out."""
 
     order_id: Id  # it goes into the path of the status reads
     updated_by: str | None = None
     order_type: OrderType | None = None
     order_status: OrderStatus
-    accepted_count: int | None = None
-    invalid_count: int | None = None
-    updated: str | None = None
-    total_number: int | None = None
 
 
 class OrderEndpoint(Answer):
@@ -225,16 +251,12 @@ class OrderEndpoint(Answer):
     error_code: str | None = None
 
 
-class OrderSummary(Answer):
+class OrderSummary(Counted):
     """Each of ``GET /orders``."""
 
     id: str
     type: OrderType | None = None
     status: OrderStatus
-    accepted_count: int | None = None
-    invalid_count: int | None = None
-    updated: str | None = None
-    total_number: int | None = None
 
 
 class OrderDetails(OrderSummary):
@@ -267,30 +289,22 @@ class OrderList(Answer):
     orders: list[OrderSummary] = []
 
 
-class NotificationAnswer(Answer):
-    id: str
-    account_id: str | None = None
+class NotificationAnswer(Held):
     description: str | None = None
     recipient: str | None = None
     type: NotificationType | None = None
     group_count: int | None = None
-    created: str | None = None
-    updated: str | None = None
 
 
 class NotificationList(Answer):
     notifications: list[NotificationAnswer] = []
 
 
-class NotificationGroupAnswer(Answer):
-    id: str
-    account_id: str | None = None
+class NotificationGroupAnswer(Held):
     description: str | None = None
     endpoint_count: int | None = None
     endpoint_ids: list[str] = []
     notification_ids: list[str] = []
-    created: str | None = None
-    updated: str | None = None
 
 
 class NotificationGroupList(Answer):

@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from typing import Final
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
 
-from gateway.simulator.addresses import zip_index
 from gateway.simulator.app import Clock, Operation, Simulator, Sleep
 from gateway.simulator.config import SimulatorConfig
-from gateway.simulator.faults import quiet_resets
 from gateway.simulator.store import Outcome
 from gateway.simulator.v2.store import V2Store, v2_error
 
@@ -42,6 +37,10 @@ V2_OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation("listNotificationsGroups", "GET", _ACCOUNT + "/notificationGroups", False),
     Operation("addNotificationGroup", "POST", _ACCOUNT + "/notificationGroups", True),
     Operation("getNotificationGroup", "GET", _ACCOUNT + "/notificationGroups/{groupId}", False),
+    Operation("updateNotificationGroup", "PATCH", _ACCOUNT + "/notificationGroups/{groupId}", True),
+    Operation(
+        "deleteNotificationGroup", "DELETE", _ACCOUNT + "/notificationGroups/{groupId}", True
+    ),
     Operation("listOrders", "GET", _ACCOUNT + "/orders", False),
     Operation("getOrderDetails", "GET", _ACCOUNT + "/orders/{orderId}/details", False),
     Operation("getOrderHistory", "GET", _ACCOUNT + "/orders/{orderId}/history", False),
@@ -52,6 +51,7 @@ class V2Simulator(Simulator):
     """The v2 API's stand-in; ``store`` is a ``V2Store`` (``order_seconds`` may be changed)."""
 
     operations = V2_OPERATIONS
+    media_type = _JSON
 
     def __init__(
         self,
@@ -70,8 +70,10 @@ class V2Simulator(Simulator):
         return v2_error(status, description)
 
     @staticmethod
-    def _answer(outcome: Outcome, headers: Mapping[str, str] | None = None) -> Response:
-        return _json(outcome, headers)
+    def _params(request: Request) -> dict[str, str]:
+        """The path parameters, and the query's (``limit``, ``offset``, ``addressId``): the
+        path's win where both name one."""
+        return {**request.query_params, **request.path_params}
 
 
 def create_v2_simulator(
@@ -82,31 +84,4 @@ def create_v2_simulator(
     order_seconds: float = 1.0,
 ) -> Starlette:
     """The v2 simulator app; ``app.state.simulator`` is its ``V2Simulator``."""
-    zip_index()
-    simulator = V2Simulator(config, sleep=sleep, clock=clock, order_seconds=order_seconds)
-    app = Starlette(
-        routes=simulator.routes(),
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
-    )
-    app.router.redirect_slashes = False
-    app.state.simulator = simulator
-    quiet_resets()
-    return app
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return _json(v2_error(exc.status_code, str(exc.detail)), exc.headers)
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    return _json(v2_error(500, "internal error"))
-
-
-def _json(outcome: Outcome, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(
-        outcome.body,
-        status_code=outcome.status,
-        media_type=_JSON if outcome.body else None,
-        headers=dict(headers) if headers else None,
-    )
+    return V2Simulator(config, sleep=sleep, clock=clock, order_seconds=order_seconds).app()

@@ -1,4 +1,5 @@
-"""The v2 simulator's account: addresses, endpoints, notifications, groups and orders.
+"""The v2 simulator's account: addresses, endpoints, notifications, groups and orders
+(notifications and groups are ``notifications.Notifications``'; lists page, ``answers``).
 
 Request bodies are read with the project's models of the v2 shapes (unknown or malformed
 fields are refused with the API's error document). Endpoint writes are orders: accepted
@@ -16,17 +17,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, Final
 
-from pydantic import BaseModel, ValidationError
-
-from gateway.bandwidth.models import Address, Location
+from gateway.bandwidth.v2 import mapping
 from gateway.bandwidth.v2.models import (
     AddAddress,
     AddEndpoints,
-    AddNotification,
-    AddNotificationGroup,
     AddressAnswer,
     AddressList,
     EndpointAnswer,
@@ -34,8 +31,6 @@ from gateway.bandwidth.v2.models import (
     EndpointStatus,
     NotificationAnswer,
     NotificationGroupAnswer,
-    NotificationGroupList,
-    NotificationList,
     OrderDetails,
     OrderEndpoint,
     OrderHistory,
@@ -48,47 +43,32 @@ from gateway.bandwidth.v2.models import (
     UpdateAction,
     UpdateEndpoint,
     ValidationStatus,
-    error_document,
 )
 from gateway.simulator.addresses import InvalidAddress, validate_location
 from gateway.simulator.store import Outcome
+from gateway.simulator.v2.answers import (
+    PAGE_LIMIT,
+    Refused,
+    added,
+    answered,
+    as_json,
+    found,
+    now,
+    page,
+    read,
+    stamp,
+    v2_error,
+)
+from gateway.simulator.v2.notifications import Notifications
 
-M = TypeVar("M", bound=BaseModel)
+__all__ = ["PAGE_LIMIT", "UNDELIVERABLE", "Refused", "V2Store", "v2_error"]
 
-#: The API's error types and codes, by HTTP status.
-ERRORS: Final[dict[int, tuple[str, int]]] = {
-    400: ("bad-request", 205617),
-    401: ("authentication-credentials", 206401),
-    403: ("resource-permissions", 109107),
-    404: ("resource-not-found", 50420),
-    405: ("http-method-not-supported", 205621),
-    409: ("resource-conflict", 205618),
-    413: ("bad-request", 205617),
-    429: ("rate-limiting", 32002),
-    500: ("internal-server-error", 32030),
-    503: ("service-unavailable", 32030),
-    504: ("request-timeout", 32030),
-}
-#: Records per list answer (the API pages with ``limit``/``offset``; the gateway lists once).
-MAX_LISTED: Final = 10_000
+
 _HOUSE: Final = re.compile(r"^\d+[A-Za-z]?(?:-\d+)?$")
 #: A street with this word in it is one the carrier cannot deliver to: INVALID (a way to see
 #: the carrier's refusal in the sandbox, whatever the gateway's own checks make of it).
 UNDELIVERABLE: Final = "UNDELIVERABLE"
 _DIRECTIONALS: Final = frozenset({"N", "S", "E", "W", "NE", "NW", "SE", "SW"})
-
-
-class Refused(Exception):
-    def __init__(self, status: int, description: str, field: str | None = None) -> None:
-        super().__init__(description)
-        self.status = status
-        self.description = description
-        self.field = field
-
-
-def v2_error(status: int, description: str, field: str | None = None) -> Outcome:
-    kind, code = ERRORS.get(status, ERRORS[400 if status < 500 else 500])
-    return Outcome(status, error_document(kind, description, code, field=field).wire())
 
 
 @dataclass(slots=True)
@@ -123,7 +103,7 @@ class _Order:
 
 
 @dataclass(slots=True)
-class V2Store:
+class V2Store(Notifications):
     """One account's records; ``run`` carries out one operation (see the module docstring)."""
 
     clock: Callable[[], float]
@@ -153,14 +133,14 @@ class V2Store:
         with self._lock:
             self._advance()
             return {
-                "addresses": {k: _json(v) for k, v in self.addresses.items()},
+                "addresses": {k: as_json(v) for k, v in self.addresses.items()},
                 "endpoints": {
-                    k: _json(_endpoint_answer(v, self.account_id))
+                    k: as_json(_endpoint_answer(v, self.account_id))
                     for k, v in self.endpoints.items()
                 },
-                "notifications": {k: _json(v) for k, v in self.notifications.items()},
-                "notificationGroups": {k: _json(v) for k, v in self.groups.items()},
-                "orders": {k: _json(self._details(o)) for k, o in self.orders.items()},
+                "notifications": {k: as_json(v) for k, v in self.notifications.items()},
+                "notificationGroups": {k: as_json(v) for k, v in self.groups.items()},
+                "orders": {k: as_json(self._details(o)) for k, o in self.orders.items()},
             }
 
     def run(self, operation: str, params: Mapping[str, str], body: bytes) -> Outcome:
@@ -210,7 +190,7 @@ class V2Store:
                 error = f"address {result.address_id} does not exist"
             elif address.validation_status is ValidationStatus.INVALID:
                 error = f"address {result.address_id} is INVALID: it cannot route 911 calls"
-        order = _Order(str(uuid.uuid4()), kind, endpoint_id, self.clock(), _now(), result, error)
+        order = _Order(str(uuid.uuid4()), kind, endpoint_id, self.clock(), now(), result, error)
         self.orders[order.id] = order
         self._open.append(order)
         self._open_by_endpoint.setdefault(endpoint_id, []).append(order)
@@ -255,17 +235,15 @@ class V2Store:
         )
 
     def _find_order(self, params: Mapping[str, str]) -> _Order:
-        order = self.orders.get(params["orderId"])
-        if order is None:
-            raise Refused(404, f"order {params['orderId']} not found")
-        return order
+        return found(self.orders, params["orderId"], "order")
 
     def _listOrders(self, params: Mapping[str, str], body: bytes) -> Outcome:
+        listed, links = page(list(self.orders.values()), params, "/orders")
         orders = [
             OrderSummary(**self._details(o).model_dump(exclude={"links", "endpoints"}))
-            for o in list(self.orders.values())[-MAX_LISTED:]
+            for o in listed
         ]
-        return Outcome(200, OrderList(orders=orders).wire())
+        return Outcome(200, OrderList(links=links, orders=orders).wire())
 
     def _getOrderDetails(self, params: Mapping[str, str], body: bytes) -> Outcome:
         return Outcome(200, self._details(self._find_order(params)).wire())
@@ -283,7 +261,7 @@ class V2Store:
         history = [
             OrderHistoryEntry(
                 status=step,
-                updated=_stamp(accepted + timedelta(seconds=offset)),
+                updated=stamp(accepted + timedelta(seconds=offset)),
                 updated_by="simulator",
                 note=order.error if step is OrderStatus.FAILED else None,
             )
@@ -297,11 +275,16 @@ class V2Store:
     # -- endpoints ------------------------------------------------------------------------
 
     def _listAllEndpoints(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        items = [_endpoint_answer(e, self.account_id) for e in self.endpoints.values()]
-        return Outcome(200, EndpointList(endpoints=items[:MAX_LISTED]).wire())
+        held = list(self.endpoints.values())
+        at = params.get("addressId")
+        if at is not None:
+            held = [e for e in held if e.address_id == at]
+        listed, links = page(held, params, "/endpoints")
+        items = [_endpoint_answer(e, self.account_id) for e in listed]
+        return Outcome(200, EndpointList(links=links, endpoints=items).wire())
 
     def _addEndpoints(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        request = _read(AddEndpoints, body)
+        request = read(AddEndpoints, body)
         if len(request.endpoints) != 1:
             raise Refused(400, "the simulator takes one endpoint per order", "endpoints")
         new = request.endpoints[0]
@@ -309,20 +292,18 @@ class V2Store:
             raise Refused(409, f"endpoint {new.id} already exists", "endpoints.0.id")
         if new.address_id not in self.addresses:
             raise Refused(400, f"address {new.address_id} does not exist", "endpoints.0.addressId")
-        at = _now()
+        at = now()
         result = _Endpoint(
             new.id, new.phone_number, new.name, new.lang, new.country, new.address_id, at, at
         )
         return self._order(OrderType.ADD_ENDPOINTS, new.id, result)
 
     def _getEndpoint(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        found = self.endpoints.get(params["endpointId"])
-        if found is None:
-            raise Refused(404, f"endpoint {params['endpointId']} not found")
-        return Outcome(200, _endpoint_answer(found, self.account_id).wire(), id=found.id)
+        held = found(self.endpoints, params["endpointId"], "endpoint")
+        return Outcome(200, _endpoint_answer(held, self.account_id).wire(), id=held.id)
 
     def _updateEndpoint(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        request = _read(UpdateEndpoint, body)
+        request = read(UpdateEndpoint, body)
         endpoint_id = params["endpointId"]
         current = self._projected(endpoint_id)
         if current is None:
@@ -333,7 +314,7 @@ class V2Store:
             raise Refused(400, "addressId is required to PROVISION", "addressId")
         if request.address_id not in self.addresses:
             raise Refused(400, f"address {request.address_id} does not exist", "addressId")
-        result = dataclasses.replace(current, address_id=request.address_id, updated=_now())
+        result = dataclasses.replace(current, address_id=request.address_id, updated=now())
         return self._order(OrderType.UPDATE_ENDPOINTS, endpoint_id, result)
 
     def _deleteEndpoint(self, params: Mapping[str, str], body: bytes) -> Outcome:
@@ -345,27 +326,20 @@ class V2Store:
     # -- addresses ------------------------------------------------------------------------
 
     def _listAddresses(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        items = list(self.addresses.values())[:MAX_LISTED]
-        return Outcome(200, AddressList(addresses=items).wire())
+        listed, links = page(list(self.addresses.values()), params, "/addresses")
+        return Outcome(200, AddressList(links=links, addresses=listed).wire())
 
     def _addAddress(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        request = _read(AddAddress, body)
-        if request.id in self.addresses:
+        request = read(AddAddress, body)
+        if request.id in self.addresses:  # before the address is checked
             raise Refused(409, f"address {request.id} already exists", "id")
-        answer = _validated(request)
-        self.addresses[request.id] = answer
-        return Outcome(201, answer.wire(), applied=True, id=request.id)
+        return added(self.addresses, _validated(request), "address")
 
     def _getAddress(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        found = self.addresses.get(params["addressId"])
-        if found is None:
-            raise Refused(404, f"address {params['addressId']} not found")
-        return Outcome(200, found.wire(), id=found.id)
+        return answered(self.addresses, params["addressId"], "address")
 
     def _deleteAddress(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        address_id = params["addressId"]
-        if address_id not in self.addresses:
-            raise Refused(404, f"address {address_id} not found")
+        address_id = found(self.addresses, params["addressId"], "address").id
         if any(
             (e := self._projected(i)) is not None and e.address_id == address_id
             for i in {*self.endpoints, *self._open_by_endpoint}
@@ -373,88 +347,6 @@ class V2Store:
             raise Refused(409, f"address {address_id} has endpoints provisioned at it")
         del self.addresses[address_id]
         return Outcome(204, applied=True, id=address_id)
-
-    # -- notifications --------------------------------------------------------------------
-
-    def _listNotifications(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        items = list(self.notifications.values())[:MAX_LISTED]
-        return Outcome(200, NotificationList(notifications=items).wire())
-
-    def _addNotification(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        request = _read(AddNotification, body)
-        if request.id in self.notifications:
-            raise Refused(409, f"notification {request.id} already exists", "id")
-        at = _now()
-        answer = NotificationAnswer(
-            id=request.id,
-            account_id=self.account_id,
-            description=request.description,
-            recipient=request.recipient,
-            type=request.type,
-            group_count=0,
-            created=at,
-            updated=at,
-        )
-        self.notifications[request.id] = answer
-        return Outcome(201, answer.wire(), applied=True, id=request.id)
-
-    def _getNotification(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        found = self.notifications.get(params["notificationId"])
-        if found is None:
-            raise Refused(404, f"notification {params['notificationId']} not found")
-        return Outcome(200, found.wire(), id=found.id)
-
-    def _deleteNotification(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        if self.notifications.pop(params["notificationId"], None) is None:
-            raise Refused(404, f"notification {params['notificationId']} not found")
-        return Outcome(204, applied=True, id=params["notificationId"])
-
-    def _listNotificationsGroups(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        items = list(self.groups.values())[:MAX_LISTED]
-        return Outcome(200, NotificationGroupList(notification_groups=items).wire())
-
-    def _addNotificationGroup(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        request = _read(AddNotificationGroup, body)
-        if request.id in self.groups:
-            raise Refused(409, f"notification group {request.id} already exists", "id")
-        for i, endpoint_id in enumerate(request.endpoints):
-            if endpoint_id not in self.endpoints:
-                raise Refused(400, f"endpoint {endpoint_id} does not exist", f"endpoints.{i}")
-        for i, notification_id in enumerate(request.notifications):
-            if notification_id not in self.notifications:
-                raise Refused(
-                    400, f"notification {notification_id} does not exist", f"notifications.{i}"
-                )
-        at = _now()
-        answer = NotificationGroupAnswer(
-            id=request.id,
-            account_id=self.account_id,
-            description=request.description,
-            endpoint_count=len(request.endpoints),
-            endpoint_ids=list(request.endpoints),
-            notification_ids=list(request.notifications),
-            created=at,
-            updated=at,
-        )
-        self.groups[request.id] = answer
-        return Outcome(201, answer.wire(), applied=True, id=request.id)
-
-    def _getNotificationGroup(self, params: Mapping[str, str], body: bytes) -> Outcome:
-        found = self.groups.get(params["groupId"])
-        if found is None:
-            raise Refused(404, f"notification group {params['groupId']} not found")
-        return Outcome(200, found.wire(), id=found.id)
-
-
-def _read(kind: type[M], body: bytes) -> M:
-    """The request body as ``kind``; the API's 400 naming the first field that is wrong."""
-    try:
-        return kind.model_validate_json(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or None
-        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-        raise Refused(400, f"{where or 'body'}: {message}", where) from None
 
 
 def _validated(request: AddAddress) -> AddressAnswer:
@@ -464,23 +356,28 @@ def _validated(request: AddAddress) -> AddressAnswer:
     pre = parts.pop(0) if len(parts) > 1 and parts[0] in _DIRECTIONALS else None
     post = parts.pop() if len(parts) > 1 and parts[-1] in _DIRECTIONALS else None
     suffix = parts.pop() if len(parts) > 1 else None
-    street = " ".join(parts) or None
-    address = Address(
+    at = now()
+    parsed = AddressAnswer(
+        id=request.id,
+        address=request.address_line1,
         house_number=house,
-        prefix_directional=pre,
-        street_name=street,
+        predirectional=pre,
+        postdirectional=post,
+        street_name=" ".join(parts) or None,
         street_suffix=suffix,
-        post_directional=post,
         address_line2=request.address_line2,
         city=request.city,
-        state_code=request.state,
-        zip=request.postal_code,
+        state=request.state,
+        postal_code=request.postal_code,
         country=request.country or "US",
+        description=request.description,
+        created=at,
+        updated=at,
     )
     status = ValidationStatus.VALID
     latitude = longitude = None
     try:
-        checked = validate_location(Location(location_id=request.id, address=address))
+        checked = validate_location(mapping.location_of(parsed))
         latitude, longitude = checked.latitude, checked.longitude
     except InvalidAddress:
         status = ValidationStatus.INVALID
@@ -491,40 +388,10 @@ def _validated(request: AddAddress) -> AddressAnswer:
             latitude, longitude = float(request.latitude), float(request.longitude)
         except ValueError:
             raise Refused(400, "latitude and longitude must be numbers", "latitude") from None
-    at = _now()
-    return AddressAnswer(
-        id=request.id,
-        validation_status=status,
-        address=request.address_line1,
-        house_number=house,
-        predirectional=pre,
-        postdirectional=post,
-        street_name=street,
-        street_suffix=suffix,
-        address_line2=request.address_line2,
-        city=request.city,
-        state=request.state,
-        postal_code=request.postal_code,
-        country=request.country or "US",
-        description=request.description,
-        latitude=latitude,
-        longitude=longitude,
-        created=at,
-        updated=at,
+    return parsed.model_copy(
+        update={"validation_status": status, "latitude": latitude, "longitude": longitude}
     )
 
 
 def _endpoint_answer(endpoint: _Endpoint, account_id: str) -> EndpointAnswer:
     return EndpointAnswer(account_id=account_id, **dataclasses.asdict(endpoint))
-
-
-def _json(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def _now() -> str:
-    return _stamp(datetime.now(UTC))
-
-
-def _stamp(when: datetime) -> str:
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")

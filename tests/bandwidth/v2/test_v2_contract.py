@@ -27,7 +27,10 @@ REQUESTS: list[tuple[str, str, type[BaseModel] | None]] = [
     ("GET", r"/addresses(/[^/]+)?", None),
     ("DELETE", r"/addresses/[^/]+", None),
     ("POST", r"/notifications", m.AddNotification),
-    ("GET", r"/notifications", None),
+    ("GET", r"/notifications(/[^/]+)?", None),
+    ("GET", r"/notificationGroups/[0-9]+", None),
+    ("POST", r"/notificationGroups", m.AddNotificationGroup),
+    ("PATCH", r"/notificationGroups/[0-9]+", m.UpdateNotificationGroup),
     ("GET", r"/orders/[^/]+/(details|history)", None),
 ]
 PREFIX = "/api/v2/accounts/9900000/emergency"
@@ -75,7 +78,14 @@ def test_every_request_the_client_sends_fits_the_models() -> None:
             continue
         model.model_validate_json(body)  # extra="forbid": nothing the API does not know
         kinds.add(model)
-    assert kinds == {m.AddEndpoints, m.UpdateEndpoint, m.AddAddress, m.AddNotification}
+    assert kinds == {
+        m.AddEndpoints,
+        m.UpdateEndpoint,
+        m.AddAddress,
+        m.AddNotification,
+        m.AddNotificationGroup,
+        m.UpdateNotificationGroup,
+    }
 
 
 #: One answer document per shape the API describes, in the API's own field names.
