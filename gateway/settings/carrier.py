@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from starlette.datastructures import Secret
 
-from gateway.settings.reader import SettingsError, setting, stripped_lower
+from gateway.settings.reader import one_of, setting, stripped_lower
 
 SANDBOX_ACCOUNT_ID = "9900000"
 SANDBOX_USERNAME = "sandbox"
@@ -15,11 +15,6 @@ SANDBOX_PASSWORD = "sandbox-password"  # noqa: S105 - the simulator's public def
 PRODUCTION_BASE_URL = "https://dashboard.bandwidth.com/api"
 #: ``BANDWIDTH_API``: the carrier APIs the gateway speaks.
 CARRIER_APIS = ("seed", "v2")
-
-
-def _check_api(env: str, api: str) -> None:
-    if api not in CARRIER_APIS:
-        raise SettingsError(f"{env} must be {' or '.join(CARRIER_APIS)}")
 
 
 @dataclass(frozen=True)
@@ -38,7 +33,7 @@ class CarrierSettings:
         "the carrier API: `seed` (XML, `/accounts/{accountId}/e911s…`) or `v2` (Bandwidth's "
         "Unified Emergency Services Provisioning API, JSON, `/v2/accounts/{accountId}/emergency…`)",
         clean=stripped_lower,
-        check=_check_api,
+        check=one_of(CARRIER_APIS),
     )
     bandwidth_v2_follow_timeout: float = setting(
         "BANDWIDTH_V2_FOLLOW_TIMEOUT",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from starlette.datastructures import Secret
 
 from gateway.settings.network import check_networks
-from gateway.settings.reader import SettingsError, setting, stripped_lower
+from gateway.settings.reader import SettingsError, one_of, setting, stripped_lower
 
 #: ``GATEWAY_EMERGENCY_QUERY_UNKNOWN_CALLER``: what an unknown caller is answered.
 UNKNOWN_CALLER_POLICIES = ("404", "default")
@@ -16,11 +16,6 @@ UNKNOWN_CALLER_POLICIES = ("404", "default")
 def _check_query_path(env: str, path: str) -> None:
     if not path.startswith("/") or "{" in path or "?" in path:
         raise SettingsError(f"{env} must be a path such as /v1/where")
-
-
-def _check_unknown_caller(env: str, policy: str) -> None:
-    if policy not in UNKNOWN_CALLER_POLICIES:
-        raise SettingsError(f"{env} must be 404 or default")
 
 
 @dataclass(frozen=True)
@@ -82,7 +77,7 @@ class EmergencyQuerySettings:
         "a number no device has: `404` (the carrier routes on its own records) or `default` (the "
         "account default location below)",
         clean=stripped_lower,
-        check=_check_unknown_caller,
+        check=one_of(UNKNOWN_CALLER_POLICIES),
     )
     emergency_query_default_location_id: str | None = setting(
         "GATEWAY_EMERGENCY_QUERY_DEFAULT_LOCATION_ID",

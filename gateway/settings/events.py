@@ -6,15 +6,10 @@ from dataclasses import dataclass
 
 from starlette.datastructures import Secret
 
-from gateway.settings.reader import SettingsError, setting, stripped_lower
+from gateway.settings.reader import SettingsError, one_of, setting, stripped_lower
 
 #: ``GATEWAY_SMTP_TLS``: how the SMTP connection is secured.
 SMTP_TLS_MODES = ("starttls", "tls", "none")
-
-
-def _check_smtp_tls(env: str, mode: str) -> None:
-    if mode not in SMTP_TLS_MODES:
-        raise SettingsError(f"{env} must be starttls, tls or none")
 
 
 def _check_emails(env: str, emails: tuple[str, ...]) -> None:
@@ -46,7 +41,7 @@ class EventSettings:
         "`starttls` (upgrade the connection; refused if the server cannot), `tls` (implicit TLS, "
         "usually port 465) or `none`",
         clean=stripped_lower,
-        check=_check_smtp_tls,
+        check=one_of(SMTP_TLS_MODES),
         blank_is_default=True,
     )
     smtp_username: str | None = setting(
