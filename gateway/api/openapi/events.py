@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
+from gateway.api.openapi.blocks import body_errors, json_body, operation, path_param, problem
 from gateway.api.openapi.components import ref
-from gateway.api.openapi.paths import body_errors, json_body, operation, path_param, problem
 from gateway.api.webhook_models import CURSOR_PATTERN, EventType
 
 #: The events routes take an admin key; a valid device token is known but refused (403).

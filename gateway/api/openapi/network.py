@@ -7,8 +7,7 @@ from typing import Any
 
 from gateway.api.network import MAX_OFFSET
 from gateway.api.network_models import COLLECTIONS, MAX_PAGE, schema_name
-from gateway.api.openapi.components import ref
-from gateway.api.openapi.paths import (
+from gateway.api.openapi.blocks import (
     ADMIN_AUTH_FAILURES,
     body_errors,
     json_body,
@@ -16,6 +15,7 @@ from gateway.api.openapi.paths import (
     problem,
     retry_problem,
 )
+from gateway.api.openapi.components import ref
 
 _FORBIDDEN = {"403": problem("A device token: the wiremap is for admin keys only.")}
 _AUTH = {**ADMIN_AUTH_FAILURES, **_FORBIDDEN}
