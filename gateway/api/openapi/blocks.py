@@ -89,6 +89,16 @@ def param(where: str, name: str, description: str, schema: dict[str, Any]) -> di
     return {**found, "description": description, "schema": schema}
 
 
+def page_limit(what: str) -> dict[str, Any]:
+    """The ``limit`` of a paged list: 1 to 200 ``what`` per page, 50 when left out."""
+    return param(
+        "query",
+        "limit",
+        f"{what} per page (1 to 200; 50 when left out).",
+        {"type": "integer", "minimum": 1, "maximum": 200},
+    )
+
+
 def path_param(name: str, description: str, max_length: int = 64) -> dict[str, Any]:
     return param("path", name, description, {"type": "string", "maxLength": max_length})
 

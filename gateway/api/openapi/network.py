@@ -12,6 +12,7 @@ from gateway.api.openapi.blocks import (
     body_errors,
     json_body,
     operation,
+    param,
     problem,
     retry_problem,
 )
@@ -29,13 +30,9 @@ _UNROUTABLE = problem(
 
 def _paging() -> list[dict[str, Any]]:
     def query(name: str, least: int, most: int, description: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "description": description,
-            "schema": {"type": "integer", "minimum": least, "maximum": most},
-        }
+        return param(
+            "query", name, description, {"type": "integer", "minimum": least, "maximum": most}
+        )
 
     return [
         query("offset", 0, MAX_OFFSET, "Entries to skip (the `nextOffset` of the previous page)."),

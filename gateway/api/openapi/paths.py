@@ -19,6 +19,7 @@ from gateway.api.openapi.blocks import (
     json_body,
     list_of,
     operation,
+    page_limit,
     param,
     path_param,
     problem,
@@ -160,12 +161,7 @@ NUMBER_OWNED = problem(
 
 
 HISTORY_PAGING = [
-    param(
-        "query",
-        "limit",
-        "Entries per page (1 to 200; 50 when left out).",
-        {"type": "integer", "minimum": 1, "maximum": 200},
-    ),
+    page_limit("Entries"),
     param(
         "query",
         "before",
