@@ -489,10 +489,11 @@ SECRET_SETTINGS = {
 
 
 def _setting_names() -> set[str]:
-    """Every environment variable gateway/settings.py reads (its upper-case string constants)."""
-    tree = ast.parse((ROOT / "gateway" / "settings.py").read_text())
+    """Every environment variable gateway/settings/ reads (its upper-case string constants)."""
+    trees = [ast.parse(path.read_text()) for path in (ROOT / "gateway" / "settings").glob("*.py")]
     return {
         node.value
+        for tree in trees
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)

@@ -25,7 +25,7 @@ def _readme_table() -> str:
 
 def test_readme_table_is_the_declarations() -> None:
     assert _readme_table() == configuration_table(), (
-        "README's configuration table differs from gateway/settings.py: "
+        "README's configuration table differs from gateway/settings/: "
         "paste the output of `python -m gateway.settings`"
     )
 

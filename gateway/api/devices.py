@@ -298,6 +298,33 @@ def number_owned(exc: NumberOwned, principal: Principal) -> Problem:
     )
 
 
+def _refused(
+    exc: TimeoutError | Unroutable | Superseded | NumberOwned,
+    source: ReportSource,
+    principal: Principal,
+) -> tuple[str, Problem]:
+    """A report the pipeline did not apply: its result (``dlr_reports_total``) and answer."""
+    if isinstance(exc, TimeoutError):
+        return "upstream_unavailable", Problem(
+            503,
+            "The carrier did not confirm the change within the report's deadline. "
+            "The gateway keeps watching the write and repairs the record if needed; "
+            "send the report again.",
+            "upstream-unavailable",
+            retry_after=5,
+        )
+    if isinstance(exc, Unroutable):
+        return "unroutable", _unroutable(exc, source)
+    if isinstance(exc, Superseded):
+        return "superseded", Problem(
+            409,
+            "A newer report for this device has already been applied.",
+            "superseded",
+            extra={"newestObservedAt": exc.newest.isoformat()},
+        )
+    return "number_owned", number_owned(exc, principal)
+
+
 _NO_SOURCE = ReportSource(None)
 
 
@@ -417,30 +444,9 @@ async def location_report(request: Request) -> Response:
             answer_by(s.settings.report_deadline - _PENDING_MARGIN)
             async with asyncio.timeout(s.settings.report_deadline):
                 outcome = await s.pipeline.report(report, credential=_credential(principal))
-        except TimeoutError:
-            result = "upstream_unavailable"
-            raise Problem(
-                503,
-                "The carrier did not confirm the change within the report's deadline. "
-                "The gateway keeps watching the write and repairs the record if needed; "
-                "send the report again.",
-                "upstream-unavailable",
-                retry_after=5,
-            ) from None
-        except Unroutable as exc:
-            result = "unroutable"
-            raise _unroutable(exc, source) from None
-        except Superseded as exc:
-            result = "superseded"
-            raise Problem(
-                409,
-                "A newer report for this device has already been applied.",
-                "superseded",
-                extra={"newestObservedAt": exc.newest.isoformat()},
-            ) from None
-        except NumberOwned as exc:
-            result = "number_owned"
-            raise number_owned(exc, principal) from None
+        except (TimeoutError, Unroutable, Superseded, NumberOwned) as exc:
+            result, problem = _refused(exc, source, principal)
+            raise problem from None
         except UpstreamPending as exc:
             result = "pending"
             return model_response(_pending(report, exc), status_code=202)

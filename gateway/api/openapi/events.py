@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
+from gateway.api.openapi.blocks import (
+    body_errors,
+    json_body,
+    operation,
+    page_limit,
+    param,
+    path_param,
+    problem,
+)
 from gateway.api.openapi.components import ref
-from gateway.api.openapi.paths import body_errors, json_body, operation, path_param, problem
 from gateway.api.webhook_models import CURSOR_PATTERN, EventType
 
 #: The events routes take an admin key; a valid device token is known but refused (403).
@@ -26,6 +34,16 @@ _TAG = "Events"
 def event_paths() -> dict[str, Any]:
     hook_id = path_param("webhookId", "The subscription's id.")
     one = {**EVENTS_AUTH, "404": problem("There is no subscription with that id.")}
+
+    def one_hook(
+        op_id: str, summary: str, answer: dict[str, Any], body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """An operation on one subscription (404 when there is none), and a body's errors."""
+        responses = {**answer, **one}
+        if body is not None:
+            responses |= {**_HOST, **body_errors()}
+        return operation(op_id, summary, _TAG, responses, params=[hook_id], body=body)
+
     return {
         "/v1/webhooks": {
             "get": operation(
@@ -48,41 +66,28 @@ def event_paths() -> dict[str, Any]:
             ),
         },
         "/v1/webhooks/{webhookId}": {
-            "get": operation(
+            "get": one_hook(
                 "getWebhook",
                 "One subscription (without its secret)",
-                _TAG,
-                {"200": json_body(ref("Webhook"), "The subscription."), **one},
-                params=[hook_id],
+                {"200": json_body(ref("Webhook"), "The subscription.")},
             ),
-            "patch": operation(
+            "patch": one_hook(
                 "updateWebhook",
                 "Change a subscription's URL, event types, description or enabled flag",
-                _TAG,
-                {
-                    "200": json_body(ref("Webhook"), "The subscription."),
-                    **one,
-                    **_HOST,
-                    **body_errors(),
-                },
-                params=[hook_id],
+                {"200": json_body(ref("Webhook"), "The subscription.")},
                 body=ref("WebhookUpdate"),
             ),
-            "delete": operation(
+            "delete": one_hook(
                 "deleteWebhook",
                 "Remove a subscription; its pending deliveries fail",
-                _TAG,
-                {"204": {"description": "Removed."}, **one},
-                params=[hook_id],
+                {"204": {"description": "Removed."}},
             ),
         },
         "/v1/webhooks/{webhookId}/secret": {
-            "post": operation(
+            "post": one_hook(
                 "rotateWebhookSecret",
                 "A new signing secret (answered once); the old one also signs for a day",
-                _TAG,
-                {"200": json_body(ref("WebhookWithSecret"), "The new secret."), **one},
-                params=[hook_id],
+                {"200": json_body(ref("WebhookWithSecret"), "The new secret.")},
             )
         },
         "/v1/events": {
@@ -96,17 +101,15 @@ def event_paths() -> dict[str, Any]:
                     "422": problem("The query is not valid."),
                 },
                 params=[
-                    _query(
-                        "limit",
-                        "Events per page (1 to 200; 50 when left out).",
-                        {"type": "integer", "minimum": 1, "maximum": 200},
-                    ),
-                    _query(
+                    page_limit("Events"),
+                    param(
+                        "query",
                         "cursor",
                         "The `next` of the previous page.",
                         {"type": "string", "pattern": CURSOR_PATTERN},
                     ),
-                    _query(
+                    param(
+                        "query",
                         "type",
                         "Only events of this type.",
                         {"type": "string", "enum": list(get_args(EventType))},
@@ -127,14 +130,4 @@ def event_paths() -> dict[str, Any]:
                 params=[path_param("eventId", "The event's id.")],
             )
         },
-    }
-
-
-def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
     }

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.api.import_models import ImportQuery
-from gateway.api.openapi.components import ref
-from gateway.api.openapi.paths import (
+from gateway.api.openapi.blocks import (
     ADMIN_AUTH_FAILURES,
     json_body,
     operation,
     path_param,
     problem,
 )
+from gateway.api.openapi.components import ref
 
 CSV = {"text/csv": {"schema": {"type": "string"}}}
 

@@ -7,15 +7,16 @@ from typing import Any
 
 from gateway.api.network import MAX_OFFSET
 from gateway.api.network_models import COLLECTIONS, MAX_PAGE, schema_name
-from gateway.api.openapi.components import ref
-from gateway.api.openapi.paths import (
+from gateway.api.openapi.blocks import (
     ADMIN_AUTH_FAILURES,
     body_errors,
     json_body,
     operation,
+    param,
     problem,
     retry_problem,
 )
+from gateway.api.openapi.components import ref
 
 _FORBIDDEN = {"403": problem("A device token: the wiremap is for admin keys only.")}
 _AUTH = {**ADMIN_AUTH_FAILURES, **_FORBIDDEN}
@@ -29,13 +30,9 @@ _UNROUTABLE = problem(
 
 def _paging() -> list[dict[str, Any]]:
     def query(name: str, least: int, most: int, description: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "description": description,
-            "schema": {"type": "integer", "minimum": least, "maximum": most},
-        }
+        return param(
+            "query", name, description, {"type": "integer", "minimum": least, "maximum": most}
+        )
 
     return [
         query("offset", 0, MAX_OFFSET, "Entries to skip (the `nextOffset` of the previous page)."),

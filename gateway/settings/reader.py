@@ -65,6 +65,17 @@ def stripped_lower(value: str) -> str:
     return value.strip().lower()
 
 
+def one_of(choices: tuple[str, ...]) -> Callable[[str, Any], None]:
+    """The check that a value is one of ``choices`` (at least two): "ENV must be a, b or c"."""
+    named = f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+    def check(env: str, value: Any) -> None:
+        if value not in choices:
+            raise SettingsError(f"{env} must be {named}")
+
+    return check
+
+
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 

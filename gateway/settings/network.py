@@ -1,0 +1,38 @@
+"""The wiremap: networks whose hosts are located by their address."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from gateway.settings.reader import SettingsError, setting
+
+
+def check_networks(env: str, cidrs: tuple[str, ...]) -> None:
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise SettingsError(f"{env}: {cidr!r} is not a network") from None
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """Networks trusted for HELD without credentials, and how often the wiremap is refreshed."""
+
+    network_trusted_cidrs: tuple[str, ...] = setting(
+        "GATEWAY_NETWORK_TRUSTED_CIDRS",
+        (),
+        "comma-separated networks (`10.0.0.0/8,2001:db8::/32`) whose hosts may ask `POST /v1/held`"
+        " without credentials for the location of their own source address (the TCP peer's: no "
+        "proxy headers) through the wiremap",
+        shown="— (none)",
+        check=check_networks,
+    )
+    network_refresh_seconds: float = setting(
+        "GATEWAY_NETWORK_REFRESH_SECONDS",
+        2.0,
+        "how often each replica checks the state store for wiremap changes made at another (a "
+        "change reaches every replica within this, plus one reload)",
+        gt=0,
+    )

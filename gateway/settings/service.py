@@ -1,0 +1,148 @@
+"""How the service takes requests: report caches and limits, imports, the server's timing
+and logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.settings.reader import setting
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """A report's deadline, the per-pod caches and the largest body."""
+
+    normalize_cache_size: int = setting(
+        "GATEWAY_NORMALIZE_CACHE_SIZE",
+        50_000,
+        "entries in the address-normalization cache",
+    )
+    report_deadline: float = setting(
+        "GATEWAY_REPORT_DEADLINE",
+        8.0,
+        "a location report answers within this, or 503 with `Retry-After`",
+        gt=0,
+    )
+    location_cache_size: int = setting(
+        "GATEWAY_LOCATION_CACHE_SIZE",
+        200_000,
+        "locations known to exist at the carrier, per pod",
+    )
+    report_memo_size: int = setting(
+        "GATEWAY_REPORT_MEMO_SIZE",
+        10_000,
+        "report bodies remembered already parsed, per pod: a device's next report that differs "
+        "only in `observedAt` skips decoding and validation (0: off)",
+    )
+    binding_cache_size: int = setting(
+        "GATEWAY_BINDING_CACHE_SIZE",
+        200_000,
+        "device-to-location bindings remembered, per pod (what makes an unchanged report cost "
+        "zero calls)",
+    )
+    max_body_bytes: int = setting(
+        "GATEWAY_MAX_BODY_BYTES",
+        64 * 1024,
+        "largest request body accepted (413 beyond)",
+    )
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """Limits of one bulk import."""
+
+    import_max_bytes: int = setting(
+        "GATEWAY_IMPORT_MAX_BYTES",
+        16 * 1024 * 1024,
+        "largest CSV file an import reads (413 from the API beyond)",
+        gt=0,
+    )
+    import_max_rows: int = setting(
+        "GATEWAY_IMPORT_MAX_ROWS",
+        100_000,
+        "most data rows in one import's file",
+        gt=0,
+    )
+    import_concurrency: int = setting(
+        "GATEWAY_IMPORT_CONCURRENCY",
+        8,
+        "rows an import applies at a time",
+        gt=0,
+    )
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Readiness, shutdown, idle connections and the log level."""
+
+    ready_window: float = setting(
+        "GATEWAY_READY_WINDOW",
+        30.0,
+        'an upstream answer this recent shows as `"upstream": "ok"` in `/readyz`\'s body without a'
+        " probe (it never decides readiness)",
+    )
+    shutdown_grace: float = setting(
+        "GATEWAY_SHUTDOWN_GRACE",
+        20.0,
+        "after SIGTERM, how long in-flight requests have before they are cancelled",
+    )
+    keep_alive_timeout: float = setting(
+        "GATEWAY_KEEP_ALIVE_TIMEOUT",
+        75.0,
+        "seconds an idle client connection stays open; keep it above your load balancer's idle "
+        "timeout (60 s on AWS ALB and nginx), so the balancer never reuses a connection the "
+        "gateway is closing",
+        gt=0,
+    )
+    log_level: str = setting(
+        "GATEWAY_LOG_LEVEL",
+        "INFO",
+        "a Python log level name: `DEBUG`, `INFO`, `WARNING`, `ERROR`; anything else refuses to "
+        "start",
+        clean=str.upper,
+    )
+
+
+@dataclass(frozen=True)
+class ReportLimitSettings:
+    """Per-device rates, report sanity bounds and carrier reads of a device's location."""
+
+    report_rate_per_minute: float = setting(
+        "GATEWAY_REPORT_RATE_PER_MINUTE",
+        60.0,
+        "reports one device may send per minute before 429; `0` turns the limit off",
+    )
+    report_burst: int = setting(
+        "GATEWAY_REPORT_BURST",
+        10,
+        "reports one device may send at once before the per-minute rate applies (both also apply,"
+        " separately, to reads of a device's location)",
+    )
+    observed_at_max_future: float = setting(
+        "GATEWAY_OBSERVED_AT_MAX_FUTURE",
+        120.0,
+        "how far ahead of the gateway's clock a report's `observedAt` may be (422 beyond)",
+        ge=0,
+        finite=True,
+    )
+    geo_conflict_margin: float = setting(
+        "GATEWAY_GEO_CONFLICT_MARGIN",
+        500.0,
+        "meters a report's GPS fix may be from its address's geocode beyond the fix's accuracy "
+        "(and the geocode's own uncertainty) before it counts as contradicting the address",
+        ge=0,
+        finite=True,
+    )
+    carrier_read_interval: float = setting(
+        "GATEWAY_CARRIER_READ_INTERVAL",
+        60.0,
+        "a read of a device the gateway holds no binding of asks the carrier at most once per "
+        "this many seconds; the answer (found, not found, or none) serves the reads until then",
+    )
+    carrier_read_rate: float = setting(
+        "GATEWAY_CARRIER_READ_RATE",
+        5.0,
+        "such carrier reads per second across all devices (a burst of twice that; at most an "
+        "eighth of `GATEWAY_UPSTREAM_MAX_CONNECTIONS` at once); past it, 503 with `Retry-After`",
+        gt=0,
+    )
