@@ -42,6 +42,7 @@ from gateway.api.health import Readiness
 from gateway.api.limits import DeviceRateLimiter
 from gateway.api.memo import ReportMemo
 from gateway.api.problems import EXCEPTION_HANDLERS
+from gateway.concurrency import cancel
 from gateway.dlr.address import warm_up as warm_address_data
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.pipeline import Geocoder
@@ -57,12 +58,6 @@ log = logging.getLogger("gateway")
 
 #: Where sandbox mode mounts the simulator inside the gateway's own server.
 SANDBOX_PREFIX = "/sandbox/bandwidth"
-
-
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def warm_up() -> None:
@@ -185,7 +180,7 @@ def create_app(
                     ),
                     name="reconcile",
                 )
-                stack.push_async_callback(_cancelled, reconciler)
+                stack.push_async_callback(cancel, reconciler)
             readiness = Readiness(
                 wiring.upstream,
                 store=ledger,

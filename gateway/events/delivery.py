@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from gateway import __version__
+from gateway.concurrency import cancel
 from gateway.events import email
 from gateway.events.signing import signed_headers
 from gateway.events.targets import delivery_problem
@@ -103,10 +104,7 @@ class DeliveryWorker:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="event-delivery")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def run(self) -> None:
         while True:
