@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import math
 import os
 import secrets
 import socket
@@ -43,30 +42,22 @@ from gateway.api.health import Readiness
 from gateway.api.limits import DeviceRateLimiter
 from gateway.api.memo import ReportMemo
 from gateway.api.problems import EXCEPTION_HANDLERS
-from gateway.bandwidth.upstreams import carrier_client
-from gateway.dlr.address import NormalizeCache
+from gateway.concurrency import cancel
 from gateway.dlr.address import warm_up as warm_address_data
 from gateway.dlr.callers import CallerIndex
-from gateway.dlr.pipeline import Geocoder, Pipeline
-from gateway.dlr.reads import CarrierReads
+from gateway.dlr.pipeline import Geocoder
 from gateway.events.service import Events
-from gateway.geocoding import build_geocoding
 from gateway.geocoding.offline import zip_index
 from gateway.metrics import Metrics
 from gateway.observability import RequestObservability
 from gateway.settings import NO_DATABASE, Settings
 from gateway.store import SqlStateStore, StateStore, default_url, is_embedded, open_store
+from gateway.wiring import Wiring
 
 log = logging.getLogger("gateway")
 
 #: Where sandbox mode mounts the simulator inside the gateway's own server.
 SANDBOX_PREFIX = "/sandbox/bandwidth"
-
-
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def warm_up() -> None:
@@ -124,27 +115,15 @@ def create_app(
 
         upstream_transport = SimulatorTransport(app=sandbox_app)
     device_tokens = DeviceTokens.from_settings(settings)
-    normalizer = NormalizeCache(settings.normalize_cache_size)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            # The pipeline, built on this client below, watches its abandoned writes; no
-            # write can start before it exists (requests wait for the lifespan).
-            upstream = carrier_client(
-                settings,
-                transport=upstream_transport,
-                metrics=metrics,
-                on_abandoned=lambda *abandoned: pipeline.abandoned(*abandoned),
+            wiring = Wiring(
+                settings, stack, metrics, transport=upstream_transport, geocoder=geocoder
             )
-            stack.push_async_callback(upstream.aclose)
             # Last in, first out: abandoned writes get a moment to settle before the close.
-            stack.push_async_callback(upstream.wait_abandoned, 5.0)
-            geocoding = geocoder
-            if geocoding is None:
-                http = httpx.AsyncClient(timeout=settings.geocode_timeout)
-                stack.push_async_callback(http.aclose)
-                geocoding = build_geocoding(settings, metrics, http)
+            stack.push_async_callback(wiring.upstream.wait_abandoned, 5.0)
             ledger: StateStore | None = None
             if settings.database_url != NO_DATABASE:
                 url = settings.database_url or default_url(settings.data_dir)
@@ -161,40 +140,19 @@ def create_app(
             owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
             outbox: Events | None = None
             if isinstance(ledger, SqlStateStore):
-                outbox = Events.build(settings, ledger, metrics, owner, carrier=upstream)
+                outbox = Events.build(settings, ledger, metrics, owner, carrier=wiring.upstream)
                 stack.push_async_callback(outbox.aclose)
             app.state.events = outbox
-            wiremap = await network.open_wiremap(
-                settings, ledger, normalizer.normalize, metrics, stack
-            )
+            wiremap = await network.open_wiremap(settings, ledger, wiring.normalize, metrics, stack)
             app.state.wiremap = wiremap
-            repairs = metrics.reconcile_repairs
             # Callback number -> freshest binding: the emergency query's fallback.
             callers = CallerIndex(settings.binding_cache_size)
-            pipeline = Pipeline(
-                upstream,
-                geocoding,
-                normalizer.normalize,
-                location_cache_size=settings.location_cache_size,
-                binding_cache_size=settings.binding_cache_size,
-                on_repair=lambda reason: repairs.labels(reason=reason).inc(),
-                ledger=ledger,
-                lease_seconds_per_device=settings.upstream_deadline,
+            pipeline = wiring.pipeline(
+                ledger,
                 callers=callers,
-                conflict_margin_meters=settings.geo_conflict_margin,
-                on_conflict=metrics.report_coordinate_conflicts.inc,
-                reads=CarrierReads(
-                    interval=settings.carrier_read_interval,
-                    # An eighth of the carrier's connections at most: reports keep the rest.
-                    max_in_flight=max(1, settings.upstream_max_connections // 8),
-                    rate=settings.carrier_read_rate,
-                    burst=max(1, math.ceil(2 * settings.carrier_read_rate)),
-                    maxsize=settings.binding_cache_size,
-                ),
                 events=None if outbox is None else outbox.emitter,
                 network=wiremap.resolve,
             )
-            stack.push_async_callback(pipeline.aclose)
             # Build the ZIP indexes now, off the event loop, not in the first request.
             await asyncio.to_thread(warm_up)
             # What start-up built (ZIP tables, normalizer data, clients) lives as long as the
@@ -222,9 +180,9 @@ def create_app(
                     ),
                     name="reconcile",
                 )
-                stack.push_async_callback(_cancelled, reconciler)
+                stack.push_async_callback(cancel, reconciler)
             readiness = Readiness(
-                upstream,
+                wiring.upstream,
                 store=ledger,
                 fallback=callers,
                 metrics=metrics,
@@ -256,9 +214,9 @@ def create_app(
                 metrics=metrics,
                 admin_keys=AdminKeys([str(k) for k in settings.admin_keys]),
                 device_tokens=device_tokens,
-                upstream=upstream,
-                geocoding=geocoding,
-                normalize=normalizer.normalize,
+                upstream=wiring.upstream,
+                geocoding=wiring.geocoding,
+                normalize=wiring.normalize,
                 pipeline=pipeline,
                 readiness=readiness,
                 report_limiter=limiter,

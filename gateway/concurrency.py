@@ -9,6 +9,8 @@ so the table stays as small as the number of keys in use.
 
 ``BatchQueue``: work written after the fact (query history, events) from a bounded queue, in
 batches, by one task: ``put`` never waits, and what cannot be written is counted and logged.
+
+``cancel``: how a background task is stopped at shutdown.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from functools import partial
-from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -90,12 +92,7 @@ class _Hold(Generic[K]):
             self._leave()
             raise
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         assert self._lock is not None
         self._lock.release()
         self._leave()
@@ -109,40 +106,41 @@ class _Hold(Generic[K]):
             locks[self._key] = (lock, users - 1)
 
 
-class BatchQueue(Generic[T]):
+class BatchQueue(ABC, Generic[T]):
     """A bounded queue one task drains in batches of up to ``batch`` into ``write``.
 
     ``put`` never blocks: a full queue drops the item (``queue_full``); a batch whose ``write``
-    raises is dropped (``store_error``). ``on_drop`` counts what is dropped; ``log`` says so,
-    at most one line per 10 s, with no item's content.
+    raises is dropped (``store_error``). ``count_dropped`` counts what is dropped; ``log``
+    says so (``message``), at most one line per 10 s, with no item's content. A subclass
+    says what its task is called (``name``), how long ``aclose`` waits for what is queued
+    (``grace``), how a batch is written and how a drop is counted.
     """
 
+    #: The task's name.
+    name: ClassVar[str]
+    #: The log line that says items were dropped.
+    message: ClassVar[str]
+    #: How long ``aclose`` waits for what is queued to be written.
+    grace: ClassVar[float]
+
     def __init__(
-        self,
-        write: Callable[[list[T]], Awaitable[None]],
-        on_drop: Callable[[Sequence[T], str], None],
-        *,
-        log: logging.Logger,
-        message: str,
-        name: str,
-        maxsize: int,
-        batch: int,
-        grace: float,
-        linger: float = 0.0,
+        self, log: logging.Logger, *, maxsize: int, batch: int, linger: float = 0.0
     ) -> None:
-        self.write = write
-        self.on_drop = on_drop
         self.batch = batch
-        #: How long ``aclose`` waits for what is queued to be written.
-        self.grace = grace
         #: Seconds a batch waits for more items after its first (0: write at once).
         self.linger = linger
         self._log = log
-        self._message = message
-        self._name = name
         self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize)
         self._task: asyncio.Task[None] | None = None
         self._logged_at = -1e9
+
+    @abstractmethod
+    async def write(self, items: list[T]) -> None:
+        """Write one batch; raises when it cannot (the batch is then dropped)."""
+
+    @abstractmethod
+    def count_dropped(self, items: Sequence[T], reason: str) -> None:
+        """Count items dropped for ``reason`` (``queue_full``, ``store_error``)."""
 
     def put(self, item: T) -> None:
         try:
@@ -151,7 +149,7 @@ class BatchQueue(Generic[T]):
             self._dropped([item], "queue_full")
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
     async def idle(self) -> None:
         """Wait until every item put has been written or dropped."""
@@ -162,10 +160,7 @@ class BatchQueue(Generic[T]):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.grace):
                 await self._queue.join()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _run(self) -> None:
         while True:
@@ -183,10 +178,18 @@ class BatchQueue(Generic[T]):
                     self._queue.task_done()
 
     def _dropped(self, items: Sequence[T], reason: str, error: str = "") -> None:
-        self.on_drop(items, reason)
+        self.count_dropped(items, reason)
         now = time.monotonic()
         if now - self._logged_at >= 10.0:
             self._logged_at = now
             self._log.warning(
-                self._message, extra={"reason": reason, "count": len(items), "error": error}
+                self.message, extra={"reason": reason, "count": len(items), "error": error}
             )
+
+
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background task (if there is one) and wait for it to end."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -180,6 +180,10 @@ class QueryRecorder(BatchQueue[HistoryRecord]):
     drops its batch (``store_error``); both are counted and logged, never with a secret.
     """
 
+    name = "emergency-query-recorder"
+    message = "emergency query history not written"
+    grace = 2.0
+
     def __init__(
         self,
         store: StateStore,
@@ -191,21 +195,14 @@ class QueryRecorder(BatchQueue[HistoryRecord]):
     ) -> None:
         self.store = store
         self.metrics = metrics
-        super().__init__(
-            store.record_many,
-            self._count_dropped,
-            log=log,
-            message="emergency query history not written",
-            name="emergency-query-recorder",
-            maxsize=maxsize,
-            batch=batch,
-            grace=2.0,
-            linger=linger,
-        )
+        super().__init__(log, maxsize=maxsize, batch=batch, linger=linger)
 
     submit = BatchQueue.put
 
-    def _count_dropped(self, records: Sequence[HistoryRecord], reason: str) -> None:
+    async def write(self, records: list[HistoryRecord]) -> None:
+        await self.store.record_many(records)
+
+    def count_dropped(self, records: Sequence[HistoryRecord], reason: str) -> None:
         self.metrics.emergency_query_records_dropped.labels(reason=reason).inc(len(records))
 
 

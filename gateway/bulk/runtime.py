@@ -9,16 +9,14 @@ from dataclasses import dataclass
 
 import httpx
 
-from gateway.bandwidth.upstreams import carrier_client
 from gateway.bulk.formats import Limits
 from gateway.bulk.run import Importer
-from gateway.dlr.address import NormalizeCache
 from gateway.dlr.pipeline import Pipeline
-from gateway.geocoding import build_geocoding
 from gateway.metrics import Metrics
 from gateway.settings import NO_DATABASE, Settings
 from gateway.store import default_url, is_embedded, open_store
 from gateway.store.imports import ImportStore
+from gateway.wiring import Wiring
 
 
 class NoDatabase(RuntimeError):
@@ -66,28 +64,9 @@ async def runtime(
         raise NoCarrier("; ".join(missing) + " (or use --url with a running gateway)")
     metrics = Metrics()
     async with contextlib.AsyncExitStack() as stack:
-        upstream = carrier_client(
-            settings,
-            transport=transport,
-            metrics=metrics,
-            on_abandoned=lambda *abandoned: pipeline.abandoned(*abandoned),
-        )
-        stack.push_async_callback(upstream.aclose)
-        http = httpx.AsyncClient(timeout=settings.geocode_timeout)
-        stack.push_async_callback(http.aclose)
-        geocoding = build_geocoding(settings, metrics, http)
+        wiring = Wiring(settings, stack, metrics, transport=transport)
         url = settings.database_url or default_url(settings.data_dir)
         store = await open_store(url, create=is_embedded(url))
         stack.push_async_callback(store.close)
-        normalizer = NormalizeCache(settings.normalize_cache_size)
-        pipeline = Pipeline(
-            upstream,
-            geocoding,
-            normalizer.normalize,
-            location_cache_size=settings.location_cache_size,
-            binding_cache_size=settings.binding_cache_size,
-            ledger=store,
-            lease_seconds_per_device=settings.upstream_deadline,
-        )
-        stack.push_async_callback(pipeline.aclose)
+        pipeline = wiring.pipeline(store)
         yield importer_of(settings, pipeline, ImportStore.of(store))

@@ -229,6 +229,7 @@ class Located:
     fallback: str | None = None
 
 
+@dataclass(slots=True, eq=False)
 class CallerLocator:
     """The store under a deadline, the index when the store cannot answer in time.
 
@@ -238,27 +239,20 @@ class CallerLocator:
     rather than queue behind a database that has stalled.
     """
 
-    def __init__(
-        self,
-        index: CallerIndex,
-        store: CallerStore | None,
-        *,
-        timeout: float,
-        max_in_flight: int = 16,
-        limit: int = 20,
-        single_writer: bool = False,
-    ) -> None:
-        self.index = index
-        self.store = store
-        #: The store is written by this process only (embedded SQLite): every binding in it
-        #: that this process touched since it started is in the index, as new as in the
-        #: store, so an index hit needs no read (and SQLite's one-at-a-time reads, behind
-        #: the history writes, cost milliseconds).
-        self.single_writer = single_writer
-        self.timeout = timeout
-        self.max_in_flight = max_in_flight
-        self.limit = limit
-        self._in_flight: set[asyncio.Task[list[Binding]]] = set()
+    index: CallerIndex
+    store: CallerStore | None
+    _: dataclasses.KW_ONLY
+    timeout: float
+    max_in_flight: int = 16
+    limit: int = 20
+    #: The store is written by this process only (embedded SQLite): every binding in it
+    #: that this process touched since it started is in the index, as new as in the
+    #: store, so an index hit needs no read (and SQLite's one-at-a-time reads, behind
+    #: the history writes, cost milliseconds).
+    single_writer: bool = False
+    _in_flight: set[asyncio.Task[list[Binding]]] = dataclasses.field(
+        default_factory=set, init=False, repr=False
+    )
 
     @property
     def in_flight(self) -> int:

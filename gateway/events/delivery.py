@@ -19,13 +19,14 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
 
 from gateway import __version__
+from gateway.concurrency import cancel
 from gateway.events import email
 from gateway.events.recipients import RecipientsUnavailable
 from gateway.events.signing import signed_headers
@@ -66,58 +67,45 @@ class Backoff:
         return full * (0.5 + rand() / 2)
 
 
+@dataclass(eq=False)
 class DeliveryWorker:
-    def __init__(
-        self,
-        outbox: OutboxStore,
-        metrics: Metrics,
-        owner: str,
-        *,
-        http: httpx.AsyncClient,
-        smtp: email.SmtpConfig | None = None,
-        allowed_hosts: tuple[str, ...] = (),
-        backoff: Backoff | None = None,
-        timeout: float = 10.0,
-        poll: float = 1.0,
-        batch: int = 20,
-        concurrency: int = 8,
-        send_email: Callable[[email.SmtpConfig, str], Awaitable[None]] = email.send,
-        carrier_recipients: Callable[[], Awaitable[tuple[str, ...]]] | None = None,
-    ) -> None:
-        self.outbox = outbox
-        self.metrics = metrics
-        self.owner = owner
-        self.http = http
-        self.smtp = smtp
-        self.allowed_hosts = allowed_hosts
-        self.backoff = backoff or Backoff()
-        self.timeout = timeout
-        self.poll = poll
-        self.batch = batch
-        self._send_email = send_email
-        #: The carrier's notification recipients' addresses (``email:carrier`` deliveries).
-        self.carrier_recipients = carrier_recipients
-        self._concurrency = concurrency
-        self._slots = asyncio.Semaphore(concurrency)
-        #: Set when new events are written: deliver them now rather than at the next poll.
-        self.wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._gauged_at = -GAUGE_INTERVAL
+    """Claims due deliveries in batches of ``batch``, attempts ``concurrency`` at a time."""
+
+    outbox: OutboxStore
+    metrics: Metrics
+    owner: str
+    _: KW_ONLY
+    http: httpx.AsyncClient
+    smtp: email.SmtpConfig | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    backoff: Backoff = field(default_factory=Backoff)
+    timeout: float = 10.0
+    poll: float = 1.0
+    batch: int = 20
+    concurrency: int = 8
+    send_email: Callable[[email.SmtpConfig, str], Awaitable[None]] = email.send
+    #: The carrier's notification recipients' addresses (``email:carrier`` deliveries).
+    carrier_recipients: Callable[[], Awaitable[tuple[str, ...]]] | None = None
+    #: Set when new events are written: deliver them now rather than at the next poll.
+    wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _slots: asyncio.Semaphore = field(init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _gauged_at: float = field(default=-GAUGE_INTERVAL, init=False)
+
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.concurrency)
 
     @property
     def lease(self) -> float:
         """Long enough for every attempt of one batch (they run ``concurrency`` at a time);
         a killed replica's claims come back to the others after it."""
-        return math.ceil(self.batch / self._concurrency) * self.timeout * 3 + 5.0
+        return math.ceil(self.batch / self.concurrency) * self.timeout * 3 + 5.0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="event-delivery")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def run(self) -> None:
         while True:
@@ -212,7 +200,7 @@ class DeliveryWorker:
         elif not smtp.recipients:
             raise AttemptFailed("no addresses are configured (GATEWAY_NOTIFY_EMAILS)")
         async with asyncio.timeout(self.timeout * 3):
-            await self._send_email(smtp, body)
+            await self.send_email(smtp, body)
 
     async def _post(self, hook: Webhook | None, event_id: str, body: str) -> int:
         if hook is None:

@@ -37,6 +37,10 @@ def as_new(event: Event) -> NewEvent:
 class Emitter(BatchQueue[Event]):
     """The ``EventSink`` the app gives the pipeline and the call-time query."""
 
+    name = "event-emitter"
+    message = "events not written to the outbox"
+    grace = 5.0
+
     def __init__(
         self,
         outbox: OutboxStore,
@@ -57,21 +61,11 @@ class Emitter(BatchQueue[Event]):
         self.prepare = prepare
         #: Set by the delivery worker: written events are due now.
         self.on_written: asyncio.Event | None = None
-        super().__init__(
-            self._write,
-            self._count_dropped,
-            log=log,
-            message="events not written to the outbox",
-            name="event-emitter",
-            maxsize=maxsize,
-            batch=BATCH,
-            grace=5.0,
-            linger=linger,
-        )
+        super().__init__(log, maxsize=maxsize, batch=BATCH, linger=linger)
 
     emit = BatchQueue.put
 
-    async def _write(self, batch: list[Event]) -> None:
+    async def write(self, batch: list[Event]) -> None:
         """Write a batch, retrying a failed write with backoff; raises when it gives up."""
         new: list[NewEvent] | None = None
         for delay in (*self.retry_delays, None):
@@ -92,6 +86,6 @@ class Emitter(BatchQueue[Event]):
                 self.on_written.set()
             return
 
-    def _count_dropped(self, batch: Sequence[Event], reason: str) -> None:
+    def count_dropped(self, batch: Sequence[Event], reason: str) -> None:
         for event in batch:
             self.metrics.events.labels(type=event.type, result="dropped").inc()

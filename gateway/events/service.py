@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from dataclasses import dataclass, field
 
 import httpx
 
+from gateway.concurrency import cancel
 from gateway.events.calls import with_addresses
 from gateway.events.delivery import Backoff, DeliveryWorker, webhook_client
 from gateway.events.email import SmtpConfig
@@ -120,9 +120,7 @@ class Events:
     async def aclose(self) -> None:
         """Write what was emitted, then stop (undelivered events wait in the outbox)."""
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel(task)
         await self.emitter.aclose()
         await self.worker.aclose()
         await self.http.aclose()

@@ -91,17 +91,8 @@ class AdminSync:
             self.known.reads.forget(aeui)
             row = await self.ledger.delete(aeui)
             self.known.forget_caller(aeui)
-            await self.ledger.record(
-                HistoryRecord(
-                    aeui,
-                    kind=HistoryKind.DELETED,
-                    credential=credential,
-                    source="admin",
-                    before=endpoint_json(endpoint) if row is None else row.as_json(),
-                    after=None,
-                    observed_at=None,
-                )
-            )
+            before = endpoint_json(endpoint) if row is None else row.as_json()
+            await self.admin_record(aeui, HistoryKind.DELETED, before, None, credential)
             await self.ledger.release_numbers(aeui, credential=credential)
 
     async def location_deleted(
@@ -123,7 +114,7 @@ class AdminSync:
         after: Mapping[str, Any] | None,
         credential: str,
     ) -> None:
-        """An admin's change that is not a device's binding, in the history under ``key``."""
+        """An admin's change, in the history under ``key`` (a device's, or ``location_key``)."""
         await self.ledger.record(
             HistoryRecord(
                 key,
