@@ -20,7 +20,7 @@ from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.bulk.run import Prepared
-    from gateway.bulk.validate import RowProblem
+    from gateway.rows import RowProblem
 
 #: Exit statuses: rows refused (nothing written unless --skip-invalid); lines left for a
 #: resume (the carrier stayed unavailable, or Ctrl-C).
@@ -189,7 +189,7 @@ def _client(args: argparse.Namespace) -> Any:
 
 async def _import_remote(args: argparse.Namespace) -> int:
     from gateway.bulk.progress import for_terminal
-    from gateway.bulk.validate import RowProblem
+    from gateway.rows import RowProblem
 
     params = {"kind": args.kind}
     if args.dry_run:

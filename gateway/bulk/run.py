@@ -31,7 +31,7 @@ from gateway.bandwidth.errors import (
 )
 from gateway.bandwidth.models import Address, Location
 from gateway.bulk.formats import Limits, read
-from gateway.bulk.validate import Checked, DeviceRow, LocationRow, Lookups, Row, RowProblem, check
+from gateway.bulk.validate import Checked, DeviceRow, LocationRow, Lookups, Row, check
 from gateway.dlr.pipeline import (
     Pipeline,
     Report,
@@ -40,6 +40,7 @@ from gateway.dlr.pipeline import (
     address_from_json,
     address_json,
 )
+from gateway.rows import RowProblem
 from gateway.store.base import HistoryKind, NumberOwned, location_key
 from gateway.store.errors import StoreUnavailable
 from gateway.store.imports import ImportStore, LineDone

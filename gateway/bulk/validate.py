@@ -30,20 +30,11 @@ from gateway.dlr.identity import aeui_problem, caller_name_problem
 from gateway.dlr.ids import location_id_for
 from gateway.dlr.numbers import CALLBACK_NUMBER_RULE, callback_number
 from gateway.dlr.pipeline import Normalizer
+from gateway.rows import RowProblem
 from gateway.store.base import NumberState
 
 #: A location's description, at most (the carrier's limit is not stated; a label is short).
 MAX_DESCRIPTION = 128
-
-
-@dataclass(frozen=True, slots=True)
-class RowProblem:
-    line: int
-    field: str
-    reason: str
-
-    def as_json(self) -> dict[str, object]:
-        return {"line": self.line, "field": self.field, "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from gateway.bandwidth.models import Address
 from gateway.network import patterns
 from gateway.network.wiremap import Entry, Kind
+from gateway.rows import RowProblem
 
 KEY_COLUMNS = ("Subnet", "BSSID", "ChassisID", "PortID")
 #: Civic address columns -> ``Address`` fields.
@@ -42,16 +43,6 @@ MAX_FIELD = 255
 
 
 @dataclass(frozen=True, slots=True)
-class RowError:
-    line: int
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.field}: {self.message}"
-
-
-@dataclass(frozen=True, slots=True)
 class Row:
     """One row as read: its element, and its location as given (not yet validated)."""
 
@@ -68,7 +59,7 @@ class CsvTooLarge(ValueError):
     pass
 
 
-def read(data: bytes) -> tuple[list[Row], list[RowError]]:
+def read(data: bytes) -> tuple[list[Row], list[RowProblem]]:
     """The rows of a wiremap CSV (UTF-8, a BOM allowed), and every problem found."""
     if len(data) > MAX_FILE_BYTES:
         raise CsvTooLarge(f"the file exceeds {MAX_FILE_BYTES // (1024 * 1024)} MiB")
@@ -77,21 +68,21 @@ def read(data: bytes) -> tuple[list[Row], list[RowError]]:
     except UnicodeDecodeError as exc:
         raise CsvTooLarge(f"the file is not UTF-8 (byte {exc.start})") from None
     reader = csv.reader(io.StringIO(text, newline=""))
-    errors: list[RowError] = []
+    errors: list[RowProblem] = []
     try:
         header = next(reader)
     except StopIteration:
-        return [], [RowError(1, "header", "the file is empty")]
+        return [], [RowProblem(1, "header", "the file is empty")]
     except csv.Error as exc:
-        return [], [RowError(1, "header", str(exc))]
+        return [], [RowProblem(1, "header", str(exc))]
     names = [h.strip() for h in header]
     unknown = [n for n in names if n not in COLUMNS]
     if unknown:
-        errors.append(RowError(1, "header", f"unknown columns: {', '.join(unknown[:5])[:200]}"))
+        errors.append(RowProblem(1, "header", f"unknown columns: {', '.join(unknown[:5])[:200]}"))
     if len(set(names)) != len(names):
-        errors.append(RowError(1, "header", "a column appears twice"))
+        errors.append(RowProblem(1, "header", "a column appears twice"))
     if not {"Subnet", "BSSID", "ChassisID"} & set(names):
-        errors.append(RowError(1, "header", "needs a Subnet, BSSID or ChassisID column"))
+        errors.append(RowProblem(1, "header", "needs a Subnet, BSSID or ChassisID column"))
     if errors:
         return [], errors
     rows: list[Row] = []
@@ -102,7 +93,7 @@ def read(data: bytes) -> tuple[list[Row], list[RowError]]:
         except StopIteration:
             break
         except csv.Error as exc:
-            errors.append(RowError(reader.line_num, "row", str(exc)))
+            errors.append(RowProblem(reader.line_num, "row", str(exc)))
             break
         if not any(v.strip() for v in values):
             continue  # a blank line
@@ -115,29 +106,29 @@ def read(data: bytes) -> tuple[list[Row], list[RowError]]:
     return rows, errors
 
 
-def _row(line: int, names: list[str], values: list[str], errors: list[RowError]) -> Row | None:
+def _row(line: int, names: list[str], values: list[str], errors: list[RowProblem]) -> Row | None:
     if len(values) != len(names):
-        errors.append(RowError(line, "row", f"{len(values)} fields, the header has {len(names)}"))
+        errors.append(RowProblem(line, "row", f"{len(values)} fields, the header has {len(names)}"))
         return None
     cells: dict[str, str] = {}
     bad = False
     for name, raw in zip(names, values, strict=True):
         value = raw.strip()
         if len(value) > MAX_FIELD:
-            errors.append(RowError(line, name, f"is too long (at most {MAX_FIELD} characters)"))
+            errors.append(RowProblem(line, name, f"is too long (at most {MAX_FIELD} characters)"))
             bad = True
         elif patterns.CONTROL.search(value):  # as the API refuses them in any field
-            errors.append(RowError(line, name, "must not hold control characters"))
+            errors.append(RowProblem(line, name, "must not hold control characters"))
             bad = True
         elif value:
             cells[name] = value
     keys = [k for k in ("Subnet", "BSSID", "ChassisID") if k in cells]
     if len(keys) != 1:
         message = "give exactly one of Subnet, BSSID, ChassisID (with PortID for a port)"
-        errors.append(RowError(line, "/".join(keys) or "Subnet", message))
+        errors.append(RowProblem(line, "/".join(keys) or "Subnet", message))
         return None
     if "PortID" in cells and keys[0] != "ChassisID":
-        errors.append(RowError(line, "PortID", "a port is named by ChassisID and PortID"))
+        errors.append(RowProblem(line, "PortID", "a port is named by ChassisID and PortID"))
         return None
     kind = {
         "Subnet": Kind.SUBNET,
@@ -146,7 +137,7 @@ def _row(line: int, names: list[str], values: list[str], errors: list[RowError])
     }[keys[0]]
     address = {f: cells[c] for c, f in ADDRESS_COLUMNS.items() if c in cells}
     if not address and "LocationId" not in cells:
-        errors.append(RowError(line, "LocationId", "give a LocationId or the address columns"))
+        errors.append(RowProblem(line, "LocationId", "give a LocationId or the address columns"))
         return None
     if bad:
         return None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from gateway.bandwidth.models import Address, wire_name
 from gateway.dlr.errors import FieldError
-from gateway.network.csvfile import ADDRESS_COLUMNS, RowError, address_of, read
+from gateway.network.csvfile import ADDRESS_COLUMNS, address_of, read
 from gateway.network.service import Applied, Wiremap
 from gateway.network.wiremap import (
     Conflict,
@@ -23,6 +23,7 @@ from gateway.network.wiremap import (
     WiremapIndex,
     parse_location_id,
 )
+from gateway.rows import RowProblem
 
 #: The carrier's address of a location ID (``None``: no such location).
 Lookup = Callable[[str], Awaitable[Address | None]]
@@ -47,10 +48,10 @@ _COLUMN_OF = {
 @dataclass
 class ImportResult:
     rows: int = 0
-    errors: list[RowError] = field(default_factory=list)
+    errors: list[RowProblem] = field(default_factory=list)
     #: What is worth knowing about good rows (a subnet read as its network, an address's
     #: spelling corrected), named as errors are.
-    warnings: list[RowError] = field(default_factory=list)
+    warnings: list[RowProblem] = field(default_factory=list)
     applied: Applied | None = None
     written: bool = False
 
@@ -85,7 +86,7 @@ async def import_csv(
             address = known[row.location_id]
             if address is None:
                 errors.append(
-                    RowError(row.line, "LocationId", "no location with this ID at the carrier")
+                    RowProblem(row.line, "LocationId", "no location with this ID at the carrier")
                 )
                 continue
         try:
@@ -102,7 +103,7 @@ async def import_csv(
             continue
         if entry.id in lines:
             errors.append(
-                RowError(row.line, _key_column(entry), f"the same as line {lines[entry.id]}")
+                RowProblem(row.line, _key_column(entry), f"the same as line {lines[entry.id]}")
             )
             continue
         try:
@@ -110,7 +111,7 @@ async def import_csv(
             if wiremap.get(entry.id) is None:
                 wiremap.index.check(entry)
         except Conflict as exc:
-            errors.append(RowError(row.line, _key_column(entry), exc.message))
+            errors.append(RowProblem(row.line, _key_column(entry), exc.message))
             continue
         trial.put(entry)
         lines[entry.id] = row.line
@@ -133,8 +134,8 @@ async def import_csv(
     return result
 
 
-def _named(line: int, found: tuple[FieldError, ...]) -> list[RowError]:
-    return [RowError(line, _COLUMN_OF.get(e.field, e.field), e.message) for e in found]
+def _named(line: int, found: tuple[FieldError, ...]) -> list[RowProblem]:
+    return [RowProblem(line, _COLUMN_OF.get(e.field, e.field), e.message) for e in found]
 
 
 def _key_column(entry: Entry) -> str:

@@ -108,7 +108,7 @@ def test_every_bad_row_is_named_and_nothing_is_written() -> None:
         found = {(e.line, e.field) for e in result.errors}
         # Host bits set: read as the network (10.1.0.0/16), said in a warning.
         assert [(w.line, w.field) for w in result.warnings] == [(2, "Subnet")]
-        assert "10.1.0.0/16" in result.warnings[0].message
+        assert "10.1.0.0/16" in result.warnings[0].reason
         assert (4, "BSSID") in found  # overlaps line 3's wildcard
         assert any(line == 5 for line, _ in found)  # a PO box is not dispatchable
         assert (6, "Subnet") in found  # no element given
