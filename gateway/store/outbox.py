@@ -1,7 +1,7 @@
 """The durable outbox of events, their deliveries and the webhook subscriptions.
 
-Tables of their own beside the state store's (same metadata, revision 0006), reached through
-the state store's engine. An event is written once with its deliveries (one per subscribed
+Its tables (``gateway.store.tables``, revision 0006) are reached through the state store's
+engine. An event is written once with its deliveries (one per subscribed
 webhook, one for email) in one transaction; a delivery is claimed with a lease, so replicas
 never send one at the same time, and a lease that expires (a killed replica) frees it for
 another. Instants are microseconds since the epoch, as in the other tables.
@@ -19,67 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.store.sql import SqlStateStore
-from gateway.store.tables import BigId, devices, metadata
-
-webhooks = sa.Table(
-    "webhooks",
-    metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("url", sa.Text(), nullable=False),
-    #: A JSON list of event types.
-    sa.Column("event_types", sa.Text(), nullable=False),
-    sa.Column("description", sa.Text(), nullable=True),
-    sa.Column("secret", sa.String(128), nullable=False),
-    #: The secret before the last rotation: deliveries are signed with both until
-    #: ``previous_until`` (Standard Webhooks' several signatures).
-    sa.Column("previous_secret", sa.String(128), nullable=True),
-    sa.Column("previous_until", sa.BigInteger(), nullable=True),
-    sa.Column("enabled", sa.Boolean(), nullable=False),
-    sa.Column("created_at", sa.BigInteger(), nullable=False),
-    sa.Column("updated_at", sa.BigInteger(), nullable=False),
-)
-
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("type", sa.String(32), nullable=False),
-    #: The event's JSON body, exactly the bytes every delivery sends and signs.
-    sa.Column("body", sa.Text(), nullable=False),
-    sa.Column("created_at", sa.BigInteger(), nullable=False),
-    sa.Index(None, "created_at"),
-)
-
-deliveries = sa.Table(
-    "deliveries",
-    metadata,
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("event_id", sa.String(64), nullable=False),
-    #: A webhook's id, or ``email``.
-    sa.Column("target", sa.String(40), nullable=False),
-    #: ``pending``, ``delivered`` or ``failed`` (given up; retried only by an admin).
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer(), nullable=False),
-    sa.Column("next_at", sa.BigInteger(), nullable=False),
-    #: No attempt is made after this instant: the delivery fails instead.
-    sa.Column("expires_at", sa.BigInteger(), nullable=False),
-    sa.Column("lease_owner", sa.String(128), nullable=True),
-    sa.Column("lease_until", sa.BigInteger(), nullable=True),
-    sa.Column("last_status", sa.Integer(), nullable=True),
-    sa.Column("last_error", sa.Text(), nullable=True),
-    sa.Column("delivered_at", sa.BigInteger(), nullable=True),
-    sa.UniqueConstraint("event_id", "target"),
-    sa.Index(None, "state", "next_at"),
-)
-
-#: Devices a ``device_stale`` event was emitted for, and for which last-heard time: one
-#: event per staleness (a device heard from again, then stale again, gets another).
-stale_marks = sa.Table(
-    "stale_marks",
-    metadata,
-    sa.Column("aeui", sa.String(64), primary_key=True),
-    sa.Column("heard_at", sa.BigInteger(), nullable=False),
-)
+from gateway.store.tables import deliveries, devices, events, stale_marks, webhooks
 
 EMAIL_TARGET = "email"
 _US = 1_000_000

@@ -1,8 +1,9 @@
-"""The wiremap's tables and its store on the state store's database (PostgreSQL or SQLite).
+"""The wiremap's store on the state store's database (PostgreSQL or SQLite).
 
-``network_entries`` holds one row per entry (its ID is derived from its kind and key, so the
-primary key refuses the same subnet or BSSID twice); ``network_version`` holds one counter,
-bumped in the transaction of every change, that replicas poll to know when to reload.
+Its tables (``gateway.store.tables``): ``network_entries`` holds one row per entry (its ID
+is derived from its kind and key, so the primary key refuses the same subnet or BSSID twice);
+``network_version`` holds one counter, bumped in the transaction of every change, that
+replicas poll to know when to reload.
 """
 
 from __future__ import annotations
@@ -17,35 +18,12 @@ import sqlalchemy as sa
 
 from gateway.bandwidth.models import Address, wire_name
 from gateway.network.wiremap import Entry, Kind, Stale
-from gateway.store.tables import metadata
+from gateway.store.tables import network_entries, network_version
 
 if TYPE_CHECKING:
     from gateway.store.sql import SqlStateStore
 
 _WIRE = {wire_name(f.name): f.name for f in dataclasses.fields(Address)}
-
-#: Revision 0005: the wiremap (network elements -> locations).
-network_entries = sa.Table(
-    "network_entries",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("key", sa.String(64), nullable=False),
-    sa.Column("port_id", sa.String(64), nullable=True),
-    sa.Column("address", sa.Text(), nullable=False),
-    sa.Column("location_id", sa.String(64), nullable=True),
-    sa.Column("description", sa.Text(), nullable=True),
-    sa.Column("updated_at", sa.BigInteger(), nullable=False),
-)
-
-#: One row: the wiremap's version, bumped by every change.
-network_version = sa.Table(
-    "network_version",
-    metadata,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
-    sa.Column("version", sa.BigInteger(), nullable=False),
-    sa.CheckConstraint("id = 1", name="one_row"),
-)
 
 #: Rows per INSERT statement of a batch (SQLite's bound-parameter limit is 32 766).
 _CHUNK = 1000
