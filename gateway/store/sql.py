@@ -16,7 +16,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack
+from typing import Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -99,6 +99,16 @@ def _whole(
     return detached
 
 
+class StoreOptions(TypedDict, total=False):
+    """``SqlStateStore``'s options that ``connect`` passes on (their defaults are its own)."""
+
+    clock: Callable[[], datetime] | None
+    ping_timeout: float
+    max_batch: int
+    linger: float
+    driver_sql: bool
+
+
 class SqlStateStore(DriverPaths):
     """``StateStore`` on SQLAlchemy Core, for PostgreSQL and SQLite."""
 
@@ -153,14 +163,10 @@ class SqlStateStore(DriverPaths):
         *,
         create: bool = False,
         check_schema: bool = True,
-        clock: Callable[[], datetime] | None = None,
         pool_size: int = 10,
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
-        ping_timeout: float = 2.0,
-        max_batch: int = 500,
-        linger: float = 0.0,
-        driver_sql: bool = True,
+        **options: Unpack[StoreOptions],
     ) -> SqlStateStore:
         parsed = parse(url)
         if create:
@@ -171,16 +177,7 @@ class SqlStateStore(DriverPaths):
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
         )
-        store = cls(
-            engine,
-            parsed,
-            clock=clock,
-            ping_timeout=ping_timeout,
-            max_batch=max_batch,
-            linger=linger,
-            command_timeout=command_timeout,
-            driver_sql=driver_sql,
-        )
+        store = cls(engine, parsed, command_timeout=command_timeout, **options)
         try:
             if create:
                 await store.upgrade()
