@@ -38,6 +38,8 @@ def _now() -> int:
 
 @dataclass(frozen=True, slots=True)
 class ImportRecord:
+    """An import's row (``imports``: one field a column), its report parsed."""
+
     import_id: str
     kind: str
     digest: str
@@ -92,16 +94,8 @@ class ImportStore:
             ).first()
         if row is None:
             return None
-        return ImportRecord(
-            import_id=row.import_id,
-            kind=row.kind,
-            digest=row.digest,
-            total=row.total,
-            state=row.state,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            report=None if row.report is None else json.loads(row.report),
-        )
+        report = None if row.report is None else json.loads(row.report)
+        return ImportRecord(**{**row._mapping, "report": report})
 
     async def done(self, import_id: str) -> dict[int, LineDone]:
         """The lines already applied (or refused for good), by line number."""
