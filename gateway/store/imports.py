@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.base import NumberState
-from gateway.store.mapping import from_us
+from gateway.store.mapping import from_us, insert_for
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import devices, import_rows, imports, locations, numbers
 
@@ -62,7 +62,6 @@ class ImportStore:
 
     def __init__(self, store: SqlStateStore) -> None:
         self.store = store
-        self.dialect = store.engine.dialect.name
 
     @classmethod
     def of(cls, store: object) -> ImportStore:
@@ -134,15 +133,8 @@ class ImportStore:
             {"import_id": import_id, "line": d.line, "outcome": d.outcome, "detail": d.detail}
             for d in lines
         ]
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects import postgresql
-
-            statement: Any = postgresql.insert(import_rows).on_conflict_do_nothing()
-        else:
-            from sqlalchemy.dialects import sqlite
-
-            statement = sqlite.insert(import_rows).on_conflict_do_nothing()
         async with self._begin() as connection:
+            statement = insert_for(connection, import_rows).on_conflict_do_nothing()
             await connection.execute(statement, values)
             await connection.execute(
                 imports.update().where(imports.c.import_id == import_id).values(updated_at=_now())

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from gateway.store.mapping import insert_for, last_heard
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import deliveries, devices, events, stale_marks, webhooks
 
@@ -152,9 +152,6 @@ class OutboxStore:
         #: A unit of work: one transaction, in turn with the store's on SQLite (one writer).
         self._unit = store.transaction
 
-    def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
-
     # -- subscriptions -------------------------------------------------------------------
 
     async def add_webhook(
@@ -257,7 +254,7 @@ class OutboxStore:
             written = list(
                 (
                     await connection.execute(
-                        self._insert(events)
+                        insert_for(connection, events)
                         .values(
                             [
                                 {
@@ -460,10 +457,7 @@ class OutboxStore:
 
     async def newly_stale(self, cutoff: float, *, limit: int = 500) -> list[dict[str, Any]]:
         """Devices last heard from before ``cutoff`` with no stale mark for that time."""
-        heard = sa.func.coalesce(devices.c.heard_at, devices.c.applied_at)
-        latest = (sa.func.greatest if self.dialect == "postgresql" else sa.func.max)(
-            heard, devices.c.applied_at
-        ).label("heard")
+        latest = last_heard().label("heard")
         query = (
             sa.select(devices.c.aeui, devices.c.telephone_number, devices.c.location_id, latest)
             .select_from(devices.outerjoin(stale_marks, stale_marks.c.aeui == devices.c.aeui))
@@ -493,7 +487,7 @@ class OutboxStore:
             return
         async with self._unit() as connection:
             for aeui, heard_us in marks:
-                statement = self._insert(stale_marks).values(aeui=aeui, heard_at=heard_us)
+                statement = insert_for(connection, stale_marks).values(aeui=aeui, heard_at=heard_us)
                 await connection.execute(
                     statement.on_conflict_do_update(
                         index_elements=[stale_marks.c.aeui],

@@ -47,6 +47,7 @@ from gateway.store.mapping import (
     dumps,
     entry_of,
     insert_for,
+    last_heard,
     may_use_number,
     number_state_of,
     record_values,
@@ -382,11 +383,10 @@ class SqlStateStore(DriverPaths):
         query = sa.select(devices).where(devices.c.telephone_number == telephone_number)
         if not every_holder:
             query = query.where(may_use_number())
-        heard = (sa.func.greatest if self.dialect == "postgresql" else sa.func.max)(
-            sa.func.coalesce(devices.c.heard_at, devices.c.applied_at), devices.c.applied_at
-        )
         vouched = sa.func.coalesce(devices.c.attested_number == devices.c.telephone_number, False)
-        query = query.order_by(vouched.desc(), heard.desc(), devices.c.aeui).limit(max(1, limit))
+        query = query.order_by(vouched.desc(), last_heard().desc(), devices.c.aeui).limit(
+            max(1, limit)
+        )
         async with self._unit(read_only=True) as connection:
             rows = (await connection.execute(query)).all()
         return [binding_of(row) for row in rows]
