@@ -13,6 +13,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import TracebackType
 from typing import Any, NamedTuple, Protocol, Self, TypedDict, Unpack, runtime_checkable
 
 from gateway.dlr.binding import Binding
@@ -244,7 +245,12 @@ class StateStore(Ledger, Protocol):
 
     async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(self, *exc_info: object) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
 
     async def close(self) -> None: ...
 
