@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.bandwidth.models import Address, wire_name
 from gateway.network.wiremap import Entry, Kind, Stale
@@ -52,6 +53,11 @@ def _entry(row: Any) -> Entry:
     return Entry(Kind(row.kind), row.key, address, row.port_id, row.location_id, row.description)
 
 
+async def _version(connection: AsyncConnection) -> int:
+    """The wiremap's version (0 before its first change)."""
+    return int(await connection.scalar(sa.select(network_version.c.version)) or 0)
+
+
 class SqlWiremapStore:
     """The wiremap in the state store's database, through its units of work."""
 
@@ -60,14 +66,13 @@ class SqlWiremapStore:
 
     async def version(self) -> int:
         async with self._state.transaction(read_only=True) as connection:
-            found = await connection.scalar(sa.select(network_version.c.version))
-        return int(found or 0)
+            return await _version(connection)
 
     async def load(self) -> tuple[int, list[Entry]]:
         async with self._state.transaction(read_only=True) as connection:
-            version = await connection.scalar(sa.select(network_version.c.version))
+            version = await _version(connection)
             rows = await connection.execute(sa.select(network_entries))
-            return int(version or 0), [_entry(row) for row in rows]
+            return version, [_entry(row) for row in rows]
 
     async def _bump(self, connection: Any) -> int:
         updated = await connection.execute(
@@ -112,6 +117,5 @@ class SqlWiremapStore:
                 )
             ).first()
             if gone is None:
-                found = await connection.scalar(sa.select(network_version.c.version))
-                return int(found or 0), None
+                return await _version(connection), None
             return await self._bump(connection), _entry(gone)
