@@ -201,26 +201,28 @@ class OutboxStore:
             values["description"] = description
         if enabled is not None:
             values["enabled"] = enabled
-        async with self._unit() as connection:
-            await connection.execute(webhooks.update().where(webhooks.c.id == id).values(values))
-            row = (await connection.execute(webhooks.select().where(webhooks.c.id == id))).first()
-        return None if row is None else _webhook(row)
+        return await self._change_webhook(id, values)
 
     async def rotate_secret(self, id: str, secret: str, overlap: float) -> Webhook | None:
         """A new secret; the old one still signs deliveries for ``overlap`` seconds."""
         now = self.clock()
+        return await self._change_webhook(
+            id,
+            {
+                "previous_secret": webhooks.c.secret,
+                "previous_until": _us(now + overlap),
+                "secret": secret,
+                "updated_at": _us(now),
+            },
+        )
+
+    async def _change_webhook(self, id: str, values: dict[str, Any]) -> Webhook | None:
+        """Update the webhook ``id``; answers it as changed (None: there is none)."""
         async with self._unit() as connection:
-            await connection.execute(
-                webhooks.update()
-                .where(webhooks.c.id == id)
-                .values(
-                    previous_secret=webhooks.c.secret,
-                    previous_until=_us(now + overlap),
-                    secret=secret,
-                    updated_at=_us(now),
-                )
+            changed = await connection.execute(
+                webhooks.update().where(webhooks.c.id == id).values(values).returning(*webhooks.c)
             )
-            row = (await connection.execute(webhooks.select().where(webhooks.c.id == id))).first()
+            row = changed.first()
         return None if row is None else _webhook(row)
 
     async def delete_webhook(self, id: str) -> bool:
