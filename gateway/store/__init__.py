@@ -7,8 +7,6 @@ Alembic's, run by ``dlr-gateway db upgrade`` (and by ``serve`` itself on embedde
 
 from __future__ import annotations
 
-# The wiremap's tables join the metadata here, so that it is whole wherever it is used.
-from gateway.store import wiremap as _wiremap  # noqa: F401
 from gateway.store.base import Claim, HistoryEntry, HistoryKind, StateStore
 from gateway.store.errors import (
     UPGRADE_COMMAND,
@@ -17,7 +15,7 @@ from gateway.store.errors import (
     StoreUnavailable,
 )
 from gateway.store.migrate import head_revision, upgrade, upgrade_async
-from gateway.store.outbox import OutboxStore  # its tables join the metadata
+from gateway.store.outbox import OutboxStore
 from gateway.store.sql import SqlStateStore, open_store
 from gateway.store.urls import MEMORY_URL, default_url, is_embedded, is_memory, redacted
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, NamedTuple, Protocol, Self, runtime_checkable
+from typing import Any, NamedTuple, Protocol, Self, TypedDict, Unpack, runtime_checkable
 
 from gateway.dlr.binding import Binding
 
@@ -131,6 +131,19 @@ class HistoryEntry(HistoryRecord):
     at: datetime
     from_location_id: str | None
     to_location_id: str | None
+
+
+class LeaseFilters(TypedDict, total=False):
+    """Which devices ``StateStore.lease`` may take, of those no one holds a live lease on."""
+
+    #: Only those checked before this instant.
+    older_than: datetime | None
+    #: Only unconfirmed ones.
+    only_unconfirmed: bool
+    #: Only those claimed before this instant.
+    applied_before: datetime | None
+    #: None unconfirmed claimed at or after this instant (their writer is still at work).
+    skip_unconfirmed_since: datetime | None
 
 
 class Ledger(Protocol):
@@ -260,21 +273,10 @@ class StateStore(Ledger, Protocol):
         ...
 
     async def lease(
-        self,
-        owner: str,
-        *,
-        limit: int,
-        lease_seconds: float,
-        older_than: datetime | None = None,
-        only_unconfirmed: bool = False,
-        applied_before: datetime | None = None,
-        skip_unconfirmed_since: datetime | None = None,
+        self, owner: str, *, limit: int, lease_seconds: float, **filters: Unpack[LeaseFilters]
     ) -> list[Binding]:
-        """Take up to ``limit`` devices no one holds a live lease on, least recently checked
-        first, optionally only those checked before ``older_than``, only unconfirmed ones,
-        only those claimed before ``applied_before``, and none unconfirmed claimed at or
-        after ``skip_unconfirmed_since`` (their writer is still at work). No two owners
-        hold one device at once."""
+        """Take up to ``limit`` devices no one holds a live lease on (and as ``filters``
+        say), least recently checked first. No two owners hold one device at once."""
         ...
 
     async def release(self, aeui: str, owner: str) -> bool: ...

@@ -1,6 +1,6 @@
 """Bulk imports' progress in the state store: one row per import, one per line applied.
 
-Its own tables, on the state store's metadata (``gateway.store.tables``) and engine, so a
+Its own tables (``gateway.store.tables``), on the state store's engine, so a
 crash or Ctrl-C loses nothing: an import resumed (``--resume ID``) skips the lines recorded
 here. The device ledger stays the truth of what the carrier holds; a line applied but not
 yet recorded here costs no carrier call when it runs again (the pipeline finds it unchanged).
@@ -20,31 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.base import NumberState
+from gateway.store.mapping import from_us, insert_for
 from gateway.store.sql import SqlStateStore
-from gateway.store.tables import metadata
-
-imports = sa.Table(
-    "imports",
-    metadata,
-    sa.Column("import_id", sa.String(32), primary_key=True),
-    sa.Column("kind", sa.String(16), nullable=False),
-    # The file's SHA-256: a resume must be given the same file.
-    sa.Column("digest", sa.String(64), nullable=False),
-    sa.Column("total", sa.Integer(), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("created_at", sa.BigInteger(), nullable=False),
-    sa.Column("updated_at", sa.BigInteger(), nullable=False),
-    sa.Column("report", sa.Text(), nullable=True),
-)
-
-import_rows = sa.Table(
-    "import_rows",
-    metadata,
-    sa.Column("import_id", sa.String(32), primary_key=True),
-    sa.Column("line", sa.Integer(), primary_key=True, autoincrement=False),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("detail", sa.Text(), nullable=True),
-)
+from gateway.store.tables import devices, import_rows, imports, locations, numbers
 
 
 def _chunks(values: Sequence[str], size: int = 500) -> Iterable[list[str]]:
@@ -60,6 +38,8 @@ def _now() -> int:
 
 @dataclass(frozen=True, slots=True)
 class ImportRecord:
+    """An import's row (``imports``: one field a column), its report parsed."""
+
     import_id: str
     kind: str
     digest: str
@@ -82,7 +62,6 @@ class ImportStore:
 
     def __init__(self, store: SqlStateStore) -> None:
         self.store = store
-        self.dialect = store.engine.dialect.name
 
     @classmethod
     def of(cls, store: object) -> ImportStore:
@@ -114,16 +93,8 @@ class ImportStore:
             ).first()
         if row is None:
             return None
-        return ImportRecord(
-            import_id=row.import_id,
-            kind=row.kind,
-            digest=row.digest,
-            total=row.total,
-            state=row.state,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            report=None if row.report is None else json.loads(row.report),
-        )
+        report = None if row.report is None else json.loads(row.report)
+        return ImportRecord(**{**row._mapping, "report": report})
 
     async def done(self, import_id: str) -> dict[int, LineDone]:
         """The lines already applied (or refused for good), by line number."""
@@ -162,15 +133,8 @@ class ImportStore:
             {"import_id": import_id, "line": d.line, "outcome": d.outcome, "detail": d.detail}
             for d in lines
         ]
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects import postgresql
-
-            statement: Any = postgresql.insert(import_rows).on_conflict_do_nothing()
-        else:
-            from sqlalchemy.dialects import sqlite
-
-            statement = sqlite.insert(import_rows).on_conflict_do_nothing()
         async with self._begin() as connection:
+            statement = insert_for(connection, import_rows).on_conflict_do_nothing()
             await connection.execute(statement, values)
             await connection.execute(
                 imports.update().where(imports.c.import_id == import_id).values(updated_at=_now())
@@ -188,9 +152,6 @@ class ImportStore:
 
     async def numbers(self, telephone_numbers: Sequence[str]) -> dict[str, NumberState]:
         """Who may use each of these numbers (those with a record)."""
-        from gateway.store.mapping import from_us
-        from gateway.store.tables import numbers
-
         found: dict[str, NumberState] = {}
         for chunk in _chunks(telephone_numbers):
             query = sa.select(numbers).where(numbers.c.telephone_number.in_(chunk))
@@ -203,8 +164,6 @@ class ImportStore:
 
     async def bindings(self, aeuis: Sequence[str]) -> dict[str, tuple[str, str, str, bool]]:
         """Each device's desired location, caller name, number and whether it is confirmed."""
-        from gateway.store.tables import devices
-
         found: dict[str, tuple[str, str, str, bool]] = {}
         for chunk in _chunks(aeuis):
             query = sa.select(
@@ -226,8 +185,6 @@ class ImportStore:
 
     async def known_locations(self, location_ids: Sequence[str]) -> set[str]:
         """Those of ``location_ids`` the gateway knows the carrier holds."""
-        from gateway.store.tables import locations
-
         found: set[str] = set()
         for chunk in _chunks(location_ids):
             query = sa.select(locations.c.location_id).where(locations.c.location_id.in_(chunk))
@@ -239,8 +196,6 @@ class ImportStore:
 
     async def devices(self) -> list[dict[str, Any]]:
         """Every device's desired binding, by AEUI (with its address, when it has one)."""
-        from gateway.store.tables import devices
-
         query = sa.select(
             devices.c.aeui,
             devices.c.caller_name,
@@ -253,8 +208,6 @@ class ImportStore:
 
     async def locations(self, location_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """The locations the gateway knows the carrier holds, by ID (all, or those given)."""
-        from gateway.store.tables import locations
-
         query = sa.select(locations.c.location_id, locations.c.address).order_by(
             locations.c.location_id
         )

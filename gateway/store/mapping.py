@@ -158,6 +158,15 @@ def may_use_number() -> sa.ColumnElement[bool]:
     return sa.or_(devices.c.attested_number == devices.c.telephone_number, ~other_owner)
 
 
+def last_heard() -> sa.ColumnElement[int]:
+    """When the gateway last heard from the device, over ``devices``: the later of
+    ``heard_at`` and ``applied_at`` (a release without ``heard_at`` moves ``applied_at`` only)."""
+    return sa.case(
+        (devices.c.heard_at > devices.c.applied_at, devices.c.heard_at),
+        else_=devices.c.applied_at,
+    )
+
+
 def number_state_of(row: Any) -> NumberState:
     return NumberState(
         row.telephone_number, row.owner_aeui, bool(row.shared), from_us(row.updated_at)

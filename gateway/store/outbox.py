@@ -1,7 +1,7 @@
 """The durable outbox of events, their deliveries and the webhook subscriptions.
 
-Tables of their own beside the state store's (same metadata, revision 0006), reached through
-the state store's engine. An event is written once with its deliveries (one per subscribed
+Its tables (``gateway.store.tables``, revision 0006) are reached through the state store's
+engine. An event is written once with its deliveries (one per subscribed
 webhook, one for email) in one transaction; a delivery is claimed with a lease, so replicas
 never send one at the same time, and a lease that expires (a killed replica) frees it for
 another. Instants are microseconds since the epoch, as in the other tables.
@@ -16,70 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from gateway.store.mapping import insert_for, last_heard
 from gateway.store.sql import SqlStateStore
-from gateway.store.tables import BigId, devices, metadata
-
-webhooks = sa.Table(
-    "webhooks",
-    metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("url", sa.Text(), nullable=False),
-    #: A JSON list of event types.
-    sa.Column("event_types", sa.Text(), nullable=False),
-    sa.Column("description", sa.Text(), nullable=True),
-    sa.Column("secret", sa.String(128), nullable=False),
-    #: The secret before the last rotation: deliveries are signed with both until
-    #: ``previous_until`` (Standard Webhooks' several signatures).
-    sa.Column("previous_secret", sa.String(128), nullable=True),
-    sa.Column("previous_until", sa.BigInteger(), nullable=True),
-    sa.Column("enabled", sa.Boolean(), nullable=False),
-    sa.Column("created_at", sa.BigInteger(), nullable=False),
-    sa.Column("updated_at", sa.BigInteger(), nullable=False),
-)
-
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("type", sa.String(32), nullable=False),
-    #: The event's JSON body, exactly the bytes every delivery sends and signs.
-    sa.Column("body", sa.Text(), nullable=False),
-    sa.Column("created_at", sa.BigInteger(), nullable=False),
-    sa.Index(None, "created_at"),
-)
-
-deliveries = sa.Table(
-    "deliveries",
-    metadata,
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("event_id", sa.String(64), nullable=False),
-    #: A webhook's id, ``email`` or ``email:carrier``.
-    sa.Column("target", sa.String(40), nullable=False),
-    #: ``pending``, ``delivered`` or ``failed`` (given up; retried only by an admin).
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer(), nullable=False),
-    sa.Column("next_at", sa.BigInteger(), nullable=False),
-    #: No attempt is made after this instant: the delivery fails instead.
-    sa.Column("expires_at", sa.BigInteger(), nullable=False),
-    sa.Column("lease_owner", sa.String(128), nullable=True),
-    sa.Column("lease_until", sa.BigInteger(), nullable=True),
-    sa.Column("last_status", sa.Integer(), nullable=True),
-    sa.Column("last_error", sa.Text(), nullable=True),
-    sa.Column("delivered_at", sa.BigInteger(), nullable=True),
-    sa.UniqueConstraint("event_id", "target"),
-    sa.Index(None, "state", "next_at"),
-)
-
-#: Devices a ``device_stale`` event was emitted for, and for which last-heard time: one
-#: event per staleness (a device heard from again, then stale again, gets another).
-stale_marks = sa.Table(
-    "stale_marks",
-    metadata,
-    sa.Column("aeui", sa.String(64), primary_key=True),
-    sa.Column("heard_at", sa.BigInteger(), nullable=False),
-)
+from gateway.store.tables import deliveries, devices, events, stale_marks, webhooks
 
 #: The email to the configured addresses (``GATEWAY_NOTIFY_EMAILS``).
 EMAIL_TARGET = "email"
@@ -216,9 +156,6 @@ class OutboxStore:
         #: A unit of work: one transaction, in turn with the store's on SQLite (one writer).
         self._unit = store.transaction
 
-    def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
-
     # -- subscriptions -------------------------------------------------------------------
 
     async def add_webhook(
@@ -268,26 +205,28 @@ class OutboxStore:
             values["description"] = description
         if enabled is not None:
             values["enabled"] = enabled
-        async with self._unit() as connection:
-            await connection.execute(webhooks.update().where(webhooks.c.id == id).values(values))
-            row = (await connection.execute(webhooks.select().where(webhooks.c.id == id))).first()
-        return None if row is None else _webhook(row)
+        return await self._change_webhook(id, values)
 
     async def rotate_secret(self, id: str, secret: str, overlap: float) -> Webhook | None:
         """A new secret; the old one still signs deliveries for ``overlap`` seconds."""
         now = self.clock()
+        return await self._change_webhook(
+            id,
+            {
+                "previous_secret": webhooks.c.secret,
+                "previous_until": _us(now + overlap),
+                "secret": secret,
+                "updated_at": _us(now),
+            },
+        )
+
+    async def _change_webhook(self, id: str, values: dict[str, Any]) -> Webhook | None:
+        """Update the webhook ``id``; answers it as changed (None: there is none)."""
         async with self._unit() as connection:
-            await connection.execute(
-                webhooks.update()
-                .where(webhooks.c.id == id)
-                .values(
-                    previous_secret=webhooks.c.secret,
-                    previous_until=_us(now + overlap),
-                    secret=secret,
-                    updated_at=_us(now),
-                )
+            changed = await connection.execute(
+                webhooks.update().where(webhooks.c.id == id).values(values).returning(*webhooks.c)
             )
-            row = (await connection.execute(webhooks.select().where(webhooks.c.id == id))).first()
+            row = changed.first()
         return None if row is None else _webhook(row)
 
     async def delete_webhook(self, id: str) -> bool:
@@ -323,7 +262,7 @@ class OutboxStore:
             written = list(
                 (
                     await connection.execute(
-                        self._insert(events)
+                        insert_for(connection, events)
                         .on_conflict_do_nothing(index_elements=[events.c.id])
                         .returning(events.c.id),
                         [
@@ -524,10 +463,7 @@ class OutboxStore:
 
     async def newly_stale(self, cutoff: float, *, limit: int = 500) -> list[dict[str, Any]]:
         """Devices last heard from before ``cutoff`` with no stale mark for that time."""
-        heard = sa.func.coalesce(devices.c.heard_at, devices.c.applied_at)
-        latest = (sa.func.greatest if self.dialect == "postgresql" else sa.func.max)(
-            heard, devices.c.applied_at
-        ).label("heard")
+        latest = last_heard().label("heard")
         query = (
             sa.select(devices.c.aeui, devices.c.telephone_number, devices.c.location_id, latest)
             .select_from(devices.outerjoin(stale_marks, stale_marks.c.aeui == devices.c.aeui))
@@ -557,7 +493,7 @@ class OutboxStore:
             return
         async with self._unit() as connection:
             for aeui, heard_us in marks:
-                statement = self._insert(stale_marks).values(aeui=aeui, heard_at=heard_us)
+                statement = insert_for(connection, stale_marks).values(aeui=aeui, heard_at=heard_us)
                 await connection.execute(
                     statement.on_conflict_do_update(
                         index_elements=[stale_marks.c.aeui],

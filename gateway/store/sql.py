@@ -16,8 +16,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from typing import Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -28,6 +27,7 @@ from gateway.store.base import (
     Claim,
     HistoryEntry,
     HistoryRecord,
+    LeaseFilters,
     NumberState,
 )
 from gateway.store.driver import DriverPaths, _Kept
@@ -39,6 +39,7 @@ from gateway.store.engine import (
 )
 from gateway.store.errors import SchemaNotCurrent, StoreUnavailable
 from gateway.store.groupcommit import GroupCommit
+from gateway.store.leases import record_check, release_lease, take_leases
 from gateway.store.mapping import (
     binding_of,
     claim_values,
@@ -46,6 +47,7 @@ from gateway.store.mapping import (
     dumps,
     entry_of,
     insert_for,
+    last_heard,
     may_use_number,
     number_state_of,
     record_values,
@@ -96,6 +98,16 @@ def _whole(
 
     functools.update_wrapper(detached, method)
     return detached
+
+
+class StoreOptions(TypedDict, total=False):
+    """``SqlStateStore``'s options that ``connect`` passes on (their defaults are its own)."""
+
+    clock: Callable[[], datetime] | None
+    ping_timeout: float
+    max_batch: int
+    linger: float
+    driver_sql: bool
 
 
 class SqlStateStore(DriverPaths):
@@ -152,14 +164,10 @@ class SqlStateStore(DriverPaths):
         *,
         create: bool = False,
         check_schema: bool = True,
-        clock: Callable[[], datetime] | None = None,
         pool_size: int = 10,
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
-        ping_timeout: float = 2.0,
-        max_batch: int = 500,
-        linger: float = 0.0,
-        driver_sql: bool = True,
+        **options: Unpack[StoreOptions],
     ) -> SqlStateStore:
         parsed = parse(url)
         if create:
@@ -170,16 +178,7 @@ class SqlStateStore(DriverPaths):
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
         )
-        store = cls(
-            engine,
-            parsed,
-            clock=clock,
-            ping_timeout=ping_timeout,
-            max_batch=max_batch,
-            linger=linger,
-            command_timeout=command_timeout,
-            driver_sql=driver_sql,
-        )
+        store = cls(engine, parsed, command_timeout=command_timeout, **options)
         try:
             if create:
                 await store.upgrade()
@@ -193,12 +192,7 @@ class SqlStateStore(DriverPaths):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     # -- plumbing ------------------------------------------------------------------------
@@ -389,11 +383,10 @@ class SqlStateStore(DriverPaths):
         query = sa.select(devices).where(devices.c.telephone_number == telephone_number)
         if not every_holder:
             query = query.where(may_use_number())
-        heard = (sa.func.greatest if self.dialect == "postgresql" else sa.func.max)(
-            sa.func.coalesce(devices.c.heard_at, devices.c.applied_at), devices.c.applied_at
-        )
         vouched = sa.func.coalesce(devices.c.attested_number == devices.c.telephone_number, False)
-        query = query.order_by(vouched.desc(), heard.desc(), devices.c.aeui).limit(max(1, limit))
+        query = query.order_by(vouched.desc(), last_heard().desc(), devices.c.aeui).limit(
+            max(1, limit)
+        )
         async with self._unit(read_only=True) as connection:
             rows = (await connection.execute(query)).all()
         return [binding_of(row) for row in rows]
@@ -525,94 +518,30 @@ class SqlStateStore(DriverPaths):
 
     @_whole
     async def lease(
-        self,
-        owner: str,
-        *,
-        limit: int,
-        lease_seconds: float,
-        older_than: datetime | None = None,
-        only_unconfirmed: bool = False,
-        applied_before: datetime | None = None,
-        skip_unconfirmed_since: datetime | None = None,
+        self, owner: str, *, limit: int, lease_seconds: float, **filters: Unpack[LeaseFilters]
     ) -> list[Binding]:
         if limit <= 0:
             return []
         async with self._unit() as connection:
             now = self._now()
             until = now + round(lease_seconds * 1_000_000)
-            free = [sa.or_(devices.c.lease_until.is_(None), devices.c.lease_until <= now)]
-            if older_than is not None:
-                free.append(
-                    sa.or_(devices.c.checked_at.is_(None), devices.c.checked_at < to_us(older_than))
-                )
-            if only_unconfirmed:
-                free.append(devices.c.confirmed.is_(False))
-            if applied_before is not None:
-                free.append(devices.c.applied_at < to_us(applied_before))
-            if skip_unconfirmed_since is not None:
-                free.append(
-                    sa.or_(
-                        devices.c.confirmed.is_(True),
-                        devices.c.applied_at < to_us(skip_unconfirmed_since),
-                    )
-                )
-            # The queue pattern: lock the candidates, skipping rows another replica is
-            # leasing right now (PostgreSQL; SQLite's write lock already excludes everyone).
-            candidates = (
-                sa.select(devices.c.aeui)
-                .where(*free)
-                .order_by(devices.c.checked_at.asc().nulls_first(), devices.c.aeui)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-                .cte("candidates")
+            return await take_leases(
+                connection, owner, limit=limit, now=now, until=until, filters=filters
             )
-            rows = list(
-                await connection.execute(
-                    sa.update(devices)
-                    .where(devices.c.aeui == candidates.c.aeui, *free)
-                    .values(lease_owner=owner, lease_until=until)
-                    .returning(*devices.c)
-                )
-            )
-        rows.sort(key=lambda row: (row.checked_at is not None, row.checked_at or 0, row.aeui))
-        return [binding_of(row) for row in rows]
 
     @_whole
     async def release(self, aeui: str, owner: str) -> bool:
         async with self._unit() as connection:
-            result = await connection.execute(
-                sa.update(devices)
-                .where(devices.c.aeui == aeui, devices.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
-            )
-        return bool(result.rowcount)
+            return await release_lease(connection, aeui, owner)
 
     @_whole
     async def checked(
         self, aeui: str, owner: str, confirmed: bool | None, *, version: int | None = None
     ) -> bool:
-        confirmed_value: sa.ColumnElement[bool] | bool
-        if confirmed is None:
-            confirmed_value = devices.c.confirmed
-        elif version is None:
-            confirmed_value = confirmed
-        else:
-            confirmed_value = sa.case(
-                (devices.c.version == version, sa.literal(confirmed)), else_=devices.c.confirmed
-            )
         async with self._unit() as connection:
-            now = self._now()
-            result = await connection.execute(
-                sa.update(devices)
-                .where(devices.c.aeui == aeui, devices.c.lease_owner == owner)
-                .values(
-                    checked_at=now,
-                    confirmed=confirmed_value,
-                    lease_owner=None,
-                    lease_until=None,
-                )
+            return await record_check(
+                connection, aeui, owner, confirmed, version=version, now=self._now()
             )
-        return bool(result.rowcount)
 
 
 def _revision_and_usable(connection: sa.Connection) -> tuple[str | None, bool]:

@@ -1,5 +1,8 @@
 """The state store's tables, as SQLAlchemy Core metadata, portable across PostgreSQL and SQLite.
 
+Every table is here, those of the wiremap, the outbox and imports too, so that the metadata is
+whole wherever it is imported.
+
 Every instant is a ``BIGINT`` of microseconds since the Unix epoch, UTC: exact, and ordered
 the same way by every backend. JSON is stored as text (``address``, ``from_json``,
 ``to_json``), compact with sorted keys. Schema changes are Alembic migrations
@@ -117,4 +120,112 @@ dlr_schema = sa.Table(
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("compatible_since", sa.String(32), nullable=False),
     sa.CheckConstraint("id = 1", name="one_row"),
+)
+
+#: Revision 0005: the wiremap (network elements -> locations; ``gateway.store.wiremap``).
+network_entries = sa.Table(
+    "network_entries",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("port_id", sa.String(64), nullable=True),
+    sa.Column("address", sa.Text(), nullable=False),
+    sa.Column("location_id", sa.String(64), nullable=True),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("updated_at", sa.BigInteger(), nullable=False),
+)
+
+#: One row: the wiremap's version, bumped by every change.
+network_version = sa.Table(
+    "network_version",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("id = 1", name="one_row"),
+)
+
+#: Revision 0006: the event outbox (``gateway.store.outbox``).
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("url", sa.Text(), nullable=False),
+    #: A JSON list of event types.
+    sa.Column("event_types", sa.Text(), nullable=False),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("secret", sa.String(128), nullable=False),
+    #: The secret before the last rotation: deliveries are signed with both until
+    #: ``previous_until`` (Standard Webhooks' several signatures).
+    sa.Column("previous_secret", sa.String(128), nullable=True),
+    sa.Column("previous_until", sa.BigInteger(), nullable=True),
+    sa.Column("enabled", sa.Boolean(), nullable=False),
+    sa.Column("created_at", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", sa.BigInteger(), nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    #: The event's JSON body, exactly the bytes every delivery sends and signs.
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.BigInteger(), nullable=False),
+    sa.Index(None, "created_at"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(64), nullable=False),
+    #: A webhook's id, ``email`` or ``email:carrier``.
+    sa.Column("target", sa.String(40), nullable=False),
+    #: ``pending``, ``delivered`` or ``failed`` (given up; retried only by an admin).
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("next_at", sa.BigInteger(), nullable=False),
+    #: No attempt is made after this instant: the delivery fails instead.
+    sa.Column("expires_at", sa.BigInteger(), nullable=False),
+    sa.Column("lease_owner", sa.String(128), nullable=True),
+    sa.Column("lease_until", sa.BigInteger(), nullable=True),
+    sa.Column("last_status", sa.Integer(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("delivered_at", sa.BigInteger(), nullable=True),
+    sa.UniqueConstraint("event_id", "target"),
+    sa.Index(None, "state", "next_at"),
+)
+
+#: Devices a ``device_stale`` event was emitted for, and for which last-heard time: one
+#: event per staleness (a device heard from again, then stale again, gets another).
+stale_marks = sa.Table(
+    "stale_marks",
+    metadata,
+    sa.Column("aeui", sa.String(64), primary_key=True),
+    sa.Column("heard_at", sa.BigInteger(), nullable=False),
+)
+
+#: Revision 0007: bulk imports' progress (``gateway.store.imports``).
+imports = sa.Table(
+    "imports",
+    metadata,
+    sa.Column("import_id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    # The file's SHA-256: a resume must be given the same file.
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("total", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", sa.BigInteger(), nullable=False),
+    sa.Column("report", sa.Text(), nullable=True),
+)
+
+import_rows = sa.Table(
+    "import_rows",
+    metadata,
+    sa.Column("import_id", sa.String(32), primary_key=True),
+    sa.Column("line", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text(), nullable=True),
 )

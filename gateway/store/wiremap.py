@@ -1,8 +1,9 @@
-"""The wiremap's tables and its store on the state store's database (PostgreSQL or SQLite).
+"""The wiremap's store on the state store's database (PostgreSQL or SQLite).
 
-``network_entries`` holds one row per entry (its ID is derived from its kind and key, so the
-primary key refuses the same subnet or BSSID twice); ``network_version`` holds one counter,
-bumped in the transaction of every change, that replicas poll to know when to reload.
+Its tables (``gateway.store.tables``): ``network_entries`` holds one row per entry (its ID
+is derived from its kind and key, so the primary key refuses the same subnet or BSSID twice);
+``network_version`` holds one counter, bumped in the transaction of every change, that
+replicas poll to know when to reload.
 """
 
 from __future__ import annotations
@@ -14,38 +15,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.bandwidth.models import Address, wire_name
 from gateway.network.wiremap import Entry, Kind, Stale
-from gateway.store.tables import metadata
+from gateway.store.tables import network_entries, network_version
 
 if TYPE_CHECKING:
     from gateway.store.sql import SqlStateStore
 
 _WIRE = {wire_name(f.name): f.name for f in dataclasses.fields(Address)}
-
-#: Revision 0005: the wiremap (network elements -> locations).
-network_entries = sa.Table(
-    "network_entries",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("key", sa.String(64), nullable=False),
-    sa.Column("port_id", sa.String(64), nullable=True),
-    sa.Column("address", sa.Text(), nullable=False),
-    sa.Column("location_id", sa.String(64), nullable=True),
-    sa.Column("description", sa.Text(), nullable=True),
-    sa.Column("updated_at", sa.BigInteger(), nullable=False),
-)
-
-#: One row: the wiremap's version, bumped by every change.
-network_version = sa.Table(
-    "network_version",
-    metadata,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
-    sa.Column("version", sa.BigInteger(), nullable=False),
-    sa.CheckConstraint("id = 1", name="one_row"),
-)
 
 #: Rows per INSERT statement of a batch (SQLite's bound-parameter limit is 32 766).
 _CHUNK = 1000
@@ -74,6 +53,11 @@ def _entry(row: Any) -> Entry:
     return Entry(Kind(row.kind), row.key, address, row.port_id, row.location_id, row.description)
 
 
+async def _version(connection: AsyncConnection) -> int:
+    """The wiremap's version (0 before its first change)."""
+    return int(await connection.scalar(sa.select(network_version.c.version)) or 0)
+
+
 class SqlWiremapStore:
     """The wiremap in the state store's database, through its units of work."""
 
@@ -82,14 +66,13 @@ class SqlWiremapStore:
 
     async def version(self) -> int:
         async with self._state.transaction(read_only=True) as connection:
-            found = await connection.scalar(sa.select(network_version.c.version))
-        return int(found or 0)
+            return await _version(connection)
 
     async def load(self) -> tuple[int, list[Entry]]:
         async with self._state.transaction(read_only=True) as connection:
-            version = await connection.scalar(sa.select(network_version.c.version))
+            version = await _version(connection)
             rows = await connection.execute(sa.select(network_entries))
-            return int(version or 0), [_entry(row) for row in rows]
+            return version, [_entry(row) for row in rows]
 
     async def _bump(self, connection: Any) -> int:
         updated = await connection.execute(
@@ -134,6 +117,5 @@ class SqlWiremapStore:
                 )
             ).first()
             if gone is None:
-                found = await connection.scalar(sa.select(network_version.c.version))
-                return int(found or 0), None
+                return await _version(connection), None
             return await self._bump(connection), _entry(gone)

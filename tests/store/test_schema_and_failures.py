@@ -12,7 +12,6 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-import gateway.store.imports  # noqa: F401  (registers the imports tables on the metadata)
 from gateway.store import (
     MEMORY_URL,
     SchemaNotCurrent,
