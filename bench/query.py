@@ -20,9 +20,13 @@ import asyncio
 import json
 import random
 import secrets
+import sys
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from bench.http import encode_request
 from bench.loadgen import open_loop, percentile, send_all
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
     from bench.runner import Bench
 
 #: The query token the gateway is started with (``GATEWAY_EMERGENCY_QUERY_TOKEN``).
+#: Where ``python -m bench.receiver`` finds the package.
+_PROJECT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-query-" + secrets.token_urlsafe(16)
 PATH = "/v1/emergency-calls/location"
 
@@ -103,10 +109,10 @@ async def phase_emergency_query(bench: Bench) -> None:
         subscribed = await _measure(bench, devices, picks, requests)
         # The deliveries of the subscribed run, at most a few seconds behind it.
         for _ in range(100):
-            if receiver.received >= subscribed["answered_200"]:
+            if await receiver.received() >= subscribed["answered_200"]:
                 break
             await asyncio.sleep(0.1)
-        received = receiver.received
+        received = await receiver.received()
         # Unsubscribed again: the same load a third time says how much the figures move
         # by themselves (the machine's noise) between two runs.
         await bench.control.delete(
@@ -116,6 +122,7 @@ async def phase_emergency_query(bench: Bench) -> None:
         again = await _measure(bench, devices, picks, requests)
     finally:
         receiver.close()
+        await receiver.process.wait()
 
     figures = plain.pop("figures")
     bench.figures.update(figures)
@@ -186,42 +193,35 @@ async def _measure(
 
 
 class Receiver:
-    """A webhook receiver on loopback: reads each request and answers 204 (keep-alive)."""
+    """The webhook receiver of ``bench.receiver``, in a process of its own on loopback."""
 
-    def __init__(self, server: asyncio.Server) -> None:
-        self.server = server
-        self.received = 0
-        port = server.sockets[0].getsockname()[1]
+    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+        self.process = process
         self.url = f"http://{LOOPBACK}:{port}/hook"
+        self._count = f"http://{LOOPBACK}:{port}/count"
 
     @classmethod
     async def start(cls) -> Receiver:
-        receiver: Receiver | None = None
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.receiver",
+            cwd=_PROJECT,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        return cls(process, int(line))
 
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    length = 0
-                    for line in head.split(b"\r\n"):
-                        name, _, value = line.partition(b":")
-                        if name.strip().lower() == b"content-length":
-                            length = int(value)
-                    await reader.readexactly(length)
-                    assert receiver is not None
-                    receiver.received += 1
-                    writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-                    await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionError):
-                pass
-            finally:
-                writer.close()
-
-        receiver = cls(await asyncio.start_server(serve, LOOPBACK, 0))
-        return receiver
+    async def received(self) -> int:
+        """How many deliveries it has had."""
+        async with httpx.AsyncClient(trust_env=False) as client:
+            return int((await client.get(self._count)).text)
 
     def close(self) -> None:
-        self.server.close()
+        if self.process.returncode is None:
+            self.process.kill()
 
 
 async def _server_counts(bench: Bench) -> dict[str, float]:
