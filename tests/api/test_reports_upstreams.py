@@ -302,6 +302,7 @@ def test_v2_an_order_that_fails_after_the_202_is_recorded_and_not_retried_foreve
             assert "INVALID" in failed["after"]["carrierError"]["message"]
             stored = await pipeline_of(gw).ledger.get("doomed")
             assert stored is not None and not stored.confirmed
+            await gw.app.state.events.emitter.idle()  # events are written after the fact
             events = (await gw.http.get("/v1/events")).json()["events"]
             (event,) = [e for e in events if e["type"] == "provisioning_failed"]
             assert event["data"]["aeui"] == "doomed" and "INVALID" in event["data"]["reason"]
