@@ -82,11 +82,8 @@ class DeliveryWorker:
     timeout: float = 10.0
     poll: float = 1.0
     batch: int = 20
-    concurrency: int = 4
+    concurrency: int = 8
     send_email: Callable[[email.SmtpConfig, str], Awaitable[None]] = email.send
-    #: The share of the event loop's CPU time deliveries may take while they keep it busy
-    #: (measured as the thread's CPU time over a batch, the requests it served included).
-    share: float = 0.5
     #: The carrier's notification recipients' addresses (``email:carrier`` deliveries).
     carrier_recipients: Callable[[], Awaitable[tuple[str, ...]]] | None = None
     #: Set when new events are written: deliver them now rather than at the next poll.
@@ -112,18 +109,12 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         while True:
-            started = time.thread_time()
             try:
                 sent = await self.run_once()
                 await self._gauge()
             except Exception as exc:
                 sent = 0
                 log.warning("event delivery pass failed", extra={"error": type(exc).__name__})
-            if sent and self.share < 1:
-                # Leave the loop to requests for a while: deliveries take at most ``share``
-                # of it, so a backlog never queues the call-time query or a report.
-                busy = time.thread_time() - started
-                await asyncio.sleep(busy * (1 - self.share) / self.share)
             if sent < self.batch:  # a full batch: more may be due at once
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll):
