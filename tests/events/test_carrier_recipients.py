@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ from starlette.datastructures import Secret
 
 from gateway.events.recipients import MAX_RECIPIENTS, plain_addresses
 from tests.api.test_emergency_query import PASSWORD, PATH, USER, fresh_report
+from tests.events.test_delivery import until
 from tests.events.test_email_and_stale import Sink
 from tests.harness import WHITE_HOUSE, Gateway, gateway, gateway_settings
 from tests.procs import free_port
@@ -79,18 +79,6 @@ async def _call(gw: Gateway) -> None:
     await gw.app.state.events.emitter.idle()
 
 
-async def _until(predicate: Callable[[], Awaitable[bool] | bool], within: float = 10.0) -> None:
-    """Poll what the delivery worker (and the SMTP sink's thread) change until it holds."""
-    async with asyncio.timeout(within):
-        while True:
-            found = predicate()
-            if inspect.isawaitable(found):
-                found = await found
-            if found:
-                return
-            await asyncio.sleep(0.02)
-
-
 async def _deliveries(gw: Gateway) -> dict[str, dict[str, Any]]:
     page = (await gw.http.get("/v1/events", params={"type": "emergency_call"})).json()
     (event,) = page["events"]
@@ -119,7 +107,7 @@ def test_a_911_call_is_emailed_to_the_carriers_recipients_and_the_configured_one
         async with gateway(settings, wrap=wrap) as gw:
             await _prepare(gw)
             await _call(gw)
-            await _until(lambda: len(messages.messages) == 2)
+            await until(lambda: len(messages.messages) == 2)
             by_rcpt = {tuple(rcpt): message for _, rcpt, message in messages.messages}
             # The carrier's recipients with an email address, in its order; the one that
             # only takes texts is not emailed.
@@ -135,7 +123,7 @@ def test_a_911_call_is_emailed_to_the_carriers_recipients_and_the_configured_one
                 found = await _deliveries(gw)
                 return all(d["state"] == "delivered" for d in found.values())
 
-            await _until(recorded)  # the outcome is written after the message is sent
+            await until(recorded)  # the outcome is written after the message is sent
             deliveries = await _deliveries(gw)
             assert {t: d["channel"] for t, d in deliveries.items()} == {
                 "email": "email",
@@ -143,7 +131,7 @@ def test_a_911_call_is_emailed_to_the_carriers_recipients_and_the_configured_one
             }
             # A second call within the five minutes reuses the list: one read in all.
             await _call(gw)
-            await _until(lambda: len(messages.messages) == 4)
+            await until(lambda: len(messages.messages) == 4)
             assert wrapped[0].lists == 1
 
     asyncio.run(main())
@@ -166,24 +154,24 @@ def test_a_carrier_that_cannot_list_its_recipients_delays_only_their_email(
             carrier[0].down = True
             await _call(gw)
             # The configured address is emailed at once; the carrier's recipients wait.
-            await _until(lambda: len(messages.messages) == 1)
+            await until(lambda: len(messages.messages) == 1)
             assert messages.messages[0][1] == ["desk@example.org"]
 
             async def retried() -> bool:
                 d = (await _deliveries(gw))["email:carrier"]
                 return bool(d["state"] == "pending" and d["attempts"] >= 2)
 
-            await _until(retried)
+            await until(retried)
             pending = (await _deliveries(gw))["email:carrier"]
             assert "could not be read" in pending["lastError"]
             carrier[0].down = False
-            await _until(lambda: len(messages.messages) == 2)
+            await until(lambda: len(messages.messages) == 2)
             assert messages.messages[1][1] == ["security@example.org", "ops@example.org"]
 
             async def delivered() -> bool:
                 return bool((await _deliveries(gw))["email:carrier"]["state"] == "delivered")
 
-            await _until(delivered)
+            await until(delivered)
 
     asyncio.run(main())
 
@@ -202,7 +190,7 @@ def test_a_carrier_holding_no_email_recipient_is_a_failed_attempt_not_a_delivery
             async def attempted() -> bool:
                 return bool((await _deliveries(gw))["email:carrier"]["attempts"] >= 1)
 
-            await _until(attempted)
+            await until(attempted)
             found = await _deliveries(gw)
             # Only the carrier's target: no addresses are configured.
             assert set(found) == {"email:carrier"}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -53,9 +54,16 @@ async def _emit(outbox: OutboxStore, metrics: Metrics, count: int) -> list[str]:
     return [e.id for e in events]
 
 
-async def _until(predicate: Callable[[], bool], within: float = 20.0) -> None:
+async def until(predicate: Callable[[], Awaitable[bool] | bool], within: float = 20.0) -> None:
+    """Poll what the delivery worker, a receiver's or an SMTP sink's thread change (a plain
+    or an awaitable predicate) until it holds; ``TimeoutError`` after ``within`` seconds."""
     async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - polling what another thread changes
+        while True:
+            found = predicate()
+            if inspect.isawaitable(found):
+                found = await found
+            if found:
+                return
             await asyncio.sleep(0.02)
 
 
@@ -86,11 +94,11 @@ def test_a_receiver_down_for_a_while_then_up_gets_every_event_once_per_id(
             worker.start()
             try:
                 # Down: connections refused; every delivery is retried, none is lost.
-                await _until(lambda: _count(metrics, "retry") >= 50)
+                await until(lambda: _count(metrics, "retry") >= 50)
                 assert receiver.ids() == []
                 receiver.up()
                 await asyncio.to_thread(receiver.wait_for, 25)
-                await _until(lambda: _count(metrics, "delivered") >= 25)
+                await until(lambda: _count(metrics, "delivered") >= 25)
             finally:
                 await worker.aclose()
                 receiver.down()
@@ -114,7 +122,7 @@ def test_failed_attempts_are_retried_with_growing_delays_then_given_up(tmp_path:
             worker = _worker(outbox, metrics, base=0.2, cap=10.0)
             worker.start()
             try:
-                await _until(lambda: _count(metrics, "failed") == 1)
+                await until(lambda: _count(metrics, "failed") == 1)
             finally:
                 await worker.aclose()
             times = receiver.attempts[event_id]
@@ -131,7 +139,7 @@ def test_failed_attempts_are_retried_with_growing_delays_then_given_up(tmp_path:
             worker = _worker(outbox, metrics)
             worker.start()
             try:
-                await _until(lambda: _count(metrics, "delivered") == 1)
+                await until(lambda: _count(metrics, "delivered") == 1)
             finally:
                 await worker.aclose()
 
