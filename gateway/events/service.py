@@ -6,11 +6,9 @@ import asyncio
 import functools
 from dataclasses import dataclass, field
 
-import httpx
-
 from gateway.concurrency import cancel
 from gateway.events.calls import with_addresses
-from gateway.events.delivery import Backoff, DeliveryWorker, webhook_client
+from gateway.events.delivery import Backoff, DeliveryWorker
 from gateway.events.email import SmtpConfig
 from gateway.events.emitter import Emitter
 from gateway.events.recipients import CarrierRecipients, ListsRecipients
@@ -58,7 +56,6 @@ class Events:
     worker: DeliveryWorker
     stale: StaleDevices | None
     stale_interval: float
-    http: httpx.AsyncClient
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -70,7 +67,6 @@ class Events:
         owner: str,
         *,
         carrier: ListsRecipients | None = None,
-        http: httpx.AsyncClient | None = None,
     ) -> Events:
         """``carrier`` is read for its notification recipients' addresses when
         ``GATEWAY_NOTIFY_CARRIER_RECIPIENTS`` is on."""
@@ -83,12 +79,10 @@ class Events:
             email=targets,
             prepare=functools.partial(with_addresses, outbox),
         )
-        http = http or webhook_client(settings.event_delivery_timeout)
         worker = DeliveryWorker(
             outbox,
             metrics,
             owner,
-            http=http,
             smtp=smtp,
             allowed_hosts=settings.webhook_allowed_hosts,
             backoff=Backoff(settings.event_retry_base, settings.event_retry_max),
@@ -105,7 +99,7 @@ class Events:
             if settings.device_stale_after > 0
             else None
         )
-        return cls(outbox, emitter, worker, stale, settings.device_stale_check_interval, http)
+        return cls(outbox, emitter, worker, stale, settings.device_stale_check_interval)
 
     def start(self) -> None:
         self.emitter.start()
@@ -123,4 +117,3 @@ class Events:
             await cancel(task)
         await self.emitter.aclose()
         await self.worker.aclose()
-        await self.http.aclose()

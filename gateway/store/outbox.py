@@ -339,32 +339,53 @@ class OutboxStore:
         lost meanwhile is not recorded (another replica has it: at least once). Returns each
         delivery's new state (``lost`` for those)."""
         now = self.clock()
-        states: list[str] = []
+        states: dict[int, str] = {}
+        # The usual outcome, delivered, takes one statement for each status answered.
+        delivered: dict[int | None, list[int]] = {}
+        for outcome in outcomes:
+            if outcome.error is None:
+                delivered.setdefault(outcome.status, []).append(outcome.delivery.id)
+        leased = deliveries.c.lease_owner == owner
+        released = {"attempts": deliveries.c.attempts + 1, "lease_owner": None, "lease_until": None}
         async with self._unit() as connection:
-            for outcome in outcomes:
-                delivery = outcome.delivery
-                values: dict[str, Any] = {
-                    "attempts": deliveries.c.attempts + 1,
-                    "last_status": outcome.status,
-                    "lease_owner": None,
-                    "lease_until": None,
-                }
-                if outcome.error is None:
-                    state = "delivered"
-                    values.update(state=state, delivered_at=_us(now), last_error=None)
-                else:
-                    due = now + outcome.retry_in
-                    state = "pending" if due <= delivery.expires_at else "failed"
-                    values.update(
-                        state=state, next_at=_us(due), last_error=outcome.error[:_MAX_ERROR]
-                    )
+            for status, ids in delivered.items():
                 done = await connection.execute(
                     deliveries.update()
-                    .where(deliveries.c.id == delivery.id, deliveries.c.lease_owner == owner)
-                    .values(values)
+                    .where(deliveries.c.id.in_(ids), leased)
+                    .values(
+                        released
+                        | {
+                            "state": "delivered",
+                            "last_status": status,
+                            "delivered_at": _us(now),
+                            "last_error": None,
+                        }
+                    )
+                    .returning(deliveries.c.id)
                 )
-                states.append(state if done.rowcount else "lost")
-        return states
+                states.update(dict.fromkeys(done.scalars(), "delivered"))
+            for outcome in outcomes:
+                delivery = outcome.delivery
+                if outcome.error is None:
+                    continue
+                due = now + outcome.retry_in
+                state = "pending" if due <= delivery.expires_at else "failed"
+                done = await connection.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id == delivery.id, leased)
+                    .values(
+                        released
+                        | {
+                            "state": state,
+                            "last_status": outcome.status,
+                            "next_at": _us(due),
+                            "last_error": outcome.error[:_MAX_ERROR],
+                        }
+                    )
+                )
+                if done.rowcount:
+                    states[delivery.id] = state
+        return [states.get(o.delivery.id, "lost") for o in outcomes]
 
     async def delivered(self, delivery: Delivery, owner: str, status: int | None) -> bool:
         """One attempt that succeeded (``finish`` of one)."""

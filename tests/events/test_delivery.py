@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.events.delivery import Backoff, DeliveryWorker, webhook_client
+from gateway.events.delivery import Backoff, DeliveryWorker
 from gateway.events.emitter import Emitter
 from gateway.events.model import EMERGENCY_CALL, Event
 from gateway.events.signing import new_secret
@@ -35,7 +35,6 @@ def _worker(outbox: OutboxStore, metrics: Metrics, **options: float) -> Delivery
         outbox,
         metrics,
         "test-replica",
-        http=webhook_client(2.0),
         backoff=Backoff(base=options.pop("base", 0.05), cap=options.pop("cap", 0.4)),
         timeout=2.0,
         poll=0.02,
@@ -160,6 +159,7 @@ def test_a_redirect_is_not_followed(tmp_path: Path) -> None:
             await _emit(outbox, metrics, 1)
             worker = _worker(outbox, metrics)
             assert await worker.run_once() == 1
+            await worker.aclose()
             ((_, (delivery,)),) = await outbox.page(limit=1)
             assert delivery.state == "pending" and delivery.last_status == 307
             assert delivery.last_error == "HTTP 307: redirects are not followed"

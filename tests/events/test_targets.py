@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.events.delivery import Backoff, DeliveryWorker, webhook_client
+from gateway.events.delivery import Backoff, DeliveryWorker
 from gateway.events.emitter import Emitter
 from gateway.events.model import EMERGENCY_CALL, Event
 from gateway.events.signing import new_secret
@@ -98,7 +98,6 @@ def _worker(outbox: OutboxStore, allowed: tuple[str, ...], timeout: float = 2.0)
         outbox,
         Metrics(),
         "test-replica",
-        http=webhook_client(timeout),
         allowed_hosts=allowed,
         backoff=Backoff(base=0.05, cap=0.1),
         timeout=timeout,
@@ -170,6 +169,52 @@ def test_a_hostile_receiver_costs_one_bounded_attempt(
             assert await asyncio.wait_for(worker.run_once(), 60) == 1
             ((_, (delivery,)),) = await outbox.page(limit=1)
             assert (delivery.state, delivery.last_error) == (state, error)
-            await worker.http.aclose()
+            await worker.aclose()
 
     asyncio.run(main())
+
+
+def test_a_receivers_connection_carries_the_next_delivery(tmp_path: Path) -> None:
+    """Its answer drained, a connection is kept: not a new TCP connection per event."""
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+        async with _outbox(tmp_path) as outbox:
+            await outbox.add_webhook("wh_1", url, [EMERGENCY_CALL], new_secret(), None)
+            worker = _worker(outbox, ("127.0.0.1",))
+            try:
+                for n in range(3):  # one at a time: each could have had a connection of its own
+                    emitter = Emitter(outbox, Metrics())
+                    emitter.start()
+                    emitter.emit(Event.new(EMERGENCY_CALL, {"n": n}))
+                    await emitter.aclose()
+                    assert await worker.run_once() == 1
+            finally:
+                await worker.aclose()
+            page = await outbox.page(limit=3)
+            assert [d.state for _, (d,) in page] == ["delivered"] * 3
+        server.close()
+
+    asyncio.run(main())
+    assert connections == 1
