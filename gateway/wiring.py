@@ -22,6 +22,7 @@ from gateway.geocoding import build_geocoding
 from gateway.metrics import Metrics
 from gateway.network.wiremap import Match, Observation
 from gateway.settings import Settings
+from gateway.transport import transport as aiohttp_transport
 
 
 class Wiring:
@@ -50,7 +51,10 @@ class Wiring:
         )
         stack.push_async_callback(self.upstream.aclose)
         if geocoder is None:
-            http = httpx.AsyncClient(timeout=settings.geocode_timeout)
+            limits = httpx.Limits()
+            http = httpx.AsyncClient(
+                timeout=settings.geocode_timeout, limits=limits, transport=aiohttp_transport(limits)
+            )
             stack.push_async_callback(http.aclose)
             geocoder = build_geocoding(settings, metrics, http)
         #: ``geocoder`` when one is given, else the configured one (``GEOCODER``).

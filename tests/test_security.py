@@ -40,6 +40,7 @@ from gateway.bandwidth.client import BandwidthClient
 from gateway.metrics import Metrics
 from gateway.observability import JsonFormatter
 from gateway.settings import Settings
+from gateway.transport import AiohttpTransport
 from tests.harness import (
     ADMIN_KEY,
     JWT_SECRET,
@@ -596,9 +597,8 @@ def test_the_carrier_client_verifies_tls_by_default() -> None:
     try:
         http = client._http
         transport = http._transport
-        assert isinstance(transport, httpx.AsyncHTTPTransport)
-        context = transport._pool._ssl_context
-        assert context is not None
+        assert isinstance(transport, AiohttpTransport)
+        context = transport.ssl_context
         assert context.verify_mode == ssl.CERT_REQUIRED
         assert context.check_hostname
         assert context.minimum_version >= ssl.TLSVersion.TLSv1_2

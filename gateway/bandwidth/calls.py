@@ -31,6 +31,7 @@ from gateway.bandwidth.resilience import (
     CircuitOpenError,
     RetryBudget,
 )
+from gateway.transport import transport as aiohttp_transport
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -128,13 +129,14 @@ class CarrierCalls(Exchanges):
         # (quadratic in the requests waiting for a connection).
         self._slots = asyncio.Semaphore(max(1, max_connections))
         pool = max(1, max_connections) + self._max_watched
+        limits = httpx.Limits(
+            max_connections=pool, max_keepalive_connections=max(1, max_connections)
+        )
         self._http = httpx.AsyncClient(
-            transport=transport,
+            transport=transport or aiohttp_transport(limits),
             auth=httpx.BasicAuth(username, password),
             headers={"Accept": "application/xml", "User-Agent": "dlr-gateway"},
-            limits=httpx.Limits(
-                max_connections=pool, max_keepalive_connections=max(1, max_connections)
-            ),
+            limits=limits,
             timeout=httpx.Timeout(policy.timeout),
             follow_redirects=False,
         )
