@@ -159,6 +159,9 @@ class SqlStateStore(DriverPaths):
         #: here: one per batch in flight, at most ``KEPT_CONNECTIONS`` on PostgreSQL; one on
         #: SQLite, where batches and claims take turns.
         self._kept_connections: list[_Kept] = []
+        self._kept_busy: set[_Kept] = set()
+        self._kept_closing: set[asyncio.Task[None]] = set()
+        self._kept_closed = False
         #: Units of work in flight (see ``_whole``), kept until done.
         self._units: set[asyncio.Task[Any]] = set()
 
