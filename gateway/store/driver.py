@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -127,7 +127,12 @@ _ADVANCE_SQLITE3 = (
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+#: Seconds ``close`` waits for the kept connections to close (each after the statement it
+#: runs: SQLite's busy timeout bounds that one).
+CLOSE_WAIT = 15.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class _Kept:
     """A connection the store keeps checked out, and its driver's connection under it."""
 
@@ -140,6 +145,11 @@ async def _drop(connection: AsyncConnection, *, invalidate: bool = False) -> Non
         if invalidate:
             await connection.invalidate()
         await connection.close()
+
+
+async def _close_driver(driver: Any) -> None:
+    with contextlib.suppress(Exception):
+        await driver.close()
 
 
 @contextlib.contextmanager
@@ -220,6 +230,10 @@ class DriverPaths:
     _serial: asyncio.Lock | None
     _command_timeout: float
     _kept_connections: list[_Kept]
+    #: Kept connections in use, and the closing of dropped ones (``_drop_kept``).
+    _kept_busy: set[_Kept]
+    _kept_closing: set[asyncio.Task[None]]
+    _kept_closed: bool
     _advances: GroupCommit[str, tuple[int, int | None], bool]
     _confirms: GroupCommit[str, tuple[int, HistoryRecord | None], bool]
     _now: Callable[[], int]
@@ -391,23 +405,51 @@ class DriverPaths:
             if self._serial is not None:
                 await stack.enter_async_context(self._serial)
             fresh = not self._kept_connections
-            if fresh:
-                with unavailable_as_store_error():
-                    connection = await self.engine.connect()
-                    try:
-                        raw = await connection.get_raw_connection()
-                    except BaseException:
-                        await _drop(connection)
-                        raise
-                kept = _Kept(connection, raw.driver_connection)
-            else:
-                kept = self._kept_connections.pop()
+            kept = await self._open_kept() if fresh else self._kept_connections.pop()
+            self._kept_busy.add(kept)
             try:
                 yield kept.driver, fresh
-            except BaseException:
-                await self._drop_kept(kept)
+            except BaseException as exc:
+                self._kept_busy.discard(kept)
+                dropping = self._drop_kept(kept)
+                # A cancelled caller stops waiting (``close`` waits for what it left), but
+                # not under an in-memory database, where the connection is every unit's.
+                if not isinstance(exc, asyncio.CancelledError) or is_memory(self.url):
+                    await asyncio.shield(dropping)
                 raise
-            self._kept_connections.append(kept)
+            self._kept_busy.discard(kept)
+            if self._kept_closed:  # the store closed while this one was in use
+                await asyncio.shield(self._drop_kept(kept))
+            else:
+                self._kept_connections.append(kept)
+
+    async def _open_kept(self) -> _Kept:
+        """A new kept connection. The connect runs to its end even if the caller is
+        cancelled (a driver cancelled mid-connect leaves its thread behind); what it opened
+        is then closed."""
+        opening = asyncio.ensure_future(self._connect_kept())
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            self._closing(self._close_opened(opening))
+            raise
+
+    async def _connect_kept(self) -> _Kept:
+        with unavailable_as_store_error():
+            connection = await self.engine.connect()
+            try:
+                raw = await connection.get_raw_connection()
+            except BaseException:
+                await _drop(connection)
+                raise
+        return _Kept(connection, raw.driver_connection)
+
+    async def _close_opened(self, opening: asyncio.Future[_Kept]) -> None:
+        try:
+            kept = await opening
+        except Exception:
+            return
+        await self._close_kept(kept)
 
     @contextlib.asynccontextmanager
     async def _kept_postgresql(self) -> AsyncIterator[Any]:
@@ -431,12 +473,38 @@ class DriverPaths:
         async with self._kept() as (driver, _):
             return list(await driver.execute_fetchall(query, parameters))
 
-    async def _drop_kept(self, kept: _Kept) -> None:
+    def _drop_kept(self, kept: _Kept) -> asyncio.Task[None]:
+        """Close ``kept`` (in a task ``close`` waits for)."""
+        return self._closing(self._close_kept(kept))
+
+    def _closing(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._kept_closing.add(task)
+        task.add_done_callback(self._kept_closing.discard)
+        return task
+
+    async def _close_kept(self, kept: _Kept) -> None:
         # Closed, not pooled (a PostgreSQL one carries its session setting), except the
         # connection of an in-memory SQLite database: closing that one would empty it.
-        await _drop(kept.connection, invalidate=not is_memory(self.url))
+        if is_memory(self.url):
+            await _drop(kept.connection)
+            return
+        if self.dialect == "sqlite":
+            # Through its own thread, after what it is running: invalidating it may stop
+            # that thread without waiting, to finish after the event loop has closed.
+            await _close_driver(kept.driver)
+        await _drop(kept.connection, invalidate=True)
 
     async def _drop_all_kept(self) -> None:
-        connections, self._kept_connections = self._kept_connections, []
-        for kept in connections:
-            await self._drop_kept(kept)
+        """Close every kept connection, idle or still in use (each after its statement),
+        waiting up to ``CLOSE_WAIT`` seconds; the ones in use are closed on their return."""
+        self._kept_closed = True
+        idle, self._kept_connections = self._kept_connections, []
+        for kept in idle:
+            self._drop_kept(kept)
+        if self.dialect == "sqlite" and not is_memory(self.url):
+            for kept in self._kept_busy:
+                # Queued behind its statement: the one in flight ends, the next one fails.
+                self._closing(_close_driver(kept.driver))
+        if self._kept_closing:
+            await asyncio.wait(set(self._kept_closing), timeout=CLOSE_WAIT)

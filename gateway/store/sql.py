@@ -82,6 +82,11 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _orphan_done(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # its caller is gone; the outcome is the database's to keep
+
+
 def _whole(
     method: Callable[Concatenate[SqlStateStore, P], Coroutine[Any, Any, T]],
 ) -> Callable[Concatenate[SqlStateStore, P], Coroutine[Any, Any, T]]:
@@ -154,8 +159,11 @@ class SqlStateStore(DriverPaths):
         #: here: one per batch in flight, at most ``KEPT_CONNECTIONS`` on PostgreSQL; one on
         #: SQLite, where batches and claims take turns.
         self._kept_connections: list[_Kept] = []
-        #: Units of work whose callers stopped waiting (see ``_whole``), kept until done.
-        self._orphans: set[asyncio.Task[Any]] = set()
+        self._kept_busy: set[_Kept] = set()
+        self._kept_closing: set[asyncio.Task[None]] = set()
+        self._kept_closed = False
+        #: Units of work in flight (see ``_whole``), kept until done.
+        self._units: set[asyncio.Task[Any]] = set()
 
     @classmethod
     async def connect(
@@ -226,18 +234,15 @@ class SqlStateStore(DriverPaths):
 
     async def _detach(self, work: Coroutine[Any, Any, T]) -> T:
         task = asyncio.ensure_future(work)
+        # Known from its start, not from its caller's cancellation (which ``close`` may
+        # come before): ``close`` waits for it either way.
+        self._units.add(task)
+        task.add_done_callback(self._units.discard)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if not task.done():
-                self._orphans.add(task)
-                task.add_done_callback(self._orphan_done)
+            task.add_done_callback(_orphan_done)
             raise
-
-    def _orphan_done(self, task: asyncio.Task[Any]) -> None:
-        self._orphans.discard(task)
-        if not task.cancelled():
-            task.exception()  # its caller is gone; the outcome is the database's to keep
 
     def _now(self) -> int:
         return to_us(self._clock())
@@ -247,9 +252,11 @@ class SqlStateStore(DriverPaths):
     async def close(self) -> None:
         await self._advances.close()
         await self._confirms.close()
+        # The units in flight first (their callers may have left): one may be using a kept
+        # connection.
+        if self._units:
+            await asyncio.wait(set(self._units), timeout=5.0)
         await self._drop_all_kept()
-        if self._orphans:
-            await asyncio.wait(set(self._orphans), timeout=5.0)
         await self.engine.dispose()
 
     async def ping(self) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +65,36 @@ def test_cancelled_callers_leave_either_backend_working(db: Database) -> None:
             await store.ping()
 
     run(scenario())
+
+
+def _sqlite_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
+def test_close_leaves_no_sqlite_thread_behind(tmp_path: Path) -> None:
+    """A claim whose caller left while the file was locked ends on the kept connection
+    after ``close`` began: ``close`` waits for it and closes that connection through its
+    own thread, so no aiosqlite thread outlives the store (one that did could finish an
+    operation after the event loop closed)."""
+    path = tmp_path / "c.db"
+    before = _sqlite_threads()
+    locker = sqlite3.connect(path, isolation_level=None)
+
+    async def scenario() -> set[threading.Thread]:
+        store = await open_store(f"sqlite+aiosqlite:///{path}", create=True)
+        assert (await store.claim(binding("warm"), credential="t")).won  # the kept one
+        locker.execute("BEGIN IMMEDIATE")  # another writer, for a moment
+        asyncio.get_running_loop().call_later(0.2, locker.execute, "ROLLBACK")
+        claim = asyncio.ensure_future(store.claim(binding("late", observed=1), credential="t"))
+        await asyncio.sleep(0.05)
+        claim.cancel()
+        await store.close()
+        left = _sqlite_threads() - before
+        for thread in left:  # each ends once its connection is closed
+            await asyncio.to_thread(thread.join, 2.0)
+        return {t for t in left if t.is_alive()}
+
+    try:
+        assert run(scenario()) == set()
+    finally:
+        locker.close()
