@@ -41,7 +41,7 @@ from gateway.dlr.pipeline import (
     address_json,
 )
 from gateway.rows import RowProblem
-from gateway.store.base import HistoryKind, NumberOwned, location_key
+from gateway.store.base import HistoryKind, LocationRecord, NumberOwned, location_key
 from gateway.store.errors import StoreUnavailable
 from gateway.store.imports import ImportStore, LineDone
 
@@ -364,7 +364,13 @@ class Importer:
             held = await self.pipeline.known.carrier.get_location(row.location_id)
             created = False
         await ledger.remember_location(
-            row.location_id, address_json(row.address), held.status, held.latitude, held.longitude
+            LocationRecord(
+                row.location_id,
+                address_json(row.address),
+                held.status,
+                held.latitude,
+                held.longitude,
+            )
         )
         if created:
             await self.pipeline.admin_record(

@@ -7,6 +7,7 @@ intersections, military (APO/FPO) addresses.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -182,6 +183,18 @@ def _check_units(line2: str, report: Report) -> None:
             )
 
 
+def _zip_of_form(
+    address: Address, report: Report, form: re.Pattern[str], message: str
+) -> str | None:
+    """The address's ZIP or postal code when it has the country's ``form``; ``None`` when it
+    has none, or (reporting ``message``) another form."""
+    code = address.zip
+    if code is not None and not form.fullmatch(code):
+        report.error("zip", message)
+        return None
+    return code
+
+
 def _validate_us(address: Address, report: Report) -> None:
     state = address.state_code
     state_ok = False
@@ -196,11 +209,10 @@ def _validate_us(address: Address, report: Report) -> None:
             state_ok = True
     if address.plus_four is not None and not PLUS4_RE.fullmatch(address.plus_four):
         report.error("plusFour", "must be 4 digits")
-    zip_code = address.zip
+    zip_code = _zip_of_form(
+        address, report, ZIP_RE, "must be a 5-digit ZIP code (ZIP+4 as 12345-6789 or in plusFour)"
+    )
     if zip_code is None:
-        return
-    if not ZIP_RE.fullmatch(zip_code):
-        report.error("zip", "must be a 5-digit ZIP code (ZIP+4 as 12345-6789 or in plusFour)")
         return
     record = zip_record(zip_code)
     if record is None:
@@ -239,11 +251,8 @@ def _validate_ca(address: Address, report: Report) -> None:
         province = None
     if address.plus_four is not None:
         report.error("plusFour", "is not used for Canadian addresses")
-    postal = address.zip
+    postal = _zip_of_form(address, report, POSTAL_RE, "must be a Canadian postal code like A1A 1A1")
     if postal is None:
-        return
-    if not POSTAL_RE.fullmatch(postal):
-        report.error("zip", "must be a Canadian postal code like A1A 1A1")
         return
     if province is not None and province not in POSTAL_PROVINCES.get(postal[0], frozenset()):
         report.error("zip", f"postal code {postal} is not in {province}")

@@ -7,9 +7,7 @@ a database (tests and benchmarks): order is kept per process and forgotten on re
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from cachetools import LRUCache
 
@@ -19,6 +17,7 @@ from gateway.store.base import (
     HistoryEntry,
     HistoryRecord,
     Ledger,
+    LocationRecord,
     NumberOwned,
     NumberState,
 )
@@ -113,15 +112,8 @@ class MemoryLedger:
     async def locations_known(self, location_id: str) -> bool:
         return location_id in self._locations
 
-    async def remember_location(
-        self,
-        location_id: str,
-        address: Mapping[str, Any],
-        status: str | None,
-        latitude: float | None,
-        longitude: float | None,
-    ) -> None:
-        self._locations[location_id] = True
+    async def remember_location(self, location: LocationRecord) -> None:
+        self._locations[location.location_id] = True
 
     async def forget_location(self, location_id: str) -> bool:
         return self._locations.pop(location_id, None) is not None

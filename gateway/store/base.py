@@ -133,6 +133,17 @@ class HistoryEntry(HistoryRecord):
     to_location_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class LocationRecord:
+    """A location the carrier holds, as the store remembers it (``Ledger.remember_location``)."""
+
+    location_id: str
+    address: Mapping[str, Any]
+    status: str | None
+    latitude: float | None
+    longitude: float | None
+
+
 class LeaseFilters(TypedDict, total=False):
     """Which devices ``StateStore.lease`` may take, of those no one holds a live lease on."""
 
@@ -217,15 +228,9 @@ class Ledger(Protocol):
         """The carrier no longer holds ``location_id``: every replica stops trusting it."""
         ...
 
-    async def remember_location(
-        self,
-        location_id: str,
-        address: Mapping[str, Any],
-        status: str | None,
-        latitude: float | None,
-        longitude: float | None,
-    ) -> None:
-        """Record that the carrier holds ``location_id`` (a second record changes nothing)."""
+    async def remember_location(self, location: LocationRecord) -> None:
+        """Record that the carrier holds ``location.location_id`` (a second record changes
+        nothing)."""
         ...
 
     async def history(

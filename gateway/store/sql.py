@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
@@ -28,6 +28,7 @@ from gateway.store.base import (
     HistoryEntry,
     HistoryRecord,
     LeaseFilters,
+    LocationRecord,
     NumberState,
 )
 from gateway.store.driver import DriverPaths, _Kept
@@ -440,23 +441,16 @@ class SqlStateStore(DriverPaths):
             return found.first() is not None
 
     @_whole
-    async def remember_location(
-        self,
-        location_id: str,
-        address: Mapping[str, Any],
-        status: str | None,
-        latitude: float | None,
-        longitude: float | None,
-    ) -> None:
+    async def remember_location(self, location: LocationRecord) -> None:
         async with self._unit() as connection:
             await connection.execute(
                 insert_for(connection, locations)
                 .values(
-                    location_id=location_id,
-                    address=dumps(address),
-                    status=status,
-                    latitude=latitude,
-                    longitude=longitude,
+                    location_id=location.location_id,
+                    address=dumps(location.address),
+                    status=location.status,
+                    latitude=location.latitude,
+                    longitude=location.longitude,
                     created_at=self._now(),
                 )
                 .on_conflict_do_nothing(index_elements=[locations.c.location_id])

@@ -27,6 +27,38 @@ metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 #: A 64-bit autoincrementing key; SQLite only autoincrements ``INTEGER PRIMARY KEY``.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+
+def _instant(name: str, *, nullable: bool = False) -> sa.Column[int]:
+    """An instant: a ``BIGINT`` of microseconds since the Unix epoch, UTC."""
+    return sa.Column(name, sa.BigInteger(), nullable=nullable)
+
+
+def _coordinates() -> tuple[sa.Column[float], sa.Column[float]]:
+    """A place's latitude and longitude (WGS84 degrees), when known."""
+    return (
+        sa.Column("latitude", sa.Double(), nullable=True),
+        sa.Column("longitude", sa.Double(), nullable=True),
+    )
+
+
+def _lease() -> tuple[sa.Column[str], sa.Column[int]]:
+    """Which process holds the row, and until when (``gateway.store.leases``)."""
+    return sa.Column("lease_owner", sa.String(128), nullable=True), _instant(
+        "lease_until", nullable=True
+    )
+
+
+def _one_row(name: str, value: sa.Column[object]) -> sa.Table:
+    """A table of one row (``id`` 1) holding one value."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+        value,
+        sa.CheckConstraint("id = 1", name="one_row"),
+    )
+
+
 devices = sa.Table(
     "devices",
     metadata,
@@ -36,16 +68,14 @@ devices = sa.Table(
     sa.Column("address", sa.Text(), nullable=True),
     sa.Column("caller_name", sa.Text(), nullable=False),
     sa.Column("telephone_number", sa.String(32), nullable=False),
-    sa.Column("observed_at", sa.BigInteger(), nullable=False),
+    _instant("observed_at"),
     sa.Column("source", sa.String(32), nullable=False),
-    sa.Column("applied_at", sa.BigInteger(), nullable=False),
+    _instant("applied_at"),
     sa.Column("confirmed", sa.Boolean(), nullable=False),
-    sa.Column("latitude", sa.Double(), nullable=True),
-    sa.Column("longitude", sa.Double(), nullable=True),
+    *_coordinates(),
     sa.Column("version", sa.Integer(), nullable=False),
-    sa.Column("lease_owner", sa.String(128), nullable=True),
-    sa.Column("lease_until", sa.BigInteger(), nullable=True),
-    sa.Column("checked_at", sa.BigInteger(), nullable=True),
+    *_lease(),
+    _instant("checked_at", nullable=True),
     # Revision 0002 (the emergency-call location query). Where ``latitude``/``longitude``
     # came from when the gateway itself established them: ``gps`` (the device's fix, with
     # its accuracy) or ``street`` (a street-level geocode); NULL when they are the carrier's
@@ -59,7 +89,7 @@ devices = sa.Table(
     # own clock, never the device's): a claim or an unchanged report. Which device of a
     # shared number a 911 query answers. A release without this column leaves it behind on
     # an unchanged report, so readers take the later of it and ``applied_at``.
-    sa.Column("heard_at", sa.BigInteger(), nullable=True),
+    _instant("heard_at", nullable=True),
     # Revision 0004: the callback number the device's token attested (its ``phone_number``
     # claim), when it did. It authorizes the device for that number only while it equals
     # ``telephone_number`` (a release without this column may change the number).
@@ -76,9 +106,8 @@ locations = sa.Table(
     sa.Column("location_id", sa.String(64), primary_key=True),
     sa.Column("address", sa.Text(), nullable=False),
     sa.Column("status", sa.String(64), nullable=True),
-    sa.Column("latitude", sa.Double(), nullable=True),
-    sa.Column("longitude", sa.Double(), nullable=True),
-    sa.Column("created_at", sa.BigInteger(), nullable=False),
+    *_coordinates(),
+    _instant("created_at"),
 )
 
 #: Revision 0004: who may use a callback number. The first device to hold a number owns it;
@@ -89,7 +118,7 @@ numbers = sa.Table(
     sa.Column("telephone_number", sa.String(32), primary_key=True),
     sa.Column("owner_aeui", sa.String(64), nullable=True),
     sa.Column("shared", sa.Boolean(), nullable=False),
-    sa.Column("updated_at", sa.BigInteger(), nullable=False),
+    _instant("updated_at"),
     sa.Index(None, "owner_aeui"),
 )
 
@@ -98,11 +127,11 @@ history = sa.Table(
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("aeui", sa.String(64), nullable=False),
-    sa.Column("at", sa.BigInteger(), nullable=False),
+    _instant("at"),
     sa.Column("credential", sa.String(128), nullable=False),
     sa.Column("source", sa.String(32), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("observed_at", sa.BigInteger(), nullable=True),
+    _instant("observed_at", nullable=True),
     sa.Column("from_location_id", sa.String(64), nullable=True),
     sa.Column("to_location_id", sa.String(64), nullable=True),
     sa.Column("from_json", sa.Text(), nullable=True),
@@ -114,13 +143,7 @@ history = sa.Table(
 )
 
 #: One row: the oldest release (by migration head) that may run on this schema.
-dlr_schema = sa.Table(
-    "dlr_schema",
-    metadata,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
-    sa.Column("compatible_since", sa.String(32), nullable=False),
-    sa.CheckConstraint("id = 1", name="one_row"),
-)
+dlr_schema = _one_row("dlr_schema", sa.Column("compatible_since", sa.String(32), nullable=False))
 
 #: Revision 0005: the wiremap (network elements -> locations; ``gateway.store.wiremap``).
 network_entries = sa.Table(
@@ -133,17 +156,11 @@ network_entries = sa.Table(
     sa.Column("address", sa.Text(), nullable=False),
     sa.Column("location_id", sa.String(64), nullable=True),
     sa.Column("description", sa.Text(), nullable=True),
-    sa.Column("updated_at", sa.BigInteger(), nullable=False),
+    _instant("updated_at"),
 )
 
 #: One row: the wiremap's version, bumped by every change.
-network_version = sa.Table(
-    "network_version",
-    metadata,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
-    sa.Column("version", sa.BigInteger(), nullable=False),
-    sa.CheckConstraint("id = 1", name="one_row"),
-)
+network_version = _one_row("network_version", sa.Column("version", sa.BigInteger(), nullable=False))
 
 #: Revision 0006: the event outbox (``gateway.store.outbox``).
 webhooks = sa.Table(
@@ -158,10 +175,10 @@ webhooks = sa.Table(
     #: The secret before the last rotation: deliveries are signed with both until
     #: ``previous_until`` (Standard Webhooks' several signatures).
     sa.Column("previous_secret", sa.String(128), nullable=True),
-    sa.Column("previous_until", sa.BigInteger(), nullable=True),
+    _instant("previous_until", nullable=True),
     sa.Column("enabled", sa.Boolean(), nullable=False),
-    sa.Column("created_at", sa.BigInteger(), nullable=False),
-    sa.Column("updated_at", sa.BigInteger(), nullable=False),
+    _instant("created_at"),
+    _instant("updated_at"),
 )
 
 events = sa.Table(
@@ -171,7 +188,7 @@ events = sa.Table(
     sa.Column("type", sa.String(32), nullable=False),
     #: The event's JSON body, exactly the bytes every delivery sends and signs.
     sa.Column("body", sa.Text(), nullable=False),
-    sa.Column("created_at", sa.BigInteger(), nullable=False),
+    _instant("created_at"),
     sa.Index(None, "created_at"),
 )
 
@@ -185,14 +202,13 @@ deliveries = sa.Table(
     #: ``pending``, ``delivered`` or ``failed`` (given up; retried only by an admin).
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer(), nullable=False),
-    sa.Column("next_at", sa.BigInteger(), nullable=False),
+    _instant("next_at"),
     #: No attempt is made after this instant: the delivery fails instead.
-    sa.Column("expires_at", sa.BigInteger(), nullable=False),
-    sa.Column("lease_owner", sa.String(128), nullable=True),
-    sa.Column("lease_until", sa.BigInteger(), nullable=True),
+    _instant("expires_at"),
+    *_lease(),
     sa.Column("last_status", sa.Integer(), nullable=True),
     sa.Column("last_error", sa.Text(), nullable=True),
-    sa.Column("delivered_at", sa.BigInteger(), nullable=True),
+    _instant("delivered_at", nullable=True),
     sa.UniqueConstraint("event_id", "target"),
     sa.Index(None, "state", "next_at"),
 )
@@ -203,7 +219,7 @@ stale_marks = sa.Table(
     "stale_marks",
     metadata,
     sa.Column("aeui", sa.String(64), primary_key=True),
-    sa.Column("heard_at", sa.BigInteger(), nullable=False),
+    _instant("heard_at"),
 )
 
 #: Revision 0007: bulk imports' progress (``gateway.store.imports``).
@@ -216,8 +232,8 @@ imports = sa.Table(
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("total", sa.Integer(), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("created_at", sa.BigInteger(), nullable=False),
-    sa.Column("updated_at", sa.BigInteger(), nullable=False),
+    _instant("created_at"),
+    _instant("updated_at"),
     sa.Column("report", sa.Text(), nullable=True),
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.store import open_store
+from gateway.store.base import LocationRecord
 from gateway.store.imports import ImportStore, LineDone
 from tests.store.conftest import Database
 from tests.store.helpers import binding, run
@@ -38,7 +39,9 @@ def test_an_imports_record_lines_and_bulk_reads(db: Database) -> None:
                 binding("dev-1", "LOC1", phone="+12025550101"), credential="device"
             )
             await store.confirm("dev-1", claim.current.version)
-            await store.remember_location("LOC1", {"zip": "20500"}, None, None, None)
+            await store.remember_location(
+                LocationRecord("LOC1", {"zip": "20500"}, None, None, None)
+            )
             held = await imports.bindings(["dev-1", "dev-2"])
             assert set(held) == {"dev-1"} and held["dev-1"][0] == "LOC1" and held["dev-1"][3]
             owners = await imports.numbers(["+12025550101", "+12025550199"])

@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from gateway.store import HistoryKind, open_store
-from gateway.store.base import HistoryRecord
+from gateway.store.base import HistoryRecord, LocationRecord
 from gateway.store.sql import SqlStateStore
 from tests.store.conftest import Clock, Database
 from tests.store.helpers import T0, applied, at, binding, run, seed
@@ -168,9 +168,12 @@ def test_known_locations(db: Database, clock: Clock) -> None:
             assert not await store.locations_known("LOC1")
             address = {"houseNumber": "1", "streetName": "MAIN"}
             await asyncio.gather(
-                *(store.remember_location("LOC1", address, "VALID", 35.0, -78.0) for _ in range(5))
+                *(
+                    store.remember_location(LocationRecord("LOC1", address, "VALID", 35.0, -78.0))
+                    for _ in range(5)
+                )
             )
-            await store.remember_location("LOC1", {"other": "x"}, None, None, None)
+            await store.remember_location(LocationRecord("LOC1", {"other": "x"}, None, None, None))
             assert await store.locations_known("LOC1")
             assert not await store.locations_known("LOC2")
 

@@ -22,7 +22,7 @@ from gateway.dlr.pipeline.knowledge import Knowledge, KnownLocation
 from gateway.dlr.pipeline.ports import Carrier, Geocoder
 from gateway.dlr.pipeline.records import Change, Unroutable
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
-from gateway.store.base import HistoryKind, HistoryRecord, location_key
+from gateway.store.base import HistoryKind, HistoryRecord, LocationRecord, location_key
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -135,7 +135,9 @@ class CarrierWrites:
         known = KnownLocation(held.status)
         self.known.locations[location_id] = known
         await self.ledger.remember_location(
-            location_id, address_json(address), known.status, held.latitude, held.longitude
+            LocationRecord(
+                location_id, address_json(address), known.status, held.latitude, held.longitude
+            )
         )
         return known, change
 
