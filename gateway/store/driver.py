@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -37,6 +38,8 @@ from gateway.store.mapping import (
 from gateway.store.migrate import head_revision
 from gateway.store.tables import devices, history
 from gateway.store.urls import is_memory
+
+T = TypeVar("T")
 
 #: The group-committed advance, for each driver itself (``_advance_many``): the batch goes
 #: as one parameter, arrays ``unnest``\ ed on PostgreSQL, a JSON array on SQLite.
@@ -189,16 +192,75 @@ def _is_asyncpg_disconnect(exc: BaseException) -> bool:
     )
 
 
-async def _hold_number_sqlite(driver: Any, binding: Binding, now: int, credential: str) -> None:
+async def _in_thread(driver: Any, work: Callable[[sqlite3.Connection], T]) -> T:
+    """``work(connection)`` on aiosqlite's thread, with its ``sqlite3`` connection: the
+    statements of a transaction in one hand-over to that thread and back, not one each
+    (a hand-over costs a thread switch and a wake-up of the event loop: more CPU than the
+    statement)."""
+    result: T = await driver._execute(lambda: work(driver._conn))
+    return result
+
+
+def _hold_number_sqlite(
+    connection: sqlite3.Connection, binding: Binding, now: int, credential: str
+) -> None:
     """``SqlStateStore._hold_number`` inside ``_claim_sqlite``'s transaction."""
     number = binding.telephone_number
-    rows = await driver.execute_fetchall(_SELECT_NUMBER_SQLITE3, (number,))
+    rows = connection.execute(_SELECT_NUMBER_SQLITE3, (number,)).fetchall()
     if rows:
         refuse_number(binding, rows[0][0], bool(rows[0][1]))
         return
-    await driver.execute(_INSERT_NUMBER_SQLITE3, (number, binding.aeui, now))
+    connection.execute(_INSERT_NUMBER_SQLITE3, (number, binding.aeui, now))
     entry = number_taken(binding, now, credential)
-    await driver.execute(_INSERT_HISTORY_SQLITE3, tuple(entry[n] for n in _HISTORY_COLUMNS))
+    connection.execute(_INSERT_HISTORY_SQLITE3, tuple(entry[n] for n in _HISTORY_COLUMNS))
+
+
+def _claim_sqlite3(
+    connection: sqlite3.Connection, binding: Binding, now: int, credential: str, check: bool
+) -> Claim:
+    """``_claim_sqlite``'s transaction, run on aiosqlite's thread (``_in_thread``)."""
+    aeui = binding.aeui
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        rows = connection.execute(_SELECT_DEVICE_SQLITE3, (aeui,)).fetchall()
+        previous = binding_of(DriverRow(rows[0])) if rows else None
+        if previous is not None and observed(previous) > observed(binding):
+            connection.execute("ROLLBACK")
+            return Claim(False, previous, previous)
+        if check:
+            _hold_number_sqlite(connection, binding, now, credential)
+        version = 1 if previous is None else previous.version + 1
+        values = claim_values(binding, now)
+        values.update(version=version, coordinates_version=version)
+        row = tuple(values[name] for name in _CLAIM_COLUMNS)
+        if previous is None:
+            connection.execute(_INSERT_DEVICE_SQLITE3, (aeui, *row))
+        else:
+            connection.execute(_UPDATE_DEVICE_SQLITE3, (*row, aeui))
+        connection.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            connection.execute("ROLLBACK")
+        raise
+    return Claim(True, previous, claimed(binding, version=version, now=now))
+
+
+def _confirm_recording_sqlite3(
+    connection: sqlite3.Connection, now: int, payload: str, entries: dict[str, tuple[Any, ...]]
+) -> list[Any]:
+    """``_confirm_sqlite``'s transaction with history records, on aiosqlite's thread."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        rows = connection.execute(_CONFIRM_SQLITE3, (now, payload)).fetchall()
+        confirmed = _recorded(rows, entries)
+        if confirmed:
+            connection.executemany(_INSERT_HISTORY_SQLITE3, confirmed)
+        connection.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            connection.execute("ROLLBACK")
+        raise
+    return rows
 
 
 def _recorded(rows: list[Any], entries: dict[str, tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -256,33 +318,12 @@ class DriverPaths:
         ``BEGIN IMMEDIATE`` transaction (the single writer's lock: no other claim can come
         between the read and the write), without SQLAlchemy's execution path, which costs
         more CPU than the claim's statements (docs/benchmarks.md)."""
-        aeui = binding.aeui
         async with self._kept() as (driver, _):
+            work = functools.partial(
+                _claim_sqlite3, binding=binding, now=self._now(), credential=credential, check=check
+            )
             with _driver_errors():
-                await driver.execute("BEGIN IMMEDIATE")
-                try:
-                    now = self._now()
-                    rows = await driver.execute_fetchall(_SELECT_DEVICE_SQLITE3, (aeui,))
-                    previous = binding_of(DriverRow(rows[0])) if rows else None
-                    if previous is not None and observed(previous) > observed(binding):
-                        await driver.execute("ROLLBACK")
-                        return Claim(False, previous, previous)
-                    if check:
-                        await _hold_number_sqlite(driver, binding, now, credential)
-                    version = 1 if previous is None else previous.version + 1
-                    values = claim_values(binding, now)
-                    values.update(version=version, coordinates_version=version)
-                    row = tuple(values[name] for name in _CLAIM_COLUMNS)
-                    if previous is None:
-                        await driver.execute(_INSERT_DEVICE_SQLITE3, (aeui, *row))
-                    else:
-                        await driver.execute(_UPDATE_DEVICE_SQLITE3, (*row, aeui))
-                    await driver.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await driver.execute("ROLLBACK")
-                    raise
-        return Claim(True, previous, claimed(binding, version=version, now=now))
+                return await _in_thread(driver, work)
 
     async def confirm(
         self, aeui: str, version: int, *, record: HistoryRecord | None = None
@@ -339,19 +380,11 @@ class DriverPaths:
         payload = json.dumps([list(pair) for pair in zip(aeuis, versions, strict=True)])
         if not entries:
             return await self._on_kept_sqlite(_CONFIRM_SQLITE3, (now, payload))
+        work = functools.partial(
+            _confirm_recording_sqlite3, now=now, payload=payload, entries=entries
+        )
         async with self._kept() as (driver, _):
-            await driver.execute("BEGIN IMMEDIATE")
-            try:
-                rows = list(await driver.execute_fetchall(_CONFIRM_SQLITE3, (now, payload)))
-                confirmed = _recorded(rows, entries)
-                if confirmed:
-                    await driver.executemany(_INSERT_HISTORY_SQLITE3, confirmed)
-                await driver.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await driver.execute("ROLLBACK")
-                raise
-            return rows
+            return await _in_thread(driver, work)
 
     async def advance(
         self, aeui: str, observed_at: datetime, *, version: int | None = None

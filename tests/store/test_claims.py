@@ -312,6 +312,29 @@ def test_binding_json_is_what_history_records() -> None:
     assert isinstance(b, Binding)
 
 
+def test_same_binding_is_equal_history_json() -> None:
+    """``same_binding`` compares without building ``as_json``: the same verdict, whatever
+    field differs (an address field set, emptied or left out, a coordinate, a time)."""
+    b = binding()
+    assert b.address is not None
+    variants = [
+        dataclasses.replace(b, observed_at=at(99), version=7, confirmed=True, status="x"),
+        dataclasses.replace(b, endpoint_id="other"),
+        dataclasses.replace(b, location_id="LOC2"),
+        dataclasses.replace(b, address=None),
+        dataclasses.replace(b, address=dataclasses.replace(b.address, plus_four="1234")),
+        dataclasses.replace(b, address=dataclasses.replace(b.address, plus_four="")),
+        dataclasses.replace(b, address=dataclasses.replace(b.address)),
+        dataclasses.replace(b, telephone_number="+15550000000"),
+        dataclasses.replace(b, latitude=1.0, longitude=2.0),
+        dataclasses.replace(b, coordinates_source="gps", accuracy_meters=3.0),
+        dataclasses.replace(b, heard_at=at(5), attested=True, source="admin"),
+    ]
+    for one in [b, *variants]:
+        for other in [b, *variants]:
+            assert one.same_binding(other) == (one.as_json() == other.as_json())
+
+
 def test_only_the_batched_statements_commit_asynchronously_on_postgresql(db: Database) -> None:
     """Advances (a time moving forward) and confirmations (lost: the reconciler checks the
     binding again) skip the WAL flush wait; a claim never does."""
