@@ -62,6 +62,7 @@ from gateway.store.migrate import (
 )
 from gateway.store.ownership import change_number, hold_number, release_owned
 from gateway.store.portable import advance_rows, confirm_rows
+from gateway.store.shielded import shielded_unit
 from gateway.store.tables import devices, history, locations, numbers
 from gateway.store.urls import ensure_directory, is_sqlite, parse
 
@@ -213,7 +214,9 @@ class SqlStateStore(DriverPaths):
 
         For the modules that keep their own tables beside the store's (wiremap, outbox,
         imports): connectivity failures become ``StoreUnavailable``, a missing table
-        ``SchemaNotCurrent``.
+        ``SchemaNotCurrent``. On SQLite its caller may be cancelled at any point (a client
+        gone): the caller stops waiting at once, and the transaction rolls back on its own
+        (``gateway.store.shielded``; ``close`` waits for it).
         """
         return self._unit(read_only=read_only)
 
@@ -221,17 +224,32 @@ class SqlStateStore(DriverPaths):
     async def _unit(self, *, read_only: bool = False) -> AsyncIterator[AsyncConnection]:
         """One transaction; connectivity failures become ``StoreUnavailable``."""
         engine = self._reader if read_only else self.engine
-        async with contextlib.AsyncExitStack() as stack:
-            if self._serial is not None:
-                await stack.enter_async_context(self._serial)
-            try:
-                with unavailable_as_store_error():
-                    async with engine.begin() as connection:
-                        yield connection
-            except Exception as exc:
-                if is_missing_table(exc):
-                    raise SchemaNotCurrent(None, head_revision()) from exc
-                raise
+        try:
+            with unavailable_as_store_error():
+                async with self._begin(engine) as connection:
+                    yield connection
+        except Exception as exc:
+            if is_missing_table(exc):
+                raise SchemaNotCurrent(None, head_revision()) from exc
+            raise
+
+    def _begin(
+        self, engine: AsyncEngine
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        if self._serial is None:
+            # PostgreSQL: a statement cancelled part-way costs its pooled connection only.
+            return engine.begin()
+        if asyncio.current_task() in self._units:
+            # Detached (``_whole``): its caller's cancellation does not reach it.
+            return self._in_turn(engine)
+        # A caller that may be cancelled mid-statement (``transaction``, the schema checks).
+        return shielded_unit(engine, self._serial, finish=self._detach, leave=self._leave)
+
+    @contextlib.asynccontextmanager
+    async def _in_turn(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        assert self._serial is not None
+        async with self._serial, engine.begin() as connection:
+            yield connection
 
     async def _detach(self, work: Coroutine[Any, Any, T]) -> T:
         task = asyncio.ensure_future(work)
@@ -244,6 +262,13 @@ class SqlStateStore(DriverPaths):
         except asyncio.CancelledError:
             task.add_done_callback(_orphan_done)
             raise
+
+    def _leave(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` on its own, its caller gone (``close`` waits for it)."""
+        task = asyncio.ensure_future(work)
+        self._units.add(task)
+        task.add_done_callback(self._units.discard)
+        task.add_done_callback(_orphan_done)
 
     def _now(self) -> int:
         return to_us(self._clock())
