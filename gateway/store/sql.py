@@ -31,7 +31,7 @@ from gateway.store.base import (
     LocationRecord,
     NumberState,
 )
-from gateway.store.driver import DriverPaths, _Kept
+from gateway.store.driver import CLOSE_WAIT, DriverPaths, _Kept
 from gateway.store.engine import (
     READ_ONLY,
     is_missing_table,
@@ -279,9 +279,9 @@ class SqlStateStore(DriverPaths):
         await self._advances.close()
         await self._confirms.close()
         # The units in flight first (their callers may have left): one may be using a kept
-        # connection.
+        # connection, or be waiting for the file's lock (up to the busy timeout) to roll back.
         if self._units:
-            await asyncio.wait(set(self._units), timeout=5.0)
+            await asyncio.wait(set(self._units), timeout=CLOSE_WAIT)
         await self._drop_all_kept()
         await self.engine.dispose()
 
