@@ -190,9 +190,15 @@ class CallerIndex:
 
     def lookup(self, telephone_number: str) -> list[Binding]:
         """Every known device with this callback number, in ``freshest``'s order."""
+        return [_answer(b) for b in self.remembered(telephone_number)]
+
+    def remembered(self, telephone_number: str) -> list[Binding]:
+        """``lookup``'s bindings as kept, uncopied: a held one has its street address, for
+        the call's event (which would otherwise read it back); no answer carries it."""
         members = self._numbers.get(telephone_number, ())
-        aeuis = (members,) if isinstance(members, str) else members
-        found = [_answer(self._devices[a]) for a in aeuis]
+        if isinstance(members, str):
+            return [self._devices[members]]
+        found = [self._devices[a] for a in members]
         found.sort(key=_heard, reverse=True)
         return found
 
@@ -219,7 +225,10 @@ class CallerStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Located:
-    """Where the devices with one callback number are, and where that answer came from."""
+    """Where the devices with one callback number are, and where that answer came from.
+
+    A binding may have its street address (the store's, or one held in memory): the
+    answer and the history never carry it; the call's event does."""
 
     bindings: list[Binding]
     #: ``store`` (the shared state store answered in time) or ``cache`` (process memory).
@@ -260,13 +269,13 @@ class CallerLocator:
 
     async def locate(self, telephone_number: str) -> Located:
         if self.store is None:
-            return Located(self.index.lookup(telephone_number), "cache")
+            return Located(self.index.remembered(telephone_number), "cache")
         if self.single_writer:
-            known = self.index.lookup(telephone_number)
+            known = self.index.remembered(telephone_number)
             if known:
                 return Located(known, "cache")
         if len(self._in_flight) >= self.max_in_flight:
-            return Located(self.index.lookup(telephone_number), "cache", "busy")
+            return Located(self.index.remembered(telephone_number), "cache", "busy")
         task = asyncio.get_running_loop().create_task(
             _read(self.store, telephone_number, self.limit), name="emergency-query-store"
         )
@@ -274,7 +283,7 @@ class CallerLocator:
         task.add_done_callback(_settled(self._in_flight))
         done, _ = await asyncio.wait({task}, timeout=self.timeout)
         if not done:
-            return Located(self.index.lookup(telephone_number), "cache", "timeout")
+            return Located(self.index.remembered(telephone_number), "cache", "timeout")
         try:
             rows = task.result()
         except Exception as exc:
@@ -283,7 +292,7 @@ class CallerLocator:
             if not isinstance(exc, StoreUnavailable):
                 reason = "error"
                 log.error("emergency query: the store read failed: %s", type(exc).__name__)
-            return Located(self.index.lookup(telephone_number), "cache", reason)
+            return Located(self.index.remembered(telephone_number), "cache", reason)
         return Located(rows, "store")
 
     async def aclose(self) -> None:

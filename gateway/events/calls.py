@@ -9,7 +9,7 @@ from typing import Any
 from gateway.dlr.binding import Binding, address_json
 from gateway.dlr.callers import answer_radius, has_dispatchable_coordinates
 from gateway.events.model import EMERGENCY_CALL, TEST_CALL, Event, EventSink, address_text, iso
-from gateway.store.outbox import OutboxStore
+from gateway.store.outbox import AddressLookup
 
 #: The called numbers of a test call (933 checks the caller's registered address).
 TEST_NUMBERS = frozenset({"933", "1933"})
@@ -73,7 +73,7 @@ def call_event(
     )
 
 
-async def with_addresses(outbox: OutboxStore, batch: list[Event]) -> None:
+async def with_addresses(batch: list[Event], addresses: AddressLookup) -> None:
     """Give call events answered from memory (which keeps no street address) the device's
     address, read for the whole batch at once, before they are written."""
     wanting = {
@@ -86,7 +86,7 @@ async def with_addresses(outbox: OutboxStore, batch: list[Event]) -> None:
     }
     if not wanting:
         return
-    found = await outbox.addresses(wanting)
+    found = await addresses(wanting)
     for e in batch:
         device, location = e.data.get("device"), e.data.get("location")
         if not device or not location or location.get("address") is not None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 from gateway.concurrency import BatchQueue
 from gateway.events.model import EMAIL_TYPES, Event
 from gateway.metrics import Metrics
-from gateway.store.outbox import NewEvent, OutboxStore
+from gateway.store.outbox import AddressLookup, NewEvent, OutboxStore, Written
 
 log = logging.getLogger("gateway.events")
 
@@ -50,16 +51,18 @@ class Emitter(BatchQueue[Event]):
         maxsize: int = QUEUE_SIZE,
         linger: float = LINGER,
         retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0),
-        prepare: Callable[[list[Event]], Awaitable[None]] | None = None,
+        prepare: Callable[[list[Event], AddressLookup], Awaitable[None]] | None = None,
     ) -> None:
         self.outbox = outbox
         self.metrics = metrics
         #: The email targets emergency and test calls also go to (``outbox.EMAIL_TARGETS``).
         self.email = email
         self.retry_delays = retry_delays
-        #: Completes a batch of events in place before it is written (one read for all).
+        #: Completes a batch of events in place before it is written (one read for all, in
+        #: the write's transaction).
         self.prepare = prepare
-        #: Set by the delivery worker: written events are due now.
+        #: Set by the delivery worker: written events are due now (set only when they got
+        #: deliveries: waking the worker costs it a transaction).
         self.on_written: asyncio.Event | None = None
         super().__init__(log, maxsize=maxsize, batch=BATCH, linger=linger)
 
@@ -67,24 +70,29 @@ class Emitter(BatchQueue[Event]):
 
     async def write(self, batch: list[Event]) -> None:
         """Write a batch, retrying a failed write with backoff; raises when it gives up."""
-        new: list[NewEvent] | None = None
+        written = Written([], 0)
+        retried = False
         for delay in (*self.retry_delays, None):
             try:
-                if new is None:
-                    if self.prepare is not None:
-                        await self.prepare(batch)
-                    new = [as_new(e) for e in batch]
-                await self.outbox.add_events(new, email=self.email)
+                written = await self.outbox.write_events(
+                    partial(self._rows, batch), email=self.email
+                )
             except Exception:
                 if delay is None:
                     raise
+                retried = True  # a failed attempt may have been written all the same
                 await asyncio.sleep(delay)
                 continue
-            for event in batch:
-                self.metrics.events.labels(type=event.type, result="written").inc()
-            if self.on_written is not None:
-                self.on_written.set()
-            return
+            break
+        for event in batch:
+            self.metrics.events.labels(type=event.type, result="written").inc()
+        if (written.deliveries or retried) and self.on_written is not None:
+            self.on_written.set()
+
+    async def _rows(self, batch: list[Event], addresses: AddressLookup) -> list[NewEvent]:
+        if self.prepare is not None:
+            await self.prepare(batch, addresses)
+        return [as_new(e) for e in batch]
 
     def count_dropped(self, batch: Sequence[Event], reason: str) -> None:
         for event in batch:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from dataclasses import dataclass, field
 
 from gateway.concurrency import cancel
@@ -77,7 +76,7 @@ class Events:
             outbox,
             metrics,
             email=targets,
-            prepare=functools.partial(with_addresses, outbox),
+            prepare=with_addresses,
         )
         worker = DeliveryWorker(
             outbox,

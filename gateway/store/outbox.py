@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.mapping import insert_for, last_heard
 from gateway.store.sql import SqlStateStore
@@ -102,6 +104,21 @@ class NewEvent:
     created_at: float
     #: Whether it goes to the email recipients as well as to its webhooks.
     email: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What ``write_events`` wrote: the ids of the events new to the outbox, and how many
+    deliveries they got (none: nothing is due for the delivery worker)."""
+
+    ids: list[str]
+    deliveries: int
+
+
+#: Each device's (location id, street address): ``OutboxStore.addresses``.
+Addresses = dict[str, tuple[str, dict[str, Any] | None]]
+#: ``addresses`` within ``write_events``' transaction.
+AddressLookup = Callable[[Iterable[str]], Awaitable[Addresses]]
 
 
 def _webhook(row: Any) -> Webhook:
@@ -246,11 +263,28 @@ class OutboxStore:
         """Write events and their deliveries (to the webhooks subscribed, and to the email
         targets in ``email`` for an event that is emailed); an id already written is skipped
         (emitting twice is harmless). Returns the ids written now."""
-        new = list(new)
-        if not new:
+        rows = list(new)
+        if not rows:
             return []
+
+        async def built(_: AddressLookup) -> list[NewEvent]:
+            return rows
+
+        return (await self.write_events(built, email=email)).ids
+
+    async def write_events(
+        self,
+        build: Callable[[AddressLookup], Awaitable[list[NewEvent]]],
+        *,
+        email: Sequence[str] = (),
+    ) -> Written:
+        """``add_events`` of what ``build`` returns, in one transaction with the reads of
+        device addresses ``build`` makes through the lookup it is given."""
         now = self.clock()
         async with self._unit() as connection:
+            new = await build(partial(self._addresses, connection))
+            if not new:
+                return Written([], 0)
             hooks = [
                 _webhook(row)
                 for row in await connection.execute(
@@ -296,7 +330,7 @@ class OutboxStore:
             ]
             if rows:
                 await connection.execute(deliveries.insert(), rows)
-        return written
+        return Written(written, len(rows))
 
     async def claim(self, owner: str, *, lease: float, limit: int = 20) -> list[Claimed]:
         """Due deliveries, leased to ``owner`` for ``lease`` seconds (no other replica takes
@@ -463,22 +497,25 @@ class OutboxStore:
         age = None if oldest is None else max(0.0, self.clock() - oldest / _US)
         return int(count), age
 
-    async def addresses(self, aeuis: Iterable[str]) -> dict[str, tuple[str, dict[str, Any] | None]]:
+    async def addresses(self, aeuis: Iterable[str]) -> Addresses:
         """Each device's (location id, street address), for the events of calls answered
         from memory (which keeps no street address)."""
+        async with self._unit() as connection:
+            return await self._addresses(connection, aeuis)
+
+    async def _addresses(self, connection: AsyncConnection, aeuis: Iterable[str]) -> Addresses:
         wanted = sorted(set(aeuis))
         if not wanted:
             return {}
-        async with self._unit() as connection:
-            rows = await connection.execute(
-                sa.select(devices.c.aeui, devices.c.location_id, devices.c.address).where(
-                    devices.c.aeui.in_(wanted)
-                )
+        rows = await connection.execute(
+            sa.select(devices.c.aeui, devices.c.location_id, devices.c.address).where(
+                devices.c.aeui.in_(wanted)
             )
-            return {
-                row.aeui: (row.location_id, json.loads(row.address) if row.address else None)
-                for row in rows
-            }
+        )
+        return {
+            row.aeui: (row.location_id, json.loads(row.address) if row.address else None)
+            for row in rows
+        }
 
     # -- stale devices -------------------------------------------------------------------
 
