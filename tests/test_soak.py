@@ -128,7 +128,6 @@ UPSTREAM = {
 # -- the workload -----------------------------------------------------------------------------
 
 
-@functools.cache
 def _store_operation(task: asyncio.Task[Any]) -> bool:
     """A task of a SQLite unit of work's (``gateway.store.shielded``): one of its
     operations, or its end, each short-lived."""
@@ -136,6 +135,7 @@ def _store_operation(task: asyncio.Task[Any]) -> bool:
     return name.startswith(("ShieldedConnection.", "AsyncConnection.", "shielded_unit."))
 
 
+@functools.cache
 def places() -> tuple[str, ...]:
     """``PLACES`` real addresses (a real ZIP with its city and state), as free-form lines."""
     rows = sorted(
