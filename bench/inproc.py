@@ -36,10 +36,12 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
 from starlette.datastructures import Secret
 from starlette.types import ASGIApp, Message
 
 from bench import profile as profiling
+from bench.query import LOOPBACK, Receiver
 from bench.workload import AddressBook, Device, ObservedClock
 
 ADMIN_KEY = "bench-inproc-admin-key-0123456789"
@@ -106,6 +108,7 @@ async def run(
     concurrency: int = 1,
     store_url: str | None = None,
     gap: float = 0.002,
+    subscribe: bool = False,
 ) -> dict[str, float]:
     from gateway.app import SANDBOX_PREFIX, create_app
     from gateway.settings import Settings
@@ -131,6 +134,8 @@ async def run(
         settings = replace(settings, log_level="INFO", emergency_query_token=Secret(QUERY_TOKEN))
         if store_url is not None:
             settings = replace(settings, database_url=store_url)
+        if subscribe:
+            settings = replace(settings, webhook_allowed_hosts=(LOOPBACK,))
         # As in the load runs: the per-device report limit out of reach, its cost still paid.
         limits: dict[str, Any] = {"report_rate_per_minute": 6e7, "report_burst": 1_000_000}
         names = {f.name for f in fields(settings)}
@@ -166,8 +171,11 @@ async def run(
                     where[d] = (where[d] + 1) % addresses
                 calls.append((fleet[d].body(places[where[d]], clock.next()), None))
             pause = 0.0
+        receiver = await _subscribe(app) if subscribe else None
         for body, query in calls[:200]:  # the measured path's first calls (imports, caches)
             await call(app, body, query)
+        if receiver is not None:
+            await _delivered(receiver, 200)
         spy = profiling.start(os.getpid(), profile, None) if profile is not None else None
         queue = iter(calls)
         bad = 0
@@ -183,8 +191,14 @@ async def run(
         try:
             cpu0, wall0 = time.process_time(), time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            wall = time.perf_counter() - wall0
+            if receiver is not None:  # the events' deliveries are part of the calls' cost
+                await _delivered(receiver, 200 + requests)
+            cpu = time.process_time() - cpu0
         finally:
+            if receiver is not None:
+                receiver.close()
+                await receiver.process.wait()
             if spy is not None:
                 summary = profiling.finish(spy, stop=True)
                 if summary is not None:
@@ -203,6 +217,31 @@ async def run(
         return await drive()
 
 
+async def _subscribe(app: ASGIApp) -> Receiver:
+    """A receiver process on loopback, subscribed to every call's event."""
+    receiver = await Receiver.start()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        answer = await client.post(
+            "/v1/webhooks",
+            json={"url": receiver.url, "eventTypes": ["emergency_call"]},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+    if answer.status_code != 201:
+        receiver.close()
+        raise RuntimeError(f"subscription refused: {answer.status_code} {answer.text}")
+    return receiver
+
+
+async def _delivered(receiver: Receiver, count: int, within: float = 60.0) -> None:
+    """Wait until ``receiver`` has had ``count`` deliveries."""
+    deadline = time.monotonic() + within
+    while await receiver.received() < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {count} deliveries within {within:g} s")
+        await asyncio.sleep(0.05)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
     parser.add_argument(
@@ -213,6 +252,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=2.0,
         help="with --path query: the pause after each query (2 ms: 500 queries/s)",
+    )
+    parser.add_argument(
+        "--subscribe",
+        action="store_true",
+        help="with --path query: a webhook subscription to every call's event, delivered to "
+        "a receiver process on loopback (its deliveries counted in the CPU per query)",
     )
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--devices", type=int, default=1000)
@@ -253,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max(1, args.concurrency),
                 args.store_url,
                 args.gap_ms / 1000,
+                args.subscribe,
             )
         )
     print(
