@@ -73,7 +73,7 @@ def call_event(
     )
 
 
-async def with_addresses(batch: list[Event], addresses: AddressLookup) -> None:
+def with_addresses(batch: list[Event], addresses: AddressLookup) -> None:
     """Give call events answered from memory (which keeps no street address) the device's
     address, read for the whole batch at once, before they are written."""
     wanting = {
@@ -86,7 +86,7 @@ async def with_addresses(batch: list[Event], addresses: AddressLookup) -> None:
     }
     if not wanting:
         return
-    found = await addresses(wanting)
+    found = addresses(wanting)
     for e in batch:
         device, location = e.data.get("device"), e.data.get("location")
         if not device or not location or location.get("address") is not None:

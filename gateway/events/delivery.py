@@ -134,12 +134,8 @@ class DeliveryWorker:
         claimed = await self.outbox.claim(self.owner, lease=self.lease, limit=self.batch)
         if not claimed:
             return 0
-        hooks = {h.id: h for h in await self.outbox.list_webhooks()}
         async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(self._attempt(item, hooks.get(item.delivery.target)))
-                for item in claimed
-            ]
+            tasks = [group.create_task(self._attempt(item, item.webhook)) for item in claimed]
         outcomes = [task.result() for task in tasks]
         # One transaction for the batch's outcomes.
         states = await self.outbox.finish(self.owner, outcomes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from gateway.concurrency import BatchQueue
@@ -51,7 +51,7 @@ class Emitter(BatchQueue[Event]):
         maxsize: int = QUEUE_SIZE,
         linger: float = LINGER,
         retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0),
-        prepare: Callable[[list[Event], AddressLookup], Awaitable[None]] | None = None,
+        prepare: Callable[[list[Event], AddressLookup], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.metrics = metrics
@@ -89,9 +89,9 @@ class Emitter(BatchQueue[Event]):
         if (written.deliveries or retried) and self.on_written is not None:
             self.on_written.set()
 
-    async def _rows(self, batch: list[Event], addresses: AddressLookup) -> list[NewEvent]:
+    def _rows(self, batch: list[Event], addresses: AddressLookup) -> list[NewEvent]:
         if self.prepare is not None:
-            await self.prepare(batch, addresses)
+            self.prepare(batch, addresses)
         return [as_new(e) for e in batch]
 
     def count_dropped(self, batch: Sequence[Event], reason: str) -> None:

@@ -225,7 +225,7 @@ def claimed(binding: Binding, *, version: int, now: int) -> Binding:
 
 
 def insert_for(
-    on: AsyncConnection | AsyncEngine, table: sa.Table
+    on: AsyncConnection | AsyncEngine | sa.Connection, table: sa.Table
 ) -> postgresql.Insert | sqlite.Insert:
     """An ``INSERT`` with the dialect's ``ON CONFLICT`` clauses."""
     if on.dialect.name == "postgresql":

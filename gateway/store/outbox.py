@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.mapping import insert_for, last_heard
 from gateway.store.sql import SqlStateStore
@@ -84,6 +83,8 @@ class Claimed:
 
     delivery: Delivery
     event: StoredEvent
+    #: Its subscription, read with the claim (None for an email, or a deleted one).
+    webhook: Webhook | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ class Written:
 #: Each device's (location id, street address): ``OutboxStore.addresses``.
 Addresses = dict[str, tuple[str, dict[str, Any] | None]]
 #: ``addresses`` within ``write_events``' transaction.
-AddressLookup = Callable[[Iterable[str]], Awaitable[Addresses]]
+AddressLookup = Callable[[Iterable[str]], Addresses]
 
 
 def _webhook(row: Any) -> Webhook:
@@ -172,6 +173,9 @@ class OutboxStore:
         self.max_age = max_age
         #: A unit of work: one transaction, in turn with the store's on SQLite (one writer).
         self._unit = store.transaction
+        #: A unit written for a synchronous connection: on SQLite, run whole on the
+        #: driver's thread (the hot ones: events written, deliveries claimed and finished).
+        self._run = store.run_unit
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -267,104 +271,35 @@ class OutboxStore:
         if not rows:
             return []
 
-        async def built(_: AddressLookup) -> list[NewEvent]:
-            return rows
-
-        return (await self.write_events(built, email=email)).ids
+        return (await self.write_events(lambda _: rows, email=email)).ids
 
     async def write_events(
         self,
-        build: Callable[[AddressLookup], Awaitable[list[NewEvent]]],
+        build: Callable[[AddressLookup], list[NewEvent]],
         *,
         email: Sequence[str] = (),
     ) -> Written:
         """``add_events`` of what ``build`` returns, in one transaction with the reads of
         device addresses ``build`` makes through the lookup it is given."""
-        now = self.clock()
-        async with self._unit() as connection:
-            new = await build(partial(self._addresses, connection))
-            if not new:
-                return Written([], 0)
-            hooks = [
-                _webhook(row)
-                for row in await connection.execute(
-                    webhooks.select().where(webhooks.c.enabled.is_(True))
-                )
-            ]
-            # One statement for the batch (SQLAlchemy's "insertmanyvalues": compiled once,
-            # whatever the batch's size); RETURNING names the ids not already written.
-            written = list(
-                (
-                    await connection.execute(
-                        insert_for(connection, events)
-                        .on_conflict_do_nothing(index_elements=[events.c.id])
-                        .returning(events.c.id),
-                        [
-                            {
-                                "id": e.id,
-                                "type": e.type,
-                                "body": e.body,
-                                "created_at": _us(e.created_at),
-                            }
-                            for e in {e.id: e for e in new}.values()
-                        ],
-                    )
-                ).scalars()
-            )
-            fresh = set(written)
-            rows = [
-                {
-                    "event_id": event.id,
-                    "target": target,
-                    "state": "pending",
-                    "attempts": 0,
-                    "next_at": _us(now),
-                    "expires_at": _us(event.created_at + self.max_age),
-                }
-                for event in new
-                if event.id in fresh
-                for target in [
-                    *(h.id for h in hooks if event.type in h.event_types),
-                    *(email if event.email else ()),
-                ]
-            ]
-            if rows:
-                await connection.execute(deliveries.insert(), rows)
-        return Written(written, len(rows))
+        return await self._run(
+            partial(_write_events, build=build, email=email, now=self.clock(), ttl=self.max_age)
+        )
 
     async def claim(self, owner: str, *, lease: float, limit: int = 20) -> list[Claimed]:
         """Due deliveries, leased to ``owner`` for ``lease`` seconds (no other replica takes
-        them until the lease ends: a crashed replica's come back to the others then)."""
+        them until the lease ends: a crashed replica's come back to the others then), each
+        with its event and its subscription as they are now."""
         now = _us(self.clock())
-        due = (
-            sa.select(deliveries.c.id)
-            .where(
-                deliveries.c.state == "pending",
-                deliveries.c.next_at <= now,
-                sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+        claimed = await self._run(
+            partial(
+                _claim,
+                owner=owner,
+                now=now,
+                until=now + _us(lease),
+                limit=limit,
+                skip_locked=self.dialect == "postgresql",
             )
-            .order_by(deliveries.c.next_at)
-            .limit(limit)
         )
-        if self.dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        async with self._unit() as connection:
-            rows = (
-                await connection.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id.in_(due.scalar_subquery()))
-                    .values(lease_owner=owner, lease_until=now + _us(lease))
-                    .returning(*deliveries.c)
-                )
-            ).all()
-            if not rows:
-                return []
-            ids = {row.event_id for row in rows}
-            found = {
-                row.id: _event(row)
-                for row in await connection.execute(events.select().where(events.c.id.in_(ids)))
-            }
-        claimed = [Claimed(_delivery(row), found[row.event_id]) for row in rows]
         return sorted(claimed, key=lambda c: (c.event.created_at, c.delivery.id))
 
     async def finish(self, owner: str, outcomes: Sequence[Outcome]) -> list[str]:
@@ -372,54 +307,7 @@ class OutboxStore:
         ``retry_in`` seconds, or failed past the delivery's expiry. An attempt whose lease was
         lost meanwhile is not recorded (another replica has it: at least once). Returns each
         delivery's new state (``lost`` for those)."""
-        now = self.clock()
-        states: dict[int, str] = {}
-        # The usual outcome, delivered, takes one statement for each status answered.
-        delivered: dict[int | None, list[int]] = {}
-        for outcome in outcomes:
-            if outcome.error is None:
-                delivered.setdefault(outcome.status, []).append(outcome.delivery.id)
-        leased = deliveries.c.lease_owner == owner
-        released = {"attempts": deliveries.c.attempts + 1, "lease_owner": None, "lease_until": None}
-        async with self._unit() as connection:
-            for status, ids in delivered.items():
-                done = await connection.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id.in_(ids), leased)
-                    .values(
-                        released
-                        | {
-                            "state": "delivered",
-                            "last_status": status,
-                            "delivered_at": _us(now),
-                            "last_error": None,
-                        }
-                    )
-                    .returning(deliveries.c.id)
-                )
-                states.update(dict.fromkeys(done.scalars(), "delivered"))
-            for outcome in outcomes:
-                delivery = outcome.delivery
-                if outcome.error is None:
-                    continue
-                due = now + outcome.retry_in
-                state = "pending" if due <= delivery.expires_at else "failed"
-                done = await connection.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id == delivery.id, leased)
-                    .values(
-                        released
-                        | {
-                            "state": state,
-                            "last_status": outcome.status,
-                            "next_at": _us(due),
-                            "last_error": outcome.error[:_MAX_ERROR],
-                        }
-                    )
-                )
-                if done.rowcount:
-                    states[delivery.id] = state
-        return [states.get(o.delivery.id, "lost") for o in outcomes]
+        return await self._run(partial(_finish, owner=owner, outcomes=outcomes, now=self.clock()))
 
     async def delivered(self, delivery: Delivery, owner: str, status: int | None) -> bool:
         """One attempt that succeeded (``finish`` of one)."""
@@ -500,22 +388,7 @@ class OutboxStore:
     async def addresses(self, aeuis: Iterable[str]) -> Addresses:
         """Each device's (location id, street address), for the events of calls answered
         from memory (which keeps no street address)."""
-        async with self._unit() as connection:
-            return await self._addresses(connection, aeuis)
-
-    async def _addresses(self, connection: AsyncConnection, aeuis: Iterable[str]) -> Addresses:
-        wanted = sorted(set(aeuis))
-        if not wanted:
-            return {}
-        rows = await connection.execute(
-            sa.select(devices.c.aeui, devices.c.location_id, devices.c.address).where(
-                devices.c.aeui.in_(wanted)
-            )
-        )
-        return {
-            row.aeui: (row.location_id, json.loads(row.address) if row.address else None)
-            for row in rows
-        }
+        return await self._run(partial(_addresses, aeuis=aeuis))
 
     # -- stale devices -------------------------------------------------------------------
 
@@ -558,3 +431,163 @@ class OutboxStore:
                         set_={"heard_at": statement.excluded.heard_at},
                     )
                 )
+
+
+# -- the units of the hot paths (``SqlStateStore.run_unit``) --------------------------------
+
+
+def _write_events(
+    connection: sa.Connection,
+    *,
+    build: Callable[[AddressLookup], list[NewEvent]],
+    email: Sequence[str],
+    now: float,
+    ttl: float,
+) -> Written:
+    new = build(partial(_addresses, connection))
+    if not new:
+        return Written([], 0)
+    hooks = [
+        _webhook(row)
+        for row in connection.execute(webhooks.select().where(webhooks.c.enabled.is_(True)))
+    ]
+    # One statement for the batch (SQLAlchemy's "insertmanyvalues": compiled once, whatever
+    # the batch's size); RETURNING names the ids not already written.
+    written = list(
+        connection.execute(
+            insert_for(connection, events)
+            .on_conflict_do_nothing(index_elements=[events.c.id])
+            .returning(events.c.id),
+            [
+                {"id": e.id, "type": e.type, "body": e.body, "created_at": _us(e.created_at)}
+                for e in {e.id: e for e in new}.values()
+            ],
+        ).scalars()
+    )
+    fresh = set(written)
+    rows = [
+        {
+            "event_id": event.id,
+            "target": target,
+            "state": "pending",
+            "attempts": 0,
+            "next_at": _us(now),
+            "expires_at": _us(event.created_at + ttl),
+        }
+        for event in new
+        if event.id in fresh
+        for target in [
+            *(h.id for h in hooks if event.type in h.event_types),
+            *(email if event.email else ()),
+        ]
+    ]
+    if rows:
+        connection.execute(deliveries.insert(), rows)
+    return Written(written, len(rows))
+
+
+def _claim(
+    connection: sa.Connection, *, owner: str, now: int, until: int, limit: int, skip_locked: bool
+) -> list[Claimed]:
+    due = (
+        sa.select(deliveries.c.id)
+        .where(
+            deliveries.c.state == "pending",
+            deliveries.c.next_at <= now,
+            sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+        )
+        .order_by(deliveries.c.next_at)
+        .limit(limit)
+    )
+    if skip_locked:
+        due = due.with_for_update(skip_locked=True)
+    rows = connection.execute(
+        deliveries.update()
+        .where(deliveries.c.id.in_(due.scalar_subquery()))
+        .values(lease_owner=owner, lease_until=until)
+        .returning(*deliveries.c)
+    ).all()
+    if not rows:
+        return []
+    found = {
+        row.id: _event(row)
+        for row in connection.execute(
+            events.select().where(events.c.id.in_({row.event_id for row in rows}))
+        )
+    }
+    targets = {row.target for row in rows if row.target not in EMAIL_TARGETS}
+    hooks = (
+        {
+            row.id: _webhook(row)
+            for row in connection.execute(webhooks.select().where(webhooks.c.id.in_(targets)))
+        }
+        if targets
+        else {}
+    )
+    return [Claimed(_delivery(row), found[row.event_id], hooks.get(row.target)) for row in rows]
+
+
+def _finish(
+    connection: sa.Connection, *, owner: str, outcomes: Sequence[Outcome], now: float
+) -> list[str]:
+    states: dict[int, str] = {}
+    # The usual outcome, delivered, takes one statement for each status answered.
+    delivered: dict[int | None, list[int]] = {}
+    for outcome in outcomes:
+        if outcome.error is None:
+            delivered.setdefault(outcome.status, []).append(outcome.delivery.id)
+    leased = deliveries.c.lease_owner == owner
+    released = {"attempts": deliveries.c.attempts + 1, "lease_owner": None, "lease_until": None}
+    for status, ids in delivered.items():
+        done = connection.execute(
+            deliveries.update()
+            .where(deliveries.c.id.in_(ids), leased)
+            .values(
+                released
+                | {
+                    "state": "delivered",
+                    "last_status": status,
+                    "delivered_at": _us(now),
+                    "last_error": None,
+                }
+            )
+            .returning(deliveries.c.id)
+        )
+        states.update(dict.fromkeys(done.scalars(), "delivered"))
+    for outcome in outcomes:
+        delivery = outcome.delivery
+        if outcome.error is None:
+            continue
+        due = now + outcome.retry_in
+        state = "pending" if due <= delivery.expires_at else "failed"
+        done = connection.execute(
+            deliveries.update()
+            .where(deliveries.c.id == delivery.id, leased)
+            .values(
+                released
+                | {
+                    "state": state,
+                    "last_status": outcome.status,
+                    "next_at": _us(due),
+                    "last_error": outcome.error[:_MAX_ERROR],
+                }
+            )
+        )
+        if done.rowcount:
+            states[delivery.id] = state
+    return [states.get(o.delivery.id, "lost") for o in outcomes]
+
+
+def _addresses(connection: sa.Connection, aeuis: Iterable[str]) -> Addresses:
+    wanted = sorted(set(aeuis))
+    if not wanted:
+        return {}
+    rows = connection.execute(
+        sa.select(devices.c.aeui, devices.c.location_id, devices.c.address).where(
+            devices.c.aeui.in_(wanted)
+        )
+    )
+    return {
+        row.aeui: (row.location_id, json.loads(row.address) if row.address else None)
+        for row in rows
+    }
