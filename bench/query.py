@@ -9,9 +9,11 @@ from the moment it left to the moment its answer was read (loopback and the load
 included). The gateway's own histogram gives the server-side share; its counters say how
 many answers came from the state store and how many from process memory.
 
-The load is sent twice, the same queries in the same order: without a webhook subscription,
-then with one (every call's event signed and POSTed to a receiver on loopback), so that the
-``emergency_query_subscribed_*_ratio`` figures say what delivering events costs the query.
+Then the same queries again, in slices, each slice sent twice in adjacent segments: without a
+webhook subscription and with one (every call's event signed and POSTed to a receiver on
+loopback), the order alternating from pair to pair. The ``emergency_query_subscribed_*``
+figures pool the segments of each kind, so that their ratios say what delivering events
+costs the query, not how the machine's load moved between two long runs.
 """
 
 from __future__ import annotations
@@ -49,14 +51,16 @@ class QueryPlan:
     addresses: int
     rate: float
     seconds: float
+    #: Pairs of segments (without and with a subscription) the queries are compared in.
+    pairs: int
 
 
 def plan_for(mode: str) -> QueryPlan:
     if mode == "smoke":
-        return QueryPlan(devices=40, addresses=4, rate=100.0, seconds=1.0)
+        return QueryPlan(devices=40, addresses=4, rate=100.0, seconds=1.0, pairs=1)
     if mode == "quick":
-        return QueryPlan(devices=2000, addresses=50, rate=500.0, seconds=8.0)
-    return QueryPlan(devices=3000, addresses=50, rate=500.0, seconds=30.0)
+        return QueryPlan(devices=2000, addresses=50, rate=500.0, seconds=8.0, pairs=4)
+    return QueryPlan(devices=3000, addresses=50, rate=500.0, seconds=30.0, pairs=6)
 
 
 def number(i: int) -> str:
@@ -94,56 +98,119 @@ async def phase_emergency_query(bench: Bench) -> None:
         )
         for p in picks
     ]
-    # Without a subscription (each call's event still goes to the outbox), then with one: a
-    # webhook to a receiver on loopback, so each call's event is also signed and POSTed.
-    plain = await _measure(bench, devices, picks, requests)
+    # The main figures: no subscription (each call's event still goes to the outbox).
+    plain = await _measure(bench, picks, requests, devices)
+    bench.figures.update(plain.pop("figures"))
+    plain.pop("latencies")
+    bench.details["emergency_query"] = plain
     receiver = await Receiver.start()
     try:
-        answer = await bench.control.post(
-            f"http://{host}/v1/webhooks",
-            json={"url": receiver.url, "eventTypes": ["emergency_call"]},
-            headers={"Authorization": f"Bearer {bench.stack.admin_key}"},
-        )
-        if answer.status_code != 201:
-            raise RuntimeError(f"subscription refused: {answer.status_code} {answer.text}")
-        subscribed = await _measure(bench, devices, picks, requests)
-        # The deliveries of the subscribed run, at most a few seconds behind it.
-        for _ in range(100):
-            if await receiver.received() >= subscribed["answered_200"]:
-                break
-            await asyncio.sleep(0.1)
-        received = await receiver.received()
-        # Unsubscribed again: the same load a third time says how much the figures move
-        # by themselves (the machine's noise) between two runs.
-        await bench.control.delete(
-            f"http://{host}/v1/webhooks/{answer.json()['id']}",
-            headers={"Authorization": f"Bearer {bench.stack.admin_key}"},
-        )
-        again = await _measure(bench, devices, picks, requests)
+        await _compare_subscribed(bench, receiver, devices, picks, requests)
     finally:
         receiver.close()
         await receiver.process.wait()
 
-    figures = plain.pop("figures")
-    bench.figures.update(figures)
-    with_hook = subscribed.pop("figures")
+
+async def _compare_subscribed(
+    bench: Bench, receiver: Receiver, devices: list[Device], picks: list[int], requests: list[bytes]
+) -> None:
+    """The same queries without and with a webhook subscription, interleaved in pairs.
+
+    Each pair sends one slice of the queries twice, once with a subscription (every call's
+    event also signed and POSTed to ``receiver``) and once without, in alternating order, and
+    waits for the subscribed segment's deliveries before going on. The machine's load drifts
+    from second to second; in adjacent segments it is nearly the same, so the pooled ratio
+    (and each pair's) measures the subscription rather than the drift.
+    """
+    pairs = plan_for(bench.plan.mode).pairs
+    size = max(1, len(requests) // pairs)
+    host = bench.gw_host
+    admin = {"Authorization": f"Bearer {bench.stack.admin_key}"}
+    pooled: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, float] = {False: 0.0, True: 0.0}
+    server: dict[bool, Counter[str]] = {False: Counter(), True: Counter()}
+    segments: list[dict[str, Any]] = []
+    for pair in range(pairs):
+        lo = (pair * size) % len(requests)
+        chunk, chosen = requests[lo : lo + size], picks[lo : lo + size]
+        for subscribed in (False, True) if pair % 2 == 0 else (True, False):
+            hook_id: str | None = None
+            if subscribed:
+                answer = await bench.control.post(
+                    f"http://{host}/v1/webhooks",
+                    json={"url": receiver.url, "eventTypes": ["emergency_call"]},
+                    headers=admin,
+                )
+                if answer.status_code != 201:
+                    raise RuntimeError(f"subscription refused: {answer.status_code} {answer.text}")
+                hook_id = answer.json()["id"]
+                received_before = await receiver.received()
+            seg = await _measure(bench, chosen, chunk, devices)
+            figures = seg.pop("figures")
+            pooled[subscribed].extend(seg.pop("latencies"))
+            cpu[subscribed] += seg["gateway_cpu_s"]
+            server[subscribed].update(seg["server"])
+            entry = {"pair": pair, "subscribed": subscribed, **figures, **seg}
+            if hook_id is not None:
+                # Its deliveries, before the next segment (which must not carry them).
+                waited = 0.0
+                while waited < 30.0:
+                    if await receiver.received() - received_before >= seg["answered_200"]:
+                        break
+                    await asyncio.sleep(0.1)
+                    waited += 0.1
+                entry["deliveries_received"] = await receiver.received() - received_before
+                entry["deliveries_drained_after_s"] = round(waited, 1)
+                await bench.control.delete(f"http://{host}/v1/webhooks/{hook_id}", headers=admin)
+            segments.append(entry)
+
+    def ms(values: list[float], q: float) -> float | None:
+        value = percentile(values, q)
+        return round(value * 1000, 3) if value == value else None
+
+    def queries(counts: Counter[str]) -> float:
+        return sum(v for k, v in counts.items() if k.startswith("result:"))
+
+    summary: dict[str, Any] = {}
+    for subscribed, name in ((False, "without"), (True, "with")):
+        n = queries(server[subscribed])
+        summary[name] = {
+            "p50_ms": ms(pooled[subscribed], 0.5),
+            "p99_ms": ms(pooled[subscribed], 0.99),
+            "max_ms": ms(pooled[subscribed], 1.0),
+            "answered_200": len(pooled[subscribed]),
+            "gateway_cpu_us_per_query": round(cpu[subscribed] / n * 1e6, 1) if n else None,
+            "server_mean_ms": (
+                round(server[subscribed]["server_seconds_sum"] / n * 1000, 3) if n else None
+            ),
+            "server_under_1ms": server[subscribed]["server_under_0.001s"],
+        }
     for name in ("p50_ms", "p99_ms"):
-        before, after = figures[f"emergency_query_{name}"], with_hook[f"emergency_query_{name}"]
+        before, after = summary["without"][name], summary["with"][name]
         bench.figures[f"emergency_query_subscribed_{name}"] = after
         ratio = f"emergency_query_subscribed_{name.removesuffix('_ms')}_ratio"
         bench.figures[ratio] = round(after / before, 3) if before and after else None
-    bench.details["emergency_query"] = plain
+    bench.figures["emergency_query_subscribed_cpu_us_per_request"] = summary["with"][
+        "gateway_cpu_us_per_query"
+    ]
+    pair_ratios = []
+    for pair in range(pairs):
+        by = {s["subscribed"]: s for s in segments if s["pair"] == pair}
+        a, b = by[False]["emergency_query_p99_ms"], by[True]["emergency_query_p99_ms"]
+        pair_ratios.append(round(b / a, 3) if a and b else None)
     bench.details["emergency_query_subscribed"] = {
-        **subscribed,
-        "figures": with_hook,
-        "webhook_deliveries_received": received,
+        "pairs": pairs,
+        "queries_per_segment": size,
+        "pooled": summary,
+        "p99_ratio_by_pair": pair_ratios,
+        "segments": segments,
     }
-    bench.details["emergency_query_unsubscribed_again"] = again
 
 
 async def _measure(
-    bench: Bench, devices: list[Device], picks: list[int], requests: list[bytes]
+    bench: Bench, picks: list[int], requests: list[bytes], devices: list[Device]
 ) -> dict[str, Any]:
+    """Send ``requests`` (queries for ``devices[picks[i]]``) open loop at the plan's rate."""
     plan = plan_for(bench.plan.mode)
     before = await _server_counts(bench)
     sampler = bench.sampler()
@@ -189,6 +256,8 @@ async def _measure(
         "server": served,
         "cpu_share": shares,
         "seconds": round(span, 2),
+        "gateway_cpu_s": round(shares["gateway"] * sampler.elapsed, 4),
+        "latencies": ok,
     }
 
 

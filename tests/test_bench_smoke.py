@@ -29,6 +29,9 @@ FIGURES = {
     "peak_rss_mb",
     "faults_success_share",
     "faults_p50_ms",
+    "emergency_query_p99_ms",
+    "emergency_query_subscribed_p99_ratio",
+    "emergency_query_subscribed_cpu_us_per_request",
     "environment",
 }
 
