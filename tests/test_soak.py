@@ -130,9 +130,12 @@ UPSTREAM = {
 
 def _store_operation(task: asyncio.Task[Any]) -> bool:
     """A task of a SQLite unit of work's (``gateway.store.shielded``): one of its
-    operations, or its end, each short-lived."""
+    operations, or its end; or the opening or closing of a connection the store keeps
+    (``DriverPaths._connect_kept``): each short-lived."""
     name = getattr(task.get_coro(), "__qualname__", "")
-    return name.startswith(("ShieldedConnection.", "AsyncConnection.", "shielded_unit."))
+    return name.startswith(
+        ("ShieldedConnection.", "AsyncConnection.", "shielded_unit.", "DriverPaths.")
+    )
 
 
 @functools.cache
