@@ -194,12 +194,6 @@ def _is_asyncpg_disconnect(exc: BaseException) -> bool:
     )
 
 
-async def _in_thread_whole(driver: Any, work: Callable[[sa.Connection], T]) -> T:
-    """``run_on_driver_thread(driver, work)`` on aiosqlite's thread."""
-    result: T = await driver._execute(lambda: run_on_driver_thread(driver, work))
-    return result
-
-
 async def _in_thread(driver: Any, work: Callable[[sqlite3.Connection], T]) -> T:
     """``work(connection)`` on aiosqlite's thread, with its ``sqlite3`` connection: the
     statements of a transaction in one hand-over to that thread and back, not one each
@@ -339,7 +333,7 @@ class DriverPaths:
             async with self._kept() as (driver, _):
                 # SQLAlchemy's errors (unavailable_as_store_error), then the driver's.
                 with _driver_errors(), unavailable_as_store_error():
-                    return await _in_thread_whole(driver, work)
+                    return await _in_thread(driver, lambda _: run_on_driver_thread(driver, work))
         async with self.transaction() as connection:
             return await connection.run_sync(work)
 
