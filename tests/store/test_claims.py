@@ -192,7 +192,7 @@ def test_overtaken_writes_among_confirmations_arriving_together(db: Database) ->
             assert store._confirms.batches - before == 1
             assert _moves(await store.history("dev-0")) == [("applied", None, "LOC1", at(1))]
             assert _moves(await store.history("dev-1")) == [("applied", None, "LOC1", at(1))]
-            assert _moves(await store.history("dev-2")) == [("applied", None, "LOC2", at(2))]
+            assert _moves(await store.history("dev-2")) == [("applied", "LOC1", "LOC2", at(2))]
             assert await store.history("dev-3") == []
             stored = await store.get("dev-1")
             assert stored is not None and stored.location_id == "LOC2" and not stored.confirmed
