@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequen
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, Text
+import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -142,9 +142,9 @@ _RECORD_OVERTAKEN_SQLITE3 = (
 _LOCK_OVERTAKEN_ASYNCPG = "SELECT 1 FROM devices WHERE aeui = $1 AND version > $2 FOR UPDATE"
 _HISTORY_TYPES_ASYNCPG = tuple(
     "bigint"
-    if isinstance(c.type, BigInteger)
+    if isinstance(c.type, sa.BigInteger)
     else "text"
-    if isinstance(c.type, Text)
+    if isinstance(c.type, sa.Text)
     else "varchar"
     for c in history.c
     if c.name != "id"
