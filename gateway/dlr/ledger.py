@@ -83,6 +83,7 @@ class MemoryLedger:
     async def confirm(
         self, aeui: str, version: int, *, record: HistoryRecord | None = None
     ) -> bool:
+        # ``record`` is not kept (nor an overtaken write's): there is no history here.
         row = self._row(aeui)
         if row is None or row.version != version:
             return False

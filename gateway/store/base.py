@@ -180,9 +180,17 @@ class Ledger(Protocol):
     ) -> bool:
         """The carrier holds ``version``: mark it confirmed, unless a newer claim replaced it.
 
-        ``record`` (what the carrier took) is appended with the confirmation, atomically. A
-        write a newer claim overtook is not recorded here: whoever claimed it checks the
-        carrier (a repair, recorded as such if the overtaken write landed last).
+        ``record`` (what the carrier took) is appended with the confirmation, atomically.
+
+        A write a newer claim overtook is not confirmed (False), but the carrier did take
+        it, and a 911 call may have been routed with it since: its ``record`` is appended
+        all the same, with its own ``observed_at``, so that the history shows every binding
+        the carrier held. Not when the record has no ``observed_at``, when the device's row
+        is gone or not at a newer version, nor when the device's history already has an
+        ``applied`` or ``repaired`` entry of an observation as new or newer: the history
+        never says the carrier took a write after it recorded a newer one. Whoever claimed
+        the device still checks the carrier (a repair, recorded as such if the overtaken
+        write landed last).
         """
         ...
 

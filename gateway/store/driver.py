@@ -28,10 +28,12 @@ from gateway.store.engine import UNAVAILABLE_SQLSTATES, unavailable_as_store_err
 from gateway.store.errors import SchemaNotCurrent, StoreUnavailable
 from gateway.store.groupcommit import GroupCommit
 from gateway.store.mapping import (
+    TAKEN_KINDS,
     binding_of,
     claim_values,
     claimed,
     number_taken,
+    overtaken_record,
     record_values,
     refuse_number,
     to_us,
@@ -117,6 +119,42 @@ _CONFIRM_RECORDING_ASYNCPG = (
     "$8::varchar[], $9::bigint[], $10::varchar[], $11::varchar[], $12::text[], $13::text[]) "
     f"AS r({', '.join(_HISTORY_COLUMNS)}) WHERE r.aeui IN (SELECT aeui FROM c)) "
     "SELECT aeui FROM c"
+)
+#: A write a newer claim overtook, that the carrier took (``record_overtaken`` in
+#: ``gateway.store.portable`` is the same): its history record is appended unless an entry
+#: of ``TAKEN_KINDS`` records an observation as new (``r``: the record, as one row).
+_NO_NEWER_ENTRY = (
+    "NOT EXISTS (SELECT 1 FROM history AS h WHERE h.aeui = r.aeui "  # noqa: S608 - constants
+    f"AND h.kind IN ({', '.join(repr(kind) for kind in TAKEN_KINDS)}) "
+    "AND h.observed_at >= r.observed_at)"
+)
+#: On SQLite, in the confirmation's ``BEGIN IMMEDIATE`` transaction: the record's columns,
+#: then the version it confirmed (the device's row must be at a newer one).
+_RECORD_OVERTAKEN_SQLITE3 = (
+    f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608 - constants
+    f"SELECT r.* FROM (SELECT {', '.join(f'? AS {name}' for name in _HISTORY_COLUMNS)}) AS r "
+    "WHERE EXISTS (SELECT 1 FROM devices AS d WHERE d.aeui = r.aeui AND d.version > ?) "
+    f"AND {_NO_NEWER_ENTRY}"
+)
+#: On PostgreSQL, in a transaction of its own: the device's row is locked first (a newer
+#: version, else nothing is appended), so that whoever confirms or records it meanwhile
+#: goes before or after this, and the insert (a statement of its own, so it sees what went
+#: before) finds what they recorded.
+_LOCK_OVERTAKEN_ASYNCPG = "SELECT 1 FROM devices WHERE aeui = $1 AND version > $2 FOR UPDATE"
+_HISTORY_TYPES_ASYNCPG = tuple(
+    "bigint"
+    if isinstance(c.type, sa.BigInteger)
+    else "text"
+    if isinstance(c.type, sa.Text)
+    else "varchar"
+    for c in history.c
+    if c.name != "id"
+)
+_RECORD_OVERTAKEN_ASYNCPG = (
+    f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608 - constants
+    "SELECT r.* FROM (VALUES ("
+    + ", ".join(f"${i}::{kind}" for i, kind in enumerate(_HISTORY_TYPES_ASYNCPG, start=1))
+    + f")) AS r({', '.join(_HISTORY_COLUMNS)}) WHERE {_NO_NEWER_ENTRY}"
 )
 _SELECT_NUMBER_SQLITE3 = "SELECT owner_aeui, shared FROM numbers WHERE telephone_number = ?"
 _INSERT_NUMBER_SQLITE3 = (
@@ -248,15 +286,25 @@ def _claim_sqlite3(
 
 
 def _confirm_recording_sqlite3(
-    connection: sqlite3.Connection, now: int, payload: str, entries: dict[str, tuple[Any, ...]]
+    connection: sqlite3.Connection,
+    now: int,
+    payload: str,
+    entries: dict[str, tuple[Any, ...]],
+    overtaken: dict[str, int],
 ) -> list[Any]:
-    """``_confirm_sqlite``'s transaction with history records, on aiosqlite's thread."""
+    """``_confirm_sqlite``'s transaction with history records, on aiosqlite's thread; then
+    those of the ``overtaken`` candidates (device: version) it did not confirm."""
     connection.execute("BEGIN IMMEDIATE")
     try:
         rows = connection.execute(_CONFIRM_SQLITE3, (now, payload)).fetchall()
         confirmed = _recorded(rows, entries)
         if confirmed:
             connection.executemany(_INSERT_HISTORY_SQLITE3, confirmed)
+        late = _unconfirmed(rows, overtaken)
+        if late:
+            connection.executemany(
+                _RECORD_OVERTAKEN_SQLITE3, [(*entries[aeui], version) for aeui, version in late]
+            )
         connection.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(Exception):
@@ -268,6 +316,27 @@ def _confirm_recording_sqlite3(
 def _recorded(rows: list[Any], entries: dict[str, tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The history rows of the confirmed devices (a confirmation's rows name them)."""
     return [entries[row[0]] for row in rows if row[0] in entries]
+
+
+def _unconfirmed(rows: list[Any], overtaken: dict[str, int]) -> list[tuple[str, int]]:
+    """The candidates (device: version) a confirmation's rows do not name, in batch order
+    (none, in the common case that every one was confirmed)."""
+    confirmed = {row[0] for row in rows}
+    return [(aeui, version) for aeui, version in overtaken.items() if aeui not in confirmed]
+
+
+async def _record_overtaken_asyncpg(
+    driver: Any, entry: tuple[Any, ...], version: int, command_timeout: float
+) -> None:
+    """``_RECORD_OVERTAKEN_ASYNCPG`` under ``_LOCK_OVERTAKEN_ASYNCPG``, in a transaction of
+    its own that commits durably (the kept connections do not wait for the WAL flush): the
+    entry has no second chance, as a confirmation has with the reconciler. One device at a
+    time: it never holds one device's lock while waiting for another's."""
+    async with driver.transaction():
+        timeout = command_timeout
+        await driver.execute("SET LOCAL synchronous_commit TO on", timeout=timeout)
+        if await driver.fetchval(_LOCK_OVERTAKEN_ASYNCPG, entry[0], version, timeout=timeout):
+            await driver.execute(_RECORD_OVERTAKEN_ASYNCPG, *entry, timeout=timeout)
 
 
 class DriverRow:
@@ -366,7 +435,13 @@ class DriverPaths:
         A batch that carries history records (what the carrier took) appends those of the rows
         it confirmed in the same statement (PostgreSQL) or transaction (SQLite). Lost in a
         crash with their confirmations, they come back with them: the reconciler finds those
-        bindings unconfirmed, sees the carrier holding them and records them then."""
+        bindings unconfirmed, sees the carrier holding them and records them then.
+
+        The records of rows it did not confirm because a newer claim overtook them (the
+        carrier did take those writes) are appended after, unless a newer entry is recorded
+        (``Ledger.confirm``): in the same transaction on SQLite, in one of their own for each
+        on PostgreSQL (``_record_overtaken_asyncpg``). Only those rows cost more. An error
+        there fails the batch, as the confirmation's own would."""
         if not batch:
             return {}
         now = self._now()  # the gateway just saw the carrier take it: as good as a check
@@ -380,32 +455,59 @@ class DriverPaths:
         if not self.driver_sql:
             confirmed = await self._confirm_portable(batch, now)
             return {aeui: aeui in confirmed for aeui in aeuis}
+        # The candidates, should a newer claim have overtaken them (device: version).
+        overtaken = {aeui: version for aeui, (version, record) in batch if overtaken_record(record)}
         with _driver_errors():
             if self.dialect == "postgresql":
-                rows = await self._confirm_postgresql(aeuis, versions, now, entries)
+                rows = await self._confirm_postgresql(aeuis, versions, now, entries, overtaken)
             else:
-                rows = await self._confirm_sqlite(aeuis, versions, now, entries)
+                rows = await self._confirm_sqlite(aeuis, versions, now, entries, overtaken)
         confirmed = {row[0] for row in rows}
         return {aeui: aeui in confirmed for aeui in aeuis}
 
     async def _confirm_postgresql(
-        self, aeuis: list[str], versions: list[int], now: int, entries: dict[str, tuple[Any, ...]]
+        self,
+        aeuis: list[str],
+        versions: list[int],
+        now: int,
+        entries: dict[str, tuple[Any, ...]],
+        overtaken: dict[str, int],
     ) -> list[Any]:
         if not entries:
             return await self._on_kept_postgresql(_CONFIRM_ASYNCPG, aeuis, versions, now)
         columns = [list(column) for column in zip(*entries.values(), strict=True)]
-        return await self._on_kept_postgresql(
-            _CONFIRM_RECORDING_ASYNCPG, aeuis, versions, now, *columns
-        )
+        async with self._kept_postgresql() as driver:
+            rows: list[Any] = await driver.fetch(
+                _CONFIRM_RECORDING_ASYNCPG,
+                aeuis,
+                versions,
+                now,
+                *columns,
+                timeout=self._command_timeout,
+            )
+            for aeui, version in _unconfirmed(rows, overtaken):
+                await _record_overtaken_asyncpg(
+                    driver, entries[aeui], version, self._command_timeout
+                )
+            return rows
 
     async def _confirm_sqlite(
-        self, aeuis: list[str], versions: list[int], now: int, entries: dict[str, tuple[Any, ...]]
+        self,
+        aeuis: list[str],
+        versions: list[int],
+        now: int,
+        entries: dict[str, tuple[Any, ...]],
+        overtaken: dict[str, int],
     ) -> list[Any]:
         payload = json.dumps([list(pair) for pair in zip(aeuis, versions, strict=True)])
         if not entries:
             return await self._on_kept_sqlite(_CONFIRM_SQLITE3, (now, payload))
         work = functools.partial(
-            _confirm_recording_sqlite3, now=now, payload=payload, entries=entries
+            _confirm_recording_sqlite3,
+            now=now,
+            payload=payload,
+            entries=entries,
+            overtaken=overtaken,
         )
         async with self._kept() as (driver, _):
             return await _in_thread(driver, work)

@@ -9,7 +9,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 import sqlalchemy as sa
@@ -218,6 +218,18 @@ def record_values(record: HistoryRecord, now: int) -> dict[str, Any]:
         "from_json": dumps(record.before),
         "to_json": dumps(record.after),
     }
+
+
+#: The history kinds that say the carrier took a device's binding. A write a newer claim
+#: overtook is recorded unless one of these already records an observation as new as its
+#: own: the history never says the carrier took it after a newer one (``Ledger.confirm``).
+TAKEN_KINDS = (HistoryKind.APPLIED.value, HistoryKind.REPAIRED.value)
+
+
+def overtaken_record(record: HistoryRecord | None) -> TypeGuard[HistoryRecord]:
+    """Whether ``record``, of a write whose confirmation a newer claim refused, may still be
+    recorded: only with its observation time, which places it among the others."""
+    return record is not None and record.observed_at is not None
 
 
 def claimed(binding: Binding, *, version: int, now: int) -> Binding:

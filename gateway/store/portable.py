@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.base import HistoryRecord
-from gateway.store.mapping import may_use_number, record_values
+from gateway.store.mapping import TAKEN_KINDS, may_use_number, overtaken_record, record_values
 from gateway.store.tables import devices, history
 
 
@@ -46,7 +46,8 @@ async def confirm_rows(
     now: int,
 ) -> set[str]:
     """Confirm each device's claimed version, with its history record (``Ledger.confirm``);
-    answers those confirmed."""
+    answers those confirmed. The records of those a newer claim overtook are considered
+    after, in the batch's order (``record_overtaken``), as the driver paths do."""
     confirmed: set[str] = set()
     for aeui, (version, record) in batch:
         result = await connection.execute(
@@ -60,4 +61,31 @@ async def confirm_rows(
         confirmed.add(aeui)
         if record is not None:
             await connection.execute(sa.insert(history).values(record_values(record, now)))
+    for aeui, (version, record) in batch:
+        if aeui not in confirmed and overtaken_record(record):
+            await record_overtaken(connection, aeui, version, record, now)
     return confirmed
+
+
+async def record_overtaken(
+    connection: AsyncConnection, aeui: str, version: int, record: HistoryRecord, now: int
+) -> None:
+    """The history record of a write the carrier took though a newer claim overtook it
+    (``Ledger.confirm``): appended if the device's row is at a newer version, locked until
+    the transaction ends (whoever confirms it waits, and records after this), and no entry of
+    ``TAKEN_KINDS`` records an observation as new."""
+    newer_claim = await connection.execute(
+        sa.select(devices.c.aeui)
+        .where(devices.c.aeui == aeui, devices.c.version > version)
+        .with_for_update()
+    )
+    if newer_claim.first() is None:
+        return
+    values = record_values(record, now)
+    newer_entry = sa.exists().where(
+        history.c.aeui == aeui,
+        history.c.kind.in_(TAKEN_KINDS),
+        history.c.observed_at >= values["observed_at"],
+    )
+    if not await connection.scalar(sa.select(newer_entry)):
+        await connection.execute(sa.insert(history).values(values))

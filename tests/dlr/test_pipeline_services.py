@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,13 @@ from gateway.geocoding.service import build_geocoding
 from gateway.metrics import Metrics
 from gateway.simulator import SimulatorTransport
 from gateway.store import StateStore, open_store
-from tests.harness import EMPIRE_STATE, WHITE_HOUSE, gateway_settings, new_simulator
+from tests.harness import (
+    EMPIRE_STATE,
+    SPACE_NEEDLE,
+    WHITE_HOUSE,
+    gateway_settings,
+    new_simulator,
+)
 from tests.store.conftest import BACKENDS, _database
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -54,15 +60,67 @@ def report(aeui: str, address: str, seconds: float, **changes: Any) -> Report:
     return Report(**fields)
 
 
+@dataclass
+class Hold:
+    """A request held on its way to the carrier (``Holding``)."""
+
+    method: str
+    #: Held after the carrier took it (it landed; its answer is late), else before.
+    landed: bool
+    #: Once released, it fails as a connection refused would (never reaching the carrier).
+    fails: bool = False
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Holding(httpx.AsyncBaseTransport):
+    """The simulator's transport, holding the next request of a method on an endpoint (a
+    device's record at the carrier) until the test lets it go."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.holds: list[Hold] = []
+
+    def hold(self, method: str, *, landed: bool, fails: bool = False) -> Hold:
+        held = Hold(method, landed, fails)
+        self.holds.append(held)
+        return held
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        *_, parent, name = request.url.path.split("/")
+        on_endpoint = parent == "e911s" and name != "locations"
+        held = next((h for h in self.holds if on_endpoint and h.method == request.method), None)
+        if held is None:
+            return await self.inner.handle_async_request(request)
+        self.holds.remove(held)
+        if not held.landed:
+            held.reached.set()
+            await held.released.wait()
+        if held.fails:
+            raise httpx.ConnectError("connection refused (held by the test)", request=request)
+        response = await self.inner.handle_async_request(request)
+        if held.landed:
+            held.reached.set()
+            await held.released.wait()
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 @contextlib.asynccontextmanager
-async def world(url: str, simulator: Any = None) -> AsyncIterator[World]:
+async def world(
+    url: str, simulator: Any = None, *, holding: Holding | None = None
+) -> AsyncIterator[World]:
     settings = gateway_settings()
     sim = simulator if simulator is not None else new_simulator(settings)
     metrics = Metrics()
     async with contextlib.AsyncExitStack() as stack:
-        carrier = BandwidthClient.from_settings(
-            settings, transport=SimulatorTransport(app=sim), metrics=metrics
-        )
+        transport: httpx.AsyncBaseTransport = SimulatorTransport(app=sim)
+        if holding is not None:
+            holding.inner = transport
+            transport = holding
+        carrier = BandwidthClient.from_settings(settings, transport=transport, metrics=metrics)
         stack.push_async_callback(carrier.aclose)
         http = httpx.AsyncClient()
         stack.push_async_callback(http.aclose)
@@ -145,5 +203,47 @@ def test_a_new_pipeline_on_the_same_store_knows_the_device(url: str) -> None:
             again = await restarted.pipeline.report(report("ann", WHITE_HOUSE, 10))
             assert not again.changed
             assert operations(restarted.calls()[before:]) == []
+
+    run(main)
+
+
+def test_a_write_overtaken_by_a_newer_report_stays_in_the_history(url: str) -> None:
+    """Two replicas: A's write lands, then B (a newer report) claims the device before A's
+    answer comes back, and B's write lands after it. The carrier held A's address for a
+    while (a 911 call then was routed with it): the history shows A applied, then B."""
+
+    async def main() -> None:
+        sim = new_simulator(gateway_settings())
+        first, second = Holding(httpx.AsyncBaseTransport()), Holding(httpx.AsyncBaseTransport())
+        async with world(url, sim, holding=first) as one, world(url, sim, holding=second) as two:
+            await one.pipeline.report(report("ann", WHITE_HOUSE, 0))
+            a_lands = first.hold("PUT", landed=True)
+            a = asyncio.create_task(one.pipeline.report(report("ann", EMPIRE_STATE, 5)))
+            await a_lands.reached.wait()  # the carrier holds A; its answer is on its way
+            b_writes = second.hold("PUT", landed=False)
+            b = asyncio.create_task(two.pipeline.report(report("ann", SPACE_NEEDLE, 10)))
+            await b_writes.reached.wait()  # B claimed the device; its write not yet sent
+            # A's replica checks the carrier once A's confirmation is refused; that read
+            # fails until B is done, and the check is tried again then (nothing to repair).
+            repair_reads = first.hold("GET", landed=False, fails=True)
+            a_lands.released.set()
+            moved_a = await a  # answered: the carrier took it
+            await repair_reads.reached.wait()
+            b_writes.released.set()
+            moved_b = await b
+            repair_reads.released.set()
+            await one.pipeline.idle()
+            stored = await one.store.get("ann")
+            assert stored is not None and stored.confirmed
+            assert stored.location_id == moved_b.binding.location_id
+            entries = await one.store.history("ann")
+            assert [(e.kind, e.to_location_id, e.observed_at) for e in entries] == [
+                ("applied", moved_b.binding.location_id, T0 + timedelta(seconds=10)),
+                ("applied", moved_a.binding.location_id, T0 + timedelta(seconds=5)),
+                ("applied", entries[-1].to_location_id, T0),
+            ]
+            assert entries[1].from_location_id == entries[2].to_location_id
+            held = [c for c in sim.state.simulator.calls if c.get("operation") == "updateEndpoint"]
+            assert [c["status"] for c in held[-2:]] == [200, 200]
 
     run(main)

@@ -62,17 +62,22 @@ async def applied(store: SqlStateStore, b: Binding, credential: str = "device") 
     its history record."""
     claim = await store.claim(b, credential=credential)
     assert claim.won
-    record = HistoryRecord(
-        b.aeui,
+    await store.confirm(b.aeui, claim.current.version, record=taken(claim, credential))
+    return claim
+
+
+def taken(claim: Claim, credential: str = "device") -> HistoryRecord:
+    """The history record of a claimed binding the carrier took, as the pipeline makes it."""
+    current = claim.current
+    return HistoryRecord(
+        current.aeui,
         HistoryKind.APPLIED,
         credential,
-        b.source,
+        current.source,
         None if claim.previous is None else claim.previous.as_json(),
-        claim.current.as_json(),
-        b.observed_at,
+        current.as_json(),
+        current.observed_at,
     )
-    await store.confirm(b.aeui, claim.current.version, record=record)
-    return claim
 
 
 async def seed(store: SqlStateStore, count: int, *, observed: float = 0) -> list[str]:

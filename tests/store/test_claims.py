@@ -12,11 +12,11 @@ import sqlalchemy as sa
 
 from gateway.dlr.binding import Binding
 from gateway.store import open_store
-from gateway.store.base import HistoryKind, HistoryRecord, number_key
+from gateway.store.base import HistoryEntry, HistoryKind, HistoryRecord, number_key
 from gateway.store.errors import SchemaNotCurrent
 from gateway.store.sql import SqlStateStore
 from tests.store.conftest import Clock, Database
-from tests.store.helpers import applied, at, binding, phone_of, run, seed
+from tests.store.helpers import applied, at, binding, phone_of, run, seed, taken
 
 
 async def _open(db: Database, **options: object) -> SqlStateStore:
@@ -82,8 +82,8 @@ def test_history_records_what_the_confirmation_says_the_carrier_took(db: Databas
             assert entries[0].observed_at == at(2)
             assert entries[0].after == second.current.as_json()
             assert entries[1].after == first.current.as_json()
-            # A write a newer claim overtook is not recorded with its confirmation (the
-            # repair check that follows records what the carrier ended up holding).
+            # A write a newer claim overtook keeps its entry only with its observation time
+            # (tests below): without one, nothing says where it stands among the others.
             late = HistoryRecord(
                 "device-1", HistoryKind.APPLIED, "device", "report", None, {"locationId": "X"}, None
             )
@@ -91,6 +91,150 @@ def test_history_records_what_the_confirmation_says_the_carrier_took(db: Databas
             assert len(await store.history("device-1")) == 2
             stored = await store.get("device-1")
             assert stored is not None and not stored.confirmed
+
+    run(main())
+
+
+def _moves(entries: list[HistoryEntry]) -> list[tuple[str, str | None, str | None, object]]:
+    return [(e.kind, e.from_location_id, e.to_location_id, e.observed_at) for e in entries]
+
+
+def test_a_write_a_newer_claim_overtook_keeps_its_history_entry(db: Database) -> None:
+    """The carrier took A, but B claimed the device before A's confirmation: A is not
+    confirmed, yet its entry is kept, with its own observation time, before B's."""
+
+    async def main() -> None:
+        async with await _open(db) as store:
+            await applied(store, binding(observed=1))
+            a = await store.claim(binding(location_id="LOC2", observed=2), credential="device")
+            b = await store.claim(binding(location_id="LOC3", observed=3), credential="device")
+            assert not await store.confirm("device-1", a.current.version, record=taken(a))
+            stored = await store.get("device-1")
+            assert stored == b.current and not stored.confirmed  # B is still to be confirmed
+            assert _moves(await store.history("device-1")) == [
+                ("applied", "LOC1", "LOC2", at(2)),
+                ("applied", None, "LOC1", at(1)),
+            ]
+            assert await store.confirm("device-1", b.current.version, record=taken(b))
+            entries = await store.history("device-1")
+            assert _moves(entries) == [
+                ("applied", "LOC2", "LOC3", at(3)),
+                ("applied", "LOC1", "LOC2", at(2)),
+                ("applied", None, "LOC1", at(1)),
+            ]
+            assert entries[1].after == a.current.as_json()
+
+    run(main())
+
+
+def test_an_overtaken_write_is_not_recorded_after_a_newer_one(db: Database) -> None:
+    """History never says the carrier took A after it recorded B (a later observation): a
+    late confirmation of A then appends nothing. Nor does one of a device deleted since."""
+
+    async def main() -> None:
+        async with await _open(db) as store:
+            await applied(store, binding(observed=1))
+            a = await store.claim(binding(location_id="LOC2", observed=2), credential="device")
+            b = await store.claim(binding(location_id="LOC3", observed=3), credential="device")
+            assert await store.confirm("device-1", b.current.version, record=taken(b))
+            assert not await store.confirm("device-1", a.current.version, record=taken(a))
+            recorded = [
+                ("applied", "LOC2", "LOC3", at(3)),
+                ("applied", None, "LOC1", at(1)),
+            ]
+            assert _moves(await store.history("device-1")) == recorded
+            # A newer claim, not yet confirmed, changes nothing: B is still the newer entry.
+            await store.claim(binding(location_id="LOC4", observed=4), credential="device")
+            assert not await store.confirm("device-1", a.current.version, record=taken(a))
+            # Nor after a repair recorded of an observation as new as its own (C and D were
+            # observed at once; D's claim came second).
+            c = await store.claim(binding(location_id="LOC5", observed=5), credential="device")
+            d = await store.claim(binding(location_id="LOC6", observed=5), credential="device")
+            repaired = dataclasses.replace(taken(d, "gateway"), kind=HistoryKind.REPAIRED)
+            assert await store.confirm("device-1", d.current.version, record=repaired)
+            assert not await store.confirm("device-1", c.current.version, record=taken(c))
+            assert [e.kind for e in await store.history("device-1")] == [
+                "repaired",
+                "applied",
+                "applied",
+            ]
+            # A device deleted while its write was on its way: nothing to append it to.
+            e = await store.claim(binding("device-2", observed=1), credential="device")
+            await store.delete("device-2")
+            assert not await store.confirm("device-2", e.current.version, record=taken(e))
+            assert await store.history("device-2") == []
+
+    run(main())
+
+
+def test_overtaken_writes_among_confirmations_arriving_together(db: Database) -> None:
+    """One batch: the current versions are confirmed with their records, the overtaken
+    writes' records kept (unless a newer entry is recorded), in one batch still."""
+
+    async def main() -> None:
+        async with await _open(db) as store:
+            fresh = await store.claim(binding("dev-0", observed=1), credential="device")
+            overtaken = await store.claim(binding("dev-1", observed=1), credential="device")
+            await store.claim(binding("dev-1", "LOC2", observed=2), credential="device")
+            late = await store.claim(binding("dev-2", observed=1), credential="device")
+            newer = await store.claim(binding("dev-2", "LOC2", observed=2), credential="device")
+            assert await store.confirm("dev-2", newer.current.version, record=taken(newer))
+            plain = await store.claim(binding("dev-3", observed=1), credential="device")
+            await store.claim(binding("dev-3", "LOC2", observed=2), credential="device")
+            before = store._confirms.batches
+            answers = await asyncio.gather(
+                store.confirm("dev-0", fresh.current.version, record=taken(fresh)),
+                store.confirm("dev-1", overtaken.current.version, record=taken(overtaken)),
+                store.confirm("dev-2", late.current.version, record=taken(late)),
+                store.confirm("dev-3", plain.current.version),
+            )
+            assert answers == [True, False, False, False]
+            assert store._confirms.batches - before == 1
+            assert _moves(await store.history("dev-0")) == [("applied", None, "LOC1", at(1))]
+            assert _moves(await store.history("dev-1")) == [("applied", None, "LOC1", at(1))]
+            assert _moves(await store.history("dev-2")) == [("applied", "LOC1", "LOC2", at(2))]
+            assert await store.history("dev-3") == []
+            stored = await store.get("dev-1")
+            assert stored is not None and stored.location_id == "LOC2" and not stored.confirmed
+
+    run(main())
+
+
+def _refuse_history_inserts(backend: str) -> list[str]:
+    """DDL that makes every history insert fail as a lost database would (an unavailable
+    store): what the state store must pass on, not swallow."""
+    if backend == "postgresql":
+        return [
+            "CREATE FUNCTION refuse_history() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'history refused' USING ERRCODE = '57P01'; END $$",
+            "CREATE TRIGGER refuse_history BEFORE INSERT ON history "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_history()",
+        ]
+    # SQLite: a trigger that writes to a view fails with an OperationalError.
+    return [
+        "CREATE VIEW refused AS SELECT 1 AS x",
+        "CREATE TRIGGER refuse_history BEFORE INSERT ON history "
+        "BEGIN INSERT INTO refused (x) VALUES (1); END",
+    ]
+
+
+def test_a_failure_to_keep_an_overtaken_write_fails_the_confirmation(db: Database) -> None:
+    """The statement that keeps an overtaken write's entry fails: the confirmation fails
+    with the store's error (the gateway answers 503), nothing is swallowed."""
+    from gateway.store import StoreUnavailable
+
+    async def main() -> None:
+        async with await _open(db) as store:
+            a = await store.claim(binding(observed=1), credential="device")
+            await store.claim(binding(location_id="LOC2", observed=2), credential="device")
+            async with store._unit() as connection:
+                for statement in _refuse_history_inserts(db.backend):
+                    await connection.execute(sa.text(statement))
+            with pytest.raises(StoreUnavailable):
+                await store.confirm("device-1", a.current.version, record=taken(a))
+            # Without a record there is nothing to keep: no statement of the kind runs.
+            assert not await store.confirm("device-1", a.current.version)
+            assert await store.history("device-1") == []
 
     run(main())
 

@@ -6,6 +6,7 @@ answer and every row of the tables must come out the same.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,30 @@ async def _scenario(store: SqlStateStore, clock: Clock) -> list[Any]:
     await step(store.advance("dev-a", at(60)))
     await step(store.advance("dev-b", at(60)))
     await step(store.confirm("dev-c", 1))  # no such device
+    # A write the carrier took while a newer claim overtook it keeps its entry...
+    await step(store.claim(binding("dev-d", "LOC1", observed=1), credential="d"))
+    await step(store.claim(binding("dev-d", "LOC2", observed=2), credential="d"))
+    first = HistoryRecord("dev-d", HistoryKind.APPLIED, "d", "report", None, {"a": 1}, at(1))
+    await step(store.confirm("dev-d", 1, record=first))
+    # ...unless it has no observation time, or a newer write is recorded already.
+    await step(store.confirm("dev-d", 1, record=dataclasses.replace(first, observed_at=None)))
+    second = dataclasses.replace(first, after={"a": 2}, observed_at=at(2))
+    await step(store.confirm("dev-d", 2, record=second))
+    await step(store.claim(binding("dev-d", "LOC3", observed=3), credential="d"))
+    await step(store.confirm("dev-d", 1, record=first))
+    await step(store.confirm("dev-c", 1, record=first))  # no such device
+    # Together in one batch: a confirmation, an overtaken write and one without a record.
+    await step(store.claim(binding("dev-e", "LOC1", observed=1), credential="d"))
+    await step(store.claim(binding("dev-e", "LOC2", observed=2), credential="d"))
+    await step(store.claim(binding("dev-f", "LOC1", observed=1), credential="d"))
+    third = dataclasses.replace(first, aeui="dev-e", after={"a": 3})
+    fourth = dataclasses.replace(first, aeui="dev-f", after={"a": 4})
+    batch = asyncio.gather(
+        store.confirm("dev-e", 1, record=third),
+        store.confirm("dev-d", 3),
+        store.confirm("dev-f", 1, record=fourth),
+    )
+    await step(batch)
     return answers
 
 
@@ -103,3 +128,15 @@ def test_the_driver_sql_agrees_with_the_portable_path(
     assert answers[7] is False and answers[8] is False and answers[9] is True
     assert answers[11][0] == "NumberOwned" and answers[16] is False and answers[17] is True
     assert len(fast[1]["history"]) >= 3
+    # The overtaken writes the carrier took: kept once each, in order, before the newer.
+    kept = [(row[1], row[5], row[-1]) for row in fast[1]["history"] if row[1] != "dev-a"]
+    kept = [row for row in kept if not row[0].startswith("~")]
+    assert answers[21] is False and answers[22] is False and answers[23] is True
+    assert answers[25] is False and answers[26] is False
+    assert answers[-1] == [False, True, True]
+    assert kept == [
+        ("dev-d", "applied", '{"a":1}'),
+        ("dev-d", "applied", '{"a":2}'),
+        ("dev-f", "applied", '{"a":4}'),
+        ("dev-e", "applied", '{"a":3}'),
+    ]

@@ -434,7 +434,8 @@ class Reports:
             self.known.trust(binding)
         else:
             # A newer report won the ledger while this one was being written, perhaps at
-            # another replica: this write may have landed after its. Make certain.
+            # another replica (the store kept this write's history entry all the same, as
+            # the carrier took it): this write may have landed after its. Make certain.
             self.repairs.maybe_applied(aeui)
         return Outcome(binding, location_change, endpoint_change, warnings)
 
