@@ -31,7 +31,7 @@ from gateway.store.base import (
     LocationRecord,
     NumberState,
 )
-from gateway.store.driver import CLOSE_WAIT, DriverPaths, _Kept
+from gateway.store.driver import DriverPaths
 from gateway.store.engine import (
     READ_ONLY,
     is_missing_table,
@@ -40,6 +40,7 @@ from gateway.store.engine import (
 )
 from gateway.store.errors import SchemaNotCurrent, StoreUnavailable
 from gateway.store.groupcommit import GroupCommit
+from gateway.store.kept import CLOSE_WAIT, _Kept
 from gateway.store.leases import record_check, release_lease, take_leases
 from gateway.store.mapping import (
     binding_of,
