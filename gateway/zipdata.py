@@ -20,7 +20,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["ZipInfo", "ZipTable", "zip_info", "zip_table"]
+__all__ = ["ZipInfo", "ZipTable", "zip_info", "zip_number", "zip_table"]
 
 #: Five-digit ZIP codes: 00000 to 99999.
 _ZIP_SPACE = 100_000
@@ -76,7 +76,7 @@ def _records() -> Iterator[dict[str, Any]]:
         yield from zipcodes.similar_to(f"{prefix:02d}")  # type: ignore[no-untyped-call]
 
 
-def _zip_number(zip_code: str) -> int | None:
+def zip_number(zip_code: str) -> int | None:
     """``"02134"`` -> 2134; ``None`` for anything but five ASCII digits."""
     if len(zip_code) == 5 and zip_code.isascii() and zip_code.isdigit():
         return int(zip_code)
@@ -102,7 +102,7 @@ def columns(infos: Iterable[ZipInfo]) -> dict[str, list[Any]]:
     out["acceptable_end"] = []
     out["acceptable"] = []
     for info in infos:
-        number = _zip_number(info.zip_code)
+        number = zip_number(info.zip_code)
         if number is None:
             continue  # not a five-digit ZIP: nothing could look it up
         out["zip"].append(number)
@@ -161,7 +161,7 @@ class ZipTable(Mapping[str, ZipInfo]):
 
     def row(self, zip_code: str) -> int:
         """The ZIP's row, or -1."""
-        number = _zip_number(zip_code)
+        number = zip_number(zip_code)
         return -1 if number is None else self._row[number]
 
     def info(self, row: int) -> ZipInfo:

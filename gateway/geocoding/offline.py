@@ -27,7 +27,7 @@ from geopy.geocoders.base import Geocoder
 from geopy.location import Location
 from geopy.point import Point
 
-from gateway.zipdata import ZipInfo, zip_table
+from gateway.zipdata import ZipInfo, zip_number, zip_table
 
 PRECISION = "postal"
 #: Grid cell edge, degrees. ~28 km north-south: a few dozen ZIPs per populated cell.
@@ -91,7 +91,7 @@ class ZipIndex:
         #: ZIP number -> its row (-1: none); the last record of a ZIP wins, as in a dict.
         self._row = array("i", [-1]) * 100_000
         for r in records:
-            number = _zip_number(r.zip_code)
+            number = zip_number(r.zip_code)
             if number is None:
                 continue  # not five digits: no query could name it
             for column, name in ((self._city, r.city), (self._state, r.state)):
@@ -131,7 +131,7 @@ class ZipIndex:
 
     def get(self, zip_code: str) -> ZipRecord | None:
         """The ZIP's record, or ``None`` for one the index does not hold."""
-        number = _zip_number(zip_code)
+        number = zip_number(zip_code)
         row = -1 if number is None else self._row[number]
         return self.record(row) if row >= 0 else None
 
@@ -176,12 +176,6 @@ def _usable(rows: Iterable[ZipInfo]) -> Iterator[ZipRecord]:
             longitude=lon,
             standard=z.zip_code_type == "STANDARD" and z.active,
         )
-
-
-def _zip_number(zip_code: str) -> int | None:
-    if len(zip_code) == 5 and zip_code.isascii() and zip_code.isdigit():
-        return int(zip_code)
-    return None
 
 
 def _cell(latitude: float, longitude: float) -> tuple[int, int]:
