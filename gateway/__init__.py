@@ -9,4 +9,3 @@ __version__ = "0.1.0"
 # httpx's command-line client (rich, click) is no part of the gateway (gateway.lean).
 with without("httpx._main"):
     import httpx  # noqa: F401
-
