@@ -20,10 +20,14 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-import uvicorn
 from starlette.applications import Starlette
 
+from gateway.lean import without
 from gateway.settings import Settings
+
+# uvicorn's reloader would watch files with watchfiles: ``serve`` never reloads (gateway.lean).
+with without("watchfiles"):
+    import uvicorn
 
 __all__ = ["DRAIN_DELAY", "GatewayServer", "build_config", "serve", "start_draining"]
 

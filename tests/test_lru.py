@@ -1,8 +1,12 @@
-"""gateway.lru.Lru (cachetools): bounded, least recently used out first, reads refresh."""
+"""gateway.lru.Lru: bounded, least recently used out first, reads refresh; the same contents
+as cachetools.LRUCache after any sequence of operations."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from cachetools import LRUCache
 
 from gateway.lru import Lru
 
@@ -19,7 +23,44 @@ def test_evicts_the_least_recently_used_and_reads_refresh() -> None:
     assert "a" not in lru and lru.get("c") == 20
     assert lru.get("missing") is None and lru.get("missing", -1) == -1
     assert lru.pop("c") == 20 and lru.pop("c", None) is None and lru.pop("c", 7) == 7
+    with pytest.raises(KeyError):
+        lru.pop("c")
     del lru["d"]
-    assert dict(lru.items()) == {"e": 4}
+    assert dict(lru.items()) == {"e": 4} and list(lru) == ["e"]
     with pytest.raises(KeyError):
         del lru["d"]
+    with pytest.raises(KeyError):
+        lru["d"]
+    with pytest.raises(ValueError, match="maxsize"):
+        Lru(0)
+
+
+def test_subscript_refreshes_as_get_does() -> None:
+    lru: Lru[str, int] = Lru(2)
+    lru["a"], lru["b"] = 1, 2
+    assert lru["a"] == 1
+    lru["c"] = 3
+    assert list(lru) == ["a", "c"]
+
+
+def test_keeps_what_cachetools_lru_keeps() -> None:
+    """The same operations on both: the same contents in every state (so the same evictions)."""
+    rng = random.Random(5)
+    ours: Lru[int, int] = Lru(50)
+    theirs: LRUCache[int, int] = LRUCache(50)
+    for step in range(20_000):
+        key, op = rng.randrange(120), rng.random()
+        if op < 0.5:
+            ours[key] = theirs[key] = step
+        elif op < 0.8:
+            assert ours.get(key) == theirs.get(key)
+        elif op < 0.9:
+            assert (key in ours) == (key in theirs)
+            if key in ours:
+                assert ours[key] == theirs[key]
+        else:
+            assert ours.pop(key, None) == theirs.pop(key, None)
+        assert len(ours) == len(theirs)
+        assert set(ours) == set(theirs)  # iterating refreshes neither
+    # (Reading LRUCache's items refreshes them: only once, at the end.)
+    assert dict(ours.items()) == dict(theirs.items())

@@ -3,6 +3,13 @@ the cached, single-flight service the report pipeline calls."""
 
 from __future__ import annotations
 
+from gateway.lean import without
+
+# geopy's default adapter (requests) is never used: every geocoder here is given its own.
+with without("requests"):
+    import geopy.adapters
+    import geopy.geocoders  # noqa: F401
+
 from gateway.geocoding.adapter import HttpxAdapter, adapter_factory
 from gateway.geocoding.offline import OfflineGeocoder
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision

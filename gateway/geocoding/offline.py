@@ -15,8 +15,9 @@ import math
 import re
 import sys
 import threading
+from array import array
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from geopy.geocoders.base import Geocoder
 from geopy.location import Location
 from geopy.point import Point
 
-from gateway.zipdata import zip_table
+from gateway.zipdata import ZipInfo, zip_number, zip_table
 
 PRECISION = "postal"
 #: Grid cell edge, degrees. ~28 km north-south: a few dozen ZIPs per populated cell.
@@ -72,57 +73,109 @@ class ZipIndex:
     A point that several ZIPs share is a placeholder (the data gives some ZIPs their city's
     centre: five "WASHINGTON NAVY YARD" ZIPs sit on the Mall), not a centroid, so those ZIPs are
     left out of the grid; forward lookups still find them.
+
+    The records are held as columns (arrays of numbers, each distinct name once) and a
+    ``ZipRecord`` is built for the one answered: ~2 MiB for the whole data set where one
+    object per ZIP took ~13 MiB (docs/benchmarks.md).
     """
 
-    def __init__(self, records: list[ZipRecord]) -> None:
-        self.by_zip = {r.zip_code: r for r in records}
-        self.grid: dict[tuple[int, int], list[ZipRecord]] = {}
-        residential = [r for r in records if r.standard]
-        shared = Counter((r.latitude, r.longitude) for r in residential)
-        for r in residential:
-            if shared[r.latitude, r.longitude] == 1:
-                self.grid.setdefault(_cell(r.latitude, r.longitude), []).append(r)
+    def __init__(self, records: Iterable[ZipRecord]) -> None:
+        self._names: list[str] = []
+        ids: dict[str, int] = {}
+        self._zips = array("i")
+        self._city = array("I")
+        self._state = array("I")
+        self._lat = array("d")
+        self._lon = array("d")
+        self._standard = bytearray()
+        #: ZIP number -> its row (-1: none); the last record of a ZIP wins, as in a dict.
+        self._row = array("i", [-1]) * 100_000
+        for r in records:
+            number = zip_number(r.zip_code)
+            if number is None:
+                continue  # not five digits: no query could name it
+            for column, name in ((self._city, r.city), (self._state, r.state)):
+                found = ids.get(name)
+                if found is None:
+                    found = ids[name] = len(self._names)
+                    self._names.append(sys.intern(name))
+                column.append(found)
+            self._row[number] = len(self._zips)
+            self._zips.append(number)
+            self._lat.append(r.latitude)
+            self._lon.append(r.longitude)
+            self._standard.append(r.standard)
+        #: Cell -> the rows of its residential ZIPs.
+        self.grid: dict[tuple[int, int], array[int]] = {}
+        residential = [i for i in range(len(self._zips)) if self._standard[i]]
+        shared = Counter((self._lat[i], self._lon[i]) for i in residential)
+        for i in residential:
+            lat, lon = self._lat[i], self._lon[i]
+            if shared[lat, lon] == 1:
+                self.grid.setdefault(_cell(lat, lon), array("i")).append(i)
 
     @classmethod
     def from_zipcodes(cls) -> ZipIndex:
         """From the process's shared ZIP table (``gateway.zipdata``), US ZIPs with a point."""
-        records = []
-        for z in zip_table().values():
-            lat, lon = z.latitude, z.longitude
-            if lat is None or lon is None:
-                continue
-            if z.country not in ("US", "") or (lat == 0 and lon == 0):
-                continue
-            records.append(
-                ZipRecord(
-                    zip_code=z.zip_code,
-                    city=sys.intern(z.city.upper()),
-                    state=z.state.upper(),
-                    latitude=lat,
-                    longitude=lon,
-                    standard=z.zip_code_type == "STANDARD" and z.active,
-                )
-            )
-        return cls(records)
+        return cls(_usable(zip_table().rows()))
+
+    def record(self, row: int) -> ZipRecord:
+        return ZipRecord(
+            zip_code=f"{self._zips[row]:05d}",
+            city=self._names[self._city[row]],
+            state=self._names[self._state[row]],
+            latitude=self._lat[row],
+            longitude=self._lon[row],
+            standard=bool(self._standard[row]),
+        )
+
+    def get(self, zip_code: str) -> ZipRecord | None:
+        """The ZIP's record, or ``None`` for one the index does not hold."""
+        number = zip_number(zip_code)
+        row = -1 if number is None else self._row[number]
+        return self.record(row) if row >= 0 else None
+
+    def gridded(self) -> Iterator[ZipRecord]:
+        """The records reverse lookups choose from."""
+        return (self.record(row) for rows in self.grid.values() for row in rows)
 
     def nearest(self, latitude: float, longitude: float) -> ZipRecord | None:
         """The closest residential ZIP centroid, by expanding rings of grid cells."""
         scale = max(math.cos(math.radians(latitude)), 0.1)
         ci, cj = _cell(latitude, longitude)
-        best: ZipRecord | None = None
+        lats, lons = self._lat, self._lon
+        best = -1
         best_d2 = _MAX_DEGREES**2
         max_ring = math.ceil(_MAX_DEGREES / (_CELL * scale)) + 1
         for ring in range(max_ring + 1):
             # Points outside rings 0..ring-1 are at least (ring-1) cells away along some axis.
             bound = max(ring - 1, 0) * _CELL * scale
-            if best is not None and best_d2 <= bound * bound:
+            if best >= 0 and best_d2 <= bound * bound:
                 break
             for i, j in _ring(ci, cj, ring):
                 for r in self.grid.get((i, j), ()):
-                    d2 = (r.latitude - latitude) ** 2 + ((r.longitude - longitude) * scale) ** 2
+                    d2 = (lats[r] - latitude) ** 2 + ((lons[r] - longitude) * scale) ** 2
                     if d2 < best_d2:
                         best, best_d2 = r, d2
-        return best
+        return self.record(best) if best >= 0 else None
+
+
+def _usable(rows: Iterable[ZipInfo]) -> Iterator[ZipRecord]:
+    """US ZIPs with a point, one record at a time."""
+    for z in rows:
+        lat, lon = z.latitude, z.longitude
+        if lat is None or lon is None:
+            continue
+        if z.country not in ("US", "") or (lat == 0 and lon == 0):
+            continue
+        yield ZipRecord(
+            zip_code=z.zip_code,
+            city=z.city.upper(),
+            state=z.state.upper(),
+            latitude=lat,
+            longitude=lon,
+            standard=z.zip_code_type == "STANDARD" and z.active,
+        )
 
 
 def _cell(latitude: float, longitude: float) -> tuple[int, int]:
@@ -187,7 +240,7 @@ class OfflineGeocoder(Geocoder):  # type: ignore[misc]
         found = _ZIP.findall(text)
         if not found:
             return None
-        record = self.index.by_zip.get(found[-1])
+        record = self.index.get(found[-1])
         return record.location() if record is not None else None
 
     def reverse(self, query: Any, **_: Any) -> Location | None:

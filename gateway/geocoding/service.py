@@ -119,7 +119,10 @@ class Geocoding:
 
     async def geocode(self, address: Address) -> GeocodeResult | None:
         """Coordinates for a normalized address; ``None`` when the provider knows none."""
-        key = dataclasses.replace(address, address_line2=None, plus_four=None)
+        key = address
+        if address.address_line2 is not None or address.plus_four is not None:
+            # A copy only when it differs: the cache keeps its key, one per address.
+            key = dataclasses.replace(address, address_line2=None, plus_four=None)
         return await self._lookup("geocode", self._forward, key, partial(self._forward_call, key))
 
     async def reverse(self, latitude: float, longitude: float) -> GeocodeResult | None:

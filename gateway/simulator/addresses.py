@@ -12,7 +12,7 @@ import math
 import re
 
 from gateway.bandwidth.models import Address, Location, LocationStatus, wire_name
-from gateway.zipdata import ZipInfo, zip_table
+from gateway.zipdata import ZipInfo, ZipTable, zip_table
 
 _STATES = (
     "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ "
@@ -43,7 +43,7 @@ class InvalidAddress(ValueError):
         self.field = field
 
 
-def zip_index() -> dict[str, ZipInfo]:
+def zip_index() -> ZipTable:
     """Five-digit ZIP -> its record: ``gateway.zipdata``'s table, loaded on first use."""
     return zip_table()
 

@@ -18,11 +18,16 @@ import threading
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.lean import without
+
+# Mako's error pages would highlight with Pygments (gateway.lean): never rendered here.
+with without("mako.ext.pygmentplugin"):
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
 from gateway.store.engine import make_engine, unavailable_as_store_error
 from gateway.store.errors import SchemaTooNew

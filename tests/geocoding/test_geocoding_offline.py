@@ -73,7 +73,7 @@ def test_reverse_rejects_garbage(offline: OfflineGeocoder) -> None:
 
 def test_grid_nearest_matches_a_linear_scan() -> None:
     index = zip_index()
-    records = [r for cell in index.grid.values() for r in cell]
+    records = list(index.gridded())
     rng = random.Random(911)
     for _ in range(100):
         anchor = rng.choice(records)
