@@ -42,6 +42,7 @@ from gateway.api.health import Readiness
 from gateway.api.limits import DeviceRateLimiter
 from gateway.api.memo import ReportMemo
 from gateway.api.problems import EXCEPTION_HANDLERS
+from gateway.api.unchanged import UnchangedAnswers
 from gateway.concurrency import cancel
 from gateway.dlr.address import warm_up as warm_address_data
 from gateway.dlr.callers import CallerIndex
@@ -259,6 +260,7 @@ def create_app(
                 report_limiter=limiter,
                 read_limiter=read_limiter,
                 report_memo=ReportMemo(settings.report_memo_size),
+                unchanged_answers=UnchangedAnswers(settings.report_memo_size),
             )
             yield
 

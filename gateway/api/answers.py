@@ -153,7 +153,16 @@ class PendingReport(BaseModel):
     detail: str
 
 
+def model_json(answer: BaseModel) -> bytes:
+    """``answer``'s JSON, written by the model's own serializer."""
+    return answer.__pydantic_serializer__.to_json(answer)
+
+
+def json_response(body: bytes, status_code: int = 200) -> Response:
+    """An answer whose JSON is ``body``."""
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
 def model_response(answer: BaseModel, status_code: int = 200) -> Response:
     """``answer`` as its JSON, written by the model's own serializer."""
-    body = answer.__pydantic_serializer__.to_json(answer)
-    return Response(body, status_code=status_code, media_type="application/json")
+    return json_response(model_json(answer), status_code)
