@@ -442,8 +442,10 @@ async def location_report(request: Request) -> Response:
             )
         try:
             # A carrier that works asynchronously (v2) is followed until just before the
-            # deadline, so that the report answers 202 (pending) rather than 503.
-            answer_by(s.settings.report_deadline - _PENDING_MARGIN)
+            # deadline, so that the report answers 202 (pending) rather than 503. Only its
+            # client reads the deadline (``time_left``).
+            if s.settings.bandwidth_api == "v2":
+                answer_by(s.settings.report_deadline - _PENDING_MARGIN)
             async with asyncio.timeout(s.settings.report_deadline):
                 outcome = await s.pipeline.report(report, credential=_credential(principal))
         except (TimeoutError, Unroutable, Superseded, NumberOwned) as exc:
