@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from cachetools import LRUCache
-
 from gateway.dlr.pipeline import Outcome
 
 _KEY: Final = b'"observedAt":"'
@@ -55,11 +53,13 @@ def _comparable(outcome: Outcome) -> bool:
 
 class UnchangedAnswers:
     """The JSON answer of each device's last unchanged report, cut around its ``observedAt``;
-    least recently used devices out beyond ``maxsize`` (0: off)."""
+    beyond ``maxsize`` devices (0: off), the one whose answer was written longest ago goes
+    out. A plain dict: a hit costs a lookup (an LRU's bookkeeping cost as much again)."""
 
     def __init__(self, maxsize: int) -> None:
-        self._answers: LRUCache[str, tuple[tuple[Any, ...], bytes, bytes]] | None = (
-            LRUCache(maxsize) if maxsize > 0 else None
+        self._maxsize = maxsize
+        self._answers: dict[str, tuple[tuple[Any, ...], bytes, bytes]] | None = (
+            {} if maxsize > 0 else None
         )
         self.hits = 0
 
@@ -85,8 +85,8 @@ class UnchangedAnswers:
         if answer.count(_KEY) != 1 or answer.count(value) != 1:
             return  # not one plain observedAt to cut around: always written in full
         head, tail = answer.split(value)
-        self._answers[outcome.binding.aeui] = (
-            written_from(outcome),
-            head + _KEY,
-            b'"' + tail,
-        )
+        aeui = outcome.binding.aeui
+        self._answers.pop(aeui, None)  # written now: the last to go
+        self._answers[aeui] = (written_from(outcome), head + _KEY, b'"' + tail)
+        if len(self._answers) > self._maxsize:
+            del self._answers[next(iter(self._answers))]

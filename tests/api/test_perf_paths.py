@@ -201,3 +201,21 @@ def test_read_body_refuses_past_the_limit_and_a_disconnect() -> None:
         assert await gone.is_disconnected()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204, 304, 409, 422, 503])
+def test_json_response_is_starlettes_response(status: int) -> None:
+    from starlette.responses import Response
+
+    from gateway.api.answers import json_response
+
+    body = b'{"a":"caf\xc3\xa9"}'
+    ours = json_response(body, status)
+    theirs = Response(body, status_code=status, media_type="application/json")
+    assert (ours.status_code, ours.body, ours.raw_headers, ours.media_type, ours.background) == (
+        theirs.status_code,
+        theirs.body,
+        theirs.raw_headers,
+        theirs.media_type,
+        theirs.background,
+    )
