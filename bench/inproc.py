@@ -15,7 +15,8 @@ no latency), and calls the ASGI app directly, one request at a time, in one even
 - ``baseline``: the bare Starlette app of ``bench.baseline``.
 
 Requests go one at a time unless ``--concurrency N``: with a state store that batches
-concurrent writes (group commit), one at a time is its worst case.
+concurrent writes (group commit), one at a time is its worst case. ``--tasks`` runs each
+request in a task of its own, as a server does.
 
 It prints CPU microseconds per request. Being one process with no I/O, its numbers barely
 move when the machine is busy, which makes it the tool for before/after comparisons of the
@@ -109,6 +110,7 @@ async def run(
     store_url: str | None = None,
     gap: float = 0.002,
     subscribe: bool = False,
+    tasks: bool = False,
 ) -> dict[str, float]:
     from gateway.app import SANDBOX_PREFIX, create_app
     from gateway.settings import Settings
@@ -183,7 +185,11 @@ async def run(
         async def worker() -> None:
             nonlocal bad
             for body, query in queue:
-                if await call(app, body, query) != 200:
+                if tasks:  # as a server runs each request: in a task of its own
+                    status = await asyncio.create_task(call(app, body, query))
+                else:
+                    status = await call(app, body, query)
+                if status != 200:
                     bad += 1
                 if pause:
                     await asyncio.sleep(pause)
@@ -275,6 +281,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run under py-spy, write collapsed stacks to FILE, print a summary",
     )
     parser.add_argument(
+        "--tasks",
+        action="store_true",
+        help="each request in a task of its own, as a server runs them (what a request's "
+        "task and context cost, and any garbage they leave, is then measured too)",
+    )
+    parser.add_argument(
         "--store-url",
         metavar="URL",
         help="the state store (GATEWAY_DATABASE_URL): 'none' for none; default the sandbox's",
@@ -299,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.store_url,
                 args.gap_ms / 1000,
                 args.subscribe,
+                args.tasks,
             )
         )
     print(

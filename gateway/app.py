@@ -42,6 +42,7 @@ from gateway.api.health import Readiness
 from gateway.api.limits import DeviceRateLimiter
 from gateway.api.memo import ReportMemo
 from gateway.api.problems import EXCEPTION_HANDLERS
+from gateway.api.unchanged import UnchangedAnswers
 from gateway.concurrency import cancel
 from gateway.dlr.address import warm_up as warm_address_data
 from gateway.dlr.callers import CallerIndex
@@ -59,6 +60,46 @@ log = logging.getLogger("gateway")
 
 #: Where sandbox mode mounts the simulator inside the gateway's own server.
 SANDBOX_PREFIX = "/sandbox/bandwidth"
+
+
+#: The collector's first threshold while a gateway serves (Python's default is 700). It
+#: counts container objects allocated less those freed since the last collection; with 50
+#: requests in flight, their short-lived objects reached 700 every 15 or so
+#: requests, and nearly every collection found nothing to free (each request's objects are
+#: freed by their reference counts, tests/api/test_report_garbage.py). The older
+#: generations' thresholds are counts of the younger one's runs, so they follow.
+SERVING_GC_THRESHOLD = 5000
+
+
+class _CollectorTuning:
+    """The collector as a serving gateway wants it: start-up's objects frozen out of its
+    sight (``gc.freeze``) and collections rarer (``SERVING_GC_THRESHOLD``); as it was once
+    the last gateway of the process (tests run several, nested or side by side) stops."""
+
+    def __init__(self) -> None:
+        self._serving = 0
+        self._saved: tuple[int, int, int] | None = None
+
+    def start(self) -> None:
+        if self._serving == 0:
+            self._saved = gc.get_threshold()
+            gc.set_threshold(SERVING_GC_THRESHOLD, *self._saved[1:])
+        self._serving += 1
+        # What start-up built (ZIP tables, normalizer data, clients) lives as long as the
+        # process: out of the collector's sight, a full collection no longer walks it (tens
+        # of milliseconds each time, a pause every request in flight waits out).
+        gc.collect()
+        gc.freeze()
+
+    def stop(self) -> None:
+        self._serving -= 1
+        if self._serving == 0 and self._saved is not None:
+            gc.set_threshold(*self._saved)
+            self._saved = None
+            gc.unfreeze()  # what the stopped gateways held may be collected again
+
+
+_collector = _CollectorTuning()
 
 
 def warm_up() -> None:
@@ -156,11 +197,8 @@ def create_app(
             )
             # Build the ZIP indexes now, off the event loop, not in the first request.
             await asyncio.to_thread(warm_up)
-            # What start-up built (ZIP tables, normalizer data, clients) lives as long as the
-            # process: out of the collector's sight, a full collection no longer walks it
-            # (tens of milliseconds each time, a pause every request in flight waits out).
-            gc.collect()
-            gc.freeze()
+            _collector.start()
+            stack.callback(_collector.stop)
             # What start-up built and dropped (the ZIP data's transfer, the migrations) leaves
             # free pages in the C heap that would otherwise stay in the resident set.
             release_free_memory()
@@ -226,6 +264,7 @@ def create_app(
                 report_limiter=limiter,
                 read_limiter=read_limiter,
                 report_memo=ReportMemo(settings.report_memo_size),
+                unchanged_answers=UnchangedAnswers(settings.report_memo_size),
             )
             yield
 

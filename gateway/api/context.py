@@ -15,6 +15,7 @@ from gateway.settings import Settings
 if TYPE_CHECKING:
     from gateway.api.health import Readiness
     from gateway.api.memo import ReportMemo
+    from gateway.api.unchanged import UnchangedAnswers
     from gateway.bandwidth.client import BandwidthClient
     from gateway.dlr.pipeline import Geocoder, Normalizer, Pipeline
 
@@ -34,6 +35,8 @@ class Services:
     #: The same per-device limit for location reads (its own buckets).
     read_limiter: DeviceRateLimiter
     report_memo: ReportMemo
+    #: The answers of unchanged reports, written once per device and binding.
+    unchanged_answers: UnchangedAnswers
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -24,6 +24,8 @@ from gateway.api.answers import (
     DeviceLocation,
     PendingReport,
     ReportResult,
+    json_response,
+    model_json,
     model_response,
 )
 from gateway.api.auth import Principal, authenticate
@@ -440,8 +442,10 @@ async def location_report(request: Request) -> Response:
             )
         try:
             # A carrier that works asynchronously (v2) is followed until just before the
-            # deadline, so that the report answers 202 (pending) rather than 503.
-            answer_by(s.settings.report_deadline - _PENDING_MARGIN)
+            # deadline, so that the report answers 202 (pending) rather than 503. Only its
+            # client reads the deadline (``time_left``).
+            if s.settings.bandwidth_api == "v2":
+                answer_by(s.settings.report_deadline - _PENDING_MARGIN)
             async with asyncio.timeout(s.settings.report_deadline):
                 outcome = await s.pipeline.report(report, credential=_credential(principal))
         except (TimeoutError, Unroutable, Superseded, NumberOwned) as exc:
@@ -454,7 +458,9 @@ async def location_report(request: Request) -> Response:
             result = "upstream_unavailable"
             raise
         result = "applied" if outcome.changed else "unchanged"
-        return model_response(report_result(outcome, source))
+        if outcome.changed or source.names or source.warnings:
+            return model_response(report_result(outcome, source))
+        return json_response(_unchanged_answer(s, outcome, source))
     except Problem as exc:
         if result == "error":
             unroutable = exc.kind == "unroutable-address"
@@ -464,6 +470,17 @@ async def location_report(request: Request) -> Response:
         raise
     finally:
         s.metrics.report_done(result, time.perf_counter() - started)
+
+
+def _unchanged_answer(s: Services, outcome: Outcome, source: ReportSource) -> bytes:
+    """The JSON answer to an unchanged report read as sent (no renamed fields, no warnings
+    of its own format): as ``report_result`` writes it, remembered per device and binding
+    (``gateway.api.unchanged``)."""
+    answer = s.unchanged_answers.get(outcome)
+    if answer is None:
+        answer = model_json(report_result(outcome, source))
+        s.unchanged_answers.put(outcome, answer)
+    return answer
 
 
 def limit_reads(s: Services, aeui: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -40,19 +41,28 @@ def carrier_client(
 #: The caller's own deadline (``time.monotonic()``) and the task it binds: the v2 client's
 #: follow of an order ends before it, so that a report answers 202, not 503. Only the task
 #: that set it is bound: a background task inherits the context, not the deadline.
-_ANSWER_BY: ContextVar[tuple[float, asyncio.Task[object] | None] | None] = ContextVar(
+#:
+#: The task is held by a weak reference: the value lives in the task's own context, and a
+#: strong one would make every request's task, coroutine and context a reference cycle,
+#: garbage only the cyclic collector frees (tests/bandwidth/test_upstreams.py).
+_ANSWER_BY: ContextVar[tuple[float, weakref.ref[asyncio.Task[object]] | None] | None] = ContextVar(
     "answer_by", default=None
 )
 
 
 def answer_by(seconds: float) -> None:
     """The current task must have its answer within ``seconds`` from now."""
-    _ANSWER_BY.set((time.monotonic() + seconds, asyncio.current_task()))
+    task = asyncio.current_task()
+    _ANSWER_BY.set((time.monotonic() + seconds, None if task is None else weakref.ref(task)))
 
 
 def time_left() -> float | None:
     """Seconds left before the current task's deadline (``answer_by``); ``None`` with none."""
     bound = _ANSWER_BY.get()
-    if bound is None or bound[1] is not asyncio.current_task():
+    if bound is None:
         return None
-    return bound[0] - time.monotonic()
+    deadline, bound_to = bound
+    task = asyncio.current_task()
+    # A task that is gone binds nothing (no task is ever the ``None`` a dead reference gives).
+    same = task is None if bound_to is None else task is not None and bound_to() is task
+    return deadline - time.monotonic() if same else None

@@ -31,8 +31,9 @@ class ReportSettings:
     report_memo_size: int = setting(
         "GATEWAY_REPORT_MEMO_SIZE",
         10_000,
-        "report bodies remembered already parsed, per pod: a device's next report that differs "
-        "only in `observedAt` skips decoding and validation (0: off)",
+        "report bodies remembered already parsed, and unchanged reports' answers already "
+        "written, per pod: a device's next report that differs only in `observedAt` skips "
+        "decoding, validation and, when unchanged, building its answer (0: off)",
     )
     binding_cache_size: int = setting(
         "GATEWAY_BINDING_CACHE_SIZE",

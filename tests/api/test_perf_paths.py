@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import json
@@ -11,10 +12,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message
 
 from gateway.api.devices import _address_json
 from gateway.api.models import telephone_problem
-from gateway.api.schemas import record_to_json
+from gateway.api.problems import Problem
+from gateway.api.schemas import read_body, record_to_json
 from gateway.bandwidth.models import Address
 from gateway.dlr.ids import location_id_for
 from gateway.dlr.numbers import callback_number
@@ -145,3 +149,73 @@ def test_json_answers_never_fail_for_what_a_client_can_send(value: dict[str, Any
 
 def test_json_answers_write_no_nan() -> None:
     assert json.loads(dumps({"x": math.nan, "y": math.inf})) == {"x": None, "y": None}
+
+
+def _request(messages: list[Message]) -> Request:
+    pending = list(messages)
+
+    async def receive() -> Message:
+        return pending.pop(0)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    return Request(scope, receive)
+
+
+def _chunks(*bodies: bytes) -> list[Message]:
+    last = len(bodies) - 1
+    return [
+        {"type": "http.request", "body": b, "more_body": i < last} for i, b in enumerate(bodies)
+    ]
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        _chunks(b'{"a": 1}'),
+        _chunks(b""),
+        _chunks(b'{"a"', b"", b": 1}"),
+        _chunks(b"", b"x" * 100),
+        [{"type": "http.request"}],  # no body key at all
+    ],
+)
+def test_read_body_reads_what_starlette_reads(messages: list[Message]) -> None:
+    async def both() -> tuple[bytes, bytes]:
+        mine = _request(messages)
+        body = await read_body(mine, 100)
+        with pytest.raises(RuntimeError, match="Stream consumed"):
+            await read_body(mine, 100)  # once read, as Starlette's stream says
+        return body, await _request(messages).body()
+
+    mine, theirs = asyncio.run(both())
+    assert mine == theirs
+
+
+def test_read_body_refuses_past_the_limit_and_a_disconnect() -> None:
+    async def scenario() -> None:
+        with pytest.raises(Problem) as refused:
+            await read_body(_request(_chunks(b"x" * 60, b"y" * 41)), 100)
+        assert refused.value.status == 413
+        gone = _request([*_chunks(b"x", b"y")[:1], {"type": "http.disconnect"}])
+        with pytest.raises(ClientDisconnect):
+            await read_body(gone, 100)
+        assert await gone.is_disconnected()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204, 304, 409, 422, 503])
+def test_json_response_is_starlettes_response(status: int) -> None:
+    from starlette.responses import Response
+
+    from gateway.api.answers import json_response
+
+    body = b'{"a":"caf\xc3\xa9"}'
+    ours = json_response(body, status)
+    theirs = Response(body, status_code=status, media_type="application/json")
+    assert (ours.status_code, ours.body, ours.raw_headers, ours.media_type, ours.background) == (
+        theirs.status_code,
+        theirs.body,
+        theirs.raw_headers,
+        theirs.media_type,
+        theirs.background,
+    )

@@ -99,6 +99,9 @@ class _Place:
     street: tuple[float, float] | None = None
 
 
+#: A report without a fix to check (frozen: one for all of them).
+_NOTHING_TO_CHECK = _FixCheck()
+
 _GEOCODER_DOWN = "the geocoder is unavailable: provisioned without coordinates"
 _NOT_DISPATCHABLE = (
     "the GPS fix does not resolve to a street address: send a civic address "
@@ -219,7 +222,7 @@ class Reports:
         there is nothing to compare with, and the fix is taken as it is.
         """
         if fix is None or resolved.reversed is not None:
-            return _FixCheck()
+            return _NOTHING_TO_CHECK
         try:
             found = await self.geocoder.geocode(resolved.address)
         except GeocodingUnavailable:
