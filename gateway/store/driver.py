@@ -14,7 +14,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -311,6 +311,18 @@ async def _record_overtaken_asyncpg(
             await driver.execute(_RECORD_OVERTAKEN_ASYNCPG, *entry, timeout=timeout)
 
 
+class _Confirming(NamedTuple):
+    """A batch of confirmations as the driver paths take it: the devices and their claimed
+    versions, the time, the history columns of the records to append (by device), and the
+    devices a newer claim may have overtaken (device: version)."""
+
+    aeuis: list[str]
+    versions: list[int]
+    now: int
+    entries: dict[str, tuple[Any, ...]]
+    overtaken: dict[str, int]
+
+
 class DriverRow:
     """A ``devices`` row from the driver, read by column name as ``binding_of`` reads one."""
 
@@ -419,22 +431,17 @@ class DriverPaths(KeptConnections):
             return {aeui: aeui in confirmed for aeui in aeuis}
         # The candidates, should a newer claim have overtaken them (device: version).
         overtaken = {aeui: version for aeui, (version, record) in batch if overtaken_record(record)}
+        confirming = _Confirming(aeuis, versions, now, entries, overtaken)
         with _driver_errors():
             if self.dialect == "postgresql":
-                rows = await self._confirm_postgresql(aeuis, versions, now, entries, overtaken)
+                rows = await self._confirm_postgresql(confirming)
             else:
-                rows = await self._confirm_sqlite(aeuis, versions, now, entries, overtaken)
+                rows = await self._confirm_sqlite(confirming)
         confirmed = {row[0] for row in rows}
         return {aeui: aeui in confirmed for aeui in aeuis}
 
-    async def _confirm_postgresql(
-        self,
-        aeuis: list[str],
-        versions: list[int],
-        now: int,
-        entries: dict[str, tuple[Any, ...]],
-        overtaken: dict[str, int],
-    ) -> list[Any]:
+    async def _confirm_postgresql(self, confirming: _Confirming) -> list[Any]:
+        aeuis, versions, now, entries, overtaken = confirming
         if not entries:
             return await self._on_kept_postgresql(_CONFIRM_ASYNCPG, aeuis, versions, now)
         columns = [list(column) for column in zip(*entries.values(), strict=True)]
@@ -453,14 +460,8 @@ class DriverPaths(KeptConnections):
                 )
             return rows
 
-    async def _confirm_sqlite(
-        self,
-        aeuis: list[str],
-        versions: list[int],
-        now: int,
-        entries: dict[str, tuple[Any, ...]],
-        overtaken: dict[str, int],
-    ) -> list[Any]:
+    async def _confirm_sqlite(self, confirming: _Confirming) -> list[Any]:
+        aeuis, versions, now, entries, overtaken = confirming
         payload = json.dumps([list(pair) for pair in zip(aeuis, versions, strict=True)])
         if not entries:
             return await self._on_kept_sqlite(_CONFIRM_SQLITE3, (now, payload))
