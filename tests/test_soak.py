@@ -66,6 +66,7 @@ from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.pipeline import Pipeline
 from gateway.lru import Lru
 from gateway.simulator.addresses import US_STATES
+from gateway.store.kept import KeptConnections
 from gateway.store.sql import KEPT_CONNECTIONS
 from tests import procs
 from tests.harness import gateway, gateway_settings, phone_of
@@ -131,11 +132,10 @@ UPSTREAM = {
 def _store_operation(task: asyncio.Task[Any]) -> bool:
     """A task of a SQLite unit of work's (``gateway.store.shielded``): one of its
     operations, or its end; or the opening or closing of a connection the store keeps
-    (``DriverPaths._connect_kept``): each short-lived."""
+    (``KeptConnections._connect_kept``): each short-lived."""
     name = getattr(task.get_coro(), "__qualname__", "")
-    return name.startswith(
-        ("ShieldedConnection.", "AsyncConnection.", "shielded_unit.", "DriverPaths.")
-    )
+    kept = f"{KeptConnections.__name__}."
+    return name.startswith(("ShieldedConnection.", "AsyncConnection.", "shielded_unit.", kept))
 
 
 @functools.cache
