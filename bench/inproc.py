@@ -50,14 +50,14 @@ QUERY_TOKEN = "bench-inproc-query-token-0123456789"  # noqa: S105 - a bench cred
 QUERY_PATH = "/v1/emergency-calls/location"
 
 
-def _scope(body: bytes, query: str | None = None) -> dict[str, Any]:
+def _scope(body: bytes, query: str | None = None, admin_key: str = ADMIN_KEY) -> dict[str, Any]:
     """A ``POST /v1/location-reports`` of ``body``, or with ``query`` the call-time query."""
     path = "/v1/location-reports" if query is None else QUERY_PATH
     headers = [(b"host", b"gateway")]
     if query is None:
         headers += [
             (b"content-type", b"application/json"),
-            (b"authorization", f"Bearer {ADMIN_KEY}".encode()),
+            (b"authorization", f"Bearer {admin_key}".encode()),
             (b"content-length", str(len(body)).encode()),
         ]
     return {
@@ -77,8 +77,11 @@ def _scope(body: bytes, query: str | None = None) -> dict[str, Any]:
     }
 
 
-async def call(app: ASGIApp, body: bytes, query: str | None = None) -> int:
-    """One ``POST /v1/location-reports`` (or, with ``query``, one call-time query); the
+async def call(
+    app: ASGIApp, body: bytes, query: str | None = None, *, admin_key: str = ADMIN_KEY
+) -> int:
+    """One ``POST /v1/location-reports`` (or, with ``query``, one call-time query) straight
+    to the ASGI app, as a server would make it, with a client that stays connected; the
     answer's status."""
     sent = False
     status = 0
@@ -95,7 +98,7 @@ async def call(app: ASGIApp, body: bytes, query: str | None = None) -> int:
         if message["type"] == "http.response.start":
             status = message["status"]
 
-    await app(_scope(body, query), receive, send)
+    await app(_scope(body, query, admin_key), receive, send)
     return status
 
 

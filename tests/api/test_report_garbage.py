@@ -13,52 +13,16 @@ import collections
 import gc
 import json
 import weakref
-from typing import Any
 
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp
 
+from bench.inproc import call
 from tests.harness import ADMIN_KEY, WHITE_HOUSE, gateway, report
 
 
 async def _post(app: ASGIApp, body: bytes) -> int:
     """One ``POST /v1/location-reports`` of ``body``: the answer's status."""
-    sent = False
-    status = 0
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            await asyncio.sleep(3600)  # a client that stays connected
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/location-reports",
-        "raw_path": b"/v1/location-reports",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"gateway"),
-            (b"content-type", b"application/json"),
-            (b"authorization", f"Bearer {ADMIN_KEY}".encode()),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8080),
-        "state": {},
-    }
-    await app(scope, receive, send)
-    return status
+    return await call(app, body, admin_key=ADMIN_KEY)
 
 
 def _garbage_of(statuses: list[int], alive: list[bool]) -> collections.Counter[str]:
