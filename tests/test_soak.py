@@ -64,6 +64,7 @@ from cachetools import Cache
 from gateway.dlr.address import NormalizeCache, normalize
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.pipeline import Pipeline
+from gateway.events.process import DeliveryProcess
 from gateway.lru import Lru
 from gateway.simulator.addresses import US_STATES
 from gateway.store.kept import KeptConnections
@@ -627,6 +628,10 @@ def in_process_soak(database_url: str, *, fault_rate: float = 0.02, seed: int = 
         ) as gw:
             services = gw.app.state.services
             pipeline: Pipeline = services.pipeline
+            # The delivery process started (its pipes are connected by a passing task).
+            deliverer = gw.app.state.events.worker
+            assert isinstance(deliverer, DeliveryProcess)
+            assert await until(lambda: deliverer.pid is not None, 30.0)
             await asyncio.sleep(0)
             # The gateway's lasting tasks: not a statement of a SQLite unit of work in flight
             # now (the delivery worker's first poll, say), which runs in a task of its own.

@@ -73,7 +73,7 @@ async def retry(request: Request) -> Response:
         raise Problem(404, "There is no event with that ID.")
     count = await events.outbox.retry(event_id)
     if count:
-        events.worker.wake.set()
+        events.wake()
     return model_response(EventRetry(id=event_id, retried=count), status_code=202)
 
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -71,12 +72,36 @@ class Backoff:
         return full * (0.5 + rand() / 2)
 
 
+class DeliveryReport(Protocol):
+    """Where a worker's figures go: the metrics, or the pipe to the serving process."""
+
+    def counted(self, event_type: str, channel: str, result: str) -> None:
+        """One delivery attempt's outcome (``delivered``, ``retry`` or ``failed``)."""
+
+    def backlog(self, depth: int, oldest: float) -> None:
+        """The pending deliveries: how many, and the oldest one's age in seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsReport:
+    """A worker's figures as the gateway's metrics."""
+
+    metrics: Metrics
+
+    def counted(self, event_type: str, channel: str, result: str) -> None:
+        self.metrics.event_deliveries.labels(event_type, channel, result).inc()
+
+    def backlog(self, depth: int, oldest: float) -> None:
+        self.metrics.outbox_depth.set(depth)
+        self.metrics.outbox_oldest_age.set(oldest)
+
+
 @dataclass(eq=False)
 class DeliveryWorker:
     """Claims due deliveries in batches of ``batch``, attempts ``concurrency`` at a time."""
 
     outbox: OutboxStore
-    metrics: Metrics
+    report: DeliveryReport
     owner: str
     _: KW_ONLY
     smtp: email.SmtpConfig | None = None
@@ -149,8 +174,7 @@ class DeliveryWorker:
             return
         self._gauged_at = now
         depth, oldest = await self.outbox.backlog()
-        self.metrics.outbox_depth.set(depth)
-        self.metrics.outbox_oldest_age.set(oldest or 0.0)
+        self.report.backlog(depth, oldest or 0.0)
 
     async def _attempt(self, item: Claimed, hook: Webhook | None) -> Outcome:
         delivery, event = item.delivery, item.event
@@ -175,7 +199,7 @@ class DeliveryWorker:
         result = {"delivered": "delivered", "pending": "retry"}.get(state, "failed")
         if state == "lost":
             result = "delivered" if outcome.error is None else "retry"
-        self.metrics.event_deliveries.labels(event.type, channel, result).inc()
+        self.report.counted(event.type, channel, result)
         if outcome.error is not None:
             log.log(
                 logging.ERROR if result == "failed" else logging.INFO,

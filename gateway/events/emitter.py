@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Protocol
 
 from gateway.concurrency import BatchQueue
 from gateway.events.model import EMAIL_TYPES, Event
@@ -33,6 +34,12 @@ def as_new(event: Event) -> NewEvent:
     return NewEvent(
         event.id, event.type, event.body(), event.occurred_at.timestamp(), event.type in EMAIL_TYPES
     )
+
+
+class Wake(Protocol):
+    """What the emitter sets once it wrote deliveries (an ``asyncio.Event``, say)."""
+
+    def set(self) -> None: ...
 
 
 class Emitter(BatchQueue[Event]):
@@ -63,7 +70,7 @@ class Emitter(BatchQueue[Event]):
         self.prepare = prepare
         #: Set by the delivery worker: written events are due now (set only when they got
         #: deliveries: waking the worker costs it a transaction).
-        self.on_written: asyncio.Event | None = None
+        self.on_written: Wake | None = None
         super().__init__(log, maxsize=maxsize, batch=BATCH, linger=linger)
 
     emit = BatchQueue.put

@@ -7,15 +7,17 @@ from dataclasses import dataclass, field
 
 from gateway.concurrency import cancel
 from gateway.events.calls import with_addresses
-from gateway.events.delivery import Backoff, DeliveryWorker
+from gateway.events.delivery import Backoff, DeliveryReport, DeliveryWorker, MetricsReport
 from gateway.events.email import SmtpConfig
 from gateway.events.emitter import Emitter
+from gateway.events.process import DeliveryProcess
 from gateway.events.recipients import CarrierRecipients, ListsRecipients
 from gateway.events.stale import StaleDevices
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store.outbox import CARRIER_EMAIL_TARGET, EMAIL_TARGET, OutboxStore
 from gateway.store.sql import SqlStateStore
+from gateway.store.urls import is_memory
 
 #: How long a rotated-out webhook secret still signs deliveries, seconds.
 SECRET_OVERLAP = 86_400.0
@@ -48,11 +50,39 @@ def smtp_config(settings: Settings) -> SmtpConfig | None:
     )
 
 
+def delivery_worker(
+    settings: Settings,
+    outbox: OutboxStore,
+    report: DeliveryReport,
+    owner: str,
+    *,
+    carrier: ListsRecipients | None = None,
+) -> DeliveryWorker:
+    """The worker the settings describe; ``carrier`` is read for its notification recipients'
+    addresses when ``GATEWAY_NOTIFY_CARRIER_RECIPIENTS`` is on."""
+    return DeliveryWorker(
+        outbox,
+        report,
+        owner,
+        smtp=smtp_config(settings),
+        allowed_hosts=settings.webhook_allowed_hosts,
+        backoff=Backoff(settings.event_retry_base, settings.event_retry_max),
+        timeout=settings.event_delivery_timeout,
+        carrier_recipients=(
+            CarrierRecipients(carrier, timeout=settings.event_delivery_timeout)
+            if carrier is not None and CARRIER_EMAIL_TARGET in email_targets(settings)
+            else None
+        ),
+    )
+
+
 @dataclass
 class Events:
+    """The emitter, and what delivers: a worker in this process or a process of its own."""
+
     outbox: OutboxStore
     emitter: Emitter
-    worker: DeliveryWorker
+    worker: DeliveryWorker | DeliveryProcess
     stale: StaleDevices | None
     stale_interval: float
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -68,37 +98,37 @@ class Events:
         carrier: ListsRecipients | None = None,
     ) -> Events:
         """``carrier`` is read for its notification recipients' addresses when
-        ``GATEWAY_NOTIFY_CARRIER_RECIPIENTS`` is on."""
+        ``GATEWAY_NOTIFY_CARRIER_RECIPIENTS`` is on (by the worker in this process)."""
         outbox = OutboxStore(store, max_age=settings.event_delivery_max_age)
-        smtp = smtp_config(settings)
-        targets = email_targets(settings)
         emitter = Emitter(
             outbox,
             metrics,
-            email=targets,
+            email=email_targets(settings),
             prepare=with_addresses,
         )
-        worker = DeliveryWorker(
-            outbox,
-            metrics,
-            owner,
-            smtp=smtp,
-            allowed_hosts=settings.webhook_allowed_hosts,
-            backoff=Backoff(settings.event_retry_base, settings.event_retry_max),
-            timeout=settings.event_delivery_timeout,
-            carrier_recipients=(
-                CarrierRecipients(carrier, timeout=settings.event_delivery_timeout)
-                if carrier is not None and CARRIER_EMAIL_TARGET in targets
-                else None
-            ),
-        )
-        emitter.on_written = worker.wake
+        worker: DeliveryWorker | DeliveryProcess
+        if settings.event_delivery == "process" and not is_memory(store.url):
+            url = store.url.render_as_string(hide_password=False)
+            worker = DeliveryProcess(settings, url, owner, MetricsReport(metrics))
+            emitter.on_written = worker
+        else:
+            worker = delivery_worker(
+                settings, outbox, MetricsReport(metrics), owner, carrier=carrier
+            )
+            emitter.on_written = worker.wake
         stale = (
             StaleDevices(outbox, stale_after=settings.device_stale_after)
             if settings.device_stale_after > 0
             else None
         )
         return cls(outbox, emitter, worker, stale, settings.device_stale_check_interval)
+
+    def wake(self) -> None:
+        """Deliver what is due now rather than at the next poll."""
+        if isinstance(self.worker, DeliveryProcess):
+            self.worker.set()
+        else:
+            self.worker.wake.set()
 
     def start(self) -> None:
         self.emitter.start()

@@ -10,6 +10,8 @@ from gateway.settings.reader import SettingsError, one_of, setting, stripped_low
 
 #: ``GATEWAY_SMTP_TLS``: how the SMTP connection is secured.
 SMTP_TLS_MODES = ("starttls", "tls", "none")
+#: ``GATEWAY_EVENT_DELIVERY``: where deliveries are sent from.
+DELIVERY_MODES = ("process", "inline")
 
 
 def _check_emails(env: str, emails: tuple[str, ...]) -> None:
@@ -77,6 +79,17 @@ class EventSettings:
         "unspecified and multicast addresses are refused unless listed here",
         shown="— (any public or private host)",
         clean=_lower_csv,
+    )
+    event_delivery: str = setting(
+        "GATEWAY_EVENT_DELIVERY",
+        "process",
+        "`process`: deliveries are sent by a process the gateway starts, at a lower CPU "
+        "priority, so that a call-time query never waits for one (with an in-memory database, "
+        "which no other process can open: `inline`); `inline`: by the serving process "
+        "([Events](#events-webhooks-and-karis-law-email))",
+        clean=stripped_lower,
+        check=one_of(DELIVERY_MODES),
+        blank_is_default=True,
     )
     event_delivery_timeout: float = setting(
         "GATEWAY_EVENT_DELIVERY_TIMEOUT",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.events.delivery import Backoff, DeliveryWorker
+from gateway.events.delivery import Backoff, DeliveryWorker, MetricsReport
 from gateway.events.emitter import Emitter
 from gateway.events.model import EMERGENCY_CALL, Event
 from gateway.events.signing import new_secret
@@ -33,7 +33,7 @@ async def _outbox(tmp_path: Path, **options: float) -> AsyncIterator[OutboxStore
 def _worker(outbox: OutboxStore, metrics: Metrics, **options: float) -> DeliveryWorker:
     return DeliveryWorker(
         outbox,
-        metrics,
+        MetricsReport(metrics),
         "test-replica",
         backoff=Backoff(base=options.pop("base", 0.05), cap=options.pop("cap", 0.4)),
         timeout=2.0,

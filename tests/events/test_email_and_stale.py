@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from gateway.dlr.binding import Binding, address_from_json
 from gateway.events import email as mail
 from gateway.events.calls import call_event
-from gateway.events.delivery import DeliveryWorker
+from gateway.events.delivery import DeliveryWorker, MetricsReport
 from gateway.events.emitter import Emitter
 from gateway.events.model import DEVICE_STALE
 from gateway.events.stale import StaleDevices
@@ -94,7 +94,7 @@ def test_the_email_says_911_was_dialled_with_the_callback_number_and_the_locatio
             )
             emitter.emit(event)
             await emitter.aclose()
-            worker = DeliveryWorker(outbox, metrics, "r", smtp=config, timeout=5.0)
+            worker = DeliveryWorker(outbox, MetricsReport(metrics), "r", smtp=config, timeout=5.0)
             assert await worker.run_once() == 1
             assert await outbox.backlog() == (0, None)
             await worker.aclose()

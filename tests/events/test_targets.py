@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.events.delivery import Backoff, DeliveryWorker
+from gateway.events.delivery import Backoff, DeliveryWorker, MetricsReport
 from gateway.events.emitter import Emitter
 from gateway.events.model import EMERGENCY_CALL, Event
 from gateway.events.signing import new_secret
@@ -96,7 +96,7 @@ async def _one_event(outbox: OutboxStore, url: str) -> None:
 def _worker(outbox: OutboxStore, allowed: tuple[str, ...], timeout: float = 2.0) -> DeliveryWorker:
     return DeliveryWorker(
         outbox,
-        Metrics(),
+        MetricsReport(Metrics()),
         "test-replica",
         allowed_hosts=allowed,
         backoff=Backoff(base=0.05, cap=0.1),

@@ -1,0 +1,272 @@
+"""Deliveries sent by a process of their own (``GATEWAY_EVENT_DELIVERY=process``).
+
+A webhook POST or an email costs CPU; sent from the serving process, it would share the event
+loop (and the interpreter's lock) with the carrier's call-time query, and every query that
+arrives meanwhile would wait for it. So the serving process starts
+``python -m gateway.events.process``, hands it its settings through a pipe, and then writes
+one byte to that pipe whenever events with deliveries were written (or an admin asked for a
+retry). The child runs the same ``DeliveryWorker`` on the same state store and writes back
+one JSON line per outcome and per backlog reading, which the serving process adds to its
+metrics (``/metrics`` shows them as if they were its own).
+
+The leases make this safe, as they do between replicas: when the child dies, its claims come
+back after their lease, and the serving process starts another child after a delay. When the
+serving process stops, it closes the pipe and the child stops (attempts in flight are given
+up, as the in-process worker's are, and retried later); when it is killed, the pipe closes all
+the same, so no child is left behind. The settings travel pickled over the pipe (never on the
+command line, where secrets would show): the only writer of that pipe is the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pickle
+import signal
+import struct
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from gateway.concurrency import cancel
+from gateway.events.delivery import DeliveryReport
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.events")
+
+#: The command that runs the child.
+CHILD = (sys.executable, "-m", "gateway.events.process")
+#: Seconds before the next start of a child that died, by how many died in a row.
+RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+#: A child that ran this long before dying starts over at the first delay.
+HEALTHY_RUN = 60.0
+#: Seconds the child has to stop once its pipe is closed, before it is killed.
+STOP_TIMEOUT = 5.0
+#: How much lower the child's CPU priority is than the serving process's: when both want
+#: the CPU, the query is answered first. Not the idle class: the child holds the state
+#: store's write lock for a few milliseconds at a time, and a report waiting on that lock
+#: must not wait for the CPU to be idle.
+NICENESS = 19
+#: The longest line the child writes (a label set's worth); a longer one ends it.
+LINE_LIMIT = 4096
+_HEADER = struct.Struct("!Q")
+
+
+@dataclass(eq=False)
+class DeliveryProcess:
+    """Starts the child, keeps one running, and wakes it (``set``) when there is work."""
+
+    settings: Settings
+    #: The state store's URL (the settings may leave it to ``GATEWAY_DATA_DIR``).
+    database_url: str
+    owner: str
+    report: DeliveryReport
+    restart_delays: tuple[float, ...] = RESTART_DELAYS
+    stop_timeout: float = STOP_TIMEOUT
+    #: How many children were started (the first included).
+    starts: int = field(default=0, init=False)
+    _child: asyncio.subprocess.Process | None = field(default=None, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _closing: bool = field(default=False, init=False)
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id."""
+        child = self._child
+        return child.pid if child is not None and child.returncode is None else None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="delivery-process")
+
+    def set(self) -> None:
+        """Deliver what is due now (the child's ``wake``), not at its next poll."""
+        child = self._child
+        pipe = None if child is None else child.stdin
+        if pipe is None or pipe.is_closing():
+            return
+        # A byte per batch of events: a child that reads none has enough of them already.
+        if pipe.transport.get_write_buffer_size() < 64:
+            pipe.write(b"w")
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._closing:
+            started = time.monotonic()
+            try:
+                status = await self._run_child()
+            except Exception as exc:  # cannot start one: try again later
+                status = None
+                log.error("delivery process not started", extra={"error": repr(exc)})
+            if self._closing:
+                return
+            if time.monotonic() - started > HEALTHY_RUN:
+                failures = 0
+            delay = self.restart_delays[min(failures, len(self.restart_delays) - 1)]
+            failures += 1
+            log.error(
+                "delivery process exited; starting another",
+                extra={"exit_status": status, "restart_in_s": delay},
+            )
+            await asyncio.sleep(delay)
+
+    async def _run_child(self) -> int:
+        child = await asyncio.create_subprocess_exec(
+            *CHILD,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=LINE_LIMIT,
+        )
+        self._child = child
+        self.starts += 1
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            header = pickle.dumps((self.settings, self.database_url, self.owner))
+            child.stdin.write(_HEADER.pack(len(header)) + header)
+            with contextlib.suppress(ConnectionError):
+                await child.stdin.drain()
+            while line := await child.stdout.readline():
+                self._apply(line)
+        except ValueError:  # a line over the limit: not our child's
+            log.error("delivery process wrote an unreadable line; stopping it")
+        finally:
+            if child.returncode is None and not self._closing:
+                child.kill()
+            status = await child.wait()
+        return status
+
+    def _apply(self, line: bytes) -> None:
+        try:
+            kind, values = json.loads(line)
+            if kind == "counted":
+                event_type, channel, result = (str(v) for v in values)
+                self.report.counted(event_type, channel, result)
+            elif kind == "backlog":
+                depth, oldest = values
+                self.report.backlog(int(depth), float(oldest))
+        except (ValueError, TypeError):
+            log.warning("delivery process wrote an unreadable line")
+
+    async def aclose(self) -> None:
+        """Close the child's pipe and wait for it to stop (then kill it)."""
+        self._closing = True
+        child = self._child
+        if child is not None and child.returncode is None:
+            assert child.stdin is not None
+            child.stdin.close()
+            try:
+                async with asyncio.timeout(self.stop_timeout):
+                    await child.wait()
+            except TimeoutError:
+                child.kill()
+                await child.wait()
+        await cancel(self._task)
+
+
+@dataclass(frozen=True, slots=True)
+class PipeReport:
+    """The child's figures, as JSON lines to the serving process."""
+
+    out: IO[bytes]
+
+    def counted(self, event_type: str, channel: str, result: str) -> None:
+        self._write(["counted", [event_type, channel, result]])
+
+    def backlog(self, depth: int, oldest: float) -> None:
+        self._write(["backlog", [depth, oldest]])
+
+    def _write(self, message: list[Any]) -> None:
+        self.out.write(json.dumps(message).encode() + b"\n")
+        self.out.flush()
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks: list[bytes] = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            raise EOFError("the serving process closed the pipe")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_header(fd: int) -> tuple[Settings, str, str]:
+    (size,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size))
+    settings, url, owner = pickle.loads(_read_exactly(fd, size))  # noqa: S301 - the parent's
+    if not (isinstance(settings, Settings) and isinstance(url, str) and isinstance(owner, str)):
+        raise TypeError("not a delivery process header")
+    return settings, url, owner
+
+
+@contextlib.contextmanager
+def _protocol_out() -> Iterator[IO[bytes]]:
+    """The pipe to the parent, moved off fd 1 so that nothing printed can reach it."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    try:
+        yield out
+    finally:
+        out.close()
+
+
+async def _deliver(settings: Settings, url: str, owner: str, report: DeliveryReport) -> None:
+    from gateway.bandwidth.upstreams import carrier_client
+    from gateway.events.service import delivery_worker, email_targets
+    from gateway.store import open_store
+    from gateway.store.outbox import CARRIER_EMAIL_TARGET, OutboxStore
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    async with contextlib.AsyncExitStack() as stack:
+        store = await open_store(
+            url, max_batch=settings.store_max_batch, linger=settings.store_linger
+        )
+        stack.push_async_callback(store.close)
+        carrier = None
+        if CARRIER_EMAIL_TARGET in email_targets(settings):
+            carrier = carrier_client(settings)
+            stack.push_async_callback(carrier.aclose)
+        outbox = OutboxStore(store, max_age=settings.event_delivery_max_age)
+        worker = delivery_worker(settings, outbox, report, owner, carrier=carrier)
+        stack.push_async_callback(worker.aclose)
+        worker.start()
+        wakes = asyncio.StreamReader()
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(wakes), os.fdopen(0, "rb", buffering=0)
+        )
+
+        async def read_wakes() -> None:
+            while await wakes.read(4096):
+                worker.wake.set()
+            stopping.set()  # the serving process stopped, or died
+
+        reader = loop.create_task(read_wakes(), name="delivery-wakes")
+        stack.push_async_callback(cancel, reader)
+        await stopping.wait()
+
+
+def main() -> None:
+    # Ctrl-C reaches the whole process group: the serving process stops this one, by closing
+    # its pipe, once it has stopped serving.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(NICENESS)
+    try:
+        settings, url, owner = _read_header(0)
+    except (EOFError, TypeError, ValueError, pickle.UnpicklingError) as exc:
+        sys.stderr.write(f"gateway.events.process: no settings from the serving process: {exc}\n")
+        raise SystemExit(2) from None
+    from gateway.observability import configure_logging
+
+    configure_logging(settings.log_level)
+    with _protocol_out() as out:
+        asyncio.run(_deliver(settings, url, owner, PipeReport(out)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Deliveries sent by a process of the gateway's own (``GATEWAY_EVENT_DELIVERY=process``, the
+default with a database file): real ``dlr-gateway serve`` replicas, a real receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.events.delivery import DeliveryWorker
+from gateway.events.process import DeliveryProcess
+from gateway.events.service import Events
+from gateway.metrics import Metrics
+from gateway.settings import Settings, SettingsError
+from gateway.store import open_store
+from gateway.store.sql import SqlStateStore
+from tests.events.receiver import Receiver
+from tests.procs import (
+    ADMIN_KEY,
+    Proc,
+    gateway_environ,
+    metric_samples,
+    replica,
+    simulator,
+    stop_all,
+)
+
+USER, PASSWORD = "carrier", "query-password-0123456789"
+CHILD_MARK = b"gateway.events.process"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _delivery_pids(pid: int) -> list[int]:
+    found = []
+    for kid in _children(pid):
+        try:
+            if CHILD_MARK in Path(f"/proc/{kid}/cmdline").read_bytes():
+                found.append(kid)
+        except OSError:
+            continue
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"  # exited; its parent (this test's gateway, killed) never reaped it
+
+
+def _wait(condition: object, timeout: float, message: str) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[Proc, Receiver]]:
+    receiver = Receiver().up()
+    sim = simulator(tmp_path).start()
+    env = gateway_environ(
+        sim.port,
+        f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
+        GATEWAY_EMERGENCY_QUERY_USERNAME=USER,
+        GATEWAY_EMERGENCY_QUERY_PASSWORD=PASSWORD,
+        GATEWAY_EVENT_DELIVERY_TIMEOUT="1",
+        GATEWAY_EVENT_RETRY_BASE="0.2",
+        GATEWAY_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+    )
+    gw = replica("gateway", tmp_path, env)
+    try:
+        sim.wait_ready()
+        gw.start().wait_ready()
+        with _admin(gw) as admin:
+            hook = admin.post(
+                "/v1/webhooks", json={"url": receiver.url, "eventTypes": ["emergency_call"]}
+            )
+            assert hook.status_code == 201, hook.text
+            receiver.secret = hook.json()["secret"]
+        yield gw, receiver
+    finally:
+        stop_all([gw, sim])
+        receiver.down()
+
+
+def _admin(gw: Proc) -> httpx.Client:
+    return httpx.Client(
+        base_url=gw.base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, trust_env=False
+    )
+
+
+def _call(gw: Proc, n: int) -> None:
+    with _admin(gw) as admin:
+        answer = admin.get(
+            "/v1/emergency-calls/location",
+            params={"to": "911", "from": f"+1303555012{n}"},
+            auth=(USER, PASSWORD),
+        )
+    assert answer.status_code == 404  # an unknown caller: an emergency call all the same
+
+
+def _delivered(gw: Proc) -> float:
+    text = httpx.get(gw.base + "/metrics", trust_env=False).text
+    samples = metric_samples(text, "dlr_event_deliveries_total")
+    return sum(v for k, v in samples.items() if 'outcome="delivered"' in k)
+
+
+def test_a_child_process_delivers_and_the_gateway_counts_it(
+    stack: tuple[Proc, Receiver],
+) -> None:
+    gw, receiver = stack
+    assert gw.child is not None
+    pid = gw.child.pid
+    _wait(lambda: _delivery_pids(pid), 10, "no delivery process")
+    _call(gw, 0)
+    receiver.wait_for(1, timeout=10)
+    assert receiver.unverified == 0
+    (event,) = receiver.events().values()
+    assert event["type"] == "emergency_call"
+    # The child's outcome is in the serving process's metrics.
+    _wait(lambda: _delivered(gw) == 1, 10, "the delivery is not in /metrics")
+
+
+def test_a_killed_delivery_process_is_replaced_and_nothing_is_lost(
+    stack: tuple[Proc, Receiver],
+) -> None:
+    gw, receiver = stack
+    assert gw.child is not None
+    pid = gw.child.pid
+    _wait(lambda: _delivery_pids(pid), 10, "no delivery process")
+    (first,) = _delivery_pids(pid)
+    receiver.down()  # the first call's delivery waits in the outbox, retried
+    _call(gw, 1)
+    os.kill(first, signal.SIGKILL)
+    _wait(lambda: _delivery_pids(pid) not in ([], [first]), 15, "not started again")
+    receiver.up()
+    _call(gw, 2)
+    receiver.wait_for(2, timeout=30)
+    assert receiver.unverified == 0
+    assert "delivery process exited; starting another" in gw.tail(200_000)
+
+
+def test_the_delivery_process_ends_with_a_killed_gateway(stack: tuple[Proc, Receiver]) -> None:
+    gw, _ = stack
+    assert gw.child is not None
+    pid = gw.child.pid
+    _wait(lambda: _delivery_pids(pid), 10, "no delivery process")
+    (child,) = _delivery_pids(pid)
+    gw.kill()  # SIGKILL: no shutdown, but the pipe closes with the process
+    _wait(lambda: _gone(child), 10, "the delivery process outlived the gateway")
+
+
+def test_a_stopped_gateway_stops_its_delivery_process(stack: tuple[Proc, Receiver]) -> None:
+    gw, _ = stack
+    assert gw.child is not None
+    pid = gw.child.pid
+    _wait(lambda: _delivery_pids(pid), 10, "no delivery process")
+    (child,) = _delivery_pids(pid)
+    gw.child.send_signal(signal.SIGTERM)
+    gw.child.send_signal(signal.SIGTERM)  # the second skips the drain delay
+    assert gw.child.wait(15) == 0
+    assert _gone(child)
+    assert "Traceback" not in gw.tail(200_000)
+
+
+def test_the_child_refuses_a_pipe_without_settings() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.events.process"],
+        input=b"\x00\x00\x00\x00\x00\x00\x00\x05hello",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert b"no settings from the serving process" in done.stderr
+
+
+def test_an_in_memory_store_delivers_in_the_serving_process(tmp_path: Path) -> None:
+    settings = Settings.from_environ({"GATEWAY_EVENT_DELIVERY": "process"}, env_file=None)
+    chosen = Settings.from_environ({"GATEWAY_EVENT_DELIVERY": "inline"}, env_file=None)
+
+    async def main() -> None:
+        memory = await open_store("sqlite+aiosqlite:///:memory:", create=True)
+        disk = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'g.db'}", create=True)
+        try:
+            assert isinstance(memory, SqlStateStore) and isinstance(disk, SqlStateStore)
+            # No other process can open an in-memory database.
+            inline = Events.build(settings, memory, Metrics(), "r")
+            assert isinstance(inline.worker, DeliveryWorker)
+            child = Events.build(settings, disk, Metrics(), "r").worker
+            assert isinstance(child, DeliveryProcess)
+            assert child.database_url == f"sqlite+aiosqlite:///{tmp_path / 'g.db'}"
+            assert isinstance(Events.build(chosen, disk, Metrics(), "r").worker, DeliveryWorker)
+        finally:
+            await memory.close()
+            await disk.close()
+
+    asyncio.run(main())
+
+
+def test_the_process_mode_is_a_setting() -> None:
+    assert Settings.from_environ({}, env_file=None).event_delivery == "process"
+    with pytest.raises(SettingsError, match="GATEWAY_EVENT_DELIVERY"):
+        Settings.from_environ({"GATEWAY_EVENT_DELIVERY": "thread"}, env_file=None)
