@@ -130,8 +130,12 @@ class Service:
 
     def server_pid(self) -> int:
         """The process that runs the app: the child itself, or its (single) worker."""
-        kids = descendants(self.pid)
+        kids = [kid for kid in descendants(self.pid) if not is_helper(kid)]
         return kids[-1] if kids else self.pid
+
+    def pids(self) -> tuple[int, ...]:
+        """The server's process and its helpers (the gateway's delivery process)."""
+        return (self.server_pid(), *(kid for kid in descendants(self.pid) if is_helper(kid)))
 
 
 class Services:
@@ -199,6 +203,15 @@ def descendants(pid: int) -> list[int]:
             out.append(kid)
             queue.append(kid)
     return out
+
+
+def is_helper(pid: int) -> bool:
+    """Whether ``pid`` is a helper of a server rather than the server: the gateway's delivery
+    process (``gateway.events.process``), whose CPU is the gateway's all the same."""
+    try:
+        return b"gateway.events.process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def status_kb(pid: int, key: str) -> int | None:

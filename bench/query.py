@@ -9,11 +9,13 @@ from the moment it left to the moment its answer was read (loopback and the load
 included). The gateway's own histogram gives the server-side share; its counters say how
 many answers came from the state store and how many from process memory.
 
-Then the same queries again, in slices, each slice sent twice in adjacent segments: without a
-webhook subscription and with one (every call's event signed and POSTed to a receiver on
-loopback), the order alternating from pair to pair. The ``emergency_query_subscribed_*``
-figures pool the segments of each kind, so that their ratios say what delivering events
-costs the query, not how the machine's load moved between two long runs.
+Then the same queries again, in slices, each slice sent three times in adjacent segments:
+without a webhook subscription, with one (every call's event signed and POSTed to a receiver
+on loopback), and once more without (the control), the order rotating from round to round.
+The ``emergency_query_subscribed_*`` figures pool the segments of each kind, so that their
+ratios say what delivering events costs the query, not how the machine's load moved between
+two long runs; ``emergency_query_control_*_ratio`` compares two kinds of segment sent alike,
+so it says how far apart such pooled figures fall on this machine in this run.
 """
 
 from __future__ import annotations
@@ -51,16 +53,16 @@ class QueryPlan:
     addresses: int
     rate: float
     seconds: float
-    #: Pairs of segments (without and with a subscription) the queries are compared in.
-    pairs: int
+    #: Rounds of segments (without a subscription, with one, control) the queries are sent in.
+    rounds: int
 
 
 def plan_for(mode: str) -> QueryPlan:
     if mode == "smoke":
-        return QueryPlan(devices=40, addresses=4, rate=100.0, seconds=1.0, pairs=1)
+        return QueryPlan(devices=40, addresses=4, rate=100.0, seconds=1.0, rounds=1)
     if mode == "quick":
-        return QueryPlan(devices=2000, addresses=50, rate=500.0, seconds=8.0, pairs=4)
-    return QueryPlan(devices=3000, addresses=50, rate=500.0, seconds=30.0, pairs=6)
+        return QueryPlan(devices=2000, addresses=50, rate=500.0, seconds=8.0, rounds=6)
+    return QueryPlan(devices=3000, addresses=50, rate=500.0, seconds=30.0, rounds=9)
 
 
 def number(i: int) -> str:
@@ -111,31 +113,37 @@ async def phase_emergency_query(bench: Bench) -> None:
         await receiver.process.wait()
 
 
+#: The kinds of segment of each round: ``control`` is sent exactly as ``without`` is.
+KINDS = ("without", "with", "control")
+
+
 async def _compare_subscribed(
     bench: Bench, receiver: Receiver, devices: list[Device], picks: list[int], requests: list[bytes]
 ) -> None:
-    """The same queries without and with a webhook subscription, interleaved in pairs.
+    """The same queries without and with a webhook subscription, interleaved in rounds.
 
-    Each pair sends one slice of the queries twice, once with a subscription (every call's
-    event also signed and POSTed to ``receiver``) and once without, in alternating order, and
-    waits for the subscribed segment's deliveries before going on. The machine's load drifts
-    from second to second; in adjacent segments it is nearly the same, so the pooled ratio
-    (and each pair's) measures the subscription rather than the drift.
+    Each round sends one slice of the queries three times in adjacent segments: without a
+    subscription, with one (every call's event also signed and POSTed to ``receiver``, whose
+    deliveries are awaited before the next segment), and again without (``control``), the
+    order rotating from round to round so that each kind is first, second and third as often.
+    The machine's load drifts from second to second; in adjacent segments it is nearly the
+    same, so the pooled ratio measures the subscription rather than the drift, and the
+    control's ratio (two segments sent alike) says how far apart two such samples fall here.
     """
-    pairs = plan_for(bench.plan.mode).pairs
-    size = max(1, len(requests) // pairs)
+    rounds = plan_for(bench.plan.mode).rounds
+    size = max(1, len(requests) // rounds)
     host = bench.gw_host
     admin = {"Authorization": f"Bearer {bench.stack.admin_key}"}
-    pooled: dict[bool, list[float]] = {False: [], True: []}
-    cpu: dict[bool, float] = {False: 0.0, True: 0.0}
-    server: dict[bool, Counter[str]] = {False: Counter(), True: Counter()}
+    pooled: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    cpu: dict[str, float] = dict.fromkeys(KINDS, 0.0)
+    server: dict[str, Counter[str]] = {kind: Counter() for kind in KINDS}
     segments: list[dict[str, Any]] = []
-    for pair in range(pairs):
-        lo = (pair * size) % len(requests)
+    for n in range(rounds):
+        lo = (n * size) % len(requests)
         chunk, chosen = requests[lo : lo + size], picks[lo : lo + size]
-        for subscribed in (False, True) if pair % 2 == 0 else (True, False):
+        for kind in KINDS[n % 3 :] + KINDS[: n % 3]:
             hook_id: str | None = None
-            if subscribed:
+            if kind == "with":
                 answer = await bench.control.post(
                     f"http://{host}/v1/webhooks",
                     json={"url": receiver.url, "eventTypes": ["emergency_call"]},
@@ -147,10 +155,10 @@ async def _compare_subscribed(
                 received_before = await receiver.received()
             seg = await _measure(bench, chosen, chunk, devices)
             figures = seg.pop("figures")
-            pooled[subscribed].extend(seg.pop("latencies"))
-            cpu[subscribed] += seg["gateway_cpu_s"]
-            server[subscribed].update(seg["server"])
-            entry = {"pair": pair, "subscribed": subscribed, **figures, **seg}
+            pooled[kind].extend(seg.pop("latencies"))
+            cpu[kind] += seg["gateway_cpu_s"]
+            server[kind].update(seg["server"])
+            entry = {"round": n, "kind": kind, **figures, **seg}
             if hook_id is not None:
                 # Its deliveries, before the next segment (which must not carry them).
                 waited = 0.0
@@ -172,37 +180,45 @@ async def _compare_subscribed(
         return sum(v for k, v in counts.items() if k.startswith("result:"))
 
     summary: dict[str, Any] = {}
-    for subscribed, name in ((False, "without"), (True, "with")):
-        n = queries(server[subscribed])
-        summary[name] = {
-            "p50_ms": ms(pooled[subscribed], 0.5),
-            "p99_ms": ms(pooled[subscribed], 0.99),
-            "max_ms": ms(pooled[subscribed], 1.0),
-            "answered_200": len(pooled[subscribed]),
-            "gateway_cpu_us_per_query": round(cpu[subscribed] / n * 1e6, 1) if n else None,
-            "server_mean_ms": (
-                round(server[subscribed]["server_seconds_sum"] / n * 1000, 3) if n else None
+    for kind in KINDS:
+        n_queries = queries(server[kind])
+        summary[kind] = {
+            "p50_ms": ms(pooled[kind], 0.5),
+            "p99_ms": ms(pooled[kind], 0.99),
+            "max_ms": ms(pooled[kind], 1.0),
+            "answered_200": len(pooled[kind]),
+            "gateway_cpu_us_per_query": (
+                round(cpu[kind] / n_queries * 1e6, 1) if n_queries else None
             ),
-            "server_under_1ms": server[subscribed]["server_under_0.001s"],
+            "server_mean_ms": (
+                round(server[kind]["server_seconds_sum"] / n_queries * 1000, 3)
+                if n_queries
+                else None
+            ),
+            "server_under_1ms": server[kind]["server_under_0.001s"],
         }
     for name in ("p50_ms", "p99_ms"):
-        before, after = summary["without"][name], summary["with"][name]
-        bench.figures[f"emergency_query_subscribed_{name}"] = after
-        ratio = f"emergency_query_subscribed_{name.removesuffix('_ms')}_ratio"
-        bench.figures[ratio] = round(after / before, 3) if before and after else None
+        before = summary["without"][name]
+        for kind, prefix in (("with", "subscribed"), ("control", "control")):
+            after = summary[kind][name]
+            if kind == "with":
+                bench.figures[f"emergency_query_subscribed_{name}"] = after
+            ratio = f"emergency_query_{prefix}_{name.removesuffix('_ms')}_ratio"
+            bench.figures[ratio] = round(after / before, 3) if before and after else None
     bench.figures["emergency_query_subscribed_cpu_us_per_request"] = summary["with"][
         "gateway_cpu_us_per_query"
     ]
-    pair_ratios = []
-    for pair in range(pairs):
-        by = {s["subscribed"]: s for s in segments if s["pair"] == pair}
-        a, b = by[False]["emergency_query_p99_ms"], by[True]["emergency_query_p99_ms"]
-        pair_ratios.append(round(b / a, 3) if a and b else None)
+    by_round: dict[str, list[float | None]] = {"with": [], "control": []}
+    for n in range(rounds):
+        by = {s["kind"]: s["emergency_query_p99_ms"] for s in segments if s["round"] == n}
+        for kind, ratios in by_round.items():
+            a, b = by["without"], by[kind]
+            ratios.append(round(b / a, 3) if a and b else None)
     bench.details["emergency_query_subscribed"] = {
-        "pairs": pairs,
+        "rounds": rounds,
         "queries_per_segment": size,
         "pooled": summary,
-        "p99_ratio_by_pair": pair_ratios,
+        "p99_ratio_by_round": by_round,
         "segments": segments,
     }
 

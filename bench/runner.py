@@ -453,11 +453,11 @@ class Sampler:
     last one says whether the figures are clean.
     """
 
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
+    def __init__(self, pids: dict[str, int | tuple[int, ...]]) -> None:
+        self.pids = {name: (pid,) if isinstance(pid, int) else pid for name, pid in pids.items()}
         self.wall = time.monotonic()
         self.elapsed = 0.0
-        self.cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self.cpu = {name: self._cpu(name) for name in self.pids}
         self.machine = _machine_busy_s()
         self.own = _own_s()
 
@@ -465,14 +465,14 @@ class Sampler:
         wall = self.elapsed = time.monotonic() - self.wall
         if wall <= 0:
             return {}
-        out = {
-            name: round((cpu_seconds(pid) - self.cpu[name]) / wall, 3)
-            for name, pid in self.pids.items()
-        }
+        out = {name: round((self._cpu(name) - self.cpu[name]) / wall, 3) for name in self.pids}
         out["load_generator"] = round((_own_s() - self.own) / wall, 3)
         machine = (_machine_busy_s() - self.machine) / wall
         out["other_processes"] = round(max(0.0, machine - sum(out.values())), 3)
         return out
+
+    def _cpu(self, name: str) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids[name])
 
 
 def _ms(seconds: float) -> float:
@@ -572,8 +572,14 @@ class Bench:
         return [Device.numbered(a, n) for n, a in enumerate(self.names.fresh(prefix, count))]
 
     def sampler(self) -> Sampler:
+        # The gateway's CPU is its server's and its delivery process's (looked up now: the
+        # delivery process is started again if it dies).
         return Sampler(
-            {"gateway": self.gw_pid, "baseline": self.base_pid, "simulator": self.sim_pid}
+            {
+                "gateway": self.stack.gateway.pids(),
+                "baseline": self.base_pid,
+                "simulator": self.sim_pid,
+            }
         )
 
     # -- phase 1: upstream calls per report ---------------------------------------------------
@@ -963,6 +969,11 @@ class Bench:
             "rss_before_mb": round(rss_before / 1024, 1),
             "rss_after_mb": round(rss / 1024, 1),
             "vm_hwm_mb": round(hwm / 1024, 1),
+            # The delivery process's (GATEWAY_EVENT_DELIVERY=process), not in peak_rss_mb.
+            "delivery_process_hwm_mb": [
+                round((status_kb(pid, "VmHWM") or 0) / 1024, 1)
+                for pid in self.stack.gateway.pids()[1:]
+            ],
             "geocode_cache_misses": misses,
             "cpu_share": shares,
         }
@@ -1131,6 +1142,7 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("emergency_query_subscribed_p99_ms", "ms", ""),
     ("emergency_query_subscribed_p50_ratio", "", "subscribed / without, interleaved; target ~1"),
     ("emergency_query_subscribed_p99_ratio", "", "subscribed / without, interleaved; target ~1"),
+    ("emergency_query_control_p99_ratio", "", "without / without, the same rounds: the noise"),
     ("emergency_query_subscribed_cpu_us_per_request", "us", "with deliveries; CPU per query"),
     ("network_resolve_p99_us", "us", "wiremap lookup, 100 000 entries; target <= 1000"),
     ("network_resolve_cpu_us", "us", "CPU per wiremap lookup"),

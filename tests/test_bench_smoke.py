@@ -31,6 +31,7 @@ FIGURES = {
     "faults_p50_ms",
     "emergency_query_p99_ms",
     "emergency_query_subscribed_p99_ratio",
+    "emergency_query_control_p99_ratio",
     "emergency_query_subscribed_cpu_us_per_request",
     "environment",
 }
