@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from gateway.concurrency import cancel
 from gateway.events.delivery import DeliveryReport
@@ -41,33 +41,35 @@ log = logging.getLogger("gateway.events")
 
 #: The command that runs the child.
 CHILD = (sys.executable, "-m", "gateway.events.process")
-#: Seconds before the next start of a child that died, by how many died in a row.
-RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-#: A child that ran this long before dying starts over at the first delay.
-HEALTHY_RUN = 60.0
-#: Seconds the child has to stop once its pipe is closed, before it is killed.
-STOP_TIMEOUT = 5.0
 #: How much lower the child's CPU priority is than the serving process's: when both want
 #: the CPU, the query is answered first. Not the idle class: the child holds the state
 #: store's write lock for a few milliseconds at a time, and a report waiting on that lock
 #: must not wait for the CPU to be idle.
 NICENESS = 19
-#: The longest line the child writes (a label set's worth); a longer one ends it.
-LINE_LIMIT = 4096
 _HEADER = struct.Struct("!Q")
 
 
 @dataclass(eq=False)
 class DeliveryProcess:
-    """Starts the child, keeps one running, and wakes it (``set``) when there is work."""
+    """Starts the child, keeps one running, and wakes it (``set``) when there is work.
+
+    A child that dies is started again after ``restart_delays[n]`` seconds, ``n`` counting
+    the children that died in a row (one that ran ``HEALTHY_RUN`` seconds resets it); when
+    the gateway stops, the child has ``stop_timeout`` seconds to exit before it is killed.
+    """
+
+    #: A child that ran this long before dying starts over at the first delay.
+    HEALTHY_RUN: ClassVar[float] = 60.0
+    #: The longest line the child writes (a label set's worth); a longer one ends it.
+    LINE_LIMIT: ClassVar[int] = 4096
 
     settings: Settings
     #: The state store's URL (the settings may leave it to ``GATEWAY_DATA_DIR``).
     database_url: str
     owner: str
     report: DeliveryReport
-    restart_delays: tuple[float, ...] = RESTART_DELAYS
-    stop_timeout: float = STOP_TIMEOUT
+    restart_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+    stop_timeout: float = 5.0
     #: How many children were started (the first included).
     starts: int = field(default=0, init=False)
     _child: asyncio.subprocess.Process | None = field(default=None, init=False)
@@ -104,7 +106,7 @@ class DeliveryProcess:
                 log.error("delivery process not started", extra={"error": repr(exc)})
             if self._closing:
                 return
-            if time.monotonic() - started > HEALTHY_RUN:
+            if time.monotonic() - started > self.HEALTHY_RUN:
                 failures = 0
             delay = self.restart_delays[min(failures, len(self.restart_delays) - 1)]
             failures += 1
@@ -119,7 +121,7 @@ class DeliveryProcess:
             *CHILD,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            limit=LINE_LIMIT,
+            limit=self.LINE_LIMIT,
         )
         self._child = child
         self.starts += 1

@@ -220,3 +220,30 @@ def test_the_process_mode_is_a_setting() -> None:
     assert Settings.from_environ({}, env_file=None).event_delivery == "process"
     with pytest.raises(SettingsError, match="GATEWAY_EVENT_DELIVERY"):
         Settings.from_environ({"GATEWAY_EVENT_DELIVERY": "thread"}, env_file=None)
+
+
+def test_the_childs_lines_reach_the_report_and_garbage_does_not() -> None:
+    counted: list[tuple[str, str, str]] = []
+    backlogs: list[tuple[int, float]] = []
+
+    class Recording:
+        def counted(self, event_type: str, channel: str, result: str) -> None:
+            counted.append((event_type, channel, result))
+
+        def backlog(self, depth: int, oldest: float) -> None:
+            backlogs.append((depth, oldest))
+
+    settings = Settings.from_environ({}, env_file=None)
+    process = DeliveryProcess(settings, "sqlite+aiosqlite:///x.db", "r", Recording())
+    for line in (
+        b'["counted", ["emergency_call", "webhook", "delivered"]]\n',
+        b'["backlog", [3, 1.5]]\n',
+        b"not json\n",
+        b'["counted", ["too", "few"]]\n',
+        b'["backlog", "x"]\n',
+        b'{"counted": 1}\n',
+        b'["unknown", []]\n',
+    ):
+        process._apply(line)
+    assert counted == [("emergency_call", "webhook", "delivered")]
+    assert backlogs == [(3, 1.5)]
