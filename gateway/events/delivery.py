@@ -114,6 +114,9 @@ class DeliveryWorker:
     send_email: Callable[[email.SmtpConfig, str], Awaitable[None]] = email.send
     #: The carrier's notification recipients' addresses (``email:carrier`` deliveries).
     carrier_recipients: Callable[[], Awaitable[tuple[str, ...]]] | None = None
+    #: Whether this worker reports the outbox's backlog (a delivery process does not: the
+    #: serving process reads it, so that it is current even while no child runs).
+    gauges: bool = True
     #: Set when new events are written: deliver them now rather than at the next poll.
     wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _slots: asyncio.Semaphore = field(init=False)
@@ -170,7 +173,7 @@ class DeliveryWorker:
 
     async def _gauge(self) -> None:
         now = time.monotonic()
-        if now - self._gauged_at < GAUGE_INTERVAL:
+        if not self.gauges or now - self._gauged_at < GAUGE_INTERVAL:
             return
         self._gauged_at = now
         depth, oldest = await self.outbox.backlog()

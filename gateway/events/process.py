@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar
 
 from gateway.concurrency import cancel
-from gateway.events.delivery import DeliveryReport
+from gateway.events.delivery import GAUGE_INTERVAL, DeliveryReport
 from gateway.settings import Settings
+from gateway.store.outbox import OutboxStore
 
 log = logging.getLogger("gateway.events")
 
@@ -68,12 +69,16 @@ class DeliveryProcess:
     database_url: str
     owner: str
     report: DeliveryReport
+    #: Read here for the backlog's gauges, every ``GAUGE_INTERVAL`` seconds: a child that
+    #: cannot run leaves deliveries waiting, and the gauges (and their alert) must say so.
+    outbox: OutboxStore
+    command: tuple[str, ...] = CHILD
     restart_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
     stop_timeout: float = 5.0
     #: How many children were started (the first included).
     starts: int = field(default=0, init=False)
     _child: asyncio.subprocess.Process | None = field(default=None, init=False)
-    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _closing: bool = field(default=False, init=False)
 
     @property
@@ -83,7 +88,21 @@ class DeliveryProcess:
         return child.pid if child is not None and child.returncode is None else None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self.run(), name="delivery-process")
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.run(), name="delivery-process"),
+            loop.create_task(self._gauge(), name="outbox-gauges"),
+        ]
+
+    async def _gauge(self) -> None:
+        while True:
+            try:
+                depth, oldest = await self.outbox.backlog()
+            except Exception as exc:
+                log.warning("outbox backlog not read", extra={"error": type(exc).__name__})
+            else:
+                self.report.backlog(depth, oldest or 0.0)
+            await asyncio.sleep(GAUGE_INTERVAL)
 
     def set(self) -> None:
         """Deliver what is due now (the child's ``wake``), not at its next poll."""
@@ -118,7 +137,7 @@ class DeliveryProcess:
 
     async def _run_child(self) -> int:
         child = await asyncio.create_subprocess_exec(
-            *CHILD,
+            *self.command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=self.LINE_LIMIT,
@@ -147,9 +166,6 @@ class DeliveryProcess:
             if kind == "counted":
                 event_type, channel, result = (str(v) for v in values)
                 self.report.counted(event_type, channel, result)
-            elif kind == "backlog":
-                depth, oldest = values
-                self.report.backlog(int(depth), float(oldest))
         except (ValueError, TypeError):
             log.warning("delivery process wrote an unreadable line")
 
@@ -166,7 +182,8 @@ class DeliveryProcess:
             except TimeoutError:
                 child.kill()
                 await child.wait()
-        await cancel(self._task)
+        for task in self._tasks:
+            await cancel(task)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +196,7 @@ class PipeReport:
         self._write(["counted", [event_type, channel, result]])
 
     def backlog(self, depth: int, oldest: float) -> None:
-        self._write(["backlog", [depth, oldest]])
+        """Not sent: the serving process reads the backlog itself."""
 
     def _write(self, message: list[Any]) -> None:
         self.out.write(json.dumps(message).encode() + b"\n")
@@ -220,7 +237,7 @@ async def _deliver(settings: Settings, url: str, owner: str, report: DeliveryRep
     from gateway.bandwidth.upstreams import carrier_client
     from gateway.events.service import delivery_worker, email_targets
     from gateway.store import open_store
-    from gateway.store.outbox import CARRIER_EMAIL_TARGET, OutboxStore
+    from gateway.store.outbox import CARRIER_EMAIL_TARGET
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -235,7 +252,7 @@ async def _deliver(settings: Settings, url: str, owner: str, report: DeliveryRep
             carrier = carrier_client(settings)
             stack.push_async_callback(carrier.aclose)
         outbox = OutboxStore(store, max_age=settings.event_delivery_max_age)
-        worker = delivery_worker(settings, outbox, report, owner, carrier=carrier)
+        worker = delivery_worker(settings, outbox, report, owner, carrier=carrier, gauges=False)
         stack.push_async_callback(worker.aclose)
         worker.start()
         wakes = asyncio.StreamReader()

@@ -57,6 +57,7 @@ def delivery_worker(
     owner: str,
     *,
     carrier: ListsRecipients | None = None,
+    gauges: bool = True,
 ) -> DeliveryWorker:
     """The worker the settings describe; ``carrier`` is read for its notification recipients'
     addresses when ``GATEWAY_NOTIFY_CARRIER_RECIPIENTS`` is on."""
@@ -73,6 +74,7 @@ def delivery_worker(
             if carrier is not None and CARRIER_EMAIL_TARGET in email_targets(settings)
             else None
         ),
+        gauges=gauges,
     )
 
 
@@ -109,7 +111,7 @@ class Events:
         worker: DeliveryWorker | DeliveryProcess
         if settings.event_delivery == "process" and not is_memory(store.url):
             url = store.url.render_as_string(hide_password=False)
-            worker = DeliveryProcess(settings, url, owner, MetricsReport(metrics))
+            worker = DeliveryProcess(settings, url, owner, MetricsReport(metrics), outbox)
             emitter.on_written = worker
         else:
             worker = delivery_worker(

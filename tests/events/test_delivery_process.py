@@ -11,18 +11,23 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 
-from gateway.events.delivery import DeliveryWorker
+from gateway.events.delivery import DeliveryWorker, MetricsReport
+from gateway.events.emitter import Emitter
+from gateway.events.model import EMERGENCY_CALL, Event
 from gateway.events.process import DeliveryProcess
 from gateway.events.service import Events
 from gateway.metrics import Metrics
 from gateway.settings import Settings, SettingsError
 from gateway.store import open_store
+from gateway.store.outbox import OutboxStore
 from gateway.store.sql import SqlStateStore
 from tests.events.receiver import Receiver
+from tests.events.test_delivery import until
 from tests.procs import (
     ADMIN_KEY,
     Proc,
@@ -234,7 +239,8 @@ def test_the_childs_lines_reach_the_report_and_garbage_does_not() -> None:
             backlogs.append((depth, oldest))
 
     settings = Settings.from_environ({}, env_file=None)
-    process = DeliveryProcess(settings, "sqlite+aiosqlite:///x.db", "r", Recording())
+    outbox = cast(OutboxStore, None)  # not read: the process is not started
+    process = DeliveryProcess(settings, "sqlite+aiosqlite:///x.db", "r", Recording(), outbox)
     for line in (
         b'["counted", ["emergency_call", "webhook", "delivered"]]\n',
         b'["backlog", [3, 1.5]]\n',
@@ -246,4 +252,42 @@ def test_the_childs_lines_reach_the_report_and_garbage_does_not() -> None:
     ):
         process._apply(line)
     assert counted == [("emergency_call", "webhook", "delivered")]
-    assert backlogs == [(3, 1.5)]
+    assert backlogs == []  # the serving process reads the backlog itself
+
+
+def test_a_child_that_cannot_run_is_retried_and_the_backlog_still_shows(tmp_path: Path) -> None:
+    """The outbox gauges come from the serving process: with no child delivering, pending
+    deliveries still show (and their alert can fire)."""
+    settings = Settings.from_environ({}, env_file=None)
+    metrics = Metrics()
+    url = f"sqlite+aiosqlite:///{tmp_path / 'g.db'}"
+
+    async def main() -> None:
+        store = await open_store(url, create=True)
+        assert isinstance(store, SqlStateStore)
+        try:
+            outbox = OutboxStore(store)
+            await outbox.add_webhook("wh_1", "https://example.org/h", [EMERGENCY_CALL], "s", None)
+            emitter = Emitter(outbox, metrics)
+            emitter.start()
+            emitter.emit(Event.new(EMERGENCY_CALL, {"n": 1}))
+            await emitter.aclose()
+            process = DeliveryProcess(
+                settings,
+                url,
+                "r",
+                MetricsReport(metrics),
+                outbox,
+                command=(sys.executable, "-c", "raise SystemExit(3)"),
+                restart_delays=(0.05,),
+            )
+            process.start()
+            try:
+                await until(lambda: process.starts >= 3)
+            finally:
+                await process.aclose()
+            assert metrics.registry.get_sample_value("dlr_outbox_pending") == 1
+        finally:
+            await store.close()
+
+    asyncio.run(main())
