@@ -26,6 +26,7 @@ from gateway.store.errors import SchemaNotCurrent, StoreUnavailable
 from gateway.store.groupcommit import GroupCommit
 from gateway.store.kept import KeptConnections
 from gateway.store.mapping import (
+    SAME_TAKING_SQL,
     TAKEN_KINDS,
     binding_of,
     claim_values,
@@ -103,9 +104,11 @@ _UPDATE_DEVICE_SQLITE3 = (
     f"UPDATE devices SET {', '.join(f'{c} = ?' for c in _CLAIM_COLUMNS)} "  # noqa: S608
     "WHERE aeui = ?"
 )
+#: A confirmation's history record, unless it is an ``applied`` one the history already has.
 _INSERT_HISTORY_SQLITE3 = (
     f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join('?' for _ in _HISTORY_COLUMNS)})"
+    f"SELECT r.* FROM (SELECT {', '.join(f'? AS {name}' for name in _HISTORY_COLUMNS)}) AS r "
+    f"WHERE NOT (r.kind = 'applied' AND {SAME_TAKING_SQL})"
 )
 #: The confirmation with the history of what the carrier took, in one statement: the
 #: records of the devices confirmed (``$4``…``$13``: the history's columns, as arrays).
@@ -114,7 +117,8 @@ _CONFIRM_RECORDING_ASYNCPG = (
     f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "
     "SELECT r.* FROM unnest($4::varchar[], $5::bigint[], $6::varchar[], $7::varchar[], "
     "$8::varchar[], $9::bigint[], $10::varchar[], $11::varchar[], $12::text[], $13::text[]) "
-    f"AS r({', '.join(_HISTORY_COLUMNS)}) WHERE r.aeui IN (SELECT aeui FROM c)) "
+    f"AS r({', '.join(_HISTORY_COLUMNS)}) WHERE r.aeui IN (SELECT aeui FROM c) "
+    f"AND NOT (r.kind = 'applied' AND {SAME_TAKING_SQL})) "
     "SELECT aeui FROM c"
 )
 #: A write a newer claim overtook, that the carrier took (``record_overtaken`` in

@@ -224,6 +224,15 @@ def record_values(record: HistoryRecord, now: int) -> dict[str, Any]:
 #: overtook is recorded unless one of these already records an observation as new as its
 #: own: the history never says the carrier took it after a newer one (``Ledger.confirm``).
 TAKEN_KINDS = (HistoryKind.APPLIED.value, HistoryKind.REPAIRED.value)
+#: A confirmation's ``applied`` record is not appended when the history already has an
+#: entry of ``TAKEN_KINDS`` for the same binding of the same observation (a repair that found
+#: the carrier holding a write confirms it again after the write's own confirmation): the
+#: carrier took it once. SQL over ``r`` (the record, as one row) and ``h`` (the history).
+SAME_TAKING_SQL = (
+    "EXISTS (SELECT 1 FROM history AS h WHERE h.aeui = r.aeui "  # noqa: S608 - constants
+    f"AND h.kind IN ({', '.join(repr(kind) for kind in TAKEN_KINDS)}) "
+    "AND h.observed_at = r.observed_at AND h.to_json = r.to_json)"
+)
 
 
 def overtaken_record(record: HistoryRecord | None) -> TypeGuard[HistoryRecord]:

@@ -7,11 +7,12 @@ faster; these are what it is tested against (``driver_sql=False`` runs them).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.store.base import HistoryRecord
+from gateway.store.base import HistoryKind, HistoryRecord
 from gateway.store.mapping import TAKEN_KINDS, may_use_number, overtaken_record, record_values
 from gateway.store.tables import devices, history
 
@@ -60,11 +61,26 @@ async def confirm_rows(
             continue
         confirmed.add(aeui)
         if record is not None:
-            await connection.execute(sa.insert(history).values(record_values(record, now)))
+            values = record_values(record, now)
+            if not (record.kind == HistoryKind.APPLIED and await _taken_once(connection, values)):
+                await connection.execute(sa.insert(history).values(values))
     for aeui, (version, record) in batch:
         if aeui not in confirmed and overtaken_record(record):
             await record_overtaken(connection, aeui, version, record, now)
     return confirmed
+
+
+async def _taken_once(connection: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Whether the history already records this taking (``SAME_TAKING_SQL``)."""
+    if values["observed_at"] is None:
+        return False  # as in SQL, where NULL equals nothing
+    same = sa.exists().where(
+        history.c.aeui == values["aeui"],
+        history.c.kind.in_(TAKEN_KINDS),
+        history.c.observed_at == values["observed_at"],
+        history.c.to_json == values["to_json"],
+    )
+    return bool(await connection.scalar(sa.select(same)))
 
 
 async def record_overtaken(

@@ -127,6 +127,46 @@ def test_a_write_a_newer_claim_overtook_keeps_its_history_entry(db: Database) ->
     run(main())
 
 
+def test_a_taking_confirmed_twice_is_recorded_once(db: Database) -> None:
+    """A repair that finds the carrier holding an unconfirmed write confirms it with an
+    ``applied`` record; when the write's own confirmation came first, the history says once
+    that the carrier took it. A repair's own write is recorded, though, and so is another
+    binding of the same observation (an admin's change)."""
+
+    async def main() -> None:
+        async with await _open(db) as store:
+            await applied(store, binding(observed=1))
+            a = await store.claim(binding(location_id="LOC2", observed=2), credential="device")
+            assert await store.confirm("device-1", a.current.version, record=taken(a))
+            late = dataclasses.replace(taken(a), credential="gateway", before=None)
+            assert await store.confirm("device-1", a.current.version, record=late)
+            assert _moves(await store.history("device-1")) == [
+                ("applied", "LOC1", "LOC2", at(2)),
+                ("applied", None, "LOC1", at(1)),
+            ]
+            repaired = HistoryRecord(
+                "device-1",
+                HistoryKind.REPAIRED,
+                "gateway",
+                "report",
+                {"locationId": "LOC9"},
+                a.current.as_json(),
+                a.current.observed_at,
+            )
+            assert await store.confirm("device-1", a.current.version, record=repaired)
+            b = await store.claim(binding(location_id="LOC3", observed=2), credential="admin-key-0")
+            assert b.won
+            assert await store.confirm("device-1", b.current.version, record=taken(b))
+            assert _moves(await store.history("device-1")) == [
+                ("applied", "LOC2", "LOC3", at(2)),
+                ("repaired", "LOC9", "LOC2", at(2)),
+                ("applied", "LOC1", "LOC2", at(2)),
+                ("applied", None, "LOC1", at(1)),
+            ]
+
+    run(main())
+
+
 def test_an_overtaken_write_is_not_recorded_after_a_newer_one(db: Database) -> None:
     """History never says the carrier took A after it recorded B (a later observation): a
     late confirmation of A then appends nothing. Nor does one of a device deleted since."""

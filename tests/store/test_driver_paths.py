@@ -92,6 +92,11 @@ async def _scenario(store: SqlStateStore, clock: Clock) -> list[Any]:
         store.confirm("dev-f", 1, record=fourth),
     )
     await step(batch)
+    # dev-a's write again with the same taking (a repair's): recorded once; a repair's own
+    # write is kept. (dev-a lost its number but not its row: version 2 is still stored.)
+    await step(store.confirm("dev-a", 2, record=dataclasses.replace(record, credential="g")))
+    repaired = dataclasses.replace(record, kind=HistoryKind.REPAIRED, before={"a": 0})
+    await step(store.confirm("dev-a", 2, record=repaired))
     return answers
 
 
@@ -133,7 +138,13 @@ def test_the_driver_sql_agrees_with_the_portable_path(
     kept = [row for row in kept if not row[0].startswith("~")]
     assert answers[21] is False and answers[22] is False and answers[23] is True
     assert answers[25] is False and answers[26] is False
-    assert answers[-1] == [False, True, True]
+    assert answers[-3] == [False, True, True]
+    assert answers[-2] is True and answers[-1] is True
+    taken_a = [(row[5], row[-1]) for row in fast[1]["history"] if row[1] == "dev-a"]
+    assert [kind for kind, _ in taken_a if kind in ("applied", "repaired")] == [
+        "applied",
+        "repaired",
+    ]
     assert kept == [
         ("dev-d", "applied", '{"a":1}'),
         ("dev-d", "applied", '{"a":2}'),
