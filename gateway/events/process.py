@@ -6,8 +6,9 @@ arrives meanwhile would wait for it. So the serving process starts
 ``python -m gateway.events.process``, hands it its settings through a pipe, and then writes
 one byte to that pipe whenever events with deliveries were written (or an admin asked for a
 retry). The child runs the same ``DeliveryWorker`` on the same state store and writes back
-one JSON line per outcome and per backlog reading, which the serving process adds to its
-metrics (``/metrics`` shows them as if they were its own).
+one JSON line per outcome, which the serving process adds to its metrics (``/metrics`` shows
+them as if they were its own); the outbox's backlog gauges the serving process reads itself,
+so that they stay current while no child runs.
 
 The leases make this safe, as they do between replicas: when the child dies, its claims come
 back after their lease, and the serving process starts another child after a delay. When the
@@ -277,14 +278,18 @@ def main() -> None:
     os.nice(NICENESS)
     try:
         settings, url, owner = _read_header(0)
-    except (EOFError, TypeError, ValueError, pickle.UnpicklingError) as exc:
+    except Exception as exc:  # whatever unpickling garbage raises
         sys.stderr.write(f"gateway.events.process: no settings from the serving process: {exc}\n")
         raise SystemExit(2) from None
     from gateway.observability import configure_logging
 
     configure_logging(settings.log_level)
     with _protocol_out() as out:
-        asyncio.run(_deliver(settings, url, owner, PipeReport(out)))
+        try:
+            asyncio.run(_deliver(settings, url, owner, PipeReport(out)))
+        except Exception:  # the store unreachable, say: logged, and the parent starts another
+            log.exception("delivery process failed")
+            raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

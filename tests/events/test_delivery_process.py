@@ -291,3 +291,37 @@ def test_a_child_that_cannot_run_is_retried_and_the_backlog_still_shows(tmp_path
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_child_that_cannot_open_the_store_says_so_and_is_started_again(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings.from_environ({}, env_file=None)
+    metrics = Metrics()
+    url = f"sqlite+aiosqlite:///{tmp_path / 'g.db'}"
+    missing = f"sqlite+aiosqlite:///{tmp_path / 'no-such-dir' / 'g.db'}"
+
+    async def main() -> None:
+        store = await open_store(url, create=True)
+        assert isinstance(store, SqlStateStore)
+        try:
+            process = DeliveryProcess(
+                settings,
+                missing,
+                "r",
+                MetricsReport(metrics),
+                OutboxStore(store),
+                restart_delays=(0.05,),
+            )
+            process.start()
+            try:
+                await until(lambda: process.starts >= 2, within=60.0)
+            finally:
+                await process.aclose()
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    err = capfd.readouterr().err
+    assert '"message":"delivery process failed"' in err
+    assert "Traceback" not in err.split('"message":"delivery process failed"')[0]
