@@ -198,7 +198,7 @@ class Metrics:
             ["type", "channel", "outcome"],
         )
         self.outbox_depth = self._gauge(
-            "dlr_outbox_pending", "Deliveries waiting in the outbox (as of the worker's last look)."
+            "dlr_outbox_pending", "Deliveries waiting in the outbox (read every 5 s)."
         )
         self.outbox_oldest_age = self._gauge(
             "dlr_outbox_oldest_age_seconds",
