@@ -138,7 +138,13 @@ class DeliveryWorker:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="event-delivery")
 
     async def aclose(self) -> None:
+        """Stop; the attempts given up are due again at once (their leases released)."""
         await cancel(self._task)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.outbox.release(self.owner)
+        except Exception as exc:  # their leases end by themselves
+            log.warning("delivery leases not released", extra={"error": type(exc).__name__})
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -254,6 +254,8 @@ async def _deliver(settings: Settings, url: str, owner: str, report: DeliveryRep
             stack.push_async_callback(carrier.aclose)
         outbox = OutboxStore(store, max_age=settings.event_delivery_max_age)
         worker = delivery_worker(settings, outbox, report, owner, carrier=carrier, gauges=False)
+        # A child that died (they share the owner) left its claims leased: due again now.
+        await outbox.release(owner)
         stack.push_async_callback(worker.aclose)
         worker.start()
         wakes = asyncio.StreamReader()

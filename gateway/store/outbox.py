@@ -309,6 +309,17 @@ class OutboxStore:
         delivery's new state (``lost`` for those)."""
         return await self._run(partial(_finish, owner=owner, outcomes=outcomes, now=self.clock()))
 
+    async def release(self, owner: str) -> int:
+        """Give back ``owner``'s leases at once (attempts it gave up, as a stopping worker
+        does, or a dead predecessor of the same owner made): due again, not after the lease."""
+        async with self._unit() as connection:
+            done = await connection.execute(
+                deliveries.update()
+                .where(deliveries.c.lease_owner == owner, deliveries.c.state == "pending")
+                .values(lease_owner=None, lease_until=None)
+            )
+        return int(done.rowcount)
+
     async def delivered(self, delivery: Delivery, owner: str, status: int | None) -> bool:
         """One attempt that succeeded (``finish`` of one)."""
         (state,) = await self.finish(owner, [Outcome(delivery, status)])

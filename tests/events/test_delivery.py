@@ -185,3 +185,23 @@ def test_a_url_that_is_not_http_is_never_fetched(tmp_path: Path, url: str) -> No
             assert delivery.last_error == "the URL's scheme is not http(s)"
 
     asyncio.run(main())
+
+
+def test_a_stopped_workers_claims_are_due_again_at_once(tmp_path: Path) -> None:
+    """A worker stopped with attempts in flight gives their leases back: another (the next
+    delivery process, a restarted replica) sends them now, not when the lease ends."""
+    metrics = Metrics()
+
+    async def main() -> None:
+        async with _outbox(tmp_path) as outbox:
+            await outbox.add_webhook("wh_1", "https://example.org/h", [EMERGENCY_CALL], "s", None)
+            await _emit(outbox, metrics, 3)
+            assert len(await outbox.claim("gone", lease=600.0)) == 3
+            assert await outbox.claim("next", lease=600.0) == []  # leased
+            worker = _worker(outbox, metrics)
+            worker.owner = "gone"
+            await worker.aclose()  # never started: what it holds is given back all the same
+            assert len(await outbox.claim("next", lease=600.0)) == 3
+            assert await outbox.release("nobody") == 0
+
+    asyncio.run(main())
