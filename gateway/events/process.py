@@ -244,8 +244,9 @@ async def _deliver(settings: Settings, url: str, owner: str, report: DeliveryRep
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     async with contextlib.AsyncExitStack() as stack:
+        # One worker's statements run one at a time: a small pool, not the server's.
         store = await open_store(
-            url, max_batch=settings.store_max_batch, linger=settings.store_linger
+            url, pool_size=2, max_batch=settings.store_max_batch, linger=settings.store_linger
         )
         stack.push_async_callback(store.close)
         carrier = None
