@@ -38,9 +38,9 @@ class Sessions:
     """Issues, reads and revokes console sessions."""
 
     #: Sign-outs remembered at most (the oldest are forgotten first; they expire anyway).
-    MAX_REVOKED = 100_000
+    _MAX_REVOKED = 100_000
     #: How long a sign-in form may wait before it is sent.
-    SIGN_IN_SECONDS = 3600
+    _SIGN_IN_SECONDS = 3600
 
     def __init__(self, secret: str | None, lifetime_seconds: float) -> None:
         key = secret or secrets.token_urlsafe(32)
@@ -77,7 +77,7 @@ class Sessions:
     def revoke(self, response: Response, session: Session) -> None:
         now = time.monotonic()
         for sid, until in list(self._revoked.items()):
-            if until < now or len(self._revoked) >= self.MAX_REVOKED:
+            if until < now or len(self._revoked) >= self._MAX_REVOKED:
                 del self._revoked[sid]
         self._revoked[session.sid] = now + self.lifetime
         response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
@@ -87,7 +87,7 @@ class Sessions:
         if not value or len(value) > 512:
             return None
         try:
-            token: Any = self._sign_in.loads(value, max_age=self.SIGN_IN_SECONDS)
+            token: Any = self._sign_in.loads(value, max_age=self._SIGN_IN_SECONDS)
         except BadSignature:
             return None
         return token if isinstance(token, str) else None
@@ -101,7 +101,7 @@ class Sessions:
         return token, self._sign_in.dumps(token)
 
     def set_sign_in_cookie(self, response: Response, request: Request, value: str) -> None:
-        _set_cookie(response, request, SIGN_IN_COOKIE, value, self.SIGN_IN_SECONDS)
+        _set_cookie(response, request, SIGN_IN_COOKIE, value, self._SIGN_IN_SECONDS)
 
     def sign_in_token_valid(self, request: Request, posted: str) -> bool:
         token = self._sign_in_token(request)
