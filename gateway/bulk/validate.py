@@ -15,6 +15,7 @@ import csv
 import io
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from gateway.bandwidth.models import Address
 from gateway.bulk.formats import (
@@ -33,9 +34,6 @@ from gateway.dlr.pipeline import Normalizer
 from gateway.rows import RowProblem
 from gateway.store.base import NumberState
 
-#: A location's description, at most (the carrier's limit is not stated; a label is short).
-MAX_DESCRIPTION = 128
-
 
 @dataclass(frozen=True, slots=True)
 class DeviceRow:
@@ -49,6 +47,9 @@ class DeviceRow:
 
 @dataclass(frozen=True, slots=True)
 class LocationRow:
+    #: A description, at most (the carrier's limit is not stated; a label is short).
+    MAX_DESCRIPTION: ClassVar[int] = 128
+
     line: int
     location_id: str
     description: str | None
@@ -211,9 +212,11 @@ async def _locations(
         if place is None and address_of(raw.cells) is None:
             found.append(RowProblem(raw.line, "Address", "required"))
         description = raw.cells.get("Description")
-        if description is not None and len(description) > MAX_DESCRIPTION:
+        if description is not None and len(description) > LocationRow.MAX_DESCRIPTION:
             found.append(
-                RowProblem(raw.line, "Description", f"at most {MAX_DESCRIPTION} characters")
+                RowProblem(
+                    raw.line, "Description", f"at most {LocationRow.MAX_DESCRIPTION} characters"
+                )
             )
         if place is not None:
             given = raw.cells.get("LocationId")

@@ -19,24 +19,28 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
-SESSION_COOKIE = "dlr_console"
-SIGN_IN_COOKIE = "dlr_console_signin"
-COOKIE_PATH = "/console"
-#: Sign-outs remembered at most (the oldest are forgotten first; they expire anyway).
-_MAX_REVOKED = 100_000
-#: How long a sign-in form may wait before it is sent.
-_SIGN_IN_SECONDS = 3600
-
 
 @dataclass(frozen=True, slots=True)
 class Session:
+    """A signed-in session: its ID (what sign-out revokes), who signed in, its CSRF token."""
+
     sid: str
     subject: str
     csrf: str
 
 
+SESSION_COOKIE = "dlr_console"
+SIGN_IN_COOKIE = "dlr_console_signin"
+COOKIE_PATH = "/console"
+
+
 class Sessions:
     """Issues, reads and revokes console sessions."""
+
+    #: Sign-outs remembered at most (the oldest are forgotten first; they expire anyway).
+    _MAX_REVOKED = 100_000
+    #: How long a sign-in form may wait before it is sent.
+    _SIGN_IN_SECONDS = 3600
 
     def __init__(self, secret: str | None, lifetime_seconds: float) -> None:
         key = secret or secrets.token_urlsafe(32)
@@ -73,7 +77,7 @@ class Sessions:
     def revoke(self, response: Response, session: Session) -> None:
         now = time.monotonic()
         for sid, until in list(self._revoked.items()):
-            if until < now or len(self._revoked) >= _MAX_REVOKED:
+            if until < now or len(self._revoked) >= self._MAX_REVOKED:
                 del self._revoked[sid]
         self._revoked[session.sid] = now + self.lifetime
         response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
@@ -83,7 +87,7 @@ class Sessions:
         if not value or len(value) > 512:
             return None
         try:
-            token: Any = self._sign_in.loads(value, max_age=_SIGN_IN_SECONDS)
+            token: Any = self._sign_in.loads(value, max_age=self._SIGN_IN_SECONDS)
         except BadSignature:
             return None
         return token if isinstance(token, str) else None
@@ -97,7 +101,7 @@ class Sessions:
         return token, self._sign_in.dumps(token)
 
     def set_sign_in_cookie(self, response: Response, request: Request, value: str) -> None:
-        _set_cookie(response, request, SIGN_IN_COOKIE, value, _SIGN_IN_SECONDS)
+        _set_cookie(response, request, SIGN_IN_COOKIE, value, self._SIGN_IN_SECONDS)
 
     def sign_in_token_valid(self, request: Request, posted: str) -> bool:
         token = self._sign_in_token(request)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from gateway.geocoding.results import Precision
+from gateway.geocoding.results import Precision, distance_meters
 
 __all__ = [
     "DEFAULT_RADIUS_METERS",
@@ -38,8 +38,6 @@ _UNCERTAINTY = {
     Precision.LOCALITY: 60_000.0,
 }
 
-_EARTH_RADIUS_METERS = 6_371_008.8
-
 
 def uncertainty_meters(precision: Precision) -> float:
     return _UNCERTAINTY[precision]
@@ -54,14 +52,3 @@ def radius_meters(precision: str | None, accuracy: float | None) -> int | None:
     if precision in DISPATCHABLE:
         return DEFAULT_RADIUS_METERS
     return None
-
-
-def distance_meters(
-    latitude: float, longitude: float, other_latitude: float, other_longitude: float
-) -> float:
-    """The great-circle distance (haversine on a sphere: within 0.5 %, plenty here)."""
-    phi1, phi2 = math.radians(latitude), math.radians(other_latitude)
-    d_phi = phi2 - phi1
-    d_lambda = math.radians(other_longitude - longitude)
-    a = math.sin(d_phi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(d_lambda / 2) ** 2
-    return 2 * _EARTH_RADIUS_METERS * math.asin(min(1.0, math.sqrt(a)))

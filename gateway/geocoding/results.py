@@ -1,8 +1,9 @@
-"""What a geocoding lookup answers, and the one error it raises."""
+"""What a geocoding lookup answers, the one error it raises, and how far apart two points are."""
 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from gateway.bandwidth.models import Address
@@ -44,3 +45,17 @@ class GeocodingUnavailable(Exception):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+_EARTH_RADIUS_METERS = 6_371_008.8
+
+
+def distance_meters(
+    latitude: float, longitude: float, other_latitude: float, other_longitude: float
+) -> float:
+    """The great-circle distance (haversine on a sphere: within 0.5 %, plenty here)."""
+    phi1, phi2 = math.radians(latitude), math.radians(other_latitude)
+    d_phi = phi2 - phi1
+    d_lambda = math.radians(other_longitude - longitude)
+    a = math.sin(d_phi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(d_lambda / 2) ** 2
+    return 2 * _EARTH_RADIUS_METERS * math.asin(min(1.0, math.sqrt(a)))

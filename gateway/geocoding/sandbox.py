@@ -11,7 +11,6 @@ a data set.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +18,9 @@ from geopy.location import Location
 from geopy.point import Point
 
 from gateway.geocoding.offline import OfflineGeocoder
+from gateway.geocoding.results import distance_meters
 
 __all__ = ["PLACES", "RADIUS_METERS", "SandboxGeocoder", "SandboxPlace"]
-
-#: How near a fix must be to a place to be given its address.
-RADIUS_METERS = 150.0
-_EARTH_RADIUS_METERS = 6_371_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +78,12 @@ PLACES: tuple[SandboxPlace, ...] = (
 )
 
 
+#: How near a fix must be to a place to be given its address.
+RADIUS_METERS = 150.0
+
+
 def _meters(latitude: float, longitude: float, place: SandboxPlace) -> float:
-    """Great-circle distance (haversine)."""
-    phi1, phi2 = math.radians(latitude), math.radians(place.latitude)
-    d_phi = phi2 - phi1
-    d_lambda = math.radians(place.longitude - longitude)
-    a = math.sin(d_phi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(d_lambda / 2) ** 2
-    return 2 * _EARTH_RADIUS_METERS * math.asin(min(1.0, math.sqrt(a)))
+    return distance_meters(latitude, longitude, place.latitude, place.longitude)
 
 
 def nearest_place(latitude: float, longitude: float) -> SandboxPlace | None:

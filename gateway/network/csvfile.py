@@ -37,10 +37,6 @@ ADDRESS_COLUMNS = {
 }
 COLUMNS = (*KEY_COLUMNS, "LocationId", "Description", *ADDRESS_COLUMNS)
 
-MAX_FILE_BYTES = 64 * 1024 * 1024
-MAX_ROWS = 200_000
-MAX_FIELD = 255
-
 
 @dataclass(frozen=True, slots=True)
 class Row:
@@ -53,6 +49,12 @@ class Row:
     address: Mapping[str, str] | None
     location_id: str | None
     description: str | None
+
+
+#: The bounds: past the first two the file is refused whole; a longer field is a row's problem.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_ROWS = 200_000
+MAX_FIELD = 255
 
 
 class CsvTooLarge(ValueError):

@@ -28,9 +28,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 T = TypeVar("T")
 
 
-def _outcome_dropped(task: asyncio.Task[Any]) -> None:
+def outcome_dropped(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()  # its caller is gone (an interrupted statement's error, say)
+
+
+async def run_shielded(work: Coroutine[Any, Any, T], kept: set[asyncio.Task[Any]]) -> T:
+    """``work`` in a task of its own, in ``kept`` until done, awaited through a shield: a
+    cancelled caller stops waiting at once; the task runs on, its outcome dropped."""
+    task = asyncio.ensure_future(work)
+    kept.add(task)
+    task.add_done_callback(kept.discard)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(outcome_dropped)
+        raise
 
 
 class ShieldedConnection(AsyncConnection):
@@ -46,14 +59,7 @@ class ShieldedConnection(AsyncConnection):
         self._transaction: AsyncTransaction | None = None
 
     async def _shielded(self, work: Coroutine[Any, Any, T]) -> T:
-        task = asyncio.ensure_future(work)
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.add_done_callback(_outcome_dropped)
-            raise
+        return await run_shielded(work, self._in_flight)
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         return await self._shielded(super().execute(*args, **kwargs))

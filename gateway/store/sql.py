@@ -63,7 +63,7 @@ from gateway.store.migrate import (
 )
 from gateway.store.ownership import change_number, hold_number, release_owned
 from gateway.store.portable import advance_rows, confirm_rows
-from gateway.store.shielded import shielded_unit
+from gateway.store.shielded import outcome_dropped, run_shielded, shielded_unit
 from gateway.store.tables import devices, history, locations, numbers
 from gateway.store.urls import ensure_directory, is_sqlite, parse
 
@@ -83,11 +83,6 @@ KEPT_CONNECTIONS = ADVANCE_CONCURRENCY + CONFIRM_CONCURRENCY
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _orphan_done(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # its caller is gone; the outcome is the database's to keep
 
 
 def _whole(
@@ -253,23 +248,16 @@ class SqlStateStore(DriverPaths):
             yield connection
 
     async def _detach(self, work: Coroutine[Any, Any, T]) -> T:
-        task = asyncio.ensure_future(work)
         # Known from its start, not from its caller's cancellation (which ``close`` may
         # come before): ``close`` waits for it either way.
-        self._units.add(task)
-        task.add_done_callback(self._units.discard)
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.add_done_callback(_orphan_done)
-            raise
+        return await run_shielded(work, self._units)
 
     def _leave(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` on its own, its caller gone (``close`` waits for it)."""
         task = asyncio.ensure_future(work)
         self._units.add(task)
         task.add_done_callback(self._units.discard)
-        task.add_done_callback(_orphan_done)
+        task.add_done_callback(outcome_dropped)
 
     def _now(self) -> int:
         return to_us(self._clock())

@@ -9,65 +9,65 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from gateway.store.migrations.ddl import BIG_ID, create_index, create_table, optional, required
+
 revision = "0001"
 down_revision: str | None = None
 branch_labels: str | None = None
 depends_on: str | None = None
 
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "devices",
-        sa.Column("aeui", sa.String(64), nullable=False),
-        sa.Column("endpoint_id", sa.String(64), nullable=False),
-        sa.Column("location_id", sa.String(64), nullable=False),
-        sa.Column("address", sa.Text(), nullable=True),
-        sa.Column("caller_name", sa.Text(), nullable=False),
-        sa.Column("telephone_number", sa.String(32), nullable=False),
-        sa.Column("observed_at", sa.BigInteger(), nullable=False),
-        sa.Column("source", sa.String(32), nullable=False),
-        sa.Column("applied_at", sa.BigInteger(), nullable=False),
-        sa.Column("confirmed", sa.Boolean(), nullable=False),
-        sa.Column("latitude", sa.Double(), nullable=True),
-        sa.Column("longitude", sa.Double(), nullable=True),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("lease_owner", sa.String(128), nullable=True),
-        sa.Column("lease_until", sa.BigInteger(), nullable=True),
-        sa.Column("checked_at", sa.BigInteger(), nullable=True),
-        sa.PrimaryKeyConstraint("aeui", name="pk_devices"),
+        "aeui",
+        required("aeui", sa.String(64)),
+        required("endpoint_id", sa.String(64)),
+        required("location_id", sa.String(64)),
+        optional("address", sa.Text()),
+        required("caller_name", sa.Text()),
+        required("telephone_number", sa.String(32)),
+        required("observed_at", sa.BigInteger()),
+        required("source", sa.String(32)),
+        required("applied_at", sa.BigInteger()),
+        required("confirmed", sa.Boolean()),
+        optional("latitude", sa.Double()),
+        optional("longitude", sa.Double()),
+        required("version", sa.Integer()),
+        optional("lease_owner", sa.String(128)),
+        optional("lease_until", sa.BigInteger()),
+        optional("checked_at", sa.BigInteger()),
     )
-    op.create_index("ix_devices_checked_at", "devices", ["checked_at"])
-    op.create_index("ix_devices_location_id", "devices", ["location_id"])
-    op.create_table(
+    create_index("devices", "checked_at")
+    create_index("devices", "location_id")
+    create_table(
         "locations",
-        sa.Column("location_id", sa.String(64), nullable=False),
-        sa.Column("address", sa.Text(), nullable=False),
-        sa.Column("status", sa.String(64), nullable=True),
-        sa.Column("latitude", sa.Double(), nullable=True),
-        sa.Column("longitude", sa.Double(), nullable=True),
-        sa.Column("created_at", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("location_id", name="pk_locations"),
+        "location_id",
+        required("location_id", sa.String(64)),
+        required("address", sa.Text()),
+        optional("status", sa.String(64)),
+        optional("latitude", sa.Double()),
+        optional("longitude", sa.Double()),
+        required("created_at", sa.BigInteger()),
     )
-    op.create_table(
+    create_table(
         "history",
-        sa.Column("id", BigId, autoincrement=True, nullable=False),
-        sa.Column("aeui", sa.String(64), nullable=False),
-        sa.Column("at", sa.BigInteger(), nullable=False),
-        sa.Column("credential", sa.String(128), nullable=False),
-        sa.Column("source", sa.String(32), nullable=False),
-        sa.Column("kind", sa.String(32), nullable=False),
-        sa.Column("observed_at", sa.BigInteger(), nullable=True),
-        sa.Column("from_location_id", sa.String(64), nullable=True),
-        sa.Column("to_location_id", sa.String(64), nullable=True),
-        sa.Column("from_json", sa.Text(), nullable=True),
-        sa.Column("to_json", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_history"),
+        "id",
+        required("id", BIG_ID, autoincrement=True),
+        required("aeui", sa.String(64)),
+        required("at", sa.BigInteger()),
+        required("credential", sa.String(128)),
+        required("source", sa.String(32)),
+        required("kind", sa.String(32)),
+        optional("observed_at", sa.BigInteger()),
+        optional("from_location_id", sa.String(64)),
+        optional("to_location_id", sa.String(64)),
+        optional("from_json", sa.Text()),
+        optional("to_json", sa.Text()),
         sqlite_autoincrement=True,
     )
-    op.create_index("ix_history_aeui_id", "history", ["aeui", "id"])
-    op.create_index("ix_history_at", "history", ["at"])
+    create_index("history", "aeui", "id")
+    create_index("history", "at")
 
 
 def downgrade() -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from gateway.store.migrations.ddl import create_index, optional
+
 revision = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | None = None
@@ -22,10 +24,10 @@ depends_on: str | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("devices") as batch:
-        batch.add_column(sa.Column("coordinates_source", sa.String(16), nullable=True))
-        batch.add_column(sa.Column("coordinates_accuracy", sa.Double(), nullable=True))
-        batch.add_column(sa.Column("coordinates_version", sa.Integer(), nullable=True))
-    op.create_index("ix_devices_telephone_number", "devices", ["telephone_number"])
+        batch.add_column(optional("coordinates_source", sa.String(16)))
+        batch.add_column(optional("coordinates_accuracy", sa.Double()))
+        batch.add_column(optional("coordinates_version", sa.Integer()))
+    create_index("devices", "telephone_number")
 
 
 def downgrade() -> None:

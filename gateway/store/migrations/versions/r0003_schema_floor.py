@@ -15,6 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from gateway.store.migrations.ddl import create_table, required
+
 revision = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | None = None
@@ -25,12 +27,12 @@ COMPATIBLE_SINCE = "0001"
 
 
 def upgrade() -> None:
-    table = op.create_table(
+    table = create_table(
         "dlr_schema",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("compatible_since", sa.String(32), nullable=False),
+        "id",
+        required("id", sa.Integer()),
+        required("compatible_since", sa.String(32)),
         sa.CheckConstraint("id = 1", name="ck_dlr_schema_one_row"),
-        sa.PrimaryKeyConstraint("id", name="pk_dlr_schema"),
     )
     op.bulk_insert(table, [{"id": 1, "compatible_since": COMPATIBLE_SINCE}])
 

@@ -21,6 +21,8 @@ import time
 import sqlalchemy as sa
 from alembic import op
 
+from gateway.store.migrations.ddl import create_index, create_table, optional, required
+
 revision = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | None = None
@@ -29,18 +31,18 @@ depends_on: str | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("devices") as batch:
-        batch.add_column(sa.Column("heard_at", sa.BigInteger(), nullable=True))
-        batch.add_column(sa.Column("attested_number", sa.String(32), nullable=True))
+        batch.add_column(optional("heard_at", sa.BigInteger()))
+        batch.add_column(optional("attested_number", sa.String(32)))
     op.execute("UPDATE devices SET heard_at = applied_at")
-    op.create_table(
+    create_table(
         "numbers",
-        sa.Column("telephone_number", sa.String(32), nullable=False),
-        sa.Column("owner_aeui", sa.String(64), nullable=True),
-        sa.Column("shared", sa.Boolean(), nullable=False),
-        sa.Column("updated_at", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("telephone_number", name="pk_numbers"),
+        "telephone_number",
+        required("telephone_number", sa.String(32)),
+        optional("owner_aeui", sa.String(64)),
+        required("shared", sa.Boolean()),
+        required("updated_at", sa.BigInteger()),
     )
-    op.create_index("ix_numbers_owner_aeui", "numbers", ["owner_aeui"])
+    create_index("numbers", "owner_aeui")
     now = time.time_ns() // 1000
     op.execute(
         sa.text(

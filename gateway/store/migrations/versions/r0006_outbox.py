@@ -11,61 +11,61 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from gateway.store.migrations.ddl import BIG_ID, create_index, create_table, optional, required
+
 revision = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | None = None
 depends_on: str | None = None
 
-_BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "webhooks",
-        sa.Column("id", sa.String(40), nullable=False),
-        sa.Column("url", sa.Text(), nullable=False),
-        sa.Column("event_types", sa.Text(), nullable=False),
-        sa.Column("description", sa.Text(), nullable=True),
-        sa.Column("secret", sa.String(128), nullable=False),
-        sa.Column("previous_secret", sa.String(128), nullable=True),
-        sa.Column("previous_until", sa.BigInteger(), nullable=True),
-        sa.Column("enabled", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_webhooks"),
+        "id",
+        required("id", sa.String(40)),
+        required("url", sa.Text()),
+        required("event_types", sa.Text()),
+        optional("description", sa.Text()),
+        required("secret", sa.String(128)),
+        optional("previous_secret", sa.String(128)),
+        optional("previous_until", sa.BigInteger()),
+        required("enabled", sa.Boolean()),
+        required("created_at", sa.BigInteger()),
+        required("updated_at", sa.BigInteger()),
     )
-    op.create_table(
+    create_table(
         "events",
-        sa.Column("id", sa.String(64), nullable=False),
-        sa.Column("type", sa.String(32), nullable=False),
-        sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("created_at", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_events"),
+        "id",
+        required("id", sa.String(64)),
+        required("type", sa.String(32)),
+        required("body", sa.Text()),
+        required("created_at", sa.BigInteger()),
     )
-    op.create_index("ix_events_created_at", "events", ["created_at"])
-    op.create_table(
+    create_index("events", "created_at")
+    create_table(
         "deliveries",
-        sa.Column("id", _BIG_ID, autoincrement=True, nullable=False),
-        sa.Column("event_id", sa.String(64), nullable=False),
-        sa.Column("target", sa.String(40), nullable=False),
-        sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_at", sa.BigInteger(), nullable=False),
-        sa.Column("expires_at", sa.BigInteger(), nullable=False),
-        sa.Column("lease_owner", sa.String(128), nullable=True),
-        sa.Column("lease_until", sa.BigInteger(), nullable=True),
-        sa.Column("last_status", sa.Integer(), nullable=True),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("delivered_at", sa.BigInteger(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_deliveries"),
+        "id",
+        required("id", BIG_ID, autoincrement=True),
+        required("event_id", sa.String(64)),
+        required("target", sa.String(40)),
+        required("state", sa.String(16)),
+        required("attempts", sa.Integer()),
+        required("next_at", sa.BigInteger()),
+        required("expires_at", sa.BigInteger()),
+        optional("lease_owner", sa.String(128)),
+        optional("lease_until", sa.BigInteger()),
+        optional("last_status", sa.Integer()),
+        optional("last_error", sa.Text()),
+        optional("delivered_at", sa.BigInteger()),
         sa.UniqueConstraint("event_id", "target", name="uq_deliveries_event_id_target"),
     )
-    op.create_index("ix_deliveries_state_next_at", "deliveries", ["state", "next_at"])
-    op.create_table(
+    create_index("deliveries", "state", "next_at")
+    create_table(
         "stale_marks",
-        sa.Column("aeui", sa.String(64), nullable=False),
-        sa.Column("heard_at", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("aeui", name="pk_stale_marks"),
+        "aeui",
+        required("aeui", sa.String(64)),
+        required("heard_at", sa.BigInteger()),
     )
 
 

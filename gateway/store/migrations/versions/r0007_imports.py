@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from gateway.store.migrations.ddl import create_table, optional, required
+
 revision = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | None = None
@@ -18,25 +20,25 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "imports",
-        sa.Column("import_id", sa.String(32), nullable=False),
-        sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("digest", sa.String(64), nullable=False),
-        sa.Column("total", sa.Integer(), nullable=False),
-        sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("created_at", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", sa.BigInteger(), nullable=False),
-        sa.Column("report", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("import_id", name="pk_imports"),
+        "import_id",
+        required("import_id", sa.String(32)),
+        required("kind", sa.String(16)),
+        required("digest", sa.String(64)),
+        required("total", sa.Integer()),
+        required("state", sa.String(16)),
+        required("created_at", sa.BigInteger()),
+        required("updated_at", sa.BigInteger()),
+        optional("report", sa.Text()),
     )
-    op.create_table(
+    create_table(
         "import_rows",
-        sa.Column("import_id", sa.String(32), nullable=False),
-        sa.Column("line", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("outcome", sa.String(16), nullable=False),
-        sa.Column("detail", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("import_id", "line", name="pk_import_rows"),
+        ("import_id", "line"),
+        required("import_id", sa.String(32)),
+        required("line", sa.Integer(), autoincrement=False),
+        required("outcome", sa.String(16)),
+        optional("detail", sa.Text()),
     )
 
 

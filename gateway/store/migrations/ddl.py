@@ -1,0 +1,36 @@
+"""The migrations' shorthands: NOT NULL and nullable columns, a table with its primary key,
+and an index, named by the store's convention (``pk_<table>``, ``ix_<table>_<columns>``).
+
+Each makes exactly what the revisions first wrote out in full: changing one changes history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+#: A 64-bit ID on PostgreSQL; SQLite's INTEGER, the only type it autoincrements.
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def required(name: str, type_: sa.types.TypeEngine[Any], **options: Any) -> sa.Column[Any]:
+    return sa.Column(name, type_, nullable=False, **options)
+
+
+def optional(name: str, type_: sa.types.TypeEngine[Any]) -> sa.Column[Any]:
+    return sa.Column(name, type_, nullable=True)
+
+
+def create_table(
+    name: str, key: str | tuple[str, ...], *items: sa.schema.SchemaItem, **options: Any
+) -> sa.Table:
+    """``op.create_table`` with ``items``, then the primary key ``pk_<name>`` on ``key``."""
+    keys = (key,) if isinstance(key, str) else key
+    primary_key = sa.PrimaryKeyConstraint(*keys, name=f"pk_{name}")
+    return op.create_table(name, *items, primary_key, **options)
+
+
+def create_index(table: str, *columns: str) -> None:
+    op.create_index(f"ix_{table}_{'_'.join(columns)}", table, list(columns))
