@@ -53,7 +53,8 @@ _HEADER = struct.Struct("!Q")
 
 @dataclass(eq=False)
 class DeliveryProcess:
-    """Starts the child, keeps one running, and wakes it (``set``) when there is work.
+    """Starts the child once there is something to deliver (the first ``set``, or a backlog
+    found at start), keeps one running from then on, and wakes it (``set``) when there is work.
 
     A child that dies is started again after ``restart_delays[n]`` seconds, ``n`` counting
     the children that died in a row (one that ran ``HEALTHY_RUN`` seconds resets it); when
@@ -81,6 +82,8 @@ class DeliveryProcess:
     _child: asyncio.subprocess.Process | None = field(default=None, init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _closing: bool = field(default=False, init=False)
+    #: Set by the first wake or a backlog: a gateway with nothing to deliver starts no child.
+    _wanted: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     @property
     def pid(self) -> int | None:
@@ -103,10 +106,13 @@ class DeliveryProcess:
                 log.warning("outbox backlog not read", extra={"error": type(exc).__name__})
             else:
                 self.report.backlog(depth, oldest or 0.0)
+                if depth:
+                    self._wanted.set()
             await asyncio.sleep(GAUGE_INTERVAL)
 
     def set(self) -> None:
         """Deliver what is due now (the child's ``wake``), not at its next poll."""
+        self._wanted.set()
         child = self._child
         pipe = None if child is None else child.stdin
         if pipe is None or pipe.is_closing():
@@ -116,6 +122,7 @@ class DeliveryProcess:
             pipe.write(b"w")
 
     async def run(self) -> None:
+        await self._wanted.wait()
         failures = 0
         while not self._closing:
             started = time.monotonic()

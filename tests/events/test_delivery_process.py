@@ -122,6 +122,14 @@ def _call(gw: Proc, n: int) -> None:
     assert answer.status_code == 404  # an unknown caller: an emergency call all the same
 
 
+def _started(gw: Proc, receiver: Receiver) -> None:
+    """The first call's delivery starts the delivery process; wait until it is delivered."""
+    assert gw.child is not None
+    _call(gw, 9)
+    _wait(lambda: _delivery_pids(gw.child.pid), 10, "no delivery process")  # type: ignore[union-attr]
+    receiver.wait_for(1, timeout=10)
+
+
 def _delivered(gw: Proc) -> float:
     text = httpx.get(gw.base + "/metrics", trust_env=False).text
     samples = metric_samples(text, "dlr_event_deliveries_total")
@@ -134,8 +142,10 @@ def test_a_child_process_delivers_and_the_gateway_counts_it(
     gw, receiver = stack
     assert gw.child is not None
     pid = gw.child.pid
-    _wait(lambda: _delivery_pids(pid), 10, "no delivery process")
+    time.sleep(1.0)
+    assert _delivery_pids(pid) == []  # nothing to deliver yet: no child
     _call(gw, 0)
+    _wait(lambda: _delivery_pids(pid), 10, "no delivery process")
     receiver.wait_for(1, timeout=10)
     assert receiver.unverified == 0
     (event,) = receiver.events().values()
@@ -150,7 +160,7 @@ def test_a_killed_delivery_process_is_replaced_and_nothing_is_lost(
     gw, receiver = stack
     assert gw.child is not None
     pid = gw.child.pid
-    _wait(lambda: _delivery_pids(pid), 10, "no delivery process")
+    _started(gw, receiver)
     (first,) = _delivery_pids(pid)
     receiver.down()  # the first call's delivery waits in the outbox, retried
     _call(gw, 1)
@@ -158,26 +168,26 @@ def test_a_killed_delivery_process_is_replaced_and_nothing_is_lost(
     _wait(lambda: _delivery_pids(pid) not in ([], [first]), 15, "not started again")
     receiver.up()
     _call(gw, 2)
-    receiver.wait_for(2, timeout=30)
+    receiver.wait_for(3, timeout=30)
     assert receiver.unverified == 0
     assert "delivery process exited; starting another" in gw.tail(200_000)
 
 
 def test_the_delivery_process_ends_with_a_killed_gateway(stack: tuple[Proc, Receiver]) -> None:
-    gw, _ = stack
+    gw, receiver = stack
     assert gw.child is not None
     pid = gw.child.pid
-    _wait(lambda: _delivery_pids(pid), 10, "no delivery process")
+    _started(gw, receiver)
     (child,) = _delivery_pids(pid)
     gw.kill()  # SIGKILL: no shutdown, but the pipe closes with the process
     _wait(lambda: _gone(child), 10, "the delivery process outlived the gateway")
 
 
 def test_a_stopped_gateway_stops_its_delivery_process(stack: tuple[Proc, Receiver]) -> None:
-    gw, _ = stack
+    gw, receiver = stack
     assert gw.child is not None
     pid = gw.child.pid
-    _wait(lambda: _delivery_pids(pid), 10, "no delivery process")
+    _started(gw, receiver)
     (child,) = _delivery_pids(pid)
     gw.child.send_signal(signal.SIGTERM)
     gw.child.send_signal(signal.SIGTERM)  # the second skips the drain delay
@@ -314,6 +324,9 @@ def test_a_child_that_cannot_open_the_store_says_so_and_is_started_again(
                 restart_delays=(0.05,),
             )
             process.start()
+            await asyncio.sleep(0.3)
+            assert process.starts == 0  # nothing to deliver: not started
+            process.set()  # a delivery written
             try:
                 await until(lambda: process.starts >= 2, within=60.0)
             finally:
