@@ -138,6 +138,7 @@ async def _compare_subscribed(
     cpu: dict[str, float] = dict.fromkeys(KINDS, 0.0)
     server: dict[str, Counter[str]] = {kind: Counter() for kind in KINDS}
     segments: list[dict[str, Any]] = []
+    await _first_delivery(bench, receiver, requests[0])
     for n in range(rounds):
         lo = (n * size) % len(requests)
         chunk, chosen = requests[lo : lo + size], picks[lo : lo + size]
@@ -221,6 +222,27 @@ async def _compare_subscribed(
         "p99_ratio_by_round": by_round,
         "segments": segments,
     }
+
+
+async def _first_delivery(bench: Bench, receiver: Receiver, request: bytes) -> None:
+    """One delivery before the rounds: the gateway starts its delivery process at its first
+    (``GATEWAY_EVENT_DELIVERY=process``), as a gateway with subscriptions already has."""
+    host = bench.gw_host
+    admin = {"Authorization": f"Bearer {bench.stack.admin_key}"}
+    answer = await bench.control.post(
+        f"http://{host}/v1/webhooks",
+        json={"url": receiver.url, "eventTypes": ["emergency_call"]},
+        headers=admin,
+    )
+    if answer.status_code != 201:
+        raise RuntimeError(f"subscription refused: {answer.status_code} {answer.text}")
+    before = await receiver.received()
+    await send_all(LOOPBACK, bench.gw_port, iter([request]), concurrency=1, timeout_s=30.0)
+    for _ in range(300):
+        if await receiver.received() > before:
+            break
+        await asyncio.sleep(0.1)
+    await bench.control.delete(f"http://{host}/v1/webhooks/{answer.json()['id']}", headers=admin)
 
 
 async def _measure(
