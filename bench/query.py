@@ -132,8 +132,6 @@ async def _compare_subscribed(
     """
     rounds = plan_for(bench.plan.mode).rounds
     size = max(1, len(requests) // rounds)
-    host = bench.gw_host
-    admin = {"Authorization": f"Bearer {bench.stack.admin_key}"}
     pooled: dict[str, list[float]] = {kind: [] for kind in KINDS}
     cpu: dict[str, float] = dict.fromkeys(KINDS, 0.0)
     server: dict[str, Counter[str]] = {kind: Counter() for kind in KINDS}
@@ -145,14 +143,7 @@ async def _compare_subscribed(
         for kind in KINDS[n % 3 :] + KINDS[: n % 3]:
             hook_id: str | None = None
             if kind == "with":
-                answer = await bench.control.post(
-                    f"http://{host}/v1/webhooks",
-                    json={"url": receiver.url, "eventTypes": ["emergency_call"]},
-                    headers=admin,
-                )
-                if answer.status_code != 201:
-                    raise RuntimeError(f"subscription refused: {answer.status_code} {answer.text}")
-                hook_id = answer.json()["id"]
+                hook_id = await _subscribe(bench, receiver)
                 received_before = await receiver.received()
             seg = await _measure(bench, chosen, chunk, devices)
             figures = seg.pop("figures")
@@ -162,15 +153,11 @@ async def _compare_subscribed(
             entry = {"round": n, "kind": kind, **figures, **seg}
             if hook_id is not None:
                 # Its deliveries, before the next segment (which must not carry them).
-                waited = 0.0
-                while waited < 30.0:
-                    if await receiver.received() - received_before >= seg["answered_200"]:
-                        break
-                    await asyncio.sleep(0.1)
-                    waited += 0.1
+                target = received_before + seg["answered_200"]
+                waited = await _received(receiver, target)
                 entry["deliveries_received"] = await receiver.received() - received_before
                 entry["deliveries_drained_after_s"] = round(waited, 1)
-                await bench.control.delete(f"http://{host}/v1/webhooks/{hook_id}", headers=admin)
+                await _unsubscribe(bench, hook_id)
             segments.append(entry)
 
     def ms(values: list[float], q: float) -> float | None:
@@ -227,22 +214,40 @@ async def _compare_subscribed(
 async def _first_delivery(bench: Bench, receiver: Receiver, request: bytes) -> None:
     """One delivery before the rounds: the gateway starts its delivery process at its first
     (``GATEWAY_EVENT_DELIVERY=process``), as a gateway with subscriptions already has."""
-    host = bench.gw_host
-    admin = {"Authorization": f"Bearer {bench.stack.admin_key}"}
+    hook_id = await _subscribe(bench, receiver)
+    target = await receiver.received() + 1
+    await send_all(LOOPBACK, bench.gw_port, iter([request]), concurrency=1, timeout_s=30.0)
+    await _received(receiver, target)
+    await _unsubscribe(bench, hook_id)
+
+
+async def _subscribe(bench: Bench, receiver: Receiver) -> str:
+    """A subscription of ``receiver`` to ``emergency_call``; its id."""
     answer = await bench.control.post(
-        f"http://{host}/v1/webhooks",
+        f"http://{bench.gw_host}/v1/webhooks",
         json={"url": receiver.url, "eventTypes": ["emergency_call"]},
-        headers=admin,
+        headers={"Authorization": f"Bearer {bench.stack.admin_key}"},
     )
     if answer.status_code != 201:
         raise RuntimeError(f"subscription refused: {answer.status_code} {answer.text}")
-    before = await receiver.received()
-    await send_all(LOOPBACK, bench.gw_port, iter([request]), concurrency=1, timeout_s=30.0)
-    for _ in range(300):
-        if await receiver.received() > before:
-            break
+    return str(answer.json()["id"])
+
+
+async def _unsubscribe(bench: Bench, hook_id: str) -> None:
+    await bench.control.delete(
+        f"http://{bench.gw_host}/v1/webhooks/{hook_id}",
+        headers={"Authorization": f"Bearer {bench.stack.admin_key}"},
+    )
+
+
+async def _received(receiver: Receiver, target: int, within: float = 30.0) -> float:
+    """Wait until ``receiver`` has had ``target`` POSTs in all (at most ``within`` seconds);
+    the seconds waited."""
+    waited = 0.0
+    while waited < within and await receiver.received() < target:
         await asyncio.sleep(0.1)
-    await bench.control.delete(f"http://{host}/v1/webhooks/{answer.json()['id']}", headers=admin)
+        waited += 0.1
+    return waited
 
 
 async def _measure(
