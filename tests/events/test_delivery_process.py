@@ -27,18 +27,16 @@ from gateway.store import open_store
 from gateway.store.outbox import OutboxStore
 from gateway.store.sql import SqlStateStore
 from tests.events.receiver import Receiver
+from tests.events.served import QUERY_PASSWORD, QUERY_USER, admin_client, events_environ
 from tests.events.test_delivery import until
 from tests.procs import (
-    ADMIN_KEY,
     Proc,
-    gateway_environ,
     metric_samples,
     replica,
     simulator,
     stop_all,
 )
 
-USER, PASSWORD = "carrier", "query-password-0123456789"
 CHILD_MARK = b"gateway.events.process"
 
 
@@ -81,20 +79,12 @@ def _wait(condition: object, timeout: float, message: str) -> None:
 def stack(tmp_path: Path) -> Iterator[tuple[Proc, Receiver]]:
     receiver = Receiver().up()
     sim = simulator(tmp_path).start()
-    env = gateway_environ(
-        sim.port,
-        f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
-        GATEWAY_EMERGENCY_QUERY_USERNAME=USER,
-        GATEWAY_EMERGENCY_QUERY_PASSWORD=PASSWORD,
-        GATEWAY_EVENT_DELIVERY_TIMEOUT="1",
-        GATEWAY_EVENT_RETRY_BASE="0.2",
-        GATEWAY_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-    )
+    env = events_environ(sim.port, tmp_path, GATEWAY_EVENT_DELIVERY_TIMEOUT="1")
     gw = replica("gateway", tmp_path, env)
     try:
         sim.wait_ready()
         gw.start().wait_ready()
-        with _admin(gw) as admin:
+        with admin_client(gw.base) as admin:
             hook = admin.post(
                 "/v1/webhooks", json={"url": receiver.url, "eventTypes": ["emergency_call"]}
             )
@@ -106,18 +96,12 @@ def stack(tmp_path: Path) -> Iterator[tuple[Proc, Receiver]]:
         receiver.down()
 
 
-def _admin(gw: Proc) -> httpx.Client:
-    return httpx.Client(
-        base_url=gw.base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, trust_env=False
-    )
-
-
 def _call(gw: Proc, n: int) -> None:
-    with _admin(gw) as admin:
+    with admin_client(gw.base) as admin:
         answer = admin.get(
             "/v1/emergency-calls/location",
             params={"to": "911", "from": f"+1303555012{n}"},
-            auth=(USER, PASSWORD),
+            auth=(QUERY_USER, QUERY_PASSWORD),
         )
     assert answer.status_code == 404  # an unknown caller: an emergency call all the same
 

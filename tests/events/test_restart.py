@@ -6,19 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
-
 from tests.events.receiver import Receiver
-from tests.procs import ADMIN_KEY, gateway_environ, replica, simulator, stop_all
+from tests.events.served import QUERY_PASSWORD, QUERY_USER, admin_client, events_environ
+from tests.procs import replica, simulator, stop_all
 
-USER, PASSWORD = "carrier", "query-password-0123456789"
 CALLS = 6
-
-
-def _admin(base: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, trust_env=False
-    )
 
 
 def test_undelivered_events_survive_a_kill_and_are_delivered_after_the_restart(
@@ -26,21 +18,17 @@ def test_undelivered_events_survive_a_kill_and_are_delivered_after_the_restart(
 ) -> None:
     receiver = Receiver()  # down until the gateway has been killed
     sim = simulator(tmp_path).start()
-    env = gateway_environ(
+    env = events_environ(
         sim.port,
-        f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
-        GATEWAY_EMERGENCY_QUERY_USERNAME=USER,
-        GATEWAY_EMERGENCY_QUERY_PASSWORD=PASSWORD,
+        tmp_path,
         GATEWAY_EVENT_DELIVERY_TIMEOUT="0.5",
-        GATEWAY_EVENT_RETRY_BASE="0.2",
         GATEWAY_EVENT_RETRY_MAX="1",
-        GATEWAY_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
     )
     gw = replica("gateway", tmp_path, env)
     try:
         sim.wait_ready()
         gw.start().wait_ready()
-        with _admin(gw.base) as admin:
+        with admin_client(gw.base) as admin:
             hook = admin.post(
                 "/v1/webhooks", json={"url": receiver.url, "eventTypes": ["emergency_call"]}
             ).json()
@@ -49,7 +37,7 @@ def test_undelivered_events_survive_a_kill_and_are_delivered_after_the_restart(
                 answer = admin.get(
                     "/v1/emergency-calls/location",
                     params={"to": "911", "from": f"+1303555011{n}"},
-                    auth=(USER, PASSWORD),
+                    auth=(QUERY_USER, QUERY_PASSWORD),
                 )
                 assert answer.status_code == 404  # unknown callers: still emergency calls
             deadline = time.monotonic() + 20
@@ -69,7 +57,7 @@ def test_undelivered_events_survive_a_kill_and_are_delivered_after_the_restart(
         receiver.wait_for(CALLS, timeout=30)
         assert set(receiver.events()) == ids
         assert receiver.unverified == 0
-        with _admin(gw.base) as admin:
+        with admin_client(gw.base) as admin:
             deadline = time.monotonic() + 10
             while any(
                 e["deliveries"][0]["state"] != "delivered"
