@@ -106,12 +106,16 @@ def _call(gw: Proc, n: int) -> None:
     assert answer.status_code == 404  # an unknown caller: an emergency call all the same
 
 
-def _started(gw: Proc, receiver: Receiver) -> None:
-    """The first call's delivery starts the delivery process; wait until it is delivered."""
+def _started(gw: Proc, receiver: Receiver) -> tuple[int, int]:
+    """The first call's delivery starts the delivery process; once it is delivered, the
+    gateway's process id and its delivery process's."""
     assert gw.child is not None
+    pid = gw.child.pid
     _call(gw, 9)
-    _wait(lambda: _delivery_pids(gw.child.pid), 10, "no delivery process")  # type: ignore[union-attr]
+    _wait(lambda: _delivery_pids(pid), 10, "no delivery process")
     receiver.wait_for(1, timeout=10)
+    (child,) = _delivery_pids(pid)
+    return pid, child
 
 
 def _delivered(gw: Proc) -> float:
@@ -142,10 +146,7 @@ def test_a_killed_delivery_process_is_replaced_and_nothing_is_lost(
     stack: tuple[Proc, Receiver],
 ) -> None:
     gw, receiver = stack
-    assert gw.child is not None
-    pid = gw.child.pid
-    _started(gw, receiver)
-    (first,) = _delivery_pids(pid)
+    pid, first = _started(gw, receiver)
     receiver.down()  # the first call's delivery waits in the outbox, retried
     _call(gw, 1)
     os.kill(first, signal.SIGKILL)
@@ -159,20 +160,14 @@ def test_a_killed_delivery_process_is_replaced_and_nothing_is_lost(
 
 def test_the_delivery_process_ends_with_a_killed_gateway(stack: tuple[Proc, Receiver]) -> None:
     gw, receiver = stack
-    assert gw.child is not None
-    pid = gw.child.pid
-    _started(gw, receiver)
-    (child,) = _delivery_pids(pid)
+    _, child = _started(gw, receiver)
     gw.kill()  # SIGKILL: no shutdown, but the pipe closes with the process
     _wait(lambda: _gone(child), 10, "the delivery process outlived the gateway")
 
 
 def test_a_stopped_gateway_stops_its_delivery_process(stack: tuple[Proc, Receiver]) -> None:
     gw, receiver = stack
-    assert gw.child is not None
-    pid = gw.child.pid
-    _started(gw, receiver)
-    (child,) = _delivery_pids(pid)
+    _, child = _started(gw, receiver)
     gw.child.send_signal(signal.SIGTERM)
     gw.child.send_signal(signal.SIGTERM)  # the second skips the drain delay
     assert gw.child.wait(15) == 0
