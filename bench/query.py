@@ -134,6 +134,7 @@ async def _compare_subscribed(
     size = max(1, len(requests) // rounds)
     pooled: dict[str, list[float]] = {kind: [] for kind in KINDS}
     cpu: dict[str, float] = dict.fromkeys(KINDS, 0.0)
+    child_cpu: dict[str, float] = dict.fromkeys(KINDS, 0.0)
     server: dict[str, Counter[str]] = {kind: Counter() for kind in KINDS}
     segments: list[dict[str, Any]] = []
     await _first_delivery(bench, receiver, requests[0])
@@ -145,10 +146,11 @@ async def _compare_subscribed(
             if kind == "with":
                 hook_id = await _subscribe(bench, receiver)
                 received_before = await receiver.received()
-            seg = await _measure(bench, chosen, chunk, devices)
+            seg = await _measure(bench, chosen, chunk, devices, receiver)
             figures = seg.pop("figures")
             pooled[kind].extend(seg.pop("latencies"))
             cpu[kind] += seg["gateway_cpu_s"]
+            child_cpu[kind] += seg["delivery_process_cpu_s"]
             server[kind].update(seg["server"])
             entry = {"round": n, "kind": kind, **figures, **seg}
             if hook_id is not None:
@@ -177,6 +179,10 @@ async def _compare_subscribed(
             "answered_200": len(pooled[kind]),
             "gateway_cpu_us_per_query": (
                 round(cpu[kind] / n_queries * 1e6, 1) if n_queries else None
+            ),
+            # Of which its delivery process's (the rest is the serving process's).
+            "delivery_process_cpu_us_per_query": (
+                round(child_cpu[kind] / n_queries * 1e6, 1) if n_queries else None
             ),
             "server_mean_ms": (
                 round(server[kind]["server_seconds_sum"] / n_queries * 1000, 3)
@@ -251,12 +257,16 @@ async def _received(receiver: Receiver, target: int, within: float = 30.0) -> fl
 
 
 async def _measure(
-    bench: Bench, picks: list[int], requests: list[bytes], devices: list[Device]
+    bench: Bench,
+    picks: list[int],
+    requests: list[bytes],
+    devices: list[Device],
+    receiver: Receiver | None = None,
 ) -> dict[str, Any]:
     """Send ``requests`` (queries for ``devices[picks[i]]``) open loop at the plan's rate."""
     plan = plan_for(bench.plan.mode)
     before = await _server_counts(bench)
-    sampler = bench.sampler()
+    sampler = bench.sampler({} if receiver is None else {"webhook_receiver": receiver.process.pid})
     timed = await open_loop(
         LOOPBACK, bench.gw_port, requests, rate=plan.rate, timeout_s=bench.plan.phase_timeout_s
     )
@@ -300,6 +310,7 @@ async def _measure(
         "cpu_share": shares,
         "seconds": round(span, 2),
         "gateway_cpu_s": round(shares["gateway"] * sampler.elapsed, 4),
+        "delivery_process_cpu_s": round(shares["gateway_delivery_process"] * sampler.elapsed, 4),
         "latencies": ok,
     }
 

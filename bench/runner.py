@@ -453,11 +453,17 @@ class Sampler:
     last one says whether the figures are clean.
     """
 
-    def __init__(self, pids: dict[str, int | tuple[int, ...]]) -> None:
+    def __init__(
+        self,
+        pids: dict[str, int | tuple[int, ...]],
+        parts: dict[str, tuple[int, ...]] | None = None,
+    ) -> None:
         self.pids = {name: (pid,) if isinstance(pid, int) else pid for name, pid in pids.items()}
+        #: Shares reported as well, of processes already counted under one of ``pids``.
+        self.parts = parts or {}
         self.wall = time.monotonic()
         self.elapsed = 0.0
-        self.cpu = {name: self._cpu(name) for name in self.pids}
+        self.cpu = {name: self._cpu(name) for name in [*self.pids, *self.parts]}
         self.machine = _machine_busy_s()
         self.own = _own_s()
 
@@ -469,10 +475,13 @@ class Sampler:
         out["load_generator"] = round((_own_s() - self.own) / wall, 3)
         machine = (_machine_busy_s() - self.machine) / wall
         out["other_processes"] = round(max(0.0, machine - sum(out.values())), 3)
+        for name in self.parts:
+            out[name] = round((self._cpu(name) - self.cpu[name]) / wall, 3)
         return out
 
     def _cpu(self, name: str) -> float:
-        return sum(cpu_seconds(pid) for pid in self.pids[name])
+        pids = self.parts[name] if name in self.parts else self.pids[name]
+        return sum(cpu_seconds(pid) for pid in pids)
 
 
 def _ms(seconds: float) -> float:
@@ -571,15 +580,18 @@ class Bench:
     def devices(self, prefix: str, count: int) -> list[Device]:
         return [Device.numbered(a, n) for n, a in enumerate(self.names.fresh(prefix, count))]
 
-    def sampler(self) -> Sampler:
+    def sampler(self, others: dict[str, int] | None = None) -> Sampler:
         # The gateway's CPU is its server's and its delivery process's (looked up now: the
-        # delivery process is started again if it dies).
+        # delivery process is started again if it dies), its delivery process's also apart.
+        gateway = self.stack.gateway.pids()
         return Sampler(
             {
-                "gateway": self.stack.gateway.pids(),
+                "gateway": gateway,
                 "baseline": self.base_pid,
                 "simulator": self.sim_pid,
-            }
+                **(others or {}),
+            },
+            parts={"gateway_delivery_process": gateway[1:]},
         )
 
     # -- phase 1: upstream calls per report ---------------------------------------------------
