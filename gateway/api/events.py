@@ -14,7 +14,7 @@ from gateway.api.webhook_models import CURSOR_PATTERN, Event, EventPage, EventRe
 from gateway.api.webhooks import admin_events
 from gateway.dlr.errors import FieldError
 from gateway.events.model import EVENT_TYPES
-from gateway.store.outbox import StoredEvent
+from gateway.store.deliveries import StoredEvent
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from gateway.api.models import checked
 from gateway.api.schemas import check_string
 from gateway.events.model import EVENT_TYPES, iso
-from gateway.store import outbox
+from gateway.store import deliveries as stored
 
 MAX_URL = 2048
 MAX_DESCRIPTION = 500
@@ -122,7 +122,7 @@ class Webhook(BaseModel):
     updatedAt: str = Field(json_schema_extra={"format": "date-time"})
 
     @classmethod
-    def of(cls, hook: outbox.Webhook) -> Webhook:
+    def of(cls, hook: stored.Webhook) -> Webhook:
         return cls(
             id=hook.id,
             url=hook.url,
@@ -175,10 +175,10 @@ class EventDelivery(BaseModel):
     deliveredAt: DateTimeOrNull
 
     @classmethod
-    def of(cls, d: outbox.Delivery) -> EventDelivery:
+    def of(cls, d: stored.Delivery) -> EventDelivery:
         return cls(
             target=d.target,
-            channel="email" if d.target in outbox.EMAIL_TARGETS else "webhook",
+            channel="email" if d.target in stored.EMAIL_TARGETS else "webhook",
             state=d.state,  # type: ignore[arg-type]
             attempts=d.attempts,
             nextAttemptAt=_when(d.next_at) if d.state == "pending" else None,
@@ -200,7 +200,7 @@ class Event(BaseModel):
     deliveries: list[EventDelivery]
 
     @classmethod
-    def of(cls, event: outbox.StoredEvent, deliveries: list[outbox.Delivery]) -> Event:
+    def of(cls, event: stored.StoredEvent, deliveries: list[stored.Delivery]) -> Event:
         envelope = orjson.loads(event.body)
         return cls(**envelope, deliveries=[EventDelivery.of(d) for d in deliveries])
 

@@ -33,7 +33,7 @@ from gateway.api.webhook_models import (
 from gateway.events.service import SECRET_OVERLAP, Events
 from gateway.events.signing import new_secret
 from gateway.events.targets import host_problem
-from gateway.store.outbox import Webhook as Subscription
+from gateway.store.deliveries import Webhook as Subscription
 
 M = TypeVar("M", bound=BaseModel)
 _ID_LENGTH = 43  # "wh_" + 40 hex digits at most (the column holds 40)

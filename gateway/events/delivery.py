@@ -34,14 +34,8 @@ from gateway.events.recipients import RecipientsUnavailable
 from gateway.events.signing import signed_headers
 from gateway.events.targets import delivery_problem
 from gateway.metrics import Metrics
-from gateway.store.outbox import (
-    CARRIER_EMAIL_TARGET,
-    EMAIL_TARGETS,
-    Claimed,
-    OutboxStore,
-    Outcome,
-    Webhook,
-)
+from gateway.store.deliveries import CARRIER_EMAIL_TARGET, EMAIL_TARGETS, Claimed, Outcome, Webhook
+from gateway.store.outbox import OutboxStore
 
 log = logging.getLogger("gateway.events")
 

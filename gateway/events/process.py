@@ -245,7 +245,7 @@ async def _deliver(settings: Settings, url: str, owner: str, report: DeliveryRep
     from gateway.bandwidth.upstreams import carrier_client
     from gateway.events.service import delivery_worker, email_targets
     from gateway.store import open_store
-    from gateway.store.outbox import CARRIER_EMAIL_TARGET
+    from gateway.store.deliveries import CARRIER_EMAIL_TARGET
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()

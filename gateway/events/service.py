@@ -15,7 +15,8 @@ from gateway.events.recipients import CarrierRecipients, ListsRecipients
 from gateway.events.stale import StaleDevices
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.store.outbox import CARRIER_EMAIL_TARGET, EMAIL_TARGET, OutboxStore
+from gateway.store.deliveries import CARRIER_EMAIL_TARGET, EMAIL_TARGET
+from gateway.store.outbox import OutboxStore
 from gateway.store.sql import SqlStateStore
 from gateway.store.urls import is_memory
 

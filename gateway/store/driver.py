@@ -217,6 +217,18 @@ async def _in_thread(driver: Any, work: Callable[[sqlite3.Connection], T]) -> T:
     return result
 
 
+def _immediate(work: Callable[[sqlite3.Connection], T], connection: sqlite3.Connection) -> T:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(connection)
+        connection.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            connection.execute("ROLLBACK")
+        raise
+    return result
+
+
 def _hold_number_sqlite(
     connection: sqlite3.Connection, binding: Binding, now: int, credential: str
 ) -> None:
@@ -383,6 +395,19 @@ class DriverPaths(KeptConnections):
                     return await _in_thread(driver, lambda _: run_on_driver_thread(driver, work))
         async with self.transaction() as connection:
             return await connection.run_sync(work)
+
+    @property
+    def uses_sqlite3(self) -> bool:
+        """Whether ``run_driver_unit`` runs (SQLite, with ``driver_sql``)."""
+        return self.dialect == "sqlite" and self.driver_sql
+
+    async def run_driver_unit(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` in one ``BEGIN IMMEDIATE`` transaction on SQLite's own connection, on
+        the driver's thread: statements written for ``sqlite3``, without SQLAlchemy's
+        execution path (only where ``uses_sqlite3``)."""
+        async with self._kept() as (driver, _):
+            with _driver_errors():
+                return await _in_thread(driver, functools.partial(_immediate, work))
 
     async def _claim_sqlite(self, binding: Binding, *, credential: str, check: bool) -> Claim:
         """``claim`` on SQLite, as the statements run on the connection the store keeps: one

@@ -18,83 +18,22 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.store import deliveries as units
+from gateway.store.deliveries import (
+    US,
+    Claimed,
+    Delivery,
+    Outcome,
+    StoredEvent,
+    Webhook,
+    delivery_of,
+    event_of,
+    to_us,
+    webhook_of,
+)
 from gateway.store.mapping import insert_for, last_heard
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import deliveries, devices, events, stale_marks, webhooks
-
-#: The email to the configured addresses (``GATEWAY_NOTIFY_EMAILS``).
-EMAIL_TARGET = "email"
-#: The email to the carrier's notification recipients (``GATEWAY_NOTIFY_CARRIER_RECIPIENTS``).
-CARRIER_EMAIL_TARGET = "email:carrier"
-EMAIL_TARGETS = (EMAIL_TARGET, CARRIER_EMAIL_TARGET)
-_US = 1_000_000
-_MAX_ERROR = 500
-
-
-def _us(seconds: float) -> int:
-    return round(seconds * _US)
-
-
-@dataclass(frozen=True, slots=True)
-class Webhook:
-    id: str
-    url: str
-    event_types: tuple[str, ...]
-    description: str | None
-    secret: str
-    previous_secret: str | None
-    previous_until: float | None
-    enabled: bool
-    created_at: float
-    updated_at: float
-
-    def secrets(self, now: float) -> tuple[str, ...]:
-        """The secrets a delivery is signed with now (the previous one while it is honoured)."""
-        if self.previous_secret and self.previous_until is not None and now < self.previous_until:
-            return (self.secret, self.previous_secret)
-        return (self.secret,)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    id: str
-    type: str
-    body: str
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    id: int
-    event_id: str
-    target: str
-    state: str
-    attempts: int
-    next_at: float
-    expires_at: float
-    last_status: int | None
-    last_error: str | None
-    delivered_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A delivery claimed for one attempt, with its event."""
-
-    delivery: Delivery
-    event: StoredEvent
-    #: Its subscription, read with the claim (None for an email, or a deleted one).
-    webhook: Webhook | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One attempt's result: ``error`` is None when it was delivered."""
-
-    delivery: Delivery
-    status: int | None
-    error: str | None = None
-    retry_in: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,40 +61,6 @@ Addresses = dict[str, tuple[str, dict[str, Any] | None]]
 AddressLookup = Callable[[Iterable[str]], Addresses]
 
 
-def _webhook(row: Any) -> Webhook:
-    return Webhook(
-        id=row.id,
-        url=row.url,
-        event_types=tuple(json.loads(row.event_types)),
-        description=row.description,
-        secret=row.secret,
-        previous_secret=row.previous_secret,
-        previous_until=None if row.previous_until is None else row.previous_until / _US,
-        enabled=bool(row.enabled),
-        created_at=row.created_at / _US,
-        updated_at=row.updated_at / _US,
-    )
-
-
-def _delivery(row: Any) -> Delivery:
-    return Delivery(
-        id=row.id,
-        event_id=row.event_id,
-        target=row.target,
-        state=row.state,
-        attempts=row.attempts,
-        next_at=row.next_at / _US,
-        expires_at=row.expires_at / _US,
-        last_status=row.last_status,
-        last_error=row.last_error,
-        delivered_at=None if row.delivered_at is None else row.delivered_at / _US,
-    )
-
-
-def _event(row: Any) -> StoredEvent:
-    return StoredEvent(row.id, row.type, row.body, row.created_at / _US)
-
-
 class OutboxStore:
     """Events, deliveries and subscriptions, over the state store's engine."""
 
@@ -176,13 +81,16 @@ class OutboxStore:
         #: A unit written for a synchronous connection: on SQLite, run whole on the
         #: driver's thread (the hot ones: events written, deliveries claimed and finished).
         self._run = store.run_unit
+        #: The claim's and finish's ``sqlite3`` statements (``gateway.store.deliveries``),
+        #: on SQLite unless the store runs everything through SQLAlchemy.
+        self._sqlite3 = store.run_driver_unit if store.uses_sqlite3 else None
 
     # -- subscriptions -------------------------------------------------------------------
 
     async def add_webhook(
         self, id: str, url: str, event_types: Sequence[str], secret: str, description: str | None
     ) -> Webhook:
-        now = _us(self.clock())
+        now = to_us(self.clock())
         values = {
             "id": id,
             "url": url,
@@ -196,17 +104,17 @@ class OutboxStore:
         async with self._unit() as connection:
             await connection.execute(webhooks.insert().values(**values))
             row = (await connection.execute(webhooks.select().where(webhooks.c.id == id))).one()
-        return _webhook(row)
+        return webhook_of(row)
 
     async def webhook(self, id: str) -> Webhook | None:
         async with self._unit() as connection:
             row = (await connection.execute(webhooks.select().where(webhooks.c.id == id))).first()
-        return None if row is None else _webhook(row)
+        return None if row is None else webhook_of(row)
 
     async def list_webhooks(self) -> list[Webhook]:
         async with self._unit() as connection:
             rows = await connection.execute(webhooks.select().order_by(webhooks.c.created_at))
-        return [_webhook(row) for row in rows]
+        return [webhook_of(row) for row in rows]
 
     async def update_webhook(
         self,
@@ -217,7 +125,7 @@ class OutboxStore:
         description: str | None = None,
         enabled: bool | None = None,
     ) -> Webhook | None:
-        values: dict[str, Any] = {"updated_at": _us(self.clock())}
+        values: dict[str, Any] = {"updated_at": to_us(self.clock())}
         if url is not None:
             values["url"] = url
         if event_types is not None:
@@ -235,9 +143,9 @@ class OutboxStore:
             id,
             {
                 "previous_secret": webhooks.c.secret,
-                "previous_until": _us(now + overlap),
+                "previous_until": to_us(now + overlap),
                 "secret": secret,
-                "updated_at": _us(now),
+                "updated_at": to_us(now),
             },
         )
 
@@ -248,7 +156,7 @@ class OutboxStore:
                 webhooks.update().where(webhooks.c.id == id).values(values).returning(*webhooks.c)
             )
             row = changed.first()
-        return None if row is None else _webhook(row)
+        return None if row is None else webhook_of(row)
 
     async def delete_webhook(self, id: str) -> bool:
         """Remove it; its pending deliveries fail (nothing is left to send them to)."""
@@ -289,17 +197,23 @@ class OutboxStore:
         """Due deliveries, leased to ``owner`` for ``lease`` seconds (no other replica takes
         them until the lease ends: a crashed replica's come back to the others then), each
         with its event and its subscription as they are now."""
-        now = _us(self.clock())
-        claimed = await self._run(
-            partial(
-                _claim,
-                owner=owner,
-                now=now,
-                until=now + _us(lease),
-                limit=limit,
-                skip_locked=self.dialect == "postgresql",
+        now = to_us(self.clock())
+        until = now + to_us(lease)
+        if self._sqlite3 is not None:
+            claim = partial(units.claim_sqlite3, owner=owner, now=now, until=until, limit=limit)
+            claimed = await self._sqlite3(claim)
+        else:
+            skip_locked = self.dialect == "postgresql"
+            claimed = await self._run(
+                partial(
+                    units.claim,
+                    owner=owner,
+                    now=now,
+                    until=until,
+                    limit=limit,
+                    skip_locked=skip_locked,
+                )
             )
-        )
         return sorted(claimed, key=lambda c: (c.event.created_at, c.delivery.id))
 
     async def finish(self, owner: str, outcomes: Sequence[Outcome]) -> list[str]:
@@ -307,7 +221,13 @@ class OutboxStore:
         ``retry_in`` seconds, or failed past the delivery's expiry. An attempt whose lease was
         lost meanwhile is not recorded (another replica has it: at least once). Returns each
         delivery's new state (``lost`` for those)."""
-        return await self._run(partial(_finish, owner=owner, outcomes=outcomes, now=self.clock()))
+        if self._sqlite3 is not None:
+            finish = partial(units.finish_sqlite3, owner=owner, outcomes=outcomes, now=self.clock())
+            states: list[str] = await self._sqlite3(finish)
+            return states
+        return await self._run(
+            partial(units.finish, owner=owner, outcomes=outcomes, now=self.clock())
+        )
 
     async def release(self, owner: str) -> int:
         """Give back ``owner``'s leases at once (attempts it gave up, as a stopping worker
@@ -341,8 +261,8 @@ class OutboxStore:
                 .where(deliveries.c.event_id == event_id, deliveries.c.state == "failed")
                 .values(
                     state="pending",
-                    next_at=_us(now),
-                    expires_at=_us(now + self.max_age),
+                    next_at=to_us(now),
+                    expires_at=to_us(now + self.max_age),
                     lease_owner=None,
                     lease_until=None,
                 )
@@ -356,7 +276,7 @@ class OutboxStore:
         (created_at, id)."""
         query = events.select().order_by(events.c.created_at.desc(), events.c.id.desc())
         if before is not None:
-            at = _us(before[0])
+            at = to_us(before[0])
             query = query.where(
                 sa.or_(
                     events.c.created_at < at,
@@ -366,7 +286,7 @@ class OutboxStore:
         if type is not None:
             query = query.where(events.c.type == type)
         async with self._unit() as connection:
-            found = [_event(row) for row in await connection.execute(query.limit(limit))]
+            found = [event_of(row) for row in await connection.execute(query.limit(limit))]
             by_event: dict[str, list[Delivery]] = {e.id: [] for e in found}
             if found:
                 rows = await connection.execute(
@@ -375,13 +295,13 @@ class OutboxStore:
                     .order_by(deliveries.c.id)
                 )
                 for row in rows:
-                    by_event[row.event_id].append(_delivery(row))
+                    by_event[row.event_id].append(delivery_of(row))
         return [(event, by_event[event.id]) for event in found]
 
     async def event(self, event_id: str) -> StoredEvent | None:
         async with self._unit() as connection:
             row = (await connection.execute(events.select().where(events.c.id == event_id))).first()
-        return None if row is None else _event(row)
+        return None if row is None else event_of(row)
 
     async def backlog(self) -> tuple[int, float | None]:
         """Pending deliveries, and the age in seconds of the oldest one's event."""
@@ -393,7 +313,7 @@ class OutboxStore:
                     .where(deliveries.c.state == "pending")
                 )
             ).one()
-        age = None if oldest is None else max(0.0, self.clock() - oldest / _US)
+        age = None if oldest is None else max(0.0, self.clock() - oldest / US)
         return int(count), age
 
     async def addresses(self, aeuis: Iterable[str]) -> Addresses:
@@ -410,7 +330,7 @@ class OutboxStore:
             sa.select(devices.c.aeui, devices.c.telephone_number, devices.c.location_id, latest)
             .select_from(devices.outerjoin(stale_marks, stale_marks.c.aeui == devices.c.aeui))
             .where(
-                latest < _us(cutoff),
+                latest < to_us(cutoff),
                 sa.or_(stale_marks.c.heard_at.is_(None), stale_marks.c.heard_at != latest),
             )
             .order_by(latest)
@@ -423,7 +343,7 @@ class OutboxStore:
                 "aeui": row.aeui,
                 "telephone_number": row.telephone_number,
                 "location_id": row.location_id,
-                "heard_at": row.heard / _US,
+                "heard_at": row.heard / US,
                 "heard_us": int(row.heard),
             }
             for row in rows
@@ -459,7 +379,7 @@ def _write_events(
     if not new:
         return Written([], 0)
     hooks = [
-        _webhook(row)
+        webhook_of(row)
         for row in connection.execute(webhooks.select().where(webhooks.c.enabled.is_(True)))
     ]
     # One statement for the batch (SQLAlchemy's "insertmanyvalues": compiled once, whatever
@@ -470,7 +390,7 @@ def _write_events(
             .on_conflict_do_nothing(index_elements=[events.c.id])
             .returning(events.c.id),
             [
-                {"id": e.id, "type": e.type, "body": e.body, "created_at": _us(e.created_at)}
+                {"id": e.id, "type": e.type, "body": e.body, "created_at": to_us(e.created_at)}
                 for e in {e.id: e for e in new}.values()
             ],
         ).scalars()
@@ -482,8 +402,8 @@ def _write_events(
             "target": target,
             "state": "pending",
             "attempts": 0,
-            "next_at": _us(now),
-            "expires_at": _us(event.created_at + ttl),
+            "next_at": to_us(now),
+            "expires_at": to_us(event.created_at + ttl),
         }
         for event in new
         if event.id in fresh
@@ -495,98 +415,6 @@ def _write_events(
     if rows:
         connection.execute(deliveries.insert(), rows)
     return Written(written, len(rows))
-
-
-def _claim(
-    connection: sa.Connection, *, owner: str, now: int, until: int, limit: int, skip_locked: bool
-) -> list[Claimed]:
-    due = (
-        sa.select(deliveries.c.id)
-        .where(
-            deliveries.c.state == "pending",
-            deliveries.c.next_at <= now,
-            sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
-        )
-        .order_by(deliveries.c.next_at)
-        .limit(limit)
-    )
-    if skip_locked:
-        due = due.with_for_update(skip_locked=True)
-    rows = connection.execute(
-        deliveries.update()
-        .where(deliveries.c.id.in_(due.scalar_subquery()))
-        .values(lease_owner=owner, lease_until=until)
-        .returning(*deliveries.c)
-    ).all()
-    if not rows:
-        return []
-    found = {
-        row.id: _event(row)
-        for row in connection.execute(
-            events.select().where(events.c.id.in_({row.event_id for row in rows}))
-        )
-    }
-    targets = {row.target for row in rows if row.target not in EMAIL_TARGETS}
-    hooks = (
-        {
-            row.id: _webhook(row)
-            for row in connection.execute(webhooks.select().where(webhooks.c.id.in_(targets)))
-        }
-        if targets
-        else {}
-    )
-    return [Claimed(_delivery(row), found[row.event_id], hooks.get(row.target)) for row in rows]
-
-
-def _finish(
-    connection: sa.Connection, *, owner: str, outcomes: Sequence[Outcome], now: float
-) -> list[str]:
-    states: dict[int, str] = {}
-    # The usual outcome, delivered, takes one statement for each status answered.
-    delivered: dict[int | None, list[int]] = {}
-    for outcome in outcomes:
-        if outcome.error is None:
-            delivered.setdefault(outcome.status, []).append(outcome.delivery.id)
-    leased = deliveries.c.lease_owner == owner
-    released = {"attempts": deliveries.c.attempts + 1, "lease_owner": None, "lease_until": None}
-    for status, ids in delivered.items():
-        done = connection.execute(
-            deliveries.update()
-            .where(deliveries.c.id.in_(ids), leased)
-            .values(
-                released
-                | {
-                    "state": "delivered",
-                    "last_status": status,
-                    "delivered_at": _us(now),
-                    "last_error": None,
-                }
-            )
-            .returning(deliveries.c.id)
-        )
-        states.update(dict.fromkeys(done.scalars(), "delivered"))
-    for outcome in outcomes:
-        delivery = outcome.delivery
-        if outcome.error is None:
-            continue
-        due = now + outcome.retry_in
-        state = "pending" if due <= delivery.expires_at else "failed"
-        done = connection.execute(
-            deliveries.update()
-            .where(deliveries.c.id == delivery.id, leased)
-            .values(
-                released
-                | {
-                    "state": state,
-                    "last_status": outcome.status,
-                    "next_at": _us(due),
-                    "last_error": outcome.error[:_MAX_ERROR],
-                }
-            )
-        )
-        if done.rowcount:
-            states[delivery.id] = state
-    return [states.get(o.delivery.id, "lost") for o in outcomes]
 
 
 def _addresses(connection: sa.Connection, aeuis: Iterable[str]) -> Addresses:

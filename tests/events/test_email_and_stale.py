@@ -22,7 +22,8 @@ from gateway.events.model import DEVICE_STALE
 from gateway.events.stale import StaleDevices
 from gateway.metrics import Metrics
 from gateway.store import open_store
-from gateway.store.outbox import EMAIL_TARGET, OutboxStore
+from gateway.store.deliveries import EMAIL_TARGET
+from gateway.store.outbox import OutboxStore
 from gateway.store.sql import SqlStateStore
 from tests.harness import WHITE_HOUSE_ADDRESS
 from tests.procs import free_port

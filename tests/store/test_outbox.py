@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
 
 from gateway.store import open_store
-from gateway.store.outbox import EMAIL_TARGET, NewEvent, OutboxStore
+from gateway.store.deliveries import EMAIL_TARGET, Outcome
+from gateway.store.outbox import NewEvent, OutboxStore
 from gateway.store.sql import SqlStateStore
+from gateway.store.tables import deliveries
 from tests.store.conftest import Database
 from tests.store.helpers import binding, run
 
@@ -143,3 +149,61 @@ def test_a_rotated_secret_still_signs_for_its_overlap(db: Database) -> None:
             assert hook.secrets(clock.now + 61) == ("new",)
 
     run(main())
+
+
+async def _claims_and_finishes(store: SqlStateStore, clock: Now) -> list[Any]:
+    """Claims and finishes of each kind: delivered (two statuses), retried, failed past
+    expiry, lost to another owner, an email, a deleted subscription's, a disabled one's."""
+    outbox = OutboxStore(store, clock=clock, max_age=100)
+    seen: list[Any] = []
+    await outbox.add_webhook("wh_a", "http://127.0.0.1:1/a", ["emergency_call"], "s", None)
+    await outbox.add_webhook("wh_b", "http://127.0.0.1:1/b", ["emergency_call"], "t", "b")
+    await outbox.add_events(
+        [_event(f"evt_{i}", at=clock.now + i) for i in range(6)], email=(EMAIL_TARGET,)
+    )
+    await outbox.update_webhook("wh_b", enabled=False)
+    first = await outbox.claim("r1", lease=30, limit=7)
+    seen.append(first)
+    outcomes = [
+        Outcome(first[0].delivery, 200),
+        Outcome(first[1].delivery, 204),
+        Outcome(first[2].delivery, 200),
+        Outcome(first[3].delivery, 503, "HTTP 503", retry_in=40),
+        Outcome(first[4].delivery, None, "x" * 900, retry_in=500),
+    ]
+    seen.append(await outbox.finish("r1", outcomes))
+    clock.now += 31  # r1's lease ended: r2 takes its last two over, with the others due
+    second = await outbox.claim("r2", lease=30, limit=50)
+    seen.append(second)
+    late = [Outcome(first[5].delivery, None, "ConnectError", retry_in=10)]
+    seen.append(await outbox.finish("r1", late))
+    await outbox.delete_webhook("wh_a")
+    clock.now += 50
+    third = await outbox.claim("r3", lease=30, limit=50)
+    seen.append(third)
+    seen.append(await outbox.finish("r3", [Outcome(c.delivery, 200) for c in third]))
+    seen.append(await outbox.finish("r3", []))
+    async with store.transaction(read_only=True) as connection:
+        rows = await connection.execute(sa.select(deliveries).order_by(deliveries.c.id))
+        seen.append([tuple(row) for row in rows])
+    return seen
+
+
+def test_the_sqlite3_claim_and_finish_agree_with_the_portable_ones(tmp_path: Path) -> None:
+    async def outcome(driver_sql: bool) -> list[Any]:
+        url = f"sqlite+aiosqlite:///{tmp_path / f'outbox-{driver_sql}.db'}"
+        async with await open_store(url, create=True, driver_sql=driver_sql) as store:
+            assert isinstance(store, SqlStateStore) and store.uses_sqlite3 is driver_sql
+            return await _claims_and_finishes(store, Now())
+
+    fast, portable = run(outcome(True)), run(outcome(False))
+    assert fast == portable
+    first, states, second, lost, third, *_, table = fast
+    # The scenario reached what it means to: each state, a lost lease, both subscriptions.
+    assert len(first) == 7 and {c.webhook.id for c in first if c.webhook} == {"wh_a", "wh_b"}
+    assert any(c.webhook is not None and not c.webhook.enabled for c in first)
+    assert states == ["delivered", "delivered", "delivered", "pending", "failed"]
+    assert lost == ["lost"]
+    assert {c.delivery.id for c in second} >= {first[5].delivery.id, first[6].delivery.id}
+    assert all(c.webhook is None for c in third if c.delivery.target == "wh_a")
+    assert len(table) == 18 and max(len(row[10] or "") for row in table) == 500
