@@ -46,6 +46,9 @@ GAUGE_INTERVAL = 5.0
 DRAIN_BYTES = 65_536
 #: Schemes a webhook URL may have.
 WEBHOOK_SCHEMES = ("https", "http")
+#: Seconds a worker waits after a wake before it claims: the deliveries of the events
+#: written meanwhile go out in the same claim and the same ``finish``, not one by one.
+WAKE_LINGER = 0.05
 
 
 class AttemptFailed(Exception):
@@ -69,8 +72,8 @@ class Backoff:
 class DeliveryReport(Protocol):
     """Where a worker's figures go: the metrics, or the pipe to the serving process."""
 
-    def counted(self, event_type: str, channel: str, result: str) -> None:
-        """One delivery attempt's outcome (``delivered``, ``retry`` or ``failed``)."""
+    def counted(self, event_type: str, channel: str, result: str, count: int = 1) -> None:
+        """Delivery attempts' outcome (``delivered``, ``retry`` or ``failed``)."""
 
     def backlog(self, depth: int, oldest: float) -> None:
         """The pending deliveries: how many, and the oldest one's age in seconds."""
@@ -82,8 +85,8 @@ class MetricsReport:
 
     metrics: Metrics
 
-    def counted(self, event_type: str, channel: str, result: str) -> None:
-        self.metrics.event_deliveries.labels(event_type, channel, result).inc()
+    def counted(self, event_type: str, channel: str, result: str, count: int = 1) -> None:
+        self.metrics.event_deliveries.labels(event_type, channel, result).inc(count)
 
     def backlog(self, depth: int, oldest: float) -> None:
         self.metrics.outbox_depth.set(depth)
@@ -105,6 +108,7 @@ class DeliveryWorker:
     poll: float = 1.0
     batch: int = 20
     concurrency: int = 8
+    linger: float = WAKE_LINGER
     send_email: Callable[[email.SmtpConfig, str], Awaitable[None]] = email.send
     #: The carrier's notification recipients' addresses (``email:carrier`` deliveries).
     carrier_recipients: Callable[[], Awaitable[tuple[str, ...]]] | None = None
@@ -155,6 +159,7 @@ class DeliveryWorker:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll):
                         await self.wake.wait()
+                        await asyncio.sleep(self.linger)
                 self.wake.clear()
 
     async def run_once(self) -> int:

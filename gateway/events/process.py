@@ -30,9 +30,10 @@ import signal
 import struct
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, ClassVar
+from typing import IO, ClassVar
 
 from gateway.concurrency import cancel
 from gateway.events.delivery import GAUGE_INTERVAL, DeliveryReport
@@ -65,6 +66,8 @@ class DeliveryProcess:
     HEALTHY_RUN: ClassVar[float] = 60.0
     #: The longest line the child writes (a label set's worth); a longer one ends it.
     LINE_LIMIT: ClassVar[int] = 4096
+    #: The most outcomes one line may count (a batch has far fewer).
+    MAX_COUNT: ClassVar[int] = 10_000
 
     settings: Settings
     #: The state store's URL (the settings may leave it to ``GATEWAY_DATA_DIR``).
@@ -172,8 +175,10 @@ class DeliveryProcess:
         try:
             kind, values = json.loads(line)
             if kind == "counted":
-                event_type, channel, result = (str(v) for v in values)
-                self.report.counted(event_type, channel, result)
+                event_type, channel, result, count = values
+                if type(count) is not int or not 0 < count <= self.MAX_COUNT:
+                    raise ValueError(count)
+                self.report.counted(str(event_type), str(channel), str(result), count)
         except (ValueError, TypeError):
             log.warning("delivery process wrote an unreadable line")
 
@@ -194,20 +199,29 @@ class DeliveryProcess:
             await cancel(task)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(eq=False)
 class PipeReport:
-    """The child's figures, as JSON lines to the serving process."""
+    """The child's figures, as JSON lines to the serving process: one line a label set
+    with its count, for the outcomes counted in one turn of the event loop (a batch's)."""
 
     out: IO[bytes]
+    _pending: Counter[tuple[str, str, str]] = field(default_factory=Counter, init=False)
 
-    def counted(self, event_type: str, channel: str, result: str) -> None:
-        self._write(["counted", [event_type, channel, result]])
+    def counted(self, event_type: str, channel: str, result: str, count: int = 1) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._pending[event_type, channel, result] += count
 
     def backlog(self, depth: int, oldest: float) -> None:
         """Not sent: the serving process reads the backlog itself."""
 
-    def _write(self, message: list[Any]) -> None:
-        self.out.write(json.dumps(message).encode() + b"\n")
+    def flush(self) -> None:
+        lines = b"".join(
+            json.dumps(["counted", [*labels, count]]).encode() + b"\n"
+            for labels, count in self._pending.items()
+        )
+        self._pending.clear()
+        self.out.write(lines)
         self.out.flush()
 
 

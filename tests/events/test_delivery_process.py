@@ -4,6 +4,7 @@ default with a database file): real ``dlr-gateway serve`` replicas, a real recei
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from gateway.events.delivery import DeliveryWorker, MetricsReport
 from gateway.events.emitter import Emitter
 from gateway.events.model import EMERGENCY_CALL, Event
-from gateway.events.process import DeliveryProcess
+from gateway.events.process import DeliveryProcess, PipeReport
 from gateway.events.service import Events
 from gateway.metrics import Metrics
 from gateway.settings import Settings, SettingsError
@@ -216,32 +217,70 @@ def test_the_process_mode_is_a_setting() -> None:
         Settings.from_environ({"GATEWAY_EVENT_DELIVERY": "thread"}, env_file=None)
 
 
-def test_the_childs_lines_reach_the_report_and_garbage_does_not() -> None:
-    counted: list[tuple[str, str, str]] = []
-    backlogs: list[tuple[int, float]] = []
+class Recording:
+    def __init__(self) -> None:
+        self.counted_: list[tuple[str, str, str, int]] = []
+        self.backlogs: list[tuple[int, float]] = []
 
-    class Recording:
-        def counted(self, event_type: str, channel: str, result: str) -> None:
-            counted.append((event_type, channel, result))
+    def counted(self, event_type: str, channel: str, result: str, count: int = 1) -> None:
+        self.counted_.append((event_type, channel, result, count))
 
-        def backlog(self, depth: int, oldest: float) -> None:
-            backlogs.append((depth, oldest))
+    def backlog(self, depth: int, oldest: float) -> None:
+        self.backlogs.append((depth, oldest))
 
+
+def _unstarted(report: Recording) -> DeliveryProcess:
     settings = Settings.from_environ({}, env_file=None)
     outbox = cast(OutboxStore, None)  # not read: the process is not started
-    process = DeliveryProcess(settings, "sqlite+aiosqlite:///x.db", "r", Recording(), outbox)
+    return DeliveryProcess(settings, "sqlite+aiosqlite:///x.db", "r", report, outbox)
+
+
+def test_the_childs_lines_reach_the_report_and_garbage_does_not() -> None:
+    report = Recording()
+    process = _unstarted(report)
     for line in (
-        b'["counted", ["emergency_call", "webhook", "delivered"]]\n',
+        b'["counted", ["emergency_call", "webhook", "delivered", 2]]\n',
         b'["backlog", [3, 1.5]]\n',
         b"not json\n",
         b'["counted", ["too", "few"]]\n',
+        b'["counted", ["emergency_call", "webhook", "delivered"]]\n',
+        b'["counted", ["a", "b", "c", 0]]\n',
+        b'["counted", ["a", "b", "c", -1]]\n',
+        b'["counted", ["a", "b", "c", "3"]]\n',
+        b'["counted", ["a", "b", "c", true]]\n',
+        b'["counted", ["a", "b", "c", 1e3]]\n',
+        b'["counted", ["a", "b", "c", 10001]]\n',
         b'["backlog", "x"]\n',
         b'{"counted": 1}\n',
         b'["unknown", []]\n',
     ):
         process._apply(line)
-    assert counted == [("emergency_call", "webhook", "delivered")]
-    assert backlogs == []  # the serving process reads the backlog itself
+    assert report.counted_ == [("emergency_call", "webhook", "delivered", 2)]
+    assert report.backlogs == []  # the serving process reads the backlog itself
+
+
+def test_a_batchs_outcomes_travel_as_one_line_a_label_set() -> None:
+    async def main() -> bytes:
+        out = io.BytesIO()
+        report = PipeReport(out)
+        for result in ("delivered", "delivered", "retry", "delivered"):
+            report.counted("emergency_call", "webhook", result)
+        report.counted("test_call", "email", "failed")
+        assert out.getvalue() == b""  # written once the batch is counted
+        await asyncio.sleep(0)
+        return out.getvalue()
+
+    lines = asyncio.run(main()).splitlines(keepends=True)
+    assert len(lines) == 3
+    received = Recording()
+    process = _unstarted(received)
+    for line in lines:
+        process._apply(line)
+    assert sorted(received.counted_) == [
+        ("emergency_call", "webhook", "delivered", 3),
+        ("emergency_call", "webhook", "retry", 1),
+        ("test_call", "email", "failed", 1),
+    ]
 
 
 def test_a_child_that_cannot_run_is_retried_and_the_backlog_still_shows(tmp_path: Path) -> None:
