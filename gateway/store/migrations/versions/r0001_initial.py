@@ -1,8 +1,4 @@
-"""The state store: devices, locations, history.
-
-Revision ID: 0001
-Revises: (none)
-"""
+"""The state store: devices, locations, history."""
 
 from __future__ import annotations
 
@@ -13,8 +9,6 @@ from gateway.store.migrations.ddl import BIG_ID, create_index, create_table, opt
 
 revision = "0001"
 down_revision: str | None = None
-branch_labels: str | None = None
-depends_on: str | None = None
 
 
 def upgrade() -> None:

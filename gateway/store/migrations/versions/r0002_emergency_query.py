@@ -1,8 +1,5 @@
 """The emergency-call location query: devices by callback number, and coordinates' source.
 
-Revision ID: 0002
-Revises: 0001
-
 Additive only, so that the previous release runs on this schema (a rollback needs no
 downgrade): one index, and three nullable columns the previous release neither reads nor
 writes. ``coordinates_version`` makes that safe: the columns are trusted only while it equals
@@ -18,8 +15,6 @@ from gateway.store.migrations.ddl import create_index, optional
 
 revision = "0002"
 down_revision: str | None = "0001"
-branch_labels: str | None = None
-depends_on: str | None = None
 
 
 def upgrade() -> None:

@@ -1,8 +1,5 @@
 """The schema's compatibility floor: which releases may still run on it (rollbacks).
 
-Revision ID: 0003
-Revises: 0002
-
 ``dlr_schema`` holds one row: ``compatible_since``, the oldest migration head whose release
 can run on this schema. A release whose head is older than the database's revision starts
 anyway when its head is at or past that floor (see ``gateway.store.migrate``), so rolling a
@@ -19,8 +16,6 @@ from gateway.store.migrations.ddl import create_table, required
 
 revision = "0003"
 down_revision: str | None = "0002"
-branch_labels: str | None = None
-depends_on: str | None = None
 
 #: 0001 and 0002 are additive: every release with the state store runs on this schema.
 COMPATIBLE_SINCE = "0001"

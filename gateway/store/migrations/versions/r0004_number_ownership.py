@@ -1,8 +1,5 @@
 """Callback-number ownership, and when the gateway last heard from each device.
 
-Revision ID: 0004
-Revises: 0003
-
 Additive, so the previous release still runs on this schema (the floor stays where it is):
 a table and two nullable columns it neither reads nor writes. While it runs it does not
 enforce ownership (as before this revision); its writes cannot grant a device a number,
@@ -25,8 +22,6 @@ from gateway.store.migrations.ddl import create_index, create_table, optional, r
 
 revision = "0004"
 down_revision: str | None = "0003"
-branch_labels: str | None = None
-depends_on: str | None = None
 
 
 def upgrade() -> None:

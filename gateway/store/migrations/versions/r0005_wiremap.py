@@ -1,8 +1,5 @@
 """The wiremap: network elements (subnets, access points, switches, ports) -> locations.
 
-Revision ID: 0005
-Revises: 0004
-
 Additive: two new tables the previous release neither reads nor writes.
 """
 
@@ -15,8 +12,6 @@ from gateway.store.migrations.ddl import create_table, optional, required
 
 revision = "0005"
 down_revision: str | None = "0004"
-branch_labels: str | None = None
-depends_on: str | None = None
 
 
 def upgrade() -> None:

@@ -1,8 +1,5 @@
 """The event outbox: webhook subscriptions, events, their deliveries, stale-device marks.
 
-Revision ID: 0006
-Revises: 0004
-
 Additive: new tables only, which the previous release neither reads nor writes.
 """
 
@@ -15,8 +12,6 @@ from gateway.store.migrations.ddl import BIG_ID, create_index, create_table, opt
 
 revision = "0006"
 down_revision: str | None = "0005"
-branch_labels: str | None = None
-depends_on: str | None = None
 
 
 def upgrade() -> None:

@@ -1,8 +1,5 @@
 """Bulk imports' progress: an import's file digest and state, and the lines it applied.
 
-Revision ID: 0007
-Revises: 0004
-
 Additive (two new tables): the previous release runs on this schema unchanged.
 """
 
@@ -15,8 +12,6 @@ from gateway.store.migrations.ddl import create_table, optional, required
 
 revision = "0007"
 down_revision: str | None = "0006"
-branch_labels: str | None = None
-depends_on: str | None = None
 
 
 def upgrade() -> None:
