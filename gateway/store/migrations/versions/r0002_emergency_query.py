@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.store.migrations.ddl import create_index, optional
+from gateway.store.migrations import ddl
 
 revision = "0002"
 down_revision: str | None = "0001"
@@ -19,10 +19,10 @@ down_revision: str | None = "0001"
 
 def upgrade() -> None:
     with op.batch_alter_table("devices") as batch:
-        batch.add_column(optional("coordinates_source", sa.String(16)))
-        batch.add_column(optional("coordinates_accuracy", sa.Double()))
-        batch.add_column(optional("coordinates_version", sa.Integer()))
-    create_index("devices", "telephone_number")
+        batch.add_column(ddl.optional("coordinates_source", sa.String(16)))
+        batch.add_column(ddl.optional("coordinates_accuracy", sa.Double()))
+        batch.add_column(ddl.optional("coordinates_version", sa.Integer()))
+    ddl.create_index("devices", "telephone_number")
 
 
 def downgrade() -> None:

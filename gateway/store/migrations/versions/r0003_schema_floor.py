@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.store.migrations.ddl import create_table, required
+from gateway.store.migrations import ddl
 
 revision = "0003"
 down_revision: str | None = "0002"
@@ -22,11 +22,10 @@ COMPATIBLE_SINCE = "0001"
 
 
 def upgrade() -> None:
-    table = create_table(
+    table = ddl.create_table(
         "dlr_schema",
-        "id",
-        required("id", sa.Integer()),
-        required("compatible_since", sa.String(32)),
+        ddl.primary("id", sa.Integer()),
+        ddl.required("compatible_since", sa.String(32)),
         sa.CheckConstraint("id = 1", name="ck_dlr_schema_one_row"),
     )
     op.bulk_insert(table, [{"id": 1, "compatible_since": COMPATIBLE_SINCE}])
