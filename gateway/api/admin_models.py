@@ -14,7 +14,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     WithJsonSchema,
     create_model,
 )
@@ -25,11 +24,11 @@ from gateway.api.models import (
     Aeui,
     CallerName,
     address_object,
-    field_errors,
     in_order,
     omitted,
     refuse,
     unreadable_keys,
+    validated,
 )
 from gateway.api.models import CallbackNumber as Telephone
 from gateway.api.problems import Problem
@@ -173,11 +172,8 @@ def read_model(cls: type[M], body: Mapping[str, Any], detail: str, errors: list[
     every field that is wrong."""
     readable, unreadable = unreadable_keys(body)
     errors = [*unreadable, *errors]
-    found = None
-    try:
-        found = cls.model_validate({k: v for k, v in readable.items() if v is not None})
-    except ValidationError as exc:
-        errors.extend(field_errors(exc, cls))
+    given = {k: v for k, v in readable.items() if v is not None}
+    found = validated(cls, given, errors, bounded=cls)
     if errors or found is None:
         names = tuple(f.alias or n for n, f in cls.model_fields.items())
         # A nested object's unreadable keys may be found twice (``address_object``).

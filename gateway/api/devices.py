@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,10 +37,10 @@ from gateway.api.models import (
     REPORT_FIELDS,
     LocationReport,
     address_object,
-    field_errors,
     in_order,
     observed_at,
     unreadable_keys,
+    validated,
 )
 from gateway.api.network_models import read_observations
 from gateway.api.pidf import (
@@ -134,11 +134,7 @@ def parse_report(data: Any, *, max_future: timedelta = MAX_CLOCK_SKEW) -> Report
     of the gateway's clock."""
     readable, errors = unreadable_keys(require_object(data))
     body = {k: v for k, v in readable.items() if v is not None or k not in REPORT_FIELDS}
-    try:
-        model = LocationReport.model_validate(body, context={"max_future": max_future})
-    except ValidationError as exc:
-        model = None
-        errors.extend(field_errors(exc))
+    model = validated(LocationReport, body, errors, context={"max_future": max_future})
     address = _address_input(body["address"], errors) if "address" in body else None
     network = read_observations(body["network"], errors) if "network" in body else None
     if not body.keys() & {"address", "geo", "network"}:

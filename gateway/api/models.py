@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -37,6 +37,8 @@ from gateway.dlr.patterns import END, TEXT_PATTERN
 #: How far ahead of the gateway's clock a device's ``observedAt`` may be, by default
 #: (``GATEWAY_OBSERVED_AT_MAX_FUTURE``).
 MAX_CLOCK_SKEW = timedelta(minutes=2)
+
+M = TypeVar("M", bound=BaseModel)
 
 #: RFC 3339 ``date-time`` (section 5.6) with an offset, from the year 1000 and without a leap
 #: second: ``datetime.fromisoformat`` alone also takes ISO 8601 forms RFC 3339 does not.
@@ -235,14 +237,6 @@ AddressInput: type[BaseModel] = create_model(
 )
 
 
-def read_address(value: Mapping[str, Any]) -> Address:
-    """The address object of a request, or ``ValidationError``."""
-    model = AddressInput.model_validate(
-        {k: v for k, v in value.items() if v is not None or k not in _ADDRESS_KEYS}
-    )
-    return Address(**dict(model))
-
-
 def address_object(value: Any, errors: list[FieldError]) -> Address | None:
     """The address object of a request read strictly (unknown fields, wrong types and
     over-long strings refused, named ``address.<field>``), or ``None`` and ``errors``."""
@@ -251,11 +245,9 @@ def address_object(value: Any, errors: list[FieldError]) -> Address | None:
         return None
     value, unreadable = unreadable_keys(value, "address")
     errors.extend(unreadable)
-    try:
-        return read_address(value)
-    except ValidationError as exc:
-        errors.extend(FieldError(f"address.{e.field}", e.message) for e in field_errors(exc))
-        return None
+    given = {k: v for k, v in value.items() if v is not None or k not in _ADDRESS_KEYS}
+    model = validated(AddressInput, given, errors, "address")
+    return None if model is None else Address(**dict(model))
 
 
 _ADDRESS_KEYS = frozenset(wire_name(f.name) for f in dataclasses.fields(Address))
@@ -352,6 +344,26 @@ def field_errors(exc: ValidationError, bounded: type[BaseModel] = Geo) -> list[F
             message = _MESSAGES.get(kind, error["msg"])
         found.append(FieldError(path, message))
     return found
+
+
+def validated(
+    model: type[M],
+    data: Any,
+    errors: list[FieldError],
+    where: str = "",
+    *,
+    bounded: type[BaseModel] = Geo,
+    context: Any = None,
+) -> M | None:
+    """``data`` read by ``model``, or ``None`` with its field errors added to ``errors``, named
+    ``<where>.<field>`` (the whole object's, ``where``; no ``where``, the field alone)."""
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        for e in field_errors(exc, bounded):
+            field = e.field if not where else where if e.field == "body" else f"{where}.{e.field}"
+            errors.append(FieldError(field, e.message))
+        return None
 
 
 def _readable(key: str) -> bool:

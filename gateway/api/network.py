@@ -16,7 +16,7 @@ import contextlib
 import functools
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -24,7 +24,7 @@ from starlette.routing import Route
 from gateway.api.answers import model_response
 from gateway.api.auth import require_admin
 from gateway.api.context import Services, services
-from gateway.api.models import field_errors, unreadable_keys
+from gateway.api.models import unreadable_keys, validated
 from gateway.api.network_models import (
     COLLECTIONS,
     ENTRIES,
@@ -131,11 +131,8 @@ async def _carrier_address(s: Services, location_id: str) -> Address:
 def _body(model: type[BaseModel], data: Any) -> BaseModel:
     """``data`` read by ``model``, or 422 naming every field that is wrong."""
     readable, errors = unreadable_keys(require_object(data))
-    try:
-        found = model.model_validate(readable)
-    except ValidationError as exc:
-        raise Problem(422, _INVALID, errors=[*errors, *field_errors(exc)]) from None
-    if errors:
+    found = validated(model, readable, errors)
+    if found is None or errors:
         raise Problem(422, _INVALID, errors=errors)
     return found
 

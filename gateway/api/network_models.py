@@ -15,13 +15,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     WithJsonSchema,
     create_model,
 )
-from pydantic_core import PydanticCustomError
 
-from gateway.api.models import AddressInput, field_errors
+from gateway.api.models import AddressInput, checked, validated
 from gateway.dlr.errors import FieldError
 from gateway.dlr.patterns import TEXT_PATTERN
 from gateway.network import patterns
@@ -65,15 +63,14 @@ def _gate(parse: Callable[[object, str], object]) -> BeforeValidator:
     """The wiremap's parser as the field's check; the value is kept as sent (the route
     builds the entry, canonical, from it)."""
 
-    def check(value: Any) -> Any:
+    def problem(value: Any) -> str | None:
         try:
             parse(value, "")
         except WiremapError as exc:
-            message = exc.errors[0].message
-            raise PydanticCustomError("gateway", "{message}", {"message": message}) from None
-        return value
+            return exc.errors[0].message
+        return None
 
-    return BeforeValidator(check)
+    return checked(problem)
 
 
 def _key(pattern: str, description: str) -> dict[str, Any]:
@@ -146,14 +143,8 @@ def read_observations(
     """``{ip, bssid, chassisId, portId}``, or ``None`` with ``errors`` naming each problem
     (``<prefix>.<field>``; with no prefix, the field alone)."""
     where = f"{prefix}." if prefix else ""
-    try:
-        model = NetworkObservations.model_validate(data)
-    except ValidationError as exc:
-        found = field_errors(exc)
-        errors.extend(
-            FieldError(f"{where}{e.field}" if e.field != "body" else prefix or "body", e.message)
-            for e in found
-        )
+    model = validated(NetworkObservations, data, errors, prefix)
+    if model is None:
         return None
     if model.port_id is not None and model.chassis_id is None:
         message = "a port is named by its chassisId and portId together"

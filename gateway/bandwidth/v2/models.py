@@ -68,26 +68,25 @@ class NotificationType(enum.StrEnum):
     VOICE = "VOICE"
 
 
-class Request(BaseModel):
-    """A request body: camelCase on the wire, unknown fields refused."""
+class _Body(BaseModel):
+    """A body: immutable, camelCase on the wire."""
 
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
     def wire(self) -> bytes:
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
 
 
-class Answer(BaseModel):
-    """An answer body: camelCase on the wire, unknown fields ignored."""
+class Request(_Body):
+    """A request body: unknown fields refused."""
 
-    model_config = ConfigDict(
-        extra="ignore", alias_generator=to_camel, populate_by_name=True, frozen=True
-    )
+    model_config = ConfigDict(extra="forbid")
 
-    def wire(self) -> bytes:
-        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+class Answer(_Body):
+    """An answer body: unknown fields ignored."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 # -- requests ------------------------------------------------------------------

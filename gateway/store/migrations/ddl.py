@@ -1,5 +1,6 @@
-"""The migrations' shorthands: NOT NULL and nullable columns, a table with its primary key,
-and an index, named by the store's convention (``pk_<table>``, ``ix_<table>_<columns>``).
+"""The migrations' shorthands: primary-key, NOT NULL and nullable columns, instants, a table
+with its primary key, and an index, named by the store's convention (``pk_<table>``,
+``ix_<table>_<columns>``).
 
 Each makes exactly what the revisions first wrote out in full: changing one changes history.
 """
@@ -23,11 +24,20 @@ def optional(name: str, type_: sa.types.TypeEngine[Any]) -> sa.Column[Any]:
     return sa.Column(name, type_, nullable=True)
 
 
-def create_table(
-    name: str, key: str | tuple[str, ...], *items: sa.schema.SchemaItem, **options: Any
-) -> sa.Table:
-    """``op.create_table`` with ``items``, then the primary key ``pk_<name>`` on ``key``."""
-    keys = (key,) if isinstance(key, str) else key
+def primary(name: str, type_: sa.types.TypeEngine[Any], **options: Any) -> sa.Column[Any]:
+    """A NOT NULL column of the table's primary key (``create_table`` names the key)."""
+    return required(name, type_, info={"primary": True}, **options)
+
+
+def instant(name: str, *, nullable: bool = False) -> sa.Column[Any]:
+    """An instant: a ``BIGINT`` of microseconds since the Unix epoch, UTC."""
+    return sa.Column(name, sa.BigInteger(), nullable=nullable)
+
+
+def create_table(name: str, *items: sa.schema.SchemaItem, **options: Any) -> sa.Table:
+    """``op.create_table`` with ``items``, then the primary key ``pk_<name>`` on the
+    ``primary`` columns among them."""
+    keys = [c.name for c in items if isinstance(c, sa.Column) and c.info.get("primary")]
     primary_key = sa.PrimaryKeyConstraint(*keys, name=f"pk_{name}")
     return op.create_table(name, *items, primary_key, **options)
 

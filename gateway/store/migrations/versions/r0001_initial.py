@@ -1,73 +1,64 @@
-"""The state store: devices, locations, history.
-
-Revision ID: 0001
-Revises: (none)
-"""
+"""The state store: devices, locations, history."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.store.migrations.ddl import BIG_ID, create_index, create_table, optional, required
+from gateway.store.migrations import ddl
 
 revision = "0001"
 down_revision: str | None = None
-branch_labels: str | None = None
-depends_on: str | None = None
 
 
 def upgrade() -> None:
-    create_table(
+    ddl.create_table(
         "devices",
-        "aeui",
-        required("aeui", sa.String(64)),
-        required("endpoint_id", sa.String(64)),
-        required("location_id", sa.String(64)),
-        optional("address", sa.Text()),
-        required("caller_name", sa.Text()),
-        required("telephone_number", sa.String(32)),
-        required("observed_at", sa.BigInteger()),
-        required("source", sa.String(32)),
-        required("applied_at", sa.BigInteger()),
-        required("confirmed", sa.Boolean()),
-        optional("latitude", sa.Double()),
-        optional("longitude", sa.Double()),
-        required("version", sa.Integer()),
-        optional("lease_owner", sa.String(128)),
-        optional("lease_until", sa.BigInteger()),
-        optional("checked_at", sa.BigInteger()),
+        ddl.primary("aeui", sa.String(64)),
+        ddl.required("endpoint_id", sa.String(64)),
+        ddl.required("location_id", sa.String(64)),
+        ddl.optional("address", sa.Text()),
+        ddl.required("caller_name", sa.Text()),
+        ddl.required("telephone_number", sa.String(32)),
+        ddl.instant("observed_at"),
+        ddl.required("source", sa.String(32)),
+        ddl.instant("applied_at"),
+        ddl.required("confirmed", sa.Boolean()),
+        ddl.optional("latitude", sa.Double()),
+        ddl.optional("longitude", sa.Double()),
+        ddl.required("version", sa.Integer()),
+        ddl.optional("lease_owner", sa.String(128)),
+        ddl.instant("lease_until", nullable=True),
+        ddl.instant("checked_at", nullable=True),
     )
-    create_index("devices", "checked_at")
-    create_index("devices", "location_id")
-    create_table(
+    ddl.create_index("devices", "checked_at")
+    ddl.create_index("devices", "location_id")
+    ddl.create_table(
         "locations",
-        "location_id",
-        required("location_id", sa.String(64)),
-        required("address", sa.Text()),
-        optional("status", sa.String(64)),
-        optional("latitude", sa.Double()),
-        optional("longitude", sa.Double()),
-        required("created_at", sa.BigInteger()),
+        ddl.primary("location_id", sa.String(64)),
+        ddl.required("address", sa.Text()),
+        ddl.optional("status", sa.String(64)),
+        ddl.optional("latitude", sa.Double()),
+        ddl.optional("longitude", sa.Double()),
+        ddl.instant("created_at"),
     )
-    create_table(
+    ddl.create_table(
         "history",
-        "id",
-        required("id", BIG_ID, autoincrement=True),
-        required("aeui", sa.String(64)),
-        required("at", sa.BigInteger()),
-        required("credential", sa.String(128)),
-        required("source", sa.String(32)),
-        required("kind", sa.String(32)),
-        optional("observed_at", sa.BigInteger()),
-        optional("from_location_id", sa.String(64)),
-        optional("to_location_id", sa.String(64)),
-        optional("from_json", sa.Text()),
-        optional("to_json", sa.Text()),
+        ddl.primary("id", ddl.BIG_ID, autoincrement=True),
+        ddl.required("aeui", sa.String(64)),
+        ddl.instant("at"),
+        ddl.required("credential", sa.String(128)),
+        ddl.required("source", sa.String(32)),
+        ddl.required("kind", sa.String(32)),
+        ddl.instant("observed_at", nullable=True),
+        ddl.optional("from_location_id", sa.String(64)),
+        ddl.optional("to_location_id", sa.String(64)),
+        ddl.optional("from_json", sa.Text()),
+        ddl.optional("to_json", sa.Text()),
         sqlite_autoincrement=True,
     )
-    create_index("history", "aeui", "id")
-    create_index("history", "at")
+    ddl.create_index("history", "aeui", "id")
+    ddl.create_index("history", "at")
 
 
 def downgrade() -> None:

@@ -1,8 +1,5 @@
 """The emergency-call location query: devices by callback number, and coordinates' source.
 
-Revision ID: 0002
-Revises: 0001
-
 Additive only, so that the previous release runs on this schema (a rollback needs no
 downgrade): one index, and three nullable columns the previous release neither reads nor
 writes. ``coordinates_version`` makes that safe: the columns are trusted only while it equals
@@ -14,20 +11,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.store.migrations.ddl import create_index, optional
+from gateway.store.migrations import ddl
 
 revision = "0002"
 down_revision: str | None = "0001"
-branch_labels: str | None = None
-depends_on: str | None = None
 
 
 def upgrade() -> None:
     with op.batch_alter_table("devices") as batch:
-        batch.add_column(optional("coordinates_source", sa.String(16)))
-        batch.add_column(optional("coordinates_accuracy", sa.Double()))
-        batch.add_column(optional("coordinates_version", sa.Integer()))
-    create_index("devices", "telephone_number")
+        batch.add_column(ddl.optional("coordinates_source", sa.String(16)))
+        batch.add_column(ddl.optional("coordinates_accuracy", sa.Double()))
+        batch.add_column(ddl.optional("coordinates_version", sa.Integer()))
+    ddl.create_index("devices", "telephone_number")
 
 
 def downgrade() -> None:

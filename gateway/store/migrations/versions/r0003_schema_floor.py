@@ -1,8 +1,5 @@
 """The schema's compatibility floor: which releases may still run on it (rollbacks).
 
-Revision ID: 0003
-Revises: 0002
-
 ``dlr_schema`` holds one row: ``compatible_since``, the oldest migration head whose release
 can run on this schema. A release whose head is older than the database's revision starts
 anyway when its head is at or past that floor (see ``gateway.store.migrate``), so rolling a
@@ -15,23 +12,20 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.store.migrations.ddl import create_table, required
+from gateway.store.migrations import ddl
 
 revision = "0003"
 down_revision: str | None = "0002"
-branch_labels: str | None = None
-depends_on: str | None = None
 
 #: 0001 and 0002 are additive: every release with the state store runs on this schema.
 COMPATIBLE_SINCE = "0001"
 
 
 def upgrade() -> None:
-    table = create_table(
+    table = ddl.create_table(
         "dlr_schema",
-        "id",
-        required("id", sa.Integer()),
-        required("compatible_since", sa.String(32)),
+        ddl.primary("id", sa.Integer()),
+        ddl.required("compatible_since", sa.String(32)),
         sa.CheckConstraint("id = 1", name="ck_dlr_schema_one_row"),
     )
     op.bulk_insert(table, [{"id": 1, "compatible_since": COMPATIBLE_SINCE}])

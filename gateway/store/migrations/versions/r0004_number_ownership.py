@@ -1,8 +1,5 @@
 """Callback-number ownership, and when the gateway last heard from each device.
 
-Revision ID: 0004
-Revises: 0003
-
 Additive, so the previous release still runs on this schema (the floor stays where it is):
 a table and two nullable columns it neither reads nor writes. While it runs it does not
 enforce ownership (as before this revision); its writes cannot grant a device a number,
@@ -21,28 +18,25 @@ import time
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.store.migrations.ddl import create_index, create_table, optional, required
+from gateway.store.migrations import ddl
 
 revision = "0004"
 down_revision: str | None = "0003"
-branch_labels: str | None = None
-depends_on: str | None = None
 
 
 def upgrade() -> None:
     with op.batch_alter_table("devices") as batch:
-        batch.add_column(optional("heard_at", sa.BigInteger()))
-        batch.add_column(optional("attested_number", sa.String(32)))
+        batch.add_column(ddl.instant("heard_at", nullable=True))
+        batch.add_column(ddl.optional("attested_number", sa.String(32)))
     op.execute("UPDATE devices SET heard_at = applied_at")
-    create_table(
+    ddl.create_table(
         "numbers",
-        "telephone_number",
-        required("telephone_number", sa.String(32)),
-        optional("owner_aeui", sa.String(64)),
-        required("shared", sa.Boolean()),
-        required("updated_at", sa.BigInteger()),
+        ddl.primary("telephone_number", sa.String(32)),
+        ddl.optional("owner_aeui", sa.String(64)),
+        ddl.required("shared", sa.Boolean()),
+        ddl.instant("updated_at"),
     )
-    create_index("numbers", "owner_aeui")
+    ddl.create_index("numbers", "owner_aeui")
     now = time.time_ns() // 1000
     op.execute(
         sa.text(

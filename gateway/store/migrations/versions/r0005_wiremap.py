@@ -1,8 +1,5 @@
 """The wiremap: network elements (subnets, access points, switches, ports) -> locations.
 
-Revision ID: 0005
-Revises: 0004
-
 Additive: two new tables the previous release neither reads nor writes.
 """
 
@@ -11,32 +8,28 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.store.migrations.ddl import create_table, optional, required
+from gateway.store.migrations import ddl
 
 revision = "0005"
 down_revision: str | None = "0004"
-branch_labels: str | None = None
-depends_on: str | None = None
 
 
 def upgrade() -> None:
-    create_table(
+    ddl.create_table(
         "network_entries",
-        "id",
-        required("id", sa.String(32)),
-        required("kind", sa.String(16)),
-        required("key", sa.String(64)),
-        optional("port_id", sa.String(64)),
-        required("address", sa.Text()),
-        optional("location_id", sa.String(64)),
-        optional("description", sa.Text()),
-        required("updated_at", sa.BigInteger()),
+        ddl.primary("id", sa.String(32)),
+        ddl.required("kind", sa.String(16)),
+        ddl.required("key", sa.String(64)),
+        ddl.optional("port_id", sa.String(64)),
+        ddl.required("address", sa.Text()),
+        ddl.optional("location_id", sa.String(64)),
+        ddl.optional("description", sa.Text()),
+        ddl.instant("updated_at"),
     )
-    create_table(
+    ddl.create_table(
         "network_version",
-        "id",
-        required("id", sa.Integer(), autoincrement=False),
-        required("version", sa.BigInteger()),
+        ddl.primary("id", sa.Integer(), autoincrement=False),
+        ddl.required("version", sa.BigInteger()),
         sa.CheckConstraint("id = 1", name="ck_network_version_one_row"),
     )
     op.execute("INSERT INTO network_version (id, version) VALUES (1, 0)")

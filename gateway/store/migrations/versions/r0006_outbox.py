@@ -1,8 +1,5 @@
 """The event outbox: webhook subscriptions, events, their deliveries, stale-device marks.
 
-Revision ID: 0006
-Revises: 0004
-
 Additive: new tables only, which the previous release neither reads nor writes.
 """
 
@@ -11,61 +8,55 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.store.migrations.ddl import BIG_ID, create_index, create_table, optional, required
+from gateway.store.migrations import ddl
 
 revision = "0006"
 down_revision: str | None = "0005"
-branch_labels: str | None = None
-depends_on: str | None = None
 
 
 def upgrade() -> None:
-    create_table(
+    ddl.create_table(
         "webhooks",
-        "id",
-        required("id", sa.String(40)),
-        required("url", sa.Text()),
-        required("event_types", sa.Text()),
-        optional("description", sa.Text()),
-        required("secret", sa.String(128)),
-        optional("previous_secret", sa.String(128)),
-        optional("previous_until", sa.BigInteger()),
-        required("enabled", sa.Boolean()),
-        required("created_at", sa.BigInteger()),
-        required("updated_at", sa.BigInteger()),
+        ddl.primary("id", sa.String(40)),
+        ddl.required("url", sa.Text()),
+        ddl.required("event_types", sa.Text()),
+        ddl.optional("description", sa.Text()),
+        ddl.required("secret", sa.String(128)),
+        ddl.optional("previous_secret", sa.String(128)),
+        ddl.instant("previous_until", nullable=True),
+        ddl.required("enabled", sa.Boolean()),
+        ddl.instant("created_at"),
+        ddl.instant("updated_at"),
     )
-    create_table(
+    ddl.create_table(
         "events",
-        "id",
-        required("id", sa.String(64)),
-        required("type", sa.String(32)),
-        required("body", sa.Text()),
-        required("created_at", sa.BigInteger()),
+        ddl.primary("id", sa.String(64)),
+        ddl.required("type", sa.String(32)),
+        ddl.required("body", sa.Text()),
+        ddl.instant("created_at"),
     )
-    create_index("events", "created_at")
-    create_table(
+    ddl.create_index("events", "created_at")
+    ddl.create_table(
         "deliveries",
-        "id",
-        required("id", BIG_ID, autoincrement=True),
-        required("event_id", sa.String(64)),
-        required("target", sa.String(40)),
-        required("state", sa.String(16)),
-        required("attempts", sa.Integer()),
-        required("next_at", sa.BigInteger()),
-        required("expires_at", sa.BigInteger()),
-        optional("lease_owner", sa.String(128)),
-        optional("lease_until", sa.BigInteger()),
-        optional("last_status", sa.Integer()),
-        optional("last_error", sa.Text()),
-        optional("delivered_at", sa.BigInteger()),
+        ddl.primary("id", ddl.BIG_ID, autoincrement=True),
+        ddl.required("event_id", sa.String(64)),
+        ddl.required("target", sa.String(40)),
+        ddl.required("state", sa.String(16)),
+        ddl.required("attempts", sa.Integer()),
+        ddl.instant("next_at"),
+        ddl.instant("expires_at"),
+        ddl.optional("lease_owner", sa.String(128)),
+        ddl.instant("lease_until", nullable=True),
+        ddl.optional("last_status", sa.Integer()),
+        ddl.optional("last_error", sa.Text()),
+        ddl.instant("delivered_at", nullable=True),
         sa.UniqueConstraint("event_id", "target", name="uq_deliveries_event_id_target"),
     )
-    create_index("deliveries", "state", "next_at")
-    create_table(
+    ddl.create_index("deliveries", "state", "next_at")
+    ddl.create_table(
         "stale_marks",
-        "aeui",
-        required("aeui", sa.String(64)),
-        required("heard_at", sa.BigInteger()),
+        ddl.primary("aeui", sa.String(64)),
+        ddl.instant("heard_at"),
     )
 
 

@@ -1,8 +1,5 @@
 """Bulk imports' progress: an import's file digest and state, and the lines it applied.
 
-Revision ID: 0007
-Revises: 0004
-
 Additive (two new tables): the previous release runs on this schema unchanged.
 """
 
@@ -11,34 +8,30 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.store.migrations.ddl import create_table, optional, required
+from gateway.store.migrations import ddl
 
 revision = "0007"
 down_revision: str | None = "0006"
-branch_labels: str | None = None
-depends_on: str | None = None
 
 
 def upgrade() -> None:
-    create_table(
+    ddl.create_table(
         "imports",
-        "import_id",
-        required("import_id", sa.String(32)),
-        required("kind", sa.String(16)),
-        required("digest", sa.String(64)),
-        required("total", sa.Integer()),
-        required("state", sa.String(16)),
-        required("created_at", sa.BigInteger()),
-        required("updated_at", sa.BigInteger()),
-        optional("report", sa.Text()),
+        ddl.primary("import_id", sa.String(32)),
+        ddl.required("kind", sa.String(16)),
+        ddl.required("digest", sa.String(64)),
+        ddl.required("total", sa.Integer()),
+        ddl.required("state", sa.String(16)),
+        ddl.instant("created_at"),
+        ddl.instant("updated_at"),
+        ddl.optional("report", sa.Text()),
     )
-    create_table(
+    ddl.create_table(
         "import_rows",
-        ("import_id", "line"),
-        required("import_id", sa.String(32)),
-        required("line", sa.Integer(), autoincrement=False),
-        required("outcome", sa.String(16)),
-        optional("detail", sa.Text()),
+        ddl.primary("import_id", sa.String(32)),
+        ddl.primary("line", sa.Integer(), autoincrement=False),
+        ddl.required("outcome", sa.String(16)),
+        ddl.optional("detail", sa.Text()),
     )
 
 
