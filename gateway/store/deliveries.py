@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,13 +132,18 @@ def event_of(row: Any) -> StoredEvent:
 
 
 def _claimed(
-    rows: Sequence[Any], found: dict[str, StoredEvent], hooks: dict[str, Webhook]
+    rows: Sequence[Any],
+    events_by_id: Callable[[list[str]], dict[str, StoredEvent]],
+    webhooks_by_id: Callable[[list[str]], dict[str, Webhook]],
 ) -> list[Claimed]:
+    """The claimed rows with their events and (for a webhook's) subscriptions, read by the
+    path's own statements."""
+    if not rows:
+        return []
+    found = events_by_id(sorted({row.event_id for row in rows}))
+    targets = sorted({row.target for row in rows if row.target not in EMAIL_TARGETS})
+    hooks = webhooks_by_id(targets) if targets else {}
     return [Claimed(delivery_of(row), found[row.event_id], hooks.get(row.target)) for row in rows]
-
-
-def _hook_targets(rows: Sequence[Any]) -> list[str]:
-    return sorted({row.target for row in rows if row.target not in EMAIL_TARGETS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,24 +199,17 @@ def claim(
         .values(lease_owner=owner, lease_until=until)
         .returning(*deliveries.c)
     ).all()
-    if not rows:
-        return []
-    found = {
-        row.id: event_of(row)
-        for row in connection.execute(
-            events.select().where(events.c.id.in_({row.event_id for row in rows}))
-        )
-    }
-    targets = _hook_targets(rows)
-    hooks = (
-        {
+    return _claimed(
+        rows,
+        lambda ids: {
+            row.id: event_of(row)
+            for row in connection.execute(events.select().where(events.c.id.in_(ids)))
+        },
+        lambda ids: {
             row.id: webhook_of(row)
-            for row in connection.execute(webhooks.select().where(webhooks.c.id.in_(targets)))
-        }
-        if targets
-        else {}
+            for row in connection.execute(webhooks.select().where(webhooks.c.id.in_(ids)))
+        },
     )
-    return _claimed(rows, found, hooks)
 
 
 def finish(
@@ -290,23 +288,17 @@ def claim_sqlite3(
         _DeliveryRow._make(values)
         for values in connection.execute(_CLAIM_SQLITE3, (owner, until, now, now, limit))
     ]
-    if not rows:
-        return []
-    ids = json.dumps(sorted({row.event_id for row in rows}))
-    found = {
-        values[0]: event_of(_EventRow._make(values))
-        for values in connection.execute(_EVENTS_SQLITE3, (ids,))
-    }
-    targets = _hook_targets(rows)
-    hooks = (
-        {
+    return _claimed(
+        rows,
+        lambda ids: {
+            values[0]: event_of(_EventRow._make(values))
+            for values in connection.execute(_EVENTS_SQLITE3, (json.dumps(ids),))
+        },
+        lambda ids: {
             values[0]: webhook_of(_WebhookRow._make(values))
-            for values in connection.execute(_WEBHOOKS_SQLITE3, (json.dumps(targets),))
-        }
-        if targets
-        else {}
+            for values in connection.execute(_WEBHOOKS_SQLITE3, (json.dumps(ids),))
+        },
     )
-    return _claimed(rows, found, hooks)
 
 
 def finish_sqlite3(
