@@ -137,6 +137,12 @@ def test_a_child_process_delivers_and_the_gateway_counts_it(
     _wait(lambda: _delivery_pids(pid), 10, "no delivery process")
     receiver.wait_for(1, timeout=10)
     assert receiver.unverified == 0
+    # Every thread of the child (its loop's, its store's) is in the idle scheduling class;
+    # the gateway's are not.
+    (child,) = _delivery_pids(pid)
+    for task in Path(f"/proc/{child}/task").iterdir():
+        assert os.sched_getscheduler(int(task.name)) == os.SCHED_IDLE
+    assert os.sched_getscheduler(pid) == os.SCHED_OTHER
     (event,) = receiver.events().values()
     assert event["type"] == "emergency_call"
     # The child's outcome is in the serving process's metrics.
