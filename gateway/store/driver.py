@@ -218,6 +218,8 @@ async def _in_thread(driver: Any, work: Callable[[sqlite3.Connection], T]) -> T:
 
 
 def _immediate(work: Callable[[sqlite3.Connection], T], connection: sqlite3.Connection) -> T:
+    """``work`` between ``BEGIN IMMEDIATE`` and ``COMMIT`` (the single writer's lock: nothing
+    can come between its reads and its writes), rolled back when it raises."""
     connection.execute("BEGIN IMMEDIATE")
     try:
         result = work(connection)
@@ -246,30 +248,22 @@ def _hold_number_sqlite(
 def _claim_sqlite3(
     connection: sqlite3.Connection, binding: Binding, now: int, credential: str, check: bool
 ) -> Claim:
-    """``_claim_sqlite``'s transaction, run on aiosqlite's thread (``_in_thread``)."""
+    """``_claim_sqlite``'s statements, in ``run_driver_unit``'s transaction."""
     aeui = binding.aeui
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        rows = connection.execute(_SELECT_DEVICE_SQLITE3, (aeui,)).fetchall()
-        previous = binding_of(DriverRow(rows[0])) if rows else None
-        if previous is not None and observed(previous) > observed(binding):
-            connection.execute("ROLLBACK")
-            return Claim(False, previous, previous)
-        if check:
-            _hold_number_sqlite(connection, binding, now, credential)
-        version = 1 if previous is None else previous.version + 1
-        values = claim_values(binding, now)
-        values.update(version=version, coordinates_version=version)
-        row = tuple(values[name] for name in _CLAIM_COLUMNS)
-        if previous is None:
-            connection.execute(_INSERT_DEVICE_SQLITE3, (aeui, *row))
-        else:
-            connection.execute(_UPDATE_DEVICE_SQLITE3, (*row, aeui))
-        connection.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(Exception):
-            connection.execute("ROLLBACK")
-        raise
+    rows = connection.execute(_SELECT_DEVICE_SQLITE3, (aeui,)).fetchall()
+    previous = binding_of(DriverRow(rows[0])) if rows else None
+    if previous is not None and observed(previous) > observed(binding):
+        return Claim(False, previous, previous)  # nothing written
+    if check:
+        _hold_number_sqlite(connection, binding, now, credential)
+    version = 1 if previous is None else previous.version + 1
+    values = claim_values(binding, now)
+    values.update(version=version, coordinates_version=version)
+    row = tuple(values[name] for name in _CLAIM_COLUMNS)
+    if previous is None:
+        connection.execute(_INSERT_DEVICE_SQLITE3, (aeui, *row))
+    else:
+        connection.execute(_UPDATE_DEVICE_SQLITE3, (*row, aeui))
     return Claim(True, previous, claimed(binding, version=version, now=now))
 
 
@@ -280,24 +274,18 @@ def _confirm_recording_sqlite3(
     entries: dict[str, tuple[Any, ...]],
     overtaken: dict[str, int],
 ) -> list[Any]:
-    """``_confirm_sqlite``'s transaction with history records, on aiosqlite's thread; then
-    those of the ``overtaken`` candidates (device: version) it did not confirm."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        rows = connection.execute(_CONFIRM_SQLITE3, (now, payload)).fetchall()
-        confirmed = _recorded(rows, entries)
-        if confirmed:
-            connection.executemany(_INSERT_HISTORY_SQLITE3, confirmed)
-        late = _unconfirmed(rows, overtaken)
-        if late:
-            connection.executemany(
-                _RECORD_OVERTAKEN_SQLITE3, [(*entries[aeui], version) for aeui, version in late]
-            )
-        connection.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(Exception):
-            connection.execute("ROLLBACK")
-        raise
+    """``_confirm_sqlite``'s statements with history records, in ``run_driver_unit``'s
+    transaction; then those of the ``overtaken`` candidates (device: version) it did not
+    confirm."""
+    rows = connection.execute(_CONFIRM_SQLITE3, (now, payload)).fetchall()
+    confirmed = _recorded(rows, entries)
+    if confirmed:
+        connection.executemany(_INSERT_HISTORY_SQLITE3, confirmed)
+    late = _unconfirmed(rows, overtaken)
+    if late:
+        connection.executemany(
+            _RECORD_OVERTAKEN_SQLITE3, [(*entries[aeui], version) for aeui, version in late]
+        )
     return rows
 
 
@@ -414,12 +402,10 @@ class DriverPaths(KeptConnections):
         ``BEGIN IMMEDIATE`` transaction (the single writer's lock: no other claim can come
         between the read and the write), without SQLAlchemy's execution path, which costs
         more CPU than the claim's statements (docs/benchmarks.md)."""
-        async with self._kept() as (driver, _):
-            work = functools.partial(
-                _claim_sqlite3, binding=binding, now=self._now(), credential=credential, check=check
-            )
-            with _driver_errors():
-                return await _in_thread(driver, work)
+        work = functools.partial(
+            _claim_sqlite3, binding=binding, now=self._now(), credential=credential, check=check
+        )
+        return await self.run_driver_unit(work)
 
     async def confirm(
         self, aeui: str, version: int, *, record: HistoryRecord | None = None
@@ -501,8 +487,7 @@ class DriverPaths(KeptConnections):
             entries=entries,
             overtaken=overtaken,
         )
-        async with self._kept() as (driver, _):
-            return await _in_thread(driver, work)
+        return await self.run_driver_unit(work)
 
     async def advance(
         self, aeui: str, observed_at: datetime, *, version: int | None = None
