@@ -38,6 +38,19 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def pinned_cpus() -> tuple[frozenset[int], frozenset[int]] | None:
+    """``--pin``'s split of this machine's CPUs: (the gateway's, everyone else's).
+
+    The gateway gets the first CPU this process may use, the harness and the other servers
+    the rest, as if the load generator and the webhook receiver ran on hosts of their own.
+    ``None`` with fewer than two CPUs to split.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return frozenset(cpus[:1]), frozenset(cpus[1:])
+
+
 class ServiceError(RuntimeError):
     """A service did not start; the message carries the tail of its log."""
 
@@ -52,6 +65,8 @@ class Service:
     log_path: Path
     env: Mapping[str, str] | None = None
     cwd: str | None = None
+    #: The CPUs it (and every process and thread it starts) may run on; ``None``: the harness's.
+    cpus: frozenset[int] | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -74,10 +89,15 @@ class Service:
                 env=dict(self.env) if self.env is not None else None,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # the harness is single-threaded here
+                preexec_fn=self._in_child,  # the harness is single-threaded here
             )
         finally:
             log.close()
+
+    def _in_child(self) -> None:  # pragma: no cover - runs in the child between fork and exec
+        _die_with_parent()
+        if self.cpus is not None:
+            os.sched_setaffinity(0, self.cpus)
 
     def log_tail(self, lines: int = 30) -> str:
         try:

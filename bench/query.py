@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import secrets
 import sys
@@ -105,7 +106,7 @@ async def phase_emergency_query(bench: Bench) -> None:
     bench.figures.update(plain.pop("figures"))
     plain.pop("latencies")
     bench.details["emergency_query"] = plain
-    receiver = await Receiver.start()
+    receiver = await Receiver.start(idle=bench.plan.pinned is not None)
     try:
         await _compare_subscribed(bench, receiver, devices, picks, requests)
     finally:
@@ -324,7 +325,9 @@ class Receiver:
         self._count = f"http://{LOOPBACK}:{port}/count"
 
     @classmethod
-    async def start(cls) -> Receiver:
+    async def start(cls, *, idle: bool = False) -> Receiver:
+        """Started, and listening; with ``idle``, in the idle scheduling class (``--pin`` puts
+        it beside the load generator, whose timing it must not take CPU from)."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -335,6 +338,8 @@ class Receiver:
         )
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 30)
+        if idle:
+            os.sched_setscheduler(process.pid, os.SCHED_IDLE, os.sched_param(0))
         return cls(process, int(line))
 
     async def received(self) -> int:

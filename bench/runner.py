@@ -67,6 +67,7 @@ from bench.procs import (
     Services,
     cpu_seconds,
     free_port,
+    pinned_cpus,
     status_kb,
     terminate_as_interrupt,
 )
@@ -129,6 +130,9 @@ class Plan:
     only_faults: bool = False
     #: Only the emergency-query phase (``bench.query``): ``--only-query``.
     only_query: bool = False
+    #: ``--pin``: the gateway's CPUs and everyone else's (``bench.procs.pinned_cpus``); the
+    #: query phase's webhook receiver then runs in the idle class.
+    pinned: tuple[frozenset[int], frozenset[int]] | None = None
 
     @classmethod
     def for_mode(cls, mode: str) -> Plan:
@@ -173,6 +177,7 @@ class Plan:
         out = asdict(self)
         out["profile_dir"] = str(self.profile_dir) if self.profile_dir else None
         out["log_dir"] = str(self.log_dir) if self.log_dir else None
+        out["pinned"] = [sorted(cpus) for cpus in self.pinned] if self.pinned else None
         # A database URL may hold a password: recorded only as given or not.
         out["store_url"] = "given" if self.store_url else None
         if "GATEWAY_DATABASE_URL" in out["gateway_env"]:
@@ -290,8 +295,18 @@ def start_stack(plan: Plan, services: Services, workdir: Path) -> Stack:
             "--port",
             str(gw_port),
         ]
+    split = plan.pinned
+    if split is not None:
+        # The harness first: the servers it starts after this inherit its CPUs.
+        os.sched_setaffinity(0, split[1])
     gateway = Service(
-        "gateway", gw_argv, gw_port, logs / "gateway.log", env=gw_env, cwd=str(workdir)
+        "gateway",
+        gw_argv,
+        gw_port,
+        logs / "gateway.log",
+        env=gw_env,
+        cwd=str(workdir),
+        cpus=split[0] if split is not None else None,
     )
 
     base_port = free_port()
@@ -1320,6 +1335,11 @@ def _parser() -> argparse.ArgumentParser:
         help="only the carrier-faults phase (30%% of calls time out, 200 ms latency)",
     )
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the gateway on one CPU, the harness and the other servers on the rest",
+    )
+    parser.add_argument(
         "--phase-timeout", type=float, help="seconds any one phase may take (quick: 120)"
     )
     parser.add_argument(
@@ -1371,6 +1391,10 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     plan.only_memory = args.only_memory
     plan.only_faults = args.only_faults
     plan.only_query = args.only_query
+    if args.pin:
+        plan.pinned = pinned_cpus()
+        if plan.pinned is None:
+            raise SystemExit("--pin needs at least two CPUs")
     if args.phase_timeout is not None:
         if args.phase_timeout <= 0:
             raise SystemExit("--phase-timeout must be positive")
@@ -1397,6 +1421,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench = Bench(plan, stack, Path(tmp))
             env = environment(plan, bench.loadgen)
             env["store"] = store["describe"]
+            # As the processes have them (``--pin``), not as asked.
+            env["cpus"] = {
+                "gateway": sorted(os.sched_getaffinity(stack.gateway.pid)),
+                "harness": sorted(os.sched_getaffinity(0)),
+            }
             bench.log(
                 f"servers: {env['server']['name']} {env['server']['version']}, "
                 f"{env['event_loop']}, {env['server']['http']}; load: "

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,3 +70,22 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     assert env["cpu_count"] >= 1
     assert env["server"]["name"] == "uvicorn"
     assert "unchanged_rps" in done.stdout
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin splits two CPUs or more")
+def test_pin_gives_the_gateway_a_cpu_of_its_own(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--only-query", "--pin", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:] + done.stdout[-2000:]
+    results = json.loads(out.read_text())
+    mine = sorted(os.sched_getaffinity(0))
+    assert results["environment"]["cpus"] == {"gateway": mine[:1], "harness": mine[1:]}
+    assert results["plan"]["pinned"] == [mine[:1], mine[1:]]
+    assert results["emergency_query_subscribed_p99_ratio"] is not None
