@@ -498,9 +498,9 @@ class SqlStateStore(DriverPaths):
         drains its queue this way, so a burst of queries costs the database few writes."""
         if not records:
             return
-        async with self._unit() as connection:
-            now = self._now()
-            await connection.execute(sa.insert(history), [record_values(r, now) for r in records])
+        now = self._now()
+        rows = [record_values(r, now) for r in records]
+        await self.run_unit(lambda connection: connection.execute(sa.insert(history), rows))
 
     @_whole
     async def record(self, entry: HistoryRecord) -> int:
