@@ -34,6 +34,7 @@ from gateway.events.service import SECRET_OVERLAP, Events
 from gateway.events.signing import new_secret
 from gateway.events.targets import host_problem
 from gateway.store.deliveries import Webhook as Subscription
+from gateway.store.outbox import TooManyWebhooks
 
 M = TypeVar("M", bound=BaseModel)
 _ID_LENGTH = 43  # "wh_" + 40 hex digits at most (the column holds 40)
@@ -90,9 +91,17 @@ async def create(request: Request) -> Response:
     events = admin_events(request)
     body = await _body(request, WebhookWrite)
     secret = new_secret()
-    hook = await events.outbox.add_webhook(
-        f"wh_{secrets.token_hex(16)}", body.url, body.eventTypes, secret, body.description
-    )
+    try:
+        hook = await events.outbox.add_webhook(
+            f"wh_{secrets.token_hex(16)}", body.url, body.eventTypes, secret, body.description
+        )
+    except TooManyWebhooks as exc:
+        raise Problem(
+            409,
+            f"There are {exc.limit} subscriptions already, the most there may be: "
+            "delete one, or subscribe an existing URL to more event types.",
+            kind="webhook-limit",
+        ) from None
     if body.enabled is False:
         hook = await events.outbox.update_webhook(hook.id, enabled=False) or hook
     response = model_response(_with_secret(hook, secret), status_code=201)

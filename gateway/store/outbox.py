@@ -35,6 +35,20 @@ from gateway.store.mapping import insert_for, last_heard
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import deliveries, devices, events, stale_marks, webhooks
 
+#: Subscriptions at most: every event is a delivery row per subscription, written in the
+#: transaction of the event's batch (for a 911 call, right after the carrier's query). A
+#: bound on a runaway script, not an exact count: on PostgreSQL two creations at the same
+#: moment may both pass it.
+MAX_WEBHOOKS = 100
+
+
+class TooManyWebhooks(Exception):
+    """``add_webhook`` with ``MAX_WEBHOOKS`` subscriptions already."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} subscriptions")
+        self.limit = limit
+
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
@@ -102,6 +116,9 @@ class OutboxStore:
             "updated_at": now,
         }
         async with self._unit() as connection:
+            count = sa.select(sa.func.count()).select_from(webhooks)
+            if (await connection.execute(count)).scalar_one() >= MAX_WEBHOOKS:
+                raise TooManyWebhooks(MAX_WEBHOOKS)
             await connection.execute(webhooks.insert().values(**values))
             row = (await connection.execute(webhooks.select().where(webhooks.c.id == id))).one()
         return webhook_of(row)

@@ -13,6 +13,7 @@ from starlette.datastructures import Secret
 
 from gateway.api.auth import DeviceTokens
 from gateway.events.service import Events
+from gateway.store.outbox import MAX_WEBHOOKS
 from tests.api.test_coordinates import LOS_ANGELES, NEW_YORK
 from tests.api.test_emergency_query import PASSWORD, PATH, USER, fresh_report
 from tests.api.test_history_truth import REFUSING
@@ -265,6 +266,24 @@ def test_hosts_outside_the_allow_list_are_refused() -> None:
                 "/v1/webhooks", json={"url": "http://127.0.0.1:9/x", "eventTypes": TYPES}
             )
             assert ok.status_code == 201
+
+    asyncio.run(main())
+
+
+def test_subscriptions_are_bounded_and_a_deleted_one_frees_its_place() -> None:
+    async def main() -> None:
+        async with gateway(_settings()) as gw:
+            body = {"url": "http://127.0.0.1:9/x", "eventTypes": ["device_stale"]}
+            made = [await gw.http.post("/v1/webhooks", json=body) for _ in range(MAX_WEBHOOKS)]
+            assert {r.status_code for r in made} == {201}
+            refused = await gw.http.post("/v1/webhooks", json=body)
+            assert refused.status_code == 409
+            assert refused.json()["type"] == "/problems/webhook-limit"
+            assert "secret" not in refused.text
+            listed = (await gw.http.get("/v1/webhooks")).json()["webhooks"]
+            assert len(listed) == MAX_WEBHOOKS
+            assert (await gw.http.delete(f"/v1/webhooks/{listed[0]['id']}")).status_code == 204
+            assert (await gw.http.post("/v1/webhooks", json=body)).status_code == 201
 
     asyncio.run(main())
 

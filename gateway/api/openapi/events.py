@@ -15,6 +15,7 @@ from gateway.api.openapi.blocks import (
 )
 from gateway.api.openapi.components import ref
 from gateway.api.webhook_models import CURSOR_PATTERN, EventType
+from gateway.store.outbox import MAX_WEBHOOKS
 
 #: The events routes take an admin key; a valid device token is known but refused (403).
 EVENTS_AUTH = {
@@ -60,6 +61,7 @@ def event_paths() -> dict[str, Any]:
                     "201": json_body(ref("WebhookWithSecret"), "The subscription and secret."),
                     **EVENTS_AUTH,
                     **_HOST,
+                    "409": problem(f"There are {MAX_WEBHOOKS} subscriptions already."),
                     **body_errors(),
                 },
                 body=ref("WebhookWrite"),
