@@ -6,7 +6,9 @@ neighbours), link-local (cloud metadata at 169.254.169.254, fe80::/10), the unsp
 multicast and reserved addresses, and ``localhost`` names. Private networks are allowed: an
 on-premises security desk's receiver is a normal target. With the list set, only the hosts
 listed are allowed. Checked when a subscription is made (by name) and before each delivery
-(by every address the name resolves to).
+(by every address the name resolves to), and again by the addresses the connection is made
+to (``CheckedResolver``): a name that resolved to a public address for the check and to
+loopback a moment later (DNS rebinding) is still refused.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 #: AWS's metadata service over IPv6 sits in the unique-local range, which is otherwise allowed.
 _METADATA = (ipaddress.ip_network("fd00:ec2::254/128"),)
@@ -72,3 +77,27 @@ async def delivery_problem(host: str, port: int, allowed: tuple[str, ...]) -> st
             "(list it in GATEWAY_WEBHOOK_ALLOWED_HOSTS)"
         )
     return None
+
+
+class RefusedAddress(OSError):
+    """A webhook's host resolved, at connection time, to an address refused by the rule."""
+
+
+class CheckedResolver(AbstractResolver):
+    """The webhook client's resolver: the addresses a delivery connects to are the ones
+    judged, in the same step (a listed host is not judged)."""
+
+    def __init__(self, allowed: tuple[str, ...], inner: AbstractResolver | None = None) -> None:
+        self._allowed = allowed
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        if host.lower() not in self._allowed and any(refused_address(r["host"]) for r in found):
+            raise RefusedAddress(f"{host} resolves to a refused address")
+        return found
+
+    async def close(self) -> None:
+        await self._inner.close()

@@ -121,6 +121,41 @@ def test_a_loopback_receiver_is_never_contacted_unless_listed(tmp_path: Path) ->
     assert receiver.attempts == {}
 
 
+def test_a_name_rebound_to_loopback_after_the_check_is_never_contacted(tmp_path: Path) -> None:
+    """DNS rebinding: the check before the delivery is answered a public address, the
+    connection's own lookup a moment later loopback, where a receiver listens."""
+    receiver = Receiver().up()
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    lookups: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+            address = "10.1.2.3" if not lookups else "127.0.0.1"
+            lookups.append(address)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+        loop.getaddrinfo = getaddrinfo  # type: ignore[assignment,method-assign]
+        async with _outbox(tmp_path) as outbox:
+            await _one_event(outbox, f"http://rebind.example.org:{port}/hook")
+            worker = _worker(outbox, ())
+            try:
+                assert await worker.run_once() == 1
+            finally:
+                await worker.aclose()
+            ((_, (delivery,)),) = await outbox.page(limit=1)
+            assert delivery.state == "pending"
+            assert "when connecting" in str(delivery.last_error)
+
+    try:
+        asyncio.run(main())
+    finally:
+        receiver.down()
+    assert lookups[:2] == ["10.1.2.3", "127.0.0.1"]  # both lookups happened, as the attack needs
+    assert receiver.attempts == {}
+
+
 @asynccontextmanager
 async def _raw_server(answer: bytes | None) -> AsyncIterator[str]:
     """A receiver on loopback that sends ``answer`` and then endless bytes, or (None)
