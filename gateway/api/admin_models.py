@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, TypeVar
 
+from annotated_types import GroupedMetadata
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -181,32 +182,42 @@ def read_model(cls: type[M], body: Mapping[str, Any], detail: str, errors: list[
     return found
 
 
-def _text(pattern: str, rule: str) -> AfterValidator:
-    """No control characters, and ``pattern`` matches (else ``rule``)."""
-    matches = re.compile(pattern).search
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Text(GroupedMetadata):
+    """A string of at most ``max_length`` characters matching ``pattern``, as the schema
+    states it (with ``description``) and as it is checked: no control characters, and
+    ``pattern`` matches (else ``rule``)."""
 
-    def check(value: str | None) -> str | None:
-        if value is None:
-            return None
-        _, reason = check_string(value, "", len(value))
-        if reason is None and not matches(value):
-            reason = rule
-        if reason is not None:
-            raise refuse(reason)
-        return value
+    max_length: int
+    pattern: str
+    rule: str
+    _: dataclasses.KW_ONLY
+    description: str | None = None
 
-    return AfterValidator(check)
+    def __iter__(self) -> Iterator[object]:
+        extra: JsonDict = {"pattern": self.pattern}
+        yield Field(
+            max_length=self.max_length, description=self.description, json_schema_extra=extra
+        )
+        matches, rule = re.compile(self.pattern).search, self.rule
 
+        def check(value: str | None) -> str | None:
+            if value is None:
+                return None
+            _, reason = check_string(value, "", len(value))
+            if reason is None and not matches(value):
+                reason = rule
+            if reason is not None:
+                raise refuse(reason)
+            return value
 
-def _limit(max_length: int, pattern: str, description: str | None = None) -> Any:
-    extra: JsonDict = {"pattern": pattern}
-    return Field(max_length=max_length, description=description, json_schema_extra=extra)
+        yield AfterValidator(check)
 
 
 _CONTROL = "contains control characters"
 #: Optional strings of a body without control characters.
-Text32 = Annotated[str | None, _limit(32, TEXT_PATTERN), _text(TEXT_PATTERN, _CONTROL)]
-Text255 = Annotated[str | None, _limit(255, TEXT_PATTERN), _text(TEXT_PATTERN, _CONTROL)]
+Text32 = Annotated[str | None, _Text(32, TEXT_PATTERN, _CONTROL)]
+Text255 = Annotated[str | None, _Text(255, TEXT_PATTERN, _CONTROL)]
 
 
 def _no_control(value: Any) -> Any:
@@ -244,11 +255,9 @@ class NotificationRecipientWrite(BaseModel):
         },
     )
 
-    id: Annotated[str | None, _limit(64, ID_PATTERN), _text(ID_PATTERN, ID_RULE)] = None
+    id: Annotated[str | None, _Text(64, ID_PATTERN, ID_RULE)] = None
     emailAddress: Annotated[
-        str | None,
-        _limit(255, EMAIL_PATTERN, "user@example.com"),
-        _text(EMAIL_PATTERN, "expected an email"),
+        str | None, _Text(255, EMAIL_PATTERN, "expected an email", description="user@example.com")
     ] = None
     phoneNumber: Text32 = None
     description: Text255 = None
@@ -291,14 +300,13 @@ class EndpointWrite(BaseModel):
 
     endpointId: Annotated[
         str | None,
-        _limit(64, ID_PATTERN, "Derived from the AEUI when left out on create."),
-        _text(ID_PATTERN, ID_RULE),
+        _Text(
+            64, ID_PATTERN, ID_RULE, description="Derived from the AEUI when left out on create."
+        ),
     ] = None
     alternateEndUserId: Aeui
     callerName: AdminCallerName
-    locationId: Annotated[
-        str, _limit(32, TEXT_PATTERN), Field(min_length=1), _text(TEXT_PATTERN, _CONTROL)
-    ]
+    locationId: Annotated[str, Field(min_length=1), _Text(32, TEXT_PATTERN, _CONTROL)]
     telephoneNumber: Telephone
     activated: bool | None = None
 
@@ -355,8 +363,12 @@ class LocationWrite(BaseModel):
 
     locationId: Annotated[
         str | None,
-        _limit(32, LOCATION_ID_PATTERN, "Derived from the address when left out on create."),
-        _text(LOCATION_ID_PATTERN, "1 to 32 letters and digits"),
+        _Text(
+            32,
+            LOCATION_ID_PATTERN,
+            "1 to 32 letters and digits",
+            description="Derived from the address when left out on create.",
+        ),
     ] = None
     description: Text255 = None
     #: Read apart (``read_address``), so that its errors name ``address.<field>``.

@@ -18,8 +18,8 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 
 from gateway.dlr.callers import normalize_number
-from gateway.store.base import HistoryKind
-from gateway.store.mapping import from_us, to_us
+from gateway.store.base import HistoryEntry, HistoryKind
+from gateway.store.mapping import entry_of, from_us, to_us
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import devices, history, locations
 
@@ -52,18 +52,6 @@ class Device:
     applied_at: datetime
     last_heard: datetime
     state: str
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    id: int
-    key: str
-    at: datetime
-    kind: str
-    source: str
-    credential: str
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,19 +136,6 @@ def _device(row: Any) -> Device:
         applied_at=from_us(row.applied_at),
         last_heard=from_us(row.last_heard),
         state=row.state,
-    )
-
-
-def _entry(row: Any) -> Entry:
-    return Entry(
-        id=row.id,
-        key=row.aeui,
-        at=from_us(row.at),
-        kind=row.kind,
-        source=row.source,
-        credential=row.credential,
-        before=_loads(row.from_json),
-        after=_loads(row.to_json),
     )
 
 
@@ -286,7 +261,7 @@ class ConsoleQueries:
         kind: str | None = None,
         before: int | None = None,
         limit: int = 50,
-    ) -> Page[Entry]:
+    ) -> Page[HistoryEntry]:
         """History rows, newest first: one key's (its ``(aeui, id)`` index), or one kind's."""
         query = sa.select(history)
         if key is not None:
@@ -294,7 +269,7 @@ class ConsoleQueries:
         if kind is not None:
             query = query.where(history.c.kind == kind)
         rows, next_key = await self._page(query, history.c.id, before, limit, newest_first=True)
-        return Page([_entry(r) for r in rows], next_key)
+        return Page([entry_of(r, _loads) for r in rows], next_key)
 
     async def locations(self, *, after: str | None = None, limit: int = 50) -> Page[Location]:
         rows, next_key = await self._page(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeGuard
 
@@ -93,7 +93,10 @@ def _coordinates(row: Any) -> dict[str, Any]:
     }
 
 
-def entry_of(row: sa.Row[Any]) -> HistoryEntry:
+def entry_of(
+    row: sa.Row[Any], json_of: Callable[[str | None], dict[str, Any] | None] = loads
+) -> HistoryEntry:
+    """A ``history`` row as an entry (``json_of`` reads its before and after)."""
     return HistoryEntry(
         id=row.id,
         aeui=row.aeui,
@@ -104,8 +107,8 @@ def entry_of(row: sa.Row[Any]) -> HistoryEntry:
         observed_at=None if row.observed_at is None else from_us(row.observed_at),
         from_location_id=row.from_location_id,
         to_location_id=row.to_location_id,
-        before=loads(row.from_json),
-        after=loads(row.to_json),
+        before=json_of(row.from_json),
+        after=json_of(row.to_json),
     )
 
 
