@@ -34,7 +34,7 @@ from gateway.events.service import SECRET_OVERLAP, Events
 from gateway.events.signing import new_secret
 from gateway.events.targets import host_problem
 from gateway.store.deliveries import Webhook as Subscription
-from gateway.store.outbox import TooManyWebhooks
+from gateway.store.outbox import MAX_WEBHOOKS, TooManyWebhooks
 
 M = TypeVar("M", bound=BaseModel)
 _ID_LENGTH = 43  # "wh_" + 40 hex digits at most (the column holds 40)
@@ -95,10 +95,10 @@ async def create(request: Request) -> Response:
         hook = await events.outbox.add_webhook(
             f"wh_{secrets.token_hex(16)}", body.url, body.eventTypes, secret, body.description
         )
-    except TooManyWebhooks as exc:
+    except TooManyWebhooks:
         raise Problem(
             409,
-            f"There are {exc.limit} subscriptions already, the most there may be: "
+            f"There are {MAX_WEBHOOKS} subscriptions already, the most there may be: "
             "delete one, or subscribe an existing URL to more event types.",
             kind="webhook-limit",
         ) from None

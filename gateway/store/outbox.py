@@ -45,10 +45,6 @@ MAX_WEBHOOKS = 100
 class TooManyWebhooks(Exception):
     """``add_webhook`` with ``MAX_WEBHOOKS`` subscriptions already."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"at most {limit} subscriptions")
-        self.limit = limit
-
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
@@ -118,7 +114,7 @@ class OutboxStore:
         async with self._unit() as connection:
             count = sa.select(sa.func.count()).select_from(webhooks)
             if (await connection.execute(count)).scalar_one() >= MAX_WEBHOOKS:
-                raise TooManyWebhooks(MAX_WEBHOOKS)
+                raise TooManyWebhooks
             await connection.execute(webhooks.insert().values(**values))
             row = (await connection.execute(webhooks.select().where(webhooks.c.id == id))).one()
         return webhook_of(row)
