@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from gateway.cli import main
+from gateway.entry import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from starlette.requests import HTTPConnection
 
 from gateway.api.problems import Problem
@@ -312,6 +310,11 @@ def _with_number(principal: Principal, claims: dict[str, Any]) -> Principal | No
 
 def _load_public_key(pem: str) -> tuple[Any, str]:
     """The parsed key and its algorithm: RS256 for RSA, ES256 for EC P-256."""
+    # Imported here: a gateway with an HS256 secret only never loads cryptography
+    # (``gateway.cli._serve``; ~8 MiB of its resident set).
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     try:
         key = load_pem_public_key(pem.strip().encode())
     except (ValueError, TypeError):
