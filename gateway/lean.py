@@ -9,7 +9,9 @@ docs/benchmarks.md, "Peak RSS"):
 - geopy loads ``requests`` for its default HTTP adapter, which the gateway never uses: every
   geocoder it builds is given its own (``gateway.geocoding.adapter``): ~5 MiB;
 - httpx loads its command-line client (``rich``, ``click``): ~3 MiB;
-- uvicorn loads ``watchfiles`` for ``--reload``, which ``serve`` never does: ~3 MiB.
+- uvicorn loads ``watchfiles`` for ``--reload``, which ``serve`` never does: ~3 MiB;
+- PyJWT loads ``cryptography`` for RSA and EC tokens, which a server with an HS256 secret
+  only never verifies (``gateway.entry``): ~8 MiB.
 
 ``without(*modules)`` makes those imports fail inside the block, as they do where the extra
 is not installed; the library then takes the path it was written for that case.
