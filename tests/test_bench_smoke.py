@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,19 +41,25 @@ FIGURES = {
 }
 
 
-def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
+def smoke(tmp_path: Path, *options: str, timeout: float = 180) -> tuple[dict[str, Any], str]:
+    """``python -m bench --smoke *options``, which must succeed: its results and its output."""
     out = tmp_path / "bench.json"
-    # The asyncio load generator: wrk may not be installed (CI), and this is the fallback.
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--loadgen", "asyncio", "--out", str(out)],
+        [sys.executable, "-m", "bench", "--smoke", *options, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:] + done.stdout[-2000:]
-    results = json.loads(out.read_text())
+    results: dict[str, Any] = json.loads(out.read_text())
+    return results, done.stdout
+
+
+def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
+    # The asyncio load generator: wrk may not be installed (CI), and this is the fallback.
+    results, stdout = smoke(tmp_path, "--loadgen", "asyncio")
     assert results.keys() >= FIGURES
     # The design's floor: 0 unchanged, 1 move to a known place, 2 to a new one, 3 new device.
     # Tolerance: the gateway's background work (repairs, the reconciler) may add a call or
@@ -69,22 +76,12 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     env = results["environment"]
     assert env["cpu_count"] >= 1
     assert env["server"]["name"] == "uvicorn"
-    assert "unchanged_rps" in done.stdout
+    assert "unchanged_rps" in stdout
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin splits two CPUs or more")
 def test_pin_gives_the_gateway_a_cpu_of_its_own(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--only-query", "--pin", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:] + done.stdout[-2000:]
-    results = json.loads(out.read_text())
+    results, _ = smoke(tmp_path, "--only-query", "--pin")
     mine = sorted(os.sched_getaffinity(0))
     assert results["environment"]["cpus"] == {"gateway": mine[:1], "harness": mine[1:]}
     assert results["plan"]["pinned"] == [mine[:1], mine[1:]]

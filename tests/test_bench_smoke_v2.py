@@ -3,28 +3,13 @@ simulator), and each kind of report at v2's floor of writes and status reads."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.test_bench_smoke import FIGURES, ROOT
-
-BENCH = (sys.executable, "-m", "bench")
+from tests.test_bench_smoke import FIGURES, smoke
 
 
 def test_smoke_run_on_v2_writes_the_same_figures(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [*BENCH, "--smoke", "--api", "v2", "--loadgen", "asyncio", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:] + done.stdout[-2000:]
-    results = json.loads(out.read_text())
+    results, _ = smoke(tmp_path, "--api", "v2", "--loadgen", "asyncio", timeout=240)
     assert results.keys() >= FIGURES
     assert results["plan"]["api"] == "v2"
     assert results["faults_500s"] == 0
