@@ -32,7 +32,7 @@ from gateway.concurrency import cancel
 from gateway.events import email
 from gateway.events.recipients import RecipientsUnavailable
 from gateway.events.signing import signed_headers
-from gateway.events.targets import CheckedResolver, RefusedAddress, delivery_problem
+from gateway.events.targets import CheckedResolver, RefusedAddress, host_problem
 from gateway.metrics import Metrics
 from gateway.store.deliveries import CARRIER_EMAIL_TARGET, EMAIL_TARGETS, Claimed, Outcome, Webhook
 from gateway.store.outbox import OutboxStore
@@ -44,11 +44,6 @@ GAUGE_INTERVAL = 5.0
 #: Bytes of a receiver's answer read (and discarded) so its connection can be reused; the
 #: connection of a longer answer is closed instead.
 DRAIN_BYTES = 65_536
-#: A host that passed the check and then resolved, for the connection, to a refused address.
-REBOUND = (
-    "the URL's host resolved to a loopback, link-local, multicast or reserved address when "
-    "connecting (list it in GATEWAY_WEBHOOK_ALLOWED_HOSTS)"
-)
 #: Schemes a webhook URL may have.
 WEBHOOK_SCHEMES = ("https", "http")
 #: Seconds a worker waits after a wake before it claims: the deliveries of the events
@@ -251,8 +246,8 @@ class DeliveryWorker:
         url = urlsplit(hook.url)
         if url.scheme.lower() not in WEBHOOK_SCHEMES:
             raise AttemptFailed("the URL's scheme is not http(s)")
-        port = url.port or (443 if url.scheme.lower() == "https" else 80)
-        refused = await delivery_problem((url.hostname or "").lower(), port, self.allowed_hosts)
+        # By name here; by address in the connection's own lookup (``CheckedResolver``).
+        refused = host_problem((url.hostname or "").lower(), self.allowed_hosts)
         if refused is not None:
             raise AttemptFailed(refused)
         now = datetime.now(UTC)
@@ -276,11 +271,11 @@ class DeliveryWorker:
                             break
         except TimeoutError:
             raise AttemptFailed(f"no answer within {self.timeout:g} s") from None
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, RefusedAddress):
-                raise AttemptFailed(REBOUND) from None
-            raise AttemptFailed(f"{type(exc).__name__}") from None
         except aiohttp.ClientError as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+                exc.os_error, RefusedAddress
+            ):
+                raise AttemptFailed(str(exc.os_error)) from None
             raise AttemptFailed(f"{type(exc).__name__}") from None
         if 200 <= status < 300:
             return status

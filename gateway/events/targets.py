@@ -5,15 +5,14 @@ host is listed in ``GATEWAY_WEBHOOK_ALLOWED_HOSTS``: loopback (the gateway itsel
 neighbours), link-local (cloud metadata at 169.254.169.254, fe80::/10), the unspecified,
 multicast and reserved addresses, and ``localhost`` names. Private networks are allowed: an
 on-premises security desk's receiver is a normal target. With the list set, only the hosts
-listed are allowed. Checked when a subscription is made (by name) and before each delivery
-(by every address the name resolves to), and again by the addresses the connection is made
-to (``CheckedResolver``): a name that resolved to a public address for the check and to
-loopback a moment later (DNS rebinding) is still refused.
+listed are allowed. Checked by name when a subscription is made and before each delivery
+(``host_problem``), and by every address the name resolves to in the lookup the delivery's
+connection is made with (``CheckedResolver``): no second lookup a DNS server could answer
+differently (DNS rebinding).
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 
@@ -62,25 +61,14 @@ def host_problem(host: str, allowed: tuple[str, ...]) -> str | None:
     return None
 
 
-async def delivery_problem(host: str, port: int, allowed: tuple[str, ...]) -> str | None:
-    """Why a delivery to ``host`` may not go now: its name, then each address it resolves to."""
-    found = host_problem(host, allowed)
-    if found is not None or host in allowed:
-        return found
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        return None  # unresolvable: the attempt fails (and is retried) on its own
-    if any(refused_address(str(info[4][0])) for info in infos):
-        return (
+class RefusedAddress(OSError):
+    """A webhook's host resolved, for its connection, to an address refused by the rule."""
+
+    def __init__(self) -> None:
+        super().__init__(
             "the URL's host resolves to a loopback, link-local, multicast or reserved address "
             "(list it in GATEWAY_WEBHOOK_ALLOWED_HOSTS)"
         )
-    return None
-
-
-class RefusedAddress(OSError):
-    """A webhook's host resolved, at connection time, to an address refused by the rule."""
 
 
 class CheckedResolver(AbstractResolver):
@@ -96,7 +84,7 @@ class CheckedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         found = await self._inner.resolve(host, port, family)
         if host.lower() not in self._allowed and any(refused_address(r["host"]) for r in found):
-            raise RefusedAddress(f"{host} resolves to a refused address")
+            raise RefusedAddress
         return found
 
     async def close(self) -> None:
