@@ -254,7 +254,7 @@ def finish(
 # Written from the tables' own column names (constants of this package, never input).
 _DeliveryRow = namedtuple("_DeliveryRow", [c.name for c in deliveries.c])  # type: ignore[misc]
 _EventRow = namedtuple("_EventRow", [c.name for c in events.c])  # type: ignore[misc]
-_WebhookRow = namedtuple("_WebhookRow", [c.name for c in webhooks.c])  # type: ignore[misc]
+WebhookRow = namedtuple("WebhookRow", [c.name for c in webhooks.c])  # type: ignore[misc]
 _CLAIM_SQLITE3 = (
     "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id IN ("  # noqa: S608
     "SELECT id FROM deliveries WHERE state = 'pending' AND next_at <= ? "
@@ -266,7 +266,7 @@ _EVENTS_SQLITE3 = (
     "WHERE id IN (SELECT value FROM json_each(?))"
 )
 _WEBHOOKS_SQLITE3 = (
-    f"SELECT {', '.join(_WebhookRow._fields)} FROM webhooks "  # noqa: S608
+    f"SELECT {', '.join(WebhookRow._fields)} FROM webhooks "  # noqa: S608
     "WHERE id IN (SELECT value FROM json_each(?))"
 )
 _RELEASED = "attempts = attempts + 1, lease_owner = NULL, lease_until = NULL"
@@ -295,7 +295,7 @@ def claim_sqlite3(
             for values in connection.execute(_EVENTS_SQLITE3, (json.dumps(ids),))
         },
         lambda ids: {
-            values[0]: webhook_of(_WebhookRow._make(values))
+            values[0]: webhook_of(WebhookRow._make(values))
             for values in connection.execute(_WEBHOOKS_SQLITE3, (json.dumps(ids),))
         },
     )

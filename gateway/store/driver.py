@@ -104,6 +104,11 @@ _UPDATE_DEVICE_SQLITE3 = (
     f"UPDATE devices SET {', '.join(f'{c} = ?' for c in _CLAIM_COLUMNS)} "  # noqa: S608
     "WHERE aeui = ?"
 )
+#: History records appended as they are (``record_many``: the call-time query's).
+_APPEND_HISTORY_SQLITE3 = (
+    f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(f':{name}' for name in _HISTORY_COLUMNS)})"
+)
 #: A confirmation's history record, unless it is an ``applied`` one the history already has.
 _INSERT_HISTORY_SQLITE3 = (
     f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608
@@ -396,6 +401,14 @@ class DriverPaths(KeptConnections):
         async with self._kept() as (driver, _):
             with _driver_errors():
                 return await _in_thread(driver, functools.partial(_immediate, work))
+
+    async def _record_many_sqlite(self, rows: list[dict[str, Any]]) -> None:
+        """``record_many``'s rows (``record_values``) in one ``executemany`` on the driver's
+        thread: through SQLAlchemy, its parameter handling there cost more CPU than the
+        insert."""
+        await self.run_driver_unit(
+            lambda connection: connection.executemany(_APPEND_HISTORY_SQLITE3, rows)
+        )
 
     async def _claim_sqlite(self, binding: Binding, *, credential: str, check: bool) -> Claim:
         """``claim`` on SQLite, as the statements run on the connection the store keeps: one

@@ -10,11 +10,12 @@ another. Instants are microseconds since the epoch, as in the other tables.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -40,6 +41,8 @@ from gateway.store.tables import deliveries, devices, events, stale_marks, webho
 #: bound on a runaway script, not an exact count: on PostgreSQL two creations at the same
 #: moment may both pass it.
 MAX_WEBHOOKS = 100
+
+T = TypeVar("T")
 
 
 class TooManyWebhooks(Exception):
@@ -202,9 +205,8 @@ class OutboxStore:
     ) -> Written:
         """``add_events`` of what ``build`` returns, in one transaction with the reads of
         device addresses ``build`` makes through the lookup it is given."""
-        return await self._run(
-            partial(_write_events, build=build, email=email, now=self.clock(), ttl=self.max_age)
-        )
+        work = partial(_write_events, build=build, email=email, now=self.clock(), ttl=self.max_age)
+        return await self._events_unit(work)
 
     async def claim(self, owner: str, *, lease: float, limit: int = 20) -> list[Claimed]:
         """Due deliveries, leased to ``owner`` for ``lease`` seconds (no other replica takes
@@ -332,7 +334,15 @@ class OutboxStore:
     async def addresses(self, aeuis: Iterable[str]) -> Addresses:
         """Each device's (location id, street address), for the events of calls answered
         from memory (which keeps no street address)."""
-        return await self._run(partial(_addresses, aeuis=aeuis))
+        return await self._events_unit(lambda statements: statements.addresses(aeuis))
+
+    async def _events_unit(self, work: Callable[[_EventStatements], T]) -> T:
+        """``work`` in one transaction, with the events' statements: as ``sqlite3``'s on
+        SQLite's driver thread, else through SQLAlchemy."""
+        if self._sqlite3 is not None:
+            done: T = await self._sqlite3(lambda connection: work(_Sqlite3Events(connection)))
+            return done
+        return await self._run(lambda connection: work(_PortableEvents(connection)))
 
     # -- stale devices -------------------------------------------------------------------
 
@@ -377,48 +387,27 @@ class OutboxStore:
                 )
 
 
-# -- the units of the hot paths (``SqlStateStore.run_unit``) --------------------------------
+# -- the events' unit: one plan, two sets of statements -------------------------------------
 
 
 def _write_events(
-    connection: sa.Connection,
+    statements: _EventStatements,
     *,
     build: Callable[[AddressLookup], list[NewEvent]],
     email: Sequence[str],
     now: float,
     ttl: float,
 ) -> Written:
-    new = build(partial(_addresses, connection))
+    new = build(statements.addresses)
     if not new:
         return Written([], 0)
-    hooks = [
-        webhook_of(row)
-        for row in connection.execute(webhooks.select().where(webhooks.c.enabled.is_(True)))
-    ]
-    # One statement for the batch (SQLAlchemy's "insertmanyvalues": compiled once, whatever
-    # the batch's size); RETURNING names the ids not already written.
-    written = list(
-        connection.execute(
-            insert_for(connection, events)
-            .on_conflict_do_nothing(index_elements=[events.c.id])
-            .returning(events.c.id),
-            [
-                {"id": e.id, "type": e.type, "body": e.body, "created_at": to_us(e.created_at)}
-                for e in {e.id: e for e in new}.values()
-            ],
-        ).scalars()
-    )
+    hooks = statements.enabled_webhooks()
+    unique = list({e.id: e for e in new}.values())  # an event emitted twice is written once
+    written = statements.insert_events(unique)
     fresh = set(written)
     rows = [
-        {
-            "event_id": event.id,
-            "target": target,
-            "state": "pending",
-            "attempts": 0,
-            "next_at": to_us(now),
-            "expires_at": to_us(event.created_at + ttl),
-        }
-        for event in new
+        (event.id, target, to_us(now), to_us(event.created_at + ttl))
+        for event in unique
         if event.id in fresh
         for target in [
             *(h.id for h in hooks if event.type in h.event_types),
@@ -426,20 +415,120 @@ def _write_events(
         ]
     ]
     if rows:
-        connection.execute(deliveries.insert(), rows)
+        statements.insert_deliveries(rows)
     return Written(written, len(rows))
 
 
-def _addresses(connection: sa.Connection, aeuis: Iterable[str]) -> Addresses:
-    wanted = sorted(set(aeuis))
-    if not wanted:
-        return {}
-    rows = connection.execute(
-        sa.select(devices.c.aeui, devices.c.location_id, devices.c.address).where(
-            devices.c.aeui.in_(wanted)
+class _EventStatements(Protocol):
+    """What ``_write_events`` runs, in one transaction."""
+
+    def addresses(self, aeuis: Iterable[str]) -> Addresses: ...
+    def enabled_webhooks(self) -> list[Webhook]: ...
+    def insert_events(self, new: list[NewEvent]) -> list[str]: ...
+    def insert_deliveries(self, rows: list[tuple[str, str, int, int]]) -> None: ...
+
+
+class _PortableEvents:
+    """``_write_events``' statements through SQLAlchemy, for every backend (the portable
+    path, run by ``SqlStateStore.run_unit``)."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def addresses(self, aeuis: Iterable[str]) -> Addresses:
+        wanted = sorted(set(aeuis))
+        if not wanted:
+            return {}
+        rows = self.connection.execute(
+            sa.select(devices.c.aeui, devices.c.location_id, devices.c.address).where(
+                devices.c.aeui.in_(wanted)
+            )
         )
-    )
+        return _addresses_of(rows)
+
+    def enabled_webhooks(self) -> list[Webhook]:
+        rows = self.connection.execute(webhooks.select().where(webhooks.c.enabled.is_(True)))
+        return [webhook_of(row) for row in rows]
+
+    def insert_events(self, new: list[NewEvent]) -> list[str]:
+        """One statement (SQLAlchemy's "insertmanyvalues"); RETURNING names the ids not
+        already written."""
+        statement = (
+            insert_for(self.connection, events)
+            .on_conflict_do_nothing(index_elements=[events.c.id])
+            .returning(events.c.id)
+        )
+        rows = [
+            {"id": e.id, "type": e.type, "body": e.body, "created_at": to_us(e.created_at)}
+            for e in new
+        ]
+        return list(self.connection.execute(statement, rows).scalars())
+
+    def insert_deliveries(self, rows: list[tuple[str, str, int, int]]) -> None:
+        self.connection.execute(
+            deliveries.insert(),
+            [
+                dict(zip(_DELIVERY_COLUMNS, row, strict=True), state="pending", attempts=0)
+                for row in rows
+            ],
+        )
+
+
+_DELIVERY_COLUMNS = ("event_id", "target", "next_at", "expires_at")
+# Written from constants of this package (the columns above), never from input.
+_INSERT_DELIVERY_SQLITE3 = (
+    f"INSERT INTO deliveries ({', '.join(_DELIVERY_COLUMNS)}, state, attempts) "  # noqa: S608
+    "VALUES (?, ?, ?, ?, 'pending', 0)"
+)
+_ADDRESSES_SQLITE3 = (
+    "SELECT aeui, location_id, address FROM devices WHERE aeui IN (SELECT value FROM json_each(?))"
+)
+_WEBHOOKS_SQLITE3 = f"SELECT {', '.join(units.WebhookRow._fields)} FROM webhooks WHERE enabled"  # noqa: S608
+_EVENT_VALUES = "(?, ?, ?, ?)"
+#: Events a statement inserts (4 parameters each, far below SQLite's limit of 32 766).
+_EVENTS_AT_ONCE = 200
+
+
+class _Sqlite3Events:
+    """The same statements as ``sqlite3``'s, on SQLite (``SqlStateStore.run_driver_unit``):
+    they run on the driver's thread, and SQLAlchemy's statement building and execution there
+    cost several times the statements' own CPU (docs/benchmarks.md). ``tests/store/
+    test_outbox.py`` holds the two paths' results and tables equal."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def addresses(self, aeuis: Iterable[str]) -> Addresses:
+        wanted = sorted(set(aeuis))
+        if not wanted:
+            return {}
+        return _addresses_of(self.connection.execute(_ADDRESSES_SQLITE3, (json.dumps(wanted),)))
+
+    def enabled_webhooks(self) -> list[Webhook]:
+        rows = self.connection.execute(_WEBHOOKS_SQLITE3)
+        return [webhook_of(units.WebhookRow._make(values)) for values in rows]
+
+    def insert_events(self, new: list[NewEvent]) -> list[str]:
+        """A multi-row statement per ``_EVENTS_AT_ONCE`` events (``sqlite3`` runs
+        ``executemany`` without RETURNING)."""
+        written: list[str] = []
+        for start in range(0, len(new), _EVENTS_AT_ONCE):
+            chunk = new[start : start + _EVENTS_AT_ONCE]
+            statement = (
+                "INSERT INTO events (id, type, body, created_at) VALUES "  # noqa: S608 - "?"s
+                + ", ".join([_EVENT_VALUES] * len(chunk))
+                + " ON CONFLICT (id) DO NOTHING RETURNING id"
+            )
+            values = [v for e in chunk for v in (e.id, e.type, e.body, to_us(e.created_at))]
+            written.extend(row[0] for row in self.connection.execute(statement, values))
+        return written
+
+    def insert_deliveries(self, rows: list[tuple[str, str, int, int]]) -> None:
+        self.connection.executemany(_INSERT_DELIVERY_SQLITE3, rows)
+
+
+def _addresses_of(rows: Iterable[Any]) -> Addresses:
     return {
-        row.aeui: (row.location_id, json.loads(row.address) if row.address else None)
-        for row in rows
+        aeui: (location_id, json.loads(address) if address else None)
+        for aeui, location_id, address in rows
     }

@@ -500,6 +500,9 @@ class SqlStateStore(DriverPaths):
             return
         now = self._now()
         rows = [record_values(r, now) for r in records]
+        if self.uses_sqlite3:
+            await self._record_many_sqlite(rows)
+            return
         await self.run_unit(lambda connection: connection.execute(sa.insert(history), rows))
 
     @_whole

@@ -111,8 +111,10 @@ def test_coordinates_source_is_trusted_only_at_its_version(db: Database) -> None
 
 
 def test_history_records_written_in_one_statement(db: Database) -> None:
+    # Through SQLAlchemy (SQLite's own path is one ``executemany`` of ``sqlite3``'s, held
+    # equal to this one by tests/store/test_driver_paths.py).
     async def main() -> None:
-        async with await open_store(db.url, create=True) as store:
+        async with await open_store(db.url, create=True, driver_sql=False) as store:
             assert isinstance(store, SqlStateStore)
             inserts = count_statements(store, "INSERT INTO history")
             records = [

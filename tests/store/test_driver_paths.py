@@ -97,6 +97,10 @@ async def _scenario(store: SqlStateStore, clock: Clock) -> list[Any]:
     await step(store.confirm("dev-a", 2, record=dataclasses.replace(record, credential="g")))
     repaired = dataclasses.replace(record, kind=HistoryKind.REPAIRED, before={"a": 0})
     await step(store.confirm("dev-a", 2, record=repaired))
+    # The call-time query's records, appended as they are (one without an observation).
+    queried = dataclasses.replace(record, kind=HistoryKind.EMERGENCY_QUERY, before=None)
+    await step(store.record_many([queried, dataclasses.replace(queried, observed_at=None)]))
+    await step(store.record_many([]))
     return answers
 
 
@@ -138,8 +142,10 @@ def test_the_driver_sql_agrees_with_the_portable_path(
     kept = [row for row in kept if not row[0].startswith("~")]
     assert answers[21] is False and answers[22] is False and answers[23] is True
     assert answers[25] is False and answers[26] is False
-    assert answers[-3] == [False, True, True]
-    assert answers[-2] is True and answers[-1] is True
+    assert answers[-5] == [False, True, True]
+    assert answers[-4] is True and answers[-3] is True
+    queried = [row for row in fast[1]["history"] if row[5] == "emergency_query"]
+    assert [row[6] is None for row in queried] == [False, True]
     taken_a = [(row[5], row[-1]) for row in fast[1]["history"] if row[1] == "dev-a"]
     assert [kind for kind, _ in taken_a if kind in ("applied", "repaired")] == [
         "applied",

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from gateway.store import open_store
 from gateway.store.deliveries import EMAIL_TARGET, Outcome
-from gateway.store.outbox import NewEvent, OutboxStore
+from gateway.store.outbox import AddressLookup, NewEvent, OutboxStore
 from gateway.store.sql import SqlStateStore
-from gateway.store.tables import deliveries
+from gateway.store.tables import deliveries, events
 from tests.store.conftest import Database
 from tests.store.helpers import binding, run
 
@@ -56,6 +56,23 @@ def test_an_event_gets_one_delivery_per_subscribed_webhook_and_is_written_once(
             targets = {e.id: sorted(d.target for d in ds) for e, ds in page}
             assert targets == {"evt_1": sorted(["wh_a", EMAIL_TARGET]), "evt_2": ["wh_b"]}
             assert await outbox.backlog() == (3, 0.0)
+
+    run(main())
+
+
+def test_an_event_emitted_twice_in_one_batch_is_written_once_with_its_deliveries(
+    db: Database,
+) -> None:
+    # Once, the delivery rows were made per event emitted, so the second copy broke the
+    # (event, target) key and the whole batch, other calls' events with it, failed.
+    async def main() -> None:
+        clock = Now()
+        store, outbox = await _open(db, clock)
+        async with store:
+            await outbox.add_webhook("wh_a", "http://127.0.0.1:1/a", ["emergency_call"], "s", None)
+            batch = [_event("evt_1"), _event("evt_2"), _event("evt_1")]
+            assert await outbox.add_events(batch, email=(EMAIL_TARGET,)) == ["evt_1", "evt_2"]
+            assert await outbox.backlog() == (4, 0.0)
 
     run(main())
 
@@ -161,6 +178,19 @@ async def _claims_and_finishes(store: SqlStateStore, clock: Now) -> list[Any]:
     await outbox.add_events(
         [_event(f"evt_{i}", at=clock.now + i) for i in range(6)], email=(EMAIL_TARGET,)
     )
+    # A batch built from the devices' addresses (one known, one not), with an event twice
+    # and one already written; then more events than one sqlite3 statement takes.
+    await store.claim(binding("dev-1", "LOC9"), credential="device")
+
+    def build(lookup: AddressLookup) -> list[NewEvent]:
+        seen.append(lookup(["dev-1", "dev-2", "dev-1"]))
+        return [_event("evt_5"), _event("evt_n"), _event("evt_n")]
+
+    seen.append(await outbox.write_events(build, email=(EMAIL_TARGET,)))
+    seen.append(await outbox.write_events(lambda _: [], email=()))
+    seen.append(await outbox.addresses(["dev-1"]))
+    many = [_event(f"evt_m{i:03}", "device_stale") for i in range(450)]
+    seen.append(await outbox.add_events(many))
     await outbox.update_webhook("wh_b", enabled=False)
     first = await outbox.claim("r1", lease=30, limit=7)
     seen.append(first)
@@ -186,10 +216,12 @@ async def _claims_and_finishes(store: SqlStateStore, clock: Now) -> list[Any]:
     async with store.transaction(read_only=True) as connection:
         rows = await connection.execute(sa.select(deliveries).order_by(deliveries.c.id))
         seen.append([tuple(row) for row in rows])
+        rows = await connection.execute(sa.select(events).order_by(events.c.id))
+        seen.append([tuple(row) for row in rows])
     return seen
 
 
-def test_the_sqlite3_claim_and_finish_agree_with_the_portable_ones(tmp_path: Path) -> None:
+def test_the_sqlite3_units_agree_with_the_portable_ones(tmp_path: Path) -> None:
     async def outcome(driver_sql: bool) -> list[Any]:
         url = f"sqlite+aiosqlite:///{tmp_path / f'outbox-{driver_sql}.db'}"
         async with await open_store(url, create=True, driver_sql=driver_sql) as store:
@@ -198,7 +230,13 @@ def test_the_sqlite3_claim_and_finish_agree_with_the_portable_ones(tmp_path: Pat
 
     fast, portable = run(outcome(True)), run(outcome(False))
     assert fast == portable
-    first, states, second, lost, third, *_, table = fast
+    found, written, nothing, address, stale, first, states, second, lost, third, *_ = fast
+    *_, table, stored = fast
+    # The events' unit: the lookup's answer, an id written once, email only where due.
+    assert found == {"dev-1": ("LOC9", address["dev-1"][1])} and address["dev-1"][0] == "LOC9"
+    assert written.ids == ["evt_n"] and written.deliveries == 3  # wh_a, wh_b, the email
+    assert nothing.ids == [] and len(stale) == 450
+    assert len(stored) == 6 + 1 + 450
     # The scenario reached what it means to: each state, a lost lease, both subscriptions.
     assert len(first) == 7 and {c.webhook.id for c in first if c.webhook} == {"wh_a", "wh_b"}
     assert any(c.webhook is not None and not c.webhook.enabled for c in first)
@@ -206,4 +244,4 @@ def test_the_sqlite3_claim_and_finish_agree_with_the_portable_ones(tmp_path: Pat
     assert lost == ["lost"]
     assert {c.delivery.id for c in second} >= {first[5].delivery.id, first[6].delivery.id}
     assert all(c.webhook is None for c in third if c.delivery.target == "wh_a")
-    assert len(table) == 18 and max(len(row[10] or "") for row in table) == 500
+    assert len(table) == 18 + 3 and max(len(row[10] or "") for row in table) == 500
