@@ -334,7 +334,7 @@ class OutboxStore:
     async def addresses(self, aeuis: Iterable[str]) -> Addresses:
         """Each device's (location id, street address), for the events of calls answered
         from memory (which keeps no street address)."""
-        return await self._events_unit(lambda statements: statements.addresses(aeuis))
+        return await self._events_unit(partial(_lookup, aeuis=aeuis))
 
     async def _events_unit(self, work: Callable[[_EventStatements], T]) -> T:
         """``work`` in one transaction, with the events' statements: as ``sqlite3``'s on
@@ -398,7 +398,7 @@ def _write_events(
     now: float,
     ttl: float,
 ) -> Written:
-    new = build(statements.addresses)
+    new = build(partial(_lookup, statements))
     if not new:
         return Written([], 0)
     hooks = statements.enabled_webhooks()
@@ -422,7 +422,10 @@ def _write_events(
 class _EventStatements(Protocol):
     """What ``_write_events`` runs, in one transaction."""
 
-    def addresses(self, aeuis: Iterable[str]) -> Addresses: ...
+    def addresses(self, wanted: list[str]) -> Addresses:
+        """Of the devices ``wanted`` (distinct, sorted, at least one)."""
+        ...
+
     def enabled_webhooks(self) -> list[Webhook]: ...
     def insert_events(self, new: list[NewEvent]) -> list[str]: ...
     def insert_deliveries(self, rows: list[tuple[str, str, int, int]]) -> None: ...
@@ -435,10 +438,7 @@ class _PortableEvents:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
 
-    def addresses(self, aeuis: Iterable[str]) -> Addresses:
-        wanted = sorted(set(aeuis))
-        if not wanted:
-            return {}
+    def addresses(self, wanted: list[str]) -> Addresses:
         rows = self.connection.execute(
             sa.select(devices.c.aeui, devices.c.location_id, devices.c.address).where(
                 devices.c.aeui.in_(wanted)
@@ -498,10 +498,7 @@ class _Sqlite3Events:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self.connection = connection
 
-    def addresses(self, aeuis: Iterable[str]) -> Addresses:
-        wanted = sorted(set(aeuis))
-        if not wanted:
-            return {}
+    def addresses(self, wanted: list[str]) -> Addresses:
         return _addresses_of(self.connection.execute(_ADDRESSES_SQLITE3, (json.dumps(wanted),)))
 
     def enabled_webhooks(self) -> list[Webhook]:
@@ -525,6 +522,12 @@ class _Sqlite3Events:
 
     def insert_deliveries(self, rows: list[tuple[str, str, int, int]]) -> None:
         self.connection.executemany(_INSERT_DELIVERY_SQLITE3, rows)
+
+
+def _lookup(statements: _EventStatements, aeuis: Iterable[str]) -> Addresses:
+    """``AddressLookup`` through ``statements``."""
+    wanted = sorted(set(aeuis))
+    return statements.addresses(wanted) if wanted else {}
 
 
 def _addresses_of(rows: Iterable[Any]) -> Addresses:
