@@ -174,3 +174,45 @@ def test_a_device_goes_stale_once_per_staleness_by_the_injected_clock(tmp_path: 
             assert len(page) == 3
 
     asyncio.run(main())
+
+
+def test_a_line_break_or_control_character_in_the_carriers_numbers_neither_forges_nor_blocks(
+    tmp_path: Path,
+) -> None:
+    """The query's ``from`` and ``to`` are the carrier's, kept as sent (up to 64 characters)
+    when they are not a callback number: a line break once made the message impossible to
+    build (the subject holds the callback number), so the email was never sent, and in the
+    body it wrote lines of its own."""
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    config = mail.SmtpConfig(
+        host="127.0.0.1",
+        port=controller.port,
+        tls="none",
+        username=None,
+        password=None,
+        sender="dlr@example.org",
+        recipients=("security@example.org",),
+    )
+    event = call_event(
+        queried_at=NOW,
+        callback_number="+1202\r\nBcc: all@example.org\x00\u202e",
+        called_number="911\nLocation sent to 911: 1 Fake St",
+        binding=None,
+        answer="not_found",
+    )
+    try:
+        asyncio.run(mail.send(config, event.body()))
+    finally:
+        controller.stop()
+    ((_, recipients, message),) = sink.messages
+    assert recipients == ["security@example.org"]
+    assert message["Bcc"] is None
+    assert message["Subject"] == "911 call from +1202??Bcc: all@example.org??"
+    text = message.get_content()
+    assert "Callback number: +1202??Bcc: all@example.org??" in text.splitlines()
+    assert "dialled (911?Location sent to 911: 1 Fake St)" in text
+    assert [line for line in text.splitlines() if line.startswith("Location sent")] == [
+        "Location sent to 911: none known to the gateway (the carrier's records)"
+    ]
