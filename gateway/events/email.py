@@ -56,6 +56,41 @@ def _line(label: str, value: Any) -> str | None:
     return None if value in (None, "") else f"{label}: {shown(value)}"
 
 
+def _sent(location: dict[str, Any]) -> str:
+    """The location the PSAP was given, in words, even when the gateway has no address."""
+    if location.get("addressText"):
+        return str(location["addressText"])
+    location_id = location.get("locationId")
+    if location.get("default"):
+        return f"the account's default location {location_id} (its address is the carrier's record)"
+    if location_id:
+        return (
+            f"location {location_id} (its address is the carrier's record; "
+            "the gateway did not find it)"
+        )
+    return "none known to the gateway (the carrier's records)"
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min"]
+    return " ".join(p for p in parts if p)
+
+
+def _stale(location: dict[str, Any]) -> str | None:
+    """A stale answer said as such: the PSAP was sent where the device last said it was."""
+    if not location.get("stale"):
+        return None
+    age = location.get("ageSeconds")
+    when = "" if not isinstance(age, int | float) else f" {_duration(age)} before the call"
+    return (
+        f"Warning: this location is stale: the device last reported it{when}; "
+        "the caller may no longer be there."
+    )
+
+
 def compose(event_body: str, sender: str, recipients: Sequence[str]) -> EmailMessage:
     """The message for an ``emergency_call`` or ``test_call`` event's JSON body."""
     event = json.loads(event_body)
@@ -77,10 +112,8 @@ def compose(event_body: str, sender: str, recipients: Sequence[str]) -> EmailMes
         "",
         _line("Callback number", callback),
         _line("Caller name", device.get("callerName")),
-        _line(
-            "Location sent to 911",
-            location.get("addressText") or "none known to the gateway (the carrier's records)",
-        ),
+        _line("Location sent to 911", _sent(location)),
+        _stale(location),
         _line("Coordinates", coordinates),
         _line("Location ID", location.get("locationId")),
         _line("Location reported at", location.get("observedAt")),
