@@ -1,9 +1,16 @@
 """Kari's Law email: that 911 (or the 933 test number) was dialled, the callback number,
-and the location the gateway answered the carrier with, sent over SMTP (aiosmtplib)."""
+and the location the gateway answered the carrier with, sent over SMTP (aiosmtplib).
+
+Every value written into the message is shown on one line (``shown``): the query's ``from``
+and ``to`` are the carrier's as sent when they are not a number the gateway knows, and a
+line break there would otherwise make the subject impossible to build (the email never sent)
+or write lines of its own into the body.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -28,8 +35,60 @@ class SmtpConfig:
     timeout: float = 10.0
 
 
+#: Characters never written into the message: C0 and C1 controls (line breaks included),
+#: DEL, line and paragraph separators, invisible format characters (zero-width,
+#: bidirectional controls, BOM), lone surrogates and the noncharacters U+FFFE/U+FFFF.
+_UNSHOWN = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\xad\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f"
+    r"\ufeff\ufff9-\ufffb\ufffe\uffff\ud800-\udfff]"
+)
+#: Characters of one value written at most.
+MAX_SHOWN = 200
+
+
+def shown(value: Any) -> str:
+    """``value`` as one line of text: each unshown character a ``?``, at most ``MAX_SHOWN``."""
+    text = _UNSHOWN.sub("?", str(value))
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "\u2026"
+
+
 def _line(label: str, value: Any) -> str | None:
-    return None if value in (None, "") else f"{label}: {value}"
+    return None if value in (None, "") else f"{label}: {shown(value)}"
+
+
+def _sent(location: dict[str, Any]) -> str:
+    """The location the PSAP was given, in words, even when the gateway has no address."""
+    if location.get("addressText"):
+        return str(location["addressText"])
+    location_id = location.get("locationId")
+    if location.get("default"):
+        return f"the account's default location {location_id} (its address is the carrier's record)"
+    if location_id:
+        return (
+            f"location {location_id} (its address is the carrier's record; "
+            "the gateway did not find it)"
+        )
+    return "none known to the gateway (the carrier's records)"
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min"]
+    return " ".join(p for p in parts if p)
+
+
+def _stale(location: dict[str, Any]) -> str | None:
+    """A stale answer said as such: the PSAP was sent where the device last said it was."""
+    if not location.get("stale"):
+        return None
+    age = location.get("ageSeconds")
+    when = "" if not isinstance(age, int | float) else f" {_duration(age)} before the call"
+    return (
+        f"Warning: this location is stale: the device last reported it{when}; "
+        "the caller may no longer be there."
+    )
 
 
 def compose(event_body: str, sender: str, recipients: Sequence[str]) -> EmailMessage:
@@ -42,28 +101,26 @@ def compose(event_body: str, sender: str, recipients: Sequence[str]) -> EmailMes
     location: dict[str, Any] = data.get("location") or {}
     device: dict[str, Any] = data.get("device") or {}
     what = "A 933 test call" if test else "A 911 emergency call"
-    subject = f"{'Test call (933)' if test else '911 call'} from {callback}"
+    subject = f"{'Test call (933)' if test else '911 call'} from {shown(callback)}"
     coordinates = None
     if location.get("latitude") is not None and location.get("longitude") is not None:
         coordinates = f"{location['latitude']:.6f}, {location['longitude']:.6f}"
         if location.get("radiusMeters") is not None:
             coordinates += f" (within {location['radiusMeters']:.0f} m)"
     lines = [
-        f"{what} was dialled ({dialled}) at {event['timestamp']}.",
+        f"{what} was dialled ({shown(dialled)}) at {shown(event['timestamp'])}.",
         "",
         _line("Callback number", callback),
         _line("Caller name", device.get("callerName")),
-        _line(
-            "Location sent to 911",
-            location.get("addressText") or "none known to the gateway (the carrier's records)",
-        ),
+        _line("Location sent to 911", _sent(location)),
+        _stale(location),
         _line("Coordinates", coordinates),
         _line("Location ID", location.get("locationId")),
         _line("Location reported at", location.get("observedAt")),
         _line("Location age (seconds)", location.get("ageSeconds")),
         _line("Device", device.get("aeui")),
         "",
-        f"Event {event['id']}.",
+        f"Event {shown(event['id'])}.",
     ]
     message = EmailMessage()
     message["Subject"] = subject
@@ -72,7 +129,7 @@ def compose(event_body: str, sender: str, recipients: Sequence[str]) -> EmailMes
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain="dlr-gateway")
     # The receiver's thread and any deduplication key on the event's stable id.
-    message["X-Event-Id"] = event["id"]
+    message["X-Event-Id"] = shown(event["id"])
     message.set_content("\n".join(line for line in lines if line is not None) + "\n")
     return message
 

@@ -2,8 +2,12 @@
 
 The carrier's records are read when an email goes out, at most once per ``ttl`` seconds
 (one read for every delivery waiting on it), never on the call-time query's path. What the
-carrier answers is not trusted: only plain addresses are kept (one ``@``, no spaces or
-control characters, at most 254 characters), duplicates once, at most ``MAX_RECIPIENTS``.
+carrier answers is not trusted: only plain ASCII addresses are kept (``local@domain``, the
+local part RFC 5322's dot-atom, the domain dot-separated letters, digits and hyphens; at most
+254 characters), duplicates once, at most ``MAX_RECIPIENTS``. One address with DEL, a C1
+control or a non-ASCII character would fail the email to every recipient on every attempt
+(aiosmtplib refuses the controls; a server without SMTPUTF8 refuses the whole message), and
+a group (``name:``) or comment would be read as another address: they are left out.
 A failed read fails the delivery, which is retried with backoff; the last list read is
 used meanwhile if there is one.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
@@ -27,6 +32,9 @@ RECIPIENTS_TTL = 300.0
 #: Seconds before a failed re-read is tried again (the last list is used meanwhile).
 RETRY_READ = 30.0
 _MAX_ADDRESS = 254
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_PLAIN = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
 
 
 class RecipientsUnavailable(Exception):
@@ -44,13 +52,7 @@ def plain_addresses(candidates: Iterable[str | None]) -> tuple[str, ...]:
         if address is None:
             continue
         address = address.strip()
-        if (
-            0 < len(address) <= _MAX_ADDRESS
-            and address.count("@") == 1
-            and not address.startswith("@")
-            and not address.endswith("@")
-            and not any(ch.isspace() or ord(ch) < 32 or ch in ',;<>"' for ch in address)
-        ):
+        if len(address) <= _MAX_ADDRESS and _PLAIN.fullmatch(address):
             kept.setdefault(address, None)
         if len(kept) == MAX_RECIPIENTS:
             break

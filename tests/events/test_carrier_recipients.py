@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -13,6 +14,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from starlette.datastructures import Secret
 
+from gateway.events import email as mail
+from gateway.events.calls import call_event
 from gateway.events.recipients import MAX_RECIPIENTS, plain_addresses
 from tests.api.test_emergency_query import PASSWORD, PATH, USER, fresh_report
 from tests.events.test_delivery import until
@@ -223,3 +226,48 @@ def test_only_plain_addresses_from_the_carrier_are_kept() -> None:
     assert plain_addresses(hostile) == ("a@example.org", "f@example.org")
     many = [f"user{i}@example.org" for i in range(MAX_RECIPIENTS * 3)]
     assert len(plain_addresses(many)) == MAX_RECIPIENTS
+
+
+def test_an_address_a_server_may_refuse_whole_is_not_kept(sink: tuple[Sink, int]) -> None:
+    """One carrier address with DEL, a C1 control or a non-ASCII character once failed the
+    email to every carrier recipient, on every attempt (aiosmtplib refuses the control
+    characters; a server without SMTPUTF8 refuses the whole message): kept are the plain
+    ASCII ``local@domain`` addresses only."""
+    odd = [
+        "del\x7f@example.org",
+        "c1\x85x@example.org",
+        "c1\x80x@example.org",
+        "b\u00f6@example.org",
+        "a@b\u00fccher.example",
+        "\u200b@example.org",
+        "group:g@example.org",
+        "h(comment)@example.org",
+        "i@[127.0.0.1]",
+        "j\\@example.org",
+        "k..l@example.org",
+        ".m@example.org",
+        "n@-example.org",
+        "o@example..org",
+    ]
+    plain = ["ok@example.org", "first.last+tag@mail.example-1.org", "o'neil@example.org"]
+    assert plain_addresses([*odd, *plain]) == tuple(plain)
+    messages, port = sink
+    event = call_event(
+        queried_at=datetime.now(UTC),
+        callback_number=PHONE,
+        called_number="911",
+        binding=None,
+        answer="not_found",
+    )
+    config = mail.SmtpConfig(
+        host="127.0.0.1",
+        port=port,
+        tls="none",
+        username=None,
+        password=None,
+        sender="dlr@example.org",
+        recipients=plain_addresses([*odd, *plain]),
+    )
+    asyncio.run(mail.send(config, event.body()))
+    ((_, recipients, _),) = messages.messages
+    assert recipients == plain

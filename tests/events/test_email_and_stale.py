@@ -4,6 +4,7 @@ with an injected clock."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 from datetime import UTC, datetime
@@ -174,3 +175,76 @@ def test_a_device_goes_stale_once_per_staleness_by_the_injected_clock(tmp_path: 
             assert len(page) == 3
 
     asyncio.run(main())
+
+
+def test_a_line_break_or_control_character_in_the_carriers_numbers_neither_forges_nor_blocks(
+    tmp_path: Path,
+) -> None:
+    """The query's ``from`` and ``to`` are the carrier's, kept as sent (up to 64 characters)
+    when they are not a callback number: a line break once made the message impossible to
+    build (the subject holds the callback number), so the email was never sent, and in the
+    body it wrote lines of its own."""
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    config = mail.SmtpConfig(
+        host="127.0.0.1",
+        port=controller.port,
+        tls="none",
+        username=None,
+        password=None,
+        sender="dlr@example.org",
+        recipients=("security@example.org",),
+    )
+    event = call_event(
+        queried_at=NOW,
+        callback_number="+1202\r\nBcc: all@example.org\x00\u202e",
+        called_number="911\nLocation sent to 911: 1 Fake St",
+        binding=None,
+        answer="not_found",
+    )
+    try:
+        asyncio.run(mail.send(config, event.body()))
+    finally:
+        controller.stop()
+    ((_, recipients, message),) = sink.messages
+    assert recipients == ["security@example.org"]
+    assert message["Bcc"] is None
+    assert message["Subject"] == "911 call from +1202??Bcc: all@example.org??"
+    text = message.get_content()
+    assert "Callback number: +1202??Bcc: all@example.org??" in text.splitlines()
+    assert "dialled (911?Location sent to 911: 1 Fake St)" in text
+    assert [line for line in text.splitlines() if line.startswith("Location sent")] == [
+        "Location sent to 911: none known to the gateway (the carrier's records)"
+    ]
+
+
+def _location_lines(**facts: Any) -> list[str]:
+    event = call_event(queried_at=NOW, callback_number="+12025550123", called_number="911", **facts)
+    text = mail.compose(event.body(), "dlr@example.org", ["a@example.org"]).get_content()
+    return [line for line in text.splitlines() if line.startswith(("Location sent", "Warning"))]
+
+
+def test_the_email_says_which_location_went_to_911_when_it_has_no_street_address() -> None:
+    """The account's default location, or a device's location whose street address the
+    gateway did not find, once read "none known to the gateway (the carrier's records)", as
+    if the carrier had routed on its own records; and a stale location read as any other."""
+    assert _location_lines(binding=None, answer="default", default_location_id="HQ1") == [
+        "Location sent to 911: the account's default location HQ1 (its address is the "
+        "carrier's record)"
+    ]
+    no_address = dataclasses.replace(_binding(), address=None)
+    assert _location_lines(binding=no_address, age_seconds=20.0, answer="device") == [
+        "Location sent to 911: location LOC-WH (its address is the carrier's record; the "
+        "gateway did not find it)"
+    ]
+    assert _location_lines(binding=None, answer="not_found") == [
+        "Location sent to 911: none known to the gateway (the carrier's records)"
+    ]
+    assert _location_lines(
+        binding=_binding(), age_seconds=90_061.0, stale=True, answer="device"
+    ) == [
+        "Location sent to 911: 1600 PENNSYLVANIA AVE NW, WASHINGTON, DC 20500",
+        "Warning: this location is stale: the device last reported it 1 d 1 h 1 min before "
+        "the call; the caller may no longer be there.",
+    ]
