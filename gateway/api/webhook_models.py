@@ -17,8 +17,9 @@ from gateway.store import deliveries as stored
 MAX_URL = 2048
 MAX_DESCRIPTION = 500
 MAX_TYPES = 20
-#: A page's ``next``: the last event's creation (microseconds) and id.
-CURSOR_PATTERN = "^[0-9]{1,20}~[A-Za-z0-9_]{1,64}$"
+#: A page's ``next``: the last event's creation (microseconds since the epoch, 16 digits at
+#: most: past the year 2286, and within the store's 64-bit integers) and id.
+CURSOR_PATTERN = "^[0-9]{1,16}~[A-Za-z0-9_]{1,64}$"
 #: The URLs a subscription may have: http(s), a host name or IPv4 address, an optional
 #: port (0-65535), an optional path of printable ASCII (no credentials, no spaces).
 _PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"

@@ -314,3 +314,23 @@ def test_a_refused_report_is_provisioning_failed_and_a_contradicting_fix_a_confl
             assert data["callbackNumber"] == report("new", WHITE_HOUSE, 1)["telephoneNumber"]
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["99999999999999999999~evt_x", "9223372036854775807~evt_x", "10000000000000000~evt_x"],
+)
+def test_a_forged_cursor_past_any_time_is_a_422_not_a_500(cursor: str) -> None:
+    """The cursor's microseconds are bound as a 64-bit integer: a larger forged one was an
+    OverflowError in the store (a 500)."""
+
+    async def main() -> None:
+        async with gateway(_settings()) as gw:
+            answer = await gw.http.get("/v1/events", params={"cursor": cursor})
+            assert answer.status_code == 422
+            assert answer.json()["errors"][0]["field"] == "cursor"
+            # The largest a cursor may be still pages (from the newest event).
+            largest = await gw.http.get("/v1/events", params={"cursor": "9999999999999999~a"})
+            assert largest.status_code == 200
+
+    asyncio.run(main())
