@@ -57,8 +57,9 @@ Url = Annotated[
             "maxLength": MAX_URL,
             "pattern": URL_PATTERN,
             "description": "Where deliveries are POSTed (http or https; no credentials). "
-            "Loopback, link-local (cloud metadata), unspecified and multicast addresses are "
-            "refused unless listed in GATEWAY_WEBHOOK_ALLOWED_HOSTS.",
+            "Loopback, link-local (cloud metadata), unspecified and multicast addresses, and "
+            "IPv4 addresses not written as a.b.c.d, are refused unless listed in "
+            "GATEWAY_WEBHOOK_ALLOWED_HOSTS.",
         }
     ),
 ]

@@ -334,3 +334,28 @@ def test_a_forged_cursor_past_any_time_is_a_422_not_a_500(cursor: str) -> None:
             assert largest.status_code == 200
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://2130706433/hook",
+        "http://017700000001/hook",
+        "http://0x7f000001/hook",
+        "http://127.1:8080/hook",
+        "http://2852039166/latest/meta-data",  # 169.254.169.254
+        "http://localhost./hook",
+        "http://0/hook",
+    ],
+)
+def test_a_loopback_or_metadata_address_in_another_form_is_refused_when_subscribing(
+    url: str,
+) -> None:
+    async def main() -> None:
+        async with gateway(_settings(webhook_allowed_hosts=())) as gw:
+            made = await gw.http.post("/v1/webhooks", json={"url": url, "eventTypes": TYPES})
+            assert made.status_code == 403, made.text
+            assert made.json()["type"] == "/problems/webhook-host-not-allowed"
+            assert (await gw.http.get("/v1/webhooks")).json()["webhooks"] == []
+
+    asyncio.run(main())
