@@ -286,9 +286,10 @@ _SECRET_KEYS: Final = re.compile(
     re.IGNORECASE,
 )
 #: Loggers that would write URLs or headers of outgoing calls; a geocoder's URL holds the
-#: street address being looked up and, for some providers, the API key. Kept at WARNING
-#: whatever GATEWAY_LOG_LEVEL says.
-_QUIET_LOGGERS: Final = ("httpx", "httpcore", "geopy")
+#: street address being looked up and, for some providers, the API key. And aiosqlite, which
+#: at DEBUG writes every statement with its parameters: webhook secrets, addresses. Kept at
+#: WARNING whatever GATEWAY_LOG_LEVEL says.
+_QUIET_LOGGERS: Final = ("httpx", "httpcore", "geopy", "aiosqlite")
 
 
 class JsonFormatter(logging.Formatter):

@@ -47,6 +47,7 @@ _TOUCHED = (
     "httpx",
     "httpcore",
     "geopy",
+    "aiosqlite",
 )
 
 
@@ -266,6 +267,26 @@ def test_configure_logging_routes_uvicorn_here_and_keeps_outgoing_urls_out() -> 
 
     with pytest.raises(SettingsError, match="GATEWAY_LOG_LEVEL"), json_logs("LOUD"):
         pass
+
+
+def test_a_webhooks_secret_is_not_logged_even_at_debug() -> None:
+    """aiosqlite logs every statement with its parameters at DEBUG: the INSERT and UPDATE of
+    a subscription carried its ``whsec_`` secret into the log."""
+
+    async def scenario() -> list[str]:
+        async with gateway() as gw:
+            body = {"url": "https://hooks.example.org/x", "eventTypes": ["test_call"]}
+            made = await gw.http.post("/v1/webhooks", json=body)
+            assert made.status_code == 201, made.text
+            rotated = await gw.http.post(f"/v1/webhooks/{made.json()['id']}/secret")
+            assert rotated.status_code == 200
+            return [made.json()["secret"], rotated.json()["secret"]]
+
+    with json_logs("DEBUG") as buffer:
+        secrets = run(scenario())
+    text = buffer.getvalue()
+    assert "whsec_" not in text
+    assert_nothing_secret(text, *secrets)
 
 
 @settings(max_examples=3000, deadline=None)

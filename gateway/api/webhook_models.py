@@ -5,24 +5,31 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from gateway.api.models import checked
 from gateway.api.schemas import check_string
+from gateway.dlr.patterns import TEXT_PATTERN
 from gateway.events.model import EVENT_TYPES, iso
 from gateway.store import deliveries as stored
 
 MAX_URL = 2048
 MAX_DESCRIPTION = 500
 MAX_TYPES = 20
-#: A page's ``next``: the last event's creation (microseconds) and id.
-CURSOR_PATTERN = "^[0-9]{1,20}~[A-Za-z0-9_]{1,64}$"
-#: The URLs a subscription may have: http(s), a host name or IPv4 address, an optional
-#: port (0-65535), an optional path of printable ASCII (no credentials, no spaces).
-_PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
-URL_PATTERN = f"^https?://[A-Za-z0-9._~-]+(:{_PORT})?(/[!-~]*)?$"
+#: A page's ``next``: the last event's creation (microseconds since the epoch, 16 digits at
+#: most: past the year 2286, and within the store's 64-bit integers) and id.
+CURSOR_PATTERN = "^[0-9]{1,16}~[A-Za-z0-9_]{1,64}$"
+#: The URLs a subscription may have: http(s), a host name or IPv4 address (dot-separated
+#: labels of 1 to 63 letters, digits, ``-`` or ``_``, not beginning or ending with ``-``; at
+#: most ``MAX_HOST`` characters), an optional port (1-65535), an optional path of printable
+#: ASCII (no credentials, no spaces).
+_PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_LABEL = "[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+URL_PATTERN = f"^https?://({_LABEL}\\.)*{_LABEL}\\.?(:{_PORT})?(/[!-~]*)?$"
+MAX_HOST = 253
 _URL = re.compile(URL_PATTERN)
 _URL_RULE = f"must be an http(s) URL without credentials, at most {MAX_URL} characters"
 _TYPES_RULE = f"must be a non-empty list of: {', '.join(EVENT_TYPES)}"
@@ -34,7 +41,12 @@ assert get_args(EventType) == EVENT_TYPES  # one list of types
 
 
 def _url_problem(value: Any) -> str | None:
-    ok = isinstance(value, str) and len(value) <= MAX_URL and _URL.fullmatch(value)
+    ok = (
+        isinstance(value, str)
+        and len(value) <= MAX_URL
+        and _URL.fullmatch(value) is not None
+        and len(urlsplit(value).hostname or "") <= MAX_HOST
+    )
     return None if ok else _URL_RULE
 
 
@@ -56,8 +68,9 @@ Url = Annotated[
             "maxLength": MAX_URL,
             "pattern": URL_PATTERN,
             "description": "Where deliveries are POSTed (http or https; no credentials). "
-            "Loopback, link-local (cloud metadata), unspecified and multicast addresses are "
-            "refused unless listed in GATEWAY_WEBHOOK_ALLOWED_HOSTS.",
+            "Loopback, link-local (cloud metadata), unspecified and multicast addresses, and "
+            "IPv4 addresses not written as a.b.c.d, are refused unless listed in "
+            "GATEWAY_WEBHOOK_ALLOWED_HOSTS.",
         }
     ),
 ]
@@ -69,7 +82,7 @@ EventTypes = Annotated[
 Description = Annotated[
     str,
     checked(lambda v: check_string(v, "", MAX_DESCRIPTION)[1]),
-    WithJsonSchema({"type": "string", "maxLength": MAX_DESCRIPTION}),
+    WithJsonSchema({"type": "string", "maxLength": MAX_DESCRIPTION, "pattern": TEXT_PATTERN}),
 ]
 _ENABLED = "false: nothing is sent to it."
 _WRITE = ConfigDict(extra="forbid", strict=True, frozen=True)

@@ -3,12 +3,13 @@
 A subscription's URL is an admin's, but the host's addresses are DNS's. Refused unless the
 host is listed in ``GATEWAY_WEBHOOK_ALLOWED_HOSTS``: loopback (the gateway itself and its
 neighbours), link-local (cloud metadata at 169.254.169.254, fe80::/10), the unspecified,
-multicast and reserved addresses, and ``localhost`` names. Private networks are allowed: an
-on-premises security desk's receiver is a normal target. With the list set, only the hosts
-listed are allowed. Checked by name when a subscription is made and before each delivery
-(``host_problem``), and by every address the name resolves to in the lookup the delivery's
-connection is made with (``CheckedResolver``): no second lookup a DNS server could answer
-differently (DNS rebinding).
+multicast and reserved addresses, ``localhost`` names, and IPv4 addresses in the forms
+other than four decimal numbers that the socket still reads (``2130706433``). Private
+networks are allowed: an on-premises security desk's receiver is a normal target. With the
+list set, only the hosts listed are allowed. Checked by name when a subscription is made and
+before each delivery (``host_problem``), and by every address the name resolves to in the
+lookup the delivery's connection is made with (``CheckedResolver``): no second lookup a DNS
+server could answer differently (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -41,17 +42,37 @@ def refused_address(address: str) -> bool:
     )
 
 
+def _numeric(host: str) -> bool:
+    """Whether ``host``, not an address in ``ipaddress``'s form, is one to the socket
+    (``2130706433``, ``0x7f.1``, ``0177.0.0.1``, ``127.1``: all 127.0.0.1) or to aiohttp
+    (digits and dots: taken for an address, so never given to the resolver that judges the
+    addresses connected to)."""
+    if host.replace(".", "").isdigit():
+        return True
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return True
+
+
 def host_problem(host: str, allowed: tuple[str, ...]) -> str | None:
     """Why ``host`` (a URL's, lower case) may not be a webhook's, judged by its name alone."""
     if allowed:
         if host in allowed:
             return None
         return "the URL's host is not in GATEWAY_WEBHOOK_ALLOWED_HOSTS"
-    if host == "localhost" or host.endswith(".localhost"):
+    name = host.removesuffix(".")  # "localhost." is localhost
+    if name == "localhost" or name.endswith(".localhost"):
         return "the URL's host is this machine (list it in GATEWAY_WEBHOOK_ALLOWED_HOSTS)"
     try:
         ipaddress.ip_address(host)
     except ValueError:
+        if _numeric(host):
+            return (
+                "the URL's host is an IPv4 address not written as four decimal numbers "
+                "(write it as a.b.c.d)"
+            )
         return None  # a name: judged by its addresses at delivery
     if refused_address(host):
         return (

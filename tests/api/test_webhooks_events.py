@@ -170,6 +170,16 @@ def test_update_disable_and_delete_a_subscription() -> None:
         ({"url": "http://user:pw@127.0.0.1/x", "eventTypes": TYPES}, "url"),
         ({"url": "http://127.0.0.1:99999/x", "eventTypes": TYPES}, "url"),
         ({"url": "/relative", "eventTypes": TYPES}, "url"),
+        # Hosts no connection can be made to, each failing every delivery (UnicodeError,
+        # ClientConnectorDNSError), and port 0.
+        ({"url": "http://.../x", "eventTypes": TYPES}, "url"),
+        ({"url": "http://a..b/x", "eventTypes": TYPES}, "url"),
+        ({"url": "http://-/x", "eventTypes": TYPES}, "url"),
+        ({"url": "http://~/x", "eventTypes": TYPES}, "url"),
+        ({"url": "http://-hooks.example.org/x", "eventTypes": TYPES}, "url"),
+        ({"url": f"http://{'a' * 64}.example.org/x", "eventTypes": TYPES}, "url"),
+        ({"url": f"http://{'a.' * 127}org/x", "eventTypes": TYPES}, "url"),
+        ({"url": "http://hooks.example.org:0/x", "eventTypes": TYPES}, "url"),
         ({"url": "http://127.0.0.1/" + "a" * 3000, "eventTypes": TYPES}, "url"),
         ({"url": "http://127.0.0.1/x", "eventTypes": []}, "eventTypes"),
         ({"url": "http://127.0.0.1/x", "eventTypes": ["nope"]}, "eventTypes"),
@@ -312,5 +322,50 @@ def test_a_refused_report_is_provisioning_failed_and_a_contradicting_fix_a_confl
             assert data["aeui"] == "new" and data["outcomeUnknown"] is False
             assert data["operation"] and "not ours" in data["reason"]
             assert data["callbackNumber"] == report("new", WHITE_HOUSE, 1)["telephoneNumber"]
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["99999999999999999999~evt_x", "9223372036854775807~evt_x", "10000000000000000~evt_x"],
+)
+def test_a_forged_cursor_past_any_time_is_a_422_not_a_500(cursor: str) -> None:
+    """The cursor's microseconds are bound as a 64-bit integer: a larger forged one was an
+    OverflowError in the store (a 500)."""
+
+    async def main() -> None:
+        async with gateway(_settings()) as gw:
+            answer = await gw.http.get("/v1/events", params={"cursor": cursor})
+            assert answer.status_code == 422
+            assert answer.json()["errors"][0]["field"] == "cursor"
+            # The largest a cursor may be still pages (from the newest event).
+            largest = await gw.http.get("/v1/events", params={"cursor": "9999999999999999~a"})
+            assert largest.status_code == 200
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://2130706433/hook",
+        "http://017700000001/hook",
+        "http://0x7f000001/hook",
+        "http://127.1:8080/hook",
+        "http://2852039166/latest/meta-data",  # 169.254.169.254
+        "http://localhost./hook",
+        "http://0/hook",
+    ],
+)
+def test_a_loopback_or_metadata_address_in_another_form_is_refused_when_subscribing(
+    url: str,
+) -> None:
+    async def main() -> None:
+        async with gateway(_settings(webhook_allowed_hosts=())) as gw:
+            made = await gw.http.post("/v1/webhooks", json={"url": url, "eventTypes": TYPES})
+            assert made.status_code == 403, made.text
+            assert made.json()["type"] == "/problems/webhook-host-not-allowed"
+            assert (await gw.http.get("/v1/webhooks")).json()["webhooks"] == []
 
     asyncio.run(main())

@@ -34,6 +34,19 @@ from tests.events.receiver import Receiver
         "240.0.0.1",
         "localhost",
         "metadata.localhost",
+        "localhost.",  # the same name, fully qualified
+        "metadata.localhost.",
+        # IPv4 addresses in the forms socket still reads (inet_aton): 127.0.0.1 or 0.0.0.0.
+        "2130706433",
+        "017700000001",
+        "0x7f000001",
+        "0x7f.1",
+        "127.1",
+        "0177.0.0.1",
+        "127.000.000.001",
+        "0",
+        "2852039166",  # 169.254.169.254
+        "127.0.0.1.",
     ],
 )
 def test_hosts_on_the_gateways_own_side_are_refused_unless_listed(host: str) -> None:
@@ -119,6 +132,36 @@ def test_a_loopback_receiver_is_never_contacted_unless_listed(tmp_path: Path) ->
             assert await _worker(outbox, ()).run_once() == 1
             ((_, (delivery,)),) = await outbox.page(limit=1)
             assert delivery.state == "pending" and "loopback" in str(delivery.last_error)
+
+    try:
+        asyncio.run(main())
+    finally:
+        receiver.down()
+    assert receiver.attempts == {}
+
+
+@pytest.mark.parametrize("form", ["2130706433", "127.1", "017700000001", "0177.0.0.1"])
+def test_a_numeric_form_of_loopback_is_never_contacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """aiohttp takes a host of digits and dots for an address and skips the resolver (the
+    check by address) for it; the socket then reads ``2130706433`` or ``127.1`` as
+    127.0.0.1. aiohttp before 3.14.5 (the project allows 3.9 on) connects there, as here
+    with its own refusal of the form switched off: the rule must refuse the form by name."""
+    monkeypatch.setattr("aiohttp.connector.is_canonical_ipv4_address", lambda _: True)
+    receiver = Receiver().up()
+
+    async def main() -> None:
+        async with _outbox(tmp_path) as outbox:
+            await _one_event(outbox, f"http://{form}:{receiver.port}/hook")
+            worker = _worker(outbox, ())
+            try:
+                assert await worker.run_once() == 1
+            finally:
+                await worker.aclose()
+            ((_, (delivery,)),) = await outbox.page(limit=1)
+            assert delivery.state == "pending"
+            assert "four decimal numbers" in str(delivery.last_error)
 
     try:
         asyncio.run(main())
