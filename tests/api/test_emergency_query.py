@@ -205,6 +205,39 @@ def test_coordinates_only_when_street_level_or_gps() -> None:
     run(scenario())
 
 
+def test_a_new_fix_at_the_same_address_is_the_one_answered() -> None:
+    """A device that stays at its address but sends a new GPS fix (it moved within a campus,
+    a tower) is where that fix says: the query answered the first fix, with its tight radius
+    and the new report's time. No carrier call: the carrier's record is the same."""
+
+    async def scenario() -> None:
+        async with gateway(query_settings(), geocoder=StreetGeocoder()) as gw:
+            here = {"latitude": 40.748817, "longitude": -73.985428, "accuracyMeters": 5}
+            first = fresh_report("walker", EMPIRE_STATE, 60, geo=here)
+            assert (await gw.report(first)).status_code == 200
+            seq = gw.last_seq()
+            # ~300 m north, within what the fix's accuracy and the margin allow.
+            there = {"latitude": 40.7515, "longitude": -73.985428, "accuracyMeters": 5}
+            moved = await gw.report(fresh_report("walker", EMPIRE_STATE, 30, geo=there))
+            assert moved.status_code == 200, moved.text
+            assert (moved.json()["latitude"], moved.json()["warnings"]) == (40.7515, [])
+            answer = (await ask(gw)).json()
+            assert (answer["lat"], answer["lon"], answer["radius"]) == (40.7515, -73.985428, 5)
+            location = (await gw.http.get("/v1/devices/walker/location")).json()
+            assert (location["latitude"], location["precision"]) == (40.7515, "gps")
+            # The same fix again, and a report without one, change nothing.
+            for body in (
+                fresh_report("walker", EMPIRE_STATE, 20, geo=there),
+                fresh_report("walker", EMPIRE_STATE, 10),
+            ):
+                again = await gw.report(body)
+                assert (again.status_code, again.json()["latitude"]) == (200, 40.7515)
+            assert (await ask(gw)).json()["lat"] == 40.7515
+            assert gw.operations(seq) == []
+
+    run(scenario())
+
+
 # -- shared lines, unknown callers, stale locations -------------------------------------------
 
 

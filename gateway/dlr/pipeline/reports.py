@@ -109,6 +109,20 @@ _NOT_DISPATCHABLE = (
 )
 
 
+def _same_place(binding: Binding, fix: GeoFix | None) -> bool:
+    """Whether ``binding``'s coordinates stand for a report at its address with ``fix`` (a
+    GPS fix that does not contradict the address): they are that very fix. A report without
+    one (or with a contradicting one) leaves the binding's coordinates as they are."""
+    if fix is None:
+        return True
+    return (
+        binding.coordinates_source == Precision.GPS.value
+        and binding.latitude == fix.latitude
+        and binding.longitude == fix.longitude
+        and binding.accuracy_meters == fix.accuracy_meters
+    )
+
+
 def _in_geo(error: FieldError) -> FieldError:
     """An error about an address the device did not send: it is about its ``geo`` fix."""
     return FieldError("geo", f"{error.field}: {error.message}")
@@ -186,7 +200,7 @@ class Reports:
         warnings = resolved.warnings + check.warnings
         try:
             async with self.locks.hold(aeui):
-                outcome = await self._unchanged(report, location_id, warnings)
+                outcome = await self._unchanged(report, location_id, warnings, check)
                 if outcome is None:
                     outcome = await self._apply(
                         report, resolved, location_id, warnings, credential, check, first_seen
@@ -304,19 +318,28 @@ class Reports:
         return _Place(found.latitude, found.longitude, found.precision, None, street), ()
 
     async def _unchanged(
-        self, report: Report, location_id: str, warnings: tuple[FieldError, ...]
+        self,
+        report: Report,
+        location_id: str,
+        warnings: tuple[FieldError, ...],
+        check: _FixCheck = _NOTHING_TO_CHECK,
     ) -> Outcome | None:
         """The outcome of a report that changes nothing, or ``None`` when it does.
 
         Raises ``Superseded`` for a report older than the device's newest. With a warm cache
         an unchanged report costs one conditional write to the ledger (group-committed) and
         no read; after a restart, one read more. A move of a cached device reads nothing
-        either: its claim decides its order (``_apply``). The device's coordinates stay
-        those set with its binding (a fix that contradicts the address is still reported).
+        either: its claim decides its order (``_apply``). A report at the same address with a
+        new GPS fix (``_same_place``) is a change too: the call-time query answers the
+        device's coordinates, and the old fix is no longer where the device is; its claim
+        finds the carrier holding the endpoint already, so it costs no carrier call. A report
+        without a fix, or with one that contradicts the address, keeps the coordinates set
+        with the binding (the contradiction is still reported).
         """
         aeui = report.alternate_end_user_id
         when = report.observed_at
         same = (location_id, report.caller_name, report.telephone_number)
+        fix = report.geo if check.conflict is None else None
         if aeui in self.known.unsettled:
             stored = await self.ledger.get(aeui)
             if stored is not None and when < observed(stored):
@@ -329,6 +352,8 @@ class Reports:
                 raise Superseded(cached.observed_at)
             if not cached.same_as(*same) or cached.attested != report.number_attested:
                 return None  # a move: the claim decides, atomically, against every replica
+            if not _same_place(cached, fix):
+                return None
             if await self.ledger.advance(aeui, when, version=cached.version):
                 binding = cached.seen_at(when, self.wall_clock())
                 self.known.trust(binding)
@@ -342,7 +367,7 @@ class Reports:
         binding = stored
         if not (stored.confirmed and binding.same_as(*same)):
             return None
-        if stored.attested != report.number_attested:
+        if stored.attested != report.number_attested or not _same_place(stored, fix):
             return None
         if not await self.ledger.advance(aeui, when, version=stored.version):
             # A claim landed in between (another replica), or the number is no longer the
