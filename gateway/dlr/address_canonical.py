@@ -25,6 +25,9 @@ Canonical-form choices (``canonical`` is pure and idempotent):
   RENE-LEVESQUE -> BOUL RENE-LEVESQUE``, Canada Post's forms); such a street is never split at
   a last word that is an English suffix (``CALLE VISTA``). Canadian directionals include the
   French ones (``OUEST -> O``, ``NO``, ``SO``).
+* A ``#`` in ``street_name`` starts a unit (with a designator right before it): it leads
+  ``address_line2`` (``5TH AVE #12`` -> ``5TH AVE`` + ``# 12``, ``5TH AVE APT #12`` ->
+  ``APT 12``).
 * ``address_line2``: unit designators abbreviated (``SUITE -> STE``, ``APARTMENT -> APT``,
   ``FLOOR -> FL``, ``ROOM -> RM``, ``BUILDING -> BLDG``); a ``#`` right after a designator is
   dropped (``APT #5 -> APT 5``); without a designator the Pub 28 form is ``# 5`` (``#5`` and a
@@ -309,6 +312,17 @@ def canonical(address: Address) -> Address:
     v: dict[str, str | None] = {k: (x if isinstance(x, str) else None) for k, x in raw.items()}
     country = _canon_country(v["country"])
     state = canon_state(v["state_code"])
+    street, sep, unit = (v["street_name"] or "").partition("#")
+    if sep and street.strip() and unit.strip():
+        # "5TH AVE #12", "5TH AVE APT #12": a unit, never part of a street's name; dropping
+        # the "#" would send "5TH AVE 12". It leads the suite line, as written first.
+        words = street.split()
+        if len(words) > 1 and clean(words[-1], keep="") in DESIGNATORS:
+            street, unit = " ".join(words[:-1]), f"{words[-1]} {unit}"
+        else:
+            unit = f"#{unit}"
+        v["street_name"] = street
+        v["address_line2"] = " ".join(p for p in (unit, v["address_line2"]) if p)
     house_number, house_suffix = _canon_house(v["house_number"], v["house_suffix"])
     street_name, street_suffix = _canon_street(
         v["street_name"], v["street_suffix"], prefix_types(country, state)

@@ -642,6 +642,29 @@ def test_structured_input(raw: dict[str, object], expected: Address) -> None:
     assert normalize(result.address).address == expected
 
 
+@pytest.mark.parametrize(
+    ("street", "line2", "expected"),
+    [
+        ("5th Ave #12", None, "# 12"),
+        ("5th Ave Apt #12", None, "APT 12"),
+        ("5th Ave. Suite# 12B", None, "STE 12B"),
+        ("5th Ave #12", "Floor 3", "# 12 FL 3"),
+    ],
+)
+def test_a_unit_in_the_street_name_goes_to_the_suite_line(
+    street: str, line2: str | None, expected: str
+) -> None:
+    """A structured street name with ``#`` holds a unit: the "#" was dropped as punctuation
+    and the carrier sent ``350 5TH AVE 12`` (no unit, another street's name)."""
+    raw = {"houseNumber": "350", "streetName": street, "city": "New York", "stateCode": "NY"}
+    result = normalize(raw | {"zip": "10118", "addressLine2": line2})
+    assert result.errors == ()
+    assert result.address is not None
+    assert (result.address.street_name, result.address.street_suffix) == ("5TH", "AVE")
+    assert result.address.address_line2 == expected
+    assert canonical(result.address) == result.address
+
+
 def ca(
     house_number: str,
     street_name: str,
