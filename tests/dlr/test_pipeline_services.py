@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from gateway.bandwidth.client import BandwidthClient
+from gateway.bandwidth.errors import UpstreamError
 from gateway.dlr.address import normalize
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.pipeline import Outcome, Pipeline, Report, Superseded, Unroutable
@@ -245,5 +246,61 @@ def test_a_write_overtaken_by_a_newer_report_stays_in_the_history(url: str) -> N
             assert entries[1].from_location_id == entries[2].to_location_id
             held = [c for c in sim.state.simulator.calls if c.get("operation") == "updateEndpoint"]
             assert [c["status"] for c in held[-2:]] == [200, 200]
+
+    run(main)
+
+
+class GarbledWrites(httpx.AsyncBaseTransport):
+    """The simulator's transport; the carrier takes every endpoint write, but the answer
+    that comes back is a 200 no one can read (``body``)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
+        self.body = body
+        self.garble = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if not self.garble or request.method != "PUT":
+            return response
+        await response.aread()
+        assert response.status_code == 200  # the carrier took it
+        return httpx.Response(200, headers={"Content-Type": "application/xml"}, content=self.body)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<Endpoint><locationId>",  # truncated
+        b"<Endpoint>" + b"x" * (1024 * 1024 + 1) + b"</Endpoint>",  # past the codec's limit
+        b"<Endpoint><locationId>L</locationId><activated>maybe</activated></Endpoint>",
+    ],
+    ids=["truncated", "oversized", "bad-field"],
+)
+def test_a_write_taken_but_answered_unreadably_is_not_reverted(url: str, body: bytes) -> None:
+    """A 2xx whose body cannot be read: the carrier took the write (its status says so), so
+    the report fails as uncertain, never as refused: the ledger keeps the device's new
+    place, and the repair confirms it. Reverting would leave the ledger at the old place
+    while the carrier holds the new one, and a reconcile would then write the old back."""
+
+    async def main() -> None:
+        sim = new_simulator(gateway_settings())
+        garbled = GarbledWrites(body)
+        async with world(url, sim, holding=garbled) as w:  # type: ignore[arg-type]
+            await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+            garbled.garble = True
+            with pytest.raises(UpstreamError) as raised:
+                await w.pipeline.report(report("ann", EMPIRE_STATE, 5))
+            assert raised.value.ambiguous
+            garbled.garble = False
+            await w.pipeline.idle()
+            stored = await w.store.get("ann")
+            assert stored is not None and stored.confirmed
+            held = sim.state.simulator.store.endpoints[stored.endpoint_id]
+            assert held.location_id == stored.location_id
+            assert stored.address is not None and "350" in str(stored.address)
 
     run(main)
