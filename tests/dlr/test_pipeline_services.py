@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from gateway.bandwidth.client import BandwidthClient
-from gateway.bandwidth.errors import UpstreamError
+from gateway.bandwidth.errors import UpstreamAuthError, UpstreamError
 from gateway.dlr.address import normalize
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.pipeline import Outcome, Pipeline, Report, Superseded, Unroutable
@@ -302,5 +302,38 @@ def test_a_write_taken_but_answered_unreadably_is_not_reverted(url: str, body: b
             held = sim.state.simulator.store.endpoints[stored.endpoint_id]
             assert held.location_id == stored.location_id
             assert stored.address is not None and "350" in str(stored.address)
+
+    run(main)
+
+
+class RefusingLocations(httpx.AsyncBaseTransport):
+    """The simulator's transport, but a location's creation is answered ``status``."""
+
+    def __init__(self, status: int) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
+        self.status = status
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("/locations"):
+            body = b"<ResponseStatus><ErrorCode>X</ErrorCode><Description>no</Description>"
+            return httpx.Response(self.status, content=body + b"</ResponseStatus>")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_credentials_refused_on_a_new_location_are_not_an_unroutable_address(
+    url: str, status: int
+) -> None:
+    """The carrier refusing the gateway's credentials says nothing of the device's address:
+    the report fails as the carrier's (502 upstream-auth to the device), not as an address
+    to correct (422 unroutable-address), which a device would not send again."""
+
+    async def main() -> None:
+        async with world(url, holding=RefusingLocations(status)) as w:  # type: ignore[arg-type]
+            with pytest.raises(UpstreamAuthError):
+                await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
 
     run(main)

@@ -128,8 +128,8 @@ class CarrierWrites:
             held = await self.carrier.get_location(location_id)
             change = Change.UNCHANGED
         except UpstreamRejected as exc:
-            if isinstance(exc, UpstreamNotFound):
-                raise
+            if isinstance(exc, UpstreamNotFound | UpstreamAuthError):
+                raise  # the carrier's trouble (or ours), not the address's
             message = f"the carrier refused the address: {exc.description or exc.message}"
             raise Unroutable(message, (FieldError("address", message),)) from None
         known = KnownLocation(held.status)
