@@ -10,6 +10,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from gateway.api.problems import MAX_RETRY_AFTER
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.api.conftest import ADMIN_KEY
@@ -131,3 +132,18 @@ def test_readiness_shows_the_carriers_state_but_never_depends_on_it(
             break
         time.sleep(0.01)
     assert answer.json() | {"upstream": "ok", "circuit": "closed", "ready": True} == answer.json()
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1e300", "31536000", "Fri, 31 Dec 9999 23:59:59 GMT"],
+    ids=["huge", "a-year", "far-date"],
+)
+def test_a_carriers_huge_retry_after_is_not_passed_on_whole(
+    upstream: Callable[[Handler], TestClient], value: str
+) -> None:
+    """A carrier's Retry-After of a year (or 10^300 seconds) must not tell devices to stop
+    reporting for that long: the gateway asks for at most MAX_RETRY_AFTER."""
+    response = upstream(xml(429, ERROR, **{"Retry-After": value})).get("/v1/endpoints")
+    assert assert_problem(response, 503)["type"] == "/problems/upstream-unavailable"
+    assert 1 <= int(response.headers["retry-after"]) <= MAX_RETRY_AFTER
