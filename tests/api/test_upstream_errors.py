@@ -56,6 +56,7 @@ ERROR = (
         (xml(503, ERROR, **{"Retry-After": "7"}), 503, "upstream-unavailable", "7"),
         (xml(500, ERROR), 503, "upstream-unavailable", "5"),
         (xml(429, ERROR, **{"Retry-After": "3"}), 503, "upstream-unavailable", "3"),
+        (xml(408, ERROR), 503, "upstream-unavailable", "5"),
         (xml(401, ERROR), 502, "upstream-auth", None),
         (xml(200, b"<not xml"), 502, "upstream-error", None),
         (xml(200, b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>"), 502, "upstream-error", None),
