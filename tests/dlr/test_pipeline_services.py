@@ -337,3 +337,48 @@ def test_credentials_refused_on_a_new_location_are_not_an_unroutable_address(
                 await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
 
     run(main)
+
+
+class ForeignEndpoint(httpx.AsyncBaseTransport):
+    """A carrier that holds the device under an endpoint ID of someone else's choosing, one
+    no URL may carry (``foreign``): the update is 404, the create 409, the listing names it."""
+
+    def __init__(self, foreign: str) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
+        self.foreign = foreign
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        *_, parent, name = request.url.path.split("/")
+        error = b"<ResponseStatus><ErrorCode>X</ErrorCode></ResponseStatus>"
+        if request.method == "PUT" and parent == "e911s" and name != "locations":
+            return httpx.Response(404, content=error)
+        if request.method == "POST" and name == "e911s":
+            return httpx.Response(409, content=error)
+        if request.method == "GET" and name == "e911s":
+            listing = (
+                f"<EndpointListResponse><totalCount>1</totalCount><endpoints>"
+                f"<endpointId>{self.foreign}</endpointId><alternateEndUserId>ann"
+                f"</alternateEndUserId></endpoints></EndpointListResponse>"
+            )
+            return httpx.Response(200, content=listing.encode())
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("foreign", ["a/b", "x" * 65, "..", "a b"])
+def test_a_foreign_endpoint_id_no_url_may_carry_is_the_carriers_error(
+    url: str, foreign: str
+) -> None:
+    """A listing that names the device's endpoint under an ID the client refuses to put in a
+    path: an unreadable answer from the carrier (502), not a ValueError (500), and the ID is
+    not remembered for the device's next reports."""
+
+    async def main() -> None:
+        async with world(url, holding=ForeignEndpoint(foreign)) as w:  # type: ignore[arg-type]
+            with pytest.raises(UpstreamError):
+                await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+            assert w.pipeline.known.endpoint_id("ann") != foreign
+
+    run(main)

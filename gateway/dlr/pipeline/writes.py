@@ -11,6 +11,7 @@ from gateway.bandwidth.errors import (
     UpstreamAuthError,
     UpstreamConflict,
     UpstreamNotFound,
+    UpstreamParseError,
     UpstreamRejected,
 )
 from gateway.bandwidth.models import Address, Endpoint, Location
@@ -170,9 +171,19 @@ class CarrierWrites:
             foreign = await self._find_endpoint(endpoint.alternate_end_user_id)
             if foreign is None:
                 raise
-            self.known.foreign_ids[endpoint.alternate_end_user_id] = foreign
             moved = dataclasses.replace(endpoint, endpoint_id=foreign)
-            await self.carrier.update_endpoint(foreign, moved)
+            try:
+                self.known.foreign_ids[endpoint.alternate_end_user_id] = foreign
+                await self.carrier.update_endpoint(foreign, moved)
+            except ValueError:
+                # The client refuses to put it in a URL ("a/b", "..", too long): the carrier's
+                # listing is what cannot be used, not the report (never a 500).
+                self.known.foreign_ids.pop(endpoint.alternate_end_user_id, None)
+                raise UpstreamParseError(
+                    f"listEndpoints: the carrier holds the device under endpoint ID"
+                    f" {foreign[:80]!r}, which no request can name",
+                    operation="listEndpoints",
+                ) from None
             return Change.UPDATED, foreign
         return Change.CREATED, endpoint.endpoint_id
 
