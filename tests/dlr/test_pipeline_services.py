@@ -382,3 +382,47 @@ def test_a_foreign_endpoint_id_no_url_may_carry_is_the_carriers_error(
             assert w.pipeline.known.endpoint_id("ann") != foreign
 
     run(main)
+
+
+class AddressNowRefused(httpx.AsyncBaseTransport):
+    """Once ``refusing``: the carrier has lost the device's endpoint and location, and
+    refuses the address (400) when its location is created again."""
+
+    def __init__(self) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
+        self.refusing = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.refusing:
+            return await self.inner.handle_async_request(request)
+        *_, parent, _ = request.url.path.split("/")
+        error = b"<ResponseStatus><ErrorCode>X</ErrorCode><Description>bad</Description>"
+        error += b"</ResponseStatus>"
+        if request.method == "GET" and parent in ("e911s", "locations"):
+            return httpx.Response(404, content=error)
+        return httpx.Response(400, content=error)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_repair_whose_address_the_carrier_now_refuses_does_not_stop_reconciling(
+    url: str,
+) -> None:
+    """A reconcile pass finds a device gone from the carrier, and its location too, and the
+    carrier refuses the address when it is created again: that device is checked (refused)
+    and the pass goes on, rather than an ``Unroutable`` ending the replica's reconciling."""
+
+    async def main() -> None:
+        carrier = AddressNowRefused()
+        async with world(url, holding=carrier) as w:  # type: ignore[arg-type]
+            await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+            await w.pipeline.report(report("bob", EMPIRE_STATE, 0, telephone_number="+12025550144"))
+            carrier.refusing = True
+            checked = await w.pipeline.reconcile(w.store, "me", batch=5, interval=0)
+            assert checked == 2
+            # Both leases were given back (checked): another pass may take them again later.
+            again = await w.store.lease("me", limit=5, lease_seconds=60)
+            assert sorted(b.aeui for b in again) == ["ann", "bob"]
+
+    run(main)

@@ -132,7 +132,7 @@ class CarrierWrites:
             if isinstance(exc, UpstreamNotFound | UpstreamAuthError):
                 raise  # the carrier's trouble (or ours), not the address's
             message = f"the carrier refused the address: {exc.description or exc.message}"
-            raise Unroutable(message, (FieldError("address", message),)) from None
+            raise Unroutable(message, (FieldError("address", message),)) from exc
         known = KnownLocation(held.status)
         self.known.locations[location_id] = known
         await self.ledger.remember_location(
