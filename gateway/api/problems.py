@@ -42,6 +42,10 @@ PROBLEM_JSON = "application/problem+json"
 #: Seconds a client is asked to wait when the upstream gave no figure of its own.
 DEFAULT_RETRY_AFTER = 5
 
+#: The most seconds a client is asked to wait for the carrier: a carrier's ``Retry-After`` of
+#: a day (or of 10^300 seconds) would otherwise keep devices from reporting for that long.
+MAX_RETRY_AFTER = 300
+
 #: Most field errors listed in one answer; the rest are counted in ``errorsOmitted``. A body
 #: of thousands of unknown keys would otherwise get an answer several times its own size.
 MAX_ERRORS = 100
@@ -188,7 +192,7 @@ def upstream_problem(exc: UpstreamError) -> Problem:
         return Problem(422, f"The carrier refused: {detail}", "upstream-rejected", extra=extra)
     for kind, (status, detail, problem_type) in _TRY_AGAIN.items():
         if isinstance(exc, kind):
-            wait = getattr(exc, "retry_after", None) or DEFAULT_RETRY_AFTER
+            wait = min(MAX_RETRY_AFTER, getattr(exc, "retry_after", None) or DEFAULT_RETRY_AFTER)
             return Problem(status, f"{detail}; try again later.", problem_type, retry_after=wait)
     if isinstance(exc, UpstreamParseError):
         return Problem(502, "The carrier sent an answer the gateway cannot read.", "upstream-error")

@@ -252,7 +252,7 @@ class CarrierCalls(Exchanges):
                         log.info("%s: 404 on a retry, the earlier attempt took effect", op.name)
                         return None
                 error = self._answer_error(response, root, op)
-                reason = "5xx" if status >= 500 else "429" if status == 429 else None
+                reason = {429: "429", 408: "timeout"}.get(status, "5xx" if status >= 500 else None)
                 raise Failed(error, reason)
             except Failed as failed:
                 last, reason = failed.error, failed.reason

@@ -214,7 +214,11 @@ class BandwidthClient(CarrierCalls):
         """The carrier's copy of a written record; the record sent when it answers none."""
         if root is None:
             return sent
-        answered = self._read(type(sent), root, op.name)
+        try:
+            answered = self._read(type(sent), root, op.name)
+        except UpstreamParseError as exc:
+            exc.ambiguous = True  # answered 2xx: the carrier took the write it cannot echo
+            raise
         return sent if _is_empty(answered) else answered
 
 

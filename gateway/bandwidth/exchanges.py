@@ -344,9 +344,12 @@ class Exchanges:
         except CodecError as exc:
             if not ok:
                 return None  # an error answer says enough by its status
+            # A write's 2xx says the carrier took it, whatever its body: uncertain, so the
+            # write is checked and repaired, never undone as if refused.
             error = UpstreamParseError(
                 f"{op.name}: unreadable answer: {exc}",
                 operation=op.name,
                 status=response.status_code,
+                ambiguous=op.write,
             )
             raise Failed(error, None) from None

@@ -33,6 +33,9 @@ _STATUS_ERRORS: Final[dict[int, type[UpstreamError]]] = {
     401: UpstreamAuthError,
     403: UpstreamAuthError,
     404: UpstreamNotFound,
+    # The carrier (or its balancer) gave up waiting for the request: nothing was acted on,
+    # and nothing is wrong with the request. Retried, as a timeout is.
+    408: UpstreamUnavailable,
     409: UpstreamConflict,
     422: UpstreamRejected,
     429: UpstreamRateLimited,

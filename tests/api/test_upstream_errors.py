@@ -10,6 +10,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from gateway.api.problems import MAX_RETRY_AFTER
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.api.conftest import ADMIN_KEY
@@ -55,6 +56,7 @@ ERROR = (
         (xml(503, ERROR, **{"Retry-After": "7"}), 503, "upstream-unavailable", "7"),
         (xml(500, ERROR), 503, "upstream-unavailable", "5"),
         (xml(429, ERROR, **{"Retry-After": "3"}), 503, "upstream-unavailable", "3"),
+        (xml(408, ERROR), 503, "upstream-unavailable", "5"),
         (xml(401, ERROR), 502, "upstream-auth", None),
         (xml(200, b"<not xml"), 502, "upstream-error", None),
         (xml(200, b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>"), 502, "upstream-error", None),
@@ -131,3 +133,18 @@ def test_readiness_shows_the_carriers_state_but_never_depends_on_it(
             break
         time.sleep(0.01)
     assert answer.json() | {"upstream": "ok", "circuit": "closed", "ready": True} == answer.json()
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1e300", "31536000", "Fri, 31 Dec 9999 23:59:59 GMT"],
+    ids=["huge", "a-year", "far-date"],
+)
+def test_a_carriers_huge_retry_after_is_not_passed_on_whole(
+    upstream: Callable[[Handler], TestClient], value: str
+) -> None:
+    """A carrier's Retry-After of a year (or 10^300 seconds) must not tell devices to stop
+    reporting for that long: the gateway asks for at most MAX_RETRY_AFTER."""
+    response = upstream(xml(429, ERROR, **{"Retry-After": value})).get("/v1/endpoints")
+    assert assert_problem(response, 503)["type"] == "/problems/upstream-unavailable"
+    assert 1 <= int(response.headers["retry-after"]) <= MAX_RETRY_AFTER

@@ -277,6 +277,18 @@ def test_4xx_is_never_retried(status: int) -> None:
     assert len(up.requests) == 1
 
 
+def test_408_is_the_carrier_timing_out_not_a_refusal() -> None:
+    """A 408 (the carrier, or its balancer, gave up waiting for our request) refuses
+    nothing: the request was not acted on, so it is retried, and in the end it is the
+    carrier's unavailability (503 to a device), never a refusal of the record (422)."""
+    up = Upstream([rejected(408), xml(ENDPOINT)])
+    assert up.run(lambda c: c.update_endpoint("ep1", ENDPOINT)) == ENDPOINT
+    assert len(up.requests) == 2
+    up = Upstream([rejected(408)])
+    error = up.fails(UpstreamUnavailable, lambda c: c.update_endpoint("ep1", ENDPOINT))
+    assert not isinstance(error, UpstreamRejected) and not error.ambiguous
+
+
 # -- creates -------------------------------------------------------------------------
 
 

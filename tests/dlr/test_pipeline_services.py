@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from gateway.bandwidth.client import BandwidthClient
+from gateway.bandwidth.errors import UpstreamAuthError, UpstreamError
 from gateway.dlr.address import normalize
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.pipeline import Outcome, Pipeline, Report, Superseded, Unroutable
@@ -245,5 +246,183 @@ def test_a_write_overtaken_by_a_newer_report_stays_in_the_history(url: str) -> N
             assert entries[1].from_location_id == entries[2].to_location_id
             held = [c for c in sim.state.simulator.calls if c.get("operation") == "updateEndpoint"]
             assert [c["status"] for c in held[-2:]] == [200, 200]
+
+    run(main)
+
+
+class GarbledWrites(httpx.AsyncBaseTransport):
+    """The simulator's transport; the carrier takes every endpoint write, but the answer
+    that comes back is a 200 no one can read (``body``)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
+        self.body = body
+        self.garble = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if not self.garble or request.method != "PUT":
+            return response
+        await response.aread()
+        assert response.status_code == 200  # the carrier took it
+        return httpx.Response(200, headers={"Content-Type": "application/xml"}, content=self.body)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<Endpoint><locationId>",  # truncated
+        b"<Endpoint>" + b"x" * (1024 * 1024 + 1) + b"</Endpoint>",  # past the codec's limit
+        b"<Endpoint><locationId>L</locationId><activated>maybe</activated></Endpoint>",
+    ],
+    ids=["truncated", "oversized", "bad-field"],
+)
+def test_a_write_taken_but_answered_unreadably_is_not_reverted(url: str, body: bytes) -> None:
+    """A 2xx whose body cannot be read: the carrier took the write (its status says so), so
+    the report fails as uncertain, never as refused: the ledger keeps the device's new
+    place, and the repair confirms it. Reverting would leave the ledger at the old place
+    while the carrier holds the new one, and a reconcile would then write the old back."""
+
+    async def main() -> None:
+        sim = new_simulator(gateway_settings())
+        garbled = GarbledWrites(body)
+        async with world(url, sim, holding=garbled) as w:  # type: ignore[arg-type]
+            await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+            garbled.garble = True
+            with pytest.raises(UpstreamError) as raised:
+                await w.pipeline.report(report("ann", EMPIRE_STATE, 5))
+            assert raised.value.ambiguous
+            garbled.garble = False
+            await w.pipeline.idle()
+            stored = await w.store.get("ann")
+            assert stored is not None and stored.confirmed
+            held = sim.state.simulator.store.endpoints[stored.endpoint_id]
+            assert held.location_id == stored.location_id
+            assert stored.address is not None and "350" in str(stored.address)
+
+    run(main)
+
+
+class RefusingLocations(httpx.AsyncBaseTransport):
+    """The simulator's transport, but a location's creation is answered ``status``."""
+
+    def __init__(self, status: int) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
+        self.status = status
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("/locations"):
+            body = b"<ResponseStatus><ErrorCode>X</ErrorCode><Description>no</Description>"
+            return httpx.Response(self.status, content=body + b"</ResponseStatus>")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_credentials_refused_on_a_new_location_are_not_an_unroutable_address(
+    url: str, status: int
+) -> None:
+    """The carrier refusing the gateway's credentials says nothing of the device's address:
+    the report fails as the carrier's (502 upstream-auth to the device), not as an address
+    to correct (422 unroutable-address), which a device would not send again."""
+
+    async def main() -> None:
+        async with world(url, holding=RefusingLocations(status)) as w:  # type: ignore[arg-type]
+            with pytest.raises(UpstreamAuthError):
+                await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+
+    run(main)
+
+
+class ForeignEndpoint(httpx.AsyncBaseTransport):
+    """A carrier that holds the device under an endpoint ID of someone else's choosing, one
+    no URL may carry (``foreign``): the update is 404, the create 409, the listing names it."""
+
+    def __init__(self, foreign: str) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
+        self.foreign = foreign
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        *_, parent, name = request.url.path.split("/")
+        error = b"<ResponseStatus><ErrorCode>X</ErrorCode></ResponseStatus>"
+        if request.method == "PUT" and parent == "e911s" and name != "locations":
+            return httpx.Response(404, content=error)
+        if request.method == "POST" and name == "e911s":
+            return httpx.Response(409, content=error)
+        if request.method == "GET" and name == "e911s":
+            listing = (
+                f"<EndpointListResponse><totalCount>1</totalCount><endpoints>"
+                f"<endpointId>{self.foreign}</endpointId><alternateEndUserId>ann"
+                f"</alternateEndUserId></endpoints></EndpointListResponse>"
+            )
+            return httpx.Response(200, content=listing.encode())
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("foreign", ["a/b", "x" * 65, "..", "a b"])
+def test_a_foreign_endpoint_id_no_url_may_carry_is_the_carriers_error(
+    url: str, foreign: str
+) -> None:
+    """A listing that names the device's endpoint under an ID the client refuses to put in a
+    path: an unreadable answer from the carrier (502), not a ValueError (500), and the ID is
+    not remembered for the device's next reports."""
+
+    async def main() -> None:
+        async with world(url, holding=ForeignEndpoint(foreign)) as w:  # type: ignore[arg-type]
+            with pytest.raises(UpstreamError):
+                await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+            assert w.pipeline.known.endpoint_id("ann") != foreign
+
+    run(main)
+
+
+class AddressNowRefused(httpx.AsyncBaseTransport):
+    """Once ``refusing``: the carrier has lost the device's endpoint and location, and
+    refuses the address (400) when its location is created again."""
+
+    def __init__(self) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
+        self.refusing = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.refusing:
+            return await self.inner.handle_async_request(request)
+        *_, parent, _ = request.url.path.split("/")
+        error = b"<ResponseStatus><ErrorCode>X</ErrorCode><Description>bad</Description>"
+        error += b"</ResponseStatus>"
+        if request.method == "GET" and parent in ("e911s", "locations"):
+            return httpx.Response(404, content=error)
+        return httpx.Response(400, content=error)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_repair_whose_address_the_carrier_now_refuses_does_not_stop_reconciling(
+    url: str,
+) -> None:
+    """A reconcile pass finds a device gone from the carrier, and its location too, and the
+    carrier refuses the address when it is created again: that device is checked (refused)
+    and the pass goes on, rather than an ``Unroutable`` ending the replica's reconciling."""
+
+    async def main() -> None:
+        carrier = AddressNowRefused()
+        async with world(url, holding=carrier) as w:  # type: ignore[arg-type]
+            await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+            await w.pipeline.report(report("bob", EMPIRE_STATE, 0, telephone_number="+12025550144"))
+            carrier.refusing = True
+            checked = await w.pipeline.reconcile(w.store, "me", batch=5, interval=0)
+            assert checked == 2
+            # Both leases were given back (checked): another pass may take them again later.
+            again = await w.store.lease("me", limit=5, lease_seconds=60)
+            assert sorted(b.aeui for b in again) == ["ann", "bob"]
 
     run(main)

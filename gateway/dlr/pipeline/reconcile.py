@@ -120,3 +120,7 @@ class Reconciler:
                     await store.purge_history(datetime.now(UTC) - retention)
             except StoreUnavailable as exc:
                 log.warning("reconcile: the state store is unavailable: %s", exc)
+            except Exception:
+                # One bad pass must not end reconciling (orphaned writes' repair with it)
+                # for the life of the replica: its leases expire, the next pass goes on.
+                log.exception("reconcile: the pass failed")

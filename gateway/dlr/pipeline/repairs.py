@@ -16,7 +16,7 @@ from gateway.dlr.binding import Binding, observed
 from gateway.dlr.ledger import Ledger
 from gateway.dlr.pipeline.knowledge import Knowledge
 from gateway.dlr.pipeline.ports import Carrier
-from gateway.dlr.pipeline.records import endpoint_json, taken
+from gateway.dlr.pipeline.records import Unroutable, endpoint_json, taken
 from gateway.dlr.pipeline.writes import CarrierWrites
 from gateway.events.model import EventSink, provisioning_failed
 from gateway.store.base import HistoryKind, HistoryRecord
@@ -164,7 +164,15 @@ class Repairs:
             )
             self.known.distrust(aeui)
             try:
-                await self.writes.endpoint(endpoint, desired.address)
+                try:
+                    await self.writes.endpoint(endpoint, desired.address)
+                except Unroutable as unroutable:
+                    # Its location was lost and the carrier refuses the address now: a
+                    # refusal like any other, not an error that ends the caller's loop.
+                    cause = unroutable.__cause__
+                    if isinstance(cause, UpstreamRejected):
+                        raise cause from None
+                    raise UpstreamRejected(unroutable.message, operation="createLocation") from None
             except UpstreamError as exc:
                 if refused(exc):
                     await self._refused(stored, held, exc)

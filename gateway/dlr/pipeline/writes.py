@@ -11,6 +11,7 @@ from gateway.bandwidth.errors import (
     UpstreamAuthError,
     UpstreamConflict,
     UpstreamNotFound,
+    UpstreamParseError,
     UpstreamRejected,
 )
 from gateway.bandwidth.models import Address, Endpoint, Location
@@ -128,10 +129,10 @@ class CarrierWrites:
             held = await self.carrier.get_location(location_id)
             change = Change.UNCHANGED
         except UpstreamRejected as exc:
-            if isinstance(exc, UpstreamNotFound):
-                raise
+            if isinstance(exc, UpstreamNotFound | UpstreamAuthError):
+                raise  # the carrier's trouble (or ours), not the address's
             message = f"the carrier refused the address: {exc.description or exc.message}"
-            raise Unroutable(message, (FieldError("address", message),)) from None
+            raise Unroutable(message, (FieldError("address", message),)) from exc
         known = KnownLocation(held.status)
         self.known.locations[location_id] = known
         await self.ledger.remember_location(
@@ -170,9 +171,19 @@ class CarrierWrites:
             foreign = await self._find_endpoint(endpoint.alternate_end_user_id)
             if foreign is None:
                 raise
-            self.known.foreign_ids[endpoint.alternate_end_user_id] = foreign
             moved = dataclasses.replace(endpoint, endpoint_id=foreign)
-            await self.carrier.update_endpoint(foreign, moved)
+            try:
+                self.known.foreign_ids[endpoint.alternate_end_user_id] = foreign
+                await self.carrier.update_endpoint(foreign, moved)
+            except ValueError:
+                # The client refuses to put it in a URL ("a/b", "..", too long): the carrier's
+                # listing is what cannot be used, not the report (never a 500).
+                self.known.foreign_ids.pop(endpoint.alternate_end_user_id, None)
+                raise UpstreamParseError(
+                    f"listEndpoints: the carrier holds the device under endpoint ID"
+                    f" {foreign[:80]!r}, which no request can name",
+                    operation="listEndpoints",
+                ) from None
             return Change.UPDATED, foreign
         return Change.CREATED, endpoint.endpoint_id
 
