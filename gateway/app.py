@@ -207,13 +207,16 @@ def create_app(
             # sends events before it is ready.
             if outbox is not None:
                 outbox.start()
-            if ledger is not None and settings.reconcile_interval > 0:
+            # Also with no periodic checks (``reconcile_interval`` 0, passed as None): its passes
+            # repair the writes a restart left uncertain, and purge the history past its
+            # retention.
+            if ledger is not None:
                 reconciler = asyncio.get_running_loop().create_task(
                     pipeline.reconcile_forever(
                         ledger,
                         owner,
                         batch=settings.reconcile_batch,
-                        interval=settings.reconcile_interval,
+                        interval=settings.reconcile_interval or None,
                         tick=settings.reconcile_tick,
                         retention=timedelta(days=settings.history_retention_days),
                         # Past the report's deadline and the watch after it, a write still

@@ -37,8 +37,10 @@ def gateway_settings(**changes: Any) -> Settings:
         report_rate_per_minute=0.0,
         # A real state store, SQLite in memory; the PostgreSQL runs have their own tests.
         database_url="sqlite+aiosqlite://",
-        # Periodic checks would add carrier calls to the counts tests make; off but where tested.
+        # Periodic checks would add carrier calls to the counts tests make; off but where tested
+        # (and no background pass at all: its orphan repairs have tests of their own).
         reconcile_interval=0.0,
+        reconcile_tick=3600.0,
     )
     return replace(base.for_sandbox(f"http://sim{SANDBOX_PREFIX}/api"), **changes)
 

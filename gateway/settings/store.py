@@ -52,7 +52,8 @@ class StoreSettings:
         "GATEWAY_RECONCILE_INTERVAL",
         3600.0,
         "seconds between two checks of one device's record at the carrier; `0` = no periodic "
-        "checks",
+        "checks (writes left uncertain by a restart are still repaired, and the history "
+        "still purged)",
     )
     reconcile_batch: int = setting(
         "GATEWAY_RECONCILE_BATCH",

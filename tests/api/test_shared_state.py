@@ -261,6 +261,45 @@ def test_an_orphaned_write_is_repaired_before_its_periodic_turn(settings: Settin
     run(scenario())
 
 
+def test_an_orphaned_write_is_repaired_with_periodic_checks_turned_off(
+    settings: Settings,
+) -> None:
+    """``GATEWAY_RECONCILE_INTERVAL=0`` turns the periodic checks off, not the repair of a
+    write a dead replica left uncertain: once the app ran no pass at all, and the carrier
+    kept the old place for good."""
+    quick = dataclasses.replace(
+        settings,
+        reconcile_interval=0.0,
+        reconcile_tick=0.05,
+        report_deadline=2.0,
+        upstream_settle_timeout=0.5,
+    )
+
+    async def scenario() -> None:
+        async with gateway(quick) as gw:
+            white = (await gw.report(report("orph0", WHITE_HOUSE, 0))).json()["locationId"]
+            empire = (await gw.report(report("orph0-2", EMPIRE_STATE, 0))).json()["locationId"]
+            store = pipeline_of(gw).ledger
+            assert isinstance(store, StateStore)
+            stored = await store.get("orph0")
+            assert stored is not None and stored.confirmed
+            moved = dataclasses.replace(
+                stored, location_id=empire, observed_at=stored.observed_at + timedelta(seconds=5)
+            )
+            assert (await store.claim(moved, credential="dead-replica")).won
+            endpoint_id = endpoint_id_for("orph0")
+            assert gw.simulator.state["endpoints"][endpoint_id]["locationId"] == white
+            for _ in range(300):  # orphaned 2.5 s after the claim; passes every 0.05 s
+                if gw.simulator.state["endpoints"][endpoint_id]["locationId"] == empire:
+                    break
+                await asyncio.sleep(0.05)
+            assert gw.simulator.state["endpoints"][endpoint_id]["locationId"] == empire
+            row = await store.get("orph0")
+            assert row is not None and row.confirmed and row.location_id == empire
+
+    run(scenario())
+
+
 def test_a_database_outage_never_acknowledges(postgres: PostgresServer, tmp_path: Path) -> None:
     url = postgres.create_database()
     from gateway.store import upgrade

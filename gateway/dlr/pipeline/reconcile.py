@@ -34,10 +34,11 @@ class Reconciler:
         owner: str,
         *,
         batch: int,
-        interval: float,
+        interval: float | None,
         orphaned_after: float | None = None,
     ) -> int:
-        """One pass: check up to ``batch`` devices not checked for ``interval`` seconds.
+        """One pass: check up to ``batch`` devices not checked for ``interval`` seconds (None:
+        no periodic checks, the orphans only).
 
         First, though, the orphans: bindings still unconfirmed ``orphaned_after`` seconds
         after they were claimed. Whoever claimed one has stopped watching its write (the
@@ -64,7 +65,7 @@ class Reconciler:
                 # below): it is not re-written every tick.
                 older_than=now - timedelta(seconds=orphaned_after),
             )
-        if len(rows) < batch:
+        if interval is not None and len(rows) < batch:
             older = now - timedelta(seconds=interval)
             rows += await store.lease(
                 owner,
@@ -101,7 +102,7 @@ class Reconciler:
         owner: str,
         *,
         batch: int,
-        interval: float,
+        interval: float | None,
         tick: float = 1.0,
         retention: timedelta | None = None,
         orphaned_after: float | None = None,
