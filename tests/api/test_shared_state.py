@@ -220,6 +220,25 @@ def test_reconciliation_repairs_what_regressed_and_keeps_admin_edits(
     run(scenario())
 
 
+async def _dead_replicas_claim(gw: Gateway, aeui: str) -> tuple[StateStore, str, str, str]:
+    """``aeui`` at the White House, then a dead replica's claim of the Empire State for it,
+    never written to the carrier: the store, its endpoint ID, the location the carrier
+    holds and the one claimed."""
+    white = (await gw.report(report(aeui, WHITE_HOUSE, 0))).json()["locationId"]
+    empire = (await gw.report(report(f"{aeui}-2", EMPIRE_STATE, 0))).json()["locationId"]
+    store = pipeline_of(gw).ledger
+    assert isinstance(store, StateStore)
+    stored = await store.get(aeui)
+    assert stored is not None and stored.confirmed
+    moved = dataclasses.replace(
+        stored, location_id=empire, observed_at=stored.observed_at + timedelta(seconds=5)
+    )
+    assert (await store.claim(moved, credential="dead-replica")).won
+    endpoint_id = endpoint_id_for(aeui)
+    assert gw.simulator.state["endpoints"][endpoint_id]["locationId"] == white
+    return store, endpoint_id, white, empire
+
+
 def test_an_orphaned_write_is_repaired_before_its_periodic_turn(settings: Settings) -> None:
     """A replica killed between its claim and the carrier's answer leaves an unconfirmed
     binding the carrier never got. The next pass re-applies it once it is ``orphaned_after``
@@ -227,20 +246,8 @@ def test_an_orphaned_write_is_repaired_before_its_periodic_turn(settings: Settin
 
     async def scenario() -> None:
         async with gateway(settings) as gw:
-            white = (await gw.report(report("orph", WHITE_HOUSE, 0))).json()["locationId"]
-            empire = (await gw.report(report("orph-2", EMPIRE_STATE, 0))).json()["locationId"]
+            store, endpoint_id, white, empire = await _dead_replicas_claim(gw, "orph")
             pipeline = pipeline_of(gw)
-            store = pipeline.ledger
-            assert isinstance(store, StateStore)
-            # The dead replica's claim: moved to the Empire State, never written.
-            stored = await store.get("orph")
-            assert stored is not None and stored.confirmed
-            moved = dataclasses.replace(
-                stored, location_id=empire, observed_at=stored.observed_at + timedelta(seconds=5)
-            )
-            assert (await store.claim(moved, credential="dead-replica")).won
-            endpoint_id = endpoint_id_for("orph")
-            assert gw.simulator.state["endpoints"][endpoint_id]["locationId"] == white
 
             # Not an orphan yet, and not due for a periodic check: nothing is touched.
             assert await pipeline.reconcile(store, "t", batch=10, interval=3600) == 0
@@ -277,18 +284,7 @@ def test_an_orphaned_write_is_repaired_with_periodic_checks_turned_off(
 
     async def scenario() -> None:
         async with gateway(quick) as gw:
-            white = (await gw.report(report("orph0", WHITE_HOUSE, 0))).json()["locationId"]
-            empire = (await gw.report(report("orph0-2", EMPIRE_STATE, 0))).json()["locationId"]
-            store = pipeline_of(gw).ledger
-            assert isinstance(store, StateStore)
-            stored = await store.get("orph0")
-            assert stored is not None and stored.confirmed
-            moved = dataclasses.replace(
-                stored, location_id=empire, observed_at=stored.observed_at + timedelta(seconds=5)
-            )
-            assert (await store.claim(moved, credential="dead-replica")).won
-            endpoint_id = endpoint_id_for("orph0")
-            assert gw.simulator.state["endpoints"][endpoint_id]["locationId"] == white
+            store, endpoint_id, _, empire = await _dead_replicas_claim(gw, "orph0")
             for _ in range(300):  # orphaned 2.5 s after the claim; passes every 0.05 s
                 if gw.simulator.state["endpoints"][endpoint_id]["locationId"] == empire:
                     break

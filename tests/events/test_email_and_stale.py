@@ -7,6 +7,8 @@ import asyncio
 import dataclasses
 import email
 import email.policy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -44,6 +46,27 @@ class Sink:
         return "250 OK"
 
 
+@contextmanager
+def _smtp_sink(*recipients: str) -> Iterator[tuple[Sink, mail.SmtpConfig]]:
+    """A local SMTP sink on 127.0.0.1, and the settings that send to it."""
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    config = mail.SmtpConfig(
+        host="127.0.0.1",
+        port=controller.port,
+        tls="none",
+        username=None,
+        password=None,
+        sender="dlr@example.org",
+        recipients=recipients,
+    )
+    try:
+        yield sink, config
+    finally:
+        controller.stop()
+
+
 def _binding() -> Binding:
     return Binding(
         aeui="desk-phone-7",
@@ -64,18 +87,6 @@ def _binding() -> Binding:
 def test_the_email_says_911_was_dialled_with_the_callback_number_and_the_location(
     tmp_path: Path,
 ) -> None:
-    sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    config = mail.SmtpConfig(
-        host="127.0.0.1",
-        port=controller.port,
-        tls="none",
-        username=None,
-        password=None,
-        sender="dlr@example.org",
-        recipients=("security@example.org", "desk@example.org"),
-    )
     metrics = Metrics()
 
     async def main() -> str:
@@ -102,10 +113,8 @@ def test_the_email_says_911_was_dialled_with_the_callback_number_and_the_locatio
             await worker.aclose()
             return event.id
 
-    try:
+    with _smtp_sink("security@example.org", "desk@example.org") as (sink, config):
         event_id = asyncio.run(main())
-    finally:
-        controller.stop()
     ((sender, recipients, message),) = sink.messages
     assert sender == "dlr@example.org"
     assert recipients == ["security@example.org", "desk@example.org"]
@@ -184,18 +193,6 @@ def test_a_line_break_or_control_character_in_the_carriers_numbers_neither_forge
     when they are not a callback number: a line break once made the message impossible to
     build (the subject holds the callback number), so the email was never sent, and in the
     body it wrote lines of its own."""
-    sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    config = mail.SmtpConfig(
-        host="127.0.0.1",
-        port=controller.port,
-        tls="none",
-        username=None,
-        password=None,
-        sender="dlr@example.org",
-        recipients=("security@example.org",),
-    )
     event = call_event(
         queried_at=NOW,
         callback_number="+1202\r\nBcc: all@example.org\x00\u202e",
@@ -203,10 +200,8 @@ def test_a_line_break_or_control_character_in_the_carriers_numbers_neither_forge
         binding=None,
         answer="not_found",
     )
-    try:
+    with _smtp_sink("security@example.org") as (sink, config):
         asyncio.run(mail.send(config, event.body()))
-    finally:
-        controller.stop()
     ((_, recipients, message),) = sink.messages
     assert recipients == ["security@example.org"]
     assert message["Bcc"] is None

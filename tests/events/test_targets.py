@@ -18,6 +18,7 @@ from gateway.events.signing import new_secret
 from gateway.events.targets import CheckedResolver, RefusedAddress, host_problem
 from gateway.metrics import Metrics
 from gateway.store import open_store
+from gateway.store.deliveries import Delivery
 from gateway.store.outbox import OutboxStore
 from gateway.store.sql import SqlStateStore
 from tests.events.receiver import Receiver
@@ -112,6 +113,18 @@ async def _one_event(outbox: OutboxStore, url: str) -> None:
     await emitter.aclose()
 
 
+async def _attempted(outbox: OutboxStore, url: str) -> Delivery:
+    """One event for a subscription to ``url``, one attempt (no host listed), its delivery."""
+    await _one_event(outbox, url)
+    worker = _worker(outbox, ())
+    try:
+        assert await worker.run_once() == 1
+    finally:
+        await worker.aclose()
+    ((_, (delivery,)),) = await outbox.page(limit=1)
+    return delivery
+
+
 def _worker(outbox: OutboxStore, allowed: tuple[str, ...], timeout: float = 2.0) -> DeliveryWorker:
     return DeliveryWorker(
         outbox,
@@ -128,9 +141,7 @@ def test_a_loopback_receiver_is_never_contacted_unless_listed(tmp_path: Path) ->
 
     async def main() -> None:
         async with _outbox(tmp_path) as outbox:
-            await _one_event(outbox, receiver.url)
-            assert await _worker(outbox, ()).run_once() == 1
-            ((_, (delivery,)),) = await outbox.page(limit=1)
+            delivery = await _attempted(outbox, receiver.url)
             assert delivery.state == "pending" and "loopback" in str(delivery.last_error)
 
     try:
@@ -153,13 +164,7 @@ def test_a_numeric_form_of_loopback_is_never_contacted(
 
     async def main() -> None:
         async with _outbox(tmp_path) as outbox:
-            await _one_event(outbox, f"http://{form}:{receiver.port}/hook")
-            worker = _worker(outbox, ())
-            try:
-                assert await worker.run_once() == 1
-            finally:
-                await worker.aclose()
-            ((_, (delivery,)),) = await outbox.page(limit=1)
+            delivery = await _attempted(outbox, f"http://{form}:{receiver.port}/hook")
             assert delivery.state == "pending"
             assert "four decimal numbers" in str(delivery.last_error)
 
@@ -187,13 +192,7 @@ def test_a_name_that_resolves_to_loopback_is_never_contacted(tmp_path: Path) -> 
 
         loop.getaddrinfo = getaddrinfo  # type: ignore[assignment,method-assign]
         async with _outbox(tmp_path) as outbox:
-            await _one_event(outbox, f"http://rebind.example.org:{port}/hook")
-            worker = _worker(outbox, ())
-            try:
-                assert await worker.run_once() == 1
-            finally:
-                await worker.aclose()
-            ((_, (delivery,)),) = await outbox.page(limit=1)
+            delivery = await _attempted(outbox, f"http://rebind.example.org:{port}/hook")
             assert delivery.state == "pending"
             assert "resolves to a loopback" in str(delivery.last_error)
 
