@@ -322,7 +322,7 @@ class Reports:
         report: Report,
         location_id: str,
         warnings: tuple[FieldError, ...],
-        check: _FixCheck = _NOTHING_TO_CHECK,
+        check: _FixCheck,
     ) -> Outcome | None:
         """The outcome of a report that changes nothing, or ``None`` when it does.
 
