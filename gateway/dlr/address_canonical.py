@@ -25,9 +25,14 @@ Canonical-form choices (``canonical`` is pure and idempotent):
   RENE-LEVESQUE -> BOUL RENE-LEVESQUE``, Canada Post's forms); such a street is never split at
   a last word that is an English suffix (``CALLE VISTA``). Canadian directionals include the
   French ones (``OUEST -> O``, ``NO``, ``SO``).
-* A ``#`` in ``street_name`` starts a unit (with a designator right before it): it leads
-  ``address_line2`` (``5TH AVE #12`` -> ``5TH AVE`` + ``# 12``, ``5TH AVE APT #12`` ->
-  ``APT 12``).
+* Units written in ``street_name`` lead ``address_line2``, in the order written: after a
+  ``#`` (``5TH AVE #12`` -> ``5TH AVE`` + ``# 12``, ``5TH AVE APT #12`` -> ``APT 12``), and
+  Pub 28 designators ending a complete street, i.e. after its suffix, a directional or a
+  highway number (``5TH AVE STE 3000``, ``MAIN ST N APT 4B``, ``5TH AVE 30TH FLOOR`` ->
+  ``FL 30``). A designator that needs a number moves only with it; one that needs none
+  (``REAR``, ``PH``) only after a roadway type (``MAIN ST REAR``, not ``WILLOW CREEK SIDE``).
+  A street that is only such words keeps them (``SUITE RD``, ``PIER 39 AVE``). A unit that
+  ``address_line2`` already holds is not repeated; another one of its kind is refused there.
 * ``address_line2``: unit designators abbreviated (``SUITE -> STE``, ``APARTMENT -> APT``,
   ``FLOOR -> FL``, ``ROOM -> RM``, ``BUILDING -> BLDG``); a ``#`` right after a designator is
   dropped (``APT #5 -> APT 5``); without a designator the Pub 28 form is ``# 5`` (``#5`` and a
@@ -69,7 +74,9 @@ from gateway.dlr.address_tables import (
     HIGHWAYS,
     KM_RE,
     ORDINAL_WORDS,
+    RANGED_DESIGNATORS,
     ROAD_KM_RE,
+    ROADWAY_TYPES,
     SPACE_RUN,
     SPANISH_TYPES,
     STATE_NAMES,
@@ -256,6 +263,88 @@ def _canon_line2(value: str | None) -> str | None:
     return _none_if_empty(" ".join(out))
 
 
+def _units_out_of_street(
+    street: str, line2: str | None, types: Mapping[str, str]
+) -> tuple[str, str | None]:
+    """The street name without the units written in it, and the suite line they lead."""
+    units: list[str] = []
+    name, sep, unit = street.partition("#")
+    if sep and name.strip() and unit.strip():
+        # "5TH AVE #12", "5TH AVE APT #12": a unit, never part of a street's name; dropping
+        # the "#" would send "5TH AVE 12".
+        words = name.split()
+        if len(words) > 1 and clean(words[-1], keep="") in DESIGNATORS:
+            name, unit = " ".join(words[:-1]), f"{words[-1]} {unit}"
+        else:
+            unit = f"#{unit}"
+        street, units = name, [unit]
+    words = _tight(clean(street, keep="-/&")).split()
+    for start in range(2, len(words)):
+        written = _unit_words(words[start:])
+        if written and _ends_a_street(words[:start], " " in written[0], types):
+            street, units = " ".join(words[:start]), written + units
+            break
+    kept = [u for u in units if not (line2 and _holds(line2, u))]
+    return street, " ".join(p for p in (*kept, line2) if p) or None
+
+
+def _unit_words(words: list[str]) -> list[str] | None:
+    """``words`` read as units, each designator with its number where it has one
+    (``STE 3000``, ``REAR``, ``30TH FL`` -> ``FL 30``); None when they are not all units."""
+    units: list[str] = []
+    i = 0
+    while i < len(words):
+        code = DESIGNATORS.get(words[i])
+        following = words[i + 1] if i + 1 < len(words) else None
+        if code is None:
+            floor = re.fullmatch(r"(\d{1,3})(?:ST|ND|RD|TH)", words[i])
+            if floor is None or following is None or DESIGNATORS.get(following) != "FL":
+                return None
+            units.append(f"FL {floor.group(1)}")
+            i += 2
+        elif following is not None and _is_unit_number(following):
+            units.append(f"{code} {following}")
+            i += 2
+        elif code in RANGED_DESIGNATORS:
+            return None  # "5TH AVE STE": no number, so not read as a unit
+        else:
+            units.append(code)
+            i += 1
+    return units
+
+
+def _is_unit_number(word: str) -> bool:
+    """``3000``, ``4B``, ``12-C``, ``C``: a unit's number (a word is not)."""
+    return any(c.isdigit() for c in word) or (len(word) == 1 and word.isalpha())
+
+
+def _ends_a_street(words: list[str], numbered: bool, types: Mapping[str, str]) -> bool:
+    """Whether ``words`` is a complete street that units may follow: a name, then its suffix
+    (for a unit without a number, a roadway type) or a directional; with a number, also a
+    highway (``US HWY 1``) or a prefix-type street (``CALLE LUNA``)."""
+    if len(words) > 1 and words[-1] in DIRECTIONALS:
+        if numbered:
+            return True
+        words = words[:-1]
+    if len(words) < 2:
+        return False
+    suffix = SUFFIXES.get(words[-1])
+    if suffix is not None:
+        return numbered or suffix in ROADWAY_TYPES
+    return numbered and (_highway(words) is not None or is_prefix_street(words, types))
+
+
+def _holds(line2: str, unit: str) -> bool:
+    """Whether ``line2`` already names ``unit`` (``STE 3000`` in ``FL 30 STE 3000``)."""
+    have = (_canon_line2(line2) or "").split()
+    wanted = (_canon_line2(unit) or "").split()
+    n = len(wanted)
+    return any(
+        have[i : i + n] == wanted and (i + n == len(have) or have[i + n] in DESIGNATOR_CODES)
+        for i in range(len(have) - n + 1)
+    )
+
+
 def canon_city(value: str | None, country: str | None) -> str | None:
     if value is None:
         return None
@@ -312,17 +401,10 @@ def canonical(address: Address) -> Address:
     v: dict[str, str | None] = {k: (x if isinstance(x, str) else None) for k, x in raw.items()}
     country = _canon_country(v["country"])
     state = canon_state(v["state_code"])
-    street, sep, unit = (v["street_name"] or "").partition("#")
-    if sep and street.strip() and unit.strip():
-        # "5TH AVE #12", "5TH AVE APT #12": a unit, never part of a street's name; dropping
-        # the "#" would send "5TH AVE 12". It leads the suite line, as written first.
-        words = street.split()
-        if len(words) > 1 and clean(words[-1], keep="") in DESIGNATORS:
-            street, unit = " ".join(words[:-1]), f"{words[-1]} {unit}"
-        else:
-            unit = f"#{unit}"
-        v["street_name"] = street
-        v["address_line2"] = " ".join(p for p in (unit, v["address_line2"]) if p)
+    if v["street_name"] is not None:
+        v["street_name"], v["address_line2"] = _units_out_of_street(
+            v["street_name"], v["address_line2"], prefix_types(country, state)
+        )
     house_number, house_suffix = _canon_house(v["house_number"], v["house_suffix"])
     street_name, street_suffix = _canon_street(
         v["street_name"], v["street_suffix"], prefix_types(country, state)

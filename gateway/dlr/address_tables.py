@@ -73,6 +73,15 @@ RANGED_DESIGNATORS = frozenset(
     | {"STE", "STOP", "TRLR", "UNIT", "BUREAU", "APP"}
 )
 
+#: Street types that name only a roadway (no lake, creek, park or hill): a unit designator
+#: without its number after one is a unit (``MAIN ST REAR``); after the others it may end
+#: the street's name (``WILLOW CREEK SIDE``, ``LAKE FRONT``) and stays there.
+ROADWAY_TYPES = frozenset(
+    {"ALY", "AVE", "BLVD", "BYP", "CIR", "CSWY", "CT", "DR", "EXPY", "FWY", "HWY", "LN"}
+    | {"LOOP", "PIKE", "PKWY", "PL", "PLZ", "RD", "ROW", "SKWY", "SQ", "ST", "TER", "TPKE"}
+    | {"TRL", "WAY", "XING"}
+)
+
 #: Street types written before the name, with their standard short forms: Spanish in Puerto
 #: Rico (Pub 28 section 29 keeps them in the street name: ``AVE ASHFORD``, ``CALLE 1``),
 #: French in Canada (Canada Post's: ``RUE NOTRE-DAME``, ``BOUL RENE-LEVESQUE``).

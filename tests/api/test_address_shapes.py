@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
+
 from gateway.api.schemas import record_to_json
 from gateway.bandwidth.models import Address
 from tests.dlr.test_address import CANADA_FREE_FORM, CORPUS
@@ -64,5 +66,32 @@ def test_a_unit_without_its_number_is_provisioned_with_a_warning() -> None:
             warnings = response.json()["warnings"]
             assert [w["field"] for w in warnings] == ["address.addressLine2"]
             assert "has no number" in warnings[0]["message"]
+
+    asyncio.run(scenario())
+
+
+def test_a_suite_in_the_street_name_reaches_the_carrier_as_address_line2() -> None:
+    """``streetName`` "5th Ave Ste 3000": the carrier got ``5TH AVE STE 3000`` as the street
+    and no addressLine2, so the suite was not where the PSAP looks for it."""
+    empire = {"houseNumber": "350", "city": "New York", "stateCode": "NY", "zip": "10118"}
+
+    async def scenario() -> None:
+        sent: list[httpx.Request] = []
+        async with gateway(record=sent) as gw:
+            street = empire | {"streetName": "5th Ave Ste 3000"}
+            response = await gw.report(report("suite", street, phone="+12125550143"))
+            assert response.status_code == 200, response.text
+            [create] = [r for r in sent if r.method == "POST" and r.url.path.endswith("/locations")]
+            assert b"<streetName>5TH</streetName>" in create.content
+            assert b"<streetSuffix>AVE</streetSuffix>" in create.content
+            assert b"<addressLine2>STE 3000</addressLine2>" in create.content
+
+            # A second suite in addressLine2: refused, saying so, rather than one dropped.
+            twice = street | {"addressLine2": "Suite 3001"}
+            refused = await gw.report(report("suite", twice, 10, phone="+12125550143"))
+            assert refused.status_code == 422, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            errors = refused.json()["errors"]
+            assert any("STE twice" in e["message"] for e in errors), errors
 
     asyncio.run(scenario())

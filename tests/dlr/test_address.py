@@ -649,13 +649,50 @@ def test_structured_input(raw: dict[str, object], expected: Address) -> None:
         ("5th Ave Apt #12", None, "APT 12"),
         ("5th Ave. Suite# 12B", None, "STE 12B"),
         ("5th Ave #12", "Floor 3", "# 12 FL 3"),
+        # Pub 28 designators without "#", each with its number where it needs one.
+        ("5th Ave Ste 3000", None, "STE 3000"),
+        ("5th Avenue Suite 3000", None, "STE 3000"),
+        ("5th Ave, Apartment 4B", None, "APT 4B"),
+        ("5th Ave Apt C", None, "APT C"),
+        ("5th Ave Basement", None, "BSMT"),
+        ("5th Ave Bldg C Rm 101", None, "BLDG C RM 101"),
+        ("5th Ave Building 2", None, "BLDG 2"),
+        ("5th Ave Department 12", None, "DEPT 12"),
+        ("5th Ave Fl 30", None, "FL 30"),
+        ("5th Ave 30th Floor", None, "FL 30"),
+        ("5th Ave Front", None, "FRNT"),
+        ("5th Ave Hangar 2", None, "HNGR 2"),
+        ("5th Ave Key 7", None, "KEY 7"),
+        ("5th Ave Lobby", None, "LBBY"),
+        ("5th Ave Lot 12", None, "LOT 12"),
+        ("5th Ave Lower", None, "LOWR"),
+        ("5th Ave Office", None, "OFC"),
+        ("5th Ave Penthouse", None, "PH"),
+        ("5th Ave PH 2", None, "PH 2"),
+        ("5th Ave Pier 7", None, "PIER 7"),
+        ("5th Ave Rear", None, "REAR"),
+        ("5th Ave Room 101", None, "RM 101"),
+        ("5th Ave Side", None, "SIDE"),
+        ("5th Ave Slip 4", None, "SLIP 4"),
+        ("5th Ave Space 9", None, "SPC 9"),
+        ("5th Ave Stop 3", None, "STOP 3"),
+        ("5th Ave Trailer 5", None, "TRLR 5"),
+        ("5th Ave Unit 12-B", None, "UNIT 12-B"),
+        ("5th Ave Upper", None, "UPPR"),
+        ("5th Ave Bldg C #12", None, "BLDG C # 12"),
+        # A unit given twice: another kind is kept too, the same one is not repeated.
+        ("5th Ave Ste 3000", "Floor 30", "STE 3000 FL 30"),
+        ("5th Ave Ste 3000", "Suite 3000", "STE 3000"),
+        ("5th Ave Ste 3000", "Bldg A, Ste 3000", "BLDG A STE 3000"),
+        ("5th Ave #12", "# 12", "# 12"),
     ],
 )
 def test_a_unit_in_the_street_name_goes_to_the_suite_line(
     street: str, line2: str | None, expected: str
 ) -> None:
-    """A structured street name with ``#`` holds a unit: the "#" was dropped as punctuation
-    and the carrier sent ``350 5TH AVE 12`` (no unit, another street's name)."""
+    """A structured street name can hold a unit: after ``#`` the "#" was dropped as punctuation
+    and the carrier sent ``350 5TH AVE 12``; after a designator (``5TH AVE STE 3000``) the
+    suite was in the street line, not where the PSAP looks for it."""
     raw = {"houseNumber": "350", "streetName": street, "city": "New York", "stateCode": "NY"}
     result = normalize(raw | {"zip": "10118", "addressLine2": line2})
     assert result.errors == ()
@@ -663,6 +700,83 @@ def test_a_unit_in_the_street_name_goes_to_the_suite_line(
     assert (result.address.street_name, result.address.street_suffix) == ("5TH", "AVE")
     assert result.address.address_line2 == expected
     assert canonical(result.address) == result.address
+
+
+@pytest.mark.parametrize(
+    ("street", "state", "alone", "expected"),
+    [
+        ("Park Ave S Fl 3", "NY", "Park Ave S", "FL 3"),
+        ("Main St N Apt 4B", "IL", "Main St N", "APT 4B"),
+        ("Main St. N. Rear", "IL", "Main St N", "REAR"),
+        ("US Hwy 1 Ste 3", "FL", "US Hwy 1", "STE 3"),
+        ("State Route 9 Lot 14", "NY", "State Route 9", "LOT 14"),
+        ("Calle Luna Apt 3", "PR", "Calle Luna", "APT 3"),
+        ("Willow Creek Lot 5", "CA", "Willow Creek", "LOT 5"),
+        ("Pier 39 Ave Unit 2", "CA", "Pier 39 Ave", "UNIT 2"),
+    ],
+)
+def test_a_unit_after_a_directional_or_a_highway_goes_to_the_suite_line(
+    street: str, state: str, alone: str, expected: str
+) -> None:
+    """The street is what it is without the unit written after it."""
+    with_unit = canonical(Address(house_number="10", street_name=street, state_code=state))
+    without = canonical(Address(house_number="10", street_name=alone, state_code=state))
+    assert with_unit == dataclasses.replace(without, address_line2=expected)
+    assert canonical(with_unit) == with_unit
+
+
+@pytest.mark.parametrize(
+    ("street", "suffix", "expected"),
+    [
+        ("Suite Rd", None, ("SUITE", "RD")),
+        ("Apartment Way", None, ("APARTMENT", "WAY")),
+        ("Lot St", None, ("LOT", "ST")),
+        ("Unit Dr", None, ("UNIT", "DR")),
+        ("Pier 39 Ave", None, ("PIER 39", "AVE")),
+        ("Floor Ave", None, ("FLOOR", "AVE")),
+        ("Office Park Dr", None, ("OFFICE PARK", "DR")),
+        ("Front St", None, ("FRONT", "ST")),
+        ("Rear Admiral Way", None, ("REAR ADMIRAL", "WAY")),
+        ("Key West Dr", None, ("KEY WEST", "DR")),
+        ("Stop 12 Rd", None, ("STOP 12", "RD")),
+        ("Lake Front Dr", None, ("LAKE FRONT", "DR")),
+        ("Lake Front", None, ("LAKE FRONT", None)),
+        ("Lake Front", "Dr", ("LAKE FRONT", "DR")),
+        ("Willow Creek Side", None, ("WILLOW CREEK SIDE", None)),
+        ("Willow Creek Side", "Dr", ("WILLOW CREEK SIDE", "DR")),
+        ("Oak Park Upper", None, ("OAK PARK UPPER", None)),
+        ("Park Ave Suite", None, ("PARK AVE SUITE", None)),
+        ("Upper West Side", None, ("UPPER WEST SIDE", None)),
+        ("Spruce Park Office", None, ("SPRUCE PARK OFFICE", None)),
+    ],
+)
+def test_a_street_named_with_unit_words_keeps_them(
+    street: str, suffix: str | None, expected: tuple[str, str | None]
+) -> None:
+    """Only a designator after a complete street (a name, then its suffix or a directional)
+    is a unit; a designator that needs no number only after a roadway type (``ST``, not
+    ``CREEK``); one that needs a number only with it."""
+    result = normalize({**GOOD, "streetName": street, "streetSuffix": suffix})
+    assert result.address is not None
+    assert (result.address.street_name, result.address.street_suffix) == expected
+    assert result.address.address_line2 is None
+
+
+@pytest.mark.parametrize(
+    ("street", "line2", "fragment"),
+    [
+        ("Jersey St Ste 3000", "Suite 3001", "names STE twice"),
+        ("Jersey St Apt 4", "Bldg C Apt 5", "names APT twice"),
+        ("Jersey St Rm 101", "Bldg " + "C" * 50, "too long"),
+    ],
+)
+def test_a_unit_in_the_street_and_another_in_line2_is_refused_not_dropped(
+    street: str, line2: str, fragment: str
+) -> None:
+    """Two units of one kind, or more than the suite line holds: the caller is told, neither
+    is dropped."""
+    result = normalize({**GOOD, "streetName": street, "streetSuffix": None, "addressLine2": line2})
+    assert [(e.field, fragment in e.message) for e in result.errors] == [("addressLine2", True)]
 
 
 def ca(
