@@ -230,7 +230,8 @@ class DeliveryWorker:
             if self.carrier_recipients is None:
                 raise AttemptFailed("GATEWAY_NOTIFY_CARRIER_RECIPIENTS is off")
             try:
-                smtp = replace(smtp, recipients=await self.carrier_recipients())
+                # The carrier's list: its recipients do not see each other's addresses.
+                smtp = replace(smtp, recipients=await self.carrier_recipients(), disclosed=False)
             except RecipientsUnavailable as exc:
                 raise AttemptFailed(str(exc)) from None
         elif not smtp.recipients:

@@ -5,6 +5,10 @@ Every value written into the message is shown on one line (``shown``): the query
 and ``to`` are the carrier's as sent when they are not a number the gateway knows, and a
 line break there would otherwise make the subject impossible to build (the email never sent)
 or write lines of its own into the body.
+
+The configured addresses (the operator's own) are named in ``To:``; the carrier's
+notification recipients are not (``undisclosed-recipients:;``): they are the envelope's
+recipients of one message, so none learns the others' addresses.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class SmtpConfig:
     sender: str
     recipients: tuple[str, ...]
     timeout: float = 10.0
+    #: Whether ``To:`` names the recipients; if not, they are only the envelope's.
+    disclosed: bool = True
 
 
 #: Characters never written into the message: C0 and C1 controls (line breaks included),
@@ -91,8 +97,15 @@ def _stale(location: dict[str, Any]) -> str | None:
     )
 
 
-def compose(event_body: str, sender: str, recipients: Sequence[str]) -> EmailMessage:
-    """The message for an ``emergency_call`` or ``test_call`` event's JSON body."""
+#: ``To:`` of a message whose recipients do not see each other (RFC 5322's empty group).
+UNDISCLOSED = "undisclosed-recipients:;"
+
+
+def compose(
+    event_body: str, sender: str, recipients: Sequence[str], *, disclosed: bool = True
+) -> EmailMessage:
+    """The message for an ``emergency_call`` or ``test_call`` event's JSON body; ``To:``
+    names ``recipients`` only when ``disclosed``."""
     event = json.loads(event_body)
     data: dict[str, Any] = event["data"]
     test = event["type"] == TEST_CALL
@@ -125,7 +138,7 @@ def compose(event_body: str, sender: str, recipients: Sequence[str]) -> EmailMes
     message = EmailMessage()
     message["Subject"] = subject
     message["From"] = sender
-    message["To"] = ", ".join(recipients)
+    message["To"] = ", ".join(recipients) if disclosed else UNDISCLOSED
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain="dlr-gateway")
     # The receiver's thread and any deduplication key on the event's stable id.
@@ -135,10 +148,12 @@ def compose(event_body: str, sender: str, recipients: Sequence[str]) -> EmailMes
 
 
 async def send(config: SmtpConfig, event_body: str) -> None:
-    """Send one event's message; raises on any SMTP failure (the worker retries)."""
-    message = compose(event_body, config.sender, config.recipients)
+    """Send one event's message, one SMTP transaction to all its recipients; raises on any
+    SMTP failure (the worker retries)."""
+    message = compose(event_body, config.sender, config.recipients, disclosed=config.disclosed)
     await aiosmtplib.send(
         message,
+        recipients=config.recipients,
         hostname=config.host,
         port=config.port,
         username=config.username,

@@ -120,6 +120,14 @@ def test_a_911_call_is_emailed_to_the_carriers_recipients_and_the_configured_one
             }
             carrier = by_rcpt[("security@example.org", "ops@example.org")]
             assert carrier["Subject"] == f"911 call from {PHONE}"
+            # One message to both, as the envelope's recipients: neither's address is in its
+            # headers, so neither learns the other's (they were both in "To:").
+            assert carrier["To"] == mail.UNDISCLOSED
+            headers = "".join(f"{k}: {v}\n" for k, v in carrier.items())
+            assert "security@example.org" not in headers, headers
+            assert "ops@example.org" not in headers, headers
+            # The configured addresses are the operator's own: still named.
+            assert by_rcpt[("desk@example.org",)]["To"] == "desk@example.org"
             assert "1600 PENNSYLVANIA AVE NW" in carrier.get_content()
 
             async def recorded() -> bool:

@@ -214,6 +214,27 @@ def test_a_line_break_or_control_character_in_the_carriers_numbers_neither_forge
     ]
 
 
+def test_undisclosed_recipients_are_each_in_the_envelope_and_none_in_the_headers() -> None:
+    """The carrier's notification recipients were all written into ``To:``, so each learned
+    the others' addresses; they are now only the envelope's recipients of one message."""
+    event = call_event(
+        queried_at=NOW,
+        callback_number="+12025550123",
+        called_number="911",
+        binding=None,
+        answer="not_found",
+    )
+    everyone = ("security@example.org", "ops@example.net", "landlord@example.com")
+    with _smtp_sink(*everyone) as (sink, config):
+        asyncio.run(mail.send(dataclasses.replace(config, disclosed=False), event.body()))
+    ((sender, recipients, message),) = sink.messages
+    assert (sender, recipients) == ("dlr@example.org", list(everyone))
+    assert message["To"] == "undisclosed-recipients:;"
+    assert message["Cc"] is None and message["Bcc"] is None
+    headers = "".join(f"{name}: {value}\n" for name, value in message.items())
+    assert not [address for address in everyone if address in headers], headers
+
+
 def _location_lines(**facts: Any) -> list[str]:
     event = call_event(queried_at=NOW, callback_number="+12025550123", called_number="911", **facts)
     text = mail.compose(event.body(), "dlr@example.org", ["a@example.org"]).get_content()
