@@ -201,3 +201,11 @@ async def gateway(
             headers={"Authorization": f"Bearer {ADMIN_KEY}"},
         ) as http:
             yield Gateway(http, sim_app, app, metrics)
+
+
+@contextlib.asynccontextmanager
+async def from_host(gw: Gateway, host: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client without credentials whose requests come from ``host``."""
+    transport = httpx.ASGITransport(app=gw.app, client=(host, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        yield client

@@ -157,7 +157,10 @@ class QueryAuth:
             address = ipaddress.ip_address(client.host)
         except ValueError:
             return False
-        return any(address in network for network in self._networks)
+        # A dual-stack socket (``--host ::``) shows an IPv4 peer as ``::ffff:a.b.c.d``.
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        found = (address,) if mapped is None else (address, mapped)
+        return any(a in network for network in self._networks for a in found)
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:

@@ -34,6 +34,7 @@ from tests.harness import (
     SPACE_NEEDLE,
     WHITE_HOUSE,
     Gateway,
+    from_host,
     gateway,
     gateway_settings,
     report,
@@ -414,9 +415,15 @@ def test_credentials_basic_token_and_source_networks() -> None:
             answer = await ask(gw, token=TOKEN)
             assert answer.status_code == 403
             assert counted(gw, "forbidden") == 1
-        here = query_settings(emergency_query_allow_cidrs=("127.0.0.0/8",))
+        here = query_settings(emergency_query_allow_cidrs=("127.0.0.0/8", "203.0.113.0/24"))
         async with gateway(here) as gw:
             assert (await ask(gw, token=TOKEN)).status_code == 404  # allowed; no such caller
+            # A dual-stack listener (``--host ::``) sees an IPv4 carrier as ``::ffff:a.b.c.d``:
+            # the same peer, allowed by the IPv4 network; another network's peer is not.
+            for peer, status in (("::ffff:203.0.113.9", 404), ("::ffff:198.51.100.9", 403)):
+                async with from_host(gw, peer) as carrier:
+                    asked = {"to": "911", "from": PHONE, "token": TOKEN}
+                    assert (await carrier.get(PATH, params=asked)).status_code == status, peer
 
         # Nothing configured: nothing is answered.
         async with gateway(gateway_settings()) as gw:

@@ -4,8 +4,6 @@ through the wiremap; who may ask; ``locationUnknown`` when nothing matches."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -14,7 +12,7 @@ from gateway.pidf.held import read_request
 from gateway.pidf.namespaces import GEOPRIV
 from tests.api.test_held import ask, device, error_code, located
 from tests.api.test_network import HQ
-from tests.harness import Gateway, gateway, gateway_settings
+from tests.harness import Gateway, from_host, gateway, gateway_settings
 from tests.pidf import samples
 from tests.pidf.checks import civic_values, parse_xml
 
@@ -33,14 +31,6 @@ async def mapped(gw: Gateway) -> None:
     ]:
         body = {**key, "address": {**HQ, "addressLine2": place}}
         assert (await gw.http.post(f"/v1/network/{collection}", json=body)).status_code == 201
-
-
-@asynccontextmanager
-async def from_host(gw: Gateway, host: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client without credentials whose requests come from ``host``."""
-    transport = httpx.ASGITransport(app=gw.app, client=(host, 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-        yield client
 
 
 def place(response: httpx.Response) -> str:
