@@ -2,16 +2,20 @@
 
 The cookie (``dlr_console``) is signed with itsdangerous and carries its own issue time: it
 is refused past ``GATEWAY_CONSOLE_SESSION_MINUTES``, after sign-out (its ID is remembered until
-it would have expired), and when tampered with. It is ``HttpOnly``, ``SameSite=Strict``,
-scoped to ``/console`` and ``Secure`` over HTTPS. Every form carries the session's CSRF token;
-the sign-in form, before there is a session, a token of its own paired with a signed cookie.
+it would have expired), once its admin key is no longer one of ``GATEWAY_ADMIN_KEYS`` (it
+carries an HMAC of the key, never the key), and when tampered with. It is ``HttpOnly``,
+``SameSite=Strict``, scoped to ``/console`` and ``Secure`` over HTTPS. Every form carries the
+session's CSRF token; the sign-in form, before there is a session, a token of its own paired
+with a signed cookie.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +26,13 @@ from starlette.responses import Response
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A signed-in session: its ID (what sign-out revokes), who signed in, its CSRF token."""
+    """A signed-in session: its ID (what sign-out revokes), who signed in, its CSRF token,
+    and which admin key signed in (``Sessions.key_tag``)."""
 
     sid: str
     subject: str
     csrf: str
+    key_tag: str
 
 
 SESSION_COOKIE = "dlr_console"
@@ -42,17 +48,31 @@ class Sessions:
     #: How long a sign-in form may wait before it is sent.
     _SIGN_IN_SECONDS = 3600
 
-    def __init__(self, secret: str | None, lifetime_seconds: float) -> None:
+    def __init__(
+        self, secret: str | None, lifetime_seconds: float, admin_keys: Iterable[str] = ()
+    ) -> None:
         key = secret or secrets.token_urlsafe(32)
+        self._tag_key = hashlib.sha256(f"dlr-console-admin-key:{key}".encode()).digest()
+        #: The admin keys sessions may still stand on: a key taken out of
+        #: ``GATEWAY_ADMIN_KEYS`` ends the sessions it opened, on every replica.
+        self._key_tags = frozenset(self.key_tag(k) for k in admin_keys)
         self._serializer = URLSafeTimedSerializer(key, salt="dlr-console-session")
         self._sign_in = URLSafeTimedSerializer(key, salt="dlr-console-sign-in")
         self._flash = URLSafeTimedSerializer(key, salt="dlr-console-flash")
         self.lifetime = max(1, round(lifetime_seconds))
         self._revoked: dict[str, float] = {}
 
-    def issue(self, response: Response, request: Request, subject: str) -> Session:
-        session = Session(secrets.token_urlsafe(16), subject, secrets.token_urlsafe(32))
-        value = self._serializer.dumps([session.sid, session.subject, session.csrf])
+    def key_tag(self, admin_key: str) -> str:
+        """Which admin key a session stands on, as a cookie may carry it (an HMAC)."""
+        return hmac.new(self._tag_key, admin_key.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def issue(self, response: Response, request: Request, subject: str, admin_key: str) -> Session:
+        session = Session(
+            secrets.token_urlsafe(16), subject, secrets.token_urlsafe(32), self.key_tag(admin_key)
+        )
+        value = self._serializer.dumps(
+            [session.sid, session.subject, session.csrf, session.key_tag]
+        )
         _set_cookie(response, request, SESSION_COOKIE, value, int(self.lifetime))
         response.delete_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
         return session
@@ -66,11 +86,11 @@ class Sessions:
         except BadSignature:  # SignatureExpired is one too
             return None
         if not (
-            isinstance(data, list) and len(data) == 3 and all(isinstance(v, str) for v in data)
+            isinstance(data, list) and len(data) == 4 and all(isinstance(v, str) for v in data)
         ):
             return None
         session = Session(*data)
-        if session.sid in self._revoked:
+        if session.sid in self._revoked or session.key_tag not in self._key_tags:
             return None
         return session
 

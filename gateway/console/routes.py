@@ -119,7 +119,9 @@ class Console:
         self.settings = settings
         secret = settings.console_session_secret
         self.sessions = Sessions(
-            str(secret) if secret is not None else None, settings.console_session_minutes * 60
+            str(secret) if secret is not None else None,
+            settings.console_session_minutes * 60,
+            [str(k) for k in settings.admin_keys],
         )
         self.thresholds = Thresholds(
             failed_after=settings.report_deadline + settings.upstream_settle_timeout,
@@ -299,7 +301,7 @@ class Console:
                 status=401,
             )
         response = RedirectResponse(_safe_next(str(form.get("next", ""))), status_code=303)
-        self.sessions.issue(response, request, principal.subject)
+        self.sessions.issue(response, request, principal.subject, key)
         return response
 
     async def sign_out(self, request: Request, session: Session) -> Response:

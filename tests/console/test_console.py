@@ -107,7 +107,9 @@ def test_a_wrong_key_a_forged_cookie_and_a_form_without_its_token_are_refused() 
             assert answer.status_code == 403
             forged = httpx.AsyncClient(transport=gw.http._transport, base_url="http://gateway")
             async with forged:
-                forged.cookies.set(SESSION_COOKIE, '["a","admin-key-0","b"].aaaa.bbbb', "gateway")
+                forged.cookies.set(
+                    SESSION_COOKIE, '["a","admin-key-0","b"].aaaa.bbbb', "gateway.local"
+                )
                 assert (await forged.get("/console/")).status_code == 303
             csrf = await signed_in(gw)
             retry = "/console/failures/retry"
@@ -124,7 +126,7 @@ def test_a_wrong_key_a_forged_cookie_and_a_form_without_its_token_are_refused() 
             assert (await gw.http.post("/console/signout", data={})).status_code == 403
             out = await gw.http.post("/console/signout", data={"csrf": csrf})
             assert out.status_code == 303 and out.headers["location"] == "/console/signin"
-            gw.http.cookies.set(SESSION_COOKIE, old, "gateway", "/console")
+            gw.http.cookies.set(SESSION_COOKIE, old, "gateway.local", "/console")
             assert (await gw.http.get("/console/")).status_code == 303
 
     run(scenario())
@@ -261,6 +263,24 @@ def test_a_session_ends_at_its_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
             later = time.time() + 601
             monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: later)
             assert (await gw.http.get("/console/devices")).status_code == 303
+
+    run(scenario())
+
+
+def test_a_session_ends_when_its_admin_key_is_taken_out() -> None:
+    """Replicas (and restarts) share sign-ins through one session secret; a key taken out of
+    ``GATEWAY_ADMIN_KEYS`` (rotated after a leak) must end the sessions it opened."""
+    shared = Secret("console-session-secret-0123456789abcdef")
+    rotated = Secret("rotated-admin-key-0123456789")
+
+    async def scenario() -> None:
+        async with gateway(settings(console_session_secret=shared)) as before:
+            await signed_in(before)
+            cookie = before.http.cookies[SESSION_COOKIE]
+        for keys, status in (((rotated, Secret(ADMIN_KEY)), 200), ((rotated,), 303)):
+            async with gateway(settings(console_session_secret=shared, admin_keys=keys)) as gw:
+                gw.http.cookies.set(SESSION_COOKIE, cookie, "gateway.local", "/console")
+                assert (await gw.http.get("/console/")).status_code == status, len(keys)
 
     run(scenario())
 
