@@ -4,9 +4,9 @@ The cookie (``dlr_console``) is signed with itsdangerous and carries its own iss
 is refused past ``GATEWAY_CONSOLE_SESSION_MINUTES``, after sign-out (its ID is remembered until
 it would have expired), once its admin key is no longer one of ``GATEWAY_ADMIN_KEYS`` (it
 carries an HMAC of the key, never the key), and when tampered with. It is ``HttpOnly``,
-``SameSite=Strict``, scoped to ``/console`` and ``Secure`` over HTTPS. Every form carries the
-session's CSRF token; the sign-in form, before there is a session, a token of its own paired
-with a signed cookie.
+``SameSite=Strict``, scoped to ``/console`` and ``Secure`` over HTTPS (which the browser's
+``Origin`` tells, behind a proxy that ends TLS). Every form carries the session's CSRF token;
+the sign-in form, before there is a session, a token of its own paired with a signed cookie.
 """
 
 from __future__ import annotations
@@ -155,5 +155,7 @@ def _set_cookie(response: Response, request: Request, name: str, value: str, age
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        # A browser on https says so in its Origin, also through a proxy that ends TLS.
+        secure=request.url.scheme == "https"
+        or request.headers.get("origin", "").startswith("https://"),
     )

@@ -195,7 +195,10 @@ class Console:
         """A small urlencoded form from this site (``Origin``, when sent, must be the console's)
         with a valid CSRF token."""
         origin = request.headers.get("origin")
-        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+        # Either scheme: behind a proxy that ends TLS the browser's origin is https while
+        # this server is spoken to in http (it serves no TLS itself).
+        host = request.url.netloc
+        if origin is not None and origin not in (f"https://{host}", f"http://{host}"):
             raise _Refused("The form came from another site.", 403)
         if not request.headers.get("content-type", "").startswith(
             "application/x-www-form-urlencoded"

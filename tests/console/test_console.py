@@ -96,6 +96,28 @@ def test_sign_in_sets_a_strict_session_cookie_and_pages_need_it() -> None:
     run(scenario())
 
 
+def test_behind_a_proxy_that_ends_tls_sign_in_works_and_its_cookie_is_secure() -> None:
+    """The gateway serves no TLS: on https a proxy ends it, so the browser's form says
+    ``Origin: https://…`` to a server spoken to in http."""
+
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            for origin, secure in (("https://gateway", True), ("http://gateway", False)):
+                answer = await sign_in(gw.http, origin=origin)
+                assert answer.status_code == 303, (origin, answer.text)
+                [cookie] = [
+                    c.lower()
+                    for c in answer.headers.get_list("set-cookie")
+                    if c.startswith(f"{SESSION_COOKIE}=")
+                ]
+                assert ("; secure" in cookie) is secure, cookie
+                gw.http.cookies.clear()
+            refused = await sign_in(gw.http, origin="https://gateway.evil.test")
+            assert refused.status_code == 403 and SESSION_COOKIE not in gw.http.cookies
+
+    run(scenario())
+
+
 def test_a_wrong_key_a_forged_cookie_and_a_form_without_its_token_are_refused() -> None:
     async def scenario() -> None:
         async with gateway(settings()) as gw:
