@@ -164,11 +164,13 @@ class QueryAuth:
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
-    if not header or len(header) > MAX_CREDENTIAL_LENGTH:
+    if not header:
         return None
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
         return None
+    if len(header) > MAX_CREDENTIAL_LENGTH:
+        return ("", "\x00")  # presented, and wrong (not overlooked beside a right token)
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):

@@ -379,6 +379,8 @@ def test_credentials_basic_token_and_source_networks() -> None:
                 await ask(gw, auth=("someone-else", PASSWORD)),
                 await ask(gw, auth=None, token="wrong-token"),
                 await ask(gw, auth=(USER, PASSWORD), token="wrong-token"),
+                # A credential too long to look at is wrong, not absent, beside a right one.
+                await ask(gw, auth=(USER, "x" * 5000), token=TOKEN),
                 await ask(gw, auth=None, url=f"{PATH}?from=2025550143&token="),
                 # One credential of each kind: a wrong one beside the right one is refused,
                 # whichever comes first.
