@@ -14,3 +14,14 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip(f"{SKIP_ENV}=1: PostgreSQL tests skipped")
     with running_postgres() as server:
         yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh database on that server, migrated, dropped after the test."""
+    from gateway.store import upgrade
+
+    url = postgres.create_database()
+    upgrade(url)
+    yield url
+    postgres.drop_database(url)

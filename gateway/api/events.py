@@ -19,6 +19,8 @@ from gateway.store.deliveries import StoredEvent
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 _CURSOR = re.compile(CURSOR_PATTERN)
+#: An event's ID, as a cursor carries it (anything else, a NUL included, names no event).
+_EVENT_ID = re.compile("[A-Za-z0-9_]{1,64}")
 
 
 def _cursor(event: StoredEvent) -> str:
@@ -69,7 +71,7 @@ async def list_events(request: Request) -> Response:
 async def retry(request: Request) -> Response:
     events = admin_events(request)
     event_id = str(request.path_params["event_id"])
-    if len(event_id) > 64 or await events.outbox.event(event_id) is None:
+    if not _EVENT_ID.fullmatch(event_id) or await events.outbox.event(event_id) is None:
         raise Problem(404, "There is no event with that ID.")
     count = await events.outbox.retry(event_id)
     if count:

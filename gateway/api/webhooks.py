@@ -7,6 +7,7 @@ for a day, so receivers can switch without missing an event.
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -38,6 +39,8 @@ from gateway.store.outbox import MAX_WEBHOOKS, TooManyWebhooks
 
 M = TypeVar("M", bound=BaseModel)
 _ID_LENGTH = 43  # "wh_" + 40 hex digits at most (the column holds 40)
+#: What an ID may be: anything else (a NUL, which PostgreSQL refuses to compare) is no ID.
+_ID = re.compile(f"[A-Za-z0-9_]{{1,{_ID_LENGTH}}}")
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -72,7 +75,7 @@ async def _body(request: Request, model: type[M]) -> M:
 
 async def _hook(events: Events, request: Request) -> Subscription:
     hook_id = str(request.path_params["webhook_id"])
-    hook = await events.outbox.webhook(hook_id) if len(hook_id) <= _ID_LENGTH else None
+    hook = await events.outbox.webhook(hook_id) if _ID.fullmatch(hook_id) else None
     if hook is None:
         raise Problem(404, "There is no subscription with that ID.")
     return hook

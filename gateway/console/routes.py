@@ -340,7 +340,7 @@ class Console:
         )
 
     async def devices(self, request: Request, queries: ConsoleQueries) -> Context:
-        search = request.query_params.get("q", "")
+        search = _param(request, "q")
         state = request.query_params.get("state", "")
         states = [state] if state in STATES else []
         page = await queries.devices(search=search, states=states, after=_key(request, "after"))
@@ -348,6 +348,8 @@ class Console:
 
     async def device(self, request: Request, queries: ConsoleQueries) -> Context:
         aeui = str(request.path_params["aeui"])[:64]
+        if "\x00" in aeui:  # no device's (PostgreSQL could not even compare it)
+            raise _Refused("There is no device with that AEUI.", 404)
         found = await queries.device(aeui)
         history = await queries.history(key=aeui, before=_int(request, "before"))
         if found is None and not history.items:
@@ -388,19 +390,8 @@ class Console:
     async def retry(self, request: Request, session: Session) -> Response:
         """Redo a device's write through the pipeline's repair (the reconciler's own path)."""
         aeui = str(request.state.form.get("aeui", ""))[:64]
-        pipeline = services(request).pipeline
-        try:
-            wrote = await pipeline.repair(aeui)
-        except UpstreamError as exc:
-            outcome, detail = "carrier-error", str(exc)
-        except StoreUnavailable as exc:
-            outcome, detail = "store-error", str(exc)
-        else:
-            current = await pipeline.ledger.get(aeui)
-            if current is None:
-                outcome, detail = "unknown", ""
-            else:
-                outcome, detail = ("written" if wrote else "held"), ""
+        # An AEUI with a NUL is no device's (PostgreSQL could not even look it up).
+        outcome, detail = ("unknown", "") if "\x00" in aeui else await _repair(request, aeui)
         # Signed: a link cannot put words in the carrier's mouth on an operator's screen.
         flash = self.sessions.sign_flash([aeui, outcome, detail[:300]])
         return RedirectResponse(f"/console/failures?{urlencode({'flash': flash})}", 303)
@@ -410,15 +401,36 @@ class Console:
         return {"page": page, "drawing": self.map_view.draw(page.items)}
 
 
+async def _repair(request: Request, aeui: str) -> tuple[str, str]:
+    """The outcome of a device's repair, and the carrier's or the store's words."""
+    pipeline = services(request).pipeline
+    try:
+        wrote = await pipeline.repair(aeui)
+    except UpstreamError as exc:
+        return "carrier-error", str(exc)
+    except StoreUnavailable as exc:
+        return "store-error", str(exc)
+    if await pipeline.ledger.get(aeui) is None:
+        return "unknown", ""
+    return ("written" if wrote else "held"), ""
+
+
 def _int(request: Request, name: str) -> int | None:
     """A history page's key (a row ID)."""
     value = request.query_params.get(name, "")
     return int(value) if value.isdigit() and len(value) < 19 else None
 
 
+def _param(request: Request, name: str) -> str:
+    """A query parameter; one with a NUL is none (no stored value holds one, and PostgreSQL
+    cannot even compare it)."""
+    value = request.query_params.get(name, "")
+    return "" if "\x00" in value else value
+
+
 def _key(request: Request, name: str) -> str | None:
     """A keyset page's key (an AEUI or a location ID: 64 characters at most)."""
-    return request.query_params.get(name, "")[:64] or None
+    return _param(request, name)[:64] or None
 
 
 def _safe_next(target: str) -> str:

@@ -346,6 +346,25 @@ def test_a_forged_cursor_past_any_time_is_a_422_not_a_500(cursor: str) -> None:
     asyncio.run(main())
 
 
+def test_an_id_postgresql_cannot_compare_is_a_404_not_a_500(postgres_url: str) -> None:
+    """PostgreSQL refuses a NUL in text: a webhook or event ID with one was a 500."""
+
+    async def main() -> None:
+        async with gateway(_settings(database_url=postgres_url)) as gw:
+            for method, path in (
+                ("GET", "/v1/webhooks/wh_%00"),
+                ("PATCH", "/v1/webhooks/wh_%00"),
+                ("DELETE", "/v1/webhooks/%00"),
+                ("POST", "/v1/webhooks/%00/secret"),
+                ("POST", "/v1/events/evt_%00/retry"),
+            ):
+                answer = await gw.http.request(method, path, json={"enabled": False})
+                assert answer.status_code == 404, (method, path, answer.text)
+                assert answer.headers["content-type"] == "application/problem+json"
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize(
     "url",
     [

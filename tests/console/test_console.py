@@ -334,6 +334,30 @@ def test_only_the_console_writes_the_retry_outcome() -> None:
     run(scenario())
 
 
+def test_a_nul_in_a_search_a_page_key_or_an_aeui_is_no_match_on_postgresql(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL refuses a NUL in text: a console link with one was a 500."""
+
+    async def scenario() -> None:
+        async with gateway(settings(database_url=postgres_url)) as gw:
+            assert (await gw.report(report("desk-1", EMPIRE_STATE, 0))).status_code == 200
+            csrf = await signed_in(gw)
+            page = await gw.http.get("/console/devices?q=a%00&after=%00")
+            assert page.status_code == 200 and "desk-1" in page.text  # as without them
+            for path in ("/console/locations?after=%00", "/console/map?after=%00"):
+                assert (await gw.http.get(path)).status_code == 200, path
+            assert (await gw.http.get("/console/devices/desk-1%00")).status_code == 404
+            retry = await gw.http.post(
+                "/console/failures/retry", data={"csrf": csrf, "aeui": "desk-1\x00"}
+            )
+            assert retry.status_code == 303
+            outcome = await gw.http.get(retry.headers["location"])
+            assert "there is no such device" in outcome.text
+
+    run(scenario())
+
+
 def test_without_a_store_the_pages_say_so() -> None:
     async def scenario() -> None:
         async with gateway(settings(database_url="none")) as gw:
