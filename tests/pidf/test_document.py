@@ -131,6 +131,22 @@ def test_two_different_civic_addresses_are_refused() -> None:
     assert [e.field for e in error.errors] == ["civicAddress"]
 
 
+@pytest.mark.parametrize("repeated", [b"gp:location-info", b"status"])
+def test_a_second_place_in_a_repeated_element_is_read_not_passed_over(repeated: bytes) -> None:
+    # A second <location-info> in the geopriv, or a second <status> in the tuple, holding
+    # another address: reading only the first would provision it without a word.
+    start, end = b"<" + repeated, b"</" + repeated + b">"
+    inner = samples.CIVIC.split(start, 1)[1].split(end, 1)[0]
+    another = (start + inner + end).replace(b"<ca:HNO>350</ca:HNO>", b"<ca:HNO>352</ca:HNO>")
+    doubled = samples.CIVIC.replace(end, end + another, 1)
+    assert doubled.count(start) == 2
+    error = _broken("two places", doubled)
+    assert [e.field for e in error.errors] == ["civicAddress"]
+    # The same place repeated is one place.
+    same = samples.CIVIC.replace(end, end + start + inner + end, 1)
+    assert read_presence(same).civic == read_presence(samples.CIVIC).civic
+
+
 def test_the_same_place_twice_is_fine() -> None:
     tuple_text = samples.CIVIC.split(b'<tuple id="a7x2">')[1].split(b"</tuple>")[0]
     doubled = samples.CIVIC.replace(
