@@ -10,8 +10,9 @@ from collections import Counter
 import pytest
 
 from gateway.bulk.export import export
-from gateway.bulk.formats import DEVICES, BadFile, guard, read, unguard
+from gateway.bulk.formats import DEVICES, BadFile, read
 from gateway.bulk.run import prepare
+from gateway.rows import guard, unguard
 from tests.bulk.helpers import ADDRESSES, DEVICE_HEADER, bulk_gateway
 from tests.harness import phone_of
 

@@ -9,9 +9,10 @@ from collections import Counter
 import pytest
 
 from gateway.bulk.export import export
-from gateway.bulk.formats import DEVICES, LOCATIONS, BadFile, Limits, guard, read
+from gateway.bulk.formats import DEVICES, LOCATIONS, BadFile, Limits, read
 from gateway.bulk.run import ResumeRefused, prepare
 from gateway.bulk.validate import problems_csv
+from gateway.rows import guard
 from tests.bulk.helpers import ADDRESSES, DEVICE_HEADER, bulk_gateway, devices_csv, writes
 from tests.harness import phone_of
 
