@@ -162,6 +162,9 @@ def test_the_same_place_twice_is_fine() -> None:
         ((b"38.8977 -77.0365", b"38.8977"), "location-info.Point.pos"),
         ((b"38.8977 -77.0365", b"north west"), "location-info.Point.pos"),
         ((b"38.8977 -77.0365", b"NaN 1"), "location-info.Point.pos"),
+        # Python's float() reads these; an xs:double is never written so.
+        ((b"38.8977 -77.0365", b"3_8.8977 -77.0365"), "location-info.Point.pos"),
+        ((b"38.8977 -77.0365", "\uff13\uff18.8977 -77.0365".encode()), "location-info.Point.pos"),
         ((b"geo:Point", b"geo:Polygon"), "location-info.Polygon"),
     ],
 )
@@ -273,7 +276,14 @@ def test_hemisphere_coordinates_say_which_is_the_latitude(
 
 @pytest.mark.parametrize(
     "coordinates",
-    [b"40.7484 -73.9857", b"40:44:54N 40:44:54S", b"40:61:00N 73:59:09W", b"95N 73W", b"40N"],
+    [
+        b"40.7484 -73.9857",
+        b"40:44:54N 40:44:54S",
+        b"40:61:00N 73:59:09W",
+        b"95N 73W",
+        b"40N",
+        "\uff14\uff10:44:54N 73:59:09W".encode(),  # fullwidth digits: not XML's numbers
+    ],
 )
 def test_coordinates_that_do_not_say_which_is_which_are_refused(coordinates: bytes) -> None:
     document = samples.RFC4119_POINT.replace(b"40:44:54N 73:59:09W", coordinates)
