@@ -234,6 +234,10 @@ def test_the_commands(
     err = capsys.readouterr().err
     assert "line 2: Subnet:" in err and "nothing written" in err
     assert main(["network", "import", str(tmp_path / "missing.csv")]) == 2
+    capsys.readouterr()
+    assert main(["network", "export", "--output", str(tmp_path)]) == 2  # a folder
+    err = capsys.readouterr().err
+    assert err.startswith(f"dlr-gateway: {tmp_path}: ") and "Traceback" not in err
 
 
 def test_progress_is_plain_lines_off_a_terminal() -> None:
