@@ -60,6 +60,7 @@ ALIASES = {
     "postalcode": "Zip",
 }
 
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_bytes: int = 16 * 1024 * 1024
