@@ -193,7 +193,11 @@ def run(args: argparse.Namespace) -> int:
             return asyncio.run(_import(args, path.read_bytes(), settings, out, err))
         text = asyncio.run(_export(args, settings))
         if args.output is not None:
-            args.output.write_text(text, encoding="utf-8")
+            try:
+                args.output.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                print(f"dlr-gateway: {args.output}: {exc}", file=err)
+                return 2
         else:
             out.write(text)
         return 0

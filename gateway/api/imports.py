@@ -85,8 +85,14 @@ def _runtime(request: Request) -> Runtime:
 
 
 def _query(request: Request) -> ImportQuery:
+    params = request.query_params
+    repeated = sorted({name for name in params if len(params.getlist(name)) > 1})
+    if repeated:
+        # Read as its last value, ``dryRun=true&dryRun=false`` would apply the file.
+        errors = [FieldError(name[:40], "given more than once") for name in repeated[:5]]
+        raise Problem(422, "The query is not valid.", errors=errors)
     try:
-        return ImportQuery.model_validate(dict(request.query_params))
+        return ImportQuery.model_validate(dict(params))
     except ValidationError as exc:
         raise Problem(422, "The query is not valid.", errors=field_errors(exc)) from None
 

@@ -103,9 +103,13 @@ def _say_problems(path: Path, total: int, problems: list[RowProblem]) -> None:
     from gateway.bulk.validate import problems_csv
 
     out = report_path(path)
-    out.write_text(problems_csv(problems), encoding="utf-8")
     lines = len({p.line for p in problems})
-    print(f"{lines} of {total} rows are bad; every one is in {out}", file=sys.stderr)
+    try:
+        out.write_text(problems_csv(problems), encoding="utf-8")
+    except OSError as exc:  # a read-only folder, a directory of that name: say so, go on
+        print(f"{lines} of {total} rows are bad; {out} not written: {exc}", file=sys.stderr)
+    else:
+        print(f"{lines} of {total} rows are bad; every one is in {out}", file=sys.stderr)
     say_some(
         (f"line {p.line}, {p.field}: {p.reason}" for p in problems), SHOWN_PROBLEMS, sys.stderr
     )
@@ -252,7 +256,11 @@ async def _export(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
     else:
-        args.out.write_text(text, encoding="utf-8", newline="")
+        try:
+            args.out.write_text(text, encoding="utf-8", newline="")
+        except OSError as exc:
+            print(f"dlr-gateway: {args.out}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         rows = text.count("\n") - 1
         print(f"{rows} {args.kind} written to {args.out}", file=sys.stderr)
     return 0

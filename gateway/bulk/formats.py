@@ -2,13 +2,8 @@
 
 A file is untrusted: its size, its number of rows and each field's length are bounded, it
 must be UTF-8 (a byte-order mark is allowed), and anything else is a ``BadFile`` that says
-what is wrong, before any row is looked at.
-
-Spreadsheets run a cell that starts with ``=``, ``+``, ``-`` or ``@`` (and tab or carriage
-return) as a formula. ``export`` writes such a cell behind a single quote (``'+12025550143``),
-which a spreadsheet shows as text, and a cell that starts with a quote behind one more
-(``'=x`` is written ``''=x``); ``import`` takes one such leading quote off again, so
-export -> import round-trips whatever a value starts with.
+what is wrong, before any row is looked at. Cells are written ``guard``-ed and read
+``unguard``-ed (``gateway.rows``): a spreadsheet never runs an exported cell as a formula.
 """
 
 from __future__ import annotations
@@ -19,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.bandwidth.models import Address
+from gateway.rows import guard, unguard
 
 DEVICES = "devices"
 LOCATIONS = "locations"
@@ -64,8 +60,6 @@ ALIASES = {
     "postalcode": "Zip",
 }
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -103,18 +97,6 @@ def _canonical(kind: str) -> dict[str, str]:
     found = {_key(c): c for c in COLUMNS[kind]}
     found.update({a: c for a, c in ALIASES.items() if c in COLUMNS[kind]})
     return found
-
-
-def unguard(cell: str) -> str:
-    """A cell as written, without the quote ``guard`` put before a formula's first sign."""
-    if len(cell) > 1 and cell[0] == "'" and cell[1] in (*_FORMULA_START, "'"):
-        return cell[1:]
-    return cell
-
-
-def guard(cell: str) -> str:
-    """A cell a spreadsheet shows as text, never runs as a formula."""
-    return "'" + cell if cell.startswith((*_FORMULA_START, "'")) else cell
 
 
 def read(kind: str, data: bytes, limits: Limits = Limits()) -> Parsed:

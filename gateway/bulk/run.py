@@ -44,6 +44,7 @@ from gateway.rows import RowProblem
 from gateway.store.base import HistoryKind, LocationRecord, NumberOwned, location_key
 from gateway.store.errors import StoreUnavailable
 from gateway.store.imports import ImportStore, LineDone
+from gateway.store.mapping import from_us
 
 log = logging.getLogger("gateway.bulk")
 
@@ -233,6 +234,10 @@ class Importer:
             if line.outcome == FAILED:
                 summary.failures.append({"line": line.line, "reason": line.detail})
         pending = [r for r in prepared.checked.rows if r.line not in done]
+        # The file says where devices were when the import began, not when (or on which resume)
+        # each line happens to run: a device's own report since then is newer, and stays.
+        record = await self.imports.get(import_id)
+        as_of = from_us(record.created_at) if record is not None else datetime.now(UTC)
         finished: list[LineDone] = []
         counter = {"done": len(done), "failed": summary.outcomes[FAILED]}
         total = len(prepared.checked.rows)
@@ -241,7 +246,8 @@ class Importer:
 
         async def worker() -> None:
             for row in rows:
-                outcome = await self._line(row, prepared.plan.actions.get(row.line, UPDATED))
+                planned = prepared.plan.actions.get(row.line, UPDATED)
+                outcome = await self._line(row, planned, as_of)
                 if outcome is None:
                     summary.left += 1
                     continue
@@ -294,7 +300,7 @@ class Importer:
         await flush()
         await self.imports.finish(import_id, summary.state, summary.as_json())
 
-    async def _line(self, row: Row, planned: str) -> LineDone | None:
+    async def _line(self, row: Row, planned: str, as_of: datetime) -> LineDone | None:
         """One line applied (its outcome), or ``None``: the carrier stayed unavailable."""
         for attempt in range(MAX_ATTEMPTS):
             wait = self._pause_until - time.monotonic()
@@ -302,7 +308,7 @@ class Importer:
                 await asyncio.sleep(wait)
             try:
                 if isinstance(row, DeviceRow):
-                    changed = await self._device(row, first_seen=planned == CREATED)
+                    changed = await self._device(row, as_of, first_seen=planned == CREATED)
                 else:
                     changed = await self._location(row)
             except Superseded:
@@ -325,7 +331,7 @@ class Importer:
         log.warning("line %d left for a resume: the carrier stayed unavailable", row.line)
         return None
 
-    async def _device(self, row: DeviceRow, *, first_seen: bool) -> bool:
+    async def _device(self, row: DeviceRow, as_of: datetime, *, first_seen: bool) -> bool:
         pipeline = self.pipeline
         stored = await pipeline.ledger.get(row.aeui)
         if (
@@ -342,7 +348,7 @@ class Importer:
                 alternate_end_user_id=row.aeui,
                 caller_name=row.caller_name,
                 telephone_number=row.telephone_number,
-                observed_at=datetime.now(UTC),
+                observed_at=as_of,
                 address=row.address,
             ),
             credential="import",

@@ -25,13 +25,12 @@ from gateway.bulk.formats import (
     Parsed,
     RawRow,
     address_of,
-    guard,
 )
 from gateway.dlr.identity import aeui_problem, caller_name_problem
 from gateway.dlr.ids import location_id_for
 from gateway.dlr.numbers import CALLBACK_NUMBER_RULE, callback_number
 from gateway.dlr.pipeline import Normalizer
-from gateway.rows import RowProblem
+from gateway.rows import RowProblem, guard
 from gateway.store.base import NumberState
 
 

@@ -5,7 +5,9 @@ A row maps one network element to a location. Which element: ``Subnet``, ``BSSID
 location: the civic address columns (``HouseNumber`` ... ``CountryOrRegion``, and ``Location``
 for the place inside, e.g. ``FL 3 RM 301``), or a ``LocationId`` alone (a location that exists
 at the carrier, whose address is looked up). Every size is bounded: the file, the rows, each
-field. Reading never stops at the first bad row: every problem is named with its line.
+field. Reading never stops at the first bad row: every problem is named with its line. Cells
+are written ``guard``-ed and read ``unguard``-ed (``gateway.rows``): a description or a port ID
+such as ``=HYPERLINK(...)`` is never run by the spreadsheet an export is opened in.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from gateway.bandwidth.models import Address
 from gateway.network import patterns
 from gateway.network.wiremap import Entry, Kind
-from gateway.rows import RowProblem
+from gateway.rows import RowProblem, guard, unguard
 
 KEY_COLUMNS = ("Subnet", "BSSID", "ChassisID", "PortID")
 #: Civic address columns -> ``Address`` fields.
@@ -115,7 +117,7 @@ def _row(line: int, names: list[str], values: list[str], errors: list[RowProblem
     cells: dict[str, str] = {}
     bad = False
     for name, raw in zip(names, values, strict=True):
-        value = raw.strip()
+        value = unguard(raw.strip())
         if len(value) > MAX_FIELD:
             errors.append(RowProblem(line, name, f"is too long (at most {MAX_FIELD} characters)"))
             bad = True
@@ -177,5 +179,5 @@ def write(entries: Iterable[Entry]) -> str:
             cells[column] = getattr(entry.address, name) or ""
         if entry.address.plus_four:
             cells["PostalCode"] = f"{entry.address.zip}-{entry.address.plus_four}"
-        writer.writerow([cells[c] for c in COLUMNS])
+        writer.writerow([guard(cells[c]) for c in COLUMNS])
     return out.getvalue()

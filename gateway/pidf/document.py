@@ -178,8 +178,10 @@ def _no_location(foreign: list[tuple[str, str]]) -> FieldError:
 def _location_carrier(child: ET.Element) -> tuple[list[ET.Element], str, str]:
     """The geopriv elements, timestamp and contact of a tuple, device or person."""
     if child.tag == q(PIDF, "tuple"):
-        status = child.find(q(PIDF, "status"))
-        geoprivs = status.findall(q(GEOPRIV, "geopriv")) if status is not None else []
+        # Each <status> and each <location-info> is read, not only the first: a second one
+        # naming another place must be refused, never silently passed over.
+        statuses = child.findall(q(PIDF, "status"))
+        geoprivs = [g for status in statuses for g in status.findall(q(GEOPRIV, "geopriv"))]
         timestamp = text(child.find(q(PIDF, "timestamp")))
         return geoprivs, timestamp, text(child.find(q(PIDF, "contact")))
     if child.tag in (q(DATA_MODEL, "device"), q(DATA_MODEL, "person")):
@@ -189,12 +191,12 @@ def _location_carrier(child: ET.Element) -> tuple[list[ET.Element], str, str]:
 
 
 def _read_geopriv(geopriv: ET.Element, found: _Found) -> None:
-    info = geopriv.find(q(GEOPRIV, "location-info"))
-    if info is None:
+    infos = geopriv.findall(q(GEOPRIV, "location-info"))
+    if not infos:
         found.errors.append(FieldError("location-info", "a geopriv element has none"))
-        return
-    for item in info:
-        _read_place(item, found, "location-info")
+    for info in infos:
+        for item in info:
+            _read_place(item, found, "location-info")
 
 
 def _read_place(item: ET.Element, found: _Found, where: str) -> None:

@@ -39,7 +39,12 @@ SHAPES = frozenset({POINT, q(GML_LEGACY, "Point"), CIRCLE})
 #: The ``srsName`` RFC 4119's example writes: read only with hemisphere letters.
 _SHORT_EPSG_4326 = "epsg:4326"
 #: ``37:46:30N``, ``122:25:10.5W``, ``37.775N``: degrees[:minutes[:seconds]], a hemisphere.
-_DMS = re.compile(r"(\d{1,3}(?:\.\d+)?)(?::(\d{1,2}(?:\.\d+)?))?(?::(\d{1,2}(?:\.\d+)?))?([NSEW])")
+_DMS = re.compile(
+    r"(\d{1,3}(?:\.\d+)?)(?::(\d{1,2}(?:\.\d+)?))?(?::(\d{1,2}(?:\.\d+)?))?([NSEW])", re.ASCII
+)
+#: An ``xs:double`` as XML Schema writes it (ASCII digits; Python's ``float`` also takes
+#: ``1_0`` and other scripts' digits, which no PIDF-LO writer means).
+_DOUBLE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?INF|NaN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +61,9 @@ class Shape:
 
 
 def _number(value: str, field: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise DocumentError([FieldError(field, f"expected a number, not {value[:40]!r}")]) from None
+    if not _DOUBLE.fullmatch(value):
+        raise DocumentError([FieldError(field, f"expected a number, not {value[:40]!r}")])
+    number = float(value)
     if not math.isfinite(number):
         raise DocumentError([FieldError(field, "expected a finite number")])
     return number

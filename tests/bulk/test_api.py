@@ -89,6 +89,14 @@ def test_bad_uploads_are_clear_problems_never_500() -> None:
                 assert answer.json()["type"] == f"/problems/{kind}"
             answer = await gw.http.post("/v1/imports?kind=cats", content=b"x", headers=CSV)
             assert answer.status_code == 422
+            # A parameter said twice is not read as its last value: the operator who asked
+            # for a dry run among them gets no import applied.
+            for query in ("kind=devices&dryRun=true&dryRun=false", "kind=locations&kind=devices"):
+                answer = await gw.http.post(
+                    f"/v1/imports?{query}", content=devices_csv(1), headers=CSV
+                )
+                assert answer.status_code == 422, answer.text
+                assert answer.json()["errors"][0]["message"] == "given more than once"
             answer = await gw.http.post("/v1/imports?kind=devices", json={"a": 1})
             assert answer.status_code == 415
             answer = await gw.http.post(

@@ -6,12 +6,16 @@ import asyncio
 import csv
 import io
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from gateway.bulk.export import export
-from gateway.bulk.formats import DEVICES, BadFile, guard, read, unguard
+from gateway.bulk.formats import DEVICES, BadFile, read
 from gateway.bulk.run import prepare
+from gateway.cli import main
+from gateway.rows import guard, unguard
+from tests import procs
 from tests.bulk.helpers import ADDRESSES, DEVICE_HEADER, bulk_gateway
 from tests.harness import phone_of
 
@@ -80,3 +84,23 @@ def test_exported_cells_never_run_as_formulas_and_round_trip() -> None:
             assert gw.calls(seq) == []
 
     run(main())
+
+
+def test_an_output_that_cannot_be_written_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An export to a folder, or a report of bad rows whose name a folder has taken, is said
+    in a line (the operator's mistake), not a traceback."""
+    database = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+    for name, value in procs.gateway_environ(9, database).items():
+        monkeypatch.setenv(name, value)  # the carrier is never called: nothing is written
+    assert main(["export", "devices", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dlr-gateway: {tmp_path}: ") and "Traceback" not in err
+    bad = tmp_path / "fleet.csv"
+    bad.write_text(DEVICE_HEADER + "dev-1,,123,nowhere\n")
+    (tmp_path / "fleet.errors.csv").mkdir()
+    assert main(["import", "devices", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'fleet.errors.csv'} not written" in err, err
+    assert "line 2, CallerName: required" in err and "Traceback" not in err

