@@ -19,6 +19,7 @@ import httpx
 from gateway.bandwidth import codec
 from gateway.bandwidth.errors import (
     UpstreamError,
+    UpstreamParseError,
     UpstreamTimeout,
 )
 from gateway.bandwidth.models import (
@@ -167,10 +168,24 @@ class CarrierCalls(Exchanges):
         return codec.encode(record)
 
     def _refusal(self, response: httpx.Response, root: Body, op: Operation) -> UpstreamError | None:
-        """The error a 2xx answer's body carries, if any (the API's ``ResponseStatus``)."""
-        if root is None or codec.response_status(root) is None:
+        """The error a 2xx answer's body carries, if any: a ``ResponseStatus`` with an error
+        code. One without a code refuses nothing (an empty one is no error at all); one with
+        words but no code says nothing certain, so it is an unreadable answer: for a write,
+        uncertain (checked and repaired), never a refusal that undoes the device's report."""
+        found = None if root is None else codec.response_status(root)
+        if found is None:
             return None
-        return answer_error(response, root, op.name, write=op.write)
+        if found.code is not None:
+            return answer_error(response, root, op.name, write=op.write)
+        if found.description is None:
+            return None  # <ResponseStatus/>, or one with an empty <ErrorCode/>
+        return UpstreamParseError(
+            f"{op.name}: HTTP {response.status_code} with a ResponseStatus but no error code"
+            f" ({found.description[:200]})",
+            operation=op.name,
+            status=response.status_code,
+            ambiguous=op.write,
+        )
 
     def _answer_error(self, response: httpx.Response, root: Body, op: Operation) -> UpstreamError:
         """The error a non-2xx answer stands for."""

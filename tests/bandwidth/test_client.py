@@ -373,6 +373,37 @@ def test_an_error_body_on_a_200_is_a_rejection() -> None:
 
 
 @pytest.mark.parametrize(
+    "status",
+    [
+        b"<ResponseStatus/>",
+        b"<ResponseStatus><ErrorCode> </ErrorCode><Description/></ResponseStatus>",
+    ],
+    ids=["empty", "blank-code"],
+)
+def test_a_200_whose_response_status_has_no_error_code_refuses_nothing(status: bytes) -> None:
+    """Bandwidth names an error by its code: a 2xx whose ``ResponseStatus`` has none is the
+    write taken, read as any answer (the record it holds, or the one sent when it holds none)."""
+    held = b"<Endpoint><endpointId>ep1</endpointId><locationId>L2</locationId>"
+    up = Upstream([httpx.Response(200, content=held + status + b"</Endpoint>")])
+    answered = up.run(lambda c: c.update_endpoint("ep1", ENDPOINT))
+    assert (answered.endpoint_id, answered.location_id) == ("ep1", "L2")
+    up = Upstream([httpx.Response(201, content=status)])
+    assert up.run(lambda c: c.create_endpoint(ENDPOINT)) == ENDPOINT
+
+
+def test_a_200_whose_response_status_has_words_but_no_code_is_an_uncertain_write() -> None:
+    """Words with no code say nothing certain: never a refusal (that would undo the device's
+    report while the carrier may hold it), but an unreadable answer, a write's uncertain."""
+    body = b"<ResponseStatus><Description>Location updated</Description></ResponseStatus>"
+    up = Upstream([httpx.Response(200, content=body)])
+    error = up.fails(UpstreamParseError, lambda c: c.update_endpoint("ep1", ENDPOINT))
+    assert error.ambiguous and error.status == 200 and "Location updated" in error.message
+    assert len(up.requests) == 1
+    read = Upstream([httpx.Response(200, content=body)])
+    assert not read.fails(UpstreamParseError, lambda c: c.get_endpoint("ep1")).ambiguous
+
+
+@pytest.mark.parametrize(
     "body", [b"<html><body>Welcome", b"", b"<!DOCTYPE x [<!ENTITY e 'x'>]><x>&e;</x>"]
 )
 def test_an_unreadable_200_is_a_parse_error(body: bytes) -> None:

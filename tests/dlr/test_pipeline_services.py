@@ -252,7 +252,7 @@ def test_a_write_overtaken_by_a_newer_report_stays_in_the_history(url: str) -> N
 
 class GarbledWrites(httpx.AsyncBaseTransport):
     """The simulator's transport; the carrier takes every endpoint write, but the answer
-    that comes back is a 200 no one can read (``body``)."""
+    that comes back is a 200 with ``body`` instead of the carrier's own."""
 
     def __init__(self, body: bytes) -> None:
         self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
@@ -277,8 +277,9 @@ class GarbledWrites(httpx.AsyncBaseTransport):
         b"<Endpoint><locationId>",  # truncated
         b"<Endpoint>" + b"x" * (1024 * 1024 + 1) + b"</Endpoint>",  # past the codec's limit
         b"<Endpoint><locationId>L</locationId><activated>maybe</activated></Endpoint>",
+        b"<ResponseStatus><Description>Endpoint saved</Description></ResponseStatus>",
     ],
-    ids=["truncated", "oversized", "bad-field"],
+    ids=["truncated", "oversized", "bad-field", "status-without-code"],
 )
 def test_a_write_taken_but_answered_unreadably_is_not_reverted(url: str, body: bytes) -> None:
     """A 2xx whose body cannot be read: the carrier took the write (its status says so), so
@@ -302,6 +303,35 @@ def test_a_write_taken_but_answered_unreadably_is_not_reverted(url: str, body: b
             held = sim.state.simulator.store.endpoints[stored.endpoint_id]
             assert held.location_id == stored.location_id
             assert stored.address is not None and "350" in str(stored.address)
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<ResponseStatus/>", b"<Endpoint><ResponseStatus><ErrorCode/></ResponseStatus></Endpoint>"],
+    ids=["empty", "empty-code"],
+)
+def test_a_write_answered_with_a_response_status_without_error_code_is_applied(
+    url: str, body: bytes
+) -> None:
+    """A 2xx whose ``ResponseStatus`` holds no error code is the carrier taking the write:
+    the report is applied and confirmed, not undone as a refusal (the ledger back at the old
+    place while the carrier holds the new one)."""
+
+    async def main() -> None:
+        sim = new_simulator(gateway_settings())
+        garbled = GarbledWrites(body)
+        async with world(url, sim, holding=garbled) as w:  # type: ignore[arg-type]
+            await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+            garbled.garble = True
+            moved = await w.pipeline.report(report("ann", EMPIRE_STATE, 5))
+            assert moved.endpoint == Change.UPDATED
+            stored = await w.store.get("ann")
+            assert stored is not None and stored.confirmed
+            assert stored.location_id == moved.binding.location_id
+            held = sim.state.simulator.store.endpoints[stored.endpoint_id]
+            assert held.location_id == stored.location_id
 
     run(main)
 
