@@ -302,7 +302,11 @@ def _refused(
     principal: Principal,
 ) -> tuple[str, Problem]:
     """A report the pipeline did not apply: its result (``dlr_reports_total``) and answer."""
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, UpstreamError) and not exc.ambiguous:  # a carrier call timed out
+        # Its change never reached the carrier (nothing sent, or refused): the report is undone.
+        detail = "The carrier did not answer in time; the report was not applied. Send it again."
+        return "upstream_unavailable", Problem(504, detail, "upstream-timeout", retry_after=5)
+    if isinstance(exc, TimeoutError):  # the report's deadline, or a write that may have landed
         return "upstream_unavailable", Problem(
             503,
             "The carrier did not confirm the change within the report's deadline. "
