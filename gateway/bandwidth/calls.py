@@ -339,6 +339,22 @@ class CarrierCalls(Exchanges):
         await slots.acquire()
         return Lease(slots, waited=False)
 
+    def _credentials_refused(self, op: Operation, status: int) -> None:
+        """The carrier refused the gateway's credentials: an error logged once per outage (the
+        first refusal since it last accepted them), not once per call or device."""
+        accepted = self.last_healthy_at
+        if self.last_refusal_at is None or (
+            accepted is not None and accepted > self.last_refusal_at
+        ):
+            log.error(
+                "%s: the carrier refuses the gateway's credentials (HTTP %d): check"
+                " BANDWIDTH_USERNAME, BANDWIDTH_PASSWORD and the account's roles. Until it"
+                " accepts them, reports fail (502), repairs wait and imports stop",
+                op.name,
+                status,
+            )
+        self.last_refusal_at = self._clock()
+
     @staticmethod
     def _final(last: UpstreamError | None, op: Operation, maybe_applied: bool) -> UpstreamError:
         if last is None:
@@ -397,7 +413,7 @@ class CarrierCalls(Exchanges):
                 self.timeouts.answered(max(0.0, self._clock() - started))
             verdict = response.status_code < 500  # an answer, even a 4xx: the carrier lives
             if response.status_code in (401, 403):
-                self.last_refusal_at = self._clock()
+                self._credentials_refused(op, response.status_code)
             elif verdict:
                 self.last_healthy_at = self._clock()
         except Failed as failed:

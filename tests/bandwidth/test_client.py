@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -349,6 +350,26 @@ def test_404_is_not_found() -> None:
 @pytest.mark.parametrize("status", [401, 403])
 def test_refused_credentials_are_an_auth_error(status: int) -> None:
     Upstream([httpx.Response(status)]).fails(UpstreamAuthError, lambda c: c.list_endpoints())
+
+
+def test_refused_credentials_are_logged_as_an_error_once_per_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The operator's trouble, said loudly but once: not once per call (or per device), and
+    once more when the credentials are refused again after the carrier took them."""
+    answers: list[Answer] = [httpx.Response(401)] * 3 + [xml(ENDPOINT), httpx.Response(403)]
+    up = Upstream(answers, latency=0.1)
+
+    async def calls(client: BandwidthClient) -> None:
+        for _ in answers:
+            with contextlib.suppress(UpstreamAuthError):
+                await client.get_endpoint("ep1")
+
+    with caplog.at_level(logging.ERROR, logger="gateway.bandwidth.client"):
+        up.run(calls, ONE_ATTEMPT)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2 and all("refuses the gateway's credentials" in e for e in errors)
+    assert "HTTP 401" in errors[0] and "HTTP 403" in errors[1]
 
 
 def test_400_carries_the_carriers_code_and_description() -> None:
