@@ -32,6 +32,7 @@ from gateway.bandwidth.resilience import (
     CircuitOpenError,
     RetryBudget,
 )
+from gateway.bandwidth.upstreams import time_left
 from gateway.transport import transport as aiohttp_transport
 
 if TYPE_CHECKING:
@@ -216,7 +217,11 @@ class CarrierCalls(Exchanges):
         may_retry = op.idempotent if retryable is None else retryable
         policy = self.policy
         breaker = self.breaker
-        deadline_at = self._clock() + policy.deadline
+        # The caller's own deadline (a report's, ``answer_by``) comes first: a call still
+        # waiting for a slot then fails as unsent, rather than being cancelled unawares.
+        left = time_left()
+        ours = left is not None and left < policy.deadline  # the caller's deadline is nearer
+        deadline_at = self._clock() + (left if ours and left is not None else policy.deadline)
         maybe_applied = False  # an earlier attempt may have reached the carrier and applied
         attempt = 0
         last: UpstreamError | None = None
@@ -240,9 +245,10 @@ class CarrierCalls(Exchanges):
             budget = whole if op.listing else min(whole, self.timeouts.timeout())
             # A timeout is the carrier's silence when the attempt had the policy's whole
             # timeout, or the policy's deadline alone cut it (a first attempt that did not
-            # wait); not when it was adaptive, or cut short by a wait for a slot.
+            # wait); not when it was adaptive, or cut short by a wait for a slot or by the
+            # caller's own deadline.
             heard = budget >= policy.timeout or (
-                budget == whole and attempt == 1 and not lease.waited
+                budget == whole and attempt == 1 and not lease.waited and not ours
             )
             try:
                 try:
