@@ -216,7 +216,7 @@ def report_result(outcome: Outcome, source: ReportSource | None = None) -> Repor
     )
 
 
-#: Seconds before the report's deadline at which a v2 order's follow gives up (answering 202).
+#: Seconds before a report's deadline at which carrier calls end (at most a quarter of it).
 _PENDING_MARGIN = 0.5
 
 
@@ -302,7 +302,11 @@ def _refused(
     principal: Principal,
 ) -> tuple[str, Problem]:
     """A report the pipeline did not apply: its result (``dlr_reports_total``) and answer."""
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, UpstreamError) and not exc.ambiguous:  # a carrier call timed out
+        # Its change never reached the carrier (nothing sent, or refused): the report is undone.
+        detail = "The carrier did not answer in time; the report was not applied. Send it again."
+        return "upstream_unavailable", Problem(504, detail, "upstream-timeout", retry_after=5)
+    if isinstance(exc, TimeoutError):  # the report's deadline, or a write that may have landed
         return "upstream_unavailable", Problem(
             503,
             "The carrier did not confirm the change within the report's deadline. "
@@ -437,12 +441,12 @@ async def location_report(request: Request) -> Response:
                 retry_after=s.report_limiter.retry_after(wait),
             )
         try:
-            # A carrier that works asynchronously (v2) is followed until just before the
-            # deadline, so that the report answers 202 (pending) rather than 503. Only its
-            # client reads the deadline (``time_left``).
-            if s.settings.bandwidth_api == "v2":
-                answer_by(s.settings.report_deadline - _PENDING_MARGIN)
-            async with asyncio.timeout(s.settings.report_deadline):
+            # The carrier client ends its calls just before the deadline (``time_left``): a
+            # write still waiting for a connection then fails unsent (the report undone, not
+            # cut off unawares), and a v2 order's follow ends with a 202 (pending), not a 503.
+            deadline = s.settings.report_deadline
+            answer_by(deadline - min(_PENDING_MARGIN, deadline / 4))
+            async with asyncio.timeout(deadline):
                 outcome = await s.pipeline.report(report, credential=_credential(principal))
         except (TimeoutError, Unroutable, Superseded, NumberOwned) as exc:
             result, problem = _refused(exc, source, principal)

@@ -41,7 +41,10 @@ class Readiness:
 
     The check never waits on the carrier: when it has not answered recently, a probe
     (``listNotificationRecipients``) is started in the background, at most one at a time
-    and one per ``probe_interval``, and the next check shows its outcome.
+    and one per ``probe_interval``, and the next check shows its outcome. The probe waits
+    ``probe_timeout``, by default as long as one attempt of a carrier call may (the
+    client's ``GATEWAY_UPSTREAM_TIMEOUT``): a carrier slower than that is not answering in
+    time, one slow but within it is working.
     """
 
     upstream: BandwidthClient
@@ -53,7 +56,7 @@ class Readiness:
     config_problems: list[str]
     clock: Callable[[], float] = time.monotonic
     probe_interval: float = 5.0
-    probe_timeout: float = 2.0
+    probe_timeout: float | None = None
     draining: bool = field(default=False, init=False)
     _last_probe: float | None = field(default=None, init=False)
     _probe: asyncio.Task[None] | None = field(default=None, init=False)
@@ -112,7 +115,8 @@ class Readiness:
     async def _run_probe(self) -> None:
         """One cheap call: its answer (or silence) updates what the client has heard."""
         try:
-            async with asyncio.timeout(self.probe_timeout):
+            limit = self.probe_timeout
+            async with asyncio.timeout(self.upstream.policy.timeout if limit is None else limit):
                 await self.upstream.list_notification_recipients()
         except (UpstreamError, TimeoutError):
             pass  # the client has recorded what the carrier said, or that it said nothing

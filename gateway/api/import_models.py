@@ -79,3 +79,8 @@ class ImportStatus(BaseModel):
     outcomes: dict[str, int]
     left: int = Field(description="Lines left for a resume.")
     failures: list[LineFailure]
+    error: str | None = Field(
+        default=None,
+        description="Why the run stopped before its end (the carrier refused the gateway's "
+        "credentials): the lines left are not failed; fix the cause, then resume.",
+    )

@@ -176,6 +176,7 @@ async def get_import(request: Request) -> Response:
             "outcomes": dict(sorted(outcomes.items())),
             "left": report.get("left", found.total - done),
             "failures": [{"line": d.line, "reason": d.detail or ""} for d in failed],
+            "error": report.get("error"),
         }
     )
     return model_response(status)

@@ -19,6 +19,7 @@ import httpx
 from gateway.bandwidth import codec
 from gateway.bandwidth.errors import (
     UpstreamError,
+    UpstreamParseError,
     UpstreamTimeout,
 )
 from gateway.bandwidth.models import (
@@ -31,6 +32,7 @@ from gateway.bandwidth.resilience import (
     CircuitOpenError,
     RetryBudget,
 )
+from gateway.bandwidth.upstreams import time_left
 from gateway.transport import transport as aiohttp_transport
 
 if TYPE_CHECKING:
@@ -167,10 +169,24 @@ class CarrierCalls(Exchanges):
         return codec.encode(record)
 
     def _refusal(self, response: httpx.Response, root: Body, op: Operation) -> UpstreamError | None:
-        """The error a 2xx answer's body carries, if any (the API's ``ResponseStatus``)."""
-        if root is None or codec.response_status(root) is None:
+        """The error a 2xx answer's body carries, if any: a ``ResponseStatus`` with an error
+        code. One without a code refuses nothing (an empty one is no error at all); one with
+        words but no code says nothing certain, so it is an unreadable answer: for a write,
+        uncertain (checked and repaired), never a refusal that undoes the device's report."""
+        found = None if root is None else codec.response_status(root)
+        if found is None:
             return None
-        return answer_error(response, root, op.name, write=op.write)
+        if found.code is not None:
+            return answer_error(response, root, op.name, write=op.write)
+        if found.description is None:
+            return None  # <ResponseStatus/>, or one with an empty <ErrorCode/>
+        return UpstreamParseError(
+            f"{op.name}: HTTP {response.status_code} with a ResponseStatus but no error code"
+            f" ({found.description[:200]})",
+            operation=op.name,
+            status=response.status_code,
+            ambiguous=op.write,
+        )
 
     def _answer_error(self, response: httpx.Response, root: Body, op: Operation) -> UpstreamError:
         """The error a non-2xx answer stands for."""
@@ -201,7 +217,11 @@ class CarrierCalls(Exchanges):
         may_retry = op.idempotent if retryable is None else retryable
         policy = self.policy
         breaker = self.breaker
-        deadline_at = self._clock() + policy.deadline
+        # The caller's own deadline (a report's, ``answer_by``) comes first: a call still
+        # waiting for a slot then fails as unsent, rather than being cancelled unawares.
+        left = time_left()
+        ours = left is not None and left < policy.deadline  # the caller's deadline is nearer
+        deadline_at = self._clock() + (left if ours and left is not None else policy.deadline)
         maybe_applied = False  # an earlier attempt may have reached the carrier and applied
         attempt = 0
         last: UpstreamError | None = None
@@ -225,9 +245,10 @@ class CarrierCalls(Exchanges):
             budget = whole if op.listing else min(whole, self.timeouts.timeout())
             # A timeout is the carrier's silence when the attempt had the policy's whole
             # timeout, or the policy's deadline alone cut it (a first attempt that did not
-            # wait); not when it was adaptive, or cut short by a wait for a slot.
+            # wait); not when it was adaptive, or cut short by a wait for a slot or by the
+            # caller's own deadline.
             heard = budget >= policy.timeout or (
-                budget == whole and attempt == 1 and not lease.waited
+                budget == whole and attempt == 1 and not lease.waited and not ours
             )
             try:
                 try:
@@ -324,6 +345,22 @@ class CarrierCalls(Exchanges):
         await slots.acquire()
         return Lease(slots, waited=False)
 
+    def _credentials_refused(self, op: Operation, status: int) -> None:
+        """The carrier refused the gateway's credentials: an error logged once per outage (the
+        first refusal since it last accepted them), not once per call or device."""
+        accepted = self.last_healthy_at
+        if self.last_refusal_at is None or (
+            accepted is not None and accepted > self.last_refusal_at
+        ):
+            log.error(
+                "%s: the carrier refuses the gateway's credentials (HTTP %d): check"
+                " BANDWIDTH_USERNAME, BANDWIDTH_PASSWORD and the account's roles. Until it"
+                " accepts them, reports fail (502), repairs wait and imports stop",
+                op.name,
+                status,
+            )
+        self.last_refusal_at = self._clock()
+
     @staticmethod
     def _final(last: UpstreamError | None, op: Operation, maybe_applied: bool) -> UpstreamError:
         if last is None:
@@ -382,7 +419,7 @@ class CarrierCalls(Exchanges):
                 self.timeouts.answered(max(0.0, self._clock() - started))
             verdict = response.status_code < 500  # an answer, even a 4xx: the carrier lives
             if response.status_code in (401, 403):
-                self.last_refusal_at = self._clock()
+                self._credentials_refused(op, response.status_code)
             elif verdict:
                 self.last_healthy_at = self._clock()
         except Failed as failed:

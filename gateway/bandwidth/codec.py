@@ -212,7 +212,8 @@ def response_status(root: ET.Element) -> ResponseStatus | None:
     """The carrier's error, wherever it sits in the document; ``None`` when there is none.
 
     An ``<ErrorCode>`` anywhere is an error (its sibling ``<Description>`` describes it),
-    and so is a ``<ResponseStatus>`` element even without a code.
+    and so is a ``<ResponseStatus>`` element even without a code (``code`` is then
+    ``None``: a 2xx carrying it refuses nothing, ``CarrierCalls._refusal``).
     """
     if local_name(root.tag) == "errorcode":
         return ResponseStatus(_stripped(root), None)

@@ -129,6 +129,8 @@ def _say_summary(summary: dict[str, Any]) -> int:
     print(f"import {summary['importId']}: {summary['state']}: {outcomes}", flush=True)
     for failure in summary["failures"][:SHOWN_PROBLEMS]:
         print(f"  line {failure['line']}: {failure['reason']}", file=sys.stderr)
+    if summary.get("error"):
+        print(f"stopped: {summary['error']}", file=sys.stderr)
     if summary["state"] != "done":
         print(
             f"{summary['left']} lines left: resume with --resume {summary['importId']}",

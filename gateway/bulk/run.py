@@ -4,7 +4,8 @@
 ``Importer.apply`` runs the rows through the report pipeline, as devices' reports are (the
 same minimal carrier calls, per-device ordering, history and metrics), a bounded number at
 a time; a carrier that asks to slow down (429, ``Retry-After``) pauses every worker until
-then. Each finished line is recorded under the import's ID (``gateway.store.imports``), so
+then, and one that refuses the gateway's credentials stops the run (``Summary.error``).
+Each finished line is recorded under the import's ID (``gateway.store.imports``), so
 a run stopped any way at all is resumed by ID and applies every line once.
 """
 
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gateway.bandwidth.errors import (
+    UpstreamAuthError,
     UpstreamConflict,
     UpstreamError,
     UpstreamRejected,
@@ -114,8 +116,10 @@ class Summary:
     total: int
     outcomes: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, Any]] = field(default_factory=list)
-    #: Lines left for a resume (the carrier stayed unavailable).
+    #: Lines left for a resume (the carrier stayed unavailable, or the run stopped).
     left: int = 0
+    #: Why the run stopped before its end (the carrier refused the gateway's credentials).
+    error: str | None = None
 
     @property
     def state(self) -> str:
@@ -129,6 +133,7 @@ class Summary:
             "outcomes": dict(sorted(self.outcomes.items())),
             "left": self.left,
             "failures": self.failures[:1000],
+            **({"error": self.error} if self.error is not None else {}),
         }
 
 
@@ -246,10 +251,19 @@ class Importer:
 
         async def worker() -> None:
             for row in rows:
-                planned = prepared.plan.actions.get(row.line, UPDATED)
-                outcome = await self._line(row, planned, as_of)
+                if summary.error is not None:
+                    return
+                try:
+                    planned = prepared.plan.actions.get(row.line, UPDATED)
+                    outcome = await self._line(row, planned, as_of)
+                except UpstreamAuthError as exc:
+                    # The operator's trouble, not the line's: the run stops, every line not
+                    # done is left for a resume (none marked failed).
+                    if summary.error is None:
+                        summary.error = f"the carrier refused the gateway's credentials: {exc}"
+                        log.warning("import %s stopped: %s", import_id, summary.error)
+                    return
                 if outcome is None:
-                    summary.left += 1
                     continue
                 summary.outcomes[outcome.outcome] += 1
                 if self.on_line is not None:
@@ -279,6 +293,7 @@ class Importer:
             async with asyncio.TaskGroup() as group:
                 for _ in range(min(self.concurrency, len(pending))):
                     group.create_task(worker())
+            summary.left = total - counter["done"]
         except BaseException:
             # Ctrl-C, shutdown, the store gone: what is left waits for a resume.
             summary.left = total - counter["done"]
@@ -317,6 +332,8 @@ class Importer:
                 return LineDone(row.line, FAILED, exc.message)
             except NumberOwned as exc:
                 return LineDone(row.line, FAILED, f"number owned by device {exc.owner}")
+            except UpstreamAuthError:
+                raise  # the run's trouble (``apply``), not this line's
             except UpstreamUnavailable as exc:
                 delay = exc.retry_after if exc.retry_after is not None else 0.5 * 2**attempt
                 self._pause_until = max(self._pause_until, time.monotonic() + min(delay, 60.0))

@@ -20,7 +20,8 @@ class ReportSettings:
     report_deadline: float = setting(
         "GATEWAY_REPORT_DEADLINE",
         8.0,
-        "a location report answers within this, or 503 with `Retry-After`",
+        "a location report answers within this, or 503/504 with `Retry-After` (its carrier "
+        "calls end just before it)",
         gt=0,
     )
     location_cache_size: int = setting(

@@ -49,6 +49,30 @@ def test_a_carrier_that_does_not_answer_never_holds_up_readiness() -> None:
     asyncio.run(scenario())
 
 
+def test_a_slow_carrier_answering_within_the_gateways_timeout_shows_as_ok() -> None:
+    """A carrier that answers every call in over 2 s but within the gateway's own attempt
+    timeout (5 s) works: reports go through. Its probe waits as long as a call does, so
+    readiness shows it ``ok``, not ``unreachable`` because the probe gave up first."""
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(2.3)
+        return httpx.Response(200, content=b"<NotificationRecipientListResponse/>")
+
+    async def scenario() -> list[object]:
+        async with carrier(slow) as upstream:
+            readiness = Readiness(upstream, window=30.0, config_problems=[])
+            seen = [(await readiness.check())["upstream"]]
+            async with asyncio.timeout(6):
+                while seen[-1] == "unknown":
+                    await asyncio.sleep(0.1)
+                    seen.append((await readiness.check())["upstream"])
+            await readiness.aclose()
+            return seen
+
+    seen = asyncio.run(scenario())
+    assert seen[0] == "unknown" and seen[-1] == "ok", seen
+
+
 @pytest.mark.parametrize(
     ("fallback", "ready"), [(CallerIndex(10), True), (None, False)], ids=["memory", "none"]
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,6 +16,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.api.conftest import ADMIN_KEY
 from tests.api.test_admin import assert_problem
+from tests.harness import EMPIRE_STATE, WHITE_HOUSE, gateway, gateway_settings, report
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -148,3 +150,117 @@ def test_a_carriers_huge_retry_after_is_not_passed_on_whole(
     response = upstream(xml(429, ERROR, **{"Retry-After": value})).get("/v1/endpoints")
     assert assert_problem(response, 503)["type"] == "/problems/upstream-unavailable"
     assert 1 <= int(response.headers["retry-after"]) <= MAX_RETRY_AFTER
+
+
+class TimedOutEndpointWrites(httpx.AsyncBaseTransport):
+    """Once ``on``: every endpoint write times out with ``error``, after the carrier applied
+    it (``landed``) or before it was sent; everything else goes through."""
+
+    def __init__(self, error: type[httpx.TimeoutException], landed: bool) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
+        self.error = error
+        self.landed = landed
+        self.on = False
+
+    def __call__(self, inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        self.inner = inner
+        return self
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        writes = request.method in ("POST", "PUT") and "/locations" not in request.url.path
+        if not (self.on and writes):
+            return await self.inner.handle_async_request(request)
+        if self.landed:
+            await (await self.inner.handle_async_request(request)).aread()
+        raise self.error("timed out (the test's)", request=request)
+
+
+@pytest.mark.parametrize(
+    ("error", "landed", "status"),
+    [
+        (httpx.ConnectTimeout, False, 504),
+        (httpx.PoolTimeout, False, 504),
+        (httpx.ReadTimeout, True, 503),
+    ],
+    ids=["connect", "pool", "read-after-sending"],
+)
+def test_a_reports_timed_out_write_is_answered_as_what_became_of_it(
+    error: type[httpx.TimeoutException], landed: bool, status: int
+) -> None:
+    """A write that never reached the carrier is undone: the answer says the report was not
+    applied (504), never that the gateway keeps watching a write there is none of. One that
+    may have landed is kept and watched (503, as it says), and the carrier holds it."""
+
+    async def main() -> None:
+        failing = TimedOutEndpointWrites(error, landed)
+        async with gateway(wrap=failing) as gw:
+            first = await gw.report(report("ann", WHITE_HOUSE, 0))
+            assert first.status_code == 200, first.text
+            failing.on = True
+            answer = await gw.report(report("ann", EMPIRE_STATE, 5))
+            body = assert_problem(answer, status)
+            assert ("keeps watching" in body["detail"]) is landed
+            assert ("not applied" in body["detail"]) is not landed
+            assert int(answer.headers["retry-after"]) >= 1
+            failing.on = False
+            await gw.app.state.services.pipeline.idle()
+            now = (await gw.http.get("/v1/devices/ann/location")).json()
+            held = gw.simulator.state["endpoints"][first.json()["endpointId"]]["locationId"]
+            assert now["locationId"] == held
+            assert (now["locationId"] != first.json()["locationId"]) is landed
+
+    asyncio.run(main())
+
+
+class HeldReads(httpx.AsyncBaseTransport):
+    """Once ``holding``: a read waits at the carrier until ``released`` (``reached`` is set
+    then), holding its connection slot; everything else goes through."""
+
+    def __init__(self) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
+        self.holding = False
+        self.reached = asyncio.Event()
+        self.released = asyncio.Event()
+
+    def __call__(self, inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        self.inner = inner
+        return self
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.holding and request.method == "GET":
+            self.holding = False
+            self.reached.set()
+            await self.released.wait()
+        return await self.inner.handle_async_request(request)
+
+
+def test_a_report_whose_write_waited_for_a_connection_past_its_deadline_is_undone() -> None:
+    """Every connection slot is taken (a slow carrier): a report's write still waiting for
+    one at the report's deadline was never sent. The answer says it was not applied (504),
+    not that the gateway keeps watching a write; and no repair then reads and writes the
+    device at the carrier, adding to what a slow carrier already cannot keep up with."""
+
+    async def main() -> None:
+        held = HeldReads()
+        settings = gateway_settings(upstream_max_connections=1, report_deadline=1.0)
+        async with gateway(settings, wrap=held) as gw:
+            first = await gw.report(report("ann", WHITE_HOUSE, 0))
+            assert first.status_code == 200, first.text
+            bob = await gw.report(report("bob", EMPIRE_STATE, 0))
+            assert bob.status_code == 200, bob.text  # the place ann moves to is known
+            held.holding = True
+            endpoint = first.json()["endpointId"]
+            admin = asyncio.create_task(gw.http.get(f"/v1/endpoints/{endpoint}"))
+            await held.reached.wait()  # the one slot is taken
+            seq = gw.last_seq()
+            moved = await gw.report(report("ann", EMPIRE_STATE, 5))
+            body = assert_problem(moved, 504)
+            assert "not applied" in body["detail"] and "watching" not in body["detail"]
+            held.released.set()
+            assert (await admin).status_code == 200
+            await gw.app.state.services.pipeline.idle()
+            assert [c["operation"] for c in gw.calls(seq)] == ["getEndpoint"]  # the admin's
+            now = (await gw.http.get("/v1/devices/ann/location")).json()
+            assert now["locationId"] == first.json()["locationId"]
+
+    asyncio.run(main())

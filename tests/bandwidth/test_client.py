@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -351,6 +352,26 @@ def test_refused_credentials_are_an_auth_error(status: int) -> None:
     Upstream([httpx.Response(status)]).fails(UpstreamAuthError, lambda c: c.list_endpoints())
 
 
+def test_refused_credentials_are_logged_as_an_error_once_per_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The operator's trouble, said loudly but once: not once per call (or per device), and
+    once more when the credentials are refused again after the carrier took them."""
+    answers: list[Answer] = [httpx.Response(401)] * 3 + [xml(ENDPOINT), httpx.Response(403)]
+    up = Upstream(answers, latency=0.1)
+
+    async def calls(client: BandwidthClient) -> None:
+        for _ in answers:
+            with contextlib.suppress(UpstreamAuthError):
+                await client.get_endpoint("ep1")
+
+    with caplog.at_level(logging.ERROR, logger="gateway.bandwidth.client"):
+        up.run(calls, ONE_ATTEMPT)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2 and all("refuses the gateway's credentials" in e for e in errors)
+    assert "HTTP 401" in errors[0] and "HTTP 403" in errors[1]
+
+
 def test_400_carries_the_carriers_code_and_description() -> None:
     up = Upstream([rejected(400, "12345", "Address could not be validated")])
     error = up.fails(UpstreamRejected, lambda c: c.create_location(LOCATION))
@@ -370,6 +391,37 @@ def test_an_error_body_on_a_200_is_a_rejection() -> None:
     error = up.fails(UpstreamRejected, lambda c: c.update_location("L1", LOCATION))
     assert (error.status, error.code, error.description) == (200, "7", "bad")
     assert len(up.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        b"<ResponseStatus/>",
+        b"<ResponseStatus><ErrorCode> </ErrorCode><Description/></ResponseStatus>",
+    ],
+    ids=["empty", "blank-code"],
+)
+def test_a_200_whose_response_status_has_no_error_code_refuses_nothing(status: bytes) -> None:
+    """Bandwidth names an error by its code: a 2xx whose ``ResponseStatus`` has none is the
+    write taken, read as any answer (the record it holds, or the one sent when it holds none)."""
+    held = b"<Endpoint><endpointId>ep1</endpointId><locationId>L2</locationId>"
+    up = Upstream([httpx.Response(200, content=held + status + b"</Endpoint>")])
+    answered = up.run(lambda c: c.update_endpoint("ep1", ENDPOINT))
+    assert (answered.endpoint_id, answered.location_id) == ("ep1", "L2")
+    up = Upstream([httpx.Response(201, content=status)])
+    assert up.run(lambda c: c.create_endpoint(ENDPOINT)) == ENDPOINT
+
+
+def test_a_200_whose_response_status_has_words_but_no_code_is_an_uncertain_write() -> None:
+    """Words with no code say nothing certain: never a refusal (that would undo the device's
+    report while the carrier may hold it), but an unreadable answer, a write's uncertain."""
+    body = b"<ResponseStatus><Description>Location updated</Description></ResponseStatus>"
+    up = Upstream([httpx.Response(200, content=body)])
+    error = up.fails(UpstreamParseError, lambda c: c.update_endpoint("ep1", ENDPOINT))
+    assert error.ambiguous and error.status == 200 and "Location updated" in error.message
+    assert len(up.requests) == 1
+    read = Upstream([httpx.Response(200, content=body)])
+    assert not read.fails(UpstreamParseError, lambda c: c.get_endpoint("ep1")).ambiguous
 
 
 @pytest.mark.parametrize(

@@ -194,6 +194,38 @@ def test_the_carriers_rate_limit_is_respected() -> None:
     run(main())
 
 
+def test_a_credentials_outage_stops_the_run_and_fails_no_line() -> None:
+    """The carrier refusing the gateway's credentials is the operator's to fix, not a fault
+    of each line: the run stops at once (a refused call per worker at most), says why, marks
+    no line failed, and a resume once the credentials are fixed applies every line."""
+
+    async def main() -> None:
+        async with bulk_gateway() as (gw, rt):
+            data = devices_csv(30)
+            prepared = await prepare(DEVICES, data, rt.pipeline, rt.imports, rt.limits)
+            import_id = await rt.importer.start(prepared)
+            password = gw.simulator.config.password
+            gw.simulator.config.password = "rotated-by-someone"
+            stopped = await rt.importer.apply(import_id, prepared)
+            assert stopped.state == "incomplete" and stopped.left == 30, stopped.as_json()
+            assert "failed" not in stopped.outcomes and not stopped.failures
+            assert stopped.error is not None and "credentials" in stopped.error
+            assert stopped.as_json()["error"] == stopped.error
+            assert 1 <= len(gw.calls()) <= rt.importer.concurrency
+            assert await rt.imports.done(import_id) == {}
+            status = (await gw.http.get(f"/v1/imports/{import_id}")).json()
+            assert (status["state"], status["left"], status["failed"]) == ("incomplete", 30, 0)
+            assert status["error"] == stopped.error
+            gw.simulator.config.password = password
+            resumed = await rt.importer.apply(
+                await rt.importer.start(prepared, import_id), prepared
+            )
+            assert resumed.state == "done" and resumed.error is None, resumed.as_json()
+            assert resumed.outcomes == Counter({"created": 30})
+
+    run(main())
+
+
 @pytest.mark.parametrize(
     ("data", "words"),
     [

@@ -252,7 +252,7 @@ def test_a_write_overtaken_by_a_newer_report_stays_in_the_history(url: str) -> N
 
 class GarbledWrites(httpx.AsyncBaseTransport):
     """The simulator's transport; the carrier takes every endpoint write, but the answer
-    that comes back is a 200 no one can read (``body``)."""
+    that comes back is a 200 with ``body`` instead of the carrier's own."""
 
     def __init__(self, body: bytes) -> None:
         self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
@@ -277,8 +277,9 @@ class GarbledWrites(httpx.AsyncBaseTransport):
         b"<Endpoint><locationId>",  # truncated
         b"<Endpoint>" + b"x" * (1024 * 1024 + 1) + b"</Endpoint>",  # past the codec's limit
         b"<Endpoint><locationId>L</locationId><activated>maybe</activated></Endpoint>",
+        b"<ResponseStatus><Description>Endpoint saved</Description></ResponseStatus>",
     ],
-    ids=["truncated", "oversized", "bad-field"],
+    ids=["truncated", "oversized", "bad-field", "status-without-code"],
 )
 def test_a_write_taken_but_answered_unreadably_is_not_reverted(url: str, body: bytes) -> None:
     """A 2xx whose body cannot be read: the carrier took the write (its status says so), so
@@ -302,6 +303,35 @@ def test_a_write_taken_but_answered_unreadably_is_not_reverted(url: str, body: b
             held = sim.state.simulator.store.endpoints[stored.endpoint_id]
             assert held.location_id == stored.location_id
             assert stored.address is not None and "350" in str(stored.address)
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<ResponseStatus/>", b"<Endpoint><ResponseStatus><ErrorCode/></ResponseStatus></Endpoint>"],
+    ids=["empty", "empty-code"],
+)
+def test_a_write_answered_with_a_response_status_without_error_code_is_applied(
+    url: str, body: bytes
+) -> None:
+    """A 2xx whose ``ResponseStatus`` holds no error code is the carrier taking the write:
+    the report is applied and confirmed, not undone as a refusal (the ledger back at the old
+    place while the carrier holds the new one)."""
+
+    async def main() -> None:
+        sim = new_simulator(gateway_settings())
+        garbled = GarbledWrites(body)
+        async with world(url, sim, holding=garbled) as w:  # type: ignore[arg-type]
+            await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+            garbled.garble = True
+            moved = await w.pipeline.report(report("ann", EMPIRE_STATE, 5))
+            assert moved.endpoint == Change.UPDATED
+            stored = await w.store.get("ann")
+            assert stored is not None and stored.confirmed
+            assert stored.location_id == moved.binding.location_id
+            held = sim.state.simulator.store.endpoints[stored.endpoint_id]
+            assert held.location_id == stored.location_id
 
     run(main)
 
@@ -424,5 +454,87 @@ def test_a_repair_whose_address_the_carrier_now_refuses_does_not_stop_reconcilin
             # Both leases were given back (checked): another pass may take them again later.
             again = await w.store.lease("me", limit=5, lease_seconds=60)
             assert sorted(b.aeui for b in again) == ["ann", "bob"]
+
+    run(main)
+
+
+class CredentialsOutage(httpx.AsyncBaseTransport):
+    """The simulator's transport. The next ``losing`` endpoint updates wait at the door
+    (``held`` is set once all do) and, once ``outage`` is set, their connections drop
+    (uncertain, and not applied). During the outage the carrier refuses the gateway's
+    credentials: ``status`` 401 on every call, or 403 on writes only (a role without write
+    rights); ``refused`` counts those answers."""
+
+    def __init__(self, status: int) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
+        self.status = status
+        self.losing = 0
+        self.held = asyncio.Event()
+        self.outage = asyncio.Event()
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.outage.is_set() and (self.status == 401 or request.method != "GET"):
+            self.refused += 1
+            body = b"<ResponseStatus><ErrorCode>UNAUTHORIZED</ErrorCode></ResponseStatus>"
+            return httpx.Response(self.status, content=body)
+        if self.losing and request.method == "PUT":
+            self.losing -= 1
+            if not self.losing:
+                self.held.set()
+            await self.outage.wait()
+            raise httpx.ReadError("the connection dropped (the test's)", request=request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_credentials_outage_leaves_repairs_pending_not_failed(url: str, status: int) -> None:
+    """Uncertain writes whose repair meets the carrier refusing the gateway's credentials:
+    the operator's trouble, not the devices'. No device is recorded ``provisioning_failed``;
+    each keeps its claim and its repair waits; a reconcile pass puts no device off for an
+    interval; once the credentials are accepted, every repair is made."""
+
+    async def main() -> None:
+        sim = new_simulator(gateway_settings())
+        carrier = CredentialsOutage(status)
+        phones = {"ann": "+12025550143", "bob": "+12025550144"}
+        async with world(url, sim, holding=carrier) as w:  # type: ignore[arg-type]
+            w.pipeline.repairs.retry_delays = (0.02,)
+            for aeui, phone in phones.items():
+                await w.pipeline.report(report(aeui, WHITE_HOUSE, 0, telephone_number=phone))
+            carrier.losing = len(phones)
+            moves = [
+                asyncio.create_task(
+                    w.pipeline.report(report(aeui, EMPIRE_STATE, 5, telephone_number=phone))
+                )
+                for aeui, phone in phones.items()
+            ]
+            await carrier.held.wait()
+            carrier.outage.set()
+            for failed in await asyncio.gather(*moves, return_exceptions=True):
+                assert isinstance(failed, UpstreamError) and failed.ambiguous
+            await asyncio.sleep(0.2)  # the repairs meet the refusal, again and again
+            assert carrier.refused >= 2 * len(phones)
+            before = datetime.now(UTC)
+            assert await w.pipeline.reconcile(w.store, "me", batch=5, interval=0) == 0
+            # None is put off (as if checked now): each is there for the next pass.
+            later = await w.store.lease("x", limit=5, lease_seconds=1, older_than=before)
+            assert sorted(b.aeui for b in later) == sorted(phones)
+            for aeui in phones:
+                stored = await w.store.get(aeui)
+                assert stored is not None and not stored.confirmed
+                assert stored.address is not None and "350" in str(stored.address)
+                kinds = [e.kind for e in await w.store.history(aeui)]
+                assert "provisioning_failed" not in kinds
+            carrier.outage.clear()
+            await w.pipeline.idle()
+            for aeui in phones:
+                stored = await w.store.get(aeui)
+                assert stored is not None and stored.confirmed
+                held = sim.state.simulator.store.endpoints[stored.endpoint_id]
+                assert held.location_id == stored.location_id
 
     run(main)

@@ -177,6 +177,19 @@ RATE_LIMITED = {
     )
 }
 
+#: A report's carrier failures that say what became of its change.
+REPORT_TIMEOUTS = {
+    "503": retry_problem(
+        "The carrier is unavailable or rate-limiting (`/problems/upstream-unavailable`); or it "
+        "did not confirm the change within `GATEWAY_REPORT_DEADLINE`, and the change may still "
+        "land: the gateway keeps watching the write and repairs the record if needed."
+    ),
+    "504": retry_problem(
+        "The carrier did not answer in time, and the report was not applied "
+        "(`/problems/upstream-timeout`): the carrier did not take its change."
+    ),
+}
+
 
 def device_paths() -> dict[str, Any]:
     return {
@@ -215,7 +228,8 @@ def device_paths() -> dict[str, Any]:
                     ),
                     **RATE_LIMITED,
                 }
-                | UPSTREAM_FAILURES,
+                | UPSTREAM_FAILURES
+                | REPORT_TIMEOUTS,
                 body=ref("LocationReport"),
                 security=DEVICE_OR_ADMIN,
             )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.bandwidth.errors import UpstreamError
+from gateway.bandwidth.errors import UpstreamAuthError, UpstreamError
 from gateway.dlr.binding import Binding
 from gateway.dlr.pipeline.repairs import Repairs, refused
 from gateway.store.base import StateStore
@@ -47,7 +47,7 @@ class Reconciler:
 
         Rows are leased in the database, so replicas check different devices; a device is
         re-read from the carrier and re-written if it regressed. Answers how many were
-        checked.
+        checked (a refusal of the gateway's credentials ends the pass).
         """
         now = datetime.now(UTC)
         # Long enough for the pass (a read and a write per device), short enough that a
@@ -80,11 +80,18 @@ class Reconciler:
                     None if orphaned_after is None else now - timedelta(seconds=orphaned_after)
                 ),
             )
-        for row in rows:
+        for index, row in enumerate(rows):
             try:
                 await self.repairs.repair(row.aeui)
             except (UpstreamError, StoreUnavailable) as exc:
                 log.info("reconcile: %s not checked: %s", row.aeui, type(exc).__name__)
+                if isinstance(exc, UpstreamAuthError):
+                    # The gateway's credentials are refused, as they would be for the rest:
+                    # the pass ends, and its devices wait unchecked for the next (one refused
+                    # call a pass, not one each; none put off for an interval).
+                    for left in rows[index:]:
+                        await store.release(left.aeui, owner)
+                    return index
                 if refused(exc):
                     # Its next turn is a while away (an orphan's ``orphaned_after``, anyone
                     # else's ``interval``), not the next tick, where the same write would be

@@ -9,7 +9,12 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 
-from gateway.bandwidth.errors import UpstreamError, UpstreamNotFound, UpstreamRejected
+from gateway.bandwidth.errors import (
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamRejected,
+)
 from gateway.bandwidth.models import Endpoint
 from gateway.concurrency import KeyedLocks
 from gateway.dlr.binding import Binding, observed
@@ -26,8 +31,13 @@ log = logging.getLogger("gateway.pipeline")
 
 
 def refused(exc: Exception) -> bool:
-    """Whether the carrier definitively refused a write (the same write would be again)."""
-    return isinstance(exc, UpstreamRejected) and not exc.ambiguous
+    """Whether the carrier definitively refused a write (the same write would be again).
+    Not a refusal of the gateway's credentials: the operator's trouble, not the device's."""
+    return (
+        isinstance(exc, UpstreamRejected)
+        and not exc.ambiguous
+        and not isinstance(exc, UpstreamAuthError)
+    )
 
 
 def _binds(desired: Binding, endpoint: Endpoint | None) -> bool:
@@ -110,16 +120,31 @@ class Repairs:
         await self._repair_later(aeui, 0.0)
 
     async def _repair_later(self, aeui: str, delay: float) -> None:
+        """Repair, retried after each of ``retry_delays``; while the carrier refuses the
+        gateway's credentials, after the longest of them for as long as that lasts (the
+        repair stays pending: nothing is wrong with the device's binding)."""
         await asyncio.sleep(delay)
-        for attempt, wait in enumerate((*self.retry_delays, None)):
+        delays = iter((*self.retry_delays, None))
+        tries = 0
+        waiting = False  # for the carrier to accept the gateway's credentials again
+        while True:
+            tries += 1
             try:
                 await self.repair(aeui)
                 return
             except (UpstreamError, StoreUnavailable) as exc:
                 if refused(exc):
                     return  # recorded: the same write would be refused again
+                if isinstance(exc, UpstreamAuthError):
+                    if not waiting:  # the client logs the outage itself, once
+                        log.info("repair of %s waits for the carrier to accept the gateway", aeui)
+                        waiting = True
+                    self.known.distrust(aeui)  # a report meanwhile writes
+                    await asyncio.sleep(max(self.retry_delays, default=30.0))
+                    continue
+                wait = next(delays)
                 if wait is None:
-                    log.warning("repair of %s gave up after %d tries: %s", aeui, attempt + 1, exc)
+                    log.warning("repair of %s gave up after %d tries: %s", aeui, tries, exc)
                     self.known.distrust(aeui)  # the next report writes again
                     return
                 await asyncio.sleep(wait)
