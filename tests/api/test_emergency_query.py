@@ -225,15 +225,50 @@ def test_a_new_fix_at_the_same_address_is_the_one_answered() -> None:
             assert (answer["lat"], answer["lon"], answer["radius"]) == (40.7515, -73.985428, 5)
             location = (await gw.http.get("/v1/devices/walker/location")).json()
             assert (location["latitude"], location["precision"]) == (40.7515, "gps")
-            # The same fix again, and a report without one, change nothing.
-            for body in (
-                fresh_report("walker", EMPIRE_STATE, 20, geo=there),
-                fresh_report("walker", EMPIRE_STATE, 10),
-            ):
-                again = await gw.report(body)
-                assert (again.status_code, again.json()["latitude"]) == (200, 40.7515)
+            # The same fix again changes nothing.
+            again = await gw.report(fresh_report("walker", EMPIRE_STATE, 20, geo=there))
+            assert (again.status_code, again.json()["latitude"]) == (200, 40.7515)
             assert (await ask(gw)).json()["lat"] == 40.7515
+            # A report without one: the fix is 20 s old, and the record's time would be this
+            # report's, so the address's geocode is answered instead (with its radius).
+            unfixed = await gw.report(fresh_report("walker", EMPIRE_STATE, 10))
+            assert (unfixed.status_code, unfixed.json()["latitude"]) == (200, 40.748817)
+            answer = (await ask(gw)).json()
+            assert (answer["lat"], answer["lon"], answer["radius"]) == (40.748817, -73.985428, 50)
             assert gw.operations(seq) == []
+
+    run(scenario())
+
+
+def test_a_report_without_a_fix_never_answers_an_earlier_fix_as_fresh() -> None:
+    """A device's record has one time. A report without a GPS fix, or with one that
+    contradicts its address, that kept the earlier fix would have the query answer that fix
+    as taken at the report's time: the address's geocode answers instead, at the same
+    address and at a new one."""
+
+    async def scenario() -> None:
+        async with gateway(query_settings(), geocoder=StreetGeocoder()) as gw:
+            fix = {"latitude": 40.7515, "longitude": -73.985428, "accuracyMeters": 5}
+            los_angeles = {"latitude": 34.0522, "longitude": -118.2437, "accuracyMeters": 5}
+            geocoded = (40.748817, -73.985428, 50)  # StreetGeocoder's, the default radius
+            for seconds, address, rest in (
+                (90, EMPIRE_STATE, {}),
+                (70, EMPIRE_STATE, {"geo": los_angeles}),
+                (50, SPACE_NEEDLE, {}),
+            ):
+                fixed = await gw.report(fresh_report("walker", EMPIRE_STATE, seconds, geo=fix))
+                assert fixed.status_code == 200, fixed.text
+                assert (await ask(gw)).json()["lat"] == 40.7515
+                later = await gw.report(fresh_report("walker", address, seconds - 10, **rest))
+                assert later.status_code == 200, later.text
+                answer = (await ask(gw)).json()
+                assert (answer["lat"], answer["lon"], answer["radius"]) == geocoded, rest
+                assert answer["location_id"] == later.json()["locationId"]
+                location = (await gw.http.get("/v1/devices/walker/location")).json()
+                assert (location["precision"], location["observedAt"]) == (
+                    "street",
+                    later.json()["observedAt"],
+                )
 
     run(scenario())
 

@@ -111,12 +111,15 @@ _NOT_DISPATCHABLE = (
 
 def _same_place(binding: Binding, fix: GeoFix | None) -> bool:
     """Whether ``binding``'s coordinates stand for a report at its address with ``fix`` (a
-    GPS fix that does not contradict the address): they are that very fix. A report without
-    one (or with a contradicting one) leaves the binding's coordinates as they are."""
+    GPS fix that does not contradict the address): they are that very fix. For a report
+    without one (or with a contradicting one), they are a geocode of the address (or none),
+    never an earlier fix: that fix was where the device was when it was taken, and the
+    binding's time becomes this report's, so it would be answered as fixed just now."""
+    gps = binding.coordinates_source == Precision.GPS.value
     if fix is None:
-        return True
+        return not gps
     return (
-        binding.coordinates_source == Precision.GPS.value
+        gps
         and binding.latitude == fix.latitude
         and binding.longitude == fix.longitude
         and binding.accuracy_meters == fix.accuracy_meters
@@ -332,9 +335,10 @@ class Reports:
         either: its claim decides its order (``_apply``). A report at the same address with a
         new GPS fix (``_same_place``) is a change too: the call-time query answers the
         device's coordinates, and the old fix is no longer where the device is; its claim
-        finds the carrier holding the endpoint already, so it costs no carrier call. A report
-        without a fix, or with one that contradicts the address, keeps the coordinates set
-        with the binding (the contradiction is still reported).
+        finds the carrier holding the endpoint already, so it costs no carrier call. So is a
+        report without a fix, or with one that contradicts the address, of a device whose
+        coordinates are an earlier fix: the address's geocode replaces that fix (never
+        answered as fixed at this report's time); a geocode of the address is kept.
         """
         aeui = report.alternate_end_user_id
         when = report.observed_at
