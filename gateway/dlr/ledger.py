@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from cachetools import LRUCache
 
-from gateway.dlr.binding import Binding, observed
+from gateway.dlr.binding import Binding, newest
 from gateway.store.base import (
     Claim,
     HistoryEntry,
@@ -64,7 +64,7 @@ class MemoryLedger:
 
     async def claim(self, binding: Binding, *, credential: str, check_number: bool = True) -> Claim:
         previous = self._row(binding.aeui)
-        if previous is not None and observed(binding) < observed(previous):
+        if previous is not None and newest(binding) < newest(previous):
             return Claim(False, previous, previous)
         now = datetime.now(UTC)
         if check_number:
@@ -96,7 +96,7 @@ class MemoryLedger:
         row = self._row(aeui)
         if row is None or (version is not None and row.version != version):
             return False
-        if observed_at < observed(row) or not self._may_use(row):
+        if observed_at < newest(row) or not self._may_use(row):
             return False
         self._put(dataclasses.replace(row, observed_at=observed_at, heard_at=datetime.now(UTC)))
         return True

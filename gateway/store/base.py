@@ -163,7 +163,8 @@ class Ledger(Protocol):
     async def get(self, aeui: str) -> Binding | None: ...
 
     async def claim(self, binding: Binding, *, credential: str, check_number: bool = True) -> Claim:
-        """Store ``binding`` unless a newer observation is stored (equal ones win).
+        """Store ``binding`` unless a newer observation is stored (equal ones win): the
+        binding's and the row's order are ``newest``'s, not ``observed_at`` alone.
 
         Atomic across replicas. A winning claim stores ``confirmed=False``, the next
         version and the store's time as ``heard_at`` (the binding's own are ignored). It
@@ -200,7 +201,7 @@ class Ledger(Protocol):
         """An unchanged report: move ``observed_at`` forward (never back), ``heard_at`` to now.
 
         False when there is no such row (of ``version``, if given), a newer observation is
-        stored, or another device now owns the row's number alone.
+        stored (``newest``), or another device now owns the row's number alone.
         """
         ...
 

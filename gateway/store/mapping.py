@@ -78,6 +78,7 @@ def binding_of(row: Any) -> Binding:
         # A release without ``heard_at`` moves ``applied_at`` only: the later of the two.
         heard_at=from_us(max(row.heard_at or 0, row.applied_at)),
         attested=row.attested_number is not None and row.attested_number == row.telephone_number,
+        ordered_at=None if row.ordered_at is None else from_us(row.ordered_at),
         **_coordinates(row),
     )
 
@@ -130,6 +131,7 @@ def claim_values(binding: Binding, now: int) -> dict[str, Any]:
         "coordinates_accuracy": binding.accuracy_meters,
         "heard_at": now,
         "attested_number": binding.telephone_number if binding.attested else None,
+        "ordered_at": None if binding.ordered_at is None else to_us(binding.ordered_at),
     }
 
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.dlr.binding import Binding, observed
+from gateway.dlr.binding import Binding, newest
 from gateway.store.base import (
     Claim,
     HistoryEntry,
@@ -359,7 +359,7 @@ class SqlStateStore(DriverPaths):
                     return Claim(True, None, claimed(binding, version=1, now=now))
                 # A concurrent claim inserted the device first: lock its row and compare.
             previous = binding_of(row)
-            if observed(previous) > observed(binding):
+            if newest(previous) > newest(binding):
                 return Claim(False, previous, previous)
             if check_number:
                 await hold_number(connection, binding, now, credential)

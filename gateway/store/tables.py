@@ -94,6 +94,11 @@ devices = sa.Table(
     # claim), when it did. It authorizes the device for that number only while it equals
     # ``telephone_number`` (a release without this column may change the number).
     sa.Column("attested_number", sa.String(32), nullable=True),
+    # Revision 0008: ``Binding.ordered_at``, a report time the device's order has reached
+    # past ``observed_at`` (a move the carrier refused); NULL: ``observed_at`` orders alone.
+    # Readers order by the later of the two, so a release without it (a rollback) that
+    # moves ``observed_at`` alone leaves an order that is still right.
+    _instant("ordered_at", nullable=True),
     sa.Index(None, "checked_at"),
     sa.Index(None, "location_id"),
     # Revision 0002: the emergency-call query finds devices by callback number.

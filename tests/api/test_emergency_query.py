@@ -29,6 +29,7 @@ from gateway.geocoding.results import GeocodeResult, Precision
 from gateway.settings import Settings
 from gateway.store import StateStore, upgrade
 from gateway.store.sql import SqlStateStore
+from tests.api.test_history_truth import REFUSING
 from tests.harness import (
     EMPIRE_STATE,
     SPACE_NEEDLE,
@@ -396,6 +397,43 @@ def test_a_stale_location_is_answered_and_counted() -> None:
             assert (await gw.report(fresh_report("old", WHITE_HOUSE, 5))).status_code == 200
             assert (await ask(gw)).status_code == 200
             assert m.get_sample_value("dlr_emergency_query_stale_total") == 1
+
+    run(scenario())
+
+
+def test_a_refused_move_answers_the_previous_place_with_its_own_age(tmp_path: Path) -> None:
+    """The carrier refuses a device's move: it still holds the previous place, and so the
+    query answers that place, but as old as it is (stale here), never as observed at the
+    refused report's time. An older report than the refused one is still superseded."""
+
+    async def scenario() -> None:
+        database = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+        settings = query_settings(database_url=database, emergency_query_stale_after=3600)
+        async with gateway(settings) as gw:
+            placed = await gw.report(fresh_report("mover", WHITE_HOUSE, 7200))
+            assert placed.status_code == 200, placed.text
+            sim_app = gw.sim_app
+        where = placed.json()["locationId"]
+        async with gateway(settings, sim_app=sim_app, wrap=REFUSING) as gw:
+            refused = await gw.report(fresh_report("mover", EMPIRE_STATE, 60))
+            assert refused.status_code == 422, refused.text
+            assert (await ask(gw)).json()["location_id"] == where
+            location = (await gw.http.get("/v1/devices/mover/location")).json()
+            assert location["observedAt"] == placed.json()["observedAt"]
+            older = await gw.report(fresh_report("mover", SPACE_NEEDLE, 120))
+            assert older.status_code == 409, older.text
+            newest = datetime.fromisoformat(older.json()["newestObservedAt"])
+            assert abs((datetime.now(UTC) - newest).total_seconds() - 60) < 30
+            (entry,) = await history(gw, "mover")
+        # Restarted: the store answers (its row), and the same.
+        async with gateway(settings, sim_app=sim_app) as gw:
+            answer = await ask(gw)
+            assert answer.json()["location_id"] == where
+            (again, _) = await history(gw, "mover")
+        assert (entry["source"], again["source"]) == ("cache", "store")
+        for after in (entry["after"], again["after"]):
+            assert after["observedAt"] == placed.json()["observedAt"]
+            assert after["stale"] is True and after["locationAgeSeconds"] >= 7200
 
     run(scenario())
 

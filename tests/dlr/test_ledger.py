@@ -4,6 +4,7 @@ a write the carrier has not confirmed."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from gateway.dlr.binding import Binding
@@ -74,5 +75,26 @@ def test_advance_and_delete_see_pinned_rows() -> None:
         deleted = await ledger.delete("p")
         assert deleted is not None and deleted.aeui == "p"
         assert await ledger.get("p") is None and ledger.pinned == 0
+
+    asyncio.run(scenario())
+
+
+def test_order_apart_from_the_place_as_the_store_keeps_it() -> None:
+    """A refused move's restored binding orders by ``ordered_at`` and keeps its own time
+    (tests/store/test_claims.py holds the store to the same)."""
+
+    async def scenario() -> None:
+        ledger = MemoryLedger()
+        later = T0 + timedelta(seconds=30)
+        await ledger.claim(_binding("m", "L2", later), credential="t")
+        restored = dataclasses.replace(_binding("m"), ordered_at=later)
+        back = await ledger.claim(restored, credential="t")
+        assert back.won and back.current.observed_at == T0
+        older = _binding("m", "L3", T0 + timedelta(seconds=20))
+        assert not (await ledger.claim(older, credential="t")).won
+        assert not await ledger.advance("m", T0 + timedelta(seconds=20))
+        assert await ledger.advance("m", later)
+        row = await ledger.get("m")
+        assert row is not None and row.observed_at == later
 
     asyncio.run(scenario())

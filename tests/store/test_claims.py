@@ -487,6 +487,29 @@ def test_delete_forgets_the_device(db: Database) -> None:
     run(main())
 
 
+def test_a_refused_moves_order_is_kept_apart_from_its_place(db: Database) -> None:
+    """A binding restored after a refused move keeps its own ``observed_at`` (its place's
+    age) and orders by the refused report (``ordered_at``): older claims and advances lose."""
+
+    async def main() -> None:
+        async with await _open(db) as store:
+            await store.claim(binding(observed=10), credential="device")
+            assert (await store.claim(binding("device-1", "LOC2", observed=30), credential="d")).won
+            restored = dataclasses.replace(binding(observed=10), ordered_at=at(30))
+            back = await store.claim(restored, credential="device")
+            assert back.won and await store.get("device-1") == back.current
+            assert (back.current.observed_at, back.current.ordered_at) == (at(10), at(30))
+            older = await store.claim(binding("device-1", "LOC3", observed=20), credential="d")
+            assert not older.won and older.current == back.current
+            assert not await store.advance("device-1", at(20))
+            assert await store.advance("device-1", at(30))
+            stored = await store.get("device-1")
+            assert stored is not None and stored.observed_at == at(30)
+            assert (await store.claim(binding("device-1", "LOC3", observed=31), credential="d")).won
+
+    run(main())
+
+
 def test_binding_json_is_what_history_records() -> None:
     b = binding()
     assert b.as_json()["locationId"] == "LOC1"

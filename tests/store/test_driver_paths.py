@@ -80,6 +80,14 @@ async def _scenario(store: SqlStateStore, clock: Clock) -> list[Any]:
     await step(store.claim(binding("dev-d", "LOC3", observed=3), credential="d"))
     await step(store.confirm("dev-d", 1, record=first))
     await step(store.confirm("dev-c", 1, record=first))  # no such device
+    # A refused move's restored binding: ordered by the refused report, its own time kept.
+    await step(store.claim(binding("dev-g", "LOC1", observed=10), credential="d"))
+    await step(store.claim(binding("dev-g", "LOC2", observed=30), credential="d"))
+    restored = dataclasses.replace(binding("dev-g", "LOC1", observed=10), ordered_at=at(30))
+    await step(store.claim(restored, credential="d"))
+    await step(store.claim(binding("dev-g", "LOC3", observed=20), credential="d"))  # older
+    await step(store.advance("dev-g", at(20)))  # older
+    await step(store.advance("dev-g", at(30)))
     # Together in one batch: a confirmation, an overtaken write and one without a record.
     await step(store.claim(binding("dev-e", "LOC1", observed=1), credential="d"))
     await step(store.claim(binding("dev-e", "LOC2", observed=2), credential="d"))
@@ -142,6 +150,9 @@ def test_the_driver_sql_agrees_with_the_portable_path(
     kept = [row for row in kept if not row[0].startswith("~")]
     assert answers[21] is False and answers[22] is False and answers[23] is True
     assert answers[25] is False and answers[26] is False
+    refused, restored, older, behind, ahead = answers[28:33]
+    assert refused.won and restored.won and not older.won and (behind, ahead) == (False, True)
+    assert restored.current.observed_at == at(10) and restored.current.ordered_at == at(30)
     assert answers[-5] == [False, True, True]
     assert answers[-4] is True and answers[-3] is True
     queried = [row for row in fast[1]["history"] if row[5] == "emergency_query"]

@@ -47,10 +47,10 @@ class AdminSync:
         """An admin wrote this endpoint at the carrier: make it the device's desired binding,
         recorded in its history.
 
-        It keeps the device's newest report time, so the reconciler does not undo the edit,
-        and the device's next (newer) report still applies as usual; and, on the same
-        location, the device's address and coordinates. Its number is held as a report's
-        is (``NumberOwned`` in a race with another device's claim of it).
+        It keeps the device's newest report time (and order: ``ordered_at``), so the
+        reconciler does not undo the edit, and the device's next (newer) report still applies
+        as usual; and, on the same location, the device's address and coordinates. Its number
+        is held as a report's is (``NumberOwned`` in a race with another device's claim of it).
         """
         aeui = endpoint.alternate_end_user_id
         if not aeui or not endpoint.location_id or not endpoint.endpoint_id:
@@ -68,6 +68,7 @@ class AdminSync:
                 telephone_number=endpoint.telephone_number or "",
                 observed_at=previous.observed_at if previous is not None else _EPOCH,
                 source="admin",
+                ordered_at=previous.ordered_at if previous is not None else None,
             )
             if previous is not None and previous.location_id == edited.location_id:
                 edited = dataclasses.replace(edited, address=previous.address)

@@ -14,7 +14,7 @@ from typing import Any
 from gateway.bandwidth.errors import UpstreamError, UpstreamPending
 from gateway.bandwidth.models import Address, Endpoint
 from gateway.concurrency import KeyedLocks
-from gateway.dlr.binding import Binding, observed
+from gateway.dlr.binding import Binding, newest
 from gateway.dlr.coordinates import distance_meters, uncertainty_meters
 from gateway.dlr.errors import FieldError
 from gateway.dlr.ids import location_id_for
@@ -329,15 +329,15 @@ class Reports:
     ) -> Outcome | None:
         """The outcome of a report that changes nothing, or ``None`` when it does.
 
-        Raises ``Superseded`` for a report older than the device's newest. With a warm cache
-        an unchanged report costs one conditional write to the ledger (group-committed) and
-        no read; after a restart, one read more. A move of a cached device reads nothing
-        either: its claim decides its order (``_apply``). A report at the same address with a
-        new GPS fix (``_same_place``) is a change too: the call-time query answers the
-        device's coordinates, and the old fix is no longer where the device is; its claim
-        finds the carrier holding the endpoint already, so it costs no carrier call. So is a
-        report without a fix, or with one that contradicts the address, of a device whose
-        coordinates are an earlier fix: the address's geocode replaces that fix (never
+        Raises ``Superseded`` for a report older than the device's newest (``newest``). With
+        a warm cache an unchanged report costs one conditional write to the ledger
+        (group-committed) and no read; after a restart, one read more. A move of a cached
+        device reads nothing either: its claim decides its order (``_apply``). A report at the
+        same address with a new GPS fix (``_same_place``) is a change too: the call-time query
+        answers the device's coordinates, and the old fix is no longer where the device is;
+        its claim finds the carrier holding the endpoint already, so it costs no carrier call.
+        So is a report without a fix, or with one that contradicts the address, of a device
+        whose coordinates are an earlier fix: the address's geocode replaces that fix (never
         answered as fixed at this report's time); a geocode of the address is kept.
         """
         aeui = report.alternate_end_user_id
@@ -346,14 +346,14 @@ class Reports:
         fix = report.geo if check.conflict is None else None
         if aeui in self.known.unsettled:
             stored = await self.ledger.get(aeui)
-            if stored is not None and when < observed(stored):
-                raise Superseded(observed(stored))
+            if stored is not None and when < newest(stored):
+                raise Superseded(newest(stored))
             return None
         cached = self.known.bindings.get(aeui)
         if cached is not None:
             # The store has held the cached time (it only moves forward): older is superseded.
-            if cached.observed_at is not None and when < cached.observed_at:
-                raise Superseded(cached.observed_at)
+            if cached.observed_at is not None and when < newest(cached):
+                raise Superseded(newest(cached))
             if not cached.same_as(*same) or cached.attested != report.number_attested:
                 return None  # a move: the claim decides, atomically, against every replica
             if not _same_place(cached, fix):
@@ -366,8 +366,8 @@ class Reports:
         stored = await self.ledger.get(aeui)
         if stored is None:
             return None
-        if when < observed(stored):
-            raise Superseded(observed(stored))
+        if when < newest(stored):
+            raise Superseded(newest(stored))
         binding = stored
         if not (stored.confirmed and binding.same_as(*same)):
             return None
@@ -426,7 +426,7 @@ class Reports:
         # and that the device may use its number (``NumberOwned`` otherwise).
         claim = await self.ledger.claim(binding, credential=credential)
         if not claim.won:
-            raise Superseded(observed(claim.current))
+            raise Superseded(newest(claim.current))
         self.known.learn(claim.current)
         version = claim.current.version
         binding = dataclasses.replace(binding, heard_at=claim.current.heard_at)
@@ -473,7 +473,9 @@ class Reports:
 
     async def _revert(self, claim: Claim, observed_at: datetime, credential: str) -> None:
         """The carrier definitively refused the claimed binding: the device keeps its old one
-        (nothing is recorded: nothing changed at the carrier)."""
+        (nothing is recorded: nothing changed at the carrier). The old place keeps its own
+        time, answered as its age; the refused report's time orders the device
+        (``ordered_at``), so a report older than it is still superseded."""
         aeui = claim.current.aeui
         previous = claim.previous
         if previous is None:
@@ -481,7 +483,7 @@ class Reports:
             self.known.forget_caller(aeui)
             return
         restored = await self.ledger.claim(
-            dataclasses.replace(previous, observed_at=observed_at),
+            dataclasses.replace(previous, ordered_at=max(observed_at, newest(previous))),
             credential=credential,
             check_number=False,  # its own number, held before
         )
