@@ -60,9 +60,10 @@ class Binding:
     #: The device's token attested ``telephone_number`` (its ``phone_number`` claim).
     attested: bool = False
     #: A time the device's order has reached though its place was not observed then (a
-    #: move the carrier refused), when later than ``observed_at``: reports older than it are
-    #: superseded (``newest``), while ``observed_at`` stays the place's own time, the one
-    #: answered (its age). ``None``: ``observed_at`` orders alone.
+    #: move the carrier refused; an admin's endpoint for a device deleted before), when
+    #: later than ``observed_at``: reports older than it are superseded (``newest``), while
+    #: ``observed_at`` stays the place's own time, the one answered (its age). ``None``:
+    #: ``observed_at`` orders alone.
     ordered_at: datetime | None = None
 
     def seen_at(self, observed_at: datetime, heard_at: datetime | None = None) -> Binding:

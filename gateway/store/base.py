@@ -110,6 +110,16 @@ class NumberOwned(Exception):
         self.owner = owner
 
 
+class DeviceDeleted(Exception):
+    """An admin deleted the device after the claimed report was observed (its tombstone,
+    ``Ledger.delete``): the report does not bring it back; nothing was written."""
+
+    def __init__(self, aeui: str, deleted_at: datetime) -> None:
+        super().__init__(f"{aeui} was deleted at {deleted_at.isoformat()}")
+        self.aeui = aeui
+        self.deleted_at = deleted_at
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryRecord:
     """One history row to append (``Ledger.record``)."""
@@ -169,6 +179,8 @@ class Ledger(Protocol):
         Atomic across replicas. A winning claim stores ``confirmed=False``, the next
         version and the store's time as ``heard_at`` (the binding's own are ignored). It
         records no history: the carrier has not taken the binding yet (``confirm`` does).
+        A device an admin deleted (no row, a tombstone: ``delete``) is created again only by
+        a binding at least as new as its deletion: ``DeviceDeleted`` otherwise.
 
         With ``check_number``, the callback number is checked in the same transaction:
         ``NumberOwned`` when another device owns it alone and the binding is not
@@ -205,8 +217,13 @@ class Ledger(Protocol):
         """
         ...
 
-    async def delete(self, aeui: str) -> Binding | None:
-        """Forget a device (its endpoint was deleted); answers the row it had."""
+    async def delete(self, aeui: str, *, deleted_at: datetime | None = None) -> Binding | None:
+        """Forget a device (its endpoint was deleted); answers the row it had.
+
+        With ``deleted_at`` (an admin's deletion) a tombstone keeps the device's order: until
+        the history purge removes it, ``claim`` creates the device again only for a binding
+        at least as new as the later of ``deleted_at`` and the row's ``newest``.
+        """
         ...
 
     async def callers(
@@ -283,7 +300,8 @@ class StateStore(Ledger, Protocol):
         ...
 
     async def purge_history(self, older_than: datetime) -> int:
-        """Delete history recorded before ``older_than``; answers how many rows went."""
+        """Delete history recorded before ``older_than``, and the tombstones of devices
+        deleted before it (``delete``); answers how many history rows went."""
         ...
 
     async def lease(

@@ -34,6 +34,7 @@ from gateway.store.mapping import (
     number_taken,
     overtaken_record,
     record_values,
+    refuse_deleted,
     refuse_number,
     to_us,
 )
@@ -166,6 +167,7 @@ _RECORD_OVERTAKEN_ASYNCPG = (
     + f")) AS r({', '.join(_HISTORY_COLUMNS)}) WHERE {_NO_NEWER_ENTRY}"
 )
 _SELECT_NUMBER_SQLITE3 = "SELECT owner_aeui, shared FROM numbers WHERE telephone_number = ?"
+_SELECT_DELETED_SQLITE3 = "SELECT deleted_at FROM deleted_devices WHERE aeui = ?"
 _INSERT_NUMBER_SQLITE3 = (
     "INSERT INTO numbers (telephone_number, owner_aeui, shared, updated_at) VALUES (?, ?, 0, ?)"
 )
@@ -262,6 +264,9 @@ def _claim_sqlite3(
     previous = binding_of(DriverRow(rows[0])) if rows else None
     if previous is not None and newest(previous) > newest(binding):
         return Claim(False, previous, previous)  # nothing written
+    if previous is None:
+        deleted = connection.execute(_SELECT_DELETED_SQLITE3, (aeui,)).fetchall()
+        refuse_deleted(binding, deleted[0][0] if deleted else None)
     if check:
         _hold_number_sqlite(connection, binding, now, credential)
     version = 1 if previous is None else previous.version + 1

@@ -250,3 +250,14 @@ import_rows = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("detail", sa.Text(), nullable=True),
 )
+
+#: Revision 0008: devices an admin deleted, and the order they had reached then (the later
+#: of the deletion and their newest report): a report observed before it does not create
+#: the device again. Purged with the history past its retention.
+deleted_devices = sa.Table(
+    "deleted_devices",
+    metadata,
+    sa.Column("aeui", sa.String(64), primary_key=True),
+    _instant("deleted_at"),
+    sa.Index(None, "deleted_at"),
+)

@@ -7,8 +7,11 @@ import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from gateway.dlr.binding import Binding
 from gateway.dlr.ledger import MemoryLedger
+from gateway.store.base import DeviceDeleted
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -79,9 +82,9 @@ def test_advance_and_delete_see_pinned_rows() -> None:
     asyncio.run(scenario())
 
 
-def test_order_apart_from_the_place_as_the_store_keeps_it() -> None:
-    """A refused move's restored binding orders by ``ordered_at`` and keeps its own time
-    (tests/store/test_claims.py holds the store to the same)."""
+def test_order_apart_from_the_place_and_deleted_devices_as_the_store_keeps_them() -> None:
+    """A refused move's restored binding orders by ``ordered_at``; an admin's deletion
+    leaves a tombstone (tests/store/test_claims.py holds the store to the same)."""
 
     async def scenario() -> None:
         ledger = MemoryLedger()
@@ -94,7 +97,15 @@ def test_order_apart_from_the_place_as_the_store_keeps_it() -> None:
         assert not (await ledger.claim(older, credential="t")).won
         assert not await ledger.advance("m", T0 + timedelta(seconds=20))
         assert await ledger.advance("m", later)
-        row = await ledger.get("m")
-        assert row is not None and row.observed_at == later
+        assert await ledger.delete("m", deleted_at=T0) is not None
+        with pytest.raises(DeviceDeleted) as raised:
+            await ledger.claim(_binding("m", "L1", later - timedelta(seconds=1)), credential="t")
+        assert raised.value.deleted_at == later  # the device's newest, after the deletion
+        assert (await ledger.claim(_binding("m", "L1", later), credential="t")).won
+        await ledger.claim(_binding("n"), credential="t")
+        assert await ledger.delete("n") is not None  # a refused creation: no tombstone
+        assert (
+            await ledger.claim(_binding("n", at=T0 - timedelta(seconds=10)), credential="t")
+        ).won
 
     asyncio.run(scenario())

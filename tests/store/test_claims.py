@@ -12,7 +12,13 @@ import sqlalchemy as sa
 
 from gateway.dlr.binding import Binding
 from gateway.store import open_store
-from gateway.store.base import HistoryEntry, HistoryKind, HistoryRecord, number_key
+from gateway.store.base import (
+    DeviceDeleted,
+    HistoryEntry,
+    HistoryKind,
+    HistoryRecord,
+    number_key,
+)
 from gateway.store.errors import SchemaNotCurrent
 from gateway.store.sql import SqlStateStore
 from tests.store.conftest import Clock, Database
@@ -506,6 +512,37 @@ def test_a_refused_moves_order_is_kept_apart_from_its_place(db: Database) -> Non
             stored = await store.get("device-1")
             assert stored is not None and stored.observed_at == at(30)
             assert (await store.claim(binding("device-1", "LOC3", observed=31), credential="d")).won
+
+    run(main())
+
+
+def test_a_deleted_device_is_created_again_only_by_a_newer_claim(db: Database) -> None:
+    """An admin's deletion leaves a tombstone at the later of its time and the device's
+    newest report; a refused creation's delete leaves none; the history purge removes them."""
+
+    async def main() -> None:
+        async with await _open(db) as store:
+            await store.claim(binding(observed=10), credential="device")
+            assert await store.delete("device-1", deleted_at=at(20)) is not None
+            with pytest.raises(DeviceDeleted) as raised:
+                await store.claim(binding(observed=19), credential="device")
+            assert raised.value.deleted_at == at(20)
+            assert await store.get("device-1") is None
+            assert (await store.claim(binding(observed=20), credential="device")).won
+            # Deleted at 40, its newest report at 50: the report's time is the order.
+            await store.claim(binding("device-2", observed=50), credential="device")
+            await store.delete("device-2", deleted_at=at(40))
+            with pytest.raises(DeviceDeleted):
+                await store.claim(binding("device-2", observed=45), credential="device")
+            # An earlier deletion does not move a tombstone back.
+            await store.delete("device-2", deleted_at=at(30))
+            with pytest.raises(DeviceDeleted):
+                await store.claim(binding("device-2", observed=45), credential="device")
+            await store.claim(binding("device-3", observed=10), credential="device")
+            await store.delete("device-3")
+            assert (await store.claim(binding("device-3", observed=5), credential="device")).won
+            await store.purge_history(at(60))
+            assert (await store.claim(binding("device-2", observed=45), credential="device")).won
 
     run(main())
 

@@ -36,7 +36,7 @@ from gateway.dlr.pipeline.writes import CarrierWrites
 from gateway.events.model import EventSink, location_conflict, provisioning_failed
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
 from gateway.network.wiremap import Match, Observation
-from gateway.store.base import Claim, HistoryKind, HistoryRecord
+from gateway.store.base import Claim, DeviceDeleted, HistoryKind, HistoryRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,7 +424,10 @@ class Reports:
         self.known.distrust(aeui)  # until the carrier confirms, trust nothing cached
         # Decide, atomically and for every replica, that this report is the device's newest
         # and that the device may use its number (``NumberOwned`` otherwise).
-        claim = await self.ledger.claim(binding, credential=credential)
+        try:
+            claim = await self.ledger.claim(binding, credential=credential)
+        except DeviceDeleted as exc:
+            raise Superseded(exc.deleted_at, deleted=True) from None
         if not claim.won:
             raise Superseded(newest(claim.current))
         self.known.learn(claim.current)
@@ -482,11 +485,14 @@ class Reports:
             await self.ledger.delete(aeui)
             self.known.forget_caller(aeui)
             return
-        restored = await self.ledger.claim(
-            dataclasses.replace(previous, ordered_at=max(observed_at, newest(previous))),
-            credential=credential,
-            check_number=False,  # its own number, held before
-        )
+        try:
+            restored = await self.ledger.claim(
+                dataclasses.replace(previous, ordered_at=max(observed_at, newest(previous))),
+                credential=credential,
+                check_number=False,  # its own number, held before
+            )
+        except DeviceDeleted:
+            return  # an admin deleted the device meanwhile: nothing to restore
         if restored.won:
             self.known.learn(restored.current)
         if restored.won and previous.confirmed:
