@@ -320,7 +320,9 @@ def _refused(
     if isinstance(exc, Superseded):
         return "superseded", Problem(
             409,
-            "A newer report for this device has already been applied.",
+            "An admin deleted this device after this report was observed."
+            if exc.deleted
+            else "A newer report for this device has already been applied.",
             "superseded",
             extra={"newestObservedAt": exc.newest.isoformat()},
         )

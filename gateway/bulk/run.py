@@ -326,8 +326,13 @@ class Importer:
                     changed = await self._device(row, as_of, first_seen=planned == CREATED)
                 else:
                     changed = await self._location(row)
-            except Superseded:
-                return LineDone(row.line, SUPERSEDED, "the device reported a newer location")
+            except Superseded as exc:
+                why = (
+                    "an admin deleted the device since"
+                    if exc.deleted
+                    else "the device reported a newer location"
+                )
+                return LineDone(row.line, SUPERSEDED, why)
             except Unroutable as exc:
                 return LineDone(row.line, FAILED, exc.message)
             except NumberOwned as exc:

@@ -59,6 +59,12 @@ class Binding:
     heard_at: datetime | None = None
     #: The device's token attested ``telephone_number`` (its ``phone_number`` claim).
     attested: bool = False
+    #: A time the device's order has reached though its place was not observed then (a
+    #: move the carrier refused; an admin's endpoint for a device deleted before), when
+    #: later than ``observed_at``: reports older than it are superseded (``newest``), while
+    #: ``observed_at`` stays the place's own time, the one answered (its age). ``None``:
+    #: ``observed_at`` orders alone.
+    ordered_at: datetime | None = None
 
     def seen_at(self, observed_at: datetime, heard_at: datetime | None = None) -> Binding:
         """This binding at a newer time, heard at ``heard_at``: ``dataclasses.replace``
@@ -81,6 +87,7 @@ class Binding:
             self.accuracy_meters,
             heard_at or self.heard_at,
             self.attested,
+            self.ordered_at,
         )
 
     def same_as(self, location_id: str, caller_name: str, telephone_number: str) -> bool:
@@ -137,3 +144,11 @@ def observed(binding: Binding) -> datetime:
     if binding.observed_at is None:
         raise ValueError(f"the binding of {binding.aeui} has no observation time")
     return binding.observed_at
+
+
+def newest(binding: Binding) -> datetime:
+    """The newest report time the device's order has reached (what a report must not be
+    older than): the later of ``observed_at`` and ``ordered_at``."""
+    at = observed(binding)
+    ordered = binding.ordered_at
+    return at if ordered is None or ordered <= at else ordered

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gateway.dlr.binding import Binding, observed
+from gateway.dlr.binding import Binding, newest, observed
 from gateway.dlr.coordinates import DISPATCHABLE, radius_meters
 from gateway.dlr.numbers import callback_number
 from gateway.store.base import NumberState
@@ -91,7 +91,9 @@ def normalize_number(raw: str | None) -> str | None:
 
 
 def _order(record: Binding) -> tuple[datetime | None, int]:
-    return record.observed_at, record.version
+    """A binding's place in its device's order (``newest``: a refused move's restored
+    binding is newer than the refused one, though its place's own time is older)."""
+    return (None if record.observed_at is None else newest(record)), record.version
 
 
 def _newer(candidate: Binding, than: Binding) -> bool:

@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 
 from cachetools import LRUCache
 
-from gateway.dlr.binding import Binding, observed
+from gateway.dlr.binding import Binding, newest
 from gateway.store.base import (
     Claim,
+    DeviceDeleted,
     HistoryEntry,
     HistoryRecord,
     Ledger,
@@ -32,8 +33,8 @@ class MemoryLedger:
     pinned outside it until confirmed or replaced: evicting it would forget that a late
     write may still land and need repair, and let an older report win the device again.
     Unconfirmed rows are few (writes in flight or unsettled), so the pin costs little.
-    Number ownership is kept as the store keeps it, bounded the same way; history is not
-    kept at all (there is nowhere to read it from).
+    Number ownership and deleted devices' tombstones are kept as the store keeps them,
+    bounded the same way; history is not kept at all (there is nowhere to read it from).
     """
 
     def __init__(self, maxsize: int = 200_000) -> None:
@@ -41,6 +42,7 @@ class MemoryLedger:
         self._pinned: dict[str, Binding] = {}
         self._locations: LRUCache[str, bool] = LRUCache(maxsize)
         self._numbers: LRUCache[str, NumberState] = LRUCache(maxsize)
+        self._tombstones: LRUCache[str, datetime] = LRUCache(maxsize)
 
     def _row(self, aeui: str) -> Binding | None:
         pinned = self._pinned.get(aeui)
@@ -64,8 +66,11 @@ class MemoryLedger:
 
     async def claim(self, binding: Binding, *, credential: str, check_number: bool = True) -> Claim:
         previous = self._row(binding.aeui)
-        if previous is not None and observed(binding) < observed(previous):
+        if previous is not None and newest(binding) < newest(previous):
             return Claim(False, previous, previous)
+        deleted_at = self._tombstones.get(binding.aeui) if previous is None else None
+        if deleted_at is not None and newest(binding) < deleted_at:
+            raise DeviceDeleted(binding.aeui, deleted_at)
         now = datetime.now(UTC)
         if check_number:
             number = binding.telephone_number
@@ -96,7 +101,7 @@ class MemoryLedger:
         row = self._row(aeui)
         if row is None or (version is not None and row.version != version):
             return False
-        if observed_at < observed(row) or not self._may_use(row):
+        if observed_at < newest(row) or not self._may_use(row):
             return False
         self._put(dataclasses.replace(row, observed_at=observed_at, heard_at=datetime.now(UTC)))
         return True
@@ -105,10 +110,16 @@ class MemoryLedger:
         state = self._numbers.get(row.telephone_number)
         return row.attested or state is None or not state.refuses(row.aeui)
 
-    async def delete(self, aeui: str) -> Binding | None:
+    async def delete(self, aeui: str, *, deleted_at: datetime | None = None) -> Binding | None:
         pinned = self._pinned.pop(aeui, None)
         row = self._rows.pop(aeui, None)
-        return pinned if pinned is not None else row
+        gone = pinned if pinned is not None else row
+        if deleted_at is not None:
+            stamps = [deleted_at, self._tombstones.get(aeui, deleted_at)]
+            if gone is not None:
+                stamps.append(newest(gone))
+            self._tombstones[aeui] = max(stamps)
+        return gone
 
     async def locations_known(self, location_id: str) -> bool:
         return location_id in self._locations

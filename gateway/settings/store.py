@@ -70,5 +70,6 @@ class StoreSettings:
     history_retention_days: int = setting(
         "GATEWAY_HISTORY_RETENTION_DAYS",
         730,
-        "how long the per-device history is kept (older entries are deleted hourly)",
+        "how long the per-device history is kept (older entries, and deleted devices' order, "
+        "are deleted hourly)",
     )

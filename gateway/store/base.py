@@ -110,6 +110,16 @@ class NumberOwned(Exception):
         self.owner = owner
 
 
+class DeviceDeleted(Exception):
+    """An admin deleted the device after the claimed report was observed (its tombstone,
+    ``Ledger.delete``): the report does not bring it back; nothing was written."""
+
+    def __init__(self, aeui: str, deleted_at: datetime) -> None:
+        super().__init__(f"{aeui} was deleted at {deleted_at.isoformat()}")
+        self.aeui = aeui
+        self.deleted_at = deleted_at
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryRecord:
     """One history row to append (``Ledger.record``)."""
@@ -163,11 +173,14 @@ class Ledger(Protocol):
     async def get(self, aeui: str) -> Binding | None: ...
 
     async def claim(self, binding: Binding, *, credential: str, check_number: bool = True) -> Claim:
-        """Store ``binding`` unless a newer observation is stored (equal ones win).
+        """Store ``binding`` unless a newer observation is stored (equal ones win): the
+        binding's and the row's order are ``newest``'s, not ``observed_at`` alone.
 
         Atomic across replicas. A winning claim stores ``confirmed=False``, the next
         version and the store's time as ``heard_at`` (the binding's own are ignored). It
         records no history: the carrier has not taken the binding yet (``confirm`` does).
+        A device an admin deleted (no row, a tombstone: ``delete``) is created again only by
+        a binding at least as new as its deletion: ``DeviceDeleted`` otherwise.
 
         With ``check_number``, the callback number is checked in the same transaction:
         ``NumberOwned`` when another device owns it alone and the binding is not
@@ -200,12 +213,17 @@ class Ledger(Protocol):
         """An unchanged report: move ``observed_at`` forward (never back), ``heard_at`` to now.
 
         False when there is no such row (of ``version``, if given), a newer observation is
-        stored, or another device now owns the row's number alone.
+        stored (``newest``), or another device now owns the row's number alone.
         """
         ...
 
-    async def delete(self, aeui: str) -> Binding | None:
-        """Forget a device (its endpoint was deleted); answers the row it had."""
+    async def delete(self, aeui: str, *, deleted_at: datetime | None = None) -> Binding | None:
+        """Forget a device (its endpoint was deleted); answers the row it had.
+
+        With ``deleted_at`` (an admin's deletion) a tombstone keeps the device's order: until
+        the history purge removes it, ``claim`` creates the device again only for a binding
+        at least as new as the later of ``deleted_at`` and the row's ``newest``.
+        """
         ...
 
     async def callers(
@@ -282,7 +300,8 @@ class StateStore(Ledger, Protocol):
         ...
 
     async def purge_history(self, older_than: datetime) -> int:
-        """Delete history recorded before ``older_than``; answers how many rows went."""
+        """Delete history recorded before ``older_than``, and the tombstones of devices
+        deleted before it (``delete``); answers how many history rows went."""
         ...
 
     async def lease(

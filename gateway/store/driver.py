@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.dlr.binding import Binding, observed
+from gateway.dlr.binding import Binding, newest
 from gateway.store.base import Claim, HistoryRecord
 from gateway.store.engine import UNAVAILABLE_SQLSTATES, unavailable_as_store_error
 from gateway.store.errors import SchemaNotCurrent, StoreUnavailable
@@ -34,6 +34,7 @@ from gateway.store.mapping import (
     number_taken,
     overtaken_record,
     record_values,
+    refuse_deleted,
     refuse_number,
     to_us,
 )
@@ -52,11 +53,13 @@ _MAY_USE_NUMBER = (
     "WHERE n.telephone_number = d.telephone_number AND NOT n.shared "
     "AND n.owner_aeui <> d.aeui))"
 )
+#: An advance's time is not older than the device's order (``newest``: the later of the two).
+_NOT_OLDER = "d.observed_at <= v.t AND (d.ordered_at IS NULL OR d.ordered_at <= v.t)"
 _ADVANCE_ASYNCPG = (
     "UPDATE devices AS d SET observed_at = v.t, heard_at = $4 "  # noqa: S608 - constants
     "FROM unnest($1::varchar[], $2::bigint[], $3::integer[]) AS v(aeui, t, version) "
     "WHERE d.aeui = v.aeui AND (v.version IS NULL OR d.version = v.version) "
-    f"AND d.observed_at <= v.t AND {_MAY_USE_NUMBER} "
+    f"AND {_NOT_OLDER} AND {_MAY_USE_NUMBER} "
     "RETURNING d.aeui"
 )
 _CONFIRM_ASYNCPG = (
@@ -91,6 +94,7 @@ _CLAIM_COLUMNS = (
     "coordinates_accuracy",
     "heard_at",
     "attested_number",
+    "ordered_at",
     "version",
     "coordinates_version",
 )
@@ -163,6 +167,7 @@ _RECORD_OVERTAKEN_ASYNCPG = (
     + f")) AS r({', '.join(_HISTORY_COLUMNS)}) WHERE {_NO_NEWER_ENTRY}"
 )
 _SELECT_NUMBER_SQLITE3 = "SELECT owner_aeui, shared FROM numbers WHERE telephone_number = ?"
+_SELECT_DELETED_SQLITE3 = "SELECT deleted_at FROM deleted_devices WHERE aeui = ?"
 _INSERT_NUMBER_SQLITE3 = (
     "INSERT INTO numbers (telephone_number, owner_aeui, shared, updated_at) VALUES (?, ?, 0, ?)"
 )
@@ -171,7 +176,7 @@ _ADVANCE_SQLITE3 = (
     "FROM (SELECT json_extract(value, '$[0]') AS aeui, json_extract(value, '$[1]') AS t, "
     "json_extract(value, '$[2]') AS version FROM json_each(?)) AS v "
     "WHERE d.aeui = v.aeui AND (v.version IS NULL OR d.version = v.version) "
-    f"AND d.observed_at <= v.t AND {_MAY_USE_NUMBER} "
+    f"AND {_NOT_OLDER} AND {_MAY_USE_NUMBER} "
     "RETURNING aeui"  # SQLite's RETURNING takes no table names
 )
 
@@ -257,8 +262,11 @@ def _claim_sqlite3(
     aeui = binding.aeui
     rows = connection.execute(_SELECT_DEVICE_SQLITE3, (aeui,)).fetchall()
     previous = binding_of(DriverRow(rows[0])) if rows else None
-    if previous is not None and observed(previous) > observed(binding):
+    if previous is not None and newest(previous) > newest(binding):
         return Claim(False, previous, previous)  # nothing written
+    if previous is None:
+        deleted = connection.execute(_SELECT_DELETED_SQLITE3, (aeui,)).fetchall()
+        refuse_deleted(binding, deleted[0][0] if deleted else None)
     if check:
         _hold_number_sqlite(connection, binding, now, credential)
     version = 1 if previous is None else previous.version + 1

@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.dlr.binding import Binding, address_from_json, address_json
+from gateway.dlr.binding import Binding, address_from_json, address_json, newest
 from gateway.store.base import (
+    DeviceDeleted,
     HistoryEntry,
     HistoryKind,
     HistoryRecord,
@@ -25,7 +26,7 @@ from gateway.store.base import (
     NumberState,
     number_key,
 )
-from gateway.store.tables import devices, numbers
+from gateway.store.tables import deleted_devices, devices, numbers
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -78,6 +79,7 @@ def binding_of(row: Any) -> Binding:
         # A release without ``heard_at`` moves ``applied_at`` only: the later of the two.
         heard_at=from_us(max(row.heard_at or 0, row.applied_at)),
         attested=row.attested_number is not None and row.attested_number == row.telephone_number,
+        ordered_at=None if row.ordered_at is None else from_us(row.ordered_at),
         **_coordinates(row),
     )
 
@@ -130,6 +132,7 @@ def claim_values(binding: Binding, now: int) -> dict[str, Any]:
         "coordinates_accuracy": binding.accuracy_meters,
         "heard_at": now,
         "attested_number": binding.telephone_number if binding.attested else None,
+        "ordered_at": None if binding.ordered_at is None else to_us(binding.ordered_at),
     }
 
 
@@ -139,6 +142,37 @@ def refuse_number(binding: Binding, owner: str | None, shared: bool) -> None:
     if not binding.attested and state.refuses(binding.aeui):
         assert owner is not None
         raise NumberOwned(binding.telephone_number, owner)
+
+
+def refuse_deleted(binding: Binding, deleted_at: int | None) -> None:
+    """``DeviceDeleted`` when an admin deleted the device (its tombstone's ``deleted_at``)
+    after the binding's newest report: the claim would bring back a device deleted since."""
+    if deleted_at is not None and to_us(newest(binding)) < deleted_at:
+        raise DeviceDeleted(binding.aeui, from_us(deleted_at))
+
+
+async def tombstone_of(connection: AsyncConnection, aeui: str) -> int | None:
+    """When an admin deleted ``aeui`` (``keep_tombstone``), if one did."""
+    found = await connection.scalar(
+        sa.select(deleted_devices.c.deleted_at).where(deleted_devices.c.aeui == aeui)
+    )
+    return None if found is None else int(found)
+
+
+async def keep_tombstone(connection: AsyncConnection, aeui: str, deleted_at: int) -> None:
+    """Remember that ``aeui`` was deleted at ``deleted_at`` (a later time already kept stays)."""
+    insert = insert_for(connection, deleted_devices).values(aeui=aeui, deleted_at=deleted_at)
+    kept = deleted_devices.c.deleted_at
+    await connection.execute(
+        insert.on_conflict_do_update(
+            index_elements=[deleted_devices.c.aeui],
+            set_={
+                "deleted_at": sa.case(
+                    (kept > insert.excluded.deleted_at, kept), else_=insert.excluded.deleted_at
+                )
+            },
+        )
+    )
 
 
 def number_taken(binding: Binding, now: int, credential: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ async def advance_rows(
         where = [
             devices.c.aeui == aeui,
             devices.c.observed_at <= observed_at,
+            sa.or_(devices.c.ordered_at.is_(None), devices.c.ordered_at <= observed_at),
             may_use_number(),
         ]
         if version is not None:

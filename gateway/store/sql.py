@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.dlr.binding import Binding, observed
+from gateway.dlr.binding import Binding, newest
 from gateway.store.base import (
     Claim,
     HistoryEntry,
@@ -49,11 +49,14 @@ from gateway.store.mapping import (
     dumps,
     entry_of,
     insert_for,
+    keep_tombstone,
     last_heard,
     may_use_number,
     number_state_of,
     record_values,
+    refuse_deleted,
     to_us,
+    tombstone_of,
 )
 from gateway.store.migrate import (
     ahead_but_usable,
@@ -64,7 +67,7 @@ from gateway.store.migrate import (
 from gateway.store.ownership import change_number, hold_number, release_owned
 from gateway.store.portable import advance_rows, confirm_rows
 from gateway.store.shielded import outcome_dropped, run_shielded, shielded_unit
-from gateway.store.tables import devices, history, locations, numbers
+from gateway.store.tables import deleted_devices, devices, history, locations, numbers
 from gateway.store.urls import ensure_directory, is_sqlite, parse
 
 log = logging.getLogger(__name__)
@@ -344,6 +347,7 @@ class SqlStateStore(DriverPaths):
                 ).first()
                 if row is not None:
                     break
+                refuse_deleted(binding, await tombstone_of(connection, binding.aeui))
                 inserted = await connection.execute(
                     insert_for(connection, devices)
                     .values(aeui=binding.aeui, version=1, coordinates_version=1, **values)
@@ -359,7 +363,7 @@ class SqlStateStore(DriverPaths):
                     return Claim(True, None, claimed(binding, version=1, now=now))
                 # A concurrent claim inserted the device first: lock its row and compare.
             previous = binding_of(row)
-            if observed(previous) > observed(binding):
+            if newest(previous) > newest(binding):
                 return Claim(False, previous, previous)
             if check_number:
                 await hold_number(connection, binding, now, credential)
@@ -389,14 +393,18 @@ class SqlStateStore(DriverPaths):
         return self._advances.calls, self._advances.batches
 
     @_whole
-    async def delete(self, aeui: str) -> Binding | None:
+    async def delete(self, aeui: str, *, deleted_at: datetime | None = None) -> Binding | None:
         async with self._unit() as connection:
             row = (
                 await connection.execute(
                     sa.delete(devices).where(devices.c.aeui == aeui).returning(*devices.c)
                 )
             ).first()
-        return None if row is None else binding_of(row)
+            gone = None if row is None else binding_of(row)
+            if deleted_at is not None:
+                stamp = to_us(deleted_at if gone is None else max(deleted_at, newest(gone)))
+                await keep_tombstone(connection, aeui, stamp)
+        return gone
 
     @_whole
     async def callers(
@@ -530,7 +538,12 @@ class SqlStateStore(DriverPaths):
                 result = await connection.execute(sa.delete(history).where(history.c.id.in_(chunk)))
             total += result.rowcount
             if result.rowcount < PURGE_CHUNK:
-                return total
+                break
+        async with self._unit() as connection:
+            await connection.execute(
+                sa.delete(deleted_devices).where(deleted_devices.c.deleted_at < cutoff)
+            )
+        return total
 
     # -- reconciliation ------------------------------------------------------------------
 

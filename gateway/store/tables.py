@@ -94,6 +94,11 @@ devices = sa.Table(
     # claim), when it did. It authorizes the device for that number only while it equals
     # ``telephone_number`` (a release without this column may change the number).
     sa.Column("attested_number", sa.String(32), nullable=True),
+    # Revision 0008: ``Binding.ordered_at``, a report time the device's order has reached
+    # past ``observed_at`` (a move the carrier refused); NULL: ``observed_at`` orders alone.
+    # Readers order by the later of the two, so a release without it (a rollback) that
+    # moves ``observed_at`` alone leaves an order that is still right.
+    _instant("ordered_at", nullable=True),
     sa.Index(None, "checked_at"),
     sa.Index(None, "location_id"),
     # Revision 0002: the emergency-call query finds devices by callback number.
@@ -244,4 +249,15 @@ import_rows = sa.Table(
     sa.Column("line", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("detail", sa.Text(), nullable=True),
+)
+
+#: Revision 0008: devices an admin deleted, and the order they had reached then (the later
+#: of the deletion and their newest report): a report observed before it does not create
+#: the device again. Purged with the history past its retention.
+deleted_devices = sa.Table(
+    "deleted_devices",
+    metadata,
+    sa.Column("aeui", sa.String(64), primary_key=True),
+    _instant("deleted_at"),
+    sa.Index(None, "deleted_at"),
 )

@@ -29,6 +29,7 @@ from gateway.geocoding.results import GeocodeResult, Precision
 from gateway.settings import Settings
 from gateway.store import StateStore, upgrade
 from gateway.store.sql import SqlStateStore
+from tests.api.test_history_truth import REFUSING
 from tests.harness import (
     EMPIRE_STATE,
     SPACE_NEEDLE,
@@ -226,15 +227,50 @@ def test_a_new_fix_at_the_same_address_is_the_one_answered() -> None:
             assert (answer["lat"], answer["lon"], answer["radius"]) == (40.7515, -73.985428, 5)
             location = (await gw.http.get("/v1/devices/walker/location")).json()
             assert (location["latitude"], location["precision"]) == (40.7515, "gps")
-            # The same fix again, and a report without one, change nothing.
-            for body in (
-                fresh_report("walker", EMPIRE_STATE, 20, geo=there),
-                fresh_report("walker", EMPIRE_STATE, 10),
-            ):
-                again = await gw.report(body)
-                assert (again.status_code, again.json()["latitude"]) == (200, 40.7515)
+            # The same fix again changes nothing.
+            again = await gw.report(fresh_report("walker", EMPIRE_STATE, 20, geo=there))
+            assert (again.status_code, again.json()["latitude"]) == (200, 40.7515)
             assert (await ask(gw)).json()["lat"] == 40.7515
+            # A report without one: the fix is 20 s old, and the record's time would be this
+            # report's, so the address's geocode is answered instead (with its radius).
+            unfixed = await gw.report(fresh_report("walker", EMPIRE_STATE, 10))
+            assert (unfixed.status_code, unfixed.json()["latitude"]) == (200, 40.748817)
+            answer = (await ask(gw)).json()
+            assert (answer["lat"], answer["lon"], answer["radius"]) == (40.748817, -73.985428, 50)
             assert gw.operations(seq) == []
+
+    run(scenario())
+
+
+def test_a_report_without_a_fix_never_answers_an_earlier_fix_as_fresh() -> None:
+    """A device's record has one time. A report without a GPS fix, or with one that
+    contradicts its address, that kept the earlier fix would have the query answer that fix
+    as taken at the report's time: the address's geocode answers instead, at the same
+    address and at a new one."""
+
+    async def scenario() -> None:
+        async with gateway(query_settings(), geocoder=StreetGeocoder()) as gw:
+            fix = {"latitude": 40.7515, "longitude": -73.985428, "accuracyMeters": 5}
+            los_angeles = {"latitude": 34.0522, "longitude": -118.2437, "accuracyMeters": 5}
+            geocoded = (40.748817, -73.985428, 50)  # StreetGeocoder's, the default radius
+            for seconds, address, rest in (
+                (90, EMPIRE_STATE, {}),
+                (70, EMPIRE_STATE, {"geo": los_angeles}),
+                (50, SPACE_NEEDLE, {}),
+            ):
+                fixed = await gw.report(fresh_report("walker", EMPIRE_STATE, seconds, geo=fix))
+                assert fixed.status_code == 200, fixed.text
+                assert (await ask(gw)).json()["lat"] == 40.7515
+                later = await gw.report(fresh_report("walker", address, seconds - 10, **rest))
+                assert later.status_code == 200, later.text
+                answer = (await ask(gw)).json()
+                assert (answer["lat"], answer["lon"], answer["radius"]) == geocoded, rest
+                assert answer["location_id"] == later.json()["locationId"]
+                location = (await gw.http.get("/v1/devices/walker/location")).json()
+                assert (location["precision"], location["observedAt"]) == (
+                    "street",
+                    later.json()["observedAt"],
+                )
 
     run(scenario())
 
@@ -362,6 +398,43 @@ def test_a_stale_location_is_answered_and_counted() -> None:
             assert (await gw.report(fresh_report("old", WHITE_HOUSE, 5))).status_code == 200
             assert (await ask(gw)).status_code == 200
             assert m.get_sample_value("dlr_emergency_query_stale_total") == 1
+
+    run(scenario())
+
+
+def test_a_refused_move_answers_the_previous_place_with_its_own_age(tmp_path: Path) -> None:
+    """The carrier refuses a device's move: it still holds the previous place, and so the
+    query answers that place, but as old as it is (stale here), never as observed at the
+    refused report's time. An older report than the refused one is still superseded."""
+
+    async def scenario() -> None:
+        database = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+        settings = query_settings(database_url=database, emergency_query_stale_after=3600)
+        async with gateway(settings) as gw:
+            placed = await gw.report(fresh_report("mover", WHITE_HOUSE, 7200))
+            assert placed.status_code == 200, placed.text
+            sim_app = gw.sim_app
+        where = placed.json()["locationId"]
+        async with gateway(settings, sim_app=sim_app, wrap=REFUSING) as gw:
+            refused = await gw.report(fresh_report("mover", EMPIRE_STATE, 60))
+            assert refused.status_code == 422, refused.text
+            assert (await ask(gw)).json()["location_id"] == where
+            location = (await gw.http.get("/v1/devices/mover/location")).json()
+            assert location["observedAt"] == placed.json()["observedAt"]
+            older = await gw.report(fresh_report("mover", SPACE_NEEDLE, 120))
+            assert older.status_code == 409, older.text
+            newest = datetime.fromisoformat(older.json()["newestObservedAt"])
+            assert abs((datetime.now(UTC) - newest).total_seconds() - 60) < 30
+            (entry,) = await history(gw, "mover")
+        # Restarted: the store answers (its row), and the same.
+        async with gateway(settings, sim_app=sim_app) as gw:
+            answer = await ask(gw)
+            assert answer.json()["location_id"] == where
+            (again, _) = await history(gw, "mover")
+        assert (entry["source"], again["source"]) == ("cache", "store")
+        for after in (entry["after"], again["after"]):
+            assert after["observedAt"] == placed.json()["observedAt"]
+            assert after["stale"] is True and after["locationAgeSeconds"] >= 7200
 
     run(scenario())
 

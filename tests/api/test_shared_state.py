@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +216,55 @@ def test_reconciliation_repairs_what_regressed_and_keeps_admin_edits(
             back = await gw.report(report("rec", WHITE_HOUSE, 10))
             assert back.status_code == 200
             assert gw.simulator.state["endpoints"][endpoint_id]["locationId"] == white
+
+    run(scenario())
+
+
+def test_a_report_observed_before_an_admin_deleted_the_device_does_not_bring_it_back(
+    settings: Settings,
+) -> None:
+    """An admin deletes a device, and a report observed before the deletion arrives late (a
+    queue, a retry): superseded, as an older report is, and nothing is created, also after
+    a restart. A report observed after the deletion creates the device again; an admin's
+    endpoint for a deleted device is kept against a late report as well."""
+
+    async def scenario() -> None:
+        sim_app = new_simulator(settings)
+        async with gateway(settings, sim_app=sim_app) as gw:
+            before = datetime.now(UTC)
+            for aeui in ("gone", "kept"):
+                placed = await gw.report(report(aeui, WHITE_HOUSE, 100))
+                assert placed.status_code == 200, placed.text
+                deleted = await gw.http.delete(f"/v1/endpoints/{placed.json()['endpointId']}")
+                assert deleted.status_code == 200, deleted.text
+            white = placed.json()["locationId"]
+        for _ in range(2):  # the second time on a restarted gateway: the store remembers
+            async with gateway(settings, sim_app=sim_app) as gw:
+                late = await gw.report(report("gone", EMPIRE_STATE, 200))
+                assert late.status_code == 409, late.text
+                assert late.json()["type"] == "/problems/superseded"
+                assert datetime.fromisoformat(late.json()["newestObservedAt"]) >= before
+                assert endpoint_id_for("gone") not in gw.simulator.state["endpoints"]
+                assert await pipeline_of(gw).ledger.get("gone") is None
+        async with gateway(settings, sim_app=sim_app) as gw:
+            now = datetime.now(UTC).isoformat()
+            back = await gw.report(report("gone", EMPIRE_STATE, observedAt=now))
+            assert back.status_code == 200, back.text
+            assert back.json()["changes"]["endpoint"] == "created"
+            held = gw.simulator.state["endpoints"][endpoint_id_for("gone")]
+            assert held["locationId"] == back.json()["locationId"]
+            desk = {
+                "alternateEndUserId": "kept",
+                "callerName": "FRONT DESK",
+                "telephoneNumber": report("kept", None)["telephoneNumber"],
+                "locationId": white,
+            }
+            created = await gw.http.post("/v1/endpoints", json=desk)
+            assert created.status_code == 201, created.text
+            late = await gw.report(report("kept", EMPIRE_STATE, 200))
+            assert late.status_code == 409, late.text
+            held = gw.simulator.state["endpoints"][endpoint_id_for("kept")]
+            assert (held["locationId"], held["callerName"]) == (white, "FRONT DESK")
 
     run(scenario())
 

@@ -137,7 +137,10 @@ def test_a_deleted_device_is_provisioned_again_not_answered_from_memory() -> Non
             endpoint_id = answer.json()["endpointId"]
             deleted = await gw.http.delete(f"/v1/endpoints/{endpoint_id}")
             assert deleted.status_code == 200, deleted.text
-            again = await _post(gw, _body("del-1", WHITE_HOUSE, 3))
+            # Observed after the deletion (one observed before it does not bring the device
+            # back: tests/api/test_shared_state.py).
+            after = datetime.now(UTC).isoformat()
+            again = await _post(gw, _body("del-1", WHITE_HOUSE, 3, observedAt=after))
             assert again.status_code == 200, again.text
             assert again.json()["changes"]["endpoint"] == "created"
             assert endpoint_id_for("del-1") in gw.simulator.state["endpoints"]

@@ -4,10 +4,14 @@ a write the carrier has not confirmed."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from gateway.dlr.binding import Binding
 from gateway.dlr.ledger import MemoryLedger
+from gateway.store.base import DeviceDeleted
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -74,5 +78,34 @@ def test_advance_and_delete_see_pinned_rows() -> None:
         deleted = await ledger.delete("p")
         assert deleted is not None and deleted.aeui == "p"
         assert await ledger.get("p") is None and ledger.pinned == 0
+
+    asyncio.run(scenario())
+
+
+def test_order_apart_from_the_place_and_deleted_devices_as_the_store_keeps_them() -> None:
+    """A refused move's restored binding orders by ``ordered_at``; an admin's deletion
+    leaves a tombstone (tests/store/test_claims.py holds the store to the same)."""
+
+    async def scenario() -> None:
+        ledger = MemoryLedger()
+        later = T0 + timedelta(seconds=30)
+        await ledger.claim(_binding("m", "L2", later), credential="t")
+        restored = dataclasses.replace(_binding("m"), ordered_at=later)
+        back = await ledger.claim(restored, credential="t")
+        assert back.won and back.current.observed_at == T0
+        older = _binding("m", "L3", T0 + timedelta(seconds=20))
+        assert not (await ledger.claim(older, credential="t")).won
+        assert not await ledger.advance("m", T0 + timedelta(seconds=20))
+        assert await ledger.advance("m", later)
+        assert await ledger.delete("m", deleted_at=T0) is not None
+        with pytest.raises(DeviceDeleted) as raised:
+            await ledger.claim(_binding("m", "L1", later - timedelta(seconds=1)), credential="t")
+        assert raised.value.deleted_at == later  # the device's newest, after the deletion
+        assert (await ledger.claim(_binding("m", "L1", later), credential="t")).won
+        await ledger.claim(_binding("n"), credential="t")
+        assert await ledger.delete("n") is not None  # a refused creation: no tombstone
+        assert (
+            await ledger.claim(_binding("n", at=T0 - timedelta(seconds=10)), credential="t")
+        ).won
 
     asyncio.run(scenario())

@@ -16,6 +16,7 @@ import pytest
 
 from gateway.bandwidth.client import BandwidthClient
 from gateway.bandwidth.errors import UpstreamAuthError, UpstreamError
+from gateway.bandwidth.models import Endpoint
 from gateway.dlr.address import normalize
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.pipeline import Outcome, Pipeline, Report, Superseded, Unroutable
@@ -28,6 +29,7 @@ from tests.harness import (
     EMPIRE_STATE,
     SPACE_NEEDLE,
     WHITE_HOUSE,
+    RefuseEndpointWrites,
     gateway_settings,
     new_simulator,
 )
@@ -536,5 +538,32 @@ def test_a_credentials_outage_leaves_repairs_pending_not_failed(url: str, status
                 assert stored is not None and stored.confirmed
                 held = sim.state.simulator.store.endpoints[stored.endpoint_id]
                 assert held.location_id == stored.location_id
+
+
+def test_an_admin_edit_after_a_refused_move_keeps_the_devices_order(url: str) -> None:
+    """The carrier refuses a move: the device keeps its place and that place's own time,
+    its order at the refused report. An admin's edit then keeps that order too (with the
+    place's time alone its claim would lose to the row it replaces), and a report older than
+    the refused one is still superseded."""
+
+    async def main() -> None:
+        sim = new_simulator(gateway_settings())
+        async with world(url, sim) as w:
+            first = await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+        refusing = RefuseEndpointWrites(httpx.AsyncBaseTransport(), "no")
+        async with world(url, sim, holding=refusing) as w:  # type: ignore[arg-type]
+            with pytest.raises(UpstreamError):
+                await w.pipeline.report(report("ann", EMPIRE_STATE, 10))
+            row = await w.store.get("ann")
+            assert row is not None and row.location_id == first.binding.location_id
+            assert (row.observed_at, row.ordered_at) == (T0, T0 + timedelta(seconds=10))
+            where = first.binding.location_id
+            desk = Endpoint(first.binding.endpoint_id, "ann", "FRONT DESK", where, "+12025550143")
+            await w.pipeline.admin_edited(desk, credential="admin-key-0")
+            row = await w.store.get("ann")
+            assert row is not None and row.confirmed
+            assert (row.source, row.caller_name) == ("admin", "FRONT DESK")
+            with pytest.raises(Superseded):
+                await w.pipeline.report(report("ann", SPACE_NEEDLE, 5))
 
     run(main)

@@ -12,7 +12,13 @@ import sqlalchemy as sa
 
 from gateway.dlr.binding import Binding
 from gateway.store import open_store
-from gateway.store.base import HistoryEntry, HistoryKind, HistoryRecord, number_key
+from gateway.store.base import (
+    DeviceDeleted,
+    HistoryEntry,
+    HistoryKind,
+    HistoryRecord,
+    number_key,
+)
 from gateway.store.errors import SchemaNotCurrent
 from gateway.store.sql import SqlStateStore
 from tests.store.conftest import Clock, Database
@@ -483,6 +489,60 @@ def test_delete_forgets_the_device(db: Database) -> None:
             assert await store.delete("device-1") == claimed.current
             assert await store.get("device-1") is None
             assert await store.delete("device-1") is None
+
+    run(main())
+
+
+def test_a_refused_moves_order_is_kept_apart_from_its_place(db: Database) -> None:
+    """A binding restored after a refused move keeps its own ``observed_at`` (its place's
+    age) and orders by the refused report (``ordered_at``): older claims and advances lose."""
+
+    async def main() -> None:
+        async with await _open(db) as store:
+            await store.claim(binding(observed=10), credential="device")
+            assert (await store.claim(binding("device-1", "LOC2", observed=30), credential="d")).won
+            restored = dataclasses.replace(binding(observed=10), ordered_at=at(30))
+            back = await store.claim(restored, credential="device")
+            assert back.won and await store.get("device-1") == back.current
+            assert (back.current.observed_at, back.current.ordered_at) == (at(10), at(30))
+            older = await store.claim(binding("device-1", "LOC3", observed=20), credential="d")
+            assert not older.won and older.current == back.current
+            assert not await store.advance("device-1", at(20))
+            assert await store.advance("device-1", at(30))
+            stored = await store.get("device-1")
+            assert stored is not None and stored.observed_at == at(30)
+            assert (await store.claim(binding("device-1", "LOC3", observed=31), credential="d")).won
+
+    run(main())
+
+
+def test_a_deleted_device_is_created_again_only_by_a_newer_claim(db: Database) -> None:
+    """An admin's deletion leaves a tombstone at the later of its time and the device's
+    newest report; a refused creation's delete leaves none; the history purge removes them."""
+
+    async def main() -> None:
+        async with await _open(db) as store:
+            await store.claim(binding(observed=10), credential="device")
+            assert await store.delete("device-1", deleted_at=at(20)) is not None
+            with pytest.raises(DeviceDeleted) as raised:
+                await store.claim(binding(observed=19), credential="device")
+            assert raised.value.deleted_at == at(20)
+            assert await store.get("device-1") is None
+            assert (await store.claim(binding(observed=20), credential="device")).won
+            # Deleted at 40, its newest report at 50: the report's time is the order.
+            await store.claim(binding("device-2", observed=50), credential="device")
+            await store.delete("device-2", deleted_at=at(40))
+            with pytest.raises(DeviceDeleted):
+                await store.claim(binding("device-2", observed=45), credential="device")
+            # An earlier deletion does not move a tombstone back.
+            await store.delete("device-2", deleted_at=at(30))
+            with pytest.raises(DeviceDeleted):
+                await store.claim(binding("device-2", observed=45), credential="device")
+            await store.claim(binding("device-3", observed=10), credential="device")
+            await store.delete("device-3")
+            assert (await store.claim(binding("device-3", observed=5), credential="device")).won
+            await store.purge_history(at(60))
+            assert (await store.claim(binding("device-2", observed=45), credential="device")).won
 
     run(main())
 

@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.store import open_store
-from gateway.store.base import HistoryKind, HistoryRecord, NumberOwned
+from gateway.store.base import DeviceDeleted, HistoryKind, HistoryRecord, NumberOwned
 from gateway.store.sql import SqlStateStore
-from gateway.store.tables import devices, history, numbers
+from gateway.store.tables import deleted_devices, devices, history, numbers
 from tests.store.conftest import Clock, Database
 from tests.store.helpers import at, binding, run
 
@@ -40,6 +40,8 @@ async def _scenario(store: SqlStateStore, clock: Clock) -> list[Any]:
             answers.append(await work)
         except NumberOwned as exc:
             answers.append(("NumberOwned", exc.telephone_number, exc.owner))
+        except DeviceDeleted as exc:
+            answers.append(("DeviceDeleted", exc.deleted_at))
 
     shared = "+19195550100"
     first = binding("dev-a", "LOC1", observed=10, phone=shared)
@@ -80,6 +82,18 @@ async def _scenario(store: SqlStateStore, clock: Clock) -> list[Any]:
     await step(store.claim(binding("dev-d", "LOC3", observed=3), credential="d"))
     await step(store.confirm("dev-d", 1, record=first))
     await step(store.confirm("dev-c", 1, record=first))  # no such device
+    # A refused move's restored binding: ordered by the refused report, its own time kept.
+    await step(store.claim(binding("dev-g", "LOC1", observed=10), credential="d"))
+    await step(store.claim(binding("dev-g", "LOC2", observed=30), credential="d"))
+    restored = dataclasses.replace(binding("dev-g", "LOC1", observed=10), ordered_at=at(30))
+    await step(store.claim(restored, credential="d"))
+    await step(store.claim(binding("dev-g", "LOC3", observed=20), credential="d"))  # older
+    await step(store.advance("dev-g", at(20)))  # older
+    await step(store.advance("dev-g", at(30)))
+    # A deleted device: not created again by an older claim; a newer one does.
+    await step(store.delete("dev-h", deleted_at=at(40)))
+    await step(store.claim(binding("dev-h", "LOC1", observed=39), credential="d"))
+    await step(store.claim(binding("dev-h", "LOC1", observed=40), credential="d"))
     # Together in one batch: a confirmation, an overtaken write and one without a record.
     await step(store.claim(binding("dev-e", "LOC1", observed=1), credential="d"))
     await step(store.claim(binding("dev-e", "LOC2", observed=2), credential="d"))
@@ -114,6 +128,7 @@ async def _tables(store: SqlStateStore) -> dict[str, list[tuple[Any, ...]]]:
                 (devices, [devices.c.aeui]),
                 (numbers, [numbers.c.telephone_number]),
                 (history, [history.c.id]),
+                (deleted_devices, [deleted_devices.c.aeui]),
             )
         }
 
@@ -142,6 +157,11 @@ def test_the_driver_sql_agrees_with_the_portable_path(
     kept = [row for row in kept if not row[0].startswith("~")]
     assert answers[21] is False and answers[22] is False and answers[23] is True
     assert answers[25] is False and answers[26] is False
+    refused, restored, older, behind, ahead = answers[28:33]
+    assert refused.won and restored.won and not older.won and (behind, ahead) == (False, True)
+    assert restored.current.observed_at == at(10) and restored.current.ordered_at == at(30)
+    assert answers[34] == ("DeviceDeleted", at(40)) and answers[35].won
+    assert [row[0] for row in fast[1]["deleted_devices"]] == ["dev-h"]
     assert answers[-5] == [False, True, True]
     assert answers[-4] is True and answers[-3] is True
     queried = [row for row in fast[1]["history"] if row[5] == "emergency_query"]

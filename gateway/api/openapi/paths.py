@@ -215,8 +215,10 @@ def device_paths() -> dict[str, Any]:
                     "409": {
                         **NUMBER_OWNED,
                         "description": (
-                            "`/problems/superseded`: a newer report for the device is applied "
-                            "(`newestObservedAt`); or " + NUMBER_OWNED["description"]
+                            "`/problems/superseded`: a newer report for the device is applied, "
+                            "or an admin deleted the device after this report was observed "
+                            "(`newestObservedAt`: that report's time, or the deletion's); or "
+                            + NUMBER_OWNED["description"]
                         ),
                     },
                     **body_errors(),

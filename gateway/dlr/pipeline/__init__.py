@@ -123,7 +123,7 @@ class Pipeline:
             events=events,
             network=network,
         )
-        self.admin = AdminSync(self.ledger, self.known, locks)
+        self.admin = AdminSync(self.ledger, self.known, locks, wall_clock)
         self.reconciler = Reconciler(self.repairs, lease_seconds_per_device, clock)
         # The facade's methods are its services' own: one signature, written once.
         self.report = self.reports.report

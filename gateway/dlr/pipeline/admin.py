@@ -4,7 +4,7 @@ recorded in their history; callback numbers assigned, shared or released."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +16,7 @@ from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.dlr.pipeline.knowledge import Knowledge
 from gateway.dlr.pipeline.records import endpoint_json, taken
 from gateway.store.base import (
+    DeviceDeleted,
     HistoryEntry,
     HistoryKind,
     HistoryRecord,
@@ -34,6 +35,8 @@ class AdminSync:
     ledger: Ledger
     known: Knowledge
     locks: KeyedLocks[str]
+    #: The gateway's own time: when an admin deleted a device (its tombstone's).
+    wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     async def check_number(self, alternate_end_user_id: str, telephone_number: str) -> None:
         """``NumberOwned`` when another device owns the number alone: an admin's endpoint
@@ -47,10 +50,11 @@ class AdminSync:
         """An admin wrote this endpoint at the carrier: make it the device's desired binding,
         recorded in its history.
 
-        It keeps the device's newest report time, so the reconciler does not undo the edit,
-        and the device's next (newer) report still applies as usual; and, on the same
-        location, the device's address and coordinates. Its number is held as a report's
-        is (``NumberOwned`` in a race with another device's claim of it).
+        It keeps the device's newest report time (and order: ``ordered_at``; a device an
+        admin deleted, its deletion's), so the reconciler does not undo the edit, and the
+        device's next (newer) report still applies as usual; and, on the same location, the
+        device's address and coordinates. Its number is held as a report's is
+        (``NumberOwned`` in a race with another device's claim of it).
         """
         aeui = endpoint.alternate_end_user_id
         if not aeui or not endpoint.location_id or not endpoint.endpoint_id:
@@ -68,13 +72,19 @@ class AdminSync:
                 telephone_number=endpoint.telephone_number or "",
                 observed_at=previous.observed_at if previous is not None else _EPOCH,
                 source="admin",
+                ordered_at=previous.ordered_at if previous is not None else None,
             )
             if previous is not None and previous.location_id == edited.location_id:
                 edited = dataclasses.replace(edited, address=previous.address)
                 edited = edited.with_coordinates_of(previous)
             if previous is not None and previous.telephone_number == edited.telephone_number:
                 edited = dataclasses.replace(edited, attested=previous.attested)
-            claim = await self.ledger.claim(edited, credential=credential)
+            try:
+                claim = await self.ledger.claim(edited, credential=credential)
+            except DeviceDeleted as exc:
+                # Created again by an admin after its deletion: ordered from the deletion on.
+                edited = dataclasses.replace(edited, ordered_at=exc.deleted_at)
+                claim = await self.ledger.claim(edited, credential=credential)
             if claim.won:
                 record = taken(HistoryKind.ADMIN_EDIT, previous, claim.current, credential)
                 await self.ledger.confirm(aeui, claim.current.version, record=record)
@@ -84,12 +94,13 @@ class AdminSync:
         self, alternate_end_user_id: str, endpoint: Endpoint, *, credential: str
     ) -> None:
         """An admin deleted the device's endpoint: forget its binding (nothing to repair),
-        release the numbers it owned, and record both."""
+        release the numbers it owned, and record both. A tombstone keeps its order: a report
+        observed before the deletion does not bring it back (``Ledger.delete``)."""
         aeui = alternate_end_user_id
         async with self.locks.hold(aeui):
             self.known.distrust(aeui)
             self.known.reads.forget(aeui)
-            row = await self.ledger.delete(aeui)
+            row = await self.ledger.delete(aeui, deleted_at=self.wall_clock())
             self.known.forget_caller(aeui)
             before = endpoint_json(endpoint) if row is None else row.as_json()
             await self.admin_record(aeui, HistoryKind.DELETED, before, None, credential)

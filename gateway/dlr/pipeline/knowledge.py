@@ -156,4 +156,5 @@ class Knowledge:
             heard_at=stored.heard_at,
             attested=stored.attested,
             version=stored.version,
+            ordered_at=stored.ordered_at,
         )

@@ -87,11 +87,16 @@ class Unroutable(Exception):
 
 
 class Superseded(Exception):
-    """A newer report for this device has already been applied; nothing was changed."""
+    """A newer report for this device has already been applied, or (``deleted``) an admin
+    deleted the device after this report was observed; nothing was changed."""
 
-    def __init__(self, newest: datetime) -> None:
-        super().__init__(f"a report observed at {newest.isoformat()} is already applied")
+    def __init__(self, newest: datetime, *, deleted: bool = False) -> None:
+        if deleted:
+            super().__init__(f"the device was deleted at {newest.isoformat()}")
+        else:
+            super().__init__(f"a report observed at {newest.isoformat()} is already applied")
         self.newest = newest
+        self.deleted = deleted
 
 
 def in_address(error: FieldError) -> FieldError:

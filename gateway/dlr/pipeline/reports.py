@@ -14,7 +14,7 @@ from typing import Any
 from gateway.bandwidth.errors import UpstreamError, UpstreamPending
 from gateway.bandwidth.models import Address, Endpoint
 from gateway.concurrency import KeyedLocks
-from gateway.dlr.binding import Binding, observed
+from gateway.dlr.binding import Binding, newest
 from gateway.dlr.coordinates import distance_meters, uncertainty_meters
 from gateway.dlr.errors import FieldError
 from gateway.dlr.ids import location_id_for
@@ -36,7 +36,7 @@ from gateway.dlr.pipeline.writes import CarrierWrites
 from gateway.events.model import EventSink, location_conflict, provisioning_failed
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
 from gateway.network.wiremap import Match, Observation
-from gateway.store.base import Claim, HistoryKind, HistoryRecord
+from gateway.store.base import Claim, DeviceDeleted, HistoryKind, HistoryRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +111,15 @@ _NOT_DISPATCHABLE = (
 
 def _same_place(binding: Binding, fix: GeoFix | None) -> bool:
     """Whether ``binding``'s coordinates stand for a report at its address with ``fix`` (a
-    GPS fix that does not contradict the address): they are that very fix. A report without
-    one (or with a contradicting one) leaves the binding's coordinates as they are."""
+    GPS fix that does not contradict the address): they are that very fix. For a report
+    without one (or with a contradicting one), they are a geocode of the address (or none),
+    never an earlier fix: that fix was where the device was when it was taken, and the
+    binding's time becomes this report's, so it would be answered as fixed just now."""
+    gps = binding.coordinates_source == Precision.GPS.value
     if fix is None:
-        return True
+        return not gps
     return (
-        binding.coordinates_source == Precision.GPS.value
+        gps
         and binding.latitude == fix.latitude
         and binding.longitude == fix.longitude
         and binding.accuracy_meters == fix.accuracy_meters
@@ -326,15 +329,16 @@ class Reports:
     ) -> Outcome | None:
         """The outcome of a report that changes nothing, or ``None`` when it does.
 
-        Raises ``Superseded`` for a report older than the device's newest. With a warm cache
-        an unchanged report costs one conditional write to the ledger (group-committed) and
-        no read; after a restart, one read more. A move of a cached device reads nothing
-        either: its claim decides its order (``_apply``). A report at the same address with a
-        new GPS fix (``_same_place``) is a change too: the call-time query answers the
-        device's coordinates, and the old fix is no longer where the device is; its claim
-        finds the carrier holding the endpoint already, so it costs no carrier call. A report
-        without a fix, or with one that contradicts the address, keeps the coordinates set
-        with the binding (the contradiction is still reported).
+        Raises ``Superseded`` for a report older than the device's newest (``newest``). With
+        a warm cache an unchanged report costs one conditional write to the ledger
+        (group-committed) and no read; after a restart, one read more. A move of a cached
+        device reads nothing either: its claim decides its order (``_apply``). A report at the
+        same address with a new GPS fix (``_same_place``) is a change too: the call-time query
+        answers the device's coordinates, and the old fix is no longer where the device is;
+        its claim finds the carrier holding the endpoint already, so it costs no carrier call.
+        So is a report without a fix, or with one that contradicts the address, of a device
+        whose coordinates are an earlier fix: the address's geocode replaces that fix (never
+        answered as fixed at this report's time); a geocode of the address is kept.
         """
         aeui = report.alternate_end_user_id
         when = report.observed_at
@@ -342,14 +346,14 @@ class Reports:
         fix = report.geo if check.conflict is None else None
         if aeui in self.known.unsettled:
             stored = await self.ledger.get(aeui)
-            if stored is not None and when < observed(stored):
-                raise Superseded(observed(stored))
+            if stored is not None and when < newest(stored):
+                raise Superseded(newest(stored))
             return None
         cached = self.known.bindings.get(aeui)
         if cached is not None:
             # The store has held the cached time (it only moves forward): older is superseded.
-            if cached.observed_at is not None and when < cached.observed_at:
-                raise Superseded(cached.observed_at)
+            if cached.observed_at is not None and when < newest(cached):
+                raise Superseded(newest(cached))
             if not cached.same_as(*same) or cached.attested != report.number_attested:
                 return None  # a move: the claim decides, atomically, against every replica
             if not _same_place(cached, fix):
@@ -362,8 +366,8 @@ class Reports:
         stored = await self.ledger.get(aeui)
         if stored is None:
             return None
-        if when < observed(stored):
-            raise Superseded(observed(stored))
+        if when < newest(stored):
+            raise Superseded(newest(stored))
         binding = stored
         if not (stored.confirmed and binding.same_as(*same)):
             return None
@@ -420,9 +424,12 @@ class Reports:
         self.known.distrust(aeui)  # until the carrier confirms, trust nothing cached
         # Decide, atomically and for every replica, that this report is the device's newest
         # and that the device may use its number (``NumberOwned`` otherwise).
-        claim = await self.ledger.claim(binding, credential=credential)
+        try:
+            claim = await self.ledger.claim(binding, credential=credential)
+        except DeviceDeleted as exc:
+            raise Superseded(exc.deleted_at, deleted=True) from None
         if not claim.won:
-            raise Superseded(observed(claim.current))
+            raise Superseded(newest(claim.current))
         self.known.learn(claim.current)
         version = claim.current.version
         binding = dataclasses.replace(binding, heard_at=claim.current.heard_at)
@@ -469,18 +476,23 @@ class Reports:
 
     async def _revert(self, claim: Claim, observed_at: datetime, credential: str) -> None:
         """The carrier definitively refused the claimed binding: the device keeps its old one
-        (nothing is recorded: nothing changed at the carrier)."""
+        (nothing is recorded: nothing changed at the carrier). The old place keeps its own
+        time, answered as its age; the refused report's time orders the device
+        (``ordered_at``), so a report older than it is still superseded."""
         aeui = claim.current.aeui
         previous = claim.previous
         if previous is None:
             await self.ledger.delete(aeui)
             self.known.forget_caller(aeui)
             return
-        restored = await self.ledger.claim(
-            dataclasses.replace(previous, observed_at=observed_at),
-            credential=credential,
-            check_number=False,  # its own number, held before
-        )
+        try:
+            restored = await self.ledger.claim(
+                dataclasses.replace(previous, ordered_at=max(observed_at, newest(previous))),
+                credential=credential,
+                check_number=False,  # its own number, held before
+            )
+        except DeviceDeleted:
+            return  # an admin deleted the device meanwhile: nothing to restore
         if restored.won:
             self.known.learn(restored.current)
         if restored.won and previous.confirmed:
