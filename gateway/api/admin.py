@@ -37,7 +37,8 @@ from gateway.api.admin_models import (
 from gateway.api.answers import model_response
 from gateway.api.auth import require_admin
 from gateway.api.context import Services, services
-from gateway.api.devices import history_page, number_owned
+from gateway.api.devices import number_owned
+from gateway.api.history import history_page
 from gateway.api.problems import Problem
 from gateway.api.routing import resource
 from gateway.api.schemas import (

@@ -7,17 +7,16 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.api.admin_models import DeviceHistory, HistoryEntry
+from gateway.api.admin_models import DeviceHistory
 from gateway.api.answers import (
     AddressValidation,
     Changes,
@@ -30,6 +29,7 @@ from gateway.api.answers import (
 )
 from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services, services
+from gateway.api.history import history_page
 from gateway.api.memo import cut
 from gateway.api.models import (
     CHECK_CLOCK,
@@ -52,7 +52,7 @@ from gateway.api.pidf import (
     read_pidf_report,
     with_caller,
 )
-from gateway.api.problems import Problem, refuse_unknown_query
+from gateway.api.problems import Problem
 from gateway.api.schemas import (
     ReportSource,
     check_string,
@@ -557,42 +557,11 @@ async def validate_address(request: Request) -> Response:
     return model_response(answer)
 
 
-_HISTORY_MAX = 200
-
-
-def _int_param(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-        raise Problem(
-            422,
-            "The query is not valid.",
-            errors=[FieldError(name, f"expected a whole number from {low} to {high}")],
-        )
-    return int(raw)
-
-
 async def device_history(request: Request) -> Response:
     """Every change applied to a device's binding, newest first, a page at a time."""
     s, aeui = _device(request)
     page = functools.partial(DeviceHistory, alternateEndUserId=aeui)
     return await history_page(request, s, aeui, page)
-
-
-async def history_page(
-    request: Request, s: Services, key: str, page: Callable[..., BaseModel]
-) -> Response:
-    """One page of the history under ``key`` (a device, a location, a number): ``limit``
-    entries before the entry ``before``, newest first, and the ``nextBefore`` to go on."""
-    refuse_unknown_query(request, "limit", "before")
-    limit = _int_param(request, "limit", 50, 1, _HISTORY_MAX)
-    before = _int_param(request, "before", None, 1, 2**62)
-    assert limit is not None
-    entries = await s.pipeline.history(key, limit=limit, before_id=before)
-    next_before = entries[-1].id if len(entries) == limit else None
-    entries_json = [HistoryEntry.of(e) for e in entries]
-    return model_response(page(entries=entries_json, nextBefore=next_before))
 
 
 routes = [
