@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from starlette.datastructures import Secret
 
 from gateway.events import email as mail
@@ -19,9 +18,8 @@ from gateway.events.calls import call_event
 from gateway.events.recipients import MAX_RECIPIENTS, plain_addresses
 from tests.api.test_emergency_query import PASSWORD, PATH, USER, fresh_report
 from tests.events.test_delivery import until
-from tests.events.test_email_and_stale import Sink
+from tests.events.test_email_and_stale import Sink, smtp_sink
 from tests.harness import WHITE_HOUSE, Gateway, gateway, gateway_settings
-from tests.procs import free_port
 
 PHONE = "+12025550143"
 RECIPIENTS = [
@@ -33,13 +31,8 @@ RECIPIENTS = [
 
 @pytest.fixture
 def sink() -> Iterator[tuple[Sink, int]]:
-    found = Sink()
-    controller = Controller(found, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield found, controller.port
-    finally:
-        controller.stop()
+    with smtp_sink() as (found, config):
+        yield found, config.port
 
 
 class CarrierDown(httpx.AsyncBaseTransport):

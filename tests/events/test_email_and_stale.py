@@ -47,7 +47,7 @@ class Sink:
 
 
 @contextmanager
-def _smtp_sink(*recipients: str) -> Iterator[tuple[Sink, mail.SmtpConfig]]:
+def smtp_sink(*recipients: str) -> Iterator[tuple[Sink, mail.SmtpConfig]]:
     """A local SMTP sink on 127.0.0.1, and the settings that send to it."""
     sink = Sink()
     controller = Controller(sink, hostname="127.0.0.1", port=free_port())
@@ -113,7 +113,7 @@ def test_the_email_says_911_was_dialled_with_the_callback_number_and_the_locatio
             await worker.aclose()
             return event.id
 
-    with _smtp_sink("security@example.org", "desk@example.org") as (sink, config):
+    with smtp_sink("security@example.org", "desk@example.org") as (sink, config):
         event_id = asyncio.run(main())
     ((sender, recipients, message),) = sink.messages
     assert sender == "dlr@example.org"
@@ -200,7 +200,7 @@ def test_a_line_break_or_control_character_in_the_carriers_numbers_neither_forge
         binding=None,
         answer="not_found",
     )
-    with _smtp_sink("security@example.org") as (sink, config):
+    with smtp_sink("security@example.org") as (sink, config):
         asyncio.run(mail.send(config, event.body()))
     ((_, recipients, message),) = sink.messages
     assert recipients == ["security@example.org"]
@@ -225,7 +225,7 @@ def test_undisclosed_recipients_are_each_in_the_envelope_and_none_in_the_headers
         answer="not_found",
     )
     everyone = ("security@example.org", "ops@example.net", "landlord@example.com")
-    with _smtp_sink(*everyone) as (sink, config):
+    with smtp_sink(*everyone) as (sink, config):
         asyncio.run(mail.send(dataclasses.replace(config, disclosed=False), event.body()))
     ((sender, recipients, message),) = sink.messages
     assert (sender, recipients) == ("dlr@example.org", list(everyone))
