@@ -134,6 +134,32 @@ def test_a_move_another_replica_already_applied_costs_no_carrier_call(
     run(scenario())
 
 
+def test_reads_at_one_replica_follow_a_move_made_at_another(postgres_url: str) -> None:
+    """Replica A caches the device's first place and number; B then moves it and gives it a
+    new number. A's location read and the name and number a PIDF-LO report without them
+    keeps are B's, as A's call-time query answers: not what A's cache still holds."""
+    from gateway.store import upgrade
+
+    upgrade(postgres_url)
+    settings = gateway_settings(database_url=postgres_url)
+
+    async def scenario() -> None:
+        sim_app = new_simulator(settings)
+        async with gateway(settings, sim_app=sim_app) as a, gateway(settings, sim_app=sim_app) as b:
+            assert (await a.report(report("ann", WHITE_HOUSE, 100))).status_code == 200
+            assert pipeline_of(a).cached("ann") is not None
+            moved = await b.report(report("ann", EMPIRE_STATE, 110, phone="+12025550188"))
+            assert moved.status_code == 200
+            read = await a.http.get("/v1/devices/ann/location")
+            assert read.status_code == 200
+            assert read.json()["locationId"] == moved.json()["locationId"]
+            assert read.json()["telephoneNumber"] == "+12025550188"
+            caller = await pipeline_of(a).current_caller("ann", read_carrier=False)
+            assert caller == ("ALICE SMITH", "+12025550188")
+
+    run(scenario())
+
+
 def test_history_is_kept_and_paged(settings: Settings) -> None:
     async def scenario() -> None:
         async with gateway(settings) as gw:
