@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 
@@ -330,6 +331,52 @@ def test_v2_an_order_that_fails_after_the_202_is_recorded_and_not_retried_foreve
             # Refused again: recorded once for this claim, not once per attempt.
             history = (await gw.http.get("/v1/devices/doomed/history")).json()["entries"]
             assert [e["kind"] for e in history] == ["provisioning_failed"]
+
+    run(scenario())
+
+
+class _StatusReadsFail(httpx.AsyncBaseTransport):
+    """While ``failing``, the carrier answers every order-status read 503."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.failing = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.failing and request.url.path.endswith("/details"):
+            return httpx.Response(503, json={"errors": [{"description": "busy"}]})
+        return await self.inner.handle_async_request(request)
+
+
+def test_v2_a_move_whose_order_status_cannot_be_read_is_kept_not_undone() -> None:
+    """The carrier took the move (202), then answered its status reads 503: the report
+    fails (503), but the order goes on and completes. The gateway keeps the move as the
+    device's desired binding, as the carrier does; it does not go back to the old place
+    and mark that confirmed while the carrier holds the new one."""
+    wraps: list[_StatusReadsFail] = []
+
+    def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        wraps.append(_StatusReadsFail(inner))
+        return wraps[0]
+
+    async def scenario() -> None:
+        settings = _v2_settings(bandwidth_v2_follow_timeout=1.0, report_deadline=3.0)
+        sim = _v2_simulator(settings, order_seconds=0.3)
+        async with gateway(settings, sim_app=sim, wrap=wrap) as gw:
+            assert (await gw.report(report("held", WHITE_HOUSE, 0))).status_code == 200
+            wraps[0].failing = True
+            moved = await gw.report(report("held", EMPIRE_STATE, 10))
+            assert moved.status_code == 503, moved.text
+            await asyncio.sleep(0.4)  # the order completes at the carrier meanwhile
+            wraps[0].failing = False
+            await pipeline_of(gw).idle()
+            held = V2.held(gw, "held")
+            stored = await pipeline_of(gw).ledger.get("held")
+            assert stored is not None and stored.location_id == held
+            assert stored.confirmed
+            read = (await gw.http.get("/v1/devices/held/location")).json()
+            assert read["locationId"] == held
+            assert read["address"]["city"] == "NEW YORK"
 
     run(scenario())
 

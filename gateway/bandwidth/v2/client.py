@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from gateway.bandwidth.calls import check_id
 from gateway.bandwidth.errors import (
     UpstreamConflict,
+    UpstreamError,
     UpstreamNotFound,
     UpstreamParseError,
     UpstreamPending,
@@ -299,9 +300,11 @@ class BandwidthV2Client(V2Notifications):
                         raise
                     raise self._pending(op, order, status, endpoint) from None
                 status = details.status
-        except BaseException:
+        except BaseException as exc:
             # Pending, cut short by the report's deadline, or a status read that failed:
             # the order goes on, and a read of the endpoint waits for its end first.
+            if isinstance(exc, UpstreamError):
+                exc.ambiguous = True  # the carrier took the write: it may yet carry it out
             self.open_orders[endpoint_id] = (order.order_id, accepted, endpoint)
             self.open_orders.move_to_end(endpoint_id)
             while len(self.open_orders) > _REMEMBERED:
@@ -338,6 +341,10 @@ class BandwidthV2Client(V2Notifications):
                 answer = await self._fetch(Operation("getEndpoint", "GET"), path, EndpointAnswer)
             except UpstreamNotFound:
                 answer = None
+            except UpstreamError as exc:
+                self._held.pop(endpoint_id, None)
+                exc.ambiguous = True  # the earlier attempt landed (409): it may hold it yet
+                raise
             if answer is not None and answer.address_id == endpoint.location_id:
                 self._remember(endpoint)
                 return
