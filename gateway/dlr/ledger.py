@@ -110,6 +110,10 @@ class MemoryLedger:
         row = self._rows.pop(aeui, None)
         return pinned if pinned is not None else row
 
+    async def bound_to(self, endpoint_id: str, *, limit: int = 2) -> list[Binding]:
+        rows = [*self._pinned.values(), *self._rows.values()]
+        return [row for row in rows if row.endpoint_id == endpoint_id][:limit]
+
     async def locations_known(self, location_id: str) -> bool:
         return location_id in self._locations
 

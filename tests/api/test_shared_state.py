@@ -246,6 +246,37 @@ def test_reconciliation_repairs_what_regressed_and_keeps_admin_edits(
     run(scenario())
 
 
+def test_a_delete_retried_after_its_answer_was_lost_still_forgets_the_device(
+    settings: Settings,
+) -> None:
+    """An admin's DELETE reached the carrier, but its answer was lost (a timeout, the pod
+    killed): the store still binds the device. Retried, the carrier has no such endpoint:
+    the device goes all the same, recorded, so reconciliation does not create the endpoint
+    again and no read or 911 query answers the deleted device's place."""
+
+    async def scenario() -> None:
+        async with gateway(settings) as gw:
+            assert (await gw.report(report("gone", WHITE_HOUSE, 0))).status_code == 200
+            endpoint_id = endpoint_id_for("gone")
+            del gw.simulator.store.endpoints[endpoint_id]  # the first DELETE, applied
+            again = await gw.http.delete(f"/v1/endpoints/{endpoint_id}")
+            assert again.status_code == 200, again.text
+            pipeline = pipeline_of(gw)
+            assert await pipeline.ledger.get("gone") is None
+            assert (await gw.http.get("/v1/devices/gone/location")).status_code == 404
+            store = pipeline.ledger
+            assert isinstance(store, StateStore)
+            await pipeline.reconcile(store, "t", batch=10, interval=0)
+            assert endpoint_id not in gw.simulator.store.endpoints
+            history = (await gw.http.get("/v1/devices/gone/history")).json()["entries"]
+            assert [e["kind"] for e in history] == ["deleted", "applied"]
+            # An endpoint no one has, and the gateway binds no device to: still 404.
+            nobody = await gw.http.delete(f"/v1/endpoints/{endpoint_id_for('nobody')}")
+            assert nobody.status_code == 404
+
+    run(scenario())
+
+
 async def _dead_replicas_claim(gw: Gateway, aeui: str) -> tuple[StateStore, str, str, str]:
     """``aeui`` at the White House, then a dead replica's claim of the Empire State for it,
     never written to the carrier: the store, its endpoint ID, the location the carrier

@@ -145,6 +145,7 @@ class Pipeline:
         self.set_number = self.admin.set_number
         self.holders = self.admin.holders
         self.devices_with = self.admin.devices_with
+        self.bound_to = self.admin.bound_to
         self.history = self.admin.history
         self.reconcile = self.reconciler.reconcile
         self.reconcile_forever = self.reconciler.reconcile_forever
