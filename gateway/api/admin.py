@@ -167,6 +167,8 @@ async def update_endpoint(request: Request) -> Response:
     endpoint = dataclasses.replace(endpoint, endpoint_id=endpoint_id)
     await _check_number(request, s, endpoint)
     s.pipeline.forget_endpoint(endpoint_id)
+    # Another replica may have changed it since this one last did: the carrier says.
+    s.upstream.expect(endpoint_id, None)
     updated = await s.upstream.update_endpoint(endpoint_id, endpoint)
     # The reconciler must keep what an admin wrote, not undo it.
     await _edited(request, s, updated)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -377,6 +378,46 @@ def test_v2_a_move_whose_order_status_cannot_be_read_is_kept_not_undone() -> Non
             read = (await gw.http.get("/v1/devices/held/location")).json()
             assert read["locationId"] == held
             assert read["address"]["city"] == "NEW YORK"
+
+    run(scenario())
+
+
+def test_v2_a_number_changed_at_another_replica_is_not_kept_by_a_move(tmp_path: Path) -> None:
+    """v2 moves an endpoint with a PATCH that carries only its address; a new name or
+    number takes a delete and an add. Replica B gave the device a new number; replica A,
+    which wrote the old one, then applies a report (and an admin's edit) with the old
+    number again: the carrier must hold that number, not keep B's while the gateway
+    records the report as applied."""
+    settings = _v2_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
+    first, second = "+12025550101", "+12025550102"
+
+    async def scenario() -> None:
+        sim = _v2_simulator(settings)
+        async with gateway(settings, sim_app=sim) as a, gateway(settings, sim_app=sim) as b:
+            assert (await a.report(report("num", WHITE_HOUSE, 0, phone=first))).status_code == 200
+            assert (
+                await b.report(report("num", EMPIRE_STATE, 10, phone=second))
+            ).status_code == 200
+            back = await a.report(report("num", SPACE_NEEDLE, 20, phone=first))
+            assert back.status_code == 200, back.text
+            endpoint_id = endpoint_id_for("num")
+            held = a.simulator.v2.endpoints[endpoint_id]
+            assert (held.phone_number, held.address_id) == (first, back.json()["locationId"])
+
+            assert (
+                await b.report(report("num", SPACE_NEEDLE, 30, phone=second))
+            ).status_code == 200
+            edited = await a.http.put(
+                f"/v1/endpoints/{endpoint_id}",
+                json={
+                    "alternateEndUserId": "num",
+                    "callerName": "ALICE SMITH",
+                    "telephoneNumber": first,
+                    "locationId": back.json()["locationId"],
+                },
+            )
+            assert edited.status_code == 200, edited.text
+            assert a.simulator.v2.endpoints[endpoint_id].phone_number == first
 
     run(scenario())
 

@@ -125,6 +125,15 @@ class BandwidthV2Client(V2Notifications):
         a later read of the endpoint): the endpoint written and the carrier's words, once."""
         return self._failed_orders.pop(endpoint_id, None)
 
+    def expect(self, endpoint_id: str, held: Endpoint | None) -> None:
+        """What the state store says the carrier holds at ``endpoint_id`` (``None``: not
+        known for certain), written perhaps by another replica: an update that must know
+        its name and number (``_move``) goes by this, not by what this process last saw."""
+        if held is None:
+            self._held.pop(endpoint_id, None)
+        else:
+            self._remember(held)
+
     # -- endpoints ----------------------------------------------------------------------
 
     async def list_endpoints(self) -> EndpointListResponse:
