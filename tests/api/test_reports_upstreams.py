@@ -4,6 +4,7 @@ fewest calls, order, reconciliation, and the v2 API's asynchronous orders (202 p
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -418,6 +419,52 @@ def test_v2_a_number_changed_at_another_replica_is_not_kept_by_a_move(tmp_path: 
             )
             assert edited.status_code == 200, edited.text
             assert a.simulator.v2.endpoints[endpoint_id].phone_number == first
+
+    run(scenario())
+
+
+class _RefuseNumber(httpx.AsyncBaseTransport):
+    """The carrier refuses (400) every endpoint add that carries ``number``."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, number: str) -> None:
+        self.inner = inner
+        self.number = number
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        adding = request.method == "POST" and request.url.path.endswith("/endpoints")
+        if adding and self.number.encode() in await request.aread():
+            errors = [{"type": "bad-request", "description": "number not allowed", "code": 1}]
+            return httpx.Response(400, json={"errors": errors})
+        return await self.inner.handle_async_request(request)
+
+
+def test_v2_a_new_number_refused_after_the_delete_leaves_no_endpoint_believed_held() -> None:
+    """v2 changes a number by a delete and an add. When the add is refused, the carrier
+    holds no endpoint for the device any longer: the gateway must not go back to believing
+    the old one confirmed, so the device's next report at its old place and number writes
+    the endpoint again instead of being found unchanged (no call, and no endpoint)."""
+    old, new = "+12025550101", "+12025550102"
+
+    async def scenario() -> None:
+        settings = _v2_settings()
+        sim = _v2_simulator(settings)
+        refuse = functools.partial(_RefuseNumber, number=new)
+        async with gateway(settings, sim_app=sim, wrap=refuse) as gw:
+            assert (await gw.report(report("renum", WHITE_HOUSE, 0, phone=old))).status_code == 200
+            refused = await gw.report(report("renum", WHITE_HOUSE, 10, phone=new))
+            assert refused.status_code == 422, refused.text
+            await pipeline_of(gw).idle()
+            endpoint_id = endpoint_id_for("renum")
+            assert endpoint_id not in gw.simulator.v2.endpoints  # deleted, not added
+            stored = await pipeline_of(gw).ledger.get("renum")
+            assert stored is not None and not stored.confirmed
+            history = (await gw.http.get("/v1/devices/renum/history")).json()["entries"]
+            assert history[0]["kind"] == "provisioning_failed"
+
+            back = await gw.report(report("renum", WHITE_HOUSE, 20, phone=old))
+            assert back.status_code == 200, back.text
+            assert back.json()["changes"]["endpoint"] != "unchanged"
+            assert gw.simulator.v2.endpoints[endpoint_id].phone_number == old
 
     run(scenario())
 

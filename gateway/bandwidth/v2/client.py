@@ -200,7 +200,14 @@ class BandwidthV2Client(V2Notifications):
             held = mapping.endpoint_of(answer)
         if (held.caller_name, held.telephone_number) != (sent.caller_name, sent.telephone_number):
             await self.delete_endpoint(endpoint_id)
-            return await self._add(sent, may_replace=False)
+            try:
+                return await self._add(sent, may_replace=False)
+            except UpstreamError as exc:
+                # Deleted, not added: the carrier no longer holds what it held, so this is
+                # no refusal that leaves it as it was, after which the pipeline would go on
+                # believing the old endpoint there. Unknown: its follower checks the carrier.
+                exc.ambiguous = True
+                raise
         op = Operation("updateEndpoint", "PATCH")
         await self._follow(op, await self._write(op, path, sent, retryable=True), sent)
         return sent
