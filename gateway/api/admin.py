@@ -52,7 +52,7 @@ from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient
 from gateway.dlr.callers import normalize_number
 from gateway.dlr.errors import FieldError
 from gateway.dlr.ids import endpoint_id_for, location_id_for
-from gateway.dlr.pipeline import Binding, in_address
+from gateway.dlr.pipeline import in_address
 from gateway.jsondump import JSONResponse
 from gateway.store.base import (
     RECIPIENTS_KEY,
@@ -184,33 +184,23 @@ async def delete_endpoint(request: Request) -> Response:
         held = await s.upstream.get_endpoint(endpoint_id)
     except UpstreamNotFound:
         held = None
-    devices = [] if held is None else [held]
-    if held is None:
-        # Gone already (an earlier delete whose answer was lost to a timeout or a restart):
-        # the devices the gateway still binds to it go all the same, or reconciliation
-        # would create it again and the call-time query keep answering them.
-        devices = [_endpoint_of(b) for b in await s.pipeline.bound_to(endpoint_id)]
+    devices = [held] if held is not None and held.alternate_end_user_id else []
+    if not devices:
+        # Gone already (an earlier delete whose answer was lost to a timeout or a restart),
+        # or the carrier does not say whose it is (v2 keeps no AEUI): the devices the
+        # gateway binds to it go all the same, or reconciliation would create it again
+        # and the call-time query keep answering them.
+        devices = [b.endpoint() for b in await s.pipeline.bound_to(endpoint_id)]
     try:
         await s.upstream.delete_endpoint(endpoint_id)
     except UpstreamNotFound:
         if held is not None or not devices:
             raise
     for device in devices:
-        if device.alternate_end_user_id:
-            aeui = device.alternate_end_user_id
-            await s.pipeline.admin_deleted(aeui, device, credential=_who(request))
+        assert device.alternate_end_user_id is not None
+        aeui = device.alternate_end_user_id
+        await s.pipeline.admin_deleted(aeui, device, credential=_who(request))
     return JSONResponse({"endpointId": endpoint_id, "deleted": True})
-
-
-def _endpoint_of(binding: Binding) -> Endpoint:
-    """The endpoint a device's binding says the carrier holds."""
-    return Endpoint(
-        endpoint_id=binding.endpoint_id,
-        alternate_end_user_id=binding.aeui,
-        caller_name=binding.caller_name,
-        location_id=binding.location_id,
-        telephone_number=binding.telephone_number,
-    )
 
 
 # -- locations ---------------------------------------------------------------

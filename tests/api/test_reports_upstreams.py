@@ -469,6 +469,32 @@ def test_v2_a_new_number_refused_after_the_delete_leaves_no_endpoint_believed_he
     run(scenario())
 
 
+def test_v2_an_admin_delete_after_a_restart_forgets_the_device(tmp_path: Path) -> None:
+    """v2 keeps no AEUI on an endpoint: only the process that wrote it knew whose it was.
+    After a restart (or at another replica) an admin's DELETE must still forget the device,
+    or reconciliation creates the endpoint again and the call-time query keeps answering
+    the deleted device's place."""
+    settings = _v2_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
+
+    async def scenario() -> None:
+        sim = _v2_simulator(settings)
+        async with gateway(settings, sim_app=sim) as gw:
+            assert (await gw.report(report("del", WHITE_HOUSE, 0))).status_code == 200
+        async with gateway(settings, sim_app=sim) as gw:
+            endpoint_id = endpoint_id_for("del")
+            deleted = await gw.http.delete(f"/v1/endpoints/{endpoint_id}")
+            assert deleted.status_code == 200, deleted.text
+            pipeline = pipeline_of(gw)
+            assert await pipeline.ledger.get("del") is None
+            history = (await gw.http.get("/v1/devices/del/history")).json()["entries"]
+            assert [e["kind"] for e in history] == ["deleted", "applied"]
+            store: StateStore = pipeline.ledger  # type: ignore[assignment]
+            await pipeline.reconcile(store, "t", batch=10, interval=0)
+            assert endpoint_id not in gw.simulator.v2.endpoints
+
+    run(scenario())
+
+
 def test_v2_an_invalid_address_is_422_with_the_carriers_words() -> None:
     async def scenario() -> None:
         async with await _gw(V2) as gw:

@@ -45,13 +45,7 @@ class CarrierWrites:
         confirmed binding, perhaps another replica's), or that no one knows for certain."""
         held = None
         if stored is not None and stored.confirmed and stored.endpoint_id == endpoint_id:
-            held = Endpoint(
-                endpoint_id=endpoint_id,
-                alternate_end_user_id=stored.aeui,
-                caller_name=stored.caller_name,
-                location_id=stored.location_id,
-                telephone_number=stored.telephone_number,
-            )
+            held = stored.endpoint()
         self.carrier.expect(endpoint_id, held)
 
     async def location(
