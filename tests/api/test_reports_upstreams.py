@@ -30,6 +30,7 @@ from tests.harness import (
     gateway,
     gateway_settings,
     new_simulator,
+    phone_of,
     report,
 )
 
@@ -491,6 +492,36 @@ def test_v2_an_admin_delete_after_a_restart_forgets_the_device(tmp_path: Path) -
             store: StateStore = pipeline.ledger  # type: ignore[assignment]
             await pipeline.reconcile(store, "t", batch=10, interval=0)
             assert endpoint_id not in gw.simulator.v2.endpoints
+
+    run(scenario())
+
+
+def test_v2_an_admin_edited_device_is_still_read_after_a_restart(tmp_path: Path) -> None:
+    """A device an admin moved has no address in the store, so its location is read from
+    the carrier, whose v2 endpoint names no AEUI: after a restart (or at another replica)
+    the endpoint at the device's own ID is still the device's, not "no location"."""
+    settings = _v2_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
+
+    async def scenario() -> None:
+        sim = _v2_simulator(settings)
+        async with gateway(settings, sim_app=sim) as gw:
+            assert (await gw.report(report("adm", WHITE_HOUSE, 0))).status_code == 200
+            other = await gw.report(report("adm-2", EMPIRE_STATE, 0))
+            edited = await gw.http.put(
+                f"/v1/endpoints/{endpoint_id_for('adm')}",
+                json={
+                    "alternateEndUserId": "adm",
+                    "callerName": "FRONT DESK",
+                    "telephoneNumber": phone_of("adm"),
+                    "locationId": other.json()["locationId"],
+                },
+            )
+            assert edited.status_code == 200, edited.text
+        async with gateway(settings, sim_app=sim) as gw:
+            read = await gw.http.get("/v1/devices/adm/location")
+            assert read.status_code == 200, read.text
+            assert read.json()["locationId"] == other.json()["locationId"]
+            assert read.json()["callerName"] == "FRONT DESK"
 
     run(scenario())
 

@@ -135,7 +135,11 @@ class Knowledge:
             endpoint = await self.carrier.get_endpoint(self.endpoint_id(alternate_end_user_id))
         except UpstreamNotFound:
             return None
-        if endpoint.alternate_end_user_id != alternate_end_user_id or not endpoint.location_id:
+        # A v2 endpoint names no AEUI (unless this process wrote it): the one at the
+        # device's own endpoint ID is the device's.
+        if endpoint.alternate_end_user_id not in (None, alternate_end_user_id):
+            return None
+        if not endpoint.location_id:
             return None
         try:
             location = await self.carrier.get_location(endpoint.location_id)
