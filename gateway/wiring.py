@@ -94,6 +94,8 @@ class Wiring:
             ),
             events=events,
             network=network,
+            # Another process may write a store other than SQLite (replicas on PostgreSQL).
+            shared_ledger=getattr(ledger, "dialect", "sqlite") != "sqlite",
         )
         self._stack.push_async_callback(pipeline.aclose)
         self._pipeline = pipeline

@@ -168,6 +168,8 @@ async def update_endpoint(request: Request) -> Response:
     endpoint = dataclasses.replace(endpoint, endpoint_id=endpoint_id)
     await _check_number(request, s, endpoint)
     s.pipeline.forget_endpoint(endpoint_id)
+    # Another replica may have changed it since this one last did: the carrier says.
+    s.upstream.expect(endpoint_id, None)
     updated = await s.upstream.update_endpoint(endpoint_id, endpoint)
     # The reconciler must keep what an admin wrote, not undo it.
     await _edited(request, s, updated)
@@ -183,9 +185,22 @@ async def delete_endpoint(request: Request) -> Response:
         held = await s.upstream.get_endpoint(endpoint_id)
     except UpstreamNotFound:
         held = None
-    await s.upstream.delete_endpoint(endpoint_id)
-    if held is not None and held.alternate_end_user_id:
-        await s.pipeline.admin_deleted(held.alternate_end_user_id, held, credential=_who(request))
+    devices = [held] if held is not None and held.alternate_end_user_id else []
+    if not devices:
+        # Gone already (an earlier delete whose answer was lost to a timeout or a restart),
+        # or the carrier does not say whose it is (v2 keeps no AEUI): the devices the
+        # gateway binds to it go all the same, or reconciliation would create it again
+        # and the call-time query keep answering them.
+        devices = [b.endpoint() for b in await s.pipeline.bound_to(endpoint_id)]
+    try:
+        await s.upstream.delete_endpoint(endpoint_id)
+    except UpstreamNotFound:
+        if held is not None or not devices:
+            raise
+    for device in devices:
+        assert device.alternate_end_user_id is not None
+        aeui = device.alternate_end_user_id
+        await s.pipeline.admin_deleted(aeui, device, credential=_who(request))
     return JSONResponse({"endpointId": endpoint_id, "deleted": True})
 
 

@@ -126,6 +126,10 @@ class BandwidthClient(CarrierCalls):
         where every write is done or refused when answered (the v2 API overrides this)."""
         return None
 
+    def expect(self, endpoint_id: str, held: Endpoint | None) -> None:
+        """What the state store says the carrier holds at ``endpoint_id``: nothing to do
+        here, where an update carries the whole endpoint (the v2 API overrides this)."""
+
     async def update_endpoint(self, endpoint_id: str, endpoint: Endpoint) -> Endpoint:
         return await self._replace("updateEndpoint", endpoint, endpoint_id=endpoint_id)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.bandwidth.models import Address, wire_name
+from gateway.bandwidth.models import Address, Endpoint, wire_name
 from gateway.records import record_to_json
 
 _ADDRESS_FIELDS = {wire_name(f.name): f.name for f in dataclasses.fields(Address)}
@@ -95,6 +95,16 @@ class Binding:
             self.location_id == location_id
             and self.caller_name == caller_name
             and self.telephone_number == telephone_number
+        )
+
+    def endpoint(self) -> Endpoint:
+        """The carrier's endpoint this binding stands for."""
+        return Endpoint(
+            endpoint_id=self.endpoint_id,
+            alternate_end_user_id=self.aeui,
+            caller_name=self.caller_name,
+            location_id=self.location_id,
+            telephone_number=self.telephone_number,
         )
 
     def with_coordinates_of(self, other: Binding) -> Binding:

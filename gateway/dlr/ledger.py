@@ -121,6 +121,10 @@ class MemoryLedger:
             self._tombstones[aeui] = max(stamps)
         return gone
 
+    async def bound_to(self, endpoint_id: str, *, limit: int = 2) -> list[Binding]:
+        rows = [*self._pinned.values(), *self._rows.values()]
+        return [row for row in rows if row.endpoint_id == endpoint_id][:limit]
+
     async def locations_known(self, location_id: str) -> bool:
         return location_id in self._locations
 

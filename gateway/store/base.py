@@ -226,6 +226,10 @@ class Ledger(Protocol):
         """
         ...
 
+    async def bound_to(self, endpoint_id: str, *, limit: int = 2) -> list[Binding]:
+        """The devices whose binding is to ``endpoint_id`` (at most ``limit``)."""
+        ...
+
     async def callers(
         self, telephone_number: str, *, limit: int = 20, every_holder: bool = False
     ) -> list[Binding]:

@@ -407,6 +407,13 @@ class SqlStateStore(DriverPaths):
         return gone
 
     @_whole
+    async def bound_to(self, endpoint_id: str, *, limit: int = 2) -> list[Binding]:
+        # Not indexed: only a delete of an endpoint the carrier no longer holds asks.
+        query = sa.select(devices).where(devices.c.endpoint_id == endpoint_id).limit(limit)
+        async with self._unit(read_only=True) as connection:
+            return [binding_of(row) for row in (await connection.execute(query)).all()]
+
+    @_whole
     async def callers(
         self, telephone_number: str, *, limit: int = 20, every_holder: bool = False
     ) -> list[Binding]:

@@ -4,10 +4,13 @@ fewest calls, order, reconciliation, and the v2 API's asynchronous orders (202 p
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 
@@ -27,6 +30,7 @@ from tests.harness import (
     gateway,
     gateway_settings,
     new_simulator,
+    phone_of,
     report,
 )
 
@@ -330,6 +334,194 @@ def test_v2_an_order_that_fails_after_the_202_is_recorded_and_not_retried_foreve
             # Refused again: recorded once for this claim, not once per attempt.
             history = (await gw.http.get("/v1/devices/doomed/history")).json()["entries"]
             assert [e["kind"] for e in history] == ["provisioning_failed"]
+
+    run(scenario())
+
+
+class _StatusReadsFail(httpx.AsyncBaseTransport):
+    """While ``failing``, the carrier answers every order-status read 503."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.failing = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.failing and request.url.path.endswith("/details"):
+            return httpx.Response(503, json={"errors": [{"description": "busy"}]})
+        return await self.inner.handle_async_request(request)
+
+
+def test_v2_a_move_whose_order_status_cannot_be_read_is_kept_not_undone() -> None:
+    """The carrier took the move (202), then answered its status reads 503: the report
+    fails (503), but the order goes on and completes. The gateway keeps the move as the
+    device's desired binding, as the carrier does; it does not go back to the old place
+    and mark that confirmed while the carrier holds the new one."""
+    wraps: list[_StatusReadsFail] = []
+
+    def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        wraps.append(_StatusReadsFail(inner))
+        return wraps[0]
+
+    async def scenario() -> None:
+        settings = _v2_settings(bandwidth_v2_follow_timeout=1.0, report_deadline=3.0)
+        sim = _v2_simulator(settings, order_seconds=0.3)
+        async with gateway(settings, sim_app=sim, wrap=wrap) as gw:
+            assert (await gw.report(report("held", WHITE_HOUSE, 0))).status_code == 200
+            wraps[0].failing = True
+            moved = await gw.report(report("held", EMPIRE_STATE, 10))
+            assert moved.status_code == 503, moved.text
+            await asyncio.sleep(0.4)  # the order completes at the carrier meanwhile
+            wraps[0].failing = False
+            await pipeline_of(gw).idle()
+            held = V2.held(gw, "held")
+            stored = await pipeline_of(gw).ledger.get("held")
+            assert stored is not None and stored.location_id == held
+            assert stored.confirmed
+            read = (await gw.http.get("/v1/devices/held/location")).json()
+            assert read["locationId"] == held
+            assert read["address"]["city"] == "NEW YORK"
+
+    run(scenario())
+
+
+def test_v2_a_number_changed_at_another_replica_is_not_kept_by_a_move(tmp_path: Path) -> None:
+    """v2 moves an endpoint with a PATCH that carries only its address; a new name or
+    number takes a delete and an add. Replica B gave the device a new number; replica A,
+    which wrote the old one, then applies a report (and an admin's edit) with the old
+    number again: the carrier must hold that number, not keep B's while the gateway
+    records the report as applied."""
+    settings = _v2_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
+    first, second = "+12025550101", "+12025550102"
+
+    async def scenario() -> None:
+        sim = _v2_simulator(settings)
+        async with gateway(settings, sim_app=sim) as a, gateway(settings, sim_app=sim) as b:
+            assert (await a.report(report("num", WHITE_HOUSE, 0, phone=first))).status_code == 200
+            assert (
+                await b.report(report("num", EMPIRE_STATE, 10, phone=second))
+            ).status_code == 200
+            back = await a.report(report("num", SPACE_NEEDLE, 20, phone=first))
+            assert back.status_code == 200, back.text
+            endpoint_id = endpoint_id_for("num")
+            held = a.simulator.v2.endpoints[endpoint_id]
+            assert (held.phone_number, held.address_id) == (first, back.json()["locationId"])
+
+            assert (
+                await b.report(report("num", SPACE_NEEDLE, 30, phone=second))
+            ).status_code == 200
+            edited = await a.http.put(
+                f"/v1/endpoints/{endpoint_id}",
+                json={
+                    "alternateEndUserId": "num",
+                    "callerName": "ALICE SMITH",
+                    "telephoneNumber": first,
+                    "locationId": back.json()["locationId"],
+                },
+            )
+            assert edited.status_code == 200, edited.text
+            assert a.simulator.v2.endpoints[endpoint_id].phone_number == first
+
+    run(scenario())
+
+
+class _RefuseNumber(httpx.AsyncBaseTransport):
+    """The carrier refuses (400) every endpoint add that carries ``number``."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, number: str) -> None:
+        self.inner = inner
+        self.number = number
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        adding = request.method == "POST" and request.url.path.endswith("/endpoints")
+        if adding and self.number.encode() in await request.aread():
+            errors = [{"type": "bad-request", "description": "number not allowed", "code": 1}]
+            return httpx.Response(400, json={"errors": errors})
+        return await self.inner.handle_async_request(request)
+
+
+def test_v2_a_new_number_refused_after_the_delete_leaves_no_endpoint_believed_held() -> None:
+    """v2 changes a number by a delete and an add. When the add is refused, the carrier
+    holds no endpoint for the device any longer: the gateway must not go back to believing
+    the old one confirmed, so the device's next report at its old place and number writes
+    the endpoint again instead of being found unchanged (no call, and no endpoint)."""
+    old, new = "+12025550101", "+12025550102"
+
+    async def scenario() -> None:
+        settings = _v2_settings()
+        sim = _v2_simulator(settings)
+        refuse = functools.partial(_RefuseNumber, number=new)
+        async with gateway(settings, sim_app=sim, wrap=refuse) as gw:
+            assert (await gw.report(report("renum", WHITE_HOUSE, 0, phone=old))).status_code == 200
+            refused = await gw.report(report("renum", WHITE_HOUSE, 10, phone=new))
+            assert refused.status_code == 422, refused.text
+            await pipeline_of(gw).idle()
+            endpoint_id = endpoint_id_for("renum")
+            assert endpoint_id not in gw.simulator.v2.endpoints  # deleted, not added
+            stored = await pipeline_of(gw).ledger.get("renum")
+            assert stored is not None and not stored.confirmed
+            history = (await gw.http.get("/v1/devices/renum/history")).json()["entries"]
+            assert history[0]["kind"] == "provisioning_failed"
+
+            back = await gw.report(report("renum", WHITE_HOUSE, 20, phone=old))
+            assert back.status_code == 200, back.text
+            assert back.json()["changes"]["endpoint"] != "unchanged"
+            assert gw.simulator.v2.endpoints[endpoint_id].phone_number == old
+
+    run(scenario())
+
+
+def test_v2_an_admin_delete_after_a_restart_forgets_the_device(tmp_path: Path) -> None:
+    """v2 keeps no AEUI on an endpoint: only the process that wrote it knew whose it was.
+    After a restart (or at another replica) an admin's DELETE must still forget the device,
+    or reconciliation creates the endpoint again and the call-time query keeps answering
+    the deleted device's place."""
+    settings = _v2_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
+
+    async def scenario() -> None:
+        sim = _v2_simulator(settings)
+        async with gateway(settings, sim_app=sim) as gw:
+            assert (await gw.report(report("del", WHITE_HOUSE, 0))).status_code == 200
+        async with gateway(settings, sim_app=sim) as gw:
+            endpoint_id = endpoint_id_for("del")
+            deleted = await gw.http.delete(f"/v1/endpoints/{endpoint_id}")
+            assert deleted.status_code == 200, deleted.text
+            pipeline = pipeline_of(gw)
+            assert await pipeline.ledger.get("del") is None
+            history = (await gw.http.get("/v1/devices/del/history")).json()["entries"]
+            assert [e["kind"] for e in history] == ["deleted", "applied"]
+            store: StateStore = pipeline.ledger  # type: ignore[assignment]
+            await pipeline.reconcile(store, "t", batch=10, interval=0)
+            assert endpoint_id not in gw.simulator.v2.endpoints
+
+    run(scenario())
+
+
+def test_v2_an_admin_edited_device_is_still_read_after_a_restart(tmp_path: Path) -> None:
+    """A device an admin moved has no address in the store, so its location is read from
+    the carrier, whose v2 endpoint names no AEUI: after a restart (or at another replica)
+    the endpoint at the device's own ID is still the device's, not "no location"."""
+    settings = _v2_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
+
+    async def scenario() -> None:
+        sim = _v2_simulator(settings)
+        async with gateway(settings, sim_app=sim) as gw:
+            assert (await gw.report(report("adm", WHITE_HOUSE, 0))).status_code == 200
+            other = await gw.report(report("adm-2", EMPIRE_STATE, 0))
+            edited = await gw.http.put(
+                f"/v1/endpoints/{endpoint_id_for('adm')}",
+                json={
+                    "alternateEndUserId": "adm",
+                    "callerName": "FRONT DESK",
+                    "telephoneNumber": phone_of("adm"),
+                    "locationId": other.json()["locationId"],
+                },
+            )
+            assert edited.status_code == 200, edited.text
+        async with gateway(settings, sim_app=sim) as gw:
+            read = await gw.http.get("/v1/devices/adm/location")
+            assert read.status_code == 200, read.text
+            assert read.json()["locationId"] == other.json()["locationId"]
+            assert read.json()["callerName"] == "FRONT DESK"
 
     run(scenario())
 

@@ -134,6 +134,32 @@ def test_a_move_another_replica_already_applied_costs_no_carrier_call(
     run(scenario())
 
 
+def test_reads_at_one_replica_follow_a_move_made_at_another(postgres_url: str) -> None:
+    """Replica A caches the device's first place and number; B then moves it and gives it a
+    new number. A's location read and the name and number a PIDF-LO report without them
+    keeps are B's, as A's call-time query answers: not what A's cache still holds."""
+    from gateway.store import upgrade
+
+    upgrade(postgres_url)
+    settings = gateway_settings(database_url=postgres_url)
+
+    async def scenario() -> None:
+        sim_app = new_simulator(settings)
+        async with gateway(settings, sim_app=sim_app) as a, gateway(settings, sim_app=sim_app) as b:
+            assert (await a.report(report("ann", WHITE_HOUSE, 100))).status_code == 200
+            assert pipeline_of(a).cached("ann") is not None
+            moved = await b.report(report("ann", EMPIRE_STATE, 110, phone="+12025550188"))
+            assert moved.status_code == 200
+            read = await a.http.get("/v1/devices/ann/location")
+            assert read.status_code == 200
+            assert read.json()["locationId"] == moved.json()["locationId"]
+            assert read.json()["telephoneNumber"] == "+12025550188"
+            caller = await pipeline_of(a).current_caller("ann", read_carrier=False)
+            assert caller == ("ALICE SMITH", "+12025550188")
+
+    run(scenario())
+
+
 def test_history_is_kept_and_paged(settings: Settings) -> None:
     async def scenario() -> None:
         async with gateway(settings) as gw:
@@ -265,6 +291,35 @@ def test_a_report_observed_before_an_admin_deleted_the_device_does_not_bring_it_
             assert late.status_code == 409, late.text
             held = gw.simulator.state["endpoints"][endpoint_id_for("kept")]
             assert (held["locationId"], held["callerName"]) == (white, "FRONT DESK")
+
+
+def test_a_delete_retried_after_its_answer_was_lost_still_forgets_the_device(
+    settings: Settings,
+) -> None:
+    """An admin's DELETE reached the carrier, but its answer was lost (a timeout, the pod
+    killed): the store still binds the device. Retried, the carrier has no such endpoint:
+    the device goes all the same, recorded, so reconciliation does not create the endpoint
+    again and no read or 911 query answers the deleted device's place."""
+
+    async def scenario() -> None:
+        async with gateway(settings) as gw:
+            assert (await gw.report(report("gone", WHITE_HOUSE, 0))).status_code == 200
+            endpoint_id = endpoint_id_for("gone")
+            del gw.simulator.store.endpoints[endpoint_id]  # the first DELETE, applied
+            again = await gw.http.delete(f"/v1/endpoints/{endpoint_id}")
+            assert again.status_code == 200, again.text
+            pipeline = pipeline_of(gw)
+            assert await pipeline.ledger.get("gone") is None
+            assert (await gw.http.get("/v1/devices/gone/location")).status_code == 404
+            store = pipeline.ledger
+            assert isinstance(store, StateStore)
+            await pipeline.reconcile(store, "t", batch=10, interval=0)
+            assert endpoint_id not in gw.simulator.store.endpoints
+            history = (await gw.http.get("/v1/devices/gone/history")).json()["entries"]
+            assert [e["kind"] for e in history] == ["deleted", "applied"]
+            # An endpoint no one has, and the gateway binds no device to: still 404.
+            nobody = await gw.http.delete(f"/v1/endpoints/{endpoint_id_for('nobody')}")
+            assert nobody.status_code == 404
 
     run(scenario())
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from gateway.bandwidth.calls import check_id
 from gateway.bandwidth.errors import (
     UpstreamConflict,
+    UpstreamError,
     UpstreamNotFound,
     UpstreamParseError,
     UpstreamPending,
@@ -124,6 +125,15 @@ class BandwidthV2Client(V2Notifications):
         a later read of the endpoint): the endpoint written and the carrier's words, once."""
         return self._failed_orders.pop(endpoint_id, None)
 
+    def expect(self, endpoint_id: str, held: Endpoint | None) -> None:
+        """What the state store says the carrier holds at ``endpoint_id`` (``None``: not
+        known for certain), written perhaps by another replica: an update that must know
+        its name and number (``_move``) goes by this, not by what this process last saw."""
+        if held is None:
+            self._held.pop(endpoint_id, None)
+        else:
+            self._remember(held)
+
     # -- endpoints ----------------------------------------------------------------------
 
     async def list_endpoints(self) -> EndpointListResponse:
@@ -190,7 +200,14 @@ class BandwidthV2Client(V2Notifications):
             held = mapping.endpoint_of(answer)
         if (held.caller_name, held.telephone_number) != (sent.caller_name, sent.telephone_number):
             await self.delete_endpoint(endpoint_id)
-            return await self._add(sent, may_replace=False)
+            try:
+                return await self._add(sent, may_replace=False)
+            except UpstreamError as exc:
+                # Deleted, not added: the carrier no longer holds what it held, so this is
+                # no refusal that leaves it as it was, after which the pipeline would go on
+                # believing the old endpoint there. Unknown: its follower checks the carrier.
+                exc.ambiguous = True
+                raise
         op = Operation("updateEndpoint", "PATCH")
         await self._follow(op, await self._write(op, path, sent, retryable=True), sent)
         return sent
@@ -299,9 +316,11 @@ class BandwidthV2Client(V2Notifications):
                         raise
                     raise self._pending(op, order, status, endpoint) from None
                 status = details.status
-        except BaseException:
+        except BaseException as exc:
             # Pending, cut short by the report's deadline, or a status read that failed:
             # the order goes on, and a read of the endpoint waits for its end first.
+            if isinstance(exc, UpstreamError):
+                exc.ambiguous = True  # the carrier took the write: it may yet carry it out
             self.open_orders[endpoint_id] = (order.order_id, accepted, endpoint)
             self.open_orders.move_to_end(endpoint_id)
             while len(self.open_orders) > _REMEMBERED:
@@ -338,6 +357,10 @@ class BandwidthV2Client(V2Notifications):
                 answer = await self._fetch(Operation("getEndpoint", "GET"), path, EndpointAnswer)
             except UpstreamNotFound:
                 answer = None
+            except UpstreamError as exc:
+                self._held.pop(endpoint_id, None)
+                exc.ambiguous = True  # the earlier attempt landed (409): it may hold it yet
+                raise
             if answer is not None and answer.address_id == endpoint.location_id:
                 self._remember(endpoint)
                 return

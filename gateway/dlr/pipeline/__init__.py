@@ -82,6 +82,7 @@ class Pipeline:
         reads: CarrierReads[Binding | None] | None = None,
         events: EventSink | None = None,
         network: Callable[[Observation], Match | None] | None = None,
+        shared_ledger: bool = False,
     ) -> None:
         #: Each device's desired binding (its newest report that was acknowledged, or whose
         #: write failed with an unknown outcome) and newest report time: the state store,
@@ -94,6 +95,7 @@ class Pipeline:
             binding_cache_size=binding_cache_size,
             callers=callers,
             reads=reads,
+            shared=shared_ledger,
         )
         locks: KeyedLocks[str] = KeyedLocks()
         self.background = Background()
@@ -143,6 +145,7 @@ class Pipeline:
         self.set_number = self.admin.set_number
         self.holders = self.admin.holders
         self.devices_with = self.admin.devices_with
+        self.bound_to = self.admin.bound_to
         self.history = self.admin.history
         self.reconcile = self.reconciler.reconcile
         self.reconcile_forever = self.reconciler.reconcile_forever
@@ -164,7 +167,7 @@ class Pipeline:
         if read_carrier:
             binding = await self.known.current(aeui)
         else:
-            binding = self.known.cached(aeui)
+            binding = self.known.answerable(aeui)
             stored = await self.ledger.get(aeui) if binding is None else None
             if stored is not None and stored.address is not None:
                 return stored.caller_name or None, stored.telephone_number or None

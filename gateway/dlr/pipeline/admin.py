@@ -159,6 +159,10 @@ class AdminSync:
         """Every device holding the number in the state store, freshest first."""
         return await self.ledger.callers(telephone_number, every_holder=True, limit=limit)
 
+    async def bound_to(self, endpoint_id: str) -> list[Binding]:
+        """The devices the gateway binds to ``endpoint_id`` (a few at most)."""
+        return await self.ledger.bound_to(endpoint_id)
+
     async def devices_with(self, telephone_number: str, *, limit: int) -> list[Binding]:
         """Devices whose callback number this is: the state store's, or without one the
         caller index's."""

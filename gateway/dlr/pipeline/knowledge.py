@@ -44,8 +44,12 @@ class Knowledge:
         binding_cache_size: int,
         callers: CallerIndex | None,
         reads: CarrierReads[Binding | None] | None,
+        shared: bool = False,
     ) -> None:
         self.carrier = carrier
+        #: Other processes write the ledger too (replicas on PostgreSQL): a device may have
+        #: moved at another replica since this one cached it, so reads ask the ledger first.
+        self.shared = shared
         self.ledger = ledger
         self.callers = callers
         self.reads: CarrierReads[Binding | None] = reads if reads is not None else CarrierReads()
@@ -100,16 +104,27 @@ class Knowledge:
     def cached(self, alternate_end_user_id: str) -> Binding | None:
         return self.bindings.get(alternate_end_user_id)
 
+    def answerable(self, alternate_end_user_id: str) -> Binding | None:
+        """The cached binding, when it may answer a read without the ledger: only when no
+        other process writes the ledger (a replica's cache misses another's moves)."""
+        return None if self.shared else self.bindings.get(alternate_end_user_id)
+
     async def current(self, alternate_end_user_id: str) -> Binding | None:
         """The device's binding as the gateway knows it: the cache, then the state store (the
-        desired binding, as the call-time query answers it). The carrier is read only for a
+        desired binding, as the call-time query answers it); on a shared store, the store
+        first, the cache only while the store cannot be read. The carrier is read only for a
         device neither holds with an address (never reported here, or edited by an admin),
         and then within ``reads``' bounds: once per device per interval, a few at a time."""
         aeui = alternate_end_user_id
-        known = self.bindings.get(aeui)
+        known = self.answerable(aeui)
         if known is not None:
             return known
-        stored = await self.ledger.get(aeui)
+        try:
+            stored = await self.ledger.get(aeui)
+        except StoreUnavailable:
+            if (cached := self.bindings.get(aeui)) is not None:
+                return cached  # the ledger is down: what this replica knows beats nothing
+            raise
         if stored is not None and stored.address is not None:
             return stored
         return await self.reads.read(aeui, lambda: self._carrier_binding(aeui))
@@ -120,7 +135,11 @@ class Knowledge:
             endpoint = await self.carrier.get_endpoint(self.endpoint_id(alternate_end_user_id))
         except UpstreamNotFound:
             return None
-        if endpoint.alternate_end_user_id != alternate_end_user_id or not endpoint.location_id:
+        # A v2 endpoint names no AEUI (unless this process wrote it): the one at the
+        # device's own endpoint ID is the device's.
+        if endpoint.alternate_end_user_id not in (None, alternate_end_user_id):
+            return None
+        if not endpoint.location_id:
             return None
         try:
             location = await self.carrier.get_location(endpoint.location_id)

@@ -180,13 +180,7 @@ class Repairs:
                 if confirmed and aeui not in self.known.unsettled:
                     self.known.bindings[aeui] = desired
                 return False
-            endpoint = Endpoint(
-                endpoint_id=desired.endpoint_id,
-                alternate_end_user_id=aeui,
-                caller_name=desired.caller_name,
-                location_id=desired.location_id,
-                telephone_number=desired.telephone_number,
-            )
+            endpoint = desired.endpoint()
             self.known.distrust(aeui)
             try:
                 try:

@@ -449,6 +449,8 @@ class Reports:
             if await self.ledger.confirm(aeui, version):
                 self.known.trust(binding)
             return Outcome(binding, location_change, Change.UNCHANGED, warnings)
+        # What the carrier holds is the store's to say (another replica may have written it).
+        self.writes.expect(endpoint.endpoint_id or "", previous)
         try:
             endpoint_change, endpoint_id = await self.writes.endpoint(
                 endpoint, address, create_first=first_seen and previous is None

@@ -16,7 +16,7 @@ from gateway.bandwidth.errors import (
 )
 from gateway.bandwidth.models import Address, Endpoint, Location
 from gateway.concurrency import SingleFlight
-from gateway.dlr.binding import address_json
+from gateway.dlr.binding import Binding, address_json
 from gateway.dlr.errors import FieldError
 from gateway.dlr.ledger import Ledger
 from gateway.dlr.pipeline.knowledge import Knowledge, KnownLocation
@@ -39,6 +39,14 @@ class CarrierWrites:
     _creating: SingleFlight[str, tuple[KnownLocation, Change]] = field(
         default_factory=SingleFlight, init=False
     )
+
+    def expect(self, endpoint_id: str, stored: Binding | None) -> None:
+        """Tell the carrier client what the store says it holds at ``endpoint_id`` (a
+        confirmed binding, perhaps another replica's), or that no one knows for certain."""
+        held = None
+        if stored is not None and stored.confirmed and stored.endpoint_id == endpoint_id:
+            held = stored.endpoint()
+        self.carrier.expect(endpoint_id, held)
 
     async def location(
         self, location_id: str, address: Address, street: tuple[float, float] | None

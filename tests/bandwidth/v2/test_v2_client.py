@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
+import json
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ import pytest
 from gateway.bandwidth.errors import (
     UpstreamAuthError,
     UpstreamConflict,
+    UpstreamError,
     UpstreamNotFound,
     UpstreamPending,
     UpstreamRateLimited,
@@ -271,6 +274,45 @@ def test_a_retried_add_whose_first_attempt_landed_waits_until_the_carrier_holds_
     assert ops[:3] == ["addAddress", "addEndpoints", "addEndpoints"]
     assert [c["status"] for c in h.simulator.calls[1:3]] == [500, 409]
     assert set(ops[3:]) == {"getEndpoint"}
+
+
+class _UnknownStatus(httpx.AsyncBaseTransport):
+    """The carrier answers an order's status with a status the gateway has never heard of."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        answer = await self.inner.handle_async_request(request)
+        if not request.url.path.endswith("/details"):
+            return answer
+        body = json.loads(await answer.aread())
+        return httpx.Response(200, json=body | {"status": "ON_HOLD"})
+
+
+@pytest.mark.parametrize("case", ["status-503", "status-unknown", "confirm-503"])
+def test_a_write_the_carrier_took_is_uncertain_when_following_it_fails(case: str) -> None:
+    """Once the carrier has taken a write (202, or 409 to a retry), a status or endpoint read
+    that fails (a 503, a status never heard of) says nothing of the write: its outcome is
+    unknown (ambiguous), not a refusal the pipeline would undo its claim for."""
+    config = SimulatorConfig(ambiguous_rate=1.0, seed=3)
+    h = v2(config=config, order_seconds=1.0)
+    first = [None, "500", None] if case == "confirm-503" else [None, None]
+    later = "503" if case != "status-unknown" else None
+    faults = itertools.chain(first, itertools.repeat(later))
+    h.simulator._pick_fault = lambda cfg: next(faults)  # type: ignore[method-assign]
+    if case == "status-unknown":
+        h.transport.inner = _UnknownStatus(h.transport.inner)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        with pytest.raises(UpstreamError) as caught:
+            await h.client.create_endpoint(endpoint())
+        assert caught.value.ambiguous, caught.value
+        assert not isinstance(caught.value, UpstreamPending)
+
+    asyncio.run(go())
+    assert "addEndpoints" in h.operations()
 
 
 def test_a_follow_cut_short_leaves_the_order_to_be_waited_for() -> None:
