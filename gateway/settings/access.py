@@ -38,7 +38,7 @@ class AccessSettings:
     device_jwt_audience: str | None = setting(
         "GATEWAY_DEVICE_JWT_AUDIENCE",
         None,
-        "when set, device tokens must carry this `aud`",
+        "when set, device tokens must carry this `aud`; unset, a token with any `aud` is refused",
     )
     device_jwt_issuer: str | None = setting(
         "GATEWAY_DEVICE_JWT_ISSUER",

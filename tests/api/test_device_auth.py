@@ -407,6 +407,24 @@ def test_audience_is_checked_when_configured() -> None:
     run(scenario())
 
 
+def test_a_token_for_an_audience_is_refused_when_none_is_configured() -> None:
+    """RFC 7519 4.1.3: an identity provider's token for another app carries that app's
+    ``aud``; a gateway that names no audience is not it."""
+    key = rsa_key()
+
+    async def scenario() -> None:
+        async with gateway(asymmetric_settings(key)) as gw:
+            for aud in ["another-app", ["another-app", "a-third"], "", []]:
+                token = jwt.encode(claims("alice", aud=aud), key, algorithm="RS256")
+                assert_unauthorized(await gw.report(report("alice", WHITE_HOUSE), **bearer(token)))
+            assert gw.operations() == []
+            plain = jwt.encode(claims("alice"), key, algorithm="RS256")
+            response = await gw.report(report("alice", WHITE_HOUSE), **bearer(plain))
+            assert response.status_code == 200, response.text
+
+    run(scenario())
+
+
 def test_issuer_is_checked_when_configured() -> None:
     async def scenario() -> None:
         async with gateway(gateway_settings(device_jwt_issuer=ISSUER)) as gw:
