@@ -14,7 +14,7 @@ from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -144,6 +144,12 @@ class Console:
             "base-uri 'none'; connect-src 'self'"
         )
 
+    def routes(self) -> list[BaseRoute]:
+        """The pages, under ``/console/``; ``/console`` itself, as a person types it, is sent
+        there with a relative ``Location`` (never one built from the ``Host`` header)."""
+        home = Route("/console", lambda _: RedirectResponse("/console/", 303), methods=["GET"])
+        return [home, self.mount()]
+
     def mount(self) -> Mount:
         guarded: list[tuple[str, Callable[..., Awaitable[Response]], list[str]]] = [
             ("/", self.overview, ["GET"]),
@@ -162,7 +168,9 @@ class Console:
             Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="console_static"),
         ]
         routes += [Route(path, self._guard(page), methods=m) for path, page, m in guarded]
-        return Mount("/console", routes=routes, middleware=[Middleware(_Headers, csp=self.csp)])
+        # No redirect for a trailing slash: Starlette's is absolute, built from ``Host``.
+        pages = Router(routes, redirect_slashes=False)
+        return Mount("/console", app=pages, middleware=[Middleware(_Headers, csp=self.csp)])
 
     # -- plumbing ------------------------------------------------------------
 

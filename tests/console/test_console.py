@@ -96,6 +96,23 @@ def test_sign_in_sets_a_strict_session_cookie_and_pages_need_it() -> None:
     run(scenario())
 
 
+def test_no_redirect_is_built_from_the_host_header() -> None:
+    """``/console`` is sent home with a relative Location; a trailing slash is no page."""
+
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            evil = {"Host": "evil.example.test"}
+            home = await gw.http.get("/console", headers=evil)
+            assert home.status_code == 303 and home.headers["location"] == "/console/"
+            await signed_in(gw)
+            for path in ("/console/devices/", "/console/signin/", "/console/calls/"):
+                answer = await gw.http.get(path, headers=evil)
+                assert answer.status_code == 404, (path, answer.headers.get("location"))
+                assert "location" not in answer.headers
+
+    run(scenario())
+
+
 def test_behind_a_proxy_that_ends_tls_sign_in_works_and_its_cookie_is_secure() -> None:
     """The gateway serves no TLS: on https a proxy ends it, so the browser's form says
     ``Origin: https://…`` to a server spoken to in http."""
