@@ -182,7 +182,7 @@ class Console:
         async def endpoint(request: Request) -> Response:
             session = self.sessions.read(request)
             if session is None:
-                if request.method != "GET":
+                if request.method not in ("GET", "HEAD"):  # HEAD is GET without the body
                     return self._refused("Your session has ended: sign in again.", 401)
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(

@@ -96,6 +96,24 @@ def test_sign_in_sets_a_strict_session_cookie_and_pages_need_it() -> None:
     run(scenario())
 
 
+def test_head_answers_as_get_does_signed_out_and_in() -> None:
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            gw.http.headers.pop("Authorization")
+            # Signed out: sent to sign in (not 401), as GET is.
+            for path in ("/console/", "/console/devices?q=x", "/console/map", "/console"):
+                got, head = await gw.http.get(path), await gw.http.head(path)
+                assert head.status_code == got.status_code == 303, path
+                assert head.headers["location"] == got.headers["location"]
+            await signed_in(gw)
+            for path in ("/console/", "/console/devices", "/console/calls"):
+                head = await gw.http.head(path)
+                assert head.status_code == 200, path
+                assert head.headers["content-type"].startswith("text/html")
+
+    run(scenario())
+
+
 def test_no_redirect_is_built_from_the_host_header() -> None:
     """``/console`` is sent home with a relative Location; a trailing slash is no page."""
 
