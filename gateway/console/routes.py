@@ -26,11 +26,14 @@ from gateway.console.auth import Session, Sessions, same
 from gateway.console.geo import MapView
 from gateway.console.queries import EMERGENCY_QUERY, STATES, ConsoleQueries, Thresholds
 from gateway.settings import Settings
+from gateway.settings.access import MAX_ADMIN_KEY
 from gateway.store.errors import StoreUnavailable
 from gateway.store.sql import SqlStateStore
 
 _HERE = Path(__file__).parent
 _MAX_FORM_BYTES = 4096
+#: The sign-in form's, with the longest admin key percent-encoded (up to 12 bytes a character).
+_MAX_SIGN_IN_BYTES = _MAX_FORM_BYTES + 12 * MAX_ADMIN_KEY
 _CARRIER_ERROR_OUTCOMES = frozenset({"error", "timeout", "late_error"})
 #: What a page's template is given (besides what every page is).
 Context = dict[str, Any]
@@ -199,7 +202,12 @@ class Console:
 
         return endpoint
 
-    async def _form(self, request: Request, token_valid: Callable[[str], bool]) -> FormData:
+    async def _form(
+        self,
+        request: Request,
+        token_valid: Callable[[str], bool],
+        max_bytes: int = _MAX_FORM_BYTES,
+    ) -> FormData:
         """A small urlencoded form from this site (``Origin``, when sent, must be the console's)
         with a valid CSRF token."""
         origin = request.headers.get("origin")
@@ -213,7 +221,7 @@ class Console:
         ):
             raise _Refused("The form's security token is missing or wrong.", 403)
         size = request.headers.get("content-length")
-        if size is None or not size.isdigit() or int(size) > _MAX_FORM_BYTES:
+        if size is None or not size.isdigit() or int(size) > max_bytes:
             raise _Refused("The form is too large.", 413)
         form = await request.form(max_files=0, max_fields=16)
         if not token_valid(str(form.get("csrf", ""))):
@@ -292,7 +300,7 @@ class Console:
     async def sign_in(self, request: Request) -> Response:
         try:
             form = await self._form(
-                request, lambda t: self.sessions.sign_in_token_valid(request, t)
+                request, lambda t: self.sessions.sign_in_token_valid(request, t), _MAX_SIGN_IN_BYTES
             )
         except _Refused as refused:
             return self._refused(refused.message, refused.status)
@@ -302,8 +310,9 @@ class Console:
             slow_down = self._refused("Too many sign-in attempts: wait a little.", 429)
             slow_down.headers["Retry-After"] = str(self.sign_ins.retry_after(wait))
             return slow_down
-        key = str(form.get("key", ""))[:512]
-        principal = services(request).admin_keys.match(key) if key else None
+        key = str(form.get("key", ""))
+        fits = 0 < len(key) <= MAX_ADMIN_KEY
+        principal = services(request).admin_keys.match(key) if fits else None
         if principal is None:
             return self._sign_in_form(
                 request,

@@ -17,6 +17,7 @@ from starlette.datastructures import Secret
 from gateway.console.auth import SESSION_COOKIE
 from gateway.dlr.binding import Binding
 from gateway.settings import Settings, SettingsError
+from gateway.settings.access import MAX_ADMIN_KEY
 from tests.console.common import csrf_of, sign_in
 from tests.harness import (
     ADMIN_KEY,
@@ -185,6 +186,24 @@ def test_a_wrong_key_a_forged_cookie_and_a_form_without_its_token_are_refused() 
             assert out.status_code == 303 and out.headers["location"] == "/console/signin"
             gw.http.cookies.set(SESSION_COOKIE, old, "gateway.local", "/console")
             assert (await gw.http.get("/console/")).status_code == 303
+
+    run(scenario())
+
+
+def test_the_longest_admin_key_signs_in() -> None:
+    """A key as long as the settings allow, in characters a form sends percent-encoded."""
+    longest = ("kéy+/=€&" * 200)[:MAX_ADMIN_KEY]
+    (read,) = Settings.from_environ({"GATEWAY_ADMIN_KEYS": longest}, None).admin_keys
+    assert str(read) == longest
+
+    async def scenario() -> None:
+        keys = (Secret(ADMIN_KEY), Secret(longest))
+        async with gateway(settings(admin_keys=keys)) as gw:
+            for wrong in (longest[:-1], longest + "k"):
+                assert (await sign_in(gw.http, key=wrong)).status_code == 401
+            answer = await sign_in(gw.http, key=longest)
+            assert answer.status_code == 303 and answer.headers["location"] == "/console/"
+            assert (await gw.http.get("/console/")).status_code == 200
 
     run(scenario())
 
