@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
@@ -97,6 +97,21 @@ def age(moment: datetime | None, now: datetime) -> str:
     return "—" if moment is None else duration((now - moment).total_seconds())
 
 
+def device_href(aeui: str) -> str:
+    """A device page's address: the AEUI as one path segment (a ``/`` in it sent as ``%2F``),
+    or, for ``.`` and ``..`` (which a browser takes for steps up the path), as a query."""
+    if aeui in (".", ".."):
+        return "/console/device?" + urlencode({"aeui": aeui})
+    return "/console/devices/" + quote(aeui, safe="")
+
+
+def _target(request: Request) -> str:
+    """The page asked for, as the browser wrote its path (``%2F`` kept), with its query."""
+    raw = request.scope.get("raw_path")
+    path = raw.split(b"?", 1)[0].decode("latin-1") if raw else quote(request.url.path)
+    return path + (f"?{request.url.query}" if request.url.query else "")
+
+
 def address_line(address: dict[str, Any] | None) -> str:
     if not address:
         return "—"
@@ -139,7 +154,9 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.globals.update(address_line=address_line, duration=duration, states=STATES)
+        self.env.globals.update(
+            address_line=address_line, device_href=device_href, duration=duration, states=STATES
+        )
         tile = _tile_origin(settings.console_tile_url)
         self.csp = (
             "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -157,7 +174,9 @@ class Console:
         guarded: list[tuple[str, Callable[..., Awaitable[Response]], list[str]]] = [
             ("/", self.overview, ["GET"]),
             ("/devices", self._stored("devices.html", "Devices", self.devices), ["GET"]),
-            ("/devices/{aeui}", self._stored("device.html", "Device", self.device), ["GET"]),
+            # ``:path``: an AEUI may hold a ``/`` (sent as ``%2F``, which the server decodes).
+            ("/devices/{aeui:path}", self._stored("device.html", "Device", self.device), ["GET"]),
+            ("/device", self._stored("device.html", "Device", self.device), ["GET"]),
             ("/calls", self._stored("calls.html", "911 calls", self.calls), ["GET"]),
             ("/locations", self._stored("locations.html", "Locations", self.locations), ["GET"]),
             ("/failures", self._stored("failures.html", "Failures", self.failures), ["GET"]),
@@ -187,9 +206,8 @@ class Console:
             if session is None:
                 if request.method not in ("GET", "HEAD"):  # HEAD is GET without the body
                     return self._refused("Your session has ended: sign in again.", 401)
-                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(
-                    "/console/signin?" + urlencode({"next": target}), status_code=303
+                    "/console/signin?" + urlencode({"next": _target(request)}), status_code=303
                 )
             try:
                 if request.method == "POST":
@@ -364,7 +382,7 @@ class Console:
         return {"page": page, "search": search, "state": state if states else ""}
 
     async def device(self, request: Request, queries: ConsoleQueries) -> Context:
-        aeui = str(request.path_params["aeui"])[:64]
+        aeui = str(request.path_params.get("aeui") or request.query_params.get("aeui", ""))[:64]
         if "\x00" in aeui:  # no device's (PostgreSQL could not even compare it)
             raise _Refused("There is no device with that AEUI.", 404)
         found = await queries.device(aeui)

@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -149,6 +150,34 @@ def test_device_reports_and_reads_its_own_location() -> None:
             read = await gw.http.get("/v1/devices/alice/location", headers=token)
             assert read.status_code == 200, read.text
             assert read.json()["locationId"] == sent.json()["locationId"]
+
+    run(scenario())
+
+
+#: AEUIs the carrier takes that a path segment cannot hold as they are.
+PATHLIKE_AEUIS = ["dept/alice", "a/../b", "..", ".", "/lead", "trail/", "a%2Fb", "x/location"]
+
+
+def test_a_device_whose_aeui_holds_a_slash_reads_its_own_location_and_history() -> None:
+    """Sent percent-encoded (``%2F``, ``%2E``), every AEUI is one path parameter."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            for n, aeui in enumerate(PATHLIKE_AEUIS):
+                token = bearer(hs256(claims(aeui)))
+                phone = f"+120255502{n:02d}"
+                sent = await gw.report(report(aeui, WHITE_HOUSE, 0, phone=phone), **token)
+                assert sent.status_code == 200, (aeui, sent.text)
+                path = "/v1/devices/" + quote(aeui, safe="").replace(".", "%2E")
+                read = await gw.http.get(f"{path}/location", headers=token)
+                assert read.status_code == 200, (aeui, read.text)
+                assert read.json()["alternateEndUserId"] == aeui
+                history = await gw.http.get(f"{path}/history", headers=token)
+                assert history.status_code == 200, (aeui, history.text)
+                assert history.json()["alternateEndUserId"] == aeui
+            # Still only its own: "a/../b" is not "b", nor "dept/alice" "alice".
+            other = bearer(hs256(claims("b")))
+            assert_forbidden(await gw.http.get("/v1/devices/a%2F..%2Fb/location", headers=other))
 
     run(scenario())
 

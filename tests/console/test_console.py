@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import itsdangerous.timed
@@ -18,6 +20,7 @@ from gateway.console.auth import SESSION_COOKIE
 from gateway.dlr.binding import Binding
 from gateway.settings import Settings, SettingsError
 from gateway.settings.access import MAX_ADMIN_KEY
+from tests.api.test_device_auth import PATHLIKE_AEUIS
 from tests.console.common import csrf_of, sign_in
 from tests.harness import (
     ADMIN_KEY,
@@ -226,6 +229,35 @@ def test_sign_in_returns_only_to_a_console_page() -> None:
                 )
                 assert answer.headers["location"] == expected, target
                 gw.http.cookies.clear()
+
+    run(scenario())
+
+
+def test_a_device_whose_aeui_holds_a_slash_or_dots_opens_from_its_link() -> None:
+    """Each device's link opens its own page, as a browser resolves it: ``a/../b`` is not
+    ``b``, and ``..`` is not the console's home."""
+
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            for n, aeui in enumerate(PATHLIKE_AEUIS):
+                sent = await gw.report(report(aeui, EMPIRE_STATE, 0, phone=f"+120255503{n:02d}"))
+                assert sent.status_code == 200, (aeui, sent.text)
+            await signed_in(gw)
+            listing = (await gw.http.get("/console/devices")).text
+            for aeui in PATHLIKE_AEUIS:
+                shown = re.search(f'<a href="([^"]+)">{re.escape(html.escape(aeui))}</a>', listing)
+                assert shown is not None, aeui
+                # What a browser asks for: the link with its dot segments resolved.
+                asked = urljoin("http://gateway/console/devices", html.unescape(shown.group(1)))
+                page = await gw.http.get(asked)
+                assert page.status_code == 200, (aeui, asked)
+                assert f"<h1>Device {html.escape(aeui)}</h1>" in page.text, (aeui, asked)
+            # Signed out, a device page sends to sign-in and back to the same device.
+            gw.http.cookies.clear()
+            away = await gw.http.get("/console/devices/a%2F..%2Fb")
+            assert parse_qs(urlsplit(away.headers["location"]).query)["next"] == [
+                "/console/devices/a%2F..%2Fb"
+            ]
 
     run(scenario())
 
