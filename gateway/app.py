@@ -282,9 +282,9 @@ def create_app(
     if sandbox_app is not None:
         routes.append(Mount(SANDBOX_PREFIX, app=sandbox_app))
     if settings.console:
-        from gateway.console import console_mount
+        from gateway.console import console_routes
 
-        routes.append(console_mount(settings))
+        routes += console_routes(settings)
     routes.append(
         Route("/metrics", _AsgiEndpoint(make_asgi_app(metrics.registry)), methods=["GET"])
     )
@@ -294,5 +294,8 @@ def create_app(
         lifespan=lifespan,
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
+    # A path with a slash too many or too few is a 404, not a redirect: Starlette's is to an
+    # absolute URL built from the Host header (a poisoned cache's or a phisher's link).
+    app.router.redirect_slashes = False
     app.state.metrics = metrics
     return app

@@ -46,6 +46,8 @@ UNMATCHED: Final = "unmatched"
 #: Request IDs accepted from a client (or a proxy in front); anything else is replaced, so
 #: the ID is safe to echo in a header and to log.
 _SANE_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
+#: A path parameter's converter (``{aeui:path}``): not part of the ``route`` label.
+_CONVERTER: Final = re.compile(r"\{(\w+):\w+\}")
 _REQUEST_ID_HEADER: Final = b"x-request-id"
 #: The method label is a bounded set; anything a client makes up counts as "other".
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -85,7 +87,8 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope, matched: object) -
         return UNMATCHED
     for route in routes:
         if route is matched and isinstance(route, Route | Mount):
-            return route.path
+            path = route.path
+            return _CONVERTER.sub(r"{\1}", path) if ":" in path else path
     for route in routes:
         if isinstance(route, Mount) and route.matches(scope)[0] is not Match.NONE:
             return route.path

@@ -84,6 +84,12 @@ def test_every_setting_reads_its_default_written_out() -> None:
         # NaN passed every bound before (NaN <= 0 is false): a timeout of NaN seconds.
         ("GATEWAY_UPSTREAM_TIMEOUT", "nan", "GATEWAY_UPSTREAM_TIMEOUT='nan' is not a number"),
         ("GATEWAY_BREAKER_COOLDOWN", "NaN", "GATEWAY_BREAKER_COOLDOWN='NaN' is not a number"),
+        # Longer than the console's sign-in takes: a key that could never sign in there.
+        (
+            "GATEWAY_ADMIN_KEYS",
+            "a-short-admin-key-0123," + "k" * 1025,
+            "every key in GATEWAY_ADMIN_KEYS must be at most 1024 characters",
+        ),
     ],
 )
 def test_a_bad_value_names_its_variable(env: str, value: str, message: str) -> None:

@@ -96,7 +96,8 @@ def require_admin(
 
 @dataclass(eq=False, repr=False, kw_only=True)  # no repr: it holds secrets
 class DeviceTokens:
-    """Device JWTs: ``sub`` is the AEUI and ``exp`` is required.
+    """Device JWTs: ``sub`` is the AEUI and ``exp`` is required; a token with an ``aud`` is
+    accepted only when ``audience`` is configured and among it.
 
     HS256 with a shared secret, or RS256/ES256 with a public key; the algorithm list is
     fixed by the configuration, never taken from the token (so ``alg: none`` and
@@ -169,7 +170,6 @@ class DeviceTokens:
                 # leeway would stretch ``exp`` as well as ``iat``/``nbf``.
                 options={
                     "require": ["exp", "sub"],
-                    "verify_aud": self.audience is not None,
                     "verify_exp": False,
                     "verify_iat": False,
                     "verify_nbf": False,
@@ -177,6 +177,10 @@ class DeviceTokens:
             )
         except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
             # OverflowError/ValueError/TypeError: claims PyJWT could not read.
+            return None
+        if self.audience is None and "aud" in claims:
+            # RFC 7519 4.1.3: a token for a named audience is not for a gateway that names
+            # none (PyJWT lets an empty ``aud`` through).
             return None
         expires = self._expiry(claims)
         subject = claims.get("sub")

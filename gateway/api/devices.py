@@ -566,7 +566,8 @@ async def device_history(request: Request) -> Response:
 
 routes = [
     Route("/v1/location-reports", location_report, methods=["POST"]),
-    Route("/v1/devices/{alternate_end_user_id}/location", device_location, methods=["GET"]),
-    Route("/v1/devices/{alternate_end_user_id}/history", device_history, methods=["GET"]),
+    # ``:path``: an AEUI may hold a ``/``, sent as ``%2F`` (which the server decodes).
+    Route("/v1/devices/{alternate_end_user_id:path}/location", device_location, methods=["GET"]),
+    Route("/v1/devices/{alternate_end_user_id:path}/history", device_history, methods=["GET"]),
     Route("/v1/addresses/validate", validate_address, methods=["POST"]),
 ]

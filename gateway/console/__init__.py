@@ -8,13 +8,13 @@ anything from another host unless ``GATEWAY_CONSOLE_TILE_URL`` names a tile serv
 
 from __future__ import annotations
 
-from starlette.routing import Mount
+from starlette.routing import BaseRoute
 
 from gateway.settings import Settings
 
 
-def console_mount(settings: Settings) -> Mount:
-    """The console's routes, mounted at ``/console``."""
+def console_routes(settings: Settings) -> list[BaseRoute]:
+    """The console's routes, mounted at ``/console``, and ``/console`` sent to its home."""
     from gateway.console.routes import Console
 
-    return Console(settings).mount()
+    return Console(settings).routes()

@@ -7,14 +7,14 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,11 +26,14 @@ from gateway.console.auth import Session, Sessions, same
 from gateway.console.geo import MapView
 from gateway.console.queries import EMERGENCY_QUERY, STATES, ConsoleQueries, Thresholds
 from gateway.settings import Settings
+from gateway.settings.access import MAX_ADMIN_KEY
 from gateway.store.errors import StoreUnavailable
 from gateway.store.sql import SqlStateStore
 
 _HERE = Path(__file__).parent
 _MAX_FORM_BYTES = 4096
+#: The sign-in form's, with the longest admin key percent-encoded (up to 12 bytes a character).
+_MAX_SIGN_IN_BYTES = _MAX_FORM_BYTES + 12 * MAX_ADMIN_KEY
 _CARRIER_ERROR_OUTCOMES = frozenset({"error", "timeout", "late_error"})
 #: What a page's template is given (besides what every page is).
 Context = dict[str, Any]
@@ -94,6 +97,21 @@ def age(moment: datetime | None, now: datetime) -> str:
     return "—" if moment is None else duration((now - moment).total_seconds())
 
 
+def device_href(aeui: str) -> str:
+    """A device page's address: the AEUI as one path segment (a ``/`` in it sent as ``%2F``),
+    or, for ``.`` and ``..`` (which a browser takes for steps up the path), as a query."""
+    if aeui in (".", ".."):
+        return "/console/device?" + urlencode({"aeui": aeui})
+    return "/console/devices/" + quote(aeui, safe="")
+
+
+def _target(request: Request) -> str:
+    """The page asked for, as the browser wrote its path (``%2F`` kept), with its query."""
+    raw = request.scope.get("raw_path")
+    path = raw.split(b"?", 1)[0].decode("latin-1") if raw else quote(request.url.path)
+    return path + (f"?{request.url.query}" if request.url.query else "")
+
+
 def address_line(address: dict[str, Any] | None) -> str:
     if not address:
         return "—"
@@ -136,7 +154,9 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.globals.update(address_line=address_line, duration=duration, states=STATES)
+        self.env.globals.update(
+            address_line=address_line, device_href=device_href, duration=duration, states=STATES
+        )
         tile = _tile_origin(settings.console_tile_url)
         self.csp = (
             "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -144,11 +164,19 @@ class Console:
             "base-uri 'none'; connect-src 'self'"
         )
 
+    def routes(self) -> list[BaseRoute]:
+        """The pages, under ``/console/``; ``/console`` itself, as a person types it, is sent
+        there with a relative ``Location`` (never one built from the ``Host`` header)."""
+        home = Route("/console", lambda _: RedirectResponse("/console/", 303), methods=["GET"])
+        return [home, self.mount()]
+
     def mount(self) -> Mount:
         guarded: list[tuple[str, Callable[..., Awaitable[Response]], list[str]]] = [
             ("/", self.overview, ["GET"]),
             ("/devices", self._stored("devices.html", "Devices", self.devices), ["GET"]),
-            ("/devices/{aeui}", self._stored("device.html", "Device", self.device), ["GET"]),
+            # ``:path``: an AEUI may hold a ``/`` (sent as ``%2F``, which the server decodes).
+            ("/devices/{aeui:path}", self._stored("device.html", "Device", self.device), ["GET"]),
+            ("/device", self._stored("device.html", "Device", self.device), ["GET"]),
             ("/calls", self._stored("calls.html", "911 calls", self.calls), ["GET"]),
             ("/locations", self._stored("locations.html", "Locations", self.locations), ["GET"]),
             ("/failures", self._stored("failures.html", "Failures", self.failures), ["GET"]),
@@ -162,7 +190,9 @@ class Console:
             Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="console_static"),
         ]
         routes += [Route(path, self._guard(page), methods=m) for path, page, m in guarded]
-        return Mount("/console", routes=routes, middleware=[Middleware(_Headers, csp=self.csp)])
+        # No redirect for a trailing slash: Starlette's is absolute, built from ``Host``.
+        pages = Router(routes, redirect_slashes=False)
+        return Mount("/console", app=pages, middleware=[Middleware(_Headers, csp=self.csp)])
 
     # -- plumbing ------------------------------------------------------------
 
@@ -174,11 +204,10 @@ class Console:
         async def endpoint(request: Request) -> Response:
             session = self.sessions.read(request)
             if session is None:
-                if request.method != "GET":
+                if request.method not in ("GET", "HEAD"):  # HEAD is GET without the body
                     return self._refused("Your session has ended: sign in again.", 401)
-                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(
-                    "/console/signin?" + urlencode({"next": target}), status_code=303
+                    "/console/signin?" + urlencode({"next": _target(request)}), status_code=303
                 )
             try:
                 if request.method == "POST":
@@ -191,7 +220,12 @@ class Console:
 
         return endpoint
 
-    async def _form(self, request: Request, token_valid: Callable[[str], bool]) -> FormData:
+    async def _form(
+        self,
+        request: Request,
+        token_valid: Callable[[str], bool],
+        max_bytes: int = _MAX_FORM_BYTES,
+    ) -> FormData:
         """A small urlencoded form from this site (``Origin``, when sent, must be the console's)
         with a valid CSRF token."""
         origin = request.headers.get("origin")
@@ -205,7 +239,7 @@ class Console:
         ):
             raise _Refused("The form's security token is missing or wrong.", 403)
         size = request.headers.get("content-length")
-        if size is None or not size.isdigit() or int(size) > _MAX_FORM_BYTES:
+        if size is None or not size.isdigit() or int(size) > max_bytes:
             raise _Refused("The form is too large.", 413)
         form = await request.form(max_files=0, max_fields=16)
         if not token_valid(str(form.get("csrf", ""))):
@@ -284,7 +318,7 @@ class Console:
     async def sign_in(self, request: Request) -> Response:
         try:
             form = await self._form(
-                request, lambda t: self.sessions.sign_in_token_valid(request, t)
+                request, lambda t: self.sessions.sign_in_token_valid(request, t), _MAX_SIGN_IN_BYTES
             )
         except _Refused as refused:
             return self._refused(refused.message, refused.status)
@@ -294,8 +328,9 @@ class Console:
             slow_down = self._refused("Too many sign-in attempts: wait a little.", 429)
             slow_down.headers["Retry-After"] = str(self.sign_ins.retry_after(wait))
             return slow_down
-        key = str(form.get("key", ""))[:512]
-        principal = services(request).admin_keys.match(key) if key else None
+        key = str(form.get("key", ""))
+        fits = 0 < len(key) <= MAX_ADMIN_KEY
+        principal = services(request).admin_keys.match(key) if fits else None
         if principal is None:
             return self._sign_in_form(
                 request,
@@ -347,7 +382,7 @@ class Console:
         return {"page": page, "search": search, "state": state if states else ""}
 
     async def device(self, request: Request, queries: ConsoleQueries) -> Context:
-        aeui = str(request.path_params["aeui"])[:64]
+        aeui = str(request.path_params.get("aeui") or request.query_params.get("aeui", ""))[:64]
         if "\x00" in aeui:  # no device's (PostgreSQL could not even compare it)
             raise _Refused("There is no device with that AEUI.", 404)
         found = await queries.device(aeui)

@@ -3,13 +3,17 @@
 A subscription's URL is an admin's, but the host's addresses are DNS's. Refused unless the
 host is listed in ``GATEWAY_WEBHOOK_ALLOWED_HOSTS``: loopback (the gateway itself and its
 neighbours), link-local (cloud metadata at 169.254.169.254, fe80::/10), the unspecified,
-multicast and reserved addresses, ``localhost`` names, and IPv4 addresses in the forms
-other than four decimal numbers that the socket still reads (``2130706433``). Private
-networks are allowed: an on-premises security desk's receiver is a normal target. With the
-list set, only the hosts listed are allowed. Checked by name when a subscription is made and
-before each delivery (``host_problem``), and by every address the name resolves to in the
-lookup the delivery's connection is made with (``CheckedResolver``): no second lookup a DNS
-server could answer differently (DNS rebinding).
+multicast and reserved addresses, the other special-purpose ranges that are not a public or
+private network (``_SPECIAL``: shared 100.64.0.0/10 with a metadata service at
+100.100.100.200, benchmarking, documentation, 6to4, site-local), NAT64 addresses of any
+address but a public one, ``localhost`` names, and IPv4 addresses in the forms other than
+four decimal numbers that the socket still reads (``2130706433``). Private networks
+(10/8, 172.16/12, 192.168/16, fc00::/7) are allowed: an on-premises security desk's receiver
+is a normal target. With the list set, only the hosts listed are allowed. Checked by name
+when a subscription is made and before each delivery (``host_problem``), and by every
+address the name resolves to in the lookup the delivery's connection is made with
+(``CheckedResolver``): no second lookup a DNS server could answer differently (DNS
+rebinding).
 """
 
 from __future__ import annotations
@@ -20,8 +24,36 @@ import socket
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-#: AWS's metadata service over IPv6 sits in the unique-local range, which is otherwise allowed.
-_METADATA = (ipaddress.ip_network("fd00:ec2::254/128"),)
+#: Special-purpose ranges (IANA's registries) that are neither the Internet nor a private
+#: network, beyond what ``ipaddress`` names loopback, link-local, multicast or reserved.
+#: Listed here rather than read from ``is_global``, whose ranges differ by Python release.
+_SPECIAL = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "0.0.0.0/8",  # "this network": 0.x reaches this host on some systems
+        "100.64.0.0/10",  # shared (carrier-grade NAT); 100.100.100.200 is a metadata service
+        "192.0.0.0/24",  # IETF protocol assignments (DS-Lite, NAT64 discovery)
+        "192.0.2.0/24",  # documentation
+        "192.88.99.0/24",  # 6to4 relays (deprecated)
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation
+        "203.0.113.0/24",  # documentation
+        "64:ff9b:1::/48",  # NAT64 for local use: any address, as its network defines
+        "100::/64",  # discard
+        "2001::/23",  # IETF protocol assignments (Teredo, which embeds an IPv4 address)
+        "2001:db8::/32",  # documentation
+        "2002::/16",  # 6to4 (deprecated): a relay reaches the IPv4 address it embeds
+        "3fff::/20",  # documentation
+        "fec0::/10",  # site-local (deprecated)
+        "fd00:ec2::254/128",  # AWS's metadata service, in the otherwise allowed fc00::/7
+    )
+)
+#: The private IPv4 networks, allowed as such but never behind NAT64 (RFC 6052 3.1).
+_PRIVATE_IPV4 = tuple(
+    ipaddress.ip_network(network) for network in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
+#: NAT64's well-known prefix: the translator connects to the IPv4 address in the last 32 bits.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def refused_address(address: str) -> bool:
@@ -32,13 +64,16 @@ def refused_address(address: str) -> bool:
         return True
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if ip in _NAT64:
+        inner = ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+        return refused_address(str(inner)) or any(inner in net for net in _PRIVATE_IPV4)
     return (
         ip.is_loopback
         or ip.is_link_local
         or ip.is_unspecified
         or ip.is_multicast
         or ip.is_reserved
-        or any(ip in network for network in _METADATA)
+        or any(ip in network for network in _SPECIAL)
     )
 
 
@@ -76,8 +111,8 @@ def host_problem(host: str, allowed: tuple[str, ...]) -> str | None:
         return None  # a name: judged by its addresses at delivery
     if refused_address(host):
         return (
-            "the URL's address is loopback, link-local, multicast or reserved "
-            "(list it in GATEWAY_WEBHOOK_ALLOWED_HOSTS)"
+            "the URL's address is loopback, link-local, multicast, reserved or another "
+            "special-purpose address (list it in GATEWAY_WEBHOOK_ALLOWED_HOSTS)"
         )
     return None
 
@@ -87,8 +122,8 @@ class RefusedAddress(OSError):
 
     def __init__(self) -> None:
         super().__init__(
-            "the URL's host resolves to a loopback, link-local, multicast or reserved address "
-            "(list it in GATEWAY_WEBHOOK_ALLOWED_HOSTS)"
+            "the URL's host resolves to a loopback, link-local, multicast, reserved or other "
+            "special-purpose address (list it in GATEWAY_WEBHOOK_ALLOWED_HOSTS)"
         )
 
 

@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 from starlette.datastructures import Secret
 
-from gateway.settings.reader import setting
+from gateway.settings.reader import SettingsError, setting
+
+#: The longest admin key: one the console's sign-in form (which reads no more) still takes.
+MAX_ADMIN_KEY = 1024
+
+
+def _key_lengths(env: str, keys: tuple[Secret, ...]) -> None:
+    if any(len(str(key)) > MAX_ADMIN_KEY for key in keys):
+        raise SettingsError(f"every key in {env} must be at most {MAX_ADMIN_KEY} characters")
 
 
 @dataclass(frozen=True)
@@ -16,8 +24,9 @@ class AccessSettings:
     admin_keys: tuple[Secret, ...] = setting(
         "GATEWAY_ADMIN_KEYS",
         (),
-        "comma-separated admin API keys, each at least 16 characters (secret)",
+        "comma-separated admin API keys, each of 16 to 1024 characters (secret)",
         shown="— (required)",
+        check=_key_lengths,
     )
     device_jwt_secret: Secret | None = setting(
         "GATEWAY_DEVICE_JWT_SECRET",
@@ -38,7 +47,7 @@ class AccessSettings:
     device_jwt_audience: str | None = setting(
         "GATEWAY_DEVICE_JWT_AUDIENCE",
         None,
-        "when set, device tokens must carry this `aud`",
+        "when set, device tokens must carry this `aud`; unset, a token with any `aud` is refused",
     )
     device_jwt_issuer: str | None = setting(
         "GATEWAY_DEVICE_JWT_ISSUER",

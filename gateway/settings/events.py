@@ -76,7 +76,9 @@ class EventSettings:
         (),
         "comma-separated host names or addresses webhooks may be sent to; others are refused "
         "when subscribing (403) and at delivery. Loopback, link-local (cloud metadata), "
-        "unspecified and multicast addresses are refused unless listed here",
+        "unspecified, multicast and other special-purpose addresses (shared `100.64.0.0/10`, "
+        "benchmarking, documentation, 6to4, NAT64 of any but a public address) are refused "
+        "unless listed here",
         shown="— (any public or private host)",
         clean=_lower_csv,
     )

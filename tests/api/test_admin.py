@@ -255,6 +255,28 @@ def test_unknown_route_and_method(client: TestClient) -> None:
     assert_problem(client.patch("/v1/endpoints"), 405)
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/endpoints/"),
+        ("POST", "/v1/locations/"),
+        ("GET", "/v1/devices/alice/location/"),
+        ("GET", "/healthz/"),
+        ("GET", "/metrics/"),
+        ("GET", "/sandbox/bandwidth"),
+    ],
+)
+def test_a_trailing_slash_is_not_found_not_redirected_to_the_host_header(
+    client: TestClient, method: str, path: str
+) -> None:
+    """Starlette's redirect for a slash too many or too few is absolute, built from Host."""
+    response = client.request(
+        method, path, headers={"Host": "evil.example.test"}, follow_redirects=False
+    )
+    assert_problem(response, 404)
+    assert "location" not in response.headers
+
+
 def test_metrics_are_served_at_the_exact_path(client: TestClient) -> None:
     client.get("/v1/endpoints")
     response = client.get("/metrics", follow_redirects=False)

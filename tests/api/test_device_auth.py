@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -149,6 +150,34 @@ def test_device_reports_and_reads_its_own_location() -> None:
             read = await gw.http.get("/v1/devices/alice/location", headers=token)
             assert read.status_code == 200, read.text
             assert read.json()["locationId"] == sent.json()["locationId"]
+
+    run(scenario())
+
+
+#: AEUIs the carrier takes that a path segment cannot hold as they are.
+PATHLIKE_AEUIS = ["dept/alice", "a/../b", "..", ".", "/lead", "trail/", "a%2Fb", "x/location"]
+
+
+def test_a_device_whose_aeui_holds_a_slash_reads_its_own_location_and_history() -> None:
+    """Sent percent-encoded (``%2F``, ``%2E``), every AEUI is one path parameter."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            for n, aeui in enumerate(PATHLIKE_AEUIS):
+                token = bearer(hs256(claims(aeui)))
+                phone = f"+120255502{n:02d}"
+                sent = await gw.report(report(aeui, WHITE_HOUSE, 0, phone=phone), **token)
+                assert sent.status_code == 200, (aeui, sent.text)
+                path = "/v1/devices/" + quote(aeui, safe="").replace(".", "%2E")
+                read = await gw.http.get(f"{path}/location", headers=token)
+                assert read.status_code == 200, (aeui, read.text)
+                assert read.json()["alternateEndUserId"] == aeui
+                history = await gw.http.get(f"{path}/history", headers=token)
+                assert history.status_code == 200, (aeui, history.text)
+                assert history.json()["alternateEndUserId"] == aeui
+            # Still only its own: "a/../b" is not "b", nor "dept/alice" "alice".
+            other = bearer(hs256(claims("b")))
+            assert_forbidden(await gw.http.get("/v1/devices/a%2F..%2Fb/location", headers=other))
 
     run(scenario())
 
@@ -403,6 +432,24 @@ def test_audience_is_checked_when_configured() -> None:
             ]:
                 response = await gw.report(report("alice", WHITE_HOUSE), **bearer(good))
                 assert response.status_code == 200, response.text
+
+    run(scenario())
+
+
+def test_a_token_for_an_audience_is_refused_when_none_is_configured() -> None:
+    """RFC 7519 4.1.3: an identity provider's token for another app carries that app's
+    ``aud``; a gateway that names no audience is not it."""
+    key = rsa_key()
+
+    async def scenario() -> None:
+        async with gateway(asymmetric_settings(key)) as gw:
+            for aud in ["another-app", ["another-app", "a-third"], "", []]:
+                token = jwt.encode(claims("alice", aud=aud), key, algorithm="RS256")
+                assert_unauthorized(await gw.report(report("alice", WHITE_HOUSE), **bearer(token)))
+            assert gw.operations() == []
+            plain = jwt.encode(claims("alice"), key, algorithm="RS256")
+            response = await gw.report(report("alice", WHITE_HOUSE), **bearer(plain))
+            assert response.status_code == 200, response.text
 
     run(scenario())
 

@@ -375,6 +375,7 @@ def test_an_id_postgresql_cannot_compare_is_a_404_not_a_500(postgres_url: str) -
         "http://2852039166/latest/meta-data",  # 169.254.169.254
         "http://localhost./hook",
         "http://0/hook",
+        "http://100.100.100.200/latest/meta-data",  # metadata in the shared 100.64.0.0/10
     ],
 )
 def test_a_loopback_or_metadata_address_in_another_form_is_refused_when_subscribing(

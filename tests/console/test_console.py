@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import itsdangerous.timed
@@ -17,6 +19,8 @@ from starlette.datastructures import Secret
 from gateway.console.auth import SESSION_COOKIE
 from gateway.dlr.binding import Binding
 from gateway.settings import Settings, SettingsError
+from gateway.settings.access import MAX_ADMIN_KEY
+from tests.api.test_device_auth import PATHLIKE_AEUIS
 from tests.console.common import csrf_of, sign_in
 from tests.harness import (
     ADMIN_KEY,
@@ -96,6 +100,41 @@ def test_sign_in_sets_a_strict_session_cookie_and_pages_need_it() -> None:
     run(scenario())
 
 
+def test_head_answers_as_get_does_signed_out_and_in() -> None:
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            gw.http.headers.pop("Authorization")
+            # Signed out: sent to sign in (not 401), as GET is.
+            for path in ("/console/", "/console/devices?q=x", "/console/map", "/console"):
+                got, head = await gw.http.get(path), await gw.http.head(path)
+                assert head.status_code == got.status_code == 303, path
+                assert head.headers["location"] == got.headers["location"]
+            await signed_in(gw)
+            for path in ("/console/", "/console/devices", "/console/calls"):
+                head = await gw.http.head(path)
+                assert head.status_code == 200, path
+                assert head.headers["content-type"].startswith("text/html")
+
+    run(scenario())
+
+
+def test_no_redirect_is_built_from_the_host_header() -> None:
+    """``/console`` is sent home with a relative Location; a trailing slash is no page."""
+
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            evil = {"Host": "evil.example.test"}
+            home = await gw.http.get("/console", headers=evil)
+            assert home.status_code == 303 and home.headers["location"] == "/console/"
+            await signed_in(gw)
+            for path in ("/console/devices/", "/console/signin/", "/console/calls/"):
+                answer = await gw.http.get(path, headers=evil)
+                assert answer.status_code == 404, (path, answer.headers.get("location"))
+                assert "location" not in answer.headers
+
+    run(scenario())
+
+
 def test_behind_a_proxy_that_ends_tls_sign_in_works_and_its_cookie_is_secure() -> None:
     """The gateway serves no TLS: on https a proxy ends it, so the browser's form says
     ``Origin: https://…`` to a server spoken to in http."""
@@ -154,6 +193,24 @@ def test_a_wrong_key_a_forged_cookie_and_a_form_without_its_token_are_refused() 
     run(scenario())
 
 
+def test_the_longest_admin_key_signs_in() -> None:
+    """A key as long as the settings allow, in characters a form sends percent-encoded."""
+    longest = ("kéy+/=€&" * 200)[:MAX_ADMIN_KEY]
+    (read,) = Settings.from_environ({"GATEWAY_ADMIN_KEYS": longest}, None).admin_keys
+    assert str(read) == longest
+
+    async def scenario() -> None:
+        keys = (Secret(ADMIN_KEY), Secret(longest))
+        async with gateway(settings(admin_keys=keys)) as gw:
+            for wrong in (longest[:-1], longest + "k"):
+                assert (await sign_in(gw.http, key=wrong)).status_code == 401
+            answer = await sign_in(gw.http, key=longest)
+            assert answer.status_code == 303 and answer.headers["location"] == "/console/"
+            assert (await gw.http.get("/console/")).status_code == 200
+
+    run(scenario())
+
+
 def test_sign_in_returns_only_to_a_console_page() -> None:
     async def scenario() -> None:
         async with gateway(settings()) as gw:
@@ -172,6 +229,35 @@ def test_sign_in_returns_only_to_a_console_page() -> None:
                 )
                 assert answer.headers["location"] == expected, target
                 gw.http.cookies.clear()
+
+    run(scenario())
+
+
+def test_a_device_whose_aeui_holds_a_slash_or_dots_opens_from_its_link() -> None:
+    """Each device's link opens its own page, as a browser resolves it: ``a/../b`` is not
+    ``b``, and ``..`` is not the console's home."""
+
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            for n, aeui in enumerate(PATHLIKE_AEUIS):
+                sent = await gw.report(report(aeui, EMPIRE_STATE, 0, phone=f"+120255503{n:02d}"))
+                assert sent.status_code == 200, (aeui, sent.text)
+            await signed_in(gw)
+            listing = (await gw.http.get("/console/devices")).text
+            for aeui in PATHLIKE_AEUIS:
+                shown = re.search(f'<a href="([^"]+)">{re.escape(html.escape(aeui))}</a>', listing)
+                assert shown is not None, aeui
+                # What a browser asks for: the link with its dot segments resolved.
+                asked = urljoin("http://gateway/console/devices", html.unescape(shown.group(1)))
+                page = await gw.http.get(asked)
+                assert page.status_code == 200, (aeui, asked)
+                assert f"<h1>Device {html.escape(aeui)}</h1>" in page.text, (aeui, asked)
+            # Signed out, a device page sends to sign-in and back to the same device.
+            gw.http.cookies.clear()
+            away = await gw.http.get("/console/devices/a%2F..%2Fb")
+            assert parse_qs(urlsplit(away.headers["location"]).query)["next"] == [
+                "/console/devices/a%2F..%2Fb"
+            ]
 
     run(scenario())
 

@@ -48,6 +48,25 @@ from tests.events.receiver import Receiver
         "0",
         "2852039166",  # 169.254.169.254
         "127.0.0.1.",
+        # Neither the Internet nor a private network.
+        "100.64.0.1",  # shared (carrier-grade NAT)
+        "100.100.100.200",  # a cloud's metadata service, in the shared range
+        "::ffff:100.100.100.200",
+        "0.1.2.3",
+        "192.0.0.8",
+        "198.18.0.1",  # benchmarking
+        "203.0.113.5",  # documentation
+        "2001:db8::1",
+        "fec0::1",  # site-local
+        "fd00:ec2::254",  # AWS's metadata service over IPv6
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b::a00:5",  # NAT64 of 10.0.0.5: the translator's network, not the Internet
+        "64:ff9b::6464:64c8",  # NAT64 of 100.100.100.200
+        "64:ff9b:1::a00:5",  # NAT64 for local use
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
     ],
 )
 def test_hosts_on_the_gateways_own_side_are_refused_unless_listed(host: str) -> None:
@@ -55,7 +74,19 @@ def test_hosts_on_the_gateways_own_side_are_refused_unless_listed(host: str) -> 
     assert host_problem(host, (host,)) is None
 
 
-@pytest.mark.parametrize("host", ["10.0.0.5", "192.168.1.20", "hooks.example.org", "8.8.8.8"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "10.0.0.5",
+        "172.16.4.1",
+        "192.168.1.20",
+        "fd12:3456::1",  # unique-local: IPv6's private networks
+        "hooks.example.org",
+        "8.8.8.8",
+        "2606:4700::1",
+        "64:ff9b::808:808",  # NAT64 of 8.8.8.8, as DNS64 answers on an IPv6-only network
+    ],
+)
 def test_private_and_public_hosts_are_allowed_without_a_list(host: str) -> None:
     assert host_problem(host, ()) is None
 
@@ -73,6 +104,9 @@ def test_a_name_that_resolves_to_the_metadata_service_is_refused_at_delivery() -
         answers = {
             "evil.example.org": "169.254.169.254",
             "six.example.org": "::1",
+            "shared.example.org": "100.100.100.200",
+            "nat64.example.org": "64:ff9b::a9fe:a9fe",
+            "6to4.example.org": "2002:7f00:1::1",
             "ok.example.org": "10.1.2.3",
         }
 
@@ -84,7 +118,7 @@ def test_a_name_that_resolves_to_the_metadata_service_is_refused_at_delivery() -
 
         loop.getaddrinfo = getaddrinfo  # type: ignore[assignment,method-assign]
         resolver = CheckedResolver(())
-        for refused in ("evil.example.org", "six.example.org"):
+        for refused in [name for name in answers if name != "ok.example.org"]:
             with pytest.raises(RefusedAddress, match="resolves to"):
                 await resolver.resolve(refused, 443, socket.AF_UNSPEC)
         assert [r["host"] for r in await resolver.resolve("ok.example.org", 443)] == ["10.1.2.3"]
@@ -149,6 +183,26 @@ def test_a_loopback_receiver_is_never_contacted_unless_listed(tmp_path: Path) ->
     finally:
         receiver.down()
     assert receiver.attempts == {}
+
+
+@pytest.mark.parametrize("url", ["http://100.100.100.200/latest/meta-data", "http://0.1.2.3/"])
+def test_a_special_purpose_address_is_refused_at_delivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """A subscription made before the rule refused its address: the delivery refuses it by
+    name, before any connection (the webhook client, which would make one, is never made)."""
+
+    def no_client(*_: Any) -> None:
+        raise AssertionError("a connection was to be made")
+
+    monkeypatch.setattr("gateway.events.delivery.webhook_client", no_client)
+
+    async def main() -> None:
+        async with _outbox(tmp_path) as outbox:
+            delivery = await _attempted(outbox, url)
+            assert delivery.state == "pending" and "special-purpose" in str(delivery.last_error)
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize("form", ["2130706433", "127.1", "017700000001", "0177.0.0.1"])

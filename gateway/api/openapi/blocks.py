@@ -103,7 +103,11 @@ def path_param(name: str, description: str, max_length: int = 64) -> dict[str, A
     return param("path", name, description, {"type": "string", "maxLength": max_length})
 
 
-DEVICE_PARAM = path_param("alternateEndUserId", "The device's AEUI.", 30)
+DEVICE_PARAM = path_param(
+    "alternateEndUserId",
+    "The device's AEUI, percent-encoded: a `/` in it as `%2F`, `.` as `%2E`.",
+    30,
+)
 
 
 def operation(
