@@ -8,7 +8,9 @@
   ``providers``), reverse lookups by the coordinates rounded to 5 decimals (about 1 m).
 - Concurrent misses for one key share one provider call (single-flight): every waiter gets its
   answer or its error, and a waiter that is cancelled does not cancel the call for the others.
-- At most ``rate_limit`` provider calls per second (0: unlimited), spaced evenly.
+- At most ``rate_limit`` provider calls per second (0: unlimited), spaced evenly; a lookup
+  whose turn would come after its ``timeout`` fails at once and takes no turn, so a burst
+  past the rate never queues turns that later lookups wait behind.
 - Each provider call, rate-limit wait included, is bounded by ``timeout`` seconds: a slow
   geocoder must never hold up a 911 update.
 
@@ -77,14 +79,19 @@ class RateLimiter:
         self._sleep = sleep
         self._next = -math.inf
 
-    async def acquire(self) -> None:
+    async def acquire(self, within: float = math.inf) -> bool:
+        """Wait for the next turn; ``False``, at once and with no turn taken, when it is more
+        than ``within`` seconds away."""
         if not self.interval:
-            return
+            return True
         now = self._timer()
         slot = max(now, self._next)
+        if slot - now > within:
+            return False
         self._next = slot + self.interval
         if slot > now:
             await self._sleep(slot - now)
+        return True
 
 
 class Geocoding:
@@ -215,8 +222,14 @@ class Geocoding:
     async def _bounded(self, call: Callable[[], Awaitable[Answer]]) -> Answer:
         try:
             async with asyncio.timeout(self.timeout):
-                await self._limiter.acquire()
+                if not await self._limiter.acquire(within=self.timeout):
+                    raise GeocodingUnavailable(
+                        f"{self.provider}: GEOCODE_RATE_LIMIT leaves no call within"
+                        f" {self.timeout} s"
+                    )
                 return await call()
+        except GeocodingUnavailable:
+            raise
         except GeocoderRateLimited as exc:
             retry_after = float(exc.retry_after) if exc.retry_after is not None else None
             raise GeocodingUnavailable(

@@ -55,5 +55,6 @@ class GeocodingSettings:
     geocode_rate_limit: float = setting(
         "GEOCODE_RATE_LIMIT",
         0.0,
-        "most geocoder calls per second, per pod; `0` = no limit (set it for Nominatim's 1/s)",
+        "most geocoder calls per second, per pod; `0` = no limit (set it for Nominatim's 1/s); "
+        "a lookup whose turn would come after `GEOCODE_TIMEOUT` fails at once (no coordinates)",
     )
