@@ -125,6 +125,35 @@ def test_not_found_is_none_and_cached_negatively(
     run(nominatim, metrics, clock, body)
 
 
+@pytest.mark.parametrize(
+    "state_code",
+    [pytest.param("IL", id="another-state"), pytest.param(None, id="far-from-the-zip")],
+)
+def test_an_answer_for_another_place_is_not_used(
+    nominatim: FakeNominatim, metrics: Metrics, clock: FakeClock, state_code: str | None
+) -> None:
+    """Asked for 1600 Main St, Springfield IL 62701, the provider answers the White House:
+    in DC by its own details, 1 100 km from 62701. Not found (and cached so), never a
+    street-level position in another state for this address's 911 record."""
+    springfield = Address(
+        house_number="1600",
+        street_name="MAIN",
+        street_suffix="ST",
+        city="SPRINGFIELD",
+        state_code=state_code,
+        zip="62701",
+        country="US",
+    )
+
+    async def body(g: Geocoding) -> None:
+        assert await g.geocode(springfield) is None
+        assert await g.geocode(springfield) is None
+        assert await g.geocode(WHITE_HOUSE) is not None  # the same answer, its own address
+
+    run(nominatim, metrics, clock, body)
+    assert nominatim.calls("/search") == 2
+
+
 def test_timeout_is_unavailable_and_not_cached(
     nominatim: FakeNominatim, metrics: Metrics, clock: FakeClock
 ) -> None:
