@@ -130,7 +130,8 @@ class ReportLimitSettings:
         "GATEWAY_GEO_CONFLICT_MARGIN",
         500.0,
         "meters a report's GPS fix may be from its address's geocode beyond the fix's accuracy "
-        "(and the geocode's own uncertainty) before it counts as contradicting the address",
+        "(and the geocode's own uncertainty) before it counts as contradicting the address; "
+        "also how far a GPS-only report's reverse-geocoded address may be from its fix",
         ge=0,
         finite=True,
     )
