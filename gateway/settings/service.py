@@ -90,7 +90,8 @@ class ServerSettings:
     keep_alive_timeout: float = setting(
         "GATEWAY_KEEP_ALIVE_TIMEOUT",
         75.0,
-        "seconds an idle client connection stays open; keep it above your load balancer's idle "
+        "seconds an idle client connection stays open (also one that has not sent a whole "
+        "request yet, however it trickles); keep it above your load balancer's idle "
         "timeout (60 s on AWS ALB and nginx), so the balancer never reuses a connection the "
         "gateway is closing",
         gt=0,
