@@ -98,11 +98,15 @@ def _token(value: str) -> str:
     return re.sub(r"[\s_\-]", "", value).lower()
 
 
+#: What an answer may say of itself: a geocode is never a device's own fix (``gps``).
+_GEOCODE_PRECISIONS = frozenset({Precision.STREET, Precision.POSTAL, Precision.LOCALITY})
+
+
 def precision_of(raw: Any) -> Precision:
     if not isinstance(raw, Mapping):
         return Precision.LOCALITY
     declared = raw.get("precision")
-    if isinstance(declared, str) and declared.lower() in Precision.__members__.values():
+    if isinstance(declared, str) and declared.lower() in _GEOCODE_PRECISIONS:
         return Precision(declared.lower())
     if any(k in raw for k in _NOMINATIM_KEYS):
         return _nominatim_precision(raw)

@@ -60,6 +60,10 @@ def test_structured_only_where_the_provider_supports_it() -> None:
     ("raw", "precision"),
     [
         ({"precision": "postal"}, Precision.POSTAL),
+        ({"precision": "STREET"}, Precision.STREET),
+        # A geocode is never the device's own fix, whatever the answer says.
+        ({"precision": "gps"}, Precision.LOCALITY),
+        ({"precision": "GPS", "type": "house", "class": "building"}, Precision.STREET),
         # Nominatim
         ({"class": "place", "type": "house", "addresstype": "place"}, Precision.STREET),
         ({"class": "building", "type": "yes", "addresstype": "building"}, Precision.STREET),
