@@ -46,6 +46,15 @@ class ReportSettings:
         64 * 1024,
         "largest request body accepted (413 beyond)",
     )
+    body_timeout: float = setting(
+        "GATEWAY_BODY_TIMEOUT",
+        30.0,
+        "seconds a request's body may take to arrive once its headers have (408 beyond); a "
+        "larger body (a bulk import's file) gets a second per 16 KiB its Content-Length "
+        "declares",
+        gt=0,
+        finite=True,
+    )
 
 
 @dataclass(frozen=True)
