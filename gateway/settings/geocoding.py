@@ -37,6 +37,13 @@ class GeocodingSettings:
         "per geocoder call (the `DlrGeocoderFailures` alert assumes 2.5–5)",
         gt=0,
     )
+    geocode_max_connections: int = setting(
+        "GEOCODE_MAX_CONNECTIONS",
+        32,
+        "most connections to the geocoder at once, per pod; lookups beyond wait for one "
+        "(within `GEOCODE_TIMEOUT`), so a burst of new addresses never opens a connection each",
+        gt=0,
+    )
     geocode_cache_size: int = setting(
         "GEOCODE_CACHE_SIZE",
         100_000,
