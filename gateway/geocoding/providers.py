@@ -321,7 +321,9 @@ def elsewhere(
         if wanted and found.country and not _same_country(wanted, found.country):
             return f"the answer is in {found.country}, the address in {wanted}"
         state = address.state_code.strip().upper() if address.state_code else None
-        if state and found.state_code and found.state_code != state:
+        # A territory named as a country of its own has its own subdivisions for states.
+        territory = state is not None and state == found.country
+        if state and found.state_code and found.state_code != state and not territory:
             return f"the answer is in {found.state_code}, the address in {state}"
     if zip_centre is not None:
         meters = distance_meters(latitude, longitude, *zip_centre)

@@ -188,7 +188,7 @@ def test_reverse_precision() -> None:
 
 DC_DETAILS = {"address": {"state": "District of Columbia", "country_code": "us"}}
 ZIP_20500 = (38.8946, -77.0355)
-PR_DETAILS = {"address": {"country_code": "pr"}}
+PR_DETAILS = {"address": {"country_code": "pr", "ISO3166-2-lvl4": "PR-SJ"}}
 
 
 @pytest.mark.parametrize(
