@@ -42,6 +42,7 @@ from gateway.api.health import Readiness
 from gateway.api.limits import DeviceRateLimiter
 from gateway.api.memo import ReportMemo
 from gateway.api.problems import EXCEPTION_HANDLERS
+from gateway.api.schemas import BodyDeadline
 from gateway.api.unchanged import UnchangedAnswers
 from gateway.concurrency import cancel
 from gateway.dlr.address import warm_up as warm_address_data
@@ -119,21 +120,21 @@ class _AsgiEndpoint:
 
 
 class _GatewayApp(Starlette):
-    """Starlette with ``RequestObservability`` outermost.
+    """Starlette with ``RequestObservability`` outermost, and ``BodyDeadline`` inside it.
 
     Middleware given to Starlette runs inside its ``ServerErrorMiddleware``, so it would
     miss the 500 answers that layer sends for unhandled exceptions; wrapped around the
     whole stack, the request log, the latency histogram and ``X-Request-ID`` cover them too.
     """
 
-    def __init__(self, *, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(self, *, metrics: Metrics, body_timeout: float, **kwargs: Any) -> None:
         self._metrics = metrics
+        self._body_timeout = body_timeout
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestObservability(
-            super().build_middleware_stack(), routes=self.routes, metrics=self._metrics
-        )
+        stack = BodyDeadline(super().build_middleware_stack(), self._body_timeout)
+        return RequestObservability(stack, routes=self.routes, metrics=self._metrics)
 
 
 def create_app(
@@ -290,6 +291,7 @@ def create_app(
     )
     app = _GatewayApp(
         metrics=metrics,
+        body_timeout=settings.body_timeout,
         routes=routes,
         lifespan=lifespan,
         exception_handlers=dict(EXCEPTION_HANDLERS),

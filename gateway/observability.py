@@ -295,17 +295,30 @@ _SECRET_KEYS: Final = re.compile(
 _QUIET_LOGGERS: Final = ("httpx", "httpcore", "geopy", "aiosqlite")
 
 
+#: The most characters a text field of a log line keeps: an exception quoting a geocoder's
+#: megabyte answer, or any text an upstream or a client made huge, is cut in its middle.
+MAX_FIELD_CHARS: Final = 8192
+
+
+def _bounded(text: str) -> str:
+    """``text``, or its first and last ``MAX_FIELD_CHARS / 2`` characters when longer."""
+    if len(text) <= MAX_FIELD_CHARS:
+        return text
+    half = MAX_FIELD_CHARS // 2
+    return f"{text[:half]}…[{len(text) - 2 * half} characters left out]…{text[-half:]}"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ``time`` (UTC, RFC 3339), ``level``, ``logger``,
     ``message``, ``request_id`` while serving a request, the record's ``extra`` fields, and
-    ``exception`` with the traceback."""
+    ``exception`` with the traceback. Text fields keep at most ``MAX_FIELD_CHARS``."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "time": utc_millis(record.created),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _bounded(record.getMessage()),
         }
         request_id = getattr(record, "request_id", None) or current_request_id.get()
         if request_id:
@@ -313,11 +326,13 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key in _RECORD_ATTRIBUTES or key.startswith("_") or key in out:
                 continue
-            out[key] = "[redacted]" if _SECRET_KEYS.search(key) else value
+            if _SECRET_KEYS.search(key):
+                value = "[redacted]"
+            out[key] = _bounded(value) if isinstance(value, str) else value
         if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
+            out["exception"] = _bounded(self.formatException(record.exc_info))
         if record.stack_info:
-            out["stack"] = self.formatStack(record.stack_info)
+            out["stack"] = _bounded(self.formatStack(record.stack_info))
         return dumps_line(out)
 
 

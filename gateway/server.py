@@ -14,11 +14,13 @@ A second signal skips what is left of the drain delay; a third exits at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -28,6 +30,7 @@ from gateway.settings import Settings
 # uvicorn's reloader would watch files with watchfiles: ``serve`` never reloads (gateway.lean).
 with without("watchfiles"):
     import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 __all__ = ["DRAIN_DELAY", "GatewayServer", "build_config", "serve", "start_draining"]
 
@@ -109,10 +112,52 @@ class GatewayServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def _idle_deadline(base: type[Any]) -> type[Any]:
+    """uvicorn's HTTP protocol ``base``, but a connection with no request in progress is
+    closed ``timeout_keep_alive`` seconds after it opened or its last answer ended, whatever
+    it sends meanwhile. uvicorn's own timer starts only after an answer, and any byte stops
+    it: a client that sent nothing, or a byte of a request head now and then, held its
+    connection (a descriptor, a protocol) for ever."""
+
+    class IdleDeadline(base):  # type: ignore[misc]
+        _idle_check: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(transport)
+            self._arm_idle_check()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_idle_check()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._idle_check is not None:
+                self._idle_check.cancel()
+                self._idle_check = None
+            super().connection_lost(exc)
+
+        def _arm_idle_check(self) -> None:
+            if self._idle_check is not None:
+                self._idle_check.cancel()
+            self._idle_check = self.loop.call_later(self.timeout_keep_alive, self._idle_expired)
+
+        def _idle_expired(self) -> None:
+            self._idle_check = None
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                return  # a request is being served: its answer's end arms the check again
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    IdleDeadline.__name__ = IdleDeadline.__qualname__ = f"IdleDeadline{base.__name__}"
+    return IdleDeadline
+
+
 def build_config(app: Starlette, *, host: str, port: int, settings: Settings) -> uvicorn.Config:
     """uvicorn's configuration for the gateway.
 
-    ``loop``/``http`` "auto" pick uvloop and httptools (both in ``uvicorn[standard]``).
+    ``loop`` "auto" picks uvloop, and the HTTP protocol is uvicorn's "auto" one (httptools;
+    both in ``uvicorn[standard]``) with an idle deadline (``_idle_deadline``).
     Logging is left to ``gateway.observability.configure_logging``: no uvicorn log config
     and no access log (the request lines come from ``RequestObservability``).
     """
@@ -121,7 +166,7 @@ def build_config(app: Starlette, *, host: str, port: int, settings: Settings) ->
         host=host,
         port=port,
         loop="auto",
-        http="auto",
+        http=_idle_deadline(AutoHTTPProtocol),
         ws="none",
         lifespan="on",
         log_config=None,

@@ -51,7 +51,8 @@ class Wiring:
         )
         stack.push_async_callback(self.upstream.aclose)
         if geocoder is None:
-            limits = httpx.Limits()
+            most = settings.geocode_max_connections
+            limits = httpx.Limits(max_connections=most, max_keepalive_connections=most)
             http = httpx.AsyncClient(
                 timeout=settings.geocode_timeout, limits=limits, transport=aiohttp_transport(limits)
             )

@@ -255,6 +255,28 @@ def test_formatter_writes_extras_redacts_secret_keys_and_adds_the_request_id() -
     assert "ValueError: boom" in json.loads(formatter.format(failed))["exception"]
 
 
+def test_a_huge_message_exception_or_extra_is_cut_not_written_whole() -> None:
+    """A broken geocoder's 900 000-character coordinate ends in a ValueError quoting it, logged
+    with its traceback on every report: each line stays a few kilobytes, and still says what
+    failed and where."""
+    huge = "9" * 10 + "x" * 900_000
+    try:
+        float(huge)
+    except ValueError:
+        record = logging.LogRecord(
+            "gateway.geocoding.service", logging.ERROR, __file__, 1, "failed: %s", (huge,), None
+        )
+        record.exc_info = sys.exc_info()
+    record.answer = huge
+    line = JsonFormatter().format(record)
+    assert len(line) < 40_000
+    out = json.loads(line)
+    assert out["message"].startswith("failed: 9999999999xxx")
+    assert "characters left out" in out["message"] and "characters left out" in out["answer"]
+    assert "Traceback" in out["exception"] and "float(huge)" in out["exception"]
+    assert "ValueError: could not convert string to float: '9999999999xxx" in out["exception"]
+
+
 def test_configure_logging_routes_uvicorn_here_and_keeps_outgoing_urls_out() -> None:
     with json_logs("DEBUG") as buffer:
         logging.getLogger("uvicorn.error").info("Uvicorn running")

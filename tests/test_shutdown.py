@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +254,7 @@ def test_uvicorn_uses_uvloop_and_httptools() -> None:
     with _quiet_uvicorn():
         config = build_config(app, host="127.0.0.1", port=0, settings=gateway_settings())
         config.load()
-    assert config.http_protocol_class is HttpToolsProtocol
+    assert issubclass(config.http_protocol_class, HttpToolsProtocol)
     factory = config.get_loop_factory()
     assert factory is not None
     loop = factory()
@@ -291,17 +291,6 @@ def test_idle_connections_stay_open_for_the_keep_alive_timeout(
 ) -> None:
     """A load balancer reuses idle connections for up to its own idle timeout (60 s on
     common ones); the gateway must not close them first (GATEWAY_KEEP_ALIVE_TIMEOUT)."""
-    from starlette.applications import Starlette
-    from starlette.responses import PlainTextResponse
-    from starlette.routing import Route
-
-    app = Starlette(routes=[Route("/ping", lambda _: PlainTextResponse("pong"))])
-    settings = gateway_settings(keep_alive_timeout=keep_alive)
-    server = GatewayServer(
-        build_config(app, host="127.0.0.1", port=0, settings=settings),
-        on_drain=lambda: False,
-        grace=1,
-    )
     request = b"GET /ping HTTP/1.1\r\nHost: gw\r\n\r\n"
 
     async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
@@ -310,23 +299,98 @@ def test_idle_connections_stay_open_for_the_keep_alive_timeout(
         return await asyncio.wait_for(reader.read(4096), 5)
 
     async def scenario() -> None:
-        serving = asyncio.create_task(server.serve())
+        async with _serving(keep_alive) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                assert b"pong" in await exchange(reader, writer)
+                # Idle past the timeout, or past uvicorn's own default (5 s) when it is longer.
+                await asyncio.sleep(keep_alive + 1.0 if not open_after_idle else 6.0)
+                if open_after_idle:
+                    assert b"pong" in await exchange(reader, writer)
+                else:
+                    assert await asyncio.wait_for(reader.read(4096), 5) == b""  # closed
+            finally:
+                writer.close()
+
+    with _quiet_uvicorn():
+        asyncio.run(scenario())
+
+
+@contextlib.asynccontextmanager
+async def _serving(keep_alive: float) -> AsyncIterator[int]:
+    """``GatewayServer`` on a loopback port (yielded) with an app answering ``/ping`` at once
+    and ``/slow`` after 2 s."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def slow(_: Request) -> PlainTextResponse:
+        await asyncio.sleep(2.0)
+        return PlainTextResponse("slow pong")
+
+    app = Starlette(
+        routes=[Route("/ping", lambda _: PlainTextResponse("pong")), Route("/slow", slow)]
+    )
+    settings = gateway_settings(keep_alive_timeout=keep_alive)
+    server = GatewayServer(
+        build_config(app, host="127.0.0.1", port=0, settings=settings),
+        on_drain=lambda: False,
+        grace=1,
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
         while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for it
             await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def test_a_silent_or_trickling_client_is_closed_after_the_keep_alive_timeout() -> None:
+    """A connection that sends nothing, or a byte of a request head every 0.3 s, is closed
+    once idle for GATEWAY_KEEP_ALIVE_TIMEOUT (1 s here), not held for ever; a request being
+    served (2 s) is not cut, and its connection gets the timeout again after the answer."""
+
+    async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
         try:
-            assert b"pong" in await exchange(reader, writer)
-            # Idle past the timeout, or past uvicorn's own default (5 s) when it is longer.
-            await asyncio.sleep(keep_alive + 1.0 if not open_after_idle else 6.0)
-            if open_after_idle:
-                assert b"pong" in await exchange(reader, writer)
-            else:
-                assert await asyncio.wait_for(reader.read(4096), 5) == b""  # closed by the server
-        finally:
-            writer.close()
-            server.should_exit = True
-            await serving
+            return await asyncio.wait_for(reader.read(4096), seconds) == b""
+        except ConnectionResetError:
+            return True
+
+    async def trickled_until_closed(
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], head: bytes
+    ) -> float:
+        """Seconds until the server closed the connection, sending ``head`` a byte at a time."""
+        started = time.monotonic()
+        reader, writer = connection
+        for byte in head:
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if reader.at_eof():
+                break
+            await asyncio.sleep(0.3)
+        return time.monotonic() - started
+
+    async def scenario() -> None:
+        async with _serving(1.0) as port:
+            silent = await asyncio.open_connection("127.0.0.1", port)
+            trickling = await asyncio.open_connection("127.0.0.1", port)
+            served = await asyncio.open_connection("127.0.0.1", port)
+            served[1].write(b"GET /slow HTTP/1.1\r\nHost: gw\r\n\r\n")
+            head = b"GET /ping HTTP/1.1\r\nHost: gw\r\nX-Pad: " + b"a" * 100  # 40 s of it
+            try:
+                assert await trickled_until_closed(trickling, head) < 3.0
+                assert await closed_within(silent[0], 0.1)
+                assert b"slow pong" in await asyncio.wait_for(served[0].read(4096), 5)
+                assert await closed_within(served[0], 2.0)
+            finally:
+                for _, writer in (silent, trickling, served):
+                    writer.close()
 
     with _quiet_uvicorn():
         asyncio.run(scenario())

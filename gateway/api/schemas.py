@@ -6,6 +6,7 @@ field-level errors, so that nothing the caller did not mean reaches the carrier.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.problems import Problem
 from gateway.dlr.errors import FieldError
@@ -42,6 +44,52 @@ LOCATION_ID_PATTERN = re.compile(r"[A-Za-z0-9]{1,32}")
 _DIGITS = re.compile("[0-9]+")
 #: Lone surrogates as well (see ``gateway.dlr.patterns``).
 _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}{SURROGATES}]")
+
+
+#: The slowest a large body may arrive, bytes per second (``BodyDeadline``).
+MIN_BODY_RATE = 16 * 1024
+
+
+@dataclass(eq=False)
+class BodyDeadline:
+    """ASGI middleware: a request's body must arrive within ``seconds`` of its first read,
+    or at ``MIN_BODY_RATE`` when its declared length needs longer; else ``receive`` raises
+    ``Problem(408)`` where the handler reads it. A client trickling a body (a slowloris)
+    otherwise holds its connection and its handler for as long as it likes."""
+
+    app: ASGIApp
+    seconds: float
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        budget = self.seconds
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and len(value) < 16:
+                budget = max(budget, int(value) / MIN_BODY_RATE)
+        deadline: float | None = None
+        complete = False
+
+        async def within_deadline() -> Message:
+            nonlocal deadline, complete
+            if complete:
+                return await receive()  # a wait for the disconnect: not the body's
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + budget
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise Problem(
+                    408, f"The body did not arrive within {budget:.0f} seconds."
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        await self.app(scope, within_deadline, send)
 
 
 def is_json(content_type: str) -> bool:

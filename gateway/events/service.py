@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.concurrency import cancel
@@ -20,8 +23,12 @@ from gateway.store.outbox import OutboxStore
 from gateway.store.sql import SqlStateStore
 from gateway.store.urls import is_memory
 
+log = logging.getLogger(__name__)
+
 #: How long a rotated-out webhook secret still signs deliveries, seconds.
 SECRET_OVERLAP = 86_400.0
+#: Seconds between two purges of the events past their retention.
+PURGE_EVERY = 3600.0
 
 
 def email_targets(settings: Settings) -> tuple[str, ...]:
@@ -88,6 +95,9 @@ class Events:
     worker: DeliveryWorker | DeliveryProcess
     stale: StaleDevices | None
     stale_interval: float
+    #: Seconds an event is kept once none of its deliveries is pending.
+    retention: float
+    clock: Callable[[], float] = time.time
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -124,7 +134,8 @@ class Events:
             if settings.device_stale_after > 0
             else None
         )
-        return cls(outbox, emitter, worker, stale, settings.device_stale_check_interval)
+        retention = settings.history_retention_days * 86_400.0
+        return cls(outbox, emitter, worker, stale, settings.device_stale_check_interval, retention)
 
     def wake(self) -> None:
         """Deliver what is due now rather than at the next poll."""
@@ -136,12 +147,23 @@ class Events:
     def start(self) -> None:
         self.emitter.start()
         self.worker.start()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._purge(), name="purge"))
         if self.stale is not None:
             self._tasks.append(
                 asyncio.get_running_loop().create_task(
                     self.stale.run(self.stale_interval), name="stale-devices"
                 )
             )
+
+    async def _purge(self) -> None:
+        """Events past ``retention`` with their deliveries ended, hourly: devices drive
+        events (a contradicting fix on every report), so the outbox must not keep them all."""
+        while True:
+            try:
+                await self.outbox.purge(self.clock() - self.retention)
+            except Exception as exc:  # the store down for a while: the next hour's purge
+                log.warning("events: the purge failed: %s", type(exc).__name__)
+            await asyncio.sleep(PURGE_EVERY)
 
     async def aclose(self) -> None:
         """Write what was emitted, then stop (undelivered events wait in the outbox)."""

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.bandwidth.models import Address
-from gateway.geocoding.results import Precision
+from gateway.geocoding.results import Precision, distance_meters
 
 # --- the query ---------------------------------------------------------------------------------
 
@@ -98,11 +98,15 @@ def _token(value: str) -> str:
     return re.sub(r"[\s_\-]", "", value).lower()
 
 
+#: What an answer may say of itself: a geocode is never a device's own fix (``gps``).
+_GEOCODE_PRECISIONS = frozenset({Precision.STREET, Precision.POSTAL, Precision.LOCALITY})
+
+
 def precision_of(raw: Any) -> Precision:
     if not isinstance(raw, Mapping):
         return Precision.LOCALITY
     declared = raw.get("precision")
-    if isinstance(declared, str) and declared.lower() in Precision.__members__.values():
+    if isinstance(declared, str) and declared.lower() in _GEOCODE_PRECISIONS:
         return Precision(declared.lower())
     if any(k in raw for k in _NOMINATIM_KEYS):
         return _nominatim_precision(raw)
@@ -283,3 +287,46 @@ def reverse_precision(address: Address | None) -> Precision:
     if address is not None and address.zip:
         return Precision.POSTAL
     return Precision.LOCALITY
+
+
+# --- does a forward answer belong to the address? -----------------------------------------------
+
+#: How far a forward answer may lie from the centre of its address's ZIP: farther than any
+#: street of a ZIP in the lower 48, so an answer beyond it is some other place's.
+MAX_ZIP_DISTANCE_METERS = 150_000.0
+#: US territories some providers name as countries of their own.
+_US_TERRITORIES = frozenset({"US", "PR", "GU", "VI", "AS", "MP", "UM"})
+
+
+def _same_country(one: str, other: str) -> bool:
+    return one == other or {one, other} <= _US_TERRITORIES
+
+
+def elsewhere(
+    address: Address,
+    raw: Any,
+    latitude: float,
+    longitude: float,
+    zip_centre: tuple[float, float] | None,
+) -> str | None:
+    """Why a forward answer is not the address's place, or ``None`` when nothing says so.
+
+    It is elsewhere when its own address details name another country or state than the
+    address, or when it lies more than ``MAX_ZIP_DISTANCE_METERS`` from ``zip_centre`` (the
+    centre of the address's ZIP, when known).
+    """
+    found = civic_address(raw)
+    if found is not None:
+        wanted = _country_code(address.country)
+        if wanted and found.country and not _same_country(wanted, found.country):
+            return f"the answer is in {found.country}, the address in {wanted}"
+        state = address.state_code.strip().upper() if address.state_code else None
+        # A territory named as a country of its own has its own subdivisions for states.
+        territory = state is not None and state == found.country
+        if state and found.state_code and found.state_code != state and not territory:
+            return f"the answer is in {found.state_code}, the address in {state}"
+    if zip_centre is not None:
+        meters = distance_meters(latitude, longitude, *zip_centre)
+        if meters > MAX_ZIP_DISTANCE_METERS:
+            return f"the answer is {meters / 1000:,.0f} km from the centre of the address's ZIP"
+    return None

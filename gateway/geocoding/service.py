@@ -6,9 +6,13 @@
 - Found answers are cached for ``cache_ttl``, not-found answers for ``negative_ttl``; errors are
   never cached. Forward lookups are keyed by the address without unit and ZIP+4 (see
   ``providers``), reverse lookups by the coordinates rounded to 5 decimals (about 1 m).
+- A forward answer that is some other place's (another state or country in its own details,
+  or far from the address's ZIP: ``providers.elsewhere``) is not found.
 - Concurrent misses for one key share one provider call (single-flight): every waiter gets its
   answer or its error, and a waiter that is cancelled does not cancel the call for the others.
-- At most ``rate_limit`` provider calls per second (0: unlimited), spaced evenly.
+- At most ``rate_limit`` provider calls per second (0: unlimited), spaced evenly; a lookup
+  whose turn would come after its ``timeout`` fails at once and takes no turn, so a burst
+  past the rate never queues turns that later lookups wait behind.
 - Each provider call, rate-limit wait included, is bounded by ``timeout`` seconds: a slow
   geocoder must never hold up a 911 update.
 
@@ -38,7 +42,7 @@ from gateway.bandwidth.models import Address
 from gateway.concurrency import SingleFlight
 from gateway.geocoding import providers
 from gateway.geocoding.adapter import adapter_factory
-from gateway.geocoding.offline import OfflineGeocoder
+from gateway.geocoding.offline import OfflineGeocoder, zip_index
 from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Precision
 from gateway.geocoding.sandbox import SandboxGeocoder
 from gateway.metrics import Metrics
@@ -77,14 +81,19 @@ class RateLimiter:
         self._sleep = sleep
         self._next = -math.inf
 
-    async def acquire(self) -> None:
+    async def acquire(self, within: float = math.inf) -> bool:
+        """Wait for the next turn; ``False``, at once and with no turn taken, when it is more
+        than ``within`` seconds away."""
         if not self.interval:
-            return
+            return True
         now = self._timer()
         slot = max(now, self._next)
+        if slot - now > within:
+            return False
         self._next = slot + self.interval
         if slot > now:
             await self._sleep(slot - now)
+        return True
 
 
 class Geocoding:
@@ -151,9 +160,22 @@ class Geocoding:
         )
         if location is None or location.latitude is None or location.longitude is None:
             return None
+        latitude, longitude = float(location.latitude), float(location.longitude)
+        centre = zip_index().get(address.zip) if address.zip else None
+        why = providers.elsewhere(
+            address,
+            location.raw,
+            latitude,
+            longitude,
+            (centre.latitude, centre.longitude) if centre is not None else None,
+        )
+        if why is not None:
+            # Some other place's coordinates must never locate this address: not found.
+            logger.warning("geocoder %s answered another place, not used: %s", self.provider, why)
+            return None
         return GeocodeResult(
-            latitude=float(location.latitude),
-            longitude=float(location.longitude),
+            latitude=latitude,
+            longitude=longitude,
             precision=providers.precision_of(location.raw),
             provider=self.provider,
         )
@@ -215,8 +237,14 @@ class Geocoding:
     async def _bounded(self, call: Callable[[], Awaitable[Answer]]) -> Answer:
         try:
             async with asyncio.timeout(self.timeout):
-                await self._limiter.acquire()
+                if not await self._limiter.acquire(within=self.timeout):
+                    raise GeocodingUnavailable(
+                        f"{self.provider}: GEOCODE_RATE_LIMIT leaves no call within"
+                        f" {self.timeout} s"
+                    )
                 return await call()
+        except GeocodingUnavailable:
+            raise
         except GeocoderRateLimited as exc:
             retry_after = float(exc.retry_after) if exc.retry_after is not None else None
             raise GeocodingUnavailable(

@@ -37,6 +37,13 @@ class GeocodingSettings:
         "per geocoder call (the `DlrGeocoderFailures` alert assumes 2.5–5)",
         gt=0,
     )
+    geocode_max_connections: int = setting(
+        "GEOCODE_MAX_CONNECTIONS",
+        32,
+        "most connections to the geocoder at once, per pod; lookups beyond wait for one "
+        "(within `GEOCODE_TIMEOUT`), so a burst of new addresses never opens a connection each",
+        gt=0,
+    )
     geocode_cache_size: int = setting(
         "GEOCODE_CACHE_SIZE",
         100_000,
@@ -55,5 +62,6 @@ class GeocodingSettings:
     geocode_rate_limit: float = setting(
         "GEOCODE_RATE_LIMIT",
         0.0,
-        "most geocoder calls per second, per pod; `0` = no limit (set it for Nominatim's 1/s)",
+        "most geocoder calls per second, per pod; `0` = no limit (set it for Nominatim's 1/s); "
+        "a lookup whose turn would come after `GEOCODE_TIMEOUT` fails at once (no coordinates)",
     )

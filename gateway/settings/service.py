@@ -47,6 +47,15 @@ class ReportSettings:
         64 * 1024,
         "largest request body accepted (413 beyond)",
     )
+    body_timeout: float = setting(
+        "GATEWAY_BODY_TIMEOUT",
+        30.0,
+        "seconds a request's body may take to arrive once its headers have (408 beyond); a "
+        "larger body (a bulk import's file) gets a second per 16 KiB its Content-Length "
+        "declares",
+        gt=0,
+        finite=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,8 @@ class ServerSettings:
     keep_alive_timeout: float = setting(
         "GATEWAY_KEEP_ALIVE_TIMEOUT",
         75.0,
-        "seconds an idle client connection stays open; keep it above your load balancer's idle "
+        "seconds an idle client connection stays open (also one that has not sent a whole "
+        "request yet, however it trickles); keep it above your load balancer's idle "
         "timeout (60 s on AWS ALB and nginx), so the balancer never reuses a connection the "
         "gateway is closing",
         gt=0,
@@ -131,7 +141,8 @@ class ReportLimitSettings:
         "GATEWAY_GEO_CONFLICT_MARGIN",
         500.0,
         "meters a report's GPS fix may be from its address's geocode beyond the fix's accuracy "
-        "(and the geocode's own uncertainty) before it counts as contradicting the address",
+        "(and the geocode's own uncertainty) before it counts as contradicting the address; "
+        "also how far a GPS-only report's reverse-geocoded address may be from its fix",
         ge=0,
         finite=True,
     )

@@ -70,6 +70,6 @@ class StoreSettings:
     history_retention_days: int = setting(
         "GATEWAY_HISTORY_RETENTION_DAYS",
         730,
-        "how long the per-device history is kept (older entries, and deleted devices' order, "
-        "are deleted hourly)",
+        "how long the per-device history, deleted devices' order, and events none of whose "
+        "deliveries is pending, are kept (older ones are deleted hourly)",
     )

@@ -33,7 +33,7 @@ from gateway.store.deliveries import (
     webhook_of,
 )
 from gateway.store.mapping import insert_for, last_heard
-from gateway.store.sql import SqlStateStore
+from gateway.store.sql import PURGE_CHUNK, SqlStateStore
 from gateway.store.tables import deliveries, devices, events, stale_marks, webhooks
 
 #: Subscriptions at most: every event is a delivery row per subscription, written in the
@@ -330,6 +330,32 @@ class OutboxStore:
             ).one()
         age = None if oldest is None else max(0.0, self.clock() - oldest / US)
         return int(count), age
+
+    async def purge(self, older_than: float) -> int:
+        """Events created before ``older_than`` (epoch seconds) with no delivery pending, and
+        their deliveries; in chunks, each its own transaction. Answers how many events went."""
+        pending = (
+            sa.select(deliveries.c.id)
+            .where(deliveries.c.event_id == events.c.id, deliveries.c.state == "pending")
+            .exists()
+        )
+        chunk = (
+            sa.select(events.c.id)
+            .where(events.c.created_at < to_us(older_than), ~pending)
+            .order_by(events.c.created_at)
+            .limit(PURGE_CHUNK)
+        )
+        total = 0
+        while True:
+            async with self._unit() as connection:
+                ids = list((await connection.execute(chunk)).scalars())
+                if ids:
+                    gone = deliveries.c.event_id.in_(ids)
+                    await connection.execute(sa.delete(deliveries).where(gone))
+                    await connection.execute(sa.delete(events).where(events.c.id.in_(ids)))
+            total += len(ids)
+            if len(ids) < PURGE_CHUNK:
+                return total
 
     async def addresses(self, aeuis: Iterable[str]) -> Addresses:
         """Each device's (location id, street address), for the events of calls answered

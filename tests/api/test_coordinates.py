@@ -45,6 +45,21 @@ class StreetGeocoder:
         return None
 
 
+class EmpireEverywhere(StreetGeocoder):
+    """A reverse geocoder that answers the Empire State Building wherever it is asked."""
+
+    async def reverse(self, latitude: float, longitude: float) -> GeocodeResult | None:
+        empire = Address(
+            house_number="350",
+            street_name="5th Avenue",
+            city="NEW YORK",
+            state_code="NY",
+            zip="10118",
+            country="US",
+        )
+        return GeocodeResult(*EMPIRE_ROOFTOP, Precision.STREET, "test", address=empire)
+
+
 async def answered(gw: Gateway, aeui: str) -> dict[str, Any]:
     response = await gw.http.get(
         "/v1/emergency-calls/location",
@@ -197,5 +212,25 @@ def test_a_fix_within_its_accuracy_of_the_address_is_the_devices_position() -> N
                 EMPIRE_ROOFTOP[0],
                 "street",
             )
+
+    run(scenario())
+
+
+def test_a_gps_only_report_is_not_given_a_far_address_the_geocoder_answered() -> None:
+    """A fix in Los Angeles that the geocoder reverses to the Empire State Building is not
+    provisioned in New York (a 911 call there would reach New York's PSAP): refused, as that
+    address with that fix would be a contradiction. A fix by the building is provisioned."""
+
+    async def scenario() -> None:
+        async with gateway(settings(), geocoder=EmpireEverywhere()) as gw:
+            seq = gw.last_seq()
+            far = await gw.report(report("far", None, 0, geo=LOS_ANGELES))
+            assert far.status_code == 422, far.text
+            [error] = far.json()["errors"]
+            assert error["field"] == "geo" and "km from the GPS fix" in error["message"]
+            assert gw.operations(seq) == []
+            near = await gw.report(report("near", None, 0, geo=NEW_YORK))
+            assert near.status_code == 200, near.text
+            assert near.json()["address"]["zip"] == "10118"
 
     run(scenario())

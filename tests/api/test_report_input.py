@@ -7,6 +7,8 @@ Every bad input is a 422 ``application/problem+json`` whose ``errors[].field`` n
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +22,7 @@ from tests.harness import (
     WHITE_HOUSE,
     Gateway,
     gateway,
+    gateway_settings,
     report,
 )
 
@@ -506,5 +509,34 @@ def test_a_clock_ahead_is_its_own_problem_and_named_with_the_rest(
             else:
                 assert named == fields
             assert gw.operations() == []
+
+    run(scenario())
+
+
+def test_a_body_trickled_past_the_body_timeout_is_408_and_nothing_is_written() -> None:
+    """A client sending its body a piece now and then (a slowloris) is answered 408 once
+    GATEWAY_BODY_TIMEOUT has passed, and its handler and connection are free again; a body
+    that comes in pieces in time is applied."""
+    body = json.dumps(report("slow", WHITE_HOUSE, 0)).encode()
+
+    async def pieces(pause: float) -> AsyncIterator[bytes]:
+        yield body[:10]
+        await asyncio.sleep(pause)
+        yield body[10:]
+
+    async def scenario() -> None:
+        async with gateway(gateway_settings(body_timeout=0.3)) as gw:
+            seq = gw.last_seq()
+            json_type = {"Content-Type": "application/json"}
+            slow = await gw.http.post(
+                "/v1/location-reports", content=pieces(2.0), headers=json_type
+            )
+            assert slow.status_code == 408, slow.text
+            assert slow.json()["type"] == "/problems/request-timeout"
+            assert gw.operations(seq) == []
+            timely = await gw.http.post(
+                "/v1/location-reports", content=pieces(0.05), headers=json_type
+            )
+            assert timely.status_code == 200, timely.text
 
     run(scenario())

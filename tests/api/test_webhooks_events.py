@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -322,6 +323,32 @@ def test_a_refused_report_is_provisioning_failed_and_a_contradicting_fix_a_confl
             assert data["aeui"] == "new" and data["outcomeUnknown"] is False
             assert data["operation"] and "not ours" in data["reason"]
             assert data["callbackNumber"] == report("new", WHITE_HOUSE, 1)["telephoneNumber"]
+
+    asyncio.run(main())
+
+
+def test_events_past_the_retention_are_purged_when_the_gateway_starts(tmp_path: Any) -> None:
+    """A contradicting fix is an event on every report; the outbox keeps them
+    GATEWAY_HISTORY_RETENTION_DAYS once delivered, as the history, not for ever."""
+    stored = _settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+
+    async def listed(gw: Gateway) -> list[str]:
+        return [e["type"] for e in (await gw.http.get("/v1/events")).json()["events"]]
+
+    async def main() -> None:
+        async with gateway(stored) as gw:
+            await gw.report(report("steady", EMPIRE_STATE, 0, geo=NEW_YORK))
+            await gw.report(report("moved", EMPIRE_STATE, 0, geo=LOS_ANGELES))
+            await _written(gw)
+            sim_app = gw.sim_app
+        async with gateway(stored, sim_app=sim_app) as gw:
+            assert await listed(gw) == ["location_conflict"]  # within the retention: kept
+        async with gateway(replace(stored, history_retention_days=0), sim_app=sim_app) as gw:
+            for _ in range(100):
+                if not await listed(gw):
+                    break
+                await asyncio.sleep(0.02)
+            assert await listed(gw) == []
 
     asyncio.run(main())
 

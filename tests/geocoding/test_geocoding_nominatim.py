@@ -4,6 +4,7 @@ Nominatim-shaped server on loopback."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -21,6 +22,9 @@ from gateway.geocoding import (
 )
 from gateway.metrics import Metrics
 from gateway.settings import Settings
+from gateway.simulator import SimulatorTransport
+from gateway.wiring import Wiring
+from tests.harness import gateway_settings, new_simulator
 
 from .doubles import FakeClock
 from .fake_nominatim import FakeNominatim
@@ -123,6 +127,35 @@ def test_not_found_is_none_and_cached_negatively(
         assert nominatim.calls("/search") == 2
 
     run(nominatim, metrics, clock, body)
+
+
+@pytest.mark.parametrize(
+    "state_code",
+    [pytest.param("IL", id="another-state"), pytest.param(None, id="far-from-the-zip")],
+)
+def test_an_answer_for_another_place_is_not_used(
+    nominatim: FakeNominatim, metrics: Metrics, clock: FakeClock, state_code: str | None
+) -> None:
+    """Asked for 1600 Main St, Springfield IL 62701, the provider answers the White House:
+    in DC by its own details, 1 100 km from 62701. Not found (and cached so), never a
+    street-level position in another state for this address's 911 record."""
+    springfield = Address(
+        house_number="1600",
+        street_name="MAIN",
+        street_suffix="ST",
+        city="SPRINGFIELD",
+        state_code=state_code,
+        zip="62701",
+        country="US",
+    )
+
+    async def body(g: Geocoding) -> None:
+        assert await g.geocode(springfield) is None
+        assert await g.geocode(springfield) is None
+        assert await g.geocode(WHITE_HOUSE) is not None  # the same answer, its own address
+
+    run(nominatim, metrics, clock, body)
+    assert nominatim.calls("/search") == 2
 
 
 def test_timeout_is_unavailable_and_not_cached(
@@ -240,3 +273,32 @@ def test_fifty_concurrent_lookups_share_one_error_then_retry(
         assert nominatim.calls("/search") == 2
 
     run(nominatim, metrics, clock, body)
+
+
+def test_a_burst_of_new_addresses_opens_at_most_geocode_max_connections(
+    nominatim: FakeNominatim,
+) -> None:
+    """200 new addresses at once, the geocoder holding every call: the gateway's geocoder
+    client (as the app wires it) has at most GEOCODE_MAX_CONNECTIONS calls out, not 200."""
+    nominatim.mode = "slow"
+    options = {"domain": nominatim.domain, "scheme": "http", "user_agent": "dlr-gateway-tests"}
+    configured = gateway_settings(
+        geocoder="nominatim",
+        geocoder_options=options,
+        geocode_max_connections=4,
+        geocode_timeout=1.0,
+    )
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            transport = SimulatorTransport(app=new_simulator(configured))
+            geocoding = Wiring(configured, stack, Metrics(), transport=transport).geocoding
+            burst = asyncio.gather(
+                *(geocoding.geocode(replace(NOWHERE, house_number=str(n))) for n in range(200)),
+                return_exceptions=True,
+            )
+            await asyncio.sleep(0.5)
+            assert nominatim.calls("/search") == 4
+            assert all(isinstance(o, GeocodingUnavailable) for o in await burst)
+
+    asyncio.run(main())

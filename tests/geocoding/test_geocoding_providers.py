@@ -10,6 +10,7 @@ from gateway.bandwidth.models import Address
 from gateway.geocoding import OfflineGeocoder, Precision
 from gateway.geocoding.providers import (
     civic_address,
+    elsewhere,
     forward_options,
     forward_query,
     one_line,
@@ -59,6 +60,10 @@ def test_structured_only_where_the_provider_supports_it() -> None:
     ("raw", "precision"),
     [
         ({"precision": "postal"}, Precision.POSTAL),
+        ({"precision": "STREET"}, Precision.STREET),
+        # A geocode is never the device's own fix, whatever the answer says.
+        ({"precision": "gps"}, Precision.LOCALITY),
+        ({"precision": "GPS", "type": "house", "class": "building"}, Precision.STREET),
         # Nominatim
         ({"class": "place", "type": "house", "addresstype": "place"}, Precision.STREET),
         ({"class": "building", "type": "yes", "addresstype": "building"}, Precision.STREET),
@@ -179,3 +184,38 @@ def test_reverse_precision() -> None:
     assert reverse_precision(Address(house_number="1", zip="12345")) is Precision.POSTAL
     assert civic_address({"lat": 1}) is None
     assert civic_address({"address": {}}) is None
+
+
+DC_DETAILS = {"address": {"state": "District of Columbia", "country_code": "us"}}
+ZIP_20500 = (38.8946, -77.0355)
+PR_DETAILS = {"address": {"country_code": "pr", "ISO3166-2-lvl4": "PR-SJ"}}
+
+
+@pytest.mark.parametrize(
+    ("address", "raw", "point", "centre", "why"),
+    [
+        (Address(state_code="DC", zip="20500"), DC_DETAILS, ZIP_20500, ZIP_20500, None),
+        (Address(state_code="dc", country="USA"), DC_DETAILS, ZIP_20500, None, None),
+        (Address(state_code="VA", country="US"), DC_DETAILS, ZIP_20500, None, "in DC"),
+        (Address(country="CA"), DC_DETAILS, ZIP_20500, None, "in US"),
+        # Puerto Rico is its own country to some providers, a state of the address here.
+        (Address(state_code="PR", country="US"), PR_DETAILS, (18.4, -66.1), None, None),
+        # No details: only the distance from the ZIP's centre tells.
+        (Address(zip="20500"), {}, (38.9, -77.0), ZIP_20500, None),
+        (Address(zip="20500"), {}, (0.0, 0.0), ZIP_20500, "km from the centre"),
+        (Address(zip="20500"), [1, 2], (41.5, -77.0), ZIP_20500, "km from the centre"),
+        (Address(), {"address": {"state": "Texas"}}, (31.0, -100.0), None, None),
+    ],
+)  # fmt: skip
+def test_elsewhere(
+    address: Address,
+    raw: Any,
+    point: tuple[float, float],
+    centre: tuple[float, float] | None,
+    why: str | None,
+) -> None:
+    said = elsewhere(address, raw, *point, centre)
+    if why is None:
+        assert said is None
+    else:
+        assert said is not None and why in said

@@ -49,17 +49,16 @@ HOME = Address(
 def service(
     geocoder: Any, metrics: Metrics, clock: FakeClock, *, rate_limit: float = 0.0, **kw: Any
 ) -> Geocoding:
-    options: dict[str, Any] = {"cache_size": 100, "cache_ttl": 3600.0, "negative_ttl": 60.0}
+    options: dict[str, Any] = {
+        "cache_size": 100,
+        "cache_ttl": 3600.0,
+        "negative_ttl": 60.0,
+        "sleep": clock.sleep,
+        "timeout": 5.0,
+    }
     options.update(kw)
     return Geocoding(
-        geocoder,
-        "counting",
-        metrics=metrics,
-        rate_limit=rate_limit,
-        timer=clock,
-        sleep=clock.sleep,
-        timeout=5.0,
-        **options,
+        geocoder, "counting", metrics=metrics, rate_limit=rate_limit, timer=clock, **options
     )
 
 
@@ -359,6 +358,35 @@ def test_rate_limit_spaces_provider_calls(
     run(body)
     assert clock.sleeps == [0.5, 0.5, 0.5]
     assert len(counting.queries) == 4
+
+
+def test_a_burst_past_the_rate_limit_does_not_queue_turns_for_later_lookups(
+    counting: CountingGeocoder, metrics: Metrics, clock: FakeClock
+) -> None:
+    """100 new addresses at once with GEOCODE_RATE_LIMIT=1: one is looked up, the rest fail at
+    once (their turn is past the timeout), and a second later the geocoder is usable again,
+    not booked for the next 100 seconds."""
+
+    async def stuck(seconds: float) -> None:
+        await asyncio.Event().wait()  # a turn that would have to be waited for never comes
+
+    g = service(counting, metrics, clock, rate_limit=1.0, sleep=stuck, timeout=0.05)
+
+    async def lookup(n: int) -> bool:
+        try:
+            await g.geocode(Address(house_number=str(n), street_name="MAIN", zip="20500"))
+        except GeocodingUnavailable:
+            return False
+        return True
+
+    async def body() -> None:
+        answered = await asyncio.gather(*(lookup(n) for n in range(100)))
+        assert answered.count(True) == 1
+        clock.advance(1.0)
+        assert await lookup(1000)
+
+    run(body)
+    assert len(counting.queries) == 2
 
 
 def test_rate_limit_zero_never_waits(

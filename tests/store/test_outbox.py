@@ -141,6 +141,35 @@ def test_failed_attempts_back_off_until_the_delivery_expires_then_an_admin_retri
     run(main())
 
 
+def test_events_past_their_retention_go_with_their_deliveries_unless_one_is_pending(
+    db: Database,
+) -> None:
+    """Devices drive events (a conflicting fix on every report): kept for ever, the outbox
+    only grew. An old event whose deliveries have ended goes; one still being delivered, and
+    a recent one, stay."""
+
+    async def main() -> None:
+        clock = Now()
+        store, outbox = await _open(db, clock)
+        async with store:
+            await outbox.add_webhook("wh_a", "http://127.0.0.1:1/a", ["emergency_call"], "s", None)
+            start = clock.now
+            await outbox.add_events([_event("evt_done", at=start), _event("evt_due", at=start)])
+            await outbox.add_events([_event("evt_quiet", "device_stale", at=start)])
+            for claimed in await outbox.claim("r", lease=30):
+                if claimed.event.id == "evt_done":
+                    assert await outbox.delivered(claimed.delivery, "r", 200)
+            await outbox.add_events([_event("evt_new", at=start + 100)])
+            assert await outbox.purge(start + 50) == 2
+            assert sorted(e.id for e, _ in await outbox.page(limit=10)) == ["evt_due", "evt_new"]
+            async with store.transaction() as connection:
+                left = await connection.execute(sa.select(deliveries.c.event_id))
+                assert sorted(left.scalars()) == ["evt_due", "evt_new"]
+            assert await outbox.purge(start + 50) == 0
+
+    run(main())
+
+
 def test_newly_stale_devices_are_found_once_per_staleness(db: Database) -> None:
     async def main() -> None:
         clock = Now()

@@ -71,6 +71,7 @@ ADMIN_AUTH_FAILURES = {
 #: A body's header and size, whatever its format.
 BODY_LIMITS = {
     "400": problem("The Content-Length header is not a number."),
+    "408": problem("The body did not arrive within GATEWAY_BODY_TIMEOUT."),
     "413": problem("The body is too large."),
 }
 

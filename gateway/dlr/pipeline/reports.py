@@ -247,11 +247,7 @@ class Reports:
         if found is None:
             return _FixCheck(looked_up=True)
         distance = distance_meters(fix.latitude, fix.longitude, found.latitude, found.longitude)
-        bound = (
-            (fix.accuracy_meters or 0.0)
-            + self.conflict_margin_meters
-            + uncertainty_meters(found.precision)
-        )
+        bound = self._allowed(fix, found)
         if distance <= bound:
             return _FixCheck(looked_up=True, geocode=found)
         message = (
@@ -263,6 +259,14 @@ class Reports:
             geocode=found,
             conflict=_Conflict(fix, found, distance, bound),
             warnings=(FieldError("geo", message),),
+        )
+
+    def _allowed(self, fix: GeoFix, found: GeocodeResult) -> float:
+        """How far a fix may lie from a geocode of its address and still agree with it."""
+        return (
+            (fix.accuracy_meters or 0.0)
+            + self.conflict_margin_meters
+            + uncertainty_meters(found.precision)
         )
 
     async def _record_conflict(
@@ -511,4 +515,13 @@ class Reports:
             raise Unroutable(message, (FieldError("geo", message),)) from None
         if found is None or found.precision is not Precision.STREET:
             return None
+        # The geocoder's nearest address, when it is far, is not where the device is: the
+        # same address sent with this fix would contradict it (``_check_fix``).
+        distance = distance_meters(fix.latitude, fix.longitude, found.latitude, found.longitude)
+        if distance > self._allowed(fix, found):
+            message = (
+                f"the nearest street address the geocoder knows is {distance / 1000:,.1f} km"
+                " from the GPS fix: send a civic address"
+            )
+            raise Unroutable(message, (FieldError("geo", message),))
         return found
