@@ -294,6 +294,9 @@ def reverse_precision(address: Address | None) -> Precision:
 #: How far a forward answer may lie from the centre of its address's ZIP: farther than any
 #: street of a ZIP in the lower 48, so an answer beyond it is some other place's.
 MAX_ZIP_DISTANCE_METERS = 150_000.0
+#: Where a ZIP may reach farther than that from its centre (Alaska's span hundreds of km):
+#: no distance is judged there, only the answer's own state and country.
+_VAST_ZIPS = ("995", "996", "997", "998", "999")
 #: US territories some providers name as countries of their own.
 _US_TERRITORIES = frozenset({"US", "PR", "GU", "VI", "AS", "MP", "UM"})
 
@@ -313,7 +316,7 @@ def elsewhere(
 
     It is elsewhere when its own address details name another country or state than the
     address, or when it lies more than ``MAX_ZIP_DISTANCE_METERS`` from ``zip_centre`` (the
-    centre of the address's ZIP, when known).
+    centre of the address's ZIP, when known; not in Alaska, whose ZIPs reach farther).
     """
     found = civic_address(raw)
     if found is not None:
@@ -325,7 +328,7 @@ def elsewhere(
         territory = state is not None and state == found.country
         if state and found.state_code and found.state_code != state and not territory:
             return f"the answer is in {found.state_code}, the address in {state}"
-    if zip_centre is not None:
+    if zip_centre is not None and not (address.zip or "").startswith(_VAST_ZIPS):
         meters = distance_meters(latitude, longitude, *zip_centre)
         if meters > MAX_ZIP_DISTANCE_METERS:
             return f"the answer is {meters / 1000:,.0f} km from the centre of the address's ZIP"

@@ -205,6 +205,9 @@ PR_DETAILS = {"address": {"country_code": "pr", "ISO3166-2-lvl4": "PR-SJ"}}
         (Address(zip="20500"), {}, (0.0, 0.0), ZIP_20500, "km from the centre"),
         (Address(zip="20500"), [1, 2], (41.5, -77.0), ZIP_20500, "km from the centre"),
         (Address(), {"address": {"state": "Texas"}}, (31.0, -100.0), None, None),
+        # An Alaskan ZIP reaches hundreds of km from its centre: only its state is judged.
+        (Address(state_code="AK", zip="99723"), {}, (71.3, -156.8), (69.0, -152.0), None),
+        (Address(state_code="AK", zip="99723"), DC_DETAILS, (38.9, -77.0), None, "in DC"),
     ],
 )  # fmt: skip
 def test_elsewhere(
