@@ -408,7 +408,7 @@ class SqlStateStore(DriverPaths):
 
     @_whole
     async def bound_to(self, endpoint_id: str, *, limit: int = 2) -> list[Binding]:
-        # Not indexed: only a delete of an endpoint the carrier no longer holds asks.
+        # Indexed (revision 0009): every endpoint delete asks, retried ones included.
         query = sa.select(devices).where(devices.c.endpoint_id == endpoint_id).limit(limit)
         async with self._unit(read_only=True) as connection:
             return [binding_of(row) for row in (await connection.execute(query)).all()]
