@@ -46,8 +46,10 @@ from gateway.store.mapping import (
     binding_of,
     claim_values,
     claimed,
+    device_or_tombstone,
     dumps,
     entry_of,
+    from_us,
     insert_for,
     keep_tombstone,
     last_heard,
@@ -329,6 +331,14 @@ class SqlStateStore(DriverPaths):
                 await connection.execute(sa.select(devices).where(devices.c.aeui == aeui))
             ).first()
         return None if row is None else binding_of(row)
+
+    @_whole
+    async def get_or_deleted(self, aeui: str) -> tuple[Binding | None, datetime | None]:
+        async with self._unit(read_only=True) as connection:
+            row = (await connection.execute(device_or_tombstone(aeui))).one()
+        if row.aeui is not None:
+            return binding_of(row), None
+        return None, None if row.deleted_at is None else from_us(row.deleted_at)
 
     @_whole
     async def claim(self, binding: Binding, *, credential: str, check_number: bool = True) -> Claim:
