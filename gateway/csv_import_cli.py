@@ -13,7 +13,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="check the whole file and count what would change; write nothing (default: off)",
+        help="check the whole file and count what would change; write nothing; exit 1 when "
+        "a row is bad, as the import would, unless --skip-invalid (default: off)",
     )
     parser.add_argument(
         "--skip-invalid",

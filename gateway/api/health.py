@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from gateway.dlr.callers import CallerIndex
     from gateway.metrics import Metrics
 
+#: How long a readiness check waits for the state store's ping (a kubelet's probe gives up
+#: after 1 s by default).
+STORE_PING_TIMEOUT = 0.8
+
 
 @dataclass(eq=False)
 class Readiness:
@@ -44,7 +48,8 @@ class Readiness:
     and one per ``probe_interval``, and the next check shows its outcome. The probe waits
     ``probe_timeout``, by default as long as one attempt of a carrier call may (the
     client's ``GATEWAY_UPSTREAM_TIMEOUT``): a carrier slower than that is not answering in
-    time, one slow but within it is working.
+    time, one slow but within it is working. The store's ping waits ``store_timeout`` at
+    most, well within a kubelet's probe timeout: a store slower than that shows unavailable.
     """
 
     upstream: BandwidthClient
@@ -57,6 +62,7 @@ class Readiness:
     clock: Callable[[], float] = time.monotonic
     probe_interval: float = 5.0
     probe_timeout: float | None = None
+    store_timeout: float = STORE_PING_TIMEOUT
     draining: bool = field(default=False, init=False)
     _last_probe: float | None = field(default=None, init=False)
     _probe: asyncio.Task[None] | None = field(default=None, init=False)
@@ -88,8 +94,9 @@ class Readiness:
         store_ok = True
         if self.store is not None:
             try:
-                await self.store.ping()
-            except StoreUnavailable:
+                async with asyncio.timeout(self.store_timeout):
+                    await self.store.ping()
+            except (StoreUnavailable, TimeoutError):
                 store_ok = False
             checks["database"] = "ok" if store_ok else "unavailable"
             if self.metrics is not None:

@@ -160,7 +160,7 @@ async def _import(args: argparse.Namespace) -> int:
             return invalid
         _say_plan(prepared.plan.as_json())
         if args.dry_run:
-            return 0
+            return _dry_run_exit(args, bool(prepared.problems))
         try:
             import_id = await rt.importer.start(prepared, args.resume)
         except ResumeRefused as exc:
@@ -180,6 +180,11 @@ def _checked(args: argparse.Namespace, prepared: Prepared) -> int | None:
             print("nothing written (--skip-invalid applies the valid rows)", file=sys.stderr)
             return EXIT_INVALID
     return None
+
+
+def _dry_run_exit(args: argparse.Namespace, bad_rows: bool) -> int:
+    """A dry run exits as the import would refuse the file: a validation gate for scripts."""
+    return EXIT_INVALID if bad_rows and not args.skip_invalid else 0
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -227,7 +232,7 @@ async def _import_remote(args: argparse.Namespace) -> int:
             _say_problems(args.file, body.get("total", 0), problems)
         _say_plan(body["plan"])
         if args.dry_run:
-            return 0
+            return _dry_run_exit(args, bool(body.get("rows")))
         import_id = body["importId"]
         print(f"import {import_id} (resume it with --resume {import_id})", flush=True)
         progress = for_terminal(f"import {import_id}")

@@ -64,6 +64,10 @@ class MemoryLedger:
     async def get(self, aeui: str) -> Binding | None:
         return self._row(aeui)
 
+    async def get_or_deleted(self, aeui: str) -> tuple[Binding | None, datetime | None]:
+        row = self._row(aeui)
+        return row, None if row is not None else self._tombstones.get(aeui)
+
     async def claim(self, binding: Binding, *, credential: str, check_number: bool = True) -> Claim:
         previous = self._row(binding.aeui)
         if previous is not None and newest(binding) < newest(previous):

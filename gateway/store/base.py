@@ -172,6 +172,11 @@ class Ledger(Protocol):
 
     async def get(self, aeui: str) -> Binding | None: ...
 
+    async def get_or_deleted(self, aeui: str) -> tuple[Binding | None, datetime | None]:
+        """``get``'s row and, when there is none, when an admin deleted the device (its
+        tombstone: ``delete``), if one did: one read."""
+        ...
+
     async def claim(self, binding: Binding, *, credential: str, check_number: bool = True) -> Claim:
         """Store ``binding`` unless a newer observation is stored (equal ones win): the
         binding's and the row's order are ``newest``'s, not ``observed_at`` alone.

@@ -151,6 +151,16 @@ def refuse_deleted(binding: Binding, deleted_at: int | None) -> None:
         raise DeviceDeleted(binding.aeui, from_us(deleted_at))
 
 
+def device_or_tombstone(aeui: str) -> sa.Select[Any]:
+    """One row: ``aeui``'s ``devices`` columns (NULL without a row) and its tombstone's
+    ``deleted_at`` (NULL without one)."""
+    probe = sa.select(sa.literal(aeui, sa.String(64)).label("probe")).subquery()
+    joined = probe.outerjoin(devices, devices.c.aeui == probe.c.probe).outerjoin(
+        deleted_devices, deleted_devices.c.aeui == probe.c.probe
+    )
+    return sa.select(devices, deleted_devices.c.deleted_at).select_from(joined)
+
+
 async def tombstone_of(connection: AsyncConnection, aeui: str) -> int | None:
     """When an admin deleted ``aeui`` (``keep_tombstone``), if one did."""
     found = await connection.scalar(

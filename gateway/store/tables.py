@@ -103,6 +103,8 @@ devices = sa.Table(
     sa.Index(None, "location_id"),
     # Revision 0002: the emergency-call query finds devices by callback number.
     sa.Index(None, "telephone_number"),
+    # Revision 0009: an endpoint delete finds the device bound to it (``bound_to``).
+    sa.Index(None, "endpoint_id"),
 )
 
 locations = sa.Table(

@@ -237,6 +237,31 @@ def test_a_report_located_by_the_network_is_provisioned_with_the_place() -> None
     run(scenario())
 
 
+def test_a_changed_entry_moves_its_devices_at_their_next_report_not_before() -> None:
+    """As README says: a device located through an entry keeps the place it was given
+    until its next report, which is located afresh (the change itself calls no carrier)."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            entry = await add(gw, "subnets", {"subnet": "10.1.0.0/16"})
+            first = (await gw.report(report("desk", None, network={"ip": "10.1.2.3"}))).json()
+            endpoint = first["endpointId"]
+            since = gw.last_seq()
+            moved = {"subnet": "10.1.0.0/16", "address": {**HQ, "addressLine2": "Floor 4"}}
+            changed = await gw.http.put(f"/v1/network/subnets/{entry['id']}", json=moved)
+            assert changed.status_code == 200, changed.text
+            assert gw.operations(since) == []
+            held = gw.simulator.state["endpoints"][endpoint]
+            assert held["locationId"] == first["locationId"]
+            again = await gw.report(report("desk", None, 1, network={"ip": "10.1.2.3"}))
+            assert again.status_code == 200, again.text
+            assert again.json()["address"]["addressLine2"] == "FL 4"
+            held = gw.simulator.state["endpoints"][endpoint]
+            assert held["locationId"] == again.json()["locationId"] != first["locationId"]
+
+    run(scenario())
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -29,6 +29,15 @@ class DownStore:
         raise StoreUnavailable("connection refused")
 
 
+class HungStore:
+    """A state store whose ping never returns (a lock held, a connection black-holed)."""
+
+    dialect = "postgresql"
+
+    async def ping(self) -> None:
+        await asyncio.Event().wait()
+
+
 def carrier(handler: Any) -> BandwidthClient:
     return BandwidthClient(
         "https://bw.test/api", "9900000", "u", "p", transport=httpx.MockTransport(handler)
@@ -73,22 +82,27 @@ def test_a_slow_carrier_answering_within_the_gateways_timeout_shows_as_ok() -> N
     assert seen[0] == "unknown" and seen[-1] == "ok", seen
 
 
+@pytest.mark.parametrize("store", [DownStore, HungStore], ids=["refused", "hung"])
 @pytest.mark.parametrize(
     ("fallback", "ready"), [(CallerIndex(10), True), (None, False)], ids=["memory", "none"]
 )
 def test_a_store_that_cannot_be_reached_leaves_the_pod_ready_with_its_memory_fallback(
-    fallback: CallerIndex | None, ready: bool
+    store: type[DownStore | HungStore], fallback: CallerIndex | None, ready: bool
 ) -> None:
+    """A store that never answers its ping counts as unavailable within a kubelet's default
+    1 s probe timeout: the check never hangs on it."""
+
     async def scenario() -> dict[str, object]:
         async with carrier(lambda request: httpx.Response(200)) as upstream:
             readiness = Readiness(
                 upstream,
-                store=DownStore(),  # type: ignore[arg-type]
+                store=store(),  # type: ignore[arg-type]
                 fallback=fallback,
                 window=30.0,
                 config_problems=[],
             )
-            checks = await readiness.check()
+            async with asyncio.timeout(1.0):
+                checks = await readiness.check()
             await readiness.aclose()
             return checks
 

@@ -250,9 +250,10 @@ def test_a_report_observed_before_an_admin_deleted_the_device_does_not_bring_it_
     settings: Settings,
 ) -> None:
     """An admin deletes a device, and a report observed before the deletion arrives late (a
-    queue, a retry): superseded, as an older report is, and nothing is created, also after
-    a restart. A report observed after the deletion creates the device again; an admin's
-    endpoint for a deleted device is kept against a late report as well."""
+    queue, a retry): superseded, as an older report is, before any carrier call (not even
+    its location's), also after a restart. A report observed after the deletion creates the
+    device again; an admin's endpoint for a deleted device is kept against a late report as
+    well."""
 
     async def scenario() -> None:
         sim_app = new_simulator(settings)
@@ -266,7 +267,9 @@ def test_a_report_observed_before_an_admin_deleted_the_device_does_not_bring_it_
             white = placed.json()["locationId"]
         for _ in range(2):  # the second time on a restarted gateway: the store remembers
             async with gateway(settings, sim_app=sim_app) as gw:
+                since = gw.last_seq()
                 late = await gw.report(report("gone", EMPIRE_STATE, 200))
+                assert gw.operations(since) == []
                 assert late.status_code == 409, late.text
                 assert late.json()["type"] == "/problems/superseded"
                 assert datetime.fromisoformat(late.json()["newestObservedAt"]) >= before
@@ -291,6 +294,8 @@ def test_a_report_observed_before_an_admin_deleted_the_device_does_not_bring_it_
             assert late.status_code == 409, late.text
             held = gw.simulator.state["endpoints"][endpoint_id_for("kept")]
             assert (held["locationId"], held["callerName"]) == (white, "FRONT DESK")
+
+    run(scenario())
 
 
 def test_a_delete_retried_after_its_answer_was_lost_still_forgets_the_device(

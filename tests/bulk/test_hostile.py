@@ -104,3 +104,25 @@ def test_an_output_that_cannot_be_written_is_a_one_line_error(
     err = capsys.readouterr().err
     assert f"{tmp_path / 'fleet.errors.csv'} not written" in err, err
     assert "line 2, CallerName: required" in err and "Traceback" not in err
+
+
+def test_a_dry_run_of_a_file_with_bad_rows_exits_as_the_import_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A script gates on the dry run: bad rows exit 1, as the import (and ``network import
+    --dry-run``) does; with ``--skip-invalid`` the good rows are planned and it exits 0."""
+    database = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+    for name, value in procs.gateway_environ(9, database).items():
+        monkeypatch.setenv(name, value)  # the carrier is never called: nothing is written
+    fleet = tmp_path / "fleet.csv"
+    good = f'dev-1,ADA,{phone_of("dev-1")},"{ADDRESSES[0]}"\n'
+    fleet.write_text(DEVICE_HEADER + good + "dev-2,,123,nowhere\n")
+    assert main(["import", "devices", str(fleet), "--dry-run"]) == 1
+    assert "line 3, CallerName: required" in capsys.readouterr().err
+    assert main(["import", "devices", str(fleet), "--dry-run", "--skip-invalid"]) == 0
+    assert "1 created" in capsys.readouterr().out
+    fleet.write_text(DEVICE_HEADER + good)
+    assert main(["import", "devices", str(fleet), "--dry-run"]) == 0
+    capsys.readouterr()
+    assert main(["export", "devices"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1  # the dry runs wrote nothing

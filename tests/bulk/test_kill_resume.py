@@ -138,6 +138,8 @@ def test_through_a_running_gateways_admin_api(tmp_path: Path, sim: procs.Proc) -
         bad.write_text("AEUI,CallerName,CallbackNumber,Address\nx-1,,nope,\n")
         refused = _cli(tmp_path, "import", "devices", str(bad), *remote)
         assert refused.returncode == 1, refused.stdout + refused.stderr
+        checked = _cli(tmp_path, "import", "devices", str(bad), "--dry-run", *remote)
+        assert checked.returncode == 1, checked.stdout + checked.stderr
         report = (tmp_path / "bad.errors.csv").read_text()
         assert "2,CallerName," in report and "2,CallbackNumber," in report
     finally:

@@ -98,6 +98,7 @@ def test_order_apart_from_the_place_and_deleted_devices_as_the_store_keeps_them(
         assert not await ledger.advance("m", T0 + timedelta(seconds=20))
         assert await ledger.advance("m", later)
         assert await ledger.delete("m", deleted_at=T0) is not None
+        assert await ledger.get_or_deleted("m") == (None, later)
         with pytest.raises(DeviceDeleted) as raised:
             await ledger.claim(_binding("m", "L1", later - timedelta(seconds=1)), credential="t")
         assert raised.value.deleted_at == later  # the device's newest, after the deletion

@@ -539,6 +539,8 @@ def test_a_credentials_outage_leaves_repairs_pending_not_failed(url: str, status
                 held = sim.state.simulator.store.endpoints[stored.endpoint_id]
                 assert held.location_id == stored.location_id
 
+    run(main)
+
 
 def test_an_admin_edit_after_a_refused_move_keeps_the_devices_order(url: str) -> None:
     """The carrier refuses a move: the device keeps its place and that place's own time,

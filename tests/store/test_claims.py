@@ -528,7 +528,12 @@ def test_a_deleted_device_is_created_again_only_by_a_newer_claim(db: Database) -
                 await store.claim(binding(observed=19), credential="device")
             assert raised.value.deleted_at == at(20)
             assert await store.get("device-1") is None
+            # Read with the row, as a report reads it: no row, and when it was deleted.
+            assert await store.get_or_deleted("device-1") == (None, at(20))
+            assert await store.get_or_deleted("device-9") == (None, None)
             assert (await store.claim(binding(observed=20), credential="device")).won
+            found, deleted_at = await store.get_or_deleted("device-1")
+            assert (found, deleted_at) == (await store.get("device-1"), None)
             # Deleted at 40, its newest report at 50: the report's time is the order.
             await store.claim(binding("device-2", observed=50), credential="device")
             await store.delete("device-2", deleted_at=at(40))

@@ -26,7 +26,7 @@ from gateway.store import (
 from gateway.store.mapping import from_us
 from gateway.store.migrate import alembic_config
 from gateway.store.sql import SqlStateStore
-from gateway.store.tables import metadata
+from gateway.store.tables import devices, metadata
 from gateway.store.urls import parse, redacted
 from tests.pg import URL_ENV, PostgresServer
 from tests.store.conftest import Database
@@ -52,7 +52,7 @@ def test_schema_check_and_upgrade(db: Database) -> None:
         async with await open_store(db.url) as store:
             assert await store.schema_is_current()
             assert isinstance(store, SqlStateStore)
-            assert await store.revision() == head_revision() == "0008"
+            assert await store.revision() == head_revision() == "0009"
             await store.claim(binding(observed=1), credential="device")
         async with await open_store(db.url, create=True) as store:  # again: a no-op
             assert (await store.get("device-1")) is not None
@@ -85,6 +85,34 @@ def test_metadata_matches_the_migrations(db: Database) -> None:
                 assert await connection.run_sync(diff) == []
 
     run(main())
+
+
+def test_an_endpoint_delete_finds_its_device_by_index(db: Database) -> None:
+    """``bound_to`` runs on every endpoint delete: it must not scan every device."""
+
+    async def main() -> tuple[set[str], str]:
+        async with await open_store(db.url, create=True) as store:
+            assert isinstance(store, SqlStateStore)
+            await store.claim(binding(observed=1), credential="device")
+            assert [b.aeui for b in await store.bound_to(binding().endpoint_id)] == ["device-1"]
+            query = sa.select(devices).where(devices.c.endpoint_id == "e-1").limit(2)
+
+            def inspect(connection: sa.Connection) -> tuple[set[str], str]:
+                indexes = sa.inspect(connection).get_indexes("devices")
+                named = {str(i["name"]) for i in indexes if i["column_names"] == ["endpoint_id"]}
+                if connection.dialect.name != "sqlite":
+                    return named, ""
+                compiled = query.compile(connection, compile_kwargs={"literal_binds": True})
+                plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
+                return named, " ".join(str(row[-1]) for row in plan)
+
+            async with store.engine.connect() as connection:
+                return await connection.run_sync(inspect)
+
+    named, plan = run(main())
+    assert named == {"ix_devices_endpoint_id"}
+    if db.backend == "sqlite":
+        assert "USING INDEX ix_devices_endpoint_id" in plan, plan
 
 
 def _closed_port() -> int:

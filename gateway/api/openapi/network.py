@@ -28,6 +28,13 @@ _UNROUTABLE = problem(
 )
 
 
+#: What an entry's change does to the devices located through it.
+_NOT_MOVED = (
+    "Devices located through the entry are not moved: each keeps the place it was given "
+    "until its next report, which is located afresh."
+)
+
+
 def _paging() -> list[dict[str, Any]]:
     def query(name: str, least: int, most: int, description: str) -> dict[str, Any]:
         return param(
@@ -111,19 +118,22 @@ def network_paths() -> dict[str, Any]:
                 {"200": json_body(ref(name), "The entry."), **_AUTH, **not_found},
                 params=item_param,
             ),
-            "put": operation(
-                f"updateNetwork{title}",
-                f"Change a {noun} entry's location (its key is its identity)",
-                "Network",
-                {
-                    "200": json_body(ref(name), "The entry after the change."),
-                    **_AUTH,
-                    **not_found,
-                    **written,
-                },
-                params=item_param,
-                body=ref(f"{name}Write"),
-            ),
+            "put": {
+                **operation(
+                    f"updateNetwork{title}",
+                    f"Change a {noun} entry's location (its key is its identity)",
+                    "Network",
+                    {
+                        "200": json_body(ref(name), "The entry after the change."),
+                        **_AUTH,
+                        **not_found,
+                        **written,
+                    },
+                    params=item_param,
+                    body=ref(f"{name}Write"),
+                ),
+                "description": _NOT_MOVED,
+            },
             "delete": operation(
                 f"deleteNetwork{title}",
                 f"Delete a {noun} entry",

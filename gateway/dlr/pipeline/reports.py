@@ -333,7 +333,8 @@ class Reports:
     ) -> Outcome | None:
         """The outcome of a report that changes nothing, or ``None`` when it does.
 
-        Raises ``Superseded`` for a report older than the device's newest (``newest``). With
+        Raises ``Superseded`` for a report older than the device's newest (``newest``), or
+        than an admin's deletion of it (read with its row: no carrier call first). With
         a warm cache an unchanged report costs one conditional write to the ledger
         (group-committed) and no read; after a restart, one read more. A move of a cached
         device reads nothing either: its claim decides its order (``_apply``). A report at the
@@ -349,7 +350,7 @@ class Reports:
         same = (location_id, report.caller_name, report.telephone_number)
         fix = report.geo if check.conflict is None else None
         if aeui in self.known.unsettled:
-            stored = await self.ledger.get(aeui)
+            stored = await self._stored(aeui, when)
             if stored is not None and when < newest(stored):
                 raise Superseded(newest(stored))
             return None
@@ -367,7 +368,7 @@ class Reports:
                 self.known.trust(binding)
                 return Outcome(binding, Change.UNCHANGED, Change.UNCHANGED, warnings)
             self.known.distrust(aeui)
-        stored = await self.ledger.get(aeui)
+        stored = await self._stored(aeui, when)
         if stored is None:
             return None
         if when < newest(stored):
@@ -384,6 +385,14 @@ class Reports:
         binding = binding.seen_at(when, self.wall_clock())
         self.known.trust(binding)
         return Outcome(binding, Change.UNCHANGED, Change.UNCHANGED, warnings)
+
+    async def _stored(self, aeui: str, when: datetime) -> Binding | None:
+        """The device's row; without one, ``Superseded`` when an admin deleted the device
+        after ``when`` (its claim would refuse it: no carrier write first)."""
+        stored, deleted_at = await self.ledger.get_or_deleted(aeui)
+        if deleted_at is not None and when < deleted_at:
+            raise Superseded(deleted_at, deleted=True)
+        return stored
 
     async def _apply(
         self,
