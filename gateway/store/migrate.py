@@ -84,6 +84,13 @@ def ahead_but_usable(connection: sa.Connection, current: str | None) -> bool:
     return True
 
 
+def revision_and_usable(connection: sa.Connection) -> tuple[str | None, bool]:
+    """The database's revision, and whether this release may run on it though it is newer
+    (``ahead_but_usable``)."""
+    current = current_revision(connection)
+    return current, ahead_but_usable(connection, current)
+
+
 def upgrade_connection(connection: sa.Connection) -> None:
     if ahead_but_usable(connection, current_revision(connection)):
         return  # a newer release migrated it, and this one runs on it: nothing to do

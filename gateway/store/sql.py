@@ -61,9 +61,9 @@ from gateway.store.mapping import (
     tombstone_of,
 )
 from gateway.store.migrate import (
-    ahead_but_usable,
     current_revision,
     head_revision,
+    revision_and_usable,
     upgrade_engine,
 )
 from gateway.store.ownership import change_number, hold_number, release_owned
@@ -305,7 +305,7 @@ class SqlStateStore(DriverPaths):
         """At this release's head, or at a newer one this release may run on (a rollback);
         ``SchemaNotCurrent`` (``SchemaTooNew``) otherwise."""
         async with self._unit(read_only=True) as connection:
-            current, usable = await connection.run_sync(_revision_and_usable)
+            current, usable = await connection.run_sync(revision_and_usable)
         if usable:
             log.warning(
                 "the database schema (%s) is newer than this release's (%s), and declared "
@@ -590,11 +590,6 @@ class SqlStateStore(DriverPaths):
             return await record_check(
                 connection, aeui, owner, confirmed, version=version, now=self._now()
             )
-
-
-def _revision_and_usable(connection: sa.Connection) -> tuple[str | None, bool]:
-    current = current_revision(connection)
-    return current, ahead_but_usable(connection, current)
 
 
 #: Connect to the state store at a URL (``SqlStateStore.connect``: PostgreSQL or SQLite).
