@@ -273,6 +273,18 @@ class GarbledWrites(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+@contextlib.asynccontextmanager
+async def garbling(url: str, body: bytes) -> AsyncIterator[tuple[World, Any, GarbledWrites]]:
+    """A world whose device ``ann`` was placed at the White House, the carrier's endpoint
+    writes from then on answered with ``body``; and its simulator and transport."""
+    sim = new_simulator(gateway_settings())
+    garbled = GarbledWrites(body)
+    async with world(url, sim, holding=garbled) as w:  # type: ignore[arg-type]
+        await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+        garbled.garble = True
+        yield w, sim, garbled
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -290,11 +302,7 @@ def test_a_write_taken_but_answered_unreadably_is_not_reverted(url: str, body: b
     while the carrier holds the new one, and a reconcile would then write the old back."""
 
     async def main() -> None:
-        sim = new_simulator(gateway_settings())
-        garbled = GarbledWrites(body)
-        async with world(url, sim, holding=garbled) as w:  # type: ignore[arg-type]
-            await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
-            garbled.garble = True
+        async with garbling(url, body) as (w, sim, garbled):
             with pytest.raises(UpstreamError) as raised:
                 await w.pipeline.report(report("ann", EMPIRE_STATE, 5))
             assert raised.value.ambiguous
@@ -322,11 +330,7 @@ def test_a_write_answered_with_a_response_status_without_error_code_is_applied(
     place while the carrier holds the new one)."""
 
     async def main() -> None:
-        sim = new_simulator(gateway_settings())
-        garbled = GarbledWrites(body)
-        async with world(url, sim, holding=garbled) as w:  # type: ignore[arg-type]
-            await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
-            garbled.garble = True
+        async with garbling(url, body) as (w, sim, _):
             moved = await w.pipeline.report(report("ann", EMPIRE_STATE, 5))
             assert moved.endpoint == Change.UPDATED
             stored = await w.store.get("ann")
