@@ -21,7 +21,7 @@ from gateway.events import email as mail
 from gateway.events.calls import call_event
 from gateway.events.delivery import DeliveryWorker, MetricsReport
 from gateway.events.emitter import Emitter
-from gateway.events.model import DEVICE_STALE
+from gateway.events.model import DEVICE_STALE, Event
 from gateway.events.stale import StaleDevices
 from gateway.metrics import Metrics
 from gateway.store import open_store
@@ -129,14 +129,19 @@ def test_the_email_says_911_was_dialled_with_the_callback_number_and_the_locatio
     assert "Device: desk-phone-7" in text
 
 
-def test_a_933_call_is_a_test_call_and_says_so() -> None:
-    event = call_event(
+def _unknown_caller(callback_number: str = "+12025550123", called_number: str = "911") -> Event:
+    """The event of a call from a number no device has (the carrier routes it itself)."""
+    return call_event(
         queried_at=NOW,
-        callback_number="+12025550123",
-        called_number="+1933",
+        callback_number=callback_number,
+        called_number=called_number,
         binding=None,
         answer="not_found",
     )
+
+
+def test_a_933_call_is_a_test_call_and_says_so() -> None:
+    event = _unknown_caller(called_number="+1933")
     assert event.type == "test_call"
     message = mail.compose(event.body(), "dlr@example.org", ["a@example.org"])
     assert message["Subject"] == "Test call (933) from +12025550123"
@@ -193,12 +198,8 @@ def test_a_line_break_or_control_character_in_the_carriers_numbers_neither_forge
     when they are not a callback number: a line break once made the message impossible to
     build (the subject holds the callback number), so the email was never sent, and in the
     body it wrote lines of its own."""
-    event = call_event(
-        queried_at=NOW,
-        callback_number="+1202\r\nBcc: all@example.org\x00\u202e",
-        called_number="911\nLocation sent to 911: 1 Fake St",
-        binding=None,
-        answer="not_found",
+    event = _unknown_caller(
+        "+1202\r\nBcc: all@example.org\x00\u202e", "911\nLocation sent to 911: 1 Fake St"
     )
     with smtp_sink("security@example.org") as (sink, config):
         asyncio.run(mail.send(config, event.body()))
@@ -217,13 +218,7 @@ def test_a_line_break_or_control_character_in_the_carriers_numbers_neither_forge
 def test_undisclosed_recipients_are_each_in_the_envelope_and_none_in_the_headers() -> None:
     """The carrier's notification recipients were all written into ``To:``, so each learned
     the others' addresses; they are now only the envelope's recipients of one message."""
-    event = call_event(
-        queried_at=NOW,
-        callback_number="+12025550123",
-        called_number="911",
-        binding=None,
-        answer="not_found",
-    )
+    event = _unknown_caller()
     everyone = ("security@example.org", "ops@example.net", "landlord@example.com")
     with smtp_sink(*everyone) as (sink, config):
         asyncio.run(mail.send(dataclasses.replace(config, disclosed=False), event.body()))
