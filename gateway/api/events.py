@@ -10,7 +10,13 @@ from starlette.responses import Response
 from gateway.api.answers import model_response
 from gateway.api.problems import Problem, refuse_unknown_query
 from gateway.api.routing import resource
-from gateway.api.webhook_models import CURSOR_PATTERN, Event, EventPage, EventRetry
+from gateway.api.webhook_models import (
+    CURSOR_PATTERN,
+    EVENT_ID_PATTERN,
+    Event,
+    EventPage,
+    EventRetry,
+)
 from gateway.api.webhooks import admin_events
 from gateway.dlr.errors import FieldError
 from gateway.events.model import EVENT_TYPES
@@ -19,8 +25,7 @@ from gateway.store.deliveries import StoredEvent
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 _CURSOR = re.compile(CURSOR_PATTERN)
-#: An event's ID, as a cursor carries it (anything else, a NUL included, names no event).
-_EVENT_ID = re.compile("[A-Za-z0-9_]{1,64}")
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
 
 
 def _cursor(event: StoredEvent) -> str:

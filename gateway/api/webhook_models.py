@@ -19,9 +19,11 @@ from gateway.store import deliveries as stored
 MAX_URL = 2048
 MAX_DESCRIPTION = 500
 MAX_TYPES = 20
+#: An event's ID (anything else, a NUL included, names no event).
+EVENT_ID_PATTERN = "[A-Za-z0-9_]{1,64}"
 #: A page's ``next``: the last event's creation (microseconds since the epoch, 16 digits at
 #: most: past the year 2286, and within the store's 64-bit integers) and id.
-CURSOR_PATTERN = "^[0-9]{1,16}~[A-Za-z0-9_]{1,64}$"
+CURSOR_PATTERN = f"^[0-9]{{1,16}}~{EVENT_ID_PATTERN}$"
 #: The URLs a subscription may have: http(s), a host name or IPv4 address (dot-separated
 #: labels of 1 to 63 letters, digits, ``-`` or ``_``, not beginning or ending with ``-``; at
 #: most ``MAX_HOST`` characters), an optional port (1-65535), an optional path of printable
