@@ -109,6 +109,13 @@ _NOT_DISPATCHABLE = (
 )
 
 
+def _refuse_older(when: datetime, binding: Binding) -> None:
+    """``Superseded`` for a report observed at ``when``, older than the device's newest."""
+    at = newest(binding)
+    if when < at:
+        raise Superseded(at)
+
+
 def _same_place(binding: Binding, fix: GeoFix | None) -> bool:
     """Whether ``binding``'s coordinates stand for a report at its address with ``fix`` (a
     GPS fix that does not contradict the address): they are that very fix. For a report
@@ -351,14 +358,14 @@ class Reports:
         fix = report.geo if check.conflict is None else None
         if aeui in self.known.unsettled:
             stored = await self._stored(aeui, when)
-            if stored is not None and when < newest(stored):
-                raise Superseded(newest(stored))
+            if stored is not None:
+                _refuse_older(when, stored)
             return None
         cached = self.known.bindings.get(aeui)
         if cached is not None:
             # The store has held the cached time (it only moves forward): older is superseded.
-            if cached.observed_at is not None and when < newest(cached):
-                raise Superseded(newest(cached))
+            if cached.observed_at is not None:
+                _refuse_older(when, cached)
             if not cached.same_as(*same) or cached.attested != report.number_attested:
                 return None  # a move: the claim decides, atomically, against every replica
             if not _same_place(cached, fix):
@@ -371,8 +378,7 @@ class Reports:
         stored = await self._stored(aeui, when)
         if stored is None:
             return None
-        if when < newest(stored):
-            raise Superseded(newest(stored))
+        _refuse_older(when, stored)
         binding = stored
         if not (stored.confirmed and binding.same_as(*same)):
             return None
