@@ -242,7 +242,13 @@ class CarrierCalls(Exchanges):
             if attempt == 1:
                 self.budget.deposit()
             whole = min(policy.timeout, deadline_at - self._clock())
-            budget = whole if op.listing else min(whole, self.timeouts.timeout())
+            # The adaptive timeout gives up early so that a retry finds the carrier in time;
+            # an attempt no retry can follow (a write not retried, the last attempt, the
+            # budget spent) gets the whole timeout: cut short, a slow carrier's success
+            # would become a failure, and a write's an uncertain one.
+            last_chance = not may_retry or attempt >= policy.max_attempts
+            impatient = not (op.listing or last_chance or self.budget.tokens < 1)
+            budget = min(whole, self.timeouts.timeout()) if impatient else whole
             # A timeout is the carrier's silence when the attempt had the policy's whole
             # timeout, or the policy's deadline alone cut it (a first attempt that did not
             # wait); not when it was adaptive, or cut short by a wait for a slot or by the

@@ -247,3 +247,79 @@ def test_a_list_of_the_accounts_records_always_gets_the_whole_timeout() -> None:
             assert client.timeouts.timeout() == 1.0  # and its 3 s taught it nothing
 
     run(main)
+
+
+class Slowing:
+    """Answers every request correctly after ``latency`` seconds, which a test may change."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+        self.requests = 0
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        await asyncio.sleep(self.latency)
+        return xml(ENDPOINT)
+
+
+def test_a_write_that_will_not_be_retried_waits_the_whole_timeout() -> None:
+    # A fast period puts the adaptive timeout at its floor (1 s); then the carrier slows to
+    # 1.5 s, well within the 5 s timeout. An attempt that no retry can follow (here a
+    # policy of one attempt) cut at 1 s would turn each write into an uncertain one,
+    # repaired later, for as long as the adaptive timeout lags: it gets the whole timeout,
+    # and the writes succeed, one attempt each.
+    carrier = Slowing(0.2)
+
+    async def main() -> None:
+        async with client_for(carrier.handler, POLICY) as client:
+            for n in range(40):
+                await client.update_endpoint(f"ep{n}", endpoint(n))
+            assert client.timeouts.timeout() == 1.0
+            carrier.latency = 1.5
+            before = carrier.requests
+            for n in range(5):
+                assert await client.update_endpoint(f"ep{n}", endpoint(n)) == ENDPOINT
+            assert carrier.requests == before + 5
+            await client.wait_abandoned()
+
+    run(main)
+
+
+def test_a_read_whose_retry_the_budget_would_deny_waits_the_whole_timeout() -> None:
+    # The same slowed carrier; a read may be retried, but with the retry budget spent its
+    # first attempt is its last: cut at the adaptive timeout, it would fail for nothing.
+    carrier = Slowing(0.2)
+    policy = RetryPolicy(max_attempts=3, timeout=5.0, deadline=8.0, settle_timeout=30.0)
+
+    async def main() -> None:
+        async with client_for(carrier.handler, policy) as client:
+            for n in range(40):
+                await client.update_endpoint(f"ep{n}", endpoint(n))
+            assert client.timeouts.timeout() == 1.0
+            while client.budget.withdraw():
+                pass  # the budget spent, as a struggling carrier's retries would spend it
+            carrier.latency = 1.5
+            assert await client.get_endpoint("ep1") == ENDPOINT
+            await client.wait_abandoned()
+
+    run(main)
+
+
+def test_the_last_attempt_of_a_retried_read_waits_the_whole_timeout() -> None:
+    carrier = Slowing(0.2)
+    policy = RetryPolicy(max_attempts=2, timeout=5.0, deadline=12.0, settle_timeout=30.0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with client_for(carrier.handler, policy, retry_budget_ratio=100.0) as client:
+            for n in range(40):
+                await client.update_endpoint(f"ep{n}", endpoint(n))
+            carrier.latency = 1.5
+            before, started = carrier.requests, loop.time()
+            assert await client.get_endpoint("ep1") == ENDPOINT
+            # The first attempt given up on after the adaptive 1 s, the second waited for.
+            assert carrier.requests == before + 2
+            assert loop.time() - started == pytest.approx(1.0 + 0.05 + 1.5, abs=0.2)
+            await client.wait_abandoned()
+
+    run(main)
