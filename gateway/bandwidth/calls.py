@@ -32,7 +32,7 @@ from gateway.bandwidth.resilience import (
     CircuitOpenError,
     RetryBudget,
 )
-from gateway.bandwidth.upstreams import time_left
+from gateway.bandwidth.upstreams import is_background, time_left
 from gateway.transport import transport as aiohttp_transport
 
 if TYPE_CHECKING:
@@ -130,6 +130,8 @@ class CarrierCalls(Exchanges):
         # not in httpcore's pool, whose request queue is rescanned on every assignment
         # (quadratic in the requests waiting for a connection).
         self._slots = asyncio.Semaphore(max(1, max_connections))
+        # Background work's share of them (``in_background``): the rest stay for reports.
+        self._background_slots = asyncio.Semaphore(max(1, max_connections // 2))
         pool = max(1, max_connections) + self._max_watched
         limits = httpx.Limits(
             max_connections=pool, max_keepalive_connections=max(1, max_connections)
@@ -331,25 +333,34 @@ class CarrierCalls(Exchanges):
         )
 
     async def _lease(self, op: Operation, wait: float) -> Lease | None:
-        """A connection slot, or ``None`` when none came free within ``wait`` seconds."""
-        slots = self._slots
-        if slots.locked():
-            started = self._clock()
-            try:
-                async with asyncio.timeout(wait):
-                    await slots.acquire()
-            except TimeoutError:
-                log.warning(
-                    "%s: no connection slot came free within the call's deadline; nothing was sent",
-                    op.name,
-                )
-                return None
-            finally:
-                if self.metrics is not None:
-                    self.metrics.upstream_slot_wait.observe(max(0.0, self._clock() - started))
-            return Lease(slots, waited=True)
-        await slots.acquire()
-        return Lease(slots, waited=False)
+        """A connection slot, or ``None`` when none came free within ``wait`` seconds.
+        Background work takes one of its share of the slots first."""
+        gates = (self._background_slots, self._slots) if is_background() else (self._slots,)
+        if not any(gate.locked() for gate in gates):
+            for gate in gates:
+                await gate.acquire()  # free: taken at once
+            return Lease(gates, waited=False)
+        started = self._clock()
+        held: list[asyncio.Semaphore] = []
+        try:
+            async with asyncio.timeout(wait):
+                for gate in gates:
+                    await gate.acquire()
+                    held.append(gate)
+        except BaseException as exc:
+            for gate in held:
+                gate.release()
+            if not isinstance(exc, TimeoutError):
+                raise
+            log.warning(
+                "%s: no connection slot came free within the call's deadline; nothing was sent",
+                op.name,
+            )
+            return None
+        finally:
+            if self.metrics is not None:
+                self.metrics.upstream_slot_wait.observe(max(0.0, self._clock() - started))
+        return Lease(gates, waited=True)
 
     def _credentials_refused(self, op: Operation, status: int) -> None:
         """The carrier refused the gateway's credentials: an error logged once per outage (the

@@ -107,12 +107,13 @@ class Settled:
 
 
 class Lease:
-    """One of the client's connection slots, held by one exchange; released once."""
+    """One of the client's connection slots (and, for background work, one of its share),
+    held by one exchange; released once."""
 
-    __slots__ = ("_held", "_slots", "waited")
+    __slots__ = ("_gates", "_held", "waited")
 
-    def __init__(self, slots: asyncio.Semaphore, waited: bool) -> None:
-        self._slots = slots
+    def __init__(self, gates: tuple[asyncio.Semaphore, ...], waited: bool) -> None:
+        self._gates = gates
         self._held = True
         #: The call waited for this slot (its deadline may have been spent waiting).
         self.waited = waited
@@ -120,7 +121,8 @@ class Lease:
     def release(self) -> None:
         if self._held:
             self._held = False
-            self._slots.release()
+            for gate in self._gates:
+                gate.release()
 
 
 @dataclass(frozen=True, slots=True)

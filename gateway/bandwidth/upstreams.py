@@ -49,6 +49,22 @@ _ANSWER_BY: ContextVar[tuple[float, weakref.ref[asyncio.Task[object]] | None] | 
     "answer_by", default=None
 )
 
+#: Whether the current task's carrier calls are background work (repairs, the reconciler,
+#: imports): those take at most half of the connection slots, so that a burst of them on a
+#: slow carrier cannot hold every slot a device's report needs. Inherited by the tasks it
+#: starts.
+_BACKGROUND: ContextVar[bool] = ContextVar("carrier_background", default=False)
+
+
+def in_background() -> None:
+    """The current task's carrier calls, and those of the tasks it starts, are background
+    work: each waits for a share of the client's connection slots first."""
+    _BACKGROUND.set(True)
+
+
+def is_background() -> bool:
+    return _BACKGROUND.get()
+
 
 def answer_by(seconds: float) -> None:
     """The current task must have its answer within ``seconds`` from now."""

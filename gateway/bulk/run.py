@@ -32,6 +32,7 @@ from gateway.bandwidth.errors import (
     UpstreamUnavailable,
 )
 from gateway.bandwidth.models import Address, Location
+from gateway.bandwidth.upstreams import in_background
 from gateway.bulk.formats import Limits, read
 from gateway.bulk.validate import Checked, DeviceRow, LocationRow, Lookups, Row, check
 from gateway.dlr.pipeline import (
@@ -250,6 +251,7 @@ class Importer:
         rows = iter(pending)
 
         async def worker() -> None:
+            in_background()  # this task's carrier calls leave slots for devices' reports
             for row in rows:
                 if summary.error is not None:
                     return

@@ -106,8 +106,9 @@ class CarrierSettings:
         32,
         "carrier calls in flight at once; more wait for a slot "
         "(`dlr_upstream_slot_wait_seconds`), and that wait is never counted against an attempt or"
-        " by the circuit breaker. Writes the gateway stopped waiting for free their slot and are "
-        "watched on up to as many connections again",
+        " by the circuit breaker. Background work (repairs, the reconciler, imports) takes at "
+        "most half of them, so that devices' reports always find slots. Writes the gateway "
+        "stopped waiting for free their slot and are watched on up to as many connections again",
     )
     upstream_allow_insecure: bool = setting(
         "GATEWAY_UPSTREAM_ALLOW_INSECURE",

@@ -17,6 +17,7 @@ import pytest
 
 from gateway.bandwidth import BandwidthClient, CircuitOpenError, RetryPolicy, UpstreamTimeout
 from gateway.bandwidth.models import Endpoint
+from gateway.bandwidth.upstreams import in_background, is_background
 from gateway.metrics import Metrics
 
 from .test_abandoned import Carrier, Hook, Reply, client_for, later, run
@@ -321,5 +322,34 @@ def test_the_last_attempt_of_a_retried_read_waits_the_whole_timeout() -> None:
             assert carrier.requests == before + 2
             assert loop.time() - started == pytest.approx(1.0 + 0.05 + 1.5, abs=0.2)
             await client.wait_abandoned()
+
+    run(main)
+
+
+def test_background_calls_leave_half_of_the_slots_to_reports() -> None:
+    # A burst of repairs on a slow carrier (each abandoned write, settled, is re-read) must
+    # not hold every slot: a device's report behind them would wait out its deadline.
+    carrier = Slow(2.0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with carrier.client(max_connections=4) as client:
+
+            async def repair(n: int) -> object:
+                in_background()
+                return await client.get_endpoint(f"ep{n}")
+
+            repairs = [asyncio.ensure_future(repair(n)) for n in range(20)]
+            await asyncio.sleep(0.5)
+            assert carrier.in_flight == 2  # half of the 4 slots
+            started = loop.time()
+            assert await client.update_endpoint("ep99", endpoint(99)) == ENDPOINT
+            assert loop.time() - started == pytest.approx(2.0)  # sent at once
+            assert carrier.most_in_flight <= 3
+            done = await asyncio.gather(*repairs, return_exceptions=True)
+            # 2 at a time, 2 s each, within their 8 s deadline: the rest found no slot.
+            assert sum(isinstance(d, Endpoint) for d in done) == 6
+            assert all(isinstance(d, Endpoint | UpstreamTimeout) for d in done)
+            assert not is_background()  # only the tasks that said so
 
     run(main)

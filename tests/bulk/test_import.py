@@ -7,8 +7,10 @@ import asyncio
 from collections import Counter
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
+from gateway.bandwidth.upstreams import is_background
 from gateway.bulk.export import export
 from gateway.bulk.formats import DEVICES, LOCATIONS, BadFile, Limits, read
 from gateway.bulk.run import ResumeRefused, prepare
@@ -356,5 +358,44 @@ def test_a_new_device_the_carrier_holds_already_is_updated_not_duplicated() -> N
             assert len(held) == 1
             stored = await rt.pipeline.ledger.get("dev-1")
             assert stored is not None and held[0].location_id == stored.location_id
+
+    run(main())
+
+
+class Noting(httpx.AsyncBaseTransport):
+    """Notes of each request to the carrier whether it was background work."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.seen: list[bool] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(is_background())
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_an_imports_carrier_calls_are_background_work() -> None:
+    # They take at most half of the connection slots: an import of thousands of devices on
+    # a slow carrier leaves the rest to the devices' own reports.
+    noted: list[Noting] = []
+
+    def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        noted.append(Noting(inner))
+        return noted[0]
+
+    async def main() -> None:
+        async with bulk_gateway(wrap=wrap) as (gw, rt):
+            prepared = await prepare(DEVICES, devices_csv(6), rt.pipeline, rt.imports, rt.limits)
+            summary = await rt.importer.apply(await rt.importer.start(prepared), prepared)
+            assert summary.outcomes == Counter({"created": 6})
+            assert len(noted[0].seen) == prepared.plan.carrier_calls
+            assert all(noted[0].seen)
+            noted[0].seen.clear()
+            answer = await gw.report(report("solo", SPACE_NEEDLE))
+            assert answer.status_code == 200
+            assert noted[0].seen and not any(noted[0].seen)  # a report's own calls: not
 
     run(main())

@@ -17,6 +17,7 @@ import pytest
 from gateway.bandwidth.client import BandwidthClient
 from gateway.bandwidth.errors import UpstreamAuthError, UpstreamError
 from gateway.bandwidth.models import Endpoint
+from gateway.bandwidth.upstreams import is_background
 from gateway.dlr.address import normalize
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.pipeline import Outcome, Pipeline, Report, Superseded, Unroutable
@@ -571,5 +572,50 @@ def test_an_admin_edit_after_a_refused_move_keeps_the_devices_order(url: str) ->
             assert (row.source, row.caller_name) == ("admin", "FRONT DESK")
             with pytest.raises(Superseded):
                 await w.pipeline.report(report("ann", SPACE_NEEDLE, 5))
+
+    run(main)
+
+
+class Recording(Holding):
+    """The simulator's transport, noting of each request whether it was background work."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        super().__init__(inner)
+        self.seen: list[tuple[str, bool]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append((request.method, is_background()))
+        return await super().handle_async_request(request)
+
+
+def test_repairs_and_the_reconciler_call_the_carrier_as_background_work(url: str) -> None:
+    # Background work takes at most half of the carrier client's connection slots: a burst
+    # of repairs on a slow carrier cannot hold every slot a device's report needs.
+    recording = Recording(httpx.AsyncHTTPTransport())
+
+    async def main() -> None:
+        async with world(url, holding=recording) as w:
+            await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+            assert recording.seen and not any(background for _, background in recording.seen)
+            recording.seen.clear()
+            w.pipeline.repairs.maybe_applied("ann")
+            await w.pipeline.repairs.background.idle()
+            assert recording.seen and all(background for _, background in recording.seen)
+            recording.seen.clear()
+            reconciling = asyncio.create_task(
+                w.pipeline.reconcile_forever(w.store, "me", batch=5, interval=0.0, tick=0.01)
+            )
+            for _ in range(500):
+                await asyncio.sleep(0.01)
+                if recording.seen:
+                    break
+            reconciling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciling
+            assert recording.seen and all(background for _, background in recording.seen)
+            recording.seen.clear()
+            await w.pipeline.report(report("ann", EMPIRE_STATE, 10))  # the report's own: not
+            assert recording.seen and not any(background for _, background in recording.seen)
+            assert not is_background()
 
     run(main)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway.bandwidth.errors import UpstreamAuthError, UpstreamError
+from gateway.bandwidth.upstreams import in_background
 from gateway.dlr.binding import Binding
 from gateway.dlr.pipeline.repairs import Repairs, refused
 from gateway.store.base import StateStore
@@ -114,7 +115,9 @@ class Reconciler:
         retention: timedelta | None = None,
         orphaned_after: float | None = None,
     ) -> None:
-        """Reconcile ``batch`` devices per ``tick`` for as long as the app runs."""
+        """Reconcile ``batch`` devices per ``tick`` for as long as the app runs (background
+        work: ``in_background``)."""
+        in_background()
         purged_at = -math.inf
         while True:
             # A tick first: the replica that starts this is up (ready) before its first pass.

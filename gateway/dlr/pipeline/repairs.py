@@ -4,6 +4,7 @@ the carrier does not hold the device's desired binding."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
@@ -16,6 +17,7 @@ from gateway.bandwidth.errors import (
     UpstreamRejected,
 )
 from gateway.bandwidth.models import Endpoint
+from gateway.bandwidth.upstreams import in_background
 from gateway.concurrency import KeyedLocks
 from gateway.dlr.binding import Binding, observed
 from gateway.dlr.ledger import Ledger
@@ -54,7 +56,11 @@ class Background:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, coro: Coroutine[object, object, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        """Run ``coro`` as background work: its carrier calls take the background share of
+        the connection slots (``in_background``), not those a report needs."""
+        context = contextvars.copy_context()
+        context.run(in_background)
+        task = asyncio.get_running_loop().create_task(coro, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
