@@ -14,17 +14,18 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.bandwidth.client import BandwidthClient
 from gateway.bandwidth.errors import UpstreamAuthError, UpstreamError
 from gateway.bandwidth.models import Endpoint
-from gateway.bandwidth.upstreams import is_background
+from gateway.bandwidth.upstreams import carrier_client, is_background
 from gateway.dlr.address import normalize
-from gateway.dlr.callers import CallerIndex
+from gateway.dlr.callers import CallerIndex, CallerLocator, freshest
 from gateway.dlr.pipeline import Outcome, Pipeline, Report, Superseded, Unroutable
 from gateway.dlr.pipeline.records import Change
 from gateway.geocoding.service import build_geocoding
 from gateway.metrics import Metrics
-from gateway.simulator import SimulatorTransport
+from gateway.settings import Settings
+from gateway.simulator import SimulatorConfig, SimulatorTransport
+from gateway.simulator.v2 import V2Simulator, create_v2_simulator
 from gateway.store import StateStore, open_store
 from tests.harness import (
     EMPIRE_STATE,
@@ -92,7 +93,8 @@ class Holding(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         *_, parent, name = request.url.path.split("/")
-        on_endpoint = parent == "e911s" and name != "locations"
+        # The seed API's ``/e911s/{id}``, or the v2 API's ``/endpoints/{id}``.
+        on_endpoint = (parent == "e911s" and name != "locations") or parent == "endpoints"
         held = next((h for h in self.holds if on_endpoint and h.method == request.method), None)
         if held is None:
             return await self.inner.handle_async_request(request)
@@ -114,9 +116,16 @@ class Holding(httpx.AsyncBaseTransport):
 
 @contextlib.asynccontextmanager
 async def world(
-    url: str, simulator: Any = None, *, holding: Holding | None = None
+    url: str,
+    simulator: Any = None,
+    *,
+    holding: Holding | None = None,
+    settings: Settings | None = None,
+    shared: bool = False,
 ) -> AsyncIterator[World]:
-    settings = gateway_settings()
+    """A pipeline on the store at ``url`` and ``simulator`` (the seed API's, or the one
+    ``settings`` name); ``shared``: it is one of several replicas writing that store."""
+    settings = settings or gateway_settings()
     sim = simulator if simulator is not None else new_simulator(settings)
     metrics = Metrics()
     async with contextlib.AsyncExitStack() as stack:
@@ -124,7 +133,7 @@ async def world(
         if holding is not None:
             holding.inner = transport
             transport = holding
-        carrier = BandwidthClient.from_settings(settings, transport=transport, metrics=metrics)
+        carrier = carrier_client(settings, transport=transport, metrics=metrics)
         stack.push_async_callback(carrier.aclose)
         http = httpx.AsyncClient()
         stack.push_async_callback(http.aclose)
@@ -137,6 +146,7 @@ async def world(
             normalize,
             ledger=store,
             callers=callers,
+            shared_ledger=shared,
         )
         stack.push_async_callback(pipeline.aclose)
         log = sim.state.simulator
@@ -249,6 +259,76 @@ def test_a_write_overtaken_by_a_newer_report_stays_in_the_history(url: str) -> N
             assert entries[1].from_location_id == entries[2].to_location_id
             held = [c for c in sim.state.simulator.calls if c.get("operation") == "updateEndpoint"]
             assert [c["status"] for c in held[-2:]] == [200, 200]
+
+    run(main)
+
+
+def _carrier(api: str) -> tuple[Settings, Any, str]:
+    """Settings for ``api``, a simulator of it, and the method of an endpoint's move."""
+    if api == "seed":
+        settings = gateway_settings()
+        return settings, new_simulator(settings), "PUT"
+    settings = gateway_settings(bandwidth_api="v2")
+    config = SimulatorConfig(
+        account_id=settings.bandwidth_account_id,
+        username=settings.bandwidth_username,
+        password=str(settings.bandwidth_password),
+    )
+    return settings, create_v2_simulator(config, order_seconds=0.02), "PATCH"
+
+
+def _held_location(sim: Any, endpoint_id: str) -> str | None:
+    """The location the carrier's endpoint points at (either simulator)."""
+    simulator = sim.state.simulator
+    if isinstance(simulator, V2Simulator):
+        return simulator.v2.endpoints[endpoint_id].address_id
+    return str(simulator.store.endpoints[endpoint_id].location_id)
+
+
+@pytest.mark.parametrize("api", ["seed", "v2"])
+def test_a_paused_replicas_late_write_is_undone_at_once(url: str, api: str) -> None:
+    """Replica A claims a move to P and is paused (a GC pause, a slow network) before its
+    write leaves; replica B applies the device's newer report (Q) and confirms it; then A's
+    write of P reaches the carrier, after B's. The carrier has no conditional writes: it
+    takes P. A's confirmation is refused (a newer claim overtook it), and A puts the
+    store's newest binding back at once: once the gateway's own follow-up work has settled
+    (no report, no periodic check), the carrier points the device at Q, and the call-time
+    query, at either replica, answers Q."""
+
+    async def main() -> None:
+        settings, sim, move = _carrier(api)
+        first, second = Holding(httpx.AsyncBaseTransport()), Holding(httpx.AsyncBaseTransport())
+        async with (
+            world(url, sim, holding=first, settings=settings, shared=True) as one,
+            world(url, sim, holding=second, settings=settings, shared=True) as two,
+        ):
+            placed = await one.pipeline.report(report("ann", WHITE_HOUSE, 0))
+            endpoint_id = placed.binding.endpoint_id
+            paused = first.hold(move, landed=False)
+            a = asyncio.create_task(one.pipeline.report(report("ann", EMPIRE_STATE, 5)))
+            await paused.reached.wait()  # A claimed P; its write has not left
+            newer = await two.pipeline.report(report("ann", SPACE_NEEDLE, 10))
+            q = newer.binding.location_id
+            assert _held_location(sim, endpoint_id) == q
+            paused.released.set()
+            late = await a  # the carrier took A's write (answered as applied)
+            p = late.binding.location_id
+            assert p not in (q, placed.binding.location_id)
+            await asyncio.gather(one.pipeline.idle(), two.pipeline.idle())
+            assert _held_location(sim, endpoint_id) == q
+            stored = await one.store.get("ann")
+            assert stored is not None and stored.confirmed and stored.location_id == q
+            for replica in (one, two):
+                locator = CallerLocator(replica.callers, replica.store, timeout=10.0)
+                located = await locator.locate("+12025550143")
+                assert located.source == "store"
+                assert freshest(located.bindings).location_id == q
+                current = await replica.pipeline.current("ann")
+                assert current is not None and current.location_id == q
+            # What put Q back: A's repair, which found the carrier holding A's P.
+            repaired, *_ = await one.store.history("ann")
+            assert (repaired.kind, repaired.credential) == ("repaired", "gateway")
+            assert (repaired.from_location_id, repaired.to_location_id) == (p, q)
 
     run(main)
 
