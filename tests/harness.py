@@ -6,10 +6,11 @@ send concurrent requests with ``asyncio.gather`` and read the simulator's call l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import zlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -124,6 +125,55 @@ class RefuseEndpointWrites(httpx.AsyncBaseTransport):
             body = codec.encode_response_status("INVALID_REQUEST", self.description)
             return httpx.Response(400, content=body, headers={"Content-Type": "application/xml"})
         return await self.inner.handle_async_request(request)
+
+
+@dataclass
+class Hold:
+    """A request held on its way to the carrier (``Holding``)."""
+
+    method: str
+    #: Held after the carrier took it (it landed; its answer is late), else before.
+    landed: bool
+    #: Once released, it fails as a connection refused would (never reaching the carrier).
+    fails: bool = False
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Holding(httpx.AsyncBaseTransport):
+    """The simulator's transport, holding the next request of a method on an endpoint (a
+    device's record at the carrier) until the test lets it go."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.holds: list[Hold] = []
+
+    def hold(self, method: str, *, landed: bool, fails: bool = False) -> Hold:
+        held = Hold(method, landed, fails)
+        self.holds.append(held)
+        return held
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        *_, parent, name = request.url.path.split("/")
+        # The seed API's ``/e911s/{id}``, or the v2 API's ``/endpoints/{id}``.
+        on_endpoint = (parent == "e911s" and name != "locations") or parent == "endpoints"
+        held = next((h for h in self.holds if on_endpoint and h.method == request.method), None)
+        if held is None:
+            return await self.inner.handle_async_request(request)
+        self.holds.remove(held)
+        if not held.landed:
+            held.reached.set()
+            await held.released.wait()
+        if held.fails:
+            raise httpx.ConnectError("connection refused (held by the test)", request=request)
+        response = await self.inner.handle_async_request(request)
+        if held.landed:
+            held.reached.set()
+            await held.released.wait()
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class Recording(httpx.AsyncBaseTransport):

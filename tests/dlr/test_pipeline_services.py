@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from tests.harness import (
     EMPIRE_STATE,
     SPACE_NEEDLE,
     WHITE_HOUSE,
+    Holding,
     RefuseEndpointWrites,
     gateway_settings,
     new_simulator,
@@ -63,55 +64,6 @@ def report(aeui: str, address: str, seconds: float, **changes: Any) -> Report:
         **changes,
     }
     return Report(**fields)
-
-
-@dataclass
-class Hold:
-    """A request held on its way to the carrier (``Holding``)."""
-
-    method: str
-    #: Held after the carrier took it (it landed; its answer is late), else before.
-    landed: bool
-    #: Once released, it fails as a connection refused would (never reaching the carrier).
-    fails: bool = False
-    reached: asyncio.Event = field(default_factory=asyncio.Event)
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class Holding(httpx.AsyncBaseTransport):
-    """The simulator's transport, holding the next request of a method on an endpoint (a
-    device's record at the carrier) until the test lets it go."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.holds: list[Hold] = []
-
-    def hold(self, method: str, *, landed: bool, fails: bool = False) -> Hold:
-        held = Hold(method, landed, fails)
-        self.holds.append(held)
-        return held
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        *_, parent, name = request.url.path.split("/")
-        # The seed API's ``/e911s/{id}``, or the v2 API's ``/endpoints/{id}``.
-        on_endpoint = (parent == "e911s" and name != "locations") or parent == "endpoints"
-        held = next((h for h in self.holds if on_endpoint and h.method == request.method), None)
-        if held is None:
-            return await self.inner.handle_async_request(request)
-        self.holds.remove(held)
-        if not held.landed:
-            held.reached.set()
-            await held.released.wait()
-        if held.fails:
-            raise httpx.ConnectError("connection refused (held by the test)", request=request)
-        response = await self.inner.handle_async_request(request)
-        if held.landed:
-            held.reached.set()
-            await held.released.wait()
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @contextlib.asynccontextmanager
