@@ -53,7 +53,7 @@ from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient
 from gateway.dlr.callers import normalize_number
 from gateway.dlr.errors import FieldError
 from gateway.dlr.ids import endpoint_id_for, location_id_for
-from gateway.dlr.pipeline import in_address
+from gateway.dlr.pipeline import Binding, in_address
 from gateway.jsondump import JSONResponse
 from gateway.store.base import (
     RECIPIENTS_KEY,
@@ -124,10 +124,13 @@ async def _check_number(request: Request, s: Services, endpoint: Endpoint) -> No
         raise number_owned(exc, request.state.principal) from None
 
 
-async def _edited(request: Request, s: Services, endpoint: Endpoint) -> None:
-    """The carrier took an admin's endpoint: the device's binding and history follow."""
+async def _edited(
+    request: Request, s: Services, endpoint: Endpoint, before: Binding | None
+) -> None:
+    """The carrier took an admin's endpoint: the device's binding and history follow
+    (``before``: the device's row read before the carrier was written)."""
     try:
-        await s.pipeline.admin_edited(endpoint, credential=_who(request))
+        await s.pipeline.admin_edited(endpoint, credential=_who(request), before=before)
     except NumberOwned as exc:
         raise number_owned(exc, request.state.principal) from None
 
@@ -149,8 +152,9 @@ async def create_endpoint(request: Request) -> Response:
             ],
         )
     await _check_number(request, s, endpoint)
+    before = await s.pipeline.before_edit(endpoint.alternate_end_user_id or "")
     created = await s.upstream.create_endpoint(endpoint)
-    await _edited(request, s, created)
+    await _edited(request, s, created, before)
     return _created(record_to_json(created), f"/v1/endpoints/{created.endpoint_id}")
 
 
@@ -168,11 +172,12 @@ async def update_endpoint(request: Request) -> Response:
     endpoint = dataclasses.replace(endpoint, endpoint_id=endpoint_id)
     await _check_number(request, s, endpoint)
     s.pipeline.forget_endpoint(endpoint_id)
+    before = await s.pipeline.before_edit(endpoint.alternate_end_user_id or "")
     # Another replica may have changed it since this one last did: the carrier says.
     s.upstream.expect(endpoint_id, None)
     updated = await s.upstream.update_endpoint(endpoint_id, endpoint)
     # The reconciler must keep what an admin wrote, not undo it.
-    await _edited(request, s, updated)
+    await _edited(request, s, updated, before)
     return JSONResponse(record_to_json(updated))
 
 

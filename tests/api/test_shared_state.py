@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from tests.harness import (
     SPACE_NEEDLE,
     WHITE_HOUSE,
     Gateway,
+    Holding,
     gateway,
     gateway_settings,
     new_simulator,
@@ -447,3 +448,67 @@ def test_a_database_outage_never_acknowledges(postgres: PostgresServer, tmp_path
         run(scenario())
     finally:
         postgres.drop_database(url)
+
+
+def _through(holding: Holding) -> Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]:
+    """A ``wrap`` for ``gateway``: its carrier requests go through ``holding``."""
+
+    def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        holding.inner = inner
+        return holding
+
+    return wrap
+
+
+def test_a_reports_write_landing_after_an_admins_edit_is_put_right(settings: Settings) -> None:
+    """Two replicas. A report's move (to P) is claimed at replica A, whose write is slow to
+    leave; an admin's edit of the device's endpoint (to E) reaches the carrier through
+    replica B first, and B is slow to record it. A's write lands after the admin's (the
+    carrier takes P: it has no conditional writes) and A confirms its claim, no newer one
+    being there yet; then B records the admin's edit, the device's desired binding from
+    then on. Once the gateway's own follow-up work has settled, the carrier holds E, what
+    the store says, not A's older P until a periodic check."""
+
+    async def scenario() -> None:
+        sim_app = new_simulator(settings)
+        first, second = Holding(httpx.AsyncBaseTransport()), Holding(httpx.AsyncBaseTransport())
+        async with (
+            gateway(settings, sim_app=sim_app, wrap=_through(first)) as one,
+            gateway(settings, sim_app=sim_app, wrap=_through(second)) as two,
+        ):
+            placed = await one.report(report("ann", WHITE_HOUSE, 0))
+            assert placed.status_code == 200, placed.text
+            endpoint_id = placed.json()["endpointId"]
+            other = await two.report(report("bob", EMPIRE_STATE, 0))
+            empire = other.json()["locationId"]
+            report_waits = first.hold("PUT", landed=False)
+            moving = asyncio.create_task(one.report(report("ann", SPACE_NEEDLE, 10)))
+            await report_waits.reached.wait()  # A claimed P; its write has not left
+            admin_answer_waits = second.hold("PUT", landed=True)
+            desk = {
+                "alternateEndUserId": "ann",
+                "callerName": "ALICE SMITH",
+                "telephoneNumber": report("ann", None)["telephoneNumber"],
+                "locationId": empire,
+            }
+            editing = asyncio.create_task(two.http.put(f"/v1/endpoints/{endpoint_id}", json=desk))
+            await admin_answer_waits.reached.wait()  # the carrier holds E
+            report_waits.released.set()
+            moved = await moving  # the carrier took P after E; A's claim confirmed
+            assert moved.status_code == 200, moved.text
+            space = moved.json()["locationId"]
+            assert one.simulator.state["endpoints"][endpoint_id]["locationId"] == space
+            admin_answer_waits.released.set()
+            edited = await editing
+            assert edited.status_code == 200, edited.text
+            await asyncio.gather(pipeline_of(one).idle(), pipeline_of(two).idle())
+            stored = await pipeline_of(one).ledger.get("ann")
+            assert stored is not None and stored.location_id == empire
+            assert stored.source == "admin"
+            assert one.simulator.state["endpoints"][endpoint_id]["locationId"] == empire
+            # Put right by B's check after the edit, which found the carrier holding P.
+            history = (await one.http.get("/v1/devices/ann/history")).json()["entries"]
+            assert [e["kind"] for e in history[:3]] == ["repaired", "admin_edit", "applied"]
+            assert (history[0]["fromLocationId"], history[0]["toLocationId"]) == (space, empire)
+
+    run(scenario())

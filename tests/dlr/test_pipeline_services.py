@@ -598,7 +598,7 @@ def test_an_admin_edit_after_a_refused_move_keeps_the_devices_order(url: str) ->
             assert (row.observed_at, row.ordered_at) == (T0, T0 + timedelta(seconds=10))
             where = first.binding.location_id
             desk = Endpoint(first.binding.endpoint_id, "ann", "FRONT DESK", where, "+12025550143")
-            await w.pipeline.admin_edited(desk, credential="admin-key-0")
+            await w.pipeline.admin_edited(desk, credential="admin-key-0", before=row)
             row = await w.store.get("ann")
             assert row is not None and row.confirmed
             assert (row.source, row.caller_name) == ("admin", "FRONT DESK")

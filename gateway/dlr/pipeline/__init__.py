@@ -125,7 +125,9 @@ class Pipeline:
             events=events,
             network=network,
         )
-        self.admin = AdminSync(self.ledger, self.known, locks, wall_clock)
+        self.admin = AdminSync(
+            self.ledger, self.known, locks, wall_clock, recheck=self.repairs.maybe_applied
+        )
         self.reconciler = Reconciler(self.repairs, lease_seconds_per_device, clock)
         # The facade's methods are its services' own: one signature, written once.
         self.report = self.reports.report
@@ -137,6 +139,7 @@ class Pipeline:
         self.abandoned = self.repairs.abandoned
         self.repair = self.repairs.repair
         self.check_number = self.admin.check_number
+        self.before_edit = self.admin.before_edit
         self.admin_edited = self.admin.admin_edited
         self.admin_deleted = self.admin.admin_deleted
         self.location_deleted = self.admin.location_deleted

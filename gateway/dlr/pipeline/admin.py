@@ -28,6 +28,15 @@ from gateway.store.base import (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _written_since(before: Binding | None, replaced: Binding | None) -> bool:
+    """Whether the device's row changed between ``before`` (read before an admin's write to
+    the carrier) and ``replaced`` (the row the admin's claim replaced): another write was
+    claimed or confirmed meanwhile, perhaps at another replica."""
+    if before is None or replaced is None:
+        return before is not replaced
+    return (before.version, before.confirmed) != (replaced.version, replaced.confirmed)
+
+
 @dataclass(slots=True)
 class AdminSync:
     """Admin edits and deletions, and callback-number ownership."""
@@ -37,6 +46,9 @@ class AdminSync:
     locks: KeyedLocks[str]
     #: The gateway's own time: when an admin deleted a device (its tombstone's).
     wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: A check that the carrier holds the device's desired binding, written back if not
+    #: (``Repairs.maybe_applied``): after an admin's edit that another write raced.
+    recheck: Callable[[str], None] | None = None
 
     async def check_number(self, alternate_end_user_id: str, telephone_number: str) -> None:
         """``NumberOwned`` when another device owns the number alone: an admin's endpoint
@@ -46,7 +58,14 @@ class AdminSync:
             assert state.owner is not None
             raise NumberOwned(telephone_number, state.owner)
 
-    async def admin_edited(self, endpoint: Endpoint, *, credential: str) -> None:
+    async def before_edit(self, alternate_end_user_id: str) -> Binding | None:
+        """The device's row, read before an admin writes its endpoint at the carrier: what
+        ``admin_edited`` is given as ``before``."""
+        return await self.ledger.get(alternate_end_user_id)
+
+    async def admin_edited(
+        self, endpoint: Endpoint, *, credential: str, before: Binding | None
+    ) -> None:
         """An admin wrote this endpoint at the carrier: make it the device's desired binding,
         recorded in its history.
 
@@ -55,6 +74,14 @@ class AdminSync:
         device's next (newer) report still applies as usual; and, on the same location, the
         device's address and coordinates. Its number is held as a report's is
         (``NumberOwned`` in a race with another device's claim of it).
+
+        The carrier was written before this claim. A report's write claimed before it
+        (perhaps at another replica) may have reached the carrier after the admin's and been
+        confirmed before this claim: the carrier would hold that older binding and nothing
+        notice. So when the row this claim replaces is not ``before`` (the device's row read
+        before the admin's write: another write was claimed or confirmed in between), or the
+        claim lost, the carrier is checked at once (``recheck``). A write confirmed after
+        this claim is refused its confirmation and checks the carrier itself.
         """
         aeui = endpoint.alternate_end_user_id
         if not aeui or not endpoint.location_id or not endpoint.endpoint_id:
@@ -89,6 +116,9 @@ class AdminSync:
                 record = taken(HistoryKind.ADMIN_EDIT, previous, claim.current, credential)
                 await self.ledger.confirm(aeui, claim.current.version, record=record)
                 self.known.learn(dataclasses.replace(claim.current, confirmed=True))
+            raced = not claim.won or _written_since(before, claim.previous)
+        if raced and self.recheck is not None:
+            self.recheck(aeui)
 
     async def admin_deleted(
         self, alternate_end_user_id: str, endpoint: Endpoint, *, credential: str
