@@ -19,7 +19,8 @@ from gateway.bandwidth.models import Endpoint
 from gateway.dlr.ids import endpoint_id_for
 from gateway.dlr.pipeline import Pipeline
 from gateway.settings import Settings
-from gateway.simulator import SimulatorTransport
+from gateway.simulator import SimulatorConfig, SimulatorTransport
+from gateway.simulator.v2 import create_v2_simulator
 from gateway.store import StateStore
 from tests.harness import (
     EMPIRE_STATE,
@@ -460,7 +461,24 @@ def _through(holding: Holding) -> Callable[[httpx.AsyncBaseTransport], httpx.Asy
     return wrap
 
 
-def test_a_reports_write_landing_after_an_admins_edit_is_put_right(settings: Settings) -> None:
+def _api(settings: Settings, api: str) -> tuple[Settings, Any, str]:
+    """``settings`` on the carrier API ``api``, a simulator of it, and the method of an
+    endpoint's move there."""
+    if api == "seed":
+        return settings, new_simulator(settings), "PUT"
+    setup = dataclasses.replace(settings, bandwidth_api="v2")
+    config = SimulatorConfig(
+        account_id=setup.bandwidth_account_id,
+        username=setup.bandwidth_username,
+        password=str(setup.bandwidth_password),
+    )
+    return setup, create_v2_simulator(config, order_seconds=0.02), "PATCH"
+
+
+@pytest.mark.parametrize("api", ["seed", "v2"])
+def test_a_reports_write_landing_after_an_admins_edit_is_put_right(
+    settings: Settings, api: str
+) -> None:
     """Two replicas. A report's move (to P) is claimed at replica A, whose write is slow to
     leave; an admin's edit of the device's endpoint (to E) reaches the carrier through
     replica B first, and B is slow to record it. A's write lands after the admin's (the
@@ -470,21 +488,26 @@ def test_a_reports_write_landing_after_an_admins_edit_is_put_right(settings: Set
     the store says, not A's older P until a periodic check."""
 
     async def scenario() -> None:
-        sim_app = new_simulator(settings)
+        setup, sim_app, move = _api(settings, api)
         first, second = Holding(httpx.AsyncBaseTransport()), Holding(httpx.AsyncBaseTransport())
         async with (
-            gateway(settings, sim_app=sim_app, wrap=_through(first)) as one,
-            gateway(settings, sim_app=sim_app, wrap=_through(second)) as two,
+            gateway(setup, sim_app=sim_app, wrap=_through(first)) as one,
+            gateway(setup, sim_app=sim_app, wrap=_through(second)) as two,
         ):
             placed = await one.report(report("ann", WHITE_HOUSE, 0))
             assert placed.status_code == 200, placed.text
             endpoint_id = placed.json()["endpointId"]
+            key = "locationId" if api == "seed" else "addressId"
+
+            def held(gw: Gateway) -> str:
+                return str(gw.simulator.state["endpoints"][endpoint_id][key])
+
             other = await two.report(report("bob", EMPIRE_STATE, 0))
             empire = other.json()["locationId"]
-            report_waits = first.hold("PUT", landed=False)
+            report_waits = first.hold(move, landed=False)
             moving = asyncio.create_task(one.report(report("ann", SPACE_NEEDLE, 10)))
             await report_waits.reached.wait()  # A claimed P; its write has not left
-            admin_answer_waits = second.hold("PUT", landed=True)
+            admin_answer_waits = second.hold(move, landed=True)
             desk = {
                 "alternateEndUserId": "ann",
                 "callerName": "ALICE SMITH",
@@ -497,7 +520,7 @@ def test_a_reports_write_landing_after_an_admins_edit_is_put_right(settings: Set
             moved = await moving  # the carrier took P after E; A's claim confirmed
             assert moved.status_code == 200, moved.text
             space = moved.json()["locationId"]
-            assert one.simulator.state["endpoints"][endpoint_id]["locationId"] == space
+            assert held(one) == space
             admin_answer_waits.released.set()
             edited = await editing
             assert edited.status_code == 200, edited.text
@@ -505,7 +528,7 @@ def test_a_reports_write_landing_after_an_admins_edit_is_put_right(settings: Set
             stored = await pipeline_of(one).ledger.get("ann")
             assert stored is not None and stored.location_id == empire
             assert stored.source == "admin"
-            assert one.simulator.state["endpoints"][endpoint_id]["locationId"] == empire
+            assert held(one) == empire
             # Put right by B's check after the edit, which found the carrier holding P.
             history = (await one.http.get("/v1/devices/ann/history")).json()["entries"]
             assert [e["kind"] for e in history[:3]] == ["repaired", "admin_edit", "applied"]
