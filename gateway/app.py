@@ -42,6 +42,7 @@ from gateway.api.health import Readiness
 from gateway.api.limits import DeviceRateLimiter
 from gateway.api.memo import ReportMemo
 from gateway.api.problems import EXCEPTION_HANDLERS
+from gateway.api.revocations import Revocations
 from gateway.api.schemas import BodyDeadline
 from gateway.api.unchanged import UnchangedAnswers
 from gateway.concurrency import cancel
@@ -54,7 +55,15 @@ from gateway.memory import trim as release_free_memory
 from gateway.metrics import Metrics
 from gateway.observability import RequestObservability
 from gateway.settings import NO_DATABASE, Settings
-from gateway.store import SqlStateStore, StateStore, default_url, is_embedded, open_store
+from gateway.store import (
+    SqlStateStore,
+    StateStore,
+    default_url,
+    is_embedded,
+    is_memory,
+    open_store,
+)
+from gateway.store.revocations import SqlRevocationStore
 from gateway.wiring import Wiring
 
 log = logging.getLogger("gateway")
@@ -137,6 +146,23 @@ class _GatewayApp(Starlette):
         return RequestObservability(stack, routes=self.routes, metrics=self._metrics)
 
 
+async def _revocations(
+    tokens: DeviceTokens, ledger: StateStore | None, stack: contextlib.AsyncExitStack
+) -> None:
+    """The revoked device tokens, loaded before the first request and (over a store other
+    processes can open) reloaded every ``REFRESH_SECONDS`` to learn other replicas'."""
+    if not isinstance(ledger, SqlStateStore):
+        tokens.revocations = Revocations()  # no database: this process's only
+        return
+    tokens.revocations = Revocations(SqlRevocationStore(ledger))
+    await tokens.revocations.refresh()
+    if not is_memory(ledger.url):
+        task = asyncio.get_running_loop().create_task(
+            tokens.revocations.refresh_forever(), name="token-revocations"
+        )
+        stack.push_async_callback(cancel, task)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -186,6 +212,7 @@ def create_app(
                 outbox = Events.build(settings, ledger, metrics, owner, carrier=wiring.upstream)
                 stack.push_async_callback(outbox.aclose)
             app.state.events = outbox
+            await _revocations(device_tokens, ledger, stack)
             wiremap = await network.open_wiremap(settings, ledger, wiring.normalize, metrics, stack)
             app.state.wiremap = wiremap
             # Callback number -> freshest binding: the emergency query's fallback.

@@ -32,6 +32,7 @@ from gateway.api.admin_models import (
     NotificationRecipientWrite,
     NumberHistory,
     NumberHolder,
+    TokenRevocation,
     as_record,
 )
 from gateway.api.answers import model_response
@@ -52,6 +53,7 @@ from gateway.bandwidth.errors import UpstreamNotFound
 from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient
 from gateway.dlr.callers import normalize_number
 from gateway.dlr.errors import FieldError
+from gateway.dlr.identity import aeui_problem
 from gateway.dlr.ids import endpoint_id_for, location_id_for
 from gateway.dlr.pipeline import Binding, in_address
 from gateway.jsondump import JSONResponse
@@ -377,6 +379,36 @@ async def number_history(request: Request) -> Response:
     return await history_page(request, s, number_key(number), page)
 
 
+# -- device tokens -------------------------------------------------------------
+
+
+def _revoked_device(request: Request) -> tuple[Services, str]:
+    """An admin key (a device token: 403), and the path's AEUI (404 when it cannot be one).
+    A device the gateway has never heard of may be named: its tokens may be revoked before
+    its first report."""
+    found = services(request)
+    request.state.principal = require_admin(request, found.admin_keys, found.device_tokens)
+    aeui = str(request.path_params["alternate_end_user_id"])
+    if aeui_problem(aeui) is not None:
+        raise Problem(404, "There is no device with that ID.")
+    return found, aeui
+
+
+async def revoke_tokens(request: Request) -> Response:
+    """Refuse the device's tokens issued before now; a body, if any, is not read."""
+    s, aeui = _revoked_device(request)
+    before = await s.device_tokens.revocations.revoke(aeui)
+    return model_response(TokenRevocation.of(aeui, before))
+
+
+async def token_revocation(request: Request) -> Response:
+    s, aeui = _revoked_device(request)
+    before = await s.device_tokens.revocations.get(aeui)
+    if before is None:
+        raise Problem(404, "This device's tokens have not been revoked.")
+    return model_response(TokenRevocation.of(aeui, before))
+
+
 def _crud(path: str, key: str, *handlers: Callable[[Request], Awaitable[Response]]) -> list[Route]:
     """A collection (list, create) and its items (get, replace, delete)."""
     list_, create, get, replace, delete = handlers
@@ -411,4 +443,10 @@ routes = [
         "/v1/numbers/{telephone_number}", get=get_number, put=put_number, delete=delete_number
     ),
     resource("/v1/numbers/{telephone_number}/history", get=number_history),
+    # ``:path``: an AEUI may hold a ``/``, sent as ``%2F`` (as on the device routes).
+    resource(
+        "/v1/devices/{alternate_end_user_id:path}/token-revocation",
+        get=token_revocation,
+        post=revoke_tokens,
+    ),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from annotated_types import GroupedMetadata
@@ -140,6 +141,21 @@ class CallbackNumber(BaseModel):
             updatedAt=None if state is None else state.updated_at.isoformat(),
             devices=devices,
         )
+
+
+class TokenRevocation(BaseModel):
+    """A device's tokens issued before ``revokedBefore`` (``iat`` earlier, or none) are
+    refused."""
+
+    alternateEndUserId: str
+    revokedBefore: str = Field(
+        json_schema_extra=_DATE_TIME,
+        description="Whole seconds: a token issued in this second or later is accepted.",
+    )
+
+    @classmethod
+    def of(cls, aeui: str, before: datetime) -> TokenRevocation:
+        return cls(alternateEndUserId=aeui, revokedBefore=before.isoformat())
 
 
 class CallbackNumberWrite(BaseModel):

@@ -5,6 +5,7 @@ Both come as ``Authorization: Bearer <credential>``, in one ``Authorization`` he
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import math
 import time
@@ -16,6 +17,7 @@ import jwt
 from starlette.requests import HTTPConnection
 
 from gateway.api.problems import Problem
+from gateway.api.revocations import Revocations
 from gateway.dlr.identity import MAX_AEUI, aeui_problem, e164
 from gateway.lru import Lru
 from gateway.settings import Settings, SettingsError
@@ -43,6 +45,8 @@ class Principal:
     phone_number: str | None = None
     #: The claim vouches for the number: not marked ``phone_number_verified: false``.
     attested: bool = False
+    #: A device token's ``iat`` (``None``: it has none), for its device's revocation.
+    issued_at: float | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -107,7 +111,8 @@ class DeviceTokens:
     ``exp``, ``iat`` and ``nbf`` must be numbers (a string ``exp`` is refused, not read);
     ``exp`` may lie at most ``max_lifetime`` seconds after ``iat`` (or after now, without
     one), and ``iat``/``nbf`` at most ``leeway`` seconds in the future (clock skew). The
-    optional OIDC ``phone_number`` claim must be a US or Canadian number in E.164.
+    optional OIDC ``phone_number`` claim must be a US or Canadian number in E.164. A token
+    its device's revocation refuses (``revocations``: issued before it) is refused.
     """
 
     secret: str | None = None
@@ -125,6 +130,8 @@ class DeviceTokens:
     _verified: Lru[str, tuple[Principal, float]] = field(
         init=False, default_factory=lambda: Lru(VERIFIED_TOKENS)
     )
+    #: Devices whose tokens an admin revoked (the app's lifespan gives it the state store's).
+    revocations: Revocations = field(default_factory=Revocations)
 
     def __post_init__(self) -> None:
         if self.public_key:
@@ -157,7 +164,7 @@ class DeviceTokens:
         known = self._verified.get(token)
         if known is not None:
             if time.time() < known[1]:  # PyJWT's rule, without leeway: valid before exp
-                return known[0]
+                return self._unless_revoked(known[0])
             self._verified.pop(token)
         try:
             claims = jwt.decode(
@@ -187,10 +194,22 @@ class DeviceTokens:
         if expires is None or aeui_problem(subject) is not None:
             return None
         assert isinstance(subject, str)
-        found = _with_number(Principal("device", subject), claims)
-        if found is not None:
-            self._verified[token] = (found, expires)
-        return found
+        issued = claims.get("iat")  # a finite number when there is one (``_expiry``)
+        principal = Principal(
+            "device", subject, issued_at=None if issued is None else float(issued)
+        )
+        found = _with_number(principal, claims)
+        if found is None:
+            return None
+        self._verified[token] = (found, expires)
+        return self._unless_revoked(found)
+
+    def _unless_revoked(self, principal: Principal) -> Principal | None:
+        """``principal``, or ``None`` when its device's tokens issued then are revoked
+        (checked at each use: a token verified before its revocation is refused after)."""
+        if self.revocations.refuses(principal.subject, principal.issued_at):
+            return None
+        return principal
 
     def _expiry(self, claims: dict[str, Any]) -> float | None:
         """``exp``, when the token's times are numbers, it is valid now, and its lifetime is
@@ -309,7 +328,7 @@ def _with_number(principal: Principal, claims: dict[str, Any]) -> Principal | No
     # OIDC: ``phone_number_verified: false`` says the number was not checked: the device is
     # held to it, but it does not vouch for it against the number's owner.
     verified = claims.get("phone_number_verified", True) is not False
-    return Principal(principal.kind, principal.subject, number, verified)
+    return dataclasses.replace(principal, phone_number=number, attested=verified)
 
 
 def _load_public_key(pem: str) -> tuple[Any, str]:

@@ -263,3 +263,13 @@ deleted_devices = sa.Table(
     _instant("deleted_at"),
     sa.Index(None, "deleted_at"),
 )
+
+#: Revision 0010: devices whose tokens an admin revoked, and the instant before which their
+#: tokens are refused (``iat`` earlier; a token without one too). A row only moves forward
+#: and is never purged: a token without ``iat`` stays refused for as long as it lives.
+token_revocations = sa.Table(
+    "token_revocations",
+    metadata,
+    sa.Column("aeui", sa.String(64), primary_key=True),
+    _instant("revoked_before"),
+)

@@ -19,6 +19,7 @@ from gateway.api.admin_models import (
     NotificationRecipient,
     NotificationRecipientWrite,
     NumberHistory,
+    TokenRevocation,
 )
 from gateway.api.answers import (
     AddressValidation,
@@ -65,6 +66,7 @@ SCHEMAS: dict[str, Any] = {
     **components(AddressValidation),
     **components(DeviceHistory, HistoryEntry, NumberHistory, LocationHistory),
     **components(CallbackNumber, CallbackNumberWrite),
+    **components(TokenRevocation),
     **components(EmergencyLocation),
     **components(
         WebhookList, WebhookWithSecret, WebhookWrite, WebhookUpdate, EventPage, EventRetry

@@ -26,6 +26,7 @@ from gateway.api.openapi.blocks import (
     retry_problem,
 )
 from gateway.api.openapi.components import VALIDATE_INPUT, ref
+from gateway.api.revocations import REFRESH_SECONDS
 from gateway.settings import Settings
 
 #: The call-time query's path, as a gateway with default settings serves it.
@@ -416,6 +417,43 @@ def number_paths() -> dict[str, Any]:
     }
 
 
+def revocation_paths() -> dict[str, Any]:
+    answer = json_body(
+        ref("TokenRevocation"),
+        "The device's tokens issued before `revokedBefore` (their `iat` earlier, or none) are "
+        "refused (401) on every route; those issued since are accepted.",
+    )
+    failures = {
+        "401": problem("Missing or invalid credentials."),
+        "403": problem("A device token: revocations take an admin key."),
+        "503": retry_problem("The gateway's database is unavailable."),
+    }
+    return {
+        "/v1/devices/{alternateEndUserId}/token-revocation": {
+            "get": operation(
+                "getTokenRevocation",
+                "When a device's tokens were last revoked",
+                "Devices",
+                {
+                    "200": answer,
+                    **failures,
+                    "404": problem("Not an AEUI, or the device's tokens were never revoked."),
+                },
+                params=[DEVICE_PARAM],
+            ),
+            "post": operation(
+                "revokeDeviceTokens",
+                "Revoke a device's tokens: those issued before now are refused from now on "
+                f"(at other replicas within {REFRESH_SECONDS:g} s); a device never heard of "
+                "may be named",
+                "Devices",
+                {"200": answer, **failures, "404": problem("Not an AEUI.")},
+                params=[DEVICE_PARAM],
+            ),
+        }
+    }
+
+
 def with_number_ownership(ops: dict[str, Any]) -> None:
     """An admin's endpoint holds its number as a device's report does."""
     for path, method in (("/v1/endpoints", "post"), ("/v1/endpoints/{endpointId}", "put")):
@@ -512,4 +550,5 @@ def paths() -> dict[str, Any]:
         ),
     }
     ops |= number_paths()
+    ops |= revocation_paths()
     return ops
