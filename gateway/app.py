@@ -55,6 +55,7 @@ from gateway.metrics import Metrics
 from gateway.observability import RequestObservability
 from gateway.settings import NO_DATABASE, Settings
 from gateway.store import SqlStateStore, StateStore, default_url, is_embedded, open_store
+from gateway.store.migrate import upgrade_apart
 from gateway.wiring import Wiring
 
 log = logging.getLogger("gateway")
@@ -172,6 +173,10 @@ def create_app(
                 url = settings.database_url or default_url(settings.data_dir)
                 # Embedded SQLite migrates itself; PostgreSQL must be migrated beforehand
                 # (`dlr-gateway db upgrade`): SchemaNotCurrent stops the start and says so.
+                if is_embedded(url):
+                    # In a child process, so that the migrations' modules (Alembic) never
+                    # load into the server; in process below if that could not be done.
+                    await upgrade_apart(url)
                 ledger = await open_store(
                     url,
                     create=is_embedded(url),
