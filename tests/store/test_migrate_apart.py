@@ -130,7 +130,8 @@ app = create_app(settings)
 
 async def main():
     async with app.router.lifespan_context(app):
-        loaded = sorted(m for m in ("alembic", "mako") if m in sys.modules)
+        loaded = sorted(m for m in ("alembic", "mako", "sqlalchemy.dialects.postgresql")
+                        if m in sys.modules)
     async with await open_store(settings.database_url) as store:
         return loaded, await store.revision()
 
@@ -162,7 +163,7 @@ def _serve_once(url: str, cwd: Path) -> dict[str, object]:
     return found
 
 
-def test_a_server_on_embedded_sqlite_never_loads_alembic(tmp_path: Path) -> None:
+def test_a_server_on_embedded_sqlite_never_loads_alembic_or_postgresql(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'store.db'}"
     fresh = _serve_once(url, tmp_path)  # migrated from nothing, in a child
     assert fresh == {"loaded": [], "revision": HEAD}
