@@ -37,7 +37,7 @@ from gateway.store.urls import ensure_directory, is_memory, is_sqlite, parse
 if TYPE_CHECKING:
     from alembic.config import Config
 
-log = logging.getLogger("gateway.store")
+log = logging.getLogger(__name__)
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 
