@@ -63,6 +63,7 @@ from gateway.store import (
     is_memory,
     open_store,
 )
+from gateway.store.migrate import upgrade_apart
 from gateway.store.revocations import SqlRevocationStore
 from gateway.wiring import Wiring
 
@@ -198,6 +199,10 @@ def create_app(
                 url = settings.database_url or default_url(settings.data_dir)
                 # Embedded SQLite migrates itself; PostgreSQL must be migrated beforehand
                 # (`dlr-gateway db upgrade`): SchemaNotCurrent stops the start and says so.
+                if is_embedded(url):
+                    # In a child process, so that the migrations' modules (Alembic) never
+                    # load into the server; in process below if that could not be done.
+                    await upgrade_apart(url)
                 ledger = await open_store(
                     url,
                     create=is_embedded(url),

@@ -320,6 +320,18 @@ def _is_known_revision(revision: str) -> bool:
 def _db(args: argparse.Namespace) -> int:
     """``db upgrade`` and ``db current``: 0 done/current, 1 database failure, 2 bad setting, 3 not
     current (``current`` only)."""
+    # Alembic announces its plugins as it loads and its dialect on every connection; the
+    # outcome is printed instead.
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)
+    try:
+        return _db_quietly(args)
+    finally:
+        alembic_log.setLevel(level)
+
+
+def _db_quietly(args: argparse.Namespace) -> int:
     import sqlalchemy.exc
     from alembic.util import CommandError
 
@@ -357,10 +369,6 @@ def _db(args: argparse.Namespace) -> int:
     upgrading = args.db_command == "upgrade"
     print(f"database: {redacted(url)}", flush=True)
     no_file = is_sqlite(parsed) and not Path(parsed.database or "").expanduser().is_file()
-    # Alembic announces its dialect on every connection; the outcome is printed below instead.
-    alembic_log = logging.getLogger("alembic.runtime.migration")
-    level = alembic_log.level
-    alembic_log.setLevel(logging.WARNING)
     try:
         newer = False
         if no_file and not upgrading:
@@ -385,8 +393,6 @@ def _db(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_DATABASE
-    finally:
-        alembic_log.setLevel(level)
     head = head_revision()
     if newer:
         print(

@@ -9,11 +9,11 @@ import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.dlr.binding import Binding, address_from_json, address_json, newest
@@ -27,6 +27,9 @@ from gateway.store.base import (
     number_key,
 )
 from gateway.store.tables import deleted_devices, devices, numbers
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -297,5 +300,9 @@ def insert_for(
 ) -> postgresql.Insert | sqlite.Insert:
     """An ``INSERT`` with the dialect's ``ON CONFLICT`` clauses."""
     if on.dialect.name == "postgresql":
+        # Imported here, where its engine has loaded it already: a gateway on SQLite never
+        # loads PostgreSQL's dialect (~2 MiB, docs/benchmarks.md "third pass").
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
     return sqlite.insert(table)

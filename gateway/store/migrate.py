@@ -4,6 +4,12 @@
 runs on the sync facade of the async engine (``AsyncConnection.run_sync``), so one driver
 per backend (asyncpg, aiosqlite) serves both the service and its migrations.
 
+Alembic (with Mako and SQLAlchemy's PostgreSQL dialect, ~8 MiB of a process's resident set:
+docs/benchmarks.md, "third pass") is imported only when a migration must run: the database's
+revision is read with one ``SELECT`` from Alembic's own table, and this release's head is
+``HEAD`` (a test holds it to Alembic's). ``serve`` migrates an embedded SQLite file in a
+short-lived child process (``upgrade_apart``), so that a server never loads it.
+
 Rollbacks: revisions are numbered in order ("0001", "0002", ...). A database a newer
 release migrated is usable by this one when the schema's floor (``dlr_schema``, see
 migration 0003) is at or below this release's head: the release then runs, and its own
@@ -13,46 +19,65 @@ migration 0003) is at or below this release's head: the release then runs, and i
 from __future__ import annotations
 
 import asyncio
-import functools
+import logging
+import subprocess
+import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.lean import without
-
-# Mako's error pages would highlight with Pygments (gateway.lean): never rendered here.
-with without("mako.ext.pygmentplugin"):
-    from alembic import command
-    from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
 from gateway.store.engine import make_engine, unavailable_as_store_error
 from gateway.store.errors import SchemaTooNew
-from gateway.store.urls import ensure_directory, parse
+from gateway.store.urls import ensure_directory, is_memory, is_sqlite, parse
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+log = logging.getLogger(__name__)
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
+
+#: The newest migration this release ships (``migrations/versions``): a new migration moves it.
+HEAD = "0010"
+
+#: Alembic's table of the database's revision (one row, one column: ``version_num``).
+VERSION_TABLE = "alembic_version"
+
+#: Longest a child process may take to migrate an embedded database (``upgrade_apart``).
+CHILD_TIMEOUT = 600.0
 
 _ONE_AT_A_TIME = threading.Lock()
 
 
 def alembic_config() -> Config:
+    # Mako's error pages would highlight with Pygments (gateway.lean): never rendered here.
+    with without("mako.ext.pygmentplugin"):
+        from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(SCRIPT_LOCATION).replace("%", "%%"))
     return config
 
 
-@functools.cache
-def head_revision() -> str | None:
+def head_revision() -> str:
     """The newest migration this release ships."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return HEAD
 
 
 def current_revision(connection: sa.Connection) -> str | None:
-    """The database's revision (``None``: never migrated)."""
-    return MigrationContext.configure(connection).get_current_revision()
+    """The database's revision (``None``: never migrated), read as Alembic reads it."""
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return None
+    rows = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    if len(rows) > 1:  # branches, which these migrations never make: Alembic's own error
+        from alembic.runtime.migration import MigrationContext
+
+        return MigrationContext.configure(connection).get_current_revision()
+    return str(rows[0][0]) if rows else None
 
 
 def _number(revision: str | None) -> int | None:
@@ -92,8 +117,11 @@ def revision_and_usable(connection: sa.Connection) -> tuple[str | None, bool]:
 
 
 def upgrade_connection(connection: sa.Connection) -> None:
-    if ahead_but_usable(connection, current_revision(connection)):
-        return  # a newer release migrated it, and this one runs on it: nothing to do
+    current = current_revision(connection)
+    if current == HEAD or ahead_but_usable(connection, current):
+        return  # at head, or a newer release migrated it and this one runs on it: nothing to do
+    from alembic import command
+
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
@@ -131,3 +159,61 @@ async def upgrade_async(url: str) -> None:
 def upgrade(url: str) -> None:
     """Run every migration up to head; a database already at head is left as it is."""
     asyncio.run(upgrade_async(url))
+
+
+#: What the child of ``upgrade_apart`` runs: ``upgrade`` of the URL given as its argument.
+_UPGRADE_IN_CHILD = "import sys; from gateway.store.migrate import upgrade; upgrade(sys.argv[1])"
+
+
+async def upgrade_apart(url: str) -> bool:
+    """Migrate an embedded SQLite file to head in a short-lived child process; whether it is
+    at head (or usable) afterwards.
+
+    ``serve`` calls it before opening its store, so that Alembic's modules load into the
+    child, never into the server. A file already at head spawns nothing; one newer than this
+    release raises ``SchemaTooNew`` unless it is usable (``ahead_but_usable``). ``False`` when
+    there was nothing this could do (not a SQLite file, no child process here, the child
+    failed): the caller's own ``upgrade`` then migrates in process, and raises what it meets.
+    """
+    parsed = parse(url)
+    if not is_sqlite(parsed) or is_memory(parsed):
+        return False
+    ensure_directory(parsed)
+    engine = make_engine(parsed)
+    try:
+        with unavailable_as_store_error():
+            async with engine.connect() as connection:
+                current, usable = await connection.run_sync(revision_and_usable)
+    finally:
+        await engine.dispose()
+    if current == HEAD or usable:
+        return True
+    try:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _UPGRADE_IN_CHILD,
+            url,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+    except OSError as exc:
+        log.warning("could not start a child process to migrate the database: %s", exc)
+        return False
+    try:
+        async with asyncio.timeout(CHILD_TIMEOUT):
+            _, stderr = await child.communicate()
+    except TimeoutError:
+        log.warning("the child process migrating the database took over %g s", CHILD_TIMEOUT)
+        return False
+    finally:
+        if child.returncode is None:  # timed out, or the start was cancelled
+            child.kill()  # its migration is one transaction: rolled back
+            await child.wait()
+    if child.returncode != 0:
+        tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        log.warning("migrating the database in a child process failed: %s", tail[0])
+        return False
+    log.info("migrated the database from %s to %s", current or "no schema", HEAD)
+    return True
