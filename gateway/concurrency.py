@@ -10,6 +10,8 @@ so the table stays as small as the number of keys in use.
 ``BatchQueue``: work written after the fact (query history, events) from a bounded queue, in
 batches, by one task: ``put`` never waits, and what cannot be written is counted and logged.
 
+``every``: a reload repeated for as long as the app runs, surviving its failures.
+
 ``cancel``: how a background task is stopped at shutdown.
 """
 
@@ -185,6 +187,19 @@ class BatchQueue(ABC, Generic[T]):
             self._log.warning(
                 self.message, extra={"reason": reason, "count": len(items), "error": error}
             )
+
+
+async def every(
+    interval: float, reload: Callable[[], Awaitable[object]], log: logging.Logger, failed: str
+) -> None:
+    """``reload()`` every ``interval`` seconds until cancelled; a failure (the store down) is
+    logged as ``failed`` and the next turn tries again, what was loaded last still served."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await reload()
+        except Exception:
+            log.warning(failed, exc_info=True)
 
 
 async def cancel(task: asyncio.Task[Any] | None) -> None:

@@ -19,12 +19,13 @@ revocation, or after, works, so that a script may revoke and mint the replacemen
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
+
+from gateway.concurrency import every
 
 log = logging.getLogger("gateway.auth")
 
@@ -124,9 +125,6 @@ class Revocations:
         self._before = merged  # one assignment: a request sees the old map or the new
 
     async def refresh_forever(self, interval: float = REFRESH_SECONDS) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.refresh()
-            except Exception:  # the store is down: keep refusing what is known, try again
-                log.warning("the token revocations could not be reloaded", exc_info=True)
+        """Reload every ``interval`` seconds; while the store is down, what is known is
+        still refused."""
+        await every(interval, self.refresh, log, "the token revocations could not be reloaded")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.bandwidth.models import Address
+from gateway.concurrency import every
 from gateway.dlr.address import Normalized
 from gateway.dlr.errors import FieldError
 from gateway.dlr.pipeline.records import in_address
@@ -158,12 +159,9 @@ class Wiremap:
         return True
 
     async def refresh_forever(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.refresh()
-            except Exception:  # the store is down: keep serving the map held, try again
-                log.warning("the wiremap could not be refreshed", exc_info=True)
+        """Reload every ``interval`` seconds; while the store is down, the map held is
+        still served."""
+        await every(interval, self.refresh, log, "the wiremap could not be refreshed")
 
     def _sized(self) -> None:
         if self._on_size is not None:
