@@ -535,3 +535,52 @@ def test_a_reports_write_landing_after_an_admins_edit_is_put_right(
             assert (history[0]["fromLocationId"], history[0]["toLocationId"]) == (space, empire)
 
     run(scenario())
+
+
+@pytest.mark.parametrize("api", ["seed", "v2"])
+def test_a_reports_write_landing_after_an_admins_delete_is_deleted_again(
+    settings: Settings, api: str
+) -> None:
+    """Two replicas. A report's move is claimed at replica A, whose write is slow to leave;
+    an admin deletes the device's endpoint through replica B (the device gets a tombstone).
+    A's write then finds no endpoint and creates it again, and A's confirmation is refused
+    (the row is gone). Once the gateway's own follow-up work has settled, the carrier holds
+    no endpoint for the deleted device (not one kept for ever: the store has no row for the
+    reconciler to check), recorded; the report is not answered as applied."""
+
+    async def scenario() -> None:
+        setup, sim_app, move = _api(settings, api)
+        first, second = Holding(httpx.AsyncBaseTransport()), Holding(httpx.AsyncBaseTransport())
+        async with (
+            gateway(setup, sim_app=sim_app, wrap=_through(first)) as one,
+            gateway(setup, sim_app=sim_app, wrap=_through(second)) as two,
+        ):
+            placed = await one.report(report("ann", WHITE_HOUSE, 0))
+            assert placed.status_code == 200, placed.text
+            endpoint_id = placed.json()["endpointId"]
+            report_waits = first.hold(move, landed=False)
+            moving = asyncio.create_task(one.report(report("ann", EMPIRE_STATE, 10)))
+            await report_waits.reached.wait()  # A claimed the move; its write has not left
+            gone = await two.http.delete(f"/v1/endpoints/{endpoint_id}")
+            assert gone.status_code == 200, gone.text
+            assert endpoint_id not in one.simulator.state["endpoints"]
+            report_waits.released.set()
+            moved = await moving
+            await asyncio.gather(pipeline_of(one).idle(), pipeline_of(two).idle())
+            assert await pipeline_of(one).ledger.get("ann") is None
+            assert endpoint_id not in one.simulator.state["endpoints"]
+            # Its write was undone: not answered as applied.
+            assert moved.status_code == 409, moved.text
+            assert moved.json()["type"] == "/problems/superseded"
+            history = (await one.http.get("/v1/devices/ann/history")).json()["entries"]
+            assert history[0]["kind"] == "deleted"
+            assert history[0]["credential"] == "gateway"
+            # The device reports again after its deletion: created again, and kept.
+            now = datetime.now(UTC).isoformat()
+            back = await two.report(report("ann", SPACE_NEEDLE, observedAt=now))
+            assert back.status_code == 200, back.text
+            await asyncio.gather(pipeline_of(one).idle(), pipeline_of(two).idle())
+            assert endpoint_id in one.simulator.state["endpoints"]
+            assert (await pipeline_of(one).repairs.repair("ann")) is False
+
+    run(scenario())
