@@ -584,3 +584,53 @@ def test_a_reports_write_landing_after_an_admins_delete_is_deleted_again(
             assert (await pipeline_of(one).repairs.repair("ann")) is False
 
     run(scenario())
+
+
+@pytest.mark.parametrize("api", ["seed", "v2"])
+def test_a_reports_write_confirmed_before_an_admins_delete_is_recorded_is_deleted_again(
+    settings: Settings, api: str
+) -> None:
+    """As above, but the admin's deletion reaches the carrier through replica B, and B is
+    slow to record it: A's write lands after the deletion (creating the endpoint again) and
+    A confirms its claim, the row still being there. B's deletion of the row then finds it
+    changed since B read it: the carrier is checked at once, and the endpoint deleted
+    again."""
+
+    async def scenario() -> None:
+        setup, sim_app, move = _api(settings, api)
+        first, second = Holding(httpx.AsyncBaseTransport()), Holding(httpx.AsyncBaseTransport())
+        async with (
+            gateway(setup, sim_app=sim_app, wrap=_through(first)) as one,
+            gateway(setup, sim_app=sim_app, wrap=_through(second)) as two,
+        ):
+            placed = await one.report(report("ann", WHITE_HOUSE, 0))
+            assert placed.status_code == 200, placed.text
+            endpoint_id = placed.json()["endpointId"]
+            report_waits = first.hold(move, landed=False)
+            moving = asyncio.create_task(one.report(report("ann", EMPIRE_STATE, 10)))
+            await report_waits.reached.wait()  # A claimed the move; its write has not left
+            admin_answer_waits = second.hold("DELETE", landed=True)
+            deleting = asyncio.create_task(two.http.delete(f"/v1/endpoints/{endpoint_id}"))
+            await admin_answer_waits.reached.wait()  # the carrier took the deletion
+            for _ in range(1000):  # v2: its order, done a moment later
+                if endpoint_id not in one.simulator.state["endpoints"]:
+                    break
+                await asyncio.sleep(0.01)
+            assert endpoint_id not in one.simulator.state["endpoints"]
+            report_waits.released.set()
+            moved = await moving  # created again; A's claim confirmed
+            assert moved.status_code == 200, moved.text
+            assert endpoint_id in one.simulator.state["endpoints"]
+            admin_answer_waits.released.set()
+            gone = await deleting
+            assert gone.status_code == 200, gone.text
+            await asyncio.gather(pipeline_of(one).idle(), pipeline_of(two).idle())
+            assert await pipeline_of(one).ledger.get("ann") is None
+            assert endpoint_id not in one.simulator.state["endpoints"]
+            history = (await one.http.get("/v1/devices/ann/history")).json()["entries"]
+            assert [(e["kind"], e["credential"]) for e in history[:2]] == [
+                ("deleted", "gateway"),
+                ("deleted", "admin-key-0"),
+            ]
+
+    run(scenario())

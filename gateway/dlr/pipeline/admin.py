@@ -121,20 +121,36 @@ class AdminSync:
             self.recheck(aeui)
 
     async def admin_deleted(
-        self, alternate_end_user_id: str, endpoint: Endpoint, *, credential: str
+        self,
+        alternate_end_user_id: str,
+        endpoint: Endpoint,
+        *,
+        credential: str,
+        before: Binding | None,
     ) -> None:
-        """An admin deleted the device's endpoint: forget its binding (nothing to repair),
-        release the numbers it owned, and record both. A tombstone keeps its order: a report
-        observed before the deletion does not bring it back (``Ledger.delete``)."""
+        """An admin deleted the device's endpoint: forget its binding, release the numbers
+        it owned, and record both. A tombstone keeps its order: a report observed before the
+        deletion does not bring it back (``Ledger.delete``).
+
+        A report's write claimed before the deletion may reach the carrier after it (and
+        create the endpoint again). Confirmed after the tombstone, its confirmation is
+        refused and its repair deletes the endpoint again; confirmed before it, nothing
+        would notice: so when the row deleted is not ``before`` (the device's row read
+        before the carrier's endpoint was deleted), the carrier is checked at once
+        (``recheck``: the repair of a deleted device deletes what the carrier holds for it).
+        """
         aeui = alternate_end_user_id
         async with self.locks.hold(aeui):
             self.known.distrust(aeui)
             self.known.reads.forget(aeui)
             row = await self.ledger.delete(aeui, deleted_at=self.wall_clock())
             self.known.forget_caller(aeui)
-            before = endpoint_json(endpoint) if row is None else row.as_json()
-            await self.admin_record(aeui, HistoryKind.DELETED, before, None, credential)
+            recorded = endpoint_json(endpoint) if row is None else row.as_json()
+            await self.admin_record(aeui, HistoryKind.DELETED, recorded, None, credential)
             await self.ledger.release_numbers(aeui, credential=credential)
+            raced = _written_since(before, row)
+        if raced and self.recheck is not None:
+            self.recheck(aeui)
 
     async def location_deleted(
         self, location_id: str, before: Mapping[str, Any] | None, *, credential: str
