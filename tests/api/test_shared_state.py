@@ -634,3 +634,61 @@ def test_a_reports_write_confirmed_before_an_admins_delete_is_recorded_is_delete
             ]
 
     run(scenario())
+
+
+@pytest.mark.parametrize("api", ["seed", "v2"])
+def test_the_repair_of_a_deleted_device_deletes_only_its_own_ghost(
+    settings: Settings, api: str
+) -> None:
+    """The repair that deletes an endpoint a late write re-created for a deleted device
+    leaves alone the endpoint of a device the gateway never deleted, and (on the seed API,
+    whose endpoints name their device) another device's endpoint at the deleted one's ID.
+    An admin's endpoint for the deleted device, created at the carrier just before such a
+    repair runs (at another replica) and recorded after it, is written back at once."""
+
+    async def scenario() -> None:
+        setup, sim_app, _ = _api(settings, api)
+        async with gateway(setup, sim_app=sim_app) as one, gateway(setup, sim_app=sim_app) as two:
+            upstream = two.app.state.services.upstream
+            white = (await one.report(report("ann", WHITE_HOUSE, 0))).json()["locationId"]
+
+            def desk(aeui: str, endpoint_id: str | None = None) -> Endpoint:
+                return Endpoint(
+                    endpoint_id=endpoint_id or endpoint_id_for(aeui),
+                    alternate_end_user_id=aeui,
+                    caller_name="FRONT DESK",
+                    location_id=white,
+                    telephone_number=report(aeui, None)["telephoneNumber"],
+                )
+
+            # Never deleted, no row: the carrier's endpoint is not the gateway's to delete.
+            await upstream.create_endpoint(desk("carol"))
+            assert await pipeline_of(one).repairs.repair("carol") is False
+            assert endpoint_id_for("carol") in one.simulator.state["endpoints"]
+            assert await pipeline_of(one).repairs.repair("ann") is False
+            assert endpoint_id_for("ann") in one.simulator.state["endpoints"]
+            gone = await one.http.delete(f"/v1/endpoints/{endpoint_id_for('ann')}")
+            assert gone.status_code == 200, gone.text
+            if api == "seed":
+                # Deleted, but the endpoint at its ID is another device's.
+                await upstream.create_endpoint(desk("erin", endpoint_id_for("ann")))
+                assert await pipeline_of(one).repairs.repair("ann") is False
+                assert (
+                    one.simulator.state["endpoints"][endpoint_id_for("ann")]["alternateEndUserId"]
+                    == "erin"
+                )
+                await upstream.delete_endpoint(endpoint_id_for("ann"))
+            # An admin creates the deleted device's endpoint through B (as the handler does:
+            # the row read, the carrier written, then the edit recorded); a repair at A runs
+            # in between, and deletes it, the device having no row yet.
+            before = await pipeline_of(two).before_edit("ann")
+            created = await upstream.create_endpoint(desk("ann"))
+            assert await pipeline_of(one).repairs.repair("ann") is True
+            assert endpoint_id_for("ann") not in one.simulator.state["endpoints"]
+            await pipeline_of(two).admin_edited(created, credential="admin", before=before)
+            await asyncio.gather(pipeline_of(one).idle(), pipeline_of(two).idle())
+            stored = await pipeline_of(one).ledger.get("ann")
+            assert stored is not None and stored.source == "admin"
+            assert endpoint_id_for("ann") in one.simulator.state["endpoints"]
+
+    run(scenario())
