@@ -97,6 +97,10 @@ class MemoryLedger:
         if row is None or row.version != version:
             return False
         self._put(dataclasses.replace(row, confirmed=True))
+        # Created again after its deletion, and the carrier took it: no longer deleted. Its
+        # row orders it; evicted, it is not taken for a deleted device (whose repair
+        # deletes the endpoint the carrier holds for it).
+        self._tombstones.pop(aeui, None)
         return True
 
     async def advance(
