@@ -35,7 +35,8 @@ class MemoryLedger:
     Unconfirmed rows are few (writes in flight or unsettled), so the pin costs little.
     Number ownership and deleted devices' tombstones are kept as the store keeps them,
     bounded the same way (a tombstone goes once a device created again is confirmed: its
-    row, once evicted, must not read as a deleted device's); history is not kept at all (there is nowhere to read it from).
+    row, once evicted, must not read as a deleted device's); history is not kept at all
+    (there is nowhere to read it from).
     """
 
     def __init__(self, maxsize: int = 200_000) -> None:
