@@ -199,15 +199,18 @@ async def delete_endpoint(request: Request) -> Response:
         # gateway binds to it go all the same, or reconciliation would create it again
         # and the call-time query keep answering them.
         devices = [b.endpoint() for b in await s.pipeline.bound_to(endpoint_id)]
+    # Each device's row before the carrier's endpoint goes: a write that raced the deletion
+    # shows as a row changed since (``admin_deleted``).
+    befores = [await s.pipeline.before_edit(d.alternate_end_user_id or "") for d in devices]
     try:
         await s.upstream.delete_endpoint(endpoint_id)
     except UpstreamNotFound:
         if held is not None or not devices:
             raise
-    for device in devices:
+    for device, before in zip(devices, befores, strict=True):
         assert device.alternate_end_user_id is not None
         aeui = device.alternate_end_user_id
-        await s.pipeline.admin_deleted(aeui, device, credential=_who(request))
+        await s.pipeline.admin_deleted(aeui, device, credential=_who(request), before=before)
     return JSONResponse({"endpointId": endpoint_id, "deleted": True})
 
 

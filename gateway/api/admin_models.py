@@ -58,7 +58,9 @@ EMAIL_PATTERN = f"^{_EMAIL_PART}@{_EMAIL_PART}\\.{_EMAIL_PART}{END}"
 
 _KINDS = (
     "A device: applied (the carrier took a report), repaired, admin_edit, deleted (an admin "
-    "deleted its endpoint), coordinates_conflict (a fix contradicted the address), "
+    "deleted its endpoint; credential gateway: the gateway deleted it again, after a "
+    "report's write that raced the deletion created it again), coordinates_conflict (a fix "
+    "contradicted the address), "
     "emergency_query, provisioning_failed (the carrier refused, after the gateway had "
     "answered, a write it answered pending or a repair's: ``after.carrierError``). "
     "A number: number_owned, number_assigned, number_shared, "

@@ -34,7 +34,9 @@ class MemoryLedger:
     write may still land and need repair, and let an older report win the device again.
     Unconfirmed rows are few (writes in flight or unsettled), so the pin costs little.
     Number ownership and deleted devices' tombstones are kept as the store keeps them,
-    bounded the same way; history is not kept at all (there is nowhere to read it from).
+    bounded the same way (a tombstone goes once a device created again is confirmed: its
+    row, once evicted, must not read as a deleted device's); history is not kept at all
+    (there is nowhere to read it from).
     """
 
     def __init__(self, maxsize: int = 200_000) -> None:
@@ -97,6 +99,10 @@ class MemoryLedger:
         if row is None or row.version != version:
             return False
         self._put(dataclasses.replace(row, confirmed=True))
+        # Created again after its deletion, and the carrier took it: no longer deleted. Its
+        # row orders it; evicted, it is not taken for a deleted device (whose repair
+        # deletes the endpoint the carrier holds for it).
+        self._tombstones.pop(aeui, None)
         return True
 
     async def advance(

@@ -42,7 +42,8 @@ class HistoryKind(enum.StrEnum):
     REPAIRED = "repaired"
     #: An admin wrote the device's endpoint (create or update).
     ADMIN_EDIT = "admin_edit"
-    #: An admin deleted the device's endpoint.
+    #: An admin deleted the device's endpoint; or (credential ``gateway``) the gateway
+    #: deleted it again, a report's write that raced the deletion having created it again.
     DELETED = "deleted"
     #: A report's GPS fix contradicted its address (the address was applied without it).
     COORDINATES_CONFLICT = "coordinates_conflict"

@@ -535,3 +535,160 @@ def test_a_reports_write_landing_after_an_admins_edit_is_put_right(
             assert (history[0]["fromLocationId"], history[0]["toLocationId"]) == (space, empire)
 
     run(scenario())
+
+
+@pytest.mark.parametrize("api", ["seed", "v2"])
+def test_a_reports_write_landing_after_an_admins_delete_is_deleted_again(
+    settings: Settings, api: str
+) -> None:
+    """Two replicas. A report's move is claimed at replica A, whose write is slow to leave;
+    an admin deletes the device's endpoint through replica B (the device gets a tombstone).
+    A's write then finds no endpoint and creates it again, and A's confirmation is refused
+    (the row is gone). Once the gateway's own follow-up work has settled, the carrier holds
+    no endpoint for the deleted device (not one kept for ever: the store has no row for the
+    reconciler to check), recorded; the report is not answered as applied."""
+
+    async def scenario() -> None:
+        setup, sim_app, move = _api(settings, api)
+        first, second = Holding(httpx.AsyncBaseTransport()), Holding(httpx.AsyncBaseTransport())
+        async with (
+            gateway(setup, sim_app=sim_app, wrap=_through(first)) as one,
+            gateway(setup, sim_app=sim_app, wrap=_through(second)) as two,
+        ):
+            placed = await one.report(report("ann", WHITE_HOUSE, 0))
+            assert placed.status_code == 200, placed.text
+            endpoint_id = placed.json()["endpointId"]
+            report_waits = first.hold(move, landed=False)
+            moving = asyncio.create_task(one.report(report("ann", EMPIRE_STATE, 10)))
+            await report_waits.reached.wait()  # A claimed the move; its write has not left
+            gone = await two.http.delete(f"/v1/endpoints/{endpoint_id}")
+            assert gone.status_code == 200, gone.text
+            assert endpoint_id not in one.simulator.state["endpoints"]
+            report_waits.released.set()
+            moved = await moving
+            await asyncio.gather(pipeline_of(one).idle(), pipeline_of(two).idle())
+            assert await pipeline_of(one).ledger.get("ann") is None
+            assert endpoint_id not in one.simulator.state["endpoints"]
+            # Its write was undone: not answered as applied.
+            assert moved.status_code == 409, moved.text
+            assert moved.json()["type"] == "/problems/superseded"
+            history = (await one.http.get("/v1/devices/ann/history")).json()["entries"]
+            assert history[0]["kind"] == "deleted"
+            assert history[0]["credential"] == "gateway"
+            # The device reports again after its deletion: created again, and kept.
+            now = datetime.now(UTC).isoformat()
+            back = await two.report(report("ann", SPACE_NEEDLE, observedAt=now))
+            assert back.status_code == 200, back.text
+            await asyncio.gather(pipeline_of(one).idle(), pipeline_of(two).idle())
+            assert endpoint_id in one.simulator.state["endpoints"]
+            assert (await pipeline_of(one).repairs.repair("ann")) is False
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("api", ["seed", "v2"])
+def test_a_reports_write_confirmed_before_an_admins_delete_is_recorded_is_deleted_again(
+    settings: Settings, api: str
+) -> None:
+    """As above, but the admin's deletion reaches the carrier through replica B, and B is
+    slow to record it: A's write lands after the deletion (creating the endpoint again) and
+    A confirms its claim, the row still being there. B's deletion of the row then finds it
+    changed since B read it: the carrier is checked at once, and the endpoint deleted
+    again."""
+
+    async def scenario() -> None:
+        setup, sim_app, move = _api(settings, api)
+        first, second = Holding(httpx.AsyncBaseTransport()), Holding(httpx.AsyncBaseTransport())
+        async with (
+            gateway(setup, sim_app=sim_app, wrap=_through(first)) as one,
+            gateway(setup, sim_app=sim_app, wrap=_through(second)) as two,
+        ):
+            placed = await one.report(report("ann", WHITE_HOUSE, 0))
+            assert placed.status_code == 200, placed.text
+            endpoint_id = placed.json()["endpointId"]
+            report_waits = first.hold(move, landed=False)
+            moving = asyncio.create_task(one.report(report("ann", EMPIRE_STATE, 10)))
+            await report_waits.reached.wait()  # A claimed the move; its write has not left
+            admin_answer_waits = second.hold("DELETE", landed=True)
+            deleting = asyncio.create_task(two.http.delete(f"/v1/endpoints/{endpoint_id}"))
+            await admin_answer_waits.reached.wait()  # the carrier took the deletion
+            for _ in range(1000):  # v2: its order, done a moment later
+                if endpoint_id not in one.simulator.state["endpoints"]:
+                    break
+                await asyncio.sleep(0.01)
+            assert endpoint_id not in one.simulator.state["endpoints"]
+            report_waits.released.set()
+            moved = await moving  # created again; A's claim confirmed
+            assert moved.status_code == 200, moved.text
+            assert endpoint_id in one.simulator.state["endpoints"]
+            admin_answer_waits.released.set()
+            gone = await deleting
+            assert gone.status_code == 200, gone.text
+            await asyncio.gather(pipeline_of(one).idle(), pipeline_of(two).idle())
+            assert await pipeline_of(one).ledger.get("ann") is None
+            assert endpoint_id not in one.simulator.state["endpoints"]
+            history = (await one.http.get("/v1/devices/ann/history")).json()["entries"]
+            assert [(e["kind"], e["credential"]) for e in history[:2]] == [
+                ("deleted", "gateway"),
+                ("deleted", "admin-key-0"),
+            ]
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("api", ["seed", "v2"])
+def test_the_repair_of_a_deleted_device_deletes_only_its_own_ghost(
+    settings: Settings, api: str
+) -> None:
+    """The repair that deletes an endpoint a late write re-created for a deleted device
+    leaves alone the endpoint of a device the gateway never deleted, and (on the seed API,
+    whose endpoints name their device) another device's endpoint at the deleted one's ID.
+    An admin's endpoint for the deleted device, created at the carrier just before such a
+    repair runs (at another replica) and recorded after it, is written back at once."""
+
+    async def scenario() -> None:
+        setup, sim_app, _ = _api(settings, api)
+        async with gateway(setup, sim_app=sim_app) as one, gateway(setup, sim_app=sim_app) as two:
+            upstream = two.app.state.services.upstream
+            white = (await one.report(report("ann", WHITE_HOUSE, 0))).json()["locationId"]
+
+            def desk(aeui: str, endpoint_id: str | None = None) -> Endpoint:
+                return Endpoint(
+                    endpoint_id=endpoint_id or endpoint_id_for(aeui),
+                    alternate_end_user_id=aeui,
+                    caller_name="FRONT DESK",
+                    location_id=white,
+                    telephone_number=report(aeui, None)["telephoneNumber"],
+                )
+
+            # Never deleted, no row: the carrier's endpoint is not the gateway's to delete.
+            await upstream.create_endpoint(desk("carol"))
+            assert await pipeline_of(one).repairs.repair("carol") is False
+            assert endpoint_id_for("carol") in one.simulator.state["endpoints"]
+            assert await pipeline_of(one).repairs.repair("ann") is False
+            assert endpoint_id_for("ann") in one.simulator.state["endpoints"]
+            gone = await one.http.delete(f"/v1/endpoints/{endpoint_id_for('ann')}")
+            assert gone.status_code == 200, gone.text
+            if api == "seed":
+                # Deleted, but the endpoint at its ID is another device's.
+                await upstream.create_endpoint(desk("erin", endpoint_id_for("ann")))
+                assert await pipeline_of(one).repairs.repair("ann") is False
+                assert (
+                    one.simulator.state["endpoints"][endpoint_id_for("ann")]["alternateEndUserId"]
+                    == "erin"
+                )
+                await upstream.delete_endpoint(endpoint_id_for("ann"))
+            # An admin creates the deleted device's endpoint through B (as the handler does:
+            # the row read, the carrier written, then the edit recorded); a repair at A runs
+            # in between, and deletes it, the device having no row yet.
+            before = await pipeline_of(two).before_edit("ann")
+            created = await upstream.create_endpoint(desk("ann"))
+            assert await pipeline_of(one).repairs.repair("ann") is True
+            assert endpoint_id_for("ann") not in one.simulator.state["endpoints"]
+            await pipeline_of(two).admin_edited(created, credential="admin", before=before)
+            await asyncio.gather(pipeline_of(one).idle(), pipeline_of(two).idle())
+            stored = await pipeline_of(one).ledger.get("ann")
+            assert stored is not None and stored.source == "admin"
+            assert endpoint_id_for("ann") in one.simulator.state["endpoints"]
+
+    run(scenario())

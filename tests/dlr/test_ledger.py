@@ -110,3 +110,20 @@ def test_order_apart_from_the_place_and_deleted_devices_as_the_store_keeps_them(
         ).won
 
     asyncio.run(scenario())
+
+
+def test_a_device_created_again_after_its_deletion_is_not_taken_for_a_deleted_one() -> None:
+    """Created again after an admin's deletion and confirmed, then evicted: the ledger no
+    longer says it is deleted (a repair would delete its endpoint at the carrier)."""
+
+    async def scenario() -> None:
+        ledger = MemoryLedger(maxsize=1)
+        await ledger.claim(_binding("m"), credential="t")
+        await ledger.delete("m", deleted_at=T0 + timedelta(seconds=1))
+        again = await ledger.claim(_binding("m", at=T0 + timedelta(seconds=2)), credential="t")
+        assert await ledger.confirm("m", again.current.version)
+        other = await ledger.claim(_binding("x"), credential="t")
+        assert await ledger.confirm("x", other.current.version)  # "m" is evicted
+        assert await ledger.get_or_deleted("m") == (None, None)
+
+    asyncio.run(scenario())

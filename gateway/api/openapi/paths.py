@@ -218,7 +218,8 @@ def device_paths() -> dict[str, Any]:
                         "description": (
                             "`/problems/superseded`: a newer report for the device is applied, "
                             "or an admin deleted the device after this report was observed "
-                            "(`newestObservedAt`: that report's time, or the deletion's); or "
+                            "(`newestObservedAt`: that report's time, or the deletion's; a "
+                            "write of this report that raced the deletion is deleted again); or "
                             + NUMBER_OWNED["description"]
                         ),
                     },

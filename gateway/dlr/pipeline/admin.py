@@ -81,7 +81,10 @@ class AdminSync:
         notice. So when the row this claim replaces is not ``before`` (the device's row read
         before the admin's write: another write was claimed or confirmed in between), or the
         claim lost, the carrier is checked at once (``recheck``). A write confirmed after
-        this claim is refused its confirmation and checks the carrier itself.
+        this claim is refused its confirmation and checks the carrier itself. So is it when
+        the device was deleted (the claim finds its tombstone): a repair deleting what a
+        late write re-created for it (``Repairs``) may have deleted the admin's endpoint,
+        written before this claim, and missed the claim when it read the store again.
         """
         aeui = endpoint.alternate_end_user_id
         if not aeui or not endpoint.location_id or not endpoint.endpoint_id:
@@ -106,35 +109,55 @@ class AdminSync:
                 edited = edited.with_coordinates_of(previous)
             if previous is not None and previous.telephone_number == edited.telephone_number:
                 edited = dataclasses.replace(edited, attested=previous.attested)
+            undeleted = False
             try:
                 claim = await self.ledger.claim(edited, credential=credential)
             except DeviceDeleted as exc:
                 # Created again by an admin after its deletion: ordered from the deletion on.
                 edited = dataclasses.replace(edited, ordered_at=exc.deleted_at)
                 claim = await self.ledger.claim(edited, credential=credential)
+                # A repair deleting the endpoint a late write re-created for the deleted
+                # device may have found the admin's endpoint there, before this claim.
+                undeleted = True
             if claim.won:
                 record = taken(HistoryKind.ADMIN_EDIT, previous, claim.current, credential)
                 await self.ledger.confirm(aeui, claim.current.version, record=record)
                 self.known.learn(dataclasses.replace(claim.current, confirmed=True))
-            raced = not claim.won or _written_since(before, claim.previous)
+            raced = not claim.won or undeleted or _written_since(before, claim.previous)
         if raced and self.recheck is not None:
             self.recheck(aeui)
 
     async def admin_deleted(
-        self, alternate_end_user_id: str, endpoint: Endpoint, *, credential: str
+        self,
+        alternate_end_user_id: str,
+        endpoint: Endpoint,
+        *,
+        credential: str,
+        before: Binding | None,
     ) -> None:
-        """An admin deleted the device's endpoint: forget its binding (nothing to repair),
-        release the numbers it owned, and record both. A tombstone keeps its order: a report
-        observed before the deletion does not bring it back (``Ledger.delete``)."""
+        """An admin deleted the device's endpoint: forget its binding, release the numbers
+        it owned, and record both. A tombstone keeps its order: a report observed before the
+        deletion does not bring it back (``Ledger.delete``).
+
+        A report's write claimed before the deletion may reach the carrier after it (and
+        create the endpoint again). Confirmed after the tombstone, its confirmation is
+        refused and its repair deletes the endpoint again; confirmed before it, nothing
+        would notice: so when the row deleted is not ``before`` (the device's row read
+        before the carrier's endpoint was deleted), the carrier is checked at once
+        (``recheck``: the repair of a deleted device deletes what the carrier holds for it).
+        """
         aeui = alternate_end_user_id
         async with self.locks.hold(aeui):
             self.known.distrust(aeui)
             self.known.reads.forget(aeui)
             row = await self.ledger.delete(aeui, deleted_at=self.wall_clock())
             self.known.forget_caller(aeui)
-            before = endpoint_json(endpoint) if row is None else row.as_json()
-            await self.admin_record(aeui, HistoryKind.DELETED, before, None, credential)
+            recorded = endpoint_json(endpoint) if row is None else row.as_json()
+            await self.admin_record(aeui, HistoryKind.DELETED, recorded, None, credential)
             await self.ledger.release_numbers(aeui, credential=credential)
+            raced = _written_since(before, row)
+        if raced and self.recheck is not None:
+            self.recheck(aeui)
 
     async def location_deleted(
         self, location_id: str, before: Mapping[str, Any] | None, *, credential: str

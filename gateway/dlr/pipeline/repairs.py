@@ -159,9 +159,9 @@ class Repairs:
         """Make the carrier hold the device's desired binding; ``True`` when it had to write."""
         aeui = alternate_end_user_id
         async with self.locks.hold(aeui):
-            stored = await self.ledger.get(aeui)
+            stored, deleted_at = await self.ledger.get_or_deleted(aeui)
             if stored is None:
-                return False
+                return deleted_at is not None and await self._deleted_again(aeui)
             desired = stored
             try:
                 held: Endpoint | None = await self.carrier.get_endpoint(desired.endpoint_id)
@@ -228,6 +228,52 @@ class Repairs:
                 # replica), and this write may have landed after it: check again.
                 self.maybe_applied(aeui)
             return True
+
+    async def _deleted_again(self, aeui: str) -> bool:
+        """An admin deleted the device (it has a tombstone, no row): a report's write that
+        raced the deletion (claimed before it, landing after it at the carrier) may have
+        created its endpoint again. If the carrier holds one for it, it is deleted again,
+        recorded in the device's history (``deleted``, by the gateway); ``True`` then.
+
+        Never a device that has a row: the caller found none, under this replica's lock.
+        A report observed after the deletion may claim the device again at another replica
+        meanwhile and write its endpoint before this deletion lands: the store is read
+        again once the endpoint is deleted, and a row found then is repaired as any other
+        (its binding written back). An admin's endpoint for the deleted device is written
+        before its claim, so that re-read can miss it: the admin's claim, finding the
+        tombstone, has the carrier checked itself (``AdminSync.admin_edited``).
+        """
+        endpoint_id = self.known.endpoint_id(aeui)
+        try:
+            held = await self.carrier.get_endpoint(endpoint_id)
+        except UpstreamNotFound:
+            return False
+        if held.alternate_end_user_id not in (None, aeui):
+            return False  # another device's endpoint (the carrier says whose it is)
+        self.known.distrust(aeui)
+        try:
+            await self.carrier.delete_endpoint(endpoint_id)
+        except UpstreamNotFound:
+            pass  # deleted meanwhile (another replica's repair, an admin)
+        else:
+            log.warning(
+                "deleted %s again: a write had re-created its endpoint %s", aeui, endpoint_id
+            )
+            await self.ledger.record(
+                HistoryRecord(
+                    aeui,
+                    HistoryKind.DELETED,
+                    "gateway",
+                    "gateway",
+                    endpoint_json(held),
+                    None,
+                    None,
+                )
+            )
+        if await self.ledger.get(aeui) is not None:
+            # Claimed again meanwhile (a newer report): its binding is written back.
+            self.maybe_applied(aeui)
+        return True
 
     async def _refused(self, stored: Binding, held: Endpoint | None, exc: UpstreamError) -> None:
         """The carrier refused the device's desired binding after the gateway had answered

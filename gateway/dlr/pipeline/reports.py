@@ -493,6 +493,11 @@ class Reports:
             # another replica (the store kept this write's history entry all the same, as
             # the carrier took it): this write may have landed after its. Make certain.
             self.repairs.maybe_applied(aeui)
+            # Or an admin deleted the device meanwhile: the repair deletes what this write
+            # may have created again, so it is not answered as applied.
+            stored, deleted_at = await self.ledger.get_or_deleted(aeui)
+            if stored is None and deleted_at is not None:
+                raise Superseded(deleted_at, deleted=True)
         return Outcome(binding, location_change, endpoint_change, warnings)
 
     async def _revert(self, claim: Claim, observed_at: datetime, credential: str) -> None:
