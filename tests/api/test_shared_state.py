@@ -6,8 +6,9 @@ Every test runs on both backends: a SQLite file and a real PostgreSQL on loopbac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tests.harness import (
     SPACE_NEEDLE,
     WHITE_HOUSE,
     Gateway,
+    Hold,
     Holding,
     gateway,
     gateway_settings,
@@ -36,18 +38,10 @@ from tests.harness import (
 from tests.pg import PostgresServer
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    if request.param == "sqlite":
-        yield gateway_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
-        return
-    server: PostgresServer = request.getfixturevalue("postgres")
-    url = server.create_database()
-    from gateway.store import upgrade
-
-    upgrade(url)
-    yield gateway_settings(database_url=url)
-    server.drop_database(url)
+@pytest.fixture
+def settings(shared_settings: Settings) -> Settings:
+    """This module's gateways share a database (``shared_settings``), not the in-memory one."""
+    return shared_settings
 
 
 def run(coro: Any) -> Any:
@@ -475,6 +469,41 @@ def _api(settings: Settings, api: str) -> tuple[Settings, Any, str]:
     return setup, create_v2_simulator(config, order_seconds=0.02), "PATCH"
 
 
+@dataclasses.dataclass
+class _Raced:
+    """Two replicas on one carrier, each carrier request of theirs through a ``Holding``,
+    and device ``ann`` placed at the White House through ``one``."""
+
+    one: Gateway
+    two: Gateway
+    first: Holding
+    second: Holding
+    #: The method of an endpoint's move on this carrier API.
+    move: str
+    endpoint_id: str
+
+    async def held_move(self, place: str) -> tuple[Hold, asyncio.Task[httpx.Response]]:
+        """``ann``'s report of a move to ``place`` at ``one``, claimed, its write held
+        before it leaves."""
+        waits = self.first.hold(self.move, landed=False)
+        moving = asyncio.create_task(self.one.report(report("ann", place, 10)))
+        await waits.reached.wait()
+        return waits, moving
+
+
+@contextlib.asynccontextmanager
+async def _raced(settings: Settings, api: str) -> AsyncIterator[_Raced]:
+    setup, sim_app, move = _api(settings, api)
+    first, second = Holding(httpx.AsyncBaseTransport()), Holding(httpx.AsyncBaseTransport())
+    async with (
+        gateway(setup, sim_app=sim_app, wrap=_through(first)) as one,
+        gateway(setup, sim_app=sim_app, wrap=_through(second)) as two,
+    ):
+        placed = await one.report(report("ann", WHITE_HOUSE, 0))
+        assert placed.status_code == 200, placed.text
+        yield _Raced(one, two, first, second, move, placed.json()["endpointId"])
+
+
 @pytest.mark.parametrize("api", ["seed", "v2"])
 def test_a_reports_write_landing_after_an_admins_edit_is_put_right(
     settings: Settings, api: str
@@ -488,15 +517,8 @@ def test_a_reports_write_landing_after_an_admins_edit_is_put_right(
     the store says, not A's older P until a periodic check."""
 
     async def scenario() -> None:
-        setup, sim_app, move = _api(settings, api)
-        first, second = Holding(httpx.AsyncBaseTransport()), Holding(httpx.AsyncBaseTransport())
-        async with (
-            gateway(setup, sim_app=sim_app, wrap=_through(first)) as one,
-            gateway(setup, sim_app=sim_app, wrap=_through(second)) as two,
-        ):
-            placed = await one.report(report("ann", WHITE_HOUSE, 0))
-            assert placed.status_code == 200, placed.text
-            endpoint_id = placed.json()["endpointId"]
+        async with _raced(settings, api) as raced:
+            one, two, endpoint_id = raced.one, raced.two, raced.endpoint_id
             key = "locationId" if api == "seed" else "addressId"
 
             def held(gw: Gateway) -> str:
@@ -504,10 +526,8 @@ def test_a_reports_write_landing_after_an_admins_edit_is_put_right(
 
             other = await two.report(report("bob", EMPIRE_STATE, 0))
             empire = other.json()["locationId"]
-            report_waits = first.hold(move, landed=False)
-            moving = asyncio.create_task(one.report(report("ann", SPACE_NEEDLE, 10)))
-            await report_waits.reached.wait()  # A claimed P; its write has not left
-            admin_answer_waits = second.hold(move, landed=True)
+            report_waits, moving = await raced.held_move(SPACE_NEEDLE)  # A claimed P
+            admin_answer_waits = raced.second.hold(raced.move, landed=True)
             desk = {
                 "alternateEndUserId": "ann",
                 "callerName": "ALICE SMITH",
@@ -549,18 +569,9 @@ def test_a_reports_write_landing_after_an_admins_delete_is_deleted_again(
     reconciler to check), recorded; the report is not answered as applied."""
 
     async def scenario() -> None:
-        setup, sim_app, move = _api(settings, api)
-        first, second = Holding(httpx.AsyncBaseTransport()), Holding(httpx.AsyncBaseTransport())
-        async with (
-            gateway(setup, sim_app=sim_app, wrap=_through(first)) as one,
-            gateway(setup, sim_app=sim_app, wrap=_through(second)) as two,
-        ):
-            placed = await one.report(report("ann", WHITE_HOUSE, 0))
-            assert placed.status_code == 200, placed.text
-            endpoint_id = placed.json()["endpointId"]
-            report_waits = first.hold(move, landed=False)
-            moving = asyncio.create_task(one.report(report("ann", EMPIRE_STATE, 10)))
-            await report_waits.reached.wait()  # A claimed the move; its write has not left
+        async with _raced(settings, api) as raced:
+            one, two, endpoint_id = raced.one, raced.two, raced.endpoint_id
+            report_waits, moving = await raced.held_move(EMPIRE_STATE)  # A claimed the move
             gone = await two.http.delete(f"/v1/endpoints/{endpoint_id}")
             assert gone.status_code == 200, gone.text
             assert endpoint_id not in one.simulator.state["endpoints"]
@@ -597,19 +608,10 @@ def test_a_reports_write_confirmed_before_an_admins_delete_is_recorded_is_delete
     again."""
 
     async def scenario() -> None:
-        setup, sim_app, move = _api(settings, api)
-        first, second = Holding(httpx.AsyncBaseTransport()), Holding(httpx.AsyncBaseTransport())
-        async with (
-            gateway(setup, sim_app=sim_app, wrap=_through(first)) as one,
-            gateway(setup, sim_app=sim_app, wrap=_through(second)) as two,
-        ):
-            placed = await one.report(report("ann", WHITE_HOUSE, 0))
-            assert placed.status_code == 200, placed.text
-            endpoint_id = placed.json()["endpointId"]
-            report_waits = first.hold(move, landed=False)
-            moving = asyncio.create_task(one.report(report("ann", EMPIRE_STATE, 10)))
-            await report_waits.reached.wait()  # A claimed the move; its write has not left
-            admin_answer_waits = second.hold("DELETE", landed=True)
+        async with _raced(settings, api) as raced:
+            one, two, endpoint_id = raced.one, raced.two, raced.endpoint_id
+            report_waits, moving = await raced.held_move(EMPIRE_STATE)  # A claimed the move
+            admin_answer_waits = raced.second.hold("DELETE", landed=True)
             deleting = asyncio.create_task(two.http.delete(f"/v1/endpoints/{endpoint_id}"))
             await admin_answer_waits.reached.wait()  # the carrier took the deletion
             for _ in range(1000):  # v2: its order, done a moment later

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import jwt
-import pytest
 
 from gateway.api.auth import DeviceTokens
 from gateway.api.revocations import Revocations
@@ -33,7 +30,6 @@ from tests.harness import (
     new_simulator,
     report,
 )
-from tests.pg import PostgresServer
 from tests.pidf import samples
 
 #: Long enough ago that a revocation now comes after it, within the tokens' lifetime.
@@ -186,33 +182,23 @@ def test_the_revocation_route_is_for_admins_and_reads_back() -> None:
     run(scenario())
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    """Settings for replicas that share one database: a SQLite file, or a PostgreSQL."""
-    if request.param == "sqlite":
-        yield gateway_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
-        return
-    server: PostgresServer = request.getfixturevalue("postgres")
-    url = server.create_database()
-    from gateway.store import upgrade
-
-    upgrade(url)
-    yield gateway_settings(database_url=url)
-    server.drop_database(url)
-
-
 def revocations_of(gw: Gateway) -> Revocations:
     found: Revocations = gw.app.state.services.device_tokens.revocations
     return found
 
 
-def test_a_revocation_survives_a_restart_and_reaches_another_replica(shared: Settings) -> None:
+def test_a_revocation_survives_a_restart_and_reaches_another_replica(
+    shared_settings: Settings,
+) -> None:
     leaked = old_token("laptop")
     read = "/v1/devices/laptop/history"
 
     async def scenario() -> None:
-        sim_app = new_simulator(shared)
-        async with gateway(shared, sim_app=sim_app) as a, gateway(shared, sim_app=sim_app) as b:
+        sim_app = new_simulator(shared_settings)
+        async with (
+            gateway(shared_settings, sim_app=sim_app) as a,
+            gateway(shared_settings, sim_app=sim_app) as b,
+        ):
             assert (await b.http.get(read, headers=bearer(leaked))).status_code == 200
             assert (await revoke(a, "laptop")).status_code == 200
             assert refused(await a.http.get(read, headers=bearer(leaked)))
@@ -224,7 +210,7 @@ def test_a_revocation_survives_a_restart_and_reaches_another_replica(shared: Set
             assert (await b.http.get(revocation_path("laptop"))).json() == (
                 await a.http.get(revocation_path("laptop"))
             ).json()
-        async with gateway(shared, sim_app=sim_app) as restarted:
+        async with gateway(shared_settings, sim_app=sim_app) as restarted:
             assert refused(await restarted.http.get(read, headers=bearer(leaked)))
             fresh = bearer(new_token("laptop"))
             assert (await restarted.http.get(read, headers=fresh)).status_code == 200
