@@ -31,6 +31,13 @@ def endpoint(n: int) -> Endpoint:
     return Endpoint(endpoint_id=f"ep{n}", alternate_end_user_id=f"dev-{n}", location_id="L1")
 
 
+async def quick_answers(client: BandwidthClient) -> None:
+    """40 writes answered: more than the 32 answers the adaptive timeout waits for, which
+    then sits at its floor (1 s) while the carrier answers fast."""
+    for n in range(40):
+        await client.update_endpoint(f"ep{n}", endpoint(n))
+
+
 class Slow:
     """Answers every request correctly after ``latency`` seconds."""
 
@@ -210,8 +217,7 @@ def test_a_carrier_that_stops_answering_still_opens_the_breaker() -> None:
 
     async def main() -> None:
         async with carrier.client(policy) as client:
-            for n in range(40):
-                await client.update_endpoint(f"ep{n}", endpoint(n))
+            await quick_answers(client)
             assert client.timeouts.timeout() == 1.0
             refused = 0
             for n in range(100):
@@ -241,8 +247,7 @@ def test_a_list_of_the_accounts_records_always_gets_the_whole_timeout() -> None:
 
     async def main() -> None:
         async with client_for(slow_list, POLICY) as client:
-            for n in range(40):
-                await client.update_endpoint(f"ep{n}", endpoint(n))
+            await quick_answers(client)
             assert client.timeouts.timeout() == 1.0
             assert (await client.list_endpoints()).endpoints == ()
             assert client.timeouts.timeout() == 1.0  # and its 3 s taught it nothing
@@ -273,8 +278,7 @@ def test_a_write_that_will_not_be_retried_waits_the_whole_timeout() -> None:
 
     async def main() -> None:
         async with client_for(carrier.handler, POLICY) as client:
-            for n in range(40):
-                await client.update_endpoint(f"ep{n}", endpoint(n))
+            await quick_answers(client)
             assert client.timeouts.timeout() == 1.0
             carrier.latency = 1.5
             before = carrier.requests
@@ -294,8 +298,7 @@ def test_a_read_whose_retry_the_budget_would_deny_waits_the_whole_timeout() -> N
 
     async def main() -> None:
         async with client_for(carrier.handler, policy) as client:
-            for n in range(40):
-                await client.update_endpoint(f"ep{n}", endpoint(n))
+            await quick_answers(client)
             assert client.timeouts.timeout() == 1.0
             while client.budget.withdraw():
                 pass  # the budget spent, as a struggling carrier's retries would spend it
@@ -313,8 +316,7 @@ def test_the_last_attempt_of_a_retried_read_waits_the_whole_timeout() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         async with client_for(carrier.handler, policy, retry_budget_ratio=100.0) as client:
-            for n in range(40):
-                await client.update_endpoint(f"ep{n}", endpoint(n))
+            await quick_answers(client)
             carrier.latency = 1.5
             before, started = carrier.requests, loop.time()
             assert await client.get_endpoint("ep1") == ENDPOINT
