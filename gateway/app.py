@@ -15,7 +15,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from prometheus_client import make_asgi_app
@@ -147,19 +147,20 @@ class _GatewayApp(Starlette):
         return RequestObservability(stack, routes=self.routes, metrics=self._metrics)
 
 
-async def _revocations(
-    tokens: DeviceTokens, ledger: StateStore | None, stack: contextlib.AsyncExitStack
-) -> None:
-    """The revoked device tokens, loaded before the first request and (over a store other
-    processes can open) reloaded every ``REFRESH_SECONDS`` to learn other replicas'."""
-    if not isinstance(ledger, SqlStateStore):
-        tokens.revocations = Revocations()  # no database: this process's only
-        return
-    tokens.revocations = Revocations(SqlRevocationStore(ledger))
-    await tokens.revocations.refresh()
+class _Shared(Protocol):
+    async def refresh(self) -> None: ...
+
+    async def refresh_forever(self) -> None: ...
+
+
+async def _shared(what: _Shared, ledger: SqlStateStore, stack: contextlib.AsyncExitStack) -> None:
+    """What every replica must refuse (revoked device tokens, console sign-outs): loaded
+    before the first request and, over a store other processes can open, reloaded every few
+    seconds to learn other replicas'."""
+    await what.refresh()
     if not is_memory(ledger.url):
         task = asyncio.get_running_loop().create_task(
-            tokens.revocations.refresh_forever(), name="token-revocations"
+            what.refresh_forever(), name=type(what).__name__
         )
         stack.push_async_callback(cancel, task)
 
@@ -185,6 +186,11 @@ def create_app(
 
         upstream_transport = SimulatorTransport(app=sandbox_app)
     device_tokens = DeviceTokens.from_settings(settings)
+    console = None
+    if settings.console:
+        from gateway.console import build_console
+
+        console = build_console(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -217,7 +223,19 @@ def create_app(
                 outbox = Events.build(settings, ledger, metrics, owner, carrier=wiring.upstream)
                 stack.push_async_callback(outbox.aclose)
             app.state.events = outbox
-            await _revocations(device_tokens, ledger, stack)
+            if isinstance(ledger, SqlStateStore):
+                device_tokens.revocations = Revocations(SqlRevocationStore(ledger))
+                await _shared(device_tokens.revocations, ledger, stack)
+            else:
+                device_tokens.revocations = Revocations()  # no database: this process's only
+            if console is not None:
+                from gateway.console.auth import SignOuts
+                from gateway.store.signouts import SqlSignOutStore
+
+                store = SqlSignOutStore(ledger) if isinstance(ledger, SqlStateStore) else None
+                console.sessions.signouts = SignOuts(store)
+                if isinstance(ledger, SqlStateStore):
+                    await _shared(console.sessions.signouts, ledger, stack)
             wiremap = await network.open_wiremap(settings, ledger, wiring.normalize, metrics, stack)
             app.state.wiremap = wiremap
             # Callback number -> freshest binding: the emergency query's fallback.
@@ -314,10 +332,8 @@ def create_app(
     routes += imports.routes
     if sandbox_app is not None:
         routes.append(Mount(SANDBOX_PREFIX, app=sandbox_app))
-    if settings.console:
-        from gateway.console import console_routes
-
-        routes += console_routes(settings)
+    if console is not None:
+        routes += console.routes()
     routes.append(
         Route("/metrics", _AsgiEndpoint(make_asgi_app(metrics.registry)), methods=["GET"])
     )
@@ -332,4 +348,5 @@ def create_app(
     # absolute URL built from the Host header (a poisoned cache's or a phisher's link).
     app.router.redirect_slashes = False
     app.state.metrics = metrics
+    app.state.console = console
     return app

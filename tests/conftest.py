@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.pg import SKIP_ENV, PostgresServer, running_postgres, skip_requested
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +30,20 @@ def postgres_url(postgres: PostgresServer) -> Iterator[str]:
     upgrade(url)
     yield url
     postgres.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for replicas that share one database: a SQLite file, or a PostgreSQL."""
+    from tests.harness import gateway_settings
+
+    if request.param == "sqlite":
+        yield gateway_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.create_database()
+    from gateway.store import upgrade
+
+    upgrade(url)
+    yield gateway_settings(database_url=url)
+    server.drop_database(url)

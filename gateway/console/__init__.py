@@ -8,13 +8,16 @@ anything from another host unless ``GATEWAY_CONSOLE_TILE_URL`` names a tile serv
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from typing import TYPE_CHECKING
 
 from gateway.settings import Settings
 
-
-def console_routes(settings: Settings) -> list[BaseRoute]:
-    """The console's routes, mounted at ``/console``, and ``/console`` sent to its home."""
+if TYPE_CHECKING:
     from gateway.console.routes import Console
 
-    return Console(settings).routes()
+
+def build_console(settings: Settings) -> Console:
+    """The console; ``routes()`` mounts it at ``/console``, and sends ``/console`` home."""
+    from gateway.console.routes import Console
+
+    return Console(settings)

@@ -2,7 +2,8 @@
 
 The cookie (``dlr_console``) is signed with itsdangerous and carries its own issue time: it
 is refused past ``GATEWAY_CONSOLE_SESSION_MINUTES``, after sign-out (its ID is remembered until
-it would have expired), once its admin key is no longer one of ``GATEWAY_ADMIN_KEYS`` (it
+it would have expired, in the state store: every replica refuses it, after a restart too),
+once its admin key is no longer one of ``GATEWAY_ADMIN_KEYS`` (it
 carries an HMAC of the key, never the key), and when tampered with. It is ``HttpOnly``,
 ``SameSite=Strict``, scoped to ``/console`` and ``Secure`` over HTTPS (which the browser's
 ``Origin`` tells, behind a proxy that ends TLS). Every form carries the session's CSRF token;
@@ -13,15 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
+
+from gateway.concurrency import every
+
+log = logging.getLogger("gateway.console")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +47,68 @@ SIGN_IN_COOKIE = "dlr_console_signin"
 COOKIE_PATH = "/console"
 
 
+#: How often a replica reloads the sign-outs from the store: the longest another replica
+#: may still accept a session signed out elsewhere (plus one load).
+REFRESH_SECONDS = 5.0
+
+
+class SignOutStore(Protocol):
+    """Where sign-outs are kept, shared by every replica."""
+
+    async def load(self, now: datetime) -> dict[str, datetime]:
+        """Every sign-out not yet expired at ``now``: session ID -> its expiry."""
+        ...
+
+    async def add(self, sid: str, expires_at: datetime) -> None: ...
+
+
+class SignOuts:
+    """The signed-out sessions this replica refuses, over the store that keeps them (none:
+    this process's only)."""
+
+    #: Sign-outs held at most (the soonest to expire are forgotten first).
+    MAX = 100_000
+
+    def __init__(
+        self, store: SignOutStore | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        #: Session ID -> when it would have expired (seconds since the epoch).
+        self._until: dict[str, float] = {}
+
+    def __contains__(self, sid: str) -> bool:
+        return sid in self._until
+
+    async def add(self, sid: str, lifetime: float) -> None:
+        """Refuse ``sid`` from now on, here at once and, through the store, everywhere."""
+        until = self._clock() + lifetime
+        self._until = self._kept({**self._until, sid: until})
+        if self.store is not None:
+            await self.store.add(sid, datetime.fromtimestamp(until, UTC))
+
+    async def refresh(self) -> None:
+        """Reload the sign-outs from the store, keeping this replica's own."""
+        if self.store is None:
+            return
+        loaded = await self.store.load(datetime.fromtimestamp(self._clock(), UTC))
+        merged = {sid: until.timestamp() for sid, until in loaded.items()}
+        self._until = self._kept({**self._until, **merged})  # one assignment
+
+    async def refresh_forever(self, interval: float = REFRESH_SECONDS) -> None:
+        await every(interval, self.refresh, log, "the console sign-outs could not be reloaded")
+
+    def _kept(self, until: dict[str, float]) -> dict[str, float]:
+        now = self._clock()
+        live = {sid: t for sid, t in until.items() if t > now}
+        if len(live) > self.MAX:
+            live = dict(sorted(live.items(), key=lambda item: item[1])[-self.MAX :])
+        return live
+
+
 class Sessions:
     """Issues, reads and revokes console sessions."""
 
-    #: Sign-outs remembered at most (the oldest are forgotten first; they expire anyway).
-    _MAX_REVOKED = 100_000
     #: How long a sign-in form may wait before it is sent.
     _SIGN_IN_SECONDS = 3600
 
@@ -60,7 +124,7 @@ class Sessions:
         self._sign_in = URLSafeTimedSerializer(key, salt="dlr-console-sign-in")
         self._flash = URLSafeTimedSerializer(key, salt="dlr-console-flash")
         self.lifetime = max(1, round(lifetime_seconds))
-        self._revoked: dict[str, float] = {}
+        self.signouts = SignOuts()
 
     def key_tag(self, admin_key: str) -> str:
         """Which admin key a session stands on, as a cookie may carry it (an HMAC)."""
@@ -90,17 +154,22 @@ class Sessions:
         ):
             return None
         session = Session(*data)
-        if session.sid in self._revoked or session.key_tag not in self._key_tags:
+        if session.sid in self.signouts or session.key_tag not in self._key_tags:
             return None
         return session
 
-    def revoke(self, response: Response, session: Session) -> None:
-        now = time.monotonic()
-        for sid, until in list(self._revoked.items()):
-            if until < now or len(self._revoked) >= self._MAX_REVOKED:
-                del self._revoked[sid]
-        self._revoked[session.sid] = now + self.lifetime
+    async def revoke(self, response: Response, session: Session) -> None:
+        """End ``session``: its cookie deleted, its ID refused until it would have expired
+        (here at once; if the store cannot be reached, only here, and logged)."""
         response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+        try:
+            await self.signouts.add(session.sid, self.lifetime)
+        except Exception:
+            log.error(
+                "a console sign-out could not be stored: other replicas accept the session "
+                "until it expires",
+                exc_info=True,
+            )
 
     def _sign_in_token(self, request: Request) -> str | None:
         value = request.cookies.get(SIGN_IN_COOKIE, "")

@@ -344,7 +344,7 @@ class Console:
 
     async def sign_out(self, request: Request, session: Session) -> Response:
         response = RedirectResponse("/console/signin", status_code=303)
-        self.sessions.revoke(response, session)
+        await self.sessions.revoke(response, session)
         return response
 
     # -- pages ---------------------------------------------------------------

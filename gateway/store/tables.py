@@ -273,3 +273,13 @@ token_revocations = sa.Table(
     sa.Column("aeui", sa.String(64), primary_key=True),
     _instant("revoked_before"),
 )
+
+#: Revision 0011: console sessions signed out, each until it would have expired anyway
+#: (then purged): every replica refuses a signed-out session's cookie, after a restart too.
+console_signouts = sa.Table(
+    "console_signouts",
+    metadata,
+    sa.Column("sid", sa.String(64), primary_key=True),
+    _instant("expires_at"),
+    sa.Index(None, "expires_at"),
+)

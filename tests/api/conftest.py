@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from starlette.datastructures import Secret
@@ -12,8 +11,6 @@ from gateway.app import SANDBOX_PREFIX, create_app
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, create_simulator
-from tests.harness import gateway_settings
-from tests.pg import PostgresServer
 
 ADMIN_KEY = "test-admin-key-0123456789"
 
@@ -27,21 +24,6 @@ def sim_config() -> SimulatorConfig:
 def settings() -> Settings:
     base = Settings(admin_keys=(Secret(ADMIN_KEY),), upstream_max_attempts=1)
     return base.for_sandbox(f"http://testserver{SANDBOX_PREFIX}/api")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    """Settings for replicas that share one database: a SQLite file, or a PostgreSQL."""
-    if request.param == "sqlite":
-        yield gateway_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
-        return
-    server: PostgresServer = request.getfixturevalue("postgres")
-    url = server.create_database()
-    from gateway.store import upgrade
-
-    upgrade(url)
-    yield gateway_settings(database_url=url)
-    server.drop_database(url)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Revoked device tokens in the state store (migration 0010), on both backends."""
+"""Revoked device tokens and console sign-outs in the state store (migrations 0010 and
+0011), on both backends."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from gateway.store import migrate as migrate_module
 from gateway.store import sql as sql_module
 from gateway.store.migrate import alembic_config
 from gateway.store.revocations import SqlRevocationStore
+from gateway.store.signouts import SqlSignOutStore
 from gateway.store.sql import SqlStateStore
 from tests.store.conftest import Database
 from tests.store.helpers import binding, run
@@ -62,51 +64,88 @@ def _tables(connection: sa.Connection) -> set[str]:
     return set(sa.inspect(connection).get_table_names())
 
 
-def test_migration_0010_up_and_down(db: Database) -> None:
+#: The additive revisions tested here: each one's table.
+ADDITIVE = [("0010", "token_revocations"), ("0011", "console_signouts")]
+
+
+def _before(revision: str) -> str:
+    return f"{int(revision) - 1:04d}"
+
+
+@pytest.mark.parametrize(("revision", "table"), ADDITIVE)
+def test_a_migration_up_and_down(db: Database, revision: str, table: str) -> None:
     async def main() -> None:
         async with await open_store(db.url, check_schema=False) as store:
             assert isinstance(store, SqlStateStore)
             async with store.engine.connect() as connection:
-                await connection.run_sync(_to("0009"))
+                await connection.run_sync(_to(_before(revision)))
                 await connection.commit()
-                assert "token_revocations" not in await connection.run_sync(_tables)
-                await connection.run_sync(_to("0010"))
+                assert table not in await connection.run_sync(_tables)
+                await connection.run_sync(_to(revision))
                 await connection.commit()
-                assert "token_revocations" in await connection.run_sync(_tables)
+                assert table in await connection.run_sync(_tables)
             await SqlRevocationStore(store).revoke("laptop", T0)
             async with store.engine.connect() as connection:
-                await connection.run_sync(_to("0009"))
+                await connection.run_sync(_to(_before(revision)))
                 await connection.commit()
-                assert "token_revocations" not in await connection.run_sync(_tables)
-                assert await connection.run_sync(migrate_module.current_revision) == "0009"
+                assert table not in await connection.run_sync(_tables)
+                assert await connection.run_sync(migrate_module.current_revision) == _before(
+                    revision
+                )
             await store.upgrade()
-            assert await store.revision() == head_revision() == "0010"
-            assert await SqlRevocationStore(store).load() == {}
+            assert await store.revision() == head_revision()
+            assert await SqlSignOutStore(store).load(T0) == {}
 
     run(main())
 
 
+@pytest.mark.parametrize(("revision", "table"), ADDITIVE)
 def test_the_previous_release_runs_on_the_new_schema(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database, monkeypatch: pytest.MonkeyPatch, revision: str, table: str
 ) -> None:
-    """0010 is additive: its floor stays below it, so a release whose head is 0009 starts
-    on it (PostgreSQL's check, embedded SQLite's self-upgrade) and does its work."""
+    """Each is additive: its floor stays below it, so a release whose head is the revision
+    before starts on it (PostgreSQL's check, embedded SQLite's self-upgrade) and does its
+    work."""
     upgrade(db.url)
+    head = head_revision()
 
     async def seed() -> None:
         async with await open_store(db.url) as store:
             assert isinstance(store, SqlStateStore)
             await SqlRevocationStore(store).revoke("laptop", T0)
+            await SqlSignOutStore(store).add("sid", T0)
 
     run(seed())
-    monkeypatch.setattr(migrate_module, "head_revision", lambda: "0009")
-    monkeypatch.setattr(sql_module, "head_revision", lambda: "0009")
+    previous = _before(revision)
+    monkeypatch.setattr(migrate_module, "head_revision", lambda: previous)
+    monkeypatch.setattr(sql_module, "head_revision", lambda: previous)
 
     async def previous_release() -> None:
         for create in (False, True):
             async with await open_store(db.url, create=create) as store:
                 assert isinstance(store, SqlStateStore)
                 assert (await store.claim(binding(f"old-{create}"), credential="t")).won
-                assert await store.revision() == "0010"  # left as it was
+                assert await store.revision() == head  # left as it was
 
     run(previous_release())
+
+
+def test_a_sign_out_is_kept_until_it_would_have_expired(db: Database) -> None:
+    later = T0 + timedelta(hours=8)
+
+    async def main() -> None:
+        async with await open_store(db.url, create=True) as store:
+            assert isinstance(store, SqlStateStore)
+            signouts = SqlSignOutStore(store)
+            await signouts.add("a", later)
+            await signouts.add("a", later)  # twice (a retried form): once
+            await signouts.add("b", T0 + timedelta(minutes=1))
+            assert await signouts.load(T0) == {"a": later, "b": T0 + timedelta(minutes=1)}
+        # What a restart or another replica reads; past b's expiry, b is purged.
+        async with await open_store(db.url) as store:
+            assert isinstance(store, SqlStateStore)
+            signouts = SqlSignOutStore(store)
+            assert await signouts.load(T0 + timedelta(minutes=1)) == {"a": later}
+            assert await signouts.load(T0) == {"a": later}  # gone from the table
+
+    run(main())
