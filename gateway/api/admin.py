@@ -71,7 +71,7 @@ _RESERVED_ENDPOINT_IDS = {"locations", "notificationrecipients"}
 
 def _admin(request: Request) -> Services:
     found = services(request)
-    request.state.principal = require_admin(request, found.admin_keys)
+    request.state.principal = require_admin(request, found.admin_keys, found.device_tokens)
     return found
 
 

@@ -84,15 +84,13 @@ class AdminKeys:
         return Principal("admin", f"admin-key-{found}") if found is not None else None
 
 
-def require_admin(
-    conn: HTTPConnection, keys: AdminKeys, tokens: DeviceTokens | None = None
-) -> Principal:
-    """An admin key; 401 otherwise, or 403 for a valid device token when ``tokens`` is given
-    (the caller is known, but a device may not use the admin API)."""
+def require_admin(conn: HTTPConnection, keys: AdminKeys, tokens: DeviceTokens) -> Principal:
+    """An admin key; 403 for a valid device token (the caller is known, but a device may
+    not use the admin API); 401 otherwise."""
     token = bearer_token(conn)
     principal = keys.match(token)
     if principal is None:
-        if tokens is not None and tokens.verify(token) is not None:
+        if tokens.verify(token) is not None:
             raise Problem(403, "A device token cannot use the admin API; use an admin key.")
         raise Problem(401, "The credentials are not valid.", headers=_CHALLENGE)
     return principal

@@ -71,7 +71,7 @@ def jobs(app: Starlette) -> ImportJobs:
 
 def _runtime(request: Request) -> Runtime:
     s: Services = services(request)
-    request.state.principal = require_admin(request, s.admin_keys)
+    request.state.principal = require_admin(request, s.admin_keys, s.device_tokens)
     try:
         store = ImportStore.of(s.pipeline.ledger)
     except TypeError:

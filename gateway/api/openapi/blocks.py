@@ -62,9 +62,10 @@ V2_UNSUPPORTED = {
     )
 }
 
-#: The admin API takes admin keys only: a device token, valid or not, is answered 401 there.
+#: The admin API takes admin keys only: a valid device token is known but refused (403).
 ADMIN_AUTH_FAILURES = {
-    "401": problem("Missing or invalid credentials, or a device token (admin keys only).")
+    "401": problem("Missing or invalid credentials."),
+    "403": problem("A device token: the admin API takes admin keys only."),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from gateway.api.openapi.blocks import (
+    ADMIN_AUTH_FAILURES,
     body_errors,
     json_body,
     operation,
@@ -19,8 +20,7 @@ from gateway.store.outbox import MAX_WEBHOOKS
 
 #: The events routes take an admin key; a valid device token is known but refused (403).
 EVENTS_AUTH = {
-    "401": problem("Missing or invalid credentials."),
-    "403": problem("A device token: these routes take an admin key."),
+    **ADMIN_AUTH_FAILURES,
     "503": problem("No state store (GATEWAY_DATABASE_URL=none): no events."),
 }
 _HOST = {

@@ -18,8 +18,7 @@ from gateway.api.openapi.blocks import (
 )
 from gateway.api.openapi.components import ref
 
-_FORBIDDEN = {"403": problem("A device token: the wiremap is for admin keys only.")}
-_AUTH = {**ADMIN_AUTH_FAILURES, **_FORBIDDEN}
+_AUTH = ADMIN_AUTH_FAILURES
 #: A body whose address cannot be routed, as a report's; or a carrier location that is not.
 _UNROUTABLE = problem(
     "Malformed (`/problems/validation`), the address cannot be routed "

@@ -425,8 +425,7 @@ def revocation_paths() -> dict[str, Any]:
         "refused (401) on every route; those issued since are accepted.",
     )
     failures = {
-        "401": problem("Missing or invalid credentials."),
-        "403": problem("A device token: revocations take an admin key."),
+        **ADMIN_AUTH_FAILURES,
         "503": retry_problem("The gateway's database is unavailable."),
     }
     return {
