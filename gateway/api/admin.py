@@ -401,7 +401,10 @@ async def revoke_tokens(request: Request) -> Response:
     """Refuse the device's tokens issued before now; a body, if any, is not read."""
     s, aeui = _revoked_device(request)
     before = await s.device_tokens.revocations.revoke(aeui)
-    return model_response(TokenRevocation.of(aeui, before))
+    answer = TokenRevocation.of(aeui, before)
+    after = {"revokedBefore": answer.revokedBefore}
+    await s.pipeline.admin_record(aeui, HistoryKind.TOKENS_REVOKED, None, after, _who(request))
+    return model_response(answer)
 
 
 async def token_revocation(request: Request) -> Response:

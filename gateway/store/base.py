@@ -45,6 +45,8 @@ class HistoryKind(enum.StrEnum):
     #: An admin deleted the device's endpoint; or (credential ``gateway``) the gateway
     #: deleted it again, a report's write that raced the deletion having created it again.
     DELETED = "deleted"
+    #: An admin revoked the device's tokens (``after.revokedBefore``: those issued before).
+    TOKENS_REVOKED = "tokens_revoked"
     #: A report's GPS fix contradicted its address (the address was applied without it).
     COORDINATES_CONFLICT = "coordinates_conflict"
     #: The carrier asked where a caller is (``gateway.api.emergency``): what was answered.

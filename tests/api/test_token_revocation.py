@@ -178,6 +178,13 @@ def test_the_revocation_route_is_for_admins_and_reads_back() -> None:
                     assert answer.status_code == 404, (aeui, answer.text)
             slashed = await gw.http.post(revocation_path("dept/alice"))
             assert slashed.json()["alternateEndUserId"] == "dept/alice"
+            # Each revocation is in the device's history, with the admin credential.
+            history = await gw.http.get("/v1/devices/laptop/history")
+            revoked = [e for e in history.json()["entries"] if e["kind"] == "tokens_revoked"]
+            assert [e["after"] for e in revoked] == [
+                {"revokedBefore": r.json()["revokedBefore"]} for r in (with_body, second, first)
+            ]
+            assert {e["credential"] for e in revoked} == {"admin-key-0"}
 
     run(scenario())
 
