@@ -89,7 +89,7 @@ class MetricsReport:
         self.metrics.event_deliveries.labels(event_type, channel, result).inc(count)
 
     def backlog(self, depth: int, oldest: float) -> None:
-        self.metrics.outbox_depth.set(depth)
+        self.metrics.outbox_pending.set(depth)
         self.metrics.outbox_oldest_age.set(oldest)
 
 

@@ -32,6 +32,9 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 #: How much of an error body is kept for geopy's log line and the exception.
 MAX_ERROR_TEXT_BYTES = 4096
 
+#: A request's headers, as geopy passes them.
+Headers = dict[str, str] | None
+
 
 class HttpxAdapter(BaseAsyncAdapter):  # type: ignore[misc]
     """A ``geopy.adapters.BaseAsyncAdapter`` over a shared ``httpx.AsyncClient``.
@@ -53,35 +56,21 @@ class HttpxAdapter(BaseAsyncAdapter):  # type: ignore[misc]
         self.client = client
         self.max_response_bytes = max_response_bytes
 
-    async def get_text(
-        self,
-        url: str,
-        *,
-        timeout: float | None,  # noqa: ASYNC109 - geopy's adapter interface
-        headers: dict[str, str] | None,
-    ) -> str:
+    async def get_text(self, url: str, *, timeout: float | None, headers: Headers) -> str:  # noqa: ASYNC109 - geopy's interface
         body, encoding = await self._get(url, seconds=timeout, headers=headers)
         try:
             return body.decode(encoding)
         except (UnicodeDecodeError, LookupError) as exc:
             raise GeocoderParseError(f"Unable to decode the response: {exc}") from exc
 
-    async def get_json(
-        self,
-        url: str,
-        *,
-        timeout: float | None,  # noqa: ASYNC109 - geopy's adapter interface
-        headers: dict[str, str] | None,
-    ) -> Any:
+    async def get_json(self, url: str, *, timeout: float | None, headers: Headers) -> Any:  # noqa: ASYNC109 - geopy's interface
         body, _ = await self._get(url, seconds=timeout, headers=headers)
         try:
             return json.loads(body)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
             raise GeocoderParseError(f"The response is not valid JSON: {exc}") from exc
 
-    async def _get(
-        self, url: str, *, seconds: float | None, headers: dict[str, str] | None
-    ) -> tuple[bytes, str]:
+    async def _get(self, url: str, *, seconds: float | None, headers: Headers) -> tuple[bytes, str]:
         try:
             async with asyncio.timeout(seconds):
                 async with self.client.stream(

@@ -11,6 +11,8 @@ the same way by every backend. JSON is stored as text (``address``, ``from_json`
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 #: Deterministic constraint and index names, the same on every backend (migrations name them).
@@ -26,6 +28,10 @@ metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 #: A 64-bit autoincrementing key; SQLite only autoincrements ``INTEGER PRIMARY KEY``.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _table(name: str, *items: sa.schema.SchemaItem, **options: Any) -> sa.Table:
+    return sa.Table(name, metadata, *items, **options)
 
 
 def _instant(name: str, *, nullable: bool = False) -> sa.Column[int]:
@@ -50,19 +56,21 @@ def _lease() -> tuple[sa.Column[str], sa.Column[int]]:
 
 def _one_row(name: str, value: sa.Column[object]) -> sa.Table:
     """A table of one row (``id`` 1) holding one value."""
-    return sa.Table(
+    return _table(
         name,
-        metadata,
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
         value,
         sa.CheckConstraint("id = 1", name="one_row"),
     )
 
 
-devices = sa.Table(
+def _device_table(name: str, *items: sa.schema.SchemaItem) -> sa.Table:
+    """A table of a row per device, keyed by its ``aeui``."""
+    return _table(name, sa.Column("aeui", sa.String(64), primary_key=True), *items)
+
+
+devices = _device_table(
     "devices",
-    metadata,
-    sa.Column("aeui", sa.String(64), primary_key=True),
     sa.Column("endpoint_id", sa.String(64), nullable=False),
     sa.Column("location_id", sa.String(64), nullable=False),
     sa.Column("address", sa.Text(), nullable=True),
@@ -107,9 +115,8 @@ devices = sa.Table(
     sa.Index(None, "endpoint_id"),
 )
 
-locations = sa.Table(
+locations = _table(
     "locations",
-    metadata,
     sa.Column("location_id", sa.String(64), primary_key=True),
     sa.Column("address", sa.Text(), nullable=False),
     sa.Column("status", sa.String(64), nullable=True),
@@ -119,9 +126,8 @@ locations = sa.Table(
 
 #: Revision 0004: who may use a callback number. The first device to hold a number owns it;
 #: an admin may release it (the row goes) or mark it shared (any device may use it).
-numbers = sa.Table(
+numbers = _table(
     "numbers",
-    metadata,
     sa.Column("telephone_number", sa.String(32), primary_key=True),
     sa.Column("owner_aeui", sa.String(64), nullable=True),
     sa.Column("shared", sa.Boolean(), nullable=False),
@@ -129,9 +135,8 @@ numbers = sa.Table(
     sa.Index(None, "owner_aeui"),
 )
 
-history = sa.Table(
+history = _table(
     "history",
-    metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("aeui", sa.String(64), nullable=False),
     _instant("at"),
@@ -153,9 +158,8 @@ history = sa.Table(
 dlr_schema = _one_row("dlr_schema", sa.Column("compatible_since", sa.String(32), nullable=False))
 
 #: Revision 0005: the wiremap (network elements -> locations; ``gateway.store.wiremap``).
-network_entries = sa.Table(
+network_entries = _table(
     "network_entries",
-    metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("key", sa.String(64), nullable=False),
@@ -170,9 +174,8 @@ network_entries = sa.Table(
 network_version = _one_row("network_version", sa.Column("version", sa.BigInteger(), nullable=False))
 
 #: Revision 0006: the event outbox (``gateway.store.outbox``).
-webhooks = sa.Table(
+webhooks = _table(
     "webhooks",
-    metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("url", sa.Text(), nullable=False),
     #: A JSON list of event types.
@@ -188,9 +191,8 @@ webhooks = sa.Table(
     _instant("updated_at"),
 )
 
-events = sa.Table(
+events = _table(
     "events",
-    metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("type", sa.String(32), nullable=False),
     #: The event's JSON body, exactly the bytes every delivery sends and signs.
@@ -199,9 +201,8 @@ events = sa.Table(
     sa.Index(None, "created_at"),
 )
 
-deliveries = sa.Table(
+deliveries = _table(
     "deliveries",
-    metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("event_id", sa.String(64), nullable=False),
     #: A webhook's id, ``email`` or ``email:carrier``.
@@ -222,17 +223,11 @@ deliveries = sa.Table(
 
 #: Devices a ``device_stale`` event was emitted for, and for which last-heard time: one
 #: event per staleness (a device heard from again, then stale again, gets another).
-stale_marks = sa.Table(
-    "stale_marks",
-    metadata,
-    sa.Column("aeui", sa.String(64), primary_key=True),
-    _instant("heard_at"),
-)
+stale_marks = _device_table("stale_marks", _instant("heard_at"))
 
 #: Revision 0007: bulk imports' progress (``gateway.store.imports``).
-imports = sa.Table(
+imports = _table(
     "imports",
-    metadata,
     sa.Column("import_id", sa.String(32), primary_key=True),
     sa.Column("kind", sa.String(16), nullable=False),
     # The file's SHA-256: a resume must be given the same file.
@@ -244,9 +239,8 @@ imports = sa.Table(
     sa.Column("report", sa.Text(), nullable=True),
 )
 
-import_rows = sa.Table(
+import_rows = _table(
     "import_rows",
-    metadata,
     sa.Column("import_id", sa.String(32), primary_key=True),
     sa.Column("line", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("outcome", sa.String(16), nullable=False),
@@ -256,10 +250,8 @@ import_rows = sa.Table(
 #: Revision 0008: devices an admin deleted, and the order they had reached then (the later
 #: of the deletion and their newest report): a report observed before it does not create
 #: the device again. Purged with the history past its retention.
-deleted_devices = sa.Table(
+deleted_devices = _device_table(
     "deleted_devices",
-    metadata,
-    sa.Column("aeui", sa.String(64), primary_key=True),
     _instant("deleted_at"),
     sa.Index(None, "deleted_at"),
 )
@@ -267,18 +259,12 @@ deleted_devices = sa.Table(
 #: Revision 0010: devices whose tokens an admin revoked, and the instant before which their
 #: tokens are refused (``iat`` earlier; a token without one too). A row only moves forward
 #: and is never purged: a token without ``iat`` stays refused for as long as it lives.
-token_revocations = sa.Table(
-    "token_revocations",
-    metadata,
-    sa.Column("aeui", sa.String(64), primary_key=True),
-    _instant("revoked_before"),
-)
+token_revocations = _device_table("token_revocations", _instant("revoked_before"))
 
 #: Revision 0011: console sessions signed out, each until it would have expired anyway
 #: (then purged): every replica refuses a signed-out session's cookie, after a restart too.
-console_signouts = sa.Table(
+console_signouts = _table(
     "console_signouts",
-    metadata,
     sa.Column("sid", sa.String(64), primary_key=True),
     _instant("expires_at"),
     sa.Index(None, "expires_at"),

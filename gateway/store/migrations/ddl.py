@@ -1,6 +1,6 @@
 """The migrations' shorthands: primary-key, NOT NULL and nullable columns, instants, a table
-with its primary key, and an index, named by the store's convention (``pk_<table>``,
-``ix_<table>_<columns>``).
+with its primary key (a device's table keyed by ``aeui``), and an index, named by the
+store's convention (``pk_<table>``, ``ix_<table>_<columns>``).
 
 Each makes exactly what the revisions first wrote out in full: changing one changes history.
 """
@@ -40,6 +40,11 @@ def create_table(name: str, *items: sa.schema.SchemaItem, **options: Any) -> sa.
     keys = [c.name for c in items if isinstance(c, sa.Column) and c.info.get("primary")]
     primary_key = sa.PrimaryKeyConstraint(*keys, name=f"pk_{name}")
     return op.create_table(name, *items, primary_key, **options)
+
+
+def create_device_table(name: str, *items: sa.schema.SchemaItem) -> sa.Table:
+    """``create_table`` of a row per device: keyed by its ``aeui``, with ``items``."""
+    return create_table(name, primary("aeui", sa.String(64)), *items)
 
 
 def create_index(table: str, *columns: str) -> None:

@@ -12,9 +12,8 @@ down_revision: str | None = None
 
 
 def upgrade() -> None:
-    ddl.create_table(
+    ddl.create_device_table(
         "devices",
-        ddl.primary("aeui", sa.String(64)),
         ddl.required("endpoint_id", sa.String(64)),
         ddl.required("location_id", sa.String(64)),
         ddl.optional("address", sa.Text()),

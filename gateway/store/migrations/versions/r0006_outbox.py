@@ -53,11 +53,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_id", "target", name="uq_deliveries_event_id_target"),
     )
     ddl.create_index("deliveries", "state", "next_at")
-    ddl.create_table(
-        "stale_marks",
-        ddl.primary("aeui", sa.String(64)),
-        ddl.instant("heard_at"),
-    )
+    ddl.create_device_table("stale_marks", ddl.instant("heard_at"))
 
 
 def downgrade() -> None:

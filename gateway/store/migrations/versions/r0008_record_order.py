@@ -8,7 +8,6 @@ leaves an order that is still right.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
 
 from gateway.store.migrations import ddl
@@ -20,11 +19,7 @@ down_revision: str | None = "0007"
 def upgrade() -> None:
     with op.batch_alter_table("devices") as batch:
         batch.add_column(ddl.instant("ordered_at", nullable=True))
-    ddl.create_table(
-        "deleted_devices",
-        ddl.primary("aeui", sa.String(64)),
-        ddl.instant("deleted_at"),
-    )
+    ddl.create_device_table("deleted_devices", ddl.instant("deleted_at"))
     ddl.create_index("deleted_devices", "deleted_at")
 
 

@@ -7,7 +7,6 @@ rollback forgets revocations until the release that made them runs again).
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
 
 from gateway.store.migrations import ddl
@@ -17,11 +16,7 @@ down_revision: str | None = "0009"
 
 
 def upgrade() -> None:
-    ddl.create_table(
-        "token_revocations",
-        ddl.primary("aeui", sa.String(64)),
-        ddl.instant("revoked_before"),
-    )
+    ddl.create_device_table("token_revocations", ddl.instant("revoked_before"))
 
 
 def downgrade() -> None:
