@@ -28,6 +28,8 @@ class Precision(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class GeocodeResult:
+    """A geocoder's answer: the point, how precise it is, and which provider gave it."""
+
     latitude: float
     longitude: float
     precision: Precision

@@ -66,6 +66,8 @@ class Code:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """The simulator's answer to one carrier request: its status and XML body."""
+
     status: int
     body: bytes = b""
     #: Did this request change the state?

@@ -16,6 +16,8 @@ from gateway.store.base import HistoryKind, HistoryRecord
 
 
 class Change(enum.StrEnum):
+    """What a report did to the device's binding at the carrier."""
+
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
@@ -23,6 +25,8 @@ class Change(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class GeoFix:
+    """A device's own position: WGS 84 degrees and, when it says, its radius in meters."""
+
     latitude: float
     longitude: float
     accuracy_meters: float | None = None
@@ -30,6 +34,9 @@ class GeoFix:
 
 @dataclass(frozen=True, slots=True)
 class Report:
+    """A device's location report, parsed (JSON, PIDF-LO or HELD): who, where, and when it
+    was observed."""
+
     alternate_end_user_id: str
     caller_name: str
     telephone_number: str
