@@ -205,8 +205,19 @@ def _serve(args: argparse.Namespace) -> int:
                 print(f"  - {problem}", file=sys.stderr)
             print("Set them in the environment or a .env file, or try --sandbox.", file=sys.stderr)
             return 2
+    from gateway.store.exclusive import AlreadyServed, hold_sqlite_file
+    from gateway.store.urls import default_url
+
+    url = settings.database_url or default_url(settings.data_dir)
+    try:
+        held = None if url == NO_DATABASE else hold_sqlite_file(url)
+    except (AlreadyServed, OSError, ValueError) as exc:
+        print(f"dlr-gateway cannot start: {exc}", file=sys.stderr)
+        return 2
     app = create_app(settings, sandbox_app=sandbox_app)
     serve(app, host=args.host, port=args.port, settings=settings)
+    if held is not None:
+        held.close()
     return 0
 
 
