@@ -179,7 +179,7 @@ def test_admin_release_and_share_are_recorded_and_decide_who_may_use_it() -> Non
             assert (await gw.http.put(f"/v1/numbers/{NUMBER}", json={})).status_code == 422
             assert (await gw.http.get("/v1/numbers/911")).status_code == 404
             forbidden = await gw.http.get(f"/v1/numbers/{NUMBER}", headers=device("desk"))
-            assert forbidden.status_code == 401
+            assert forbidden.status_code == 403
 
     run(scenario())
 

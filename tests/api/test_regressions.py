@@ -185,7 +185,7 @@ def test_each_admin_method_still_reaches_its_own_handler(client: TestClient) -> 
 # -- what the admin API answers a device token -------------------------------------------------
 
 
-def test_the_admin_api_answers_a_device_token_401_as_documented() -> None:
+def test_the_admin_api_answers_a_device_token_403_as_documented() -> None:
     token = DeviceTokens(secret=JWT_SECRET).mint("fuzz-device", 3600)
     doc = document()
 
@@ -199,9 +199,9 @@ def test_the_admin_api_answers_a_device_token_401_as_documented() -> None:
                 response = await g.http.request(
                     method.upper(), path, headers={"Authorization": f"Bearer {token}"}
                 )
-                assert response.status_code == 401, response.text
+                assert response.status_code == 403, response.text
                 conforms(path, method, response)
-                described = doc["paths"][path][method]["responses"]["401"]["description"]
+                described = doc["paths"][path][method]["responses"]["403"]["description"]
                 assert "device token" in described
 
     asyncio.run(main())
