@@ -524,7 +524,7 @@ def test_device_tokens_that_must_not_pass() -> None:
             )
             assert_problem(read, 403)
             admin = await g.http.get("/v1/endpoints", headers={"Authorization": f"Bearer {bob}"})
-            assert_problem(admin, 401)
+            assert_problem(admin, 403)
             assert g.calls(before) == []  # nothing reached the carrier
 
     run(main())
