@@ -317,7 +317,7 @@ async def emergency_location(request: Request) -> Response:
         q.count(result, time.perf_counter() - started)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)  # not frozen: a frozen one's __init__ is slower
 class Answered:
     """A query answered with a device's location: what its history record and its event
     are built from, in the writers' batches."""
@@ -378,7 +378,7 @@ class Answered:
         )
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)  # not frozen: a frozen one's __init__ is slower
 class Unanswered:
     """A query for a number no device has: answered 404, or the account's default
     location (``answered``)."""
