@@ -12,23 +12,26 @@ query parameter written into the URL it is given. Secrets are compared in consta
 (digests of equal length); the query string is never logged (``gateway.observability`` logs
 the route template only). ``GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS`` adds a source-network check
 (the TCP peer: the server trusts no proxy headers).
+
+Per query the route keeps only the facts of its answer (``Answered``, ``Unanswered``): the
+history record and the ``emergency_call``/``test_call`` event are built from them in the
+writers' batches, after the answer, where a batch's work stays in the CPU's caches.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -47,8 +50,8 @@ from gateway.dlr.callers import (
     has_dispatchable_coordinates,
     normalize_number,
 )
-from gateway.events.calls import emit_call
-from gateway.events.model import EventSink
+from gateway.events.calls import call_event, call_type
+from gateway.events.model import Event, EventSink
 from gateway.jsondump import dumps
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -179,7 +182,13 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else ("", "\x00")
 
 
-class QueryRecorder(BatchQueue[HistoryRecord]):
+class Recordable(Protocol):
+    """A query's facts, its history record built when its batch is written."""
+
+    def record(self) -> HistoryRecord: ...
+
+
+class QueryRecorder(BatchQueue[Recordable]):
     """Writes query history after the answer: a bounded queue, drained in batches.
 
     Never blocks a query: a full queue drops the record (``queue_full``), a failed write
@@ -205,10 +214,10 @@ class QueryRecorder(BatchQueue[HistoryRecord]):
 
     submit = BatchQueue.put
 
-    async def write(self, records: list[HistoryRecord]) -> None:
-        await self.store.record_many(records)
+    async def write(self, queries: list[Recordable]) -> None:
+        await self.store.record_many([q.record() for q in queries])
 
-    def count_dropped(self, records: Sequence[HistoryRecord], reason: str) -> None:
+    def count_dropped(self, records: Sequence[Recordable], reason: str) -> None:
         self.metrics.emergency_query_records_dropped.labels(reason=reason).inc(len(records))
 
 
@@ -267,17 +276,6 @@ class EmergencyQuery:
         await self.locator.aclose()
 
 
-class _After(BackgroundTask):
-    """A ``BackgroundTask`` of a coroutine function known as one: Starlette's own inspects
-    the function on every construction."""
-
-    def __init__(self, func: Callable[..., Awaitable[None]], **kwargs: Any) -> None:
-        self._call = functools.partial(func, **kwargs)
-
-    async def __call__(self) -> None:
-        await self._call()
-
-
 def _text(value: str | None, limit: int = 64) -> str | None:
     return None if value is None else value[:limit]
 
@@ -319,6 +317,127 @@ async def emergency_location(request: Request) -> Response:
         q.count(result, time.perf_counter() - started)
 
 
+@dataclass(slots=True, eq=False)  # not frozen: a frozen one's __init__ is slower
+class Answered:
+    """A query answered with a device's location: what its history record and its event
+    are built from, in the writers' batches."""
+
+    queried_at: datetime
+    number: str | None
+    called: str | None
+    fallback: str | None
+    credential: str
+    source: str
+    binding: Binding
+    answered: dict[str, Any]
+    age: float
+    stale: bool
+    devices: int
+
+    @property
+    def type(self) -> str:
+        return call_type(self.called)
+
+    def record(self) -> HistoryRecord:
+        binding = self.binding
+        return HistoryRecord(
+            aeui=binding.aeui,
+            kind=HistoryKind.EMERGENCY_QUERY,
+            credential=f"emergency-query-{self.credential}",
+            source=self.source,
+            before=None,
+            after={
+                "queriedAt": self.queried_at.isoformat(),
+                "from": self.number,
+                "to": self.called,
+                "fallback": self.fallback,
+                "status": 200,
+                "answered": self.answered,
+                "locationId": binding.location_id,
+                "binding": "confirmed" if binding.confirmed else "desired",
+                "precision": binding.coordinates_source,
+                "bindingSource": binding.source,
+                "observedAt": observed(binding).isoformat(),
+                "locationAgeSeconds": round(self.age, 3),
+                "stale": self.stale,
+                "devicesOnNumber": self.devices,
+            },
+            observed_at=binding.observed_at,
+        )
+
+    def event(self) -> Event:
+        return call_event(
+            queried_at=self.queried_at,
+            callback_number=self.number,
+            called_number=self.called,
+            binding=self.binding,
+            age_seconds=self.age,
+            stale=self.stale,
+            devices_on_number=self.devices,
+            answer="device",
+        )
+
+
+@dataclass(slots=True, eq=False)  # not frozen: a frozen one's __init__ is slower
+class Unanswered:
+    """A query for a number no device has: answered 404, or the account's default
+    location (``answered``)."""
+
+    queried_at: datetime
+    number: str | None
+    called: str | None
+    fallback: str | None
+    credential: str
+    #: ``not_found`` or ``default``.
+    result: str
+    status: int
+    answered: dict[str, Any] | None
+
+    @property
+    def type(self) -> str:
+        return call_type(self.called)
+
+    def record(self) -> HistoryRecord:
+        after: dict[str, Any] = {
+            "queriedAt": self.queried_at.isoformat(),
+            "from": self.number,
+            "to": self.called,
+            "fallback": self.fallback,
+            "status": self.status,
+            "answered": self.answered,
+        }
+        if self.answered:
+            after["locationId"] = self.answered["location_id"]
+        return HistoryRecord(
+            aeui=UNKNOWN_CALLER_KEY,
+            kind=HistoryKind.EMERGENCY_QUERY,
+            credential=f"emergency-query-{self.credential}",
+            source=self.result,
+            before=None,
+            after=after,
+            observed_at=None,
+        )
+
+    def event(self) -> Event:
+        return call_event(
+            queried_at=self.queried_at,
+            callback_number=self.number,
+            called_number=self.called,
+            binding=None,
+            answer="default" if self.answered else "not_found",
+            default_location_id=None if not self.answered else self.answered["location_id"],
+        )
+
+
+def _recorded(q: EmergencyQuery, facts: Answered | Unanswered) -> None:
+    """Queue the query's history record and its event: both are built and written after
+    the answer, in batches (``QueryRecorder``, the event emitter)."""
+    if q.recorder is not None:
+        q.recorder.submit(facts)
+    if q.events is not None:
+        q.events.emit(facts)
+
+
 async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple[Response, str]:
     now = q.clock()
     raw_from = request.query_params.get("from")
@@ -327,14 +446,9 @@ async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple
     located = await q.locator.locate(number) if number else Located([], "cache")
     if located.fallback is not None:
         q.metrics.emergency_query_store_fallbacks.labels(reason=located.fallback).inc()
-    query: dict[str, Any] = {
-        "queriedAt": now.isoformat(),
-        "from": number or _text(raw_from),
-        "to": called,
-        "fallback": located.fallback,
-    }
+    shown = number or _text(raw_from)
     if not located.bindings:
-        return _unknown(q, query, credential)
+        return _unknown(q, now, shown, called, located.fallback, credential)
     binding = freshest(located.bindings)
     devices = len({b.aeui for b in located.bindings})
     if devices > 1:
@@ -349,90 +463,50 @@ async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple
             extra={"aeui": binding.aeui, "age_s": round(age), "source": located.source},
         )
     body = _answer(binding)
-    if q.recorder is not None:
-        after = {
-            **query,
-            "status": 200,
-            "answered": body,
-            "locationId": binding.location_id,
-            "binding": "confirmed" if binding.confirmed else "desired",
-            "precision": binding.coordinates_source,
-            "bindingSource": binding.source,
-            "observedAt": observed(binding).isoformat(),
-            "locationAgeSeconds": round(age, 3),
-            "stale": stale,
-            "devicesOnNumber": devices,
-        }
-        q.recorder.submit(
-            HistoryRecord(
-                aeui=binding.aeui,
-                kind=HistoryKind.EMERGENCY_QUERY,
-                credential=f"emergency-query-{credential}",
-                source=located.source,
-                before=None,
-                after=after,
-                observed_at=binding.observed_at,
-            )
-        )
     response = _json(body)
-    if q.events is not None:
-        # After the answer is sent: the event costs the carrier's query nothing.
-        response.background = _After(
-            emit_call,
-            events=q.events,
-            queried_at=now,
-            callback_number=query["from"],
-            called_number=called,
-            binding=binding,
-            age_seconds=age,
-            stale=stale,
-            devices_on_number=devices,
-            answer="device",
-        )
+    _recorded(
+        q,
+        Answered(
+            now,
+            shown,
+            called,
+            located.fallback,
+            credential,
+            located.source,
+            binding,
+            body,
+            age,
+            stale,
+            devices,
+        ),
+    )
     return response, located.source
 
 
-def _unknown(q: EmergencyQuery, query: dict[str, Any], credential: str) -> tuple[Response, str]:
+def _unknown(
+    q: EmergencyQuery,
+    now: datetime,
+    number: str | None,
+    called: str | None,
+    fallback: str | None,
+    credential: str,
+) -> tuple[Response, str]:
     """No device has this number: 404 (the carrier routes on its own records), or the
     account's default location, as configured."""
     s = q.settings
     if s.emergency_query_unknown_caller == "default" and s.emergency_query_default_location_id:
-        body: dict[str, Any] = {
+        default = {
             "aeui": s.emergency_query_default_aeui,
             "location_id": s.emergency_query_default_location_id,
         }
-        status, result, response = 200, "default", _json(body)
+        body: dict[str, Any] | None = default
+        status, result, response = 200, "default", _json(default)
     else:
-        body = {}
+        body = None
         status, result = 404, "not_found"
         problem = Problem(404, "No device has this callback number.")
         response = problem_response(problem)
-    if q.recorder is not None:
-        after = {**query, "status": status, "answered": body or None}
-        if body:
-            after["locationId"] = body["location_id"]
-        q.recorder.submit(
-            HistoryRecord(
-                aeui=UNKNOWN_CALLER_KEY,
-                kind=HistoryKind.EMERGENCY_QUERY,
-                credential=f"emergency-query-{credential}",
-                source=result,
-                before=None,
-                after=after,
-                observed_at=None,
-            )
-        )
-    if q.events is not None:
-        response.background = _After(
-            emit_call,
-            events=q.events,
-            queried_at=datetime.fromisoformat(query["queriedAt"]),
-            callback_number=query["from"],
-            called_number=query["to"],
-            binding=None,
-            answer="default" if body else "not_found",
-            default_location_id=body.get("location_id"),
-        )
+    _recorded(q, Unanswered(now, number, called, fallback, credential, result, status, body))
     return response, result
 
 

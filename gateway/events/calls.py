@@ -8,7 +8,14 @@ from typing import Any
 
 from gateway.dlr.binding import Binding, address_json
 from gateway.dlr.callers import answer_radius, has_dispatchable_coordinates
-from gateway.events.model import EMERGENCY_CALL, TEST_CALL, Event, EventSink, address_text, iso
+from gateway.events.model import (
+    EMERGENCY_CALL,
+    TEST_CALL,
+    Event,
+    address_text,
+    iso,
+    new_event_id,
+)
 from gateway.store.outbox import AddressLookup
 
 #: The called numbers of a test call (933 checks the caller's registered address).
@@ -18,6 +25,11 @@ TEST_NUMBERS = frozenset({"933", "1933"})
 def is_test_call(called: str | None) -> bool:
     digits = "".join(ch for ch in called or "" if ch.isdigit())
     return digits in TEST_NUMBERS
+
+
+def call_type(called: str | None) -> str:
+    """``test_call`` for a test call's called number, else ``emergency_call``."""
+    return TEST_CALL if is_test_call(called) else EMERGENCY_CALL
 
 
 def call_event(
@@ -59,7 +71,7 @@ def call_event(
     elif default_location_id is not None:
         location = {"locationId": default_location_id, "default": True}
     return Event.new(
-        TEST_CALL if is_test_call(called_number) else EMERGENCY_CALL,
+        call_type(called_number),
         {
             "callbackNumber": callback_number,
             "calledNumber": called_number,
@@ -70,6 +82,8 @@ def call_event(
             "devicesOnNumber": devices_on_number,
         },
         at=queried_at,
+        # Time-ordered by the query, whenever it is built (``DeferredEvent``).
+        id=new_event_id(queried_at),
     )
 
 
@@ -95,8 +109,3 @@ def with_addresses(batch: list[Event], addresses: AddressLookup) -> None:
         if location_id == location["locationId"] and address is not None:
             location["address"] = address
             location["addressText"] = address_text(address)
-
-
-async def emit_call(events: EventSink, **facts: Any) -> None:
-    """Emit the call's event (a background task once the answer is sent)."""
-    events.emit(call_event(**facts))

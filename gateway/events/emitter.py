@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Protocol
 
 from gateway.concurrency import BatchQueue
-from gateway.events.model import EMAIL_TYPES, Event
+from gateway.events.model import EMAIL_TYPES, DeferredEvent, Event
 from gateway.metrics import Metrics
 from gateway.store.outbox import AddressLookup, NewEvent, OutboxStore, Written
 
@@ -42,7 +43,7 @@ class Wake(Protocol):
     def set(self) -> None: ...
 
 
-class Emitter(BatchQueue[Event]):
+class Emitter(BatchQueue[Event | DeferredEvent]):
     """The ``EventSink`` the app gives the pipeline and the call-time query."""
 
     name = "event-emitter"
@@ -75,8 +76,10 @@ class Emitter(BatchQueue[Event]):
 
     emit = BatchQueue.put
 
-    async def write(self, batch: list[Event]) -> None:
+    async def write(self, items: list[Event | DeferredEvent]) -> None:
         """Write a batch, retrying a failed write with backoff; raises when it gives up."""
+        # Built once, before the first attempt: a retry writes the same ids.
+        batch = [item if isinstance(item, Event) else item.event() for item in items]
         written = Written([], 0)
         retried = False
         for delay in (*self.retry_delays, None):
@@ -91,8 +94,9 @@ class Emitter(BatchQueue[Event]):
                 await asyncio.sleep(delay)
                 continue
             break
-        for event in batch:
-            self.metrics.events.labels(type=event.type, result="written").inc()
+        # By type, once per batch: ``labels()`` costs more than the count.
+        for type, count in Counter(event.type for event in batch).items():
+            self.metrics.events.labels(type=type, result="written").inc(count)
         if (written.deliveries or retried) and self.on_written is not None:
             self.on_written.set()
 
@@ -101,6 +105,6 @@ class Emitter(BatchQueue[Event]):
             self.prepare(batch, addresses)
         return [as_new(e) for e in batch]
 
-    def count_dropped(self, batch: Sequence[Event], reason: str) -> None:
-        for event in batch:
-            self.metrics.events.labels(type=event.type, result="dropped").inc()
+    def count_dropped(self, batch: Sequence[Event | DeferredEvent], reason: str) -> None:
+        for type, count in Counter(event.type for event in batch).items():
+            self.metrics.events.labels(type=type, result="dropped").inc(count)

@@ -28,9 +28,11 @@ EVENT_TYPES = (EMERGENCY_CALL, TEST_CALL, PROVISIONING_FAILED, DEVICE_STALE, LOC
 EMAIL_TYPES = frozenset({EMERGENCY_CALL, TEST_CALL})
 
 
-def new_event_id() -> str:
-    """Time-ordered and unique: ``evt_`` + 12 hex digits of milliseconds + 16 random."""
-    return f"evt_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+def new_event_id(at: datetime | None = None) -> str:
+    """Time-ordered and unique: ``evt_`` + 12 hex digits of milliseconds (of ``at``, else
+    of now) + 16 random."""
+    ms = time.time_ns() // 1_000_000 if at is None else int(at.timestamp() * 1000)
+    return f"evt_{ms:012x}{secrets.token_hex(8)}"
 
 
 def derived_event_id(*parts: str) -> str:
@@ -63,10 +65,22 @@ class Event:
         return orjson.dumps(envelope).decode()
 
 
+class DeferredEvent(Protocol):
+    """An event built when its batch is written rather than when it is emitted (the
+    call-time query's: the query pays only for queueing it). Its type is known at once."""
+
+    @property
+    def type(self) -> str: ...
+
+    def event(self) -> Event:
+        """The event (built once: its id is fixed by then)."""
+        ...
+
+
 class EventSink(Protocol):
     """Where the domain emits events: never blocks, never raises."""
 
-    def emit(self, event: Event) -> None: ...
+    def emit(self, event: Event | DeferredEvent) -> None: ...
 
 
 def iso(moment: datetime) -> str:

@@ -350,6 +350,17 @@ def test_unknown_caller_can_get_the_account_default_location() -> None:
             assert answer.status_code == 200
             assert answer.json() == {"aeui": "acme-default", "location_id": "HQ1"}
             assert counted(gw, "default") == 1
+            recorder = emergency(gw).recorder
+            assert recorder is not None
+            await recorder.idle()
+            store = gw.app.state.services.pipeline.ledger
+            assert isinstance(store, StateStore)
+            (row,) = await store.history(UNKNOWN_CALLER_KEY)
+            assert row.source == "default" and row.observed_at is None
+            assert row.after is not None
+            assert row.after["status"] == 200 and row.after["locationId"] == "HQ1"
+            assert row.after["answered"] == {"aeui": "acme-default", "location_id": "HQ1"}
+            assert row.after["from"] == "+13125550100" and row.after["to"] == "911"
 
     run(scenario())
 

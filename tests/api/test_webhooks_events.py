@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -117,6 +118,9 @@ def test_an_unknown_caller_is_still_an_emergency_call_event() -> None:
             odd = await gw.http.get("/v1/events", params={"cursor": "0~0", "": "null"})
             assert odd.status_code == 422 and odd.json()["errors"][0]["field"] == ""
             assert event["data"]["answer"] == "not_found" and event["data"]["device"] is None
+            # Built after the answer, its id still says when the call was queried.
+            queried = datetime.fromisoformat(event["data"]["queriedAt"])
+            assert event["id"][4:16] == f"{int(queried.timestamp() * 1000):012x}"
 
     asyncio.run(main())
 

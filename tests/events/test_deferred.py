@@ -1,0 +1,90 @@
+"""Events built when their batch is written (``DeferredEvent``: the call-time query's), on a
+real SQLite outbox."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.events.emitter import Emitter
+from gateway.events.model import EMERGENCY_CALL, TEST_CALL, Event, new_event_id
+from gateway.metrics import Metrics
+from gateway.store import open_store
+from gateway.store.outbox import AddressLookup, OutboxStore
+from gateway.store.sql import SqlStateStore
+
+AT = datetime(2026, 12, 7, 15, 30, 0, 123_000, tzinfo=UTC)
+
+
+@dataclass
+class Later:
+    """A deferred event that counts how often it is built."""
+
+    type: str
+    built: list[Event] = field(default_factory=list)
+
+    def event(self) -> Event:
+        made = Event.new(self.type, {"n": len(self.built)}, at=AT, id=new_event_id(AT))
+        self.built.append(made)
+        return made
+
+
+def test_an_event_id_is_time_ordered_by_the_moment_given() -> None:
+    made = new_event_id(AT)
+    assert made.startswith(f"evt_{int(AT.timestamp() * 1000):012x}") and len(made) == 32
+    assert made != new_event_id(AT)  # and unique
+
+
+def test_a_deferred_event_is_built_once_and_a_retry_writes_the_same_id(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
+        assert isinstance(store, SqlStateStore)
+        async with store:
+            outbox = OutboxStore(store)
+            metrics = Metrics()
+            attempts: list[int] = []
+
+            def flaky(batch: list[Event], addresses: AddressLookup) -> None:
+                attempts.append(len(batch))
+                if len(attempts) == 1:
+                    raise RuntimeError("the first write fails")
+
+            emitter = Emitter(outbox, metrics, retry_delays=(0.01,), prepare=flaky)
+            emitter.start()
+            calls = [Later(EMERGENCY_CALL), Later(EMERGENCY_CALL), Later(TEST_CALL)]
+            plain = Event.new(EMERGENCY_CALL, {"plain": True})
+            for item in [*calls, plain]:
+                emitter.emit(item)
+            await emitter.aclose()
+            assert attempts == [4, 4]  # one batch, written on its second attempt
+            assert [len(c.built) for c in calls] == [1, 1, 1]
+            stored = {e.id for e, _ in await outbox.page(limit=10)}
+            assert stored == {c.built[0].id for c in calls} | {plain.id}
+
+            def written(kind: str) -> float | None:
+                return metrics.registry.get_sample_value(
+                    "dlr_events_total", {"type": kind, "result": "written"}
+                )
+
+            assert written(EMERGENCY_CALL) == 3 and written(TEST_CALL) == 1
+
+    asyncio.run(main())
+
+
+def test_a_full_queue_counts_deferred_events_dropped_by_type(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
+        assert isinstance(store, SqlStateStore)
+        async with store:
+            metrics = Metrics()
+            emitter = Emitter(OutboxStore(store), metrics, maxsize=1)  # not started
+            for item in (Later(EMERGENCY_CALL), Later(TEST_CALL), Later(TEST_CALL)):
+                emitter.emit(item)
+            dropped = metrics.registry.get_sample_value(
+                "dlr_events_total", {"type": TEST_CALL, "result": "dropped"}
+            )
+            assert dropped == 2
+
+    asyncio.run(main())
