@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 
 from gateway.bandwidth.models import Address
 
@@ -43,8 +44,11 @@ def _digest(*parts: str) -> str:
 @functools.lru_cache(maxsize=4096)
 def location_id_for(address: Address) -> str:
     """The location ID of a canonical address (memoized: every report needs its address's,
-    and an address's hash costs a tenth of the digest)."""
-    return _digest("location", *((getattr(address, f) or "") for f in DISPATCHABLE_FIELDS))
+    and an address's hash costs a tenth of the digest). Interned: the devices at one address
+    share one string, however long ago the memo forgot it."""
+    return sys.intern(
+        _digest("location", *((getattr(address, f) or "") for f in DISPATCHABLE_FIELDS))
+    )
 
 
 def endpoint_id_for(alternate_end_user_id: str) -> str:

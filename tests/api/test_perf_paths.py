@@ -129,6 +129,15 @@ def test_location_ids_are_memoized_per_address_value() -> None:
     assert location_id_for(dataclasses.replace(a, plus_four="0001")) == location_id_for(a)
 
 
+def test_devices_at_one_address_share_its_location_id_after_the_memo_forgot_it() -> None:
+    a = Address(house_number="1600", street_name="PENNSYLVANIA", city="WASHINGTON")
+    first = location_id_for(a)
+    location_id_for.cache_clear()  # the memo is bounded: a busy gateway forgets addresses
+    again = location_id_for(dataclasses.replace(a))
+    assert again == first
+    assert again is first  # one string for every device there, not one each (memory)
+
+
 @pytest.mark.parametrize(
     "value",
     [
