@@ -51,6 +51,22 @@ def location_id_for(address: Address) -> str:
     )
 
 
+def _prefixed(part: str) -> hashlib.blake2b:
+    h = hashlib.blake2b(digest_size=16, person=_SCHEME)
+    data = part.encode("utf-8")
+    h.update(len(data).to_bytes(4, "big"))
+    h.update(data)
+    return h
+
+
+#: ``_digest("endpoint", ...)`` up to the AEUI: a binding derives its endpoint ID when read.
+_ENDPOINT = _prefixed("endpoint")
+
+
 def endpoint_id_for(alternate_end_user_id: str) -> str:
-    """The endpoint ID of a device."""
-    return _digest("endpoint", alternate_end_user_id)
+    """The endpoint ID of a device: ``_digest("endpoint", alternate_end_user_id)``."""
+    h = _ENDPOINT.copy()
+    data = alternate_end_user_id.encode("utf-8")
+    h.update(len(data).to_bytes(4, "big"))
+    h.update(data)
+    return h.hexdigest()
