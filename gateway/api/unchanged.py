@@ -28,7 +28,7 @@ def written_from(outcome: Outcome) -> tuple[Any, ...]:
     b = outcome.binding
     return (
         b.aeui,
-        b.endpoint_id,
+        b.carrier_endpoint_id,  # None: the one derived from the AEUI, beside it
         b.location_id,
         b.status,
         b.address,

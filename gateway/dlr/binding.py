@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.bandwidth.models import Address, Endpoint, wire_name
+from gateway.dlr.ids import endpoint_id_for
 from gateway.records import record_to_json
 
 _ADDRESS_FIELDS = {wire_name(f.name): f.name for f in dataclasses.fields(Address)}
@@ -35,7 +36,6 @@ class Binding:
     """
 
     aeui: str
-    endpoint_id: str
     location_id: str
     caller_name: str
     telephone_number: str
@@ -65,13 +65,27 @@ class Binding:
     #: ``observed_at`` stays the place's own time, the one answered (its age). ``None``:
     #: ``observed_at`` orders alone.
     ordered_at: datetime | None = None
+    #: The device's endpoint ID when it is not the one derived from the AEUI (an endpoint the
+    #: carrier named itself); ``None`` for the derived one, nearly every device's: not kept
+    #: per device (memory). Read ``endpoint_id``, which is either.
+    carrier_endpoint_id: str | None = None
+
+    def __post_init__(self) -> None:
+        own = self.carrier_endpoint_id
+        if own is not None and own == endpoint_id_for(self.aeui):
+            object.__setattr__(self, "carrier_endpoint_id", None)
+
+    @property
+    def endpoint_id(self) -> str:
+        """The device's endpoint ID at the carrier."""
+        own = self.carrier_endpoint_id
+        return endpoint_id_for(self.aeui) if own is None else own
 
     def seen_at(self, observed_at: datetime, heard_at: datetime | None = None) -> Binding:
         """This binding at a newer time, heard at ``heard_at``: ``dataclasses.replace``
         without its introspection (on every unchanged report; a test holds the two equal)."""
         return Binding(
             self.aeui,
-            self.endpoint_id,
             self.location_id,
             self.caller_name,
             self.telephone_number,
@@ -88,6 +102,7 @@ class Binding:
             heard_at or self.heard_at,
             self.attested,
             self.ordered_at,
+            self.carrier_endpoint_id,
         )
 
     def same_as(self, location_id: str, caller_name: str, telephone_number: str) -> bool:

@@ -68,7 +68,7 @@ def binding_of(row: Any) -> Binding:
     """A ``devices`` row (SQLAlchemy's, or ``DriverRow``) as a binding."""
     return Binding(
         aeui=row.aeui,
-        endpoint_id=row.endpoint_id,
+        carrier_endpoint_id=row.endpoint_id,
         location_id=row.location_id,
         address=address_from_json(loads(row.address)),
         caller_name=row.caller_name,

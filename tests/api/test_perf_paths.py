@@ -109,6 +109,8 @@ def test_the_direct_line_is_skipped_when_logging_does_more() -> None:
 def test_seen_at_is_replace_for_every_field(cls: type[Any]) -> None:
     """``seen_at`` passes every field on: a field added later and forgotten there fails here."""
     values = {f.name: object() for f in dataclasses.fields(cls)}
+    if cls is Binding:
+        values["aeui"] = "device-1"  # a binding's derived endpoint ID is the AEUI's hash
     record = cls(**values)
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     moved = record.seen_at(when)
@@ -127,6 +129,15 @@ def test_location_ids_are_memoized_per_address_value() -> None:
     assert location_id_for(c) == location_id_for.__wrapped__(c) != location_id_for(a)
     # Not part of the ID: ZIP+4 (the same place, however the carrier completes the ZIP).
     assert location_id_for(dataclasses.replace(a, plus_four="0001")) == location_id_for(a)
+
+
+def test_devices_at_one_address_share_its_location_id_after_the_memo_forgot_it() -> None:
+    a = Address(house_number="1600", street_name="PENNSYLVANIA", city="WASHINGTON")
+    first = location_id_for(a)
+    location_id_for.cache_clear()  # the memo is bounded: a busy gateway forgets addresses
+    again = location_id_for(dataclasses.replace(a))
+    assert again == first
+    assert again is first  # one string for every device there, not one each (memory)
 
 
 @pytest.mark.parametrize(

@@ -175,7 +175,7 @@ def test_another_devices_token_gets_no_remembered_answer() -> None:
 def _outcome(**changes: Any) -> Outcome:
     binding = Binding(
         aeui="dev-1",
-        endpoint_id="ep-1",
+        carrier_endpoint_id="ep-1",
         location_id="loc1",
         caller_name="ALICE",
         telephone_number="+12025550100",
@@ -198,7 +198,8 @@ def test_each_value_the_answer_shows_is_checked() -> None:
     later = _outcome(observed_at=datetime(2026, 1, 2, tzinfo=UTC))
     assert answers.get(later) == ANSWER.replace(b"01T", b"02T")
     for change in (
-        {"endpoint_id": "ep-2"},
+        {"carrier_endpoint_id": "ep-2"},
+        {"carrier_endpoint_id": None},  # the one derived from the AEUI
         {"location_id": "loc2"},
         {"caller_name": "BOB"},
         {"telephone_number": "+12025550101"},

@@ -79,7 +79,7 @@ def binding(
     same moment unless given)."""
     return Binding(
         aeui=aeui,
-        endpoint_id=f"ep-{aeui}",
+        carrier_endpoint_id=f"ep-{aeui}",
         location_id=f"L{int(seconds)}",
         address=None,
         caller_name="ADA",
@@ -126,7 +126,7 @@ def _held(aeui: str, seconds: float, *, version: int = 1, phone: str = PHONE) ->
     """The pipeline's own record of a binding the carrier holds."""
     return Binding(
         aeui=aeui,
-        endpoint_id=f"ep-{aeui}",
+        carrier_endpoint_id=f"ep-{aeui}",
         location_id="LOC-HELD",
         caller_name="Held",
         telephone_number=phone,

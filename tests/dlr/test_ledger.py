@@ -19,7 +19,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def _binding(aeui: str, location_id: str = "L1", at: datetime = T0) -> Binding:
     return Binding(
         aeui=aeui,
-        endpoint_id=f"E{aeui}",
+        carrier_endpoint_id=f"E{aeui}",
         location_id=location_id,
         address=None,
         caller_name="A",

@@ -70,7 +70,7 @@ def smtp_sink(*recipients: str) -> Iterator[tuple[Sink, mail.SmtpConfig]]:
 def _binding() -> Binding:
     return Binding(
         aeui="desk-phone-7",
-        endpoint_id="EP7",
+        carrier_endpoint_id="EP7",
         location_id="LOC-WH",
         address=address_from_json(WHITE_HOUSE_ADDRESS),
         caller_name="Front Desk",

@@ -45,7 +45,7 @@ def binding(
 ) -> Binding:
     return Binding(
         aeui=aeui,
-        endpoint_id=f"ep-{aeui}",
+        carrier_endpoint_id=f"ep-{aeui}",
         location_id=location_id,
         address=Address(house_number="1", street_name=location_id, city="RALEIGH"),
         caller_name=caller_name,

@@ -568,7 +568,7 @@ def test_same_binding_is_equal_history_json() -> None:
     assert b.address is not None
     variants = [
         dataclasses.replace(b, observed_at=at(99), version=7, confirmed=True, status="x"),
-        dataclasses.replace(b, endpoint_id="other"),
+        dataclasses.replace(b, carrier_endpoint_id="other"),
         dataclasses.replace(b, location_id="LOC2"),
         dataclasses.replace(b, address=None),
         dataclasses.replace(b, address=dataclasses.replace(b.address, plus_four="1234")),

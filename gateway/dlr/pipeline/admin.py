@@ -95,7 +95,7 @@ class AdminSync:
             previous = await self.ledger.get(aeui)
             edited = Binding(
                 aeui=aeui,
-                endpoint_id=endpoint.endpoint_id,
+                carrier_endpoint_id=endpoint.endpoint_id,
                 location_id=endpoint.location_id,
                 address=None,
                 caller_name=endpoint.caller_name or "",

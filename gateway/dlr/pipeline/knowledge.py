@@ -147,7 +147,7 @@ class Knowledge:
             location = Location(location_id=endpoint.location_id)
         held = Binding(
             aeui=alternate_end_user_id,
-            endpoint_id=endpoint.endpoint_id or self.endpoint_id(alternate_end_user_id),
+            carrier_endpoint_id=endpoint.endpoint_id or self.endpoint_id(alternate_end_user_id),
             location_id=endpoint.location_id,
             caller_name=endpoint.caller_name or "",
             telephone_number=endpoint.telephone_number or "",

@@ -426,7 +426,7 @@ class Reports:
         wiremap = resolved.source not in ("address", "geo")
         binding = Binding(
             aeui=aeui,
-            endpoint_id=endpoint.endpoint_id or "",
+            carrier_endpoint_id=endpoint.endpoint_id,
             location_id=location_id,
             caller_name=report.caller_name,
             telephone_number=report.telephone_number,
@@ -484,7 +484,7 @@ class Reports:
             # The report's deadline cut the write short: it may still land.
             self.repairs.maybe_applied(aeui)
             raise
-        binding = dataclasses.replace(binding, endpoint_id=endpoint_id, version=version)
+        binding = dataclasses.replace(binding, carrier_endpoint_id=endpoint_id, version=version)
         record = taken(HistoryKind.APPLIED, previous, claim.current, credential)
         if await self.ledger.confirm(aeui, version, record=record):
             self.known.trust(binding)
