@@ -483,7 +483,5 @@ class CarrierCalls(Exchanges):
             elif trial:
                 self.breaker.release()  # cancelled, or refused before sending
             if self.metrics is not None:
-                self.metrics.upstream_request_duration.labels(op.name, outcome).observe(
-                    max(0.0, self._clock() - started)
-                )
+                self.metrics.upstream_done(op.name, outcome, max(0.0, self._clock() - started))
         return response, self._parse(response, data, op)
