@@ -3,8 +3,9 @@
 Parsing is defusedxml only (no DTDs, no entities, no external references) under a size
 limit checked first, for the carrier's answers and for PIDF-LO and HELD bodies alike; each
 caller names the error it raises, so that its own layer answers it. Writing goes through
-ElementTree, and text XML cannot carry is refused (or, for the simulator's error bodies,
-dropped), never written.
+ElementTree (the carrier's records are written by ``gateway.bandwidth.codec`` directly, to
+the bytes ElementTree writes), and text XML cannot carry is refused (or, for the simulator's
+error bodies, dropped), never written.
 """
 
 from __future__ import annotations
