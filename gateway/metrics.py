@@ -220,6 +220,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._report_children: dict[str, tuple[Counter, Histogram]] = {}
         self._network_children: dict[str, Counter] = {}
+        self._upstream_children: dict[tuple[str, str], Histogram] = {}
         for declared in vars(Metrics).values():
             if isinstance(declared, _Declared):
                 vars(self)[declared.attribute] = declared.build(self.registry)
@@ -237,6 +238,18 @@ class Metrics:
     def network_sized(self, counts: Mapping[Any, int]) -> None:
         for kind, count in counts.items():
             self.network_entries.labels(kind=str(kind)).set(count)
+
+    def upstream_done(self, operation: str, status: str, seconds: float) -> None:
+        """One exchange with the carrier (``dlr_upstream_request_duration_seconds``), its
+        child looked up once per operation and status (bounded: the API's operations, HTTP
+        statuses and a few words) rather than per exchange."""
+        key = (operation, status)
+        child = self._upstream_children.get(key)
+        if child is None:
+            child = self._upstream_children[key] = self.upstream_request_duration.labels(
+                operation, status
+            )
+        child.observe(seconds)
 
     def report_done(self, result: str, seconds: float) -> None:
         """A report's two series (``dlr_reports_total``, ``dlr_report_duration_seconds``),

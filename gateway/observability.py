@@ -117,6 +117,9 @@ class RequestObservability:
     clock: Callable[[], float] = time.perf_counter
     #: The histogram's children by label values (``labels()`` costs more than a lookup).
     _children: dict[tuple[str, str, int], Histogram] = field(default_factory=dict, init=False)
+    #: ``route_template`` of the top-level routes that served requests, by the route's
+    #: ``id`` (routes are not hashable), with the route itself to tell a reused ``id``.
+    _templates: dict[int, tuple[object, str]] = field(default_factory=dict, init=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,12 +130,7 @@ class RequestObservability:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         # What routing needs to find the mount again afterwards; routing rewrites the scope.
-        arrived = {
-            "type": "http",
-            "path": scope["path"],
-            "root_path": scope.get("root_path", ""),
-            "method": scope["method"],
-        }
+        arrived = (scope["path"], scope.get("root_path", ""), scope["method"])
         status: int | None = None
         header_value = request_id.encode("ascii")
 
@@ -156,18 +154,31 @@ class RequestObservability:
             # answer, or the server's); record it as that.
             self._record(scope, arrived, state, request_id, status or 500, started)
 
+    def _route(self, matched: object, arrived: tuple[str, str, str]) -> str:
+        """``route_template`` for the request, remembered for the routes that are one of
+        ``routes`` (their template depends on nothing else)."""
+        known = self._templates.get(id(matched))
+        if known is not None and known[0] is matched:
+            return known[1]
+        path, root_path, method = arrived
+        scope = {"type": "http", "path": path, "root_path": root_path, "method": method}
+        route = route_template(self.routes, scope, matched)
+        if any(r is matched for r in self.routes) and isinstance(matched, Route | Mount):
+            self._templates[id(matched)] = (matched, route)
+        return route
+
     def _record(
         self,
         scope: Scope,
-        arrived: Scope,
+        arrived: tuple[str, str, str],
         state: dict[str, Any],
         request_id: str,
         status: int,
         started: float,
     ) -> None:
         elapsed = max(self.clock() - started, 0.0)
-        route = route_template(self.routes, arrived, scope.get("route"))
-        method = arrived["method"] if arrived["method"] in _METHODS else "other"
+        route = self._route(scope.get("route"), arrived)
+        method = arrived[2] if arrived[2] in _METHODS else "other"
         key = (route, method, status)
         child = self._children.get(key)
         if child is None:

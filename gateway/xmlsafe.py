@@ -3,8 +3,9 @@
 Parsing is defusedxml only (no DTDs, no entities, no external references) under a size
 limit checked first, for the carrier's answers and for PIDF-LO and HELD bodies alike; each
 caller names the error it raises, so that its own layer answers it. Writing goes through
-ElementTree, and text XML cannot carry is refused (or, for the simulator's error bodies,
-dropped), never written.
+ElementTree (the carrier's records are written by ``gateway.bandwidth.codec`` directly, to
+the bytes ElementTree writes), and text XML cannot carry is refused (or, for the simulator's
+error bodies, dropped), never written.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import xml.etree.ElementTree as ET  # the element type and writing; parsing is d
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+#: What every document the gateway writes starts with.
+DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
 #: Characters XML 1.0 cannot carry, even escaped.
 ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
@@ -96,4 +98,4 @@ def serialize(root: ET.Element) -> bytes:
     # ElementTree writes a carriage return in text as is, and every XML parser reads it back
     # as a newline; a character reference keeps it. Tags never contain one.
     body = ET.tostring(root, encoding="unicode").replace("\r", "&#13;")
-    return _DECLARATION + body.encode("utf-8")
+    return DECLARATION + body.encode("utf-8")

@@ -7,11 +7,12 @@ field-level errors, so that nothing the caller did not mean reaches the carrier.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -75,21 +76,63 @@ class BodyDeadline:
             nonlocal deadline, complete
             if complete:
                 return await receive()  # a wait for the disconnect: not the body's
-            loop = asyncio.get_running_loop()
             if deadline is None:
-                deadline = loop.time() + budget
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise Problem(
-                    408, f"The body did not arrive within {budget:.0f} seconds."
-                ) from None
+                deadline = asyncio.get_running_loop().time() + budget
+            waiting: Awaitable[Message] = receive()
+            answered = False
+            if inspect.iscoroutine(waiting):
+                # Nearly always the body is there already: the first step answers it, and
+                # no timer is needed. Only a receive that waits is bounded by one.
+                try:
+                    pending = waiting.send(None)
+                except StopIteration as done:
+                    message: Message = done.value
+                    answered = True
+                else:
+                    waiting = _Resumed(waiting, pending)
+            if not answered:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await waiting
+                except TimeoutError:
+                    raise Problem(
+                        408, f"The body did not arrive within {budget:.0f} seconds."
+                    ) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 complete = True
             return message
 
         await self.app(scope, within_deadline, send)
+
+
+class _Resumed:
+    """Awaits a coroutine whose first step already ran and yielded ``pending``: the rest of
+    it, as ``await`` would have run it (what the task sends or throws in is passed on)."""
+
+    __slots__ = ("_coroutine", "_pending")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Message], pending: Any) -> None:
+        self._coroutine = coroutine
+        self._pending = pending
+
+    def __await__(self) -> Generator[Any, Any, Message]:
+        coroutine, pending = self._coroutine, self._pending
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:
+                try:
+                    pending = coroutine.throw(exc)
+                except StopIteration as done:
+                    return cast(Message, done.value)
+            else:
+                try:
+                    pending = coroutine.send(sent)
+                except StopIteration as done:
+                    return cast(Message, done.value)
 
 
 def is_json(content_type: str) -> bool:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from gateway.bandwidth.errors import CodecError
 from gateway.bandwidth.models import Record, wire_name
+from gateway.xmlsafe import DECLARATION as _DECLARATION
 from gateway.xmlsafe import checked, local_name, parse_untrusted, serialize
 
 #: Largest XML body the codec will parse.
@@ -93,25 +94,53 @@ def _text(value: object) -> str:
     return checked(str(value), CodecError)
 
 
-def _build(parent: ET.Element, record: Any) -> None:
+def _escaped(text: str) -> str:
+    """Element text as ``xmlsafe.serialize`` writes it: ElementTree's escapes (``&``, ``<``,
+    ``>``), and a carriage return as a character reference."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    return text
+
+
+def _element(out: list[str], tag: str, record: Any) -> None:
+    """``<tag>``, the record's fields, ``</tag>``; ``<tag />`` for a record with none."""
+    start = len(out)
+    out.append(f"<{tag}>")
+    _write(out, record)
+    if len(out) == start + 1:
+        out[start] = f"<{tag} />"
+    else:
+        out.append(f"</{tag}>")
+
+
+def _write(out: list[str], record: Any) -> None:
     for f in _fields(type(record)):
         value = getattr(record, f.name)
         if value is None:
             continue
         if f.is_list:
             for item in value:
-                _build(ET.SubElement(parent, f.wire), item)
+                _element(out, f.wire, item)
         elif dataclasses.is_dataclass(f.kind):
-            _build(ET.SubElement(parent, f.wire), value)
+            _element(out, f.wire, value)
         else:
-            ET.SubElement(parent, f.wire).text = _text(value)
+            text = _text(value)
+            out.append(f"<{f.wire}>{_escaped(text)}</{f.wire}>" if text else f"<{f.wire} />")
 
 
 def encode(record: Record) -> bytes:
-    """The record as the carrier's XML, rooted at its schema's name."""
-    root = ET.Element(type(record).__name__)
-    _build(root, record)
-    return serialize(root)
+    """The record as the carrier's XML, rooted at its schema's name: the bytes ElementTree
+    and ``xmlsafe.serialize`` write for it (``tests/bandwidth/test_codec.py`` holds the two
+    equal), written directly, at a fraction of the cost of building the tree."""
+    out: list[str] = []
+    _element(out, type(record).__name__, record)
+    return _DECLARATION + "".join(out).encode("utf-8")
 
 
 def encode_response_status(code: str, description: str) -> bytes:

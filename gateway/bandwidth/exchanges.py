@@ -315,7 +315,7 @@ class Exchanges:
                 type(error).__name__,
             )
         if self.metrics is not None:
-            self.metrics.upstream_request_duration.labels(op.name, outcome).observe(elapsed)
+            self.metrics.upstream_done(op.name, outcome, elapsed)
 
     @staticmethod
     async def _read_body(response: httpx.Response) -> bytes | None:

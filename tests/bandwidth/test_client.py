@@ -750,3 +750,20 @@ def test_works_in_process_under_a_base_path_over_asgi() -> None:
 
     assert run(main()) == (ENDPOINT, ENDPOINT)
     assert seen == [f"{ROOT}/ep1", f"{ROOT}/ep1"]
+
+
+# -- cookies ----------------------------------------------------------------------------
+
+
+def test_a_cookie_the_carrier_sets_is_sent_back_as_httpx_would() -> None:
+    """The client reads an answer's cookies only when it sets one (a shortcut): what it
+    keeps and sends is still what httpx keeps and sends."""
+    set_cookie = xml(ENDPOINT, **{"Set-Cookie": "lb=node-2; Path=/"})
+    up = Upstream([xml(ENDPOINT), set_cookie, xml(ENDPOINT), xml(ENDPOINT)])
+
+    async def calls(client: BandwidthClient) -> None:
+        for _ in range(4):
+            await client.get_endpoint("ep1")
+
+    up.run(calls)
+    assert [r.headers.get("cookie") for r in up.requests] == [None, None, "lb=node-2", "lb=node-2"]

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,9 @@ from gateway.bandwidth.models import (
     NotificationRecipient,
     NotificationRecipientListResponse,
     Record,
+    wire_name,
 )
+from gateway.xmlsafe import serialize
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -393,3 +397,75 @@ def test_xml_shaped_input_raises_only_codec_errors(text: str, cls: type[Record])
         root = codec.parse(text.encode())
         codec.response_status(root)
         assert isinstance(codec.from_element(cls, root), cls)
+
+
+# -- the encoder against ElementTree -------------------------------------------------
+
+
+def _tree(parent: ET.Element, record: Any) -> None:
+    """The encoder as it was: the record built as an ElementTree (``encode`` must equal it)."""
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if value is None:
+            continue
+        wire = wire_name(f.name)
+        if isinstance(value, tuple):
+            for item in value:
+                _tree(ET.SubElement(parent, wire), item)
+        elif dataclasses.is_dataclass(value):
+            _tree(ET.SubElement(parent, wire), value)
+        else:
+            ET.SubElement(parent, wire).text = codec._text(value)
+
+
+def _tree_encoded(record: Record) -> bytes:
+    root = ET.Element(type(record).__name__)
+    _tree(root, record)
+    return serialize(root)
+
+
+# Any text XML can carry: spaces around it, markup characters, carriage returns, nothing.
+_raw = st.text(st.sampled_from("a Z&<>\r\n\t'\"é;#]]>") | _char, max_size=12)
+_raw_addresses = st.builds(Address, **{n: _opt(_raw) for n in Address.__dataclass_fields__})
+_raw_endpoint_texts = {n: _opt(_raw) for n in Endpoint.__dataclass_fields__ if n != "activated"}
+_raw_records = st.one_of(
+    st.builds(Endpoint, activated=_opt(st.booleans()), **_raw_endpoint_texts),
+    st.builds(
+        Location, location_id=_opt(_raw), address=_opt(_raw_addresses), latitude=_opt(floats)
+    ),
+    st.builds(
+        EndpointListResponse,
+        total_count=counts,
+        endpoints=st.lists(st.builds(Endpoint, caller_name=_opt(_raw)), max_size=3).map(tuple),
+    ),
+    st.builds(
+        LocationListResponse,
+        locations=st.lists(st.builds(Location, address=_opt(_raw_addresses)), max_size=3).map(
+            tuple
+        ),
+    ),
+)
+
+
+@pytest.mark.parametrize("record", ROUND_TRIPS, ids=lambda r: type(r).__name__)
+def test_encode_writes_what_elementtree_writes(record: Record) -> None:
+    assert codec.encode(record) == _tree_encoded(record)
+
+
+@given(_raw_records)
+def test_encode_writes_what_elementtree_writes_for_any_text(record: Record) -> None:
+    assert codec.encode(record) == _tree_encoded(record)
+
+
+def test_encode_escapes_markup_and_keeps_empty_elements() -> None:
+    record = Location(location_id="", address=Address(), description="a & b <c> \r d")
+    expected = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Location><locationId />'
+        b"<description>a &amp; b &lt;c&gt; &#13; d</description><address /></Location>"
+    )
+    assert codec.encode(record) == _tree_encoded(record) == expected
+    assert (
+        codec.encode(Endpoint())
+        == _tree_encoded(Endpoint())
+        == (b'<?xml version="1.0" encoding="UTF-8"?>\n<Endpoint />')
+    )

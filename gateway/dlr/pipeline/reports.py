@@ -451,7 +451,7 @@ class Reports:
             raise Superseded(newest(claim.current))
         self.known.learn(claim.current)
         version = claim.current.version
-        binding = dataclasses.replace(binding, heard_at=claim.current.heard_at)
+        binding = dataclasses.replace(binding, heard_at=claim.current.heard_at, version=version)
         previous = claim.previous
         if (
             previous is not None
@@ -463,7 +463,6 @@ class Reports:
         ):
             # The carrier already holds this very endpoint (another replica applied it since
             # this one cached the device's last): no write, as for an unchanged report.
-            binding = dataclasses.replace(binding, version=version)
             # Unconfirmed, a newer claim came in between: its report writes what it needs.
             if await self.ledger.confirm(aeui, version):
                 self.known.trust(binding)
@@ -484,7 +483,8 @@ class Reports:
             # The report's deadline cut the write short: it may still land.
             self.repairs.maybe_applied(aeui)
             raise
-        binding = dataclasses.replace(binding, carrier_endpoint_id=endpoint_id, version=version)
+        if endpoint_id != binding.endpoint_id:
+            binding = dataclasses.replace(binding, carrier_endpoint_id=endpoint_id)
         record = taken(HistoryKind.APPLIED, previous, claim.current, credential)
         if await self.ledger.confirm(aeui, version, record=record):
             self.known.trust(binding)
