@@ -74,6 +74,7 @@ from gateway.dlr.pipeline import (
     GeoFix,
     Normalizer,
     Outcome,
+    Progress,
     Report,
     Superseded,
     Unroutable,
@@ -300,12 +301,23 @@ def _refused(
     exc: TimeoutError | Unroutable | Superseded | NumberOwned,
     source: ReportSource,
     principal: Principal,
+    progress: Progress,
 ) -> tuple[str, Problem]:
     """A report the pipeline did not apply: its result (``dlr_reports_total``) and answer."""
     if isinstance(exc, UpstreamError) and not exc.ambiguous:  # a carrier call timed out
         # Its change never reached the carrier (nothing sent, or refused): the report is undone.
         detail = "The carrier did not answer in time; the report was not applied. Send it again."
         return "upstream_unavailable", Problem(504, detail, "upstream-timeout", retry_after=5)
+    if isinstance(exc, TimeoutError) and not progress.claimed:
+        # The deadline was spent before the report claimed the device: nothing was written.
+        return "deadline", Problem(
+            503,
+            "The report was not applied within its deadline: the gateway's own work (the "
+            "geocoder, the state store, or this device's previous report) took it all, and "
+            "nothing was written. Send it again.",
+            "report-deadline",
+            retry_after=5,
+        )
     if isinstance(exc, TimeoutError):  # the report's deadline, or a write that may have landed
         return "upstream_unavailable", Problem(
             503,
@@ -442,6 +454,7 @@ async def location_report(request: Request) -> Response:
                 "rate-limited",
                 retry_after=s.report_limiter.retry_after(wait),
             )
+        progress = Progress()
         try:
             # The carrier client ends its calls just before the deadline (``time_left``): a
             # write still waiting for a connection then fails unsent (the report undone, not
@@ -449,9 +462,11 @@ async def location_report(request: Request) -> Response:
             deadline = s.settings.report_deadline
             answer_by(deadline - min(_PENDING_MARGIN, deadline / 4))
             async with asyncio.timeout(deadline):
-                outcome = await s.pipeline.report(report, credential=_credential(principal))
+                outcome = await s.pipeline.report(
+                    report, credential=_credential(principal), progress=progress
+                )
         except (TimeoutError, Unroutable, Superseded, NumberOwned) as exc:
-            result, problem = _refused(exc, source, principal)
+            result, problem = _refused(exc, source, principal, progress)
             raise problem from None
         except UpstreamPending as exc:
             result = "pending"

@@ -264,3 +264,35 @@ def test_a_report_whose_write_waited_for_a_connection_past_its_deadline_is_undon
             assert now["locationId"] == first.json()["locationId"]
 
     asyncio.run(main())
+
+
+class StalledGeocoder:
+    """A geocoder that does not answer (the gateway's own work, not the carrier's)."""
+
+    async def geocode(self, address: Any) -> None:
+        await asyncio.sleep(30)
+
+    async def reverse(self, latitude: float, longitude: float) -> None:
+        return None
+
+
+def test_a_report_whose_deadline_ran_out_before_it_claimed_anything_says_so() -> None:
+    """The deadline spent in the gateway's own work (here a geocoder that does not answer),
+    before the report claimed the device: nothing was written and nothing will be. The
+    answer says the report was not applied (503, with Retry-After), not that the gateway
+    keeps watching a write there is none of."""
+
+    async def main() -> None:
+        settings = gateway_settings(report_deadline=0.5)
+        async with gateway(settings, geocoder=StalledGeocoder()) as gw:
+            seq = gw.last_seq()
+            answer = await gw.report(report("ann", WHITE_HOUSE, 0))
+            body = assert_problem(answer, 503)
+            assert body["type"] == "/problems/report-deadline"
+            assert "not applied" in body["detail"] and "watching" not in body["detail"]
+            assert int(answer.headers["retry-after"]) >= 1
+            await gw.app.state.services.pipeline.idle()
+            assert gw.calls(seq) == []
+            assert (await gw.http.get("/v1/devices/ann/location")).status_code == 404
+
+    asyncio.run(main())

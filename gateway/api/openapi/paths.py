@@ -183,7 +183,10 @@ REPORT_TIMEOUTS = {
     "503": retry_problem(
         "The carrier is unavailable or rate-limiting (`/problems/upstream-unavailable`); or it "
         "did not confirm the change within `GATEWAY_REPORT_DEADLINE`, and the change may still "
-        "land: the gateway keeps watching the write and repairs the record if needed."
+        "land: the gateway keeps watching the write and repairs the record if needed. "
+        "`/problems/report-deadline`: the deadline was spent in the gateway's own work (the "
+        "geocoder, the state store, the device's previous report) before anything was "
+        "written; the report was not applied."
     ),
     "504": retry_problem(
         "The carrier did not answer in time, and the report was not applied "

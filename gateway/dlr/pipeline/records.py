@@ -32,6 +32,14 @@ class GeoFix:
     accuracy_meters: float | None = None
 
 
+@dataclass(slots=True)
+class Progress:
+    """How far a report got: ``claimed`` once it asked the ledger to make its binding the
+    device's newest (from then on a carrier write may follow, and is watched)."""
+
+    claimed: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     """A device's location report, parsed (JSON, PIDF-LO or HELD): who, where, and when it

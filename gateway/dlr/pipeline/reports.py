@@ -25,6 +25,7 @@ from gateway.dlr.pipeline.records import (
     Change,
     GeoFix,
     Outcome,
+    Progress,
     Report,
     Superseded,
     Unroutable,
@@ -198,11 +199,17 @@ class Reports:
         return _Resolved(normalized.address, tuple(map(where, normalized.warnings)), found, source)
 
     async def report(
-        self, report: Report, *, credential: str = "device", first_seen: bool = False
+        self,
+        report: Report,
+        *,
+        credential: str = "device",
+        first_seen: bool = False,
+        progress: Progress | None = None,
     ) -> Outcome:
         """``report`` applied. ``first_seen``: the caller knows the carrier holds no endpoint
         for the device (a bulk import of devices new to the gateway), so when the ledger has
-        never held it either, its endpoint is created without the update tried first."""
+        never held it either, its endpoint is created without the update tried first.
+        ``progress`` says how far it got, should the caller's deadline cut it short."""
         resolved = await self.resolve(report)
         aeui = report.alternate_end_user_id
         location_id = resolved.location_id or location_id_for(resolved.address)
@@ -213,7 +220,14 @@ class Reports:
                 outcome = await self._unchanged(report, location_id, warnings, check)
                 if outcome is None:
                     outcome = await self._apply(
-                        report, resolved, location_id, warnings, credential, check, first_seen
+                        report,
+                        resolved,
+                        location_id,
+                        warnings,
+                        credential,
+                        check,
+                        first_seen,
+                        progress,
                     )
         except UpstreamError as exc:
             # Pending (202) is not failed: the repair follows it, and reports a refusal.
@@ -409,6 +423,7 @@ class Reports:
         credential: str,
         check: _FixCheck,
         first_seen: bool = False,
+        progress: Progress | None = None,
     ) -> Outcome:
         aeui = report.alternate_end_user_id
         address = resolved.address
@@ -443,6 +458,8 @@ class Reports:
         self.known.distrust(aeui)  # until the carrier confirms, trust nothing cached
         # Decide, atomically and for every replica, that this report is the device's newest
         # and that the device may use its number (``NumberOwned`` otherwise).
+        if progress is not None:
+            progress.claimed = True
         try:
             claim = await self.ledger.claim(binding, credential=credential)
         except DeviceDeleted as exc:
