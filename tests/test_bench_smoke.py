@@ -79,6 +79,8 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     assert "unchanged_rps" in stdout
 
 
+# Slow (~16 s): out of CI; `pytest -m slow` runs it.
+@pytest.mark.slow
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin splits two CPUs or more")
 def test_pin_gives_the_gateway_a_cpu_of_its_own(tmp_path: Path) -> None:
     results, _ = smoke(tmp_path, "--only-query", "--pin")

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.test_bench_smoke import FIGURES, smoke
 
 
+# Slow (~50 s): out of CI, which keeps the seed API's smoke run; `pytest -m slow` runs it.
+@pytest.mark.slow
 def test_smoke_run_on_v2_writes_the_same_figures(tmp_path: Path) -> None:
     results, _ = smoke(tmp_path, "--api", "v2", "--loadgen", "asyncio", timeout=240)
     assert results.keys() >= FIGURES
