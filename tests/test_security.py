@@ -348,6 +348,34 @@ def test_deep_nesting_is_422_not_500(route: str, shape: str) -> None:
     assert body["errors"] == [{"field": "body", "message": "nested too deeply"}]
 
 
+@pytest.mark.parametrize("route", sorted(WRITES))
+def test_a_member_named_twice_is_422_not_the_last_one_kept(route: str) -> None:
+    """Regression: ``{"address": A, "address": B}`` was read as B, silently; whatever else
+    read the body on its way (a proxy, a log, the device's own record) could see A."""
+    method, path, fields = WRITES[route]
+    name = next(iter(fields))
+    content = json.dumps(fields)[:-1] + f", {json.dumps(name)}: {json.dumps(fields[name])}}}"
+    body = assert_problem(run(send(method, path, content)), 422)
+    message = f'the member "{name}" appears more than once in one object'
+    assert body["errors"] == [{"field": "body", "message": message}]
+
+
+def test_a_member_named_twice_deep_inside_is_422_and_a_long_name_is_cut() -> None:
+    name = "n" * 5000
+    inner = f'{{"{name}": 1, "{name}": 2}}'
+    content = json.dumps({"address": ADDRESS, "description": "HQ"})[:-1] + f', "x": {inner}}}'
+    body = assert_problem(run(send("POST", "/v1/locations", content)), 422)
+    message = f'the member "{"n" * 64}..." appears more than once in one object'
+    assert body["errors"] == [{"field": "body", "message": message}]
+
+
+def test_utf16_and_utf8_with_a_bom_bodies_are_still_read() -> None:
+    fields = WRITES["validateAddress"][2]
+    for encoded in (json.dumps(fields).encode("utf-16"), json.dumps(fields).encode("utf-8-sig")):
+        answer = run(send("POST", "/v1/addresses/validate", encoded))
+        assert answer.status_code == 200, answer.text
+
+
 def test_fifty_thousand_keys_are_413_at_once() -> None:
     content = "{" + ",".join(f'"k{i}": 0' for i in range(50_000)) + "}"
     assert len(content) > LIMIT  # refused on its declared size, before a byte is parsed

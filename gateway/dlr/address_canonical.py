@@ -88,11 +88,57 @@ from gateway.dlr.address_tables import (
 # --------------------------------------------------------------------------- cleaning
 
 
+#: Latin letters that Unicode does not decompose into an ASCII letter and a mark.
+_LATIN_LETTERS = str.maketrans(
+    {
+        "ß": "SS",
+        "ẞ": "SS",
+        "Æ": "AE",
+        "æ": "AE",
+        "Œ": "OE",
+        "œ": "OE",
+        "Ø": "O",
+        "ø": "O",
+        "Ł": "L",
+        "ł": "L",
+        "Đ": "D",
+        "đ": "D",
+        "Ð": "D",
+        "ð": "D",
+        "Þ": "TH",
+        "þ": "TH",
+        "Ħ": "H",
+        "ħ": "H",
+        "\u0131": "I",  # dotless i
+    }
+)
+
+
+def unwritable(text: str) -> str | None:
+    """The first letter or number of ``text`` that has no form in Latin letters and digits
+    (a Cyrillic A, U+0410; a CJK character), which folding would otherwise drop: suite ``1``
+    and a Cyrillic A is not suite ``1``. Digits of other scripts are written as ASCII digits."""
+    if text.isascii():
+        return None
+    for ch in text.translate(_LATIN_LETTERS):
+        if ch.isascii():
+            continue
+        cat = unicodedata.category(ch)
+        if cat[0] not in "LN" or cat == "Nd":
+            continue
+        if not any(c.isascii() and c.isalnum() for c in unicodedata.normalize("NFKD", ch)):
+            return ch
+    return None
+
+
 def _fold(text: str) -> str:
-    """Upper-case ASCII: accents folded, fractions and dashes made ASCII, controls to spaces."""
+    """Upper-case ASCII: accents folded, fractions, digits and dashes made ASCII, invisible
+    format characters dropped, controls to spaces."""
     for frac, ascii_frac in VULGAR_FRACTIONS.items():
         if frac in text:
             text = text.replace(frac, ascii_frac)
+    if not text.isascii():
+        text = text.translate(_LATIN_LETTERS)
     out: list[str] = []
     for ch in unicodedata.normalize("NFKD", text):
         if ch.isascii():
@@ -102,9 +148,11 @@ def _fold(text: str) -> str:
             out.append("/")
             continue
         cat = unicodedata.category(ch)
-        if cat == "Mn":
-            continue
-        if cat == "Pd":
+        if cat == "Mn" or cat == "Cf":
+            continue  # a combining mark, or an invisible one (zero-width space, soft hyphen)
+        if cat == "Nd":
+            out.append(str(unicodedata.decimal(ch)))
+        elif cat == "Pd":
             out.append("-")
         elif ch in "\u2019\u2018\u02bc":
             out.append("'")

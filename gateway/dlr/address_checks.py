@@ -8,11 +8,12 @@ intersections, military (APO/FPO) addresses.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from gateway.bandwidth.models import Address, wire_name
-from gateway.dlr.address_canonical import canon_city, canonical
+from gateway.dlr.address_canonical import canon_city, canonical, unwritable
 from gateway.dlr.address_tables import (
     CA_DIRECTIONAL_CODES,
     DESIGNATOR_CODES,
@@ -276,8 +277,20 @@ def from_values(values: Mapping[str, object], report: Report) -> Address:
             report.error(field, f"is too long (at most {MAX_FIELD} characters)")
             kept[name] = None
         else:
+            letter = unwritable(value)
+            if letter is not None:
+                report.error(field, unwritable_message(letter))
             kept[name] = value
     return Address(**kept)
+
+
+def unwritable_message(letter: str) -> str:
+    """The error for a letter the carrier's records cannot hold (see ``unwritable``)."""
+    name = unicodedata.name(letter, f"U+{ord(letter):04X}")
+    return (
+        f'holds "{letter}" ({name}), which has no form in Latin letters and digits, the '
+        "only ones the carrier's records hold: write it in them"
+    )
 
 
 def checked_result(address: Address, report: Report) -> Normalized:

@@ -15,13 +15,20 @@ from dataclasses import dataclass
 
 import usaddress
 
-from gateway.dlr.address_canonical import canon_state, clean, is_prefix_street, prefix_types
+from gateway.dlr.address_canonical import (
+    canon_state,
+    clean,
+    is_prefix_street,
+    prefix_types,
+    unwritable,
+)
 from gateway.dlr.address_checks import (
     Normalized,
     Report,
     checked_result,
     from_values,
     not_dispatchable,
+    unwritable_message,
 )
 from gateway.dlr.address_tables import (
     COUNTRIES,
@@ -164,6 +171,10 @@ def _last_line(cleaned: str) -> _LastLine | None:
 def free_form(text: str, report: Report) -> Normalized:
     if len(text) > MAX_FREEFORM:
         report.error("address", f"is too long (at most {MAX_FREEFORM} characters)")
+        return report.result(None)
+    letter = unwritable(text)
+    if letter is not None:
+        report.error("address", unwritable_message(letter))
         return report.result(None)
     cleaned = clean(text, keep="-/#&,")
     if not cleaned.replace(",", "").strip():

@@ -1111,6 +1111,54 @@ def test_a_decimal_point_is_never_dropped(raw: object, field: str, fragment: str
     assert any(fragment in e.message for e in result.errors if e.field == field), result.errors
 
 
+CYRILLIC_A = "\u0410"
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "letter"),
+    [
+        (f"350 Fifth Ave, Suite 1{CYRILLIC_A}, New York, NY 10118", "address", CYRILLIC_A),
+        ({**GOOD, "addressLine2": f"STE 1{CYRILLIC_A}"}, "addressLine2", CYRILLIC_A),
+        ({**GOOD, "addressLine2": "BLDG \u6771"}, "addressLine2", "\u6771"),
+        ({**GOOD, "streetName": "\u0391LPHA"}, "streetName", "\u0391"),  # a Greek Alpha
+    ],
+)
+def test_a_letter_with_no_latin_form_is_refused_not_dropped(
+    raw: object, field: str, letter: str
+) -> None:
+    """Regression: folding turned each such letter into a space: suite 1 and a Cyrillic A was
+    provisioned as suite 1, another room; a building in CJK lost its name with a warning."""
+    result = normalize(raw)
+    assert not result.valid
+    messages = [e.message for e in result.errors if e.field == field]
+    assert messages and f'"{letter}"' in messages[0], result.errors
+
+
+@pytest.mark.parametrize(
+    ("line2", "expected"),
+    [
+        ("RM \u0661\u0662", "RM 12"),  # Arabic-Indic digits, as an Arabic-locale phone writes
+        ("STE \u096a", "STE 4"),  # a Devanagari digit
+        ("UNIT 5\u200bB", "UNIT 5B"),  # a zero-width space is nothing, not a space
+        ("APT 4\u00adC", "APT 4C"),  # so is a soft hyphen
+        ("STE \u00d81", "STE O1"),  # Latin letters Unicode does not decompose
+        ("STE 2\u00c6", "STE 2AE"),
+    ],
+)
+def test_digits_of_any_script_and_invisible_characters_keep_the_unit(
+    line2: str, expected: str
+) -> None:
+    """Regression: ``RM`` and two Arabic-Indic digits was provisioned as ``RM`` (a warning:
+    no number), the unit lost; ``UNIT 5``, a zero-width space, ``B`` became ``UNIT 5 B``."""
+    result = normalize({**GOOD, "addressLine2": line2})
+    assert result.valid, result.errors
+    assert result.address is not None
+    assert result.address.address_line2 == expected
+    free = normalize(f"1600 Pennsylvania Ave NW, {line2}, Washington, DC 20500").address
+    assert free is not None
+    assert free.address_line2 == expected
+
+
 @pytest.mark.parametrize("raw", ["", "   ", ",,,", "\x00\x01"])
 def test_empty_free_form(raw: str) -> None:
     result = normalize(raw)
