@@ -9,66 +9,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gateway.bandwidth.errors import (
-    CodecError,
-    UpstreamAuthError,
-    UpstreamConflict,
-    UpstreamError,
-    UpstreamNotFound,
-    UpstreamParseError,
-    UpstreamRateLimited,
-    UpstreamRejected,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
-from gateway.bandwidth.models import (
-    Address,
-    Endpoint,
-    EndpointListResponse,
-    Location,
-    LocationListResponse,
-    LocationStatus,
-    NotificationRecipient,
-    NotificationRecipientListResponse,
-    Record,
-)
-from gateway.bandwidth.resilience import (
-    AttemptTimeouts,
-    CircuitBreaker,
-    CircuitOpenError,
-    RetryBudget,
-)
+from gateway.bandwidth import errors, models, resilience
+from gateway.bandwidth.errors import *  # noqa: F403 (each module's ``__all__``, re-exported)
+from gateway.bandwidth.models import *  # noqa: F403
+from gateway.bandwidth.resilience import *  # noqa: F403
 
 if TYPE_CHECKING:
     from gateway.bandwidth.client import AbandonedHook, BandwidthClient, RetryPolicy
 
 __all__ = [
     "AbandonedHook",
-    "Address",
-    "AttemptTimeouts",
     "BandwidthClient",
-    "CircuitBreaker",
-    "CircuitOpenError",
-    "CodecError",
-    "Endpoint",
-    "EndpointListResponse",
-    "Location",
-    "LocationListResponse",
-    "LocationStatus",
-    "NotificationRecipient",
-    "NotificationRecipientListResponse",
-    "Record",
-    "RetryBudget",
     "RetryPolicy",
-    "UpstreamAuthError",
-    "UpstreamConflict",
-    "UpstreamError",
-    "UpstreamNotFound",
-    "UpstreamParseError",
-    "UpstreamRateLimited",
-    "UpstreamRejected",
-    "UpstreamTimeout",
-    "UpstreamUnavailable",
+    *errors.__all__,
+    *models.__all__,
+    *resilience.__all__,
 ]
 
 _LAZY = frozenset({"AbandonedHook", "BandwidthClient", "RetryPolicy"})

@@ -18,6 +18,21 @@ reached the carrier and been applied (a timeout, a dropped connection, a 5xx).
 
 from __future__ import annotations
 
+__all__ = [
+    "CodecError",
+    "UpstreamAuthError",
+    "UpstreamConflict",
+    "UpstreamError",
+    "UpstreamNotFound",
+    "UpstreamParseError",
+    "UpstreamPending",
+    "UpstreamRateLimited",
+    "UpstreamRejected",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "UpstreamUnsupported",
+]
+
 
 class UpstreamError(Exception):
     """Any failure talking to the carrier. ``retry_after`` is an ``UpstreamUnavailable``'s,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import httpx
@@ -50,16 +50,9 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
-        """The policy the ``GATEWAY_UPSTREAM_*`` settings describe."""
-        return cls(
-            max_attempts=settings.upstream_max_attempts,
-            timeout=settings.upstream_timeout,
-            min_timeout=settings.upstream_min_timeout,
-            deadline=settings.upstream_deadline,
-            backoff_base=settings.upstream_backoff_base,
-            backoff_max=settings.upstream_backoff_max,
-            settle_timeout=settings.upstream_settle_timeout,
-        )
+        """The policy the ``GATEWAY_UPSTREAM_*`` settings describe: each field is the
+        setting ``upstream_<field>``."""
+        return cls(**{f.name: getattr(settings, f"upstream_{f.name}") for f in fields(cls)})
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

@@ -11,6 +11,19 @@ import enum
 from dataclasses import dataclass, fields
 from typing import Final
 
+#: The records (``gateway.bandwidth`` re-exports them).
+__all__ = [
+    "Address",
+    "Endpoint",
+    "EndpointListResponse",
+    "Location",
+    "LocationListResponse",
+    "LocationStatus",
+    "NotificationRecipient",
+    "NotificationRecipientListResponse",
+    "Record",
+]
+
 
 class LocationStatus(enum.StrEnum):
     """The carrier's status values; the field itself is read as free text, so a new one is kept."""

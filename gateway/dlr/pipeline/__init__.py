@@ -21,20 +21,12 @@ from gateway.concurrency import KeyedLocks
 from gateway.dlr.binding import Binding, address_from_json, address_json
 from gateway.dlr.callers import CallerIndex
 from gateway.dlr.ledger import Ledger, MemoryLedger
+from gateway.dlr.pipeline import records
 from gateway.dlr.pipeline.admin import AdminSync
 from gateway.dlr.pipeline.knowledge import Knowledge
 from gateway.dlr.pipeline.ports import Carrier, Geocoder, Normalizer
 from gateway.dlr.pipeline.reconcile import Reconciler
-from gateway.dlr.pipeline.records import (
-    Change,
-    GeoFix,
-    Outcome,
-    Progress,
-    Report,
-    Superseded,
-    Unroutable,
-    in_address,
-)
+from gateway.dlr.pipeline.records import *  # noqa: F403 (``records.__all__``, re-exported)
 from gateway.dlr.pipeline.repairs import Background, Repairs
 from gateway.dlr.pipeline.reports import Reports
 from gateway.dlr.pipeline.writes import CarrierWrites
@@ -45,19 +37,12 @@ from gateway.network.wiremap import Match, Observation
 __all__ = [
     "Binding",
     "Carrier",
-    "Change",
-    "GeoFix",
     "Geocoder",
     "Normalizer",
-    "Outcome",
     "Pipeline",
-    "Progress",
-    "Report",
-    "Superseded",
-    "Unroutable",
     "address_from_json",
     "address_json",
-    "in_address",
+    *records.__all__,
 ]
 
 

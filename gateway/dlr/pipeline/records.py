@@ -14,6 +14,18 @@ from gateway.dlr.errors import FieldError
 from gateway.network.wiremap import Observation
 from gateway.store.base import HistoryKind, HistoryRecord
 
+#: What ``gateway.dlr.pipeline`` re-exports: the records its callers use.
+__all__ = [
+    "Change",
+    "GeoFix",
+    "Outcome",
+    "Progress",
+    "Report",
+    "Superseded",
+    "Unroutable",
+    "in_address",
+]
+
 
 class Change(enum.StrEnum):
     """What a report did to the device's binding at the carrier."""

@@ -7,8 +7,7 @@ from alembic import op
 
 from gateway.store.migrations import ddl
 
-revision = "0001"
-down_revision: str | None = None
+revision, down_revision = "0001", None
 
 
 def upgrade() -> None:

@@ -13,8 +13,7 @@ from alembic import op
 
 from gateway.store.migrations import ddl
 
-revision = "0002"
-down_revision: str | None = "0001"
+revision, down_revision = "0002", "0001"
 
 
 def upgrade() -> None:

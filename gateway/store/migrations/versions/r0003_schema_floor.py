@@ -14,8 +14,7 @@ from alembic import op
 
 from gateway.store.migrations import ddl
 
-revision = "0003"
-down_revision: str | None = "0002"
+revision, down_revision = "0003", "0002"
 
 #: 0001 and 0002 are additive: every release with the state store runs on this schema.
 COMPATIBLE_SINCE = "0001"

@@ -20,8 +20,7 @@ from alembic import op
 
 from gateway.store.migrations import ddl
 
-revision = "0004"
-down_revision: str | None = "0003"
+revision, down_revision = "0004", "0003"
 
 
 def upgrade() -> None:

@@ -10,8 +10,7 @@ from alembic import op
 
 from gateway.store.migrations import ddl
 
-revision = "0005"
-down_revision: str | None = "0004"
+revision, down_revision = "0005", "0004"
 
 
 def upgrade() -> None:

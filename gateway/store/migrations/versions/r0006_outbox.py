@@ -10,8 +10,7 @@ from alembic import op
 
 from gateway.store.migrations import ddl
 
-revision = "0006"
-down_revision: str | None = "0005"
+revision, down_revision = "0006", "0005"
 
 
 def upgrade() -> None:

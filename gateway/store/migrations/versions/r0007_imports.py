@@ -10,8 +10,7 @@ from alembic import op
 
 from gateway.store.migrations import ddl
 
-revision = "0007"
-down_revision: str | None = "0006"
+revision, down_revision = "0007", "0006"
 
 
 def upgrade() -> None:

@@ -12,8 +12,7 @@ from alembic import op
 
 from gateway.store.migrations import ddl
 
-revision = "0008"
-down_revision: str | None = "0007"
+revision, down_revision = "0008", "0007"
 
 
 def upgrade() -> None:

@@ -10,8 +10,7 @@ from alembic import op
 
 from gateway.store.migrations import ddl
 
-revision = "0009"
-down_revision: str | None = "0008"
+revision, down_revision = "0009", "0008"
 
 
 def upgrade() -> None:

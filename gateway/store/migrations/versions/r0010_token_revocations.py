@@ -11,8 +11,7 @@ from alembic import op
 
 from gateway.store.migrations import ddl
 
-revision = "0010"
-down_revision: str | None = "0009"
+revision, down_revision = "0010", "0009"
 
 
 def upgrade() -> None:

@@ -11,8 +11,7 @@ from alembic import op
 
 from gateway.store.migrations import ddl
 
-revision = "0011"
-down_revision: str | None = "0010"
+revision, down_revision = "0011", "0010"
 
 
 def upgrade() -> None:
