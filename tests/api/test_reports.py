@@ -204,6 +204,12 @@ def test_unroutable_addresses_write_nothing() -> None:
                 body = response.json()
                 assert body["type"] == "/problems/unroutable-address"
                 assert body["errors"]
+                # The detail names the first problem (it said "cannot be routed" twice).
+                first = body["errors"][0]
+                assert body["detail"].startswith(
+                    f"The address cannot be routed: {first['field']} {first['message']}"
+                ), body["detail"]
+                assert ("more)" in body["detail"]) == (len(body["errors"]) > 1)
             assert gw.operations() == []
 
     run(scenario())

@@ -189,11 +189,12 @@ class Reports:
             message = "send an address or a GPS fix"
             raise Unroutable(message, (FieldError("address", message),))
         if not normalized.valid or normalized.address is None:
-            errors = normalized.errors or (FieldError("address", "cannot be parsed"),)
+            errors = tuple(
+                map(where, normalized.errors or (FieldError("address", "cannot be parsed"),))
+            )
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise Unroutable(
-                "the address cannot be routed",
-                tuple(map(where, errors)),
-                normalized.suggestions,
+                f"{errors[0].field} {errors[0].message}{more}", errors, normalized.suggestions
             )
         source = "address" if found is None else "geo"
         return _Resolved(normalized.address, tuple(map(where, normalized.warnings)), found, source)
