@@ -59,7 +59,9 @@ class SignOutStore(Protocol):
         """Every sign-out not yet expired at ``now``: session ID -> its expiry."""
         ...
 
-    async def add(self, sid: str, expires_at: datetime) -> None: ...
+    async def add(self, sid: str, expires_at: datetime, now: datetime) -> None:
+        """Record a sign-out (the ones expired at ``now`` may be purged)."""
+        ...
 
 
 class SignOuts:
@@ -82,10 +84,13 @@ class SignOuts:
 
     async def add(self, sid: str, lifetime: float) -> None:
         """Refuse ``sid`` from now on, here at once and, through the store, everywhere."""
-        until = self._clock() + lifetime
+        now = self._clock()
+        until = now + lifetime
         self._until = self._kept({**self._until, sid: until})
         if self.store is not None:
-            await self.store.add(sid, datetime.fromtimestamp(until, UTC))
+            await self.store.add(
+                sid, datetime.fromtimestamp(until, UTC), datetime.fromtimestamp(now, UTC)
+            )
 
     async def refresh(self) -> None:
         """Reload the sign-outs from the store, keeping this replica's own."""

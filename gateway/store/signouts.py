@@ -1,7 +1,7 @@
 """Console sign-outs on the state store's database (PostgreSQL or SQLite).
 
 One row per signed-out session (``gateway.store.tables.console_signouts``), kept until the
-session would have expired anyway; a reload purges the rows past it.
+session would have expired anyway; a sign-out purges the rows past it (a reload only reads).
 """
 
 from __future__ import annotations
@@ -25,15 +25,16 @@ class SqlSignOutStore:
         self._state = state
 
     async def load(self, now: datetime) -> dict[str, datetime]:
+        """The sign-outs still in force: a read, as every replica does it every few seconds."""
+        table = console_signouts
+        async with self._state.transaction() as connection:
+            rows = await connection.execute(sa.select(table).where(table.c.expires_at > to_us(now)))
+            return {row.sid: from_us(row.expires_at) for row in rows}
+
+    async def add(self, sid: str, expires_at: datetime, now: datetime) -> None:
+        """Record a sign-out, and purge the ones past their session's expiry."""
         table = console_signouts
         async with self._state.transaction() as connection:
             await connection.execute(sa.delete(table).where(table.c.expires_at <= to_us(now)))
-            rows = await connection.execute(sa.select(table))
-            return {row.sid: from_us(row.expires_at) for row in rows}
-
-    async def add(self, sid: str, expires_at: datetime) -> None:
-        async with self._state.transaction() as connection:
-            insert = insert_for(connection, console_signouts).values(
-                sid=sid, expires_at=to_us(expires_at)
-            )
+            insert = insert_for(connection, table).values(sid=sid, expires_at=to_us(expires_at))
             await connection.execute(insert.on_conflict_do_nothing())

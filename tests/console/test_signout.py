@@ -80,7 +80,7 @@ class _Down:
     async def load(self, now: datetime) -> dict[str, datetime]:
         raise ConnectionError("the database is down")
 
-    async def add(self, sid: str, expires_at: datetime) -> None:
+    async def add(self, sid: str, expires_at: datetime, now: datetime) -> None:
         raise ConnectionError("the database is down")
 
 

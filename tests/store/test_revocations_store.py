@@ -113,7 +113,7 @@ def test_the_previous_release_runs_on_the_new_schema(
         async with await open_store(db.url) as store:
             assert isinstance(store, SqlStateStore)
             await SqlRevocationStore(store).revoke("laptop", T0)
-            await SqlSignOutStore(store).add("sid", T0)
+            await SqlSignOutStore(store).add("sid", T0, T0)
 
     run(seed())
     previous = _before(revision)
@@ -137,15 +137,18 @@ def test_a_sign_out_is_kept_until_it_would_have_expired(db: Database) -> None:
         async with await open_store(db.url, create=True) as store:
             assert isinstance(store, SqlStateStore)
             signouts = SqlSignOutStore(store)
-            await signouts.add("a", later)
-            await signouts.add("a", later)  # twice (a retried form): once
-            await signouts.add("b", T0 + timedelta(minutes=1))
+            await signouts.add("a", later, T0)
+            await signouts.add("a", later, T0)  # twice (a retried form): once
+            await signouts.add("b", T0 + timedelta(minutes=1), T0)
             assert await signouts.load(T0) == {"a": later, "b": T0 + timedelta(minutes=1)}
-        # What a restart or another replica reads; past b's expiry, b is purged.
+        # What a restart or another replica reads: past b's expiry, not b. A reload only
+        # reads (every replica does it every few seconds); the next sign-out purges b.
         async with await open_store(db.url) as store:
             assert isinstance(store, SqlStateStore)
             signouts = SqlSignOutStore(store)
             assert await signouts.load(T0 + timedelta(minutes=1)) == {"a": later}
-            assert await signouts.load(T0) == {"a": later}  # gone from the table
+            assert await signouts.load(T0) == {"a": later, "b": T0 + timedelta(minutes=1)}
+            await signouts.add("c", later, T0 + timedelta(minutes=1))
+            assert await signouts.load(T0) == {"a": later, "c": later}  # b gone from the table
 
     run(main())
