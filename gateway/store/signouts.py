@@ -27,7 +27,7 @@ class SqlSignOutStore:
     async def load(self, now: datetime) -> dict[str, datetime]:
         """The sign-outs still in force: a read, as every replica does it every few seconds."""
         table = console_signouts
-        async with self._state.transaction() as connection:
+        async with self._state.transaction(read_only=True) as connection:
             rows = await connection.execute(sa.select(table).where(table.c.expires_at > to_us(now)))
             return {row.sid: from_us(row.expires_at) for row in rows}
 
