@@ -52,6 +52,7 @@ from gateway.dlr.pipeline import Geocoder
 from gateway.events.service import Events
 from gateway.geocoding.offline import zip_index
 from gateway.memory import trim as release_free_memory
+from gateway.memory import trim_forever
 from gateway.metrics import Metrics
 from gateway.observability import RequestObservability
 from gateway.settings import NO_DATABASE, Settings
@@ -253,6 +254,8 @@ def create_app(
             # What start-up built and dropped (the ZIP data's transfer, the migrations) leaves
             # free pages in the C heap that would otherwise stay in the resident set.
             release_free_memory()
+            trimmer = asyncio.get_running_loop().create_task(trim_forever(), name="malloc-trim")
+            stack.push_async_callback(cancel, trimmer)
             # Background jobs start once start-up's own work is done: a replica still warming
             # up neither competes with its warm-up for the CPU nor acts on the carrier or
             # sends events before it is ready.

@@ -4,17 +4,23 @@ Start-up builds and drops a great deal (the ZIP data's transfer from its child p
 the address parser's model, the migrations): CPython returns its own arenas, but glibc's
 ``malloc`` keeps the pages of freed blocks mapped, and they count in the process's resident
 set for good. ``malloc_trim(0)`` returns them; elsewhere (musl, macOS) this does nothing.
+Serving frees such blocks too: a per-device map grows by doubling its table and frees the
+old one, so ``trim_forever`` hands them back every minute.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import functools
 import sys
 from collections.abc import Callable
 
-__all__ = ["trim"]
+__all__ = ["trim", "trim_forever"]
+
+#: Seconds between two trims while serving.
+TRIM_INTERVAL = 60.0
 
 
 @functools.cache
@@ -39,3 +45,13 @@ def trim() -> bool:
         return False
     function(0)
     return True
+
+
+async def trim_forever(interval: float = TRIM_INTERVAL) -> None:
+    """``trim`` every ``interval`` seconds, in a worker thread (ctypes lets go of the GIL, and
+    a large heap takes milliseconds), so that the event loop never waits on it."""
+    if _malloc_trim() is None:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.to_thread(trim)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.bandwidth.models import Address, Endpoint, wire_name
@@ -164,11 +164,52 @@ class Binding:
         )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+#: Beyond 2**52 µs (the years 1827 to 2112) a float's ``/ 1e6`` could miss by a microsecond.
+_PACKABLE = 2**52
+
+
+def _pack(moment: datetime | None) -> datetime | float | None:
+    """A UTC instant as its microseconds since the epoch in a float (24 bytes, a datetime 48;
+    exact: whole numbers below 2**53); any other value (another offset, naive) as given."""
+    if type(moment) is datetime and moment.tzinfo is UTC and not moment.fold:
+        micros = (moment - _EPOCH) // _MICROSECOND
+        if -_PACKABLE < micros < _PACKABLE:
+            return float(micros)
+    return moment
+
+
+def _packed_instant(name: str) -> None:
+    """``Binding.<name>`` kept packed in its own slot and read back as the datetime it was:
+    the slot's descriptor wrapped in a property, so that ``__init__``, ``replace``, equality,
+    hashing, ``repr`` and pickling see the field as before (``tests/dlr/test_binding.py``)."""
+    slot = getattr(Binding, name)
+    from_timestamp = datetime.fromtimestamp
+
+    def read(binding: Binding) -> datetime | None:
+        value = slot.__get__(binding, Binding)
+        if value.__class__ is float:
+            return from_timestamp(value / 1e6, UTC)
+        return value  # type: ignore[no-any-return]
+
+    def write(binding: Binding, value: datetime | None) -> None:
+        slot.__set__(binding, _pack(value))
+
+    setattr(Binding, name, property(read, write))
+
+
+# Two per device, 96 of its ~650 bytes as datetimes: ~4.6 MiB less at 100 000 devices.
+_packed_instant("observed_at")
+_packed_instant("heard_at")
+
+
 def observed(binding: Binding) -> datetime:
     """The binding's observation time; every binding the state store holds has one."""
-    if binding.observed_at is None:
+    at = binding.observed_at  # read once: a property (the instants are packed)
+    if at is None:
         raise ValueError(f"the binding of {binding.aeui} has no observation time")
-    return binding.observed_at
+    return at
 
 
 def newest(binding: Binding) -> datetime:

@@ -93,7 +93,10 @@ def normalize_number(raw: str | None) -> str | None:
 def _order(record: Binding) -> tuple[datetime | None, int]:
     """A binding's place in its device's order (``newest``: a refused move's restored
     binding is newer than the refused one, though its place's own time is older)."""
-    return (None if record.observed_at is None else newest(record)), record.version
+    at = record.observed_at  # read once: a property (the instants are packed)
+    if at is not None and record.ordered_at is not None:
+        at = newest(record)
+    return at, record.version
 
 
 def _newer(candidate: Binding, than: Binding) -> bool:
