@@ -5,7 +5,7 @@
 only when the gateway has street-level or GPS ones). A non-2xx, malformed or late answer sends
 the call to a national call centre, so this route never calls the carrier or a geocoder, waits
 on the state store at most ``GATEWAY_EMERGENCY_QUERY_DB_TIMEOUT``, and writes its history
-record after answering, from a bounded queue (``QueryRecorder``).
+record and its event after answering, from the event emitter's bounded queue.
 
 The carrier can present credentials two ways, both configurable: HTTP Basic, or a ``token``
 query parameter written into the URL it is given. Secrets are compared in constant time
@@ -13,9 +13,9 @@ query parameter written into the URL it is given. Secrets are compared in consta
 the route template only). ``GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS`` adds a source-network check
 (the TCP peer: the server trusts no proxy headers).
 
-Per query the route keeps only the facts of its answer (``Answered``, ``Unanswered``): the
-history record and the ``emergency_call``/``test_call`` event are built from them in the
-writers' batches, after the answer, where a batch's work stays in the CPU's caches.
+Per query the route keeps only the facts of its answer (``Answered``, ``Unanswered``) and
+queues them once: the history record and the ``emergency_call``/``test_call`` event are
+built from them in the emitter's batch, after the answer, and written in one transaction.
 """
 
 from __future__ import annotations
@@ -30,14 +30,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.problems import Problem, problem_response
-from gateway.concurrency import BatchQueue
 from gateway.dlr.binding import Binding, observed
 from gateway.dlr.callers import (
     CallerIndex,
@@ -51,7 +50,8 @@ from gateway.dlr.callers import (
     normalize_number,
 )
 from gateway.events.calls import call_event, call_type
-from gateway.events.model import Event, EventSink
+from gateway.events.emitter import Emitter
+from gateway.events.model import Event
 from gateway.jsondump import dumps
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -71,13 +71,6 @@ def is_sqlite_store(store: StateStore) -> bool:
 UNKNOWN_CALLER_KEY = "~unknown-caller/emergency-query"
 #: Longest credential looked at.
 MAX_CREDENTIAL_LENGTH = 4096
-#: History records waiting to be written; beyond this they are dropped and counted.
-RECORD_QUEUE_SIZE = 10_000
-#: Records written per transaction.
-RECORD_BATCH = 200
-#: Seconds a batch waits for more records after its first: one transaction per query costs
-#: several times the query itself, and the record is written after the answer anyway.
-RECORD_LINGER = 0.05
 
 _REALM = 'Basic realm="dlr-gateway emergency query", charset="UTF-8"'
 
@@ -182,45 +175,6 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else ("", "\x00")
 
 
-class Recordable(Protocol):
-    """A query's facts, its history record built when its batch is written."""
-
-    def record(self) -> HistoryRecord: ...
-
-
-class QueryRecorder(BatchQueue[Recordable]):
-    """Writes query history after the answer: a bounded queue, drained in batches.
-
-    Never blocks a query: a full queue drops the record (``queue_full``), a failed write
-    drops its batch (``store_error``); both are counted and logged, never with a secret.
-    """
-
-    name = "emergency-query-recorder"
-    message = "emergency query history not written"
-    grace = 2.0
-
-    def __init__(
-        self,
-        store: StateStore,
-        metrics: Metrics,
-        *,
-        maxsize: int = RECORD_QUEUE_SIZE,
-        batch: int = RECORD_BATCH,
-        linger: float = RECORD_LINGER,
-    ) -> None:
-        self.store = store
-        self.metrics = metrics
-        super().__init__(log, maxsize=maxsize, batch=batch, linger=linger)
-
-    submit = BatchQueue.put
-
-    async def write(self, queries: list[Recordable]) -> None:
-        await self.store.record_many([q.record() for q in queries])
-
-    def count_dropped(self, records: Sequence[Recordable], reason: str) -> None:
-        self.metrics.emergency_query_records_dropped.labels(reason=reason).inc(len(records))
-
-
 class EmergencyQuery:
     """Everything the route needs, built by the app's lifespan (``app.state.emergency``)."""
 
@@ -232,11 +186,13 @@ class EmergencyQuery:
         store: StateStore | None,
         *,
         clock: Callable[[], datetime] | None = None,
-        events: EventSink | None = None,
+        events: Emitter | None = None,
     ) -> None:
         self.settings = settings
-        #: Where ``emergency_call``/``test_call`` go, once the answer has been sent.
-        self.events = events
+        #: Where each query's facts go once the answer has been sent: its
+        #: ``emergency_call``/``test_call`` event and its history record, written together
+        #: (none without a state store). Started and stopped by the app's ``Events``.
+        self.recorder = events
         self.metrics = metrics
         self.auth = QueryAuth.from_settings(settings)
         caller_store: CallerStore | None = store
@@ -246,7 +202,6 @@ class EmergencyQuery:
             timeout=settings.emergency_query_db_timeout,
             single_writer=store is not None and is_sqlite_store(store),
         )
-        self.recorder = QueryRecorder(store, metrics) if store is not None else None
         self.clock = clock or (lambda: datetime.now(UTC))
         #: The count and duration children by result (``labels()`` costs more than a lookup).
         self._counted: dict[str, tuple[Any, Any]] = {}
@@ -262,8 +217,6 @@ class EmergencyQuery:
         children[1].observe(elapsed)
 
     def start(self) -> None:
-        if self.recorder is not None:
-            self.recorder.start()
         if not self.auth.configured:
             log.info(
                 "the emergency-call location query is refused: set "
@@ -271,8 +224,6 @@ class EmergencyQuery:
             )
 
     async def aclose(self) -> None:
-        if self.recorder is not None:
-            await self.recorder.aclose()
         await self.locator.aclose()
 
 
@@ -430,12 +381,10 @@ class Unanswered:
 
 
 def _recorded(q: EmergencyQuery, facts: Answered | Unanswered) -> None:
-    """Queue the query's history record and its event: both are built and written after
-    the answer, in batches (``QueryRecorder``, the event emitter)."""
+    """Queue the query's facts once: its history record and its event are built and
+    written after the answer, in one transaction per batch (the event emitter's)."""
     if q.recorder is not None:
-        q.recorder.submit(facts)
-    if q.events is not None:
-        q.events.emit(facts)
+        q.recorder.emit(facts)
 
 
 async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple[Response, str]:

@@ -3,7 +3,8 @@
 ``emit`` only queues (a call-time query or a report never waits on the store); a task
 writes what is queued in batches, retrying a failed write with backoff. What is queued is
 written before the app stops; only a crash in the instant between an emit and its write
-(milliseconds) can lose an event.
+(milliseconds) can lose an event. A deferred event's history record (the call-time
+query's) is written in its batch's transaction, and retried with it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Protocol
 from gateway.concurrency import BatchQueue
 from gateway.events.model import EMAIL_TYPES, DeferredEvent, Event
 from gateway.metrics import Metrics
+from gateway.store.base import HistoryRecord
 from gateway.store.outbox import AddressLookup, NewEvent, OutboxStore, Written
 
 log = logging.getLogger("gateway.events")
@@ -79,13 +81,22 @@ class Emitter(BatchQueue[Event | DeferredEvent]):
     async def write(self, items: list[Event | DeferredEvent]) -> None:
         """Write a batch, retrying a failed write with backoff; raises when it gives up."""
         # Built once, before the first attempt: a retry writes the same ids.
-        batch = [item if isinstance(item, Event) else item.event() for item in items]
+        batch: list[Event] = []
+        records: list[HistoryRecord] = []
+        for item in items:
+            if isinstance(item, Event):
+                batch.append(item)
+                continue
+            batch.append(item.event())
+            record = item.record()
+            if record is not None:
+                records.append(record)
         written = Written([], 0)
         retried = False
         for delay in (*self.retry_delays, None):
             try:
                 written = await self.outbox.write_events(
-                    partial(self._rows, batch), email=self.email
+                    partial(self._rows, batch), email=self.email, records=records
                 )
             except Exception:
                 if delay is None:
@@ -108,3 +119,7 @@ class Emitter(BatchQueue[Event | DeferredEvent]):
     def count_dropped(self, batch: Sequence[Event | DeferredEvent], reason: str) -> None:
         for type, count in Counter(event.type for event in batch).items():
             self.metrics.events.labels(type=type, result="dropped").inc(count)
+        records = sum(1 for e in batch if not isinstance(e, Event) and e.record() is not None)
+        if records:
+            dropped = self.metrics.emergency_query_records_dropped
+            dropped.labels(reason=reason).inc(records)

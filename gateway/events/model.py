@@ -11,12 +11,15 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from gateway.bandwidth.models import wire_name
 from gateway.dlr.ids import DISPATCHABLE_FIELDS
+
+if TYPE_CHECKING:
+    from gateway.store.base import HistoryRecord
 
 EMERGENCY_CALL = "emergency_call"
 TEST_CALL = "test_call"
@@ -74,6 +77,10 @@ class DeferredEvent(Protocol):
 
     def event(self) -> Event:
         """The event (built once: its id is fixed by then)."""
+        ...
+
+    def record(self) -> HistoryRecord | None:
+        """A history record written in the event's transaction (the query's), or None."""
         ...
 
 

@@ -108,8 +108,9 @@ _UPDATE_DEVICE_SQLITE3 = (
     f"UPDATE devices SET {', '.join(f'{c} = ?' for c in _CLAIM_COLUMNS)} "  # noqa: S608
     "WHERE aeui = ?"
 )
-#: History records appended as they are (``record_many``: the call-time query's).
-_APPEND_HISTORY_SQLITE3 = (
+#: History records appended as they are (``record_many``, and the outbox's ``write_events``:
+#: the call-time query's).
+APPEND_HISTORY_SQLITE3 = (
     f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join(f':{name}' for name in _HISTORY_COLUMNS)})"
 )
@@ -415,7 +416,7 @@ class DriverPaths(KeptConnections):
         thread: through SQLAlchemy, its parameter handling there cost more CPU than the
         insert."""
         await self.run_driver_unit(
-            lambda connection: connection.executemany(_APPEND_HISTORY_SQLITE3, rows)
+            lambda connection: connection.executemany(APPEND_HISTORY_SQLITE3, rows)
         )
 
     async def _claim_sqlite(self, binding: Binding, *, credential: str, check: bool) -> Claim:

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 
 from gateway.store import deliveries as units
+from gateway.store.base import HistoryRecord
 from gateway.store.deliveries import (
     US,
     Claimed,
@@ -32,9 +33,10 @@ from gateway.store.deliveries import (
     to_us,
     webhook_of,
 )
+from gateway.store.driver import APPEND_HISTORY_SQLITE3
 from gateway.store.mapping import insert_for, last_heard
 from gateway.store.sql import PURGE_CHUNK, SqlStateStore
-from gateway.store.tables import deliveries, devices, events, stale_marks, webhooks
+from gateway.store.tables import deliveries, devices, events, history, stale_marks, webhooks
 
 #: Subscriptions at most: every event is a delivery row per subscription, written in the
 #: transaction of the event's batch (for a 911 call, right after the carrier's query). A
@@ -97,6 +99,8 @@ class OutboxStore:
         #: The claim's and finish's ``sqlite3`` statements (``gateway.store.deliveries``),
         #: on SQLite unless the store runs everything through SQLAlchemy.
         self._sqlite3 = store.run_driver_unit if store.uses_sqlite3 else None
+        #: History records as rows, stamped by the state store's clock.
+        self._history_rows = store.history_rows
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -202,10 +206,19 @@ class OutboxStore:
         build: Callable[[AddressLookup], list[NewEvent]],
         *,
         email: Sequence[str] = (),
+        records: Sequence[HistoryRecord] = (),
     ) -> Written:
         """``add_events`` of what ``build`` returns, in one transaction with the reads of
-        device addresses ``build`` makes through the lookup it is given."""
-        work = partial(_write_events, build=build, email=email, now=self.clock(), ttl=self.max_age)
+        device addresses ``build`` makes through the lookup it is given, and with the history
+        ``records`` (the call-time queries' of the same batch: both or neither)."""
+        work = partial(
+            _write_events,
+            build=build,
+            email=email,
+            history_rows=self._history_rows(records) if records else [],
+            now=self.clock(),
+            ttl=self.max_age,
+        )
         return await self._events_unit(work)
 
     async def claim(self, owner: str, *, lease: float, limit: int = 20) -> list[Claimed]:
@@ -421,9 +434,12 @@ def _write_events(
     *,
     build: Callable[[AddressLookup], list[NewEvent]],
     email: Sequence[str],
+    history_rows: list[dict[str, Any]],
     now: float,
     ttl: float,
 ) -> Written:
+    if history_rows:
+        statements.insert_history(history_rows)
     new = build(partial(_lookup, statements))
     if not new:
         return Written([], 0)
@@ -455,6 +471,9 @@ class _EventStatements(Protocol):
     def enabled_webhooks(self) -> list[Webhook]: ...
     def insert_events(self, new: list[NewEvent]) -> list[str]: ...
     def insert_deliveries(self, rows: list[tuple[str, str, int, int]]) -> None: ...
+    def insert_history(self, rows: list[dict[str, Any]]) -> None:
+        """Rows of ``SqlStateStore.history_rows``."""
+        ...
 
 
 class _PortableEvents:
@@ -498,6 +517,9 @@ class _PortableEvents:
                 for row in rows
             ],
         )
+
+    def insert_history(self, rows: list[dict[str, Any]]) -> None:
+        self.connection.execute(sa.insert(history), rows)
 
 
 _DELIVERY_COLUMNS = ("event_id", "target", "next_at", "expires_at")
@@ -548,6 +570,9 @@ class _Sqlite3Events:
 
     def insert_deliveries(self, rows: list[tuple[str, str, int, int]]) -> None:
         self.connection.executemany(_INSERT_DELIVERY_SQLITE3, rows)
+
+    def insert_history(self, rows: list[dict[str, Any]]) -> None:
+        self.connection.executemany(APPEND_HISTORY_SQLITE3, rows)
 
 
 def _lookup(statements: _EventStatements, aeuis: Iterable[str]) -> Addresses:

@@ -523,12 +523,16 @@ class SqlStateStore(DriverPaths):
         drains its queue this way, so a burst of queries costs the database few writes."""
         if not records:
             return
-        now = self._now()
-        rows = [record_values(r, now) for r in records]
+        rows = self.history_rows(records)
         if self.uses_sqlite3:
             await self._record_many_sqlite(rows)
             return
         await self.run_unit(lambda connection: connection.execute(sa.insert(history), rows))
+
+    def history_rows(self, records: Sequence[HistoryRecord]) -> list[dict[str, Any]]:
+        """The ``history`` rows of ``records``, appended now (one time stamp for all)."""
+        now = self._now()
+        return [record_values(r, now) for r in records]
 
     @_whole
     async def record(self, entry: HistoryRecord) -> int:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -377,6 +379,46 @@ def test_queries_close_together_are_written_in_one_transaction() -> None:
             entries = await history(gw, "desk")
             assert len(entries) == 3
             assert len({e["at"] for e in entries}) == 1
+
+    run(scenario())
+
+
+def test_a_history_record_whose_first_write_fails_is_written_by_a_retry(tmp_path: Path) -> None:
+    """The query's history record is written with its event, in one transaction per batch,
+    and retried as the event is: a failed write (the disk full for a moment, here a trigger
+    refusing it) no longer drops the record."""
+    database = tmp_path / "state.db"
+    settings = query_settings(database_url=f"sqlite+aiosqlite:///{database}")
+
+    def refuse(on: bool) -> None:
+        with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
+            if on:
+                connection.executescript(
+                    "CREATE TABLE refuse (n INTEGER); INSERT INTO refuse VALUES (1);"
+                    "CREATE TRIGGER refuse_queries BEFORE INSERT ON history"
+                    " WHEN NEW.kind = 'emergency_query' AND EXISTS (SELECT 1 FROM refuse)"
+                    " BEGIN SELECT RAISE(ABORT, 'refused'); END;"
+                )
+            else:
+                connection.execute("DELETE FROM refuse")
+                connection.commit()
+
+    async def scenario() -> None:
+        async with gateway(settings) as gw:
+            assert (await gw.report(fresh_report("alice", WHITE_HOUSE))).status_code == 200
+            refuse(True)
+            assert (await ask(gw)).status_code == 200
+            await asyncio.sleep(0.3)  # the batch's first write (after 50 ms) was refused
+            refuse(False)
+            (entry,) = await history(gw, "alice")
+            assert entry["after"]["status"] == 200 and entry["source"] == "cache"
+            dropped = gw.metrics.registry.get_sample_value(
+                "dlr_emergency_query_records_dropped_total", {"reason": "store_error"}
+            )
+            assert not dropped
+            # The call's event, written once with it.
+            calls = await gw.app.state.events.outbox.page(limit=10, type="emergency_call")
+            assert len(calls) == 1
 
     run(scenario())
 

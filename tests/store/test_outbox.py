@@ -9,10 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway.store import open_store
+from gateway.store.base import HistoryKind, HistoryRecord
 from gateway.store.deliveries import EMAIL_TARGET, Outcome
 from gateway.store.outbox import AddressLookup, NewEvent, OutboxStore
 from gateway.store.sql import SqlStateStore
-from gateway.store.tables import deliveries, events
+from gateway.store.tables import deliveries, events, history
 from tests.store.conftest import Database
 from tests.store.helpers import binding, run
 
@@ -215,7 +216,12 @@ async def _claims_and_finishes(store: SqlStateStore, clock: Now) -> list[Any]:
         seen.append(lookup(["dev-1", "dev-2", "dev-1"]))
         return [_event("evt_5"), _event("evt_n"), _event("evt_n")]
 
-    seen.append(await outbox.write_events(build, email=(EMAIL_TARGET,)))
+    kind = HistoryKind.EMERGENCY_QUERY
+    records = [
+        HistoryRecord("dev-1", kind, "q", "cache", None, {"locationId": "LOC9"}, None),
+        HistoryRecord("~unknown", kind, "q", "not_found", None, {"status": 404}, None),
+    ]
+    seen.append(await outbox.write_events(build, email=(EMAIL_TARGET,), records=records))
     seen.append(await outbox.write_events(lambda _: [], email=()))
     seen.append(await outbox.addresses(["dev-1"]))
     many = [_event(f"evt_m{i:03}", "device_stale") for i in range(450)]
@@ -247,6 +253,12 @@ async def _claims_and_finishes(store: SqlStateStore, clock: Now) -> list[Any]:
         seen.append([tuple(row) for row in rows])
         rows = await connection.execute(sa.select(events).order_by(events.c.id))
         seen.append([tuple(row) for row in rows])
+        # The records written with the events (their time stamps are the store's clock's).
+        kept = [c for c in history.c if c.name not in ("id", "at")]
+        rows = await connection.execute(
+            sa.select(*kept).where(history.c.kind == "emergency_query").order_by(history.c.id)
+        )
+        seen.append([tuple(row) for row in rows])
     return seen
 
 
@@ -260,7 +272,7 @@ def test_the_sqlite3_units_agree_with_the_portable_ones(tmp_path: Path) -> None:
     fast, portable = run(outcome(True)), run(outcome(False))
     assert fast == portable
     found, written, nothing, address, stale, first, states, second, lost, third, *_ = fast
-    *_, table, stored = fast
+    *_, table, stored, recorded = fast
     # The events' unit: the lookup's answer, an id written once, email only where due.
     assert found == {"dev-1": ("LOC9", address["dev-1"][1])} and address["dev-1"][0] == "LOC9"
     assert written.ids == ["evt_n"] and written.deliveries == 3  # wh_a, wh_b, the email
@@ -274,3 +286,5 @@ def test_the_sqlite3_units_agree_with_the_portable_ones(tmp_path: Path) -> None:
     assert {c.delivery.id for c in second} >= {first[5].delivery.id, first[6].delivery.id}
     assert all(c.webhook is None for c in third if c.delivery.target == "wh_a")
     assert len(table) == 18 + 3 and max(len(row[10] or "") for row in table) == 500
+    # The history records, in the events' transaction.
+    assert [(row[0], row[6]) for row in recorded] == [("dev-1", "LOC9"), ("~unknown", None)]
