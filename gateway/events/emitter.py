@@ -99,6 +99,20 @@ class Emitter(BatchQueue[Event | DeferredEvent]):
                     partial(self._rows, batch), email=self.email, records=records
                 )
             except Exception:
+                if delay is None and records:
+                    # The events (Kari's Law's notifications) matter more than the records:
+                    # whatever refuses the records must not take the events down with them.
+                    written = await self.outbox.write_events(
+                        partial(self._rows, batch), email=self.email
+                    )
+                    self._records_dropped(len(records), "store_error")
+                    log.error(
+                        "the store refused the call-time queries' history records; their "
+                        "events were written alone",
+                        extra={"count": len(records)},
+                    )
+                    retried = True
+                    break
                 if delay is None:
                     raise
                 retried = True  # a failed attempt may have been written all the same
@@ -120,6 +134,8 @@ class Emitter(BatchQueue[Event | DeferredEvent]):
         for type, count in Counter(event.type for event in batch).items():
             self.metrics.events.labels(type=type, result="dropped").inc(count)
         records = sum(1 for e in batch if not isinstance(e, Event) and e.record() is not None)
-        if records:
-            dropped = self.metrics.emergency_query_records_dropped
-            dropped.labels(reason=reason).inc(records)
+        self._records_dropped(records, reason)
+
+    def _records_dropped(self, count: int, reason: str) -> None:
+        if count:
+            self.metrics.emergency_query_records_dropped.labels(reason=reason).inc(count)

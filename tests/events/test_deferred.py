@@ -4,6 +4,8 @@ real SQLite outbox."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +14,7 @@ from gateway.events.emitter import Emitter
 from gateway.events.model import EMERGENCY_CALL, TEST_CALL, Event, new_event_id
 from gateway.metrics import Metrics
 from gateway.store import open_store
+from gateway.store.base import HistoryRecord
 from gateway.store.outbox import AddressLookup, OutboxStore
 from gateway.store.sql import SqlStateStore
 
@@ -89,5 +92,56 @@ def test_a_full_queue_counts_deferred_events_dropped_by_type(tmp_path: Path) -> 
                 "dlr_events_total", {"type": TEST_CALL, "result": "dropped"}
             )
             assert dropped == 2
+
+    asyncio.run(main())
+
+
+@dataclass
+class Recorded(Later):
+    """A deferred event with a history record, as a call-time query's."""
+
+    def record(self) -> HistoryRecord:  # type: ignore[override]
+        return HistoryRecord(
+            aeui="alice",
+            kind="emergency_query",
+            credential="emergency-query-test",
+            source="cache",
+            before=None,
+            after={"status": 200},
+            observed_at=AT,
+        )
+
+
+def test_records_the_store_always_refuses_do_not_take_their_events_down(tmp_path: Path) -> None:
+    """A query's record is written with its event, in one transaction; should the records
+    fail every attempt, the events (the notifications) are written alone and the records
+    counted as dropped."""
+    database = tmp_path / "gw.db"
+
+    async def main() -> None:
+        store = await open_store(f"sqlite+aiosqlite:///{database}", create=True)
+        assert isinstance(store, SqlStateStore)
+        async with store:
+            with contextlib.closing(sqlite3.connect(database)) as connection:
+                connection.execute(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON history"
+                    " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+                connection.commit()
+            outbox = OutboxStore(store)
+            metrics = Metrics()
+            emitter = Emitter(outbox, metrics, retry_delays=(0.01, 0.01))
+            emitter.start()
+            calls = [Recorded(EMERGENCY_CALL), Recorded(TEST_CALL)]
+            for item in calls:
+                emitter.emit(item)
+            await emitter.aclose()
+            stored = {e.id for e, _ in await outbox.page(limit=10)}
+            assert stored == {c.built[0].id for c in calls}
+            assert [len(c.built) for c in calls] == [1, 1]
+            sample = metrics.registry.get_sample_value
+            assert sample("dlr_events_total", {"type": EMERGENCY_CALL, "result": "written"}) == 1
+            dropped = "dlr_emergency_query_records_dropped_total"
+            assert sample(dropped, {"reason": "store_error"}) == 2
 
     asyncio.run(main())
