@@ -73,6 +73,10 @@ def bearer_token(conn: HTTPConnection) -> str:
 class AdminKeys:
     def __init__(self, keys: Sequence[str]) -> None:
         self._keys = tuple(k.encode("utf-8") for k in keys if k)
+        #: The principal of each key, built once (frozen: every request of a key shares it).
+        self._principals = tuple(
+            Principal("admin", f"admin-key-{i}") for i in range(len(self._keys))
+        )
 
     def match(self, token: str) -> Principal | None:
         """The admin principal for ``token``; every key is compared, so timing tells nothing."""
@@ -81,7 +85,7 @@ class AdminKeys:
         for index, key in enumerate(self._keys):
             if hmac.compare_digest(candidate, key) and found is None:
                 found = index
-        return Principal("admin", f"admin-key-{found}") if found is not None else None
+        return self._principals[found] if found is not None else None
 
 
 def require_admin(conn: HTTPConnection, keys: AdminKeys, tokens: DeviceTokens) -> Principal:

@@ -44,7 +44,7 @@ from gateway.api.models import (
 )
 from gateway.api.network_models import read_observations
 from gateway.api.pidf import (
-    is_pidf,
+    body_format,
     keeps_current,
     location_response,
     only_left_out,
@@ -57,7 +57,6 @@ from gateway.api.schemas import (
     ReportSource,
     check_string,
     decode_json,
-    is_json,
     read_body,
     read_json,
     record_to_json,
@@ -350,10 +349,10 @@ async def _read_report(
     """The report, and the body it was read from in the JSON API's shape (JSON as it is, a
     PIDF-LO read into it). A JSON body the memo knows but for its ``observedAt`` is not
     decoded again: only the new time is read and checked (``gateway.api.memo``)."""
-    content_type = request.headers.get("content-type", "")
-    if is_pidf(content_type):
+    kind = body_format(request.headers.get("content-type", ""))
+    if kind == "pidf":
         return await _read_pidf(request, s, principal)
-    if not is_json(content_type):
+    if kind != "json":
         raise Problem(415, "Send the report as application/json or application/pidf+xml.")
     body = await read_body(request, s.settings.max_body_bytes)
     memo = cut(body)
@@ -393,7 +392,13 @@ async def _read_pidf(
 
 
 def _max_future(s: Services) -> timedelta:
-    return timedelta(seconds=s.settings.observed_at_max_future)
+    return _seconds(s.settings.observed_at_max_future)
+
+
+@functools.lru_cache(maxsize=8)
+def _seconds(seconds: float) -> timedelta:
+    """``timedelta(seconds=seconds)``, built once per setting's value (per report otherwise)."""
+    return timedelta(seconds=seconds)
 
 
 def _parse_source(source: ReportSource, normalize: Normalizer, max_future: timedelta) -> Report:
@@ -441,7 +446,9 @@ async def location_report(request: Request) -> Response:
     result = "error"
     try:
         report, source = await _read_report(request, s, principal)
-        request.state.aeui = report.alternate_end_user_id  # named in the request's log line
+        # Named in the request's log line: ``request.state.aeui``, without building the
+        # ``State`` around the scope's dict.
+        request.scope.setdefault("state", {})["aeui"] = report.alternate_end_user_id
         _may_act(principal, report.alternate_end_user_id)
         report = _with_number(principal, report)
         wait = s.report_limiter.acquire(report.alternate_end_user_id)

@@ -48,6 +48,13 @@ OBSERVED_AT_PATTERN = (
     rf"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]){END}"
 )
 _RFC3339 = re.compile(OBSERVED_AT_PATTERN)
+#: The shape nearly every device sends, a part of ``OBSERVED_AT_PATTERN``: upper-case ``T``
+#: and ``Z``, at most 6 digits of fraction. ``datetime.fromisoformat`` reads it as it is.
+_PLAIN_RFC3339 = re.compile(
+    r"[1-9][0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T"
+    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
 #: ``observedAt`` ahead of the gateway's clock: not the request's shape, the device's clock.
 CHECK_CLOCK = "check the device's clock"
 
@@ -110,10 +117,25 @@ def parse_rfc3339(text: str) -> datetime | None:
     return when if when.tzinfo is not None else None
 
 
+def _plain(value: Any) -> datetime | None:
+    """``parse_rfc3339(value)`` for a string of the plain shape (``_PLAIN_RFC3339``), read
+    without its rewriting; ``None`` for anything else (``parse_rfc3339`` decides those)."""
+    if type(value) is not str or not _PLAIN_RFC3339.fullmatch(value):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+        when.astimezone(UTC)  # a year-1 time east of UTC has no UTC instant
+    except (ValueError, OverflowError):
+        return None
+    return when
+
+
 def observed_at(value: Any, max_future: timedelta) -> datetime:
     """``observedAt`` read, or a ``PydanticCustomError`` saying why not."""
-    text, reason = check_string(value, "observedAt", 64)
-    when = parse_rfc3339(text) if not reason and text is not None else None
+    when = _plain(value)
+    if when is None:
+        text, reason = check_string(value, "observedAt", 64)
+        when = parse_rfc3339(text) if not reason and text is not None else None
     if when is None:
         raise refuse("expected an RFC 3339 timestamp with an offset")
     if when - datetime.now(UTC) > max_future:

@@ -32,7 +32,7 @@ from starlette.responses import Response
 
 from gateway.api.auth import MAX_SUBJECT_LENGTH, Principal
 from gateway.api.problems import Problem
-from gateway.api.schemas import ReportSource
+from gateway.api.schemas import ReportSource, is_json
 from gateway.dlr.errors import FieldError
 from gateway.dlr.pipeline import Binding
 from gateway.pidf.binding import location_object
@@ -60,6 +60,23 @@ def _media(content_type: str) -> str:
 
 def is_pidf(content_type: str) -> bool:
     return _media(content_type) == PIDF_MEDIA_TYPE
+
+
+#: ``body_format`` of the ``Content-Type`` values seen, up to ``_FORMATS_KEPT`` of them (the
+#: header is the client's to fill: others are classified afresh each time).
+_FORMATS: dict[str, str] = {}
+_FORMATS_KEPT = 64
+
+
+def body_format(content_type: str) -> str:
+    """A report body's format by its ``Content-Type``: ``pidf`` (``is_pidf``), ``json``
+    (``is_json``) or ``other``."""
+    kind = _FORMATS.get(content_type)
+    if kind is None:
+        kind = "pidf" if is_pidf(content_type) else "json" if is_json(content_type) else "other"
+        if len(_FORMATS) < _FORMATS_KEPT:
+            _FORMATS[content_type] = kind
+    return kind
 
 
 def prefers_pidf(accept: str) -> bool:

@@ -42,7 +42,6 @@ FIELD_LIMITS = {
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
 LOCATION_ID_PATTERN = re.compile(r"[A-Za-z0-9]{1,32}")
 
-_DIGITS = re.compile("[0-9]+")
 #: Lone surrogates as well (see ``gateway.dlr.patterns``).
 _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}{SURROGATES}]")
 
@@ -149,8 +148,9 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     """
     declared = request.headers.get("content-length")
     if declared is not None:
-        # ASCII digits only: str.isdigit() also takes superscripts ("\u00b2"), which int() refuses.
-        if not _DIGITS.fullmatch(declared):
+        # ASCII digits only: str.isdigit() alone also takes superscripts ("\u00b2"), which
+        # int() refuses.
+        if not (declared.isascii() and declared.isdigit()):
             raise Problem(400, "Content-Length is not a number.")
         # Compared by length first: int() refuses more than 4300 digits.
         digits = declared.lstrip("0") or "0"

@@ -140,13 +140,15 @@ class NormalizeCache:
             return raw if len(raw) <= MAX_FREEFORM else None
         if isinstance(raw, Address):
             return raw
-        items = tuple(raw.items())
-        if len(items) > 32 or not all(
-            isinstance(k, str) and (v is None or (isinstance(v, str) and len(v) <= MAX_FIELD))
-            for k, v in items
-        ):
+        if len(raw) > 32:
             return None
-        return ("mapping", *sorted(items, key=lambda kv: kv[0]))
+        for k, v in raw.items():
+            if not isinstance(k, str) or not (
+                v is None or (isinstance(v, str) and len(v) <= MAX_FIELD)
+            ):
+                return None
+        # By key: the keys are distinct, so the pairs' order never compares their values.
+        return ("mapping", *sorted(raw.items()))
 
     def normalize(self, raw: Address | Mapping[str, object] | str) -> Normalized:
         key = self._key(raw)
