@@ -612,12 +612,22 @@ def test_a_busy_sqlite_store_still_answers_in_time(tmp_path: Path) -> None:
             store = gw.app.state.services.pipeline.ledger
             assert isinstance(store, SqlStateStore) and store._serial is not None
             async with store._serial:
-                started = time.perf_counter()
-                found, unknown = await asyncio.gather(ask(gw), ask(gw, "+12025550199"))
-                assert time.perf_counter() - started < DEADLINE
-                assert found.status_code == 200 and found.json()["aeui"] == "alice"
-                assert unknown.status_code == 404
-            assert counted(gw, "cache") == 1
+                # Up to three tries for one in time: a loaded machine may stall any one of
+                # them, but a gateway waiting on the store is late every time (or never done).
+                took: list[float] = []
+                while len(took) < 3 and not (took and took[-1] < DEADLINE):
+                    started = time.perf_counter()
+                    async with asyncio.timeout(10):
+                        found, unknown = await asyncio.gather(ask(gw), ask(gw, "+12025550199"))
+                    took.append(time.perf_counter() - started)
+                    assert found.status_code == 200 and found.json()["aeui"] == "alice"
+                    assert unknown.status_code == 404
+                assert took[-1] < DEADLINE, took
+            assert counted(gw, "cache") == len(took)
+            timeouts = gw.metrics.registry.get_sample_value(
+                "dlr_emergency_query_store_fallbacks_total", {"reason": "timeout"}
+            )
+            assert timeouts == len(took)  # the unknown number's store read, given up on
         # After a restart memory is empty: the device is found in the store.
         async with gateway(settings) as gw:
             answer = await ask(gw)
