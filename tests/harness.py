@@ -29,6 +29,17 @@ JWT_SECRET = "test-device-secret-0123456789abcdef"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
+async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Poll what another thread or a background task changes until ``predicate`` holds;
+    ``TimeoutError`` after ``within`` seconds (generous: a loaded machine is slow, not
+    wrong)."""
+    async with asyncio.timeout(within):
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(0.01)
+
+
 def gateway_settings(**changes: Any) -> Settings:
     base = Settings(
         admin_keys=(Secret(ADMIN_KEY),),

@@ -48,6 +48,7 @@ class GroupCommit(Generic[K, V, R]):
         max_batch: int = 500,
         linger: float = 0.0,
         concurrency: int = 1,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
@@ -55,6 +56,8 @@ class GroupCommit(Generic[K, V, R]):
         #: this moment), only under load: when the previous batch carried more than one
         #: call, and only while calls keep arriving. An idle store adds no delay.
         self._linger = linger
+        #: What ``linger`` is measured on (``None``: the event loop's clock).
+        self._clock = clock
         self._last_batch = 0
         #: Batches in flight at once (each on its own connection): while one waits for its
         #: commit, the next is already on its way. One key is never in two at once.
@@ -91,10 +94,10 @@ class GroupCommit(Generic[K, V, R]):
 
     async def _gather_more(self) -> None:
         """Yield to the loop while calls keep arriving, up to ``linger`` (see the module)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._linger
+        clock = self._clock or asyncio.get_running_loop().time
+        deadline = clock() + self._linger
         quiet = 0
-        while len(self._queue) < self._max_batch and loop.time() < deadline:
+        while len(self._queue) < self._max_batch and clock() < deadline:
             before = len(self._queue)
             await asyncio.sleep(0)
             quiet = quiet + 1 if len(self._queue) == before else 0

@@ -479,8 +479,12 @@ def test_a_refused_move_answers_the_previous_place_with_its_own_age(tmp_path: Pa
             newest = datetime.fromisoformat(older.json()["newestObservedAt"])
             assert abs((datetime.now(UTC) - newest).total_seconds() - 60) < 30
             (entry,) = await history(gw, "mover")
-        # Restarted: the store answers (its row), and the same.
-        async with gateway(settings, sim_app=sim_app) as gw:
+        # Restarted: the store answers (its row), and the same (given all the time it takes,
+        # not the 150 ms meant for a store that stalls: a loaded machine is slow, not wrong).
+        restarted = query_settings(
+            database_url=database, emergency_query_stale_after=3600, emergency_query_db_timeout=10
+        )
+        async with gateway(restarted, sim_app=sim_app) as gw:
             answer = await ask(gw)
             assert answer.json()["location_id"] == where
             (again, _) = await history(gw, "mover")
@@ -654,14 +658,28 @@ def test_a_busy_sqlite_store_still_answers_in_time(tmp_path: Path) -> None:
             store = gw.app.state.services.pipeline.ledger
             assert isinstance(store, SqlStateStore) and store._serial is not None
             async with store._serial:
-                started = time.perf_counter()
-                found, unknown = await asyncio.gather(ask(gw), ask(gw, "+12025550199"))
-                assert time.perf_counter() - started < DEADLINE
-                assert found.status_code == 200 and found.json()["aeui"] == "alice"
-                assert unknown.status_code == 404
-            assert counted(gw, "cache") == 1
-        # After a restart memory is empty: the device is found in the store.
-        async with gateway(settings) as gw:
+                # Up to three tries for one in time: a loaded machine may stall any one of
+                # them, but a gateway waiting on the store is late every time (or never done).
+                took: list[float] = []
+                while len(took) < 3 and not (took and took[-1] < DEADLINE):
+                    started = time.perf_counter()
+                    async with asyncio.timeout(10):
+                        found, unknown = await asyncio.gather(ask(gw), ask(gw, "+12025550199"))
+                    took.append(time.perf_counter() - started)
+                    assert found.status_code == 200 and found.json()["aeui"] == "alice"
+                    assert unknown.status_code == 404
+                assert took[-1] < DEADLINE, took
+            assert counted(gw, "cache") == len(took)
+            timeouts = gw.metrics.registry.get_sample_value(
+                "dlr_emergency_query_store_fallbacks_total", {"reason": "timeout"}
+            )
+            assert timeouts == len(took)  # the unknown number's store read, given up on
+        # After a restart memory is empty: the device is found in the store (given all the
+        # time it takes: its 150 ms is for a store that stalls, not a machine that is busy).
+        restarted = query_settings(
+            database_url=settings.database_url, emergency_query_db_timeout=10
+        )
+        async with gateway(restarted) as gw:
             answer = await ask(gw)
             assert answer.status_code == 200 and answer.json()["aeui"] == "alice"
             assert counted(gw, "store") == 1

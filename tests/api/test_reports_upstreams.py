@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,12 @@ def _v2_settings(**changes: Any) -> Settings:
     return gateway_settings(bandwidth_api="v2", **changes)
 
 
-def _v2_simulator(settings: Settings, order_seconds: float = 0.05, **config: Any) -> Starlette:
+def _v2_simulator(
+    settings: Settings,
+    order_seconds: float = 0.05,
+    clock: Callable[[], float] = time.monotonic,
+    **config: Any,
+) -> Starlette:
     return create_v2_simulator(
         SimulatorConfig(
             account_id=settings.bandwidth_account_id,
@@ -80,7 +86,19 @@ def _v2_simulator(settings: Settings, order_seconds: float = 0.05, **config: Any
             **config,
         ),
         order_seconds=order_seconds,
+        clock=clock,
     )
+
+
+@dataclass
+class Stopped:
+    """The simulator's clock, still until the test moves it: its orders end when the test
+    says, however long a loaded machine takes to get there."""
+
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 SEED = Upstream(
@@ -283,8 +301,9 @@ def test_v2_an_order_that_fails_after_the_202_is_recorded_and_not_retried_foreve
     carrier with the same refused write every tick."""
 
     async def scenario() -> None:
-        settings = _v2_settings(bandwidth_v2_follow_timeout=0.2, report_deadline=2.0)
-        sim = _v2_simulator(settings, order_seconds=0.6)
+        settings = _v2_settings(bandwidth_v2_follow_timeout=0.2)  # the default deadline, 8 s
+        clock = Stopped()
+        sim = _v2_simulator(settings, order_seconds=0.6, clock=clock)
         async with gateway(settings, sim_app=sim) as gw:
             answer = await gw.report(report("doomed", WHITE_HOUSE, 0))
             assert answer.status_code == 202, answer.text
@@ -296,6 +315,7 @@ def test_v2_an_order_that_fails_after_the_202_is_recorded_and_not_retried_foreve
             )
             for order in account.orders.values():
                 order.error = f"address {location_id} is INVALID: it cannot route 911 calls"
+            clock.now += 0.6  # the order's time comes: it fails
             await pipeline_of(gw).idle()
             assert endpoint_id_for("doomed") not in account.endpoints
             history = (await gw.http.get("/v1/devices/doomed/history")).json()["entries"]

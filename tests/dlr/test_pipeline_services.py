@@ -35,6 +35,7 @@ from tests.harness import (
     RefuseEndpointWrites,
     gateway_settings,
     new_simulator,
+    until,
 )
 from tests.store.conftest import BACKENDS, _database
 
@@ -555,8 +556,8 @@ def test_a_credentials_outage_leaves_repairs_pending_not_failed(url: str, status
             carrier.outage.set()
             for failed in await asyncio.gather(*moves, return_exceptions=True):
                 assert isinstance(failed, UpstreamError) and failed.ambiguous
-            await asyncio.sleep(0.2)  # the repairs meet the refusal, again and again
-            assert carrier.refused >= 2 * len(phones)
+            # The repairs meet the refusal, again and again (each retried after 20 ms).
+            await until(lambda: carrier.refused >= 2 * len(phones))
             before = datetime.now(UTC)
             assert await w.pipeline.reconcile(w.store, "me", batch=5, interval=0) == 0
             # None is put off (as if checked now): each is there for the next pass.

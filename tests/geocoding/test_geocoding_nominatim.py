@@ -24,7 +24,7 @@ from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.simulator import SimulatorTransport
 from gateway.wiring import Wiring
-from tests.harness import gateway_settings, new_simulator
+from tests.harness import gateway_settings, new_simulator, until
 
 from .doubles import FakeClock
 from .fake_nominatim import FakeNominatim
@@ -281,14 +281,16 @@ def test_a_burst_of_new_addresses_opens_at_most_geocode_max_connections(
     nominatim: FakeNominatim,
 ) -> None:
     """200 new addresses at once, the geocoder holding every call: the gateway's geocoder
-    client (as the app wires it) has at most GEOCODE_MAX_CONNECTIONS calls out, not 200."""
+    client (as the app wires it) has at most GEOCODE_MAX_CONNECTIONS calls out, not 200.
+    The count is taken once the first calls are in (however slow a loaded machine is to
+    send them) and well before the lookups' timeout, after which more could go out."""
     nominatim.mode = "slow"
     options = {"domain": nominatim.domain, "scheme": "http", "user_agent": "dlr-gateway-tests"}
     configured = gateway_settings(
         geocoder="nominatim",
         geocoder_options=options,
         geocode_max_connections=4,
-        geocode_timeout=1.0,
+        geocode_timeout=4.0,
     )
 
     async def main() -> None:
@@ -299,7 +301,8 @@ def test_a_burst_of_new_addresses_opens_at_most_geocode_max_connections(
                 *(geocoding.geocode(replace(NOWHERE, house_number=str(n))) for n in range(200)),
                 return_exceptions=True,
             )
-            await asyncio.sleep(0.5)
+            await until(lambda: nominatim.calls("/search") >= 4, within=3.0)
+            await asyncio.sleep(0.5)  # time for more to arrive, were any let out
             assert nominatim.calls("/search") == 4
             assert all(isinstance(o, GeocodingUnavailable) for o in await burst)
 

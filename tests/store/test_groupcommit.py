@@ -75,27 +75,32 @@ def test_linger_gathers_calls_while_they_keep_coming_and_never_waits_idle() -> N
 
 
 def test_linger_ends_at_its_bound_however_many_calls_keep_coming() -> None:
+    """A call every loop turn, for 300 turns, each turn 1 ms of the group's clock: a flush
+    lingers at most its 50 ms (50 turns), so the stream is flushed in several batches of
+    about that size, not once at the end. The clock is the test's, not the wall's: on a
+    loaded machine the wall clock jumps while the process waits for a CPU."""
+
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        flush = Flusher()
-        group: GroupCommit[str, int, int] = GroupCommit(flush, linger=0.05)
+        now = 0.0
+        batches: list[int] = []
+
+        async def flush(calls: Sequence[tuple[str, int]]) -> Mapping[str, int]:
+            batches.append(len(calls))
+            await asyncio.sleep(0)  # a round trip, one loop turn long
+            return {key: value * 2 for key, value in calls}
+
+        group: GroupCommit[str, int, int] = GroupCommit(flush, linger=0.05, clock=lambda: now)
         await asyncio.gather(group.submit("x", 1), group.submit("y", 1))
-        flush.batches.clear()
-        stop = loop.time() + 0.3
-        sent = 0
-
-        async def stream() -> None:  # a call every loop turn, for 0.3 s
-            nonlocal sent
-            pending = []
-            while loop.time() < stop:
-                pending.append(asyncio.ensure_future(group.submit(f"s{sent}", 1)))
-                sent += 1
-                await asyncio.sleep(0)
-            await asyncio.gather(*pending)
-
-        await stream()
-        assert sum(len(b) for b in flush.batches) == sent
-        assert len(flush.batches) >= 4  # flushed every ~50 ms, not once at the end
+        batches.clear()
+        pending = []
+        for sent in range(300):
+            pending.append(asyncio.ensure_future(group.submit(f"s{sent}", 1)))
+            await asyncio.sleep(0)
+            now += 0.001
+        assert await asyncio.gather(*pending) == [2] * 300
+        assert sum(batches) == 300
+        assert len(batches) >= 5, batches  # flushed every ~50 turns, not once at the end
+        assert max(batches) <= 55, batches  # none lingered past its bound
 
     asyncio.run(scenario())
 
