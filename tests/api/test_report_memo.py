@@ -106,8 +106,8 @@ def test_the_memo_answers_as_the_full_path_does() -> None:
 
 
 def test_an_escaped_duplicate_key_never_takes_the_memo() -> None:
-    """``observ\\u0065dAt`` is ``observedAt`` to a JSON decoder: the last one wins there,
-    so the memo must not read the first."""
+    """``observ\\u0065dAt`` is ``observedAt`` to a JSON decoder: a member named twice, which
+    the full path refuses (422), so the memo must not read the first."""
     plain = report("memo-2", WHITE_HOUSE, 0)
 
     async def scenario() -> None:
@@ -116,7 +116,9 @@ def test_an_escaped_duplicate_key_never_takes_the_memo() -> None:
             text = json.dumps(plain)
             tricky = text[:-1] + f', "observ\\u0065dAt": "{at(-100)}"}}'
             answer = await _post(gw, tricky.replace(at(0), at(50)).encode())
-            assert answer.status_code == 409  # it is the older time that counts
+            assert answer.status_code == 422
+            message = 'the member "observedAt" appears more than once in one object'
+            assert answer.json()["errors"] == [{"field": "body", "message": message}]
             assert _memo(gw).hits == 0
 
     asyncio.run(scenario())
