@@ -1,15 +1,11 @@
-"""A bounded mapping that evicts the least recently used entry first, on one ``OrderedDict``.
+"""A bounded mapping that evicts the least recently used entry first, on one ``dict``.
 
-``cachetools.LRUCache`` keeps three maps (the data, each entry's size, the order): 130 bytes
-per entry at 100 000 entries against 91 for one ``OrderedDict`` (tracemalloc, keys and values
-excluded). The pipeline's binding cache holds an entry per device, so at 100 000 devices that
-is ~4 MiB of the peak RSS, and a lookup is ~0.1 µs cheaper (docs/benchmarks.md, "Peak RSS").
-The other caches stay on ``cachetools``.
-
-A plain ``dict`` (re-inserting an entry to refresh it) would hold 38 bytes per entry only
-until its first refresh (77 after the dict compacts), and evicting its first entry scans every
-slot freed before it: ~190 µs per eviction in a full cache of 200 000, with pauses of a
-third of a second.
+``cachetools.LRUCache`` keeps three maps (the data, each entry's size, the order), and an
+``OrderedDict`` a linked-list node per entry and a second array beside its table; a plain
+``dict`` kept in recency order (an entry refreshed is popped and re-inserted) holds the least
+(docs/benchmarks.md, "Peak RSS", the sixth pass). Evicting a plain dict's first entry scans
+every slot freed before it, so at its first eviction (the mapping has filled) the data
+becomes an ``OrderedDict``, whose first entry is found at once: ``ordered``.
 """
 
 from __future__ import annotations
@@ -18,13 +14,19 @@ from collections import OrderedDict
 from collections.abc import Hashable, ItemsView, Iterator
 from typing import Generic, TypeVar, overload
 
-__all__ = ["Lru"]
+__all__ = ["Lru", "ordered"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 D = TypeVar("D")
 
 _MISSING = object()
+
+
+def ordered(data: dict[K, V]) -> OrderedDict[K, V]:
+    """``data`` as an ``OrderedDict`` (the same order): a map kept in recency order takes it
+    on its first eviction, from then on found at the front at once."""
+    return data if isinstance(data, OrderedDict) else OrderedDict(data)
 
 
 class Lru(Generic[K, V]):
@@ -38,7 +40,8 @@ class Lru(Generic[K, V]):
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.maxsize = maxsize
-        self._data: OrderedDict[K, V] = OrderedDict()
+        #: Oldest first: a plain ``dict`` until the first eviction, then an ``OrderedDict``.
+        self._data: dict[K, V] = {}
 
     def __len__(self) -> int:
         return len(self._data)
@@ -50,8 +53,9 @@ class Lru(Generic[K, V]):
         return iter(self._data)
 
     def __getitem__(self, key: K) -> V:
-        value = self._data[key]
-        self._data.move_to_end(key)
+        data = self._data
+        value = data.pop(key)
+        data[key] = value
         return value
 
     @overload
@@ -59,18 +63,20 @@ class Lru(Generic[K, V]):
     @overload
     def get(self, key: K, default: D) -> V | D: ...
     def get(self, key: K, default: object = None) -> object:
-        value = self._data.get(key, _MISSING)
+        data = self._data
+        value = data.pop(key, _MISSING)
         if value is _MISSING:
             return default
-        self._data.move_to_end(key)
+        data[key] = value  # type: ignore[assignment]
         return value
 
     def __setitem__(self, key: K, value: V) -> None:
         data = self._data
+        data.pop(key, None)
         data[key] = value
-        data.move_to_end(key)
         if len(data) > self.maxsize:
-            data.popitem(last=False)
+            self._data = oldest_first = ordered(data)
+            oldest_first.popitem(last=False)
 
     def __delitem__(self, key: K) -> None:
         del self._data[key]

@@ -4,6 +4,7 @@ as cachetools.LRUCache after any sequence of operations."""
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 
 import pytest
 from cachetools import LRUCache
@@ -64,3 +65,17 @@ def test_keeps_what_cachetools_lru_keeps() -> None:
         assert set(ours) == set(theirs)  # iterating refreshes neither
     # (Reading LRUCache's items refreshes them: only once, at the end.)
     assert dict(ours.items()) == dict(theirs.items())
+
+
+def test_a_plain_dict_until_the_first_eviction_then_the_same_order() -> None:
+    """Recency kept by re-inserting (no ``OrderedDict`` node per entry) until the cache
+    fills; evicting converts it, in the same order, so the front is found at once."""
+    lru: Lru[str, int] = Lru(3)
+    lru["a"], lru["b"], lru["c"] = 1, 2, 3
+    assert lru["a"] == 1 and lru.get("b") == 2 and list(lru) == ["c", "a", "b"]
+    assert type(lru._data) is dict
+    lru["d"] = 4  # "c" was the least recently used
+    assert type(lru._data) is OrderedDict and list(lru) == ["a", "b", "d"]
+    assert lru.get("a") == 1
+    lru["e"] = 5
+    assert list(lru) == ["d", "a", "e"]

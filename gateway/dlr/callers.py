@@ -31,7 +31,6 @@ import dataclasses
 import functools
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from typing import Any, Protocol
 from gateway.dlr.binding import Binding, newest, observed
 from gateway.dlr.coordinates import DISPATCHABLE, radius_meters
 from gateway.dlr.numbers import callback_number
+from gateway.lru import ordered
 from gateway.store.base import NumberState
 from gateway.store.errors import StoreUnavailable
 
@@ -132,7 +132,9 @@ class CallerIndex:
 
     def __init__(self, maxsize: int = 200_000) -> None:
         self.maxsize = max(1, maxsize)
-        self._devices: OrderedDict[str, Binding] = OrderedDict()
+        #: Least recently learned first (``gateway.lru``: a plain ``dict`` until the first
+        #: eviction, then an ``OrderedDict``).
+        self._devices: dict[str, Binding] = {}
         #: Number -> its device's AEUI, or a set of them for a shared line.
         self._numbers: dict[str, str | set[str]] = {}
 
@@ -159,15 +161,16 @@ class CallerIndex:
 
     def _keep(self, binding: Binding) -> None:
         aeui = binding.aeui
-        known = self._devices.get(aeui)
+        devices = self._devices
+        known = devices.get(aeui)
         if known is not None:
+            del devices[aeui]  # re-inserted below: the most recently learned
             if not _newer(binding, known):
-                self._devices.move_to_end(aeui)  # seen again: not the next to go
+                devices[known.aeui] = known  # seen again: not the next to go
                 return
             if known.telephone_number != binding.telephone_number:
                 self._unlink(aeui, known.telephone_number)
-        self._devices[aeui] = binding
-        self._devices.move_to_end(aeui)
+        devices[aeui] = binding
         number = binding.telephone_number
         members = self._numbers.get(number)
         if members is None:
@@ -177,8 +180,9 @@ class CallerIndex:
                 self._numbers[number] = {members, aeui}
         else:
             members.add(aeui)
-        while len(self._devices) > self.maxsize:
-            old, evicted = self._devices.popitem(last=False)
+        while len(devices) > self.maxsize:
+            self._devices = devices = ordered(devices)
+            old, evicted = devices.popitem(last=False)
             self._unlink(old, evicted.telephone_number)
 
     def forget(self, aeui: str) -> None:
