@@ -10,7 +10,7 @@ different devices.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -305,10 +305,6 @@ class StateStore(Ledger, Protocol):
 
     async def upgrade(self) -> None:
         """Migrate this database to head."""
-        ...
-
-    async def record_many(self, records: Sequence[HistoryRecord]) -> None:
-        """Append several history rows in one transaction."""
         ...
 
     async def purge_history(self, older_than: datetime) -> int:

@@ -108,8 +108,9 @@ _UPDATE_DEVICE_SQLITE3 = (
     f"UPDATE devices SET {', '.join(f'{c} = ?' for c in _CLAIM_COLUMNS)} "  # noqa: S608
     "WHERE aeui = ?"
 )
-#: History records appended as they are (``record_many``, and the outbox's ``write_events``:
-#: the call-time query's).
+#: History records appended as they are (the outbox's ``write_events``: the call-time
+#: query's), as ``sqlite3``'s ``executemany``: through SQLAlchemy, its parameter handling
+#: cost more CPU than the insert.
 APPEND_HISTORY_SQLITE3 = (
     f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join(f':{name}' for name in _HISTORY_COLUMNS)})"
@@ -410,14 +411,6 @@ class DriverPaths(KeptConnections):
         async with self._kept() as (driver, _):
             with _driver_errors():
                 return await _in_thread(driver, functools.partial(_immediate, work))
-
-    async def _record_many_sqlite(self, rows: list[dict[str, Any]]) -> None:
-        """``record_many``'s rows (``record_values``) in one ``executemany`` on the driver's
-        thread: through SQLAlchemy, its parameter handling there cost more CPU than the
-        insert."""
-        await self.run_driver_unit(
-            lambda connection: connection.executemany(APPEND_HISTORY_SQLITE3, rows)
-        )
 
     async def _claim_sqlite(self, binding: Binding, *, credential: str, check: bool) -> Claim:
         """``claim`` on SQLite, as the statements run on the connection the store keeps: one

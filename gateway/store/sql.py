@@ -517,20 +517,9 @@ class SqlStateStore(DriverPaths):
             rows = (await connection.execute(query)).all()
         return [entry_of(row) for row in rows]
 
-    @_whole
-    async def record_many(self, records: Sequence[HistoryRecord]) -> None:
-        """One transaction, one multi-row insert: the emergency query's history writer
-        drains its queue this way, so a burst of queries costs the database few writes."""
-        if not records:
-            return
-        rows = self.history_rows(records)
-        if self.uses_sqlite3:
-            await self._record_many_sqlite(rows)
-            return
-        await self.run_unit(lambda connection: connection.execute(sa.insert(history), rows))
-
     def history_rows(self, records: Sequence[HistoryRecord]) -> list[dict[str, Any]]:
-        """The ``history`` rows of ``records``, appended now (one time stamp for all)."""
+        """The ``history`` rows of ``records``, appended now (one time stamp for all): the
+        call-time queries', written with their events (``OutboxStore.write_events``)."""
         now = self._now()
         return [record_values(r, now) for r in records]
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from gateway.dlr.callers import CallerIndex, CallerLocator
 from gateway.store import open_store
 from gateway.store.base import HistoryKind, HistoryRecord
+from gateway.store.outbox import OutboxStore
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import devices
 from tests.store.conftest import Clock, Database
@@ -129,8 +130,7 @@ def test_history_records_written_in_one_statement(db: Database) -> None:
                 )
                 for i in range(50)
             ]
-            await store.record_many(records)
-            await store.record_many([])
+            await OutboxStore(store).write_events(lambda lookup: [], records=records)
             assert len(inserts) <= 1  # executemany: one statement (or one per row batch)
             (entry,) = await store.history("d7")
             assert entry.kind == "emergency_query"

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from gateway.store import open_store
 from gateway.store.base import DeviceDeleted, HistoryKind, HistoryRecord, NumberOwned
+from gateway.store.outbox import OutboxStore
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import deleted_devices, devices, history, numbers
 from tests.store.conftest import Clock, Database
@@ -111,10 +112,12 @@ async def _scenario(store: SqlStateStore, clock: Clock) -> list[Any]:
     await step(store.confirm("dev-a", 2, record=dataclasses.replace(record, credential="g")))
     repaired = dataclasses.replace(record, kind=HistoryKind.REPAIRED, before={"a": 0})
     await step(store.confirm("dev-a", 2, record=repaired))
-    # The call-time query's records, appended as they are (one without an observation).
+    # The call-time query's records, appended as they are (one without an observation),
+    # with their events (none here): the outbox's transaction.
     queried = dataclasses.replace(record, kind=HistoryKind.EMERGENCY_QUERY, before=None)
-    await step(store.record_many([queried, dataclasses.replace(queried, observed_at=None)]))
-    await step(store.record_many([]))
+    records = [queried, dataclasses.replace(queried, observed_at=None)]
+    await step(OutboxStore(store).write_events(lambda lookup: [], records=records))
+    await step(OutboxStore(store).write_events(lambda lookup: []))
     return answers
 
 
