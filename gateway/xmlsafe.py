@@ -93,6 +93,20 @@ def with_default_namespace(element: ET.Element, namespace: str) -> ET.Element:
     return out
 
 
+def escaped_text(text: str) -> str:
+    """Element text as ``serialize`` writes it: ElementTree's escapes (``&``, ``<``, ``>``),
+    and a carriage return as a character reference (for writers that skip the tree)."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    return text
+
+
 def serialize(root: ET.Element) -> bytes:
     """The document, UTF-8, with an XML declaration."""
     # ElementTree writes a carriage return in text as is, and every XML parser reads it back

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from gateway.bandwidth.errors import CodecError
 from gateway.bandwidth.models import Record, wire_name
 from gateway.xmlsafe import DECLARATION as _DECLARATION
-from gateway.xmlsafe import checked, local_name, parse_untrusted, serialize
+from gateway.xmlsafe import checked, escaped_text, local_name, parse_untrusted, serialize
 
 #: Largest XML body the codec will parse.
 MAX_XML_BYTES = 1024 * 1024
@@ -94,20 +94,6 @@ def _text(value: object) -> str:
     return checked(str(value), CodecError)
 
 
-def _escaped(text: str) -> str:
-    """Element text as ``xmlsafe.serialize`` writes it: ElementTree's escapes (``&``, ``<``,
-    ``>``), and a carriage return as a character reference."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    if "\r" in text:
-        text = text.replace("\r", "&#13;")
-    return text
-
-
 def _element(out: list[str], tag: str, record: Any) -> None:
     """``<tag>``, the record's fields, ``</tag>``; ``<tag />`` for a record with none."""
     start = len(out)
@@ -131,7 +117,7 @@ def _write(out: list[str], record: Any) -> None:
             _element(out, f.wire, value)
         else:
             text = _text(value)
-            out.append(f"<{f.wire}>{_escaped(text)}</{f.wire}>" if text else f"<{f.wire} />")
+            out.append(f"<{f.wire}>{escaped_text(text)}</{f.wire}>" if text else f"<{f.wire} />")
 
 
 def encode(record: Record) -> bytes:
