@@ -358,6 +358,7 @@ def test_a_member_named_twice_is_422_not_the_last_one_kept(route: str) -> None:
     body = assert_problem(run(send(method, path, content)), 422)
     message = f'the member "{name}" appears more than once in one object'
     assert body["errors"] == [{"field": "body", "message": message}]
+    assert body["detail"] == "The body names a member more than once."
 
 
 def test_a_member_named_twice_deep_inside_is_422_and_a_long_name_is_cut() -> None:

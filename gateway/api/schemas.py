@@ -207,7 +207,11 @@ def decode_json(body: bytes) -> Any:
         message = exc.msg
     except UnicodeDecodeError:
         message = "not UTF-8 text"
-    except (_NotANumber, _RepeatedMember) as exc:
+    except _RepeatedMember as exc:
+        # Valid JSON to RFC 8259, whose readers disagree on which value counts.
+        detail = "The body names a member more than once."
+        raise Problem(422, detail, errors=[FieldError("body", str(exc))]) from None
+    except _NotANumber as exc:
         message = str(exc)
     except ValueError:
         # Python refuses integer literals of more than 4300 digits (CVE-2020-10735).
