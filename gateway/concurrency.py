@@ -10,7 +10,8 @@ so the table stays as small as the number of keys in use.
 ``BatchQueue``: work written after the fact (query history, events) from a bounded queue, in
 batches, by one task: ``put`` never waits, and what cannot be written is counted and logged.
 
-``every``: a reload repeated for as long as the app runs, surviving its failures.
+``every``: a reload repeated for as long as the app runs, surviving its failures
+(``REFRESH_SECONDS`` apart for what revokes access).
 
 ``cancel``: how a background task is stopped at shutdown.
 """
@@ -187,6 +188,12 @@ class BatchQueue(ABC, Generic[T]):
             self._log.warning(
                 self.message, extra={"reason": reason, "count": len(items), "error": error}
             )
+
+
+#: How often a replica reloads what revokes access from the store (token revocations,
+#: console sign-outs): the longest another replica may still accept what was revoked
+#: elsewhere (plus one load).
+REFRESH_SECONDS = 5.0
 
 
 async def every(

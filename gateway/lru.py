@@ -11,7 +11,7 @@ becomes an ``OrderedDict``, whose first entry is found at once: ``ordered``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, ItemsView, Iterator
+from collections.abc import Callable, Hashable, ItemsView, Iterator
 from typing import Generic, TypeVar, overload
 
 __all__ = ["Lru", "ordered"]
@@ -34,12 +34,14 @@ class Lru(Generic[K, V]):
     most recently used, as ``cachetools.LRUCache`` does (``tests/test_lru.py`` holds the two to
     the same contents)."""
 
-    __slots__ = ("_data", "maxsize")
+    __slots__ = ("_data", "maxsize", "on_evict")
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, on_evict: Callable[[K, V], object] | None = None) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.maxsize = maxsize
+        #: Called with each entry evicted (not with one popped or deleted).
+        self.on_evict = on_evict
         #: Oldest first: a plain ``dict`` until the first eviction, then an ``OrderedDict``.
         self._data: dict[K, V] = {}
 
@@ -57,6 +59,10 @@ class Lru(Generic[K, V]):
         value = data.pop(key)
         data[key] = value
         return value
+
+    def peek(self, key: K) -> V:
+        """``self[key]`` without making it the most recently used."""
+        return self._data[key]
 
     @overload
     def get(self, key: K) -> V | None: ...
@@ -76,7 +82,9 @@ class Lru(Generic[K, V]):
         data[key] = value
         if len(data) > self.maxsize:
             self._data = oldest_first = ordered(data)
-            oldest_first.popitem(last=False)
+            evicted = oldest_first.popitem(last=False)
+            if self.on_evict is not None:
+                self.on_evict(*evicted)
 
     def __delitem__(self, key: K) -> None:
         del self._data[key]

@@ -7,7 +7,7 @@ bounded sets: route templates, operation names, status codes, fixed results.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -46,6 +46,24 @@ AGE_BUCKETS = (
 
 
 M = TypeVar("M", Counter, Gauge, Histogram, Info)
+K = TypeVar("K", bound=Hashable)
+C = TypeVar("C")
+
+
+class Children(dict[K, C]):
+    """A metric's children by label values, each made once by ``make`` (``labels()`` costs
+    more than the increment it serves): ``children[key]`` is a dict lookup once it is made.
+    The keys must be a bounded set."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[K], C]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: K) -> C:
+        child = self[key] = self._make(key)
+        return child
 
 
 class _Declared(Generic[M]):
@@ -218,22 +236,23 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self._report_children: dict[str, tuple[Counter, Histogram]] = {}
-        self._network_children: dict[str, Counter] = {}
-        self._upstream_children: dict[tuple[str, str], Histogram] = {}
         for declared in vars(Metrics).values():
             if isinstance(declared, _Declared):
                 vars(self)[declared.attribute] = declared.build(self.registry)
+        self._network_children: Children[str, Counter] = Children(self.network_resolutions.labels)
+        self._upstream_children: Children[tuple[str, str], Histogram] = Children(
+            lambda key: self.upstream_request_duration.labels(*key)
+        )
+        self._report_children: Children[str, tuple[Counter, Histogram]] = Children(
+            lambda result: (self.reports.labels(result=result), self.report_duration.labels(result))
+        )
 
     def network_resolved(self, source: str | None) -> None:
         """One wiremap lookup (its child counter looked up once per source)."""
         if source is None:
             self.network_misses.inc()
             return
-        child = self._network_children.get(source)
-        if child is None:
-            child = self._network_children[source] = self.network_resolutions.labels(source)
-        child.inc()
+        self._network_children[source].inc()
 
     def network_sized(self, counts: Mapping[Any, int]) -> None:
         for kind, count in counts.items():
@@ -243,21 +262,12 @@ class Metrics:
         """One exchange with the carrier (``dlr_upstream_request_duration_seconds``), its
         child looked up once per operation and status (bounded: the API's operations, HTTP
         statuses and a few words) rather than per exchange."""
-        key = (operation, status)
-        child = self._upstream_children.get(key)
-        if child is None:
-            child = self._upstream_children[key] = self.upstream_request_duration.labels(
-                operation, status
-            )
-        child.observe(seconds)
+        self._upstream_children[operation, status].observe(seconds)
 
     def report_done(self, result: str, seconds: float) -> None:
         """A report's two series (``dlr_reports_total``, ``dlr_report_duration_seconds``),
         their children looked up once per ``result`` (a handful of values) rather than per
         report: ``labels()`` costs more than the increment."""
-        children = self._report_children.get(result)
-        if children is None:
-            children = (self.reports.labels(result=result), self.report_duration.labels(result))
-            self._report_children[result] = children
+        children = self._report_children[result]
         children[0].inc()
         children[1].observe(seconds)

@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.jsondump import dumps_line
-from gateway.metrics import Metrics
+from gateway.metrics import Children, Metrics
 from gateway.settings import SettingsError
 
 __all__ = [
@@ -133,11 +133,16 @@ class RequestObservability:
     metrics: Metrics
     logger: logging.Logger = access_log
     clock: Callable[[], float] = time.perf_counter
-    #: The histogram's children by label values (``labels()`` costs more than a lookup).
-    _children: dict[tuple[str, str, int], Histogram] = field(default_factory=dict, init=False)
+    #: The histogram's children by route, method and status (each a bounded set).
+    _children: Children[tuple[str, str, int], Histogram] = field(init=False)
     #: ``route_template`` of the top-level routes that served requests, by the route's
     #: ``id`` (routes are not hashable), with the route itself to tell a reused ``id``.
     _templates: dict[int, tuple[object, str]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self._children = Children(
+            lambda key: self.metrics.http_request_duration.labels(key[0], key[1], str(key[2]))
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -197,14 +202,7 @@ class RequestObservability:
         elapsed = max(self.clock() - started, 0.0)
         route = self._route(scope.get("route"), arrived)
         method = arrived[2] if arrived[2] in _METHODS else "other"
-        key = (route, method, status)
-        child = self._children.get(key)
-        if child is None:
-            # Bounded: route templates, the method set and HTTP status codes.
-            child = self._children[key] = self.metrics.http_request_duration.labels(
-                route, method, str(status)
-            )
-        child.observe(elapsed)
+        self._children[route, method, status].observe(elapsed)
         if status >= 500:
             level = logging.WARNING
         elif route in _PROBE_ROUTES and status < 300:

@@ -79,3 +79,18 @@ def test_a_plain_dict_until_the_first_eviction_then_the_same_order() -> None:
     assert lru.get("a") == 1
     lru["e"] = 5
     assert list(lru) == ["d", "a", "e"]
+
+
+def test_peek_does_not_refresh_and_on_evict_sees_only_evictions() -> None:
+    evicted: list[tuple[str, int]] = []
+    lru: Lru[str, int] = Lru(2, lambda key, value: evicted.append((key, value)))
+    lru["a"], lru["b"] = 1, 2
+    assert lru.peek("a") == 1 and list(lru) == ["a", "b"]
+    with pytest.raises(KeyError):
+        lru.peek("missing")
+    lru["c"] = 3  # "a" was not refreshed by peek: it goes
+    assert evicted == [("a", 1)] and list(lru) == ["b", "c"]
+    lru.pop("b")
+    del lru["c"]
+    lru["b"] = 2  # overwriting and removing evict nothing
+    assert evicted == [("a", 1)]

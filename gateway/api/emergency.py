@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -53,7 +54,7 @@ from gateway.events.calls import call_event, call_type
 from gateway.events.emitter import Emitter
 from gateway.events.model import Event
 from gateway.jsondump import dumps
-from gateway.metrics import Metrics
+from gateway.metrics import Children, Metrics
 from gateway.settings import Settings
 from gateway.store.base import HistoryKind, HistoryRecord, StateStore
 
@@ -203,16 +204,16 @@ class EmergencyQuery:
             single_writer=store is not None and is_sqlite_store(store),
         )
         self.clock = clock or (lambda: datetime.now(UTC))
-        #: The count and duration children by result (``labels()`` costs more than a lookup).
-        self._counted: dict[str, tuple[Any, Any]] = {}
-
-    def count(self, result: str, elapsed: float) -> None:
-        children = self._counted.get(result)
-        if children is None:  # bounded: the route's few results
-            children = self._counted[result] = (
+        #: The count and duration children by result (bounded: the route's few results).
+        self._counted: Children[str, tuple[Counter, Histogram]] = Children(
+            lambda result: (
                 self.metrics.emergency_queries.labels(result=result),
                 self.metrics.emergency_query_duration.labels(result=result),
             )
+        )
+
+    def count(self, result: str, elapsed: float) -> None:
+        children = self._counted[result]
         children[0].inc()
         children[1].observe(elapsed)
 

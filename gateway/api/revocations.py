@@ -25,13 +25,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from gateway.concurrency import every
+from gateway.concurrency import REFRESH_SECONDS, every
 
 log = logging.getLogger("gateway.auth")
-
-#: How often a replica reloads the revocations from the store: the longest another replica
-#: may still accept a token revoked elsewhere (plus one load).
-REFRESH_SECONDS = 5.0
 
 
 class RevocationStore(Protocol):

@@ -26,7 +26,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.concurrency import every
+from gateway.concurrency import REFRESH_SECONDS, every
 
 log = logging.getLogger("gateway.console")
 
@@ -45,11 +45,6 @@ class Session:
 SESSION_COOKIE = "dlr_console"
 SIGN_IN_COOKIE = "dlr_console_signin"
 COOKIE_PATH = "/console"
-
-
-#: How often a replica reloads the sign-outs from the store: the longest another replica
-#: may still accept a session signed out elsewhere (plus one load).
-REFRESH_SECONDS = 5.0
 
 
 class SignOutStore(Protocol):

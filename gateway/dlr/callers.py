@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from gateway.dlr.binding import Binding, newest, observed
 from gateway.dlr.coordinates import DISPATCHABLE, radius_meters
 from gateway.dlr.numbers import callback_number
-from gateway.lru import ordered
+from gateway.lru import Lru
 from gateway.store.base import NumberState
 from gateway.store.errors import StoreUnavailable
 
@@ -132,9 +132,11 @@ class CallerIndex:
 
     def __init__(self, maxsize: int = 200_000) -> None:
         self.maxsize = max(1, maxsize)
-        #: Least recently learned first (``gateway.lru``: a plain ``dict`` until the first
-        #: eviction, then an ``OrderedDict``).
-        self._devices: dict[str, Binding] = {}
+        #: Least recently learned first (reads do not refresh: ``peek``); an evicted device
+        #: leaves its number too.
+        self._devices: Lru[str, Binding] = Lru(
+            self.maxsize, lambda aeui, evicted: self._unlink(aeui, evicted.telephone_number)
+        )
         #: Number -> its device's AEUI, or a set of them for a shared line.
         self._numbers: dict[str, str | set[str]] = {}
 
@@ -142,8 +144,8 @@ class CallerIndex:
         return len(self._devices)
 
     def get(self, aeui: str) -> Binding | None:
-        known = self._devices.get(aeui)
-        return None if known is None else _answer(known)
+        devices = self._devices
+        return _answer(devices.peek(aeui)) if aeui in devices else None
 
     def learn(self, binding: Binding) -> None:
         """Remember ``binding`` unless a newer one of the same device is known."""
@@ -162,15 +164,14 @@ class CallerIndex:
     def _keep(self, binding: Binding) -> None:
         aeui = binding.aeui
         devices = self._devices
-        known = devices.get(aeui)
+        known = devices.pop(aeui, None)  # re-inserted below: the most recently learned
         if known is not None:
-            del devices[aeui]  # re-inserted below: the most recently learned
             if not _newer(binding, known):
-                devices[known.aeui] = known  # seen again: not the next to go
+                devices[aeui] = known  # seen again: not the next to go
                 return
             if known.telephone_number != binding.telephone_number:
                 self._unlink(aeui, known.telephone_number)
-        devices[aeui] = binding
+        devices[aeui] = binding  # may evict the least recently learned (and unlink it)
         number = binding.telephone_number
         members = self._numbers.get(number)
         if members is None:
@@ -180,10 +181,6 @@ class CallerIndex:
                 self._numbers[number] = {members, aeui}
         else:
             members.add(aeui)
-        while len(devices) > self.maxsize:
-            self._devices = devices = ordered(devices)
-            old, evicted = devices.popitem(last=False)
-            self._unlink(old, evicted.telephone_number)
 
     def forget(self, aeui: str) -> None:
         known = self._devices.pop(aeui, None)
@@ -194,7 +191,7 @@ class CallerIndex:
         """An admin changed who may use a number: forget the devices that no longer may."""
         members = self._numbers.get(state.telephone_number, ())
         for aeui in [members] if isinstance(members, str) else list(members):
-            if state.refuses(aeui) and not self._devices[aeui].attested:
+            if state.refuses(aeui) and not self._devices.peek(aeui).attested:
                 self.forget(aeui)
 
     def lookup(self, telephone_number: str) -> list[Binding]:
@@ -206,8 +203,8 @@ class CallerIndex:
         the call's event (which would otherwise read it back); no answer carries it."""
         members = self._numbers.get(telephone_number, ())
         if isinstance(members, str):
-            return [self._devices[members]]
-        found = [self._devices[a] for a in members]
+            return [self._devices.peek(members)]
+        found = [self._devices.peek(a) for a in members]
         found.sort(key=_heard, reverse=True)
         return found
 

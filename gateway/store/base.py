@@ -135,6 +135,18 @@ class HistoryRecord:
     after: Mapping[str, Any] | None
     observed_at: datetime | None
 
+    @staticmethod
+    def by_admin(
+        key: str,
+        kind: str,
+        credential: str,
+        before: Mapping[str, Any] | None,
+        after: Mapping[str, Any] | None,
+    ) -> HistoryRecord:
+        """An admin's change under ``key`` (a device's AEUI, ``location_key`` or
+        ``number_key``): source ``admin``, nothing observed."""
+        return HistoryRecord(key, kind, credential, "admin", before, after, None)
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry(HistoryRecord):

@@ -237,14 +237,12 @@ def number_change(
         kind = HistoryKind.NUMBER_SHARED
     else:
         kind = HistoryKind.NUMBER_ASSIGNED
-    record = HistoryRecord(
+    record = HistoryRecord.by_admin(
         number_key(telephone_number),
         kind,
         credential,
-        "admin",
         None if before is None else before.as_json(),
         None if after is None else after.as_json(),
-        None,
     )
     return record_values(record, now)
 

@@ -231,17 +231,11 @@ class OutboxStore:
             claim = partial(units.claim_sqlite3, owner=owner, now=now, until=until, limit=limit)
             claimed = await self._sqlite3(claim)
         else:
-            skip_locked = self.dialect == "postgresql"
-            claimed = await self._run(
-                partial(
-                    units.claim,
-                    owner=owner,
-                    now=now,
-                    until=until,
-                    limit=limit,
-                    skip_locked=skip_locked,
-                )
+            skip = self.dialect == "postgresql"
+            claim = partial(
+                units.claim, owner=owner, now=now, until=until, limit=limit, skip_locked=skip
             )
+            claimed = await self._run(claim)
         return sorted(claimed, key=lambda c: (c.event.created_at, c.delivery.id))
 
     async def finish(self, owner: str, outcomes: Sequence[Outcome]) -> list[str]:

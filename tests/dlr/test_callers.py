@@ -122,6 +122,18 @@ def test_index_is_bounded_and_evicts_the_least_recently_learned() -> None:
     assert index.get("d2") is not None and index.get("d3") is None
 
 
+def test_answering_does_not_keep_a_device_and_its_eviction_leaves_a_shared_line() -> None:
+    index = CallerIndex(3)
+    index.learn(binding("d0", 0))
+    index.learn(binding("d1", 1))  # the same number: a shared line
+    index.learn(binding("d2", 2, phone="+12025550002"))
+    assert len(index.lookup(PHONE)) == 2 and index.get("d0") is not None
+    index.learn(binding("d3", 3, phone="+12025550003"))  # d0, learned first, goes
+    assert index.get("d0") is None
+    assert [b.aeui for b in index.lookup(PHONE)] == ["d1"]
+    assert index._numbers[PHONE] == "d1"
+
+
 def _held(aeui: str, seconds: float, *, version: int = 1, phone: str = PHONE) -> Binding:
     """The pipeline's own record of a binding the carrier holds."""
     return Binding(
@@ -147,7 +159,7 @@ def test_a_held_binding_is_kept_as_the_pipelines_object_and_answered_confirmed()
     index.learn(binding("a", 10))  # the claim, not yet confirmed
     current = _held("a", 20)
     index.hold(current)
-    assert index._devices["a"] is current  # no copy per device
+    assert index._devices.peek("a") is current  # no copy per device
     answered = index.get("a")
     assert answered is not None and answered.confirmed and answered.version == 1
     assert (answered.aeui, answered.location_id, answered.observed_at) == (
@@ -159,9 +171,9 @@ def test_a_held_binding_is_kept_as_the_pipelines_object_and_answered_confirmed()
     assert (answered.coordinates_source, answered.accuracy_meters) == ("gps", 12.0)
     assert index.lookup(PHONE) == [answered]
     index.hold(_held("a", 5))  # older: the newer one stays
-    assert index._devices["a"] is current
+    assert index._devices.peek("a") is current
     index.learn(binding("a", 15))  # an older claim: the same
-    assert index._devices["a"] is current
+    assert index._devices.peek("a") is current
     # Holding counts as use: "a" outlives "b" when "c" comes.
     index.learn(binding("b", 1, phone="+12025550100"))
     index.hold(_held("a", 30))

@@ -26,7 +26,7 @@ from gateway.api.openapi.blocks import (
     retry_problem,
 )
 from gateway.api.openapi.components import VALIDATE_INPUT, ref
-from gateway.api.revocations import REFRESH_SECONDS
+from gateway.concurrency import REFRESH_SECONDS
 from gateway.settings import Settings
 
 #: The call-time query's path, as a gateway with default settings serves it.

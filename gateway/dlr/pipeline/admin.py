@@ -179,17 +179,7 @@ class AdminSync:
         credential: str,
     ) -> None:
         """An admin's change, in the history under ``key`` (a device's, or ``location_key``)."""
-        await self.ledger.record(
-            HistoryRecord(
-                key,
-                kind=kind,
-                credential=credential,
-                source="admin",
-                before=before,
-                after=after,
-                observed_at=None,
-            )
-        )
+        await self.ledger.record(HistoryRecord.by_admin(key, kind, credential, before, after))
 
     # -- callback numbers ------------------------------------------------------------------
 
