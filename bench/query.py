@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from bench import profile as profiling
 from bench.http import encode_request
 from bench.loadgen import open_loop, percentile, send_all
 from bench.procs import LOOPBACK
@@ -102,10 +103,20 @@ async def phase_emergency_query(bench: Bench) -> None:
         for p in picks
     ]
     # The main figures: no subscription (each call's event still goes to the outbox).
-    plain = await _measure(bench, picks, requests, devices)
+    spy = None
+    if bench.plan.profile_dir is not None:
+        spy = profiling.start(bench.gw_pid, bench.plan.profile_dir / "query.txt", None)
+    try:
+        plain = await _measure(bench, picks, requests, devices)
+    finally:
+        if spy is not None:
+            summary = profiling.finish(spy, stop=True)
+            if summary is not None:
+                bench.details.setdefault("profile", {})["query"] = summary
     bench.figures.update(plain.pop("figures"))
     plain.pop("latencies")
     bench.details["emergency_query"] = plain
+    await _baseline_floor(bench, requests)
     receiver = await Receiver.start(idle=bench.plan.pinned is not None)
     try:
         await _compare_subscribed(bench, receiver, devices, picks, requests)
@@ -313,6 +324,38 @@ async def _measure(
         "gateway_cpu_s": round(shares["gateway"] * sampler.elapsed, 4),
         "delivery_process_cpu_s": round(shares["gateway_delivery_process"] * sampler.elapsed, 4),
         "latencies": ok,
+    }
+
+
+async def _baseline_floor(bench: Bench, requests: list[bytes]) -> None:
+    """The bare Starlette app (``bench.baseline``) at the same open-loop rate: its CPU per
+    request is the floor of the query's (the server's wake-up, parse and answer per request).
+
+    The same requests, sent to the baseline's ``GET /`` (same query string and size), which
+    answers a small JSON body; ``emergency_query_vs_baseline_cpu_ratio`` is the baseline's
+    CPU per request over the gateway's, as ``unchanged_vs_baseline_cpu_ratio`` is.
+    """
+    plan = plan_for(bench.plan.mode)
+    port = bench.stack.baseline.port
+    to_root = [r.replace(PATH.encode(), b"/", 1) for r in requests]
+    sampler = bench.sampler()
+    timed = await open_loop(
+        LOOPBACK, port, to_root, rate=plan.rate, timeout_s=bench.plan.phase_timeout_s
+    )
+    shares = sampler.shares()
+    ok = sum(1 for t in timed if t.status == 200)
+    base_us = shares["baseline"] * sampler.elapsed / ok * 1e6 if ok else None
+    gw_us = bench.figures.get("emergency_query_cpu_us_per_request")
+    bench.figures["emergency_query_baseline_cpu_us_per_request"] = (
+        round(base_us, 1) if base_us else None
+    )
+    bench.figures["emergency_query_vs_baseline_cpu_ratio"] = (
+        round(base_us / gw_us, 3) if base_us and gw_us else None
+    )
+    bench.details["emergency_query_baseline"] = {
+        "sent": len(timed),
+        "answered_200": ok,
+        "cpu_share": shares,
     }
 
 

@@ -1165,6 +1165,8 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("emergency_query_p99_ms", "ms", "target <= 2 (the carrier waits 450)"),
     ("emergency_query_rps", "req/s", "queries answered per second"),
     ("emergency_query_cpu_us_per_request", "us", "gateway CPU per query"),
+    ("emergency_query_baseline_cpu_us_per_request", "us", "bare Starlette, same rate: the floor"),
+    ("emergency_query_vs_baseline_cpu_ratio", "", "baseline CPU / query CPU, same rate"),
     ("emergency_query_subscribed_p50_ms", "ms", "the same, with a webhook subscription"),
     ("emergency_query_subscribed_p99_ms", "ms", ""),
     ("emergency_query_subscribed_p50_ratio", "", "subscribed / without, interleaved; target ~1"),
@@ -1294,7 +1296,7 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="py-spy the gateway during the unchanged and changed runs",
+        help="py-spy the gateway during the unchanged, changed and query runs",
     )
     parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here")
     parser.add_argument(

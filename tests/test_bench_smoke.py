@@ -37,6 +37,7 @@ FIGURES = {
     "emergency_query_subscribed_p99_ratio",
     "emergency_query_control_p99_ratio",
     "emergency_query_subscribed_cpu_us_per_request",
+    "emergency_query_vs_baseline_cpu_ratio",
     "environment",
 }
 

@@ -563,26 +563,32 @@ class SqlStateStore(DriverPaths):
     ) -> list[Binding]:
         if limit <= 0:
             return []
-        async with self._unit() as connection:
-            now = self._now()
-            until = now + round(lease_seconds * 1_000_000)
-            return await take_leases(
-                connection, owner, limit=limit, now=now, until=until, filters=filters
+        now = self._now()
+        until = now + round(lease_seconds * 1_000_000)
+        return await self.run_unit(
+            functools.partial(
+                take_leases, owner=owner, limit=limit, now=now, until=until, filters=filters
             )
+        )
 
     @_whole
     async def release(self, aeui: str, owner: str) -> bool:
-        async with self._unit() as connection:
-            return await release_lease(connection, aeui, owner)
+        return await self.run_unit(functools.partial(release_lease, aeui=aeui, owner=owner))
 
     @_whole
     async def checked(
         self, aeui: str, owner: str, confirmed: bool | None, *, version: int | None = None
     ) -> bool:
-        async with self._unit() as connection:
-            return await record_check(
-                connection, aeui, owner, confirmed, version=version, now=self._now()
+        return await self.run_unit(
+            functools.partial(
+                record_check,
+                aeui=aeui,
+                owner=owner,
+                confirmed=confirmed,
+                version=version,
+                now=self._now(),
             )
+        )
 
 
 #: Connect to the state store at a URL (``SqlStateStore.connect``: PostgreSQL or SQLite).
