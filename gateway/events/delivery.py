@@ -6,6 +6,9 @@ signed as Standard Webhooks, or the Kari's Law email), and records the outcome: 
 or another attempt after an exponentially growing, jittered delay, or failed once the
 delivery's time is up (an admin may retry it from ``/v1/events``).
 
+Emails and webhooks are sent in lanes of their own (claims, slots, batches): a webhook
+receiver that answers slowly or never holds back no Kari's Law email.
+
 Webhook URLs are an admin's, but what answers there is not trusted: no redirect is followed,
 the response body is discarded (at most ``DRAIN_BYTES`` of it are read, so that the connection
 can carry the next delivery), and each attempt is bounded in time.
@@ -34,7 +37,16 @@ from gateway.events.recipients import RecipientsUnavailable
 from gateway.events.signing import signed_headers
 from gateway.events.targets import CheckedResolver, RefusedAddress, host_problem
 from gateway.metrics import Metrics
-from gateway.store.deliveries import CARRIER_EMAIL_TARGET, EMAIL_TARGETS, Claimed, Outcome, Webhook
+from gateway.store.deliveries import (
+    CARRIER_EMAIL_TARGET,
+    EMAIL,
+    EMAIL_TARGETS,
+    WEBHOOK,
+    Claimed,
+    Outcome,
+    Webhook,
+    channel_of,
+)
 from gateway.store.outbox import OutboxStore
 
 log = logging.getLogger("gateway.events")
@@ -69,6 +81,21 @@ class Backoff:
         return full * (0.5 + rand() / 2)
 
 
+#: The lanes a worker sends in, each with its own claims, slots and batches.
+CHANNELS = (EMAIL, WEBHOOK)
+
+
+class Wake:
+    """Wakes every lane of a worker (``set``); each lane waits for its own event."""
+
+    def __init__(self) -> None:
+        self.lanes = {channel: asyncio.Event() for channel in CHANNELS}
+
+    def set(self) -> None:
+        for event in self.lanes.values():
+            event.set()
+
+
 class DeliveryReport(Protocol):
     """Where a worker's figures go: the metrics, or the pipe to the serving process."""
 
@@ -95,7 +122,8 @@ class MetricsReport:
 
 @dataclass(eq=False)
 class DeliveryWorker:
-    """Claims due deliveries in batches of ``batch``, attempts ``concurrency`` at a time."""
+    """Claims due deliveries in batches of ``batch``, attempts ``concurrency`` at a time,
+    in each lane (email, webhook)."""
 
     outbox: OutboxStore
     report: DeliveryReport
@@ -116,19 +144,19 @@ class DeliveryWorker:
     #: serving process reads it, so that it is current even while no child runs).
     gauges: bool = True
     #: Set when new events are written: deliver them now rather than at the next poll.
-    wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    _slots: asyncio.Semaphore = field(init=False)
+    wake: Wake = field(default_factory=Wake, init=False)
+    _slots: dict[str, asyncio.Semaphore] = field(init=False)
     #: The worker's own HTTP client (``webhook_client``), opened at its first POST.
     _http: aiohttp.ClientSession | None = field(default=None, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _gauged_at: float = field(default=-GAUGE_INTERVAL, init=False)
 
     def __post_init__(self) -> None:
-        self._slots = asyncio.Semaphore(self.concurrency)
+        self._slots = {channel: asyncio.Semaphore(self.concurrency) for channel in CHANNELS}
 
     @property
     def lease(self) -> float:
-        """Long enough for every attempt of one batch (they run ``concurrency`` at a time);
+        """Long enough for every attempt of one lane's batch (``concurrency`` at a time);
         a killed replica's claims come back to the others after it."""
         return math.ceil(self.batch / self.concurrency) * self.timeout * 3 + 5.0
 
@@ -148,23 +176,35 @@ class DeliveryWorker:
             self._http = None
 
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as lanes:
+            for channel in CHANNELS:
+                lanes.create_task(self._lane(channel), name=f"event-delivery-{channel}")
+
+    async def _lane(self, channel: str) -> None:
+        wake = self.wake.lanes[channel]
         while True:
             try:
-                sent = await self.run_once()
+                sent = await self.run_once(channel)
                 await self._gauge()
             except Exception as exc:
                 sent = 0
-                log.warning("event delivery pass failed", extra={"error": type(exc).__name__})
+                log.warning(
+                    "event delivery pass failed",
+                    extra={"error": type(exc).__name__, "channel": channel},
+                )
             if sent < self.batch:  # a full batch: more may be due at once
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll):
-                        await self.wake.wait()
+                        await wake.wait()
                         await asyncio.sleep(self.linger)
-                self.wake.clear()
+                wake.clear()
 
-    async def run_once(self) -> int:
-        """Claim and attempt one batch of due deliveries; how many were claimed."""
-        claimed = await self.outbox.claim(self.owner, lease=self.lease, limit=self.batch)
+    async def run_once(self, channel: str | None = None) -> int:
+        """Claim and attempt one batch of due deliveries (of ``channel``'s lane, if given);
+        how many were claimed."""
+        claimed = await self.outbox.claim(
+            self.owner, lease=self.lease, limit=self.batch, channel=channel
+        )
         if not claimed:
             return 0
         async with asyncio.TaskGroup() as group:
@@ -187,7 +227,7 @@ class DeliveryWorker:
     async def _attempt(self, item: Claimed, hook: Webhook | None) -> Outcome:
         delivery, event = item.delivery, item.event
         status: int | None = None
-        async with self._slots:
+        async with self._slots[channel_of(delivery.target)]:
             try:
                 if delivery.target in EMAIL_TARGETS:
                     await self._email(delivery.target, event.body)
@@ -203,7 +243,7 @@ class DeliveryWorker:
 
     def _count(self, item: Claimed, outcome: Outcome, state: str) -> None:
         delivery, event = item.delivery, item.event
-        channel = "email" if delivery.target in EMAIL_TARGETS else "webhook"
+        channel = channel_of(delivery.target)
         result = {"delivered": "delivered", "pending": "retry"}.get(state, "failed")
         if state == "lost":
             result = "delivered" if outcome.error is None else "retry"

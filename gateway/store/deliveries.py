@@ -26,6 +26,8 @@ EMAIL_TARGET = "email"
 #: The email to the carrier's notification recipients (``GATEWAY_NOTIFY_CARRIER_RECIPIENTS``).
 CARRIER_EMAIL_TARGET = "email:carrier"
 EMAIL_TARGETS = (EMAIL_TARGET, CARRIER_EMAIL_TARGET)
+#: A delivery's channel, claimed apart from the other's (``claim``'s ``channel``).
+EMAIL, WEBHOOK = "email", "webhook"
 US = 1_000_000
 #: The longest failure reason kept with a delivery.
 MAX_ERROR = 500
@@ -178,8 +180,20 @@ class _Finishing:
 # -- the portable units (``SqlStateStore.run_unit``) ----------------------------------------
 
 
+def channel_of(target: str) -> str:
+    """``EMAIL`` or ``WEBHOOK``: the lane a delivery to ``target`` is sent in."""
+    return EMAIL if target in EMAIL_TARGETS else WEBHOOK
+
+
 def claim(
-    connection: sa.Connection, *, owner: str, now: int, until: int, limit: int, skip_locked: bool
+    connection: sa.Connection,
+    *,
+    owner: str,
+    now: int,
+    until: int,
+    limit: int,
+    skip_locked: bool,
+    channel: str | None = None,
 ) -> list[Claimed]:
     due = (
         sa.select(deliveries.c.id)
@@ -191,6 +205,9 @@ def claim(
         .order_by(deliveries.c.next_at)
         .limit(limit)
     )
+    if channel is not None:
+        emailed = deliveries.c.target.in_(EMAIL_TARGETS)
+        due = due.where(emailed if channel == EMAIL else ~emailed)
     if skip_locked:
         due = due.with_for_update(skip_locked=True)
     rows = connection.execute(
@@ -258,9 +275,15 @@ WebhookRow = namedtuple("WebhookRow", [c.name for c in webhooks.c])  # type: ign
 _CLAIM_SQLITE3 = (
     "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id IN ("  # noqa: S608
     "SELECT id FROM deliveries WHERE state = 'pending' AND next_at <= ? "
-    "AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_at LIMIT ?) "
+    "AND (lease_until IS NULL OR lease_until < ?){} ORDER BY next_at LIMIT ?) "
     f"RETURNING {', '.join(_DeliveryRow._fields)}"
 )
+#: The claim's statement by channel (its target condition takes ``EMAIL_TARGETS``).
+_CLAIMS_SQLITE3 = {
+    None: _CLAIM_SQLITE3.format(""),
+    EMAIL: _CLAIM_SQLITE3.format(" AND target IN (?, ?)"),
+    WEBHOOK: _CLAIM_SQLITE3.format(" AND target NOT IN (?, ?)"),
+}
 _EVENTS_SQLITE3 = (
     f"SELECT {', '.join(_EventRow._fields)} FROM events "  # noqa: S608
     "WHERE id IN (SELECT value FROM json_each(?))"
@@ -282,11 +305,19 @@ _FAILED_SQLITE3 = (
 
 
 def claim_sqlite3(
-    connection: sqlite3.Connection, *, owner: str, now: int, until: int, limit: int
+    connection: sqlite3.Connection,
+    *,
+    owner: str,
+    now: int,
+    until: int,
+    limit: int,
+    channel: str | None = None,
 ) -> list[Claimed]:
+    targets = () if channel is None else EMAIL_TARGETS
+    parameters = (owner, until, now, now, *targets, limit)
     rows: list[Any] = [
         _DeliveryRow._make(values)
-        for values in connection.execute(_CLAIM_SQLITE3, (owner, until, now, now, limit))
+        for values in connection.execute(_CLAIMS_SQLITE3[channel], parameters)
     ]
     return _claimed(
         rows,

@@ -221,27 +221,28 @@ class OutboxStore:
         )
         return await self._events_unit(work)
 
-    async def claim(self, owner: str, *, lease: float, limit: int = 20) -> list[Claimed]:
-        """Due deliveries, leased to ``owner`` for ``lease`` seconds (no other replica takes
-        them until the lease ends: a crashed replica's come back to the others then), each
-        with its event and its subscription as they are now."""
+    async def claim(
+        self, owner: str, *, lease: float, limit: int = 20, channel: str | None = None
+    ) -> list[Claimed]:
+        """Due deliveries (of one ``channel``, ``email`` or ``webhook``, if given), leased to
+        ``owner`` for ``lease`` seconds (no other replica takes them until the lease ends: a
+        crashed replica's come back to the others then), each with its event and its
+        subscription as they are now."""
         now = to_us(self.clock())
         until = now + to_us(lease)
+        options: dict[str, Any] = {
+            "owner": owner,
+            "now": now,
+            "until": until,
+            "limit": limit,
+            "channel": channel,
+        }
         if self._sqlite3 is not None:
-            claim = partial(units.claim_sqlite3, owner=owner, now=now, until=until, limit=limit)
+            claim = partial(units.claim_sqlite3, **options)
             claimed = await self._sqlite3(claim)
         else:
             skip_locked = self.dialect == "postgresql"
-            claimed = await self._run(
-                partial(
-                    units.claim,
-                    owner=owner,
-                    now=now,
-                    until=until,
-                    limit=limit,
-                    skip_locked=skip_locked,
-                )
-            )
+            claimed = await self._run(partial(units.claim, skip_locked=skip_locked, **options))
         return sorted(claimed, key=lambda c: (c.event.created_at, c.delivery.id))
 
     async def finish(self, owner: str, outcomes: Sequence[Outcome]) -> list[str]:

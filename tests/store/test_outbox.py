@@ -288,3 +288,24 @@ def test_the_sqlite3_units_agree_with_the_portable_ones(tmp_path: Path) -> None:
     assert len(table) == 18 + 3 and max(len(row[10] or "") for row in table) == 500
     # The history records, in the events' transaction.
     assert [(row[0], row[6]) for row in recorded] == [("dev-1", "LOC9"), ("~unknown", None)]
+
+
+def test_a_claim_by_channel_takes_only_its_lanes_deliveries(tmp_path: Path) -> None:
+    """The worker's email and webhook lanes claim apart (``sqlite3`` and portable alike)."""
+
+    async def outcome(driver_sql: bool) -> list[list[str]]:
+        url = f"sqlite+aiosqlite:///{tmp_path / f'lanes-{driver_sql}.db'}"
+        async with await open_store(url, create=True, driver_sql=driver_sql) as store:
+            assert isinstance(store, SqlStateStore)
+            outbox = OutboxStore(store, clock=Now())
+            await outbox.add_webhook("wh_a", "http://127.0.0.1:1/a", ["emergency_call"], "s", None)
+            await outbox.add_events(
+                [_event(f"evt_{i}") for i in range(3)], email=(EMAIL_TARGET, "email:carrier")
+            )
+            emails = await outbox.claim("r", lease=30, limit=50, channel="email")
+            hooks = await outbox.claim("r", lease=30, limit=50, channel="webhook")
+            rest = await outbox.claim("r", lease=30, limit=50)
+            return [sorted(c.delivery.target for c in found) for found in (emails, hooks, rest)]
+
+    fast, portable = run(outcome(True)), run(outcome(False))
+    assert fast == portable == [["email"] * 3 + ["email:carrier"] * 3, ["wh_a"] * 3, []]

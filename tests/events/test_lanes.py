@@ -1,0 +1,85 @@
+"""A webhook receiver in trouble never holds back the Kari's Law email: the worker sends
+emails and webhooks in lanes of their own (claims, slots, batches)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from gateway.events import email as mail
+from gateway.events.delivery import Backoff, DeliveryWorker, MetricsReport
+from gateway.events.emitter import Emitter
+from gateway.events.model import EMERGENCY_CALL, Event
+from gateway.events.signing import new_secret
+from gateway.metrics import Metrics
+from gateway.store import open_store
+from gateway.store.deliveries import EMAIL_TARGET
+from gateway.store.outbox import OutboxStore
+from gateway.store.sql import SqlStateStore
+from tests.events.test_delivery import until
+
+SMTP = mail.SmtpConfig("127.0.0.1", 25, "none", None, None, "dlr@example.org", ("a@example.org",))
+
+
+async def _silent_receiver() -> tuple[asyncio.Server, int]:
+    """Takes every connection and its request, and never answers (nor closes)."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.read(65536):
+                pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_a_webhook_receiver_that_never_answers_does_not_delay_the_emails(
+    tmp_path: Path,
+) -> None:
+    """Before, one claim took both kinds and waited for all its attempts: each batch of 20
+    waited for its hanging webhooks (a timeout each, 8 at a time), so the emails of 40 calls
+    took four batches of two timeouts; a receiver answering slowly held every call's email
+    back by as much, and the backlog grew at one call every few seconds."""
+    metrics = Metrics()
+    sent: dict[str, float] = {}
+
+    async def send(config: mail.SmtpConfig, body: str) -> None:
+        sent[body] = time.monotonic()
+
+    async def main() -> None:
+        server, port = await _silent_receiver()
+        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
+        assert isinstance(store, SqlStateStore)
+        async with server, store:
+            outbox = OutboxStore(store)
+            url = f"http://127.0.0.1:{port}/hook"
+            await outbox.add_webhook("wh_1", url, [EMERGENCY_CALL], new_secret(), None)
+            emitter = Emitter(outbox, metrics, email=(EMAIL_TARGET,))
+            emitter.start()
+            for n in range(40):
+                emitter.emit(Event.new(EMERGENCY_CALL, {"n": n}))
+            await emitter.aclose()
+            worker = DeliveryWorker(
+                outbox,
+                MetricsReport(metrics),
+                "r",
+                smtp=SMTP,
+                send_email=send,
+                allowed_hosts=("127.0.0.1",),
+                backoff=Backoff(base=60.0),
+                timeout=2.0,
+                poll=0.02,
+            )
+            started = time.monotonic()
+            worker.start()
+            try:
+                await until(lambda: len(sent) == 40, within=30.0)
+            finally:
+                await worker.aclose()
+            # Well within one webhook timeout; before, ~16 s.
+            assert max(sent.values()) - started < 1.5
+
+    asyncio.run(main())
