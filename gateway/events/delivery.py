@@ -6,8 +6,9 @@ signed as Standard Webhooks, or the Kari's Law email), and records the outcome: 
 or another attempt after an exponentially growing, jittered delay, or failed once the
 delivery's time is up (an admin may retry it from ``/v1/events``).
 
-Emails and webhooks are sent in lanes of their own (claims, slots, batches): a webhook
-receiver that answers slowly or never holds back no Kari's Law email.
+Webhooks, the configured addresses' emails and the carrier's recipients' emails are sent in
+lanes of their own (claims, slots, batches): a webhook receiver that answers slowly or never,
+or a carrier that cannot list its recipients, holds back no other lane's Kari's Law email.
 
 Webhook URLs are an admin's, but what answers there is not trusted: no redirect is followed,
 the response body is discarded (at most ``DRAIN_BYTES`` of it are read, so that the connection
@@ -39,13 +40,12 @@ from gateway.events.targets import CheckedResolver, RefusedAddress, host_problem
 from gateway.metrics import Metrics
 from gateway.store.deliveries import (
     CARRIER_EMAIL_TARGET,
-    EMAIL,
     EMAIL_TARGETS,
-    WEBHOOK,
+    LANES,
     Claimed,
     Outcome,
     Webhook,
-    channel_of,
+    lane_of,
 )
 from gateway.store.outbox import OutboxStore
 
@@ -81,15 +81,11 @@ class Backoff:
         return full * (0.5 + rand() / 2)
 
 
-#: The lanes a worker sends in, each with its own claims, slots and batches.
-CHANNELS = (EMAIL, WEBHOOK)
-
-
 class Wake:
     """Wakes every lane of a worker (``set``); each lane waits for its own event."""
 
     def __init__(self) -> None:
-        self.lanes = {channel: asyncio.Event() for channel in CHANNELS}
+        self.lanes = {lane: asyncio.Event() for lane in LANES}
 
     def set(self) -> None:
         for event in self.lanes.values():
@@ -123,7 +119,7 @@ class MetricsReport:
 @dataclass(eq=False)
 class DeliveryWorker:
     """Claims due deliveries in batches of ``batch``, attempts ``concurrency`` at a time,
-    in each lane (email, webhook)."""
+    in each lane (``LANES``: each email target's, the webhooks')."""
 
     outbox: OutboxStore
     report: DeliveryReport
@@ -152,7 +148,7 @@ class DeliveryWorker:
     _gauged_at: float = field(default=-GAUGE_INTERVAL, init=False)
 
     def __post_init__(self) -> None:
-        self._slots = {channel: asyncio.Semaphore(self.concurrency) for channel in CHANNELS}
+        self._slots = {lane: asyncio.Semaphore(self.concurrency) for lane in LANES}
 
     @property
     def lease(self) -> float:
@@ -177,20 +173,20 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as lanes:
-            for channel in CHANNELS:
-                lanes.create_task(self._lane(channel), name=f"event-delivery-{channel}")
+            for lane in LANES:
+                lanes.create_task(self._lane(lane), name=f"event-delivery-{lane}")
 
-    async def _lane(self, channel: str) -> None:
-        wake = self.wake.lanes[channel]
+    async def _lane(self, lane: str) -> None:
+        wake = self.wake.lanes[lane]
         while True:
             try:
-                sent = await self.run_once(channel)
+                sent = await self.run_once(lane)
                 await self._gauge()
             except Exception as exc:
                 sent = 0
                 log.warning(
                     "event delivery pass failed",
-                    extra={"error": type(exc).__name__, "channel": channel},
+                    extra={"error": type(exc).__name__, "lane": lane},
                 )
             if sent < self.batch:  # a full batch: more may be due at once
                 with contextlib.suppress(TimeoutError):
@@ -199,12 +195,10 @@ class DeliveryWorker:
                         await asyncio.sleep(self.linger)
                 wake.clear()
 
-    async def run_once(self, channel: str | None = None) -> int:
-        """Claim and attempt one batch of due deliveries (of ``channel``'s lane, if given);
-        how many were claimed."""
-        claimed = await self.outbox.claim(
-            self.owner, lease=self.lease, limit=self.batch, channel=channel
-        )
+    async def run_once(self, lane: str | None = None) -> int:
+        """Claim and attempt one batch of due deliveries (of ``lane``, if given); how many
+        were claimed."""
+        claimed = await self.outbox.claim(self.owner, lease=self.lease, limit=self.batch, lane=lane)
         if not claimed:
             return 0
         async with asyncio.TaskGroup() as group:
@@ -227,7 +221,7 @@ class DeliveryWorker:
     async def _attempt(self, item: Claimed, hook: Webhook | None) -> Outcome:
         delivery, event = item.delivery, item.event
         status: int | None = None
-        async with self._slots[channel_of(delivery.target)]:
+        async with self._slots[lane_of(delivery.target)]:
             try:
                 if delivery.target in EMAIL_TARGETS:
                     await self._email(delivery.target, event.body)
@@ -243,7 +237,7 @@ class DeliveryWorker:
 
     def _count(self, item: Claimed, outcome: Outcome, state: str) -> None:
         delivery, event = item.delivery, item.event
-        channel = channel_of(delivery.target)
+        channel = "email" if delivery.target in EMAIL_TARGETS else "webhook"
         result = {"delivered": "delivered", "pending": "retry"}.get(state, "failed")
         if state == "lost":
             result = "delivered" if outcome.error is None else "retry"

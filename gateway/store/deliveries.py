@@ -26,8 +26,10 @@ EMAIL_TARGET = "email"
 #: The email to the carrier's notification recipients (``GATEWAY_NOTIFY_CARRIER_RECIPIENTS``).
 CARRIER_EMAIL_TARGET = "email:carrier"
 EMAIL_TARGETS = (EMAIL_TARGET, CARRIER_EMAIL_TARGET)
-#: A delivery's channel, claimed apart from the other's (``claim``'s ``channel``).
-EMAIL, WEBHOOK = "email", "webhook"
+#: The lane of every webhook's deliveries; each email target is a lane of its own. A lane's
+#: deliveries are claimed apart from the others' (``claim``'s ``lane``).
+WEBHOOK_LANE = "webhook"
+LANES = (*EMAIL_TARGETS, WEBHOOK_LANE)
 US = 1_000_000
 #: The longest failure reason kept with a delivery.
 MAX_ERROR = 500
@@ -180,9 +182,9 @@ class _Finishing:
 # -- the portable units (``SqlStateStore.run_unit``) ----------------------------------------
 
 
-def channel_of(target: str) -> str:
-    """``EMAIL`` or ``WEBHOOK``: the lane a delivery to ``target`` is sent in."""
-    return EMAIL if target in EMAIL_TARGETS else WEBHOOK
+def lane_of(target: str) -> str:
+    """The lane a delivery to ``target`` is sent in (one of ``LANES``)."""
+    return target if target in EMAIL_TARGETS else WEBHOOK_LANE
 
 
 def claim(
@@ -193,7 +195,7 @@ def claim(
     until: int,
     limit: int,
     skip_locked: bool,
-    channel: str | None = None,
+    lane: str | None = None,
 ) -> list[Claimed]:
     due = (
         sa.select(deliveries.c.id)
@@ -205,9 +207,10 @@ def claim(
         .order_by(deliveries.c.next_at)
         .limit(limit)
     )
-    if channel is not None:
-        emailed = deliveries.c.target.in_(EMAIL_TARGETS)
-        due = due.where(emailed if channel == EMAIL else ~emailed)
+    if lane == WEBHOOK_LANE:
+        due = due.where(deliveries.c.target.not_in(EMAIL_TARGETS))
+    elif lane is not None:
+        due = due.where(deliveries.c.target == lane)
     if skip_locked:
         due = due.with_for_update(skip_locked=True)
     rows = connection.execute(
@@ -278,12 +281,11 @@ _CLAIM_SQLITE3 = (
     "AND (lease_until IS NULL OR lease_until < ?){} ORDER BY next_at LIMIT ?) "
     f"RETURNING {', '.join(_DeliveryRow._fields)}"
 )
-#: The claim's statement by channel (its target condition takes ``EMAIL_TARGETS``).
-_CLAIMS_SQLITE3 = {
-    None: _CLAIM_SQLITE3.format(""),
-    EMAIL: _CLAIM_SQLITE3.format(" AND target IN (?, ?)"),
-    WEBHOOK: _CLAIM_SQLITE3.format(" AND target NOT IN (?, ?)"),
-}
+#: The claim's statement: of every lane, of the webhooks' (its condition takes
+#: ``EMAIL_TARGETS``), of an email target's (takes the target).
+_CLAIM_ANY_SQLITE3 = _CLAIM_SQLITE3.format("")
+_CLAIM_WEBHOOKS_SQLITE3 = _CLAIM_SQLITE3.format(" AND target NOT IN (?, ?)")
+_CLAIM_TARGET_SQLITE3 = _CLAIM_SQLITE3.format(" AND target = ?")
 _EVENTS_SQLITE3 = (
     f"SELECT {', '.join(_EventRow._fields)} FROM events "  # noqa: S608
     "WHERE id IN (SELECT value FROM json_each(?))"
@@ -311,13 +313,18 @@ def claim_sqlite3(
     now: int,
     until: int,
     limit: int,
-    channel: str | None = None,
+    lane: str | None = None,
 ) -> list[Claimed]:
-    targets = () if channel is None else EMAIL_TARGETS
+    statement, targets = (
+        (_CLAIM_ANY_SQLITE3, ())
+        if lane is None
+        else (_CLAIM_WEBHOOKS_SQLITE3, EMAIL_TARGETS)
+        if lane == WEBHOOK_LANE
+        else (_CLAIM_TARGET_SQLITE3, (lane,))
+    )
     parameters = (owner, until, now, now, *targets, limit)
     rows: list[Any] = [
-        _DeliveryRow._make(values)
-        for values in connection.execute(_CLAIMS_SQLITE3[channel], parameters)
+        _DeliveryRow._make(values) for values in connection.execute(statement, parameters)
     ]
     return _claimed(
         rows,

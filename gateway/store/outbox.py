@@ -222,9 +222,9 @@ class OutboxStore:
         return await self._events_unit(work)
 
     async def claim(
-        self, owner: str, *, lease: float, limit: int = 20, channel: str | None = None
+        self, owner: str, *, lease: float, limit: int = 20, lane: str | None = None
     ) -> list[Claimed]:
-        """Due deliveries (of one ``channel``, ``email`` or ``webhook``, if given), leased to
+        """Due deliveries (of one ``lane``, an email target or ``webhook``, if given), leased to
         ``owner`` for ``lease`` seconds (no other replica takes them until the lease ends: a
         crashed replica's come back to the others then), each with its event and its
         subscription as they are now."""
@@ -235,7 +235,7 @@ class OutboxStore:
             "now": now,
             "until": until,
             "limit": limit,
-            "channel": channel,
+            "lane": lane,
         }
         if self._sqlite3 is not None:
             claim = partial(units.claim_sqlite3, **options)
