@@ -64,9 +64,11 @@ WAKE_LINGER = 0.05
 
 
 class AttemptFailed(Exception):
-    def __init__(self, reason: str, status: int | None = None) -> None:
+    def __init__(self, reason: str, status: int | None = None, *, final: bool = False) -> None:
         super().__init__(reason)
         self.status = status
+        #: No later attempt can succeed: the delivery fails now rather than at its expiry.
+        self.final = final
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,10 +231,11 @@ class DeliveryWorker:
                     status = await self._post(hook, event.id, event.body)
             except Exception as exc:
                 reason = str(exc) if isinstance(exc, AttemptFailed) else type(exc).__name__
+                final = isinstance(exc, AttemptFailed) and exc.final
                 if isinstance(exc, AttemptFailed):
                     status = exc.status
                 retry_in = self.backoff.delay(delivery.attempts)
-                return Outcome(delivery, status, reason, retry_in)
+                return Outcome(delivery, status, reason, retry_in, final)
         return Outcome(delivery, status)
 
     def _count(self, item: Claimed, outcome: Outcome, state: str) -> None:
@@ -275,7 +278,8 @@ class DeliveryWorker:
 
     async def _post(self, hook: Webhook | None, event_id: str, body: str) -> int:
         if hook is None:
-            raise AttemptFailed("the subscription no longer exists")
+            # Deleted while its delivery was in flight (or retried): none can follow.
+            raise AttemptFailed("the subscription no longer exists", final=True)
         if not hook.enabled:
             raise AttemptFailed("the subscription is disabled")
         url = urlsplit(hook.url)

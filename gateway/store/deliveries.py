@@ -99,6 +99,8 @@ class Outcome:
     status: int | None
     error: str | None = None
     retry_in: float = 0.0
+    #: A failure no later attempt can mend (the subscription is gone): failed at once.
+    final: bool = False
 
 
 def webhook_of(row: Any) -> Webhook:
@@ -168,7 +170,7 @@ class _Finishing:
                 delivered.setdefault(outcome.status, []).append(delivery.id)
                 continue
             due = now + outcome.retry_in
-            state = "pending" if due <= delivery.expires_at else "failed"
+            state = "pending" if due <= delivery.expires_at and not outcome.final else "failed"
             failed.append(
                 (delivery.id, state, outcome.status, to_us(due), outcome.error[:MAX_ERROR])
             )

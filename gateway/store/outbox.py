@@ -282,12 +282,21 @@ class OutboxStore:
         return state
 
     async def retry(self, event_id: str) -> int:
-        """Failed deliveries of an event, pending again for another ``max_age``."""
+        """Failed deliveries of an event, pending again for another ``max_age``; a deleted
+        subscription's stay failed (nothing is left to send them to)."""
         now = self.clock()
+        target_exists = sa.or_(
+            deliveries.c.target.in_(units.EMAIL_TARGETS),
+            deliveries.c.target.in_(sa.select(webhooks.c.id).scalar_subquery()),
+        )
         async with self._unit() as connection:
             done = await connection.execute(
                 deliveries.update()
-                .where(deliveries.c.event_id == event_id, deliveries.c.state == "failed")
+                .where(
+                    deliveries.c.event_id == event_id,
+                    deliveries.c.state == "failed",
+                    target_exists,
+                )
                 .values(
                     state="pending",
                     next_at=to_us(now),
