@@ -150,6 +150,8 @@ history = _table(
     sa.Column("to_json", sa.Text(), nullable=True),
     sa.Index(None, "aeui", "id"),
     sa.Index(None, "at"),
+    # Revision 0012: the console's 911 calls page (one kind's newest rows).
+    sa.Index(None, "kind", "id"),
     # Never reuse an ID, even after a purge empties the table: pagination is by ID.
     sqlite_autoincrement=True,
 )
