@@ -230,7 +230,8 @@ class DeliveryWorker:
                 else:
                     status = await self._post(hook, event.id, event.body)
             except Exception as exc:
-                reason = str(exc) if isinstance(exc, AttemptFailed) else type(exc).__name__
+                said = isinstance(exc, AttemptFailed | email.RecipientsRefused)
+                reason = str(exc) if said else type(exc).__name__
                 final = isinstance(exc, AttemptFailed) and exc.final
                 if isinstance(exc, AttemptFailed):
                     status = exc.status
