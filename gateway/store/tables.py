@@ -201,6 +201,8 @@ events = _table(
     sa.Column("body", sa.Text(), nullable=False),
     _instant("created_at"),
     sa.Index(None, "created_at"),
+    # Revision 0012: ``GET /v1/events?type=`` (one type's newest events).
+    sa.Index(None, "type", "created_at", "id"),
 )
 
 deliveries = _table(

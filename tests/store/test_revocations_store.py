@@ -1,5 +1,5 @@
 """Revoked device tokens and console sign-outs in the state store (migrations 0010 and
-0011), and the history kind index (0012), on both backends."""
+0011), and the history and events indexes (0012), on both backends."""
 
 from __future__ import annotations
 
@@ -154,15 +154,22 @@ def test_a_sign_out_is_kept_until_it_would_have_expired(db: Database) -> None:
     run(main())
 
 
-def _history_indexes(connection: sa.Connection) -> set[str]:
-    return {str(i["name"]) for i in sa.inspect(connection).get_indexes("history")}
+def _indexes_0012(connection: sa.Connection) -> set[str]:
+    """The indexes of ``history`` and ``events`` (revision 0012 adds one to each)."""
+    inspector = sa.inspect(connection)
+    return {str(i["name"]) for t in ("history", "events") for i in inspector.get_indexes(t)}
+
+
+#: Revision 0012's indexes.
+ADDED = {"ix_history_kind_id", "ix_events_type_created_at_id"}
 
 
 def test_the_history_kind_index_up_and_down_and_the_previous_release_on_it(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Migration 0012 adds ``ix_history_kind_id`` (the console's 911 calls page) and takes
-    it away again; additive, so a release whose head is 0011 still runs on it."""
+    """Migration 0012 adds ``ix_history_kind_id`` (the console's 911 calls page) and
+    ``ix_events_type_created_at_id`` (``GET /v1/events?type=``) and takes them away again;
+    additive, so a release whose head is 0011 still runs on it."""
 
     async def main() -> None:
         async with await open_store(db.url, check_schema=False) as store:
@@ -170,13 +177,13 @@ def test_the_history_kind_index_up_and_down_and_the_previous_release_on_it(
             async with store.engine.connect() as connection:
                 await connection.run_sync(_to("0011"))
                 await connection.commit()
-                assert "ix_history_kind_id" not in await connection.run_sync(_history_indexes)
+                assert not ADDED & await connection.run_sync(_indexes_0012)
                 await connection.run_sync(_to("0012"))
                 await connection.commit()
-                assert "ix_history_kind_id" in await connection.run_sync(_history_indexes)
+                assert await connection.run_sync(_indexes_0012) >= ADDED
                 await connection.run_sync(_to("0011"))
                 await connection.commit()
-                assert "ix_history_kind_id" not in await connection.run_sync(_history_indexes)
+                assert not ADDED & await connection.run_sync(_indexes_0012)
             await store.upgrade()
             assert await store.revision() == head_revision()
 
