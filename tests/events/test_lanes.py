@@ -12,7 +12,7 @@ from gateway.events import email as mail
 from gateway.events.delivery import Backoff, DeliveryWorker, MetricsReport
 from gateway.events.emitter import Emitter
 from gateway.events.model import EMERGENCY_CALL, Event
-from gateway.events.recipients import CarrierRecipients
+from gateway.events.recipients import CarrierRecipients, RecipientsUnavailable
 from gateway.events.signing import new_secret
 from gateway.metrics import Metrics
 from gateway.store import open_store
@@ -145,3 +145,24 @@ def test_a_carrier_that_never_lists_its_recipients_does_not_delay_the_configured
             assert carrier.lists == 1  # the first read, still waiting
 
     asyncio.run(main())
+
+
+def test_deliveries_waiting_on_a_failed_read_of_the_carriers_list_do_not_read_it_again() -> None:
+    """Each carrier email waiting on the lock read the list again when the read before it had
+    failed: against a carrier that does not answer, a batch of 20 took 20 timeouts one after
+    another (past its lease, so another replica took the same deliveries and read again),
+    and an overloaded carrier got a read per delivery. A failure now answers the deliveries
+    waiting on it, and the next read is made after ``retry_failed``."""
+    carrier = SilentCarrier()
+    clock = [0.0]
+    recipients = CarrierRecipients(carrier, timeout=0.2, retry_failed=5.0, clock=lambda: clock[0])
+
+    async def main() -> list[BaseException | tuple[str, ...]]:
+        return await asyncio.gather(*(recipients() for _ in range(5)), return_exceptions=True)
+
+    answers = asyncio.run(main())
+    assert all(isinstance(a, RecipientsUnavailable) for a in answers), answers
+    assert carrier.lists == 1
+    clock[0] = 5.0  # the next read, once ``retry_failed`` has passed
+    assert isinstance(asyncio.run(main())[0], RecipientsUnavailable)
+    assert carrier.lists == 2
