@@ -1,4 +1,4 @@
-"""A delivery's records, and the delivery worker's two units: claim and finish.
+"""A delivery's records, the delivery worker's units (claim, finish), the events page's query.
 
 Each unit is written twice on purpose: once through SQLAlchemy for every backend (the
 portable path), and once as ``sqlite3`` statements for SQLite, where the worker spends more
@@ -150,6 +150,24 @@ def _claimed(
     targets = sorted({row.target for row in rows if row.target not in EMAIL_TARGETS})
     hooks = webhooks_by_id(targets) if targets else {}
     return [Claimed(delivery_of(row), found[row.event_id], hooks.get(row.target)) for row in rows]
+
+
+def page_query(
+    *, limit: int, before: tuple[float, str] | None = None, type: str | None = None
+) -> sa.Select[Any]:
+    """``OutboxStore.page``'s events, newest first (one type's through its index)."""
+    query = events.select().order_by(events.c.created_at.desc(), events.c.id.desc())
+    if before is not None:
+        at = to_us(before[0])
+        query = query.where(
+            sa.or_(
+                events.c.created_at < at,
+                sa.and_(events.c.created_at == at, events.c.id < before[1]),
+            )
+        )
+    if type is not None:
+        query = query.where(events.c.type == type)
+    return query.limit(limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -312,7 +312,7 @@ class OutboxStore:
     ) -> list[tuple[StoredEvent, list[Delivery]]]:
         """Events newest first, each with its deliveries; ``before`` is the last page's last
         (created_at, id)."""
-        query = page_query(limit=limit, before=before, type=type)
+        query = units.page_query(limit=limit, before=before, type=type)
         async with self._unit() as connection:
             found = [event_of(row) for row in await connection.execute(query)]
             by_event: dict[str, list[Delivery]] = {e.id: [] for e in found}
@@ -424,24 +424,6 @@ class OutboxStore:
                         set_={"heard_at": statement.excluded.heard_at},
                     )
                 )
-
-
-def page_query(
-    *, limit: int, before: tuple[float, str] | None = None, type: str | None = None
-) -> sa.Select[Any]:
-    """``OutboxStore.page``'s events, newest first (one type's through its index)."""
-    query = events.select().order_by(events.c.created_at.desc(), events.c.id.desc())
-    if before is not None:
-        at = to_us(before[0])
-        query = query.where(
-            sa.or_(
-                events.c.created_at < at,
-                sa.and_(events.c.created_at == at, events.c.id < before[1]),
-            )
-        )
-    if type is not None:
-        query = query.where(events.c.type == type)
-    return query.limit(limit)
 
 
 # -- the events' unit: one plan, two sets of statements -------------------------------------

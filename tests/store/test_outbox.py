@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from gateway.store import open_store
 from gateway.store.base import HistoryKind, HistoryRecord
-from gateway.store.deliveries import EMAIL_TARGET, Outcome
-from gateway.store.outbox import AddressLookup, NewEvent, OutboxStore, page_query
+from gateway.store.deliveries import EMAIL_TARGET, Outcome, page_query
+from gateway.store.outbox import AddressLookup, NewEvent, OutboxStore
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import deliveries, events, history
 from tests.store.conftest import Database
