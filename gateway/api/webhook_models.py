@@ -227,4 +227,9 @@ class EventPage(BaseModel):
 
 class EventRetry(BaseModel):
     id: str
-    retried: int = Field(ge=0, description="How many failed deliveries are pending again.")
+    retried: int = Field(
+        ge=0,
+        description=(
+            "How many failed deliveries are pending again (a deleted subscription's stay failed)."
+        ),
+    )

@@ -6,6 +6,10 @@ signed as Standard Webhooks, or the Kari's Law email), and records the outcome: 
 or another attempt after an exponentially growing, jittered delay, or failed once the
 delivery's time is up (an admin may retry it from ``/v1/events``).
 
+Webhooks, the configured addresses' emails and the carrier's recipients' emails are sent in
+lanes of their own (claims, slots, batches): a webhook receiver that answers slowly or never,
+or a carrier that cannot list its recipients, holds back no other lane's Kari's Law email.
+
 Webhook URLs are an admin's, but what answers there is not trusted: no redirect is followed,
 the response body is discarded (at most ``DRAIN_BYTES`` of it are read, so that the connection
 can carry the next delivery), and each attempt is bounded in time.
@@ -34,7 +38,15 @@ from gateway.events.recipients import RecipientsUnavailable
 from gateway.events.signing import signed_headers
 from gateway.events.targets import CheckedResolver, RefusedAddress, host_problem
 from gateway.metrics import Metrics
-from gateway.store.deliveries import CARRIER_EMAIL_TARGET, EMAIL_TARGETS, Claimed, Outcome, Webhook
+from gateway.store.deliveries import (
+    CARRIER_EMAIL_TARGET,
+    EMAIL_TARGETS,
+    LANES,
+    Claimed,
+    Outcome,
+    Webhook,
+    lane_of,
+)
 from gateway.store.outbox import OutboxStore
 
 log = logging.getLogger("gateway.events")
@@ -52,9 +64,11 @@ WAKE_LINGER = 0.05
 
 
 class AttemptFailed(Exception):
-    def __init__(self, reason: str, status: int | None = None) -> None:
+    def __init__(self, reason: str, status: int | None = None, *, final: bool = False) -> None:
         super().__init__(reason)
         self.status = status
+        #: No later attempt can succeed: the delivery fails now rather than at its expiry.
+        self.final = final
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +81,17 @@ class Backoff:
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         full = min(self.cap, self.base * 2.0 ** min(attempt, 62))
         return full * (0.5 + rand() / 2)
+
+
+class Wake:
+    """Wakes every lane of a worker (``set``); each lane waits for its own event."""
+
+    def __init__(self) -> None:
+        self.lanes = {lane: asyncio.Event() for lane in LANES}
+
+    def set(self) -> None:
+        for event in self.lanes.values():
+            event.set()
 
 
 class DeliveryReport(Protocol):
@@ -95,7 +120,8 @@ class MetricsReport:
 
 @dataclass(eq=False)
 class DeliveryWorker:
-    """Claims due deliveries in batches of ``batch``, attempts ``concurrency`` at a time."""
+    """Claims due deliveries in batches of ``batch``, attempts ``concurrency`` at a time,
+    in each lane (``LANES``: each email target's, the webhooks')."""
 
     outbox: OutboxStore
     report: DeliveryReport
@@ -116,19 +142,19 @@ class DeliveryWorker:
     #: serving process reads it, so that it is current even while no child runs).
     gauges: bool = True
     #: Set when new events are written: deliver them now rather than at the next poll.
-    wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    _slots: asyncio.Semaphore = field(init=False)
+    wake: Wake = field(default_factory=Wake, init=False)
+    _slots: dict[str, asyncio.Semaphore] = field(init=False)
     #: The worker's own HTTP client (``webhook_client``), opened at its first POST.
     _http: aiohttp.ClientSession | None = field(default=None, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _gauged_at: float = field(default=-GAUGE_INTERVAL, init=False)
 
     def __post_init__(self) -> None:
-        self._slots = asyncio.Semaphore(self.concurrency)
+        self._slots = {lane: asyncio.Semaphore(self.concurrency) for lane in LANES}
 
     @property
     def lease(self) -> float:
-        """Long enough for every attempt of one batch (they run ``concurrency`` at a time);
+        """Long enough for every attempt of one lane's batch (``concurrency`` at a time);
         a killed replica's claims come back to the others after it."""
         return math.ceil(self.batch / self.concurrency) * self.timeout * 3 + 5.0
 
@@ -148,23 +174,33 @@ class DeliveryWorker:
             self._http = None
 
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as lanes:
+            for lane in LANES:
+                lanes.create_task(self._lane(lane), name=f"event-delivery-{lane}")
+
+    async def _lane(self, lane: str) -> None:
+        wake = self.wake.lanes[lane]
         while True:
             try:
-                sent = await self.run_once()
+                sent = await self.run_once(lane)
                 await self._gauge()
             except Exception as exc:
                 sent = 0
-                log.warning("event delivery pass failed", extra={"error": type(exc).__name__})
+                log.warning(
+                    "event delivery pass failed",
+                    extra={"error": type(exc).__name__, "lane": lane},
+                )
             if sent < self.batch:  # a full batch: more may be due at once
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll):
-                        await self.wake.wait()
+                        await wake.wait()
                         await asyncio.sleep(self.linger)
-                self.wake.clear()
+                wake.clear()
 
-    async def run_once(self) -> int:
-        """Claim and attempt one batch of due deliveries; how many were claimed."""
-        claimed = await self.outbox.claim(self.owner, lease=self.lease, limit=self.batch)
+    async def run_once(self, lane: str | None = None) -> int:
+        """Claim and attempt one batch of due deliveries (of ``lane``, if given); how many
+        were claimed."""
+        claimed = await self.outbox.claim(self.owner, lease=self.lease, limit=self.batch, lane=lane)
         if not claimed:
             return 0
         async with asyncio.TaskGroup() as group:
@@ -187,18 +223,20 @@ class DeliveryWorker:
     async def _attempt(self, item: Claimed, hook: Webhook | None) -> Outcome:
         delivery, event = item.delivery, item.event
         status: int | None = None
-        async with self._slots:
+        async with self._slots[lane_of(delivery.target)]:
             try:
                 if delivery.target in EMAIL_TARGETS:
                     await self._email(delivery.target, event.body)
                 else:
                     status = await self._post(hook, event.id, event.body)
             except Exception as exc:
-                reason = str(exc) if isinstance(exc, AttemptFailed) else type(exc).__name__
+                said = isinstance(exc, AttemptFailed | email.RecipientsRefused)
+                reason = str(exc) if said else type(exc).__name__
+                final = isinstance(exc, AttemptFailed) and exc.final
                 if isinstance(exc, AttemptFailed):
                     status = exc.status
                 retry_in = self.backoff.delay(delivery.attempts)
-                return Outcome(delivery, status, reason, retry_in)
+                return Outcome(delivery, status, reason, retry_in, final)
         return Outcome(delivery, status)
 
     def _count(self, item: Claimed, outcome: Outcome, state: str) -> None:
@@ -241,7 +279,8 @@ class DeliveryWorker:
 
     async def _post(self, hook: Webhook | None, event_id: str, body: str) -> int:
         if hook is None:
-            raise AttemptFailed("the subscription no longer exists")
+            # Deleted while its delivery was in flight (or retried): none can follow.
+            raise AttemptFailed("the subscription no longer exists", final=True)
         if not hook.enabled:
             raise AttemptFailed("the subscription is disabled")
         url = urlsplit(hook.url)

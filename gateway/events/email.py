@@ -14,6 +14,7 @@ recipients of one message, so none learns the others' addresses.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ from typing import Any
 import aiosmtplib
 
 from gateway.events.model import TEST_CALL
+
+log = logging.getLogger("gateway.events")
+
+
+class RecipientsRefused(Exception):
+    """The SMTP server refused some of the recipients for now (4xx): the attempt failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +156,11 @@ def compose(
 
 async def send(config: SmtpConfig, event_body: str) -> None:
     """Send one event's message, one SMTP transaction to all its recipients; raises on any
-    SMTP failure (the worker retries)."""
+    SMTP failure (the worker retries), a recipient refused for now (4xx: greylisting, a full
+    mailbox) included, though the others took it. A recipient refused for good (5xx) is
+    logged, and does not hold back the others' message."""
     message = compose(event_body, config.sender, config.recipients, disclosed=config.disclosed)
-    await aiosmtplib.send(
+    refused, _ = await aiosmtplib.send(
         message,
         recipients=config.recipients,
         hostname=config.host,
@@ -161,4 +170,16 @@ async def send(config: SmtpConfig, event_body: str) -> None:
         use_tls=config.tls == "tls",
         start_tls=config.tls == "starttls",
         timeout=config.timeout,
+    )
+    if not refused:
+        return
+    codes = sorted({answer.code for answer in refused.values()})
+    if any(code < 500 for code in codes):
+        raise RecipientsRefused(
+            f"the SMTP server refused {len(refused)} of {len(config.recipients)} recipients "
+            f"for now ({', '.join(map(str, codes))}); all are sent it again"
+        )
+    log.error(
+        "the SMTP server refused recipients of a Kari's Law email for good",
+        extra={"recipients": sorted(refused), "codes": codes},
     )

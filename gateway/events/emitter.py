@@ -30,6 +30,9 @@ BATCH = 200
 #: Seconds a batch waits for more events after its first: at one call every few
 #: milliseconds, a transaction per event would cost the gateway more than the query itself.
 LINGER = 0.05
+#: Seconds a batch's write is retried in all (at the last of ``retry_delays`` once they are
+#: spent) before it is dropped: a store's failover, not its first seconds, must pass.
+PERSIST = 300.0
 
 
 def as_new(event: Event) -> NewEvent:
@@ -61,6 +64,7 @@ class Emitter(BatchQueue[Event | DeferredEvent]):
         maxsize: int = QUEUE_SIZE,
         linger: float = LINGER,
         retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0),
+        persist: float = PERSIST,
         prepare: Callable[[list[Event], AddressLookup], None] | None = None,
     ) -> None:
         self.outbox = outbox
@@ -68,6 +72,7 @@ class Emitter(BatchQueue[Event | DeferredEvent]):
         #: The email targets emergency and test calls also go to (``outbox.EMAIL_TARGETS``).
         self.email = email
         self.retry_delays = retry_delays
+        self.persist = persist
         #: Completes a batch of events in place before it is written (one read for all, in
         #: the write's transaction).
         self.prepare = prepare
@@ -92,38 +97,51 @@ class Emitter(BatchQueue[Event | DeferredEvent]):
             if record is not None:
                 records.append(record)
         written = Written([], 0)
+        give_up = asyncio.get_running_loop().time() + self.persist
+        delays = iter(self.retry_delays)
+        last = self.retry_delays[-1] if self.retry_delays else 1.0
         retried = False
-        for delay in (*self.retry_delays, None):
+        while True:
             try:
                 written = await self.outbox.write_events(
                     partial(self._rows, batch), email=self.email, records=records
                 )
+                break
             except Exception:
+                delay = next(delays, None)
                 if delay is None and records:
-                    # The events (Kari's Law's notifications) matter more than the records:
-                    # whatever refuses the records must not take the events down with them.
-                    written = await self.outbox.write_events(
-                        partial(self._rows, batch), email=self.email
-                    )
-                    self._records_dropped(len(records), "store_error")
-                    log.error(
-                        "the store refused the call-time queries' history records; their "
-                        "events were written alone",
-                        extra={"count": len(records)},
-                    )
-                    retried = True
-                    break
-                if delay is None:
+                    alone = await self._alone(batch, records)
+                    if alone is not None:
+                        written, retried = alone, True
+                        break
+                # The store is down (a failover): retried at the last delay, the events
+                # being the calls' notifications, until ``persist`` has passed.
+                delay = last if delay is None else delay
+                if asyncio.get_running_loop().time() + delay > give_up:
                     raise
                 retried = True  # a failed attempt may have been written all the same
                 await asyncio.sleep(delay)
-                continue
-            break
         # By type, once per batch: ``labels()`` costs more than the count.
         for type, count in Counter(event.type for event in batch).items():
             self.metrics.events.labels(type=type, result="written").inc(count)
         if (written.deliveries or retried) and self.on_written is not None:
             self.on_written.set()
+
+    async def _alone(self, batch: list[Event], records: list[HistoryRecord]) -> Written | None:
+        """The events written without their records, which the store refuses every time:
+        the events (Kari's Law's notifications) matter more, and whatever refuses the
+        records must not take them down. ``None``: the events were refused too."""
+        try:
+            written = await self.outbox.write_events(partial(self._rows, batch), email=self.email)
+        except Exception:
+            return None
+        self._records_dropped(len(records), "store_error")
+        log.error(
+            "the store refused the call-time queries' history records; their events were "
+            "written alone",
+            extra={"count": len(records)},
+        )
+        return written
 
     def _rows(self, batch: list[Event], addresses: AddressLookup) -> list[NewEvent]:
         if self.prepare is not None:

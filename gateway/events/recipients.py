@@ -9,7 +9,9 @@ control or a non-ASCII character would fail the email to every recipient on ever
 (aiosmtplib refuses the controls; a server without SMTPUTF8 refuses the whole message), and
 a group (``name:``) or comment would be read as another address: they are left out.
 A failed read fails the delivery, which is retried with backoff; the last list read is
-used meanwhile if there is one.
+used meanwhile if there is one. With none, the failure answers every delivery waiting on it
+and those that come within ``retry_failed`` seconds: one read, not one per delivery, of a
+carrier already in trouble.
 """
 
 from __future__ import annotations
@@ -68,18 +70,24 @@ class CarrierRecipients:
         *,
         ttl: float = RECIPIENTS_TTL,
         timeout: float = 10.0,
+        retry_failed: float = RETRY_READ,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.carrier = carrier
         self.ttl = ttl
         self.timeout = timeout
+        self.retry_failed = retry_failed
         self.clock = clock
         self._known: tuple[str, ...] | None = None
+        #: Why the last read failed, while no list was ever read (until ``_due_at``).
+        self._failed: str | None = None
         self._due_at = 0.0
         self._lock = asyncio.Lock()
 
     async def __call__(self) -> tuple[str, ...]:
         async with self._lock:
+            if self._failed is not None and self.clock() < self._due_at:
+                raise RecipientsUnavailable(self._failed)
             if self._known is None or self.clock() >= self._due_at:
                 await self._read()
             assert self._known is not None
@@ -95,15 +103,18 @@ class CarrierRecipients:
                 found = await self.carrier.list_notification_recipients()
         except Exception as exc:
             if self._known is None:
-                raise RecipientsUnavailable(
+                self._failed = (
                     f"the carrier's notification recipients could not be read "
                     f"({type(exc).__name__})"
-                ) from None
+                )
+                self._due_at = self.clock() + self.retry_failed
+                raise RecipientsUnavailable(self._failed) from None
             log.warning(
                 "carrier notification recipients not re-read; using the last list",
                 extra={"error": type(exc).__name__},
             )
             self._due_at = self.clock() + min(self.ttl, RETRY_READ)
             return
+        self._failed = None
         self._known = plain_addresses(r.email_address for r in found.notification_recipients)
         self._due_at = self.clock() + self.ttl

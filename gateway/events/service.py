@@ -78,7 +78,11 @@ def delivery_worker(
         backoff=Backoff(settings.event_retry_base, settings.event_retry_max),
         timeout=settings.event_delivery_timeout,
         carrier_recipients=(
-            CarrierRecipients(carrier, timeout=settings.event_delivery_timeout)
+            CarrierRecipients(
+                carrier,
+                timeout=settings.event_delivery_timeout,
+                retry_failed=settings.event_retry_base,
+            )
             if carrier is not None and CARRIER_EMAIL_TARGET in email_targets(settings)
             else None
         ),

@@ -1,4 +1,4 @@
-"""A delivery's records, and the delivery worker's two units: claim and finish.
+"""A delivery's records, the delivery worker's units (claim, finish), the events page's query.
 
 Each unit is written twice on purpose: once through SQLAlchemy for every backend (the
 portable path), and once as ``sqlite3`` statements for SQLite, where the worker spends more
@@ -26,6 +26,10 @@ EMAIL_TARGET = "email"
 #: The email to the carrier's notification recipients (``GATEWAY_NOTIFY_CARRIER_RECIPIENTS``).
 CARRIER_EMAIL_TARGET = "email:carrier"
 EMAIL_TARGETS = (EMAIL_TARGET, CARRIER_EMAIL_TARGET)
+#: The lane of every webhook's deliveries; each email target is a lane of its own. A lane's
+#: deliveries are claimed apart from the others' (``claim``'s ``lane``).
+WEBHOOK_LANE = "webhook"
+LANES = (*EMAIL_TARGETS, WEBHOOK_LANE)
 US = 1_000_000
 #: The longest failure reason kept with a delivery.
 MAX_ERROR = 500
@@ -95,6 +99,8 @@ class Outcome:
     status: int | None
     error: str | None = None
     retry_in: float = 0.0
+    #: A failure no later attempt can mend (the subscription is gone): failed at once.
+    final: bool = False
 
 
 def webhook_of(row: Any) -> Webhook:
@@ -146,6 +152,24 @@ def _claimed(
     return [Claimed(delivery_of(row), found[row.event_id], hooks.get(row.target)) for row in rows]
 
 
+def page_query(
+    *, limit: int, before: tuple[float, str] | None = None, type: str | None = None
+) -> sa.Select[Any]:
+    """``OutboxStore.page``'s events, newest first (one type's through its index)."""
+    query = events.select().order_by(events.c.created_at.desc(), events.c.id.desc())
+    if before is not None:
+        at = to_us(before[0])
+        query = query.where(
+            sa.or_(
+                events.c.created_at < at,
+                sa.and_(events.c.created_at == at, events.c.id < before[1]),
+            )
+        )
+    if type is not None:
+        query = query.where(events.c.type == type)
+    return query.limit(limit)
+
+
 @dataclass(frozen=True, slots=True)
 class _Finishing:
     """What ``finish`` writes: the delivered ids by the status answered (one statement
@@ -164,7 +188,7 @@ class _Finishing:
                 delivered.setdefault(outcome.status, []).append(delivery.id)
                 continue
             due = now + outcome.retry_in
-            state = "pending" if due <= delivery.expires_at else "failed"
+            state = "pending" if due <= delivery.expires_at and not outcome.final else "failed"
             failed.append(
                 (delivery.id, state, outcome.status, to_us(due), outcome.error[:MAX_ERROR])
             )
@@ -178,8 +202,20 @@ class _Finishing:
 # -- the portable units (``SqlStateStore.run_unit``) ----------------------------------------
 
 
+def lane_of(target: str) -> str:
+    """The lane a delivery to ``target`` is sent in (one of ``LANES``)."""
+    return target if target in EMAIL_TARGETS else WEBHOOK_LANE
+
+
 def claim(
-    connection: sa.Connection, *, owner: str, now: int, until: int, limit: int, skip_locked: bool
+    connection: sa.Connection,
+    *,
+    owner: str,
+    now: int,
+    until: int,
+    limit: int,
+    skip_locked: bool,
+    lane: str | None = None,
 ) -> list[Claimed]:
     due = (
         sa.select(deliveries.c.id)
@@ -191,6 +227,10 @@ def claim(
         .order_by(deliveries.c.next_at)
         .limit(limit)
     )
+    if lane == WEBHOOK_LANE:
+        due = due.where(deliveries.c.target.not_in(EMAIL_TARGETS))
+    elif lane is not None:
+        due = due.where(deliveries.c.target == lane)
     if skip_locked:
         due = due.with_for_update(skip_locked=True)
     rows = connection.execute(
@@ -258,9 +298,14 @@ WebhookRow = namedtuple("WebhookRow", [c.name for c in webhooks.c])  # type: ign
 _CLAIM_SQLITE3 = (
     "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id IN ("  # noqa: S608
     "SELECT id FROM deliveries WHERE state = 'pending' AND next_at <= ? "
-    "AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_at LIMIT ?) "
+    "AND (lease_until IS NULL OR lease_until < ?){} ORDER BY next_at LIMIT ?) "
     f"RETURNING {', '.join(_DeliveryRow._fields)}"
 )
+#: The claim's statement: of every lane, of the webhooks' (its condition takes
+#: ``EMAIL_TARGETS``), of an email target's (takes the target).
+_CLAIM_ANY_SQLITE3 = _CLAIM_SQLITE3.format("")
+_CLAIM_WEBHOOKS_SQLITE3 = _CLAIM_SQLITE3.format(" AND target NOT IN (?, ?)")
+_CLAIM_TARGET_SQLITE3 = _CLAIM_SQLITE3.format(" AND target = ?")
 _EVENTS_SQLITE3 = (
     f"SELECT {', '.join(_EventRow._fields)} FROM events "  # noqa: S608
     "WHERE id IN (SELECT value FROM json_each(?))"
@@ -282,11 +327,24 @@ _FAILED_SQLITE3 = (
 
 
 def claim_sqlite3(
-    connection: sqlite3.Connection, *, owner: str, now: int, until: int, limit: int
+    connection: sqlite3.Connection,
+    *,
+    owner: str,
+    now: int,
+    until: int,
+    limit: int,
+    lane: str | None = None,
 ) -> list[Claimed]:
+    statement, targets = (
+        (_CLAIM_ANY_SQLITE3, ())
+        if lane is None
+        else (_CLAIM_WEBHOOKS_SQLITE3, EMAIL_TARGETS)
+        if lane == WEBHOOK_LANE
+        else (_CLAIM_TARGET_SQLITE3, (lane,))
+    )
+    parameters = (owner, until, now, now, *targets, limit)
     rows: list[Any] = [
-        _DeliveryRow._make(values)
-        for values in connection.execute(_CLAIM_SQLITE3, (owner, until, now, now, limit))
+        _DeliveryRow._make(values) for values in connection.execute(statement, parameters)
     ]
     return _claimed(
         rows,

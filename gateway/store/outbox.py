@@ -221,21 +221,28 @@ class OutboxStore:
         )
         return await self._events_unit(work)
 
-    async def claim(self, owner: str, *, lease: float, limit: int = 20) -> list[Claimed]:
-        """Due deliveries, leased to ``owner`` for ``lease`` seconds (no other replica takes
-        them until the lease ends: a crashed replica's come back to the others then), each
-        with its event and its subscription as they are now."""
+    async def claim(
+        self, owner: str, *, lease: float, limit: int = 20, lane: str | None = None
+    ) -> list[Claimed]:
+        """Due deliveries (of one ``lane``, an email target or ``webhook``, if given), leased to
+        ``owner`` for ``lease`` seconds (no other replica takes them until the lease ends: a
+        crashed replica's come back to the others then), each with its event and its
+        subscription as they are now."""
         now = to_us(self.clock())
         until = now + to_us(lease)
+        options: dict[str, Any] = {
+            "owner": owner,
+            "now": now,
+            "until": until,
+            "limit": limit,
+            "lane": lane,
+        }
         if self._sqlite3 is not None:
-            claim = partial(units.claim_sqlite3, owner=owner, now=now, until=until, limit=limit)
+            claim = partial(units.claim_sqlite3, **options)
             claimed = await self._sqlite3(claim)
         else:
-            skip = self.dialect == "postgresql"
-            claim = partial(
-                units.claim, owner=owner, now=now, until=until, limit=limit, skip_locked=skip
-            )
-            claimed = await self._run(claim)
+            skip_locked = self.dialect == "postgresql"
+            claimed = await self._run(partial(units.claim, skip_locked=skip_locked, **options))
         return sorted(claimed, key=lambda c: (c.event.created_at, c.delivery.id))
 
     async def finish(self, owner: str, outcomes: Sequence[Outcome]) -> list[str]:
@@ -275,12 +282,21 @@ class OutboxStore:
         return state
 
     async def retry(self, event_id: str) -> int:
-        """Failed deliveries of an event, pending again for another ``max_age``."""
+        """Failed deliveries of an event, pending again for another ``max_age``; a deleted
+        subscription's stay failed (nothing is left to send them to)."""
         now = self.clock()
+        target_exists = sa.or_(
+            deliveries.c.target.in_(units.EMAIL_TARGETS),
+            deliveries.c.target.in_(sa.select(webhooks.c.id).scalar_subquery()),
+        )
         async with self._unit() as connection:
             done = await connection.execute(
                 deliveries.update()
-                .where(deliveries.c.event_id == event_id, deliveries.c.state == "failed")
+                .where(
+                    deliveries.c.event_id == event_id,
+                    deliveries.c.state == "failed",
+                    target_exists,
+                )
                 .values(
                     state="pending",
                     next_at=to_us(now),
@@ -296,19 +312,9 @@ class OutboxStore:
     ) -> list[tuple[StoredEvent, list[Delivery]]]:
         """Events newest first, each with its deliveries; ``before`` is the last page's last
         (created_at, id)."""
-        query = events.select().order_by(events.c.created_at.desc(), events.c.id.desc())
-        if before is not None:
-            at = to_us(before[0])
-            query = query.where(
-                sa.or_(
-                    events.c.created_at < at,
-                    sa.and_(events.c.created_at == at, events.c.id < before[1]),
-                )
-            )
-        if type is not None:
-            query = query.where(events.c.type == type)
+        query = units.page_query(limit=limit, before=before, type=type)
         async with self._unit() as connection:
-            found = [event_of(row) for row in await connection.execute(query.limit(limit))]
+            found = [event_of(row) for row in await connection.execute(query)]
             by_event: dict[str, list[Delivery]] = {e.id: [] for e in found}
             if found:
                 rows = await connection.execute(

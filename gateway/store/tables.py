@@ -150,6 +150,8 @@ history = _table(
     sa.Column("to_json", sa.Text(), nullable=True),
     sa.Index(None, "aeui", "id"),
     sa.Index(None, "at"),
+    # Revision 0012: the console's 911 calls page (one kind's newest rows).
+    sa.Index(None, "kind", "id"),
     # Never reuse an ID, even after a purge empties the table: pagination is by ID.
     sqlite_autoincrement=True,
 )
@@ -199,6 +201,8 @@ events = _table(
     sa.Column("body", sa.Text(), nullable=False),
     _instant("created_at"),
     sa.Index(None, "created_at"),
+    # Revision 0012: ``GET /v1/events?type=`` (one type's newest events).
+    sa.Index(None, "type", "created_at", "id"),
 )
 
 deliveries = _table(

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from gateway.events.emitter import Emitter
 from gateway.events.model import EMERGENCY_CALL, TEST_CALL, Event, new_event_id
 from gateway.metrics import Metrics
@@ -17,6 +19,7 @@ from gateway.store import open_store
 from gateway.store.base import HistoryRecord
 from gateway.store.outbox import AddressLookup, OutboxStore
 from gateway.store.sql import SqlStateStore
+from gateway.store.tables import history
 
 AT = datetime(2026, 12, 7, 15, 30, 0, 123_000, tzinfo=UTC)
 
@@ -143,5 +146,56 @@ def test_records_the_store_always_refuses_do_not_take_their_events_down(tmp_path
             assert sample("dlr_events_total", {"type": EMERGENCY_CALL, "result": "written"}) == 1
             dropped = "dlr_emergency_query_records_dropped_total"
             assert sample(dropped, {"reason": "store_error"}) == 2
+
+    asyncio.run(main())
+
+
+def test_a_store_down_longer_than_the_first_retries_loses_no_call_notification(
+    tmp_path: Path,
+) -> None:
+    """A store that refused writes for longer than the first retries (0.1, 0.5, 2 and 5 s: a
+    PostgreSQL failover takes longer) dropped the batch: every 911 call's event, its
+    Kari's Law email and webhooks, and its history record, lost for good. A batch is now
+    retried at the last delay until ``persist`` seconds have passed."""
+    database = tmp_path / "gw.db"
+
+    def refuse(on: bool) -> None:
+        with contextlib.closing(sqlite3.connect(database)) as connection:
+            connection.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events"
+                " BEGIN SELECT RAISE(ABORT, 'down'); END"
+                if on
+                else "DROP TRIGGER refuse"
+            )
+            connection.commit()
+
+    async def main() -> None:
+        store = await open_store(f"sqlite+aiosqlite:///{database}", create=True)
+        assert isinstance(store, SqlStateStore)
+        async with store:
+            refuse(True)
+            outbox = OutboxStore(store)
+            metrics = Metrics()
+            emitter = Emitter(outbox, metrics, retry_delays=(0.01, 0.05), persist=30.0)
+            emitter.start()
+            call = Recorded(EMERGENCY_CALL)
+            emitter.emit(call)
+            await asyncio.sleep(0.5)  # many times the retries' delays
+            refuse(False)
+            async with asyncio.timeout(10):
+                await emitter.idle()
+            await emitter.aclose()
+            assert {e.id for e, _ in await outbox.page(limit=10)} == {call.built[0].id}
+            sample = metrics.registry.get_sample_value
+            assert sample("dlr_events_total", {"type": EMERGENCY_CALL, "result": "written"}) == 1
+            assert (
+                sample("dlr_emergency_query_records_dropped_total", {"reason": "store_error"})
+                is None
+            )
+            async with store.transaction(read_only=True) as connection:
+                rows = await connection.execute(
+                    sa.select(history.c.aeui).where(history.c.kind == "emergency_query")
+                )
+                assert [row.aeui for row in rows] == ["alice"]  # the record with its event
 
     asyncio.run(main())

@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 
 from gateway.dlr.binding import Binding, address_from_json
@@ -258,4 +259,52 @@ def test_the_email_says_which_location_went_to_911_when_it_has_no_street_address
         "Location sent to 911: 1600 PENNSYLVANIA AVE NW, WASHINGTON, DC 20500",
         "Warning: this location is stale: the device last reported it 1 d 1 h 1 min before "
         "the call; the caller may no longer be there.",
+    ]
+
+
+class Refusing(Sink):
+    """A sink whose server refuses some recipients with the codes given (greylisting's 450,
+    a mailbox unknown's 550)."""
+
+    def __init__(self, refused: dict[str, int]) -> None:
+        super().__init__()
+        self.refused = refused
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        code = self.refused.get(address)
+        if code is not None:
+            return f"{code} not now" if code < 500 else f"{code} no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_a_recipient_refused_for_now_fails_the_attempt_rather_than_counting_as_sent() -> None:
+    """aiosmtplib raises only when every recipient is refused: one address of several
+    refused for now (greylisting, a full mailbox: 4xx) was taken as sent, so that recipient
+    never got the 911 call's email while the delivery said ``delivered``. Such an attempt
+    now fails (retried: the others may get the message twice, under the same
+    ``X-Event-Id``); a recipient refused for good (5xx) does not hold back the others'."""
+    everyone = ("security@example.org", "desk@example.org")
+    sink = Refusing({"desk@example.org": 450})
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        config = mail.SmtpConfig(
+            "127.0.0.1", controller.port, "none", None, None, "dlr@example.org", everyone
+        )
+        body = _unknown_caller().body()
+        with pytest.raises(mail.RecipientsRefused, match=r"1 of 2 recipients.*450"):
+            asyncio.run(mail.send(config, body))
+        sink.refused = {"desk@example.org": 550}
+        asyncio.run(mail.send(config, body))  # the others' email is not held back for ever
+        sink.refused = {}
+        asyncio.run(mail.send(config, body))
+    finally:
+        controller.stop()
+    assert [recipients for _, recipients, _ in sink.messages] == [
+        ["security@example.org"],
+        ["security@example.org"],
+        list(everyone),
     ]

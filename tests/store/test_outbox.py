@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from gateway.store import open_store
 from gateway.store.base import HistoryKind, HistoryRecord
-from gateway.store.deliveries import EMAIL_TARGET, Outcome
+from gateway.store.deliveries import EMAIL_TARGET, Outcome, page_query
 from gateway.store.outbox import AddressLookup, NewEvent, OutboxStore
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import deliveries, events, history
@@ -288,3 +288,59 @@ def test_the_sqlite3_units_agree_with_the_portable_ones(tmp_path: Path) -> None:
     assert len(table) == 18 + 3 and max(len(row[10] or "") for row in table) == 500
     # The history records, in the events' transaction.
     assert [(row[0], row[6]) for row in recorded] == [("dev-1", "LOC9"), ("~unknown", None)]
+
+
+def test_a_claim_by_lane_takes_only_its_lanes_deliveries(tmp_path: Path) -> None:
+    """The worker's lanes (each email target, the webhooks) claim apart (``sqlite3`` and
+    portable alike)."""
+
+    async def outcome(driver_sql: bool) -> list[list[str]]:
+        url = f"sqlite+aiosqlite:///{tmp_path / f'lanes-{driver_sql}.db'}"
+        async with await open_store(url, create=True, driver_sql=driver_sql) as store:
+            assert isinstance(store, SqlStateStore)
+            outbox = OutboxStore(store, clock=Now())
+            await outbox.add_webhook("wh_a", "http://127.0.0.1:1/a", ["emergency_call"], "s", None)
+            await outbox.add_events(
+                [_event(f"evt_{i}") for i in range(3)], email=(EMAIL_TARGET, "email:carrier")
+            )
+            lanes = [
+                await outbox.claim("r", lease=30, limit=50, lane=lane)
+                for lane in ("email:carrier", "webhook", "email", None)
+            ]
+            return [sorted(c.delivery.target for c in found) for found in lanes]
+
+    fast, portable = run(outcome(True)), run(outcome(False))
+    assert fast == portable == [["email:carrier"] * 3, ["wh_a"] * 3, ["email"] * 3, []]
+
+
+def test_a_page_of_one_event_type_is_read_through_its_index(tmp_path: Path) -> None:
+    """``GET /v1/events?type=emergency_call`` (the first step of the notifications alert's
+    runbook) scanned every event backwards for the type's newest: a few calls among millions
+    of ``location_conflict`` events read them all. It now reads the type's index."""
+
+    async def main() -> list[str]:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'types.db'}"
+        async with await open_store(url, create=True) as store:
+            assert isinstance(store, SqlStateStore)
+            outbox = OutboxStore(store, clock=Now())
+            await outbox.add_events(
+                [_event(f"evt_{i:03}", "location_conflict", at=i) for i in range(300)]
+                + [_event("evt_call", at=150.5)]
+            )
+            page = await outbox.page(limit=2, type="emergency_call")
+            assert [e.id for e, _ in page] == ["evt_call"]
+            before = (page[0][0].created_at, "evt_call")
+            assert await outbox.page(limit=2, before=before, type="emergency_call") == []
+            plans = []
+            for query in (
+                page_query(limit=2, type="emergency_call"),
+                page_query(limit=2, before=before, type="emergency_call"),
+            ):
+                sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
+                async with store.transaction(read_only=True) as connection:
+                    rows = await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)
+                    plans.append(" ".join(str(row[-1]) for row in rows))
+            return plans
+
+    for plan in run(main()):
+        assert "ix_events_type_created_at" in plan and "TEMP B-TREE" not in plan, plan

@@ -1,5 +1,5 @@
 """Revoked device tokens and console sign-outs in the state store (migrations 0010 and
-0011), on both backends."""
+0011), and the history and events indexes (0012), on both backends."""
 
 from __future__ import annotations
 
@@ -152,3 +152,49 @@ def test_a_sign_out_is_kept_until_it_would_have_expired(db: Database) -> None:
             assert await signouts.load(T0) == {"a": later, "c": later}  # b gone from the table
 
     run(main())
+
+
+def _indexes_0012(connection: sa.Connection) -> set[str]:
+    """The indexes of ``history`` and ``events`` (revision 0012 adds one to each)."""
+    inspector = sa.inspect(connection)
+    return {str(i["name"]) for t in ("history", "events") for i in inspector.get_indexes(t)}
+
+
+#: Revision 0012's indexes.
+ADDED = {"ix_history_kind_id", "ix_events_type_created_at_id"}
+
+
+def test_the_history_kind_index_up_and_down_and_the_previous_release_on_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0012 adds ``ix_history_kind_id`` (the console's 911 calls page) and
+    ``ix_events_type_created_at_id`` (``GET /v1/events?type=``) and takes them away again;
+    additive, so a release whose head is 0011 still runs on it."""
+
+    async def main() -> None:
+        async with await open_store(db.url, check_schema=False) as store:
+            assert isinstance(store, SqlStateStore)
+            async with store.engine.connect() as connection:
+                await connection.run_sync(_to("0011"))
+                await connection.commit()
+                assert not ADDED & await connection.run_sync(_indexes_0012)
+                await connection.run_sync(_to("0012"))
+                await connection.commit()
+                assert await connection.run_sync(_indexes_0012) >= ADDED
+                await connection.run_sync(_to("0011"))
+                await connection.commit()
+                assert not ADDED & await connection.run_sync(_indexes_0012)
+            await store.upgrade()
+            assert await store.revision() == head_revision()
+
+    run(main())
+    monkeypatch.setattr(migrate_module, "head_revision", lambda: "0011")
+    monkeypatch.setattr(sql_module, "head_revision", lambda: "0011")
+
+    async def previous_release() -> None:
+        async with await open_store(db.url, create=True) as store:
+            assert isinstance(store, SqlStateStore)
+            assert (await store.claim(binding("old"), credential="t")).won
+            assert await store.revision() == head_revision()  # left as it was
+
+    run(previous_release())

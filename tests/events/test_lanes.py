@@ -1,0 +1,168 @@
+"""A webhook receiver in trouble never holds back the Kari's Law email: the worker sends
+emails and webhooks in lanes of their own (claims, slots, batches)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from gateway.bandwidth.models import NotificationRecipientListResponse
+from gateway.events import email as mail
+from gateway.events.delivery import Backoff, DeliveryWorker, MetricsReport
+from gateway.events.emitter import Emitter
+from gateway.events.model import EMERGENCY_CALL, Event
+from gateway.events.recipients import CarrierRecipients, RecipientsUnavailable
+from gateway.events.signing import new_secret
+from gateway.metrics import Metrics
+from gateway.store import open_store
+from gateway.store.deliveries import CARRIER_EMAIL_TARGET, EMAIL_TARGET
+from gateway.store.outbox import OutboxStore
+from gateway.store.sql import SqlStateStore
+from tests.events.test_delivery import until
+
+
+class SilentCarrier:
+    """A carrier whose list of notification recipients never comes (overloaded)."""
+
+    def __init__(self) -> None:
+        self.lists = 0
+
+    async def list_notification_recipients(self) -> NotificationRecipientListResponse:
+        self.lists += 1
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+#: The delivery timeout: longer than the tests wait for what must not wait for it.
+TIMEOUT = 30.0
+SMTP = mail.SmtpConfig("127.0.0.1", 25, "none", None, None, "dlr@example.org", ("a@example.org",))
+
+
+async def _silent_receiver() -> tuple[asyncio.Server, int]:
+    """Takes every connection and its request, and never answers (nor closes)."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.read(65536):
+                pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_a_webhook_receiver_that_never_answers_does_not_delay_the_emails(
+    tmp_path: Path,
+) -> None:
+    """Before, one claim took both kinds and waited for all its attempts: each batch of 20
+    waited for its hanging webhooks (a timeout each, 8 at a time), so the emails of 40 calls
+    took four batches of two timeouts each; a receiver answering slowly held every call's
+    email back by as much, and the backlog grew at one call every few seconds."""
+    metrics = Metrics()
+    sent: dict[str, float] = {}
+
+    async def send(config: mail.SmtpConfig, body: str) -> None:
+        sent[body] = time.monotonic()
+
+    async def main() -> None:
+        server, port = await _silent_receiver()
+        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
+        assert isinstance(store, SqlStateStore)
+        async with server, store:
+            outbox = OutboxStore(store)
+            url = f"http://127.0.0.1:{port}/hook"
+            await outbox.add_webhook("wh_1", url, [EMERGENCY_CALL], new_secret(), None)
+            emitter = Emitter(outbox, metrics, email=(EMAIL_TARGET,))
+            emitter.start()
+            for n in range(40):
+                emitter.emit(Event.new(EMERGENCY_CALL, {"n": n}))
+            await emitter.aclose()
+            worker = DeliveryWorker(
+                outbox,
+                MetricsReport(metrics),
+                "r",
+                smtp=SMTP,
+                send_email=send,
+                allowed_hosts=("127.0.0.1",),
+                backoff=Backoff(base=60.0),
+                timeout=TIMEOUT,
+                poll=0.02,
+            )
+            worker.start()
+            try:
+                # Well within one webhook timeout (before: a timeout at the least).
+                await until(lambda: len(sent) == 40, within=20.0)
+            finally:
+                await worker.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_carrier_that_never_lists_its_recipients_does_not_delay_the_configured_emails(
+    tmp_path: Path,
+) -> None:
+    """README: a carrier that cannot list its recipients "delays only their email ... while
+    the configured addresses are emailed at once". Before, each carrier email read the list
+    in turn (a timeout each, under one lock) while holding one of the 8 email slots, and the
+    batch waited for them all: the configured emails waited for a timeout or more."""
+    metrics = Metrics()
+    sent: dict[str, tuple[str, ...]] = {}
+    carrier = SilentCarrier()
+
+    async def send(config: mail.SmtpConfig, body: str) -> None:
+        if config.disclosed:  # the configured addresses' (the carrier's never get here)
+            sent[body] = config.recipients
+
+    async def main() -> None:
+        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
+        assert isinstance(store, SqlStateStore)
+        async with store:
+            outbox = OutboxStore(store)
+            emitter = Emitter(outbox, metrics, email=(EMAIL_TARGET, CARRIER_EMAIL_TARGET))
+            emitter.start()
+            for n in range(10):
+                emitter.emit(Event.new(EMERGENCY_CALL, {"n": n}))
+            await emitter.aclose()
+            worker = DeliveryWorker(
+                outbox,
+                MetricsReport(metrics),
+                "r",
+                smtp=SMTP,
+                send_email=send,
+                carrier_recipients=CarrierRecipients(carrier, timeout=TIMEOUT),
+                backoff=Backoff(base=60.0),
+                timeout=TIMEOUT,
+                poll=0.02,
+            )
+            worker.start()
+            try:
+                # Well within one read's timeout (before: a timeout at the least).
+                await until(lambda: len(sent) == 10, within=20.0)
+            finally:
+                await worker.aclose()
+            assert carrier.lists == 1  # the first read, still waiting
+
+    asyncio.run(main())
+
+
+def test_deliveries_waiting_on_a_failed_read_of_the_carriers_list_do_not_read_it_again() -> None:
+    """Each carrier email waiting on the lock read the list again when the read before it had
+    failed: against a carrier that does not answer, a batch of 20 took 20 timeouts one after
+    another (past its lease, so another replica took the same deliveries and read again),
+    and an overloaded carrier got a read per delivery. A failure now answers the deliveries
+    waiting on it, and the next read is made after ``retry_failed``."""
+    carrier = SilentCarrier()
+    clock = [0.0]
+    recipients = CarrierRecipients(carrier, timeout=0.2, retry_failed=5.0, clock=lambda: clock[0])
+
+    async def main() -> list[BaseException | tuple[str, ...]]:
+        return await asyncio.gather(*(recipients() for _ in range(5)), return_exceptions=True)
+
+    answers = asyncio.run(main())
+    assert all(isinstance(a, RecipientsUnavailable) for a in answers), answers
+    assert carrier.lists == 1
+    clock[0] = 5.0  # the next read, once ``retry_failed`` has passed
+    assert isinstance(asyncio.run(main())[0], RecipientsUnavailable)
+    assert carrier.lists == 2
