@@ -33,6 +33,7 @@ from gateway.bandwidth.errors import (
     UpstreamParseError,
     UpstreamPending,
     UpstreamRejected,
+    UpstreamUnavailable,
     UpstreamUnsupported,
 )
 from gateway.bandwidth.exchanges import Body, Operation
@@ -197,7 +198,15 @@ class BandwidthV2Client(V2Notifications):
         path = self._path("/endpoints/", endpoint_id, "endpoint ID")
         held = self._held.get(endpoint_id)
         if held is None:
-            await self._settle(endpoint_id)
+            try:
+                await self._settle(endpoint_id)
+            except UpstreamPending as exc:
+                # Another write's order, still open: this one is not sent (nor accepted).
+                raise UpstreamUnavailable(
+                    f"updateEndpoint: the endpoint's last order {exc.order_id} is still open; "
+                    "this write was not sent",
+                    operation="updateEndpoint",
+                ) from None
             answer = await self._fetch(
                 Operation("getEndpoint", "GET"), path, EndpointAnswer, endpoint_id
             )

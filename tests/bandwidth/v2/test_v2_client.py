@@ -448,3 +448,32 @@ def test_an_answer_about_another_record_or_order_is_unreadable() -> None:
                 await client.get_location("loc1")
 
     asyncio.run(go())
+
+
+def test_a_write_behind_an_order_still_open_is_not_sent_and_says_so() -> None:
+    """A device moved again while its last write's order was still open (answered 202): the
+    move sent nothing (the old order was read, still open) and raised ``UpstreamPending``
+    with the old order's ID, so the device was answered 202 "the carrier accepted the
+    change" for a change never sent. It is a plain unavailability now, not ambiguous (the
+    report is undone and answered 503), and the write goes out once that order has ended."""
+    h = v2(order_seconds=10.0, follow_timeout=2.0)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        await h.client.create_location(location("loc2", CAPITOL))
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint())
+        h.client.expect("ep1", None)  # the store: not confirmed
+        with pytest.raises(UpstreamError) as caught:
+            await h.client.update_endpoint("ep1", endpoint(location_id="loc2"))
+        assert not isinstance(caught.value, UpstreamPending), caught.value
+        assert not caught.value.ambiguous
+        assert "PATCH" not in [method for method, _, _ in h.transport.sent]
+        await h.time.sleep(10.0)
+        with pytest.raises(UpstreamPending):  # sent now: its own order is open
+            await h.client.update_endpoint("ep1", endpoint(location_id="loc2"))
+        assert "PATCH" in [method for method, _, _ in h.transport.sent]
+        await h.time.sleep(10.0)
+        assert (await h.client.get_endpoint("ep1")).location_id == "loc2"
+
+    asyncio.run(go())
