@@ -348,7 +348,8 @@ class Importer:
         await self.imports.finish(import_id, summary.state, summary.as_json())
 
     async def _line(self, row: Row, planned: str, as_of: datetime) -> LineDone | None:
-        """One line applied (its outcome), or ``None``: the carrier stayed unavailable."""
+        """One line applied (its outcome), or ``None``: the carrier (or the state store)
+        stayed unavailable."""
         for attempt in range(MAX_ATTEMPTS):
             wait = self._pause_until - time.monotonic()
             if wait > 0:
@@ -377,12 +378,15 @@ class Importer:
                 continue
             except UpstreamRejected as exc:
                 return LineDone(row.line, FAILED, f"the carrier refused it: {exc.message}")
-            except UpstreamError:
-                # A timeout: the write may have landed; trying again settles it.
+            except (UpstreamError, StoreUnavailable):
+                # A timeout: the write may have landed; trying again settles it. Or the state
+                # store failed for a moment (busy, failing over): the line's, not the run's.
                 await asyncio.sleep(0.5 * 2**attempt)
                 continue
             return LineDone(row.line, planned if changed else UNCHANGED)
-        log.warning("line %d left for a resume: the carrier stayed unavailable", row.line)
+        log.warning(
+            "line %d left for a resume: the carrier or the store stayed unavailable", row.line
+        )
         return None
 
     async def _device(self, row: DeviceRow, as_of: datetime, *, first_seen: bool) -> bool:
