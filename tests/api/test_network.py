@@ -12,6 +12,7 @@ import pytest
 from gateway.api.auth import DeviceTokens
 from tests.harness import (
     JWT_SECRET,
+    SPACE_NEEDLE,
     WHITE_HOUSE_ADDRESS,
     Gateway,
     gateway,
@@ -365,5 +366,36 @@ def test_an_entry_address_that_cannot_be_routed_is_refused_as_a_reports_is() -> 
             assert fields == {"address.addressLine2"}, fields
             report_answer = await gw.report(report("d1", body["address"]))
             assert report_answer.json()["type"] == "/problems/unroutable-address"
+
+    run(scenario())
+
+
+def test_a_subnet_match_the_devices_own_gps_fix_contradicts_is_not_used() -> None:
+    """A device's private address is anyone's network behind NAT: a laptop at home in
+    Seattle on ``192.168.1.23`` (its router's) matched the company's ``192.168.1.0/24`` and
+    was provisioned at HQ in Washington, its own address and a 10 m GPS fix in Seattle only
+    a warning. A subnet match that the report's fix contradicts is not used now: the report
+    is located by its own address (or fix), with a warning naming ``network``. A fix that
+    agrees keeps the subnet's place, and an access point's match is unchanged."""
+    seattle = {"latitude": 47.6205, "longitude": -122.3493, "accuracyMeters": 10}
+    capitol = {"latitude": 38.8977, "longitude": -77.0365, "accuracyMeters": 10}
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            await add(gw, "subnets", {"subnet": "192.168.1.0/24"})
+            await add(gw, "access-points", {"bssid": "00-A0-C9-14-4C-1*"})
+            home = report("home", SPACE_NEEDLE, network={"ip": "192.168.1.23"}, geo=seattle)
+            answer = await gw.report(home)
+            assert answer.status_code == 200, answer.text
+            found = answer.json()
+            assert found["locationSource"] == "address", found
+            assert found["address"]["zip"] == "98109"
+            assert any(w["field"] == "network" for w in found["warnings"]), found["warnings"]
+            office = report("desk", SPACE_NEEDLE, network={"ip": "192.168.1.9"}, geo=capitol)
+            at_hq = (await gw.report(office)).json()
+            assert at_hq["locationSource"] == "subnet" and at_hq["address"]["zip"] == "20500"
+            wifi = report("ap", SPACE_NEEDLE, network={"bssid": "00-A0-C9-14-4C-1D"}, geo=seattle)
+            by_ap = (await gw.report(wifi)).json()
+            assert by_ap["locationSource"] == "access-point", by_ap
 
     run(scenario())
