@@ -172,3 +172,39 @@ def test_a_gateway_that_cannot_be_reached_or_is_lost_mid_import_is_said_in_a_lin
     err = capsys.readouterr().err
     assert "0123456789abcdef" in err and "--resume 0123456789abcdef" in err, err
     assert "Traceback" not in err
+
+
+def test_a_stream_past_the_size_limit_is_refused_without_reading_it_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dlr-gateway import devices <(zcat huge.csv.gz)`` (a pipe, or ``/dev/zero``): the size
+    check read the file's size (0 for a pipe), then read the whole stream into memory, for
+    as long as it flowed. It reads no more than the limit and one byte now."""
+    import os
+    import threading
+    import time
+
+    database = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+    for name, value in procs.gateway_environ(9, database).items():
+        monkeypatch.setenv(name, value)  # the carrier is never called: nothing is written
+    monkeypatch.setenv("GATEWAY_IMPORT_MAX_BYTES", "1024")
+    pipe = tmp_path / "fleet.csv"
+    os.mkfifo(pipe)
+    done = threading.Event()
+
+    def flow() -> None:  # a stream that goes on until the reader is gone
+        with pipe.open("wb") as out:
+            out.write(DEVICE_HEADER.encode() + b"x" * 4096)
+            out.flush()
+            done.wait(20)
+
+    writer = threading.Thread(target=flow)
+    writer.start()
+    started = time.monotonic()
+    try:
+        assert main(["import", "devices", str(pipe)]) == 2
+    finally:
+        done.set()
+        writer.join()
+    assert time.monotonic() - started < 10
+    assert "larger than 1024 bytes" in capsys.readouterr().err
