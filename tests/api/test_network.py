@@ -113,6 +113,11 @@ def test_conflicts_are_refused_and_a_port_of_an_unknown_switch_is_a_warning() ->
         ("subnets", {"subnet": "10.0.0.0/8", "locationId": "../admin"}, "locationId"),
         ("subnets", {"subnet": "10.0.0.0/" + "9" * 5000}, "subnet"),
         ("subnets", {"subnet": "::/129"}, "subnet"),
+        # Every address (an admin's typo for 10.0.0.0/8 was read as 0.0.0.0/0, with a
+        # warning): every device anywhere that reports an address would match it.
+        ("subnets", {"subnet": "10.0.0.0/0"}, "subnet"),
+        ("subnets", {"subnet": "::/0"}, "subnet"),
+        ("subnets", {"subnet": "::ffff:0.0.0.0/96"}, "subnet"),
         ("subnets", {"subnet": 10}, "subnet"),
         ("access-points", {"bssid": "AA-BB-CC-DD-E*-**"}, "bssid"),
         ("access-points", {"bssid": "AA-BB-CC-DD-EE-FF-00"}, "bssid"),
