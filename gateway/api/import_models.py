@@ -72,7 +72,10 @@ class ImportStatus(BaseModel):
 
     importId: str
     kind: Kind
-    state: Literal["running", "done", "incomplete"]
+    state: Literal["running", "done", "incomplete"] = Field(
+        description="`incomplete`: stopped with lines left, also a run whose process ended "
+        "without finishing (no sign of life for 60 s); resume it."
+    )
     total: int = Field(description="Valid rows to apply.")
     done: int
     failed: int
@@ -82,5 +85,6 @@ class ImportStatus(BaseModel):
     error: str | None = Field(
         default=None,
         description="Why the run stopped before its end (the carrier refused the gateway's "
-        "credentials): the lines left are not failed; fix the cause, then resume.",
+        "credentials, its process ended): the lines left are not failed; fix the cause, "
+        "then resume.",
     )

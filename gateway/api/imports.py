@@ -35,7 +35,7 @@ from gateway.api.problems import Problem
 from gateway.api.schemas import read_body
 from gateway.bulk.export import export
 from gateway.bulk.formats import KINDS, BadFile
-from gateway.bulk.run import FAILED, ID_LENGTH, Prepared, ResumeRefused, prepare
+from gateway.bulk.run import FAILED, ID_LENGTH, Prepared, ResumeRefused, prepare, state_of
 from gateway.bulk.runtime import Runtime, importer_of
 from gateway.dlr.errors import FieldError
 from gateway.store.imports import ImportStore
@@ -165,18 +165,21 @@ async def get_import(request: Request) -> Response:
     outcomes, failed = await rt.imports.progress(import_id, MAX_ROWS_LISTED)
     done = sum(outcomes.values())
     report = found.report or {}
+    state, error = state_of(found)
+    if import_id in jobs(request.app).tasks:
+        state, error = found.state, report.get("error")  # this process runs it
     status = ImportStatus.model_validate(
         {
             "importId": import_id,
             "kind": found.kind,
-            "state": found.state,
+            "state": state,
             "total": found.total,
             "done": done,
             "failed": outcomes.get(FAILED, 0),
             "outcomes": dict(sorted(outcomes.items())),
             "left": report.get("left", found.total - done),
             "failures": [{"line": d.line, "reason": d.detail or ""} for d in failed],
-            "error": report.get("error"),
+            "error": error,
         }
     )
     return model_response(status)

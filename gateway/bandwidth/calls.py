@@ -92,6 +92,17 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
+def answered_for(asked: str, answered: str | None, operation: str) -> None:
+    """``UpstreamParseError`` when a read's answer names another record than the one asked
+    for (the carrier's mix-up, or a cache's before it); an answer naming none is taken as
+    the one asked for."""
+    if answered is not None and answered != asked:
+        raise UpstreamParseError(
+            f"{operation}: asked for {asked[:80]!r}, the carrier answered {answered[:80]!r}",
+            operation=operation,
+        )
+
+
 class CarrierCalls(Exchanges):
     """Calls to the carrier over one pooled ``httpx.AsyncClient``.
 

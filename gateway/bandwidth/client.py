@@ -26,7 +26,7 @@ from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
-from gateway.bandwidth.calls import CarrierCalls, check_id
+from gateway.bandwidth.calls import CarrierCalls, answered_for, check_id
 from gateway.bandwidth.exchanges import AbandonedHook, Operation, RetryPolicy
 
 __all__ = ["AbandonedHook", "BandwidthClient", "RetryPolicy"]
@@ -119,7 +119,9 @@ class BandwidthClient(CarrierCalls):
         return await self._create(op, "", endpoint, endpoint.endpoint_id, "endpoint ID")
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
-        return await self._get(Endpoint, "getEndpoint", self._endpoint_path(endpoint_id))
+        found = await self._get(Endpoint, "getEndpoint", self._endpoint_path(endpoint_id))
+        answered_for(endpoint_id, found.endpoint_id, "getEndpoint")
+        return found
 
     def refusal(self, endpoint_id: str) -> tuple[Endpoint, UpstreamRejected] | None:
         """A write answered before the carrier carried it out, then refused: never here,
@@ -146,7 +148,9 @@ class BandwidthClient(CarrierCalls):
         return await self._create(op, "/locations", location, location.location_id, "location ID")
 
     async def get_location(self, location_id: str) -> Location:
-        return await self._get(Location, "getLocation", self._location_path(location_id))
+        found = await self._get(Location, "getLocation", self._location_path(location_id))
+        answered_for(location_id, found.location_id, "getLocation")
+        return found
 
     async def update_location(self, location_id: str, location: Location) -> Location:
         return await self._replace("updateLocation", location, location_id=location_id)

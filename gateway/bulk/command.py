@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from gateway.bulk.formats import KINDS, BadFile, Limits
 from gateway.csv_import_cli import add_flags, say_some
 from gateway.settings import Settings
@@ -89,9 +91,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _read(path: Path, limits: Limits) -> bytes:
-    if path.stat().st_size > limits.max_bytes:
+    """The file, read no further than the limit: a pipe's size says nothing of its length."""
+    with path.open("rb") as file:
+        data = file.read(limits.max_bytes + 1)
+    if len(data) > limits.max_bytes:
         raise BadFile(f"the file is larger than {limits.max_bytes} bytes")
-    return path.read_bytes()
+    return data
 
 
 def report_path(path: Path) -> Path:
@@ -188,8 +193,6 @@ def _dry_run_exit(args: argparse.Namespace, bad_rows: bool) -> int:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    import httpx
-
     key = args.key or os.environ.get(KEY_ENV, "")
     return httpx.AsyncClient(
         base_url=args.url.rstrip("/"),
@@ -215,10 +218,13 @@ async def _import_remote(args: argparse.Namespace) -> int:
         print(f"dlr-gateway: {args.file}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     async with _client(args) as http:
-        answer = await http.post(
-            "/v1/imports", params=params, content=data, headers={"Content-Type": "text/csv"}
-        )
-        body = answer.json() if answer.content else {}
+        try:
+            answer = await http.post(
+                "/v1/imports", params=params, content=data, headers={"Content-Type": "text/csv"}
+            )
+        except httpx.HTTPError as exc:
+            return _unreachable(args, exc)
+        body = _json(answer)
         if answer.status_code == 422 and body.get("rows"):
             problems = [RowProblem(r["line"], r["field"], r["reason"]) for r in body["rows"]]
             _say_problems(args.file, body.get("total", 0), problems)
@@ -236,20 +242,56 @@ async def _import_remote(args: argparse.Namespace) -> int:
         import_id = body["importId"]
         print(f"import {import_id} (resume it with --resume {import_id})", flush=True)
         progress = for_terminal(f"import {import_id}")
-        while True:
-            status = (await http.get(f"/v1/imports/{import_id}")).json()
-            progress.update(status["done"], status["failed"], status["total"])
-            if status["state"] != "running":
-                break
-            await asyncio.sleep(1.0)
-        progress.close()
+        try:
+            while True:
+                try:
+                    polled = await http.get(f"/v1/imports/{import_id}")
+                except httpx.HTTPError as exc:
+                    return _lost(import_id, str(exc) or type(exc).__name__)
+                status = _json(polled)
+                if polled.status_code != 200 or "state" not in status:
+                    return _lost(import_id, f"{polled.status_code}: {status.get('detail', '')}")
+                progress.update(status["done"], status["failed"], status["total"])
+                if status["state"] != "running":
+                    break
+                await asyncio.sleep(1.0)
+        finally:
+            progress.close()
         return _say_summary(status)
+
+
+def _json(answer: Any) -> dict[str, Any]:
+    """An answer's JSON object; ``{}`` for none (a proxy's HTML error page, say)."""
+    try:
+        body = answer.json() if answer.content else {}
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _unreachable(args: argparse.Namespace, exc: Exception) -> int:
+    print(f"dlr-gateway: cannot reach {args.url}: {exc or type(exc).__name__}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _lost(import_id: str, why: str) -> int:
+    """The gateway stopped answering about the import: it may still run there, or not."""
+    print(
+        f"dlr-gateway: lost touch with the gateway ({why}): import {import_id} may still be "
+        f"running there (GET /v1/imports/{import_id} says); if it stopped, resume it with "
+        f"--resume {import_id}",
+        file=sys.stderr,
+    )
+    return EXIT_INCOMPLETE
 
 
 async def _export(args: argparse.Namespace) -> int:
     if args.url:
         async with _client(args) as http:
-            answer = await http.get(f"/v1/exports/{args.kind}")
+            try:
+                answer = await http.get(f"/v1/exports/{args.kind}")
+            except httpx.HTTPError as exc:
+                return _unreachable(args, exc)
             if answer.status_code != 200:
                 print(f"dlr-gateway: {answer.status_code}: {answer.text[:500]}", file=sys.stderr)
                 return EXIT_USAGE

@@ -95,8 +95,10 @@ class Bar:
         self._rich.stop()
 
 
-def for_terminal(label: str, out: TextIO = sys.stderr) -> Progress:
-    """A bar when ``out`` is a terminal and rich is installed, plain lines otherwise."""
+def for_terminal(label: str, out: TextIO | None = None) -> Progress:
+    """A bar when ``out`` (standard error) is a terminal and rich is installed, plain lines
+    otherwise."""
+    out = sys.stderr if out is None else out  # the one in use now, not at import
     if out.isatty():
         try:
             return Bar(label, out)

@@ -46,7 +46,7 @@ from gateway.dlr.pipeline import (
 from gateway.rows import RowProblem
 from gateway.store.base import HistoryKind, LocationRecord, NumberOwned, location_key
 from gateway.store.errors import StoreUnavailable
-from gateway.store.imports import ImportStore, LineDone
+from gateway.store.imports import ImportRecord, ImportStore, LineDone
 from gateway.store.mapping import from_us
 
 log = logging.getLogger("gateway.bulk")
@@ -59,6 +59,25 @@ FAILED, SUPERSEDED = "failed", "superseded"
 MAX_ATTEMPTS = 8
 #: An import's ID: hexadecimal digits.
 ID_LENGTH = 16
+#: Seconds between a run's signs of life (its row's ``updated_at``) while no line finishes.
+HEARTBEAT_EVERY = 5.0
+#: Seconds without a sign of life after which a ``running`` import is taken as stopped (the
+#: process that ran it was killed): it reads ``incomplete``, to be resumed.
+STALE_AFTER = 60.0
+
+
+def state_of(found: ImportRecord) -> tuple[str, str | None]:
+    """The import's state and why it stopped: a ``running`` import whose run has given no
+    sign of life for ``STALE_AFTER`` (its process was killed) is ``incomplete``."""
+    report = found.report or {}
+    quiet = time.time_ns() // 1000 - found.updated_at
+    if found.state == "running" and quiet > STALE_AFTER * 1_000_000:
+        why = (
+            f"its run stopped without finishing (no sign of life for {STALE_AFTER:.0f} s: "
+            "its process ended); resume it"
+        )
+        return "incomplete", why
+    return found.state, report.get("error")
 
 
 class ResumeRefused(ValueError):
@@ -199,6 +218,7 @@ class Importer:
         *,
         concurrency: int = 8,
         flush_every: float = 0.5,
+        heartbeat_every: float = HEARTBEAT_EVERY,
         on_line: Callable[[str, str], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
@@ -207,6 +227,7 @@ class Importer:
         self.imports = imports
         self.concurrency = max(1, concurrency)
         self.flush_every = flush_every
+        self.heartbeat_every = heartbeat_every
         #: Monotonic time before which no worker calls the carrier (its ``Retry-After``).
         self._pause_until = 0.0
 
@@ -226,6 +247,7 @@ class Importer:
             raise ResumeRefused(f"import {resume} imported {found.kind}, not {kind}")
         if found.digest != prepared.digest:
             raise ResumeRefused(f"import {resume} was given another file (its SHA-256 differs)")
+        await self.imports.resume(resume)
         return resume
 
     async def apply(
@@ -277,9 +299,17 @@ class Importer:
                 counter["done"] += 1
                 progress.update(counter["done"], counter["failed"], total)
 
+        alive = {"at": time.monotonic()}
+
         async def flush() -> None:
             batch = finished[:]
-            await self.imports.record(import_id, batch)
+            if batch:
+                await self.imports.record(import_id, batch)  # a sign of life too
+            elif time.monotonic() - alive["at"] >= self.heartbeat_every:
+                await self.imports.touch(import_id)
+            else:
+                return
+            alive["at"] = time.monotonic()
             del finished[: len(batch)]
 
         async def flusher() -> None:
@@ -318,7 +348,8 @@ class Importer:
         await self.imports.finish(import_id, summary.state, summary.as_json())
 
     async def _line(self, row: Row, planned: str, as_of: datetime) -> LineDone | None:
-        """One line applied (its outcome), or ``None``: the carrier stayed unavailable."""
+        """One line applied (its outcome), or ``None``: the carrier (or the state store)
+        stayed unavailable."""
         for attempt in range(MAX_ATTEMPTS):
             wait = self._pause_until - time.monotonic()
             if wait > 0:
@@ -347,12 +378,15 @@ class Importer:
                 continue
             except UpstreamRejected as exc:
                 return LineDone(row.line, FAILED, f"the carrier refused it: {exc.message}")
-            except UpstreamError:
-                # A timeout: the write may have landed; trying again settles it.
+            except (UpstreamError, StoreUnavailable):
+                # A timeout: the write may have landed; trying again settles it. Or the state
+                # store failed for a moment (busy, failing over): the line's, not the run's.
                 await asyncio.sleep(0.5 * 2**attempt)
                 continue
             return LineDone(row.line, planned if changed else UNCHANGED)
-        log.warning("line %d left for a resume: the carrier stayed unavailable", row.line)
+        log.warning(
+            "line %d left for a resume: the carrier or the store stayed unavailable", row.line
+        )
         return None
 
     async def _device(self, row: DeviceRow, as_of: datetime, *, first_seen: bool) -> bool:

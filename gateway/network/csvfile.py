@@ -5,7 +5,8 @@ A row maps one network element to a location. Which element: ``Subnet``, ``BSSID
 location: the civic address columns (``HouseNumber`` ... ``CountryOrRegion``, and ``Location``
 for the place inside, e.g. ``FL 3 RM 301``), or a ``LocationId`` alone (a location that exists
 at the carrier, whose address is looked up). Every size is bounded: the file, the rows, each
-field. Reading never stops at the first bad row: every problem is named with its line. Cells
+field. Reading never stops at the first bad row: every problem is named with its line (a
+row the CSV reader cannot read past, such as a quote never closed, refuses the file). Cells
 are written ``guard``-ed and read ``unguard``-ed (``gateway.rows``): a description or a port ID
 such as ``=HYPERLINK(...)`` is never run by the spreadsheet an export is opened in.
 """
@@ -60,7 +61,7 @@ MAX_FIELD = 255
 
 
 class CsvTooLarge(ValueError):
-    pass
+    """The file is refused whole: too large, not UTF-8, or not CSV the reader can read."""
 
 
 def read(data: bytes) -> tuple[list[Row], list[RowProblem]]:
@@ -71,7 +72,8 @@ def read(data: bytes) -> tuple[list[Row], list[RowProblem]]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise CsvTooLarge(f"the file is not UTF-8 (byte {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # Strict: a stray or unclosed quote is an error, never a cell that swallows later rows.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     errors: list[RowProblem] = []
     try:
         header = next(reader)
@@ -92,13 +94,15 @@ def read(data: bytes) -> tuple[list[Row], list[RowProblem]]:
     rows: list[Row] = []
     count = 0
     while True:
+        begins = reader.line_num + 1
         try:
             values = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            errors.append(RowProblem(reader.line_num, "row", str(exc)))
-            break
+            # The reader cannot go past it: refused whole, never an import of the rows
+            # before it that leaves the rest out without a word (``--skip-invalid``).
+            raise CsvTooLarge(f"line {begins}: {exc}: the file cannot be read") from None
         if not any(v.strip() for v in values):
             continue  # a blank line
         count += 1

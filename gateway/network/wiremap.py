@@ -98,12 +98,15 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def parse_subnet(value: object, field: str = "subnet") -> Network:
     """A network in CIDR form (a bare address: a host route), its host bits cleared
-    (``subnet_note`` says so); an IPv4-mapped IPv6 one as the IPv4 network it is."""
+    (``subnet_note`` says so); an IPv4-mapped IPv6 one as the IPv4 network it is. A /0 is
+    refused: every device reporting any address would match it."""
     text = _bounded(value, field, patterns.SUBNET, "an IPv4 or IPv6 network in CIDR form")
     network = ipaddress.ip_network(text, strict=False)  # the pattern admits only networks
     mapped = network.network_address
     if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped and network.prefixlen >= 96:
-        return ipaddress.IPv4Network((mapped.ipv4_mapped, network.prefixlen - 96))
+        network = ipaddress.IPv4Network((mapped.ipv4_mapped, network.prefixlen - 96))
+    if network.prefixlen == 0:  # a typo's host bits cleared (10.0.0.0/0), or on purpose
+        raise _fail(field, f"{network} is every address, no building's network")
     return network
 
 

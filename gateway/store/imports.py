@@ -36,6 +36,12 @@ def _now() -> int:
     return time.time_ns() // 1000
 
 
+async def _touched(connection: AsyncConnection, import_id: str) -> None:
+    await connection.execute(
+        imports.update().where(imports.c.import_id == import_id).values(updated_at=_now())
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ImportRecord:
     """An import's row (``imports``: one field a column), its report parsed."""
@@ -136,9 +142,21 @@ class ImportStore:
         async with self._begin() as connection:
             statement = insert_for(connection, import_rows).on_conflict_do_nothing()
             await connection.execute(statement, values)
+            await _touched(connection, import_id)
+
+    async def resume(self, import_id: str) -> None:
+        """A run of the import begins again: ``running``, the last run's report gone."""
+        async with self._begin() as connection:
             await connection.execute(
-                imports.update().where(imports.c.import_id == import_id).values(updated_at=_now())
+                imports.update()
+                .where(imports.c.import_id == import_id)
+                .values(state="running", updated_at=_now(), report=None)
             )
+
+    async def touch(self, import_id: str) -> None:
+        """The import's run is alive (no line finished lately: ``record`` says so too)."""
+        async with self._begin() as connection:
+            await _touched(connection, import_id)
 
     async def finish(self, import_id: str, state: str, report: dict[str, Any]) -> None:
         async with self._begin() as connection:

@@ -12,6 +12,7 @@ import pytest
 from gateway.api.auth import DeviceTokens
 from tests.harness import (
     JWT_SECRET,
+    SPACE_NEEDLE,
     WHITE_HOUSE_ADDRESS,
     Gateway,
     gateway,
@@ -112,6 +113,11 @@ def test_conflicts_are_refused_and_a_port_of_an_unknown_switch_is_a_warning() ->
         ("subnets", {"subnet": "10.0.0.0/8", "locationId": "../admin"}, "locationId"),
         ("subnets", {"subnet": "10.0.0.0/" + "9" * 5000}, "subnet"),
         ("subnets", {"subnet": "::/129"}, "subnet"),
+        # Every address (an admin's typo for 10.0.0.0/8 was read as 0.0.0.0/0, with a
+        # warning): every device anywhere that reports an address would match it.
+        ("subnets", {"subnet": "10.0.0.0/0"}, "subnet"),
+        ("subnets", {"subnet": "::/0"}, "subnet"),
+        ("subnets", {"subnet": "::ffff:0.0.0.0/96"}, "subnet"),
         ("subnets", {"subnet": 10}, "subnet"),
         ("access-points", {"bssid": "AA-BB-CC-DD-E*-**"}, "bssid"),
         ("access-points", {"bssid": "AA-BB-CC-DD-EE-FF-00"}, "bssid"),
@@ -365,5 +371,36 @@ def test_an_entry_address_that_cannot_be_routed_is_refused_as_a_reports_is() -> 
             assert fields == {"address.addressLine2"}, fields
             report_answer = await gw.report(report("d1", body["address"]))
             assert report_answer.json()["type"] == "/problems/unroutable-address"
+
+    run(scenario())
+
+
+def test_a_subnet_match_the_devices_own_gps_fix_contradicts_is_not_used() -> None:
+    """A device's private address is anyone's network behind NAT: a laptop at home in
+    Seattle on ``192.168.1.23`` (its router's) matched the company's ``192.168.1.0/24`` and
+    was provisioned at HQ in Washington, its own address and a 10 m GPS fix in Seattle only
+    a warning. A subnet match that the report's fix contradicts is not used now: the report
+    is located by its own address (or fix), with a warning naming ``network``. A fix that
+    agrees keeps the subnet's place, and an access point's match is unchanged."""
+    seattle = {"latitude": 47.6205, "longitude": -122.3493, "accuracyMeters": 10}
+    capitol = {"latitude": 38.8977, "longitude": -77.0365, "accuracyMeters": 10}
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            await add(gw, "subnets", {"subnet": "192.168.1.0/24"})
+            await add(gw, "access-points", {"bssid": "00-A0-C9-14-4C-1*"})
+            home = report("home", SPACE_NEEDLE, network={"ip": "192.168.1.23"}, geo=seattle)
+            answer = await gw.report(home)
+            assert answer.status_code == 200, answer.text
+            found = answer.json()
+            assert found["locationSource"] == "address", found
+            assert found["address"]["zip"] == "98109"
+            assert any(w["field"] == "network" for w in found["warnings"]), found["warnings"]
+            office = report("desk", SPACE_NEEDLE, network={"ip": "192.168.1.9"}, geo=capitol)
+            at_hq = (await gw.report(office)).json()
+            assert at_hq["locationSource"] == "subnet" and at_hq["address"]["zip"] == "20500"
+            wifi = report("ap", SPACE_NEEDLE, network={"bssid": "00-A0-C9-14-4C-1D"}, geo=seattle)
+            by_ap = (await gw.report(wifi)).json()
+            assert by_ap["locationSource"] == "access-point", by_ap
 
     run(scenario())

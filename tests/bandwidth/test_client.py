@@ -563,7 +563,7 @@ def test_the_urls_of_all_operations() -> None:
 
 
 def test_ids_are_percent_encoded() -> None:
-    up = Upstream([xml(ENDPOINT)])
+    up = Upstream([xml(Endpoint(endpoint_id="a:b@c+d=e", location_id="L1"))])
     up.run(lambda c: c.get_endpoint("a:b@c+d=e"))
     assert up.requests[0].url.raw_path == f"{ROOT}/a%3Ab%40c%2Bd%3De".encode()
 
@@ -602,7 +602,7 @@ def test_unsafe_location_ids_are_refused_before_any_request(bad: str) -> None:
 
 
 def test_a_location_may_be_called_locations() -> None:
-    up = Upstream([xml(LOCATION)])
+    up = Upstream([xml(Location(location_id="locations", address=LOCATION.address))])
     up.run(lambda c: c.get_location("locations"))
     assert up.requests[0].url.path == f"{ROOT}/locations/locations"
 
@@ -634,6 +634,22 @@ def test_an_update_whose_body_names_another_id_is_refused() -> None:
     with pytest.raises(ValueError, match="differs"):
         up.run(lambda c: c.update_endpoint("ep2", ENDPOINT))
     assert up.requests == []
+
+
+def test_a_read_answered_with_another_record_is_unreadable() -> None:
+    """A carrier (or a cache before it) answering ``GET /endpoints/ep1`` with endpoint ep2's
+    record: taken as ep1's, a repair could confirm a binding the carrier does not hold."""
+    other = Endpoint(endpoint_id="ep2", alternate_end_user_id="dev-2", location_id="L1")
+    up = Upstream([xml(other)])
+    assert isinstance(up.fails(UpstreamError, lambda c: c.get_endpoint("ep1")), UpstreamParseError)
+    moved = Location(location_id="L2", address=Address(house_number="9", zip="27606"))
+    up = Upstream([xml(moved)])
+    error = up.fails(UpstreamError, lambda c: c.get_location("L1"))
+    assert isinstance(error, UpstreamParseError)
+    assert "L2" in error.message
+    # An answer that names no ID is read as before.
+    bare = Endpoint(alternate_end_user_id="dev-1", location_id="L1")
+    assert Upstream([xml(bare)]).run(lambda c: c.get_endpoint("ep1")) == bare
 
 
 def test_lists_are_read() -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
-from tests.bulk.helpers import DEVICE_HEADER, devices_csv, writes
+from tests.bulk.helpers import DEVICE_HEADER, devices_csv, runtime_of, writes
 from tests.harness import Gateway, gateway, gateway_settings
 
 CSV = {"Content-Type": "text/csv"}
@@ -110,5 +111,88 @@ def test_bad_uploads_are_clear_problems_never_500() -> None:
             anonymous = await gw.http.get("/v1/exports/devices", headers={"Authorization": ""})
             assert anonymous.status_code == 401
             assert writes(gw) == []
+
+    run(main())
+
+
+async def _stopped_earlier(gw: Gateway, rows: int) -> tuple[str, bytes]:
+    """An import a previous run left (stopped by the carrier's refusal), and its file."""
+    from gateway.bulk.run import prepare
+
+    rt = runtime_of(gw)
+    data = devices_csv(rows)
+    prepared = await prepare("devices", data, rt.pipeline, rt.imports, rt.limits)
+    import_id = await rt.importer.start(prepared)
+    stopped = {"left": rows, "error": "the carrier refused the gateway's credentials"}
+    await rt.imports.finish(import_id, "incomplete", stopped)
+    return import_id, data
+
+
+def test_a_resumed_import_reads_running_until_it_ends() -> None:
+    """A resume left the import's state (and the last run's error) as the last run ended:
+    ``dlr-gateway import --resume ID --url`` read ``incomplete`` at once and exited 3,
+    saying to resume, while the gateway was applying the lines."""
+
+    async def main() -> None:
+        async with gateway(latency_ms=150.0) as gw:
+            import_id, data = await _stopped_earlier(gw, 6)
+            resumed = await gw.http.post(
+                f"/v1/imports?kind=devices&resume={import_id}", content=data, headers=CSV
+            )
+            assert resumed.status_code == 202, resumed.text
+            status = (await gw.http.get(f"/v1/imports/{import_id}")).json()
+            assert status["state"] == "running", status
+            assert status.get("error") is None, status
+            status = await _finished(gw, import_id)
+            assert status["state"] == "done" and status["done"] == 6, status
+
+    run(main())
+
+
+def test_an_import_whose_process_ended_reads_incomplete_not_running() -> None:
+    """A gateway (or ``dlr-gateway import``) killed mid-import left the import ``running``
+    for ever: its status said so, and ``import --url`` polled it for ever. An import whose
+    run has given no sign of life for ``STALE_AFTER`` reads ``incomplete``, saying why."""
+    from gateway.bulk import run as bulk_run
+    from gateway.store.tables import imports
+
+    async def main() -> None:
+        async with gateway() as gw:
+            import_id, _ = await _stopped_earlier(gw, 3)
+            store = runtime_of(gw).imports
+            await store.finish(import_id, "running", {})  # as a killed run leaves it
+            fresh = (await gw.http.get(f"/v1/imports/{import_id}")).json()
+            assert fresh["state"] == "running"  # another process's run, perhaps
+            long_ago = time.time_ns() // 1000 - int((bulk_run.STALE_AFTER + 1) * 1_000_000)
+            async with store._begin() as connection:
+                await connection.execute(imports.update().values(updated_at=long_ago))
+            status = (await gw.http.get(f"/v1/imports/{import_id}")).json()
+            assert status["state"] == "incomplete", status
+            assert status["left"] == 3
+            assert "resume" in status["error"], status
+
+    run(main())
+
+
+def test_a_running_import_shows_it_lives_while_no_line_finishes() -> None:
+    """While the carrier keeps every line waiting, the run still marks the import alive."""
+    from gateway.bulk.run import Importer, prepare
+
+    async def main() -> None:
+        async with gateway(latency_ms=1500.0) as gw:
+            rt = runtime_of(gw)
+            importer = Importer(
+                rt.pipeline, rt.imports, concurrency=1, flush_every=0.05, heartbeat_every=0.1
+            )
+            prepared = await prepare("devices", devices_csv(1), rt.pipeline, rt.imports, rt.limits)
+            import_id = await importer.start(prepared)
+            began = await rt.imports.get(import_id)
+            assert began is not None
+            task = asyncio.create_task(importer.apply(import_id, prepared))
+            await asyncio.sleep(0.6)
+            alive = await rt.imports.get(import_id)
+            assert alive is not None and alive.updated_at > began.updated_at
+            assert (await rt.imports.done(import_id)) == {}  # no line has finished
+            await task
 
     run(main())

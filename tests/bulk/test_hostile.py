@@ -126,3 +126,85 @@ def test_a_dry_run_of_a_file_with_bad_rows_exits_as_the_import_would(
     capsys.readouterr()
     assert main(["export", "devices"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1  # the dry runs wrote nothing
+
+
+def test_a_gateway_that_cannot_be_reached_or_is_lost_mid_import_is_said_in_a_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``import --url`` / ``export --url`` to a gateway that is down, or that goes away
+    (restarted, killed) while the import is polled, ended in a traceback; it is a line
+    saying what is known (the import may still run there; how to resume it), exit 3."""
+    import socket
+
+    import httpx
+
+    from gateway.bulk import command
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text(DEVICE_HEADER + f'dev-1,ADA,{phone_of("dev-1")},"{ADDRESSES[0]}"\n')
+    remote = ["--url", f"http://127.0.0.1:{port}", "--key", "k"]
+    assert main(["import", "devices", str(fleet), *remote]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach" in err and "Traceback" not in err, err
+    assert main(["export", "devices", *remote]) == 2
+    assert "cannot reach" in capsys.readouterr().err
+
+    def gone(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            plan = {"created": 1, "moved": 0, "updated": 0, "unchanged": 0}
+            plan |= {"newLocations": 1, "carrierCalls": 2}
+            body = {"importId": "0123456789abcdef", "state": "running", "plan": plan}
+            return httpx.Response(202, json=body | {"total": 1, "valid": 1, "rows": []})
+        raise httpx.ConnectError("connection refused", request=request)
+
+    real = command._client
+
+    def mocked(args: object) -> httpx.AsyncClient:
+        client: httpx.AsyncClient = real(args)
+        client._transport = httpx.MockTransport(gone)
+        return client
+
+    monkeypatch.setattr(command, "_client", mocked)
+    assert main(["import", "devices", str(fleet), *remote]) == command.EXIT_INCOMPLETE
+    err = capsys.readouterr().err
+    assert "0123456789abcdef" in err and "--resume 0123456789abcdef" in err, err
+    assert "Traceback" not in err
+
+
+def test_a_stream_past_the_size_limit_is_refused_without_reading_it_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dlr-gateway import devices <(zcat huge.csv.gz)`` (a pipe, or ``/dev/zero``): the size
+    check read the file's size (0 for a pipe), then read the whole stream into memory, for
+    as long as it flowed. It reads no more than the limit and one byte now."""
+    import os
+    import threading
+    import time
+
+    database = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+    for name, value in procs.gateway_environ(9, database).items():
+        monkeypatch.setenv(name, value)  # the carrier is never called: nothing is written
+    monkeypatch.setenv("GATEWAY_IMPORT_MAX_BYTES", "1024")
+    pipe = tmp_path / "fleet.csv"
+    os.mkfifo(pipe)
+    done = threading.Event()
+
+    def flow() -> None:  # a stream that goes on until the reader is gone
+        with pipe.open("wb") as out:
+            out.write(DEVICE_HEADER.encode() + b"x" * 4096)
+            out.flush()
+            done.wait(20)
+
+    writer = threading.Thread(target=flow)
+    writer.start()
+    started = time.monotonic()
+    try:
+        assert main(["import", "devices", str(pipe)]) == 2
+    finally:
+        done.set()
+        writer.join()
+    assert time.monotonic() - started < 10
+    assert "larger than 1024 bytes" in capsys.readouterr().err

@@ -399,3 +399,34 @@ def test_an_imports_carrier_calls_are_background_work() -> None:
             assert noted[0].seen and not any(noted[0].seen)  # a report's own calls: not
 
     run(main())
+
+
+def test_a_state_store_hiccup_on_a_line_is_waited_out_not_the_end_of_the_run() -> None:
+    """The state store failing once for one line (SQLite busy past its timeout, PostgreSQL
+    failing over) ended the whole run: the worker's error cancelled the others, and
+    ``dlr-gateway import`` ended in a traceback (an exception group) with the import left
+    ``running``. The line is tried again after a pause, as for the carrier's unavailability."""
+    from gateway.store import StoreUnavailable
+
+    async def main() -> None:
+        async with bulk_gateway() as (_, rt):
+            data = devices_csv(12)
+            prepared = await prepare(DEVICES, data, rt.pipeline, rt.imports, rt.limits)
+            import_id = await rt.importer.start(prepared)
+            ledger = rt.pipeline.ledger
+            real = ledger.get
+            failed: list[str] = []
+
+            async def flaky(aeui: str) -> object:
+                if aeui == "dev-5" and not failed:
+                    failed.append(aeui)
+                    raise StoreUnavailable("database is locked")
+                return await real(aeui)
+
+            ledger.get = flaky  # type: ignore[method-assign]
+            summary = await rt.importer.apply(import_id, prepared)
+            assert failed == ["dev-5"]
+            assert summary.state == "done", summary.as_json()
+            assert summary.outcomes == Counter({"created": 12})
+
+    run(main())

@@ -258,3 +258,36 @@ def test_a_file_past_the_row_limit_is_refused_whole(monkeypatch: pytest.MonkeyPa
     assert len(read(four.encode())[0]) == 4
     with pytest.raises(csvfile.CsvTooLarge, match="more than 4 rows"):
         read(CANONICAL.encode())
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        '10.2.0.0/16,,,,,"desk 2,{WH},FL 2',  # a quote never closed: the rest of the file
+        '10.2.0.0/16,,,,,"desk" 2,{WH},FL 2',  # text after a closing quote
+        "10.2.0.0/16,,,,,{big},{WH},FL 2",  # past what the CSV reader holds for one field
+    ],
+)
+def test_a_row_the_csv_reader_cannot_read_refuses_the_file_whole(broken: str) -> None:
+    """The reader was lenient and stopped at its first error: an unclosed quote swallowed
+    every later row into one cell (one bad row named), and a field past the reader's limit
+    ended the reading there, so ``--skip-invalid`` applied the rows before it and left every
+    later one out without a word. The file is now refused whole, naming the line."""
+    from gateway.network.csvfile import CsvTooLarge
+
+    rows = [
+        HEADER,
+        f"10.1.0.0/16,,,,,,{WH},FL 1",
+        broken.format(WH=WH, big="x" * 200_000),
+        f"10.3.0.0/16,,,,,,{WH},FL 3",
+        f"10.4.0.0/16,,,,,,{WH},FL 4",
+    ]
+    data = ("\n".join(rows) + "\n").encode()
+
+    async def main_() -> None:
+        held = wiremap()
+        with pytest.raises(CsvTooLarge, match="line 3"):
+            await import_csv(held, data, skip_invalid=True)
+        assert len(held.index) == 0
+
+    run(main_())

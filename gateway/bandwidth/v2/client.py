@@ -33,6 +33,7 @@ from gateway.bandwidth.errors import (
     UpstreamParseError,
     UpstreamPending,
     UpstreamRejected,
+    UpstreamUnavailable,
     UpstreamUnsupported,
 )
 from gateway.bandwidth.exchanges import Body, Operation
@@ -145,7 +146,9 @@ class BandwidthV2Client(V2Notifications):
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
         path = self._path("/endpoints/", endpoint_id, "endpoint ID")
         await self._settle(endpoint_id)
-        answer = await self._fetch(Operation("getEndpoint", "GET"), path, EndpointAnswer)
+        answer = await self._fetch(
+            Operation("getEndpoint", "GET"), path, EndpointAnswer, endpoint_id
+        )
         return self._remember(self._with_aeui(mapping.endpoint_of(answer)))
 
     async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
@@ -195,8 +198,18 @@ class BandwidthV2Client(V2Notifications):
         path = self._path("/endpoints/", endpoint_id, "endpoint ID")
         held = self._held.get(endpoint_id)
         if held is None:
-            await self._settle(endpoint_id)
-            answer = await self._fetch(Operation("getEndpoint", "GET"), path, EndpointAnswer)
+            try:
+                await self._settle(endpoint_id)
+            except UpstreamPending as exc:
+                # Another write's order, still open: this one is not sent (nor accepted).
+                raise UpstreamUnavailable(
+                    f"updateEndpoint: the endpoint's last order {exc.order_id} is still open; "
+                    "this write was not sent",
+                    operation="updateEndpoint",
+                ) from None
+            answer = await self._fetch(
+                Operation("getEndpoint", "GET"), path, EndpointAnswer, endpoint_id
+            )
             held = mapping.endpoint_of(answer)
         if (held.caller_name, held.telephone_number) != (sent.caller_name, sent.telephone_number):
             await self.delete_endpoint(endpoint_id)
@@ -256,7 +269,7 @@ class BandwidthV2Client(V2Notifications):
     async def get_location(self, location_id: str) -> Location:
         path = self._path("/addresses/", location_id, "location ID")
         return mapping.location_of(
-            await self._fetch(Operation("getAddress", "GET"), path, AddressAnswer)
+            await self._fetch(Operation("getAddress", "GET"), path, AddressAnswer, location_id)
         )
 
     async def update_location(self, location_id: str, location: Location) -> Location:
@@ -274,11 +287,11 @@ class BandwidthV2Client(V2Notifications):
 
     async def order_details(self, order_id: str) -> OrderDetails:
         path = self._path("/orders/", order_id, "order ID") + "/details"
-        return await self._fetch(Operation("getOrderDetails", "GET"), path, OrderDetails)
+        return await self._fetch(Operation("getOrderDetails", "GET"), path, OrderDetails, order_id)
 
     async def order_history(self, order_id: str) -> OrderHistory:
         path = self._path("/orders/", order_id, "order ID") + "/history"
-        return await self._fetch(Operation("getOrderHistory", "GET"), path, OrderHistory)
+        return await self._fetch(Operation("getOrderHistory", "GET"), path, OrderHistory, order_id)
 
     async def _follow(self, op: Operation, root: Body, endpoint: Endpoint) -> None:
         """Wait, with bounded backoff, until the order that ``root`` names has ended."""
@@ -354,7 +367,9 @@ class BandwidthV2Client(V2Notifications):
         wait = self.follow_first
         while True:
             try:
-                answer = await self._fetch(Operation("getEndpoint", "GET"), path, EndpointAnswer)
+                answer = await self._fetch(
+                    Operation("getEndpoint", "GET"), path, EndpointAnswer, endpoint_id
+                )
             except UpstreamNotFound:
                 answer = None
             except UpstreamError as exc:

@@ -18,6 +18,7 @@ from typing import Final, Protocol, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from gateway.bandwidth.calls import answered_for
 from gateway.bandwidth.client import BandwidthClient
 from gateway.bandwidth.errors import (
     CodecError,
@@ -151,11 +152,15 @@ class V2Wire(BandwidthClient):
             op, path, record, retryable=retryable, conflict_is_success=op.method == "POST"
         )
 
-    async def _fetch(self, op: Operation, path: str, kind: type[M]) -> M:
+    async def _fetch(self, op: Operation, path: str, kind: type[M], of: str | None = None) -> M:
+        """The answer to a read, as ``kind``; with ``of``, the ID the answer must name."""
         root = await self._call(op, path)
         if root is None:
             raise UpstreamParseError(f"{op.name}: the answer has no body", operation=op.name)
-        return self._model(kind, root, op.name)
+        answer = self._model(kind, root, op.name)
+        if of is not None:
+            answered_for(of, getattr(answer, "id", None), op.name)
+        return answer
 
     @staticmethod
     def _model(kind: type[M], root: Body, operation: str) -> M:

@@ -211,10 +211,9 @@ class Reports:
         for the device (a bulk import of devices new to the gateway), so when the ledger has
         never held it either, its endpoint is created without the update tried first.
         ``progress`` says how far it got, should the caller's deadline cut it short."""
-        resolved = await self.resolve(report)
+        resolved, check = await self._located(report)
         aeui = report.alternate_end_user_id
         location_id = resolved.location_id or location_id_for(resolved.address)
-        check = await self._check_fix(resolved, report.geo)
         warnings = resolved.warnings + check.warnings
         try:
             async with self.locks.hold(aeui):
@@ -251,6 +250,27 @@ class Reports:
         if resolved.source != outcome.source:
             outcome = dataclasses.replace(outcome, source=resolved.source)
         return outcome
+
+    async def _located(self, report: Report) -> tuple[_Resolved, _FixCheck]:
+        """The report's place, and its GPS fix checked against it. A subnet match that the
+        device's own fix contradicts is not used (a private address is anyone's network
+        behind NAT): the report is located by its address or fix instead, if they locate it."""
+        resolved = await self.resolve(report)
+        check = await self._check_fix(resolved, report.geo)
+        if resolved.source != "subnet" or check.conflict is None:
+            return resolved, check
+        try:
+            instead = await self.resolve(dataclasses.replace(report, network=None))
+        except Unroutable:
+            return resolved, check  # nothing else locates it: the subnet's place, warned
+        message = (
+            f"the subnet's place is {check.conflict.distance / 1000:,.1f} km from the GPS fix: "
+            "not used (the address may be another network's, behind NAT)"
+        )
+        instead = dataclasses.replace(
+            instead, warnings=(FieldError("network", message), *instead.warnings)
+        )
+        return instead, await self._check_fix(instead, report.geo)
 
     async def _check_fix(self, resolved: _Resolved, fix: GeoFix | None) -> _FixCheck:
         """Whether a report's GPS fix contradicts its address: farther from the address's

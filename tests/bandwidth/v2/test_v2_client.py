@@ -408,3 +408,72 @@ def test_a_hostile_order_id_or_a_long_error_never_reaches_a_path_or_an_answer_wh
             assert len(refused.value.description or "") <= 500
 
     asyncio.run(go())
+
+
+def test_an_answer_about_another_record_or_order_is_unreadable() -> None:
+    """An order's status read answered with another order (COMPLETED), or an endpoint or
+    address read answered with another record: taken at its word, a write whose own order
+    may yet fail was answered done, and a repair could confirm what the carrier does not
+    hold. Such an answer is unreadable, and a write's outcome stays unknown."""
+    from gateway.bandwidth.errors import UpstreamParseError
+    from gateway.bandwidth.v2.client import BandwidthV2Client
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST" and path.endswith("/endpoints"):
+            return httpx.Response(202, json={"orderId": "o1", "orderStatus": "RECEIVED"})
+        if path.endswith("/orders/o1/details"):
+            return httpx.Response(200, json={"id": "o2", "status": "COMPLETED"})
+        if "/addresses/" in path:
+            return httpx.Response(200, json={"id": "loc2", "city": "ELSEWHERE"})
+        return httpx.Response(200, json={"id": "ep2", "addressId": "loc1", "name": "Ada"})
+
+    async def go() -> None:
+        client = BandwidthV2Client(
+            "https://carrier.test/api",
+            "1",
+            "u",
+            "p",
+            transport=httpx.MockTransport(answer),
+            follow_first=0.0,
+        )
+        async with client:
+            with pytest.raises(UpstreamParseError) as unreadable:
+                await client.create_endpoint(endpoint())
+            assert unreadable.value.ambiguous  # accepted (202): it may yet be carried out
+            assert "o2" in unreadable.value.message
+            with pytest.raises(UpstreamParseError, match="ep2"):
+                await client.get_endpoint("ep9")
+            with pytest.raises(UpstreamParseError, match="loc2"):
+                await client.get_location("loc1")
+
+    asyncio.run(go())
+
+
+def test_a_write_behind_an_order_still_open_is_not_sent_and_says_so() -> None:
+    """A device moved again while its last write's order was still open (answered 202): the
+    move sent nothing (the old order was read, still open) and raised ``UpstreamPending``
+    with the old order's ID, so the device was answered 202 "the carrier accepted the
+    change" for a change never sent. It is a plain unavailability now, not ambiguous (the
+    report is undone and answered 503), and the write goes out once that order has ended."""
+    h = v2(order_seconds=10.0, follow_timeout=2.0)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        await h.client.create_location(location("loc2", CAPITOL))
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint())
+        h.client.expect("ep1", None)  # the store: not confirmed
+        with pytest.raises(UpstreamError) as caught:
+            await h.client.update_endpoint("ep1", endpoint(location_id="loc2"))
+        assert not isinstance(caught.value, UpstreamPending), caught.value
+        assert not caught.value.ambiguous
+        assert "PATCH" not in [method for method, _, _ in h.transport.sent]
+        await h.time.sleep(10.0)
+        with pytest.raises(UpstreamPending):  # sent now: its own order is open
+            await h.client.update_endpoint("ep1", endpoint(location_id="loc2"))
+        assert "PATCH" in [method for method, _, _ in h.transport.sent]
+        await h.time.sleep(10.0)
+        assert (await h.client.get_endpoint("ep1")).location_id == "loc2"
+
+    asyncio.run(go())
