@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from gateway.api.models import checked
 from gateway.api.schemas import check_string
@@ -106,14 +107,22 @@ class WebhookUpdate(BaseModel):
 
     model_config = _WRITE
 
-    url: Url | None = None
-    eventTypes: EventTypes | None = None
-    description: Description | None = None
-    enabled: bool | None = Field(None, description=_ENABLED)
+    url: Url | SkipJsonSchema[None] = None
+    eventTypes: EventTypes | SkipJsonSchema[None] = None
+    description: Description | None = Field(None, description="`null` removes it.")
+    enabled: bool | SkipJsonSchema[None] = Field(None, description=_ENABLED)
+
+    @field_validator("url", "eventTypes", "enabled", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null (leave it out to keep it)")
+        return value
 
     def changes(self) -> dict[str, Any]:
-        """The fields given, as ``OutboxStore.update_webhook`` takes them."""
-        given = self.model_dump(exclude_none=True)
+        """The fields given, as ``OutboxStore.update_webhook`` takes them (a ``null``
+        description removes it)."""
+        given = self.model_dump(exclude_unset=True)
         if "eventTypes" in given:
             given["event_types"] = given.pop("eventTypes")
         return given

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from types import EllipsisType
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -142,15 +143,17 @@ class OutboxStore:
         *,
         url: str | None = None,
         event_types: Sequence[str] | None = None,
-        description: str | None = None,
+        description: str | EllipsisType | None = ...,
         enabled: bool | None = None,
     ) -> Webhook | None:
+        """The fields not ``None`` changed; ``description`` unless ``...`` (``None``
+        removes it)."""
         values: dict[str, Any] = {"updated_at": to_us(self.clock())}
         if url is not None:
             values["url"] = url
         if event_types is not None:
             values["event_types"] = json.dumps(sorted(set(event_types)))
-        if description is not None:
+        if description is not ...:
             values["description"] = description
         if enabled is not None:
             values["enabled"] = enabled

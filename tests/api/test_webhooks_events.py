@@ -167,6 +167,31 @@ def test_update_disable_and_delete_a_subscription() -> None:
     asyncio.run(main())
 
 
+def test_a_null_description_removes_it_and_a_null_else_is_422() -> None:
+    """Regression: ``{"description": null}`` answered 200 and kept the description; a null
+    URL, event types or ``enabled`` was taken as "unchanged" without a word."""
+
+    async def main() -> None:
+        async with gateway(_settings()) as gw:
+            created = await gw.http.post(
+                "/v1/webhooks",
+                json={"url": "http://127.0.0.1:9/x", "eventTypes": TYPES, "description": "desk"},
+            )
+            path = f"/v1/webhooks/{created.json()['id']}"
+            kept = await gw.http.patch(path, json={"enabled": True})
+            assert kept.json()["description"] == "desk"
+            removed = await gw.http.patch(path, json={"description": None})
+            assert removed.status_code == 200
+            assert removed.json().get("description") is None
+            assert (await gw.http.get(path)).json().get("description") is None
+            for name in ("url", "eventTypes", "enabled"):
+                refused = await gw.http.patch(path, json={name: None})
+                assert refused.status_code == 422, refused.text
+                assert [e["field"] for e in refused.json()["errors"]] == [name]
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
