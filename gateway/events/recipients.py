@@ -21,6 +21,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Protocol
 
 from gateway.bandwidth.models import NotificationRecipientListResponse
@@ -61,28 +62,21 @@ def plain_addresses(candidates: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(kept)
 
 
+@dataclass(eq=False)
 class CarrierRecipients:
     """Calling it gives the email addresses of the carrier's notification recipients."""
 
-    def __init__(
-        self,
-        carrier: ListsRecipients,
-        *,
-        ttl: float = RECIPIENTS_TTL,
-        timeout: float = 10.0,
-        retry_failed: float = RETRY_READ,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.carrier = carrier
-        self.ttl = ttl
-        self.timeout = timeout
-        self.retry_failed = retry_failed
-        self.clock = clock
-        self._known: tuple[str, ...] | None = None
-        #: Why the last read failed, while no list was ever read (until ``_due_at``).
-        self._failed: str | None = None
-        self._due_at = 0.0
-        self._lock = asyncio.Lock()
+    carrier: ListsRecipients
+    _: KW_ONLY
+    ttl: float = RECIPIENTS_TTL
+    timeout: float = 10.0
+    retry_failed: float = RETRY_READ
+    clock: Callable[[], float] = time.monotonic
+    _known: tuple[str, ...] | None = field(default=None, init=False)
+    #: Why the last read failed, while no list was ever read (until ``_due_at``).
+    _failed: str | None = field(default=None, init=False)
+    _due_at: float = field(default=0.0, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     async def __call__(self) -> tuple[str, ...]:
         async with self._lock:
