@@ -239,6 +239,7 @@ class EventRetry(BaseModel):
     retried: int = Field(
         ge=0,
         description=(
-            "How many failed deliveries are pending again (a deleted subscription's stay failed)."
+            "How many failed deliveries are pending again (a deleted or disabled "
+            "subscription's stay failed)."
         ),
     )

@@ -99,7 +99,8 @@ class Outcome:
     status: int | None
     error: str | None = None
     retry_in: float = 0.0
-    #: A failure no later attempt can mend (the subscription is gone): failed at once.
+    #: A failure no later attempt can mend (the subscription is gone or disabled): failed at
+    #: once.
     final: bool = False
 
 

@@ -285,12 +285,13 @@ class OutboxStore:
         return state
 
     async def retry(self, event_id: str) -> int:
-        """Failed deliveries of an event, pending again for another ``max_age``; a deleted
-        subscription's stay failed (nothing is left to send them to)."""
+        """Failed deliveries of an event, pending again for another ``max_age``; a deleted or
+        disabled subscription's stay failed (nothing would take them)."""
         now = self.clock()
+        enabled = sa.select(webhooks.c.id).where(webhooks.c.enabled.is_(True))
         target_exists = sa.or_(
             deliveries.c.target.in_(units.EMAIL_TARGETS),
-            deliveries.c.target.in_(sa.select(webhooks.c.id).scalar_subquery()),
+            deliveries.c.target.in_(enabled.scalar_subquery()),
         )
         async with self._unit() as connection:
             done = await connection.execute(
