@@ -164,7 +164,10 @@ class WebhookWithSecret(Webhook):
     secret: str = Field(pattern="^whsec_")
     previousSecretValidUntil: str | None = Field(
         None,
-        description="After a rotation: until when the old secret also signs.",
+        description=(
+            "After a rotation: until when the secret it replaced also signs (earlier ones "
+            "still signing go on until their own day ends)."
+        ),
         json_schema_extra={"format": "date-time"},
     )
 
