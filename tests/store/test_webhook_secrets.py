@@ -19,12 +19,15 @@ from gateway.store import sql as sql_module
 from gateway.store.deliveries import MAX_SECRETS, TooManySecrets, Webhook
 from gateway.store.outbox import OutboxStore
 from gateway.store.sql import SqlStateStore
+from gateway.store.tables import webhooks
 from tests.store.conftest import Database
 from tests.store.helpers import binding, run
 from tests.store.test_outbox import Now, _event, _open
 from tests.store.test_revocations_store import _to
 
 DAY = 86_400.0
+#: Revision 0013's column.
+added = webhooks.c.older_secrets
 BODY = '{"id":"evt_1"}'
 
 
@@ -137,11 +140,34 @@ def test_migration_0013_up_and_down_and_the_previous_release_on_it(
     monkeypatch.setattr(migrate_module, "head_revision", lambda: "0012")
     monkeypatch.setattr(sql_module, "head_revision", lambda: "0012")
 
+    # The previous release's table: its statements name only these columns.
+    old = sa.table("webhooks", *(sa.column(c.name) for c in webhooks.c if c is not added))
+
     async def previous_release() -> None:
         for create in (False, True):
             async with await open_store(db.url, create=create) as store:
                 assert isinstance(store, SqlStateStore)
                 assert (await store.claim(binding(f"old-{create}"), credential="t")).won
                 assert await store.revision() == head  # left as it was
+                async with store.transaction() as connection:
+                    # Its rotation: the last secret rotated out signs beside the new one.
+                    await connection.execute(
+                        old.update()
+                        .where(old.c.id == "wh_a")
+                        .values(previous_secret=old.c.secret, secret=f"s3-{create}")
+                    )
+                    (row,) = await connection.execute(old.select())
+                assert row.previous_secret in ("s2", "s3-False")
 
     run(previous_release())
+    monkeypatch.undo()
+
+    async def this_release_again() -> None:
+        async with await open_store(db.url) as store:
+            assert isinstance(store, SqlStateStore)
+            hook = await OutboxStore(store).webhook("wh_a")
+            assert hook is not None
+            # What it dropped (s1, then s2) stays dropped; s0 still signs for its day.
+            assert hook.secrets(0.0) == ("s3-True", "s3-False", "s0")
+
+    run(this_release_again())
