@@ -164,7 +164,10 @@ class WebhookWithSecret(Webhook):
     secret: str = Field(pattern="^whsec_")
     previousSecretValidUntil: str | None = Field(
         None,
-        description="After a rotation: until when the old secret also signs.",
+        description=(
+            "After a rotation: until when the secret it replaced also signs (earlier ones "
+            "still signing go on until their own day ends)."
+        ),
         json_schema_extra={"format": "date-time"},
     )
 
@@ -239,6 +242,7 @@ class EventRetry(BaseModel):
     retried: int = Field(
         ge=0,
         description=(
-            "How many failed deliveries are pending again (a deleted subscription's stay failed)."
+            "How many failed deliveries are pending again (a deleted or disabled "
+            "subscription's stay failed)."
         ),
     )

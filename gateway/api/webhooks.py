@@ -2,7 +2,8 @@
 
 A subscription's secret (``whsec_…``) is returned once, when it is created or rotated, and
 never again, nor logged. Rotation keeps the old secret signing deliveries beside the new one
-for a day, so receivers can switch without missing an event.
+for a day, so receivers can switch without missing an event; rotated again within the day,
+every secret whose day has not ended still signs (``MAX_SECRETS`` at most).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from gateway.api.webhook_models import (
 from gateway.events.service import SECRET_OVERLAP, Events
 from gateway.events.signing import new_secret
 from gateway.events.targets import host_problem
+from gateway.store.deliveries import MAX_SECRETS, TooManySecrets
 from gateway.store.deliveries import Webhook as Subscription
 from gateway.store.outbox import MAX_WEBHOOKS, TooManyWebhooks
 
@@ -144,7 +146,16 @@ async def rotate(request: Request) -> Response:
     events = admin_events(request)
     hook = await _hook(events, request)
     secret = new_secret()
-    rotated = await events.outbox.rotate_secret(hook.id, secret, SECRET_OVERLAP)
+    try:
+        rotated = await events.outbox.rotate_secret(hook.id, secret, SECRET_OVERLAP)
+    except TooManySecrets as refused:
+        raise Problem(
+            409,
+            f"The subscription has {MAX_SECRETS} secrets signing its deliveries already "
+            "(rotated within their day of overlap: a receiver may still hold any of them). "
+            f"Rotate again from {at(refused.until)}, when the oldest stops signing.",
+            kind="webhook-secret-limit",
+        ) from None
     if rotated is None:
         raise Problem(404, "There is no subscription with that ID.")
     response = model_response(_with_secret(rotated, secret))

@@ -282,7 +282,8 @@ class DeliveryWorker:
             # Deleted while its delivery was in flight (or retried): none can follow.
             raise AttemptFailed("the subscription no longer exists", final=True)
         if not hook.enabled:
-            raise AttemptFailed("the subscription is disabled")
+            # Disabled on purpose: its deliveries fail now (a retry once enabled resends).
+            raise AttemptFailed("the subscription is disabled", final=True)
         url = urlsplit(hook.url)
         if url.scheme.lower() not in WEBHOOK_SCHEMES:
             raise AttemptFailed("the URL's scheme is not http(s)")

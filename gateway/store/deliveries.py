@@ -33,6 +33,18 @@ LANES = (*EMAIL_TARGETS, WEBHOOK_LANE)
 US = 1_000_000
 #: The longest failure reason kept with a delivery.
 MAX_ERROR = 500
+#: A subscription's secrets signing at once at most (the current one, and those rotated out
+#: whose overlap has not ended): a rotation past it is refused (``TooManySecrets``).
+MAX_SECRETS = 5
+
+
+class TooManySecrets(Exception):
+    """A rotation that would leave more than ``MAX_SECRETS`` secrets signing."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__(until)
+        #: When the oldest secret stops signing (a rotation is taken again).
+        self.until = until
 
 
 def to_us(seconds: float) -> int:
@@ -51,12 +63,35 @@ class Webhook:
     enabled: bool
     created_at: float
     updated_at: float
+    #: Rotated out before ``previous_secret``: (secret, until), newest first.
+    older_secrets: tuple[tuple[str, float], ...] = ()
+
+    def rotated_out(self, now: float) -> list[tuple[str, float]]:
+        """The secrets rotated out whose overlap has not ended at ``now``, newest first."""
+        found = list(self.older_secrets)
+        if self.previous_secret and self.previous_until is not None:
+            found.insert(0, (self.previous_secret, self.previous_until))
+        return [(secret, until) for secret, until in found if now < until]
 
     def secrets(self, now: float) -> tuple[str, ...]:
-        """The secrets a delivery is signed with now (the previous one while it is honoured)."""
-        if self.previous_secret and self.previous_until is not None and now < self.previous_until:
-            return (self.secret, self.previous_secret)
-        return (self.secret,)
+        """The secrets a delivery is signed with now: the current one, and each rotated out
+        while its overlap lasts."""
+        return (self.secret, *(secret for secret, _ in self.rotated_out(now)))
+
+    def rotation(self, secret: str, now: float, overlap: float) -> dict[str, Any]:
+        """The columns that make ``secret`` current, the current one signing for ``overlap``
+        more seconds beside those still signing; ``TooManySecrets`` past ``MAX_SECRETS``."""
+        kept = self.rotated_out(now)
+        if len(kept) + 2 > MAX_SECRETS:
+            raise TooManySecrets(min(until for _, until in kept))
+        older = [[s, to_us(until)] for s, until in kept]
+        return {
+            "previous_secret": self.secret,
+            "previous_until": to_us(now + overlap),
+            "older_secrets": json.dumps(older) if older else None,
+            "secret": secret,
+            "updated_at": to_us(now),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +134,8 @@ class Outcome:
     status: int | None
     error: str | None = None
     retry_in: float = 0.0
-    #: A failure no later attempt can mend (the subscription is gone): failed at once.
+    #: A failure no later attempt can mend (the subscription is gone or disabled): failed at
+    #: once.
     final: bool = False
 
 
@@ -115,6 +151,7 @@ def webhook_of(row: Any) -> Webhook:
         enabled=bool(row.enabled),
         created_at=row.created_at / US,
         updated_at=row.updated_at / US,
+        older_secrets=tuple((s, until / US) for s, until in json.loads(row.older_secrets or "[]")),
     )
 
 

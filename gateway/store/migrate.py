@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 
 #: The newest migration this release ships (``migrations/versions``): a new migration moves it.
-HEAD = "0012"
+HEAD = "0013"
 
 #: Alembic's table of the database's revision (one row, one column: ``version_num``).
 VERSION_TABLE = "alembic_version"

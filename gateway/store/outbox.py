@@ -160,17 +160,18 @@ class OutboxStore:
         return await self._change_webhook(id, values)
 
     async def rotate_secret(self, id: str, secret: str, overlap: float) -> Webhook | None:
-        """A new secret; the old one still signs deliveries for ``overlap`` seconds."""
+        """A new secret; the old one still signs deliveries for ``overlap`` seconds, beside
+        the earlier ones still signing (``Webhook.rotation``: ``TooManySecrets``)."""
         now = self.clock()
-        return await self._change_webhook(
-            id,
-            {
-                "previous_secret": webhooks.c.secret,
-                "previous_until": to_us(now + overlap),
-                "secret": secret,
-                "updated_at": to_us(now),
-            },
-        )
+        async with self._unit() as connection:
+            found = webhooks.select().where(webhooks.c.id == id).with_for_update()
+            row = (await connection.execute(found)).first()
+            if row is None:
+                return None
+            values = webhook_of(row).rotation(secret, now, overlap)
+            await connection.execute(webhooks.update().where(webhooks.c.id == id).values(values))
+            row = (await connection.execute(webhooks.select().where(webhooks.c.id == id))).one()
+        return webhook_of(row)
 
     async def _change_webhook(self, id: str, values: dict[str, Any]) -> Webhook | None:
         """Update the webhook ``id``; answers it as changed (None: there is none)."""
@@ -285,12 +286,13 @@ class OutboxStore:
         return state
 
     async def retry(self, event_id: str) -> int:
-        """Failed deliveries of an event, pending again for another ``max_age``; a deleted
-        subscription's stay failed (nothing is left to send them to)."""
+        """Failed deliveries of an event, pending again for another ``max_age``; a deleted or
+        disabled subscription's stay failed (nothing would take them)."""
         now = self.clock()
+        enabled = sa.select(webhooks.c.id).where(webhooks.c.enabled.is_(True))
         target_exists = sa.or_(
             deliveries.c.target.in_(units.EMAIL_TARGETS),
-            deliveries.c.target.in_(sa.select(webhooks.c.id).scalar_subquery()),
+            deliveries.c.target.in_(enabled.scalar_subquery()),
         )
         async with self._unit() as connection:
             done = await connection.execute(

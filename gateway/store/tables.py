@@ -191,6 +191,10 @@ webhooks = _table(
     sa.Column("enabled", sa.Boolean(), nullable=False),
     _instant("created_at"),
     _instant("updated_at"),
+    #: Revision 0013: the secrets rotated out before ``previous_secret`` whose overlap has not
+    #: ended, still signing: a JSON list of ``[secret, until]`` (microseconds), newest first.
+    #: The previous release neither reads nor writes it.
+    sa.Column("older_secrets", sa.Text(), nullable=True),
 )
 
 events = _table(

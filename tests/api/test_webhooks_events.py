@@ -15,6 +15,7 @@ from starlette.datastructures import Secret
 
 from gateway.api.auth import DeviceTokens
 from gateway.events.service import Events
+from gateway.store.deliveries import MAX_SECRETS
 from gateway.store.outbox import MAX_WEBHOOKS
 from tests.api.test_coordinates import LOS_ANGELES, NEW_YORK
 from tests.api.test_emergency_query import PASSWORD, PATH, USER, fresh_report
@@ -140,6 +141,36 @@ def test_rotation_returns_a_new_secret_once_and_both_sign_for_a_day() -> None:
             stored = await _events(gw).outbox.webhook(hook["id"])
             assert stored is not None
             assert set(stored.secrets(stored.updated_at)) == {hook["secret"], body["secret"]}
+
+    asyncio.run(main())
+
+
+def test_rotations_within_a_day_keep_every_secret_signing_up_to_the_bound() -> None:
+    """A rotation retried (its answer lost) dropped the first secret at once; each now signs
+    for its day, and a rotation past ``MAX_SECRETS`` is refused with when to come back."""
+
+    async def main() -> None:
+        async with gateway(_settings()) as gw:
+            hook = (
+                await gw.http.post(
+                    "/v1/webhooks", json={"url": "https://127.0.0.1:9/x", "eventTypes": TYPES}
+                )
+            ).json()
+            path = f"/v1/webhooks/{hook['id']}/secret"
+            answers = [await gw.http.post(path) for _ in range(MAX_SECRETS - 1)]
+            assert {a.status_code for a in answers} == {200}
+            made = [hook["secret"], *(a.json()["secret"] for a in answers)]
+            stored = await _events(gw).outbox.webhook(hook["id"])
+            assert stored is not None
+            assert stored.secrets(stored.updated_at) == tuple(reversed(made))
+            refused = await gw.http.post(path)
+            assert refused.status_code == 409
+            problem = refused.json()
+            assert problem["type"] == "/problems/webhook-secret-limit"
+            assert f"{MAX_SECRETS} secrets" in problem["detail"] and "whsec_" not in refused.text
+            assert answers[0].json()["previousSecretValidUntil"] in problem["detail"]
+            kept = await _events(gw).outbox.webhook(hook["id"])
+            assert kept is not None and kept.secret == made[-1]
 
     asyncio.run(main())
 

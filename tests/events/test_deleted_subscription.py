@@ -1,4 +1,5 @@
-"""A deleted subscription's deliveries: none is pending again, by a race or an admin's retry."""
+"""A deleted or disabled subscription's deliveries: none is pending again, by a race, its next
+attempt or an admin's retry."""
 
 from __future__ import annotations
 
@@ -67,5 +68,40 @@ def test_an_admins_retry_does_not_revive_a_deleted_subscriptions_deliveries(
             ((_, found),) = await outbox.page(limit=1)
             states = {d.target: d.state for d in found}
             assert states == {"email": "pending", "wh_1": "failed", "wh_2": "pending"}
+
+    asyncio.run(main())
+
+
+def test_a_disabled_subscriptions_pending_delivery_fails_at_its_next_attempt(
+    tmp_path: Path,
+) -> None:
+    """``PATCH {"enabled": false}`` left its pending deliveries pending: each attempt ("the
+    subscription is disabled") was another retry until the delivery's time was up (a day),
+    an ``emergency_call``'s firing ``DlrEmergencyCallNotificationsFailing`` for a
+    subscription disabled on purpose. Now the next attempt fails it, an admin's retry leaves
+    it failed while the subscription is disabled, and sends it again once it is enabled."""
+    metrics = Metrics()
+
+    async def main() -> None:
+        async with _outbox(tmp_path) as outbox:
+            url = "http://127.0.0.1:9/hook"
+            await outbox.add_webhook("wh_1", url, [EMERGENCY_CALL], new_secret(), None)
+            (event_id,) = await _emit(outbox, metrics, 1)
+            assert await outbox.update_webhook("wh_1", enabled=False) is not None
+            worker = _worker(outbox, metrics)
+            assert await worker.run_once() == 1
+            await worker.aclose()
+            ((_, (delivery,)),) = await outbox.page(limit=1)
+            assert delivery.state == "failed"
+            assert delivery.last_error == "the subscription is disabled"
+            assert await outbox.backlog() == (0, None)
+            assert _count(metrics, "retry") == 0 and _count(metrics, "failed") == 1
+            assert await outbox.retry(event_id) == 0  # still disabled: nothing to send
+            ((_, (delivery,)),) = await outbox.page(limit=1)
+            assert delivery.state == "failed"
+            assert await outbox.update_webhook("wh_1", enabled=True) is not None
+            assert await outbox.retry(event_id) == 1
+            ((_, (delivery,)),) = await outbox.page(limit=1)
+            assert delivery.state == "pending"
 
     asyncio.run(main())

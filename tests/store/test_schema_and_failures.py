@@ -52,7 +52,7 @@ def test_schema_check_and_upgrade(db: Database) -> None:
         async with await open_store(db.url) as store:
             assert await store.schema_is_current()
             assert isinstance(store, SqlStateStore)
-            assert await store.revision() == head_revision() == "0012"
+            assert await store.revision() == head_revision() == "0013"
             await store.claim(binding(observed=1), credential="device")
         async with await open_store(db.url, create=True) as store:  # again: a no-op
             assert (await store.get("device-1")) is not None

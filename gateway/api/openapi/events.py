@@ -16,6 +16,7 @@ from gateway.api.openapi.blocks import (
 )
 from gateway.api.openapi.components import ref
 from gateway.api.webhook_models import CURSOR_PATTERN, EventType
+from gateway.store.deliveries import MAX_SECRETS
 from gateway.store.outbox import MAX_WEBHOOKS
 
 #: The events routes take an admin key; a valid device token is known but refused (403).
@@ -89,7 +90,12 @@ def event_paths() -> dict[str, Any]:
             "post": one_hook(
                 "rotateWebhookSecret",
                 "A new signing secret (answered once); the old one also signs for a day",
-                {"200": json_body(ref("WebhookWithSecret"), "The new secret.")},
+                {
+                    "200": json_body(ref("WebhookWithSecret"), "The new secret."),
+                    "409": problem(
+                        f"{MAX_SECRETS} secrets sign already (rotated within their day)."
+                    ),
+                },
             )
         },
         "/v1/events": {
