@@ -42,7 +42,7 @@ def _free(shape: frozenset[str]) -> list[sa.ColumnElement[bool]]:
     return free
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)  # the subsets of the four filters
 def _leasing(shape: frozenset[str]) -> sa.Update:
     """The lease's statement for the filters named in ``shape``, built once: SQLAlchemy
     keeps its cache key with it (built anew each pass, the statement cost more CPU than
