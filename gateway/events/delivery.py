@@ -191,29 +191,33 @@ class DeliveryWorker:
         ``finish``; a slow attempt holds back no other."""
         wake = self.wake.lanes[lane]
         running: dict[asyncio.Task[Outcome], Claimed] = {}
+        drained = False  # the last claim took all that was due (of the claimable)
         async with asyncio.TaskGroup() as attempts:
             while True:
-                wake.clear()  # the claim sees every event written before it
-                try:
-                    await self._claim(lane, running, attempts)
-                    await self._gauge()
-                except Exception as exc:
-                    log.warning(
-                        "event delivery pass failed",
-                        extra={"error": type(exc).__name__, "lane": lane},
-                    )
-                await self._wait(wake, running)
-                await self._finish(running)
+                if not drained:
+                    wake.clear()  # the claim sees every event written before it
+                    try:
+                        drained = await self._claim(lane, running, attempts)
+                        await self._gauge()
+                    except Exception as exc:
+                        drained = True  # tried again at the next poll
+                        log.warning(
+                            "event delivery pass failed",
+                            extra={"error": type(exc).__name__, "lane": lane},
+                        )
+                again = await self._wait(wake, running)
+                unbound = await self._finish(running)
+                drained = drained and not again and not unbound
 
     async def _claim(
         self,
         lane: str,
         running: dict[asyncio.Task[Outcome], Claimed],
         attempts: asyncio.TaskGroup,
-    ) -> None:
+    ) -> bool:
         """Claim due deliveries for the free slots and start their attempts; in the webhook
         lane, none for a subscription with ``per_subscription`` attempts in flight (those a
-        claim takes beyond it are given back at once)."""
+        claim takes beyond it are given back at once). Whether all that was due was taken."""
         bounded = lane == WEBHOOK_LANE
         while (free := min(self.concurrency - len(running), self.batch)) > 0:
             flying = Counter(item.delivery.target for item in running.values())
@@ -232,13 +236,15 @@ class DeliveryWorker:
             if excess:  # the next claim excludes their subscription
                 await self.outbox.release(self.owner, excess)
             elif len(claimed) < free:  # nothing more is due
-                return
+                return True
+        return False
 
     async def _wait(
         self, wake: asyncio.Event, running: dict[asyncio.Task[Outcome], Claimed]
-    ) -> None:
+    ) -> bool:
         """Until an attempt ends or, with a slot free, new events are written (then a
-        ``linger`` more, for those written with them) or the next poll is due."""
+        ``linger`` more, for those written with them) or the next poll is due; whether it
+        was one of these two (a claim is due)."""
         waiting: set[asyncio.Future[Any]] = set(running)
         woken = None
         if len(running) < self.concurrency:
@@ -255,22 +261,31 @@ class DeliveryWorker:
                 woken.cancel()
         if woken is not None and woken in done:
             await asyncio.sleep(self.linger)
+        return woken is not None and (woken in done or not done)
 
-    async def _finish(self, running: dict[asyncio.Task[Outcome], Claimed]) -> None:
-        """Record the attempts that ended (one transaction); one not recorded (the store
-        failed) is attempted again after its lease."""
+    async def _finish(self, running: dict[asyncio.Task[Outcome], Claimed]) -> bool:
+        """Record the attempts that ended (one transaction; one not recorded, the store
+        failing, is attempted again after its lease); whether one of them was to a
+        subscription at its bound (whose deliveries the last claim left)."""
         ended = [task for task in running if task.done()]
         if not ended:
-            return
+            return False
+        flying = Counter(item.delivery.target for item in running.values())
         claimed = [running.pop(task) for task in ended]
+        unbound = any(
+            item.delivery.target not in EMAIL_TARGETS
+            and flying[item.delivery.target] >= self.per_subscription
+            for item in claimed
+        )
         outcomes = [task.result() for task in ended]
         try:
             states = await self.outbox.finish(self.owner, outcomes)
         except Exception as exc:
             log.warning("event delivery outcomes not recorded", extra={"error": type(exc).__name__})
-            return
+            return unbound
         for item, outcome, state in zip(claimed, outcomes, states, strict=True):
             self._count(item, outcome, state)
+        return unbound
 
     async def run_once(self, lane: str | None = None) -> int:
         """Claim and attempt one batch of due deliveries (of ``lane``, if given); how many

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 from gateway.bandwidth.models import NotificationRecipientListResponse
 from gateway.events import email as mail
@@ -16,8 +17,8 @@ from gateway.events.recipients import CarrierRecipients, RecipientsUnavailable
 from gateway.events.signing import new_secret
 from gateway.metrics import Metrics
 from gateway.store import open_store
-from gateway.store.deliveries import CARRIER_EMAIL_TARGET, EMAIL_TARGET
-from gateway.store.outbox import OutboxStore
+from gateway.store.deliveries import CARRIER_EMAIL_TARGET, EMAIL_TARGET, Claimed
+from gateway.store.outbox import NewEvent, OutboxStore
 from gateway.store.sql import SqlStateStore
 from tests.events.receiver import Receiver
 from tests.events.test_delivery import _count, until
@@ -149,10 +150,10 @@ def test_a_webhook_receiver_that_never_answers_does_not_delay_another_subscripti
             worker.start()
             try:
                 # Before: 10 deliveries, then nothing until two timeouts had passed.
-                await until(lambda: len(healthy.deliveries) == 40, within=HANG)
+                await until(lambda: _count(metrics, "delivered") == 40, within=HANG)
+                assert len(healthy.deliveries) == 40
                 # ... while the silent receiver's attempts are still waiting for an answer.
                 assert _count(metrics, "retry") == 0
-                assert _count(metrics, "delivered") == 40
                 # It holds at most its share of the lane's slots, never all of them.
                 assert 1 <= max(held) <= worker.per_subscription < worker.concurrency
                 # Its attempts time out, and wait for their next one (the backoff's).
@@ -239,3 +240,48 @@ def test_deliveries_waiting_on_a_failed_read_of_the_carriers_list_do_not_read_it
     clock[0] = 5.0  # the next read, once ``retry_failed`` has passed
     assert isinstance(asyncio.run(main())[0], RecipientsUnavailable)
     assert carrier.lists == 2
+
+
+def test_an_attempt_that_ends_claims_again_only_when_more_may_be_due(tmp_path: Path) -> None:
+    """A freed slot claims the next delivery when the last claim filled the slots; when it
+    took all that was due, the next claim waits for new events (a wake) or the next poll, as
+    before: an event to two subscriptions costs one claim, not one per attempt."""
+    metrics = Metrics()
+    one, two = Receiver().up(), Receiver().up()
+    claims: list[str | None] = []
+
+    async def main() -> None:
+        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
+        assert isinstance(store, SqlStateStore)
+        async with store:
+            outbox = OutboxStore(store)
+            for hook, receiver in (("wh_1", one), ("wh_2", two)):
+                await outbox.add_webhook(hook, receiver.url, [EMERGENCY_CALL], new_secret(), None)
+            worker = DeliveryWorker(
+                outbox, MetricsReport(metrics), "r", allowed_hosts=("127.0.0.1",), poll=3600.0
+            )
+            claim = outbox.claim
+
+            async def counted(owner: str, **options: Any) -> list[Claimed]:
+                if options.get("lane") == "webhook":
+                    claims.append(owner)
+                return await claim(owner, **options)
+
+            outbox.claim = counted  # type: ignore[method-assign]
+            worker.start()
+            try:
+                await until(lambda: len(claims) == 1)  # the first, at the start: none due
+                body = '{"id":"evt_1"}'
+                await outbox.add_events([NewEvent("evt_1", EMERGENCY_CALL, body, time.time())])
+                worker.wake.set()
+                await until(lambda: _count(metrics, "delivered") == 2)
+                await asyncio.sleep(0.2)  # any claim the attempts' ends would make
+                assert len(claims) == 2
+            finally:
+                await worker.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        one.down()
+        two.down()
