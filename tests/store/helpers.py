@@ -1,16 +1,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import pytest
 import sqlalchemy as sa
 
 from gateway.bandwidth.models import Address
 from gateway.dlr.binding import Binding
-from gateway.store import Claim
+from gateway.store import Claim, open_store
+from gateway.store import migrate as migrate_module
+from gateway.store import sql as sql_module
 from gateway.store.base import HistoryKind, HistoryRecord
 from gateway.store.mapping import to_us
 from gateway.store.sql import SqlStateStore
@@ -116,3 +120,23 @@ def count_statements(store: SqlStateStore, prefix: str) -> list[str]:
             seen.append(statement)
 
     return seen
+
+
+def as_release(monkeypatch: pytest.MonkeyPatch, revision: str) -> None:
+    """This process runs as the release whose migrations end at ``revision`` (the release
+    before a migration, rolled back onto the schema the migration made)."""
+    for module in (migrate_module, sql_module):
+        monkeypatch.setattr(module, "head_revision", lambda: revision)
+
+
+@contextlib.asynccontextmanager
+async def previous_release_store(
+    url: str, head: str, *, create: bool, aeui: str
+) -> AsyncIterator[SqlStateStore]:
+    """A store opened by that release (``as_release``): it starts on the newer schema,
+    leaves it as it was (at ``head``) and does its work (a device's claim)."""
+    async with await open_store(url, create=create) as store:
+        assert isinstance(store, SqlStateStore)
+        assert (await store.claim(binding(aeui), credential="t")).won
+        assert await store.revision() == head  # left as it was
+        yield store

@@ -12,13 +12,12 @@ from alembic import command
 
 from gateway.store import head_revision, open_store, upgrade
 from gateway.store import migrate as migrate_module
-from gateway.store import sql as sql_module
 from gateway.store.migrate import alembic_config
 from gateway.store.revocations import SqlRevocationStore
 from gateway.store.signouts import SqlSignOutStore
 from gateway.store.sql import SqlStateStore
 from tests.store.conftest import Database
-from tests.store.helpers import binding, run
+from tests.store.helpers import as_release, previous_release_store, run
 
 T0 = datetime(2026, 12, 7, 13, 0, tzinfo=UTC)
 
@@ -116,16 +115,12 @@ def test_the_previous_release_runs_on_the_new_schema(
             await SqlSignOutStore(store).add("sid", T0, T0)
 
     run(seed())
-    previous = _before(revision)
-    monkeypatch.setattr(migrate_module, "head_revision", lambda: previous)
-    monkeypatch.setattr(sql_module, "head_revision", lambda: previous)
+    as_release(monkeypatch, _before(revision))
 
     async def previous_release() -> None:
         for create in (False, True):
-            async with await open_store(db.url, create=create) as store:
-                assert isinstance(store, SqlStateStore)
-                assert (await store.claim(binding(f"old-{create}"), credential="t")).won
-                assert await store.revision() == head  # left as it was
+            async with previous_release_store(db.url, head, create=create, aeui=f"old-{create}"):
+                pass
 
     run(previous_release())
 
@@ -188,13 +183,10 @@ def test_the_history_kind_index_up_and_down_and_the_previous_release_on_it(
             assert await store.revision() == head_revision()
 
     run(main())
-    monkeypatch.setattr(migrate_module, "head_revision", lambda: "0011")
-    monkeypatch.setattr(sql_module, "head_revision", lambda: "0011")
+    as_release(monkeypatch, "0011")
 
     async def previous_release() -> None:
-        async with await open_store(db.url, create=True) as store:
-            assert isinstance(store, SqlStateStore)
-            assert (await store.claim(binding("old"), credential="t")).won
-            assert await store.revision() == head_revision()  # left as it was
+        async with previous_release_store(db.url, head_revision(), create=True, aeui="old"):
+            pass
 
     run(previous_release())

@@ -14,14 +14,12 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from gateway.events.signing import new_secret, signed_headers
 from gateway.store import head_revision, open_store, upgrade
-from gateway.store import migrate as migrate_module
-from gateway.store import sql as sql_module
 from gateway.store.deliveries import MAX_SECRETS, TooManySecrets, Webhook
 from gateway.store.outbox import OutboxStore
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import webhooks
 from tests.store.conftest import Database
-from tests.store.helpers import binding, run
+from tests.store.helpers import as_release, previous_release_store, run
 from tests.store.test_outbox import Now, _event, _open
 from tests.store.test_revocations_store import _to
 
@@ -137,18 +135,15 @@ def test_migration_0013_up_and_down_and_the_previous_release_on_it(
     run(main())
     upgrade(db.url)
     head = head_revision()
-    monkeypatch.setattr(migrate_module, "head_revision", lambda: "0012")
-    monkeypatch.setattr(sql_module, "head_revision", lambda: "0012")
+    as_release(monkeypatch, "0012")
 
     # The previous release's table: its statements name only these columns.
     old = sa.table("webhooks", *(sa.column(c.name) for c in webhooks.c if c is not added))
 
     async def previous_release() -> None:
         for create in (False, True):
-            async with await open_store(db.url, create=create) as store:
-                assert isinstance(store, SqlStateStore)
-                assert (await store.claim(binding(f"old-{create}"), credential="t")).won
-                assert await store.revision() == head  # left as it was
+            opened = previous_release_store(db.url, head, create=create, aeui=f"old-{create}")
+            async with opened as store:
                 async with store.transaction() as connection:
                     # Its rotation: the last secret rotated out signs beside the new one.
                     await connection.execute(
