@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from gateway.bandwidth.models import NotificationRecipientListResponse
 from gateway.events import email as mail
@@ -53,6 +55,35 @@ async def _silent_receiver() -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
+async def _calls(outbox: OutboxStore, metrics: Metrics, count: int, email: tuple[str, ...]) -> None:
+    """``count`` emergency calls' events written to the outbox, emailed to ``email``."""
+    emitter = Emitter(outbox, metrics, email=email)
+    emitter.start()
+    for n in range(count):
+        emitter.emit(Event.new(EMERGENCY_CALL, {"n": n}))
+    await emitter.aclose()
+
+
+def _worker(
+    outbox: OutboxStore,
+    metrics: Metrics,
+    send: Callable[[mail.SmtpConfig, str], Awaitable[None]],
+    **options: Any,
+) -> DeliveryWorker:
+    """A worker whose retries wait a minute (each delivery's first attempt is what counts)."""
+    return DeliveryWorker(
+        outbox,
+        MetricsReport(metrics),
+        "r",
+        smtp=SMTP,
+        send_email=send,
+        backoff=Backoff(base=60.0),
+        timeout=TIMEOUT,
+        poll=0.02,
+        **options,
+    )
+
+
 def test_a_webhook_receiver_that_never_answers_does_not_delay_the_emails(
     tmp_path: Path,
 ) -> None:
@@ -74,22 +105,8 @@ def test_a_webhook_receiver_that_never_answers_does_not_delay_the_emails(
             outbox = OutboxStore(store)
             url = f"http://127.0.0.1:{port}/hook"
             await outbox.add_webhook("wh_1", url, [EMERGENCY_CALL], new_secret(), None)
-            emitter = Emitter(outbox, metrics, email=(EMAIL_TARGET,))
-            emitter.start()
-            for n in range(40):
-                emitter.emit(Event.new(EMERGENCY_CALL, {"n": n}))
-            await emitter.aclose()
-            worker = DeliveryWorker(
-                outbox,
-                MetricsReport(metrics),
-                "r",
-                smtp=SMTP,
-                send_email=send,
-                allowed_hosts=("127.0.0.1",),
-                backoff=Backoff(base=60.0),
-                timeout=TIMEOUT,
-                poll=0.02,
-            )
+            await _calls(outbox, metrics, 40, email=(EMAIL_TARGET,))
+            worker = _worker(outbox, metrics, send, allowed_hosts=("127.0.0.1",))
             worker.start()
             try:
                 # Well within one webhook timeout (before: a timeout at the least).
@@ -120,22 +137,9 @@ def test_a_carrier_that_never_lists_its_recipients_does_not_delay_the_configured
         assert isinstance(store, SqlStateStore)
         async with store:
             outbox = OutboxStore(store)
-            emitter = Emitter(outbox, metrics, email=(EMAIL_TARGET, CARRIER_EMAIL_TARGET))
-            emitter.start()
-            for n in range(10):
-                emitter.emit(Event.new(EMERGENCY_CALL, {"n": n}))
-            await emitter.aclose()
-            worker = DeliveryWorker(
-                outbox,
-                MetricsReport(metrics),
-                "r",
-                smtp=SMTP,
-                send_email=send,
-                carrier_recipients=CarrierRecipients(carrier, timeout=TIMEOUT),
-                backoff=Backoff(base=60.0),
-                timeout=TIMEOUT,
-                poll=0.02,
-            )
+            await _calls(outbox, metrics, 10, email=(EMAIL_TARGET, CARRIER_EMAIL_TARGET))
+            recipients = CarrierRecipients(carrier, timeout=TIMEOUT)
+            worker = _worker(outbox, metrics, send, carrier_recipients=recipients)
             worker.start()
             try:
                 # Well within one read's timeout (before: a timeout at the least).
