@@ -58,6 +58,13 @@ async def _call(gw: Gateway, caller: str, to: str = "911") -> httpx.Response:
     )
 
 
+async def _subscribe(gw: Gateway, url: str = "https://127.0.0.1:9/x", **fields: Any) -> Any:
+    """A subscription made through the API (201): its answer (its secret with it)."""
+    created = await gw.http.post("/v1/webhooks", json={"url": url, "eventTypes": TYPES, **fields})
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
 async def _written(gw: Gateway) -> None:
     await _events(gw).emitter.idle()
 
@@ -66,11 +73,7 @@ def test_subscribe_then_a_911_call_is_delivered_signed_with_the_location() -> No
     async def main() -> None:
         async with gateway(_settings()) as gw:
             receiver = Receiver()
-            created = await gw.http.post(
-                "/v1/webhooks", json={"url": receiver.url, "eventTypes": TYPES}
-            )
-            assert created.status_code == 201, created.text
-            hook = created.json()
+            hook = await _subscribe(gw, receiver.url)
             assert hook["secret"].startswith("whsec_") and hook["eventTypes"] == TYPES
             receiver.secret = hook["secret"]
             # Never shown again.
@@ -129,11 +132,7 @@ def test_an_unknown_caller_is_still_an_emergency_call_event() -> None:
 def test_rotation_returns_a_new_secret_once_and_both_sign_for_a_day() -> None:
     async def main() -> None:
         async with gateway(_settings()) as gw:
-            hook = (
-                await gw.http.post(
-                    "/v1/webhooks", json={"url": "https://127.0.0.1:9/x", "eventTypes": TYPES}
-                )
-            ).json()
+            hook = await _subscribe(gw)
             rotated = await gw.http.post(f"/v1/webhooks/{hook['id']}/secret")
             assert rotated.status_code == 200
             body = rotated.json()
@@ -151,11 +150,7 @@ def test_rotations_within_a_day_keep_every_secret_signing_up_to_the_bound() -> N
 
     async def main() -> None:
         async with gateway(_settings()) as gw:
-            hook = (
-                await gw.http.post(
-                    "/v1/webhooks", json={"url": "https://127.0.0.1:9/x", "eventTypes": TYPES}
-                )
-            ).json()
+            hook = await _subscribe(gw)
             path = f"/v1/webhooks/{hook['id']}/secret"
             answers = [await gw.http.post(path) for _ in range(MAX_SECRETS - 1)]
             assert {a.status_code for a in answers} == {200}
@@ -178,12 +173,7 @@ def test_rotations_within_a_day_keep_every_secret_signing_up_to_the_bound() -> N
 def test_update_disable_and_delete_a_subscription() -> None:
     async def main() -> None:
         async with gateway(_settings()) as gw:
-            hook = (
-                await gw.http.post(
-                    "/v1/webhooks",
-                    json={"url": "http://127.0.0.1:9/x", "eventTypes": ["device_stale"]},
-                )
-            ).json()
+            hook = await _subscribe(gw, "http://127.0.0.1:9/x", eventTypes=["device_stale"])
             path = f"/v1/webhooks/{hook['id']}"
             patched = await gw.http.patch(
                 path, json={"eventTypes": ["provisioning_failed"], "enabled": False}
@@ -204,11 +194,8 @@ def test_a_null_description_removes_it_and_a_null_else_is_422() -> None:
 
     async def main() -> None:
         async with gateway(_settings()) as gw:
-            created = await gw.http.post(
-                "/v1/webhooks",
-                json={"url": "http://127.0.0.1:9/x", "eventTypes": TYPES, "description": "desk"},
-            )
-            path = f"/v1/webhooks/{created.json()['id']}"
+            created = await _subscribe(gw, "http://127.0.0.1:9/x", description="desk")
+            path = f"/v1/webhooks/{created['id']}"
             kept = await gw.http.patch(path, json={"enabled": True})
             assert kept.json()["description"] == "desk"
             removed = await gw.http.patch(path, json={"description": None})
@@ -284,11 +271,7 @@ def test_events_page_by_cursor_and_a_failed_delivery_is_retried() -> None:
         async with gateway(_settings(event_delivery_max_age=0.3)) as gw:
             receiver = Receiver(status=500).up()
             try:
-                hook = (
-                    await gw.http.post(
-                        "/v1/webhooks", json={"url": receiver.url, "eventTypes": TYPES}
-                    )
-                ).json()
+                hook = await _subscribe(gw, receiver.url)
                 receiver.secret = hook["secret"]
                 for n in range(3):
                     await _call(gw, f"+1303555010{n}")
