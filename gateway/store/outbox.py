@@ -290,7 +290,7 @@ class OutboxStore:
         disabled subscription's stay failed (nothing would take them)."""
         now = self.clock()
         enabled = sa.select(webhooks.c.id).where(webhooks.c.enabled.is_(True))
-        target_exists = sa.or_(
+        deliverable = sa.or_(
             deliveries.c.target.in_(units.EMAIL_TARGETS),
             deliveries.c.target.in_(enabled.scalar_subquery()),
         )
@@ -300,7 +300,7 @@ class OutboxStore:
                 .where(
                     deliveries.c.event_id == event_id,
                     deliveries.c.state == "failed",
-                    target_exists,
+                    deliverable,
                 )
                 .values(
                     state="pending",
