@@ -169,8 +169,10 @@ class OutboxStore:
             if row is None:
                 return None
             values = webhook_of(row).rotation(secret, now, overlap)
-            await connection.execute(webhooks.update().where(webhooks.c.id == id).values(values))
-            row = (await connection.execute(webhooks.select().where(webhooks.c.id == id))).one()
+            changed = await connection.execute(
+                webhooks.update().where(webhooks.c.id == id).values(values).returning(*webhooks.c)
+            )
+            row = changed.one()
         return webhook_of(row)
 
     async def _change_webhook(self, id: str, values: dict[str, Any]) -> Webhook | None:
