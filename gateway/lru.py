@@ -5,7 +5,7 @@
 ``dict`` kept in recency order (an entry refreshed is popped and re-inserted) holds the least
 (docs/benchmarks.md, "Peak RSS", the sixth pass). Evicting a plain dict's first entry scans
 every slot freed before it, so at its first eviction (the mapping has filled) the data
-becomes an ``OrderedDict``, whose first entry is found at once: ``ordered``.
+becomes an ``OrderedDict``, whose first entry is found at once.
 """
 
 from __future__ import annotations
@@ -14,19 +14,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, ItemsView, Iterator
 from typing import Generic, TypeVar, overload
 
-__all__ = ["Lru", "ordered"]
+__all__ = ["Lru"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 D = TypeVar("D")
 
 _MISSING = object()
-
-
-def ordered(data: dict[K, V]) -> OrderedDict[K, V]:
-    """``data`` as an ``OrderedDict`` (the same order): a map kept in recency order takes it
-    on its first eviction, from then on found at the front at once."""
-    return data if isinstance(data, OrderedDict) else OrderedDict(data)
 
 
 class Lru(Generic[K, V]):
@@ -81,8 +75,9 @@ class Lru(Generic[K, V]):
         data.pop(key, None)
         data[key] = value
         if len(data) > self.maxsize:
-            self._data = oldest_first = ordered(data)
-            evicted = oldest_first.popitem(last=False)
+            if not isinstance(data, OrderedDict):  # the first eviction: see the module
+                self._data = data = OrderedDict(data)
+            evicted = data.popitem(last=False)
             if self.on_evict is not None:
                 self.on_evict(*evicted)
 
