@@ -18,6 +18,8 @@ reached the carrier and been applied (a timeout, a dropped connection, a 5xx).
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
+
 __all__ = [
     "CodecError",
     "UpstreamAuthError",
@@ -34,29 +36,23 @@ __all__ = [
 ]
 
 
+@dataclass(eq=False, repr=False)
 class UpstreamError(Exception):
     """Any failure talking to the carrier. ``retry_after`` is an ``UpstreamUnavailable``'s,
-    ``code`` and ``description`` an ``UpstreamRejected``'s (``None`` elsewhere)."""
+    ``code`` and ``description`` an ``UpstreamRejected``'s (``None`` elsewhere). A dataclass
+    without its ``__eq__`` and ``__repr__``: compared, hashed and shown as exceptions are."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        operation: str = "",
-        status: int | None = None,
-        ambiguous: bool = False,
-        retry_after: float | None = None,
-        code: str | None = None,
-        description: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.operation = operation
-        self.status = status
-        self.ambiguous = ambiguous
-        self.retry_after = retry_after
-        self.code = code
-        self.description = description
+    message: str
+    _: KW_ONLY
+    operation: str = ""
+    status: int | None = None
+    ambiguous: bool = False
+    retry_after: float | None = None
+    code: str | None = None
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
 
 
 class UpstreamTimeout(UpstreamError, TimeoutError):
