@@ -3,18 +3,19 @@
 ``Geocoding.geocode(address)`` and ``Geocoding.reverse(lat, lon)`` answer a ``GeocodeResult``,
 ``None`` when the provider found nothing, or raise ``GeocodingUnavailable``:
 
-- Found answers are cached for ``cache_ttl``, not-found answers for ``negative_ttl``; errors are
-  never cached. Forward lookups are keyed by the address without unit and ZIP+4 (see
-  ``providers``), reverse lookups by the coordinates rounded to 5 decimals (about 1 m).
+- Found answers are cached for ``GEOCODE_CACHE_TTL``, not-found answers for
+  ``GEOCODE_NEGATIVE_TTL``; errors are never cached. Forward lookups are keyed by the address
+  without unit and ZIP+4 (see ``providers``), reverse lookups by the coordinates rounded to 5
+  decimals (about 1 m).
 - A forward answer that is some other place's (another state or country in its own details,
   or far from the address's ZIP: ``providers.elsewhere``) is not found.
 - Concurrent misses for one key share one provider call (single-flight): every waiter gets its
   answer or its error, and a waiter that is cancelled does not cancel the call for the others.
-- At most ``rate_limit`` provider calls per second (0: unlimited), spaced evenly; a lookup
-  whose turn would come after its ``timeout`` fails at once and takes no turn, so a burst
-  past the rate never queues turns that later lookups wait behind.
-- Each provider call, rate-limit wait included, is bounded by ``timeout`` seconds: a slow
-  geocoder must never hold up a 911 update.
+- At most ``GEOCODE_RATE_LIMIT`` provider calls per second (0: unlimited), spaced evenly; a
+  lookup whose turn would come after ``GEOCODE_TIMEOUT`` fails at once and takes no turn, so a
+  burst past the rate never queues turns that later lookups wait behind.
+- Each provider call, rate-limit wait included, is bounded by ``GEOCODE_TIMEOUT`` seconds: a
+  slow geocoder must never hold up a 911 update.
 
 Caches are ``cachetools`` mappings used inside ``async def`` (its decorators do not support
 coroutines); time comes from the injected ``timer`` (and ``sleep``), so tests tick a fake clock.
@@ -47,6 +48,7 @@ from gateway.geocoding.results import GeocodeResult, GeocodingUnavailable, Preci
 from gateway.geocoding.sandbox import SandboxGeocoder
 from gateway.metrics import Metrics
 from gateway.settings import Settings, SettingsError
+from gateway.settings.geocoding import GeocodingSettings
 
 __all__ = [
     "GeocodeResult",
@@ -97,34 +99,34 @@ class RateLimiter:
 
 
 class Geocoding:
+    """``geocoder`` (named ``provider``) behind the caches, rate limit and timeout of
+    ``settings`` (a ``Settings`` or just its ``GeocodingSettings``)."""
+
     def __init__(
         self,
         geocoder: Any,
         provider: str,
+        settings: GeocodingSettings,
         *,
         metrics: Metrics,
-        cache_size: int,
-        cache_ttl: float,
-        negative_ttl: float,
-        rate_limit: float = 0.0,
         timer: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-        timeout: float,
     ) -> None:
         self.geocoder = geocoder
         self.provider = provider
-        self.timeout = timeout
+        self.settings = settings
+        self.timeout = settings.geocode_timeout
         self._metrics = metrics
         self._timer = timer
-        self._ttl = cache_ttl
-        self._negative_ttl = negative_ttl
-        self._limiter = RateLimiter(rate_limit, timer=timer, sleep=sleep)
-        self._forward: Cache = TLRUCache(cache_size, self._expiry, timer)
-        self._reverse: Cache = TLRUCache(cache_size, self._expiry, timer)
+        self._limiter = RateLimiter(settings.geocode_rate_limit, timer=timer, sleep=sleep)
+        self._forward: Cache = TLRUCache(settings.geocode_cache_size, self._expiry, timer)
+        self._reverse: Cache = TLRUCache(settings.geocode_cache_size, self._expiry, timer)
         self._inflight: SingleFlight[tuple[str, Hashable], Answer] = SingleFlight()
 
     def _expiry(self, _key: Hashable, value: Answer, now: float) -> float:
-        return now + (self._ttl if value is not None else self._negative_ttl)
+        if value is None:
+            return now + self.settings.geocode_negative_ttl
+        return now + self.settings.geocode_cache_ttl
 
     async def geocode(self, address: Address) -> GeocodeResult | None:
         """Coordinates for a normalized address; ``None`` when the provider knows none."""
@@ -305,15 +307,4 @@ def build_geocoding(
             raise SettingsError(
                 f"GEOCODER_OPTIONS do not configure the {name} geocoder: {exc}"
             ) from None
-    return Geocoding(
-        geocoder,
-        name,
-        metrics=metrics,
-        cache_size=settings.geocode_cache_size,
-        cache_ttl=settings.geocode_cache_ttl,
-        negative_ttl=settings.geocode_negative_ttl,
-        rate_limit=settings.geocode_rate_limit,
-        timer=timer,
-        sleep=sleep,
-        timeout=settings.geocode_timeout,
-    )
+    return Geocoding(geocoder, name, settings, metrics=metrics, timer=timer, sleep=sleep)

@@ -17,6 +17,7 @@ import pytest
 
 from gateway.geocoding import Geocoding, OfflineGeocoder
 from gateway.metrics import Metrics
+from gateway.settings.geocoding import GeocodingSettings
 from tests.harness import (
     SPACE_NEEDLE,
     WHITE_HOUSE,
@@ -433,15 +434,13 @@ class CountingOffline(OfflineGeocoder):  # type: ignore[misc]
 
 def counted() -> tuple[Geocoding, CountingOffline]:
     provider = CountingOffline()
-    service = Geocoding(
-        provider,
-        "offline",
-        metrics=Metrics(),
-        cache_size=1000,
-        cache_ttl=3600.0,
-        negative_ttl=60.0,
-        timeout=2.0,
+    settings = GeocodingSettings(
+        geocode_cache_size=1000,
+        geocode_cache_ttl=3600.0,
+        geocode_negative_ttl=60.0,
+        geocode_timeout=2.0,
     )
+    service = Geocoding(provider, "offline", settings, metrics=Metrics())
     return service, provider
 
 

@@ -13,6 +13,7 @@ from gateway.bandwidth.models import Address
 from gateway.geocoding import Geocoding, OfflineGeocoder, Precision
 from gateway.geocoding.offline import ZipIndex, ZipRecord, zip_index
 from gateway.metrics import Metrics
+from gateway.settings.geocoding import GeocodingSettings
 
 from .doubles import FakeClock
 
@@ -128,16 +129,10 @@ def test_reverse_skips_placeholder_points_shared_by_several_zips() -> None:
 
 def test_through_the_service(offline: OfflineGeocoder) -> None:
     clock = FakeClock()
-    g = Geocoding(
-        offline,
-        "offline",
-        metrics=Metrics(),
-        cache_size=10,
-        cache_ttl=60,
-        negative_ttl=60,
-        timer=clock,
-        timeout=1.0,
+    settings = GeocodingSettings(
+        geocode_cache_size=10, geocode_cache_ttl=60, geocode_negative_ttl=60, geocode_timeout=1.0
     )
+    g = Geocoding(offline, "offline", settings, metrics=Metrics(), timer=clock)
 
     async def body() -> None:
         forward = await g.geocode(

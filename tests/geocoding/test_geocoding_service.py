@@ -4,7 +4,7 @@ geopy geocoder."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +31,7 @@ from gateway.geocoding import (
 )
 from gateway.metrics import Metrics
 from gateway.settings import Settings, SettingsError
+from gateway.settings.geocoding import GeocodingSettings
 
 from .doubles import CountingGeocoder, FakeClock
 
@@ -47,18 +48,22 @@ HOME = Address(
 
 
 def service(
-    geocoder: Any, metrics: Metrics, clock: FakeClock, *, rate_limit: float = 0.0, **kw: Any
+    geocoder: Any,
+    metrics: Metrics,
+    clock: FakeClock,
+    *,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
+    **kw: Any,
 ) -> Geocoding:
     options: dict[str, Any] = {
-        "cache_size": 100,
-        "cache_ttl": 3600.0,
-        "negative_ttl": 60.0,
-        "sleep": clock.sleep,
-        "timeout": 5.0,
+        "geocode_cache_size": 100,
+        "geocode_cache_ttl": 3600.0,
+        "geocode_negative_ttl": 60.0,
+        "geocode_timeout": 5.0,
     }
-    options.update(kw)
+    settings = GeocodingSettings(**(options | kw))
     return Geocoding(
-        geocoder, "counting", metrics=metrics, rate_limit=rate_limit, timer=clock, **options
+        geocoder, "counting", settings, metrics=metrics, timer=clock, sleep=sleep or clock.sleep
     )
 
 
@@ -168,16 +173,7 @@ def test_overall_timeout_bounds_a_lookup(
 ) -> None:
     async def body() -> None:
         counting.gate = asyncio.Event()  # never set: the provider hangs
-        g = Geocoding(
-            counting,
-            "counting",
-            metrics=metrics,
-            cache_size=10,
-            cache_ttl=60,
-            negative_ttl=60,
-            timer=clock,
-            timeout=0.005,
-        )
+        g = service(counting, metrics, clock, geocode_timeout=0.005)
         with pytest.raises(GeocodingUnavailable, match="did not answer"):
             await g.geocode(HOME)
 
@@ -325,7 +321,7 @@ def test_reverse_expiry_and_negative_answers(
     counting: CountingGeocoder, metrics: Metrics, clock: FakeClock
 ) -> None:
     counting.found = False
-    g = service(counting, metrics, clock, cache_ttl=100.0, negative_ttl=10.0)
+    g = service(counting, metrics, clock, geocode_cache_ttl=100.0, geocode_negative_ttl=10.0)
 
     async def body() -> None:
         assert await g.reverse(40.0, -75.0) is None
@@ -348,7 +344,7 @@ def test_reverse_expiry_and_negative_answers(
 def test_rate_limit_spaces_provider_calls(
     counting: CountingGeocoder, metrics: Metrics, clock: FakeClock
 ) -> None:
-    g = service(counting, metrics, clock, rate_limit=2.0)
+    g = service(counting, metrics, clock, geocode_rate_limit=2.0)
 
     async def body() -> None:
         for n in range(4):
@@ -370,7 +366,7 @@ def test_a_burst_past_the_rate_limit_does_not_queue_turns_for_later_lookups(
     async def stuck(seconds: float) -> None:
         await asyncio.Event().wait()  # a turn that would have to be waited for never comes
 
-    g = service(counting, metrics, clock, rate_limit=1.0, sleep=stuck, timeout=0.05)
+    g = service(counting, metrics, clock, geocode_rate_limit=1.0, sleep=stuck, geocode_timeout=0.05)
 
     async def lookup(n: int) -> bool:
         try:
@@ -392,7 +388,7 @@ def test_a_burst_past_the_rate_limit_does_not_queue_turns_for_later_lookups(
 def test_rate_limit_zero_never_waits(
     counting: CountingGeocoder, metrics: Metrics, clock: FakeClock
 ) -> None:
-    g = service(counting, metrics, clock, rate_limit=0.0)
+    g = service(counting, metrics, clock, geocode_rate_limit=0.0)
 
     async def body() -> None:
         await asyncio.gather(*(g.reverse(40.0 + n / 100, -75.0) for n in range(10)))
@@ -405,7 +401,7 @@ def test_rate_limit_zero_never_waits(
 def test_zero_size_cache_still_answers(
     counting: CountingGeocoder, metrics: Metrics, clock: FakeClock
 ) -> None:
-    g = service(counting, metrics, clock, cache_size=0)
+    g = service(counting, metrics, clock, geocode_cache_size=0)
 
     async def body() -> None:
         assert await g.geocode(HOME) is not None
