@@ -119,9 +119,7 @@ class BandwidthClient(CarrierCalls):
         return await self._create(op, "", endpoint, endpoint.endpoint_id, "endpoint ID")
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
-        found = await self._get(Endpoint, "getEndpoint", self._endpoint_path(endpoint_id))
-        answered_for(endpoint_id, found.endpoint_id, "getEndpoint")
-        return found
+        return await self._get_at("getEndpoint", Endpoint, endpoint_id=endpoint_id)
 
     def refusal(self, endpoint_id: str) -> tuple[Endpoint, UpstreamRejected] | None:
         """A write answered before the carrier carried it out, then refused: never here,
@@ -148,9 +146,7 @@ class BandwidthClient(CarrierCalls):
         return await self._create(op, "/locations", location, location.location_id, "location ID")
 
     async def get_location(self, location_id: str) -> Location:
-        found = await self._get(Location, "getLocation", self._location_path(location_id))
-        answered_for(location_id, found.location_id, "getLocation")
-        return found
+        return await self._get_at("getLocation", Location, location_id=location_id)
 
     async def update_location(self, location_id: str, location: Location) -> Location:
         return await self._replace("updateLocation", location, location_id=location_id)
@@ -202,15 +198,27 @@ class BandwidthClient(CarrierCalls):
     async def _get(self, kind: type[R], name: str, path: str) -> R:
         return self._read(kind, await self._call(Operation(name, "GET"), path), name)
 
+    def _id_path(self, field: str, value: str) -> str:
+        """The path of the record whose ``field`` (``location_id`` or ``endpoint_id``) is
+        ``value``."""
+        return self._location_path(value) if field == "location_id" else self._endpoint_path(value)
+
+    async def _get_at(self, name: str, kind: type[R], **path_id: str) -> R:
+        """GET the record at the path's ID (``path_id`` as ``_replace``'s); an answer for
+        another ID is refused."""
+        ((field, value),) = path_id.items()
+        found = await self._get(kind, name, self._id_path(field, value))
+        answered_for(value, getattr(found, field), name)
+        return found
+
     async def _replace(self, name: str, record: R, **path_id: str) -> R:
         """PUT ``record`` under the path's ID (``path_id``: its field and value, a
         ``location_id`` or an ``endpoint_id``)."""
         ((field, value),) = path_id.items()
-        path = self._location_path(value) if field == "location_id" else self._endpoint_path(value)
         if getattr(record, field) not in (None, value):
             raise ValueError(f"the record's {wire_name(field)} differs from the one in the path")
         sent: R = dataclasses.replace(cast(Any, record), **path_id)
-        return await self._update(Operation(name, "PUT"), path, sent)
+        return await self._update(Operation(name, "PUT"), self._id_path(field, value), sent)
 
     async def _update(self, op: Operation, path: str, record: R) -> R:
         return self._written(op, await self._call(op, path, record), record)
