@@ -19,6 +19,7 @@ from gateway.bandwidth.models import wire_name
 from gateway.dlr.ids import DISPATCHABLE_FIELDS
 
 if TYPE_CHECKING:
+    from gateway.bandwidth.errors import UpstreamError
     from gateway.store.base import HistoryRecord
 
 EMERGENCY_CALL = "emergency_call"
@@ -122,23 +123,22 @@ def provisioning_failed(
     aeui: str,
     callback_number: str,
     location_id: str,
+    error: UpstreamError,
     *,
-    operation: str,
-    status: int | None,
-    reason: str,
     outcome_unknown: bool,
     observed_at: datetime,
 ) -> Event:
-    """A report's write the carrier refused (or whose outcome is unknown: it is watched)."""
+    """A report's write the carrier refused with ``error`` (or whose outcome is unknown: it
+    is watched)."""
     return Event.new(
         PROVISIONING_FAILED,
         {
             "aeui": aeui,
             "callbackNumber": callback_number,
             "locationId": location_id,
-            "operation": operation,
-            "carrierStatus": status,
-            "reason": reason[:300],
+            "operation": error.operation,
+            "carrierStatus": error.status,
+            "reason": error.message[:300],
             "outcomeUnknown": outcome_unknown,
             "observedAt": iso(observed_at),
         },

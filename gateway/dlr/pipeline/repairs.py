@@ -314,9 +314,7 @@ class Repairs:
                     stored.aeui,
                     stored.telephone_number,
                     stored.location_id,
-                    operation=exc.operation,
-                    status=exc.status,
-                    reason=exc.message,
+                    exc,
                     outcome_unknown=False,
                     observed_at=observed(stored),
                 )

@@ -237,9 +237,7 @@ class Reports:
                         aeui,
                         report.telephone_number,
                         location_id,
-                        operation=exc.operation,
-                        status=exc.status,
-                        reason=exc.message,
+                        exc,
                         outcome_unknown=exc.ambiguous,
                         observed_at=report.observed_at,
                     )
