@@ -46,7 +46,7 @@ from gateway.dlr.pipeline import (
 from gateway.rows import RowProblem
 from gateway.store.base import HistoryKind, LocationRecord, NumberOwned, location_key
 from gateway.store.errors import StoreUnavailable
-from gateway.store.imports import ImportRecord, ImportStore, LineDone
+from gateway.store.imports import ImportRecord, ImportStore, LineDone, now_us
 from gateway.store.mapping import from_us
 
 log = logging.getLogger("gateway.bulk")
@@ -70,7 +70,7 @@ def state_of(found: ImportRecord) -> tuple[str, str | None]:
     """The import's state and why it stopped: a ``running`` import whose run has given no
     sign of life for ``STALE_AFTER`` (its process was killed) is ``incomplete``."""
     report = found.report or {}
-    quiet = time.time_ns() // 1000 - found.updated_at
+    quiet = now_us() - found.updated_at
     if found.state == "running" and quiet > STALE_AFTER * 1_000_000:
         why = (
             f"its run stopped without finishing (no sign of life for {STALE_AFTER:.0f} s: "
@@ -82,6 +82,20 @@ def state_of(found: ImportRecord) -> tuple[str, str | None]:
 
 class ResumeRefused(ValueError):
     """``--resume ID`` names no import, or one of another kind or file."""
+
+
+class ImportRunning(ResumeRefused):
+    """``--resume ID`` names an import a run (another process's) still applies."""
+
+    def __init__(self, import_id: str, alive_at: int) -> None:
+        quiet = max(0.0, (now_us() - alive_at) / 1_000_000)
+        #: Seconds until it may be resumed, should that run have stopped without a word.
+        self.wait = max(0.0, STALE_AFTER - quiet)
+        super().__init__(
+            f"import {import_id} is running (a sign of life {quiet:.0f} s ago, in this or "
+            f"another process): wait for it to end; if its process was killed, it may be "
+            f"resumed {self.wait:.0f} s from now ({STALE_AFTER:.0f} s without a sign of life)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +261,9 @@ class Importer:
             raise ResumeRefused(f"import {resume} imported {found.kind}, not {kind}")
         if found.digest != prepared.digest:
             raise ResumeRefused(f"import {resume} was given another file (its SHA-256 differs)")
-        await self.imports.resume(resume)
+        alive_at = await self.imports.resume(resume, int(STALE_AFTER * 1_000_000))
+        if alive_at is not None:
+            raise ImportRunning(resume, alive_at)
         return resume
 
     async def apply(

@@ -32,13 +32,14 @@ def _chunks(values: Sequence[str], size: int = 500) -> Iterable[list[str]]:
         yield unique[start : start + size]
 
 
-def _now() -> int:
+def now_us() -> int:
+    """Now in microseconds since the epoch: the clock of imports' ``updated_at``."""
     return time.time_ns() // 1000
 
 
 async def _touched(connection: AsyncConnection, import_id: str) -> None:
     await connection.execute(
-        imports.update().where(imports.c.import_id == import_id).values(updated_at=_now())
+        imports.update().where(imports.c.import_id == import_id).values(updated_at=now_us())
     )
 
 
@@ -77,7 +78,7 @@ class ImportStore:
         return cls(store)
 
     async def create(self, import_id: str, kind: str, digest: str, total: int) -> None:
-        now = _now()
+        now = now_us()
         async with self._begin() as connection:
             await connection.execute(
                 imports.insert().values(
@@ -144,14 +145,25 @@ class ImportStore:
             await connection.execute(statement, values)
             await _touched(connection, import_id)
 
-    async def resume(self, import_id: str) -> None:
-        """A run of the import begins again: ``running``, the last run's report gone."""
+    async def resume(self, import_id: str, stale_after_us: int) -> int | None:
+        """A run of the import begins again (``running``, the last run's report gone), unless
+        a run of it gave a sign of life within ``stale_after_us``: that run's last sign of
+        life, and nothing changed. One conditional statement: of two claims at once, one wins.
+        """
+        now = now_us()
+        alive = sa.and_(imports.c.state == "running", imports.c.updated_at > now - stale_after_us)
         async with self._begin() as connection:
-            await connection.execute(
+            claimed = await connection.execute(
                 imports.update()
-                .where(imports.c.import_id == import_id)
-                .values(state="running", updated_at=_now(), report=None)
+                .where(imports.c.import_id == import_id, sa.not_(alive))
+                .values(state="running", updated_at=now, report=None)
             )
+            if claimed.rowcount:
+                return None
+            last: int | None = await connection.scalar(
+                sa.select(imports.c.updated_at).where(imports.c.import_id == import_id)
+            )
+            return now if last is None else last
 
     async def touch(self, import_id: str) -> None:
         """The import's run is alive (no line finished lately: ``record`` says so too)."""
@@ -163,7 +175,7 @@ class ImportStore:
             await connection.execute(
                 imports.update()
                 .where(imports.c.import_id == import_id)
-                .values(state=state, updated_at=_now(), report=json.dumps(report, sort_keys=True))
+                .values(state=state, updated_at=now_us(), report=json.dumps(report, sort_keys=True))
             )
 
     # -- what validation and the plan read, many rows a statement ----------------------------

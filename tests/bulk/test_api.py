@@ -174,6 +174,43 @@ def test_an_import_whose_process_ended_reads_incomplete_not_running() -> None:
     run(main())
 
 
+def test_a_resume_of_an_import_running_elsewhere_is_refused() -> None:
+    """A resume was refused only when this process ran the import: one another replica was
+    applying (its heartbeat fresh) was taken, and two runs applied the same lines at once.
+    It is now 409 ``import-running`` saying when it may be resumed, nothing run; once its
+    run has given no sign of life for ``STALE_AFTER``, the resume is taken."""
+    from gateway.bulk import run as bulk_run
+    from gateway.store.tables import imports
+
+    async def main() -> None:
+        async with gateway() as gw:
+            import_id, data = await _stopped_earlier(gw, 3)
+            store = runtime_of(gw).imports
+            await store.finish(import_id, "running", {})  # another replica's run, alive
+            seq = gw.last_seq()
+            refused = await gw.http.post(
+                f"/v1/imports?kind=devices&resume={import_id}", content=data, headers=CSV
+            )
+            assert refused.status_code == 409, refused.text
+            problem = refused.json()
+            assert problem["type"] == "/problems/import-running", problem
+            assert "is running" in problem["detail"] and "60 s" in problem["detail"], problem
+            assert 55 <= int(refused.headers["retry-after"]) <= 60
+            await asyncio.sleep(0.2)
+            assert gw.calls(seq) == [] and await store.done(import_id) == {}
+            long_ago = time.time_ns() // 1000 - int((bulk_run.STALE_AFTER + 1) * 1_000_000)
+            async with store._begin() as connection:
+                await connection.execute(imports.update().values(updated_at=long_ago))
+            resumed = await gw.http.post(
+                f"/v1/imports?kind=devices&resume={import_id}", content=data, headers=CSV
+            )
+            assert resumed.status_code == 202, resumed.text
+            status = await _finished(gw, import_id)
+            assert status["state"] == "done" and status["done"] == 3, status
+
+    run(main())
+
+
 def test_a_running_import_shows_it_lives_while_no_line_finishes() -> None:
     """While the carrier keeps every line waiting, the run still marks the import alive."""
     from gateway.bulk.run import Importer, prepare

@@ -70,6 +70,14 @@ def test_killed_part_way_then_resumed_applies_every_line_once(
     assert found, output
     import_id = found[1]
 
+    # Its heartbeat is fresh: as far as anyone can tell it runs elsewhere, and is not taken.
+    early = _import(env, tmp_path, str(csv_file), "--resume", import_id)
+    output = early.communicate(timeout=120)[0]
+    assert early.returncode == 2, output
+    assert f"import {import_id} is running" in output and "s from now" in output, output
+    assert _lines_recorded(db) == recorded
+    with sqlite3.connect(db) as connection:  # STALE_AFTER passes
+        connection.execute("UPDATE imports SET updated_at = updated_at - 61000000")
     second = _import(env, tmp_path, str(csv_file), "--resume", import_id)
     output = second.communicate(timeout=120)[0]
     assert second.returncode == 0, output
