@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -232,14 +233,22 @@ async def _import_remote(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"dlr-gateway: {args.file}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    headers = {"Content-Type": "text/csv"}
     async with _client(args) as http:
         try:
             with file:
+                size = os.fstat(file.fileno())
+                if stat.S_ISREG(size.st_mode):
+                    # Declared, the gateway gives the body its time (GATEWAY_BODY_TIMEOUT):
+                    # sent chunked, it would have 30 s, however large.
+                    if size.st_size > max_bytes:
+                        raise BadFile(f"the file is larger than {max_bytes} bytes")
+                    headers["Content-Length"] = str(size.st_size)
                 answer = await http.post(
                     "/v1/imports",
                     params=params,
                     content=_pieces(file, max_bytes),
-                    headers={"Content-Type": "text/csv"},
+                    headers=headers,
                 )
         except (BadFile, OSError) as exc:
             print(f"dlr-gateway: {args.file}: {exc}", file=sys.stderr)
