@@ -44,6 +44,11 @@ class Session:
 
 SESSION_COOKIE = "dlr_console"
 SIGN_IN_COOKIE = "dlr_console_signin"
+#: A browser that has signed in: which admin key it signed in with (its tag), signed. Its
+#: sign-in attempts count against that key's budget, not its (perhaps shared) address's.
+KNOWN_COOKIE = "dlr_console_known"
+#: How long a browser stays known after its last sign-in.
+KNOWN_SECONDS = 30 * 86_400
 COOKIE_PATH = "/console"
 
 
@@ -123,6 +128,7 @@ class Sessions:
         self._serializer = URLSafeTimedSerializer(key, salt="dlr-console-session")
         self._sign_in = URLSafeTimedSerializer(key, salt="dlr-console-sign-in")
         self._flash = URLSafeTimedSerializer(key, salt="dlr-console-flash")
+        self._known = URLSafeTimedSerializer(key, salt="dlr-console-known-browser")
         self.lifetime = max(1, round(lifetime_seconds))
         self.signouts = SignOuts()
 
@@ -138,8 +144,22 @@ class Sessions:
             [session.sid, session.subject, session.csrf, session.key_tag]
         )
         _set_cookie(response, request, SESSION_COOKIE, value, int(self.lifetime))
+        known = self._known.dumps(session.key_tag)
+        _set_cookie(response, request, KNOWN_COOKIE, known, KNOWN_SECONDS)
         response.delete_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
         return session
+
+    def known_account(self, request: Request) -> str | None:
+        """The admin key (its tag) this browser last signed in with, while that key is still
+        one of ``GATEWAY_ADMIN_KEYS``: ``None`` for a browser never signed in here."""
+        value = request.cookies.get(KNOWN_COOKIE, "")
+        if not value or len(value) > 512:
+            return None
+        try:
+            tag: Any = self._known.loads(value, max_age=KNOWN_SECONDS)
+        except BadSignature:
+            return None
+        return tag if isinstance(tag, str) and tag in self._key_tags else None
 
     def read(self, request: Request) -> Session | None:
         value = request.cookies.get(SESSION_COOKIE)
