@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -22,7 +23,7 @@ from gateway.api.context import Services, services
 from gateway.api.emergency import UNKNOWN_CALLER_KEY
 from gateway.api.limits import DeviceRateLimiter
 from gateway.bandwidth.errors import UpstreamError
-from gateway.console.auth import Session, Sessions, same
+from gateway.console.auth import Session, Sessions, client_address, same
 from gateway.console.geo import MapView
 from gateway.console.queries import EMERGENCY_QUERY, STATES, ConsoleQueries, Thresholds
 from gateway.settings import Settings
@@ -149,6 +150,9 @@ class Console:
         #: Sign-in attempts: 10 at once, then one every 6 seconds, per admin key from a
         #: browser that has signed in with it (``KNOWN_COOKIE``), else per client address.
         self.sign_ins = DeviceRateLimiter(10 / 60, 10, maxsize=10_000)
+        self.proxies = tuple(
+            ipaddress.ip_network(c, strict=False) for c in settings.console_trusted_proxies
+        )
         #: Attempts from browsers never signed in, every address together: many addresses
         #: (a botnet) guess no faster than this.
         self.strangers = DeviceRateLimiter(1.0, 60, maxsize=1)
@@ -350,12 +354,11 @@ class Console:
         browser that has signed in spends its admin key's, wherever it is: one guesser
         behind the proxy every operator shares does not lock them out, and a guesser with
         a stolen cookie gains nothing by changing address. Any other spends its address's
-        (the TCP peer's: behind a proxy, the proxy's) and the strangers' one."""
+        (``client_address``) and the strangers' one."""
         account = self.sessions.known_account(request)
         if account is not None:
             return self.sign_ins.acquire(f"key:{account}")
-        client = request.client.host if request.client is not None else ""
-        wait = self.sign_ins.acquire(f"address:{client}")
+        wait = self.sign_ins.acquire(f"address:{client_address(request, self.proxies)}")
         return wait if wait is not None else self.strangers.acquire("")
 
     async def sign_out(self, request: Request, session: Session) -> Response:

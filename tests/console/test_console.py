@@ -445,6 +445,36 @@ def test_a_guesser_behind_the_shared_proxy_does_not_lock_out_signed_in_browsers(
     run(scenario())
 
 
+def test_behind_trusted_proxies_the_limit_is_per_forwarded_client() -> None:
+    """``GATEWAY_CONSOLE_TRUSTED_PROXIES``: from a proxy listed there, the client is the
+    nearest ``X-Forwarded-For`` hop not listed; what a client forges further left is never
+    read, and from any other peer the header is not read at all."""
+
+    async def attempts(client: httpx.AsyncClient, forwarded: str, n: int) -> list[int]:
+        client.headers["X-Forwarded-For"] = forwarded
+        return [(await sign_in(client, key=f"guess-{i:020d}")).status_code for i in range(n)]
+
+    async def scenario() -> None:
+        async with gateway(settings(console_trusted_proxies=("10.0.0.0/8",))) as gw:
+            async with from_host(gw, "10.0.0.1") as proxy:
+                assert await attempts(proxy, "198.51.100.7", 11) == [401] * 10 + [429]
+                # The guesser forges hops; its proxy appends the address it saw, last.
+                forged = [
+                    (await attempts(proxy, f"203.0.113.{i}, 198.51.100.7, 10.0.0.2", 1))[0]
+                    for i in range(3)
+                ]
+                assert forged == [429] * 3
+                # Another operator behind the same proxy is not held off.
+                assert await attempts(proxy, "198.51.100.8", 1) == [401]
+                proxy.headers["X-Forwarded-For"] = "198.51.100.9"
+                assert (await sign_in(proxy)).status_code == 303
+            async with from_host(gw, "192.0.2.1") as direct:  # not a proxy: header unread
+                assert await attempts(direct, "198.51.100.50", 11) == [401] * 10 + [429]
+                assert await attempts(direct, "198.51.100.51", 1) == [429]
+
+    run(scenario())
+
+
 def test_only_the_console_writes_the_retry_outcome() -> None:
     """The outcome of a retry travels signed: a link cannot show an operator false words."""
 
