@@ -64,6 +64,11 @@ HEARTBEAT_EVERY = 5.0
 #: Seconds without a sign of life after which a ``running`` import is taken as stopped (the
 #: process that ran it was killed): it reads ``incomplete``, to be resumed.
 STALE_AFTER = 60.0
+#: Why a run stopped when another claimed its import.
+TAKEN_OVER = (
+    "another run resumed the import while this one gave no sign of life (for "
+    f"{STALE_AFTER:.0f} s); that run applies the lines left"
+)
 
 
 def state_of(found: ImportRecord) -> tuple[str, str | None]:
@@ -315,18 +320,26 @@ class Importer:
                 counter["done"] += 1
                 progress.update(counter["done"], counter["failed"], total)
 
-        alive = {"at": time.monotonic()}
+        # The run's lease: the heartbeat it last wrote. Should another run claim the import
+        # meanwhile (this one silent past STALE_AFTER: the store unreachable, the process
+        # frozen), the next heartbeat finds it changed and this run stops.
+        alive: dict[str, Any] = {"at": time.monotonic(), "lease": record and record.updated_at}
 
         async def flush() -> None:
             batch = finished[:]
             if batch:
-                await self.imports.record(import_id, batch)  # a sign of life too
+                renewed = await self.imports.record(import_id, batch, alive["lease"])
             elif time.monotonic() - alive["at"] >= self.heartbeat_every:
-                await self.imports.touch(import_id)
+                renewed = await self.imports.touch(import_id, alive["lease"])
             else:
                 return
-            alive["at"] = time.monotonic()
-            del finished[: len(batch)]
+            del finished[: len(batch)]  # recorded, this run's or not: each line is done
+            if renewed is None and alive["lease"] is not None:
+                if summary.error is None:
+                    summary.error = TAKEN_OVER
+                    log.warning("import %s stopped: %s", import_id, TAKEN_OVER)
+                return
+            alive.update(at=time.monotonic(), lease=renewed)
 
         async def flusher() -> None:
             while True:
@@ -353,15 +366,19 @@ class Importer:
             try:
                 # What finished is kept, Ctrl-C included (a line not kept costs no carrier
                 # call when it runs again: the pipeline finds it unchanged).
-                await asyncio.shield(self._stopped(import_id, summary, flush))
+                await asyncio.shield(self._stopped(import_id, summary, flush, alive))
             finally:
                 progress.close()
         return summary
 
-    async def _stopped(self, import_id: str, summary: Summary, flush: Any) -> None:
-        """The lines finished recorded, and the import's state and report."""
+    async def _stopped(
+        self, import_id: str, summary: Summary, flush: Any, alive: dict[str, Any]
+    ) -> None:
+        """The lines finished recorded, and the import's state and report (unless another
+        run holds the import now: its own are left as they are)."""
         await flush()
-        await self.imports.finish(import_id, summary.state, summary.as_json())
+        if summary.error != TAKEN_OVER:
+            await self.imports.finish(import_id, summary.state, summary.as_json(), alive["lease"])
 
     async def _line(self, row: Row, planned: str, as_of: datetime) -> LineDone | None:
         """One line applied (its outcome), or ``None``: the carrier (or the state store)

@@ -233,3 +233,42 @@ def test_a_running_import_shows_it_lives_while_no_line_finishes() -> None:
             await task
 
     run(main())
+
+
+def test_a_run_whose_import_another_run_claimed_stops_and_leaves_it_to_that_run() -> None:
+    """A run silent past ``STALE_AFTER`` (the store unreachable, its process frozen) whose
+    import another replica then resumed went on applying lines beside the new run, and its
+    end overwrote the new run's state. Its next heartbeat finds the import claimed: it
+    stops, saying so, and leaves the import's state to the run that holds it."""
+    from gateway.bulk import run as bulk_run
+    from gateway.bulk.run import Importer, prepare
+    from gateway.store.tables import imports
+
+    async def main() -> None:
+        async with gateway(latency_ms=100.0) as gw:
+            rt = runtime_of(gw)
+            importer = Importer(
+                rt.pipeline, rt.imports, concurrency=1, flush_every=0.05, heartbeat_every=0.1
+            )
+            prepared = await prepare("devices", devices_csv(40), rt.pipeline, rt.imports, rt.limits)
+            import_id = await importer.start(prepared)
+            task = asyncio.create_task(importer.apply(import_id, prepared))
+            for _ in range(200):  # until its first lines are recorded
+                if await rt.imports.done(import_id):
+                    break
+                await asyncio.sleep(0.05)
+            # As if this run had been silent for STALE_AFTER: another replica resumes it.
+            long_ago = time.time_ns() // 1000 - int((bulk_run.STALE_AFTER + 1) * 1_000_000)
+            async with rt.imports._begin() as connection:
+                await connection.execute(imports.update().values(updated_at=long_ago))
+            stale = int(bulk_run.STALE_AFTER * 1_000_000)
+            assert await rt.imports.resume(import_id, stale) is None
+            claimed = await rt.imports.get(import_id)
+            summary = await asyncio.wait_for(task, 30)
+            assert summary.error == bulk_run.TAKEN_OVER and summary.left > 0, summary
+            after = await rt.imports.get(import_id)
+            assert after is not None and claimed is not None
+            assert after.state == "running" and after.report is None  # the claimer's
+            assert after.updated_at == claimed.updated_at
+
+    run(main())

@@ -95,5 +95,17 @@ def test_a_resume_claims_an_import_only_when_no_run_of_it_lives(db: Database) ->
                     *(s.resume(import_id, stale) for s in (first, second, first, second))
                 )
                 assert sum(w is None for w in won) == 1, won
+            # The run that held it before learns so at its next heartbeat, and ends nothing.
+            held = await first.get(import_id)
+            assert held is not None
+            lease = await second.touch(import_id, held.updated_at)
+            assert lease is not None and lease > held.updated_at
+            assert await first.touch(import_id, held.updated_at) is None
+            assert await first.record(import_id, [LineDone(2, "created")], held.updated_at) is None
+            assert not await first.finish(import_id, "done", {}, held.updated_at)
+            assert await second.finish(import_id, "done", {}, lease)
+            found = await first.get(import_id)
+            assert found is not None and found.state == "done"
+            assert set(await first.done(import_id)) == {2}  # a line done is done, either way
 
     run(main())
