@@ -35,7 +35,15 @@ from gateway.api.problems import Problem
 from gateway.api.schemas import read_body
 from gateway.bulk.export import export
 from gateway.bulk.formats import KINDS, BadFile
-from gateway.bulk.run import FAILED, ID_LENGTH, Prepared, ResumeRefused, prepare, state_of
+from gateway.bulk.run import (
+    FAILED,
+    ID_LENGTH,
+    ImportRunning,
+    Prepared,
+    ResumeRefused,
+    prepare,
+    state_of,
+)
 from gateway.bulk.runtime import Runtime, importer_of
 from gateway.dlr.errors import FieldError
 from gateway.store.imports import ImportStore
@@ -139,6 +147,9 @@ async def create_import(request: Request) -> Response:
         raise Problem(409, f"Import {query.resume} is running.", "import-running")
     try:
         import_id = await rt.importer.start(prepared, query.resume)
+    except ImportRunning as exc:
+        # Another replica's run (or a killed one's, until its heartbeat is STALE_AFTER old).
+        raise Problem(409, str(exc), "import-running", retry_after=exc.wait or None) from None
     except ResumeRefused as exc:
         raise Problem(409, str(exc), "import-resume-refused") from None
     running.run(import_id, rt.importer.apply(import_id, prepared))

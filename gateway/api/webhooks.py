@@ -3,7 +3,8 @@
 A subscription's secret (``whsec_…``) is returned once, when it is created or rotated, and
 never again, nor logged. Rotation keeps the old secret signing deliveries beside the new one
 for a day, so receivers can switch without missing an event; rotated again within the day,
-every secret whose day has not ended still signs (``MAX_SECRETS`` at most).
+every secret whose day has not ended still signs (``MAX_SECRETS`` at most). Should one leak,
+``DELETE .../secrets/previous`` ends their day now: only the current one signs.
 """
 
 from __future__ import annotations
@@ -163,8 +164,19 @@ async def rotate(request: Request) -> Response:
     return response
 
 
+async def end_previous_secrets(request: Request) -> Response:
+    """Only the current secret signs from now on: one rotated out (and still signing for
+    its day) has leaked."""
+    events = admin_events(request)
+    hook = await _hook(events, request)
+    if await events.outbox.end_rotated_out(hook.id) is None:
+        raise Problem(404, "There is no subscription with that ID.")
+    return Response(status_code=204)
+
+
 routes = [
     resource("/v1/webhooks", get=list_all, post=create),
     resource("/v1/webhooks/{webhook_id}", get=show, patch=update, delete=delete),
     resource("/v1/webhooks/{webhook_id}/secret", post=rotate),
+    resource("/v1/webhooks/{webhook_id}/secrets/previous", delete=end_previous_secrets),
 ]

@@ -46,7 +46,7 @@ from gateway.dlr.pipeline import (
 from gateway.rows import RowProblem
 from gateway.store.base import HistoryKind, LocationRecord, NumberOwned, location_key
 from gateway.store.errors import StoreUnavailable
-from gateway.store.imports import ImportRecord, ImportStore, LineDone
+from gateway.store.imports import ImportRecord, ImportStore, LineDone, now_us
 from gateway.store.mapping import from_us
 
 log = logging.getLogger("gateway.bulk")
@@ -64,13 +64,18 @@ HEARTBEAT_EVERY = 5.0
 #: Seconds without a sign of life after which a ``running`` import is taken as stopped (the
 #: process that ran it was killed): it reads ``incomplete``, to be resumed.
 STALE_AFTER = 60.0
+#: Why a run stopped when another claimed its import.
+TAKEN_OVER = (
+    "another run resumed the import while this one gave no sign of life (for "
+    f"{STALE_AFTER:.0f} s); that run applies the lines left"
+)
 
 
 def state_of(found: ImportRecord) -> tuple[str, str | None]:
     """The import's state and why it stopped: a ``running`` import whose run has given no
     sign of life for ``STALE_AFTER`` (its process was killed) is ``incomplete``."""
     report = found.report or {}
-    quiet = time.time_ns() // 1000 - found.updated_at
+    quiet = now_us() - found.updated_at
     if found.state == "running" and quiet > STALE_AFTER * 1_000_000:
         why = (
             f"its run stopped without finishing (no sign of life for {STALE_AFTER:.0f} s: "
@@ -82,6 +87,20 @@ def state_of(found: ImportRecord) -> tuple[str, str | None]:
 
 class ResumeRefused(ValueError):
     """``--resume ID`` names no import, or one of another kind or file."""
+
+
+class ImportRunning(ResumeRefused):
+    """``--resume ID`` names an import a run (another process's) still applies."""
+
+    def __init__(self, import_id: str, alive_at: int) -> None:
+        quiet = max(0.0, (now_us() - alive_at) / 1_000_000)
+        #: Seconds until it may be resumed, should that run have stopped without a word.
+        self.wait = max(0.0, STALE_AFTER - quiet)
+        super().__init__(
+            f"import {import_id} is running (a sign of life {quiet:.0f} s ago, in this or "
+            f"another process): wait for it to end; if its process was killed, it may be "
+            f"resumed {self.wait:.0f} s from now ({STALE_AFTER:.0f} s without a sign of life)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +266,9 @@ class Importer:
             raise ResumeRefused(f"import {resume} imported {found.kind}, not {kind}")
         if found.digest != prepared.digest:
             raise ResumeRefused(f"import {resume} was given another file (its SHA-256 differs)")
-        await self.imports.resume(resume)
+        alive_at = await self.imports.resume(resume, int(STALE_AFTER * 1_000_000))
+        if alive_at is not None:
+            raise ImportRunning(resume, alive_at)
         return resume
 
     async def apply(
@@ -299,18 +320,26 @@ class Importer:
                 counter["done"] += 1
                 progress.update(counter["done"], counter["failed"], total)
 
-        alive = {"at": time.monotonic()}
+        # The run's lease: the heartbeat it last wrote. Should another run claim the import
+        # meanwhile (this one silent past STALE_AFTER: the store unreachable, the process
+        # frozen), the next heartbeat finds it changed and this run stops.
+        alive: dict[str, Any] = {"at": time.monotonic(), "lease": record and record.updated_at}
 
         async def flush() -> None:
             batch = finished[:]
             if batch:
-                await self.imports.record(import_id, batch)  # a sign of life too
+                renewed = await self.imports.record(import_id, batch, alive["lease"])
             elif time.monotonic() - alive["at"] >= self.heartbeat_every:
-                await self.imports.touch(import_id)
+                renewed = await self.imports.touch(import_id, alive["lease"])
             else:
                 return
-            alive["at"] = time.monotonic()
-            del finished[: len(batch)]
+            del finished[: len(batch)]  # recorded, this run's or not: each line is done
+            if renewed is None and alive["lease"] is not None:
+                if summary.error is None:
+                    summary.error = TAKEN_OVER
+                    log.warning("import %s stopped: %s", import_id, TAKEN_OVER)
+                return
+            alive.update(at=time.monotonic(), lease=renewed)
 
         async def flusher() -> None:
             while True:
@@ -337,15 +366,19 @@ class Importer:
             try:
                 # What finished is kept, Ctrl-C included (a line not kept costs no carrier
                 # call when it runs again: the pipeline finds it unchanged).
-                await asyncio.shield(self._stopped(import_id, summary, flush))
+                await asyncio.shield(self._stopped(import_id, summary, flush, alive))
             finally:
                 progress.close()
         return summary
 
-    async def _stopped(self, import_id: str, summary: Summary, flush: Any) -> None:
-        """The lines finished recorded, and the import's state and report."""
+    async def _stopped(
+        self, import_id: str, summary: Summary, flush: Any, alive: dict[str, Any]
+    ) -> None:
+        """The lines finished recorded, and the import's state and report (unless another
+        run holds the import now: its own are left as they are)."""
         await flush()
-        await self.imports.finish(import_id, summary.state, summary.as_json())
+        if summary.error != TAKEN_OVER:
+            await self.imports.finish(import_id, summary.state, summary.as_json(), alive["lease"])
 
     async def _line(self, row: Row, planned: str, as_of: datetime) -> LineDone | None:
         """One line applied (its outcome), or ``None``: the carrier (or the state store)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -44,6 +45,11 @@ class Session:
 
 SESSION_COOKIE = "dlr_console"
 SIGN_IN_COOKIE = "dlr_console_signin"
+#: A browser that has signed in: which admin key it signed in with (its tag), signed. Its
+#: sign-in attempts count against that key's budget, not its (perhaps shared) address's.
+KNOWN_COOKIE = "dlr_console_known"
+#: How long a browser stays known after its last sign-in.
+KNOWN_SECONDS = 30 * 86_400
 COOKIE_PATH = "/console"
 
 
@@ -123,6 +129,7 @@ class Sessions:
         self._serializer = URLSafeTimedSerializer(key, salt="dlr-console-session")
         self._sign_in = URLSafeTimedSerializer(key, salt="dlr-console-sign-in")
         self._flash = URLSafeTimedSerializer(key, salt="dlr-console-flash")
+        self._known = URLSafeTimedSerializer(key, salt="dlr-console-known-browser")
         self.lifetime = max(1, round(lifetime_seconds))
         self.signouts = SignOuts()
 
@@ -138,8 +145,22 @@ class Sessions:
             [session.sid, session.subject, session.csrf, session.key_tag]
         )
         _set_cookie(response, request, SESSION_COOKIE, value, int(self.lifetime))
+        known = self._known.dumps(session.key_tag)
+        _set_cookie(response, request, KNOWN_COOKIE, known, KNOWN_SECONDS)
         response.delete_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
         return session
+
+    def known_account(self, request: Request) -> str | None:
+        """The admin key (its tag) this browser last signed in with, while that key is still
+        one of ``GATEWAY_ADMIN_KEYS``: ``None`` for a browser never signed in here."""
+        value = request.cookies.get(KNOWN_COOKIE, "")
+        if not value or len(value) > 512:
+            return None
+        try:
+            tag: Any = self._known.loads(value, max_age=KNOWN_SECONDS)
+        except BadSignature:
+            return None
+        return tag if isinstance(tag, str) and tag in self._key_tags else None
 
     def read(self, request: Request) -> Session | None:
         value = request.cookies.get(SESSION_COOKIE)
@@ -228,3 +249,33 @@ def _set_cookie(response: Response, request: Request, name: str, value: str, age
         secure=request.url.scheme == "https"
         or request.headers.get("origin", "").startswith("https://"),
     )
+
+
+#: ``X-Forwarded-For`` hops read at most, from the right (the nearest proxies).
+MAX_HOPS = 16
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(request: Request, proxies: Sequence[Network]) -> str:
+    """Who is signing in: the TCP peer; or, when the peer is one of ``proxies``, the nearest
+    ``X-Forwarded-For`` hop that is not (each trusted proxy appends who it saw, so the hops
+    a client forges itself lie further left and are never reached)."""
+    peer = request.client.host if request.client is not None else ""
+    if not _among(peer, proxies):
+        return peer
+    hops = [h.strip() for v in request.headers.getlist("x-forwarded-for") for h in v.split(",")]
+    for hop in reversed(hops[-MAX_HOPS:]):
+        if not _among(hop, proxies):
+            return hop
+    return peer
+
+
+def _among(address: str, networks: Sequence[Network]) -> bool:
+    if not networks:
+        return False
+    try:
+        found = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(found in network for network in networks)

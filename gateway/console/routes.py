@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -22,7 +23,7 @@ from gateway.api.context import Services, services
 from gateway.api.emergency import UNKNOWN_CALLER_KEY
 from gateway.api.limits import DeviceRateLimiter
 from gateway.bandwidth.errors import UpstreamError
-from gateway.console.auth import Session, Sessions, same
+from gateway.console.auth import Session, Sessions, client_address, same
 from gateway.console.geo import MapView
 from gateway.console.queries import EMERGENCY_QUERY, STATES, ConsoleQueries, Thresholds
 from gateway.settings import Settings
@@ -146,8 +147,15 @@ class Console:
             stale_after=settings.emergency_query_stale_after,
         )
         self.map_view = MapView(settings.console_tile_url)
-        #: Sign-in attempts per client address: 10 at once, then one every 6 seconds.
+        #: Sign-in attempts: 10 at once, then one every 6 seconds, per admin key from a
+        #: browser that has signed in with it (``KNOWN_COOKIE``), else per client address.
         self.sign_ins = DeviceRateLimiter(10 / 60, 10, maxsize=10_000)
+        self.proxies = tuple(
+            ipaddress.ip_network(c, strict=False) for c in settings.console_trusted_proxies
+        )
+        #: Attempts from browsers never signed in, every address together: many addresses
+        #: (a botnet) guess no faster than this.
+        self.strangers = DeviceRateLimiter(1.0, 60, maxsize=1)
         self.env = Environment(
             loader=FileSystemLoader(_HERE / "templates"),
             autoescape=select_autoescape(default=True),
@@ -322,8 +330,7 @@ class Console:
             )
         except _Refused as refused:
             return self._refused(refused.message, refused.status)
-        client = request.client.host if request.client is not None else ""
-        wait = self.sign_ins.acquire(client)
+        wait = self._sign_in_budget(request)
         if wait is not None:
             slow_down = self._refused("Too many sign-in attempts: wait a little.", 429)
             slow_down.headers["Retry-After"] = str(self.sign_ins.retry_after(wait))
@@ -341,6 +348,18 @@ class Console:
         response = RedirectResponse(_safe_next(str(form.get("next", ""))), status_code=303)
         self.sessions.issue(response, request, principal.subject, key)
         return response
+
+    def _sign_in_budget(self, request: Request) -> float | None:
+        """An attempt taken from its budget (``None``), or the seconds until there is one. A
+        browser that has signed in spends its admin key's, wherever it is: one guesser
+        behind the proxy every operator shares does not lock them out, and a guesser with
+        a stolen cookie gains nothing by changing address. Any other spends its address's
+        (``client_address``) and the strangers' one."""
+        account = self.sessions.known_account(request)
+        if account is not None:
+            return self.sign_ins.acquire(f"key:{account}")
+        wait = self.sign_ins.acquire(f"address:{client_address(request, self.proxies)}")
+        return wait if wait is not None else self.strangers.acquire("")
 
     async def sign_out(self, request: Request, session: Session) -> Response:
         response = RedirectResponse("/console/signin", status_code=303)

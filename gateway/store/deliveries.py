@@ -94,6 +94,16 @@ class Webhook:
         }
 
 
+def rotated_out_ended(now: float) -> dict[str, Any]:
+    """The columns that end every rotated-out secret's overlap now: only the current signs."""
+    return {
+        "previous_secret": None,
+        "previous_until": None,
+        "older_secrets": None,
+        "updated_at": to_us(now),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     id: str

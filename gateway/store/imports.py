@@ -32,14 +32,20 @@ def _chunks(values: Sequence[str], size: int = 500) -> Iterable[list[str]]:
         yield unique[start : start + size]
 
 
-def _now() -> int:
+def now_us() -> int:
+    """Now in microseconds since the epoch: the clock of imports' ``updated_at``."""
     return time.time_ns() // 1000
 
 
-async def _touched(connection: AsyncConnection, import_id: str) -> None:
-    await connection.execute(
-        imports.update().where(imports.c.import_id == import_id).values(updated_at=_now())
-    )
+async def _touched(connection: AsyncConnection, import_id: str, lease: int | None) -> int | None:
+    """The import marked alive: its new ``updated_at``. With ``lease`` (the ``updated_at`` its
+    run last wrote), only while it is still that: ``None`` once another run has claimed it."""
+    now = now_us() if lease is None else max(now_us(), lease + 1)
+    where = [imports.c.import_id == import_id]
+    if lease is not None:
+        where += [imports.c.updated_at == lease, imports.c.state == "running"]
+    changed = await connection.execute(imports.update().where(*where).values(updated_at=now))
+    return now if changed.rowcount else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +83,7 @@ class ImportStore:
         return cls(store)
 
     async def create(self, import_id: str, kind: str, digest: str, total: int) -> None:
-        now = _now()
+        now = now_us()
         async with self._begin() as connection:
             await connection.execute(
                 imports.insert().values(
@@ -131,40 +137,61 @@ class ImportStore:
             )
             return outcomes, [LineDone(r.line, r.outcome, r.detail) for r in failed]
 
-    async def record(self, import_id: str, lines: Sequence[LineDone]) -> None:
-        """Lines finished: one statement for a batch (a line recorded twice keeps its first)."""
-        if not lines:
-            return
+    async def record(
+        self, import_id: str, lines: Sequence[LineDone], lease: int | None = None
+    ) -> int | None:
+        """Lines finished: one statement for a batch (a line recorded twice keeps its first);
+        the import marked alive as ``touch`` marks it."""
         values = [
             {"import_id": import_id, "line": d.line, "outcome": d.outcome, "detail": d.detail}
             for d in lines
         ]
         async with self._begin() as connection:
-            statement = insert_for(connection, import_rows).on_conflict_do_nothing()
-            await connection.execute(statement, values)
-            await _touched(connection, import_id)
+            if values:
+                statement = insert_for(connection, import_rows).on_conflict_do_nothing()
+                await connection.execute(statement, values)
+            return await _touched(connection, import_id, lease)
 
-    async def resume(self, import_id: str) -> None:
-        """A run of the import begins again: ``running``, the last run's report gone."""
+    async def resume(self, import_id: str, stale_after_us: int) -> int | None:
+        """A run of the import begins again (``running``, the last run's report gone), unless
+        a run of it gave a sign of life within ``stale_after_us``: that run's last sign of
+        life, and nothing changed. One conditional statement: of two claims at once, one wins.
+        """
+        now = now_us()
+        alive = sa.and_(imports.c.state == "running", imports.c.updated_at > now - stale_after_us)
         async with self._begin() as connection:
-            await connection.execute(
+            claimed = await connection.execute(
                 imports.update()
-                .where(imports.c.import_id == import_id)
-                .values(state="running", updated_at=_now(), report=None)
+                .where(imports.c.import_id == import_id, sa.not_(alive))
+                .values(state="running", updated_at=now, report=None)
             )
+            if claimed.rowcount:
+                return None
+            last: int | None = await connection.scalar(
+                sa.select(imports.c.updated_at).where(imports.c.import_id == import_id)
+            )
+            return now if last is None else last
 
-    async def touch(self, import_id: str) -> None:
-        """The import's run is alive (no line finished lately: ``record`` says so too)."""
+    async def touch(self, import_id: str, lease: int | None = None) -> int | None:
+        """The import's run is alive (no line finished lately: ``record`` says so too): its
+        new ``updated_at``, the run's next ``lease``; ``None``: another run holds it now."""
         async with self._begin() as connection:
-            await _touched(connection, import_id)
+            return await _touched(connection, import_id, lease)
 
-    async def finish(self, import_id: str, state: str, report: dict[str, Any]) -> None:
+    async def finish(
+        self, import_id: str, state: str, report: dict[str, Any], lease: int | None = None
+    ) -> bool:
+        """The run's end and report; with ``lease``, only while no other run has claimed it."""
+        where = [imports.c.import_id == import_id]
+        if lease is not None:
+            where.append(imports.c.updated_at == lease)
         async with self._begin() as connection:
-            await connection.execute(
+            changed = await connection.execute(
                 imports.update()
-                .where(imports.c.import_id == import_id)
-                .values(state=state, updated_at=_now(), report=json.dumps(report, sort_keys=True))
+                .where(*where)
+                .values(state=state, updated_at=now_us(), report=json.dumps(report, sort_keys=True))
             )
+        return bool(changed.rowcount)
 
     # -- what validation and the plan read, many rows a statement ----------------------------
 

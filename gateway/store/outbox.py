@@ -31,6 +31,7 @@ from gateway.store.deliveries import (
     Webhook,
     delivery_of,
     event_of,
+    rotated_out_ended,
     to_us,
     webhook_of,
 )
@@ -174,6 +175,10 @@ class OutboxStore:
             )
             row = changed.one()
         return webhook_of(row)
+
+    async def end_rotated_out(self, id: str) -> Webhook | None:
+        """Only the current secret signs from now on (one rotated out has leaked)."""
+        return await self._change_webhook(id, rotated_out_ended(self.clock()))
 
     async def _change_webhook(self, id: str, values: dict[str, Any]) -> Webhook | None:
         """Update the webhook ``id``; answers it as changed (None: there is none)."""

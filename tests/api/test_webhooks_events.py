@@ -170,6 +170,34 @@ def test_rotations_within_a_day_keep_every_secret_signing_up_to_the_bound() -> N
     asyncio.run(main())
 
 
+def test_the_rotated_out_secrets_can_be_ended_at_once() -> None:
+    """A secret rotated out went on signing for its day, and nothing ended it sooner: one
+    that had leaked still signed every delivery, a forger's verified as the gateway's.
+    ``DELETE .../secrets/previous`` leaves the current secret the only one signing."""
+
+    async def main() -> None:
+        async with gateway(_settings()) as gw:
+            hook = await _subscribe(gw)
+            path = f"/v1/webhooks/{hook['id']}"
+            answers = [await gw.http.post(f"{path}/secret") for _ in range(MAX_SECRETS - 1)]
+            assert {a.status_code for a in answers} == {200}
+            assert (await gw.http.post(f"{path}/secret")).status_code == 409  # at the bound
+            ended = await gw.http.delete(f"{path}/secrets/previous")
+            assert ended.status_code == 204, ended.text
+            stored = await _events(gw).outbox.webhook(hook["id"])
+            assert stored is not None
+            assert stored.secrets(stored.updated_at) == (answers[-1].json()["secret"],)
+            assert (await gw.http.post(f"{path}/secret")).status_code == 200  # taken again
+            missing = await gw.http.delete("/v1/webhooks/wh_none/secrets/previous")
+            assert missing.status_code == 404
+            anonymous = await gw.http.delete(
+                f"{path}/secrets/previous", headers={"Authorization": ""}
+            )
+            assert anonymous.status_code == 401
+
+    asyncio.run(main())
+
+
 def test_update_disable_and_delete_a_subscription() -> None:
     async def main() -> None:
         async with gateway(_settings()) as gw:
@@ -426,6 +454,7 @@ def test_an_id_postgresql_cannot_compare_is_a_404_not_a_500(postgres_url: str) -
                 ("PATCH", "/v1/webhooks/wh_%00"),
                 ("DELETE", "/v1/webhooks/%00"),
                 ("POST", "/v1/webhooks/%00/secret"),
+                ("DELETE", "/v1/webhooks/%00/secrets/previous"),
                 ("POST", "/v1/events/evt_%00/retry"),
             ):
                 answer = await gw.http.request(method, path, json={"enabled": False})

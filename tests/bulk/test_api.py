@@ -174,6 +174,43 @@ def test_an_import_whose_process_ended_reads_incomplete_not_running() -> None:
     run(main())
 
 
+def test_a_resume_of_an_import_running_elsewhere_is_refused() -> None:
+    """A resume was refused only when this process ran the import: one another replica was
+    applying (its heartbeat fresh) was taken, and two runs applied the same lines at once.
+    It is now 409 ``import-running`` saying when it may be resumed, nothing run; once its
+    run has given no sign of life for ``STALE_AFTER``, the resume is taken."""
+    from gateway.bulk import run as bulk_run
+    from gateway.store.tables import imports
+
+    async def main() -> None:
+        async with gateway() as gw:
+            import_id, data = await _stopped_earlier(gw, 3)
+            store = runtime_of(gw).imports
+            await store.finish(import_id, "running", {})  # another replica's run, alive
+            seq = gw.last_seq()
+            refused = await gw.http.post(
+                f"/v1/imports?kind=devices&resume={import_id}", content=data, headers=CSV
+            )
+            assert refused.status_code == 409, refused.text
+            problem = refused.json()
+            assert problem["type"] == "/problems/import-running", problem
+            assert "is running" in problem["detail"] and "60 s" in problem["detail"], problem
+            assert 55 <= int(refused.headers["retry-after"]) <= 60
+            await asyncio.sleep(0.2)
+            assert gw.calls(seq) == [] and await store.done(import_id) == {}
+            long_ago = time.time_ns() // 1000 - int((bulk_run.STALE_AFTER + 1) * 1_000_000)
+            async with store._begin() as connection:
+                await connection.execute(imports.update().values(updated_at=long_ago))
+            resumed = await gw.http.post(
+                f"/v1/imports?kind=devices&resume={import_id}", content=data, headers=CSV
+            )
+            assert resumed.status_code == 202, resumed.text
+            status = await _finished(gw, import_id)
+            assert status["state"] == "done" and status["done"] == 3, status
+
+    run(main())
+
+
 def test_a_running_import_shows_it_lives_while_no_line_finishes() -> None:
     """While the carrier keeps every line waiting, the run still marks the import alive."""
     from gateway.bulk.run import Importer, prepare
@@ -194,5 +231,44 @@ def test_a_running_import_shows_it_lives_while_no_line_finishes() -> None:
             assert alive is not None and alive.updated_at > began.updated_at
             assert (await rt.imports.done(import_id)) == {}  # no line has finished
             await task
+
+    run(main())
+
+
+def test_a_run_whose_import_another_run_claimed_stops_and_leaves_it_to_that_run() -> None:
+    """A run silent past ``STALE_AFTER`` (the store unreachable, its process frozen) whose
+    import another replica then resumed went on applying lines beside the new run, and its
+    end overwrote the new run's state. Its next heartbeat finds the import claimed: it
+    stops, saying so, and leaves the import's state to the run that holds it."""
+    from gateway.bulk import run as bulk_run
+    from gateway.bulk.run import Importer, prepare
+    from gateway.store.tables import imports
+
+    async def main() -> None:
+        async with gateway(latency_ms=100.0) as gw:
+            rt = runtime_of(gw)
+            importer = Importer(
+                rt.pipeline, rt.imports, concurrency=1, flush_every=0.05, heartbeat_every=0.1
+            )
+            prepared = await prepare("devices", devices_csv(40), rt.pipeline, rt.imports, rt.limits)
+            import_id = await importer.start(prepared)
+            task = asyncio.create_task(importer.apply(import_id, prepared))
+            for _ in range(200):  # until its first lines are recorded
+                if await rt.imports.done(import_id):
+                    break
+                await asyncio.sleep(0.05)
+            # As if this run had been silent for STALE_AFTER: another replica resumes it.
+            long_ago = time.time_ns() // 1000 - int((bulk_run.STALE_AFTER + 1) * 1_000_000)
+            async with rt.imports._begin() as connection:
+                await connection.execute(imports.update().values(updated_at=long_ago))
+            stale = int(bulk_run.STALE_AFTER * 1_000_000)
+            assert await rt.imports.resume(import_id, stale) is None
+            claimed = await rt.imports.get(import_id)
+            summary = await asyncio.wait_for(task, 30)
+            assert summary.error == bulk_run.TAKEN_OVER and summary.left > 0, summary
+            after = await rt.imports.get(import_id)
+            assert after is not None and claimed is not None
+            assert after.state == "running" and after.report is None  # the claimer's
+            assert after.updated_at == claimed.updated_at
 
     run(main())

@@ -208,3 +208,72 @@ def test_a_stream_past_the_size_limit_is_refused_without_reading_it_all(
         writer.join()
     assert time.monotonic() - started < 10
     assert "larger than 1024 bytes" in capsys.readouterr().err
+
+
+def test_import_url_streams_the_file_and_stops_past_the_size_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``import --url`` read the whole file into memory before sending it (a pipe: for as
+    long as it flowed). It sends it a piece at a time and stops past
+    ``GATEWAY_IMPORT_MAX_BYTES``, as the local path does; a file within it arrives whole."""
+    import os
+    import threading
+    import time
+
+    import httpx
+
+    from gateway.bulk import command
+
+    monkeypatch.setenv("GATEWAY_IMPORT_MAX_BYTES", "1024")
+    received: list[bytes] = []
+    declared: list[str | None] = []
+
+    async def gateway(request: httpx.Request) -> httpx.Response:
+        declared.append(request.headers.get("content-length"))
+        received.append(await request.aread())
+        return httpx.Response(413, json={"detail": "too large"})
+
+    real = command._client
+
+    def mocked(args: object) -> httpx.AsyncClient:
+        client: httpx.AsyncClient = real(args)
+        client._transport = httpx.MockTransport(gateway)
+        return client
+
+    monkeypatch.setattr(command, "_client", mocked)
+    monkeypatch.setattr(command, "UPLOAD_PIECE", 256, raising=False)
+    remote = ["--url", "http://127.0.0.1:9", "--key", "k"]
+    pipe = tmp_path / "fleet.csv"
+    os.mkfifo(pipe)
+    done = threading.Event()
+
+    def flow() -> None:  # a stream that goes on until the reader is gone
+        with pipe.open("wb") as out:
+            out.write(DEVICE_HEADER.encode() + b"x" * 4096)
+            out.flush()
+            done.wait(20)
+
+    writer = threading.Thread(target=flow)
+    writer.start()
+    started = time.monotonic()
+    try:
+        assert main(["import", "devices", str(pipe), *remote]) == 2
+    finally:
+        done.set()
+        writer.join()
+    assert time.monotonic() - started < 10
+    assert "larger than 1024 bytes" in capsys.readouterr().err
+    assert sum(map(len, received)) <= 1024
+    big = tmp_path / "big.csv"
+    big.write_bytes(DEVICE_HEADER.encode() + b"x" * 1_000_000)
+    received.clear()
+    assert main(["import", "devices", str(big), *remote]) == 2
+    assert "larger than 1024 bytes" in capsys.readouterr().err
+    assert received == []  # its size said so: not sent at all
+    small = tmp_path / "small.csv"
+    small.write_bytes(DEVICE_HEADER.encode() + b"y" * 700)
+    received.clear()
+    assert main(["import", "devices", str(small), *remote]) == 2  # the mock's 413
+    assert b"".join(received) == small.read_bytes()  # sent in 256-byte pieces, whole
+    # Its length declared: the gateway gives a large file its time (GATEWAY_BODY_TIMEOUT).
+    assert declared[-1] == str(small.stat().st_size)

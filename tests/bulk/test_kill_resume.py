@@ -70,6 +70,14 @@ def test_killed_part_way_then_resumed_applies_every_line_once(
     assert found, output
     import_id = found[1]
 
+    # Its heartbeat is fresh: as far as anyone can tell it runs elsewhere, and is not taken.
+    early = _import(env, tmp_path, str(csv_file), "--resume", import_id)
+    output = early.communicate(timeout=120)[0]
+    assert early.returncode == 2, output
+    assert f"import {import_id} is running" in output and "s from now" in output, output
+    assert _lines_recorded(db) == recorded
+    with sqlite3.connect(db) as connection:  # STALE_AFTER passes
+        connection.execute("UPDATE imports SET updated_at = updated_at - 61000000")
     second = _import(env, tmp_path, str(csv_file), "--resume", import_id)
     output = second.communicate(timeout=120)[0]
     assert second.returncode == 0, output
@@ -118,7 +126,9 @@ def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_through_a_running_gateways_admin_api(tmp_path: Path, sim: procs.Proc) -> None:
-    env = procs.gateway_environ(sim.port, f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+    env = procs.gateway_environ(
+        sim.port, f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", GATEWAY_IMPORT_MAX_BYTES="100000"
+    )
     gw = procs.replica("gateway", tmp_path, env).start().wait_ready()
     try:
         remote = ["--url", gw.base, "--key", procs.ADMIN_KEY]
@@ -142,5 +152,11 @@ def test_through_a_running_gateways_admin_api(tmp_path: Path, sim: procs.Proc) -
         assert checked.returncode == 1, checked.stdout + checked.stderr
         report = (tmp_path / "bad.errors.csv").read_text()
         assert "2,CallerName," in report and "2,CallbackNumber," in report
+        # Past the gateway's limit (not this shell's): its 413, said, while still sending.
+        big = tmp_path / "big.csv"
+        big.write_bytes(devices_csv(4000))
+        too_big = _cli(tmp_path, "import", "devices", str(big), *remote)
+        assert too_big.returncode == 2, too_big.stdout + too_big.stderr
+        assert "413" in too_big.stderr and "Traceback" not in too_big.stderr, too_big.stderr
     finally:
         procs.stop_all([gw])

@@ -26,6 +26,7 @@ from tests.harness import (
     ADMIN_KEY,
     EMPIRE_STATE,
     Gateway,
+    from_host,
     gateway,
     gateway_settings,
     phone_of,
@@ -401,6 +402,75 @@ def test_sign_in_attempts_are_limited_per_client() -> None:
             assert int(answers[-1].headers["Retry-After"]) >= 1
             # The right key too, until the bucket refills: a guesser cannot race an operator in.
             assert (await sign_in(gw.http)).status_code == 429
+
+    run(scenario())
+
+
+def test_a_guesser_behind_the_shared_proxy_does_not_lock_out_signed_in_browsers() -> None:
+    """Sign-in attempts were limited per client address only: behind the proxy every operator
+    shares, one guesser's ten wrong keys locked every operator out. A browser that has
+    signed in spends its admin key's budget instead, wherever it comes from (a guesser with
+    its stolen cookie gains nothing by changing address); browsers never signed in spend
+    their address's, and all of them together one budget."""
+    from gateway.console.auth import KNOWN_COOKIE
+
+    async def scenario() -> None:
+        async with gateway(settings()) as gw:
+            async with from_host(gw, "10.0.0.1") as operator:  # the proxy's address
+                assert (await sign_in(operator)).status_code == 303
+                known = operator.cookies[KNOWN_COOKIE]
+                operator.cookies.delete(SESSION_COOKIE)
+                async with from_host(gw, "10.0.0.1") as guesser:
+                    guesses = [await sign_in(guesser, key=f"guess-{i:020d}") for i in range(11)]
+                    # The operator's own sign-in spent one of the proxy address's ten.
+                    assert [a.status_code for a in guesses] == [401] * 9 + [429] * 2
+                    assert (await sign_in(guesser)).status_code == 429  # no key races in
+                assert (await sign_in(operator)).status_code == 303
+            # The operator's cookie, stolen, from address after address: one budget.
+            answers = []
+            for i in range(12):
+                async with from_host(gw, f"192.0.2.{i + 1}") as thief:
+                    thief.cookies.set(KNOWN_COOKIE, known, "gateway.local", "/console")
+                    answers.append(await sign_in(thief, key=f"guess-{i:020d}"))
+            assert [a.status_code for a in answers] == [401] * 9 + [429] * 3
+            # Strangers from many addresses: 60 attempts together, then one a second.
+            refused = 0
+            for i in range(8):
+                async with from_host(gw, f"198.51.100.{i + 1}") as stranger:
+                    for j in range(10):
+                        answer = await sign_in(stranger, key=f"guess-{i:02d}{j:018d}")
+                        refused += answer.status_code == 429
+            assert 15 <= refused <= 30, refused  # 50 of 60 left, and a few seconds' refill
+
+    run(scenario())
+
+
+def test_behind_trusted_proxies_the_limit_is_per_forwarded_client() -> None:
+    """``GATEWAY_CONSOLE_TRUSTED_PROXIES``: from a proxy listed there, the client is the
+    nearest ``X-Forwarded-For`` hop not listed; what a client forges further left is never
+    read, and from any other peer the header is not read at all."""
+
+    async def attempts(client: httpx.AsyncClient, forwarded: str, n: int) -> list[int]:
+        client.headers["X-Forwarded-For"] = forwarded
+        return [(await sign_in(client, key=f"guess-{i:020d}")).status_code for i in range(n)]
+
+    async def scenario() -> None:
+        async with gateway(settings(console_trusted_proxies=("10.0.0.0/8",))) as gw:
+            async with from_host(gw, "10.0.0.1") as proxy:
+                assert await attempts(proxy, "198.51.100.7", 11) == [401] * 10 + [429]
+                # The guesser forges hops; its proxy appends the address it saw, last.
+                forged = [
+                    (await attempts(proxy, f"203.0.113.{i}, 198.51.100.7, 10.0.0.2", 1))[0]
+                    for i in range(3)
+                ]
+                assert forged == [429] * 3
+                # Another operator behind the same proxy is not held off.
+                assert await attempts(proxy, "198.51.100.8", 1) == [401]
+                proxy.headers["X-Forwarded-For"] = "198.51.100.9"
+                assert (await sign_in(proxy)).status_code == 303
+            async with from_host(gw, "192.0.2.1") as direct:  # not a proxy: header unread
+                assert await attempts(direct, "198.51.100.50", 11) == [401] * 10 + [429]
+                assert await attempts(direct, "198.51.100.51", 1) == [429]
 
     run(scenario())
 

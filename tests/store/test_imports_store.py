@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from gateway.store import open_store
 from gateway.store.base import LocationRecord
-from gateway.store.imports import ImportStore, LineDone
+from gateway.store.imports import ImportStore, LineDone, now_us
+from gateway.store.tables import imports as imports_table
 from tests.store.conftest import Database
 from tests.store.helpers import binding, run
 
@@ -49,5 +52,60 @@ def test_an_imports_record_lines_and_bulk_reads(db: Database) -> None:
             assert owners["+12025550101"].owner == "dev-1"
             assert await imports.known_locations(["LOC1", "LOC2"]) == {"LOC1"}
             assert [d["aeui"] for d in await imports.devices()] == ["dev-1"]
+
+    run(main())
+
+
+def test_a_resume_claims_an_import_only_when_no_run_of_it_lives(db: Database) -> None:
+    """A resume of an import another replica still runs (its heartbeat fresh) was taken: two
+    runs applied the same lines at once. The claim is one conditional statement: refused
+    while the last sign of life is younger than ``stale_after_us`` (which it answers), and of
+    two replicas claiming a stopped import at once, exactly one wins."""
+    stale = 60_000_000
+    import_id = "0123456789abcdef"
+
+    async def aged(store: ImportStore, seconds: float) -> None:
+        async with store._begin() as connection:
+            await connection.execute(
+                imports_table.update().values(updated_at=now_us() - int(seconds * 1_000_000))
+            )
+
+    async def main() -> None:
+        async with (
+            await open_store(db.url, create=True) as one,
+            await open_store(db.url, create=True) as two,
+        ):
+            first, second = ImportStore.of(one), ImportStore.of(two)
+            await first.create(import_id, "devices", "d" * 64, 3)
+            await aged(first, 10)
+            before = await first.get(import_id)
+            assert before is not None
+            assert await second.resume(import_id, stale) == before.updated_at
+            assert await first.get(import_id) == before  # nothing changed
+            # Its run stopped (Ctrl-C, the carrier's refusal): resumed at once.
+            await first.finish(import_id, "incomplete", {"left": 3})
+            assert await second.resume(import_id, stale) is None
+            claimed = await first.get(import_id)
+            assert claimed is not None and claimed.state == "running" and claimed.report is None
+            assert await first.resume(import_id, stale) is not None  # now that run lives
+            # Its process killed: claimable once the heartbeat is stale_after_us old, by one.
+            for _ in range(5):
+                await aged(first, 61)
+                won = await asyncio.gather(
+                    *(s.resume(import_id, stale) for s in (first, second, first, second))
+                )
+                assert sum(w is None for w in won) == 1, won
+            # The run that held it before learns so at its next heartbeat, and ends nothing.
+            held = await first.get(import_id)
+            assert held is not None
+            lease = await second.touch(import_id, held.updated_at)
+            assert lease is not None and lease > held.updated_at
+            assert await first.touch(import_id, held.updated_at) is None
+            assert await first.record(import_id, [LineDone(2, "created")], held.updated_at) is None
+            assert not await first.finish(import_id, "done", {}, held.updated_at)
+            assert await second.finish(import_id, "done", {}, lease)
+            found = await first.get(import_id)
+            assert found is not None and found.state == "done"
+            assert set(await first.done(import_id)) == {2}  # a line done is done, either way
 
     run(main())

@@ -78,6 +78,29 @@ def test_every_secret_rotated_out_within_its_overlap_still_signs(db: Database) -
     run(main())
 
 
+def test_the_rotated_out_secrets_end_at_once_when_asked(db: Database) -> None:
+    """One leaked: every secret rotated out stops signing now, the current one signs on."""
+
+    async def main() -> None:
+        clock = Now()
+        store, outbox = await _open(db, clock)
+        async with store:
+            s = [new_secret() for _ in range(3)]
+            await outbox.add_webhook("wh_a", "http://127.0.0.1:1/a", ["test_call"], s[0], None)
+            for secret in s[1:]:
+                assert await outbox.rotate_secret("wh_a", secret, overlap=DAY) is not None
+            clock.now += 10
+            ended = await outbox.end_rotated_out("wh_a")
+            assert ended is not None and ended.secrets(clock.now) == (s[2],)
+            assert ended.updated_at == clock.now
+            stored = await outbox.webhook("wh_a")
+            assert stored is not None and stored.secrets(clock.now) == (s[2],)
+            assert not _verifies(s[1], stored, clock.now) and _verifies(s[2], stored, clock.now)
+            assert await outbox.end_rotated_out("wh_none") is None
+
+    run(main())
+
+
 def test_a_claim_reads_every_secret_on_both_sqlite_paths(tmp_path: Path) -> None:
     """The delivery worker's claim reads the subscription (``sqlite3`` and portable alike)."""
     secrets = [new_secret() for _ in range(3)]

@@ -98,6 +98,14 @@ def event_paths() -> dict[str, Any]:
                 },
             )
         },
+        "/v1/webhooks/{webhookId}/secrets/previous": {
+            "delete": one_hook(
+                "endPreviousWebhookSecrets",
+                "Only the current secret signs from now on: the rotated-out ones stop at once "
+                "(one has leaked)",
+                {"204": {"description": "Only the current secret signs."}},
+            )
+        },
         "/v1/events": {
             "get": operation(
                 "listEvents",

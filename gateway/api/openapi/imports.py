@@ -47,7 +47,8 @@ def import_paths() -> dict[str, Any]:
             "400": problem("The Content-Length header is not a number."),
             **ADMIN_AUTH_FAILURES,
             "409": problem(
-                "resume names no import, another kind or file, or one running; or no state store."
+                "resume names no import, another kind or file, or one running (in this "
+                "gateway or another; Retry-After: when it may be resumed); or no state store."
             ),
             "413": problem("The file is larger than GATEWAY_IMPORT_MAX_BYTES."),
             "415": problem("The body is not text/csv."),
