@@ -7,10 +7,13 @@ gate is the pattern the document states (``gateway.network.patterns``).
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
+from starlette.requests import Request
 
 from gateway.api.models import AddressInput, checked, validated
 from gateway.dlr.errors import FieldError
@@ -148,6 +151,23 @@ def read_observations(
         errors.append(FieldError(prefix or "body", message))
         return None
     return model.observation()
+
+
+def peer_address(request: Request) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address the gateway heard ``request`` from: its TCP peer (the server trusts no
+    proxy headers), an IPv4-mapped one as its IPv4 address."""
+    client = request.client
+    if client is None:
+        return None
+    try:
+        return parse_ip(client.host)
+    except WiremapError:
+        return None
+
+
+def heard_from(request: Request, observation: Observation) -> Observation:
+    """A report's ``observation`` with where the gateway heard it from (``peer_address``)."""
+    return dataclasses.replace(observation, heard_from=peer_address(request))
 
 
 _LOCATION_ID = {

@@ -267,6 +267,9 @@ class Observation:
     bssid: Bssid | None = None
     chassis_id: str | None = None
     port_id: str | None = None
+    #: Where the gateway heard a report from (its TCP peer), never what the device says:
+    #: ``gateway.network.egress`` decides from it whether a private subnet match stands.
+    heard_from: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
     def __bool__(self) -> bool:
         return any(v is not None for v in (self.ip, self.bssid, self.chassis_id, self.port_id))
@@ -302,6 +305,8 @@ class Match:
     """The entry an observation resolved to, and which kind of element decided it."""
 
     entry: Entry
+    #: Why the match may not locate a report (``gateway.network.egress``); ``None``: it may.
+    distrusted: str | None = None
 
     @property
     def source(self) -> str:
