@@ -17,7 +17,6 @@ from starlette.requests import Request
 
 from gateway.api.models import AddressInput, checked, validated
 from gateway.dlr.errors import FieldError
-from gateway.dlr.patterns import TEXT_PATTERN
 from gateway.network import patterns
 from gateway.network.wiremap import (
     MAX_DESCRIPTION,
@@ -179,8 +178,8 @@ _LOCATION_ID = {
 _DESCRIPTION = {
     "type": ["string", "null"],
     "maxLength": MAX_DESCRIPTION,
-    "pattern": TEXT_PATTERN,
-    "description": "Free text (blank: none).",
+    "pattern": patterns.TEXT_PATTERN,
+    "description": "Free text (blank: none): no control or invisible format characters.",
 }
 #: An entry's location: its address, or a carrier location's.
 _LOCATED: dict[str, Any] = {

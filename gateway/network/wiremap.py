@@ -86,6 +86,8 @@ def _bounded(
         raise _fail(field, f"is too long (at most {limit} characters)")
     if patterns.CONTROL.search(value):
         raise _fail(field, "must not hold control characters")
+    if patterns.FORMAT.search(value):
+        raise _fail(field, "must not hold invisible format characters (bidi controls, zero-width)")
     if not form.match(value):
         raise _fail(field, f"{value.strip()!r} is not {what}")
     return value.strip()

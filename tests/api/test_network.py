@@ -126,6 +126,13 @@ def test_conflicts_are_refused_and_a_port_of_an_unknown_switch_is_a_warning() ->
         ("switches", {"chassisId": "x" * 65}, "chassisId"),
         ("ports", {"chassisId": "sw-1"}, "portId"),
         ("switches", {"chassisId": "sw\u0000"}, "chassisId"),
+        # Invisible format characters: a right-to-left override shows "sw-core-1" as another
+        # entry's ID in the console and the CSV export; a zero-width space hides a twin.
+        ("switches", {"chassisId": "sw-\u202e1-eroc"}, "chassisId"),
+        ("switches", {"chassisId": "sw-core-1\u200b"}, "chassisId"),
+        ("ports", {"chassisId": "sw-1", "portId": "Gi1/0/\u20667\u2069"}, "portId"),
+        ("subnets", {"subnet": "10.0.0.0/8", "description": "HQ \u202eroolf"}, "description"),
+        ("subnets", {"subnet": "10.0.0.0/8", "description": "HQ\u00ad3"}, "description"),
         ("subnets", {"subnet": "10.0.0.0/8", "description": "d" * 201}, "description"),
         ("subnets", {"subnet": "10.0.0.0/8", "surprise": 1}, "surprise"),
     ],
