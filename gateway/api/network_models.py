@@ -80,7 +80,8 @@ def _key(pattern: str, description: str) -> dict[str, Any]:
 _SUBNET = _key(
     patterns.SUBNET_PATTERN,
     "An IPv4 or IPv6 network in CIDR form (a bare address is a host route); host bits set "
-    "are cleared, with a warning. A /0 (every address) is refused. The longest prefix wins.",
+    "are cleared, with a warning. A network wider than /8 (IPv4) or /16 (IPv6), a /0 (every "
+    "address) included, is refused. The longest prefix wins.",
 )
 _BSSID = _key(
     patterns.BSSID_PATTERN,

@@ -97,11 +97,17 @@ def _bounded(
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+#: The shortest prefix of a subnet entry, by IP version: IPv4's largest block one organization
+#: was ever given (a /8), and for IPv6 one wider than any registry's allocation (a /16; all
+#: global unicast, ``2000::/3``, would otherwise match every device's public address).
+WIDEST_PREFIX = {4: 8, 6: 16}
+
 
 def parse_subnet(value: object, field: str = "subnet") -> Network:
     """A network in CIDR form (a bare address: a host route), its host bits cleared
     (``subnet_note`` says so); an IPv4-mapped IPv6 one as the IPv4 network it is. A /0 is
-    refused: every device reporting any address would match it."""
+    refused (every device reporting any address would match it), and so is a network wider
+    than ``WIDEST_PREFIX``."""
     text = _bounded(value, field, patterns.SUBNET, "an IPv4 or IPv6 network in CIDR form")
     network = ipaddress.ip_network(text, strict=False)  # the pattern admits only networks
     mapped = network.network_address
@@ -109,6 +115,11 @@ def parse_subnet(value: object, field: str = "subnet") -> Network:
         network = ipaddress.IPv4Network((mapped.ipv4_mapped, network.prefixlen - 96))
     if network.prefixlen == 0:  # a typo's host bits cleared (10.0.0.0/0), or on purpose
         raise _fail(field, f"{network} is every address, no building's network")
+    widest = WIDEST_PREFIX[network.version]
+    if network.prefixlen < widest:  # a typo's too: 10.0.0.0/1 is 0.0.0.0/1, 2001::/3 2000::/3
+        raise _fail(
+            field, f"{network} is wider than any one organization's network (/{widest} at most)"
+        )
     return network
 
 

@@ -107,6 +107,13 @@ def test_subnets_longest_prefix_wins_ipv6_and_mapped_ipv4() -> None:
         ("not-a-net", "not an IPv4 or IPv6 network"),
         ("1" * 500, "too long"),
         ("10.0.0.0/8\x00", "control characters"),
+        # Wider than any one organization's network: a typo's /1 (host bits cleared, only a
+        # warning before) was half of IPv4, and 2000::/3 every device's public IPv6 address.
+        ("10.0.0.0/1", "wider than any one organization's"),
+        ("16.0.0.0/7", "wider than any one organization's"),
+        ("2001:db8::/3", "wider than any one organization's"),
+        ("2001::/15", "wider than any one organization's"),
+        ("::ffff:10.0.0.0/97", "wider than any one organization's"),
     ],
 )
 def test_hostile_subnets_are_refused_by_name(text: str, message: str) -> None:
@@ -120,6 +127,8 @@ def test_hostile_subnets_are_refused_by_name(text: str, message: str) -> None:
     ("text", "network"),
     [
         ("10.1.2.3/24", "10.1.2.0/24"),
+        ("10.1.0.0/8", "10.0.0.0/8"),  # the widest taken
+        ("2001:db8::/16", "2001::/16"),
         ("2001:db8::1/64", "2001:db8::/64"),
         ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
         ("::ffff:10.1.2.3", "10.1.2.3/32"),
