@@ -341,6 +341,9 @@ class WiremapIndex:
         self._bssids: dict[int, dict[int, Entry]] = {0: {}, 4: {}, 8: {}}
         self._switches: dict[str, Entry] = {}
         self._ports: dict[tuple[str, str], Entry] = {}
+        #: How many times an entry was put or dropped: what was read of the index before
+        #: is still true while this is unchanged.
+        self.changes = 0
         for entry in entries:
             self._put(entry)
 
@@ -418,6 +421,7 @@ class WiremapIndex:
         table, key = self._slot(entry)
         table[key] = entry
         self._by_id[entry.id] = entry
+        self.changes += 1
         if entry.kind is Kind.SUBNET:
             self._relength(ipaddress.ip_network(entry.key).version)
 
@@ -425,6 +429,7 @@ class WiremapIndex:
         table, key = self._slot(entry)
         table.pop(key, None)
         del self._by_id[entry.id]
+        self.changes += 1
         if entry.kind is Kind.SUBNET:
             self._relength(ipaddress.ip_network(entry.key).version)
 
