@@ -54,6 +54,7 @@ from gateway.geocoding.offline import zip_index
 from gateway.memory import trim as release_free_memory
 from gateway.memory import trim_forever
 from gateway.metrics import Metrics
+from gateway.network.egress import TrustedEgress
 from gateway.observability import RequestObservability
 from gateway.settings import NO_DATABASE, Settings
 from gateway.store import (
@@ -245,7 +246,7 @@ def create_app(
                 ledger,
                 callers=callers,
                 events=None if outbox is None else outbox.emitter,
-                network=wiremap.resolve,
+                network=TrustedEgress(wiremap.resolve, settings.network_trusted_egress),
             )
             # Build the ZIP indexes now, off the event loop, not in the first request.
             await asyncio.to_thread(warm_up)

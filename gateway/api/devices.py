@@ -42,7 +42,7 @@ from gateway.api.models import (
     unreadable_keys,
     validated,
 )
-from gateway.api.network_models import read_observations
+from gateway.api.network_models import heard_from, read_observations
 from gateway.api.pidf import (
     body_format,
     keeps_current,
@@ -451,6 +451,8 @@ async def location_report(request: Request) -> Response:
         request.scope.setdefault("state", {})["aeui"] = report.alternate_end_user_id
         _may_act(principal, report.alternate_end_user_id)
         report = _with_number(principal, report)
+        if report.network is not None:  # after the memo: the same body comes from anywhere
+            report = dataclasses.replace(report, network=heard_from(request, report.network))
         wait = s.report_limiter.acquire(report.alternate_end_user_id)
         if wait is not None:
             result = "rate_limited"

@@ -21,6 +21,7 @@ from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services
 from gateway.api.devices import limit_reads
 from gateway.api.network import wiremap_of
+from gateway.api.network_models import peer_address
 from gateway.network.wiremap import (
     Network,
     Observation,
@@ -37,19 +38,9 @@ from gateway.pidf.held import HeldError, LocationRequest
 METHOD = "Wiremap"
 
 
-def _source(request: Request) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    client = request.client
-    if client is None:
-        return None
-    try:
-        return parse_ip(client.host)
-    except WiremapError:
-        return None
-
-
 def _trusted(request: Request, s: Services) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The source address, when it is inside a trusted network."""
-    source = _source(request)
+    source = peer_address(request)
     if source is None:
         return None
     if any(source in network for network in _networks(s.settings.network_trusted_cidrs)):

@@ -43,6 +43,7 @@ from gateway.bandwidth.models import Address
 from gateway.dlr.errors import FieldError
 from gateway.dlr.pipeline import address_json
 from gateway.metrics import Metrics
+from gateway.network.egress import warn_if_unchecked
 from gateway.network.service import (
     MemoryWiremapStore,
     Normalizer,
@@ -318,6 +319,7 @@ async def open_wiremap(
         store, normalize, on_resolve=metrics.network_resolved, on_size=metrics.network_sized
     )
     await wiremap.refresh()
+    warn_if_unchecked(wiremap.index, settings.network_trusted_egress)
     if isinstance(store, SqlWiremapStore):
         task = asyncio.get_running_loop().create_task(
             wiremap.refresh_forever(settings.network_refresh_seconds), name="wiremap-refresh"

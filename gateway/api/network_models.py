@@ -7,14 +7,16 @@ gate is the pattern the document states (``gateway.network.patterns``).
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
+from starlette.requests import Request
 
 from gateway.api.models import AddressInput, checked, validated
 from gateway.dlr.errors import FieldError
-from gateway.dlr.patterns import TEXT_PATTERN
 from gateway.network import patterns
 from gateway.network.wiremap import (
     MAX_DESCRIPTION,
@@ -78,7 +80,8 @@ def _key(pattern: str, description: str) -> dict[str, Any]:
 _SUBNET = _key(
     patterns.SUBNET_PATTERN,
     "An IPv4 or IPv6 network in CIDR form (a bare address is a host route); host bits set "
-    "are cleared, with a warning. A /0 (every address) is refused. The longest prefix wins.",
+    "are cleared, with a warning. A network wider than /8 (IPv4) or /16 (IPv6), a /0 (every "
+    "address) included, is refused. The longest prefix wins.",
 )
 _BSSID = _key(
     patterns.BSSID_PATTERN,
@@ -150,6 +153,23 @@ def read_observations(
     return model.observation()
 
 
+def peer_address(request: Request) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address the gateway heard ``request`` from: its TCP peer (the server trusts no
+    proxy headers), an IPv4-mapped one as its IPv4 address."""
+    client = request.client
+    if client is None:
+        return None
+    try:
+        return parse_ip(client.host)
+    except WiremapError:
+        return None
+
+
+def heard_from(request: Request, observation: Observation) -> Observation:
+    """A report's ``observation`` with where the gateway heard it from (``peer_address``)."""
+    return dataclasses.replace(observation, heard_from=peer_address(request))
+
+
 _LOCATION_ID = {
     "type": ["string", "null"],
     "maxLength": MAX_LOCATION_ID,
@@ -159,8 +179,8 @@ _LOCATION_ID = {
 _DESCRIPTION = {
     "type": ["string", "null"],
     "maxLength": MAX_DESCRIPTION,
-    "pattern": TEXT_PATTERN,
-    "description": "Free text (blank: none).",
+    "pattern": patterns.TEXT_PATTERN,
+    "description": "Free text (blank: none): no control or invisible format characters.",
 }
 #: An entry's location: its address, or a carrier location's.
 _LOCATED: dict[str, Any] = {

@@ -35,7 +35,7 @@ from gateway.dlr.address_tables import (
     WIRE_TO_FIELD,
 )
 from gateway.dlr.errors import FieldError
-from gateway.dlr.patterns import END, SURROGATES, WHITESPACE
+from gateway.dlr.patterns import END, FORMAT_CHARACTERS, SURROGATES, WHITESPACE
 
 __all__ = [
     "CALLER_NAME_PATTERN",
@@ -79,15 +79,10 @@ def normalize(raw: Address | Mapping[str, object] | str) -> Normalized:
         )
 
 
-#: What a caller name may not hold: control characters (line breaks and tabs included), the
-#: noncharacters U+FFFE/U+FFFF, and the invisible format characters that could change how a
-#: PSAP's screen shows the rest (soft hyphen, zero-width, bidirectional controls, line and
-#: paragraph separators). A fixed list rather than ``str.isprintable``, whose answer changes
-#: with the Unicode version, so that the API document can state it as a pattern.
-_NOT_IN_NAMES = (
-    r"\x00-\x1f\x7f-\x9f\xad\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f"
-    r"\ufeff\ufff9-\ufffb\ufffe\uffff"
-)
+#: What a caller name may not hold: C0 and C1 controls (line breaks and tabs included), the
+#: invisible format characters that could change how a PSAP's screen shows the rest
+#: (``FORMAT_CHARACTERS``), and the noncharacters U+FFFE/U+FFFF.
+_NOT_IN_NAMES = rf"\x00-\x1f\x7f-\x9f{FORMAT_CHARACTERS}\ufffe\uffff"
 _NAME_EDGE = f"[^{_NOT_IN_NAMES}{WHITESPACE}]"
 #: ``callerName``: surrounding whitespace (stripped), then a name without those characters.
 #: The API document carries it as the field's pattern.

@@ -24,6 +24,7 @@ from typing import Any
 
 import aiosmtplib
 
+from gateway.dlr.patterns import FORMAT_CHARACTERS, SURROGATES
 from gateway.events.model import TEST_CALL
 
 log = logging.getLogger("gateway.events")
@@ -51,10 +52,7 @@ class SmtpConfig:
 #: Characters never written into the message: C0 and C1 controls (line breaks included),
 #: DEL, line and paragraph separators, invisible format characters (zero-width,
 #: bidirectional controls, BOM), lone surrogates and the noncharacters U+FFFE/U+FFFF.
-_UNSHOWN = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\xad\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f"
-    r"\ufeff\ufff9-\ufffb\ufffe\uffff\ud800-\udfff]"
-)
+_UNSHOWN = re.compile(rf"[\x00-\x1f\x7f-\x9f{FORMAT_CHARACTERS}\ufffe\uffff{SURROGATES}]")
 #: Characters of one value written at most.
 MAX_SHOWN = 200
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import re
 
-from gateway.dlr.patterns import CONTROL_CHARACTERS, END, SURROGATES, TEXT_PATTERN, WHITESPACE
+from gateway.dlr.patterns import (
+    CONTROL_CHARACTERS,
+    END,
+    FORMAT_CHARACTERS,
+    SURROGATES,
+    WHITESPACE,
+)
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _V4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
@@ -53,11 +59,15 @@ BSSID_PATTERN = (
     f"^(?:{_X}{{2}}(?:{_SEP}{_X}{{2}}){{4}}{_SEP}(?:{_LAST}|\\*)"
     f"|{_X}{{4}}\\.{_X}{{4}}\\.{_X}{{2}}{_LAST}|{_X}{{10}}{_LAST}){END}"
 )
-#: A chassis ID, a port ID: any text with something besides whitespace, and no control
+#: What no wiremap text holds: control characters, and the invisible format characters that
+#: could show one entry as another (bidirectional controls, zero-width characters: the rule of
+#: caller names, ``gateway.dlr.patterns.FORMAT_CHARACTERS``).
+_UNSHOWN = f"{CONTROL_CHARACTERS}{FORMAT_CHARACTERS}"
+#: A chassis ID, a port ID: any text with something besides whitespace, and none of those
 #: characters (surrounding whitespace is dropped).
-NAME_PATTERN = (
-    f"^[^{CONTROL_CHARACTERS}]*[^{CONTROL_CHARACTERS}{WHITESPACE}][^{CONTROL_CHARACTERS}]*{END}"
-)
+NAME_PATTERN = f"^[^{_UNSHOWN}]*[^{_UNSHOWN}{WHITESPACE}][^{_UNSHOWN}]*{END}"
+#: An entry's description: any text without those characters.
+TEXT_PATTERN = f"^[^{_UNSHOWN}]*{END}"
 
 #: A location ID at the carrier: its own rule (``gateway.dlr.ids``).
 LOCATION_ID_PATTERN = f"^[A-Za-z0-9]{{1,32}}{END}"
@@ -71,3 +81,5 @@ LOCATION_ID = re.compile(LOCATION_ID_PATTERN)
 TEXT = re.compile(TEXT_PATTERN)
 #: What no text may hold: control characters, and lone surrogates (no pattern names those).
 CONTROL = re.compile(f"[{CONTROL_CHARACTERS}{SURROGATES}]")
+#: Invisible format characters (bidirectional controls, zero-width characters).
+FORMAT = re.compile(f"[{FORMAT_CHARACTERS}]")

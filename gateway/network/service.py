@@ -120,6 +120,13 @@ class Wiremap:
         self._on_resolve = on_resolve
         self._on_size = on_size
         self._writes = asyncio.Lock()
+        #: ``entries``' last answer, and the index, its changes and the kind it was for.
+        self._sorted: tuple[WiremapIndex | None, int, Kind | None, tuple[Entry, ...]] = (
+            None,
+            0,
+            None,
+            (),
+        )
 
     # -- reading -------------------------------------------------------------------------
 
@@ -133,11 +140,17 @@ class Wiremap:
     def get(self, entry_id: str) -> Entry | None:
         return self.index.get(entry_id)
 
-    def entries(self, kind: Kind | None = None) -> list[Entry]:
-        """The entries (of one kind), in a stable order: by kind, then key."""
-        chosen = [e for e in self.index if kind is None or e.kind is kind]
-        chosen.sort(key=lambda e: (e.kind.value, e.key, e.port_id or ""))
-        return chosen
+    def entries(self, kind: Kind | None = None) -> tuple[Entry, ...]:
+        """The entries (of one kind), in a stable order: by kind, then key. Sorted once per
+        change of the map (and kind asked for), not for every page of a list: a sort of a
+        large wiremap holds up the event loop, reports and all."""
+        index, changes, of, held = self._sorted
+        if index is not self.index or changes != self.index.changes or of is not kind:
+            chosen = [e for e in self.index if kind is None or e.kind is kind]
+            chosen.sort(key=lambda e: (e.kind.value, e.key, e.port_id or ""))
+            held = tuple(chosen)
+            self._sorted = (self.index, self.index.changes, kind, held)
+        return held
 
     # -- keeping up with the store -------------------------------------------------------
 

@@ -86,6 +86,8 @@ def _bounded(
         raise _fail(field, f"is too long (at most {limit} characters)")
     if patterns.CONTROL.search(value):
         raise _fail(field, "must not hold control characters")
+    if patterns.FORMAT.search(value):
+        raise _fail(field, "must not hold invisible format characters (bidi controls, zero-width)")
     if not form.match(value):
         raise _fail(field, f"{value.strip()!r} is not {what}")
     return value.strip()
@@ -95,11 +97,17 @@ def _bounded(
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+#: The shortest prefix of a subnet entry, by IP version: IPv4's largest block one organization
+#: was ever given (a /8), and for IPv6 one wider than any registry's allocation (a /16; all
+#: global unicast, ``2000::/3``, would otherwise match every device's public address).
+WIDEST_PREFIX = {4: 8, 6: 16}
+
 
 def parse_subnet(value: object, field: str = "subnet") -> Network:
     """A network in CIDR form (a bare address: a host route), its host bits cleared
     (``subnet_note`` says so); an IPv4-mapped IPv6 one as the IPv4 network it is. A /0 is
-    refused: every device reporting any address would match it."""
+    refused (every device reporting any address would match it), and so is a network wider
+    than ``WIDEST_PREFIX``."""
     text = _bounded(value, field, patterns.SUBNET, "an IPv4 or IPv6 network in CIDR form")
     network = ipaddress.ip_network(text, strict=False)  # the pattern admits only networks
     mapped = network.network_address
@@ -107,6 +115,11 @@ def parse_subnet(value: object, field: str = "subnet") -> Network:
         network = ipaddress.IPv4Network((mapped.ipv4_mapped, network.prefixlen - 96))
     if network.prefixlen == 0:  # a typo's host bits cleared (10.0.0.0/0), or on purpose
         raise _fail(field, f"{network} is every address, no building's network")
+    widest = WIDEST_PREFIX[network.version]
+    if network.prefixlen < widest:  # a typo's too: 10.0.0.0/1 is 0.0.0.0/1, 2001::/3 2000::/3
+        raise _fail(
+            field, f"{network} is wider than any one organization's network (/{widest} at most)"
+        )
     return network
 
 
@@ -267,6 +280,9 @@ class Observation:
     bssid: Bssid | None = None
     chassis_id: str | None = None
     port_id: str | None = None
+    #: Where the gateway heard a report from (its TCP peer), never what the device says:
+    #: ``gateway.network.egress`` decides from it whether a private subnet match stands.
+    heard_from: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
     def __bool__(self) -> bool:
         return any(v is not None for v in (self.ip, self.bssid, self.chassis_id, self.port_id))
@@ -302,6 +318,8 @@ class Match:
     """The entry an observation resolved to, and which kind of element decided it."""
 
     entry: Entry
+    #: Why the match may not locate a report (``gateway.network.egress``); ``None``: it may.
+    distrusted: str | None = None
 
     @property
     def source(self) -> str:
@@ -323,6 +341,9 @@ class WiremapIndex:
         self._bssids: dict[int, dict[int, Entry]] = {0: {}, 4: {}, 8: {}}
         self._switches: dict[str, Entry] = {}
         self._ports: dict[tuple[str, str], Entry] = {}
+        #: How many times an entry was put or dropped: what was read of the index before
+        #: is still true while this is unchanged.
+        self.changes = 0
         for entry in entries:
             self._put(entry)
 
@@ -400,6 +421,7 @@ class WiremapIndex:
         table, key = self._slot(entry)
         table[key] = entry
         self._by_id[entry.id] = entry
+        self.changes += 1
         if entry.kind is Kind.SUBNET:
             self._relength(ipaddress.ip_network(entry.key).version)
 
@@ -407,6 +429,7 @@ class WiremapIndex:
         table, key = self._slot(entry)
         table.pop(key, None)
         del self._by_id[entry.id]
+        self.changes += 1
         if entry.kind is Kind.SUBNET:
             self._relength(ipaddress.ip_network(entry.key).version)
 

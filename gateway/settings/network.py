@@ -18,7 +18,8 @@ def check_networks(env: str, cidrs: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """Networks trusted for HELD without credentials, and how often the wiremap is refreshed."""
+    """Networks trusted for HELD without credentials and for private subnet matches, and how
+    often the wiremap is refreshed."""
 
     network_trusted_cidrs: tuple[str, ...] = setting(
         "GATEWAY_NETWORK_TRUSTED_CIDRS",
@@ -26,6 +27,18 @@ class NetworkSettings:
         "comma-separated networks (`10.0.0.0/8,2001:db8::/32`) whose hosts may ask `POST /v1/held`"
         " without credentials for the location of their own source address (the TCP peer's: no "
         "proxy headers) through the wiremap",
+        shown="— (none)",
+        check=check_networks,
+    )
+    network_trusted_egress: tuple[str, ...] = setting(
+        "GATEWAY_NETWORK_TRUSTED_EGRESS",
+        (),
+        "comma-separated networks (`198.51.100.0/24`): the enterprise's egress addresses. When "
+        "set, a report's subnet match on a private, shared or link-local address (anyone's "
+        "network behind NAT) is used only when the report came from inside them (the TCP "
+        "peer's address: no proxy headers); else the report is located by its address or fix, "
+        "warned. Unset, any subnet match is used (a home network on the same private range "
+        "matches)",
         shown="— (none)",
         check=check_networks,
     )

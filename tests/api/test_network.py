@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from gateway.api.auth import DeviceTokens
+from gateway.network.egress import warn_if_unchecked
 from tests.harness import (
     JWT_SECRET,
     SPACE_NEEDLE,
     WHITE_HOUSE_ADDRESS,
     Gateway,
+    from_host,
     gateway,
     gateway_settings,
     report,
@@ -124,6 +126,13 @@ def test_conflicts_are_refused_and_a_port_of_an_unknown_switch_is_a_warning() ->
         ("switches", {"chassisId": "x" * 65}, "chassisId"),
         ("ports", {"chassisId": "sw-1"}, "portId"),
         ("switches", {"chassisId": "sw\u0000"}, "chassisId"),
+        # Invisible format characters: a right-to-left override shows "sw-core-1" as another
+        # entry's ID in the console and the CSV export; a zero-width space hides a twin.
+        ("switches", {"chassisId": "sw-\u202e1-eroc"}, "chassisId"),
+        ("switches", {"chassisId": "sw-core-1\u200b"}, "chassisId"),
+        ("ports", {"chassisId": "sw-1", "portId": "Gi1/0/\u20667\u2069"}, "portId"),
+        ("subnets", {"subnet": "10.0.0.0/8", "description": "HQ \u202eroolf"}, "description"),
+        ("subnets", {"subnet": "10.0.0.0/8", "description": "HQ\u00ad3"}, "description"),
         ("subnets", {"subnet": "10.0.0.0/8", "description": "d" * 201}, "description"),
         ("subnets", {"subnet": "10.0.0.0/8", "surprise": 1}, "surprise"),
     ],
@@ -404,3 +413,74 @@ def test_a_subnet_match_the_devices_own_gps_fix_contradicts_is_not_used() -> Non
             assert by_ap["locationSource"] == "access-point", by_ap
 
     run(scenario())
+
+
+def test_a_private_subnet_match_stands_only_for_a_report_from_a_trusted_egress() -> None:
+    """A laptop at home on ``192.168.1.23`` (its router's), reporting its typed address and no
+    GPS fix, matched HQ's ``192.168.1.0/24`` and was provisioned at HQ. With
+    ``GATEWAY_NETWORK_TRUSTED_EGRESS`` set, a private subnet match stands only for a report
+    the gateway heard from inside it (its TCP peer); otherwise the report is located by its
+    own address, warned about ``network``, and one with nothing else to go by is refused. A
+    BSSID names one network anywhere: its match stands from wherever it is heard."""
+    settings = gateway_settings(network_trusted_egress=("198.51.100.0/24",))
+
+    async def send(gw: Gateway, peer: str, body: dict[str, Any]) -> Any:
+        async with from_host(gw, peer) as client:
+            headers = device(body["alternateEndUserId"])
+            return await client.post("/v1/location-reports", json=body, headers=headers)
+
+    async def scenario() -> None:
+        async with gateway(settings) as gw:
+            await add(gw, "subnets", {"subnet": "192.168.1.0/24"})
+            await add(gw, "subnets", {"subnet": "100.64.0.0/10"})  # carrier-grade NAT
+            await add(gw, "access-points", {"bssid": "00-A0-C9-14-4C-1*"})
+            home = report("home", SPACE_NEEDLE, network={"ip": "192.168.1.23"})
+            answer = await send(gw, "203.0.113.7", home)
+            assert answer.status_code == 200, answer.text
+            found = answer.json()
+            assert found["locationSource"] == "address", found
+            assert found["address"]["zip"] == "98109"
+            assert [w["field"] for w in found["warnings"]] == ["network"], found["warnings"]
+            shared = report("cgn", SPACE_NEEDLE, network={"ip": "100.64.9.9"})
+            assert (await send(gw, "203.0.113.7", shared)).json()["locationSource"] == "address"
+            # The same private address, heard from the enterprise's egress: the office.
+            office = report("desk", SPACE_NEEDLE, network={"ip": "192.168.1.9"})
+            at_hq = (await send(gw, "198.51.100.20", office)).json()
+            assert at_hq["locationSource"] == "subnet" and at_hq["address"]["zip"] == "20500"
+            # An IPv4-mapped peer (a dual-stack socket) is the IPv4 address it is.
+            mapped = report("desk2", SPACE_NEEDLE, network={"ip": "192.168.1.10"})
+            assert (await send(gw, "::ffff:198.51.100.20", mapped)).json()["locationSource"] == (
+                "subnet"
+            )
+            alone = await send(gw, "203.0.113.7", report("lone", None, network=home["network"]))
+            assert alone.status_code == 422, alone.text
+            errors = alone.json()["errors"]
+            assert errors[0]["field"] == "network" and "private" in errors[0]["message"]
+            wifi = report("ap", SPACE_NEEDLE, network={"bssid": "00-A0-C9-14-4C-1D"})
+            assert (await send(gw, "203.0.113.7", wifi)).json()["locationSource"] == "access-point"
+
+    run(scenario())
+
+
+def test_without_trusted_egress_a_private_subnet_matches_and_is_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Unset, behaviour is as before (any subnet match stands), and a replica that starts with
+    private subnets in its wiremap logs that a home network on the same range matches them."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            await add(gw, "subnets", {"subnet": "192.168.1.0/24"})
+            async with from_host(gw, "203.0.113.7") as client:
+                body = report("home", SPACE_NEEDLE, network={"ip": "192.168.1.23"})
+                answer = await client.post(
+                    "/v1/location-reports", json=body, headers=device("home")
+                )
+            assert answer.json()["locationSource"] == "subnet", answer.text
+            wiremap = gw.app.state.wiremap
+            assert warn_if_unchecked(wiremap.index, ())
+            assert not warn_if_unchecked(wiremap.index, ("198.51.100.0/24",))
+
+    with caplog.at_level("WARNING", logger="gateway.network"):
+        run(scenario())
+    assert "GATEWAY_NETWORK_TRUSTED_EGRESS is not set" in caplog.text

@@ -155,6 +155,29 @@ def test_every_bad_row_is_named_and_nothing_is_written() -> None:
     run(main_())
 
 
+def test_invisible_format_characters_are_a_named_line_error() -> None:
+    """A bidirectional override or a zero-width character in a chassis ID, port ID or
+    description shows the entry as another in the console and the export: refused, as the
+    API refuses them, on the line and column that holds it."""
+    rows = (
+        f"{HEADER}\n"
+        f",,sw-\u202e1-eroc,,,,{WH},\n"
+        f",,sw-1,Gi1/0/\u200b7,,,{WH},\n"
+        f",,sw-2,,,HQ \u2067floor\u2069,{WH},\n"
+        f",,sw-3,,,HQ floor 3,{WH},\n"
+    )
+
+    async def main_() -> None:
+        held = wiremap()
+        result = await import_csv(held, rows.encode())
+        found = {(e.line, e.field) for e in result.errors}
+        assert found == {(2, "ChassisID"), (3, "PortID"), (4, "Description")}, result.errors
+        assert all("format characters" in e.reason for e in result.errors)
+        assert not result.written and len(held.index) == 0
+
+    run(main_())
+
+
 def test_dry_run_validates_and_counts_but_writes_nothing() -> None:
     async def main_() -> None:
         held = wiremap()

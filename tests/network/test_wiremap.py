@@ -107,6 +107,13 @@ def test_subnets_longest_prefix_wins_ipv6_and_mapped_ipv4() -> None:
         ("not-a-net", "not an IPv4 or IPv6 network"),
         ("1" * 500, "too long"),
         ("10.0.0.0/8\x00", "control characters"),
+        # Wider than any one organization's network: a typo's /1 (host bits cleared, only a
+        # warning before) was half of IPv4, and 2000::/3 every device's public IPv6 address.
+        ("10.0.0.0/1", "wider than any one organization's"),
+        ("16.0.0.0/7", "wider than any one organization's"),
+        ("2001:db8::/3", "wider than any one organization's"),
+        ("2001::/15", "wider than any one organization's"),
+        ("::ffff:10.0.0.0/97", "wider than any one organization's"),
     ],
 )
 def test_hostile_subnets_are_refused_by_name(text: str, message: str) -> None:
@@ -120,6 +127,8 @@ def test_hostile_subnets_are_refused_by_name(text: str, message: str) -> None:
     ("text", "network"),
     [
         ("10.1.2.3/24", "10.1.2.0/24"),
+        ("10.1.0.0/8", "10.0.0.0/8"),  # the widest taken
+        ("2001:db8::/16", "2001::/16"),
         ("2001:db8::1/64", "2001:db8::/64"),
         ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
         ("::ffff:10.1.2.3", "10.1.2.3/32"),
@@ -354,3 +363,33 @@ def test_overlapping_wildcards_created_at_two_replicas_at_once(theirs: str, ours
         assert held.address.address_line2 == "THEIRS"
 
     asyncio.run(main())
+
+
+def test_entries_are_sorted_once_and_follow_every_change() -> None:
+    """``entries`` keeps its last sorted answer for the next page of a list: every change of
+    the map (a write here, a reload of another replica's) and another kind give a fresh one,
+    and what a caller gets cannot be changed under the next one (a tuple)."""
+
+    async def main_() -> None:
+        store = MemoryWiremapStore()
+        held = Wiremap(store, normalize)
+        await held.create(subnet("10.2.0.0/16"))
+        await held.create(subnet("10.1.0.0/16"))
+        await held.create(ap("AA-BB-CC-DD-EE-FF"))
+        keys = [e.key for e in held.entries(Kind.SUBNET)]
+        assert keys == ["10.1.0.0/16", "10.2.0.0/16"]
+        assert [e.kind for e in held.entries()] == [Kind.ACCESS_POINT, Kind.SUBNET, Kind.SUBNET]
+        assert isinstance(held.entries(Kind.SUBNET), tuple)
+        await held.create(subnet("10.0.0.0/16"))
+        assert held.entries(Kind.SUBNET)[0].key == "10.0.0.0/16"
+        await held.delete(subnet("10.0.0.0/16").id)
+        assert [e.key for e in held.entries(Kind.SUBNET)] == keys
+        await held.update(subnet("10.1.0.0/16").id, subnet("10.1.0.0/16", "FL 9"))
+        assert held.entries(Kind.SUBNET)[0].address.address_line2 == "FL 9"
+        other = Wiremap(store, normalize)  # another replica's write, then a reload here
+        await other.refresh()
+        await other.create(subnet("10.3.0.0/16"))
+        assert await held.refresh()
+        assert [e.key for e in held.entries(Kind.SUBNET)][-1] == "10.3.0.0/16"
+
+    asyncio.run(main_())

@@ -53,6 +53,7 @@ from gateway.bandwidth.v2.models import (
     OrderDetails,
     OrderHistory,
     OrderStatus,
+    OrderType,
     ProvisioningOrder,
 )
 from gateway.bandwidth.v2.notifications import V2Notifications
@@ -328,6 +329,7 @@ class BandwidthV2Client(V2Notifications):
                     if left is None:
                         raise
                     raise self._pending(op, order, status, endpoint) from None
+                _answered_for(op.name, details, endpoint_id, _ORDER_TYPES.get(op.name))
                 status = details.status
         except BaseException as exc:
             # Pending, cut short by the report's deadline, or a status read that failed:
@@ -398,6 +400,7 @@ class BandwidthV2Client(V2Notifications):
             return
         order_id, _, written = opened
         details = await self.order_details(order_id)
+        _answered_for("getOrderDetails", details, endpoint_id)
         if details.status.open:
             raise UpstreamPending(
                 f"getEndpoint: order {order_id} still {details.status.value}",
@@ -463,3 +466,31 @@ class BandwidthV2Client(V2Notifications):
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.upstream_orders.labels(outcome).inc()
+
+
+#: The kind of order each endpoint write opens.
+_ORDER_TYPES = {
+    "addEndpoints": OrderType.ADD_ENDPOINTS,
+    "updateEndpoint": OrderType.UPDATE_ENDPOINTS,
+    "deleteEndpoint": OrderType.DELETE_ENDPOINTS,
+}
+
+
+def _answered_for(
+    operation: str, details: OrderDetails, endpoint_id: str, kind: OrderType | None = None
+) -> None:
+    """``UpstreamParseError`` when an order's details name another endpoint than the one
+    written, or another kind of order (``answered_for`` checks its ID): taken at its word, a
+    write whose own order may yet fail would be answered done. Details naming no endpoint
+    (no type) are taken as the write's."""
+    others = sorted({e.id for e in details.endpoints} - {endpoint_id})
+    if others:
+        found = f"endpoint {others[0][:80]!r}"
+    elif kind is not None and details.type is not None and details.type is not kind:
+        found = f"a {details.type.value} order"
+    else:
+        return
+    raise UpstreamParseError(
+        f"{operation}: order {details.id[:80]!r} of endpoint {endpoint_id[:80]!r} is about {found}",
+        operation=operation,
+    )

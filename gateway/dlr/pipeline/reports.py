@@ -167,14 +167,18 @@ class Reports:
         Field errors and warnings name the report's field: ``address`` or ``address.<field>``
         for the address sent, ``geo`` for one found by reverse geocoding the device's fix.
         """
+        distrusted: tuple[FieldError, ...] = ()
         if report.network is not None:
             match = self.network(report.network) if self.network is not None else None
-            if match is not None:
+            if match is not None and match.distrusted is None:
                 entry = match.entry
                 return _Resolved(entry.address, (), None, match.source, entry.location_id)
+            if match is not None:  # a private subnet heard from outside (``egress``)
+                distrusted = (FieldError("network", match.distrusted or ""),)
             if report.address is None and report.geo is None:
                 message = f"no wiremap entry matches: tried {report.network.tried()}"
-                raise Unroutable(message, (FieldError("network", message),))
+                errors = distrusted or (FieldError("network", message),)
+                raise Unroutable(errors[0].message, errors)
         found: GeocodeResult | None = None
         if report.address is not None:
             normalized = self.normalize(report.address)
@@ -197,7 +201,8 @@ class Reports:
                 f"{errors[0].field} {errors[0].message}{more}", errors, normalized.suggestions
             )
         source = "address" if found is None else "geo"
-        return _Resolved(normalized.address, tuple(map(where, normalized.warnings)), found, source)
+        warnings = (*distrusted, *map(where, normalized.warnings))
+        return _Resolved(normalized.address, warnings, found, source)
 
     async def report(
         self,
@@ -252,7 +257,8 @@ class Reports:
     async def _located(self, report: Report) -> tuple[_Resolved, _FixCheck]:
         """The report's place, and its GPS fix checked against it. A subnet match that the
         device's own fix contradicts is not used (a private address is anyone's network
-        behind NAT): the report is located by its address or fix instead, if they locate it."""
+        behind NAT): the report is located by its address or fix instead, if they locate it
+        (as for one heard from outside the trusted egress networks: ``resolve``)."""
         resolved = await self.resolve(report)
         check = await self._check_fix(resolved, report.geo)
         if resolved.source != "subnet" or check.conflict is None:

@@ -450,6 +450,72 @@ def test_an_answer_about_another_record_or_order_is_unreadable() -> None:
     asyncio.run(go())
 
 
+@pytest.mark.parametrize(
+    ("details", "named"),
+    [
+        # The order asked for, COMPLETED, but about another device's endpoint.
+        ({"endpoints": [{"id": "ep2", "status": "SUCCESS"}]}, "ep2"),
+        (
+            {"endpoints": [{"id": "ep1", "status": "SUCCESS"}, {"id": "ep2", "status": "SUCCESS"}]},
+            "ep2",
+        ),
+        # The order asked for, about the endpoint, but a deletion of it, not the add.
+        (
+            {"type": "DELETE_ENDPOINTS", "endpoints": [{"id": "ep1", "status": "SUCCESS"}]},
+            "DELETE_ENDPOINTS",
+        ),
+    ],
+)
+def test_an_order_whose_details_name_another_endpoint_does_not_confirm_the_write(
+    details: dict[str, Any], named: str
+) -> None:
+    """The status read of a write's own order (its ID checked) whose details name another
+    endpoint, or another kind of order: taken at its word, the write was answered done while
+    the carrier may hold nothing of it. Unreadable, and the write's outcome stays unknown;
+    details naming the endpoint written (or none) confirm it, as before."""
+    from gateway.bandwidth.errors import UpstreamParseError
+    from gateway.bandwidth.v2.client import BandwidthV2Client
+
+    answers = {"bad": {"id": "o1", "status": "COMPLETED", **details}}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST" and path.endswith("/endpoints"):
+            return httpx.Response(202, json={"orderId": "o1", "orderStatus": "RECEIVED"})
+        if path.endswith("/orders/o1/details"):
+            return httpx.Response(200, json=answers["bad"])
+        return httpx.Response(404, json={"errors": []})
+
+    async def go() -> None:
+        client = BandwidthV2Client(
+            "https://carrier.test/api",
+            "1",
+            "u",
+            "p",
+            transport=httpx.MockTransport(answer),
+            follow_first=0.0,
+        )
+        async with client:
+            with pytest.raises(UpstreamParseError) as unreadable:
+                await client.create_endpoint(endpoint())
+            assert unreadable.value.ambiguous  # accepted (202): it may yet be carried out
+            assert named in unreadable.value.message
+            assert "ep1" in client.open_orders  # a read of the endpoint waits for its end
+            if named == "ep2":  # and that wait reads the same details: not its end either
+                with pytest.raises(UpstreamParseError, match="ep2"):
+                    await client.get_endpoint("ep1")
+                assert "ep1" in client.open_orders
+            answers["bad"] = {
+                "id": "o1",
+                "type": "ADD_ENDPOINTS",
+                "status": "COMPLETED",
+                "endpoints": [{"id": "ep1", "status": "SUCCESS"}],
+            }
+            await client.create_endpoint(endpoint())  # its own details: confirmed
+
+    asyncio.run(go())
+
+
 def test_a_write_behind_an_order_still_open_is_not_sent_and_says_so() -> None:
     """A device moved again while its last write's order was still open (answered 202): the
     move sent nothing (the old order was read, still open) and raised ``UpstreamPending``
