@@ -7,8 +7,10 @@ or another attempt after an exponentially growing, jittered delay, or failed onc
 delivery's time is up (an admin may retry it from ``/v1/events``).
 
 Webhooks, the configured addresses' emails and the carrier's recipients' emails are sent in
-lanes of their own (claims, slots, batches): a webhook receiver that answers slowly or never,
-or a carrier that cannot list its recipients, holds back no other lane's Kari's Law email.
+lanes of their own (claims, slots): a webhook receiver that answers slowly or never, or a
+carrier that cannot list its recipients, holds back no other lane's Kari's Law email. In a
+lane, a freed slot claims the next delivery at once, and one subscription holds at most
+``per_subscription`` of the webhooks' slots: a hanging receiver delays only its own.
 
 Webhook URLs are an admin's, but what answers there is not trusted: no redirect is followed,
 the response body is discarded (at most ``DRAIN_BYTES`` of it are read, so that the connection
@@ -18,15 +20,15 @@ can carry the next delivery), and each attempt is bounded in time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -42,6 +44,7 @@ from gateway.store.deliveries import (
     CARRIER_EMAIL_TARGET,
     EMAIL_TARGETS,
     LANES,
+    WEBHOOK_LANE,
     Claimed,
     Outcome,
     Webhook,
@@ -120,8 +123,9 @@ class MetricsReport:
 
 @dataclass(eq=False)
 class DeliveryWorker:
-    """Claims due deliveries in batches of ``batch``, attempts ``concurrency`` at a time,
-    in each lane (``LANES``: each email target's, the webhooks')."""
+    """Attempts ``concurrency`` due deliveries at a time in each lane (``LANES``: each email
+    target's, the webhooks'), at most ``per_subscription`` of them to one subscription; each
+    freed slot claims the next (claims of at most ``batch``)."""
 
     outbox: OutboxStore
     report: DeliveryReport
@@ -134,6 +138,9 @@ class DeliveryWorker:
     poll: float = 1.0
     batch: int = 20
     concurrency: int = 8
+    #: The most attempts in flight to one subscription: a receiver that hangs holds these
+    #: of the webhook lane's slots, never all of them.
+    per_subscription: int = 4
     linger: float = WAKE_LINGER
     send_email: Callable[[email.SmtpConfig, str], Awaitable[None]] = email.send
     #: The carrier's notification recipients' addresses (``email:carrier`` deliveries).
@@ -179,23 +186,106 @@ class DeliveryWorker:
                 lanes.create_task(self._lane(lane), name=f"event-delivery-{lane}")
 
     async def _lane(self, lane: str) -> None:
+        """Keep the lane's ``concurrency`` slots busy: a freed slot claims the next due
+        delivery at once, and the attempts that ended meanwhile are recorded in one
+        ``finish``; a slow attempt holds back no other."""
         wake = self.wake.lanes[lane]
-        while True:
-            try:
-                sent = await self.run_once(lane)
-                await self._gauge()
-            except Exception as exc:
-                sent = 0
-                log.warning(
-                    "event delivery pass failed",
-                    extra={"error": type(exc).__name__, "lane": lane},
-                )
-            if sent < self.batch:  # a full batch: more may be due at once
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll):
-                        await wake.wait()
-                        await asyncio.sleep(self.linger)
-                wake.clear()
+        running: dict[asyncio.Task[Outcome], Claimed] = {}
+        drained = False  # the last claim took all that was due (of the claimable)
+        async with asyncio.TaskGroup() as attempts:
+            while True:
+                if not drained:
+                    wake.clear()  # the claim sees every event written before it
+                    try:
+                        drained = await self._claim(lane, running, attempts)
+                        await self._gauge()
+                    except Exception as exc:
+                        drained = True  # tried again at the next poll
+                        log.warning(
+                            "event delivery pass failed",
+                            extra={"error": type(exc).__name__, "lane": lane},
+                        )
+                again = await self._wait(wake, running)
+                unbound = await self._finish(running)
+                drained = drained and not again and not unbound
+
+    async def _claim(
+        self,
+        lane: str,
+        running: dict[asyncio.Task[Outcome], Claimed],
+        attempts: asyncio.TaskGroup,
+    ) -> bool:
+        """Claim due deliveries for the free slots and start their attempts; in the webhook
+        lane, none for a subscription with ``per_subscription`` attempts in flight (those a
+        claim takes beyond it are given back at once). Whether all that was due was taken."""
+        bounded = lane == WEBHOOK_LANE
+        while (free := min(self.concurrency - len(running), self.batch)) > 0:
+            flying = Counter(item.delivery.target for item in running.values())
+            full = [t for t, n in flying.items() if n >= self.per_subscription] if bounded else []
+            claimed = await self.outbox.claim(
+                self.owner, lease=self.lease, limit=free, lane=lane, exclude=full
+            )
+            excess: list[int] = []
+            for item in claimed:
+                target = item.delivery.target
+                if bounded and flying[target] >= self.per_subscription:
+                    excess.append(item.delivery.id)
+                    continue
+                flying[target] += 1
+                running[attempts.create_task(self._attempt(item, item.webhook))] = item
+            if excess:  # the next claim excludes their subscription
+                await self.outbox.release(self.owner, excess)
+            elif len(claimed) < free:  # nothing more is due
+                return True
+        return False
+
+    async def _wait(
+        self, wake: asyncio.Event, running: dict[asyncio.Task[Outcome], Claimed]
+    ) -> bool:
+        """Until an attempt ends or, with a slot free, new events are written (then a
+        ``linger`` more, for those written with them) or the next poll is due; whether it
+        was one of these two (a claim is due)."""
+        waiting: set[asyncio.Future[Any]] = set(running)
+        woken = None
+        if len(running) < self.concurrency:
+            woken = asyncio.ensure_future(wake.wait())
+            waiting.add(woken)
+        try:
+            done, _ = await asyncio.wait(
+                waiting,
+                timeout=None if woken is None else self.poll,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            if woken is not None:
+                woken.cancel()
+        if woken is not None and woken in done:
+            await asyncio.sleep(self.linger)
+        return woken is not None and (woken in done or not done)
+
+    async def _finish(self, running: dict[asyncio.Task[Outcome], Claimed]) -> bool:
+        """Record the attempts that ended (one transaction; one not recorded, the store
+        failing, is attempted again after its lease); whether one of them was to a
+        subscription at its bound (whose deliveries the last claim left)."""
+        ended = [task for task in running if task.done()]
+        if not ended:
+            return False
+        flying = Counter(item.delivery.target for item in running.values())
+        claimed = [running.pop(task) for task in ended]
+        unbound = any(
+            item.delivery.target not in EMAIL_TARGETS
+            and flying[item.delivery.target] >= self.per_subscription
+            for item in claimed
+        )
+        outcomes = [task.result() for task in ended]
+        try:
+            states = await self.outbox.finish(self.owner, outcomes)
+        except Exception as exc:
+            log.warning("event delivery outcomes not recorded", extra={"error": type(exc).__name__})
+            return unbound
+        for item, outcome, state in zip(claimed, outcomes, states, strict=True):
+            self._count(item, outcome, state)
+        return unbound
 
     async def run_once(self, lane: str | None = None) -> int:
         """Claim and attempt one batch of due deliveries (of ``lane``, if given); how many
