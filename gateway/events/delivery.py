@@ -9,8 +9,8 @@ delivery's time is up (an admin may retry it from ``/v1/events``).
 Webhooks, the configured addresses' emails and the carrier's recipients' emails are sent in
 lanes of their own (claims, slots): a webhook receiver that answers slowly or never, or a
 carrier that cannot list its recipients, holds back no other lane's Kari's Law email. In a
-lane, a freed slot claims the next delivery at once, and one subscription holds at most
-``per_subscription`` of the webhooks' slots: a hanging receiver delays only its own.
+lane, the attempts that end together free room for one claim, and one subscription holds at
+most ``per_subscription`` of the webhooks' slots: a hanging receiver delays only its own.
 
 Webhook URLs are an admin's, but what answers there is not trusted: no redirect is followed,
 the response body is discarded (at most ``DRAIN_BYTES`` of it are read, so that the connection
@@ -122,10 +122,51 @@ class MetricsReport:
 
 
 @dataclass(eq=False)
+class _Subscription:
+    """A subscription's attempts in hand: at most ``per_subscription`` in flight (``slots``),
+    each one's start (monotonic seconds) by its delivery's id."""
+
+    per_subscription: int
+    slots: asyncio.Semaphore = field(init=False)
+    since: dict[int, float] = field(default_factory=dict)
+    #: Its attempts in hand (in flight or waiting for one of its ``slots``).
+    users: int = 0
+
+    def __post_init__(self) -> None:
+        self.slots = asyncio.Semaphore(self.per_subscription)
+
+
+@dataclass(eq=False)
+class _Hand:
+    """A lane's claimed deliveries not yet recorded, by their attempts' tasks; how many each
+    target has; the targets the last claim left."""
+
+    running: dict[asyncio.Task[Outcome], Claimed] = field(default_factory=dict)
+    held: Counter[str] = field(default_factory=Counter)
+    excluded: list[str] = field(default_factory=list)
+
+    def add(self, task: asyncio.Task[Outcome], item: Claimed) -> None:
+        self.running[task] = item
+        self.held[item.delivery.target] += 1
+
+    def drop(self, task: asyncio.Task[Outcome]) -> Claimed:
+        item = self.running.pop(task)
+        target = item.delivery.target
+        self.held[target] -= 1
+        if not self.held[target]:
+            del self.held[target]
+        return item
+
+    def full(self, bound: int) -> list[str]:
+        """The targets with ``bound`` deliveries in hand or more."""
+        return [target for target, n in self.held.items() if n >= bound]
+
+
+@dataclass(eq=False)
 class DeliveryWorker:
     """Attempts ``concurrency`` due deliveries at a time in each lane (``LANES``: each email
-    target's, the webhooks'), at most ``per_subscription`` of them to one subscription; each
-    freed slot claims the next (claims of at most ``batch``)."""
+    target's, the webhooks'), at most ``per_subscription`` of them to one subscription, with
+    up to ``batch`` in hand; the room the ended attempts free is claimed again at once."""
 
     outbox: OutboxStore
     report: DeliveryReport
@@ -151,6 +192,8 @@ class DeliveryWorker:
     #: Set when new events are written: deliver them now rather than at the next poll.
     wake: Wake = field(default_factory=Wake, init=False)
     _slots: dict[str, asyncio.Semaphore] = field(init=False)
+    #: The subscriptions with attempts in hand (in flight or waiting for their slots).
+    _subscriptions: dict[str, _Subscription] = field(default_factory=dict, init=False)
     #: The worker's own HTTP client (``webhook_client``), opened at its first POST.
     _http: aiohttp.ClientSession | None = field(default=None, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
@@ -186,74 +229,86 @@ class DeliveryWorker:
                 lanes.create_task(self._lane(lane), name=f"event-delivery-{lane}")
 
     async def _lane(self, lane: str) -> None:
-        """Keep the lane's ``concurrency`` slots busy: a freed slot claims the next due
-        delivery at once, and the attempts that ended meanwhile are recorded in one
-        ``finish``; a slow attempt holds back no other."""
+        """Keep up to ``batch`` deliveries in hand, ``concurrency`` of them in flight: a claim
+        takes what the ended attempts freed (one claim and one ``finish`` for the attempts
+        that end together), and leaves a subscription with ``per_subscription`` in hand; a
+        slow attempt holds back no other subscription's."""
         wake = self.wake.lanes[lane]
-        running: dict[asyncio.Task[Outcome], Claimed] = {}
-        drained = False  # the last claim took all that was due (of the claimable)
+        hand = _Hand()
+        due = True  # a claim may find deliveries
         async with asyncio.TaskGroup() as attempts:
             while True:
-                if not drained:
+                if due:
                     wake.clear()  # the claim sees every event written before it
                     try:
-                        drained = await self._claim(lane, running, attempts)
+                        due = await self._claim(lane, hand, attempts)
                         await self._gauge()
                     except Exception as exc:
-                        drained = True  # tried again at the next poll
+                        due = False  # tried again at the next poll
                         log.warning(
                             "event delivery pass failed",
                             extra={"error": type(exc).__name__, "lane": lane},
                         )
-                again = await self._wait(wake, running)
-                unbound = await self._finish(running)
-                drained = drained and not again and not unbound
+                woken = await self._wait(wake, hand)
+                freed = await self._finish(hand)
+                due = due or woken or freed
 
-    async def _claim(
-        self,
-        lane: str,
-        running: dict[asyncio.Task[Outcome], Claimed],
-        attempts: asyncio.TaskGroup,
-    ) -> bool:
-        """Claim due deliveries for the free slots and start their attempts; in the webhook
-        lane, none for a subscription with ``per_subscription`` attempts in flight (those a
-        claim takes beyond it are given back at once). Whether all that was due was taken."""
+    async def _claim(self, lane: str, hand: _Hand, attempts: asyncio.TaskGroup) -> bool:
+        """Claim due deliveries for the room in ``hand`` and start their attempts; in the
+        webhook lane, none for a subscription with ``per_subscription`` in hand (its
+        attempts beyond that wait for its own slots, not the lane's). With no room, the
+        deliveries waiting behind a subscription whose attempts hang are given back.
+        Whether more may be due (the claim filled the room)."""
+        if len(hand.running) >= self.batch:
+            await self._give_back(hand)
+        room = self.batch - len(hand.running)
+        if room <= 0:
+            return True
         bounded = lane == WEBHOOK_LANE
-        while (free := min(self.concurrency - len(running), self.batch)) > 0:
-            flying = Counter(item.delivery.target for item in running.values())
-            full = [t for t, n in flying.items() if n >= self.per_subscription] if bounded else []
-            claimed = await self.outbox.claim(
-                self.owner, lease=self.lease, limit=free, lane=lane, exclude=full
-            )
-            excess: list[int] = []
-            for item in claimed:
-                target = item.delivery.target
-                if bounded and flying[target] >= self.per_subscription:
-                    excess.append(item.delivery.id)
-                    continue
-                flying[target] += 1
-                running[attempts.create_task(self._attempt(item, item.webhook))] = item
-            if excess:  # the next claim excludes their subscription
-                await self.outbox.release(self.owner, excess)
-            elif len(claimed) < free:  # nothing more is due
-                return True
-        return False
+        hand.excluded = hand.full(self.per_subscription) if bounded else []
+        claimed = await self.outbox.claim(
+            self.owner, lease=self.lease, limit=room, lane=lane, exclude=hand.excluded
+        )
+        for item in claimed:
+            hand.add(attempts.create_task(self._attempt(item, item.webhook, bounded)), item)
+        return len(claimed) == room
 
-    async def _wait(
-        self, wake: asyncio.Event, running: dict[asyncio.Task[Outcome], Claimed]
-    ) -> bool:
-        """Until an attempt ends or, with a slot free, new events are written (then a
-        ``linger`` more, for those written with them) or the next poll is due; whether it
-        was one of these two (a claim is due)."""
-        waiting: set[asyncio.Future[Any]] = set(running)
+    async def _give_back(self, hand: _Hand) -> None:
+        """Release the deliveries not yet started of the subscriptions whose every attempt in
+        flight has run for ``poll`` seconds (a receiver that hangs), so that a claim can take
+        others'."""
+        stuck = time.monotonic() - self.poll
+        hanging = {
+            target: mine.since
+            for target, mine in self._subscriptions.items()
+            if mine.slots.locked() and mine.since and max(mine.since.values()) <= stuck
+        }
+        waiting = [
+            (task, item)
+            for task, item in hand.running.items()
+            if item.delivery.id not in hanging.get(item.delivery.target, (item.delivery.id,))
+        ]
+        if not waiting:
+            return
+        for task, _ in waiting:
+            task.cancel()
+        await self.outbox.release(self.owner, [hand.drop(task).delivery.id for task, _ in waiting])
+
+    async def _wait(self, wake: asyncio.Event, hand: _Hand) -> bool:
+        """Until attempts end (and those that end with them, within ``linger``) or, with
+        room in hand, new events are written (then a ``linger`` more, for those written
+        with them) or the next poll is due; whether it was one of these two (a claim is
+        due)."""
+        running: set[asyncio.Future[Any]] = set(hand.running)
+        waiting = set(running)
         woken = None
-        if len(running) < self.concurrency:
+        if len(running) < self.batch:
             woken = asyncio.ensure_future(wake.wait())
             waiting.add(woken)
         try:
             done, _ = await asyncio.wait(
                 waiting,
-                timeout=None if woken is None else self.poll,
+                timeout=self.poll,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
@@ -261,31 +316,29 @@ class DeliveryWorker:
                 woken.cancel()
         if woken is not None and woken in done:
             await asyncio.sleep(self.linger)
-        return woken is not None and (woken in done or not done)
+            return True
+        if done and (rest := running - done):
+            await asyncio.wait(rest, timeout=self.linger)
+        return not done
 
-    async def _finish(self, running: dict[asyncio.Task[Outcome], Claimed]) -> bool:
+    async def _finish(self, hand: _Hand) -> bool:
         """Record the attempts that ended (one transaction; one not recorded, the store
         failing, is attempted again after its lease); whether one of them was to a
-        subscription at its bound (whose deliveries the last claim left)."""
-        ended = [task for task in running if task.done()]
+        subscription the last claim left (whose deliveries may be due)."""
+        ended = [task for task in hand.running if task.done()]
         if not ended:
             return False
-        flying = Counter(item.delivery.target for item in running.values())
-        claimed = [running.pop(task) for task in ended]
-        unbound = any(
-            item.delivery.target not in EMAIL_TARGETS
-            and flying[item.delivery.target] >= self.per_subscription
-            for item in claimed
-        )
+        claimed = [hand.drop(task) for task in ended]
+        freed = any(item.delivery.target in hand.excluded for item in claimed)
         outcomes = [task.result() for task in ended]
         try:
             states = await self.outbox.finish(self.owner, outcomes)
         except Exception as exc:
             log.warning("event delivery outcomes not recorded", extra={"error": type(exc).__name__})
-            return unbound
+            return freed
         for item, outcome, state in zip(claimed, outcomes, states, strict=True):
             self._count(item, outcome, state)
-        return unbound
+        return freed
 
     async def run_once(self, lane: str | None = None) -> int:
         """Claim and attempt one batch of due deliveries (of ``lane``, if given); how many
@@ -310,7 +363,28 @@ class DeliveryWorker:
         depth, oldest = await self.outbox.backlog()
         self.report.backlog(depth, oldest or 0.0)
 
-    async def _attempt(self, item: Claimed, hook: Webhook | None) -> Outcome:
+    async def _attempt(self, item: Claimed, hook: Webhook | None, bounded: bool = False) -> Outcome:
+        """One attempt, in a slot of its lane and, ``bounded``, of its subscription's."""
+        if not bounded:
+            return await self._send(item, hook)
+        target, id = item.delivery.target, item.delivery.id
+        mine = self._subscriptions.get(target)
+        if mine is None:
+            mine = self._subscriptions[target] = _Subscription(self.per_subscription)
+        mine.users += 1
+        try:
+            async with mine.slots:
+                mine.since[id] = time.monotonic()
+                try:
+                    return await self._send(item, hook)
+                finally:
+                    del mine.since[id]
+        finally:
+            mine.users -= 1
+            if not mine.users:
+                del self._subscriptions[target]
+
+    async def _send(self, item: Claimed, hook: Webhook | None) -> Outcome:
         delivery, event = item.delivery, item.event
         status: int | None = None
         async with self._slots[lane_of(delivery.target)]:

@@ -190,6 +190,59 @@ def test_a_webhook_receiver_that_never_answers_does_not_delay_another_subscripti
         healthy.down()
 
 
+def test_a_hanging_receivers_deliveries_claimed_first_are_given_back_for_another_subscriptions(
+    tmp_path: Path,
+) -> None:
+    """A claim may take a whole batch of one subscription's deliveries (they were due first):
+    those beyond its ``per_subscription`` slots wait in hand. When its attempts have hung for a
+    poll with the hand full, the waiting ones are given back, so that the next claim takes
+    another subscription's deliveries rather than wait for the hanging attempts' timeouts."""
+    metrics = Metrics()
+    healthy = Receiver().up()
+
+    async def emit(outbox: OutboxStore, count: int) -> None:
+        emitter = Emitter(outbox, metrics)
+        emitter.start()
+        for n in range(count):
+            emitter.emit(Event.new(EMERGENCY_CALL, {"n": n}))
+        await emitter.aclose()
+
+    async def main() -> None:
+        server, port = await _silent_receiver()
+        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
+        assert isinstance(store, SqlStateStore)
+        async with server, store:
+            outbox = OutboxStore(store)
+            silent_url = f"http://127.0.0.1:{port}/hook"
+            await outbox.add_webhook("wh_silent", silent_url, [EMERGENCY_CALL], new_secret(), None)
+            await emit(outbox, 30)  # the silent receiver's, due first
+            await asyncio.sleep(0.01)
+            await outbox.add_webhook("wh_ok", healthy.url, [EMERGENCY_CALL], new_secret(), None)
+            await emit(outbox, 10)  # then both subscriptions'
+            worker = DeliveryWorker(
+                outbox,
+                MetricsReport(metrics),
+                "r",
+                allowed_hosts=("127.0.0.1",),
+                backoff=Backoff(base=600.0),
+                timeout=HANG,
+                poll=0.02,
+            )
+            worker.start()
+            try:
+                # Without the give-back: nothing until the silent attempts' timeouts.
+                await until(lambda: _count(metrics, "delivered") == 10, within=HANG / 2)
+                assert len(healthy.deliveries) == 10
+                assert _count(metrics, "retry") == 0
+            finally:
+                await worker.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        healthy.down()
+
+
 def test_a_carrier_that_never_lists_its_recipients_does_not_delay_the_configured_emails(
     tmp_path: Path,
 ) -> None:
