@@ -24,11 +24,10 @@ import logging
 import math
 import random
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -36,6 +35,7 @@ import aiohttp
 from gateway import __version__
 from gateway.concurrency import cancel
 from gateway.events import email
+from gateway.events.hand import Hand, LaneWake
 from gateway.events.recipients import RecipientsUnavailable
 from gateway.events.signing import signed_headers
 from gateway.events.targets import CheckedResolver, RefusedAddress, host_problem
@@ -90,7 +90,7 @@ class Wake:
     """Wakes every lane of a worker (``set``); each lane waits for its own event."""
 
     def __init__(self) -> None:
-        self.lanes = {lane: asyncio.Event() for lane in LANES}
+        self.lanes = {lane: LaneWake() for lane in LANES}
 
     def set(self) -> None:
         for event in self.lanes.values():
@@ -119,47 +119,6 @@ class MetricsReport:
     def backlog(self, depth: int, oldest: float) -> None:
         self.metrics.outbox_pending.set(depth)
         self.metrics.outbox_oldest_age.set(oldest)
-
-
-@dataclass(eq=False)
-class _Subscription:
-    """A subscription's attempts in hand: at most ``per_subscription`` in flight (``slots``),
-    each one's start (monotonic seconds) by its delivery's id."""
-
-    per_subscription: int
-    slots: asyncio.Semaphore = field(init=False)
-    since: dict[int, float] = field(default_factory=dict)
-    #: Its attempts in hand (in flight or waiting for one of its ``slots``).
-    users: int = 0
-
-    def __post_init__(self) -> None:
-        self.slots = asyncio.Semaphore(self.per_subscription)
-
-
-@dataclass(eq=False)
-class _Hand:
-    """A lane's claimed deliveries not yet recorded, by their attempts' tasks; how many each
-    target has; the targets the last claim left."""
-
-    running: dict[asyncio.Task[Outcome], Claimed] = field(default_factory=dict)
-    held: Counter[str] = field(default_factory=Counter)
-    excluded: list[str] = field(default_factory=list)
-
-    def add(self, task: asyncio.Task[Outcome], item: Claimed) -> None:
-        self.running[task] = item
-        self.held[item.delivery.target] += 1
-
-    def drop(self, task: asyncio.Task[Outcome]) -> Claimed:
-        item = self.running.pop(task)
-        target = item.delivery.target
-        self.held[target] -= 1
-        if not self.held[target]:
-            del self.held[target]
-        return item
-
-    def full(self, bound: int) -> list[str]:
-        """The targets with ``bound`` deliveries in hand or more."""
-        return [target for target, n in self.held.items() if n >= bound]
 
 
 @dataclass(eq=False)
@@ -192,8 +151,6 @@ class DeliveryWorker:
     #: Set when new events are written: deliver them now rather than at the next poll.
     wake: Wake = field(default_factory=Wake, init=False)
     _slots: dict[str, asyncio.Semaphore] = field(init=False)
-    #: The subscriptions with attempts in hand (in flight or waiting for their slots).
-    _subscriptions: dict[str, _Subscription] = field(default_factory=dict, init=False)
     #: The worker's own HTTP client (``webhook_client``), opened at its first POST.
     _http: aiohttp.ClientSession | None = field(default=None, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
@@ -229,19 +186,24 @@ class DeliveryWorker:
                 lanes.create_task(self._lane(lane), name=f"event-delivery-{lane}")
 
     async def _lane(self, lane: str) -> None:
-        """Keep up to ``batch`` deliveries in hand, ``concurrency`` of them in flight: a claim
-        takes what the ended attempts freed (one claim and one ``finish`` for the attempts
-        that end together), and leaves a subscription with ``per_subscription`` in hand; a
+        """Keep up to ``batch`` deliveries in hand, ``concurrency`` of them in flight: the
+        attempts that end together are recorded in one ``finish`` and the room they free is
+        taken in one claim, which leaves a subscription with ``per_subscription`` in hand; a
         slow attempt holds back no other subscription's."""
         wake = self.wake.lanes[lane]
-        hand = _Hand()
+        bounded = lane == WEBHOOK_LANE
         due = True  # a claim may find deliveries
         async with asyncio.TaskGroup() as attempts:
+            hand = Hand(
+                lambda item: self._attempt(item, item.webhook),
+                attempts.create_task,
+                self.per_subscription if bounded else self.concurrency,
+            )
             while True:
                 if due:
                     wake.clear()  # the claim sees every event written before it
                     try:
-                        due = await self._claim(lane, hand, attempts)
+                        due = await self._claim(lane, hand, bounded)
                         await self._gauge()
                     except Exception as exc:
                         due = False  # tried again at the next poll
@@ -253,90 +215,56 @@ class DeliveryWorker:
                 freed = await self._finish(hand)
                 due = due or woken or freed
 
-    async def _claim(self, lane: str, hand: _Hand, attempts: asyncio.TaskGroup) -> bool:
-        """Claim due deliveries for the room in ``hand`` and start their attempts; in the
-        webhook lane, none for a subscription with ``per_subscription`` in hand (its
-        attempts beyond that wait for its own slots, not the lane's). With no room, the
-        deliveries waiting behind a subscription whose attempts hang are given back.
-        Whether more may be due (the claim filled the room)."""
-        if len(hand.running) >= self.batch:
-            await self._give_back(hand)
-        room = self.batch - len(hand.running)
+    async def _claim(self, lane: str, hand: Hand, bounded: bool) -> bool:
+        """Claim due deliveries for the room in ``hand`` (their attempts start as their
+        targets' slots free); in the webhook lane, none for a subscription with
+        ``per_subscription`` in hand. With no room, the deliveries waiting behind a
+        subscription whose attempts have all hung for a poll are given back. Whether more
+        may be due (the claim filled the room)."""
+        if len(hand) >= self.batch:
+            given = hand.give_back(time.monotonic() - self.poll)
+            if given:
+                await self.outbox.release(self.owner, given)
+        room = self.batch - len(hand)
         if room <= 0:
             return True
-        bounded = lane == WEBHOOK_LANE
-        hand.excluded = hand.full(self.per_subscription) if bounded else []
+        hand.excluded = hand.full() if bounded else []
         claimed = await self.outbox.claim(
             self.owner, lease=self.lease, limit=room, lane=lane, exclude=hand.excluded
         )
         for item in claimed:
-            hand.add(attempts.create_task(self._attempt(item, item.webhook, bounded)), item)
+            hand.add(item)
         return len(claimed) == room
 
-    async def _give_back(self, hand: _Hand) -> None:
-        """Release the deliveries not yet started of the subscriptions whose every attempt in
-        flight has run for ``poll`` seconds (a receiver that hangs), so that a claim can take
-        others'."""
-        stuck = time.monotonic() - self.poll
-        hanging = {
-            target: mine.since
-            for target, mine in self._subscriptions.items()
-            if mine.slots.locked() and mine.since and max(mine.since.values()) <= stuck
-        }
-        waiting = [
-            (task, item)
-            for task, item in hand.running.items()
-            if item.delivery.id not in hanging.get(item.delivery.target, (item.delivery.id,))
-        ]
-        if not waiting:
-            return
-        for task, _ in waiting:
-            task.cancel()
-        await self.outbox.release(self.owner, [hand.drop(task).delivery.id for task, _ in waiting])
-
-    async def _wait(self, wake: asyncio.Event, hand: _Hand) -> bool:
-        """Until attempts end (and those that end with them, within ``linger``) or, with
-        room in hand, new events are written (then a ``linger`` more, for those written
-        with them) or the next poll is due; whether it was one of these two (a claim is
-        due)."""
-        running: set[asyncio.Future[Any]] = set(hand.running)
-        waiting = set(running)
-        woken = None
-        if len(running) < self.batch:
-            woken = asyncio.ensure_future(wake.wait())
-            waiting.add(woken)
-        try:
-            done, _ = await asyncio.wait(
-                waiting,
-                timeout=self.poll,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            if woken is not None:
-                woken.cancel()
-        if woken is not None and woken in done:
+    async def _wait(self, wake: LaneWake, hand: Hand) -> bool:
+        """Until attempts end (and the others in hand with them, within ``linger``) or, with
+        room in hand, new events are written (then a ``linger`` more, for those written with
+        them) or the next poll is due; whether it was one of these two (a claim is due)."""
+        room = len(hand) < self.batch
+        await hand.until(self.poll, wake if room else None)
+        if room and wake.is_set():
             await asyncio.sleep(self.linger)
             return True
-        if done and (rest := running - done):
-            await asyncio.wait(rest, timeout=self.linger)
-        return not done
+        if not hand.ended:
+            return True  # the poll
+        await hand.until_all(self.linger)
+        return False
 
-    async def _finish(self, hand: _Hand) -> bool:
+    async def _finish(self, hand: Hand) -> bool:
         """Record the attempts that ended (one transaction; one not recorded, the store
         failing, is attempted again after its lease); whether one of them was to a
         subscription the last claim left (whose deliveries may be due)."""
-        ended = [task for task in hand.running if task.done()]
+        ended = hand.take_ended()
         if not ended:
             return False
-        claimed = [hand.drop(task) for task in ended]
-        freed = any(item.delivery.target in hand.excluded for item in claimed)
-        outcomes = [task.result() for task in ended]
+        freed = any(item.delivery.target in hand.excluded for item, _ in ended)
+        outcomes = [outcome for _, outcome in ended]
         try:
             states = await self.outbox.finish(self.owner, outcomes)
         except Exception as exc:
             log.warning("event delivery outcomes not recorded", extra={"error": type(exc).__name__})
             return freed
-        for item, outcome, state in zip(claimed, outcomes, states, strict=True):
+        for (item, outcome), state in zip(ended, states, strict=True):
             self._count(item, outcome, state)
         return freed
 
@@ -363,28 +291,7 @@ class DeliveryWorker:
         depth, oldest = await self.outbox.backlog()
         self.report.backlog(depth, oldest or 0.0)
 
-    async def _attempt(self, item: Claimed, hook: Webhook | None, bounded: bool = False) -> Outcome:
-        """One attempt, in a slot of its lane and, ``bounded``, of its subscription's."""
-        if not bounded:
-            return await self._send(item, hook)
-        target, id = item.delivery.target, item.delivery.id
-        mine = self._subscriptions.get(target)
-        if mine is None:
-            mine = self._subscriptions[target] = _Subscription(self.per_subscription)
-        mine.users += 1
-        try:
-            async with mine.slots:
-                mine.since[id] = time.monotonic()
-                try:
-                    return await self._send(item, hook)
-                finally:
-                    del mine.since[id]
-        finally:
-            mine.users -= 1
-            if not mine.users:
-                del self._subscriptions[target]
-
-    async def _send(self, item: Claimed, hook: Webhook | None) -> Outcome:
+    async def _attempt(self, item: Claimed, hook: Webhook | None) -> Outcome:
         delivery, event = item.delivery, item.event
         status: int | None = None
         async with self._slots[lane_of(delivery.target)]:
