@@ -7,8 +7,10 @@ or another attempt after an exponentially growing, jittered delay, or failed onc
 delivery's time is up (an admin may retry it from ``/v1/events``).
 
 Webhooks, the configured addresses' emails and the carrier's recipients' emails are sent in
-lanes of their own (claims, slots, batches): a webhook receiver that answers slowly or never,
-or a carrier that cannot list its recipients, holds back no other lane's Kari's Law email.
+lanes of their own (claims, slots): a webhook receiver that answers slowly or never, or a
+carrier that cannot list its recipients, holds back no other lane's Kari's Law email. In a
+lane, the attempts that end together free room for one claim, and one subscription holds at
+most ``per_subscription`` of the webhooks' slots: a hanging receiver delays only its own.
 
 Webhook URLs are an admin's, but what answers there is not trusted: no redirect is followed,
 the response body is discarded (at most ``DRAIN_BYTES`` of it are read, so that the connection
@@ -18,7 +20,6 @@ can carry the next delivery), and each attempt is bounded in time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -34,6 +35,7 @@ import aiohttp
 from gateway import __version__
 from gateway.concurrency import cancel
 from gateway.events import email
+from gateway.events.hand import Hand, LaneWake
 from gateway.events.recipients import RecipientsUnavailable
 from gateway.events.signing import signed_headers
 from gateway.events.targets import CheckedResolver, RefusedAddress, host_problem
@@ -42,6 +44,7 @@ from gateway.store.deliveries import (
     CARRIER_EMAIL_TARGET,
     EMAIL_TARGETS,
     LANES,
+    WEBHOOK_LANE,
     Claimed,
     Outcome,
     Webhook,
@@ -87,7 +90,7 @@ class Wake:
     """Wakes every lane of a worker (``set``); each lane waits for its own event."""
 
     def __init__(self) -> None:
-        self.lanes = {lane: asyncio.Event() for lane in LANES}
+        self.lanes = {lane: LaneWake() for lane in LANES}
 
     def set(self) -> None:
         for event in self.lanes.values():
@@ -120,8 +123,9 @@ class MetricsReport:
 
 @dataclass(eq=False)
 class DeliveryWorker:
-    """Claims due deliveries in batches of ``batch``, attempts ``concurrency`` at a time,
-    in each lane (``LANES``: each email target's, the webhooks')."""
+    """Attempts ``concurrency`` due deliveries at a time in each lane (``LANES``: each email
+    target's, the webhooks'), at most ``per_subscription`` of them to one subscription, with
+    up to ``batch`` in hand; the room the ended attempts free is claimed again at once."""
 
     outbox: OutboxStore
     report: DeliveryReport
@@ -134,6 +138,9 @@ class DeliveryWorker:
     poll: float = 1.0
     batch: int = 20
     concurrency: int = 8
+    #: The most attempts in flight to one subscription: a receiver that hangs holds these
+    #: of the webhook lane's slots, never all of them.
+    per_subscription: int = 4
     linger: float = WAKE_LINGER
     send_email: Callable[[email.SmtpConfig, str], Awaitable[None]] = email.send
     #: The carrier's notification recipients' addresses (``email:carrier`` deliveries).
@@ -179,23 +186,87 @@ class DeliveryWorker:
                 lanes.create_task(self._lane(lane), name=f"event-delivery-{lane}")
 
     async def _lane(self, lane: str) -> None:
+        """Keep up to ``batch`` deliveries in hand, ``concurrency`` of them in flight: the
+        attempts that end together are recorded in one ``finish`` and the room they free is
+        taken in one claim, which leaves a subscription with ``per_subscription`` in hand; a
+        slow attempt holds back no other subscription's."""
         wake = self.wake.lanes[lane]
-        while True:
-            try:
-                sent = await self.run_once(lane)
-                await self._gauge()
-            except Exception as exc:
-                sent = 0
-                log.warning(
-                    "event delivery pass failed",
-                    extra={"error": type(exc).__name__, "lane": lane},
-                )
-            if sent < self.batch:  # a full batch: more may be due at once
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll):
-                        await wake.wait()
-                        await asyncio.sleep(self.linger)
-                wake.clear()
+        bounded = lane == WEBHOOK_LANE
+        due = True  # a claim may find deliveries
+        async with asyncio.TaskGroup() as attempts:
+            hand = Hand(
+                lambda item: self._attempt(item, item.webhook),
+                attempts.create_task,
+                self.per_subscription if bounded else self.concurrency,
+            )
+            while True:
+                if due:
+                    wake.clear()  # the claim sees every event written before it
+                    try:
+                        due = await self._claim(lane, hand, bounded)
+                        await self._gauge()
+                    except Exception as exc:
+                        due = False  # tried again at the next poll
+                        log.warning(
+                            "event delivery pass failed",
+                            extra={"error": type(exc).__name__, "lane": lane},
+                        )
+                woken = await self._wait(wake, hand)
+                freed = await self._finish(hand)
+                due = due or woken or freed
+
+    async def _claim(self, lane: str, hand: Hand, bounded: bool) -> bool:
+        """Claim due deliveries for the room in ``hand`` (their attempts start as their
+        targets' slots free); in the webhook lane, none for a subscription with
+        ``per_subscription`` in hand. With no room, the deliveries waiting behind a
+        subscription whose attempts have all hung for a poll are given back. Whether more
+        may be due (the claim filled the room)."""
+        if len(hand) >= self.batch:
+            given = hand.give_back(time.monotonic() - self.poll)
+            if given:
+                await self.outbox.release(self.owner, given)
+        room = self.batch - len(hand)
+        if room <= 0:
+            return True
+        hand.excluded = hand.full() if bounded else []
+        claimed = await self.outbox.claim(
+            self.owner, lease=self.lease, limit=room, lane=lane, exclude=hand.excluded
+        )
+        for item in claimed:
+            hand.add(item)
+        return len(claimed) == room
+
+    async def _wait(self, wake: LaneWake, hand: Hand) -> bool:
+        """Until attempts end (and the others in hand with them, within ``linger``) or, with
+        room in hand, new events are written (then a ``linger`` more, for those written with
+        them) or the next poll is due; whether it was one of these two (a claim is due)."""
+        room = len(hand) < self.batch
+        await hand.until(self.poll, wake if room else None)
+        if room and wake.is_set():
+            await asyncio.sleep(self.linger)
+            return True
+        if not hand.ended:
+            return True  # the poll
+        await hand.until_all(self.linger)
+        return False
+
+    async def _finish(self, hand: Hand) -> bool:
+        """Record the attempts that ended (one transaction; one not recorded, the store
+        failing, is attempted again after its lease); whether one of them was to a
+        subscription the last claim left (whose deliveries may be due)."""
+        ended = hand.take_ended()
+        if not ended:
+            return False
+        freed = any(item.delivery.target in hand.excluded for item, _ in ended)
+        outcomes = [outcome for _, outcome in ended]
+        try:
+            states = await self.outbox.finish(self.owner, outcomes)
+        except Exception as exc:
+            log.warning("event delivery outcomes not recorded", extra={"error": type(exc).__name__})
+            return freed
+        for (item, outcome), state in zip(ended, states, strict=True):
+            self._count(item, outcome, state)
+        return freed
 
     async def run_once(self, lane: str | None = None) -> int:
         """Claim and attempt one batch of due deliveries (of ``lane``, if given); how many

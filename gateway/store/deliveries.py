@@ -263,6 +263,7 @@ def claim(
     limit: int,
     skip_locked: bool,
     lane: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> list[Claimed]:
     due = (
         sa.select(deliveries.c.id)
@@ -278,6 +279,8 @@ def claim(
         due = due.where(deliveries.c.target.not_in(EMAIL_TARGETS))
     elif lane is not None:
         due = due.where(deliveries.c.target == lane)
+    if exclude:
+        due = due.where(deliveries.c.target.not_in(sorted(exclude)))
     if skip_locked:
         due = due.with_for_update(skip_locked=True)
     rows = connection.execute(
@@ -348,11 +351,14 @@ _CLAIM_SQLITE3 = (
     "AND (lease_until IS NULL OR lease_until < ?){} ORDER BY next_at LIMIT ?) "
     f"RETURNING {', '.join(_DeliveryRow._fields)}"
 )
-#: The claim's statement: of every lane, of the webhooks' (its condition takes
-#: ``EMAIL_TARGETS``), of an email target's (takes the target).
-_CLAIM_ANY_SQLITE3 = _CLAIM_SQLITE3.format("")
-_CLAIM_WEBHOOKS_SQLITE3 = _CLAIM_SQLITE3.format(" AND target NOT IN (?, ?)")
-_CLAIM_TARGET_SQLITE3 = _CLAIM_SQLITE3.format(" AND target = ?")
+#: The claim's statement, by whether targets are excluded (a last parameter: them, as a JSON
+#: array): of every lane, of the webhooks' (its condition takes ``EMAIL_TARGETS``), of an
+#: email target's (takes the target).
+_EXCEPT_SQLITE3 = " AND target NOT IN (SELECT value FROM json_each(?))"
+_CLAIM_ANY_SQLITE3, _CLAIM_WEBHOOKS_SQLITE3, _CLAIM_TARGET_SQLITE3 = (
+    {excluding: _CLAIM_SQLITE3.format(lane + _EXCEPT_SQLITE3 * excluding) for excluding in (0, 1)}
+    for lane in ("", " AND target NOT IN (?, ?)", " AND target = ?")
+)
 _EVENTS_SQLITE3 = (
     f"SELECT {', '.join(_EventRow._fields)} FROM events "  # noqa: S608
     "WHERE id IN (SELECT value FROM json_each(?))"
@@ -381,6 +387,7 @@ def claim_sqlite3(
     until: int,
     limit: int,
     lane: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> list[Claimed]:
     statement, targets = (
         (_CLAIM_ANY_SQLITE3, ())
@@ -389,9 +396,12 @@ def claim_sqlite3(
         if lane == WEBHOOK_LANE
         else (_CLAIM_TARGET_SQLITE3, (lane,))
     )
+    if exclude:
+        targets = (*targets, json.dumps(sorted(exclude)))
     parameters = (owner, until, now, now, *targets, limit)
     rows: list[Any] = [
-        _DeliveryRow._make(values) for values in connection.execute(statement, parameters)
+        _DeliveryRow._make(values)
+        for values in connection.execute(statement[bool(exclude)], parameters)
     ]
     return _claimed(
         rows,

@@ -233,12 +233,18 @@ class OutboxStore:
         return await self._events_unit(work)
 
     async def claim(
-        self, owner: str, *, lease: float, limit: int = 20, lane: str | None = None
+        self,
+        owner: str,
+        *,
+        lease: float,
+        limit: int = 20,
+        lane: str | None = None,
+        exclude: Sequence[str] = (),
     ) -> list[Claimed]:
-        """Due deliveries (of one ``lane``, an email target or ``webhook``, if given), leased to
-        ``owner`` for ``lease`` seconds (no other replica takes them until the lease ends: a
-        crashed replica's come back to the others then), each with its event and its
-        subscription as they are now."""
+        """Due deliveries (of one ``lane``, an email target or ``webhook``, if given; none to
+        an ``exclude``d target), leased to ``owner`` for ``lease`` seconds (no other replica
+        takes them until the lease ends: a crashed replica's come back to the others then),
+        each with its event and its subscription as they are now."""
         now = to_us(self.clock())
         until = now + to_us(lease)
         options: dict[str, Any] = {
@@ -247,6 +253,7 @@ class OutboxStore:
             "until": until,
             "limit": limit,
             "lane": lane,
+            "exclude": exclude,
         }
         if self._sqlite3 is not None:
             claim = partial(units.claim_sqlite3, **options)
@@ -269,14 +276,16 @@ class OutboxStore:
             partial(units.finish, owner=owner, outcomes=outcomes, now=self.clock())
         )
 
-    async def release(self, owner: str) -> int:
-        """Give back ``owner``'s leases at once (attempts it gave up, as a stopping worker
-        does, or a dead predecessor of the same owner made): due again, not after the lease."""
+    async def release(self, owner: str, ids: Sequence[int] | None = None) -> int:
+        """Give back ``owner``'s leases (of the deliveries ``ids``, if given) at once (attempts
+        it gave up or will not make, as a stopping worker does, or a dead predecessor of the
+        same owner made): due again, not after the lease."""
+        mine = [deliveries.c.lease_owner == owner, deliveries.c.state == "pending"]
+        if ids is not None:
+            mine.append(deliveries.c.id.in_(ids))
         async with self._unit() as connection:
             done = await connection.execute(
-                deliveries.update()
-                .where(deliveries.c.lease_owner == owner, deliveries.c.state == "pending")
-                .values(lease_owner=None, lease_until=None)
+                deliveries.update().where(*mine).values(lease_owner=None, lease_until=None)
             )
         return int(done.rowcount)
 

@@ -344,3 +344,32 @@ def test_a_page_of_one_event_type_is_read_through_its_index(tmp_path: Path) -> N
 
     for plan in run(main()):
         assert "ix_events_type_created_at" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_claim_leaves_the_excluded_subscriptions_and_a_release_by_id_gives_back_only_those(
+    tmp_path: Path,
+) -> None:
+    """The webhook lane's bound per subscription: a claim takes none of a subscription at its
+    bound, and what a claim took beyond it is given back by id, due again at once (``sqlite3``
+    and portable alike)."""
+
+    async def outcome(driver_sql: bool) -> list[list[str]]:
+        url = f"sqlite+aiosqlite:///{tmp_path / f'exclude-{driver_sql}.db'}"
+        async with await open_store(url, create=True, driver_sql=driver_sql) as store:
+            assert isinstance(store, SqlStateStore)
+            outbox = OutboxStore(store, clock=Now())
+            for hook in ("wh_a", "wh_b", "wh_c"):
+                await outbox.add_webhook(hook, "http://127.0.0.1:1/", ["emergency_call"], "s", None)
+            await outbox.add_events([_event(f"evt_{i}") for i in range(2)], email=(EMAIL_TARGET,))
+            hooks = await outbox.claim("r", lease=30, limit=50, lane="webhook", exclude=["wh_a"])
+            emails = await outbox.claim("r", lease=30, limit=50, lane="email", exclude=["wh_b"])
+            given = [c.delivery.id for c in hooks if c.delivery.target == "wh_c"]
+            assert await outbox.release("r", given) == 2
+            again = await outbox.claim("r", lease=30, limit=50, exclude=["wh_a", "wh_b"])
+            rest = await outbox.claim("r", lease=30, limit=50)
+            found = (hooks, emails, again, rest)
+            return [sorted(c.delivery.target for c in claimed) for claimed in found]
+
+    fast, portable = run(outcome(True)), run(outcome(False))
+    expected = [["wh_b", "wh_b", "wh_c", "wh_c"], ["email"] * 2, ["wh_c"] * 2, ["wh_a"] * 2]
+    assert fast == portable == expected
