@@ -15,6 +15,7 @@ may have reached the carrier and is a ``ReadTimeout``, ``ReadError`` or
 from __future__ import annotations
 
 import contextlib
+import functools
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -73,6 +74,13 @@ class _Body(httpx.AsyncByteStream):
         self._response.release()
 
 
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """httpx's verifying context, made once per process: loading the CA bundle costs tens of
+    milliseconds of CPU and its certificates' memory, for each client that loads it."""
+    return httpx.create_ssl_context()
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """An ``httpx.AsyncClient``'s transport: HTTP/1.1 only, no proxy, no redirects (httpx's
     job), answers undecoded (httpx decodes them). Connections are pooled up to
@@ -81,7 +89,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, limits: httpx.Limits, *, verify: ssl.SSLContext | None = None) -> None:
         self._limits = limits
-        self.ssl_context = verify or httpx.create_ssl_context()
+        self.ssl_context = verify or default_ssl_context()
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:

@@ -6,8 +6,13 @@ from __future__ import annotations
 import asyncio
 import gc
 
+import pytest
+
 from gateway.app import SERVING_GC_THRESHOLD
 from tests.harness import gateway
+
+# A gateway's start collects as it does when serving (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("full_collection")
 
 
 def test_serving_raises_the_threshold_and_stopping_restores_it() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -161,3 +162,13 @@ def test_no_free_connection_in_time_is_a_connect_timeout_nothing_sent() -> None:
         assert not _failure(caught.value).error.ambiguous
 
     asyncio.run(main())
+
+
+def test_transports_share_one_verifying_context_unless_given_their_own() -> None:
+    limits = httpx.Limits(max_connections=4)
+    first, second = AiohttpTransport(limits), AiohttpTransport(limits)
+    assert first.ssl_context is second.ssl_context  # the CA bundle loaded once per process
+    assert first.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert first.ssl_context.check_hostname
+    own = ssl.create_default_context()
+    assert AiohttpTransport(limits, verify=own).ssl_context is own

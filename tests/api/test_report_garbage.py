@@ -14,10 +14,14 @@ import gc
 import json
 import weakref
 
+import pytest
 from starlette.types import ASGIApp
 
 from bench.inproc import call
 from tests.harness import ADMIN_KEY, WHITE_HOUSE, gateway, report
+
+# A gateway's start collects as it does when serving (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("full_collection")
 
 
 async def _post(app: ASGIApp, body: bytes) -> int:
