@@ -570,6 +570,13 @@ class Reports:
     async def _reverse(self, fix: GeoFix) -> GeocodeResult | None:
         if not (math.isfinite(fix.latitude) and math.isfinite(fix.longitude)):
             return None
+        if (fix.accuracy_meters or 0.0) > self.conflict_margin_meters:
+            # The device may be anywhere in the circle: its centre's address is a guess.
+            message = (
+                f"the fix's accuracy of {fix.accuracy_meters:,.0f} m cannot tell a street "
+                f"address (at most {self.conflict_margin_meters:,.0f} m): send a civic address"
+            )
+            raise Unroutable(message, (FieldError("geo", message),))
         try:
             found = await self.geocoder.reverse(fix.latitude, fix.longitude)
         except GeocodingUnavailable:
