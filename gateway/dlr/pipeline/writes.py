@@ -39,6 +39,8 @@ class CarrierWrites:
     _creating: SingleFlight[str, tuple[KnownLocation, Change]] = field(
         default_factory=SingleFlight, init=False
     )
+    #: Location IDs whose create (or read after a conflict) the carrier is answering now.
+    at_carrier: set[str] = field(default_factory=set, init=False)
 
     def expect(self, endpoint_id: str, stored: Binding | None) -> None:
         """Tell the carrier client what the store says it holds at ``endpoint_id`` (a
@@ -129,6 +131,7 @@ class CarrierWrites:
             location_id=location_id, address=address, latitude=latitude, longitude=longitude
         )
         change = Change.CREATED
+        self.at_carrier.add(location_id)
         try:
             held = await self.carrier.create_location(location)
         except UpstreamConflict:
@@ -141,6 +144,8 @@ class CarrierWrites:
                 raise  # the carrier's trouble (or ours), not the address's
             message = f"the carrier refused the address: {exc.description or exc.message}"
             raise Unroutable(message, (FieldError("address", message),)) from exc
+        finally:
+            self.at_carrier.discard(location_id)
         known = KnownLocation(held.status)
         self.known.locations[location_id] = known
         await self.ledger.remember_location(
