@@ -67,3 +67,31 @@ def test_a_named_location_may_be_given_another_address(client: TestClient) -> No
     updated = client.put("/v1/locations/HQ1", json={"address": moved})
     assert updated.status_code == 200, updated.text
     assert updated.json()["address"]["zip"] == "10118"
+
+
+def test_a_report_is_not_bound_to_another_place_under_its_locations_id(
+    client: TestClient,
+) -> None:
+    """An admin deleted a report's location, then created another place under that ID: the
+    next report of the first address finds the ID taken at the carrier, and is refused
+    rather than bound to where the carrier holds it (its 911 calls would go there)."""
+    location_id = report(client, "nyc-1", "+12025550133", "2026-12-01T10:00:00Z")["locationId"]
+    client.delete(
+        "/v1/endpoints/" + client.get("/v1/endpoints").json()["endpoints"][0]["endpointId"]
+    )
+    assert client.delete(f"/v1/locations/{location_id}").status_code == 200
+    body = {"locationId": location_id, "address": WHITE_HOUSE}
+    assert client.post("/v1/locations", json=body).status_code == 201
+    refused = client.post(
+        "/v1/location-reports",
+        json={
+            "alternateEndUserId": "nyc-2",
+            "callerName": "CAROL",
+            "telephoneNumber": "+12025550134",
+            "observedAt": "2026-12-01T10:01:00Z",
+            "address": ESB,
+        },
+    )
+    problem = assert_problem(refused, 422)
+    assert "another address" in problem["errors"][0]["message"]
+    assert client.get("/v1/endpoints").json()["totalCount"] == 0
