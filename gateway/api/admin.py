@@ -55,7 +55,7 @@ from gateway.dlr.callers import normalize_number
 from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import aeui_problem
 from gateway.dlr.ids import endpoint_id_for, location_id_for
-from gateway.dlr.pipeline import Binding, in_address
+from gateway.dlr.pipeline import Binding, address_from_json, in_address
 from gateway.jsondump import JSONResponse
 from gateway.store.base import (
     RECIPIENTS_KEY,
@@ -267,8 +267,9 @@ async def update_location(request: Request) -> Response:
     location = await _location_body(request, s)
     _same_id(location.location_id, location_id, "locationId")
     location = dataclasses.replace(location, location_id=location_id)
-    s.pipeline.forget_location(location_id)
     before = await _held_location(s, location_id)
+    await _keeps_derived_address(s, location_id, location, before)
+    s.pipeline.forget_location(location_id)
     updated = await s.upstream.update_location(location_id, location)
     await s.pipeline.admin_record(
         location_key(location_id),
@@ -278,6 +279,26 @@ async def update_location(request: Request) -> Response:
         _who(request),
     )
     return JSONResponse(record_to_json(updated))
+
+
+async def _keeps_derived_address(
+    s: Services, location_id: str, location: Location, held: dict[str, Any] | None
+) -> None:
+    """409 for another address under an ID derived from the held one: every report of that
+    address is bound to the ID, and would route to wherever the carrier then held it."""
+    assert location.address is not None
+    if location_id_for(location.address) == location_id:
+        return
+    held_address = address_from_json((held or {}).get("address"))
+    derived = held_address is not None and location_id_for(held_address) == location_id
+    if derived or await s.pipeline.ledger.locations_known(location_id):
+        raise Problem(
+            409,
+            "This location's ID is derived from its address, and reports of that address "
+            "are bound to it: create a new location at the other address (POST "
+            "/v1/locations) and move the endpoints to it.",
+            "conflict",
+        )
 
 
 async def delete_location(request: Request) -> Response:

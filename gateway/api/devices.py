@@ -303,8 +303,11 @@ def _refused(
     progress: Progress,
 ) -> tuple[str, Problem]:
     """A report the pipeline did not apply: its result (``dlr_reports_total``) and answer."""
-    if isinstance(exc, UpstreamError) and not exc.ambiguous:  # a carrier call timed out
-        # Its change never reached the carrier (nothing sent, or refused): the report is undone.
+    carrier = isinstance(exc, UpstreamError) and (not exc.ambiguous or not progress.claimed)
+    if carrier or progress.at_carrier:
+        # A carrier call timed out. Its change never reached the carrier (nothing sent, or
+        # refused): the report is undone; or it was the location's create, before the claim:
+        # the device's binding was never touched.
         detail = "The carrier did not answer in time; the report was not applied. Send it again."
         return "upstream_unavailable", Problem(504, detail, "upstream-timeout", retry_after=5)
     if isinstance(exc, TimeoutError) and not progress.claimed:

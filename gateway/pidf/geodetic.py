@@ -1,7 +1,8 @@
 """RFC 5491 geodetic shapes: the Point and the Circle, read and written.
 
 Both are WGS 84 with latitude first (``urn:ogc:def:crs:EPSG::4326``); a three-dimensional
-Point (``EPSG::4979``) is read with its altitude dropped, because the carrier holds none. The
+Point (``EPSG::4979``) is read with its altitude dropped, because the carrier holds none
+(a number all the same: ``NaN`` or garbage there refuses the position). The
 ``srsName`` is required: it is what says which number is the latitude. A Circle's radius is
 in metres (``urn:ogc:def:uom:EPSG::9001``) and becomes the fix's accuracy. Other shapes
 (polygons, ellipses, arc bands, spheres, prisms) are refused by the caller, not guessed at.
@@ -81,6 +82,8 @@ def _position(element: ET.Element, where: str, srs: str) -> tuple[float, float]:
         raise DocumentError(
             [FieldError(field, f"expected {wanted} numbers (latitude longitude) for {srs}")]
         )
+    for altitude in numbers[2:]:
+        _number(altitude, field)  # dropped, but a number (not NaN) or the position is refused
     return _number(numbers[0], field), _number(numbers[1], field)
 
 

@@ -142,7 +142,8 @@ class ReportLimitSettings:
         500.0,
         "meters a report's GPS fix may be from its address's geocode beyond the fix's accuracy "
         "(and the geocode's own uncertainty) before it counts as contradicting the address; "
-        "also how far a GPS-only report's reverse-geocoded address may be from its fix",
+        "also how far a GPS-only report's reverse-geocoded address may be from its fix, and "
+        "the coarsest accuracy a GPS-only report may have",
         ge=0,
         finite=True,
     )

@@ -234,3 +234,26 @@ def test_a_gps_only_report_is_not_given_a_far_address_the_geocoder_answered() ->
             assert near.json()["address"]["zip"] == "10118"
 
     run(scenario())
+
+
+def test_a_gps_only_report_too_coarse_to_pick_a_street_address_is_refused() -> None:
+    """A fix that puts the device anywhere within 800 km (a cell or IP position) does not say
+    which street address it is at: the nearest address to its centre is a guess, and would be
+    provisioned as the dispatchable location. Refused, before the geocoder is asked; a fix
+    as precise as the margin allows is provisioned."""
+
+    async def scenario() -> None:
+        async with gateway(settings(), geocoder=EmpireEverywhere()) as gw:
+            seq = gw.last_seq()
+            coarse = await gw.report(
+                report("coarse", None, 0, geo={**NEW_YORK, "accuracyMeters": 800_000})
+            )
+            assert coarse.status_code == 422, coarse.text
+            [error] = coarse.json()["errors"]
+            assert error["field"] == "geo" and "accuracy" in error["message"]
+            assert gw.operations(seq) == []
+            edge = await gw.report(report("edge", None, 0, geo={**NEW_YORK, "accuracyMeters": 500}))
+            assert edge.status_code == 200, edge.text
+            assert edge.json()["address"]["zip"] == "10118"
+
+    run(scenario())

@@ -296,3 +296,43 @@ def test_a_report_whose_deadline_ran_out_before_it_claimed_anything_says_so() ->
             assert (await gw.http.get("/v1/devices/ann/location")).status_code == 404
 
     asyncio.run(main())
+
+
+class HeldLocationCreates(httpx.AsyncBaseTransport):
+    """A location create waits at the carrier until ``released``: a carrier that hangs."""
+
+    def __init__(self) -> None:
+        self.inner: httpx.AsyncBaseTransport = httpx.AsyncBaseTransport()
+        self.released = asyncio.Event()
+
+    def __call__(self, inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        self.inner = inner
+        return self
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("/locations"):
+            await self.released.wait()
+        return await self.inner.handle_async_request(request)
+
+
+def test_a_report_whose_location_create_hung_at_the_carrier_blames_the_carrier() -> None:
+    """The deadline ran out while the carrier sat on the report's location create, before
+    the device was claimed: the carrier's trouble (504, ``upstream_unavailable``), not the
+    gateway's own work (``report-deadline``, whose runbook sends the operator to the
+    geocoder and the database); the report was not applied."""
+
+    async def main() -> None:
+        held = HeldLocationCreates()
+        async with gateway(gateway_settings(report_deadline=1.0), wrap=held) as gw:
+            answer = await gw.report(report("ann", WHITE_HOUSE, 0))
+            body = assert_problem(answer, 504)
+            assert body["type"] == "/problems/upstream-timeout"
+            assert "not applied" in body["detail"]
+            metrics = (await gw.http.get("/metrics")).text
+            assert 'dlr_reports_total{result="upstream_unavailable"} 1.0' in metrics
+            assert 'dlr_reports_total{result="deadline"}' not in metrics
+            held.released.set()
+            await gw.app.state.services.pipeline.idle()
+            assert (await gw.http.get("/v1/devices/ann/location")).status_code == 404
+
+    asyncio.run(main())

@@ -187,6 +187,16 @@ def test_three_dimensional_point_drops_the_altitude() -> None:
     assert read_presence(document).shape == Shape(38.8977, -77.0365)
 
 
+@pytest.mark.parametrize("altitude", [b"NaN", b"INF", b"tall", b"1_0"])
+def test_three_dimensional_point_with_a_broken_altitude_is_refused(altitude: bytes) -> None:
+    """Dropped, but read first: a position whose third number is garbage is not one to
+    trust the first two of."""
+    document = samples.POINT.replace(b"EPSG::4326", b"EPSG::4979").replace(
+        b"-77.0365<", b"-77.0365 " + altitude + b"<"
+    )
+    assert [e.field for e in _broken("altitude", document).errors] == ["location-info.Point.pos"]
+
+
 @pytest.mark.parametrize(
     ("document", "field"),
     [

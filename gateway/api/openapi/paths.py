@@ -519,6 +519,10 @@ def paths() -> dict[str, Any]:
         "locationId",
     )
     with_number_ownership(ops)
+    ops["/v1/locations/{locationId}"]["put"]["responses"]["409"] = problem(
+        "Another address under an ID the gateway derived from the held one (reports of "
+        "that address are bound to it): create a new location and move the endpoints."
+    )
     ops |= device_paths()
     with_pidf(ops)
     ops |= held_paths()

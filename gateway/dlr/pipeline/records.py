@@ -47,9 +47,11 @@ class GeoFix:
 @dataclass(slots=True)
 class Progress:
     """How far a report got: ``claimed`` once it asked the ledger to make its binding the
-    device's newest (from then on a carrier write may follow, and is watched)."""
+    device's newest (from then on a carrier write may follow, and is watched); before
+    that, ``at_carrier`` once it was cut short waiting on the carrier's location create."""
 
     claimed: bool = False
+    at_carrier: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -454,7 +454,12 @@ class Reports:
         address = resolved.address
         place, notes = await self._place(resolved, report.geo, check)
         warnings += notes
-        known, location_change = await self.writes.location(location_id, address, place.street)
+        try:
+            known, location_change = await self.writes.location(location_id, address, place.street)
+        except asyncio.CancelledError:  # the deadline: did it run out at the carrier?
+            if progress is not None:
+                progress.at_carrier = location_id in self.writes.at_carrier
+            raise
         endpoint = Endpoint(
             endpoint_id=self.known.endpoint_id(aeui),
             alternate_end_user_id=aeui,
@@ -570,6 +575,12 @@ class Reports:
     async def _reverse(self, fix: GeoFix) -> GeocodeResult | None:
         if not (math.isfinite(fix.latitude) and math.isfinite(fix.longitude)):
             return None
+        if (fix.accuracy_meters or 0.0) > self.conflict_margin_meters:
+            message = (
+                f"the fix's accuracy of {fix.accuracy_meters:,.0f} m cannot tell a street "
+                f"address (at most {self.conflict_margin_meters:,.0f} m): send a civic address"
+            )
+            raise Unroutable(message, (FieldError("geo", message),))
         try:
             found = await self.geocoder.reverse(fix.latitude, fix.longitude)
         except GeocodingUnavailable:

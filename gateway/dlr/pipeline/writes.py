@@ -39,6 +39,8 @@ class CarrierWrites:
     _creating: SingleFlight[str, tuple[KnownLocation, Change]] = field(
         default_factory=SingleFlight, init=False
     )
+    #: Location IDs whose create (or read after a conflict) the carrier is answering now.
+    at_carrier: set[str] = field(default_factory=set, init=False)
 
     def expect(self, endpoint_id: str, stored: Binding | None) -> None:
         """Tell the carrier client what the store says it holds at ``endpoint_id`` (a
@@ -129,6 +131,7 @@ class CarrierWrites:
             location_id=location_id, address=address, latitude=latitude, longitude=longitude
         )
         change = Change.CREATED
+        self.at_carrier.add(location_id)
         try:
             held = await self.carrier.create_location(location)
         except UpstreamConflict:
@@ -136,11 +139,21 @@ class CarrierWrites:
             # what the carrier holds, not what this report would have sent.
             held = await self.carrier.get_location(location_id)
             change = Change.UNCHANGED
+            if not _same_place(held.address, address):
+                # An admin's place under the ID: binding the device there would send its
+                # 911 calls to that place.
+                message = (
+                    f"the carrier holds another address under this address's location ID "
+                    f"{location_id}; an admin must delete or correct that location"
+                )
+                raise Unroutable(message, (FieldError("address", message),)) from None
         except UpstreamRejected as exc:
             if isinstance(exc, UpstreamNotFound | UpstreamAuthError):
                 raise  # the carrier's trouble (or ours), not the address's
             message = f"the carrier refused the address: {exc.description or exc.message}"
             raise Unroutable(message, (FieldError("address", message),)) from exc
+        finally:
+            self.at_carrier.discard(location_id)
         known = KnownLocation(held.status)
         self.known.locations[location_id] = known
         await self.ledger.remember_location(
@@ -201,3 +214,19 @@ class CarrierWrites:
             if endpoint.alternate_end_user_id == alternate_end_user_id:
                 return endpoint.endpoint_id
         return None
+
+
+#: What names a place whatever the carrier's formatting (suffixes, directionals, case).
+_PLACE_FIELDS = ("house_number", "state_code")
+
+
+def _same_place(held: Address | None, address: Address) -> bool:
+    """Whether the carrier's address could be ``address`` (``None``: it does not say)."""
+    if held is None:
+        return True
+
+    def fold(value: str | None) -> str:
+        return " ".join((value or "").upper().split())
+
+    same = all(fold(getattr(held, f)) == fold(getattr(address, f)) for f in _PLACE_FIELDS)
+    return same and fold(held.zip)[:5] == fold(address.zip)[:5]
