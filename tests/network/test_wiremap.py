@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.bandwidth.models import Address
 from gateway.dlr.address import normalize
+from gateway.network import patterns
 from gateway.network.service import MemoryWiremapStore, NotFound, Wiremap
 from gateway.network.wiremap import (
+    WIDEST_PREFIX,
     Conflict,
     Entry,
     Kind,
@@ -121,6 +126,17 @@ def test_hostile_subnets_are_refused_by_name(text: str, message: str) -> None:
         parse_subnet(text)
     assert message in str(caught.value)
     assert caught.value.errors[0].field == "subnet"
+    # ... and the API document's pattern does not allow them either.
+    assert not re.match(patterns.SUBNET_PATTERN, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(patterns.SUBNET_PATTERN, fullmatch=True))
+def test_every_subnet_the_document_allows_is_taken(text: str) -> None:
+    """The document's pattern said any prefix length: the API fuzzer's ``10.0.0.0/3`` (or a
+    ``/0``) was refused as malformed though the document allowed it."""
+    network = parse_subnet(text)
+    assert network.prefixlen >= WIDEST_PREFIX[network.version]
 
 
 @pytest.mark.parametrize(
