@@ -33,6 +33,7 @@ from gateway.api import (
     held,
     imports,
     network,
+    source,
     webhooks,
 )
 from gateway.api.auth import AdminKeys, DeviceTokens
@@ -353,4 +354,5 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.metrics = metrics
     app.state.console = console
+    app.state.trusted_proxies = source.networks(settings.trusted_proxies)
     return app

@@ -171,6 +171,8 @@ def build_config(app: Starlette, *, host: str, port: int, settings: Settings) ->
         lifespan="on",
         log_config=None,
         access_log=False,
+        # The client stays the TCP peer: ``gateway.api.source`` reads ``X-Forwarded-For``
+        # from ``GATEWAY_TRUSTED_PROXIES`` only (uvicorn's would trust 127.0.0.1 by default).
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=max(int(settings.shutdown_grace), 0),

@@ -11,7 +11,7 @@ The carrier can present credentials two ways, both configurable: HTTP Basic, or 
 query parameter written into the URL it is given. Secrets are compared in constant time
 (digests of equal length); the query string is never logged (``gateway.observability`` logs
 the route template only). ``GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS`` adds a source-network check
-(the TCP peer: the server trusts no proxy headers).
+(the client address: ``gateway.api.source``, behind ``GATEWAY_TRUSTED_PROXIES``).
 
 Per query the route keeps only the facts of its answer (``Answered``, ``Unanswered``) and
 queues them once: the history record and the ``emergency_call``/``test_call`` event are
@@ -38,6 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.problems import Problem, problem_response
+from gateway.api.source import client_address
 from gateway.dlr.binding import Binding, observed
 from gateway.dlr.callers import (
     CallerIndex,
@@ -147,17 +148,9 @@ class QueryAuth:
         return "+".join(passed)
 
     def _allowed(self, request: Request) -> bool:
-        client = request.client
-        if client is None:
-            return False
-        try:
-            address = ipaddress.ip_address(client.host)
-        except ValueError:
-            return False
-        # A dual-stack socket (``--host ::``) shows an IPv4 peer as ``::ffff:a.b.c.d``.
-        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-        found = (address,) if mapped is None else (address, mapped)
-        return any(a in network for network in self._networks for a in found)
+        # An IPv4 peer of a dual-stack socket (``::ffff:a.b.c.d``) is its IPv4 address.
+        found = client_address(request)
+        return found is not None and any(found in network for network in self._networks)
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:

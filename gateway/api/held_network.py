@@ -2,9 +2,10 @@
 
 An admin key may name a network identity: an ``<ip>`` (looked up by subnet) or a ``<mac>``
 (a BSSID). A request with no credentials and no ``<device>`` asks for the location of its own
-source address (HELD's default, RFC 5985 section 6.1), answered only when that address is
-inside ``GATEWAY_NETWORK_TRUSTED_CIDRS``: those hosts are the enterprise's own network,
-whose wiremap locates them. A device token never reads the wiremap. The answer is the
+source address (HELD's default, RFC 5985 section 6.1: its client address,
+``gateway.api.source``), answered only when that address is inside
+``GATEWAY_NETWORK_TRUSTED_CIDRS``: those hosts are the enterprise's own network, whose
+wiremap locates them. A device token never reads the wiremap. The answer is the
 wiremap entry's civic address with ``<method>Wiremap</method>``; ``locationUnknown`` when no
 entry matches.
 """
@@ -21,7 +22,7 @@ from gateway.api.auth import Principal, authenticate
 from gateway.api.context import Services
 from gateway.api.devices import limit_reads
 from gateway.api.network import wiremap_of
-from gateway.api.network_models import peer_address
+from gateway.api.source import client_address
 from gateway.network.wiremap import (
     Network,
     Observation,
@@ -40,7 +41,7 @@ METHOD = "Wiremap"
 
 def _trusted(request: Request, s: Services) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The source address, when it is inside a trusted network."""
-    source = peer_address(request)
+    source = client_address(request)
     if source is None:
         return None
     if any(source in network for network in _networks(s.settings.network_trusted_cidrs)):

@@ -8,7 +8,6 @@ gate is the pattern the document states (``gateway.network.patterns``).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -16,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from starlette.requests import Request
 
 from gateway.api.models import AddressInput, checked, validated
+from gateway.api.source import client_address
 from gateway.dlr.errors import FieldError
 from gateway.network import patterns
 from gateway.network.wiremap import (
@@ -153,21 +153,9 @@ def read_observations(
     return model.observation()
 
 
-def peer_address(request: Request) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address the gateway heard ``request`` from: its TCP peer (the server trusts no
-    proxy headers), an IPv4-mapped one as its IPv4 address."""
-    client = request.client
-    if client is None:
-        return None
-    try:
-        return parse_ip(client.host)
-    except WiremapError:
-        return None
-
-
 def heard_from(request: Request, observation: Observation) -> Observation:
-    """A report's ``observation`` with where the gateway heard it from (``peer_address``)."""
-    return dataclasses.replace(observation, heard_from=peer_address(request))
+    """A report's ``observation`` with where the gateway heard it from (``client_address``)."""
+    return dataclasses.replace(observation, heard_from=client_address(request))
 
 
 _LOCATION_ID = {

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -249,33 +248,3 @@ def _set_cookie(response: Response, request: Request, name: str, value: str, age
         secure=request.url.scheme == "https"
         or request.headers.get("origin", "").startswith("https://"),
     )
-
-
-#: ``X-Forwarded-For`` hops read at most, from the right (the nearest proxies).
-MAX_HOPS = 16
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def client_address(request: Request, proxies: Sequence[Network]) -> str:
-    """Who is signing in: the TCP peer; or, when the peer is one of ``proxies``, the nearest
-    ``X-Forwarded-For`` hop that is not (each trusted proxy appends who it saw, so the hops
-    a client forges itself lie further left and are never reached)."""
-    peer = request.client.host if request.client is not None else ""
-    if not _among(peer, proxies):
-        return peer
-    hops = [h.strip() for v in request.headers.getlist("x-forwarded-for") for h in v.split(",")]
-    for hop in reversed(hops[-MAX_HOPS:]):
-        if not _among(hop, proxies):
-            return hop
-    return peer
-
-
-def _among(address: str, networks: Sequence[Network]) -> bool:
-    if not networks:
-        return False
-    try:
-        found = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(found in network for network in networks)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -22,8 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.api.context import Services, services
 from gateway.api.emergency import UNKNOWN_CALLER_KEY
 from gateway.api.limits import DeviceRateLimiter
+from gateway.api.source import client_address
 from gateway.bandwidth.errors import UpstreamError
-from gateway.console.auth import Session, Sessions, client_address, same
+from gateway.console.auth import Session, Sessions, same
 from gateway.console.geo import MapView
 from gateway.console.queries import EMERGENCY_QUERY, STATES, ConsoleQueries, Thresholds
 from gateway.settings import Settings
@@ -150,9 +150,6 @@ class Console:
         #: Sign-in attempts: 10 at once, then one every 6 seconds, per admin key from a
         #: browser that has signed in with it (``KNOWN_COOKIE``), else per client address.
         self.sign_ins = DeviceRateLimiter(10 / 60, 10, maxsize=10_000)
-        self.proxies = tuple(
-            ipaddress.ip_network(c, strict=False) for c in settings.console_trusted_proxies
-        )
         #: Attempts from browsers never signed in, every address together: many addresses
         #: (a botnet) guess no faster than this.
         self.strangers = DeviceRateLimiter(1.0, 60, maxsize=1)
@@ -358,7 +355,7 @@ class Console:
         account = self.sessions.known_account(request)
         if account is not None:
             return self.sign_ins.acquire(f"key:{account}")
-        wait = self.sign_ins.acquire(f"address:{client_address(request, self.proxies)}")
+        wait = self.sign_ins.acquire(f"address:{client_address(request)}")
         return wait if wait is not None else self.strangers.acquire("")
 
     async def sign_out(self, request: Request, session: Session) -> Response:

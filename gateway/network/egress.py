@@ -4,7 +4,7 @@ A device's private, shared or link-local address (one that is not globally routa
 say which network it is on: a laptop at home on its router's ``192.168.1.x`` matches an office
 subnet in the same range. As Microsoft Teams' "trusted IP addresses" do, with
 ``GATEWAY_NETWORK_TRUSTED_EGRESS`` set such a match stands only for a report the gateway heard
-from inside those networks (its TCP peer: the gateway trusts no proxy headers). A public
+from inside those networks (its client address: ``gateway.api.source``). A public
 subnet, a BSSID and an LLDP chassis or port ID name one network anywhere: never checked.
 """
 

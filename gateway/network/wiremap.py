@@ -280,7 +280,7 @@ class Observation:
     bssid: Bssid | None = None
     chassis_id: str | None = None
     port_id: str | None = None
-    #: Where the gateway heard a report from (its TCP peer), never what the device says:
+    #: Where the gateway heard a report from (``gateway.api.source``), never what the device says:
     #: ``gateway.network.egress`` decides from it whether a private subnet match stands.
     heard_from: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from starlette.datastructures import Secret
 
-from gateway.settings.network import check_networks
 from gateway.settings.reader import SettingsError, setting
 
 
@@ -45,14 +44,4 @@ class ConsoleSettings:
         None,
         "signs console session cookies, shared by every replica (secret; at least 32 characters); "
         "unset: a random one per process (a restart signs everyone out)",
-    )
-    console_trusted_proxies: tuple[str, ...] = setting(
-        "GATEWAY_CONSOLE_TRUSTED_PROXIES",
-        (),
-        "comma-separated networks of your proxies (`10.0.0.0/8`): from them, the console's "
-        "sign-in limit takes the client's address from `X-Forwarded-For` (the nearest one a "
-        "trusted proxy saw); unset: the TCP peer's, the proxy's for everyone behind it. "
-        "Nothing else reads that header",
-        shown="— (none)",
-        check=check_networks,
     )

@@ -53,8 +53,8 @@ class EmergencyQuerySettings:
         "GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS",
         (),
         "comma-separated source networks allowed to query (`203.0.113.0/24,2001:db8::/32`); "
-        "others get 403. The TCP peer's address: behind a proxy or load balancer, list the "
-        "proxy's",
+        "others get 403. The client address: behind a proxy or load balancer, the proxy's unless "
+        "it is in `GATEWAY_TRUSTED_PROXIES`",
         shown="— (any)",
         check=check_networks,
     )

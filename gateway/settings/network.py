@@ -25,8 +25,8 @@ class NetworkSettings:
         "GATEWAY_NETWORK_TRUSTED_CIDRS",
         (),
         "comma-separated networks (`10.0.0.0/8,2001:db8::/32`) whose hosts may ask `POST /v1/held`"
-        " without credentials for the location of their own source address (the TCP peer's: no "
-        "proxy headers) through the wiremap",
+        " without credentials for the location of their own source address (the client address: "
+        "see `GATEWAY_TRUSTED_PROXIES`) through the wiremap",
         shown="— (none)",
         check=check_networks,
     )
@@ -35,9 +35,9 @@ class NetworkSettings:
         (),
         "comma-separated networks (`198.51.100.0/24`): the enterprise's egress addresses. When "
         "set, a report's subnet match on a private, shared or link-local address (anyone's "
-        "network behind NAT) is used only when the report came from inside them (the TCP "
-        "peer's address: no proxy headers); else the report is located by its address or fix, "
-        "warned. Unset, any subnet match is used (a home network on the same private range "
+        "network behind NAT) is used only when the report came from inside them (its client "
+        "address: see `GATEWAY_TRUSTED_PROXIES`); else the report is located by its address or "
+        "fix, warned. Unset, any subnet match is used (a home network on the same private range "
         "matches)",
         shown="— (none)",
         check=check_networks,

@@ -1,10 +1,11 @@
-"""How the service takes requests: report caches and limits, imports, the server's timing
-and logs."""
+"""How the service takes requests: report caches and limits, imports, the server's timing,
+the proxies in front of it and logs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.settings.network import check_networks
 from gateway.settings.reader import setting
 
 
@@ -84,7 +85,7 @@ class ImportSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Readiness, shutdown, idle connections and the log level."""
+    """Readiness, shutdown, idle connections, the proxies in front and the log level."""
 
     ready_window: float = setting(
         "GATEWAY_READY_WINDOW",
@@ -105,6 +106,18 @@ class ServerSettings:
         "timeout (60 s on AWS ALB and nginx), so the balancer never reuses a connection the "
         "gateway is closing",
         gt=0,
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        "GATEWAY_TRUSTED_PROXIES",
+        (),
+        "comma-separated networks of the reverse proxies in front of the gateway (an ingress "
+        "controller's pods, `10.244.0.0/16`): a request from one of them comes from the nearest "
+        "`X-Forwarded-For` hop that is not one of them. That client address is what "
+        "`GATEWAY_NETWORK_TRUSTED_EGRESS`, `GATEWAY_NETWORK_TRUSTED_CIDRS`, "
+        "`GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS` and the console's sign-in limit check. Unset: "
+        "the TCP peer's, and no proxy header is read",
+        shown="— (none)",
+        check=check_networks,
     )
     log_level: str = setting(
         "GATEWAY_LOG_LEVEL",

@@ -564,6 +564,30 @@ def test_credentials_basic_token_and_source_networks() -> None:
     run(scenario())
 
 
+def test_behind_a_trusted_proxy_the_allow_list_reads_the_client_it_saw() -> None:
+    """Behind an ingress (a trusted proxy) the allow-list checks the carrier's address, the
+    nearest ``X-Forwarded-For`` hop: a hop forged further left is not read, nor the header
+    of a peer that is not a trusted proxy."""
+    settings = query_settings(
+        emergency_query_allow_cidrs=("203.0.113.0/24",), trusted_proxies=("10.244.0.0/16",)
+    )
+
+    async def status(gw: Gateway, peer: str, forwarded: str) -> int:
+        asked = {"to": "911", "from": PHONE, "token": TOKEN}
+        async with from_host(gw, peer) as carrier:
+            answer = await carrier.get(PATH, params=asked, headers={"X-Forwarded-For": forwarded})
+        return answer.status_code
+
+    async def scenario() -> None:
+        async with gateway(settings) as gw:
+            assert await status(gw, "10.244.1.5", "203.0.113.9") == 404  # allowed; no caller
+            assert await status(gw, "10.244.1.5", "203.0.113.9, 198.51.100.9") == 403
+            assert await status(gw, "10.244.1.5", "") == 403  # the ingress pod's own
+            assert await status(gw, "198.51.100.9", "203.0.113.9") == 403
+
+    run(scenario())
+
+
 def test_the_token_and_password_are_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
 

@@ -102,6 +102,29 @@ def test_source_address_only_from_trusted_networks() -> None:
     run(scenario())
 
 
+def test_behind_a_trusted_proxy_the_source_address_is_the_client_it_saw() -> None:
+    """Through an ingress (a trusted proxy) a host is located by the address the ingress
+    saw, and asks without credentials only from inside the trusted networks: a hop it forges
+    is not read, nor the header of a peer that is not a trusted proxy."""
+
+    async def held_from(gw: Gateway, peer: str, forwarded: str) -> httpx.Response:
+        headers = {**HELD_TYPE, "X-Forwarded-For": forwarded}
+        async with from_host(gw, peer) as host:
+            return await host.post("/v1/held", content=samples.held_request(), headers=headers)
+
+    async def scenario() -> None:
+        settings = gateway_settings(
+            network_trusted_cidrs=("10.1.0.0/16",), trusted_proxies=("10.244.0.0/16",)
+        )
+        async with gateway(settings) as gw:
+            await mapped(gw)
+            assert place(await held_from(gw, "10.244.1.5", "10.1.2.3")) == "3/301"
+            assert (await held_from(gw, "10.244.1.5", "10.1.2.3, 192.0.2.50")).status_code == 401
+            assert (await held_from(gw, "192.0.2.50", "10.1.2.3")).status_code == 401
+
+    run(scenario())
+
+
 def test_no_trusted_networks_no_source_address_requests() -> None:
     async def scenario() -> None:
         async with gateway() as gw:

@@ -462,6 +462,42 @@ def test_a_private_subnet_match_stands_only_for_a_report_from_a_trusted_egress()
     run(scenario())
 
 
+def test_behind_a_trusted_proxy_the_egress_check_reads_the_client_it_saw() -> None:
+    """Behind ingress-nginx every report's TCP peer is an ingress pod: with the pods'
+    network in ``GATEWAY_TRUSTED_PROXIES`` a report is heard from the address the ingress
+    saw (the nearest ``X-Forwarded-For`` hop), so the office's reports match their subnet
+    and a home's do not, whatever hops a device forges; another peer's header is unread."""
+    settings = gateway_settings(
+        network_trusted_egress=("198.51.100.0/24",), trusted_proxies=("10.244.0.0/16",)
+    )
+
+    async def source(gw: Gateway, peer: str, aeui: str, forwarded: str | None) -> str:
+        headers = device(aeui)
+        if forwarded is not None:
+            headers["X-Forwarded-For"] = forwarded
+        body = report(aeui, SPACE_NEEDLE, network={"ip": "192.168.1.9"})
+        async with from_host(gw, peer) as client:
+            answer = await client.post("/v1/location-reports", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        found: str = answer.json()["locationSource"]
+        return found
+
+    async def scenario() -> None:
+        async with gateway(settings) as gw:
+            await add(gw, "subnets", {"subnet": "192.168.1.0/24"})
+            ingress = "10.244.1.5"
+            assert await source(gw, ingress, "office", "198.51.100.20") == "subnet"
+            assert await source(gw, ingress, "home", "203.0.113.7") == "address"
+            # A device at home forges the office's egress; the ingress appends what it saw.
+            forged = "198.51.100.20, 203.0.113.7"
+            assert await source(gw, ingress, "forger", forged) == "address"
+            assert await source(gw, ingress, "bare", None) == "address"  # the pod's own
+            # Not a trusted proxy: its header is not read, its own address is outside.
+            assert await source(gw, "192.0.2.1", "direct", "198.51.100.20") == "address"
+
+    run(scenario())
+
+
 def test_without_trusted_egress_a_private_subnet_matches_and_is_warned_of(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

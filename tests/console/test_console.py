@@ -446,7 +446,7 @@ def test_a_guesser_behind_the_shared_proxy_does_not_lock_out_signed_in_browsers(
 
 
 def test_behind_trusted_proxies_the_limit_is_per_forwarded_client() -> None:
-    """``GATEWAY_CONSOLE_TRUSTED_PROXIES``: from a proxy listed there, the client is the
+    """``GATEWAY_TRUSTED_PROXIES``: from a proxy listed there, the client is the
     nearest ``X-Forwarded-For`` hop not listed; what a client forges further left is never
     read, and from any other peer the header is not read at all."""
 
@@ -455,7 +455,7 @@ def test_behind_trusted_proxies_the_limit_is_per_forwarded_client() -> None:
         return [(await sign_in(client, key=f"guess-{i:020d}")).status_code for i in range(n)]
 
     async def scenario() -> None:
-        async with gateway(settings(console_trusted_proxies=("10.0.0.0/8",))) as gw:
+        async with gateway(settings(trusted_proxies=("10.0.0.0/8",))) as gw:
             async with from_host(gw, "10.0.0.1") as proxy:
                 assert await attempts(proxy, "198.51.100.7", 11) == [401] * 10 + [429]
                 # The guesser forges hops; its proxy appends the address it saw, last.

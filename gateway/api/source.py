@@ -1,0 +1,65 @@
+"""Where a request comes from: the one rule every check by source address uses.
+
+The client address is the TCP peer's; when that peer is inside ``GATEWAY_TRUSTED_PROXIES``,
+it is the nearest ``X-Forwarded-For`` hop (walking from the right) that is not itself a
+trusted proxy. Each proxy appends the address it saw, so the hops a client forges lie
+further left and are never read. A hop that is not an address where one must be read (a
+proxy that wrote garbage, or passed a client's header on without appending) makes the
+client the TCP peer: what the gateway knows without the header, so a broken proxy grants
+nothing more than it would unset, and a location report or carrier query is still answered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from starlette.requests import HTTPConnection
+
+from gateway.network.wiremap import WiremapError, parse_ip
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: ``X-Forwarded-For`` hops read at most, from the right (the nearest proxies).
+MAX_HOPS = 16
+
+
+def networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """``GATEWAY_TRUSTED_PROXIES`` (checked when read) as networks."""
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def address(text: str) -> Address | None:
+    """``text`` as an address (an IPv4-mapped one as its IPv4 address); ``None`` if not one."""
+    try:
+        return parse_ip(text.strip(), "address")
+    except WiremapError:
+        return None
+
+
+def forwarded_client(
+    peer: Address | None, forwarded: Sequence[str], proxies: Sequence[Network]
+) -> Address | None:
+    """The rule: ``peer``, or from a trusted proxy the nearest hop of the ``X-Forwarded-For``
+    header lines ``forwarded`` that is not one (``peer`` when every hop read is one)."""
+    if peer is None or not any(peer in n for n in proxies):
+        return peer
+    hops = [hop for line in forwarded for hop in line.split(",")]
+    for hop in reversed(hops[-MAX_HOPS:]):
+        found = address(hop)
+        if found is None:
+            return peer
+        if not any(found in n for n in proxies):
+            return found
+    return peer
+
+
+def client_address(request: HTTPConnection) -> Address | None:
+    """Who sent ``request`` (``forwarded_client`` of its TCP peer and the app's trusted
+    proxies); ``None`` when the server gave no peer address."""
+    peer = address(request.client.host) if request.client is not None else None
+    proxies: tuple[Network, ...] = request.app.state.trusted_proxies
+    if not proxies:
+        return peer
+    return forwarded_client(peer, request.headers.getlist("x-forwarded-for"), proxies)
