@@ -289,18 +289,6 @@ class OutboxStore:
             )
         return int(done.rowcount)
 
-    async def delivered(self, delivery: Delivery, owner: str, status: int | None) -> bool:
-        """One attempt that succeeded (``finish`` of one)."""
-        (state,) = await self.finish(owner, [Outcome(delivery, status)])
-        return state == "delivered"
-
-    async def attempt_failed(
-        self, delivery: Delivery, owner: str, *, retry_in: float, status: int | None, error: str
-    ) -> str:
-        """One attempt that failed (``finish`` of one); the delivery's new state."""
-        (state,) = await self.finish(owner, [Outcome(delivery, status, error, retry_in)])
-        return state
-
     async def retry(self, event_id: str) -> int:
         """Failed deliveries of an event, pending again for another ``max_age``; a deleted or
         disabled subscription's stay failed (nothing would take them)."""

@@ -97,8 +97,12 @@ def test_claims_are_leased_to_one_owner_until_the_lease_ends(db: Database) -> No
             taken = await outbox.claim("replica-3", lease=30, limit=20)
             assert len(taken) == 10
             # A late answer from a lease lost is not recorded as the new owner's.
-            assert not await outbox.delivered(first[0].delivery, "replica-1", 200)
-            assert await outbox.delivered(taken[0].delivery, "replica-3", 200)
+            assert await outbox.finish("replica-1", [Outcome(first[0].delivery, 200)]) != [
+                "delivered"
+            ]
+            assert await outbox.finish("replica-3", [Outcome(taken[0].delivery, 200)]) == [
+                "delivered"
+            ]
             assert (await outbox.backlog())[0] == 9
 
     run(main())
@@ -114,8 +118,8 @@ def test_failed_attempts_back_off_until_the_delivery_expires_then_an_admin_retri
             await outbox.add_webhook("wh_a", "http://127.0.0.1:1/a", ["emergency_call"], "s", None)
             await outbox.add_events([_event("evt_1", at=clock.now)])
             (claimed,) = await outbox.claim("r", lease=30)
-            state = await outbox.attempt_failed(
-                claimed.delivery, "r", retry_in=40, status=503, error="HTTP 503"
+            (state,) = await outbox.finish(
+                "r", [Outcome(claimed.delivery, 503, "HTTP 503", retry_in=40)]
             )
             assert state == "pending"
             assert await outbox.claim("r", lease=30) == []  # not due for 40 s
@@ -123,8 +127,8 @@ def test_failed_attempts_back_off_until_the_delivery_expires_then_an_admin_retri
             (claimed,) = await outbox.claim("r", lease=30)
             assert claimed.delivery.attempts == 1 and claimed.delivery.last_status == 503
             # The next attempt would come after the delivery's 100 s: it fails now.
-            state = await outbox.attempt_failed(
-                claimed.delivery, "r", retry_in=80, status=None, error="ConnectError"
+            (state,) = await outbox.finish(
+                "r", [Outcome(claimed.delivery, None, "ConnectError", retry_in=80)]
             )
             assert state == "failed"
             clock.now += 1000
@@ -159,7 +163,9 @@ def test_events_past_their_retention_go_with_their_deliveries_unless_one_is_pend
             await outbox.add_events([_event("evt_quiet", "device_stale", at=start)])
             for claimed in await outbox.claim("r", lease=30):
                 if claimed.event.id == "evt_done":
-                    assert await outbox.delivered(claimed.delivery, "r", 200)
+                    assert await outbox.finish("r", [Outcome(claimed.delivery, 200)]) == [
+                        "delivered"
+                    ]
             await outbox.add_events([_event("evt_new", at=start + 100)])
             assert await outbox.purge(start + 50) == 2
             assert sorted(e.id for e, _ in await outbox.page(limit=10)) == ["evt_due", "evt_new"]

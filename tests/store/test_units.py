@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.store import open_store
+from gateway.store.deliveries import Outcome
 from gateway.store.errors import SchemaNotCurrent
 from gateway.store.outbox import NewEvent, OutboxStore
 from gateway.store.sql import SqlStateStore
@@ -96,7 +97,7 @@ def test_the_outbox_hot_path_is_one_hand_over_each_on_sqlite(
             claimed = await outbox.claim("r", lease=30)
             assert len(claimed) == 2 and len(calls) == 2
             assert all(c.webhook is not None and c.webhook.id == "wh_a" for c in claimed)
-            assert await outbox.delivered(claimed[0].delivery, "r", 204)
+            assert await outbox.finish("r", [Outcome(claimed[0].delivery, 204)]) == ["delivered"]
             assert len(calls) == 3
 
     run(main())
