@@ -65,7 +65,9 @@ async def _silent_receiver(held: list[int] | None = None) -> tuple[asyncio.Serve
     return server, server.sockets[0].getsockname()[1]
 
 
-async def _calls(outbox: OutboxStore, metrics: Metrics, count: int, email: tuple[str, ...]) -> None:
+async def _calls(
+    outbox: OutboxStore, metrics: Metrics, count: int, email: tuple[str, ...] = ()
+) -> None:
     """``count`` emergency calls' events written to the outbox, emailed to ``email``."""
     emitter = Emitter(outbox, metrics, email=email)
     emitter.start()
@@ -91,6 +93,20 @@ def _worker(
         timeout=TIMEOUT,
         poll=0.02,
         **options,
+    )
+
+
+def _webhook_worker(outbox: OutboxStore, metrics: Metrics) -> DeliveryWorker:
+    """A worker sending to loopback receivers, whose attempts wait ``HANG`` for an answer and
+    whose retries wait ten minutes."""
+    return DeliveryWorker(
+        outbox,
+        MetricsReport(metrics),
+        "r",
+        allowed_hosts=("127.0.0.1",),
+        backoff=Backoff(base=600.0),
+        timeout=HANG,
+        poll=0.02,
     )
 
 
@@ -149,20 +165,8 @@ def test_a_webhook_receiver_that_never_answers_does_not_delay_another_subscripti
             silent_url = f"http://127.0.0.1:{port}/hook"
             await outbox.add_webhook("wh_silent", silent_url, [EMERGENCY_CALL], new_secret(), None)
             await outbox.add_webhook("wh_ok", healthy.url, [EMERGENCY_CALL], new_secret(), None)
-            emitter = Emitter(outbox, metrics)
-            emitter.start()
-            for n in range(40):
-                emitter.emit(Event.new(EMERGENCY_CALL, {"n": n}))
-            await emitter.aclose()
-            worker = DeliveryWorker(
-                outbox,
-                MetricsReport(metrics),
-                "r",
-                allowed_hosts=("127.0.0.1",),
-                backoff=Backoff(base=600.0),
-                timeout=HANG,
-                poll=0.02,
-            )
+            await _calls(outbox, metrics, 40)
+            worker = _webhook_worker(outbox, metrics)
             worker.start()
             try:
                 # Before: 10 deliveries, then nothing until two timeouts had passed.
@@ -200,13 +204,6 @@ def test_a_hanging_receivers_deliveries_claimed_first_are_given_back_for_another
     metrics = Metrics()
     healthy = Receiver().up()
 
-    async def emit(outbox: OutboxStore, count: int) -> None:
-        emitter = Emitter(outbox, metrics)
-        emitter.start()
-        for n in range(count):
-            emitter.emit(Event.new(EMERGENCY_CALL, {"n": n}))
-        await emitter.aclose()
-
     async def main() -> None:
         server, port = await _silent_receiver()
         store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
@@ -215,19 +212,11 @@ def test_a_hanging_receivers_deliveries_claimed_first_are_given_back_for_another
             outbox = OutboxStore(store)
             silent_url = f"http://127.0.0.1:{port}/hook"
             await outbox.add_webhook("wh_silent", silent_url, [EMERGENCY_CALL], new_secret(), None)
-            await emit(outbox, 30)  # the silent receiver's, due first
+            await _calls(outbox, metrics, 30)  # the silent receiver's, due first
             await asyncio.sleep(0.01)
             await outbox.add_webhook("wh_ok", healthy.url, [EMERGENCY_CALL], new_secret(), None)
-            await emit(outbox, 10)  # then both subscriptions'
-            worker = DeliveryWorker(
-                outbox,
-                MetricsReport(metrics),
-                "r",
-                allowed_hosts=("127.0.0.1",),
-                backoff=Backoff(base=600.0),
-                timeout=HANG,
-                poll=0.02,
-            )
+            await _calls(outbox, metrics, 10)  # then both subscriptions'
+            worker = _webhook_worker(outbox, metrics)
             worker.start()
             try:
                 # Without the give-back: nothing until the silent attempts' timeouts.
