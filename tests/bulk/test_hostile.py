@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -174,25 +177,15 @@ def test_a_gateway_that_cannot_be_reached_or_is_lost_mid_import_is_said_in_a_lin
     assert "Traceback" not in err
 
 
-def test_a_stream_past_the_size_limit_is_refused_without_reading_it_all(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """``dlr-gateway import devices <(zcat huge.csv.gz)`` (a pipe, or ``/dev/zero``): the size
-    check read the file's size (0 for a pipe), then read the whole stream into memory, for
-    as long as it flowed. It reads no more than the limit and one byte now."""
-    import os
-    import threading
-    import time
-
-    database = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
-    for name, value in procs.gateway_environ(9, database).items():
-        monkeypatch.setenv(name, value)  # the carrier is never called: nothing is written
-    monkeypatch.setenv("GATEWAY_IMPORT_MAX_BYTES", "1024")
+def _import_from_an_endless_pipe(tmp_path: Path, *options: str) -> int:
+    """``dlr-gateway import devices PIPE *options``, the pipe a stream that goes on until its
+    reader is gone (a header, 4 KiB, then it waits): the command's exit status, once it is
+    checked that the command did not wait for the stream's end."""
     pipe = tmp_path / "fleet.csv"
     os.mkfifo(pipe)
     done = threading.Event()
 
-    def flow() -> None:  # a stream that goes on until the reader is gone
+    def flow() -> None:
         with pipe.open("wb") as out:
             out.write(DEVICE_HEADER.encode() + b"x" * 4096)
             out.flush()
@@ -202,11 +195,25 @@ def test_a_stream_past_the_size_limit_is_refused_without_reading_it_all(
     writer.start()
     started = time.monotonic()
     try:
-        assert main(["import", "devices", str(pipe)]) == 2
+        status = main(["import", "devices", str(pipe), *options])
     finally:
         done.set()
         writer.join()
     assert time.monotonic() - started < 10
+    return status
+
+
+def test_a_stream_past_the_size_limit_is_refused_without_reading_it_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dlr-gateway import devices <(zcat huge.csv.gz)`` (a pipe, or ``/dev/zero``): the size
+    check read the file's size (0 for a pipe), then read the whole stream into memory, for
+    as long as it flowed. It reads no more than the limit and one byte now."""
+    database = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+    for name, value in procs.gateway_environ(9, database).items():
+        monkeypatch.setenv(name, value)  # the carrier is never called: nothing is written
+    monkeypatch.setenv("GATEWAY_IMPORT_MAX_BYTES", "1024")
+    assert _import_from_an_endless_pipe(tmp_path) == 2
     assert "larger than 1024 bytes" in capsys.readouterr().err
 
 
@@ -216,10 +223,6 @@ def test_import_url_streams_the_file_and_stops_past_the_size_limit(
     """``import --url`` read the whole file into memory before sending it (a pipe: for as
     long as it flowed). It sends it a piece at a time and stops past
     ``GATEWAY_IMPORT_MAX_BYTES``, as the local path does; a file within it arrives whole."""
-    import os
-    import threading
-    import time
-
     import httpx
 
     from gateway.bulk import command
@@ -243,25 +246,7 @@ def test_import_url_streams_the_file_and_stops_past_the_size_limit(
     monkeypatch.setattr(command, "_client", mocked)
     monkeypatch.setattr(command, "UPLOAD_PIECE", 256, raising=False)
     remote = ["--url", "http://127.0.0.1:9", "--key", "k"]
-    pipe = tmp_path / "fleet.csv"
-    os.mkfifo(pipe)
-    done = threading.Event()
-
-    def flow() -> None:  # a stream that goes on until the reader is gone
-        with pipe.open("wb") as out:
-            out.write(DEVICE_HEADER.encode() + b"x" * 4096)
-            out.flush()
-            done.wait(20)
-
-    writer = threading.Thread(target=flow)
-    writer.start()
-    started = time.monotonic()
-    try:
-        assert main(["import", "devices", str(pipe), *remote]) == 2
-    finally:
-        done.set()
-        writer.join()
-    assert time.monotonic() - started < 10
+    assert _import_from_an_endless_pipe(tmp_path, *remote) == 2
     assert "larger than 1024 bytes" in capsys.readouterr().err
     assert sum(map(len, received)) <= 1024
     big = tmp_path / "big.csv"
