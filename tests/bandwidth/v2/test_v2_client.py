@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -23,9 +24,17 @@ from gateway.bandwidth.errors import (
     UpstreamUnsupported,
 )
 from gateway.bandwidth.exchanges import RetryPolicy
+from gateway.bandwidth.v2.client import BandwidthV2Client
 from gateway.simulator import SimulatorConfig
 
 from .helpers import CAPITOL, NOWHERE, V2, endpoint, location, v2
+
+
+def _over(answer: Callable[[httpx.Request], httpx.Response], **options: Any) -> BandwidthV2Client:
+    """A v2 client whose carrier is ``answer`` (an httpx mock transport), not the simulator."""
+    return BandwidthV2Client(
+        "https://carrier.test/api", "1", "u", "p", transport=httpx.MockTransport(answer), **options
+    )
 
 
 async def provisioned(h: V2) -> None:
@@ -365,15 +374,12 @@ def test_a_replace_that_finds_the_endpoint_added_again_is_a_conflict_not_a_loop(
 )
 def test_an_unreadable_answer_is_a_parse_error(body: bytes) -> None:
     from gateway.bandwidth.errors import UpstreamParseError
-    from gateway.bandwidth.v2.client import BandwidthV2Client
 
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
 
     async def go() -> None:
-        client = BandwidthV2Client(
-            "https://carrier.test/api", "1", "u", "p", transport=httpx.MockTransport(answer)
-        )
+        client = _over(answer)
         async with client:
             read = client.get_endpoint("ep1") if body.startswith(b'{"id"') else None
             with pytest.raises(UpstreamParseError):
@@ -384,7 +390,6 @@ def test_an_unreadable_answer_is_a_parse_error(body: bytes) -> None:
 
 def test_a_hostile_order_id_or_a_long_error_never_reaches_a_path_or_an_answer_whole() -> None:
     from gateway.bandwidth.errors import UpstreamParseError
-    from gateway.bandwidth.v2.client import BandwidthV2Client
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.method == "PATCH":
@@ -396,9 +401,7 @@ def test_a_hostile_order_id_or_a_long_error_never_reaches_a_path_or_an_answer_wh
         return httpx.Response(200, json={"id": "ep1", "name": "A", "phoneNumber": "+12025550143"})
 
     async def go() -> None:
-        client = BandwidthV2Client(
-            "https://carrier.test/api", "1", "u", "p", transport=httpx.MockTransport(answer)
-        )
+        client = _over(answer)
         async with client:
             with pytest.raises(UpstreamParseError) as unreadable:
                 await client.update_endpoint("ep1", endpoint(name="A"))
@@ -416,7 +419,6 @@ def test_an_answer_about_another_record_or_order_is_unreadable() -> None:
     may yet fail was answered done, and a repair could confirm what the carrier does not
     hold. Such an answer is unreadable, and a write's outcome stays unknown."""
     from gateway.bandwidth.errors import UpstreamParseError
-    from gateway.bandwidth.v2.client import BandwidthV2Client
 
     def answer(request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -429,14 +431,7 @@ def test_an_answer_about_another_record_or_order_is_unreadable() -> None:
         return httpx.Response(200, json={"id": "ep2", "addressId": "loc1", "name": "Ada"})
 
     async def go() -> None:
-        client = BandwidthV2Client(
-            "https://carrier.test/api",
-            "1",
-            "u",
-            "p",
-            transport=httpx.MockTransport(answer),
-            follow_first=0.0,
-        )
+        client = _over(answer, follow_first=0.0)
         async with client:
             with pytest.raises(UpstreamParseError) as unreadable:
                 await client.create_endpoint(endpoint())
@@ -474,7 +469,6 @@ def test_an_order_whose_details_name_another_endpoint_does_not_confirm_the_write
     the carrier may hold nothing of it. Unreadable, and the write's outcome stays unknown;
     details naming the endpoint written (or none) confirm it, as before."""
     from gateway.bandwidth.errors import UpstreamParseError
-    from gateway.bandwidth.v2.client import BandwidthV2Client
 
     answers = {"bad": {"id": "o1", "status": "COMPLETED", **details}}
 
@@ -487,14 +481,7 @@ def test_an_order_whose_details_name_another_endpoint_does_not_confirm_the_write
         return httpx.Response(404, json={"errors": []})
 
     async def go() -> None:
-        client = BandwidthV2Client(
-            "https://carrier.test/api",
-            "1",
-            "u",
-            "p",
-            transport=httpx.MockTransport(answer),
-            follow_first=0.0,
-        )
+        client = _over(answer, follow_first=0.0)
         async with client:
             with pytest.raises(UpstreamParseError) as unreadable:
                 await client.create_endpoint(endpoint())
