@@ -116,6 +116,16 @@ WHITE_HOUSE_ADDRESS = {
     "zip": "20500",
 }
 EMPIRE_STATE = "350 5th Ave, New York, NY 10118"
+#: As the gateway normalizes it (and the sandbox reverse-geocodes the building's fix).
+EMPIRE_STATE_ADDRESS = {
+    "houseNumber": "350",
+    "streetName": "5TH",
+    "streetSuffix": "AVE",
+    "city": "NEW YORK",
+    "stateCode": "NY",
+    "zip": "10118",
+    "country": "US",
+}
 SPACE_NEEDLE = "400 Broad St, Seattle, WA 98109"
 WILLIS_TOWER = "233 S Wacker Dr, Chicago, IL 60606"
 

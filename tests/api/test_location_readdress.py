@@ -9,6 +9,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from tests.api.test_admin import WHITE_HOUSE, assert_problem
+from tests.harness import EMPIRE_STATE_ADDRESS
 
 ESB = "350 Fifth Avenue, Suite 3000, New York, NY 10118"
 
@@ -55,16 +56,7 @@ def test_a_derived_location_keeps_its_address_with_a_new_description(
 def test_a_named_location_may_be_given_another_address(client: TestClient) -> None:
     created = client.post("/v1/locations", json={"locationId": "HQ1", "address": WHITE_HOUSE})
     assert created.status_code == 201, created.text
-    moved = {
-        "houseNumber": "350",
-        "streetName": "5TH",
-        "streetSuffix": "AVE",
-        "city": "NEW YORK",
-        "stateCode": "NY",
-        "zip": "10118",
-        "country": "US",
-    }
-    updated = client.put("/v1/locations/HQ1", json={"address": moved})
+    updated = client.put("/v1/locations/HQ1", json={"address": EMPIRE_STATE_ADDRESS})
     assert updated.status_code == 200, updated.text
     assert updated.json()["address"]["zip"] == "10118"
 

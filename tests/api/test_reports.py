@@ -10,6 +10,7 @@ import httpx
 from gateway.dlr.ids import endpoint_id_for
 from tests.harness import (
     EMPIRE_STATE,
+    EMPIRE_STATE_ADDRESS,
     SPACE_NEEDLE,
     WHITE_HOUSE,
     WHITE_HOUSE_ADDRESS,
@@ -316,15 +317,7 @@ def test_a_gps_only_report_near_a_sandbox_place_is_provisioned_there() -> None:
             response = await gw.report(report("ivan", None, 0, geo=fix))
             assert response.status_code == 200, response.text
             body = response.json()
-            assert body["address"] == {
-                "houseNumber": "350",
-                "streetName": "5TH",
-                "streetSuffix": "AVE",
-                "city": "NEW YORK",
-                "stateCode": "NY",
-                "zip": "10118",
-                "country": "US",
-            }
+            assert body["address"] == EMPIRE_STATE_ADDRESS
             # The device's own fix is what the carrier holds.
             assert (body["latitude"], body["longitude"]) == (40.74844, -73.98566)
 
