@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from gateway.bulk.run import Importer, Prepared, prepare
+from gateway.bulk.runtime import Runtime
 from tests.bulk.helpers import DEVICE_HEADER, devices_csv, runtime_of, writes
 from tests.harness import Gateway, gateway, gateway_settings
 
@@ -117,8 +119,6 @@ def test_bad_uploads_are_clear_problems_never_500() -> None:
 
 async def _stopped_earlier(gw: Gateway, rows: int) -> tuple[str, bytes]:
     """An import a previous run left (stopped by the carrier's refusal), and its file."""
-    from gateway.bulk.run import prepare
-
     rt = runtime_of(gw)
     data = devices_csv(rows)
     prepared = await prepare("devices", data, rt.pipeline, rt.imports, rt.limits)
@@ -211,18 +211,23 @@ def test_a_resume_of_an_import_running_elsewhere_is_refused() -> None:
     run(main())
 
 
+async def _started(gw: Gateway, lines: int) -> tuple[Runtime, Importer, Prepared, str]:
+    """An import of ``lines`` devices started (not yet applied) by an importer of one line at
+    a time whose heartbeat comes every 0.1 s."""
+    rt = runtime_of(gw)
+    importer = Importer(
+        rt.pipeline, rt.imports, concurrency=1, flush_every=0.05, heartbeat_every=0.1
+    )
+    prepared = await prepare("devices", devices_csv(lines), rt.pipeline, rt.imports, rt.limits)
+    return rt, importer, prepared, await importer.start(prepared)
+
+
 def test_a_running_import_shows_it_lives_while_no_line_finishes() -> None:
     """While the carrier keeps every line waiting, the run still marks the import alive."""
-    from gateway.bulk.run import Importer, prepare
 
     async def main() -> None:
         async with gateway(latency_ms=1500.0) as gw:
-            rt = runtime_of(gw)
-            importer = Importer(
-                rt.pipeline, rt.imports, concurrency=1, flush_every=0.05, heartbeat_every=0.1
-            )
-            prepared = await prepare("devices", devices_csv(1), rt.pipeline, rt.imports, rt.limits)
-            import_id = await importer.start(prepared)
+            rt, importer, prepared, import_id = await _started(gw, 1)
             began = await rt.imports.get(import_id)
             assert began is not None
             task = asyncio.create_task(importer.apply(import_id, prepared))
@@ -241,17 +246,11 @@ def test_a_run_whose_import_another_run_claimed_stops_and_leaves_it_to_that_run(
     end overwrote the new run's state. Its next heartbeat finds the import claimed: it
     stops, saying so, and leaves the import's state to the run that holds it."""
     from gateway.bulk import run as bulk_run
-    from gateway.bulk.run import Importer, prepare
     from gateway.store.tables import imports
 
     async def main() -> None:
         async with gateway(latency_ms=100.0) as gw:
-            rt = runtime_of(gw)
-            importer = Importer(
-                rt.pipeline, rt.imports, concurrency=1, flush_every=0.05, heartbeat_every=0.1
-            )
-            prepared = await prepare("devices", devices_csv(40), rt.pipeline, rt.imports, rt.limits)
-            import_id = await importer.start(prepared)
+            rt, importer, prepared, import_id = await _started(gw, 40)
             task = asyncio.create_task(importer.apply(import_id, prepared))
             for _ in range(200):  # until its first lines are recorded
                 if await rt.imports.done(import_id):
