@@ -33,7 +33,6 @@ from gateway.api import (
     held,
     imports,
     network,
-    source,
     webhooks,
 )
 from gateway.api.auth import AdminKeys, DeviceTokens
@@ -56,6 +55,7 @@ from gateway.memory import trim as release_free_memory
 from gateway.memory import trim_forever
 from gateway.metrics import Metrics
 from gateway.network.egress import TrustedEgress
+from gateway.network.wiremap import parse_networks
 from gateway.observability import RequestObservability
 from gateway.settings import NO_DATABASE, Settings
 from gateway.store import (
@@ -354,5 +354,5 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.metrics = metrics
     app.state.console = console
-    app.state.trusted_proxies = source.networks(settings.trusted_proxies)
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     return app

@@ -24,7 +24,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +55,7 @@ from gateway.events.emitter import Emitter
 from gateway.events.model import Event
 from gateway.jsondump import dumps
 from gateway.metrics import Children, Metrics
+from gateway.network.wiremap import parse_networks, within
 from gateway.settings import Settings
 from gateway.store.base import HistoryKind, HistoryRecord, StateStore
 
@@ -100,7 +100,7 @@ class QueryAuth:
     ) -> None:
         self._basic = (_digest(username), _digest(password)) if username and password else None
         self._token = _digest(token) if token else None
-        self._networks = tuple(ipaddress.ip_network(c, strict=False) for c in allow_cidrs)
+        self._networks = parse_networks(allow_cidrs)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QueryAuth:
@@ -149,8 +149,7 @@ class QueryAuth:
 
     def _allowed(self, request: Request) -> bool:
         # An IPv4 peer of a dual-stack socket (``::ffff:a.b.c.d``) is its IPv4 address.
-        found = client_address(request)
-        return found is not None and any(found in network for network in self._networks)
+        return within(client_address(request), self._networks)
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:

@@ -29,6 +29,8 @@ from gateway.network.wiremap import (
     WiremapError,
     parse_bssid,
     parse_ip,
+    parse_networks,
+    within,
 )
 from gateway.pidf.binding import RETENTION, entity
 from gateway.pidf.civic import from_address
@@ -44,14 +46,14 @@ def _trusted(request: Request, s: Services) -> ipaddress.IPv4Address | ipaddress
     source = client_address(request)
     if source is None:
         return None
-    if any(source in network for network in _networks(s.settings.network_trusted_cidrs)):
+    if within(source, _networks(s.settings.network_trusted_cidrs)):
         return source
     return None
 
 
 @functools.lru_cache(maxsize=4)
 def _networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+    return parse_networks(cidrs)
 
 
 def principal_or_source(request: Request, s: Services) -> Principal | None:

@@ -12,22 +12,17 @@ nothing more than it would unset, and a location report or carrier query is stil
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from starlette.requests import HTTPConnection
 
-from gateway.network.wiremap import WiremapError, parse_ip
+from gateway.network.wiremap import WiremapError, parse_ip, within
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: ``X-Forwarded-For`` hops read at most, from the right (the nearest proxies).
 MAX_HOPS = 16
-
-
-def networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
-    """``GATEWAY_TRUSTED_PROXIES`` (checked when read) as networks."""
-    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
 def address(text: str) -> Address | None:
@@ -43,14 +38,14 @@ def forwarded_client(
 ) -> Address | None:
     """The rule: ``peer``, or from a trusted proxy the nearest hop of the ``X-Forwarded-For``
     header lines ``forwarded`` that is not one (``peer`` when every hop read is one)."""
-    if peer is None or not any(peer in n for n in proxies):
+    if not within(peer, proxies):
         return peer
     hops = [hop for line in forwarded for hop in line.split(",")]
     for hop in reversed(hops[-MAX_HOPS:]):
         found = address(hop)
         if found is None:
             return peer
-        if not any(found in n for n in proxies):
+        if not within(found, proxies):
             return found
     return peer
 

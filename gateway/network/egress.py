@@ -14,7 +14,15 @@ import ipaddress
 import logging
 from collections.abc import Callable, Iterable
 
-from gateway.network.wiremap import Entry, Kind, Match, Network, Observation
+from gateway.network.wiremap import (
+    Entry,
+    Kind,
+    Match,
+    Network,
+    Observation,
+    parse_networks,
+    within,
+)
 
 log = logging.getLogger("gateway.network")
 
@@ -34,10 +42,10 @@ class TrustedEgress:
         self, resolve: Callable[[Observation], Match | None], cidrs: Iterable[str]
     ) -> None:
         self._resolve = resolve
-        self.networks = tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+        self.networks = parse_networks(cidrs)
 
     def trusts(self, heard_from: Address | None) -> bool:
-        return heard_from is not None and any(heard_from in n for n in self.networks)
+        return within(heard_from, self.networks)
 
     def __call__(self, observation: Observation) -> Match | None:
         match = self._resolve(observation)

@@ -97,6 +97,19 @@ def _bounded(
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """Networks in CIDR form (a setting's, checked when read), host bits cleared."""
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def within(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None, networks: Iterable[Network]
+) -> bool:
+    """Whether ``address`` is in one of ``networks`` (no address: never)."""
+    return address is not None and any(address in n for n in networks)
+
+
 #: The shortest prefix of a subnet entry, by IP version: IPv4's largest block one organization
 #: was ever given (a /8), and for IPv6 one wider than any registry's allocation (a /16; all
 #: global unicast, ``2000::/3``, would otherwise match every device's public address).

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 from starlette.requests import Request
 
-from gateway.api.source import MAX_HOPS, client_address, networks
+from gateway.api.source import MAX_HOPS, client_address
+from gateway.network.wiremap import parse_networks
 from gateway.settings import Settings, SettingsError
 
 PROXIES = ("10.0.0.0/8", "fd00:1::/64")
@@ -17,7 +18,7 @@ PROXIES = ("10.0.0.0/8", "fd00:1::/64")
 
 def asked(peer: str | None, *forwarded: str, proxies: tuple[str, ...] = PROXIES) -> str | None:
     """``client_address`` of a request from ``peer`` with these ``X-Forwarded-For`` lines."""
-    app = SimpleNamespace(state=SimpleNamespace(trusted_proxies=networks(proxies)))
+    app = SimpleNamespace(state=SimpleNamespace(trusted_proxies=parse_networks(proxies)))
     headers = [(b"x-forwarded-for", line.encode()) for line in forwarded]
     scope = {
         "type": "http",
@@ -102,7 +103,7 @@ def test_the_setting_takes_networks_only() -> None:
     read = Settings.from_environ(
         {"GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32"}, env_file=None
     )
-    assert networks(read.trusted_proxies) == (
+    assert parse_networks(read.trusted_proxies) == (
         ipaddress.ip_network("10.0.0.0/8"),
         ipaddress.ip_network("2001:db8::/32"),
     )
