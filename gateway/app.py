@@ -319,6 +319,7 @@ def create_app(
                 geocoding=wiring.geocoding,
                 normalize=wiring.normalize,
                 pipeline=pipeline,
+                store=ledger,
                 readiness=readiness,
                 report_limiter=limiter,
                 read_limiter=read_limiter,

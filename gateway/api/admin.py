@@ -291,7 +291,7 @@ async def _keeps_derived_address(
         return
     held_address = address_from_json((held or {}).get("address"))
     derived = held_address is not None and location_id_for(held_address) == location_id
-    if derived or await s.pipeline.ledger.locations_known(location_id):
+    if derived or await s.pipeline.knows_location(location_id):
         raise Problem(
             409,
             "This location's ID is derived from its address, and reports of that address "

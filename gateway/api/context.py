@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from gateway.api.unchanged import UnchangedAnswers
     from gateway.bandwidth.client import BandwidthClient
     from gateway.dlr.pipeline import Geocoder, Normalizer, Pipeline
+    from gateway.store import StateStore
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Services:
     geocoding: Geocoder
     normalize: Normalizer
     pipeline: Pipeline
+    #: The state store (imports' progress, the console's pages); ``None`` without one.
+    store: StateStore | None
     readiness: Readiness
     report_limiter: DeviceRateLimiter
     #: The same per-device limit for location reads (its own buckets).

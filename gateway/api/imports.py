@@ -81,7 +81,7 @@ def _runtime(request: Request) -> Runtime:
     s: Services = services(request)
     request.state.principal = require_admin(request, s.admin_keys, s.device_tokens)
     try:
-        store = ImportStore.of(s.pipeline.ledger)
+        store = ImportStore.of(s.store)
     except TypeError:
         raise Problem(
             409,

@@ -271,7 +271,7 @@ class Console:
         return HTMLResponse(body, status_code=context.get("status", 200))
 
     def _queries(self, request: Request) -> ConsoleQueries | None:
-        store = services(request).pipeline.ledger
+        store = services(request).store
         if isinstance(store, SqlStateStore):
             return ConsoleQueries(store, self.thresholds)
         return None
@@ -461,7 +461,7 @@ async def _repair(request: Request, aeui: str) -> tuple[str, str]:
         return "carrier-error", str(exc)
     except StoreUnavailable as exc:
         return "store-error", str(exc)
-    if await pipeline.ledger.get(aeui) is None:
+    if not await pipeline.knows_device(aeui):
         return "unknown", ""
     return ("written" if wrote else "held"), ""
 

@@ -271,3 +271,18 @@ def test_a_run_whose_import_another_run_claimed_stops_and_leaves_it_to_that_run(
             assert after.updated_at == claimed.updated_at
 
     run(main())
+
+
+def test_without_a_state_store_imports_and_exports_are_refused() -> None:
+    async def main() -> None:
+        async with gateway(gateway_settings(database_url="none")) as gw:
+            for answer in (
+                await gw.http.post("/v1/imports?kind=devices", content=devices_csv(1), headers=CSV),
+                await gw.http.get("/v1/imports/0123456789abcdef"),
+                await gw.http.get("/v1/exports/devices"),
+            ):
+                assert answer.status_code == 409, answer.text
+                assert answer.json()["type"] == "/problems/no-state-store"
+            assert writes(gw) == []
+
+    run(main())

@@ -164,8 +164,12 @@ def test_a_new_pipeline_on_the_same_store_knows_the_device(url: str) -> None:
     async def main() -> None:
         sim = new_simulator(gateway_settings())
         async with world(url, sim) as w:
-            await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
+            first = await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
         async with world(url, sim) as restarted:
+            assert await restarted.pipeline.knows_device("ann")
+            assert not await restarted.pipeline.knows_device("bob")
+            assert await restarted.pipeline.knows_location(first.binding.location_id)
+            assert not await restarted.pipeline.knows_location("never-created")
             before = len(restarted.calls())
             again = await restarted.pipeline.report(report("ann", WHITE_HOUSE, 10))
             assert not again.changed

@@ -136,6 +136,8 @@ class Pipeline:
         self.holders = self.admin.holders
         self.devices_with = self.admin.devices_with
         self.bound_to = self.admin.bound_to
+        self.knows_device = self.admin.knows_device
+        self.knows_location = self.admin.knows_location
         self.history = self.admin.history
         self.reconcile = self.reconciler.reconcile
         self.reconcile_forever = self.reconciler.reconcile_forever

@@ -214,6 +214,15 @@ class AdminSync:
             return [] if callers is None else callers.lookup(telephone_number)
         return await self.ledger.callers(telephone_number, limit=limit)
 
+    async def knows_device(self, alternate_end_user_id: str) -> bool:
+        """Whether the state store keeps the device's desired binding (not deleted)."""
+        return await self.ledger.get(alternate_end_user_id) is not None
+
+    async def knows_location(self, location_id: str) -> bool:
+        """Whether the gateway records the carrier as holding the location (created or found
+        for a report, or imported)."""
+        return await self.ledger.locations_known(location_id)
+
     async def history(self, key: str, *, limit: int, before_id: int | None) -> list[HistoryEntry]:
         """One page of the history under ``key``, newest first (none without a store)."""
         return await self.ledger.history(key, limit=limit, before_id=before_id)
