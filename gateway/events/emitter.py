@@ -66,6 +66,7 @@ class Emitter(BatchQueue[Event | DeferredEvent]):
         retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0),
         persist: float = PERSIST,
         prepare: Callable[[list[Event], AddressLookup], None] | None = None,
+        on_written: Wake | None = None,
     ) -> None:
         self.outbox = outbox
         self.metrics = metrics
@@ -76,9 +77,9 @@ class Emitter(BatchQueue[Event | DeferredEvent]):
         #: Completes a batch of events in place before it is written (one read for all, in
         #: the write's transaction).
         self.prepare = prepare
-        #: Set by the delivery worker: written events are due now (set only when they got
+        #: The delivery worker's wake: written events are due now (set only when they got
         #: deliveries: waking the worker costs it a transaction).
-        self.on_written: Wake | None = None
+        self.on_written = on_written
         super().__init__(log, maxsize=maxsize, batch=BATCH, linger=linger)
 
     emit = BatchQueue.put

@@ -12,7 +12,7 @@ from gateway.concurrency import cancel
 from gateway.events.calls import with_addresses
 from gateway.events.delivery import Backoff, DeliveryReport, DeliveryWorker, MetricsReport
 from gateway.events.email import SmtpConfig
-from gateway.events.emitter import Emitter
+from gateway.events.emitter import Emitter, Wake
 from gateway.events.process import DeliveryProcess
 from gateway.events.recipients import CarrierRecipients, ListsRecipients
 from gateway.events.stale import StaleDevices
@@ -117,22 +117,23 @@ class Events:
         """``carrier`` is read for its notification recipients' addresses when
         ``GATEWAY_NOTIFY_CARRIER_RECIPIENTS`` is on (by the worker in this process)."""
         outbox = OutboxStore(store, max_age=settings.event_delivery_max_age)
+        worker: DeliveryWorker | DeliveryProcess
+        wake: Wake
+        if settings.event_delivery == "process" and not is_memory(store.url):
+            url = store.url.render_as_string(hide_password=False)
+            worker = wake = DeliveryProcess(settings, url, owner, MetricsReport(metrics), outbox)
+        else:
+            worker = delivery_worker(
+                settings, outbox, MetricsReport(metrics), owner, carrier=carrier
+            )
+            wake = worker.wake
         emitter = Emitter(
             outbox,
             metrics,
             email=email_targets(settings),
             prepare=with_addresses,
+            on_written=wake,
         )
-        worker: DeliveryWorker | DeliveryProcess
-        if settings.event_delivery == "process" and not is_memory(store.url):
-            url = store.url.render_as_string(hide_password=False)
-            worker = DeliveryProcess(settings, url, owner, MetricsReport(metrics), outbox)
-            emitter.on_written = worker
-        else:
-            worker = delivery_worker(
-                settings, outbox, MetricsReport(metrics), owner, carrier=carrier
-            )
-            emitter.on_written = worker.wake
         stale = (
             StaleDevices(outbox, stale_after=settings.device_stale_after)
             if settings.device_stale_after > 0
