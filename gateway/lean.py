@@ -1,17 +1,17 @@
 """Importing a library without the optional extras it loads whenever they are installed.
 
 Some dependencies import another installed package at their own import time for a feature
-the gateway never uses, and every gateway process then carries it (figures in
+the gateway never uses, and every gateway process then carries it (what each costs:
 docs/benchmarks.md, "Peak RSS"):
 
 - Mako (Alembic's templates) loads Pygments' lexers and formatters to highlight the source
-  in its HTML error pages: ~7 MiB;
+  in its HTML error pages;
 - geopy loads ``requests`` for its default HTTP adapter, which the gateway never uses: every
-  geocoder it builds is given its own (``gateway.geocoding.adapter``): ~5 MiB;
-- httpx loads its command-line client (``rich``, ``click``): ~3 MiB;
-- uvicorn loads ``watchfiles`` for ``--reload``, which ``serve`` never does: ~3 MiB;
+  geocoder it builds is given its own (``gateway.geocoding.adapter``);
+- httpx loads its command-line client (``rich``, ``click``);
+- uvicorn loads ``watchfiles`` for ``--reload``, which ``serve`` never does;
 - PyJWT loads ``cryptography`` for RSA and EC tokens, which a server with an HS256 secret
-  only never verifies (``gateway.entry``): ~8 MiB.
+  only never verifies (``gateway.entry``).
 
 ``without(*modules)`` makes those imports fail inside the block, as they do where the extra
 is not installed; the library then takes the path it was written for that case.

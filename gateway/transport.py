@@ -1,8 +1,8 @@
-"""httpx's requests sent by aiohttp: the carrier's and the geocoder's calls at a fifth of the CPU.
+"""httpx's requests sent by aiohttp: the carrier's and the geocoder's calls for less CPU.
 
-httpx's own transport (httpcore over anyio, pure Python) costs about 0.7 ms of CPU per
-request; aiohttp's HTTP/1.1 stack, whose parser is compiled, about a tenth of that
-(docs/benchmarks.md). ``AiohttpTransport`` keeps httpx's API, auth, timeouts and tests'
+httpx's own transport (httpcore over anyio) is pure Python; aiohttp's HTTP/1.1 stack, whose
+parser is compiled, costs a fraction of its CPU per request (docs/benchmarks.md, "The
+carrier's calls over aiohttp"). ``AiohttpTransport`` keeps httpx's API, auth, timeouts and tests'
 transports, and swaps only the sending.
 
 Errors keep httpx's meaning, which the carrier client's retries rest on: only a failure

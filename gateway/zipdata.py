@@ -124,8 +124,8 @@ def _coordinates(values: list[float | None]) -> array[float]:
 
 
 class ZipTable(Mapping[str, ZipInfo]):
-    """Five-digit ZIP -> ``ZipInfo``, held as columns: about 1.5 MiB for the whole data set,
-    where a dict of named tuples took ~14 MiB (docs/benchmarks.md)."""
+    """Five-digit ZIP -> ``ZipInfo``, held as columns rather than a dict of named tuples
+    (docs/benchmarks.md, "Peak RSS at 100 000 devices")."""
 
     __slots__ = (
         "_acceptable",
@@ -236,7 +236,8 @@ _lock = threading.Lock()
 
 
 def zip_table() -> ZipTable:
-    """Five-digit ZIP -> its ``ZipInfo``, loaded on first use (about 0.7 s)."""
+    """Five-digit ZIP -> its ``ZipInfo``, loaded on first use (slow: the gateway's start-up
+    loads it, ``gateway.app.warm_up``)."""
     global _table
     table = _table
     if table is None:

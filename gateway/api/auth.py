@@ -336,7 +336,7 @@ def _with_number(principal: Principal, claims: dict[str, Any]) -> Principal | No
 def _load_public_key(pem: str) -> tuple[Any, str]:
     """The parsed key and its algorithm: RS256 for RSA, ES256 for EC P-256."""
     # Imported here: a gateway with an HS256 secret only never loads cryptography
-    # (``gateway.entry``; ~8 MiB of its resident set).
+    # (``gateway.entry``: it is a large part of a process's resident set).
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 

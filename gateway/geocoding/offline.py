@@ -75,8 +75,8 @@ class ZipIndex:
     left out of the grid; forward lookups still find them.
 
     The records are held as columns (arrays of numbers, each distinct name once) and a
-    ``ZipRecord`` is built for the one answered: ~2 MiB for the whole data set where one
-    object per ZIP took ~13 MiB (docs/benchmarks.md).
+    ``ZipRecord`` is built for the one answered, not held per ZIP (docs/benchmarks.md,
+    "Peak RSS at 100 000 devices").
     """
 
     def __init__(self, records: Iterable[ZipRecord]) -> None:

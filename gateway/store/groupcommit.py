@@ -24,8 +24,8 @@ from gateway.store.errors import StoreUnavailable
 #: Event-loop turns without a new call after which a lingering flush stops waiting: a request
 #: on its way to the store (socket read, HTTP parsing, the handler's own awaits) reaches it
 #: within a few turns, so after this many quiet ones nothing more is coming soon. One turn
-#: cut batches short over the network (more statements, +25 % CPU per unchanged report);
-#: 4 gave the best throughput, 8 and 16 slightly less (docs/benchmarks.md).
+#: cut batches short over the network (more statements, more CPU per unchanged report);
+#: 4 gave the best throughput, 8 and 16 slightly less (docs/benchmarks.md, "Optimizations").
 QUIET_TURNS = 4
 
 K = TypeVar("K", bound=Hashable)

@@ -47,7 +47,7 @@ def from_us(value: int) -> datetime:
 
 
 def dumps(value: Mapping[str, Any] | None) -> str | None:
-    """Compact JSON, keys sorted, by orjson (~10x faster: a move writes several of these);
+    """Compact JSON, keys sorted, by orjson (faster than ``json``; a move writes several);
     what orjson refuses (integers beyond 64 bits, lone surrogates) goes through ``json``."""
     if value is None:
         return None
@@ -299,7 +299,7 @@ def insert_for(
     """An ``INSERT`` with the dialect's ``ON CONFLICT`` clauses."""
     if on.dialect.name == "postgresql":
         # Imported here, where its engine has loaded it already: a gateway on SQLite never
-        # loads PostgreSQL's dialect (~2 MiB, docs/benchmarks.md "third pass").
+        # loads PostgreSQL's dialect (docs/benchmarks.md, "third pass").
         from sqlalchemy.dialects import postgresql
 
         return postgresql.insert(table)

@@ -4,11 +4,12 @@
 runs on the sync facade of the async engine (``AsyncConnection.run_sync``), so one driver
 per backend (asyncpg, aiosqlite) serves both the service and its migrations.
 
-Alembic (with Mako and SQLAlchemy's PostgreSQL dialect, ~8 MiB of a process's resident set:
-docs/benchmarks.md, "third pass") is imported only when a migration must run: the database's
-revision is read with one ``SELECT`` from Alembic's own table, and this release's head is
-``HEAD`` (a test holds it to Alembic's). ``serve`` migrates an embedded SQLite file in a
-short-lived child process (``upgrade_apart``), so that a server never loads it.
+Alembic (with Mako and SQLAlchemy's PostgreSQL dialect, a sizeable part of a process's
+resident set: docs/benchmarks.md, "third pass") is imported only when a migration must run:
+the database's revision is read with one ``SELECT`` from Alembic's own table, and this
+release's head is ``HEAD`` (a test holds it to Alembic's). ``serve`` migrates an embedded
+SQLite file in a short-lived child process (``upgrade_apart``), so that a server never
+loads it.
 
 Rollbacks: revisions are numbered in order ("0001", "0002", ...). A database a newer
 release migrated is usable by this one when the schema's floor (``dlr_schema``, see
