@@ -56,15 +56,12 @@ class ReportMemo:
     def __init__(self, maxsize: int) -> None:
         self._reports: LRUCache[bytes, Report] | None = LRUCache(maxsize) if maxsize > 0 else None
         self.hits = 0
-        self.misses = 0
 
     def get(self, template: bytes) -> Report | None:
         if self._reports is None:
             return None
         report = self._reports.get(template)
-        if report is None:
-            self.misses += 1
-        else:
+        if report is not None:
             self.hits += 1
         return report
 

@@ -24,17 +24,6 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def is_secret(value: str) -> bool:
-    """Whether ``value`` is a ``whsec_`` secret of 24 to 64 bytes."""
-    if not value.startswith(SECRET_PREFIX):
-        return False
-    try:
-        raw = base64.b64decode(value[len(SECRET_PREFIX) :], validate=True)
-    except ValueError:
-        return False
-    return 24 <= len(raw) <= 64
-
-
 def signed_headers(
     event_id: str, body: str, secrets_: Sequence[str], at: datetime
 ) -> dict[str, str]:

@@ -51,7 +51,6 @@ from gateway.bandwidth.v2.models import (
     EndpointAnswer,
     EndpointList,
     OrderDetails,
-    OrderHistory,
     OrderStatus,
     OrderType,
     ProvisioningOrder,
@@ -289,10 +288,6 @@ class BandwidthV2Client(V2Notifications):
     async def order_details(self, order_id: str) -> OrderDetails:
         path = self._path("/orders/", order_id, "order ID") + "/details"
         return await self._fetch(Operation("getOrderDetails", "GET"), path, OrderDetails, order_id)
-
-    async def order_history(self, order_id: str) -> OrderHistory:
-        path = self._path("/orders/", order_id, "order ID") + "/history"
-        return await self._fetch(Operation("getOrderHistory", "GET"), path, OrderHistory, order_id)
 
     async def _follow(self, op: Operation, root: Body, endpoint: Endpoint) -> None:
         """Wait, with bounded backoff, until the order that ``root`` names has ended."""

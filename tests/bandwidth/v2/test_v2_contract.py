@@ -64,8 +64,6 @@ def test_every_request_the_client_sends_fits_the_models() -> None:
             NotificationRecipient(id="n2", phone_number="+12025550100")
         )
         await c.list_notification_recipients()
-        order = h.simulator.v2.orders
-        await c.order_history(next(iter(order)))
         await c.delete_endpoint("ep1")
         await c.delete_location("loc1")
 
