@@ -115,17 +115,9 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope, matched: object) -
 
 @dataclass(eq=False)
 class RequestObservability:
-    """Times, labels and logs each HTTP request; gives it an ``X-Request-ID``.
-
-    The request ID is the client's ``X-Request-ID`` when it is sane (at most 128 of
-    ``[A-Za-z0-9._-]``), else a new random one; it is returned on every answer, kept in
-    ``scope["state"]["request_id"]`` (``request.state.request_id``) and in
-    ``current_request_id`` for the log records emitted meanwhile.
-
-    The log line carries the AEUI when a handler put it in ``request.state.aeui`` (the
-    report's body) or the route has it as a path parameter. It never carries headers, the
-    raw path, the query or a body: credentials and street addresses stay out of the logs.
-    """
+    """Times, labels and logs each HTTP request (its AEUI, never its headers, query or body)
+    and gives it an ``X-Request-ID``: the client's when sane, else a new one, returned on
+    every answer and kept in ``request.state.request_id`` and ``current_request_id``."""
 
     app: ASGIApp
     _: KW_ONLY

@@ -102,20 +102,10 @@ def require_admin(conn: HTTPConnection, keys: AdminKeys, tokens: DeviceTokens) -
 
 @dataclass(eq=False, repr=False, kw_only=True)  # no repr: it holds secrets
 class DeviceTokens:
-    """Device JWTs: ``sub`` is the AEUI and ``exp`` is required; a token with an ``aud`` is
-    accepted only when ``audience`` is configured and among it.
-
-    HS256 with a shared secret, or RS256/ES256 with a public key; the algorithm list is
-    fixed by the configuration, never taken from the token (so ``alg: none`` and
-    algorithm-confusion tokens fail). A public key that is not an RSA or P-256 public key
-    in PEM is refused here (``SettingsError``), at start, rather than failing every request.
-
-    ``exp``, ``iat`` and ``nbf`` must be numbers (a string ``exp`` is refused, not read);
-    ``exp`` may lie at most ``max_lifetime`` seconds after ``iat`` (or after now, without
-    one), and ``iat``/``nbf`` at most ``leeway`` seconds in the future (clock skew). The
-    optional OIDC ``phone_number`` claim must be a US or Canadian number in E.164. A token
-    its device's revocation refuses (``revocations``: issued before it) is refused.
-    """
+    """Device JWTs (``sub``: the AEUI; ``exp`` required): HS256 with a shared secret, or
+    RS256/ES256 with a public key (any other refused at start: ``SettingsError``); the
+    algorithms are the configuration's, never the token's. The claims' rules are README.md's
+    (``Admin calls carry ...``)."""
 
     secret: str | None = None
     public_key: str | None = None

@@ -34,23 +34,9 @@ STORE_PING_TIMEOUT = 0.8
 @dataclass(eq=False)
 class Readiness:
     """Whether this pod can serve: its configuration is valid, it is not draining, and its
-    state store answers, or the call-time query has its memory fallback to answer from.
-
-    The carrier's health is not part of it: every pod shares one carrier, so a carrier in
-    trouble would take every pod out of the Service at once, and with them the call-time
-    location query, which never needs the carrier. A state store that cannot be reached is
-    shared too; while it is down, reports are answered 503 with ``Retry-After`` on every pod
-    alike, and the call-time query answers from the caller index (process memory). Both are
-    shown in the answer's body, in metrics and in alerts instead.
-
-    The check never waits on the carrier: when it has not answered recently, a probe
-    (``listNotificationRecipients``) is started in the background, at most one at a time
-    and one per ``probe_interval``, and the next check shows its outcome. The probe waits
-    ``probe_timeout``, by default as long as one attempt of a carrier call may (the
-    client's ``GATEWAY_UPSTREAM_TIMEOUT``): a carrier slower than that is not answering in
-    time, one slow but within it is working. The store's ping waits ``store_timeout`` at
-    most, well within a kubelet's probe timeout: a store slower than that shows unavailable.
-    """
+    state store answers, or the call-time query has its memory fallback to answer from. Not
+    the carrier, which every pod shares; a probe of it runs in the background, and the body
+    shows its outcome (docs/reliability.md, "Readiness")."""
 
     upstream: BandwidthClient
     _: KW_ONLY

@@ -1,52 +1,5 @@
-"""An address's canonical form (``canonical``): cleaning and the spelling of each part, pure.
-
-Canonical-form choices (``canonical`` is pure and idempotent):
-
-* Upper case ASCII (accents folded), whitespace collapsed; periods and apostrophes dropped,
-  other punctuation dropped except ``-`` and ``/`` (house numbers, fractions) and ``#`` in
-  ``address_line2``.
-* Street suffixes and directionals use the Pub 28 abbreviations (scourgify's tables):
-  ``AVENUE -> AVE``, ``NORTHWEST -> NW``. A street name whose last word is a suffix while
-  ``street_suffix`` is empty is split (``"MAIN STREET" -> MAIN`` + ``ST``).
-* Highway names are spelled out as USPS does and carry no suffix: ``US HIGHWAY 1``,
-  ``STATE ROUTE 9``, ``COUNTY ROAD 12``, ``HIGHWAY 50``, all in ``street_name``.
-* Ordinal streets are numeric: ``5th -> 5TH``, spelled-out ordinals up to 99 are converted
-  (``FIFTH -> 5TH``, ``TWENTY-FIRST -> 21ST``), and a bare number followed by a suffix gets
-  its indicator (``15 ST -> 15TH ST``), so spellings of one street agree.
-* House numbers: hyphenated Queens numbers are kept (``123-45``); a fraction goes to
-  ``house_suffix`` (``123 1/2 -> 123`` + ``1/2``); one trailing letter goes to
-  ``house_suffix`` (``123A``/``123-A``/``123 A -> 123`` + ``A``) when no suffix is given;
-  Wisconsin/Illinois grid numbers are one number (``W204 N11509 -> W204N11509``); a Puerto
-  Rico kilometre marker is the house number, decimal point kept (``CARR 2 KM 5.4`` ->
-  ``KM 5.4`` on ``CARR 2``). A decimal point between digits is never dropped anywhere
-  (``5.4`` is not ``54``); a house number with one that is not a kilometre marker is refused.
-* Street types written before the name stay in it, abbreviated: Spanish in Puerto Rico
-  (``AVENIDA ASHFORD -> AVE ASHFORD``, Pub 28 section 29), French in Canada (``BOULEVARD
-  RENE-LEVESQUE -> BOUL RENE-LEVESQUE``, Canada Post's forms); such a street is never split at
-  a last word that is an English suffix (``CALLE VISTA``). Canadian directionals include the
-  French ones (``OUEST -> O``, ``NO``, ``SO``).
-* Units written in ``street_name`` lead ``address_line2``, in the order written: after a
-  ``#`` (``5TH AVE #12`` -> ``5TH AVE`` + ``# 12``, ``5TH AVE APT #12`` -> ``APT 12``), and
-  Pub 28 designators ending a complete street, i.e. after its suffix, a directional or a
-  highway number (``5TH AVE STE 3000``, ``MAIN ST N APT 4B``, ``5TH AVE 30TH FLOOR`` ->
-  ``FL 30``). A designator that needs a number moves only with it; one that needs none
-  (``REAR``, ``PH``) only after a roadway type (``MAIN ST REAR``, not ``WILLOW CREEK SIDE``).
-  A street that is only such words keeps them (``SUITE RD``, ``PIER 39 AVE``). A unit that
-  ``address_line2`` already holds is not repeated; another one of its kind is refused there.
-* ``address_line2``: unit designators abbreviated (``SUITE -> STE``, ``APARTMENT -> APT``,
-  ``FLOOR -> FL``, ``ROOM -> RM``, ``BUILDING -> BLDG``); a ``#`` right after a designator is
-  dropped (``APT #5 -> APT 5``); without a designator the Pub 28 form is ``# 5`` (``#5`` and a
-  bare ``5`` both become ``# 5``); ``65TH FLOOR -> FL 65``. Several units stay in the order
-  written (``RM 101 BLDG C``); a Puerto Rico urbanization leads the line (``URB LAS
-  GLADIOLAS``): street names and numbers repeat within a ZIP there, the urbanization tells
-  them apart. One kind of unit twice (``APT 4 APT 5``) is refused; a unit without its number
-  (``APT``) is a warning.
-* US cities: hyphens and apostrophes become spaces and ``ST/STE/MT/FT`` and a leading
-  directional are spelled out (``ST. LOUIS -> SAINT LOUIS``, ``O'FALLON -> O FALLON``), the
-  way the USPS city list spells them. Canadian cities keep their words.
-* ``state_code`` is the 2-letter code (full names accepted); ``country`` is ``US`` (default
-  when absent) or ``CA``; US ``zip`` is 5 digits with ZIP+4 split into ``plus_four``;
-  Canadian postal codes are ``A1A 1A1``.
+"""An address's canonical form (``canonical``, pure and idempotent): cleaning and the spelling
+of each part, as docs/architecture.md ("An address's canonical form") lists them.
 """
 
 from __future__ import annotations

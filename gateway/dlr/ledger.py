@@ -27,20 +27,16 @@ __all__ = ["Ledger", "MemoryLedger"]
 
 
 class MemoryLedger:
-    """``Ledger`` in bounded memory; same answers as the state store, one process only.
-
-    Confirmed rows live in an LRU of ``maxsize``. A row the carrier has not confirmed is
-    pinned outside it until confirmed or replaced: evicting it would forget that a late
-    write may still land and need repair, and let an older report win the device again.
-    Unconfirmed rows are few (writes in flight or unsettled), so the pin costs little.
-    Number ownership and deleted devices' tombstones are kept as the store keeps them,
-    bounded the same way (a tombstone goes once a device created again is confirmed: its
-    row, once evicted, must not read as a deleted device's); history is not kept at all
-    (there is nowhere to read it from).
-    """
+    """``Ledger`` in bounded memory; same answers as the state store, one process only, and
+    no history (there is nowhere to read it from)."""
 
     def __init__(self, maxsize: int = 200_000) -> None:
         self._rows: LRUCache[str, Binding] = LRUCache(maxsize)
+        #: Unconfirmed rows, outside the LRU until confirmed or replaced: evicting one would
+        #: forget that a late write may still land, and let an older report win the device.
+        #: They are few (writes in flight or unsettled). Tombstones and number ownership are
+        #: bounded as the rows are; a tombstone goes once its device, created again, is
+        #: confirmed (its row, once evicted, must not read as a deleted device's).
         self._pinned: dict[str, Binding] = {}
         self._locations: LRUCache[str, bool] = LRUCache(maxsize)
         self._numbers: LRUCache[str, NumberState] = LRUCache(maxsize)

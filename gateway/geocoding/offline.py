@@ -68,16 +68,9 @@ class ZipRecord:
 
 
 class ZipIndex:
-    """Every ZIP by code, and the residential (STANDARD) ones in a lat/lon grid for reverse.
-
-    A point that several ZIPs share is a placeholder (the data gives some ZIPs their city's
-    centre: five "WASHINGTON NAVY YARD" ZIPs sit on the Mall), not a centroid, so those ZIPs are
-    left out of the grid; forward lookups still find them.
-
-    The records are held as columns (arrays of numbers, each distinct name once) and a
-    ``ZipRecord`` is built for the one answered, not held per ZIP (docs/benchmarks.md,
-    "Peak RSS at 100 000 devices").
-    """
+    """Every ZIP by code, and the residential (STANDARD) ones in a lat/lon grid for reverse
+    (not those sharing a placeholder point: five "WASHINGTON NAVY YARD" ZIPs sit on the
+    Mall), held as columns; a ``ZipRecord`` is built for the one answered."""
 
     def __init__(self, records: Iterable[ZipRecord]) -> None:
         self._names: list[str] = []

@@ -193,38 +193,21 @@ class Ledger(Protocol):
         ...
 
     async def claim(self, binding: Binding, *, credential: str, check_number: bool = True) -> Claim:
-        """Store ``binding`` unless a newer observation is stored (equal ones win): the
-        binding's and the row's order are ``newest``'s, not ``observed_at`` alone.
-
-        Atomic across replicas. A winning claim stores ``confirmed=False``, the next
-        version and the store's time as ``heard_at`` (the binding's own are ignored). It
-        records no history: the carrier has not taken the binding yet (``confirm`` does).
-        A device an admin deleted (no row, a tombstone: ``delete``) is created again only by
-        a binding at least as new as its deletion: ``DeviceDeleted`` otherwise.
-
-        With ``check_number``, the callback number is checked in the same transaction:
-        ``NumberOwned`` when another device owns it alone and the binding is not
-        ``attested``; an unowned number becomes the device's (recorded in its history).
-        """
+        """Store ``binding`` (unconfirmed, the next version, the store's time as ``heard_at``)
+        unless a newer observation (``newest``; equal ones win) or a newer deletion
+        (``DeviceDeleted``) is stored; atomic across replicas, no history until ``confirm``.
+        With ``check_number``, ``NumberOwned`` for a number another device owns alone (unless
+        ``attested``); an unowned one becomes the device's, recorded in its history."""
         ...
 
     async def confirm(
         self, aeui: str, version: int, *, record: HistoryRecord | None = None
     ) -> bool:
-        """The carrier holds ``version``: mark it confirmed, unless a newer claim replaced it.
-
-        ``record`` (what the carrier took) is appended with the confirmation, atomically.
-
-        A write a newer claim overtook is not confirmed (False), but the carrier did take
-        it, and a 911 call may have been routed with it since: its ``record`` is appended
-        all the same, with its own ``observed_at``, so that the history shows every binding
-        the carrier held. Not when the record has no ``observed_at``, when the device's row
-        is gone or not at a newer version, nor when the device's history already has an
-        ``applied`` or ``repaired`` entry of an observation as new or newer: the history
-        never says the carrier took a write after it recorded a newer one. Whoever claimed
-        the device still checks the carrier (a repair, recorded as such if the overtaken
-        write landed last).
-        """
+        """The carrier holds ``version``: mark it confirmed, unless a newer claim replaced it
+        (False), appending ``record`` atomically. An overtaken write's record is kept too,
+        with its own ``observed_at``, unless it has none, the row is gone or not newer, or a
+        newer ``applied`` or ``repaired`` entry is recorded (docs/architecture.md, step 5 of
+        "A report's path")."""
         ...
 
     async def advance(

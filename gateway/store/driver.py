@@ -431,21 +431,14 @@ class DriverPaths(KeptConnections):
         self, batch: Sequence[tuple[str, tuple[int, HistoryRecord | None]]]
     ) -> dict[str, bool]:
         """Confirm many claims (each device at most once) in one statement, on the kept
-        connections (autocommit; see ``_advance_many``). On PostgreSQL it commits
-        asynchronously like an advance: a database crash may forget the last moment of
-        confirmations, which leaves those bindings unconfirmed, and the reconciler then checks
-        them against the carrier again: extra reads, never a wrong binding.
-
-        A batch that carries history records (what the carrier took) appends those of the rows
-        it confirmed in the same statement (PostgreSQL) or transaction (SQLite). Lost in a
-        crash with their confirmations, they come back with them: the reconciler finds those
-        bindings unconfirmed, sees the carrier holding them and records them then.
-
-        The records of rows it did not confirm because a newer claim overtook them (the
-        carrier did take those writes) are appended after, unless a newer entry is recorded
-        (``Ledger.confirm``): in the same transaction on SQLite, in one of their own for each
-        on PostgreSQL (``_record_overtaken_asyncpg``). Only those rows cost more. An error
-        there fails the batch, as the confirmation's own would."""
+        connections (autocommit; see ``_advance_many``), with the history records of the rows
+        confirmed and of those a newer claim overtook (``Ledger.confirm``)."""
+        # On PostgreSQL it commits asynchronously like an advance: a crash may forget the
+        # last moment of confirmations and their records (the same statement); the
+        # reconciler then finds those bindings unconfirmed, sees the carrier holding them
+        # and records them: extra reads, never a wrong binding. The overtaken rows' records
+        # are appended after, in the same transaction on SQLite, in one of their own each on
+        # PostgreSQL (``_record_overtaken_asyncpg``); an error there fails the batch.
         if not batch:
             return {}
         now = self._now()  # the gateway just saw the carrier take it: as good as a check

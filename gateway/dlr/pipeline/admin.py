@@ -67,25 +67,8 @@ class AdminSync:
         self, endpoint: Endpoint, *, credential: str, before: Binding | None
     ) -> None:
         """An admin wrote this endpoint at the carrier: make it the device's desired binding,
-        recorded in its history.
-
-        It keeps the device's newest report time (and order: ``ordered_at``; a device an
-        admin deleted, its deletion's), so the reconciler does not undo the edit, and the
-        device's next (newer) report still applies as usual; and, on the same location, the
-        device's address and coordinates. Its number is held as a report's is
-        (``NumberOwned`` in a race with another device's claim of it).
-
-        The carrier was written before this claim. A report's write claimed before it
-        (perhaps at another replica) may have reached the carrier after the admin's and been
-        confirmed before this claim: the carrier would hold that older binding and nothing
-        notice. So when the row this claim replaces is not ``before`` (the device's row read
-        before the admin's write: another write was claimed or confirmed in between), or the
-        claim lost, the carrier is checked at once (``recheck``). A write confirmed after
-        this claim is refused its confirmation and checks the carrier itself. So is it when
-        the device was deleted (the claim finds its tombstone): a repair deleting what a
-        late write re-created for it (``Repairs``) may have deleted the admin's endpoint,
-        written before this claim, and missed the claim when it read the store again.
-        """
+        recorded in its history; the carrier is checked again when another write may have
+        landed after the admin's (docs/architecture.md, "A report's path", step 5)."""
         aeui = endpoint.alternate_end_user_id
         if not aeui or not endpoint.location_id or not endpoint.endpoint_id:
             return
@@ -93,6 +76,10 @@ class AdminSync:
             self.known.distrust(aeui)
             self.known.reads.forget(aeui)
             previous = await self.ledger.get(aeui)
+            # The device's newest report time and order (a deleted device's: its deletion's)
+            # are kept, so the reconciler does not undo the edit and the next (newer) report
+            # applies as usual; on the same location, so are its address and coordinates.
+            # Its number is held as a report's is (``NumberOwned`` in a race for it).
             edited = Binding(
                 aeui=aeui,
                 carrier_endpoint_id=endpoint.endpoint_id,
@@ -123,6 +110,9 @@ class AdminSync:
                 record = taken(HistoryKind.ADMIN_EDIT, previous, claim.current, credential)
                 await self.ledger.confirm(aeui, claim.current.version, record=record)
                 self.known.learn(dataclasses.replace(claim.current, confirmed=True))
+            # Written at the carrier before this claim: a report's write claimed before it
+            # may have landed after the admin's and been confirmed before this claim, and
+            # nothing else would notice. One confirmed after it is refused and checks itself.
             raced = not claim.won or undeleted or _written_since(before, claim.previous)
         if raced and self.recheck is not None:
             self.recheck(aeui)
@@ -135,17 +125,10 @@ class AdminSync:
         credential: str,
         before: Binding | None,
     ) -> None:
-        """An admin deleted the device's endpoint: forget its binding, release the numbers
-        it owned, and record both. A tombstone keeps its order: a report observed before the
-        deletion does not bring it back (``Ledger.delete``).
-
-        A report's write claimed before the deletion may reach the carrier after it (and
-        create the endpoint again). Confirmed after the tombstone, its confirmation is
-        refused and its repair deletes the endpoint again; confirmed before it, nothing
-        would notice: so when the row deleted is not ``before`` (the device's row read
-        before the carrier's endpoint was deleted), the carrier is checked at once
-        (``recheck``: the repair of a deleted device deletes what the carrier holds for it).
-        """
+        """An admin deleted the device's endpoint: forget its binding (its tombstone keeps
+        its order: ``Ledger.delete``), release the numbers it owned, and record both; the
+        carrier is checked again when a report's write may have raced the deletion
+        (docs/architecture.md, "A report's path", step 5)."""
         aeui = alternate_end_user_id
         async with self.locks.hold(aeui):
             self.known.distrust(aeui)
@@ -155,6 +138,8 @@ class AdminSync:
             recorded = endpoint_json(endpoint) if row is None else row.as_json()
             await self.admin_record(aeui, HistoryKind.DELETED, recorded, None, credential)
             await self.ledger.release_numbers(aeui, credential=credential)
+            # A report's write confirmed before the tombstone may have landed after the
+            # carrier's endpoint was deleted; one confirmed after it is refused and checks.
             raced = _written_since(before, row)
         if raced and self.recheck is not None:
             self.recheck(aeui)

@@ -38,18 +38,12 @@ class Reconciler:
         interval: float | None,
         orphaned_after: float | None = None,
     ) -> int:
-        """One pass: check up to ``batch`` devices not checked for ``interval`` seconds (None:
-        no periodic checks, the orphans only).
-
-        First, though, the orphans: bindings still unconfirmed ``orphaned_after`` seconds
-        after they were claimed. Whoever claimed one has stopped watching its write (the
-        settle timeout passed) or died mid-write (a killed replica), so no one else will
-        check it before its periodic turn, which may be an ``interval`` away.
-
-        Rows are leased in the database, so replicas check different devices; a device is
-        re-read from the carrier and re-written if it regressed. Answers how many were
-        checked (a refusal of the gateway's credentials ends the pass).
-        """
+        """One pass over leased devices: first the orphans (unconfirmed ``orphaned_after``
+        seconds after their claim), then up to ``batch`` not checked for ``interval`` seconds
+        (None: the orphans only); how many were checked."""
+        # An orphan's claimer stopped watching its write (the settle timeout passed) or died
+        # mid-write, so no one else checks it before its periodic turn. Leases keep replicas
+        # on different devices; a refusal of the gateway's credentials ends the pass.
         now = datetime.now(UTC)
         # Long enough for the pass (a read and a write per device), short enough that a
         # replica that dies mid-pass does not hold its devices for long.

@@ -230,19 +230,10 @@ class Repairs:
             return True
 
     async def _deleted_again(self, aeui: str) -> bool:
-        """An admin deleted the device (it has a tombstone, no row): a report's write that
-        raced the deletion (claimed before it, landing after it at the carrier) may have
-        created its endpoint again. If the carrier holds one for it, it is deleted again,
-        recorded in the device's history (``deleted``, by the gateway); ``True`` then.
-
-        Never a device that has a row: the caller found none, under this replica's lock.
-        A report observed after the deletion may claim the device again at another replica
-        meanwhile and write its endpoint before this deletion lands: the store is read
-        again once the endpoint is deleted, and a row found then is repaired as any other
-        (its binding written back). An admin's endpoint for the deleted device is written
-        before its claim, so that re-read can miss it: the admin's claim, finding the
-        tombstone, has the carrier checked itself (``AdminSync.admin_edited``).
-        """
+        """A deleted device (a tombstone, no row) whose endpoint a report's write that raced
+        the deletion created again: deleted again at the carrier and recorded (``deleted``,
+        by the gateway); ``True`` then. The store is read again afterwards: a row claimed
+        meanwhile is repaired as any other (docs/architecture.md, "A report's path")."""
         endpoint_id = self.known.endpoint_id(aeui)
         try:
             held = await self.carrier.get_endpoint(endpoint_id)

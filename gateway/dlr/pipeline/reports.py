@@ -377,20 +377,10 @@ class Reports:
         warnings: tuple[FieldError, ...],
         check: _FixCheck,
     ) -> Outcome | None:
-        """The outcome of a report that changes nothing, or ``None`` when it does.
-
-        Raises ``Superseded`` for a report older than the device's newest (``newest``), or
-        than an admin's deletion of it (read with its row: no carrier call first). With
-        a warm cache an unchanged report costs one conditional write to the ledger
-        (group-committed) and no read; after a restart, one read more. A move of a cached
-        device reads nothing either: its claim decides its order (``_apply``). A report at the
-        same address with a new GPS fix (``_same_place``) is a change too: the call-time query
-        answers the device's coordinates, and the old fix is no longer where the device is;
-        its claim finds the carrier holding the endpoint already, so it costs no carrier call.
-        So is a report without a fix, or with one that contradicts the address, of a device
-        whose coordinates are an earlier fix: the address's geocode replaces that fix (never
-        answered as fixed at this report's time); a geocode of the address is kept.
-        """
+        """The outcome of a report that changes nothing (one group-committed write, no read
+        with a warm cache, one read more after a restart), or ``None`` for a change, a new
+        GPS fix among them (``_same_place``; its claim then costs no carrier call);
+        ``Superseded`` for a report older than the device's newest or its deletion."""
         aeui = report.alternate_end_user_id
         when = report.observed_at
         same = (location_id, report.caller_name, report.telephone_number)
