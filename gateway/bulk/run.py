@@ -26,12 +26,11 @@ from typing import Any, Protocol
 
 from gateway.bandwidth.errors import (
     UpstreamAuthError,
-    UpstreamConflict,
     UpstreamError,
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from gateway.bandwidth.models import Address, Location
+from gateway.bandwidth.models import Address
 from gateway.bandwidth.upstreams import in_background
 from gateway.bulk.formats import Limits, read
 from gateway.bulk.validate import Checked, DeviceRow, LocationRow, Lookups, Row, check
@@ -41,10 +40,9 @@ from gateway.dlr.pipeline import (
     Superseded,
     Unroutable,
     address_from_json,
-    address_json,
 )
 from gateway.rows import RowProblem
-from gateway.store.base import HistoryKind, LocationRecord, NumberOwned, location_key
+from gateway.store.base import NumberOwned
 from gateway.store.errors import StoreUnavailable
 from gateway.store.imports import ImportRecord, ImportStore, LineDone, now_us
 from gateway.store.mapping import from_us
@@ -197,7 +195,7 @@ async def prepare(
 ) -> Prepared:
     """The file read (``BadFile``), every row checked, and the plan of the valid rows."""
     parsed = read(kind, data, limits)
-    checked = await check(parsed, pipeline.reports.normalize, lookups(imports))
+    checked = await check(parsed, pipeline.normalize, lookups(imports))
     plan = await _plan(checked.rows, imports)
     return Prepared(checked, hashlib.sha256(data).hexdigest(), plan)
 
@@ -424,7 +422,7 @@ class Importer:
 
     async def _device(self, row: DeviceRow, as_of: datetime, *, first_seen: bool) -> bool:
         pipeline = self.pipeline
-        stored = await pipeline.ledger.get(row.aeui)
+        stored = await pipeline.stored(row.aeui)
         if (
             stored is not None
             and not stored.confirmed
@@ -448,33 +446,6 @@ class Importer:
         return outcome.changed
 
     async def _location(self, row: LocationRow) -> bool:
-        ledger = self.pipeline.ledger
-        if await ledger.locations_known(row.location_id):
-            return False
-        location = Location(
-            location_id=row.location_id, description=row.description, address=row.address
+        return await self.pipeline.import_location(
+            row.location_id, row.address, row.description, credential="import"
         )
-        created = True
-        try:
-            held = await self.pipeline.known.carrier.create_location(location)
-        except UpstreamConflict:
-            held = await self.pipeline.known.carrier.get_location(row.location_id)
-            created = False
-        await ledger.remember_location(
-            LocationRecord(
-                row.location_id,
-                address_json(row.address),
-                held.status,
-                held.latitude,
-                held.longitude,
-            )
-        )
-        if created:
-            await self.pipeline.admin_record(
-                location_key(row.location_id),
-                HistoryKind.LOCATION_CREATED,
-                None,
-                {"locationId": row.location_id, "address": address_json(row.address)},
-                "import",
-            )
-        return created

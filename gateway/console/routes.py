@@ -461,7 +461,7 @@ async def _repair(request: Request, aeui: str) -> tuple[str, str]:
         return "carrier-error", str(exc)
     except StoreUnavailable as exc:
         return "store-error", str(exc)
-    if not await pipeline.knows_device(aeui):
+    if await pipeline.stored(aeui) is None:
         return "unknown", ""
     return ("written" if wrote else "held"), ""
 

@@ -19,7 +19,14 @@ from gateway.bandwidth.models import Endpoint
 from gateway.bandwidth.upstreams import carrier_client, is_background
 from gateway.dlr.address import normalize
 from gateway.dlr.callers import CallerIndex, CallerLocator, freshest
-from gateway.dlr.pipeline import Outcome, Pipeline, Report, Superseded, Unroutable
+from gateway.dlr.pipeline import (
+    Outcome,
+    Pipeline,
+    Report,
+    Superseded,
+    Unroutable,
+    address_json,
+)
 from gateway.dlr.pipeline.records import Change
 from gateway.geocoding.service import build_geocoding
 from gateway.metrics import Metrics
@@ -27,6 +34,7 @@ from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, SimulatorTransport
 from gateway.simulator.v2 import V2Simulator, create_v2_simulator
 from gateway.store import StateStore, open_store
+from gateway.store.base import HistoryKind, location_key
 from tests.harness import (
     EMPIRE_STATE,
     SPACE_NEEDLE,
@@ -166,14 +174,39 @@ def test_a_new_pipeline_on_the_same_store_knows_the_device(url: str) -> None:
         async with world(url, sim) as w:
             first = await w.pipeline.report(report("ann", WHITE_HOUSE, 0))
         async with world(url, sim) as restarted:
-            assert await restarted.pipeline.knows_device("ann")
-            assert not await restarted.pipeline.knows_device("bob")
+            stored = await restarted.pipeline.stored("ann")
+            assert stored is not None and stored.location_id == first.binding.location_id
+            assert await restarted.pipeline.stored("bob") is None
             assert await restarted.pipeline.knows_location(first.binding.location_id)
             assert not await restarted.pipeline.knows_location("never-created")
             before = len(restarted.calls())
             again = await restarted.pipeline.report(report("ann", WHITE_HOUSE, 10))
             assert not again.changed
             assert operations(restarted.calls()[before:]) == []
+
+    run(main)
+
+
+def test_an_imported_location_is_created_once_and_recorded(url: str) -> None:
+    async def main() -> None:
+        address = normalize(SPACE_NEEDLE).address
+        assert address is not None
+        async with world(url) as w:
+            imported = w.pipeline.import_location
+            assert await imported("SITE1", address, "HQ", credential="import")
+            assert await w.pipeline.knows_location("SITE1")
+            (entry,) = await w.store.history(location_key("SITE1"))
+            assert (entry.kind, entry.credential) == (HistoryKind.LOCATION_CREATED, "import")
+            assert entry.after == {"locationId": "SITE1", "address": address_json(address)}
+            before = len(w.calls())
+            assert not await imported("SITE1", address, "HQ", credential="import")
+            assert len(w.calls()) == before  # known to the store: no carrier call
+            # The store forgot it, the carrier holds it: read back and remembered, not created.
+            await w.store.forget_location("SITE1")
+            assert not await imported("SITE1", address, "HQ", credential="import")
+            assert operations(w.calls()[before:]) == ["createLocation", "getLocation"]
+            assert await w.pipeline.knows_location("SITE1")
+            assert len(await w.store.history(location_key("SITE1"))) == 1
 
     run(main)
 

@@ -118,6 +118,8 @@ class Pipeline:
         self.reconciler = Reconciler(self.repairs, lease_seconds_per_device, clock)
         # The facade's methods are its services' own: one signature, written once.
         self.report = self.reports.report
+        self.normalize = self.reports.normalize
+        self.import_location = writes.import_location
         self.current = self.known.current
         self.cached = self.known.cached
         self.endpoint_id = self.known.endpoint_id
@@ -136,7 +138,7 @@ class Pipeline:
         self.holders = self.admin.holders
         self.devices_with = self.admin.devices_with
         self.bound_to = self.admin.bound_to
-        self.knows_device = self.admin.knows_device
+        self.stored = self.admin.stored
         self.knows_location = self.admin.knows_location
         self.history = self.admin.history
         self.reconcile = self.reconciler.reconcile

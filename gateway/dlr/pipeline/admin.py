@@ -199,9 +199,10 @@ class AdminSync:
             return [] if callers is None else callers.lookup(telephone_number)
         return await self.ledger.callers(telephone_number, limit=limit)
 
-    async def knows_device(self, alternate_end_user_id: str) -> bool:
-        """Whether the state store keeps the device's desired binding (not deleted)."""
-        return await self.ledger.get(alternate_end_user_id) is not None
+    async def stored(self, alternate_end_user_id: str) -> Binding | None:
+        """The device's desired binding as the state store keeps it (``None``: none, or
+        deleted)."""
+        return await self.ledger.get(alternate_end_user_id)
 
     async def knows_location(self, location_id: str) -> bool:
         """Whether the gateway records the carrier as holding the location (created or found

@@ -163,6 +163,33 @@ class CarrierWrites:
         )
         return known, change
 
+    async def import_location(
+        self, location_id: str, address: Address, description: str | None, *, credential: str
+    ) -> bool:
+        """An import's location: created at the carrier (read there when it holds it already)
+        unless the ledger knows it, and remembered; whether it was created, recorded then."""
+        if await self.ledger.locations_known(location_id):
+            return False
+        location = Location(location_id=location_id, description=description, address=address)
+        created = True
+        try:
+            held = await self.carrier.create_location(location)
+        except UpstreamConflict:
+            held = await self.carrier.get_location(location_id)
+            created = False
+        stored = address_json(address)
+        await self.ledger.remember_location(
+            LocationRecord(location_id, stored, held.status, held.latitude, held.longitude)
+        )
+        if created:
+            after = {"locationId": location_id, "address": stored}
+            kind = HistoryKind.LOCATION_CREATED
+            record = HistoryRecord.by_admin(
+                location_key(location_id), kind, credential, None, after
+            )
+            await self.ledger.record(record)
+        return created
+
     async def _upsert_endpoint(
         self, endpoint: Endpoint, create_first: bool = False
     ) -> tuple[Change, str]:
