@@ -110,14 +110,10 @@ class _Hold(Generic[K]):
 
 
 class BatchQueue(ABC, Generic[T]):
-    """A bounded queue one task drains in batches of up to ``batch`` into ``write``.
-
-    ``put`` never blocks: a full queue drops the item (``queue_full``); a batch whose ``write``
-    raises is dropped (``store_error``). ``count_dropped`` counts what is dropped; ``log``
-    says so (``message``), at most one line per 10 s, with no item's content. A subclass
-    says what its task is called (``name``), how long ``aclose`` waits for what is queued
-    (``grace``), how a batch is written and how a drop is counted.
-    """
+    """A bounded queue one task drains in batches of up to ``batch`` into ``write``. ``put``
+    never blocks: a full queue drops the item (``queue_full``), a failed ``write`` its batch
+    (``store_error``); each drop is counted (``count_dropped``) and logged (``message``, at
+    most one line per 10 s, no item's content). Subclasses give the class variables below."""
 
     #: The task's name.
     name: ClassVar[str]

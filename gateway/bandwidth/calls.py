@@ -105,14 +105,10 @@ def answered_for(asked: str, answered: str | None, operation: str) -> None:
 
 
 class CarrierCalls(Exchanges):
-    """Calls to the carrier over one pooled ``httpx.AsyncClient``.
-
-    ``breaker_failures``/``breaker_cooldown`` configure ``breaker`` (a ``CircuitBreaker``),
-    ``retry_budget_ratio`` configures ``budget`` (a ``RetryBudget``); both are shared by
-    every call of this client. ``max_connections`` caps the exchanges in flight,
+    """Calls to the carrier over one pooled ``httpx.AsyncClient``, sharing one ``breaker``
+    and one retry ``budget``. ``max_connections`` caps the exchanges in flight,
     ``max_watched`` (default: as many) the abandoned writes watched beside them; the
-    connection pool holds both.
-    """
+    connection pool holds both."""
 
     def __init__(
         self,
@@ -247,14 +243,10 @@ class CarrierCalls(Exchanges):
         not_found_is_success: bool = False,
     ) -> Body:
         """Run one operation to its end; the parsed answer, or ``None`` for an empty one.
-
         ``conflict_is_success``/``not_found_is_success``: a 409 (create) or 404 (delete)
-        answering a retry, after an attempt that may have been applied, means that
-        attempt succeeded.
-
-        An open circuit refuses the first attempt with ``CircuitOpenError``; a retry it
-        (or an empty retry budget) refuses ends the call with the last attempt's error.
-        """
+        answering a retry of an attempt that may have been applied means it succeeded. An
+        open circuit refuses the first attempt (``CircuitOpenError``); a retry it or an empty
+        retry budget refuses ends the call with the last attempt's error."""
         body = self._encode(op, record) if record is not None else None
         may_retry = op.idempotent if retryable is None else retryable
         policy = self.policy
@@ -441,13 +433,9 @@ class CarrierCalls(Exchanges):
         silence_counts: bool = True,
     ) -> tuple[httpx.Response, Body]:
         """One HTTP exchange on the slot ``lease`` holds: the answer and its parsed body
-        (``None`` when empty).
-
-        Raises ``Failed`` for timeouts, connection failures and an unreadable 2xx body.
-        Tells the circuit breaker what the attempt says about the carrier (``trial``: this
-        attempt is the half-open circuit's trial); a timeout only with ``silence_counts``
-        (see the module docstring).
-        """
+        (``None`` when empty); ``Failed`` for timeouts, connection failures and an unreadable
+        2xx body. The circuit breaker is told what it says of the carrier (``trial``: the
+        half-open circuit's trial; a timeout only with ``silence_counts``)."""
         headers = {"Content-Type": self.content_type} if body is not None else None
         if op.write:
             # The exchange may outlive the attempt (abandoned, watched to its end), but

@@ -383,14 +383,10 @@ class DriverPaths(KeptConnections):
         raise NotImplementedError
 
     async def run_unit(self, work: Callable[[sa.Connection], T]) -> T:
-        """``work`` in one transaction, given a synchronous connection; its result.
-
-        On SQLite (``driver_sql``) the whole unit runs on the driver's thread in one
-        hand-over (``gateway.store.units``): through SQLAlchemy's asyncio layer each of its
-        statements, fetches and the commit would be one, at more CPU than the statements
-        themselves. Elsewhere it runs through ``AsyncConnection.run_sync`` in a
-        ``transaction``: the same statements, so the two paths cannot disagree.
-        """
+        """``work`` in one transaction, given a synchronous connection; its result. On SQLite
+        (``driver_sql``) the whole unit is one hand-over to the driver's thread
+        (``gateway.store.units``), not one per statement; elsewhere the same statements run
+        through ``AsyncConnection.run_sync``, so the two paths cannot disagree."""
         if self.dialect == "sqlite" and self.driver_sql:
             async with self._kept() as (driver, _):
                 # SQLAlchemy's errors (unavailable_as_store_error), then the driver's.

@@ -167,15 +167,11 @@ _UPGRADE_IN_CHILD = "import sys; from gateway.store.migrate import upgrade; upgr
 
 
 async def upgrade_apart(url: str) -> bool:
-    """Migrate an embedded SQLite file to head in a short-lived child process; whether it is
-    at head (or usable) afterwards.
-
-    ``serve`` calls it before opening its store, so that Alembic's modules load into the
-    child, never into the server. A file already at head spawns nothing; one newer than this
-    release raises ``SchemaTooNew`` unless it is usable (``ahead_but_usable``). ``False`` when
-    there was nothing this could do (not a SQLite file, no child process here, the child
-    failed): the caller's own ``upgrade`` then migrates in process, and raises what it meets.
-    """
+    """Migrate an embedded SQLite file to head in a short-lived child process, so that
+    Alembic never loads into the server; whether it is at head (or usable) afterwards
+    (``SchemaTooNew`` for a newer one that is not). ``False`` when this could do nothing (not
+    a SQLite file, no child process, the child failed): the caller's ``upgrade`` then
+    migrates in process. A file already at head spawns nothing."""
     parsed = parse(url)
     if not is_sqlite(parsed) or is_memory(parsed):
         return False

@@ -211,14 +211,11 @@ class SqlStateStore(DriverPaths):
     def transaction(
         self, *, read_only: bool = False
     ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-        """One transaction on the state store's engine, taking SQLite's one-writer turn.
-
-        For the modules that keep their own tables beside the store's (wiremap, outbox,
-        imports): connectivity failures become ``StoreUnavailable``, a missing table
-        ``SchemaNotCurrent``. On SQLite its caller may be cancelled at any point (a client
-        gone): the caller stops waiting at once, and the transaction rolls back on its own
-        (``gateway.store.shielded``; ``close`` waits for it).
-        """
+        """One transaction on the state store's engine, taking SQLite's one-writer turn, for
+        the modules that keep their own tables beside the store's (wiremap, outbox, imports):
+        ``StoreUnavailable``, or ``SchemaNotCurrent`` for a missing table. A caller cancelled
+        on SQLite stops waiting at once; the transaction rolls back on its own
+        (``gateway.store.shielded``; ``close`` waits for it)."""
         return self._unit(read_only=read_only)
 
     @contextlib.asynccontextmanager
