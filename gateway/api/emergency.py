@@ -1,22 +1,6 @@
-"""The carrier's call-time location query: where is the caller, asked as a 911 call arrives.
-
-``GET <GATEWAY_EMERGENCY_QUERY_PATH>?to={called}&from={calling}``; the carrier expects, within
-450 ms, ``{"aeui", "location_id", "lat", "lon", "radius", "callback", "name"}`` (coordinates
-only when the gateway has street-level or GPS ones). A non-2xx, malformed or late answer sends
-the call to a national call centre, so this route never calls the carrier or a geocoder, waits
-on the state store at most ``GATEWAY_EMERGENCY_QUERY_DB_TIMEOUT``, and writes its history
-record and its event after answering, from the event emitter's bounded queue.
-
-The carrier can present credentials two ways, both configurable: HTTP Basic, or a ``token``
-query parameter written into the URL it is given. Secrets are compared in constant time
-(digests of equal length); the query string is never logged (``gateway.observability`` logs
-the route template only). ``GATEWAY_EMERGENCY_QUERY_ALLOW_CIDRS`` adds a source-network check
-(the client address: ``gateway.api.source``, behind ``GATEWAY_TRUSTED_PROXIES``).
-
-Per query the route keeps only the facts of its answer (``Answered``, ``Unanswered``) and
-queues them once: the history record and the ``emergency_call``/``test_call`` event are
-built from them in the emitter's batch, after the answer, and written in one transaction.
-"""
+"""The carrier's call-time location query: where is the caller, asked as a 911 call arrives,
+answered within the carrier's 450 ms without calling the carrier or a geocoder, its history
+and event written after the answer (docs/architecture.md, "The call-time location query")."""
 
 from __future__ import annotations
 

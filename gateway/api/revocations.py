@@ -1,21 +1,6 @@
-"""Revoked device tokens: per device, the instant before which its tokens are refused.
-
-An admin revokes a device's tokens (``POST /v1/devices/{aeui}/token-revocation``): from
-then on a token for that AEUI issued before that instant (``iat`` earlier; a token without
-``iat`` too) is refused like any invalid token, on every route a device token can use. A
-token minted afterwards works.
-
-Revocations are rare, and a report must not pay a store read for them: each replica holds
-them all in memory (``Revocations``), loaded at start-up and reloaded from the store every
-``REFRESH_SECONDS`` (``refresh_forever``), so another replica refuses a revoked token within
-that interval plus one load; the replica that took the admin's call refuses it at once.
-A revocation is never undone, so a reload merges what it read with what the replica holds
-(the later instant wins): a revocation this replica made while the load was out is kept.
-
-The instant is in whole seconds (the second of the revocation, rounded down), the
-resolution of the ``iat`` the gateway's tokens carry: a token minted in the second of the
-revocation, or after, works, so that a script may revoke and mint the replacement at once.
-"""
+"""Revoked device tokens: per device, the instant (whole seconds) before which its tokens are
+refused, held in each replica's memory and reloaded from the store (docs/architecture.md,
+"The state store"; README.md, "Revoking a device's tokens")."""
 
 from __future__ import annotations
 

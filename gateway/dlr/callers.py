@@ -1,28 +1,7 @@
-"""Who is calling 911, and where the gateway believes they are: the call-time location query.
-
-When an emergency call arrives, the carrier asks for the caller's location by the calling
-number and gives up after 450 ms (the call then goes to a national call centre). Answering
-must therefore never wait on the carrier, a geocoder or a slow database:
-
-- ``normalize_number`` reads the calling number as the carrier may send it (10 digits,
-  ``1`` + 10 digits, ``+1…``, a ``sip:``/``tel:`` URI) as the E.164 the gateway stores;
-- ``CallerIndex`` is process memory: each device's newest binding, found by callback
-  number, fed by the pipeline as it claims, confirms and repairs bindings; bounded;
-- ``CallerLocator`` asks the state store first, because another replica may have moved the
-  device since this one last saw it, but only for ``timeout`` seconds and with at most
-  ``max_in_flight`` reads outstanding; past either, the index answers. On embedded SQLite
-  (one process, no other replica) an index hit is answered without the read.
-
-The answer is the device's *desired* binding (the newest report the gateway accepted and
-claimed), confirmed by the carrier or not: for a 911 call the newest location the gateway
-believes in beats an older one the carrier has acknowledged. Whether it was confirmed is
-recorded with the query (``gateway.api.emergency``). Among the devices that may use the
-number (its owner, or every holder of a shared one), the one the gateway heard from last
-is answered: by the gateway's clock, never by the time a device says it observed; a device
-whose token vouched for the number comes first.
-
-This module is the domain: no Starlette, no SQL.
-"""
+"""Who is calling 911, and where the gateway believes they are: the calling number read
+(``normalize_number``), the caller index in memory (``CallerIndex``) and the store asked
+first within a bound (``CallerLocator``); docs/architecture.md, "The call-time location
+query". The domain: no Starlette, no SQL."""
 
 from __future__ import annotations
 

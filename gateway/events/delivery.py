@@ -1,21 +1,6 @@
-"""The delivery worker: sends the outbox's due deliveries, at least once, with backoff.
-
-Each replica runs one. It claims due deliveries with a lease (no two replicas send one at
-once; a killed replica's are taken over when its lease ends), sends each (a webhook POST
-signed as Standard Webhooks, or the Kari's Law email), and records the outcome: delivered,
-or another attempt after an exponentially growing, jittered delay, or failed once the
-delivery's time is up (an admin may retry it from ``/v1/events``).
-
-Webhooks, the configured addresses' emails and the carrier's recipients' emails are sent in
-lanes of their own (claims, slots): a webhook receiver that answers slowly or never, or a
-carrier that cannot list its recipients, holds back no other lane's Kari's Law email. In a
-lane, the attempts that end together free room for one claim, and one subscription holds at
-most ``per_subscription`` of the webhooks' slots: a hanging receiver delays only its own.
-
-Webhook URLs are an admin's, but what answers there is not trusted: no redirect is followed,
-the response body is discarded (at most ``DRAIN_BYTES`` of it are read, so that the connection
-can carry the next delivery), and each attempt is bounded in time.
-"""
+"""The delivery worker: sends the outbox's due deliveries, at least once, with backoff, in
+one lane per kind of target, under leases shared by every replica (docs/architecture.md,
+"Events, and the process that delivers them")."""
 
 from __future__ import annotations
 

@@ -1,22 +1,8 @@
-"""Deliveries sent by a process of their own (``GATEWAY_EVENT_DELIVERY=process``).
-
-A webhook POST or an email costs CPU; sent from the serving process, it would share the event
-loop (and the interpreter's lock) with the carrier's call-time query, and every query that
-arrives meanwhile would wait for it. So the serving process starts
-``python -m gateway.events.process``, hands it its settings through a pipe, and then writes
-one byte to that pipe whenever events with deliveries were written (or an admin asked for a
-retry). The child runs the same ``DeliveryWorker`` on the same state store and writes back
-one JSON line per outcome, which the serving process adds to its metrics (``/metrics`` shows
-them as if they were its own); the outbox's backlog gauges the serving process reads itself,
-so that they stay current while no child runs.
-
-The leases make this safe, as they do between replicas: when the child dies, its claims come
-back after their lease, and the serving process starts another child after a delay. When the
-serving process stops, it closes the pipe and the child stops (attempts in flight are given
-up, as the in-process worker's are, and retried later); when it is killed, the pipe closes all
-the same, so no child is left behind. The settings travel pickled over the pipe (never on the
-command line, where secrets would show): the only writer of that pipe is the parent.
-"""
+"""Deliveries sent by a process of their own (``GATEWAY_EVENT_DELIVERY=process``), so that
+no webhook or email shares the event loop that answers the carrier's call-time query: the
+same ``DeliveryWorker`` in a child the serving process starts, wakes through a pipe and
+takes the outcomes back from (docs/architecture.md, "Events, and the process that delivers
+them")."""
 
 from __future__ import annotations
 
