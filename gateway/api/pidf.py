@@ -1,24 +1,6 @@
-"""PIDF-LO over HTTP: location reports in (``application/pidf+xml``), a device's location out.
-
-A PIDF-LO report is read into the JSON API's report shape and then goes through exactly the
-same parser, checks and pipeline as a JSON one (``gateway.api.devices``); only the names in
-errors differ, each naming what the sender wrote (``civicAddress.PC``, ``timestamp``). The
-fields come from:
-
-* ``alternateEndUserId``: the ``entity`` (the user part of a ``pres:``, ``sip:`` or ``sips:``
-  URI); when the entity is a ``tel:`` URI or absent, the device token's own AEUI.
-* ``observedAt``: the newest ``<timestamp>`` of the tuples that carry the location; without
-  one (RFC 3863 makes it optional), the time the gateway received the document, said so in
-  the answer's ``warnings``.
-* ``telephoneNumber``: a ``tel:`` ``<contact>``, else a ``tel:`` entity.
-* ``callerName``: the civic ``NAM``.
-* ``address``: the civic address (``gateway.pidf.civic``); ``geo``: the Point or Circle.
-
-A document without a name or number keeps the device's current ones (a PIDF-LO from a
-location server seldom carries them); a device the gateway does not know yet must send them.
-Reading the document never asks the pipeline: ``gateway.api.devices`` fills them in from
-``Pipeline.current_caller``, reading the carrier only for a report otherwise valid.
-"""
+"""PIDF-LO over HTTP: location reports in (``application/pidf+xml``), read into the JSON
+report's shape without asking the pipeline, and a device's location out (docs/architecture.md,
+"A PIDF-LO report")."""
 
 from __future__ import annotations
 

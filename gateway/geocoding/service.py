@@ -1,25 +1,5 @@
-"""Cached, single-flight, rate-limited geocoding over any geopy geocoder.
-
-``Geocoding.geocode(address)`` and ``Geocoding.reverse(lat, lon)`` answer a ``GeocodeResult``,
-``None`` when the provider found nothing, or raise ``GeocodingUnavailable``:
-
-- Found answers are cached for ``GEOCODE_CACHE_TTL``, not-found answers for
-  ``GEOCODE_NEGATIVE_TTL``; errors are never cached. Forward lookups are keyed by the address
-  without unit and ZIP+4 (see ``providers``), reverse lookups by the coordinates rounded to 5
-  decimals (about 1 m).
-- A forward answer that is some other place's (another state or country in its own details,
-  or far from the address's ZIP: ``providers.elsewhere``) is not found.
-- Concurrent misses for one key share one provider call (single-flight): every waiter gets its
-  answer or its error, and a waiter that is cancelled does not cancel the call for the others.
-- At most ``GEOCODE_RATE_LIMIT`` provider calls per second (0: unlimited), spaced evenly; a
-  lookup whose turn would come after ``GEOCODE_TIMEOUT`` fails at once and takes no turn, so a
-  burst past the rate never queues turns that later lookups wait behind.
-- Each provider call, rate-limit wait included, is bounded by ``GEOCODE_TIMEOUT`` seconds: a
-  slow geocoder must never hold up a 911 update.
-
-Caches are ``cachetools`` mappings used inside ``async def`` (its decorators do not support
-coroutines); time comes from the injected ``timer`` (and ``sleep``), so tests tick a fake clock.
-"""
+"""Cached, single-flight, rate-limited geocoding over any geopy geocoder, each call bounded
+by ``GEOCODE_TIMEOUT`` (docs/architecture.md, "Geocoder answers")."""
 
 from __future__ import annotations
 
