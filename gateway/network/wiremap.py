@@ -1,22 +1,7 @@
-"""Wiremap entries, their canonical keys, and the in-memory index that resolves observations.
-
-Four kinds of entry map a network element to a location (a civic address whose
-``address_line2`` is the place inside, e.g. ``FL 3 RM 301``):
-
-* ``subnet``: an IPv4 or IPv6 network in CIDR form (host bits must be clear); a bare address
-  is a host route. The longest prefix holding the address wins. An IPv4-mapped IPv6 address
-  (``::ffff:10.0.0.1``) is looked up as the IPv4 address it is.
-* ``access-point``: a Wi-Fi BSSID (``AA-BB-CC-DD-EE-FF``; ``:`` or ``-`` separators, any
-  case). A ``*`` may replace the last hex digit (``AA-BB-CC-DD-EE-F*``) or the last two
-  (``AA-BB-CC-DD-EE-*``); the most specific match wins. Two wildcards of which one holds the
-  other overlap, and the second is refused (an exact BSSID inside a wildcard is fine: it is
-  more specific, as a longer prefix is).
-* ``switch``: an LLDP chassis ID (a MAC address in canonical form, or another identifier).
-* ``port``: a chassis ID and a port ID.
-
-Precedence between kinds: port > switch > access point > subnet. The index is mutated in
-place by synchronous calls only, so a lookup on the event loop never sees half a change.
-"""
+"""Wiremap entries (subnet, access point, switch, port), their canonical keys, and the
+in-memory index that resolves observations, port > switch > access point > subnet (README.md,
+"Network-based location: the wiremap"). The index is mutated in place by synchronous calls
+only, so a lookup on the event loop never sees half a change."""
 
 from __future__ import annotations
 
