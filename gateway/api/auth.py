@@ -104,8 +104,8 @@ def require_admin(conn: HTTPConnection, keys: AdminKeys, tokens: DeviceTokens) -
 class DeviceTokens:
     """Device JWTs (``sub``: the AEUI; ``exp`` required): HS256 with a shared secret, or
     RS256/ES256 with a public key (any other refused at start: ``SettingsError``); the
-    algorithms are the configuration's, never the token's. The claims' rules are README.md's
-    (``Admin calls carry ...``)."""
+    algorithms are the configuration's, never the token's. The claims' rules (``aud``, the
+    lifetime, the leeway, ``phone_number``, revocations) are README.md's, "The JSON API"."""
 
     secret: str | None = None
     public_key: str | None = None

@@ -36,7 +36,7 @@ class Readiness:
     """Whether this pod can serve: its configuration is valid, it is not draining, and its
     state store answers, or the call-time query has its memory fallback to answer from. Not
     the carrier, which every pod shares; a probe of it runs in the background, and the body
-    shows its outcome (docs/reliability.md, "Readiness")."""
+    shows its outcome (docs/reliability.md, "Circuit breaker, retry budget, readiness")."""
 
     upstream: BandwidthClient
     _: KW_ONLY
