@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gateway.dlr.binding import Binding, newest, observed
+from gateway.dlr.binding import Binding, known_time, newest
 from gateway.dlr.coordinates import DISPATCHABLE, radius_meters
 from gateway.dlr.numbers import callback_number
 from gateway.lru import Lru
@@ -350,6 +350,8 @@ def has_dispatchable_coordinates(binding: Binding) -> bool:
     )
 
 
-def age_seconds(binding: Binding, now: datetime) -> float:
-    """How old the location is: seconds since the device's newest report."""
-    return max(0.0, (now - observed(binding)).total_seconds())
+def age_seconds(binding: Binding, now: datetime) -> float | None:
+    """How old the location is: seconds since the device's newest report; ``None`` when no
+    report placed it (an admin's endpoint: ``known_time``)."""
+    at = known_time(binding.observed_at)
+    return None if at is None else max(0.0, (now - at).total_seconds())
