@@ -296,3 +296,33 @@ def test_a_token_minted_with_the_printed_secret_is_a_device_token(banner: str) -
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "404"  # accepted, and no location yet (a wrong token is 401)
+
+
+def test_the_readmes_devices_file_imports_through_the_sandbox(banner: str, tmp_path: Path) -> None:
+    """The bulk import's example file, as printed under "Columns", passes the whole-file
+    check of `dlr-gateway import devices FILE --dry-run --url` against the sandbox."""
+    [example] = [
+        block
+        for block in re.findall(r"^```text\n(.*?)^```", README.read_text(), flags=re.M | re.S)
+        if block.startswith("AEUI,CallerName,CallbackNumber,Address\n")
+    ]
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text(example)
+    pasted = exports(banner)
+    script = "\n".join(
+        [
+            *pasted,
+            'export DLR_GATEWAY_ADMIN_KEY="$KEY"',
+            f'"{sys.executable}" -m gateway import devices {fleet} --dry-run --url "$GW"',
+        ]
+    )
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert done.stdout.startswith("plan: "), (done.stdout, done.stderr)
