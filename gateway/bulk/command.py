@@ -82,6 +82,9 @@ def main(args: argparse.Namespace) -> int:
     from gateway.bulk.runtime import NoCarrier, NoDatabase
     from gateway.store import SchemaNotCurrent, StoreUnavailable
 
+    if args.url and not (args.key or os.environ.get(KEY_ENV)):
+        print(f"dlr-gateway: --url needs an admin key: set {KEY_ENV}, or --key", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.command == "export":
             return asyncio.run(_export(args))
@@ -262,8 +265,7 @@ async def _import_remote(args: argparse.Namespace) -> int:
             print("nothing written (--skip-invalid applies the valid rows)", file=sys.stderr)
             return EXIT_INVALID
         if answer.status_code >= 400:
-            print(f"dlr-gateway: {answer.status_code}: {body.get('detail', body)}", file=sys.stderr)
-            return EXIT_USAGE
+            return _refused(answer.status_code, str(body.get("detail", body)))
         if body.get("rows"):
             problems = [RowProblem(r["line"], r["field"], r["reason"]) for r in body["rows"]]
             _say_problems(args.file, body.get("total", 0), problems)
@@ -300,6 +302,13 @@ def _json(answer: Any) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def _refused(status: int, detail: str) -> int:
+    """The gateway refused the request: its words, and which key to check on a 401."""
+    hint = f" (the admin key: --key or {KEY_ENV})" if status == 401 else ""
+    print(f"dlr-gateway: {status}: {detail}{hint}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def _unreachable(args: argparse.Namespace, exc: Exception) -> int:
     print(f"dlr-gateway: cannot reach {args.url}: {exc or type(exc).__name__}", file=sys.stderr)
     return EXIT_USAGE
@@ -324,8 +333,9 @@ async def _export(args: argparse.Namespace) -> int:
             except httpx.HTTPError as exc:
                 return _unreachable(args, exc)
             if answer.status_code != 200:
-                print(f"dlr-gateway: {answer.status_code}: {answer.text[:500]}", file=sys.stderr)
-                return EXIT_USAGE
+                return _refused(
+                    answer.status_code, str(_json(answer).get("detail", answer.text[:500]))
+                )
             text = answer.text
     else:
         from gateway.bulk.export import export
