@@ -20,7 +20,9 @@ from gateway import __version__, network_cli
 from gateway.api.auth import DeviceTokens
 from gateway.bulk.command import add_commands as bulk_commands
 from gateway.bulk.command import main as bulk_main
-from gateway.settings import CARRIER_APIS, NO_DATABASE, Settings, SettingsError
+from gateway.settings import CARRIER_APIS, NO_DATABASE, Settings, SettingsError, unknown_names
+
+log = logging.getLogger("gateway.settings")
 
 #: ``dlr-gateway db current``: the database's schema is not this release's.
 EXIT_NOT_CURRENT = 3
@@ -173,6 +175,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_environ()
     configure_logging(settings.log_level)
+    unknown = unknown_names()
     sandbox_app = None
     if args.sandbox:
         from gateway.simulator import SimulatorConfig, create_simulator
@@ -201,7 +204,7 @@ def _serve(args: argparse.Namespace) -> int:
         problems = settings.problems()
         if problems:
             print("dlr-gateway cannot start:", file=sys.stderr)
-            for problem in problems:
+            for problem in [*problems, *unknown]:
                 print(f"  - {problem}", file=sys.stderr)
             print("Set them in the environment or a .env file, or try --sandbox.", file=sys.stderr)
             return 2
@@ -214,6 +217,8 @@ def _serve(args: argparse.Namespace) -> int:
     except (AlreadyServed, OSError, ValueError) as exc:
         print(f"dlr-gateway cannot start: {exc}", file=sys.stderr)
         return 2
+    for sentence in unknown:
+        log.warning(sentence)
     app = create_app(settings, sandbox_app=sandbox_app)
     serve(app, host=args.host, port=args.port, settings=settings)
     if held is not None:
