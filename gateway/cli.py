@@ -20,6 +20,7 @@ from gateway import __version__, network_cli
 from gateway.api.auth import DeviceTokens
 from gateway.bulk.command import add_commands as bulk_commands
 from gateway.bulk.command import main as bulk_main
+from gateway.csv_import_cli import sentence
 from gateway.settings import CARRIER_APIS, NO_DATABASE, Settings, SettingsError, unknown_names
 
 log = logging.getLogger("gateway.settings")
@@ -96,12 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         "migrate the database to this release's schema (run it before starting the "
         "replicas of a new release on PostgreSQL); idempotent"
     )
-    db_commands.add_parser("upgrade", help=upgrade, description=upgrade.capitalize() + ".")
+    db_commands.add_parser("upgrade", help=upgrade, description=sentence(upgrade))
     current = (
         f"say whether the schema is this release's: exit 0 if so, {EXIT_NOT_CURRENT} if not, "
         f"{EXIT_DATABASE} when the database cannot be reached"
     )
-    db_commands.add_parser("current", help=current, description=current.capitalize() + ".")
+    db_commands.add_parser("current", help=current, description=sentence(current))
 
     commands.add_parser(
         "openapi",
@@ -217,8 +218,8 @@ def _serve(args: argparse.Namespace) -> int:
     except (AlreadyServed, OSError, ValueError) as exc:
         print(f"dlr-gateway cannot start: {exc}", file=sys.stderr)
         return 2
-    for sentence in unknown:
-        log.warning(sentence)
+    for typo in unknown:
+        log.warning(typo)
     app = create_app(settings, sandbox_app=sandbox_app)
     serve(app, host=args.host, port=args.port, settings=settings)
     if held is not None:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from gateway.csv_import_cli import add_flags, say_some
+from gateway.csv_import_cli import add_flags, say_some, sentence
 from gateway.network.csvfile import MAX_FILE_BYTES, CsvTooLarge, write
 from gateway.network.wiremap import Conflict, Kind, Stale
 from gateway.settings import NO_DATABASE, Settings
@@ -35,15 +35,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     network = commands.add_parser(
         "network",
         help="the wiremap (subnets, access points, switches, ports) as CSV",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=__doc__.split("\n\n", 1)[1].replace("``", "") if __doc__ else None,
     )
     sub = network.add_subparsers(dest="network_command", required=True)
     imp_help = "validate a wiremap CSV whole, then create or update its entries (idempotent)"
-    imp = sub.add_parser("import", help=imp_help, description=imp_help.capitalize() + ".")
+    imp = sub.add_parser("import", help=imp_help, description=sentence(imp_help))
     imp.add_argument("file", type=Path, help="the CSV (Subnet, BSSID, ChassisID, PortID, ...)")
     add_flags(imp)
     exp_help = "write the wiremap as CSV, in the columns import reads"
-    exp = sub.add_parser("export", help=exp_help, description=exp_help.capitalize() + ".")
+    exp = sub.add_parser("export", help=exp_help, description=sentence(exp_help))
     exp.add_argument(
         "--kind",
         choices=[k.value for k in Kind],

@@ -48,3 +48,13 @@ def test_every_option_has_help_that_gives_its_default(
             assert "(default: " in text, f"{name} {action.option_strings[0]}: {text}"
             if action.default not in (None, False):
                 assert f"(default: {action.default})" in text, text
+
+
+@pytest.mark.parametrize(("name", "parser"), COMMANDS, ids=[name for name, _ in COMMANDS])
+def test_descriptions_are_plain_text_as_written(name: str, parser: argparse.ArgumentParser) -> None:
+    """``db upgrade --help`` said "on postgresql" and ``network import --help`` "a wiremap
+    csv" (``str.capitalize`` lowered them); ``network --help`` showed reST's double
+    backquotes."""
+    text = parser.format_help()
+    assert "``" not in text, name
+    assert "postgresql" not in text and " csv" not in text, (name, text)
