@@ -49,7 +49,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=[k.value for k in Kind],
         help="only entries of this kind (default: every kind)",
     )
-    exp.add_argument("--output", "-o", type=Path, help="the file to write (default: stdout)")
+    exp.add_argument(
+        "--output", "--out", "-o", type=Path, help="the file to write (default: stdout)"
+    )
 
 
 @contextlib.asynccontextmanager

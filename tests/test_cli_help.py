@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +59,12 @@ def test_descriptions_are_plain_text_as_written(name: str, parser: argparse.Argu
     text = parser.format_help()
     assert "``" not in text, name
     assert "postgresql" not in text and " csv" not in text, (name, text)
+
+
+def test_both_exports_take_the_same_output_flags() -> None:
+    """``network export`` took ``--output``/``-o``, ``export`` only ``--out``: an operator
+    who had used one was refused by the other. Both take all three."""
+    parser = _parser()
+    for flag in ("--out", "--output", "-o"):
+        assert parser.parse_args(["export", "devices", flag, "f.csv"]).out == Path("f.csv")
+        assert parser.parse_args(["network", "export", flag, "f.csv"]).output == Path("f.csv")

@@ -63,7 +63,14 @@ def add_commands(commands: Any) -> None:
         description="Write what the gateway holds in the format `import` reads.",
     )
     exp.add_argument("kind", choices=KINDS, help="what to export")
-    exp.add_argument("--out", type=Path, help="the file to write (default: standard output)")
+    exp.add_argument(
+        "--out",
+        "--output",
+        "-o",
+        dest="out",
+        type=Path,
+        help="the file to write (default: standard output)",
+    )
     _remote(exp)
 
 
