@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import shlex
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -177,6 +178,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_environ()
     configure_logging(settings.log_level)
     unknown = unknown_names()
+    taken = _port_taken(args.host, args.port)
+    if taken is not None:
+        # Before the sandbox's banner: its keys would be for a gateway that never starts.
+        print(f"dlr-gateway cannot start: {taken}", file=sys.stderr)
+        return 2
     sandbox_app = None
     if args.sandbox:
         from gateway.simulator import SimulatorConfig, create_simulator
@@ -225,6 +231,21 @@ def _serve(args: argparse.Namespace) -> int:
     if held is not None:
         held.close()
     return 0
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (another server holds it), or ``None``; bound
+    as uvicorn binds, with ``SO_REUSEADDR``, so a port in ``TIME_WAIT`` is free."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server? try --port)"
+    return None
 
 
 def _print_sandbox_banner(settings: Settings, host: str, port: int) -> None:

@@ -326,3 +326,26 @@ def test_the_readmes_devices_file_imports_through_the_sandbox(banner: str, tmp_p
     )
     assert done.returncode == 0, (done.stdout, done.stderr)
     assert done.stdout.startswith("plan: "), (done.stdout, done.stderr)
+
+
+def test_a_sandbox_on_a_port_in_use_says_so_before_printing_any_key(tmp_path: Path) -> None:
+    """A second `serve --sandbox` (the first still running on 8080) printed a fresh admin key,
+    token and `export` lines to paste, then failed to bind: the pasted keys were refused by
+    the first sandbox. It now stops first, naming the port."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve", "--sandbox", "--port", str(port)],
+            cwd=tmp_path,
+            env=clean_environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "export KEY" not in done.stdout and "admin key" not in done.stdout, done.stdout
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert "try --port" in done.stderr
