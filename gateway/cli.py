@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -11,7 +12,7 @@ import secrets
 import shlex
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -358,13 +359,20 @@ def _is_known_revision(revision: str) -> bool:
 def _db(args: argparse.Namespace) -> int:
     """``db upgrade`` and ``db current``: 0 done/current, 1 database failure, 2 bad setting, 3 not
     current (``current`` only)."""
-    # Alembic announces its plugins as it loads and its dialect on every connection; the
-    # outcome is printed instead.
+    with _alembic_quiet():
+        return _db_quietly(args)
+
+
+@contextlib.contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Alembic announces its plugins as it loads and its dialect on every connection: a
+    command that migrates a database (``db``, and ``network``/``import``/``export`` on a new
+    embedded file) prints its outcome instead."""
     alembic_log = logging.getLogger("alembic")
     level = alembic_log.level
     alembic_log.setLevel(logging.WARNING)
     try:
-        return _db_quietly(args)
+        yield
     finally:
         alembic_log.setLevel(level)
 
@@ -490,9 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(render())
             return 0
         if args.command == "network":
-            return network_cli.run(args)
+            with _alembic_quiet():
+                return network_cli.run(args)
         if args.command in ("import", "export"):
-            return bulk_main(args)
+            with _alembic_quiet():
+                return bulk_main(args)
     except SettingsError as exc:
         print(f"dlr-gateway: configuration error: {exc}", file=sys.stderr)
         return 2

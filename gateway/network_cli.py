@@ -71,6 +71,10 @@ async def _opened(settings: Settings) -> AsyncIterator[Wiremap]:
         await store.close()
 
 
+class NoCarrier(RuntimeError):
+    """A row names a carrier location, and the carrier's settings are missing."""
+
+
 @contextlib.asynccontextmanager
 async def _carrier(settings: Settings) -> AsyncIterator[Lookup]:
     """Carrier location lookups, with a client made only when a row needs one."""
@@ -81,6 +85,11 @@ async def _carrier(settings: Settings) -> AsyncIterator[Lookup]:
 
     async def lookup(location_id: str) -> Address | None:
         if not clients:
+            missing = [p for p in settings.problems() if p.startswith("BANDWIDTH_")]
+            if missing:
+                raise NoCarrier(
+                    f"LocationId {location_id} is looked up at the carrier: " + "; ".join(missing)
+                )
             clients.append(BandwidthClient.from_settings(settings))
         try:
             return (await clients[0].get_location(location_id)).address
@@ -153,7 +162,7 @@ async def _import(
                 skip_invalid=args.skip_invalid,
                 progress=_progress(err),
             )
-        except CsvTooLarge as exc:
+        except (CsvTooLarge, NoCarrier) as exc:
             print(f"dlr-gateway: {path}: {exc}", file=err)
             return 2
         except Conflict as exc:  # another import landed in between
