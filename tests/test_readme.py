@@ -325,7 +325,8 @@ def test_the_readmes_devices_file_imports_through_the_sandbox(banner: str, tmp_p
         check=False,
     )
     assert done.returncode == 0, (done.stdout, done.stderr)
-    assert done.stdout.startswith("plan: "), (done.stdout, done.stderr)
+    # As the README's sample shows it: the count, then the plan.
+    assert done.stdout.startswith(f"{fleet}: 2 rows, 2 valid\nplan: "), (done.stdout, done.stderr)
 
 
 def test_a_sandbox_on_a_port_in_use_says_so_before_printing_any_key(tmp_path: Path) -> None:

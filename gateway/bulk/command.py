@@ -145,6 +145,11 @@ def _say_problems(path: Path, total: int, problems: list[RowProblem]) -> None:
     )
 
 
+def _say_counted(path: Path, total: int, valid: int) -> None:
+    """The check's count: the first line either way (``--url`` or not)."""
+    print(f"{path}: {total} rows, {valid} valid", flush=True)
+
+
 def _say_plan(plan: dict[str, Any]) -> None:
     print(
         f"plan: {plan['created']} created, {plan['moved']} moved, {plan['updated']} updated, "
@@ -203,7 +208,7 @@ async def _import(args: argparse.Namespace) -> int:
 
 def _checked(args: argparse.Namespace, prepared: Prepared) -> int | None:
     checked = prepared.checked
-    print(f"{args.file}: {checked.total} rows, {len(checked.rows)} valid", flush=True)
+    _say_counted(args.file, checked.total, len(checked.rows))
     if prepared.problems:
         _say_problems(args.file, checked.total, list(prepared.problems))
         if not args.skip_invalid and not args.dry_run:
@@ -273,6 +278,7 @@ async def _import_remote(args: argparse.Namespace) -> int:
             return EXIT_INVALID
         if answer.status_code >= 400:
             return _refused(answer.status_code, str(body.get("detail", body)))
+        _say_counted(args.file, body["total"], body["valid"])
         if body.get("rows"):
             problems = [RowProblem(r["line"], r["field"], r["reason"]) for r in body["rows"]]
             _say_problems(args.file, body.get("total", 0), problems)
