@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import secrets
 import shlex
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +22,10 @@ from gateway import __version__, network_cli
 from gateway.api.auth import DeviceTokens
 from gateway.bulk.command import add_commands as bulk_commands
 from gateway.bulk.command import main as bulk_main
-from gateway.settings import CARRIER_APIS, NO_DATABASE, Settings, SettingsError
+from gateway.csv_import_cli import sentence
+from gateway.settings import CARRIER_APIS, NO_DATABASE, Settings, SettingsError, unknown_names
+
+log = logging.getLogger("gateway.settings")
 
 #: ``dlr-gateway db current``: the database's schema is not this release's.
 EXIT_NOT_CURRENT = 3
@@ -94,12 +99,12 @@ def _parser() -> argparse.ArgumentParser:
         "migrate the database to this release's schema (run it before starting the "
         "replicas of a new release on PostgreSQL); idempotent"
     )
-    db_commands.add_parser("upgrade", help=upgrade, description=upgrade.capitalize() + ".")
+    db_commands.add_parser("upgrade", help=upgrade, description=sentence(upgrade))
     current = (
         f"say whether the schema is this release's: exit 0 if so, {EXIT_NOT_CURRENT} if not, "
         f"{EXIT_DATABASE} when the database cannot be reached"
     )
-    db_commands.add_parser("current", help=current, description=current.capitalize() + ".")
+    db_commands.add_parser("current", help=current, description=sentence(current))
 
     commands.add_parser(
         "openapi",
@@ -173,6 +178,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_environ()
     configure_logging(settings.log_level)
+    unknown = unknown_names()
+    taken = _port_taken(args.host, args.port)
+    if taken is not None:
+        # Before the sandbox's banner: its keys would be for a gateway that never starts.
+        print(f"dlr-gateway cannot start: {taken}", file=sys.stderr)
+        return 2
     sandbox_app = None
     if args.sandbox:
         from gateway.simulator import SimulatorConfig, create_simulator
@@ -201,7 +212,7 @@ def _serve(args: argparse.Namespace) -> int:
         problems = settings.problems()
         if problems:
             print("dlr-gateway cannot start:", file=sys.stderr)
-            for problem in problems:
+            for problem in [*problems, *unknown]:
                 print(f"  - {problem}", file=sys.stderr)
             print("Set them in the environment or a .env file, or try --sandbox.", file=sys.stderr)
             return 2
@@ -214,11 +225,28 @@ def _serve(args: argparse.Namespace) -> int:
     except (AlreadyServed, OSError, ValueError) as exc:
         print(f"dlr-gateway cannot start: {exc}", file=sys.stderr)
         return 2
+    for typo in unknown:
+        log.warning(typo)
     app = create_app(settings, sandbox_app=sandbox_app)
     serve(app, host=args.host, port=args.port, settings=settings)
     if held is not None:
         held.close()
     return 0
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (another server holds it), or ``None``; bound
+    as uvicorn binds, with ``SO_REUSEADDR``, so a port in ``TIME_WAIT`` is free."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server? try --port)"
+    return None
 
 
 def _print_sandbox_banner(settings: Settings, host: str, port: int) -> None:
@@ -331,13 +359,20 @@ def _is_known_revision(revision: str) -> bool:
 def _db(args: argparse.Namespace) -> int:
     """``db upgrade`` and ``db current``: 0 done/current, 1 database failure, 2 bad setting, 3 not
     current (``current`` only)."""
-    # Alembic announces its plugins as it loads and its dialect on every connection; the
-    # outcome is printed instead.
+    with _alembic_quiet():
+        return _db_quietly(args)
+
+
+@contextlib.contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Alembic announces its plugins as it loads and its dialect on every connection: a
+    command that migrates a database (``db``, and ``network``/``import``/``export`` on a new
+    embedded file) prints its outcome instead."""
     alembic_log = logging.getLogger("alembic")
     level = alembic_log.level
     alembic_log.setLevel(logging.WARNING)
     try:
-        return _db_quietly(args)
+        yield
     finally:
         alembic_log.setLevel(level)
 
@@ -463,9 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(render())
             return 0
         if args.command == "network":
-            return network_cli.run(args)
+            with _alembic_quiet():
+                return network_cli.run(args)
         if args.command in ("import", "export"):
-            return bulk_main(args)
+            with _alembic_quiet():
+                return bulk_main(args)
     except SettingsError as exc:
         print(f"dlr-gateway: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,12 @@ from collections.abc import Iterable
 from typing import TextIO
 
 
+def sentence(text: str) -> str:
+    """A help line as a command's description: a capital first and a full stop, the rest as
+    written (``str.capitalize`` would write ``CSV`` as ``csv``)."""
+    return text[:1].upper() + text[1:] + "."
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """``--dry-run`` and ``--skip-invalid``."""
     parser.add_argument(

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from gateway.csv_import_cli import add_flags, say_some
+from gateway.csv_import_cli import add_flags, say_some, sentence
 from gateway.network.csvfile import MAX_FILE_BYTES, CsvTooLarge, write
 from gateway.network.wiremap import Conflict, Kind, Stale
 from gateway.settings import NO_DATABASE, Settings
@@ -35,21 +35,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     network = commands.add_parser(
         "network",
         help="the wiremap (subnets, access points, switches, ports) as CSV",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=__doc__.split("\n\n", 1)[1].replace("``", "") if __doc__ else None,
     )
     sub = network.add_subparsers(dest="network_command", required=True)
     imp_help = "validate a wiremap CSV whole, then create or update its entries (idempotent)"
-    imp = sub.add_parser("import", help=imp_help, description=imp_help.capitalize() + ".")
+    imp = sub.add_parser("import", help=imp_help, description=sentence(imp_help))
     imp.add_argument("file", type=Path, help="the CSV (Subnet, BSSID, ChassisID, PortID, ...)")
     add_flags(imp)
     exp_help = "write the wiremap as CSV, in the columns import reads"
-    exp = sub.add_parser("export", help=exp_help, description=exp_help.capitalize() + ".")
+    exp = sub.add_parser("export", help=exp_help, description=sentence(exp_help))
     exp.add_argument(
         "--kind",
         choices=[k.value for k in Kind],
         help="only entries of this kind (default: every kind)",
     )
-    exp.add_argument("--output", "-o", type=Path, help="the file to write (default: stdout)")
+    exp.add_argument(
+        "--output", "--out", "-o", type=Path, help="the file to write (default: stdout)"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -69,6 +71,10 @@ async def _opened(settings: Settings) -> AsyncIterator[Wiremap]:
         await store.close()
 
 
+class NoCarrier(RuntimeError):
+    """A row names a carrier location, and the carrier's settings are missing."""
+
+
 @contextlib.asynccontextmanager
 async def _carrier(settings: Settings) -> AsyncIterator[Lookup]:
     """Carrier location lookups, with a client made only when a row needs one."""
@@ -79,6 +85,11 @@ async def _carrier(settings: Settings) -> AsyncIterator[Lookup]:
 
     async def lookup(location_id: str) -> Address | None:
         if not clients:
+            missing = [p for p in settings.problems() if p.startswith("BANDWIDTH_")]
+            if missing:
+                raise NoCarrier(
+                    f"LocationId {location_id} is looked up at the carrier: " + "; ".join(missing)
+                )
             clients.append(BandwidthClient.from_settings(settings))
         try:
             return (await clients[0].get_location(location_id)).address
@@ -151,7 +162,7 @@ async def _import(
                 skip_invalid=args.skip_invalid,
                 progress=_progress(err),
             )
-        except CsvTooLarge as exc:
+        except (CsvTooLarge, NoCarrier) as exc:
             print(f"dlr-gateway: {path}: {exc}", file=err)
             return 2
         except Conflict as exc:  # another import landed in between

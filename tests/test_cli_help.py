@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,22 @@ def test_every_option_has_help_that_gives_its_default(
             assert "(default: " in text, f"{name} {action.option_strings[0]}: {text}"
             if action.default not in (None, False):
                 assert f"(default: {action.default})" in text, text
+
+
+@pytest.mark.parametrize(("name", "parser"), COMMANDS, ids=[name for name, _ in COMMANDS])
+def test_descriptions_are_plain_text_as_written(name: str, parser: argparse.ArgumentParser) -> None:
+    """``db upgrade --help`` said "on postgresql" and ``network import --help`` "a wiremap
+    csv" (``str.capitalize`` lowered them); ``network --help`` showed reST's double
+    backquotes."""
+    text = parser.format_help()
+    assert "``" not in text, name
+    assert "postgresql" not in text and " csv" not in text, (name, text)
+
+
+def test_both_exports_take_the_same_output_flags() -> None:
+    """``network export`` took ``--output``/``-o``, ``export`` only ``--out``: an operator
+    who had used one was refused by the other. Both take all three."""
+    parser = _parser()
+    for flag in ("--out", "--output", "-o"):
+        assert parser.parse_args(["export", "devices", flag, "f.csv"]).out == Path("f.csv")
+        assert parser.parse_args(["network", "export", flag, "f.csv"]).output == Path("f.csv")

@@ -909,3 +909,16 @@ def test_dockerignore_keeps_secrets_and_clutter_out() -> None:
     # Nothing the builder stage COPYs is ignored.
     for source in ("pyproject.toml", "README.md", "gateway"):
         assert source not in patterns
+
+
+def test_the_readmes_metric_and_alert_tables_name_every_one() -> None:
+    """The README's Metrics table lacked the v2 order metrics, and its Alerts table the two
+    v2 order alerts: an operator paged by DlrUpstreamOrderStuck found it in no table."""
+    from gateway.metrics import Metrics
+
+    readme = (ROOT / "README.md").read_text()
+    table = set(re.findall(r"^\| `(dlr_[a-z_0-9]+)`", readme, re.M))
+    for family in Metrics().registry.collect():
+        assert {family.name, f"{family.name}_total", f"{family.name}_info"} & table, family.name
+    documented = set(re.findall(r"^\| `(Dlr\w+)` \|", readme, re.M))
+    assert {a["alert"] for a in _alerts()} <= documented

@@ -296,3 +296,57 @@ def test_a_token_minted_with_the_printed_secret_is_a_device_token(banner: str) -
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "404"  # accepted, and no location yet (a wrong token is 401)
+
+
+def test_the_readmes_devices_file_imports_through_the_sandbox(banner: str, tmp_path: Path) -> None:
+    """The bulk import's example file, as printed under "Columns", passes the whole-file
+    check of `dlr-gateway import devices FILE --dry-run --url` against the sandbox."""
+    [example] = [
+        block
+        for block in re.findall(r"^```text\n(.*?)^```", README.read_text(), flags=re.M | re.S)
+        if block.startswith("AEUI,CallerName,CallbackNumber,Address\n")
+    ]
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text(example)
+    pasted = exports(banner)
+    script = "\n".join(
+        [
+            *pasted,
+            'export DLR_GATEWAY_ADMIN_KEY="$KEY"',
+            f'"{sys.executable}" -m gateway import devices {fleet} --dry-run --url "$GW"',
+        ]
+    )
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    # As the README's sample shows it: the count, then the plan.
+    assert done.stdout.startswith(f"{fleet}: 2 rows, 2 valid\nplan: "), (done.stdout, done.stderr)
+
+
+def test_a_sandbox_on_a_port_in_use_says_so_before_printing_any_key(tmp_path: Path) -> None:
+    """A second `serve --sandbox` (the first still running on 8080) printed a fresh admin key,
+    token and `export` lines to paste, then failed to bind: the pasted keys were refused by
+    the first sandbox. It now stops first, naming the port."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve", "--sandbox", "--port", str(port)],
+            cwd=tmp_path,
+            env=clean_environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "export KEY" not in done.stdout and "admin key" not in done.stdout, done.stdout
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert "try --port" in done.stderr

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from gateway.bandwidth.client import BandwidthClient, RetryPolicy
-from gateway.settings import Settings, SettingsError, configuration_table, declared
+from gateway.settings import (
+    Settings,
+    SettingsError,
+    configuration_table,
+    declared,
+    unknown_names,
+)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -153,3 +159,48 @@ def test_client_defaults_are_the_declared_ones() -> None:
         assert client.budget.ratio == defaults.retry_budget_ratio
     finally:
         asyncio.run(client.aclose())
+
+
+def test_a_variable_that_looks_like_a_setting_but_is_none_is_named(tmp_path: Path) -> None:
+    """A typo's variable (``GATEWAY_ADMIN_KEY``) did nothing, silently: it is named, with the
+    setting meant, from the environment and from ``.env``; real settings, other programs'
+    variables and the test suite's own are not."""
+    (tmp_path / ".env").write_text("GATEWAY_DATABSE_URL=none\nGATEWAY_LOG_LEVEL=INFO\n")
+    found = unknown_names(
+        {
+            "GATEWAY_ADMIN_KEY": "k" * 20,
+            "GATEWAY_REPORT_RATE": "5",
+            "GATEWAY_ADMIN_KEYS": "k" * 20,
+            "GATEWAY_TEST_SKIP_POSTGRES": "1",
+            "BANDWIDTH_USER": "u",
+            "HOME": "/root",
+        },
+        env_file=tmp_path / ".env",
+    )
+    assert found == [
+        "BANDWIDTH_USER is not a setting the gateway reads (did you mean BANDWIDTH_USERNAME?): "
+        "it has no effect",
+        "GATEWAY_ADMIN_KEY is not a setting the gateway reads (did you mean "
+        "GATEWAY_ADMIN_KEYS?): it has no effect",
+        "GATEWAY_DATABSE_URL is not a setting the gateway reads (did you mean "
+        "GATEWAY_DATABASE_URL?): it has no effect",
+        "GATEWAY_REPORT_RATE is not a setting the gateway reads (did you mean "
+        "GATEWAY_REPORT_RATE_PER_MINUTE?): it has no effect",
+    ]
+    assert unknown_names({name: "x" for _, _, d in declared() for name in [d.env]}) == []
+
+
+def test_serve_that_cannot_start_names_the_misspelt_setting(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "GATEWAY_ADMIN_KEY": "k" * 20}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve"],
+        cwd=tmp_path,
+        env=env | {"PYTHONPATH": str(README.parent)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "GATEWAY_ADMIN_KEYS is not set" in done.stderr
+    assert "GATEWAY_ADMIN_KEY is not a setting the gateway reads (did you mean" in done.stderr

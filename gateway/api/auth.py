@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 from starlette.requests import HTTPConnection
@@ -23,6 +23,8 @@ from gateway.lru import Lru
 from gateway.settings import Settings, SettingsError
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dlr-gateway"'}
+#: A 401's detail when nothing more may be said of the credentials.
+NOT_VALID = "The credentials are not valid."
 
 #: Longest credential looked at; a real device token is a few hundred bytes.
 MAX_TOKEN_LENGTH = 4096
@@ -96,7 +98,7 @@ def require_admin(conn: HTTPConnection, keys: AdminKeys, tokens: DeviceTokens) -
     if principal is None:
         if tokens.verify(token) is not None:
             raise Problem(403, "A device token cannot use the admin API; use an admin key.")
-        raise Problem(401, "The credentials are not valid.", headers=_CHALLENGE)
+        raise Problem(401, tokens.refusal(token), headers=_CHALLENGE)
     return principal
 
 
@@ -281,17 +283,32 @@ class DeviceTokens:
                     "expected the PEM private key of GATEWAY_DEVICE_JWT_PUBLIC_KEY"
                 ) from None
             raise ValueError(f"GATEWAY_DEVICE_JWT_SECRET cannot sign tokens: {exc}") from None
-        if self.public_key and not self._signed_by_us(token):
+        if self.public_key and self._signed_claims(token) is None:
             raise ValueError(
                 "GATEWAY_DEVICE_JWT_PRIVATE_KEY does not match GATEWAY_DEVICE_JWT_PUBLIC_KEY: "
                 "the gateway would refuse the tokens it signs"
             )
         return token
 
-    def _signed_by_us(self, token: str) -> bool:
-        """Whether the configured verifying key accepts ``token``'s signature (claims aside)."""
+    def refusal(self, token: str) -> str:
+        """The 401's detail for a token ``verify`` refused: that it expired or was revoked,
+        said only of a token this gateway's key signed (to anyone else, nothing)."""
+        if self.enabled and len(token) <= MAX_TOKEN_LENGTH and token.count(".") == 2:
+            claims = self._signed_claims(token) or {}
+            expires, subject, issued = claims.get("exp"), claims.get("sub"), claims.get("iat")
+            if _finite(expires) and time.time() >= expires:
+                return "The device token has expired: mint a new one (dlr-gateway token)."
+            if isinstance(subject, str) and self.revocations.refuses(
+                subject, float(issued) if _finite(issued) else None
+            ):
+                return "The device token was issued before its device's tokens were revoked."
+        return NOT_VALID
+
+    def _signed_claims(self, token: str) -> dict[str, Any] | None:
+        """``token``'s claims when the configured verifying key accepts its signature (the
+        claims themselves unchecked), else ``None``."""
         try:
-            jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 self._verifying_key,
                 algorithms=self.algorithms,
@@ -303,9 +320,14 @@ class DeviceTokens:
                     "verify_iss": False,
                 },
             )
-        except jwt.PyJWTError:
-            return False
-        return True
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
+            return None
+        return claims
+
+
+def _finite(value: object) -> TypeGuard[float]:
+    """A claim that is a finite number (``True`` is not one)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _with_number(principal: Principal, claims: dict[str, Any]) -> Principal | None:
@@ -352,5 +374,5 @@ def authenticate(conn: HTTPConnection, keys: AdminKeys, tokens: DeviceTokens) ->
     token = bearer_token(conn)
     principal = keys.match(token) or tokens.verify(token)
     if principal is None:
-        raise Problem(401, "The credentials are not valid.", headers=_CHALLENGE)
+        raise Problem(401, tokens.refusal(token), headers=_CHALLENGE)
     return principal

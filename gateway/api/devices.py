@@ -65,6 +65,7 @@ from gateway.api.schemas import (
 from gateway.bandwidth.errors import UpstreamError, UpstreamPending
 from gateway.bandwidth.models import Address, Endpoint
 from gateway.bandwidth.upstreams import answer_by
+from gateway.dlr.binding import known_time
 from gateway.dlr.coordinates import radius_meters
 from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import aeui_problem
@@ -186,6 +187,7 @@ def coordinates_json(
 
 
 def _binding_fields(binding: Binding) -> dict[str, Any]:
+    observed_at = known_time(binding.observed_at)
     return {
         "alternateEndUserId": binding.aeui,
         "endpointId": binding.endpoint_id,
@@ -200,7 +202,7 @@ def _binding_fields(binding: Binding) -> dict[str, Any]:
         ),
         "callerName": binding.caller_name,
         "telephoneNumber": binding.telephone_number,
-        "observedAt": binding.observed_at.isoformat() if binding.observed_at else None,
+        "observedAt": None if observed_at is None else observed_at.isoformat(),
     }
 
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from gateway.api.problems import Problem, problem_response
 from gateway.api.source import client_address
-from gateway.dlr.binding import Binding, observed
+from gateway.dlr.binding import Binding, known_time
 from gateway.dlr.callers import (
     CallerIndex,
     CallerLocator,
@@ -258,7 +258,7 @@ class Answered:
     source: str
     binding: Binding
     answered: dict[str, Any]
-    age: float
+    age: float | None
     stale: bool
     devices: int
 
@@ -268,6 +268,7 @@ class Answered:
 
     def record(self) -> HistoryRecord:
         binding = self.binding
+        observed_at = known_time(binding.observed_at)
         return HistoryRecord(
             aeui=binding.aeui,
             kind=HistoryKind.EMERGENCY_QUERY,
@@ -285,8 +286,8 @@ class Answered:
                 "binding": "confirmed" if binding.confirmed else "desired",
                 "precision": binding.coordinates_source,
                 "bindingSource": binding.source,
-                "observedAt": observed(binding).isoformat(),
-                "locationAgeSeconds": round(self.age, 3),
+                "observedAt": None if observed_at is None else observed_at.isoformat(),
+                "locationAgeSeconds": None if self.age is None else round(self.age, 3),
                 "stale": self.stale,
                 "devicesOnNumber": self.devices,
             },
@@ -379,10 +380,12 @@ async def _locate(q: EmergencyQuery, request: Request, credential: str) -> tuple
     devices = len({b.aeui for b in located.bindings})
     if devices > 1:
         q.metrics.emergency_query_shared_lines.inc()
-    age = age_seconds(binding, now)
-    q.metrics.emergency_query_location_age.observe(age)
-    stale = age > q.settings.emergency_query_stale_after
-    if stale:
+    age = age_seconds(binding, now)  # None: an admin's endpoint no report has placed
+    stale = False
+    if age is not None:
+        q.metrics.emergency_query_location_age.observe(age)
+        stale = age > q.settings.emergency_query_stale_after
+    if stale and age is not None:
         q.metrics.emergency_query_stale.inc()
         log.warning(
             "emergency query answered a stale location",

@@ -63,8 +63,13 @@ class Readiness:
             return "credentials refused"
         if seen is not None and self.clock() - seen <= self.window:
             return "ok"
-        if self.upstream.last_answer_at is None and self._probe is not None:
-            return "unknown"  # nothing heard yet, and the first probe is still out
+        answered = self.upstream.last_answer_at
+        if self._probe is not None and (
+            answered is None or (seen is not None and answered <= seen)
+        ):
+            # The probe is out, and nothing since the last healthy answer (if any) said the
+            # carrier fails: a quiet spell is not an outage.
+            return "unknown"
         return "unreachable"
 
     async def check(self) -> dict[str, object]:

@@ -63,7 +63,14 @@ def add_commands(commands: Any) -> None:
         description="Write what the gateway holds in the format `import` reads.",
     )
     exp.add_argument("kind", choices=KINDS, help="what to export")
-    exp.add_argument("--out", type=Path, help="the file to write (default: standard output)")
+    exp.add_argument(
+        "--out",
+        "--output",
+        "-o",
+        dest="out",
+        type=Path,
+        help="the file to write (default: standard output)",
+    )
     _remote(exp)
 
 
@@ -82,6 +89,9 @@ def main(args: argparse.Namespace) -> int:
     from gateway.bulk.runtime import NoCarrier, NoDatabase
     from gateway.store import SchemaNotCurrent, StoreUnavailable
 
+    if args.url and not (args.key or os.environ.get(KEY_ENV)):
+        print(f"dlr-gateway: --url needs an admin key: set {KEY_ENV}, or --key", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.command == "export":
             return asyncio.run(_export(args))
@@ -133,6 +143,11 @@ def _say_problems(path: Path, total: int, problems: list[RowProblem]) -> None:
     say_some(
         (f"line {p.line}, {p.field}: {p.reason}" for p in problems), SHOWN_PROBLEMS, sys.stderr
     )
+
+
+def _say_counted(path: Path, total: int, valid: int) -> None:
+    """The check's count: the first line either way (``--url`` or not)."""
+    print(f"{path}: {total} rows, {valid} valid", flush=True)
 
 
 def _say_plan(plan: dict[str, Any]) -> None:
@@ -193,7 +208,7 @@ async def _import(args: argparse.Namespace) -> int:
 
 def _checked(args: argparse.Namespace, prepared: Prepared) -> int | None:
     checked = prepared.checked
-    print(f"{args.file}: {checked.total} rows, {len(checked.rows)} valid", flush=True)
+    _say_counted(args.file, checked.total, len(checked.rows))
     if prepared.problems:
         _say_problems(args.file, checked.total, list(prepared.problems))
         if not args.skip_invalid and not args.dry_run:
@@ -262,8 +277,8 @@ async def _import_remote(args: argparse.Namespace) -> int:
             print("nothing written (--skip-invalid applies the valid rows)", file=sys.stderr)
             return EXIT_INVALID
         if answer.status_code >= 400:
-            print(f"dlr-gateway: {answer.status_code}: {body.get('detail', body)}", file=sys.stderr)
-            return EXIT_USAGE
+            return _refused(answer.status_code, str(body.get("detail", body)))
+        _say_counted(args.file, body["total"], body["valid"])
         if body.get("rows"):
             problems = [RowProblem(r["line"], r["field"], r["reason"]) for r in body["rows"]]
             _say_problems(args.file, body.get("total", 0), problems)
@@ -300,6 +315,13 @@ def _json(answer: Any) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def _refused(status: int, detail: str) -> int:
+    """The gateway refused the request: its words, and which key to check on a 401."""
+    hint = f" (the admin key: --key or {KEY_ENV})" if status == 401 else ""
+    print(f"dlr-gateway: {status}: {detail}{hint}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def _unreachable(args: argparse.Namespace, exc: Exception) -> int:
     print(f"dlr-gateway: cannot reach {args.url}: {exc or type(exc).__name__}", file=sys.stderr)
     return EXIT_USAGE
@@ -324,8 +346,9 @@ async def _export(args: argparse.Namespace) -> int:
             except httpx.HTTPError as exc:
                 return _unreachable(args, exc)
             if answer.status_code != 200:
-                print(f"dlr-gateway: {answer.status_code}: {answer.text[:500]}", file=sys.stderr)
-                return EXIT_USAGE
+                return _refused(
+                    answer.status_code, str(_json(answer).get("detail", answer.text[:500]))
+                )
             text = answer.text
     else:
         from gateway.bulk.export import export

@@ -28,10 +28,16 @@ from gateway.bulk.formats import (
 )
 from gateway.dlr.identity import aeui_problem, caller_name_problem
 from gateway.dlr.ids import location_id_for
-from gateway.dlr.numbers import CALLBACK_NUMBER_RULE, callback_number
+from gateway.dlr.numbers import dialled_number
 from gateway.dlr.pipeline import Normalizer
 from gateway.rows import RowProblem, guard
 from gateway.store.base import NumberState
+
+#: What a refused ``CallbackNumber`` is told: a fleet's sheet writes numbers as people do.
+NUMBER_RULE = (
+    "expected a number of the US, its territories or Canada, e.g. (202) 555-0143, "
+    "202-555-0143 or +12025550143"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +135,7 @@ async def _devices(
 ) -> list[DeviceRow]:
     ids = sorted({r.cells["LocationId"] for r in parsed.rows if "LocationId" in r.cells})
     known = await lookups.locations(ids) if ids else {}
-    written = [callback_number(r.cells.get("CallbackNumber", "")) for r in parsed.rows]
+    written = [dialled_number(r.cells.get("CallbackNumber", "")) for r in parsed.rows]
     owners = await lookups.numbers([n for n in written if n is not None])
     seen_aeui: dict[str, int] = {}
     seen_number: dict[str, tuple[int, str]] = {}
@@ -150,9 +156,9 @@ async def _devices(
         reason = caller_name_problem(name) if name else "required"
         if reason is not None:
             found.append(RowProblem(raw.line, "CallerName", reason))
-        number = callback_number(cells["CallbackNumber"]) if "CallbackNumber" in cells else None
+        number = dialled_number(cells["CallbackNumber"]) if "CallbackNumber" in cells else None
         if number is None:
-            reason = CALLBACK_NUMBER_RULE if "CallbackNumber" in cells else "required"
+            reason = NUMBER_RULE if "CallbackNumber" in cells else "required"
             found.append(RowProblem(raw.line, "CallbackNumber", reason))
         place = _place(normalize, raw, found)
         given_id = cells.get("LocationId")

@@ -234,6 +234,21 @@ def _canon_street(
     return joined, suf
 
 
+def _directional_out_of_street(name: str, types: Mapping[str, str]) -> tuple[str, str | None]:
+    """``PENNSYLVANIA AVE NW`` -> ``PENNSYLVANIA AVE`` + ``NW``: a directional after a
+    street's suffix, written in ``street_name`` (the free-form line's reading puts it in
+    ``post_directional``, so both spellings derive one location ID)."""
+    tokens = _tight(clean(name, keep="-/&")).split()
+    if (
+        len(tokens) >= 3
+        and tokens[-1] in DIRECTIONALS
+        and tokens[-2] in SUFFIXES
+        and not (types and is_prefix_street(tokens[:-1], types))
+    ):
+        return " ".join(tokens[:-1]), tokens[-1]
+    return name, None
+
+
 def _highway(tokens: list[str]) -> str | None:
     """``[US, HWY, 1]`` -> ``US HIGHWAY 1``; None when the name is not highway-style."""
     for width in (2, 1):
@@ -405,6 +420,10 @@ def canonical(address: Address) -> Address:
     if v["street_name"] is not None:
         v["street_name"], v["address_line2"] = _units_out_of_street(
             v["street_name"], v["address_line2"], prefix_types(country, state)
+        )
+    if v["street_name"] is not None and not v["street_suffix"] and not v["post_directional"]:
+        v["street_name"], v["post_directional"] = _directional_out_of_street(
+            v["street_name"], prefix_types(country, state)
         )
     house_number, house_suffix = _canon_house(v["house_number"], v["house_suffix"])
     street_name, street_suffix = _canon_street(

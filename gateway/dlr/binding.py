@@ -204,6 +204,17 @@ _packed_instant("observed_at")
 _packed_instant("heard_at")
 
 
+#: The observation time of a binding an admin wrote for a device no report has placed: it
+#: orders the device before any report, but is no time anything was observed.
+UNKNOWN_OBSERVED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def known_time(at: datetime | None) -> datetime | None:
+    """``at``, or ``None`` when it is no real observation time (``UNKNOWN_OBSERVED_AT``):
+    what answers, history entries and events show."""
+    return None if at is None or at == UNKNOWN_OBSERVED_AT else at
+
+
 def observed(binding: Binding) -> datetime:
     """The binding's observation time; every binding the state store holds has one."""
     at = binding.observed_at  # read once: a property (the instants are packed)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gateway.dlr.binding import Binding, newest, observed
+from gateway.dlr.binding import Binding, known_time, newest
 from gateway.dlr.coordinates import DISPATCHABLE, radius_meters
-from gateway.dlr.numbers import callback_number
+from gateway.dlr.numbers import dialled_number
 from gateway.lru import Lru
 from gateway.store.base import NumberState
 from gateway.store.errors import StoreUnavailable
@@ -27,9 +27,6 @@ log = logging.getLogger("gateway.emergency")
 #: Longest calling number looked at (a SIP URI with parameters fits easily).
 MAX_NUMBER_LENGTH = 256
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
-
-#: Visual separators of a dialled number (RFC 3966 allows ``-``, ``.``, ``(``, ``)``).
-_SEPARATORS = str.maketrans("", "", " -.()")
 
 
 @functools.lru_cache(maxsize=8192)
@@ -43,16 +40,7 @@ def _normalized(text: str) -> str | None:
             # The user part: before the host, and before tel/user parameters.
             text = text[len(scheme) :].split("@", 1)[0].split(";", 1)[0]
             break
-    digits = text.strip().translate(_SEPARATORS)
-    if digits.startswith("+"):
-        digits = digits[1:]
-        if len(digits) != 11:  # +1 and ten digits: other countries are not served
-            return None
-    if not digits.isascii() or not digits.isdigit():
-        return None
-    if len(digits) == 11 and digits[0] == "1":
-        digits = digits[1:]
-    return callback_number(f"+1{digits}")
+    return dialled_number(text)
 
 
 def normalize_number(raw: str | None) -> str | None:
@@ -329,6 +317,8 @@ def has_dispatchable_coordinates(binding: Binding) -> bool:
     )
 
 
-def age_seconds(binding: Binding, now: datetime) -> float:
-    """How old the location is: seconds since the device's newest report."""
-    return max(0.0, (now - observed(binding)).total_seconds())
+def age_seconds(binding: Binding, now: datetime) -> float | None:
+    """How old the location is: seconds since the device's newest report; ``None`` when no
+    report placed it (an admin's endpoint: ``known_time``)."""
+    at = known_time(binding.observed_at)
+    return None if at is None else max(0.0, (now - at).total_seconds())

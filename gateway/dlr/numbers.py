@@ -26,6 +26,7 @@ __all__ = [
     "CALLBACK_NUMBER_RULE",
     "FOREIGN_AREA_CODES",
     "callback_number",
+    "dialled_number",
     "served_area_code",
 ]
 
@@ -100,6 +101,26 @@ CALLBACK_NUMBER_PATTERN = (
     rf"{_SEPARATOR}({_EXCHANGE}){_SEPARATOR}([0-9]{{4}}){END}"
 )
 _CALLBACK_NUMBER = re.compile(CALLBACK_NUMBER_PATTERN)
+
+
+#: Visual separators of a dialled number (RFC 3966 allows ``-``, ``.``, ``(``, ``)``).
+_SEPARATORS = str.maketrans("", "", " -.()")
+
+
+def dialled_number(text: str) -> str | None:
+    """``text`` as E.164 when it is a served callback number written as people and carriers
+    write it: ``2025550143``, ``12025550143``, ``+12025550143``, with separators
+    (``(202) 555-0143``, ``1-202-555-0143``); else ``None``."""
+    digits = text.strip().translate(_SEPARATORS)
+    if digits.startswith("+"):
+        digits = digits[1:]
+        if len(digits) != 11:  # +1 and ten digits: other countries are not served
+            return None
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    if len(digits) == 11 and digits[0] == "1":
+        digits = digits[1:]
+    return callback_number(f"+1{digits}")
 
 
 def callback_number(text: str) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gateway.dlr.binding import Binding, address_json
+from gateway.dlr.binding import Binding, address_json, known_time
 from gateway.dlr.callers import answer_radius, has_dispatchable_coordinates
 from gateway.events.model import (
     EMERGENCY_CALL,
@@ -51,11 +51,12 @@ def call_event(
     if binding is not None:
         device = {"aeui": binding.aeui, "callerName": binding.caller_name}
         address = None if binding.address is None else address_json(binding.address)
+        observed_at = known_time(binding.observed_at)
         location = {
             "locationId": binding.location_id,
             "address": address,
             "addressText": address_text(address),
-            "observedAt": None if binding.observed_at is None else iso(binding.observed_at),
+            "observedAt": None if observed_at is None else iso(observed_at),
             "ageSeconds": None if age_seconds is None else round(age_seconds, 3),
             "stale": stale,
             "source": binding.source,

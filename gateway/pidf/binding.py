@@ -19,6 +19,7 @@ import re
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
+from gateway.dlr.binding import known_time
 from gateway.dlr.coordinates import radius_meters
 from gateway.dlr.pipeline import Binding
 from gateway.pidf.civic import from_address
@@ -62,7 +63,7 @@ def location_object(binding: Binding, *, host: str | None, now: datetime) -> Loc
     number = binding.telephone_number
     return LocationObject(
         entity=entity(binding.aeui, host),
-        timestamp=binding.observed_at,
+        timestamp=known_time(binding.observed_at),
         retention_expiry=now + RETENTION,
         civic=civic,
         shape=shape,

@@ -11,6 +11,7 @@ test holds the README to it). Secrets are held as ``starlette.config.Secret`` (r
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -59,6 +60,7 @@ __all__ = [
     "SettingsError",
     "configuration_table",
     "declared",
+    "unknown_names",
 ]
 
 
@@ -183,3 +185,33 @@ def declared() -> list[tuple[str, Any, Declared]]:
 def configuration_table() -> str:
     """The README's configuration table, one row per setting, in declaration order."""
     return markdown_table(declared())
+
+
+#: Prefixes of the settings' variables: a name with one that no setting has is a typo.
+_PREFIXES = ("GATEWAY_", "BANDWIDTH_", "GEOCODE")
+#: Read by the test suite, not the gateway.
+_NOT_SETTINGS = ("GATEWAY_TEST_",)
+
+
+def unknown_names(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> list[str]:
+    """One sentence for each variable of the environment or ``.env`` that looks like a
+    setting but is none (``GATEWAY_ADMIN_KEY``): it does nothing, so a typo is said, with
+    the setting it most resembles."""
+    env = os.environ if environ is None else environ
+    path = Path(env_file) if env_file is not None else None
+    given = set(env)
+    if path is not None and path.is_file():
+        given |= set(Config(env_file=path, environ={}).file_values)
+    names = [d.env for _, _, d in declared()]
+    found = []
+    for name in sorted(given):
+        if not name.startswith(_PREFIXES) or name.startswith(_NOT_SETTINGS) or name in names:
+            continue
+        # A name cut short (``GATEWAY_REPORT_RATE``) means the setting it begins.
+        longer = [n for n in names if n.startswith(name)]
+        close = longer or difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+        guess = f" (did you mean {close[0]}?)" if close else ""
+        found.append(f"{name} is not a setting the gateway reads{guess}: it has no effect")
+    return found

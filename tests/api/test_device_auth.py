@@ -195,6 +195,36 @@ def test_a_minted_token_is_accepted() -> None:
     run(scenario())
 
 
+def test_a_401_says_a_device_token_expired_or_was_revoked_only_when_it_is_ours() -> None:
+    """A token an hour old (``dlr-gateway token``'s default lifetime) was answered "The
+    credentials are not valid.", like garbage: a new user minted, checked the secret, and
+    never learned why. A token this gateway signed says it expired, or was revoked; any
+    other credential (another key's token, an expired one included) learns nothing."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            old = claims("dev-1", ttl=3600) | {"iat": int(time.time()) - 7200}
+            old["exp"] = old["iat"] + 3600
+            path = "/v1/devices/dev-1/location"
+            for route in (path, "/v1/endpoints"):
+                answer = await gw.http.get(route, headers=bearer(hs256(old)))
+                assert_unauthorized(answer)
+                assert answer.json()["detail"].startswith("The device token has expired"), route
+            foreign = await gw.http.get(path, headers=bearer(hs256(old, OTHER_SECRET)))
+            assert_unauthorized(foreign)
+            assert foreign.json()["detail"] == "The credentials are not valid."
+            wrong = await gw.http.get(path, headers=bearer("not-a-key-at-all-0123"))
+            assert wrong.json()["detail"] == "The credentials are not valid."
+            token = hs256(claims("dev-1") | {"iat": int(time.time()) - 10})
+            revoked = await gw.http.post("/v1/devices/dev-1/token-revocation")
+            assert revoked.status_code == 200, revoked.text
+            answer = await gw.http.get(path, headers=bearer(token))
+            assert_unauthorized(answer)
+            assert "revoked" in answer.json()["detail"]
+
+    run(scenario())
+
+
 def test_a_verified_token_is_remembered_until_its_expiry_and_no_longer() -> None:
     """The second use of a token skips the signature check (remembered), and a remembered
     token is refused from its ``exp`` on, exactly as PyJWT refuses it."""

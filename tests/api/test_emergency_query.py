@@ -27,6 +27,8 @@ from starlette.datastructures import Secret
 from gateway.api.answers import EmergencyLocation
 from gateway.api.emergency import UNKNOWN_CALLER_KEY, EmergencyQuery
 from gateway.bandwidth.models import Address
+from gateway.dlr.callers import age_seconds
+from gateway.events.calls import call_event
 from gateway.geocoding.results import GeocodeResult, Precision
 from gateway.settings import Settings
 from gateway.store import StateStore, upgrade
@@ -36,6 +38,7 @@ from tests.harness import (
     EMPIRE_STATE,
     SPACE_NEEDLE,
     WHITE_HOUSE,
+    WHITE_HOUSE_ADDRESS,
     Gateway,
     from_host,
     gateway,
@@ -451,6 +454,56 @@ def test_a_stale_location_is_answered_and_counted() -> None:
             assert (await gw.report(fresh_report("old", WHITE_HOUSE, 5))).status_code == 200
             assert (await ask(gw)).status_code == 200
             assert m.get_sample_value("dlr_emergency_query_stale_total") == 1
+
+    run(scenario())
+
+
+def test_an_admins_endpoint_has_no_observation_time_and_is_never_stale() -> None:
+    """An endpoint an admin created, which no report has placed, was observed at no time:
+    its answers say ``observedAt: null`` (not 1970), and a 911 call from it is neither aged
+    56 years nor counted, logged or emailed as stale."""
+
+    async def scenario() -> None:
+        async with gateway(query_settings(emergency_query_stale_after=3600)) as gw:
+            location = await gw.http.post("/v1/locations", json={"address": WHITE_HOUSE_ADDRESS})
+            assert location.status_code == 201, location.text
+            body = {
+                "alternateEndUserId": "desk-phone",
+                "callerName": "FRONT DESK",
+                "telephoneNumber": PHONE,
+                "locationId": location.json()["locationId"],
+            }
+            assert (await gw.http.post("/v1/endpoints", json=body)).status_code == 201
+            read = await gw.http.get("/v1/devices/desk-phone/location")
+            assert read.status_code == 200 and read.json()["observedAt"] is None
+            pidf = await gw.http.get(
+                "/v1/devices/desk-phone/location", headers={"Accept": "application/pidf+xml"}
+            )
+            assert pidf.status_code == 200 and "timestamp" not in pidf.text
+            answer = await ask(gw)
+            assert answer.status_code == 200 and answer.json()["aeui"] == "desk-phone"
+            m = gw.metrics.registry
+            assert not m.get_sample_value("dlr_emergency_query_stale_total")
+            assert not m.get_sample_value("dlr_emergency_query_location_age_seconds_count")
+            (entry,) = await history(gw, "desk-phone")
+            assert entry["observedAt"] is None
+            assert entry["after"]["observedAt"] is None
+            assert entry["after"]["locationAgeSeconds"] is None
+            assert entry["after"]["stale"] is False
+            page = await gw.http.get("/v1/devices/desk-phone/history")
+            (edit,) = [e for e in page.json()["entries"] if e["kind"] == "admin_edit"]
+            assert edit["observedAt"] is None
+            binding = await gw.app.state.services.pipeline.ledger.get("desk-phone")
+            event = call_event(
+                queried_at=datetime.now(UTC),
+                callback_number=PHONE,
+                called_number="911",
+                binding=binding,
+                age_seconds=age_seconds(binding, datetime.now(UTC)),
+                answer="device",
+            )
+            assert event.data["location"]["observedAt"] is None
+            assert event.data["location"]["ageSeconds"] is None
 
     run(scenario())
 

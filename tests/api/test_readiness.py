@@ -125,3 +125,43 @@ def test_configuration_problems_and_draining_make_the_pod_unready() -> None:
     bad, draining = asyncio.run(scenario())
     assert (bad["ready"], bad["config"]) == (False, "BANDWIDTH_PASSWORD unset")
     assert (draining["ready"], draining["draining"]) == (False, True)
+
+
+def test_a_healthy_carrier_quiet_past_the_window_is_unknown_while_probed_not_unreachable() -> None:
+    """After ``GATEWAY_READY_WINDOW`` without a carrier call (a quiet sandbox, a night), the
+    first check said ``unreachable`` while its probe was out, and the console's overview
+    showed a healthy carrier as unreachable; it says ``unknown`` until the probe answers.
+    A carrier whose last answer was a 5xx is still ``unreachable`` meanwhile."""
+    now = [0.0]
+    answers = [200]
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.2)
+        return httpx.Response(answers[0], content=b"<NotificationRecipientListResponse/>")
+
+    async def states(readiness: Readiness) -> list[object]:
+        seen = [(await readiness.check())["upstream"]]
+        probe = readiness._probe
+        if probe is not None:
+            async with asyncio.timeout(5):
+                await probe
+        seen.append((await readiness.check())["upstream"])
+        return seen
+
+    async def scenario() -> None:
+        transport = httpx.MockTransport(answer)
+        async with BandwidthClient(
+            "https://bw.test/api", "9900000", "u", "p", transport=transport, clock=lambda: now[0]
+        ) as upstream:
+            readiness = Readiness(upstream, window=30.0, config_problems=[], clock=lambda: now[0])
+            assert await states(readiness) == ["unknown", "ok"]
+            now[0] += 60.0  # quiet past the window and the probe interval
+            assert await states(readiness) == ["unknown", "ok"]
+            answers[0] = 503
+            now[0] += 60.0
+            await states(readiness)  # the probe hears the 503
+            now[0] += 60.0
+            assert (await readiness.check())["upstream"] == "unreachable"
+            await readiness.aclose()
+
+    asyncio.run(scenario())

@@ -262,3 +262,39 @@ def test_import_url_streams_the_file_and_stops_past_the_size_limit(
     assert b"".join(received) == small.read_bytes()  # sent in 256-byte pieces, whole
     # Its length declared: the gateway gives a large file its time (GATEWAY_BODY_TIMEOUT).
     assert declared[-1] == str(small.stat().st_size)
+
+
+def test_url_without_an_admin_key_says_so_and_a_refused_key_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--url`` with no key sent ``Authorization: Bearer `` and said "cannot reach ...:
+    Illegal header value b'Bearer '"; it now says where the key goes, before any request, and
+    a 401 names the key to check."""
+    import httpx
+
+    from gateway.bulk import command
+
+    monkeypatch.delenv(command.KEY_ENV, raising=False)
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text(DEVICE_HEADER + f'dev-1,X,{phone_of("dev-1")},"{ADDRESSES[0]}"\n')
+    for args in (["import", "devices", str(fleet)], ["export", "devices"]):
+        assert main([*args, "--url", "http://127.0.0.1:9"]) == 2
+        err = capsys.readouterr().err
+        assert "--url needs an admin key" in err and command.KEY_ENV in err, err
+
+    async def gateway(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"detail": "The credentials are not valid."})
+
+    real = command._client
+
+    def mocked(args: object) -> httpx.AsyncClient:
+        client: httpx.AsyncClient = real(args)
+        client._transport = httpx.MockTransport(gateway)
+        return client
+
+    monkeypatch.setattr(command, "_client", mocked)
+    monkeypatch.setenv(command.KEY_ENV, "not-the-key")
+    for args in (["import", "devices", str(fleet), "--dry-run"], ["export", "devices"]):
+        assert main([*args, "--url", "http://127.0.0.1:9"]) == 2
+        err = capsys.readouterr().err
+        assert "401: The credentials are not valid. (the admin key: --key or" in err, err

@@ -80,6 +80,35 @@ def test_every_kind_of_bad_row_is_reported_with_line_field_and_reason() -> None:
     run(main())
 
 
+def test_callback_numbers_as_a_spreadsheet_writes_them() -> None:
+    """The README's example file: numbers without ``+1`` (``(202) 555-0101``, ``1-202-...``)
+    are read and stored as E.164, as the columns' table says; a foreign one is not."""
+
+    async def main() -> None:
+        async with bulk_gateway() as (_, rt):
+            text = (
+                f"{DEVICE_HEADER}"
+                f'alice-laptop,ALICE SMITH,(202) 555-0101,"{ADDRESSES[0]}"\n'
+                f'bob-phone,BOB JONES,202-555-0102,"{ADDRESSES[1]}"\n'
+                f'carol-phone,CAROL,1.202.555.0103,"{ADDRESSES[2]}"\n'
+                f'dave-phone,DAVE,+1 202 555 0104,"{ADDRESSES[3]}"\n'
+                f'erin-phone,ERIN,+44 20 7946 0958,"{ADDRESSES[3]}"\n'
+            ).encode()
+            prepared = await prepare(DEVICES, text, rt.pipeline, rt.imports, rt.limits)
+            numbers = {r.aeui: r.telephone_number for r in prepared.checked.rows}  # type: ignore[union-attr]
+            assert numbers == {
+                "alice-laptop": "+12025550101",
+                "bob-phone": "+12025550102",
+                "carol-phone": "+12025550103",
+                "dave-phone": "+12025550104",
+            }
+            (refused,) = prepared.problems
+            assert (refused.line, refused.field) == (6, "CallbackNumber")
+            assert "(202) 555-0143" in refused.reason
+
+    run(main())
+
+
 def test_dry_run_plans_without_writing_then_apply_does_what_it_said() -> None:
     async def main() -> None:
         async with bulk_gateway() as (gw, rt):

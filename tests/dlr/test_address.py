@@ -21,6 +21,7 @@ from gateway.dlr.address import (
     normalize,
     validate_caller_name,
 )
+from gateway.dlr.ids import location_id_for
 
 FAST = settings(
     max_examples=200,
@@ -629,6 +630,37 @@ STRUCTURED: list[tuple[dict[str, object], Address]] = [
         us("100", "CALLE DEL CRISTO", None, "OLD SAN JUAN", "PR", "00901"),
     ),
 ]
+
+
+@pytest.mark.parametrize(
+    ("street", "expected"),
+    [
+        ("Pennsylvania Ave NW", ("PENNSYLVANIA", "AVE", "NW")),
+        ("Park Avenue South", ("PARK", "AVE", "S")),
+        ("Main St N Apt 4B", ("MAIN", "ST", "N")),
+        ("Avenue N", ("AVENUE N", None, None)),  # Brooklyn's: the letter is the name
+        ("West End Ave", ("WEST END", "AVE", None)),
+    ],
+)
+def test_a_directional_after_the_suffix_in_street_name_is_the_post_directional(
+    street: str, expected: tuple[str, str | None, str | None]
+) -> None:
+    """The README's wiremap example writes ``"streetName": "Pennsylvania Ave NW"``: it was
+    kept whole, so the subnet's place derived another location ID than a device's report of
+    ``1600 Pennsylvania Ave NW, ...`` (two carrier locations for one place)."""
+    structured = normalize(
+        {"houseNumber": "1600", "streetName": street, "city": "Washington", "stateCode": "DC"}
+        | {"zip": "20500"}
+    ).address
+    assert structured is not None
+    got = (structured.street_name, structured.street_suffix, structured.post_directional)
+    assert got == expected
+    if expected[2] is not None:
+        line = normalize(f"1600 {street}, Washington, DC 20500").address
+        assert line is not None
+        assert location_id_for(dataclasses.replace(structured, address_line2=None)) == (
+            location_id_for(dataclasses.replace(line, address_line2=None))
+        )
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -314,3 +317,36 @@ def test_a_row_the_csv_reader_cannot_read_refuses_the_file_whole(broken: str) ->
         assert len(held.index) == 0
 
     run(main_())
+
+
+def test_a_location_id_row_without_carrier_settings_says_which_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's example file has a ``LocationId`` row; on a machine without
+    ``BANDWIDTH_*`` the import died with a traceback ("refusing unsafe account ID: ''")."""
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+    for name in ("BANDWIDTH_ACCOUNT_ID", "BANDWIDTH_USERNAME", "BANDWIDTH_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    source = tmp_path / "wiremap.csv"
+    source.write_text("ChassisID,LocationId,Description\n00-11-22-33-44-55,HQ1,core switch\n")
+    assert main(["network", "import", str(source), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "LocationId HQ1 is looked up at the carrier: BANDWIDTH_ACCOUNT_ID is not set" in err
+    assert "Traceback" not in err
+
+
+def test_a_new_embedded_database_is_made_without_alembics_chatter(tmp_path: Path) -> None:
+    """``network export`` (or ``import``) in a fresh directory creates the embedded SQLite
+    file: it printed alembic's "setup plugin ..." and "Running upgrade ..." lines first."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "network", "export"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(Path(__file__).parents[2])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == HEADER + "\n"
+    assert "setup plugin" not in done.stderr and "Running upgrade" not in done.stderr

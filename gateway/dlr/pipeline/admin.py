@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.bandwidth.models import Endpoint
 from gateway.concurrency import KeyedLocks
-from gateway.dlr.binding import Binding
+from gateway.dlr.binding import UNKNOWN_OBSERVED_AT, Binding
 from gateway.dlr.ledger import Ledger, MemoryLedger
 from gateway.dlr.pipeline.knowledge import Knowledge
 from gateway.dlr.pipeline.records import endpoint_json, taken
@@ -24,8 +24,6 @@ from gateway.store.base import (
     NumberState,
     location_key,
 )
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _written_since(before: Binding | None, replaced: Binding | None) -> bool:
@@ -87,7 +85,7 @@ class AdminSync:
                 address=None,
                 caller_name=endpoint.caller_name or "",
                 telephone_number=endpoint.telephone_number or "",
-                observed_at=previous.observed_at if previous is not None else _EPOCH,
+                observed_at=previous.observed_at if previous is not None else UNKNOWN_OBSERVED_AT,
                 source="admin",
                 ordered_at=previous.ordered_at if previous is not None else None,
             )
