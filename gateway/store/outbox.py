@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
+from gateway.dlr.binding import UNKNOWN_OBSERVED_AT
 from gateway.store import deliveries as units
 from gateway.store.base import HistoryRecord
 from gateway.store.deliveries import (
@@ -395,13 +396,16 @@ class OutboxStore:
     # -- stale devices -------------------------------------------------------------------
 
     async def newly_stale(self, cutoff: float, *, limit: int = 500) -> list[dict[str, Any]]:
-        """Devices last heard from before ``cutoff`` with no stale mark for that time."""
+        """Devices last heard from before ``cutoff`` with no stale mark for that time. A device
+        no report has placed (an admin's endpoint, observed at ``UNKNOWN_OBSERVED_AT``) has
+        no newest report to grow old: it is never stale."""
         latest = last_heard().label("heard")
         query = (
             sa.select(devices.c.aeui, devices.c.telephone_number, devices.c.location_id, latest)
             .select_from(devices.outerjoin(stale_marks, stale_marks.c.aeui == devices.c.aeui))
             .where(
                 latest < to_us(cutoff),
+                devices.c.observed_at != to_us(UNKNOWN_OBSERVED_AT.timestamp()),
                 sa.or_(stale_marks.c.heard_at.is_(None), stale_marks.c.heard_at != latest),
             )
             .order_by(latest)

@@ -29,6 +29,7 @@ from gateway.api.emergency import UNKNOWN_CALLER_KEY, EmergencyQuery
 from gateway.bandwidth.models import Address
 from gateway.dlr.callers import age_seconds
 from gateway.events.calls import call_event
+from gateway.events.stale import StaleDevices
 from gateway.geocoding.results import GeocodeResult, Precision
 from gateway.settings import Settings
 from gateway.store import StateStore, upgrade
@@ -504,6 +505,12 @@ def test_an_admins_endpoint_has_no_observation_time_and_is_never_stale() -> None
             )
             assert event.data["location"]["observedAt"] is None
             assert event.data["location"]["ageSeconds"] is None
+            # Nor does it go stale: no report of it can grow old (a desk phone never reports).
+            a_year_on = time.time() + 365 * 86_400
+            quiet = StaleDevices(
+                gw.app.state.events.outbox, stale_after=3600, clock=lambda: a_year_on
+            )
+            assert await quiet.check() == []
 
     run(scenario())
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.dlr.binding import UNKNOWN_OBSERVED_AT
 from gateway.store import open_store
 from gateway.store.base import HistoryKind, HistoryRecord
 from gateway.store.deliveries import EMAIL_TARGET, Outcome, page_query
@@ -187,6 +189,22 @@ def test_newly_stale_devices_are_found_once_per_staleness(db: Database) -> None:
             assert row["aeui"] == "quiet"
             await outbox.mark_stale([(row["aeui"], row["heard_us"])])
             assert await outbox.newly_stale(cutoff=4e9) == []
+
+    run(main())
+
+
+def test_a_device_no_report_has_placed_is_never_stale(db: Database) -> None:
+    """An admin's endpoint (a desk phone, observed at the epoch: no real observation) has no
+    newest report to grow old; a device that reported once does."""
+
+    async def main() -> None:
+        clock = Now()
+        store, outbox = await _open(db, clock)
+        async with store:
+            desk = dataclasses.replace(binding("desk"), observed_at=UNKNOWN_OBSERVED_AT)
+            await store.claim(desk, credential="admin")
+            await store.claim(binding("laptop", observed=1_000), credential="device")
+            assert [row["aeui"] for row in await outbox.newly_stale(cutoff=4e9)] == ["laptop"]
 
     run(main())
 
