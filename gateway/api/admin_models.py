@@ -165,7 +165,7 @@ class TokenRevocation(BaseModel):
 
 class CallbackNumberWrite(BaseModel):
     """Assign the number to a device (`owner`), or mark it `shared` (any device may use it;
-    the call-time query answers the one heard from last). DELETE releases it."""
+    the call-time query answers the one heard from last), not both. DELETE releases it."""
 
     model_config = _WRITE
 
@@ -176,11 +176,19 @@ class CallbackNumberWrite(BaseModel):
     def read(cls, body: Mapping[str, Any]) -> CallbackNumberWrite:
         """The body, or a 422 naming every field that is wrong."""
         # ``null`` is a field left out: ``{"shared": null}`` alone releases nothing.
-        missing = body.get("owner") is None and body.get("shared") in (None, False)
-        why = "required unless shared is true (DELETE releases a number)"
-        return read_model(
-            cls, body, "The request is not valid.", [FieldError("owner", why)] * missing
-        )
+        owner, shared = body.get("owner"), body.get("shared")
+        errors = []
+        if owner is None and shared in (None, False):
+            errors.append(
+                FieldError("owner", "required unless shared is true (DELETE releases a number)")
+            )
+        elif owner is not None and shared is True:
+            errors.append(
+                FieldError(
+                    "shared", "an owned number is not shared: give owner or shared, not both"
+                )
+            )
+        return read_model(cls, body, "The request is not valid.", errors)
 
 
 def as_record(cls: type[R], model: BaseModel, **changes: Any) -> R:

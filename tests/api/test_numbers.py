@@ -177,6 +177,13 @@ def test_admin_release_and_share_are_recorded_and_decide_who_may_use_it() -> Non
             assert bad.status_code == 422
             assert {e["field"] for e in bad.json()["errors"]} == {"owner", "extra"}
             assert (await gw.http.put(f"/v1/numbers/{NUMBER}", json={})).status_code == 422
+            # An owner and shared at once: an owned number is not shared (the owner was
+            # stored and then had no effect); refused, and the number left as it was.
+            before = (await gw.http.get(f"/v1/numbers/{NUMBER}")).json()
+            both = await gw.http.put(f"/v1/numbers/{NUMBER}", json={"owner": "a", "shared": True})
+            assert both.status_code == 422, both.text
+            assert [e["field"] for e in both.json()["errors"]] == ["shared"]
+            assert (await gw.http.get(f"/v1/numbers/{NUMBER}")).json() == before
             assert (await gw.http.get("/v1/numbers/911")).status_code == 404
             forbidden = await gw.http.get(f"/v1/numbers/{NUMBER}", headers=device("desk"))
             assert forbidden.status_code == 403
