@@ -168,6 +168,12 @@ class Wiremap:
             return False
         self.index = await asyncio.to_thread(WiremapIndex, entries)
         self.version = version
+        if self.index.unserved:
+            log.warning(
+                "%d wiremap entries are not served: stored before today's checks (a subnet "
+                "too wide, invisible characters); their warnings in /v1/network say why",
+                len(self.index.unserved),
+            )
         self._sized()
         return True
 

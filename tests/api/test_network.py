@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from gateway.api.auth import DeviceTokens
+from gateway.dlr.binding import address_from_json
 from gateway.network.egress import warn_if_unchecked
+from gateway.network.wiremap import Entry, Kind
 from tests.harness import (
     JWT_SECRET,
     SPACE_NEEDLE,
@@ -520,3 +522,27 @@ def test_without_trusted_egress_a_private_subnet_matches_and_is_warned_of(
     with caplog.at_level("WARNING", logger="gateway.network"):
         run(scenario())
     assert "GATEWAY_NETWORK_TRUSTED_EGRESS is not set" in caplog.text
+
+
+def test_an_entry_stored_before_todays_checks_is_listed_with_why_and_never_resolves() -> None:
+    """A subnet wider than /8 an older version stored would locate every client in it at
+    one address: the admin sees it (a warning), resolution skips it, and it can be deleted."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            wiremap = gw.app.state.wiremap
+            hq = address_from_json(HQ)
+            assert hq is not None
+            await wiremap.store.put([Entry(Kind.SUBNET, "8.0.0.0/5", hq)])
+            await wiremap.refresh()
+            listed = (await gw.http.get("/v1/network/subnets")).json()["entries"]
+            assert [e["subnet"] for e in listed] == ["8.0.0.0/5"]
+            (warning,) = listed[0]["warnings"]
+            assert warning["field"] == "subnet" and "not served" in warning["message"]
+            resolved = await gw.http.post("/v1/network/resolve", json={"ip": "9.1.2.3"})
+            assert resolved.status_code == 404
+            gone = await gw.http.delete(f"/v1/network/subnets/{listed[0]['id']}")
+            assert gone.status_code == 204
+            assert (await gw.http.get("/v1/network/subnets")).json()["entries"] == []
+
+    run(scenario())
