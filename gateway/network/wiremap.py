@@ -24,7 +24,7 @@ import enum
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -386,6 +386,16 @@ class Match:
     @property
     def source(self) -> str:
         return self.entry.kind.value
+
+    @property
+    def counted_as(self) -> str:
+        """``dlr_network_resolutions_total``'s ``source``: ``subnet-distrusted`` for a match
+        that did not locate the report."""
+        return self.source if self.distrusted is None else f"{self.source}-distrusted"
+
+
+#: Whether a match stands (``gateway.network.egress``): the match, or it distrusted.
+Judge = Callable[["Observation", Match], Match]
 
 
 class WiremapIndex:

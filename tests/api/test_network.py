@@ -4,6 +4,7 @@ input, the admin-only rule, resolution, and provisioning through the report pipe
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -460,6 +461,13 @@ def test_a_private_subnet_match_stands_only_for_a_report_from_a_trusted_egress()
             assert errors[0]["field"] == "network" and "private" in errors[0]["message"]
             wifi = report("ap", SPACE_NEEDLE, network={"bssid": "00-A0-C9-14-4C-1D"})
             assert (await send(gw, "203.0.113.7", wifi)).json()["locationSource"] == "access-point"
+            # Counted by what located the report: the three distrusted matches did not.
+            counted = functools.partial(
+                gw.metrics.registry.get_sample_value, "dlr_network_resolutions_total"
+            )
+            assert counted({"source": "subnet"}) == 2
+            assert counted({"source": "subnet-distrusted"}) == 3
+            assert counted({"source": "access-point"}) == 1
 
     run(scenario())
 
