@@ -430,6 +430,10 @@ class WiremapIndex:
     def get(self, entry_id: str) -> Entry | None:
         return self._by_id.get(entry_id)
 
+    def served(self) -> Iterator[Entry]:
+        """The entries lookups match: all but ``unserved``."""
+        return (e for i, e in self._by_id.items() if i not in self.unserved)
+
     def counts(self) -> dict[Kind, int]:
         counts = dict.fromkeys(Kind, 0)
         for entry in self._by_id.values():

@@ -14,6 +14,8 @@ from gateway.api.auth import DeviceTokens
 from gateway.dlr.binding import address_from_json
 from gateway.network.egress import warn_if_unchecked
 from gateway.network.wiremap import Entry, Kind
+from gateway.store import SqlStateStore, open_store
+from gateway.store.wiremap import SqlWiremapStore
 from tests.harness import (
     JWT_SECRET,
     SPACE_NEEDLE,
@@ -552,5 +554,33 @@ def test_an_entry_stored_before_todays_checks_is_listed_with_why_and_never_resol
             gone = await gw.http.delete(f"/v1/network/subnets/{listed[0]['id']}")
             assert gone.status_code == 204
             assert (await gw.http.get("/v1/network/subnets")).json()["entries"] == []
+
+    run(scenario())
+
+
+def test_a_replica_starts_on_a_wiremap_holding_entries_it_does_not_serve(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An older version's subnet with its host bits set is held, not served: the start-up
+    check of private subnets reads the served ones and the replica starts."""
+    settings = gateway_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+    hq = address_from_json(HQ)
+    assert hq is not None
+
+    async def scenario() -> None:
+        store = await open_store(settings.database_url, create=True)
+        assert isinstance(store, SqlStateStore)
+        async with store:
+            held = [Entry(Kind.SUBNET, "10.1.2.3/16", hq), Entry(Kind.SUBNET, "10.2.0.0/16", hq)]
+            await SqlWiremapStore(store).put(held)
+        with caplog.at_level("WARNING", logger="gateway.network"):
+            async with gateway(settings) as gw:
+                found = await gw.http.post("/v1/network/resolve", json={"ip": "10.2.0.1"})
+                assert found.status_code == 200, found.text
+                missed = await gw.http.post("/v1/network/resolve", json={"ip": "10.1.2.3"})
+                assert missed.status_code == 404, missed.text
+        logged = [r.getMessage() for r in caplog.records]
+        assert any("1 wiremap entries are not served" in m for m in logged), logged
+        assert any("private subnet(s) (e.g. 10.2.0.0/16)" in m for m in logged), logged
 
     run(scenario())
