@@ -146,42 +146,83 @@ def test_a_location_recreated_at_another_street_under_the_id_is_not_bound_to() -
     run(scenario())
 
 
-@pytest.mark.parametrize(
-    "held",
-    [
-        WHITE_HOUSE_ADDRESS,  # as the gateway sent it, as the simulator keeps it
-        {**WHITE_HOUSE_ADDRESS, "city": "Washington", "streetName": " pennsylvania  "},
-        {
-            **WHITE_HOUSE_ADDRESS,
-            "streetName": "Pennsylvania Avenue Northwest",
-            "streetSuffix": None,
-            "postDirectional": None,
-            "zip": "20500-0003",
-        },
-        {**WHITE_HOUSE_ADDRESS, "city": None},  # the carrier's address does not say
-    ],
-)
-def test_the_same_place_as_the_carrier_spells_it(held: dict[str, Any]) -> None:
-    ours = address_from_json(WHITE_HOUSE_ADDRESS)
-    assert ours is not None
-    assert _same_place(address_from_json(held), ours)
+#: 1600 North Street NW (a street named by a directional word).
+NORTH_ST = {**WHITE_HOUSE_ADDRESS, "streetName": "NORTH", "streetSuffix": "ST"}
+#: 100 N Main St.
+MAIN_ST = {
+    **WHITE_HOUSE_ADDRESS,
+    "prefixDirectional": "N",
+    "streetName": "MAIN",
+    "streetSuffix": "ST",
+    "postDirectional": None,
+}
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("ours", "held"),
     [
-        {"streetName": "OTHER"},
-        {"streetName": "PENNSYLVANIA AVE", "streetSuffix": None, "postDirectional": "SE"},
-        {"streetSuffix": "ST"},
-        {"postDirectional": "NE"},
-        {"city": "SPRINGFIELD"},
-        {"houseNumber": "1601"},
-        {"houseSuffix": "A"},
-        {"zip": "20501"},
-        {"addressLine2": "STE 4"},
+        # As the gateway sent it, as the simulator keeps it.
+        (WHITE_HOUSE_ADDRESS, WHITE_HOUSE_ADDRESS),
+        (
+            WHITE_HOUSE_ADDRESS,
+            {**WHITE_HOUSE_ADDRESS, "city": "Washington", "streetName": " pennsylvania "},
+        ),
+        (
+            WHITE_HOUSE_ADDRESS,
+            {
+                **WHITE_HOUSE_ADDRESS,
+                "streetName": "Pennsylvania Avenue Northwest",
+                "streetSuffix": None,
+                "postDirectional": None,
+                "zip": "20500-0003",
+            },
+        ),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "city": None}),  # the carrier's does not say
+        (
+            MAIN_ST,
+            {
+                **MAIN_ST,
+                "prefixDirectional": None,
+                "streetName": "North Main Street",
+                "streetSuffix": None,
+            },
+        ),
     ],
 )
-def test_another_place_under_the_id_is_not_the_same(change: dict[str, Any]) -> None:
-    ours = address_from_json(WHITE_HOUSE_ADDRESS)
-    assert ours is not None
-    assert not _same_place(address_from_json({**WHITE_HOUSE_ADDRESS, **change}), ours)
+def test_the_same_place_as_the_carrier_spells_it(
+    ours: dict[str, Any], held: dict[str, Any]
+) -> None:
+    report_address = address_from_json(ours)
+    assert report_address is not None
+    assert _same_place(address_from_json(held), report_address)
+
+
+@pytest.mark.parametrize(
+    ("ours", "held"),
+    [
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "streetName": "OTHER"}),
+        (
+            WHITE_HOUSE_ADDRESS,
+            {
+                **WHITE_HOUSE_ADDRESS,
+                "streetName": "PENNSYLVANIA AVE",
+                "streetSuffix": None,
+                "postDirectional": "SE",
+            },
+        ),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "streetSuffix": "ST"}),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "postDirectional": "NE"}),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "city": "SPRINGFIELD"}),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "houseNumber": "1601"}),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "houseSuffix": "A"}),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "zip": "20501"}),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "addressLine2": "STE 4"}),
+        (NORTH_ST, {**NORTH_ST, "streetName": "N"}),  # N Street is not North Street
+    ],
+)
+def test_another_place_under_the_id_is_not_the_same(
+    ours: dict[str, Any], held: dict[str, Any]
+) -> None:
+    report_address = address_from_json(ours)
+    assert report_address is not None
+    assert not _same_place(address_from_json(held), report_address)

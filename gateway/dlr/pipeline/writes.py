@@ -226,29 +226,35 @@ _PLACE_IF_HELD = ("city", "address_line2")
 
 def _same_place(held: Address | None, address: Address) -> bool:
     """Whether the carrier's address could be ``address`` (``None``: it does not say),
-    however the carrier spells it: both in canonical form, the street's words compared
-    whichever field holds them (``PENNSYLVANIA AVENUE NORTHWEST`` in the name is
-    ``PENNSYLVANIA`` ``AVE`` ``NW``); the city and unit only when the carrier's has them."""
+    however the carrier spells it: both in canonical form, the street's parts wherever the
+    carrier wrote them (``_street``); the city and unit only when the carrier's has them."""
     if held is None:
         return True
     theirs, ours = canonical(held), canonical(address)
-    if _street_words(theirs) != _street_words(ours) or _zip(theirs) != _zip(ours):
+    if _street(theirs) != _street(ours) or _zip(theirs) != _zip(ours):
         return False
     if any(getattr(theirs, f) != getattr(ours, f) for f in _PLACE_FIELDS):
         return False
     return all(getattr(theirs, f) in (None, getattr(ours, f)) for f in _PLACE_IF_HELD)
 
 
-def _street_words(address: Address) -> list[str]:
-    """The street's words in order, directionals and street types abbreviated (Pub 28)."""
-    parts = (
+def _street(address: Address) -> tuple[str | None, tuple[str, ...], str | None, str | None]:
+    """A canonical address's street as (prefix directional, name, suffix, post directional),
+    with what a carrier wrote into the name moved out (``PENNSYLVANIA AVENUE NORTHWEST``:
+    ``PENNSYLVANIA``, ``AVE``, ``NW``); a name of one word stays (``NORTH ST``: no ``N``)."""
+    prefix, suffix, post = (
         address.prefix_directional,
-        address.street_name,
         address.street_suffix,
         address.post_directional,
     )
-    words = " ".join(p for p in parts if p).split()
-    return [DIRECTIONALS.get(w, SUFFIXES.get(w, w)) for w in words]
+    words = (address.street_name or "").split()
+    if post is None and len(words) >= 2 and words[-1] in DIRECTIONALS:
+        post = DIRECTIONALS[words.pop()]
+    if suffix is None and len(words) >= 2 and words[-1] in SUFFIXES:
+        suffix = SUFFIXES[words.pop()]
+    if prefix is None and len(words) >= 2 and words[0] in DIRECTIONALS:
+        prefix = DIRECTIONALS[words.pop(0)]
+    return prefix, tuple(SUFFIXES.get(w, w) for w in words), suffix, post
 
 
 def _zip(address: Address) -> str:
