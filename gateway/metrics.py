@@ -180,7 +180,8 @@ class Metrics:
     # Network-based location (gateway.network).
     network_resolutions = _counter(
         "Wiremap lookups that found a location, by the kind of entry that won (port, "
-        "switch, access-point, subnet).",
+        "switch, access-point, subnet); subnet-distrusted: a private subnet's match that a "
+        "report heard from outside GATEWAY_NETWORK_TRUSTED_EGRESS did not use.",
         "source",
     )
     network_misses = _counter("Wiremap lookups that matched no entry.")

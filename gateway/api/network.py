@@ -319,7 +319,7 @@ async def open_wiremap(
         store, normalize, on_resolve=metrics.network_resolved, on_size=metrics.network_sized
     )
     await wiremap.refresh()
-    warn_if_unchecked(wiremap.index, settings.network_trusted_egress)
+    warn_if_unchecked(wiremap.index.served(), settings.network_trusted_egress)
     if isinstance(store, SqlWiremapStore):
         task = asyncio.get_running_loop().create_task(
             wiremap.refresh_forever(settings.network_refresh_seconds), name="wiremap-refresh"

@@ -2,7 +2,8 @@
 
 The client address is the TCP peer's; when that peer is inside ``GATEWAY_TRUSTED_PROXIES``,
 it is the nearest ``X-Forwarded-For`` hop (walking from the right) that is not itself a
-trusted proxy. Each proxy appends the address it saw, so the hops a client forges lie
+trusted proxy; a hop may carry the port its proxy appended (``198.51.100.7:4711``,
+``[2001:db8::7]:4711``). Each proxy appends the address it saw, so the hops a client forges lie
 further left and are never read. A hop that is not an address where one must be read (a
 proxy that wrote garbage, or passed a client's header on without appending) makes the
 client the TCP peer: what the gateway knows without the header, so a broken proxy grants
@@ -33,6 +34,25 @@ def address(text: str) -> Address | None:
         return None
 
 
+def hop_address(text: str) -> Address | None:
+    """An ``X-Forwarded-For`` hop as an address: bare, or with the port some proxies append
+    (Azure Application Gateway's ``198.51.100.7:4711``, ``[2001:db8::7]:4711``); ``None``
+    if it is neither."""
+    host, port = text.strip(), None
+    if host.startswith("["):  # an IPv6 address, alone or with a port
+        host, bracket, rest = host[1:].partition("]")
+        if not bracket or ":" not in host or (rest and not rest.startswith(":")):
+            return None
+        port = rest[1:] if rest else None
+    elif host.count(":") == 1:  # an IPv4 address and a port (IPv6 has two colons or more)
+        host, _, port = host.partition(":")
+    if port is not None and not (
+        port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535
+    ):
+        return None
+    return address(host)
+
+
 def forwarded_client(
     peer: Address | None, forwarded: Sequence[str], proxies: Sequence[Network]
 ) -> Address | None:
@@ -42,7 +62,7 @@ def forwarded_client(
         return peer
     hops = [hop for line in forwarded for hop in line.split(",")]
     for hop in reversed(hops[-MAX_HOPS:]):
-        found = address(hop)
+        found = hop_address(hop)
         if found is None:
             return peer
         if not within(found, proxies):

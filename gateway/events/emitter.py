@@ -10,6 +10,7 @@ query's) is written in its batch's transaction, and retried with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -131,11 +132,18 @@ class Emitter(BatchQueue[Event | DeferredEvent]):
     async def _alone(self, batch: list[Event], records: list[HistoryRecord]) -> Written | None:
         """The events written without their records, which the store refuses every time:
         the events (Kari's Law's notifications) matter more, and whatever refuses the
-        records must not take them down. ``None``: the events were refused too."""
+        records must not take them down; the records are dropped only when they are refused
+        once more after the events were taken. ``None``: the events were refused too."""
+        rows = partial(self._rows, batch)
         try:
-            written = await self.outbox.write_events(partial(self._rows, batch), email=self.email)
+            written = await self.outbox.write_events(rows, email=self.email)
         except Exception:
             return None
+        with contextlib.suppress(Exception):
+            # The store may have come back between the write with the records and this
+            # one: the records again, with the events (written once: their IDs are held).
+            await self.outbox.write_events(rows, email=self.email, records=records)
+            return written
         self._records_dropped(len(records), "store_error")
         log.error(
             "the store refused the call-time queries' history records; their events were "

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 
 from gateway.network.wiremap import (
     Entry,
+    Judge,
     Kind,
     Match,
     Network,
@@ -39,7 +40,7 @@ class TrustedEgress:
     egress networks is ``Match.distrusted`` (none set: every match stands, as before)."""
 
     def __init__(
-        self, resolve: Callable[[Observation], Match | None], cidrs: Iterable[str]
+        self, resolve: Callable[[Observation, Judge], Match | None], cidrs: Iterable[str]
     ) -> None:
         self._resolve = resolve
         self.networks = parse_networks(cidrs)
@@ -48,8 +49,11 @@ class TrustedEgress:
         return within(heard_from, self.networks)
 
     def __call__(self, observation: Observation) -> Match | None:
-        match = self._resolve(observation)
-        if match is None or not self.networks or match.entry.kind is not Kind.SUBNET:
+        return self._resolve(observation, self.judge)
+
+    def judge(self, observation: Observation, match: Match) -> Match:
+        """``match``, or it distrusted when it may not locate the report."""
+        if not self.networks or match.entry.kind is not Kind.SUBNET:
             return match
         ip = observation.ip
         if ip is None or not private(ip) or self.trusts(observation.heard_from):

@@ -23,6 +23,7 @@ from gateway.dlr.pipeline.records import in_address
 from gateway.network.wiremap import (
     Conflict,
     Entry,
+    Judge,
     Kind,
     Match,
     Observation,
@@ -130,11 +131,14 @@ class Wiremap:
 
     # -- reading -------------------------------------------------------------------------
 
-    def resolve(self, observation: Observation) -> Match | None:
-        """The entry ``observation`` resolves to (port > switch > access point > subnet)."""
+    def resolve(self, observation: Observation, judge: Judge | None = None) -> Match | None:
+        """The entry ``observation`` resolves to (port > switch > access point > subnet),
+        as ``judge`` finds it (whether it stands), and counted so."""
         match = self.index.resolve(observation)
+        if match is not None and judge is not None:
+            match = judge(observation, match)
         if self._on_resolve is not None:
-            self._on_resolve(None if match is None else match.source)
+            self._on_resolve(None if match is None else match.counted_as)
         return match
 
     def get(self, entry_id: str) -> Entry | None:
@@ -168,6 +172,12 @@ class Wiremap:
             return False
         self.index = await asyncio.to_thread(WiremapIndex, entries)
         self.version = version
+        if self.index.unserved:
+            log.warning(
+                "%d wiremap entries are not served: stored before today's checks (a subnet "
+                "too wide, invisible characters); their warnings in /v1/network say why",
+                len(self.index.unserved),
+            )
         self._sized()
         return True
 

@@ -9,8 +9,8 @@ import enum
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
 from typing import Any
 
 from gateway.bandwidth.models import Address
@@ -267,6 +267,55 @@ def canonical_key(kind: Kind, key: object, port_id: object = None) -> tuple[str,
     return parse_chassis(key), parse_port(port_id)
 
 
+_KEY_FIELDS = {Kind.SUBNET: "subnet", Kind.ACCESS_POINT: "bssid"}
+_ADDRESS_FIELDS = tuple(f.name for f in fields(Address))
+_UNSHOWN = re.compile(f"{patterns.CONTROL.pattern}|{patterns.FORMAT.pattern}")
+
+
+def unservable(entry: Entry) -> FieldError | None:
+    """Why a stored entry fails today's checks (an older version stored it: a subnet wider
+    than ``WIDEST_PREFIX``, text with invisible format characters), or ``None``."""
+    try:
+        key, port_id = canonical_key(entry.kind, entry.key, entry.port_id)
+        if key != entry.key:
+            raise _fail(_KEY_FIELDS.get(entry.kind, "chassisId"), f"is not {key} as written")
+        if port_id != entry.port_id:
+            raise _fail("portId", f"is not {port_id} as written")
+        parse_location_id(entry.location_id)
+        parse_description(entry.description)
+    except WiremapError as exc:
+        problem = exc.errors[0]
+    else:
+        texts = (getattr(entry.address, name) for name in _ADDRESS_FIELDS)
+        if not _UNSHOWN.search(" ".join(t for t in texts if isinstance(t, str))):
+            return None
+        problem = FieldError("address", "must not hold control or invisible format characters")
+    message = f"not served (stored before today's checks): {problem.message}"
+    return FieldError(problem.field, message)
+
+
+def plain_subnet(entry: Entry) -> Network | None:
+    """The network of a subnet entry as ``parse_subnet`` writes it, whose text holds nothing
+    unshown: ``unservable``'s ``None`` for most entries in a fraction of its time (every entry
+    is checked on every reload). ``None`` only means: check in full."""
+    if entry.kind is not Kind.SUBNET or entry.port_id is not None:
+        return None
+    texts = (getattr(entry.address, name) for name in _ADDRESS_FIELDS)
+    text = " ".join(t for t in (entry.key, entry.description, *texts) if isinstance(t, str))
+    if _UNSHOWN.search(text) or len(entry.description or "") > MAX_DESCRIPTION:
+        return None
+    if entry.location_id is not None and not patterns.LOCATION_ID.match(entry.location_id):
+        return None
+    try:
+        network = ipaddress.ip_network(entry.key)
+    except ValueError:
+        return None
+    mapped = isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped
+    if mapped or network.prefixlen < WIDEST_PREFIX[network.version]:
+        return None
+    return network if str(network) == entry.key else None
+
+
 # -- observations and resolution -----------------------------------------------------------
 
 
@@ -323,6 +372,16 @@ class Match:
     def source(self) -> str:
         return self.entry.kind.value
 
+    @property
+    def counted_as(self) -> str:
+        """``dlr_network_resolutions_total``'s ``source``: ``subnet-distrusted`` for a match
+        that did not locate the report."""
+        return self.source if self.distrusted is None else f"{self.source}-distrusted"
+
+
+#: Whether a match stands (``gateway.network.egress``): the match, or it distrusted.
+Judge = Callable[["Observation", Match], Match]
+
 
 class WiremapIndex:
     """Every wiremap entry, indexed for lookups in a few dictionary probes.
@@ -339,6 +398,8 @@ class WiremapIndex:
         self._bssids: dict[int, dict[int, Entry]] = {0: {}, 4: {}, 8: {}}
         self._switches: dict[str, Entry] = {}
         self._ports: dict[tuple[str, str], Entry] = {}
+        #: Held entries that today's checks refuse (``unservable``): listed, never matched.
+        self.unserved: dict[str, FieldError] = {}
         #: How many times an entry was put or dropped: what was read of the index before
         #: is still true while this is unchanged.
         self.changes = 0
@@ -353,6 +414,10 @@ class WiremapIndex:
 
     def get(self, entry_id: str) -> Entry | None:
         return self._by_id.get(entry_id)
+
+    def served(self) -> Iterator[Entry]:
+        """The entries lookups match: all but ``unserved``."""
+        return (e for i, e in self._by_id.items() if i not in self.unserved)
 
     def counts(self) -> dict[Kind, int]:
         counts = dict.fromkeys(Kind, 0)
@@ -403,9 +468,9 @@ class WiremapIndex:
             self._drop(entry)
         return entry
 
-    def _slot(self, entry: Entry) -> tuple[dict[Any, Entry], Any]:
+    def _slot(self, entry: Entry, network: Network | None = None) -> tuple[dict[Any, Entry], Any]:
         if entry.kind is Kind.SUBNET:
-            network = ipaddress.ip_network(entry.key)
+            network = network or ipaddress.ip_network(entry.key)
             by_net = self._nets[network.version].setdefault(network.prefixlen, {})
             return by_net, int(network.network_address)
         if entry.kind is Kind.ACCESS_POINT:
@@ -416,18 +481,25 @@ class WiremapIndex:
         return self._ports, (entry.key, entry.port_id or "")
 
     def _put(self, entry: Entry) -> None:
-        table, key = self._slot(entry)
-        table[key] = entry
         self._by_id[entry.id] = entry
         self.changes += 1
+        network = plain_subnet(entry)
+        problem = None if network is not None else unservable(entry)
+        if problem is not None:
+            self.unserved[entry.id] = problem
+            return
+        table, key = self._slot(entry, network)
+        table[key] = entry
         if entry.kind is Kind.SUBNET:
-            self._relength(ipaddress.ip_network(entry.key).version)
+            self._relength((network or ipaddress.ip_network(entry.key)).version)
 
     def _drop(self, entry: Entry) -> None:
-        table, key = self._slot(entry)
-        table.pop(key, None)
         del self._by_id[entry.id]
         self.changes += 1
+        if self.unserved.pop(entry.id, None) is not None:
+            return
+        table, key = self._slot(entry)
+        table.pop(key, None)
         if entry.kind is Kind.SUBNET:
             self._relength(ipaddress.ip_network(entry.key).version)
 
@@ -481,7 +553,11 @@ class WiremapIndex:
         return None
 
     def warnings(self, entry: Entry) -> tuple[FieldError, ...]:
-        """What is worth saying about an accepted entry (a port of an unknown switch)."""
+        """What is worth saying about an accepted entry (a port of an unknown switch), or a
+        held one that is not served."""
+        problem = self.unserved.get(entry.id)
+        if problem is not None:
+            return (problem,)
         if entry.kind is Kind.PORT and entry.key not in self._switches:
             return (
                 FieldError(

@@ -8,11 +8,16 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.app import SANDBOX_PREFIX
+from gateway.dlr.binding import address_from_json
+from gateway.dlr.pipeline.writes import _same_place
 from gateway.store import StateStore
 from tests.harness import (
     EMPIRE_STATE,
     WHITE_HOUSE,
+    WHITE_HOUSE_ADDRESS,
     Gateway,
     RefuseEndpointWrites,
     gateway,
@@ -107,3 +112,117 @@ def test_a_refusal_for_another_reason_is_not_retried(tmp_path: Path) -> None:
             assert x in gw.simulator.state["locations"]
 
     run(scenario())
+
+
+def test_a_location_recreated_at_another_street_under_the_id_is_not_bound_to() -> None:
+    """An admin deleted the location and created another one under its derived ID, at the
+    same house number, state and ZIP but on another street: binding a device there would
+    send its 911 calls to that street. The same address, however the carrier spells it,
+    is taken."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            x = (await gw.report(report("a", WHITE_HOUSE, 0))).json()["locationId"]
+            assert (await gw.report(report("a", EMPIRE_STATE, 1))).status_code == 200
+            assert (await gw.http.delete(f"/v1/locations/{x}")).status_code == 200
+            other = {**WHITE_HOUSE_ADDRESS, "streetName": "OTHER", "streetSuffix": "ST"}
+            del other["postDirectional"]
+            created = await gw.http.post("/v1/locations", json={"locationId": x, "address": other})
+            assert created.status_code == 201, created.text
+            refused = await gw.report(report("b", WHITE_HOUSE, 2))
+            assert refused.status_code == 422, refused.text
+            assert "another address under this address's location ID" in refused.text
+            endpoints = gw.simulator.state["endpoints"].values()
+            assert all(e["locationId"] != x for e in endpoints)
+            # The admin corrects it: the same address under the ID is bound to.
+            assert (await gw.http.delete(f"/v1/locations/{x}")).status_code == 200
+            body = {"locationId": x, "address": WHITE_HOUSE_ADDRESS}
+            assert (await gw.http.post("/v1/locations", json=body)).status_code == 201
+            bound = await gw.report(report("b", WHITE_HOUSE, 3))
+            assert bound.status_code == 200, bound.text
+            assert bound.json()["locationId"] == x
+            assert bound.json()["changes"]["location"] == "unchanged"
+
+    run(scenario())
+
+
+#: 1600 North Street NW (a street named by a directional word).
+NORTH_ST = {**WHITE_HOUSE_ADDRESS, "streetName": "NORTH", "streetSuffix": "ST"}
+#: 100 N Main St.
+MAIN_ST = {
+    **WHITE_HOUSE_ADDRESS,
+    "prefixDirectional": "N",
+    "streetName": "MAIN",
+    "streetSuffix": "ST",
+    "postDirectional": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("ours", "held"),
+    [
+        # As the gateway sent it, as the simulator keeps it.
+        (WHITE_HOUSE_ADDRESS, WHITE_HOUSE_ADDRESS),
+        (
+            WHITE_HOUSE_ADDRESS,
+            {**WHITE_HOUSE_ADDRESS, "city": "Washington", "streetName": " pennsylvania "},
+        ),
+        (
+            WHITE_HOUSE_ADDRESS,
+            {
+                **WHITE_HOUSE_ADDRESS,
+                "streetName": "Pennsylvania Avenue Northwest",
+                "streetSuffix": None,
+                "postDirectional": None,
+                "zip": "20500-0003",
+            },
+        ),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "city": None}),  # the carrier's does not say
+        (
+            MAIN_ST,
+            {
+                **MAIN_ST,
+                "prefixDirectional": None,
+                "streetName": "North Main Street",
+                "streetSuffix": None,
+            },
+        ),
+    ],
+)
+def test_the_same_place_as_the_carrier_spells_it(
+    ours: dict[str, Any], held: dict[str, Any]
+) -> None:
+    report_address = address_from_json(ours)
+    assert report_address is not None
+    assert _same_place(address_from_json(held), report_address)
+
+
+@pytest.mark.parametrize(
+    ("ours", "held"),
+    [
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "streetName": "OTHER"}),
+        (
+            WHITE_HOUSE_ADDRESS,
+            {
+                **WHITE_HOUSE_ADDRESS,
+                "streetName": "PENNSYLVANIA AVE",
+                "streetSuffix": None,
+                "postDirectional": "SE",
+            },
+        ),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "streetSuffix": "ST"}),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "postDirectional": "NE"}),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "city": "SPRINGFIELD"}),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "houseNumber": "1601"}),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "houseSuffix": "A"}),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "zip": "20501"}),
+        (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "addressLine2": "STE 4"}),
+        (NORTH_ST, {**NORTH_ST, "streetName": "N"}),  # N Street is not North Street
+    ],
+)
+def test_another_place_under_the_id_is_not_the_same(
+    ours: dict[str, Any], held: dict[str, Any]
+) -> None:
+    report_address = address_from_json(ours)
+    assert report_address is not None
+    assert not _same_place(address_from_json(held), report_address)

@@ -4,13 +4,18 @@ input, the admin-only rule, resolution, and provisioning through the report pipe
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.api.auth import DeviceTokens
+from gateway.dlr.binding import address_from_json
 from gateway.network.egress import warn_if_unchecked
+from gateway.network.wiremap import Entry, Kind
+from gateway.store import SqlStateStore, open_store
+from gateway.store.wiremap import SqlWiremapStore
 from tests.harness import (
     JWT_SECRET,
     SPACE_NEEDLE,
@@ -458,6 +463,13 @@ def test_a_private_subnet_match_stands_only_for_a_report_from_a_trusted_egress()
             assert errors[0]["field"] == "network" and "private" in errors[0]["message"]
             wifi = report("ap", SPACE_NEEDLE, network={"bssid": "00-A0-C9-14-4C-1D"})
             assert (await send(gw, "203.0.113.7", wifi)).json()["locationSource"] == "access-point"
+            # Counted by what located the report: the three distrusted matches did not.
+            counted = functools.partial(
+                gw.metrics.registry.get_sample_value, "dlr_network_resolutions_total"
+            )
+            assert counted({"source": "subnet"}) == 2
+            assert counted({"source": "subnet-distrusted"}) == 3
+            assert counted({"source": "access-point"}) == 1
 
     run(scenario())
 
@@ -520,3 +532,55 @@ def test_without_trusted_egress_a_private_subnet_matches_and_is_warned_of(
     with caplog.at_level("WARNING", logger="gateway.network"):
         run(scenario())
     assert "GATEWAY_NETWORK_TRUSTED_EGRESS is not set" in caplog.text
+
+
+def test_an_entry_stored_before_todays_checks_is_listed_with_why_and_never_resolves() -> None:
+    """A subnet wider than /8 an older version stored would locate every client in it at
+    one address: the admin sees it (a warning), resolution skips it, and it can be deleted."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            wiremap = gw.app.state.wiremap
+            hq = address_from_json(HQ)
+            assert hq is not None
+            await wiremap.store.put([Entry(Kind.SUBNET, "8.0.0.0/5", hq)])
+            await wiremap.refresh()
+            listed = (await gw.http.get("/v1/network/subnets")).json()["entries"]
+            assert [e["subnet"] for e in listed] == ["8.0.0.0/5"]
+            (warning,) = listed[0]["warnings"]
+            assert warning["field"] == "subnet" and "not served" in warning["message"]
+            resolved = await gw.http.post("/v1/network/resolve", json={"ip": "9.1.2.3"})
+            assert resolved.status_code == 404
+            gone = await gw.http.delete(f"/v1/network/subnets/{listed[0]['id']}")
+            assert gone.status_code == 204
+            assert (await gw.http.get("/v1/network/subnets")).json()["entries"] == []
+
+    run(scenario())
+
+
+def test_a_replica_starts_on_a_wiremap_holding_entries_it_does_not_serve(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An older version's subnet with its host bits set is held, not served: the start-up
+    check of private subnets reads the served ones and the replica starts."""
+    settings = gateway_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+    hq = address_from_json(HQ)
+    assert hq is not None
+
+    async def scenario() -> None:
+        store = await open_store(settings.database_url, create=True)
+        assert isinstance(store, SqlStateStore)
+        async with store:
+            held = [Entry(Kind.SUBNET, "10.1.2.3/16", hq), Entry(Kind.SUBNET, "10.2.0.0/16", hq)]
+            await SqlWiremapStore(store).put(held)
+        with caplog.at_level("WARNING", logger="gateway.network"):
+            async with gateway(settings) as gw:
+                found = await gw.http.post("/v1/network/resolve", json={"ip": "10.2.0.1"})
+                assert found.status_code == 200, found.text
+                missed = await gw.http.post("/v1/network/resolve", json={"ip": "10.1.2.3"})
+                assert missed.status_code == 404, missed.text
+        logged = [r.getMessage() for r in caplog.records]
+        assert any("1 wiremap entries are not served" in m for m in logged), logged
+        assert any("private subnet(s) (e.g. 10.2.0.0/16)" in m for m in logged), logged
+
+    run(scenario())

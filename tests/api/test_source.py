@@ -72,8 +72,20 @@ def test_ipv6_and_ipv4_mapped() -> None:
     [
         "garbage",
         "198.51.100.7, garbage",
-        "198.51.100.7:4711",  # a port: not an address
-        "[2001:db8::7]",
+        "198.51.100.7:",
+        "198.51.100.7:65536",
+        "198.51.100.7:" + "9" * 5000,  # int() of it would raise (Python's digit limit)
+        "[2001:db8::7]:000001",
+        "198.51.100.7:47a1",
+        "198.51.100.7:\u0664\u0667",  # Arabic-Indic digits
+        "198.51.100.7:4711:1",
+        "[198.51.100.7]:4711",  # brackets hold an IPv6 address only
+        "[2001:db8::7]:",
+        "[2001:db8::7]4711",
+        "[2001:db8::7",
+        "[garbage]:80",
+        "[]:80",
+        "garbage:80",
         "198.51.100.7,",
         "",
         "198.51.100.7, 10.0.0.2, unknown",
@@ -86,6 +98,19 @@ def test_a_malformed_hop_from_a_trusted_proxy_is_the_proxy_itself(header: str) -
     """The proxy did not say who its client was: the gateway knows only its TCP peer, what
     it used without the setting (a location report is still located, never a 500)."""
     assert asked("10.0.0.1", header) == "10.0.0.1"
+
+
+def test_a_hop_with_the_port_a_proxy_appended() -> None:
+    """Azure Application Gateway and others write ``ip:port`` (``[v6]:port``): the address."""
+    assert asked("10.0.0.1", "198.51.100.7:4711") == "198.51.100.7"
+    assert asked("10.0.0.1", "203.0.113.5, 198.51.100.7:4711") == "198.51.100.7"
+    assert asked("10.0.0.1", "[2001:db8::7]:4711") == "2001:db8::7"
+    assert asked("10.0.0.1", "[2001:db8::7]") == "2001:db8::7"
+    assert asked("10.0.0.1", " [2001:db8::7]:0 ") == "2001:db8::7"
+    # A trusted proxy with a port is still a trusted proxy: the walk goes on past it.
+    assert asked("10.0.0.1", "198.51.100.7:1, 10.0.0.2:65535") == "198.51.100.7"
+    assert asked("10.0.0.1", "198.51.100.7, [::ffff:10.0.0.2]:443") == "198.51.100.7"
+    assert asked("10.0.0.1", "198.51.100.7, [fd00:1::2]:443") == "198.51.100.7"
 
 
 def test_garbage_left_of_the_real_hop_is_never_read() -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from gateway.events.emitter import Emitter
@@ -17,7 +19,7 @@ from gateway.events.model import EMERGENCY_CALL, TEST_CALL, Event, new_event_id
 from gateway.metrics import Metrics
 from gateway.store import open_store
 from gateway.store.base import HistoryRecord
-from gateway.store.outbox import AddressLookup, OutboxStore
+from gateway.store.outbox import AddressLookup, NewEvent, OutboxStore, Written
 from gateway.store.sql import SqlStateStore
 from gateway.store.tables import history
 
@@ -150,13 +152,16 @@ def test_records_the_store_always_refuses_do_not_take_their_events_down(tmp_path
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("between", [False, True], ids=["before-a-write", "between-attempts"])
 def test_a_store_down_longer_than_the_first_retries_loses_no_call_notification(
-    tmp_path: Path,
+    tmp_path: Path, between: bool
 ) -> None:
     """A store that refused writes for longer than the first retries (0.1, 0.5, 2 and 5 s: a
     PostgreSQL failover takes longer) dropped the batch: every 911 call's event, its
     Kari's Law email and webhooks, and its history record, lost for good. A batch is now
-    retried at the last delay until ``persist`` seconds have passed."""
+    retried at the last delay until ``persist`` seconds have passed. ``between``: the store
+    comes back after a write with the records failed, before the events-alone attempt that
+    follows; the records are written too, not dropped as if the store refused them."""
     database = tmp_path / "gw.db"
 
     def refuse(on: bool) -> None:
@@ -169,22 +174,45 @@ def test_a_store_down_longer_than_the_first_retries_loses_no_call_notification(
             )
             connection.commit()
 
+    class ComesBack(OutboxStore):
+        """The store comes back once the emitter, past its first delays, has tried the events
+        alone: before its next write with the records, or (``between``) before its second
+        events-alone attempt. Never at a time (a timer, under load, often fell between the
+        two, which the test did not mean to try)."""
+
+        alone = 0
+        down = True
+
+        async def write_events(
+            self,
+            build: Callable[[AddressLookup], list[NewEvent]],
+            *,
+            email: Sequence[str] = (),
+            records: Sequence[HistoryRecord] = (),
+        ) -> Written:
+            if not records:
+                self.alone += 1
+            revive = self.alone == 2 if between else records and self.alone >= 2
+            if revive and self.down:
+                self.down = False
+                refuse(False)
+            return await super().write_events(build, email=email, records=records)
+
     async def main() -> None:
         store = await open_store(f"sqlite+aiosqlite:///{database}", create=True)
         assert isinstance(store, SqlStateStore)
         async with store:
             refuse(True)
-            outbox = OutboxStore(store)
+            outbox = ComesBack(store)
             metrics = Metrics()
             emitter = Emitter(outbox, metrics, retry_delays=(0.01, 0.05), persist=30.0)
             emitter.start()
             call = Recorded(EMERGENCY_CALL)
             emitter.emit(call)
-            await asyncio.sleep(0.5)  # many times the retries' delays
-            refuse(False)
             async with asyncio.timeout(10):
                 await emitter.idle()
             await emitter.aclose()
+            assert not outbox.down and outbox.alone == 2  # down past the first retries
             assert {e.id for e, _ in await outbox.page(limit=10)} == {call.built[0].id}
             sample = metrics.registry.get_sample_value
             assert sample("dlr_events_total", {"type": EMERGENCY_CALL, "result": "written"}) == 1

@@ -409,3 +409,17 @@ def test_entries_are_sorted_once_and_follow_every_change() -> None:
         assert [e.key for e in held.entries(Kind.SUBNET)][-1] == "10.3.0.0/16"
 
     asyncio.run(main_())
+
+
+def test_an_entry_not_in_todays_canonical_form_is_held_not_served() -> None:
+    """A subnet stored with its host bits set (a lookup could not even index it) or a
+    chassis ID in another spelling (no observation would match it) is listed with why."""
+    host_bits = Entry(Kind.SUBNET, "10.1.2.3/16", at("FL 1"))
+    lower = Entry(Kind.SWITCH, "aa:bb:cc:dd:ee:ff", at("FL 2"))
+    index = WiremapIndex([host_bits, lower, subnet("10.2.0.0/16")])
+    assert len(index) == 3 and set(index.unserved) == {host_bits.id, lower.id}
+    assert index.resolve(ip("10.1.2.3")) is None
+    (warning,) = index.warnings(host_bits)
+    assert warning.field == "subnet" and "10.1.0.0/16" in warning.message
+    assert index.remove(host_bits.id) == host_bits and not index.resolve(ip("10.1.2.3"))
+    assert set(index.unserved) == {lower.id}

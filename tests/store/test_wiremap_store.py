@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from gateway.dlr.address import normalize
@@ -85,6 +87,53 @@ def test_csv_import_round_trips_on_each_store(db: Database) -> None:
             assert write(reread.entries()) == CANONICAL
             again = await import_csv(reread, CANONICAL.encode())
             assert again.applied is not None and again.applied.unchanged == 5
+        finally:
+            await store.close()
+
+    run(main())
+
+
+def test_entries_stored_before_the_current_checks_are_listed_never_served(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An older version stored a subnet wider than /8 (it would locate every client in it
+    at one address) and text with invisible format characters: they are listed with a
+    warning, matched by nothing, counted in one log line, and the admin deletes them."""
+
+    async def main() -> None:
+        store = await open_store(db.url, create=True)
+        assert isinstance(store, SqlStateStore)
+        try:
+            sql = SqlWiremapStore(store)
+            wide = Entry(Kind.SUBNET, "8.0.0.0/5", at("FL 1"))
+            wide6 = Entry(Kind.SUBNET, "2000::/3", at("FL 1"))
+            bidi = Entry(Kind.SUBNET, "10.1.0.0/16", at("FL 2"), description="desk \u202e7")
+            hidden = Entry(Kind.ACCESS_POINT, "AA-BB-CC-DD-EE-FF", at("FL\u200b 3"))
+            good = subnet("10.2.0.0/16")
+            await sql.put([wide, wide6, bidi, hidden, good])
+            held = Wiremap(SqlWiremapStore(store), normalize)
+            with caplog.at_level(logging.WARNING, logger="gateway.network"):
+                await held.refresh()
+            skipped = [r for r in caplog.records if "not served" in r.getMessage()]
+            assert len(skipped) == 1 and "4 wiremap entries" in skipped[0].getMessage()
+            assert held.resolve(observe({"ip": "9.1.2.3"})) is None
+            assert held.resolve(observe({"ip": "2001:db8::1"})) is None
+            assert held.resolve(observe({"ip": "10.1.0.5"})) is None
+            assert held.resolve(observe({"bssid": "AA-BB-CC-DD-EE-FF"})) is None
+            match = held.resolve(observe({"ip": "10.2.0.5"}))
+            assert match is not None and match.entry == good
+            assert len(held.entries()) == 5
+            for entry in (wide, wide6, bidi, hidden):
+                (warning,) = held.index.warnings(entry)
+                assert "not served" in warning.message
+            assert held.index.warnings(good) == ()
+            for entry in (wide, wide6, bidi, hidden):
+                await held.delete(entry.id)
+            assert [e.id for e in held.entries()] == [good.id]
+            caplog.clear()
+            reloaded = Wiremap(SqlWiremapStore(store), normalize)
+            await reloaded.refresh()
+            assert not [r for r in caplog.records if "not served" in r.getMessage()]
         finally:
             await store.close()
 

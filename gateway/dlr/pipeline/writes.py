@@ -16,6 +16,8 @@ from gateway.bandwidth.errors import (
 )
 from gateway.bandwidth.models import Address, Endpoint, Location
 from gateway.concurrency import SingleFlight
+from gateway.dlr.address_canonical import canonical
+from gateway.dlr.address_tables import DIRECTIONALS, SUFFIXES
 from gateway.dlr.binding import Binding, address_json
 from gateway.dlr.errors import FieldError
 from gateway.dlr.ledger import Ledger
@@ -243,17 +245,44 @@ class CarrierWrites:
         return None
 
 
-#: What names a place whatever the carrier's formatting (suffixes, directionals, case).
-_PLACE_FIELDS = ("house_number", "state_code")
+#: What must agree exactly, in canonical form, for the carrier's address to be the report's.
+_PLACE_FIELDS = ("house_number", "house_suffix", "state_code")
+#: What is compared only when the carrier's address has it (a carrier may leave it out).
+_PLACE_IF_HELD = ("city", "address_line2")
 
 
 def _same_place(held: Address | None, address: Address) -> bool:
-    """Whether the carrier's address could be ``address`` (``None``: it does not say)."""
+    """Whether the carrier's address could be ``address`` (``None``: it does not say),
+    however the carrier spells it: both in canonical form, the street's parts wherever the
+    carrier wrote them (``_street``); the city and unit only when the carrier's has them."""
     if held is None:
         return True
+    theirs, ours = canonical(held), canonical(address)
+    if _street(theirs) != _street(ours) or _zip(theirs) != _zip(ours):
+        return False
+    if any(getattr(theirs, f) != getattr(ours, f) for f in _PLACE_FIELDS):
+        return False
+    return all(getattr(theirs, f) in (None, getattr(ours, f)) for f in _PLACE_IF_HELD)
 
-    def fold(value: str | None) -> str:
-        return " ".join((value or "").upper().split())
 
-    same = all(fold(getattr(held, f)) == fold(getattr(address, f)) for f in _PLACE_FIELDS)
-    return same and fold(held.zip)[:5] == fold(address.zip)[:5]
+def _street(address: Address) -> tuple[str | None, tuple[str, ...], str | None, str | None]:
+    """A canonical address's street as (prefix directional, name, suffix, post directional),
+    with what a carrier wrote into the name moved out (``PENNSYLVANIA AVENUE NORTHWEST``:
+    ``PENNSYLVANIA``, ``AVE``, ``NW``); a name of one word stays (``NORTH ST``: no ``N``)."""
+    prefix, suffix, post = (
+        address.prefix_directional,
+        address.street_suffix,
+        address.post_directional,
+    )
+    words = (address.street_name or "").split()
+    if post is None and len(words) >= 2 and words[-1] in DIRECTIONALS:
+        post = DIRECTIONALS[words.pop()]
+    if suffix is None and len(words) >= 2 and words[-1] in SUFFIXES:
+        suffix = SUFFIXES[words.pop()]
+    if prefix is None and len(words) >= 2 and words[0] in DIRECTIONALS:
+        prefix = DIRECTIONALS[words.pop(0)]
+    return prefix, tuple(SUFFIXES.get(w, w) for w in words), suffix, post
+
+
+def _zip(address: Address) -> str:
+    return (address.zip or "").replace(" ", "")
