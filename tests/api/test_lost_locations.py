@@ -179,6 +179,10 @@ MAIN_ST = {
         ),
         (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "city": None}),  # the carrier's does not say
         (
+            {**WHITE_HOUSE_ADDRESS, "addressLine2": "Suite 4"},
+            {**WHITE_HOUSE_ADDRESS, "addressLine2": "STE 4"},
+        ),
+        (
             MAIN_ST,
             {
                 **MAIN_ST,
@@ -217,6 +221,12 @@ def test_the_same_place_as_the_carrier_spells_it(
         (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "houseSuffix": "A"}),
         (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "zip": "20501"}),
         (WHITE_HOUSE_ADDRESS, {**WHITE_HOUSE_ADDRESS, "addressLine2": "STE 4"}),
+        # The building without the report's suite is not where the caller is.
+        ({**WHITE_HOUSE_ADDRESS, "addressLine2": "STE 4"}, WHITE_HOUSE_ADDRESS),
+        (
+            {**WHITE_HOUSE_ADDRESS, "addressLine2": "STE 4"},
+            {**WHITE_HOUSE_ADDRESS, "addressLine2": "STE 5"},
+        ),
         (NORTH_ST, {**NORTH_ST, "streetName": "N"}),  # N Street is not North Street
     ],
 )

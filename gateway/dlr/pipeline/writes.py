@@ -246,15 +246,16 @@ class CarrierWrites:
 
 
 #: What must agree exactly, in canonical form, for the carrier's address to be the report's.
-_PLACE_FIELDS = ("house_number", "house_suffix", "state_code")
+_PLACE_FIELDS = ("house_number", "house_suffix", "state_code", "address_line2")
 #: What is compared only when the carrier's address has it (a carrier may leave it out).
-_PLACE_IF_HELD = ("city", "address_line2")
+#: Not the unit: a location without the report's suite is the building, not the place.
+_PLACE_IF_HELD = ("city",)
 
 
 def _same_place(held: Address | None, address: Address) -> bool:
     """Whether the carrier's address could be ``address`` (``None``: it does not say),
     however the carrier spells it: both in canonical form, the street's parts wherever the
-    carrier wrote them (``_street``); the city and unit only when the carrier's has them."""
+    carrier wrote them (``_street``); the city only when the carrier's has it."""
     if held is None:
         return True
     theirs, ours = canonical(held), canonical(address)
