@@ -38,7 +38,7 @@ from gateway.api.schemas import ID_PATTERN as ID_RE
 from gateway.api.schemas import LOCATION_ID_PATTERN as LOCATION_ID_RE
 from gateway.api.schemas import check_string
 from gateway.bandwidth.models import Address, Record, wire_name
-from gateway.dlr.binding import known_time
+from gateway.dlr.binding import known_iso
 from gateway.dlr.errors import FieldError
 from gateway.dlr.patterns import CONTROL_CHARACTERS, END, TEXT_PATTERN, WHITESPACE
 from gateway.store import HistoryEntry as StoredEntry
@@ -86,14 +86,13 @@ class HistoryEntry(BaseModel):
 
     @classmethod
     def of(cls, entry: StoredEntry) -> HistoryEntry:
-        observed_at = known_time(entry.observed_at)
         return cls(
             id=entry.id,
             at=entry.at.isoformat(),
             kind=entry.kind,
             source=entry.source,
             credential=entry.credential,
-            observedAt=None if observed_at is None else observed_at.isoformat(),
+            observedAt=known_iso(entry.observed_at),
             fromLocationId=entry.from_location_id,
             toLocationId=entry.to_location_id,
             before=dict(entry.before) if entry.before is not None else None,

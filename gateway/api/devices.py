@@ -65,7 +65,7 @@ from gateway.api.schemas import (
 from gateway.bandwidth.errors import UpstreamError, UpstreamPending
 from gateway.bandwidth.models import Address, Endpoint
 from gateway.bandwidth.upstreams import answer_by
-from gateway.dlr.binding import known_time
+from gateway.dlr.binding import known_iso
 from gateway.dlr.coordinates import radius_meters
 from gateway.dlr.errors import FieldError
 from gateway.dlr.identity import aeui_problem
@@ -187,7 +187,6 @@ def coordinates_json(
 
 
 def _binding_fields(binding: Binding) -> dict[str, Any]:
-    observed_at = known_time(binding.observed_at)
     return {
         "alternateEndUserId": binding.aeui,
         "endpointId": binding.endpoint_id,
@@ -202,7 +201,7 @@ def _binding_fields(binding: Binding) -> dict[str, Any]:
         ),
         "callerName": binding.caller_name,
         "telephoneNumber": binding.telephone_number,
-        "observedAt": None if observed_at is None else observed_at.isoformat(),
+        "observedAt": known_iso(binding.observed_at),
     }
 
 
@@ -407,11 +406,8 @@ def _seconds(seconds: float) -> timedelta:
 
 
 def _parse_source(source: ReportSource, normalize: Normalizer, max_future: timedelta) -> Report:
-    """``parse_report`` for a body of any format, errors named as the sender named the fields.
-
-    A report refused for its fields is also checked for its address, so that one answer
-    names every problem (not the name first, and the ZIP on the next try).
-    """
+    """``parse_report`` for a body of any format, errors named as the sender named the fields;
+    a report refused for its fields is checked for its address too (one answer, every problem)."""
     try:
         report = parse_report(source.body, max_future=max_future)
     except Problem as exc:

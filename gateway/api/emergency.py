@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from gateway.api.problems import Problem, problem_response
 from gateway.api.source import client_address
-from gateway.dlr.binding import Binding, known_time
+from gateway.dlr.binding import Binding, known_iso
 from gateway.dlr.callers import (
     CallerIndex,
     CallerLocator,
@@ -268,7 +268,6 @@ class Answered:
 
     def record(self) -> HistoryRecord:
         binding = self.binding
-        observed_at = known_time(binding.observed_at)
         return HistoryRecord(
             aeui=binding.aeui,
             kind=HistoryKind.EMERGENCY_QUERY,
@@ -286,7 +285,7 @@ class Answered:
                 "binding": "confirmed" if binding.confirmed else "desired",
                 "precision": binding.coordinates_source,
                 "bindingSource": binding.source,
-                "observedAt": None if observed_at is None else observed_at.isoformat(),
+                "observedAt": known_iso(binding.observed_at),
                 "locationAgeSeconds": None if self.age is None else round(self.age, 3),
                 "stale": self.stale,
                 "devicesOnNumber": self.devices,

@@ -215,6 +215,12 @@ def known_time(at: datetime | None) -> datetime | None:
     return None if at is None or at == UNKNOWN_OBSERVED_AT else at
 
 
+def known_iso(at: datetime | None) -> str | None:
+    """``known_time`` of ``at`` as ISO 8601, or ``None``."""
+    known = known_time(at)
+    return None if known is None else known.isoformat()
+
+
 def observed(binding: Binding) -> datetime:
     """The binding's observation time; every binding the state store holds has one."""
     at = binding.observed_at  # read once: a property (the instants are packed)

@@ -396,9 +396,8 @@ class OutboxStore:
     # -- stale devices -------------------------------------------------------------------
 
     async def newly_stale(self, cutoff: float, *, limit: int = 500) -> list[dict[str, Any]]:
-        """Devices last heard from before ``cutoff`` with no stale mark for that time. A device
-        no report has placed (an admin's endpoint, observed at ``UNKNOWN_OBSERVED_AT``) has
-        no newest report to grow old: it is never stale."""
+        """Devices last heard from before ``cutoff`` with no stale mark for that time, but not
+        one no report has placed (``UNKNOWN_OBSERVED_AT``): no report of it grows old."""
         latest = last_heard().label("heard")
         query = (
             sa.select(devices.c.aeui, devices.c.telephone_number, devices.c.location_id, latest)
