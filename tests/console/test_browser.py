@@ -163,6 +163,9 @@ def test_an_operator_signs_in_finds_a_device_sees_the_call_retries_and_signs_out
                     route.abort()
 
             page.route("**/*", only_the_gateway)
+            # Every answer the pages ask for is found (no 404 favicon in the browser's console).
+            missing: list[str] = []
+            page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
             expect = sync_api.expect
 
             # Signed out: the sign-in page. A wrong key is refused.
@@ -179,6 +182,9 @@ def test_an_operator_signs_in_finds_a_device_sees_the_call_retries_and_signs_out
             page.get_by_role("link", name="Overview").click()
             expect(page.get_by_role("heading", name="Devices by state")).to_be_visible()
             _shot(page, "overview")
+            # The pages name their icon, which is there (a browser asked /favicon.ico: 404).
+            icon = "fetch(document.querySelector('link[rel=icon]').href).then(r => r.status)"
+            assert page.evaluate(icon) == 200
 
             # Find a device by its number, as a person types it, and open its history.
             number = phone_of("desk-42")
@@ -211,6 +217,7 @@ def test_an_operator_signs_in_finds_a_device_sees_the_call_retries_and_signs_out
             _shot(page, "locations")
             page.get_by_role("link", name="Map").click()
             expect(page.locator("svg.map circle")).to_have_count(4)  # the carrier geocodes all
+            expect(page.locator("#map-caption")).to_contain_text("4 devices with coordinates")
             _shot(page, "map")
 
             # Retry the failed write: the carrier gets the device's binding.
@@ -238,6 +245,7 @@ def test_an_operator_signs_in_finds_a_device_sees_the_call_retries_and_signs_out
             expect(page).to_have_url(f"{served.base}/console/signin")
             page.goto(f"{served.base}/console/calls")
             expect(page).to_have_url(re.compile(r"/console/signin\?next="))
+            assert missing == [], f"the pages asked for what is not there: {missing}"
         finally:
             browser.close()
     assert elsewhere == [], f"the console asked another host: {elsewhere}"
