@@ -433,7 +433,7 @@ def _unknown(
         body = None
         status, result = 404, "not_found"
         problem = Problem(404, "No device has this callback number.")
-        response = problem_response(problem)
+        response = problem_response(problem, s.emergency_query_path)
     _recorded(q, Unanswered(now, number, called, fallback, credential, result, status, body))
     return response, result
 

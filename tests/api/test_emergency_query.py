@@ -329,6 +329,8 @@ def test_unknown_caller_is_404_by_default() -> None:
                 answer = await ask(gw, caller)
                 assert answer.status_code == 404, caller
                 assert answer.headers["content-type"] == "application/problem+json"
+                # Like every other problem: where it happened.
+                assert answer.json()["instance"] == PATH
             assert counted(gw, "not_found") == 4
             recorder = emergency(gw).recorder
             assert recorder is not None
