@@ -604,3 +604,33 @@ def test_v2_a_slow_carrier_still_answers_202_before_the_reports_deadline() -> No
             await pipeline_of(gw).aclose()  # the background follow-up is tested above
 
     run(scenario())
+
+
+def test_v2_a_report_after_a_restart_behind_an_open_add_is_503_not_404(tmp_path: Path) -> None:
+    """The gateway restarted (a new app on the same store) while a new device's add was
+    still open at the carrier: the carrier answers the add 409 and the endpoint's read 404.
+    The device's next report was answered 404 "the carrier has no such record"; it is a
+    503 now (nothing sent, the report not applied: the device reports again), and once the
+    order has ended the device's next report is carried to the carrier."""
+    settings = _v2_settings(
+        bandwidth_v2_follow_timeout=0.2,
+        report_deadline=2.0,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}",
+    )
+
+    async def scenario() -> None:
+        clock = Stopped()
+        sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
+        async with gateway(settings, sim_app=sim) as before:
+            assert (await before.report(report("slow", WHITE_HOUSE, 0))).status_code == 202
+        async with gateway(settings, sim_app=sim) as after:
+            moved = await after.report(report("slow", EMPIRE_STATE, 10))
+            assert moved.status_code == 503, moved.text
+            clock.now += 1.0  # the first order ends
+            again = await after.report(report("slow", EMPIRE_STATE, 20))
+            assert again.status_code in (200, 202), again.text
+            clock.now += 1.0
+            await pipeline_of(after).idle()
+            assert V2.held(after, "slow") == again.json()["locationId"]
+
+    run(scenario())

@@ -188,7 +188,16 @@ class BandwidthV2Client(V2Notifications):
             # if someone else added it in between: a conflict, not a loop.
             if not may_replace:
                 raise
-            return await self._move(endpoint)
+            try:
+                return await self._move(endpoint)
+            except UpstreamNotFound:
+                # Held (409) yet not there to read: an add whose order is still open,
+                # another process's (a replica, or this gateway before a restart).
+                raise UpstreamUnavailable(
+                    f"{op.name}: the endpoint's add is still open at the carrier; "
+                    "this write was not sent",
+                    operation=op.name,
+                ) from None
         await self._follow(op, root, endpoint)
         return endpoint
 

@@ -21,6 +21,7 @@ from gateway.bandwidth.errors import (
     UpstreamPending,
     UpstreamRateLimited,
     UpstreamRejected,
+    UpstreamUnavailable,
     UpstreamUnsupported,
 )
 from gateway.bandwidth.exchanges import RetryPolicy
@@ -528,5 +529,38 @@ def test_a_write_behind_an_order_still_open_is_not_sent_and_says_so() -> None:
         assert "PATCH" in [method for method, _, _ in h.transport.sent]
         await h.time.sleep(10.0)
         assert (await h.client.get_endpoint("ep1")).location_id == "loc2"
+
+    asyncio.run(go())
+
+
+def test_an_add_still_open_from_another_process_is_unavailable_not_not_found() -> None:
+    """Another process (a replica, or this gateway before a restart) added the endpoint and
+    its order is still open: the carrier answers this add 409 (it holds the endpoint) and
+    its read 404 (not yet carried out). The write was answered ``UpstreamNotFound``, so a
+    report was answered 404 and a repair recorded a refusal for a slow order; it is a plain
+    unavailability now (nothing was sent that the carrier took)."""
+    h = v2(order_seconds=10.0, follow_timeout=2.0)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint())
+        restarted = BandwidthV2Client(
+            "http://carrier.test/api",
+            h.simulator.config.account_id,
+            h.simulator.config.username,
+            h.simulator.config.password,
+            transport=h.transport,
+            sleep=h.time.sleep,
+            clock=h.time,
+            follow_timeout=2.0,
+        )
+        with pytest.raises(UpstreamError) as caught:
+            await restarted.create_endpoint(endpoint())
+        assert isinstance(caught.value, UpstreamUnavailable), caught.value
+        assert not caught.value.ambiguous
+        assert "PATCH" not in [method for method, _, _ in h.transport.sent]
+        await h.time.sleep(10.0)
+        assert (await restarted.get_endpoint("ep1")).location_id == "loc1"
 
     asyncio.run(go())
