@@ -634,3 +634,41 @@ def test_v2_a_report_after_a_restart_behind_an_open_add_is_503_not_404(tmp_path:
             assert V2.held(after, "slow") == again.json()["locationId"]
 
     run(scenario())
+
+
+def test_v2_the_same_report_again_while_its_order_is_open_is_202_not_503() -> None:
+    """A device moved (202: its order still open) and reports the same place again, as a
+    device does every so often: nothing new to send, the carrier has taken this very
+    change. It was answered 503 "the carrier cannot be reached" and its report undone (a
+    slow carrier an outage to every device that reports); it is answered 202 with the open
+    order's ID now, and its time is kept."""
+
+    async def scenario() -> None:
+        settings = _v2_settings(bandwidth_v2_follow_timeout=0.2, report_deadline=2.0)
+        clock = Stopped()
+        sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
+        async with gateway(settings, sim_app=sim) as gw:
+            assert (await gw.report(report("dev", WHITE_HOUSE, 0))).status_code == 202
+            clock.now += 1.0
+            await pipeline_of(gw).idle()
+            moved = await gw.report(report("dev", EMPIRE_STATE, 10))
+            assert moved.status_code == 202, moved.text
+            seq = gw.last_seq()
+            again = await gw.report(report("dev", EMPIRE_STATE, 20))
+            assert again.status_code == 202, again.text
+            assert again.json()["orderId"] == moved.json()["orderId"]
+            assert again.json()["locationId"] == moved.json()["locationId"]
+            assert calls(gw, seq)[0] == []  # nothing written again
+            clock.now += 1.0
+            await pipeline_of(gw).idle()
+            stored = await pipeline_of(gw).ledger.get("dev")
+            assert stored is not None and stored.confirmed
+            assert stored.location_id == V2.held(gw, "dev") == moved.json()["locationId"]
+            assert stored.observed_at is not None and stored.observed_at.second == 20
+            # A move elsewhere while an order is open is still held back (503).
+            moved = await gw.report(report("dev", WHITE_HOUSE, 30))
+            assert moved.status_code == 202, moved.text
+            back = await gw.report(report("dev", EMPIRE_STATE, 40))
+            assert back.status_code == 503, back.text
+
+    run(scenario())

@@ -210,6 +210,11 @@ class BandwidthV2Client(V2Notifications):
             try:
                 await self._settle(endpoint_id)
             except UpstreamPending as exc:
+                opened = self.open_orders.get(endpoint_id)
+                if opened is not None and _same_binding(opened[2], sent):
+                    # That order carries this very write: pending, as it was answered.
+                    exc.endpoint = sent
+                    raise
                 # Another write's order, still open: this one is not sent (nor accepted).
                 raise UpstreamUnavailable(
                     f"updateEndpoint: the endpoint's last order {exc.order_id} is still open; "
@@ -497,4 +502,13 @@ def _answered_for(
     raise UpstreamParseError(
         f"{operation}: order {details.id[:80]!r} of endpoint {endpoint_id[:80]!r} is about {found}",
         operation=operation,
+    )
+
+
+def _same_binding(written: Endpoint, sent: Endpoint) -> bool:
+    """Whether ``sent`` writes what ``written`` did: the same address, number and name."""
+    return (written.location_id, written.telephone_number, written.caller_name) == (
+        sent.location_id,
+        sent.telephone_number,
+        sent.caller_name,
     )
