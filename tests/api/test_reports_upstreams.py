@@ -672,3 +672,37 @@ def test_v2_the_same_report_again_while_its_order_is_open_is_202_not_503() -> No
             assert back.status_code == 503, back.text
 
     run(scenario())
+
+
+def test_v2_a_restart_behind_an_open_add_is_no_refusal_to_the_reconciler(tmp_path: Path) -> None:
+    """After a restart behind a new device's add still open, the reconciler's check of the
+    unconfirmed device met the same 409-then-404 and took it for the carrier's refusal: a
+    ``provisioning_failed`` in the device's history (and an event) for an order that was
+    only slow. It is checked again later now, and confirmed once the order has ended."""
+    settings = _v2_settings(
+        bandwidth_v2_follow_timeout=0.2,
+        report_deadline=2.0,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}",
+    )
+
+    async def scenario() -> None:
+        clock = Stopped()
+        sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
+        async with gateway(settings, sim_app=sim) as before:
+            assert (await before.report(report("slow", WHITE_HOUSE, 0))).status_code == 202
+        async with gateway(settings, sim_app=sim) as after:
+            pipeline = pipeline_of(after)
+            store: StateStore = pipeline.ledger  # type: ignore[assignment]
+            for _ in range(2):
+                await pipeline.reconciler.reconcile(
+                    store, "r", batch=10, interval=3600.0, orphaned_after=0.0
+                )
+                await pipeline.idle()
+                history = (await after.http.get("/v1/devices/slow/history")).json()["entries"]
+                assert "provisioning_failed" not in [e["kind"] for e in history]
+                clock.now += 1.0  # the order ends
+            stored = await pipeline.ledger.get("slow")
+            assert stored is not None and stored.confirmed
+            assert [e["kind"] for e in history] == ["applied"]
+
+    run(scenario())
