@@ -516,6 +516,39 @@ def test_v2_an_admin_delete_after_a_restart_forgets_the_device(tmp_path: Path) -
     run(scenario())
 
 
+def test_v2_an_admin_delete_whose_order_is_still_open_forgets_the_device() -> None:
+    """An admin's DELETE whose order is still open when the gateway answers (202: the
+    carrier took it) left the device in the state store: its location read and the
+    call-time query kept answering its place, and reconciliation added the endpoint again
+    once the carrier had deleted it. The device is forgotten (``deleted``) with the 202."""
+
+    async def scenario() -> None:
+        settings = _v2_settings(bandwidth_v2_follow_timeout=0.2, report_deadline=2.0)
+        clock = Stopped()
+        sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
+        async with gateway(settings, sim_app=sim) as gw:
+            assert (await gw.report(report("del", WHITE_HOUSE, 0))).status_code == 202
+            clock.now += 1.0
+            pipeline = pipeline_of(gw)
+            await pipeline.idle()
+            endpoint_id = endpoint_id_for("del")
+            deleted = await gw.http.delete(f"/v1/endpoints/{endpoint_id}")
+            assert deleted.status_code == 202, deleted.text
+            assert deleted.json()["pending"] is True
+            assert await pipeline.ledger.get("del") is None
+            history = (await gw.http.get("/v1/devices/del/history")).json()["entries"]
+            assert [e["kind"] for e in history] == ["deleted", "applied"]
+            clock.now += 1.0  # the delete is carried out
+            store: StateStore = pipeline.ledger  # type: ignore[assignment]
+            await pipeline.reconcile(store, "t", batch=10, interval=0)
+            await pipeline.idle()
+            clock.now += 1.0  # an add the reconciler might have sent is carried out too
+            gone = await gw.http.get(f"/v1/endpoints/{endpoint_id}")
+            assert gone.status_code == 404, gone.text
+
+    run(scenario())
+
+
 def test_v2_an_admin_edited_device_is_still_read_after_a_restart(tmp_path: Path) -> None:
     """A device an admin moved has no address in the store, so its location is read from
     the carrier, whose v2 endpoint names no AEUI: after a restart (or at another replica)
