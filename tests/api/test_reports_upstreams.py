@@ -33,6 +33,7 @@ from tests.harness import (
     new_simulator,
     phone_of,
     report,
+    until,
 )
 
 #: Reads that only follow a v2 order to its end: bounded, and never writes.
@@ -737,5 +738,40 @@ def test_v2_a_restart_behind_an_open_add_is_no_refusal_to_the_reconciler(tmp_pat
             stored = await pipeline.ledger.get("slow")
             assert stored is not None and stored.confirmed
             assert [e["kind"] for e in history] == ["applied"]
+
+    run(scenario())
+
+
+def test_v2_a_deleted_devices_open_order_is_settled_by_the_reconcilers_ticks() -> None:
+    """An admin's delete answered pending: no later read settles its order (the device is
+    gone), so the gateway's oldest open order grew for the life of the process and
+    ``DlrUpstreamOrderStuck`` paged. The reconciler's ticks check such orders."""
+
+    async def scenario() -> None:
+        settings = _v2_settings(
+            bandwidth_v2_follow_timeout=0.2, report_deadline=2.0, reconcile_tick=0.05
+        )
+        clock = Stopped()
+        sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
+        async with gateway(settings, sim_app=sim) as gw:
+            upstream = gw.app.state.services.upstream
+            assert (await gw.report(report("del", WHITE_HOUSE, 0))).status_code == 202
+            clock.now += 1.0
+            await pipeline_of(gw).idle()
+            deleted = await gw.http.delete(f"/v1/endpoints/{endpoint_id_for('del')}")
+            assert deleted.status_code == 202, deleted.text
+
+            def oldest() -> float:
+                found = gw.metrics.registry.get_sample_value(
+                    "dlr_upstream_order_oldest_open_seconds"
+                )
+                return found or 0.0
+
+            await until(lambda: oldest() > 0.0)
+            await asyncio.sleep(0.2)
+            assert oldest() > 0.0  # still open at the carrier: kept
+            upstream.sweep_after = 0.0
+            clock.now += 1.0  # the carrier carries the delete out
+            await until(lambda: oldest() == 0.0)
 
     run(scenario())

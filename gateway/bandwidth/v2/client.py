@@ -70,6 +70,9 @@ M = TypeVar("M", bound=BaseModel)
 #: Endpoints whose write is still open at the carrier, and what each was last written
 #: with, are remembered for this many endpoints at most (the oldest forgotten first).
 _REMEMBERED: Final = 100_000
+#: Seconds an order stays open before ``settle_orders`` checks it (a write's own follower
+#: and its repair check it before that).
+_SWEEP_AFTER: Final = 60.0
 
 
 class BandwidthV2Client(V2Notifications):
@@ -90,6 +93,8 @@ class BandwidthV2Client(V2Notifications):
         self.follow_timeout = follow_timeout
         self.follow_first = follow_first
         self.follow_max = follow_max
+        #: How old an order left open is before ``settle_orders`` checks it.
+        self.sweep_after = _SWEEP_AFTER
         #: Endpoint ID -> (order ID, when it was accepted, the endpoint written): orders
         #: left open by a write.
         self.open_orders: OrderedDict[str, tuple[str, float, Endpoint]] = OrderedDict()
@@ -401,6 +406,23 @@ class BandwidthV2Client(V2Notifications):
                 )
             await self._sleep(wait)
             wait = min(self.follow_max, wait * 2)
+
+    async def settle_orders(self, limit: int) -> None:
+        """Check up to ``limit`` of the orders left open longer than ``sweep_after``, the
+        oldest first: those no read of their endpoint settles (a deleted device's) would
+        stay open here for good. One still open goes to the back; a carrier that does not
+        answer ends the sweep until the next."""
+        due = self._clock() - self.sweep_after
+        for endpoint_id, (_, accepted, _) in list(self.open_orders.items())[:limit]:
+            if accepted > due:
+                break
+            try:
+                await self._settle(endpoint_id)
+            except UpstreamPending:
+                self.open_orders.move_to_end(endpoint_id)
+            except UpstreamError as exc:
+                log.info("open orders not checked: %s", type(exc).__name__)
+                return
 
     async def _settle(self, endpoint_id: str) -> None:
         """Before reading an endpoint with an open order: that order's end, or pending."""

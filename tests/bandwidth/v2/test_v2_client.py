@@ -564,3 +564,52 @@ def test_an_add_still_open_from_another_process_is_unavailable_not_not_found() -
         assert (await restarted.get_endpoint("ep1")).location_id == "loc1"
 
     asyncio.run(go())
+
+
+def test_orders_left_open_that_no_read_settles_are_checked_by_the_sweep() -> None:
+    """An order left open (answered pending) was checked only when its endpoint was read
+    again: a deleted device's endpoint never is, so its order stayed "open" here for the
+    life of the process, ``dlr_upstream_order_oldest_open_seconds`` grew without end and
+    ``DlrUpstreamOrderStuck`` paged for an order the carrier had long carried out. The
+    sweep checks the orders older than ``sweep_after``; one still open stays."""
+    h = v2(order_seconds=10.0, follow_timeout=2.0)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        await h.client.create_location(location("loc2", CAPITOL))
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint())
+        await h.time.sleep(10.0)
+        await h.client.get_endpoint("ep1")
+        with pytest.raises(UpstreamPending):
+            await h.client.delete_endpoint("ep1")
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint("ep2"))
+        assert set(h.client.open_orders) == {"ep1", "ep2"}
+        await h.client.settle_orders(10)  # neither is older than ``sweep_after`` yet
+        assert set(h.client.open_orders) == {"ep1", "ep2"}
+        await h.time.sleep(h.client.sweep_after)  # both carried out at the carrier
+        await h.client.settle_orders(1)  # one at a time: the oldest first
+        assert set(h.client.open_orders) == {"ep2"}
+        await h.client.settle_orders(10)
+        assert h.client.open_orders == {} and h.client.oldest_open_order() == 0.0
+
+    asyncio.run(go())
+
+
+def test_the_sweep_keeps_an_order_still_open_and_goes_on_to_the_next() -> None:
+    h = v2(order_seconds=1000.0, follow_timeout=2.0)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint())
+        await h.time.sleep(h.client.sweep_after)
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint("ep2"))
+        await h.time.sleep(h.client.sweep_after)
+        await h.client.settle_orders(1)  # ep1's, still open: kept, behind ep2's now
+        assert list(h.client.open_orders) == ["ep2", "ep1"]
+        assert h.client.oldest_open_order() >= 2 * h.client.sweep_after
+
+    asyncio.run(go())
