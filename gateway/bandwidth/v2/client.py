@@ -343,6 +343,10 @@ class BandwidthV2Client(V2Notifications):
                     if left is None:
                         raise
                     raise self._pending(op, order, status, endpoint) from None
+                except UpstreamNotFound:
+                    # Taken (202), its order not (or no longer) to be read: not "no such
+                    # record". A read of the endpoint settles it (``_settle``).
+                    raise self._pending(op, order, status, endpoint) from None
                 _answered_for(op.name, details, endpoint_id, _ORDER_TYPES.get(op.name))
                 status = details.status
         except BaseException as exc:
@@ -430,7 +434,14 @@ class BandwidthV2Client(V2Notifications):
         if opened is None:
             return
         order_id, _, written = opened
-        details = await self.order_details(order_id)
+        try:
+            details = await self.order_details(order_id)
+        except UpstreamNotFound:
+            # The carrier no longer knows the order (or not yet): the endpoint says what
+            # it holds. Kept, every read and write of it would be "not found" for good.
+            log.warning("endpoint %s: order %s not found at the carrier", endpoint_id, order_id)
+            self.open_orders.pop(endpoint_id, None)
+            return
         _answered_for("getOrderDetails", details, endpoint_id)
         if details.status.open:
             raise UpstreamPending(
