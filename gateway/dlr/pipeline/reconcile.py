@@ -117,11 +117,11 @@ class Reconciler:
             # A tick first: the replica that starts this is up (ready) before its first pass.
             await asyncio.sleep(tick)
             try:
-                # Orders left open that no device's check settles (a deleted device's).
-                await self.repairs.carrier.settle_orders(batch)
                 await self.reconcile(
                     store, owner, batch=batch, interval=interval, orphaned_after=orphaned_after
                 )
+                # Orders left open that no device's check settles (a deleted device's).
+                await self.repairs.carrier.settle_orders(batch)
                 if retention is not None and self.clock() - purged_at > 3600:
                     purged_at = self.clock()
                     await store.purge_history(datetime.now(UTC) - retention)
