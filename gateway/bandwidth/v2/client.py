@@ -27,12 +27,14 @@ from pydantic import BaseModel
 
 from gateway.bandwidth.calls import check_id
 from gateway.bandwidth.errors import (
+    UpstreamAuthError,
     UpstreamConflict,
     UpstreamError,
     UpstreamNotFound,
     UpstreamParseError,
     UpstreamPending,
     UpstreamRejected,
+    UpstreamTimeout,
     UpstreamUnavailable,
     UpstreamUnsupported,
 )
@@ -415,18 +417,20 @@ class BandwidthV2Client(V2Notifications):
         """Check up to ``limit`` of the orders left open longer than ``sweep_after``, the
         oldest first: those no read of their endpoint settles (a deleted device's) would
         stay open here for good. One still open goes to the back; a carrier that does not
-        answer ends the sweep until the next."""
+        answer ends the sweep until the next; one whose status cannot be read goes to the
+        back as well."""
         due = self._clock() - self.sweep_after
         for endpoint_id, (_, accepted, _) in list(self.open_orders.items())[:limit]:
             if accepted > due:
                 break
             try:
                 await self._settle(endpoint_id)
-            except UpstreamPending:
-                self.open_orders.move_to_end(endpoint_id)
             except UpstreamError as exc:
-                log.info("open orders not checked: %s", type(exc).__name__)
-                return
+                if endpoint_id in self.open_orders:
+                    self.open_orders.move_to_end(endpoint_id)
+                if isinstance(exc, UpstreamUnavailable | UpstreamTimeout | UpstreamAuthError):
+                    log.info("open orders not checked: %s", type(exc).__name__)
+                    return
 
     async def _settle(self, endpoint_id: str) -> None:
         """Before reading an endpoint with an open order: that order's end, or pending."""

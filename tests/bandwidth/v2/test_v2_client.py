@@ -658,3 +658,30 @@ def test_an_order_the_carrier_does_not_know_is_pending_then_forgotten() -> None:
         assert (await h.client.get_endpoint("ep1")).location_id == "loc2"
 
     asyncio.run(go())
+
+
+def test_an_order_whose_status_cannot_be_read_does_not_stop_the_sweep_for_the_rest() -> None:
+    h = v2(order_seconds=10.0, follow_timeout=2.0)
+    inner = h.transport.inner
+    unreadable: set[str] = set()
+
+    class OnHold(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if any(request.url.path.endswith(f"/orders/{o}/details") for o in unreadable):
+                return httpx.Response(200, json={"id": "x", "status": "ON_HOLD"})
+            return await inner.handle_async_request(request)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint())
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint("ep2"))
+        unreadable.add(h.client.open_orders["ep1"][0])
+        h.transport.inner = OnHold()
+        await h.time.sleep(h.client.sweep_after)
+        for _ in range(2):  # ep1's first, unreadable: behind ep2's now, which settles
+            await h.client.settle_orders(1)
+        assert list(h.client.open_orders) == ["ep1"]
+
+    asyncio.run(go())
