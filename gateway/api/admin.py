@@ -49,7 +49,7 @@ from gateway.api.schemas import (
     record_to_json,
     require_object,
 )
-from gateway.bandwidth.errors import UpstreamNotFound
+from gateway.bandwidth.errors import UpstreamNotFound, UpstreamPending
 from gateway.bandwidth.models import Endpoint, Location, NotificationRecipient
 from gateway.dlr.callers import normalize_number
 from gateway.dlr.errors import FieldError
@@ -202,15 +202,22 @@ async def delete_endpoint(request: Request) -> Response:
     # Each device's row before the carrier's endpoint goes: a write that raced the deletion
     # shows as a row changed since (``admin_deleted``).
     befores = [await s.pipeline.before_edit(d.alternate_end_user_id or "") for d in devices]
+    pending: UpstreamPending | None = None
     try:
         await s.upstream.delete_endpoint(endpoint_id)
     except UpstreamNotFound:
         if held is not None or not devices:
             raise
+    except UpstreamPending as exc:
+        # Taken, its order still open (v2): the devices go now all the same, or
+        # reconciliation would add the endpoint again once the carrier has deleted it.
+        pending = exc
     for device, before in zip(devices, befores, strict=True):
         assert device.alternate_end_user_id is not None
         aeui = device.alternate_end_user_id
         await s.pipeline.admin_deleted(aeui, device, credential=_who(request), before=before)
+    if pending is not None:
+        raise pending
     return JSONResponse({"endpointId": endpoint_id, "deleted": True})
 
 

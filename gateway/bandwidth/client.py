@@ -126,6 +126,9 @@ class BandwidthClient(CarrierCalls):
         where every write is done or refused when answered (the v2 API overrides this)."""
         return None
 
+    async def settle_orders(self, limit: int) -> None:
+        """Writes answered pending: never here (the v2 API overrides this)."""
+
     def expect(self, endpoint_id: str, held: Endpoint | None) -> None:
         """What the state store says the carrier holds at ``endpoint_id``: nothing to do
         here, where an update carries the whole endpoint (the v2 API overrides this)."""

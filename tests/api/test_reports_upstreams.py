@@ -33,6 +33,7 @@ from tests.harness import (
     new_simulator,
     phone_of,
     report,
+    until,
 )
 
 #: Reads that only follow a v2 order to its end: bounded, and never writes.
@@ -516,6 +517,39 @@ def test_v2_an_admin_delete_after_a_restart_forgets_the_device(tmp_path: Path) -
     run(scenario())
 
 
+def test_v2_an_admin_delete_whose_order_is_still_open_forgets_the_device() -> None:
+    """An admin's DELETE whose order is still open when the gateway answers (202: the
+    carrier took it) left the device in the state store: its location read and the
+    call-time query kept answering its place, and reconciliation added the endpoint again
+    once the carrier had deleted it. The device is forgotten (``deleted``) with the 202."""
+
+    async def scenario() -> None:
+        settings = _v2_settings(bandwidth_v2_follow_timeout=0.2, report_deadline=2.0)
+        clock = Stopped()
+        sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
+        async with gateway(settings, sim_app=sim) as gw:
+            assert (await gw.report(report("del", WHITE_HOUSE, 0))).status_code == 202
+            clock.now += 1.0
+            pipeline = pipeline_of(gw)
+            await pipeline.idle()
+            endpoint_id = endpoint_id_for("del")
+            deleted = await gw.http.delete(f"/v1/endpoints/{endpoint_id}")
+            assert deleted.status_code == 202, deleted.text
+            assert deleted.json()["pending"] is True
+            assert await pipeline.ledger.get("del") is None
+            history = (await gw.http.get("/v1/devices/del/history")).json()["entries"]
+            assert [e["kind"] for e in history] == ["deleted", "applied"]
+            clock.now += 1.0  # the delete is carried out
+            store: StateStore = pipeline.ledger  # type: ignore[assignment]
+            await pipeline.reconcile(store, "t", batch=10, interval=0)
+            await pipeline.idle()
+            clock.now += 1.0  # an add the reconciler might have sent is carried out too
+            gone = await gw.http.get(f"/v1/endpoints/{endpoint_id}")
+            assert gone.status_code == 404, gone.text
+
+    run(scenario())
+
+
 def test_v2_an_admin_edited_device_is_still_read_after_a_restart(tmp_path: Path) -> None:
     """A device an admin moved has no address in the store, so its location is read from
     the carrier, whose v2 endpoint names no AEUI: after a restart (or at another replica)
@@ -602,5 +636,142 @@ def test_v2_a_slow_carrier_still_answers_202_before_the_reports_deadline() -> No
             assert answer.status_code == 202, answer.text
             assert answer.json()["pending"] is True
             await pipeline_of(gw).aclose()  # the background follow-up is tested above
+
+    run(scenario())
+
+
+def test_v2_a_report_after_a_restart_behind_an_open_add_is_503_not_404(tmp_path: Path) -> None:
+    """The gateway restarted (a new app on the same store) while a new device's add was
+    still open at the carrier: the carrier answers the add 409 and the endpoint's read 404.
+    The device's next report was answered 404 "the carrier has no such record"; it is a
+    503 now (nothing sent, the report not applied: the device reports again), and once the
+    order has ended the device's next report is carried to the carrier."""
+    settings = _v2_settings(
+        bandwidth_v2_follow_timeout=0.2,
+        report_deadline=2.0,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}",
+    )
+
+    async def scenario() -> None:
+        clock = Stopped()
+        sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
+        async with gateway(settings, sim_app=sim) as before:
+            assert (await before.report(report("slow", WHITE_HOUSE, 0))).status_code == 202
+        async with gateway(settings, sim_app=sim) as after:
+            moved = await after.report(report("slow", EMPIRE_STATE, 10))
+            assert moved.status_code == 503, moved.text
+            clock.now += 1.0  # the first order ends
+            again = await after.report(report("slow", EMPIRE_STATE, 20))
+            assert again.status_code in (200, 202), again.text
+            clock.now += 1.0
+            await pipeline_of(after).idle()
+            assert V2.held(after, "slow") == again.json()["locationId"]
+
+    run(scenario())
+
+
+def test_v2_the_same_report_again_while_its_order_is_open_is_202_not_503() -> None:
+    """A device moved (202: its order still open) and reports the same place again, as a
+    device does every so often: nothing new to send, the carrier has taken this very
+    change. It was answered 503 "the carrier cannot be reached" and its report undone (a
+    slow carrier an outage to every device that reports); it is answered 202 with the open
+    order's ID now, and its time is kept."""
+
+    async def scenario() -> None:
+        settings = _v2_settings(bandwidth_v2_follow_timeout=0.2, report_deadline=2.0)
+        clock = Stopped()
+        sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
+        async with gateway(settings, sim_app=sim) as gw:
+            assert (await gw.report(report("dev", WHITE_HOUSE, 0))).status_code == 202
+            clock.now += 1.0
+            await pipeline_of(gw).idle()
+            moved = await gw.report(report("dev", EMPIRE_STATE, 10))
+            assert moved.status_code == 202, moved.text
+            seq = gw.last_seq()
+            again = await gw.report(report("dev", EMPIRE_STATE, 20))
+            assert again.status_code == 202, again.text
+            assert again.json()["orderId"] == moved.json()["orderId"]
+            assert again.json()["locationId"] == moved.json()["locationId"]
+            assert calls(gw, seq)[0] == []  # nothing written again
+            clock.now += 1.0
+            await pipeline_of(gw).idle()
+            stored = await pipeline_of(gw).ledger.get("dev")
+            assert stored is not None and stored.confirmed
+            assert stored.location_id == V2.held(gw, "dev") == moved.json()["locationId"]
+            assert stored.observed_at is not None and stored.observed_at.second == 20
+            # A move elsewhere while an order is open is still held back (503).
+            moved = await gw.report(report("dev", WHITE_HOUSE, 30))
+            assert moved.status_code == 202, moved.text
+            back = await gw.report(report("dev", EMPIRE_STATE, 40))
+            assert back.status_code == 503, back.text
+
+    run(scenario())
+
+
+def test_v2_a_restart_behind_an_open_add_is_no_refusal_to_the_reconciler(tmp_path: Path) -> None:
+    """After a restart behind a new device's add still open, the reconciler's check of the
+    unconfirmed device met the same 409-then-404 and took it for the carrier's refusal: a
+    ``provisioning_failed`` in the device's history (and an event) for an order that was
+    only slow. It is checked again later now, and confirmed once the order has ended."""
+    settings = _v2_settings(
+        bandwidth_v2_follow_timeout=0.2,
+        report_deadline=2.0,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}",
+    )
+
+    async def scenario() -> None:
+        clock = Stopped()
+        sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
+        async with gateway(settings, sim_app=sim) as before:
+            assert (await before.report(report("slow", WHITE_HOUSE, 0))).status_code == 202
+        async with gateway(settings, sim_app=sim) as after:
+            pipeline = pipeline_of(after)
+            store: StateStore = pipeline.ledger  # type: ignore[assignment]
+            for _ in range(2):
+                await pipeline.reconciler.reconcile(
+                    store, "r", batch=10, interval=3600.0, orphaned_after=0.0
+                )
+                await pipeline.idle()
+                history = (await after.http.get("/v1/devices/slow/history")).json()["entries"]
+                assert "provisioning_failed" not in [e["kind"] for e in history]
+                clock.now += 1.0  # the order ends
+            stored = await pipeline.ledger.get("slow")
+            assert stored is not None and stored.confirmed
+            assert [e["kind"] for e in history] == ["applied"]
+
+    run(scenario())
+
+
+def test_v2_a_deleted_devices_open_order_is_settled_by_the_reconcilers_ticks() -> None:
+    """An admin's delete answered pending: no later read settles its order (the device is
+    gone), so the gateway's oldest open order grew for the life of the process and
+    ``DlrUpstreamOrderStuck`` paged. The reconciler's ticks check such orders."""
+
+    async def scenario() -> None:
+        settings = _v2_settings(
+            bandwidth_v2_follow_timeout=0.2, report_deadline=2.0, reconcile_tick=0.05
+        )
+        clock = Stopped()
+        sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
+        async with gateway(settings, sim_app=sim) as gw:
+            upstream = gw.app.state.services.upstream
+            assert (await gw.report(report("del", WHITE_HOUSE, 0))).status_code == 202
+            clock.now += 1.0
+            await pipeline_of(gw).idle()
+            deleted = await gw.http.delete(f"/v1/endpoints/{endpoint_id_for('del')}")
+            assert deleted.status_code == 202, deleted.text
+
+            def oldest() -> float:
+                found = gw.metrics.registry.get_sample_value(
+                    "dlr_upstream_order_oldest_open_seconds"
+                )
+                return found or 0.0
+
+            await until(lambda: oldest() > 0.0)
+            await asyncio.sleep(0.2)
+            assert oldest() > 0.0  # still open at the carrier: kept
+            upstream.sweep_after = 0.0
+            clock.now += 1.0  # the carrier carries the delete out
+            await until(lambda: oldest() == 0.0)
 
     run(scenario())

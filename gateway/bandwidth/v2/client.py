@@ -27,12 +27,14 @@ from pydantic import BaseModel
 
 from gateway.bandwidth.calls import check_id
 from gateway.bandwidth.errors import (
+    UpstreamAuthError,
     UpstreamConflict,
     UpstreamError,
     UpstreamNotFound,
     UpstreamParseError,
     UpstreamPending,
     UpstreamRejected,
+    UpstreamTimeout,
     UpstreamUnavailable,
     UpstreamUnsupported,
 )
@@ -70,6 +72,9 @@ M = TypeVar("M", bound=BaseModel)
 #: Endpoints whose write is still open at the carrier, and what each was last written
 #: with, are remembered for this many endpoints at most (the oldest forgotten first).
 _REMEMBERED: Final = 100_000
+#: Seconds an order stays open before ``settle_orders`` checks it (a write's own follower
+#: and its repair check it before that).
+_SWEEP_AFTER: Final = 60.0
 
 
 class BandwidthV2Client(V2Notifications):
@@ -90,6 +95,8 @@ class BandwidthV2Client(V2Notifications):
         self.follow_timeout = follow_timeout
         self.follow_first = follow_first
         self.follow_max = follow_max
+        #: How old an order left open is before ``settle_orders`` checks it.
+        self.sweep_after = _SWEEP_AFTER
         #: Endpoint ID -> (order ID, when it was accepted, the endpoint written): orders
         #: left open by a write.
         self.open_orders: OrderedDict[str, tuple[str, float, Endpoint]] = OrderedDict()
@@ -188,7 +195,16 @@ class BandwidthV2Client(V2Notifications):
             # if someone else added it in between: a conflict, not a loop.
             if not may_replace:
                 raise
-            return await self._move(endpoint)
+            try:
+                return await self._move(endpoint)
+            except UpstreamNotFound:
+                # Held (409) yet not there to read: an add whose order is still open,
+                # another process's (a replica, or this gateway before a restart).
+                raise UpstreamUnavailable(
+                    f"{op.name}: the endpoint's add is still open at the carrier; "
+                    "this write was not sent",
+                    operation=op.name,
+                ) from None
         await self._follow(op, root, endpoint)
         return endpoint
 
@@ -201,6 +217,11 @@ class BandwidthV2Client(V2Notifications):
             try:
                 await self._settle(endpoint_id)
             except UpstreamPending as exc:
+                opened = self.open_orders.get(endpoint_id)
+                if opened is not None and _same_binding(opened[2], sent):
+                    # That order carries this very write: pending, as it was answered.
+                    exc.endpoint = sent
+                    raise
                 # Another write's order, still open: this one is not sent (nor accepted).
                 raise UpstreamUnavailable(
                     f"updateEndpoint: the endpoint's last order {exc.order_id} is still open; "
@@ -324,6 +345,10 @@ class BandwidthV2Client(V2Notifications):
                     if left is None:
                         raise
                     raise self._pending(op, order, status, endpoint) from None
+                except UpstreamNotFound:
+                    # Taken (202), its order not (or no longer) to be read: not "no such
+                    # record". A read of the endpoint settles it (``_settle``).
+                    raise self._pending(op, order, status, endpoint) from None
                 _answered_for(op.name, details, endpoint_id, _ORDER_TYPES.get(op.name))
                 status = details.status
         except BaseException as exc:
@@ -388,13 +413,39 @@ class BandwidthV2Client(V2Notifications):
             await self._sleep(wait)
             wait = min(self.follow_max, wait * 2)
 
+    async def settle_orders(self, limit: int) -> None:
+        """Check up to ``limit`` of the orders left open longer than ``sweep_after``, the
+        oldest first: those no read of their endpoint settles (a deleted device's) would
+        stay open here for good. One still open goes to the back; a carrier that does not
+        answer ends the sweep until the next; one whose status cannot be read goes to the
+        back as well."""
+        due = self._clock() - self.sweep_after
+        for endpoint_id, (_, accepted, _) in list(self.open_orders.items())[:limit]:
+            if accepted > due:
+                break
+            try:
+                await self._settle(endpoint_id)
+            except UpstreamError as exc:
+                if endpoint_id in self.open_orders:
+                    self.open_orders.move_to_end(endpoint_id)
+                if isinstance(exc, UpstreamUnavailable | UpstreamTimeout | UpstreamAuthError):
+                    log.info("open orders not checked: %s", type(exc).__name__)
+                    return
+
     async def _settle(self, endpoint_id: str) -> None:
         """Before reading an endpoint with an open order: that order's end, or pending."""
         opened = self.open_orders.get(endpoint_id)
         if opened is None:
             return
         order_id, _, written = opened
-        details = await self.order_details(order_id)
+        try:
+            details = await self.order_details(order_id)
+        except UpstreamNotFound:
+            # The carrier no longer knows the order (or not yet): the endpoint says what
+            # it holds. Kept, every read and write of it would be "not found" for good.
+            log.warning("endpoint %s: order %s not found at the carrier", endpoint_id, order_id)
+            self.open_orders.pop(endpoint_id, None)
+            return
         _answered_for("getOrderDetails", details, endpoint_id)
         if details.status.open:
             raise UpstreamPending(
@@ -488,4 +539,13 @@ def _answered_for(
     raise UpstreamParseError(
         f"{operation}: order {details.id[:80]!r} of endpoint {endpoint_id[:80]!r} is about {found}",
         operation=operation,
+    )
+
+
+def _same_binding(written: Endpoint, sent: Endpoint) -> bool:
+    """Whether ``sent`` writes what ``written`` did: the same address, number and name."""
+    return (written.location_id, written.telephone_number, written.caller_name) == (
+        sent.location_id,
+        sent.telephone_number,
+        sent.caller_name,
     )

@@ -29,6 +29,10 @@ class Carrier(Protocol):
         ...
 
     async def list_endpoints(self) -> EndpointListResponse: ...
+    async def settle_orders(self, limit: int) -> None:
+        """Check up to ``limit`` writes answered pending long ago that no read has settled."""
+        ...
+
     def refusal(self, endpoint_id: str) -> tuple[Endpoint, UpstreamRejected] | None:
         """A write that was answered pending, then refused: the endpoint written and the
         carrier's words, once."""

@@ -120,6 +120,8 @@ class Reconciler:
                 await self.reconcile(
                     store, owner, batch=batch, interval=interval, orphaned_after=orphaned_after
                 )
+                # Orders left open that no device's check settles (a deleted device's).
+                await self.repairs.carrier.settle_orders(batch)
                 if retention is not None and self.clock() - purged_at > 3600:
                     purged_at = self.clock()
                     await store.purge_history(datetime.now(UTC) - retention)

@@ -21,6 +21,7 @@ from gateway.bandwidth.errors import (
     UpstreamPending,
     UpstreamRateLimited,
     UpstreamRejected,
+    UpstreamUnavailable,
     UpstreamUnsupported,
 )
 from gateway.bandwidth.exchanges import RetryPolicy
@@ -528,5 +529,159 @@ def test_a_write_behind_an_order_still_open_is_not_sent_and_says_so() -> None:
         assert "PATCH" in [method for method, _, _ in h.transport.sent]
         await h.time.sleep(10.0)
         assert (await h.client.get_endpoint("ep1")).location_id == "loc2"
+
+    asyncio.run(go())
+
+
+def test_an_add_still_open_from_another_process_is_unavailable_not_not_found() -> None:
+    """Another process (a replica, or this gateway before a restart) added the endpoint and
+    its order is still open: the carrier answers this add 409 (it holds the endpoint) and
+    its read 404 (not yet carried out). The write was answered ``UpstreamNotFound``, so a
+    report was answered 404 and a repair recorded a refusal for a slow order; it is a plain
+    unavailability now (nothing was sent that the carrier took)."""
+    h = v2(order_seconds=10.0, follow_timeout=2.0)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint())
+        restarted = BandwidthV2Client(
+            "http://carrier.test/api",
+            h.simulator.config.account_id,
+            h.simulator.config.username,
+            h.simulator.config.password,
+            transport=h.transport,
+            sleep=h.time.sleep,
+            clock=h.time,
+            follow_timeout=2.0,
+        )
+        with pytest.raises(UpstreamError) as caught:
+            await restarted.create_endpoint(endpoint())
+        assert isinstance(caught.value, UpstreamUnavailable), caught.value
+        assert not caught.value.ambiguous
+        assert "PATCH" not in [method for method, _, _ in h.transport.sent]
+        await h.time.sleep(10.0)
+        assert (await restarted.get_endpoint("ep1")).location_id == "loc1"
+
+    asyncio.run(go())
+
+
+def test_orders_left_open_that_no_read_settles_are_checked_by_the_sweep() -> None:
+    """An order left open (answered pending) was checked only when its endpoint was read
+    again: a deleted device's endpoint never is, so its order stayed "open" here for the
+    life of the process, ``dlr_upstream_order_oldest_open_seconds`` grew without end and
+    ``DlrUpstreamOrderStuck`` paged for an order the carrier had long carried out. The
+    sweep checks the orders older than ``sweep_after``; one still open stays."""
+    h = v2(order_seconds=10.0, follow_timeout=2.0)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        await h.client.create_location(location("loc2", CAPITOL))
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint())
+        await h.time.sleep(10.0)
+        await h.client.get_endpoint("ep1")
+        with pytest.raises(UpstreamPending):
+            await h.client.delete_endpoint("ep1")
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint("ep2"))
+        assert set(h.client.open_orders) == {"ep1", "ep2"}
+        await h.client.settle_orders(10)  # neither is older than ``sweep_after`` yet
+        assert set(h.client.open_orders) == {"ep1", "ep2"}
+        await h.time.sleep(h.client.sweep_after)  # both carried out at the carrier
+        await h.client.settle_orders(1)  # one at a time: the oldest first
+        assert set(h.client.open_orders) == {"ep2"}
+        await h.client.settle_orders(10)
+        assert h.client.open_orders == {} and h.client.oldest_open_order() == 0.0
+
+    asyncio.run(go())
+
+
+def test_the_sweep_keeps_an_order_still_open_and_goes_on_to_the_next() -> None:
+    h = v2(order_seconds=1000.0, follow_timeout=2.0)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint())
+        await h.time.sleep(h.client.sweep_after)
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint("ep2"))
+        await h.time.sleep(h.client.sweep_after)
+        await h.client.settle_orders(1)  # ep1's, still open: kept, behind ep2's now
+        assert list(h.client.open_orders) == ["ep2", "ep1"]
+        assert h.client.oldest_open_order() >= 2 * h.client.sweep_after
+
+    asyncio.run(go())
+
+
+class _OrdersForgotten(httpx.AsyncBaseTransport):
+    """While ``forgetting``, the carrier answers every order's status read 404 (an order
+    past its retention, or not yet to be read after its 202)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.forgetting = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.forgetting and request.url.path.endswith("/details"):
+            return httpx.Response(404, json={"errors": [{"description": "order not found"}]})
+        return await self.inner.handle_async_request(request)
+
+
+def test_an_order_the_carrier_does_not_know_is_pending_then_forgotten() -> None:
+    """An order whose status read answers 404: the write it follows was answered "not
+    found" (a report 404 for a change the carrier took), and once left open every read and
+    write of its endpoint was "not found" for the life of the process (the entry never
+    left). The write is pending; a later read forgets the order and reads the endpoint."""
+    h = v2(order_seconds=10.0, follow_timeout=2.0)
+    forgotten = _OrdersForgotten(h.transport.inner)
+    h.transport.inner = forgotten
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        await h.client.create_location(location("loc2", CAPITOL))
+        forgotten.forgetting = True
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint())
+        await h.time.sleep(10.0)
+        assert (await h.client.get_endpoint("ep1")).location_id == "loc1"
+        assert h.client.open_orders == {}
+        forgotten.forgetting = False
+        h.client.expect("ep1", None)
+        with pytest.raises(UpstreamPending):
+            await h.client.update_endpoint("ep1", endpoint(location_id="loc2"))
+        forgotten.forgetting = True
+        await h.time.sleep(h.client.sweep_after)
+        await h.client.settle_orders(10)
+        assert h.client.open_orders == {}
+        assert (await h.client.get_endpoint("ep1")).location_id == "loc2"
+
+    asyncio.run(go())
+
+
+def test_an_order_whose_status_cannot_be_read_does_not_stop_the_sweep_for_the_rest() -> None:
+    h = v2(order_seconds=10.0, follow_timeout=2.0)
+    inner = h.transport.inner
+    unreadable: set[str] = set()
+
+    class OnHold(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if any(request.url.path.endswith(f"/orders/{o}/details") for o in unreadable):
+                return httpx.Response(200, json={"id": "x", "status": "ON_HOLD"})
+            return await inner.handle_async_request(request)
+
+    async def go() -> None:
+        await h.client.create_location(location())
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint())
+        with pytest.raises(UpstreamPending):
+            await h.client.create_endpoint(endpoint("ep2"))
+        unreadable.add(h.client.open_orders["ep1"][0])
+        h.transport.inner = OnHold()
+        await h.time.sleep(h.client.sweep_after)
+        for _ in range(2):  # ep1's first, unreadable: behind ep2's now, which settles
+            await h.client.settle_orders(1)
+        assert list(h.client.open_orders) == ["ep1"]
 
     asyncio.run(go())
