@@ -64,7 +64,8 @@ class StoreSettings:
         "GATEWAY_RECONCILE_TICK",
         1.0,
         "seconds between two passes of one replica (so at most `BATCH / TICK` carrier reads per "
-        "second per replica)",
+        "second per replica; with `BANDWIDTH_API=v2`, as many order status reads more while "
+        "orders are open past a minute)",
         gt=0,
     )
     history_retention_days: int = setting(
