@@ -4,9 +4,10 @@ fewest calls, order, reconciliation, and the v2 API's asynchronous orders (202 p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -640,24 +641,32 @@ def test_v2_a_slow_carrier_still_answers_202_before_the_reports_deadline() -> No
     run(scenario())
 
 
+@contextlib.asynccontextmanager
+async def _restarted_behind_an_open_add(tmp_path: Path) -> AsyncIterator[tuple[Gateway, Stopped]]:
+    """A gateway restarted (a new app on the same SQLite file) while device ``slow``'s add is
+    still open at the carrier (its orders take 1 s of the simulator's stopped clock)."""
+    settings = _v2_settings(
+        bandwidth_v2_follow_timeout=0.2,
+        report_deadline=2.0,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}",
+    )
+    clock = Stopped()
+    sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
+    async with gateway(settings, sim_app=sim) as before:
+        assert (await before.report(report("slow", WHITE_HOUSE, 0))).status_code == 202
+    async with gateway(settings, sim_app=sim) as after:
+        yield after, clock
+
+
 def test_v2_a_report_after_a_restart_behind_an_open_add_is_503_not_404(tmp_path: Path) -> None:
     """The gateway restarted (a new app on the same store) while a new device's add was
     still open at the carrier: the carrier answers the add 409 and the endpoint's read 404.
     The device's next report was answered 404 "the carrier has no such record"; it is a
     503 now (nothing sent, the report not applied: the device reports again), and once the
     order has ended the device's next report is carried to the carrier."""
-    settings = _v2_settings(
-        bandwidth_v2_follow_timeout=0.2,
-        report_deadline=2.0,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}",
-    )
 
     async def scenario() -> None:
-        clock = Stopped()
-        sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
-        async with gateway(settings, sim_app=sim) as before:
-            assert (await before.report(report("slow", WHITE_HOUSE, 0))).status_code == 202
-        async with gateway(settings, sim_app=sim) as after:
+        async with _restarted_behind_an_open_add(tmp_path) as (after, clock):
             moved = await after.report(report("slow", EMPIRE_STATE, 10))
             assert moved.status_code == 503, moved.text
             clock.now += 1.0  # the first order ends
@@ -713,18 +722,9 @@ def test_v2_a_restart_behind_an_open_add_is_no_refusal_to_the_reconciler(tmp_pat
     unconfirmed device met the same 409-then-404 and took it for the carrier's refusal: a
     ``provisioning_failed`` in the device's history (and an event) for an order that was
     only slow. It is checked again later now, and confirmed once the order has ended."""
-    settings = _v2_settings(
-        bandwidth_v2_follow_timeout=0.2,
-        report_deadline=2.0,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'state.db'}",
-    )
 
     async def scenario() -> None:
-        clock = Stopped()
-        sim = _v2_simulator(settings, order_seconds=1.0, clock=clock)
-        async with gateway(settings, sim_app=sim) as before:
-            assert (await before.report(report("slow", WHITE_HOUSE, 0))).status_code == 202
-        async with gateway(settings, sim_app=sim) as after:
+        async with _restarted_behind_an_open_add(tmp_path) as (after, clock):
             pipeline = pipeline_of(after)
             store: StateStore = pipeline.ledger  # type: ignore[assignment]
             for _ in range(2):
