@@ -79,6 +79,11 @@ class V2:
     def operations(self) -> list[str]:
         return [c["operation"] for c in self.simulator.calls]
 
+    def another_process(self, **client: Any) -> BandwidthV2Client:
+        """A client of another process over the same carrier (a replica, or this gateway
+        after a restart): none of this one's open orders."""
+        return _client(self.simulator.config, self.transport, self.time, Metrics(), **client)
+
 
 def v2(
     *,
@@ -101,7 +106,32 @@ def v2(
     cfg = simulator.config
     transport = Recording(SimulatorTransport(app, enforce_timeouts=False))
     metrics = Metrics()
-    upstream = BandwidthV2Client(
+    upstream = _client(
+        cfg,
+        transport,
+        time,
+        metrics,
+        password=password,
+        policy=policy,
+        follow_timeout=follow_timeout,
+        **client,
+    )
+    return V2(time, simulator, upstream, transport, metrics)
+
+
+def _client(
+    cfg: SimulatorConfig,
+    transport: Recording,
+    time: FakeTime,
+    metrics: Metrics,
+    *,
+    password: str | None = None,
+    policy: RetryPolicy | None = None,
+    follow_timeout: float = 4.0,
+    **client: Any,
+) -> BandwidthV2Client:
+    """A v2 client of the simulator ``cfg`` through ``transport``, on fake ``time``."""
+    return BandwidthV2Client(
         "http://carrier.test/api",
         cfg.account_id,
         cfg.username,
@@ -114,7 +144,6 @@ def v2(
         follow_timeout=follow_timeout,
         **client,
     )
-    return V2(time, simulator, upstream, transport, metrics)
 
 
 def location(location_id: str = "loc1", address: Address = WHITE_HOUSE) -> Location:

@@ -545,16 +545,7 @@ def test_an_add_still_open_from_another_process_is_unavailable_not_not_found() -
         await h.client.create_location(location())
         with pytest.raises(UpstreamPending):
             await h.client.create_endpoint(endpoint())
-        restarted = BandwidthV2Client(
-            "http://carrier.test/api",
-            h.simulator.config.account_id,
-            h.simulator.config.username,
-            h.simulator.config.password,
-            transport=h.transport,
-            sleep=h.time.sleep,
-            clock=h.time,
-            follow_timeout=2.0,
-        )
+        restarted = h.another_process(follow_timeout=2.0)
         with pytest.raises(UpstreamError) as caught:
             await restarted.create_endpoint(endpoint())
         assert isinstance(caught.value, UpstreamUnavailable), caught.value
