@@ -4,8 +4,9 @@ emails and webhooks in lanes of their own (claims, slots, batches)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,18 @@ async def _silent_receiver(held: list[int] | None = None) -> tuple[asyncio.Serve
 
     server = await asyncio.start_server(hold, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def _beside_a_silent_receiver(
+    tmp_path: Path, held: list[int] | None = None
+) -> AsyncIterator[tuple[OutboxStore, str]]:
+    """An outbox on a SQLite file in ``tmp_path``, and the URL of a ``_silent_receiver``."""
+    server, port = await _silent_receiver(held)
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
+    assert isinstance(store, SqlStateStore)
+    async with server, store:
+        yield OutboxStore(store), f"http://127.0.0.1:{port}/hook"
 
 
 async def _calls(
@@ -124,12 +137,7 @@ def test_a_webhook_receiver_that_never_answers_does_not_delay_the_emails(
         sent[body] = time.monotonic()
 
     async def main() -> None:
-        server, port = await _silent_receiver()
-        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
-        assert isinstance(store, SqlStateStore)
-        async with server, store:
-            outbox = OutboxStore(store)
-            url = f"http://127.0.0.1:{port}/hook"
+        async with _beside_a_silent_receiver(tmp_path) as (outbox, url):
             await outbox.add_webhook("wh_1", url, [EMERGENCY_CALL], new_secret(), None)
             await _calls(outbox, metrics, 40, email=(EMAIL_TARGET,))
             worker = _worker(outbox, metrics, send, allowed_hosts=("127.0.0.1",))
@@ -157,12 +165,7 @@ def test_a_webhook_receiver_that_never_answers_does_not_delay_another_subscripti
     held: list[int] = []
 
     async def main() -> None:
-        server, port = await _silent_receiver(held)
-        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
-        assert isinstance(store, SqlStateStore)
-        async with server, store:
-            outbox = OutboxStore(store)
-            silent_url = f"http://127.0.0.1:{port}/hook"
+        async with _beside_a_silent_receiver(tmp_path, held) as (outbox, silent_url):
             await outbox.add_webhook("wh_silent", silent_url, [EMERGENCY_CALL], new_secret(), None)
             await outbox.add_webhook("wh_ok", healthy.url, [EMERGENCY_CALL], new_secret(), None)
             await _calls(outbox, metrics, 40)
@@ -205,12 +208,7 @@ def test_a_hanging_receivers_deliveries_claimed_first_are_given_back_for_another
     healthy = Receiver().up()
 
     async def main() -> None:
-        server, port = await _silent_receiver()
-        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", create=True)
-        assert isinstance(store, SqlStateStore)
-        async with server, store:
-            outbox = OutboxStore(store)
-            silent_url = f"http://127.0.0.1:{port}/hook"
+        async with _beside_a_silent_receiver(tmp_path) as (outbox, silent_url):
             await outbox.add_webhook("wh_silent", silent_url, [EMERGENCY_CALL], new_secret(), None)
             await _calls(outbox, metrics, 30)  # the silent receiver's, due first
             await asyncio.sleep(0.01)
