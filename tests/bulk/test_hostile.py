@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,22 @@ from tests.harness import phone_of
 
 def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
+
+
+def _gateway_is(answer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--url``'s client sends its requests to ``answer`` (an httpx mock transport's)."""
+    import httpx
+
+    from gateway.bulk import command
+
+    real = command._client
+
+    def mocked(args: object) -> httpx.AsyncClient:
+        client: httpx.AsyncClient = real(args)
+        client._transport = httpx.MockTransport(answer)
+        return client
+
+    monkeypatch.setattr(command, "_client", mocked)
 
 
 def test_a_huge_field_is_a_bad_row_and_a_monstrous_one_a_bad_file() -> None:
@@ -163,14 +180,7 @@ def test_a_gateway_that_cannot_be_reached_or_is_lost_mid_import_is_said_in_a_lin
             return httpx.Response(202, json=body | {"total": 1, "valid": 1, "rows": []})
         raise httpx.ConnectError("connection refused", request=request)
 
-    real = command._client
-
-    def mocked(args: object) -> httpx.AsyncClient:
-        client: httpx.AsyncClient = real(args)
-        client._transport = httpx.MockTransport(gone)
-        return client
-
-    monkeypatch.setattr(command, "_client", mocked)
+    _gateway_is(gone, monkeypatch)
     assert main(["import", "devices", str(fleet), *remote]) == command.EXIT_INCOMPLETE
     err = capsys.readouterr().err
     assert "0123456789abcdef" in err and "--resume 0123456789abcdef" in err, err
@@ -236,14 +246,7 @@ def test_import_url_streams_the_file_and_stops_past_the_size_limit(
         received.append(await request.aread())
         return httpx.Response(413, json={"detail": "too large"})
 
-    real = command._client
-
-    def mocked(args: object) -> httpx.AsyncClient:
-        client: httpx.AsyncClient = real(args)
-        client._transport = httpx.MockTransport(gateway)
-        return client
-
-    monkeypatch.setattr(command, "_client", mocked)
+    _gateway_is(gateway, monkeypatch)
     monkeypatch.setattr(command, "UPLOAD_PIECE", 256, raising=False)
     remote = ["--url", "http://127.0.0.1:9", "--key", "k"]
     assert _import_from_an_endless_pipe(tmp_path, *remote) == 2
@@ -285,14 +288,7 @@ def test_url_without_an_admin_key_says_so_and_a_refused_key_is_named(
     async def gateway(request: httpx.Request) -> httpx.Response:
         return httpx.Response(401, json={"detail": "The credentials are not valid."})
 
-    real = command._client
-
-    def mocked(args: object) -> httpx.AsyncClient:
-        client: httpx.AsyncClient = real(args)
-        client._transport = httpx.MockTransport(gateway)
-        return client
-
-    monkeypatch.setattr(command, "_client", mocked)
+    _gateway_is(gateway, monkeypatch)
     monkeypatch.setenv(command.KEY_ENV, "not-the-key")
     for args in (["import", "devices", str(fleet), "--dry-run"], ["export", "devices"]):
         assert main([*args, "--url", "http://127.0.0.1:9"]) == 2
