@@ -91,6 +91,19 @@ def test_a_sandbox_with_only_a_public_key_starts_and_says_no_token_can_be_minted
         assert "export KEY=" in printed
 
 
+def shell(lines: list[str]) -> subprocess.CompletedProcess[str]:
+    """``lines`` run by bash as a reader pastes them (``-euo pipefail``), in a clean
+    environment."""
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(lines)],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def exports(banner: str) -> list[str]:
     return [line.strip() for line in banner.splitlines() if line.strip().startswith("export ")]
 
@@ -260,14 +273,7 @@ def test_the_readme_walkthrough_works_verbatim(banner: str) -> None:
     assert len(steps) == len(EXPECTED), [s.splitlines()[0] for s in steps]
     for step, (fragment, check) in zip(steps, EXPECTED, strict=True):
         assert fragment in step, (fragment, step)
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", "\n".join([*pasted, step])],
-            env=clean_environment(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = shell([*pasted, step])
         assert done.returncode == 0, (step, done.stderr)
         try:
             check(done.stdout)
@@ -278,21 +284,13 @@ def test_the_readme_walkthrough_works_verbatim(banner: str) -> None:
 def test_a_token_minted_with_the_printed_secret_is_a_device_token(banner: str) -> None:
     """The banner says `dlr-gateway token --aeui ID` mints more tokens after the exports."""
     pasted = exports(banner)
-    script = "\n".join(
+    done = shell(
         [
             *pasted,
             f'T=$("{sys.executable}" -m gateway token --aeui sandbox-device-2)',
             'curl -s -o /dev/null -w "%{http_code}" '
             '$GW/v1/devices/sandbox-device-2/location -H "Authorization: Bearer $T"',
         ]
-    )
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        env=clean_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "404"  # accepted, and no location yet (a wrong token is 401)
@@ -309,20 +307,12 @@ def test_the_readmes_devices_file_imports_through_the_sandbox(banner: str, tmp_p
     fleet = tmp_path / "fleet.csv"
     fleet.write_text(example)
     pasted = exports(banner)
-    script = "\n".join(
+    done = shell(
         [
             *pasted,
             'export DLR_GATEWAY_ADMIN_KEY="$KEY"',
             f'"{sys.executable}" -m gateway import devices {fleet} --dry-run --url "$GW"',
         ]
-    )
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        env=clean_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert done.returncode == 0, (done.stdout, done.stderr)
     # As the README's sample shows it: the count, then the plan.
