@@ -23,6 +23,7 @@ from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig
 from gateway.simulator.v2 import V2Simulator, create_v2_simulator
 from gateway.store import StateStore
+from tests.bandwidth.v2.helpers import StatusReads
 from tests.harness import (
     EMPIRE_STATE,
     SPACE_NEEDLE,
@@ -360,28 +361,15 @@ def test_v2_an_order_that_fails_after_the_202_is_recorded_and_not_retried_foreve
     run(scenario())
 
 
-class _StatusReadsFail(httpx.AsyncBaseTransport):
-    """While ``failing``, the carrier answers every order-status read 503."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.failing = False
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.failing and request.url.path.endswith("/details"):
-            return httpx.Response(503, json={"errors": [{"description": "busy"}]})
-        return await self.inner.handle_async_request(request)
-
-
 def test_v2_a_move_whose_order_status_cannot_be_read_is_kept_not_undone() -> None:
     """The carrier took the move (202), then answered its status reads 503: the report
     fails (503), but the order goes on and completes. The gateway keeps the move as the
     device's desired binding, as the carrier does; it does not go back to the old place
     and mark that confirmed while the carrier holds the new one."""
-    wraps: list[_StatusReadsFail] = []
+    wraps: list[StatusReads] = []
 
     def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        wraps.append(_StatusReadsFail(inner))
+        wraps.append(StatusReads(inner, 503, "busy"))
         return wraps[0]
 
     async def scenario() -> None:
@@ -389,11 +377,11 @@ def test_v2_a_move_whose_order_status_cannot_be_read_is_kept_not_undone() -> Non
         sim = _v2_simulator(settings, order_seconds=0.3)
         async with gateway(settings, sim_app=sim, wrap=wrap) as gw:
             assert (await gw.report(report("held", WHITE_HOUSE, 0))).status_code == 200
-            wraps[0].failing = True
+            wraps[0].refused = True
             moved = await gw.report(report("held", EMPIRE_STATE, 10))
             assert moved.status_code == 503, moved.text
             await asyncio.sleep(0.4)  # the order completes at the carrier meanwhile
-            wraps[0].failing = False
+            wraps[0].refused = False
             await pipeline_of(gw).idle()
             held = V2.held(gw, "held")
             stored = await pipeline_of(gw).ledger.get("held")

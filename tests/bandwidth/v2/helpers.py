@@ -146,6 +146,23 @@ def _client(
     )
 
 
+class StatusReads(httpx.AsyncBaseTransport):
+    """``inner``, except that while ``refused`` every order-status read is answered
+    ``status`` with ``description`` (a carrier busy, or past an order's retention)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, status: int, description: str) -> None:
+        self.inner = inner
+        self.status = status
+        self.description = description
+        self.refused = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.refused and request.url.path.endswith("/details"):
+            errors = [{"description": self.description}]
+            return httpx.Response(self.status, json={"errors": errors})
+        return await self.inner.handle_async_request(request)
+
+
 def location(location_id: str = "loc1", address: Address = WHITE_HOUSE) -> Location:
     return Location(location_id=location_id, address=address)
 

@@ -28,7 +28,7 @@ from gateway.bandwidth.exchanges import RetryPolicy
 from gateway.bandwidth.v2.client import BandwidthV2Client
 from gateway.simulator import SimulatorConfig
 
-from .helpers import CAPITOL, NOWHERE, V2, endpoint, location, v2
+from .helpers import CAPITOL, NOWHERE, V2, StatusReads, endpoint, location, v2
 
 
 def _over(answer: Callable[[httpx.Request], httpx.Response], **options: Any) -> BandwidthV2Client:
@@ -606,43 +606,30 @@ def test_the_sweep_keeps_an_order_still_open_and_goes_on_to_the_next() -> None:
     asyncio.run(go())
 
 
-class _OrdersForgotten(httpx.AsyncBaseTransport):
-    """While ``forgetting``, the carrier answers every order's status read 404 (an order
-    past its retention, or not yet to be read after its 202)."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.forgetting = False
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.forgetting and request.url.path.endswith("/details"):
-            return httpx.Response(404, json={"errors": [{"description": "order not found"}]})
-        return await self.inner.handle_async_request(request)
-
-
 def test_an_order_the_carrier_does_not_know_is_pending_then_forgotten() -> None:
     """An order whose status read answers 404: the write it follows was answered "not
     found" (a report 404 for a change the carrier took), and once left open every read and
     write of its endpoint was "not found" for the life of the process (the entry never
     left). The write is pending; a later read forgets the order and reads the endpoint."""
     h = v2(order_seconds=10.0, follow_timeout=2.0)
-    forgotten = _OrdersForgotten(h.transport.inner)
+    # An order past its retention, or not yet to be read after its 202.
+    forgotten = StatusReads(h.transport.inner, 404, "order not found")
     h.transport.inner = forgotten
 
     async def go() -> None:
         await h.client.create_location(location())
         await h.client.create_location(location("loc2", CAPITOL))
-        forgotten.forgetting = True
+        forgotten.refused = True
         with pytest.raises(UpstreamPending):
             await h.client.create_endpoint(endpoint())
         await h.time.sleep(10.0)
         assert (await h.client.get_endpoint("ep1")).location_id == "loc1"
         assert h.client.open_orders == {}
-        forgotten.forgetting = False
+        forgotten.refused = False
         h.client.expect("ep1", None)
         with pytest.raises(UpstreamPending):
             await h.client.update_endpoint("ep1", endpoint(location_id="loc2"))
-        forgotten.forgetting = True
+        forgotten.refused = True
         await h.time.sleep(h.client.sweep_after)
         await h.client.settle_orders(10)
         assert h.client.open_orders == {}
