@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from gateway.cli import main
+from tests.harness import EMPIRE_STATE_ADDRESS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,15 +72,7 @@ def test_answers_match_their_documented_schemas(client: TestClient) -> None:
         # References point into components: validate against a schema that carries them.
         jsonschema.validate(response.json(), {**schema, "components": doc["components"]})
 
-    address = {
-        "houseNumber": "350",
-        "streetName": "5TH",
-        "streetSuffix": "AVE",
-        "city": "NEW YORK",
-        "stateCode": "NY",
-        "zip": "10118",
-    }
-    created = client.post("/v1/locations", json={"address": address})
+    created = client.post("/v1/locations", json={"address": EMPIRE_STATE_ADDRESS})
     check("/v1/locations", "post", created)
     check("/v1/locations", "get", client.get("/v1/locations"))
     location_id = created.json()["locationId"]
