@@ -272,6 +272,12 @@ _ADDRESS_FIELDS = tuple(f.name for f in fields(Address))
 _UNSHOWN = re.compile(f"{patterns.CONTROL.pattern}|{patterns.FORMAT.pattern}")
 
 
+def _address_text(entry: Entry) -> str:
+    """The text fields of ``entry``'s address, joined by spaces."""
+    texts = (getattr(entry.address, name) for name in _ADDRESS_FIELDS)
+    return " ".join(t for t in texts if isinstance(t, str))
+
+
 def unservable(entry: Entry) -> FieldError | None:
     """Why a stored entry fails today's checks (an older version stored it: a subnet wider
     than ``WIDEST_PREFIX``, text with invisible format characters), or ``None``."""
@@ -286,8 +292,7 @@ def unservable(entry: Entry) -> FieldError | None:
     except WiremapError as exc:
         problem = exc.errors[0]
     else:
-        texts = (getattr(entry.address, name) for name in _ADDRESS_FIELDS)
-        if not _UNSHOWN.search(" ".join(t for t in texts if isinstance(t, str))):
+        if not _UNSHOWN.search(_address_text(entry)):
             return None
         problem = FieldError("address", "must not hold control or invisible format characters")
     message = f"not served (stored before today's checks): {problem.message}"
@@ -300,8 +305,7 @@ def plain_subnet(entry: Entry) -> Network | None:
     is checked on every reload). ``None`` only means: check in full."""
     if entry.kind is not Kind.SUBNET or entry.port_id is not None:
         return None
-    texts = (getattr(entry.address, name) for name in _ADDRESS_FIELDS)
-    text = " ".join(t for t in (entry.key, entry.description, *texts) if isinstance(t, str))
+    text = " ".join((entry.key, entry.description or "", _address_text(entry)))
     if _UNSHOWN.search(text) or len(entry.description or "") > MAX_DESCRIPTION:
         return None
     if entry.location_id is not None and not patterns.LOCATION_ID.match(entry.location_id):
